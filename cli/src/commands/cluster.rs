@@ -1,0 +1,157 @@
+//! `corral cluster ...`: bootstrap a cluster, join a node to it, show its state, and create
+//! join tokens. In table mode a token is always the last line, so `tail -n1` extracts it.
+
+use anyhow::Result;
+use corral_proto::v1 as proto;
+use proto::cluster_service_client::ClusterServiceClient;
+
+use super::Context;
+use crate::args::{ClusterCommand, TokenCommand};
+use crate::endpoints::Endpoint;
+use crate::output::{self, Fields, Format, Table};
+use crate::views::{BootstrapView, ClusterStatusView, JoinView, TokenView};
+
+pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
+    match command {
+        ClusterCommand::Bootstrap { name } => bootstrap(ctx, name).await,
+        ClusterCommand::Join { peer, token } => join(ctx, peer, token).await,
+        ClusterCommand::Status => status(ctx).await,
+        ClusterCommand::Token(TokenCommand::Create { ttl }) => {
+            create_token(ctx, ttl.map_or(0, |t| t.as_secs())).await
+        }
+    }
+}
+
+async fn bootstrap(ctx: &Context, name: String) -> Result<()> {
+    // Bootstrapping acts on the node itself, so it must not fall over to another one.
+    let node = ctx.nodes.single("cluster bootstrap")?;
+    let request = proto::BootstrapRequest {
+        cluster_name: name.clone(),
+    };
+    let response = node
+        .write(|channel| {
+            let request = request.clone();
+            async move { ClusterServiceClient::new(channel).bootstrap(request).await }
+        })
+        .await?;
+    let expires_ms = response.token_expires_unix_ms;
+    let view = BootstrapView::new(name, response);
+    match ctx.format {
+        Format::Json => output::print_json(&view)?,
+        Format::Table => {
+            let fields = Fields::new()
+                .add("cluster", &view.cluster)
+                .add("node id", view.node_id.to_string())
+                .add("token expires", expiry(&view.expires, expires_ms));
+            output::print(&format!("{}{}\n", fields.render(), view.token))?;
+        }
+    }
+    Ok(())
+}
+
+async fn join(ctx: &Context, peer: Endpoint, token: String) -> Result<()> {
+    // The joining node is the one named by --endpoint; another node cannot join in its place.
+    let node = ctx.nodes.single("cluster join")?;
+    let request = proto::JoinRequest {
+        peer: peer.to_string(),
+        token,
+    };
+    let response = node
+        .write(|channel| {
+            let request = request.clone();
+            async move { ClusterServiceClient::new(channel).join(request).await }
+        })
+        .await?;
+    let view = JoinView::from(response);
+    match ctx.format {
+        Format::Json => output::print_json(&view)?,
+        Format::Table => output::print(&format!(
+            "joined cluster {} as node {} ({})\n",
+            view.cluster, view.node_id, view.role
+        ))?,
+    }
+    Ok(())
+}
+
+async fn status(ctx: &Context) -> Result<()> {
+    let request = proto::StatusRequest { stale: ctx.stale };
+    let status = ctx
+        .nodes
+        .read(|channel| async move { ClusterServiceClient::new(channel).status(request).await })
+        .await?;
+    let view = ClusterStatusView::from(status);
+    match ctx.format {
+        Format::Json => output::print_json(&view)?,
+        Format::Table => output::print(&status_table(&view))?,
+    }
+    Ok(())
+}
+
+fn status_table(view: &ClusterStatusView) -> String {
+    let leader = match view.members.iter().find(|m| m.id == view.leader_id) {
+        _ if view.leader_id == 0 => "none known".to_string(),
+        Some(m) => format!("{} ({})", m.id, m.name),
+        None => view.leader_id.to_string(),
+    };
+    let fields = Fields::new()
+        .add("cluster", &view.cluster)
+        .add("leader", leader)
+        .add("term", view.term.to_string())
+        .add("this node", view.this_node_id.to_string())
+        .add("last applied", view.last_applied.to_string());
+
+    let mut members = Table::new(&["ID", "NAME", "ADDRESS", "ROLE", "REACHABLE"]);
+    for m in &view.members {
+        let role = if m.id == view.leader_id {
+            format!("{} (leader)", m.role)
+        } else {
+            m.role.clone()
+        };
+        let reachable = if m.reachable { "yes" } else { "no" };
+        members.row(vec![
+            m.id.to_string(),
+            m.name.clone(),
+            m.address.clone(),
+            role,
+            reachable.to_string(),
+        ]);
+    }
+    format!("{}\n{}", fields.render(), members.render())
+}
+
+async fn create_token(ctx: &Context, ttl_seconds: u64) -> Result<()> {
+    let request = proto::CreateTokenRequest { ttl_seconds };
+    let response = ctx
+        .nodes
+        .write(|channel| async move {
+            ClusterServiceClient::new(channel)
+                .create_token(request)
+                .await
+        })
+        .await?;
+    let expires_ms = response.expires_unix_ms;
+    let view = TokenView::from(response);
+    match ctx.format {
+        Format::Json => output::print_json(&view)?,
+        Format::Table => {
+            let fields = Fields::new().add("expires", expiry(&view.expires, expires_ms));
+            output::print(&format!("{}{}\n", fields.render(), view.token))?;
+        }
+    }
+    Ok(())
+}
+
+/// "2026-11-23T04:10:00.000Z (in 24h)".
+fn expiry(rfc3339: &str, unix_ms: i64) -> String {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let left_s = unix_ms.saturating_sub(now_ms) / 1000;
+    if left_s <= 0 {
+        return format!("{rfc3339} (expired)");
+    }
+    // Whole minutes are precise enough and read better than "23h 59m 59s".
+    let minutes = u64::try_from((left_s + 30) / 60).unwrap_or(0).max(1);
+    format!(
+        "{rfc3339} (in {})",
+        humantime::format_duration(std::time::Duration::from_secs(minutes * 60))
+    )
+}

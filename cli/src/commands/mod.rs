@@ -1,0 +1,34 @@
+//! One module per command group; each sends its requests through `Nodes` and prints through
+//! `output`. Nothing here decides which node to talk to or how errors look on stderr.
+
+mod cluster;
+mod events;
+mod host;
+mod vm;
+
+use anyhow::Result;
+
+use crate::args::{Cli, Command};
+use crate::connect::Nodes;
+use crate::output::Format;
+
+/// What every command needs besides its own arguments.
+pub struct Context {
+    pub nodes: Nodes,
+    pub format: Format,
+    pub stale: bool,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let ctx = Context {
+        nodes: Nodes::new(cli.global.endpoint),
+        format: cli.global.output,
+        stale: cli.global.stale,
+    };
+    match cli.command {
+        Command::Cluster(command) => cluster::run(&ctx, command).await,
+        Command::Vm(command) => vm::run(&ctx, command).await,
+        Command::Host(command) => host::run(&ctx, command).await,
+        Command::Events(args) => events::run(&ctx, args).await,
+    }
+}

@@ -1,0 +1,303 @@
+//! Reaching the cluster: tries each `--endpoint` in order and moves on only when a node could
+//! not be reached. It never sends a write to a second node once the first may have received
+//! it, and it treats the server's own refusals (NotFound, InvalidArgument, ...) as answers.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use tonic::transport::{Channel, Endpoint as Transport};
+use tonic::{Code, ConnectError, Response, Status, TimeoutExpired};
+
+use crate::endpoints::{Endpoint, Endpoints};
+
+/// How long to wait for a TCP connection before trying the next node.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a unary request may take, including a linearizable read through the leader.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Streams have no deadline; HTTP/2 pings notice a node that stopped answering.
+const STREAM_PING_INTERVAL: Duration = Duration::from_secs(10);
+const STREAM_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a request may be sent again to another node after the first may have received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Read,
+    Write,
+}
+
+/// Opens a channel to one node. The error is a short reason such as "connection refused".
+pub async fn connect(endpoint: &Endpoint, deadline: Option<Duration>) -> Result<Channel, String> {
+    let transport = Transport::from_shared(endpoint.uri())
+        .map_err(|e| short_reason(&e))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let transport = match deadline {
+        Some(deadline) => transport.timeout(deadline),
+        None => transport
+            .http2_keep_alive_interval(STREAM_PING_INTERVAL)
+            .keep_alive_timeout(STREAM_PING_TIMEOUT)
+            .keep_alive_while_idle(true),
+    };
+    // The connect timeout covers TCP only; this one also covers the HTTP/2 handshake.
+    match tokio::time::timeout(2 * CONNECT_TIMEOUT, transport.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(short_reason(&e)),
+        Err(_) => Err("connection timed out".to_string()),
+    }
+}
+
+/// How a call that returned an error status went wrong.
+pub enum Failure {
+    /// The request never left this process: the node could not be reached.
+    NotSent(String),
+    /// The request may have reached the node, but no answer came back.
+    Lost(String),
+    /// The node answered that it cannot serve requests now.
+    Unavailable,
+    /// The node answered; the status is the answer.
+    Answer,
+}
+
+impl Failure {
+    pub fn of(status: &Status) -> Failure {
+        // Statuses the server sent carry no source; those tonic made up locally do.
+        let Some(source) = StdError::source(status) else {
+            return match status.code() {
+                Code::Unavailable => Failure::Unavailable,
+                _ => Failure::Answer,
+            };
+        };
+        if chain(source).any(|e| e.is::<ConnectError>()) {
+            Failure::NotSent(short_reason(source))
+        } else if chain(source).any(|e| e.is::<TimeoutExpired>()) {
+            Failure::Lost(format!(
+                "no answer within {}",
+                humantime::format_duration(REQUEST_TIMEOUT)
+            ))
+        } else {
+            Failure::Lost(short_reason(source))
+        }
+    }
+}
+
+/// The error for a status the server sent: its message alone, as the server phrased it.
+pub fn answer(status: Status) -> anyhow::Error {
+    match status.message() {
+        "" => anyhow!("the server answered {:?} without a message", status.code()),
+        message => anyhow!("{message}"),
+    }
+}
+
+/// The nodes of `--endpoint`, and the policy for moving from one to the next.
+pub struct Nodes {
+    endpoints: Endpoints,
+}
+
+/// What one endpoint made of a call.
+enum Attempt<T> {
+    Done(Result<T>),
+    /// Try the next endpoint after warning; `error` is what to report if there is none.
+    Next {
+        warning: String,
+        error: anyhow::Error,
+    },
+}
+
+impl Nodes {
+    pub fn new(endpoints: Endpoints) -> Self {
+        Nodes { endpoints }
+    }
+
+    /// The one node `--endpoint` names, for commands that act on that node itself (bootstrap,
+    /// join): falling over to another node would change the wrong one.
+    pub fn single(&self, command: &str) -> Result<Nodes> {
+        match self.endpoints.len() {
+            1 => Ok(Nodes::new(self.endpoints.clone())),
+            _ => bail!("--endpoint: {command} acts on one node; give exactly one address"),
+        }
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Runs a request that changes nothing; any node may be asked again if one fails.
+    pub async fn read<T, F, Fut>(&self, rpc: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let (_, answer) = self
+            .call(Effect::Read, Some(REQUEST_TIMEOUT), 0, rpc)
+            .await?;
+        Ok(answer)
+    }
+
+    /// Runs a request that changes state; it moves to another node only if it was never sent.
+    pub async fn write<T, F, Fut>(&self, rpc: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let (_, answer) = self
+            .call(Effect::Write, Some(REQUEST_TIMEOUT), 0, rpc)
+            .await?;
+        Ok(answer)
+    }
+
+    /// Opens a read-only server stream, trying the endpoints from the `first`-th on and
+    /// wrapping around. Returns the index of the endpoint that answered, so that a broken
+    /// stream can be resumed on the next one.
+    pub async fn open_stream<T, F, Fut>(&self, first: usize, rpc: F) -> Result<(usize, T)>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.call(Effect::Read, None, first, rpc).await
+    }
+
+    async fn call<T, F, Fut>(
+        &self,
+        effect: Effect,
+        deadline: Option<Duration>,
+        first: usize,
+        mut rpc: F,
+    ) -> Result<(usize, T)>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let count = self.endpoints.len();
+        for (tried, (i, endpoint)) in self.endpoints.rotated(first).enumerate() {
+            match attempt(endpoint, effect, deadline, &mut rpc).await {
+                Attempt::Done(result) => return result.map(|answer| (i, answer)),
+                Attempt::Next { error, .. } if tried + 1 == count => return Err(error),
+                Attempt::Next { warning, .. } => eprintln!("warning: {warning}"),
+            }
+        }
+        bail!("no endpoint given")
+    }
+}
+
+async fn attempt<T, F, Fut>(
+    endpoint: &Endpoint,
+    effect: Effect,
+    deadline: Option<Duration>,
+    rpc: &mut F,
+) -> Attempt<T>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
+    let unreachable = |reason: String| {
+        let text = format!("could not reach {endpoint}: {reason}");
+        Attempt::Next {
+            warning: text.clone(),
+            error: anyhow!(text),
+        }
+    };
+    let channel = match connect(endpoint, deadline).await {
+        Ok(channel) => channel,
+        Err(reason) => return unreachable(reason),
+    };
+    let status = match rpc(channel).await {
+        Ok(response) => return Attempt::Done(Ok(response.into_inner())),
+        Err(status) => status,
+    };
+    match (Failure::of(&status), effect) {
+        (Failure::NotSent(reason), _) | (Failure::Lost(reason), Effect::Read) => {
+            unreachable(reason)
+        }
+        (Failure::Lost(reason), Effect::Write) => Attempt::Done(Err(anyhow!(
+            "{endpoint}: {reason}; the change may or may not have been applied"
+        ))),
+        (Failure::Unavailable, Effect::Read) => Attempt::Next {
+            warning: format!("{endpoint} could not answer: {}", status.message()),
+            error: answer(status),
+        },
+        (Failure::Unavailable | Failure::Answer, _) => Attempt::Done(Err(answer(status))),
+    }
+}
+
+fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |&e| e.source())
+}
+
+/// A few words on why a connection failed, from the deepest cause that says something:
+/// "connection refused" rather than "transport error".
+pub fn short_reason(error: &(dyn StdError + 'static)) -> String {
+    if let Some(io) = chain(error).find_map(|e| e.downcast_ref::<io::Error>()) {
+        return describe_io(io);
+    }
+    let deepest = chain(error).last().unwrap_or(error);
+    deepest.to_string()
+}
+
+fn describe_io(error: &io::Error) -> String {
+    use io::ErrorKind::*;
+    let text = match error.kind() {
+        ConnectionRefused => "connection refused",
+        ConnectionReset => "connection reset",
+        ConnectionAborted => "connection aborted",
+        TimedOut => "connection timed out",
+        HostUnreachable => "host unreachable",
+        NetworkUnreachable => "network unreachable",
+        AddrNotAvailable => "address not available",
+        BrokenPipe => "connection closed",
+        _ => return strip_os_error(&error.to_string()),
+    };
+    text.to_string()
+}
+
+/// "Name or service not known (os error -2)" -> "Name or service not known".
+fn strip_os_error(text: &str) -> String {
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_statuses_are_answers() {
+        assert!(matches!(
+            Failure::of(&Status::not_found("no VM named web9")),
+            Failure::Answer
+        ));
+        assert!(matches!(
+            Failure::of(&Status::unavailable("no leader")),
+            Failure::Unavailable
+        ));
+    }
+
+    #[test]
+    fn connect_errors_were_never_sent() {
+        let io = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let status = Status::from_error(Box::new(ConnectError(Box::new(io))));
+        match Failure::of(&status) {
+            Failure::NotSent(reason) => assert_eq!(reason, "connection refused"),
+            _ => panic!("a connect error must count as not sent"),
+        }
+    }
+
+    #[test]
+    fn timeouts_may_have_been_received() {
+        let status = Status::from_error(Box::new(TimeoutExpired(())));
+        assert!(matches!(Failure::of(&status), Failure::Lost(_)));
+    }
+
+    #[test]
+    fn os_error_numbers_are_dropped() {
+        assert_eq!(
+            strip_os_error("Name or service not known (os error -2)"),
+            "Name or service not known"
+        );
+    }
+}

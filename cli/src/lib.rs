@@ -1,0 +1,11 @@
+//! The `corral` command line: parses arguments, talks to the cluster over gRPC, prints results.
+//! Library so that its pieces (size parsing, JSON shapes) can be tested and reused; `main`
+//! only turns the outcome into stderr lines and an exit code.
+
+pub mod args;
+pub mod commands;
+pub mod connect;
+pub mod endpoints;
+pub mod output;
+pub mod size;
+pub mod views;

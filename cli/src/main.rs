@@ -1,0 +1,65 @@
+//! Entry point of `corral`: parse the command line, run the command, and report failure as
+//! exactly one `error: ...` line on stderr with exit code 1. Never a panic or a debug dump.
+
+use std::error::Error as StdError;
+use std::io;
+use std::process::ExitCode;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::Parser;
+use corral_cli::args::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(corral_cli::commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`corral events --follow | head`) is not a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// A value our parsers refused is reported as `error: --flag: <rule>`; every other usage
+/// error keeps clap's own text and exit code, as do --help and --version.
+fn usage_error(error: clap::Error) -> ExitCode {
+    if error.kind() == ErrorKind::ValueValidation {
+        if let (Some(flag), Some(rule)) = (refused_flag(&error), error.source()) {
+            return fail(&format!("{flag}: {rule}"));
+        }
+    }
+    let code = error.exit_code();
+    // Printing help or an error to a closed stream has nothing left to report to.
+    let _ = error.print();
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
+}
+
+/// "--memory" out of clap's "--memory <SIZE>".
+fn refused_flag(error: &clap::Error) -> Option<String> {
+    match error.get(ContextKind::InvalidArg)? {
+        ContextValue::String(arg) => arg.split_whitespace().next().map(str::to_string),
+        _ => None,
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<io::Error>())
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}

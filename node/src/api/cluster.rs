@@ -1,0 +1,108 @@
+//! ClusterService: bootstrap, join, status and join tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto::cluster_service_server::ClusterService;
+use corral_proto::raft_service_client::RaftServiceClient;
+use corral_proto::*;
+use corral_raft::command::Op;
+use corral_raft::ClusterError;
+use futures::future::join_all;
+use tonic::{Request, Response, Status};
+
+use super::status;
+use crate::node::{now_ms, Node, DEFAULT_TOKEN_TTL_MS};
+use crate::token;
+
+const PING_TIMEOUT: Duration = Duration::from_millis(700);
+const MAX_TOKEN_TTL_S: u64 = 30 * 24 * 3600;
+
+pub struct Api(pub Arc<Node>);
+
+#[tonic::async_trait]
+impl ClusterService for Api {
+    async fn bootstrap(&self, req: Request<BootstrapRequest>) -> Result<Response<BootstrapResponse>, Status> {
+        let name = req.into_inner().cluster_name;
+        let (node_id, token, expires) = self.0.bootstrap(&name).await.map_err(status)?;
+        Ok(Response::new(BootstrapResponse { node_id, token, token_expires_unix_ms: expires }))
+    }
+
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let JoinRequest { peer, token } = req.into_inner();
+        if peer.trim().is_empty() {
+            return Err(status(ClusterError::invalid("peer", "must be the address of a cluster member")));
+        }
+        if token.trim().is_empty() {
+            return Err(status(ClusterError::invalid("token", "must not be empty")));
+        }
+        let (node_id, cluster_name, voter) = self.0.join(peer.trim(), &token).await.map_err(status)?;
+        let role = if voter { "voter" } else { "learner" }.to_string();
+        Ok(Response::new(JoinResponse { node_id, cluster_name, role }))
+    }
+
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+        let stale = req.into_inner().stale;
+        let cluster = self
+            .0
+            .read(stale, |s| s.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default())
+            .await
+            .map_err(status)?;
+        let parts = self.0.parts().map_err(status)?;
+        let metrics = parts.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: Vec<_> = membership.voter_ids().collect();
+        let probes = membership.nodes().map(|(id, info)| {
+            let node = self.0.clone();
+            let (id, info, this) = (*id, info.clone(), parts.id);
+            let voter = voters.contains(&id);
+            async move {
+                let reachable = id == this || ping(&node, &info.address).await;
+                Member {
+                    id,
+                    name: info.name,
+                    address: info.address,
+                    role: if voter { "voter" } else { "learner" }.into(),
+                    reachable,
+                }
+            }
+        });
+        let members = join_all(probes).await;
+        Ok(Response::new(ClusterStatus {
+            cluster,
+            leader_id: metrics.current_leader.unwrap_or(0),
+            term: metrics.current_term,
+            members,
+            last_applied: metrics.last_applied.map_or(0, |l| l.index),
+            this_node_id: parts.id,
+            snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+            purged_index: metrics.purged.map_or(0, |l| l.index),
+        }))
+    }
+
+    async fn create_token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
+        let ttl_s = req.into_inner().ttl_seconds;
+        if ttl_s > MAX_TOKEN_TTL_S {
+            return Err(status(ClusterError::invalid("ttl", format!("must be at most 30 days (got {ttl_s} s)"))));
+        }
+        let ttl_ms = if ttl_s == 0 { DEFAULT_TOKEN_TTL_MS } else { ttl_s as i64 * 1000 };
+        let token = token::generate();
+        // The leader stamps its own clock on the command; the expiry is relative to ours,
+        // which is close enough for a lifetime measured in minutes or more.
+        let expires_ms = now_ms() + ttl_ms;
+        self.0
+            .write(None, Op::AddToken { token_hash: token::hash(&token), expires_ms })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(CreateTokenResponse { token, expires_unix_ms: expires_ms }))
+    }
+}
+
+async fn ping(node: &Node, address: &str) -> bool {
+    let Ok(channel) = node.network.channel(address) else { return false };
+    let mut req = Request::new(PingRequest {});
+    req.set_timeout(PING_TIMEOUT);
+    tokio::time::timeout(PING_TIMEOUT, RaftServiceClient::new(channel).ping(req))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}

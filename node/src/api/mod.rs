@@ -1,0 +1,78 @@
+//! The gRPC surface of a node: the public services the CLI uses and the internal Raft
+//! service. Handlers validate input, then call `Node`; domain errors become gRPC statuses in
+//! exactly one place (`status`).
+
+mod cluster;
+mod events;
+mod hosts;
+mod raft_rpc;
+mod vms;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use corral_proto::cluster_service_server::ClusterServiceServer;
+use corral_proto::event_service_server::EventServiceServer;
+use corral_proto::host_service_server::HostServiceServer;
+use corral_proto::raft_service_server::RaftServiceServer;
+use corral_proto::vm_service_server::VmServiceServer;
+use corral_raft::ClusterError;
+use tonic::{Code, Status};
+use uuid::Uuid;
+
+use crate::node::Node;
+
+/// The metadata key a client sets on writes it may retry; the cluster applies a write with
+/// a given id at most once.
+pub const REQUEST_ID_HEADER: &str = "corral-request-id";
+
+pub fn status(e: ClusterError) -> Status {
+    let code = match &e {
+        ClusterError::NotFound(_) => Code::NotFound,
+        ClusterError::AlreadyExists(_) => Code::AlreadyExists,
+        ClusterError::InvalidArgument { .. } => Code::InvalidArgument,
+        ClusterError::FailedPrecondition(_) => Code::FailedPrecondition,
+        ClusterError::PermissionDenied(_) => Code::PermissionDenied,
+        ClusterError::Unavailable(_) | ClusterError::Unreachable(_) => Code::Unavailable,
+        ClusterError::Internal(_) => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// The request id of a retryable write, if the client sent one.
+fn request_id<T>(req: &tonic::Request<T>) -> Result<Option<Uuid>, Status> {
+    match req.metadata().get(REQUEST_ID_HEADER) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .map(Some)
+            .ok_or_else(|| Status::invalid_argument(format!("{REQUEST_ID_HEADER}: must be a UUID"))),
+    }
+}
+
+pub async fn serve(node: Arc<Node>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(ClusterServiceServer::new(cluster::Api(node.clone())))
+        .add_service(HostServiceServer::new(hosts::Api(node.clone())))
+        .add_service(VmServiceServer::new(vms::Api(node.clone())))
+        .add_service(EventServiceServer::new(events::Api(node.clone())))
+        .add_service(
+            RaftServiceServer::new(raft_rpc::Api(node))
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}

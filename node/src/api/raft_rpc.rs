@@ -1,0 +1,58 @@
+//! The internal service between nodes: openraft's three RPCs, forwarding of leader-only
+//! requests, and a ping for reachability. Payloads are codec-encoded openraft types.
+
+use std::sync::Arc;
+
+use corral_proto::raft_service_server::RaftService;
+use corral_proto::{PingRequest, PingResponse, RaftPayload};
+use corral_raft::forward::{ForwardResult, Forwarded};
+use corral_raft::network::{decode, payload};
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+
+pub struct Api(pub Arc<Node>);
+
+fn reply<T: Serialize>(v: &T) -> Result<Response<RaftPayload>, Status> {
+    payload(v).map(Response::new).map_err(Status::internal)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
+    decode(&req.into_inner().data).map_err(Status::invalid_argument)
+}
+
+#[tonic::async_trait]
+impl RaftService for Api {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let raft = &self.0.parts().map_err(super::status)?.raft;
+        reply(&raft.append_entries(parse(req)?).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let raft = &self.0.parts().map_err(super::status)?.raft;
+        reply(&raft.vote(parse(req)?).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let raft = &self.0.parts().map_err(super::status)?.raft;
+        reply(&raft.install_snapshot(parse(req)?).await)
+    }
+
+    async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let Forwarded { hops, request } = parse(req)?;
+        let result: ForwardResult = self.0.route(request, hops).await;
+        reply(&result)
+    }
+
+    async fn ping(&self, _req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        let (node_id, leader_id, term) = match self.0.parts() {
+            Ok(p) => {
+                let m = p.raft.metrics().borrow().clone();
+                (p.id, m.current_leader.unwrap_or(0), m.current_term)
+            }
+            Err(_) => (0, 0, 0),
+        };
+        Ok(Response::new(PingResponse { node_id, leader_id, term }))
+    }
+}

@@ -1,0 +1,189 @@
+//! corrald's settings: command-line flags over a TOML file (`--config`) over defaults.
+//! Every setting has one name, used both as a flag (`--snapshot-every`) and as a TOML key
+//! (`snapshot_every`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7001";
+
+#[derive(Debug, Parser, Default)]
+#[command(name = "corrald", version, about = "The Corral daemon: one per KVM host")]
+pub struct Args {
+    /// TOML file with any of the settings below (flags win over the file).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This host's name in the cluster (default: the machine's hostname).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address of the gRPC listener, for the CLI and for other nodes [default: 127.0.0.1:7001].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes dial to reach this one [default: the listen address].
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Where the Raft log, snapshots and node identity are kept [default: /var/lib/corral].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The hypervisor this host drives [default: qemu:///system].
+    #[arg(long)]
+    pub libvirt_uri: Option<String>,
+    /// Voters the cluster keeps when this node bootstraps it: 3 or 5 [default: 3].
+    #[arg(long)]
+    pub voters: Option<u8>,
+    /// Take a state-machine snapshot every N log entries and purge the log behind it [default: 1000].
+    #[arg(long)]
+    pub snapshot_every: Option<u64>,
+    /// Log entries kept behind a snapshot for followers that lag a little [default: 200].
+    #[arg(long)]
+    pub keep_logs: Option<u64>,
+    /// Raft heartbeat interval in milliseconds [default: 100].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Lower bound of the Raft election timeout in milliseconds [default: 300].
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    name: Option<String>,
+    listen: Option<SocketAddr>,
+    advertise: Option<String>,
+    data_dir: Option<PathBuf>,
+    libvirt_uri: Option<String>,
+    voters: Option<u8>,
+    snapshot_every: Option<u64>,
+    keep_logs: Option<u64>,
+    heartbeat_ms: Option<u64>,
+    election_timeout_ms: Option<u64>,
+}
+
+/// The settings in force, after merging.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub libvirt_uri: String,
+    pub voters: u8,
+    pub snapshot_every: u64,
+    pub keep_logs: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("config file {path} is not valid")]
+    Parse { path: PathBuf, #[source] source: toml::de::Error },
+    #[error("{setting}: {rule}")]
+    Invalid { setting: &'static str, rule: String },
+}
+
+impl Config {
+    pub fn load(args: Args) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default listen address parses"));
+        let advertise = match args.advertise.or(file.advertise) {
+            Some(a) => a,
+            None if listen.ip().is_unspecified() => {
+                return Err(ConfigError::Invalid {
+                    setting: "advertise",
+                    rule: format!("must be given when listening on {listen} (other nodes need a routable address)"),
+                })
+            }
+            None => listen.to_string(),
+        };
+        let name = match args.name.or(file.name) {
+            Some(n) => n,
+            None => hostname(),
+        };
+        corral_raft::validate::name("name", &name)
+            .map_err(|e| ConfigError::Invalid { setting: "name", rule: e.to_string() })?;
+        let voters = args.voters.or(file.voters).unwrap_or(3);
+        if voters != 3 && voters != 5 {
+            return Err(ConfigError::Invalid { setting: "voters", rule: format!("must be 3 or 5 (got {voters})") });
+        }
+        let snapshot_every = args.snapshot_every.or(file.snapshot_every).unwrap_or(1000);
+        if snapshot_every == 0 {
+            return Err(ConfigError::Invalid { setting: "snapshot_every", rule: "must be at least 1".into() });
+        }
+        let heartbeat_ms = args.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100);
+        let election_timeout_ms = args.election_timeout_ms.or(file.election_timeout_ms).unwrap_or(300);
+        if heartbeat_ms == 0 || election_timeout_ms <= heartbeat_ms * 2 {
+            return Err(ConfigError::Invalid {
+                setting: "election_timeout_ms",
+                rule: format!("must be more than twice heartbeat_ms ({heartbeat_ms})"),
+            });
+        }
+        Ok(Config {
+            name,
+            listen,
+            advertise,
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/corral")),
+            libvirt_uri: args.libvirt_uri.or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into()),
+            voters,
+            snapshot_every,
+            keep_logs: args.keep_logs.or(file.keep_logs).unwrap_or(200),
+            heartbeat_ms,
+            election_timeout_ms,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "corral".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corrald.toml");
+        std::fs::write(&path, "name = \"from-file\"\nlisten = \"127.0.0.1:7100\"\nsnapshot_every = 50\n").unwrap();
+        let args = Args { config: Some(path), name: Some("from-flag".into()), ..Default::default() };
+        let c = Config::load(args).unwrap();
+        assert_eq!(c.name, "from-flag");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7100");
+        assert_eq!(c.advertise, "127.0.0.1:7100");
+        assert_eq!(c.snapshot_every, 50);
+        assert_eq!(c.voters, 3);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "nmae = \"x\"\n").unwrap();
+        let err = Config::load(Args { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().starts_with("config file"), "{err}");
+        let err = Config::load(Args { name: Some("h".into()), voters: Some(4), ..Default::default() }).unwrap_err();
+        assert_eq!(err.to_string(), "voters: must be 3 or 5 (got 4)");
+        let args = Args { name: Some("h".into()), listen: Some("0.0.0.0:7001".parse().unwrap()), ..Default::default() };
+        assert!(Config::load(args).unwrap_err().to_string().starts_with("advertise:"));
+    }
+}

@@ -1,0 +1,44 @@
+//! Records "host X is the new leader (term N)" in the event log each time this node wins an
+//! election, so operators see failovers in `corral events`. It writes only as leader and
+//! only for its own term; a lost race is harmless because apply ignores repeats.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_raft::command::Op;
+use corral_raft::typ::{Raft, StateHandle};
+use corral_raft::NodeId;
+use openraft::ServerState;
+
+use crate::node::Node;
+
+pub async fn record_leader_changes(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
+    let mut metrics = raft.metrics();
+    let mut recorded_term = 0u64;
+    loop {
+        let (is_leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.state == ServerState::Leader, m.current_term)
+        };
+        let bootstrapped = state.read(|s| s.cluster.is_some());
+        if is_leader && bootstrapped && term != recorded_term {
+            match node.write(None, Op::LeaderElected { id, term }).await {
+                Ok(_) => {
+                    tracing::info!(term, "this node is the leader");
+                    recorded_term = term;
+                }
+                Err(e) => {
+                    tracing::debug!("could not record leadership yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
+        // Bootstrap happens after this node already leads; wake on applies as well.
+        let mut applied = state.subscribe();
+        tokio::select! {
+            r = metrics.changed() => if r.is_err() { return },
+            r = applied.changed(), if is_leader && !bootstrapped => if r.is_err() { return },
+        }
+    }
+}

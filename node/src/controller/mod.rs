@@ -1,0 +1,16 @@
+//! Leader controllers: tasks that act only while this node leads, decide from the replicated
+//! state, and write commands. A new leader starts them afresh; they keep nothing that
+//! matters in memory.
+
+mod leadership;
+
+use std::sync::Arc;
+
+use corral_raft::typ::{Raft, StateHandle};
+use corral_raft::NodeId;
+
+use crate::node::Node;
+
+pub fn spawn(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
+    tokio::spawn(leadership::record_leader_changes(node, raft, state, id));
+}

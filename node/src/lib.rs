@@ -1,0 +1,9 @@
+//! corrald as a library: the daemon's parts, so that the binary stays a thin `main` and tests
+//! can reach the pieces.
+
+pub mod agent;
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod node;
+pub mod token;

@@ -1,0 +1,54 @@
+//! corrald: parses settings, opens the data dir, serves gRPC until SIGTERM or Ctrl-C, then
+//! shuts Raft down and flushes the store so a restart finds everything committed.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use corral_node::config::{Args, Config};
+use corral_node::{agent, api, node::Node};
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn,sled=warn,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corrald: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = Config::load(args)?;
+    let facts = agent::libvirt::host_facts(&config.libvirt_uri).await?;
+    let listener = api::bind(config.listen).await?;
+    tracing::info!(name = %config.name, listen = %config.listen, data_dir = %config.data_dir.display(),
+        libvirt = %config.libvirt_uri, cpus = facts.cpus, memory_mib = facts.memory_mib, "corrald starting");
+    let node = Node::open(config, facts).await?;
+    let mut term = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    api::serve(node.clone(), listener, shutdown).await?;
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

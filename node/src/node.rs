@@ -1,0 +1,414 @@
+//! One corrald: its identity, its store, its Raft instance (made at bootstrap or join, or at
+//! start-up when the data dir already holds an identity), and the few operations the API
+//! layer builds on: write through the leader, read linearizably, bootstrap, join, admit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_raft::command::{NewHost, Op, Outcome};
+use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
+use corral_raft::model::HostFacts;
+use corral_raft::network::Network;
+use corral_raft::typ::{ClientWriteError, Raft, RaftError, StateHandle};
+use corral_raft::{ClusterError, ClusterState, Command, NodeId, NodeInfo, Reply};
+use corral_storage::Store;
+use openraft::error::ForwardToLeader;
+use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use tokio::sync::{Mutex, OnceCell};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::token;
+
+const LOCAL_NODE_ID: &str = "node_id";
+/// How long a request waits for a leader to exist (elections take well under a second).
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_WAIT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
+/// sled's page cache: small, so an idle node stays small.
+const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+pub struct Node {
+    pub config: Config,
+    pub facts: HostFacts,
+    store: Store,
+    pub network: Network,
+    raft: OnceCell<RaftParts>,
+    /// Serializes membership changes on the leader: openraft allows one at a time.
+    admit_lock: Mutex<()>,
+}
+
+#[derive(Clone)]
+pub struct RaftParts {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub state: StateHandle,
+}
+
+impl Node {
+    pub async fn open(config: Config, facts: HostFacts) -> anyhow::Result<Arc<Node>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+        let store = Store::open(&config.data_dir, STORE_CACHE_BYTES)?;
+        let node = Arc::new(Node {
+            config,
+            facts,
+            store,
+            network: Network::new(),
+            raft: OnceCell::new(),
+            admit_lock: Mutex::new(()),
+        });
+        if let Some(bytes) = node.store.get_local(LOCAL_NODE_ID)? {
+            let id = u64::from_be_bytes(
+                bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("the stored node id is corrupt"))?,
+            );
+            node.start_raft(id).await?;
+            tracing::info!(node_id = id, "resumed from the data dir");
+        } else {
+            tracing::info!("no identity in the data dir: waiting for `cluster bootstrap` or `cluster join`");
+        }
+        Ok(node)
+    }
+
+    /// Creates this node's Raft instance under `id`; once per process.
+    async fn start_raft(self: &Arc<Self>, id: NodeId) -> Result<&RaftParts, ClusterError> {
+        self.raft
+            .get_or_try_init(|| async {
+                let c = &self.config;
+                let raft_config = openraft::Config {
+                    cluster_name: "corral".into(),
+                    heartbeat_interval: c.heartbeat_ms,
+                    election_timeout_min: c.election_timeout_ms,
+                    election_timeout_max: c.election_timeout_ms * 2,
+                    snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every),
+                    max_in_snapshot_log_to_keep: c.keep_logs,
+                    install_snapshot_timeout: 2000,
+                    ..Default::default()
+                }
+                .validate()
+                .map_err(|e| ClusterError::Internal(format!("bad Raft settings: {e}")))?;
+                let internal = |e: corral_storage::Error| ClusterError::Internal(e.to_string());
+                let log = self.store.log_store().map_err(internal)?;
+                let sm = self.store.state_machine::<_, ClusterState>().map_err(internal)?;
+                let state = sm.handle();
+                let raft = Raft::new(id, Arc::new(raft_config), self.network.clone(), log, sm)
+                    .await
+                    .map_err(|e| ClusterError::Internal(format!("cannot start Raft: {e}")))?;
+                crate::controller::spawn(self.clone(), raft.clone(), state.clone(), id);
+                Ok(RaftParts { id, raft, state })
+            })
+            .await
+    }
+
+    pub fn parts(&self) -> Result<&RaftParts, ClusterError> {
+        self.raft.get().ok_or_else(|| {
+            ClusterError::FailedPrecondition(
+                "this node is not part of a cluster yet: run `corral cluster bootstrap` or `corral cluster join`"
+                    .into(),
+            )
+        })
+    }
+
+    pub fn state(&self) -> Result<&StateHandle, ClusterError> {
+        Ok(&self.parts()?.state)
+    }
+
+    /// Reads the local state after making it linearizable (unless `stale`).
+    pub async fn read<T>(&self, stale: bool, f: impl FnOnce(&ClusterState) -> T) -> Result<T, ClusterError> {
+        let parts = self.parts()?;
+        if !stale {
+            self.read_barrier(parts).await?;
+        }
+        Ok(parts.state.read(f))
+    }
+
+    async fn read_barrier(&self, parts: &RaftParts) -> Result<(), ClusterError> {
+        match self.route(LeaderRequest::ReadIndex, 0).await? {
+            LeaderResponse::ReadIndex(index) => wait_applied(parts, index).await,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Proposes `op` through the leader and returns what applying it produced.
+    pub async fn write(&self, request_id: Option<Uuid>, op: Op) -> Result<Outcome, ClusterError> {
+        match self.route(LeaderRequest::Write { request_id, op }, 0).await? {
+            LeaderResponse::Written(Reply(r)) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs `req` on the leader: here when this node leads, else handed to the leader, unless
+    /// it was handed on `MAX_HOPS` times already. When the leader cannot even be connected to
+    /// (it died), waits for the next leader and hands it there instead.
+    pub async fn route(&self, req: LeaderRequest, hops: u8) -> Result<LeaderResponse, ClusterError> {
+        let parts = self.parts()?;
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut failed: Option<(NodeId, u64)> = None;
+        loop {
+            let (leader, term) = self.wait_for_leader(parts, deadline, failed).await?;
+            if leader == parts.id {
+                return self.leader_only(req, hops).await;
+            }
+            if hops >= MAX_HOPS {
+                return Err(ClusterError::Unavailable("the leader moved while the request was forwarded; try again".into()));
+            }
+            let address = node_address(parts, leader)?;
+            match self.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT).await {
+                Err(ClusterError::Unreachable(msg)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!("{msg}; waiting for another leader");
+                    failed = Some((leader, term));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs a leader-only request on this node; if leadership moved meanwhile, hands it on
+    /// (within the hop limit).
+    async fn leader_only(&self, req: LeaderRequest, hops: u8) -> Result<LeaderResponse, ClusterError> {
+        let parts = self.parts()?;
+        match req {
+            LeaderRequest::Write { request_id, op } => {
+                let cmd = Command { at_ms: now_ms(), request_id, op };
+                match parts.raft.client_write(cmd.clone()).await {
+                    Ok(resp) => Ok(LeaderResponse::Written(resp.data)),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) if hops < MAX_HOPS => {
+                        let address = self.leader_address(parts, f).await?;
+                        let req = LeaderRequest::Write { request_id: cmd.request_id, op: cmd.op };
+                        self.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT).await
+                    }
+                    Err(e) => Err(write_error(e)),
+                }
+            }
+            LeaderRequest::ReadIndex => match parts.raft.ensure_linearizable().await {
+                Ok(log_id) => Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index))),
+                Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
+            },
+            LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
+        }
+    }
+
+    /// Waits until some node is known to lead, other than `not` (a leader, term pair that
+    /// could not be reached), and returns it with its term.
+    async fn wait_for_leader(
+        &self,
+        parts: &RaftParts,
+        deadline: tokio::time::Instant,
+        not: Option<(NodeId, u64)>,
+    ) -> Result<(NodeId, u64), ClusterError> {
+        let mut rx = parts.raft.metrics();
+        loop {
+            let seen = {
+                let m = rx.borrow_and_update();
+                m.current_leader.map(|l| (l, m.current_term))
+            };
+            if let Some(found) = seen {
+                if Some(found) != not {
+                    return Ok(found);
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Err(ClusterError::Unavailable("the cluster has no leader right now; try again".into())),
+            }
+        }
+    }
+
+    async fn leader_address(&self, parts: &RaftParts, f: ForwardToLeader<NodeId, NodeInfo>) -> Result<String, ClusterError> {
+        match (f.leader_node, f.leader_id) {
+            (Some(n), _) => Ok(n.address),
+            (None, Some(id)) => node_address(parts, id),
+            (None, None) => {
+                let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+                node_address(parts, self.wait_for_leader(parts, deadline, None).await?.0)
+            }
+        }
+    }
+
+    /// `cluster bootstrap`: a fresh node becomes a one-node cluster named `name`.
+    pub async fn bootstrap(self: &Arc<Self>, name: &str) -> Result<(NodeId, String, i64), ClusterError> {
+        corral_raft::validate::name("cluster name", name)?;
+        if let Some(existing) = self.cluster_name() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "this node already belongs to cluster '{existing}'"
+            )));
+        }
+        let id: NodeId = 1;
+        self.persist_id(id)?;
+        let parts = self.start_raft(id).await?.clone();
+        if parts.id != id {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "this node already has identity {} from an unfinished join; it cannot bootstrap",
+                parts.id
+            )));
+        }
+        let me = NodeInfo { name: self.config.name.clone(), address: self.config.advertise.clone() };
+        if !parts.raft.is_initialized().await.map_err(|e| ClusterError::Internal(e.to_string()))? {
+            parts
+                .raft
+                .initialize(BTreeMap::from([(id, me.clone())]))
+                .await
+                .map_err(|e| ClusterError::Internal(format!("cannot initialize Raft: {e}")))?;
+        }
+        let token = token::generate();
+        let expires = now_ms() + DEFAULT_TOKEN_TTL_MS;
+        let op = Op::Bootstrap {
+            cluster_name: name.to_string(),
+            voters: self.config.voters,
+            host: NewHost { id, name: me.name, address: me.address, facts: self.facts.clone() },
+            token_hash: token::hash(&token),
+            token_expires_ms: expires,
+        };
+        self.write(None, op).await?;
+        tracing::info!(cluster = name, "bootstrapped a new cluster");
+        Ok((id, token, expires))
+    }
+
+    /// `cluster join`: this fresh node joins the cluster of `peer` with `token`.
+    pub async fn join(self: &Arc<Self>, peer: &str, token: &str) -> Result<(NodeId, String, bool), ClusterError> {
+        if let Some(existing) = self.cluster_name() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "this node already belongs to cluster '{existing}'"
+            )));
+        }
+        if peer == self.config.advertise {
+            return Err(ClusterError::invalid("peer", "must be another node, not this one"));
+        }
+        let token_hash = token::hash(token);
+        let register = LeaderRequest::Write {
+            request_id: None,
+            op: Op::RegisterHost {
+                token_hash: token_hash.clone(),
+                name: self.config.name.clone(),
+                address: self.config.advertise.clone(),
+                facts: self.facts.clone(),
+            },
+        };
+        let (id, cluster_name) = match self.network.forward(peer, &register, 0, FORWARD_TIMEOUT).await? {
+            LeaderResponse::Written(Reply(Ok(Outcome::HostRegistered { id, cluster_name }))) => (id, cluster_name),
+            LeaderResponse::Written(Reply(Err(e))) => return Err(e),
+            other => return Err(unexpected(other)),
+        };
+        if let Some(parts) = self.raft.get() {
+            if parts.id != id {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "this node already has identity {} but the cluster registered it as {id}",
+                    parts.id
+                )));
+            }
+        }
+        self.persist_id(id)?;
+        self.start_raft(id).await?;
+        let voter = match self.network.forward(peer, &LeaderRequest::Admit { token_hash, id }, 0, ADMIT_TIMEOUT).await? {
+            LeaderResponse::Admitted { voter } => voter,
+            other => return Err(unexpected(other)),
+        };
+        tracing::info!(cluster = %cluster_name, node_id = id, voter, "joined the cluster");
+        Ok((id, cluster_name, voter))
+    }
+
+    /// On the leader: adds a registered host as a learner, promotes it while voters are short.
+    async fn admit(&self, parts: &RaftParts, token_hash: &str, id: NodeId) -> Result<LeaderResponse, ClusterError> {
+        let _guard = self.admit_lock.lock().await;
+        let now = now_ms();
+        let (host, voters_wanted) = parts.state.read(|s| {
+            let host = s.hosts.get(&id).cloned();
+            (host, s.cluster.as_ref().map_or(3, |c| c.voters))
+        });
+        let host = host.ok_or_else(|| ClusterError::NotFound(format!("host {id} is not registered")))?;
+        if !parts.state.read(|s| s.token_valid(token_hash, now)) {
+            return Err(ClusterError::PermissionDenied("the join token is not valid or has expired".into()));
+        }
+        let info = NodeInfo { name: host.name.clone(), address: host.address.clone() };
+        let membership = parts.raft.metrics().borrow().membership_config.membership().clone();
+        if membership.voter_ids().any(|v| v == id) {
+            return Err(ClusterError::FailedPrecondition(format!("host '{}' is already a member", host.name)));
+        }
+        parts.raft.add_learner(id, info, true).await.map_err(write_error)?;
+        let voters_now = membership.voter_ids().count();
+        let voter = voters_now < voters_wanted as usize;
+        if voter {
+            parts
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+                .await
+                .map_err(write_error)?;
+        }
+        let cmd = Command { at_ms: now_ms(), request_id: None, op: Op::HostJoined { id, voter } };
+        parts.raft.client_write(cmd).await.map_err(write_error)?.data.0?;
+        Ok(LeaderResponse::Admitted { voter })
+    }
+
+    pub fn cluster_name(&self) -> Option<String> {
+        self.raft.get().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.name.clone())))
+    }
+
+    fn persist_id(&self, id: NodeId) -> Result<(), ClusterError> {
+        self.store
+            .set_local(LOCAL_NODE_ID, &id.to_be_bytes())
+            .map_err(|e| ClusterError::Internal(format!("cannot store the node id: {e}")))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.get().is_some_and(|p| p.raft.metrics().borrow().state == ServerState::Leader)
+    }
+
+    /// Stops Raft and flushes the store; the data dir is then consistent for a restart.
+    pub async fn shutdown(&self) {
+        if let Some(p) = self.raft.get() {
+            if let Err(e) = p.raft.shutdown().await {
+                tracing::warn!("Raft did not shut down cleanly: {e}");
+            }
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::warn!("final flush failed: {e}");
+        }
+    }
+}
+
+const ADMIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn wait_applied(parts: &RaftParts, index: u64) -> Result<(), ClusterError> {
+    if parts.state.last_applied().map_or(0, |l| l.index) >= index {
+        return Ok(());
+    }
+    parts
+        .raft
+        .wait(Some(READ_WAIT))
+        .applied_index_at_least(Some(index), "linearizable read")
+        .await
+        .map(|_| ())
+        .map_err(|e| ClusterError::Unavailable(format!("this node did not catch up with the leader: {e}")))
+}
+
+fn node_address(parts: &RaftParts, id: NodeId) -> Result<String, ClusterError> {
+    let metrics = parts.raft.metrics().borrow().clone();
+    metrics
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .map(|n| n.address.clone())
+        .ok_or_else(|| ClusterError::Unavailable(format!("the leader (node {id}) is not in this node's membership yet")))
+}
+
+fn write_error(e: RaftError<ClientWriteError>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+            ClusterError::Unavailable("leadership changed while writing; try again".into())
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ClusterError::FailedPrecondition(format!("membership change refused: {e}"))
+        }
+        RaftError::Fatal(e) => ClusterError::Unavailable(format!("Raft stopped on this node: {e}")),
+    }
+}
+
+fn unexpected(resp: LeaderResponse) -> ClusterError {
+    ClusterError::Internal(format!("the leader answered with an unexpected message: {resp:?}"))
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

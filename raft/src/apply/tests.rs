@@ -1,0 +1,202 @@
+use super::*;
+use crate::model::HaPriority;
+
+const T0: i64 = 1_700_000_000_000;
+
+fn cmd(at_ms: i64, op: Op) -> Command {
+    Command { at_ms, request_id: None, op }
+}
+
+fn spec(name: &str) -> VmSpec {
+    VmSpec {
+        name: name.to_string(),
+        description: String::new(),
+        comment: String::new(),
+        memory_mib: 1024,
+        vcpus: 2,
+        ha_enabled: false,
+        ha_priority: HaPriority::Medium,
+    }
+}
+
+fn bootstrapped() -> ClusterState {
+    let mut s = ClusterState::default();
+    let r = s.apply_command(&cmd(
+        T0,
+        Op::Bootstrap {
+            cluster_name: "lab".into(),
+            voters: 3,
+            host: NewHost { id: 1, name: "host1".into(), address: "127.0.0.1:7001".into(), facts: HostFacts::default() },
+            token_hash: "good".into(),
+            token_expires_ms: T0 + 3_600_000,
+        },
+    ));
+    assert_eq!(r, Reply(Ok(Outcome::Done)));
+    s
+}
+
+fn create(s: &mut ClusterState, name: &str) -> Reply {
+    s.apply_command(&cmd(T0 + 1, Op::CreateVm { id: Uuid::new_v4(), spec: spec(name) }))
+}
+
+/// Applies `op` and checks that it was refused with `want` and changed nothing.
+fn refused(s: &mut ClusterState, op: Op, want: &str) {
+    let before = s.clone();
+    let r = s.apply_command(&cmd(T0 + 5, op));
+    match r.0 {
+        Err(e) => assert_eq!(e.to_string(), want),
+        Ok(o) => panic!("expected refusal '{want}', got {o:?}"),
+    }
+    assert_eq!(*s, before, "a refused command changed the state");
+}
+
+#[test]
+fn bootstrap_happens_once() {
+    let mut s = bootstrapped();
+    assert_eq!(s.cluster.as_ref().unwrap().name, "lab");
+    assert_eq!(s.hosts[&1].state, HostState::Up);
+    refused(
+        &mut s,
+        Op::Bootstrap {
+            cluster_name: "other".into(),
+            voters: 3,
+            host: NewHost { id: 9, name: "h9".into(), address: "x:1".into(), facts: HostFacts::default() },
+            token_hash: "t".into(),
+            token_expires_ms: T0,
+        },
+        "this node already belongs to cluster 'lab'",
+    );
+}
+
+#[test]
+fn vm_lifecycle_records_events() {
+    let mut s = bootstrapped();
+    let Reply(Ok(Outcome::Vm(vm))) = create(&mut s, "web1") else { panic!("create failed") };
+    let id = vm.id;
+    assert_eq!(s.find_vm("web1").unwrap().id, id);
+    assert_eq!(s.find_vm(&id.to_string()).unwrap().name, "web1");
+
+    let changes = VmChanges { memory_mib: Some(2048), description: Some("front end".into()), ..Default::default() };
+    let r = s.apply_command(&cmd(T0 + 2, Op::EditVm { vm: "web1".into(), changes }));
+    let vm = s.find_vm("web1").unwrap();
+    assert_eq!(r, Reply(Ok(Outcome::Vm(Box::new(vm.clone())))));
+    assert_eq!((vm.memory_mib, vm.description.as_str(), vm.updated_ms), (2048, "front end", T0 + 2));
+
+    let r = s.apply_command(&cmd(T0 + 3, Op::DeleteVm { vm: "web1".into() }));
+    assert_eq!(r, Reply(Ok(Outcome::VmDeleted { id })));
+    assert!(s.vms.is_empty() && s.vm_names.is_empty());
+
+    let kinds: Vec<_> = s.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["cluster_bootstrapped", "vm_created", "vm_edited", "vm_deleted"]);
+    assert_eq!(s.events[2].message, "VM web1 was edited: memory 1024 -> 2048 MiB, description.");
+    assert!(s.events.iter().zip(1..).all(|(e, i)| e.index == i));
+}
+
+#[test]
+fn refusals_name_the_problem_and_change_nothing() {
+    let mut s = bootstrapped();
+    create(&mut s, "web1");
+    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") }, "vm 'web1' already exists");
+    refused(&mut s, Op::EditVm { vm: "x".into(), changes: VmChanges { vcpus: Some(4), ..Default::default() } }, "vm 'x' not found");
+    refused(&mut s, Op::DeleteVm { vm: "x".into() }, "vm 'x' not found");
+    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("") }, "name: must not be empty");
+    refused(
+        &mut s,
+        Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { memory_mib: 0, ..spec("db") } },
+        "memory: must be at least 1 MiB",
+    );
+    refused(
+        &mut s,
+        Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { vcpus: 0, ..spec("db") } },
+        "vcpus: must be at least 1",
+    );
+    create(&mut s, "web2");
+    refused(
+        &mut s,
+        Op::EditVm { vm: "web2".into(), changes: VmChanges { name: Some("web1".into()), ..Default::default() } },
+        "vm 'web1' already exists",
+    );
+    refused(
+        &mut s,
+        Op::EditVm { vm: "web2".into(), changes: VmChanges { memory_mib: Some(0), ..Default::default() } },
+        "memory: must be at least 1 MiB",
+    );
+}
+
+#[test]
+fn vm_ops_need_a_cluster() {
+    let mut s = ClusterState::default();
+    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") }, "the cluster is not bootstrapped");
+}
+
+#[test]
+fn join_needs_a_valid_unexpired_token() {
+    let mut s = bootstrapped();
+    let register = |token: &str, name: &str, address: &str| Op::RegisterHost {
+        token_hash: token.into(),
+        name: name.into(),
+        address: address.into(),
+        facts: HostFacts::default(),
+    };
+    refused(&mut s, register("wrong", "host2", "a:2"), "the join token is not valid or has expired");
+
+    let r = s.apply_command(&cmd(T0 + 10, register("good", "host2", "a:2")));
+    assert_eq!(r, Reply(Ok(Outcome::HostRegistered { id: 2, cluster_name: "lab".into() })));
+    // The same node retrying a half-done join gets its id back.
+    let r = s.apply_command(&cmd(T0 + 11, register("good", "host2", "a:2")));
+    assert_eq!(r, Reply(Ok(Outcome::HostRegistered { id: 2, cluster_name: "lab".into() })));
+    refused(&mut s, register("good", "host1", "a:9"), "host 'host1' already exists");
+    refused(&mut s, register("good", "host3", "127.0.0.1:7001"), "address 127.0.0.1:7001 is already used by host 'host1'");
+
+    // After expiry, the same token is refused.
+    let before = s.clone();
+    let r = s.apply_command(&cmd(T0 + 3_600_000, register("good", "host3", "a:3")));
+    assert!(matches!(r.0, Err(ClusterError::PermissionDenied(_))));
+    assert_eq!(s, before);
+
+    s.apply_command(&cmd(T0 + 12, Op::HostJoined { id: 2, voter: true }));
+    assert_eq!(s.hosts[&2].state, HostState::Up);
+    assert_eq!(s.events.back().unwrap().message, "Host host2 joined the cluster as a voter.");
+}
+
+#[test]
+fn a_retried_request_is_applied_once() {
+    let mut s = bootstrapped();
+    let rid = Some(Uuid::new_v4());
+    let c = Command { at_ms: T0 + 1, request_id: rid, op: Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") } };
+    let first = s.apply_command(&c);
+    assert!(first.0.is_ok());
+    let after_first = s.clone();
+    // A retry may carry a fresh VM id (a new proposal of the same request): still applied once.
+    let mut retry = c.clone();
+    retry.op = Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") };
+    assert_eq!(s.apply_command(&retry), first);
+    assert_eq!(s, after_first);
+    assert_eq!(s.events.iter().filter(|e| e.kind == EventKind::VmCreated).count(), 1);
+}
+
+#[test]
+fn the_event_log_is_bounded() {
+    let mut s = bootstrapped();
+    for i in 0..(MAX_EVENTS + 50) {
+        s.apply_command(&cmd(T0 + i as i64, Op::LeaderElected { id: 1, term: i as u64 + 1 }));
+    }
+    assert_eq!(s.events.len(), MAX_EVENTS);
+    assert_eq!(s.events.back().unwrap().index, MAX_EVENTS as u64 + 51);
+    assert_eq!(s.events_after(s.next_event_index - 3).count(), 3);
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let ops = |s: &mut ClusterState| {
+        for i in 0..20u64 {
+            let id = Uuid::from_u128(i as u128 + 1);
+            s.apply_command(&cmd(T0 + i as i64, Op::CreateVm { id, spec: spec(&format!("vm{}", i % 7)) }));
+            s.apply_command(&cmd(T0 + i as i64, Op::DeleteVm { vm: format!("vm{}", i % 5) }));
+        }
+    };
+    let (mut a, mut b) = (bootstrapped(), bootstrapped());
+    ops(&mut a);
+    ops(&mut b);
+    assert_eq!(a, b);
+}

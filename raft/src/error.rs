@@ -1,0 +1,43 @@
+//! The one error type that the state machine and the leader hand back to clients.
+//! It crosses the wire between nodes (serde) and becomes a gRPC status in exactly one place,
+//! in the node's API layer. Messages are whole sentences a user can act on.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ClusterError {
+    /// The object named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An object with that name already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A field broke a rule; the message names the field and the rule.
+    #[error("{field}: {rule}")]
+    InvalidArgument { field: String, rule: String },
+    /// The request is well formed but a rule of the cluster refuses it now.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A token or credential was wrong or expired.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// No leader, or the leader cannot be reached; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A peer could not be connected to, so the request never reached it: safe to retry.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A fault inside the cluster that the caller cannot fix.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ClusterError {
+    pub fn invalid(field: &str, rule: impl Into<String>) -> Self {
+        ClusterError::InvalidArgument { field: field.to_string(), rule: rule.into() }
+    }
+
+    pub fn vm_not_found(vm: &str) -> Self {
+        ClusterError::NotFound(format!("vm '{vm}' not found"))
+    }
+}

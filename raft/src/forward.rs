@@ -1,0 +1,39 @@
+//! Requests that only the leader may carry out, as a follower hands them over, and the
+//! leader's answers. They travel in `RaftService.Forward` encoded with the storage codec.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::command::{Op, Reply};
+use crate::error::ClusterError;
+use crate::typ::NodeId;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderRequest {
+    /// Propose a command; the leader stamps its own clock on it.
+    Write { request_id: Option<Uuid>, op: Op },
+    /// Confirm leadership with a quorum and return the index a linearizable read must wait for.
+    ReadIndex,
+    /// Make a registered host a Raft member: learner first, then voter while the cluster has
+    /// fewer voters than its setting.
+    Admit { token_hash: String, id: NodeId },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderResponse {
+    Written(Reply),
+    ReadIndex(u64),
+    Admitted { voter: bool },
+}
+
+pub type ForwardResult = Result<LeaderResponse, ClusterError>;
+
+/// A forwarded request with the number of times it was handed on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forwarded {
+    pub hops: u8,
+    pub request: LeaderRequest,
+}
+
+/// Beyond this many hand-overs a node answers itself or says it is unavailable.
+pub const MAX_HOPS: u8 = 2;

@@ -1,0 +1,18 @@
+//! The meaning of Corral's replicated state: the openraft type configuration, the state
+//! machine (model, commands, a pure `apply`), and the tonic transport between nodes.
+//! The state machine does no I/O and reads no clock: time arrives inside each command.
+
+pub mod command;
+pub mod error;
+pub mod forward;
+pub mod model;
+pub mod network;
+pub mod typ;
+pub mod validate;
+
+mod apply;
+
+pub use command::{Command, Op, Outcome, Reply};
+pub use error::ClusterError;
+pub use model::ClusterState;
+pub use typ::{NodeId, NodeInfo, TypeConfig};

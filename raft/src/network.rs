@@ -1,0 +1,184 @@
+//! The Raft transport over tonic: one lazily dialled channel per peer address, openraft's
+//! messages carried as codec-encoded payloads. Transport faults become `Unreachable` or
+//! `Network` errors (openraft backs off on the former); errors the peer returns become
+//! `RemoteError`. It never retries by itself: openraft decides.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use corral_proto::raft_service_client::RaftServiceClient;
+use corral_proto::RaftPayload;
+use openraft::error::{NetworkError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::ClusterError;
+use crate::forward::{ForwardResult, Forwarded, LeaderRequest};
+use crate::typ::*;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Channels to peers, shared by Raft replication and by forwarding to the leader.
+#[derive(Clone, Default)]
+pub struct Network {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Network {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A channel to `address` (`host:port`); created on first use, dialled lazily.
+    pub fn channel(&self, address: &str) -> Result<Channel, ClusterError> {
+        let mut channels = self.channels.lock().expect("channel map lock poisoned");
+        if let Some(c) = channels.get(address) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| ClusterError::invalid("address", format!("'{address}' is not a valid address: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Hands `req` to the node at `address` (normally the leader) and returns its answer.
+    /// `hops` counts how often the request was handed on already; nodes stop handing it on
+    /// past a small limit, so stale views of the leader cannot make a loop.
+    pub async fn forward(&self, address: &str, req: &LeaderRequest, hops: u8, timeout: Duration) -> ForwardResult {
+        let mut client = RaftServiceClient::new(self.channel(address)?);
+        let envelope = Forwarded { hops, request: req.clone() };
+        let mut request = tonic::Request::new(payload(&envelope).map_err(ClusterError::Internal)?);
+        request.set_timeout(timeout);
+        let resp = client.forward(request).await.map_err(|s| {
+            if never_sent(&s) {
+                ClusterError::Unreachable(format!("could not connect to the leader at {address}"))
+            } else {
+                ClusterError::Unavailable(format!("the leader at {address} did not answer: {}", s.message()))
+            }
+        })?;
+        decode::<ForwardResult>(&resp.into_inner().data).map_err(ClusterError::Internal)?
+    }
+}
+
+/// Whether a failed call certainly never reached the peer (the connection could not be made),
+/// as opposed to one that may have been received before the failure.
+pub fn never_sent(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable) {
+                return true;
+            }
+        }
+        if e.to_string().contains("tcp connect error") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+pub fn payload<T: Serialize>(v: &T) -> Result<RaftPayload, String> {
+    corral_storage::codec::encode(v)
+        .map(|data| RaftPayload { data })
+        .map_err(|e| format!("could not encode a Raft message: {e}"))
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    corral_storage::codec::decode(bytes).map_err(|e| format!("could not decode a Raft message: {e}"))
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Peer {
+        Peer { target, address: node.address.clone(), channel: self.channel(&node.address) }
+    }
+}
+
+/// The connection to one peer, as openraft uses it for replication and votes.
+pub struct Peer {
+    target: NodeId,
+    address: String,
+    channel: Result<Channel, ClusterError>,
+}
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: RpcKind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, openraft::error::RPCError<NodeId, NodeInfo, RaftError<E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        use openraft::error::RPCError;
+        let channel = self
+            .channel
+            .as_ref()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?
+            .clone();
+        let mut client = RaftServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let body = payload(req).map_err(|e| RPCError::Network(NetworkError::new(&ClusterError::Internal(e))))?;
+        let mut request = tonic::Request::new(body);
+        request.set_timeout(option.hard_ttl());
+        let result = match rpc {
+            RpcKind::Append => client.append_entries(request).await,
+            RpcKind::Vote => client.vote(request).await,
+            RpcKind::Snapshot => client.install_snapshot(request).await,
+        };
+        let resp = result.map_err(|status| {
+            let err = ClusterError::Unavailable(format!("{} ({}): {}", self.address, status.code(), status.message()));
+            if status.code() == tonic::Code::Unavailable {
+                RPCError::Unreachable(Unreachable::new(&err))
+            } else {
+                RPCError::Network(NetworkError::new(&err))
+            }
+        })?;
+        let decoded: Result<Resp, RaftError<E>> = decode(&resp.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&ClusterError::Internal(e))))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RpcKind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RpcError> {
+        self.call(RpcKind::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse, RpcError<InstallSnapshotError>> {
+        self.call(RpcKind::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
+        self.call(RpcKind::Vote, &rpc, &option).await
+    }
+}

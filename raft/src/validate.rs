@@ -1,0 +1,143 @@
+//! Field rules for user input. The API layer checks them before proposing, and `apply`
+//! checks them again so the replicated state can never hold a value that breaks them.
+//! Every refusal names the field and the rule.
+
+use crate::command::{VmChanges, VmSpec};
+use crate::error::ClusterError;
+
+pub const MAX_NAME_LEN: usize = 63;
+pub const MAX_MEMORY_MIB: u64 = 16 * 1024 * 1024; // 16 TiB
+pub const MAX_VCPUS: u32 = 1024;
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// Names of VMs, hosts and clusters: 1 to 63 of `a-z`, `0-9`, `-`, not starting or ending
+/// with `-` (a DNS label, so a name can be a hostname).
+pub fn name(field: &str, value: &str) -> Result<(), ClusterError> {
+    let rule = |what: &str| ClusterError::invalid(field, format!("{what} (got '{value}')"));
+    if value.is_empty() {
+        return Err(ClusterError::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > MAX_NAME_LEN {
+        return Err(ClusterError::invalid(
+            field,
+            format!("must be at most {MAX_NAME_LEN} characters (got {})", value.chars().count()),
+        ));
+    }
+    if !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(rule("may only contain a-z, 0-9 and '-'"));
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return Err(rule("must not start or end with '-'"));
+    }
+    Ok(())
+}
+
+pub fn memory_mib(value: u64) -> Result<(), ClusterError> {
+    if value == 0 {
+        return Err(ClusterError::invalid("memory", "must be at least 1 MiB"));
+    }
+    if value > MAX_MEMORY_MIB {
+        return Err(ClusterError::invalid(
+            "memory",
+            format!("must be at most {MAX_MEMORY_MIB} MiB (got {value} MiB)"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn vcpus(value: u32) -> Result<(), ClusterError> {
+    if value == 0 {
+        return Err(ClusterError::invalid("vcpus", "must be at least 1"));
+    }
+    if value > MAX_VCPUS {
+        return Err(ClusterError::invalid(
+            "vcpus",
+            format!("must be at most {MAX_VCPUS} (got {value})"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn text(field: &str, value: &str) -> Result<(), ClusterError> {
+    if value.chars().count() > MAX_TEXT_LEN {
+        return Err(ClusterError::invalid(
+            field,
+            format!("must be at most {MAX_TEXT_LEN} characters"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ClusterError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+pub fn vm_spec(spec: &VmSpec) -> Result<(), ClusterError> {
+    name("name", &spec.name)?;
+    memory_mib(spec.memory_mib)?;
+    vcpus(spec.vcpus)?;
+    text("description", &spec.description)?;
+    text("comment", &spec.comment)
+}
+
+pub fn vm_changes(changes: &VmChanges) -> Result<(), ClusterError> {
+    if changes.is_empty() {
+        return Err(ClusterError::invalid("edit", "nothing to change: give at least one field"));
+    }
+    if let Some(v) = &changes.name {
+        name("name", v)?;
+    }
+    if let Some(v) = changes.memory_mib {
+        memory_mib(v)?;
+    }
+    if let Some(v) = changes.vcpus {
+        vcpus(v)?;
+    }
+    if let Some(v) = &changes.description {
+        text("description", v)?;
+    }
+    if let Some(v) = &changes.comment {
+        text("comment", v)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_dns_label_rule() {
+        for ok in ["web1", "a", "db-primary-2", &"x".repeat(63)] {
+            assert_eq!(name("name", ok), Ok(()), "{ok}");
+        }
+        let cases = [
+            ("", "name: must not be empty"),
+            ("Web1", "name: may only contain a-z, 0-9 and '-' (got 'Web1')"),
+            ("web_1", "name: may only contain a-z, 0-9 and '-' (got 'web_1')"),
+            ("-web", "name: must not start or end with '-' (got '-web')"),
+            ("wéb", "name: may only contain a-z, 0-9 and '-' (got 'wéb')"),
+        ];
+        for (bad, msg) in cases {
+            assert_eq!(name("name", bad).unwrap_err().to_string(), msg);
+        }
+        assert_eq!(
+            name("name", &"x".repeat(64)).unwrap_err().to_string(),
+            "name: must be at most 63 characters (got 64)"
+        );
+    }
+
+    #[test]
+    fn sizes_have_bounds() {
+        assert_eq!(memory_mib(0).unwrap_err().to_string(), "memory: must be at least 1 MiB");
+        assert!(memory_mib(1).is_ok());
+        assert!(memory_mib(MAX_MEMORY_MIB + 1).is_err());
+        assert_eq!(vcpus(0).unwrap_err().to_string(), "vcpus: must be at least 1");
+        assert!(vcpus(MAX_VCPUS + 1).is_err());
+    }
+
+    #[test]
+    fn empty_edit_is_refused() {
+        assert!(vm_changes(&VmChanges::default()).is_err());
+        assert!(text("description", "bad\u{7}bell").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! Corral's durable storage: openraft's (v2) log store and state machine store on sled, plus a
+//! few node-local facts. This is the only crate that touches sled; it must never leak sled types
+//! through its API, so the engine can be replaced without touching the rest of the workspace.
+//!
+//! Layout of the sled database (`<dir>/db`), one tree per concern:
+//! - `log`: raft log entries, key = index as big-endian u64, value = [`codec`] of the entry;
+//! - `raft`: vote, committed log id and last purged log id;
+//! - `snapshot`: the current snapshot (metadata and data);
+//! - `local`: node-local facts such as the node id.
+
+pub mod codec;
+mod error;
+mod log_store;
+mod state_machine;
+mod store;
+
+pub use error::Error;
+pub use log_store::LogStore;
+pub use state_machine::{Machine, StateHandle, StateMachineStore};
+pub use store::Store;

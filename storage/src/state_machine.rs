@@ -1,0 +1,465 @@
+//! openraft's state machine storage: the application's `Machine` lives in memory and is made
+//! durable only through snapshots (tree "snapshot"); after a restart it starts from the last
+//! snapshot and openraft re-applies the log from there. It must never hold a lock across an
+//! `.await`, and never let readers see a state that was not produced by whole apply batches.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, RaftTypeConfig, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::sto;
+use crate::store::{flush, TREE_SNAPSHOT};
+use crate::{codec, Error};
+
+// Meta and data are separate values written in one batch, so the (possibly large) data is never
+// copied into a wrapper just to be stored.
+const KEY_META: &str = "current.meta";
+const KEY_DATA: &str = "current.data";
+
+/// The replicated state machine's logic, supplied by the raft crate.
+///
+/// `apply` must be deterministic: every node applies the same entries and must reach the same
+/// state. The whole machine is serialized with [`crate::codec`] (bincode) into snapshots, so its
+/// serde representation must not rely on self-describing formats (no `#[serde(untagged)]`,
+/// `#[serde(flatten)]`, `skip_serializing_if` or `serde_json::Value`).
+pub trait Machine<C: RaftTypeConfig>:
+    Default + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D) -> C::R;
+}
+
+/// Everything a snapshot captures; also the in-memory state between snapshots.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "M: Serialize", deserialize = "M: DeserializeOwned"))]
+struct SmState<C: RaftTypeConfig, M> {
+    last_applied: Option<LogId<C::NodeId>>,
+    last_membership: StoredMembership<C::NodeId, C::Node>,
+    machine: M,
+}
+
+impl<C: RaftTypeConfig, M: Default> Default for SmState<C, M> {
+    fn default() -> Self {
+        Self {
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+            machine: M::default(),
+        }
+    }
+}
+
+fn index_of<NID: openraft::NodeId>(log_id: &Option<LogId<NID>>) -> u64 {
+    log_id.as_ref().map_or(0, |l| l.index)
+}
+
+struct Shared<C: RaftTypeConfig, M> {
+    state: RwLock<SmState<C, M>>,
+    applied: watch::Sender<u64>,
+    /// Serializes the compare-and-write of the current snapshot.
+    persist: Mutex<()>,
+}
+
+impl<C: RaftTypeConfig, M> Shared<C, M> {
+    fn read(&self) -> Result<RwLockReadGuard<'_, SmState<C, M>>, Error> {
+        self.state.read().map_err(|_| Error::Poisoned)
+    }
+
+    fn write(&self) -> Result<RwLockWriteGuard<'_, SmState<C, M>>, Error> {
+        self.state.write().map_err(|_| Error::Poisoned)
+    }
+}
+
+/// The state machine store handed to openraft; also its snapshot builder.
+///
+/// Clones share the in-memory state and the database.
+pub struct StateMachineStore<C: RaftTypeConfig, M> {
+    db: sled::Db,
+    snapshots: sled::Tree,
+    shared: Arc<Shared<C, M>>,
+}
+
+impl<C: RaftTypeConfig, M> Clone for StateMachineStore<C, M> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            snapshots: self.snapshots.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C: RaftTypeConfig, M> std::fmt::Debug for StateMachineStore<C, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachineStore").finish_non_exhaustive()
+    }
+}
+
+/// A persisted snapshot: its metadata and the encoded [`SmState`].
+type StoredSnapshot<C> = (
+    SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>,
+    Vec<u8>,
+);
+
+impl<C, M> StateMachineStore<C, M>
+where
+    C: RaftTypeConfig,
+    M: Machine<C>,
+{
+    pub(crate) fn open(db: &sled::Db) -> Result<Self, Error> {
+        let snapshots = db.open_tree(TREE_SNAPSHOT)?;
+        let state = match read_snapshot::<C>(&snapshots, true)? {
+            Some((meta, data)) => {
+                let state: SmState<C, M> = codec::decode(&data)?;
+                if state.last_applied != meta.last_log_id {
+                    return Err(Error::SnapshotMismatch {
+                        meta: format!("{:?}", meta.last_log_id),
+                        data: format!("{:?}", state.last_applied),
+                    });
+                }
+                tracing::info!(snapshot = %meta, "state machine restored from snapshot");
+                state
+            }
+            None => SmState::default(),
+        };
+        let (applied, _) = watch::channel(index_of(&state.last_applied));
+        Ok(Self {
+            db: db.clone(),
+            snapshots,
+            shared: Arc::new(Shared {
+                state: RwLock::new(state),
+                applied,
+                persist: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// A cheap read-only view of the state machine for the rest of the node.
+    pub fn handle(&self) -> StateHandle<C, M> {
+        StateHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Makes `meta`/`data` the current snapshot on disk. With `unless_older`, it is skipped (and
+    /// `false` returned) when the current one covers more of the log.
+    ///
+    /// openraft builds snapshots in a task of their own, so a build that read the state before a
+    /// snapshot install can finish after it; letting it overwrite the installed snapshot would
+    /// make a restart go back behind a log that was already purged.
+    async fn persist_snapshot(
+        &self,
+        meta: &SnapshotMeta<C::NodeId, C::Node>,
+        data: &[u8],
+        unless_older: bool,
+    ) -> Result<bool, Error> {
+        {
+            // The lock guards no data, so a panic while it was held leaves nothing to distrust.
+            let _serial = self
+                .shared
+                .persist
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if unless_older {
+                if let Some((current, _)) = read_snapshot::<C>(&self.snapshots, false)? {
+                    if current.last_log_id > meta.last_log_id {
+                        return Ok(false);
+                    }
+                }
+            }
+            let mut batch = sled::Batch::default();
+            batch.insert(KEY_META, codec::encode(meta)?);
+            batch.insert(KEY_DATA, data);
+            self.snapshots.apply_batch(batch)?;
+        }
+        flush(&self.db).await?;
+        Ok(true)
+    }
+
+    async fn build(&self) -> Result<StoredSnapshot<C>, Error> {
+        let (data, last_applied, last_membership) = {
+            let state = self.shared.read()?;
+            (
+                codec::encode(&*state)?,
+                state.last_applied.clone(),
+                state.last_membership.clone(),
+            )
+        };
+        // sled's generated ids stay unique across restarts, so two snapshots at the same log id
+        // (say, one before and one after a restart) never share an id.
+        let counter = self.db.generate_id()?;
+        let snapshot_id = match &last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, counter),
+            None => format!("none-{counter}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership,
+            snapshot_id,
+        };
+        if self.persist_snapshot(&meta, &data, true).await? {
+            tracing::debug!(snapshot = %meta, bytes = data.len(), "snapshot built");
+        } else {
+            tracing::info!(snapshot = %meta, "built snapshot is older than the current one; not kept");
+        }
+        Ok((meta, data))
+    }
+
+    async fn install(
+        &self,
+        meta: &SnapshotMeta<C::NodeId, C::Node>,
+        data: Vec<u8>,
+    ) -> Result<(), Error> {
+        // Decoded before anything is replaced, so a bad snapshot leaves the current state intact.
+        let state: SmState<C, M> = codec::decode(&data)?;
+        if state.last_applied != meta.last_log_id {
+            return Err(Error::SnapshotMismatch {
+                meta: format!("{:?}", meta.last_log_id),
+                data: format!("{:?}", state.last_applied),
+            });
+        }
+        // openraft only installs snapshots newer than its state, and must find this one current.
+        self.persist_snapshot(meta, &data, false).await?;
+        let index = index_of(&state.last_applied);
+        *self.shared.write()? = state;
+        self.shared.applied.send_replace(index);
+        tracing::info!(snapshot = %meta, "snapshot installed");
+        Ok(())
+    }
+}
+
+/// The current snapshot, with its data only if `with_data` (the metadata alone is cheap).
+fn read_snapshot<C: RaftTypeConfig>(
+    tree: &sled::Tree,
+    with_data: bool,
+) -> Result<Option<StoredSnapshot<C>>, Error> {
+    let Some(meta) = tree.get(KEY_META)? else {
+        return Ok(None);
+    };
+    let data = if with_data {
+        match tree.get(KEY_DATA)? {
+            Some(d) => d.to_vec(),
+            None => return Ok(None),
+        }
+    } else {
+        Vec::new()
+    };
+    Ok(Some((codec::decode(&meta)?, data)))
+}
+
+impl<C, M> RaftSnapshotBuilder<C> for StateMachineStore<C, M>
+where
+    C: RaftTypeConfig<SnapshotData = Cursor<Vec<u8>>>,
+    M: Machine<C>,
+{
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
+        let (meta, data) = self
+            .build()
+            .await
+            .map_err(sto(|e| StorageIOError::write_snapshot(None, e)))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl<C, M> RaftStateMachine<C> for StateMachineStore<C, M>
+where
+    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = Cursor<Vec<u8>>>,
+    C::R: Default,
+    M: Machine<C>,
+{
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<LogId<C::NodeId>>,
+            StoredMembership<C::NodeId, C::Node>,
+        ),
+        StorageError<C::NodeId>,
+    > {
+        let state = self
+            .shared
+            .read()
+            .map_err(sto(StorageIOError::read_state_machine))?;
+        Ok((state.last_applied.clone(), state.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let index = {
+            let mut guard = self
+                .shared
+                .write()
+                .map_err(sto(StorageIOError::write_state_machine))?;
+            let state = &mut *guard;
+            for entry in entries {
+                state.last_applied = Some(entry.log_id.clone());
+                let response = match entry.payload {
+                    EntryPayload::Blank => C::R::default(),
+                    EntryPayload::Normal(ref data) => state.machine.apply(&entry.log_id, data),
+                    EntryPayload::Membership(membership) => {
+                        state.last_membership =
+                            StoredMembership::new(Some(entry.log_id), membership);
+                        C::R::default()
+                    }
+                };
+                responses.push(response);
+            }
+            index_of(&state.last_applied)
+        };
+        if !responses.is_empty() {
+            self.shared.applied.send_replace(index);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<C::NodeId, C::Node>,
+        snapshot: Box<C::SnapshotData>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        self.install(meta, snapshot.into_inner())
+            .await
+            .map_err(sto(|e| {
+                StorageIOError::write_snapshot(Some(meta.signature()), e)
+            }))
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
+        let stored = read_snapshot::<C>(&self.snapshots, true)
+            .map_err(sto(|e| StorageIOError::read_snapshot(None, e)))?;
+        Ok(stored.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+/// A read-only view of the applied state for the rest of the node (queries, watchers).
+pub struct StateHandle<C: RaftTypeConfig, M> {
+    shared: Arc<Shared<C, M>>,
+}
+
+impl<C: RaftTypeConfig, M> Clone for StateHandle<C, M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C: RaftTypeConfig, M> std::fmt::Debug for StateHandle<C, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateHandle").finish_non_exhaustive()
+    }
+}
+
+impl<C: RaftTypeConfig, M> StateHandle<C, M> {
+    /// Runs `f` on the current state. Applies wait while `f` runs, so keep it short.
+    ///
+    /// # Panics
+    ///
+    /// If an earlier `Machine::apply` panicked: the state may be half-updated, and serving it
+    /// would be worse than failing the read.
+    pub fn read<T>(&self, f: impl FnOnce(&M) -> T) -> T {
+        f(&self.guard().machine)
+    }
+
+    /// The log id of the last entry applied (or covered by the installed snapshot).
+    ///
+    /// # Panics
+    ///
+    /// As [`StateHandle::read`].
+    pub fn last_applied(&self) -> Option<LogId<C::NodeId>> {
+        self.guard().last_applied.clone()
+    }
+
+    /// Follows the last applied log index (0 if none); updated after every apply batch and
+    /// snapshot install.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.applied.subscribe()
+    }
+
+    fn guard(&self) -> RwLockReadGuard<'_, SmState<C, M>> {
+        match self.shared.read() {
+            Ok(guard) => guard,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    openraft::declare_raft_types!(Cfg: D = u64, R = u64);
+
+    #[derive(Default, Serialize, Deserialize)]
+    struct Sum(u64);
+
+    impl Machine<Cfg> for Sum {
+        fn apply(&mut self, _: &LogId<u64>, d: &u64) -> u64 {
+            self.0 += d;
+            self.0
+        }
+    }
+
+    fn entry(index: u64, d: u64) -> Entry<Cfg> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(d),
+        }
+    }
+
+    // Stands in for a build that read the state before a newer snapshot became current.
+    #[tokio::test]
+    async fn a_stale_build_does_not_replace_a_newer_snapshot() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = crate::Store::open(dir.path(), 1 << 20).unwrap();
+        let mut sm: StateMachineStore<Cfg, Sum> = store.state_machine().unwrap();
+        sm.apply([entry(1, 1), entry(2, 2)]).await.unwrap();
+        let newer = sm.build_snapshot().await.unwrap();
+
+        let mut stale = newer.meta.clone();
+        stale.last_log_id = Some(LogId::new(CommittedLeaderId::new(1, 0), 1));
+        stale.snapshot_id = "stale".to_string();
+        assert!(!sm.persist_snapshot(&stale, b"x", true).await.unwrap());
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, newer.meta);
+        assert_eq!(current.snapshot.into_inner(), newer.snapshot.into_inner());
+
+        // An install is openraft's decision and always becomes current.
+        assert!(sm.persist_snapshot(&stale, b"x", false).await.unwrap());
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.snapshot_id, "stale");
+    }
+}

@@ -1,0 +1,336 @@
+//! The cluster harness: real `corrald` processes on loopback ports, each on libvirt's
+//! `test:///default` hypervisor, driven by the real `corral` CLI or by gRPC. Every wait polls
+//! a condition with a deadline; every process and temp dir is cleaned up on drop, also when
+//! a test fails.
+
+pub mod client;
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where cargo put the workspace's binaries: next to the test executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `cond` until it returns `Some`, or panics after `timeout` naming `what` and the
+/// last thing seen.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match cond() {
+            Ok(v) => return v,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}")
+            }
+            Err(_) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+}
+
+pub struct NodeProc {
+    pub name: String,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// What a CLI run printed and how it exited.
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("output is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+impl From<Output> for CliOutput {
+    fn from(o: Output) -> Self {
+        CliOutput {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    pub token: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` fresh, uninitialized nodes named host1..hostN.
+    pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("corral-test-").tempdir().expect("temp dir");
+        let mut c = Cluster { nodes: Vec::new(), token: None, dir };
+        for _ in 0..n {
+            c.add_node(extra_args);
+        }
+        c
+    }
+
+    /// Starts `n` nodes, bootstraps the first and joins the rest.
+    pub fn run(n: usize, extra_args: &[&str]) -> Cluster {
+        let mut c = Cluster::start(n, extra_args);
+        c.bootstrap();
+        for i in 1..n {
+            c.join(i);
+        }
+        c
+    }
+
+    /// Adds and starts one more fresh node; returns its index.
+    pub fn add_node(&mut self, extra_args: &[&str]) -> usize {
+        let i = self.nodes.len();
+        let name = format!("host{}", i + 1);
+        let data_dir = self.dir.path().join(&name);
+        let node = NodeProc {
+            addr: format!("127.0.0.1:{}", free_port()),
+            log: self.dir.path().join(format!("{name}.log")),
+            name,
+            data_dir,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        self.nodes.push(node);
+        self.spawn(i);
+        i
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        assert!(n.child.is_none(), "{} is already running", n.name);
+        let log = File::options().create(true).append(true).open(&n.log).expect("log file");
+        let child = Command::new(bin("corrald"))
+            .args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"])
+            .arg("--data-dir")
+            .arg(&n.data_dir)
+            .args(&n.extra_args)
+            .env("RUST_LOG", std::env::var("CORRAL_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn corrald");
+        n.child = Some(child);
+        let addr = n.addr.clone();
+        wait_until(Duration::from_secs(10), &format!("{addr} to accept connections"), || {
+            std::net::TcpStream::connect(&addr).map(|_| ()).map_err(|e| e.to_string())
+        });
+    }
+
+    pub fn endpoint(&self, i: usize) -> &str {
+        &self.nodes[i].addr
+    }
+
+    /// Runs the CLI against node `i`.
+    pub fn corral(&self, i: usize, args: &[&str]) -> CliOutput {
+        corral_at(self.endpoint(i), args)
+    }
+
+    /// Runs the CLI against node `i` and returns its JSON output; panics on failure.
+    pub fn must_json(&self, i: usize, args: &[&str]) -> Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        let out = self.corral(i, &all);
+        assert_eq!(out.code, 0, "corral {args:?} on {} failed: {}", self.nodes[i].name, out.stderr);
+        out.json()
+    }
+
+    pub fn must_ok(&self, i: usize, args: &[&str]) -> String {
+        let out = self.corral(i, args);
+        assert_eq!(out.code, 0, "corral {args:?} on {} failed: {}", self.nodes[i].name, out.stderr);
+        out.stdout
+    }
+
+    pub fn bootstrap(&mut self) {
+        let out = self.must_ok(0, &["cluster", "bootstrap", "--name", "lab"]);
+        let token = out.lines().last().expect("bootstrap prints the token").trim().to_string();
+        self.token = Some(token);
+    }
+
+    pub fn join(&self, i: usize) -> Value {
+        let token = self.token.clone().expect("bootstrap first");
+        let peer = self.endpoint(0).to_string();
+        self.must_json(i, &["cluster", "join", "--peer", &peer, "--token", &token])
+    }
+
+    /// SIGKILL: the node dies at once, without flushing anything it has not flushed already.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            signal(c.id(), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Ok(Some(status)) = c.try_wait() {
+                    assert!(status.success(), "{} exited with {status} after SIGTERM", self.nodes[i].name);
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    panic!("{} did not stop within 15 s of SIGTERM", self.nodes[i].name);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: the process is frozen but its sockets stay open.
+    pub fn pause(&self, i: usize) {
+        if let Some(pid) = self.nodes[i].pid() {
+            signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        }
+    }
+
+    pub fn resume(&self, i: usize) {
+        if let Some(pid) = self.nodes[i].pid() {
+            signal(pid, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i);
+    }
+
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].is_running()).collect()
+    }
+
+    /// The status as node `i` sees it (a linearizable read through its leader).
+    pub fn status(&self, i: usize) -> Value {
+        self.must_json(i, &["cluster", "status"])
+    }
+
+    /// Waits until the running nodes agree on one leader that is itself running, and returns
+    /// its index.
+    pub fn leader(&self) -> usize {
+        wait_until(Duration::from_secs(15), "one agreed, running leader", || {
+            let mut seen = Vec::new();
+            for i in self.running() {
+                let out = self.corral(i, &["-o", "json", "--stale", "cluster", "status"]);
+                if out.code != 0 {
+                    return Err(format!("{}: {}", self.nodes[i].name, out.stderr.trim()));
+                }
+                seen.push(out.json()["leader_id"].as_u64().unwrap_or(0));
+            }
+            let first = seen.first().copied().unwrap_or(0);
+            if first == 0 || seen.iter().any(|l| *l != first) {
+                return Err(format!("leader ids {seen:?}"));
+            }
+            let idx = self.index_of_node_id(first).ok_or(format!("unknown leader id {first}"))?;
+            if !self.nodes[idx].is_running() {
+                return Err(format!("leader {first} is not running"));
+            }
+            Ok(idx)
+        })
+    }
+
+    /// Maps a Raft node id to the harness index through the membership list.
+    pub fn index_of_node_id(&self, id: u64) -> Option<usize> {
+        for i in self.running() {
+            let out = self.corral(i, &["-o", "json", "--stale", "cluster", "status"]);
+            if out.code != 0 {
+                continue;
+            }
+            let status = out.json();
+            let members = status["members"].as_array()?;
+            let member = members.iter().find(|m| m["id"].as_u64() == Some(id))?;
+            let addr = member["address"].as_str()?;
+            return self.nodes.iter().position(|n| n.addr == addr);
+        }
+        None
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Prints every node's log; call from a failing test to see what happened.
+    pub fn dump_logs(&self) {
+        for n in &self.nodes {
+            eprintln!("===== {} ({}) =====\n{}", n.name, n.addr, n.log());
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("CORRAL_TEST_DUMP_LOGS").is_some() {
+            self.dump_logs();
+        }
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// Runs the CLI with `--endpoint endpoint`.
+pub fn corral_at(endpoint: &str, args: &[&str]) -> CliOutput {
+    Command::new(bin("corral"))
+        .arg("--endpoint")
+        .arg(endpoint)
+        .args(args)
+        .env_remove("CORRAL_ENDPOINT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run corral")
+        .into()
+}
