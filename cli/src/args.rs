@@ -125,13 +125,15 @@ pub struct CreateVmArgs {
     /// Name of the VM, unique in the cluster
     pub name: String,
     /// Memory, e.g. 512M, 4G, 1.5G (a plain number means MiB)
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true, default_value = "1G")]
     pub memory: u64,
     /// Number of virtual CPUs
-    #[arg(long, value_name = "N", value_parser = parse_vcpus)]
+    #[arg(long, value_name = "N", value_parser = parse_vcpus, allow_hyphen_values = true, default_value = "1")]
     pub vcpus: u32,
+    /// What the VM is for
     #[arg(long, default_value = "")]
     pub description: String,
+    /// A free-form note for operators
     #[arg(long, default_value = "")]
     pub comment: String,
     /// Restart the VM elsewhere when its host fails
@@ -150,13 +152,15 @@ pub struct EditVmArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Memory, e.g. 512M, 4G, 1.5G (a plain number means MiB)
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
     pub memory: Option<u64>,
     /// Number of virtual CPUs
-    #[arg(long, value_name = "N", value_parser = parse_vcpus)]
+    #[arg(long, value_name = "N", value_parser = parse_vcpus, allow_hyphen_values = true)]
     pub vcpus: Option<u32>,
+    /// What the VM is for ("" clears it)
     #[arg(long)]
     pub description: Option<String>,
+    /// A free-form note for operators ("" clears it)
     #[arg(long)]
     pub comment: Option<String>,
     /// Restart the VM elsewhere when its host fails
@@ -277,6 +281,15 @@ mod tests {
             assert_eq!(cli.global.output, Format::Json);
             assert!(cli.global.stale);
         }
+    }
+
+    #[test]
+    fn negative_sizes_reach_the_size_parser() {
+        let err = Cli::try_parse_from([
+            "corral", "vm", "create", "w", "--memory", "-1G", "--vcpus", "1",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

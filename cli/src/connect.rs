@@ -21,11 +21,38 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const STREAM_PING_INTERVAL: Duration = Duration::from_secs(10);
 const STREAM_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a read or a tagged write keeps trying while the cluster has no leader (an
+/// election takes about a second).
+const RETRY_WINDOW: Duration = Duration::from_secs(20);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The metadata key of a write's request id; the cluster applies one id at most once.
+pub const REQUEST_ID_HEADER: &str = "corral-request-id";
+
 /// Whether a request may be sent again to another node after the first may have received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Effect {
     Read,
+    /// A write the cluster de-duplicates by its request id: as safe to resend as a read.
+    TaggedWrite,
     Write,
+}
+
+/// One id for every attempt of one write.
+#[derive(Debug, Clone)]
+pub struct RequestId(String);
+
+impl RequestId {
+    fn new() -> Self {
+        RequestId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// `msg` as a request that carries this id.
+    pub fn tag<M>(&self, msg: M) -> tonic::Request<M> {
+        let mut req = tonic::Request::new(msg);
+        let value = self.0.parse().expect("a UUID is valid metadata");
+        req.metadata_mut().insert(REQUEST_ID_HEADER, value);
+        req
+    }
 }
 
 /// Opens a channel to one node. The error is a short reason such as "connection refused".
@@ -85,7 +112,7 @@ impl Failure {
 /// The error for a status the server sent: its message alone, as the server phrased it.
 pub fn answer(status: Status) -> anyhow::Error {
     match status.message() {
-        "" => anyhow!("the server answered {:?} without a message", status.code()),
+        "" => anyhow!("the server refused: {}", status.code().description()),
         message => anyhow!("{message}"),
     }
 }
@@ -102,6 +129,8 @@ enum Attempt<T> {
     Next {
         warning: String,
         error: anyhow::Error,
+        /// The node could not be reached at all (as opposed to answering "not now").
+        unreachable: bool,
     },
 }
 
@@ -135,14 +164,29 @@ impl Nodes {
         Ok(answer)
     }
 
-    /// Runs a request that changes state; it moves to another node only if it was never sent.
-    pub async fn write<T, F, Fut>(&self, rpc: F) -> Result<T>
+    /// Runs a request that changes this node itself (bootstrap, join); it moves to another
+    /// node only if it was never sent.
+    pub async fn write_once<T, F, Fut>(&self, rpc: F) -> Result<T>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let (_, answer) = self
             .call(Effect::Write, Some(REQUEST_TIMEOUT), 0, rpc)
+            .await?;
+        Ok(answer)
+    }
+
+    /// Runs a cluster write tagged with a request id: like a read, it may be sent again (to
+    /// any node, while an election runs) because the cluster applies it at most once.
+    pub async fn write<T, F, Fut>(&self, mut rpc: F) -> Result<T>
+    where
+        F: FnMut(Channel, &RequestId) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let id = RequestId::new();
+        let (_, answer) = self
+            .call(Effect::TaggedWrite, Some(REQUEST_TIMEOUT), 0, |channel| rpc(channel, &id))
             .await?;
         Ok(answer)
     }
@@ -170,14 +214,32 @@ impl Nodes {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let count = self.endpoints.len();
-        for (tried, (i, endpoint)) in self.endpoints.rotated(first).enumerate() {
-            match attempt(endpoint, effect, deadline, &mut rpc).await {
-                Attempt::Done(result) => return result.map(|answer| (i, answer)),
-                Attempt::Next { error, .. } if tried + 1 == count => return Err(error),
-                Attempt::Next { warning, .. } => eprintln!("warning: {warning}"),
+        let give_up = tokio::time::Instant::now() + RETRY_WINDOW;
+        let mut round = 0;
+        loop {
+            // Another round only helps when some node answered but could not serve (no leader
+            // yet); when none could be reached at all, say so at once.
+            let mut all_unreachable = true;
+            for (tried, (i, endpoint)) in self.endpoints.rotated(first).enumerate() {
+                match attempt(endpoint, effect, deadline, &mut rpc).await {
+                    Attempt::Done(result) => return result.map(|answer| (i, answer)),
+                    Attempt::Next { error, unreachable, .. } if tried + 1 == count => {
+                        all_unreachable &= unreachable;
+                        if all_unreachable || effect == Effect::Write || tokio::time::Instant::now() >= give_up {
+                            return Err(error);
+                        }
+                    }
+                    Attempt::Next { warning, unreachable, .. } => {
+                        all_unreachable &= unreachable;
+                        if round == 0 {
+                            eprintln!("warning: {warning}");
+                        }
+                    }
+                }
             }
+            round += 1;
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
-        bail!("no endpoint given")
     }
 }
 
@@ -196,6 +258,7 @@ where
         Attempt::Next {
             warning: text.clone(),
             error: anyhow!(text),
+            unreachable: true,
         }
     };
     let channel = match connect(endpoint, deadline).await {
@@ -206,16 +269,21 @@ where
         Ok(response) => return Attempt::Done(Ok(response.into_inner())),
         Err(status) => status,
     };
+    let resendable = effect != Effect::Write;
     match (Failure::of(&status), effect) {
-        (Failure::NotSent(reason), _) | (Failure::Lost(reason), Effect::Read) => {
-            unreachable(reason)
-        }
-        (Failure::Lost(reason), Effect::Write) => Attempt::Done(Err(anyhow!(
+        (Failure::NotSent(reason), _) => unreachable(reason),
+        (Failure::Lost(reason), _) if resendable => Attempt::Next {
+            warning: format!("could not reach {endpoint}: {reason}"),
+            error: anyhow!("could not reach {endpoint}: {reason}"),
+            unreachable: false,
+        },
+        (Failure::Lost(reason), _) => Attempt::Done(Err(anyhow!(
             "{endpoint}: {reason}; the change may or may not have been applied"
         ))),
-        (Failure::Unavailable, Effect::Read) => Attempt::Next {
+        (Failure::Unavailable, _) if resendable => Attempt::Next {
             warning: format!("{endpoint} could not answer: {}", status.message()),
             error: answer(status),
+            unreachable: false,
         },
         (Failure::Unavailable | Failure::Answer, _) => Attempt::Done(Err(answer(status))),
     }

@@ -15,6 +15,8 @@ pub struct ClusterStatusView {
     pub members: Vec<MemberView>,
     pub this_node_id: u64,
     pub last_applied: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +115,8 @@ impl From<proto::ClusterStatus> for ClusterStatusView {
             members: s.members.into_iter().map(MemberView::from).collect(),
             this_node_id: s.this_node_id,
             last_applied: s.last_applied,
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
         }
     }
 }

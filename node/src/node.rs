@@ -183,7 +183,14 @@ impl Node {
                 }
             }
             LeaderRequest::ReadIndex => match parts.raft.ensure_linearizable().await {
-                Ok(log_id) => Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index))),
+                // openraft's read index is its committed index, which a leader restarted
+                // without losing its term may hold stale (it was saved lazily); everything
+                // in the leader's log commits while it leads, so reading after all of it
+                // can never miss an acknowledged write.
+                Ok(log_id) => {
+                    let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                    Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
+                }
                 Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
             },
             LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,

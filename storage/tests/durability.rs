@@ -231,7 +231,7 @@ fn local_facts_survive_reopen() {
         store.flush().unwrap();
         assert!(store.size_on_disk().unwrap() > 0);
     }
-    let store = Store::open(dir.path(), common::CACHE).unwrap();
+    let store = common::open_store(dir.path());
     assert_eq!(
         store.get_local("node_id").unwrap(),
         Some(7u64.to_be_bytes().to_vec())

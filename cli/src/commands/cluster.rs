@@ -29,7 +29,7 @@ async fn bootstrap(ctx: &Context, name: String) -> Result<()> {
         cluster_name: name.clone(),
     };
     let response = node
-        .write(|channel| {
+        .write_once(|channel| {
             let request = request.clone();
             async move { ClusterServiceClient::new(channel).bootstrap(request).await }
         })
@@ -57,7 +57,7 @@ async fn join(ctx: &Context, peer: Endpoint, token: String) -> Result<()> {
         token,
     };
     let response = node
-        .write(|channel| {
+        .write_once(|channel| {
             let request = request.clone();
             async move { ClusterServiceClient::new(channel).join(request).await }
         })
@@ -123,11 +123,8 @@ async fn create_token(ctx: &Context, ttl_seconds: u64) -> Result<()> {
     let request = proto::CreateTokenRequest { ttl_seconds };
     let response = ctx
         .nodes
-        .write(|channel| async move {
-            ClusterServiceClient::new(channel)
-                .create_token(request)
-                .await
-        })
+        // Not resent: a second attempt would mint a different token than the first stored.
+        .write_once(|channel| async move { ClusterServiceClient::new(channel).create_token(request).await })
         .await?;
     let expires_ms = response.expires_unix_ms;
     let view = TokenView::from(response);

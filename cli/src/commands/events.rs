@@ -57,9 +57,7 @@ async fn list(ctx: &Context, limit: u32) -> Result<()> {
 }
 
 async fn follow(ctx: &Context, tail: u32) -> Result<()> {
-    if ctx.format == Format::Table {
-        output::print(&follow_line("TIME", "KIND", "MESSAGE"))?;
-    }
+    let mut header = ctx.format == Format::Table;
     let nodes = &ctx.nodes;
     let mut request = proto::FollowEventsRequest {
         after_index: 0,
@@ -74,6 +72,9 @@ async fn follow(ctx: &Context, tail: u32) -> Result<()> {
                 EventServiceClient::new(channel).follow(request).await
             })
             .await?;
+        if std::mem::take(&mut header) {
+            output::print(&follow_line("TIME", "KIND", "MESSAGE"))?;
+        }
         let endpoint = nodes.endpoints().iter().nth(node).map(|e| e.to_string());
         let endpoint = endpoint.unwrap_or_default();
         let reason = loop {

@@ -35,8 +35,8 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
     };
     let vm = ctx
         .nodes
-        .write(|channel| {
-            let request = request.clone();
+        .write(|channel, id| {
+            let request = id.tag(request.clone());
             async move { VmServiceClient::new(channel).create(request).await }
         })
         .await?;
@@ -110,8 +110,8 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
     };
     let vm = ctx
         .nodes
-        .write(|channel| {
-            let request = request.clone();
+        .write(|channel, id| {
+            let request = id.tag(request.clone());
             async move { VmServiceClient::new(channel).edit(request).await }
         })
         .await?;
@@ -122,8 +122,8 @@ async fn delete(ctx: &Context, vm: String) -> Result<()> {
     let request = proto::DeleteVmRequest { vm: vm.clone() };
     let response = ctx
         .nodes
-        .write(|channel| {
-            let request = request.clone();
+        .write(|channel, id| {
+            let request = id.tag(request.clone());
             async move { VmServiceClient::new(channel).delete(request).await }
         })
         .await?;

@@ -44,8 +44,11 @@ pub type Sm = StateMachineStore<TestConfig, Counters>;
 
 pub const CACHE: u64 = 8 << 20;
 
+/// Opens the store in `dir`. A reopen in the same process can find the previous handle's
+/// file lock still held for a moment, until sled's background flusher thread has exited, so
+/// a locked directory is retried until a deadline.
 pub fn open(dir: &Path) -> (Store, Logs, Sm) {
-    let store = Store::open(dir, CACHE).unwrap();
+    let store = open_store(dir);
     let logs = store.log_store().unwrap();
     let sm = store.state_machine().unwrap();
     (store, logs, sm)
@@ -83,5 +86,18 @@ pub fn membership(term: u64, index: u64, voters: &[u64]) -> Entry<TestConfig> {
             vec![voters.iter().copied().collect()],
             nodes,
         )),
+    }
+}
+
+pub fn open_store(dir: &Path) -> Store {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir, CACHE) {
+            Ok(store) => return store,
+            Err(corral_storage::Error::Open { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open the store: {e:?}"),
+        }
     }
 }
