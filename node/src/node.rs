@@ -197,6 +197,14 @@ impl Node {
         }
     }
 
+    /// Proposes `op` on this node only if it leads now; never hands it on. For commands that
+    /// speak for this node as leader (it must not be applied on another leader's behalf).
+    pub async fn propose_as_leader(&self, op: Op) -> Result<Outcome, ClusterError> {
+        let parts = self.parts()?;
+        let cmd = Command { at_ms: now_ms(), request_id: None, op };
+        parts.raft.client_write(cmd).await.map_err(write_error)?.data.0
+    }
+
     /// Waits until some node is known to lead, other than `not` (a leader, term pair that
     /// could not be reached), and returns it with its term.
     async fn wait_for_leader(
@@ -343,8 +351,7 @@ impl Node {
                 .await
                 .map_err(write_error)?;
         }
-        let cmd = Command { at_ms: now_ms(), request_id: None, op: Op::HostJoined { id, voter } };
-        parts.raft.client_write(cmd).await.map_err(write_error)?.data.0?;
+        self.propose_as_leader(Op::HostJoined { id, voter }).await?;
         Ok(LeaderResponse::Admitted { voter })
     }
 

@@ -79,7 +79,9 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             Op::LeaderElected { id, term } => {
-                if self.leader == Some((*id, *term)) {
+                // A node restarted as the leader of an old term may propose this before it
+                // learns of the newer term: only a newer term is news.
+                if self.leader.is_some_and(|(_, t)| *term <= t) {
                     return Ok(Outcome::Done);
                 }
                 self.leader = Some((*id, *term));

@@ -22,7 +22,7 @@ pub async fn record_leader_changes(node: Arc<Node>, raft: Raft, state: StateHand
         };
         let bootstrapped = state.read(|s| s.cluster.is_some());
         if is_leader && bootstrapped && term != recorded_term {
-            match node.write(None, Op::LeaderElected { id, term }).await {
+            match node.propose_as_leader(Op::LeaderElected { id, term }).await {
                 Ok(_) => {
                     tracing::info!(term, "this node is the leader");
                     recorded_term = term;

@@ -200,3 +200,16 @@ fn replay_is_deterministic() {
     ops(&mut b);
     assert_eq!(a, b);
 }
+
+#[test]
+fn only_a_newer_term_records_a_leader() {
+    let mut s = bootstrapped();
+    s.apply_command(&cmd(T0 + 1, Op::LeaderElected { id: 3, term: 2 }));
+    let before = s.clone();
+    s.apply_command(&cmd(T0 + 2, Op::LeaderElected { id: 1, term: 1 }));
+    s.apply_command(&cmd(T0 + 3, Op::LeaderElected { id: 3, term: 2 }));
+    assert_eq!(s, before);
+    s.apply_command(&cmd(T0 + 4, Op::LeaderElected { id: 2, term: 3 }));
+    assert_eq!(s.leader, Some((2, 3)));
+    assert_eq!(s.events.back().unwrap().message, "Host node 2 is the new leader (term 3).");
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing Corral need, if they are missing:
+# libvirt's client library and headers (the `virt` crate links against them; its
+# `test:///default` driver is the in-process hypervisor the tests use) and pkg-config.
+# Safe to run again: it does nothing when everything is there.
+set -euo pipefail
+
+need=()
+pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v virsh >/dev/null || need+=(libvirt-clients)
+command -v cc >/dev/null || need+=(gcc)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "deps: cargo is missing; install Rust (https://rustup.rs) and run again" >&2
+  exit 1
+fi
