@@ -11,11 +11,7 @@ use crate::output::Format;
 use crate::size::{self, SizeError};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "corral",
-    version,
-    about = "Command line of a Corral VM cluster"
-)]
+#[command(name = "corral", version, about = "Command line of a Corral VM cluster")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -231,9 +227,7 @@ fn parse_vcpus(text: &str) -> Result<u32, String> {
 }
 
 fn parse_count(text: &str) -> Result<u32, String> {
-    text.trim()
-        .parse::<u32>()
-        .map_err(|_| format!("'{text}' is not a whole number"))
+    text.trim().parse::<u32>().map_err(|_| format!("'{text}' is not a whole number"))
 }
 
 fn parse_bool(text: &str) -> Result<bool, String> {
@@ -274,8 +268,7 @@ mod tests {
 
     #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
-        let before =
-            Cli::try_parse_from(["corral", "-o", "json", "--stale", "vm", "list"]).unwrap();
+        let before = Cli::try_parse_from(["corral", "-o", "json", "--stale", "vm", "list"]).unwrap();
         let after = Cli::try_parse_from(["corral", "vm", "list", "--stale", "-o", "json"]).unwrap();
         for cli in [before, after] {
             assert_eq!(cli.global.output, Format::Json);
@@ -285,10 +278,7 @@ mod tests {
 
     #[test]
     fn negative_sizes_reach_the_size_parser() {
-        let err = Cli::try_parse_from([
-            "corral", "vm", "create", "w", "--memory", "-1G", "--vcpus", "1",
-        ])
-        .unwrap_err();
+        let err = Cli::try_parse_from(["corral", "vm", "create", "w", "--memory", "-1G", "--vcpus", "1"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
     }
 

@@ -57,9 +57,8 @@ impl RequestId {
 
 /// Opens a channel to one node. The error is a short reason such as "connection refused".
 pub async fn connect(endpoint: &Endpoint, deadline: Option<Duration>) -> Result<Channel, String> {
-    let transport = Transport::from_shared(endpoint.uri())
-        .map_err(|e| short_reason(&e))?
-        .connect_timeout(CONNECT_TIMEOUT);
+    let transport =
+        Transport::from_shared(endpoint.uri()).map_err(|e| short_reason(&e))?.connect_timeout(CONNECT_TIMEOUT);
     let transport = match deadline {
         Some(deadline) => transport.timeout(deadline),
         None => transport
@@ -99,10 +98,7 @@ impl Failure {
         if chain(source).any(|e| e.is::<ConnectError>()) {
             Failure::NotSent(short_reason(source))
         } else if chain(source).any(|e| e.is::<TimeoutExpired>()) {
-            Failure::Lost(format!(
-                "no answer within {}",
-                humantime::format_duration(REQUEST_TIMEOUT)
-            ))
+            Failure::Lost(format!("no answer within {}", humantime::format_duration(REQUEST_TIMEOUT)))
         } else {
             Failure::Lost(short_reason(source))
         }
@@ -158,9 +154,7 @@ impl Nodes {
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let (_, answer) = self
-            .call(Effect::Read, Some(REQUEST_TIMEOUT), 0, rpc)
-            .await?;
+        let (_, answer) = self.call(Effect::Read, Some(REQUEST_TIMEOUT), 0, rpc).await?;
         Ok(answer)
     }
 
@@ -171,9 +165,7 @@ impl Nodes {
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let (_, answer) = self
-            .call(Effect::Write, Some(REQUEST_TIMEOUT), 0, rpc)
-            .await?;
+        let (_, answer) = self.call(Effect::Write, Some(REQUEST_TIMEOUT), 0, rpc).await?;
         Ok(answer)
     }
 
@@ -185,9 +177,7 @@ impl Nodes {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let id = RequestId::new();
-        let (_, answer) = self
-            .call(Effect::TaggedWrite, Some(REQUEST_TIMEOUT), 0, |channel| rpc(channel, &id))
-            .await?;
+        let (_, answer) = self.call(Effect::TaggedWrite, Some(REQUEST_TIMEOUT), 0, |channel| rpc(channel, &id)).await?;
         Ok(answer)
     }
 
@@ -243,23 +233,14 @@ impl Nodes {
     }
 }
 
-async fn attempt<T, F, Fut>(
-    endpoint: &Endpoint,
-    effect: Effect,
-    deadline: Option<Duration>,
-    rpc: &mut F,
-) -> Attempt<T>
+async fn attempt<T, F, Fut>(endpoint: &Endpoint, effect: Effect, deadline: Option<Duration>, rpc: &mut F) -> Attempt<T>
 where
     F: FnMut(Channel) -> Fut,
     Fut: Future<Output = Result<Response<T>, Status>>,
 {
     let unreachable = |reason: String| {
         let text = format!("could not reach {endpoint}: {reason}");
-        Attempt::Next {
-            warning: text.clone(),
-            error: anyhow!(text),
-            unreachable: true,
-        }
+        Attempt::Next { warning: text.clone(), error: anyhow!(text), unreachable: true }
     };
     let channel = match connect(endpoint, deadline).await {
         Ok(channel) => channel,
@@ -277,9 +258,9 @@ where
             error: anyhow!("could not reach {endpoint}: {reason}"),
             unreachable: false,
         },
-        (Failure::Lost(reason), _) => Attempt::Done(Err(anyhow!(
-            "{endpoint}: {reason}; the change may or may not have been applied"
-        ))),
+        (Failure::Lost(reason), _) => {
+            Attempt::Done(Err(anyhow!("{endpoint}: {reason}; the change may or may not have been applied")))
+        }
         (Failure::Unavailable, _) if resendable => Attempt::Next {
             warning: format!("{endpoint} could not answer: {}", status.message()),
             error: answer(status),
@@ -289,9 +270,7 @@ where
     }
 }
 
-fn chain<'a>(
-    error: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+fn chain<'a>(error: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     std::iter::successors(Some(error), |&e| e.source())
 }
 
@@ -335,14 +314,8 @@ mod tests {
 
     #[test]
     fn server_statuses_are_answers() {
-        assert!(matches!(
-            Failure::of(&Status::not_found("no VM named web9")),
-            Failure::Answer
-        ));
-        assert!(matches!(
-            Failure::of(&Status::unavailable("no leader")),
-            Failure::Unavailable
-        ));
+        assert!(matches!(Failure::of(&Status::not_found("no VM named web9")), Failure::Answer));
+        assert!(matches!(Failure::of(&Status::unavailable("no leader")), Failure::Unavailable));
     }
 
     #[test]
@@ -363,9 +336,6 @@ mod tests {
 
     #[test]
     fn os_error_numbers_are_dropped() {
-        assert_eq!(
-            strip_os_error("Name or service not known (os error -2)"),
-            "Name or service not known"
-        );
+        assert_eq!(strip_os_error("Name or service not known (os error -2)"), "Name or service not known");
     }
 }

@@ -42,11 +42,7 @@ impl Endpoint {
         }
         let address = original.strip_prefix("http://").unwrap_or(original);
         let address = address.strip_suffix('/').unwrap_or(address);
-        if address.is_empty()
-            || address
-                .chars()
-                .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#'))
-        {
+        if address.is_empty() || address.chars().any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#')) {
             return Err(malformed());
         }
 
@@ -57,10 +53,7 @@ impl Endpoint {
             }
             match after {
                 "" => (format!("[{v6}]"), None),
-                _ => (
-                    format!("[{v6}]"),
-                    Some(after.strip_prefix(':').ok_or_else(malformed)?),
-                ),
+                _ => (format!("[{v6}]"), Some(after.strip_prefix(':').ok_or_else(malformed)?)),
             }
         } else {
             match address.matches(':').count() {
@@ -82,9 +75,7 @@ impl Endpoint {
                 _ => return Err(EndpointError::BadPort(original.to_string())),
             },
         };
-        Ok(Endpoint {
-            authority: format!("{host}:{port}"),
-        })
+        Ok(Endpoint { authority: format!("{host}:{port}") })
     }
 
     /// The URI tonic connects to.
@@ -145,20 +136,13 @@ mod tests {
     use super::*;
 
     fn list(text: &str) -> Vec<String> {
-        Endpoints::parse(text)
-            .unwrap()
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
+        Endpoints::parse(text).unwrap().iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
     fn one_address() {
         assert_eq!(list("127.0.0.1:7001"), ["127.0.0.1:7001"]);
-        assert_eq!(
-            Endpoint::parse("127.0.0.1:7001").unwrap().uri(),
-            "http://127.0.0.1:7001"
-        );
+        assert_eq!(Endpoint::parse("127.0.0.1:7001").unwrap().uri(), "http://127.0.0.1:7001");
     }
 
     #[test]
@@ -186,14 +170,8 @@ mod tests {
     fn refuses_bad_lists() {
         assert_eq!(Endpoints::parse(""), Err(EndpointError::Empty));
         assert_eq!(Endpoints::parse("  "), Err(EndpointError::Empty));
-        assert_eq!(
-            Endpoints::parse("a:1,,b:2"),
-            Err(EndpointError::EmptyEntry("a:1,,b:2".into()))
-        );
-        assert_eq!(
-            Endpoints::parse("a:1,"),
-            Err(EndpointError::EmptyEntry("a:1,".into()))
-        );
+        assert_eq!(Endpoints::parse("a:1,,b:2"), Err(EndpointError::EmptyEntry("a:1,,b:2".into())));
+        assert_eq!(Endpoints::parse("a:1,"), Err(EndpointError::EmptyEntry("a:1,".into())));
     }
 
     #[test]
@@ -222,9 +200,6 @@ mod tests {
     fn rotation_starts_after_the_failed_node() {
         let e = Endpoints::parse("a:1,b:2,c:3").unwrap();
         let order: Vec<_> = e.rotated(1).map(|(i, ep)| (i, ep.to_string())).collect();
-        assert_eq!(
-            order,
-            [(1, "b:2".into()), (2, "c:3".into()), (0, "a:1".to_string())]
-        );
+        assert_eq!(order, [(1, "b:2".into()), (2, "c:3".into()), (0, "a:1".to_string())]);
     }
 }

@@ -21,10 +21,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&'static str]) -> Self {
-        Table {
-            header: header.to_vec(),
-            rows: Vec::new(),
-        }
+        Table { header: header.to_vec(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -36,13 +33,7 @@ impl Table {
         let lines: Vec<&Vec<String>> = std::iter::once(&header).chain(&self.rows).collect();
         let columns = self.header.len();
         let widths: Vec<usize> = (0..columns)
-            .map(|c| {
-                lines
-                    .iter()
-                    .map(|line| line.get(c).map_or(0, |cell| cell.chars().count()))
-                    .max()
-                    .unwrap_or(0)
-            })
+            .map(|c| lines.iter().map(|line| line.get(c).map_or(0, |cell| cell.chars().count())).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
         for line in lines {
@@ -120,10 +111,7 @@ mod tests {
         let mut t = Table::new(&["ID", "NAME", "ROLE"]);
         t.row(vec!["1".into(), "node-one".into(), "voter".into()]);
         t.row(vec!["12".into(), "n2".into(), "".into()]);
-        assert_eq!(
-            t.render(),
-            "ID  NAME      ROLE\n1   node-one  voter\n12  n2\n"
-        );
+        assert_eq!(t.render(), "ID  NAME      ROLE\n1   node-one  voter\n12  n2\n");
     }
 
     #[test]

@@ -24,9 +24,7 @@ pub enum SizeError {
 pub fn parse_mib(text: &str) -> Result<u64, SizeError> {
     let not_a_size = || SizeError::NotASize(text.to_string());
     let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
     let kib_per_unit: u128 = match unit.trim().to_ascii_lowercase().as_str() {
         "k" | "kb" | "kib" => 1,
@@ -106,14 +104,8 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_size() {
-        for text in [
-            "abc", "", " ", "-1G", "1X", "G", ".", "1.2.3G", "1e3", "+1G", "1GG",
-        ] {
-            assert_eq!(
-                parse_mib(text),
-                Err(SizeError::NotASize(text.to_string())),
-                "{text:?}"
-            );
+        for text in ["abc", "", " ", "-1G", "1X", "G", ".", "1.2.3G", "1e3", "+1G", "1GG"] {
+            assert_eq!(parse_mib(text), Err(SizeError::NotASize(text.to_string())), "{text:?}");
         }
     }
 
@@ -123,14 +115,8 @@ mod tests {
         assert_eq!(parse_mib("0G"), Err(SizeError::TooSmall));
         assert_eq!(parse_mib("512K"), Err(SizeError::TooSmall));
         assert_eq!(parse_mib("0.5M"), Err(SizeError::TooSmall));
-        assert_eq!(
-            parse_mib("1.1G"),
-            Err(SizeError::NotWholeMib("1.1G".into()))
-        );
-        assert_eq!(
-            parse_mib("1500K"),
-            Err(SizeError::NotWholeMib("1500K".into()))
-        );
+        assert_eq!(parse_mib("1.1G"), Err(SizeError::NotWholeMib("1.1G".into())));
+        assert_eq!(parse_mib("1500K"), Err(SizeError::NotWholeMib("1500K".into())));
     }
 
     #[test]
@@ -143,14 +129,8 @@ mod tests {
 
     #[test]
     fn messages_name_the_rule() {
-        assert_eq!(
-            parse_mib("abc").unwrap_err().to_string(),
-            "'abc' is not a size (use e.g. 512M, 4G)"
-        );
-        assert_eq!(
-            parse_mib("0").unwrap_err().to_string(),
-            "must be at least 1 MiB"
-        );
+        assert_eq!(parse_mib("abc").unwrap_err().to_string(), "'abc' is not a size (use e.g. 512M, 4G)");
+        assert_eq!(parse_mib("0").unwrap_err().to_string(), "must be at least 1 MiB");
     }
 
     #[test]

@@ -123,26 +123,13 @@ impl From<proto::ClusterStatus> for ClusterStatusView {
 
 impl From<proto::Member> for MemberView {
     fn from(m: proto::Member) -> Self {
-        MemberView {
-            id: m.id,
-            name: m.name,
-            address: m.address,
-            role: m.role,
-            reachable: m.reachable,
-        }
+        MemberView { id: m.id, name: m.name, address: m.address, role: m.role, reachable: m.reachable }
     }
 }
 
 impl From<proto::Host> for HostView {
     fn from(h: proto::Host) -> Self {
-        HostView {
-            id: h.id,
-            name: h.name,
-            address: h.address,
-            state: h.state,
-            cpus: h.cpus,
-            memory_mib: h.memory_mib,
-        }
+        HostView { id: h.id, name: h.name, address: h.address, state: h.state, cpus: h.cpus, memory_mib: h.memory_mib }
     }
 }
 
@@ -158,10 +145,7 @@ impl From<proto::Vm> for VmView {
             comment: vm.comment,
             status: vm.status,
             host: vm.host.filter(|h| !h.is_empty()),
-            ha: HaView {
-                enabled: ha.enabled,
-                priority: ha.priority,
-            },
+            ha: HaView { enabled: ha.enabled, priority: ha.priority },
             created: rfc3339(vm.created_unix_ms),
         }
     }
@@ -169,42 +153,25 @@ impl From<proto::Vm> for VmView {
 
 impl From<proto::Event> for EventView {
     fn from(e: proto::Event) -> Self {
-        EventView {
-            index: e.index,
-            time: rfc3339(e.time_unix_ms),
-            kind: e.kind,
-            message: e.message,
-        }
+        EventView { index: e.index, time: rfc3339(e.time_unix_ms), kind: e.kind, message: e.message }
     }
 }
 
 impl BootstrapView {
     pub fn new(cluster: String, r: proto::BootstrapResponse) -> Self {
-        BootstrapView {
-            cluster,
-            node_id: r.node_id,
-            token: r.token,
-            expires: rfc3339(r.token_expires_unix_ms),
-        }
+        BootstrapView { cluster, node_id: r.node_id, token: r.token, expires: rfc3339(r.token_expires_unix_ms) }
     }
 }
 
 impl From<proto::CreateTokenResponse> for TokenView {
     fn from(r: proto::CreateTokenResponse) -> Self {
-        TokenView {
-            token: r.token,
-            expires: rfc3339(r.expires_unix_ms),
-        }
+        TokenView { token: r.token, expires: rfc3339(r.expires_unix_ms) }
     }
 }
 
 impl From<proto::JoinResponse> for JoinView {
     fn from(r: proto::JoinResponse) -> Self {
-        JoinView {
-            node_id: r.node_id,
-            cluster: r.cluster_name,
-            role: r.role,
-        }
+        JoinView { node_id: r.node_id, cluster: r.cluster_name, role: r.role }
     }
 }
 
@@ -225,10 +192,7 @@ mod tests {
             name: "web1".into(),
             memory_mib: 1024,
             vcpus: 2,
-            ha: Some(proto::HaSettings {
-                enabled: true,
-                priority: "high".into(),
-            }),
+            ha: Some(proto::HaSettings { enabled: true, priority: "high".into() }),
             status: "stopped".into(),
             host: Some(String::new()),
             ..Default::default()

@@ -152,7 +152,9 @@ impl Node {
                 return self.leader_only(req, hops).await;
             }
             if hops >= MAX_HOPS {
-                return Err(ClusterError::Unavailable("the leader moved while the request was forwarded; try again".into()));
+                return Err(ClusterError::Unavailable(
+                    "the leader moved while the request was forwarded; try again".into(),
+                ));
             }
             let address = node_address(parts, leader)?;
             match self.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT).await {
@@ -231,7 +233,11 @@ impl Node {
         }
     }
 
-    async fn leader_address(&self, parts: &RaftParts, f: ForwardToLeader<NodeId, NodeInfo>) -> Result<String, ClusterError> {
+    async fn leader_address(
+        &self,
+        parts: &RaftParts,
+        f: ForwardToLeader<NodeId, NodeInfo>,
+    ) -> Result<String, ClusterError> {
         match (f.leader_node, f.leader_id) {
             (Some(n), _) => Ok(n.address),
             (None, Some(id)) => node_address(parts, id),
@@ -246,19 +252,17 @@ impl Node {
     pub async fn bootstrap(self: &Arc<Self>, name: &str) -> Result<(NodeId, String, i64), ClusterError> {
         corral_raft::validate::name("cluster name", name)?;
         if let Some(existing) = self.cluster_name() {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "this node already belongs to cluster '{existing}'"
-            )));
+            return Err(ClusterError::FailedPrecondition(format!("this node already belongs to cluster '{existing}'")));
         }
         let id: NodeId = 1;
-        self.persist_id(id)?;
-        let parts = self.start_raft(id).await?.clone();
-        if parts.id != id {
+        if let Some(parts) = self.raft.get().filter(|p| p.id != id) {
             return Err(ClusterError::FailedPrecondition(format!(
                 "this node already has identity {} from an unfinished join; it cannot bootstrap",
                 parts.id
             )));
         }
+        self.persist_id(id)?;
+        let parts = self.start_raft(id).await?.clone();
         let me = NodeInfo { name: self.config.name.clone(), address: self.config.advertise.clone() };
         if !parts.raft.is_initialized().await.map_err(|e| ClusterError::Internal(e.to_string()))? {
             parts
@@ -284,9 +288,7 @@ impl Node {
     /// `cluster join`: this fresh node joins the cluster of `peer` with `token`.
     pub async fn join(self: &Arc<Self>, peer: &str, token: &str) -> Result<(NodeId, String, bool), ClusterError> {
         if let Some(existing) = self.cluster_name() {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "this node already belongs to cluster '{existing}'"
-            )));
+            return Err(ClusterError::FailedPrecondition(format!("this node already belongs to cluster '{existing}'")));
         }
         if peer == self.config.advertise {
             return Err(ClusterError::invalid("peer", "must be another node, not this one"));
@@ -316,7 +318,8 @@ impl Node {
         }
         self.persist_id(id)?;
         self.start_raft(id).await?;
-        let voter = match self.network.forward(peer, &LeaderRequest::Admit { token_hash, id }, 0, ADMIT_TIMEOUT).await? {
+        let voter = match self.network.forward(peer, &LeaderRequest::Admit { token_hash, id }, 0, ADMIT_TIMEOUT).await?
+        {
             LeaderResponse::Admitted { voter } => voter,
             other => return Err(unexpected(other)),
         };
@@ -345,11 +348,7 @@ impl Node {
         let voters_now = membership.voter_ids().count();
         let voter = voters_now < voters_wanted as usize;
         if voter {
-            parts
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
-                .await
-                .map_err(write_error)?;
+            parts.raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false).await.map_err(write_error)?;
         }
         self.propose_as_leader(Op::HostJoined { id, voter }).await?;
         Ok(LeaderResponse::Admitted { voter })
@@ -399,12 +398,9 @@ async fn wait_applied(parts: &RaftParts, index: u64) -> Result<(), ClusterError>
 
 fn node_address(parts: &RaftParts, id: NodeId) -> Result<String, ClusterError> {
     let metrics = parts.raft.metrics().borrow().clone();
-    metrics
-        .membership_config
-        .membership()
-        .get_node(&id)
-        .map(|n| n.address.clone())
-        .ok_or_else(|| ClusterError::Unavailable(format!("the leader (node {id}) is not in this node's membership yet")))
+    metrics.membership_config.membership().get_node(&id).map(|n| n.address.clone()).ok_or_else(|| {
+        ClusterError::Unavailable(format!("the leader (node {id}) is not in this node's membership yet"))
+    })
 }
 
 fn write_error(e: RaftError<ClientWriteError>) -> ClusterError {

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::command::{Command, NewHost, Op, Outcome, Reply, VmChanges, VmSpec};
 use crate::error::ClusterError;
 use crate::model::{
-    ClusterInfo, ClusterState, Event, EventKind, HaSettings, Host, HostFacts, HostState,
-    JoinToken, Vm, VmStatus, MAX_EVENTS, MAX_RECENT_REQUESTS,
+    ClusterInfo, ClusterState, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken, Vm, VmStatus,
+    MAX_EVENTS, MAX_RECENT_REQUESTS,
 };
 use crate::typ::{LogId, NodeId, TypeConfig};
 use crate::validate;
@@ -45,10 +45,7 @@ impl ClusterState {
             Op::AddToken { token_hash, expires_ms } => {
                 self.require_cluster()?;
                 self.prune_tokens(now);
-                self.tokens.insert(
-                    token_hash.clone(),
-                    JoinToken { created_ms: now, expires_ms: *expires_ms },
-                );
+                self.tokens.insert(token_hash.clone(), JoinToken { created_ms: now, expires_ms: *expires_ms });
                 let ttl = human_duration(expires_ms.saturating_sub(now));
                 self.record(now, EventKind::TokenCreated, format!("A join token was created; it expires in {ttl}."));
                 Ok(Outcome::Done)
@@ -57,24 +54,17 @@ impl ClusterState {
                 self.register_host(now, token_hash, name, address, facts)
             }
             Op::HostJoined { id, voter } => {
-                let host = self
-                    .hosts
-                    .get_mut(id)
-                    .ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
+                let host =
+                    self.hosts.get_mut(id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
                 host.state = HostState::Up;
-                let msg = format!(
-                    "Host {} joined the cluster as a {}.",
-                    host.name,
-                    if *voter { "voter" } else { "learner" }
-                );
+                let msg =
+                    format!("Host {} joined the cluster as a {}.", host.name, if *voter { "voter" } else { "learner" });
                 self.record(now, EventKind::HostJoined, msg);
                 Ok(Outcome::Done)
             }
             Op::RemoveHost { id } => {
-                let host = self
-                    .hosts
-                    .remove(id)
-                    .ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
+                let host =
+                    self.hosts.remove(id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
                 self.record(now, EventKind::HostLeft, format!("Host {} left the cluster.", host.name));
                 Ok(Outcome::Done)
             }
@@ -112,10 +102,7 @@ impl ClusterState {
         token_expires_ms: i64,
     ) -> Applied {
         if let Some(c) = &self.cluster {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "this node already belongs to cluster '{}'",
-                c.name
-            )));
+            return Err(ClusterError::FailedPrecondition(format!("this node already belongs to cluster '{}'", c.name)));
         }
         validate::name("cluster name", cluster_name)?;
         validate::name("host name", &host.name)?;
@@ -134,10 +121,7 @@ impl ClusterState {
                 joined_ms: now,
             },
         );
-        self.tokens.insert(
-            token_hash.to_string(),
-            JoinToken { created_ms: now, expires_ms: token_expires_ms },
-        );
+        self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms });
         self.record(
             now,
             EventKind::ClusterBootstrapped,
@@ -146,19 +130,10 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    fn register_host(
-        &mut self,
-        now: i64,
-        token_hash: &str,
-        name: &str,
-        address: &str,
-        facts: &HostFacts,
-    ) -> Applied {
+    fn register_host(&mut self, now: i64, token_hash: &str, name: &str, address: &str, facts: &HostFacts) -> Applied {
         let cluster_name = self.require_cluster()?.name.clone();
         if !self.token_valid(token_hash, now) {
-            return Err(ClusterError::PermissionDenied(
-                "the join token is not valid or has expired".to_string(),
-            ));
+            return Err(ClusterError::PermissionDenied("the join token is not valid or has expired".to_string()));
         }
         validate::name("host name", name)?;
         if let Some(existing) = self.host_by_name(name) {

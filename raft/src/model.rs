@@ -137,10 +137,9 @@ impl FromStr for HaPriority {
             "low" => Ok(HaPriority::Low),
             "medium" => Ok(HaPriority::Medium),
             "high" => Ok(HaPriority::High),
-            other => Err(crate::ClusterError::invalid(
-                "ha_priority",
-                format!("must be low, medium or high (got '{other}')"),
-            )),
+            other => {
+                Err(crate::ClusterError::invalid("ha_priority", format!("must be low, medium or high (got '{other}')")))
+            }
         }
     }
 }

@@ -124,14 +124,9 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         use openraft::error::RPCError;
-        let channel = self
-            .channel
-            .as_ref()
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?
-            .clone();
-        let mut client = RaftServiceClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+        let channel = self.channel.as_ref().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?.clone();
+        let mut client =
+            RaftServiceClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
         let body = payload(req).map_err(|e| RPCError::Network(NetworkError::new(&ClusterError::Internal(e))))?;
         let mut request = tonic::Request::new(body);
         request.set_timeout(option.hard_ttl());

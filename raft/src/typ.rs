@@ -38,8 +38,7 @@ pub type Membership = openraft::Membership<NodeId, NodeInfo>;
 pub type RaftMetrics = openraft::RaftMetrics<NodeId, NodeInfo>;
 
 pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
-pub type RpcError<E = openraft::error::Infallible> =
-    openraft::error::RPCError<NodeId, NodeInfo, RaftError<E>>;
+pub type RpcError<E = openraft::error::Infallible> = openraft::error::RPCError<NodeId, NodeInfo, RaftError<E>>;
 pub type ClientWriteError = openraft::error::ClientWriteError<NodeId, NodeInfo>;
 pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<NodeId, NodeInfo>;
 pub type InstallSnapshotError = openraft::error::InstallSnapshotError;

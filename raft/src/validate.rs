@@ -37,10 +37,7 @@ pub fn memory_mib(value: u64) -> Result<(), ClusterError> {
         return Err(ClusterError::invalid("memory", "must be at least 1 MiB"));
     }
     if value > MAX_MEMORY_MIB {
-        return Err(ClusterError::invalid(
-            "memory",
-            format!("must be at most {MAX_MEMORY_MIB} MiB (got {value} MiB)"),
-        ));
+        return Err(ClusterError::invalid("memory", format!("must be at most {MAX_MEMORY_MIB} MiB (got {value} MiB)")));
     }
     Ok(())
 }
@@ -50,20 +47,14 @@ pub fn vcpus(value: u32) -> Result<(), ClusterError> {
         return Err(ClusterError::invalid("vcpus", "must be at least 1"));
     }
     if value > MAX_VCPUS {
-        return Err(ClusterError::invalid(
-            "vcpus",
-            format!("must be at most {MAX_VCPUS} (got {value})"),
-        ));
+        return Err(ClusterError::invalid("vcpus", format!("must be at most {MAX_VCPUS} (got {value})")));
     }
     Ok(())
 }
 
 pub fn text(field: &str, value: &str) -> Result<(), ClusterError> {
     if value.chars().count() > MAX_TEXT_LEN {
-        return Err(ClusterError::invalid(
-            field,
-            format!("must be at most {MAX_TEXT_LEN} characters"),
-        ));
+        return Err(ClusterError::invalid(field, format!("must be at most {MAX_TEXT_LEN} characters")));
     }
     if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(ClusterError::invalid(field, "must not contain control characters"));

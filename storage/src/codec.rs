@@ -34,9 +34,7 @@ pub fn encode<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, CodecError> {
 pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CodecError> {
     let (v, used) = bincode::serde::decode_from_slice(b, config()).map_err(CodecError::Decode)?;
     if used != b.len() {
-        return Err(CodecError::TrailingBytes {
-            extra: b.len() - used,
-        });
+        return Err(CodecError::TrailingBytes { extra: b.len() - used });
     }
     Ok(v)
 }
@@ -55,14 +53,8 @@ mod tests {
         let mut longer = b.clone();
         longer.push(0);
         let err = decode::<(u64, String, Option<Vec<u8>>)>(&longer).unwrap_err();
-        assert!(
-            matches!(err, CodecError::TrailingBytes { extra: 1 }),
-            "{err:?}"
-        );
+        assert!(matches!(err, CodecError::TrailingBytes { extra: 1 }), "{err:?}");
 
-        assert!(matches!(
-            decode::<(u64, String)>(&b[..1]),
-            Err(CodecError::Decode(_))
-        ));
+        assert!(matches!(decode::<(u64, String)>(&b[..1]), Err(CodecError::Decode(_))));
     }
 }

@@ -32,6 +32,9 @@ pub enum Error {
     #[error("the persisted snapshot's metadata covers {meta} but its data covers {data}")]
     SnapshotMismatch { meta: String, data: String },
 
+    #[error("the thread that flushes the raft log could not be started")]
+    FlushThread(#[source] std::io::Error),
+
     #[error("the background task flushing the database did not finish")]
     FlushTask(#[source] tokio::task::JoinError),
 

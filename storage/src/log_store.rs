@@ -5,13 +5,14 @@
 
 use std::fmt::Debug;
 use std::io;
-use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, LogId, LogState, OptionalSend, RaftLogId, RaftLogReader, RaftTypeConfig,
-    StorageError, StorageIOError, Vote,
+    AnyError, LogId, LogState, OptionalSend, RaftLogId, RaftLogReader, RaftTypeConfig, StorageError, StorageIOError,
+    Vote,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,26 +27,43 @@ const KEY_LAST_PURGED: &str = "last_purged_log_id";
 
 /// The raft log and vote, persisted in sled. Clones share the same trees, which is how
 /// `get_log_reader` hands replication tasks their own reader.
-pub struct LogStore<C> {
+pub struct LogStore<C: RaftTypeConfig> {
     db: sled::Db,
     log: sled::Tree,
     raft: sled::Tree,
-    // fn() -> C: the store holds no C, so it must not inherit C's auto traits.
-    _c: PhantomData<fn() -> C>,
+    flusher: Arc<Sender<LogFlushed<C>>>,
 }
 
-impl<C> Clone for LogStore<C> {
+impl<C: RaftTypeConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
-        Self {
-            db: self.db.clone(),
-            log: self.log.clone(),
-            raft: self.raft.clone(),
-            _c: PhantomData,
-        }
+        Self { db: self.db.clone(), log: self.log.clone(), raft: self.raft.clone(), flusher: self.flusher.clone() }
     }
 }
 
-impl<C> Debug for LogStore<C> {
+/// Group commit: appends are written to sled at once and their callbacks queued here; one
+/// thread flushes and then completes every callback queued before that flush began, in queue
+/// (that is, append) order. openraft issues one append per client write and waits for each
+/// `append` call to return, so flushing inside `append` would serialize one fsync per write.
+fn spawn_flusher<C: RaftTypeConfig>(db: sled::Db) -> Result<Sender<LogFlushed<C>>, Error> {
+    let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<C>>();
+    std::thread::Builder::new()
+        .name("corral-log-flush".into())
+        .spawn(move || {
+            // Ends when the last LogStore clone (and so the last sender) is dropped.
+            while let Ok(first) = rx.recv() {
+                let mut waiting = vec![first];
+                waiting.extend(rx.try_iter());
+                let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                for callback in waiting {
+                    callback.log_io_completed(result.clone().map_err(io::Error::other));
+                }
+            }
+        })
+        .map_err(Error::FlushThread)?;
+    Ok(tx)
+}
+
+impl<C: RaftTypeConfig> Debug for LogStore<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogStore").finish_non_exhaustive()
     }
@@ -64,7 +82,7 @@ where
             db: db.clone(),
             log: db.open_tree(TREE_LOG)?,
             raft: db.open_tree(TREE_RAFT)?,
-            _c: PhantomData,
+            flusher: Arc::new(spawn_flusher::<C>(db.clone())?),
         })
     }
 
@@ -112,11 +130,7 @@ where
             Bound::Excluded(&e) => Bound::Excluded(log_key(e)),
             Bound::Unbounded => Bound::Unbounded,
         };
-        self.log
-            .range((Bound::Included(log_key(start)), end))
-            .values()
-            .map(|v| Ok(codec::decode(&v?)?))
-            .collect()
+        self.log.range((Bound::Included(log_key(start)), end)).values().map(|v| Ok(codec::decode(&v?)?)).collect()
     }
 
     fn last_log_id(&self) -> Result<Option<LogId<C::NodeId>>, Error> {
@@ -135,10 +149,7 @@ where
     fn log_state(&self) -> Result<LogState<C>, Error> {
         let last_purged_log_id = self.get_meta::<LogId<C::NodeId>>(KEY_LAST_PURGED)?;
         let last_log_id = self.last_log_id()?.or_else(|| last_purged_log_id.clone());
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     fn write_entries(&self, entries: impl IntoIterator<Item = C::Entry>) -> Result<(), Error> {
@@ -188,59 +199,33 @@ where
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
-        self.get_meta(KEY_VOTE)
-            .map_err(sto(StorageIOError::read_vote))
+        self.get_meta(KEY_VOTE).map_err(sto(StorageIOError::read_vote))
     }
 
     // Not flushed: a committed id that is older after a crash only means re-applying less on
     // restart, and sled's periodic flush writes it in order with the entries it covers.
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<C::NodeId>>,
-    ) -> Result<(), StorageError<C::NodeId>> {
+    async fn save_committed(&mut self, committed: Option<LogId<C::NodeId>>) -> Result<(), StorageError<C::NodeId>> {
         let res = match committed {
             Some(id) => self.set_meta(KEY_COMMITTED, &id),
-            None => self
-                .raft
-                .remove(KEY_COMMITTED)
-                .map(|_| ())
-                .map_err(Error::from),
+            None => self.raft.remove(KEY_COMMITTED).map(|_| ()).map_err(Error::from),
         };
         res.map_err(sto(StorageIOError::write))
     }
 
-    async fn read_committed(
-        &mut self,
-    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
-        self.get_meta(KEY_COMMITTED)
-            .map_err(sto(StorageIOError::read))
+    async fn read_committed(&mut self) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+        self.get_meta(KEY_COMMITTED).map_err(sto(StorageIOError::read))
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<C>,
-    ) -> Result<(), StorageError<C::NodeId>>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), StorageError<C::NodeId>>
     where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.write_entries(entries)
-            .map_err(sto(StorageIOError::write_logs))?;
-        // Flushing before the callback is what makes the entries count towards a quorum only once
-        // they survive a crash. The flush is awaited here rather than in a background task so that
-        // callbacks complete in the order openraft issued the appends.
-        match flush(&self.db).await {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                let cause = AnyError::new(&e);
-                callback.log_io_completed(Err(io::Error::other(e)));
-                Err(StorageIOError::write_logs(cause).into())
-            }
-        }
+        self.write_entries(entries).map_err(sto(StorageIOError::write_logs))?;
+        // The entries count as durable only once the flusher has flushed them.
+        self.flusher.send(callback).map_err(|_| {
+            StorageError::from(StorageIOError::write_logs(AnyError::error("the log flush thread has stopped")))
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
@@ -257,9 +242,7 @@ where
         tracing::debug!(%log_id, "purging raft log");
         // The marker goes first: if a crash interrupts the removal, the log merely keeps some
         // purged entries, whereas entries gone without the marker would look like a hole.
-        let res = self
-            .set_meta(KEY_LAST_PURGED, &log_id)
-            .and_then(|()| self.remove_range(..=log_key(log_id.index)));
+        let res = self.set_meta(KEY_LAST_PURGED, &log_id).and_then(|()| self.remove_range(..=log_key(log_id.index)));
         let res = match res {
             Ok(()) => flush(&self.db).await,
             Err(e) => Err(e),

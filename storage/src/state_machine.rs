@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, RaftTypeConfig, Snapshot,
-    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, RaftTypeConfig, Snapshot, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -30,9 +30,7 @@ const KEY_DATA: &str = "current.data";
 /// state. The whole machine is serialized with [`crate::codec`] (bincode) into snapshots, so its
 /// serde representation must not rely on self-describing formats (no `#[serde(untagged)]`,
 /// `#[serde(flatten)]`, `skip_serializing_if` or `serde_json::Value`).
-pub trait Machine<C: RaftTypeConfig>:
-    Default + Serialize + DeserializeOwned + Send + Sync + 'static
-{
+pub trait Machine<C: RaftTypeConfig>: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D) -> C::R;
 }
 
@@ -47,11 +45,7 @@ struct SmState<C: RaftTypeConfig, M> {
 
 impl<C: RaftTypeConfig, M: Default> Default for SmState<C, M> {
     fn default() -> Self {
-        Self {
-            last_applied: None,
-            last_membership: StoredMembership::default(),
-            machine: M::default(),
-        }
+        Self { last_applied: None, last_membership: StoredMembership::default(), machine: M::default() }
     }
 }
 
@@ -87,11 +81,7 @@ pub struct StateMachineStore<C: RaftTypeConfig, M> {
 
 impl<C: RaftTypeConfig, M> Clone for StateMachineStore<C, M> {
     fn clone(&self) -> Self {
-        Self {
-            db: self.db.clone(),
-            snapshots: self.snapshots.clone(),
-            shared: self.shared.clone(),
-        }
+        Self { db: self.db.clone(), snapshots: self.snapshots.clone(), shared: self.shared.clone() }
     }
 }
 
@@ -102,10 +92,7 @@ impl<C: RaftTypeConfig, M> std::fmt::Debug for StateMachineStore<C, M> {
 }
 
 /// A persisted snapshot: its metadata and the encoded [`SmState`].
-type StoredSnapshot<C> = (
-    SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>,
-    Vec<u8>,
-);
+type StoredSnapshot<C> = (SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>, Vec<u8>);
 
 impl<C, M> StateMachineStore<C, M>
 where
@@ -132,19 +119,13 @@ where
         Ok(Self {
             db: db.clone(),
             snapshots,
-            shared: Arc::new(Shared {
-                state: RwLock::new(state),
-                applied,
-                persist: Mutex::new(()),
-            }),
+            shared: Arc::new(Shared { state: RwLock::new(state), applied, persist: Mutex::new(()) }),
         })
     }
 
     /// A cheap read-only view of the state machine for the rest of the node.
     pub fn handle(&self) -> StateHandle<C, M> {
-        StateHandle {
-            shared: self.shared.clone(),
-        }
+        StateHandle { shared: self.shared.clone() }
     }
 
     /// Makes `meta`/`data` the current snapshot on disk. With `unless_older`, it is skipped (and
@@ -161,11 +142,7 @@ where
     ) -> Result<bool, Error> {
         {
             // The lock guards no data, so a panic while it was held leaves nothing to distrust.
-            let _serial = self
-                .shared
-                .persist
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let _serial = self.shared.persist.lock().unwrap_or_else(PoisonError::into_inner);
             if unless_older {
                 if let Some((current, _)) = read_snapshot::<C>(&self.snapshots, false)? {
                     if current.last_log_id > meta.last_log_id {
@@ -185,11 +162,7 @@ where
     async fn build(&self) -> Result<StoredSnapshot<C>, Error> {
         let (data, last_applied, last_membership) = {
             let state = self.shared.read()?;
-            (
-                codec::encode(&*state)?,
-                state.last_applied.clone(),
-                state.last_membership.clone(),
-            )
+            (codec::encode(&*state)?, state.last_applied.clone(), state.last_membership.clone())
         };
         // sled's generated ids stay unique across restarts, so two snapshots at the same log id
         // (say, one before and one after a restart) never share an id.
@@ -198,11 +171,7 @@ where
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, counter),
             None => format!("none-{counter}"),
         };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership,
-            snapshot_id,
-        };
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership, snapshot_id };
         if self.persist_snapshot(&meta, &data, true).await? {
             tracing::debug!(snapshot = %meta, bytes = data.len(), "snapshot built");
         } else {
@@ -211,11 +180,7 @@ where
         Ok((meta, data))
     }
 
-    async fn install(
-        &self,
-        meta: &SnapshotMeta<C::NodeId, C::Node>,
-        data: Vec<u8>,
-    ) -> Result<(), Error> {
+    async fn install(&self, meta: &SnapshotMeta<C::NodeId, C::Node>, data: Vec<u8>) -> Result<(), Error> {
         // Decoded before anything is replaced, so a bad snapshot leaves the current state intact.
         let state: SmState<C, M> = codec::decode(&data)?;
         if state.last_applied != meta.last_log_id {
@@ -235,10 +200,7 @@ where
 }
 
 /// The current snapshot, with its data only if `with_data` (the metadata alone is cheap).
-fn read_snapshot<C: RaftTypeConfig>(
-    tree: &sled::Tree,
-    with_data: bool,
-) -> Result<Option<StoredSnapshot<C>>, Error> {
+fn read_snapshot<C: RaftTypeConfig>(tree: &sled::Tree, with_data: bool) -> Result<Option<StoredSnapshot<C>>, Error> {
     let Some(meta) = tree.get(KEY_META)? else {
         return Ok(None);
     };
@@ -259,14 +221,8 @@ where
     M: Machine<C>,
 {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
-        let (meta, data) = self
-            .build()
-            .await
-            .map_err(sto(|e| StorageIOError::write_snapshot(None, e)))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        let (meta, data) = self.build().await.map_err(sto(|e| StorageIOError::write_snapshot(None, e)))?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
@@ -280,17 +236,8 @@ where
 
     async fn applied_state(
         &mut self,
-    ) -> Result<
-        (
-            Option<LogId<C::NodeId>>,
-            StoredMembership<C::NodeId, C::Node>,
-        ),
-        StorageError<C::NodeId>,
-    > {
-        let state = self
-            .shared
-            .read()
-            .map_err(sto(StorageIOError::read_state_machine))?;
+    ) -> Result<(Option<LogId<C::NodeId>>, StoredMembership<C::NodeId, C::Node>), StorageError<C::NodeId>> {
+        let state = self.shared.read().map_err(sto(StorageIOError::read_state_machine))?;
         Ok((state.last_applied.clone(), state.last_membership.clone()))
     }
 
@@ -301,10 +248,7 @@ where
     {
         let mut responses = Vec::new();
         let index = {
-            let mut guard = self
-                .shared
-                .write()
-                .map_err(sto(StorageIOError::write_state_machine))?;
+            let mut guard = self.shared.write().map_err(sto(StorageIOError::write_state_machine))?;
             let state = &mut *guard;
             for entry in entries {
                 state.last_applied = Some(entry.log_id.clone());
@@ -312,8 +256,7 @@ where
                     EntryPayload::Blank => C::R::default(),
                     EntryPayload::Normal(ref data) => state.machine.apply(&entry.log_id, data),
                     EntryPayload::Membership(membership) => {
-                        state.last_membership =
-                            StoredMembership::new(Some(entry.log_id), membership);
+                        state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                         C::R::default()
                     }
                 };
@@ -331,9 +274,7 @@ where
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -344,20 +285,13 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         self.install(meta, snapshot.into_inner())
             .await
-            .map_err(sto(|e| {
-                StorageIOError::write_snapshot(Some(meta.signature()), e)
-            }))
+            .map_err(sto(|e| StorageIOError::write_snapshot(Some(meta.signature()), e)))
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
-        let stored = read_snapshot::<C>(&self.snapshots, true)
-            .map_err(sto(|e| StorageIOError::read_snapshot(None, e)))?;
-        Ok(stored.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
+        let stored =
+            read_snapshot::<C>(&self.snapshots, true).map_err(sto(|e| StorageIOError::read_snapshot(None, e)))?;
+        Ok(stored.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }
 
@@ -368,9 +302,7 @@ pub struct StateHandle<C: RaftTypeConfig, M> {
 
 impl<C: RaftTypeConfig, M> Clone for StateHandle<C, M> {
     fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-        }
+        Self { shared: self.shared.clone() }
     }
 }
 
@@ -434,10 +366,7 @@ mod tests {
     }
 
     fn entry(index: u64, d: u64) -> Entry<Cfg> {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
-            payload: EntryPayload::Normal(d),
-        }
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 0), index), payload: EntryPayload::Normal(d) }
     }
 
     // Stands in for a build that read the state before a newer snapshot became current.

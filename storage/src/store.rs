@@ -90,8 +90,6 @@ impl Store {
 /// tokio's blocking pool instead.
 pub(crate) async fn flush(db: &sled::Db) -> Result<(), Error> {
     let db = db.clone();
-    tokio::task::spawn_blocking(move || db.flush())
-        .await
-        .map_err(Error::FlushTask)??;
+    tokio::task::spawn_blocking(move || db.flush()).await.map_err(Error::FlushTask)??;
     Ok(())
 }

@@ -15,12 +15,7 @@ use tempfile::TempDir;
 #[tokio::test]
 async fn log_vote_and_committed_survive_reopen() {
     let dir = TempDir::new().unwrap();
-    let entries = vec![
-        blank(1, 1),
-        membership(1, 2, &[1, 2, 3]),
-        add(1, 3, "a", 5),
-        add(2, 4, "b", 7),
-    ];
+    let entries = vec![blank(1, 1), membership(1, 2, &[1, 2, 3]), add(1, 3, "a", 5), add(2, 4, "b", 7)];
     {
         let (_store, mut logs, _sm) = open(dir.path());
         logs.blocking_append(entries.clone()).await.unwrap();
@@ -29,19 +24,13 @@ async fn log_vote_and_committed_survive_reopen() {
     }
 
     let (_store, mut logs, _sm) = open(dir.path());
-    assert_eq!(
-        logs.read_vote().await.unwrap(),
-        Some(Vote::new_committed(2, 1))
-    );
+    assert_eq!(logs.read_vote().await.unwrap(), Some(Vote::new_committed(2, 1)));
     assert_eq!(logs.read_committed().await.unwrap(), Some(log_id(2, 4)));
     let state = logs.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, None);
     assert_eq!(state.last_log_id, Some(log_id(2, 4)));
     assert_eq!(logs.try_get_log_entries(0..).await.unwrap(), entries);
-    assert_eq!(
-        logs.try_get_log_entries(2..=3).await.unwrap(),
-        entries[1..3].to_vec()
-    );
+    assert_eq!(logs.try_get_log_entries(2..=3).await.unwrap(), entries[1..3].to_vec());
 }
 
 #[tokio::test]
@@ -49,24 +38,13 @@ async fn truncate_survives_reopen() {
     let dir = TempDir::new().unwrap();
     {
         let (_store, mut logs, _sm) = open(dir.path());
-        logs.blocking_append((1..=6).map(|i| blank(1, i)))
-            .await
-            .unwrap();
+        logs.blocking_append((1..=6).map(|i| blank(1, i))).await.unwrap();
         logs.truncate(log_id(1, 4)).await.unwrap();
         logs.blocking_append([blank(2, 4)]).await.unwrap();
     }
     let (_store, mut logs, _sm) = open(dir.path());
-    let ids: Vec<_> = logs
-        .try_get_log_entries(0..)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.log_id)
-        .collect();
-    assert_eq!(
-        ids,
-        vec![log_id(1, 1), log_id(1, 2), log_id(1, 3), log_id(2, 4)]
-    );
+    let ids: Vec<_> = logs.try_get_log_entries(0..).await.unwrap().into_iter().map(|e| e.log_id).collect();
+    assert_eq!(ids, vec![log_id(1, 1), log_id(1, 2), log_id(1, 3), log_id(2, 4)]);
 }
 
 #[tokio::test]
@@ -74,9 +52,7 @@ async fn purge_survives_reopen() {
     let dir = TempDir::new().unwrap();
     {
         let (_store, mut logs, _sm) = open(dir.path());
-        logs.blocking_append((0..=10).map(|i| blank(1, i)))
-            .await
-            .unwrap();
+        logs.blocking_append((0..=10).map(|i| blank(1, i))).await.unwrap();
         logs.purge(log_id(1, 5)).await.unwrap();
     }
     {
@@ -102,22 +78,10 @@ async fn state_machine_restarts_from_snapshot() {
     let dir = TempDir::new().unwrap();
     let built = {
         let (_store, _logs, mut sm) = open(dir.path());
-        let replies = sm
-            .apply([
-                blank(1, 1),
-                membership(1, 2, &[1, 2]),
-                add(1, 3, "a", 2),
-                add(1, 4, "a", 3),
-            ])
-            .await
-            .unwrap();
+        let replies =
+            sm.apply([blank(1, 1), membership(1, 2, &[1, 2]), add(1, 3, "a", 2), add(1, 4, "a", 3)]).await.unwrap();
         assert_eq!(replies, vec![0, 0, 2, 5]);
-        let snap = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
         // Applied after the snapshot: lost on restart, to be re-applied by openraft from the log.
         sm.apply([add(1, 5, "a", 100)]).await.unwrap();
         assert_eq!(sm.handle().read(|m| m.counts["a"]), 105);
@@ -163,10 +127,7 @@ async fn install_snapshot_replaces_state_and_notifies() {
     let follower_dir = TempDir::new().unwrap();
 
     let (_ls, _ll, mut leader) = open(leader_dir.path());
-    leader
-        .apply([membership(1, 1, &[1]), add(1, 2, "k", 9)])
-        .await
-        .unwrap();
+    leader.apply([membership(1, 1, &[1]), add(1, 2, "k", 9)]).await.unwrap();
     let snap = leader.build_snapshot().await.unwrap();
 
     {
@@ -178,10 +139,7 @@ async fn install_snapshot_replaces_state_and_notifies() {
 
         let mut incoming = follower.begin_receiving_snapshot().await.unwrap();
         *incoming = *snap.snapshot.clone();
-        follower
-            .install_snapshot(&snap.meta, incoming)
-            .await
-            .unwrap();
+        follower.install_snapshot(&snap.meta, incoming).await.unwrap();
 
         assert!(applied.has_changed().unwrap());
         assert_eq!(*applied.borrow_and_update(), 2);
@@ -192,14 +150,8 @@ async fn install_snapshot_replaces_state_and_notifies() {
 
     // The installed snapshot is what a restarted follower starts from.
     let (_fs, _fl, mut follower) = open(follower_dir.path());
-    assert_eq!(
-        follower.applied_state().await.unwrap().0,
-        Some(log_id(1, 2))
-    );
-    assert_eq!(
-        follower.handle().read(|m| m.counts.clone()),
-        counts(&[("k", 9)])
-    );
+    assert_eq!(follower.applied_state().await.unwrap().0, Some(log_id(1, 2)));
+    assert_eq!(follower.handle().read(|m| m.counts.clone()), counts(&[("k", 9)]));
 }
 
 #[tokio::test]
@@ -212,9 +164,7 @@ async fn apply_notifies_subscribers() {
     assert_eq!(handle.last_applied(), None);
 
     let waiter = tokio::spawn(async move { rx.wait_for(|i| *i >= 3).await.map(|i| *i).unwrap() });
-    sm.apply([blank(1, 1), add(1, 2, "a", 1), add(1, 3, "a", 1)])
-        .await
-        .unwrap();
+    sm.apply([blank(1, 1), add(1, 2, "a", 1), add(1, 3, "a", 1)]).await.unwrap();
     assert_eq!(waiter.await.unwrap(), 3);
     assert_eq!(handle.last_applied(), Some(log_id(1, 3)));
     assert_eq!(handle.read(|m| m.counts["a"]), 2);
@@ -232,14 +182,8 @@ fn local_facts_survive_reopen() {
         assert!(store.size_on_disk().unwrap() > 0);
     }
     let store = common::open_store(dir.path());
-    assert_eq!(
-        store.get_local("node_id").unwrap(),
-        Some(7u64.to_be_bytes().to_vec())
-    );
-    assert_eq!(
-        store.get_local("cluster_name").unwrap(),
-        Some(b"lab".to_vec())
-    );
+    assert_eq!(store.get_local("node_id").unwrap(), Some(7u64.to_be_bytes().to_vec()));
+    assert_eq!(store.get_local("cluster_name").unwrap(), Some(b"lab".to_vec()));
 }
 
 #[test]

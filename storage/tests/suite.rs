@@ -14,14 +14,9 @@ struct TempStoreBuilder;
 impl StoreBuilder<TestConfig, Logs, Sm, TempDir> for TempStoreBuilder {
     async fn build(&self) -> Result<(TempDir, Logs, Sm), StorageError<u64>> {
         let dir = TempDir::new().map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-        let store =
-            Store::open(dir.path(), CACHE).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-        let logs = store
-            .log_store()
-            .map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-        let sm = store
-            .state_machine()
-            .map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+        let store = Store::open(dir.path(), CACHE).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+        let logs = store.log_store().map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+        let sm = store.state_machine().map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
         Ok((dir, logs, sm))
     }
 }

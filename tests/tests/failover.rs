@@ -46,7 +46,11 @@ fn killing_the_leader_elects_another_and_the_node_catches_up_after_restart() {
     c.restart(old);
     wait_until(Duration::from_secs(15), "the restarted node to catch up", || {
         let names = vm_names(&c, old, true)?;
-        if names.contains("after") { Ok(()) } else { Err(format!("{names:?}")) }
+        if names.contains("after") {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
     });
     let events = c.must_ok(old, &["-o", "json", "--stale", "events"]);
     assert!(events.contains("leader_changed"), "{events}");
@@ -68,7 +72,11 @@ fn a_node_behind_a_purged_log_gets_a_snapshot() {
     c.restart(lagging);
     wait_until(Duration::from_secs(20), "the lagging node to catch up from a snapshot", || {
         let names = vm_names(&c, lagging, true)?;
-        if names.len() == 60 { Ok(()) } else { Err(format!("{} VMs", names.len())) }
+        if names.len() == 60 {
+            Ok(())
+        } else {
+            Err(format!("{} VMs", names.len()))
+        }
     });
     let status = c.must_json(lagging, &["--stale", "cluster", "status"]);
     assert!(status["snapshot_index"].as_u64().unwrap() > 0, "{status}");
@@ -143,7 +151,11 @@ fn acknowledged_writes_survive_a_leader_kill_under_load_and_apply_once() {
     // Kill the leader once the writers are well under way.
     wait_until(Duration::from_secs(60), "a quarter of the writes", || {
         let done = progress.load(std::sync::atomic::Ordering::Relaxed);
-        if done >= CLIENTS * WRITES_PER_CLIENT / 4 { Ok(()) } else { Err(format!("{done} done")) }
+        if done >= CLIENTS * WRITES_PER_CLIENT / 4 {
+            Ok(())
+        } else {
+            Err(format!("{done} done"))
+        }
     });
     let leader = c.leader();
     c.kill(leader);

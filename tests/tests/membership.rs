@@ -103,7 +103,11 @@ fn refused_membership_changes_change_nothing() {
     let short = out.lines().last().unwrap().trim().to_string();
     let expiry_passed = std::time::Instant::now() + Duration::from_millis(1100);
     wait_until(Duration::from_secs(5), "the 1 s token to expire", || {
-        if std::time::Instant::now() >= expiry_passed { Ok(()) } else { Err("not yet".into()) }
+        if std::time::Instant::now() >= expiry_passed {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
     });
     let out = c.corral(fresh, &["cluster", "join", "--peer", &peer, "--token", &short]);
     assert_ne!(out.code, 0);

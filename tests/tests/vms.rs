@@ -17,7 +17,20 @@ fn write_on_one_follower_read_on_the_other() {
 
     let created = c.must_json(
         a,
-        &["vm", "create", "web1", "--memory", "1G", "--vcpus", "2", "--description", "web", "--ha", "--ha-priority", "high"],
+        &[
+            "vm",
+            "create",
+            "web1",
+            "--memory",
+            "1G",
+            "--vcpus",
+            "2",
+            "--description",
+            "web",
+            "--ha",
+            "--ha-priority",
+            "high",
+        ],
     );
     assert_eq!(created["name"], "web1");
     let shown = c.must_json(b, &["vm", "show", "web1"]);

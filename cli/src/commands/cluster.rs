@@ -16,18 +16,14 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
         ClusterCommand::Bootstrap { name } => bootstrap(ctx, name).await,
         ClusterCommand::Join { peer, token } => join(ctx, peer, token).await,
         ClusterCommand::Status => status(ctx).await,
-        ClusterCommand::Token(TokenCommand::Create { ttl }) => {
-            create_token(ctx, ttl.map_or(0, |t| t.as_secs())).await
-        }
+        ClusterCommand::Token(TokenCommand::Create { ttl }) => create_token(ctx, ttl.map_or(0, |t| t.as_secs())).await,
     }
 }
 
 async fn bootstrap(ctx: &Context, name: String) -> Result<()> {
     // Bootstrapping acts on the node itself, so it must not fall over to another one.
     let node = ctx.nodes.single("cluster bootstrap")?;
-    let request = proto::BootstrapRequest {
-        cluster_name: name.clone(),
-    };
+    let request = proto::BootstrapRequest { cluster_name: name.clone() };
     let response = node
         .write_once(|channel| {
             let request = request.clone();
@@ -52,10 +48,7 @@ async fn bootstrap(ctx: &Context, name: String) -> Result<()> {
 async fn join(ctx: &Context, peer: Endpoint, token: String) -> Result<()> {
     // The joining node is the one named by --endpoint; another node cannot join in its place.
     let node = ctx.nodes.single("cluster join")?;
-    let request = proto::JoinRequest {
-        peer: peer.to_string(),
-        token,
-    };
+    let request = proto::JoinRequest { peer: peer.to_string(), token };
     let response = node
         .write_once(|channel| {
             let request = request.clone();
@@ -65,20 +58,17 @@ async fn join(ctx: &Context, peer: Endpoint, token: String) -> Result<()> {
     let view = JoinView::from(response);
     match ctx.format {
         Format::Json => output::print_json(&view)?,
-        Format::Table => output::print(&format!(
-            "joined cluster {} as node {} ({})\n",
-            view.cluster, view.node_id, view.role
-        ))?,
+        Format::Table => {
+            output::print(&format!("joined cluster {} as node {} ({})\n", view.cluster, view.node_id, view.role))?
+        }
     }
     Ok(())
 }
 
 async fn status(ctx: &Context) -> Result<()> {
     let request = proto::StatusRequest { stale: ctx.stale };
-    let status = ctx
-        .nodes
-        .read(|channel| async move { ClusterServiceClient::new(channel).status(request).await })
-        .await?;
+    let status =
+        ctx.nodes.read(|channel| async move { ClusterServiceClient::new(channel).status(request).await }).await?;
     let view = ClusterStatusView::from(status);
     match ctx.format {
         Format::Json => output::print_json(&view)?,
@@ -102,19 +92,9 @@ fn status_table(view: &ClusterStatusView) -> String {
 
     let mut members = Table::new(&["ID", "NAME", "ADDRESS", "ROLE", "REACHABLE"]);
     for m in &view.members {
-        let role = if m.id == view.leader_id {
-            format!("{} (leader)", m.role)
-        } else {
-            m.role.clone()
-        };
+        let role = if m.id == view.leader_id { format!("{} (leader)", m.role) } else { m.role.clone() };
         let reachable = if m.reachable { "yes" } else { "no" };
-        members.row(vec![
-            m.id.to_string(),
-            m.name.clone(),
-            m.address.clone(),
-            role,
-            reachable.to_string(),
-        ]);
+        members.row(vec![m.id.to_string(), m.name.clone(), m.address.clone(), role, reachable.to_string()]);
     }
     format!("{}\n{}", fields.render(), members.render())
 }
@@ -147,8 +127,5 @@ fn expiry(rfc3339: &str, unix_ms: i64) -> String {
     }
     // Whole minutes are precise enough and read better than "23h 59m 59s".
     let minutes = u64::try_from((left_s + 30) / 60).unwrap_or(0).max(1);
-    format!(
-        "{rfc3339} (in {})",
-        humantime::format_duration(std::time::Duration::from_secs(minutes * 60))
-    )
+    format!("{rfc3339} (in {})", humantime::format_duration(std::time::Duration::from_secs(minutes * 60)))
 }

@@ -30,14 +30,9 @@ pub async fn run(ctx: &Context, args: crate::args::EventsArgs) -> Result<()> {
 }
 
 async fn list(ctx: &Context, limit: u32) -> Result<()> {
-    let request = proto::ListEventsRequest {
-        limit,
-        stale: ctx.stale,
-    };
-    let response = ctx
-        .nodes
-        .read(|channel| async move { EventServiceClient::new(channel).list(request).await })
-        .await?;
+    let request = proto::ListEventsRequest { limit, stale: ctx.stale };
+    let response =
+        ctx.nodes.read(|channel| async move { EventServiceClient::new(channel).list(request).await }).await?;
     let events = response.events.into_iter().map(EventView::from);
     match ctx.format {
         Format::Json => {
@@ -59,18 +54,13 @@ async fn list(ctx: &Context, limit: u32) -> Result<()> {
 async fn follow(ctx: &Context, tail: u32) -> Result<()> {
     let mut header = ctx.format == Format::Table;
     let nodes = &ctx.nodes;
-    let mut request = proto::FollowEventsRequest {
-        after_index: 0,
-        tail,
-    };
+    let mut request = proto::FollowEventsRequest { after_index: 0, tail };
     let mut first = 0;
     // Streams in a row that broke before delivering an event; too many means give up.
     let mut fruitless = 0;
     loop {
         let (node, mut stream) = nodes
-            .open_stream(first, |channel| async move {
-                EventServiceClient::new(channel).follow(request).await
-            })
+            .open_stream(first, |channel| async move { EventServiceClient::new(channel).follow(request).await })
             .await?;
         if std::mem::take(&mut header) {
             output::print(&follow_line("TIME", "KIND", "MESSAGE"))?;

@@ -19,10 +19,7 @@ pub async fn run(ctx: &Context, command: HostCommand) -> Result<()> {
 
 async fn list(ctx: &Context) -> Result<()> {
     let request = proto::ListHostsRequest { stale: ctx.stale };
-    let response = ctx
-        .nodes
-        .read(|channel| async move { HostServiceClient::new(channel).list(request).await })
-        .await?;
+    let response = ctx.nodes.read(|channel| async move { HostServiceClient::new(channel).list(request).await }).await?;
     let hosts: Vec<HostView> = response.hosts.into_iter().map(HostView::from).collect();
     match ctx.format {
         Format::Json => output::print_json(&hosts)?,

@@ -20,11 +20,7 @@ pub struct Context {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let ctx = Context {
-        nodes: Nodes::new(cli.global.endpoint),
-        format: cli.global.output,
-        stale: cli.global.stale,
-    };
+    let ctx = Context { nodes: Nodes::new(cli.global.endpoint), format: cli.global.output, stale: cli.global.stale };
     match cli.command {
         Command::Cluster(command) => cluster::run(&ctx, command).await,
         Command::Vm(command) => vm::run(&ctx, command).await,

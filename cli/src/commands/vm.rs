@@ -29,9 +29,7 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
         description: args.description,
         comment: args.comment,
         ha: args.ha,
-        ha_priority: args
-            .ha_priority
-            .map_or(String::new(), |p| p.as_str().to_string()),
+        ha_priority: args.ha_priority.map_or(String::new(), |p| p.as_str().to_string()),
     };
     let vm = ctx
         .nodes
@@ -45,21 +43,14 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
 
 async fn list(ctx: &Context) -> Result<()> {
     let request = proto::ListVmsRequest { stale: ctx.stale };
-    let response = ctx
-        .nodes
-        .read(|channel| async move { VmServiceClient::new(channel).list(request).await })
-        .await?;
+    let response = ctx.nodes.read(|channel| async move { VmServiceClient::new(channel).list(request).await }).await?;
     let vms: Vec<VmView> = response.vms.into_iter().map(VmView::from).collect();
     match ctx.format {
         Format::Json => output::print_json(&vms)?,
         Format::Table => {
             let mut table = Table::new(&["NAME", "STATUS", "HOST", "MEMORY", "VCPUS", "HA", "ID"]);
             for vm in vms {
-                let ha = if vm.ha.enabled {
-                    vm.ha.priority
-                } else {
-                    "-".to_string()
-                };
+                let ha = if vm.ha.enabled { vm.ha.priority } else { "-".to_string() };
                 table.row(vec![
                     vm.name,
                     vm.status,
@@ -77,10 +68,7 @@ async fn list(ctx: &Context) -> Result<()> {
 }
 
 async fn show(ctx: &Context, vm: String) -> Result<()> {
-    let request = proto::GetVmRequest {
-        vm,
-        stale: ctx.stale,
-    };
+    let request = proto::GetVmRequest { vm, stale: ctx.stale };
     let vm = ctx
         .nodes
         .read(|channel| {
@@ -128,10 +116,7 @@ async fn delete(ctx: &Context, vm: String) -> Result<()> {
         })
         .await?;
     match ctx.format {
-        Format::Json => output::print_json(&DeletedVmView {
-            id: response.id,
-            deleted: true,
-        })?,
+        Format::Json => output::print_json(&DeletedVmView { id: response.id, deleted: true })?,
         Format::Table => output::print(&format!("VM {vm} deleted\n"))?,
     }
     Ok(())
@@ -141,11 +126,7 @@ fn print_vm(format: Format, vm: VmView) -> Result<()> {
     match format {
         Format::Json => output::print_json(&vm)?,
         Format::Table => {
-            let ha = if vm.ha.enabled {
-                format!("on, priority {}", vm.ha.priority)
-            } else {
-                "off".to_string()
-            };
+            let ha = if vm.ha.enabled { format!("on, priority {}", vm.ha.priority) } else { "off".to_string() };
             let fields = Fields::new()
                 .add("name", vm.name)
                 .add("id", vm.id)

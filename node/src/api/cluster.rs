@@ -90,10 +90,7 @@ impl ClusterService for Api {
         // The leader stamps its own clock on the command; the expiry is relative to ours,
         // which is close enough for a lifetime measured in minutes or more.
         let expires_ms = now_ms() + ttl_ms;
-        self.0
-            .write(None, Op::AddToken { token_hash: token::hash(&token), expires_ms })
-            .await
-            .map_err(status)?;
+        self.0.write(None, Op::AddToken { token_hash: token::hash(&token), expires_ms }).await.map_err(status)?;
         Ok(Response::new(CreateTokenResponse { token, expires_unix_ms: expires_ms }))
     }
 }
@@ -102,7 +99,5 @@ async fn ping(node: &Node, address: &str) -> bool {
     let Ok(channel) = node.network.channel(address) else { return false };
     let mut req = Request::new(PingRequest {});
     req.set_timeout(PING_TIMEOUT);
-    tokio::time::timeout(PING_TIMEOUT, RaftServiceClient::new(channel).ping(req))
-        .await
-        .is_ok_and(|r| r.is_ok())
+    tokio::time::timeout(PING_TIMEOUT, RaftServiceClient::new(channel).ping(req)).await.is_ok_and(|r| r.is_ok())
 }

@@ -46,9 +46,9 @@ impl Api {
     /// this node's copy of the state, which may lag by a moment; names of hosts rarely change.
     fn written_vm(&self, outcome: Outcome) -> Result<Vm, Status> {
         let Outcome::Vm(vm) = outcome else { return Err(Status::internal("the write returned no VM")) };
-        let host = vm.host.and_then(|h| {
-            self.0.state().ok().and_then(|st| st.read(|s| s.hosts.get(&h).map(|h| h.name.clone())))
-        });
+        let host = vm
+            .host
+            .and_then(|h| self.0.state().ok().and_then(|st| st.read(|s| s.hosts.get(&h).map(|h| h.name.clone()))));
         Ok(to_proto_with_host(&vm, host))
     }
 }

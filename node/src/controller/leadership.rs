@@ -1,6 +1,6 @@
 //! Records "host X is the new leader (term N)" in the event log each time this node wins an
 //! election, so operators see failovers in `corral events`. It writes only as leader and
-//! only for its own term; a lost race is harmless because apply ignores repeats.
+//! only for its own term; apply ignores a term that is not newer than the last recorded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +13,14 @@ use openraft::ServerState;
 use crate::node::Node;
 
 pub async fn record_leader_changes(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
-    let mut metrics = raft.metrics();
+    // Server metrics change only with leadership and membership, not with every write.
+    let mut server = raft.server_metrics();
+    let mut applied = state.subscribe();
     let mut recorded_term = 0u64;
     loop {
         let (is_leader, term) = {
-            let m = metrics.borrow_and_update();
-            (m.state == ServerState::Leader, m.current_term)
+            let m = server.borrow_and_update();
+            (m.state == ServerState::Leader, m.vote.leader_id().get_term())
         };
         let bootstrapped = state.read(|s| s.cluster.is_some());
         if is_leader && bootstrapped && term != recorded_term {
@@ -34,11 +36,11 @@ pub async fn record_leader_changes(node: Arc<Node>, raft: Raft, state: StateHand
                 }
             }
         }
-        // Bootstrap happens after this node already leads; wake on applies as well.
-        let mut applied = state.subscribe();
+        // A node leads before the bootstrap command is applied: then wake on applies too.
+        let waiting_for_bootstrap = is_leader && !bootstrapped;
         tokio::select! {
-            r = metrics.changed() => if r.is_err() { return },
-            r = applied.changed(), if is_leader && !bootstrapped => if r.is_err() { return },
+            r = server.changed() => if r.is_err() { return },
+            r = applied.changed(), if waiting_for_bootstrap => if r.is_err() { return },
         }
     }
 }

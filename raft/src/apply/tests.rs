@@ -26,7 +26,12 @@ fn bootstrapped() -> ClusterState {
         Op::Bootstrap {
             cluster_name: "lab".into(),
             voters: 3,
-            host: NewHost { id: 1, name: "host1".into(), address: "127.0.0.1:7001".into(), facts: HostFacts::default() },
+            host: NewHost {
+                id: 1,
+                name: "host1".into(),
+                address: "127.0.0.1:7001".into(),
+                facts: HostFacts::default(),
+            },
             token_hash: "good".into(),
             token_expires_ms: T0 + 3_600_000,
         },
@@ -97,7 +102,11 @@ fn refusals_name_the_problem_and_change_nothing() {
     let mut s = bootstrapped();
     create(&mut s, "web1");
     refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") }, "vm 'web1' already exists");
-    refused(&mut s, Op::EditVm { vm: "x".into(), changes: VmChanges { vcpus: Some(4), ..Default::default() } }, "vm 'x' not found");
+    refused(
+        &mut s,
+        Op::EditVm { vm: "x".into(), changes: VmChanges { vcpus: Some(4), ..Default::default() } },
+        "vm 'x' not found",
+    );
     refused(&mut s, Op::DeleteVm { vm: "x".into() }, "vm 'x' not found");
     refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("") }, "name: must not be empty");
     refused(
@@ -146,7 +155,11 @@ fn join_needs_a_valid_unexpired_token() {
     let r = s.apply_command(&cmd(T0 + 11, register("good", "host2", "a:2")));
     assert_eq!(r, Reply(Ok(Outcome::HostRegistered { id: 2, cluster_name: "lab".into() })));
     refused(&mut s, register("good", "host1", "a:9"), "host 'host1' already exists");
-    refused(&mut s, register("good", "host3", "127.0.0.1:7001"), "address 127.0.0.1:7001 is already used by host 'host1'");
+    refused(
+        &mut s,
+        register("good", "host3", "127.0.0.1:7001"),
+        "address 127.0.0.1:7001 is already used by host 'host1'",
+    );
 
     // After expiry, the same token is refused.
     let before = s.clone();

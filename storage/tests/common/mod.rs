@@ -59,33 +59,18 @@ pub fn log_id(term: u64, index: u64) -> LogId<u64> {
 }
 
 pub fn blank(term: u64, index: u64) -> Entry<TestConfig> {
-    Entry {
-        log_id: log_id(term, index),
-        payload: EntryPayload::Blank,
-    }
+    Entry { log_id: log_id(term, index), payload: EntryPayload::Blank }
 }
 
 pub fn add(term: u64, index: u64, key: &str, by: u64) -> Entry<TestConfig> {
-    Entry {
-        log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Add {
-            key: key.to_string(),
-            by,
-        }),
-    }
+    Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Add { key: key.to_string(), by }) }
 }
 
 pub fn membership(term: u64, index: u64, voters: &[u64]) -> Entry<TestConfig> {
-    let nodes = voters
-        .iter()
-        .map(|id| (*id, BasicNode::new(format!("10.0.0.{id}:7000"))))
-        .collect::<BTreeMap<_, _>>();
+    let nodes = voters.iter().map(|id| (*id, BasicNode::new(format!("10.0.0.{id}:7000")))).collect::<BTreeMap<_, _>>();
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Membership(Membership::new(
-            vec![voters.iter().copied().collect()],
-            nodes,
-        )),
+        payload: EntryPayload::Membership(Membership::new(vec![voters.iter().copied().collect()], nodes)),
     }
 }
 

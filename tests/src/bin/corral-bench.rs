@@ -62,7 +62,9 @@ fn ms(d: Duration) -> String {
 
 /// Edits of one VM per client, sent straight to the leader, for `seconds` per level.
 fn write_latency(rt: &tokio::runtime::Runtime, seconds: u64) {
-    let c = Cluster::run(3, &[]);
+    let extra = std::env::var("CORRAL_BENCH_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    let c = Cluster::run(3, &extra);
     let leader = c.leader();
     let addr = c.endpoint(leader).to_string();
     println!("\n## write latency and throughput (vm edit on the leader, {seconds} s per level)");
@@ -87,7 +89,11 @@ fn write_latency(rt: &tokio::runtime::Runtime, seconds: u64) {
                         if Instant::now() >= stop_at {
                             break;
                         }
-                        let req = EditVmRequest { vm: vm.clone(), description: Some(format!("edit {n}")), ..Default::default() };
+                        let req = EditVmRequest {
+                            vm: vm.clone(),
+                            description: Some(format!("edit {n}")),
+                            ..Default::default()
+                        };
                         let t = Instant::now();
                         client.edit(req).await.expect("write failed");
                         lat.push(t.elapsed());
@@ -124,7 +130,10 @@ fn failover(rt: &tokio::runtime::Runtime, rounds: usize) {
     for round in 0..rounds {
         let leader = c.leader();
         let survivors: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| c.endpoint(i).to_string()).collect();
-        let mut writer = Writer::new(&survivors);
+        let mut writer = {
+            let _guard = rt.enter();
+            Writer::new(&survivors)
+        };
         c.kill(leader);
         let t = Instant::now();
         let rid = uuid::Uuid::new_v4().to_string();
@@ -137,7 +146,11 @@ fn failover(rt: &tokio::runtime::Runtime, rounds: usize) {
         wait_until(Duration::from_secs(20), "the killed node to catch up", || {
             let out = c.corral(leader, &["-o", "json", "--stale", "vm", "show", "failover"]);
             let want = format!("round {round}");
-            if out.code == 0 && out.json()["description"] == want.as_str() { Ok(()) } else { Err(out.stderr) }
+            if out.code == 0 && out.json()["description"] == want.as_str() {
+                Ok(())
+            } else {
+                Err(out.stderr)
+            }
         });
     }
     times.sort();
