@@ -5,10 +5,11 @@
 use corral_storage::Machine;
 use uuid::Uuid;
 
-use crate::command::{Command, NewHost, Op, Outcome, Reply, VmChanges, VmSpec};
+use crate::command::{Command, NewHost, Op, Outcome, Reply, StartOrder, VmChanges, VmSpec};
 use crate::error::ClusterError;
 use crate::model::{
-    ClusterInfo, ClusterState, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken, Vm, VmStatus,
+    ClusterInfo, ClusterState, Disk, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken, PowerState, Vm,
+    VmStatus,
     MAX_EVENTS, MAX_RECENT_REQUESTS,
 };
 use crate::typ::{LogId, NodeId, TypeConfig};
@@ -20,7 +21,7 @@ impl Machine<TypeConfig> for ClusterState {
     }
 }
 
-type Applied = Result<Outcome, ClusterError>;
+pub(crate) type Applied = Result<Outcome, ClusterError>;
 
 impl ClusterState {
     /// Applies one command; public so tests and tools can replay commands without Raft.
@@ -79,15 +80,25 @@ impl ClusterState {
                 self.record(now, EventKind::LeaderChanged, format!("Host {name} is the new leader (term {term})."));
                 Ok(Outcome::Done)
             }
-            Op::CreateVm { id, spec } => self.create_vm(now, *id, spec),
+            Op::CreateVm { id, spec, disks, start } => self.create_vm(now, *id, spec, disks, start.as_ref()),
             Op::EditVm { vm, changes } => self.edit_vm(now, vm, changes),
-            Op::DeleteVm { vm } => {
-                self.require_cluster()?;
-                let id = self.find_vm(vm).ok_or_else(|| ClusterError::vm_not_found(vm))?.id;
-                let removed = self.vms.remove(&id).expect("found above");
-                self.vm_names.remove(&removed.name);
-                self.record(now, EventKind::VmDeleted, format!("VM {} was deleted.", removed.name));
-                Ok(Outcome::VmDeleted { id })
+            Op::DeleteVm { vm, keep_disks } => self.delete_vm(now, vm, *keep_disks),
+            Op::CloneVm { source, id, name, disks, macs } => self.clone_vm(now, source, *id, name, disks, macs),
+            Op::StartVm { vm, order } => self.start_vm(now, vm, order),
+            Op::ShutdownVm { vm, reason, timeout_s } => self.shutdown_vm(now, vm, reason.as_deref(), *timeout_s, false),
+            Op::StopVm { vm, reason } => self.shutdown_vm(now, vm, reason.as_deref(), 0, true),
+            Op::RebootVm { vm } => self.reboot_vm(now, vm),
+            Op::SuspendVm { vm } => self.suspend_vm(now, vm, true),
+            Op::ResumeVm { vm } => self.suspend_vm(now, vm, false),
+            Op::MigrateVm { vm, to } => self.migrate_vm(now, vm, to.as_deref()),
+            Op::ReportVm { vm, host, epoch, observed } => self.report_vm(now, *vm, *host, *epoch, observed),
+            Op::DeleteDisks { ids } => {
+                for id in ids {
+                    if let Some(d) = self.disks.remove(id) {
+                        self.record(now, EventKind::DiskDeleted, format!("Disk {} was deleted.", d.name));
+                    }
+                }
+                Ok(Outcome::Done)
             }
         }
     }
@@ -164,7 +175,7 @@ impl ClusterState {
         Ok(Outcome::HostRegistered { id, cluster_name })
     }
 
-    fn create_vm(&mut self, now: i64, id: Uuid, spec: &VmSpec) -> Applied {
+    fn create_vm(&mut self, now: i64, id: Uuid, spec: &VmSpec, disks: &[Disk], start: Option<&StartOrder>) -> Applied {
         self.require_cluster()?;
         validate::vm_spec(spec)?;
         if self.vm_names.contains_key(&spec.name) {
@@ -173,6 +184,7 @@ impl ClusterState {
         if self.vms.contains_key(&id) {
             return Err(ClusterError::AlreadyExists(format!("a vm with id {id} already exists")));
         }
+        self.check_new_disks(disks)?;
         let vm = Vm {
             id,
             name: spec.name.clone(),
@@ -181,22 +193,141 @@ impl ClusterState {
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
             ha: HaSettings { enabled: spec.ha_enabled, priority: spec.ha_priority },
+            disks: disks.iter().map(|d| d.id).collect(),
+            nics: spec.nics.clone(),
+            domain_type: spec.domain_type,
+            boot: spec.boot.clone(),
+            desired: PowerState::Down,
             status: VmStatus::Down,
             host: None,
+            epoch: 0,
+            stop_reason: None,
+            shutdown_deadline_ms: None,
+            reboot_pending: false,
+            migrating_to: None,
             created_ms: now,
             updated_ms: now,
         };
+        // With --start, a VM that cannot be placed is not created either: nothing half-done.
+        if let Some(order) = start {
+            let mut trial = self.clone_for_trial(&vm);
+            trial.start_vm(now, &vm.name, order)?;
+        }
         let msg = format!(
-            "VM {} was created ({} MiB, {} vCPU{}{}).",
+            "VM {} was created ({} MiB, {} vCPU{}{}{}).",
             vm.name,
             vm.memory_mib,
             vm.vcpus,
             if vm.vcpus == 1 { "" } else { "s" },
+            if disks.is_empty() { String::new() } else { format!(", {} disk{}", disks.len(), if disks.len() == 1 { "" } else { "s" }) },
             if vm.ha.enabled { format!(", highly available, {} priority", vm.ha.priority) } else { String::new() }
         );
+        for d in disks {
+            self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
+        }
+        self.vm_names.insert(vm.name.clone(), id);
+        self.vms.insert(id, vm);
+        self.record(now, EventKind::VmCreated, msg);
+        match start {
+            Some(order) => self.start_vm(now, &id.to_string(), order),
+            None => Ok(Outcome::Vm(Box::new(self.vms[&id].clone()))),
+        }
+    }
+
+    /// A copy of the placement-relevant state with `vm` added, to try a start without
+    /// changing anything.
+    fn clone_for_trial(&self, vm: &Vm) -> ClusterState {
+        let mut trial = ClusterState {
+            cluster: self.cluster.clone(),
+            hosts: self.hosts.clone(),
+            vms: self.vms.clone(),
+            vm_names: self.vm_names.clone(),
+            ..Default::default()
+        };
+        trial.vm_names.insert(vm.name.clone(), vm.id);
+        trial.vms.insert(vm.id, vm.clone());
+        trial
+    }
+
+    fn check_new_disks(&self, disks: &[Disk]) -> Result<(), ClusterError> {
+        for d in disks {
+            if self.disks.contains_key(&d.id) || self.disks.values().any(|x| x.name == d.name || x.file == d.file) {
+                return Err(ClusterError::AlreadyExists(format!("disk '{}' already exists", d.name)));
+            }
+            if d.size_mib == 0 {
+                return Err(ClusterError::invalid("disk", "must be at least 1 MiB"));
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_vm(&mut self, now: i64, name_or_id: &str, keep_disks: bool) -> Applied {
+        self.require_cluster()?;
+        let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
+        if vm.status != VmStatus::Down {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is {}; shut it down before deleting it",
+                vm.name,
+                vm.status.as_str()
+            )));
+        }
+        let id = vm.id;
+        let removed = self.vms.remove(&id).expect("found above");
+        self.vm_names.remove(&removed.name);
+        let mut files = Vec::new();
+        for disk_id in &removed.disks {
+            if keep_disks {
+                if let Some(d) = self.disks.get_mut(disk_id) {
+                    d.vm = None;
+                }
+            } else if let Some(d) = self.disks.remove(disk_id) {
+                files.push(d.file);
+            }
+        }
+        let disks_note = match (removed.disks.len(), keep_disks) {
+            (0, _) => String::new(),
+            (n, true) => format!(" Its {n} disk(s) were kept as floating disks."),
+            (n, false) => format!(" Its {n} disk(s) were deleted."),
+        };
+        self.record(now, EventKind::VmDeleted, format!("VM {} was deleted.{disks_note}", removed.name));
+        Ok(Outcome::VmDeleted { id, files })
+    }
+
+    fn clone_vm(&mut self, now: i64, source: &str, id: Uuid, name: &str, disks: &[Disk], macs: &[String]) -> Applied {
+        self.require_cluster()?;
+        let src = self.find_vm(source).ok_or_else(|| ClusterError::vm_not_found(source))?.clone();
+        if src.status != VmStatus::Down {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is {}; only a down VM can be cloned",
+                src.name,
+                src.status.as_str()
+            )));
+        }
+        validate::name("name", name)?;
+        if self.vm_names.contains_key(name) {
+            return Err(ClusterError::AlreadyExists(format!("vm '{name}' already exists")));
+        }
+        if disks.len() != src.disks.len() || macs.len() != src.nics.len() {
+            return Err(ClusterError::Internal("a clone must copy every disk and give every NIC a new MAC".into()));
+        }
+        self.check_new_disks(disks)?;
+        let mut vm = src.clone();
+        vm.id = id;
+        vm.name = name.to_string();
+        vm.disks = disks.iter().map(|d| d.id).collect();
+        for (nic, mac) in vm.nics.iter_mut().zip(macs) {
+            nic.mac = mac.clone();
+        }
+        vm.epoch = 0;
+        vm.stop_reason = None;
+        vm.created_ms = now;
+        vm.updated_ms = now;
+        for d in disks {
+            self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
+        }
         self.vm_names.insert(vm.name.clone(), id);
         self.vms.insert(id, vm.clone());
-        self.record(now, EventKind::VmCreated, msg);
+        self.record(now, EventKind::VmCreated, format!("VM {name} was created as a clone of {}.", src.name));
         Ok(Outcome::Vm(Box::new(vm)))
     }
 
@@ -253,6 +384,12 @@ impl ClusterState {
                 vm.ha.priority = v;
             }
         }
+        if let Some(v) = c.domain_type {
+            if Some(v) != vm.domain_type {
+                what.push(format!("domain type {}", v.as_str()));
+                vm.domain_type = Some(v);
+            }
+        }
         if what.is_empty() {
             return Ok(Outcome::Vm(Box::new(vm)));
         }
@@ -275,7 +412,7 @@ impl ClusterState {
         self.tokens.retain(|_, t| t.expires_ms > now);
     }
 
-    fn record(&mut self, now: i64, kind: EventKind, message: String) {
+    pub(crate) fn record(&mut self, now: i64, kind: EventKind, message: String) {
         self.next_event_index += 1;
         self.events.push_back(Event { index: self.next_event_index, time_ms: now, kind, message });
         while self.events.len() > MAX_EVENTS {
@@ -303,6 +440,8 @@ fn human_duration(ms: i64) -> String {
         s => format!("{s} s"),
     }
 }
+
+mod lifecycle;
 
 #[cfg(test)]
 mod tests;

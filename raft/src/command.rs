@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ClusterError;
-use crate::model::{HaPriority, HostFacts};
+use crate::model::{Disk, DomainType, HaPriority, HostFacts, KernelBoot, Nic, Observed};
 use crate::typ::NodeId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,17 +50,76 @@ pub enum Op {
         id: NodeId,
         term: u64,
     },
+    /// `disks` are images the proposing node already made in the storage domain.
     CreateVm {
         id: Uuid,
         spec: VmSpec,
+        disks: Vec<Disk>,
+        start: Option<StartOrder>,
     },
     EditVm {
         vm: String,
         changes: VmChanges,
     },
+    /// Only a down VM; its disks are deleted unless `keep_disks` (then they float).
     DeleteVm {
         vm: String,
+        keep_disks: bool,
     },
+    /// Only a down VM; `disks` are the copies the proposing node made, in the source's order.
+    CloneVm {
+        source: String,
+        id: Uuid,
+        name: String,
+        disks: Vec<Disk>,
+        macs: Vec<String>,
+    },
+    StartVm {
+        vm: String,
+        order: StartOrder,
+    },
+    /// Graceful (ACPI) shutdown; power off once `timeout_s` has passed.
+    ShutdownVm {
+        vm: String,
+        reason: Option<String>,
+        timeout_s: u64,
+    },
+    /// Power off at once.
+    StopVm {
+        vm: String,
+        reason: Option<String>,
+    },
+    RebootVm {
+        vm: String,
+    },
+    SuspendVm {
+        vm: String,
+    },
+    ResumeVm {
+        vm: String,
+    },
+    MigrateVm {
+        vm: String,
+        to: Option<String>,
+    },
+    /// A host agent's report on one VM assigned to it. Ignored unless it comes from the
+    /// VM's current host and assignment epoch.
+    ReportVm {
+        vm: Uuid,
+        host: NodeId,
+        epoch: u64,
+        observed: Observed,
+    },
+    /// Disk records whose files are gone (a failed create cleaned up) or to be forgotten.
+    DeleteDisks {
+        ids: Vec<Uuid>,
+    },
+}
+
+/// Where to start a VM: a named host, or wherever the leader finds room.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartOrder {
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +139,9 @@ pub struct VmSpec {
     pub vcpus: u32,
     pub ha_enabled: bool,
     pub ha_priority: HaPriority,
+    pub nics: Vec<Nic>,
+    pub domain_type: Option<DomainType>,
+    pub boot: Option<KernelBoot>,
 }
 
 /// Fields that `vm edit` changes; `None` leaves a field as it is.
@@ -92,6 +154,7 @@ pub struct VmChanges {
     pub vcpus: Option<u32>,
     pub ha_enabled: Option<bool>,
     pub ha_priority: Option<HaPriority>,
+    pub domain_type: Option<DomainType>,
 }
 
 impl VmChanges {
@@ -112,9 +175,10 @@ pub enum Outcome {
     },
     /// The VM as it is after the command (create, edit).
     Vm(Box<crate::model::Vm>),
-    /// The id of a VM that no longer exists (delete).
+    /// The id of a VM that no longer exists (delete), and the disk files it took along.
     VmDeleted {
         id: Uuid,
+        files: Vec<String>,
     },
 }
 

@@ -11,6 +11,7 @@ pub mod typ;
 pub mod validate;
 
 mod apply;
+pub mod placement;
 
 pub use command::{Command, Op, Outcome, Reply};
 pub use error::ClusterError;

@@ -22,6 +22,8 @@ pub struct ClusterState {
     pub cluster: Option<ClusterInfo>,
     pub hosts: BTreeMap<NodeId, Host>,
     pub vms: BTreeMap<Uuid, Vm>,
+    /// Disk images in the storage domain, attached to a VM or floating.
+    pub disks: BTreeMap<Uuid, Disk>,
     /// Name -> id; kept in step with `vms` by apply.
     pub vm_names: BTreeMap<String, Uuid>,
     /// Join tokens by their SHA-256 (hex); the token itself is never stored.
@@ -60,6 +62,49 @@ pub struct HostFacts {
     pub cpus: u32,
     pub memory_mib: u64,
     pub libvirt_uri: String,
+    /// The libvirt domain type this host runs VMs as unless a VM says otherwise.
+    pub domain_type: DomainType,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainType {
+    /// Hardware virtualization.
+    #[default]
+    Kvm,
+    /// QEMU's software emulation (TCG): slower, but runs where KVM cannot.
+    Qemu,
+    /// libvirt's in-process test hypervisor.
+    Test,
+}
+
+impl DomainType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainType::Kvm => "kvm",
+            DomainType::Qemu => "qemu",
+            DomainType::Test => "test",
+        }
+    }
+
+    /// Whether VMs of this type can live-migrate (libvirt's test driver cannot).
+    pub fn can_migrate(self) -> bool {
+        self != DomainType::Test
+    }
+}
+
+impl FromStr for DomainType {
+    type Err = crate::ClusterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "kvm" => Ok(DomainType::Kvm),
+            "qemu" => Ok(DomainType::Qemu),
+            "test" => Ok(DomainType::Test),
+            other => {
+                Err(crate::ClusterError::invalid("domain_type", format!("must be kvm or qemu (got '{other}')")))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,10 +138,65 @@ pub struct Vm {
     pub memory_mib: u64,
     pub vcpus: u32,
     pub ha: HaSettings,
+    /// Disk ids, in the order the guest sees them (vda, vdb, ...).
+    pub disks: Vec<Uuid>,
+    pub nics: Vec<Nic>,
+    /// Overrides the host's domain type for this VM.
+    pub domain_type: Option<DomainType>,
+    /// Direct kernel boot (a kernel and initrd in the storage domain).
+    pub boot: Option<KernelBoot>,
+    /// What the operator asked for; the host agent makes libvirt match it.
+    pub desired: PowerState,
+    /// What the host last reported, or the transition the cluster ordered.
     pub status: VmStatus,
+    /// The host the VM is assigned to while it is not down.
     pub host: Option<NodeId>,
+    /// Grows with every assignment, so that a report from an earlier assignment is ignored.
+    pub epoch: u64,
+    /// Why the VM was last stopped (oVirt's "Reason"), or what stopped it.
+    pub stop_reason: Option<String>,
+    /// A graceful shutdown in progress: power off once this time passes (Unix ms).
+    pub shutdown_deadline_ms: Option<i64>,
+    /// A reboot was ordered and the host has not done it yet.
+    pub reboot_pending: bool,
+    /// A live migration in progress, to this host.
+    pub migrating_to: Option<NodeId>,
     pub created_ms: i64,
     pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nic {
+    pub network: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelBoot {
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub cmdline: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    pub id: Uuid,
+    pub name: String,
+    pub size_mib: u64,
+    /// File name inside the storage domain.
+    pub file: String,
+    pub format: String,
+    pub vm: Option<Uuid>,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerState {
+    #[default]
+    Down,
+    Up,
+    /// Paused in memory on its host (`vm suspend`).
+    Suspended,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,14 +248,51 @@ impl FromStr for HaPriority {
 pub enum VmStatus {
     #[default]
     Down,
+    PoweringUp,
+    Up,
+    /// Paused by the hypervisor, not by the operator (an I/O error, for example).
+    Paused,
+    Suspended,
+    RebootInProgress,
+    PoweringDown,
+    Migrating,
+    /// Its host's hypervisor does not answer; the VM may or may not run.
+    NotResponding,
+    Unknown,
 }
 
 impl VmStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             VmStatus::Down => "down",
+            VmStatus::PoweringUp => "powering_up",
+            VmStatus::Up => "up",
+            VmStatus::Paused => "paused",
+            VmStatus::Suspended => "suspended",
+            VmStatus::RebootInProgress => "reboot_in_progress",
+            VmStatus::PoweringDown => "powering_down",
+            VmStatus::Migrating => "migrating",
+            VmStatus::NotResponding => "not_responding",
+            VmStatus::Unknown => "unknown",
         }
     }
+}
+
+/// What a host agent saw of one VM, as it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Observed {
+    Up,
+    /// Paused without being asked to.
+    Paused,
+    Suspended,
+    /// Shut off; `cause` says how (guest shutdown, crash, power off, ...).
+    Down { cause: String },
+    RebootDone,
+    MigrationDone,
+    MigrationFailed { error: String },
+    /// libvirt refused an operation; the VM is in the state `now`.
+    Failed { action: String, error: String },
+    NotResponding,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +313,10 @@ pub enum EventKind {
     VmCreated,
     VmEdited,
     VmDeleted,
+    VmStateChanged,
+    VmMigration,
+    DiskCreated,
+    DiskDeleted,
 }
 
 impl EventKind {
@@ -189,6 +330,10 @@ impl EventKind {
             EventKind::VmCreated => "vm_created",
             EventKind::VmEdited => "vm_edited",
             EventKind::VmDeleted => "vm_deleted",
+            EventKind::VmStateChanged => "vm_state_changed",
+            EventKind::VmMigration => "vm_migration",
+            EventKind::DiskCreated => "disk_created",
+            EventKind::DiskDeleted => "disk_deleted",
         }
     }
 }
@@ -206,6 +351,33 @@ impl ClusterState {
         self.hosts.values().find(|h| h.name == name)
     }
 
+    pub fn host_name(&self, id: NodeId) -> String {
+        self.hosts.get(&id).map_or_else(|| format!("node {id}"), |h| h.name.clone())
+    }
+
+    /// Memory and vCPUs that VMs assigned to `host` hold (a VM holds its host's resources
+    /// from the start order until it is down; a migrating VM holds both hosts').
+    pub fn host_usage(&self, host: NodeId) -> Usage {
+        let mut u = Usage::default();
+        for vm in self.vms.values() {
+            if vm.host == Some(host) || vm.migrating_to == Some(host) {
+                u.memory_mib += vm.memory_mib;
+                u.vcpus += vm.vcpus as u64;
+                if vm.host == Some(host) && vm.status != VmStatus::Down {
+                    u.vms_running += 1;
+                }
+            }
+        }
+        u
+    }
+
+    pub fn find_disk(&self, name_or_id: &str) -> Option<&Disk> {
+        Uuid::parse_str(name_or_id)
+            .ok()
+            .and_then(|id| self.disks.get(&id))
+            .or_else(|| self.disks.values().find(|d| d.name == name_or_id))
+    }
+
     /// Whether a join token with this hash exists and has not expired at `now_ms`.
     pub fn token_valid(&self, token_hash: &str, now_ms: i64) -> bool {
         self.tokens.get(token_hash).is_some_and(|t| t.expires_ms > now_ms)
@@ -217,3 +389,14 @@ impl ClusterState {
         self.events.range(start..)
     }
 }
+
+/// Resources held on a host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub memory_mib: u64,
+    pub vcpus: u64,
+    pub vms_running: u64,
+}
+
+/// vCPUs a host may hand out per physical CPU.
+pub const CPU_OVERCOMMIT: u64 = 4;

@@ -16,6 +16,9 @@ fn spec(name: &str) -> VmSpec {
         vcpus: 2,
         ha_enabled: false,
         ha_priority: HaPriority::Medium,
+        nics: vec![],
+        domain_type: None,
+        boot: None,
     }
 }
 
@@ -41,7 +44,7 @@ fn bootstrapped() -> ClusterState {
 }
 
 fn create(s: &mut ClusterState, name: &str) -> Reply {
-    s.apply_command(&cmd(T0 + 1, Op::CreateVm { id: Uuid::new_v4(), spec: spec(name) }))
+    s.apply_command(&cmd(T0 + 1, Op::CreateVm { id: Uuid::new_v4(), spec: spec(name), disks: vec![], start: None }))
 }
 
 /// Applies `op` and checks that it was refused with `want` and changed nothing.
@@ -87,8 +90,8 @@ fn vm_lifecycle_records_events() {
     assert_eq!(r, Reply(Ok(Outcome::Vm(Box::new(vm.clone())))));
     assert_eq!((vm.memory_mib, vm.description.as_str(), vm.updated_ms), (2048, "front end", T0 + 2));
 
-    let r = s.apply_command(&cmd(T0 + 3, Op::DeleteVm { vm: "web1".into() }));
-    assert_eq!(r, Reply(Ok(Outcome::VmDeleted { id })));
+    let r = s.apply_command(&cmd(T0 + 3, Op::DeleteVm { vm: "web1".into(), keep_disks: false }));
+    assert_eq!(r, Reply(Ok(Outcome::VmDeleted { id, files: vec![] })));
     assert!(s.vms.is_empty() && s.vm_names.is_empty());
 
     let kinds: Vec<_> = s.events.iter().map(|e| e.kind.as_str()).collect();
@@ -101,22 +104,22 @@ fn vm_lifecycle_records_events() {
 fn refusals_name_the_problem_and_change_nothing() {
     let mut s = bootstrapped();
     create(&mut s, "web1");
-    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") }, "vm 'web1' already exists");
+    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None }, "vm 'web1' already exists");
     refused(
         &mut s,
         Op::EditVm { vm: "x".into(), changes: VmChanges { vcpus: Some(4), ..Default::default() } },
         "vm 'x' not found",
     );
-    refused(&mut s, Op::DeleteVm { vm: "x".into() }, "vm 'x' not found");
-    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("") }, "name: must not be empty");
+    refused(&mut s, Op::DeleteVm { vm: "x".into(), keep_disks: false }, "vm 'x' not found");
+    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec(""), disks: vec![], start: None }, "name: must not be empty");
     refused(
         &mut s,
-        Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { memory_mib: 0, ..spec("db") } },
+        Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { memory_mib: 0, ..spec("db") }, disks: vec![], start: None },
         "memory: must be at least 1 MiB",
     );
     refused(
         &mut s,
-        Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { vcpus: 0, ..spec("db") } },
+        Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { vcpus: 0, ..spec("db") }, disks: vec![], start: None },
         "vcpus: must be at least 1",
     );
     create(&mut s, "web2");
@@ -135,7 +138,7 @@ fn refusals_name_the_problem_and_change_nothing() {
 #[test]
 fn vm_ops_need_a_cluster() {
     let mut s = ClusterState::default();
-    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") }, "the cluster is not bootstrapped");
+    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None }, "the cluster is not bootstrapped");
 }
 
 #[test]
@@ -176,13 +179,13 @@ fn join_needs_a_valid_unexpired_token() {
 fn a_retried_request_is_applied_once() {
     let mut s = bootstrapped();
     let rid = Some(Uuid::new_v4());
-    let c = Command { at_ms: T0 + 1, request_id: rid, op: Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") } };
+    let c = Command { at_ms: T0 + 1, request_id: rid, op: Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None } };
     let first = s.apply_command(&c);
     assert!(first.0.is_ok());
     let after_first = s.clone();
     // A retry may carry a fresh VM id (a new proposal of the same request): still applied once.
     let mut retry = c.clone();
-    retry.op = Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1") };
+    retry.op = Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None };
     assert_eq!(s.apply_command(&retry), first);
     assert_eq!(s, after_first);
     assert_eq!(s.events.iter().filter(|e| e.kind == EventKind::VmCreated).count(), 1);
@@ -204,8 +207,8 @@ fn replay_is_deterministic() {
     let ops = |s: &mut ClusterState| {
         for i in 0..20u64 {
             let id = Uuid::from_u128(i as u128 + 1);
-            s.apply_command(&cmd(T0 + i as i64, Op::CreateVm { id, spec: spec(&format!("vm{}", i % 7)) }));
-            s.apply_command(&cmd(T0 + i as i64, Op::DeleteVm { vm: format!("vm{}", i % 5) }));
+            s.apply_command(&cmd(T0 + i as i64, Op::CreateVm { id, spec: spec(&format!("vm{}", i % 7)), disks: vec![], start: None }));
+            s.apply_command(&cmd(T0 + i as i64, Op::DeleteVm { vm: format!("vm{}", i % 5), keep_disks: false }));
         }
     };
     let (mut a, mut b) = (bootstrapped(), bootstrapped());
@@ -225,4 +228,220 @@ fn only_a_newer_term_records_a_leader() {
     s.apply_command(&cmd(T0 + 4, Op::LeaderElected { id: 2, term: 3 }));
     assert_eq!(s.leader, Some((2, 3)));
     assert_eq!(s.events.back().unwrap().message, "Host node 2 is the new leader (term 3).");
+}
+
+mod lifecycle {
+    use super::*;
+    use crate::command::StartOrder;
+    use crate::model::{DomainType, Observed, PowerState, VmStatus};
+
+    /// A cluster of two hosts with 2 GiB and 2 CPUs each, of the given domain type.
+    fn two_hosts(domain_type: DomainType) -> ClusterState {
+        let mut s = bootstrapped();
+        let facts = HostFacts { cpus: 2, memory_mib: 2048, libvirt_uri: "x".into(), domain_type };
+        s.hosts.get_mut(&1).unwrap().facts = facts.clone();
+        let r = s.apply_command(&cmd(
+            T0,
+            Op::RegisterHost { token_hash: "good".into(), name: "host2".into(), address: "a:2".into(), facts },
+        ));
+        assert!(r.0.is_ok());
+        s.apply_command(&cmd(T0, Op::HostJoined { id: 2, voter: true }));
+        s
+    }
+
+    fn op(s: &mut ClusterState, op: Op) -> Result<Outcome, ClusterError> {
+        s.apply_command(&cmd(T0 + 100, op)).0
+    }
+
+    fn vm<'a>(s: &'a ClusterState, name: &str) -> &'a Vm {
+        s.find_vm(name).unwrap()
+    }
+
+    fn report(s: &mut ClusterState, name: &str, observed: Observed) {
+        let v = vm(s, name);
+        let (id, host, epoch) = (v.id, v.host.unwrap(), v.epoch);
+        op(s, Op::ReportVm { vm: id, host, epoch, observed }).unwrap();
+    }
+
+    fn start(s: &mut ClusterState, name: &str, host: Option<&str>) -> Result<Outcome, ClusterError> {
+        op(s, Op::StartVm { vm: name.into(), order: StartOrder { host: host.map(String::from) } })
+    }
+
+    #[test]
+    fn start_places_on_the_host_with_most_free_memory_and_reports_drive_status() {
+        let mut s = two_hosts(DomainType::Kvm);
+        create(&mut s, "a");
+        create(&mut s, "b");
+        start(&mut s, "a", Some("host1")).unwrap();
+        assert_eq!((vm(&s, "a").status, vm(&s, "a").host), (VmStatus::PoweringUp, Some(1)));
+        start(&mut s, "b", None).unwrap();
+        assert_eq!(vm(&s, "b").host, Some(2), "host2 has more free memory");
+        report(&mut s, "a", Observed::Up);
+        assert_eq!(vm(&s, "a").status, VmStatus::Up);
+        assert_eq!(s.events.back().unwrap().message, "VM a is up on host host1.");
+
+        // A report from an older assignment changes nothing.
+        let before = s.clone();
+        let id = vm(&s, "a").id;
+        op(&mut s, Op::ReportVm { vm: id, host: 1, epoch: 0, observed: Observed::Down { cause: "x".into() } }).unwrap();
+        op(&mut s, Op::ReportVm { vm: id, host: 2, epoch: 1, observed: Observed::Down { cause: "x".into() } }).unwrap();
+        assert_eq!(s, before);
+
+        refused(&mut s, Op::StartVm { vm: "a".into(), order: StartOrder::default() }, "vm 'a' is up on host host1; it can only be started when down");
+        refused(&mut s, Op::DeleteVm { vm: "a".into(), keep_disks: false }, "vm 'a' is up; shut it down before deleting it");
+    }
+
+    #[test]
+    fn shutdown_keeps_its_reason_and_down_releases_the_host() {
+        let mut s = two_hosts(DomainType::Kvm);
+        create(&mut s, "a");
+        start(&mut s, "a", None).unwrap();
+        report(&mut s, "a", Observed::Up);
+        op(&mut s, Op::ShutdownVm { vm: "a".into(), reason: Some("kernel update".into()), timeout_s: 120 }).unwrap();
+        let v = vm(&s, "a");
+        assert_eq!((v.status, v.desired, v.shutdown_deadline_ms), (VmStatus::PoweringDown, PowerState::Down, Some(T0 + 100 + 120_000)));
+        // A power off while shutting down moves the deadline to now.
+        op(&mut s, Op::StopVm { vm: "a".into(), reason: Some("kernel update".into()) }).unwrap();
+        assert_eq!(vm(&s, "a").shutdown_deadline_ms, Some(T0 + 100));
+        report(&mut s, "a", Observed::Down { cause: "powered off".into() });
+        let v = vm(&s, "a");
+        assert_eq!((v.status, v.host, v.stop_reason.as_deref()), (VmStatus::Down, None, Some("kernel update")));
+        assert_eq!(s.events.back().unwrap().message, "VM a is down on host host1 (reason: kernel update).");
+        refused(&mut s, Op::StopVm { vm: "a".into(), reason: None }, "vm 'a' is already down");
+    }
+
+    #[test]
+    fn an_unexpected_down_is_recorded_with_its_cause() {
+        let mut s = two_hosts(DomainType::Kvm);
+        create(&mut s, "a");
+        start(&mut s, "a", None).unwrap();
+        report(&mut s, "a", Observed::Up);
+        let host = vm(&s, "a").host.unwrap();
+        report(&mut s, "a", Observed::Down { cause: "shut down from inside the guest".into() });
+        let v = vm(&s, "a");
+        assert_eq!((v.status, v.desired, v.host), (VmStatus::Down, PowerState::Down, None));
+        assert_eq!(
+            s.events.back().unwrap().message,
+            format!("VM a went down unexpectedly on host {}: shut down from inside the guest.", s.host_name(host))
+        );
+    }
+
+    #[test]
+    fn capacity_refusals_give_the_numbers_and_change_nothing() {
+        let mut s = two_hosts(DomainType::Kvm);
+        for (name, mem) in [("big1", 1536), ("big2", 1536), ("big3", 1024)] {
+            s.apply_command(&cmd(T0, Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { memory_mib: mem, ..spec(name) }, disks: vec![], start: None }));
+        }
+        start(&mut s, "big1", None).unwrap();
+        start(&mut s, "big2", None).unwrap();
+        refused(
+            &mut s,
+            Op::StartVm { vm: "big3".into(), order: StartOrder::default() },
+            "not enough capacity for vm 'big3' (1024 MiB, 2 vCPUs): host1 has 512 MiB and 6 vCPUs free; host2 has 512 MiB and 6 vCPUs free",
+        );
+        refused(
+            &mut s,
+            Op::StartVm { vm: "big3".into(), order: StartOrder { host: Some("host2".into()) } },
+            "host host2 has not enough room for vm 'big3' (1024 MiB, 2 vCPUs): 512 MiB and 6 vCPUs free",
+        );
+        refused(&mut s, Op::StartVm { vm: "big3".into(), order: StartOrder { host: Some("nope".into()) } }, "host 'nope' not found");
+        // create --start that cannot be placed creates nothing.
+        refused(
+            &mut s,
+            Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { memory_mib: 1024, ..spec("big4") }, disks: vec![], start: Some(StartOrder::default()) },
+            "not enough capacity for vm 'big4' (1024 MiB, 2 vCPUs): host1 has 512 MiB and 6 vCPUs free; host2 has 512 MiB and 6 vCPUs free",
+        );
+    }
+
+    #[test]
+    fn migration_switches_the_host_only_on_success() {
+        let mut s = two_hosts(DomainType::Kvm);
+        create(&mut s, "a");
+        start(&mut s, "a", Some("host1")).unwrap();
+        refused(&mut s, Op::MigrateVm { vm: "a".into(), to: None }, "vm 'a' is powering_up; only an up VM can be migrated");
+        report(&mut s, "a", Observed::Up);
+        refused(&mut s, Op::MigrateVm { vm: "a".into(), to: Some("host1".into()) }, "vm 'a' already runs on host host1");
+        op(&mut s, Op::MigrateVm { vm: "a".into(), to: None }).unwrap();
+        assert_eq!((vm(&s, "a").status, vm(&s, "a").migrating_to), (VmStatus::Migrating, Some(2)));
+        report(&mut s, "a", Observed::Up); // the source still runs it: no change
+        assert_eq!(vm(&s, "a").status, VmStatus::Migrating);
+        report(&mut s, "a", Observed::MigrationFailed { error: "unable to connect".into() });
+        assert_eq!((vm(&s, "a").status, vm(&s, "a").host), (VmStatus::Up, Some(1)));
+        op(&mut s, Op::MigrateVm { vm: "a".into(), to: Some("host2".into()) }).unwrap();
+        let epoch = vm(&s, "a").epoch;
+        report(&mut s, "a", Observed::MigrationDone);
+        let v = vm(&s, "a");
+        assert_eq!((v.status, v.host, v.epoch, v.migrating_to), (VmStatus::Up, Some(2), epoch + 1, None));
+        assert_eq!(s.events.back().unwrap().message, "VM a migrated from host host1 to host host2.");
+    }
+
+    #[test]
+    fn the_test_driver_cannot_migrate() {
+        let mut s = two_hosts(DomainType::Test);
+        create(&mut s, "a");
+        start(&mut s, "a", Some("host1")).unwrap();
+        report(&mut s, "a", Observed::Up);
+        refused(
+            &mut s,
+            Op::MigrateVm { vm: "a".into(), to: None },
+            "vm 'a' runs on host host1, which uses libvirt's test driver; the test driver cannot migrate VMs",
+        );
+    }
+
+    #[test]
+    fn deleting_with_keep_disks_leaves_floating_disks_and_clone_needs_a_down_vm() {
+        let mut s = two_hosts(DomainType::Kvm);
+        let disk = |name: &str| Disk {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            size_mib: 1024,
+            file: format!("{name}.qcow2"),
+            format: "qcow2".into(),
+            vm: None,
+            created_ms: 0,
+        };
+        let id = Uuid::new_v4();
+        op(&mut s, Op::CreateVm { id, spec: spec("a"), disks: vec![disk("a-disk0")], start: None }).unwrap();
+        assert_eq!(s.disks.values().next().unwrap().vm, Some(id));
+        start(&mut s, "a", None).unwrap();
+        refused(
+            &mut s,
+            Op::CloneVm { source: "a".into(), id: Uuid::new_v4(), name: "b".into(), disks: vec![disk("b-disk0")], macs: vec![] },
+            "vm 'a' is powering_up; only a down VM can be cloned",
+        );
+        report(&mut s, "a", Observed::Down { cause: "x".into() });
+        op(&mut s, Op::CloneVm { source: "a".into(), id: Uuid::new_v4(), name: "b".into(), disks: vec![disk("b-disk0")], macs: vec![] })
+            .unwrap();
+        assert_eq!(vm(&s, "b").disks.len(), 1);
+        assert_ne!(vm(&s, "b").disks, vm(&s, "a").disks);
+        let r = op(&mut s, Op::DeleteVm { vm: "a".into(), keep_disks: true }).unwrap();
+        assert_eq!(r, Outcome::VmDeleted { id, files: vec![] });
+        assert_eq!(s.find_disk("a-disk0").unwrap().vm, None, "floating");
+        let r = op(&mut s, Op::DeleteVm { vm: "b".into(), keep_disks: false }).unwrap();
+        assert!(matches!(r, Outcome::VmDeleted { files, .. } if files == ["b-disk0.qcow2"]));
+        assert!(s.find_disk("b-disk0").is_none());
+    }
+
+    #[test]
+    fn reboot_suspend_and_resume() {
+        let mut s = two_hosts(DomainType::Kvm);
+        create(&mut s, "a");
+        refused(&mut s, Op::RebootVm { vm: "a".into() }, "vm 'a' is down; only an up VM can be rebooted");
+        start(&mut s, "a", None).unwrap();
+        report(&mut s, "a", Observed::Up);
+        op(&mut s, Op::RebootVm { vm: "a".into() }).unwrap();
+        assert_eq!(vm(&s, "a").status, VmStatus::RebootInProgress);
+        report(&mut s, "a", Observed::Up);
+        assert_eq!(vm(&s, "a").status, VmStatus::RebootInProgress, "up before the reboot is done changes nothing");
+        report(&mut s, "a", Observed::RebootDone);
+        assert_eq!((vm(&s, "a").status, vm(&s, "a").reboot_pending), (VmStatus::Up, false));
+        op(&mut s, Op::SuspendVm { vm: "a".into() }).unwrap();
+        assert_eq!(vm(&s, "a").desired, PowerState::Suspended);
+        report(&mut s, "a", Observed::Suspended);
+        assert_eq!(vm(&s, "a").status, VmStatus::Suspended);
+        refused(&mut s, Op::SuspendVm { vm: "a".into() }, "vm 'a' is suspended; only a VM that is up can be suspended");
+        op(&mut s, Op::ResumeVm { vm: "a".into() }).unwrap();
+        report(&mut s, "a", Observed::Up);
+        assert_eq!(vm(&s, "a").status, VmStatus::Up);
+    }
 }

@@ -1,0 +1,253 @@
+//! The VM lifecycle in the state machine: orders from operators (start, shutdown, stop,
+//! reboot, suspend, resume, migrate) and reports from host agents. Orders change what is
+//! desired and the transition status; only reports from the VM's current host and assignment
+//! epoch change what is known to run, so a late report from a former host changes nothing.
+
+use uuid::Uuid;
+
+use super::Applied;
+use crate::command::{Outcome, StartOrder};
+use crate::error::ClusterError;
+use crate::model::{ClusterState, EventKind, Observed, PowerState, Vm, VmStatus};
+use crate::placement;
+use crate::typ::NodeId;
+
+impl ClusterState {
+    fn vm_mut(&mut self, name_or_id: &str) -> Result<&mut Vm, ClusterError> {
+        let id = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?.id;
+        Ok(self.vms.get_mut(&id).expect("found above"))
+    }
+
+    fn vm_outcome(&self, id: Uuid) -> Applied {
+        Ok(Outcome::Vm(Box::new(self.vms[&id].clone())))
+    }
+
+    /// Assigns a down VM to a host and orders it up (shared by start and create --start).
+    pub(super) fn start_vm(&mut self, now: i64, name_or_id: &str, order: &StartOrder) -> Applied {
+        let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
+        if vm.status != VmStatus::Down {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is {}{}; it can only be started when down",
+                vm.name,
+                vm.status.as_str(),
+                vm.host.map(|h| format!(" on host {}", self.host_name(h))).unwrap_or_default()
+            )));
+        }
+        let host = placement::choose(self, vm, order.host.as_deref(), &[])?;
+        let host_name = self.host_name(host);
+        let vm = self.vm_mut(name_or_id)?;
+        vm.desired = PowerState::Up;
+        vm.host = Some(host);
+        vm.epoch += 1;
+        vm.status = VmStatus::PoweringUp;
+        vm.stop_reason = None;
+        vm.shutdown_deadline_ms = None;
+        vm.reboot_pending = false;
+        vm.updated_ms = now;
+        let (id, msg) = (vm.id, format!("VM {} is powering up on host {host_name}.", vm.name));
+        self.record(now, EventKind::VmStateChanged, msg);
+        self.vm_outcome(id)
+    }
+
+    /// Graceful shutdown (ACPI) with a deadline, or at once (`timeout_s` = 0, power off).
+    pub(super) fn shutdown_vm(
+        &mut self,
+        now: i64,
+        name_or_id: &str,
+        reason: Option<&str>,
+        timeout_s: u64,
+        power_off: bool,
+    ) -> Applied {
+        let vm = self.vm_mut(name_or_id)?;
+        match vm.status {
+            VmStatus::Down => return Err(ClusterError::FailedPrecondition(format!("vm '{}' is already down", vm.name))),
+            VmStatus::Migrating => {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "vm '{}' is migrating; wait for the migration to end",
+                    vm.name
+                )))
+            }
+            _ => {}
+        }
+        vm.desired = PowerState::Down;
+        vm.status = VmStatus::PoweringDown;
+        vm.stop_reason = reason.map(str::to_string);
+        let deadline = now.saturating_add((timeout_s as i64).saturating_mul(1000));
+        // A power off overrides a graceful shutdown in progress; a shutdown never delays one.
+        vm.shutdown_deadline_ms = Some(vm.shutdown_deadline_ms.map_or(deadline, |d| d.min(deadline)));
+        vm.reboot_pending = false;
+        vm.updated_ms = now;
+        let how = if power_off { "is being powered off" } else { "is shutting down" };
+        let why = reason.map(|r| format!(" (reason: {r})")).unwrap_or_default();
+        let (id, msg) = (vm.id, format!("VM {} {how}{why}.", vm.name));
+        self.record(now, EventKind::VmStateChanged, msg);
+        self.vm_outcome(id)
+    }
+
+    pub(super) fn reboot_vm(&mut self, now: i64, name_or_id: &str) -> Applied {
+        let vm = self.vm_mut(name_or_id)?;
+        if vm.status != VmStatus::Up {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is {}; only an up VM can be rebooted",
+                vm.name,
+                vm.status.as_str()
+            )));
+        }
+        vm.reboot_pending = true;
+        vm.status = VmStatus::RebootInProgress;
+        vm.updated_ms = now;
+        let (id, msg) = (vm.id, format!("VM {} is rebooting.", vm.name));
+        self.record(now, EventKind::VmStateChanged, msg);
+        self.vm_outcome(id)
+    }
+
+    pub(super) fn suspend_vm(&mut self, now: i64, name_or_id: &str, suspend: bool) -> Applied {
+        let vm = self.vm_mut(name_or_id)?;
+        let (ok, want, what) = if suspend {
+            (vm.status == VmStatus::Up, PowerState::Suspended, "suspended")
+        } else {
+            (matches!(vm.status, VmStatus::Suspended | VmStatus::Paused), PowerState::Up, "resumed")
+        };
+        if !ok {
+            let need = if suspend { "up" } else { "suspended or paused" };
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is {}; only a VM that is {need} can be {what}",
+                vm.name,
+                vm.status.as_str()
+            )));
+        }
+        vm.desired = want;
+        vm.updated_ms = now;
+        let (id, msg) = (vm.id, format!("VM {} is being {what}.", vm.name));
+        self.record(now, EventKind::VmStateChanged, msg);
+        self.vm_outcome(id)
+    }
+
+    pub(super) fn migrate_vm(&mut self, now: i64, name_or_id: &str, to: Option<&str>) -> Applied {
+        let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
+        if vm.status != VmStatus::Up {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is {}; only an up VM can be migrated",
+                vm.name,
+                vm.status.as_str()
+            )));
+        }
+        let source = vm.host.expect("an up VM has a host");
+        let source_host = &self.hosts[&source];
+        let domain_type = vm.domain_type.unwrap_or(source_host.facts.domain_type);
+        if !domain_type.can_migrate() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' runs on host {}, which uses libvirt's test driver; the test driver cannot migrate VMs",
+                vm.name, source_host.name
+            )));
+        }
+        let target = placement::choose(self, vm, to, &[source])?;
+        if !self.hosts[&target].facts.domain_type.can_migrate() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "host {} uses libvirt's test driver, which cannot receive migrations",
+                self.host_name(target)
+            )));
+        }
+        let (from_name, to_name) = (self.host_name(source), self.host_name(target));
+        let vm = self.vm_mut(name_or_id)?;
+        vm.migrating_to = Some(target);
+        vm.status = VmStatus::Migrating;
+        vm.updated_ms = now;
+        let (id, msg) = (vm.id, format!("Migration of VM {} from host {from_name} to host {to_name} started.", vm.name));
+        self.record(now, EventKind::VmMigration, msg);
+        self.vm_outcome(id)
+    }
+
+    /// A host agent's report. Reports from anyone but the current host and epoch are stale.
+    pub(super) fn report_vm(&mut self, now: i64, id: Uuid, host: NodeId, epoch: u64, observed: &Observed) -> Applied {
+        let Some(vm) = self.vms.get(&id) else { return Ok(Outcome::Done) };
+        if vm.host != Some(host) || vm.epoch != epoch {
+            return Ok(Outcome::Done);
+        }
+        let host_name = self.host_name(host);
+        let target_name = vm.migrating_to.map(|t| self.host_name(t)).unwrap_or_default();
+        let vm = self.vms.get_mut(&id).expect("checked above");
+        let name = vm.name.clone();
+        let before = vm.status;
+        let mut message = None;
+        let mut kind = EventKind::VmStateChanged;
+        match observed {
+            Observed::Up => {
+                if vm.status == VmStatus::Migrating || vm.reboot_pending {
+                    // The source keeps reporting up during a migration; a reboot reports RebootDone.
+                } else if vm.desired == PowerState::Down {
+                    // Shutting down: it is up until it is down.
+                } else {
+                    vm.status = VmStatus::Up;
+                    message = Some(format!("VM {name} is up on host {host_name}."));
+                }
+            }
+            Observed::Paused => {
+                vm.status = VmStatus::Paused;
+                message = Some(format!("VM {name} was paused by the hypervisor on host {host_name}."));
+            }
+            Observed::Suspended => {
+                vm.status = VmStatus::Suspended;
+                message = Some(format!("VM {name} is suspended on host {host_name}."));
+            }
+            Observed::RebootDone => {
+                vm.reboot_pending = false;
+                vm.status = VmStatus::Up;
+                message = Some(format!("VM {name} was rebooted on host {host_name}."));
+            }
+            Observed::Down { cause } => {
+                let expected = vm.desired == PowerState::Down;
+                if !expected {
+                    vm.stop_reason = Some(cause.clone());
+                }
+                let why = vm.stop_reason.clone().map(|r| format!(" (reason: {r})")).unwrap_or_default();
+                message = Some(if expected {
+                    format!("VM {name} is down on host {host_name}{why}.")
+                } else {
+                    format!("VM {name} went down unexpectedly on host {host_name}: {cause}.")
+                });
+                vm.desired = PowerState::Down;
+                vm.status = VmStatus::Down;
+                vm.host = None;
+                vm.migrating_to = None;
+                vm.shutdown_deadline_ms = None;
+                vm.reboot_pending = false;
+            }
+            Observed::MigrationDone => {
+                if let Some(target) = vm.migrating_to.take() {
+                    vm.host = Some(target);
+                    vm.epoch += 1;
+                    vm.status = VmStatus::Up;
+                    kind = EventKind::VmMigration;
+                    message = Some(format!("VM {name} migrated from host {host_name} to host {target_name}."));
+                }
+            }
+            Observed::MigrationFailed { error } => {
+                vm.migrating_to = None;
+                vm.status = VmStatus::Up;
+                kind = EventKind::VmMigration;
+                message = Some(format!("Migration of VM {name} failed; it keeps running on host {host_name}: {error}"));
+            }
+            Observed::Failed { action, error } => {
+                if action == "start" {
+                    vm.desired = PowerState::Down;
+                    vm.status = VmStatus::Down;
+                    vm.host = None;
+                    vm.stop_reason = Some(format!("start failed: {error}"));
+                }
+                message = Some(format!("Could not {action} VM {name} on host {host_name}: {error}"));
+            }
+            Observed::NotResponding => {
+                vm.status = VmStatus::NotResponding;
+                message = Some(format!("The hypervisor of host {host_name} does not respond; VM {name} is not responding."));
+            }
+        }
+        vm.updated_ms = now;
+        // Repeated reports of the same steady state are not news.
+        let steady = matches!(observed, Observed::Up | Observed::NotResponding | Observed::Paused | Observed::Suspended);
+        if let Some(m) = message.filter(|_| vm.status != before || !steady) {
+            self.record(now, kind, m);
+        }
+        Ok(Outcome::Done)
+    }
+}
