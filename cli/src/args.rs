@@ -52,6 +52,9 @@ pub enum Command {
     /// Inspect the hosts of the cluster
     #[command(subcommand)]
     Host(HostCommand),
+    /// Inspect the disks of the cluster's VMs
+    #[command(subcommand)]
+    Disk(DiskCommand),
     /// Show the cluster's event log
     Events(EventsArgs),
 }
@@ -97,6 +100,12 @@ pub enum HostCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    /// List the disks, attached or floating
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum VmCommand {
     /// Define a new VM
     Create(CreateVmArgs),
@@ -109,10 +118,73 @@ pub enum VmCommand {
     },
     /// Change a VM's settings
     Edit(EditVmArgs),
-    /// Delete a VM
+    /// Delete a VM and its disks
     Delete {
         /// VM name or id
         vm: String,
+        /// Keep the VM's disks as floating disks instead of deleting them
+        #[arg(long)]
+        keep_disks: bool,
+    },
+    /// Define a new VM as a copy of another, with copies of its disks
+    Clone {
+        /// Name or id of the VM to copy
+        source: String,
+        /// Name of the new VM
+        name: String,
+    },
+    /// Power a VM up
+    Start {
+        /// VM name or id
+        vm: String,
+        /// Host to start it on (default: the leader picks one)
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Ask a VM's guest to shut down (ACPI), and power it off if it has not after the timeout
+    Shutdown {
+        /// VM name or id
+        vm: String,
+        /// Why, for the event log and `vm show`
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long the guest gets before it is powered off, e.g. 30s, 2m (default: the server's, 120s)
+        #[arg(long, value_parser = parse_timeout)]
+        timeout: Option<Duration>,
+    },
+    /// Power a VM off at once
+    Stop {
+        /// VM name or id
+        vm: String,
+        /// Why, for the event log and `vm show`
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reboot a running VM
+    Reboot {
+        /// VM name or id
+        vm: String,
+    },
+    /// Pause a running VM, keeping its memory
+    Suspend {
+        /// VM name or id
+        vm: String,
+    },
+    /// Resume a suspended VM
+    Resume {
+        /// VM name or id
+        vm: String,
+    },
+    /// Live-migrate a running VM to another host
+    Migrate {
+        /// VM name or id
+        vm: String,
+        /// Host to move it to (default: the leader picks one)
+        #[arg(long)]
+        to: Option<String>,
+        /// Wait until the migration has ended, and fail if the VM stayed where it was
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -138,6 +210,30 @@ pub struct CreateVmArgs {
     /// Order in which HA VMs are restarted (default: medium)
     #[arg(long, value_name = "low|medium|high", value_parser = parse_priority, requires = "ha")]
     pub ha_priority: Option<HaPriority>,
+    /// A new disk of this size, e.g. 10G (repeat for more disks, in the order the guest sees them)
+    #[arg(long = "disk", value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
+    pub disks: Vec<u64>,
+    /// A network interface on this libvirt network (repeat for more)
+    #[arg(long = "nic", value_name = "NETWORK")]
+    pub nics: Vec<String>,
+    /// Start the VM once it is defined
+    #[arg(long)]
+    pub start: bool,
+    /// Host to start it on (default: the leader picks one)
+    #[arg(long, requires = "start")]
+    pub host: Option<String>,
+    /// Hypervisor: kvm (hardware) or qemu (software emulation) (default: the host's)
+    #[arg(long, value_name = "kvm|qemu", value_parser = parse_domain_type)]
+    pub domain_type: Option<DomainType>,
+    /// Boot this kernel directly (a path in the storage directory, or absolute)
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<String>,
+    /// Initial ramdisk for --kernel
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<String>,
+    /// Kernel command line for --kernel, e.g. "console=ttyS0"
+    #[arg(long, value_name = "TEXT", requires = "kernel", allow_hyphen_values = true)]
+    pub cmdline: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +261,9 @@ pub struct EditVmArgs {
     /// Order in which HA VMs are restarted
     #[arg(long, value_name = "low|medium|high", value_parser = parse_priority)]
     pub ha_priority: Option<HaPriority>,
+    /// Hypervisor: kvm (hardware) or qemu (software emulation)
+    #[arg(long, value_name = "kvm|qemu", value_parser = parse_domain_type)]
+    pub domain_type: Option<DomainType>,
 }
 
 impl EditVmArgs {
@@ -176,6 +275,7 @@ impl EditVmArgs {
             && self.comment.is_none()
             && self.ha.is_none()
             && self.ha_priority.is_none()
+            && self.domain_type.is_none()
     }
 }
 
@@ -202,6 +302,22 @@ impl HaPriority {
             HaPriority::Low => "low",
             HaPriority::Medium => "medium",
             HaPriority::High => "high",
+        }
+    }
+}
+
+/// The hypervisor a VM runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainType {
+    Kvm,
+    Qemu,
+}
+
+impl DomainType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainType::Kvm => "kvm",
+            DomainType::Qemu => "qemu",
         }
     }
 }
@@ -247,6 +363,27 @@ fn parse_priority(text: &str) -> Result<HaPriority, String> {
     }
 }
 
+fn parse_domain_type(text: &str) -> Result<DomainType, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "kvm" => Ok(DomainType::Kvm),
+        "qemu" => Ok(DomainType::Qemu),
+        _ => Err(format!("'{text}' is not one of kvm, qemu")),
+    }
+}
+
+/// A shutdown timeout: whole seconds, at least one, as the API takes it.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout =
+        humantime::parse_duration(text.trim()).map_err(|_| format!("'{text}' is not a duration (use e.g. 30s, 2m)"))?;
+    if timeout < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_string());
+    }
+    if timeout.subsec_nanos() != 0 {
+        return Err(format!("'{text}' is not a whole number of seconds"));
+    }
+    Ok(timeout)
+}
+
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(text.trim())
         .map_err(|_| format!("'{text}' is not a duration (use e.g. 30m, 1h, 7d)"))?;
@@ -290,5 +427,147 @@ mod tests {
         assert!(parse_ttl("soon").is_err());
         assert_eq!(parse_bool("False"), Ok(false));
         assert_eq!(parse_priority("HIGH"), Ok(HaPriority::High));
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("corral").chain(args.iter().copied()))
+    }
+
+    fn create(args: &[&str]) -> Result<CreateVmArgs, clap::Error> {
+        let all: Vec<&str> =
+            ["vm", "create", "web1", "--memory", "256M", "--vcpus", "1"].iter().chain(args).copied().collect();
+        match parse(&all)?.command {
+            Command::Vm(VmCommand::Create(args)) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// The flag `main` names in `error: --flag: <rule>`, and the rule.
+    fn refusal(error: &clap::Error) -> (String, String) {
+        use clap::error::{ContextKind, ContextValue};
+        use std::error::Error as _;
+        let flag = match error.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg)) => arg.split_whitespace().next().unwrap_or_default().to_string(),
+            other => panic!("no invalid arg in {other:?}"),
+        };
+        (flag, error.source().map(|e| e.to_string()).unwrap_or_default())
+    }
+
+    #[test]
+    fn disks_repeat_and_use_the_size_parser() {
+        assert_eq!(create(&["--disk", "1G", "--disk", "512M"]).unwrap().disks, vec![1024, 512]);
+        assert!(create(&[]).unwrap().disks.is_empty());
+        let err = create(&["--disk", "abc"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert_eq!(refusal(&err), ("--disk".to_string(), "'abc' is not a size (use e.g. 512M, 4G)".to_string()));
+        let err = create(&["--disk", "-1G"]).unwrap_err();
+        assert_eq!(refusal(&err).0, "--disk");
+    }
+
+    #[test]
+    fn create_takes_nics_start_host_and_boot_settings() {
+        let args = create(&[
+            "--nic",
+            "default",
+            "--nic",
+            "lan",
+            "--start",
+            "--host",
+            "host2",
+            "--domain-type",
+            "qemu",
+            "--kernel",
+            "vmlinuz",
+            "--initrd",
+            "initrd.img",
+            "--cmdline",
+            "console=ttyS0",
+        ])
+        .unwrap();
+        assert_eq!(args.nics, vec!["default", "lan"]);
+        assert!(args.start);
+        assert_eq!(args.host.as_deref(), Some("host2"));
+        assert_eq!(args.domain_type, Some(DomainType::Qemu));
+        assert_eq!(args.kernel.as_deref(), Some("vmlinuz"));
+        assert_eq!(args.initrd.as_deref(), Some("initrd.img"));
+        assert_eq!(args.cmdline.as_deref(), Some("console=ttyS0"));
+
+        let args = create(&["--start"]).unwrap();
+        assert!(args.start && args.host.is_none() && args.domain_type.is_none());
+    }
+
+    #[test]
+    fn create_refuses_host_without_start_and_boot_files_without_kernel() {
+        for args in [&["--host", "host2"][..], &["--initrd", "i"], &["--cmdline", "console=ttyS0"]] {
+            let err = create(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{args:?}");
+        }
+        let err = create(&["--domain-type", "xen"]).unwrap_err();
+        assert_eq!(refusal(&err), ("--domain-type".to_string(), "'xen' is not one of kvm, qemu".to_string()));
+    }
+
+    #[test]
+    fn lifecycle_commands_parse() {
+        match parse(&["vm", "shutdown", "web1", "--reason", "kernel update", "--timeout", "2m"]).unwrap().command {
+            Command::Vm(VmCommand::Shutdown { vm, reason, timeout }) => {
+                assert_eq!(vm, "web1");
+                assert_eq!(reason.as_deref(), Some("kernel update"));
+                assert_eq!(timeout, Some(Duration::from_secs(120)));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "shutdown", "web1"]).unwrap().command {
+            Command::Vm(VmCommand::Shutdown { timeout: None, reason: None, .. }) => {}
+            other => panic!("parsed as {other:?}"),
+        }
+        let err = parse(&["vm", "shutdown", "web1", "--timeout", "soon"]).unwrap_err();
+        assert_eq!(refusal(&err).0, "--timeout");
+        match parse(&["vm", "start", "web1", "--host", "host2"]).unwrap().command {
+            Command::Vm(VmCommand::Start { vm, host }) => {
+                assert_eq!((vm.as_str(), host.as_deref()), ("web1", Some("host2")))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "stop", "web1", "--reason", "hung"]).unwrap().command {
+            Command::Vm(VmCommand::Stop { reason, .. }) => assert_eq!(reason.as_deref(), Some("hung")),
+            other => panic!("parsed as {other:?}"),
+        }
+        for verb in ["reboot", "suspend", "resume"] {
+            parse(&["vm", verb, "web1"]).unwrap();
+        }
+        match parse(&["vm", "clone", "web1", "web2"]).unwrap().command {
+            Command::Vm(VmCommand::Clone { source, name }) => {
+                assert_eq!((source.as_str(), name.as_str()), ("web1", "web2"))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "migrate", "web1", "--to", "host2", "--wait"]).unwrap().command {
+            Command::Vm(VmCommand::Migrate { to, wait, .. }) => {
+                assert_eq!((to.as_deref(), wait), (Some("host2"), true))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "delete", "web1", "--keep-disks"]).unwrap().command {
+            Command::Vm(VmCommand::Delete { keep_disks, .. }) => assert!(keep_disks),
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "edit", "web1", "--domain-type", "kvm"]).unwrap().command {
+            Command::Vm(VmCommand::Edit(args)) => {
+                assert_eq!(args.domain_type, Some(DomainType::Kvm));
+                assert!(!args.changes_nothing());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(matches!(parse(&["disk", "list"]).unwrap().command, Command::Disk(DiskCommand::List)));
+        assert!(matches!(parse(&["host", "list"]).unwrap().command, Command::Host(HostCommand::List)));
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds() {
+        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("120s"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("0s").unwrap_err(), "must be at least 1s");
+        assert_eq!(parse_timeout("1500ms").unwrap_err(), "'1500ms' is not a whole number of seconds");
+        assert!(parse_timeout("soon").is_err());
     }
 }

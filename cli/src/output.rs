@@ -65,12 +65,24 @@ impl Fields {
         self
     }
 
+    /// One line per value, the key on the first only; `empty` when there are none.
+    pub fn add_list(mut self, key: &'static str, values: Vec<String>, empty: &str) -> Self {
+        if values.is_empty() {
+            return self.add(key, empty);
+        }
+        for (i, value) in values.into_iter().enumerate() {
+            // An empty key marks a continuation line: no label.
+            self.0.push((if i == 0 { key } else { "" }, value));
+        }
+        self
+    }
+
     pub fn render(&self) -> String {
         let width = self.0.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
         self.0
             .iter()
             .map(|(key, value)| {
-                let label = format!("{key}:");
+                let label = if key.is_empty() { String::new() } else { format!("{key}:") };
                 format!("{label:<width$}  {value}").trim_end().to_string() + "\n"
             })
             .collect()
@@ -118,5 +130,15 @@ mod tests {
     fn fields_line_up() {
         let f = Fields::new().add("name", "web1").add("memory", "1 GiB");
         assert_eq!(f.render(), "name:    web1\nmemory:  1 GiB\n");
+    }
+
+    #[test]
+    fn lists_continue_under_their_first_value() {
+        let f = Fields::new().add("name", "web1").add_list("disks", vec!["a".into(), "b".into()], "-").add_list(
+            "nics",
+            vec![],
+            "none",
+        );
+        assert_eq!(f.render(), "name:   web1\ndisks:  a\n        b\nnics:   none\n");
     }
 }

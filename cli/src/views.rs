@@ -37,6 +37,11 @@ pub struct HostView {
     pub state: String,
     pub cpus: u32,
     pub memory_mib: u64,
+    pub memory_free_mib: u64,
+    pub vms_running: u32,
+    /// The hypervisor its VMs run under by default: "kvm", "qemu" or "test".
+    pub domain_type: String,
+    pub vcpus_free: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +58,42 @@ pub struct VmView {
     pub ha: HaView,
     /// RFC 3339, UTC.
     pub created: String,
+    /// In the order the guest sees them.
+    pub disks: Vec<VmDiskView>,
+    pub nics: Vec<NicView>,
+    /// Why the VM was last shut down or stopped, if anyone said.
+    pub stop_reason: Option<String>,
+    /// The VM's own domain type; null when it follows its host's.
+    pub domain_type: Option<String>,
+    /// The host a live migration in progress goes to.
+    pub migrating_to: Option<String>,
+}
+
+/// A disk as part of a VM: the VM it belongs to goes without saying.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmDiskView {
+    pub id: String,
+    pub name: String,
+    pub size_mib: u64,
+    pub path: String,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NicView {
+    pub network: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskView {
+    pub id: String,
+    pub name: String,
+    pub size_mib: u64,
+    pub path: String,
+    pub format: String,
+    /// The VM's name; null for a floating disk.
+    pub vm: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +106,8 @@ pub struct HaView {
 pub struct DeletedVmView {
     pub id: String,
     pub deleted: bool,
+    /// The VM's disks were kept as floating disks.
+    pub disks_kept: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,7 +172,18 @@ impl From<proto::Member> for MemberView {
 
 impl From<proto::Host> for HostView {
     fn from(h: proto::Host) -> Self {
-        HostView { id: h.id, name: h.name, address: h.address, state: h.state, cpus: h.cpus, memory_mib: h.memory_mib }
+        HostView {
+            id: h.id,
+            name: h.name,
+            address: h.address,
+            state: h.state,
+            cpus: h.cpus,
+            memory_mib: h.memory_mib,
+            memory_free_mib: h.memory_free_mib,
+            vms_running: h.vms_running,
+            domain_type: h.domain_type,
+            vcpus_free: h.vcpus_free,
+        }
     }
 }
 
@@ -144,11 +198,46 @@ impl From<proto::Vm> for VmView {
             description: vm.description,
             comment: vm.comment,
             status: vm.status,
-            host: vm.host.filter(|h| !h.is_empty()),
+            host: non_empty(vm.host),
             ha: HaView { enabled: ha.enabled, priority: ha.priority },
             created: rfc3339(vm.created_unix_ms),
+            disks: vm.disks.into_iter().map(VmDiskView::from).collect(),
+            nics: vm.nics.into_iter().map(NicView::from).collect(),
+            stop_reason: non_empty(vm.stop_reason),
+            domain_type: non_empty(Some(vm.domain_type)),
+            migrating_to: non_empty(vm.migrating_to),
         }
     }
+}
+
+impl From<proto::Disk> for VmDiskView {
+    fn from(d: proto::Disk) -> Self {
+        VmDiskView { id: d.id, name: d.name, size_mib: d.size_mib, path: d.path, format: d.format }
+    }
+}
+
+impl From<proto::Nic> for NicView {
+    fn from(n: proto::Nic) -> Self {
+        NicView { network: n.network, mac: n.mac }
+    }
+}
+
+impl From<proto::Disk> for DiskView {
+    fn from(d: proto::Disk) -> Self {
+        DiskView {
+            id: d.id,
+            name: d.name,
+            size_mib: d.size_mib,
+            path: d.path,
+            format: d.format,
+            vm: non_empty(Some(d.vm)),
+        }
+    }
+}
+
+/// Proto3 cannot tell an empty string from none; JSON says null for both.
+fn non_empty(text: Option<String>) -> Option<String> {
+    text.filter(|t| !t.is_empty())
 }
 
 impl From<proto::Event> for EventView {
@@ -203,5 +292,83 @@ mod tests {
         assert_eq!(json["ha"]["priority"], "high");
         assert_eq!(json["memory_mib"], 1024);
         assert_eq!(json["created"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(json["disks"], serde_json::json!([]));
+        assert_eq!(json["nics"], serde_json::json!([]));
+        assert_eq!(json["stop_reason"], serde_json::Value::Null);
+        assert_eq!(json["domain_type"], serde_json::Value::Null);
+        assert_eq!(json["migrating_to"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn vm_json_has_disks_nics_and_lifecycle_fields() {
+        let vm = proto::Vm {
+            name: "web1".into(),
+            status: "migrating".into(),
+            host: Some("host1".into()),
+            disks: vec![proto::Disk {
+                id: "d1".into(),
+                name: "web1-disk0".into(),
+                size_mib: 1024,
+                path: "/var/lib/corral/images/d1.qcow2".into(),
+                format: "qcow2".into(),
+                vm: "web1".into(),
+            }],
+            nics: vec![proto::Nic { network: "default".into(), mac: "52:54:00:aa:bb:cc".into() }],
+            stop_reason: Some("kernel update".into()),
+            domain_type: "qemu".into(),
+            migrating_to: Some("host2".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(VmView::from(vm)).unwrap();
+        assert_eq!(
+            json["disks"],
+            serde_json::json!([{
+                "id": "d1",
+                "name": "web1-disk0",
+                "size_mib": 1024,
+                "path": "/var/lib/corral/images/d1.qcow2",
+                "format": "qcow2"
+            }])
+        );
+        assert_eq!(json["nics"], serde_json::json!([{"network": "default", "mac": "52:54:00:aa:bb:cc"}]));
+        assert_eq!(json["stop_reason"], "kernel update");
+        assert_eq!(json["domain_type"], "qemu");
+        assert_eq!(json["migrating_to"], "host2");
+    }
+
+    #[test]
+    fn host_json_has_capacity_left() {
+        let host = proto::Host {
+            id: 2,
+            name: "host2".into(),
+            cpus: 8,
+            memory_mib: 16384,
+            memory_free_mib: 15360,
+            vms_running: 1,
+            domain_type: "kvm".into(),
+            vcpus_free: 7,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(HostView::from(host)).unwrap();
+        assert_eq!(json["memory_free_mib"], 15360);
+        assert_eq!(json["vms_running"], 1);
+        assert_eq!(json["domain_type"], "kvm");
+        assert_eq!(json["vcpus_free"], 7);
+        assert_eq!(json["memory_mib"], 16384);
+    }
+
+    #[test]
+    fn floating_disks_have_a_null_vm() {
+        let disk = |vm: &str| proto::Disk { name: "d".into(), size_mib: 512, vm: vm.into(), ..Default::default() };
+        let floating = serde_json::to_value(DiskView::from(disk(""))).unwrap();
+        assert_eq!(floating["vm"], serde_json::Value::Null);
+        assert_eq!(floating["size_mib"], 512);
+        let attached = serde_json::to_value(DiskView::from(disk("web1"))).unwrap();
+        assert_eq!(attached["vm"], "web1");
+        let keys: Vec<&str> = attached.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 6);
+        for key in ["id", "name", "size_mib", "path", "format", "vm"] {
+            assert!(keys.contains(&key), "{key}");
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use corral_raft::model::DomainType;
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7001";
@@ -43,6 +44,14 @@ pub struct Args {
     /// Raft heartbeat interval in milliseconds [default: 100].
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
+    /// The storage domain: a directory every host sees (NFS in production) where disk images
+    /// live [default: <data-dir>/images, fine for a one-host cluster only].
+    #[arg(long)]
+    pub storage_dir: Option<PathBuf>,
+    /// How this host runs VMs: kvm, or qemu (software emulation) [default: kvm when /dev/kvm
+    /// works, else qemu; test on libvirt's test driver].
+    #[arg(long)]
+    pub domain_type: Option<String>,
     /// Lower bound of the Raft election timeout in milliseconds [default: 300].
     #[arg(long)]
     pub election_timeout_ms: Option<u64>,
@@ -61,6 +70,8 @@ struct FileConfig {
     keep_logs: Option<u64>,
     heartbeat_ms: Option<u64>,
     election_timeout_ms: Option<u64>,
+    storage_dir: Option<PathBuf>,
+    domain_type: Option<String>,
 }
 
 /// The settings in force, after merging.
@@ -76,6 +87,8 @@ pub struct Config {
     pub keep_logs: u64,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
+    pub storage_dir: PathBuf,
+    pub domain_type: DomainType,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +151,31 @@ impl Config {
                 rule: format!("must be more than twice heartbeat_ms ({heartbeat_ms})"),
             });
         }
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/corral"));
+        let libvirt_uri = args.libvirt_uri.or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into());
+        let domain_type = match (args.domain_type.or(file.domain_type), libvirt_uri.starts_with("test:")) {
+            (None, true) => DomainType::Test,
+            (Some(t), true) if t != "test" => {
+                return Err(ConfigError::Invalid {
+                    setting: "domain_type",
+                    rule: format!("libvirt's test driver only runs domains of type test (got '{t}')"),
+                })
+            }
+            (Some(t), _) => t.parse().map_err(|e: corral_raft::ClusterError| ConfigError::Invalid {
+                setting: "domain_type",
+                rule: e.to_string().trim_start_matches("domain_type: ").to_string(),
+            })?,
+            (None, false) if kvm_usable() => DomainType::Kvm,
+            (None, false) => DomainType::Qemu,
+        };
         Ok(Config {
             name,
             listen,
             advertise,
-            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/corral")),
-            libvirt_uri: args.libvirt_uri.or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into()),
+            storage_dir: args.storage_dir.or(file.storage_dir).unwrap_or_else(|| data_dir.join("images")),
+            data_dir,
+            libvirt_uri,
+            domain_type,
             voters,
             snapshot_every,
             keep_logs: args.keep_logs.or(file.keep_logs).unwrap_or(200),
@@ -156,6 +188,11 @@ impl Config {
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
     toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+}
+
+/// Whether /dev/kvm can be opened for reading and writing, as QEMU needs.
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
 fn hostname() -> String {

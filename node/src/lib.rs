@@ -5,5 +5,6 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod controller;
+pub mod images;
 pub mod node;
 pub mod token;

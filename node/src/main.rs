@@ -34,11 +34,16 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args)?;
-    let facts = agent::libvirt::host_facts(&config.libvirt_uri).await?;
+    let hypervisor = agent::libvirt::Hypervisor::open(&config.libvirt_uri).await?;
+    let mut facts = hypervisor.facts().await?;
+    facts.domain_type = config.domain_type;
+    let consoles = config.storage_dir.join("consoles");
+    std::fs::create_dir_all(&consoles)
+        .map_err(|e| anyhow::anyhow!("cannot create the storage dir {}: {e}", consoles.display()))?;
     let listener = api::bind(config.listen).await?;
     tracing::info!(name = %config.name, listen = %config.listen, data_dir = %config.data_dir.display(),
         libvirt = %config.libvirt_uri, cpus = facts.cpus, memory_mib = facts.memory_mib, "corrald starting");
-    let node = Node::open(config, facts).await?;
+    let node = Node::open(config, facts, hypervisor).await?;
     let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {

@@ -18,6 +18,7 @@ use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use tokio::sync::{Mutex, OnceCell};
 use uuid::Uuid;
 
+use crate::agent::libvirt::Hypervisor;
 use crate::config::Config;
 use crate::token;
 
@@ -33,6 +34,8 @@ const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 pub struct Node {
     pub config: Config,
     pub facts: HostFacts,
+    pub hypervisor: Hypervisor,
+    pub images: crate::images::StorageDomain,
     store: Store,
     pub network: Network,
     raft: OnceCell<RaftParts>,
@@ -48,11 +51,13 @@ pub struct RaftParts {
 }
 
 impl Node {
-    pub async fn open(config: Config, facts: HostFacts) -> anyhow::Result<Arc<Node>> {
+    pub async fn open(config: Config, facts: HostFacts, hypervisor: Hypervisor) -> anyhow::Result<Arc<Node>> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
         let store = Store::open(&config.data_dir, STORE_CACHE_BYTES)?;
         let node = Arc::new(Node {
+            images: crate::images::StorageDomain::new(&config.storage_dir),
+            hypervisor,
             config,
             facts,
             store,
@@ -97,6 +102,7 @@ impl Node {
                     .await
                     .map_err(|e| ClusterError::Internal(format!("cannot start Raft: {e}")))?;
                 crate::controller::spawn(self.clone(), raft.clone(), state.clone(), id);
+                crate::agent::reconcile::spawn(self.clone(), self.hypervisor.clone(), id, state.clone());
                 Ok(RaftParts { id, raft, state })
             })
             .await
@@ -134,7 +140,11 @@ impl Node {
     /// Proposes `op` through the leader and returns what applying it produced.
     pub async fn write(&self, request_id: Option<Uuid>, op: Op) -> Result<Outcome, ClusterError> {
         match self.route(LeaderRequest::Write { request_id, op }, 0).await? {
-            LeaderResponse::Written(Reply(r)) => r,
+            LeaderResponse::Written(Reply(r), index) => {
+                // Whoever asked next reads this node's copy: let it include this write.
+                wait_applied(self.parts()?, index).await?;
+                r
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -175,7 +185,7 @@ impl Node {
             LeaderRequest::Write { request_id, op } => {
                 let cmd = Command { at_ms: now_ms(), request_id, op };
                 match parts.raft.client_write(cmd.clone()).await {
-                    Ok(resp) => Ok(LeaderResponse::Written(resp.data)),
+                    Ok(resp) => Ok(LeaderResponse::Written(resp.data, resp.log_id.index)),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) if hops < MAX_HOPS => {
                         let address = self.leader_address(parts, f).await?;
                         let req = LeaderRequest::Write { request_id: cmd.request_id, op: cmd.op };
@@ -304,8 +314,8 @@ impl Node {
             },
         };
         let (id, cluster_name) = match self.network.forward(peer, &register, 0, FORWARD_TIMEOUT).await? {
-            LeaderResponse::Written(Reply(Ok(Outcome::HostRegistered { id, cluster_name }))) => (id, cluster_name),
-            LeaderResponse::Written(Reply(Err(e))) => return Err(e),
+            LeaderResponse::Written(Reply(Ok(Outcome::HostRegistered { id, cluster_name })), _) => (id, cluster_name),
+            LeaderResponse::Written(Reply(Err(e)), _) => return Err(e),
             other => return Err(unexpected(other)),
         };
         if let Some(parts) = self.raft.get() {

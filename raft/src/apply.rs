@@ -8,9 +8,8 @@ use uuid::Uuid;
 use crate::command::{Command, NewHost, Op, Outcome, Reply, StartOrder, VmChanges, VmSpec};
 use crate::error::ClusterError;
 use crate::model::{
-    ClusterInfo, ClusterState, Disk, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken, PowerState, Vm,
-    VmStatus,
-    MAX_EVENTS, MAX_RECENT_REQUESTS,
+    ClusterInfo, ClusterState, Disk, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken, PowerState,
+    Vm, VmStatus, MAX_EVENTS, MAX_RECENT_REQUESTS,
 };
 use crate::typ::{LogId, NodeId, TypeConfig};
 use crate::validate;
@@ -92,6 +91,10 @@ impl ClusterState {
             Op::ResumeVm { vm } => self.suspend_vm(now, vm, false),
             Op::MigrateVm { vm, to } => self.migrate_vm(now, vm, to.as_deref()),
             Op::ReportVm { vm, host, epoch, observed } => self.report_vm(now, *vm, *host, *epoch, observed),
+            Op::RecordEvent { kind, message } => {
+                self.record(now, *kind, message.clone());
+                Ok(Outcome::Done)
+            }
             Op::DeleteDisks { ids } => {
                 for id in ids {
                     if let Some(d) = self.disks.remove(id) {
@@ -219,7 +222,11 @@ impl ClusterState {
             vm.memory_mib,
             vm.vcpus,
             if vm.vcpus == 1 { "" } else { "s" },
-            if disks.is_empty() { String::new() } else { format!(", {} disk{}", disks.len(), if disks.len() == 1 { "" } else { "s" }) },
+            if disks.is_empty() {
+                String::new()
+            } else {
+                format!(", {} disk{}", disks.len(), if disks.len() == 1 { "" } else { "s" })
+            },
             if vm.ha.enabled { format!(", highly available, {} priority", vm.ha.priority) } else { String::new() }
         );
         for d in disks {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ClusterError;
-use crate::model::{Disk, DomainType, HaPriority, HostFacts, KernelBoot, Nic, Observed};
+use crate::model::{Disk, DomainType, EventKind, HaPriority, HostFacts, KernelBoot, Nic, Observed};
 use crate::typ::NodeId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +109,12 @@ pub enum Op {
         host: NodeId,
         epoch: u64,
         observed: Observed,
+    },
+    /// An event a host agent saw that concerns no assignment it holds (a cluster VM found
+    /// running on the wrong host, for example).
+    RecordEvent {
+        kind: EventKind,
+        message: String,
     },
     /// Disk records whose files are gone (a failed create cleaned up) or to be forgotten.
     DeleteDisks {

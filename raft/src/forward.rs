@@ -21,9 +21,13 @@ pub enum LeaderRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderResponse {
-    Written(Reply),
+    /// The reply, and the log index of the entry, so the asking node can wait until it has
+    /// applied it too (read-your-writes on every node).
+    Written(Reply, u64),
     ReadIndex(u64),
-    Admitted { voter: bool },
+    Admitted {
+        voter: bool,
+    },
 }
 
 pub type ForwardResult = Result<LeaderResponse, ClusterError>;

@@ -100,9 +100,7 @@ impl FromStr for DomainType {
             "kvm" => Ok(DomainType::Kvm),
             "qemu" => Ok(DomainType::Qemu),
             "test" => Ok(DomainType::Test),
-            other => {
-                Err(crate::ClusterError::invalid("domain_type", format!("must be kvm or qemu (got '{other}')")))
-            }
+            other => Err(crate::ClusterError::invalid("domain_type", format!("must be kvm or qemu (got '{other}')"))),
         }
     }
 }
@@ -286,12 +284,19 @@ pub enum Observed {
     Paused,
     Suspended,
     /// Shut off; `cause` says how (guest shutdown, crash, power off, ...).
-    Down { cause: String },
+    Down {
+        cause: String,
+    },
     RebootDone,
     MigrationDone,
-    MigrationFailed { error: String },
+    MigrationFailed {
+        error: String,
+    },
     /// libvirt refused an operation; the VM is in the state `now`.
-    Failed { action: String, error: String },
+    Failed {
+        action: String,
+        error: String,
+    },
     NotResponding,
 }
 

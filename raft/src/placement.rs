@@ -21,7 +21,8 @@ fn room(state: &ClusterState, host: NodeId, vm: &Vm) -> (u64, u64, bool) {
 pub fn choose(state: &ClusterState, vm: &Vm, wanted: Option<&str>, exclude: &[NodeId]) -> Result<NodeId, ClusterError> {
     let need = format!("{} MiB, {} vCPU{}", vm.memory_mib, vm.vcpus, if vm.vcpus == 1 { "" } else { "s" });
     if let Some(name) = wanted {
-        let host = state.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+        let host =
+            state.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
         if exclude.contains(&host.id) {
             return Err(ClusterError::FailedPrecondition(format!("vm '{}' already runs on host {name}", vm.name)));
         }
@@ -51,10 +52,9 @@ pub fn choose(state: &ClusterState, vm: &Vm, wanted: Option<&str>, exclude: &[No
     }
     match best {
         Some((_, id)) => Ok(id),
-        None if seen.is_empty() => Err(ClusterError::FailedPrecondition(format!(
-            "no host is up to run vm '{}' ({need})",
-            vm.name
-        ))),
+        None if seen.is_empty() => {
+            Err(ClusterError::FailedPrecondition(format!("no host is up to run vm '{}' ({need})", vm.name)))
+        }
         None => Err(ClusterError::FailedPrecondition(format!(
             "not enough capacity for vm '{}' ({need}): {}",
             vm.name,

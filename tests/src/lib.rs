@@ -148,10 +148,14 @@ impl Cluster {
         let n = &mut self.nodes[i];
         assert!(n.child.is_none(), "{} is already running", n.name);
         let log = File::options().create(true).append(true).open(&n.log).expect("log file");
+        let storage = self.dir.path().join("storage");
         let child = Command::new(bin("corrald"))
             .args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"])
             .arg("--data-dir")
             .arg(&n.data_dir)
+            // One storage domain that every node sees, as NFS would be in production.
+            .arg("--storage-dir")
+            .arg(&storage)
             .args(&n.extra_args)
             .env("RUST_LOG", std::env::var("CORRAL_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .stdin(Stdio::null())
@@ -297,6 +301,31 @@ impl Cluster {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    pub fn storage_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// Waits until `vm show` (through node `i`) satisfies `cond`, and returns what it showed.
+    pub fn wait_vm(&self, i: usize, vm: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        wait_until(Duration::from_secs(20), &format!("vm {vm}: {what}"), || {
+            let out = self.corral(i, &["-o", "json", "vm", "show", vm]);
+            if out.code != 0 {
+                return Err(out.stderr);
+            }
+            let v = out.json();
+            if cond(&v) {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        })
+    }
+
+    /// Waits until the VM's status is `status`.
+    pub fn wait_status(&self, i: usize, vm: &str, status: &str) -> Value {
+        self.wait_vm(i, vm, &format!("status {status}"), |v| v["status"] == status)
     }
 
     /// Prints every node's log; call from a failing test to see what happened.

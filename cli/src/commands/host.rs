@@ -1,5 +1,5 @@
 //! `corral host list`: the hosts that make up the cluster, with their state and capacity as
-//! the replicated state machine records them.
+//! the replicated state machine records them, and what is left of it.
 
 use anyhow::Result;
 use corral_proto::v1 as proto;
@@ -24,15 +24,19 @@ async fn list(ctx: &Context) -> Result<()> {
     match ctx.format {
         Format::Json => output::print_json(&hosts)?,
         Format::Table => {
-            let mut table = Table::new(&["ID", "NAME", "ADDRESS", "STATE", "CPUS", "MEMORY"]);
+            let mut table = Table::new(&["ID", "NAME", "ADDRESS", "STATE", "TYPE", "CPUS", "MEMORY", "FREE", "VMS"]);
             for host in hosts {
+                let domain_type = if host.domain_type.is_empty() { "-".to_string() } else { host.domain_type };
                 table.row(vec![
                     host.id.to_string(),
                     host.name,
                     host.address,
                     host.state,
+                    domain_type,
                     host.cpus.to_string(),
                     format_mib(host.memory_mib),
+                    format_mib(host.memory_free_mib),
+                    host.vms_running.to_string(),
                 ]);
             }
             output::print(&table.render())?;

@@ -2,6 +2,7 @@
 //! `output`. Nothing here decides which node to talk to or how errors look on stderr.
 
 mod cluster;
+mod disk;
 mod events;
 mod host;
 mod vm;
@@ -25,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cluster(command) => cluster::run(&ctx, command).await,
         Command::Vm(command) => vm::run(&ctx, command).await,
         Command::Host(command) => host::run(&ctx, command).await,
+        Command::Disk(command) => disk::run(&ctx, command).await,
         Command::Events(args) => events::run(&ctx, args).await,
     }
 }

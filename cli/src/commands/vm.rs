@@ -1,9 +1,16 @@
-//! `corral vm ...`: define, list, show, change and delete VMs. Create and edit print the VM as
-//! the cluster stored it, exactly as `vm show` would.
+//! `corral vm ...`: define, list, show, change and delete VMs, and drive their lifecycle
+//! (start, shutdown, stop, reboot, suspend, resume, migrate, clone). Every command that
+//! changes a VM prints it as the cluster stored it, exactly as `vm show` would.
+
+use std::future::Future;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use corral_proto::v1 as proto;
+use proto::event_service_client::EventServiceClient;
 use proto::vm_service_client::VmServiceClient;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
 
 use super::Context;
 use crate::args::{CreateVmArgs, EditVmArgs, VmCommand};
@@ -11,14 +18,81 @@ use crate::output::{self, Fields, Format, Table};
 use crate::size::format_mib;
 use crate::views::{DeletedVmView, VmView};
 
+/// How often `vm migrate --wait` asks whether the migration has ended.
+const MIGRATION_POLL: Duration = Duration::from_millis(200);
+/// How long `vm migrate --wait` waits before giving up (the migration itself goes on).
+const MIGRATION_WAIT: Duration = Duration::from_secs(10 * 60);
+/// How many of the latest events to search for the reason a migration failed.
+const MIGRATION_EVENTS: u32 = 20;
+
 pub async fn run(ctx: &Context, command: VmCommand) -> Result<()> {
     match command {
         VmCommand::Create(args) => create(ctx, args).await,
         VmCommand::List => list(ctx).await,
         VmCommand::Show { vm } => show(ctx, vm).await,
         VmCommand::Edit(args) => edit(ctx, args).await,
-        VmCommand::Delete { vm } => delete(ctx, vm).await,
+        VmCommand::Delete { vm, keep_disks } => delete(ctx, vm, keep_disks).await,
+        VmCommand::Clone { source, name } => {
+            let request = proto::CloneVmRequest { source, name };
+            // Not `client.clone(..)`: method syntax would pick `Clone::clone` over the RPC.
+            let vm = change(ctx, request, |mut client, request| async move {
+                VmServiceClient::clone(&mut client, request).await
+            })
+            .await?;
+            print_vm(ctx.format, vm.into())
+        }
+        VmCommand::Start { vm, host } => {
+            let request = proto::StartVmRequest { vm, host: host.unwrap_or_default() };
+            let vm = change(ctx, request, |mut client, request| async move { client.start(request).await }).await?;
+            print_vm(ctx.format, vm.into())
+        }
+        VmCommand::Shutdown { vm, reason, timeout } => {
+            let request = proto::ShutdownVmRequest {
+                vm,
+                reason: reason.unwrap_or_default(),
+                // 0 asks for the server's default.
+                timeout_seconds: timeout.map_or(0, |t| t.as_secs()),
+            };
+            let vm = change(ctx, request, |mut client, request| async move { client.shutdown(request).await }).await?;
+            print_vm(ctx.format, vm.into())
+        }
+        VmCommand::Stop { vm, reason } => {
+            let request = proto::StopVmRequest { vm, reason: reason.unwrap_or_default() };
+            let vm = change(ctx, request, |mut client, request| async move { client.stop(request).await }).await?;
+            print_vm(ctx.format, vm.into())
+        }
+        VmCommand::Reboot { vm } => {
+            let request = proto::VmRef { vm };
+            let vm = change(ctx, request, |mut client, request| async move { client.reboot(request).await }).await?;
+            print_vm(ctx.format, vm.into())
+        }
+        VmCommand::Suspend { vm } => {
+            let request = proto::VmRef { vm };
+            let vm = change(ctx, request, |mut client, request| async move { client.suspend(request).await }).await?;
+            print_vm(ctx.format, vm.into())
+        }
+        VmCommand::Resume { vm } => {
+            let request = proto::VmRef { vm };
+            let vm = change(ctx, request, |mut client, request| async move { client.resume(request).await }).await?;
+            print_vm(ctx.format, vm.into())
+        }
+        VmCommand::Migrate { vm, to, wait } => migrate(ctx, vm, to, wait).await,
     }
+}
+
+/// Sends a write that returns the changed VM, tagged so that it is applied at most once.
+async fn change<R, F, Fut>(ctx: &Context, request: R, rpc: F) -> Result<proto::Vm>
+where
+    R: Clone,
+    F: Fn(VmServiceClient<Channel>, Request<R>) -> Fut,
+    Fut: Future<Output = Result<Response<proto::Vm>, Status>>,
+{
+    ctx.nodes
+        .write(|channel, id| {
+            let request = id.tag(request.clone());
+            rpc(VmServiceClient::new(channel), request)
+        })
+        .await
 }
 
 async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
@@ -30,6 +104,14 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
         comment: args.comment,
         ha: args.ha,
         ha_priority: args.ha_priority.map_or(String::new(), |p| p.as_str().to_string()),
+        disks_mib: args.disks,
+        nics: args.nics,
+        start: args.start,
+        host: args.host.unwrap_or_default(),
+        domain_type: args.domain_type.map_or(String::new(), |t| t.as_str().to_string()),
+        kernel: args.kernel.unwrap_or_default(),
+        initrd: args.initrd.unwrap_or_default(),
+        cmdline: args.cmdline.unwrap_or_default(),
     };
     let vm = ctx
         .nodes
@@ -68,22 +150,25 @@ async fn list(ctx: &Context) -> Result<()> {
 }
 
 async fn show(ctx: &Context, vm: String) -> Result<()> {
-    let request = proto::GetVmRequest { vm, stale: ctx.stale };
-    let vm = ctx
-        .nodes
+    let vm = get(ctx, vm, ctx.stale).await?;
+    print_vm(ctx.format, vm.into())
+}
+
+async fn get(ctx: &Context, vm: String, stale: bool) -> Result<proto::Vm> {
+    let request = proto::GetVmRequest { vm, stale };
+    ctx.nodes
         .read(|channel| {
             let request = request.clone();
             async move { VmServiceClient::new(channel).get(request).await }
         })
-        .await?;
-    print_vm(ctx.format, vm.into())
+        .await
 }
 
 async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
     if args.changes_nothing() {
         bail!(
             "nothing to change: give at least one of --name, --memory, --vcpus, \
-             --description, --comment, --ha, --ha-priority"
+             --description, --comment, --ha, --ha-priority, --domain-type"
         );
     }
     let request = proto::EditVmRequest {
@@ -95,6 +180,7 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         comment: args.comment,
         ha: args.ha,
         ha_priority: args.ha_priority.map(|p| p.as_str().to_string()),
+        domain_type: args.domain_type.map(|t| t.as_str().to_string()),
     };
     let vm = ctx
         .nodes
@@ -106,8 +192,8 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
     print_vm(ctx.format, vm.into())
 }
 
-async fn delete(ctx: &Context, vm: String) -> Result<()> {
-    let request = proto::DeleteVmRequest { vm: vm.clone() };
+async fn delete(ctx: &Context, vm: String, keep_disks: bool) -> Result<()> {
+    let request = proto::DeleteVmRequest { vm: vm.clone(), keep_disks };
     let response = ctx
         .nodes
         .write(|channel, id| {
@@ -116,30 +202,163 @@ async fn delete(ctx: &Context, vm: String) -> Result<()> {
         })
         .await?;
     match ctx.format {
-        Format::Json => output::print_json(&DeletedVmView { id: response.id, deleted: true })?,
+        Format::Json => output::print_json(&DeletedVmView { id: response.id, deleted: true, disks_kept: keep_disks })?,
+        Format::Table if keep_disks => output::print(&format!("VM {vm} deleted (disks kept as floating disks)\n"))?,
         Format::Table => output::print(&format!("VM {vm} deleted\n"))?,
     }
     Ok(())
 }
 
+async fn migrate(ctx: &Context, vm: String, to: Option<String>, wait: bool) -> Result<()> {
+    let request = proto::MigrateVmRequest { vm, to: to.unwrap_or_default() };
+    let moving = change(ctx, request, |mut client, request| async move { client.migrate(request).await }).await?;
+    if !wait {
+        return print_vm(ctx.format, moving.into());
+    }
+    let name = moving.name.clone();
+    let from = moving.host.clone().filter(|h| !h.is_empty());
+    let to = moving.migrating_to.clone().filter(|h| !h.is_empty());
+    if moving.status == "migrating" {
+        eprintln!(
+            "migrating {name} from {} to {}...",
+            from.as_deref().unwrap_or("its host"),
+            to.as_deref().unwrap_or("another host")
+        );
+    }
+    let ended = wait_for_migration(ctx, moving).await?;
+    if let Some(from) = from.filter(|from| ended.status == "up" && ended.host.as_deref() == Some(from.as_str())) {
+        let mut error = format!("migration of VM {name} failed; it keeps running on host {from}");
+        if let Some(event) = migration_event(ctx, &name).await {
+            error.push_str(&format!(" (event: {event})"));
+        }
+        bail!(error);
+    }
+    print_vm(ctx.format, ended.into())
+}
+
+/// Polls the VM (through the leader, so each answer is current) until it is no longer
+/// migrating, and returns it as it ended.
+async fn wait_for_migration(ctx: &Context, mut vm: proto::Vm) -> Result<proto::Vm> {
+    let give_up = tokio::time::Instant::now() + MIGRATION_WAIT;
+    // By id, which a rename during the wait does not change.
+    let key = if vm.id.is_empty() { vm.name.clone() } else { vm.id.clone() };
+    while vm.status == "migrating" {
+        if tokio::time::Instant::now() >= give_up {
+            bail!(
+                "VM {} is still migrating after {}; stopped waiting (see `corral events`)",
+                vm.name,
+                humantime::format_duration(MIGRATION_WAIT)
+            );
+        }
+        tokio::time::sleep(MIGRATION_POLL).await;
+        vm = get(ctx, key.clone(), false).await?;
+    }
+    Ok(vm)
+}
+
+/// The latest event about a migration of VM `name`, which carries libvirt's error when the
+/// migration failed; none if the events cannot be read.
+async fn migration_event(ctx: &Context, name: &str) -> Option<String> {
+    let request = proto::ListEventsRequest { limit: MIGRATION_EVENTS, stale: false };
+    let response =
+        ctx.nodes.read(|channel| async move { EventServiceClient::new(channel).list(request).await }).await.ok()?;
+    let event = response.events.into_iter().rev().find(|e| is_migration_event_of(&e.message, name))?;
+    // One line on stderr, whatever libvirt put in its message.
+    Some(event.message.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn is_migration_event_of(message: &str, name: &str) -> bool {
+    // Events name a VM as "VM <name>", followed by a space or the end of the sentence.
+    let mentions = message.match_indices(&format!("VM {name}")).any(|(at, found)| {
+        let rest = &message[at + found.len()..];
+        rest.is_empty() || rest.starts_with([' ', '.', ',', ';', ':'])
+    });
+    mentions && message.contains("Migration")
+}
+
 fn print_vm(format: Format, vm: VmView) -> Result<()> {
     match format {
         Format::Json => output::print_json(&vm)?,
-        Format::Table => {
-            let ha = if vm.ha.enabled { format!("on, priority {}", vm.ha.priority) } else { "off".to_string() };
-            let fields = Fields::new()
-                .add("name", vm.name)
-                .add("id", vm.id)
-                .add("status", vm.status)
-                .add("host", vm.host.unwrap_or_else(|| "-".to_string()))
-                .add("memory", format_mib(vm.memory_mib))
-                .add("vcpus", vm.vcpus.to_string())
-                .add("ha", ha)
-                .add("description", vm.description)
-                .add("comment", vm.comment)
-                .add("created", vm.created);
-            output::print(&fields.render())?;
-        }
+        Format::Table => output::print(&vm_fields(vm).render())?,
     }
     Ok(())
+}
+
+fn vm_fields(vm: VmView) -> Fields {
+    let ha = if vm.ha.enabled { format!("on, priority {}", vm.ha.priority) } else { "off".to_string() };
+    let disks = vm.disks.iter().map(|d| format!("{} {} ({})", d.name, format_mib(d.size_mib), d.path)).collect();
+    let nics = vm.nics.iter().map(|n| format!("{} {}", n.network, n.mac)).collect();
+    let mut fields = Fields::new().add("name", vm.name).add("id", vm.id).add("status", vm.status);
+    if let Some(reason) = vm.stop_reason {
+        fields = fields.add("stop reason", reason);
+    }
+    fields = fields.add("host", vm.host.unwrap_or_else(|| "-".to_string()));
+    if let Some(to) = vm.migrating_to {
+        fields = fields.add("migrating to", to);
+    }
+    fields = fields.add("memory", format_mib(vm.memory_mib)).add("vcpus", vm.vcpus.to_string());
+    if let Some(domain_type) = vm.domain_type {
+        fields = fields.add("domain type", domain_type);
+    }
+    fields
+        .add_list("disks", disks, "-")
+        .add_list("nics", nics, "-")
+        .add("ha", ha)
+        .add("description", vm.description)
+        .add("comment", vm.comment)
+        .add("created", vm.created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_events_are_matched_by_whole_vm_name() {
+        let failed = "Migration of VM web1 failed; it keeps running on host host1: operation failed";
+        assert!(is_migration_event_of(failed, "web1"));
+        assert!(!is_migration_event_of(failed, "web"));
+        assert!(!is_migration_event_of("Migration of VM web10 failed; it keeps running on host host1: x", "web1"));
+        assert!(!is_migration_event_of("VM web1 is up on host host1.", "web1"));
+    }
+
+    #[test]
+    fn vm_table_shows_disks_nics_and_lifecycle_fields() {
+        let vm = proto::Vm {
+            name: "web1".into(),
+            id: "7f9c".into(),
+            status: "down".into(),
+            memory_mib: 256,
+            vcpus: 1,
+            disks: vec![
+                proto::Disk {
+                    name: "web1-disk0".into(),
+                    size_mib: 1024,
+                    path: "/img/a.qcow2".into(),
+                    ..Default::default()
+                },
+                proto::Disk {
+                    name: "web1-disk1".into(),
+                    size_mib: 512,
+                    path: "/img/b.qcow2".into(),
+                    ..Default::default()
+                },
+            ],
+            nics: vec![proto::Nic { network: "default".into(), mac: "52:54:00:aa:bb:cc".into() }],
+            stop_reason: Some("kernel update".into()),
+            domain_type: "qemu".into(),
+            ..Default::default()
+        };
+        let text = vm_fields(vm.into()).render();
+        assert!(text.contains("stop reason:  kernel update\n"), "{text}");
+        assert!(text.contains("domain type:  qemu\n"), "{text}");
+        assert!(
+            text.contains(
+                "disks:        web1-disk0 1 GiB (/img/a.qcow2)\n              web1-disk1 512 MiB (/img/b.qcow2)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("nics:         default 52:54:00:aa:bb:cc\n"), "{text}");
+        assert!(!text.contains("migrating to"), "{text}");
+    }
 }

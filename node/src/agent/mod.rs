@@ -1,4 +1,6 @@
-//! The host agent: this node's side of running VMs. For now it reads the facts a host
-//! reports when it joins; the reconciliation loop comes with the VM runtime.
+//! The host agent: this node's side of running VMs. The driver (`libvirt`) is the only code
+//! that touches libvirt; `reconcile` makes this host run what the cluster assigns to it.
 
+pub mod domain_xml;
 pub mod libvirt;
+pub mod reconcile;

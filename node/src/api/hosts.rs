@@ -1,9 +1,11 @@
-//! HostService: the hosts of the cluster as the replicated state knows them.
+//! HostService: the hosts of the cluster as the replicated state knows them, with capacity:
+//! what each has, what its assigned VMs hold, how many run.
 
 use std::sync::Arc;
 
 use corral_proto::host_service_server::HostService;
 use corral_proto::{Host, ListHostsRequest, ListHostsResponse};
+use corral_raft::model::CPU_OVERCOMMIT;
 use tonic::{Request, Response, Status};
 
 use super::status;
@@ -20,15 +22,22 @@ impl HostService for Api {
             .read(stale, |s| {
                 s.hosts
                     .values()
-                    .map(|h| Host {
-                        id: h.id,
-                        name: h.name.clone(),
-                        address: h.address.clone(),
-                        state: h.state.as_str().into(),
-                        cpus: h.facts.cpus,
-                        memory_mib: h.facts.memory_mib,
-                        libvirt_uri: h.facts.libvirt_uri.clone(),
-                        joined_unix_ms: h.joined_ms,
+                    .map(|h| {
+                        let used = s.host_usage(h.id);
+                        Host {
+                            id: h.id,
+                            name: h.name.clone(),
+                            address: h.address.clone(),
+                            state: h.state.as_str().into(),
+                            cpus: h.facts.cpus,
+                            memory_mib: h.facts.memory_mib,
+                            libvirt_uri: h.facts.libvirt_uri.clone(),
+                            joined_unix_ms: h.joined_ms,
+                            memory_free_mib: h.facts.memory_mib.saturating_sub(used.memory_mib),
+                            vms_running: used.vms_running as u32,
+                            domain_type: h.facts.domain_type.as_str().into(),
+                            vcpus_free: (h.facts.cpus as u64 * CPU_OVERCOMMIT).saturating_sub(used.vcpus) as u32,
+                        }
                     })
                     .collect()
             })

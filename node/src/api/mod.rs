@@ -3,6 +3,7 @@
 //! exactly one place (`status`).
 
 mod cluster;
+mod disks;
 mod events;
 mod hosts;
 mod raft_rpc;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use corral_proto::cluster_service_server::ClusterServiceServer;
+use corral_proto::disk_service_server::DiskServiceServer;
 use corral_proto::event_service_server::EventServiceServer;
 use corral_proto::host_service_server::HostServiceServer;
 use corral_proto::raft_service_server::RaftServiceServer;
@@ -65,6 +67,7 @@ pub async fn serve(
         .add_service(HostServiceServer::new(hosts::Api(node.clone())))
         .add_service(VmServiceServer::new(vms::Api(node.clone())))
         .add_service(EventServiceServer::new(events::Api(node.clone())))
+        .add_service(DiskServiceServer::new(disks::Api(node.clone())))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(usize::MAX)

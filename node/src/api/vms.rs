@@ -1,27 +1,34 @@
-//! VmService: create, list, show, edit and delete VM configurations. Input is validated here
-//! (and again by apply); names and ids are both accepted wherever a VM is named.
+//! VmService: VM configurations and their lifecycle. Input is validated here (and again by
+//! apply); names and ids are both accepted wherever a VM is named. Disk images are made or
+//! copied before the command that records them and removed again if it is refused, so a
+//! refused request leaves neither records nor files behind.
 
 use std::sync::Arc;
 
 use corral_proto::vm_service_server::VmService;
 use corral_proto::*;
-use corral_raft::command::{Op, Outcome, VmChanges, VmSpec};
-use corral_raft::model::{ClusterState, HaPriority};
+use corral_raft::command::{Op, Outcome, StartOrder, VmChanges, VmSpec};
+use corral_raft::model::{self, ClusterState, DomainType, HaPriority, KernelBoot};
 use corral_raft::{validate, ClusterError};
+use rand::Rng;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{request_id, status};
-use crate::node::Node;
+use crate::node::{now_ms, Node};
 
 pub struct Api(pub Arc<Node>);
 
-fn to_proto(s: &ClusterState, vm: &corral_raft::model::Vm) -> Vm {
-    let host = vm.host.and_then(|h| s.hosts.get(&h)).map(|h| h.name.clone());
-    to_proto_with_host(vm, host)
-}
+const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
+const MAX_DISKS: usize = 16;
 
-fn to_proto_with_host(vm: &corral_raft::model::Vm, host: Option<String>) -> Vm {
+pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
+    let disks = vm
+        .disks
+        .iter()
+        .filter_map(|id| s.disks.get(id))
+        .map(|d| disk_to_proto(node, d, Some(vm.name.clone())))
+        .collect();
     Vm {
         id: vm.id.to_string(),
         name: vm.name.clone(),
@@ -31,9 +38,25 @@ fn to_proto_with_host(vm: &corral_raft::model::Vm, host: Option<String>) -> Vm {
         vcpus: vm.vcpus,
         ha: Some(HaSettings { enabled: vm.ha.enabled, priority: vm.ha.priority.as_str().into() }),
         status: vm.status.as_str().into(),
-        host,
+        host: vm.host.map(|h| s.host_name(h)),
         created_unix_ms: vm.created_ms,
         updated_unix_ms: vm.updated_ms,
+        disks,
+        nics: vm.nics.iter().map(|n| Nic { network: n.network.clone(), mac: n.mac.clone() }).collect(),
+        stop_reason: vm.stop_reason.clone(),
+        domain_type: vm.domain_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
+        migrating_to: vm.migrating_to.map(|h| s.host_name(h)),
+    }
+}
+
+pub fn disk_to_proto(node: &Node, d: &model::Disk, vm: Option<String>) -> Disk {
+    Disk {
+        id: d.id.to_string(),
+        name: d.name.clone(),
+        size_mib: d.size_mib,
+        path: node.images.path(&d.file).display().to_string(),
+        format: d.format.clone(),
+        vm: vm.unwrap_or_default(),
     }
 }
 
@@ -41,15 +64,62 @@ fn priority(value: &str) -> Result<HaPriority, Status> {
     value.parse().map_err(status)
 }
 
+fn domain_type(value: &str) -> Result<Option<DomainType>, Status> {
+    match value {
+        "" => Ok(None),
+        v => v.parse().map(Some).map_err(status),
+    }
+}
+
+fn opt(s: String) -> Option<String> {
+    Some(s).filter(|s| !s.trim().is_empty())
+}
+
+/// A locally administered MAC in QEMU's range, as libvirt would pick.
+fn random_mac() -> String {
+    let b: [u8; 3] = rand::thread_rng().gen();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+fn new_disk(vm_name: &str, index: usize, size_mib: u64) -> model::Disk {
+    let id = Uuid::new_v4();
+    model::Disk {
+        id,
+        name: format!("{vm_name}-disk{index}"),
+        size_mib,
+        file: format!("{id}.qcow2"),
+        format: "qcow2".into(),
+        vm: None,
+        created_ms: now_ms(),
+    }
+}
+
 impl Api {
-    /// The VM that a create or edit produced, as the leader applied it. Host names come from
-    /// this node's copy of the state, which may lag by a moment; names of hosts rarely change.
+    /// The VM that a command produced, as the leader applied it; host names come from this
+    /// node's copy of the state (names of hosts rarely change).
     fn written_vm(&self, outcome: Outcome) -> Result<Vm, Status> {
         let Outcome::Vm(vm) = outcome else { return Err(Status::internal("the write returned no VM")) };
-        let host = vm
-            .host
-            .and_then(|h| self.0.state().ok().and_then(|st| st.read(|s| s.hosts.get(&h).map(|h| h.name.clone()))));
-        Ok(to_proto_with_host(&vm, host))
+        let state = self.0.state().map_err(status)?;
+        Ok(state.read(|s| to_proto(&self.0, s, &vm)))
+    }
+
+    async fn order(&self, rid: Option<Uuid>, op: Op) -> Result<Response<Vm>, Status> {
+        let outcome = self.0.write(rid, op).await.map_err(status)?;
+        Ok(Response::new(self.written_vm(outcome)?))
+    }
+
+    /// Runs `op`, which records `made` image files; removes them if the command is refused.
+    async fn write_with_images(&self, rid: Option<Uuid>, op: Op, made: &[String]) -> Result<Response<Vm>, Status> {
+        match self.0.write(rid, op).await {
+            Ok(outcome) => Ok(Response::new(self.written_vm(outcome)?)),
+            Err(e) => {
+                // Unavailable may mean "applied, answer lost": then the files are in use.
+                if !matches!(e, ClusterError::Unavailable(_)) {
+                    self.0.images.remove(made).await;
+                }
+                Err(status(e))
+            }
+        }
     }
 }
 
@@ -58,6 +128,18 @@ impl VmService for Api {
     async fn create(&self, req: Request<CreateVmRequest>) -> Result<Response<Vm>, Status> {
         let rid = request_id(&req)?;
         let r = req.into_inner();
+        let boot = match (opt(r.kernel), opt(r.initrd), r.cmdline) {
+            (Some(kernel), initrd, cmdline) => Some(KernelBoot {
+                kernel: self.0.images.resolve(&kernel).display().to_string(),
+                initrd: initrd.map(|i| self.0.images.resolve(&i).display().to_string()),
+                cmdline,
+            }),
+            (None, Some(_), _) => return Err(status(ClusterError::invalid("initrd", "needs --kernel as well"))),
+            (None, None, c) if !c.is_empty() => {
+                return Err(status(ClusterError::invalid("cmdline", "needs --kernel as well")))
+            }
+            (None, None, _) => None,
+        };
         let spec = VmSpec {
             name: r.name,
             description: r.description,
@@ -66,17 +148,48 @@ impl VmService for Api {
             vcpus: r.vcpus,
             ha_enabled: r.ha,
             ha_priority: if r.ha_priority.is_empty() { HaPriority::Medium } else { priority(&r.ha_priority)? },
+            nics: r.nics.iter().map(|n| model::Nic { network: n.clone(), mac: random_mac() }).collect(),
+            domain_type: domain_type(&r.domain_type)?,
+            boot,
         };
         validate::vm_spec(&spec).map_err(status)?;
-        let outcome = self.0.write(rid, Op::CreateVm { id: Uuid::new_v4(), spec }).await.map_err(status)?;
-        Ok(Response::new(self.written_vm(outcome)?))
+        for n in &r.nics {
+            validate::name("nic", n).map_err(status)?;
+        }
+        if r.disks_mib.len() > MAX_DISKS {
+            return Err(status(ClusterError::invalid("disk", format!("at most {MAX_DISKS} disks per VM"))));
+        }
+        if let Some(i) = r.disks_mib.iter().position(|s| *s == 0) {
+            return Err(status(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1))));
+        }
+        // Refuse a duplicate name before making any image.
+        let exists = self.0.read(true, |s| s.vm_names.contains_key(&spec.name)).await.map_err(status)?;
+        if exists {
+            return Err(status(ClusterError::AlreadyExists(format!("vm '{}' already exists", spec.name))));
+        }
+        let disks: Vec<model::Disk> =
+            r.disks_mib.iter().enumerate().map(|(i, size)| new_disk(&spec.name, i, *size)).collect();
+        let mut made = Vec::new();
+        for d in &disks {
+            if let Err(e) = self.0.images.create(&d.file, d.size_mib).await {
+                self.0.images.remove(&made).await;
+                return Err(status(e));
+            }
+            made.push(d.file.clone());
+        }
+        let start = r.start.then(|| StartOrder { host: opt(r.host) });
+        let op = Op::CreateVm { id: Uuid::new_v4(), spec, disks, start };
+        self.write_with_images(rid, op, &made).await
     }
 
     async fn list(&self, req: Request<ListVmsRequest>) -> Result<Response<ListVmsResponse>, Status> {
         let stale = req.into_inner().stale;
+        let node = self.0.clone();
         let vms = self
             .0
-            .read(stale, |s| s.vm_names.values().filter_map(|id| s.vms.get(id)).map(|vm| to_proto(s, vm)).collect())
+            .read(stale, |s| {
+                s.vm_names.values().filter_map(|id| s.vms.get(id)).map(|vm| to_proto(&node, s, vm)).collect()
+            })
             .await
             .map_err(status)?;
         Ok(Response::new(ListVmsResponse { vms }))
@@ -84,8 +197,9 @@ impl VmService for Api {
 
     async fn get(&self, req: Request<GetVmRequest>) -> Result<Response<Vm>, Status> {
         let GetVmRequest { vm, stale } = req.into_inner();
+        let node = self.0.clone();
         self.0
-            .read(stale, |s| s.find_vm(&vm).map(|v| to_proto(s, v)))
+            .read(stale, |s| s.find_vm(&vm).map(|v| to_proto(&node, s, v)))
             .await
             .map_err(status)?
             .map(Response::new)
@@ -103,17 +217,108 @@ impl VmService for Api {
             vcpus: r.vcpus,
             ha_enabled: r.ha,
             ha_priority: r.ha_priority.as_deref().map(priority).transpose()?,
+            domain_type: match r.domain_type.as_deref() {
+                Some(t) => domain_type(t)?,
+                None => None,
+            },
         };
         validate::vm_changes(&changes).map_err(status)?;
-        let outcome = self.0.write(rid, Op::EditVm { vm: r.vm, changes }).await.map_err(status)?;
-        Ok(Response::new(self.written_vm(outcome)?))
+        self.order(rid, Op::EditVm { vm: r.vm, changes }).await
     }
 
     async fn delete(&self, req: Request<DeleteVmRequest>) -> Result<Response<DeleteVmResponse>, Status> {
         let rid = request_id(&req)?;
-        let vm = req.into_inner().vm;
-        let outcome = self.0.write(rid, Op::DeleteVm { vm }).await.map_err(status)?;
-        let Outcome::VmDeleted { id } = outcome else { return Err(Status::internal("delete returned no VM id")) };
+        let DeleteVmRequest { vm, keep_disks } = req.into_inner();
+        let outcome = self.0.write(rid, Op::DeleteVm { vm, keep_disks }).await.map_err(status)?;
+        let Outcome::VmDeleted { id, files } = outcome else {
+            return Err(Status::internal("delete returned no VM id"));
+        };
+        // The records are gone; the files follow (a leftover file is harmless, a record
+        // pointing at a missing file is not).
+        self.0.images.remove(&files).await;
         Ok(Response::new(DeleteVmResponse { id: id.to_string() }))
+    }
+
+    async fn clone(&self, req: Request<CloneVmRequest>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        let CloneVmRequest { source, name } = req.into_inner();
+        validate::name("name", &name).map_err(status)?;
+        let found = self
+            .0
+            .read(false, |s| {
+                s.find_vm(&source).map(|vm| {
+                    let disks: Vec<model::Disk> = vm.disks.iter().filter_map(|d| s.disks.get(d)).cloned().collect();
+                    (vm.status, vm.nics.len(), disks, s.vm_names.contains_key(&name))
+                })
+            })
+            .await
+            .map_err(status)?;
+        let (vm_status, nics, source_disks, taken) =
+            found.ok_or_else(|| status(ClusterError::vm_not_found(&source)))?;
+        if taken {
+            return Err(status(ClusterError::AlreadyExists(format!("vm '{name}' already exists"))));
+        }
+        if vm_status != model::VmStatus::Down {
+            return Err(status(ClusterError::FailedPrecondition(format!(
+                "vm '{source}' is {}; only a down VM can be cloned",
+                vm_status.as_str()
+            ))));
+        }
+        let mut disks = Vec::new();
+        let mut made = Vec::new();
+        for (i, src) in source_disks.iter().enumerate() {
+            let copy = new_disk(&name, i, src.size_mib);
+            if let Err(e) = self.0.images.copy(&src.file, &copy.file).await {
+                self.0.images.remove(&made).await;
+                return Err(status(e));
+            }
+            made.push(copy.file.clone());
+            disks.push(copy);
+        }
+        let macs = (0..nics).map(|_| random_mac()).collect();
+        let op = Op::CloneVm { source, id: Uuid::new_v4(), name, disks, macs };
+        self.write_with_images(rid, op, &made).await
+    }
+
+    async fn start(&self, req: Request<StartVmRequest>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        let StartVmRequest { vm, host } = req.into_inner();
+        self.order(rid, Op::StartVm { vm, order: StartOrder { host: opt(host) } }).await
+    }
+
+    async fn shutdown(&self, req: Request<ShutdownVmRequest>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        let ShutdownVmRequest { vm, reason, timeout_seconds } = req.into_inner();
+        validate::text("reason", &reason).map_err(status)?;
+        let timeout_s = if timeout_seconds == 0 { DEFAULT_SHUTDOWN_TIMEOUT_S } else { timeout_seconds };
+        self.order(rid, Op::ShutdownVm { vm, reason: opt(reason), timeout_s }).await
+    }
+
+    async fn stop(&self, req: Request<StopVmRequest>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        let StopVmRequest { vm, reason } = req.into_inner();
+        validate::text("reason", &reason).map_err(status)?;
+        self.order(rid, Op::StopVm { vm, reason: opt(reason) }).await
+    }
+
+    async fn reboot(&self, req: Request<VmRef>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        self.order(rid, Op::RebootVm { vm: req.into_inner().vm }).await
+    }
+
+    async fn suspend(&self, req: Request<VmRef>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        self.order(rid, Op::SuspendVm { vm: req.into_inner().vm }).await
+    }
+
+    async fn resume(&self, req: Request<VmRef>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        self.order(rid, Op::ResumeVm { vm: req.into_inner().vm }).await
+    }
+
+    async fn migrate(&self, req: Request<MigrateVmRequest>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        let MigrateVmRequest { vm, to } = req.into_inner();
+        self.order(rid, Op::MigrateVm { vm, to: opt(to) }).await
     }
 }

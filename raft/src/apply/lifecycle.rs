@@ -60,7 +60,9 @@ impl ClusterState {
     ) -> Applied {
         let vm = self.vm_mut(name_or_id)?;
         match vm.status {
-            VmStatus::Down => return Err(ClusterError::FailedPrecondition(format!("vm '{}' is already down", vm.name))),
+            VmStatus::Down => {
+                return Err(ClusterError::FailedPrecondition(format!("vm '{}' is already down", vm.name)))
+            }
             VmStatus::Migrating => {
                 return Err(ClusterError::FailedPrecondition(format!(
                     "vm '{}' is migrating; wait for the migration to end",
@@ -153,7 +155,8 @@ impl ClusterState {
         vm.migrating_to = Some(target);
         vm.status = VmStatus::Migrating;
         vm.updated_ms = now;
-        let (id, msg) = (vm.id, format!("Migration of VM {} from host {from_name} to host {to_name} started.", vm.name));
+        let (id, msg) =
+            (vm.id, format!("Migration of VM {} from host {from_name} to host {to_name} started.", vm.name));
         self.record(now, EventKind::VmMigration, msg);
         self.vm_outcome(id)
     }
@@ -239,12 +242,14 @@ impl ClusterState {
             }
             Observed::NotResponding => {
                 vm.status = VmStatus::NotResponding;
-                message = Some(format!("The hypervisor of host {host_name} does not respond; VM {name} is not responding."));
+                message =
+                    Some(format!("The hypervisor of host {host_name} does not respond; VM {name} is not responding."));
             }
         }
         vm.updated_ms = now;
         // Repeated reports of the same steady state are not news.
-        let steady = matches!(observed, Observed::Up | Observed::NotResponding | Observed::Paused | Observed::Suspended);
+        let steady =
+            matches!(observed, Observed::Up | Observed::NotResponding | Observed::Paused | Observed::Suspended);
         if let Some(m) = message.filter(|_| vm.status != before || !steady) {
             self.record(now, kind, m);
         }

@@ -104,14 +104,22 @@ fn vm_lifecycle_records_events() {
 fn refusals_name_the_problem_and_change_nothing() {
     let mut s = bootstrapped();
     create(&mut s, "web1");
-    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None }, "vm 'web1' already exists");
+    refused(
+        &mut s,
+        Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None },
+        "vm 'web1' already exists",
+    );
     refused(
         &mut s,
         Op::EditVm { vm: "x".into(), changes: VmChanges { vcpus: Some(4), ..Default::default() } },
         "vm 'x' not found",
     );
     refused(&mut s, Op::DeleteVm { vm: "x".into(), keep_disks: false }, "vm 'x' not found");
-    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec(""), disks: vec![], start: None }, "name: must not be empty");
+    refused(
+        &mut s,
+        Op::CreateVm { id: Uuid::new_v4(), spec: spec(""), disks: vec![], start: None },
+        "name: must not be empty",
+    );
     refused(
         &mut s,
         Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { memory_mib: 0, ..spec("db") }, disks: vec![], start: None },
@@ -138,7 +146,11 @@ fn refusals_name_the_problem_and_change_nothing() {
 #[test]
 fn vm_ops_need_a_cluster() {
     let mut s = ClusterState::default();
-    refused(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None }, "the cluster is not bootstrapped");
+    refused(
+        &mut s,
+        Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None },
+        "the cluster is not bootstrapped",
+    );
 }
 
 #[test]
@@ -179,7 +191,11 @@ fn join_needs_a_valid_unexpired_token() {
 fn a_retried_request_is_applied_once() {
     let mut s = bootstrapped();
     let rid = Some(Uuid::new_v4());
-    let c = Command { at_ms: T0 + 1, request_id: rid, op: Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None } };
+    let c = Command {
+        at_ms: T0 + 1,
+        request_id: rid,
+        op: Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None },
+    };
     let first = s.apply_command(&c);
     assert!(first.0.is_ok());
     let after_first = s.clone();
@@ -207,7 +223,10 @@ fn replay_is_deterministic() {
     let ops = |s: &mut ClusterState| {
         for i in 0..20u64 {
             let id = Uuid::from_u128(i as u128 + 1);
-            s.apply_command(&cmd(T0 + i as i64, Op::CreateVm { id, spec: spec(&format!("vm{}", i % 7)), disks: vec![], start: None }));
+            s.apply_command(&cmd(
+                T0 + i as i64,
+                Op::CreateVm { id, spec: spec(&format!("vm{}", i % 7)), disks: vec![], start: None },
+            ));
             s.apply_command(&cmd(T0 + i as i64, Op::DeleteVm { vm: format!("vm{}", i % 5), keep_disks: false }));
         }
     };
@@ -287,8 +306,16 @@ mod lifecycle {
         op(&mut s, Op::ReportVm { vm: id, host: 2, epoch: 1, observed: Observed::Down { cause: "x".into() } }).unwrap();
         assert_eq!(s, before);
 
-        refused(&mut s, Op::StartVm { vm: "a".into(), order: StartOrder::default() }, "vm 'a' is up on host host1; it can only be started when down");
-        refused(&mut s, Op::DeleteVm { vm: "a".into(), keep_disks: false }, "vm 'a' is up; shut it down before deleting it");
+        refused(
+            &mut s,
+            Op::StartVm { vm: "a".into(), order: StartOrder::default() },
+            "vm 'a' is up on host host1; it can only be started when down",
+        );
+        refused(
+            &mut s,
+            Op::DeleteVm { vm: "a".into(), keep_disks: false },
+            "vm 'a' is up; shut it down before deleting it",
+        );
     }
 
     #[test]
@@ -299,7 +326,10 @@ mod lifecycle {
         report(&mut s, "a", Observed::Up);
         op(&mut s, Op::ShutdownVm { vm: "a".into(), reason: Some("kernel update".into()), timeout_s: 120 }).unwrap();
         let v = vm(&s, "a");
-        assert_eq!((v.status, v.desired, v.shutdown_deadline_ms), (VmStatus::PoweringDown, PowerState::Down, Some(T0 + 100 + 120_000)));
+        assert_eq!(
+            (v.status, v.desired, v.shutdown_deadline_ms),
+            (VmStatus::PoweringDown, PowerState::Down, Some(T0 + 100 + 120_000))
+        );
         // A power off while shutting down moves the deadline to now.
         op(&mut s, Op::StopVm { vm: "a".into(), reason: Some("kernel update".into()) }).unwrap();
         assert_eq!(vm(&s, "a").shutdown_deadline_ms, Some(T0 + 100));
@@ -330,7 +360,15 @@ mod lifecycle {
     fn capacity_refusals_give_the_numbers_and_change_nothing() {
         let mut s = two_hosts(DomainType::Kvm);
         for (name, mem) in [("big1", 1536), ("big2", 1536), ("big3", 1024)] {
-            s.apply_command(&cmd(T0, Op::CreateVm { id: Uuid::new_v4(), spec: VmSpec { memory_mib: mem, ..spec(name) }, disks: vec![], start: None }));
+            s.apply_command(&cmd(
+                T0,
+                Op::CreateVm {
+                    id: Uuid::new_v4(),
+                    spec: VmSpec { memory_mib: mem, ..spec(name) },
+                    disks: vec![],
+                    start: None,
+                },
+            ));
         }
         start(&mut s, "big1", None).unwrap();
         start(&mut s, "big2", None).unwrap();
@@ -344,7 +382,11 @@ mod lifecycle {
             Op::StartVm { vm: "big3".into(), order: StartOrder { host: Some("host2".into()) } },
             "host host2 has not enough room for vm 'big3' (1024 MiB, 2 vCPUs): 512 MiB and 6 vCPUs free",
         );
-        refused(&mut s, Op::StartVm { vm: "big3".into(), order: StartOrder { host: Some("nope".into()) } }, "host 'nope' not found");
+        refused(
+            &mut s,
+            Op::StartVm { vm: "big3".into(), order: StartOrder { host: Some("nope".into()) } },
+            "host 'nope' not found",
+        );
         // create --start that cannot be placed creates nothing.
         refused(
             &mut s,
@@ -358,9 +400,17 @@ mod lifecycle {
         let mut s = two_hosts(DomainType::Kvm);
         create(&mut s, "a");
         start(&mut s, "a", Some("host1")).unwrap();
-        refused(&mut s, Op::MigrateVm { vm: "a".into(), to: None }, "vm 'a' is powering_up; only an up VM can be migrated");
+        refused(
+            &mut s,
+            Op::MigrateVm { vm: "a".into(), to: None },
+            "vm 'a' is powering_up; only an up VM can be migrated",
+        );
         report(&mut s, "a", Observed::Up);
-        refused(&mut s, Op::MigrateVm { vm: "a".into(), to: Some("host1".into()) }, "vm 'a' already runs on host host1");
+        refused(
+            &mut s,
+            Op::MigrateVm { vm: "a".into(), to: Some("host1".into()) },
+            "vm 'a' already runs on host host1",
+        );
         op(&mut s, Op::MigrateVm { vm: "a".into(), to: None }).unwrap();
         assert_eq!((vm(&s, "a").status, vm(&s, "a").migrating_to), (VmStatus::Migrating, Some(2)));
         report(&mut s, "a", Observed::Up); // the source still runs it: no change
@@ -406,12 +456,27 @@ mod lifecycle {
         start(&mut s, "a", None).unwrap();
         refused(
             &mut s,
-            Op::CloneVm { source: "a".into(), id: Uuid::new_v4(), name: "b".into(), disks: vec![disk("b-disk0")], macs: vec![] },
+            Op::CloneVm {
+                source: "a".into(),
+                id: Uuid::new_v4(),
+                name: "b".into(),
+                disks: vec![disk("b-disk0")],
+                macs: vec![],
+            },
             "vm 'a' is powering_up; only a down VM can be cloned",
         );
         report(&mut s, "a", Observed::Down { cause: "x".into() });
-        op(&mut s, Op::CloneVm { source: "a".into(), id: Uuid::new_v4(), name: "b".into(), disks: vec![disk("b-disk0")], macs: vec![] })
-            .unwrap();
+        op(
+            &mut s,
+            Op::CloneVm {
+                source: "a".into(),
+                id: Uuid::new_v4(),
+                name: "b".into(),
+                disks: vec![disk("b-disk0")],
+                macs: vec![],
+            },
+        )
+        .unwrap();
         assert_eq!(vm(&s, "b").disks.len(), 1);
         assert_ne!(vm(&s, "b").disks, vm(&s, "a").disks);
         let r = op(&mut s, Op::DeleteVm { vm: "a".into(), keep_disks: true }).unwrap();

@@ -1,0 +1,351 @@
+//! The host agent's reconciliation loop: makes this host's libvirt match what the replicated
+//! state assigns to it, and reports what actually runs back through Raft, only when it
+//! changes. It acts on cluster VMs only (domains libvirt has for other reasons are left
+//! alone), never restarts a VM the cluster did not order up, and guesses nothing when libvirt
+//! does not answer: it reports `not_responding`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_raft::command::Op;
+use corral_raft::model::{ClusterState, EventKind, Observed, PowerState, Vm, VmStatus};
+use corral_raft::typ::StateHandle;
+use corral_raft::NodeId;
+use uuid::Uuid;
+
+use super::domain_xml::{DiskSpec, DomainSpec, KernelBoot, NicSpec};
+use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor};
+use crate::node::{now_ms, Node};
+
+/// How often the agent looks at libvirt when nothing in the state changed.
+const IDLE_PERIOD: Duration = Duration::from_millis(1000);
+/// How often while some VM of this host is in a transition (powering up or down, rebooting).
+const BUSY_PERIOD: Duration = Duration::from_millis(200);
+
+pub fn spawn(node: Arc<Node>, hv: Hypervisor, me: NodeId, state: StateHandle) {
+    let agent =
+        Agent { node, hv, me, state, reported: HashMap::new(), acpi_sent: HashSet::new(), migrating: Arc::default() };
+    tokio::spawn(agent.run());
+}
+
+struct Agent {
+    node: Arc<Node>,
+    hv: Hypervisor,
+    me: NodeId,
+    state: StateHandle,
+    /// What was last reported per VM, with the assignment epoch it was reported for.
+    reported: HashMap<Uuid, (u64, Observed)>,
+    /// Graceful shutdowns already requested, per VM and epoch (ACPI is sent once).
+    acpi_sent: HashSet<(Uuid, u64)>,
+    /// Migrations running now (they take seconds; the loop goes on meanwhile).
+    migrating: Arc<std::sync::Mutex<HashSet<Uuid>>>,
+}
+
+/// What the agent needs of the state for one pass, copied out so no lock is held across I/O.
+struct View {
+    mine: Vec<Vm>,
+    /// Cluster VMs not assigned here, and whether one is migrating here.
+    others: HashMap<Uuid, (String, bool)>,
+    spec_inputs: HashMap<Uuid, DomainSpec>,
+    migration_targets: HashMap<Uuid, String>,
+    my_name: String,
+}
+
+impl Agent {
+    async fn run(mut self) {
+        let mut applied = self.state.subscribe();
+        loop {
+            let busy = self.pass().await;
+            let period = if busy { BUSY_PERIOD } else { IDLE_PERIOD };
+            tokio::select! {
+                r = applied.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+    }
+
+    fn view(&self) -> View {
+        let me = self.me;
+        let node = &self.node;
+        self.state.read(|s: &ClusterState| {
+            let mut v = View {
+                mine: Vec::new(),
+                others: HashMap::new(),
+                spec_inputs: HashMap::new(),
+                migration_targets: HashMap::new(),
+                my_name: s.host_name(me),
+            };
+            for vm in s.vms.values() {
+                if vm.host == Some(me) {
+                    v.mine.push(vm.clone());
+                    v.spec_inputs.insert(vm.id, domain_spec(node, s, vm, me));
+                    if let Some(t) = vm.migrating_to.and_then(|t| s.hosts.get(&t)) {
+                        v.migration_targets.insert(vm.id, t.facts.libvirt_uri.clone());
+                    }
+                } else {
+                    v.others.insert(vm.id, (vm.name.clone(), vm.migrating_to == Some(me)));
+                }
+            }
+            v
+        })
+    }
+
+    /// One look at libvirt and the state; returns whether something is in transition.
+    async fn pass(&mut self) -> bool {
+        let view = self.view();
+        let domains = match self.hv.domains().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("libvirt does not answer: {e}");
+                for vm in view.mine.iter().filter(|vm| vm.status != VmStatus::Down) {
+                    self.report(vm, Observed::NotResponding).await;
+                }
+                return true;
+            }
+        };
+        let by_id: HashMap<Uuid, &DomainInfo> = domains.iter().map(|d| (d.uuid, d)).collect();
+        let mut busy = false;
+        for vm in &view.mine {
+            busy |= self.reconcile(vm, by_id.get(&vm.id).copied(), &view).await;
+        }
+        for d in &domains {
+            if let Some((name, incoming)) = view.others.get(&d.uuid) {
+                if !incoming {
+                    self.remove_stray(d, name, &view.my_name).await;
+                }
+            }
+        }
+        busy
+    }
+
+    /// Brings one assigned VM towards what is desired; returns whether it is in transition.
+    async fn reconcile(&mut self, vm: &Vm, dom: Option<&DomainInfo>, view: &View) -> bool {
+        let state = dom.map(|d| d.state);
+        let running = matches!(state, Some(DomainState::Running | DomainState::Blocked | DomainState::ShuttingDown));
+        let paused = matches!(state, Some(DomainState::Paused | DomainState::PmSuspended));
+        if self.migrating.lock().expect("migration set").contains(&vm.id) {
+            return true;
+        }
+        if vm.status == VmStatus::Migrating {
+            if let Some(dest) = view.migration_targets.get(&vm.id) {
+                self.start_migration(vm, dest.clone());
+            }
+            return true;
+        }
+        match vm.desired {
+            PowerState::Down => {
+                if running || paused {
+                    let deadline_passed = vm.shutdown_deadline_ms.is_none_or(|d| now_ms() >= d);
+                    if deadline_passed {
+                        if let Err(e) = self.hv.destroy(vm.id).await {
+                            self.failed(vm, "power off", e).await;
+                        }
+                    } else if self.acpi_sent.insert((vm.id, vm.epoch)) {
+                        if let Err(e) = self.hv.shutdown(vm.id).await {
+                            self.failed(vm, "shut down", e).await;
+                        }
+                    }
+                    return true;
+                }
+                let cause = vm.stop_reason.clone().unwrap_or_else(|| "powered off".into());
+                self.report(vm, Observed::Down { cause }).await;
+                self.acpi_sent.remove(&(vm.id, vm.epoch));
+                self.forget(vm.id).await;
+                true
+            }
+            PowerState::Up | PowerState::Suspended => {
+                if !running && !paused {
+                    if vm.status == VmStatus::PoweringUp {
+                        self.power_up(vm, view).await;
+                        return true;
+                    }
+                    let cause = match state {
+                        Some(DomainState::Crashed) => "the guest crashed",
+                        Some(_) => "it was shut down from inside the guest or by the hypervisor",
+                        None => "its domain disappeared from the hypervisor",
+                    };
+                    self.report(vm, Observed::Down { cause: cause.into() }).await;
+                    self.forget(vm.id).await;
+                    return true;
+                }
+                if vm.desired == PowerState::Suspended {
+                    if running {
+                        if let Err(e) = self.hv.suspend(vm.id).await {
+                            self.failed(vm, "suspend", e).await;
+                        }
+                        return true;
+                    }
+                    self.report(vm, Observed::Suspended).await;
+                    return false;
+                }
+                if paused {
+                    if vm.status == VmStatus::Suspended {
+                        if let Err(e) = self.hv.resume(vm.id).await {
+                            self.failed(vm, "resume", e).await;
+                        }
+                        return true;
+                    }
+                    self.report(vm, Observed::Paused).await;
+                    return false;
+                }
+                if vm.reboot_pending {
+                    match self.hv.reboot(vm.id).await {
+                        Ok(()) => self.report(vm, Observed::RebootDone).await,
+                        Err(e) => self.failed(vm, "reboot", e).await,
+                    }
+                    return true;
+                }
+                self.report(vm, Observed::Up).await;
+                vm.status != VmStatus::Up
+            }
+        }
+    }
+
+    async fn power_up(&mut self, vm: &Vm, view: &View) {
+        let Some(spec) = view.spec_inputs.get(&vm.id) else { return };
+        let result = match self.hv.define(spec).await {
+            Ok(()) => self.hv.start(vm.id).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(vm = %vm.name, "started");
+                self.report(vm, Observed::Up).await;
+            }
+            Err(e) => {
+                tracing::warn!(vm = %vm.name, "start failed: {e}");
+                let _ = self.hv.undefine(vm.id).await;
+                self.failed(vm, "start", e).await;
+            }
+        }
+    }
+
+    fn start_migration(&self, vm: &Vm, dest_uri: String) {
+        if !self.migrating.lock().expect("migration set").insert(vm.id) {
+            return;
+        }
+        let (hv, node, migrating, vm) = (self.hv.clone(), self.node.clone(), self.migrating.clone(), vm.clone());
+        let me = self.me;
+        tokio::spawn(async move {
+            let migrate_uri = migration_uri(&dest_uri);
+            tracing::info!(vm = %vm.name, dest = %dest_uri, "live migration starting");
+            let observed = match hv.migrate(vm.id, &dest_uri, migrate_uri.as_deref()).await {
+                Ok(()) => Observed::MigrationDone,
+                Err(e) => Observed::MigrationFailed { error: e.to_string() },
+            };
+            tracing::info!(vm = %vm.name, ?observed, "live migration ended");
+            // The report must land even if the leader is busy: retry for a while.
+            for _ in 0..50 {
+                let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: observed.clone() };
+                if node.write(None, op).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            migrating.lock().expect("migration set").remove(&vm.id);
+        });
+    }
+
+    /// A cluster VM that libvirt runs here although the cluster assigns it elsewhere (or
+    /// nowhere): stopped, with an event; a stale definition is removed quietly.
+    async fn remove_stray(&mut self, d: &DomainInfo, name: &str, my_name: &str) {
+        let running = !matches!(d.state, DomainState::Shutoff | DomainState::Crashed);
+        if running {
+            tracing::warn!(vm = name, "running here but not assigned here: stopping it");
+            if let Err(e) = self.hv.destroy(d.uuid).await {
+                tracing::warn!(vm = name, "could not stop it: {e}");
+                return;
+            }
+            let message =
+                format!("VM {name} was running on host {my_name}, which it is not assigned to; it was stopped there.");
+            let _ = self.node.write(None, Op::RecordEvent { kind: EventKind::VmStateChanged, message }).await;
+        }
+        let _ = self.hv.undefine(d.uuid).await;
+    }
+
+    /// Removes the persistent definition of a VM that went down here (it is defined afresh,
+    /// from the cluster's configuration, wherever it starts next).
+    async fn forget(&self, id: Uuid) {
+        if let Err(e) = self.hv.undefine(id).await {
+            tracing::debug!("could not undefine {id}: {e}");
+        }
+    }
+
+    async fn failed(&mut self, vm: &Vm, action: &str, e: DriverError) {
+        let observed = if matches!(e, DriverError::Unreachable { .. }) {
+            Observed::NotResponding
+        } else {
+            Observed::Failed { action: action.into(), error: e.to_string() }
+        };
+        self.report(vm, observed).await;
+    }
+
+    /// Sends a report unless the same one was sent for this epoch already.
+    async fn report(&mut self, vm: &Vm, observed: Observed) {
+        if self.reported.get(&vm.id) == Some(&(vm.epoch, observed.clone())) {
+            return;
+        }
+        let op = Op::ReportVm { vm: vm.id, host: self.me, epoch: vm.epoch, observed: observed.clone() };
+        match self.node.write(None, op).await {
+            Ok(_) => {
+                self.reported.insert(vm.id, (vm.epoch, observed));
+            }
+            Err(e) => tracing::debug!(vm = %vm.name, "report not delivered yet: {e}"),
+        }
+    }
+}
+
+/// The domain libvirt should run for `vm` on host `me`.
+fn domain_spec(node: &Node, s: &ClusterState, vm: &Vm, me: NodeId) -> DomainSpec {
+    let host_type = s.hosts.get(&me).map(|h| h.facts.domain_type).unwrap_or_default();
+    let domain_type = vm.domain_type.unwrap_or(host_type);
+    let disks = vm
+        .disks
+        .iter()
+        .filter_map(|id| s.disks.get(id))
+        .enumerate()
+        .map(|(i, d)| DiskSpec {
+            path: node.images.path(&d.file).display().to_string(),
+            target: format!("vd{}", (b'a' + i as u8) as char),
+            format: d.format.clone(),
+        })
+        .collect();
+    let test = domain_type == corral_raft::model::DomainType::Test;
+    DomainSpec {
+        uuid: vm.id,
+        name: vm.name.clone(),
+        domain_type: domain_type.as_str().into(),
+        memory_mib: vm.memory_mib,
+        vcpus: vm.vcpus,
+        disks,
+        nics: vm.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
+        kernel: vm.boot.as_ref().map(|b| KernelBoot {
+            kernel: b.kernel.clone(),
+            initrd: b.initrd.clone(),
+            cmdline: b.cmdline.clone(),
+        }),
+        // The serial console goes to a file in the storage domain, so it can be read from any host.
+        serial_log: (!test).then(|| node.images.path(&format!("consoles/{}.log", vm.name)).display().to_string()),
+    }
+}
+
+/// The address QEMU's migration stream goes to: the destination host's address, from its
+/// libvirt URI (qemu+tcp://10.213.0.4/system -> tcp://10.213.0.4).
+fn migration_uri(dest_uri: &str) -> Option<String> {
+    let rest = dest_uri.split("://").nth(1)?;
+    let host = rest.split('/').next()?.split(':').next()?;
+    (!host.is_empty()).then(|| format!("tcp://{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::migration_uri;
+
+    #[test]
+    fn migration_goes_to_the_destination_host_address() {
+        assert_eq!(migration_uri("qemu+tcp://10.213.0.4/system").as_deref(), Some("tcp://10.213.0.4"));
+        assert_eq!(migration_uri("qemu+tcp://10.213.0.4:16509/system").as_deref(), Some("tcp://10.213.0.4"));
+        assert_eq!(migration_uri("qemu:///system"), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! The VM lifecycle on a 3-node cluster of libvirt test-driver hosts: every host agent runs
+//! what the cluster assigns to it, reports what runs, and the CLI drives it all. Refusals
+//! name what to do and leave nothing half-done.
+
+use std::collections::BTreeSet;
+
+use corral_tests::Cluster;
+use serde_json::Value;
+
+fn events(c: &Cluster, node: usize) -> Vec<String> {
+    c.must_ok(node, &["-o", "json", "events"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn refused(c: &Cluster, node: usize, args: &[&str], want: &str) {
+    let out = c.corral(node, args);
+    assert_ne!(out.code, 0, "{args:?} succeeded: {}", out.stdout);
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{args:?}: {line}");
+    assert!(line.contains(want), "{args:?}: expected '{want}' in: {line}");
+}
+
+#[test]
+fn start_shutdown_reboot_suspend_resume_stop() {
+    let c = Cluster::run(3, &[]);
+    c.must_json(0, &["vm", "create", "web1", "--memory", "256M", "--vcpus", "1", "--disk", "1G"]);
+    let vm = c.must_json(1, &["vm", "start", "web1", "--host", "host2"]);
+    assert_eq!(vm["host"], "host2");
+    let up = c.wait_status(2, "web1", "up");
+    assert_eq!(up["host"], "host2");
+    assert_eq!(up["disks"].as_array().unwrap().len(), 1);
+
+    let hosts = c.must_json(0, &["host", "list"]);
+    let host2 = hosts.as_array().unwrap().iter().find(|h| h["name"] == "host2").unwrap();
+    assert_eq!(host2["vms_running"], 1);
+    assert_eq!(host2["memory_free_mib"].as_u64().unwrap(), host2["memory_mib"].as_u64().unwrap() - 256);
+
+    c.must_json(0, &["vm", "reboot", "web1"]);
+    c.wait_status(0, "web1", "up");
+    c.must_json(0, &["vm", "suspend", "web1"]);
+    c.wait_status(1, "web1", "suspended");
+    c.must_json(2, &["vm", "resume", "web1"]);
+    c.wait_status(1, "web1", "up");
+
+    c.must_json(2, &["vm", "shutdown", "web1", "--reason", "kernel update", "--timeout", "30s"]);
+    let down = c.wait_status(0, "web1", "down");
+    assert_eq!(down["stop_reason"], "kernel update");
+    assert_eq!(down["host"], Value::Null);
+    let ev = events(&c, 1);
+    assert!(ev.iter().any(|m| m == "VM web1 is shutting down (reason: kernel update)."), "{ev:?}");
+    assert!(ev.iter().any(|m| m == "VM web1 is down on host host2 (reason: kernel update)."), "{ev:?}");
+
+    // Placement without --host, then a power off.
+    let vm = c.must_json(0, &["vm", "start", "web1"]);
+    assert!(vm["host"].is_string());
+    c.wait_status(0, "web1", "up");
+    c.must_json(0, &["vm", "stop", "web1"]);
+    c.wait_status(2, "web1", "down");
+    let hosts = c.must_json(0, &["host", "list"]);
+    assert!(hosts.as_array().unwrap().iter().all(|h| h["vms_running"] == 0), "{hosts}");
+}
+
+#[test]
+fn create_with_start_and_refusals_that_change_nothing() {
+    let c = Cluster::run(3, &[]);
+    let vm = c.must_json(0, &["vm", "create", "db1", "--memory", "512M", "--vcpus", "2", "--start", "--host", "host3"]);
+    assert_eq!((vm["status"].as_str(), vm["host"].as_str()), (Some("powering_up"), Some("host3")));
+    c.wait_status(1, "db1", "up");
+
+    refused(&c, 0, &["vm", "delete", "db1"], "vm 'db1' is up; shut it down before deleting it");
+    refused(&c, 0, &["vm", "clone", "db1", "db2"], "only a down VM can be cloned");
+    refused(&c, 0, &["vm", "start", "db1"], "vm 'db1' is up on host host3; it can only be started when down");
+    refused(&c, 0, &["vm", "migrate", "db1", "--to", "host1"], "the test driver cannot migrate VMs");
+    refused(&c, 0, &["vm", "migrate", "db1", "--to", "host3"], "the test driver cannot migrate VMs");
+    refused(&c, 0, &["vm", "create", "x", "--memory", "64M", "--disk", "abc"], "--disk");
+    refused(&c, 0, &["vm", "start", "nope"], "vm 'nope' not found");
+    refused(&c, 0, &["vm", "start", "db1", "--host", "host9"], "vm 'db1' is up");
+
+    // Capacity: test-driver hosts have 3 GiB each, and say so when full.
+    c.must_json(0, &["vm", "create", "big", "--memory", "3G", "--vcpus", "1"]);
+    refused(
+        &c,
+        0,
+        &["vm", "start", "big", "--host", "host3"],
+        "host host3 has not enough room for vm 'big' (3072 MiB, 1 vCPU): 2560 MiB",
+    );
+    for h in ["host1", "host2"] {
+        let name = format!("fill-{h}");
+        c.must_json(0, &["vm", "create", &name, "--memory", "3G", "--start", "--host", h]);
+    }
+    refused(&c, 0, &["vm", "start", "big"], "not enough capacity for vm 'big' (3072 MiB, 1 vCPU)");
+    let disks_before = c.must_json(0, &["disk", "list"]);
+    let files_before = std::fs::read_dir(c.storage_dir()).unwrap().count();
+    refused(&c, 0, &["vm", "create", "huge", "--memory", "3G", "--disk", "1G", "--start"], "not enough capacity");
+    assert_eq!(c.must_json(0, &["disk", "list"]), disks_before);
+    assert_eq!(std::fs::read_dir(c.storage_dir()).unwrap().count(), files_before, "no image left behind");
+    refused(&c, 0, &["vm", "show", "huge"], "vm 'huge' not found");
+}
+
+#[test]
+fn clone_and_delete_with_and_without_disks() {
+    let c = Cluster::run(3, &[]);
+    c.must_json(0, &["vm", "create", "tpl", "--memory", "256M", "--disk", "64M", "--disk", "32M"]);
+    let clone = c.must_json(1, &["vm", "clone", "tpl", "tpl-copy"]);
+    assert_eq!(clone["name"], "tpl-copy");
+    assert_eq!(clone["memory_mib"], 256);
+    let tpl = c.must_json(2, &["vm", "show", "tpl"]);
+    assert_ne!(clone["id"], tpl["id"]);
+    let paths = |v: &Value| -> BTreeSet<String> {
+        v["disks"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(paths(&clone).len(), 2);
+    assert!(paths(&clone).is_disjoint(&paths(&tpl)), "the clone has its own copies");
+    for p in paths(&clone).iter().chain(paths(&tpl).iter()) {
+        assert!(std::path::Path::new(p).exists(), "{p} exists");
+    }
+    assert_eq!(c.must_json(0, &["disk", "list"]).as_array().unwrap().len(), 4);
+
+    c.must_ok(0, &["vm", "delete", "tpl", "--keep-disks"]);
+    let disks = c.must_json(1, &["disk", "list"]);
+    let floating: Vec<&Value> = disks.as_array().unwrap().iter().filter(|d| d["vm"].is_null()).collect();
+    assert_eq!(floating.len(), 2, "{disks:#}");
+    for p in paths(&tpl) {
+        assert!(std::path::Path::new(&p).exists(), "kept disk {p} still exists");
+    }
+
+    c.must_ok(1, &["vm", "delete", "tpl-copy"]);
+    for p in paths(&clone) {
+        assert!(!std::path::Path::new(&p).exists(), "deleted disk {p} is gone");
+    }
+    assert_eq!(c.must_json(2, &["disk", "list"]).as_array().unwrap().len(), 2);
+}
