@@ -268,6 +268,9 @@ struct XmlCharDevice {
 struct XmlCharSource {
     #[serde(rename = "@path", default, skip_serializing_if = "Option::is_none")]
     path: Option<String>,
+    /// "on" for log files: a migration destination would otherwise truncate the shared file.
+    #[serde(rename = "@append", default, skip_serializing_if = "Option::is_none")]
+    append: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -352,7 +355,7 @@ impl XmlDomain {
 fn char_device(kind: &str, path: Option<&String>, target_type: Option<&str>) -> XmlCharDevice {
     XmlCharDevice {
         kind: kind.to_string(),
-        source: path.map(|path| XmlCharSource { path: Some(path.clone()) }),
+        source: path.map(|path| XmlCharSource { path: Some(path.clone()), append: Some("on".to_string()) }),
         target: Some(XmlCharTarget { kind: target_type.map(str::to_string), port: Some(0) }),
     }
 }
@@ -515,7 +518,7 @@ mod tests {
             r#"<model type="virtio"/>"#,
             r#"<serial type="file">"#,
             r#"<console type="file">"#,
-            r#"<source path="/var/log/corral/vm.log"/>"#,
+            r#"<source path="/var/log/corral/vm.log" append="on"/>"#,
             r#"<memballoon model="none"/>"#,
         ] {
             assert!(xml.contains(part), "{part} is missing from:\n{xml}");
