@@ -22,6 +22,9 @@ use crate::node::{now_ms, Node};
 const IDLE_PERIOD: Duration = Duration::from_millis(1000);
 /// How often while some VM of this host is in a transition (powering up or down, rebooting).
 const BUSY_PERIOD: Duration = Duration::from_millis(200);
+/// The least time between two passes, however fast the state changes: under a burst of
+/// writes the agent looks once per this period, not once per write.
+const MIN_GAP: Duration = Duration::from_millis(50);
 
 pub fn spawn(node: Arc<Node>, hv: Hypervisor, me: NodeId, state: StateHandle) {
     let agent =
@@ -58,6 +61,7 @@ impl Agent {
         loop {
             let busy = self.pass().await;
             let period = if busy { BUSY_PERIOD } else { IDLE_PERIOD };
+            tokio::time::sleep(MIN_GAP).await;
             tokio::select! {
                 r = applied.changed() => if r.is_err() { return },
                 _ = tokio::time::sleep(period) => {}
