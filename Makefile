@@ -19,13 +19,16 @@ release: deps
 demo: build
 	@bash deploy/demo.sh target/debug
 
-# Every test: unit tests, openraft's storage suite on sled, and cluster tests with real
-# corrald processes. nextest when it is installed, cargo test otherwise.
+# Every test: unit tests, openraft's storage suite on sled, cluster tests with real corrald
+# processes, then (alone, as it runs real QEMU guests; it needs root and installs its own
+# packages) the sandbox-host test. nextest when it is installed, cargo test otherwise.
 test: build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+		$(CARGO) nextest run --workspace --no-fail-fast -E 'not binary(sandbox)' && \
+		$(CARGO) nextest run -p corral-tests --no-fail-fast -E 'binary(sandbox)'; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast -- --test-threads=2; \
+		$(CARGO) test --workspace --no-fail-fast -- --test-threads=2 --skip real_vms_on_sandbox_hosts && \
+		$(CARGO) test -p corral-tests --test sandbox --no-fail-fast; \
 	fi
 
 # Figures for BENCHMARKS.md (release build).

@@ -19,7 +19,7 @@ use crate::size::format_mib;
 use crate::views::{DeletedVmView, VmView};
 
 /// How often `vm migrate --wait` asks whether the migration has ended.
-const MIGRATION_POLL: Duration = Duration::from_millis(200);
+const MIGRATION_POLL: Duration = Duration::from_millis(50);
 /// How long `vm migrate --wait` waits before giving up (the migration itself goes on).
 const MIGRATION_WAIT: Duration = Duration::from_secs(10 * 60);
 /// How many of the latest events to search for the reason a migration failed.

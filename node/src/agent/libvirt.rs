@@ -243,10 +243,14 @@ impl Hypervisor {
         if dest_uri.contains('\0') || migrate_uri.as_deref().is_some_and(|uri| uri.contains('\0')) {
             return Err(DriverError::NulByte { uri: self.uri.to_string() });
         }
+        // UNSAFE: disks live in Corral's storage domain, which every host sees by definition
+        // (NFS in production, one directory in the sandbox); libvirt only recognises a few
+        // cluster filesystems as shared and refuses plain directories without it.
         let flags = sys::VIR_MIGRATE_LIVE
             | sys::VIR_MIGRATE_PEER2PEER
             | sys::VIR_MIGRATE_PERSIST_DEST
-            | sys::VIR_MIGRATE_UNDEFINE_SOURCE;
+            | sys::VIR_MIGRATE_UNDEFINE_SOURCE
+            | sys::VIR_MIGRATE_UNSAFE;
         self.with_domain(uuid, move |call, domain| {
             domain
                 .migrate_to_uri2(Some(&dest_uri), migrate_uri.as_deref(), None, flags, None, 0)

@@ -1,0 +1,407 @@
+//! The sandbox-host harness: real libvirtd + QEMU "hosts" made by `deploy/sandbox/*.sh` (each
+//! its own network, mount, PID and UTS namespaces on 10.213.0.0/24), a Corral cluster on them,
+//! and the tiny guest's serial console to read. It never touches an address outside
+//! 10.213.0.0/24 and loopback, and it removes the whole sandbox on drop, also when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{bin, corral_at, wait_until, CliOutput};
+
+/// The longest any one wait may take: guests boot under TCG, and CI machines are noisy.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The guest's markers on its serial console (see deploy/sandbox/guest/build.sh).
+pub const GUEST_UP: &str = "CORRAL-GUEST-UP";
+pub const GUEST_POWEROFF: &str = "CORRAL-GUEST-POWEROFF";
+const GUEST_TICK: &str = "CORRAL-TICK ";
+
+/// One sandbox host as `up.sh` printed it.
+#[derive(Debug, Clone)]
+pub struct SandboxHost {
+    pub name: String,
+    /// corrald's gRPC address, e.g. `10.213.0.2:7001`.
+    pub endpoint: String,
+    /// e.g. `qemu+tcp://10.213.0.2/system`.
+    pub libvirt_uri: String,
+}
+
+pub struct Sandbox {
+    pub hosts: Vec<SandboxHost>,
+    repo: PathBuf,
+    state_dir: PathBuf,
+}
+
+/// Whether this process runs as root (effective uid 0), from /proc: the sandbox makes
+/// namespaces, a bridge and bind mounts.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        .unwrap_or(false)
+}
+
+impl Sandbox {
+    /// Installs what the sandbox needs, builds the guest, removes any old sandbox, makes `n`
+    /// hosts with this build's corrald, forms one cluster of them and puts the guest's kernel
+    /// and initrd in the shared storage. None when not root (the caller skips).
+    pub fn up(n: usize) -> Option<Sandbox> {
+        if !is_root() {
+            return None;
+        }
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace dir").to_path_buf();
+        let state_dir =
+            PathBuf::from(std::env::var("CORRAL_SANDBOX_DIR").unwrap_or_else(|_| "/var/tmp/corral-sandbox".into()));
+        let mut sb = Sandbox { hosts: Vec::new(), repo, state_dir };
+        sb.script("deps.sh", &[]);
+        sb.script("guest/build.sh", &[]);
+        sb.script("down.sh", &[]);
+        let lines = sb.script("up.sh", &[&n.to_string()]);
+        sb.hosts = lines.lines().filter(|l| !l.trim().is_empty()).map(parse_host_line).collect();
+        assert_eq!(sb.hosts.len(), n, "up.sh {n} printed {} host lines:\n{lines}", sb.hosts.len());
+
+        let boot = sb.corral_on(0, &["cluster", "bootstrap", "--name", "lab"]);
+        assert_eq!(boot.code, 0, "cluster bootstrap failed: {}", boot.stderr);
+        let token = boot.stdout.lines().last().expect("bootstrap prints the token").trim().to_string();
+        let peer = sb.hosts[0].endpoint.clone();
+        for i in 1..n {
+            let out = sb.corral_on(i, &["cluster", "join", "--peer", &peer, "--token", &token]);
+            assert_eq!(out.code, 0, "{} could not join: {}", sb.hosts[i].name, out.stderr);
+        }
+        wait_until(WAIT, &format!("{n} hosts up in `host list`"), || {
+            let hosts = sb.json(&["host", "list"])?;
+            let up = hosts.as_array().map_or(0, |h| h.iter().filter(|h| h["state"] == "up").count());
+            if up == n {
+                Ok(())
+            } else {
+                Err(hosts.to_string())
+            }
+        });
+
+        let guest = sb.storage_dir().join("guest");
+        std::fs::create_dir_all(&guest).expect("guest dir in the storage");
+        for f in ["vmlinuz", "initrd.img"] {
+            let from = sb.repo.join("deploy/sandbox/guest/out").join(f);
+            std::fs::copy(&from, guest.join(f)).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        }
+        Some(sb)
+    }
+
+    /// Runs `deploy/sandbox/<script>` with this build's corrald; returns its stdout, panics
+    /// when it fails. Its stderr goes to the test's.
+    pub fn script(&self, script: &str, args: &[&str]) -> String {
+        let path = self.repo.join("deploy/sandbox").join(script);
+        let out = Command::new(&path)
+            .args(args)
+            .env("CORRALD", bin("corrald"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", path.display()));
+        assert!(out.status.success(), "{script} {args:?} failed ({})", out.status);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn storage_dir(&self) -> PathBuf {
+        self.state_dir.join("storage")
+    }
+
+    pub fn guest_kernel(&self) -> String {
+        self.storage_dir().join("guest/vmlinuz").display().to_string()
+    }
+
+    pub fn guest_initrd(&self) -> String {
+        self.storage_dir().join("guest/initrd.img").display().to_string()
+    }
+
+    pub fn host(&self, name: &str) -> &SandboxHost {
+        self.hosts.iter().find(|h| h.name == name).unwrap_or_else(|| panic!("no sandbox host {name}"))
+    }
+
+    /// Every host's endpoint, comma-separated: the CLI tries them in order.
+    pub fn endpoints(&self) -> String {
+        self.hosts.iter().map(|h| h.endpoint.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Runs the CLI against the cluster (any host that answers, host1 first).
+    pub fn corral(&self, args: &[&str]) -> CliOutput {
+        corral_at(&self.endpoints(), args)
+    }
+
+    /// Runs the CLI against host `i` only.
+    pub fn corral_on(&self, i: usize, args: &[&str]) -> CliOutput {
+        corral_at(&self.hosts[i].endpoint, args)
+    }
+
+    pub fn must_ok(&self, args: &[&str]) -> String {
+        let out = self.corral(args);
+        assert_eq!(out.code, 0, "corral {args:?} failed: {}", out.stderr);
+        out.stdout
+    }
+
+    /// `corral -o json ARGS`, parsed; panics when it fails.
+    pub fn must_json(&self, args: &[&str]) -> Value {
+        self.json(args).unwrap_or_else(|e| panic!("corral {args:?} failed: {e}"))
+    }
+
+    fn json(&self, args: &[&str]) -> Result<Value, String> {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        let out = self.corral(&all);
+        if out.code != 0 {
+            return Err(out.stderr.trim().to_string());
+        }
+        serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}): {}", out.stdout))
+    }
+
+    pub fn vm(&self, vm: &str) -> Value {
+        self.must_json(&["vm", "show", vm])
+    }
+
+    /// Waits until `vm show` satisfies `cond`, and returns what it showed.
+    pub fn wait_vm(&self, vm: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        wait_until(WAIT, &format!("vm {vm}: {what}"), || {
+            let v = self.json(&["vm", "show", vm])?;
+            if cond(&v) {
+                Ok(v)
+            } else {
+                Err(format!("status {}, host {}", v["status"], v["host"]))
+            }
+        })
+    }
+
+    pub fn wait_status(&self, vm: &str, status: &str) -> Value {
+        self.wait_vm(vm, &format!("status {status}"), |v| v["status"] == status)
+    }
+
+    /// The messages of the cluster's event log, oldest first.
+    pub fn events(&self) -> Vec<String> {
+        self.must_ok(&["-o", "json", "events"])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let e: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("event is not JSON ({e}): {l}"));
+                e["message"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+
+    /// Waits until an event message satisfies `cond`, and returns it.
+    pub fn wait_event(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        wait_until(WAIT, &format!("an event: {what}"), || {
+            let events = self.events();
+            events.iter().rev().find(|m| cond(m)).cloned().ok_or_else(|| format!("{:?}", last(&events, 5)))
+        })
+    }
+
+    /// Everything the VM's serial console printed so far, over all its boots (the log is
+    /// appended to, also across migrations).
+    pub fn console(&self, vm: &str) -> String {
+        let path = self.storage_dir().join("consoles").join(format!("{vm}.log"));
+        String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+    }
+
+    /// How many times `marker` appears on the VM's console.
+    pub fn count(&self, vm: &str, marker: &str) -> usize {
+        self.console(vm).matches(marker).count()
+    }
+
+    /// Waits until `marker` appears on the VM's console at least `times` times.
+    pub fn wait_count(&self, vm: &str, marker: &str, times: usize) {
+        wait_until(WAIT, &format!("{marker} {times}x on the console of {vm}"), || {
+            let seen = self.count(vm, marker);
+            if seen >= times {
+                Ok(())
+            } else {
+                Err(format!("{seen}x; console ends with: {:?}", tail(&self.console(vm), 3)))
+            }
+        })
+    }
+
+    pub fn wait_console(&self, vm: &str, marker: &str) {
+        self.wait_count(vm, marker, 1)
+    }
+
+    /// The last `CORRAL-TICK n` the guest printed in its current boot (after the last
+    /// `CORRAL-GUEST-UP`; each boot counts from 1 again), if any.
+    pub fn ticks(&self, vm: &str) -> Option<u64> {
+        let all = self.console(vm);
+        let console = &all[all.rfind(GUEST_UP).unwrap_or(0)..];
+        console.rmatch_indices(GUEST_TICK).find_map(|(at, m)| {
+            let digits: String = console[at + m.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().ok()
+        })
+    }
+
+    /// Waits until the guest's last tick is above `n`, and returns it.
+    pub fn wait_ticks_above(&self, vm: &str, n: u64) -> u64 {
+        wait_until(WAIT, &format!("{vm} to tick past {n}"), || match self.ticks(vm) {
+            Some(t) if t > n => Ok(t),
+            seen => Err(format!("last tick {seen:?}")),
+        })
+    }
+
+    /// Power loss of a host: its libvirtd, QEMUs and corrald die at once.
+    pub fn kill(&self, host: &str) {
+        self.script("kill.sh", &[host]);
+    }
+
+    /// Powers a killed host on again (same address, libvirt config and corrald data).
+    pub fn start(&self, host: &str) {
+        self.script("start.sh", &[host]);
+    }
+
+    /// `virsh -c URI-of-host ARGS`.
+    pub fn virsh(&self, host: &str, args: &[&str]) -> CliOutput {
+        Command::new("virsh")
+            .arg("-c")
+            .arg(&self.host(host).libvirt_uri)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run virsh")
+            .into()
+    }
+
+    /// The domains libvirt on `host` knows, with their states ("running", "shut off", ...),
+    /// from `virsh list --all`.
+    pub fn domains(&self, host: &str) -> Vec<(String, String)> {
+        let out = self.virsh(host, &["list", "--all"]);
+        assert_eq!(out.code, 0, "virsh list on {host}: {}", out.stderr);
+        out.stdout
+            .lines()
+            .skip(2)
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let (_id, name) = (words.next()?, words.next()?);
+                Some((name.to_string(), words.collect::<Vec<_>>().join(" ")))
+            })
+            .collect()
+    }
+
+    /// The root-namespace pid of the host's libvirtd: the process named libvirtd in the PID
+    /// namespace of the host's PID 1 (which `lib.sh` records in `hostN/pid1`).
+    pub fn libvirtd_pid(&self, host: &str) -> Option<u32> {
+        let pid1 = self.pid1(host)?;
+        let ns = std::fs::read_link(format!("/proc/{pid1}/ns/pid")).ok()?;
+        std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns)
+                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "libvirtd")
+                && !is_zombie(*pid)
+        })
+    }
+
+    fn pid1(&self, host: &str) -> Option<u32> {
+        let f = std::fs::read_to_string(self.state_dir.join(host).join("pid1")).ok()?;
+        f.split_whitespace().next()?.parse().ok()
+    }
+
+    /// SIGKILL to the host's libvirtd only: its corrald, virtlogd and QEMUs stay.
+    pub fn kill_libvirtd(&self, host: &str) {
+        let pid = self.libvirtd_pid(host).unwrap_or_else(|| panic!("{host} has no libvirtd"));
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        wait_until(WAIT, &format!("libvirtd of {host} to be gone"), || {
+            if self.libvirtd_pid(host).is_none() && self.virsh(host, &["version"]).code != 0 {
+                Ok(())
+            } else {
+                Err(format!("pid {pid} still there or still answering"))
+            }
+        });
+    }
+
+    /// Starts the host's libvirtd again inside its namespaces, as `lib.sh` does at power on,
+    /// and waits until it answers over TCP.
+    pub fn restart_libvirtd(&self, host: &str) {
+        let pid1 = self.pid1(host).unwrap_or_else(|| panic!("{host} is not running"));
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.state_dir.join(host).join("libvirtd.stderr"))
+            .expect("libvirtd.stderr");
+        let status = Command::new("nsenter")
+            .args(["-t", &pid1.to_string(), "-n", "-m", "-p", "-u", "--wd=/"])
+            .args(["libvirtd", "-d", "-l", "-p", "/run/libvirt/libvirtd.pid"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .status()
+            .expect("run nsenter");
+        assert!(status.success(), "libvirtd of {host} did not start ({status})");
+        wait_until(WAIT, &format!("libvirtd of {host} to answer"), || {
+            let out = self.virsh(host, &["version"]);
+            if out.code == 0 {
+                Ok(())
+            } else {
+                Err(out.stderr.trim().to_string())
+            }
+        });
+    }
+
+    /// The last `lines` lines of every host's corrald log.
+    pub fn dump_logs(&self, lines: usize) {
+        for h in &self.hosts {
+            let log = std::fs::read_to_string(self.state_dir.join(&h.name).join("corrald.log")).unwrap_or_default();
+            let log = strip_colors(&log);
+            eprintln!("===== {} corrald.log (last {lines} lines) =====\n{}", h.name, tail(&log, lines).join("\n"));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs(30);
+        }
+        if std::env::var_os("CORRAL_SANDBOX_KEEP").is_some() {
+            eprintln!("sandbox kept (CORRAL_SANDBOX_KEEP); remove it with deploy/sandbox/down.sh");
+            return;
+        }
+        let down = self.repo.join("deploy/sandbox/down.sh");
+        match Command::new(&down).stdin(Stdio::null()).stdout(Stdio::null()).status() {
+            Ok(s) if s.success() => {}
+            other => eprintln!("{} failed: {other:?}; run it by hand", down.display()),
+        }
+    }
+}
+
+fn parse_host_line(line: &str) -> SandboxHost {
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("up.sh printed a non-JSON line ({e}): {line}"));
+    let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no {k} in {line}")).to_string();
+    SandboxHost { name: field("name"), endpoint: field("endpoint"), libvirt_uri: field("libvirt_uri") }
+}
+
+/// corrald's log has ANSI colors (`ESC [ ... m`); they are noise in a test's output.
+fn strip_colors(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+fn last<T: Clone>(items: &[T], n: usize) -> Vec<T> {
+    items[items.len().saturating_sub(n)..].to_vec()
+}
+
+fn tail(text: &str, n: usize) -> Vec<String> {
+    last(&text.lines().map(|l| l.trim_end().to_string()).collect::<Vec<_>>(), n)
+}

@@ -1,0 +1,313 @@
+//! Real VMs on sandbox hosts (deploy/sandbox: libvirtd, QEMU and corrald in namespaces per
+//! host): the busybox guest boots under TCG, powers off over ACPI, reboots, pauses, keeps
+//! ticking through a live migration, survives a failed one, and is cloned and deleted with its
+//! disk files. Needs root (CI runs as root); it says so and skips otherwise.
+//!
+//! The hosts are one shared set, so the steps run in order in one test. A failed step is
+//! reported and the next steps still run; the test fails at the end, naming every failed step.
+
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use corral_tests::sandbox::{Sandbox, GUEST_POWEROFF, GUEST_UP, WAIT};
+use corral_tests::wait_until;
+use serde_json::Value;
+
+const VM: &str = "g1";
+
+#[test]
+fn real_vms_on_sandbox_hosts() {
+    let t0 = Instant::now();
+    let Some(sb) = Sandbox::up(3) else {
+        eprintln!("SKIPPED real_vms_on_sandbox_hosts: the sandbox hosts need root (namespaces, a bridge, bind mounts)");
+        return;
+    };
+    eprintln!("sandbox: 3 hosts up, cluster formed in {:.1} s", t0.elapsed().as_secs_f64());
+
+    let mut steps = Steps::default();
+    steps.run("a. create g1 and start it on host2", || create_and_start_on_host2(&sb));
+    steps.run("b. graceful shutdown with a reason", || graceful_shutdown(&sb));
+    steps.run("c. start, stop, reboot, suspend, resume", || power_cycle(&sb));
+    steps.run("d. live migration host1 -> host3 while it ticks", || live_migration(&sb));
+    steps.run("e. failed migration leaves it running on its source", || failed_migration(&sb));
+    steps.run("f. clone and delete with disk files", || clone_and_delete(&sb));
+    eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
+    steps.finish();
+}
+
+fn create_and_start_on_host2(sb: &Sandbox) {
+    let (kernel, initrd) = (sb.guest_kernel(), sb.guest_initrd());
+    #[rustfmt::skip]
+    let vm = sb.must_json(&[
+        "vm", "create", VM, "--memory", "128M", "--vcpus", "1", "--domain-type", "qemu",
+        "--kernel", &kernel, "--initrd", &initrd, "--cmdline", "console=ttyS0 panic=-1", "--disk", "64M",
+    ]);
+    assert_eq!((vm["status"].as_str(), vm["domain_type"].as_str()), (Some("down"), Some("qemu")), "{vm:#}");
+    assert_eq!(disk_paths(&vm).len(), 1, "{vm:#}");
+
+    let t = Instant::now();
+    let vm = sb.must_json(&["vm", "start", VM, "--host", "host2"]);
+    assert_eq!(vm["host"], "host2", "{vm:#}");
+    let up = sb.wait_status(VM, "up");
+    assert_eq!(up["host"], "host2", "{up:#}");
+    lap("start -> up", t);
+    sb.wait_console(VM, GUEST_UP);
+    lap("start -> CORRAL-GUEST-UP", t);
+    assert!(sb.domains("host2").contains(&(VM.into(), "running".into())), "{:?}", sb.domains("host2"));
+}
+
+fn graceful_shutdown(sb: &Sandbox) {
+    let t = Instant::now();
+    sb.must_json(&["vm", "shutdown", VM, "--reason", "kernel update", "--timeout", "60s"]);
+    let down = sb.wait_status(VM, "down");
+    lap("shutdown -> down", t);
+    assert_eq!(down["stop_reason"], "kernel update", "{down:#}");
+    assert_eq!(down["host"], Value::Null, "{down:#}");
+    // The guest itself powered off on the ACPI button: nobody pulled the plug.
+    assert_eq!(sb.count(VM, GUEST_POWEROFF), 1, "console ends with: {}", tail(&sb.console(VM)));
+    let events = sb.events();
+    for want in
+        ["VM g1 is shutting down (reason: kernel update).", "VM g1 is down on host host2 (reason: kernel update)."]
+    {
+        assert!(events.iter().any(|m| m == want), "no event '{want}' in {events:#?}");
+    }
+}
+
+fn power_cycle(sb: &Sandbox) {
+    // Start without --host: the cluster places it.
+    let boots = sb.count(VM, GUEST_UP);
+    let t = Instant::now();
+    let vm = sb.must_json(&["vm", "start", VM]);
+    assert!(vm["host"].is_string(), "{vm:#}");
+    sb.wait_status(VM, "up");
+    sb.wait_count(VM, GUEST_UP, boots + 1);
+    lap(&format!("start (placed on {}) -> CORRAL-GUEST-UP", vm["host"]), t);
+
+    // Power off at once: the guest gets no ACPI event, so it prints no poweroff marker.
+    let t = Instant::now();
+    sb.must_json(&["vm", "stop", VM]);
+    sb.wait_status(VM, "down");
+    lap("stop -> down", t);
+    assert_eq!(sb.count(VM, GUEST_POWEROFF), 1, "a stop is a power off, not an ACPI shutdown");
+
+    sb.must_json(&["vm", "start", VM]);
+    sb.wait_status(VM, "up");
+    sb.wait_count(VM, GUEST_UP, boots + 2);
+    let t = Instant::now();
+    sb.must_json(&["vm", "reboot", VM]);
+    sb.wait_count(VM, GUEST_UP, boots + 3);
+    let up = sb.wait_status(VM, "up");
+    lap("reboot -> CORRAL-GUEST-UP again", t);
+    assert!(up["host"].is_string(), "{up:#}");
+
+    sb.wait_ticks_above(VM, 0);
+    let t = Instant::now();
+    sb.must_json(&["vm", "suspend", VM]);
+    sb.wait_status(VM, "suspended");
+    lap("suspend -> suspended", t);
+    let paused_at = sb.ticks(VM);
+    let since = Instant::now();
+    wait_until(WAIT, "3 s to pass with the guest paused", || {
+        if since.elapsed() >= Duration::from_secs(3) {
+            Ok(())
+        } else {
+            Err(format!("{:?} so far", since.elapsed()))
+        }
+    });
+    assert_eq!(sb.ticks(VM), paused_at, "the guest ticked while suspended");
+
+    let t = Instant::now();
+    sb.must_json(&["vm", "resume", VM]);
+    sb.wait_status(VM, "up");
+    let after = sb.wait_ticks_above(VM, paused_at.unwrap_or(0));
+    lap(&format!("resume -> ticking again ({paused_at:?} -> {after})"), t);
+}
+
+fn live_migration(sb: &Sandbox) {
+    let vm = sb.vm(VM);
+    if (vm["status"].as_str(), vm["host"].as_str()) != (Some("up"), Some("host1")) {
+        if vm["status"] != "down" {
+            sb.must_json(&["vm", "shutdown", VM, "--timeout", "60s"]);
+            sb.wait_status(VM, "down");
+        }
+        let boots = sb.count(VM, GUEST_UP);
+        sb.must_json(&["vm", "start", VM, "--host", "host1"]);
+        assert_eq!(sb.wait_status(VM, "up")["host"], "host1");
+        sb.wait_count(VM, GUEST_UP, boots + 1);
+    }
+    let before = sb.wait_ticks_above(VM, 2);
+    let boots = sb.count(VM, GUEST_UP);
+
+    let t = Instant::now();
+    let out = sb.corral(&["-o", "json", "vm", "migrate", VM, "--to", "host3", "--wait"]);
+    lap("vm migrate --to host3 --wait", t);
+    assert_eq!(out.code, 0, "vm migrate failed: {}", out.stderr.trim());
+    assert!(out.stderr.contains("migrating g1 from host1 to host3"), "stderr: {}", out.stderr);
+    let moved = out.json();
+    assert_eq!((moved["status"].as_str(), moved["host"].as_str()), (Some("up"), Some("host3")), "{moved:#}");
+    assert_eq!(moved["migrating_to"], Value::Null, "{moved:#}");
+    let shown = sb.vm(VM);
+    assert_eq!((shown["status"].as_str(), shown["host"].as_str()), (Some("up"), Some("host3")), "{shown:#}");
+
+    // libvirt agrees: running on host3 only, and no longer defined on host1.
+    assert!(sb.domains("host3").contains(&(VM.into(), "running".into())), "host3: {:?}", sb.domains("host3"));
+    for h in ["host1", "host2"] {
+        assert!(sb.domains(h).iter().all(|(name, _)| name != VM), "{h}: {:?}", sb.domains(h));
+    }
+    // The same boot goes on, now on host3 alone: it counts on from where it was, and there
+    // is no new boot marker.
+    let moved_at = sb.ticks(VM).unwrap_or(0);
+    assert!(moved_at >= before, "ticks went back from {before} to {moved_at}");
+    let after = sb.wait_ticks_above(VM, moved_at);
+    assert_eq!(sb.count(VM, GUEST_UP), boots, "the guest rebooted during the migration");
+    eprintln!("    ticks {before} before the migration, {moved_at} when it ended, then {after}");
+}
+
+fn failed_migration(sb: &Sandbox) {
+    let vm = sb.vm(VM);
+    assert_eq!(vm["status"], "up", "{vm:#}");
+    let source = vm["host"].as_str().expect("g1 runs somewhere").to_string();
+    assert_ne!(source, "host2");
+    let (boots, before) = (sb.count(VM, GUEST_UP), sb.wait_ticks_above(VM, 0));
+
+    // host2's corrald stays up and keeps its heartbeats; only its libvirtd is gone.
+    sb.kill_libvirtd("host2");
+    let t = Instant::now();
+    let out = sb.corral(&["vm", "migrate", VM, "--to", "host2", "--wait"]);
+    lap("vm migrate --to host2 --wait (libvirtd of host2 killed)", t);
+    let after_fail = sb.vm(VM);
+    let t = Instant::now();
+    sb.restart_libvirtd("host2");
+    lap("libvirtd of host2 restarted", t);
+
+    assert_ne!(out.code, 0, "the migration to host2 succeeded: {}", out.stdout);
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| !l.starts_with("migrating ")).collect();
+    assert_eq!(errors.len(), 1, "stderr: {}", out.stderr);
+    let want = format!("error: migration of VM g1 failed; it keeps running on host {source}");
+    assert!(errors[0].starts_with(&want), "expected '{want}...' in: {}", errors[0]);
+    eprintln!("    {}", errors[0]);
+
+    assert_eq!((after_fail["status"].as_str(), after_fail["host"].as_str()), (Some("up"), Some(source.as_str())));
+    assert_eq!(after_fail["migrating_to"], Value::Null, "{after_fail:#}");
+    assert!(sb.domains(&source).contains(&(VM.into(), "running".into())), "{source}: {:?}", sb.domains(&source));
+    assert!(sb.domains("host2").iter().all(|(name, _)| name != VM), "host2: {:?}", sb.domains("host2"));
+    let failed_at = sb.ticks(VM).unwrap_or(0);
+    assert!(failed_at >= before, "ticks went back from {before} to {failed_at}");
+    let after = sb.wait_ticks_above(VM, failed_at);
+    assert_eq!(sb.count(VM, GUEST_UP), boots, "the guest rebooted");
+    eprintln!("    ticks {before} before the failed migration, {failed_at} when it failed, then {after}");
+
+    let prefix = format!("Migration of VM g1 failed; it keeps running on host {source}: ");
+    let event = sb.wait_event(&prefix, |m| m.starts_with(&prefix));
+    assert!(event.len() > prefix.len(), "the event carries libvirt's error: {event}");
+    wait_until(WAIT, "host2 up again in `host list`", || {
+        let hosts = sb.must_json(&["host", "list"]);
+        let h2 = hosts.as_array().and_then(|h| h.iter().find(|h| h["name"] == "host2")).cloned().unwrap_or_default();
+        if h2["state"] == "up" {
+            Ok(())
+        } else {
+            Err(h2.to_string())
+        }
+    });
+    // Last, so that everything above is checked whatever the cause: it failed because host2's
+    // libvirtd was gone (libvirt names the address it could not reach), not for another reason.
+    let host2_ip = host_of(&sb.host("host2").libvirt_uri);
+    assert!(
+        event.contains(&host2_ip),
+        "the migration failed, but not for want of host2's libvirtd ({host2_ip}): {event}"
+    );
+}
+
+/// `qemu+tcp://10.213.0.3/system` -> `10.213.0.3`.
+fn host_of(uri: &str) -> String {
+    uri.split("://").nth(1).and_then(|rest| rest.split(['/', ':']).next()).unwrap_or(uri).to_string()
+}
+
+fn clone_and_delete(sb: &Sandbox) {
+    if sb.vm(VM)["status"] != "down" {
+        let t = Instant::now();
+        sb.must_json(&["vm", "shutdown", VM, "--timeout", "60s"]);
+        sb.wait_status(VM, "down");
+        lap("shutdown -> down", t);
+    }
+    let g1 = sb.vm(VM);
+    let t = Instant::now();
+    let g2 = sb.must_json(&["vm", "clone", VM, "g2"]);
+    lap("clone", t);
+    assert_eq!(g2["name"], "g2", "{g2:#}");
+    assert_ne!(g2["id"], g1["id"]);
+    let (p1, p2) = (disk_paths(&g1), disk_paths(&g2));
+    assert_eq!((p1.len(), p2.len()), (1, 1), "g1: {p1:?}, g2: {p2:?}");
+    assert!(p1.is_disjoint(&p2), "the clone has its own disk file: {p1:?} {p2:?}");
+    for p in p1.iter().chain(&p2) {
+        assert!(std::path::Path::new(p).is_file(), "{p} exists");
+    }
+
+    sb.must_ok(&["vm", "delete", "g2"]);
+    for p in &p2 {
+        assert!(!std::path::Path::new(p).exists(), "g2's disk {p} is removed with it");
+    }
+    sb.must_ok(&["vm", "delete", VM, "--keep-disks"]);
+    let disks = sb.must_json(&["disk", "list"]);
+    let floating: BTreeSet<String> = disks
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|d| d["vm"].is_null())
+        .filter_map(|d| d["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(floating, p1, "g1's disk is a floating disk now: {disks:#}");
+    for p in &p1 {
+        assert!(std::path::Path::new(p).is_file(), "kept disk {p} still exists");
+    }
+    assert_ne!(sb.corral(&["vm", "show", VM]).code, 0, "g1 is gone");
+}
+
+fn disk_paths(vm: &Value) -> BTreeSet<String> {
+    vm["disks"].as_array().into_iter().flatten().filter_map(|d| d["path"].as_str().map(str::to_string)).collect()
+}
+
+fn lap(what: &str, since: Instant) {
+    eprintln!("    {what}: {:.2} s", since.elapsed().as_secs_f64());
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// Runs the test's steps in order, each to its end or its first failed assertion, and fails
+/// the test at the end naming the steps that failed.
+#[derive(Default)]
+struct Steps {
+    done: Vec<(String, Duration, Option<String>)>,
+}
+
+impl Steps {
+    fn run(&mut self, name: &str, step: impl FnOnce()) {
+        eprintln!("--- step {name}");
+        let t = Instant::now();
+        let failure = catch_unwind(AssertUnwindSafe(step)).err().map(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into())
+        });
+        let verdict = if failure.is_some() { "FAILED" } else { "ok" };
+        eprintln!("--- step {name}: {verdict} in {:.1} s", t.elapsed().as_secs_f64());
+        self.done.push((name.to_string(), t.elapsed(), failure));
+    }
+
+    fn finish(self) {
+        eprintln!("--- summary");
+        for (name, took, failure) in &self.done {
+            let verdict = if failure.is_some() { "FAILED" } else { "ok" };
+            eprintln!("    {verdict:6} {:6.1} s  {name}", took.as_secs_f64());
+        }
+        let failed: Vec<String> =
+            self.done.iter().filter_map(|(name, _, f)| f.as_ref().map(|f| format!("step {name}: {f}"))).collect();
+        assert!(failed.is_empty(), "{} step(s) failed:\n{}", failed.len(), failed.join("\n"));
+    }
+}
