@@ -32,6 +32,7 @@ fn real_vms_on_sandbox_hosts() {
     steps.run("d. live migration host1 -> host3 while it ticks", || live_migration(&sb));
     steps.run("e. failed migration leaves it running on its source", || failed_migration(&sb));
     steps.run("f. clone and delete with disk files", || clone_and_delete(&sb));
+    steps.run("g. a cluster VM found running on the wrong host is stopped there", || stray_domain(&sb));
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
@@ -262,6 +263,45 @@ fn clone_and_delete(sb: &Sandbox) {
         assert!(std::path::Path::new(p).is_file(), "kept disk {p} still exists");
     }
     assert_ne!(sb.corral(&["vm", "show", VM]).code, 0, "g1 is gone");
+}
+
+/// Starts, by hand on host1, a domain that carries the uuid of cluster VM s1 (which the
+/// cluster runs on host3): host1's agent must stop it and say why, and s1 keeps running.
+fn stray_domain(sb: &Sandbox) {
+    let s1 = sb.must_json(&["vm", "create", "s1", "--memory", "64M", "--start", "--host", "host3"]);
+    sb.wait_status("s1", "up");
+    let uuid = s1["id"].as_str().expect("an id").to_string();
+    let hosts = sb.must_json(&["host", "list"]);
+    let host1 = hosts.as_array().expect("a list").iter().find(|h| h["name"] == "host1").expect("host1");
+    let domain_type = host1["domain_type"].as_str().expect("a domain type").to_string();
+    let xml = sb.storage_dir().join("stray.xml");
+    // A hand-made definition, as an operator with virsh might leave behind.
+    let definition = [
+        "<domain type='",
+        &domain_type,
+        "'><name>s1-stray</name><uuid>",
+        &uuid,
+        "</uuid><memory unit='MiB'>64</memory><vcpu>1</vcpu>",
+        "<os><type arch='x86_64'>hvm</type></os></domain>",
+    ]
+    .concat();
+    std::fs::write(&xml, definition).expect("write the stray definition");
+    let out = sb.virsh("host1", &["define", xml.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "virsh define: {}", out.stderr);
+    let t = Instant::now();
+    let out = sb.virsh("host1", &["start", "s1-stray"]);
+    assert_eq!(out.code, 0, "virsh start: {}", out.stderr);
+    let want = "VM s1 was running on host host1, which it is not assigned to; it was stopped there.";
+    sb.wait_event("the stray to be stopped", |m| m == want);
+    lap("stray started -> stopped by host1's agent", t);
+    wait_until(Duration::from_secs(30), "the stray definition to be gone from host1", || {
+        let d = sb.domains("host1");
+        if d.iter().any(|(name, _)| name == "s1-stray") { Err(format!("{d:?}")) } else { Ok(()) }
+    });
+    let s1 = sb.vm("s1");
+    assert_eq!((s1["status"].as_str(), s1["host"].as_str()), (Some("up"), Some("host3")), "{s1:#}");
+    sb.must_json(&["vm", "stop", "s1"]);
+    sb.wait_status("s1", "down");
 }
 
 fn disk_paths(vm: &Value) -> BTreeSet<String> {
