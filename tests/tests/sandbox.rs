@@ -33,6 +33,7 @@ fn real_vms_on_sandbox_hosts() {
     steps.run("e. failed migration leaves it running on its source", || failed_migration(&sb));
     steps.run("f. clone and delete with disk files", || clone_and_delete(&sb));
     steps.run("g. a cluster VM found running on the wrong host is stopped there", || stray_domain(&sb));
+    steps.run("h. a host whose libvirtd is gone reports its VMs not_responding", || libvirtd_gone(&sb));
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
@@ -296,12 +297,34 @@ fn stray_domain(sb: &Sandbox) {
     lap("stray started -> stopped by host1's agent", t);
     wait_until(Duration::from_secs(30), "the stray definition to be gone from host1", || {
         let d = sb.domains("host1");
-        if d.iter().any(|(name, _)| name == "s1-stray") { Err(format!("{d:?}")) } else { Ok(()) }
+        if d.iter().any(|(name, _)| name == "s1-stray") {
+            Err(format!("{d:?}"))
+        } else {
+            Ok(())
+        }
     });
     let s1 = sb.vm("s1");
     assert_eq!((s1["status"].as_str(), s1["host"].as_str()), (Some("up"), Some("host3")), "{s1:#}");
     sb.must_json(&["vm", "stop", "s1"]);
     sb.wait_status("s1", "down");
+}
+
+/// host2's libvirtd dies (its QEMUs and corrald stay): its VM is reported not_responding,
+/// not guessed down; once libvirtd is back, the agent sees the guest still running: up.
+fn libvirtd_gone(sb: &Sandbox) {
+    sb.must_json(&["vm", "create", "n1", "--memory", "64M", "--start", "--host", "host2"]);
+    sb.wait_status("n1", "up");
+    let t = Instant::now();
+    sb.kill_libvirtd("host2");
+    sb.wait_status("n1", "not_responding");
+    lap("libvirtd killed -> not_responding", t);
+    let t = Instant::now();
+    sb.restart_libvirtd("host2");
+    let n1 = sb.wait_status("n1", "up");
+    lap("libvirtd restarted -> up", t);
+    assert_eq!(n1["host"], "host2", "{n1:#}");
+    sb.must_json(&["vm", "stop", "n1"]);
+    sb.wait_status("n1", "down");
 }
 
 fn disk_paths(vm: &Value) -> BTreeSet<String> {
