@@ -139,7 +139,7 @@ impl Node {
 
     /// Proposes `op` through the leader and returns what applying it produced.
     pub async fn write(&self, request_id: Option<Uuid>, op: Op) -> Result<Outcome, ClusterError> {
-        match self.route(LeaderRequest::Write { request_id, op }, 0).await? {
+        match self.route(LeaderRequest::Write { request_id, op: Box::new(op) }, 0).await? {
             LeaderResponse::Written(Reply(r), index) => {
                 // Whoever asked next reads this node's copy: let it include this write.
                 wait_applied(self.parts()?, index).await?;
@@ -183,12 +183,12 @@ impl Node {
         let parts = self.parts()?;
         match req {
             LeaderRequest::Write { request_id, op } => {
-                let cmd = Command { at_ms: now_ms(), request_id, op };
+                let cmd = Command { at_ms: now_ms(), request_id, op: *op };
                 match parts.raft.client_write(cmd.clone()).await {
                     Ok(resp) => Ok(LeaderResponse::Written(resp.data, resp.log_id.index)),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) if hops < MAX_HOPS => {
                         let address = self.leader_address(parts, f).await?;
-                        let req = LeaderRequest::Write { request_id: cmd.request_id, op: cmd.op };
+                        let req = LeaderRequest::Write { request_id: cmd.request_id, op: Box::new(cmd.op) };
                         self.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT).await
                     }
                     Err(e) => Err(write_error(e)),
@@ -306,12 +306,12 @@ impl Node {
         let token_hash = token::hash(token);
         let register = LeaderRequest::Write {
             request_id: None,
-            op: Op::RegisterHost {
+            op: Box::new(Op::RegisterHost {
                 token_hash: token_hash.clone(),
                 name: self.config.name.clone(),
                 address: self.config.advertise.clone(),
                 facts: self.facts.clone(),
-            },
+            }),
         };
         let (id, cluster_name) = match self.network.forward(peer, &register, 0, FORWARD_TIMEOUT).await? {
             LeaderResponse::Written(Reply(Ok(Outcome::HostRegistered { id, cluster_name })), _) => (id, cluster_name),

@@ -11,7 +11,7 @@ use crate::typ::NodeId;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderRequest {
     /// Propose a command; the leader stamps its own clock on it.
-    Write { request_id: Option<Uuid>, op: Op },
+    Write { request_id: Option<Uuid>, op: Box<Op> },
     /// Confirm leadership with a quorum and return the index a linearizable read must wait for.
     ReadIndex,
     /// Make a registered host a Raft member: learner first, then voter while the cluster has
