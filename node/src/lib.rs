@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod batcher;
 pub mod config;
 pub mod controller;
 pub mod images;

@@ -48,6 +48,7 @@ pub struct RaftParts {
     pub id: NodeId,
     pub raft: Raft,
     pub state: StateHandle,
+    batcher: crate::batcher::Batcher,
 }
 
 impl Node {
@@ -103,7 +104,8 @@ impl Node {
                     .map_err(|e| ClusterError::Internal(format!("cannot start Raft: {e}")))?;
                 crate::controller::spawn(self.clone(), raft.clone(), state.clone(), id);
                 crate::agent::reconcile::spawn(self.clone(), self.hypervisor.clone(), id, state.clone());
-                Ok(RaftParts { id, raft, state })
+                let batcher = crate::batcher::Batcher::spawn(raft.clone());
+                Ok(RaftParts { id, raft, state, batcher })
             })
             .await
     }
@@ -183,12 +185,14 @@ impl Node {
         let parts = self.parts()?;
         match req {
             LeaderRequest::Write { request_id, op } => {
-                let cmd = Command { at_ms: now_ms(), request_id, op: *op };
-                match parts.raft.client_write(cmd.clone()).await {
-                    Ok(resp) => Ok(LeaderResponse::Written(resp.data, resp.log_id.index)),
+                if matches!(*op, Op::Batch(_)) {
+                    return Err(ClusterError::invalid("op", "batches are made by the leader, not sent to it"));
+                }
+                match parts.batcher.propose(request_id, (*op).clone()).await {
+                    Ok((reply, index)) => Ok(LeaderResponse::Written(reply, index)),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) if hops < MAX_HOPS => {
                         let address = self.leader_address(parts, f).await?;
-                        let req = LeaderRequest::Write { request_id: cmd.request_id, op: Box::new(cmd.op) };
+                        let req = LeaderRequest::Write { request_id, op };
                         self.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT).await
                     }
                     Err(e) => Err(write_error(e)),

@@ -25,13 +25,24 @@ pub(crate) type Applied = Result<Outcome, ClusterError>;
 impl ClusterState {
     /// Applies one command; public so tests and tools can replay commands without Raft.
     pub fn apply_command(&mut self, cmd: &Command) -> Reply {
-        if let Some(id) = cmd.request_id {
+        match &cmd.op {
+            Op::Batch(proposals) => {
+                let replies = proposals.iter().map(|p| self.apply_once(cmd.at_ms, p.request_id, &p.op)).collect();
+                Reply(Ok(Outcome::Batch(replies)))
+            }
+            op => self.apply_once(cmd.at_ms, cmd.request_id, op),
+        }
+    }
+
+    /// Applies one write unless its request id was applied already (then returns that reply).
+    fn apply_once(&mut self, now: i64, request_id: Option<Uuid>, op: &Op) -> Reply {
+        if let Some(id) = request_id {
             if let Some(previous) = self.recent_requests.get(&id) {
                 return previous.clone();
             }
         }
-        let reply = Reply(self.apply_op(cmd.at_ms, &cmd.op));
-        if let Some(id) = cmd.request_id {
+        let reply = Reply(self.apply_op(now, op));
+        if let Some(id) = request_id {
             self.remember_request(id, reply.clone());
         }
         reply
@@ -39,6 +50,7 @@ impl ClusterState {
 
     fn apply_op(&mut self, now: i64, op: &Op) -> Applied {
         match op {
+            Op::Batch(_) => Err(ClusterError::invalid("batch", "batches do not nest")),
             Op::Bootstrap { cluster_name, voters, host, token_hash, token_expires_ms } => {
                 self.bootstrap(now, cluster_name, *voters, host, token_hash, *token_expires_ms)
             }

@@ -18,8 +18,18 @@ pub struct Command {
     pub op: Op,
 }
 
+/// One client write inside a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub request_id: Option<Uuid>,
+    pub op: Op,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
+    /// Client writes the leader gathered while earlier entries were in flight: one log entry,
+    /// each applied in order as if it were its own command (de-duplication included).
+    Batch(Vec<Proposal>),
     Bootstrap {
         cluster_name: String,
         voters: u8,
@@ -181,6 +191,8 @@ pub enum Outcome {
     },
     /// The VM as it is after the command (create, edit).
     Vm(Box<crate::model::Vm>),
+    /// One reply per proposal of a batch, in order.
+    Batch(Vec<Reply>),
     /// The id of a VM that no longer exists (delete), and the disk files it took along.
     VmDeleted {
         id: Uuid,

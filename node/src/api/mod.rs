@@ -60,9 +60,15 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    use tokio_stream::StreamExt;
+    // The builder's tcp_nodelay only reaches sockets it accepts itself; these come from our own
+    // listener. Without it, small replies wait for delayed ACKs (40 ms stalls under load).
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(ClusterServiceServer::new(cluster::Api(node.clone())))
         .add_service(HostServiceServer::new(hosts::Api(node.clone())))
         .add_service(VmServiceServer::new(vms::Api(node.clone())))

@@ -510,3 +510,34 @@ mod lifecycle {
         assert_eq!(vm(&s, "a").status, VmStatus::Up);
     }
 }
+
+#[test]
+fn a_batch_applies_each_write_once_in_order() {
+    use crate::command::Proposal;
+    let mut s = bootstrapped();
+    let rid = Uuid::new_v4();
+    let batch = |names: &[&str]| {
+        Op::Batch(
+            names
+                .iter()
+                .map(|n| Proposal {
+                    request_id: Some(if *n == "a" { rid } else { Uuid::new_v4() }),
+                    op: Op::CreateVm { id: Uuid::new_v4(), spec: spec(n), disks: vec![], start: None },
+                })
+                .collect(),
+        )
+    };
+    let r = s.apply_command(&cmd(T0, batch(&["a", "b", "a2"])));
+    let Reply(Ok(Outcome::Batch(replies))) = r else { panic!("{r:?}") };
+    assert_eq!(replies.len(), 3);
+    assert!(replies.iter().all(|r| r.0.is_ok()));
+    // "a" again with the same request id (a retry): its first reply, nothing applied; a
+    // duplicate name with a new id: refused, and the rest of the batch still applies.
+    let r = s.apply_command(&cmd(T0, batch(&["a", "b", "c"])));
+    let Reply(Ok(Outcome::Batch(replies))) = r else { panic!("{r:?}") };
+    assert!(replies[0].0.is_ok());
+    assert_eq!(replies[1].0.as_ref().unwrap_err().to_string(), "vm 'b' already exists");
+    assert!(replies[2].0.is_ok());
+    assert_eq!(s.vms.len(), 4);
+    assert_eq!(s.events.iter().filter(|e| e.kind == EventKind::VmCreated).count(), 4);
+}
