@@ -67,6 +67,15 @@ pub struct VmView {
     pub domain_type: Option<String>,
     /// The host a live migration in progress goes to.
     pub migrating_to: Option<String>,
+    /// Changes made while the VM ran, applied when it is next down; null when none.
+    pub next_run: Option<NextRunView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextRunView {
+    pub memory_mib: Option<u64>,
+    pub vcpus: Option<u32>,
+    pub domain_type: Option<String>,
 }
 
 /// A disk as part of a VM: the VM it belongs to goes without saying.
@@ -206,6 +215,11 @@ impl From<proto::Vm> for VmView {
             stop_reason: non_empty(vm.stop_reason),
             domain_type: non_empty(Some(vm.domain_type)),
             migrating_to: non_empty(vm.migrating_to),
+            next_run: vm.next_run.map(|n| NextRunView {
+                memory_mib: n.memory_mib,
+                vcpus: n.vcpus,
+                domain_type: non_empty(n.domain_type),
+            }),
         }
     }
 }
@@ -317,6 +331,7 @@ mod tests {
             stop_reason: Some("kernel update".into()),
             domain_type: "qemu".into(),
             migrating_to: Some("host2".into()),
+            next_run: None,
             ..Default::default()
         };
         let json = serde_json::to_value(VmView::from(vm)).unwrap();

@@ -220,6 +220,7 @@ impl ClusterState {
             shutdown_deadline_ms: None,
             reboot_pending: false,
             migrating_to: None,
+            next_run: None,
             created_ms: now,
             updated_ms: now,
         };
@@ -367,18 +368,43 @@ impl ClusterState {
                 vm.name = v.clone();
             }
         }
+        // Memory, vCPUs and domain type of a VM that is not down wait for its next run.
+        let running = vm.status != VmStatus::Down;
+        let mut next = vm.next_run.take().unwrap_or_default();
         if let Some(v) = c.memory_mib {
-            if v != vm.memory_mib {
+            if running && v != vm.memory_mib {
+                what.push(format!("memory {} -> {v} MiB on its next run", vm.memory_mib));
+                next.memory_mib = Some(v);
+            } else if running {
+                next.memory_mib = None;
+            } else if v != vm.memory_mib {
                 what.push(format!("memory {} -> {v} MiB", vm.memory_mib));
                 vm.memory_mib = v;
             }
         }
         if let Some(v) = c.vcpus {
-            if v != vm.vcpus {
+            if running && v != vm.vcpus {
+                what.push(format!("vCPUs {} -> {v} on its next run", vm.vcpus));
+                next.vcpus = Some(v);
+            } else if running {
+                next.vcpus = None;
+            } else if v != vm.vcpus {
                 what.push(format!("vCPUs {} -> {v}", vm.vcpus));
                 vm.vcpus = v;
             }
         }
+        if let Some(v) = c.domain_type {
+            if running && Some(v) != vm.domain_type {
+                what.push(format!("domain type {} on its next run", v.as_str()));
+                next.domain_type = Some(v);
+            } else if running {
+                next.domain_type = None;
+            } else if Some(v) != vm.domain_type {
+                what.push(format!("domain type {}", v.as_str()));
+                vm.domain_type = Some(v);
+            }
+        }
+        vm.next_run = Some(next).filter(|n| !n.is_empty());
         if let Some(v) = &c.description {
             if *v != vm.description {
                 what.push("description".to_string());
@@ -403,13 +429,11 @@ impl ClusterState {
                 vm.ha.priority = v;
             }
         }
-        if let Some(v) = c.domain_type {
-            if Some(v) != vm.domain_type {
-                what.push(format!("domain type {}", v.as_str()));
-                vm.domain_type = Some(v);
-            }
-        }
         if what.is_empty() {
+            // Nothing new, but a pending next-run value set back to the running one is gone.
+            if vm.next_run != before.next_run {
+                self.vms.insert(vm.id, vm.clone());
+            }
             return Ok(Outcome::Vm(Box::new(vm)));
         }
         vm.updated_ms = now;

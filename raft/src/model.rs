@@ -159,8 +159,45 @@ pub struct Vm {
     pub reboot_pending: bool,
     /// A live migration in progress, to this host.
     pub migrating_to: Option<NodeId>,
+    /// Changes made while the VM ran that need a restart (oVirt's "next run" configuration);
+    /// they replace the running values when the VM is next down.
+    pub next_run: Option<NextRun>,
     pub created_ms: i64,
     pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextRun {
+    pub memory_mib: Option<u64>,
+    pub vcpus: Option<u32>,
+    pub domain_type: Option<DomainType>,
+}
+
+impl NextRun {
+    pub fn is_empty(&self) -> bool {
+        *self == NextRun::default()
+    }
+}
+
+impl Vm {
+    /// Makes the next-run configuration the VM's configuration; returns what changed.
+    pub fn settle_next_run(&mut self) -> Option<String> {
+        let n = self.next_run.take()?;
+        let mut what = Vec::new();
+        if let Some(v) = n.memory_mib {
+            self.memory_mib = v;
+            what.push(format!("memory {v} MiB"));
+        }
+        if let Some(v) = n.vcpus {
+            self.vcpus = v;
+            what.push(format!("{v} vCPU{}", if v == 1 { "" } else { "s" }));
+        }
+        if let Some(v) = n.domain_type {
+            self.domain_type = Some(v);
+            what.push(format!("domain type {}", v.as_str()));
+        }
+        Some(what.join(", "))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -132,3 +132,29 @@ fn clone_and_delete_with_and_without_disks() {
     }
     assert_eq!(c.must_json(2, &["disk", "list"]).as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn editing_a_running_vm_waits_for_its_next_run() {
+    let c = Cluster::run(3, &[]);
+    c.must_json(0, &["vm", "create", "app", "--memory", "512M", "--vcpus", "1", "--start"]);
+    c.wait_status(1, "app", "up");
+    let edited = c.must_json(2, &["vm", "edit", "app", "--memory", "1G", "--vcpus", "2", "--description", "now"]);
+    assert_eq!((edited["memory_mib"].as_u64(), edited["vcpus"].as_u64()), (Some(512), Some(1)), "{edited:#}");
+    assert_eq!(edited["description"], "now", "description changes at once");
+    assert_eq!(edited["next_run"]["memory_mib"], 1024);
+    assert_eq!(edited["next_run"]["vcpus"], 2);
+    let hosts = c.must_json(0, &["host", "list"]);
+    let used: u64 = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["memory_mib"].as_u64().unwrap() - h["memory_free_mib"].as_u64().unwrap())
+        .sum();
+    assert_eq!(used, 512, "the running VM holds what it runs with");
+
+    c.must_json(0, &["vm", "shutdown", "app"]);
+    let down = c.wait_status(1, "app", "down");
+    assert_eq!((down["memory_mib"].as_u64(), down["vcpus"].as_u64()), (Some(1024), Some(2)), "{down:#}");
+    assert_eq!(down["next_run"], Value::Null);
+    assert!(events(&c, 0).iter().any(|m| m == "VM app now has its next-run configuration: memory 1024 MiB, 2 vCPUs."));
+}

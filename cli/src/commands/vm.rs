@@ -300,6 +300,19 @@ fn vm_fields(vm: VmView) -> Fields {
     if let Some(domain_type) = vm.domain_type {
         fields = fields.add("domain type", domain_type);
     }
+    if let Some(next) = vm.next_run {
+        let mut what = Vec::new();
+        if let Some(m) = next.memory_mib {
+            what.push(format!("memory {}", format_mib(m)));
+        }
+        if let Some(v) = next.vcpus {
+            what.push(format!("{v} vcpus"));
+        }
+        if let Some(t) = next.domain_type {
+            what.push(format!("domain type {t}"));
+        }
+        fields = fields.add("next run", what.join(", "));
+    }
     fields
         .add_list("disks", disks, "-")
         .add_list("nics", nics, "-")

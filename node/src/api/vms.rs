@@ -46,6 +46,11 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
         stop_reason: vm.stop_reason.clone(),
         domain_type: vm.domain_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
         migrating_to: vm.migrating_to.map(|h| s.host_name(h)),
+        next_run: vm.next_run.as_ref().map(|n| NextRun {
+            memory_mib: n.memory_mib,
+            vcpus: n.vcpus,
+            domain_type: n.domain_type.map(|t| t.as_str().to_string()),
+        }),
     }
 }
 

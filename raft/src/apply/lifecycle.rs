@@ -174,6 +174,7 @@ impl ClusterState {
         let before = vm.status;
         let mut message = None;
         let mut kind = EventKind::VmStateChanged;
+        let mut settled = None;
         match observed {
             Observed::Up => {
                 if vm.status == VmStatus::Migrating || vm.reboot_pending {
@@ -215,6 +216,7 @@ impl ClusterState {
                 vm.migrating_to = None;
                 vm.shutdown_deadline_ms = None;
                 vm.reboot_pending = false;
+                settled = vm.settle_next_run();
             }
             Observed::MigrationDone => {
                 if let Some(target) = vm.migrating_to.take() {
@@ -237,6 +239,7 @@ impl ClusterState {
                     vm.status = VmStatus::Down;
                     vm.host = None;
                     vm.stop_reason = Some(format!("start failed: {error}"));
+                    settled = vm.settle_next_run();
                 }
                 message = Some(format!("Could not {action} VM {name} on host {host_name}: {error}"));
             }
@@ -252,6 +255,9 @@ impl ClusterState {
             matches!(observed, Observed::Up | Observed::NotResponding | Observed::Paused | Observed::Suspended);
         if let Some(m) = message.filter(|_| vm.status != before || !steady) {
             self.record(now, kind, m);
+        }
+        if let Some(what) = settled {
+            self.record(now, EventKind::VmEdited, format!("VM {name} now has its next-run configuration: {what}."));
         }
         Ok(Outcome::Done)
     }

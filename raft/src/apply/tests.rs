@@ -488,6 +488,37 @@ mod lifecycle {
     }
 
     #[test]
+    fn edits_of_a_running_vm_wait_for_its_next_run() {
+        let mut s = two_hosts(DomainType::Kvm);
+        create(&mut s, "a");
+        start(&mut s, "a", Some("host1")).unwrap();
+        report(&mut s, "a", Observed::Up);
+        let changes = VmChanges { memory_mib: Some(2048), description: Some("bigger".into()), ..Default::default() };
+        op(&mut s, Op::EditVm { vm: "a".into(), changes }).unwrap();
+        let v = vm(&s, "a");
+        assert_eq!((v.memory_mib, v.description.as_str()), (1024, "bigger"), "description at once, memory later");
+        assert_eq!(v.next_run.as_ref().unwrap().memory_mib, Some(2048));
+        assert_eq!(s.host_usage(1).memory_mib, 1024, "the running VM holds what it runs with");
+        assert_eq!(
+            s.events.back().unwrap().message,
+            "VM a was edited: memory 1024 -> 2048 MiB on its next run, description."
+        );
+        // Setting it back to the running value drops the pending change.
+        op(&mut s, Op::EditVm { vm: "a".into(), changes: VmChanges { memory_mib: Some(1024), ..Default::default() } })
+            .unwrap();
+        assert_eq!(vm(&s, "a").next_run, None);
+        op(&mut s, Op::EditVm { vm: "a".into(), changes: VmChanges { vcpus: Some(1), ..Default::default() } }).unwrap();
+        report(&mut s, "a", Observed::Down { cause: "powered off".into() });
+        let v = vm(&s, "a");
+        assert_eq!((v.vcpus, v.next_run.clone()), (1, None));
+        assert_eq!(s.events.back().unwrap().message, "VM a now has its next-run configuration: 1 vCPU.");
+        // A down VM changes at once.
+        op(&mut s, Op::EditVm { vm: "a".into(), changes: VmChanges { memory_mib: Some(512), ..Default::default() } })
+            .unwrap();
+        assert_eq!((vm(&s, "a").memory_mib, vm(&s, "a").next_run.clone()), (512, None));
+    }
+
+    #[test]
     fn reboot_suspend_and_resume() {
         let mut s = two_hosts(DomainType::Kvm);
         create(&mut s, "a");
