@@ -25,7 +25,13 @@ fn refused(c: &Cluster, node: usize, args: &[&str], want: &str) {
 #[test]
 fn start_shutdown_reboot_suspend_resume_stop() {
     let c = Cluster::run(3, &[]);
-    c.must_json(0, &["vm", "create", "web1", "--memory", "256M", "--vcpus", "1", "--disk", "1G"]);
+    let vm = c.must_json(
+        0,
+        &["vm", "create", "web1", "--memory", "256M", "--vcpus", "1", "--disk", "1G", "--nic", "default"],
+    );
+    let nic = &vm["nics"][0];
+    assert_eq!(nic["network"], "default");
+    assert!(nic["mac"].as_str().unwrap().starts_with("52:54:00:"), "{nic}");
     let vm = c.must_json(1, &["vm", "start", "web1", "--host", "host2"]);
     assert_eq!(vm["host"], "host2");
     let up = c.wait_status(2, "web1", "up");

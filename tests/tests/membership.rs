@@ -74,6 +74,13 @@ fn five_nodes_are_three_voters_and_two_learners() {
 }
 
 #[test]
+fn the_voters_setting_of_the_bootstrap_node_counts() {
+    let c = Cluster::run(5, &["--voters", "5"]);
+    let r = roles(&c.status(3));
+    assert!(r.iter().all(|m| m.1 == "voter" && m.2), "five reachable voters: {r:?}");
+}
+
+#[test]
 fn refused_membership_changes_change_nothing() {
     let mut c = Cluster::run(2, &[]);
     let before_hosts = c.must_json(0, &["host", "list"]);
