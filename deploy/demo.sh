@@ -53,8 +53,15 @@ show --endpoint "$(addr 3)" cluster status
 
 step "Creating and editing VMs through different nodes"
 show --endpoint "$(addr 2)" vm create web1 --memory 1G --vcpus 2 --ha --ha-priority high >/dev/null
-show --endpoint "$(addr 3)" vm create db1 --memory 4G --vcpus 4 --description "primary database" >/dev/null
+show --endpoint "$(addr 3)" vm create db1 --memory 2G --vcpus 4 --description "primary database" >/dev/null
 show --endpoint "$(addr 1)" vm edit web1 --memory 2G --description "front end" >/dev/null
+
+step "Starting VMs: each host's agent runs what the cluster assigns to it"
+show --endpoint "$(addr 3)" vm start web1 --host host2 >/dev/null
+show --endpoint "$(addr 3)" vm start db1 --host host3 >/dev/null
+for _ in $(seq 1 100); do
+  "$corral_bin" --endpoint "$(addr 1)" vm list | grep -q powering_up || break; sleep 0.1
+done
 show --endpoint "$(addr 3)" vm list
 show --endpoint "$(addr 2)" host list
 
@@ -72,7 +79,7 @@ done
 [ -n "$new" ] && [ "$new" != "$old" ] || { echo "no new leader was elected" >&2; exit 1; }
 show --endpoint "$others" cluster status
 
-step "The data is intact, and writes go on"
+step "The data is intact, the VMs on host2 and host3 kept running, and writes go on"
 show --endpoint "$others" vm list
 show --endpoint "$others" vm create web2 --memory 512M --vcpus 1 >/dev/null
 show --endpoint "$others" vm show web2
