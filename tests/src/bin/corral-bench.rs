@@ -2,7 +2,10 @@
 //! binaries next to this one, sled flushing on). It prints medians, p99s and throughput;
 //! it asserts nothing about them. Every loop is bounded in count and in time.
 //!
-//!   corral-bench [--only write|failover|memory] [--rounds N] [--seconds S]
+//!   corral-bench [--only write|failover|memory|soak] [--rounds N] [--seconds S]
+//!
+//! `soak` is not part of the default run: it writes for `--seconds` (say 600) and prints each
+//! node's RSS and data-dir size every tenth of the time, to watch sled's growth.
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +49,77 @@ fn main() {
     if wants("memory") {
         idle_memory();
     }
+    if opts.only.as_deref() == Some("soak") {
+        soak(&rt, opts.seconds);
+    }
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// 16 clients editing for `seconds`, with RSS and disk use of every node sampled ten times.
+fn soak(rt: &tokio::runtime::Runtime, seconds: u64) {
+    let c = Cluster::run(3, &[]);
+    let leader = c.leader();
+    let addr = c.endpoint(leader).to_string();
+    for i in 0..16 {
+        c.must_json(leader, &["vm", "create", &format!("soak-{i}"), "--memory", "64M"]);
+    }
+    println!("\n## soak: 16 clients editing VMs for {seconds} s (snapshot every 1000 entries)");
+    println!("{:>8} {:>10} {}", "elapsed", "writes", "per node: RSS MiB / data dir MiB");
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs(seconds);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (addr, done) = (addr.clone(), done.clone());
+            rt.spawn(async move {
+                let mut client = VmServiceClient::new(channel(&addr));
+                for n in 0..100_000_000u64 {
+                    if Instant::now() >= stop_at {
+                        break;
+                    }
+                    let req = EditVmRequest { vm: format!("soak-{i}"), description: Some(format!("edit {n}")), ..Default::default() };
+                    if client.edit(req).await.is_ok() {
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for tick in 1..=10 {
+        let at = started + Duration::from_secs(seconds) * tick / 10;
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let per_node: Vec<String> = c
+            .nodes
+            .iter()
+            .map(|n| {
+                let rss = n.pid().map_or(0, rss_kib) as f64 / 1024.0;
+                let disk = dir_size(&n.data_dir) as f64 / (1024.0 * 1024.0);
+                format!("{rss:.1} / {disk:.1}")
+            })
+            .collect();
+        println!(
+            "{:>7.0}s {:>10} {}",
+            started.elapsed().as_secs_f64(),
+            done.load(std::sync::atomic::Ordering::Relaxed),
+            per_node.join("   ")
+        );
+    }
+    rt.block_on(async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
