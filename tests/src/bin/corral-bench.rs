@@ -88,7 +88,11 @@ fn soak(rt: &tokio::runtime::Runtime, seconds: u64) {
                     if Instant::now() >= stop_at {
                         break;
                     }
-                    let req = EditVmRequest { vm: format!("soak-{i}"), description: Some(format!("edit {n}")), ..Default::default() };
+                    let req = EditVmRequest {
+                        vm: format!("soak-{i}"),
+                        description: Some(format!("edit {n}")),
+                        ..Default::default()
+                    };
                     if client.edit(req).await.is_ok() {
                         done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
