@@ -14,7 +14,7 @@ use corral_raft::typ::{ClientWriteError, Raft, RaftError, StateHandle};
 use corral_raft::{ClusterError, ClusterState, Command, NodeId, NodeInfo, Reply};
 use corral_storage::Store;
 use openraft::error::ForwardToLeader;
-use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, SnapshotPolicy};
 use tokio::sync::{Mutex, OnceCell};
 use uuid::Uuid;
 
@@ -376,10 +376,6 @@ impl Node {
         self.store
             .set_local(LOCAL_NODE_ID, &id.to_be_bytes())
             .map_err(|e| ClusterError::Internal(format!("cannot store the node id: {e}")))
-    }
-
-    pub fn is_leader(&self) -> bool {
-        self.raft.get().is_some_and(|p| p.raft.metrics().borrow().state == ServerState::Leader)
     }
 
     /// Stops Raft and flushes the store; the data dir is then consistent for a restart.

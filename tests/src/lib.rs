@@ -60,6 +60,8 @@ pub struct NodeProc {
     log: PathBuf,
     extra_args: Vec<String>,
     child: Option<Child>,
+    /// Stopped with SIGSTOP: its sockets accept but nothing answers.
+    paused: bool,
 }
 
 impl NodeProc {
@@ -139,6 +141,7 @@ impl Cluster {
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
+            paused: false,
         };
         self.nodes.push(node);
         self.spawn(i);
@@ -209,6 +212,7 @@ impl Cluster {
 
     /// SIGKILL: the node dies at once, without flushing anything it has not flushed already.
     pub fn kill(&mut self, i: usize) {
+        self.nodes[i].paused = false;
         if let Some(mut c) = self.nodes[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -235,15 +239,17 @@ impl Cluster {
     }
 
     /// SIGSTOP / SIGCONT: the process is frozen but its sockets stay open.
-    pub fn pause(&self, i: usize) {
+    pub fn pause(&mut self, i: usize) {
         if let Some(pid) = self.nodes[i].pid() {
             signal(pid, nix::sys::signal::Signal::SIGSTOP);
+            self.nodes[i].paused = true;
         }
     }
 
-    pub fn resume(&self, i: usize) {
+    pub fn resume(&mut self, i: usize) {
         if let Some(pid) = self.nodes[i].pid() {
             signal(pid, nix::sys::signal::Signal::SIGCONT);
+            self.nodes[i].paused = false;
         }
     }
 
@@ -251,8 +257,9 @@ impl Cluster {
         self.spawn(i);
     }
 
+    /// Nodes that run and answer (not killed, not paused).
     pub fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|i| self.nodes[*i].is_running()).collect()
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].is_running() && !self.nodes[*i].paused).collect()
     }
 
     /// The status as node `i` sees it (a linearizable read through its leader).
@@ -277,8 +284,8 @@ impl Cluster {
                 return Err(format!("leader ids {seen:?}"));
             }
             let idx = self.index_of_node_id(first).ok_or(format!("unknown leader id {first}"))?;
-            if !self.nodes[idx].is_running() {
-                return Err(format!("leader {first} is not running"));
+            if !self.running().contains(&idx) {
+                return Err(format!("leader {first} is not running or paused"));
             }
             Ok(idx)
         })

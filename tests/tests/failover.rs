@@ -57,6 +57,36 @@ fn killing_the_leader_elects_another_and_the_node_catches_up_after_restart() {
 }
 
 #[test]
+fn a_frozen_leader_is_replaced_and_catches_up_when_it_thaws() {
+    let mut c = Cluster::run(3, &[]);
+    create(&c, 0, "before");
+    let old = c.leader();
+    c.pause(old);
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    // The frozen leader keeps its sockets open; the others elect a new one and go on.
+    let new = wait_until(Duration::from_secs(15), "a new leader among the others", || {
+        let s = c.must_json(others[0], &["--stale", "cluster", "status"]);
+        let id = s["leader_id"].as_u64().unwrap_or(0);
+        match c.index_of_node_id(id) {
+            Some(i) if i != old => Ok(i),
+            other => Err(format!("leader {id} -> {other:?}")),
+        }
+    });
+    create(&c, new, "while-frozen");
+    c.resume(old);
+    assert_eq!(c.leader(), new, "the thawed node follows the new leader");
+    wait_until(Duration::from_secs(15), "the thawed node to catch up", || {
+        let names = vm_names(&c, old, true)?;
+        if names.contains("while-frozen") {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    });
+    assert_eq!(vm_names(&c, old, false).unwrap(), BTreeSet::from(["before".into(), "while-frozen".into()]));
+}
+
+#[test]
 fn a_node_behind_a_purged_log_gets_a_snapshot() {
     let mut c = Cluster::run(3, &["--snapshot-every", "20", "--keep-logs", "5"]);
     let leader = c.leader();
