@@ -75,7 +75,7 @@ fn soak(rt: &tokio::runtime::Runtime, seconds: u64) {
         c.must_json(leader, &["vm", "create", &format!("soak-{i}"), "--memory", "64M"]);
     }
     println!("\n## soak: 16 clients editing VMs for {seconds} s (snapshot every 1000 entries)");
-    println!("{:>8} {:>10} {}", "elapsed", "writes", "per node: RSS MiB / data dir MiB");
+    println!("{:>8} {:>10} per node: RSS MiB / data dir MiB", "elapsed", "writes");
     let started = Instant::now();
     let stop_at = started + Duration::from_secs(seconds);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
