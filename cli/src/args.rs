@@ -97,6 +97,11 @@ pub enum TokenCommand {
 pub enum HostCommand {
     /// List the hosts
     List,
+    /// Take a host that runs no VM out of the cluster (a learner replaces a leaving voter)
+    Remove {
+        /// Host name
+        host: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

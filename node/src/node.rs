@@ -2,7 +2,7 @@
 //! start-up when the data dir already holds an identity), and the few operations the API
 //! layer builds on: write through the leader, read linearizably, bootstrap, join, admit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,6 +210,7 @@ impl Node {
                 Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
             },
             LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
+            LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name).await,
         }
     }
 
@@ -366,6 +367,52 @@ impl Node {
         }
         self.propose_as_leader(Op::HostJoined { id, voter }).await?;
         Ok(LeaderResponse::Admitted { voter })
+    }
+
+    /// On the leader: takes a host that runs no VM out of the cluster's records and out of
+    /// Raft. A leaving voter is replaced by a learner when there is one, so the cluster keeps
+    /// its number of voters. Safe to run again after a partial failure.
+    async fn remove_host(&self, parts: &RaftParts, name: &str) -> Result<LeaderResponse, ClusterError> {
+        let _guard = self.admit_lock.lock().await;
+        let membership = parts.raft.metrics().borrow().membership_config.membership().clone();
+        let in_state = parts.state.read(|s| s.host_by_name(name).map(|h| h.id));
+        let in_raft = membership.nodes().find(|(_, n)| n.name == name).map(|(id, _)| *id);
+        let id = in_state.or(in_raft).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+        if id == parts.id {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "host {name} leads the cluster; stop its corrald first (another host takes over), then remove it"
+            )));
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if in_state.is_some() {
+            // Checks, atomically with the removal, that no VM is assigned to the host.
+            self.propose_as_leader(Op::RemoveHost { id }).await?;
+        }
+        let mut promoted = None;
+        if voters.contains(&id) {
+            let learner = membership.learner_ids().filter(|l| *l != id).min();
+            if let Some(l) = learner {
+                parts
+                    .raft
+                    .change_membership(ChangeMembers::AddVoterIds([l].into()), false)
+                    .await
+                    .map_err(write_error)?;
+                promoted = membership.get_node(&l).map(|n| n.name.clone());
+            }
+            // Voter -> learner first (retain), then out: never drops other learners.
+            parts.raft.change_membership(ChangeMembers::RemoveVoters([id].into()), true).await.map_err(write_error)?;
+        }
+        parts.raft.change_membership(ChangeMembers::RemoveNodes([id].into()), false).await.map_err(write_error)?;
+        tracing::info!(host = name, ?promoted, "host removed from the cluster");
+        Ok(LeaderResponse::HostRemoved { id, promoted })
+    }
+
+    /// `host remove`: runs on the leader, wherever it was asked.
+    pub async fn remove_host_anywhere(&self, name: &str) -> Result<(NodeId, Option<String>), ClusterError> {
+        match self.route(LeaderRequest::RemoveHost { name: name.to_string() }, 0).await? {
+            LeaderResponse::HostRemoved { id, promoted } => Ok((id, promoted)),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub fn cluster_name(&self) -> Option<String> {

@@ -75,8 +75,14 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             Op::RemoveHost { id } => {
-                let host =
-                    self.hosts.remove(id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
+                let name = self
+                    .hosts
+                    .get(id)
+                    .ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?
+                    .name
+                    .clone();
+                self.check_host_empty(*id, &name)?;
+                let host = self.hosts.remove(id).expect("found above");
                 self.record(now, EventKind::HostLeft, format!("Host {} left the cluster.", host.name));
                 Ok(Outcome::Done)
             }
@@ -443,6 +449,23 @@ impl ClusterState {
         self.vms.insert(vm.id, vm.clone());
         self.record(now, EventKind::VmEdited, msg);
         Ok(Outcome::Vm(Box::new(vm)))
+    }
+
+    /// Refuses to take away a host that VMs are assigned or migrating to.
+    pub fn check_host_empty(&self, id: NodeId, name: &str) -> Result<(), ClusterError> {
+        let busy: Vec<&str> = self
+            .vms
+            .values()
+            .filter(|v| v.host == Some(id) || v.migrating_to == Some(id))
+            .map(|v| v.name.as_str())
+            .collect();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        Err(ClusterError::FailedPrecondition(format!(
+            "host {name} still runs VM(s) {}: stop or migrate them first",
+            busy.join(", ")
+        )))
     }
 
     fn require_cluster(&self) -> Result<&ClusterInfo, ClusterError> {

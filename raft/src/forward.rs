@@ -17,6 +17,8 @@ pub enum LeaderRequest {
     /// Make a registered host a Raft member: learner first, then voter while the cluster has
     /// fewer voters than its setting.
     Admit { token_hash: String, id: NodeId },
+    /// Take a host out of Raft and of the cluster, promoting a learner if a voter leaves.
+    RemoveHost { name: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +29,10 @@ pub enum LeaderResponse {
     ReadIndex(u64),
     Admitted {
         voter: bool,
+    },
+    HostRemoved {
+        id: NodeId,
+        promoted: Option<String>,
     },
 }
 

@@ -145,3 +145,46 @@ fn an_uninitialized_node_says_what_to_do() {
     let out = c.corral(0, &["cluster", "bootstrap", "--name", "good"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+#[test]
+fn removing_a_host_promotes_a_learner_and_refuses_busy_hosts() {
+    let mut c = Cluster::run(4, &[]);
+    let leader = c.leader();
+    // A voter that is not the leader leaves; host4 (the learner) takes its place.
+    let leaving = (0..3).find(|i| *i != leader).unwrap();
+    let name = c.nodes[leaving].name.clone();
+    c.must_json(0, &["vm", "create", "busy", "--memory", "128M", "--start", "--host", &name]);
+    c.wait_status(0, "busy", "up");
+    let before = c.must_json(0, &["host", "list"]);
+    let out = c.corral(leader, &["host", "remove", &name]);
+    assert_ne!(out.code, 0);
+    assert_eq!(out.stderr.trim(), format!("error: host {name} still runs VM(s) busy: stop or migrate them first"));
+    assert_eq!(c.must_json(0, &["host", "list"]), before, "a refused removal changes nothing");
+
+    c.must_json(0, &["vm", "stop", "busy"]);
+    c.wait_status(0, "busy", "down");
+    let removed = c.must_json(3, &["host", "remove", &name]);
+    assert_eq!(removed["promoted"], "host4");
+    c.stop(leaving);
+
+    let r = roles(&c.status(3));
+    let names: Vec<&str> = r.iter().map(|m| m.0.as_str()).collect();
+    assert!(!names.contains(&name.as_str()), "{r:?}");
+    assert_eq!(r.len(), 3);
+    assert!(r.iter().all(|m| m.1 == "voter" && m.2), "three reachable voters: {r:?}");
+    let hosts = c.must_json(0, &["host", "list"]);
+    assert!(hosts.as_array().unwrap().iter().all(|h| h["name"] != name.as_str()), "{hosts}");
+    let events = c.must_ok(3, &["events"]);
+    assert!(events.contains(&format!("Host {name} left the cluster.")), "{events}");
+    // The cluster goes on with its new voter set.
+    c.must_json(3, &["vm", "create", "after-removal", "--memory", "64M"]);
+
+    // The leader's own host cannot remove itself.
+    let leader = c.leader();
+    let leader_name = c.nodes[leader].name.clone();
+    let out = c.corral(leader, &["host", "remove", &leader_name]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("leads the cluster; stop its corrald first"), "{}", out.stderr);
+    let out = c.corral(leader, &["host", "remove", "nope"]);
+    assert_eq!(out.stderr.trim(), "error: host 'nope' not found");
+}

@@ -1,5 +1,5 @@
-//! `corral host list`: the hosts that make up the cluster, with their state and capacity as
-//! the replicated state machine records them, and what is left of it.
+//! `corral host list | remove`: the hosts that make up the cluster, with their state and
+//! capacity as the replicated state machine records them, and taking one out.
 
 use anyhow::Result;
 use corral_proto::v1 as proto;
@@ -14,7 +14,36 @@ use crate::views::HostView;
 pub async fn run(ctx: &Context, command: HostCommand) -> Result<()> {
     match command {
         HostCommand::List => list(ctx).await,
+        HostCommand::Remove { host } => remove(ctx, host).await,
     }
+}
+
+async fn remove(ctx: &Context, host: String) -> Result<()> {
+    let request = proto::RemoveHostRequest { host: host.clone() };
+    // Not resent: a second attempt after a partial success is for the operator to decide.
+    let response = ctx
+        .nodes
+        .write_once(|channel| {
+            let request = request.clone();
+            async move { HostServiceClient::new(channel).remove(request).await }
+        })
+        .await?;
+    match ctx.format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "id": response.id,
+            "removed": host,
+            "promoted": response.promoted,
+        }))?,
+        Format::Table => {
+            let mut text = format!("host {host} removed from the cluster");
+            if let Some(p) = response.promoted {
+                text.push_str(&format!("; {p} became a voter in its place"));
+            }
+            text.push_str(&format!("\nstop corrald on {host} and clear its data dir before it joins again"));
+            output::print(&text)?;
+        }
+    }
+    Ok(())
 }
 
 async fn list(ctx: &Context) -> Result<()> {

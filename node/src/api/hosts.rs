@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use corral_proto::host_service_server::HostService;
-use corral_proto::{Host, ListHostsRequest, ListHostsResponse};
+use corral_proto::{Host, ListHostsRequest, ListHostsResponse, RemoveHostRequest, RemoveHostResponse};
 use corral_raft::model::CPU_OVERCOMMIT;
+use corral_raft::validate;
 use tonic::{Request, Response, Status};
 
 use super::status;
@@ -44,5 +45,12 @@ impl HostService for Api {
             .await
             .map_err(status)?;
         Ok(Response::new(ListHostsResponse { hosts }))
+    }
+
+    async fn remove(&self, req: Request<RemoveHostRequest>) -> Result<Response<RemoveHostResponse>, Status> {
+        let name = req.into_inner().host;
+        validate::name("host", &name).map_err(status)?;
+        let (id, promoted) = self.0.remove_host_anywhere(&name).await.map_err(status)?;
+        Ok(Response::new(RemoveHostResponse { id, promoted }))
     }
 }
