@@ -39,13 +39,8 @@ pub struct NicSpec {
     pub mac: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelBoot {
-    pub kernel: String,
-    pub initrd: Option<String>,
-    /// The kernel command line; empty means none.
-    pub cmdline: String,
-}
+/// Direct kernel boot, exactly as the cluster's model holds it.
+pub use corral_raft::model::KernelBoot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum XmlError {

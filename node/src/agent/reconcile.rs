@@ -14,7 +14,7 @@ use corral_raft::typ::StateHandle;
 use corral_raft::NodeId;
 use uuid::Uuid;
 
-use super::domain_xml::{DiskSpec, DomainSpec, KernelBoot, NicSpec};
+use super::domain_xml::{DiskSpec, DomainSpec, NicSpec};
 use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor};
 use crate::node::{now_ms, Node};
 
@@ -50,7 +50,6 @@ struct View {
     mine: Vec<Vm>,
     /// Cluster VMs not assigned here, and whether one is migrating here.
     others: HashMap<Uuid, (String, bool)>,
-    spec_inputs: HashMap<Uuid, DomainSpec>,
     migration_targets: HashMap<Uuid, String>,
     my_name: String,
 }
@@ -71,19 +70,16 @@ impl Agent {
 
     fn view(&self) -> View {
         let me = self.me;
-        let node = &self.node;
         self.state.read(|s: &ClusterState| {
             let mut v = View {
                 mine: Vec::new(),
                 others: HashMap::new(),
-                spec_inputs: HashMap::new(),
                 migration_targets: HashMap::new(),
                 my_name: s.host_name(me),
             };
             for vm in s.vms.values() {
                 if vm.host == Some(me) {
                     v.mine.push(vm.clone());
-                    v.spec_inputs.insert(vm.id, domain_spec(node, s, vm, me));
                     if let Some(t) = vm.migrating_to.and_then(|t| s.hosts.get(&t)) {
                         v.migration_targets.insert(vm.id, t.facts.libvirt_uri.clone());
                     }
@@ -161,7 +157,7 @@ impl Agent {
             PowerState::Up | PowerState::Suspended => {
                 if !running && !paused {
                     if vm.status == VmStatus::PoweringUp {
-                        self.power_up(vm, view).await;
+                        self.power_up(vm).await;
                         return true;
                     }
                     let cause = match state {
@@ -206,8 +202,11 @@ impl Agent {
         }
     }
 
-    async fn power_up(&mut self, vm: &Vm, view: &View) {
-        let Some(spec) = view.spec_inputs.get(&vm.id) else { return };
+    async fn power_up(&mut self, vm: &Vm) {
+        // Built only here: the spec is needed when a VM powers up, not on every pass.
+        let (node, me) = (&self.node, self.me);
+        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(node, s, v, me))) else { return };
+        let spec = &spec;
         let result = match self.hv.define(spec).await {
             Ok(()) => self.hv.start(vm.id).await,
             Err(e) => Err(e),
@@ -324,11 +323,7 @@ fn domain_spec(node: &Node, s: &ClusterState, vm: &Vm, me: NodeId) -> DomainSpec
         vcpus: vm.vcpus,
         disks,
         nics: vm.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
-        kernel: vm.boot.as_ref().map(|b| KernelBoot {
-            kernel: b.kernel.clone(),
-            initrd: b.initrd.clone(),
-            cmdline: b.cmdline.clone(),
-        }),
+        kernel: vm.boot.clone(),
         // The serial console goes to a file in the storage domain, so it can be read from any host.
         serial_log: (!test).then(|| node.images.path(&format!("consoles/{}.log", vm.name)).display().to_string()),
     }
