@@ -239,7 +239,13 @@ pub struct CreateVmArgs {
     /// Kernel command line for --kernel, e.g. "console=ttyS0"
     #[arg(long, value_name = "TEXT", requires = "kernel", allow_hyphen_values = true)]
     pub cmdline: Option<String>,
+    /// After a storage I/O error pause: resume when the storage answers, leave it paused, or
+    /// kill it (an HA VM is then restarted) (default: auto_resume)
+    #[arg(long, value_parser = RESUME_BEHAVIORS)]
+    pub resume_behavior: Option<String>,
 }
+
+const RESUME_BEHAVIORS: [&str; 3] = ["auto_resume", "leave_paused", "kill"];
 
 #[derive(Debug, Args)]
 pub struct EditVmArgs {
@@ -269,6 +275,9 @@ pub struct EditVmArgs {
     /// Hypervisor: kvm (hardware) or qemu (software emulation)
     #[arg(long, value_name = "kvm|qemu", value_parser = parse_domain_type)]
     pub domain_type: Option<DomainType>,
+    /// After a storage I/O error pause: auto_resume, leave_paused or kill
+    #[arg(long, value_parser = RESUME_BEHAVIORS)]
+    pub resume_behavior: Option<String>,
 }
 
 impl EditVmArgs {
@@ -281,6 +290,7 @@ impl EditVmArgs {
             && self.ha.is_none()
             && self.ha_priority.is_none()
             && self.domain_type.is_none()
+            && self.resume_behavior.is_none()
     }
 }
 

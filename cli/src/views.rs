@@ -42,6 +42,10 @@ pub struct HostView {
     /// The hypervisor its VMs run under by default: "kvm", "qemu" or "test".
     pub domain_type: String,
     pub vcpus_free: u32,
+    /// RFC 3339, UTC: since when the host is in its state.
+    pub state_since: String,
+    /// Set while the host is ordered into maintenance (the reason, possibly empty).
+    pub maintenance_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +73,20 @@ pub struct VmView {
     pub migrating_to: Option<String>,
     /// Changes made while the VM ran, applied when it is next down; null when none.
     pub next_run: Option<NextRunView>,
+    /// After a storage I/O error pause: "auto_resume", "leave_paused" or "kill".
+    pub resume_behavior: String,
+    /// Set while an HA VM waits to be restarted; null otherwise.
+    pub ha_restart: Option<HaRestartView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HaRestartView {
+    /// RFC 3339, UTC: when the VM failed.
+    pub failed: String,
+    pub attempts: u32,
+    /// RFC 3339, UTC: the next attempt.
+    pub next_try: String,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +210,8 @@ impl From<proto::Host> for HostView {
             vms_running: h.vms_running,
             domain_type: h.domain_type,
             vcpus_free: h.vcpus_free,
+            state_since: rfc3339(h.state_since_unix_ms),
+            maintenance_reason: h.maintenance_reason,
         }
     }
 }
@@ -219,6 +239,13 @@ impl From<proto::Vm> for VmView {
                 memory_mib: n.memory_mib,
                 vcpus: n.vcpus,
                 domain_type: non_empty(n.domain_type),
+            }),
+            resume_behavior: vm.resume_behavior,
+            ha_restart: vm.ha_restart.map(|r| HaRestartView {
+                failed: rfc3339(r.failed_unix_ms),
+                attempts: r.attempts,
+                next_try: rfc3339(r.next_try_unix_ms),
+                last_error: r.last_error,
             }),
         }
     }

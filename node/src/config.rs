@@ -89,6 +89,12 @@ pub struct Config {
     pub election_timeout_ms: u64,
     pub storage_dir: PathBuf,
     pub domain_type: DomainType,
+    pub host_heartbeat_ms: u64,
+    pub lease_ms: u64,
+    pub lease_margin_ms: u64,
+    pub fence_command: Option<String>,
+    pub voter_down_ms: u64,
+    pub watchdog: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +187,12 @@ impl Config {
             keep_logs: args.keep_logs.or(file.keep_logs).unwrap_or(200),
             heartbeat_ms,
             election_timeout_ms,
+            host_heartbeat_ms: 500,
+            lease_ms: 3000,
+            lease_margin_ms: 1000,
+            fence_command: None,
+            voter_down_ms: 30_000,
+            watchdog: None,
         })
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use corral_raft::command::{NewHost, Op, Outcome};
 use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
-use corral_raft::model::HostFacts;
+use corral_raft::model::{HostFacts, HostState};
 use corral_raft::network::Network;
 use corral_raft::typ::{ClientWriteError, Raft, RaftError, StateHandle};
 use corral_raft::{ClusterError, ClusterState, Command, NodeId, NodeInfo, Reply};
@@ -41,6 +41,10 @@ pub struct Node {
     raft: OnceCell<RaftParts>,
     /// Serializes membership changes on the leader: openraft allows one at a time.
     admit_lock: Mutex<()>,
+    /// Heartbeat times, as the leader sees them.
+    pub liveness: crate::controller::liveness::Liveness,
+    /// This host's lease, as its agent holds it.
+    pub lease: Arc<crate::agent::lease::Lease>,
 }
 
 #[derive(Clone)]
@@ -56,6 +60,7 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
         let store = Store::open(&config.data_dir, STORE_CACHE_BYTES)?;
+        let config_lease = config.clone();
         let node = Arc::new(Node {
             images: crate::images::StorageDomain::new(&config.storage_dir),
             hypervisor,
@@ -65,6 +70,8 @@ impl Node {
             network: Network::new(),
             raft: OnceCell::new(),
             admit_lock: Mutex::new(()),
+            liveness: Default::default(),
+            lease: Arc::new(crate::agent::lease::Lease::new(&config_lease)),
         });
         if let Some(bytes) = node.store.get_local(LOCAL_NODE_ID)? {
             let id = u64::from_be_bytes(
@@ -104,6 +111,7 @@ impl Node {
                     .map_err(|e| ClusterError::Internal(format!("cannot start Raft: {e}")))?;
                 crate::controller::spawn(self.clone(), raft.clone(), state.clone(), id);
                 crate::agent::reconcile::spawn(self.clone(), self.hypervisor.clone(), id, state.clone());
+                crate::agent::lease::spawn(self.clone(), id, state.clone());
                 let batcher = crate::batcher::Batcher::spawn(raft.clone());
                 Ok(RaftParts { id, raft, state, batcher })
             })
@@ -211,7 +219,43 @@ impl Node {
             },
             LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
             LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name).await,
+            LeaderRequest::Heartbeat { .. } => {
+                Err(ClusterError::invalid("request", "heartbeats go straight to the leader, not through forwarding"))
+            }
         }
+    }
+
+    /// On the leader: a host's heartbeat. Acknowledged (renewing the host's lease) only by a
+    /// leader in office whose leadership a quorum confirmed within one heartbeat interval, so
+    /// a leader cut off from the majority renews nobody's lease, its own host's included.
+    pub fn heartbeat(self: &Arc<Self>, host: NodeId, self_fenced: bool) -> Result<LeaderResponse, ClusterError> {
+        let parts = self.parts()?;
+        let fresh = Duration::from_millis(self.config.host_heartbeat_ms);
+        let Some(term) = crate::controller::liveness::in_office(&parts.raft, &parts.state, parts.id, fresh) else {
+            return Err(ClusterError::Unavailable(
+                "this node is not a leader in office with a quorum behind it; it renews no lease".into(),
+            ));
+        };
+        let alive = parts
+            .state
+            .read(|s| s.hosts.get(&host).map(|h| h.state.is_alive() || h.state == HostState::Joining))
+            .ok_or_else(|| ClusterError::NotFound(format!("host {host} is not a member of this cluster")))?;
+        let index = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        if self.liveness.heartbeat(term, host, !alive || self_fenced)? {
+            let node = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node.propose_as_leader(Op::HostAlive { id: host, self_fenced }).await {
+                    tracing::debug!(host, "could not record the host as alive: {e}");
+                }
+                node.liveness.revived(host);
+            });
+        }
+        Ok(LeaderResponse::HeartbeatAck { index })
+    }
+
+    /// Held while Raft membership changes, which openraft takes one at a time.
+    pub async fn membership_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.admit_lock.lock().await
     }
 
     /// Proposes `op` on this node only if it leads now; never hands it on. For commands that

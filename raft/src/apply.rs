@@ -69,6 +69,7 @@ impl ClusterState {
                 let host =
                     self.hosts.get_mut(id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
                 host.state = HostState::Up;
+                host.state_since_ms = now;
                 let msg =
                     format!("Host {} joined the cluster as a {}.", host.name, if *voter { "voter" } else { "learner" });
                 self.record(now, EventKind::HostJoined, msg);
@@ -97,6 +98,10 @@ impl ClusterState {
                 self.record(now, EventKind::LeaderChanged, format!("Host {name} is the new leader (term {term})."));
                 Ok(Outcome::Done)
             }
+            Op::HostNonResponsive { id, silent_ms } => self.host_non_responsive(now, *id, *silent_ms),
+            Op::HostDown { id, how } => self.host_down(now, *id, how),
+            Op::HostAlive { id, self_fenced } => self.host_alive(now, *id, *self_fenced),
+            Op::RestartHaVms => self.restart_ha_vms(now),
             Op::CreateVm { id, spec, disks, start } => self.create_vm(now, *id, spec, disks, start.as_ref()),
             Op::EditVm { vm, changes } => self.edit_vm(now, vm, changes),
             Op::DeleteVm { vm, keep_disks } => self.delete_vm(now, vm, *keep_disks),
@@ -151,6 +156,8 @@ impl ClusterState {
                 state: HostState::Up,
                 facts: host.facts.clone(),
                 joined_ms: now,
+                state_since_ms: now,
+                maintenance: None,
             },
         );
         self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms });
@@ -191,6 +198,8 @@ impl ClusterState {
                 state: HostState::Joining,
                 facts: facts.clone(),
                 joined_ms: now,
+                state_since_ms: now,
+                maintenance: None,
             },
         );
         Ok(Outcome::HostRegistered { id, cluster_name })
@@ -214,6 +223,9 @@ impl ClusterState {
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
             ha: HaSettings { enabled: spec.ha_enabled, priority: spec.ha_priority },
+            ha_restart: None,
+            ha_restarting: false,
+            resume_behavior: spec.resume_behavior,
             disks: disks.iter().map(|d| d.id).collect(),
             nics: spec.nics.clone(),
             domain_type: spec.domain_type,
@@ -346,6 +358,8 @@ impl ClusterState {
         }
         vm.epoch = 0;
         vm.stop_reason = None;
+        vm.ha_restart = None;
+        vm.ha_restarting = false;
         vm.created_ms = now;
         vm.updated_ms = now;
         for d in disks {
@@ -427,6 +441,15 @@ impl ClusterState {
             if v != vm.ha.enabled {
                 what.push(format!("highly available {} -> {v}", vm.ha.enabled));
                 vm.ha.enabled = v;
+                if !v && vm.ha_restart.take().is_some() {
+                    what.push("its pending HA restart cancelled".to_string());
+                }
+            }
+        }
+        if let Some(v) = c.resume_behavior {
+            if v != vm.resume_behavior {
+                what.push(format!("resume behaviour {} -> {}", vm.resume_behavior.as_str(), v.as_str()));
+                vm.resume_behavior = v;
             }
         }
         if let Some(v) = c.ha_priority {
@@ -507,6 +530,7 @@ fn human_duration(ms: i64) -> String {
     }
 }
 
+mod ha;
 mod lifecycle;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ClusterError;
-use crate::model::{Disk, DomainType, EventKind, HaPriority, HostFacts, KernelBoot, Nic, Observed};
+use crate::model::{Disk, DomainType, EventKind, HaPriority, HostFacts, KernelBoot, Nic, Observed, ResumeBehavior};
 use crate::typ::NodeId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +60,26 @@ pub enum Op {
         id: NodeId,
         term: u64,
     },
+    /// The leader has missed the host's heartbeats for `silent_ms`.
+    HostNonResponsive {
+        id: NodeId,
+        silent_ms: u64,
+    },
+    /// The host's lease has certainly ended; `how` says what fenced it. Its VMs are down,
+    /// and its HA VMs wait to be restarted elsewhere.
+    HostDown {
+        id: NodeId,
+        how: String,
+    },
+    /// Heartbeats arrive again from a host that was not up. `self_fenced`: it says it lost its
+    /// lease meanwhile and destroyed its VMs.
+    HostAlive {
+        id: NodeId,
+        self_fenced: bool,
+    },
+    /// Places every HA VM whose restart is due, highest priority first; the ones that find no
+    /// host are tried again later with back-off.
+    RestartHaVms,
     /// `disks` are images the proposing node already made in the storage domain.
     CreateVm {
         id: Uuid,
@@ -155,6 +175,8 @@ pub struct VmSpec {
     pub vcpus: u32,
     pub ha_enabled: bool,
     pub ha_priority: HaPriority,
+    #[serde(default)]
+    pub resume_behavior: ResumeBehavior,
     pub nics: Vec<Nic>,
     pub domain_type: Option<DomainType>,
     pub boot: Option<KernelBoot>,
@@ -171,6 +193,7 @@ pub struct VmChanges {
     pub ha_enabled: Option<bool>,
     pub ha_priority: Option<HaPriority>,
     pub domain_type: Option<DomainType>,
+    pub resume_behavior: Option<ResumeBehavior>,
 }
 
 impl VmChanges {

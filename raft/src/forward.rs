@@ -19,6 +19,10 @@ pub enum LeaderRequest {
     Admit { token_hash: String, id: NodeId },
     /// Take a host out of Raft and of the cluster, promoting a learner if a voter leaves.
     RemoveHost { name: String },
+    /// A host's heartbeat, sent straight to the leader (never forwarded, never a log entry).
+    /// `self_fenced`: the host lost its lease since its last acknowledged heartbeat and
+    /// destroyed its VMs.
+    Heartbeat { host: NodeId, self_fenced: bool },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +37,12 @@ pub enum LeaderResponse {
     HostRemoved {
         id: NodeId,
         promoted: Option<String>,
+    },
+    /// The heartbeat renewed the host's lease. `index`: the leader's last log index; the host
+    /// uses its lease only once it has applied that much, so it never acts on a state older
+    /// than the leader's decision to renew it (a `host down` it missed, for one).
+    HeartbeatAck {
+        index: u64,
     },
 }
 

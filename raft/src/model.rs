@@ -54,6 +54,19 @@ pub struct Host {
     pub state: HostState,
     pub facts: HostFacts,
     pub joined_ms: i64,
+    /// When the host entered its current state (Unix ms, the leader's clock).
+    #[serde(default)]
+    pub state_since_ms: i64,
+    /// Set by `host maintenance`, cleared by `host activate`; kept while the host is down so
+    /// that it comes back in maintenance.
+    #[serde(default)]
+    pub maintenance: Option<MaintenanceOrder>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceOrder {
+    pub reason: Option<String>,
+    pub since_ms: i64,
 }
 
 /// What a host reports about itself when it joins.
@@ -110,6 +123,16 @@ pub enum HostState {
     /// Registered with a valid token, not yet a Raft member.
     Joining,
     Up,
+    /// The leader has missed its heartbeats; its lease may still be running, so its VMs are
+    /// left alone until it comes back or is declared down.
+    NonResponsive,
+    /// Its lease has certainly ended (it fenced itself, or its watchdog or a fence agent did):
+    /// none of its VMs runs, and its HA VMs were handed to the other hosts.
+    Down,
+    /// Ordered into maintenance; its VMs are being migrated away.
+    PreparingForMaintenance,
+    /// In maintenance: runs no VM and is given none.
+    Maintenance,
 }
 
 impl HostState {
@@ -117,7 +140,16 @@ impl HostState {
         match self {
             HostState::Joining => "joining",
             HostState::Up => "up",
+            HostState::NonResponsive => "non_responsive",
+            HostState::Down => "down",
+            HostState::PreparingForMaintenance => "preparing_for_maintenance",
+            HostState::Maintenance => "maintenance",
         }
+    }
+
+    /// Whether the host answers its heartbeats (whatever the operator made of it).
+    pub fn is_alive(self) -> bool {
+        matches!(self, HostState::Up | HostState::PreparingForMaintenance | HostState::Maintenance)
     }
 }
 
@@ -162,8 +194,82 @@ pub struct Vm {
     /// Changes made while the VM ran that need a restart (oVirt's "next run" configuration);
     /// they replace the running values when the VM is next down.
     pub next_run: Option<NextRun>,
+    /// An HA VM that failed and waits to be restarted by the leader.
+    #[serde(default)]
+    pub ha_restart: Option<HaRestart>,
+    /// Started by HA and not yet reported up (its "up" event says it was restarted).
+    #[serde(default)]
+    pub ha_restarting: bool,
+    /// What to do when the hypervisor pauses the VM on a storage I/O error.
+    #[serde(default)]
+    pub resume_behavior: ResumeBehavior,
     pub created_ms: i64,
     pub updated_ms: i64,
+}
+
+/// A pending HA restart: retried with back-off while no host can take the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaRestart {
+    /// When the VM failed (Unix ms).
+    pub failed_ms: i64,
+    /// Placement attempts made so far.
+    pub attempts: u32,
+    /// Not tried again before this time (Unix ms).
+    pub next_try_ms: i64,
+    /// Why the last attempt could not place it.
+    pub last_error: Option<String>,
+}
+
+/// The longest wait between two HA restart attempts of one VM.
+pub const HA_RETRY_MAX_MS: i64 = 30_000;
+
+impl HaRestart {
+    pub fn new(now: i64) -> HaRestart {
+        HaRestart { failed_ms: now, attempts: 0, next_try_ms: now, last_error: None }
+    }
+
+    /// The wait after `attempts` failed attempts: 1 s, 2 s, 4 s, ... at most 30 s.
+    pub fn backoff_ms(attempts: u32) -> i64 {
+        (1000i64 << attempts.saturating_sub(1).min(5)).min(HA_RETRY_MAX_MS)
+    }
+}
+
+/// oVirt's "resume behaviour" after a storage I/O error pause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResumeBehavior {
+    /// Resume the guest once the storage answers again.
+    #[default]
+    AutoResume,
+    /// Leave it paused for the operator.
+    LeavePaused,
+    /// Power it off; an HA VM is then restarted (elsewhere if need be).
+    Kill,
+}
+
+impl ResumeBehavior {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResumeBehavior::AutoResume => "auto_resume",
+            ResumeBehavior::LeavePaused => "leave_paused",
+            ResumeBehavior::Kill => "kill",
+        }
+    }
+}
+
+impl FromStr for ResumeBehavior {
+    type Err = crate::ClusterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto_resume" => Ok(ResumeBehavior::AutoResume),
+            "leave_paused" => Ok(ResumeBehavior::LeavePaused),
+            "kill" => Ok(ResumeBehavior::Kill),
+            other => Err(crate::ClusterError::invalid(
+                "resume_behavior",
+                format!("must be auto_resume, leave_paused or kill (got '{other}')"),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,10 +425,14 @@ pub enum Observed {
     Up,
     /// Paused without being asked to.
     Paused,
+    /// Paused by the hypervisor because its storage failed (libvirt's I/O error pause).
+    PausedIoError,
     Suspended,
-    /// Shut off; `cause` says how (guest shutdown, crash, power off, ...).
+    /// Shut off; `cause` says how (guest shutdown, crash, power off, ...). `on_purpose` when
+    /// the guest shut itself down cleanly (HA does not restart it then, as in oVirt).
     Down {
         cause: String,
+        on_purpose: bool,
     },
     RebootDone,
     MigrationDone,
@@ -350,12 +460,14 @@ pub enum EventKind {
     ClusterBootstrapped,
     HostJoined,
     HostLeft,
+    HostStateChanged,
     LeaderChanged,
     TokenCreated,
     VmCreated,
     VmEdited,
     VmDeleted,
     VmStateChanged,
+    VmHighAvailability,
     VmMigration,
     DiskCreated,
     DiskDeleted,
@@ -367,12 +479,14 @@ impl EventKind {
             EventKind::ClusterBootstrapped => "cluster_bootstrapped",
             EventKind::HostJoined => "host_joined",
             EventKind::HostLeft => "host_left",
+            EventKind::HostStateChanged => "host_state_changed",
             EventKind::LeaderChanged => "leader_changed",
             EventKind::TokenCreated => "token_created",
             EventKind::VmCreated => "vm_created",
             EventKind::VmEdited => "vm_edited",
             EventKind::VmDeleted => "vm_deleted",
             EventKind::VmStateChanged => "vm_state_changed",
+            EventKind::VmHighAvailability => "vm_high_availability",
             EventKind::VmMigration => "vm_migration",
             EventKind::DiskCreated => "disk_created",
             EventKind::DiskDeleted => "disk_deleted",

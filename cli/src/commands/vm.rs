@@ -112,6 +112,7 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
         kernel: args.kernel.unwrap_or_default(),
         initrd: args.initrd.unwrap_or_default(),
         cmdline: args.cmdline.unwrap_or_default(),
+        resume_behavior: args.resume_behavior.unwrap_or_default(),
     };
     let vm = ctx
         .nodes
@@ -168,7 +169,7 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
     if args.changes_nothing() {
         bail!(
             "nothing to change: give at least one of --name, --memory, --vcpus, \
-             --description, --comment, --ha, --ha-priority, --domain-type"
+             --description, --comment, --ha, --ha-priority, --domain-type, --resume-behavior"
         );
     }
     let request = proto::EditVmRequest {
@@ -181,6 +182,7 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         ha: args.ha,
         ha_priority: args.ha_priority.map(|p| p.as_str().to_string()),
         domain_type: args.domain_type.map(|t| t.as_str().to_string()),
+        resume_behavior: args.resume_behavior,
     };
     let vm = ctx
         .nodes
@@ -313,10 +315,16 @@ fn vm_fields(vm: VmView) -> Fields {
         }
         fields = fields.add("next run", what.join(", "));
     }
+    if let Some(r) = vm.ha_restart {
+        let why = r.last_error.map(|e| format!(": {e}")).unwrap_or_default();
+        let waiting = format!("failed {}, {} attempt(s), next {}{why}", r.failed, r.attempts, r.next_try);
+        fields = fields.add("ha restart", waiting);
+    }
     fields
         .add_list("disks", disks, "-")
         .add_list("nics", nics, "-")
         .add("ha", ha)
+        .add("on io error", vm.resume_behavior)
         .add("description", vm.description)
         .add("comment", vm.comment)
         .add("created", vm.created)

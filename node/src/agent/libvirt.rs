@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use corral_raft::model::{DomainType, HostFacts};
 use uuid::Uuid;
 use virt::connect::Connect;
-use virt::domain::{Domain, DomainState as VirtState};
+use virt::domain::{Domain, DomainPausedReason, DomainShutoffReason, DomainState as VirtState, DomainStateReason};
 use virt::enumutil::Enum;
 use virt::error::{Error as VirtError, ErrorNumber};
 use virt::sys;
@@ -60,6 +60,11 @@ pub struct DomainInfo {
     pub state: DomainState,
     /// Whether libvirt keeps its definition when it stops (false for a transient domain).
     pub persistent: bool,
+    /// Shut off because the guest shut itself down (libvirt's reason "shutdown"), not
+    /// destroyed, crashed or failed.
+    pub guest_shutdown: bool,
+    /// Paused by the hypervisor on a storage I/O error (libvirt's reason "ioerror").
+    pub io_error: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,8 +381,13 @@ impl Call<'_> {
         let fail = |e| self.domain_error(uuid, e);
         let name = domain.name().map_err(fail)?;
         let persistent = domain.is_persistent().map_err(fail)?;
-        let (state, _reason) = domain.state().map_err(fail)?;
-        Ok(DomainInfo { uuid, name, state: state.into(), persistent })
+        let (state, reason) = domain.state().map_err(fail)?;
+        let state: DomainState = state.into();
+        let guest_shutdown =
+            matches!(reason, Enum::Known(DomainStateReason::Shutoff(Enum::Known(DomainShutoffReason::Shutdown))));
+        let io_error =
+            matches!(reason, Enum::Known(DomainStateReason::Paused(Enum::Known(DomainPausedReason::IOError))));
+        Ok(DomainInfo { uuid, name, state, persistent, guest_shutdown, io_error })
     }
 }
 
@@ -415,7 +425,14 @@ mod tests {
         let listed = hv.domains().await.unwrap().into_iter().find(|d| d.uuid == spec.uuid).unwrap();
         assert_eq!(
             listed,
-            DomainInfo { uuid: spec.uuid, name: spec.name.clone(), state: DomainState::Shutoff, persistent: true }
+            DomainInfo {
+                uuid: spec.uuid,
+                name: spec.name.clone(),
+                state: DomainState::Shutoff,
+                persistent: true,
+                guest_shutdown: false,
+                io_error: false
+            }
         );
 
         hv.start(spec.uuid).await.unwrap();

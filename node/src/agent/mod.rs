@@ -2,5 +2,7 @@
 //! that touches libvirt; `reconcile` makes this host run what the cluster assigns to it.
 
 pub mod domain_xml;
+pub mod lease;
 pub mod libvirt;
 pub mod reconcile;
+pub mod watchdog;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_raft::command::Op;
-use corral_raft::model::{ClusterState, EventKind, Observed, PowerState, Vm, VmStatus};
+use corral_raft::model::{ClusterState, EventKind, Observed, PowerState, ResumeBehavior, Vm, VmStatus};
 use corral_raft::typ::StateHandle;
 use corral_raft::NodeId;
 use uuid::Uuid;
@@ -93,6 +93,11 @@ impl Agent {
 
     /// One look at libvirt and the state; returns whether something is in transition.
     async fn pass(&mut self) -> bool {
+        // Without a lease this host acts on nothing (the lease task fences its VMs); with
+        // one, the local state is at least as new as the leader's when it renewed it.
+        if !self.node.lease.held() {
+            return true;
+        }
         let view = self.view();
         let domains = match self.hv.domains().await {
             Ok(d) => d,
@@ -149,7 +154,7 @@ impl Agent {
                     return true;
                 }
                 let cause = vm.stop_reason.clone().unwrap_or_else(|| "powered off".into());
-                self.report(vm, Observed::Down { cause }).await;
+                self.report(vm, Observed::Down { cause, on_purpose: true }).await;
                 self.acpi_sent.remove(&(vm.id, vm.epoch));
                 self.forget(vm.id).await;
                 true
@@ -160,12 +165,18 @@ impl Agent {
                         self.power_up(vm).await;
                         return true;
                     }
-                    let cause = match state {
-                        Some(DomainState::Crashed) => "the guest crashed",
-                        Some(_) => "it was shut down from inside the guest or by the hypervisor",
-                        None => "its domain disappeared from the hypervisor",
+                    let guest_shutdown = dom.is_some_and(|d| d.guest_shutdown);
+                    let cause = if self.node.lease.take_fenced(vm.id) {
+                        format!("host {} lost its lease and stopped it (self-fencing)", view.my_name)
+                    } else {
+                        match state {
+                            Some(DomainState::Crashed) => "the guest crashed".into(),
+                            Some(_) if guest_shutdown => "it was shut down from inside the guest".into(),
+                            Some(_) => "its QEMU process ended without a shutdown (killed or failed)".into(),
+                            None => "its domain disappeared from the hypervisor".into(),
+                        }
                     };
-                    self.report(vm, Observed::Down { cause: cause.into() }).await;
+                    self.report(vm, Observed::Down { cause, on_purpose: guest_shutdown }).await;
                     self.forget(vm.id).await;
                     return true;
                 }
@@ -178,6 +189,9 @@ impl Agent {
                     }
                     self.report(vm, Observed::Suspended).await;
                     return false;
+                }
+                if paused && dom.is_some_and(|d| d.io_error) && vm.desired == PowerState::Up {
+                    return self.io_error_pause(vm).await;
                 }
                 if paused {
                     if vm.status == VmStatus::Suspended {
@@ -198,6 +212,31 @@ impl Agent {
                 }
                 self.report(vm, Observed::Up).await;
                 vm.status != VmStatus::Up
+            }
+        }
+    }
+
+    /// A VM the hypervisor paused on a storage I/O error, handled by its resume behaviour.
+    async fn io_error_pause(&mut self, vm: &Vm) -> bool {
+        self.report(vm, Observed::PausedIoError).await;
+        match vm.resume_behavior {
+            // Tried at the idle pace: if the storage still fails, the guest pauses again.
+            ResumeBehavior::AutoResume => {
+                if self.hv.resume(vm.id).await.is_ok() {
+                    tracing::info!(vm = %vm.name, "resumed after an I/O error pause");
+                }
+                false
+            }
+            ResumeBehavior::LeavePaused => false,
+            ResumeBehavior::Kill => {
+                if let Err(e) = self.hv.destroy(vm.id).await {
+                    self.failed(vm, "power off", e).await;
+                    return true;
+                }
+                let cause = "it was killed after a storage I/O error pause (resume behaviour: kill)".to_string();
+                self.report(vm, Observed::Down { cause, on_purpose: false }).await;
+                self.forget(vm.id).await;
+                true
             }
         }
     }

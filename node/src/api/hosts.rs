@@ -38,6 +38,8 @@ impl HostService for Api {
                             vms_running: used.vms_running as u32,
                             domain_type: h.facts.domain_type.as_str().into(),
                             vcpus_free: (h.facts.cpus as u64 * CPU_OVERCOMMIT).saturating_sub(used.vcpus) as u32,
+                            state_since_unix_ms: h.state_since_ms,
+                            maintenance_reason: h.maintenance.as_ref().map(|m| m.reason.clone().unwrap_or_default()),
                         }
                     })
                     .collect()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use corral_proto::raft_service_server::RaftService;
 use corral_proto::{PingRequest, PingResponse, RaftPayload};
-use corral_raft::forward::{ForwardResult, Forwarded};
+use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest};
 use corral_raft::network::{decode, payload};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -41,7 +41,12 @@ impl RaftService for Api {
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let Forwarded { hops, request } = parse(req)?;
-        let result: ForwardResult = self.0.route(request, hops).await;
+        let result: ForwardResult = match request {
+            // Straight to this node: a heartbeat is answered by the leader it was sent to or
+            // refused at once, never handed on or held while an election runs.
+            LeaderRequest::Heartbeat { host, self_fenced } => self.0.heartbeat(host, self_fenced),
+            request => self.0.route(request, hops).await,
+        };
         reply(&result)
     }
 

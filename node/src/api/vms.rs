@@ -51,6 +51,13 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
             vcpus: n.vcpus,
             domain_type: n.domain_type.map(|t| t.as_str().to_string()),
         }),
+        resume_behavior: vm.resume_behavior.as_str().into(),
+        ha_restart: vm.ha_restart.as_ref().map(|r| corral_proto::HaRestart {
+            failed_unix_ms: r.failed_ms,
+            attempts: r.attempts,
+            next_try_unix_ms: r.next_try_ms,
+            last_error: r.last_error.clone(),
+        }),
     }
 }
 
@@ -156,6 +163,10 @@ impl VmService for Api {
             nics: r.nics.iter().map(|n| model::Nic { network: n.clone(), mac: random_mac() }).collect(),
             domain_type: domain_type(&r.domain_type)?,
             boot,
+            resume_behavior: match r.resume_behavior.as_str() {
+                "" => Default::default(),
+                v => v.parse().map_err(status)?,
+            },
         };
         validate::vm_spec(&spec).map_err(status)?;
         for n in &r.nics {
@@ -226,6 +237,7 @@ impl VmService for Api {
                 Some(t) => domain_type(t)?,
                 None => None,
             },
+            resume_behavior: r.resume_behavior.as_deref().map(str::parse).transpose().map_err(status)?,
         };
         validate::vm_changes(&changes).map_err(status)?;
         self.order(rid, Op::EditVm { vm: r.vm, changes }).await

@@ -3,6 +3,7 @@
 //! matters in memory.
 
 mod leadership;
+pub mod liveness;
 
 use std::sync::Arc;
 
@@ -12,5 +13,6 @@ use corral_raft::NodeId;
 use crate::node::Node;
 
 pub fn spawn(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
-    tokio::spawn(leadership::record_leader_changes(node, raft, state, id));
+    tokio::spawn(leadership::record_leader_changes(node.clone(), raft.clone(), state.clone(), id));
+    tokio::spawn(liveness::run(node, raft, state, id));
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::Applied;
 use crate::command::{Outcome, StartOrder};
 use crate::error::ClusterError;
-use crate::model::{ClusterState, EventKind, Observed, PowerState, Vm, VmStatus};
+use crate::model::{ClusterState, EventKind, HaRestart, Observed, PowerState, Vm, VmStatus};
 use crate::placement;
 use crate::typ::NodeId;
 
@@ -43,6 +43,9 @@ impl ClusterState {
         vm.stop_reason = None;
         vm.shutdown_deadline_ms = None;
         vm.reboot_pending = false;
+        // An operator's start replaces a pending HA restart.
+        vm.ha_restart = None;
+        vm.ha_restarting = false;
         vm.updated_ms = now;
         let (id, msg) = (vm.id, format!("VM {} is powering up on host {host_name}.", vm.name));
         self.record(now, EventKind::VmStateChanged, msg);
@@ -60,6 +63,14 @@ impl ClusterState {
     ) -> Applied {
         let vm = self.vm_mut(name_or_id)?;
         match vm.status {
+            // Stopping a down HA VM that waits for its restart cancels the restart.
+            VmStatus::Down if vm.ha_restart.is_some() => {
+                vm.ha_restart = None;
+                vm.updated_ms = now;
+                let (id, msg) = (vm.id, format!("The pending HA restart of VM {} was cancelled.", vm.name));
+                self.record(now, EventKind::VmHighAvailability, msg);
+                return self.vm_outcome(id);
+            }
             VmStatus::Down => {
                 return Err(ClusterError::FailedPrecondition(format!("vm '{}' is already down", vm.name)))
             }
@@ -175,12 +186,18 @@ impl ClusterState {
         let mut message = None;
         let mut kind = EventKind::VmStateChanged;
         let mut settled = None;
+        let mut ha_failed = false;
         match observed {
             Observed::Up => {
                 if vm.status == VmStatus::Migrating || vm.reboot_pending {
                     // The source keeps reporting up during a migration; a reboot reports RebootDone.
                 } else if vm.desired == PowerState::Down {
                     // Shutting down: it is up until it is down.
+                } else if vm.ha_restarting {
+                    vm.ha_restarting = false;
+                    vm.status = VmStatus::Up;
+                    kind = EventKind::VmHighAvailability;
+                    message = Some(format!("VM {name} was restarted on host {host_name}."));
                 } else {
                     vm.status = VmStatus::Up;
                     message = Some(format!("VM {name} is up on host {host_name}."));
@@ -189,6 +206,13 @@ impl ClusterState {
             Observed::Paused => {
                 vm.status = VmStatus::Paused;
                 message = Some(format!("VM {name} was paused by the hypervisor on host {host_name}."));
+            }
+            Observed::PausedIoError => {
+                vm.status = VmStatus::Paused;
+                message = Some(format!(
+                    "VM {name} was paused on host {host_name} after a storage I/O error (resume behaviour: {}).",
+                    vm.resume_behavior.as_str()
+                ));
             }
             Observed::Suspended => {
                 vm.status = VmStatus::Suspended;
@@ -199,11 +223,18 @@ impl ClusterState {
                 vm.status = VmStatus::Up;
                 message = Some(format!("VM {name} was rebooted on host {host_name}."));
             }
-            Observed::Down { cause } => {
+            Observed::Down { cause, on_purpose } => {
                 let expected = vm.desired == PowerState::Down;
                 if !expected {
                     vm.stop_reason = Some(cause.clone());
                 }
+                // oVirt's rule: an HA VM that dies is restarted; one shut down on purpose (by
+                // the operator, or cleanly from inside the guest) is not.
+                if !expected && !on_purpose && vm.ha.enabled {
+                    vm.ha_restart = Some(HaRestart::new(now));
+                    ha_failed = true;
+                }
+                vm.ha_restarting = false;
                 let why = vm.stop_reason.clone().map(|r| format!(" (reason: {r})")).unwrap_or_default();
                 message = Some(if expected {
                     format!("VM {name} is down on host {host_name}{why}.")
@@ -235,6 +266,14 @@ impl ClusterState {
             }
             Observed::Failed { action, error } => {
                 if action == "start" {
+                    if std::mem::take(&mut vm.ha_restarting) {
+                        vm.ha_restart = Some(HaRestart {
+                            attempts: 1,
+                            next_try_ms: now + HaRestart::backoff_ms(1),
+                            last_error: Some(error.clone()),
+                            ..HaRestart::new(now)
+                        });
+                    }
                     vm.desired = PowerState::Down;
                     vm.status = VmStatus::Down;
                     vm.host = None;
@@ -251,10 +290,16 @@ impl ClusterState {
         }
         vm.updated_ms = now;
         // Repeated reports of the same steady state are not news.
-        let steady =
-            matches!(observed, Observed::Up | Observed::NotResponding | Observed::Paused | Observed::Suspended);
+        let steady = matches!(
+            observed,
+            Observed::Up | Observed::NotResponding | Observed::Paused | Observed::PausedIoError | Observed::Suspended
+        );
         if let Some(m) = message.filter(|_| vm.status != before || !steady) {
             self.record(now, kind, m);
+        }
+        if ha_failed {
+            let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");
+            self.record(now, EventKind::VmHighAvailability, msg);
         }
         if let Some(what) = settled {
             self.record(now, EventKind::VmEdited, format!("VM {name} now has its next-run configuration: {what}."));

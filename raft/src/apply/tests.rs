@@ -16,6 +16,7 @@ fn spec(name: &str) -> VmSpec {
         vcpus: 2,
         ha_enabled: false,
         ha_priority: HaPriority::Medium,
+        resume_behavior: Default::default(),
         nics: vec![],
         domain_type: None,
         boot: None,
@@ -302,8 +303,26 @@ mod lifecycle {
         // A report from an older assignment changes nothing.
         let before = s.clone();
         let id = vm(&s, "a").id;
-        op(&mut s, Op::ReportVm { vm: id, host: 1, epoch: 0, observed: Observed::Down { cause: "x".into() } }).unwrap();
-        op(&mut s, Op::ReportVm { vm: id, host: 2, epoch: 1, observed: Observed::Down { cause: "x".into() } }).unwrap();
+        op(
+            &mut s,
+            Op::ReportVm {
+                vm: id,
+                host: 1,
+                epoch: 0,
+                observed: Observed::Down { cause: "x".into(), on_purpose: false },
+            },
+        )
+        .unwrap();
+        op(
+            &mut s,
+            Op::ReportVm {
+                vm: id,
+                host: 2,
+                epoch: 1,
+                observed: Observed::Down { cause: "x".into(), on_purpose: false },
+            },
+        )
+        .unwrap();
         assert_eq!(s, before);
 
         refused(
@@ -333,7 +352,7 @@ mod lifecycle {
         // A power off while shutting down moves the deadline to now.
         op(&mut s, Op::StopVm { vm: "a".into(), reason: Some("kernel update".into()) }).unwrap();
         assert_eq!(vm(&s, "a").shutdown_deadline_ms, Some(T0 + 100));
-        report(&mut s, "a", Observed::Down { cause: "powered off".into() });
+        report(&mut s, "a", Observed::Down { cause: "powered off".into(), on_purpose: false });
         let v = vm(&s, "a");
         assert_eq!((v.status, v.host, v.stop_reason.as_deref()), (VmStatus::Down, None, Some("kernel update")));
         assert_eq!(s.events.back().unwrap().message, "VM a is down on host host1 (reason: kernel update).");
@@ -347,7 +366,7 @@ mod lifecycle {
         start(&mut s, "a", None).unwrap();
         report(&mut s, "a", Observed::Up);
         let host = vm(&s, "a").host.unwrap();
-        report(&mut s, "a", Observed::Down { cause: "shut down from inside the guest".into() });
+        report(&mut s, "a", Observed::Down { cause: "shut down from inside the guest".into(), on_purpose: true });
         let v = vm(&s, "a");
         assert_eq!((v.status, v.desired, v.host), (VmStatus::Down, PowerState::Down, None));
         assert_eq!(
@@ -465,7 +484,7 @@ mod lifecycle {
             },
             "vm 'a' is powering_up; only a down VM can be cloned",
         );
-        report(&mut s, "a", Observed::Down { cause: "x".into() });
+        report(&mut s, "a", Observed::Down { cause: "x".into(), on_purpose: false });
         op(
             &mut s,
             Op::CloneVm {
@@ -508,7 +527,7 @@ mod lifecycle {
             .unwrap();
         assert_eq!(vm(&s, "a").next_run, None);
         op(&mut s, Op::EditVm { vm: "a".into(), changes: VmChanges { vcpus: Some(1), ..Default::default() } }).unwrap();
-        report(&mut s, "a", Observed::Down { cause: "powered off".into() });
+        report(&mut s, "a", Observed::Down { cause: "powered off".into(), on_purpose: false });
         let v = vm(&s, "a");
         assert_eq!((v.vcpus, v.next_run.clone()), (1, None));
         assert_eq!(s.events.back().unwrap().message, "VM a now has its next-run configuration: 1 vCPU.");
@@ -572,3 +591,5 @@ fn a_batch_applies_each_write_once_in_order() {
     assert_eq!(s.vms.len(), 4);
     assert_eq!(s.events.iter().filter(|e| e.kind == EventKind::VmCreated).count(), 4);
 }
+
+mod ha;

@@ -1,0 +1,215 @@
+//! This host's lease: heartbeats to the leader renew it; a host that cannot renew it destroys
+//! its VMs before it ends (self-fencing), and starts nothing while it does not hold it.
+//!
+//! The lease is counted from the moment the acknowledged heartbeat was *sent*, so it ends
+//! before the leader's count (from when it *received* it) does; the leader declares the host
+//! down only `lease + margin` after that. A renewal is used only once this node has applied
+//! the log up to the index the leader acknowledged with, so it never acts on a state older
+//! than the leader's (a `host down` it missed while cut off, for one).
+//!
+//! The watchdog (when configured) is fed while the lease is held or the VMs are fenced: a
+//! daemon that dies or hangs stops feeding it, and the watchdog powers the host off before
+//! the lease ends. That is how a host whose corrald cannot fence itself is still fenced.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
+use corral_raft::model::ClusterState;
+use corral_raft::typ::StateHandle;
+use corral_raft::NodeId;
+use uuid::Uuid;
+
+use super::libvirt::DomainState;
+use crate::config::Config;
+use crate::node::Node;
+
+pub struct Lease {
+    inner: Mutex<Held>,
+    length: Duration,
+    /// The host fences this long before its lease would end.
+    fence_ahead: Duration,
+}
+
+struct Held {
+    /// Set by an acknowledged heartbeat.
+    until: Option<Instant>,
+    started: Instant,
+    /// VMs destroyed by self-fencing (their "down" report says so).
+    fenced: HashSet<Uuid>,
+    /// Fenced since the last acknowledged heartbeat: the next heartbeat says so.
+    fenced_unreported: bool,
+}
+
+impl Lease {
+    pub fn new(config: &Config) -> Lease {
+        let length = Duration::from_millis(config.lease_ms);
+        Lease {
+            inner: Mutex::new(Held {
+                until: None,
+                started: Instant::now(),
+                fenced: HashSet::new(),
+                fenced_unreported: false,
+            }),
+            length,
+            fence_ahead: length / 3,
+        }
+    }
+
+    fn held_state(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.inner.lock().expect("lease")
+    }
+
+    /// Whether this host may start, resume or migrate VMs now: it holds its lease and is not
+    /// yet in the window where it must fence.
+    pub fn held(&self) -> bool {
+        self.held_state().until.is_some_and(|u| Instant::now() + self.fence_ahead < u)
+    }
+
+    /// Whether the host must fence now: its lease (or, before the first one, the grace after
+    /// start-up) ends within `fence_ahead`.
+    fn fence_due(&self) -> bool {
+        let h = self.held_state();
+        let end = h.until.unwrap_or(h.started + self.length);
+        Instant::now() + self.fence_ahead >= end
+    }
+
+    fn renew(&self, sent: Instant) {
+        let mut h = self.held_state();
+        let until = sent + self.length;
+        if h.until.is_none_or(|u| u < until) {
+            h.until = Some(until);
+        }
+        h.fenced_unreported = false;
+    }
+
+    /// Whether VM `id` was destroyed by self-fencing (and forgets it).
+    pub fn take_fenced(&self, id: Uuid) -> bool {
+        self.held_state().fenced.remove(&id)
+    }
+
+    /// How much of the lease is left (zero when none is held).
+    pub fn remaining(&self) -> Duration {
+        self.held_state().until.map_or(Duration::ZERO, |u| u.saturating_duration_since(Instant::now()))
+    }
+}
+
+pub fn spawn(node: Arc<Node>, me: NodeId, state: StateHandle) {
+    tokio::spawn(run(node, me, state));
+}
+
+async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
+    let period = Duration::from_millis(node.config.host_heartbeat_ms);
+    let mut watchdog = open_watchdog(&node.config);
+    loop {
+        let sent = Instant::now();
+        let self_fenced = node.lease.held_state().fenced_unreported;
+        match heartbeat(&node, me, self_fenced, period).await {
+            Ok(index) => {
+                // Use the renewal only with a state as new as the leader's when it granted it.
+                let caught_up = tokio::time::timeout(period, wait_applied(&state, index)).await.is_ok();
+                if caught_up {
+                    node.lease.renew(sent);
+                }
+            }
+            Err(e) => tracing::debug!("heartbeat not acknowledged: {e}"),
+        }
+        let mut fenced_ok = true;
+        if node.lease.fence_due() {
+            fenced_ok = fence(&node, &state).await;
+        }
+        if let Some(w) = watchdog.as_mut() {
+            if node.lease.held() || fenced_ok {
+                if let Err(e) = w.feed() {
+                    tracing::warn!("cannot feed the watchdog: {e}");
+                }
+            } else {
+                tracing::error!("no lease and the VMs could not be fenced: the watchdog is not fed");
+            }
+        }
+        tokio::time::sleep_until((sent + period).into()).await;
+    }
+}
+
+fn open_watchdog(config: &Config) -> Option<super::watchdog::Watchdog> {
+    let path = config.watchdog.as_ref()?;
+    match super::watchdog::Watchdog::open(path) {
+        Ok(w) => {
+            tracing::info!(path = %path.display(), "watchdog armed");
+            Some(w)
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), "cannot open the watchdog: {e}");
+            None
+        }
+    }
+}
+
+/// Sends one heartbeat to the leader (locally when this node leads); returns the index the
+/// leader acknowledged with.
+async fn heartbeat(node: &Arc<Node>, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
+    let parts = node.parts().map_err(|e| e.to_string())?;
+    let m = parts.raft.metrics().borrow().clone();
+    let leader = m.current_leader.ok_or("no leader known")?;
+    let resp = if leader == me {
+        node.heartbeat(me, self_fenced)
+    } else {
+        let address = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.address.clone())
+            .ok_or("the leader is not in this node's membership")?;
+        let req = LeaderRequest::Heartbeat { host: me, self_fenced };
+        match tokio::time::timeout(timeout, node.network.forward(&address, &req, MAX_HOPS, timeout)).await {
+            Ok(r) => r,
+            Err(_) => return Err(format!("the leader at {address} did not answer within {timeout:?}")),
+        }
+    };
+    match resp {
+        Ok(LeaderResponse::HeartbeatAck { index }) => Ok(index),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn wait_applied(state: &StateHandle, index: u64) {
+    let mut applied = state.subscribe();
+    while state.last_applied().map_or(0, |l| l.index) < index {
+        if applied.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Self-fencing: destroys every cluster VM running here. Returns whether all are gone.
+async fn fence(node: &Arc<Node>, state: &StateHandle) -> bool {
+    let domains = match node.hypervisor.domains().await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("cannot fence: libvirt does not answer: {e}");
+            return false;
+        }
+    };
+    let cluster_vms: HashSet<Uuid> = state.read(|s: &ClusterState| s.vms.keys().copied().collect());
+    let mut ok = true;
+    for d in domains.iter().filter(|d| cluster_vms.contains(&d.uuid)) {
+        if matches!(d.state, DomainState::Shutoff | DomainState::Crashed) {
+            continue;
+        }
+        tracing::error!(vm = %d.name, "lease lost: destroying the VM (self-fencing)");
+        match node.hypervisor.destroy(d.uuid).await {
+            Ok(()) => {
+                let mut h = node.lease.held_state();
+                h.fenced.insert(d.uuid);
+                h.fenced_unreported = true;
+            }
+            Err(e) => {
+                tracing::error!(vm = %d.name, "could not destroy it: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}

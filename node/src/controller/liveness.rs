@@ -1,0 +1,275 @@
+//! Host liveness on the leader: heartbeat times (the one thing a leader keeps only in memory),
+//! the decisions `non_responsive` and `down`, HA restart passes, and the replacement of a
+//! voter that stays down.
+//!
+//! The safety rule (DESIGN.md): a host is declared down only when its lease has certainly
+//! ended, that is `lease + margin` after the last heartbeat this leader received from it (the
+//! host counts its lease from the moment it *sent* that heartbeat, so its lease ends first). A
+//! new leader knows no heartbeat times and counts from the moment it took office, so it waits a
+//! full lease before declaring anyone down. While a host is being declared down, its heartbeats
+//! are refused, so no lease is granted between the decision and the committed entry; every
+//! later acknowledgement carries an index past that entry.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corral_raft::command::Op;
+use corral_raft::model::HostState;
+use corral_raft::typ::{Raft, StateHandle};
+use corral_raft::{ClusterError, NodeId};
+use openraft::{ChangeMembers, ServerState};
+
+use crate::node::{now_ms, Node};
+
+/// How often the leader looks at heartbeat times and pending HA restarts.
+const TICK: Duration = Duration::from_millis(100);
+/// The longest a fence agent command may run.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The leader's heartbeat book, reset whenever its term changes.
+#[derive(Default)]
+pub struct Liveness {
+    inner: Mutex<Book>,
+}
+
+#[derive(Default)]
+struct Book {
+    term: u64,
+    /// When this node took office in `term`.
+    since: Option<Instant>,
+    last_seen: HashMap<NodeId, Instant>,
+    /// Hosts whose `down` is being committed: their heartbeats are refused meanwhile.
+    declaring: HashSet<NodeId>,
+    /// Hosts whose "alive again" entry is being proposed.
+    reviving: HashSet<NodeId>,
+    /// Hosts the fence agent was run for in this term, and whether it succeeded.
+    fenced_by_agent: HashMap<NodeId, bool>,
+}
+
+impl Book {
+    fn for_term(&mut self, term: u64) -> &mut Book {
+        if self.term != term || self.since.is_none() {
+            *self = Book { term, since: Some(Instant::now()), ..Book::default() };
+        }
+        self
+    }
+
+    fn silence(&self, host: NodeId, now: Instant) -> Duration {
+        let since = self.since.unwrap_or(now);
+        let last = self.last_seen.get(&host).map_or(since, |t| (*t).max(since));
+        now.saturating_duration_since(last)
+    }
+}
+
+impl Liveness {
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.inner.lock().expect("liveness book")
+    }
+
+    /// Records a heartbeat from `host` to the leader of `term`; refused while the host is
+    /// being declared down. Returns whether an "alive again" entry should be proposed by the
+    /// caller (it is then marked as being proposed).
+    pub fn heartbeat(&self, term: u64, host: NodeId, needs_revival: bool) -> Result<bool, ClusterError> {
+        let mut book = self.book();
+        let book = book.for_term(term);
+        if book.declaring.contains(&host) {
+            return Err(ClusterError::Unavailable(format!(
+                "host {host} is being declared down; it renews no lease until that is committed"
+            )));
+        }
+        book.last_seen.insert(host, Instant::now());
+        Ok(needs_revival && book.reviving.insert(host))
+    }
+
+    pub fn revived(&self, host: NodeId) {
+        self.book().reviving.remove(&host);
+    }
+
+    /// Time since `host` was last heard from by this leader (or since it took office).
+    fn silence(&self, term: u64, host: NodeId) -> Duration {
+        let mut book = self.book();
+        book.for_term(term).silence(host, Instant::now())
+    }
+
+    /// Starts declaring `host` down if it has still been silent for `at_least`; from now until
+    /// [`Liveness::declared`], its heartbeats are refused.
+    fn begin_declaring(&self, term: u64, host: NodeId, at_least: Duration) -> bool {
+        let mut book = self.book();
+        let book = book.for_term(term);
+        let fenced = book.fenced_by_agent.get(&host) == Some(&true);
+        if book.silence(host, Instant::now()) < at_least && !fenced {
+            return false;
+        }
+        book.declaring.insert(host)
+    }
+
+    fn declared(&self, host: NodeId) {
+        let mut book = self.book();
+        book.declaring.remove(&host);
+        book.fenced_by_agent.remove(&host);
+    }
+
+    fn fence_result(&self, term: u64, host: NodeId) -> Option<bool> {
+        let mut book = self.book();
+        book.for_term(term).fenced_by_agent.get(&host).copied()
+    }
+
+    /// Marks the fence agent as started for `host`; false if it ran already in this term.
+    fn start_fencing(&self, term: u64, host: NodeId) -> bool {
+        let mut book = self.book();
+        let book = book.for_term(term);
+        if book.fenced_by_agent.contains_key(&host) {
+            return false;
+        }
+        book.fenced_by_agent.insert(host, false);
+        true
+    }
+
+    fn fenced(&self, term: u64, host: NodeId, ok: bool) {
+        let mut book = self.book();
+        if book.term == term {
+            book.fenced_by_agent.insert(host, ok);
+        }
+    }
+}
+
+/// Whether this node leads in `term`, took office (its election is applied) and heard from a
+/// quorum within `fresh`: only then may it grant leases or declare hosts down.
+pub fn in_office(raft: &Raft, state: &StateHandle, id: NodeId, fresh: Duration) -> Option<u64> {
+    let m = raft.metrics().borrow().clone();
+    if m.state != ServerState::Leader {
+        return None;
+    }
+    let term = m.current_term;
+    if state.read(|s| s.leader) != Some((id, term)) {
+        return None;
+    }
+    let alone = m.membership_config.membership().voter_ids().all(|v| v == id);
+    let confirmed = alone || m.millis_since_quorum_ack.is_some_and(|ms| ms <= fresh.as_millis() as u64);
+    confirmed.then_some(term)
+}
+
+pub async fn run(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
+    let c = &node.config;
+    let heartbeat = Duration::from_millis(c.host_heartbeat_ms);
+    let lease = Duration::from_millis(c.lease_ms);
+    let down_after = lease + Duration::from_millis(c.lease_margin_ms);
+    let non_responsive_after = lease / 2;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(term) = in_office(&raft, &state, id, heartbeat) else { continue };
+        let hosts: Vec<(NodeId, HostState, String, String)> =
+            state.read(|s| s.hosts.values().map(|h| (h.id, h.state, h.name.clone(), h.address.clone())).collect());
+        for (host, host_state, name, address) in hosts {
+            if matches!(host_state, HostState::Joining | HostState::Down) {
+                continue;
+            }
+            let silent = node.liveness.silence(term, host);
+            if silent >= non_responsive_after {
+                if let Some(cmd) = node.config.fence_command.clone() {
+                    if node.liveness.start_fencing(term, host) {
+                        tokio::spawn(fence(node.clone(), term, host, name.clone(), address, cmd));
+                    }
+                }
+            }
+            let by_agent = node.liveness.fence_result(term, host) == Some(true);
+            if (silent >= down_after || by_agent) && node.liveness.begin_declaring(term, host, down_after) {
+                let how = if by_agent && silent < down_after {
+                    format!("the fence agent powered it off after {:.1} s without a heartbeat", silent.as_secs_f64())
+                } else {
+                    format!(
+                        "no heartbeat for {:.1} s, so its {} s lease has certainly ended",
+                        silent.as_secs_f64(),
+                        lease.as_secs_f64()
+                    )
+                };
+                tracing::warn!(host = %name, "declaring the host down: {how}");
+                let r = node.propose_as_leader(Op::HostDown { id: host, how }).await;
+                node.liveness.declared(host);
+                if let Err(e) = r {
+                    tracing::warn!(host = %name, "could not declare the host down: {e}");
+                }
+            } else if silent >= non_responsive_after && host_state.is_alive() {
+                let op = Op::HostNonResponsive { id: host, silent_ms: silent.as_millis() as u64 };
+                if let Err(e) = node.propose_as_leader(op).await {
+                    tracing::debug!(host = %name, "could not mark the host non responsive: {e}");
+                }
+            }
+        }
+        if state.read(|s| s.next_ha_restart_ms()).is_some_and(|due| due <= now_ms()) {
+            if let Err(e) = node.propose_as_leader(Op::RestartHaVms).await {
+                tracing::debug!("HA restart pass not proposed: {e}");
+            }
+        }
+        replace_dead_voter(&node, &raft, &state).await;
+    }
+}
+
+/// Runs the fence agent command for `host` (environment: CORRAL_FENCE_HOST, CORRAL_FENCE_ADDRESS);
+/// exit status 0 means the host is powered off.
+async fn fence(node: Arc<Node>, term: u64, host: NodeId, name: String, address: String, cmd: String) {
+    tracing::warn!(host = %name, "running the fence agent");
+    let run = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .env("CORRAL_FENCE_HOST", &name)
+        .env("CORRAL_FENCE_ADDRESS", &address)
+        .kill_on_drop(true)
+        .output();
+    let (ok, detail) = match tokio::time::timeout(FENCE_TIMEOUT, run).await {
+        Ok(Ok(out)) if out.status.success() => (true, "it succeeded".to_string()),
+        Ok(Ok(out)) => (false, format!("it failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
+        Ok(Err(e)) => (false, format!("it could not run: {e}")),
+        Err(_) => (false, format!("it did not finish within {} s", FENCE_TIMEOUT.as_secs())),
+    };
+    node.liveness.fenced(term, host, ok);
+    let message = format!("The fence agent was run for host {name}: {detail}.");
+    let op = Op::RecordEvent { kind: corral_raft::model::EventKind::HostStateChanged, message };
+    let _ = node.propose_as_leader(op).await;
+}
+
+/// A voter whose host has been down for `voter_down_ms` is replaced by a healthy learner, so
+/// the cluster keeps its number of voters (and its tolerance of failures).
+async fn replace_dead_voter(node: &Arc<Node>, raft: &Raft, state: &StateHandle) {
+    let membership = raft.metrics().borrow().membership_config.membership().clone();
+    let voters: HashSet<NodeId> = membership.voter_ids().collect();
+    let now = now_ms();
+    let down_for = node.config.voter_down_ms as i64;
+    let (dead, healthy) = state.read(|s| {
+        let dead = s
+            .hosts
+            .values()
+            .find(|h| voters.contains(&h.id) && h.state == HostState::Down && now - h.state_since_ms >= down_for)
+            .map(|h| (h.id, h.name.clone()));
+        let healthy = membership
+            .learner_ids()
+            .filter_map(|l| s.hosts.get(&l))
+            .find(|h| h.state == HostState::Up)
+            .map(|h| (h.id, h.name.clone()));
+        (dead, healthy)
+    });
+    let (Some((dead, dead_name)), Some((learner, learner_name))) = (dead, healthy) else { return };
+    tracing::warn!(dead = %dead_name, promoted = %learner_name, "replacing a voter that stays down");
+    let _guard = node.membership_lock().await;
+    let promote = raft.change_membership(ChangeMembers::AddVoterIds([learner].into()), false).await;
+    // The dead voter stays a learner: it catches up when it comes back.
+    let demote = match promote {
+        Ok(_) => raft.change_membership(ChangeMembers::RemoveVoters([dead].into()), true).await,
+        Err(e) => Err(e),
+    };
+    let message = match demote {
+        Ok(_) => format!(
+            "Voter host {dead_name} has been down for {} s; host {learner_name} became a voter in its place.",
+            down_for / 1000
+        ),
+        Err(e) => {
+            tracing::warn!("voter replacement failed: {e}");
+            return;
+        }
+    };
+    let op = Op::RecordEvent { kind: corral_raft::model::EventKind::HostStateChanged, message };
+    let _ = node.propose_as_leader(op).await;
+}

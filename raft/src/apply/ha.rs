@@ -1,0 +1,213 @@
+//! Host liveness as the leader decides it, and HA restarts. The leader's controllers propose
+//! these commands from heartbeat times only it knows; applying them is pure: a host declared
+//! down takes its VMs down with it (its lease has ended, so none of them runs), its HA VMs
+//! wait for a restart, and a restart pass places the due ones, highest priority first, each
+//! where placement finds room, the rest trying again later with back-off.
+
+use std::cmp::Reverse;
+
+use uuid::Uuid;
+
+use super::Applied;
+use crate::command::Outcome;
+use crate::error::ClusterError;
+use crate::model::{ClusterState, EventKind, HaRestart, HostState, PowerState, VmStatus};
+use crate::placement;
+use crate::typ::NodeId;
+
+impl ClusterState {
+    pub(super) fn host_non_responsive(&mut self, now: i64, id: NodeId, silent_ms: u64) -> Applied {
+        let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
+        if !host.state.is_alive() {
+            return Ok(Outcome::Done);
+        }
+        host.state = HostState::NonResponsive;
+        host.state_since_ms = now;
+        let msg = format!(
+            "Host {} is not responding (no heartbeat for {:.1} s); its VMs are left alone until it answers or its \
+             lease has certainly ended.",
+            host.name,
+            silent_ms as f64 / 1000.0
+        );
+        self.record(now, EventKind::HostStateChanged, msg);
+        Ok(Outcome::Done)
+    }
+
+    /// The host's lease has ended: none of its VMs runs any more.
+    pub(super) fn host_down(&mut self, now: i64, id: NodeId, how: &str) -> Applied {
+        let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
+        if matches!(host.state, HostState::Down | HostState::Joining) {
+            return Ok(Outcome::Done);
+        }
+        host.state = HostState::Down;
+        host.state_since_ms = now;
+        let host_name = host.name.clone();
+        self.record(now, EventKind::HostStateChanged, format!("Host {host_name} is down: {how}."));
+        let on_host: Vec<Uuid> = self.vms.values().filter(|v| v.host == Some(id)).map(|v| v.id).collect();
+        let incoming: Vec<Uuid> = self.vms.values().filter(|v| v.migrating_to == Some(id)).map(|v| v.id).collect();
+        for vm_id in on_host {
+            self.vm_lost_with_host(now, vm_id, &host_name);
+        }
+        for vm_id in incoming {
+            let vm = self.vms.get_mut(&vm_id).expect("listed above");
+            vm.migrating_to = None;
+            if vm.status == VmStatus::Migrating {
+                vm.status = VmStatus::Up;
+            }
+            vm.updated_ms = now;
+            let msg = format!("Migration of VM {} to host {host_name} stopped: the host went down.", vm.name);
+            self.record(now, EventKind::VmMigration, msg);
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// A VM whose host went down: down, and waiting for HA if it is highly available and was
+    /// meant to run. One that was migrating away may already run on its destination: that
+    /// host now holds it and reports whether it runs.
+    fn vm_lost_with_host(&mut self, now: i64, vm_id: Uuid, host_name: &str) {
+        let dest = self.vms[&vm_id].migrating_to.filter(|t| self.hosts.get(t).is_some_and(|h| h.state.is_alive()));
+        let dest_name = dest.map(|d| self.host_name(d));
+        let vm = self.vms.get_mut(&vm_id).expect("caller found it");
+        vm.updated_ms = now;
+        if let (Some(dest), Some(dest_name)) = (dest, dest_name) {
+            vm.host = Some(dest);
+            vm.migrating_to = None;
+            vm.epoch += 1;
+            vm.status = VmStatus::Unknown;
+            let msg = format!(
+                "VM {} was migrating from host {host_name} to host {dest_name} when {host_name} went down; host \
+                 {dest_name} reports whether it runs there.",
+                vm.name
+            );
+            self.record(now, EventKind::VmMigration, msg);
+            return;
+        }
+        let wanted = vm.desired != PowerState::Down;
+        vm.desired = PowerState::Down;
+        vm.status = VmStatus::Down;
+        vm.host = None;
+        vm.migrating_to = None;
+        vm.shutdown_deadline_ms = None;
+        vm.reboot_pending = false;
+        vm.ha_restarting = false;
+        vm.stop_reason = Some(format!("its host {host_name} went down"));
+        let name = vm.name.clone();
+        let ha = vm.ha.enabled && wanted;
+        if ha {
+            vm.ha_restart = Some(HaRestart::new(now));
+        }
+        let settled = vm.settle_next_run();
+        if ha {
+            let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");
+            self.record(now, EventKind::VmHighAvailability, msg);
+        } else {
+            self.record(now, EventKind::VmStateChanged, format!("VM {name} is down: its host {host_name} went down."));
+        }
+        if let Some(what) = settled {
+            self.record(now, EventKind::VmEdited, format!("VM {name} now has its next-run configuration: {what}."));
+        }
+    }
+
+    pub(super) fn host_alive(&mut self, now: i64, id: NodeId, self_fenced: bool) -> Applied {
+        let settled = self.settled_host_state(id);
+        let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
+        let fenced_note = if self_fenced { " It had lost its lease and stopped its VMs itself." } else { "" };
+        if host.state.is_alive() || host.state == HostState::Joining {
+            if self_fenced {
+                let msg = format!("Host {} lost its lease and stopped its VMs itself.", host.name);
+                self.record(now, EventKind::HostStateChanged, msg);
+            }
+            return Ok(Outcome::Done);
+        }
+        let was = host.state;
+        host.state = settled;
+        let away = (now - host.state_since_ms).max(0) as f64 / 1000.0;
+        host.state_since_ms = now;
+        let msg = format!(
+            "Host {} answers again and is {} (it was {} for {away:.1} s).{fenced_note}",
+            host.name,
+            settled.as_str(),
+            was.as_str()
+        );
+        self.record(now, EventKind::HostStateChanged, msg);
+        // Capacity came back: pending HA restarts need not wait for their back-off.
+        self.retry_ha_restarts_now(now);
+        Ok(Outcome::Done)
+    }
+
+    /// What a live host's state is: up, or what its maintenance order makes of it.
+    pub(crate) fn settled_host_state(&self, id: NodeId) -> HostState {
+        match self.hosts.get(&id).and_then(|h| h.maintenance.as_ref()) {
+            None => HostState::Up,
+            Some(_) if self.vms.values().any(|v| v.host == Some(id) || v.migrating_to == Some(id)) => {
+                HostState::PreparingForMaintenance
+            }
+            Some(_) => HostState::Maintenance,
+        }
+    }
+
+    pub(crate) fn retry_ha_restarts_now(&mut self, now: i64) {
+        for vm in self.vms.values_mut() {
+            if let Some(r) = vm.ha_restart.as_mut() {
+                r.next_try_ms = r.next_try_ms.min(now);
+            }
+        }
+    }
+
+    /// The earliest time an HA restart is due, if any is pending.
+    pub fn next_ha_restart_ms(&self) -> Option<i64> {
+        self.vms.values().filter_map(|v| v.ha_restart.as_ref().map(|r| r.next_try_ms)).min()
+    }
+
+    pub(super) fn restart_ha_vms(&mut self, now: i64) -> Applied {
+        let mut due: Vec<_> = self
+            .vms
+            .values()
+            .filter(|v| v.status == VmStatus::Down && v.ha_restart.as_ref().is_some_and(|r| r.next_try_ms <= now))
+            .map(|v| (Reverse(v.ha.priority), v.ha_restart.as_ref().map_or(0, |r| r.failed_ms), v.name.clone(), v.id))
+            .collect();
+        due.sort();
+        for (_, _, name, id) in due {
+            let vm = self.vms[&id].clone();
+            match placement::choose(self, &vm, None, &[]) {
+                Ok(host) => {
+                    let host_name = self.host_name(host);
+                    let vm = self.vms.get_mut(&id).expect("listed above");
+                    let attempt = vm.ha_restart.take().map_or(1, |r| r.attempts + 1);
+                    vm.desired = PowerState::Up;
+                    vm.host = Some(host);
+                    vm.epoch += 1;
+                    vm.status = VmStatus::PoweringUp;
+                    vm.stop_reason = None;
+                    vm.ha_restarting = true;
+                    vm.updated_ms = now;
+                    let msg = format!(
+                        "VM {name} is being restarted on host {host_name} (highly available, {} priority{}).",
+                        vm.ha.priority,
+                        if attempt > 1 { format!(", attempt {attempt}") } else { String::new() }
+                    );
+                    self.record(now, EventKind::VmHighAvailability, msg);
+                }
+                Err(e) => {
+                    let vm = self.vms.get_mut(&id).expect("listed above");
+                    let r = vm.ha_restart.as_mut().expect("due ones have one");
+                    r.attempts += 1;
+                    let wait = HaRestart::backoff_ms(r.attempts);
+                    r.next_try_ms = now + wait;
+                    let error = e.to_string();
+                    // Said once per distinct reason, not on every retry.
+                    if r.last_error.as_deref() != Some(error.as_str()) {
+                        r.last_error = Some(error.clone());
+                        let msg = format!(
+                            "Highly Available VM {name} cannot be restarted yet: {error}. It is tried again as \
+                             capacity returns (next in {} s).",
+                            wait / 1000
+                        );
+                        self.record(now, EventKind::VmHighAvailability, msg);
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+}
