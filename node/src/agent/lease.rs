@@ -103,6 +103,12 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
     let period = Duration::from_millis(node.config.host_heartbeat_ms);
     let mut watchdog = open_watchdog(&node.config);
     loop {
+        // Fencing comes first: after a pause (SIGSTOP, a stalled machine) the lease may have
+        // ended long ago, and nothing may run here before the next renewal says otherwise.
+        let mut fenced_ok = true;
+        if node.lease.fence_due() {
+            fenced_ok = fence(&node, &state).await;
+        }
         let sent = Instant::now();
         let self_fenced = node.lease.held_state().fenced_unreported;
         match heartbeat(&node, me, self_fenced, period).await {
@@ -115,7 +121,6 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
             }
             Err(e) => tracing::debug!("heartbeat not acknowledged: {e}"),
         }
-        let mut fenced_ok = true;
         if node.lease.fence_due() {
             fenced_ok = fence(&node, &state).await;
         }

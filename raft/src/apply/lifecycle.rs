@@ -289,6 +289,7 @@ impl ClusterState {
             }
         }
         vm.updated_ms = now;
+        let now_down = vm.status == VmStatus::Down && before != VmStatus::Down;
         // Repeated reports of the same steady state are not news.
         let steady = matches!(
             observed,
@@ -296,6 +297,10 @@ impl ClusterState {
         );
         if let Some(m) = message.filter(|_| vm.status != before || !steady) {
             self.record(now, kind, m);
+        }
+        if now_down {
+            // Capacity came back: pending HA restarts need not wait for their back-off.
+            self.retry_ha_restarts_now(now);
         }
         if ha_failed {
             let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");

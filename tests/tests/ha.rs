@@ -1,0 +1,188 @@
+//! High availability on a 3-node cluster of libvirt test-driver hosts (real corrald processes):
+//! a host killed with SIGKILL takes its test-driver VMs with it, as a power loss does. The
+//! leader declares it down once its lease has certainly ended and restarts its HA VMs
+//! elsewhere, highest priority first; VMs that are not HA stay down. Failover times are
+//! printed, not asserted (the benchmark measures them).
+
+use std::time::{Duration, Instant};
+
+use corral_tests::{wait_until, Cluster};
+use serde_json::Value;
+
+/// Long enough for lease (3 s) + margin (1 s) + a restart, with room for a slow machine.
+const FAILOVER: Duration = Duration::from_secs(30);
+
+fn events(c: &Cluster, node: usize) -> Vec<String> {
+    c.must_ok(node, &["-o", "json", "events"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn host_state(c: &Cluster, node: usize, host: &str) -> String {
+    let hosts = c.must_json(node, &["host", "list"]);
+    let h = hosts.as_array().unwrap().iter().find(|h| h["name"] == host).unwrap_or_else(|| panic!("{hosts}"));
+    h["state"].as_str().unwrap().to_string()
+}
+
+fn wait_vm(c: &Cluster, node: usize, vm: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    wait_until(FAILOVER, &format!("vm {vm}: {what}"), || {
+        let out = c.corral(node, &["-o", "json", "vm", "show", vm]);
+        if out.code != 0 {
+            return Err(out.stderr);
+        }
+        let v = out.json();
+        if cond(&v) {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    })
+}
+
+fn up_elsewhere(c: &Cluster, node: usize, vm: &str, not_on: &str) -> Value {
+    wait_vm(c, node, vm, &format!("up, not on {not_on}"), |v| v["status"] == "up" && v["host"] != not_on)
+}
+
+fn start(c: &Cluster, node: usize, vm: &str, memory: &str, ha: Option<&str>, host: &str) {
+    let mut args = vec!["vm", "create", vm, "--memory", memory, "--vcpus", "1", "--start", "--host", host];
+    if let Some(priority) = ha {
+        args.extend(["--ha", "--ha-priority", priority]);
+    }
+    c.must_json(node, &args);
+    c.wait_status(node, vm, "up");
+}
+
+#[test]
+fn a_killed_hosts_ha_vms_restart_elsewhere_by_priority_and_the_others_stay_down() {
+    let mut c = Cluster::run(3, &[]);
+    let leader = c.leader();
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let survivor = 3 - leader - victim;
+    let (victim_name, leader_name, survivor_name) =
+        (format!("host{}", victim + 1), format!("host{}", leader + 1), format!("host{}", survivor + 1));
+    // Test-driver hosts have 3 GiB each: after the fillers, the leader's host has room for one
+    // 1280 MiB VM and the survivor for none, so only one of the two HA VMs fits at first.
+    start(&c, leader, "fill-a", "1792M", None, &leader_name);
+    start(&c, leader, "fill-b", "3072M", None, &survivor_name);
+    start(&c, leader, "low", "1280M", Some("low"), &victim_name);
+    start(&c, leader, "high", "1280M", Some("high"), &victim_name);
+    start(&c, leader, "plain", "256M", None, &victim_name);
+
+    let killed = Instant::now();
+    c.kill(victim);
+    let high = up_elsewhere(&c, leader, "high", &victim_name);
+    println!("HA VM up elsewhere {:.2} s after its host was killed", killed.elapsed().as_secs_f64());
+    assert_eq!(high["host"], leader_name.as_str(), "the only host with room");
+    assert_eq!(host_state(&c, leader, &victim_name), "down");
+
+    let low = wait_vm(&c, leader, "low", "waiting for capacity", |v| {
+        v["status"] == "down" && v["ha_restart"]["attempts"].as_u64().is_some_and(|a| a >= 1)
+    });
+    let why = low["ha_restart"]["last_error"].as_str().unwrap();
+    assert!(why.contains("not enough capacity for vm 'low'"), "{why}");
+    let plain = c.must_json(leader, &["vm", "show", "plain"]);
+    assert_eq!((plain["status"].as_str(), plain["ha_restart"].is_null()), (Some("down"), true), "{plain}");
+    assert_eq!(plain["stop_reason"], format!("its host {victim_name} went down"));
+
+    // Capacity returns: the waiting VM is restarted without anyone asking.
+    c.must_json(leader, &["vm", "stop", "fill-b"]);
+    let low = up_elsewhere(&c, leader, "low", &victim_name);
+    assert_eq!(low["host"], survivor_name.as_str());
+
+    let ev = events(&c, survivor);
+    for want in [
+        "Highly Available VM high failed. It will be restarted automatically.".to_string(),
+        "Highly Available VM low failed. It will be restarted automatically.".to_string(),
+        format!("VM high was restarted on host {leader_name}."),
+        format!("VM low was restarted on host {survivor_name}."),
+        format!("VM plain is down: its host {victim_name} went down."),
+    ] {
+        assert!(ev.contains(&want), "missing '{want}' in {ev:#?}");
+    }
+    let pos = |prefix: &str| ev.iter().position(|m| m.starts_with(prefix)).unwrap();
+    assert!(pos("VM high is being restarted") < pos("Highly Available VM low cannot be restarted yet"), "{ev:#?}");
+    assert!(ev.iter().any(|m| m.starts_with(&format!("Host {victim_name} is down: no heartbeat for"))), "{ev:#?}");
+}
+
+#[test]
+fn the_leaders_own_host_dies_and_the_next_leader_restarts_its_ha_vms() {
+    let mut c = Cluster::run(3, &[]);
+    let leader = c.leader();
+    let leader_name = format!("host{}", leader + 1);
+    start(&c, leader, "web1", "256M", Some("medium"), &leader_name);
+    start(&c, leader, "web2", "256M", None, &leader_name);
+
+    let killed = Instant::now();
+    c.kill(leader);
+    let next = c.leader();
+    let web1 = up_elsewhere(&c, next, "web1", &leader_name);
+    println!("HA VM of the dead leader's host up {:.2} s after the kill", killed.elapsed().as_secs_f64());
+    assert_ne!(web1["host"], leader_name.as_str());
+    let web2 = c.must_json(next, &["vm", "show", "web2"]);
+    assert_eq!(web2["status"], "down", "{web2}");
+    assert_eq!(host_state(&c, next, &leader_name), "down");
+
+    // The old leader's host comes back: up again, and it does not run web1 a second time.
+    c.restart(leader);
+    wait_until(FAILOVER, "the old leader's host up again", || {
+        let s = host_state(&c, next, &leader_name);
+        if s == "up" {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    let again = c.must_json(next, &["vm", "show", "web1"]);
+    assert_eq!((again["status"].clone(), again["host"].clone()), (web1["status"].clone(), web1["host"].clone()));
+}
+
+#[test]
+fn a_frozen_host_is_declared_down_and_fences_itself_when_it_thaws() {
+    let mut c = Cluster::run(3, &[]);
+    let leader = c.leader();
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let victim_name = format!("host{}", victim + 1);
+    start(&c, leader, "db1", "256M", Some("high"), &victim_name);
+
+    c.pause(victim);
+    wait_until(FAILOVER, "the frozen host marked non responsive, then down", || {
+        let ev = events(&c, leader);
+        let non_responsive = ev.iter().any(|m| m.starts_with(&format!("Host {victim_name} is not responding")));
+        match host_state(&c, leader, &victim_name).as_str() {
+            "down" if non_responsive => Ok(()),
+            s => Err(format!("{s}; non_responsive event seen: {non_responsive}")),
+        }
+    });
+    let db1 = up_elsewhere(&c, leader, "db1", &victim_name);
+
+    // Thawed, its lease long over: it destroys its copy of db1 before anything else, says
+    // so with its next heartbeat, and is up again.
+    c.resume(victim);
+    let said = "It had lost its lease and stopped its VMs itself.";
+    wait_until(FAILOVER, "the thawed host back up, saying it fenced itself", || {
+        let ev = events(&c, leader);
+        let back = ev.iter().any(|m| m.starts_with(&format!("Host {victim_name} answers again")) && m.ends_with(&said));
+        match host_state(&c, leader, &victim_name).as_str() {
+            "up" if back => Ok(()),
+            s => Err(format!("{s}; {:?}", ev.iter().rev().take(4).collect::<Vec<_>>())),
+        }
+    });
+    let ev = events(&c, leader);
+    let stray = format!("VM db1 was running on host {victim_name}, which it is not assigned to");
+    assert!(!ev.iter().any(|m| m.starts_with(&stray)), "it fenced itself first: {ev:#?}");
+    let now = c.must_json(leader, &["vm", "show", "db1"]);
+    assert_eq!((now["status"].clone(), now["host"].clone()), (db1["status"].clone(), db1["host"].clone()));
+}
+
+#[test]
+fn an_ha_vm_stopped_by_the_operator_is_not_restarted() {
+    let c = Cluster::run(3, &[]);
+    start(&c, 0, "ha1", "256M", Some("medium"), "host2");
+    // Stopped by the operator: an HA VM stays down (oVirt's rule).
+    c.must_json(0, &["vm", "stop", "ha1", "--reason", "maintenance window"]);
+    let down = c.wait_status(1, "ha1", "down");
+    assert!(down["ha_restart"].is_null(), "{down}");
+    let ev = events(&c, 2);
+    assert!(!ev.iter().any(|m| m.starts_with("Highly Available VM ha1 failed")), "{ev:#?}");
+}
