@@ -42,6 +42,8 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of the biggest subcommand's arguments costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Form, join and inspect the cluster
     #[command(subcommand)]
