@@ -80,9 +80,40 @@ pub enum ClusterCommand {
     },
     /// Show the members, the leader and the term
     Status,
+    /// Change cluster-wide settings (live migration)
+    Edit(EditClusterArgs),
     /// Manage join tokens
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct EditClusterArgs {
+    /// Throttle a guest's vCPUs when it dirties memory faster than migration sends it
+    #[arg(long, value_name = "true|false", value_parser = parse_bool)]
+    pub auto_converge: Option<bool>,
+    /// Compress repeated memory pages while migrating (xbzrle)
+    #[arg(long, value_name = "true|false", value_parser = parse_bool)]
+    pub compression: Option<bool>,
+    /// Longest pause at a migration's switch-over, e.g. 300ms, 1s (0: libvirt's default)
+    #[arg(long, value_name = "DURATION", value_parser = parse_millis)]
+    pub max_downtime: Option<u64>,
+    /// Bandwidth cap per migration in MiB/s (0: unlimited)
+    #[arg(long, value_name = "MIB_PER_S")]
+    pub bandwidth: Option<u64>,
+    /// Migrations one host runs at once; the others wait in its queue by VM priority
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub migrations_per_host: Option<u32>,
+}
+
+impl EditClusterArgs {
+    pub fn changes_nothing(&self) -> bool {
+        self.auto_converge.is_none()
+            && self.compression.is_none()
+            && self.max_downtime.is_none()
+            && self.bandwidth.is_none()
+            && self.migrations_per_host.is_none()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +132,27 @@ pub enum HostCommand {
     List,
     /// Take a host that runs no VM out of the cluster (a learner replaces a leaving voter)
     Remove {
+        /// Host name
+        host: String,
+    },
+    /// Show one host, and in maintenance what keeps it from entering it
+    Show {
+        /// Host name
+        host: String,
+    },
+    /// Move every VM away (highest priority first) and keep the host out of placement
+    Maintenance {
+        /// Host name
+        host: String,
+        /// Why, for the event log and `host show`
+        #[arg(long)]
+        reason: Option<String>,
+        /// Wait until the host is in maintenance
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Take a host out of maintenance
+    Activate {
         /// Host name
         host: String,
     },
@@ -189,9 +241,15 @@ pub enum VmCommand {
         /// Host to move it to (default: the leader picks one)
         #[arg(long)]
         to: Option<String>,
-        /// Wait until the migration has ended, and fail if the VM stayed where it was
+        /// Wait until the migration has ended, showing its progress, and fail if the VM
+        /// stayed where it was
         #[arg(long)]
         wait: bool,
+    },
+    /// Cancel a queued or running migration; the VM keeps running where it is
+    MigrateCancel {
+        /// VM name or id
+        vm: String,
     },
 }
 
@@ -280,6 +338,18 @@ pub struct EditVmArgs {
     /// After a storage I/O error pause: auto_resume, leave_paused or kill
     #[arg(long, value_parser = RESUME_BEHAVIORS)]
     pub resume_behavior: Option<String>,
+    /// This VM's migrations throttle its vCPUs if needed ("cluster": follow the cluster's setting)
+    #[arg(long, value_name = "true|false|cluster", value_parser = parse_override_bool)]
+    pub auto_converge: Option<String>,
+    /// This VM's migrations compress repeated pages ("cluster": follow the cluster's setting)
+    #[arg(long, value_name = "true|false|cluster", value_parser = parse_override_bool)]
+    pub compression: Option<String>,
+    /// Longest pause at this VM's migration switch-over, e.g. 200ms ("cluster": the cluster's)
+    #[arg(long, value_name = "DURATION|cluster", value_parser = parse_override_millis)]
+    pub max_downtime: Option<String>,
+    /// Bandwidth cap for this VM's migrations in MiB/s ("cluster": the cluster's)
+    #[arg(long, value_name = "MIB_PER_S|cluster", value_parser = parse_override_number)]
+    pub bandwidth: Option<String>,
 }
 
 impl EditVmArgs {
@@ -293,6 +363,14 @@ impl EditVmArgs {
             && self.ha_priority.is_none()
             && self.domain_type.is_none()
             && self.resume_behavior.is_none()
+            && !self.edits_migration()
+    }
+
+    pub fn edits_migration(&self) -> bool {
+        self.auto_converge.is_some()
+            || self.compression.is_some()
+            || self.max_downtime.is_some()
+            || self.bandwidth.is_some()
     }
 }
 
@@ -361,6 +439,43 @@ fn parse_vcpus(text: &str) -> Result<u32, String> {
 
 fn parse_count(text: &str) -> Result<u32, String> {
     text.trim().parse::<u32>().map_err(|_| format!("'{text}' is not a whole number"))
+}
+
+/// A duration in whole milliseconds, e.g. 300ms, 1s, or a plain number of milliseconds.
+fn parse_millis(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if let Ok(ms) = t.parse::<u64>() {
+        return Ok(ms);
+    }
+    let d = humantime::parse_duration(t).map_err(|_| format!("'{text}' is not a duration (use e.g. 300ms, 1s)"))?;
+    Ok(d.as_millis() as u64)
+}
+
+fn parse_override_bool(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "cluster" => Ok("cluster".into()),
+        t => parse_bool(t).map(|b| b.to_string()),
+    }
+}
+
+fn parse_override_millis(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "cluster" => Ok("cluster".into()),
+        t => match parse_millis(t)? {
+            0 => Err("must be more than 0 ms (or 'cluster')".into()),
+            ms => Ok(ms.to_string()),
+        },
+    }
+}
+
+fn parse_override_number(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "cluster" => Ok("cluster".into()),
+        t => match t.parse::<u64>() {
+            Ok(0) | Err(_) => Err(format!("'{text}' is not a positive whole number (or 'cluster')")),
+            Ok(n) => Ok(n.to_string()),
+        },
+    }
 }
 
 fn parse_bool(text: &str) -> Result<bool, String> {

@@ -17,6 +17,8 @@ pub struct ClusterStatusView {
     pub last_applied: u64,
     pub snapshot_index: u64,
     pub purged_index: u64,
+    /// How live migrations run, unless a VM says otherwise.
+    pub migration: MigrationSettingsView,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,8 @@ pub struct HostView {
     pub state_since: String,
     /// Set while the host is ordered into maintenance (the reason, possibly empty).
     pub maintenance_reason: Option<String>,
+    /// VMs that keep it from entering maintenance, with why.
+    pub blocked: Vec<MaintenanceBlockView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +81,55 @@ pub struct VmView {
     pub resume_behavior: String,
     /// Set while an HA VM waits to be restarted; null otherwise.
     pub ha_restart: Option<HaRestartView>,
+    /// Set while a migration is queued or runs; null otherwise.
+    pub migration: Option<MigrationView>,
+    /// The VM's own migration settings; null fields follow the cluster's.
+    pub migration_settings: MigrationOverridesView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationView {
+    /// RFC 3339, UTC.
+    pub queued: String,
+    /// Ordered by the cluster (maintenance), not by an operator.
+    pub automatic: bool,
+    pub cancelling: bool,
+    /// Null while it waits in its source host's queue.
+    pub progress: Option<MigrationProgressView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationProgressView {
+    pub percent: u32,
+    pub memory_total_mib: u64,
+    pub memory_remaining_mib: u64,
+    pub iteration: u64,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationOverridesView {
+    pub auto_converge: Option<bool>,
+    pub compression: Option<bool>,
+    pub max_downtime_ms: Option<u64>,
+    pub bandwidth_mibps: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationSettingsView {
+    pub auto_converge: bool,
+    pub compression: bool,
+    /// Null: libvirt's default.
+    pub max_downtime_ms: Option<u64>,
+    /// Null: unlimited.
+    pub bandwidth_mibps: Option<u64>,
+    pub max_per_host: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceBlockView {
+    pub vm: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +240,16 @@ impl From<proto::ClusterStatus> for ClusterStatusView {
             last_applied: s.last_applied,
             snapshot_index: s.snapshot_index,
             purged_index: s.purged_index,
+            migration: s
+                .migration
+                .map(|m| MigrationSettingsView {
+                    auto_converge: m.auto_converge,
+                    compression: m.compression,
+                    max_downtime_ms: m.max_downtime_ms,
+                    bandwidth_mibps: m.bandwidth_mibps,
+                    max_per_host: m.max_per_host,
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -212,6 +275,7 @@ impl From<proto::Host> for HostView {
             vcpus_free: h.vcpus_free,
             state_since: rfc3339(h.state_since_unix_ms),
             maintenance_reason: h.maintenance_reason,
+            blocked: h.blocked.into_iter().map(|b| MaintenanceBlockView { vm: b.vm, reason: b.reason }).collect(),
         }
     }
 }
@@ -247,6 +311,27 @@ impl From<proto::Vm> for VmView {
                 next_try: rfc3339(r.next_try_unix_ms),
                 last_error: r.last_error,
             }),
+            migration: vm.migration.map(|j| MigrationView {
+                queued: rfc3339(j.queued_unix_ms),
+                automatic: j.automatic,
+                cancelling: j.cancel,
+                progress: j.progress.map(|p| MigrationProgressView {
+                    percent: p.percent,
+                    memory_total_mib: p.memory_total_mib,
+                    memory_remaining_mib: p.memory_remaining_mib,
+                    iteration: p.iteration,
+                    elapsed_ms: p.elapsed_ms,
+                }),
+            }),
+            migration_settings: vm
+                .migration_settings
+                .map(|o| MigrationOverridesView {
+                    auto_converge: o.auto_converge,
+                    compression: o.compression,
+                    max_downtime_ms: o.max_downtime_ms,
+                    bandwidth_mibps: o.bandwidth_mibps,
+                })
+                .unwrap_or_default(),
         }
     }
 }

@@ -113,6 +113,11 @@ impl ClusterState {
             Op::SuspendVm { vm } => self.suspend_vm(now, vm, true),
             Op::ResumeVm { vm } => self.suspend_vm(now, vm, false),
             Op::MigrateVm { vm, to } => self.migrate_vm(now, vm, to.as_deref()),
+            Op::CancelMigration { vm } => self.cancel_migration(now, vm),
+            Op::HostMaintenance { host, reason } => self.host_maintenance(now, host, reason.as_deref()),
+            Op::EvacuateHost { id } => self.evacuate(now, *id),
+            Op::ActivateHost { host } => self.activate_host(now, host),
+            Op::SetMigrationDefaults { changes } => self.set_migration_defaults(now, changes),
             Op::ReportVm { vm, host, epoch, observed } => self.report_vm(now, *vm, *host, *epoch, observed),
             Op::RecordEvent { kind, message } => {
                 self.record(now, *kind, message.clone());
@@ -226,6 +231,8 @@ impl ClusterState {
             ha_restart: None,
             ha_restarting: false,
             resume_behavior: spec.resume_behavior,
+            migration: None,
+            migration_settings: Default::default(),
             disks: disks.iter().map(|d| d.id).collect(),
             nics: spec.nics.clone(),
             domain_type: spec.domain_type,
@@ -446,6 +453,16 @@ impl ClusterState {
                 }
             }
         }
+        if let Some(change) = &c.migration_settings {
+            let v = change.apply_to(&vm.migration_settings);
+            if v.max_downtime_ms == Some(0) || v.bandwidth_mibps == Some(0) {
+                return Err(ClusterError::invalid("migration", "max downtime and bandwidth must be more than 0"));
+            }
+            if v != vm.migration_settings {
+                what.push("migration settings".to_string());
+                vm.migration_settings = v;
+            }
+        }
         if let Some(v) = c.resume_behavior {
             if v != vm.resume_behavior {
                 what.push(format!("resume behaviour {} -> {}", vm.resume_behavior.as_str(), v.as_str()));
@@ -532,6 +549,7 @@ fn human_duration(ms: i64) -> String {
 
 mod ha;
 mod lifecycle;
+pub mod migration;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ClusterError;
-use crate::model::{Disk, DomainType, EventKind, HaPriority, HostFacts, KernelBoot, Nic, Observed, ResumeBehavior};
+use crate::model::{
+    Disk, DomainType, EventKind, HaPriority, HostFacts, KernelBoot, MigrationOverrides, Nic, Observed, ResumeBehavior,
+};
 use crate::typ::NodeId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,9 +130,29 @@ pub enum Op {
     ResumeVm {
         vm: String,
     },
+    /// An operator's migration; without `to`, placement picks the destination.
     MigrateVm {
         vm: String,
         to: Option<String>,
+    },
+    /// Stops a queued or running migration; the VM keeps running on its source.
+    CancelMigration {
+        vm: String,
+    },
+    /// Moves every VM off the host, highest priority first, and keeps it out of placement.
+    HostMaintenance {
+        host: String,
+        reason: Option<String>,
+    },
+    /// Tries again to move what still keeps a host from maintenance (capacity may be back).
+    EvacuateHost {
+        id: NodeId,
+    },
+    ActivateHost {
+        host: String,
+    },
+    SetMigrationDefaults {
+        changes: MigrationSettingsChange,
     },
     /// A host agent's report on one VM assigned to it. Ignored unless it comes from the
     /// VM's current host and assignment epoch.
@@ -182,6 +204,17 @@ pub struct VmSpec {
     pub boot: Option<KernelBoot>,
 }
 
+/// Changes to the cluster's migration settings; `None` leaves a field as it is, and
+/// `Some(None)` clears an optional limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationSettingsChange {
+    pub auto_converge: Option<bool>,
+    pub compression: Option<bool>,
+    pub max_downtime_ms: Option<Option<u64>>,
+    pub bandwidth_mibps: Option<Option<u64>>,
+    pub max_per_host: Option<u32>,
+}
+
 /// Fields that `vm edit` changes; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmChanges {
@@ -194,6 +227,28 @@ pub struct VmChanges {
     pub ha_priority: Option<HaPriority>,
     pub domain_type: Option<DomainType>,
     pub resume_behavior: Option<ResumeBehavior>,
+    pub migration_settings: Option<MigrationOverridesChange>,
+}
+
+/// Changes to a VM's migration overrides: `None` leaves a field, `Some(None)` makes it follow
+/// the cluster's setting again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationOverridesChange {
+    pub auto_converge: Option<Option<bool>>,
+    pub compression: Option<Option<bool>>,
+    pub max_downtime_ms: Option<Option<u64>>,
+    pub bandwidth_mibps: Option<Option<u64>>,
+}
+
+impl MigrationOverridesChange {
+    pub fn apply_to(&self, o: &MigrationOverrides) -> MigrationOverrides {
+        MigrationOverrides {
+            auto_converge: self.auto_converge.unwrap_or(o.auto_converge),
+            compression: self.compression.unwrap_or(o.compression),
+            max_downtime_ms: self.max_downtime_ms.unwrap_or(o.max_downtime_ms),
+            bandwidth_mibps: self.bandwidth_mibps.unwrap_or(o.bandwidth_mibps),
+        }
+    }
 }
 
 impl VmChanges {

@@ -32,6 +32,9 @@ pub struct ClusterState {
     pub next_event_index: u64,
     /// The last leader that recorded itself, with its term.
     pub leader: Option<(NodeId, u64)>,
+    /// How live migrations run, unless a VM says otherwise.
+    #[serde(default)]
+    pub migration_defaults: MigrationSettings,
     /// Replies of recent writes by request id, so that a client retrying a write after a
     /// failover gets the first reply instead of applying it twice.
     pub recent_requests: BTreeMap<Uuid, crate::Reply>,
@@ -67,6 +70,9 @@ pub struct Host {
 pub struct MaintenanceOrder {
     pub reason: Option<String>,
     pub since_ms: i64,
+    /// VMs that keep the host from entering maintenance, each with why.
+    #[serde(default)]
+    pub blocked: Vec<(String, String)>,
 }
 
 /// What a host reports about itself when it joins.
@@ -189,8 +195,14 @@ pub struct Vm {
     pub shutdown_deadline_ms: Option<i64>,
     /// A reboot was ordered and the host has not done it yet.
     pub reboot_pending: bool,
-    /// A live migration in progress, to this host.
+    /// A live migration in progress (or queued on its source host), to this host.
     pub migrating_to: Option<NodeId>,
+    /// The migration's bookkeeping while `migrating_to` is set.
+    #[serde(default)]
+    pub migration: Option<MigrationJob>,
+    /// This VM's own migration settings; unset ones follow the cluster's.
+    #[serde(default)]
+    pub migration_settings: MigrationOverrides,
     /// Changes made while the VM ran that need a restart (oVirt's "next run" configuration);
     /// they replace the running values when the VM is next down.
     pub next_run: Option<NextRun>,
@@ -205,6 +217,77 @@ pub struct Vm {
     pub resume_behavior: ResumeBehavior,
     pub created_ms: i64,
     pub updated_ms: i64,
+}
+
+/// A migration ordered and not yet finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationJob {
+    /// When it was ordered (Unix ms); the source's queue is ordered by VM priority, then this.
+    pub queued_ms: i64,
+    /// Ordered by the cluster (maintenance), not by an operator.
+    pub automatic: bool,
+    /// The operator asked to cancel it.
+    pub cancel: bool,
+    /// The last progress the source host reported; none while it waits in the queue.
+    pub progress: Option<MigrationProgress>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationProgress {
+    pub percent: u8,
+    pub memory_total_mib: u64,
+    pub memory_remaining_mib: u64,
+    /// Passes over the guest's memory so far (more than a few: it dirties memory fast).
+    pub iteration: u64,
+    pub elapsed_ms: u64,
+}
+
+/// How live migrations run: the cluster's defaults, which a VM may override.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationSettings {
+    /// Throttle the guest's vCPUs when memory is dirtied faster than it is sent.
+    pub auto_converge: bool,
+    /// Compress repeated pages (xbzrle).
+    pub compression: bool,
+    /// The longest the guest may be paused at the switch-over (ms); None: libvirt's default.
+    pub max_downtime_ms: Option<u64>,
+    /// Bandwidth cap in MiB/s; None: unlimited.
+    pub bandwidth_mibps: Option<u64>,
+    /// Migrations one source host runs at once; the rest wait in its queue.
+    pub max_per_host: u32,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        MigrationSettings {
+            auto_converge: false,
+            compression: false,
+            max_downtime_ms: None,
+            bandwidth_mibps: None,
+            max_per_host: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationOverrides {
+    pub auto_converge: Option<bool>,
+    pub compression: Option<bool>,
+    pub max_downtime_ms: Option<u64>,
+    pub bandwidth_mibps: Option<u64>,
+}
+
+impl MigrationSettings {
+    /// These settings with a VM's overrides applied.
+    pub fn with(&self, o: &MigrationOverrides) -> MigrationSettings {
+        MigrationSettings {
+            auto_converge: o.auto_converge.unwrap_or(self.auto_converge),
+            compression: o.compression.unwrap_or(self.compression),
+            max_downtime_ms: o.max_downtime_ms.or(self.max_downtime_ms),
+            bandwidth_mibps: o.bandwidth_mibps.or(self.bandwidth_mibps),
+            max_per_host: self.max_per_host,
+        }
+    }
 }
 
 /// A pending HA restart: retried with back-off while no host can take the VM.
@@ -435,7 +518,12 @@ pub enum Observed {
         on_purpose: bool,
     },
     RebootDone,
-    MigrationDone,
+    /// The VM now runs on host `to` (the report is the truth, whatever the state expected).
+    MigrationDone {
+        to: NodeId,
+    },
+    /// How far a running migration is.
+    MigrationProgress(MigrationProgress),
     MigrationFailed {
         error: String,
     },
@@ -461,6 +549,7 @@ pub enum EventKind {
     HostJoined,
     HostLeft,
     HostStateChanged,
+    HostMaintenance,
     LeaderChanged,
     TokenCreated,
     VmCreated,
@@ -480,6 +569,7 @@ impl EventKind {
             EventKind::HostJoined => "host_joined",
             EventKind::HostLeft => "host_left",
             EventKind::HostStateChanged => "host_state_changed",
+            EventKind::HostMaintenance => "host_maintenance",
             EventKind::LeaderChanged => "leader_changed",
             EventKind::TokenCreated => "token_created",
             EventKind::VmCreated => "vm_created",

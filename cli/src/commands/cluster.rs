@@ -6,7 +6,7 @@ use corral_proto::v1 as proto;
 use proto::cluster_service_client::ClusterServiceClient;
 
 use super::Context;
-use crate::args::{ClusterCommand, TokenCommand};
+use crate::args::{ClusterCommand, EditClusterArgs, TokenCommand};
 use crate::endpoints::Endpoint;
 use crate::output::{self, Fields, Format, Table};
 use crate::views::{BootstrapView, ClusterStatusView, JoinView, TokenView};
@@ -16,6 +16,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
         ClusterCommand::Bootstrap { name } => bootstrap(ctx, name).await,
         ClusterCommand::Join { peer, token } => join(ctx, peer, token).await,
         ClusterCommand::Status => status(ctx).await,
+        ClusterCommand::Edit(args) => edit(ctx, args).await,
         ClusterCommand::Token(TokenCommand::Create { ttl }) => create_token(ctx, ttl.map_or(0, |t| t.as_secs())).await,
     }
 }
@@ -65,6 +66,35 @@ async fn join(ctx: &Context, peer: Endpoint, token: String) -> Result<()> {
     Ok(())
 }
 
+async fn edit(ctx: &Context, args: EditClusterArgs) -> Result<()> {
+    if args.changes_nothing() {
+        anyhow::bail!(
+            "nothing to change: give at least one of --auto-converge, --compression, --max-downtime, \
+             --bandwidth, --migrations-per-host"
+        );
+    }
+    let request = proto::EditClusterRequest {
+        migration_auto_converge: args.auto_converge,
+        migration_compression: args.compression,
+        migration_max_downtime_ms: args.max_downtime,
+        migration_bandwidth_mibps: args.bandwidth,
+        migrations_per_host: args.migrations_per_host,
+    };
+    let status = ctx
+        .nodes
+        .write(|channel, id| {
+            let request = id.tag(request);
+            async move { ClusterServiceClient::new(channel).edit(request).await }
+        })
+        .await?;
+    let view = ClusterStatusView::from(status);
+    match ctx.format {
+        Format::Json => output::print_json(&view)?,
+        Format::Table => output::print(&status_table(&view))?,
+    }
+    Ok(())
+}
+
 async fn status(ctx: &Context) -> Result<()> {
     let request = proto::StatusRequest { stale: ctx.stale };
     let status =
@@ -88,7 +118,8 @@ fn status_table(view: &ClusterStatusView) -> String {
         .add("leader", leader)
         .add("term", view.term.to_string())
         .add("this node", view.this_node_id.to_string())
-        .add("last applied", view.last_applied.to_string());
+        .add("last applied", view.last_applied.to_string())
+        .add("migrations", migration_text(&view.migration));
 
     let mut members = Table::new(&["ID", "NAME", "ADDRESS", "ROLE", "REACHABLE"]);
     for m in &view.members {
@@ -97,6 +128,17 @@ fn status_table(view: &ClusterStatusView) -> String {
         members.row(vec![m.id.to_string(), m.name.clone(), m.address.clone(), role, reachable.to_string()]);
     }
     format!("{}\n{}", fields.render(), members.render())
+}
+
+fn migration_text(m: &crate::views::MigrationSettingsView) -> String {
+    format!(
+        "auto-converge {}, compression {}, max downtime {}, bandwidth {}, {} at a time per host",
+        if m.auto_converge { "on" } else { "off" },
+        if m.compression { "on" } else { "off" },
+        m.max_downtime_ms.map_or("libvirt's default".to_string(), |v| format!("{v} ms")),
+        m.bandwidth_mibps.map_or("unlimited".to_string(), |v| format!("{v} MiB/s")),
+        m.max_per_host
+    )
 }
 
 async fn create_token(ctx: &Context, ttl_seconds: u64) -> Result<()> {

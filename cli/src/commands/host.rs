@@ -1,13 +1,16 @@
-//! `corral host list | remove`: the hosts that make up the cluster, with their state and
-//! capacity as the replicated state machine records them, and taking one out.
+//! `corral host list | show | maintenance | activate | remove`: the hosts that make up the
+//! cluster, with their state and capacity as the replicated state machine records them,
+//! maintenance (every VM moved away first), and taking one out.
 
-use anyhow::Result;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
 use corral_proto::v1 as proto;
 use proto::host_service_client::HostServiceClient;
 
 use super::Context;
 use crate::args::HostCommand;
-use crate::output::{self, Format, Table};
+use crate::output::{self, Fields, Format, Table};
 use crate::size::format_mib;
 use crate::views::HostView;
 
@@ -15,7 +18,94 @@ pub async fn run(ctx: &Context, command: HostCommand) -> Result<()> {
     match command {
         HostCommand::List => list(ctx).await,
         HostCommand::Remove { host } => remove(ctx, host).await,
+        HostCommand::Show { host } => {
+            let h = get(ctx, host, ctx.stale).await?;
+            print_host(ctx.format, h.into())
+        }
+        HostCommand::Maintenance { host, reason, wait } => maintenance(ctx, host, reason, wait).await,
+        HostCommand::Activate { host } => {
+            let request = proto::HostRef { host };
+            let h = ctx
+                .nodes
+                .write(|channel, id| {
+                    let request = id.tag(request.clone());
+                    async move { HostServiceClient::new(channel).activate(request).await }
+                })
+                .await?;
+            print_host(ctx.format, h.into())
+        }
     }
+}
+
+/// How long `host maintenance --wait` waits at most, and how often it looks.
+const MAINTENANCE_WAIT: Duration = Duration::from_secs(600);
+const MAINTENANCE_POLL: Duration = Duration::from_millis(200);
+
+async fn get(ctx: &Context, host: String, stale: bool) -> Result<proto::Host> {
+    let request = proto::GetHostRequest { host, stale };
+    ctx.nodes
+        .read(|channel| {
+            let request = request.clone();
+            async move { HostServiceClient::new(channel).get(request).await }
+        })
+        .await
+}
+
+async fn maintenance(ctx: &Context, host: String, reason: Option<String>, wait: bool) -> Result<()> {
+    let request = proto::HostMaintenanceRequest { host: host.clone(), reason: reason.unwrap_or_default() };
+    let mut h = ctx
+        .nodes
+        .write(|channel, id| {
+            let request = id.tag(request.clone());
+            async move { HostServiceClient::new(channel).maintenance(request).await }
+        })
+        .await?;
+    if wait {
+        let give_up = tokio::time::Instant::now() + MAINTENANCE_WAIT;
+        let mut said = Vec::new();
+        while h.state == "preparing_for_maintenance" {
+            if h.blocked != said {
+                for b in &h.blocked {
+                    eprintln!("waiting: VM {} cannot move yet: {}", b.vm, b.reason);
+                }
+                said = h.blocked.clone();
+            }
+            if tokio::time::Instant::now() >= give_up {
+                bail!(
+                    "host {host} is still preparing for maintenance; stopped waiting (see `corral host show {host}`)"
+                );
+            }
+            tokio::time::sleep(MAINTENANCE_POLL).await;
+            h = get(ctx, host.clone(), false).await?;
+        }
+    }
+    print_host(ctx.format, h.into())
+}
+
+fn print_host(format: Format, h: HostView) -> Result<()> {
+    match format {
+        Format::Json => output::print_json(&h)?,
+        Format::Table => {
+            let mut fields = Fields::new()
+                .add("name", &h.name)
+                .add("id", h.id.to_string())
+                .add("state", format!("{} (since {})", h.state, h.state_since))
+                .add("address", &h.address);
+            if let Some(reason) = &h.maintenance_reason {
+                let reason = if reason.is_empty() { "no reason given" } else { reason.as_str() };
+                fields = fields.add("maintenance", reason);
+            }
+            let blocked = h.blocked.iter().map(|b| format!("VM {}: {}", b.vm, b.reason)).collect();
+            fields = fields
+                .add_list("blocked by", blocked, "-")
+                .add("domain type", &h.domain_type)
+                .add("cpus", format!("{} ({} vCPUs free)", h.cpus, h.vcpus_free))
+                .add("memory", format!("{} ({} free)", format_mib(h.memory_mib), format_mib(h.memory_free_mib)))
+                .add("vms running", h.vms_running.to_string());
+            output::print(&fields.render())?;
+        }
+    }
+    Ok(())
 }
 
 async fn remove(ctx: &Context, host: String) -> Result<()> {

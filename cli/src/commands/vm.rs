@@ -77,6 +77,12 @@ pub async fn run(ctx: &Context, command: VmCommand) -> Result<()> {
             print_vm(ctx.format, vm.into())
         }
         VmCommand::Migrate { vm, to, wait } => migrate(ctx, vm, to, wait).await,
+        VmCommand::MigrateCancel { vm } => {
+            let request = proto::VmRef { vm };
+            let vm = change(ctx, request, |mut client, request| async move { client.cancel_migration(request).await })
+                .await?;
+            print_vm(ctx.format, vm.into())
+        }
     }
 }
 
@@ -169,9 +175,16 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
     if args.changes_nothing() {
         bail!(
             "nothing to change: give at least one of --name, --memory, --vcpus, \
-             --description, --comment, --ha, --ha-priority, --domain-type, --resume-behavior"
+             --description, --comment, --ha, --ha-priority, --domain-type, --resume-behavior, \
+             --auto-converge, --compression, --max-downtime, --bandwidth"
         );
     }
+    let migration = args.edits_migration().then(|| proto::MigrationOverridesEdit {
+        auto_converge: args.auto_converge.clone(),
+        compression: args.compression.clone(),
+        max_downtime_ms: args.max_downtime.clone(),
+        bandwidth_mibps: args.bandwidth.clone(),
+    });
     let request = proto::EditVmRequest {
         vm: args.vm,
         name: args.name,
@@ -183,6 +196,7 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         ha_priority: args.ha_priority.map(|p| p.as_str().to_string()),
         domain_type: args.domain_type.map(|t| t.as_str().to_string()),
         resume_behavior: args.resume_behavior,
+        migration,
     };
     let vm = ctx
         .nodes
@@ -244,7 +258,9 @@ async fn wait_for_migration(ctx: &Context, mut vm: proto::Vm) -> Result<proto::V
     let give_up = tokio::time::Instant::now() + MIGRATION_WAIT;
     // By id, which a rename during the wait does not change.
     let key = if vm.id.is_empty() { vm.name.clone() } else { vm.id.clone() };
+    let mut bar = ProgressBar::default();
     while vm.status == "migrating" {
+        bar.show(&vm);
         if tokio::time::Instant::now() >= give_up {
             bail!(
                 "VM {} is still migrating after {}; stopped waiting (see `corral events`)",
@@ -255,7 +271,60 @@ async fn wait_for_migration(ctx: &Context, mut vm: proto::Vm) -> Result<proto::V
         tokio::time::sleep(MIGRATION_POLL).await;
         vm = get(ctx, key.clone(), false).await?;
     }
+    bar.finish();
     Ok(vm)
+}
+
+/// The migration's progress on stderr, redrawn in place when it moves (one line per change
+/// when stderr is not a terminal).
+#[derive(Default)]
+struct ProgressBar {
+    last: Option<String>,
+    drawn: bool,
+}
+
+impl ProgressBar {
+    fn show(&mut self, vm: &proto::Vm) {
+        let line = progress_line(vm);
+        if self.last.as_ref() == Some(&line) {
+            return;
+        }
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            eprint!("\r{line:<72}");
+        } else {
+            eprintln!("{line}");
+        }
+        self.drawn = true;
+        self.last = Some(line);
+    }
+
+    fn finish(&self) {
+        use std::io::IsTerminal;
+        if self.drawn && std::io::stderr().is_terminal() {
+            eprintln!();
+        }
+    }
+}
+
+fn progress_line(vm: &proto::Vm) -> String {
+    const WIDTH: usize = 30;
+    match vm.migration.as_ref().and_then(|j| j.progress.as_ref()) {
+        None if vm.migration.as_ref().is_some_and(|j| j.cancel) => "cancelling...".to_string(),
+        None => "queued on its host, waiting for a free migration slot".to_string(),
+        Some(p) => {
+            let filled = (p.percent as usize).min(100) * WIDTH / 100;
+            format!(
+                "[{}{}] {:>3}%  {} of {} left, pass {}",
+                "#".repeat(filled),
+                "-".repeat(WIDTH - filled),
+                p.percent,
+                format_mib(p.memory_remaining_mib),
+                format_mib(p.memory_total_mib),
+                p.iteration.max(1)
+            )
+        }
+    }
 }
 
 /// The latest event about a migration of VM `name`, which carries libvirt's error when the
@@ -297,6 +366,21 @@ fn vm_fields(vm: VmView) -> Fields {
     fields = fields.add("host", vm.host.unwrap_or_else(|| "-".to_string()));
     if let Some(to) = vm.migrating_to {
         fields = fields.add("migrating to", to);
+    }
+    if let Some(job) = vm.migration {
+        let by = if job.automatic { "ordered by the cluster" } else { "ordered by an operator" };
+        let state = match job.progress {
+            _ if job.cancelling => "cancelling".to_string(),
+            None => "queued".to_string(),
+            Some(p) => format!(
+                "{}% ({} of {} left, pass {})",
+                p.percent,
+                format_mib(p.memory_remaining_mib),
+                format_mib(p.memory_total_mib),
+                p.iteration.max(1)
+            ),
+        };
+        fields = fields.add("migration", format!("{state}, {by}"));
     }
     fields = fields.add("memory", format_mib(vm.memory_mib)).add("vcpus", vm.vcpus.to_string());
     if let Some(domain_type) = vm.domain_type {

@@ -94,6 +94,24 @@ impl From<virt::domain::DomainStateEnum> for DomainState {
     }
 }
 
+/// How one migration runs (see `MigrationSettings` in the model).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MigrationOptions {
+    pub auto_converge: bool,
+    pub compression: bool,
+    pub bandwidth_mibps: Option<u64>,
+}
+
+/// A running migration's progress, from libvirt's job information.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobProgress {
+    pub percent: u8,
+    pub memory_total_mib: u64,
+    pub memory_remaining_mib: u64,
+    pub iteration: u64,
+    pub elapsed_ms: u64,
+}
+
 /// One libvirt host, shared by every task of this node. Cloning shares the connection.
 #[derive(Clone)]
 pub struct Hypervisor {
@@ -239,7 +257,13 @@ impl Hypervisor {
     /// Live-migrates a running domain peer to peer: this host's libvirtd connects to `dest_uri`
     /// itself, the destination keeps the definition and this host forgets it. `migrate_uri` picks
     /// the address the memory is streamed to (e.g. "tcp://10.213.0.3"); libvirt chooses otherwise.
-    pub async fn migrate(&self, uuid: Uuid, dest_uri: &str, migrate_uri: Option<&str>) -> Result<(), DriverError> {
+    pub async fn migrate(
+        &self,
+        uuid: Uuid,
+        dest_uri: &str,
+        migrate_uri: Option<&str>,
+        options: MigrationOptions,
+    ) -> Result<(), DriverError> {
         if !self.can_migrate() {
             return Err(DriverError::CannotMigrate { uri: self.uri.to_string() });
         }
@@ -251,15 +275,67 @@ impl Hypervisor {
         // UNSAFE: disks live in Corral's storage domain, which every host sees by definition
         // (NFS in production, one directory in the sandbox); libvirt only recognises a few
         // cluster filesystems as shared and refuses plain directories without it.
-        let flags = sys::VIR_MIGRATE_LIVE
+        let mut flags = sys::VIR_MIGRATE_LIVE
             | sys::VIR_MIGRATE_PEER2PEER
             | sys::VIR_MIGRATE_PERSIST_DEST
             | sys::VIR_MIGRATE_UNDEFINE_SOURCE
             | sys::VIR_MIGRATE_UNSAFE;
+        if options.auto_converge {
+            flags |= sys::VIR_MIGRATE_AUTO_CONVERGE;
+        }
+        if options.compression {
+            flags |= sys::VIR_MIGRATE_COMPRESSED;
+        }
+        let bandwidth = options.bandwidth_mibps.unwrap_or(0);
         self.with_domain(uuid, move |call, domain| {
             domain
-                .migrate_to_uri2(Some(&dest_uri), migrate_uri.as_deref(), None, flags, None, 0)
+                .migrate_to_uri2(Some(&dest_uri), migrate_uri.as_deref(), None, flags, None, bandwidth)
                 .map_err(|e| call.domain_error(uuid, e))
+        })
+        .await
+    }
+
+    /// How far the domain's running job (a migration) is; None when it runs none.
+    pub async fn job_progress(&self, uuid: Uuid) -> Result<Option<JobProgress>, DriverError> {
+        self.with_domain(uuid, move |call, domain| {
+            let job = domain.job_info().map_err(|e| call.domain_error(uuid, e))?;
+            if job.r#type == sys::VIR_DOMAIN_JOB_NONE as i32 {
+                return Ok(None);
+            }
+            // `job_info` leaves the memory pass count out; the typed statistics have it.
+            let iteration = domain.job_stats(0).ok().and_then(|j| j.mem_iteration).unwrap_or(0);
+            let (total, remaining) = (job.mem_total.unwrap_or(0), job.mem_remaining.unwrap_or(0));
+            Ok(Some(JobProgress {
+                memory_total_mib: total / MIB,
+                memory_remaining_mib: remaining / MIB,
+                percent: if total == 0 { 0 } else { (100 - remaining.min(total) * 100 / total) as u8 },
+                iteration,
+                elapsed_ms: job.time_elapsed.unwrap_or(0),
+            }))
+        })
+        .await
+    }
+
+    /// Sets the longest pause at the switch-over of the domain's running migration.
+    pub async fn set_max_downtime(&self, uuid: Uuid, ms: u64) -> Result<(), DriverError> {
+        self.with_domain(uuid, move |call, domain| {
+            domain.migrate_set_max_downtime(ms, 0).map(drop).map_err(|e| call.domain_error(uuid, e))
+        })
+        .await
+    }
+
+    /// Aborts the domain's running job (a migration: the domain keeps running here).
+    pub async fn abort_job(&self, uuid: Uuid) -> Result<(), DriverError> {
+        self.with_domain(uuid, move |call, domain| {
+            // virt 0.5 has no safe wrapper for virDomainAbortJob: the one FFI call of the
+            // project. SAFETY: `domain` is a live handle owned by `Domain` for this whole call,
+            // and virDomainAbortJob only reads it.
+            #[allow(unsafe_code)]
+            let rc = unsafe { sys::virDomainAbortJob(domain.as_ptr()) };
+            if rc < 0 {
+                return Err(call.domain_error(uuid, VirtError::last_error()));
+            }
+            Ok(())
         })
         .await
     }
@@ -502,7 +578,8 @@ mod tests {
         let spec = vm("migrate");
         hv.define(&spec).await.unwrap();
         hv.start(spec.uuid).await.unwrap();
-        let err = hv.migrate(spec.uuid, "qemu+tcp://10.213.0.3/system", None).await.unwrap_err();
+        let err =
+            hv.migrate(spec.uuid, "qemu+tcp://10.213.0.3/system", None, MigrationOptions::default()).await.unwrap_err();
         assert!(matches!(err, DriverError::CannotMigrate { .. }), "{err:?}");
         assert!(err.to_string().ends_with("the test driver cannot migrate VMs"), "{err}");
         assert_eq!(state(&hv, spec.uuid).await, Some(DomainState::Running));

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_raft::command::Op;
-use corral_raft::model::{ClusterState, EventKind, Observed, PowerState, ResumeBehavior, Vm, VmStatus};
+use corral_raft::model::{
+    ClusterState, EventKind, MigrationProgress, MigrationSettings, Observed, PowerState, ResumeBehavior, Vm, VmStatus,
+};
 use corral_raft::typ::StateHandle;
 use corral_raft::NodeId;
 use uuid::Uuid;
 
 use super::domain_xml::{DiskSpec, DomainSpec, NicSpec};
-use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor};
+use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor, MigrationOptions};
 use crate::node::{now_ms, Node};
 
 /// How often the agent looks at libvirt when nothing in the state changed.
@@ -25,10 +27,20 @@ const BUSY_PERIOD: Duration = Duration::from_millis(200);
 /// The least time between two passes, however fast the state changes: under a burst of
 /// writes the agent looks once per this period, not once per write.
 const MIN_GAP: Duration = Duration::from_millis(50);
+/// How often a running migration's progress is read and, when it moved, reported.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 
 pub fn spawn(node: Arc<Node>, hv: Hypervisor, me: NodeId, state: StateHandle) {
-    let agent =
-        Agent { node, hv, me, state, reported: HashMap::new(), acpi_sent: HashSet::new(), migrating: Arc::default() };
+    let agent = Agent {
+        node,
+        hv,
+        me,
+        state,
+        reported: HashMap::new(),
+        acpi_sent: HashSet::new(),
+        migrating: Arc::default(),
+        aborting: HashSet::new(),
+    };
     tokio::spawn(agent.run());
 }
 
@@ -43,6 +55,8 @@ struct Agent {
     acpi_sent: HashSet<(Uuid, u64)>,
     /// Migrations running now (they take seconds; the loop goes on meanwhile).
     migrating: Arc<std::sync::Mutex<HashSet<Uuid>>>,
+    /// Running migrations an abort was sent for, per VM and epoch.
+    aborting: HashSet<(Uuid, u64)>,
 }
 
 /// What the agent needs of the state for one pass, copied out so no lock is held across I/O.
@@ -52,6 +66,7 @@ struct View {
     others: HashMap<Uuid, (String, bool)>,
     migration_targets: HashMap<Uuid, String>,
     my_name: String,
+    migration_defaults: MigrationSettings,
 }
 
 impl Agent {
@@ -76,6 +91,7 @@ impl Agent {
                 others: HashMap::new(),
                 migration_targets: HashMap::new(),
                 my_name: s.host_name(me),
+                migration_defaults: s.migration_defaults.clone(),
             };
             for vm in s.vms.values() {
                 if vm.host == Some(me) {
@@ -114,6 +130,7 @@ impl Agent {
         for vm in &view.mine {
             busy |= self.reconcile(vm, by_id.get(&vm.id).copied(), &view).await;
         }
+        self.start_queued_migrations(&view);
         for d in &domains {
             if let Some((name, incoming)) = view.others.get(&d.uuid) {
                 if !incoming {
@@ -129,13 +146,23 @@ impl Agent {
         let state = dom.map(|d| d.state);
         let running = matches!(state, Some(DomainState::Running | DomainState::Blocked | DomainState::ShuttingDown));
         let paused = matches!(state, Some(DomainState::Paused | DomainState::PmSuspended));
+        let cancel = vm.migration.as_ref().is_some_and(|j| j.cancel);
         if self.migrating.lock().expect("migration set").contains(&vm.id) {
+            if cancel && self.aborting.insert((vm.id, vm.epoch)) {
+                tracing::info!(vm = %vm.name, "cancelling the running migration");
+                if let Err(e) = self.hv.abort_job(vm.id).await {
+                    tracing::warn!(vm = %vm.name, "could not abort the migration: {e}");
+                }
+            }
             return true;
         }
         if vm.status == VmStatus::Migrating {
-            if let Some(dest) = view.migration_targets.get(&vm.id) {
-                self.start_migration(vm, dest.clone());
+            // Queued here: started by `start_queued_migrations`, a few at a time.
+            if cancel {
+                let error = "cancelled before it started".to_string();
+                self.report(vm, Observed::MigrationFailed { error }).await;
             }
+            let _ = view;
             return true;
         }
         match vm.desired {
@@ -263,7 +290,34 @@ impl Agent {
         }
     }
 
-    fn start_migration(&self, vm: &Vm, dest_uri: String) {
+    /// This host's migration queue: the VMs ordered to migrate away wait here and start by
+    /// VM priority (then order time), at most `max_per_host` at once.
+    fn start_queued_migrations(&self, view: &View) {
+        let running = self.migrating.lock().expect("migration set").len();
+        let free = (view.migration_defaults.max_per_host as usize).saturating_sub(running);
+        if free == 0 {
+            return;
+        }
+        let mut queued: Vec<&Vm> = {
+            let migrating = self.migrating.lock().expect("migration set");
+            view.mine
+                .iter()
+                .filter(|vm| vm.status == VmStatus::Migrating && !migrating.contains(&vm.id))
+                .filter(|vm| vm.migration.as_ref().is_some_and(|j| !j.cancel))
+                .collect()
+        };
+        queued.sort_by_key(|vm| {
+            (std::cmp::Reverse(vm.ha.priority), vm.migration.as_ref().map_or(0, |j| j.queued_ms), vm.name.clone())
+        });
+        for vm in queued.into_iter().take(free) {
+            if let (Some(dest), Some(to)) = (view.migration_targets.get(&vm.id), vm.migrating_to) {
+                let settings = view.migration_defaults.with(&vm.migration_settings);
+                self.start_migration(vm, dest.clone(), to, settings);
+            }
+        }
+    }
+
+    fn start_migration(&self, vm: &Vm, dest_uri: String, to: NodeId, settings: MigrationSettings) {
         if !self.migrating.lock().expect("migration set").insert(vm.id) {
             return;
         }
@@ -272,8 +326,25 @@ impl Agent {
         tokio::spawn(async move {
             let migrate_uri = migration_uri(&dest_uri);
             tracing::info!(vm = %vm.name, dest = %dest_uri, "live migration starting");
-            let observed = match hv.migrate(vm.id, &dest_uri, migrate_uri.as_deref()).await {
-                Ok(()) => Observed::MigrationDone,
+            let options = MigrationOptions {
+                auto_converge: settings.auto_converge,
+                compression: settings.compression,
+                bandwidth_mibps: settings.bandwidth_mibps,
+            };
+            let done = Arc::new(tokio::sync::Notify::new());
+            let watcher = tokio::spawn(watch_migration(
+                hv.clone(),
+                node.clone(),
+                vm.clone(),
+                me,
+                settings.max_downtime_ms,
+                done.clone(),
+            ));
+            let result = hv.migrate(vm.id, &dest_uri, migrate_uri.as_deref(), options).await;
+            done.notify_one();
+            let _ = watcher.await;
+            let observed = match result {
+                Ok(()) => Observed::MigrationDone { to },
                 Err(e) => Observed::MigrationFailed { error: e.to_string() },
             };
             tracing::info!(vm = %vm.name, ?observed, "live migration ended");
@@ -334,6 +405,47 @@ impl Agent {
                 self.reported.insert(vm.id, (vm.epoch, observed));
             }
             Err(e) => tracing::debug!(vm = %vm.name, "report not delivered yet: {e}"),
+        }
+    }
+}
+
+/// While a migration runs: sets its maximum downtime once the job exists, and reports its
+/// progress every half second when it changed.
+async fn watch_migration(
+    hv: Hypervisor,
+    node: Arc<Node>,
+    vm: Vm,
+    me: NodeId,
+    max_downtime_ms: Option<u64>,
+    done: Arc<tokio::sync::Notify>,
+) {
+    let mut downtime_set = max_downtime_ms.is_none();
+    let mut last = None;
+    loop {
+        tokio::select! {
+            _ = done.notified() => return,
+            _ = tokio::time::sleep(PROGRESS_PERIOD) => {}
+        }
+        let Ok(Some(p)) = hv.job_progress(vm.id).await else { continue };
+        if !downtime_set {
+            if let Some(ms) = max_downtime_ms {
+                downtime_set = hv.set_max_downtime(vm.id, ms).await.is_ok();
+            }
+        }
+        let progress = MigrationProgress {
+            percent: p.percent,
+            memory_total_mib: p.memory_total_mib,
+            memory_remaining_mib: p.memory_remaining_mib,
+            iteration: p.iteration,
+            elapsed_ms: p.elapsed_ms,
+        };
+        if last.as_ref() == Some(&(progress.percent, progress.iteration)) {
+            continue;
+        }
+        last = Some((progress.percent, progress.iteration));
+        let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: Observed::MigrationProgress(progress) };
+        if let Err(e) = node.write(None, op).await {
+            tracing::debug!(vm = %vm.name, "migration progress not reported: {e}");
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use corral_proto::cluster_service_server::ClusterService;
 use corral_proto::raft_service_client::RaftServiceClient;
 use corral_proto::*;
-use corral_raft::command::Op;
+use corral_raft::command::{MigrationSettingsChange, Op};
 use corral_raft::ClusterError;
 use futures::future::join_all;
 use tonic::{Request, Response, Status};
@@ -42,12 +42,47 @@ impl ClusterService for Api {
     }
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
-        let stale = req.into_inner().stale;
-        let cluster = self
+        self.cluster_status(req.into_inner().stale).await.map(Response::new)
+    }
+
+    async fn edit(&self, req: Request<EditClusterRequest>) -> Result<Response<ClusterStatus>, Status> {
+        let rid = super::request_id(&req)?;
+        let r = req.into_inner();
+        let changes = MigrationSettingsChange {
+            auto_converge: r.migration_auto_converge,
+            compression: r.migration_compression,
+            max_downtime_ms: r.migration_max_downtime_ms.map(|v| Some(v).filter(|v| *v > 0)),
+            bandwidth_mibps: r.migration_bandwidth_mibps.map(|v| Some(v).filter(|v| *v > 0)),
+            max_per_host: r.migrations_per_host,
+        };
+        if changes == MigrationSettingsChange::default() {
+            return Err(status(ClusterError::invalid("edit", "nothing to change: give at least one setting")));
+        }
+        self.0.write(rid, Op::SetMigrationDefaults { changes }).await.map_err(status)?;
+        self.cluster_status(true).await.map(Response::new)
+    }
+
+    async fn create_token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
+        self.token(req).await
+    }
+}
+
+impl Api {
+    async fn cluster_status(&self, stale: bool) -> Result<ClusterStatus, Status> {
+        let (cluster, m) = self
             .0
-            .read(stale, |s| s.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default())
+            .read(stale, |s| {
+                (s.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(), s.migration_defaults.clone())
+            })
             .await
             .map_err(status)?;
+        let migration = Some(MigrationSettings {
+            auto_converge: m.auto_converge,
+            compression: m.compression,
+            max_downtime_ms: m.max_downtime_ms,
+            bandwidth_mibps: m.bandwidth_mibps,
+            max_per_host: m.max_per_host,
+        });
         let parts = self.0.parts().map_err(status)?;
         let metrics = parts.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
@@ -68,7 +103,8 @@ impl ClusterService for Api {
             }
         });
         let members = join_all(probes).await;
-        Ok(Response::new(ClusterStatus {
+        Ok(ClusterStatus {
+            migration,
             cluster,
             leader_id: metrics.current_leader.unwrap_or(0),
             term: metrics.current_term,
@@ -77,10 +113,10 @@ impl ClusterService for Api {
             this_node_id: parts.id,
             snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
             purged_index: metrics.purged.map_or(0, |l| l.index),
-        }))
+        })
     }
 
-    async fn create_token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
+    async fn token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
         let ttl_s = req.into_inner().ttl_seconds;
         if ttl_s > MAX_TOKEN_TTL_S {
             return Err(status(ClusterError::invalid("ttl", format!("must be at most 30 days (got {ttl_s} s)"))));

@@ -1,51 +1,65 @@
 //! HostService: the hosts of the cluster as the replicated state knows them, with capacity:
-//! what each has, what its assigned VMs hold, how many run.
+//! what each has, what its assigned VMs hold, how many run; maintenance and activation.
 
 use std::sync::Arc;
 
 use corral_proto::host_service_server::HostService;
-use corral_proto::{Host, ListHostsRequest, ListHostsResponse, RemoveHostRequest, RemoveHostResponse};
-use corral_raft::model::CPU_OVERCOMMIT;
-use corral_raft::validate;
+use corral_proto::{
+    GetHostRequest, Host, HostMaintenanceRequest, HostRef, ListHostsRequest, ListHostsResponse, MaintenanceBlock,
+    RemoveHostRequest, RemoveHostResponse,
+};
+use corral_raft::command::Op;
+use corral_raft::model::{self, ClusterState, CPU_OVERCOMMIT};
+use corral_raft::{validate, ClusterError};
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{request_id, status};
 use crate::node::Node;
 
 pub struct Api(pub Arc<Node>);
+
+pub fn to_proto(s: &ClusterState, h: &model::Host) -> Host {
+    let used = s.host_usage(h.id);
+    Host {
+        id: h.id,
+        name: h.name.clone(),
+        address: h.address.clone(),
+        state: h.state.as_str().into(),
+        cpus: h.facts.cpus,
+        memory_mib: h.facts.memory_mib,
+        libvirt_uri: h.facts.libvirt_uri.clone(),
+        joined_unix_ms: h.joined_ms,
+        memory_free_mib: h.facts.memory_mib.saturating_sub(used.memory_mib),
+        vms_running: used.vms_running as u32,
+        domain_type: h.facts.domain_type.as_str().into(),
+        vcpus_free: (h.facts.cpus as u64 * CPU_OVERCOMMIT).saturating_sub(used.vcpus) as u32,
+        state_since_unix_ms: h.state_since_ms,
+        maintenance_reason: h.maintenance.as_ref().map(|m| m.reason.clone().unwrap_or_default()),
+        blocked: h
+            .maintenance
+            .iter()
+            .flat_map(|m| &m.blocked)
+            .map(|(vm, reason)| MaintenanceBlock { vm: vm.clone(), reason: reason.clone() })
+            .collect(),
+    }
+}
+
+impl Api {
+    async fn host(&self, name: String, stale: bool) -> Result<Response<Host>, Status> {
+        self.0
+            .read(stale, |s| s.host_by_name(&name).map(|h| to_proto(s, h)))
+            .await
+            .map_err(status)?
+            .map(Response::new)
+            .ok_or_else(|| status(ClusterError::NotFound(format!("host '{name}' not found"))))
+    }
+}
 
 #[tonic::async_trait]
 impl HostService for Api {
     async fn list(&self, req: Request<ListHostsRequest>) -> Result<Response<ListHostsResponse>, Status> {
         let stale = req.into_inner().stale;
-        let hosts = self
-            .0
-            .read(stale, |s| {
-                s.hosts
-                    .values()
-                    .map(|h| {
-                        let used = s.host_usage(h.id);
-                        Host {
-                            id: h.id,
-                            name: h.name.clone(),
-                            address: h.address.clone(),
-                            state: h.state.as_str().into(),
-                            cpus: h.facts.cpus,
-                            memory_mib: h.facts.memory_mib,
-                            libvirt_uri: h.facts.libvirt_uri.clone(),
-                            joined_unix_ms: h.joined_ms,
-                            memory_free_mib: h.facts.memory_mib.saturating_sub(used.memory_mib),
-                            vms_running: used.vms_running as u32,
-                            domain_type: h.facts.domain_type.as_str().into(),
-                            vcpus_free: (h.facts.cpus as u64 * CPU_OVERCOMMIT).saturating_sub(used.vcpus) as u32,
-                            state_since_unix_ms: h.state_since_ms,
-                            maintenance_reason: h.maintenance.as_ref().map(|m| m.reason.clone().unwrap_or_default()),
-                        }
-                    })
-                    .collect()
-            })
-            .await
-            .map_err(status)?;
+        let hosts = self.0.read(stale, |s| s.hosts.values().map(|h| to_proto(s, h)).collect()).await.map_err(status)?;
         Ok(Response::new(ListHostsResponse { hosts }))
     }
 
@@ -54,5 +68,30 @@ impl HostService for Api {
         validate::name("host", &name).map_err(status)?;
         let (id, promoted) = self.0.remove_host_anywhere(&name).await.map_err(status)?;
         Ok(Response::new(RemoveHostResponse { id, promoted }))
+    }
+
+    async fn get(&self, req: Request<GetHostRequest>) -> Result<Response<Host>, Status> {
+        let GetHostRequest { host, stale } = req.into_inner();
+        self.host(host, stale).await
+    }
+
+    async fn maintenance(&self, req: Request<HostMaintenanceRequest>) -> Result<Response<Host>, Status> {
+        let rid = request_id(&req)?;
+        let HostMaintenanceRequest { host, reason } = req.into_inner();
+        validate::name("host", &host).map_err(status)?;
+        let reason = Some(reason).filter(|r| !r.trim().is_empty());
+        if let Some(r) = &reason {
+            validate::text("reason", r).map_err(status)?;
+        }
+        self.0.write(rid, Op::HostMaintenance { host: host.clone(), reason }).await.map_err(status)?;
+        self.host(host, true).await
+    }
+
+    async fn activate(&self, req: Request<HostRef>) -> Result<Response<Host>, Status> {
+        let rid = request_id(&req)?;
+        let host = req.into_inner().host;
+        validate::name("host", &host).map_err(status)?;
+        self.0.write(rid, Op::ActivateHost { host: host.clone() }).await.map_err(status)?;
+        self.host(host, true).await
     }
 }

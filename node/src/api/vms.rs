@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use corral_proto::vm_service_server::VmService;
 use corral_proto::*;
-use corral_raft::command::{Op, Outcome, StartOrder, VmChanges, VmSpec};
+use corral_raft::command::{MigrationOverridesChange, Op, Outcome, StartOrder, VmChanges, VmSpec};
 use corral_raft::model::{self, ClusterState, DomainType, HaPriority, KernelBoot};
 use corral_raft::{validate, ClusterError};
 use rand::Rng;
@@ -58,7 +58,44 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
             next_try_unix_ms: r.next_try_ms,
             last_error: r.last_error.clone(),
         }),
+        migration: vm.migration.as_ref().map(|j| corral_proto::MigrationJob {
+            queued_unix_ms: j.queued_ms,
+            automatic: j.automatic,
+            cancel: j.cancel,
+            progress: j.progress.as_ref().map(|p| corral_proto::MigrationProgress {
+                percent: p.percent as u32,
+                memory_total_mib: p.memory_total_mib,
+                memory_remaining_mib: p.memory_remaining_mib,
+                iteration: p.iteration,
+                elapsed_ms: p.elapsed_ms,
+            }),
+        }),
+        migration_settings: Some(corral_proto::MigrationOverrides {
+            auto_converge: vm.migration_settings.auto_converge,
+            compression: vm.migration_settings.compression,
+            max_downtime_ms: vm.migration_settings.max_downtime_ms,
+            bandwidth_mibps: vm.migration_settings.bandwidth_mibps,
+        }),
     }
+}
+
+/// A VM's migration override edit: "cluster" follows the cluster's setting again.
+fn overrides_edit(e: corral_proto::MigrationOverridesEdit) -> Result<MigrationOverridesChange, Status> {
+    fn field<T: std::str::FromStr>(name: &str, v: Option<String>, what: &str) -> Result<Option<Option<T>>, Status> {
+        match v.as_deref().map(str::trim) {
+            None => Ok(None),
+            Some("cluster") => Ok(Some(None)),
+            Some(text) => text.parse().map(|t| Some(Some(t))).map_err(|_| {
+                status(ClusterError::invalid(name, format!("must be {what} or 'cluster' (got '{text}')")))
+            }),
+        }
+    }
+    Ok(MigrationOverridesChange {
+        auto_converge: field("auto_converge", e.auto_converge, "true or false")?,
+        compression: field("compression", e.compression, "true or false")?,
+        max_downtime_ms: field("max_downtime", e.max_downtime_ms, "a number of milliseconds")?,
+        bandwidth_mibps: field("bandwidth", e.bandwidth_mibps, "a number of MiB/s")?,
+    })
 }
 
 pub fn disk_to_proto(node: &Node, d: &model::Disk, vm: Option<String>) -> Disk {
@@ -238,6 +275,7 @@ impl VmService for Api {
                 None => None,
             },
             resume_behavior: r.resume_behavior.as_deref().map(str::parse).transpose().map_err(status)?,
+            migration_settings: r.migration.map(overrides_edit).transpose()?,
         };
         validate::vm_changes(&changes).map_err(status)?;
         self.order(rid, Op::EditVm { vm: r.vm, changes }).await
@@ -337,5 +375,10 @@ impl VmService for Api {
         let rid = request_id(&req)?;
         let MigrateVmRequest { vm, to } = req.into_inner();
         self.order(rid, Op::MigrateVm { vm, to: opt(to) }).await
+    }
+
+    async fn cancel_migration(&self, req: Request<VmRef>) -> Result<Response<Vm>, Status> {
+        let rid = request_id(&req)?;
+        self.order(rid, Op::CancelMigration { vm: req.into_inner().vm }).await
     }
 }

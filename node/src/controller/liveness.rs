@@ -24,6 +24,8 @@ use crate::node::{now_ms, Node};
 
 /// How often the leader looks at heartbeat times and pending HA restarts.
 const TICK: Duration = Duration::from_millis(100);
+/// Every this many ticks, maintenance evacuations that are stuck are tried again.
+const EVACUATE_EVERY: u64 = 20;
 /// The longest a fence agent command may run.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -158,8 +160,10 @@ pub async fn run(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
     let non_responsive_after = lease / 2;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
         let Some(term) = in_office(&raft, &state, id, heartbeat) else { continue };
         let hosts: Vec<(NodeId, HostState, String, String)> =
             state.read(|s| s.hosts.values().map(|h| (h.id, h.state, h.name.clone(), h.address.clone())).collect());
@@ -204,7 +208,28 @@ pub async fn run(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
                 tracing::debug!("HA restart pass not proposed: {e}");
             }
         }
+        if ticks % EVACUATE_EVERY == 0 {
+            retry_evacuations(&node, &state).await;
+        }
         replace_dead_voter(&node, &raft, &state).await;
+    }
+}
+
+/// Hosts preparing for maintenance with VMs that could not move yet: tried again (capacity
+/// may have come back, a VM may be up now).
+async fn retry_evacuations(node: &Arc<Node>, state: &StateHandle) {
+    let waiting: Vec<NodeId> = state.read(|s| {
+        s.hosts
+            .values()
+            .filter(|h| h.state == HostState::PreparingForMaintenance)
+            .filter(|h| s.vms.values().any(|v| v.host == Some(h.id) && v.migrating_to.is_none()))
+            .map(|h| h.id)
+            .collect()
+    });
+    for id in waiting {
+        if let Err(e) = node.propose_as_leader(Op::EvacuateHost { id }).await {
+            tracing::debug!(host = id, "evacuation retry not proposed: {e}");
+        }
     }
 }
 

@@ -51,6 +51,7 @@ impl ClusterState {
         for vm_id in incoming {
             let vm = self.vms.get_mut(&vm_id).expect("listed above");
             vm.migrating_to = None;
+            vm.migration = None;
             if vm.status == VmStatus::Migrating {
                 vm.status = VmStatus::Up;
             }
@@ -72,6 +73,7 @@ impl ClusterState {
         if let (Some(dest), Some(dest_name)) = (dest, dest_name) {
             vm.host = Some(dest);
             vm.migrating_to = None;
+            vm.migration = None;
             vm.epoch += 1;
             vm.status = VmStatus::Unknown;
             let msg = format!(
@@ -87,6 +89,7 @@ impl ClusterState {
         vm.status = VmStatus::Down;
         vm.host = None;
         vm.migrating_to = None;
+        vm.migration = None;
         vm.shutdown_deadline_ms = None;
         vm.reboot_pending = false;
         vm.ha_restarting = false;
@@ -131,7 +134,7 @@ impl ClusterState {
         );
         self.record(now, EventKind::HostStateChanged, msg);
         // Capacity came back: pending HA restarts need not wait for their back-off.
-        self.retry_ha_restarts_now(now);
+        self.retry_ha_restarts_now(now, None);
         Ok(Outcome::Done)
     }
 
@@ -146,8 +149,9 @@ impl ClusterState {
         }
     }
 
-    pub(crate) fn retry_ha_restarts_now(&mut self, now: i64) {
-        for vm in self.vms.values_mut() {
+    /// Makes every pending HA restart due now, except `except`'s (it just failed one).
+    pub(crate) fn retry_ha_restarts_now(&mut self, now: i64, except: Option<Uuid>) {
+        for vm in self.vms.values_mut().filter(|v| Some(v.id) != except) {
             if let Some(r) = vm.ha_restart.as_mut() {
                 r.next_try_ms = r.next_try_ms.min(now);
             }

@@ -13,12 +13,12 @@ use crate::placement;
 use crate::typ::NodeId;
 
 impl ClusterState {
-    fn vm_mut(&mut self, name_or_id: &str) -> Result<&mut Vm, ClusterError> {
+    pub(super) fn vm_mut(&mut self, name_or_id: &str) -> Result<&mut Vm, ClusterError> {
         let id = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?.id;
         Ok(self.vms.get_mut(&id).expect("found above"))
     }
 
-    fn vm_outcome(&self, id: Uuid) -> Applied {
+    pub(super) fn vm_outcome(&self, id: Uuid) -> Applied {
         Ok(Outcome::Vm(Box::new(self.vms[&id].clone())))
     }
 
@@ -136,42 +136,6 @@ impl ClusterState {
         self.vm_outcome(id)
     }
 
-    pub(super) fn migrate_vm(&mut self, now: i64, name_or_id: &str, to: Option<&str>) -> Applied {
-        let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
-        if vm.status != VmStatus::Up {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "vm '{}' is {}; only an up VM can be migrated",
-                vm.name,
-                vm.status.as_str()
-            )));
-        }
-        let source = vm.host.expect("an up VM has a host");
-        let source_host = &self.hosts[&source];
-        let domain_type = vm.domain_type.unwrap_or(source_host.facts.domain_type);
-        if !domain_type.can_migrate() {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "vm '{}' runs on host {}, which uses libvirt's test driver; the test driver cannot migrate VMs",
-                vm.name, source_host.name
-            )));
-        }
-        let target = placement::choose(self, vm, to, &[source])?;
-        if !self.hosts[&target].facts.domain_type.can_migrate() {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "host {} uses libvirt's test driver, which cannot receive migrations",
-                self.host_name(target)
-            )));
-        }
-        let (from_name, to_name) = (self.host_name(source), self.host_name(target));
-        let vm = self.vm_mut(name_or_id)?;
-        vm.migrating_to = Some(target);
-        vm.status = VmStatus::Migrating;
-        vm.updated_ms = now;
-        let (id, msg) =
-            (vm.id, format!("Migration of VM {} from host {from_name} to host {to_name} started.", vm.name));
-        self.record(now, EventKind::VmMigration, msg);
-        self.vm_outcome(id)
-    }
-
     /// A host agent's report. Reports from anyone but the current host and epoch are stale.
     pub(super) fn report_vm(&mut self, now: i64, id: Uuid, host: NodeId, epoch: u64, observed: &Observed) -> Applied {
         let Some(vm) = self.vms.get(&id) else { return Ok(Outcome::Done) };
@@ -179,7 +143,14 @@ impl ClusterState {
             return Ok(Outcome::Done);
         }
         let host_name = self.host_name(host);
-        let target_name = vm.migrating_to.map(|t| self.host_name(t)).unwrap_or_default();
+        let target_name = match observed {
+            Observed::MigrationDone { to } => self.host_name(*to),
+            _ => vm.migrating_to.map(|t| self.host_name(t)).unwrap_or_default(),
+        };
+        let known_target = match observed {
+            Observed::MigrationDone { to } => self.hosts.contains_key(to),
+            _ => true,
+        };
         let vm = self.vms.get_mut(&id).expect("checked above");
         let name = vm.name.clone();
         let before = vm.status;
@@ -245,24 +216,39 @@ impl ClusterState {
                 vm.status = VmStatus::Down;
                 vm.host = None;
                 vm.migrating_to = None;
+                vm.migration = None;
                 vm.shutdown_deadline_ms = None;
                 vm.reboot_pending = false;
                 settled = vm.settle_next_run();
             }
-            Observed::MigrationDone => {
-                if let Some(target) = vm.migrating_to.take() {
-                    vm.host = Some(target);
-                    vm.epoch += 1;
-                    vm.status = VmStatus::Up;
-                    kind = EventKind::VmMigration;
-                    message = Some(format!("VM {name} migrated from host {host_name} to host {target_name}."));
+            Observed::MigrationDone { to } if known_target && *to != host => {
+                // Even a migration the state no longer expects (cancelled too late) moved it.
+                vm.migrating_to = None;
+                vm.migration = None;
+                vm.host = Some(*to);
+                vm.epoch += 1;
+                vm.status = VmStatus::Up;
+                kind = EventKind::VmMigration;
+                message = Some(format!("VM {name} migrated from host {host_name} to host {target_name}."));
+            }
+            Observed::MigrationDone { .. } => {}
+            Observed::MigrationProgress(p) => {
+                if let Some(job) = vm.migration.as_mut() {
+                    job.progress = Some(p.clone());
                 }
             }
             Observed::MigrationFailed { error } => {
+                let cancelled = vm.migration.take().is_some_and(|j| j.cancel);
                 vm.migrating_to = None;
-                vm.status = VmStatus::Up;
+                if vm.status == VmStatus::Migrating {
+                    vm.status = VmStatus::Up;
+                }
                 kind = EventKind::VmMigration;
-                message = Some(format!("Migration of VM {name} failed; it keeps running on host {host_name}: {error}"));
+                message = Some(if cancelled {
+                    format!("Migration of VM {name} was cancelled; it keeps running on host {host_name}.")
+                } else {
+                    format!("Migration of VM {name} failed; it keeps running on host {host_name}: {error}")
+                });
             }
             Observed::Failed { action, error } => {
                 if action == "start" {
@@ -293,14 +279,22 @@ impl ClusterState {
         // Repeated reports of the same steady state are not news.
         let steady = matches!(
             observed,
-            Observed::Up | Observed::NotResponding | Observed::Paused | Observed::PausedIoError | Observed::Suspended
+            Observed::Up
+                | Observed::NotResponding
+                | Observed::Paused
+                | Observed::PausedIoError
+                | Observed::Suspended
+                | Observed::MigrationProgress(_)
         );
         if let Some(m) = message.filter(|_| vm.status != before || !steady) {
             self.record(now, kind, m);
         }
         if now_down {
             // Capacity came back: pending HA restarts need not wait for their back-off.
-            self.retry_ha_restarts_now(now);
+            self.retry_ha_restarts_now(now, Some(id));
+        }
+        if now_down || matches!(observed, Observed::MigrationDone { .. } | Observed::MigrationFailed { .. }) {
+            self.settle_maintenance(now, host);
         }
         if ha_failed {
             let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");

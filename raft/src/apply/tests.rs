@@ -438,7 +438,7 @@ mod lifecycle {
         assert_eq!((vm(&s, "a").status, vm(&s, "a").host), (VmStatus::Up, Some(1)));
         op(&mut s, Op::MigrateVm { vm: "a".into(), to: Some("host2".into()) }).unwrap();
         let epoch = vm(&s, "a").epoch;
-        report(&mut s, "a", Observed::MigrationDone);
+        report(&mut s, "a", Observed::MigrationDone { to: 2 });
         let v = vm(&s, "a");
         assert_eq!((v.status, v.host, v.epoch, v.migrating_to), (VmStatus::Up, Some(2), epoch + 1, None));
         assert_eq!(s.events.back().unwrap().message, "VM a migrated from host host1 to host host2.");
@@ -593,3 +593,4 @@ fn a_batch_applies_each_write_once_in_order() {
 }
 
 mod ha;
+mod migration;

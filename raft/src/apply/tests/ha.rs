@@ -182,7 +182,8 @@ fn a_vm_migrating_away_from_a_dead_host_is_handed_to_its_destination() {
 #[test]
 fn a_host_in_maintenance_comes_back_in_maintenance() {
     let mut s = hosts([4096, 4096, 4096]);
-    s.hosts.get_mut(&2).unwrap().maintenance = Some(crate::model::MaintenanceOrder { reason: None, since_ms: T0 });
+    s.hosts.get_mut(&2).unwrap().maintenance =
+        Some(crate::model::MaintenanceOrder { reason: None, since_ms: T0, blocked: vec![] });
     s.hosts.get_mut(&2).unwrap().state = HostState::Maintenance;
     at(&mut s, T0 + 10, Op::HostNonResponsive { id: 2, silent_ms: 2000 });
     at(&mut s, T0 + 20, Op::HostDown { id: 2, how: "fenced".into() });

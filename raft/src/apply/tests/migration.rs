@@ -1,0 +1,154 @@
+//! Migration orders, cancel, maintenance evacuation and the cluster's migration settings.
+
+use super::*;
+use crate::command::{MigrationSettingsChange, StartOrder};
+use crate::model::{DomainType, HostState, MigrationProgress, Observed, VmStatus};
+
+/// Three KVM hosts with the given memory each.
+fn hosts(memory_mib: [u64; 3]) -> ClusterState {
+    let mut s = bootstrapped();
+    let facts = |m| HostFacts { cpus: 4, memory_mib: m, libvirt_uri: "x".into(), domain_type: DomainType::Kvm };
+    s.hosts.get_mut(&1).unwrap().facts = facts(memory_mib[0]);
+    for (i, name) in [(1, "host2"), (2, "host3")] {
+        let op = Op::RegisterHost {
+            token_hash: "good".into(),
+            name: name.into(),
+            address: format!("a:{i}"),
+            facts: facts(memory_mib[i]),
+        };
+        assert!(s.apply_command(&cmd(T0, op)).0.is_ok());
+        s.apply_command(&cmd(T0, Op::HostJoined { id: i as u64 + 1, voter: true }));
+    }
+    s
+}
+
+fn at(s: &mut ClusterState, ms: i64, op: Op) -> Outcome {
+    s.apply_command(&cmd(ms, op)).0.unwrap_or_else(|e| panic!("refused: {e}"))
+}
+
+fn vm<'a>(s: &'a ClusterState, name: &str) -> &'a Vm {
+    s.find_vm(name).unwrap()
+}
+
+fn running(s: &mut ClusterState, name: &str, memory_mib: u64, priority: HaPriority, host: &str) {
+    let spec = VmSpec { memory_mib, vcpus: 1, ha_priority: priority, ..super::spec(name) };
+    at(s, T0, Op::CreateVm { id: Uuid::new_v4(), spec, disks: vec![], start: None });
+    at(s, T0, Op::StartVm { vm: name.into(), order: StartOrder { host: Some(host.into()) } });
+    report(s, name, Observed::Up);
+}
+
+fn report(s: &mut ClusterState, name: &str, observed: Observed) {
+    let v = vm(s, name);
+    let (id, host, epoch) = (v.id, v.host.unwrap(), v.epoch);
+    at(s, T0 + 50, Op::ReportVm { vm: id, host, epoch, observed });
+}
+
+#[test]
+fn maintenance_moves_every_vm_away_then_the_host_is_in_maintenance() {
+    let mut s = hosts([8192, 8192, 8192]);
+    running(&mut s, "low", 512, HaPriority::Low, "host2");
+    running(&mut s, "high", 512, HaPriority::High, "host2");
+    at(&mut s, T0 + 100, Op::HostMaintenance { host: "host2".into(), reason: Some("firmware".into()) });
+    assert_eq!(s.hosts[&2].state, HostState::PreparingForMaintenance);
+    for name in ["low", "high"] {
+        let v = vm(&s, name);
+        assert_eq!(v.status, VmStatus::Migrating, "{name}");
+        assert!(v.migration.as_ref().unwrap().automatic);
+        assert_ne!(v.migrating_to, Some(2));
+    }
+    let ordered: Vec<&str> = s
+        .events
+        .iter()
+        .filter(|e| e.message.starts_with("Migration of VM"))
+        .map(|e| e.message.split(' ').nth(3).unwrap())
+        .collect();
+    assert_eq!(ordered, ["high", "low"], "highest priority first");
+    // Nothing is placed on a host in maintenance.
+    at(&mut s, T0 + 110, Op::CreateVm { id: Uuid::new_v4(), spec: super::spec("new"), disks: vec![], start: None });
+    assert!(s
+        .apply_command(&cmd(
+            T0 + 110,
+            Op::StartVm { vm: "new".into(), order: StartOrder { host: Some("host2".into()) } }
+        ))
+        .0
+        .is_err());
+
+    let to = vm(&s, "high").migrating_to.unwrap();
+    report(&mut s, "high", Observed::MigrationProgress(MigrationProgress { percent: 40, ..Default::default() }));
+    assert_eq!(vm(&s, "high").migration.as_ref().unwrap().progress.as_ref().unwrap().percent, 40);
+    report(&mut s, "high", Observed::MigrationDone { to });
+    assert_eq!(s.hosts[&2].state, HostState::PreparingForMaintenance, "low still there");
+    let to = vm(&s, "low").migrating_to.unwrap();
+    report(&mut s, "low", Observed::MigrationDone { to });
+    assert_eq!(s.hosts[&2].state, HostState::Maintenance);
+    assert_eq!(s.events.back().unwrap().message, "Host host2 is in maintenance.");
+
+    at(&mut s, T0 + 200, Op::ActivateHost { host: "host2".into() });
+    assert_eq!((s.hosts[&2].state, s.hosts[&2].maintenance.is_none()), (HostState::Up, true));
+}
+
+#[test]
+fn a_vm_that_cannot_move_keeps_the_host_preparing_and_says_why() {
+    let mut s = hosts([8192, 1024, 1024]);
+    running(&mut s, "big", 4096, HaPriority::Medium, "host1");
+    running(&mut s, "small", 256, HaPriority::Medium, "host1");
+    at(&mut s, T0 + 100, Op::SuspendVm { vm: "small".into() });
+    report(&mut s, "small", Observed::Suspended);
+    at(&mut s, T0 + 200, Op::HostMaintenance { host: "host1".into(), reason: None });
+    assert_eq!(s.hosts[&1].state, HostState::PreparingForMaintenance);
+    let blocked = &s.hosts[&1].maintenance.as_ref().unwrap().blocked;
+    assert_eq!(blocked.len(), 2, "{blocked:?}");
+    assert_eq!(blocked[0].0, "big");
+    assert!(blocked[0].1.contains("not enough capacity for vm 'big'"), "{}", blocked[0].1);
+    assert_eq!(blocked[1], ("small".into(), "it is suspended; resume or stop it".into()));
+    assert!(s.events.back().unwrap().message.starts_with("Host host1 cannot enter maintenance yet. VM big:"));
+    // Asking again changes nothing and says nothing new.
+    let events = s.events.len();
+    at(&mut s, T0 + 300, Op::EvacuateHost { id: 1 });
+    assert_eq!(s.events.len(), events);
+    // The operator stops them: the host settles into maintenance.
+    at(&mut s, T0 + 400, Op::StopVm { vm: "big".into(), reason: None });
+    report(&mut s, "big", Observed::Down { cause: "powered off".into(), on_purpose: true });
+    at(&mut s, T0 + 400, Op::StopVm { vm: "small".into(), reason: None });
+    report(&mut s, "small", Observed::Down { cause: "powered off".into(), on_purpose: true });
+    assert_eq!(s.hosts[&1].state, HostState::Maintenance);
+}
+
+#[test]
+fn cancel_and_late_completion_and_settings() {
+    let mut s = hosts([8192, 8192, 8192]);
+    running(&mut s, "a", 512, HaPriority::Medium, "host1");
+    refused_with(&mut s, Op::CancelMigration { vm: "a".into() }, "vm 'a' is not migrating");
+    at(&mut s, T0 + 100, Op::MigrateVm { vm: "a".into(), to: None });
+    let target = vm(&s, "a").migrating_to.unwrap();
+    assert_ne!(target, 1, "placement picks another host");
+    at(&mut s, T0 + 110, Op::CancelMigration { vm: "a".into() });
+    assert!(vm(&s, "a").migration.as_ref().unwrap().cancel);
+    report(&mut s, "a", Observed::MigrationFailed { error: "operation aborted".into() });
+    assert_eq!((vm(&s, "a").status, vm(&s, "a").host, vm(&s, "a").migration.is_none()), (VmStatus::Up, Some(1), true));
+    assert_eq!(s.events.back().unwrap().message, "Migration of VM a was cancelled; it keeps running on host host1.");
+    // A migration that finished although the state no longer expected it still moves the VM.
+    report(&mut s, "a", Observed::MigrationDone { to: 3 });
+    assert_eq!(vm(&s, "a").host, Some(3));
+
+    let change = MigrationSettingsChange { max_per_host: Some(0), ..Default::default() };
+    refused_with(&mut s, Op::SetMigrationDefaults { changes: change }, "max_per_host: must be at least 1");
+    let change = MigrationSettingsChange {
+        auto_converge: Some(true),
+        bandwidth_mibps: Some(Some(100)),
+        max_per_host: Some(3),
+        ..Default::default()
+    };
+    at(&mut s, T0 + 200, Op::SetMigrationDefaults { changes: change });
+    assert!(s.migration_defaults.auto_converge);
+    assert_eq!((s.migration_defaults.bandwidth_mibps, s.migration_defaults.max_per_host), (Some(100), 3));
+}
+
+fn refused_with(s: &mut ClusterState, op: Op, want: &str) {
+    let before = s.clone();
+    match s.apply_command(&cmd(T0 + 5, op)).0 {
+        Err(e) => assert_eq!(e.to_string(), want),
+        Ok(o) => panic!("expected refusal '{want}', got {o:?}"),
+    }
+    assert_eq!(*s, before);
+}
