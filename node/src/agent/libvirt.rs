@@ -308,7 +308,7 @@ impl Hypervisor {
             Ok(Some(JobProgress {
                 memory_total_mib: total / MIB,
                 memory_remaining_mib: remaining / MIB,
-                percent: if total == 0 { 0 } else { (100 - remaining.min(total) * 100 / total) as u8 },
+                percent: (remaining.min(total) * 100).checked_div(total).map_or(0, |left| (100 - left) as u8),
                 iteration,
                 elapsed_ms: job.time_elapsed.unwrap_or(0),
             }))

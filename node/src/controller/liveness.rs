@@ -208,7 +208,7 @@ pub async fn run(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
                 tracing::debug!("HA restart pass not proposed: {e}");
             }
         }
-        if ticks % EVACUATE_EVERY == 0 {
+        if ticks.is_multiple_of(EVACUATE_EVERY) {
             retry_evacuations(&node, &state).await;
         }
         replace_dead_voter(&node, &raft, &state).await;
