@@ -8,8 +8,9 @@ use uuid::Uuid;
 use crate::command::{Command, NewHost, Op, Outcome, Reply, StartOrder, VmChanges, VmSpec};
 use crate::error::ClusterError;
 use crate::model::{
-    ClusterInfo, ClusterState, Disk, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken, PowerState,
-    Vm, VmStatus, MAX_EVENTS, MAX_RECENT_REQUESTS,
+    ClusterInfo, ClusterState, Disk, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken,
+    MigrationPolicy, PowerState, SchedulingPolicy, Vm, VmStatus, DEFAULT_CPU_OVERCOMMIT, MAX_EVENTS,
+    MAX_RECENT_REQUESTS,
 };
 use crate::typ::{LogId, NodeId, TypeConfig};
 use crate::validate;
@@ -141,7 +142,13 @@ impl ClusterState {
         if !matches!(voters, 1 | 3 | 5) {
             return Err(ClusterError::invalid("voters", format!("must be 3 or 5 (got {voters})")));
         }
-        self.cluster = Some(ClusterInfo { name: cluster_name.to_string(), voters, created_ms: now });
+        self.cluster = Some(ClusterInfo {
+            name: cluster_name.to_string(),
+            voters,
+            created_ms: now,
+            scheduling: SchedulingPolicy::default(),
+            cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
+        });
         self.hosts.insert(
             host.id,
             Host {
@@ -151,6 +158,7 @@ impl ClusterState {
                 state: HostState::Up,
                 facts: host.facts.clone(),
                 joined_ms: now,
+                tags: Vec::new(),
             },
         );
         self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms });
@@ -191,6 +199,7 @@ impl ClusterState {
                 state: HostState::Joining,
                 facts: facts.clone(),
                 joined_ms: now,
+                tags: Vec::new(),
             },
         );
         Ok(Outcome::HostRegistered { id, cluster_name })
@@ -229,6 +238,9 @@ impl ClusterState {
             next_run: None,
             created_ms: now,
             updated_ms: now,
+            host_tags: Vec::new(),
+            pinned_hosts: Vec::new(),
+            migration: MigrationPolicy::default(),
         };
         // With --start, a VM that cannot be placed is not created either: nothing half-done.
         if let Some(order) = start {
@@ -268,6 +280,8 @@ impl ClusterState {
             hosts: self.hosts.clone(),
             vms: self.vms.clone(),
             vm_names: self.vm_names.clone(),
+            affinity_groups: self.affinity_groups.clone(),
+            affinity_labels: self.affinity_labels.clone(),
             ..Default::default()
         };
         trial.vm_names.insert(vm.name.clone(), vm.id);

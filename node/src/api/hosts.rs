@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use corral_proto::host_service_server::HostService;
 use corral_proto::{Host, ListHostsRequest, ListHostsResponse, RemoveHostRequest, RemoveHostResponse};
-use corral_raft::model::CPU_OVERCOMMIT;
 use corral_raft::validate;
 use tonic::{Request, Response, Status};
 
@@ -37,7 +36,7 @@ impl HostService for Api {
                             memory_free_mib: h.facts.memory_mib.saturating_sub(used.memory_mib),
                             vms_running: used.vms_running as u32,
                             domain_type: h.facts.domain_type.as_str().into(),
-                            vcpus_free: (h.facts.cpus as u64 * CPU_OVERCOMMIT).saturating_sub(used.vcpus) as u32,
+                            vcpus_free: (h.facts.cpus as u64 * s.cpu_overcommit()).saturating_sub(used.vcpus) as u32,
                         }
                     })
                     .collect()

@@ -9,7 +9,7 @@ use super::Applied;
 use crate::command::{Outcome, StartOrder};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, Observed, PowerState, Vm, VmStatus};
-use crate::placement;
+use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
 impl ClusterState {
@@ -33,7 +33,7 @@ impl ClusterState {
                 vm.host.map(|h| format!(" on host {}", self.host_name(h))).unwrap_or_default()
             )));
         }
-        let host = placement::choose(self, vm, order.host.as_deref(), &[])?;
+        let host = scheduler::choose(self, vm, order.host.as_deref(), &[], Purpose::Start)?;
         let host_name = self.host_name(host);
         let vm = self.vm_mut(name_or_id)?;
         vm.desired = PowerState::Up;
@@ -143,7 +143,7 @@ impl ClusterState {
                 vm.name, source_host.name
             )));
         }
-        let target = placement::choose(self, vm, to, &[source])?;
+        let target = scheduler::choose(self, vm, to, &[source], Purpose::MigrateByOperator)?;
         if !self.hosts[&target].facts.domain_type.can_migrate() {
             return Err(ClusterError::FailedPrecondition(format!(
                 "host {} uses libvirt's test driver, which cannot receive migrations",
