@@ -84,6 +84,7 @@ impl ClusterState {
                     .clone();
                 self.check_host_empty(*id, &name)?;
                 let host = self.hosts.remove(id).expect("found above");
+                self.forget_host_in_rules(*id);
                 self.record(now, EventKind::HostLeft, format!("Host {} left the cluster.", host.name));
                 Ok(Outcome::Done)
             }
@@ -121,6 +122,22 @@ impl ClusterState {
                     }
                 }
                 Ok(Outcome::Done)
+            }
+            Op::CreateAffinityGroup { name, polarity, enforcing, vms } => {
+                self.create_affinity_group(now, name, *polarity, *enforcing, vms)
+            }
+            Op::EditAffinityGroup { name, add_vms, remove_vms, enforcing, polarity } => {
+                self.edit_affinity_group(now, name, add_vms, remove_vms, *enforcing, *polarity)
+            }
+            Op::DeleteAffinityGroup { name } => self.delete_affinity_group(now, name),
+            Op::CreateAffinityLabel { name, vms, hosts } => self.create_affinity_label(now, name, vms, hosts),
+            Op::EditAffinityLabel { name, add_vms, remove_vms, add_hosts, remove_hosts } => {
+                self.edit_affinity_label(now, name, add_vms, remove_vms, add_hosts, remove_hosts)
+            }
+            Op::DeleteAffinityLabel { name } => self.delete_affinity_label(now, name),
+            Op::EditHost { host, tags } => self.edit_host(now, host, tags.as_deref()),
+            Op::SetSchedulingPolicy { policy, cpu_overcommit } => {
+                self.set_scheduling_policy(now, *policy, *cpu_overcommit)
             }
         }
     }
@@ -314,6 +331,7 @@ impl ClusterState {
         let id = vm.id;
         let removed = self.vms.remove(&id).expect("found above");
         self.vm_names.remove(&removed.name);
+        self.forget_vm_in_rules(id);
         let mut files = Vec::new();
         for disk_id in &removed.disks {
             if keep_disks {
@@ -449,6 +467,7 @@ impl ClusterState {
                 vm.ha.priority = v;
             }
         }
+        self.edit_vm_placement(&mut vm, c, &mut what)?;
         if what.is_empty() {
             // Nothing new, but a pending next-run value set back to the running one is gone.
             if vm.next_run != before.next_run {
@@ -521,7 +540,9 @@ fn human_duration(ms: i64) -> String {
     }
 }
 
+mod affinity;
 mod lifecycle;
+mod scheduling;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ClusterError;
-use crate::model::{Disk, DomainType, EventKind, HaPriority, HostFacts, KernelBoot, Nic, Observed};
+use crate::model::{
+    AffinityGroup, AffinityLabel, ClusterInfo, Disk, DomainType, EventKind, HaPriority, Host, HostFacts, KernelBoot,
+    MigrationPolicy, Nic, Observed, Polarity, SchedulingPolicy,
+};
 use crate::typ::NodeId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +133,49 @@ pub enum Op {
     DeleteDisks {
         ids: Vec<Uuid>,
     },
+    /// VMs by name or id. Refused if an enforcing group would be broken at once by VMs that run.
+    CreateAffinityGroup {
+        name: String,
+        polarity: Polarity,
+        enforcing: bool,
+        vms: Vec<String>,
+    },
+    EditAffinityGroup {
+        name: String,
+        add_vms: Vec<String>,
+        remove_vms: Vec<String>,
+        enforcing: Option<bool>,
+        polarity: Option<Polarity>,
+    },
+    DeleteAffinityGroup {
+        name: String,
+    },
+    /// VMs by name or id, hosts by name.
+    CreateAffinityLabel {
+        name: String,
+        vms: Vec<String>,
+        hosts: Vec<String>,
+    },
+    EditAffinityLabel {
+        name: String,
+        add_vms: Vec<String>,
+        remove_vms: Vec<String>,
+        add_hosts: Vec<String>,
+        remove_hosts: Vec<String>,
+    },
+    DeleteAffinityLabel {
+        name: String,
+    },
+    /// `tags` replaces the host's tags when given.
+    EditHost {
+        host: String,
+        tags: Option<Vec<String>>,
+    },
+    /// Cluster-wide scheduling settings; `None` leaves a setting as it is.
+    SetSchedulingPolicy {
+        policy: Option<SchedulingPolicy>,
+        cpu_overcommit: Option<u32>,
+    },
 }
 
 /// Where to start a VM: a named host, or wherever the leader finds room.
@@ -171,6 +217,11 @@ pub struct VmChanges {
     pub ha_enabled: Option<bool>,
     pub ha_priority: Option<HaPriority>,
     pub domain_type: Option<DomainType>,
+    /// Replaces the tags a host must have; empty clears them.
+    pub host_tags: Option<Vec<String>>,
+    /// Host names; empty unpins the VM.
+    pub pinned_hosts: Option<Vec<String>>,
+    pub migration: Option<MigrationPolicy>,
 }
 
 impl VmChanges {
@@ -198,6 +249,12 @@ pub enum Outcome {
         id: Uuid,
         files: Vec<String>,
     },
+    /// The group as it is after the command (create, edit).
+    AffinityGroup(Box<AffinityGroup>),
+    AffinityLabel(Box<AffinityLabel>),
+    Host(Box<Host>),
+    /// The cluster's settings after a change.
+    Cluster(Box<ClusterInfo>),
 }
 
 /// The state machine's answer to one log entry.

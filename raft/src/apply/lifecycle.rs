@@ -134,6 +134,7 @@ impl ClusterState {
                 vm.status.as_str()
             )));
         }
+        scheduler::check_migration_policy(vm, Purpose::MigrateByOperator)?;
         let source = vm.host.expect("an up VM has a host");
         let source_host = &self.hosts[&source];
         let domain_type = vm.domain_type.unwrap_or(source_host.facts.domain_type);

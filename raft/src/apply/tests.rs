@@ -572,3 +572,5 @@ fn a_batch_applies_each_write_once_in_order() {
     assert_eq!(s.vms.len(), 4);
     assert_eq!(s.events.iter().filter(|e| e.kind == EventKind::VmCreated).count(), 4);
 }
+
+mod affinity;
