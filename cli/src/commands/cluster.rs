@@ -6,16 +6,19 @@ use corral_proto::v1 as proto;
 use proto::cluster_service_client::ClusterServiceClient;
 
 use super::Context;
-use crate::args::{ClusterCommand, TokenCommand};
+use anyhow::bail;
+
+use crate::args::{ClusterCommand, Scheduling, TokenCommand};
 use crate::endpoints::Endpoint;
 use crate::output::{self, Fields, Format, Table};
-use crate::views::{BootstrapView, ClusterStatusView, JoinView, TokenView};
+use crate::views::{BootstrapView, ClusterSettingsView, ClusterStatusView, JoinView, TokenView};
 
 pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
     match command {
         ClusterCommand::Bootstrap { name } => bootstrap(ctx, name).await,
         ClusterCommand::Join { peer, token } => join(ctx, peer, token).await,
         ClusterCommand::Status => status(ctx).await,
+        ClusterCommand::Edit { scheduling, cpu_overcommit } => edit(ctx, scheduling, cpu_overcommit).await,
         ClusterCommand::Token(TokenCommand::Create { ttl }) => create_token(ctx, ttl.map_or(0, |t| t.as_secs())).await,
     }
 }
@@ -65,6 +68,40 @@ async fn join(ctx: &Context, peer: Endpoint, token: String) -> Result<()> {
     Ok(())
 }
 
+async fn edit(ctx: &Context, scheduling: Option<Scheduling>, cpu_overcommit: Option<u32>) -> Result<()> {
+    if scheduling.is_none() && cpu_overcommit.is_none() {
+        bail!("nothing to change: give at least one of --scheduling, --cpu-overcommit");
+    }
+    let request = proto::EditClusterRequest { scheduling: scheduling.map(|s| s.as_str().to_string()), cpu_overcommit };
+    let settings = ctx
+        .nodes
+        .write(|channel, id| {
+            let request = id.tag(request.clone());
+            async move { ClusterServiceClient::new(channel).edit(request).await }
+        })
+        .await?;
+    let view = ClusterSettingsView::from(settings);
+    match ctx.format {
+        Format::Json => output::print_json(&view)?,
+        Format::Table => output::print(
+            &Fields::new()
+                .add("scheduling", scheduling_name(&view.scheduling))
+                .add("cpu overcommit", format!("{} vCPUs per CPU", view.cpu_overcommit))
+                .render(),
+        )?,
+    }
+    Ok(())
+}
+
+fn scheduling_name(policy: &str) -> String {
+    match policy {
+        "even" => "even (spread VMs over the hosts)".to_string(),
+        "pack" => "pack (fill few hosts)".to_string(),
+        "" => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
 async fn status(ctx: &Context) -> Result<()> {
     let request = proto::StatusRequest { stale: ctx.stale };
     let status =
@@ -88,7 +125,9 @@ fn status_table(view: &ClusterStatusView) -> String {
         .add("leader", leader)
         .add("term", view.term.to_string())
         .add("this node", view.this_node_id.to_string())
-        .add("last applied", view.last_applied.to_string());
+        .add("last applied", view.last_applied.to_string())
+        .add("scheduling", scheduling_name(&view.scheduling))
+        .add("cpu overcommit", format!("{} vCPUs per CPU", view.cpu_overcommit));
 
     let mut members = Table::new(&["ID", "NAME", "ADDRESS", "ROLE", "REACHABLE"]);
     for m in &view.members {

@@ -168,7 +168,7 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
     if args.changes_nothing() {
         bail!(
             "nothing to change: give at least one of --name, --memory, --vcpus, \
-             --description, --comment, --ha, --ha-priority, --domain-type"
+             --description, --comment, --ha, --ha-priority, --domain-type, --host-tags, --pin, --migration"
         );
     }
     let request = proto::EditVmRequest {
@@ -181,6 +181,9 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         ha: args.ha,
         ha_priority: args.ha_priority.map(|p| p.as_str().to_string()),
         domain_type: args.domain_type.map(|t| t.as_str().to_string()),
+        host_tags: args.host_tags.map(|l| proto::StringList { values: l.0 }),
+        pinned_hosts: args.pin.map(|l| proto::StringList { values: l.0 }),
+        migration_policy: args.migration.map(|m| m.as_str().to_string()),
     };
     let vm = ctx
         .nodes
@@ -313,10 +316,15 @@ fn vm_fields(vm: VmView) -> Fields {
         }
         fields = fields.add("next run", what.join(", "));
     }
+    let pinned = if vm.pinned_hosts.is_empty() { "-".to_string() } else { vm.pinned_hosts.join(", ") };
+    let tags = if vm.host_tags.is_empty() { "-".to_string() } else { vm.host_tags.join(", ") };
     fields
         .add_list("disks", disks, "-")
         .add_list("nics", nics, "-")
         .add("ha", ha)
+        .add("host tags", tags)
+        .add("pinned to", pinned)
+        .add("migration", vm.migration_policy)
         .add("description", vm.description)
         .add("comment", vm.comment)
         .add("created", vm.created)
@@ -373,5 +381,6 @@ mod tests {
         );
         assert!(text.contains("nics:         default 52:54:00:aa:bb:cc\n"), "{text}");
         assert!(!text.contains("migrating to"), "{text}");
+        assert!(text.contains("pinned to:    -\n"), "{text}");
     }
 }

@@ -1,4 +1,5 @@
-//! ClusterService: bootstrap, join, status and join tokens.
+//! ClusterService: bootstrap, join, status, join tokens and the cluster-wide scheduling
+//! settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,12 +7,14 @@ use std::time::Duration;
 use corral_proto::cluster_service_server::ClusterService;
 use corral_proto::raft_service_client::RaftServiceClient;
 use corral_proto::*;
-use corral_raft::command::Op;
+use corral_raft::command::{Op, Outcome};
+use corral_raft::model::{ClusterInfo, SchedulingPolicy};
+use corral_raft::validate;
 use corral_raft::ClusterError;
 use futures::future::join_all;
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{request_id, status};
 use crate::node::{now_ms, Node, DEFAULT_TOKEN_TTL_MS};
 use crate::token;
 
@@ -43,9 +46,11 @@ impl ClusterService for Api {
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
         let stale = req.into_inner().stale;
-        let cluster = self
+        let (cluster, settings) = self
             .0
-            .read(stale, |s| s.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default())
+            .read(stale, |s| {
+                (s.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(), s.cluster.as_ref().map(settings))
+            })
             .await
             .map_err(status)?;
         let parts = self.0.parts().map_err(status)?;
@@ -77,6 +82,7 @@ impl ClusterService for Api {
             this_node_id: parts.id,
             snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
             purged_index: metrics.purged.map_or(0, |l| l.index),
+            settings,
         }))
     }
 
@@ -93,6 +99,22 @@ impl ClusterService for Api {
         self.0.write(None, Op::AddToken { token_hash: token::hash(&token), expires_ms }).await.map_err(status)?;
         Ok(Response::new(CreateTokenResponse { token, expires_unix_ms: expires_ms }))
     }
+
+    async fn edit(&self, req: Request<EditClusterRequest>) -> Result<Response<ClusterSettings>, Status> {
+        let rid = request_id(&req)?;
+        let EditClusterRequest { scheduling, cpu_overcommit } = req.into_inner();
+        let policy = scheduling.as_deref().map(str::parse::<SchedulingPolicy>).transpose().map_err(status)?;
+        if let Some(v) = cpu_overcommit {
+            validate::cpu_overcommit(v).map_err(status)?;
+        }
+        let outcome = self.0.write(rid, Op::SetSchedulingPolicy { policy, cpu_overcommit }).await.map_err(status)?;
+        let Outcome::Cluster(info) = outcome else { return Err(Status::internal("the write returned no settings")) };
+        Ok(Response::new(settings(&info)))
+    }
+}
+
+fn settings(c: &ClusterInfo) -> ClusterSettings {
+    ClusterSettings { scheduling: c.scheduling.as_str().into(), cpu_overcommit: c.cpu_overcommit }
 }
 
 async fn ping(node: &Node, address: &str) -> bool {

@@ -1,48 +1,45 @@
 //! HostService: the hosts of the cluster as the replicated state knows them, with capacity:
-//! what each has, what its assigned VMs hold, how many run.
+//! what each has, what its assigned VMs hold, how many run; and their tags, which VMs may
+//! require.
 
 use std::sync::Arc;
 
 use corral_proto::host_service_server::HostService;
-use corral_proto::{Host, ListHostsRequest, ListHostsResponse, RemoveHostRequest, RemoveHostResponse};
+use corral_proto::{EditHostRequest, Host, ListHostsRequest, ListHostsResponse, RemoveHostRequest, RemoveHostResponse};
+use corral_raft::command::{Op, Outcome};
+use corral_raft::model::{self, ClusterState};
 use corral_raft::validate;
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{request_id, status};
 use crate::node::Node;
 
 pub struct Api(pub Arc<Node>);
+
+fn to_proto(s: &ClusterState, h: &model::Host) -> Host {
+    let used = s.host_usage(h.id);
+    Host {
+        id: h.id,
+        name: h.name.clone(),
+        address: h.address.clone(),
+        state: h.state.as_str().into(),
+        cpus: h.facts.cpus,
+        memory_mib: h.facts.memory_mib,
+        libvirt_uri: h.facts.libvirt_uri.clone(),
+        joined_unix_ms: h.joined_ms,
+        memory_free_mib: h.facts.memory_mib.saturating_sub(used.memory_mib),
+        vms_running: used.vms_running as u32,
+        domain_type: h.facts.domain_type.as_str().into(),
+        vcpus_free: (h.facts.cpus as u64 * s.cpu_overcommit()).saturating_sub(used.vcpus) as u32,
+        tags: h.tags.clone(),
+    }
+}
 
 #[tonic::async_trait]
 impl HostService for Api {
     async fn list(&self, req: Request<ListHostsRequest>) -> Result<Response<ListHostsResponse>, Status> {
         let stale = req.into_inner().stale;
-        let hosts = self
-            .0
-            .read(stale, |s| {
-                s.hosts
-                    .values()
-                    .map(|h| {
-                        let used = s.host_usage(h.id);
-                        Host {
-                            id: h.id,
-                            name: h.name.clone(),
-                            address: h.address.clone(),
-                            state: h.state.as_str().into(),
-                            cpus: h.facts.cpus,
-                            memory_mib: h.facts.memory_mib,
-                            libvirt_uri: h.facts.libvirt_uri.clone(),
-                            joined_unix_ms: h.joined_ms,
-                            memory_free_mib: h.facts.memory_mib.saturating_sub(used.memory_mib),
-                            vms_running: used.vms_running as u32,
-                            domain_type: h.facts.domain_type.as_str().into(),
-                            vcpus_free: (h.facts.cpus as u64 * s.cpu_overcommit()).saturating_sub(used.vcpus) as u32,
-                        }
-                    })
-                    .collect()
-            })
-            .await
-            .map_err(status)?;
+        let hosts = self.0.read(stale, |s| s.hosts.values().map(|h| to_proto(s, h)).collect()).await.map_err(status)?;
         Ok(Response::new(ListHostsResponse { hosts }))
     }
 
@@ -51,5 +48,17 @@ impl HostService for Api {
         validate::name("host", &name).map_err(status)?;
         let (id, promoted) = self.0.remove_host_anywhere(&name).await.map_err(status)?;
         Ok(Response::new(RemoveHostResponse { id, promoted }))
+    }
+
+    async fn edit(&self, req: Request<EditHostRequest>) -> Result<Response<Host>, Status> {
+        let rid = request_id(&req)?;
+        let EditHostRequest { host, tags } = req.into_inner();
+        let tags = tags.map(|t| t.values);
+        if let Some(t) = &tags {
+            validate::names("tags", t).map_err(status)?;
+        }
+        let outcome = self.0.write(rid, Op::EditHost { host, tags }).await.map_err(status)?;
+        let Outcome::Host(h) = outcome else { return Err(Status::internal("the write returned no host")) };
+        Ok(Response::new(self.0.state().map_err(status)?.read(|s| to_proto(s, &h))))
     }
 }

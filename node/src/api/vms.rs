@@ -51,6 +51,9 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
             vcpus: n.vcpus,
             domain_type: n.domain_type.map(|t| t.as_str().to_string()),
         }),
+        host_tags: vm.host_tags.clone(),
+        pinned_hosts: vm.pinned_hosts.iter().map(|h| s.host_name(*h)).collect(),
+        migration_policy: vm.migration.as_str().into(),
     }
 }
 
@@ -226,6 +229,9 @@ impl VmService for Api {
                 Some(t) => domain_type(t)?,
                 None => None,
             },
+            host_tags: r.host_tags.map(|l| l.values),
+            pinned_hosts: r.pinned_hosts.map(|l| l.values),
+            migration: r.migration_policy.as_deref().map(str::parse).transpose().map_err(status)?,
         };
         validate::vm_changes(&changes).map_err(status)?;
         self.order(rid, Op::EditVm { vm: r.vm, changes }).await
