@@ -59,6 +59,9 @@ enum Reason {
     Tags,
     /// Index into `Scheduler::groups`.
     Group(u32),
+    /// Some enforcing positive group has no member there; which one is worked out only for
+    /// a refusal's message (`resolve`), so the search stays off the hot path.
+    Apart,
     Memory,
     Cpu,
 }
@@ -262,6 +265,17 @@ impl<'a> Scheduler<'a> {
         needs
     }
 
+    /// `check` for a refusal: `Apart` becomes the positive group that has no member there.
+    fn check_precisely(&self, needs: &Needs, exclude: &[NodeId], slot: usize) -> Result<(), Reason> {
+        match self.check(needs, exclude, slot) {
+            Err(Reason::Apart) => {
+                let missing = needs.attract.iter().find(|&&gi| !self.group_has_member_on(needs.vm.id, gi, slot));
+                Err(Reason::Group(*missing.unwrap_or(&needs.attract[0])))
+            }
+            other => other,
+        }
+    }
+
     fn group_has_member_on(&self, vm: Uuid, gi: u32, s: usize) -> bool {
         let mut at = Vec::with_capacity(2);
         self.groups[gi as usize].vms.iter().filter(|m| **m != vm).any(|&m| {
@@ -304,8 +318,7 @@ impl<'a> Scheduler<'a> {
             return Err(Reason::Group(g - 1));
         }
         if !needs.attract.is_empty() && needs.attract_count[slot] < needs.attract.len() as u32 {
-            let missing = needs.attract.iter().find(|&&gi| !self.group_has_member_on(vm.id, gi, slot));
-            return Err(Reason::Group(*missing.unwrap_or(&needs.attract[0])));
+            return Err(Reason::Apart);
         }
         let (mem, cpu) = self.free(slot);
         if mem < vm.memory_mib {
@@ -349,7 +362,7 @@ impl<'a> Scheduler<'a> {
                 .host_by_name(name)
                 .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
             let slot = self.slots[&host.id];
-            return match self.check(&needs, exclude, slot) {
+            return match self.check_precisely(&needs, exclude, slot) {
                 Ok(()) => Ok(host.id),
                 Err(reason) => Err(self.refuse_wanted(&needs, slot, reason)),
             };
@@ -441,6 +454,8 @@ impl<'a> Scheduler<'a> {
                 self.groups[g as usize].describe(),
                 self.group_detail(needs, g, slot)
             ),
+            // Resolved to the group by `check_precisely`; kept as a sentence, never a panic.
+            Reason::Apart => format!("host {name} is excluded by an enforcing positive affinity group"),
             Reason::Memory | Reason::Cpu => {
                 let (mem, cpu) = self.free(slot);
                 format!(
@@ -476,7 +491,7 @@ impl<'a> Scheduler<'a> {
         let mut short = Vec::new();
         let (mut most_mem, mut most_cpu) = (0, 0);
         for slot in 0..self.hosts.len() {
-            let Err(reason) = self.check(needs, exclude, slot) else { continue };
+            let Err(reason) = self.check_precisely(needs, exclude, slot) else { continue };
             *counts.entry(reason).or_default() += 1;
             if matches!(reason, Reason::Memory | Reason::Cpu) {
                 let (mem, cpu) = self.free(slot);
@@ -528,6 +543,7 @@ impl<'a> Scheduler<'a> {
                     let what = format!("excluded by enforcing affinity group {}", self.groups[g as usize].describe());
                     hosts(n, &what, &what)
                 }
+                Reason::Apart => hosts(n, "breaks a positive group", "break a positive group"),
                 Reason::Memory => {
                     let most = format!("at most {most_mem} MiB free");
                     hosts(n, &format!("has not enough memory ({most})"), &format!("have not enough memory ({most})"))
