@@ -57,8 +57,100 @@ pub enum Command {
     /// Inspect the disks of the cluster's VMs
     #[command(subcommand)]
     Disk(DiskCommand),
+    /// Keep VMs together or apart (VM-to-VM rules the scheduler obeys)
+    #[command(subcommand)]
+    AffinityGroup(AffinityGroupCommand),
+    /// Keep VMs on chosen hosts (hard VM-to-host rules)
+    #[command(subcommand)]
+    AffinityLabel(AffinityLabelCommand),
     /// Show the cluster's event log
     Events(EventsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AffinityGroupCommand {
+    /// Create a group of VMs that run together (positive) or apart (negative)
+    Create {
+        /// Name of the group
+        name: String,
+        /// positive: on one host; negative: each on a different host
+        #[arg(long, value_name = "positive|negative", value_parser = parse_polarity)]
+        polarity: Polarity,
+        /// A hard rule: a host that breaks it is never chosen (default: a preference)
+        #[arg(long)]
+        enforcing: bool,
+        /// Member VMs (names or ids, comma-separated)
+        #[arg(long, value_name = "VM[,...]", value_delimiter = ',')]
+        vms: Vec<String>,
+    },
+    /// List the groups
+    List,
+    /// Show one group
+    Show {
+        /// Group name
+        name: String,
+    },
+    /// Add or remove members, or change the rule
+    Edit {
+        /// Group name
+        name: String,
+        /// Add these VMs (comma-separated or repeated)
+        #[arg(long = "add-vm", value_name = "VM", value_delimiter = ',')]
+        add_vms: Vec<String>,
+        /// Remove these VMs (comma-separated or repeated)
+        #[arg(long = "remove-vm", value_name = "VM", value_delimiter = ',')]
+        remove_vms: Vec<String>,
+        /// Make the rule hard (true) or a preference (false)
+        #[arg(long, value_name = "true|false", value_parser = parse_bool)]
+        enforcing: Option<bool>,
+        #[arg(long, value_name = "positive|negative", value_parser = parse_polarity)]
+        polarity: Option<Polarity>,
+    },
+    /// Delete a group (its VMs stay as they are)
+    Delete {
+        /// Group name
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AffinityLabelCommand {
+    /// Create a label: its VMs run only on its hosts
+    Create {
+        /// Name of the label
+        name: String,
+        /// VMs (names or ids, comma-separated)
+        #[arg(long, value_name = "VM[,...]", value_delimiter = ',')]
+        vms: Vec<String>,
+        /// Hosts (comma-separated)
+        #[arg(long, value_name = "HOST[,...]", value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
+    /// List the labels
+    List,
+    /// Show one label
+    Show {
+        /// Label name
+        name: String,
+    },
+    /// Add or remove VMs and hosts
+    Edit {
+        /// Label name
+        name: String,
+        #[arg(long = "add-vm", value_name = "VM", value_delimiter = ',')]
+        add_vms: Vec<String>,
+        #[arg(long = "remove-vm", value_name = "VM", value_delimiter = ',')]
+        remove_vms: Vec<String>,
+        #[arg(long = "add-host", value_name = "HOST", value_delimiter = ',')]
+        add_hosts: Vec<String>,
+        #[arg(long = "remove-host", value_name = "HOST", value_delimiter = ',')]
+        remove_hosts: Vec<String>,
+    },
+    /// Delete a label (its VMs may then run anywhere)
+    Delete {
+        /// Label name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,9 +170,9 @@ pub enum ClusterCommand {
         #[arg(long)]
         token: String,
     },
-    /// Show the members, the leader and the term
+    /// Show the members, the leader, the term and the scheduling settings
     Status,
-    /// Change cluster-wide settings (live migration)
+    /// Change cluster-wide settings: scheduling and live migration
     Edit(EditClusterArgs),
     /// Manage join tokens
     #[command(subcommand)]
@@ -89,6 +181,12 @@ pub enum ClusterCommand {
 
 #[derive(Debug, Args)]
 pub struct EditClusterArgs {
+    /// even: spread VMs over the hosts; pack: fill few hosts (power saving)
+    #[arg(long, value_name = "even|pack", value_parser = parse_scheduling)]
+    pub scheduling: Option<Scheduling>,
+    /// vCPUs a host may hand out per physical CPU
+    #[arg(long, value_name = "N", value_parser = parse_overcommit)]
+    pub cpu_overcommit: Option<u32>,
     /// Throttle a guest's vCPUs when it dirties memory faster than migration sends it
     #[arg(long, value_name = "true|false", value_parser = parse_bool)]
     pub auto_converge: Option<bool>,
@@ -108,7 +206,9 @@ pub struct EditClusterArgs {
 
 impl EditClusterArgs {
     pub fn changes_nothing(&self) -> bool {
-        self.auto_converge.is_none()
+        self.scheduling.is_none()
+            && self.cpu_overcommit.is_none()
+            && self.auto_converge.is_none()
             && self.compression.is_none()
             && self.max_downtime.is_none()
             && self.bandwidth.is_none()
@@ -130,6 +230,14 @@ pub enum TokenCommand {
 pub enum HostCommand {
     /// List the hosts
     List,
+    /// Change a host's tags
+    Edit {
+        /// Host name
+        host: String,
+        /// What the host offers, e.g. ssd,gpu (replaces its tags; '' clears them)
+        #[arg(long, value_name = "TAG[,...]", value_parser = parse_list)]
+        tags: Option<NameList>,
+    },
     /// Take a host that runs no VM out of the cluster (a learner replaces a leaving voter)
     Remove {
         /// Host name
@@ -350,6 +458,15 @@ pub struct EditVmArgs {
     /// Bandwidth cap for this VM's migrations in MiB/s ("cluster": the cluster's)
     #[arg(long, value_name = "MIB_PER_S|cluster", value_parser = parse_override_number)]
     pub bandwidth: Option<String>,
+    /// Tags a host must all have to run the VM, e.g. ssd,gpu ('' clears them)
+    #[arg(long, value_name = "TAG[,...]", value_parser = parse_list)]
+    pub host_tags: Option<NameList>,
+    /// The only hosts the VM may run on ('' unpins it)
+    #[arg(long, value_name = "HOST[,...]", value_parser = parse_list)]
+    pub pin: Option<NameList>,
+    /// Who may migrate the VM: allow (anyone), manual (operators only), none
+    #[arg(long, value_name = "allow|manual|none", value_parser = parse_migration)]
+    pub migration: Option<Migration>,
 }
 
 impl EditVmArgs {
@@ -364,6 +481,9 @@ impl EditVmArgs {
             && self.domain_type.is_none()
             && self.resume_behavior.is_none()
             && !self.edits_migration()
+            && self.host_tags.is_none()
+            && self.pin.is_none()
+            && self.migration.is_none()
     }
 
     pub fn edits_migration(&self) -> bool {
@@ -371,6 +491,57 @@ impl EditVmArgs {
             || self.compression.is_some()
             || self.max_downtime.is_some()
             || self.bandwidth.is_some()
+    }
+}
+
+/// A comma-separated list given as one value, so that '' can mean "none".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameList(pub Vec<String>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polarity {
+    Positive,
+    Negative,
+}
+
+impl Polarity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Polarity::Positive => "positive",
+            Polarity::Negative => "negative",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduling {
+    Even,
+    Pack,
+}
+
+impl Scheduling {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheduling::Even => "even",
+            Scheduling::Pack => "pack",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migration {
+    Allow,
+    Manual,
+    None,
+}
+
+impl Migration {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Migration::Allow => "allow",
+            Migration::Manual => "manual",
+            Migration::None => "none",
+        }
     }
 }
 
@@ -500,6 +671,43 @@ fn parse_domain_type(text: &str) -> Result<DomainType, String> {
         "kvm" => Ok(DomainType::Kvm),
         "qemu" => Ok(DomainType::Qemu),
         _ => Err(format!("'{text}' is not one of kvm, qemu")),
+    }
+}
+
+fn parse_list(text: &str) -> Result<NameList, String> {
+    Ok(NameList(text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()))
+}
+
+fn parse_polarity(text: &str) -> Result<Polarity, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "positive" => Ok(Polarity::Positive),
+        "negative" => Ok(Polarity::Negative),
+        _ => Err(format!("'{text}' is not one of positive, negative")),
+    }
+}
+
+fn parse_scheduling(text: &str) -> Result<Scheduling, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "even" => Ok(Scheduling::Even),
+        "pack" => Ok(Scheduling::Pack),
+        _ => Err(format!("'{text}' is not one of even, pack")),
+    }
+}
+
+fn parse_migration(text: &str) -> Result<Migration, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "allow" => Ok(Migration::Allow),
+        "manual" => Ok(Migration::Manual),
+        "none" => Ok(Migration::None),
+        _ => Err(format!("'{text}' is not one of allow, manual, none")),
+    }
+}
+
+fn parse_overcommit(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
     }
 }
 
@@ -692,6 +900,101 @@ mod tests {
         }
         assert!(matches!(parse(&["disk", "list"]).unwrap().command, Command::Disk(DiskCommand::List)));
         assert!(matches!(parse(&["host", "list"]).unwrap().command, Command::Host(HostCommand::List)));
+    }
+
+    #[test]
+    fn affinity_commands_parse() {
+        match parse(&[
+            "affinity-group",
+            "create",
+            "db-spread",
+            "--polarity",
+            "negative",
+            "--enforcing",
+            "--vms",
+            "a,b,c",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::AffinityGroup(AffinityGroupCommand::Create { name, polarity, enforcing, vms }) => {
+                assert_eq!((name.as_str(), polarity, enforcing), ("db-spread", Polarity::Negative, true));
+                assert_eq!(vms, ["a", "b", "c"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let err = parse(&["affinity-group", "create", "g", "--polarity", "sideways"]).unwrap_err();
+        assert_eq!(
+            refusal(&err),
+            ("--polarity".to_string(), "'sideways' is not one of positive, negative".to_string())
+        );
+        match parse(&["affinity-group", "edit", "g", "--add-vm", "x", "--add-vm", "y,z", "--remove-vm", "w"])
+            .unwrap()
+            .command
+        {
+            Command::AffinityGroup(AffinityGroupCommand::Edit { add_vms, remove_vms, enforcing, polarity, .. }) => {
+                assert_eq!((add_vms, remove_vms), (vec!["x".into(), "y".into(), "z".into()], vec!["w".to_string()]));
+                assert_eq!((enforcing, polarity), (None, None));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        for verb in [&["list"][..], &["show", "g"], &["delete", "g"]] {
+            parse(&[&["affinity-group"][..], verb].concat()).unwrap();
+            parse(&[&["affinity-label"][..], verb].concat()).unwrap();
+        }
+        match parse(&["affinity-label", "create", "fast", "--vms", "db1", "--hosts", "host1,host2"]).unwrap().command {
+            Command::AffinityLabel(AffinityLabelCommand::Create { vms, hosts, .. }) => {
+                assert_eq!((vms, hosts), (vec!["db1".to_string()], vec!["host1".to_string(), "host2".to_string()]))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["affinity-label", "edit", "fast", "--add-host", "host3", "--remove-vm", "db1"]).unwrap().command {
+            Command::AffinityLabel(AffinityLabelCommand::Edit { add_hosts, remove_vms, .. }) => {
+                assert_eq!((add_hosts, remove_vms), (vec!["host3".to_string()], vec!["db1".to_string()]))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scheduling_settings_of_vms_hosts_and_the_cluster_parse() {
+        match parse(&["vm", "edit", "web1", "--host-tags", "ssd, gpu", "--pin", "host1,host2", "--migration", "manual"])
+            .unwrap()
+            .command
+        {
+            Command::Vm(VmCommand::Edit(args)) => {
+                assert_eq!(args.host_tags, Some(NameList(vec!["ssd".into(), "gpu".into()])));
+                assert_eq!(args.pin, Some(NameList(vec!["host1".into(), "host2".into()])));
+                assert_eq!(args.migration, Some(Migration::Manual));
+                assert!(!args.changes_nothing());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "edit", "web1", "--host-tags", "", "--pin", ""]).unwrap().command {
+            Command::Vm(VmCommand::Edit(args)) => {
+                assert_eq!((args.host_tags, args.pin), (Some(NameList(vec![])), Some(NameList(vec![]))))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let err = parse(&["vm", "edit", "web1", "--migration", "sometimes"]).unwrap_err();
+        assert_eq!(
+            refusal(&err),
+            ("--migration".to_string(), "'sometimes' is not one of allow, manual, none".to_string())
+        );
+        match parse(&["host", "edit", "host1", "--tags", "ssd"]).unwrap().command {
+            Command::Host(HostCommand::Edit { host, tags }) => {
+                assert_eq!((host.as_str(), tags), ("host1", Some(NameList(vec!["ssd".into()]))))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["cluster", "edit", "--scheduling", "pack", "--cpu-overcommit", "8"]).unwrap().command {
+            Command::Cluster(ClusterCommand::Edit(a)) => {
+                assert_eq!((a.scheduling, a.cpu_overcommit), (Some(Scheduling::Pack), Some(8)))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let err = parse(&["cluster", "edit", "--cpu-overcommit", "0"]).unwrap_err();
+        assert_eq!(refusal(&err), ("--cpu-overcommit".to_string(), "must be at least 1".to_string()));
     }
 
     #[test]

@@ -19,6 +19,38 @@ pub struct ClusterStatusView {
     pub purged_index: u64,
     /// How live migrations run, unless a VM says otherwise.
     pub migration: MigrationSettingsView,
+    /// "even" or "pack"; empty before bootstrap.
+    pub scheduling: String,
+    /// vCPUs a host may hand out per physical CPU.
+    pub cpu_overcommit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSettingsView {
+    pub scheduling: String,
+    pub cpu_overcommit: u32,
+    pub migration: MigrationSettingsView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AffinityGroupView {
+    pub name: String,
+    /// "positive" or "negative".
+    pub polarity: String,
+    pub enforcing: bool,
+    /// VM names.
+    pub vms: Vec<String>,
+    /// RFC 3339, UTC.
+    pub created: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AffinityLabelView {
+    pub name: String,
+    pub vms: Vec<String>,
+    pub hosts: Vec<String>,
+    /// RFC 3339, UTC.
+    pub created: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +82,8 @@ pub struct HostView {
     pub maintenance_reason: Option<String>,
     /// VMs that keep it from entering maintenance, with why.
     pub blocked: Vec<MaintenanceBlockView>,
+    /// What the host offers, for VMs that require tags.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +111,12 @@ pub struct VmView {
     pub migrating_to: Option<String>,
     /// Changes made while the VM ran, applied when it is next down; null when none.
     pub next_run: Option<NextRunView>,
+    /// Tags a host must all have to run the VM.
+    pub host_tags: Vec<String>,
+    /// The only hosts the VM may run on; empty: any.
+    pub pinned_hosts: Vec<String>,
+    /// "allow", "manual" or "none".
+    pub migration_policy: String,
     /// After a storage I/O error pause: "auto_resume", "leave_paused" or "kill".
     pub resume_behavior: String,
     /// Set while an HA VM waits to be restarted; null otherwise.
@@ -222,6 +262,17 @@ pub struct JoinView {
     pub role: String,
 }
 
+fn migration_view(m: Option<proto::MigrationSettings>) -> MigrationSettingsView {
+    m.map(|m| MigrationSettingsView {
+        auto_converge: m.auto_converge,
+        compression: m.compression,
+        max_downtime_ms: m.max_downtime_ms,
+        bandwidth_mibps: m.bandwidth_mibps,
+        max_per_host: m.max_per_host,
+    })
+    .unwrap_or_default()
+}
+
 /// Unix milliseconds as RFC 3339 in UTC with milliseconds, e.g. `2026-11-22T04:10:00.123Z`.
 pub fn rfc3339(unix_ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(unix_ms)
@@ -240,16 +291,9 @@ impl From<proto::ClusterStatus> for ClusterStatusView {
             last_applied: s.last_applied,
             snapshot_index: s.snapshot_index,
             purged_index: s.purged_index,
-            migration: s
-                .migration
-                .map(|m| MigrationSettingsView {
-                    auto_converge: m.auto_converge,
-                    compression: m.compression,
-                    max_downtime_ms: m.max_downtime_ms,
-                    bandwidth_mibps: m.bandwidth_mibps,
-                    max_per_host: m.max_per_host,
-                })
-                .unwrap_or_default(),
+            migration: migration_view(s.settings.as_ref().and_then(|c| c.migration)),
+            scheduling: s.settings.as_ref().map(|c| c.scheduling.clone()).unwrap_or_default(),
+            cpu_overcommit: s.settings.map_or(0, |c| c.cpu_overcommit),
         }
     }
 }
@@ -276,6 +320,7 @@ impl From<proto::Host> for HostView {
             state_since: rfc3339(h.state_since_unix_ms),
             maintenance_reason: h.maintenance_reason,
             blocked: h.blocked.into_iter().map(|b| MaintenanceBlockView { vm: b.vm, reason: b.reason }).collect(),
+            tags: h.tags,
         }
     }
 }
@@ -332,7 +377,38 @@ impl From<proto::Vm> for VmView {
                     bandwidth_mibps: o.bandwidth_mibps,
                 })
                 .unwrap_or_default(),
+            host_tags: vm.host_tags,
+            pinned_hosts: vm.pinned_hosts,
+            migration_policy: vm.migration_policy,
         }
+    }
+}
+
+impl From<proto::ClusterSettings> for ClusterSettingsView {
+    fn from(c: proto::ClusterSettings) -> Self {
+        ClusterSettingsView {
+            scheduling: c.scheduling,
+            cpu_overcommit: c.cpu_overcommit,
+            migration: migration_view(c.migration),
+        }
+    }
+}
+
+impl From<proto::AffinityGroup> for AffinityGroupView {
+    fn from(g: proto::AffinityGroup) -> Self {
+        AffinityGroupView {
+            name: g.name,
+            polarity: g.polarity,
+            enforcing: g.enforcing,
+            vms: g.vms,
+            created: rfc3339(g.created_unix_ms),
+        }
+    }
+}
+
+impl From<proto::AffinityLabel> for AffinityLabelView {
+    fn from(l: proto::AffinityLabel) -> Self {
+        AffinityLabelView { name: l.name, vms: l.vms, hosts: l.hosts, created: rfc3339(l.created_unix_ms) }
     }
 }
 
@@ -423,6 +499,48 @@ mod tests {
         assert_eq!(json["stop_reason"], serde_json::Value::Null);
         assert_eq!(json["domain_type"], serde_json::Value::Null);
         assert_eq!(json["migrating_to"], serde_json::Value::Null);
+        assert_eq!(json["host_tags"], serde_json::json!([]));
+        assert_eq!(json["pinned_hosts"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn vm_json_has_its_scheduling_settings() {
+        let vm = proto::Vm {
+            name: "web1".into(),
+            host_tags: vec!["ssd".into()],
+            pinned_hosts: vec!["host1".into(), "host2".into()],
+            migration_policy: "manual".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(VmView::from(vm)).unwrap();
+        assert_eq!(json["host_tags"], serde_json::json!(["ssd"]));
+        assert_eq!(json["pinned_hosts"], serde_json::json!(["host1", "host2"]));
+        assert_eq!(json["migration_policy"], "manual");
+    }
+
+    #[test]
+    fn affinity_json_has_names_not_ids() {
+        let g = proto::AffinityGroup {
+            name: "db-spread".into(),
+            polarity: "negative".into(),
+            enforcing: true,
+            vms: vec!["db1".into(), "db2".into()],
+            created_unix_ms: 0,
+        };
+        let json = serde_json::to_value(AffinityGroupView::from(g)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "db-spread", "polarity": "negative", "enforcing": true,
+                "vms": ["db1", "db2"], "created": "1970-01-01T00:00:00.000Z"})
+        );
+        let l = proto::AffinityLabel {
+            name: "fast".into(),
+            vms: vec!["db1".into()],
+            hosts: vec!["host3".into()],
+            created_unix_ms: 0,
+        };
+        let json = serde_json::to_value(AffinityLabelView::from(l)).unwrap();
+        assert_eq!(json["hosts"], serde_json::json!(["host3"]));
     }
 
     #[test]
@@ -474,6 +592,7 @@ mod tests {
             vms_running: 1,
             domain_type: "kvm".into(),
             vcpus_free: 7,
+            tags: vec!["ssd".into()],
             ..Default::default()
         };
         let json = serde_json::to_value(HostView::from(host)).unwrap();
@@ -482,6 +601,7 @@ mod tests {
         assert_eq!(json["domain_type"], "kvm");
         assert_eq!(json["vcpus_free"], 7);
         assert_eq!(json["memory_mib"], 16384);
+        assert_eq!(json["tags"], serde_json::json!(["ssd"]));
     }
 
     #[test]

@@ -8,8 +8,9 @@ use uuid::Uuid;
 use crate::command::{Command, NewHost, Op, Outcome, Reply, StartOrder, VmChanges, VmSpec};
 use crate::error::ClusterError;
 use crate::model::{
-    ClusterInfo, ClusterState, Disk, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken, PowerState,
-    Vm, VmStatus, MAX_EVENTS, MAX_RECENT_REQUESTS,
+    ClusterInfo, ClusterState, Disk, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken,
+    MigrationPolicy, PowerState, SchedulingPolicy, Vm, VmStatus, DEFAULT_CPU_OVERCOMMIT, MAX_EVENTS,
+    MAX_RECENT_REQUESTS,
 };
 use crate::typ::{LogId, NodeId, TypeConfig};
 use crate::validate;
@@ -84,6 +85,7 @@ impl ClusterState {
                     .clone();
                 self.check_host_empty(*id, &name)?;
                 let host = self.hosts.remove(id).expect("found above");
+                self.forget_host_in_rules(*id);
                 self.record(now, EventKind::HostLeft, format!("Host {} left the cluster.", host.name));
                 Ok(Outcome::Done)
             }
@@ -131,6 +133,22 @@ impl ClusterState {
                 }
                 Ok(Outcome::Done)
             }
+            Op::CreateAffinityGroup { name, polarity, enforcing, vms } => {
+                self.create_affinity_group(now, name, *polarity, *enforcing, vms)
+            }
+            Op::EditAffinityGroup { name, add_vms, remove_vms, enforcing, polarity } => {
+                self.edit_affinity_group(now, name, add_vms, remove_vms, *enforcing, *polarity)
+            }
+            Op::DeleteAffinityGroup { name } => self.delete_affinity_group(now, name),
+            Op::CreateAffinityLabel { name, vms, hosts } => self.create_affinity_label(now, name, vms, hosts),
+            Op::EditAffinityLabel { name, add_vms, remove_vms, add_hosts, remove_hosts } => {
+                self.edit_affinity_label(now, name, add_vms, remove_vms, add_hosts, remove_hosts)
+            }
+            Op::DeleteAffinityLabel { name } => self.delete_affinity_label(now, name),
+            Op::EditHost { host, tags } => self.edit_host(now, host, tags.as_deref()),
+            Op::SetSchedulingPolicy { policy, cpu_overcommit } => {
+                self.set_scheduling_policy(now, *policy, *cpu_overcommit)
+            }
         }
     }
 
@@ -151,7 +169,13 @@ impl ClusterState {
         if !matches!(voters, 1 | 3 | 5) {
             return Err(ClusterError::invalid("voters", format!("must be 3 or 5 (got {voters})")));
         }
-        self.cluster = Some(ClusterInfo { name: cluster_name.to_string(), voters, created_ms: now });
+        self.cluster = Some(ClusterInfo {
+            name: cluster_name.to_string(),
+            voters,
+            created_ms: now,
+            scheduling: SchedulingPolicy::default(),
+            cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
+        });
         self.hosts.insert(
             host.id,
             Host {
@@ -163,6 +187,7 @@ impl ClusterState {
                 joined_ms: now,
                 state_since_ms: now,
                 maintenance: None,
+                tags: Vec::new(),
             },
         );
         self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms });
@@ -205,6 +230,7 @@ impl ClusterState {
                 joined_ms: now,
                 state_since_ms: now,
                 maintenance: None,
+                tags: Vec::new(),
             },
         );
         Ok(Outcome::HostRegistered { id, cluster_name })
@@ -231,7 +257,7 @@ impl ClusterState {
             ha_restart: None,
             ha_restarting: false,
             resume_behavior: spec.resume_behavior,
-            migration: None,
+            migration_job: None,
             migration_settings: Default::default(),
             disks: disks.iter().map(|d| d.id).collect(),
             nics: spec.nics.clone(),
@@ -248,6 +274,9 @@ impl ClusterState {
             next_run: None,
             created_ms: now,
             updated_ms: now,
+            host_tags: Vec::new(),
+            pinned_hosts: Vec::new(),
+            migration: MigrationPolicy::default(),
         };
         // With --start, a VM that cannot be placed is not created either: nothing half-done.
         if let Some(order) = start {
@@ -287,6 +316,8 @@ impl ClusterState {
             hosts: self.hosts.clone(),
             vms: self.vms.clone(),
             vm_names: self.vm_names.clone(),
+            affinity_groups: self.affinity_groups.clone(),
+            affinity_labels: self.affinity_labels.clone(),
             ..Default::default()
         };
         trial.vm_names.insert(vm.name.clone(), vm.id);
@@ -319,6 +350,7 @@ impl ClusterState {
         let id = vm.id;
         let removed = self.vms.remove(&id).expect("found above");
         self.vm_names.remove(&removed.name);
+        self.forget_vm_in_rules(id);
         let mut files = Vec::new();
         for disk_id in &removed.disks {
             if keep_disks {
@@ -475,6 +507,7 @@ impl ClusterState {
                 vm.ha.priority = v;
             }
         }
+        self.edit_vm_placement(&mut vm, c, &mut what)?;
         if what.is_empty() {
             // Nothing new, but a pending next-run value set back to the running one is gone.
             if vm.next_run != before.next_run {
@@ -547,9 +580,11 @@ fn human_duration(ms: i64) -> String {
     }
 }
 
+mod affinity;
 mod ha;
 mod lifecycle;
 pub mod migration;
+mod scheduling;
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use crate::error::ClusterError;
 use crate::model::{
-    Disk, DomainType, EventKind, HaPriority, HostFacts, KernelBoot, MigrationOverrides, Nic, Observed, ResumeBehavior,
+    AffinityGroup, AffinityLabel, ClusterInfo, Disk, DomainType, EventKind, HaPriority, Host, HostFacts, KernelBoot,
+    MigrationOverrides, MigrationPolicy, Nic, Observed, Polarity, ResumeBehavior, SchedulingPolicy,
 };
 use crate::typ::NodeId;
 
@@ -172,6 +173,49 @@ pub enum Op {
     DeleteDisks {
         ids: Vec<Uuid>,
     },
+    /// VMs by name or id. Refused if an enforcing group would be broken at once by VMs that run.
+    CreateAffinityGroup {
+        name: String,
+        polarity: Polarity,
+        enforcing: bool,
+        vms: Vec<String>,
+    },
+    EditAffinityGroup {
+        name: String,
+        add_vms: Vec<String>,
+        remove_vms: Vec<String>,
+        enforcing: Option<bool>,
+        polarity: Option<Polarity>,
+    },
+    DeleteAffinityGroup {
+        name: String,
+    },
+    /// VMs by name or id, hosts by name.
+    CreateAffinityLabel {
+        name: String,
+        vms: Vec<String>,
+        hosts: Vec<String>,
+    },
+    EditAffinityLabel {
+        name: String,
+        add_vms: Vec<String>,
+        remove_vms: Vec<String>,
+        add_hosts: Vec<String>,
+        remove_hosts: Vec<String>,
+    },
+    DeleteAffinityLabel {
+        name: String,
+    },
+    /// `tags` replaces the host's tags when given.
+    EditHost {
+        host: String,
+        tags: Option<Vec<String>>,
+    },
+    /// Cluster-wide scheduling settings; `None` leaves a setting as it is.
+    SetSchedulingPolicy {
+        policy: Option<SchedulingPolicy>,
+        cpu_overcommit: Option<u32>,
+    },
 }
 
 /// Where to start a VM: a named host, or wherever the leader finds room.
@@ -228,6 +272,11 @@ pub struct VmChanges {
     pub domain_type: Option<DomainType>,
     pub resume_behavior: Option<ResumeBehavior>,
     pub migration_settings: Option<MigrationOverridesChange>,
+    /// Replaces the tags a host must have; empty clears them.
+    pub host_tags: Option<Vec<String>>,
+    /// Host names; empty unpins the VM.
+    pub pinned_hosts: Option<Vec<String>>,
+    pub migration: Option<MigrationPolicy>,
 }
 
 /// Changes to a VM's migration overrides: `None` leaves a field, `Some(None)` makes it follow
@@ -276,6 +325,12 @@ pub enum Outcome {
         id: Uuid,
         files: Vec<String>,
     },
+    /// The group as it is after the command (create, edit).
+    AffinityGroup(Box<AffinityGroup>),
+    AffinityLabel(Box<AffinityLabel>),
+    Host(Box<Host>),
+    /// The cluster's settings after a change.
+    Cluster(Box<ClusterInfo>),
 }
 
 /// The state machine's answer to one log entry.

@@ -11,7 +11,12 @@ pub mod typ;
 pub mod validate;
 
 mod apply;
-pub mod placement;
+pub mod scheduler;
+
+/// The scheduler under its former name, for callers written before it grew rules.
+pub mod placement {
+    pub use crate::scheduler::{choose, Purpose};
+}
 
 pub use command::{Command, Op, Outcome, Reply};
 pub use error::ClusterError;

@@ -1,5 +1,5 @@
-//! The replicated model of the cluster: hosts, VMs, join tokens, recent requests and a
-//! bounded event log. Plain data; `apply.rs` is the only code that changes it, and only as
+//! The replicated model of the cluster: hosts, VMs, affinity rules, join tokens, recent
+//! requests and a bounded event log. Plain data; `apply.rs` is the only code that changes it, and only as
 //! a function of (state, command).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -39,6 +39,12 @@ pub struct ClusterState {
     /// failover gets the first reply instead of applying it twice.
     pub recent_requests: BTreeMap<Uuid, crate::Reply>,
     pub recent_order: VecDeque<Uuid>,
+    /// VM-to-VM rules by name (oVirt's affinity groups).
+    #[serde(default)]
+    pub affinity_groups: BTreeMap<String, AffinityGroup>,
+    /// VM-to-host rules by name: a labelled VM runs only on the label's hosts.
+    #[serde(default)]
+    pub affinity_labels: BTreeMap<String, AffinityLabel>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +53,48 @@ pub struct ClusterInfo {
     /// How many voters the cluster keeps (3 or 5); further nodes stay learners.
     pub voters: u8,
     pub created_ms: i64,
+    /// How the scheduler spreads VMs over the hosts that can run them.
+    #[serde(default)]
+    pub scheduling: SchedulingPolicy,
+    /// vCPUs a host may hand out per physical CPU.
+    #[serde(default = "default_cpu_overcommit")]
+    pub cpu_overcommit: u32,
+}
+
+fn default_cpu_overcommit() -> u32 {
+    DEFAULT_CPU_OVERCOMMIT
+}
+
+/// Which of the hosts that can run a VM the scheduler prefers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedulingPolicy {
+    /// The host with the most free memory: load spread evenly (oVirt's "evenly_distributed").
+    #[default]
+    EvenDistribution,
+    /// The host with the least free memory that still fits: fewer hosts busy, the others
+    /// free to power down (oVirt's "power_saving").
+    Packing,
+}
+
+impl SchedulingPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulingPolicy::EvenDistribution => "even",
+            SchedulingPolicy::Packing => "pack",
+        }
+    }
+}
+
+impl FromStr for SchedulingPolicy {
+    type Err = crate::ClusterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "even" => Ok(SchedulingPolicy::EvenDistribution),
+            "pack" => Ok(SchedulingPolicy::Packing),
+            other => Err(crate::ClusterError::invalid("scheduling", format!("must be even or pack (got '{other}')"))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +112,9 @@ pub struct Host {
     /// that it comes back in maintenance.
     #[serde(default)]
     pub maintenance: Option<MaintenanceOrder>,
+    /// What an operator says this host offers (`ssd`, `gpu`); VMs may require tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,7 +250,7 @@ pub struct Vm {
     pub migrating_to: Option<NodeId>,
     /// The migration's bookkeeping while `migrating_to` is set.
     #[serde(default)]
-    pub migration: Option<MigrationJob>,
+    pub migration_job: Option<MigrationJob>,
     /// This VM's own migration settings; unset ones follow the cluster's.
     #[serde(default)]
     pub migration_settings: MigrationOverrides,
@@ -217,6 +268,120 @@ pub struct Vm {
     pub resume_behavior: ResumeBehavior,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Tags that a host must all have to run this VM.
+    #[serde(default)]
+    pub host_tags: Vec<String>,
+    /// When not empty, the only hosts this VM may run on.
+    #[serde(default)]
+    pub pinned_hosts: Vec<NodeId>,
+    #[serde(default)]
+    pub migration: MigrationPolicy,
+}
+
+/// Who may move a running VM to another host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MigrationPolicy {
+    /// Operators and the cluster (balancing, maintenance evacuation).
+    #[default]
+    Allow,
+    /// Only an operator's explicit `vm migrate`.
+    Manual,
+    /// Never: the VM stays where it started until it is down.
+    None,
+}
+
+impl MigrationPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationPolicy::Allow => "allow",
+            MigrationPolicy::Manual => "manual",
+            MigrationPolicy::None => "none",
+        }
+    }
+}
+
+impl FromStr for MigrationPolicy {
+    type Err = crate::ClusterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "allow" => Ok(MigrationPolicy::Allow),
+            "manual" => Ok(MigrationPolicy::Manual),
+            "none" => Ok(MigrationPolicy::None),
+            other => Err(crate::ClusterError::invalid(
+                "migration_policy",
+                format!("must be allow, manual or none (got '{other}')"),
+            )),
+        }
+    }
+}
+
+/// Whether the VMs of an affinity group should share a host or keep apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Polarity {
+    /// On the same host as the group's other running members.
+    Positive,
+    /// Never on a host where another member runs.
+    Negative,
+}
+
+impl Polarity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Polarity::Positive => "positive",
+            Polarity::Negative => "negative",
+        }
+    }
+}
+
+impl fmt::Display for Polarity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Polarity {
+    type Err = crate::ClusterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "positive" => Ok(Polarity::Positive),
+            "negative" => Ok(Polarity::Negative),
+            other => {
+                Err(crate::ClusterError::invalid("polarity", format!("must be positive or negative (got '{other}')")))
+            }
+        }
+    }
+}
+
+/// A VM-to-VM rule. An enforcing group is a filter: a host that breaks it is never chosen.
+/// A soft one only weighs: hosts that keep it are preferred.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffinityGroup {
+    pub name: String,
+    pub polarity: Polarity,
+    pub enforcing: bool,
+    /// Member VMs by id, so that renaming a VM leaves its groups as they are.
+    pub vms: Vec<Uuid>,
+    pub created_ms: i64,
+}
+
+impl AffinityGroup {
+    /// "g1 (negative)" or "g1 (positive, soft)" as messages name the rule.
+    pub fn describe(&self) -> String {
+        let soft = if self.enforcing { "" } else { ", soft" };
+        format!("{} ({}{soft})", self.name, self.polarity)
+    }
+}
+
+/// A hard, positive VM-to-host rule: each of `vms` runs only on one of `hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffinityLabel {
+    pub name: String,
+    pub vms: Vec<Uuid>,
+    pub hosts: Vec<NodeId>,
+    #[serde(default)]
+    pub created_ms: i64,
 }
 
 /// A migration ordered and not yet finished.
@@ -560,6 +725,11 @@ pub enum EventKind {
     VmMigration,
     DiskCreated,
     DiskDeleted,
+    /// An affinity group or label was created, changed or deleted.
+    AffinityChanged,
+    HostEdited,
+    /// Cluster-wide settings (scheduling policy, overcommit) changed.
+    ClusterEdited,
 }
 
 impl EventKind {
@@ -580,6 +750,9 @@ impl EventKind {
             EventKind::VmMigration => "vm_migration",
             EventKind::DiskCreated => "disk_created",
             EventKind::DiskDeleted => "disk_deleted",
+            EventKind::AffinityChanged => "affinity_changed",
+            EventKind::HostEdited => "host_edited",
+            EventKind::ClusterEdited => "cluster_edited",
         }
     }
 }
@@ -617,6 +790,20 @@ impl ClusterState {
         u
     }
 
+    /// vCPUs a host may hand out per physical CPU in this cluster.
+    pub fn cpu_overcommit(&self) -> u64 {
+        self.cluster.as_ref().map_or(DEFAULT_CPU_OVERCOMMIT, |c| c.cpu_overcommit) as u64
+    }
+
+    pub fn scheduling(&self) -> SchedulingPolicy {
+        self.cluster.as_ref().map_or_else(SchedulingPolicy::default, |c| c.scheduling)
+    }
+
+    /// Names of VMs by id, in the given order; an id without a VM shows as the id.
+    pub fn vm_names_of(&self, ids: &[Uuid]) -> Vec<String> {
+        ids.iter().map(|id| self.vms.get(id).map_or_else(|| id.to_string(), |v| v.name.clone())).collect()
+    }
+
     pub fn find_disk(&self, name_or_id: &str) -> Option<&Disk> {
         Uuid::parse_str(name_or_id)
             .ok()
@@ -644,5 +831,5 @@ pub struct Usage {
     pub vms_running: u64,
 }
 
-/// vCPUs a host may hand out per physical CPU.
-pub const CPU_OVERCOMMIT: u64 = 4;
+/// vCPUs a host may hand out per physical CPU unless the cluster says otherwise.
+pub const DEFAULT_CPU_OVERCOMMIT: u32 = 4;

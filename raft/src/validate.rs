@@ -9,6 +9,9 @@ pub const MAX_NAME_LEN: usize = 63;
 pub const MAX_MEMORY_MIB: u64 = 16 * 1024 * 1024; // 16 TiB
 pub const MAX_VCPUS: u32 = 1024;
 pub const MAX_TEXT_LEN: usize = 4096;
+/// Tags per host or VM, and hosts per pin list.
+pub const MAX_TAGS: usize = 32;
+pub const MAX_CPU_OVERCOMMIT: u32 = 64;
 
 /// Names of VMs, hosts and clusters: 1 to 63 of `a-z`, `0-9`, `-`, not starting or ending
 /// with `-` (a DNS label, so a name can be a hostname).
@@ -70,6 +73,35 @@ pub fn vm_spec(spec: &VmSpec) -> Result<(), ClusterError> {
     text("comment", &spec.comment)
 }
 
+/// A list of tags (or host names): each a name, at most `MAX_TAGS` of them.
+pub fn names(field: &str, values: &[String]) -> Result<(), ClusterError> {
+    if values.len() > MAX_TAGS {
+        return Err(ClusterError::invalid(field, format!("at most {MAX_TAGS} (got {})", values.len())));
+    }
+    values.iter().try_for_each(|v| name(field, v))
+}
+
+pub fn cpu_overcommit(value: u32) -> Result<(), ClusterError> {
+    if !(1..=MAX_CPU_OVERCOMMIT).contains(&value) {
+        return Err(ClusterError::invalid(
+            "cpu_overcommit",
+            format!("must be 1 to {MAX_CPU_OVERCOMMIT} vCPUs per physical CPU (got {value})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The same names in the same order, each once.
+pub fn dedup(values: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for v in values {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
 pub fn vm_changes(changes: &VmChanges) -> Result<(), ClusterError> {
     if changes.is_empty() {
         return Err(ClusterError::invalid("edit", "nothing to change: give at least one field"));
@@ -88,6 +120,12 @@ pub fn vm_changes(changes: &VmChanges) -> Result<(), ClusterError> {
     }
     if let Some(v) = &changes.comment {
         text("comment", v)?;
+    }
+    if let Some(v) = &changes.host_tags {
+        names("host_tags", v)?;
+    }
+    if let Some(v) = &changes.pinned_hosts {
+        names("pinned_hosts", v)?;
     }
     Ok(())
 }

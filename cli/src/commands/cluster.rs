@@ -9,7 +9,7 @@ use super::Context;
 use crate::args::{ClusterCommand, EditClusterArgs, TokenCommand};
 use crate::endpoints::Endpoint;
 use crate::output::{self, Fields, Format, Table};
-use crate::views::{BootstrapView, ClusterStatusView, JoinView, TokenView};
+use crate::views::{BootstrapView, ClusterSettingsView, ClusterStatusView, JoinView, TokenView};
 
 pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
     match command {
@@ -69,30 +69,47 @@ async fn join(ctx: &Context, peer: Endpoint, token: String) -> Result<()> {
 async fn edit(ctx: &Context, args: EditClusterArgs) -> Result<()> {
     if args.changes_nothing() {
         anyhow::bail!(
-            "nothing to change: give at least one of --auto-converge, --compression, --max-downtime, \
-             --bandwidth, --migrations-per-host"
+            "nothing to change: give at least one of --scheduling, --cpu-overcommit, --auto-converge, \
+             --compression, --max-downtime, --bandwidth, --migrations-per-host"
         );
     }
     let request = proto::EditClusterRequest {
+        scheduling: args.scheduling.map(|s| s.as_str().to_string()),
+        cpu_overcommit: args.cpu_overcommit,
         migration_auto_converge: args.auto_converge,
         migration_compression: args.compression,
         migration_max_downtime_ms: args.max_downtime,
         migration_bandwidth_mibps: args.bandwidth,
         migrations_per_host: args.migrations_per_host,
     };
-    let status = ctx
+    let settings = ctx
         .nodes
         .write(|channel, id| {
-            let request = id.tag(request);
+            let request = id.tag(request.clone());
             async move { ClusterServiceClient::new(channel).edit(request).await }
         })
         .await?;
-    let view = ClusterStatusView::from(status);
+    let view = ClusterSettingsView::from(settings);
     match ctx.format {
         Format::Json => output::print_json(&view)?,
-        Format::Table => output::print(&status_table(&view))?,
+        Format::Table => output::print(
+            &Fields::new()
+                .add("scheduling", scheduling_name(&view.scheduling))
+                .add("cpu overcommit", format!("{} vCPUs per CPU", view.cpu_overcommit))
+                .add("migrations", migration_text(&view.migration))
+                .render(),
+        )?,
     }
     Ok(())
+}
+
+fn scheduling_name(policy: &str) -> String {
+    match policy {
+        "even" => "even (spread VMs over the hosts)".to_string(),
+        "pack" => "pack (fill few hosts)".to_string(),
+        "" => "-".to_string(),
+        other => other.to_string(),
+    }
 }
 
 async fn status(ctx: &Context) -> Result<()> {
@@ -119,6 +136,8 @@ fn status_table(view: &ClusterStatusView) -> String {
         .add("term", view.term.to_string())
         .add("this node", view.this_node_id.to_string())
         .add("last applied", view.last_applied.to_string())
+        .add("scheduling", scheduling_name(&view.scheduling))
+        .add("cpu overcommit", format!("{} vCPUs per CPU", view.cpu_overcommit))
         .add("migrations", migration_text(&view.migration));
 
     let mut members = Table::new(&["ID", "NAME", "ADDRESS", "ROLE", "REACHABLE"]);

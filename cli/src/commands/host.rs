@@ -1,6 +1,6 @@
-//! `corral host list | show | maintenance | activate | remove`: the hosts that make up the
-//! cluster, with their state and capacity as the replicated state machine records them,
-//! maintenance (every VM moved away first), and taking one out.
+//! `corral host list | show | edit | maintenance | activate | remove`: the hosts that make up
+//! the cluster, with their state, capacity and tags as the replicated state machine records
+//! them, tagging one, maintenance (every VM moved away first), and taking one out.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use corral_proto::v1 as proto;
 use proto::host_service_client::HostServiceClient;
 
 use super::Context;
-use crate::args::HostCommand;
+use crate::args::{HostCommand, NameList};
 use crate::output::{self, Fields, Format, Table};
 use crate::size::format_mib;
 use crate::views::HostView;
@@ -18,6 +18,7 @@ pub async fn run(ctx: &Context, command: HostCommand) -> Result<()> {
     match command {
         HostCommand::List => list(ctx).await,
         HostCommand::Remove { host } => remove(ctx, host).await,
+        HostCommand::Edit { host, tags } => edit(ctx, host, tags).await,
         HostCommand::Show { host } => {
             let h = get(ctx, host, ctx.stale).await?;
             print_host(ctx.format, h.into())
@@ -49,6 +50,19 @@ async fn get(ctx: &Context, host: String, stale: bool) -> Result<proto::Host> {
             async move { HostServiceClient::new(channel).get(request).await }
         })
         .await
+}
+
+async fn edit(ctx: &Context, host: String, tags: Option<NameList>) -> Result<()> {
+    let Some(tags) = tags else { bail!("nothing to change: give --tags") };
+    let request = proto::EditHostRequest { host, tags: Some(proto::StringList { values: tags.0 }) };
+    let host = ctx
+        .nodes
+        .write(|channel, id| {
+            let request = id.tag(request.clone());
+            async move { HostServiceClient::new(channel).edit(request).await }
+        })
+        .await?;
+    print_host(ctx.format, host.into())
 }
 
 async fn maintenance(ctx: &Context, host: String, reason: Option<String>, wait: bool) -> Result<()> {
@@ -101,7 +115,8 @@ fn print_host(format: Format, h: HostView) -> Result<()> {
                 .add("domain type", &h.domain_type)
                 .add("cpus", format!("{} ({} vCPUs free)", h.cpus, h.vcpus_free))
                 .add("memory", format!("{} ({} free)", format_mib(h.memory_mib), format_mib(h.memory_free_mib)))
-                .add("vms running", h.vms_running.to_string());
+                .add("vms running", h.vms_running.to_string())
+                .add("tags", if h.tags.is_empty() { "-".to_string() } else { h.tags.join(", ") });
             output::print(&fields.render())?;
         }
     }
@@ -143,7 +158,8 @@ async fn list(ctx: &Context) -> Result<()> {
     match ctx.format {
         Format::Json => output::print_json(&hosts)?,
         Format::Table => {
-            let mut table = Table::new(&["ID", "NAME", "ADDRESS", "STATE", "TYPE", "CPUS", "MEMORY", "FREE", "VMS"]);
+            let mut table =
+                Table::new(&["ID", "NAME", "ADDRESS", "STATE", "TYPE", "CPUS", "MEMORY", "FREE", "VMS", "TAGS"]);
             for host in hosts {
                 let domain_type = if host.domain_type.is_empty() { "-".to_string() } else { host.domain_type };
                 table.row(vec![
@@ -156,6 +172,7 @@ async fn list(ctx: &Context) -> Result<()> {
                     format_mib(host.memory_mib),
                     format_mib(host.memory_free_mib),
                     host.vms_running.to_string(),
+                    if host.tags.is_empty() { "-".to_string() } else { host.tags.join(",") },
                 ]);
             }
             output::print(&table.render())?;

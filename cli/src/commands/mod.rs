@@ -1,6 +1,7 @@
 //! One module per command group; each sends its requests through `Nodes` and prints through
 //! `output`. Nothing here decides which node to talk to or how errors look on stderr.
 
+mod affinity;
 mod cluster;
 mod disk;
 mod events;
@@ -27,6 +28,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Vm(command) => vm::run(&ctx, command).await,
         Command::Host(command) => host::run(&ctx, command).await,
         Command::Disk(command) => disk::run(&ctx, command).await,
+        Command::AffinityGroup(command) => affinity::run_group(&ctx, command).await,
+        Command::AffinityLabel(command) => affinity::run_label(&ctx, command).await,
         Command::Events(args) => events::run(&ctx, args).await,
     }
 }

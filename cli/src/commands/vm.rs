@@ -175,8 +175,8 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
     if args.changes_nothing() {
         bail!(
             "nothing to change: give at least one of --name, --memory, --vcpus, \
-             --description, --comment, --ha, --ha-priority, --domain-type, --resume-behavior, \
-             --auto-converge, --compression, --max-downtime, --bandwidth"
+             --description, --comment, --ha, --ha-priority, --domain-type, --host-tags, --pin, --migration, \
+             --resume-behavior, --auto-converge, --compression, --max-downtime, --bandwidth"
         );
     }
     let migration = args.edits_migration().then(|| proto::MigrationOverridesEdit {
@@ -197,6 +197,9 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         domain_type: args.domain_type.map(|t| t.as_str().to_string()),
         resume_behavior: args.resume_behavior,
         migration,
+        host_tags: args.host_tags.map(|l| proto::StringList { values: l.0 }),
+        pinned_hosts: args.pin.map(|l| proto::StringList { values: l.0 }),
+        migration_policy: args.migration.map(|m| m.as_str().to_string()),
     };
     let vm = ctx
         .nodes
@@ -380,7 +383,7 @@ fn vm_fields(vm: VmView) -> Fields {
                 p.iteration.max(1)
             ),
         };
-        fields = fields.add("migration", format!("{state}, {by}"));
+        fields = fields.add("migration job", format!("{state}, {by}"));
     }
     fields = fields.add("memory", format_mib(vm.memory_mib)).add("vcpus", vm.vcpus.to_string());
     if let Some(domain_type) = vm.domain_type {
@@ -404,11 +407,16 @@ fn vm_fields(vm: VmView) -> Fields {
         let waiting = format!("failed {}, {} attempt(s), next {}{why}", r.failed, r.attempts, r.next_try);
         fields = fields.add("ha restart", waiting);
     }
+    let pinned = if vm.pinned_hosts.is_empty() { "-".to_string() } else { vm.pinned_hosts.join(", ") };
+    let tags = if vm.host_tags.is_empty() { "-".to_string() } else { vm.host_tags.join(", ") };
     fields
         .add_list("disks", disks, "-")
         .add_list("nics", nics, "-")
         .add("ha", ha)
         .add("on io error", vm.resume_behavior)
+        .add("host tags", tags)
+        .add("pinned to", pinned)
+        .add("migration", vm.migration_policy)
         .add("description", vm.description)
         .add("comment", vm.comment)
         .add("created", vm.created)
@@ -465,5 +473,6 @@ mod tests {
         );
         assert!(text.contains("nics:         default 52:54:00:aa:bb:cc\n"), "{text}");
         assert!(!text.contains("migrating to"), "{text}");
+        assert!(text.contains("pinned to:    -\n"), "{text}");
     }
 }

@@ -146,7 +146,7 @@ impl Agent {
         let state = dom.map(|d| d.state);
         let running = matches!(state, Some(DomainState::Running | DomainState::Blocked | DomainState::ShuttingDown));
         let paused = matches!(state, Some(DomainState::Paused | DomainState::PmSuspended));
-        let cancel = vm.migration.as_ref().is_some_and(|j| j.cancel);
+        let cancel = vm.migration_job.as_ref().is_some_and(|j| j.cancel);
         if self.migrating.lock().expect("migration set").contains(&vm.id) {
             if cancel && self.aborting.insert((vm.id, vm.epoch)) {
                 tracing::info!(vm = %vm.name, "cancelling the running migration");
@@ -303,11 +303,11 @@ impl Agent {
             view.mine
                 .iter()
                 .filter(|vm| vm.status == VmStatus::Migrating && !migrating.contains(&vm.id))
-                .filter(|vm| vm.migration.as_ref().is_some_and(|j| !j.cancel))
+                .filter(|vm| vm.migration_job.as_ref().is_some_and(|j| !j.cancel))
                 .collect()
         };
         queued.sort_by_key(|vm| {
-            (std::cmp::Reverse(vm.ha.priority), vm.migration.as_ref().map_or(0, |j| j.queued_ms), vm.name.clone())
+            (std::cmp::Reverse(vm.ha.priority), vm.migration_job.as_ref().map_or(0, |j| j.queued_ms), vm.name.clone())
         });
         for vm in queued.into_iter().take(free) {
             if let (Some(dest), Some(to)) = (view.migration_targets.get(&vm.id), vm.migrating_to) {

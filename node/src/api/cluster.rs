@@ -1,4 +1,5 @@
-//! ClusterService: bootstrap, join, status and join tokens.
+//! ClusterService: bootstrap, join, status, join tokens and the cluster-wide scheduling
+//! settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,12 +7,14 @@ use std::time::Duration;
 use corral_proto::cluster_service_server::ClusterService;
 use corral_proto::raft_service_client::RaftServiceClient;
 use corral_proto::*;
-use corral_raft::command::{MigrationSettingsChange, Op};
+use corral_raft::command::{MigrationSettingsChange, Op, Outcome};
+use corral_raft::model::{ClusterInfo, ClusterState, SchedulingPolicy};
+use corral_raft::validate;
 use corral_raft::ClusterError;
 use futures::future::join_all;
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{request_id, status};
 use crate::node::{now_ms, Node, DEFAULT_TOKEN_TTL_MS};
 use crate::token;
 
@@ -45,9 +48,17 @@ impl ClusterService for Api {
         self.cluster_status(req.into_inner().stale).await.map(Response::new)
     }
 
-    async fn edit(&self, req: Request<EditClusterRequest>) -> Result<Response<ClusterStatus>, Status> {
-        let rid = super::request_id(&req)?;
+    /// Scheduling and migration settings; each part is checked before either is written.
+    async fn edit(&self, req: Request<EditClusterRequest>) -> Result<Response<ClusterSettings>, Status> {
+        let rid = request_id(&req)?;
         let r = req.into_inner();
+        let policy = r.scheduling.as_deref().map(str::parse::<SchedulingPolicy>).transpose().map_err(status)?;
+        if let Some(v) = r.cpu_overcommit {
+            validate::cpu_overcommit(v).map_err(status)?;
+        }
+        if r.migrations_per_host == Some(0) {
+            return Err(status(ClusterError::invalid("migrations_per_host", "must be at least 1")));
+        }
         let changes = MigrationSettingsChange {
             auto_converge: r.migration_auto_converge,
             compression: r.migration_compression,
@@ -55,11 +66,25 @@ impl ClusterService for Api {
             bandwidth_mibps: r.migration_bandwidth_mibps.map(|v| Some(v).filter(|v| *v > 0)),
             max_per_host: r.migrations_per_host,
         };
-        if changes == MigrationSettingsChange::default() {
+        let scheduling = policy.is_some() || r.cpu_overcommit.is_some();
+        let migration = changes != MigrationSettingsChange::default();
+        if !scheduling && !migration {
             return Err(status(ClusterError::invalid("edit", "nothing to change: give at least one setting")));
         }
-        self.0.write(rid, Op::SetMigrationDefaults { changes }).await.map_err(status)?;
-        self.cluster_status(true).await.map(Response::new)
+        if scheduling {
+            let op = Op::SetSchedulingPolicy { policy, cpu_overcommit: r.cpu_overcommit };
+            match self.0.write(rid, op).await.map_err(status)? {
+                Outcome::Cluster(_) => {}
+                _ => return Err(Status::internal("the write returned no settings")),
+            }
+        }
+        if migration {
+            // A second request id: the first one already names the scheduling write.
+            let rid = rid.map(|_| uuid::Uuid::new_v4());
+            self.0.write(rid, Op::SetMigrationDefaults { changes }).await.map_err(status)?;
+        }
+        let settings = self.0.read(true, settings).await.map_err(status)?;
+        Ok(Response::new(settings))
     }
 
     async fn create_token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
@@ -69,20 +94,16 @@ impl ClusterService for Api {
 
 impl Api {
     async fn cluster_status(&self, stale: bool) -> Result<ClusterStatus, Status> {
-        let (cluster, m) = self
+        let (cluster, settings) = self
             .0
             .read(stale, |s| {
-                (s.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(), s.migration_defaults.clone())
+                (
+                    s.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+                    s.cluster.as_ref().map(|_| settings(s)),
+                )
             })
             .await
             .map_err(status)?;
-        let migration = Some(MigrationSettings {
-            auto_converge: m.auto_converge,
-            compression: m.compression,
-            max_downtime_ms: m.max_downtime_ms,
-            bandwidth_mibps: m.bandwidth_mibps,
-            max_per_host: m.max_per_host,
-        });
         let parts = self.0.parts().map_err(status)?;
         let metrics = parts.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
@@ -104,7 +125,7 @@ impl Api {
         });
         let members = join_all(probes).await;
         Ok(ClusterStatus {
-            migration,
+            settings,
             cluster,
             leader_id: metrics.current_leader.unwrap_or(0),
             term: metrics.current_term,
@@ -128,6 +149,22 @@ impl Api {
         let expires_ms = now_ms() + ttl_ms;
         self.0.write(None, Op::AddToken { token_hash: token::hash(&token), expires_ms }).await.map_err(status)?;
         Ok(Response::new(CreateTokenResponse { token, expires_unix_ms: expires_ms }))
+    }
+}
+
+fn settings(s: &ClusterState) -> ClusterSettings {
+    let info: Option<&ClusterInfo> = s.cluster.as_ref();
+    let m = &s.migration_defaults;
+    ClusterSettings {
+        scheduling: info.map(|c| c.scheduling.as_str().to_string()).unwrap_or_default(),
+        cpu_overcommit: info.map_or(0, |c| c.cpu_overcommit),
+        migration: Some(MigrationSettings {
+            auto_converge: m.auto_converge,
+            compression: m.compression,
+            max_downtime_ms: m.max_downtime_ms,
+            bandwidth_mibps: m.bandwidth_mibps,
+            max_per_host: m.max_per_host,
+        }),
     }
 }
 

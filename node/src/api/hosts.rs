@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use corral_proto::host_service_server::HostService;
 use corral_proto::{
-    GetHostRequest, Host, HostMaintenanceRequest, HostRef, ListHostsRequest, ListHostsResponse, MaintenanceBlock,
-    RemoveHostRequest, RemoveHostResponse,
+    EditHostRequest, GetHostRequest, Host, HostMaintenanceRequest, HostRef, ListHostsRequest, ListHostsResponse,
+    MaintenanceBlock, RemoveHostRequest, RemoveHostResponse,
 };
 use corral_raft::command::Op;
-use corral_raft::model::{self, ClusterState, CPU_OVERCOMMIT};
+use corral_raft::command::Outcome;
+use corral_raft::model::{self, ClusterState};
 use corral_raft::{validate, ClusterError};
 use tonic::{Request, Response, Status};
 
@@ -32,7 +33,8 @@ pub fn to_proto(s: &ClusterState, h: &model::Host) -> Host {
         memory_free_mib: h.facts.memory_mib.saturating_sub(used.memory_mib),
         vms_running: used.vms_running as u32,
         domain_type: h.facts.domain_type.as_str().into(),
-        vcpus_free: (h.facts.cpus as u64 * CPU_OVERCOMMIT).saturating_sub(used.vcpus) as u32,
+        vcpus_free: (h.facts.cpus as u64 * s.cpu_overcommit()).saturating_sub(used.vcpus) as u32,
+        tags: h.tags.clone(),
         state_since_unix_ms: h.state_since_ms,
         maintenance_reason: h.maintenance.as_ref().map(|m| m.reason.clone().unwrap_or_default()),
         blocked: h
@@ -93,5 +95,17 @@ impl HostService for Api {
         validate::name("host", &host).map_err(status)?;
         self.0.write(rid, Op::ActivateHost { host: host.clone() }).await.map_err(status)?;
         self.host(host, true).await
+    }
+
+    async fn edit(&self, req: Request<EditHostRequest>) -> Result<Response<Host>, Status> {
+        let rid = request_id(&req)?;
+        let EditHostRequest { host, tags } = req.into_inner();
+        let tags = tags.map(|t| t.values);
+        if let Some(t) = &tags {
+            validate::names("tags", t).map_err(status)?;
+        }
+        let outcome = self.0.write(rid, Op::EditHost { host, tags }).await.map_err(status)?;
+        let Outcome::Host(h) = outcome else { return Err(Status::internal("the write returned no host")) };
+        Ok(Response::new(self.0.state().map_err(status)?.read(|s| to_proto(s, &h))))
     }
 }

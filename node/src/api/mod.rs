@@ -2,6 +2,7 @@
 //! service. Handlers validate input, then call `Node`; domain errors become gRPC statuses in
 //! exactly one place (`status`).
 
+mod affinity;
 mod cluster;
 mod disks;
 mod events;
@@ -13,6 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use corral_proto::affinity_service_server::AffinityServiceServer;
 use corral_proto::cluster_service_server::ClusterServiceServer;
 use corral_proto::disk_service_server::DiskServiceServer;
 use corral_proto::event_service_server::EventServiceServer;
@@ -74,6 +76,7 @@ pub async fn serve(
         .add_service(VmServiceServer::new(vms::Api(node.clone())))
         .add_service(EventServiceServer::new(events::Api(node.clone())))
         .add_service(DiskServiceServer::new(disks::Api(node.clone())))
+        .add_service(AffinityServiceServer::new(affinity::Api(node.clone())))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(usize::MAX)

@@ -58,7 +58,7 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
             next_try_unix_ms: r.next_try_ms,
             last_error: r.last_error.clone(),
         }),
-        migration: vm.migration.as_ref().map(|j| corral_proto::MigrationJob {
+        migration: vm.migration_job.as_ref().map(|j| corral_proto::MigrationJob {
             queued_unix_ms: j.queued_ms,
             automatic: j.automatic,
             cancel: j.cancel,
@@ -76,6 +76,9 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
             max_downtime_ms: vm.migration_settings.max_downtime_ms,
             bandwidth_mibps: vm.migration_settings.bandwidth_mibps,
         }),
+        host_tags: vm.host_tags.clone(),
+        pinned_hosts: vm.pinned_hosts.iter().map(|h| s.host_name(*h)).collect(),
+        migration_policy: vm.migration.as_str().into(),
     }
 }
 
@@ -276,6 +279,9 @@ impl VmService for Api {
             },
             resume_behavior: r.resume_behavior.as_deref().map(str::parse).transpose().map_err(status)?,
             migration_settings: r.migration.map(overrides_edit).transpose()?,
+            host_tags: r.host_tags.map(|l| l.values),
+            pinned_hosts: r.pinned_hosts.map(|l| l.values),
+            migration: r.migration_policy.as_deref().map(str::parse).transpose().map_err(status)?,
         };
         validate::vm_changes(&changes).map_err(status)?;
         self.order(rid, Op::EditVm { vm: r.vm, changes }).await

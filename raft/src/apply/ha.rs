@@ -12,7 +12,7 @@ use super::Applied;
 use crate::command::Outcome;
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, HaRestart, HostState, PowerState, VmStatus};
-use crate::placement;
+use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
 impl ClusterState {
@@ -51,7 +51,7 @@ impl ClusterState {
         for vm_id in incoming {
             let vm = self.vms.get_mut(&vm_id).expect("listed above");
             vm.migrating_to = None;
-            vm.migration = None;
+            vm.migration_job = None;
             if vm.status == VmStatus::Migrating {
                 vm.status = VmStatus::Up;
             }
@@ -73,7 +73,7 @@ impl ClusterState {
         if let (Some(dest), Some(dest_name)) = (dest, dest_name) {
             vm.host = Some(dest);
             vm.migrating_to = None;
-            vm.migration = None;
+            vm.migration_job = None;
             vm.epoch += 1;
             vm.status = VmStatus::Unknown;
             let msg = format!(
@@ -89,7 +89,7 @@ impl ClusterState {
         vm.status = VmStatus::Down;
         vm.host = None;
         vm.migrating_to = None;
-        vm.migration = None;
+        vm.migration_job = None;
         vm.shutdown_deadline_ms = None;
         vm.reboot_pending = false;
         vm.ha_restarting = false;
@@ -173,7 +173,7 @@ impl ClusterState {
         due.sort();
         for (_, _, name, id) in due {
             let vm = self.vms[&id].clone();
-            match placement::choose(self, &vm, None, &[]) {
+            match scheduler::choose(self, &vm, None, &[], Purpose::HaRestart) {
                 Ok(host) => {
                     let host_name = self.host_name(host);
                     let vm = self.vms.get_mut(&id).expect("listed above");

@@ -9,7 +9,7 @@ use super::Applied;
 use crate::command::{Outcome, StartOrder};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, HaRestart, Observed, PowerState, Vm, VmStatus};
-use crate::placement;
+use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
 impl ClusterState {
@@ -33,7 +33,7 @@ impl ClusterState {
                 vm.host.map(|h| format!(" on host {}", self.host_name(h))).unwrap_or_default()
             )));
         }
-        let host = placement::choose(self, vm, order.host.as_deref(), &[])?;
+        let host = scheduler::choose(self, vm, order.host.as_deref(), &[], Purpose::Start)?;
         let host_name = self.host_name(host);
         let vm = self.vm_mut(name_or_id)?;
         vm.desired = PowerState::Up;
@@ -216,7 +216,7 @@ impl ClusterState {
                 vm.status = VmStatus::Down;
                 vm.host = None;
                 vm.migrating_to = None;
-                vm.migration = None;
+                vm.migration_job = None;
                 vm.shutdown_deadline_ms = None;
                 vm.reboot_pending = false;
                 settled = vm.settle_next_run();
@@ -224,7 +224,7 @@ impl ClusterState {
             Observed::MigrationDone { to } if known_target && *to != host => {
                 // Even a migration the state no longer expects (cancelled too late) moved it.
                 vm.migrating_to = None;
-                vm.migration = None;
+                vm.migration_job = None;
                 vm.host = Some(*to);
                 vm.epoch += 1;
                 vm.status = VmStatus::Up;
@@ -233,12 +233,12 @@ impl ClusterState {
             }
             Observed::MigrationDone { .. } => {}
             Observed::MigrationProgress(p) => {
-                if let Some(job) = vm.migration.as_mut() {
+                if let Some(job) = vm.migration_job.as_mut() {
                     job.progress = Some(p.clone());
                 }
             }
             Observed::MigrationFailed { error } => {
-                let cancelled = vm.migration.take().is_some_and(|j| j.cancel);
+                let cancelled = vm.migration_job.take().is_some_and(|j| j.cancel);
                 vm.migrating_to = None;
                 if vm.status == VmStatus::Migrating {
                     vm.status = VmStatus::Up;

@@ -10,7 +10,7 @@ use super::Applied;
 use crate::command::{MigrationSettingsChange, Outcome};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, HostState, MaintenanceOrder, MigrationJob, VmStatus};
-use crate::placement;
+use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
 impl ClusterState {
@@ -24,6 +24,8 @@ impl ClusterState {
                 vm.status.as_str()
             )));
         }
+        let purpose = if automatic { Purpose::MigrateAutomatic } else { Purpose::MigrateByOperator };
+        scheduler::check_migration_policy(vm, purpose)?;
         let source = vm.host.expect("an up VM has a host");
         let source_host = &self.hosts[&source];
         let domain_type = vm.domain_type.unwrap_or(source_host.facts.domain_type);
@@ -33,8 +35,7 @@ impl ClusterState {
                 vm.name, source_host.name
             )));
         }
-        let _ = automatic;
-        let target = placement::choose(self, vm, to, &[source])?;
+        let target = scheduler::choose(self, vm, to, &[source], purpose)?;
         if !self.hosts[&target].facts.domain_type.can_migrate() {
             return Err(ClusterError::FailedPrecondition(format!(
                 "host {} uses libvirt's test driver, which cannot receive migrations",
@@ -48,7 +49,7 @@ impl ClusterState {
         let (from_name, to_name) = (self.host_name(self.vms[&id].host.expect("up")), self.host_name(target));
         let vm = self.vms.get_mut(&id).expect("caller found it");
         vm.migrating_to = Some(target);
-        vm.migration = Some(MigrationJob { queued_ms: now, automatic, ..Default::default() });
+        vm.migration_job = Some(MigrationJob { queued_ms: now, automatic, ..Default::default() });
         vm.status = VmStatus::Migrating;
         vm.updated_ms = now;
         let msg = format!("Migration of VM {} from host {from_name} to host {to_name} was ordered{why}.", vm.name);
@@ -64,7 +65,7 @@ impl ClusterState {
 
     pub(super) fn cancel_migration(&mut self, now: i64, name_or_id: &str) -> Applied {
         let vm = self.vm_mut(name_or_id)?;
-        let Some(job) = vm.migration.as_mut() else {
+        let Some(job) = vm.migration_job.as_mut() else {
             return Err(ClusterError::FailedPrecondition(format!("vm '{}' is not migrating", vm.name)));
         };
         if !job.cancel {

@@ -592,5 +592,6 @@ fn a_batch_applies_each_write_once_in_order() {
     assert_eq!(s.events.iter().filter(|e| e.kind == EventKind::VmCreated).count(), 4);
 }
 
+mod affinity;
 mod ha;
 mod migration;

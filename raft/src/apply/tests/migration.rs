@@ -53,7 +53,7 @@ fn maintenance_moves_every_vm_away_then_the_host_is_in_maintenance() {
     for name in ["low", "high"] {
         let v = vm(&s, name);
         assert_eq!(v.status, VmStatus::Migrating, "{name}");
-        assert!(v.migration.as_ref().unwrap().automatic);
+        assert!(v.migration_job.as_ref().unwrap().automatic);
         assert_ne!(v.migrating_to, Some(2));
     }
     let ordered: Vec<&str> = s
@@ -75,7 +75,7 @@ fn maintenance_moves_every_vm_away_then_the_host_is_in_maintenance() {
 
     let to = vm(&s, "high").migrating_to.unwrap();
     report(&mut s, "high", Observed::MigrationProgress(MigrationProgress { percent: 40, ..Default::default() }));
-    assert_eq!(vm(&s, "high").migration.as_ref().unwrap().progress.as_ref().unwrap().percent, 40);
+    assert_eq!(vm(&s, "high").migration_job.as_ref().unwrap().progress.as_ref().unwrap().percent, 40);
     report(&mut s, "high", Observed::MigrationDone { to });
     assert_eq!(s.hosts[&2].state, HostState::PreparingForMaintenance, "low still there");
     let to = vm(&s, "low").migrating_to.unwrap();
@@ -123,9 +123,12 @@ fn cancel_and_late_completion_and_settings() {
     let target = vm(&s, "a").migrating_to.unwrap();
     assert_ne!(target, 1, "placement picks another host");
     at(&mut s, T0 + 110, Op::CancelMigration { vm: "a".into() });
-    assert!(vm(&s, "a").migration.as_ref().unwrap().cancel);
+    assert!(vm(&s, "a").migration_job.as_ref().unwrap().cancel);
     report(&mut s, "a", Observed::MigrationFailed { error: "operation aborted".into() });
-    assert_eq!((vm(&s, "a").status, vm(&s, "a").host, vm(&s, "a").migration.is_none()), (VmStatus::Up, Some(1), true));
+    assert_eq!(
+        (vm(&s, "a").status, vm(&s, "a").host, vm(&s, "a").migration_job.is_none()),
+        (VmStatus::Up, Some(1), true)
+    );
     assert_eq!(s.events.back().unwrap().message, "Migration of VM a was cancelled; it keeps running on host host1.");
     // A migration that finished although the state no longer expected it still moves the VM.
     report(&mut s, "a", Observed::MigrationDone { to: 3 });

@@ -1,0 +1,123 @@
+//! What the scheduler reads besides affinity: host tags, a VM's tags, pins and migration
+//! policy, and the cluster's policy and overcommit. A change that the host a VM runs on now
+//! would break is refused (migrate the VM first), so what runs always obeys the rules.
+
+use super::Applied;
+use crate::command::{Outcome, VmChanges};
+use crate::error::ClusterError;
+use crate::model::{ClusterState, EventKind, SchedulingPolicy, Vm};
+use crate::validate;
+
+impl ClusterState {
+    pub(super) fn edit_host(&mut self, now: i64, name: &str, tags: Option<&[String]>) -> Applied {
+        self.require_cluster()?;
+        let host = self.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+        let Some(tags) = tags else { return Err(ClusterError::invalid("edit", "nothing to change: give --tags")) };
+        validate::names("tags", tags)?;
+        let tags = validate::dedup(tags);
+        let id = host.id;
+        for vm in self.vms.values().filter(|v| v.host == Some(id) || v.migrating_to == Some(id)) {
+            if let Some(t) = vm.host_tags.iter().find(|t| !tags.contains(t)) {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "vm '{}' runs on host {name} and needs its tag {t}; migrate or stop the VM first",
+                    vm.name
+                )));
+            }
+        }
+        let host = self.hosts.get_mut(&id).expect("found above");
+        if host.tags == tags {
+            return Ok(Outcome::Host(Box::new(host.clone())));
+        }
+        host.tags = tags;
+        let (out, shown) = (host.clone(), if host.tags.is_empty() { "none".to_string() } else { host.tags.join(", ") });
+        self.record(now, EventKind::HostEdited, format!("Host {name} was edited: tags {shown}."));
+        Ok(Outcome::Host(Box::new(out)))
+    }
+
+    pub(super) fn set_scheduling_policy(
+        &mut self,
+        now: i64,
+        policy: Option<SchedulingPolicy>,
+        cpu_overcommit: Option<u32>,
+    ) -> Applied {
+        let info = self.require_cluster()?;
+        if policy.is_none() && cpu_overcommit.is_none() {
+            return Err(ClusterError::invalid("edit", "nothing to change: give --scheduling or --cpu-overcommit"));
+        }
+        if let Some(v) = cpu_overcommit {
+            validate::cpu_overcommit(v)?;
+        }
+        let mut info = info.clone();
+        let mut what = Vec::new();
+        if let Some(p) = policy.filter(|p| *p != info.scheduling) {
+            what.push(format!("scheduling {} -> {}", info.scheduling.as_str(), p.as_str()));
+            info.scheduling = p;
+        }
+        if let Some(v) = cpu_overcommit.filter(|v| *v != info.cpu_overcommit) {
+            what.push(format!("CPU overcommit {} -> {v} vCPUs per CPU", info.cpu_overcommit));
+            info.cpu_overcommit = v;
+        }
+        if !what.is_empty() {
+            self.cluster = Some(info.clone());
+            self.record(now, EventKind::ClusterEdited, format!("Cluster settings were changed: {}.", what.join(", ")));
+        }
+        Ok(Outcome::Cluster(Box::new(info)))
+    }
+
+    /// Applies the scheduling fields of `c` to `vm` (a copy; nothing is stored here) and says
+    /// what changed. A running VM's current host must satisfy its new tags and pins.
+    pub(super) fn edit_vm_placement(
+        &self,
+        vm: &mut Vm,
+        c: &VmChanges,
+        what: &mut Vec<String>,
+    ) -> Result<(), ClusterError> {
+        if let Some(tags) = &c.host_tags {
+            let tags = validate::dedup(tags);
+            if tags != vm.host_tags {
+                if let Some(h) = vm.host.and_then(|h| self.hosts.get(&h)) {
+                    let missing: Vec<&str> = tags.iter().filter(|t| !h.tags.contains(t)).map(String::as_str).collect();
+                    if !missing.is_empty() {
+                        return Err(ClusterError::FailedPrecondition(format!(
+                            "vm '{}' runs on host {}, which lacks tag(s) {}; migrate or stop it first",
+                            vm.name,
+                            h.name,
+                            missing.join(", ")
+                        )));
+                    }
+                }
+                what.push(if tags.is_empty() {
+                    "host tags cleared".to_string()
+                } else {
+                    format!("host tags {}", tags.join(", "))
+                });
+                vm.host_tags = tags;
+            }
+        }
+        if let Some(pins) = &c.pinned_hosts {
+            let pins = self.resolve_hosts(pins)?;
+            if pins != vm.pinned_hosts {
+                let names: Vec<String> = pins.iter().map(|h| self.host_name(*h)).collect();
+                if let Some(h) = vm.host.filter(|h| !pins.is_empty() && !pins.contains(h)) {
+                    return Err(ClusterError::FailedPrecondition(format!(
+                        "vm '{}' runs on host {}, which is not among its new pinned hosts {}; migrate or stop it first",
+                        vm.name,
+                        self.host_name(h),
+                        names.join(", ")
+                    )));
+                }
+                what.push(if pins.is_empty() {
+                    "unpinned".to_string()
+                } else {
+                    format!("pinned to {}", names.join(", "))
+                });
+                vm.pinned_hosts = pins;
+            }
+        }
+        if let Some(m) = c.migration.filter(|m| *m != vm.migration) {
+            what.push(format!("migration policy {} -> {}", vm.migration.as_str(), m.as_str()));
+            vm.migration = m;
+        }
+        Ok(())
+    }
+}

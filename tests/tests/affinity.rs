@@ -1,0 +1,108 @@
+//! Scheduling rules on a 3-node cluster of libvirt test-driver hosts, driven by the CLI:
+//! affinity groups spread or gather VMs, labels, pins and host tags bind VMs to hosts, and a
+//! start that no host can take is refused naming the rule.
+
+use std::collections::BTreeSet;
+
+use corral_tests::Cluster;
+use serde_json::Value;
+
+fn refused(c: &Cluster, node: usize, args: &[&str], want: &str) {
+    let out = c.corral(node, args);
+    assert_ne!(out.code, 0, "{args:?} succeeded: {}", out.stdout);
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{args:?}: {line}");
+    assert!(line.contains(want), "{args:?}: expected '{want}' in: {line}");
+}
+
+fn started_on(c: &Cluster, node: usize, vm: &str) -> String {
+    let v = c.must_json(node, &["vm", "start", vm]);
+    v["host"].as_str().unwrap_or_else(|| panic!("{vm} has no host: {v}")).to_string()
+}
+
+fn create(c: &Cluster, names: &[&str]) {
+    for n in names {
+        c.must_json(0, &["vm", "create", n, "--memory", "256M", "--vcpus", "1"]);
+    }
+}
+
+#[test]
+fn affinity_groups_labels_pins_and_tags_are_honoured() {
+    let c = Cluster::run(3, &[]);
+    create(&c, &["db1", "db2", "db3", "db4", "web1", "app1", "t1"]);
+
+    // A negative enforcing group of three spreads them over the three hosts.
+    let g = c.must_json(
+        1,
+        &["affinity-group", "create", "db-spread", "--polarity", "negative", "--enforcing", "--vms", "db1,db2,db3"],
+    );
+    assert_eq!((g["polarity"].as_str(), g["enforcing"].as_bool()), (Some("negative"), Some(true)));
+    assert_eq!(g["vms"], serde_json::json!(["db1", "db2", "db3"]));
+    let hosts: BTreeSet<String> = ["db1", "db2", "db3"].iter().map(|vm| started_on(&c, 2, vm)).collect();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+
+    // A fourth member has nowhere to go, and the refusal names the rule.
+    let g = c.must_json(0, &["affinity-group", "edit", "db-spread", "--add-vm", "db4"]);
+    assert_eq!(g["vms"].as_array().unwrap().len(), 4);
+    refused(
+        &c,
+        0,
+        &["vm", "start", "db4"],
+        "no host can run vm 'db4' (256 MiB, 1 vCPU): 3 hosts excluded by enforcing affinity group db-spread (negative)",
+    );
+    refused(&c, 1, &["vm", "start", "db4", "--host", "host2"], "excluded by enforcing affinity group db-spread");
+    refused(
+        &c,
+        0,
+        &["affinity-group", "create", "x", "--polarity", "positive", "--vms", "nope"],
+        "vm 'nope' not found",
+    );
+
+    // A label keeps web1 on host2; tags and a pin bind the others.
+    let l = c.must_json(0, &["affinity-label", "create", "rack-b", "--vms", "web1", "--hosts", "host2"]);
+    assert_eq!(l["hosts"], serde_json::json!(["host2"]));
+    assert_eq!(started_on(&c, 0, "web1"), "host2");
+    let h = c.must_json(1, &["host", "edit", "host3", "--tags", "ssd,gpu"]);
+    assert_eq!(h["tags"], serde_json::json!(["ssd", "gpu"]));
+    let vm = c.must_json(0, &["vm", "edit", "t1", "--host-tags", "ssd", "--migration", "none"]);
+    assert_eq!((vm["host_tags"].clone(), vm["migration_policy"].as_str()), (serde_json::json!(["ssd"]), Some("none")));
+    assert_eq!(started_on(&c, 0, "t1"), "host3");
+    refused(&c, 0, &["vm", "edit", "t1", "--host-tags", "nvme"], "lacks tag(s) nvme");
+    let vm = c.must_json(2, &["vm", "edit", "app1", "--pin", "host1"]);
+    assert_eq!(vm["pinned_hosts"], serde_json::json!(["host1"]));
+    assert_eq!(started_on(&c, 0, "app1"), "host1");
+    c.wait_status(1, "t1", "up");
+    refused(&c, 0, &["vm", "migrate", "t1"], "the migration policy of vm 't1' is 'none'");
+
+    // What the CLI shows: lists, one rule, a host's tags.
+    let groups = c.must_json(2, &["affinity-group", "list"]);
+    assert_eq!(groups.as_array().unwrap().len(), 1);
+    assert_eq!(c.must_json(0, &["affinity-label", "show", "rack-b"])["vms"], serde_json::json!(["web1"]));
+    let hosts = c.must_json(0, &["host", "list"]);
+    let host3 = hosts.as_array().unwrap().iter().find(|h| h["name"] == "host3").unwrap();
+    assert_eq!(host3["tags"], serde_json::json!(["ssd", "gpu"]));
+
+    // Cluster-wide settings, shown in the status.
+    let settings = c.must_json(0, &["cluster", "edit", "--scheduling", "pack", "--cpu-overcommit", "2"]);
+    assert_eq!((settings["scheduling"].as_str(), settings["cpu_overcommit"].as_u64()), (Some("pack"), Some(2)));
+    let status = c.status(1);
+    assert_eq!((status["scheduling"].as_str(), status["cpu_overcommit"].as_u64()), (Some("pack"), Some(2)));
+
+    // Deleting the group frees db4 to start.
+    c.must_ok(0, &["affinity-group", "delete", "db-spread"]);
+    refused(&c, 0, &["affinity-group", "show", "db-spread"], "affinity group 'db-spread' not found");
+    assert!(!started_on(&c, 0, "db4").is_empty());
+    let events: Vec<String> = c
+        .must_ok(0, &["-o", "json", "events"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].as_str().unwrap().to_string())
+        .collect();
+    for want in [
+        "Affinity group db-spread (negative, enforcing) was created with VMs db1, db2, db3.",
+        "Affinity label rack-b was created: VMs web1 run only on hosts host2.",
+        "Host host3 was edited: tags ssd, gpu.",
+        "Affinity group db-spread was deleted.",
+    ] {
+        assert!(events.iter().any(|m| m == want), "{want} not in {events:#?}");
+    }
+}
