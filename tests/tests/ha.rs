@@ -186,3 +186,25 @@ fn an_ha_vm_stopped_by_the_operator_is_not_restarted() {
     let ev = events(&c, 2);
     assert!(!ev.iter().any(|m| m.starts_with("Highly Available VM ha1 failed")), "{ev:#?}");
 }
+
+#[test]
+fn affinity_rules_hold_through_failover() {
+    let mut c = Cluster::run(3, &[]);
+    let leader = c.leader();
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let survivor = 3 - leader - victim;
+    let (victim_name, leader_name, survivor_name) =
+        (format!("host{}", victim + 1), format!("host{}", leader + 1), format!("host{}", survivor + 1));
+    start(&c, leader, "db1", "256M", Some("high"), &victim_name);
+    start(&c, leader, "db2", "256M", Some("high"), &leader_name);
+    c.must_json(
+        leader,
+        &["affinity-group", "create", "db-spread", "--polarity", "negative", "--enforcing", "--vms", "db1,db2"],
+    );
+    // The leader's host has the most free memory, but db2 runs there: db1 must go elsewhere.
+    start(&c, leader, "filler", "1024M", None, &survivor_name);
+
+    c.kill(victim);
+    let db1 = up_elsewhere(&c, leader, "db1", &victim_name);
+    assert_eq!(db1["host"], survivor_name.as_str(), "the enforcing negative group keeps db1 off db2's host");
+}
