@@ -332,10 +332,12 @@ sb_watchdog() {
   sb_watchdog_log "ready on $fifo (timeout $ms ms), not armed"
   while true; do
     status=0
+    # One byte, any byte: with NUL as the delimiter a NUL byte reads as "" (bash drops NULs
+    # otherwise, and a feeder writing "\0", as many do, would never feed).
     if [ $armed = 0 ]; then
-      IFS= read -r -N 1 -u 3 byte || status=$?
+      IFS= read -r -n 1 -d '' -u 3 byte || status=$?
     else
-      IFS= read -r -N 1 -u 3 -t "$timeout" byte || status=$?
+      IFS= read -r -n 1 -d '' -u 3 -t "$timeout" byte || status=$?
     fi
     if [ $status != 0 ]; then
       # Over 128 is the timeout. Any other failure while armed fences too: a watchdog that
