@@ -2,7 +2,6 @@
 //! shuts Raft down and flushes the store so a restart finds everything committed.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use corral_node::config::{Args, Config};
@@ -33,10 +32,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Until the lease logic decides when to feed, corrald feeds while its runtime runs: a killed
-/// or frozen corrald stops feeding. A quarter of the sandbox watchdog's 2 s timeout.
-const WATCHDOG_FEED_EVERY: Duration = Duration::from_millis(500);
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args)?;
     let hypervisor = agent::libvirt::Hypervisor::open(&config.libvirt_uri).await?;
@@ -48,18 +43,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = api::bind(config.listen).await?;
     tracing::info!(name = %config.name, listen = %config.listen, data_dir = %config.data_dir.display(),
         libvirt = %config.libvirt_uri, cpus = facts.cpus, memory_mib = facts.memory_mib, "corrald starting");
-    // Armed only once everything above worked: a corrald that cannot start must not get its
-    // host powered off for it.
-    let watchdog_path = config.watchdog.clone();
     let node = Node::open(config, facts, hypervisor).await?;
-    let watchdog = match watchdog_path {
-        Some(path) => {
-            let armed = agent::watchdog::Watchdog::open(&path)?;
-            tracing::info!(path = %path.display(), "watchdog armed");
-            Some(agent::watchdog::spawn_feeder(armed, WATCHDOG_FEED_EVERY))
-        }
-        None => None,
-    };
     let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
@@ -70,12 +54,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     api::serve(node.clone(), listener, shutdown).await?;
     node.shutdown().await;
-    // Only a clean shutdown disarms it; on any error above the feeder is dropped without the
-    // magic close and the watchdog fences this host.
-    if let Some(feeder) = watchdog {
-        feeder.disarm().await?;
-        tracing::info!("watchdog disarmed");
-    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -78,9 +78,10 @@ fn open_error(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("cannot open the watchdog {}: {why}", path.display()))
 }
 
-/// Feeds a watchdog from a task until [`Feeder::disarm`]. Today it feeds on a timer for as
-/// long as this process's runtime runs (so a SIGKILLed or frozen corrald stops feeding); the
-/// lease logic is meant to replace that trigger with "fed only while the lease is held".
+/// Feeds a watchdog on a timer from a task until [`Feeder::disarm`]: fed for as long as this
+/// process's runtime runs, so only a killed or frozen process stops feeding. That is weaker than
+/// feeding from the lease task (fed only while the lease is held or the VMs are fenced), and
+/// the two must not both open one watchdog: corrald itself does not use it.
 pub struct Feeder {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Option<Watchdog>>,
