@@ -13,6 +13,7 @@ SANDBOX_BRIDGE_IP=$SANDBOX_NET.1
 SANDBOX_CORRALD_PORT=7001
 SANDBOX_LIBVIRT_PORT=16509
 SANDBOX_WAIT=${SANDBOX_WAIT:-60}   # seconds to wait for a host's libvirtd / corrald
+SANDBOX_WATCHDOG_MS=${SANDBOX_WATCHDOG_MS:-2000}   # the host watchdog's timeout; 0 = no watchdog
 
 sb_log() { echo "sandbox: $*" >&2; }
 sb_die() { echo "sandbox: ERROR: $*" >&2; exit 1; }
@@ -264,6 +265,10 @@ sb_host_init() {
   local n=$1 s ip d i
   s=$(sb_state "$n"); ip=$(sb_ip "$n")
   echo "host$n init: pid $$ in its PID namespace"
+  # The watchdog's power-off. A process of this PID namespace cannot SIGKILL its PID 1, but it
+  # can signal a handler: this shell exits, then so does PID 1 (this shell, or tini when this
+  # is its child), and the kernel SIGKILLs every process left in the namespace, as kill.sh does.
+  trap 'echo "host$n init: SIGUSR1 from the watchdog; powering off"; exit 137' USR1
   hostname "host$n"
   for d in run:/run/libvirt lib:/var/lib/libvirt etc:/etc/libvirt log:/var/log/libvirt cache:/var/cache/libvirt; do
     mount --bind "$s/${d%%:*}" "${d#*:}" || { echo "bind mount of $d failed"; exit 1; }
@@ -276,10 +281,81 @@ sb_host_init() {
   done
   local args=()
   read -ra args <<<"${SANDBOX_HOST_CORRALD_ARGS:-}"
+  if [ "$SANDBOX_WATCHDOG_MS" != 0 ]; then
+    sb_watchdog_start "$n" && args+=(--watchdog "$s/watchdog")
+  fi
   echo "host$n init: starting corrald ${args[*]}"
   ( "$SANDBOX_HOST_CORRALD" --name "host$n" --listen "$ip:$SANDBOX_CORRALD_PORT" --data-dir "$s/corral" \
       --libvirt-uri "qemu+tcp://$ip/system" "${args[@]}" </dev/null >>"$s/corrald.log" 2>&1
     echo $? >"$s/corrald.exit" ) &
-  # Reap every orphan (QEMU daemonizes, so its processes end up here), forever.
-  while true; do wait; sleep 1; done
+  # Reap every orphan (QEMU daemonizes, so its processes end up here), forever. Both waits are
+  # the builtin, which the watchdog's SIGUSR1 interrupts at once (a foreground sleep would
+  # delay the power-off by up to a second).
+  while true; do wait; sleep 1 & wait $!; done
 }
+
+# Starts host N's watchdog (inside the host's namespaces, from sb_host_init) and waits until it
+# reads its FIFO. Fails, so that corrald runs without --watchdog, when corrald lacks the flag.
+sb_watchdog_start() {
+  local n=$1 s i
+  s=$(sb_state "$n")
+  if ! "$SANDBOX_HOST_CORRALD" --help 2>/dev/null | grep -q -- '--watchdog'; then
+    echo "host$n init: this corrald has no --watchdog; the host runs without a watchdog"
+    return 1
+  fi
+  rm -f "$s/watchdog"
+  bash -c 'source "$1"; sb_watchdog "$2" "$3"' corral-watchdog "$SANDBOX_LIB_DIR/lib.sh" "$n" "$$" \
+    </dev/null >>"$s/watchdog.log" 2>&1 &
+  for i in $(seq 1 100); do
+    [ -p "$s/watchdog" ] && return 0
+    sleep 0.05
+  done
+  echo "host$n init: the watchdog did not start; see $s/watchdog.log"
+  exit 1
+}
+
+# The sandbox host's /dev/watchdog: sb_watchdog N INIT_PID reads the FIFO $state/watchdog. The
+# first byte arms it and any byte feeds it; 'V' disarms it (Linux's magic close) until the next
+# byte. Armed and not fed for SANDBOX_WATCHDOG_MS, it powers the host off: SIGUSR1 to host init
+# (INIT_PID), whose trap exits, so the kernel kills the whole PID namespace at once.
+sb_watchdog() {
+  set -u
+  local n=$1 init_pid=$2 fifo ms timeout byte armed=0 status
+  fifo=$(sb_state "$n")/watchdog; ms=$SANDBOX_WATCHDOG_MS
+  timeout=$((ms / 1000)).$(printf '%03d' $((ms % 1000)))
+  rm -f "$fifo.new"
+  mkfifo -m 0600 "$fifo.new"
+  # Read-write: the FIFO always has a writer, so a read never returns EOF (no busy loop when
+  # corrald closes or dies), and corrald's non-blocking open always finds a reader.
+  exec 3<>"$fifo.new"
+  mv -f "$fifo.new" "$fifo"   # the name appears once it is read: sb_watchdog_start waits for it
+  sb_watchdog_log "ready on $fifo (timeout $ms ms), not armed"
+  while true; do
+    status=0
+    # One byte, any byte: with NUL as the delimiter a NUL byte reads as "" (bash drops NULs
+    # otherwise, and a feeder writing "\0", as many do, would never feed).
+    if [ $armed = 0 ]; then
+      IFS= read -r -n 1 -d '' -u 3 byte || status=$?
+    else
+      IFS= read -r -n 1 -d '' -u 3 -t "$timeout" byte || status=$?
+    fi
+    if [ $status != 0 ]; then
+      # Over 128 is the timeout. Any other failure while armed fences too: a watchdog that
+      # cannot watch must not leave the host unguarded.
+      [ $armed = 1 ] || { sb_watchdog_log "cannot read $fifo (status $status); exiting"; exit 1; }
+      [ "$status" -gt 128 ] || sb_watchdog_log "cannot read $fifo (status $status)"
+      sb_watchdog_log "not fed for $ms ms; powering host $n off"
+      kill -USR1 "$init_pid"
+      exit 0
+    fi
+    if [ "$byte" = V ]; then
+      [ $armed = 0 ] || sb_watchdog_log "magic close: disarmed"
+      armed=0
+    elif [ $armed = 0 ]; then
+      armed=1
+      sb_watchdog_log "armed"
+    fi
+  done
+}
+
+sb_watchdog_log() { echo "$(date +%FT%T.%3N) watchdog: $*"; }

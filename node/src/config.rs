@@ -55,6 +55,31 @@ pub struct Args {
     /// Lower bound of the Raft election timeout in milliseconds [default: 300].
     #[arg(long)]
     pub election_timeout_ms: Option<u64>,
+    /// How often this host renews its lease, in milliseconds (not Raft's heartbeat_ms)
+    /// [default: 500].
+    #[arg(long)]
+    pub host_heartbeat_ms: Option<u64>,
+    /// How long a host's lease lasts after its last renewal, in milliseconds; a host that cannot
+    /// renew destroys its VMs before it ends [default: 3000].
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// How long past a lease's end the leader waits before it declares the host dead, for clock
+    /// rates and delays, in milliseconds [default: 1000].
+    #[arg(long)]
+    pub lease_margin_ms: Option<u64>,
+    /// Command the leader runs to fence a dead host (IPMI, Redfish), through `sh -c`
+    /// [default: none].
+    #[arg(long)]
+    pub fence_command: Option<String>,
+    /// After this many milliseconds down, a voter is replaced by a healthy learner
+    /// [default: 30000].
+    #[arg(long)]
+    pub voter_down_ms: Option<u64>,
+    /// Watchdog to arm and feed: /dev/watchdog, or the sandbox host's FIFO. Its timeout (set in
+    /// the driver, e.g. `modprobe softdog soft_margin=2`) must be shorter than lease_ms
+    /// [default: none].
+    #[arg(long)]
+    pub watchdog: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +97,12 @@ struct FileConfig {
     election_timeout_ms: Option<u64>,
     storage_dir: Option<PathBuf>,
     domain_type: Option<String>,
+    host_heartbeat_ms: Option<u64>,
+    lease_ms: Option<u64>,
+    lease_margin_ms: Option<u64>,
+    fence_command: Option<String>,
+    voter_down_ms: Option<u64>,
+    watchdog: Option<PathBuf>,
 }
 
 /// The settings in force, after merging.
@@ -89,11 +120,17 @@ pub struct Config {
     pub election_timeout_ms: u64,
     pub storage_dir: PathBuf,
     pub domain_type: DomainType,
+    /// How often this host renews its lease (ms). Raft's own is `heartbeat_ms`.
     pub host_heartbeat_ms: u64,
+    /// A lease's length after its last renewal (ms).
     pub lease_ms: u64,
+    /// Extra wait past a lease's end before the host is declared dead (ms).
     pub lease_margin_ms: u64,
+    /// Shell command the leader runs to fence a host, if any.
     pub fence_command: Option<String>,
+    /// How long a voter may be down before a learner replaces it (ms).
     pub voter_down_ms: u64,
+    /// The watchdog device or FIFO, if any; its timeout must be shorter than `lease_ms`.
     pub watchdog: Option<PathBuf>,
 }
 
@@ -121,6 +158,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let ha = ha_settings(&args, &file)?;
         let listen = args
             .listen
             .or(file.listen)
@@ -187,14 +225,56 @@ impl Config {
             keep_logs: args.keep_logs.or(file.keep_logs).unwrap_or(200),
             heartbeat_ms,
             election_timeout_ms,
-            host_heartbeat_ms: 500,
-            lease_ms: 3000,
-            lease_margin_ms: 1000,
-            fence_command: None,
-            voter_down_ms: 30_000,
-            watchdog: None,
+            host_heartbeat_ms: ha.host_heartbeat_ms,
+            lease_ms: ha.lease_ms,
+            lease_margin_ms: ha.lease_margin_ms,
+            fence_command: ha.fence_command,
+            voter_down_ms: ha.voter_down_ms,
+            watchdog: args.watchdog.or(file.watchdog),
         })
     }
+}
+
+/// The lease settings, merged and checked together (they only make sense relative to each other).
+struct HaSettings {
+    host_heartbeat_ms: u64,
+    lease_ms: u64,
+    lease_margin_ms: u64,
+    fence_command: Option<String>,
+    voter_down_ms: u64,
+}
+
+fn ha_settings(args: &Args, file: &FileConfig) -> Result<HaSettings, ConfigError> {
+    let invalid = |setting, rule: String| Err(ConfigError::Invalid { setting, rule });
+    let host_heartbeat_ms = args.host_heartbeat_ms.or(file.host_heartbeat_ms).unwrap_or(500);
+    let lease_ms = args.lease_ms.or(file.lease_ms).unwrap_or(3000);
+    let lease_margin_ms = args.lease_margin_ms.or(file.lease_margin_ms).unwrap_or(1000);
+    let voter_down_ms = args.voter_down_ms.or(file.voter_down_ms).unwrap_or(30_000);
+    let fence_command = args.fence_command.clone().or_else(|| file.fence_command.clone());
+    // At least two renewals per lease, so that one lost heartbeat does not cost the lease.
+    if host_heartbeat_ms == 0 || host_heartbeat_ms * 2 >= lease_ms {
+        return invalid(
+            "host_heartbeat_ms",
+            format!("must be more than 0 and less than half of lease_ms ({lease_ms}), got {host_heartbeat_ms}"),
+        );
+    }
+    if lease_margin_ms == 0 {
+        return invalid("lease_margin_ms", "must be more than 0".into());
+    }
+    // A voter is replaced only after its host is certainly dead.
+    if voter_down_ms < lease_ms + lease_margin_ms {
+        return invalid(
+            "voter_down_ms",
+            format!(
+                "must be at least lease_ms + lease_margin_ms ({}), got {voter_down_ms}",
+                lease_ms + lease_margin_ms
+            ),
+        );
+    }
+    if fence_command.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        return invalid("fence_command", "must not be empty (leave it out for none)".into());
+    }
+    Ok(HaSettings { host_heartbeat_ms, lease_ms, lease_margin_ms, fence_command, voter_down_ms })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -242,5 +322,54 @@ mod tests {
         assert_eq!(err.to_string(), "voters: must be 3 or 5 (got 4)");
         let args = Args { name: Some("h".into()), listen: Some("0.0.0.0:7001".parse().unwrap()), ..Default::default() };
         assert!(Config::load(args).unwrap_err().to_string().starts_with("advertise:"));
+    }
+
+    #[test]
+    fn lease_settings_default_and_come_from_the_file_or_flags() {
+        let c = Config::load(Args { name: Some("h".into()), ..Default::default() }).unwrap();
+        assert_eq!((c.host_heartbeat_ms, c.lease_ms, c.lease_margin_ms, c.voter_down_ms), (500, 3000, 1000, 30_000));
+        assert_eq!((c.fence_command, c.watchdog), (None, None));
+        assert_eq!(c.heartbeat_ms, 100, "Raft's heartbeat is a separate setting");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corrald.toml");
+        std::fs::write(
+            &path,
+            "name = \"h\"\nlease_ms = 4000\nhost_heartbeat_ms = 250\nfence_command = \"ipmitool power off\"\n\
+             watchdog = \"/dev/watchdog\"\nvoter_down_ms = 60000\n",
+        )
+        .unwrap();
+        let args = Args { config: Some(path), lease_margin_ms: Some(500), ..Default::default() };
+        let c = Config::load(args).unwrap();
+        assert_eq!((c.host_heartbeat_ms, c.lease_ms, c.lease_margin_ms, c.voter_down_ms), (250, 4000, 500, 60_000));
+        assert_eq!(c.fence_command.as_deref(), Some("ipmitool power off"));
+        assert_eq!(c.watchdog, Some(PathBuf::from("/dev/watchdog")));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/corrald.toml");
+        let c = Config::load(Args { config: Some(example), ..Default::default() }).unwrap();
+        assert_eq!((c.host_heartbeat_ms, c.lease_ms, c.lease_margin_ms, c.voter_down_ms), (500, 3000, 1000, 30_000));
+    }
+
+    #[test]
+    fn lease_settings_are_checked_against_each_other() {
+        let load = |args: Args| Config::load(Args { name: Some("h".into()), ..args }).unwrap_err().to_string();
+        assert_eq!(
+            load(Args { host_heartbeat_ms: Some(1500), ..Default::default() }),
+            "host_heartbeat_ms: must be more than 0 and less than half of lease_ms (3000), got 1500"
+        );
+        assert!(load(Args { host_heartbeat_ms: Some(0), ..Default::default() }).starts_with("host_heartbeat_ms:"));
+        assert!(load(Args { lease_ms: Some(900), ..Default::default() }).starts_with("host_heartbeat_ms:"));
+        assert_eq!(
+            load(Args { lease_margin_ms: Some(0), ..Default::default() }),
+            "lease_margin_ms: must be more than 0"
+        );
+        assert_eq!(
+            load(Args { voter_down_ms: Some(3999), ..Default::default() }),
+            "voter_down_ms: must be at least lease_ms + lease_margin_ms (4000), got 3999"
+        );
+        assert!(load(Args { fence_command: Some(" ".into()), ..Default::default() }).starts_with("fence_command:"));
     }
 }

@@ -471,6 +471,7 @@ impl Node {
 
     /// Stops Raft and flushes the store; the data dir is then consistent for a restart.
     pub async fn shutdown(&self) {
+        self.lease.release(self).await;
         if let Some(p) = self.raft.get() {
             if let Err(e) = p.raft.shutdown().await {
                 tracing::warn!("Raft did not shut down cleanly: {e}");

@@ -4,6 +4,7 @@
 //! a test fails.
 
 pub mod client;
+pub mod monitor;
 pub mod sandbox;
 
 use std::fs::File;

@@ -9,10 +9,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::monitor::Monitor;
 use crate::{bin, corral_at, wait_until, CliOutput};
 
 /// The longest any one wait may take: guests boot under TCG, and CI machines are noisy.
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// How often the double-run monitor polls every host.
+pub const MONITOR_PERIOD: Duration = Duration::from_millis(50);
 
 /// The guest's markers on its serial console (see deploy/sandbox/guest/build.sh).
 pub const GUEST_UP: &str = "CORRAL-GUEST-UP";
@@ -283,27 +287,134 @@ impl Sandbox {
             .collect()
     }
 
-    /// The root-namespace pid of the host's libvirtd: the process named libvirtd in the PID
-    /// namespace of the host's PID 1 (which `lib.sh` records in `hostN/pid1`).
+    /// The root-namespace pid of the host's libvirtd.
     pub fn libvirtd_pid(&self, host: &str) -> Option<u32> {
+        self.host_process(host, "libvirtd")
+    }
+
+    /// The root-namespace pid of the host's corrald.
+    pub fn corrald_pid(&self, host: &str) -> Option<u32> {
+        self.host_process(host, "corrald")
+    }
+
+    /// A live process named `comm` in the PID namespace of the host's PID 1 (which `lib.sh`
+    /// records in `hostN/pid1`): only that host's, never another host's of the same name.
+    fn host_process(&self, host: &str, comm: &str) -> Option<u32> {
         let pid1 = self.pid1(host)?;
         let ns = std::fs::read_link(format!("/proc/{pid1}/ns/pid")).ok()?;
         std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
             std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns)
-                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "libvirtd")
+                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
                 && !is_zombie(*pid)
         })
     }
 
+    /// The host's PID 1 while the host is powered on. `hostN/pid1` holds "pid starttime", as
+    /// `sb_host_pid1` checks it: a pid reused after a power-off is not taken for the host.
     fn pid1(&self, host: &str) -> Option<u32> {
         let f = std::fs::read_to_string(self.state_dir.join(host).join("pid1")).ok()?;
-        f.split_whitespace().next()?.parse().ok()
+        let mut words = f.split_whitespace();
+        let (pid, start) = (words.next()?.parse::<u32>().ok()?, words.next()?);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Field 22 is the start time; fields 3.. follow the command name's closing parenthesis.
+        let started = stat.rsplit_once(')')?.1.split_whitespace().nth(22 - 3)?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let is_ns_init = status.lines().any(|l| l.starts_with("NSpid:") && l.split_whitespace().last() == Some("1"));
+        (started == start && is_ns_init && !is_zombie(pid)).then_some(pid)
+    }
+
+    /// Whether the host is powered on (its PID 1 lives).
+    pub fn is_powered_on(&self, host: &str) -> bool {
+        self.pid1(host).is_some()
+    }
+
+    /// Power loss (kill.sh): the host's libvirtd, QEMUs, corrald and watchdog die at once.
+    pub fn power_off(&self, host: &str) {
+        self.kill(host);
+    }
+
+    /// Powers the host on again (start.sh), also after its watchdog powered it off.
+    pub fn power_on(&self, host: &str) {
+        self.start(host);
+    }
+
+    /// Cuts the host off the network (partition.sh cut: its root-side veth down). Its
+    /// processes run on and still reach each other; the monitor still sees its libvirt
+    /// through the unix socket.
+    pub fn partition(&self, host: &str) {
+        self.script("partition.sh", &[host, "cut"]);
+    }
+
+    /// Ends `partition` (partition.sh heal: the veth up again).
+    pub fn heal(&self, host: &str) {
+        self.script("partition.sh", &[host, "heal"]);
+    }
+
+    /// SIGKILL to the host's corrald only: its QEMUs, libvirtd and watchdog stay, until the
+    /// watchdog, no longer fed, powers the host off.
+    pub fn kill_corrald(&self, host: &str) {
+        let pid = self.corrald_pid(host).unwrap_or_else(|| panic!("{host} has no corrald"));
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+        wait_until(WAIT, &format!("corrald of {host} to be gone"), || match self.corrald_pid(host) {
+            None => Ok(()),
+            Some(p) => Err(format!("pid {p} still there")),
+        });
+    }
+
+    /// SIGSTOP to the host's corrald only: it is frozen with its sockets open, and stops
+    /// feeding the watchdog.
+    pub fn stop_corrald(&self, host: &str) {
+        let pid = self.corrald_pid(host).unwrap_or_else(|| panic!("{host} has no corrald"));
+        signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        wait_until(WAIT, &format!("corrald of {host} to be stopped"), || match process_state(pid) {
+            Some('T') => Ok(()),
+            state => Err(format!("pid {pid} in state {state:?}")),
+        });
+    }
+
+    /// SIGCONT to the host's corrald, if it still exists (the watchdog may have powered the
+    /// host off meanwhile; then there is nothing to continue, and that is no error).
+    pub fn cont_corrald(&self, host: &str) {
+        if let Some(pid) = self.corrald_pid(host) {
+            signal(pid, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+
+    /// The host's watchdog log (`hostN/watchdog.log`), over all its power-ons.
+    pub fn watchdog_log(&self, host: &str) -> String {
+        std::fs::read_to_string(self.state_dir.join(host).join("watchdog.log")).unwrap_or_default()
+    }
+
+    /// Whether the host's watchdog powered it off since the host was last powered on: its log's
+    /// last "ready" (each power-on) or "powering host" line is the latter.
+    pub fn watchdog_fired(&self, host: &str) -> bool {
+        let log = self.watchdog_log(host);
+        let last = log.lines().rev().find(|l| l.contains("watchdog: ready on ") || l.contains("; powering host "));
+        last.is_some_and(|l| l.contains("; powering host "))
+    }
+
+    /// libvirt URIs of every host through its unix socket (`hostN/run/libvirt-sock`, which is
+    /// the host's /run/libvirt): reachable from here whatever happens to the host's network,
+    /// so a partitioned host's domains stay in view.
+    pub fn local_libvirt_uris(&self) -> Vec<(String, String)> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                let socket = self.state_dir.join(&h.name).join("run/libvirt-sock");
+                (h.name.clone(), format!("qemu+unix:///system?socket={}", socket.display()))
+            })
+            .collect()
+    }
+
+    /// Starts the double-run monitor on every host (through `local_libvirt_uris`), every 50 ms.
+    pub fn monitor(&self) -> Monitor {
+        Monitor::start_named(self.local_libvirt_uris(), MONITOR_PERIOD)
     }
 
     /// SIGKILL to the host's libvirtd only: its corrald, virtlogd and QEMUs stay.
     pub fn kill_libvirtd(&self, host: &str) {
         let pid = self.libvirtd_pid(host).unwrap_or_else(|| panic!("{host} has no libvirtd"));
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
         wait_until(WAIT, &format!("libvirtd of {host} to be gone"), || {
             if self.libvirtd_pid(host).is_none() && self.virsh(host, &["version"]).code != 0 {
                 Ok(())
@@ -390,6 +501,16 @@ fn strip_colors(text: &str) -> String {
         }
     }
     out
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// The process's state letter from /proc (R, S, T, Z, ...), if it exists.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 fn is_zombie(pid: u32) -> bool {

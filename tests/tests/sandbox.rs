@@ -27,6 +27,7 @@ fn real_vms_on_sandbox_hosts() {
 
     let mut steps = Steps::default();
     steps.run("a. create g1 and start it on host2", || create_and_start_on_host2(&sb));
+    steps.run("a2. the double-run monitor sees g1 running on host2 alone", || monitor_sees_one_host(&sb));
     steps.run("b. graceful shutdown with a reason", || graceful_shutdown(&sb));
     steps.run("c. start, stop, reboot, suspend, resume", || power_cycle(&sb));
     steps.run("d. live migration host1 -> host3 while it ticks", || live_migration(&sb));
@@ -57,6 +58,23 @@ fn create_and_start_on_host2(sb: &Sandbox) {
     sb.wait_console(VM, GUEST_UP);
     lap("start -> CORRAL-GUEST-UP", t);
     assert!(sb.domains("host2").contains(&(VM.into(), "running".into())), "{:?}", sb.domains("host2"));
+}
+
+/// The double-run monitor (which fault tests run all through) on the three hosts for 40 of
+/// its rounds (about 2 s): it sees every host and g1 on host2 only, and no double run.
+fn monitor_sees_one_host(sb: &Sandbox) {
+    let g1 = sb.vm(VM)["id"].as_str().expect("g1 has an id").to_string();
+    let monitor = sb.monitor();
+    wait_until(WAIT, "40 monitor rounds", || match monitor.rounds() {
+        r if r >= 40 => Ok(()),
+        r => Err(format!("{r} rounds")),
+    });
+    let report = monitor.stop();
+    eprintln!("{report}");
+    assert!(report.rounds > 0 && report.violations.is_empty(), "{report}");
+    assert!(report.per_host_polls.iter().all(|h| h.polls > 0 && h.failures == 0), "{report}");
+    let hosts: Vec<&str> = report.running_seen.get(&g1).into_iter().flatten().map(String::as_str).collect();
+    assert_eq!(hosts, ["host2"], "{report}");
 }
 
 fn graceful_shutdown(sb: &Sandbox) {

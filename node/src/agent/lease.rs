@@ -27,6 +27,8 @@ use crate::node::Node;
 
 pub struct Lease {
     inner: Mutex<Held>,
+    /// Opened by the lease task; disarmed only by a clean stop with no VM running here.
+    watchdog: Mutex<Option<super::watchdog::Watchdog>>,
     length: Duration,
     /// The host fences this long before its lease would end.
     fence_ahead: Duration,
@@ -52,8 +54,42 @@ impl Lease {
                 fenced: HashSet::new(),
                 fenced_unreported: false,
             }),
+            watchdog: Mutex::new(None),
             length,
             fence_ahead: length / 3,
+        }
+    }
+
+    /// A clean stop of corrald. With no cluster VM running here, the watchdog is disarmed
+    /// (magic close). With VMs running it stays armed: once this daemon stops heartbeating,
+    /// the leader restarts the HA VMs elsewhere after the lease, so the watchdog must power this
+    /// host off before that (put a host into maintenance before stopping its corrald).
+    pub async fn release(&self, node: &Node) {
+        let Some(w) = self.watchdog.lock().expect("watchdog").take() else { return };
+        let cluster_vms: HashSet<Uuid> =
+            node.state().map(|s| s.read(|s: &ClusterState| s.vms.keys().copied().collect())).unwrap_or_default();
+        let running = match node.hypervisor.domains().await {
+            Ok(d) => d
+                .iter()
+                .filter(|d| cluster_vms.contains(&d.uuid))
+                .filter(|d| !matches!(d.state, DomainState::Shutoff | DomainState::Crashed))
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>(),
+            Err(e) => vec![format!("(libvirt does not answer: {e})")],
+        };
+        if running.is_empty() {
+            match w.disarm() {
+                Ok(()) => tracing::info!("watchdog disarmed: no VM runs here"),
+                Err(e) => tracing::warn!("could not disarm the watchdog: {e}"),
+            }
+        } else {
+            tracing::warn!(
+                vms = %running.join(", "),
+                "VMs still run here: the watchdog stays armed and powers this host off before the cluster \
+                 restarts them elsewhere"
+            );
+            // Dropped without the magic close: the device keeps counting.
+            drop(w);
         }
     }
 
@@ -101,7 +137,7 @@ pub fn spawn(node: Arc<Node>, me: NodeId, state: StateHandle) {
 
 async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
     let period = Duration::from_millis(node.config.host_heartbeat_ms);
-    let mut watchdog = open_watchdog(&node.config);
+    *node.lease.watchdog.lock().expect("watchdog") = open_watchdog(&node.config);
     loop {
         // Fencing comes first: after a pause (SIGSTOP, a stalled machine) the lease may have
         // ended long ago, and nothing may run here before the next renewal says otherwise.
@@ -124,7 +160,7 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
         if node.lease.fence_due() {
             fenced_ok = fence(&node, &state).await;
         }
-        if let Some(w) = watchdog.as_mut() {
+        if let Some(w) = node.lease.watchdog.lock().expect("watchdog").as_mut() {
             if node.lease.held() || fenced_ok {
                 if let Err(e) = w.feed() {
                     tracing::warn!("cannot feed the watchdog: {e}");
@@ -145,7 +181,7 @@ fn open_watchdog(config: &Config) -> Option<super::watchdog::Watchdog> {
             Some(w)
         }
         Err(e) => {
-            tracing::error!(path = %path.display(), "cannot open the watchdog: {e}");
+            tracing::error!("{e}");
             None
         }
     }
