@@ -228,8 +228,22 @@ impl Node {
     /// On the leader: a host's heartbeat. Acknowledged (renewing the host's lease) only by a
     /// leader in office whose leadership a quorum confirmed within one heartbeat interval, so
     /// a leader cut off from the majority renews nobody's lease, its own host's included.
-    pub fn heartbeat(self: &Arc<Self>, host: NodeId, self_fenced: bool) -> Result<LeaderResponse, ClusterError> {
+    pub fn heartbeat(
+        self: &Arc<Self>,
+        host: NodeId,
+        self_fenced: bool,
+        sent_ms: i64,
+    ) -> Result<LeaderResponse, ClusterError> {
         let parts = self.parts()?;
+        // Hosts' clocks are kept in step (NTP); a heartbeat older than half a lease was held
+        // up in the network and says nothing about the host now.
+        let age = now_ms() - sent_ms;
+        if age > self.config.lease_ms as i64 / 2 {
+            tracing::warn!(host, age_ms = age, "stale heartbeat refused (or this host's clock is behind)");
+            return Err(ClusterError::Unavailable(format!(
+                "the heartbeat is {age} ms old; it is refused (are the hosts' clocks in step?)"
+            )));
+        }
         let fresh = Duration::from_millis(self.config.host_heartbeat_ms);
         let Some(term) = crate::controller::liveness::in_office(&parts.raft, &parts.state, parts.id, fresh) else {
             return Err(ClusterError::Unavailable(

@@ -22,7 +22,9 @@ pub enum LeaderRequest {
     /// A host's heartbeat, sent straight to the leader (never forwarded, never a log entry).
     /// `self_fenced`: the host lost its lease since its last acknowledged heartbeat and
     /// destroyed its VMs.
-    Heartbeat { host: NodeId, self_fenced: bool },
+    /// `sent_ms`: the host's clock when it sent it; a heartbeat held up in the network (TCP
+    /// retransmits after a partition heals) arrives late and is refused as stale.
+    Heartbeat { host: NodeId, self_fenced: bool, sent_ms: i64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -261,32 +261,42 @@ impl Sandbox {
 
     /// `virsh -c URI-of-host ARGS`.
     pub fn virsh(&self, host: &str, args: &[&str]) -> CliOutput {
-        Command::new("virsh")
-            .arg("-c")
-            .arg(&self.host(host).libvirt_uri)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run virsh")
-            .into()
+        virsh_at(&self.host(host).libvirt_uri, args)
     }
 
     /// The domains libvirt on `host` knows, with their states ("running", "shut off", ...),
     /// from `virsh list --all`.
     pub fn domains(&self, host: &str) -> Vec<(String, String)> {
-        let out = self.virsh(host, &["list", "--all"]);
-        assert_eq!(out.code, 0, "virsh list on {host}: {}", out.stderr);
-        out.stdout
-            .lines()
-            .skip(2)
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                let (_id, name) = (words.next()?, words.next()?);
-                Some((name.to_string(), words.collect::<Vec<_>>().join(" ")))
-            })
-            .collect()
+        domain_list(host, self.virsh(host, &["list", "--all"]))
     }
 
+    /// As `domains`, through the host's unix socket: works while the host is cut off the
+    /// network.
+    pub fn domains_local(&self, host: &str) -> Vec<(String, String)> {
+        let uri = self.local_libvirt_uris().into_iter().find(|(h, _)| h == host).expect("a known host").1;
+        domain_list(host, virsh_at(&uri, &["list", "--all"]))
+    }
+}
+
+fn virsh_at(uri: &str, args: &[&str]) -> CliOutput {
+    Command::new("virsh").arg("-c").arg(uri).args(args).stdin(Stdio::null()).output().expect("run virsh").into()
+}
+
+/// Name and state of each domain in `virsh list --all` output.
+fn domain_list(host: &str, out: CliOutput) -> Vec<(String, String)> {
+    assert_eq!(out.code, 0, "virsh list on {host}: {}", out.stderr);
+    out.stdout
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let (_id, name) = (words.next()?, words.next()?);
+            Some((name.to_string(), words.collect::<Vec<_>>().join(" ")))
+        })
+        .collect()
+}
+
+impl Sandbox {
     /// The root-namespace pid of the host's libvirtd.
     pub fn libvirtd_pid(&self, host: &str) -> Option<u32> {
         self.host_process(host, "libvirtd")

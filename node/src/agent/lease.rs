@@ -117,7 +117,11 @@ impl Lease {
         if h.until.is_none_or(|u| u < until) {
             h.until = Some(until);
         }
-        h.fenced_unreported = false;
+    }
+
+    /// The leader has recorded this host as alive again: its self-fencing has been told.
+    fn fence_reported(&self) {
+        self.held_state().fenced_unreported = false;
     }
 
     /// Whether VM `id` was destroyed by self-fencing (and forgets it).
@@ -153,6 +157,11 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
                 let caught_up = tokio::time::timeout(period, wait_applied(&state, index)).await.is_ok();
                 if caught_up {
                     node.lease.renew(sent);
+                    // Said with every heartbeat until the state shows this host alive again:
+                    // a leader change may lose the first "alive again" proposal.
+                    if state.read(|s: &ClusterState| s.hosts.get(&me).is_some_and(|h| h.state.is_alive())) {
+                        node.lease.fence_reported();
+                    }
                 }
             }
             Err(e) => tracing::debug!("heartbeat not acknowledged: {e}"),
@@ -193,8 +202,9 @@ async fn heartbeat(node: &Arc<Node>, me: NodeId, self_fenced: bool, timeout: Dur
     let parts = node.parts().map_err(|e| e.to_string())?;
     let m = parts.raft.metrics().borrow().clone();
     let leader = m.current_leader.ok_or("no leader known")?;
+    let sent_ms = crate::node::now_ms();
     let resp = if leader == me {
-        node.heartbeat(me, self_fenced)
+        node.heartbeat(me, self_fenced, sent_ms)
     } else {
         let address = m
             .membership_config
@@ -202,7 +212,7 @@ async fn heartbeat(node: &Arc<Node>, me: NodeId, self_fenced: bool, timeout: Dur
             .get_node(&leader)
             .map(|n| n.address.clone())
             .ok_or("the leader is not in this node's membership")?;
-        let req = LeaderRequest::Heartbeat { host: me, self_fenced };
+        let req = LeaderRequest::Heartbeat { host: me, self_fenced, sent_ms };
         match tokio::time::timeout(timeout, node.network.forward(&address, &req, MAX_HOPS, timeout)).await {
             Ok(r) => r,
             Err(_) => return Err(format!("the leader at {address} did not answer within {timeout:?}")),

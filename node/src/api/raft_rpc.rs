@@ -44,7 +44,7 @@ impl RaftService for Api {
         let result: ForwardResult = match request {
             // Straight to this node: a heartbeat is answered by the leader it was sent to or
             // refused at once, never handed on or held while an election runs.
-            LeaderRequest::Heartbeat { host, self_fenced } => self.0.heartbeat(host, self_fenced),
+            LeaderRequest::Heartbeat { host, self_fenced, sent_ms } => self.0.heartbeat(host, self_fenced, sent_ms),
             request => self.0.route(request, hops).await,
         };
         reply(&result)

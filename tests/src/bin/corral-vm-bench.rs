@@ -1,9 +1,13 @@
 //! corral-vm-bench: figures for real VMs on the sandbox hosts (deploy/sandbox, needs root):
-//! how long `vm start` takes to reach `up`, and how Corral's live migration compares with a
-//! plain `virsh migrate` of a same-sized domain on the same hosts. It prints medians and
-//! ratios and asserts nothing about them; every loop is bounded in count and in time.
+//! how long `vm start` takes to reach `up`, how Corral's live migration compares with a
+//! plain `virsh migrate` of a same-sized domain on the same hosts, how long an HA VM takes to
+//! be up elsewhere after its host loses power (split into detection, fence wait, placement and
+//! start, from the event log's times), and how long maintenance takes to evacuate a host of 10
+//! running guests. It prints medians and ratios and asserts nothing about them; every loop is
+//! bounded in count and in time.
 //!
-//!   corral-vm-bench [--only start|migrate] [--starts N] [--rounds N]
+//!   corral-vm-bench [--only start|migrate|failover|evacuate] [--starts N] [--rounds N] [--failovers N]
+//!                   [--guests N]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,10 +22,12 @@ struct Opts {
     only: Option<String>,
     starts: usize,
     rounds: usize,
+    failovers: usize,
+    guests: usize,
 }
 
 fn parse_args() -> Opts {
-    let mut o = Opts { only: None, starts: 10, rounds: 5 };
+    let mut o = Opts { only: None, starts: 10, rounds: 5, failovers: 10, guests: 10 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().unwrap_or_else(|| panic!("{name} needs a value"));
@@ -29,6 +35,8 @@ fn parse_args() -> Opts {
             "--only" => o.only = Some(value("--only")),
             "--starts" => o.starts = value("--starts").parse().expect("--starts: a number"),
             "--rounds" => o.rounds = value("--rounds").parse().expect("--rounds: a number"),
+            "--failovers" => o.failovers = value("--failovers").parse().expect("--failovers: a number"),
+            "--guests" => o.guests = value("--guests").parse().expect("--guests: a number"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -55,6 +63,160 @@ fn main() {
     }
     if wants("migrate") {
         migration(&sb, domain_type, opts.rounds);
+    }
+    if wants("failover") {
+        failover(&sb, domain_type, opts.failovers);
+    }
+    if wants("evacuate") {
+        evacuation(&sb, domain_type, opts.guests);
+    }
+}
+
+/// Event times (Unix ms, the leader's clock, which is this machine's) of the first event at
+/// or after `since_ms` whose message starts with each prefix.
+fn event_times(sb: &Sandbox, since_ms: i64, prefixes: &[String]) -> Vec<Option<i64>> {
+    let events: Vec<(i64, String)> = sb
+        .must_ok(&["-o", "json", "events"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| {
+            let t = chrono::DateTime::parse_from_rfc3339(e["time"].as_str()?).ok()?.timestamp_millis();
+            Some((t, e["message"].as_str()?.to_string()))
+        })
+        .collect();
+    prefixes
+        .iter()
+        .map(|p| events.iter().find(|(t, m)| *t >= since_ms && m.starts_with(p.as_str())).map(|(t, _)| *t))
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Power loss (kill.sh) of the host running an HA guest, `runs` times: from the kill to the
+/// guest up on another host, with default settings (heartbeat 500 ms, lease 3 s, margin 1 s).
+fn failover(sb: &Sandbox, domain_type: &str, runs: usize) {
+    let status = sb.must_json(&["cluster", "status"]);
+    let leader = status["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["id"] == status["leader_id"])
+        .and_then(|m| m["name"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let victim = ["host3", "host2"].into_iter().find(|h| *h != leader).expect("a host that does not lead");
+    #[rustfmt::skip]
+    sb.must_json(&["vm", "create", "bench-ha", "--memory", "64M", "--vcpus", "1", "--domain-type", domain_type,
+                   "--ha", "--ha-priority", "high"]);
+    let (mut total, mut detect, mut fence, mut place, mut start) = (vec![], vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        sb.must_json(&["vm", "start", "bench-ha", "--host", victim]);
+        sb.wait_status("bench-ha", "up");
+        let killed_ms = now_ms();
+        let t = Instant::now();
+        sb.kill(victim);
+        let mut next = t;
+        loop {
+            let vm = sb.vm("bench-ha");
+            if vm["status"] == "up" && vm["host"] != victim {
+                break;
+            }
+            assert!(t.elapsed() < WAIT, "bench-ha not up elsewhere after {WAIT:?}: {vm}");
+            next += POLL;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        let seen = t.elapsed();
+        let prefixes = [
+            format!("Host {victim} is not responding"),
+            format!("Host {victim} is down:"),
+            "VM bench-ha is being restarted on host".to_string(),
+            "VM bench-ha was restarted on host".to_string(),
+        ];
+        let times = event_times(sb, killed_ms, &prefixes);
+        let [Some(nr), Some(down), Some(ordered), Some(up)] = times[..] else {
+            panic!("run {}: not every failover event was found: {times:?}", run + 1);
+        };
+        let d = |a: i64, b: i64| Duration::from_millis((b - a).max(0) as u64);
+        println!(
+            "  run {:2}: detection {}, fence wait {}, placement {}, start {} = {} (seen by polling {})",
+            run + 1,
+            ms(d(killed_ms, nr)),
+            ms(d(nr, down)),
+            ms(d(down, ordered)),
+            ms(d(ordered, up)),
+            ms(d(killed_ms, up)),
+            ms(seen)
+        );
+        detect.push(d(killed_ms, nr));
+        fence.push(d(nr, down));
+        place.push(d(down, ordered));
+        start.push(d(ordered, up));
+        total.push(d(killed_ms, up));
+        sb.start(victim);
+        wait_until(WAIT, &format!("{victim} up again"), || {
+            let h = sb.must_json(&["host", "show", victim]);
+            if h["state"] == "up" {
+                Ok(())
+            } else {
+                Err(h["state"].to_string())
+            }
+        });
+        sb.must_json(&["vm", "stop", "bench-ha"]);
+        sb.wait_status("bench-ha", "down");
+    }
+    sb.must_ok(&["vm", "delete", "bench-ha"]);
+    for v in [&mut total, &mut detect, &mut fence, &mut place, &mut start] {
+        v.sort();
+    }
+    let worst = |v: &[Duration]| *v.last().unwrap_or(&Duration::ZERO);
+    println!(
+        "HA failover, power loss of the guest's host, {runs} runs: median {} (worst {}); medians of the parts: \
+         detection {}, fence wait {}, placement {}, start {}",
+        ms(median(&total)),
+        ms(worst(&total)),
+        ms(median(&detect)),
+        ms(median(&fence)),
+        ms(median(&place)),
+        ms(median(&start)),
+    );
+}
+
+/// `host maintenance host1 --wait` with `guests` running guests on host1 (default settings:
+/// 2 migrations at a time per host), then `host activate host1`.
+fn evacuation(sb: &Sandbox, domain_type: &str, guests: usize) {
+    let names: Vec<String> = (0..guests).map(|i| format!("bench-ev{i}")).collect();
+    let priorities = ["low", "medium", "high"];
+    for (i, name) in names.iter().enumerate() {
+        #[rustfmt::skip]
+        sb.must_json(&["vm", "create", name, "--memory", "64M", "--vcpus", "1", "--domain-type", domain_type,
+                       "--ha", "--ha-priority", priorities[i % 3], "--start", "--host", "host1"]);
+    }
+    for name in &names {
+        sb.wait_status(name, "up");
+    }
+    let t = Instant::now();
+    let host = sb.must_json(&["host", "maintenance", "host1", "--wait"]);
+    let took = t.elapsed();
+    assert_eq!(host["state"], "maintenance", "{host}");
+    let mut on = std::collections::BTreeMap::<String, usize>::new();
+    for name in &names {
+        *on.entry(sb.vm(name)["host"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+    }
+    println!(
+        "maintenance evacuation of host1 with {guests} running 64 MiB guests (2 migrations at a time): {} in all, \
+         {} per guest; they went to {on:?}",
+        ms(took),
+        ms(took / guests.max(1) as u32)
+    );
+    sb.must_json(&["host", "activate", "host1"]);
+    for name in &names {
+        sb.must_json(&["vm", "stop", name]);
+    }
+    for name in &names {
+        sb.wait_status(name, "down");
+        sb.must_ok(&["vm", "delete", name]);
     }
 }
 
