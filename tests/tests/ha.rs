@@ -208,3 +208,39 @@ fn affinity_rules_hold_through_failover() {
     let db1 = up_elsewhere(&c, leader, "db1", &victim_name);
     assert_eq!(db1["host"], survivor_name.as_str(), "the enforcing negative group keeps db1 off db2's host");
 }
+
+#[test]
+fn a_voter_that_stays_down_is_replaced_by_a_healthy_learner() {
+    let mut c = Cluster::run(4, &["--voter-down-ms", "5000"]);
+    let leader = c.leader();
+    let roles = |c: &Cluster, node: usize| -> Vec<(String, String)> {
+        let s = c.must_json(node, &["cluster", "status"]);
+        s["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["name"].as_str().unwrap().to_string(), m["role"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let before = roles(&c, leader);
+    let learner = before.iter().find(|(_, r)| r == "learner").expect("4 nodes: one learner").0.clone();
+    let victim = before
+        .iter()
+        .find(|(n, r)| r == "voter" && *n != format!("host{}", leader + 1))
+        .expect("a voter that does not lead")
+        .0
+        .clone();
+    let idx: usize = victim.trim_start_matches("host").parse::<usize>().unwrap() - 1;
+    c.kill(idx);
+    wait_until(Duration::from_secs(40), "the learner promoted in place of the dead voter", || {
+        let now = roles(&c, leader);
+        let role = |name: &str| now.iter().find(|(n, _)| n == name).map(|(_, r)| r.clone());
+        match (role(&learner).as_deref(), role(&victim).as_deref()) {
+            (Some("voter"), Some("learner")) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let ev = events(&c, leader);
+    let want = format!("Voter host {victim} has been down for 5 s; host {learner} became a voter in its place.");
+    assert!(ev.contains(&want), "{ev:#?}");
+}
