@@ -183,39 +183,49 @@ fn failover(sb: &Sandbox, domain_type: &str, runs: usize) {
     );
 }
 
-/// `host maintenance host1 --wait` with `guests` running guests on host1 (default settings:
-/// 2 migrations at a time per host), then `host activate host1`.
+/// `host maintenance host1 --wait` with `guests` running guests on host1, then `host activate
+/// host1`; once with the default of 2 migrations at a time per host, once with 4.
 fn evacuation(sb: &Sandbox, domain_type: &str, guests: usize) {
+    // Sandbox hosts have 2 CPUs each: room for the guests' vCPUs.
+    sb.must_json(&["cluster", "edit", "--cpu-overcommit", "16"]);
     let names: Vec<String> = (0..guests).map(|i| format!("bench-ev{i}")).collect();
     let priorities = ["low", "medium", "high"];
     for (i, name) in names.iter().enumerate() {
         #[rustfmt::skip]
         sb.must_json(&["vm", "create", name, "--memory", "64M", "--vcpus", "1", "--domain-type", domain_type,
-                       "--ha", "--ha-priority", priorities[i % 3], "--start", "--host", "host1"]);
+                       "--ha", "--ha-priority", priorities[i % 3]]);
+    }
+    for per_host in [2u32, 4] {
+        sb.must_json(&["cluster", "edit", "--migrations-per-host", &per_host.to_string()]);
+        for name in &names {
+            sb.must_json(&["vm", "start", name, "--host", "host1"]);
+        }
+        for name in &names {
+            sb.wait_status(name, "up");
+        }
+        let t = Instant::now();
+        let host = sb.must_json(&["host", "maintenance", "host1", "--wait"]);
+        let took = t.elapsed();
+        assert_eq!(host["state"], "maintenance", "{host}");
+        let mut on = std::collections::BTreeMap::<String, usize>::new();
+        for name in &names {
+            *on.entry(sb.vm(name)["host"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        }
+        println!(
+            "maintenance evacuation of host1 with {guests} running 64 MiB guests, {per_host} migrations at a time: \
+             {} in all, {} per guest; they went to {on:?}",
+            ms(took),
+            ms(took / guests.max(1) as u32)
+        );
+        sb.must_json(&["host", "activate", "host1"]);
+        for name in &names {
+            sb.must_json(&["vm", "stop", name]);
+        }
+        for name in &names {
+            sb.wait_status(name, "down");
+        }
     }
     for name in &names {
-        sb.wait_status(name, "up");
-    }
-    let t = Instant::now();
-    let host = sb.must_json(&["host", "maintenance", "host1", "--wait"]);
-    let took = t.elapsed();
-    assert_eq!(host["state"], "maintenance", "{host}");
-    let mut on = std::collections::BTreeMap::<String, usize>::new();
-    for name in &names {
-        *on.entry(sb.vm(name)["host"].as_str().unwrap_or("?").to_string()).or_default() += 1;
-    }
-    println!(
-        "maintenance evacuation of host1 with {guests} running 64 MiB guests (2 migrations at a time): {} in all, \
-         {} per guest; they went to {on:?}",
-        ms(took),
-        ms(took / guests.max(1) as u32)
-    );
-    sb.must_json(&["host", "activate", "host1"]);
-    for name in &names {
-        sb.must_json(&["vm", "stop", name]);
-    }
-    for name in &names {
-        sb.wait_status(name, "down");
         sb.must_ok(&["vm", "delete", name]);
     }
 }
