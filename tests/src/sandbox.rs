@@ -310,13 +310,34 @@ impl Sandbox {
     /// A live process named `comm` in the PID namespace of the host's PID 1 (which `lib.sh`
     /// records in `hostN/pid1`): only that host's, never another host's of the same name.
     fn host_process(&self, host: &str, comm: &str) -> Option<u32> {
+        self.host_process_where(host, |_, c| c == comm)
+    }
+
+    /// A live process in the host's PID namespace for which `pred(pid, comm)` holds.
+    fn host_process_where(&self, host: &str, pred: impl Fn(u32, &str) -> bool) -> Option<u32> {
         let pid1 = self.pid1(host)?;
         let ns = std::fs::read_link(format!("/proc/{pid1}/ns/pid")).ok()?;
         std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
             std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns)
-                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| pred(*pid, c.trim()))
                 && !is_zombie(*pid)
         })
+    }
+
+    /// The QEMU process that runs `vm` on `host` (libvirt names it `-name guest=VM,...`).
+    pub fn qemu_pid(&self, host: &str, vm: &str) -> Option<u32> {
+        let needle = format!("guest={vm},");
+        self.host_process_where(host, |pid, comm| {
+            comm.starts_with("qemu-system")
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(&needle))
+        })
+    }
+
+    /// SIGKILL to the QEMU of `vm` on `host`: the guest dies, its host lives on.
+    pub fn kill_qemu(&self, host: &str, vm: &str) {
+        let pid = self.qemu_pid(host, vm).unwrap_or_else(|| panic!("no QEMU of {vm} on {host}"));
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
     }
 
     /// The host's PID 1 while the host is powered on. `hostN/pid1` holds "pid starttime", as

@@ -46,6 +46,8 @@ fn real_vms_on_sandbox_hosts() {
     steps.run("m. a partitioned host fences itself; HA restarts its VM on the majority side", || {
         fault(&sb, "m", Fault::Partition)
     });
+    steps.run("n. an HA VM whose QEMU dies on a live host is restarted; one that is not HA is not", || qemu_dies(&sb));
+    steps.run("o. a slow migration shows its progress and is cancelled; the VM stays", || cancel_migration(&sb));
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
@@ -512,6 +514,51 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
     assert!(report.violations.is_empty(), "a guest ran on two hosts at once: {report}");
     assert!(report.rounds > 0, "{report}");
     gone(sb, &[&ha, &plain]);
+}
+
+/// SIGKILL to the QEMU of an HA guest and of a guest that is not HA, on a host that lives on.
+fn qemu_dies(sb: &Sandbox) {
+    guest(sb, "qha", Some("medium"), "host2");
+    guest(sb, "qplain", None, "host2");
+    let t = Instant::now();
+    sb.kill_qemu("host2", "qha");
+    sb.kill_qemu("host2", "qplain");
+    sb.wait_event("HA notices", |m| m == "Highly Available VM qha failed. It will be restarted automatically.");
+    let restarted = sb.wait_event("the restart", |m| m.starts_with("VM qha was restarted on host"));
+    lap(&format!("QEMU killed -> {restarted}"), t);
+    assert_eq!(sb.vm("qha")["status"], "up");
+    let plain = sb.wait_status("qplain", "down");
+    assert!(plain["ha_restart"].is_null(), "{plain:#}");
+    let why = plain["stop_reason"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("QEMU process ended"), "{why}");
+    gone(sb, &["qha", "qplain"]);
+}
+
+/// A guest whose migrations are held to 1 MiB/s: `vm show` reports the running migration's
+/// progress, `vm migrate-cancel` aborts it (libvirt's job abort), and the guest keeps running
+/// and ticking on its source.
+fn cancel_migration(sb: &Sandbox) {
+    guest(sb, "slow", None, "host1");
+    sb.wait_console("slow", GUEST_UP);
+    sb.must_json(&["vm", "edit", "slow", "--bandwidth", "1"]);
+    sb.must_json(&["vm", "migrate", "slow", "--to", "host3"]);
+    let moving = sb.wait_vm("slow", "migration progress reported", |v| !v["migration"]["progress"].is_null());
+    let p = &moving["migration"]["progress"];
+    assert!(p["memory_total_mib"].as_u64().unwrap_or(0) > 0, "{moving:#}");
+    eprintln!(
+        "    progress: {}% of {} MiB, {} MiB left",
+        p["percent"], p["memory_total_mib"], p["memory_remaining_mib"]
+    );
+    let t = Instant::now();
+    let cancelling = sb.must_json(&["vm", "migrate-cancel", "slow"]);
+    assert_eq!(cancelling["migration"]["cancelling"], true, "{cancelling:#}");
+    let back = sb.wait_vm("slow", "migration over", |v| v["status"] == "up" && v["migration"].is_null());
+    lap("migrate-cancel -> up on its source", t);
+    assert_eq!(back["host"], "host1", "{back:#}");
+    sb.wait_event("the cancel", |m| m == "Migration of VM slow was cancelled; it keeps running on host host1.");
+    let before = sb.ticks("slow").unwrap_or(0);
+    sb.wait_ticks_above("slow", before);
+    gone(sb, &["slow"]);
 }
 
 fn disk_paths(vm: &Value) -> BTreeSet<String> {
