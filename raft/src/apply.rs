@@ -9,8 +9,7 @@ use crate::command::{Command, NewHost, Op, Outcome, Reply, StartOrder, VmChanges
 use crate::error::ClusterError;
 use crate::model::{
     ClusterInfo, ClusterState, Disk, Event, EventKind, HaSettings, Host, HostFacts, HostState, JoinToken,
-    MigrationPolicy, PowerState, SchedulingPolicy, Vm, VmStatus, DEFAULT_CPU_OVERCOMMIT, MAX_EVENTS,
-    MAX_RECENT_REQUESTS,
+    SchedulingPolicy, Vm, VmStatus, DEFAULT_CPU_OVERCOMMIT, MAX_EVENTS, MAX_RECENT_REQUESTS,
 };
 use crate::typ::{LogId, NodeId, TypeConfig};
 use crate::validate;
@@ -247,36 +246,15 @@ impl ClusterState {
         }
         self.check_new_disks(disks)?;
         let vm = Vm {
-            id,
-            name: spec.name.clone(),
             description: spec.description.clone(),
             comment: spec.comment.clone(),
-            memory_mib: spec.memory_mib,
-            vcpus: spec.vcpus,
             ha: HaSettings { enabled: spec.ha_enabled, priority: spec.ha_priority },
-            ha_restart: None,
-            ha_restarting: false,
             resume_behavior: spec.resume_behavior,
-            migration_job: None,
-            migration_settings: Default::default(),
             disks: disks.iter().map(|d| d.id).collect(),
             nics: spec.nics.clone(),
             domain_type: spec.domain_type,
             boot: spec.boot.clone(),
-            desired: PowerState::Down,
-            status: VmStatus::Down,
-            host: None,
-            epoch: 0,
-            stop_reason: None,
-            shutdown_deadline_ms: None,
-            reboot_pending: false,
-            migrating_to: None,
-            next_run: None,
-            created_ms: now,
-            updated_ms: now,
-            host_tags: Vec::new(),
-            pinned_hosts: Vec::new(),
-            migration: MigrationPolicy::default(),
+            ..Vm::new(id, &spec.name, spec.memory_mib, spec.vcpus, now)
         };
         // With --start, a VM that cannot be placed is not created either: nothing half-done.
         if let Some(order) = start {

@@ -534,6 +534,55 @@ impl NextRun {
 }
 
 impl Vm {
+    /// A new VM, down and on no host, with every optional setting at its default.
+    pub fn new(id: Uuid, name: &str, memory_mib: u64, vcpus: u32, now: i64) -> Vm {
+        Vm {
+            id,
+            name: name.to_string(),
+            description: String::new(),
+            comment: String::new(),
+            memory_mib,
+            vcpus,
+            ha: HaSettings::default(),
+            disks: Vec::new(),
+            nics: Vec::new(),
+            domain_type: None,
+            boot: None,
+            desired: PowerState::Down,
+            status: VmStatus::Down,
+            host: None,
+            epoch: 0,
+            stop_reason: None,
+            shutdown_deadline_ms: None,
+            reboot_pending: false,
+            migrating_to: None,
+            migration_job: None,
+            migration_settings: MigrationOverrides::default(),
+            next_run: None,
+            ha_restart: None,
+            ha_restarting: false,
+            resume_behavior: ResumeBehavior::default(),
+            created_ms: now,
+            updated_ms: now,
+            host_tags: Vec::new(),
+            pinned_hosts: Vec::new(),
+            migration: MigrationPolicy::default(),
+        }
+    }
+
+    /// The VM no longer runs anywhere: down, desired down, holding no host, with no transition
+    /// pending (what an HA restart needs is the caller's to set).
+    pub fn release_host(&mut self) {
+        self.desired = PowerState::Down;
+        self.status = VmStatus::Down;
+        self.host = None;
+        self.migrating_to = None;
+        self.migration_job = None;
+        self.shutdown_deadline_ms = None;
+        self.reboot_pending = false;
+        self.ha_restarting = false;
+    }
+
     /// Makes the next-run configuration the VM's configuration; returns what changed.
     pub fn settle_next_run(&mut self) -> Option<String> {
         let n = self.next_run.take()?;

@@ -162,6 +162,21 @@ impl Sandbox {
         serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}): {}", out.stdout))
     }
 
+    /// The name of the host whose corrald leads now.
+    pub fn leader_name(&self) -> String {
+        let status = self.must_json(&["cluster", "status"]);
+        let members = status["members"].as_array().cloned().unwrap_or_default();
+        let leader = members.iter().find(|m| m["id"] == status["leader_id"]);
+        leader.and_then(|m| m["name"].as_str()).unwrap_or_default().to_string()
+    }
+
+    /// A host that neither leads nor comes first in the CLI's endpoint list (so the CLI's
+    /// calls do not wait on it while it is cut off or powered off).
+    pub fn victim(&self) -> String {
+        let leader = self.leader_name();
+        ["host3", "host2"].into_iter().find(|h| *h != leader).expect("two candidates").to_string()
+    }
+
     pub fn vm(&self, vm: &str) -> Value {
         self.must_json(&["vm", "show", vm])
     }

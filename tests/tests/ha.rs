@@ -25,23 +25,8 @@ fn host_state(c: &Cluster, node: usize, host: &str) -> String {
     h["state"].as_str().unwrap().to_string()
 }
 
-fn wait_vm(c: &Cluster, node: usize, vm: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    wait_until(FAILOVER, &format!("vm {vm}: {what}"), || {
-        let out = c.corral(node, &["-o", "json", "vm", "show", vm]);
-        if out.code != 0 {
-            return Err(out.stderr);
-        }
-        let v = out.json();
-        if cond(&v) {
-            Ok(v)
-        } else {
-            Err(v.to_string())
-        }
-    })
-}
-
 fn up_elsewhere(c: &Cluster, node: usize, vm: &str, not_on: &str) -> Value {
-    wait_vm(c, node, vm, &format!("up, not on {not_on}"), |v| v["status"] == "up" && v["host"] != not_on)
+    c.wait_vm(node, vm, &format!("up, not on {not_on}"), |v| v["status"] == "up" && v["host"] != not_on)
 }
 
 fn start(c: &Cluster, node: usize, vm: &str, memory: &str, ha: Option<&str>, host: &str) {
@@ -76,7 +61,7 @@ fn a_killed_hosts_ha_vms_restart_elsewhere_by_priority_and_the_others_stay_down(
     assert_eq!(high["host"], leader_name.as_str(), "the only host with room");
     assert_eq!(host_state(&c, leader, &victim_name), "down");
 
-    let low = wait_vm(&c, leader, "low", "waiting for capacity", |v| {
+    let low = c.wait_vm(leader, "low", "waiting for capacity", |v| {
         v["status"] == "down" && v["ha_restart"]["attempts"].as_u64().is_some_and(|a| a >= 1)
     });
     let why = low["ha_restart"]["last_error"].as_str().unwrap();

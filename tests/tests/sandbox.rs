@@ -401,21 +401,6 @@ fn wait_host_state(sb: &Sandbox, host: &str, state: &str) {
     });
 }
 
-/// A host that neither leads nor comes first in the CLI's endpoint list (so the CLI's calls
-/// do not wait on it while it is cut off).
-fn victim(sb: &Sandbox) -> String {
-    let status = sb.must_json(&["cluster", "status"]);
-    let leader = status["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["id"] == status["leader_id"])
-        .and_then(|m| m["name"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    ["host3", "host2"].into_iter().find(|h| *h != leader).expect("two candidates").to_string()
-}
-
 /// Three guests on host1, one per priority; `host maintenance --wait` moves them all away
 /// (they keep ticking) and host1 ends in maintenance; `host activate` brings it back.
 fn maintenance(sb: &Sandbox) {
@@ -461,7 +446,7 @@ enum Fault {
 /// up elsewhere, the other one down, the host down; after recovery the host is up again and
 /// the monitor never saw a guest running on two hosts.
 fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
-    let host = victim(sb);
+    let host = sb.victim();
     let (ha, plain) = (format!("ha-{tag}"), format!("plain-{tag}"));
     guest(sb, &ha, Some("high"), &host);
     guest(sb, &plain, None, &host);

@@ -85,14 +85,7 @@ impl ClusterState {
             return;
         }
         let wanted = vm.desired != PowerState::Down;
-        vm.desired = PowerState::Down;
-        vm.status = VmStatus::Down;
-        vm.host = None;
-        vm.migrating_to = None;
-        vm.migration_job = None;
-        vm.shutdown_deadline_ms = None;
-        vm.reboot_pending = false;
-        vm.ha_restarting = false;
+        vm.release_host();
         vm.stop_reason = Some(format!("its host {host_name} went down"));
         let name = vm.name.clone();
         let ha = vm.ha.enabled && wanted;

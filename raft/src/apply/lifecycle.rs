@@ -212,13 +212,7 @@ impl ClusterState {
                 } else {
                     format!("VM {name} went down unexpectedly on host {host_name}: {cause}.")
                 });
-                vm.desired = PowerState::Down;
-                vm.status = VmStatus::Down;
-                vm.host = None;
-                vm.migrating_to = None;
-                vm.migration_job = None;
-                vm.shutdown_deadline_ms = None;
-                vm.reboot_pending = false;
+                vm.release_host();
                 settled = vm.settle_next_run();
             }
             Observed::MigrationDone { to } if known_target && *to != host => {

@@ -44,6 +44,25 @@ fn bootstrapped() -> ClusterState {
     s
 }
 
+/// A bootstrapped cluster of host1..host3 with the given memory each, 2 CPUs each (4 when
+/// `domain_type` is KVM, as the migration tests want), all up.
+fn three_hosts(memory_mib: [u64; 3], cpus: u32, domain_type: crate::model::DomainType) -> ClusterState {
+    let mut s = bootstrapped();
+    let facts = |m| HostFacts { cpus, memory_mib: m, libvirt_uri: "x".into(), domain_type };
+    s.hosts.get_mut(&1).unwrap().facts = facts(memory_mib[0]);
+    for (i, name) in [(1, "host2"), (2, "host3")] {
+        let op = Op::RegisterHost {
+            token_hash: "good".into(),
+            name: name.into(),
+            address: format!("a:{i}"),
+            facts: facts(memory_mib[i]),
+        };
+        assert!(s.apply_command(&cmd(T0, op)).0.is_ok());
+        s.apply_command(&cmd(T0, Op::HostJoined { id: i as u64 + 1, voter: true }));
+    }
+    s
+}
+
 fn create(s: &mut ClusterState, name: &str) -> Reply {
     s.apply_command(&cmd(T0 + 1, Op::CreateVm { id: Uuid::new_v4(), spec: spec(name), disks: vec![], start: None }))
 }

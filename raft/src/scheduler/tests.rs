@@ -1,7 +1,5 @@
 use super::*;
-use crate::model::{
-    ClusterInfo, DomainType, HaSettings, HostFacts, NextRun, PowerState, VmStatus, DEFAULT_CPU_OVERCOMMIT,
-};
+use crate::model::{ClusterInfo, DomainType, HostFacts, PowerState, VmStatus, DEFAULT_CPU_OVERCOMMIT};
 
 /// A cluster of up hosts named by `(name, memory MiB, cpus)`, ids 1, 2, ... in order.
 fn cluster(hosts: &[(&str, u64, u32)]) -> ClusterState {
@@ -45,38 +43,7 @@ fn three() -> ClusterState {
 
 fn add_vm(s: &mut ClusterState, name: &str, memory_mib: u64, vcpus: u32) -> Uuid {
     let id = Uuid::from_u128(s.vms.len() as u128 + 1);
-    let vm = Vm {
-        id,
-        name: name.into(),
-        description: String::new(),
-        comment: String::new(),
-        memory_mib,
-        vcpus,
-        ha: HaSettings::default(),
-        disks: vec![],
-        nics: vec![],
-        domain_type: None,
-        boot: None,
-        desired: PowerState::Down,
-        status: VmStatus::Down,
-        host: None,
-        epoch: 0,
-        stop_reason: None,
-        shutdown_deadline_ms: None,
-        reboot_pending: false,
-        migrating_to: None,
-        next_run: None::<NextRun>,
-        ha_restart: None,
-        ha_restarting: false,
-        resume_behavior: Default::default(),
-        migration_job: None,
-        migration_settings: Default::default(),
-        created_ms: 0,
-        updated_ms: 0,
-        host_tags: vec![],
-        pinned_hosts: vec![],
-        migration: MigrationPolicy::Allow,
-    };
+    let vm = Vm::new(id, name, memory_mib, vcpus, 0);
     s.vm_names.insert(name.into(), id);
     s.vms.insert(id, vm);
     id

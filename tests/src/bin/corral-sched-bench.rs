@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use corral_raft::model::{
-    AffinityGroup, AffinityLabel, ClusterInfo, ClusterState, DomainType, HaSettings, Host, HostFacts, HostState,
-    MigrationPolicy, Polarity, PowerState, SchedulingPolicy, Vm, VmStatus, DEFAULT_CPU_OVERCOMMIT,
+    AffinityGroup, AffinityLabel, ClusterInfo, ClusterState, DomainType, Host, HostFacts, HostState, Polarity,
+    PowerState, SchedulingPolicy, Vm, VmStatus, DEFAULT_CPU_OVERCOMMIT,
 };
 use corral_raft::scheduler::{choose, Purpose, Scheduler};
 use corral_raft::NodeId;
@@ -56,38 +56,13 @@ impl Rng {
 }
 
 fn vm(i: usize, rng: &mut Rng) -> Vm {
-    Vm {
-        id: Uuid::from_u128(i as u128 + 1),
-        name: format!("vm{i}"),
-        description: String::new(),
-        comment: String::new(),
-        memory_mib: 512 * (1 + rng.below(8) as u64),
-        vcpus: 1 + rng.below(4) as u32,
-        ha: HaSettings::default(),
-        disks: vec![],
-        nics: vec![],
-        domain_type: None,
-        boot: None,
-        desired: PowerState::Down,
-        status: VmStatus::Down,
-        host: None,
-        epoch: 0,
-        stop_reason: None,
-        shutdown_deadline_ms: None,
-        reboot_pending: false,
-        migrating_to: None,
-        next_run: None,
-        ha_restart: None,
-        ha_restarting: false,
-        resume_behavior: Default::default(),
-        migration_job: None,
-        migration_settings: Default::default(),
-        created_ms: 0,
-        updated_ms: 0,
-        host_tags: vec![],
-        pinned_hosts: vec![],
-        migration: MigrationPolicy::Allow,
-    }
+    Vm::new(
+        Uuid::from_u128(i as u128 + 1),
+        &format!("vm{i}"),
+        512 * (1 + rng.below(8) as u64),
+        1 + rng.below(4) as u32,
+        0,
+    )
 }
 
 /// Hosts of 64-512 GiB and 16-128 CPUs, a fifth tagged ssd and a tenth gpu; VMs of

@@ -97,16 +97,8 @@ fn now_ms() -> i64 {
 /// Power loss (kill.sh) of the host running an HA guest, `runs` times: from the kill to the
 /// guest up on another host, with default settings (heartbeat 500 ms, lease 3 s, margin 1 s).
 fn failover(sb: &Sandbox, domain_type: &str, runs: usize) {
-    let status = sb.must_json(&["cluster", "status"]);
-    let leader = status["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["id"] == status["leader_id"])
-        .and_then(|m| m["name"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let victim = ["host3", "host2"].into_iter().find(|h| *h != leader).expect("a host that does not lead");
+    let victim = sb.victim();
+    let victim = victim.as_str();
     #[rustfmt::skip]
     sb.must_json(&["vm", "create", "bench-ha", "--memory", "64M", "--vcpus", "1", "--domain-type", domain_type,
                    "--ha", "--ha-priority", "high"]);

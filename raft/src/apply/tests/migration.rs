@@ -4,22 +4,8 @@ use super::*;
 use crate::command::{MigrationSettingsChange, StartOrder};
 use crate::model::{DomainType, HostState, MigrationProgress, Observed, VmStatus};
 
-/// Three KVM hosts with the given memory each.
 fn hosts(memory_mib: [u64; 3]) -> ClusterState {
-    let mut s = bootstrapped();
-    let facts = |m| HostFacts { cpus: 4, memory_mib: m, libvirt_uri: "x".into(), domain_type: DomainType::Kvm };
-    s.hosts.get_mut(&1).unwrap().facts = facts(memory_mib[0]);
-    for (i, name) in [(1, "host2"), (2, "host3")] {
-        let op = Op::RegisterHost {
-            token_hash: "good".into(),
-            name: name.into(),
-            address: format!("a:{i}"),
-            facts: facts(memory_mib[i]),
-        };
-        assert!(s.apply_command(&cmd(T0, op)).0.is_ok());
-        s.apply_command(&cmd(T0, Op::HostJoined { id: i as u64 + 1, voter: true }));
-    }
-    s
+    super::three_hosts(memory_mib, 4, DomainType::Kvm)
 }
 
 fn at(s: &mut ClusterState, ms: i64, op: Op) -> Outcome {
