@@ -229,3 +229,35 @@ fn a_voter_that_stays_down_is_replaced_by_a_healthy_learner() {
     let want = format!("Voter host {victim} has been down for 5 s; host {learner} became a voter in its place.");
     assert!(ev.contains(&want), "{ev:#?}");
 }
+
+#[test]
+fn a_fence_agent_lets_the_leader_declare_a_silent_host_down_sooner() {
+    // The "fence agent" here records whom it was asked to power off and succeeds; in
+    // production it is an IPMI or Redfish call.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fenced");
+    let command = format!("echo \"$CORRAL_FENCE_HOST $CORRAL_FENCE_ADDRESS\" >> {}", log.display());
+    let mut c = Cluster::run(3, &["--fence-command", &command]);
+    let leader = c.leader();
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let victim_name = format!("host{}", victim + 1);
+    start(&c, leader, "web", "256M", Some("medium"), &victim_name);
+
+    let killed = Instant::now();
+    c.kill(victim);
+    up_elsewhere(&c, leader, "web", &victim_name);
+    let took = killed.elapsed();
+    println!("HA VM up elsewhere {:.2} s after the kill, with a fence agent", took.as_secs_f64());
+    let fenced = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        fenced.starts_with(&format!("{victim_name} 127.0.0.1:")),
+        "the agent was run for {victim_name}: {fenced:?}"
+    );
+    let ev = events(&c, leader);
+    assert!(
+        ev.iter().any(|m| m == &format!("The fence agent was run for host {victim_name}: it succeeded.")),
+        "{ev:#?}"
+    );
+    let down = format!("Host {victim_name} is down: the fence agent powered it off after");
+    assert!(ev.iter().any(|m| m.starts_with(&down)), "{ev:#?}");
+}

@@ -436,6 +436,27 @@ mod tests {
     }
 
     #[test]
+    fn migration_progress_is_drawn_as_a_bar() {
+        let mut vm = proto::Vm { status: "migrating".into(), ..Default::default() };
+        vm.migration = Some(proto::MigrationJob::default());
+        assert_eq!(progress_line(&vm), "queued on its host, waiting for a free migration slot");
+        vm.migration = Some(proto::MigrationJob {
+            progress: Some(proto::MigrationProgress {
+                percent: 40,
+                memory_total_mib: 1024,
+                memory_remaining_mib: 614,
+                iteration: 2,
+                elapsed_ms: 900,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(progress_line(&vm), "[############------------------]  40%  614 MiB of 1 GiB left, pass 2");
+        vm.migration.as_mut().unwrap().cancel = true;
+        vm.migration.as_mut().unwrap().progress = None;
+        assert_eq!(progress_line(&vm), "cancelling...");
+    }
+
+    #[test]
     fn vm_table_shows_disks_nics_and_lifecycle_fields() {
         let vm = proto::Vm {
             name: "web1".into(),
