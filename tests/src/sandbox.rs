@@ -37,6 +37,9 @@ pub struct Sandbox {
     pub hosts: Vec<SandboxHost>,
     repo: PathBuf,
     state_dir: PathBuf,
+    /// Hosts a fault made unreachable (powered off, cut off, corrald killed or frozen): the
+    /// CLI tries them last, so it does not wait on them first.
+    unreachable: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Whether this process runs as root (effective uid 0), from /proc: the sandbox makes
@@ -60,7 +63,7 @@ impl Sandbox {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace dir").to_path_buf();
         let state_dir =
             PathBuf::from(std::env::var("CORRAL_SANDBOX_DIR").unwrap_or_else(|_| "/var/tmp/corral-sandbox".into()));
-        let mut sb = Sandbox { hosts: Vec::new(), repo, state_dir };
+        let mut sb = Sandbox { hosts: Vec::new(), repo, state_dir, unreachable: Default::default() };
         sb.script("deps.sh", &[]);
         sb.script("guest/build.sh", &[]);
         sb.script("down.sh", &[]);
@@ -126,9 +129,23 @@ impl Sandbox {
         self.hosts.iter().find(|h| h.name == name).unwrap_or_else(|| panic!("no sandbox host {name}"))
     }
 
-    /// Every host's endpoint, comma-separated: the CLI tries them in order.
+    /// Every host's endpoint, comma-separated: the CLI tries them in order, hosts a fault
+    /// made unreachable last.
     pub fn endpoints(&self) -> String {
-        self.hosts.iter().map(|h| h.endpoint.as_str()).collect::<Vec<_>>().join(",")
+        let unreachable = self.unreachable.lock().expect("unreachable set");
+        let (mut ok, mut not): (Vec<&SandboxHost>, Vec<&SandboxHost>) =
+            self.hosts.iter().partition(|h| !unreachable.contains(&h.name));
+        ok.append(&mut not);
+        ok.iter().map(|h| h.endpoint.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    fn reachable(&self, host: &str, yes: bool) {
+        let mut unreachable = self.unreachable.lock().expect("unreachable set");
+        if yes {
+            unreachable.remove(host);
+        } else {
+            unreachable.insert(host.to_string());
+        }
     }
 
     /// Runs the CLI against the cluster (any host that answers, host1 first).
@@ -170,8 +187,7 @@ impl Sandbox {
         leader.and_then(|m| m["name"].as_str()).unwrap_or_default().to_string()
     }
 
-    /// A host that neither leads nor comes first in the CLI's endpoint list (so the CLI's
-    /// calls do not wait on it while it is cut off or powered off).
+    /// A host that does not lead (host3 or host2).
     pub fn victim(&self) -> String {
         let leader = self.leader_name();
         ["host3", "host2"].into_iter().find(|h| *h != leader).expect("two candidates").to_string()
@@ -266,11 +282,13 @@ impl Sandbox {
 
     /// Power loss of a host: its libvirtd, QEMUs and corrald die at once.
     pub fn kill(&self, host: &str) {
+        self.reachable(host, false);
         self.script("kill.sh", &[host]);
     }
 
     /// Powers a killed host on again (same address, libvirt config and corrald data).
     pub fn start(&self, host: &str) {
+        self.reachable(host, true);
         self.script("start.sh", &[host]);
     }
 
@@ -388,17 +406,20 @@ impl Sandbox {
     /// processes run on and still reach each other; the monitor still sees its libvirt
     /// through the unix socket.
     pub fn partition(&self, host: &str) {
+        self.reachable(host, false);
         self.script("partition.sh", &[host, "cut"]);
     }
 
     /// Ends `partition` (partition.sh heal: the veth up again).
     pub fn heal(&self, host: &str) {
+        self.reachable(host, true);
         self.script("partition.sh", &[host, "heal"]);
     }
 
     /// SIGKILL to the host's corrald only: its QEMUs, libvirtd and watchdog stay, until the
     /// watchdog, no longer fed, powers the host off.
     pub fn kill_corrald(&self, host: &str) {
+        self.reachable(host, false);
         let pid = self.corrald_pid(host).unwrap_or_else(|| panic!("{host} has no corrald"));
         signal(pid, nix::sys::signal::Signal::SIGKILL);
         wait_until(WAIT, &format!("corrald of {host} to be gone"), || match self.corrald_pid(host) {
@@ -410,6 +431,7 @@ impl Sandbox {
     /// SIGSTOP to the host's corrald only: it is frozen with its sockets open, and stops
     /// feeding the watchdog.
     pub fn stop_corrald(&self, host: &str) {
+        self.reachable(host, false);
         let pid = self.corrald_pid(host).unwrap_or_else(|| panic!("{host} has no corrald"));
         signal(pid, nix::sys::signal::Signal::SIGSTOP);
         wait_until(WAIT, &format!("corrald of {host} to be stopped"), || match process_state(pid) {

@@ -48,6 +48,9 @@ fn real_vms_on_sandbox_hosts() {
     });
     steps.run("n. an HA VM whose QEMU dies on a live host is restarted; one that is not HA is not", || qemu_dies(&sb));
     steps.run("o. a slow migration shows its progress and is cancelled; the VM stays", || cancel_migration(&sb));
+    steps.run("p. the leader's own host is cut off: a new leader restarts its HA VM after a full lease", || {
+        fault(&sb, "p", Fault::PartitionLeader)
+    });
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
@@ -439,6 +442,9 @@ enum Fault {
     KillCorrald,
     StopCorrald,
     Partition,
+    /// The leader's own host cut off: the majority elects another leader, which knows no
+    /// heartbeat times and waits a full lease (+ margin) before declaring anyone down.
+    PartitionLeader,
 }
 
 /// One fault on a host that runs an HA guest and a guest that is not HA, with the double-run
@@ -446,21 +452,23 @@ enum Fault {
 /// up elsewhere, the other one down, the host down; after recovery the host is up again and
 /// the monitor never saw a guest running on two hosts.
 fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
-    let host = sb.victim();
+    let host = if fault == Fault::PartitionLeader { sb.leader_name() } else { sb.victim() };
     let (ha, plain) = (format!("ha-{tag}"), format!("plain-{tag}"));
     guest(sb, &ha, Some("high"), &host);
     guest(sb, &plain, None, &host);
     let monitor = sb.monitor();
     wait_until(WAIT, "the monitor to poll", || if monitor.rounds() >= 5 { Ok(()) } else { Err("not yet".into()) });
     let t = Instant::now();
+    let fault_ms = chrono::Utc::now().timestamp_millis();
     match fault {
         Fault::PowerLoss => sb.power_off(&host),
         Fault::KillCorrald => sb.kill_corrald(&host),
         Fault::StopCorrald => sb.stop_corrald(&host),
-        Fault::Partition => sb.partition(&host),
+        Fault::Partition | Fault::PartitionLeader => sb.partition(&host),
     }
     let moved = sb.wait_vm(&ha, "up on another host", |v| v["status"] == "up" && v["host"] != host.as_str());
     lap(&format!("{fault:?} of {host} -> {ha} up on {}", moved["host"]), t);
+    timeline(sb, fault_ms);
     assert_eq!(host_state(sb, &host), "down");
     let plain_vm = sb.wait_status(&plain, "down");
     assert!(plain_vm["ha_restart"].is_null(), "{plain_vm:#}");
@@ -469,7 +477,7 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
         Fault::KillCorrald | Fault::StopCorrald => {
             assert!(sb.watchdog_fired(&host), "the watchdog powered {host} off: {}", sb.watchdog_log(&host));
         }
-        Fault::Partition => {
+        Fault::Partition | Fault::PartitionLeader => {
             // Cut off but alive: it stopped its guests itself, before its lease ended.
             assert!(!sb.watchdog_fired(&host), "{}", sb.watchdog_log(&host));
             let running: Vec<_> = sb.domains_local(&host).into_iter().filter(|(_, s)| s == "running").collect();
@@ -478,7 +486,7 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
     }
     let t = Instant::now();
     match fault {
-        Fault::Partition => sb.heal(&host),
+        Fault::Partition | Fault::PartitionLeader => sb.heal(&host),
         Fault::StopCorrald => {
             sb.cont_corrald(&host);
             sb.power_on(&host);
@@ -487,7 +495,7 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
     }
     wait_host_state(sb, &host, "up");
     lap(&format!("{host} back -> up"), t);
-    if fault == Fault::Partition {
+    if matches!(fault, Fault::Partition | Fault::PartitionLeader) {
         sb.wait_event("the healed host says it fenced itself", |m| {
             m.starts_with(&format!("Host {host} answers again")) && m.ends_with("stopped its VMs itself.")
         });
@@ -544,6 +552,18 @@ fn cancel_migration(sb: &Sandbox) {
     let before = sb.ticks("slow").unwrap_or(0);
     sb.wait_ticks_above("slow", before);
     gone(sb, &["slow"]);
+}
+
+/// The events since `since_ms`, each with its time after it, for the test's log.
+fn timeline(sb: &Sandbox, since_ms: i64) {
+    for line in sb.must_ok(&["-o", "json", "events"]).lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
+        let Some(t) = e["time"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else { continue };
+        let after = t.timestamp_millis() - since_ms;
+        if after >= 0 {
+            eprintln!("      +{:.2} s  {}", after as f64 / 1000.0, e["message"].as_str().unwrap_or_default());
+        }
+    }
 }
 
 fn disk_paths(vm: &Value) -> BTreeSet<String> {
