@@ -509,10 +509,14 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
     gone(sb, &[&ha, &plain]);
 }
 
-/// SIGKILL to the QEMU of an HA guest and of a guest that is not HA, on a host that lives on.
+/// SIGKILL to the QEMU of an HA guest and of a guest that is not HA, on a host that lives on;
+/// and an HA guest that shuts itself down cleanly (ACPI sent behind Corral's back, with virsh):
+/// oVirt's rule, only the one that died is restarted.
 fn qemu_dies(sb: &Sandbox) {
     guest(sb, "qha", Some("medium"), "host2");
     guest(sb, "qplain", None, "host2");
+    guest(sb, "qclean", Some("high"), "host2");
+    sb.wait_console("qclean", GUEST_UP);
     let t = Instant::now();
     sb.kill_qemu("host2", "qha");
     sb.kill_qemu("host2", "qplain");
@@ -524,7 +528,14 @@ fn qemu_dies(sb: &Sandbox) {
     assert!(plain["ha_restart"].is_null(), "{plain:#}");
     let why = plain["stop_reason"].as_str().unwrap_or_default().to_string();
     assert!(why.contains("QEMU process ended"), "{why}");
-    gone(sb, &["qha", "qplain"]);
+
+    let out = sb.virsh("host2", &["shutdown", "qclean"]);
+    assert_eq!(out.code, 0, "virsh shutdown: {}", out.stderr);
+    let clean = sb.wait_status("qclean", "down");
+    assert_eq!(clean["stop_reason"], "it was shut down from inside the guest", "{clean:#}");
+    assert!(clean["ha_restart"].is_null(), "a clean shutdown from inside is on purpose: {clean:#}");
+    assert!(!sb.events().iter().any(|m| m.starts_with("Highly Available VM qclean failed")));
+    gone(sb, &["qha", "qplain", "qclean"]);
 }
 
 /// A guest whose migrations are held to 1 MiB/s: `vm show` reports the running migration's
