@@ -2,7 +2,8 @@
 # The demo behind `make demo`: a 3-node Corral cluster on this machine, each node on libvirt's
 # in-process test hypervisor (test:///default), in a temp dir that is removed at the end.
 # It bootstraps, joins, creates and edits VMs, kills the leader with SIGKILL, and shows that a
-# new leader took over with every VM intact. Usage: deploy/demo.sh [BIN_DIR]
+# new leader took over with every VM intact; then kills the host of an HA VM and shows the VM
+# restarted elsewhere. Usage: deploy/demo.sh [BIN_DIR]
 set -euo pipefail
 
 bin=$(cd "${1:-target/debug}" && pwd)
@@ -91,5 +92,19 @@ for _ in $(seq 1 100); do
 done
 show --endpoint "$(addr "$old")" --stale vm list
 show --endpoint "$(addr "$old")" events
+
+step "High availability: killing host2, which runs the HA VM web1"
+kill -9 "${pid[2]}"; wait "${pid[2]}" 2>/dev/null || true; unset "pid[2]"
+alive="$(addr 1),$(addr 3)"
+t0=$(date +%s%N)
+for _ in $(seq 1 300); do
+  "$corral_bin" --endpoint "$alive" -o json vm show web1 2>/dev/null | grep -q '"status": *"up"' &&
+    ! "$corral_bin" --endpoint "$alive" -o json vm show web1 2>/dev/null | grep -q '"host": *"host2"' && break
+  sleep 0.1
+done
+echo "web1 is up again after $(( ($(date +%s%N) - t0) / 1000000 )) ms (its host's 3 s lease had to end first)"
+show --endpoint "$alive" vm list
+show --endpoint "$alive" host list
+"$corral_bin" --endpoint "$alive" events | tail -n 8
 
 step "Done; stopping the nodes and removing $work"

@@ -261,3 +261,35 @@ fn a_fence_agent_lets_the_leader_declare_a_silent_host_down_sooner() {
     let down = format!("Host {victim_name} is down: the fence agent powered it off after");
     assert!(ev.iter().any(|m| m.starts_with(&down)), "{ev:#?}");
 }
+
+#[test]
+fn a_leader_election_does_not_make_other_hosts_fence_themselves() {
+    let mut c = Cluster::run(3, &[]);
+    for round in 0..3 {
+        let leader = c.leader();
+        let other = (0..3).find(|i| *i != leader).unwrap();
+        let host = format!("host{}", other + 1);
+        let vm = format!("steady{round}");
+        start(&c, leader, &vm, "128M", Some("medium"), &host);
+        c.kill(leader);
+        let next = c.leader();
+        // The dead leader's host is declared down a full lease + margin after the new leader
+        // took office: by then a host that had missed its renewals would have fenced itself.
+        let dead = format!("host{}", leader + 1);
+        wait_until(FAILOVER, "the dead leader's host declared down", || match host_state(&c, next, &dead).as_str() {
+            "down" => Ok(()),
+            s => Err(s.to_string()),
+        });
+        let ev = events(&c, next);
+        assert!(!ev.iter().any(|m| m.contains("lost its lease")), "round {round}: {ev:#?}");
+        let now = c.must_json(next, &["vm", "show", &vm]);
+        assert_eq!((now["status"].as_str(), now["host"].as_str()), (Some("up"), Some(host.as_str())), "{now}");
+        c.restart(leader);
+        wait_until(FAILOVER, "the old leader's host up again", || {
+            match host_state(&c, next, &format!("host{}", leader + 1)).as_str() {
+                "up" => Ok(()),
+                s => Err(s.to_string()),
+            }
+        });
+    }
+}

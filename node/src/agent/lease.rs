@@ -25,6 +25,9 @@ use super::libvirt::DomainState;
 use crate::config::Config;
 use crate::node::Node;
 
+/// How soon an unacknowledged heartbeat is sent again.
+const RETRY: Duration = Duration::from_millis(100);
+
 pub struct Lease {
     inner: Mutex<Held>,
     /// Opened by the lease task; disarmed only by a clean stop with no VM running here.
@@ -56,7 +59,10 @@ impl Lease {
             }),
             watchdog: Mutex::new(None),
             length,
-            fence_ahead: length / 3,
+            // Destroying VMs takes a fraction of a second (they are destroyed side by side),
+            // and the leader waits a margin on top of the lease: half a second ahead leaves a
+            // host 2.5 s (default lease) to renew, enough to ride out a leader election.
+            fence_ahead: (length / 6).max(Duration::from_millis(200)),
         }
     }
 
@@ -151,6 +157,7 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
         }
         let sent = Instant::now();
         let self_fenced = node.lease.held_state().fenced_unreported;
+        let mut next = sent + period;
         match heartbeat(&node, me, self_fenced, period).await {
             Ok(index) => {
                 // Use the renewal only with a state as new as the leader's when it granted it.
@@ -164,7 +171,13 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
                     }
                 }
             }
-            Err(e) => tracing::debug!("heartbeat not acknowledged: {e}"),
+            Err(e) => {
+                // Not acknowledged (the leader died, an election runs, the leader is not in
+                // office yet): tried again soon, so the lease is renewed as soon as a leader
+                // can renew it.
+                tracing::debug!("heartbeat not acknowledged: {e}");
+                next = sent + RETRY;
+            }
         }
         if node.lease.fence_due() {
             fenced_ok = fence(&node, &state).await;
@@ -178,7 +191,7 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
                 tracing::error!("no lease and the VMs could not be fenced: the watchdog is not fed");
             }
         }
-        tokio::time::sleep_until((sent + period).into()).await;
+        tokio::time::sleep_until(next.into()).await;
     }
 }
 
@@ -244,13 +257,18 @@ async fn fence(node: &Arc<Node>, state: &StateHandle) -> bool {
         }
     };
     let cluster_vms: HashSet<Uuid> = state.read(|s: &ClusterState| s.vms.keys().copied().collect());
-    let mut ok = true;
-    for d in domains.iter().filter(|d| cluster_vms.contains(&d.uuid)) {
-        if matches!(d.state, DomainState::Shutoff | DomainState::Crashed) {
-            continue;
-        }
+    let running = domains
+        .iter()
+        .filter(|d| cluster_vms.contains(&d.uuid))
+        .filter(|d| !matches!(d.state, DomainState::Shutoff | DomainState::Crashed));
+    // All at once: the time left before the lease ends must not grow with the VM count.
+    let destroys = running.map(|d| async move {
         tracing::error!(vm = %d.name, "lease lost: destroying the VM (self-fencing)");
-        match node.hypervisor.destroy(d.uuid).await {
+        (d, node.hypervisor.destroy(d.uuid).await)
+    });
+    let mut ok = true;
+    for (d, result) in futures::future::join_all(destroys).await {
+        match result {
             Ok(()) => {
                 let mut h = node.lease.held_state();
                 h.fenced.insert(d.uuid);
