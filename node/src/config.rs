@@ -75,6 +75,11 @@ pub struct Args {
     /// [default: 30000].
     #[arg(long)]
     pub voter_down_ms: Option<u64>,
+    /// The watchdog's timeout in milliseconds, as its driver is set (corrald cannot set it):
+    /// corrald feeds it only while a freeze from then on would power the host off before the
+    /// leader may declare it down [default: 2000].
+    #[arg(long)]
+    pub watchdog_timeout_ms: Option<u64>,
     /// Watchdog to arm and feed: /dev/watchdog, or the sandbox host's FIFO. Its timeout (set in
     /// the driver, e.g. `modprobe softdog soft_margin=2`) must be shorter than lease_ms
     /// [default: none].
@@ -102,6 +107,7 @@ struct FileConfig {
     lease_margin_ms: Option<u64>,
     fence_command: Option<String>,
     voter_down_ms: Option<u64>,
+    watchdog_timeout_ms: Option<u64>,
     watchdog: Option<PathBuf>,
 }
 
@@ -130,6 +136,7 @@ pub struct Config {
     pub fence_command: Option<String>,
     /// How long a voter may be down before a learner replaces it (ms).
     pub voter_down_ms: u64,
+    pub watchdog_timeout_ms: u64,
     /// The watchdog device or FIFO, if any; its timeout must be shorter than `lease_ms`.
     pub watchdog: Option<PathBuf>,
 }
@@ -230,6 +237,7 @@ impl Config {
             lease_margin_ms: ha.lease_margin_ms,
             fence_command: ha.fence_command,
             voter_down_ms: ha.voter_down_ms,
+            watchdog_timeout_ms: ha.watchdog_timeout_ms,
             watchdog: args.watchdog.or(file.watchdog),
         })
     }
@@ -242,6 +250,7 @@ struct HaSettings {
     lease_margin_ms: u64,
     fence_command: Option<String>,
     voter_down_ms: u64,
+    watchdog_timeout_ms: u64,
 }
 
 fn ha_settings(args: &Args, file: &FileConfig) -> Result<HaSettings, ConfigError> {
@@ -251,6 +260,7 @@ fn ha_settings(args: &Args, file: &FileConfig) -> Result<HaSettings, ConfigError
     let lease_margin_ms = args.lease_margin_ms.or(file.lease_margin_ms).unwrap_or(1000);
     let voter_down_ms = args.voter_down_ms.or(file.voter_down_ms).unwrap_or(30_000);
     let fence_command = args.fence_command.clone().or_else(|| file.fence_command.clone());
+    let watchdog_timeout_ms = args.watchdog_timeout_ms.or(file.watchdog_timeout_ms).unwrap_or(2000);
     // At least two renewals per lease, so that one lost heartbeat does not cost the lease.
     if host_heartbeat_ms == 0 || host_heartbeat_ms * 2 >= lease_ms {
         return invalid(
@@ -258,8 +268,26 @@ fn ha_settings(args: &Args, file: &FileConfig) -> Result<HaSettings, ConfigError
             format!("must be more than 0 and less than half of lease_ms ({lease_ms}), got {host_heartbeat_ms}"),
         );
     }
-    if lease_margin_ms == 0 {
-        return invalid("lease_margin_ms", "must be more than 0".into());
+    // A deposed leader may still acknowledge heartbeats for about one heartbeat interval after
+    // its last quorum contact; the margin covers that, and clock rates on top.
+    if lease_margin_ms < host_heartbeat_ms {
+        return invalid(
+            "lease_margin_ms",
+            format!("must be at least host_heartbeat_ms ({host_heartbeat_ms}), got {lease_margin_ms}"),
+        );
+    }
+    // A freshly renewed lease must leave room to feed the watchdog (see lease.rs).
+    if watchdog_timeout_ms == 0
+        || watchdog_timeout_ms.saturating_sub(lease_margin_ms) + 2 * host_heartbeat_ms > lease_ms
+    {
+        return invalid(
+            "watchdog_timeout_ms",
+            format!(
+                "must be more than 0 and at most lease_ms - 2 x host_heartbeat_ms + lease_margin_ms ({}), got \
+                 {watchdog_timeout_ms}",
+                (lease_ms + lease_margin_ms).saturating_sub(2 * host_heartbeat_ms)
+            ),
+        );
     }
     // A voter is replaced only after its host is certainly dead.
     if voter_down_ms < lease_ms + lease_margin_ms {
@@ -274,7 +302,7 @@ fn ha_settings(args: &Args, file: &FileConfig) -> Result<HaSettings, ConfigError
     if fence_command.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return invalid("fence_command", "must not be empty (leave it out for none)".into());
     }
-    Ok(HaSettings { host_heartbeat_ms, lease_ms, lease_margin_ms, fence_command, voter_down_ms })
+    Ok(HaSettings { host_heartbeat_ms, lease_ms, lease_margin_ms, fence_command, voter_down_ms, watchdog_timeout_ms })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -364,7 +392,12 @@ mod tests {
         assert!(load(Args { lease_ms: Some(900), ..Default::default() }).starts_with("host_heartbeat_ms:"));
         assert_eq!(
             load(Args { lease_margin_ms: Some(0), ..Default::default() }),
-            "lease_margin_ms: must be more than 0"
+            "lease_margin_ms: must be at least host_heartbeat_ms (500), got 0"
+        );
+        assert_eq!(
+            load(Args { watchdog_timeout_ms: Some(3100), ..Default::default() }),
+            "watchdog_timeout_ms: must be more than 0 and at most lease_ms - 2 x host_heartbeat_ms + lease_margin_ms \
+             (3000), got 3100"
         );
         assert_eq!(
             load(Args { voter_down_ms: Some(3999), ..Default::default() }),

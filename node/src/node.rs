@@ -254,8 +254,11 @@ impl Node {
             .state
             .read(|s| s.hosts.get(&host).map(|h| h.state.is_alive() || h.state == HostState::Joining))
             .ok_or_else(|| ClusterError::NotFound(format!("host {host} is not a member of this cluster")))?;
+        let revive = self.liveness.heartbeat(term, host, !alive || self_fenced)?;
+        // Read after the heartbeat was recorded: a `down` committed before is in this index,
+        // and one decided after it would have had to see this heartbeat first.
         let index = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
-        if self.liveness.heartbeat(term, host, !alive || self_fenced)? {
+        if revive {
             let node = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = node.propose_as_leader(Op::HostAlive { id: host, self_fenced }).await {

@@ -263,6 +263,12 @@ pub struct Vm {
     /// Started by HA and not yet reported up (its "up" event says it was restarted).
     #[serde(default)]
     pub ha_restarting: bool,
+    /// When HA last started it, and how many times in a row it failed soon after: a VM that
+    /// keeps crashing waits longer and longer before each restart.
+    #[serde(default)]
+    pub ha_restarted_ms: Option<i64>,
+    #[serde(default)]
+    pub ha_failures: u32,
     /// What to do when the hypervisor pauses the VM on a storage I/O error.
     #[serde(default)]
     pub resume_behavior: ResumeBehavior,
@@ -468,6 +474,9 @@ pub struct HaRestart {
     pub last_error: Option<String>,
 }
 
+/// An HA-restarted VM that runs this long is stable again: its failure count starts over.
+pub const HA_STABLE_MS: i64 = 10 * 60 * 1000;
+
 /// The longest wait between two HA restart attempts of one VM.
 pub const HA_RETRY_MAX_MS: i64 = 30_000;
 
@@ -561,6 +570,8 @@ impl Vm {
             next_run: None,
             ha_restart: None,
             ha_restarting: false,
+            ha_restarted_ms: None,
+            ha_failures: 0,
             resume_behavior: ResumeBehavior::default(),
             created_ms: now,
             updated_ms: now,
@@ -568,6 +579,17 @@ impl Vm {
             pinned_hosts: Vec::new(),
             migration: MigrationPolicy::default(),
         }
+    }
+
+    /// Records that this HA VM failed at `now` and must be restarted. A failure of its own
+    /// (a crash, a failed start) soon after an HA restart counts towards a longer back-off; the
+    /// loss of its host does not.
+    pub fn ha_failed(&mut self, now: i64, its_own: bool, error: Option<String>) {
+        let recent = self.ha_restarted_ms.is_some_and(|t| now - t < HA_STABLE_MS);
+        self.ha_failures = if its_own && recent { self.ha_failures + 1 } else { 0 };
+        let wait = if self.ha_failures == 0 { 0 } else { HaRestart::backoff_ms(self.ha_failures) };
+        self.ha_restart =
+            Some(HaRestart { failed_ms: now, attempts: self.ha_failures, next_try_ms: now + wait, last_error: error });
     }
 
     /// The VM no longer runs anywhere: down, desired down, holding no host, with no transition

@@ -506,6 +506,12 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
     eprintln!("{report}");
     assert!(report.violations.is_empty(), "a guest ran on two hosts at once: {report}");
     assert!(report.rounds > 0, "{report}");
+    if matches!(fault, Fault::Partition | Fault::PartitionLeader) {
+        // A cut-off host stays in view (its libvirt through the unix socket): the monitor
+        // really watched it all through, not just the other hosts.
+        let seen = report.per_host_polls.iter().find(|h| h.host == host).expect("the victim is polled");
+        assert!(seen.longest_gap < Duration::from_secs(1), "{host} went unwatched: {report}");
+    }
     gone(sb, &[&ha, &plain]);
 }
 

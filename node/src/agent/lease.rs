@@ -25,11 +25,17 @@ use super::libvirt::DomainState;
 use crate::config::Config;
 use crate::node::Node;
 
+/// Lease to spare, beyond the fencing point, for starting a VM or a migration.
+const START_GUARD: Duration = Duration::from_millis(1000);
 /// How soon an unacknowledged heartbeat is sent again.
 const RETRY: Duration = Duration::from_millis(100);
 
 pub struct Lease {
     inner: Mutex<Held>,
+    /// Starting a VM (or resuming, or starting a migration) holds this for reading, fencing
+    /// for writing: a start under a valid lease ends before fencing looks, and none begins
+    /// while it runs.
+    pub acting: tokio::sync::RwLock<()>,
     /// Opened by the lease task; disarmed only by a clean stop with no VM running here.
     watchdog: Mutex<Option<super::watchdog::Watchdog>>,
     length: Duration,
@@ -45,6 +51,8 @@ struct Held {
     fenced: HashSet<Uuid>,
     /// Fenced since the last acknowledged heartbeat: the next heartbeat says so.
     fenced_unreported: bool,
+    /// corrald is stopping: no renewal counts any more.
+    stopping: bool,
 }
 
 impl Lease {
@@ -56,8 +64,10 @@ impl Lease {
                 started: Instant::now(),
                 fenced: HashSet::new(),
                 fenced_unreported: false,
+                stopping: false,
             }),
             watchdog: Mutex::new(None),
+            acting: tokio::sync::RwLock::new(()),
             length,
             // Destroying VMs takes a fraction of a second (they are destroyed side by side),
             // and the leader waits a margin on top of the lease: half a second ahead leaves a
@@ -66,34 +76,27 @@ impl Lease {
         }
     }
 
-    /// A clean stop of corrald. With no cluster VM running here, the watchdog is disarmed
-    /// (magic close). With VMs running it stays armed: once this daemon stops heartbeating,
-    /// the leader restarts the HA VMs elsewhere after the lease, so the watchdog must power this
-    /// host off before that (put a host into maintenance before stopping its corrald).
+    /// A clean stop of corrald. Once this daemon stops heartbeating, the leader restarts this
+    /// host's HA VMs elsewhere after the lease, so none may run on here: the lease is given up
+    /// (nothing starts any more), the cluster's VMs still running here are destroyed, and only
+    /// then is the watchdog disarmed (magic close). If they cannot be destroyed it stays armed
+    /// and powers the host off. Put a host into maintenance before stopping its corrald.
     pub async fn release(&self, node: &Node) {
+        {
+            let mut h = self.held_state();
+            h.until = None;
+            h.stopping = true;
+        }
+        let Ok(state) = node.state() else { return };
+        let ok = fence(node, state, "corrald is stopping").await;
         let Some(w) = self.watchdog.lock().expect("watchdog").take() else { return };
-        let cluster_vms: HashSet<Uuid> =
-            node.state().map(|s| s.read(|s: &ClusterState| s.vms.keys().copied().collect())).unwrap_or_default();
-        let running = match node.hypervisor.domains().await {
-            Ok(d) => d
-                .iter()
-                .filter(|d| cluster_vms.contains(&d.uuid))
-                .filter(|d| !matches!(d.state, DomainState::Shutoff | DomainState::Crashed))
-                .map(|d| d.name.clone())
-                .collect::<Vec<_>>(),
-            Err(e) => vec![format!("(libvirt does not answer: {e})")],
-        };
-        if running.is_empty() {
+        if ok {
             match w.disarm() {
-                Ok(()) => tracing::info!("watchdog disarmed: no VM runs here"),
+                Ok(()) => tracing::info!("watchdog disarmed: no cluster VM runs here"),
                 Err(e) => tracing::warn!("could not disarm the watchdog: {e}"),
             }
         } else {
-            tracing::warn!(
-                vms = %running.join(", "),
-                "VMs still run here: the watchdog stays armed and powers this host off before the cluster \
-                 restarts them elsewhere"
-            );
+            tracing::error!("VMs could not be stopped: the watchdog stays armed and powers this host off");
             // Dropped without the magic close: the device keeps counting.
             drop(w);
         }
@@ -109,6 +112,13 @@ impl Lease {
         self.held_state().until.is_some_and(|u| Instant::now() + self.fence_ahead < u)
     }
 
+    /// Whether this host may start something that takes a while (a VM, a migration): the
+    /// lease is held with `START_GUARD` to spare beyond the fencing point, so the start ends
+    /// well before fencing would have to undo it.
+    pub fn may_start(&self) -> bool {
+        self.held_state().until.is_some_and(|u| Instant::now() + self.fence_ahead + START_GUARD < u)
+    }
+
     /// Whether the host must fence now: its lease (or, before the first one, the grace after
     /// start-up) ends within `fence_ahead`.
     fn fence_due(&self) -> bool {
@@ -119,6 +129,9 @@ impl Lease {
 
     fn renew(&self, sent: Instant) {
         let mut h = self.held_state();
+        if h.stopping {
+            return;
+        }
         let until = sent + self.length;
         if h.until.is_none_or(|u| u < until) {
             h.until = Some(until);
@@ -147,13 +160,15 @@ pub fn spawn(node: Arc<Node>, me: NodeId, state: StateHandle) {
 
 async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
     let period = Duration::from_millis(node.config.host_heartbeat_ms);
+    let margin = Duration::from_millis(node.config.lease_margin_ms);
+    let wd = Duration::from_millis(node.config.watchdog_timeout_ms);
     *node.lease.watchdog.lock().expect("watchdog") = open_watchdog(&node.config);
     loop {
         // Fencing comes first: after a pause (SIGSTOP, a stalled machine) the lease may have
         // ended long ago, and nothing may run here before the next renewal says otherwise.
         let mut fenced_ok = true;
         if node.lease.fence_due() {
-            fenced_ok = fence(&node, &state).await;
+            fenced_ok = fence(&node, &state, "lease lost").await;
         }
         let sent = Instant::now();
         let self_fenced = node.lease.held_state().fenced_unreported;
@@ -180,15 +195,18 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
             }
         }
         if node.lease.fence_due() {
-            fenced_ok = fence(&node, &state).await;
+            fenced_ok = fence(&node, &state, "lease lost").await;
         }
+        // Fed only when a freeze from now on would still power the host off before the leader
+        // may declare it down (lease end + margin), or when nothing runs here to protect.
+        let safe_to_feed = if node.lease.fence_due() { fenced_ok } else { node.lease.remaining() + margin >= wd };
         if let Some(w) = node.lease.watchdog.lock().expect("watchdog").as_mut() {
-            if node.lease.held() || fenced_ok {
+            if safe_to_feed {
                 if let Err(e) = w.feed() {
                     tracing::warn!("cannot feed the watchdog: {e}");
                 }
             } else {
-                tracing::error!("no lease and the VMs could not be fenced: the watchdog is not fed");
+                tracing::warn!("the lease is running out and not renewed: the watchdog is not fed");
             }
         }
         tokio::time::sleep_until(next.into()).await;
@@ -248,7 +266,8 @@ async fn wait_applied(state: &StateHandle, index: u64) {
 }
 
 /// Self-fencing: destroys every cluster VM running here. Returns whether all are gone.
-async fn fence(node: &Arc<Node>, state: &StateHandle) -> bool {
+async fn fence(node: &Node, state: &StateHandle, why: &str) -> bool {
+    let _no_starts = node.lease.acting.write().await;
     let domains = match node.hypervisor.domains().await {
         Ok(d) => d,
         Err(e) => {
@@ -263,7 +282,7 @@ async fn fence(node: &Arc<Node>, state: &StateHandle) -> bool {
         .filter(|d| !matches!(d.state, DomainState::Shutoff | DomainState::Crashed));
     // All at once: the time left before the lease ends must not grow with the VM count.
     let destroys = running.map(|d| async move {
-        tracing::error!(vm = %d.name, "lease lost: destroying the VM (self-fencing)");
+        tracing::error!(vm = %d.name, "{why}: destroying the VM (self-fencing)");
         (d, node.hypervisor.destroy(d.uuid).await)
     });
     let mut ok = true;

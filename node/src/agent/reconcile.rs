@@ -27,6 +27,8 @@ const BUSY_PERIOD: Duration = Duration::from_millis(200);
 /// The least time between two passes, however fast the state changes: under a burst of
 /// writes the agent looks once per this period, not once per write.
 const MIN_GAP: Duration = Duration::from_millis(50);
+/// How long the outcome of a migration is offered to the cluster before the agent gives up.
+const REPORT_PATIENCE: Duration = Duration::from_secs(300);
 /// How often a running migration's progress is read and, when it moved, reported.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 
@@ -148,10 +150,14 @@ impl Agent {
         let paused = matches!(state, Some(DomainState::Paused | DomainState::PmSuspended));
         let cancel = vm.migration_job.as_ref().is_some_and(|j| j.cancel);
         if self.migrating.lock().expect("migration set").contains(&vm.id) {
-            if cancel && self.aborting.insert((vm.id, vm.epoch)) {
-                tracing::info!(vm = %vm.name, "cancelling the running migration");
+            // Cancelled, or no longer wanted (its destination was declared down).
+            let unwanted = vm.migration_job.is_none() || vm.status != VmStatus::Migrating;
+            if (cancel || unwanted) && self.aborting.insert((vm.id, vm.epoch)) {
+                tracing::info!(vm = %vm.name, "aborting the running migration");
                 if let Err(e) = self.hv.abort_job(vm.id).await {
+                    // Maybe before libvirt's job exists: tried again on the next pass.
                     tracing::warn!(vm = %vm.name, "could not abort the migration: {e}");
+                    self.aborting.remove(&(vm.id, vm.epoch));
                 }
             }
             return true;
@@ -222,7 +228,15 @@ impl Agent {
                 }
                 if paused {
                     if vm.status == VmStatus::Suspended {
-                        if let Err(e) = self.hv.resume(vm.id).await {
+                        let node = self.node.clone();
+                        let resumed = {
+                            let _acting = node.lease.acting.read().await;
+                            if !node.lease.may_start() {
+                                return true;
+                            }
+                            self.hv.resume(vm.id).await
+                        };
+                        if let Err(e) = resumed {
                             self.failed(vm, "resume", e).await;
                         }
                         return true;
@@ -249,7 +263,12 @@ impl Agent {
         match vm.resume_behavior {
             // Tried at the idle pace: if the storage still fails, the guest pauses again.
             ResumeBehavior::AutoResume => {
-                if self.hv.resume(vm.id).await.is_ok() {
+                let node = self.node.clone();
+                let resumed = {
+                    let _acting = node.lease.acting.read().await;
+                    node.lease.may_start() && self.hv.resume(vm.id).await.is_ok()
+                };
+                if resumed {
                     tracing::info!(vm = %vm.name, "resumed after an I/O error pause");
                 }
                 false
@@ -270,12 +289,19 @@ impl Agent {
 
     async fn power_up(&mut self, vm: &Vm) {
         // Built only here: the spec is needed when a VM powers up, not on every pass.
-        let (node, me) = (&self.node, self.me);
-        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(node, s, v, me))) else { return };
-        let spec = &spec;
-        let result = match self.hv.define(spec).await {
-            Ok(()) => self.hv.start(vm.id).await,
-            Err(e) => Err(e),
+        let (node, me) = (self.node.clone(), self.me);
+        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node, s, v, me))) else { return };
+        let result = {
+            // Held only while libvirt starts it, never across a write to the cluster.
+            let _acting = node.lease.acting.read().await;
+            if !node.lease.may_start() {
+                tracing::info!(vm = %vm.name, "not started: the lease has too little time left");
+                return;
+            }
+            match self.hv.define(&spec).await {
+                Ok(()) => self.hv.start(vm.id).await,
+                Err(e) => Err(e),
+            }
         };
         match result {
             Ok(()) => {
@@ -293,6 +319,9 @@ impl Agent {
     /// This host's migration queue: the VMs ordered to migrate away wait here and start by
     /// VM priority (then order time), at most `max_per_host` at once.
     fn start_queued_migrations(&self, view: &View) {
+        if !self.node.lease.may_start() {
+            return;
+        }
         let running = self.migrating.lock().expect("migration set").len();
         let free = (view.migration_defaults.max_per_host as usize).saturating_sub(running);
         if free == 0 {
@@ -348,10 +377,17 @@ impl Agent {
                 Err(e) => Observed::MigrationFailed { error: e.to_string() },
             };
             tracing::info!(vm = %vm.name, ?observed, "live migration ended");
-            // The report must land even if the leader is busy: retry for a while.
-            for _ in 0..50 {
+            // The report must land even through an election or a lost quorum: it is tried
+            // again until it does, until the assignment it speaks for has changed (then it is
+            // stale), or for at most REPORT_PATIENCE.
+            let give_up = tokio::time::Instant::now() + REPORT_PATIENCE;
+            while tokio::time::Instant::now() < give_up {
                 let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: observed.clone() };
                 if node.write(None, op).await.is_ok() {
+                    break;
+                }
+                let current = node.state().ok().and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.host, v.epoch))));
+                if current != Some((Some(me), vm.epoch)) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -431,6 +467,10 @@ async fn watch_migration(
             if let Some(ms) = max_downtime_ms {
                 downtime_set = hv.set_max_downtime(vm.id, ms).await.is_ok();
             }
+        }
+        // A job that has not sized the guest's memory yet says nothing worth reporting.
+        if p.memory_total_mib == 0 {
+            continue;
         }
         let progress = MigrationProgress {
             percent: p.percent,

@@ -65,8 +65,11 @@ impl ClusterState {
     /// A VM whose host went down: down, and waiting for HA if it is highly available and was
     /// meant to run. One that was migrating away may already run on its destination: that
     /// host now holds it and reports whether it runs.
-    fn vm_lost_with_host(&mut self, now: i64, vm_id: Uuid, host_name: &str) {
-        let dest = self.vms[&vm_id].migrating_to.filter(|t| self.hosts.get(t).is_some_and(|h| h.state.is_alive()));
+    pub(super) fn vm_lost_with_host(&mut self, now: i64, vm_id: Uuid, host_name: &str) {
+        // A destination that is only non-responsive may hold its lease and run the VM.
+        let dest = self.vms[&vm_id]
+            .migrating_to
+            .filter(|t| self.hosts.get(t).is_some_and(|h| !matches!(h.state, HostState::Down | HostState::Joining)));
         let dest_name = dest.map(|d| self.host_name(d));
         let vm = self.vms.get_mut(&vm_id).expect("caller found it");
         vm.updated_ms = now;
@@ -90,7 +93,7 @@ impl ClusterState {
         let name = vm.name.clone();
         let ha = vm.ha.enabled && wanted;
         if ha {
-            vm.ha_restart = Some(HaRestart::new(now));
+            vm.ha_failed(now, false, None);
         }
         let settled = vm.settle_next_run();
         if ha {
@@ -177,6 +180,7 @@ impl ClusterState {
                     vm.status = VmStatus::PoweringUp;
                     vm.stop_reason = None;
                     vm.ha_restarting = true;
+                    vm.ha_restarted_ms = Some(now);
                     vm.updated_ms = now;
                     let msg = format!(
                         "VM {name} is being restarted on host {host_name} (highly available, {} priority{}).",

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::Applied;
 use crate::command::{Outcome, StartOrder};
 use crate::error::ClusterError;
-use crate::model::{ClusterState, EventKind, HaRestart, Observed, PowerState, Vm, VmStatus};
+use crate::model::{ClusterState, EventKind, HostState, Observed, PowerState, Vm, VmStatus};
 use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
@@ -151,6 +151,13 @@ impl ClusterState {
             Observed::MigrationDone { to } => self.hosts.contains_key(to),
             _ => true,
         };
+        // A migration that completed to a host declared down meanwhile: that host has fenced
+        // itself, so the VM runs nowhere.
+        let target_down = match observed {
+            Observed::MigrationDone { to } => self.hosts.get(to).is_some_and(|h| h.state == HostState::Down),
+            _ => false,
+        };
+        let mut lost_on_arrival = false;
         let vm = self.vms.get_mut(&id).expect("checked above");
         let name = vm.name.clone();
         let before = vm.status;
@@ -202,7 +209,7 @@ impl ClusterState {
                 // oVirt's rule: an HA VM that dies is restarted; one shut down on purpose (by
                 // the operator, or cleanly from inside the guest) is not.
                 if !expected && !on_purpose && vm.ha.enabled {
-                    vm.ha_restart = Some(HaRestart::new(now));
+                    vm.ha_failed(now, true, Some(cause.clone()));
                     ha_failed = true;
                 }
                 vm.ha_restarting = false;
@@ -224,6 +231,7 @@ impl ClusterState {
                 vm.status = VmStatus::Up;
                 kind = EventKind::VmMigration;
                 message = Some(format!("VM {name} migrated from host {host_name} to host {target_name}."));
+                lost_on_arrival = target_down;
             }
             Observed::MigrationDone { .. } => {}
             Observed::MigrationProgress(p) => {
@@ -247,12 +255,7 @@ impl ClusterState {
             Observed::Failed { action, error } => {
                 if action == "start" {
                     if std::mem::take(&mut vm.ha_restarting) {
-                        vm.ha_restart = Some(HaRestart {
-                            attempts: 1,
-                            next_try_ms: now + HaRestart::backoff_ms(1),
-                            last_error: Some(error.clone()),
-                            ..HaRestart::new(now)
-                        });
+                        vm.ha_failed(now, true, Some(error.clone()));
                     }
                     vm.desired = PowerState::Down;
                     vm.status = VmStatus::Down;
@@ -289,6 +292,9 @@ impl ClusterState {
         }
         if now_down || matches!(observed, Observed::MigrationDone { .. } | Observed::MigrationFailed { .. }) {
             self.settle_maintenance(now, host);
+        }
+        if lost_on_arrival {
+            self.vm_lost_with_host(now, id, &target_name);
         }
         if ha_failed {
             let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");

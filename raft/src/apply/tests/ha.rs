@@ -183,3 +183,38 @@ fn backoff_doubles_up_to_thirty_seconds() {
     assert_eq!(waits, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
     assert_eq!(PowerState::default(), PowerState::Down);
 }
+
+#[test]
+fn an_ha_vm_that_keeps_crashing_waits_longer_each_time_until_it_runs_steadily() {
+    let mut s = hosts([4096, 4096, 4096]);
+    running(&mut s, "flaky", 512, Some(HaPriority::Medium), "host1");
+    let crash = |s: &mut ClusterState, at: i64| {
+        report(s, at, "flaky", Observed::Down { cause: "QEMU died".into(), on_purpose: false });
+        s.find_vm("flaky").unwrap().ha_restart.clone().expect("waits for HA")
+    };
+    // The first crash (it was never restarted by HA): at once.
+    let r = crash(&mut s, T0 + 100);
+    assert_eq!((r.attempts, r.next_try_ms), (0, T0 + 100));
+    let mut now = T0 + 100;
+    for want in [1000, 2000, 4000, 8000] {
+        let due = r_next(&s);
+        at(&mut s, due, Op::RestartHaVms);
+        now = due.max(now) + 500;
+        report(&mut s, now, "flaky", Observed::Up);
+        let r = crash(&mut s, now + 100);
+        assert_eq!(r.next_try_ms - (now + 100), want, "{r:?}");
+        now += 100;
+    }
+    // Restarted, then up for longer than HA_STABLE_MS: the next crash is restarted at once.
+    let due = r_next(&s);
+    at(&mut s, due, Op::RestartHaVms);
+    let later = due + crate::model::HA_STABLE_MS + 1;
+    report(&mut s, later - 1, "flaky", Observed::Up);
+    let r = crash(&mut s, later);
+    assert_eq!((r.attempts, r.next_try_ms), (0, later));
+}
+
+/// When the pending HA restart of "flaky" is due.
+fn r_next(s: &ClusterState) -> i64 {
+    s.find_vm("flaky").unwrap().ha_restart.as_ref().map_or(T0, |r| r.next_try_ms)
+}
