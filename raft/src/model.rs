@@ -254,6 +254,10 @@ pub struct Vm {
     /// This VM's own migration settings; unset ones follow the cluster's.
     #[serde(default)]
     pub migration_settings: MigrationOverrides,
+    /// When its last migration failed or was cancelled (maintenance waits before it orders
+    /// another one).
+    #[serde(default)]
+    pub migration_failed_ms: Option<i64>,
     /// Changes made while the VM ran that need a restart (oVirt's "next run" configuration);
     /// they replace the running values when the VM is next down.
     pub next_run: Option<NextRun>,
@@ -567,6 +571,7 @@ impl Vm {
             migrating_to: None,
             migration_job: None,
             migration_settings: MigrationOverrides::default(),
+            migration_failed_ms: None,
             next_run: None,
             ha_restart: None,
             ha_restarting: false,

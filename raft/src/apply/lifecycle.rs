@@ -226,6 +226,7 @@ impl ClusterState {
                 // Even a migration the state no longer expects (cancelled too late) moved it.
                 vm.migrating_to = None;
                 vm.migration_job = None;
+                vm.migration_failed_ms = None;
                 vm.host = Some(*to);
                 vm.epoch += 1;
                 vm.status = VmStatus::Up;
@@ -241,6 +242,7 @@ impl ClusterState {
             }
             Observed::MigrationFailed { error } => {
                 let cancelled = vm.migration_job.take().is_some_and(|j| j.cancel);
+                vm.migration_failed_ms = Some(now);
                 vm.migrating_to = None;
                 if vm.status == VmStatus::Migrating {
                     vm.status = VmStatus::Up;

@@ -13,6 +13,10 @@ use crate::model::{ClusterState, EventKind, HostState, MaintenanceOrder, Migrati
 use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
+/// Maintenance orders no new migration of a VM whose last one failed (or was cancelled)
+/// less than this long ago.
+const RETRY_FAILED_MS: i64 = 30_000;
+
 impl ClusterState {
     /// Where VM `id` can migrate to (`to`, or placement's pick), or why it cannot.
     fn migration_target(&self, id: Uuid, to: Option<&str>, automatic: bool) -> Result<NodeId, ClusterError> {
@@ -119,7 +123,12 @@ impl ClusterState {
         let mut blocked = Vec::new();
         for (_, name, vm_id) in on_host {
             let status = self.vms[&vm_id].status;
+            let failed_lately = self.vms[&vm_id].migration_failed_ms.is_some_and(|t| now - t < RETRY_FAILED_MS);
             let why = match status {
+                VmStatus::Up if failed_lately => format!(
+                    "its last migration failed or was cancelled; another is ordered {} s after that",
+                    RETRY_FAILED_MS / 1000
+                ),
                 VmStatus::Up => match self.migration_target(vm_id, None, true) {
                     Ok(target) => {
                         self.begin_migration(now, vm_id, target, true, " to evacuate its host for maintenance");

@@ -141,3 +141,20 @@ fn refused_with(s: &mut ClusterState, op: Op, want: &str) {
     }
     assert_eq!(*s, before);
 }
+
+#[test]
+fn maintenance_waits_before_it_orders_a_failed_migration_again() {
+    let mut s = hosts([8192, 8192, 8192]);
+    running(&mut s, "a", 512, HaPriority::Medium, "host1");
+    at(&mut s, T0 + 100, Op::HostMaintenance { host: "host1".into(), reason: None });
+    report(&mut s, "a", Observed::MigrationFailed { error: "connection reset".into() });
+    at(&mut s, T0 + 2_000, Op::EvacuateHost { id: 1 });
+    assert_eq!(vm(&s, "a").status, VmStatus::Up, "not ordered again at once");
+    let blocked = &s.hosts[&1].maintenance.as_ref().unwrap().blocked;
+    assert_eq!(blocked[0].1, "its last migration failed or was cancelled; another is ordered 30 s after that");
+    let events = s.events.len();
+    at(&mut s, T0 + 4_000, Op::EvacuateHost { id: 1 });
+    assert_eq!(s.events.len(), events, "the same reason is not said again");
+    at(&mut s, T0 + 31_000, Op::EvacuateHost { id: 1 });
+    assert_eq!(vm(&s, "a").status, VmStatus::Migrating);
+}
