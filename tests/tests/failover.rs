@@ -226,3 +226,25 @@ fn acknowledged_writes_survive_a_leader_kill_under_load_and_apply_once() {
     }
     assert_eq!(present.len(), acked.len());
 }
+
+/// A client that resends a create whose answer it lost (same request id) after the first one
+/// was applied gets the first answer back, through any node: not "already exists", and no
+/// second VM.
+#[test]
+fn a_resent_create_is_answered_as_the_first_time() {
+    let c = Cluster::run(3, &[]);
+    let endpoints: Vec<String> = (0..3).map(|i| c.endpoint(i).to_string()).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rid = uuid::Uuid::new_v4().to_string();
+    let (first, again) = rt.block_on(async {
+        let mut w = Writer::new(&endpoints);
+        let first = w.create("once", &rid, Duration::from_secs(10)).await.expect("the first create");
+        w.prefer(2);
+        let again = w.create("once", &rid, Duration::from_secs(10)).await.expect("the resent create");
+        (first.vm, again.vm)
+    });
+    assert_eq!(first.id, again.id);
+    let names = vm_names(&c, 1, false).unwrap();
+    assert_eq!(names.iter().filter(|n| *n == "once").count(), 1);
+    assert_eq!(c.must_json(0, &["vm", "list"]).as_array().unwrap().len(), 1);
+}

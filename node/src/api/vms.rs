@@ -123,6 +123,11 @@ fn domain_type(value: &str) -> Result<Option<DomainType>, Status> {
     }
 }
 
+/// Whether the write tagged `rid` was applied already (a client resending it after a lost answer).
+fn replayed(s: &ClusterState, rid: Option<Uuid>) -> bool {
+    rid.is_some_and(|r| s.recent_requests.contains_key(&r))
+}
+
 fn opt(s: String) -> Option<String> {
     Some(s).filter(|s| !s.trim().is_empty())
 }
@@ -219,7 +224,14 @@ impl VmService for Api {
             return Err(status(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1))));
         }
         // Refuse a duplicate name before making any image.
-        let exists = self.0.read(true, |s| s.vm_names.contains_key(&spec.name)).await.map_err(status)?;
+        let (exists, replay) =
+            self.0.read(true, |s| (s.vm_names.contains_key(&spec.name), replayed(s, rid))).await.map_err(status)?;
+        if replay {
+            // A resent request that was applied already (its answer was lost, say in a leader
+            // change): the state machine answers as it did the first time; no new images.
+            let start = r.start.then(|| StartOrder { host: opt(r.host.clone()) });
+            return self.order(rid, Op::CreateVm { id: Uuid::new_v4(), spec, disks: Vec::new(), start }).await;
+        }
         if exists {
             return Err(status(ClusterError::AlreadyExists(format!("vm '{}' already exists", spec.name))));
         }
@@ -307,15 +319,21 @@ impl VmService for Api {
         let found = self
             .0
             .read(false, |s| {
+                let replay = replayed(s, rid);
                 s.find_vm(&source).map(|vm| {
                     let disks: Vec<model::Disk> = vm.disks.iter().filter_map(|d| s.disks.get(d)).cloned().collect();
-                    (vm.status, vm.nics.len(), disks, s.vm_names.contains_key(&name))
+                    (vm.status, vm.nics.len(), disks, s.vm_names.contains_key(&name), replay)
                 })
             })
             .await
             .map_err(status)?;
-        let (vm_status, nics, source_disks, taken) =
+        let (vm_status, nics, source_disks, taken, replay) =
             found.ok_or_else(|| status(ClusterError::vm_not_found(&source)))?;
+        if replay {
+            // Applied already: answered as the first time, no new copies.
+            let op = Op::CloneVm { source, id: Uuid::new_v4(), name, disks: Vec::new(), macs: Vec::new() };
+            return self.order(rid, op).await;
+        }
         if taken {
             return Err(status(ClusterError::AlreadyExists(format!("vm '{name}' already exists"))));
         }
