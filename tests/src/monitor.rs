@@ -4,9 +4,10 @@
 //!
 //! How it sees: one thread per host keeps its own libvirt connection and, on a shared schedule
 //! (every `period`), lists the domains that are running there (an incoming migration's paused
-//! domain is not running). Each answer is an observation with the time window of its call.
-//! Two hosts reporting the same domain UUID running in observations whose windows overlap is
-//! a violation: at some instant of those windows the domain may have run on both.
+//! domain is not running). Each answer is an observation with the time window of its call; a
+//! domain that consecutive polls of one host saw running is taken to have run there all along.
+//! Two hosts whose such stretches for the same domain UUID overlap in time is a violation: at
+//! some instant the domain may have run on both.
 //!
 //! Its limits, honestly:
 //! - It samples. A double run shorter than a period can fall between two polls and go unseen.
@@ -85,6 +86,9 @@ struct Observation {
     end: Instant,
     /// UUID -> name of the domains running there.
     running: HashMap<String, String>,
+    /// UUID -> the start of the first of this host's unbroken run of polls that saw it running:
+    /// a domain seen running by consecutive polls is taken to have run in between.
+    since: HashMap<String, Instant>,
 }
 
 struct Table {
@@ -92,6 +96,8 @@ struct Table {
     last_answer: Vec<Instant>,
     /// Per host, its recent observations that saw anything running.
     recent: Vec<VecDeque<Observation>>,
+    /// Per host, UUID -> since when its polls have seen it running without a break.
+    streaks: Vec<HashMap<String, Instant>>,
     rounds: BTreeSet<u64>,
     /// (uuid, host a, host b) -> the first overlap seen, and how many overlaps in all.
     violations: BTreeMap<(String, usize, usize), (String, u64)>,
@@ -126,6 +132,7 @@ impl Monitor {
                 .collect(),
             last_answer: vec![started; hosts.len()],
             recent: hosts.iter().map(|_| VecDeque::new()).collect(),
+            streaks: hosts.iter().map(|_| HashMap::new()).collect(),
             rounds: BTreeSet::new(),
             violations: BTreeMap::new(),
             running_seen: BTreeMap::new(),
@@ -229,7 +236,9 @@ impl Watcher {
             if let Some(c) = &conn {
                 let start = Instant::now();
                 match running_domains(c) {
-                    Ok(running) => self.record(tick, Observation { start, end: Instant::now(), running }),
+                    Ok(running) => {
+                        self.record(tick, Observation { start, end: Instant::now(), running, since: HashMap::new() })
+                    }
                     Err(()) => {
                         conn = None;
                         self.failed();
@@ -259,10 +268,13 @@ impl Watcher {
         self.table.lock().unwrap_or_else(PoisonError::into_inner).hosts[self.i].failures += 1;
     }
 
-    fn record(&self, tick: u64, obs: Observation) {
+    fn record(&self, tick: u64, mut obs: Observation) {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let t = &mut *table;
         let i = self.i;
+        obs.since =
+            obs.running.keys().map(|u| (u.clone(), t.streaks[i].get(u).copied().unwrap_or(obs.start))).collect();
+        t.streaks[i] = obs.since.clone();
         t.rounds.insert(tick);
         t.hosts[i].polls += 1;
         let gap = obs.end - t.last_answer[i];
@@ -272,8 +284,14 @@ impl Watcher {
             t.running_seen.entry(uuid.clone()).or_default().insert(t.hosts[i].host.clone());
         }
         for j in (0..t.recent.len()).filter(|j| *j != i) {
-            for other in t.recent[j].iter().filter(|o| o.start <= obs.end && obs.start <= o.end) {
-                for (uuid, name) in obs.running.iter().filter(|(u, _)| other.running.contains_key(*u)) {
+            for other in &t.recent[j] {
+                // Each host's unbroken run of "running" polls, as an interval: two that overlap
+                // in time are a double run.
+                let overlaps = |u: &String| {
+                    let (a0, b0) = (obs.since[u], other.since.get(u).copied().unwrap_or(other.start));
+                    a0 <= other.end && b0 <= obs.end
+                };
+                for (uuid, name) in obs.running.iter().filter(|(u, _)| other.running.contains_key(*u) && overlaps(u)) {
                     let (a, b) = (i.min(j), i.max(j));
                     let at = |o: &Observation| {
                         format!("{:.3}-{:.3} s", (o.start - t.started).as_secs_f64(), (o.end - t.started).as_secs_f64())
