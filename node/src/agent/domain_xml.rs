@@ -196,6 +196,10 @@ struct XmlDiskDriver {
     name: Option<String>,
     #[serde(rename = "@type", default, skip_serializing_if = "Option::is_none")]
     format: Option<String>,
+    /// "stop": QEMU pauses the guest on a write/read error instead of passing the error to it
+    /// (libvirt's "ioerror" pause), so the VM's resume behaviour decides what happens next.
+    #[serde(rename = "@error_policy", default, skip_serializing_if = "Option::is_none")]
+    error_policy: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -383,7 +387,11 @@ impl XmlDisk {
         XmlDisk {
             kind: "file".to_string(),
             device: Some("disk".to_string()),
-            driver: Some(XmlDiskDriver { name: Some("qemu".to_string()), format: Some(disk.format.clone()) }),
+            driver: Some(XmlDiskDriver {
+                name: Some("qemu".to_string()),
+                format: Some(disk.format.clone()),
+                error_policy: Some("stop".to_string()),
+            }),
             source: Some(XmlDiskSource { file: Some(disk.path.clone()) }),
             target: XmlDiskTarget { dev: disk.target.clone(), bus: Some("virtio".to_string()) },
         }
@@ -505,7 +513,7 @@ mod tests {
             r#"<on_poweroff>destroy</on_poweroff>"#,
             r#"<on_reboot>restart</on_reboot>"#,
             r#"<on_crash>destroy</on_crash>"#,
-            r#"<driver name="qemu" type="qcow2"/>"#,
+            r#"<driver name="qemu" type="qcow2" error_policy="stop"/>"#,
             r#"<source file="/var/lib/corral/a.qcow2"/>"#,
             r#"<target dev="vda" bus="virtio"/>"#,
             r#"<source network="default"/>"#,
