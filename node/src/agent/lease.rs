@@ -162,7 +162,10 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
     let period = Duration::from_millis(node.config.host_heartbeat_ms);
     let margin = Duration::from_millis(node.config.lease_margin_ms);
     let wd = Duration::from_millis(node.config.watchdog_timeout_ms);
-    *node.lease.watchdog.lock().expect("watchdog") = open_watchdog(&node.config);
+    // Armed with the first lease (or the first fencing), not at start-up: a cluster starting
+    // cold may take a few seconds to elect a leader, and an armed watchdog nobody may feed
+    // yet would power the host off.
+    let mut armed = node.config.watchdog.is_none();
     loop {
         // Fencing comes first: after a pause (SIGSTOP, a stalled machine) the lease may have
         // ended long ago, and nothing may run here before the next renewal says otherwise.
@@ -200,6 +203,10 @@ async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
         // Fed only when a freeze from now on would still power the host off before the leader
         // may declare it down (lease end + margin), or when nothing runs here to protect.
         let safe_to_feed = if node.lease.fence_due() { fenced_ok } else { node.lease.remaining() + margin >= wd };
+        if !armed && safe_to_feed && (node.lease.held() || node.lease.fence_due()) {
+            *node.lease.watchdog.lock().expect("watchdog") = open_watchdog(&node.config);
+            armed = true;
+        }
         if let Some(w) = node.lease.watchdog.lock().expect("watchdog").as_mut() {
             if safe_to_feed {
                 if let Err(e) = w.feed() {
