@@ -193,6 +193,28 @@ impl Cluster {
         out.json()
     }
 
+    /// The event log's messages as node `i` reads them, oldest first.
+    pub fn events(&self, i: usize) -> Vec<String> {
+        self.must_ok(i, &["-o", "json", "events"])
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("an event is JSON")["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Runs `args` through node `i` and checks that it was refused with one line containing `want`.
+    pub fn refused(&self, i: usize, args: &[&str], want: &str) {
+        let out = self.corral(i, args);
+        assert_ne!(out.code, 0, "{args:?} succeeded: {}", out.stdout);
+        let line = out.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "{args:?}: {line}");
+        assert!(line.contains(want), "{args:?}: expected '{want}' in: {line}");
+    }
+
     pub fn must_ok(&self, i: usize, args: &[&str]) -> String {
         let out = self.corral(i, args);
         assert_eq!(out.code, 0, "corral {args:?} on {} failed: {}", self.nodes[i].name, out.stderr);

@@ -158,6 +158,14 @@ impl Monitor {
         self.table.lock().unwrap_or_else(PoisonError::into_inner).rounds.len() as u64
     }
 
+    /// Waits (at most `timeout`) until at least `n` rounds have been polled.
+    pub fn wait_rounds(&self, n: u64, timeout: Duration) {
+        crate::wait_until(timeout, &format!("{n} monitor rounds"), || match self.rounds() {
+            r if r >= n => Ok(()),
+            r => Err(format!("{r} rounds")),
+        });
+    }
+
     /// Stops every thread (not waiting long for one whose poll hangs) and reports.
     pub fn stop(mut self) -> MonitorReport {
         self.stop.store(true, Ordering::SeqCst);
@@ -393,14 +401,7 @@ mod tests {
             vec![("a".into(), "test:///default".into()), ("b".into(), "test:///default".into())],
             Duration::from_millis(20),
         );
-        crate::wait_until(Duration::from_secs(10), "5 monitor rounds", || {
-            let r = m.rounds();
-            if r >= 5 {
-                Ok(())
-            } else {
-                Err(format!("{r} rounds"))
-            }
-        });
+        m.wait_rounds(5, Duration::from_secs(10));
         let report = m.stop();
         assert!(report.per_host_polls.iter().all(|h| h.polls >= 1 && !h.hung_at_stop), "{report}");
         assert_eq!(report.violations.len(), 1, "{report}");
@@ -414,14 +415,7 @@ mod tests {
             vec!["test:///default".into(), "qemu+tcp://127.0.0.1:1/system".into()],
             Duration::from_millis(20),
         );
-        crate::wait_until(Duration::from_secs(10), "5 monitor rounds", || {
-            let r = m.rounds();
-            if r >= 5 {
-                Ok(())
-            } else {
-                Err(format!("{r} rounds"))
-            }
-        });
+        m.wait_rounds(5, Duration::from_secs(10));
         let report = m.stop();
         assert!(report.is_clean(), "{report}");
         let unreachable = &report.per_host_polls[1];

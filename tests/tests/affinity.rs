@@ -7,14 +7,6 @@ use std::collections::BTreeSet;
 use corral_tests::Cluster;
 use serde_json::Value;
 
-fn refused(c: &Cluster, node: usize, args: &[&str], want: &str) {
-    let out = c.corral(node, args);
-    assert_ne!(out.code, 0, "{args:?} succeeded: {}", out.stdout);
-    let line = out.stderr.trim();
-    assert_eq!(line.lines().count(), 1, "{args:?}: {line}");
-    assert!(line.contains(want), "{args:?}: expected '{want}' in: {line}");
-}
-
 fn started_on(c: &Cluster, node: usize, vm: &str) -> String {
     let v = c.must_json(node, &["vm", "start", vm]);
     v["host"].as_str().unwrap_or_else(|| panic!("{vm} has no host: {v}")).to_string()
@@ -44,19 +36,13 @@ fn affinity_groups_labels_pins_and_tags_are_honoured() {
     // A fourth member has nowhere to go, and the refusal names the rule.
     let g = c.must_json(0, &["affinity-group", "edit", "db-spread", "--add-vm", "db4"]);
     assert_eq!(g["vms"].as_array().unwrap().len(), 4);
-    refused(
-        &c,
+    c.refused(
         0,
         &["vm", "start", "db4"],
         "no host can run vm 'db4' (256 MiB, 1 vCPU): 3 hosts excluded by enforcing affinity group db-spread (negative)",
     );
-    refused(&c, 1, &["vm", "start", "db4", "--host", "host2"], "excluded by enforcing affinity group db-spread");
-    refused(
-        &c,
-        0,
-        &["affinity-group", "create", "x", "--polarity", "positive", "--vms", "nope"],
-        "vm 'nope' not found",
-    );
+    c.refused(1, &["vm", "start", "db4", "--host", "host2"], "excluded by enforcing affinity group db-spread");
+    c.refused(0, &["affinity-group", "create", "x", "--polarity", "positive", "--vms", "nope"], "vm 'nope' not found");
 
     // A label keeps web1 on host2; tags and a pin bind the others.
     let l = c.must_json(0, &["affinity-label", "create", "rack-b", "--vms", "web1", "--hosts", "host2"]);
@@ -67,12 +53,12 @@ fn affinity_groups_labels_pins_and_tags_are_honoured() {
     let vm = c.must_json(0, &["vm", "edit", "t1", "--host-tags", "ssd", "--migration", "none"]);
     assert_eq!((vm["host_tags"].clone(), vm["migration_policy"].as_str()), (serde_json::json!(["ssd"]), Some("none")));
     assert_eq!(started_on(&c, 0, "t1"), "host3");
-    refused(&c, 0, &["vm", "edit", "t1", "--host-tags", "nvme"], "lacks tag(s) nvme");
+    c.refused(0, &["vm", "edit", "t1", "--host-tags", "nvme"], "lacks tag(s) nvme");
     let vm = c.must_json(2, &["vm", "edit", "app1", "--pin", "host1"]);
     assert_eq!(vm["pinned_hosts"], serde_json::json!(["host1"]));
     assert_eq!(started_on(&c, 0, "app1"), "host1");
     c.wait_status(1, "t1", "up");
-    refused(&c, 0, &["vm", "migrate", "t1"], "the migration policy of vm 't1' is 'none'");
+    c.refused(0, &["vm", "migrate", "t1"], "the migration policy of vm 't1' is 'none'");
 
     // What the CLI shows: lists, one rule, a host's tags.
     let groups = c.must_json(2, &["affinity-group", "list"]);
@@ -90,7 +76,7 @@ fn affinity_groups_labels_pins_and_tags_are_honoured() {
 
     // Deleting the group frees db4 to start.
     c.must_ok(0, &["affinity-group", "delete", "db-spread"]);
-    refused(&c, 0, &["affinity-group", "show", "db-spread"], "affinity group 'db-spread' not found");
+    c.refused(0, &["affinity-group", "show", "db-spread"], "affinity group 'db-spread' not found");
     assert!(!started_on(&c, 0, "db4").is_empty());
     let events: Vec<String> = c
         .must_ok(0, &["-o", "json", "events"])

@@ -12,13 +12,6 @@ use serde_json::Value;
 /// Long enough for lease (3 s) + margin (1 s) + a restart, with room for a slow machine.
 const FAILOVER: Duration = Duration::from_secs(30);
 
-fn events(c: &Cluster, node: usize) -> Vec<String> {
-    c.must_ok(node, &["-o", "json", "events"])
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn host_state(c: &Cluster, node: usize, host: &str) -> String {
     let hosts = c.must_json(node, &["host", "list"]);
     let h = hosts.as_array().unwrap().iter().find(|h| h["name"] == host).unwrap_or_else(|| panic!("{hosts}"));
@@ -27,6 +20,34 @@ fn host_state(c: &Cluster, node: usize, host: &str) -> String {
 
 fn up_elsewhere(c: &Cluster, node: usize, vm: &str, not_on: &str) -> Value {
     c.wait_vm(node, vm, &format!("up, not on {not_on}"), |v| v["status"] == "up" && v["host"] != not_on)
+}
+
+/// The three nodes of a 3-node cluster: the leader, a victim that does not lead, and the
+/// third (a survivor), by index and host name.
+struct Roles {
+    leader: usize,
+    victim: usize,
+    survivor: usize,
+    leader_name: String,
+    victim_name: String,
+    survivor_name: String,
+}
+
+impl Roles {
+    fn of(c: &Cluster) -> Roles {
+        let leader = c.leader();
+        let victim = (0..3).find(|i| *i != leader).unwrap();
+        let survivor = 3 - leader - victim;
+        let name = |i: usize| format!("host{}", i + 1);
+        Roles {
+            leader,
+            victim,
+            survivor,
+            leader_name: name(leader),
+            victim_name: name(victim),
+            survivor_name: name(survivor),
+        }
+    }
 }
 
 fn start(c: &Cluster, node: usize, vm: &str, memory: &str, ha: Option<&str>, host: &str) {
@@ -41,11 +62,7 @@ fn start(c: &Cluster, node: usize, vm: &str, memory: &str, ha: Option<&str>, hos
 #[test]
 fn a_killed_hosts_ha_vms_restart_elsewhere_by_priority_and_the_others_stay_down() {
     let mut c = Cluster::run(3, &[]);
-    let leader = c.leader();
-    let victim = (0..3).find(|i| *i != leader).unwrap();
-    let survivor = 3 - leader - victim;
-    let (victim_name, leader_name, survivor_name) =
-        (format!("host{}", victim + 1), format!("host{}", leader + 1), format!("host{}", survivor + 1));
+    let Roles { leader, victim, survivor, leader_name, victim_name, survivor_name } = Roles::of(&c);
     // Test-driver hosts have 3 GiB each: after the fillers, the leader's host has room for one
     // 1280 MiB VM and the survivor for none, so only one of the two HA VMs fits at first.
     start(&c, leader, "fill-a", "1792M", None, &leader_name);
@@ -75,7 +92,7 @@ fn a_killed_hosts_ha_vms_restart_elsewhere_by_priority_and_the_others_stay_down(
     let low = up_elsewhere(&c, leader, "low", &victim_name);
     assert_eq!(low["host"], survivor_name.as_str());
 
-    let ev = events(&c, survivor);
+    let ev = c.events(survivor);
     for want in [
         "Highly Available VM high failed. It will be restarted automatically.".to_string(),
         "Highly Available VM low failed. It will be restarted automatically.".to_string(),
@@ -132,7 +149,7 @@ fn a_frozen_host_is_declared_down_and_fences_itself_when_it_thaws() {
 
     c.pause(victim);
     wait_until(FAILOVER, "the frozen host marked non responsive, then down", || {
-        let ev = events(&c, leader);
+        let ev = c.events(leader);
         let non_responsive = ev.iter().any(|m| m.starts_with(&format!("Host {victim_name} is not responding")));
         match host_state(&c, leader, &victim_name).as_str() {
             "down" if non_responsive => Ok(()),
@@ -146,14 +163,14 @@ fn a_frozen_host_is_declared_down_and_fences_itself_when_it_thaws() {
     c.resume(victim);
     let said = "It had lost its lease and stopped its VMs itself.";
     wait_until(FAILOVER, "the thawed host back up, saying it fenced itself", || {
-        let ev = events(&c, leader);
+        let ev = c.events(leader);
         let back = ev.iter().any(|m| m.starts_with(&format!("Host {victim_name} answers again")) && m.ends_with(&said));
         match host_state(&c, leader, &victim_name).as_str() {
             "up" if back => Ok(()),
             s => Err(format!("{s}; {:?}", ev.iter().rev().take(4).collect::<Vec<_>>())),
         }
     });
-    let ev = events(&c, leader);
+    let ev = c.events(leader);
     let stray = format!("VM db1 was running on host {victim_name}, which it is not assigned to");
     assert!(!ev.iter().any(|m| m.starts_with(&stray)), "it fenced itself first: {ev:#?}");
     let now = c.must_json(leader, &["vm", "show", "db1"]);
@@ -168,18 +185,14 @@ fn an_ha_vm_stopped_by_the_operator_is_not_restarted() {
     c.must_json(0, &["vm", "stop", "ha1", "--reason", "maintenance window"]);
     let down = c.wait_status(1, "ha1", "down");
     assert!(down["ha_restart"].is_null(), "{down}");
-    let ev = events(&c, 2);
+    let ev = c.events(2);
     assert!(!ev.iter().any(|m| m.starts_with("Highly Available VM ha1 failed")), "{ev:#?}");
 }
 
 #[test]
 fn affinity_rules_hold_through_failover() {
     let mut c = Cluster::run(3, &[]);
-    let leader = c.leader();
-    let victim = (0..3).find(|i| *i != leader).unwrap();
-    let survivor = 3 - leader - victim;
-    let (victim_name, leader_name, survivor_name) =
-        (format!("host{}", victim + 1), format!("host{}", leader + 1), format!("host{}", survivor + 1));
+    let Roles { leader, victim, leader_name, victim_name, survivor_name, .. } = Roles::of(&c);
     start(&c, leader, "db1", "256M", Some("high"), &victim_name);
     start(&c, leader, "db2", "256M", Some("high"), &leader_name);
     c.must_json(
@@ -225,7 +238,7 @@ fn a_voter_that_stays_down_is_replaced_by_a_healthy_learner() {
             other => Err(format!("{other:?}")),
         }
     });
-    let ev = events(&c, leader);
+    let ev = c.events(leader);
     let want = format!("Voter host {victim} has been down for 5 s; host {learner} became a voter in its place.");
     assert!(ev.contains(&want), "{ev:#?}");
 }
@@ -253,7 +266,7 @@ fn a_fence_agent_lets_the_leader_declare_a_silent_host_down_sooner() {
         fenced.starts_with(&format!("{victim_name} 127.0.0.1:")),
         "the agent was run for {victim_name}: {fenced:?}"
     );
-    let ev = events(&c, leader);
+    let ev = c.events(leader);
     assert!(
         ev.iter().any(|m| m == &format!("The fence agent was run for host {victim_name}: it succeeded.")),
         "{ev:#?}"
@@ -280,7 +293,7 @@ fn a_leader_election_does_not_make_other_hosts_fence_themselves() {
             "down" => Ok(()),
             s => Err(s.to_string()),
         });
-        let ev = events(&c, next);
+        let ev = c.events(next);
         assert!(!ev.iter().any(|m| m.contains("lost its lease")), "round {round}: {ev:#?}");
         let now = c.must_json(next, &["vm", "show", &vm]);
         assert_eq!((now["status"].as_str(), now["host"].as_str()), (Some("up"), Some(host.as_str())), "{now}");

@@ -7,21 +7,6 @@ use std::collections::BTreeSet;
 use corral_tests::Cluster;
 use serde_json::Value;
 
-fn events(c: &Cluster, node: usize) -> Vec<String> {
-    c.must_ok(node, &["-o", "json", "events"])
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn refused(c: &Cluster, node: usize, args: &[&str], want: &str) {
-    let out = c.corral(node, args);
-    assert_ne!(out.code, 0, "{args:?} succeeded: {}", out.stdout);
-    let line = out.stderr.trim();
-    assert_eq!(line.lines().count(), 1, "{args:?}: {line}");
-    assert!(line.contains(want), "{args:?}: expected '{want}' in: {line}");
-}
-
 #[test]
 fn start_shutdown_reboot_suspend_resume_stop() {
     let c = Cluster::run(3, &[]);
@@ -54,7 +39,7 @@ fn start_shutdown_reboot_suspend_resume_stop() {
     let down = c.wait_status(0, "web1", "down");
     assert_eq!(down["stop_reason"], "kernel update");
     assert_eq!(down["host"], Value::Null);
-    let ev = events(&c, 1);
+    let ev = c.events(1);
     assert!(ev.iter().any(|m| m == "VM web1 is shutting down (reason: kernel update)."), "{ev:?}");
     assert!(ev.iter().any(|m| m == "VM web1 is down on host host2 (reason: kernel update)."), "{ev:?}");
 
@@ -75,19 +60,18 @@ fn create_with_start_and_refusals_that_change_nothing() {
     assert_eq!((vm["status"].as_str(), vm["host"].as_str()), (Some("powering_up"), Some("host3")));
     c.wait_status(1, "db1", "up");
 
-    refused(&c, 0, &["vm", "delete", "db1"], "vm 'db1' is up; shut it down before deleting it");
-    refused(&c, 0, &["vm", "clone", "db1", "db2"], "only a down VM can be cloned");
-    refused(&c, 0, &["vm", "start", "db1"], "vm 'db1' is up on host host3; it can only be started when down");
-    refused(&c, 0, &["vm", "migrate", "db1", "--to", "host1"], "the test driver cannot migrate VMs");
-    refused(&c, 0, &["vm", "migrate", "db1", "--to", "host3"], "the test driver cannot migrate VMs");
-    refused(&c, 0, &["vm", "create", "x", "--memory", "64M", "--disk", "abc"], "--disk");
-    refused(&c, 0, &["vm", "start", "nope"], "vm 'nope' not found");
-    refused(&c, 0, &["vm", "start", "db1", "--host", "host9"], "vm 'db1' is up");
+    c.refused(0, &["vm", "delete", "db1"], "vm 'db1' is up; shut it down before deleting it");
+    c.refused(0, &["vm", "clone", "db1", "db2"], "only a down VM can be cloned");
+    c.refused(0, &["vm", "start", "db1"], "vm 'db1' is up on host host3; it can only be started when down");
+    c.refused(0, &["vm", "migrate", "db1", "--to", "host1"], "the test driver cannot migrate VMs");
+    c.refused(0, &["vm", "migrate", "db1", "--to", "host3"], "the test driver cannot migrate VMs");
+    c.refused(0, &["vm", "create", "x", "--memory", "64M", "--disk", "abc"], "--disk");
+    c.refused(0, &["vm", "start", "nope"], "vm 'nope' not found");
+    c.refused(0, &["vm", "start", "db1", "--host", "host9"], "vm 'db1' is up");
 
     // Capacity: test-driver hosts have 3 GiB each, and say so when full.
     c.must_json(0, &["vm", "create", "big", "--memory", "3G", "--vcpus", "1"]);
-    refused(
-        &c,
+    c.refused(
         0,
         &["vm", "start", "big", "--host", "host3"],
         "host host3 has not enough room for vm 'big' (3072 MiB, 1 vCPU): 2560 MiB",
@@ -96,13 +80,13 @@ fn create_with_start_and_refusals_that_change_nothing() {
         let name = format!("fill-{h}");
         c.must_json(0, &["vm", "create", &name, "--memory", "3G", "--start", "--host", h]);
     }
-    refused(&c, 0, &["vm", "start", "big"], "not enough capacity for vm 'big' (3072 MiB, 1 vCPU)");
+    c.refused(0, &["vm", "start", "big"], "not enough capacity for vm 'big' (3072 MiB, 1 vCPU)");
     let disks_before = c.must_json(0, &["disk", "list"]);
     let files_before = std::fs::read_dir(c.storage_dir()).unwrap().count();
-    refused(&c, 0, &["vm", "create", "huge", "--memory", "3G", "--disk", "1G", "--start"], "not enough capacity");
+    c.refused(0, &["vm", "create", "huge", "--memory", "3G", "--disk", "1G", "--start"], "not enough capacity");
     assert_eq!(c.must_json(0, &["disk", "list"]), disks_before);
     assert_eq!(std::fs::read_dir(c.storage_dir()).unwrap().count(), files_before, "no image left behind");
-    refused(&c, 0, &["vm", "show", "huge"], "vm 'huge' not found");
+    c.refused(0, &["vm", "show", "huge"], "vm 'huge' not found");
 }
 
 #[test]
@@ -162,5 +146,5 @@ fn editing_a_running_vm_waits_for_its_next_run() {
     let down = c.wait_status(1, "app", "down");
     assert_eq!((down["memory_mib"].as_u64(), down["vcpus"].as_u64()), (Some(1024), Some(2)), "{down:#}");
     assert_eq!(down["next_run"], Value::Null);
-    assert!(events(&c, 0).iter().any(|m| m == "VM app now has its next-run configuration: memory 1024 MiB, 2 vCPUs."));
+    assert!(c.events(0).iter().any(|m| m == "VM app now has its next-run configuration: memory 1024 MiB, 2 vCPUs."));
 }

@@ -12,18 +12,12 @@ fn host(c: &Cluster, node: usize, name: &str) -> Value {
     c.must_json(node, &["host", "show", name])
 }
 
-fn refused(c: &Cluster, node: usize, args: &[&str], want: &str) {
-    let out = c.corral(node, args);
-    assert_ne!(out.code, 0, "{args:?} succeeded: {}", out.stdout);
-    assert!(out.stderr.contains(want), "{args:?}: expected '{want}' in: {}", out.stderr.trim());
-}
-
 #[test]
 fn maintenance_empties_a_host_names_what_blocks_it_and_activate_undoes_it() {
     let c = Cluster::run(3, &[]);
     let h = c.must_json(0, &["host", "maintenance", "host3", "--reason", "firmware update", "--wait"]);
     assert_eq!((h["state"].as_str(), h["maintenance_reason"].as_str()), (Some("maintenance"), Some("firmware update")));
-    refused(&c, 1, &["vm", "create", "web1", "--memory", "256M", "--start", "--host", "host3"], "host host3");
+    c.refused(1, &["vm", "create", "web1", "--memory", "256M", "--start", "--host", "host3"], "host host3");
     // Placement without a host never picks it either.
     for i in 0..4 {
         let vm = c.must_json(0, &["vm", "create", &format!("spread{i}"), "--memory", "128M", "--start"]);
@@ -51,11 +45,7 @@ fn maintenance_empties_a_host_names_what_blocks_it_and_activate_undoes_it() {
             Err(h.to_string())
         }
     });
-    let events: Vec<String> = c
-        .must_ok(0, &["-o", "json", "events"])
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].as_str().unwrap().to_string())
-        .collect();
+    let events = c.events(0);
     assert!(events.iter().any(|m| m.starts_with("Host host2 cannot enter maintenance yet. VM pinned:")), "{events:#?}");
     assert!(events.contains(&"Host host2 is in maintenance.".to_string()), "{events:#?}");
 
@@ -63,6 +53,6 @@ fn maintenance_empties_a_host_names_what_blocks_it_and_activate_undoes_it() {
     assert_eq!((h["state"].as_str(), h["maintenance_reason"].is_null()), (Some("up"), true), "{h}");
     let vm = c.must_json(0, &["vm", "start", "pinned", "--host", "host3"]);
     assert_eq!(vm["host"], "host3");
-    refused(&c, 0, &["host", "activate", "host1"], "host host1 is up, not in maintenance");
-    refused(&c, 0, &["vm", "migrate-cancel", "pinned"], "vm 'pinned' is not migrating");
+    c.refused(0, &["host", "activate", "host1"], "host host1 is up, not in maintenance");
+    c.refused(0, &["vm", "migrate-cancel", "pinned"], "vm 'pinned' is not migrating");
 }

@@ -81,10 +81,7 @@ fn create_and_start_on_host2(sb: &Sandbox) {
 fn monitor_sees_one_host(sb: &Sandbox) {
     let g1 = sb.vm(VM)["id"].as_str().expect("g1 has an id").to_string();
     let monitor = sb.monitor();
-    wait_until(WAIT, "40 monitor rounds", || match monitor.rounds() {
-        r if r >= 40 => Ok(()),
-        r => Err(format!("{r} rounds")),
-    });
+    monitor.wait_rounds(40, WAIT);
     let report = monitor.stop();
     eprintln!("{report}");
     assert!(report.rounds > 0 && report.violations.is_empty(), "{report}");
@@ -457,7 +454,7 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
     guest(sb, &ha, Some("high"), &host);
     guest(sb, &plain, None, &host);
     let monitor = sb.monitor();
-    wait_until(WAIT, "the monitor to poll", || if monitor.rounds() >= 5 { Ok(()) } else { Err("not yet".into()) });
+    monitor.wait_rounds(5, WAIT);
     let t = Instant::now();
     let fault_ms = chrono::Utc::now().timestamp_millis();
     match fault {
