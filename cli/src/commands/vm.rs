@@ -310,6 +310,15 @@ impl ProgressBar {
     }
 }
 
+/// ", pass N" when the host reported how many passes over the guest's memory it made.
+fn pass(iteration: u64) -> String {
+    if iteration == 0 {
+        String::new()
+    } else {
+        format!(", pass {iteration}")
+    }
+}
+
 fn progress_line(vm: &proto::Vm) -> String {
     const WIDTH: usize = 30;
     match vm.migration.as_ref().and_then(|j| j.progress.as_ref()) {
@@ -318,13 +327,13 @@ fn progress_line(vm: &proto::Vm) -> String {
         Some(p) => {
             let filled = (p.percent as usize).min(100) * WIDTH / 100;
             format!(
-                "[{}{}] {:>3}%  {} of {} left, pass {}",
+                "[{}{}] {:>3}%  {} of {} left{}",
                 "#".repeat(filled),
                 "-".repeat(WIDTH - filled),
                 p.percent,
                 format_mib(p.memory_remaining_mib),
                 format_mib(p.memory_total_mib),
-                p.iteration.max(1)
+                pass(p.iteration)
             )
         }
     }
@@ -376,11 +385,11 @@ fn vm_fields(vm: VmView) -> Fields {
             _ if job.cancelling => "cancelling".to_string(),
             None => "queued".to_string(),
             Some(p) => format!(
-                "{}% ({} of {} left, pass {})",
+                "{}% ({} of {} left{})",
                 p.percent,
                 format_mib(p.memory_remaining_mib),
                 format_mib(p.memory_total_mib),
-                p.iteration.max(1)
+                pass(p.iteration)
             ),
         };
         fields = fields.add("migration job", format!("{state}, {by}"));

@@ -302,8 +302,9 @@ impl Hypervisor {
             if job.r#type == sys::VIR_DOMAIN_JOB_NONE as i32 {
                 return Ok(None);
             }
-            // `job_info` leaves the memory pass count out; the typed statistics have it.
-            let iteration = domain.job_stats(0).ok().and_then(|j| j.mem_iteration).unwrap_or(0);
+            // The memory pass count is only in the typed statistics (`job_stats`), whose parser
+            // in virt 0.5 panics on a parameter of an unexpected type: not read.
+            let iteration = 0;
             let (total, remaining) = (job.mem_total.unwrap_or(0), job.mem_remaining.unwrap_or(0));
             Ok(Some(JobProgress {
                 memory_total_mib: total / MIB,
