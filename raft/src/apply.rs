@@ -187,6 +187,8 @@ impl ClusterState {
                 state_since_ms: now,
                 maintenance: None,
                 tags: Vec::new(),
+                engine_local_maintenance: false,
+                engine_score: None,
             },
         );
         self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms });
@@ -230,6 +232,8 @@ impl ClusterState {
                 state_since_ms: now,
                 maintenance: None,
                 tags: Vec::new(),
+                engine_local_maintenance: false,
+                engine_score: None,
             },
         );
         Ok(Outcome::HostRegistered { id, cluster_name })

@@ -45,7 +45,31 @@ pub struct ClusterState {
     /// VM-to-host rules by name: a labelled VM runs only on the label's hosts.
     #[serde(default)]
     pub affinity_labels: BTreeMap<String, AffinityLabel>,
+    /// The hosted engine: which VM it is, and whether HA leaves it alone (global maintenance).
+    pub engine: EngineState,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineState {
+    /// The management VM, if the cluster has one.
+    pub vm: Option<Uuid>,
+    /// Global maintenance: HA neither restarts nor moves the engine VM (for upgrading it).
+    pub global_maintenance: bool,
+}
+
+/// A host's fitness to run the engine VM, as ovirt-hosted-engine-ha computes it: a base score
+/// minus penalties; 0 means it must not run the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineScore {
+    pub score: u32,
+    /// What was taken off the base score, each with why ("gateway 10.0.0.1 unreachable").
+    pub penalties: Vec<(String, u32)>,
+    /// When the host measured it (its clock, Unix ms).
+    pub measured_ms: i64,
+}
+
+/// The score of a host with nothing wrong (ovirt-hosted-engine-ha's base score).
+pub const ENGINE_BASE_SCORE: u32 = 3400;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
@@ -115,6 +139,10 @@ pub struct Host {
     /// What an operator says this host offers (`ssd`, `gpu`); VMs may require tags.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Hosted-engine local maintenance: this host may not run the engine VM.
+    pub engine_local_maintenance: bool,
+    /// The engine score the host last reported (only changes are reported).
+    pub engine_score: Option<EngineScore>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,7 +314,32 @@ pub struct Vm {
     pub pinned_hosts: Vec<NodeId>,
     #[serde(default)]
     pub migration: MigrationPolicy,
+    /// The guest operating system, as oVirt names it in the OVF's OperatingSystemSection
+    /// (`other_linux`, `rhel_9x64`, ...).
+    pub os: String,
+    /// An ISO image in the storage domain, inserted into the VM's CD-ROM drive.
+    pub cdrom: Option<String>,
+    /// The cluster's own management VM (oVirt's hosted engine): HA ahead of every other VM,
+    /// placed by the hosts' engine scores, never deleted.
+    pub hosted_engine: bool,
+    /// `vm delete` is refused, and so is removing its disks.
+    pub delete_protected: bool,
+    /// Parts of an imported OVF document that Corral does not model, kept so that the VM's
+    /// own document carries them on.
+    pub ovf_unknown: Vec<OvfFragment>,
 }
+
+/// An element of an imported OVF that Corral does not model: where it was, and its XML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OvfFragment {
+    /// The element that held it: `Envelope`, `Content`, `VirtualHardwareSection`, ...
+    pub parent: String,
+    /// The element itself, as XML text.
+    pub xml: String,
+}
+
+/// The guest OS a VM gets unless it says otherwise (oVirt's default).
+pub const DEFAULT_OS: &str = "other_linux";
 
 /// Who may move a running VM to another host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -583,6 +636,11 @@ impl Vm {
             host_tags: Vec::new(),
             pinned_hosts: Vec::new(),
             migration: MigrationPolicy::default(),
+            os: DEFAULT_OS.to_string(),
+            cdrom: None,
+            hosted_engine: false,
+            delete_protected: false,
+            ovf_unknown: Vec::new(),
         }
     }
 
