@@ -31,6 +31,8 @@ fn cluster(hosts: &[(&str, u64, u32)]) -> ClusterState {
             state_since_ms: 0,
             maintenance: None,
             tags: vec![],
+            engine_local_maintenance: false,
+            engine_score: None,
         };
         s.hosts.insert(id, host);
     }
