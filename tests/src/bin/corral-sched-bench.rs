@@ -106,6 +106,8 @@ fn build(o: &Opts) -> ClusterState {
             state_since_ms: 0,
             maintenance: None,
             tags,
+            engine_local_maintenance: false,
+            engine_score: None,
         };
         s.hosts.insert(id, host);
     }
