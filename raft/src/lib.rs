@@ -7,6 +7,7 @@ pub mod error;
 pub mod forward;
 pub mod model;
 pub mod network;
+pub mod ovf;
 pub mod typ;
 pub mod validate;
 
