@@ -18,6 +18,14 @@ impl Machine<TypeConfig> for ClusterState {
     fn apply(&mut self, _log_id: &LogId, cmd: &Command) -> Reply {
         self.apply_command(cmd)
     }
+
+    fn take_documents(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        crate::documents::take(self)
+    }
+
+    fn all_documents(&self) -> Vec<(String, Vec<u8>)> {
+        crate::documents::all(self)
+    }
 }
 
 pub(crate) type Applied = Result<Outcome, ClusterError>;
@@ -25,13 +33,18 @@ pub(crate) type Applied = Result<Outcome, ClusterError>;
 impl ClusterState {
     /// Applies one command; public so tests and tools can replay commands without Raft.
     pub fn apply_command(&mut self, cmd: &Command) -> Reply {
-        match &cmd.op {
+        #[cfg(test)]
+        let check = crate::documents::TouchCheck::before(self);
+        let reply = match &cmd.op {
             Op::Batch(proposals) => {
                 let replies = proposals.iter().map(|p| self.apply_once(cmd.at_ms, p.request_id, &p.op)).collect();
                 Reply(Ok(Outcome::Batch(replies)))
             }
             op => self.apply_once(cmd.at_ms, cmd.request_id, op),
-        }
+        };
+        #[cfg(test)]
+        check.after(self, cmd);
+        reply
     }
 
     /// Applies one write unless its request id was applied already (then returns that reply).
@@ -41,7 +54,13 @@ impl ClusterState {
                 return previous.clone();
             }
         }
+        let named = op.vm_named().and_then(|n| self.find_vm(n)).map(|v| v.id);
         let reply = Reply(self.apply_op(now, op));
+        if reply.0.is_ok() {
+            // Every VM the op names or made may have a new configuration (or be gone); the ones
+            // it changes on the side mark themselves where they change.
+            named.into_iter().chain(op.vm_made()).for_each(|id| self.touch_vm(id));
+        }
         if let Some(id) = request_id {
             self.remember_request(id, reply.clone());
         }
@@ -127,6 +146,9 @@ impl ClusterState {
             Op::DeleteDisks { ids } => {
                 for id in ids {
                     if let Some(d) = self.disks.remove(id) {
+                        if let Some(vm) = d.vm {
+                            self.touch_vm(vm);
+                        }
                         self.record(now, EventKind::DiskDeleted, format!("Disk {} was deleted.", d.name));
                     }
                 }

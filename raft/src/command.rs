@@ -300,6 +300,35 @@ impl MigrationOverridesChange {
     }
 }
 
+impl Op {
+    /// The VM an operation names (by name or id), if it names one.
+    pub fn vm_named(&self) -> Option<&str> {
+        match self {
+            Op::EditVm { vm, .. }
+            | Op::DeleteVm { vm, .. }
+            | Op::StartVm { vm, .. }
+            | Op::ShutdownVm { vm, .. }
+            | Op::StopVm { vm, .. }
+            | Op::RebootVm { vm }
+            | Op::SuspendVm { vm }
+            | Op::ResumeVm { vm }
+            | Op::MigrateVm { vm, .. }
+            | Op::CancelMigration { vm } => Some(vm),
+            Op::CloneVm { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The VM an operation makes or reports on, by id.
+    pub fn vm_made(&self) -> Option<Uuid> {
+        match self {
+            Op::CreateVm { id, .. } | Op::CloneVm { id, .. } => Some(*id),
+            Op::ReportVm { vm, .. } => Some(*vm),
+            _ => None,
+        }
+    }
+}
+
 impl VmChanges {
     pub fn is_empty(&self) -> bool {
         *self == VmChanges::default()

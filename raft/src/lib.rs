@@ -3,6 +3,7 @@
 //! The state machine does no I/O and reads no clock: time arrives inside each command.
 
 pub mod command;
+pub mod documents;
 pub mod error;
 pub mod forward;
 pub mod model;

@@ -6,7 +6,9 @@
 //! - `log`: raft log entries, key = index as big-endian u64, value = [`codec`] of the entry;
 //! - `raft`: vote, committed log id and last purged log id;
 //! - `snapshot`: the current snapshot (metadata and data);
-//! - `local`: node-local facts such as the node id.
+//! - `local`: node-local facts such as the node id;
+//! - `ovf`: documents derived from the state machine (each VM's OVF document, by VM id), written
+//!   as entries are applied and brought in line with the state after a restart or a snapshot.
 
 pub mod codec;
 mod error;

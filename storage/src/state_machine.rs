@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::sto;
-use crate::store::{flush, TREE_SNAPSHOT};
+use crate::store::{flush, TREE_DOCUMENTS, TREE_SNAPSHOT};
 use crate::{codec, Error};
 
 // Meta and data are separate values written in one batch, so the (possibly large) data is never
@@ -32,6 +32,20 @@ const KEY_DATA: &str = "current.data";
 /// `#[serde(flatten)]`, `skip_serializing_if` or `serde_json::Value`).
 pub trait Machine<C: RaftTypeConfig>: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D) -> C::R;
+
+    /// The documents that the entries applied since the last call changed: `(key, Some(new))`
+    /// or `(key, None)` for one that no longer exists. The store writes them into its document
+    /// tree (the OVF store) before the apply returns. Returning a document that did not change
+    /// is allowed; it is compared before it is written.
+    fn take_documents(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        Vec::new()
+    }
+
+    /// Every document the state holds, for bringing the tree in line with a state restored from
+    /// a snapshot.
+    fn all_documents(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
 }
 
 /// Everything a snapshot captures; also the in-memory state between snapshots.
@@ -76,12 +90,18 @@ impl<C: RaftTypeConfig, M> Shared<C, M> {
 pub struct StateMachineStore<C: RaftTypeConfig, M> {
     db: sled::Db,
     snapshots: sled::Tree,
+    documents: sled::Tree,
     shared: Arc<Shared<C, M>>,
 }
 
 impl<C: RaftTypeConfig, M> Clone for StateMachineStore<C, M> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), snapshots: self.snapshots.clone(), shared: self.shared.clone() }
+        Self {
+            db: self.db.clone(),
+            snapshots: self.snapshots.clone(),
+            documents: self.documents.clone(),
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -115,10 +135,13 @@ where
             }
             None => SmState::default(),
         };
+        let documents = db.open_tree(TREE_DOCUMENTS)?;
+        sync_documents(&documents, state.machine.all_documents())?;
         let (applied, _) = watch::channel(index_of(&state.last_applied));
         Ok(Self {
             db: db.clone(),
             snapshots,
+            documents,
             shared: Arc::new(Shared { state: RwLock::new(state), applied, persist: Mutex::new(()) }),
         })
     }
@@ -192,11 +215,57 @@ where
         // openraft only installs snapshots newer than its state, and must find this one current.
         self.persist_snapshot(meta, &data, false).await?;
         let index = index_of(&state.last_applied);
-        *self.shared.write()? = state;
+        let mut guard = self.shared.write()?;
+        sync_documents(&self.documents, state.machine.all_documents())?;
+        *guard = state;
+        drop(guard);
         self.shared.applied.send_replace(index);
         tracing::info!(snapshot = %meta, "snapshot installed");
         Ok(())
     }
+}
+
+/// Makes the document tree hold exactly `docs`: changed ones rewritten, missing ones added,
+/// the rest removed. Unchanged documents are not written.
+fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
+    let wanted: std::collections::BTreeMap<String, Vec<u8>> = docs.into_iter().collect();
+    let mut batch = sled::Batch::default();
+    let mut changed = 0usize;
+    for key in tree.iter().keys() {
+        let key = key?;
+        if !wanted.contains_key(&*String::from_utf8_lossy(&key)) {
+            batch.remove(key);
+            changed += 1;
+        }
+    }
+    for (key, doc) in &wanted {
+        if tree.get(key.as_bytes())?.is_none_or(|v| v[..] != doc[..]) {
+            batch.insert(key.as_bytes(), doc.as_slice());
+            changed += 1;
+        }
+    }
+    tree.apply_batch(batch)?;
+    if changed > 0 {
+        tracing::info!(changed, documents = wanted.len(), "document store brought in line with the state");
+    }
+    Ok(())
+}
+
+/// Writes the documents one apply batch changed; unchanged ones are left alone.
+fn write_documents(tree: &sled::Tree, docs: Vec<(String, Option<Vec<u8>>)>) -> Result<(), Error> {
+    let mut batch = sled::Batch::default();
+    for (key, doc) in docs {
+        match doc {
+            Some(doc) => {
+                if tree.get(key.as_bytes())?.is_none_or(|v| v[..] != doc[..]) {
+                    batch.insert(key.as_bytes(), doc);
+                }
+            }
+            None => batch.remove(key.as_bytes()),
+        }
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
 }
 
 /// The current snapshot, with its data only if `with_data` (the metadata alone is cheap).
@@ -262,6 +331,9 @@ where
                 };
                 responses.push(response);
             }
+            // Written under the lock, so that a reader who sees this state finds its documents.
+            write_documents(&self.documents, state.machine.take_documents())
+                .map_err(sto(StorageIOError::write_state_machine))?;
             index_of(&state.last_applied)
         };
         if !responses.is_empty() {
@@ -367,6 +439,63 @@ mod tests {
 
     fn entry(index: u64, d: u64) -> Entry<Cfg> {
         Entry { log_id: LogId::new(CommittedLeaderId::new(1, 0), index), payload: EntryPayload::Normal(d) }
+    }
+
+    /// Keeps one document per residue of the applied numbers mod 3; 0 removes them all.
+    #[derive(Default, Serialize, Deserialize)]
+    struct Docs {
+        docs: std::collections::BTreeMap<String, String>,
+        #[serde(skip)]
+        changed: Vec<String>,
+    }
+
+    impl Machine<Cfg> for Docs {
+        fn apply(&mut self, _: &LogId<u64>, d: &u64) -> u64 {
+            if *d == 0 {
+                self.changed.extend(std::mem::take(&mut self.docs).into_keys());
+            } else {
+                let key = format!("k{}", d % 3);
+                self.docs.insert(key.clone(), format!("v{d}"));
+                self.changed.push(key);
+            }
+            *d
+        }
+
+        fn take_documents(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+            let changed = std::mem::take(&mut self.changed);
+            changed.into_iter().map(|k| (k.clone(), self.docs.get(&k).map(|v| v.clone().into_bytes()))).collect()
+        }
+
+        fn all_documents(&self) -> Vec<(String, Vec<u8>)> {
+            self.docs.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect()
+        }
+    }
+
+    fn docs(store: &crate::Store) -> Vec<(String, String)> {
+        store.documents().unwrap().into_iter().map(|(k, v)| (k, String::from_utf8(v).unwrap())).collect()
+    }
+
+    #[tokio::test]
+    async fn documents_follow_every_apply_and_are_brought_in_line_on_open() {
+        let dir = tempfile::TempDir::new().unwrap();
+        {
+            let store = crate::Store::open(dir.path(), 1 << 20).unwrap();
+            let mut sm: StateMachineStore<Cfg, Docs> = store.state_machine().unwrap();
+            sm.apply([entry(1, 1), entry(2, 2), entry(3, 4)]).await.unwrap();
+            assert_eq!(docs(&store), [("k1".into(), "v4".into()), ("k2".into(), "v2".into())]);
+            sm.build_snapshot().await.unwrap();
+            sm.apply([entry(4, 0), entry(5, 3)]).await.unwrap();
+            assert_eq!(docs(&store), [("k0".to_string(), "v3".to_string())]);
+            // A store that fell behind the state (a crash before sled wrote it out, say).
+            let tree = store.db.open_tree(TREE_DOCUMENTS).unwrap();
+            tree.insert("stale", "x").unwrap();
+            tree.insert("k0", "old").unwrap();
+        }
+        // Reopened, the state is the snapshot's (entries 4 and 5 are for openraft to re-apply),
+        // and the documents are the snapshot's documents.
+        let store = crate::Store::open(dir.path(), 1 << 20).unwrap();
+        let _sm: StateMachineStore<Cfg, Docs> = store.state_machine().unwrap();
+        assert_eq!(docs(&store), [("k1".into(), "v4".into()), ("k2".into(), "v2".into())]);
     }
 
     // Stands in for a build that read the state before a newer snapshot became current.

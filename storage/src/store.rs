@@ -14,6 +14,7 @@ pub(crate) const TREE_LOCAL: &str = "local";
 pub(crate) const TREE_LOG: &str = "log";
 pub(crate) const TREE_RAFT: &str = "raft";
 pub(crate) const TREE_SNAPSHOT: &str = "snapshot";
+pub(crate) const TREE_DOCUMENTS: &str = "ovf";
 
 /// A node's durable storage: one sled database under `dir/db`.
 ///
@@ -21,7 +22,7 @@ pub(crate) const TREE_SNAPSHOT: &str = "snapshot";
 /// and state machine store must be dropped before the same directory can be opened again.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: sled::Db,
+    pub(crate) db: sled::Db,
 }
 
 impl Store {
@@ -69,6 +70,23 @@ impl Store {
         M: Machine<C>,
     {
         StateMachineStore::open(&self.db)
+    }
+
+    /// The state machine's documents (the OVF store), by key; readable with no quorum.
+    pub fn documents(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let tree = self.db.open_tree(TREE_DOCUMENTS)?;
+        tree.iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// One document of the state machine's document tree.
+    pub fn document(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let tree = self.db.open_tree(TREE_DOCUMENTS)?;
+        Ok(tree.get(key)?.map(|v| v.to_vec()))
     }
 
     /// Makes every write so far durable.

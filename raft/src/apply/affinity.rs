@@ -320,8 +320,10 @@ impl ClusterState {
         for l in self.affinity_labels.values_mut() {
             l.hosts.retain(|h| *h != id);
         }
-        for vm in self.vms.values_mut() {
-            vm.pinned_hosts.retain(|h| *h != id);
+        let pinned: Vec<Uuid> = self.vms.values().filter(|v| v.pinned_hosts.contains(&id)).map(|v| v.id).collect();
+        for vm in pinned {
+            self.vms.get_mut(&vm).expect("listed above").pinned_hosts.retain(|h| *h != id);
+            self.touch_vm(vm);
         }
     }
 }

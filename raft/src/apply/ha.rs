@@ -96,6 +96,9 @@ impl ClusterState {
             vm.ha_failed(now, false, None);
         }
         let settled = vm.settle_next_run();
+        if settled.is_some() {
+            self.touch_vm(vm_id);
+        }
         if ha {
             let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");
             self.record(now, EventKind::VmHighAvailability, msg);
