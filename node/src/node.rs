@@ -149,14 +149,77 @@ impl Node {
 
     /// Proposes `op` through the leader and returns what applying it produced.
     pub async fn write(&self, request_id: Option<Uuid>, op: Op) -> Result<Outcome, ClusterError> {
+        self.write_indexed(request_id, op).await.map(|(outcome, _)| outcome)
+    }
+
+    /// `write`, also returning the log index of the entry that applied it.
+    pub async fn write_indexed(&self, request_id: Option<Uuid>, op: Op) -> Result<(Outcome, u64), ClusterError> {
         match self.route(LeaderRequest::Write { request_id, op: Box::new(op) }, 0).await? {
             LeaderResponse::Written(Reply(r), index) => {
                 // Whoever asked next reads this node's copy: let it include this write.
                 wait_applied(self.parts()?, index).await?;
-                r
+                r.map(|outcome| (outcome, index))
             }
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Waits until every live host has applied log index `index`, so that each one's OVF store
+    /// holds what that entry wrote. Hosts that are down, or do not answer within `timeout`, are
+    /// returned by name (their stores catch up when they come back).
+    pub async fn wait_applied_everywhere(&self, index: u64, timeout: Duration) -> Result<Vec<String>, ClusterError> {
+        let parts = self.parts()?;
+        let me = parts.id;
+        let hosts: Vec<(String, String)> = parts.state.read(|s: &ClusterState| {
+            s.hosts
+                .values()
+                .filter(|h| h.id != me && h.state.is_alive())
+                .map(|h| (h.name.clone(), h.address.clone()))
+                .collect()
+        });
+        // The leader tells followers the commit index with its next message; ask for it now.
+        if let Ok(r) = parts.raft.trigger().heartbeat().await {
+            let _ = r;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let waits = hosts.into_iter().map(|(name, address)| async move {
+            loop {
+                if self.applied_on(&address).await.is_some_and(|a| a >= index) {
+                    return None;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Some(name);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Ok(futures::future::join_all(waits).await.into_iter().flatten().collect())
+    }
+
+    /// The last log index the node at `address` applied, if it answers.
+    async fn applied_on(&self, address: &str) -> Option<u64> {
+        let channel = self.network.channel(address).ok()?;
+        let mut req = tonic::Request::new(corral_proto::PingRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        let mut client = corral_proto::raft_service_client::RaftServiceClient::new(channel);
+        let r = tokio::time::timeout(Duration::from_millis(500), client.ping(req)).await.ok()?.ok()?;
+        Some(r.into_inner().applied)
+    }
+
+    /// This node's own OVF store: every VM's last committed document, by VM id. Needs no
+    /// quorum, no leader, not even a cluster.
+    pub fn local_ovf_store(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let docs = self.store.documents().map_err(|e| ClusterError::Internal(format!("OVF store: {e}")))?;
+        Ok(docs.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
+    }
+
+    /// A node-local fact, kept across restarts.
+    pub fn local_fact(&self, key: &str) -> Option<Vec<u8>> {
+        self.store.get_local(key).ok().flatten()
+    }
+
+    pub fn set_local_fact(&self, key: &str, value: &[u8]) -> Result<(), ClusterError> {
+        self.store.set_local(key, value).map_err(|e| ClusterError::Internal(format!("local store: {e}")))
     }
 
     /// Runs `req` on the leader: here when this node leads, else handed to the leader, unless

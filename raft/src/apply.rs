@@ -144,6 +144,15 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             Op::DeleteDisks { ids } => {
+                let protected = ids.iter().filter_map(|id| self.disks.get(id)).find_map(|d| {
+                    let vm = self.vms.get(&d.vm?)?;
+                    vm.delete_protected.then(|| (d.name.clone(), vm.name.clone()))
+                });
+                if let Some((disk, vm)) = protected {
+                    return Err(ClusterError::FailedPrecondition(format!(
+                        "disk '{disk}' belongs to delete-protected vm '{vm}' and cannot be removed"
+                    )));
+                }
                 for id in ids {
                     if let Some(d) = self.disks.remove(id) {
                         if let Some(vm) = d.vm {
@@ -167,6 +176,10 @@ impl ClusterState {
             }
             Op::DeleteAffinityLabel { name } => self.delete_affinity_label(now, name),
             Op::EditHost { host, tags } => self.edit_host(now, host, tags.as_deref()),
+            Op::ImportVm { vm, disks, engine, start } => self.import_vm(now, vm, disks, *engine, start.as_ref()),
+            Op::SetEngineMaintenance { global, local } => self.set_engine_maintenance(now, *global, local.as_ref()),
+            Op::ReportEngineScore { host, score } => self.report_engine_score(now, *host, score),
+            Op::AdoptVm { vm, host } => self.adopt_vm(now, *vm, *host),
             Op::SetSchedulingPolicy { policy, cpu_overcommit } => {
                 self.set_scheduling_policy(now, *policy, *cpu_overcommit)
             }
@@ -344,6 +357,18 @@ impl ClusterState {
     fn delete_vm(&mut self, now: i64, name_or_id: &str, keep_disks: bool) -> Applied {
         self.require_cluster()?;
         let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
+        if vm.hosted_engine {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is the cluster's hosted engine and cannot be deleted",
+                vm.name
+            )));
+        }
+        if vm.delete_protected {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is delete-protected; lift it first with `corral vm edit {} --delete-protected false`",
+                vm.name, vm.name
+            )));
+        }
         if vm.status != VmStatus::Down {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}; shut it down before deleting it",
@@ -511,6 +536,20 @@ impl ClusterState {
                 vm.ha.priority = v;
             }
         }
+        if let Some(v) = c.delete_protected.filter(|v| *v != vm.delete_protected) {
+            if !v && vm.hosted_engine {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "vm '{}' is the cluster's hosted engine; it stays delete-protected",
+                    vm.name
+                )));
+            }
+            what.push(format!("delete protection {}", if v { "on" } else { "off" }));
+            vm.delete_protected = v;
+        }
+        if let Some(v) = c.os.as_ref().filter(|v| **v != vm.os) {
+            what.push(format!("operating system {} -> {v}", vm.os));
+            vm.os = v.clone();
+        }
         self.edit_vm_placement(&mut vm, c, &mut what)?;
         if what.is_empty() {
             // Nothing new, but a pending next-run value set back to the running one is gone.
@@ -585,6 +624,7 @@ fn human_duration(ms: i64) -> String {
 }
 
 mod affinity;
+mod engine;
 mod ha;
 mod lifecycle;
 pub mod migration;

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use crate::error::ClusterError;
 use crate::model::{
-    AffinityGroup, AffinityLabel, ClusterInfo, Disk, DomainType, EventKind, HaPriority, Host, HostFacts, KernelBoot,
-    MigrationOverrides, MigrationPolicy, Nic, Observed, Polarity, ResumeBehavior, SchedulingPolicy,
+    AffinityGroup, AffinityLabel, ClusterInfo, Disk, DomainType, EngineScore, EventKind, HaPriority, Host, HostFacts,
+    KernelBoot, MigrationOverrides, MigrationPolicy, Nic, Observed, Polarity, ResumeBehavior, SchedulingPolicy, Vm,
 };
 use crate::typ::NodeId;
 
@@ -216,6 +216,35 @@ pub enum Op {
         policy: Option<SchedulingPolicy>,
         cpu_overcommit: Option<u32>,
     },
+    /// A VM read from an OVF document (its configuration only). `disks` are its disk records
+    /// in guest order: one that exists already must be floating and is attached, the others
+    /// (copies the proposing node made, or images it found in the storage domain) are added.
+    /// `engine`: it becomes the cluster's hosted engine (delete-protected, HA first).
+    ImportVm {
+        vm: Box<Vm>,
+        disks: Vec<Disk>,
+        engine: bool,
+        start: Option<StartOrder>,
+    },
+    /// Hosted-engine maintenance: `global` stops HA from acting on the engine VM; `local`
+    /// makes one host (by name) ineligible to run it.
+    SetEngineMaintenance {
+        global: Option<bool>,
+        local: Option<(String, bool)>,
+    },
+    /// A host's engine score, reported when it changes.
+    ReportEngineScore {
+        host: NodeId,
+        score: EngineScore,
+    },
+    /// A host reports that it runs a VM the state has on no live host (the engine VM an
+    /// operator started there by hand while the cluster had no quorum). It is taken as the
+    /// VM's host if the VM is down, or its host is down; otherwise the host must destroy its
+    /// copy.
+    AdoptVm {
+        vm: Uuid,
+        host: NodeId,
+    },
 }
 
 /// Where to start a VM: a named host, or wherever the leader finds room.
@@ -277,6 +306,9 @@ pub struct VmChanges {
     /// Host names; empty unpins the VM.
     pub pinned_hosts: Option<Vec<String>>,
     pub migration: Option<MigrationPolicy>,
+    /// Lifting it is refused for the hosted engine.
+    pub delete_protected: Option<bool>,
+    pub os: Option<String>,
 }
 
 /// Changes to a VM's migration overrides: `None` leaves a field, `Some(None)` makes it follow
@@ -323,7 +355,8 @@ impl Op {
     pub fn vm_made(&self) -> Option<Uuid> {
         match self {
             Op::CreateVm { id, .. } | Op::CloneVm { id, .. } => Some(*id),
-            Op::ReportVm { vm, .. } => Some(*vm),
+            Op::ReportVm { vm, .. } | Op::AdoptVm { vm, .. } => Some(*vm),
+            Op::ImportVm { vm, .. } => Some(vm.id),
             _ => None,
         }
     }

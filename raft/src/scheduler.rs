@@ -57,6 +57,9 @@ enum Reason {
     /// Index into `Scheduler::labels`.
     Label(u32),
     Tags,
+    /// The VM is the hosted engine, and this host may not run it (local maintenance, or an
+    /// engine score of 0).
+    Engine,
     /// Index into `Scheduler::groups`.
     Group(u32),
     /// Some enforcing positive group has no member there; which one is worked out only for
@@ -314,6 +317,9 @@ impl<'a> Scheduler<'a> {
         if !vm.host_tags.iter().all(|t| h.tags.contains(t)) {
             return Err(Reason::Tags);
         }
+        if vm.hosted_engine && !engine_eligible(h) {
+            return Err(Reason::Engine);
+        }
         if let Some(&g) = needs.forbidden.get(slot).filter(|g| **g != 0) {
             return Err(Reason::Group(g - 1));
         }
@@ -332,6 +338,13 @@ impl<'a> Scheduler<'a> {
 
     /// Whether `a` is a better host than `b` for this VM (both passed every filter).
     fn better(&self, needs: &Needs, a: usize, b: usize) -> bool {
+        // The hosted engine goes to the best-scored host, as ovirt-hosted-engine-ha does.
+        if needs.vm.hosted_engine {
+            let score = |s: usize| engine_score(self.hosts[s]);
+            if score(a) != score(b) {
+                return score(a) > score(b);
+            }
+        }
         let soft = |s: usize| needs.soft.get(s).copied().unwrap_or(0);
         if soft(a) != soft(b) {
             return soft(a) > soft(b);
@@ -449,6 +462,7 @@ impl<'a> Scheduler<'a> {
             Reason::Tags => {
                 format!("host {name} lacks tag(s) {} that vm '{}' needs", Self::missing_tags(vm, h), vm.name)
             }
+            Reason::Engine => format!("host {name} may not run the hosted engine: {}", engine_ineligibility(h)),
             Reason::Group(g) => format!(
                 "host {name} is excluded by enforcing affinity group {}: {}",
                 self.groups[g as usize].describe(),
@@ -543,6 +557,11 @@ impl<'a> Scheduler<'a> {
                     let what = format!("excluded by enforcing affinity group {}", self.groups[g as usize].describe());
                     hosts(n, &what, &what)
                 }
+                Reason::Engine => hosts(
+                    n,
+                    "may not run the hosted engine (local maintenance or score 0)",
+                    "may not run the hosted engine (local maintenance or score 0)",
+                ),
                 Reason::Apart => hosts(n, "breaks a positive group", "break a positive group"),
                 Reason::Memory => {
                     let most = format!("at most {most_mem} MiB free");
@@ -556,6 +575,29 @@ impl<'a> Scheduler<'a> {
             .collect();
         refuse(format!("no host can run vm '{}' ({}): {}", vm.name, Self::need(vm), parts.join(", ")))
     }
+}
+
+/// Whether a host may run the hosted engine: not in local maintenance, and not scored 0. A
+/// host that has not reported a score yet is eligible, behind every host that has.
+pub fn engine_eligible(h: &Host) -> bool {
+    !h.engine_local_maintenance && h.engine_score.as_ref().is_none_or(|s| s.score > 0)
+}
+
+/// The score the scheduler ranks hosts by for the hosted engine (0 when none was reported).
+pub fn engine_score(h: &Host) -> u32 {
+    if h.engine_local_maintenance {
+        return 0;
+    }
+    h.engine_score.as_ref().map_or(0, |s| s.score)
+}
+
+fn engine_ineligibility(h: &Host) -> String {
+    if h.engine_local_maintenance {
+        return "it is in hosted-engine local maintenance".to_string();
+    }
+    let why: Vec<String> =
+        h.engine_score.iter().flat_map(|s| &s.penalties).map(|(what, n)| format!("{what} (-{n})")).collect();
+    format!("its engine score is 0 ({})", why.join(", "))
 }
 
 /// Refuses a migration the VM's policy does not allow; starts and HA restarts always pass.

@@ -102,6 +102,14 @@ pub fn dedup(values: &[String]) -> Vec<String> {
     out
 }
 
+/// A guest OS name as oVirt spells them: `other_linux`, `rhel_9x64`, `windows_2022`.
+pub fn os(value: &str) -> Result<(), ClusterError> {
+    if value.is_empty() || value.len() > 64 || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
+        return Err(ClusterError::invalid("os", format!("must be an OS name such as other_linux or rhel_9x64 (got '{value}')")));
+    }
+    Ok(())
+}
+
 pub fn vm_changes(changes: &VmChanges) -> Result<(), ClusterError> {
     if changes.is_empty() {
         return Err(ClusterError::invalid("edit", "nothing to change: give at least one field"));
@@ -126,6 +134,9 @@ pub fn vm_changes(changes: &VmChanges) -> Result<(), ClusterError> {
     }
     if let Some(v) = &changes.pinned_hosts {
         names("pinned_hosts", v)?;
+    }
+    if let Some(v) = &changes.os {
+        os(v)?;
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
 async fn bootstrap(ctx: &Context, name: String) -> Result<()> {
     // Bootstrapping acts on the node itself, so it must not fall over to another one.
     let node = ctx.nodes.single("cluster bootstrap")?;
-    let request = proto::BootstrapRequest { cluster_name: name.clone() };
+    let request = proto::BootstrapRequest { cluster_name: name.clone(), ..Default::default() };
     let response = node
         .write_once(|channel| {
             let request = request.clone();

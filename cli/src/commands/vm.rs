@@ -200,6 +200,8 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         host_tags: args.host_tags.map(|l| proto::StringList { values: l.0 }),
         pinned_hosts: args.pin.map(|l| proto::StringList { values: l.0 }),
         migration_policy: args.migration.map(|m| m.as_str().to_string()),
+        delete_protected: None,
+        os: None,
     };
     let vm = ctx
         .nodes

@@ -28,7 +28,7 @@ impl ClusterService for Api {
     async fn bootstrap(&self, req: Request<BootstrapRequest>) -> Result<Response<BootstrapResponse>, Status> {
         let name = req.into_inner().cluster_name;
         let (node_id, token, expires) = self.0.bootstrap(&name).await.map_err(status)?;
-        Ok(Response::new(BootstrapResponse { node_id, token, token_expires_unix_ms: expires }))
+        Ok(Response::new(BootstrapResponse { node_id, token, token_expires_unix_ms: expires, engine: None }))
     }
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {

@@ -43,6 +43,16 @@ pub fn to_proto(s: &ClusterState, h: &model::Host) -> Host {
             .flat_map(|m| &m.blocked)
             .map(|(vm, reason)| MaintenanceBlock { vm: vm.clone(), reason: reason.clone() })
             .collect(),
+        engine_score: h.engine_score.as_ref().map(engine_score_to_proto),
+        engine_local_maintenance: h.engine_local_maintenance,
+    }
+}
+
+pub fn engine_score_to_proto(s: &model::EngineScore) -> corral_proto::EngineScore {
+    corral_proto::EngineScore {
+        score: s.score,
+        penalties: s.penalties.iter().map(|(what, n)| format!("{what}: -{n}")).collect(),
+        measured_unix_ms: s.measured_ms,
     }
 }
 

@@ -7,6 +7,7 @@ mod cluster;
 mod disks;
 mod events;
 mod hosts;
+pub mod ovf;
 mod raft_rpc;
 mod vms;
 
@@ -19,6 +20,7 @@ use corral_proto::cluster_service_server::ClusterServiceServer;
 use corral_proto::disk_service_server::DiskServiceServer;
 use corral_proto::event_service_server::EventServiceServer;
 use corral_proto::host_service_server::HostServiceServer;
+use corral_proto::ovf_service_server::OvfServiceServer;
 use corral_proto::raft_service_server::RaftServiceServer;
 use corral_proto::vm_service_server::VmServiceServer;
 use corral_raft::ClusterError;
@@ -77,6 +79,7 @@ pub async fn serve(
         .add_service(EventServiceServer::new(events::Api(node.clone())))
         .add_service(DiskServiceServer::new(disks::Api(node.clone())))
         .add_service(AffinityServiceServer::new(affinity::Api(node.clone())))
+        .add_service(OvfServiceServer::new(ovf::Api(node.clone())))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(usize::MAX)

@@ -51,13 +51,13 @@ impl RaftService for Api {
     }
 
     async fn ping(&self, _req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
-        let (node_id, leader_id, term) = match self.0.parts() {
+        let (node_id, leader_id, term, applied) = match self.0.parts() {
             Ok(p) => {
                 let m = p.raft.metrics().borrow().clone();
-                (p.id, m.current_leader.unwrap_or(0), m.current_term)
+                (p.id, m.current_leader.unwrap_or(0), m.current_term, *p.state.subscribe().borrow())
             }
-            Err(_) => (0, 0, 0),
+            Err(_) => (0, 0, 0, 0),
         };
-        Ok(Response::new(PingResponse { node_id, leader_id, term }))
+        Ok(Response::new(PingResponse { node_id, leader_id, term, applied }))
     }
 }

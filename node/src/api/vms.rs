@@ -21,6 +21,8 @@ pub struct Api(pub Arc<Node>);
 
 const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
 const MAX_DISKS: usize = 16;
+/// How long an edit waits for every live host to confirm its OVF store.
+const OVF_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
     let disks = vm
@@ -79,6 +81,10 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
         host_tags: vm.host_tags.clone(),
         pinned_hosts: vm.pinned_hosts.iter().map(|h| s.host_name(*h)).collect(),
         migration_policy: vm.migration.as_str().into(),
+        hosted_engine: vm.hosted_engine,
+        delete_protected: vm.delete_protected,
+        os: vm.os.clone(),
+        cdrom: vm.cdrom.clone(),
     }
 }
 
@@ -133,7 +139,7 @@ fn opt(s: String) -> Option<String> {
 }
 
 /// A locally administered MAC in QEMU's range, as libvirt would pick.
-fn random_mac() -> String {
+pub(super) fn random_mac() -> String {
     let b: [u8; 3] = rand::thread_rng().gen();
     format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
@@ -294,9 +300,42 @@ impl VmService for Api {
             host_tags: r.host_tags.map(|l| l.values),
             pinned_hosts: r.pinned_hosts.map(|l| l.values),
             migration: r.migration_policy.as_deref().map(str::parse).transpose().map_err(status)?,
+            delete_protected: r.delete_protected,
+            os: r.os,
         };
         validate::vm_changes(&changes).map_err(status)?;
-        self.order(rid, Op::EditVm { vm: r.vm, changes }).await
+        // Returns once every live host's OVF store holds the edited VM's new document.
+        let (outcome, index) = self.0.write_indexed(rid, Op::EditVm { vm: r.vm, changes }).await.map_err(status)?;
+        let lagging = self.0.wait_applied_everywhere(index, OVF_WAIT).await.map_err(status)?;
+        if !lagging.is_empty() {
+            tracing::warn!(hosts = ?lagging, "edit applied, but these hosts did not confirm their OVF store in time");
+        }
+        Ok(Response::new(self.written_vm(outcome)?))
+    }
+
+    async fn export(&self, req: Request<VmRef>) -> Result<Response<OvfDocument>, Status> {
+        let vm = req.into_inner().vm;
+        let name = self.0.config.name.clone();
+        let doc = self.0.read(false, |s| super::ovf::export(s, &vm, name)).await.map_err(status)?.map_err(status)?;
+        Ok(Response::new(doc))
+    }
+
+    async fn import(&self, req: Request<ImportVmRequest>) -> Result<Response<ImportVmResponse>, Status> {
+        let rid = request_id(&req)?;
+        let r = req.into_inner();
+        let name = r.name.filter(|n| !n.trim().is_empty());
+        let replay = self.0.read(false, |s| replayed(s, rid)).await.map_err(status)?;
+        if replay {
+            // Answered as the first time; a clone's copies were made then, not again.
+            let doc = corral_raft::ovf::read(&r.xml).map_err(|e| status(super::ovf::bad_document(e)))?;
+            let op = Op::ImportVm { vm: Box::new(doc.vm), disks: doc.disks, engine: false, start: None };
+            let vm = self.order(rid, op).await?.into_inner();
+            return Ok(Response::new(ImportVmResponse { vm: Some(vm), ignored: doc.ignored }));
+        }
+        let prepared =
+            super::ovf::prepare_import(&self.0, &r.xml, name, r.clone, false, None).await.map_err(status)?;
+        let vm = self.write_with_images(rid, prepared.op, &prepared.made).await?.into_inner();
+        Ok(Response::new(ImportVmResponse { vm: Some(vm), ignored: prepared.ignored }))
     }
 
     async fn delete(&self, req: Request<DeleteVmRequest>) -> Result<Response<DeleteVmResponse>, Status> {

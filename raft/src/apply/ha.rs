@@ -159,18 +159,33 @@ impl ClusterState {
 
     /// The earliest time an HA restart is due, if any is pending.
     pub fn next_ha_restart_ms(&self) -> Option<i64> {
-        self.vms.values().filter_map(|v| v.ha_restart.as_ref().map(|r| r.next_try_ms)).min()
+        self.vms
+            .values()
+            .filter(|v| !self.ha_holds_off(v))
+            .filter_map(|v| v.ha_restart.as_ref().map(|r| r.next_try_ms))
+            .min()
     }
 
+    /// Whether HA leaves this VM alone for now: the hosted engine in global maintenance.
+    pub fn ha_holds_off(&self, vm: &crate::model::Vm) -> bool {
+        vm.hosted_engine && self.engine.global_maintenance
+    }
+
+    /// Places the due HA VMs: the hosted engine first (the rest of the cluster is managed
+    /// from it), then by priority, then the longest waiting.
     pub(super) fn restart_ha_vms(&mut self, now: i64) -> Applied {
         let mut due: Vec<_> = self
             .vms
             .values()
             .filter(|v| v.status == VmStatus::Down && v.ha_restart.as_ref().is_some_and(|r| r.next_try_ms <= now))
-            .map(|v| (Reverse(v.ha.priority), v.ha_restart.as_ref().map_or(0, |r| r.failed_ms), v.name.clone(), v.id))
+            .filter(|v| !self.ha_holds_off(v))
+            .map(|v| {
+                let failed = v.ha_restart.as_ref().map_or(0, |r| r.failed_ms);
+                (!v.hosted_engine, Reverse(v.ha.priority), failed, v.name.clone(), v.id)
+            })
             .collect();
         due.sort();
-        for (_, _, name, id) in due {
+        for (_, _, _, name, id) in due {
             let vm = self.vms[&id].clone();
             match scheduler::choose(self, &vm, None, &[], Purpose::HaRestart) {
                 Ok(host) => {

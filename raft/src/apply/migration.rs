@@ -19,7 +19,7 @@ const RETRY_FAILED_MS: i64 = 30_000;
 
 impl ClusterState {
     /// Where VM `id` can migrate to (`to`, or placement's pick), or why it cannot.
-    fn migration_target(&self, id: Uuid, to: Option<&str>, automatic: bool) -> Result<NodeId, ClusterError> {
+    pub(super) fn migration_target(&self, id: Uuid, to: Option<&str>, automatic: bool) -> Result<NodeId, ClusterError> {
         let vm = &self.vms[&id];
         if vm.status != VmStatus::Up {
             return Err(ClusterError::FailedPrecondition(format!(
@@ -49,7 +49,7 @@ impl ClusterState {
         Ok(target)
     }
 
-    fn begin_migration(&mut self, now: i64, id: Uuid, target: NodeId, automatic: bool, why: &str) {
+    pub(super) fn begin_migration(&mut self, now: i64, id: Uuid, target: NodeId, automatic: bool, why: &str) {
         let (from_name, to_name) = (self.host_name(self.vms[&id].host.expect("up")), self.host_name(target));
         let vm = self.vms.get_mut(&id).expect("caller found it");
         vm.migrating_to = Some(target);

@@ -1,0 +1,177 @@
+//! OvfService (each node's own OVF store), and the OVF side of VmService: export, and the
+//! preparation of an import (shared with a bootstrap that makes the hosted engine from an OVF).
+//! An import checks the document, the name, the hosts it is pinned to and the disk images in
+//! the storage domain before anything is written; `--clone` copies the images first and
+//! removes the copies again if the command is refused.
+
+use std::sync::Arc;
+
+use corral_proto::ovf_service_server::OvfService;
+use corral_proto::*;
+use corral_raft::command::{Op, StartOrder};
+use corral_raft::model::{self, ClusterState};
+use corral_raft::{ovf, validate, ClusterError};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::status;
+use crate::node::{now_ms, Node};
+
+pub struct Api(pub Arc<Node>);
+
+/// An import ready to be written: the command, the image files it made (removed again if
+/// the command is refused), and what of the document was not acted on.
+pub struct PreparedImport {
+    pub op: Op,
+    pub made: Vec<String>,
+    pub ignored: Vec<String>,
+}
+
+pub fn bad_document(e: ovf::OvfError) -> ClusterError {
+    ClusterError::invalid("ovf", e.to_string())
+}
+
+/// Reads `xml` and turns it into an `ImportVm` command: `name` replaces the document's,
+/// `clone` gives a new id, new MACs and copies of the disks, `engine` makes it the cluster's
+/// hosted engine.
+pub async fn prepare_import(
+    node: &Node,
+    xml: &str,
+    name: Option<String>,
+    clone: bool,
+    engine: bool,
+    start: Option<StartOrder>,
+) -> Result<PreparedImport, ClusterError> {
+    let ovf::Imported { mut vm, mut disks, mut ignored } = ovf::read(xml).map_err(bad_document)?;
+    match name {
+        Some(n) => {
+            validate::name("name", &n)?;
+            vm.name = n;
+        }
+        None => validate::name("name", &vm.name).map_err(|e| {
+            ClusterError::invalid(
+                "name",
+                format!("the document's VM name '{}' cannot be used here ({e}); give another with --name", vm.name),
+            )
+        })?,
+    }
+    let known_hosts: Vec<u64> = node.state()?.read(|s: &ClusterState| s.hosts.keys().copied().collect());
+    let (kept, unknown): (Vec<u64>, Vec<u64>) = vm.pinned_hosts.iter().partition(|h| known_hosts.contains(h));
+    for h in unknown {
+        ignored.push(format!("Content/DedicatedVmForVds: host {h} is not in this cluster; the VM is not pinned to it"));
+    }
+    vm.pinned_hosts = kept;
+    if vm.hosted_engine && !engine {
+        ignored.push("Content/Origin: the document is a hosted engine's; imported as an ordinary VM".into());
+        vm.hosted_engine = false;
+    }
+    for d in &disks {
+        if !node.images.path(&d.file).exists() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "disk '{}': image {} is not in the storage domain ({}); copy it there first",
+                d.name,
+                d.file,
+                node.images.path("").display()
+            )));
+        }
+    }
+    let mut made = Vec::new();
+    if clone {
+        vm.id = Uuid::new_v4();
+        for nic in &mut vm.nics {
+            nic.mac = super::vms::random_mac();
+        }
+        let mut copies = Vec::new();
+        for (i, d) in disks.iter().enumerate() {
+            let id = Uuid::new_v4();
+            let copy = model::Disk {
+                id,
+                name: format!("{}-disk{i}", vm.name),
+                file: format!("{id}.qcow2"),
+                format: "qcow2".into(),
+                vm: None,
+                created_ms: now_ms(),
+                ..d.clone()
+            };
+            if let Err(e) = node.images.copy(&d.file, &copy.file).await {
+                node.images.remove(&made).await;
+                return Err(e);
+            }
+            made.push(copy.file.clone());
+            copies.push(copy);
+        }
+        disks = copies;
+        vm.disks = disks.iter().map(|d| d.id).collect();
+        vm.created_ms = now_ms();
+    }
+    Ok(PreparedImport { op: Op::ImportVm { vm: Box::new(vm), disks, engine, start }, made, ignored })
+}
+
+/// A VM's OVF document as of now, with the given export time.
+pub fn export(s: &ClusterState, name_or_id: &str, node_name: String) -> Result<OvfDocument, ClusterError> {
+    let vm = s.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
+    Ok(OvfDocument {
+        vm_id: vm.id.to_string(),
+        name: vm.name.clone(),
+        xml: ovf::write(vm, &s.disks_of(vm.id), now_ms()),
+        node: node_name,
+    })
+}
+
+impl Api {
+    fn node_name(&self) -> String {
+        self.0.config.name.clone()
+    }
+
+    /// This node's store, each document with the VM it describes.
+    fn local(&self) -> Result<Vec<(String, String, ovf::Imported)>, ClusterError> {
+        let mut out = Vec::new();
+        for (key, xml) in self.0.local_ovf_store()? {
+            match ovf::read(&xml) {
+                Ok(doc) => out.push((key, xml, doc)),
+                Err(e) => tracing::warn!(vm = %key, "a document in the OVF store does not read back: {e}"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[tonic::async_trait]
+impl OvfService for Api {
+    async fn list(&self, req: Request<OvfListRequest>) -> Result<Response<OvfListResponse>, Status> {
+        let local = req.into_inner().local;
+        if !local {
+            // The store is written as entries are applied: a linearizable read first makes
+            // this node's store at least as new as the cluster's last committed write.
+            self.0.read(false, |_| ()).await.map_err(status)?;
+        }
+        let mut entries: Vec<OvfEntry> = self
+            .local()
+            .map_err(status)?
+            .into_iter()
+            .map(|(key, xml, doc)| OvfEntry {
+                vm_id: key,
+                name: doc.vm.name,
+                hosted_engine: doc.vm.hosted_engine,
+                bytes: xml.len() as u64,
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(OvfListResponse { entries, node: self.node_name() }))
+    }
+
+    async fn dump(&self, req: Request<OvfDumpRequest>) -> Result<Response<OvfDocument>, Status> {
+        let OvfDumpRequest { vm, local } = req.into_inner();
+        if !local {
+            self.0.read(false, |_| ()).await.map_err(status)?;
+        }
+        let found = self
+            .local()
+            .map_err(status)?
+            .into_iter()
+            .find(|(key, _, doc)| *key == vm || doc.vm.name == vm)
+            .ok_or_else(|| status(ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node"))))?;
+        let (key, xml, doc) = found;
+        Ok(Response::new(OvfDocument { vm_id: key, name: doc.vm.name, xml, node: self.node_name() }))
+    }
+}

@@ -1,0 +1,277 @@
+//! The hosted engine and the OVF side of the VM lifecycle: importing a VM from an OVF document
+//! (the engine VM of a bootstrap is one), engine maintenance, hosts' engine scores, and taking
+//! back an engine VM an operator started by hand while the cluster had no quorum.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use super::Applied;
+use crate::command::{Outcome, StartOrder, VmSpec};
+use crate::error::ClusterError;
+use crate::model::{
+    ClusterState, Disk, EngineScore, EventKind, HaPriority, HaSettings, HostState, PowerState, Vm, VmStatus,
+};
+use crate::typ::NodeId;
+use crate::validate;
+
+impl ClusterState {
+    pub(super) fn import_vm(
+        &mut self,
+        now: i64,
+        vm: &Vm,
+        disks: &[Disk],
+        engine: bool,
+        start: Option<&StartOrder>,
+    ) -> Applied {
+        self.require_cluster()?;
+        validate::vm_spec(&VmSpec {
+            name: vm.name.clone(),
+            description: vm.description.clone(),
+            comment: vm.comment.clone(),
+            memory_mib: vm.memory_mib,
+            vcpus: vm.vcpus,
+            ha_enabled: vm.ha.enabled,
+            ha_priority: vm.ha.priority,
+            resume_behavior: vm.resume_behavior,
+            nics: vm.nics.clone(),
+            domain_type: vm.domain_type,
+            boot: vm.boot.clone(),
+        })?;
+        validate::names("host_tags", &vm.host_tags)?;
+        if let Some(other) = self.vm_names.get(&vm.name) {
+            let _ = other;
+            return Err(ClusterError::AlreadyExists(format!(
+                "vm '{}' already exists; import under another name with --name",
+                vm.name
+            )));
+        }
+        if let Some(other) = self.vms.get(&vm.id) {
+            return Err(ClusterError::AlreadyExists(format!(
+                "vm '{}' already has id {}; import with --clone for a new id, new MACs and copied disks",
+                other.name, vm.id
+            )));
+        }
+        let macs: HashSet<&str> = vm.nics.iter().map(|n| n.mac.as_str()).collect();
+        if macs.len() != vm.nics.len() {
+            return Err(ClusterError::invalid("nics", "two NICs of the VM have the same MAC address"));
+        }
+        if let Some((other, mac)) = self
+            .vms
+            .values()
+            .find_map(|o| o.nics.iter().find(|n| macs.contains(n.mac.as_str())).map(|n| (o, &n.mac)))
+        {
+            return Err(ClusterError::AlreadyExists(format!(
+                "MAC address {mac} is already used by vm '{}'; import with --clone for new MACs",
+                other.name
+            )));
+        }
+        if let Some(h) = vm.pinned_hosts.iter().find(|h| !self.hosts.contains_key(h)) {
+            return Err(ClusterError::NotFound(format!("vm '{}' is pinned to host {h}, which is not in this cluster", vm.name)));
+        }
+        if engine {
+            if let Some(e) = self.engine.vm.and_then(|e| self.vms.get(&e)) {
+                return Err(ClusterError::AlreadyExists(format!("the cluster already has a hosted engine: vm '{}'", e.name)));
+            }
+        }
+        if disks.iter().map(|d| d.id).collect::<Vec<_>>() != vm.disks {
+            return Err(ClusterError::Internal("an import must name every disk of the VM, in order".into()));
+        }
+        let mut new_disks = Vec::new();
+        for d in disks {
+            match self.disks.get(&d.id) {
+                Some(existing) if existing.file != d.file => {
+                    return Err(ClusterError::AlreadyExists(format!(
+                        "disk id {} is already disk '{}' ({}), not {}",
+                        d.id, existing.name, existing.file, d.file
+                    )))
+                }
+                Some(existing) => {
+                    if let Some(owner) = existing.vm {
+                        return Err(ClusterError::FailedPrecondition(format!(
+                            "disk '{}' is attached to vm '{}'; import with --clone to copy it",
+                            existing.name,
+                            self.vms.get(&owner).map_or_else(|| owner.to_string(), |v| v.name.clone())
+                        )));
+                    }
+                }
+                None => new_disks.push(d.clone()),
+            }
+        }
+        self.check_new_disks(&new_disks)?;
+
+        let mut vm = crate::ovf::config_of(vm);
+        vm.updated_ms = now;
+        vm.hosted_engine = engine;
+        if engine {
+            vm.delete_protected = true;
+            vm.ha = HaSettings { enabled: true, priority: HaPriority::High };
+        }
+        if let Some(order) = start {
+            let mut trial = self.clone_for_trial(&vm);
+            trial.start_vm(now, &vm.name, order)?;
+        }
+        let id = vm.id;
+        for d in disks {
+            let created_ms = self.disks.get(&d.id).map_or(d.created_ms, |e| e.created_ms);
+            self.disks.insert(d.id, Disk { vm: Some(id), created_ms, ..d.clone() });
+        }
+        let msg = if engine {
+            self.engine.vm = Some(id);
+            format!(
+                "Hosted engine VM {} was created ({} MiB, {} vCPU{}); it is highly available ahead of every other VM \
+                 and delete-protected.",
+                vm.name,
+                vm.memory_mib,
+                vm.vcpus,
+                if vm.vcpus == 1 { "" } else { "s" }
+            )
+        } else {
+            format!(
+                "VM {} was imported from an OVF document ({} MiB, {} vCPU{}, {} disk{}).",
+                vm.name,
+                vm.memory_mib,
+                vm.vcpus,
+                if vm.vcpus == 1 { "" } else { "s" },
+                disks.len(),
+                if disks.len() == 1 { "" } else { "s" }
+            )
+        };
+        self.vm_names.insert(vm.name.clone(), id);
+        self.vms.insert(id, vm);
+        self.record(now, EventKind::VmCreated, msg);
+        match start {
+            Some(order) => self.start_vm(now, &id.to_string(), order),
+            None => Ok(Outcome::Vm(Box::new(self.vms[&id].clone()))),
+        }
+    }
+
+    pub(super) fn set_engine_maintenance(
+        &mut self,
+        now: i64,
+        global: Option<bool>,
+        local: Option<&(String, bool)>,
+    ) -> Applied {
+        self.require_cluster()?;
+        let engine = self.engine_vm().ok_or_else(|| ClusterError::NotFound("the cluster has no hosted engine".into()))?;
+        let engine_id = engine.id;
+        let local_host = match local {
+            Some((name, on)) => {
+                let h = self
+                    .host_by_name(name)
+                    .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+                Some((h.id, *on))
+            }
+            None => None,
+        };
+        if let Some(g) = global.filter(|g| *g != self.engine.global_maintenance) {
+            self.engine.global_maintenance = g;
+            let msg = if g {
+                "Hosted engine global maintenance is on: HA does not start, restart or move the engine VM.".to_string()
+            } else {
+                // Whatever HA held back is due now.
+                if let Some(r) = self.vms.get_mut(&engine_id).and_then(|v| v.ha_restart.as_mut()) {
+                    r.next_try_ms = now;
+                }
+                "Hosted engine global maintenance is off: HA looks after the engine VM again.".to_string()
+            };
+            self.record(now, EventKind::ClusterEdited, msg);
+        }
+        if let Some((id, on)) = local_host {
+            let host = self.hosts.get_mut(&id).expect("found above");
+            if host.engine_local_maintenance != on {
+                host.engine_local_maintenance = on;
+                let name = host.name.clone();
+                let msg = if on {
+                    format!("Host {name} is in hosted-engine local maintenance: it may not run the engine VM.")
+                } else {
+                    format!("Host {name} left hosted-engine local maintenance.")
+                };
+                self.record(now, EventKind::HostEdited, msg);
+                if on {
+                    self.move_engine_off(now, id);
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// A host put into local maintenance while it runs the engine VM: the engine is migrated
+    /// to the best-scored host, as ovirt-hosted-engine-ha does (not in global maintenance).
+    fn move_engine_off(&mut self, now: i64, host: NodeId) {
+        let Some(vm) = self.engine_vm().filter(|v| v.host == Some(host) && v.migrating_to.is_none()).cloned() else {
+            return;
+        };
+        if self.engine.global_maintenance || vm.status != VmStatus::Up {
+            return;
+        }
+        match self.migration_target(vm.id, None, true) {
+            Ok(target) => self.begin_migration(now, vm.id, target, true, " to leave a host in local maintenance"),
+            Err(e) => {
+            let msg = format!(
+                "The hosted engine VM {} stays on host {} for now: {e}",
+                vm.name,
+                self.host_name(host)
+            );
+            self.record(now, EventKind::VmMigration, msg);
+            }
+        }
+    }
+
+    pub(super) fn report_engine_score(&mut self, now: i64, host: NodeId, score: &EngineScore) -> Applied {
+        let h = self.hosts.get_mut(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?;
+        let before = h.engine_score.as_ref().map(|s| s.score);
+        h.engine_score = Some(score.clone());
+        let name = h.name.clone();
+        // Said only when it crosses zero: a host becoming unfit to run the engine, or fit again.
+        match (before, score.score) {
+            (Some(b), 0) if b > 0 => {
+                let why: Vec<String> = score.penalties.iter().map(|(w, n)| format!("{w} (-{n})")).collect();
+                let msg = format!("Host {name} may not run the hosted engine: its score is 0 ({}).", why.join(", "));
+                self.record(now, EventKind::HostStateChanged, msg);
+            }
+            (Some(0), s) if s > 0 => {
+                self.record(now, EventKind::HostStateChanged, format!("Host {name} may run the hosted engine again (score {s})."));
+            }
+            _ => {}
+        }
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn adopt_vm(&mut self, now: i64, vm_id: Uuid, host: NodeId) -> Applied {
+        let host_name = self.hosts.get(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?.name.clone();
+        let vm = self.vms.get(&vm_id).ok_or_else(|| ClusterError::NotFound(format!("vm {vm_id} not found")))?;
+        if vm.host == Some(host) {
+            return Ok(Outcome::Vm(Box::new(vm.clone())));
+        }
+        let elsewhere = vm.host.filter(|h| self.hosts.get(h).is_some_and(|h| h.state != HostState::Down));
+        if let Some(h) = elsewhere {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is assigned to host {}, which is not down; the copy on host {host_name} must go",
+                vm.name,
+                self.host_name(h)
+            )));
+        }
+        let vm = self.vms.get_mut(&vm_id).expect("found above");
+        vm.release_host();
+        vm.desired = PowerState::Up;
+        vm.status = VmStatus::Up;
+        vm.host = Some(host);
+        vm.epoch += 1;
+        vm.ha_restart = None;
+        vm.stop_reason = None;
+        vm.updated_ms = now;
+        let out = vm.clone();
+        let msg = format!(
+            "VM {} was started by hand on host {host_name} while the cluster had no quorum; the cluster takes it over there.",
+            out.name
+        );
+        self.record(now, EventKind::VmStateChanged, msg);
+        Ok(Outcome::Vm(Box::new(out)))
+    }
+
+    /// The hosted engine VM, if the cluster has one.
+    pub fn engine_vm(&self) -> Option<&Vm> {
+        self.engine.vm.and_then(|id| self.vms.get(&id))
+    }
+}
