@@ -85,6 +85,14 @@ pub struct Args {
     /// [default: none].
     #[arg(long)]
     pub watchdog: Option<PathBuf>,
+    /// Hosted engine: an address this host pings to prove its network (ovirt-hosted-engine-ha's
+    /// gateway check); its engine score loses 1600 while it does not answer [default: none].
+    #[arg(long)]
+    pub engine_gateway: Option<String>,
+    /// Hosted engine: how often this host measures its engine score, in milliseconds
+    /// [default: 2000].
+    #[arg(long)]
+    pub engine_score_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +117,8 @@ struct FileConfig {
     voter_down_ms: Option<u64>,
     watchdog_timeout_ms: Option<u64>,
     watchdog: Option<PathBuf>,
+    engine_gateway: Option<String>,
+    engine_score_ms: Option<u64>,
 }
 
 /// The settings in force, after merging.
@@ -134,6 +144,10 @@ pub struct Config {
     pub lease_margin_ms: u64,
     /// Shell command the leader runs to fence a host, if any.
     pub fence_command: Option<String>,
+    /// Address pinged for the engine score's gateway check.
+    pub engine_gateway: Option<String>,
+    /// How often the engine score is measured (ms).
+    pub engine_score_ms: u64,
     /// How long a voter may be down before a learner replaces it (ms).
     pub voter_down_ms: u64,
     pub watchdog_timeout_ms: u64,
@@ -239,6 +253,8 @@ impl Config {
             voter_down_ms: ha.voter_down_ms,
             watchdog_timeout_ms: ha.watchdog_timeout_ms,
             watchdog: args.watchdog.or(file.watchdog),
+            engine_gateway: args.engine_gateway.or(file.engine_gateway).filter(|g| !g.trim().is_empty()),
+            engine_score_ms: args.engine_score_ms.or(file.engine_score_ms).unwrap_or(2000).max(100),
         })
     }
 }

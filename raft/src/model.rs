@@ -537,6 +537,10 @@ pub struct HaRestart {
 /// An HA-restarted VM that runs this long is stable again: its failure count starts over.
 pub const HA_STABLE_MS: i64 = 10 * 60 * 1000;
 
+/// How long the HA restart of a hosted engine that died on a live host waits, so that a host
+/// that runs a hand-started copy (`engine start --local`) can claim it first.
+pub const ENGINE_CLAIM_MS: i64 = 3_000;
+
 /// The longest wait between two HA restart attempts of one VM.
 pub const HA_RETRY_MAX_MS: i64 = 30_000;
 
@@ -653,7 +657,12 @@ impl Vm {
     pub fn ha_failed(&mut self, now: i64, its_own: bool, error: Option<String>) {
         let recent = self.ha_restarted_ms.is_some_and(|t| now - t < HA_STABLE_MS);
         self.ha_failures = if its_own && recent { self.ha_failures + 1 } else { 0 };
-        let wait = if self.ha_failures == 0 { 0 } else { HaRestart::backoff_ms(self.ha_failures) };
+        let mut wait = if self.ha_failures == 0 { 0 } else { HaRestart::backoff_ms(self.ha_failures) };
+        // The hosted engine that died on a live host may have been started by hand elsewhere
+        // while the cluster had no quorum: that host gets a moment to claim it first.
+        if its_own && self.hosted_engine {
+            wait = wait.max(ENGINE_CLAIM_MS);
+        }
         self.ha_restart =
             Some(HaRestart { failed_ms: now, attempts: self.ha_failures, next_try_ms: now + wait, last_error: error });
     }

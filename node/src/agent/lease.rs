@@ -53,6 +53,9 @@ struct Held {
     fenced_unreported: bool,
     /// corrald is stopping: no renewal counts any more.
     stopping: bool,
+    /// The hosted engine VM an operator started here by hand while the cluster had no quorum
+    /// (`engine start --local`): fencing leaves it alone until the cluster takes it over.
+    hand_started: Option<Uuid>,
 }
 
 impl Lease {
@@ -65,6 +68,7 @@ impl Lease {
                 fenced: HashSet::new(),
                 fenced_unreported: false,
                 stopping: false,
+                hand_started: None,
             }),
             watchdog: Mutex::new(None),
             acting: tokio::sync::RwLock::new(()),
@@ -141,6 +145,15 @@ impl Lease {
     /// The leader has recorded this host as alive again: its self-fencing has been told.
     fn fence_reported(&self) {
         self.held_state().fenced_unreported = false;
+    }
+
+    /// The VM an operator started here by hand, which fencing spares.
+    pub fn hand_started(&self) -> Option<Uuid> {
+        self.held_state().hand_started
+    }
+
+    pub fn set_hand_started(&self, vm: Option<Uuid>) {
+        self.held_state().hand_started = vm;
     }
 
     /// Whether VM `id` was destroyed by self-fencing (and forgets it).
@@ -282,7 +295,10 @@ async fn fence(node: &Node, state: &StateHandle, why: &str) -> bool {
             return false;
         }
     };
-    let cluster_vms: HashSet<Uuid> = state.read(|s: &ClusterState| s.vms.keys().copied().collect());
+    let mut cluster_vms: HashSet<Uuid> = state.read(|s: &ClusterState| s.vms.keys().copied().collect());
+    if let Some(spared) = node.lease.hand_started() {
+        cluster_vms.remove(&spared);
+    }
     let running = domains
         .iter()
         .filter(|d| cluster_vms.contains(&d.uuid))

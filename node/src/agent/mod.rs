@@ -3,6 +3,7 @@
 //! `watchdog` powers the host off when nobody feeds it.
 
 pub mod domain_xml;
+pub mod engine;
 pub mod lease;
 pub mod libvirt;
 pub mod reconcile;

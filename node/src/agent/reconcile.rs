@@ -135,9 +135,17 @@ impl Agent {
         self.start_queued_migrations(&view);
         for d in &domains {
             if let Some((name, incoming)) = view.others.get(&d.uuid) {
-                if !incoming {
-                    self.remove_stray(d, name, &view.my_name).await;
+                if *incoming {
+                    continue;
                 }
+                if self.node.lease.hand_started() == Some(d.uuid) {
+                    match super::engine::claim(&self.node, self.me, d.uuid).await {
+                        super::engine::Claim::Taken => continue,
+                        super::engine::Claim::Later => continue,
+                        super::engine::Claim::Refused => {}
+                    }
+                }
+                self.remove_stray(d, name, &view.my_name).await;
             }
         }
         busy
@@ -493,11 +501,19 @@ async fn watch_migration(
 /// The domain libvirt should run for `vm` on host `me`.
 fn domain_spec(node: &Node, s: &ClusterState, vm: &Vm, me: NodeId) -> DomainSpec {
     let host_type = s.hosts.get(&me).map(|h| h.facts.domain_type).unwrap_or_default();
+    domain_spec_with(node, vm, &s.disks_of(vm.id), host_type)
+}
+
+/// The domain for `vm` with these disks, on a host whose own domain type is `host_type`.
+pub fn domain_spec_with(
+    node: &Node,
+    vm: &Vm,
+    disks: &[corral_raft::model::Disk],
+    host_type: corral_raft::model::DomainType,
+) -> DomainSpec {
     let domain_type = vm.domain_type.unwrap_or(host_type);
-    let disks = vm
-        .disks
+    let disks = disks
         .iter()
-        .filter_map(|id| s.disks.get(id))
         .enumerate()
         .map(|(i, d)| DiskSpec {
             path: node.images.path(&d.file).display().to_string(),

@@ -1,0 +1,265 @@
+//! The hosted engine on this host: its engine score (as ovirt-hosted-engine-ha computes it: a
+//! base score minus penalties), and `engine start --local`, which starts the engine VM from
+//! this host's OVF store when the cluster has lost quorum, then lets the cluster take it over
+//! once quorum is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto::engine_service_client::EngineServiceClient;
+use corral_proto::RunsVmRequest;
+use corral_raft::command::Op;
+use corral_raft::model::{ClusterState, EngineScore, ENGINE_BASE_SCORE};
+use corral_raft::typ::StateHandle;
+use corral_raft::{ovf, ClusterError, NodeId};
+use uuid::Uuid;
+
+use super::libvirt::DomainState;
+use crate::node::{now_ms, Node};
+
+/// The node-local fact that remembers a hand-started engine VM across restarts of corrald.
+const HAND_STARTED_KEY: &str = "engine_hand_started";
+/// Penalties, as ovirt-hosted-engine-ha weighs them.
+const GATEWAY_PENALTY: u32 = 1600;
+const MEMORY_PENALTY: u32 = 500;
+const CPU_PENALTY_MAX: u32 = 1000;
+/// How long `engine start --local` waits for another host or for a quorum read.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Restores a hand-started engine VM (one the cluster has not taken over yet) after a restart.
+pub fn restore(node: &Node) {
+    if let Some(id) = node.local_fact(HAND_STARTED_KEY).and_then(|v| Uuid::from_slice(&v).ok()) {
+        tracing::warn!(vm = %id, "the engine VM was started here by hand; fencing spares it until the cluster takes it over");
+        node.lease.set_hand_started(Some(id));
+    }
+}
+
+fn forget_hand_started(node: &Node) {
+    node.lease.set_hand_started(None);
+    if let Err(e) = node.set_local_fact(HAND_STARTED_KEY, &[]) {
+        tracing::warn!("could not forget the hand-started engine VM: {e}");
+    }
+}
+
+pub enum Claim {
+    /// The cluster took the VM over on this host.
+    Taken,
+    /// The cluster refused: it runs elsewhere; the copy here must go.
+    Refused,
+    /// Not decided yet (no leader); asked again on the next pass.
+    Later,
+}
+
+/// Asks the cluster to take over the hand-started engine VM here.
+pub async fn claim(node: &Node, me: NodeId, vm: Uuid) -> Claim {
+    match node.write(None, Op::AdoptVm { vm, host: me }).await {
+        Ok(_) => {
+            tracing::info!(vm = %vm, "the cluster took over the hand-started engine VM");
+            forget_hand_started(node);
+            Claim::Taken
+        }
+        Err(ClusterError::FailedPrecondition(why)) | Err(ClusterError::NotFound(why)) => {
+            tracing::warn!(vm = %vm, "the cluster refused the hand-started engine VM: {why}");
+            forget_hand_started(node);
+            Claim::Refused
+        }
+        Err(e) => {
+            tracing::debug!("engine VM claim not decided yet: {e}");
+            Claim::Later
+        }
+    }
+}
+
+/// Starts the engine VM here from this host's OVF store. Refused while the cluster has quorum
+/// or another host it can reach runs the VM, unless `force`; returns the VM's name and what
+/// was checked.
+pub async fn start_local(node: &Arc<Node>, force: bool) -> Result<(String, Vec<String>), ClusterError> {
+    let mut notes = Vec::new();
+    let quorum = tokio::time::timeout(PROBE_TIMEOUT, node.read(false, |_| ())).await.is_ok_and(|r| r.is_ok());
+    if quorum {
+        if !force {
+            return Err(ClusterError::FailedPrecondition(
+                "the cluster has quorum: start the engine VM through the cluster (`corral vm start NAME`), or give \
+                 --force to start it here anyway"
+                    .into(),
+            ));
+        }
+        notes.push("the cluster has quorum; started anyway (--force)".to_string());
+    } else {
+        notes.push("the cluster has no quorum".to_string());
+    }
+    let doc = node
+        .local_ovf_store()?
+        .into_iter()
+        .filter_map(|(_, xml)| ovf::read(&xml).ok())
+        .find(|d| d.vm.hosted_engine)
+        .ok_or_else(|| ClusterError::NotFound("this host's OVF store holds no hosted engine VM".into()))?;
+    let vm = &doc.vm;
+    let running_here = node
+        .hypervisor
+        .domains()
+        .await
+        .map_err(|e| ClusterError::Unavailable(format!("this host's libvirt does not answer: {e}")))?
+        .into_iter()
+        .any(|d| d.uuid == vm.id && !matches!(d.state, DomainState::Shutoff | DomainState::Crashed));
+    if running_here {
+        return Err(ClusterError::FailedPrecondition(format!("the engine VM {} already runs on this host", vm.name)));
+    }
+    let others: Vec<(String, String)> = match node.state() {
+        Ok(state) => state.read(|s: &ClusterState| {
+            s.hosts
+                .values()
+                .filter(|h| h.name != node.config.name)
+                .map(|h| (h.name.clone(), h.address.clone()))
+                .collect()
+        }),
+        Err(_) => Vec::new(),
+    };
+    let probes = others.iter().map(|(name, address)| async move { (name, runs_vm(node, address, vm.id).await) });
+    for (name, answer) in futures::future::join_all(probes).await {
+        match answer {
+            Some(true) if force => notes.push(format!("host {name} runs the engine VM; started anyway (--force)")),
+            Some(true) => {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "host {name} runs the engine VM {}; give --force to start a second copy anyway",
+                    vm.name
+                )))
+            }
+            Some(false) => notes.push(format!("host {name} does not run it")),
+            None => notes.push(format!("host {name} does not answer; whether it runs the engine VM is unknown")),
+        }
+    }
+    let spec = super::reconcile::domain_spec_with(node, vm, &doc.disks, node.facts.domain_type);
+    node.set_local_fact(HAND_STARTED_KEY, vm.id.as_bytes())?;
+    node.lease.set_hand_started(Some(vm.id));
+    let started = match node.hypervisor.define(&spec).await {
+        Ok(()) => node.hypervisor.start(vm.id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = started {
+        forget_hand_started(node);
+        let _ = node.hypervisor.undefine(vm.id).await;
+        return Err(ClusterError::Internal(format!("could not start the engine VM {}: {e}", vm.name)));
+    }
+    tracing::warn!(vm = %vm.name, "engine VM started by hand from the local OVF store");
+    Ok((vm.name.clone(), notes))
+}
+
+/// Whether the node at `address` runs VM `id`; None when it does not answer.
+async fn runs_vm(node: &Node, address: &str, id: Uuid) -> Option<bool> {
+    let channel = node.network.channel(address).ok()?;
+    let mut req = tonic::Request::new(RunsVmRequest { vm_id: id.to_string() });
+    req.set_timeout(PROBE_TIMEOUT);
+    let mut client = EngineServiceClient::new(channel);
+    let r = tokio::time::timeout(PROBE_TIMEOUT, client.runs_vm(req)).await.ok()?.ok()?;
+    Some(r.into_inner().running)
+}
+
+/// Measures this host's engine score every `engine_score_ms` and reports it when it changed.
+pub fn spawn_scores(node: Arc<Node>, me: NodeId, state: StateHandle) {
+    tokio::spawn(async move {
+        let period = Duration::from_millis(node.config.engine_score_ms);
+        loop {
+            tokio::time::sleep(period).await;
+            if !node.lease.held() {
+                continue;
+            }
+            let view = state.read(|s: &ClusterState| {
+                let engine = s.engine_vm()?;
+                let host = s.hosts.get(&me)?;
+                Some((engine.memory_mib, engine.host == Some(me), host.engine_local_maintenance, host.engine_score.clone()))
+            });
+            let Some((engine_mib, here, local_maintenance, reported)) = view else { continue };
+            let score = measure(&node, engine_mib, here, local_maintenance).await;
+            if reported.as_ref().is_some_and(|r| r.score == score.score && r.penalties == score.penalties) {
+                continue;
+            }
+            if let Err(e) = node.write(None, Op::ReportEngineScore { host: me, score }).await {
+                tracing::debug!("engine score not reported yet: {e}");
+            }
+        }
+    });
+}
+
+/// This host's engine score now.
+async fn measure(node: &Node, engine_mib: u64, engine_here: bool, local_maintenance: bool) -> EngineScore {
+    let mut penalties: Vec<(String, u32)> = Vec::new();
+    if local_maintenance {
+        penalties.push(("hosted-engine local maintenance".into(), ENGINE_BASE_SCORE));
+    }
+    if let Some(gw) = &node.config.engine_gateway {
+        if !ping(gw).await {
+            penalties.push((format!("gateway {gw} unreachable"), GATEWAY_PENALTY));
+        }
+    }
+    if !engine_here {
+        if let Some(free) = mem_available_mib() {
+            if free < engine_mib {
+                penalties.push((format!("{free} MiB free, the engine needs {engine_mib} MiB"), MEMORY_PENALTY));
+            }
+        }
+    }
+    if let Some(ratio) = load_per_cpu() {
+        let p = cpu_penalty(ratio);
+        if p > 0 {
+            penalties.push((format!("CPU load {ratio:.2} per CPU"), p));
+        }
+    }
+    let taken: u32 = penalties.iter().map(|(_, n)| n).sum();
+    EngineScore { score: ENGINE_BASE_SCORE.saturating_sub(taken), penalties, measured_ms: now_ms() }
+}
+
+/// Nothing below 0.8 load per CPU; then up to 1000 at 1.8, in steps of 100 so that a load that
+/// hovers does not make the score flicker.
+fn cpu_penalty(ratio: f64) -> u32 {
+    if ratio <= 0.8 {
+        return 0;
+    }
+    let steps = ((ratio - 0.8) * 10.0).floor() as u32;
+    (steps * 100).min(CPU_PENALTY_MAX)
+}
+
+async fn ping(address: &str) -> bool {
+    let out = tokio::process::Command::new("ping").args(["-c", "1", "-W", "1", "-q", address]).output().await;
+    match out {
+        Ok(o) => o.status.success(),
+        Err(e) => {
+            tracing::warn!("cannot run ping for the gateway check (install iputils-ping): {e}");
+            false
+        }
+    }
+}
+
+fn mem_available_mib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+fn load_per_cpu() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let load: f64 = text.split_whitespace().next()?.parse().ok()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    Some(load / cpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_load_costs_in_steps_up_to_a_thousand() {
+        assert_eq!(cpu_penalty(0.5), 0);
+        assert_eq!(cpu_penalty(0.8), 0);
+        assert_eq!(cpu_penalty(0.95), 100);
+        assert_eq!(cpu_penalty(1.35), 500);
+        assert_eq!(cpu_penalty(4.0), 1000);
+    }
+
+    #[test]
+    fn proc_files_are_read() {
+        assert!(mem_available_mib().is_some_and(|m| m > 0));
+        assert!(load_per_cpu().is_some());
+    }
+}
