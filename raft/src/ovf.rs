@@ -21,7 +21,7 @@
 //!
 //! Derived, hence neither kept nor listed as ignored: `ExportDate` (the export time),
 //! `Origin` (the hosted-engine flag), `MinAllocatedMem` (the memory), `IsAutoSuspend`,
-//! `TemplateId`/`TemplateName` (Corral has no templates), `Generation`,
+//! `TemplateId`/`TemplateName`/`OriginalTemplate*` (Corral has no templates), `Generation`,
 //! `ClusterCompatibilityVersion`, `ClusterName` (one cluster), the `Info` texts, the
 //! hardware section's `System`, `References/File` (the disks), `NetworkSection/Network`
 //! (the NICs' networks), and in a modelled `Item` the captions, instance ids and oVirt's

@@ -13,12 +13,14 @@ use crate::model::{
 };
 
 /// Content elements oVirt writes that Corral derives itself (see the module doc).
-const DERIVED_CONTENT: [&str; 8] = [
+const DERIVED_CONTENT: [&str; 10] = [
     "ExportDate",
     "MinAllocatedMem",
     "IsAutoSuspend",
     "TemplateId",
     "TemplateName",
+    "OriginalTemplateId",
+    "OriginalTemplateName",
     "Generation",
     "ClusterCompatibilityVersion",
     "ClusterName",
