@@ -1,0 +1,653 @@
+//! `read`: an OVF document (oVirt's OVF_STORE shape, or Corral's own) as a VM and its disks.
+//! Parses into `tree::Element`s, then maps; what it does not model it keeps and names.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::tree::{self, Element};
+use super::write::attr_value;
+use super::*;
+use crate::model::{
+    DomainType, HaPriority, KernelBoot, MigrationPolicy, NextRun, Nic, OvfFragment, ResumeBehavior, DEFAULT_OS,
+};
+
+/// Content elements oVirt writes that Corral derives itself (see the module doc).
+const DERIVED_CONTENT: [&str; 10] = [
+    "ExportDate",
+    "MinAllocatedMem",
+    "IsAutoSuspend",
+    "TemplateId",
+    "TemplateName",
+    "OriginalTemplateId",
+    "OriginalTemplateName",
+    "Generation",
+    "ClusterCompatibilityVersion",
+    "ClusterName",
+];
+
+/// oVirt's device bookkeeping in any Item, rebuilt by Corral for the devices it models.
+const DEVICE_INFO: [&str; 14] = [
+    "rasd:Caption",
+    "rasd:Description",
+    "rasd:InstanceId",
+    "rasd:ResourceType",
+    "Type",
+    "Device",
+    "rasd:Address",
+    "BootOrder",
+    "IsPlugged",
+    "IsReadOnly",
+    "Alias",
+    "SpecParams",
+    "CustomProperties",
+    "SnapshotId",
+];
+const CPU_CHILDREN: [&str; 5] = [
+    "rasd:num_of_sockets",
+    "rasd:cpu_per_socket",
+    "rasd:threads_per_cpu",
+    "rasd:max_num_of_vcpus",
+    "rasd:VirtualQuantity",
+];
+const MEMORY_CHILDREN: [&str; 2] = ["rasd:AllocationUnits", "rasd:VirtualQuantity"];
+const DISK_CHILDREN: [&str; 9] = [
+    "rasd:HostResource",
+    "rasd:Parent",
+    "rasd:Template",
+    "rasd:ApplicationList",
+    "rasd:StorageId",
+    "rasd:StoragePoolId",
+    "rasd:CreationDate",
+    "rasd:LastModified",
+    "rasd:last_modified_date",
+];
+const NIC_CHILDREN: [&str; 8] = [
+    "rasd:OtherResourceType",
+    "rasd:ResourceSubType",
+    "rasd:Connection",
+    "rasd:Linked",
+    "rasd:Name",
+    "rasd:ElementName",
+    "rasd:MACAddress",
+    "rasd:speed",
+];
+const CDROM_CHILDREN: [&str; 1] = ["rasd:HostResource"];
+
+/// Reads a VM and its disks from an OVF document.
+pub fn read(xml: &str) -> Result<Imported, OvfError> {
+    let root = tree::parse(xml)?;
+    if root.name != "ovf:Envelope" {
+        return Err(OvfError::NotOvf(root.name));
+    }
+    let mut r = Reading { src: xml, root: &root, kept: Vec::new(), ignored: Vec::new() };
+
+    let mut files: HashMap<String, (Uuid, &Element)> = HashMap::new();
+    let mut disk_section: Option<&Element> = None;
+    let mut content: Option<&Element> = None;
+    for el in &root.children {
+        match (el.name.as_str(), section_type(el)) {
+            ("References", _) => r.references(el, &mut files)?,
+            ("Section", Some("NetworkSection")) => {
+                r.keep_unknown(el, "NetworkSection", &["Info", "Network"], &[el]);
+            }
+            ("Section", Some("DiskSection")) => {
+                r.keep_unknown(el, "DiskSection", &["Info", "Disk"], &[el]);
+                disk_section = Some(el);
+            }
+            ("Content", _) if content.is_some() => {
+                return Err(invalid(el, "Envelope", "a second Content (a document holds one VM)"));
+            }
+            ("Content", _) => content = Some(el),
+            _ => r.keep(el, "Envelope", format!("Envelope/{}", label(el)), &[]),
+        }
+    }
+    let content =
+        content.ok_or_else(|| OvfError::Missing { path: "Envelope".into(), what: "Content (the VM)".into() })?;
+    let disks = match disk_section {
+        Some(s) => r.disk_section(s, &files)?,
+        None => Vec::new(),
+    };
+    let mut imported = r.content(content, disks)?;
+    imported.vm.ovf_unknown = {
+        let vm = &imported.vm;
+        let mut kept: Vec<_> =
+            r.kept.into_iter().map(|f| (fragment_place(vm, &f.parent).unwrap_or((usize::MAX, 0)), f)).collect();
+        kept.sort_by_key(|(k, _)| *k);
+        kept.into_iter().map(|(_, f)| f).collect()
+    };
+    imported.ignored = r.ignored;
+    Ok(imported)
+}
+
+struct Reading<'a> {
+    src: &'a str,
+    root: &'a Element,
+    kept: Vec<OvfFragment>,
+    ignored: Vec<String>,
+}
+
+/// A disk from the DiskSection, before its Item (if any) is seen.
+struct DiskEntry<'a> {
+    disk: Disk,
+    el: &'a Element,
+    /// Whether `created_ms` came from Corral's exact attribute.
+    exact_time: bool,
+    /// Whether the document gave `created_ms` at all (else it is the VM's).
+    time_known: bool,
+    alias: bool,
+}
+
+impl<'a> Reading<'a> {
+    /// Keeps `el` verbatim as a fragment of `parent`, and names it in `ignored`. `scope` are
+    /// the elements between the envelope and `el` whose namespace declarations it may use.
+    fn keep(&mut self, el: &Element, parent: &str, what: String, scope: &[&Element]) {
+        let mut xml = self.src[el.start..el.end].to_string();
+        let mut used = Vec::new();
+        el.prefixes(&mut used);
+        let mut declare = String::new();
+        for p in used.iter().filter(|p| !PREFIXES.iter().any(|(q, _)| q == *p) && !el.declares(p)) {
+            let key = format!("xmlns:{p}");
+            let uri = scope.iter().rev().chain(std::iter::once(&self.root)).find_map(|s| s.attr(&key));
+            if let Some(uri) = uri {
+                declare.push_str(&format!(" {key}=\"{}\"", attr_value(uri)));
+            }
+        }
+        if !declare.is_empty() {
+            xml.insert_str(1 + el.name.len(), &declare);
+        }
+        self.kept.push(OvfFragment { parent: parent.to_string(), xml });
+        self.ignored.push(what);
+    }
+
+    /// Keeps the children of `el` that are not in `known`.
+    fn keep_unknown(&mut self, el: &Element, parent: &str, known: &[&str], scope: &[&Element]) {
+        for c in el.children.iter().filter(|c| !known.contains(&c.name.as_str())) {
+            self.keep(c, parent, format!("{parent}/{}", label(c)), scope);
+        }
+    }
+
+    fn references(
+        &mut self,
+        el: &'a Element,
+        files: &mut HashMap<String, (Uuid, &'a Element)>,
+    ) -> Result<(), OvfError> {
+        for (i, f) in el.children_named("File").enumerate() {
+            let path = format!("References/File {}", i + 1);
+            let href = required_attr(f, &path, "ovf:href")?;
+            let id = uuid(f, &path, "ovf:id", required_attr(f, &path, "ovf:id")?)?;
+            inside_storage_domain(f, &path, href)?;
+            files.insert(href.to_string(), (id, f));
+        }
+        self.keep_unknown(el, "References", &["File"], &[el]);
+        Ok(())
+    }
+
+    fn disk_section(
+        &mut self,
+        section: &'a Element,
+        files: &HashMap<String, (Uuid, &Element)>,
+    ) -> Result<Vec<DiskEntry<'a>>, OvfError> {
+        let mut disks: Vec<DiskEntry> = Vec::new();
+        for (i, el) in section.children_named("Disk").enumerate() {
+            let path = format!("DiskSection/Disk {}", i + 1);
+            let id = uuid(el, &path, "ovf:diskId", required_attr(el, &path, "ovf:diskId")?)?;
+            if let Some(first) = disks.iter().find(|d| d.disk.id == id) {
+                return Err(invalid(el, &path, format!("diskId {id} appears twice (first on line {})", first.el.line)));
+            }
+            let file_ref = required_attr(el, &path, "ovf:fileRef")?;
+            let (_, file) = files
+                .get(file_ref)
+                .ok_or_else(|| invalid(el, &path, format!("fileRef '{file_ref}' names no File in References")))?;
+            let size_mib = match (el.attr("corral:size-mib"), el.attr("ovf:size"), file.attr("ovf:size")) {
+                (Some(mib), _, _) => number(el, &path, "corral:size-mib", mib)?,
+                (None, Some(gib), _) => number::<u64>(el, &path, "size", gib)?.saturating_mul(1024),
+                (None, None, Some(bytes)) => number::<u64>(file, &path, "File size", bytes)?.div_ceil(1024 * 1024),
+                (None, None, None) => return Err(invalid(el, &path, "no size")),
+            };
+            let format = match (el.attr("corral:format"), el.attr("ovf:volume-format")) {
+                (Some(f), _) => f.to_string(),
+                (None, Some("COW")) => "qcow2".to_string(),
+                (None, Some("RAW")) => "raw".to_string(),
+                (None, Some(other)) => {
+                    return Err(invalid(el, &path, format!("volume-format '{other}' is neither COW nor RAW")))
+                }
+                (None, None) if el.attr("ovf:format") == Some(FORMAT_URI_COW) => "qcow2".to_string(),
+                (None, None) => "raw".to_string(),
+            };
+            let created =
+                el.attr("corral:created-ms").map(|t| number(el, &path, "corral:created-ms", t)).transpose()?;
+            let alias = el.attr("ovf:disk-alias");
+            for (attr, assumed) in [("ovf:read-only", "false"), ("ovf:shareable", "false")] {
+                if let Some(v) = el.attr(attr).filter(|v| !v.eq_ignore_ascii_case(assumed)) {
+                    self.ignored.push(format!("{path}: {} {v} (Corral assumes {assumed})", &attr[4..]));
+                }
+            }
+            if let Some(v) = el.attr("ovf:disk-interface").filter(|v| *v != "VirtIO") {
+                self.ignored.push(format!("{path}: disk-interface {v} (Corral attaches disks as VirtIO)"));
+            }
+            disks.push(DiskEntry {
+                disk: Disk {
+                    id,
+                    name: alias.unwrap_or_default().to_string(),
+                    size_mib,
+                    file: file_ref.to_string(),
+                    format,
+                    vm: None,
+                    created_ms: created.unwrap_or(0),
+                },
+                el,
+                exact_time: created.is_some(),
+                time_known: created.is_some(),
+                alias: alias.is_some(),
+            });
+        }
+        Ok(disks)
+    }
+
+    fn content(&mut self, content: &'a Element, mut disks: Vec<DiskEntry<'a>>) -> Result<Imported, OvfError> {
+        let mut name = None;
+        let mut f = Fields::default();
+        let mut os_section = None;
+        let mut hardware = None;
+        for el in &content.children {
+            let path = format!("Content/{}", el.name);
+            let t = el.text.as_str();
+            match el.name.as_str() {
+                "Name" => name = Some(t.to_string()),
+                "Description" => f.description = t.to_string(),
+                "Comment" => f.comment = t.to_string(),
+                "CreationDate" => {
+                    f.created = Some(
+                        parse_date(t)
+                            .ok_or_else(|| invalid(el, &path, format!("'{t}' is not a date (yyyy/MM/dd HH:mm:ss)")))?,
+                    )
+                }
+                "DeleteProtected" => f.delete_protected = boolean(el, &path, t)?,
+                "AutoStartup" => f.ha = boolean(el, &path, t)?,
+                "Priority" => f.priority = priority(number(el, &path, "Priority", t)?),
+                "Origin" => f.origin = Some(t.trim().to_string()),
+                "MigrationSupport" => {
+                    f.migration = match t.trim() {
+                        "0" => MigrationPolicy::Allow,
+                        "1" => MigrationPolicy::Manual,
+                        "2" => MigrationPolicy::None,
+                        _ => return Err(invalid(el, &path, format!("'{t}' is not 0, 1 or 2"))),
+                    }
+                }
+                "DedicatedVmForVds" if t.trim().is_empty() => {}
+                "DedicatedVmForVds" => match t.trim().parse() {
+                    Ok(host) => f.pinned.push(host),
+                    Err(_) => {
+                        self.keep(el, "Content", format!("{path} (host '{t}' is not a Corral host id)"), &[content])
+                    }
+                },
+                "ResumeBehavior" => {
+                    f.resume = match t.trim() {
+                        "AUTO_RESUME" => ResumeBehavior::AutoResume,
+                        "LEAVE_PAUSED" => ResumeBehavior::LeavePaused,
+                        "KILL" => ResumeBehavior::Kill,
+                        _ => return Err(invalid(el, &path, format!("'{t}' is not AUTO_RESUME, LEAVE_PAUSED or KILL"))),
+                    }
+                }
+                "MigrationDowntime" if t.trim().is_empty() => {}
+                "MigrationDowntime" => f.downtime = Some(number(el, &path, "MigrationDowntime", t)?),
+                "IsAutoConverge" => f.auto_converge = Some(boolean(el, &path, t)?),
+                "IsMigrateCompressed" => f.compression = Some(boolean(el, &path, t)?),
+                "kernel_url" => f.kernel = Some(t.to_string()),
+                "initrd_url" => f.initrd = Some(t.to_string()),
+                "kernel_params" => f.cmdline = t.to_string(),
+                "corral:CreatedMs" => f.created_exact = Some(number(el, &path, "CreatedMs", t)?),
+                "corral:HostedEngine" => f.hosted_engine = Some(boolean(el, &path, t)?),
+                "corral:DomainType" => f.domain_type = Some(domain_type(el, &path, t)?),
+                "corral:HostTag" => f.host_tags.push(t.to_string()),
+                "corral:MigrationBandwidth" => f.bandwidth = Some(number(el, &path, "MigrationBandwidth", t)?),
+                "corral:NextRun" => f.next_run = Some(next_run(el)?),
+                n if DERIVED_CONTENT.contains(&n) => {}
+                "Section" => match section_type(el) {
+                    Some("OperatingSystemSection") => os_section = Some(el),
+                    Some("VirtualHardwareSection") => hardware = Some(el),
+                    _ => self.keep(el, "Content", format!("Content/{}", label(el)), &[content]),
+                },
+                _ => self.keep(el, "Content", format!("Content/{}", label(el)), &[content]),
+            }
+        }
+        let missing = |what: &str| OvfError::Missing { path: "Content".into(), what: what.into() };
+        let name = name.ok_or_else(|| missing("Name"))?;
+        let os_section = os_section.ok_or_else(|| missing("OperatingSystemSection (it carries the VM's id)"))?;
+        let hardware = hardware.ok_or_else(|| missing("VirtualHardwareSection"))?;
+
+        let id_text = os_section.attr("ovf:id").ok_or_else(|| OvfError::Missing {
+            path: "OperatingSystemSection".into(),
+            what: "ovf:id (the VM's id)".into(),
+        })?;
+        let id = uuid(os_section, "OperatingSystemSection", "ovf:id", id_text)?;
+        let os = os_section.child("Description").map_or_else(|| DEFAULT_OS.to_string(), |d| d.text.clone());
+        self.keep_unknown(os_section, "OperatingSystemSection", &["Info", "Description"], &[content, os_section]);
+
+        let created_ms = f.created_exact.or(f.created).unwrap_or(0);
+        let hw = self.hardware(content, hardware, &mut disks)?;
+        let mut vm = Vm::new(id, &name, hw.memory_mib, hw.vcpus, created_ms);
+        vm.description = f.description;
+        vm.comment = f.comment;
+        vm.ha.enabled = f.ha;
+        vm.ha.priority = f.priority;
+        vm.nics = hw.nics;
+        vm.cdrom = hw.cdrom;
+        vm.domain_type = f.domain_type;
+        vm.boot = f.kernel.filter(|k| !k.trim().is_empty()).map(|kernel| KernelBoot {
+            kernel,
+            initrd: f.initrd.filter(|i| !i.trim().is_empty()),
+            cmdline: f.cmdline,
+        });
+        vm.migration_settings.auto_converge = f.auto_converge;
+        vm.migration_settings.compression = f.compression;
+        vm.migration_settings.max_downtime_ms = f.downtime;
+        vm.migration_settings.bandwidth_mibps = f.bandwidth;
+        vm.next_run = f.next_run;
+        vm.resume_behavior = f.resume;
+        vm.host_tags = f.host_tags;
+        vm.pinned_hosts = f.pinned;
+        vm.migration = f.migration;
+        vm.os = os;
+        let engine_origin = matches!(f.origin.as_deref(), Some(ORIGIN_HOSTED_ENGINE | ORIGIN_MANAGED_HOSTED_ENGINE));
+        vm.hosted_engine = f.hosted_engine.unwrap_or(engine_origin);
+        vm.delete_protected = f.delete_protected;
+
+        let disks: Vec<Disk> = hw
+            .disk_order
+            .into_iter()
+            .map(|i| {
+                let e = &mut disks[i];
+                e.disk.vm = Some(id);
+                if !e.time_known {
+                    e.disk.created_ms = created_ms;
+                }
+                if e.disk.name.is_empty() && !e.alias {
+                    e.disk.name = format!("disk{}", i + 1);
+                }
+                e.disk.clone()
+            })
+            .collect();
+        vm.disks = disks.iter().map(|d| d.id).collect();
+        Ok(Imported { vm, disks, ignored: Vec::new() })
+    }
+
+    fn hardware(
+        &mut self,
+        content: &Element,
+        section: &'a Element,
+        disks: &mut [DiskEntry<'a>],
+    ) -> Result<Hardware, OvfError> {
+        let scope = [content, section];
+        let mut vcpus = None;
+        let mut memory = None;
+        let mut nics = Vec::new();
+        let mut cdrom: Option<Option<String>> = None;
+        // Disk entries by their Item's boot order (0: none), then the Item's position.
+        let mut disk_items: Vec<(u32, usize)> = Vec::new();
+        for el in &section.children {
+            if el.name != "Item" {
+                if !matches!(el.name.as_str(), "Info" | "System") {
+                    self.keep(el, "VirtualHardwareSection", format!("VirtualHardwareSection/{}", label(el)), &scope);
+                }
+                continue;
+            }
+            let rt = el.child("rasd:ResourceType").map(|t| t.text.trim()).unwrap_or("");
+            let path = format!("VirtualHardwareSection/Item (ResourceType {rt})");
+            let item_scope = [content, section, el];
+            match rt {
+                RT_CPU if vcpus.is_some() => return Err(invalid(el, &path, "a second CPU Item")),
+                RT_CPU => {
+                    let count = |name: &str| -> Result<u32, OvfError> {
+                        el.child(name).map_or(Ok(1), |c| number(c, &path, &name[5..], &c.text))
+                    };
+                    let n = match el.child("rasd:VirtualQuantity") {
+                        Some(q) => number(q, &path, "VirtualQuantity", &q.text)?,
+                        None => count("rasd:num_of_sockets")?
+                            .saturating_mul(count("rasd:cpu_per_socket")?)
+                            .saturating_mul(count("rasd:threads_per_cpu")?),
+                    };
+                    vcpus = Some(n);
+                    self.item_rest(el, &path, "Item CPU", &CPU_CHILDREN, &item_scope);
+                }
+                RT_MEMORY if memory.is_some() => return Err(invalid(el, &path, "a second memory Item")),
+                RT_MEMORY => {
+                    if let Some(u) = el.child("rasd:AllocationUnits") {
+                        if !matches!(u.text.trim(), "MegaBytes" | "byte * 2^20") {
+                            return Err(invalid(u, &path, format!("AllocationUnits '{}' is not MegaBytes", u.text)));
+                        }
+                    }
+                    let q = el.child("rasd:VirtualQuantity").ok_or_else(|| invalid(el, &path, "no VirtualQuantity"))?;
+                    memory = Some(number(q, &path, "VirtualQuantity", &q.text)?);
+                    self.item_rest(el, &path, "Item memory", &MEMORY_CHILDREN, &item_scope);
+                }
+                RT_DISK => {
+                    let instance = el.child("rasd:InstanceId").ok_or_else(|| invalid(el, &path, "no InstanceId"))?;
+                    let id = uuid(instance, &path, "InstanceId", &instance.text)?;
+                    let path = format!("VirtualHardwareSection/Item (ResourceType 17, disk {id})");
+                    let i = disks
+                        .iter()
+                        .position(|d| d.disk.id == id)
+                        .ok_or_else(|| invalid(el, &path, "names no Disk in DiskSection"))?;
+                    if disk_items.iter().any(|(_, j)| *j == i) {
+                        return Err(invalid(el, &path, "a second Item for this disk"));
+                    }
+                    let boot = match el.child("BootOrder") {
+                        Some(b) if !b.text.trim().is_empty() => number(b, &path, "BootOrder", &b.text)?,
+                        _ => 0,
+                    };
+                    let e = &mut disks[i];
+                    if !e.exact_time {
+                        if let Some(c) = el.child("rasd:CreationDate") {
+                            e.disk.created_ms = parse_date(&c.text)
+                                .ok_or_else(|| invalid(c, &path, format!("CreationDate '{}' is not a date", c.text)))?;
+                            e.time_known = true;
+                        }
+                    }
+                    if !e.alias {
+                        if let Some(c) = el.child("rasd:Caption") {
+                            e.disk.name = c.text.clone();
+                            e.alias = true;
+                        }
+                    }
+                    disk_items.push((boot, i));
+                    self.item_rest(el, &path, &format!("Item disk {id}"), &DISK_CHILDREN, &item_scope);
+                }
+                RT_NIC => {
+                    let n = nics.len() + 1;
+                    let path = format!("VirtualHardwareSection/Item (ResourceType 10, nic{n})");
+                    let text_of = |name: &str| el.child(name).map(|c| c.text.clone()).unwrap_or_default();
+                    let mac = text_of("rasd:MACAddress");
+                    if !is_mac(&mac) {
+                        let at = el.child("rasd:MACAddress").unwrap_or(el);
+                        return Err(invalid(
+                            at,
+                            &path,
+                            format!("MACAddress '{mac}' is not a MAC address (six hex pairs separated by ':')"),
+                        ));
+                    }
+                    let subtype = text_of("rasd:ResourceSubType");
+                    if !matches!(subtype.trim(), "" | "3") {
+                        self.ignored.push(format!("{path}: ResourceSubType {subtype} (Corral's NICs are VirtIO)"));
+                    }
+                    nics.push(Nic { network: text_of("rasd:Connection"), mac });
+                    self.item_rest(el, &path, &format!("Item nic{n}"), &NIC_CHILDREN, &item_scope);
+                }
+                RT_CDROM if cdrom.is_none() => {
+                    let iso = el
+                        .child("rasd:HostResource")
+                        .map(|h| h.text.clone())
+                        .filter(|h| !h.is_empty())
+                        .or_else(|| el.child("SpecParams").and_then(|s| s.child("path")).map(|p| p.text.clone()))
+                        .filter(|h| !h.is_empty());
+                    cdrom = Some(iso);
+                    self.item_rest(el, &path, "Item CD-ROM", &CDROM_CHILDREN, &item_scope);
+                }
+                _ => {
+                    let what = format!("VirtualHardwareSection/Item (ResourceType {rt}, {})", device_kind(rt, el));
+                    self.keep(el, "VirtualHardwareSection", what, &scope);
+                }
+            }
+        }
+        let missing = |what: &str| OvfError::Missing { path: "VirtualHardwareSection".into(), what: what.into() };
+        let vcpus = vcpus.ok_or_else(|| missing("CPU Item (ResourceType 3)"))?;
+        let memory_mib = memory.ok_or_else(|| missing("memory Item (ResourceType 4)"))?;
+        // Disks with a boot order first, by it; then the others in document order; then
+        // disks that have no Item at all.
+        let mut order: Vec<(u32, usize)> = disk_items;
+        order.sort_by_key(|(boot, _)| if *boot == 0 { u32::MAX } else { *boot });
+        let mut disk_order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
+        let without_item: Vec<usize> = (0..disks.len()).filter(|i| !disk_order.contains(i)).collect();
+        disk_order.extend(without_item);
+        Ok(Hardware { vcpus, memory_mib, nics, cdrom: cdrom.flatten(), disk_order })
+    }
+
+    /// Keeps the children of a modelled Item that are neither modelled nor derived.
+    fn item_rest(&mut self, item: &Element, path: &str, parent: &str, known: &[&str], scope: &[&Element]) {
+        for c in &item.children {
+            if !known.contains(&c.name.as_str()) && !DEVICE_INFO.contains(&c.name.as_str()) {
+                self.keep(c, parent, format!("{path}/{}", c.name), scope);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    description: String,
+    comment: String,
+    created: Option<i64>,
+    created_exact: Option<i64>,
+    delete_protected: bool,
+    ha: bool,
+    priority: HaPriority,
+    origin: Option<String>,
+    migration: MigrationPolicy,
+    pinned: Vec<u64>,
+    resume: ResumeBehavior,
+    downtime: Option<u64>,
+    auto_converge: Option<bool>,
+    compression: Option<bool>,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    cmdline: String,
+    hosted_engine: Option<bool>,
+    domain_type: Option<DomainType>,
+    host_tags: Vec<String>,
+    bandwidth: Option<u64>,
+    next_run: Option<NextRun>,
+}
+
+struct Hardware {
+    vcpus: u32,
+    memory_mib: u64,
+    nics: Vec<Nic>,
+    cdrom: Option<String>,
+    /// Indexes into the DiskSection's disks, in boot order.
+    disk_order: Vec<usize>,
+}
+
+fn next_run(el: &Element) -> Result<NextRun, OvfError> {
+    let path = "Content/corral:NextRun";
+    let mut n = NextRun::default();
+    for c in &el.children {
+        match c.name.as_str() {
+            "corral:MemoryMib" => n.memory_mib = Some(number(c, path, "MemoryMib", &c.text)?),
+            "corral:Vcpus" => n.vcpus = Some(number(c, path, "Vcpus", &c.text)?),
+            "corral:DomainType" => n.domain_type = Some(domain_type(c, path, &c.text)?),
+            other => return Err(invalid(c, path, format!("unknown element '{other}'"))),
+        }
+    }
+    Ok(n)
+}
+
+/// oVirt's priority (0-100) as one of Corral's three: the nearest of 1, 50 and 100.
+fn priority(p: u32) -> HaPriority {
+    match p {
+        0..=25 => HaPriority::Low,
+        26..=75 => HaPriority::Medium,
+        _ => HaPriority::High,
+    }
+}
+
+/// "NetworkSection" for `<Section xsi:type="ovf:NetworkSection_Type">`.
+fn section_type(el: &Element) -> Option<&str> {
+    let t = el.attr("xsi:type")?;
+    let t = t.split_once(':').map_or(t, |(_, local)| local);
+    Some(t.strip_suffix("_Type").unwrap_or(t))
+}
+
+/// How `ignored` names an element: a Section by its type, anything else by its name.
+fn label(el: &Element) -> String {
+    match (el.name.as_str(), section_type(el)) {
+        ("Section", Some(t)) => t.to_string(),
+        (name, _) => name.to_string(),
+    }
+}
+
+/// What an Item of an unmodelled ResourceType is, for `ignored`.
+fn device_kind(rt: &str, el: &Element) -> String {
+    let device = el.child("Device").map(|d| d.text.trim()).filter(|d| !d.is_empty());
+    match (rt, device) {
+        ("23", _) => "USB controller".into(),
+        ("20" | "32768", _) => "monitor".into(),
+        ("24" | "26", _) => "graphics".into(),
+        (_, Some(d)) => d.to_string(),
+        _ => el.child("rasd:Caption").map_or_else(|| "unknown device".into(), |c| c.text.clone()),
+    }
+}
+
+fn invalid(el: &Element, path: &str, problem: impl Into<String>) -> OvfError {
+    OvfError::Invalid { line: el.line, path: path.to_string(), problem: problem.into() }
+}
+
+fn required_attr<'e>(el: &'e Element, path: &str, name: &str) -> Result<&'e str, OvfError> {
+    el.attr(name).ok_or_else(|| invalid(el, path, format!("no {name}")))
+}
+
+fn uuid(el: &Element, path: &str, what: &str, value: &str) -> Result<Uuid, OvfError> {
+    Uuid::parse_str(value.trim()).map_err(|_| invalid(el, path, format!("{what} '{value}' is not a UUID")))
+}
+
+fn number<T: std::str::FromStr>(el: &Element, path: &str, what: &str, value: &str) -> Result<T, OvfError> {
+    value.trim().parse().map_err(|_| invalid(el, path, format!("{what} '{value}' is not a number")))
+}
+
+fn boolean(el: &Element, path: &str, value: &str) -> Result<bool, OvfError> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(invalid(el, path, format!("'{value}' is not true or false"))),
+    }
+}
+
+fn domain_type(el: &Element, path: &str, value: &str) -> Result<DomainType, OvfError> {
+    value.trim().parse().map_err(|_| invalid(el, path, format!("'{value}' is not kvm, qemu or test")))
+}
+
+/// Refuses a disk file that would lie outside the storage domain.
+fn inside_storage_domain(el: &Element, path: &str, file: &str) -> Result<(), OvfError> {
+    let refuse = |why: &str| {
+        invalid(el, path, format!("href '{file}' {why} (a disk's file must lie inside the storage domain)"))
+    };
+    if file.is_empty() {
+        return Err(refuse("is empty"));
+    }
+    if file.starts_with('/') || file.starts_with('\\') {
+        return Err(refuse("is absolute"));
+    }
+    if file.split(['/', '\\']).any(|part| part == "..") {
+        return Err(refuse("climbs out with '..'"));
+    }
+    if file.contains('\0') {
+        return Err(refuse("contains a NUL byte"));
+    }
+    Ok(())
+}
+
+/// Six pairs of hex digits separated by ':'.
+fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
