@@ -49,6 +49,34 @@ impl StorageDomain {
         qemu_img(&["convert", "-q", "-O", "qcow2"], &[src.as_os_str(), dst.as_os_str()]).await
     }
 
+    /// Copies an image from anywhere on this machine into the storage domain as `to` (qcow2).
+    pub async fn import(&self, from: &Path, to: &str) -> Result<(), ClusterError> {
+        let dst = self.path(to);
+        if dst.exists() {
+            return Err(ClusterError::AlreadyExists(format!("disk image {} already exists", dst.display())));
+        }
+        qemu_img(&["convert", "-q", "-O", "qcow2"], &[from.as_os_str(), dst.as_os_str()]).await
+    }
+
+    /// The virtual size of an image in MiB (rounded up), as `qemu-img info` reports it.
+    pub async fn virtual_size_mib(&self, path: &Path) -> Result<u64, ClusterError> {
+        let out = Command::new("qemu-img").args(["info", "--output=json"]).arg(path).output().await.map_err(|e| {
+            ClusterError::FailedPrecondition(format!("cannot run qemu-img (install qemu-utils on every host): {e}"))
+        })?;
+        if !out.status.success() {
+            return Err(ClusterError::invalid(
+                "image",
+                format!("{} is not a disk image qemu-img can read: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim()),
+            ));
+        }
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| ClusterError::Internal(format!("qemu-img info gave no JSON: {e}")))?;
+        let bytes = info["virtual-size"]
+            .as_u64()
+            .ok_or_else(|| ClusterError::Internal("qemu-img info gave no virtual-size".into()))?;
+        Ok(bytes.div_ceil(1024 * 1024).max(1))
+    }
+
     /// Removes images; a missing file is not an error (it is gone either way).
     pub async fn remove(&self, files: &[String]) {
         for f in files {

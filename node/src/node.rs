@@ -111,7 +111,10 @@ impl Node {
                     .map_err(|e| ClusterError::Internal(format!("cannot start Raft: {e}")))?;
                 crate::controller::spawn(self.clone(), raft.clone(), state.clone(), id);
                 crate::agent::reconcile::spawn(self.clone(), self.hypervisor.clone(), id, state.clone());
+                // Before the lease task: its first fencing must spare a hand-started engine VM.
+                crate::agent::engine::restore(self);
                 crate::agent::lease::spawn(self.clone(), id, state.clone());
+                crate::agent::engine::spawn_scores(self.clone(), id, state.clone());
                 let batcher = crate::batcher::Batcher::spawn(raft.clone());
                 Ok(RaftParts { id, raft, state, batcher })
             })

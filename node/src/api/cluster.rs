@@ -26,9 +26,25 @@ pub struct Api(pub Arc<Node>);
 #[tonic::async_trait]
 impl ClusterService for Api {
     async fn bootstrap(&self, req: Request<BootstrapRequest>) -> Result<Response<BootstrapResponse>, Status> {
-        let name = req.into_inner().cluster_name;
-        let (node_id, token, expires) = self.0.bootstrap(&name).await.map_err(status)?;
-        Ok(Response::new(BootstrapResponse { node_id, token, token_expires_unix_ms: expires, engine: None }))
+        let r = req.into_inner();
+        let name = r.cluster_name.clone();
+        // Everything about the engine is checked (and its image copied into the storage
+        // domain) before the cluster is made, so bad engine options make no cluster either.
+        let engine = super::engine::EngineRequest::check(&self.0, &r).await.map_err(status)?;
+        let (node_id, token, expires) = match self.0.bootstrap(&name).await {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some(engine) = &engine {
+                    engine.discard(&self.0).await;
+                }
+                return Err(status(e));
+            }
+        };
+        let engine = match engine {
+            Some(engine) => Some(engine.create(&self.0).await.map_err(status)?),
+            None => None,
+        };
+        Ok(Response::new(BootstrapResponse { node_id, token, token_expires_unix_ms: expires, engine }))
     }
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {

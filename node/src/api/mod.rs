@@ -5,6 +5,7 @@
 mod affinity;
 mod cluster;
 mod disks;
+mod engine;
 mod events;
 mod hosts;
 pub mod ovf;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use corral_proto::affinity_service_server::AffinityServiceServer;
 use corral_proto::cluster_service_server::ClusterServiceServer;
 use corral_proto::disk_service_server::DiskServiceServer;
+use corral_proto::engine_service_server::EngineServiceServer;
 use corral_proto::event_service_server::EventServiceServer;
 use corral_proto::host_service_server::HostServiceServer;
 use corral_proto::ovf_service_server::OvfServiceServer;
@@ -80,6 +82,7 @@ pub async fn serve(
         .add_service(DiskServiceServer::new(disks::Api(node.clone())))
         .add_service(AffinityServiceServer::new(affinity::Api(node.clone())))
         .add_service(OvfServiceServer::new(ovf::Api(node.clone())))
+        .add_service(EngineServiceServer::new(engine::Api(node.clone())))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(usize::MAX)

@@ -1,0 +1,206 @@
+//! EngineService: the hosted engine's status and maintenance, `engine start --local`; and the
+//! engine VM that a bootstrap makes (from a disk image or an OVF document).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use corral_proto::engine_service_server::EngineService;
+use corral_proto::*;
+use corral_raft::command::{Op, StartOrder};
+use corral_raft::model::{self, ClusterState, KernelBoot};
+use corral_raft::{validate, ClusterError};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::hosts::engine_score_to_proto;
+use super::status;
+use crate::node::{now_ms, Node};
+
+pub struct Api(pub Arc<Node>);
+
+const DEFAULT_ENGINE_NAME: &str = "hosted-engine";
+const DEFAULT_ENGINE_MEMORY_MIB: u64 = 4096;
+const DEFAULT_ENGINE_VCPUS: u32 = 2;
+
+/// The engine a bootstrap was asked for, checked, with its image already in the storage domain.
+pub struct EngineRequest {
+    op: Op,
+    made: Vec<String>,
+}
+
+impl EngineRequest {
+    /// Checks the engine options of a bootstrap (none: no engine) and copies the image in.
+    pub async fn check(node: &Node, r: &BootstrapRequest) -> Result<Option<EngineRequest>, ClusterError> {
+        let here = StartOrder { host: Some(node.config.name.clone()) };
+        match (&r.engine_image, &r.engine_ovf) {
+            (None, None) => {
+                if r.engine_memory_mib.is_some() || r.engine_vcpus.is_some() || r.engine_name.is_some() {
+                    return Err(ClusterError::invalid(
+                        "engine",
+                        "engine settings need --engine-image or --engine-ovf",
+                    ));
+                }
+                Ok(None)
+            }
+            (Some(_), Some(_)) => {
+                Err(ClusterError::invalid("engine", "give either --engine-image or --engine-ovf, not both"))
+            }
+            (None, Some(xml)) => {
+                let name = r.engine_name.clone();
+                let p = super::ovf::prepare_import(node, xml, name, false, true, Some(here)).await?;
+                Ok(Some(EngineRequest { op: p.op, made: p.made }))
+            }
+            (Some(image), None) => {
+                let name = r.engine_name.clone().unwrap_or_else(|| DEFAULT_ENGINE_NAME.to_string());
+                validate::name("engine_name", &name)?;
+                let memory = r.engine_memory_mib.unwrap_or(DEFAULT_ENGINE_MEMORY_MIB);
+                let vcpus = r.engine_vcpus.unwrap_or(DEFAULT_ENGINE_VCPUS);
+                validate::memory_mib(memory)?;
+                validate::vcpus(vcpus)?;
+                let domain_type = match r.engine_domain_type.as_deref().filter(|t| !t.is_empty()) {
+                    Some(t) => Some(t.parse().map_err(|_| {
+                        ClusterError::invalid("engine_domain_type", format!("must be kvm or qemu (got '{t}')"))
+                    })?),
+                    None => None,
+                };
+                let path = PathBuf::from(image);
+                if !path.is_absolute() {
+                    return Err(ClusterError::invalid("engine_image", format!("must be an absolute path (got '{image}')")));
+                }
+                if !path.is_file() {
+                    return Err(ClusterError::invalid(
+                        "engine_image",
+                        format!("{image} is not a file on host {}", node.config.name),
+                    ));
+                }
+                let size_mib = node.images.virtual_size_mib(&path).await?;
+                let boot = match r.engine_kernel.as_deref().filter(|k| !k.is_empty()) {
+                    Some(kernel) => Some(KernelBoot {
+                        kernel: node.images.resolve(kernel).display().to_string(),
+                        initrd: r.engine_initrd.as_deref().filter(|i| !i.is_empty()).map(|i| node.images.resolve(i).display().to_string()),
+                        cmdline: r.engine_cmdline.clone().unwrap_or_default(),
+                    }),
+                    None => None,
+                };
+                let (vm_id, disk_id) = (Uuid::new_v4(), Uuid::new_v4());
+                let disk = model::Disk {
+                    id: disk_id,
+                    name: format!("{name}-disk0"),
+                    size_mib,
+                    file: format!("{disk_id}.qcow2"),
+                    format: "qcow2".into(),
+                    vm: None,
+                    created_ms: now_ms(),
+                };
+                node.images.import(&path, &disk.file).await?;
+                let mut vm = model::Vm::new(vm_id, &name, memory, vcpus, now_ms());
+                vm.disks = vec![disk_id];
+                vm.domain_type = domain_type;
+                vm.boot = boot;
+                vm.description = "The cluster's management VM (hosted engine).".into();
+                let made = vec![disk.file.clone()];
+                Ok(Some(EngineRequest {
+                    op: Op::ImportVm { vm: Box::new(vm), disks: vec![disk], engine: true, start: Some(here) },
+                    made,
+                }))
+            }
+        }
+    }
+
+    /// Gives the image back when the bootstrap failed.
+    pub async fn discard(&self, node: &Node) {
+        node.images.remove(&self.made).await;
+    }
+
+    /// Makes the engine VM in the new cluster and starts it on this host.
+    pub async fn create(self, node: &Arc<Node>) -> Result<Vm, ClusterError> {
+        let outcome = match node.write(None, self.op).await {
+            Ok(o) => o,
+            Err(e) => {
+                node.images.remove(&self.made).await;
+                return Err(e);
+            }
+        };
+        let corral_raft::command::Outcome::Vm(vm) = outcome else {
+            return Err(ClusterError::Internal("the engine import returned no VM".into()));
+        };
+        let state = node.state()?;
+        Ok(state.read(|s| super::vms::to_proto(node, s, &vm)))
+    }
+}
+
+fn status_of(s: &ClusterState) -> Result<EngineStatus, ClusterError> {
+    let vm = s.engine_vm().ok_or_else(|| {
+        ClusterError::NotFound(
+            "this cluster has no hosted engine (bootstrap with --engine-image or --engine-ovf makes one)".into(),
+        )
+    })?;
+    let hosts = s
+        .hosts
+        .values()
+        .map(|h| EngineHost {
+            host: h.name.clone(),
+            state: h.state.as_str().into(),
+            score: h.engine_score.as_ref().map(engine_score_to_proto),
+            local_maintenance: h.engine_local_maintenance,
+            engine_here: vm.host == Some(h.id),
+        })
+        .collect();
+    Ok(EngineStatus {
+        vm: vm.name.clone(),
+        vm_id: vm.id.to_string(),
+        host: vm.host.map(|h| s.host_name(h)),
+        state: vm.status.as_str().into(),
+        global_maintenance: s.engine.global_maintenance,
+        hosts,
+    })
+}
+
+#[tonic::async_trait]
+impl EngineService for Api {
+    async fn status(&self, req: Request<EngineStatusRequest>) -> Result<Response<EngineStatus>, Status> {
+        let stale = req.into_inner().stale;
+        let st = self.0.read(stale, status_of).await.map_err(status)?.map_err(status)?;
+        Ok(Response::new(st))
+    }
+
+    async fn maintenance(&self, req: Request<EngineMaintenanceRequest>) -> Result<Response<EngineStatus>, Status> {
+        let rid = super::request_id(&req)?;
+        let EngineMaintenanceRequest { mode, host } = req.into_inner();
+        let host = Some(host).filter(|h| !h.trim().is_empty()).unwrap_or_else(|| self.0.config.name.clone());
+        let op = match mode.as_str() {
+            "global" => Op::SetEngineMaintenance { global: Some(true), local: None },
+            "local" => Op::SetEngineMaintenance { global: None, local: Some((host, true)) },
+            "none" => Op::SetEngineMaintenance { global: Some(false), local: Some((host, false)) },
+            other => {
+                return Err(status(ClusterError::invalid("mode", format!("must be global, local or none (got '{other}')"))))
+            }
+        };
+        self.0.write(rid, op).await.map_err(status)?;
+        let st = self.0.read(true, status_of).await.map_err(status)?.map_err(status)?;
+        Ok(Response::new(st))
+    }
+
+    async fn start_local(&self, req: Request<EngineStartLocalRequest>) -> Result<Response<EngineStartLocalResponse>, Status> {
+        let force = req.into_inner().force;
+        let (vm, notes) = crate::agent::engine::start_local(&self.0, force).await.map_err(status)?;
+        Ok(Response::new(EngineStartLocalResponse { vm, host: self.0.config.name.clone(), notes }))
+    }
+
+    async fn runs_vm(&self, req: Request<RunsVmRequest>) -> Result<Response<RunsVmResponse>, Status> {
+        let id = Uuid::parse_str(&req.into_inner().vm_id)
+            .map_err(|_| status(ClusterError::invalid("vm_id", "must be a UUID")))?;
+        let running = self
+            .0
+            .hypervisor
+            .domains()
+            .await
+            .map_err(|e| status(ClusterError::Unavailable(e.to_string())))?
+            .into_iter()
+            .any(|d| {
+                d.uuid == id
+                    && !matches!(d.state, crate::agent::libvirt::DomainState::Shutoff | crate::agent::libvirt::DomainState::Crashed)
+            });
+        Ok(Response::new(RunsVmResponse { running, host: self.0.config.name.clone() }))
+    }
+}
