@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building and testing Corral need, if they are missing:
 # libvirt's client library and headers (the `virt` crate links against them; its
-# `test:///default` driver is the in-process hypervisor the tests use), pkg-config and qemu-img.
+# `test:///default` driver is the in-process hypervisor the tests use), pkg-config, qemu-img and ping.
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -12,6 +12,8 @@ command -v virsh >/dev/null || need+=(libvirt-clients)
 command -v cc >/dev/null || need+=(gcc)
 # Disk images are made with qemu-img (any version; the machine image ships a newer one).
 command -v qemu-img >/dev/null || need+=(qemu-utils)
+# The hosted engine's gateway check pings.
+command -v ping >/dev/null || need+=(iputils-ping)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2

@@ -86,7 +86,8 @@ pub struct Args {
     #[arg(long)]
     pub watchdog: Option<PathBuf>,
     /// Hosted engine: an address this host pings to prove its network (ovirt-hosted-engine-ha's
-    /// gateway check); its engine score loses 1600 while it does not answer [default: none].
+    /// gateway check), or ADDRESS:PORT to connect to over TCP instead; its engine score loses
+    /// 1600 while it does not answer [default: none].
     #[arg(long)]
     pub engine_gateway: Option<String>,
     /// Hosted engine: how often this host measures its engine score, in milliseconds

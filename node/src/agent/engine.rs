@@ -188,7 +188,7 @@ async fn measure(node: &Node, engine_mib: u64, engine_here: bool, local_maintena
         penalties.push(("hosted-engine local maintenance".into(), ENGINE_BASE_SCORE));
     }
     if let Some(gw) = &node.config.engine_gateway {
-        if !ping(gw).await {
+        if !gateway_answers(gw).await {
             penalties.push((format!("gateway {gw} unreachable"), GATEWAY_PENALTY));
         }
     }
@@ -217,6 +217,16 @@ fn cpu_penalty(ratio: f64) -> u32 {
     }
     let steps = ((ratio - 0.8) * 10.0).floor() as u32;
     (steps * 100).min(CPU_PENALTY_MAX)
+}
+
+/// The gateway check: `ADDRESS` is pinged (ICMP, as ovirt-hosted-engine-ha does);
+/// `ADDRESS:PORT` is a TCP connection instead, for networks that drop ICMP.
+async fn gateway_answers(gateway: &str) -> bool {
+    if gateway.contains(':') {
+        let connect = tokio::net::TcpStream::connect(gateway);
+        return matches!(tokio::time::timeout(Duration::from_secs(1), connect).await, Ok(Ok(_)));
+    }
+    ping(gateway).await
 }
 
 async fn ping(address: &str) -> bool {
@@ -255,6 +265,15 @@ mod tests {
         assert_eq!(cpu_penalty(0.95), 100);
         assert_eq!(cpu_penalty(1.35), 500);
         assert_eq!(cpu_penalty(4.0), 1000);
+    }
+
+    #[tokio::test]
+    async fn the_gateway_check_connects_or_pings() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        assert!(gateway_answers(&open).await);
+        drop(listener);
+        assert!(!gateway_answers(&open).await, "a closed port does not answer");
     }
 
     #[test]
