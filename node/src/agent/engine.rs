@@ -23,6 +23,9 @@ const HAND_STARTED_KEY: &str = "engine_hand_started";
 const GATEWAY_PENALTY: u32 = 1600;
 const MEMORY_PENALTY: u32 = 500;
 const CPU_PENALTY_MAX: u32 = 1000;
+/// How long a host asks the cluster to take over its hand-started engine VM (while the host
+/// the state gives it to has not reported it down) before it destroys its copy.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(15);
 /// How long `engine start --local` waits for another host or for a quorum read.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -63,8 +66,13 @@ pub async fn claim(node: &Node, me: NodeId, vm: Uuid) -> Claim {
             forget_hand_started(node);
             Claim::Refused
         }
+        Err(e) if node.lease.claiming_for() > CLAIM_PATIENCE => {
+            tracing::warn!(vm = %vm, "the cluster did not take over the hand-started engine VM: {e}");
+            forget_hand_started(node);
+            Claim::Refused
+        }
         Err(e) => {
-            tracing::debug!("engine VM claim not decided yet: {e}");
+            tracing::info!("hand-started engine VM not taken over yet: {e}");
             Claim::Later
         }
     }

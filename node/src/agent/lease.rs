@@ -56,6 +56,8 @@ struct Held {
     /// The hosted engine VM an operator started here by hand while the cluster had no quorum
     /// (`engine start --local`): fencing leaves it alone until the cluster takes it over.
     hand_started: Option<Uuid>,
+    /// When this host first asked the cluster to take the hand-started VM over.
+    claimed_since: Option<Instant>,
 }
 
 impl Lease {
@@ -69,6 +71,7 @@ impl Lease {
                 fenced_unreported: false,
                 stopping: false,
                 hand_started: None,
+                claimed_since: None,
             }),
             watchdog: Mutex::new(None),
             acting: tokio::sync::RwLock::new(()),
@@ -153,7 +156,15 @@ impl Lease {
     }
 
     pub fn set_hand_started(&self, vm: Option<Uuid>) {
-        self.held_state().hand_started = vm;
+        let mut h = self.held_state();
+        h.hand_started = vm;
+        h.claimed_since = None;
+    }
+
+    /// How long this host has been asking the cluster to take the hand-started VM over.
+    pub fn claiming_for(&self) -> Duration {
+        let mut h = self.held_state();
+        h.claimed_since.get_or_insert_with(Instant::now).elapsed()
     }
 
     /// Whether VM `id` was destroyed by self-fencing (and forgets it).

@@ -245,9 +245,11 @@ impl ClusterState {
             return Ok(Outcome::Vm(Box::new(vm.clone())));
         }
         let elsewhere = vm.host.filter(|h| self.hosts.get(h).is_some_and(|h| h.state != HostState::Down));
-        if let Some(h) = elsewhere {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "vm '{}' is assigned to host {}, which is not down; the copy on host {host_name} must go",
+        if let Some(h) = elsewhere.filter(|_| vm.status != VmStatus::Down) {
+            // That host may have come back without it (it then reports it down, and the claim
+            // succeeds), or really run it: the claiming host asks again for a while, then gives up.
+            return Err(ClusterError::Unavailable(format!(
+                "vm '{}' is assigned to host {}, which has not reported it down",
                 vm.name,
                 self.host_name(h)
             )));
