@@ -31,6 +31,15 @@ pub fn read_text(path: &Path) -> Result<String, FileError> {
     std::fs::read_to_string(path).map_err(|e| FileError::Read { path: path.display().to_string(), reason: reason(&e) })
 }
 
+/// Refuses an existing file unless `overwrite`, so that a command can say so before it does
+/// any work (`write_text` checks again as it creates the file).
+pub fn check_writable(path: &Path, overwrite: bool) -> Result<(), FileError> {
+    match overwrite || !path.exists() {
+        true => Ok(()),
+        false => Err(FileError::Exists { path: path.display().to_string() }),
+    }
+}
+
 /// Writes `text` to a new file, or over an existing one only when `overwrite`.
 pub fn write_text(path: &Path, text: &str, overwrite: bool) -> Result<(), FileError> {
     let shown = || path.display().to_string();
@@ -76,6 +85,8 @@ mod tests {
         let dir = scratch("overwrite");
         let file = dir.join("web1.ovf");
         write_text(&file, "<a/>", false).unwrap();
+        assert_eq!(check_writable(&file, false), Err(FileError::Exists { path: file.display().to_string() }));
+        check_writable(&file, true).unwrap();
         let err = write_text(&file, "<b/>", false).unwrap_err();
         assert_eq!(err.to_string(), format!("{} exists; give --force to overwrite it", file.display()));
         assert_eq!(read_text(&file).unwrap(), "<a/>");

@@ -219,6 +219,9 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
 }
 
 async fn export(ctx: &Context, vm: String, file: Option<PathBuf>, force: bool) -> Result<()> {
+    if let Some(file) = &file {
+        files::check_writable(file, force)?;
+    }
     let request = proto::VmRef { vm };
     let document = ctx
         .nodes
@@ -580,5 +583,27 @@ mod tests {
         assert!(text.contains("nics:         default 52:54:00:aa:bb:cc\n"), "{text}");
         assert!(!text.contains("migrating to"), "{text}");
         assert!(text.contains("pinned to:    -\n"), "{text}");
+        assert!(!text.contains("hosted engine") && !text.contains("delete protected"), "{text}");
+    }
+
+    #[test]
+    fn vm_table_marks_the_engine_and_delete_protection() {
+        let vm = proto::Vm {
+            name: "HostedEngine".into(),
+            hosted_engine: true,
+            delete_protected: true,
+            os: "other_linux".into(),
+            cdrom: Some("tools.iso".into()),
+            ..Default::default()
+        };
+        let text = vm_fields(vm.into()).render();
+        for line in [
+            "hosted engine:     yes\n",
+            "delete protected:  yes\n",
+            "os:                other_linux\n",
+            "cdrom:             tools.iso\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
     }
 }
