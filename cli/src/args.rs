@@ -2,9 +2,10 @@
 //! Value parsers return messages that name the rule; `main` prefixes the flag, so a bad value
 //! reads `error: --memory: 'abc' is not a size (use e.g. 512M, 4G)`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::endpoints::{Endpoint, EndpointError, Endpoints};
 use crate::output::Format;
@@ -65,6 +66,74 @@ pub enum Command {
     AffinityLabel(AffinityLabelCommand),
     /// Show the cluster's event log
     Events(EventsArgs),
+    /// Read the OVF store: the last committed OVF document of every VM, kept by every node
+    #[command(subcommand)]
+    Ovf(OvfCommand),
+    /// The hosted engine: its VM, where it runs, each host's score, and maintenance
+    #[command(subcommand)]
+    Engine(EngineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OvfCommand {
+    /// List the documents in the store
+    List {
+        /// Read the store of the first --endpoint node only, as it is on that node (needs no
+        /// quorum; never asks another node)
+        #[arg(long)]
+        local: bool,
+    },
+    /// Print one VM's document as stored
+    Dump {
+        /// VM name or id
+        vm: String,
+        /// Read the store of the first --endpoint node only, as it is on that node (needs no
+        /// quorum; never asks another node)
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EngineCommand {
+    /// Show the engine VM, where it runs, and each host's score and maintenance
+    Status,
+    /// Put the engine into maintenance: global (the cluster leaves it alone), local (one
+    /// host will not run it) or none
+    Maintenance {
+        #[arg(long, value_name = "global|local|none", value_parser = parse_engine_mode)]
+        mode: EngineMode,
+        /// The host for local or none (default: the first --endpoint node)
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Start the engine VM on the first --endpoint node from that node's OVF store, for a
+    /// cluster that lost quorum
+    Start {
+        /// Required: the engine is started on this one node, from its own copy
+        #[arg(long)]
+        local: bool,
+        /// Start it even if the node's checks say another node may run it
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineMode {
+    Global,
+    Local,
+    None,
+}
+
+impl EngineMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineMode::Global => "global",
+            EngineMode::Local => "local",
+            EngineMode::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,12 +224,9 @@ pub enum AffinityLabelCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Turn an uninitialized node into a one-node cluster and print its first join token
-    Bootstrap {
-        /// Name of the new cluster
-        #[arg(long)]
-        name: String,
-    },
+    /// Turn an uninitialized node into a one-node cluster and print its first join token;
+    /// with --engine-image or --engine-ovf, also make and start the hosted engine VM there
+    Bootstrap(BootstrapArgs),
     /// Make an uninitialized node join the cluster that PEER belongs to
     Join {
         /// Address of any member of the cluster to join
@@ -177,6 +243,41 @@ pub enum ClusterCommand {
     /// Manage join tokens
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("engine").args(["engine_image", "engine_ovf"]).multiple(false)))]
+pub struct BootstrapArgs {
+    /// Name of the new cluster
+    #[arg(long)]
+    pub name: String,
+    /// The engine VM's disk image, a path on the node's machine (copied into its storage)
+    #[arg(long, value_name = "PATH")]
+    pub engine_image: Option<PathBuf>,
+    /// The engine VM from an OVF document (this file is read here and its text sent)
+    #[arg(long, value_name = "FILE")]
+    pub engine_ovf: Option<PathBuf>,
+    /// Engine VM memory, e.g. 4G (default: 4G; with --engine-ovf, the document's)
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true, requires = "engine")]
+    pub engine_memory: Option<u64>,
+    /// Engine VM virtual CPUs (default: 2; with --engine-ovf, the document's)
+    #[arg(long, value_name = "N", value_parser = parse_vcpus, allow_hyphen_values = true, requires = "engine")]
+    pub engine_vcpus: Option<u32>,
+    /// Name of the engine VM (default: HostedEngine)
+    #[arg(long, value_name = "NAME", requires = "engine")]
+    pub engine_name: Option<String>,
+    /// Engine VM hypervisor: kvm (hardware) or qemu (software emulation)
+    #[arg(long, value_name = "kvm|qemu", value_parser = parse_domain_type, requires = "engine")]
+    pub engine_domain_type: Option<DomainType>,
+    /// Boot the engine VM from this kernel directly (a path in the storage directory, or absolute)
+    #[arg(long, value_name = "PATH", requires = "engine")]
+    pub engine_kernel: Option<String>,
+    /// Initial ramdisk for --engine-kernel
+    #[arg(long, value_name = "PATH", requires = "engine_kernel")]
+    pub engine_initrd: Option<String>,
+    /// Kernel command line for --engine-kernel, e.g. "console=ttyS0"
+    #[arg(long, value_name = "TEXT", requires = "engine_kernel", allow_hyphen_values = true)]
+    pub engine_cmdline: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -359,6 +460,28 @@ pub enum VmCommand {
         /// VM name or id
         vm: String,
     },
+    /// Write a VM's OVF document (its disks stay in the storage domain)
+    Export {
+        /// VM name or id
+        vm: String,
+        /// Write it to this file instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Overwrite FILE if it exists
+        #[arg(long, requires = "file")]
+        force: bool,
+    },
+    /// Define a VM from an OVF document (Corral's or oVirt's)
+    Import {
+        /// The OVF document
+        file: PathBuf,
+        /// A new name instead of the document's
+        #[arg(long)]
+        name: Option<String>,
+        /// A new id and new MACs, with copies of the disks (for a second VM from one document)
+        #[arg(long)]
+        clone: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -467,6 +590,12 @@ pub struct EditVmArgs {
     /// Who may migrate the VM: allow (anyone), manual (operators only), none
     #[arg(long, value_name = "allow|manual|none", value_parser = parse_migration)]
     pub migration: Option<Migration>,
+    /// Refuse to delete the VM (or its disks) while true
+    #[arg(long, value_name = "true|false", value_parser = parse_bool)]
+    pub delete_protected: Option<bool>,
+    /// Guest OS as oVirt names it, e.g. other_linux, rhel_9x64
+    #[arg(long, value_name = "NAME")]
+    pub os: Option<String>,
 }
 
 impl EditVmArgs {
@@ -484,6 +613,8 @@ impl EditVmArgs {
             && self.host_tags.is_none()
             && self.pin.is_none()
             && self.migration.is_none()
+            && self.delete_protected.is_none()
+            && self.os.is_none()
     }
 
     pub fn edits_migration(&self) -> bool {
@@ -671,6 +802,15 @@ fn parse_domain_type(text: &str) -> Result<DomainType, String> {
         "kvm" => Ok(DomainType::Kvm),
         "qemu" => Ok(DomainType::Qemu),
         _ => Err(format!("'{text}' is not one of kvm, qemu")),
+    }
+}
+
+fn parse_engine_mode(text: &str) -> Result<EngineMode, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "global" => Ok(EngineMode::Global),
+        "local" => Ok(EngineMode::Local),
+        "none" => Ok(EngineMode::None),
+        _ => Err(format!("'{text}' is not one of global, local, none")),
     }
 }
 
@@ -995,6 +1135,140 @@ mod tests {
         }
         let err = parse(&["cluster", "edit", "--cpu-overcommit", "0"]).unwrap_err();
         assert_eq!(refusal(&err), ("--cpu-overcommit".to_string(), "must be at least 1".to_string()));
+    }
+
+    fn bootstrap(args: &[&str]) -> Result<BootstrapArgs, clap::Error> {
+        let all: Vec<&str> = ["cluster", "bootstrap", "--name", "lab"].iter().chain(args).copied().collect();
+        match parse(&all)?.command {
+            Command::Cluster(ClusterCommand::Bootstrap(args)) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bootstrap_takes_an_engine_image_or_document_not_both() {
+        let plain = bootstrap(&[]).unwrap();
+        assert_eq!(plain.name, "lab");
+        assert!(plain.engine_image.is_none() && plain.engine_ovf.is_none() && plain.engine_memory.is_none());
+        let args = bootstrap(&[
+            "--engine-image",
+            "engine.qcow2",
+            "--engine-memory",
+            "2G",
+            "--engine-vcpus",
+            "4",
+            "--engine-name",
+            "engine",
+            "--engine-domain-type",
+            "qemu",
+            "--engine-kernel",
+            "vmlinuz",
+            "--engine-initrd",
+            "initrd.img",
+            "--engine-cmdline",
+            "console=ttyS0",
+        ])
+        .unwrap();
+        assert_eq!(args.engine_image.as_deref(), Some(std::path::Path::new("engine.qcow2")));
+        assert_eq!((args.engine_memory, args.engine_vcpus), (Some(2048), Some(4)));
+        assert_eq!(args.engine_name.as_deref(), Some("engine"));
+        assert_eq!(args.engine_domain_type, Some(DomainType::Qemu));
+        assert_eq!(args.engine_cmdline.as_deref(), Some("console=ttyS0"));
+        assert!(bootstrap(&["--engine-ovf", "engine.ovf"]).unwrap().engine_ovf.is_some());
+
+        let err = bootstrap(&["--engine-image", "a.qcow2", "--engine-ovf", "b.ovf"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        for alone in [&["--engine-memory", "2G"][..], &["--engine-vcpus", "2"], &["--engine-name", "e"]] {
+            let err = bootstrap(alone).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{alone:?}");
+        }
+        let err = bootstrap(&["--engine-image", "a.qcow2", "--engine-initrd", "i"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let err = bootstrap(&["--engine-image", "a.qcow2", "--engine-memory", "lots"]).unwrap_err();
+        assert_eq!(
+            refusal(&err),
+            ("--engine-memory".to_string(), "'lots' is not a size (use e.g. 512M, 4G)".to_string())
+        );
+        let err = bootstrap(&["--engine-image", "a.qcow2", "--engine-vcpus", "0"]).unwrap_err();
+        assert_eq!(refusal(&err), ("--engine-vcpus".to_string(), "must be at least 1".to_string()));
+    }
+
+    #[test]
+    fn ovf_commands_parse() {
+        assert!(matches!(parse(&["ovf", "list"]).unwrap().command, Command::Ovf(OvfCommand::List { local: false })));
+        assert!(matches!(
+            parse(&["ovf", "list", "--local"]).unwrap().command,
+            Command::Ovf(OvfCommand::List { local: true })
+        ));
+        match parse(&["ovf", "dump", "web1", "--local"]).unwrap().command {
+            Command::Ovf(OvfCommand::Dump { vm, local }) => assert_eq!((vm.as_str(), local), ("web1", true)),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(parse(&["ovf", "dump"]).is_err());
+    }
+
+    #[test]
+    fn export_and_import_parse() {
+        match parse(&["vm", "export", "web1", "-f", "web1.ovf", "--force"]).unwrap().command {
+            Command::Vm(VmCommand::Export { vm, file, force }) => {
+                assert_eq!((vm.as_str(), file, force), ("web1", Some(PathBuf::from("web1.ovf")), true))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "export", "web1"]).unwrap().command {
+            Command::Vm(VmCommand::Export { file: None, force: false, .. }) => {}
+            other => panic!("parsed as {other:?}"),
+        }
+        let err = parse(&["vm", "export", "web1", "--force"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        match parse(&["vm", "import", "web1.ovf", "--name", "web2", "--clone"]).unwrap().command {
+            Command::Vm(VmCommand::Import { file, name, clone }) => {
+                assert_eq!((file, name.as_deref(), clone), (PathBuf::from("web1.ovf"), Some("web2"), true))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(parse(&["vm", "import"]).is_err());
+    }
+
+    #[test]
+    fn edit_takes_delete_protection_and_os() {
+        match parse(&["vm", "edit", "web1", "--delete-protected", "true", "--os", "other_linux"]).unwrap().command {
+            Command::Vm(VmCommand::Edit(args)) => {
+                assert_eq!((args.delete_protected, args.os.as_deref()), (Some(true), Some("other_linux")));
+                assert!(!args.changes_nothing());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "edit", "web1", "--delete-protected", "no"]).unwrap().command {
+            Command::Vm(VmCommand::Edit(args)) => assert_eq!(args.delete_protected, Some(false)),
+            other => panic!("parsed as {other:?}"),
+        }
+        let err = parse(&["vm", "edit", "web1", "--delete-protected", "maybe"]).unwrap_err();
+        assert_eq!(refusal(&err), ("--delete-protected".to_string(), "'maybe' is not true or false".to_string()));
+    }
+
+    #[test]
+    fn engine_commands_parse() {
+        assert!(matches!(parse(&["engine", "status"]).unwrap().command, Command::Engine(EngineCommand::Status)));
+        match parse(&["engine", "maintenance", "--mode", "local", "--host", "host2"]).unwrap().command {
+            Command::Engine(EngineCommand::Maintenance { mode, host }) => {
+                assert_eq!((mode, host.as_deref()), (EngineMode::Local, Some("host2")))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let err = parse(&["engine", "maintenance"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let err = parse(&["engine", "maintenance", "--mode", "partial"]).unwrap_err();
+        assert_eq!(refusal(&err), ("--mode".to_string(), "'partial' is not one of global, local, none".to_string()));
+        match parse(&["engine", "start", "--local", "--force"]).unwrap().command {
+            Command::Engine(EngineCommand::Start { local, force }) => assert!(local && force),
+            other => panic!("parsed as {other:?}"),
+        }
+        // Parsed so that the command itself can say why --local is needed.
+        assert!(matches!(
+            parse(&["engine", "start"]).unwrap().command,
+            Command::Engine(EngineCommand::Start { local: false, force: false })
+        ));
     }
 
     #[test]

@@ -46,6 +46,10 @@ impl RequestId {
         RequestId(uuid::Uuid::new_v4().to_string())
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// `msg` as a request that carries this id.
     pub fn tag<M>(&self, msg: M) -> tonic::Request<M> {
         let mut req = tonic::Request::new(msg);
@@ -146,6 +150,39 @@ impl Nodes {
 
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints
+    }
+
+    /// The node asked by `read_here` and `write_here`: the first one `--endpoint` names.
+    pub fn here(&self) -> &Endpoint {
+        self.endpoints.first()
+    }
+
+    /// Runs a read about one node's own copy of things (its OVF store) on that node alone,
+    /// once: another node's answer would be about another store, and a local read needs no
+    /// leader to wait for.
+    pub async fn read_here<T, F, Fut>(&self, mut rpc: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        match attempt(self.here(), Effect::Read, Some(REQUEST_TIMEOUT), &mut rpc).await {
+            Attempt::Done(result) => result,
+            Attempt::Next { error, .. } => Err(error),
+        }
+    }
+
+    /// Runs a request that acts on one node itself (start the engine from its own store, put
+    /// it into local maintenance) on that node alone, once, untagged unless `rpc` tags it.
+    pub async fn write_here<T, F, Fut>(&self, mut rpc: F) -> Result<T>
+    where
+        F: FnMut(Channel, &RequestId) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let id = RequestId::new();
+        match attempt(self.here(), Effect::Write, Some(REQUEST_TIMEOUT), &mut |channel| rpc(channel, &id)).await {
+            Attempt::Done(result) => result,
+            Attempt::Next { error, .. } => Err(error),
+        }
     }
 
     /// Runs a request that changes nothing; any node may be asked again if one fails.
@@ -301,7 +338,7 @@ fn describe_io(error: &io::Error) -> String {
 }
 
 /// "Name or service not known (os error -2)" -> "Name or service not known".
-fn strip_os_error(text: &str) -> String {
+pub(crate) fn strip_os_error(text: &str) -> String {
     match text.find(" (os error") {
         Some(at) => text[..at].to_string(),
         None => text.to_string(),
@@ -332,6 +369,27 @@ mod tests {
     fn timeouts_may_have_been_received() {
         let status = Status::from_error(Box::new(TimeoutExpired(())));
         assert!(matches!(Failure::of(&status), Failure::Lost(_)));
+    }
+
+    /// A local read asks the first endpoint and nobody else, even when it cannot be reached.
+    #[test]
+    fn reads_here_never_fall_back_to_another_node() {
+        // A port nothing listens on: bound, then released.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        other.set_nonblocking(true).unwrap();
+        let endpoints = Endpoints::parse(&format!("{closed},{}", other.local_addr().unwrap())).unwrap();
+        let nodes = Nodes::new(endpoints);
+        assert_eq!(nodes.here().to_string(), closed.to_string());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let result: Result<()> = runtime.block_on(nodes.read_here(|channel| async move {
+            drop(channel);
+            Ok(Response::new(()))
+        }));
+        let error = result.unwrap_err().to_string();
+        assert!(error.starts_with(&format!("could not reach {closed}")), "{error}");
+        let asked = other.accept();
+        assert!(matches!(&asked, Err(e) if e.kind() == io::ErrorKind::WouldBlock), "the second node was asked");
     }
 
     #[test]

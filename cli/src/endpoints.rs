@@ -120,6 +120,12 @@ impl Endpoints {
         self.0.is_empty()
     }
 
+    /// The first address given: the node that requests about "this node" go to.
+    pub fn first(&self) -> &Endpoint {
+        // Never empty: `parse` refuses an empty list.
+        &self.0[0]
+    }
+
     /// The endpoints starting at `first` and wrapping around, so that a retry begins with
     /// the node after the one that failed.
     pub fn rotated(&self, first: usize) -> impl Iterator<Item = (usize, &Endpoint)> {

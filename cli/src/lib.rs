@@ -6,6 +6,7 @@ pub mod args;
 pub mod commands;
 pub mod connect;
 pub mod endpoints;
+pub mod files;
 pub mod output;
 pub mod size;
 pub mod views;

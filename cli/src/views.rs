@@ -84,6 +84,19 @@ pub struct HostView {
     pub blocked: Vec<MaintenanceBlockView>,
     /// What the host offers, for VMs that require tags.
     pub tags: Vec<String>,
+    /// Hosted engine: the host's last reported score; null when it never reported one.
+    pub engine_score: Option<EngineScoreView>,
+    /// Hosted engine: the host will not run the engine VM.
+    pub engine_local_maintenance: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineScoreView {
+    pub score: u32,
+    /// What lowered it, e.g. "gateway 10.0.0.1 unreachable: -1600".
+    pub penalties: Vec<String>,
+    /// RFC 3339, UTC.
+    pub measured: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +138,87 @@ pub struct VmView {
     pub migration: Option<MigrationView>,
     /// The VM's own migration settings; null fields follow the cluster's.
     pub migration_settings: MigrationOverridesView,
+    /// The cluster's management VM.
+    pub hosted_engine: bool,
+    /// Deleting it (or its disks) is refused.
+    pub delete_protected: bool,
+    /// Guest OS as oVirt names it; null when unset.
+    pub os: Option<String>,
+    /// ISO image in its CD-ROM drive; null when empty.
+    pub cdrom: Option<String>,
+}
+
+/// `vm import`: the VM as defined, and the parts of the document Corral does not act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportView {
+    pub vm: VmView,
+    pub ignored: Vec<String>,
+}
+
+/// One VM's OVF document, and the node whose store or state it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OvfDocumentView {
+    pub vm_id: String,
+    pub name: String,
+    pub node: String,
+    pub xml: String,
+}
+
+/// `vm export -f FILE -o json`: where the document went (the XML itself is in the file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportView {
+    pub vm_id: String,
+    pub name: String,
+    pub node: String,
+    pub file: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OvfListView {
+    /// The node whose store was read.
+    pub node: String,
+    pub entries: Vec<OvfEntryView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OvfEntryView {
+    pub vm_id: String,
+    pub name: String,
+    pub hosted_engine: bool,
+    /// Size of the document.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineStatusView {
+    /// The engine VM's name.
+    pub vm: String,
+    pub vm_id: String,
+    /// The host it runs on; null when it runs nowhere.
+    pub host: Option<String>,
+    pub state: String,
+    pub global_maintenance: bool,
+    pub hosts: Vec<EngineHostView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineHostView {
+    pub host: String,
+    pub state: String,
+    /// Null when the host has not reported one.
+    pub score: Option<u32>,
+    pub penalties: Vec<String>,
+    pub local_maintenance: bool,
+    pub engine_here: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineStartView {
+    pub vm: String,
+    pub host: String,
+    /// What was checked, and what --force overrode.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,6 +340,8 @@ pub struct BootstrapView {
     pub token: String,
     /// RFC 3339, UTC.
     pub expires: String,
+    /// The hosted engine VM, when the bootstrap made one; null otherwise.
+    pub engine: Option<VmView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -321,7 +417,15 @@ impl From<proto::Host> for HostView {
             maintenance_reason: h.maintenance_reason,
             blocked: h.blocked.into_iter().map(|b| MaintenanceBlockView { vm: b.vm, reason: b.reason }).collect(),
             tags: h.tags,
+            engine_score: h.engine_score.map(EngineScoreView::from),
+            engine_local_maintenance: h.engine_local_maintenance,
         }
+    }
+}
+
+impl From<proto::EngineScore> for EngineScoreView {
+    fn from(s: proto::EngineScore) -> Self {
+        EngineScoreView { score: s.score, penalties: s.penalties, measured: rfc3339(s.measured_unix_ms) }
     }
 }
 
@@ -380,7 +484,72 @@ impl From<proto::Vm> for VmView {
             host_tags: vm.host_tags,
             pinned_hosts: vm.pinned_hosts,
             migration_policy: vm.migration_policy,
+            hosted_engine: vm.hosted_engine,
+            delete_protected: vm.delete_protected,
+            os: non_empty(Some(vm.os)),
+            cdrom: non_empty(vm.cdrom),
         }
+    }
+}
+
+impl From<proto::ImportVmResponse> for ImportView {
+    fn from(r: proto::ImportVmResponse) -> Self {
+        ImportView { vm: r.vm.unwrap_or_default().into(), ignored: r.ignored }
+    }
+}
+
+impl From<proto::OvfDocument> for OvfDocumentView {
+    fn from(d: proto::OvfDocument) -> Self {
+        OvfDocumentView { vm_id: d.vm_id, name: d.name, node: d.node, xml: d.xml }
+    }
+}
+
+impl From<proto::OvfListResponse> for OvfListView {
+    fn from(r: proto::OvfListResponse) -> Self {
+        OvfListView {
+            node: r.node,
+            entries: r
+                .entries
+                .into_iter()
+                .map(|e| OvfEntryView { vm_id: e.vm_id, name: e.name, hosted_engine: e.hosted_engine, bytes: e.bytes })
+                .collect(),
+        }
+    }
+}
+
+impl From<proto::EngineStatus> for EngineStatusView {
+    fn from(s: proto::EngineStatus) -> Self {
+        EngineStatusView {
+            vm: s.vm,
+            vm_id: s.vm_id,
+            host: non_empty(s.host),
+            state: s.state,
+            global_maintenance: s.global_maintenance,
+            hosts: s.hosts.into_iter().map(EngineHostView::from).collect(),
+        }
+    }
+}
+
+impl From<proto::EngineHost> for EngineHostView {
+    fn from(h: proto::EngineHost) -> Self {
+        let (score, penalties) = match h.score {
+            Some(s) => (Some(s.score), s.penalties),
+            None => (None, Vec::new()),
+        };
+        EngineHostView {
+            host: h.host,
+            state: h.state,
+            score,
+            penalties,
+            local_maintenance: h.local_maintenance,
+            engine_here: h.engine_here,
+        }
+    }
+}
+
+impl From<proto::EngineStartLocalResponse> for EngineStartView {
+    fn from(r: proto::EngineStartLocalResponse) -> Self {
+        EngineStartView { vm: r.vm, host: r.host, notes: r.notes }
     }
 }
 
@@ -450,7 +619,13 @@ impl From<proto::Event> for EventView {
 
 impl BootstrapView {
     pub fn new(cluster: String, r: proto::BootstrapResponse) -> Self {
-        BootstrapView { cluster, node_id: r.node_id, token: r.token, expires: rfc3339(r.token_expires_unix_ms) }
+        BootstrapView {
+            cluster,
+            node_id: r.node_id,
+            token: r.token,
+            expires: rfc3339(r.token_expires_unix_ms),
+            engine: r.engine.map(VmView::from),
+        }
     }
 }
 
@@ -516,6 +691,77 @@ mod tests {
         assert_eq!(json["host_tags"], serde_json::json!(["ssd"]));
         assert_eq!(json["pinned_hosts"], serde_json::json!(["host1", "host2"]));
         assert_eq!(json["migration_policy"], "manual");
+    }
+
+    #[test]
+    fn vm_json_has_engine_protection_os_and_cdrom() {
+        let plain = serde_json::to_value(VmView::from(proto::Vm::default())).unwrap();
+        assert_eq!(plain["hosted_engine"], false);
+        assert_eq!(plain["delete_protected"], false);
+        assert_eq!(plain["os"], serde_json::Value::Null);
+        assert_eq!(plain["cdrom"], serde_json::Value::Null);
+        let engine = proto::Vm {
+            name: "HostedEngine".into(),
+            hosted_engine: true,
+            delete_protected: true,
+            os: "other_linux".into(),
+            cdrom: Some("tools.iso".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(VmView::from(engine)).unwrap();
+        assert_eq!(json["hosted_engine"], true);
+        assert_eq!(json["delete_protected"], true);
+        assert_eq!(json["os"], "other_linux");
+        assert_eq!(json["cdrom"], "tools.iso");
+    }
+
+    #[test]
+    fn import_json_is_the_vm_and_what_was_ignored() {
+        let response = proto::ImportVmResponse {
+            vm: Some(proto::Vm { name: "web2".into(), ..Default::default() }),
+            ignored: vec!["USB controller".into(), "sound card".into()],
+        };
+        let json = serde_json::to_value(ImportView::from(response)).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["ignored", "vm"]);
+        assert_eq!(json["vm"]["name"], "web2");
+        assert_eq!(json["ignored"], serde_json::json!(["USB controller", "sound card"]));
+    }
+
+    #[test]
+    fn host_json_has_its_engine_score() {
+        let plain = serde_json::to_value(HostView::from(proto::Host::default())).unwrap();
+        assert_eq!(plain["engine_score"], serde_json::Value::Null);
+        assert_eq!(plain["engine_local_maintenance"], false);
+        let host = proto::Host {
+            engine_score: Some(proto::EngineScore {
+                score: 1800,
+                penalties: vec!["gateway 10.0.0.1 unreachable: -1600".into()],
+                measured_unix_ms: 0,
+            }),
+            engine_local_maintenance: true,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(HostView::from(host)).unwrap();
+        assert_eq!(
+            json["engine_score"],
+            serde_json::json!({"score": 1800, "penalties": ["gateway 10.0.0.1 unreachable: -1600"],
+                "measured": "1970-01-01T00:00:00.000Z"})
+        );
+        assert_eq!(json["engine_local_maintenance"], true);
+    }
+
+    #[test]
+    fn bootstrap_json_has_the_engine_vm_or_null() {
+        let plain = BootstrapView::new("lab".into(), proto::BootstrapResponse::default());
+        assert_eq!(serde_json::to_value(plain).unwrap()["engine"], serde_json::Value::Null);
+        let response = proto::BootstrapResponse {
+            engine: Some(proto::Vm { name: "HostedEngine".into(), hosted_engine: true, ..Default::default() }),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(BootstrapView::new("lab".into(), response)).unwrap();
+        assert_eq!(json["engine"]["name"], "HostedEngine");
+        assert_eq!(json["engine"]["hosted_engine"], true);
     }
 
     #[test]

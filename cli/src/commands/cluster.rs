@@ -1,19 +1,21 @@
-//! `corral cluster ...`: bootstrap a cluster, join a node to it, show its state, and create
-//! join tokens. In table mode a token is always the last line, so `tail -n1` extracts it.
+//! `corral cluster ...`: bootstrap a cluster (with its hosted engine, if asked), join a node to
+//! it, show its state, and create join tokens. In table mode a token is always the last line,
+//! so `tail -n1` extracts it.
 
 use anyhow::Result;
 use corral_proto::v1 as proto;
 use proto::cluster_service_client::ClusterServiceClient;
 
 use super::Context;
-use crate::args::{ClusterCommand, EditClusterArgs, TokenCommand};
+use crate::args::{BootstrapArgs, ClusterCommand, EditClusterArgs, TokenCommand};
 use crate::endpoints::Endpoint;
+use crate::files;
 use crate::output::{self, Fields, Format, Table};
 use crate::views::{BootstrapView, ClusterSettingsView, ClusterStatusView, JoinView, TokenView};
 
 pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
     match command {
-        ClusterCommand::Bootstrap { name } => bootstrap(ctx, name).await,
+        ClusterCommand::Bootstrap(args) => bootstrap(ctx, args).await,
         ClusterCommand::Join { peer, token } => join(ctx, peer, token).await,
         ClusterCommand::Status => status(ctx).await,
         ClusterCommand::Edit(args) => edit(ctx, args).await,
@@ -21,10 +23,43 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
     }
 }
 
-async fn bootstrap(ctx: &Context, name: String) -> Result<()> {
+/// Engine settings given without an image or a document follow the server's defaults (4 GiB,
+/// 2 vCPUs) for an image and the document's own for an OVF, so only given ones are sent.
+fn bootstrap_request(args: BootstrapArgs) -> Result<proto::BootstrapRequest> {
+    let engine_image = match &args.engine_image {
+        None => None,
+        Some(path) => {
+            // The node reads the image on its own machine, from its own working directory.
+            let (absolute, here) = files::absolute(path)?;
+            if !here {
+                eprintln!(
+                    "warning: --engine-image: {} is not on this machine; the node looks for it on its own",
+                    absolute.display()
+                );
+            }
+            Some(absolute.display().to_string())
+        }
+    };
+    let engine_ovf = args.engine_ovf.as_deref().map(files::read_text).transpose()?;
+    Ok(proto::BootstrapRequest {
+        cluster_name: args.name,
+        engine_image,
+        engine_ovf,
+        engine_memory_mib: args.engine_memory,
+        engine_vcpus: args.engine_vcpus,
+        engine_name: args.engine_name,
+        engine_domain_type: args.engine_domain_type.map(|t| t.as_str().to_string()),
+        engine_kernel: args.engine_kernel,
+        engine_initrd: args.engine_initrd,
+        engine_cmdline: args.engine_cmdline,
+    })
+}
+
+async fn bootstrap(ctx: &Context, args: BootstrapArgs) -> Result<()> {
     // Bootstrapping acts on the node itself, so it must not fall over to another one.
     let node = ctx.nodes.single("cluster bootstrap")?;
-    let request = proto::BootstrapRequest { cluster_name: name.clone(), ..Default::default() };
+    let name = args.name.clone();
+    let request = bootstrap_request(args)?;
     let response = node
         .write_once(|channel| {
             let request = request.clone();
@@ -40,7 +75,12 @@ async fn bootstrap(ctx: &Context, name: String) -> Result<()> {
                 .add("cluster", &view.cluster)
                 .add("node id", view.node_id.to_string())
                 .add("token expires", expiry(&view.expires, expires_ms));
-            output::print(&format!("{}{}\n", fields.render(), view.token))?;
+            // The engine VM before the token, which stays the last line.
+            let engine = match view.engine.clone() {
+                Some(vm) => format!("\nhosted engine:\n{}\n", super::vm::vm_fields(vm).render()),
+                None => String::new(),
+            };
+            output::print(&format!("{}{engine}{}\n", fields.render(), view.token))?;
         }
     }
     Ok(())

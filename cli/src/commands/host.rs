@@ -99,28 +99,40 @@ async fn maintenance(ctx: &Context, host: String, reason: Option<String>, wait: 
 fn print_host(format: Format, h: HostView) -> Result<()> {
     match format {
         Format::Json => output::print_json(&h)?,
-        Format::Table => {
-            let mut fields = Fields::new()
-                .add("name", &h.name)
-                .add("id", h.id.to_string())
-                .add("state", format!("{} (since {})", h.state, h.state_since))
-                .add("address", &h.address);
-            if let Some(reason) = &h.maintenance_reason {
-                let reason = if reason.is_empty() { "no reason given" } else { reason.as_str() };
-                fields = fields.add("maintenance", reason);
-            }
-            let blocked = h.blocked.iter().map(|b| format!("VM {}: {}", b.vm, b.reason)).collect();
-            fields = fields
-                .add_list("blocked by", blocked, "-")
-                .add("domain type", &h.domain_type)
-                .add("cpus", format!("{} ({} vCPUs free)", h.cpus, h.vcpus_free))
-                .add("memory", format!("{} ({} free)", format_mib(h.memory_mib), format_mib(h.memory_free_mib)))
-                .add("vms running", h.vms_running.to_string())
-                .add("tags", if h.tags.is_empty() { "-".to_string() } else { h.tags.join(", ") });
-            output::print(&fields.render())?;
-        }
+        Format::Table => output::print(&host_fields(h).render())?,
     }
     Ok(())
+}
+
+fn host_fields(h: HostView) -> Fields {
+    let mut fields = Fields::new()
+        .add("name", &h.name)
+        .add("id", h.id.to_string())
+        .add("state", format!("{} (since {})", h.state, h.state_since))
+        .add("address", &h.address);
+    if let Some(reason) = &h.maintenance_reason {
+        let reason = if reason.is_empty() { "no reason given" } else { reason.as_str() };
+        fields = fields.add("maintenance", reason);
+    }
+    let blocked = h.blocked.iter().map(|b| format!("VM {}: {}", b.vm, b.reason)).collect();
+    fields = fields
+        .add_list("blocked by", blocked, "-")
+        .add("domain type", &h.domain_type)
+        .add("cpus", format!("{} ({} vCPUs free)", h.cpus, h.vcpus_free))
+        .add("memory", format!("{} ({} free)", format_mib(h.memory_mib), format_mib(h.memory_free_mib)))
+        .add("vms running", h.vms_running.to_string())
+        .add("tags", if h.tags.is_empty() { "-".to_string() } else { h.tags.join(", ") });
+    if let Some(score) = h.engine_score {
+        fields = fields.add("engine score", format!("{} (measured {})", score.score, score.measured)).add_list(
+            "engine penalties",
+            score.penalties,
+            "-",
+        );
+    }
+    if h.engine_local_maintenance {
+        fields = fields.add("engine maintenance", "local (this host will not run the engine)");
+    }
+    fields
 }
 
 async fn remove(ctx: &Context, host: String) -> Result<()> {
@@ -179,4 +191,29 @@ async fn list(ctx: &Context) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_lines_appear_only_when_present() {
+        let plain = host_fields(HostView::from(proto::Host { name: "host1".into(), ..Default::default() })).render();
+        assert!(!plain.contains("engine"), "{plain}");
+        let host = proto::Host {
+            name: "host2".into(),
+            engine_score: Some(proto::EngineScore {
+                score: 1800,
+                penalties: vec!["gateway 10.0.0.1 unreachable: -1600".into()],
+                measured_unix_ms: 0,
+            }),
+            engine_local_maintenance: true,
+            ..Default::default()
+        };
+        let text = host_fields(HostView::from(host)).render();
+        assert!(text.contains("engine score:        1800 (measured 1970-01-01T00:00:00.000Z)\n"), "{text}");
+        assert!(text.contains("engine penalties:    gateway 10.0.0.1 unreachable: -1600\n"), "{text}");
+        assert!(text.contains("engine maintenance:  local (this host will not run the engine)\n"), "{text}");
+    }
 }

@@ -4,8 +4,10 @@
 mod affinity;
 mod cluster;
 mod disk;
+mod engine;
 mod events;
 mod host;
+mod ovf;
 mod vm;
 
 use anyhow::Result;
@@ -31,5 +33,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::AffinityGroup(command) => affinity::run_group(&ctx, command).await,
         Command::AffinityLabel(command) => affinity::run_label(&ctx, command).await,
         Command::Events(args) => events::run(&ctx, args).await,
+        Command::Ovf(command) => ovf::run(&ctx, command).await,
+        Command::Engine(command) => engine::run(&ctx, command).await,
     }
 }

@@ -3,6 +3,7 @@
 //! changes a VM prints it as the cluster stored it, exactly as `vm show` would.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -14,9 +15,10 @@ use tonic::{Request, Response, Status};
 
 use super::Context;
 use crate::args::{CreateVmArgs, EditVmArgs, VmCommand};
+use crate::files;
 use crate::output::{self, Fields, Format, Table};
 use crate::size::format_mib;
-use crate::views::{DeletedVmView, VmView};
+use crate::views::{DeletedVmView, ExportView, ImportView, OvfDocumentView, VmView};
 
 /// How often `vm migrate --wait` asks whether the migration has ended.
 const MIGRATION_POLL: Duration = Duration::from_millis(50);
@@ -83,6 +85,8 @@ pub async fn run(ctx: &Context, command: VmCommand) -> Result<()> {
                 .await?;
             print_vm(ctx.format, vm.into())
         }
+        VmCommand::Export { vm, file, force } => export(ctx, vm, file, force).await,
+        VmCommand::Import { file, name, clone } => import(ctx, &file, name, clone).await,
     }
 }
 
@@ -176,7 +180,8 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         bail!(
             "nothing to change: give at least one of --name, --memory, --vcpus, \
              --description, --comment, --ha, --ha-priority, --domain-type, --host-tags, --pin, --migration, \
-             --resume-behavior, --auto-converge, --compression, --max-downtime, --bandwidth"
+             --resume-behavior, --auto-converge, --compression, --max-downtime, --bandwidth, \
+             --delete-protected, --os"
         );
     }
     let migration = args.edits_migration().then(|| proto::MigrationOverridesEdit {
@@ -200,8 +205,8 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         host_tags: args.host_tags.map(|l| proto::StringList { values: l.0 }),
         pinned_hosts: args.pin.map(|l| proto::StringList { values: l.0 }),
         migration_policy: args.migration.map(|m| m.as_str().to_string()),
-        delete_protected: None,
-        os: None,
+        delete_protected: args.delete_protected,
+        os: args.os,
     };
     let vm = ctx
         .nodes
@@ -211,6 +216,66 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         })
         .await?;
     print_vm(ctx.format, vm.into())
+}
+
+async fn export(ctx: &Context, vm: String, file: Option<PathBuf>, force: bool) -> Result<()> {
+    if let Some(file) = &file {
+        files::check_writable(file, force)?;
+    }
+    let request = proto::VmRef { vm };
+    let document = ctx
+        .nodes
+        .read(|channel| {
+            let request = request.clone();
+            async move { VmServiceClient::new(channel).export(request).await }
+        })
+        .await?;
+    let document = OvfDocumentView::from(document);
+    let Some(file) = file else {
+        return super::ovf::print_document(ctx.format, document);
+    };
+    files::write_text(&file, &document.xml, force)?;
+    let view = ExportView {
+        vm_id: document.vm_id,
+        name: document.name,
+        node: document.node,
+        file: file.display().to_string(),
+        bytes: document.xml.len() as u64,
+    };
+    match ctx.format {
+        Format::Json => output::print_json(&view)?,
+        Format::Table => {
+            output::print(&format!("VM {} exported to {} ({} bytes)\n", view.name, view.file, view.bytes))?
+        }
+    }
+    Ok(())
+}
+
+async fn import(ctx: &Context, file: &Path, name: Option<String>, clone: bool) -> Result<()> {
+    let xml = files::read_text(file)?;
+    let response = ctx
+        .nodes
+        .write(|channel, id| {
+            let request = id.tag(proto::ImportVmRequest {
+                xml: xml.clone(),
+                name: name.clone(),
+                clone,
+                request_id: id.as_str().to_string(),
+            });
+            async move { VmServiceClient::new(channel).import(request).await }
+        })
+        .await?;
+    let view = ImportView::from(response);
+    match ctx.format {
+        Format::Json => output::print_json(&view)?,
+        Format::Table => {
+            output::print(&vm_fields(view.vm).render())?;
+            for part in view.ignored {
+                eprintln!("ignored: {part}");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn delete(ctx: &Context, vm: String, keep_disks: bool) -> Result<()> {
@@ -369,11 +434,17 @@ fn print_vm(format: Format, vm: VmView) -> Result<()> {
     Ok(())
 }
 
-fn vm_fields(vm: VmView) -> Fields {
+pub(super) fn vm_fields(vm: VmView) -> Fields {
     let ha = if vm.ha.enabled { format!("on, priority {}", vm.ha.priority) } else { "off".to_string() };
     let disks = vm.disks.iter().map(|d| format!("{} {} ({})", d.name, format_mib(d.size_mib), d.path)).collect();
     let nics = vm.nics.iter().map(|n| format!("{} {}", n.network, n.mac)).collect();
     let mut fields = Fields::new().add("name", vm.name).add("id", vm.id).add("status", vm.status);
+    if vm.hosted_engine {
+        fields = fields.add("hosted engine", "yes");
+    }
+    if vm.delete_protected {
+        fields = fields.add("delete protected", "yes");
+    }
     if let Some(reason) = vm.stop_reason {
         fields = fields.add("stop reason", reason);
     }
@@ -399,6 +470,12 @@ fn vm_fields(vm: VmView) -> Fields {
     fields = fields.add("memory", format_mib(vm.memory_mib)).add("vcpus", vm.vcpus.to_string());
     if let Some(domain_type) = vm.domain_type {
         fields = fields.add("domain type", domain_type);
+    }
+    if let Some(os) = vm.os {
+        fields = fields.add("os", os);
+    }
+    if let Some(cdrom) = vm.cdrom {
+        fields = fields.add("cdrom", cdrom);
     }
     if let Some(next) = vm.next_run {
         let mut what = Vec::new();
@@ -506,5 +583,27 @@ mod tests {
         assert!(text.contains("nics:         default 52:54:00:aa:bb:cc\n"), "{text}");
         assert!(!text.contains("migrating to"), "{text}");
         assert!(text.contains("pinned to:    -\n"), "{text}");
+        assert!(!text.contains("hosted engine") && !text.contains("delete protected"), "{text}");
+    }
+
+    #[test]
+    fn vm_table_marks_the_engine_and_delete_protection() {
+        let vm = proto::Vm {
+            name: "HostedEngine".into(),
+            hosted_engine: true,
+            delete_protected: true,
+            os: "other_linux".into(),
+            cdrom: Some("tools.iso".into()),
+            ..Default::default()
+        };
+        let text = vm_fields(vm.into()).render();
+        for line in [
+            "hosted engine:     yes\n",
+            "delete protected:  yes\n",
+            "os:                other_linux\n",
+            "cdrom:             tools.iso\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
     }
 }
