@@ -138,7 +138,12 @@ fn the_engine_is_made_protected_restarted_first_on_the_best_host_and_obeys_maint
     let host1 = s["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "host1").unwrap().clone();
     assert_eq!(host1["local_maintenance"], true, "{s}");
     assert_eq!(s["global_maintenance"], false);
-    c.refused(2, &["vm", "migrate", ENGINE, "--to", "host1"], "local maintenance");
+    // An operator may stop and start it like any VM, but not on a host in local maintenance.
+    c.must_json(2, &["vm", "stop", ENGINE]);
+    c.wait_status(2, ENGINE, "down");
+    c.refused(2, &["vm", "start", ENGINE, "--host", "host1"], "local maintenance");
+    c.must_json(2, &["vm", "start", ENGINE]);
+    wait_engine_on(&c, 2, "host3");
 }
 
 #[test]
