@@ -169,6 +169,9 @@ sb_host_launch() {
   [ -x "$corrald" ] || sb_die "corrald binary '$corrald' not found (build it: cargo build -p corral-node, or set CORRALD)"
   corrald=$(cd "$(dirname "$corrald")" && pwd)/$(basename "$corrald")
   extra=${CORRALD_EXTRA_ARGS---storage-dir $SANDBOX_STORAGE --domain-type $(sb_domain_type)}
+  # Flags of this host alone (CORRALD_EXTRA_ARGS_HOST3="--engine-gateway ..."), on top.
+  local own="CORRALD_EXTRA_ARGS_HOST$n"
+  extra="$extra ${!own:-}"
   find "$s/run" -mindepth 1 -delete
   rm -f "$s/pid1" "$s/corrald.exit"
   local init=(bash -c 'source "$1"; sb_host_init "$2"' host-init "$SANDBOX_LIB_DIR/lib.sh" "$n")

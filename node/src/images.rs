@@ -66,7 +66,11 @@ impl StorageDomain {
         if !out.status.success() {
             return Err(ClusterError::invalid(
                 "image",
-                format!("{} is not a disk image qemu-img can read: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim()),
+                format!(
+                    "{} is not a disk image qemu-img can read: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             ));
         }
         let info: serde_json::Value = serde_json::from_slice(&out.stdout)

@@ -44,7 +44,9 @@ impl ClusterState {
 
     /// A VM's disks in the order the guest sees them.
     pub fn disks_of(&self, id: Uuid) -> Vec<Disk> {
-        self.vms.get(&id).map_or_else(Vec::new, |vm| vm.disks.iter().filter_map(|d| self.disks.get(d)).cloned().collect())
+        self.vms
+            .get(&id)
+            .map_or_else(Vec::new, |vm| vm.disks.iter().filter_map(|d| self.disks.get(d)).cloned().collect())
     }
 }
 

@@ -104,8 +104,14 @@ pub fn dedup(values: &[String]) -> Vec<String> {
 
 /// A guest OS name as oVirt spells them: `other_linux`, `rhel_9x64`, `windows_2022`.
 pub fn os(value: &str) -> Result<(), ClusterError> {
-    if value.is_empty() || value.len() > 64 || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
-        return Err(ClusterError::invalid("os", format!("must be an OS name such as other_linux or rhel_9x64 (got '{value}')")));
+    if value.is_empty()
+        || value.len() > 64
+        || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+    {
+        return Err(ClusterError::invalid(
+            "os",
+            format!("must be an OS name such as other_linux or rhel_9x64 (got '{value}')"),
+        ));
     }
     Ok(())
 }

@@ -80,6 +80,7 @@ impl NodeProc {
 }
 
 /// What a CLI run printed and how it exited.
+#[derive(Debug)]
 pub struct CliOutput {
     pub code: i32,
     pub stdout: String,

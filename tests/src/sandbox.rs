@@ -40,6 +40,33 @@ pub struct Sandbox {
     /// Hosts a fault made unreachable (powered off, cut off, corrald killed or frozen): the
     /// CLI tries them last, so it does not wait on them first.
     unreachable: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// corrald flags of one host each (host1 first), kept for every power-on.
+    host_args: Vec<String>,
+    /// Held while this sandbox exists: another test's sandbox waits for it (there is one set
+    /// of sandbox hosts per machine).
+    _session: nix::fcntl::Flock<std::fs::File>,
+}
+
+const SESSION_LOCK: &str = "/run/corral-sandbox.session.lock";
+
+/// Waits (bounded by the test's own timeout) until no other sandbox exists on this machine.
+fn session_lock() -> nix::fcntl::Flock<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(SESSION_LOCK)
+        .unwrap_or_else(|e| panic!("open {SESSION_LOCK}: {e}"));
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("lock {SESSION_LOCK}: {e}"))
+}
+
+/// How a sandbox is made beyond its hosts: per-host corrald flags, and extra flags for
+/// `cluster bootstrap` on host1 (`{kernel}` and `{initrd}` stand for the guest's files).
+#[derive(Debug, Clone, Default)]
+pub struct SandboxOptions {
+    pub host_args: Vec<String>,
+    pub bootstrap_args: Vec<String>,
 }
 
 /// Whether this process runs as root (effective uid 0), from /proc: the sandbox makes
@@ -57,13 +84,25 @@ impl Sandbox {
     /// hosts with this build's corrald, forms one cluster of them and puts the guest's kernel
     /// and initrd in the shared storage. None when not root (the caller skips).
     pub fn up(n: usize) -> Option<Sandbox> {
+        Sandbox::up_with(n, &SandboxOptions::default())
+    }
+
+    /// `up` with per-host corrald flags and bootstrap flags.
+    pub fn up_with(n: usize, options: &SandboxOptions) -> Option<Sandbox> {
         if !is_root() {
             return None;
         }
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace dir").to_path_buf();
         let state_dir =
             PathBuf::from(std::env::var("CORRAL_SANDBOX_DIR").unwrap_or_else(|_| "/var/tmp/corral-sandbox".into()));
-        let mut sb = Sandbox { hosts: Vec::new(), repo, state_dir, unreachable: Default::default() };
+        let mut sb = Sandbox {
+            hosts: Vec::new(),
+            repo,
+            state_dir,
+            unreachable: Default::default(),
+            host_args: options.host_args.clone(),
+            _session: session_lock(),
+        };
         sb.script("deps.sh", &[]);
         sb.script("guest/build.sh", &[]);
         sb.script("down.sh", &[]);
@@ -71,7 +110,22 @@ impl Sandbox {
         sb.hosts = lines.lines().filter(|l| !l.trim().is_empty()).map(parse_host_line).collect();
         assert_eq!(sb.hosts.len(), n, "up.sh {n} printed {} host lines:\n{lines}", sb.hosts.len());
 
-        let boot = sb.corral_on(0, &["cluster", "bootstrap", "--name", "lab"]);
+        // The guest's files first: a bootstrap may start an engine VM that boots them.
+        let guest = sb.storage_dir().join("guest");
+        std::fs::create_dir_all(&guest).expect("guest dir in the storage");
+        for f in ["vmlinuz", "initrd.img"] {
+            let from = sb.repo.join("deploy/sandbox/guest/out").join(f);
+            std::fs::copy(&from, guest.join(f)).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        }
+        let (kernel, initrd) = (sb.guest_kernel(), sb.guest_initrd());
+        let extra: Vec<String> = options
+            .bootstrap_args
+            .iter()
+            .map(|a| a.replace("{kernel}", &kernel).replace("{initrd}", &initrd))
+            .collect();
+        let mut args = vec!["cluster", "bootstrap", "--name", "lab"];
+        args.extend(extra.iter().map(String::as_str));
+        let boot = sb.corral_on(0, &args);
         assert_eq!(boot.code, 0, "cluster bootstrap failed: {}", boot.stderr);
         let token = boot.stdout.lines().last().expect("bootstrap prints the token").trim().to_string();
         let peer = sb.hosts[0].endpoint.clone();
@@ -89,12 +143,6 @@ impl Sandbox {
             }
         });
 
-        let guest = sb.storage_dir().join("guest");
-        std::fs::create_dir_all(&guest).expect("guest dir in the storage");
-        for f in ["vmlinuz", "initrd.img"] {
-            let from = sb.repo.join("deploy/sandbox/guest/out").join(f);
-            std::fs::copy(&from, guest.join(f)).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
-        }
         Some(sb)
     }
 
@@ -102,7 +150,11 @@ impl Sandbox {
     /// when it fails. Its stderr goes to the test's.
     pub fn script(&self, script: &str, args: &[&str]) -> String {
         let path = self.repo.join("deploy/sandbox").join(script);
-        let out = Command::new(&path)
+        let mut cmd = Command::new(&path);
+        for (i, a) in self.host_args.iter().enumerate() {
+            cmd.env(format!("CORRALD_EXTRA_ARGS_HOST{}", i + 1), a);
+        }
+        let out = cmd
             .args(args)
             .env("CORRALD", bin("corrald"))
             .stdin(Stdio::null())

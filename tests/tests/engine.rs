@@ -19,7 +19,8 @@ fn engine_cluster() -> Cluster {
         c.add_node(&["--engine-gateway", &gateway, "--engine-score-ms", "200"]);
     }
     let image = c.dir().join("engine.qcow2");
-    let made = std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
+    let made =
+        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
     assert!(made.unwrap().success());
     let out = c.must_json(
         0,
@@ -103,7 +104,24 @@ fn the_engine_is_made_protected_restarted_first_on_the_best_host_and_obeys_maint
     assert!(host3["penalties"].to_string().contains("unreachable"), "{host3}");
 
     // An HA VM of the same priority on the same host: the engine comes back first.
-    c.must_json(0, &["vm", "create", "web", "--memory", "128M", "--vcpus", "1", "--ha", "--ha-priority", "high", "--start", "--host", "host1"]);
+    c.must_json(
+        0,
+        &[
+            "vm",
+            "create",
+            "web",
+            "--memory",
+            "128M",
+            "--vcpus",
+            "1",
+            "--ha",
+            "--ha-priority",
+            "high",
+            "--start",
+            "--host",
+            "host1",
+        ],
+    );
     c.wait_status(0, "web", "up");
     c.kill(0);
     wait_engine_on(&c, 1, "host2");
@@ -118,7 +136,11 @@ fn the_engine_is_made_protected_restarted_first_on_the_best_host_and_obeys_maint
     wait_until(Duration::from_secs(20), "host1 to be up again", || {
         let s = engine_status(&c, 1);
         let up = s["hosts"].as_array().unwrap().iter().any(|h| h["host"] == "host1" && h["state"] == "up");
-        if up { Ok(()) } else { Err(s.to_string()) }
+        if up {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
     });
     let s = c.must_json(1, &["engine", "maintenance", "--mode", "global"]);
     assert_eq!(s["global_maintenance"], true);

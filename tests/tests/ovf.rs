@@ -170,14 +170,16 @@ fn a_vm_goes_out_and_comes_back_as_an_ovf_document() {
 #[test]
 fn an_ovirt_document_is_imported_and_a_broken_one_is_refused_with_where_and_what() {
     let c = Cluster::run(1, &[]);
-    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../raft/tests/ovf/ovirt-hosted-engine.ovf"))
-        .expect("the oVirt sample document");
+    let sample =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../raft/tests/ovf/ovirt-hosted-engine.ovf"))
+            .expect("the oVirt sample document");
     // oVirt keeps images as <image group>/<volume> under its storage domain: put the sample's
     // disk there so that the import finds it.
     let href = sample.split("ovf:href=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let image = c.storage_dir().join(&href);
     std::fs::create_dir_all(image.parent().unwrap()).unwrap();
-    let made = std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
+    let made =
+        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
     assert!(made.unwrap().success());
     let file = c.dir().join("ovirt.ovf");
     std::fs::write(&file, &sample).unwrap();

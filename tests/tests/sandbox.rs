@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use corral_tests::sandbox::{Sandbox, GUEST_POWEROFF, GUEST_UP, WAIT};
+use corral_tests::sandbox::{Sandbox, SandboxOptions, GUEST_POWEROFF, GUEST_UP, WAIT};
 use corral_tests::wait_until;
 use serde_json::Value;
 
@@ -53,6 +53,142 @@ fn real_vms_on_sandbox_hosts() {
     });
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
+}
+
+const ENGINE: &str = "hosted-engine";
+
+/// The hosted engine on real QEMU: a cluster bootstrapped with an engine image (the busybox
+/// guest booted from its kernel), its host powered off (the engine comes back first, on the
+/// best-scored host: host3's gateway does not answer), delete refused, and `engine start
+/// --local` on the one host left after quorum is lost, which the cluster takes over when the
+/// others come back, with no second copy anywhere.
+#[test]
+fn hosted_engine_on_sandbox_hosts() {
+    let t0 = Instant::now();
+    let image = tempfile::Builder::new().prefix("corral-engine-").suffix(".qcow2").tempfile().expect("temp file");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-o", "size=64M"])
+        .arg(image.path())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        panic!("qemu-img could not make the engine image");
+    }
+    let good = "--engine-gateway 10.213.0.1 --engine-score-ms 500";
+    // Port 9 on the bridge: nothing listens, so host3's gateway check fails (-1600).
+    let bad = "--engine-gateway 10.213.0.1:9 --engine-score-ms 500";
+    let image_path = image.path().display().to_string();
+    #[rustfmt::skip]
+    let bootstrap: Vec<String> = [
+        "--engine-image", &image_path, "--engine-memory", "128M", "--engine-vcpus", "1",
+        "--engine-domain-type", "qemu", "--engine-kernel", "{kernel}", "--engine-initrd", "{initrd}",
+        "--engine-cmdline", "console=ttyS0 panic=-1",
+    ].iter().map(|s| s.to_string()).collect();
+    let options = SandboxOptions { host_args: vec![good.into(), good.into(), bad.into()], bootstrap_args: bootstrap };
+    let Some(sb) = Sandbox::up_with(3, &options) else {
+        eprintln!("SKIPPED hosted_engine_on_sandbox_hosts: the sandbox hosts need root");
+        return;
+    };
+    eprintln!("sandbox: 3 hosts up with a hosted engine in {:.1} s", t0.elapsed().as_secs_f64());
+    let mut steps = Steps::default();
+    steps.run("q. the bootstrap made the engine VM and started it on host1", || engine_bootstrapped(&sb));
+    steps.run("r. the engine's host loses power: the engine is up on the best-scored host", || engine_failover(&sb));
+    steps.run("s. quorum lost: engine start --local, then the cluster takes it over", || engine_start_local(&sb));
+    eprintln!("sandbox engine test: {:.1} s in all", t0.elapsed().as_secs_f64());
+    steps.finish();
+}
+
+fn engine_bootstrapped(sb: &Sandbox) {
+    let vm = sb.wait_vm(ENGINE, "up on host1", |v| v["status"] == "up" && v["host"] == "host1");
+    assert_eq!((vm["hosted_engine"].as_bool(), vm["delete_protected"].as_bool()), (Some(true), Some(true)), "{vm:#}");
+    assert_eq!(vm["ha"]["priority"], "high", "{vm:#}");
+    sb.wait_console(ENGINE, GUEST_UP);
+    assert!(sb.domains("host1").contains(&(ENGINE.into(), "running".into())), "{:?}", sb.domains("host1"));
+    let out = sb.corral(&["vm", "delete", ENGINE]);
+    assert!(out.code != 0 && out.stderr.contains("hosted engine"), "delete of the engine VM: {out:?}");
+    // Edited like any VM, and in every host's own OVF store when the edit returns.
+    sb.must_json(&["vm", "edit", ENGINE, "--description", "the cluster's own manager"]);
+    for i in 0..3 {
+        let doc = sb.corral_on(i, &["ovf", "dump", ENGINE, "--local"]);
+        assert_eq!(doc.code, 0, "{}", doc.stderr);
+        assert!(
+            doc.stdout.contains("the cluster&apos;s own manager") || doc.stdout.contains("the cluster's own manager"),
+            "host{}: {}",
+            i + 1,
+            doc.stdout
+        );
+    }
+}
+
+fn score(status: &Value, host: &str) -> Option<u64> {
+    status["hosts"].as_array()?.iter().find(|h| h["host"] == host)?["score"].as_u64()
+}
+
+fn engine_failover(sb: &Sandbox) {
+    let status = wait_until(WAIT, "host3's gateway penalty in the engine scores", || {
+        let s = sb.must_json(&["engine", "status"]);
+        match (score(&s, "host2"), score(&s, "host3")) {
+            (Some(h2), Some(h3)) if h3 + 600 <= h2 => Ok(s),
+            _ => Err(s.to_string()),
+        }
+    });
+    eprintln!(
+        "    scores: host1 {:?}, host2 {:?}, host3 {:?}",
+        score(&status, "host1"),
+        score(&status, "host2"),
+        score(&status, "host3")
+    );
+    let t = Instant::now();
+    sb.power_off("host1");
+    let vm = sb.wait_vm(ENGINE, "up again, elsewhere", |v| v["status"] == "up" && v["host"] != "host1");
+    lap("power loss -> engine up elsewhere", t);
+    assert_eq!(vm["host"], "host2", "the engine went to {} instead of the best-scored host2: {status}", vm["host"]);
+    assert!(sb.domains("host2").contains(&(ENGINE.into(), "running".into())), "{:?}", sb.domains("host2"));
+    sb.power_on("host1");
+    wait_until(WAIT, "host1 up again", || {
+        let h = sb.must_json(&["host", "show", "host1"]);
+        if h["state"] == "up" {
+            Ok(())
+        } else {
+            Err(h.to_string())
+        }
+    });
+}
+
+fn engine_start_local(sb: &Sandbox) {
+    let refused = sb.corral_on(0, &["engine", "start", "--local"]);
+    assert!(refused.code != 0 && refused.stderr.contains("quorum"), "with quorum: {refused:?}");
+    let monitor = sb.monitor();
+    monitor.wait_rounds(5, WAIT);
+    // The engine runs on host2; host2 and host3 lose power, host1 is alone without quorum.
+    sb.power_off("host2");
+    sb.power_off("host3");
+    let t = Instant::now();
+    let out = sb.corral_on(0, &["engine", "start", "--local"]);
+    assert_eq!(out.code, 0, "engine start --local on host1: {}", out.stderr);
+    eprintln!("{}", out.stdout.trim());
+    wait_until(WAIT, "the engine VM running on host1", || {
+        let d = sb.domains("host1");
+        if d.contains(&(ENGINE.into(), "running".into())) {
+            Ok(())
+        } else {
+            Err(format!("{d:?}"))
+        }
+    });
+    lap("engine start --local -> running on host1", t);
+    let again = sb.corral_on(0, &["engine", "start", "--local"]);
+    assert!(again.code != 0 && again.stderr.contains("already runs"), "a second start: {again:?}");
+    // Quorum returns: the cluster takes the hand-started engine over on host1; host2, where the
+    // state had it, comes back without it and starts no copy.
+    sb.power_on("host2");
+    sb.power_on("host3");
+    let vm = sb.wait_vm(ENGINE, "taken over on host1", |v| v["status"] == "up" && v["host"] == "host1");
+    lap("quorum back -> engine taken over on host1", t);
+    assert_eq!(vm["host"], "host1");
+    sb.wait_event("the take-over is in the event log", |m| m.contains("started by hand on host host1"));
+    monitor.wait_rounds(20, WAIT);
+    let report = monitor.stop();
+    eprintln!("{report}");
+    assert!(report.violations.is_empty(), "the engine ran on two hosts at once: {report}");
 }
 
 fn create_and_start_on_host2(sb: &Sandbox) {

@@ -175,7 +175,12 @@ pub fn spawn_scores(node: Arc<Node>, me: NodeId, state: StateHandle) {
             let view = state.read(|s: &ClusterState| {
                 let engine = s.engine_vm()?;
                 let host = s.hosts.get(&me)?;
-                Some((engine.memory_mib, engine.host == Some(me), host.engine_local_maintenance, host.engine_score.clone()))
+                Some((
+                    engine.memory_mib,
+                    engine.host == Some(me),
+                    host.engine_local_maintenance,
+                    host.engine_score.clone(),
+                ))
             });
             let Some((engine_mib, here, local_maintenance, reported)) = view else { continue };
             let score = measure(&node, engine_mib, here, local_maintenance).await;

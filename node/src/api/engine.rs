@@ -35,10 +35,7 @@ impl EngineRequest {
         match (&r.engine_image, &r.engine_ovf) {
             (None, None) => {
                 if r.engine_memory_mib.is_some() || r.engine_vcpus.is_some() || r.engine_name.is_some() {
-                    return Err(ClusterError::invalid(
-                        "engine",
-                        "engine settings need --engine-image or --engine-ovf",
-                    ));
+                    return Err(ClusterError::invalid("engine", "engine settings need --engine-image or --engine-ovf"));
                 }
                 Ok(None)
             }
@@ -65,7 +62,10 @@ impl EngineRequest {
                 };
                 let path = PathBuf::from(image);
                 if !path.is_absolute() {
-                    return Err(ClusterError::invalid("engine_image", format!("must be an absolute path (got '{image}')")));
+                    return Err(ClusterError::invalid(
+                        "engine_image",
+                        format!("must be an absolute path (got '{image}')"),
+                    ));
                 }
                 if !path.is_file() {
                     return Err(ClusterError::invalid(
@@ -77,7 +77,11 @@ impl EngineRequest {
                 let boot = match r.engine_kernel.as_deref().filter(|k| !k.is_empty()) {
                     Some(kernel) => Some(KernelBoot {
                         kernel: node.images.resolve(kernel).display().to_string(),
-                        initrd: r.engine_initrd.as_deref().filter(|i| !i.is_empty()).map(|i| node.images.resolve(i).display().to_string()),
+                        initrd: r
+                            .engine_initrd
+                            .as_deref()
+                            .filter(|i| !i.is_empty())
+                            .map(|i| node.images.resolve(i).display().to_string()),
                         cmdline: r.engine_cmdline.clone().unwrap_or_default(),
                     }),
                     None => None,
@@ -173,7 +177,10 @@ impl EngineService for Api {
             "local" => Op::SetEngineMaintenance { global: None, local: Some((host, true)) },
             "none" => Op::SetEngineMaintenance { global: Some(false), local: Some((host, false)) },
             other => {
-                return Err(status(ClusterError::invalid("mode", format!("must be global, local or none (got '{other}')"))))
+                return Err(status(ClusterError::invalid(
+                    "mode",
+                    format!("must be global, local or none (got '{other}')"),
+                )))
             }
         };
         self.0.write(rid, op).await.map_err(status)?;
@@ -181,7 +188,10 @@ impl EngineService for Api {
         Ok(Response::new(st))
     }
 
-    async fn start_local(&self, req: Request<EngineStartLocalRequest>) -> Result<Response<EngineStartLocalResponse>, Status> {
+    async fn start_local(
+        &self,
+        req: Request<EngineStartLocalRequest>,
+    ) -> Result<Response<EngineStartLocalResponse>, Status> {
         let force = req.into_inner().force;
         let (vm, notes) = crate::agent::engine::start_local(&self.0, force).await.map_err(status)?;
         Ok(Response::new(EngineStartLocalResponse { vm, host: self.0.config.name.clone(), notes }))
@@ -199,7 +209,10 @@ impl EngineService for Api {
             .into_iter()
             .any(|d| {
                 d.uuid == id
-                    && !matches!(d.state, crate::agent::libvirt::DomainState::Shutoff | crate::agent::libvirt::DomainState::Crashed)
+                    && !matches!(
+                        d.state,
+                        crate::agent::libvirt::DomainState::Shutoff | crate::agent::libvirt::DomainState::Crashed
+                    )
             });
         Ok(Response::new(RunsVmResponse { running, host: self.0.config.name.clone() }))
     }

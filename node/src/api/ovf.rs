@@ -170,7 +170,9 @@ impl OvfService for Api {
             .map_err(status)?
             .into_iter()
             .find(|(key, _, doc)| *key == vm || doc.vm.name == vm)
-            .ok_or_else(|| status(ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node"))))?;
+            .ok_or_else(|| {
+                status(ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node")))
+            })?;
         let (key, xml, doc) = found;
         Ok(Response::new(OvfDocument { vm_id: key, name: doc.vm.name, xml, node: self.node_name() }))
     }

@@ -332,8 +332,7 @@ impl VmService for Api {
             let vm = self.order(rid, op).await?.into_inner();
             return Ok(Response::new(ImportVmResponse { vm: Some(vm), ignored: doc.ignored }));
         }
-        let prepared =
-            super::ovf::prepare_import(&self.0, &r.xml, name, r.clone, false, None).await.map_err(status)?;
+        let prepared = super::ovf::prepare_import(&self.0, &r.xml, name, r.clone, false, None).await.map_err(status)?;
         let vm = self.write_with_images(rid, prepared.op, &prepared.made).await?.into_inner();
         Ok(Response::new(ImportVmResponse { vm: Some(vm), ignored: prepared.ignored }))
     }

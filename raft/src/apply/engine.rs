@@ -56,10 +56,8 @@ impl ClusterState {
         if macs.len() != vm.nics.len() {
             return Err(ClusterError::invalid("nics", "two NICs of the VM have the same MAC address"));
         }
-        if let Some((other, mac)) = self
-            .vms
-            .values()
-            .find_map(|o| o.nics.iter().find(|n| macs.contains(n.mac.as_str())).map(|n| (o, &n.mac)))
+        if let Some((other, mac)) =
+            self.vms.values().find_map(|o| o.nics.iter().find(|n| macs.contains(n.mac.as_str())).map(|n| (o, &n.mac)))
         {
             return Err(ClusterError::AlreadyExists(format!(
                 "MAC address {mac} is already used by vm '{}'; import with --clone for new MACs",
@@ -67,11 +65,17 @@ impl ClusterState {
             )));
         }
         if let Some(h) = vm.pinned_hosts.iter().find(|h| !self.hosts.contains_key(h)) {
-            return Err(ClusterError::NotFound(format!("vm '{}' is pinned to host {h}, which is not in this cluster", vm.name)));
+            return Err(ClusterError::NotFound(format!(
+                "vm '{}' is pinned to host {h}, which is not in this cluster",
+                vm.name
+            )));
         }
         if engine {
             if let Some(e) = self.engine.vm.and_then(|e| self.vms.get(&e)) {
-                return Err(ClusterError::AlreadyExists(format!("the cluster already has a hosted engine: vm '{}'", e.name)));
+                return Err(ClusterError::AlreadyExists(format!(
+                    "the cluster already has a hosted engine: vm '{}'",
+                    e.name
+                )));
             }
         }
         if disks.iter().map(|d| d.id).collect::<Vec<_>>() != vm.disks {
@@ -153,7 +157,8 @@ impl ClusterState {
         local: Option<&(String, bool)>,
     ) -> Applied {
         self.require_cluster()?;
-        let engine = self.engine_vm().ok_or_else(|| ClusterError::NotFound("the cluster has no hosted engine".into()))?;
+        let engine =
+            self.engine_vm().ok_or_else(|| ClusterError::NotFound("the cluster has no hosted engine".into()))?;
         let engine_id = engine.id;
         let local_host = match local {
             Some((name, on)) => {
@@ -208,12 +213,9 @@ impl ClusterState {
         match self.migration_target(vm.id, None, true) {
             Ok(target) => self.begin_migration(now, vm.id, target, true, " to leave a host in local maintenance"),
             Err(e) => {
-            let msg = format!(
-                "The hosted engine VM {} stays on host {} for now: {e}",
-                vm.name,
-                self.host_name(host)
-            );
-            self.record(now, EventKind::VmMigration, msg);
+                let msg =
+                    format!("The hosted engine VM {} stays on host {} for now: {e}", vm.name, self.host_name(host));
+                self.record(now, EventKind::VmMigration, msg);
             }
         }
     }
@@ -231,7 +233,11 @@ impl ClusterState {
                 self.record(now, EventKind::HostStateChanged, msg);
             }
             (Some(0), s) if s > 0 => {
-                self.record(now, EventKind::HostStateChanged, format!("Host {name} may run the hosted engine again (score {s})."));
+                self.record(
+                    now,
+                    EventKind::HostStateChanged,
+                    format!("Host {name} may run the hosted engine again (score {s})."),
+                );
             }
             _ => {}
         }
@@ -239,7 +245,8 @@ impl ClusterState {
     }
 
     pub(super) fn adopt_vm(&mut self, now: i64, vm_id: Uuid, host: NodeId) -> Applied {
-        let host_name = self.hosts.get(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?.name.clone();
+        let host_name =
+            self.hosts.get(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?.name.clone();
         let vm = self.vms.get(&vm_id).ok_or_else(|| ClusterError::NotFound(format!("vm {vm_id} not found")))?;
         if vm.host == Some(host) {
             return Ok(Outcome::Vm(Box::new(vm.clone())));
