@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod applied;
 pub mod batcher;
 pub mod config;
 pub mod controller;

@@ -45,6 +45,8 @@ pub struct Node {
     pub liveness: crate::controller::liveness::Liveness,
     /// This host's lease, as its agent holds it.
     pub lease: Arc<crate::agent::lease::Lease>,
+    /// How far the other nodes have applied the log (for edits that wait for every host).
+    pub peers_applied: crate::applied::PeersApplied,
 }
 
 #[derive(Clone)]
@@ -72,6 +74,7 @@ impl Node {
             admit_lock: Mutex::new(()),
             liveness: Default::default(),
             lease: Arc::new(crate::agent::lease::Lease::new(&config_lease)),
+            peers_applied: Default::default(),
         });
         if let Some(bytes) = node.store.get_local(LOCAL_NODE_ID)? {
             let id = u64::from_be_bytes(
@@ -180,33 +183,11 @@ impl Node {
                 .map(|h| (h.name.clone(), h.address.clone()))
                 .collect()
         });
-        // The leader tells followers the commit index with its next message; ask for it now.
-        if let Ok(r) = parts.raft.trigger().heartbeat().await {
-            let _ = r;
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
         let waits = hosts.into_iter().map(|(name, address)| async move {
-            loop {
-                if self.applied_on(&address).await.is_some_and(|a| a >= index) {
-                    return None;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Some(name);
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let done = self.peers_applied.wait(&self.network, &address, index, timeout).await;
+            (!done).then_some(name)
         });
         Ok(futures::future::join_all(waits).await.into_iter().flatten().collect())
-    }
-
-    /// The last log index the node at `address` applied, if it answers.
-    async fn applied_on(&self, address: &str) -> Option<u64> {
-        let channel = self.network.channel(address).ok()?;
-        let mut req = tonic::Request::new(corral_proto::PingRequest {});
-        req.set_timeout(Duration::from_millis(500));
-        let mut client = corral_proto::raft_service_client::RaftServiceClient::new(channel);
-        let r = tokio::time::timeout(Duration::from_millis(500), client.ping(req)).await.ok()?.ok()?;
-        Some(r.into_inner().applied)
     }
 
     /// This node's own OVF store: every VM's last committed document, by VM id. Needs no
@@ -214,6 +195,13 @@ impl Node {
     pub fn local_ovf_store(&self) -> Result<Vec<(String, String)>, ClusterError> {
         let docs = self.store.documents().map_err(|e| ClusterError::Internal(format!("OVF store: {e}")))?;
         Ok(docs.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
+    }
+
+    /// One document of this node's own OVF store, by VM id.
+    pub fn local_ovf_document(&self, vm: uuid::Uuid) -> Result<Option<String>, ClusterError> {
+        let key = corral_raft::documents::key(vm);
+        let doc = self.store.document(&key).map_err(|e| ClusterError::Internal(format!("OVF store: {e}")))?;
+        Ok(doc.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// A node-local fact, kept across restarts.

@@ -74,18 +74,15 @@ impl EngineRequest {
                     ));
                 }
                 let size_mib = node.images.virtual_size_mib(&path).await?;
-                let boot = match r.engine_kernel.as_deref().filter(|k| !k.is_empty()) {
-                    Some(kernel) => Some(KernelBoot {
-                        kernel: node.images.resolve(kernel).display().to_string(),
-                        initrd: r
-                            .engine_initrd
-                            .as_deref()
-                            .filter(|i| !i.is_empty())
-                            .map(|i| node.images.resolve(i).display().to_string()),
-                        cmdline: r.engine_cmdline.clone().unwrap_or_default(),
-                    }),
-                    None => None,
-                };
+                let boot = r.engine_kernel.as_deref().filter(|k| !k.is_empty()).map(|kernel| KernelBoot {
+                    kernel: node.images.resolve(kernel).display().to_string(),
+                    initrd: r
+                        .engine_initrd
+                        .as_deref()
+                        .filter(|i| !i.is_empty())
+                        .map(|i| node.images.resolve(i).display().to_string()),
+                    cmdline: r.engine_cmdline.clone().unwrap_or_default(),
+                });
                 let (vm_id, disk_id) = (Uuid::new_v4(), Uuid::new_v4());
                 let disk = model::Disk {
                     id: disk_id,

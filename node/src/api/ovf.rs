@@ -165,6 +165,18 @@ impl OvfService for Api {
         if !local {
             self.0.read(false, |_| ()).await.map_err(status)?;
         }
+        // By id straight from the store; a name through this node's copy of the state (it
+        // needs no quorum either), or by reading the documents when that does not know it.
+        let id = Uuid::parse_str(&vm).ok().or_else(|| {
+            let state = self.0.state().ok()?;
+            state.read(|s: &ClusterState| s.find_vm(&vm).map(|v| v.id))
+        });
+        if let Some(id) = id {
+            if let Some(xml) = self.0.local_ovf_document(id).map_err(status)? {
+                let name = ovf::read(&xml).map(|d| d.vm.name).unwrap_or_else(|_| vm.clone());
+                return Ok(Response::new(OvfDocument { vm_id: id.to_string(), name, xml, node: self.node_name() }));
+            }
+        }
         let found = self
             .local()
             .map_err(status)?

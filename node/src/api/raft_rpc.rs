@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use corral_proto::raft_service_server::RaftService;
-use corral_proto::{PingRequest, PingResponse, RaftPayload};
+use corral_proto::{PingRequest, PingResponse, RaftPayload, WaitAppliedRequest};
 use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest};
 use corral_raft::network::{decode, payload};
 use serde::Serialize;
@@ -59,5 +59,21 @@ impl RaftService for Api {
             Err(_) => (0, 0, 0, 0),
         };
         Ok(Response::new(PingResponse { node_id, leader_id, term, applied }))
+    }
+
+    async fn wait_applied(&self, req: Request<WaitAppliedRequest>) -> Result<Response<PingResponse>, Status> {
+        let WaitAppliedRequest { index, timeout_ms } = req.into_inner();
+        let parts = self.0.parts().map_err(super::status)?;
+        let mut applied = parts.state.subscribe();
+        let wait = applied.wait_for(|a| *a >= index);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(timeout_ms.min(10_000)), wait).await;
+        let m = parts.raft.metrics().borrow().clone();
+        let now = *parts.state.subscribe().borrow();
+        Ok(Response::new(PingResponse {
+            node_id: parts.id,
+            leader_id: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            applied: now,
+        }))
     }
 }

@@ -2,7 +2,7 @@
 //! binaries next to this one, sled flushing on). It prints medians, p99s and throughput;
 //! it asserts nothing about them. Every loop is bounded in count and in time.
 //!
-//!   corral-bench [--only write|failover|memory|soak] [--rounds N] [--seconds S]
+//!   corral-bench [--only write|failover|memory|ovf|soak] [--rounds N] [--seconds S]
 //!
 //! `soak` is not part of the default run: it writes for `--seconds` (say 600) and prints each
 //! node's RSS and data-dir size every tenth of the time, to watch sled's growth.
@@ -48,6 +48,9 @@ fn main() {
     }
     if wants("memory") {
         idle_memory();
+    }
+    if wants("ovf") {
+        ovf_propagation(&rt, 100);
     }
     if opts.only.as_deref() == Some("soak") {
         soak(&rt, opts.seconds);
@@ -270,4 +273,87 @@ fn idle_memory() {
         let role = if i == leader { "leader" } else { "follower" };
         println!("{} ({role}): {:.1} MiB", c.nodes[i].name, samples[5] as f64 / 1024.0);
     }
+}
+
+/// Time from an edit of the hosted engine VM to its new OVF document in every node's own OVF
+/// store: `rounds` edits through a follower, each node's store polled (local reads) from the
+/// moment the edit is sent. Also when the edit call returned (it waits for every live host).
+fn ovf_propagation(rt: &tokio::runtime::Runtime, rounds: usize) {
+    use corral_proto::ovf_service_client::OvfServiceClient;
+    use corral_proto::OvfDumpRequest;
+
+    let mut c = Cluster::start(3, &[]);
+    let image = c.dir().join("engine.qcow2");
+    let made =
+        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
+    assert!(made.is_ok_and(|s| s.success()), "qemu-img create");
+    let out = c.must_json(
+        0,
+        &[
+            "cluster",
+            "bootstrap",
+            "--name",
+            "lab",
+            "--engine-image",
+            image.to_str().unwrap(),
+            "--engine-memory",
+            "256M",
+            "--engine-vcpus",
+            "1",
+        ],
+    );
+    c.token = Some(out["token"].as_str().expect("token").to_string());
+    c.join(1);
+    c.join(2);
+    let follower = (0..3).find(|i| *i != c.leader()).unwrap();
+    let endpoints: Vec<String> = (0..3).map(|i| c.endpoint(i).to_string()).collect();
+    let (returned, everywhere) = rt.block_on(async {
+        let mut vms = VmServiceClient::new(channel(&endpoints[follower]));
+        let stores: Vec<OvfServiceClient<_>> = endpoints.iter().map(|e| OvfServiceClient::new(channel(e))).collect();
+        let (mut returned, mut everywhere) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let marker = format!("ovf-bench-round-{round}");
+            let t0 = Instant::now();
+            let polls = stores.iter().cloned().map(|mut store| {
+                let marker = marker.clone();
+                async move {
+                    let deadline = t0 + Duration::from_secs(5);
+                    while Instant::now() < deadline {
+                        let req = OvfDumpRequest { vm: "hosted-engine".into(), local: true };
+                        if let Ok(doc) = store.dump(req).await {
+                            if doc.into_inner().xml.contains(&marker) {
+                                return Some(t0.elapsed());
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_micros(500)).await;
+                    }
+                    None
+                }
+            });
+            let edit =
+                EditVmRequest { vm: "hosted-engine".into(), description: Some(marker.clone()), ..Default::default() };
+            let call = async {
+                vms.edit(edit).await.expect("edit");
+                t0.elapsed()
+            };
+            let (back, seen) = tokio::join!(call, futures::future::join_all(polls));
+            returned.push(back);
+            everywhere.push(seen.into_iter().map(|s| s.expect("every store within 5 s")).max().unwrap());
+        }
+        (returned, everywhere)
+    });
+    let show = |name: &str, mut v: Vec<Duration>| {
+        v.sort();
+        println!(
+            "{name}: median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            v[v.len() / 2].as_secs_f64() * 1e3,
+            percentile(&v, 0.99).as_secs_f64() * 1e3,
+            v[v.len() - 1].as_secs_f64() * 1e3
+        );
+        v[v.len() / 2]
+    };
+    println!("\n## OVF store: an edit of the hosted engine VM to its new document on all 3 nodes ({rounds} edits through a follower)");
+    let all = show("new document in every node's OVF store", everywhere);
+    let back = show("edit call returned (it waits for every live host)", returned);
+    println!("ratio everywhere / returned (medians): {:.2}", all.as_secs_f64() / back.as_secs_f64());
 }
