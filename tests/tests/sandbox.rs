@@ -93,6 +93,7 @@ fn hosted_engine_on_sandbox_hosts() {
     steps.run("q. the bootstrap made the engine VM and started it on host1", || engine_bootstrapped(&sb));
     steps.run("r. the engine's host loses power: the engine is up on the best-scored host", || engine_failover(&sb));
     steps.run("s. quorum lost: engine start --local, then the cluster takes it over", || engine_start_local(&sb));
+    steps.run("t. local maintenance on the engine's host migrates the engine away", || engine_local_maintenance(&sb));
     eprintln!("sandbox engine test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
@@ -189,6 +190,27 @@ fn engine_start_local(sb: &Sandbox) {
     let report = monitor.stop();
     eprintln!("{report}");
     assert!(report.violations.is_empty(), "the engine ran on two hosts at once: {report}");
+}
+
+fn engine_local_maintenance(sb: &Sandbox) {
+    let before = sb.wait_vm(ENGINE, "up on host1", |v| v["status"] == "up" && v["host"] == "host1");
+    let ticks = sb.ticks(ENGINE);
+    let t = Instant::now();
+    sb.must_json(&["engine", "maintenance", "--mode", "local", "--host", "host1"]);
+    // host3's gateway penalty leaves host2 the best-scored host.
+    let vm = sb.wait_vm(ENGINE, "migrated off host1", |v| v["status"] == "up" && v["host"] != "host1");
+    lap("local maintenance -> engine migrated", t);
+    assert_eq!(vm["host"], "host2", "before: {before}");
+    sb.wait_event("the migration was ordered for local maintenance", |m| m.contains("local maintenance"));
+    if let Some(t0) = ticks {
+        // A live migration: the guest's tick counter goes on, it did not boot again.
+        wait_until(WAIT, "the engine guest ticking on past its count before", || match sb.ticks(ENGINE) {
+            Some(now) if now > t0 => Ok(()),
+            other => Err(format!("{other:?} after {t0}")),
+        });
+    }
+    let out = sb.must_json(&["engine", "maintenance", "--mode", "none", "--host", "host1"]);
+    assert_eq!(out["global_maintenance"], false);
 }
 
 fn create_and_start_on_host2(sb: &Sandbox) {
