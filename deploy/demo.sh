@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: a 3-node Corral cluster on this machine, each node on libvirt's
 # in-process test hypervisor (test:///default), in a temp dir that is removed at the end.
-# It bootstraps, joins, creates and edits VMs, kills the leader with SIGKILL, and shows that a
-# new leader took over with every VM intact; then kills the host of an HA VM and shows the VM
-# restarted elsewhere. Usage: deploy/demo.sh [BIN_DIR]
+# It bootstraps with a hosted engine (the cluster's own management VM), joins, creates and
+# edits VMs, kills the leader with SIGKILL, and shows that a new leader took over with every VM
+# intact and the engine VM restarted; shows every host's OVF store and an OVF export/import;
+# then kills the host of an HA VM and shows the VM restarted elsewhere.
+# Usage: deploy/demo.sh [BIN_DIR]
 set -euo pipefail
 
 bin=$(cd "${1:-target/debug}" && pwd)
@@ -30,7 +32,8 @@ addr() { echo "127.0.0.1:$((base + $1 - 1))"; }
 start() {
   local i=$1
   "$corrald" --name "host$i" --listen "$(addr "$i")" --data-dir "$work/host$i" \
-    --libvirt-uri test:///default >>"$work/host$i.log" 2>&1 &
+    --libvirt-uri test:///default --storage-dir "$work/storage" --engine-score-ms 500 \
+    >>"$work/host$i.log" 2>&1 &
   pid[$i]=$!
   for _ in $(seq 1 100); do in_use "$((base + i - 1))" && return; sleep 0.05; done
   echo "host$i did not start; its log:" >&2; cat "$work/host$i.log" >&2; exit 1
@@ -42,8 +45,11 @@ leader_id() { "$corral_bin" --endpoint "$1" -o json --stale cluster status 2>/de
 step "Starting three corrald nodes in $work"
 for i in 1 2 3; do start "$i"; echo "host$i listens on $(addr "$i")"; done
 
-step "Bootstrapping the cluster on host1 (the last line is the join token)"
-out=$(show --endpoint "$(addr 1)" cluster bootstrap --name lab)
+step "Bootstrapping the cluster on host1 with a hosted engine (the last line is the join token)"
+mkdir -p "$work/storage"
+qemu-img create -q -f qcow2 "$work/engine.qcow2" 64M
+out=$(show --endpoint "$(addr 1)" cluster bootstrap --name lab --engine-image "$work/engine.qcow2" \
+  --engine-memory 512M --engine-vcpus 1)
 echo "$out"
 token=$(echo "$out" | tail -n 1)
 
@@ -51,6 +57,19 @@ step "Joining host2 and host3 with the token"
 show --endpoint "$(addr 2)" cluster join --peer "$(addr 1)" --token "$token"
 show --endpoint "$(addr 3)" cluster join --peer "$(addr 1)" --token "$token"
 show --endpoint "$(addr 3)" cluster status
+
+wait_engine() {
+  for _ in $(seq 1 200); do
+    "$corral_bin" --endpoint "$1" -o json engine status 2>/dev/null | grep -q '"state": *"up"' &&
+      "$corral_bin" --endpoint "$1" -o json engine status 2>/dev/null | grep -q '"score": *[0-9]' && return
+    sleep 0.1
+  done
+}
+
+step "The hosted engine: an ordinary VM of the cluster, HA first, delete-protected"
+wait_engine "$(addr 1)"
+show --endpoint "$(addr 2)" engine status
+show --endpoint "$(addr 2)" vm delete hosted-engine || true
 
 step "Creating and editing VMs through different nodes"
 show --endpoint "$(addr 2)" vm create web1 --memory 1G --vcpus 2 --ha --ha-priority high >/dev/null
@@ -82,6 +101,15 @@ show --endpoint "$others" cluster status
 
 step "The data is intact, the VMs on host2 and host3 kept running, and writes go on"
 show --endpoint "$others" vm list
+wait_engine "$others"
+for _ in $(seq 1 200); do
+  "$corral_bin" --endpoint "$others" -o json vm show hosted-engine 2>/dev/null | grep -q '"host": *"host'"$old"'"' ||
+    break
+  sleep 0.1
+done
+wait_engine "$others"
+echo "The engine VM ran on the dead host$old; HA restarted it first, on the best-scored host:"
+show --endpoint "$others" engine status
 show --endpoint "$others" vm create web2 --memory 512M --vcpus 1 >/dev/null
 show --endpoint "$others" vm show web2
 
@@ -92,6 +120,12 @@ for _ in $(seq 1 100); do
 done
 show --endpoint "$(addr "$old")" --stale vm list
 show --endpoint "$(addr "$old")" events
+
+step "Every host keeps every VM's OVF document, readable with no quorum; export and import"
+show --endpoint "$(addr 3)" ovf list --local
+show --endpoint "$others" vm export web1 -f "$work/web1.ovf"
+show --endpoint "$others" vm import "$work/web1.ovf" --name web1-copy --clone >/dev/null
+show --endpoint "$others" vm show web1-copy
 
 step "High availability: killing host2, which runs the HA VM web1"
 kill -9 "${pid[2]}"; wait "${pid[2]}" 2>/dev/null || true; unset "pid[2]"

@@ -1,71 +1,94 @@
 //! How far other nodes have applied the log, as an edit that must be in every host's OVF store
-//! before it returns needs to know. Each peer has one task with at most one `WaitApplied` call
-//! in flight, asking for the highest index anyone waits for; concurrent edits share its answer
-//! instead of each asking every peer.
+//! before it returns needs to know. Each peer (by node id and address) has one task with at
+//! most one `WaitApplied` call in flight, asking for the highest index anyone waits for;
+//! concurrent edits share its answer instead of each asking every peer. The task asks only
+//! while someone waits, and backs off from a peer that does not answer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use corral_proto::raft_service_client::RaftServiceClient;
 use corral_proto::WaitAppliedRequest;
 use corral_raft::network::Network;
+use corral_raft::NodeId;
 use tokio::sync::watch;
 
 /// How long one `WaitApplied` call may wait on the peer.
 const CALL_WAIT: Duration = Duration::from_secs(2);
-/// After a failed call, the next one waits this long (the peer may be gone).
-const RETRY_GAP: Duration = Duration::from_millis(50);
+/// After a failed call the next waits this long, doubling up to `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 struct Peer {
     /// The highest index someone waits for.
     wanted: watch::Sender<u64>,
     /// The highest index the peer said it applied.
     seen: watch::Sender<u64>,
+    /// Callers waiting now; the task asks nothing while there are none.
+    waiters: AtomicUsize,
 }
 
 #[derive(Default)]
 pub struct PeersApplied {
-    peers: Mutex<HashMap<String, Arc<Peer>>>,
+    peers: Mutex<HashMap<(NodeId, String), Arc<Peer>>>,
+}
+
+/// Counts a waiter for as long as it lives.
+struct Waiting<'a>(&'a Peer);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl PeersApplied {
-    /// Waits until the node at `address` has applied `index`; false when `timeout` passed first.
-    pub async fn wait(&self, network: &Network, address: &str, index: u64, timeout: Duration) -> bool {
-        let peer = self.peer(network, address);
+    /// Waits until node `id` at `address` has applied `index`; false when `timeout` passed first.
+    pub async fn wait(&self, network: &Network, id: NodeId, address: &str, index: u64, timeout: Duration) -> bool {
+        let peer = self.peer(network, id, address);
+        if *peer.seen.borrow() >= index {
+            return true;
+        }
+        peer.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&peer);
+        let mut seen = peer.seen.subscribe();
+        // Raised after the waiter is counted, so the task, woken by it, sees someone waiting.
         peer.wanted.send_if_modified(|w| {
             let more = index > *w;
             *w = (*w).max(index);
             more
         });
-        let mut seen = peer.seen.subscribe();
         let reached = tokio::time::timeout(timeout, seen.wait_for(|s| *s >= index)).await;
         matches!(reached, Ok(Ok(_)))
     }
 
-    fn peer(&self, network: &Network, address: &str) -> Arc<Peer> {
+    fn peer(&self, network: &Network, id: NodeId, address: &str) -> Arc<Peer> {
         let mut peers = self.peers.lock().expect("peers");
-        if let Some(p) = peers.get(address) {
+        let key = (id, address.to_string());
+        if let Some(p) = peers.get(&key) {
             return p.clone();
         }
-        let peer = Arc::new(Peer { wanted: watch::channel(0).0, seen: watch::channel(0).0 });
-        peers.insert(address.to_string(), peer.clone());
+        let peer =
+            Arc::new(Peer { wanted: watch::channel(0).0, seen: watch::channel(0).0, waiters: AtomicUsize::new(0) });
+        peers.insert(key, peer.clone());
         tokio::spawn(follow(network.clone(), address.to_string(), Arc::downgrade(&peer)));
         peer
     }
 }
 
-/// The peer's task: asks for the wanted index whenever it is beyond what the peer said; ends
-/// when nobody holds the peer any more (never, in practice: peers are kept).
-async fn follow(network: Network, address: String, peer: std::sync::Weak<Peer>) {
+/// The peer's task: while someone waits for an index beyond what the peer said, asks for it.
+async fn follow(network: Network, address: String, peer: Weak<Peer>) {
     let mut wanted = match peer.upgrade() {
         Some(p) => p.wanted.subscribe(),
         None => return,
     };
+    let mut gap = RETRY_FIRST;
     loop {
         let Some(p) = peer.upgrade() else { return };
         let target = *wanted.borrow_and_update();
-        if target <= *p.seen.borrow() {
+        if target <= *p.seen.borrow() || p.waiters.load(Ordering::SeqCst) == 0 {
             drop(p);
             if wanted.changed().await.is_err() {
                 return;
@@ -74,13 +97,18 @@ async fn follow(network: Network, address: String, peer: std::sync::Weak<Peer>) 
         }
         match ask(&network, &address, target).await {
             Some(applied) => {
+                gap = RETRY_FIRST;
                 p.seen.send_if_modified(|s| {
                     let more = applied > *s;
                     *s = (*s).max(applied);
                     more
                 });
             }
-            None => tokio::time::sleep(RETRY_GAP).await,
+            None => {
+                drop(p);
+                tokio::time::sleep(gap).await;
+                gap = (gap * 2).min(RETRY_MAX);
+            }
         }
     }
 }

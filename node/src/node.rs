@@ -176,15 +176,15 @@ impl Node {
     pub async fn wait_applied_everywhere(&self, index: u64, timeout: Duration) -> Result<Vec<String>, ClusterError> {
         let parts = self.parts()?;
         let me = parts.id;
-        let hosts: Vec<(String, String)> = parts.state.read(|s: &ClusterState| {
+        let hosts: Vec<(NodeId, String, String)> = parts.state.read(|s: &ClusterState| {
             s.hosts
                 .values()
                 .filter(|h| h.id != me && h.state.is_alive())
-                .map(|h| (h.name.clone(), h.address.clone()))
+                .map(|h| (h.id, h.name.clone(), h.address.clone()))
                 .collect()
         });
-        let waits = hosts.into_iter().map(|(name, address)| async move {
-            let done = self.peers_applied.wait(&self.network, &address, index, timeout).await;
+        let waits = hosts.into_iter().map(|(id, name, address)| async move {
+            let done = self.peers_applied.wait(&self.network, id, &address, index, timeout).await;
             (!done).then_some(name)
         });
         Ok(futures::future::join_all(waits).await.into_iter().flatten().collect())

@@ -420,6 +420,9 @@ impl ClusterState {
         let mut vm = src.clone();
         vm.id = id;
         vm.name = name.to_string();
+        // A copy of the engine VM is an ordinary VM (its delete protection stays, and may be
+        // lifted).
+        vm.hosted_engine = false;
         vm.disks = disks.iter().map(|d| d.id).collect();
         for (nic, mac) in vm.nics.iter_mut().zip(macs) {
             nic.mac = mac.clone();

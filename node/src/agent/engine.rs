@@ -37,7 +37,7 @@ pub fn restore(node: &Node) {
     }
 }
 
-fn forget_hand_started(node: &Node) {
+pub fn forget_hand_started(node: &Node) {
     node.lease.set_hand_started(None);
     if let Err(e) = node.set_local_fact(HAND_STARTED_KEY, &[]) {
         tracing::warn!("could not forget the hand-started engine VM: {e}");
@@ -66,6 +66,11 @@ pub async fn claim(node: &Node, me: NodeId, vm: Uuid) -> Claim {
             forget_hand_started(node);
             Claim::Refused
         }
+        Err(ClusterError::Unavailable(why)) if assigned_host_runs(node, vm).await => {
+            tracing::warn!(vm = %vm, "{why}, and that host says it runs it: the copy here must go");
+            forget_hand_started(node);
+            Claim::Refused
+        }
         Err(e) if node.lease.claiming_for() > CLAIM_PATIENCE => {
             tracing::warn!(vm = %vm, "the cluster did not take over the hand-started engine VM: {e}");
             forget_hand_started(node);
@@ -75,6 +80,19 @@ pub async fn claim(node: &Node, me: NodeId, vm: Uuid) -> Claim {
             tracing::info!("hand-started engine VM not taken over yet: {e}");
             Claim::Later
         }
+    }
+}
+
+/// Whether the host the state assigns `vm` to says it runs it.
+async fn assigned_host_runs(node: &Node, vm: Uuid) -> bool {
+    let Ok(state) = node.state() else { return false };
+    let address = state.read(|s: &ClusterState| {
+        let host = s.vms.get(&vm)?.host?;
+        s.hosts.get(&host).map(|h| h.address.clone())
+    });
+    match address {
+        Some(a) => runs_vm(node, &a, vm).await == Some(true),
+        None => false,
     }
 }
 
@@ -96,12 +114,24 @@ pub async fn start_local(node: &Arc<Node>, force: bool) -> Result<(String, Vec<S
     } else {
         notes.push("the cluster has no quorum".to_string());
     }
-    let doc = node
+    // The engine is the VM this host's copy of the state names; without a state, the one
+    // document marked as the hosted engine.
+    let known = node.state().ok().and_then(|s| s.read(|s: &ClusterState| s.engine.vm));
+    let mut engines: Vec<ovf::Imported> = node
         .local_ovf_store()?
         .into_iter()
         .filter_map(|(_, xml)| ovf::read(&xml).ok())
-        .find(|d| d.vm.hosted_engine)
-        .ok_or_else(|| ClusterError::NotFound("this host's OVF store holds no hosted engine VM".into()))?;
+        .filter(|d| known.map_or(d.vm.hosted_engine, |id| d.vm.id == id))
+        .collect();
+    let doc = match engines.len() {
+        0 => return Err(ClusterError::NotFound("this host's OVF store holds no hosted engine VM".into())),
+        1 => engines.remove(0),
+        n => {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "this host's OVF store holds {n} documents marked as the hosted engine; start the right one with virsh"
+            )))
+        }
+    };
     let vm = &doc.vm;
     let running_here = node
         .hypervisor
@@ -184,7 +214,10 @@ pub fn spawn_scores(node: Arc<Node>, me: NodeId, state: StateHandle) {
             });
             let Some((engine_mib, here, local_maintenance, reported)) = view else { continue };
             let score = measure(&node, engine_mib, here, local_maintenance).await;
-            if reported.as_ref().is_some_and(|r| r.score == score.score && r.penalties == score.penalties) {
+            // Said again only when the score or the kinds of penalty change, not when a measured
+            // figure in a penalty's text moves (a load of 1.23 then 1.25 per CPU).
+            let amounts = |s: &EngineScore| s.penalties.iter().map(|(_, n)| *n).collect::<Vec<_>>();
+            if reported.as_ref().is_some_and(|r| r.score == score.score && amounts(r) == amounts(&score)) {
                 continue;
             }
             if let Err(e) = node.write(None, Op::ReportEngineScore { host: me, score }).await {

@@ -307,6 +307,9 @@ async fn fence(node: &Node, state: &StateHandle, why: &str) -> bool {
         }
     };
     let mut cluster_vms: HashSet<Uuid> = state.read(|s: &ClusterState| s.vms.keys().copied().collect());
+    // A VM an operator started here by hand while the cluster had no quorum is spared until
+    // the cluster has taken it over; the host agent then forgets it (with a lease, so with a
+    // fresh state: the state here without one may be old and still give the VM to this host).
     if let Some(spared) = node.lease.hand_started() {
         cluster_vms.remove(&spared);
     }

@@ -129,6 +129,12 @@ impl Agent {
         };
         let by_id: HashMap<Uuid, &DomainInfo> = domains.iter().map(|d| (d.uuid, d)).collect();
         let mut busy = false;
+        if let Some(id) = self.node.lease.hand_started().filter(|id| view.mine.iter().any(|vm| vm.id == *id)) {
+            // The cluster gives the hand-started VM to this host: from now on it is an ordinary
+            // VM here, fenced like every other.
+            tracing::info!(vm = %id, "the cluster assigns the hand-started engine VM to this host");
+            super::engine::forget_hand_started(&self.node);
+        }
         for vm in &view.mine {
             busy |= self.reconcile(vm, by_id.get(&vm.id).copied(), &view).await;
         }
@@ -141,7 +147,10 @@ impl Agent {
                 if self.node.lease.hand_started() == Some(d.uuid) {
                     match super::engine::claim(&self.node, self.me, d.uuid).await {
                         super::engine::Claim::Taken => continue,
-                        super::engine::Claim::Later => continue,
+                        super::engine::Claim::Later => {
+                            busy = true;
+                            continue;
+                        }
                         super::engine::Claim::Refused => {}
                     }
                 }

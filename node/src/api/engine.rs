@@ -34,7 +34,11 @@ impl EngineRequest {
         let here = StartOrder { host: Some(node.config.name.clone()) };
         match (&r.engine_image, &r.engine_ovf) {
             (None, None) => {
-                if r.engine_memory_mib.is_some() || r.engine_vcpus.is_some() || r.engine_name.is_some() {
+                if r.engine_memory_mib.is_some()
+                    || r.engine_vcpus.is_some()
+                    || r.engine_name.is_some()
+                    || r.engine_kernel.is_some()
+                {
                     return Err(ClusterError::invalid("engine", "engine settings need --engine-image or --engine-ovf"));
                 }
                 Ok(None)
@@ -44,8 +48,20 @@ impl EngineRequest {
             }
             (None, Some(xml)) => {
                 let name = r.engine_name.clone();
-                let p = super::ovf::prepare_import(node, xml, name, false, true, Some(here)).await?;
-                Ok(Some(EngineRequest { op: p.op, made: p.made }))
+                let mut p = super::ovf::prepare_import(node, xml, name, false, true, Some(here)).await?;
+                if let Op::ImportVm { vm, .. } = &mut p.op {
+                    if let Some(m) = r.engine_memory_mib {
+                        validate::memory_mib(m)?;
+                        vm.memory_mib = m;
+                    }
+                    if let Some(v) = r.engine_vcpus {
+                        validate::vcpus(v)?;
+                        vm.vcpus = v;
+                    }
+                }
+                let request = EngineRequest { op: p.op, made: p.made };
+                request.check_fits(node)?;
+                Ok(Some(request))
             }
             (Some(image), None) => {
                 let name = r.engine_name.clone().unwrap_or_else(|| DEFAULT_ENGINE_NAME.to_string());
@@ -100,10 +116,15 @@ impl EngineRequest {
                 vm.boot = boot;
                 vm.description = "The cluster's management VM (hosted engine).".into();
                 let made = vec![disk.file.clone()];
-                Ok(Some(EngineRequest {
+                let request = EngineRequest {
                     op: Op::ImportVm { vm: Box::new(vm), disks: vec![disk], engine: true, start: Some(here) },
                     made,
-                }))
+                };
+                if let Err(e) = request.check_fits(node) {
+                    request.discard(node).await;
+                    return Err(e);
+                }
+                Ok(Some(request))
             }
         }
     }
@@ -113,10 +134,44 @@ impl EngineRequest {
         node.images.remove(&self.made).await;
     }
 
-    /// Makes the engine VM in the new cluster and starts it on this host.
+    /// Refuses an engine this host cannot run, before the cluster is made.
+    fn check_fits(&self, node: &Node) -> Result<(), ClusterError> {
+        let Op::ImportVm { vm, .. } = &self.op else { return Ok(()) };
+        let vcpus = node.facts.cpus as u64 * corral_raft::model::DEFAULT_CPU_OVERCOMMIT as u64;
+        if vm.memory_mib > node.facts.memory_mib || vm.vcpus as u64 > vcpus {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "the engine VM needs {} MiB and {} vCPUs; host {} has {} MiB and {vcpus} vCPUs (give --engine-memory \
+                 or --engine-vcpus)",
+                vm.memory_mib, vm.vcpus, node.config.name, node.facts.memory_mib
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes the engine VM in the new cluster and starts it on this host. If it cannot start
+    /// there after all, it is made down (with the reason in the event log) rather than not at
+    /// all: the cluster exists by then, and a bootstrap cannot be repeated.
     pub async fn create(self, node: &Arc<Node>) -> Result<Vm, ClusterError> {
-        let outcome = match node.write(None, self.op).await {
+        let outcome = match node.write(None, self.op.clone()).await {
             Ok(o) => o,
+            Err(ClusterError::FailedPrecondition(why)) => {
+                let Op::ImportVm { vm, disks, engine, .. } = self.op else { unreachable!("built as an import") };
+                tracing::warn!("the engine VM cannot start on this host: {why}; it is made down");
+                let op = Op::ImportVm { vm, disks, engine, start: None };
+                match node.write(None, op).await {
+                    Ok(o) => {
+                        let message =
+                            format!("The hosted engine VM could not be started on the bootstrap host: {why}.");
+                        let kind = corral_raft::model::EventKind::VmStateChanged;
+                        let _ = node.write(None, Op::RecordEvent { kind, message }).await;
+                        o
+                    }
+                    Err(e) => {
+                        node.images.remove(&self.made).await;
+                        return Err(e);
+                    }
+                }
+            }
             Err(e) => {
                 node.images.remove(&self.made).await;
                 return Err(e);

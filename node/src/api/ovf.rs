@@ -55,7 +55,11 @@ pub async fn prepare_import(
             )
         })?,
     }
-    let known_hosts: Vec<u64> = node.state()?.read(|s: &ClusterState| s.hosts.keys().copied().collect());
+    // A bootstrap imports its engine before the cluster exists: no host to pin to yet.
+    let known_hosts: Vec<u64> = match node.state() {
+        Ok(state) => state.read(|s: &ClusterState| s.hosts.keys().copied().collect()),
+        Err(_) => Vec::new(),
+    };
     let (kept, unknown): (Vec<u64>, Vec<u64>) = vm.pinned_hosts.iter().partition(|h| known_hosts.contains(h));
     for h in unknown {
         ignored.push(format!("Content/DedicatedVmForVds: host {h} is not in this cluster; the VM is not pinned to it"));

@@ -9,9 +9,7 @@ use uuid::Uuid;
 use super::Applied;
 use crate::command::{Outcome, StartOrder, VmSpec};
 use crate::error::ClusterError;
-use crate::model::{
-    ClusterState, Disk, EngineScore, EventKind, HaPriority, HaSettings, HostState, PowerState, Vm, VmStatus,
-};
+use crate::model::{ClusterState, Disk, EngineScore, EventKind, HaPriority, HaSettings, PowerState, Vm, VmStatus};
 use crate::typ::NodeId;
 use crate::validate;
 
@@ -81,6 +79,11 @@ impl ClusterState {
         if disks.iter().map(|d| d.id).collect::<Vec<_>>() != vm.disks {
             return Err(ClusterError::Internal("an import must name every disk of the VM, in order".into()));
         }
+        let files: HashSet<&str> = disks.iter().map(|d| d.file.as_str()).collect();
+        let ids: HashSet<Uuid> = disks.iter().map(|d| d.id).collect();
+        if files.len() != disks.len() || ids.len() != disks.len() {
+            return Err(ClusterError::invalid("disks", "two disks of the VM have the same id or image file"));
+        }
         let mut new_disks = Vec::new();
         for d in disks {
             match self.disks.get(&d.id) {
@@ -117,8 +120,9 @@ impl ClusterState {
         }
         let id = vm.id;
         for d in disks {
-            let created_ms = self.disks.get(&d.id).map_or(d.created_ms, |e| e.created_ms);
-            self.disks.insert(d.id, Disk { vm: Some(id), created_ms, ..d.clone() });
+            // A floating disk that exists keeps its own record (name, size); it is attached.
+            let record = self.disks.get(&d.id).cloned().unwrap_or_else(|| d.clone());
+            self.disks.insert(d.id, Disk { vm: Some(id), ..record });
         }
         let msg = if engine {
             self.engine.vm = Some(id);
@@ -251,14 +255,23 @@ impl ClusterState {
         if vm.host == Some(host) {
             return Ok(Outcome::Vm(Box::new(vm.clone())));
         }
-        let elsewhere = vm.host.filter(|h| self.hosts.get(h).is_some_and(|h| h.state != HostState::Down));
-        if let Some(h) = elsewhere.filter(|_| vm.status != VmStatus::Down) {
+        // Taken over unless the state has it on a host that answers: down, on no host, or on
+        // a host that is down or silent (whose lease may have ended; the operator who started
+        // the copy by hand checked what the starting host could reach).
+        let holder = vm.host.filter(|_| vm.status != VmStatus::Down).and_then(|h| self.hosts.get(&h));
+        if let Some(h) = holder.filter(|h| h.state.is_alive()) {
+            if vm.ha_restarting || matches!(vm.status, VmStatus::PoweringUp) {
+                // The cluster already started it again there: the hand-started copy must go.
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "vm '{}' is being started on host {}; the copy on host {host_name} must go",
+                    vm.name, h.name
+                )));
+            }
             // That host may have come back without it (it then reports it down, and the claim
-            // succeeds), or really run it: the claiming host asks again for a while, then gives up.
+            // succeeds), or really run it: the claiming host asks it, and asks again for a while.
             return Err(ClusterError::Unavailable(format!(
                 "vm '{}' is assigned to host {}, which has not reported it down",
-                vm.name,
-                self.host_name(h)
+                vm.name, h.name
             )));
         }
         let vm = self.vms.get_mut(&vm_id).expect("found above");
