@@ -10,6 +10,10 @@ use crate::model::{
 const OVIRT_HOSTED_ENGINE: &str = include_str!("../../tests/ovf/ovirt-hosted-engine.ovf");
 const T0: i64 = 1_700_000_000_123;
 
+
+/// Times an OVF date can carry: years 1 to 9999 (a date outside is refused).
+const OVF_TIMES: std::ops::RangeInclusive<i64> = -62_135_596_800_000..=253_402_300_799_999;
+
 fn disk(n: u128, size_mib: u64, format: &str, vm: Uuid) -> Disk {
     Disk {
         id: Uuid::from_u128(0xd15c_0000 + n),
@@ -304,7 +308,7 @@ fn any_disk(n: u128, vm: Uuid) -> impl Strategy<Value = Disk> {
         1u64..=(1 << 40),
         prop_oneof![Just("qcow2"), Just("raw"), Just("vmdk")],
         "[a-z0-9_-]{1,12}(\\.[a-z0-9]{1,4})?",
-        any::<i64>(),
+        OVF_TIMES,
     )
         .prop_map(move |(name, size_mib, format, file, created_ms)| Disk {
             id: Uuid::from_u128(0xd15c_0000 + n),
@@ -351,7 +355,7 @@ fn any_vm() -> impl Strategy<Value = (Vm, Vec<Disk>)> {
         0..4,
     );
     (
-        (any_text(), any_text(), any_text(), 1u64..=(1 << 24), 1u32..=1024, any::<i64>(), disks, nics),
+        (any_text(), any_text(), any_text(), 1u64..=(1 << 24), 1u32..=1024, OVF_TIMES, disks, nics),
         (any::<bool>(), priority, resume, policy, domain, overrides, boot, next_run),
         (
             prop::collection::vec("[a-z0-9-]{1,8}", 0..3),
@@ -400,7 +404,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn read_gives_back_what_write_wrote((vm, disks) in any_vm(), exported in any::<i64>()) {
+    fn read_gives_back_what_write_wrote((vm, disks) in any_vm(), exported in OVF_TIMES) {
         let xml = write(&vm, &disks, exported / 1000);
         let back = read(&xml).map_err(|e| TestCaseError::fail(format!("{e}\n{xml}")))?;
         prop_assert_eq!(back.vm, config_of(&vm));
