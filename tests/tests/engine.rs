@@ -204,3 +204,30 @@ fn the_engine_is_started_by_hand_from_the_local_ovf_store_after_quorum_is_lost()
     let vm = c.must_json(0, &["vm", "show", ENGINE]);
     assert_eq!((vm["status"].as_str(), vm["host"].as_str()), (Some("up"), Some("host3")), "{vm}");
 }
+
+#[test]
+fn a_cluster_is_bootstrapped_with_the_engine_of_an_ovf_document() {
+    // The engine VM of one cluster, exported, becomes the engine of a new one (its disk copied
+    // into the new cluster's storage domain, as an operator would).
+    let first = engine_cluster();
+    let ovf = first.dir().join("engine.ovf");
+    first.must_ok(0, &["vm", "export", ENGINE, "-f", ovf.to_str().unwrap()]);
+    let disk = first.must_json(0, &["vm", "show", ENGINE])["disks"][0]["path"].as_str().unwrap().to_string();
+
+    let mut second = Cluster::start(1, &[]);
+    std::fs::create_dir_all(second.storage_dir()).unwrap();
+    let name = std::path::Path::new(&disk).file_name().unwrap();
+    std::fs::copy(&disk, second.storage_dir().join(name)).unwrap();
+    // Too big for the host: refused before any cluster is made.
+    let out = second.corral(
+        0,
+        &["cluster", "bootstrap", "--name", "two", "--engine-ovf", ovf.to_str().unwrap(), "--engine-memory", "1T"],
+    );
+    assert!(out.code != 0 && out.stderr.contains("needs"), "{out:?}");
+    let out = second.must_json(0, &["cluster", "bootstrap", "--name", "two", "--engine-ovf", ovf.to_str().unwrap()]);
+    second.token = Some(out["token"].as_str().unwrap().to_string());
+    assert_eq!(out["engine"]["hosted_engine"], true, "{out}");
+    let vm = wait_engine_on(&second, 0, "host1");
+    assert_eq!(vm["description"], "The cluster's management VM (hosted engine).");
+    assert_eq!(vm["memory_mib"], 256);
+}
