@@ -417,3 +417,72 @@ fn assign_moves_a_vm_and_its_resources() {
     sched.assign(b, 1);
     assert!(sched.place(&s.vms[&b], Purpose::MigrateByOperator).unwrap_err().to_string().contains("not enough"));
 }
+
+/// Makes VM `name` the hosted engine.
+fn engine(s: &mut ClusterState, name: &str) {
+    vm_mut(s, name).hosted_engine = true;
+}
+
+fn score(s: &mut ClusterState, host: &str, score: u32, penalties: &[(&str, u32)]) {
+    let penalties = penalties.iter().map(|(w, n)| (w.to_string(), *n)).collect();
+    let id = host_id(s, host);
+    s.hosts.get_mut(&id).unwrap().engine_score = Some(crate::model::EngineScore { score, penalties, measured_ms: 0 });
+}
+
+#[test]
+fn the_hosted_engine_goes_to_the_best_scored_host_that_may_run_it() {
+    let mut s = cluster(&[("host1", 16384, 4), ("host2", 8192, 4), ("host3", 4096, 4)]);
+    add_vm(&mut s, "engine", 1024, 1);
+    engine(&mut s, "engine");
+    add_vm(&mut s, "plain", 1024, 1);
+    assert_eq!(start(&s, "engine"), Ok("host1".into()), "no scores yet: as any VM, the most free memory");
+
+    score(&mut s, "host2", 2400, &[("cpu load", 1000)]);
+    score(&mut s, "host3", 3400, &[]);
+    assert_eq!(start(&s, "engine"), Ok("host3".into()), "the best score wins over free memory");
+    assert_eq!(start(&s, "plain"), Ok("host1".into()), "an ordinary VM ignores scores");
+    assert_eq!(pick(&s, "engine", None, Purpose::HaRestart), Ok("host3".into()));
+
+    score(&mut s, "host3", 0, &[("gateway 10.0.0.1 unreachable", 3400)]);
+    assert_eq!(start(&s, "engine"), Ok("host2".into()));
+    assert_eq!(
+        pick(&s, "engine", Some("host3"), Purpose::Start),
+        Err("host host3 may not run the hosted engine: its engine score is 0 (gateway 10.0.0.1 unreachable (-3400))"
+            .into())
+    );
+    assert_eq!(pick(&s, "plain", Some("host3"), Purpose::Start), Ok("host3".into()), "a score binds only the engine");
+
+    s.hosts.get_mut(&2).unwrap().engine_local_maintenance = true;
+    assert_eq!(start(&s, "engine"), Ok("host1".into()), "a host with no score is eligible when no scored one is");
+    assert_eq!(
+        pick(&s, "engine", Some("host2"), Purpose::Start),
+        Err("host host2 may not run the hosted engine: it is in hosted-engine local maintenance".into())
+    );
+    assert_eq!(start(&s, "plain"), Ok("host1".into()));
+
+    score(&mut s, "host1", 0, &[]);
+    assert_eq!(
+        start(&s, "engine"),
+        Err("no host can run vm 'engine' (1024 MiB, 1 vCPU): 3 hosts may not run the hosted engine (local \
+             maintenance or score 0)"
+            .into())
+    );
+}
+
+#[test]
+fn a_host_without_an_engine_score_comes_after_every_scored_host() {
+    let mut s = cluster(&[("host1", 16384, 8), ("host2", 2048, 1), ("host3", 8192, 4)]);
+    add_vm(&mut s, "engine", 1024, 1);
+    engine(&mut s, "engine");
+    score(&mut s, "host2", 1, &[("everything", 3399)]);
+    assert_eq!(start(&s, "engine"), Ok("host2".into()), "the lowest score above 0 beats no score");
+    s.cluster.as_mut().unwrap().scheduling = SchedulingPolicy::Packing;
+    score(&mut s, "host3", 1, &[("everything", 3399)]);
+    assert_eq!(start(&s, "engine"), Ok("host2".into()), "equal scores: the policy decides (packing)");
+    s.cluster.as_mut().unwrap().scheduling = SchedulingPolicy::EvenDistribution;
+    assert_eq!(start(&s, "engine"), Ok("host3".into()), "equal scores: the policy decides (even)");
+    // Running on host3, it migrates to the best-scored other host, never back to its own.
+    run_on(&mut s, "engine", "host3");
+    score(&mut s, "host3", 3400, &[]);
+    assert_eq!(pick(&s, "engine", None, Purpose::MigrateAutomatic), Ok("host2".into()));
+}
