@@ -532,6 +532,10 @@ pub struct HaRestart {
     pub next_try_ms: i64,
     /// Why the last attempt could not place it.
     pub last_error: Option<String>,
+    /// Never tried before this time, whatever makes restarts due sooner (a hosted engine's
+    /// window for a hand-started copy to be claimed); 0: no such bound.
+    #[serde(default)]
+    pub not_before_ms: i64,
 }
 
 /// An HA-restarted VM that runs this long is stable again: its failure count starts over.
@@ -546,10 +550,15 @@ pub const HA_RETRY_MAX_MS: i64 = 30_000;
 
 impl HaRestart {
     pub fn new(now: i64) -> HaRestart {
-        HaRestart { failed_ms: now, attempts: 0, next_try_ms: now, last_error: None }
+        HaRestart { failed_ms: now, attempts: 0, next_try_ms: now, last_error: None, not_before_ms: 0 }
     }
 
     /// The wait after `attempts` failed attempts: 1 s, 2 s, 4 s, ... at most 30 s.
+    /// Makes the restart due at `now` at the latest, but never before `not_before_ms`.
+    pub fn due_by(&mut self, now: i64) {
+        self.next_try_ms = self.next_try_ms.min(now).max(self.not_before_ms);
+    }
+
     pub fn backoff_ms(attempts: u32) -> i64 {
         (1000i64 << attempts.saturating_sub(1).min(5)).min(HA_RETRY_MAX_MS)
     }
@@ -657,14 +666,17 @@ impl Vm {
     pub fn ha_failed(&mut self, now: i64, its_own: bool, error: Option<String>) {
         let recent = self.ha_restarted_ms.is_some_and(|t| now - t < HA_STABLE_MS);
         self.ha_failures = if its_own && recent { self.ha_failures + 1 } else { 0 };
-        let mut wait = if self.ha_failures == 0 { 0 } else { HaRestart::backoff_ms(self.ha_failures) };
+        let wait = if self.ha_failures == 0 { 0 } else { HaRestart::backoff_ms(self.ha_failures) };
         // The hosted engine that died on a live host may have been started by hand elsewhere
         // while the cluster had no quorum: that host gets a moment to claim it first.
-        if its_own && self.hosted_engine {
-            wait = wait.max(ENGINE_CLAIM_MS);
-        }
-        self.ha_restart =
-            Some(HaRestart { failed_ms: now, attempts: self.ha_failures, next_try_ms: now + wait, last_error: error });
+        let not_before_ms = if its_own && self.hosted_engine { now + ENGINE_CLAIM_MS } else { 0 };
+        self.ha_restart = Some(HaRestart {
+            failed_ms: now,
+            attempts: self.ha_failures,
+            next_try_ms: (now + wait).max(not_before_ms),
+            last_error: error,
+            not_before_ms,
+        });
     }
 
     /// The VM no longer runs anywhere: down, desired down, holding no host, with no transition

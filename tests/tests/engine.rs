@@ -199,7 +199,11 @@ fn the_engine_is_started_by_hand_from_the_local_ovf_store_after_quorum_is_lost()
     wait_until(Duration::from_secs(20), "host1 and host2 up again", || {
         let s = engine_status(&c, 0);
         let up = s["hosts"].as_array().unwrap().iter().filter(|h| h["state"] == "up").count();
-        if up == 3 { Ok(()) } else { Err(s.to_string()) }
+        if up == 3 {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
     });
     let vm = c.must_json(0, &["vm", "show", ENGINE]);
     assert_eq!((vm["status"].as_str(), vm["host"].as_str()), (Some("up"), Some("host3")), "{vm}");

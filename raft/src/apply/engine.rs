@@ -178,9 +178,14 @@ impl ClusterState {
             let msg = if g {
                 "Hosted engine global maintenance is on: HA does not start, restart or move the engine VM.".to_string()
             } else {
-                // Whatever HA held back is due now.
+                // Whatever HA held back is due now; an engine left on a host in local
+                // maintenance meanwhile moves.
                 if let Some(r) = self.vms.get_mut(&engine_id).and_then(|v| v.ha_restart.as_mut()) {
-                    r.next_try_ms = now;
+                    r.due_by(now);
+                }
+                let host = self.vms.get(&engine_id).and_then(|v| v.host);
+                if let Some(h) = host.filter(|h| self.hosts.get(h).is_some_and(|h| h.engine_local_maintenance)) {
+                    self.move_engine_off(now, h);
                 }
                 "Hosted engine global maintenance is off: HA looks after the engine VM again.".to_string()
             };
@@ -231,7 +236,7 @@ impl ClusterState {
         let name = h.name.clone();
         // Said only when it crosses zero: a host becoming unfit to run the engine, or fit again.
         match (before, score.score) {
-            (Some(b), 0) if b > 0 => {
+            (None, 0) | (Some(1..), 0) => {
                 let why: Vec<String> = score.penalties.iter().map(|(w, n)| format!("{w} (-{n})")).collect();
                 let msg = format!("Host {name} may not run the hosted engine: its score is 0 ({}).", why.join(", "));
                 self.record(now, EventKind::HostStateChanged, msg);
@@ -258,6 +263,14 @@ impl ClusterState {
         // Taken over unless the state has it on a host that answers: down, on no host, or on
         // a host that is down or silent (whose lease may have ended; the operator who started
         // the copy by hand checked what the starting host could reach).
+        // A migration to a live host may finish there: that host holds it as well.
+        let target = vm.migrating_to.and_then(|t| self.hosts.get(&t)).filter(|h| h.state.is_alive());
+        if let Some(t) = target {
+            return Err(ClusterError::Unavailable(format!(
+                "vm '{}' is migrating to host {}, which has not reported where it runs",
+                vm.name, t.name
+            )));
+        }
         let holder = vm.host.filter(|_| vm.status != VmStatus::Down).and_then(|h| self.hosts.get(&h));
         if let Some(h) = holder.filter(|h| h.state.is_alive()) {
             if vm.ha_restarting || matches!(vm.status, VmStatus::PoweringUp) {

@@ -152,7 +152,7 @@ impl ClusterState {
     pub(crate) fn retry_ha_restarts_now(&mut self, now: i64, except: Option<Uuid>) {
         for vm in self.vms.values_mut().filter(|v| Some(v.id) != except) {
             if let Some(r) = vm.ha_restart.as_mut() {
-                r.next_try_ms = r.next_try_ms.min(now);
+                r.due_by(now);
             }
         }
     }

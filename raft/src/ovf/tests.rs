@@ -10,7 +10,6 @@ use crate::model::{
 const OVIRT_HOSTED_ENGINE: &str = include_str!("../../tests/ovf/ovirt-hosted-engine.ovf");
 const T0: i64 = 1_700_000_000_123;
 
-
 /// Times an OVF date can carry: years 1 to 9999 (a date outside is refused).
 const OVF_TIMES: std::ops::RangeInclusive<i64> = -62_135_596_800_000..=253_402_300_799_999;
 

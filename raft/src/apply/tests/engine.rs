@@ -260,7 +260,7 @@ fn global_maintenance_holds_the_engine_back_from_ha_while_other_vms_restart() {
 
     at(&mut s, T0 + 30, maintenance(Some(false), None));
     assert!(!s.engine.global_maintenance);
-    assert_eq!(s.next_ha_restart_ms(), Some(T0 + 30), "due again at once");
+    assert!(s.next_ha_restart_ms().is_some_and(|t| t <= T0 + 30), "due again at once");
     at(&mut s, T0 + 30, Op::RestartHaVms);
     let engine = vm(&s, "engine");
     assert_eq!(engine.status, VmStatus::PoweringUp);
@@ -444,8 +444,6 @@ fn an_engine_that_died_on_a_live_host_waits_for_a_claim_before_ha_restarts_it() 
 }
 
 #[test]
-#[ignore = "bug: retry_ha_restarts_now (any VM going down, a host coming back) makes the engine's restart \
-            due at once, cutting short the ENGINE_CLAIM_MS window a host with a hand-started copy needs"]
 fn the_engines_claim_window_survives_capacity_coming_back() {
     let mut s = with_engine();
     running(&mut s, "plain", None, "host3");
