@@ -138,10 +138,14 @@ fn engine_failover(sb: &Sandbox) {
         score(&status, "host2"),
         score(&status, "host3")
     );
+    let monitor = sb.monitor();
+    monitor.wait_rounds(5, WAIT);
     let t = Instant::now();
     sb.power_off("host1");
     let vm = sb.wait_vm(ENGINE, "up again, elsewhere", |v| v["status"] == "up" && v["host"] != "host1");
     lap("power loss -> engine up elsewhere", t);
+    let report = monitor.stop();
+    assert!(report.violations.is_empty(), "the engine ran on two hosts at once: {report}");
     assert_eq!(vm["host"], "host2", "the engine went to {} instead of the best-scored host2: {status}", vm["host"]);
     assert!(sb.domains("host2").contains(&(ENGINE.into(), "running".into())), "{:?}", sb.domains("host2"));
     sb.power_on("host1");
