@@ -641,8 +641,41 @@ impl From<proto::JoinResponse> for JoinView {
     }
 }
 
+/// Test fixtures shared by the views' and the commands' tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use corral_proto as proto;
+
+    /// The engine VM, with every field the plain VM lacks.
+    pub fn engine_vm() -> proto::Vm {
+        proto::Vm {
+            name: "HostedEngine".into(),
+            hosted_engine: true,
+            delete_protected: true,
+            os: "other_linux".into(),
+            cdrom: Some("tools.iso".into()),
+            ..Default::default()
+        }
+    }
+
+    /// A host with an engine score (its gateway fails) in local maintenance.
+    pub fn engine_host() -> proto::Host {
+        proto::Host {
+            name: "host2".into(),
+            engine_score: Some(proto::EngineScore {
+                score: 1800,
+                penalties: vec!["gateway 10.0.0.1 unreachable: -1600".into()],
+                measured_unix_ms: 0,
+            }),
+            engine_local_maintenance: true,
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{engine_host, engine_vm};
     use super::*;
 
     #[test]
@@ -700,14 +733,7 @@ mod tests {
         assert_eq!(plain["delete_protected"], false);
         assert_eq!(plain["os"], serde_json::Value::Null);
         assert_eq!(plain["cdrom"], serde_json::Value::Null);
-        let engine = proto::Vm {
-            name: "HostedEngine".into(),
-            hosted_engine: true,
-            delete_protected: true,
-            os: "other_linux".into(),
-            cdrom: Some("tools.iso".into()),
-            ..Default::default()
-        };
+        let engine = engine_vm();
         let json = serde_json::to_value(VmView::from(engine)).unwrap();
         assert_eq!(json["hosted_engine"], true);
         assert_eq!(json["delete_protected"], true);
@@ -733,15 +759,7 @@ mod tests {
         let plain = serde_json::to_value(HostView::from(proto::Host::default())).unwrap();
         assert_eq!(plain["engine_score"], serde_json::Value::Null);
         assert_eq!(plain["engine_local_maintenance"], false);
-        let host = proto::Host {
-            engine_score: Some(proto::EngineScore {
-                score: 1800,
-                penalties: vec!["gateway 10.0.0.1 unreachable: -1600".into()],
-                measured_unix_ms: 0,
-            }),
-            engine_local_maintenance: true,
-            ..Default::default()
-        };
+        let host = engine_host();
         let json = serde_json::to_value(HostView::from(host)).unwrap();
         assert_eq!(
             json["engine_score"],

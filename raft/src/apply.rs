@@ -316,6 +316,13 @@ impl ClusterState {
         for d in disks {
             self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
         }
+        self.add_vm(now, vm, msg, start)
+    }
+
+    /// Records a new VM (its disks recorded already) with its event, and starts it if asked
+    /// (the caller tried the start on a copy of the state first, so it is not refused here).
+    pub(crate) fn add_vm(&mut self, now: i64, vm: Vm, msg: String, start: Option<&StartOrder>) -> Applied {
+        let id = vm.id;
         self.vm_names.insert(vm.name.clone(), id);
         self.vms.insert(id, vm);
         self.record(now, EventKind::VmCreated, msg);

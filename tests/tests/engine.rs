@@ -18,29 +18,8 @@ fn engine_cluster() -> Cluster {
     for gateway in [c_listener(), c_listener(), closed] {
         c.add_node(&["--engine-gateway", &gateway, "--engine-score-ms", "200"]);
     }
-    let image = c.dir().join("engine.qcow2");
-    let made =
-        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
-    assert!(made.unwrap().success());
-    let out = c.must_json(
-        0,
-        &[
-            "cluster",
-            "bootstrap",
-            "--name",
-            "lab",
-            "--engine-image",
-            image.to_str().unwrap(),
-            "--engine-memory",
-            "256M",
-            "--engine-vcpus",
-            "1",
-        ],
-    );
+    let out = c.bootstrap_with_engine();
     assert_eq!(out["engine"]["name"], ENGINE, "{out}");
-    c.token = Some(out["token"].as_str().expect("a token").to_string());
-    c.join(1);
-    c.join(2);
     c
 }
 

@@ -201,16 +201,7 @@ mod tests {
     fn engine_lines_appear_only_when_present() {
         let plain = host_fields(HostView::from(proto::Host { name: "host1".into(), ..Default::default() })).render();
         assert!(!plain.contains("engine"), "{plain}");
-        let host = proto::Host {
-            name: "host2".into(),
-            engine_score: Some(proto::EngineScore {
-                score: 1800,
-                penalties: vec!["gateway 10.0.0.1 unreachable: -1600".into()],
-                measured_unix_ms: 0,
-            }),
-            engine_local_maintenance: true,
-            ..Default::default()
-        };
+        let host = crate::views::fixtures::engine_host();
         let text = host_fields(HostView::from(host)).render();
         assert!(text.contains("engine score:        1800 (measured 1970-01-01T00:00:00.000Z)\n"), "{text}");
         assert!(text.contains("engine penalties:    gateway 10.0.0.1 unreachable: -1600\n"), "{text}");

@@ -588,14 +588,7 @@ mod tests {
 
     #[test]
     fn vm_table_marks_the_engine_and_delete_protection() {
-        let vm = proto::Vm {
-            name: "HostedEngine".into(),
-            hosted_engine: true,
-            delete_protected: true,
-            os: "other_linux".into(),
-            cdrom: Some("tools.iso".into()),
-            ..Default::default()
-        };
+        let vm = crate::views::fixtures::engine_vm();
         let text = vm_fields(vm.into()).render();
         for line in [
             "hosted engine:     yes\n",

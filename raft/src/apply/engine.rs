@@ -145,13 +145,7 @@ impl ClusterState {
                 if disks.len() == 1 { "" } else { "s" }
             )
         };
-        self.vm_names.insert(vm.name.clone(), id);
-        self.vms.insert(id, vm);
-        self.record(now, EventKind::VmCreated, msg);
-        match start {
-            Some(order) => self.start_vm(now, &id.to_string(), order),
-            None => Ok(Outcome::Vm(Box::new(self.vms[&id].clone()))),
-        }
+        self.add_vm(now, vm, msg, start)
     }
 
     pub(super) fn set_engine_maintenance(

@@ -283,28 +283,7 @@ fn ovf_propagation(rt: &tokio::runtime::Runtime, rounds: usize) {
     use corral_proto::OvfDumpRequest;
 
     let mut c = Cluster::start(3, &[]);
-    let image = c.dir().join("engine.qcow2");
-    let made =
-        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
-    assert!(made.is_ok_and(|s| s.success()), "qemu-img create");
-    let out = c.must_json(
-        0,
-        &[
-            "cluster",
-            "bootstrap",
-            "--name",
-            "lab",
-            "--engine-image",
-            image.to_str().unwrap(),
-            "--engine-memory",
-            "256M",
-            "--engine-vcpus",
-            "1",
-        ],
-    );
-    c.token = Some(out["token"].as_str().expect("token").to_string());
-    c.join(1);
-    c.join(2);
+    c.bootstrap_with_engine();
     let follower = (0..3).find(|i| *i != c.leader()).unwrap();
     let endpoints: Vec<String> = (0..3).map(|i| c.endpoint(i).to_string()).collect();
     let (returned, everywhere) = rt.block_on(async {
