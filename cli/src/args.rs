@@ -263,7 +263,7 @@ pub struct BootstrapArgs {
     /// Engine VM virtual CPUs (default: 2; with --engine-ovf, the document's)
     #[arg(long, value_name = "N", value_parser = parse_vcpus, allow_hyphen_values = true, requires = "engine")]
     pub engine_vcpus: Option<u32>,
-    /// Name of the engine VM (default: HostedEngine)
+    /// Name of the engine VM (default: hosted-engine)
     #[arg(long, value_name = "NAME", requires = "engine")]
     pub engine_name: Option<String>,
     /// Engine VM hypervisor: kvm (hardware) or qemu (software emulation)
@@ -278,6 +278,10 @@ pub struct BootstrapArgs {
     /// Kernel command line for --engine-kernel, e.g. "console=ttyS0"
     #[arg(long, value_name = "TEXT", requires = "engine_kernel", allow_hyphen_values = true)]
     pub engine_cmdline: Option<String>,
+    /// A network interface of the engine VM on this libvirt network (repeat for more; with
+    /// --engine-ovf, the document's NICs)
+    #[arg(long = "engine-nic", value_name = "NETWORK", requires = "engine", conflicts_with = "engine_ovf")]
+    pub engine_nics: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -1183,6 +1187,12 @@ mod tests {
             assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{alone:?}");
         }
         let err = bootstrap(&["--engine-image", "a.qcow2", "--engine-initrd", "i"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let nics = bootstrap(&["--engine-image", "a.qcow2", "--engine-nic", "mgmt", "--engine-nic", "storage"]);
+        assert_eq!(nics.unwrap().engine_nics, ["mgmt", "storage"]);
+        let err = bootstrap(&["--engine-ovf", "e.ovf", "--engine-nic", "mgmt"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict, "an OVF brings its own NICs");
+        let err = bootstrap(&["--engine-nic", "mgmt"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         let err = bootstrap(&["--engine-image", "a.qcow2", "--engine-memory", "lots"]).unwrap_err();
         assert_eq!(

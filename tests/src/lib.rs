@@ -229,7 +229,8 @@ impl Cluster {
     }
 
     /// Bootstraps node 0 with a hosted engine (a blank 64 MiB qcow2 image made in the cluster's
-    /// dir; 256 MiB, 1 vCPU) and joins the other nodes; returns what the bootstrap printed.
+    /// dir; 256 MiB, 1 vCPU, a NIC on libvirt's `default` network) and joins the other nodes;
+    /// returns what the bootstrap printed.
     pub fn bootstrap_with_engine(&mut self) -> Value {
         let image = self.dir().join("engine.qcow2");
         let made = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
@@ -237,7 +238,7 @@ impl Cluster {
         #[rustfmt::skip]
         let out = self.must_json(0, &[
             "cluster", "bootstrap", "--name", "lab", "--engine-image", image.to_str().expect("a UTF-8 path"),
-            "--engine-memory", "256M", "--engine-vcpus", "1",
+            "--engine-memory", "256M", "--engine-vcpus", "1", "--engine-nic", "default",
         ]);
         self.token = Some(out["token"].as_str().expect("bootstrap gives a token").to_string());
         for i in 1..self.nodes.len() {

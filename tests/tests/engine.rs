@@ -63,6 +63,7 @@ fn the_engine_is_made_protected_restarted_first_on_the_best_host_and_obeys_maint
     let vm = wait_engine_on(&c, 1, "host1");
     assert_eq!((vm["hosted_engine"].as_bool(), vm["delete_protected"].as_bool()), (Some(true), Some(true)));
     assert_eq!((vm["ha"]["enabled"].as_bool(), vm["ha"]["priority"].as_str()), (Some(true), Some("high")));
+    assert_eq!(vm["nics"][0]["network"], "default", "{vm}");
     let listed = c.must_json(2, &["vm", "list"]);
     assert_eq!(listed[0]["hosted_engine"], true, "{listed}");
 

@@ -46,6 +46,9 @@ impl EngineRequest {
             (Some(_), Some(_)) => {
                 Err(ClusterError::invalid("engine", "give either --engine-image or --engine-ovf, not both"))
             }
+            (None, Some(_)) if !r.engine_nics.is_empty() => {
+                Err(ClusterError::invalid("engine_nics", "an engine from an OVF document has the document's NICs"))
+            }
             (None, Some(xml)) => {
                 let name = r.engine_name.clone();
                 let mut p = super::ovf::prepare_import(node, xml, name, false, true, Some(here)).await?;
@@ -115,6 +118,12 @@ impl EngineRequest {
                 vm.domain_type = domain_type;
                 vm.boot = boot;
                 vm.description = "The cluster's management VM (hosted engine).".into();
+                validate::names("engine_nics", &r.engine_nics)?;
+                vm.nics = r
+                    .engine_nics
+                    .iter()
+                    .map(|network| model::Nic { network: network.clone(), mac: super::vms::random_mac() })
+                    .collect();
                 let made = vec![disk.file.clone()];
                 let request = EngineRequest {
                     op: Op::ImportVm { vm: Box::new(vm), disks: vec![disk], engine: true, start: Some(here) },

@@ -139,7 +139,7 @@ fn opt(s: String) -> Option<String> {
 }
 
 /// A locally administered MAC in QEMU's range, as libvirt would pick.
-pub(super) fn random_mac() -> String {
+pub(crate) fn random_mac() -> String {
     let b: [u8; 3] = rand::thread_rng().gen();
     format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
