@@ -54,11 +54,12 @@ impl ClusterState {
                 return previous.clone();
             }
         }
-        let named = op.vm_named().and_then(|n| self.find_vm(n)).map(|v| v.id);
+        let named = op.config_named().and_then(|n| self.find_vm(n)).map(|v| v.id);
         let reply = Reply(self.apply_op(now, op));
         if reply.0.is_ok() {
-            // Every VM the op names or made may have a new configuration (or be gone); the ones
-            // it changes on the side mark themselves where they change.
+            // The VM the op edits, removes or makes has a new document (or none); VMs whose
+            // configuration changes on the side are marked where that happens. Reports and
+            // lifecycle orders build no document, so they cost the OVF store nothing.
             named.into_iter().chain(op.vm_made()).for_each(|id| self.touch_vm(id));
         }
         if let Some(id) = request_id {

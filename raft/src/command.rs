@@ -333,29 +333,20 @@ impl MigrationOverridesChange {
 }
 
 impl Op {
-    /// The VM an operation names (by name or id), if it names one.
-    pub fn vm_named(&self) -> Option<&str> {
+    /// The VM whose configuration (and so its OVF document) an operation edits or removes,
+    /// by name or id. Lifecycle operations change only runtime state; where one changes the
+    /// configuration on the side (a next-run configuration taking effect), apply marks it.
+    pub fn config_named(&self) -> Option<&str> {
         match self {
-            Op::EditVm { vm, .. }
-            | Op::DeleteVm { vm, .. }
-            | Op::StartVm { vm, .. }
-            | Op::ShutdownVm { vm, .. }
-            | Op::StopVm { vm, .. }
-            | Op::RebootVm { vm }
-            | Op::SuspendVm { vm }
-            | Op::ResumeVm { vm }
-            | Op::MigrateVm { vm, .. }
-            | Op::CancelMigration { vm } => Some(vm),
-            Op::CloneVm { source, .. } => Some(source),
+            Op::EditVm { vm, .. } | Op::DeleteVm { vm, .. } => Some(vm),
             _ => None,
         }
     }
 
-    /// The VM an operation makes or reports on, by id.
+    /// The VM an operation makes, by id.
     pub fn vm_made(&self) -> Option<Uuid> {
         match self {
             Op::CreateVm { id, .. } | Op::CloneVm { id, .. } => Some(*id),
-            Op::ReportVm { vm, .. } | Op::AdoptVm { vm, .. } => Some(*vm),
             Op::ImportVm { vm, .. } => Some(vm.id),
             _ => None,
         }

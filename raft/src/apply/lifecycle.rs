@@ -303,6 +303,7 @@ impl ClusterState {
             self.record(now, EventKind::VmHighAvailability, msg);
         }
         if let Some(what) = settled {
+            self.touch_vm(id);
             self.record(now, EventKind::VmEdited, format!("VM {name} now has its next-run configuration: {what}."));
         }
         Ok(Outcome::Done)
