@@ -240,6 +240,19 @@ pub enum ClusterCommand {
     Status,
     /// Change cluster-wide settings: scheduling and live migration
     Edit(EditClusterArgs),
+    /// Raise the cluster level (oVirt's compatibility version) once every member runs a build
+    /// that supports it; refused, naming the members still on an older version
+    Upgrade,
+    /// Save a consistent copy of the replicated state (VMs, hosts, rules, events) to FILE, for
+    /// `corrald --restore FILE`
+    Backup {
+        /// Where to write the backup
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage join tokens
     #[command(subcommand)]
     Token(TokenCommand),

@@ -23,6 +23,8 @@ pub struct ClusterStatusView {
     pub scheduling: String,
     /// vCPUs a host may hand out per physical CPU.
     pub cpu_overcommit: u32,
+    /// The format and features every member must understand (raised by `cluster upgrade`).
+    pub cluster_level: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +63,10 @@ pub struct MemberView {
     /// "voter" or "learner".
     pub role: String,
     pub reachable: bool,
+    /// Its software version; empty when it does not answer.
+    pub version: String,
+    /// The highest cluster level it supports.
+    pub max_level: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -390,13 +396,22 @@ impl From<proto::ClusterStatus> for ClusterStatusView {
             migration: migration_view(s.settings.as_ref().and_then(|c| c.migration)),
             scheduling: s.settings.as_ref().map(|c| c.scheduling.clone()).unwrap_or_default(),
             cpu_overcommit: s.settings.map_or(0, |c| c.cpu_overcommit),
+            cluster_level: s.cluster_level,
         }
     }
 }
 
 impl From<proto::Member> for MemberView {
     fn from(m: proto::Member) -> Self {
-        MemberView { id: m.id, name: m.name, address: m.address, role: m.role, reachable: m.reachable }
+        MemberView {
+            id: m.id,
+            name: m.name,
+            address: m.address,
+            role: m.role,
+            reachable: m.reachable,
+            version: m.version,
+            max_level: m.max_level,
+        }
     }
 }
 

@@ -94,6 +94,26 @@ pub struct Args {
     /// [default: 2000].
     #[arg(long)]
     pub engine_score_ms: Option<u64>,
+    /// Sync the store's file after every flush (fdatasync) [default: true]. `false` only to
+    /// measure what the sync costs: a power loss then loses acknowledged writes.
+    #[arg(long)]
+    pub fsync: Option<bool>,
+    /// Wipe this node's local state (kept aside as db.damaged-TIME) and catch up from the
+    /// cluster as the same member; refused unless the cluster still lists it.
+    #[arg(long, conflicts_with_all = ["restore", "force_new_cluster"])]
+    pub rejoin: bool,
+    /// With --rejoin: a member to ask (default: the members this node last knew).
+    #[arg(long, requires = "rejoin")]
+    pub peer: Option<String>,
+    /// Make a new one-node cluster from a backup (`corral cluster backup`): same cluster, same
+    /// VMs and rules; this node takes the place of the backup's host named --name, and the
+    /// other hosts join it again. The data dir must be empty.
+    #[arg(long, value_name = "FILE", conflicts_with = "force_new_cluster")]
+    pub restore: Option<PathBuf>,
+    /// Make this node, a lone survivor whose cluster lost its majority for good, a one-node
+    /// cluster with everything it holds. Refused while another member answers.
+    #[arg(long)]
+    pub force_new_cluster: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +140,7 @@ struct FileConfig {
     watchdog: Option<PathBuf>,
     engine_gateway: Option<String>,
     engine_score_ms: Option<u64>,
+    fsync: Option<bool>,
 }
 
 /// The settings in force, after merging.
@@ -154,6 +175,8 @@ pub struct Config {
     pub watchdog_timeout_ms: u64,
     /// The watchdog device or FIFO, if any; its timeout must be shorter than `lease_ms`.
     pub watchdog: Option<PathBuf>,
+    /// fdatasync the store after each flush.
+    pub fsync: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +279,7 @@ impl Config {
             watchdog: args.watchdog.or(file.watchdog),
             engine_gateway: args.engine_gateway.or(file.engine_gateway).filter(|g| !g.trim().is_empty()),
             engine_score_ms: args.engine_score_ms.or(file.engine_score_ms).unwrap_or(2000).max(100),
+            fsync: args.fsync.or(file.fsync).unwrap_or(true),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use corral_node::config::{Args, Config};
-use corral_node::{agent, api, node::Node};
+use corral_node::{agent, api, identity, node::Node};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
@@ -33,7 +33,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let (rejoin, peer, restore, force_new_cluster) =
+        (args.rejoin, args.peer.clone(), args.restore.clone(), args.force_new_cluster);
     let config = Config::load(args)?;
+    // Offline recoveries rewrite the data dir, then corrald starts on it as usual.
+    if rejoin {
+        identity::rejoin(&config, peer).await?;
+    } else if let Some(file) = restore {
+        identity::restore(&config, &file)?;
+    } else if force_new_cluster {
+        identity::force_new_cluster(&config).await?;
+    }
     let hypervisor = agent::libvirt::Hypervisor::open(&config.libvirt_uri).await?;
     let mut facts = hypervisor.facts().await?;
     facts.domain_type = config.domain_type;

@@ -22,14 +22,11 @@ use crate::agent::libvirt::Hypervisor;
 use crate::config::Config;
 use crate::token;
 
-const LOCAL_NODE_ID: &str = "node_id";
 /// How long a request waits for a leader to exist (elections take well under a second).
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_WAIT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
-/// sled's page cache: small, so an idle node stays small.
-const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub struct Node {
     pub config: Config,
@@ -45,8 +42,6 @@ pub struct Node {
     pub liveness: crate::controller::liveness::Liveness,
     /// This host's lease, as its agent holds it.
     pub lease: Arc<crate::agent::lease::Lease>,
-    /// How far the other nodes have applied the log (for edits that wait for every host).
-    pub peers_applied: crate::applied::PeersApplied,
 }
 
 #[derive(Clone)]
@@ -59,28 +54,28 @@ pub struct RaftParts {
 
 impl Node {
     pub async fn open(config: Config, facts: HostFacts, hypervisor: Hypervisor) -> anyhow::Result<Arc<Node>> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
-        let store = Store::open(&config.data_dir, STORE_CACHE_BYTES)?;
+        let crate::identity::Opened { store, node_id } = crate::identity::open(&config)?;
         let config_lease = config.clone();
         let node = Arc::new(Node {
             images: crate::images::StorageDomain::new(&config.storage_dir),
             hypervisor,
             config,
             facts,
+            network: Network::new(store.write_format()),
             store,
-            network: Network::new(),
             raft: OnceCell::new(),
             admit_lock: Mutex::new(()),
             liveness: Default::default(),
             lease: Arc::new(crate::agent::lease::Lease::new(&config_lease)),
-            peers_applied: Default::default(),
         });
-        if let Some(bytes) = node.store.get_local(LOCAL_NODE_ID)? {
-            let id = u64::from_be_bytes(
-                bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("the stored node id is corrupt"))?,
-            );
-            node.start_raft(id).await?;
+        if let Some(id) = node_id {
+            node.start_raft(id).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "the data dir {} could not be read: {e}. If it is damaged, run corrald again with --rejoin to \
+                     set it aside and catch up from the cluster as the same member",
+                    node.config.data_dir.display()
+                )
+            })?;
             tracing::info!(node_id = id, "resumed from the data dir");
         } else {
             tracing::info!("no identity in the data dir: waiting for `cluster bootstrap` or `cluster join`");
@@ -119,6 +114,7 @@ impl Node {
                 crate::agent::lease::spawn(self.clone(), id, state.clone());
                 crate::agent::engine::spawn_scores(self.clone(), id, state.clone());
                 let batcher = crate::batcher::Batcher::spawn(raft.clone());
+                self.spawn_identity_keeper(id, raft.clone(), state.clone());
                 Ok(RaftParts { id, raft, state, batcher })
             })
             .await
@@ -153,41 +149,17 @@ impl Node {
         }
     }
 
-    /// Proposes `op` through the leader and returns what applying it produced.
+    /// Proposes `op` through the leader and returns what applying it produced, once this node
+    /// has applied it too.
     pub async fn write(&self, request_id: Option<Uuid>, op: Op) -> Result<Outcome, ClusterError> {
-        self.write_indexed(request_id, op).await.map(|(outcome, _)| outcome)
-    }
-
-    /// `write`, also returning the log index of the entry that applied it.
-    pub async fn write_indexed(&self, request_id: Option<Uuid>, op: Op) -> Result<(Outcome, u64), ClusterError> {
         match self.route(LeaderRequest::Write { request_id, op: Box::new(op) }, 0).await? {
             LeaderResponse::Written(Reply(r), index) => {
                 // Whoever asked next reads this node's copy: let it include this write.
                 wait_applied(self.parts()?, index).await?;
-                r.map(|outcome| (outcome, index))
+                r
             }
             other => Err(unexpected(other)),
         }
-    }
-
-    /// Waits until every live host has applied log index `index`, so that each one's OVF store
-    /// holds what that entry wrote. Hosts that are down, or do not answer within `timeout`, are
-    /// returned by name (their stores catch up when they come back).
-    pub async fn wait_applied_everywhere(&self, index: u64, timeout: Duration) -> Result<Vec<String>, ClusterError> {
-        let parts = self.parts()?;
-        let me = parts.id;
-        let hosts: Vec<(NodeId, String, String)> = parts.state.read(|s: &ClusterState| {
-            s.hosts
-                .values()
-                .filter(|h| h.id != me && h.state.is_alive())
-                .map(|h| (h.id, h.name.clone(), h.address.clone()))
-                .collect()
-        });
-        let waits = hosts.into_iter().map(|(id, name, address)| async move {
-            let done = self.peers_applied.wait(&self.network, id, &address, index, timeout).await;
-            (!done).then_some(name)
-        });
-        Ok(futures::future::join_all(waits).await.into_iter().flatten().collect())
     }
 
     /// This node's own OVF store: every VM's last committed document, by VM id. Needs no
@@ -378,11 +350,49 @@ impl Node {
         }
     }
 
+    /// Writes the identity file once the state names the cluster, and keeps the members'
+    /// addresses for `--rejoin`; lives as long as Raft does.
+    fn spawn_identity_keeper(self: &Arc<Self>, id: NodeId, raft: Raft, state: StateHandle) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut applied = state.subscribe();
+            let mut has_identity = false;
+            let mut metrics = raft.metrics();
+            let mut known: Vec<String> = Vec::new();
+            loop {
+                if !has_identity {
+                    match state.read(|s| crate::identity::ensure(&node.config, &node.store, id, s)) {
+                        Ok(done) => has_identity = done,
+                        Err(e) => tracing::error!("cannot write the identity file: {e:#}"),
+                    }
+                }
+                let addresses: Vec<String> = {
+                    let m = metrics.borrow_and_update();
+                    m.membership_config.membership().nodes().map(|(_, n)| n.address.clone()).collect()
+                };
+                if addresses != known && !addresses.is_empty() {
+                    crate::identity::remember_peers(&node.config.data_dir, &addresses);
+                    known = addresses;
+                }
+                tokio::select! {
+                    r = applied.changed(), if !has_identity => if r.is_err() { return },
+                    r = metrics.changed() => if r.is_err() { return },
+                }
+            }
+        });
+    }
+
     /// `cluster bootstrap`: a fresh node becomes a one-node cluster named `name`.
     pub async fn bootstrap(self: &Arc<Self>, name: &str) -> Result<(NodeId, String, i64), ClusterError> {
         corral_raft::validate::name("cluster name", name)?;
         if let Some(existing) = self.cluster_name() {
             return Err(ClusterError::FailedPrecondition(format!("this node already belongs to cluster '{existing}'")));
+        }
+        if let Some(was) = crate::identity::ever_member(&self.config, &self.store) {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "this node was a member of {was}; it cannot bootstrap another. Rejoin it (corrald --rejoin), \
+                 or move its data dir aside to make it a new node"
+            )));
         }
         let id: NodeId = 1;
         if let Some(parts) = self.raft.get().filter(|p| p.id != id) {
@@ -411,6 +421,10 @@ impl Node {
             token_expires_ms: expires,
         };
         self.write(None, op).await?;
+        // A new cluster runs at the newest level this build supports (oVirt's new clusters get
+        // the newest compatibility version); as its own entry, so that every build applies the
+        // bootstrap entry alike.
+        self.write(None, Op::SetClusterLevel { level: corral_storage::codec::CURRENT }).await?;
         tracing::info!(cluster = name, "bootstrapped a new cluster");
         Ok((id, token, expires))
     }
@@ -536,7 +550,7 @@ impl Node {
 
     fn persist_id(&self, id: NodeId) -> Result<(), ClusterError> {
         self.store
-            .set_local(LOCAL_NODE_ID, &id.to_be_bytes())
+            .set_local(crate::identity::LOCAL_NODE_ID, &id.to_be_bytes())
             .map_err(|e| ClusterError::Internal(format!("cannot store the node id: {e}")))
     }
 

@@ -2,6 +2,8 @@
 //! A command that is refused leaves the state exactly as it was: every check happens before
 //! the first change. No clocks, no randomness, no I/O here.
 
+use corral_storage::codec::CodecError;
+use corral_storage::legacy::Applied as SnapshotApplied;
 use corral_storage::Machine;
 use uuid::Uuid;
 
@@ -25,6 +27,19 @@ impl Machine<TypeConfig> for ClusterState {
 
     fn all_documents(&self) -> Vec<(String, Vec<u8>)> {
         crate::documents::all(self)
+    }
+
+    /// The cluster level; a node that belongs to no cluster yet writes the newest format.
+    fn format(&self) -> u8 {
+        self.cluster.as_ref().map_or(corral_storage::codec::CURRENT, |c| c.level)
+    }
+
+    fn state_from_v0(payload: &[u8]) -> Result<(SnapshotApplied<TypeConfig>, Self), CodecError> {
+        crate::format::wire::state_from_v0(payload)
+    }
+
+    fn state_to_v0(&self, applied: &SnapshotApplied<TypeConfig>) -> Result<Vec<u8>, CodecError> {
+        crate::format::wire::state_to_v0(self, applied)
     }
 }
 
@@ -181,6 +196,7 @@ impl ClusterState {
             Op::SetEngineMaintenance { global, local } => self.set_engine_maintenance(now, *global, local.as_ref()),
             Op::ReportEngineScore { host, score } => self.report_engine_score(now, *host, score),
             Op::AdoptVm { vm, host } => self.adopt_vm(now, *vm, *host),
+            Op::SetClusterLevel { level } => self.set_cluster_level(now, *level),
             Op::SetSchedulingPolicy { policy, cpu_overcommit } => {
                 self.set_scheduling_policy(now, *policy, *cpu_overcommit)
             }
@@ -210,6 +226,9 @@ impl ClusterState {
             created_ms: now,
             scheduling: SchedulingPolicy::default(),
             cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
+            // The bootstrapping node raises it next (a constant here would make nodes of
+            // different builds apply the same entry differently).
+            level: 0,
         });
         self.hosts.insert(
             host.id,

@@ -245,6 +245,10 @@ pub enum Op {
         vm: Uuid,
         host: NodeId,
     },
+    /// `cluster upgrade`: every member was seen to support `level`. Never lowers it.
+    SetClusterLevel {
+        level: u8,
+    },
 }
 
 /// Where to start a VM: a named host, or wherever the leader finds room.
@@ -283,7 +287,9 @@ pub struct VmSpec {
 pub struct MigrationSettingsChange {
     pub auto_converge: Option<bool>,
     pub compression: Option<bool>,
+    #[serde(default, with = "corral_storage::codec::double_option")]
     pub max_downtime_ms: Option<Option<u64>>,
+    #[serde(default, with = "corral_storage::codec::double_option")]
     pub bandwidth_mibps: Option<Option<u64>>,
     pub max_per_host: Option<u32>,
 }
@@ -315,9 +321,13 @@ pub struct VmChanges {
 /// the cluster's setting again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationOverridesChange {
+    #[serde(default, with = "corral_storage::codec::double_option")]
     pub auto_converge: Option<Option<bool>>,
+    #[serde(default, with = "corral_storage::codec::double_option")]
     pub compression: Option<Option<bool>>,
+    #[serde(default, with = "corral_storage::codec::double_option")]
     pub max_downtime_ms: Option<Option<u64>>,
+    #[serde(default, with = "corral_storage::codec::double_option")]
     pub bandwidth_mibps: Option<Option<u64>>,
 }
 

@@ -5,6 +5,7 @@
 pub mod command;
 pub mod documents;
 pub mod error;
+pub mod format;
 pub mod forward;
 pub mod model;
 pub mod network;

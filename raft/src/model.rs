@@ -86,6 +86,11 @@ pub struct ClusterInfo {
     /// vCPUs a host may hand out per physical CPU.
     #[serde(default = "default_cpu_overcommit")]
     pub cpu_overcommit: u32,
+    /// The cluster level (oVirt's cluster compatibility version): the format every node writes
+    /// and the features it may use. 0 is release 3f21f51's; `cluster upgrade` raises it once
+    /// every member runs a build that supports more. A new cluster starts at the newest level.
+    #[serde(default)]
+    pub level: u8,
 }
 
 fn default_cpu_overcommit() -> u32 {

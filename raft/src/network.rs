@@ -9,27 +9,35 @@ use std::time::Duration;
 
 use corral_proto::raft_service_client::RaftServiceClient;
 use corral_proto::RaftPayload;
+use corral_storage::error_chain;
+use corral_storage::WriteFormat;
 use openraft::error::{NetworkError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClusterError;
+use crate::format::wire::{self, Wire};
 use crate::forward::{ForwardResult, Forwarded, LeaderRequest};
 use crate::typ::*;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Channels to peers, shared by Raft replication and by forwarding to the leader.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The format requests are sent in: the cluster level's (peers answer in kind).
+    format: WriteFormat,
 }
 
 impl Network {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(format: WriteFormat) -> Self {
+        Self { channels: Default::default(), format }
+    }
+
+    /// The format this node sends its messages in.
+    pub fn format(&self) -> u8 {
+        self.format.get()
     }
 
     /// A channel to `address` (`host:port`); created on first use, dialled lazily.
@@ -55,7 +63,7 @@ impl Network {
     pub async fn forward(&self, address: &str, req: &LeaderRequest, hops: u8, timeout: Duration) -> ForwardResult {
         let mut client = RaftServiceClient::new(self.channel(address)?);
         let envelope = Forwarded { hops, request: req.clone() };
-        let mut request = tonic::Request::new(payload(&envelope).map_err(ClusterError::Internal)?);
+        let mut request = tonic::Request::new(payload(&envelope, self.format()).map_err(ClusterError::Internal)?);
         request.set_timeout(timeout);
         let resp = client.forward(request).await.map_err(|s| {
             if never_sent(&s) {
@@ -64,7 +72,7 @@ impl Network {
                 ClusterError::Unavailable(format!("the leader at {address} did not answer: {}", s.message()))
             }
         })?;
-        decode::<ForwardResult>(&resp.into_inner().data).map_err(ClusterError::Internal)?
+        decode::<ForwardResult>(&resp.into_inner().data).map_err(ClusterError::Internal)?.0
     }
 }
 
@@ -86,21 +94,28 @@ pub fn never_sent(status: &tonic::Status) -> bool {
     false
 }
 
-pub fn payload<T: Serialize>(v: &T) -> Result<RaftPayload, String> {
-    corral_storage::codec::encode(v)
+/// `v` as an RPC payload in `format` (see [`crate::format::wire`]).
+pub fn payload<T: Wire>(v: &T, format: u8) -> Result<RaftPayload, String> {
+    wire::encode(v, format)
         .map(|data| RaftPayload { data })
-        .map_err(|e| format!("could not encode a Raft message: {e}"))
+        .map_err(|e| format!("could not encode a Raft message: {}", error_chain(&e)))
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    corral_storage::codec::decode(bytes).map_err(|e| format!("could not decode a Raft message: {e}"))
+/// A payload's message and the format it came in.
+pub fn decode<T: Wire>(bytes: &[u8]) -> Result<(T, u8), String> {
+    wire::decode(bytes).map_err(|e| format!("could not decode a Raft message: {}", error_chain(&e)))
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Peer {
-        Peer { target, address: node.address.clone(), channel: self.channel(&node.address) }
+        Peer {
+            target,
+            address: node.address.clone(),
+            channel: self.channel(&node.address),
+            format: self.format.clone(),
+        }
     }
 }
 
@@ -109,6 +124,7 @@ pub struct Peer {
     target: NodeId,
     address: String,
     channel: Result<Channel, ClusterError>,
+    format: WriteFormat,
 }
 
 impl Peer {
@@ -119,15 +135,16 @@ impl Peer {
         option: &RPCOption,
     ) -> Result<Resp, openraft::error::RPCError<NodeId, NodeInfo, RaftError<E>>>
     where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
+        Req: Wire,
+        Result<Resp, RaftError<E>>: Wire,
+        E: std::error::Error,
     {
         use openraft::error::RPCError;
         let channel = self.channel.as_ref().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?.clone();
         let mut client =
             RaftServiceClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
-        let body = payload(req).map_err(|e| RPCError::Network(NetworkError::new(&ClusterError::Internal(e))))?;
+        let body = payload(req, self.format.get())
+            .map_err(|e| RPCError::Network(NetworkError::new(&ClusterError::Internal(e))))?;
         let mut request = tonic::Request::new(body);
         request.set_timeout(option.hard_ttl());
         let result = match rpc {
@@ -143,7 +160,7 @@ impl Peer {
                 RPCError::Network(NetworkError::new(&err))
             }
         })?;
-        let decoded: Result<Resp, RaftError<E>> = decode(&resp.into_inner().data)
+        let (decoded, _): (Result<Resp, RaftError<E>>, u8) = decode(&resp.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&ClusterError::Internal(e))))?;
         decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }

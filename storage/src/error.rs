@@ -17,10 +17,17 @@ pub enum Error {
         source: sled::Error,
     },
 
+    /// sled could not make sense of its files (it panicked while recovering them).
+    #[error("the database at {path} is damaged ({detail})")]
+    Damaged { path: PathBuf, detail: String },
+
+    #[error("the database file could not be synced to disk")]
+    Sync(#[source] std::io::Error),
+
     #[error("the sled database failed to read or write")]
     Sled(#[from] sled::Error),
 
-    #[error("a stored value could not be encoded or decoded")]
+    #[error("a stored value could not be read or written")]
     Codec(#[from] CodecError),
 
     /// A key in the "log" tree is not an 8-byte big-endian index: the tree was written by
@@ -48,5 +55,18 @@ pub enum Error {
 pub(crate) fn sto<NID: openraft::NodeId>(
     make: impl FnOnce(openraft::AnyError) -> openraft::StorageIOError<NID>,
 ) -> impl FnOnce(Error) -> openraft::StorageError<NID> {
-    move |e| make(openraft::AnyError::new(&e)).into()
+    // AnyError shows only the top message; the causes are what say what went wrong.
+    move |e| make(openraft::AnyError::error(error_chain(&e))).into()
+}
+
+/// `e` and its causes, as one line ("a: b: c").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

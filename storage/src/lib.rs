@@ -11,12 +11,16 @@
 //!   as entries are applied and brought in line with the state after a restart or a snapshot.
 
 pub mod codec;
+mod documents;
 mod error;
+pub mod identity;
+pub mod legacy;
 mod log_store;
 mod state_machine;
 mod store;
 
-pub use error::Error;
+pub use error::{error_chain, Error};
+pub use legacy::LegacyFormat;
 pub use log_store::LogStore;
-pub use state_machine::{Machine, StateHandle, StateMachineStore};
-pub use store::Store;
+pub use state_machine::{decode_snapshot_data, encode_snapshot_data, Machine, StateHandle, StateMachineStore};
+pub use store::{Options, Store, WriteFormat};

@@ -17,26 +17,34 @@ use openraft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::sto;
-use crate::store::{flush, TREE_LOG, TREE_RAFT};
+use crate::error::{error_chain, sto};
+use crate::legacy::{self, LegacyFormat};
+use crate::store::{flush, Disk, Store, WriteFormat, TREE_LOG, TREE_RAFT};
 use crate::{codec, Error};
 
-const KEY_VOTE: &str = "vote";
+pub(crate) const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
-const KEY_LAST_PURGED: &str = "last_purged_log_id";
+pub(crate) const KEY_LAST_PURGED: &str = "last_purged_log_id";
 
 /// The raft log and vote, persisted in sled. Clones share the same trees, which is how
 /// `get_log_reader` hands replication tasks their own reader.
 pub struct LogStore<C: RaftTypeConfig> {
-    db: sled::Db,
+    disk: Disk,
     log: sled::Tree,
     raft: sled::Tree,
     flusher: Arc<Sender<LogFlushed<C>>>,
+    format: WriteFormat,
 }
 
 impl<C: RaftTypeConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), log: self.log.clone(), raft: self.raft.clone(), flusher: self.flusher.clone() }
+        Self {
+            disk: self.disk.clone(),
+            log: self.log.clone(),
+            raft: self.raft.clone(),
+            flusher: self.flusher.clone(),
+            format: self.format.clone(),
+        }
     }
 }
 
@@ -44,7 +52,8 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
 /// thread flushes and then completes every callback queued before that flush began, in queue
 /// (that is, append) order. openraft issues one append per client write and waits for each
 /// `append` call to return, so flushing inside `append` would serialize one fsync per write.
-fn spawn_flusher<C: RaftTypeConfig>(db: sled::Db) -> Result<Sender<LogFlushed<C>>, Error> {
+/// The flush includes the `fdatasync` ([`Disk::flush`]): one sync per batch.
+fn spawn_flusher<C: RaftTypeConfig>(disk: Disk) -> Result<Sender<LogFlushed<C>>, Error> {
     let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<C>>();
     std::thread::Builder::new()
         .name("corral-log-flush".into())
@@ -53,7 +62,7 @@ fn spawn_flusher<C: RaftTypeConfig>(db: sled::Db) -> Result<Sender<LogFlushed<C>
             while let Ok(first) = rx.recv() {
                 let mut waiting = vec![first];
                 waiting.extend(rx.try_iter());
-                let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                let result = disk.flush().map_err(|e| error_chain(&e));
                 for callback in waiting {
                     callback.log_io_completed(result.clone().map_err(io::Error::other));
                 }
@@ -77,24 +86,26 @@ impl<C> LogStore<C>
 where
     C: RaftTypeConfig,
 {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, Error> {
+    pub(crate) fn open(store: &Store) -> Result<Self, Error> {
         Ok(Self {
-            db: db.clone(),
-            log: db.open_tree(TREE_LOG)?,
-            raft: db.open_tree(TREE_RAFT)?,
-            flusher: Arc::new(spawn_flusher::<C>(db.clone())?),
+            disk: store.disk.clone(),
+            log: store.db.open_tree(TREE_LOG)?,
+            raft: store.db.open_tree(TREE_RAFT)?,
+            flusher: Arc::new(spawn_flusher::<C>(store.disk.clone())?),
+            format: store.format.clone(),
         })
     }
 
+    // Votes and log ids have one shape in every format (openraft's own types).
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         match self.raft.get(key)? {
-            Some(b) => Ok(Some(codec::decode(&b)?)),
+            Some(b) => Ok(Some(codec::decode_plain(&b)?)),
             None => Ok(None),
         }
     }
 
     fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
-        self.raft.insert(key, codec::encode(value)?)?;
+        self.raft.insert(key, codec::encode_plain(value, self.format.get())?)?;
         Ok(())
     }
 
@@ -111,7 +122,7 @@ where
 
 impl<C> LogStore<C>
 where
-    C: RaftTypeConfig,
+    C: LegacyFormat,
     C::Entry: Serialize + DeserializeOwned,
 {
     fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<C::Entry>, Error> {
@@ -130,7 +141,11 @@ where
             Bound::Excluded(&e) => Bound::Excluded(log_key(e)),
             Bound::Unbounded => Bound::Unbounded,
         };
-        self.log.range((Bound::Included(log_key(start)), end)).values().map(|v| Ok(codec::decode(&v?)?)).collect()
+        self.log
+            .range((Bound::Included(log_key(start)), end))
+            .values()
+            .map(|v| Ok(legacy::decode_entry::<C>(&v?)?))
+            .collect()
     }
 
     fn last_log_id(&self) -> Result<Option<LogId<C::NodeId>>, Error> {
@@ -139,7 +154,7 @@ where
                 if key.len() != 8 {
                     return Err(Error::BadLogKey { len: key.len() });
                 }
-                let entry: C::Entry = codec::decode(&value)?;
+                let entry: C::Entry = legacy::decode_entry::<C>(&value)?;
                 Ok(Some(entry.get_log_id().clone()))
             }
             None => Ok(None),
@@ -154,8 +169,9 @@ where
 
     fn write_entries(&self, entries: impl IntoIterator<Item = C::Entry>) -> Result<(), Error> {
         let mut batch = sled::Batch::default();
+        let format = self.format.get();
         for entry in entries {
-            batch.insert(&log_key(entry.get_log_id().index), codec::encode(&entry)?);
+            batch.insert(&log_key(entry.get_log_id().index), legacy::encode_entry::<C>(&entry, format)?);
         }
         self.log.apply_batch(batch)?;
         Ok(())
@@ -164,7 +180,7 @@ where
 
 impl<C> RaftLogReader<C> for LogStore<C>
 where
-    C: RaftTypeConfig,
+    C: LegacyFormat,
     C::Entry: Serialize + DeserializeOwned,
 {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
@@ -177,7 +193,7 @@ where
 
 impl<C> RaftLogStorage<C> for LogStore<C>
 where
-    C: RaftTypeConfig,
+    C: LegacyFormat,
     C::Entry: Serialize + DeserializeOwned,
 {
     type LogReader = Self;
@@ -192,7 +208,7 @@ where
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let res = match self.set_meta(KEY_VOTE, vote) {
-            Ok(()) => flush(&self.db).await,
+            Ok(()) => flush(&self.disk).await,
             Err(e) => Err(e),
         };
         res.map_err(sto(StorageIOError::write_vote))
@@ -232,7 +248,7 @@ where
         tracing::debug!(%log_id, "truncating raft log");
         let res = match self.remove_range(log_key(log_id.index)..) {
             // Flushed so that conflicting entries cannot reappear after a crash.
-            Ok(()) => flush(&self.db).await,
+            Ok(()) => flush(&self.disk).await,
             Err(e) => Err(e),
         };
         res.map_err(sto(StorageIOError::write_logs))
@@ -244,7 +260,7 @@ where
         // purged entries, whereas entries gone without the marker would look like a hole.
         let res = self.set_meta(KEY_LAST_PURGED, &log_id).and_then(|()| self.remove_range(..=log_key(log_id.index)));
         let res = match res {
-            Ok(()) => flush(&self.db).await,
+            Ok(()) => flush(&self.disk).await,
             Err(e) => Err(e),
         };
         res.map_err(sto(StorageIOError::write_logs))

@@ -15,14 +15,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::codec::CodecError;
 use crate::error::sto;
-use crate::store::{flush, TREE_DOCUMENTS, TREE_SNAPSHOT};
-use crate::{codec, Error};
+use crate::legacy::{self, Applied, LegacyFormat};
+use crate::store::{flush, Disk, Store, WriteFormat, TREE_DOCUMENTS, TREE_SNAPSHOT};
+use crate::{codec, documents, Error};
 
 // Meta and data are separate values written in one batch, so the (possibly large) data is never
 // copied into a wrapper just to be stored.
-const KEY_META: &str = "current.meta";
-const KEY_DATA: &str = "current.data";
+pub(crate) const KEY_META: &str = "current.meta";
+pub(crate) const KEY_DATA: &str = "current.data";
 
 /// The replicated state machine's logic, supplied by the raft crate.
 ///
@@ -45,6 +47,22 @@ pub trait Machine<C: RaftTypeConfig>: Default + Serialize + DeserializeOwned + S
     /// a snapshot.
     fn all_documents(&self) -> Vec<(String, Vec<u8>)> {
         Vec::new()
+    }
+
+    /// The format the cluster writes in, as this state decides it (its cluster level).
+    fn format(&self) -> u8 {
+        codec::CURRENT
+    }
+
+    /// Reads a snapshot's data written in format v0 (the frozen types and the migration step
+    /// live with the machine).
+    fn state_from_v0(_payload: &[u8]) -> Result<(Applied<C>, Self), CodecError> {
+        Err(CodecError::NoSuchKind { what: "a snapshot of this state machine", format: 0 })
+    }
+
+    /// Writes a snapshot's data in format v0.
+    fn state_to_v0(&self, _applied: &Applied<C>) -> Result<Vec<u8>, CodecError> {
+        Err(CodecError::Unrepresentable { what: "a snapshot of this state machine".into(), format: 0 })
     }
 }
 
@@ -89,18 +107,22 @@ impl<C: RaftTypeConfig, M> Shared<C, M> {
 /// Clones share the in-memory state and the database.
 pub struct StateMachineStore<C: RaftTypeConfig, M> {
     db: sled::Db,
+    disk: Disk,
     snapshots: sled::Tree,
     documents: sled::Tree,
     shared: Arc<Shared<C, M>>,
+    format: WriteFormat,
 }
 
 impl<C: RaftTypeConfig, M> Clone for StateMachineStore<C, M> {
     fn clone(&self) -> Self {
         Self {
             db: self.db.clone(),
+            disk: self.disk.clone(),
             snapshots: self.snapshots.clone(),
             documents: self.documents.clone(),
             shared: self.shared.clone(),
+            format: self.format.clone(),
         }
     }
 }
@@ -116,14 +138,15 @@ type StoredSnapshot<C> = (SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as Raft
 
 impl<C, M> StateMachineStore<C, M>
 where
-    C: RaftTypeConfig,
+    C: LegacyFormat,
     M: Machine<C>,
 {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, Error> {
+    pub(crate) fn open(store: &Store) -> Result<Self, Error> {
+        let db = &store.db;
         let snapshots = db.open_tree(TREE_SNAPSHOT)?;
         let state = match read_snapshot::<C>(&snapshots, true)? {
             Some((meta, data)) => {
-                let state: SmState<C, M> = codec::decode(&data)?;
+                let state: SmState<C, M> = decode_state(&data)?;
                 if state.last_applied != meta.last_log_id {
                     return Err(Error::SnapshotMismatch {
                         meta: format!("{:?}", meta.last_log_id),
@@ -142,15 +165,19 @@ where
         // re-applies as far as it knows them committed). Resetting it to the snapshot would
         // make a node that restarts without quorum serve older documents than it had. Only a
         // tree that has none at all (a data dir from before the OVF store) is filled.
+        let format = store.format.clone();
+        format.set(state.machine.format());
         if documents.is_empty() {
-            sync_documents(&documents, state.machine.all_documents())?;
+            sync_documents(&documents, state.machine.all_documents(), format.get())?;
         }
         let (applied, _) = watch::channel(index_of(&state.last_applied));
         Ok(Self {
             db: db.clone(),
+            disk: store.disk.clone(),
             snapshots,
             documents,
             shared: Arc::new(Shared { state: RwLock::new(state), applied, persist: Mutex::new(()) }),
+            format,
         })
     }
 
@@ -182,18 +209,18 @@ where
                 }
             }
             let mut batch = sled::Batch::default();
-            batch.insert(KEY_META, codec::encode(meta)?);
+            batch.insert(KEY_META, legacy::encode_at(meta, self.format.get(), C::meta_to_v0)?);
             batch.insert(KEY_DATA, data);
             self.snapshots.apply_batch(batch)?;
         }
-        flush(&self.db).await?;
+        flush(&self.disk).await?;
         Ok(true)
     }
 
     async fn build(&self) -> Result<StoredSnapshot<C>, Error> {
         let (data, last_applied, last_membership) = {
             let state = self.shared.read()?;
-            (codec::encode(&*state)?, state.last_applied.clone(), state.last_membership.clone())
+            (encode_state(&state)?, state.last_applied.clone(), state.last_membership.clone())
         };
         // sled's generated ids stay unique across restarts, so two snapshots at the same log id
         // (say, one before and one after a restart) never share an id.
@@ -213,7 +240,7 @@ where
 
     async fn install(&self, meta: &SnapshotMeta<C::NodeId, C::Node>, data: Vec<u8>) -> Result<(), Error> {
         // Decoded before anything is replaced, so a bad snapshot leaves the current state intact.
-        let state: SmState<C, M> = codec::decode(&data)?;
+        let state: SmState<C, M> = decode_state(&data)?;
         if state.last_applied != meta.last_log_id {
             return Err(Error::SnapshotMismatch {
                 meta: format!("{:?}", meta.last_log_id),
@@ -224,7 +251,8 @@ where
         self.persist_snapshot(meta, &data, false).await?;
         let index = index_of(&state.last_applied);
         let mut guard = self.shared.write()?;
-        sync_documents(&self.documents, state.machine.all_documents())?;
+        self.format.set(state.machine.format());
+        sync_documents(&self.documents, state.machine.all_documents(), self.format.get())?;
         *guard = state;
         drop(guard);
         self.shared.applied.send_replace(index);
@@ -235,7 +263,7 @@ where
 
 /// Makes the document tree hold exactly `docs`: changed ones rewritten, missing ones added,
 /// the rest removed. Unchanged documents are not written.
-fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
+fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>, format: u8) -> Result<(), Error> {
     let wanted: std::collections::BTreeMap<String, Vec<u8>> = docs.into_iter().collect();
     let mut batch = sled::Batch::default();
     let mut changed = 0usize;
@@ -247,8 +275,8 @@ fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>) -> Result<(),
         }
     }
     for (key, doc) in &wanted {
-        if tree.get(key.as_bytes())?.is_none_or(|v| v[..] != doc[..]) {
-            batch.insert(key.as_bytes(), doc.as_slice());
+        if tree.get(key.as_bytes())?.is_none_or(|v| documents::read(&v).is_ok_and(|old| old[..] != doc[..])) {
+            batch.insert(key.as_bytes(), documents::write(doc, format));
             changed += 1;
         }
     }
@@ -260,13 +288,13 @@ fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>) -> Result<(),
 }
 
 /// Writes the documents one apply batch changed; unchanged ones are left alone.
-fn write_documents(tree: &sled::Tree, docs: Vec<(String, Option<Vec<u8>>)>) -> Result<(), Error> {
+fn write_documents(tree: &sled::Tree, docs: Vec<(String, Option<Vec<u8>>)>, format: u8) -> Result<(), Error> {
     let mut batch = sled::Batch::default();
     for (key, doc) in docs {
         match doc {
             Some(doc) => {
-                if tree.get(key.as_bytes())?.is_none_or(|v| v[..] != doc[..]) {
-                    batch.insert(key.as_bytes(), doc);
+                if tree.get(key.as_bytes())?.is_none_or(|v| documents::read(&v).is_ok_and(|old| old[..] != doc[..])) {
+                    batch.insert(key.as_bytes(), documents::write(&doc, format));
                 }
             }
             None => batch.remove(key.as_bytes()),
@@ -277,7 +305,7 @@ fn write_documents(tree: &sled::Tree, docs: Vec<(String, Option<Vec<u8>>)>) -> R
 }
 
 /// The current snapshot, with its data only if `with_data` (the metadata alone is cheap).
-fn read_snapshot<C: RaftTypeConfig>(tree: &sled::Tree, with_data: bool) -> Result<Option<StoredSnapshot<C>>, Error> {
+fn read_snapshot<C: LegacyFormat>(tree: &sled::Tree, with_data: bool) -> Result<Option<StoredSnapshot<C>>, Error> {
     let Some(meta) = tree.get(KEY_META)? else {
         return Ok(None);
     };
@@ -289,12 +317,43 @@ fn read_snapshot<C: RaftTypeConfig>(tree: &sled::Tree, with_data: bool) -> Resul
     } else {
         Vec::new()
     };
-    Ok(Some((codec::decode(&meta)?, data)))
+    Ok(Some((legacy::decode_with(&meta, C::meta_from_v0)?, data)))
+}
+
+/// A snapshot's data as this store writes it, in `format` (for tools and fixtures).
+pub fn encode_snapshot_data<C: LegacyFormat, M: Machine<C>>(
+    applied: Applied<C>,
+    machine: M,
+    format: u8,
+) -> Result<Vec<u8>, CodecError> {
+    let state = SmState::<C, M> { last_applied: applied.0, last_membership: applied.1, machine };
+    let applied = (state.last_applied.clone(), state.last_membership.clone());
+    legacy::encode_at(&state, format, |s| s.machine.state_to_v0(&applied))
+}
+
+/// Reads a snapshot's data in any format this build knows.
+pub fn decode_snapshot_data<C: LegacyFormat, M: Machine<C>>(data: &[u8]) -> Result<(Applied<C>, M), CodecError> {
+    let state: SmState<C, M> = decode_state(data)?;
+    Ok(((state.last_applied, state.last_membership), state.machine))
+}
+
+/// A snapshot's data in the machine's current format: v0 through the machine's frozen types
+/// while the cluster is at level 0, else the current format.
+fn encode_state<C: LegacyFormat, M: Machine<C>>(state: &SmState<C, M>) -> Result<Vec<u8>, CodecError> {
+    let applied = (state.last_applied.clone(), state.last_membership.clone());
+    legacy::encode_at(state, state.machine.format(), |s| s.machine.state_to_v0(&applied))
+}
+
+fn decode_state<C: LegacyFormat, M: Machine<C>>(data: &[u8]) -> Result<SmState<C, M>, CodecError> {
+    legacy::decode_with(data, |payload| {
+        let ((last_applied, last_membership), machine) = M::state_from_v0(payload)?;
+        Ok(SmState { last_applied, last_membership, machine })
+    })
 }
 
 impl<C, M> RaftSnapshotBuilder<C> for StateMachineStore<C, M>
 where
-    C: RaftTypeConfig<SnapshotData = Cursor<Vec<u8>>>,
+    C: LegacyFormat<SnapshotData = Cursor<Vec<u8>>>,
     M: Machine<C>,
 {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
@@ -305,7 +364,7 @@ where
 
 impl<C, M> RaftStateMachine<C> for StateMachineStore<C, M>
 where
-    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = Cursor<Vec<u8>>>,
+    C: LegacyFormat<Entry = Entry<C>, SnapshotData = Cursor<Vec<u8>>>,
     C::R: Default,
     M: Machine<C>,
 {
@@ -339,8 +398,9 @@ where
                 };
                 responses.push(response);
             }
+            self.format.set(state.machine.format());
             // Written under the lock, so that a reader who sees this state finds its documents.
-            write_documents(&self.documents, state.machine.take_documents())
+            write_documents(&self.documents, state.machine.take_documents(), self.format.get())
                 .map_err(sto(StorageIOError::write_state_machine))?;
             index_of(&state.last_applied)
         };
@@ -434,6 +494,7 @@ mod tests {
     use super::*;
 
     openraft::declare_raft_types!(Cfg: D = u64, R = u64);
+    impl LegacyFormat for Cfg {}
 
     #[derive(Default, Serialize, Deserialize)]
     struct Sum(u64);

@@ -2,9 +2,10 @@
 //! log store and the state machine store. It owns the tree layout; it must never let a sled type
 //! escape into the public API, since no other crate may depend on sled.
 
+use std::fs::File;
 use std::path::Path;
-
-use openraft::RaftTypeConfig;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
 use crate::log_store::LogStore;
 use crate::state_machine::{Machine, StateMachineStore};
@@ -23,19 +24,108 @@ pub(crate) const TREE_DOCUMENTS: &str = "ovf";
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) db: sled::Db,
+    pub(crate) disk: Disk,
+    pub(crate) format: WriteFormat,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Bounds sled's page cache, which dominates the idle memory of a node.
+    pub cache_bytes: u64,
+    /// `fdatasync` the database file after every flush (the default). Off only for measuring
+    /// what the sync costs and for the power-loss test's negative control: a store opened
+    /// without it loses acknowledged writes when the machine loses power.
+    pub sync: bool,
+}
+
+impl Options {
+    pub fn new(cache_bytes: u64) -> Options {
+        Options { cache_bytes, sync: true }
+    }
+}
+
+/// The format version this node writes its stored values and Raft messages in: the cluster
+/// level of the state it has applied (raised by `cluster upgrade`), shared by the log store,
+/// the state machine store and the network.
+#[derive(Debug, Clone)]
+pub struct WriteFormat(Arc<AtomicU8>);
+
+impl WriteFormat {
+    pub fn new(format: u8) -> WriteFormat {
+        WriteFormat(Arc::new(AtomicU8::new(format)))
+    }
+
+    pub fn get(&self) -> u8 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self, format: u8) {
+        let before = self.0.swap(format, Ordering::AcqRel);
+        if before != format {
+            tracing::info!(
+                from = before,
+                to = format,
+                "stored values and Raft messages now written in format v{format}"
+            );
+        }
+    }
+}
+
+/// Makes sled's writes durable: sled 0.34's `flush` ends in `sync_file_range`, which neither
+/// commits the file's size nor flushes the disk's write cache (sled issue 1452), so the
+/// database file is `fdatasync`ed after it.
+#[derive(Debug, Clone)]
+pub(crate) struct Disk {
+    db: sled::Db,
+    file: Option<Arc<File>>,
+}
+
+impl Disk {
+    pub(crate) fn flush(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        if let Some(file) = &self.file {
+            file.sync_data().map_err(Error::Sync)?;
+        }
+        Ok(())
+    }
 }
 
 impl Store {
-    /// Opens (creating) the database in `dir.join("db")`; `cache_bytes` bounds sled's page cache,
-    /// which dominates the idle memory of a node.
+    /// Opens (creating) the database in `dir.join("db")` with the default options.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, Error> {
+        Store::open_with(dir, Options::new(cache_bytes))
+    }
+
+    /// Opens (creating) the database in `dir.join("db")`.
+    ///
+    /// A damaged database is an error, never a panic: sled 0.34 panics on some damaged files
+    /// (a truncated one, for instance) while it recovers them, and that panic is caught here and
+    /// turned into [`Error::Damaged`].
+    pub fn open_with(dir: &Path, options: Options) -> Result<Store, Error> {
         let path = dir.join("db");
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|source| Error::Open { path, source })?;
-        Ok(Store { db })
+        let config = sled::Config::new().path(&path).cache_capacity(options.cache_bytes);
+        let db = match quietly(std::panic::AssertUnwindSafe(move || config.open())) {
+            Ok(Ok(db)) => db,
+            Ok(Err(source)) => return Err(Error::Open { path, source }),
+            Err(detail) => return Err(Error::Damaged { path, detail }),
+        };
+        let file = if options.sync {
+            // sled keeps its data in the one file `db` (and `conf`, written once at creation):
+            // sync the directory now, so that the files themselves survive a power loss too.
+            let file = File::open(path.join("db")).map_err(Error::Sync)?;
+            File::open(&path).and_then(|d| d.sync_all()).map_err(Error::Sync)?;
+            Some(Arc::new(file))
+        } else {
+            tracing::warn!("the store is opened without fdatasync: a power loss can lose acknowledged writes");
+            None
+        };
+        Ok(Store { disk: Disk { db: db.clone(), file }, db, format: WriteFormat::new(crate::codec::CURRENT) })
+    }
+
+    /// The format this node writes in; follows the cluster level of the applied state.
+    pub fn write_format(&self) -> WriteFormat {
+        self.format.clone()
     }
 
     /// Reads a node-local fact written by [`Store::set_local`].
@@ -49,16 +139,15 @@ impl Store {
     pub fn set_local(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         let tree = self.db.open_tree(TREE_LOCAL)?;
         tree.insert(key, value)?;
-        self.db.flush()?;
-        Ok(())
+        self.disk.flush()
     }
 
     /// The raft log and vote store. Every call returns a view of the same trees.
     pub fn log_store<C>(&self) -> Result<LogStore<C>, Error>
     where
-        C: RaftTypeConfig,
+        C: crate::LegacyFormat,
     {
-        LogStore::open(&self.db)
+        LogStore::open(self)
     }
 
     /// The state machine store, starting from the persisted snapshot if there is one.
@@ -66,10 +155,93 @@ impl Store {
     /// Each call builds a separate in-memory state machine, so a node should call it once.
     pub fn state_machine<C, M>(&self) -> Result<StateMachineStore<C, M>, Error>
     where
-        C: RaftTypeConfig,
+        C: crate::LegacyFormat,
         M: Machine<C>,
     {
-        StateMachineStore::open(&self.db)
+        StateMachineStore::open(self)
+    }
+
+    /// The state this store holds, as far as its log goes: the snapshot, with every entry of
+    /// the log after it applied, committed or not (for `--force-new-cluster`: a lone survivor
+    /// keeps everything it has).
+    pub fn recovered_state<C, M>(&self) -> Result<(Option<openraft::LogId<C::NodeId>>, M), Error>
+    where
+        C: crate::LegacyFormat<Entry = openraft::Entry<C>>,
+        C::Entry: serde::de::DeserializeOwned,
+        M: Machine<C>,
+    {
+        let snapshots = self.db.open_tree(TREE_SNAPSHOT)?;
+        let (mut last, mut machine) = match snapshots.get(crate::state_machine::KEY_DATA)? {
+            Some(data) => {
+                let ((last, _), machine) = crate::state_machine::decode_snapshot_data::<C, M>(&data)?;
+                (last, machine)
+            }
+            None => (None, M::default()),
+        };
+        let after = last.as_ref().map_or(0, |l| l.index + 1);
+        for item in self.db.open_tree(TREE_LOG)?.range(after.to_be_bytes()..) {
+            let (_, v) = item?;
+            let entry: openraft::Entry<C> = crate::legacy::decode_entry::<C>(&v)?;
+            if let openraft::EntryPayload::Normal(data) = &entry.payload {
+                machine.apply(&entry.log_id, data);
+            }
+            last = Some(entry.log_id);
+        }
+        machine.take_documents();
+        Ok((last, machine))
+    }
+
+    /// Replaces everything Raft knows with a one-member start: `machine` as a snapshot at
+    /// `last`, an empty log purged up to it, `membership`, and `vote`. What `--restore` and
+    /// `--force-new-cluster` start from; the node then elects itself.
+    pub fn start_over<C, M>(
+        &self,
+        machine: M,
+        last: openraft::LogId<C::NodeId>,
+        membership: openraft::StoredMembership<C::NodeId, C::Node>,
+        vote: openraft::Vote<C::NodeId>,
+    ) -> Result<(), Error>
+    where
+        C: crate::LegacyFormat,
+        M: Machine<C>,
+    {
+        let format = machine.format();
+        let docs = machine.all_documents();
+        let data = crate::state_machine::encode_snapshot_data::<C, M>(
+            (Some(last.clone()), membership.clone()),
+            machine,
+            format,
+        )?;
+        let meta = openraft::SnapshotMeta {
+            last_log_id: Some(last.clone()),
+            last_membership: membership,
+            snapshot_id: format!("start-over-{}-{}", last.index, self.db.generate_id()?),
+        };
+        for tree in [TREE_LOG, TREE_RAFT, TREE_SNAPSHOT, TREE_DOCUMENTS] {
+            self.db.open_tree(tree)?.clear()?;
+        }
+        let snapshots = self.db.open_tree(TREE_SNAPSHOT)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(crate::state_machine::KEY_META, crate::legacy::encode_at(&meta, format, C::meta_to_v0)?);
+        batch.insert(crate::state_machine::KEY_DATA, data);
+        snapshots.apply_batch(batch)?;
+        let raft = self.db.open_tree(TREE_RAFT)?;
+        raft.insert(crate::log_store::KEY_LAST_PURGED, crate::codec::encode_plain(&last, format)?)?;
+        raft.insert(crate::log_store::KEY_VOTE, crate::codec::encode_plain(&vote, format)?)?;
+        let documents = self.db.open_tree(TREE_DOCUMENTS)?;
+        let mut batch = sled::Batch::default();
+        for (key, doc) in docs {
+            batch.insert(key.as_bytes(), crate::documents::write(&doc, format));
+        }
+        documents.apply_batch(batch)?;
+        self.disk.flush()
+    }
+
+    /// Whether the store holds anything of Raft's (a vote, a log entry, a snapshot).
+    pub fn has_raft_state(&self) -> Result<bool, Error> {
+        Ok(!self.db.open_tree(TREE_RAFT)?.is_empty()
+            || !self.db.open_tree(TREE_LOG)?.is_empty()
+            || !self.db.open_tree(TREE_SNAPSHOT)?.is_empty())
     }
 
     /// The state machine's documents (the OVF store), by key; readable with no quorum.
@@ -78,7 +250,7 @@ impl Store {
         tree.iter()
             .map(|item| {
                 let (k, v) = item?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+                Ok((String::from_utf8_lossy(&k).into_owned(), crate::documents::read(&v)?))
             })
             .collect()
     }
@@ -86,13 +258,15 @@ impl Store {
     /// One document of the state machine's document tree.
     pub fn document(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         let tree = self.db.open_tree(TREE_DOCUMENTS)?;
-        Ok(tree.get(key)?.map(|v| v.to_vec()))
+        Ok(match tree.get(key)? {
+            Some(v) => Some(crate::documents::read(&v)?),
+            None => None,
+        })
     }
 
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), Error> {
-        self.db.flush()?;
-        Ok(())
+        self.disk.flush()
     }
 
     /// The bytes the database occupies on disk, for watching sled's growth.
@@ -101,13 +275,30 @@ impl Store {
     }
 }
 
-/// Flushes `db` without blocking the async runtime.
+/// Flushes (and syncs) without blocking the async runtime.
 ///
 /// sled 0.34's own `flush_async` can miss its wake-up and hang when several flushes overlap
 /// (sled issues 1241, 1308; fixed only on sled's unreleased main), so the blocking flush runs on
 /// tokio's blocking pool instead.
-pub(crate) async fn flush(db: &sled::Db) -> Result<(), Error> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || db.flush()).await.map_err(Error::FlushTask)??;
-    Ok(())
+pub(crate) async fn flush(disk: &Disk) -> Result<(), Error> {
+    let disk = disk.clone();
+    tokio::task::spawn_blocking(move || disk.flush()).await.map_err(Error::FlushTask)?
+}
+
+/// Runs `f`, turning a panic into its message, with the default panic hook silenced meanwhile
+/// so that a damaged file prints one error line rather than a panic report and backtrace.
+fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, String> {
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = HOOK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(f);
+    std::panic::set_hook(hook);
+    result.map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "sled panicked while opening it".into())
+    })
 }

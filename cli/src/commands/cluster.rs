@@ -19,6 +19,8 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
         ClusterCommand::Join { peer, token } => join(ctx, peer, token).await,
         ClusterCommand::Status => status(ctx).await,
         ClusterCommand::Edit(args) => edit(ctx, args).await,
+        ClusterCommand::Upgrade => upgrade(ctx).await,
+        ClusterCommand::Backup { file, force } => backup(ctx, &file, force).await,
         ClusterCommand::Token(TokenCommand::Create { ttl }) => create_token(ctx, ttl.map_or(0, |t| t.as_secs())).await,
     }
 }
@@ -144,6 +146,56 @@ async fn edit(ctx: &Context, args: EditClusterArgs) -> Result<()> {
     Ok(())
 }
 
+async fn upgrade(ctx: &Context) -> Result<()> {
+    let response = ctx
+        .nodes
+        .write_once(|channel| async move { ClusterServiceClient::new(channel).upgrade(proto::UpgradeRequest {}).await })
+        .await?;
+    match ctx.format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "from_level": response.from_level,
+            "cluster_level": response.to_level,
+        }))?,
+        Format::Table => {
+            output::print(&format!("cluster level raised from {} to {}\n", response.from_level, response.to_level))?
+        }
+    }
+    Ok(())
+}
+
+async fn backup(ctx: &Context, file: &std::path::Path, force: bool) -> Result<()> {
+    if file.exists() && !force {
+        anyhow::bail!("{} exists already; give --force to overwrite it", file.display());
+    }
+    let response = ctx
+        .nodes
+        .read(|channel| async move { ClusterServiceClient::new(channel).backup(proto::BackupRequest {}).await })
+        .await?;
+    // Written beside the target and renamed, so a failed write never leaves half a backup.
+    let tmp = file.with_extension("partial");
+    std::fs::write(&tmp, &response.data)
+        .and_then(|_| std::fs::rename(&tmp, file))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    match ctx.format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "cluster": response.cluster,
+            "applied_index": response.applied_index,
+            "cluster_level": response.cluster_level,
+            "bytes": response.data.len(),
+        }))?,
+        Format::Table => output::print(&format!(
+            "backup of cluster {} (log index {}, level {}) written to {} ({} bytes)\n",
+            response.cluster,
+            response.applied_index,
+            response.cluster_level,
+            file.display(),
+            response.data.len()
+        ))?,
+    }
+    Ok(())
+}
+
 fn scheduling_name(policy: &str) -> String {
     match policy {
         "even" => "even (spread VMs over the hosts)".to_string(),
@@ -176,16 +228,27 @@ fn status_table(view: &ClusterStatusView) -> String {
         .add("leader", leader)
         .add("term", view.term.to_string())
         .add("this node", view.this_node_id.to_string())
+        .add("cluster level", view.cluster_level.to_string())
         .add("last applied", view.last_applied.to_string())
         .add("scheduling", scheduling_name(&view.scheduling))
         .add("cpu overcommit", format!("{} vCPUs per CPU", view.cpu_overcommit))
         .add("migrations", migration_text(&view.migration));
 
-    let mut members = Table::new(&["ID", "NAME", "ADDRESS", "ROLE", "REACHABLE"]);
+    let mut members = Table::new(&["ID", "NAME", "ADDRESS", "ROLE", "REACHABLE", "VERSION", "MAX LEVEL"]);
     for m in &view.members {
         let role = if m.id == view.leader_id { format!("{} (leader)", m.role) } else { m.role.clone() };
         let reachable = if m.reachable { "yes" } else { "no" };
-        members.row(vec![m.id.to_string(), m.name.clone(), m.address.clone(), role, reachable.to_string()]);
+        let (version, level) =
+            if m.reachable { (m.version.clone(), m.max_level.to_string()) } else { ("-".into(), "-".into()) };
+        members.row(vec![
+            m.id.to_string(),
+            m.name.clone(),
+            m.address.clone(),
+            role,
+            reachable.to_string(),
+            version,
+            level,
+        ]);
     }
     format!("{}\n{}", fields.render(), members.render())
 }

@@ -106,9 +106,113 @@ impl ClusterService for Api {
     async fn create_token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
         self.token(req).await
     }
+
+    async fn upgrade(&self, _req: Request<UpgradeRequest>) -> Result<Response<UpgradeResponse>, Status> {
+        let from = self.0.read(false, |s| s.cluster.as_ref().map(|c| c.level)).await.map_err(status)?;
+        let from = from.ok_or_else(|| status(ClusterError::FailedPrecondition("there is no cluster yet".into())))?;
+        let to = corral_storage::codec::CURRENT;
+        if from >= to {
+            return Err(status(ClusterError::FailedPrecondition(format!(
+                "the cluster is already at level {from}, the highest this build ({}) supports",
+                crate::VERSION
+            ))));
+        }
+        // Every member must be seen to support the new level: one that is silent may be an old
+        // build that would fail on the first entry it cannot read.
+        let behind: Vec<String> = self
+            .members()
+            .await
+            .map_err(status)?
+            .into_iter()
+            .filter(|m| !m.reachable || m.max_level < to as u32)
+            .map(|m| {
+                if m.reachable {
+                    format!("{} (version {}, level {})", m.name, m.version, m.max_level)
+                } else {
+                    format!("{} (not answering)", m.name)
+                }
+            })
+            .collect();
+        if !behind.is_empty() {
+            return Err(status(ClusterError::FailedPrecondition(format!(
+                "the cluster level stays at {from}: raising it to {to} needs every member on version {} or later, \
+                 and {} {} not; upgrade {} first",
+                crate::VERSION,
+                behind.join(", "),
+                if behind.len() == 1 { "is" } else { "are" },
+                if behind.len() == 1 { "it" } else { "them" },
+            ))));
+        }
+        self.0.write(None, Op::SetClusterLevel { level: to }).await.map_err(status)?;
+        tracing::info!(from, to, "cluster level raised");
+        Ok(Response::new(UpgradeResponse { from_level: from.into(), to_level: to.into() }))
+    }
+
+    async fn backup(&self, _req: Request<BackupRequest>) -> Result<Response<BackupResponse>, Status> {
+        let (backup, cluster) = self
+            .0
+            .read(false, |s| {
+                let backup = corral_raft::format::backup::Backup {
+                    cluster_id: crate::identity::cluster_id(s).unwrap_or_default(),
+                    taken_ms: now_ms(),
+                    applied_index: 0,
+                    state: s.clone(),
+                };
+                (backup, s.cluster.as_ref().map(|c| (c.name.clone(), c.level)))
+            })
+            .await
+            .map_err(status)?;
+        let (cluster, level) =
+            cluster.ok_or_else(|| status(ClusterError::FailedPrecondition("there is no cluster yet".into())))?;
+        let applied_index = self.0.parts().map_err(status)?.state.last_applied().map_or(0, |l| l.index);
+        let backup = corral_raft::format::backup::Backup { applied_index, ..backup };
+        let data = backup.encode().map_err(|e| {
+            Status::internal(format!("the backup could not be encoded: {}", corral_storage::error_chain(&e)))
+        })?;
+        Ok(Response::new(BackupResponse { data, cluster, applied_index, cluster_level: level.into() }))
+    }
 }
 
 impl Api {
+    /// Every Raft member with its role, whether it answers, its version and the highest cluster
+    /// level it supports (release 3f21f51 answers pings without saying: version 0.1.0, level 0).
+    async fn members(&self) -> Result<Vec<Member>, ClusterError> {
+        let parts = self.0.parts()?;
+        let metrics = parts.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: Vec<_> = membership.voter_ids().collect();
+        let probes = membership.nodes().map(|(id, info)| {
+            let node = self.0.clone();
+            let (id, info, this) = (*id, info.clone(), parts.id);
+            let voter = voters.contains(&id);
+            async move {
+                let answer = if id == this {
+                    Some((crate::VERSION.to_string(), corral_storage::codec::CURRENT.into()))
+                } else {
+                    ping(&node, &info.address).await.map(|p| {
+                        if p.version.is_empty() {
+                            (PREVIOUS_RELEASE.to_string(), 0)
+                        } else {
+                            (p.version, p.max_level)
+                        }
+                    })
+                };
+                let reachable = answer.is_some();
+                let (version, max_level) = answer.unwrap_or_default();
+                Member {
+                    id,
+                    name: info.name,
+                    address: info.address,
+                    role: if voter { "voter" } else { "learner" }.into(),
+                    reachable,
+                    version,
+                    max_level,
+                }
+            }
+        });
+        Ok(join_all(probes).await)
+    }
+
     async fn cluster_status(&self, stale: bool) -> Result<ClusterStatus, Status> {
         let (cluster, settings) = self
             .0
@@ -120,27 +224,12 @@ impl Api {
             })
             .await
             .map_err(status)?;
+        let cluster_level = self.0.read(true, |s| s.cluster.as_ref().map_or(0, |c| c.level)).await.map_err(status)?;
         let parts = self.0.parts().map_err(status)?;
         let metrics = parts.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership().clone();
-        let voters: Vec<_> = membership.voter_ids().collect();
-        let probes = membership.nodes().map(|(id, info)| {
-            let node = self.0.clone();
-            let (id, info, this) = (*id, info.clone(), parts.id);
-            let voter = voters.contains(&id);
-            async move {
-                let reachable = id == this || ping(&node, &info.address).await;
-                Member {
-                    id,
-                    name: info.name,
-                    address: info.address,
-                    role: if voter { "voter" } else { "learner" }.into(),
-                    reachable,
-                }
-            }
-        });
-        let members = join_all(probes).await;
+        let members = self.members().await.map_err(status)?;
         Ok(ClusterStatus {
+            cluster_level: cluster_level.into(),
             settings,
             cluster,
             leader_id: metrics.current_leader.unwrap_or(0),
@@ -184,9 +273,15 @@ fn settings(s: &ClusterState) -> ClusterSettings {
     }
 }
 
-async fn ping(node: &Node, address: &str) -> bool {
-    let Ok(channel) = node.network.channel(address) else { return false };
+/// The version of release 3f21f51, whose pings do not say it.
+const PREVIOUS_RELEASE: &str = "0.1.0";
+
+async fn ping(node: &Node, address: &str) -> Option<PingResponse> {
+    let channel = node.network.channel(address).ok()?;
     let mut req = Request::new(PingRequest {});
     req.set_timeout(PING_TIMEOUT);
-    tokio::time::timeout(PING_TIMEOUT, RaftServiceClient::new(channel).ping(req)).await.is_ok_and(|r| r.is_ok())
+    match tokio::time::timeout(PING_TIMEOUT, RaftServiceClient::new(channel).ping(req)).await {
+        Ok(Ok(r)) => Some(r.into_inner()),
+        _ => None,
+    }
 }

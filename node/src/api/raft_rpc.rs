@@ -5,20 +5,21 @@ use std::sync::Arc;
 
 use corral_proto::raft_service_server::RaftService;
 use corral_proto::{PingRequest, PingResponse, RaftPayload, WaitAppliedRequest};
+use corral_raft::format::wire::Wire;
 use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest};
 use corral_raft::network::{decode, payload};
-use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::node::Node;
 
 pub struct Api(pub Arc<Node>);
 
-fn reply<T: Serialize>(v: &T) -> Result<Response<RaftPayload>, Status> {
-    payload(v).map(Response::new).map_err(Status::internal)
+/// The answer, in the format the request came in (so a node of an older build understands it).
+fn reply<T: Wire>(v: &T, format: u8) -> Result<Response<RaftPayload>, Status> {
+    payload(v, format).map(Response::new).map_err(Status::internal)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
+fn parse<T: Wire>(req: Request<RaftPayload>) -> Result<(T, u8), Status> {
     decode(&req.into_inner().data).map_err(Status::invalid_argument)
 }
 
@@ -26,28 +27,31 @@ fn parse<T: serde::de::DeserializeOwned>(req: Request<RaftPayload>) -> Result<T,
 impl RaftService for Api {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let raft = &self.0.parts().map_err(super::status)?.raft;
-        reply(&raft.append_entries(parse(req)?).await)
+        let (rpc, format) = parse(req)?;
+        reply(&raft.append_entries(rpc).await, format)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let raft = &self.0.parts().map_err(super::status)?.raft;
-        reply(&raft.vote(parse(req)?).await)
+        let (rpc, format) = parse(req)?;
+        reply(&raft.vote(rpc).await, format)
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let raft = &self.0.parts().map_err(super::status)?.raft;
-        reply(&raft.install_snapshot(parse(req)?).await)
+        let (rpc, format) = parse(req)?;
+        reply(&raft.install_snapshot(rpc).await, format)
     }
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let Forwarded { hops, request } = parse(req)?;
+        let (Forwarded { hops, request }, format) = parse(req)?;
         let result: ForwardResult = match request {
             // Straight to this node: a heartbeat is answered by the leader it was sent to or
             // refused at once, never handed on or held while an election runs.
             LeaderRequest::Heartbeat { host, self_fenced, sent_ms } => self.0.heartbeat(host, self_fenced, sent_ms),
             request => self.0.route(request, hops).await,
         };
-        reply(&result)
+        reply(&result, format)
     }
 
     async fn ping(&self, _req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
@@ -58,7 +62,7 @@ impl RaftService for Api {
             }
             Err(_) => (0, 0, 0, 0),
         };
-        Ok(Response::new(PingResponse { node_id, leader_id, term, applied }))
+        Ok(Response::new(PingResponse { node_id, leader_id, term, applied, ..this_build() }))
     }
 
     async fn wait_applied(&self, req: Request<WaitAppliedRequest>) -> Result<Response<PingResponse>, Status> {
@@ -74,6 +78,16 @@ impl RaftService for Api {
             leader_id: m.current_leader.unwrap_or(0),
             term: m.current_term,
             applied: now,
+            ..this_build()
         }))
+    }
+}
+
+/// What a ping says of this build: its version and the highest cluster level it supports.
+fn this_build() -> PingResponse {
+    PingResponse {
+        version: crate::VERSION.to_string(),
+        max_level: corral_storage::codec::CURRENT.into(),
+        ..Default::default()
     }
 }

@@ -22,7 +22,6 @@ pub struct Api(pub Arc<Node>);
 const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
 const MAX_DISKS: usize = 16;
 /// How long an edit waits for every live host to confirm its OVF store.
-const OVF_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
     let disks = vm
@@ -304,12 +303,9 @@ impl VmService for Api {
             os: r.os,
         };
         validate::vm_changes(&changes).map_err(status)?;
-        // Returns once every live host's OVF store holds the edited VM's new document.
-        let (outcome, index) = self.0.write_indexed(rid, Op::EditVm { vm: r.vm, changes }).await.map_err(status)?;
-        let lagging = self.0.wait_applied_everywhere(index, OVF_WAIT).await.map_err(status)?;
-        if !lagging.is_empty() {
-            tracing::warn!(hosts = ?lagging, "edit applied, but these hosts did not confirm their OVF store in time");
-        }
+        // Returns once committed and applied here: every host writes the new OVF document as it
+        // applies the entry, so waiting for them would only make an edit wait on a dying host.
+        let outcome = self.0.write(rid, Op::EditVm { vm: r.vm, changes }).await.map_err(status)?;
         Ok(Response::new(self.written_vm(outcome)?))
     }
 

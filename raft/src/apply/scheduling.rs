@@ -34,6 +34,24 @@ impl ClusterState {
         Ok(Outcome::Host(Box::new(out)))
     }
 
+    /// Raises the cluster level; the node that proposes it checked that every member supports it.
+    pub(super) fn set_cluster_level(&mut self, now: i64, level: u8) -> Applied {
+        let info = self.require_cluster()?;
+        if level < info.level {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "the cluster is at level {} and a cluster level is never lowered (asked: {level})",
+                info.level
+            )));
+        }
+        let mut info = info.clone();
+        if level > info.level {
+            let from = std::mem::replace(&mut info.level, level);
+            self.cluster = Some(info.clone());
+            self.record(now, EventKind::ClusterEdited, format!("The cluster level was raised from {from} to {level}."));
+        }
+        Ok(Outcome::Cluster(Box::new(info)))
+    }
+
     pub(super) fn set_scheduling_policy(
         &mut self,
         now: i64,

@@ -10,6 +10,7 @@ fn cluster(hosts: &[(&str, u64, u32)]) -> ClusterState {
             created_ms: 0,
             scheduling: SchedulingPolicy::EvenDistribution,
             cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
+            level: 0,
         }),
         ..Default::default()
     };

@@ -123,10 +123,17 @@ pub fn commands() -> Vec<Command> {
     ops.push(Op::CreateAffinityLabel { name: "fast".into(), vms: vec!["db1".into()], hosts: vec!["host2".into()] });
     ops.push(Op::ReportEngineScore {
         host: 1,
-        score: EngineScore { score: 3000, penalties: vec![("gateway 10.0.0.1 unreachable".into(), 400)], measured_ms: T0 },
+        score: EngineScore {
+            score: 3000,
+            penalties: vec![("gateway 10.0.0.1 unreachable".into(), 400)],
+            measured_ms: T0,
+        },
     });
     ops.push(Op::SetEngineMaintenance { global: None, local: Some(("host3".into(), true)) });
-    ops.push(Op::RecordEvent { kind: EventKind::VmStateChanged, message: "VM stray found running on host host3".into() });
+    ops.push(Op::RecordEvent {
+        kind: EventKind::VmStateChanged,
+        message: "VM stray found running on host host3".into(),
+    });
     ops.push(Op::HostNonResponsive { id: 2, silent_ms: 3000 });
     ops.push(Op::HostDown { id: 2, how: "its lease ended".into() });
     ops.push(Op::RestartHaVms);

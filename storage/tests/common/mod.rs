@@ -26,6 +26,9 @@ openraft::declare_raft_types!(
         Node = BasicNode,
 );
 
+// A config with no release before format v1.
+impl corral_storage::LegacyFormat for TestConfig {}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub counts: BTreeMap<String, u64>,

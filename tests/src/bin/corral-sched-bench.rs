@@ -78,6 +78,7 @@ fn build(o: &Opts) -> ClusterState {
             created_ms: 0,
             scheduling: SchedulingPolicy::EvenDistribution,
             cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
+            level: 0,
         }),
         ..Default::default()
     };

@@ -1,0 +1,327 @@
+//! Who this node is, and what its data dir is allowed to be: a node with an identity whose state
+//! cannot be read is damaged and refuses to start (one line, naming the file and the remedies),
+//! never a blank node waiting for `bootstrap`. Also the offline recoveries that rewrite a data
+//! dir before corrald starts: `--rejoin`, `--restore FILE` and `--force-new-cluster`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use corral_proto::cluster_service_client::ClusterServiceClient;
+use corral_raft::format::backup::Backup;
+use corral_raft::model::HostState;
+use corral_raft::typ::{LogId, Membership};
+use corral_raft::{ClusterState, Command, NodeId, NodeInfo, Op, TypeConfig};
+use corral_storage::identity::{self, Identity};
+use corral_storage::{error_chain, Options, Store};
+use openraft::{CommittedLeaderId, StoredMembership, Vote};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+
+/// The node id in the store's local facts (the store's own copy, which Raft starts from).
+pub const LOCAL_NODE_ID: &str = "node_id";
+/// Set once the identity file was written: an identity file missing after that is damage.
+const LOCAL_IDENTITY_WRITTEN: &str = "identity_written";
+/// The members' addresses this node last knew, for `--rejoin` without `--peer`.
+const PEERS_FILE: &str = "peers";
+/// sled's page cache: small, so an idle node stays small.
+pub const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The data dir, opened and checked.
+pub struct Opened {
+    pub store: Store,
+    /// The node id to resume under, if the node belongs to a cluster.
+    pub node_id: Option<NodeId>,
+}
+
+/// One cluster's id, the same on every node: derived from what bootstrap fixed for good.
+pub fn cluster_id(state: &ClusterState) -> Option<String> {
+    let c = state.cluster.as_ref()?;
+    let digest = Sha256::digest(format!("corral cluster\0{}\0{}", c.name, c.created_ms));
+    let bytes: [u8; 16] = digest[..16].try_into().expect("a SHA-256 digest has 32 bytes");
+    Some(uuid::Uuid::from_bytes(bytes).to_string())
+}
+
+fn damaged(dir: &Path, what: String, id: Option<&Identity>) -> anyhow::Error {
+    let who = match id {
+        Some(id) => format!(
+            "This node is {} (node {}) of cluster {}: run corrald again with --rejoin to set the damaged state aside \
+             and catch up from the cluster as the same member (only if the cluster still lists it), or remove the \
+             host (`corral host remove {}`) and join a fresh data dir",
+            id.name, id.node_id, id.cluster_name, id.name
+        ),
+        None => "Run corrald again with --rejoin to set the damaged state aside and catch up from the cluster as the \
+                 same member, or remove the host and join a fresh data dir"
+            .to_string(),
+    };
+    anyhow::anyhow!("the data dir {} is damaged: {what}. {who}.", dir.display())
+}
+
+/// Opens the data dir's store and checks it against the identity file.
+pub fn open(config: &Config) -> anyhow::Result<Opened> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+    let id = identity::read(dir).map_err(|e| damaged(dir, error_chain(&e), None))?;
+    let options = Options { cache_bytes: STORE_CACHE_BYTES, sync: config.fsync };
+    let store = match Store::open_with(dir, options) {
+        Ok(s) => s,
+        Err(e) if id.is_some() => return Err(damaged(dir, error_chain(&e), id.as_ref())),
+        Err(e) => return Err(anyhow::anyhow!("{}", error_chain(&e))),
+    };
+    let stored = store.get_local(LOCAL_NODE_ID).map_err(|e| damaged(dir, error_chain(&e), id.as_ref()))?;
+    let stored =
+        match stored {
+            Some(b) => Some(u64::from_be_bytes(b.as_slice().try_into().map_err(|_| {
+                damaged(dir, format!("its stored node id is {} bytes long, not 8", b.len()), id.as_ref())
+            })?)),
+            None => None,
+        };
+    let db = dir.join("db");
+    match (&id, stored) {
+        (Some(id), Some(n)) if id.node_id != n => Err(damaged(
+            dir,
+            format!("its identity file says node {} but its database {} says node {n}", id.node_id, db.display()),
+            Some(id),
+        )),
+        (Some(id), _) if stored.is_none() || !store.has_raft_state().unwrap_or(false) => Err(damaged(
+            dir,
+            format!("its database {} holds no cluster state (missing, emptied or cut short)", db.display()),
+            Some(id),
+        )),
+        (None, Some(_)) if store.get_local(LOCAL_IDENTITY_WRITTEN).ok().flatten().is_some() => {
+            Err(damaged(dir, format!("its identity file {} is missing", identity::path(dir).display()), None))
+        }
+        _ => Ok(Opened { store, node_id: stored }),
+    }
+}
+
+/// Writes the identity file once the node's state names its cluster (at bootstrap or join,
+/// or on the first start of a data dir from before identity files). Returns whether one exists.
+pub fn ensure(config: &Config, store: &Store, node_id: NodeId, state: &ClusterState) -> anyhow::Result<bool> {
+    if identity::read(&config.data_dir)?.is_some() {
+        return Ok(true);
+    }
+    let (Some(cluster_id), Some(info)) = (cluster_id(state), state.cluster.as_ref()) else {
+        return Ok(false);
+    };
+    let id = Identity {
+        format: corral_storage::codec::CURRENT,
+        cluster_id,
+        cluster_name: info.name.clone(),
+        node_id,
+        name: config.name.clone(),
+    };
+    identity::write_once(&config.data_dir, &id)?;
+    store.set_local(LOCAL_IDENTITY_WRITTEN, &[1])?;
+    tracing::info!(cluster = %id.cluster_name, cluster_id = %id.cluster_id, node_id, "identity written");
+    Ok(true)
+}
+
+/// Whether this data dir ever belonged to a cluster (so it may not bootstrap another).
+pub fn ever_member(config: &Config, store: &Store) -> Option<String> {
+    match identity::read(&config.data_dir) {
+        Ok(Some(id)) => return Some(format!("cluster {} (node {})", id.cluster_name, id.node_id)),
+        Err(_) => return Some("a cluster (its identity file is damaged)".into()),
+        Ok(None) => {}
+    }
+    match store.get_local(LOCAL_IDENTITY_WRITTEN) {
+        Ok(Some(_)) => Some("a cluster (its identity file is missing)".into()),
+        _ => None,
+    }
+}
+
+/// Remembers the members' addresses for `--rejoin`; best effort.
+pub fn remember_peers(dir: &Path, addresses: &[String]) {
+    let tmp = dir.join(format!("{PEERS_FILE}.tmp"));
+    let text = addresses.join("\n") + "\n";
+    if std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, dir.join(PEERS_FILE))).is_err() {
+        tracing::debug!("could not remember the members' addresses");
+    }
+}
+
+fn remembered_peers(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join(PEERS_FILE))
+        .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The damaged database goes aside (nothing is deleted), named for when it was set aside.
+fn set_aside(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let db = dir.join("db");
+    if !db.exists() {
+        return Ok(None);
+    }
+    let aside = dir.join(format!("db.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+    std::fs::rename(&db, &aside)
+        .map_err(|e| anyhow::anyhow!("cannot set the damaged database {} aside: {e}", db.display()))?;
+    Ok(Some(aside))
+}
+
+/// `corrald --rejoin`: the same member, with its local state wiped, catching up from the
+/// cluster. Refused unless a member answers and still lists this node.
+pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    let id = identity::read(dir)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--rejoin: {} has no identity file, so there is no member to rejoin as; join the cluster afresh",
+            dir.display()
+        )
+    })?;
+    let peers = match peer {
+        Some(p) => vec![p],
+        None => remembered_peers(dir).into_iter().filter(|a| *a != config.advertise).collect(),
+    };
+    if peers.is_empty() {
+        anyhow::bail!("--rejoin: this node remembers no other member; give one with --peer ADDRESS");
+    }
+    let mut last_error = String::new();
+    let mut found = None;
+    for peer in &peers {
+        match member_status(peer).await {
+            Ok(status) => {
+                found = Some((peer.clone(), status));
+                break;
+            }
+            Err(e) => last_error = format!("{peer}: {e}"),
+        }
+    }
+    let Some((peer, status)) = found else {
+        anyhow::bail!("--rejoin: no member of cluster {} answered ({last_error})", id.cluster_name);
+    };
+    if status.cluster != id.cluster_name {
+        anyhow::bail!(
+            "--rejoin: {peer} belongs to cluster '{}', not to this node's cluster '{}'",
+            status.cluster,
+            id.cluster_name
+        );
+    }
+    if !status.members.iter().any(|m| m.id == id.node_id) {
+        anyhow::bail!(
+            "--rejoin: cluster {} no longer lists {} (node {}); remove this data dir and join the cluster afresh",
+            id.cluster_name,
+            id.name,
+            id.node_id
+        );
+    }
+    let aside = set_aside(dir)?;
+    let store = Store::open_with(dir, Options { cache_bytes: STORE_CACHE_BYTES, sync: config.fsync })?;
+    store.set_local(LOCAL_NODE_ID, &id.node_id.to_be_bytes())?;
+    store.set_local(LOCAL_IDENTITY_WRITTEN, &[1])?;
+    // The member may have voted in the current term before it lost its state: it must not
+    // vote again in that term, so it starts out having voted for the term's leader.
+    let mut log = store.log_store::<TypeConfig>()?;
+    let vote = Vote::new(status.term, status.leader_id);
+    openraft::storage::RaftLogStorage::save_vote(&mut log, &vote)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot save the vote: {e}"))?;
+    drop(log);
+    store.flush()?;
+    tracing::warn!(node_id = id.node_id, %peer, aside = ?aside, "rejoining: local state set aside; catching up from the cluster");
+    Ok(())
+}
+
+async fn member_status(peer: &str) -> anyhow::Result<corral_proto::ClusterStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{peer}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await?;
+    let mut req = tonic::Request::new(corral_proto::StatusRequest { stale: true });
+    req.set_timeout(Duration::from_secs(3));
+    Ok(ClusterServiceClient::new(channel)
+        .status(req)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner())
+}
+
+/// `corrald --restore FILE`: a new one-node cluster from a backup, this node in the place of
+/// the backup's host of the same name.
+pub fn restore(config: &Config, file: &Path) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+    if identity::read(dir)?.is_some() || dir.join("db").exists() {
+        anyhow::bail!(
+            "--restore: the data dir {} is not empty; restore into an empty data dir (move this one aside first)",
+            dir.display()
+        );
+    }
+    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("--restore: cannot read {}: {e}", file.display()))?;
+    let backup = Backup::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("--restore: {} is not a Corral backup: {}", file.display(), error_chain(&e)))?;
+    let mut state = backup.state;
+    let Some(host) = state.hosts.values_mut().find(|h| h.name == config.name) else {
+        let names: Vec<_> = state.hosts.values().map(|h| h.name.as_str()).collect();
+        anyhow::bail!(
+            "--restore: the backup has no host named '{}' (it has {}); give --name one of them",
+            config.name,
+            names.join(", ")
+        );
+    };
+    host.address = config.advertise.clone();
+    let node_id = host.id;
+    let store = Store::open_with(dir, Options { cache_bytes: STORE_CACHE_BYTES, sync: config.fsync })?;
+    start_alone(config, &store, node_id, state, backup.applied_index, 1, "the cluster was restored from a backup")?;
+    tracing::warn!(file = %file.display(), node_id, "restored a one-node cluster from a backup; the other hosts join it again");
+    Ok(())
+}
+
+/// `corrald --force-new-cluster`: this node alone, keeping all it has. Refused while another
+/// member answers: two clusters running the same VMs is the worst outcome there is.
+pub async fn force_new_cluster(config: &Config) -> anyhow::Result<()> {
+    let opened = open(config)?;
+    let node_id = opened.node_id.ok_or_else(|| {
+        anyhow::anyhow!("--force-new-cluster: {} holds no cluster state to start from", config.data_dir.display())
+    })?;
+    let (last, state): (Option<LogId>, ClusterState) = opened.store.recovered_state::<TypeConfig, _>()?;
+    let others: Vec<String> = state.hosts.values().filter(|h| h.id != node_id).map(|h| h.address.clone()).collect();
+    for address in &others {
+        if member_status(address).await.is_ok() {
+            anyhow::bail!(
+                "--force-new-cluster refused: {address} answers. Forcing a new cluster while another member lives \
+                 makes two clusters that both think they own the same VMs and may run them twice; use it only when \
+                 the majority is lost for good"
+            );
+        }
+    }
+    let index = last.map_or(0, |l| l.index);
+    let term = last.map_or(0, |l| l.leader_id.term);
+    start_alone(config, &opened.store, node_id, state, index, term + 1, "a new cluster was forced on another host")?;
+    tracing::warn!(
+        node_id,
+        index,
+        "forced a new one-node cluster: every other host must be removed, or re-join it with --rejoin"
+    );
+    Ok(())
+}
+
+/// Makes `state` a one-member cluster of this node. The other hosts are down (their VMs with
+/// them: the HA ones restart here as the rules allow) and may join again from the same address.
+fn start_alone(
+    config: &Config,
+    store: &Store,
+    node_id: NodeId,
+    mut state: ClusterState,
+    index: u64,
+    term: u64,
+    why: &str,
+) -> anyhow::Result<()> {
+    let now = crate::node::now_ms();
+    let others: Vec<NodeId> = state.hosts.keys().copied().filter(|id| *id != node_id).collect();
+    for id in others {
+        let op = Op::HostDown { id, how: why.to_string() };
+        state.apply_command(&Command { at_ms: now, request_id: None, op });
+        if let Some(h) = state.hosts.get_mut(&id) {
+            h.state = HostState::Joining;
+        }
+    }
+    let me = NodeInfo { name: config.name.clone(), address: config.advertise.clone() };
+    let last = LogId::new(CommittedLeaderId::new(term, node_id), index.max(1));
+    let membership = StoredMembership::new(
+        Some(last),
+        Membership::new(vec![[node_id].into()], std::collections::BTreeMap::from([(node_id, me)])),
+    );
+    store.start_over::<TypeConfig, ClusterState>(state.clone(), last, membership, Vote::new(term, node_id))?;
+    store.set_local(LOCAL_NODE_ID, &node_id.to_be_bytes())?;
+    ensure(config, store, node_id, &state)?;
+    Ok(())
+}
