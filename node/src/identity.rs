@@ -161,12 +161,16 @@ fn set_aside(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
 /// cluster. Refused unless a member answers and still lists this node.
 pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    let id = identity::read(dir)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "--rejoin: {} has no identity file, so there is no member to rejoin as; join the cluster afresh",
-            dir.display()
-        )
-    })?;
+    let id = match identity::read(dir)? {
+        Some(id) => id,
+        None => identity_from_store(config).map_err(|e| {
+            anyhow::anyhow!(
+                "--rejoin: {} has no identity file and its database does not say who it was ({e}); remove the \
+                 host and join a fresh data dir",
+                dir.display()
+            )
+        })?,
+    };
     let peers = match peer {
         Some(p) => vec![p],
         None => remembered_peers(dir).into_iter().filter(|a| *a != config.advertise).collect(),
@@ -204,6 +208,9 @@ pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()>
         );
     }
     let aside = set_aside(dir)?;
+    if identity::read(dir)?.is_none() {
+        identity::write_once(dir, &id)?;
+    }
     let store = Store::open_with(dir, Options { cache_bytes: STORE_CACHE_BYTES, sync: config.fsync })?;
     store.set_local(LOCAL_NODE_ID, &id.node_id.to_be_bytes())?;
     store.set_local(LOCAL_IDENTITY_WRITTEN, &[1])?;
@@ -218,6 +225,22 @@ pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()>
     store.flush()?;
     tracing::warn!(node_id = id.node_id, %peer, aside = ?aside, "rejoining: local state set aside; catching up from the cluster");
     Ok(())
+}
+
+/// The identity a data dir whose identity file is gone had: its database's node id and cluster.
+fn identity_from_store(config: &Config) -> anyhow::Result<Identity> {
+    let store = Store::open_with(&config.data_dir, Options { cache_bytes: STORE_CACHE_BYTES, sync: false })?;
+    let node_id = store.get_local(LOCAL_NODE_ID)?.ok_or_else(|| anyhow::anyhow!("no node id"))?;
+    let node_id = u64::from_be_bytes(node_id.as_slice().try_into().map_err(|_| anyhow::anyhow!("a bad node id"))?);
+    let (_, state): (_, ClusterState) = store.recovered_state::<TypeConfig, _>()?;
+    let cluster_name = state.cluster.as_ref().ok_or_else(|| anyhow::anyhow!("no cluster"))?.name.clone();
+    Ok(Identity {
+        format: corral_storage::codec::CURRENT,
+        cluster_id: cluster_id(&state).unwrap_or_default(),
+        cluster_name,
+        node_id,
+        name: config.name.clone(),
+    })
 }
 
 async fn member_status(peer: &str) -> anyhow::Result<corral_proto::ClusterStatus> {

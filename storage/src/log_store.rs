@@ -6,6 +6,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct LogStore<C: RaftTypeConfig> {
     raft: sled::Tree,
     flusher: Arc<Sender<LogFlushed<C>>>,
     format: WriteFormat,
+    /// The index of the last entry written to sled (durable once the flusher has flushed).
+    written: Arc<AtomicU64>,
 }
 
 impl<C: RaftTypeConfig> Clone for LogStore<C> {
@@ -44,6 +47,7 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
             raft: self.raft.clone(),
             flusher: self.flusher.clone(),
             format: self.format.clone(),
+            written: self.written.clone(),
         }
     }
 }
@@ -53,7 +57,7 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
 /// (that is, append) order. openraft issues one append per client write and waits for each
 /// `append` call to return, so flushing inside `append` would serialize one fsync per write.
 /// The flush includes the `fdatasync` ([`Disk::flush`]): one sync per batch.
-fn spawn_flusher<C: RaftTypeConfig>(disk: Disk) -> Result<Sender<LogFlushed<C>>, Error> {
+fn spawn_flusher<C: RaftTypeConfig>(disk: Disk, written: Arc<AtomicU64>) -> Result<Sender<LogFlushed<C>>, Error> {
     let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<C>>();
     std::thread::Builder::new()
         .name("corral-log-flush".into())
@@ -62,7 +66,13 @@ fn spawn_flusher<C: RaftTypeConfig>(disk: Disk) -> Result<Sender<LogFlushed<C>>,
             while let Ok(first) = rx.recv() {
                 let mut waiting = vec![first];
                 waiting.extend(rx.try_iter());
+                // Read before the flush: every entry up to it was written before the flush began.
+                let upto = written.load(Ordering::Acquire);
                 let result = disk.flush().map_err(|e| error_chain(&e));
+                if result.is_ok() {
+                    // A truncation meanwhile lowered `written`: never mark past it.
+                    disk.mark(upto.min(written.load(Ordering::Acquire)));
+                }
                 for callback in waiting {
                     callback.log_io_completed(result.clone().map_err(io::Error::other));
                 }
@@ -87,12 +97,19 @@ where
     C: RaftTypeConfig,
 {
     pub(crate) fn open(store: &Store) -> Result<Self, Error> {
+        let log = store.db.open_tree(TREE_LOG)?;
+        let last = match log.last()? {
+            Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::BadLogKey { len: k.len() })?),
+            None => 0,
+        };
+        let written = Arc::new(AtomicU64::new(last));
         Ok(Self {
             disk: store.disk.clone(),
-            log: store.db.open_tree(TREE_LOG)?,
+            log,
             raft: store.db.open_tree(TREE_RAFT)?,
-            flusher: Arc::new(spawn_flusher::<C>(store.disk.clone())?),
+            flusher: Arc::new(spawn_flusher::<C>(store.disk.clone(), written.clone())?),
             format: store.format.clone(),
+            written,
         })
     }
 
@@ -170,10 +187,16 @@ where
     fn write_entries(&self, entries: impl IntoIterator<Item = C::Entry>) -> Result<(), Error> {
         let mut batch = sled::Batch::default();
         let format = self.format.get();
+        let mut last = None;
         for entry in entries {
-            batch.insert(&log_key(entry.get_log_id().index), legacy::encode_entry::<C>(&entry, format)?);
+            let index = entry.get_log_id().index;
+            batch.insert(&log_key(index), legacy::encode_entry::<C>(&entry, format)?);
+            last = Some(index);
         }
         self.log.apply_batch(batch)?;
+        if let Some(last) = last {
+            self.written.store(last, Ordering::Release);
+        }
         Ok(())
     }
 }
@@ -247,8 +270,17 @@ where
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         tracing::debug!(%log_id, "truncating raft log");
         let res = match self.remove_range(log_key(log_id.index)..) {
-            // Flushed so that conflicting entries cannot reappear after a crash.
-            Ok(()) => flush(&self.disk).await,
+            // Flushed so that conflicting entries cannot reappear after a crash; the mark goes
+            // back with the log, so the shorter log is not taken for damage.
+            Ok(()) => {
+                let kept = log_id.index.saturating_sub(1);
+                self.written.store(kept, Ordering::Release);
+                let flushed = flush(&self.disk).await;
+                if flushed.is_ok() {
+                    self.disk.mark(kept);
+                }
+                flushed
+            }
             Err(e) => Err(e),
         };
         res.map_err(sto(StorageIOError::write_logs))

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::log_store::LogStore;
 use crate::state_machine::{Machine, StateMachineStore};
@@ -79,6 +79,7 @@ impl WriteFormat {
 pub(crate) struct Disk {
     db: sled::Db,
     file: Option<Arc<File>>,
+    mark: Arc<Mark>,
 }
 
 impl Disk {
@@ -88,6 +89,52 @@ impl Disk {
             file.sync_data().map_err(Error::Sync)?;
         }
         Ok(())
+    }
+
+    /// Records that the log is durable up to `index` (see [`Mark`]).
+    pub(crate) fn mark(&self, index: u64) {
+        self.mark.write(index);
+    }
+}
+
+/// How far this node's log was durable, kept beside sled's files (`db/corral.mark`): sled 0.34
+/// takes a damaged region of its file for the torn end of its log and silently drops
+/// everything after it, which would make a voter forget entries it acknowledged. A store whose
+/// log ends before its mark is damaged. The mark is written after the sync it vouches for and
+/// is itself not synced: after a power loss it can only be older than the data, never newer.
+#[derive(Debug)]
+pub(crate) struct Mark {
+    file: Mutex<Option<File>>,
+}
+
+const MARK_FILE: &str = "corral.mark";
+
+impl Mark {
+    fn open(db_dir: &Path) -> (Mark, Option<u64>) {
+        let path = db_dir.join(MARK_FILE);
+        let old = std::fs::read(&path).ok().and_then(|b| Mark::parse(&b));
+        let file = File::options().create(true).write(true).truncate(false).open(&path).ok();
+        (Mark { file: Mutex::new(file) }, old)
+    }
+
+    /// The index and its check: a torn or foreign record reads as no mark.
+    fn parse(b: &[u8]) -> Option<u64> {
+        let index = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+        let check = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+        (check == !index.rotate_left(17)).then_some(index)
+    }
+
+    fn write(&self, index: u64) {
+        use std::os::unix::fs::FileExt;
+        let mut record = [0u8; 16];
+        record[..8].copy_from_slice(&index.to_be_bytes());
+        record[8..].copy_from_slice(&(!index.rotate_left(17)).to_be_bytes());
+        let guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = guard.as_ref() {
+            if let Err(e) = f.write_all_at(&record, 0) {
+                tracing::warn!("cannot record how far the log is durable: {e}");
+            }
+        }
     }
 }
 
@@ -110,6 +157,19 @@ impl Store {
             Ok(Err(source)) => return Err(Error::Open { path, source }),
             Err(detail) => return Err(Error::Damaged { path, detail }),
         };
+        let (mark, marked) = Mark::open(&path);
+        if let Some(marked) = marked {
+            let last = last_log_index(&db)?;
+            if last < marked {
+                return Err(Error::Damaged {
+                    path,
+                    detail: format!(
+                        "its log ends at index {last} but it had made entries up to {marked} durable: part of \
+                         the file is damaged or lost"
+                    ),
+                });
+            }
+        }
         let file = if options.sync {
             // sled keeps its data in the one file `db` (and `conf`, written once at creation):
             // sync the directory now, so that the files themselves survive a power loss too.
@@ -120,7 +180,8 @@ impl Store {
             tracing::warn!("the store is opened without fdatasync: a power loss can lose acknowledged writes");
             None
         };
-        Ok(Store { disk: Disk { db: db.clone(), file }, db, format: WriteFormat::new(crate::codec::CURRENT) })
+        let disk = Disk { db: db.clone(), file, mark: Arc::new(mark) };
+        Ok(Store { disk, db, format: WriteFormat::new(crate::codec::CURRENT) })
     }
 
     /// The format this node writes in; follows the cluster level of the applied state.
@@ -234,7 +295,9 @@ impl Store {
             batch.insert(key.as_bytes(), crate::documents::write(&doc, format));
         }
         documents.apply_batch(batch)?;
-        self.disk.flush()
+        self.disk.flush()?;
+        self.disk.mark(last.index);
+        Ok(())
     }
 
     /// Whether the store holds anything of Raft's (a vote, a log entry, a snapshot).
@@ -283,6 +346,20 @@ impl Store {
 pub(crate) async fn flush(disk: &Disk) -> Result<(), Error> {
     let disk = disk.clone();
     tokio::task::spawn_blocking(move || disk.flush()).await.map_err(Error::FlushTask)?
+}
+
+/// The index of the last entry the log holds, or that it purged behind a snapshot (0: none).
+fn last_log_index(db: &sled::Db) -> Result<u64, Error> {
+    let last = match db.open_tree(TREE_LOG)?.last()? {
+        Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::BadLogKey { len: k.len() })?),
+        None => 0,
+    };
+    // Every type config of this workspace numbers its nodes with u64.
+    let purged = match db.open_tree(TREE_RAFT)?.get(crate::log_store::KEY_LAST_PURGED)? {
+        Some(b) => crate::codec::decode_plain::<openraft::LogId<u64>>(&b)?.index,
+        None => 0,
+    };
+    Ok(last.max(purged))
 }
 
 /// Runs `f`, turning a panic into its message, with the default panic hook silenced meanwhile

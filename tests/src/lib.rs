@@ -63,6 +63,8 @@ pub struct NodeProc {
     child: Option<Child>,
     /// Stopped with SIGSTOP: its sockets accept but nothing answers.
     paused: bool,
+    /// The corrald it runs; this build's unless set (a rolling upgrade runs older ones).
+    pub corrald: Option<PathBuf>,
 }
 
 impl NodeProc {
@@ -134,41 +136,90 @@ impl Cluster {
     /// Adds and starts one more fresh node; returns its index.
     pub fn add_node(&mut self, extra_args: &[&str]) -> usize {
         let i = self.nodes.len();
-        let name = format!("host{}", i + 1);
-        let data_dir = self.dir.path().join(&name);
-        let node = NodeProc {
-            addr: format!("127.0.0.1:{}", free_port()),
-            log: self.dir.path().join(format!("{name}.log")),
-            name,
-            data_dir,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-            paused: false,
-        };
-        self.nodes.push(node);
+        self.add_node_stopped(extra_args);
         self.spawn(i);
         i
     }
 
-    fn spawn(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        assert!(n.child.is_none(), "{} is already running", n.name);
-        let log = File::options().create(true).append(true).open(&n.log).expect("log file");
-        let storage = self.dir.path().join("storage");
-        let child = Command::new(bin("corrald"))
-            .args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"])
+    /// Adds and starts one more fresh node that runs the corrald at `corrald`.
+    pub fn add_node_running(&mut self, corrald: &Path, extra_args: &[&str]) -> usize {
+        let i = self.nodes.len();
+        self.add_node_stopped(extra_args);
+        self.nodes[i].corrald = Some(corrald.to_path_buf());
+        self.spawn(i);
+        i
+    }
+
+    fn add_node_stopped(&mut self, extra_args: &[&str]) {
+        let i = self.nodes.len();
+        let name = format!("host{}", i + 1);
+        self.nodes.push(NodeProc {
+            addr: format!("127.0.0.1:{}", free_port()),
+            log: self.dir.path().join(format!("{name}.log")),
+            data_dir: self.dir.path().join(&name),
+            name,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            paused: false,
+            corrald: None,
+        });
+    }
+
+    /// The command line node `i` runs with, plus `extra`.
+    fn corrald_command(&self, i: usize, extra: &[&str]) -> Command {
+        let n = &self.nodes[i];
+        let mut cmd = Command::new(n.corrald.clone().unwrap_or_else(|| bin("corrald")));
+        cmd.args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"])
             .arg("--data-dir")
             .arg(&n.data_dir)
             // One storage domain that every node sees, as NFS would be in production.
             .arg("--storage-dir")
-            .arg(&storage)
+            .arg(self.dir.path().join("storage"))
             .args(&n.extra_args)
+            .args(extra)
             .env("RUST_LOG", std::env::var("CORRAL_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs node `i`'s corrald with `extra` flags where the node is expected to refuse to
+    /// start: waits for it to exit (at most 20 s) and returns how it exited and what it printed.
+    pub fn corrald_refuses(&mut self, i: usize, extra: &[&str]) -> CliOutput {
+        assert!(self.nodes[i].child.is_none(), "{} is running", self.nodes[i].name);
+        let mut child = self
+            .corrald_command(i, extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn corrald");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return child.wait_with_output().expect("corrald output").into();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out: CliOutput = child.wait_with_output().expect("corrald output").into();
+                panic!("corrald {extra:?} on {} did not exit within 20 s: {}", self.nodes[i].name, out.stderr);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts node `i` again with `extra` flags for this start only (`--rejoin`, `--restore F`).
+    pub fn restart_with(&mut self, i: usize, extra: &[&str]) {
+        let saved = self.nodes[i].extra_args.clone();
+        self.nodes[i].extra_args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn(i);
+        self.nodes[i].extra_args = saved;
+    }
+
+    fn spawn(&mut self, i: usize) {
+        assert!(self.nodes[i].child.is_none(), "{} is already running", self.nodes[i].name);
+        let log = File::options().create(true).append(true).open(&self.nodes[i].log).expect("log file");
+        let child =
+            self.corrald_command(i, &[]).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("spawn corrald");
+        let n = &mut self.nodes[i];
         n.child = Some(child);
         let addr = n.addr.clone();
         wait_until(Duration::from_secs(10), &format!("{addr} to accept connections"), || {
@@ -413,4 +464,13 @@ pub fn corral_at(endpoint: &str, args: &[&str]) -> CliOutput {
         .output()
         .expect("run corral")
         .into()
+}
+
+/// The previous release's binaries (`corrald`, `corral`), built by `make previous` into the
+/// directory that `CORRAL_PREVIOUS_BIN` names; `None` when the variable is unset.
+pub fn previous_release() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("CORRAL_PREVIOUS_BIN")?);
+    let corrald = dir.join("corrald");
+    assert!(corrald.exists(), "CORRAL_PREVIOUS_BIN={} has no corrald: run make previous", dir.display());
+    Some(dir)
 }
