@@ -151,7 +151,11 @@ fn set_aside(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     if !db.exists() {
         return Ok(None);
     }
-    let aside = dir.join(format!("db.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
+    let aside = (0..)
+        .map(|n| dir.join(if n == 0 { format!("db.damaged-{stamp}") } else { format!("db.damaged-{stamp}-{n}") }))
+        .find(|p| !p.exists())
+        .expect("some name is free");
     std::fs::rename(&db, &aside)
         .map_err(|e| anyhow::anyhow!("cannot set the damaged database {} aside: {e}", db.display()))?;
     Ok(Some(aside))

@@ -277,7 +277,7 @@ where
                 self.written.store(kept, Ordering::Release);
                 let flushed = flush(&self.disk).await;
                 if flushed.is_ok() {
-                    self.disk.mark(kept);
+                    self.disk.mark_back(kept);
                 }
                 flushed
             }

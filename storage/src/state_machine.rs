@@ -249,6 +249,7 @@ where
         }
         // openraft only installs snapshots newer than its state, and must find this one current.
         self.persist_snapshot(meta, &data, false).await?;
+        self.disk.mark(index_of(&meta.last_log_id));
         let index = index_of(&state.last_applied);
         let mut guard = self.shared.write()?;
         self.format.set(state.machine.format());

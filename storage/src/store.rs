@@ -91,9 +91,14 @@ impl Disk {
         Ok(())
     }
 
-    /// Records that the log is durable up to `index` (see [`Mark`]).
+    /// Records that the log (or a snapshot) is durable up to `index` (see [`Mark`]).
     pub(crate) fn mark(&self, index: u64) {
-        self.mark.write(index);
+        self.mark.write(index, true);
+    }
+
+    /// Records that the log now ends at `index`, which may be less than before.
+    pub(crate) fn mark_back(&self, index: u64) {
+        self.mark.write(index, false);
     }
 }
 
@@ -104,7 +109,8 @@ impl Disk {
 /// is itself not synced: after a power loss it can only be older than the data, never newer.
 #[derive(Debug)]
 pub(crate) struct Mark {
-    file: Mutex<Option<File>>,
+    /// The file and the index last written to it.
+    file: Mutex<(Option<File>, u64)>,
 }
 
 const MARK_FILE: &str = "corral.mark";
@@ -114,7 +120,7 @@ impl Mark {
         let path = db_dir.join(MARK_FILE);
         let old = std::fs::read(&path).ok().and_then(|b| Mark::parse(&b));
         let file = File::options().create(true).write(true).truncate(false).open(&path).ok();
-        (Mark { file: Mutex::new(file) }, old)
+        (Mark { file: Mutex::new((file, old.unwrap_or(0))) }, old)
     }
 
     /// The index and its check: a torn or foreign record reads as no mark.
@@ -124,13 +130,19 @@ impl Mark {
         (check == !index.rotate_left(17)).then_some(index)
     }
 
-    fn write(&self, index: u64) {
+    /// `raise`: only ever moves the mark forward (appends, snapshots); otherwise sets it
+    /// (a truncated log, a fresh start).
+    fn write(&self, index: u64, raise: bool) {
         use std::os::unix::fs::FileExt;
+        let mut guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if raise && index <= guard.1 {
+            return;
+        }
         let mut record = [0u8; 16];
         record[..8].copy_from_slice(&index.to_be_bytes());
         record[8..].copy_from_slice(&(!index.rotate_left(17)).to_be_bytes());
-        let guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(f) = guard.as_ref() {
+        guard.1 = index;
+        if let Some(f) = guard.0.as_ref() {
             if let Err(e) = f.write_all_at(&record, 0) {
                 tracing::warn!("cannot record how far the log is durable: {e}");
             }
@@ -154,6 +166,10 @@ impl Store {
         let config = sled::Config::new().path(&path).cache_capacity(options.cache_bytes);
         let db = match quietly(std::panic::AssertUnwindSafe(move || config.open())) {
             Ok(Ok(db)) => db,
+            Ok(Err(sled::Error::Corruption { at, .. })) => {
+                let at = at.map_or_else(|| "an unknown offset".to_string(), |at| format!("{at:?}"));
+                return Err(Error::Damaged { path, detail: format!("sled read corrupted data at {at}") });
+            }
             Ok(Err(source)) => return Err(Error::Open { path, source }),
             Err(detail) => return Err(Error::Damaged { path, detail }),
         };
@@ -296,7 +312,7 @@ impl Store {
         }
         documents.apply_batch(batch)?;
         self.disk.flush()?;
-        self.disk.mark(last.index);
+        self.disk.mark_back(last.index);
         Ok(())
     }
 
@@ -359,7 +375,36 @@ fn last_log_index(db: &sled::Db) -> Result<u64, Error> {
         Some(b) => crate::codec::decode_plain::<openraft::LogId<u64>>(&b)?.index,
         None => 0,
     };
-    Ok(last.max(purged))
+    let snapshot = match db.open_tree(TREE_SNAPSHOT)?.get(crate::state_machine::KEY_META)? {
+        Some(b) => snapshot_index(&b)?,
+        None => 0,
+    };
+    Ok(last.max(purged).max(snapshot))
+}
+
+/// The last log index a stored snapshot's metadata covers, read without its node type: in
+/// v0 its first field, in later formats its field by name.
+fn snapshot_index(b: &[u8]) -> Result<u64, Error> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        last_log_id: Option<openraft::LogId<u64>>,
+    }
+    let last = match crate::codec::split(b)? {
+        (0, payload) => {
+            let (last, _): (Option<openraft::LogId<u64>>, usize) =
+                bincode::serde::decode_from_slice(payload, bincode::config::standard())
+                    .map_err(crate::codec::CodecError::DecodeV0)?;
+            last
+        }
+        (version, payload) => {
+            // Unknown fields are skipped: only the first one is wanted.
+            let mut rest = payload;
+            let meta: Meta = serde::Deserialize::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
+                .map_err(|source| crate::codec::CodecError::Decode { version, source })?;
+            meta.last_log_id
+        }
+    };
+    Ok(last.map_or(0, |l| l.index))
 }
 
 /// Runs `f`, turning a panic into its message, with the default panic hook silenced meanwhile

@@ -206,6 +206,29 @@ impl Cluster {
         }
     }
 
+    /// Starts node `i` (stopped) and waits until it either serves (`Ok`) or exits (`Err`,
+    /// with what it printed on this start).
+    pub fn start_or_refusal(&mut self, i: usize) -> Result<(), String> {
+        let before = self.nodes[i].log().len();
+        self.spawn_quietly(i);
+        let addr = self.nodes[i].addr.clone();
+        wait_until(Duration::from_secs(20), &format!("{addr} to serve or to exit"), || {
+            let n = &mut self.nodes[i];
+            if let Some(c) = n.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    n.child = None;
+                    return Ok(Err(n.log()[before..].to_string()));
+                }
+            }
+            let out = corral_at(&addr, &["--stale", "cluster", "status"]);
+            if out.code == 0 {
+                Ok(Ok(()))
+            } else {
+                Err(out.stderr)
+            }
+        })
+    }
+
     /// Starts node `i` again with `extra` flags for this start only (`--rejoin`, `--restore F`).
     pub fn restart_with(&mut self, i: usize, extra: &[&str]) {
         let saved = self.nodes[i].extra_args.clone();
@@ -214,15 +237,26 @@ impl Cluster {
         self.nodes[i].extra_args = saved;
     }
 
-    fn spawn(&mut self, i: usize) {
+    /// Starts node `i`'s process without waiting for it to accept connections.
+    fn spawn_quietly(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "{} is already running", self.nodes[i].name);
         let log = File::options().create(true).append(true).open(&self.nodes[i].log).expect("log file");
         let child =
             self.corrald_command(i, &[]).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("spawn corrald");
-        let n = &mut self.nodes[i];
-        n.child = Some(child);
-        let addr = n.addr.clone();
+        self.nodes[i].child = Some(child);
+    }
+
+    fn spawn(&mut self, i: usize) {
+        self.spawn_quietly(i);
+        let addr = self.nodes[i].addr.clone();
         wait_until(Duration::from_secs(10), &format!("{addr} to accept connections"), || {
+            let n = &mut self.nodes[i];
+            if let Some(Ok(Some(status))) = n.child.as_mut().map(|c| c.try_wait()) {
+                n.child = None;
+                let log = n.log();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                panic!("{} exited ({status}) before it served: {}", n.name, tail.join(" | "));
+            }
             std::net::TcpStream::connect(&addr).map(|_| ()).map_err(|e| e.to_string())
         });
     }
