@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps build release bench fmt lint clean
+.PHONY: demo test deps build release previous bench bench-etcd check-long fmt lint clean
 
 deps:
 	@bash deploy/deps.sh
@@ -19,10 +19,17 @@ release: deps
 demo: build
 	@bash deploy/demo.sh target/debug
 
+# The previous release (deploy/upgrade/PREVIOUS_RELEASE, format v0), for the mixed-version and
+# rolling-upgrade tests: a full build of its own under target/previous, skipped once made.
+previous: deps
+	@bash deploy/upgrade/build-previous.sh
+
 # Every test: unit tests, openraft's storage suite on sled, cluster tests with real corrald
-# processes, then (alone, as it runs real QEMU guests; it needs root and installs its own
-# packages) the sandbox-host test. nextest when it is installed, cargo test otherwise.
-test: build
+# processes (some with the previous release's), then (alone, as it runs real QEMU guests; it
+# needs root and installs its own packages) the sandbox-host test. nextest when it is
+# installed, cargo test otherwise.
+test: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
+test: build previous
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast -E 'not binary(sandbox)' && \
 		$(CARGO) nextest run -p corral-tests --no-fail-fast -E 'binary(sandbox)'; \
@@ -34,6 +41,21 @@ test: build
 # Figures for BENCHMARKS.md (release build).
 bench: release
 	target/release/corral-bench
+
+# Replicated writes beside a 3-member etcd (Debian's etcd-server, installed if missing).
+bench-etcd: release
+	target/release/corral-etcd-bench
+
+# Long suites, their results in RELIABILITY.md: the rolling upgrade from the previous release,
+# repeated; power loss of a QEMU guest running corrald, with the fsync on and (the negative
+# control) off.
+check-long: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
+check-long: build previous
+	@for round in 1 2 3 4 5; do \
+		echo "rolling upgrade: round $$round of 5"; \
+		$(CARGO) nextest run -p corral-tests --test upgrade --no-fail-fast || exit 1; \
+	done
+	target/debug/corral-powerloss --rounds 5
 
 fmt:
 	$(CARGO) fmt --all

@@ -36,6 +36,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (rejoin, peer, restore, force_new_cluster) =
         (args.rejoin, args.peer.clone(), args.restore.clone(), args.force_new_cluster);
     let config = Config::load(args)?;
+    // Before anything listens: a SIGTERM that comes once the port answers must stop cleanly.
+    let mut term = signal(SignalKind::terminate())?;
     // Offline recoveries rewrite the data dir, then corrald starts on it as usual.
     if rejoin {
         identity::rejoin(&config, peer).await?;
@@ -54,7 +56,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(name = %config.name, listen = %config.listen, data_dir = %config.data_dir.display(),
         libvirt = %config.libvirt_uri, cpus = facts.cpus, memory_mib = facts.memory_mib, "corrald starting");
     let node = Node::open(config, facts, hypervisor).await?;
-    let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}

@@ -437,6 +437,11 @@ impl Node {
         if peer == self.config.advertise {
             return Err(ClusterError::invalid("peer", "must be another node, not this one"));
         }
+        // A cluster of an older level reads only its own format: speak it from the first
+        // message on (the state, once applied, keeps the format at the cluster's level).
+        if let Some(format) = self.network.peer_format(peer).await {
+            self.network.speak(format.min(corral_storage::codec::CURRENT));
+        }
         let token_hash = token::hash(token);
         let register = LeaderRequest::Write {
             request_id: None,

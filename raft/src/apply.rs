@@ -29,9 +29,9 @@ impl Machine<TypeConfig> for ClusterState {
         crate::documents::all(self)
     }
 
-    /// The cluster level; a node that belongs to no cluster yet writes the newest format.
-    fn format(&self) -> u8 {
-        self.cluster.as_ref().map_or(corral_storage::codec::CURRENT, |c| c.level)
+    /// The cluster level.
+    fn format(&self) -> Option<u8> {
+        self.cluster.as_ref().map(|c| c.level)
     }
 
     fn state_from_v0(payload: &[u8]) -> Result<(SnapshotApplied<TypeConfig>, Self), CodecError> {

@@ -40,6 +40,21 @@ impl Network {
         self.format.get()
     }
 
+    /// The highest format the node at `address` reads, from its ping (release 3f21f51's pings
+    /// do not say: format v0); `None` if it does not answer.
+    pub async fn peer_format(&self, address: &str) -> Option<u8> {
+        let mut client = RaftServiceClient::new(self.channel(address).ok()?);
+        let mut req = tonic::Request::new(corral_proto::PingRequest {});
+        req.set_timeout(CONNECT_TIMEOUT * 2);
+        let ping = client.ping(req).await.ok()?.into_inner();
+        Some(if ping.version.is_empty() { 0 } else { ping.max_level.min(u8::MAX.into()) as u8 })
+    }
+
+    /// Speaks `format` from now on (a node joining a cluster of an older level).
+    pub fn speak(&self, format: u8) {
+        self.format.set(format);
+    }
+
     /// A channel to `address` (`host:port`); created on first use, dialled lazily.
     pub fn channel(&self, address: &str) -> Result<Channel, ClusterError> {
         let mut channels = self.channels.lock().expect("channel map lock poisoned");

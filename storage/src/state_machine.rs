@@ -19,7 +19,7 @@ use crate::codec::CodecError;
 use crate::error::sto;
 use crate::legacy::{self, Applied, LegacyFormat};
 use crate::store::{flush, Disk, Store, WriteFormat, TREE_DOCUMENTS, TREE_SNAPSHOT};
-use crate::{codec, documents, Error};
+use crate::{documents, Error};
 
 // Meta and data are separate values written in one batch, so the (possibly large) data is never
 // copied into a wrapper just to be stored.
@@ -49,9 +49,11 @@ pub trait Machine<C: RaftTypeConfig>: Default + Serialize + DeserializeOwned + S
         Vec::new()
     }
 
-    /// The format the cluster writes in, as this state decides it (its cluster level).
-    fn format(&self) -> u8 {
-        codec::CURRENT
+    /// The format the cluster writes in, as this state decides it (its cluster level); `None`
+    /// while the state has no say (a node that belongs to no cluster yet), when the store keeps
+    /// the format it has.
+    fn format(&self) -> Option<u8> {
+        None
     }
 
     /// Reads a snapshot's data written in format v0 (the frozen types and the migration step
@@ -166,7 +168,9 @@ where
         // make a node that restarts without quorum serve older documents than it had. Only a
         // tree that has none at all (a data dir from before the OVF store) is filled.
         let format = store.format.clone();
-        format.set(state.machine.format());
+        if let Some(f) = state.machine.format() {
+            format.set(f);
+        }
         if documents.is_empty() {
             sync_documents(&documents, state.machine.all_documents(), format.get())?;
         }
@@ -220,7 +224,7 @@ where
     async fn build(&self) -> Result<StoredSnapshot<C>, Error> {
         let (data, last_applied, last_membership) = {
             let state = self.shared.read()?;
-            (encode_state(&state)?, state.last_applied.clone(), state.last_membership.clone())
+            (encode_state(&state, self.format.get())?, state.last_applied.clone(), state.last_membership.clone())
         };
         // sled's generated ids stay unique across restarts, so two snapshots at the same log id
         // (say, one before and one after a restart) never share an id.
@@ -252,7 +256,9 @@ where
         self.disk.mark(index_of(&meta.last_log_id));
         let index = index_of(&state.last_applied);
         let mut guard = self.shared.write()?;
-        self.format.set(state.machine.format());
+        if let Some(f) = state.machine.format() {
+            self.format.set(f);
+        }
         sync_documents(&self.documents, state.machine.all_documents(), self.format.get())?;
         *guard = state;
         drop(guard);
@@ -340,9 +346,9 @@ pub fn decode_snapshot_data<C: LegacyFormat, M: Machine<C>>(data: &[u8]) -> Resu
 
 /// A snapshot's data in the machine's current format: v0 through the machine's frozen types
 /// while the cluster is at level 0, else the current format.
-fn encode_state<C: LegacyFormat, M: Machine<C>>(state: &SmState<C, M>) -> Result<Vec<u8>, CodecError> {
+fn encode_state<C: LegacyFormat, M: Machine<C>>(state: &SmState<C, M>, store: u8) -> Result<Vec<u8>, CodecError> {
     let applied = (state.last_applied.clone(), state.last_membership.clone());
-    legacy::encode_at(state, state.machine.format(), |s| s.machine.state_to_v0(&applied))
+    legacy::encode_at(state, state.machine.format().unwrap_or(store), |s| s.machine.state_to_v0(&applied))
 }
 
 fn decode_state<C: LegacyFormat, M: Machine<C>>(data: &[u8]) -> Result<SmState<C, M>, CodecError> {
@@ -399,7 +405,9 @@ where
                 };
                 responses.push(response);
             }
-            self.format.set(state.machine.format());
+            if let Some(f) = state.machine.format() {
+                self.format.set(f);
+            }
             // Written under the lock, so that a reader who sees this state finds its documents.
             write_documents(&self.documents, state.machine.take_documents(), self.format.get())
                 .map_err(sto(StorageIOError::write_state_machine))?;

@@ -60,7 +60,9 @@ impl WriteFormat {
         self.0.load(Ordering::Acquire)
     }
 
-    pub(crate) fn set(&self, format: u8) {
+    /// Sets it; the state machine does after every apply, and a joining node to what the
+    /// cluster it joins speaks, before it has any of its state.
+    pub fn set(&self, format: u8) {
         let before = self.0.swap(format, Ordering::AcqRel);
         if before != format {
             tracing::info!(
@@ -282,7 +284,7 @@ impl Store {
         C: crate::LegacyFormat,
         M: Machine<C>,
     {
-        let format = machine.format();
+        let format = machine.format().unwrap_or(self.format.get());
         let docs = machine.all_documents();
         let data = crate::state_machine::encode_snapshot_data::<C, M>(
             (Some(last.clone()), membership.clone()),
