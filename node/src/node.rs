@@ -100,7 +100,7 @@ impl Node {
                 }
                 .validate()
                 .map_err(|e| ClusterError::Internal(format!("bad Raft settings: {e}")))?;
-                let internal = |e: corral_storage::Error| ClusterError::Internal(e.to_string());
+                let internal = |e: corral_storage::Error| ClusterError::Internal(corral_storage::error_chain(&e));
                 let log = self.store.log_store().map_err(internal)?;
                 let sm = self.store.state_machine::<_, ClusterState>().map_err(internal)?;
                 let state = sm.handle();

@@ -207,3 +207,29 @@ fn handles_are_send_sync_clone() {
     check::<common::Sm>();
     check::<corral_storage::StateHandle<common::TestConfig, common::Counters>>();
 }
+
+/// A value of a newer format than this build reads is refused with both versions named, and
+/// the whole cause chain reaches the error openraft gets (and so corrald's last line).
+#[tokio::test]
+async fn a_newer_format_is_refused_naming_both_versions_through_the_whole_chain() {
+    let dir = TempDir::new().unwrap();
+    {
+        let (_store, mut logs, _sm) = open(dir.path());
+        logs.blocking_append(vec![blank(1, 1)]).await.unwrap();
+    }
+    {
+        // A later build's vote: the header names format v9.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let raft = db.open_tree("raft").unwrap();
+        raft.insert("vote", vec![corral_storage::codec::MARK, 9, 0x90]).unwrap();
+        db.flush().unwrap();
+    }
+    let (_store, mut logs, _sm) = open(dir.path());
+    let err = logs.read_vote().await.unwrap_err().to_string();
+    let want = format!(
+        "the value is in format v9, newer than v{}, the newest this build of Corral reads: upgrade this node",
+        corral_storage::codec::CURRENT
+    );
+    assert!(err.contains("a stored value could not be read or written"), "{err}");
+    assert!(err.contains(&want), "{err}");
+}
