@@ -126,6 +126,8 @@ fn vote_request() -> VoteRequest {
     VoteRequest { vote: samples::vote(), last_log_id: Some(samples::last_applied()) }
 }
 
+// The shape openraft answers a vote with, large error and all.
+#[allow(clippy::result_large_err)]
 fn vote_response() -> Result<VoteResponse, corral_raft::typ::RaftError> {
     Ok(VoteResponse { vote: samples::vote(), vote_granted: true, last_log_id: None })
 }

@@ -17,6 +17,9 @@ pub(crate) const TREE_RAFT: &str = "raft";
 pub(crate) const TREE_SNAPSHOT: &str = "snapshot";
 pub(crate) const TREE_DOCUMENTS: &str = "ovf";
 
+/// What a store holds when its whole log is applied: the last log id, and the state.
+pub type Recovered<C, M> = (Option<openraft::LogId<<C as openraft::RaftTypeConfig>::NodeId>>, M);
+
 /// A node's durable storage: one sled database under `dir/db`.
 ///
 /// Cloning is cheap and shares the database. sled locks the directory, so every clone, log store
@@ -243,7 +246,7 @@ impl Store {
     /// The state this store holds, as far as its log goes: the snapshot, with every entry of
     /// the log after it applied, committed or not (for `--force-new-cluster`: a lone survivor
     /// keeps everything it has).
-    pub fn recovered_state<C, M>(&self) -> Result<(Option<openraft::LogId<C::NodeId>>, M), Error>
+    pub fn recovered_state<C, M>(&self) -> Result<Recovered<C, M>, Error>
     where
         C: crate::LegacyFormat<Entry = openraft::Entry<C>>,
         C::Entry: serde::de::DeserializeOwned,

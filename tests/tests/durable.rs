@@ -48,7 +48,8 @@ fn a_damaged_data_dir_refuses_with_one_line_and_rejoin_brings_the_member_back() 
     }
     let want: Vec<String> = (0..6).map(|i| format!("vm{i}")).collect();
     let db = c.nodes[2].data_dir.join("db");
-    let damages: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Damage = Box<dyn Fn()>;
+    let damages: Vec<(&str, Damage)> = vec![
         (
             "truncated to half",
             Box::new({

@@ -21,8 +21,6 @@ pub struct Api(pub Arc<Node>);
 
 const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
 const MAX_DISKS: usize = 16;
-/// How long an edit waits for every live host to confirm its OVF store.
-
 pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
     let disks = vm
         .disks

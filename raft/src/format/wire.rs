@@ -55,7 +55,7 @@ pub(crate) fn state_from_v0(payload: &[u8]) -> Result<(Applied<TypeConfig>, Clus
 pub(crate) fn state_to_v0(state: &ClusterState, applied: &Applied<TypeConfig>) -> Result<Vec<u8>, CodecError> {
     let membership = v0::stored_membership_down(&applied.1).map_err(unrepresentable)?;
     let state = v0::ClusterState::try_from(state).map_err(unrepresentable)?;
-    codec::encode_v0(&(applied.0.clone(), membership, state))
+    codec::encode_v0(&(applied.0, membership, state))
 }
 
 /// A message between nodes, in any format this build speaks.
