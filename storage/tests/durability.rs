@@ -218,8 +218,18 @@ async fn a_newer_format_is_refused_naming_both_versions_through_the_whole_chain(
         logs.blocking_append(vec![blank(1, 1)]).await.unwrap();
     }
     {
-        // A later build's vote: the header names format v9.
-        let db = sled::open(dir.path().join("db")).unwrap();
+        // A later build's vote: the header names format v9. sled's own threads may hold the
+        // directory's lock a moment after the store above went: a bounded retry, as open_store.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match sled::open(dir.path().join("db")) {
+                Ok(db) => break db,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("cannot open sled: {e}"),
+            }
+        };
         let raft = db.open_tree("raft").unwrap();
         raft.insert("vote", vec![corral_storage::codec::MARK, 9, 0x90]).unwrap();
         db.flush().unwrap();
