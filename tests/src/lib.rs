@@ -150,6 +150,12 @@ impl Cluster {
         i
     }
 
+    /// Adds one more node without starting it (to lay out its data dir first); returns its index.
+    pub fn add_stopped_node(&mut self, extra_args: &[&str]) -> usize {
+        self.add_node_stopped(extra_args);
+        self.nodes.len() - 1
+    }
+
     fn add_node_stopped(&mut self, extra_args: &[&str]) {
         let i = self.nodes.len();
         let name = format!("host{}", i + 1);

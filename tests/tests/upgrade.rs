@@ -205,3 +205,50 @@ fn rolling_upgrade_of_a_whole_cluster_while_writes_go_on() {
     let engine = c.must_json(2, &["engine", "status"]);
     assert!(engine.to_string().contains("hosted-engine") || engine.to_string().contains("HostedEngine"), "{engine}");
 }
+
+/// A data dir that release 3f21f51 wrote (tests/fixtures/v0-datadir.tar.gz: host1 of a one-node
+/// cluster "legacy" with VMs web1 and db1, an affinity group and host tags) opens in this build
+/// at level 0, with everything in it, and gets its identity file.
+#[test]
+fn a_data_dir_written_by_the_previous_release_opens_at_level_0() {
+    let mut c = Cluster::start(0, &[]);
+    let i = c.add_stopped_node(&[]);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v0-datadir.tar.gz");
+    // The archive holds the release's data dir as h1/.
+    let dir = c.nodes[i].data_dir.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    let untar = std::process::Command::new("tar")
+        .args(["xzf"])
+        .arg(&fixture)
+        .args(["--strip-components=1", "-C"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    assert!(dir.join("db").exists(), "the fixture holds h1/db");
+    assert!(!c.nodes[i].data_dir.join("identity").exists());
+    c.restart(i);
+    wait_until(Duration::from_secs(15), "the old data dir's VMs", || {
+        vm_names(&c, i).and_then(|n| if n == ["db1", "web1"] { Ok(()) } else { Err(format!("{n:?}")) })
+    });
+    let status = c.status(i);
+    assert_eq!(status["cluster"], "legacy", "{status}");
+    assert_eq!(status["cluster_level"], 0, "{status}");
+    let db1 = c.must_json(i, &["vm", "show", "db1"]);
+    assert_eq!(db1["description"], "the database", "{db1}");
+    let groups = c.must_json(i, &["affinity-group", "list"]);
+    assert_eq!(groups[0]["name"], "apart", "{groups}");
+    wait_until(Duration::from_secs(10), "the identity file", || {
+        std::fs::read_to_string(c.nodes[i].data_dir.join("identity")).map_err(|e| e.to_string())
+    });
+    // Still at level 0, it writes v0: the release's own binary, if there is one, reads it back.
+    c.must_ok(i, &["vm", "create", "new", "--memory", "64M"]);
+    if let Some(prev) = previous_release() {
+        c.stop(i);
+        c.nodes[i].corrald = Some(prev.join("corrald"));
+        c.restart(i);
+        wait_until(Duration::from_secs(15), "the release's corrald to read it back", || {
+            vm_names(&c, i).and_then(|n| if n == ["db1", "new", "web1"] { Ok(()) } else { Err(format!("{n:?}")) })
+        });
+    }
+}
