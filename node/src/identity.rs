@@ -11,6 +11,7 @@ use corral_raft::format::backup::Backup;
 use corral_raft::model::HostState;
 use corral_raft::typ::{LogId, Membership};
 use corral_raft::{ClusterState, Command, NodeId, NodeInfo, Op, TypeConfig};
+use corral_storage::codec::CodecError;
 use corral_storage::identity::{self, Identity};
 use corral_storage::{error_chain, Options, Store};
 use openraft::{CommittedLeaderId, StoredMembership, Vote};
@@ -61,11 +62,19 @@ fn damaged(dir: &Path, what: String, id: Option<&Identity>) -> anyhow::Error {
 pub fn open(config: &Config) -> anyhow::Result<Opened> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
-    let id = identity::read(dir).map_err(|e| damaged(dir, error_chain(&e), None))?;
-    let options = Options { cache_bytes: STORE_CACHE_BYTES, sync: config.fsync };
-    let store = match Store::open_with(dir, options) {
+    let id = match identity::read(dir) {
+        Err(e @ identity::IdentityError::Damaged { .. }) => return Err(damaged(dir, error_chain(&e), None)),
+        other => other?,
+    };
+    let store = match open_store(config) {
         Ok(s) => s,
-        Err(e) if id.is_some() => return Err(damaged(dir, error_chain(&e), id.as_ref())),
+        // Only what says the files are bad is damage: a lock held by another corrald, a
+        // permission, or a newer build's format call for another remedy than --rejoin.
+        Err(e @ (corral_storage::Error::Damaged { .. } | corral_storage::Error::Codec(_)))
+            if id.is_some() && !matches!(e, corral_storage::Error::Codec(CodecError::Newer { .. })) =>
+        {
+            return Err(damaged(dir, error_chain(&e), id.as_ref()))
+        }
         Err(e) => return Err(anyhow::anyhow!("{}", error_chain(&e))),
     };
     let stored = store.get_local(LOCAL_NODE_ID).map_err(|e| damaged(dir, error_chain(&e), id.as_ref()))?;
@@ -92,6 +101,21 @@ pub fn open(config: &Config) -> anyhow::Result<Opened> {
             Err(damaged(dir, format!("its identity file {} is missing", identity::path(dir).display()), None))
         }
         _ => Ok(Opened { store, node_id: stored }),
+    }
+}
+
+/// Opens the store, waiting a moment for sled's lock (its threads hold it a little after the
+/// last handle went, as after `--restore` and `--force-new-cluster`).
+fn open_store(config: &Config) -> Result<Store, corral_storage::Error> {
+    let options = Options { cache_bytes: STORE_CACHE_BYTES, sync: config.fsync };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match Store::open_with(&config.data_dir, options) {
+            Err(corral_storage::Error::Open { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -165,7 +189,17 @@ fn set_aside(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
 /// cluster. Refused unless a member answers and still lists this node.
 pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    let id = match identity::read(dir)? {
+    // A damaged identity file goes aside with the database; the database says who it was.
+    let id = match identity::read(dir) {
+        Err(identity::IdentityError::Damaged { .. }) => {
+            let path = identity::path(dir);
+            std::fs::rename(&path, dir.join("identity.damaged"))
+                .map_err(|e| anyhow::anyhow!("cannot set the damaged identity file {} aside: {e}", path.display()))?;
+            None
+        }
+        other => other?,
+    };
+    let id = match id {
         Some(id) => id,
         None => identity_from_store(config).map_err(|e| {
             anyhow::anyhow!(
@@ -233,7 +267,7 @@ pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()>
 
 /// The identity a data dir whose identity file is gone had: its database's node id and cluster.
 fn identity_from_store(config: &Config) -> anyhow::Result<Identity> {
-    let store = Store::open_with(&config.data_dir, Options { cache_bytes: STORE_CACHE_BYTES, sync: false })?;
+    let store = open_store(config)?;
     let node_id = store.get_local(LOCAL_NODE_ID)?.ok_or_else(|| anyhow::anyhow!("no node id"))?;
     let node_id = u64::from_be_bytes(node_id.as_slice().try_into().map_err(|_| anyhow::anyhow!("a bad node id"))?);
     let (_, state): (_, ClusterState) = store.recovered_state::<TypeConfig, _>()?;

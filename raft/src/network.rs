@@ -40,14 +40,19 @@ impl Network {
         self.format.get()
     }
 
-    /// The highest format the node at `address` reads, from its ping (release 3f21f51's pings
-    /// do not say: format v0); `None` if it does not answer.
+    /// The format to speak to the node at `address` and its cluster, from its ping: its
+    /// cluster's level (release 3f21f51's pings say nothing: format v0); `None` if it does not
+    /// answer.
     pub async fn peer_format(&self, address: &str) -> Option<u8> {
         let mut client = RaftServiceClient::new(self.channel(address).ok()?);
         let mut req = tonic::Request::new(corral_proto::PingRequest {});
         req.set_timeout(CONNECT_TIMEOUT * 2);
         let ping = client.ping(req).await.ok()?.into_inner();
-        Some(if ping.version.is_empty() { 0 } else { ping.max_level.min(u8::MAX.into()) as u8 })
+        if ping.version.is_empty() {
+            return Some(0);
+        }
+        let level = ping.cluster_level.unwrap_or(ping.max_level).min(ping.max_level);
+        Some(level.min(u8::MAX.into()) as u8)
     }
 
     /// Speaks `format` from now on (a node joining a cluster of an older level).

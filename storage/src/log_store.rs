@@ -67,11 +67,12 @@ fn spawn_flusher<C: RaftTypeConfig>(disk: Disk, written: Arc<AtomicU64>) -> Resu
                 let mut waiting = vec![first];
                 waiting.extend(rx.try_iter());
                 // Read before the flush: every entry up to it was written before the flush began.
+                // A truncation meanwhile bumps the generation, and this flush then marks nothing.
+                let generation = disk.generation();
                 let upto = written.load(Ordering::Acquire);
                 let result = disk.flush().map_err(|e| error_chain(&e));
                 if result.is_ok() {
-                    // A truncation meanwhile lowered `written`: never mark past it.
-                    disk.mark(upto.min(written.load(Ordering::Acquire)));
+                    disk.mark(upto, generation);
                 }
                 for callback in waiting {
                     callback.log_io_completed(result.clone().map_err(io::Error::other));
@@ -269,17 +270,13 @@ where
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         tracing::debug!(%log_id, "truncating raft log");
-        let res = match self.remove_range(log_key(log_id.index)..) {
-            // Flushed so that conflicting entries cannot reappear after a crash; the mark goes
-            // back with the log, so the shorter log is not taken for damage.
+        // The mark goes back first (synced), so the shorter log is never taken for damage;
+        // flushed after, so that conflicting entries cannot reappear after a crash.
+        let kept = log_id.index.saturating_sub(1);
+        let res = match self.disk.mark_back(kept).and_then(|()| self.remove_range(log_key(log_id.index)..)) {
             Ok(()) => {
-                let kept = log_id.index.saturating_sub(1);
                 self.written.store(kept, Ordering::Release);
-                let flushed = flush(&self.disk).await;
-                if flushed.is_ok() {
-                    self.disk.mark_back(kept);
-                }
-                flushed
+                flush(&self.disk).await
             }
             Err(e) => Err(e),
         };

@@ -252,8 +252,9 @@ where
             });
         }
         // openraft only installs snapshots newer than its state, and must find this one current.
+        let generation = self.disk.generation();
         self.persist_snapshot(meta, &data, false).await?;
-        self.disk.mark(index_of(&meta.last_log_id));
+        self.disk.mark(index_of(&meta.last_log_id), generation);
         let index = index_of(&state.last_applied);
         let mut guard = self.shared.write()?;
         if let Some(f) = state.machine.format() {

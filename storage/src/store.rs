@@ -83,27 +83,74 @@ impl WriteFormat {
 #[derive(Debug, Clone)]
 pub(crate) struct Disk {
     db: sled::Db,
+    /// The database file and its blobs directory; `None` without the sync.
     file: Option<Arc<File>>,
-    mark: Arc<Mark>,
+    blobs: Option<Arc<Blobs>>,
+    mark: Option<Arc<Mark>>,
+}
+
+/// sled keeps a value larger than a quarter of a segment (128 KiB: a snapshot of a real
+/// cluster, a large batch) in a file of its own under `db/blobs/`, which it never syncs, and
+/// which the synced database file points to: each new blob file, and the directory, is synced.
+#[derive(Debug)]
+pub(crate) struct Blobs {
+    dir: std::path::PathBuf,
+    synced: Mutex<std::collections::HashSet<std::ffi::OsString>>,
+}
+
+impl Blobs {
+    fn sync(&self) -> Result<(), Error> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(()) };
+        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = std::collections::HashSet::new();
+        let mut new = false;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                File::open(entry.path()).and_then(|f| f.sync_all()).map_err(Error::Sync)?;
+                new = true;
+            }
+            seen.insert(name);
+        }
+        if new {
+            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(Error::Sync)?;
+        }
+        *synced = seen;
+        Ok(())
+    }
 }
 
 impl Disk {
     pub(crate) fn flush(&self) -> Result<(), Error> {
         self.db.flush()?;
+        if let Some(blobs) = &self.blobs {
+            blobs.sync()?;
+        }
         if let Some(file) = &self.file {
             file.sync_data().map_err(Error::Sync)?;
         }
         Ok(())
     }
 
-    /// Records that the log (or a snapshot) is durable up to `index` (see [`Mark`]).
-    pub(crate) fn mark(&self, index: u64) {
-        self.mark.write(index, true);
+    /// Records that the log (or a snapshot) is durable up to `index` (see [`Mark`]), unless
+    /// the log was truncated since `generation` was read. Without the sync there is no mark.
+    pub(crate) fn mark(&self, index: u64, generation: u64) {
+        if let Some(m) = &self.mark {
+            m.raise(index, generation);
+        }
     }
 
-    /// Records that the log now ends at `index`, which may be less than before.
-    pub(crate) fn mark_back(&self, index: u64) {
-        self.mark.write(index, false);
+    /// The mark's generation, read before a flush whose result [`Disk::mark`] records.
+    pub(crate) fn generation(&self) -> u64 {
+        self.mark.as_ref().map_or(0, |m| m.generation())
+    }
+
+    /// Records, synced and before the log is cut, that it is about to end at `index`.
+    pub(crate) fn mark_back(&self, index: u64) -> Result<(), Error> {
+        match &self.mark {
+            Some(m) => m.lower(index),
+            None => Ok(()),
+        }
     }
 }
 
@@ -114,8 +161,9 @@ impl Disk {
 /// is itself not synced: after a power loss it can only be older than the data, never newer.
 #[derive(Debug)]
 pub(crate) struct Mark {
-    /// The file and the index last written to it.
-    file: Mutex<(Option<File>, u64)>,
+    /// The file, the index last written to it, and the generation: how many times the log was
+    /// cut back (a flush that began before a cut must not raise the mark after it).
+    file: Mutex<(Option<File>, u64, u64)>,
 }
 
 const MARK_FILE: &str = "corral.mark";
@@ -125,7 +173,46 @@ impl Mark {
         let path = db_dir.join(MARK_FILE);
         let old = std::fs::read(&path).ok().and_then(|b| Mark::parse(&b));
         let file = File::options().create(true).write(true).truncate(false).open(&path).ok();
-        (Mark { file: Mutex::new((file, old.unwrap_or(0))) }, old)
+        (Mark { file: Mutex::new((file, old.unwrap_or(0), 0)) }, old)
+    }
+
+    fn generation(&self) -> u64 {
+        self.file.lock().unwrap_or_else(PoisonError::into_inner).2
+    }
+
+    fn raise(&self, index: u64, generation: u64) {
+        let mut guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if index <= guard.1 || generation != guard.2 {
+            return;
+        }
+        guard.1 = index;
+        if let Some(f) = guard.0.as_ref() {
+            if let Err(e) = Mark::put(f, index) {
+                tracing::warn!("cannot record how far the log is durable: {e}");
+            }
+        }
+    }
+
+    /// Lowered marks are synced: an older mark on disk would be a higher one.
+    fn lower(&self, index: u64) -> Result<(), Error> {
+        let mut guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.2 += 1;
+        if index >= guard.1 {
+            return Ok(());
+        }
+        guard.1 = index;
+        if let Some(f) = guard.0.as_ref() {
+            Mark::put(f, index).and_then(|()| f.sync_data()).map_err(Error::Sync)?;
+        }
+        Ok(())
+    }
+
+    fn put(f: &File, index: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut record = [0u8; 16];
+        record[..8].copy_from_slice(&index.to_be_bytes());
+        record[8..].copy_from_slice(&(!index.rotate_left(17)).to_be_bytes());
+        f.write_all_at(&record, 0)
     }
 
     /// The index and its check: a torn or foreign record reads as no mark.
@@ -133,25 +220,6 @@ impl Mark {
         let index = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
         let check = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
         (check == !index.rotate_left(17)).then_some(index)
-    }
-
-    /// `raise`: only ever moves the mark forward (appends, snapshots); otherwise sets it
-    /// (a truncated log, a fresh start).
-    fn write(&self, index: u64, raise: bool) {
-        use std::os::unix::fs::FileExt;
-        let mut guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if raise && index <= guard.1 {
-            return;
-        }
-        let mut record = [0u8; 16];
-        record[..8].copy_from_slice(&index.to_be_bytes());
-        record[8..].copy_from_slice(&(!index.rotate_left(17)).to_be_bytes());
-        guard.1 = index;
-        if let Some(f) = guard.0.as_ref() {
-            if let Err(e) = f.write_all_at(&record, 0) {
-                tracing::warn!("cannot record how far the log is durable: {e}");
-            }
-        }
     }
 }
 
@@ -179,7 +247,7 @@ impl Store {
             Err(detail) => return Err(Error::Damaged { path, detail }),
         };
         let (mark, marked) = Mark::open(&path);
-        if let Some(marked) = marked {
+        if let Some(marked) = marked.filter(|_| options.sync) {
             let last = last_log_index(&db)?;
             if last < marked {
                 return Err(Error::Damaged {
@@ -201,7 +269,10 @@ impl Store {
             tracing::warn!("the store is opened without fdatasync: a power loss can lose acknowledged writes");
             None
         };
-        let disk = Disk { db: db.clone(), file, mark: Arc::new(mark) };
+        let blobs =
+            file.as_ref().map(|_| Arc::new(Blobs { dir: path.join("blobs"), synced: Mutex::new(Default::default()) }));
+        let mark = file.as_ref().map(|_| Arc::new(mark));
+        let disk = Disk { db: db.clone(), file, blobs, mark };
         Ok(Store { disk, db, format: WriteFormat::new(crate::codec::CURRENT) })
     }
 
@@ -316,8 +387,10 @@ impl Store {
             batch.insert(key.as_bytes(), crate::documents::write(&doc, format));
         }
         documents.apply_batch(batch)?;
+        self.disk.mark_back(last.index)?;
         self.disk.flush()?;
-        self.disk.mark_back(last.index);
+        let generation = self.disk.generation();
+        self.disk.mark(last.index, generation);
         Ok(())
     }
 

@@ -73,8 +73,14 @@ fn the_engine_is_made_protected_restarted_first_on_the_best_host_and_obeys_maint
     let edited = c.must_json(2, &["vm", "edit", ENGINE, "--memory", "384M", "--description", "managed"]);
     assert_eq!(edited["next_run"]["memory_mib"], 384, "a running VM's memory waits for its next run");
     for i in 0..3 {
-        let doc = c.must_ok(i, &["ovf", "dump", ENGINE, "--local"]);
-        assert!(doc.contains("managed"), "host{}'s OVF store lags: {doc}", i + 1);
+        wait_until(Duration::from_secs(5), &format!("host{}'s OVF store to hold the edit", i + 1), || {
+            let doc = c.must_ok(i, &["ovf", "dump", ENGINE, "--local"]);
+            if doc.contains("managed") {
+                Ok(())
+            } else {
+                Err(doc)
+            }
+        });
     }
 
     let status = wait_scores(&c, 0);

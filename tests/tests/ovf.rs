@@ -34,16 +34,24 @@ fn local_list(c: &Cluster, i: usize) -> Result<BTreeMap<String, u64>, String> {
 }
 
 #[test]
-fn every_node_holds_the_same_document_right_after_an_edit_returns() {
+fn every_node_holds_the_same_document_soon_after_an_edit_returns() {
     let c = Cluster::run(3, &[]);
     create(&c, "web1");
     for round in 0..5 {
         let text = format!("round {round} <&> \"quoted\"");
-        // Through a follower as well as the leader: the edit returns only when every live
-        // host applied it.
+        // Through a follower as well as the leader: the edit returns once applied on the node
+        // that answered; the others write the document as they apply it (milliseconds later).
         let via = round % 3;
         c.must_json(via, &["vm", "edit", "web1", "--description", &text]);
-        let docs: Vec<String> = (0..3).map(|i| local_doc(&c, i, "web1").unwrap()).collect();
+        let want = format!("round {round}");
+        let docs: Vec<String> = wait_until(Duration::from_secs(5), "every node's document of the edit", || {
+            let docs: Vec<String> = (0..3).map(|i| local_doc(&c, i, "web1")).collect::<Result<_, _>>()?;
+            if docs.iter().all(|d| d.contains(&want)) {
+                Ok(docs)
+            } else {
+                Err(format!("not every store has {want} yet"))
+            }
+        });
         assert!(docs[0].contains("round") && docs[0].contains("&lt;&amp;&gt;"), "{}", docs[0]);
         assert!(docs[0].contains(&format!("round {round}")), "node 1 lags behind round {round}: {}", docs[0]);
         assert_eq!(docs[0], docs[1], "host1 and host2 differ after round {round}");
@@ -117,6 +125,15 @@ fn a_local_dump_works_with_two_of_three_nodes_down() {
     create(&c, "web1");
     c.must_json(0, &["vm", "edit", "web1", "--description", "last word"]);
     let survivor = 2;
+    // An edit returns once applied where it was answered; the others write the document as
+    // they apply the entry, a moment later.
+    wait_until(Duration::from_secs(5), "the survivor's store to hold the edit", || {
+        match local_doc(&c, survivor, "web1") {
+            Ok(doc) if doc.contains("last word") => Ok(()),
+            Ok(_) => Err("an older document".to_string()),
+            Err(e) => Err(e),
+        }
+    });
     c.kill(0);
     c.kill(1);
     let doc = local_doc(&c, survivor, "web1").unwrap();

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use corral_proto::raft_service_server::RaftService;
 use corral_proto::{PingRequest, PingResponse, RaftPayload, WaitAppliedRequest};
+use corral_raft::command::Op;
 use corral_raft::format::wire::Wire;
 use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest};
 use corral_raft::network::{decode, payload};
+use corral_raft::ClusterError;
 use tonic::{Request, Response, Status};
 
 use crate::node::Node;
@@ -45,7 +47,19 @@ impl RaftService for Api {
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let (Forwarded { hops, request }, format) = parse(req)?;
+        let level = self.0.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
         let result: ForwardResult = match request {
+            // A node of release 3f21f51 speaks v0: it cannot follow a cluster that raised its
+            // level, so it is refused before it is registered (it would hang as a learner).
+            LeaderRequest::Write { op, .. }
+                if format == 0 && level.is_some_and(|l| l > 0) && matches!(*op, Op::RegisterHost { .. }) =>
+            {
+                Err(ClusterError::FailedPrecondition(format!(
+                    "this cluster runs at level {}; a node of release 3f21f51 (format v0) cannot join it: upgrade \
+                     the joining node",
+                    level.unwrap_or_default()
+                )))
+            }
             // Straight to this node: a heartbeat is answered by the leader it was sent to or
             // refused at once, never handed on or held while an election runs.
             LeaderRequest::Heartbeat { host, self_fenced, sent_ms } => self.0.heartbeat(host, self_fenced, sent_ms),
@@ -62,7 +76,15 @@ impl RaftService for Api {
             }
             Err(_) => (0, 0, 0, 0),
         };
-        Ok(Response::new(PingResponse { node_id, leader_id, term, applied, ..this_build() }))
+        let cluster_level = self.0.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
+        Ok(Response::new(PingResponse {
+            node_id,
+            leader_id,
+            term,
+            applied,
+            cluster_level: cluster_level.map(u32::from),
+            ..this_build()
+        }))
     }
 
     async fn wait_applied(&self, req: Request<WaitAppliedRequest>) -> Result<Response<PingResponse>, Status> {

@@ -284,7 +284,7 @@ fn idle_memory() {
 
 /// Time from an edit of the hosted engine VM to its new OVF document in every node's own OVF
 /// store: `rounds` edits through a follower, each node's store polled (local reads) from the
-/// moment the edit is sent. Also when the edit call returned (it waits for every live host).
+/// moment the edit is sent. Also when the edit call returned (committed and applied on the node that answered).
 fn ovf_propagation(rt: &tokio::runtime::Runtime, rounds: usize) {
     use corral_proto::ovf_service_client::OvfServiceClient;
     use corral_proto::OvfDumpRequest;
