@@ -345,7 +345,14 @@ pub async fn force_new_cluster(config: &Config) -> anyhow::Result<()> {
         }
     }
     let index = last.map_or(0, |l| l.index);
-    let term = last.map_or(0, |l| l.leader_id.term);
+    // Past every term this node saw, the one it voted in included: a vote never goes back.
+    let mut log = opened.store.log_store::<TypeConfig>()?;
+    let voted = openraft::storage::RaftLogStorage::read_vote(&mut log)
+        .await
+        .map_err(|e| anyhow::anyhow!("--force-new-cluster: cannot read the vote: {e}"))?
+        .map_or(0, |v| v.leader_id.term);
+    drop(log);
+    let term = last.map_or(0, |l| l.leader_id.term).max(voted);
     start_alone(config, &opened.store, node_id, state, index, term + 1, "a new cluster was forced on another host")?;
     tracing::warn!(
         node_id,
