@@ -691,23 +691,22 @@ fn run_mode(
                     format!("lost {} (it answers, but {e})", acked.len())
                 }
             },
-            Answer::Empty => {
+            Answer::Empty | Answer::Gone(_) | Answer::Silent(_) => {
                 tally.lost += acked.len();
                 tally.bad_rounds += 1;
                 tally.not_back += 1;
                 tally.earlier_lost += survivors.len();
                 fresh = true;
                 q.pull_the_plug();
-                format!("lost {}: corrald came back with no cluster (its identity and log are gone)", acked.len())
-            }
-            Answer::Gone(tail) | Answer::Silent(tail) => {
-                tally.lost += acked.len();
-                tally.bad_rounds += 1;
-                tally.not_back += 1;
-                tally.earlier_lost += survivors.len();
-                fresh = true;
-                q.pull_the_plug();
-                format!("lost {}: corrald did not come back: {tail}", acked.len())
+                match answer {
+                    Answer::Gone(tail) | Answer::Silent(tail) => {
+                        format!("lost {}: corrald did not come back: {tail}", acked.len())
+                    }
+                    _ => format!(
+                        "lost {}: corrald came back with no cluster (its identity and log are gone)",
+                        acked.len()
+                    ),
+                }
             }
         };
         println!(
