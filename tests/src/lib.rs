@@ -50,15 +50,23 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Re
     }
 }
 
+/// A port that was free a moment ago, for a process that cannot say which port it bound (etcd,
+/// QEMU's port forward) or for an address nothing listens on. Another process may take it in
+/// between: the harness's own corrald nodes bind port 0 instead and say which port they got
+/// (`--listen-file`); only an older corrald, which has no such flag, still starts on one.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
 }
 
 pub struct NodeProc {
     pub name: String,
+    /// `127.0.0.1:0` until its first start, then the address its corrald bound; later starts
+    /// ask for that address again, since the cluster's membership lists it.
     pub addr: String,
     pub data_dir: PathBuf,
     log: PathBuf,
+    /// Where its corrald writes the address it bound (`--listen-file`).
+    listen_file: PathBuf,
     extra_args: Vec<String>,
     child: Option<Child>,
     /// Stopped with SIGSTOP: its sockets accept but nothing answers.
@@ -78,6 +86,22 @@ impl NodeProc {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether its corrald has not bound an address yet (it has never started).
+    fn port_unknown(&self) -> bool {
+        self.addr.ends_with(":0")
+    }
+
+    /// Takes the address its corrald wrote to the listen file, if it has written it yet.
+    fn learn_address(&mut self) -> Result<(), String> {
+        if !self.port_unknown() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&self.listen_file)
+            .map_err(|e| format!("no address in {} yet: {e}", self.listen_file.display()))?;
+        self.addr = text.trim().to_string();
+        Ok(())
     }
 }
 
@@ -160,8 +184,9 @@ impl Cluster {
         let i = self.nodes.len();
         let name = format!("host{}", i + 1);
         self.nodes.push(NodeProc {
-            addr: format!("127.0.0.1:{}", free_port()),
+            addr: "127.0.0.1:0".into(),
             log: self.dir.path().join(format!("{name}.log")),
+            listen_file: self.dir.path().join(format!("{name}.listen")),
             data_dir: self.dir.path().join(&name),
             name,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -175,8 +200,12 @@ impl Cluster {
     fn corrald_command(&self, i: usize, extra: &[&str]) -> Command {
         let n = &self.nodes[i];
         let mut cmd = Command::new(n.corrald.clone().unwrap_or_else(|| bin("corrald")));
-        cmd.args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"])
-            .arg("--data-dir")
+        cmd.args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"]);
+        // (An older corrald has none: `spawn_quietly` gives it a port.)
+        if n.port_unknown() && n.corrald.is_none() {
+            cmd.arg("--listen-file").arg(&n.listen_file);
+        }
+        cmd.arg("--data-dir")
             .arg(&n.data_dir)
             // One storage domain that every node sees, as NFS would be in production.
             .arg("--storage-dir")
@@ -217,8 +246,8 @@ impl Cluster {
     pub fn start_or_refusal(&mut self, i: usize) -> Result<(), String> {
         let before = self.nodes[i].log().len();
         self.spawn_quietly(i);
-        let addr = self.nodes[i].addr.clone();
-        wait_until(Duration::from_secs(20), &format!("{addr} to serve or to exit"), || {
+        let name = self.nodes[i].name.clone();
+        wait_until(Duration::from_secs(20), &format!("{name} to serve or to exit"), || {
             let n = &mut self.nodes[i];
             if let Some(c) = n.child.as_mut() {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -226,7 +255,8 @@ impl Cluster {
                     return Ok(Err(n.log()[before..].to_string()));
                 }
             }
-            let out = corral_at(&addr, &["--stale", "cluster", "status"]);
+            n.learn_address()?;
+            let out = corral_at(&n.addr, &["--stale", "cluster", "status"]);
             if out.code == 0 {
                 Ok(Ok(()))
             } else {
@@ -246,6 +276,17 @@ impl Cluster {
     /// Starts node `i`'s process without waiting for it to accept connections.
     fn spawn_quietly(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "{} is already running", self.nodes[i].name);
+        let n = &mut self.nodes[i];
+        if n.port_unknown() {
+            if n.corrald.is_some() {
+                // An older release's corrald (a rolling upgrade's) has no --listen-file: it gets
+                // a port picked here, with the race that `free_port` has, on its first start only.
+                n.addr = format!("127.0.0.1:{}", free_port());
+            } else {
+                // A stale file from a start that never served must not be read as this one's.
+                let _ = std::fs::remove_file(&n.listen_file);
+            }
+        }
         let log = File::options().create(true).append(true).open(&self.nodes[i].log).expect("log file");
         let child =
             self.corrald_command(i, &[]).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("spawn corrald");
@@ -254,8 +295,8 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         self.spawn_quietly(i);
-        let addr = self.nodes[i].addr.clone();
-        wait_until(Duration::from_secs(10), &format!("{addr} to accept connections"), || {
+        let name = self.nodes[i].name.clone();
+        wait_until(Duration::from_secs(10), &format!("{name} to accept connections"), || {
             let n = &mut self.nodes[i];
             if let Some(Ok(Some(status))) = n.child.as_mut().map(|c| c.try_wait()) {
                 n.child = None;
@@ -263,7 +304,8 @@ impl Cluster {
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 panic!("{} exited ({status}) before it served: {}", n.name, tail.join(" | "));
             }
-            std::net::TcpStream::connect(&addr).map(|_| ()).map_err(|e| e.to_string())
+            n.learn_address()?;
+            std::net::TcpStream::connect(&n.addr).map(|_| ()).map_err(|e| format!("{}: {e}", n.addr))
         });
     }
 
