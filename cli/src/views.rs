@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use corral_proto::v1 as proto;
+use corral_proto::Word;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -394,7 +395,11 @@ impl From<proto::ClusterStatus> for ClusterStatusView {
             snapshot_index: s.snapshot_index,
             purged_index: s.purged_index,
             migration: migration_view(s.settings.as_ref().and_then(|c| c.migration)),
-            scheduling: s.settings.as_ref().map(|c| c.scheduling.clone()).unwrap_or_default(),
+            scheduling: s
+                .settings
+                .as_ref()
+                .map(|c| word::<proto::SchedulingPolicy>(c.scheduling_enum, c.scheduling.clone()))
+                .unwrap_or_default(),
             cpu_overcommit: s.settings.map_or(0, |c| c.cpu_overcommit),
             cluster_level: s.cluster_level,
         }
@@ -407,7 +412,7 @@ impl From<proto::Member> for MemberView {
             id: m.id,
             name: m.name,
             address: m.address,
-            role: m.role,
+            role: word::<proto::MemberRole>(m.role_enum, m.role),
             reachable: m.reachable,
             version: m.version,
             max_level: m.max_level,
@@ -421,12 +426,12 @@ impl From<proto::Host> for HostView {
             id: h.id,
             name: h.name,
             address: h.address,
-            state: h.state,
+            state: word::<proto::HostState>(h.state_enum, h.state),
             cpus: h.cpus,
             memory_mib: h.memory_mib,
             memory_free_mib: h.memory_free_mib,
             vms_running: h.vms_running,
-            domain_type: h.domain_type,
+            domain_type: word::<proto::DomainType>(h.domain_type_enum, h.domain_type),
             vcpus_free: h.vcpus_free,
             state_since: rfc3339(h.state_since_unix_ms),
             maintenance_reason: h.maintenance_reason,
@@ -454,21 +459,21 @@ impl From<proto::Vm> for VmView {
             vcpus: vm.vcpus,
             description: vm.description,
             comment: vm.comment,
-            status: vm.status,
+            status: word::<proto::VmStatus>(vm.status_enum, vm.status),
             host: non_empty(vm.host),
-            ha: HaView { enabled: ha.enabled, priority: ha.priority },
+            ha: HaView { enabled: ha.enabled, priority: word::<proto::HaPriority>(ha.priority_enum, ha.priority) },
             created: rfc3339(vm.created_unix_ms),
             disks: vm.disks.into_iter().map(VmDiskView::from).collect(),
             nics: vm.nics.into_iter().map(NicView::from).collect(),
             stop_reason: non_empty(vm.stop_reason),
-            domain_type: non_empty(Some(vm.domain_type)),
+            domain_type: non_empty(Some(word::<proto::DomainType>(vm.domain_type_enum, vm.domain_type))),
             migrating_to: non_empty(vm.migrating_to),
             next_run: vm.next_run.map(|n| NextRunView {
                 memory_mib: n.memory_mib,
                 vcpus: n.vcpus,
-                domain_type: non_empty(n.domain_type),
+                domain_type: non_empty(n.domain_type.map(|t| word::<proto::DomainType>(n.domain_type_enum, t))),
             }),
-            resume_behavior: vm.resume_behavior,
+            resume_behavior: word::<proto::ResumeBehavior>(vm.resume_behavior_enum, vm.resume_behavior),
             ha_restart: vm.ha_restart.map(|r| HaRestartView {
                 failed: rfc3339(r.failed_unix_ms),
                 attempts: r.attempts,
@@ -498,7 +503,7 @@ impl From<proto::Vm> for VmView {
                 .unwrap_or_default(),
             host_tags: vm.host_tags,
             pinned_hosts: vm.pinned_hosts,
-            migration_policy: vm.migration_policy,
+            migration_policy: word::<proto::MigrationPolicy>(vm.migration_policy_enum, vm.migration_policy),
             hosted_engine: vm.hosted_engine,
             delete_protected: vm.delete_protected,
             os: non_empty(Some(vm.os)),
@@ -538,7 +543,7 @@ impl From<proto::EngineStatus> for EngineStatusView {
             vm: s.vm,
             vm_id: s.vm_id,
             host: non_empty(s.host),
-            state: s.state,
+            state: word::<proto::VmStatus>(s.state_enum, s.state),
             global_maintenance: s.global_maintenance,
             hosts: s.hosts.into_iter().map(EngineHostView::from).collect(),
         }
@@ -553,7 +558,7 @@ impl From<proto::EngineHost> for EngineHostView {
         };
         EngineHostView {
             host: h.host,
-            state: h.state,
+            state: word::<proto::HostState>(h.state_enum, h.state),
             score,
             penalties,
             local_maintenance: h.local_maintenance,
@@ -571,7 +576,7 @@ impl From<proto::EngineStartLocalResponse> for EngineStartView {
 impl From<proto::ClusterSettings> for ClusterSettingsView {
     fn from(c: proto::ClusterSettings) -> Self {
         ClusterSettingsView {
-            scheduling: c.scheduling,
+            scheduling: word::<proto::SchedulingPolicy>(c.scheduling_enum, c.scheduling),
             cpu_overcommit: c.cpu_overcommit,
             migration: migration_view(c.migration),
         }
@@ -582,7 +587,7 @@ impl From<proto::AffinityGroup> for AffinityGroupView {
     fn from(g: proto::AffinityGroup) -> Self {
         AffinityGroupView {
             name: g.name,
-            polarity: g.polarity,
+            polarity: word::<proto::Polarity>(g.polarity_enum, g.polarity),
             enforcing: g.enforcing,
             vms: g.vms,
             created: rfc3339(g.created_unix_ms),
@@ -622,13 +627,24 @@ impl From<proto::Disk> for DiskView {
 }
 
 /// Proto3 cannot tell an empty string from none; JSON says null for both.
+/// A closed-set field as the server sent it: its enum's word, or the string field beside it
+/// when the enum is unspecified (a server that sends only the strings, such as release 3f21f51,
+/// or a value newer than this CLI).
+fn word<E: Word>(value: i32, text: String) -> String {
+    match E::of(value) {
+        v if v.is_unspecified() => text,
+        v => v.word().to_string(),
+    }
+}
+
 fn non_empty(text: Option<String>) -> Option<String> {
     text.filter(|t| !t.is_empty())
 }
 
 impl From<proto::Event> for EventView {
     fn from(e: proto::Event) -> Self {
-        EventView { index: e.index, time: rfc3339(e.time_unix_ms), kind: e.kind, message: e.message }
+        let kind = word::<proto::EventKind>(e.kind_enum, e.kind);
+        EventView { index: e.index, time: rfc3339(e.time_unix_ms), kind, message: e.message }
     }
 }
 
@@ -652,7 +668,7 @@ impl From<proto::CreateTokenResponse> for TokenView {
 
 impl From<proto::JoinResponse> for JoinView {
     fn from(r: proto::JoinResponse) -> Self {
-        JoinView { node_id: r.node_id, cluster: r.cluster_name, role: r.role }
+        JoinView { node_id: r.node_id, cluster: r.cluster_name, role: word::<proto::MemberRole>(r.role_enum, r.role) }
     }
 }
 
@@ -706,7 +722,7 @@ mod tests {
             name: "web1".into(),
             memory_mib: 1024,
             vcpus: 2,
-            ha: Some(proto::HaSettings { enabled: true, priority: "high".into() }),
+            ha: Some(proto::HaSettings { enabled: true, priority: "high".into(), ..Default::default() }),
             status: "stopped".into(),
             host: Some(String::new()),
             ..Default::default()
@@ -801,7 +817,8 @@ mod tests {
     fn affinity_json_has_names_not_ids() {
         let g = proto::AffinityGroup {
             name: "db-spread".into(),
-            polarity: "negative".into(),
+            polarity: String::new(),
+            polarity_enum: proto::Polarity::Negative.into(),
             enforcing: true,
             vms: vec!["db1".into(), "db2".into()],
             created_unix_ms: 0,

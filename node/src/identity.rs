@@ -10,7 +10,7 @@ use corral_proto::cluster_service_client::ClusterServiceClient;
 use corral_raft::format::backup::Backup;
 use corral_raft::model::HostState;
 use corral_raft::typ::{LogId, Membership};
-use corral_raft::{ClusterState, Command, NodeId, NodeInfo, Op, TypeConfig};
+use corral_raft::{ClusterState, Command, HostDownCause, NodeId, NodeInfo, Op, TypeConfig};
 use corral_storage::codec::CodecError;
 use corral_storage::identity::{self, Identity};
 use corral_storage::{error_chain, Options, Store};
@@ -321,7 +321,7 @@ pub fn restore(config: &Config, file: &Path) -> anyhow::Result<()> {
     host.address = config.advertise.clone();
     let node_id = host.id;
     let store = Store::open_with(dir, Options { cache_bytes: STORE_CACHE_BYTES, sync: config.fsync })?;
-    start_alone(config, &store, node_id, state, backup.applied_index, 1, "the cluster was restored from a backup")?;
+    start_alone(config, &store, node_id, state, backup.applied_index, 1, HostDownCause::Restored)?;
     tracing::warn!(file = %file.display(), node_id, "restored a one-node cluster from a backup; the other hosts join it again");
     Ok(())
 }
@@ -353,7 +353,7 @@ pub async fn force_new_cluster(config: &Config) -> anyhow::Result<()> {
         .map_or(0, |v| v.leader_id.term);
     drop(log);
     let term = last.map_or(0, |l| l.leader_id.term).max(voted);
-    start_alone(config, &opened.store, node_id, state, index, term + 1, "a new cluster was forced on another host")?;
+    start_alone(config, &opened.store, node_id, state, index, term + 1, HostDownCause::ForcedNewCluster)?;
     tracing::warn!(
         node_id,
         index,
@@ -371,12 +371,12 @@ fn start_alone(
     mut state: ClusterState,
     index: u64,
     term: u64,
-    why: &str,
+    why: HostDownCause,
 ) -> anyhow::Result<()> {
     let now = crate::node::now_ms();
     let others: Vec<NodeId> = state.hosts.keys().copied().filter(|id| *id != node_id).collect();
     for id in others {
-        let op = Op::HostDown { id, how: why.to_string() };
+        let op = Op::HostDown { id, how: why.clone() };
         state.apply_command(&Command { at_ms: now, request_id: None, op });
         if let Some(h) = state.hosts.get_mut(&id) {
             h.state = HostState::Joining;

@@ -72,7 +72,7 @@ pub enum Op {
     /// and its HA VMs wait to be restarted elsewhere.
     HostDown {
         id: NodeId,
-        how: String,
+        how: crate::HostDownCause,
     },
     /// Heartbeats arrive again from a host that was not up. `self_fenced`: it says it lost its
     /// lease meanwhile and destroyed its VMs.

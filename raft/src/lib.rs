@@ -2,6 +2,7 @@
 //! machine (model, commands, a pure `apply`), and the tonic transport between nodes.
 //! The state machine does no I/O and reads no clock: time arrives inside each command.
 
+pub mod causes;
 pub mod command;
 pub mod documents;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod network;
 pub mod ovf;
 pub mod typ;
 pub mod validate;
+pub mod vocab;
 
 mod apply;
 pub mod scheduler;
@@ -21,6 +23,7 @@ pub mod placement {
     pub use crate::scheduler::{choose, Purpose};
 }
 
+pub use causes::{DownCause, HostDownCause, VmAction};
 pub use command::{Command, Op, Outcome, Reply};
 pub use error::ClusterError;
 pub use model::ClusterState;

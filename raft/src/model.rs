@@ -842,7 +842,7 @@ pub enum Observed {
     /// Shut off; `cause` says how (guest shutdown, crash, power off, ...). `on_purpose` when
     /// the guest shut itself down cleanly (HA does not restart it then, as in oVirt).
     Down {
-        cause: String,
+        cause: crate::DownCause,
         on_purpose: bool,
     },
     RebootDone,
@@ -857,7 +857,7 @@ pub enum Observed {
     },
     /// libvirt refused an operation; the VM is in the state `now`.
     Failed {
-        action: String,
+        action: crate::VmAction,
         error: String,
     },
     NotResponding,

@@ -247,3 +247,56 @@ fn the_sample_commands_do_what_they_say() {
     assert_eq!(state.hosts.len(), 3);
     assert!(state.affinity_groups.contains_key("web-apart"));
 }
+
+/// Commands whose strings became types (`corral_raft::causes`), as the build before them wrote
+/// them (`tests/golden/strings/`, written at commit 42ab3da in both formats): each reads as the
+/// typed value, one the build does not know as `Other`, and writing it again gives the same bytes.
+#[test]
+fn strings_written_before_the_typed_causes_read_as_them_and_write_back_the_same() {
+    use corral_raft::model::Observed;
+    use corral_raft::{DownCause as D, HostDownCause as H, VmAction as A};
+    let vm = samples::id(1);
+    let report = |observed| Op::ReportVm { vm, host: 2, epoch: 3, observed };
+    let failed = |action| report(Observed::Failed { action, error: "libvirt said no".into() });
+    let down = |cause, on_purpose| report(Observed::Down { cause, on_purpose });
+    let mut ops = vec![];
+    for a in [A::Start, A::PowerOff, A::ShutDown, A::Suspend, A::Resume, A::Reboot, A::Other("migrate".into())] {
+        ops.push(failed(a));
+    }
+    ops.extend([
+        down(D::PoweredOff, true),
+        down(D::SelfFenced { host: "host2".into() }, false),
+        down(D::Crashed, false),
+        down(D::GuestShutdown, true),
+        down(D::ProcessEnded, false),
+        down(D::Vanished, false),
+        down(D::KilledAfterIoError, false),
+        down(D::Other("firmware upgrade".into()), true),
+    ]);
+    for how in [
+        H::LeaseEnded { silent_ms: 12_300, lease_ms: 10_000 },
+        H::LeaseEnded { silent_ms: 3_000, lease_ms: 2_500 },
+        H::FenceAgent { silent_ms: 4_500 },
+        H::Restored,
+        H::ForcedNewCluster,
+        H::Other("its lease ended".into()),
+    ] {
+        ops.push(Op::HostDown { id: 2, how });
+    }
+    for (level, version) in [(0u8, "v0"), (1, "v1")] {
+        for (i, op) in ops.iter().enumerate() {
+            let want = Entry {
+                log_id: samples::log_id(1, 10 + i as u64),
+                payload: openraft::EntryPayload::Normal(Command {
+                    at_ms: 1_700_000_000_000 + i as i64,
+                    request_id: None,
+                    op: op.clone(),
+                }),
+            };
+            let bytes = read(&format!("strings/{version}"), &format!("entry-{:02}.bin", i + 1));
+            let got = legacy::decode_entry::<TypeConfig>(&bytes).unwrap();
+            assert_eq!(got, want, "{version} entry {}", i + 1);
+            assert_eq!(legacy::encode_entry::<TypeConfig>(&want, level).unwrap(), bytes, "{version} entry {}", i + 1);
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::parse::{parse_bool, parse_polarity, Polarity};
+use super::parse::{one_of, parse_bool, Polarity};
 
 #[derive(Debug, Subcommand)]
 pub enum AffinityGroupCommand {
@@ -11,7 +11,7 @@ pub enum AffinityGroupCommand {
         /// Name of the group
         name: String,
         /// positive: on one host; negative: each on a different host
-        #[arg(long, value_name = "positive|negative", value_parser = parse_polarity)]
+        #[arg(long, value_parser = one_of::<Polarity>())]
         polarity: Polarity,
         /// A hard rule: a host that breaks it is never chosen (default: a preference)
         #[arg(long)]
@@ -40,7 +40,7 @@ pub enum AffinityGroupCommand {
         /// Make the rule hard (true) or a preference (false)
         #[arg(long, value_name = "true|false", value_parser = parse_bool)]
         enforcing: Option<bool>,
-        #[arg(long, value_name = "positive|negative", value_parser = parse_polarity)]
+        #[arg(long, value_parser = one_of::<Polarity>())]
         polarity: Option<Polarity>,
     },
     /// Delete a group (its VMs stay as they are)

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, Subcommand};
 
 use super::parse::{
-    parse_bool, parse_count, parse_domain_type, parse_memory, parse_millis, parse_overcommit, parse_peer,
-    parse_scheduling, parse_ttl, parse_vcpus, DomainType, Scheduling,
+    one_of, parse_bool, parse_count, parse_memory, parse_millis, parse_overcommit, parse_peer, parse_ttl, parse_vcpus,
+    DomainType, Scheduling,
 };
 use crate::endpoints::Endpoint;
 
@@ -70,7 +70,7 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "NAME", requires = "engine")]
     pub engine_name: Option<String>,
     /// Engine VM hypervisor: kvm (hardware) or qemu (software emulation)
-    #[arg(long, value_name = "kvm|qemu", value_parser = parse_domain_type, requires = "engine")]
+    #[arg(long, value_parser = one_of::<DomainType>(), requires = "engine")]
     pub engine_domain_type: Option<DomainType>,
     /// Boot the engine VM from this kernel directly (a path in the storage directory, or absolute)
     #[arg(long, value_name = "PATH", requires = "engine")]
@@ -90,7 +90,7 @@ pub struct BootstrapArgs {
 #[derive(Debug, Args)]
 pub struct EditClusterArgs {
     /// even: spread VMs over the hosts; pack: fill few hosts (power saving)
-    #[arg(long, value_name = "even|pack", value_parser = parse_scheduling)]
+    #[arg(long, value_parser = one_of::<Scheduling>())]
     pub scheduling: Option<Scheduling>,
     /// vCPUs a host may hand out per physical CPU
     #[arg(long, value_name = "N", value_parser = parse_overcommit)]

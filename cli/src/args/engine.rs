@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::parse::{parse_engine_mode, EngineMode};
+use super::parse::{one_of, EngineMode};
 
 #[derive(Debug, Subcommand)]
 pub enum EngineCommand {
@@ -11,7 +11,7 @@ pub enum EngineCommand {
     /// Put the engine into maintenance: global (the cluster leaves it alone), local (one
     /// host will not run it) or none
     Maintenance {
-        #[arg(long, value_name = "global|local|none", value_parser = parse_engine_mode)]
+        #[arg(long, value_parser = one_of::<EngineMode>())]
         mode: EngineMode,
         /// The host for local or none (default: the first --endpoint node)
         #[arg(long)]

@@ -22,7 +22,7 @@ pub use self::events::EventsArgs;
 pub use self::host::HostCommand;
 pub use self::ovf::OvfCommand;
 use self::parse::parse_endpoints;
-pub use self::parse::{DomainType, EngineMode, HaPriority, Migration, NameList, Polarity, Scheduling};
+pub use self::parse::{DomainType, EngineMode, HaPriority, Migration, NameList, Polarity, ResumeBehavior, Scheduling};
 pub use self::vm::{CreateVmArgs, EditVmArgs, VmCommand};
 use crate::endpoints::Endpoints;
 use crate::output::Format;

@@ -1,111 +1,62 @@
 //! The values that flags take: their types and the parsers that read them. Every parser
 //! returns a message that names the rule it checks, never the flag (`main` adds that).
 
+use std::ffi::OsStr;
+use std::marker::PhantomData;
 use std::time::Duration;
+
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::ValueEnum;
 
 use crate::endpoints::{Endpoint, EndpointError, Endpoints};
 use crate::size::{self, SizeError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineMode {
-    Global,
-    Local,
-    None,
+// The closed sets of values flags take are the API's own enums (clap's `ValueEnum` is derived
+// on them in corral-proto), under the names the CLI has always used.
+pub use corral_proto::{
+    DomainType, EngineMaintenanceMode as EngineMode, HaPriority, MigrationPolicy as Migration, Polarity,
+    ResumeBehavior, SchedulingPolicy as Scheduling,
+};
+
+/// The parser of a flag whose values are one of the API's enums: by word, ignoring case and
+/// surrounding blanks; help lists the values, and a refusal names them.
+#[derive(Clone)]
+pub(super) struct OneOf<E>(PhantomData<E>);
+
+pub(super) fn one_of<E>() -> OneOf<E> {
+    OneOf(PhantomData)
 }
 
-impl EngineMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineMode::Global => "global",
-            EngineMode::Local => "local",
-            EngineMode::None => "none",
-        }
+fn parse_one_of<E: ValueEnum>(text: &str) -> Result<E, String> {
+    let t = text.trim();
+    if let Some(v) = E::value_variants().iter().find(|v| v.to_possible_value().is_some_and(|p| p.matches(t, true))) {
+        return Ok(v.clone());
+    }
+    let shown: Vec<String> = E::value_variants()
+        .iter()
+        .filter_map(ValueEnum::to_possible_value)
+        .filter(|p| !p.is_hide_set())
+        .map(|p| p.get_name().to_string())
+        .collect();
+    Err(format!("'{text}' is not one of {}", shown.join(", ")))
+}
+
+impl<E: ValueEnum + Send + Sync + 'static> TypedValueParser for OneOf<E> {
+    type Value = E;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<E, clap::Error> {
+        // Through clap's own fn-parser, so that a refusal is reported as every other parser's is.
+        (parse_one_of::<E> as fn(&str) -> Result<E, String>).parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(E::value_variants().iter().filter_map(ValueEnum::to_possible_value)))
     }
 }
 
 /// A comma-separated list given as one value, so that '' can mean "none".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameList(pub Vec<String>);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Polarity {
-    Positive,
-    Negative,
-}
-
-impl Polarity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Polarity::Positive => "positive",
-            Polarity::Negative => "negative",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheduling {
-    Even,
-    Pack,
-}
-
-impl Scheduling {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheduling::Even => "even",
-            Scheduling::Pack => "pack",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Migration {
-    Allow,
-    Manual,
-    None,
-}
-
-impl Migration {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Migration::Allow => "allow",
-            Migration::Manual => "manual",
-            Migration::None => "none",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HaPriority {
-    Low,
-    Medium,
-    High,
-}
-
-impl HaPriority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HaPriority::Low => "low",
-            HaPriority::Medium => "medium",
-            HaPriority::High => "high",
-        }
-    }
-}
-
-/// The hypervisor a VM runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DomainType {
-    Kvm,
-    Qemu,
-}
-
-impl DomainType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DomainType::Kvm => "kvm",
-            DomainType::Qemu => "qemu",
-        }
-    }
-}
 
 pub(super) fn parse_endpoints(text: &str) -> Result<Endpoints, EndpointError> {
     Endpoints::parse(text)
@@ -176,59 +127,8 @@ pub(super) fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
-pub(super) fn parse_priority(text: &str) -> Result<HaPriority, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "low" => Ok(HaPriority::Low),
-        "medium" => Ok(HaPriority::Medium),
-        "high" => Ok(HaPriority::High),
-        _ => Err(format!("'{text}' is not one of low, medium, high")),
-    }
-}
-
-pub(super) fn parse_domain_type(text: &str) -> Result<DomainType, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "kvm" => Ok(DomainType::Kvm),
-        "qemu" => Ok(DomainType::Qemu),
-        _ => Err(format!("'{text}' is not one of kvm, qemu")),
-    }
-}
-
-pub(super) fn parse_engine_mode(text: &str) -> Result<EngineMode, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "global" => Ok(EngineMode::Global),
-        "local" => Ok(EngineMode::Local),
-        "none" => Ok(EngineMode::None),
-        _ => Err(format!("'{text}' is not one of global, local, none")),
-    }
-}
-
 pub(super) fn parse_list(text: &str) -> Result<NameList, String> {
     Ok(NameList(text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()))
-}
-
-pub(super) fn parse_polarity(text: &str) -> Result<Polarity, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "positive" => Ok(Polarity::Positive),
-        "negative" => Ok(Polarity::Negative),
-        _ => Err(format!("'{text}' is not one of positive, negative")),
-    }
-}
-
-pub(super) fn parse_scheduling(text: &str) -> Result<Scheduling, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "even" => Ok(Scheduling::Even),
-        "pack" => Ok(Scheduling::Pack),
-        _ => Err(format!("'{text}' is not one of even, pack")),
-    }
-}
-
-pub(super) fn parse_migration(text: &str) -> Result<Migration, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "allow" => Ok(Migration::Allow),
-        "manual" => Ok(Migration::Manual),
-        "none" => Ok(Migration::None),
-        _ => Err(format!("'{text}' is not one of allow, manual, none")),
-    }
 }
 
 pub(super) fn parse_overcommit(text: &str) -> Result<u32, String> {
@@ -272,7 +172,20 @@ mod tests {
         assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
         assert!(parse_ttl("soon").is_err());
         assert_eq!(parse_bool("False"), Ok(false));
-        assert_eq!(parse_priority("HIGH"), Ok(HaPriority::High));
+        assert_eq!(parse_one_of::<HaPriority>(" HIGH"), Ok(HaPriority::High));
+    }
+
+    #[test]
+    fn enum_values_are_the_apis_words_and_unspecified_is_not_one() {
+        assert_eq!(parse_one_of::<ResumeBehavior>("leave_paused"), Ok(ResumeBehavior::LeavePaused));
+        assert_eq!(parse_one_of::<Scheduling>("pack"), Ok(Scheduling::Pack));
+        assert_eq!(
+            parse_one_of::<HaPriority>("unspecified").unwrap_err(),
+            "'unspecified' is not one of low, medium, high"
+        );
+        // libvirt's test driver type is accepted but not offered (it runs only on test:///default).
+        assert_eq!(parse_one_of::<DomainType>("test"), Ok(DomainType::Test));
+        assert_eq!(parse_one_of::<DomainType>("xen").unwrap_err(), "'xen' is not one of kvm, qemu");
     }
 
     #[test]

@@ -6,9 +6,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::parse::{
-    parse_bool, parse_domain_type, parse_list, parse_memory, parse_migration, parse_override_bool,
-    parse_override_millis, parse_override_number, parse_priority, parse_timeout, parse_vcpus, DomainType, HaPriority,
-    Migration, NameList,
+    one_of, parse_bool, parse_list, parse_memory, parse_override_bool, parse_override_millis, parse_override_number,
+    parse_timeout, parse_vcpus, DomainType, HaPriority, Migration, NameList, ResumeBehavior,
 };
 
 #[derive(Debug, Subcommand)]
@@ -142,7 +141,7 @@ pub struct CreateVmArgs {
     #[arg(long)]
     pub ha: bool,
     /// Order in which HA VMs are restarted (default: medium)
-    #[arg(long, value_name = "low|medium|high", value_parser = parse_priority, requires = "ha")]
+    #[arg(long, value_parser = one_of::<HaPriority>(), requires = "ha")]
     pub ha_priority: Option<HaPriority>,
     /// A new disk of this size, e.g. 10G (repeat for more disks, in the order the guest sees them)
     #[arg(long = "disk", value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
@@ -157,7 +156,7 @@ pub struct CreateVmArgs {
     #[arg(long, requires = "start")]
     pub host: Option<String>,
     /// Hypervisor: kvm (hardware) or qemu (software emulation) (default: the host's)
-    #[arg(long, value_name = "kvm|qemu", value_parser = parse_domain_type)]
+    #[arg(long, value_parser = one_of::<DomainType>())]
     pub domain_type: Option<DomainType>,
     /// Boot this kernel directly (a path in the storage directory, or absolute)
     #[arg(long, value_name = "PATH")]
@@ -170,11 +169,9 @@ pub struct CreateVmArgs {
     pub cmdline: Option<String>,
     /// After a storage I/O error pause: resume when the storage answers, leave it paused, or
     /// kill it (an HA VM is then restarted) (default: auto_resume)
-    #[arg(long, value_parser = RESUME_BEHAVIORS)]
-    pub resume_behavior: Option<String>,
+    #[arg(long, value_parser = one_of::<ResumeBehavior>())]
+    pub resume_behavior: Option<ResumeBehavior>,
 }
-
-const RESUME_BEHAVIORS: [&str; 3] = ["auto_resume", "leave_paused", "kill"];
 
 #[derive(Debug, Args)]
 pub struct EditVmArgs {
@@ -199,14 +196,15 @@ pub struct EditVmArgs {
     #[arg(long, value_name = "true|false", value_parser = parse_bool)]
     pub ha: Option<bool>,
     /// Order in which HA VMs are restarted
-    #[arg(long, value_name = "low|medium|high", value_parser = parse_priority)]
+    #[arg(long, value_parser = one_of::<HaPriority>())]
     pub ha_priority: Option<HaPriority>,
     /// Hypervisor: kvm (hardware) or qemu (software emulation)
-    #[arg(long, value_name = "kvm|qemu", value_parser = parse_domain_type)]
+    #[arg(long, value_parser = one_of::<DomainType>())]
     pub domain_type: Option<DomainType>,
-    /// After a storage I/O error pause: auto_resume, leave_paused or kill
-    #[arg(long, value_parser = RESUME_BEHAVIORS)]
-    pub resume_behavior: Option<String>,
+    /// After a storage I/O error pause: resume when the storage answers, leave it paused, or
+    /// kill it
+    #[arg(long, value_parser = one_of::<ResumeBehavior>())]
+    pub resume_behavior: Option<ResumeBehavior>,
     /// This VM's migrations throttle its vCPUs if needed ("cluster": follow the cluster's setting)
     #[arg(long, value_name = "true|false|cluster", value_parser = parse_override_bool)]
     pub auto_converge: Option<String>,
@@ -226,7 +224,7 @@ pub struct EditVmArgs {
     #[arg(long, value_name = "HOST[,...]", value_parser = parse_list)]
     pub pin: Option<NameList>,
     /// Who may migrate the VM: allow (anyone), manual (operators only), none
-    #[arg(long, value_name = "allow|manual|none", value_parser = parse_migration)]
+    #[arg(long, value_parser = one_of::<Migration>())]
     pub migration: Option<Migration>,
     /// Refuse to delete the VM (or its disks) while true
     #[arg(long, value_name = "true|false", value_parser = parse_bool)]

@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use corral_proto::v1 as proto;
+use corral_proto::Word;
 use proto::affinity_service_client::AffinityServiceClient;
 
 use super::Context;
@@ -14,8 +15,13 @@ use crate::views::{AffinityGroupView, AffinityLabelView};
 pub async fn run_group(ctx: &Context, command: AffinityGroupCommand) -> Result<()> {
     match command {
         AffinityGroupCommand::Create { name, polarity, enforcing, vms } => {
-            let request =
-                proto::CreateAffinityGroupRequest { name, polarity: polarity.as_str().to_string(), enforcing, vms };
+            let request = proto::CreateAffinityGroupRequest {
+                name,
+                polarity: polarity.word().to_string(),
+                polarity_enum: polarity.into(),
+                enforcing,
+                vms,
+            };
             let group = ctx
                 .nodes
                 .write(|channel, id| {
@@ -65,7 +71,8 @@ pub async fn run_group(ctx: &Context, command: AffinityGroupCommand) -> Result<(
                 add_vms,
                 remove_vms,
                 enforcing,
-                polarity: polarity.map(|p| p.as_str().to_string()),
+                polarity: polarity.map(|p| p.word().to_string()),
+                polarity_enum: polarity.map(i32::from).unwrap_or_default(),
             };
             let group = ctx
                 .nodes

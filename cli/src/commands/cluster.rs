@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use corral_proto::v1 as proto;
+use corral_proto::Word;
 use proto::cluster_service_client::ClusterServiceClient;
 
 use super::Context;
@@ -50,7 +51,8 @@ fn bootstrap_request(args: BootstrapArgs) -> Result<proto::BootstrapRequest> {
         engine_memory_mib: args.engine_memory,
         engine_vcpus: args.engine_vcpus,
         engine_name: args.engine_name,
-        engine_domain_type: args.engine_domain_type.map(|t| t.as_str().to_string()),
+        engine_domain_type: args.engine_domain_type.map(|t| t.word().to_string()),
+        engine_domain_type_enum: args.engine_domain_type.map(i32::from).unwrap_or_default(),
         engine_kernel: args.engine_kernel,
         engine_initrd: args.engine_initrd,
         engine_cmdline: args.engine_cmdline,
@@ -117,7 +119,8 @@ async fn edit(ctx: &Context, args: EditClusterArgs) -> Result<()> {
         );
     }
     let request = proto::EditClusterRequest {
-        scheduling: args.scheduling.map(|s| s.as_str().to_string()),
+        scheduling: args.scheduling.map(|s| s.word().to_string()),
+        scheduling_enum: args.scheduling.map(i32::from).unwrap_or_default(),
         cpu_overcommit: args.cpu_overcommit,
         migration_auto_converge: args.auto_converge,
         migration_compression: args.compression,

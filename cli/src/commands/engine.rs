@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use corral_proto::v1 as proto;
+use corral_proto::Word;
 use proto::engine_service_client::EngineServiceClient;
 use tonic::transport::Channel;
 
@@ -34,14 +35,19 @@ fn about_this_node(mode: EngineMode, host: Option<&str>) -> Result<bool> {
         (EngineMode::Global, Some(_)) => {
             bail!("--host: global maintenance covers every host; give --host only with --mode local or none")
         }
-        (EngineMode::Global, None) | (_, Some(_)) => Ok(false),
+        // Unspecified is never parsed from a command line (clap skips it).
+        (EngineMode::Global | EngineMode::Unspecified, None) | (_, Some(_)) => Ok(false),
         (EngineMode::Local | EngineMode::None, None) => Ok(true),
     }
 }
 
 async fn maintenance(ctx: &Context, mode: EngineMode, host: Option<String>) -> Result<()> {
     let here = about_this_node(mode, host.as_deref())?;
-    let request = proto::EngineMaintenanceRequest { mode: mode.as_str().to_string(), host: host.unwrap_or_default() };
+    let request = proto::EngineMaintenanceRequest {
+        mode: mode.word().to_string(),
+        mode_enum: mode.into(),
+        host: host.unwrap_or_default(),
+    };
     let rpc = |channel: Channel, id: &crate::connect::RequestId| {
         let request = id.tag(request.clone());
         async move { EngineServiceClient::new(channel).maintenance(request).await }
@@ -132,7 +138,8 @@ mod tests {
             hosts: vec![
                 proto::EngineHost {
                     host: "host1".into(),
-                    state: "up".into(),
+                    state: String::new(),
+                    state_enum: proto::HostState::Up.into(),
                     score: Some(proto::EngineScore { score: 3400, penalties: vec![], measured_unix_ms: 5 }),
                     local_maintenance: false,
                     engine_here: true,
@@ -147,9 +154,11 @@ mod tests {
                     }),
                     local_maintenance: true,
                     engine_here: false,
+                    ..Default::default()
                 },
                 proto::EngineHost { host: "host3".into(), state: "down".into(), ..Default::default() },
             ],
+            ..Default::default()
         })
     }
 

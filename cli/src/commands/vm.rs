@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use corral_proto::v1 as proto;
+use corral_proto::Word;
 use proto::event_service_client::EventServiceClient;
 use proto::vm_service_client::VmServiceClient;
 use tonic::transport::Channel;
@@ -113,16 +114,19 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
         description: args.description,
         comment: args.comment,
         ha: args.ha,
-        ha_priority: args.ha_priority.map_or(String::new(), |p| p.as_str().to_string()),
+        ha_priority: args.ha_priority.map_or(String::new(), |p| p.word().to_string()),
+        ha_priority_enum: args.ha_priority.map(i32::from).unwrap_or_default(),
         disks_mib: args.disks,
         nics: args.nics,
         start: args.start,
         host: args.host.unwrap_or_default(),
-        domain_type: args.domain_type.map_or(String::new(), |t| t.as_str().to_string()),
+        domain_type: args.domain_type.map_or(String::new(), |t| t.word().to_string()),
+        domain_type_enum: args.domain_type.map(i32::from).unwrap_or_default(),
         kernel: args.kernel.unwrap_or_default(),
         initrd: args.initrd.unwrap_or_default(),
         cmdline: args.cmdline.unwrap_or_default(),
-        resume_behavior: args.resume_behavior.unwrap_or_default(),
+        resume_behavior: args.resume_behavior.map_or(String::new(), |r| r.word().to_string()),
+        resume_behavior_enum: args.resume_behavior.map(i32::from).unwrap_or_default(),
     };
     let vm = ctx
         .nodes
@@ -198,13 +202,17 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         description: args.description,
         comment: args.comment,
         ha: args.ha,
-        ha_priority: args.ha_priority.map(|p| p.as_str().to_string()),
-        domain_type: args.domain_type.map(|t| t.as_str().to_string()),
-        resume_behavior: args.resume_behavior,
+        ha_priority: args.ha_priority.map(|p| p.word().to_string()),
+        ha_priority_enum: args.ha_priority.map(i32::from).unwrap_or_default(),
+        domain_type: args.domain_type.map(|t| t.word().to_string()),
+        domain_type_enum: args.domain_type.map(i32::from).unwrap_or_default(),
+        resume_behavior: args.resume_behavior.map(|r| r.word().to_string()),
+        resume_behavior_enum: args.resume_behavior.map(i32::from).unwrap_or_default(),
         migration,
         host_tags: args.host_tags.map(|l| proto::StringList { values: l.0 }),
         pinned_hosts: args.pin.map(|l| proto::StringList { values: l.0 }),
-        migration_policy: args.migration.map(|m| m.as_str().to_string()),
+        migration_policy: args.migration.map(|m| m.word().to_string()),
+        migration_policy_enum: args.migration.map(i32::from).unwrap_or_default(),
         delete_protected: args.delete_protected,
         os: args.os,
     };

@@ -13,7 +13,7 @@ use corral_raft::model::{
     ClusterState, EventKind, MigrationProgress, MigrationSettings, Observed, PowerState, ResumeBehavior, Vm, VmStatus,
 };
 use corral_raft::typ::StateHandle;
-use corral_raft::NodeId;
+use corral_raft::{DownCause, NodeId, VmAction};
 use uuid::Uuid;
 
 use super::domain_xml::{DiskSpec, DomainSpec, NicSpec};
@@ -194,16 +194,16 @@ impl Agent {
                     let deadline_passed = vm.shutdown_deadline_ms.is_none_or(|d| now_ms() >= d);
                     if deadline_passed {
                         if let Err(e) = self.hv.destroy(vm.id).await {
-                            self.failed(vm, "power off", e).await;
+                            self.failed(vm, VmAction::PowerOff, e).await;
                         }
                     } else if self.acpi_sent.insert((vm.id, vm.epoch)) {
                         if let Err(e) = self.hv.shutdown(vm.id).await {
-                            self.failed(vm, "shut down", e).await;
+                            self.failed(vm, VmAction::ShutDown, e).await;
                         }
                     }
                     return true;
                 }
-                let cause = vm.stop_reason.clone().unwrap_or_else(|| "powered off".into());
+                let cause = vm.stop_reason.clone().map_or(DownCause::PoweredOff, DownCause::Other);
                 self.report(vm, Observed::Down { cause, on_purpose: true }).await;
                 self.acpi_sent.remove(&(vm.id, vm.epoch));
                 self.forget(vm.id).await;
@@ -217,13 +217,13 @@ impl Agent {
                     }
                     let guest_shutdown = dom.is_some_and(|d| d.guest_shutdown);
                     let cause = if self.node.lease.take_fenced(vm.id) {
-                        format!("host {} lost its lease and stopped it (self-fencing)", view.my_name)
+                        DownCause::SelfFenced { host: view.my_name.clone() }
                     } else {
                         match state {
-                            Some(DomainState::Crashed) => "the guest crashed".into(),
-                            Some(_) if guest_shutdown => "it was shut down from inside the guest".into(),
-                            Some(_) => "its QEMU process ended without a shutdown (killed or failed)".into(),
-                            None => "its domain disappeared from the hypervisor".into(),
+                            Some(DomainState::Crashed) => DownCause::Crashed,
+                            Some(_) if guest_shutdown => DownCause::GuestShutdown,
+                            Some(_) => DownCause::ProcessEnded,
+                            None => DownCause::Vanished,
                         }
                     };
                     self.report(vm, Observed::Down { cause, on_purpose: guest_shutdown }).await;
@@ -233,7 +233,7 @@ impl Agent {
                 if vm.desired == PowerState::Suspended {
                     if running {
                         if let Err(e) = self.hv.suspend(vm.id).await {
-                            self.failed(vm, "suspend", e).await;
+                            self.failed(vm, VmAction::Suspend, e).await;
                         }
                         return true;
                     }
@@ -254,7 +254,7 @@ impl Agent {
                             self.hv.resume(vm.id).await
                         };
                         if let Err(e) = resumed {
-                            self.failed(vm, "resume", e).await;
+                            self.failed(vm, VmAction::Resume, e).await;
                         }
                         return true;
                     }
@@ -264,7 +264,7 @@ impl Agent {
                 if vm.reboot_pending {
                     match self.hv.reboot(vm.id).await {
                         Ok(()) => self.report(vm, Observed::RebootDone).await,
-                        Err(e) => self.failed(vm, "reboot", e).await,
+                        Err(e) => self.failed(vm, VmAction::Reboot, e).await,
                     }
                     return true;
                 }
@@ -293,11 +293,10 @@ impl Agent {
             ResumeBehavior::LeavePaused => false,
             ResumeBehavior::Kill => {
                 if let Err(e) = self.hv.destroy(vm.id).await {
-                    self.failed(vm, "power off", e).await;
+                    self.failed(vm, VmAction::PowerOff, e).await;
                     return true;
                 }
-                let cause = "it was killed after a storage I/O error pause (resume behaviour: kill)".to_string();
-                self.report(vm, Observed::Down { cause, on_purpose: false }).await;
+                self.report(vm, Observed::Down { cause: DownCause::KilledAfterIoError, on_purpose: false }).await;
                 self.forget(vm.id).await;
                 true
             }
@@ -328,7 +327,7 @@ impl Agent {
             Err(e) => {
                 tracing::warn!(vm = %vm.name, "start failed: {e}");
                 let _ = self.hv.undefine(vm.id).await;
-                self.failed(vm, "start", e).await;
+                self.failed(vm, VmAction::Start, e).await;
             }
         }
     }
@@ -438,11 +437,11 @@ impl Agent {
         }
     }
 
-    async fn failed(&mut self, vm: &Vm, action: &str, e: DriverError) {
+    async fn failed(&mut self, vm: &Vm, action: VmAction, e: DriverError) {
         let observed = if matches!(e, DriverError::Unreachable { .. }) {
             Observed::NotResponding
         } else {
-            Observed::Failed { action: action.into(), error: e.to_string() }
+            Observed::Failed { action, error: e.to_string() }
         };
         self.report(vm, observed).await;
     }

@@ -8,7 +8,7 @@ use corral_proto::affinity_service_server::AffinityService;
 use corral_proto::*;
 use corral_raft::command::{Op, Outcome};
 use corral_raft::model::{self, ClusterState, Polarity};
-use corral_raft::{validate, ClusterError};
+use corral_raft::{validate, vocab, ClusterError};
 use tonic::{Request, Response, Status};
 
 use super::{request_id, status};
@@ -20,6 +20,7 @@ fn group_to_proto(s: &ClusterState, g: &model::AffinityGroup) -> AffinityGroup {
     AffinityGroup {
         name: g.name.clone(),
         polarity: g.polarity.as_str().into(),
+        polarity_enum: g.polarity.wire(),
         enforcing: g.enforcing,
         vms: s.vm_names_of(&g.vms),
         created_unix_ms: g.created_ms,
@@ -35,8 +36,8 @@ fn label_to_proto(s: &ClusterState, l: &model::AffinityLabel) -> AffinityLabel {
     }
 }
 
-fn polarity(value: &str) -> Result<Polarity, Status> {
-    value.parse().map_err(status)
+fn polarity(value: i32, text: &str) -> Result<Option<Polarity>, Status> {
+    vocab::read("polarity", value, text).map_err(status)
 }
 
 impl Api {
@@ -59,7 +60,10 @@ impl AffinityService for Api {
         validate::name("name", &r.name).map_err(status)?;
         let op = Op::CreateAffinityGroup {
             name: r.name,
-            polarity: polarity(&r.polarity)?,
+            polarity: polarity(r.polarity_enum, &r.polarity)?.ok_or_else(|| {
+                let rule = format!("must be {} (got '')", corral_proto::Polarity::choices());
+                status(ClusterError::invalid("polarity", rule))
+            })?,
             enforcing: r.enforcing,
             vms: r.vms,
         };
@@ -100,7 +104,7 @@ impl AffinityService for Api {
             add_vms: r.add_vms,
             remove_vms: r.remove_vms,
             enforcing: r.enforcing,
-            polarity: r.polarity.as_deref().map(polarity).transpose()?,
+            polarity: polarity(r.polarity_enum, r.polarity.as_deref().unwrap_or_default())?,
         };
         let Outcome::AffinityGroup(g) = self.write(rid, op).await? else {
             return Err(Status::internal("the write returned no affinity group"));

@@ -9,8 +9,8 @@ use corral_proto::raft_service_client::RaftServiceClient;
 use corral_proto::*;
 use corral_raft::command::{MigrationSettingsChange, Op, Outcome};
 use corral_raft::model::{ClusterInfo, ClusterState, SchedulingPolicy};
-use corral_raft::validate;
 use corral_raft::ClusterError;
+use corral_raft::{validate, vocab};
 use futures::future::join_all;
 use tonic::{Request, Response, Status};
 
@@ -56,8 +56,8 @@ impl ClusterService for Api {
             return Err(status(ClusterError::invalid("token", "must not be empty")));
         }
         let (node_id, cluster_name, voter) = self.0.join(peer.trim(), &token).await.map_err(status)?;
-        let role = if voter { "voter" } else { "learner" }.to_string();
-        Ok(Response::new(JoinResponse { node_id, cluster_name, role }))
+        let (role, role_enum) = (role(voter).word().to_string(), role(voter).into());
+        Ok(Response::new(JoinResponse { node_id, cluster_name, role, role_enum }))
     }
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
@@ -68,7 +68,8 @@ impl ClusterService for Api {
     async fn edit(&self, req: Request<EditClusterRequest>) -> Result<Response<ClusterSettings>, Status> {
         let rid = request_id(&req)?;
         let r = req.into_inner();
-        let policy = r.scheduling.as_deref().map(str::parse::<SchedulingPolicy>).transpose().map_err(status)?;
+        let text = r.scheduling.as_deref().unwrap_or_default();
+        let policy: Option<SchedulingPolicy> = vocab::read("scheduling", r.scheduling_enum, text).map_err(status)?;
         if let Some(v) = r.cpu_overcommit {
             validate::cpu_overcommit(v).map_err(status)?;
         }
@@ -203,7 +204,8 @@ impl Api {
                     id,
                     name: info.name,
                     address: info.address,
-                    role: if voter { "voter" } else { "learner" }.into(),
+                    role: role(voter).word().into(),
+                    role_enum: role(voter).into(),
                     reachable,
                     version,
                     max_level,
@@ -257,11 +259,20 @@ impl Api {
     }
 }
 
+fn role(voter: bool) -> MemberRole {
+    if voter {
+        MemberRole::Voter
+    } else {
+        MemberRole::Learner
+    }
+}
+
 fn settings(s: &ClusterState) -> ClusterSettings {
     let info: Option<&ClusterInfo> = s.cluster.as_ref();
     let m = &s.migration_defaults;
     ClusterSettings {
         scheduling: info.map(|c| c.scheduling.as_str().to_string()).unwrap_or_default(),
+        scheduling_enum: info.map(|c| c.scheduling.wire()).unwrap_or_default(),
         cpu_overcommit: info.map_or(0, |c| c.cpu_overcommit),
         migration: Some(MigrationSettings {
             auto_converge: m.auto_converge,

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use corral_proto::engine_service_server::EngineService;
+use corral_proto::EngineMaintenanceMode as Mode;
 use corral_proto::*;
 use corral_raft::command::{Op, StartOrder};
 use corral_raft::model::{self, ClusterState, KernelBoot};
-use corral_raft::{validate, ClusterError};
+use corral_raft::{validate, vocab, ClusterError};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -73,12 +74,8 @@ impl EngineRequest {
                 let vcpus = r.engine_vcpus.unwrap_or(DEFAULT_ENGINE_VCPUS);
                 validate::memory_mib(memory)?;
                 validate::vcpus(vcpus)?;
-                let domain_type = match r.engine_domain_type.as_deref().filter(|t| !t.is_empty()) {
-                    Some(t) => Some(t.parse().map_err(|_| {
-                        ClusterError::invalid("engine_domain_type", format!("must be kvm or qemu (got '{t}')"))
-                    })?),
-                    None => None,
-                };
+                let text = r.engine_domain_type.as_deref().unwrap_or_default();
+                let domain_type = vocab::read("engine_domain_type", r.engine_domain_type_enum, text)?;
                 let path = PathBuf::from(image);
                 if !path.is_absolute() {
                     return Err(ClusterError::invalid(
@@ -206,6 +203,7 @@ fn status_of(s: &ClusterState) -> Result<EngineStatus, ClusterError> {
         .map(|h| EngineHost {
             host: h.name.clone(),
             state: h.state.as_str().into(),
+            state_enum: h.state.wire(),
             score: h.engine_score.as_ref().map(engine_score_to_proto),
             local_maintenance: h.engine_local_maintenance,
             engine_here: vm.host == Some(h.id),
@@ -216,6 +214,7 @@ fn status_of(s: &ClusterState) -> Result<EngineStatus, ClusterError> {
         vm_id: vm.id.to_string(),
         host: vm.host.map(|h| s.host_name(h)),
         state: vm.status.as_str().into(),
+        state_enum: vm.status.wire(),
         global_maintenance: s.engine.global_maintenance,
         hosts,
     })
@@ -231,17 +230,17 @@ impl EngineService for Api {
 
     async fn maintenance(&self, req: Request<EngineMaintenanceRequest>) -> Result<Response<EngineStatus>, Status> {
         let rid = super::request_id(&req)?;
-        let EngineMaintenanceRequest { mode, host } = req.into_inner();
+        let r = req.into_inner();
+        let (mode, host) = (r.mode_enum().or_word(&r.mode), r.host);
         let host = Some(host).filter(|h| !h.trim().is_empty()).unwrap_or_else(|| self.0.config.name.clone());
-        let op = match mode.as_str() {
-            "global" => Op::SetEngineMaintenance { global: Some(true), local: None },
-            "local" => Op::SetEngineMaintenance { global: None, local: Some((host, true)) },
-            "none" => Op::SetEngineMaintenance { global: Some(false), local: Some((host, false)) },
-            other => {
-                return Err(status(ClusterError::invalid(
-                    "mode",
-                    format!("must be global, local or none (got '{other}')"),
-                )))
+        let op = match mode {
+            Ok(Mode::Global) => Op::SetEngineMaintenance { global: Some(true), local: None },
+            Ok(Mode::Local) => Op::SetEngineMaintenance { global: None, local: Some((host, true)) },
+            Ok(Mode::None) => Op::SetEngineMaintenance { global: Some(false), local: Some((host, false)) },
+            Ok(Mode::Unspecified) | Err(_) => {
+                let got = mode.err().unwrap_or_default();
+                let rule = format!("must be {} (got '{got}')", Mode::choices());
+                return Err(status(ClusterError::invalid("mode", rule)));
             }
         };
         self.0.write(rid, op).await.map_err(status)?;

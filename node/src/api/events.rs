@@ -17,7 +17,13 @@ use crate::node::Node;
 pub struct Api(pub Arc<Node>);
 
 fn to_proto(e: &corral_raft::model::Event) -> Event {
-    Event { index: e.index, time_unix_ms: e.time_ms, kind: e.kind.as_str().into(), message: e.message.clone() }
+    Event {
+        index: e.index,
+        time_unix_ms: e.time_ms,
+        kind: e.kind.as_str().into(),
+        kind_enum: e.kind.wire(),
+        message: e.message.clone(),
+    }
 }
 
 #[tonic::async_trait]

@@ -9,7 +9,7 @@ use corral_proto::vm_service_server::VmService;
 use corral_proto::*;
 use corral_raft::command::{MigrationOverridesChange, Op, Outcome, StartOrder, VmChanges, VmSpec};
 use corral_raft::model::{self, ClusterState, DomainType, HaPriority, KernelBoot};
-use corral_raft::{validate, ClusterError};
+use corral_raft::{validate, vocab, ClusterError};
 use rand::Rng;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -35,8 +35,13 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
         comment: vm.comment.clone(),
         memory_mib: vm.memory_mib,
         vcpus: vm.vcpus,
-        ha: Some(HaSettings { enabled: vm.ha.enabled, priority: vm.ha.priority.as_str().into() }),
+        ha: Some(HaSettings {
+            enabled: vm.ha.enabled,
+            priority: vm.ha.priority.as_str().into(),
+            priority_enum: vm.ha.priority.wire(),
+        }),
         status: vm.status.as_str().into(),
+        status_enum: vm.status.wire(),
         host: vm.host.map(|h| s.host_name(h)),
         created_unix_ms: vm.created_ms,
         updated_unix_ms: vm.updated_ms,
@@ -44,13 +49,16 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
         nics: vm.nics.iter().map(|n| Nic { network: n.network.clone(), mac: n.mac.clone() }).collect(),
         stop_reason: vm.stop_reason.clone(),
         domain_type: vm.domain_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
+        domain_type_enum: vm.domain_type.map(DomainType::wire).unwrap_or_default(),
         migrating_to: vm.migrating_to.map(|h| s.host_name(h)),
         next_run: vm.next_run.as_ref().map(|n| NextRun {
             memory_mib: n.memory_mib,
             vcpus: n.vcpus,
             domain_type: n.domain_type.map(|t| t.as_str().to_string()),
+            domain_type_enum: n.domain_type.map(DomainType::wire).unwrap_or_default(),
         }),
         resume_behavior: vm.resume_behavior.as_str().into(),
+        resume_behavior_enum: vm.resume_behavior.wire(),
         ha_restart: vm.ha_restart.as_ref().map(|r| corral_proto::HaRestart {
             failed_unix_ms: r.failed_ms,
             attempts: r.attempts,
@@ -78,6 +86,7 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
         host_tags: vm.host_tags.clone(),
         pinned_hosts: vm.pinned_hosts.iter().map(|h| s.host_name(*h)).collect(),
         migration_policy: vm.migration.as_str().into(),
+        migration_policy_enum: vm.migration.wire(),
         hosted_engine: vm.hosted_engine,
         delete_protected: vm.delete_protected,
         os: vm.os.clone(),
@@ -115,15 +124,9 @@ pub fn disk_to_proto(node: &Node, d: &model::Disk, vm: Option<String>) -> Disk {
     }
 }
 
-fn priority(value: &str) -> Result<HaPriority, Status> {
-    value.parse().map_err(status)
-}
-
-fn domain_type(value: &str) -> Result<Option<DomainType>, Status> {
-    match value {
-        "" => Ok(None),
-        v => v.parse().map(Some).map_err(status),
-    }
+/// A closed-set field of a request: its enum, or an older client's string (`vocab::read`).
+fn read<M: vocab::Vocab>(field: &'static str, value: i32, text: &str) -> Result<Option<M>, Status> {
+    vocab::read(field, value, text).map_err(status)
 }
 
 /// Whether the write tagged `rid` was applied already (a client resending it after a lost answer).
@@ -207,14 +210,11 @@ impl VmService for Api {
             memory_mib: r.memory_mib,
             vcpus: r.vcpus,
             ha_enabled: r.ha,
-            ha_priority: if r.ha_priority.is_empty() { HaPriority::Medium } else { priority(&r.ha_priority)? },
+            ha_priority: read("ha_priority", r.ha_priority_enum, &r.ha_priority)?.unwrap_or(HaPriority::Medium),
             nics: r.nics.iter().map(|n| model::Nic { network: n.clone(), mac: random_mac() }).collect(),
-            domain_type: domain_type(&r.domain_type)?,
+            domain_type: read("domain_type", r.domain_type_enum, &r.domain_type)?,
             boot,
-            resume_behavior: match r.resume_behavior.as_str() {
-                "" => Default::default(),
-                v => v.parse().map_err(status)?,
-            },
+            resume_behavior: read("resume_behavior", r.resume_behavior_enum, &r.resume_behavior)?.unwrap_or_default(),
         };
         validate::vm_spec(&spec).map_err(status)?;
         for n in &r.nics {
@@ -287,16 +287,21 @@ impl VmService for Api {
             memory_mib: r.memory_mib,
             vcpus: r.vcpus,
             ha_enabled: r.ha,
-            ha_priority: r.ha_priority.as_deref().map(priority).transpose()?,
-            domain_type: match r.domain_type.as_deref() {
-                Some(t) => domain_type(t)?,
-                None => None,
-            },
-            resume_behavior: r.resume_behavior.as_deref().map(str::parse).transpose().map_err(status)?,
+            ha_priority: read("ha_priority", r.ha_priority_enum, r.ha_priority.as_deref().unwrap_or_default())?,
+            domain_type: read("domain_type", r.domain_type_enum, r.domain_type.as_deref().unwrap_or_default())?,
+            resume_behavior: read(
+                "resume_behavior",
+                r.resume_behavior_enum,
+                r.resume_behavior.as_deref().unwrap_or_default(),
+            )?,
             migration_settings: r.migration.map(overrides_edit).transpose()?,
             host_tags: r.host_tags.map(|l| l.values),
             pinned_hosts: r.pinned_hosts.map(|l| l.values),
-            migration: r.migration_policy.as_deref().map(str::parse).transpose().map_err(status)?,
+            migration: read(
+                "migration_policy",
+                r.migration_policy_enum,
+                r.migration_policy.as_deref().unwrap_or_default(),
+            )?,
             delete_protected: r.delete_protected,
             os: r.os,
         };

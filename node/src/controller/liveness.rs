@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use corral_raft::command::Op;
 use corral_raft::model::HostState;
 use corral_raft::typ::{Raft, StateHandle};
-use corral_raft::{ClusterError, NodeId};
+use corral_raft::{ClusterError, HostDownCause, NodeId};
 use openraft::{ChangeMembers, ServerState};
 
 use crate::node::{now_ms, Node};
@@ -181,14 +181,11 @@ pub async fn run(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
             }
             let by_agent = node.liveness.fence_result(term, host) == Some(true);
             if (silent >= down_after || by_agent) && node.liveness.begin_declaring(term, host, down_after) {
+                let silent_ms = silent.as_millis() as u64;
                 let how = if by_agent && silent < down_after {
-                    format!("the fence agent powered it off after {:.1} s without a heartbeat", silent.as_secs_f64())
+                    HostDownCause::fence_agent(silent_ms)
                 } else {
-                    format!(
-                        "no heartbeat for {:.1} s, so its {} s lease has certainly ended",
-                        silent.as_secs_f64(),
-                        lease.as_secs_f64()
-                    )
+                    HostDownCause::lease_ended(silent_ms, lease.as_millis() as u64)
                 };
                 tracing::warn!(host = %name, "declaring the host down: {how}");
                 let r = node.propose_as_leader(Op::HostDown { id: host, how }).await;

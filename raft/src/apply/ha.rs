@@ -34,7 +34,7 @@ impl ClusterState {
     }
 
     /// The host's lease has ended: none of its VMs runs any more.
-    pub(super) fn host_down(&mut self, now: i64, id: NodeId, how: &str) -> Applied {
+    pub(super) fn host_down(&mut self, now: i64, id: NodeId, how: &crate::HostDownCause) -> Applied {
         let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
         if matches!(host.state, HostState::Down | HostState::Joining) {
             return Ok(Outcome::Done);

@@ -6,6 +6,7 @@
 use uuid::Uuid;
 
 use super::Applied;
+use crate::causes::VmAction;
 use crate::command::{Outcome, StartOrder};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, HostState, Observed, PowerState, Vm, VmStatus};
@@ -204,12 +205,12 @@ impl ClusterState {
             Observed::Down { cause, on_purpose } => {
                 let expected = vm.desired == PowerState::Down;
                 if !expected {
-                    vm.stop_reason = Some(cause.clone());
+                    vm.stop_reason = Some(cause.to_string());
                 }
                 // oVirt's rule: an HA VM that dies is restarted; one shut down on purpose (by
                 // the operator, or cleanly from inside the guest) is not.
                 if !expected && !on_purpose && vm.ha.enabled {
-                    vm.ha_failed(now, true, Some(cause.clone()));
+                    vm.ha_failed(now, true, Some(cause.to_string()));
                     ha_failed = true;
                 }
                 vm.ha_restarting = false;
@@ -255,7 +256,7 @@ impl ClusterState {
                 });
             }
             Observed::Failed { action, error } => {
-                if action == "start" {
+                if *action == VmAction::Start {
                     if std::mem::take(&mut vm.ha_restarting) {
                         vm.ha_failed(now, true, Some(error.clone()));
                     }

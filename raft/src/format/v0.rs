@@ -760,6 +760,21 @@ macro_rules! same {
 }
 same!(bool, u8, u32, u64, i64, String, Uuid);
 
+/// Values v0 kept as a `String` and this build types (`crate::causes`): the same text either
+/// way. Upgrading goes through `From<String>` (`both_ways!` converts every field with `into`
+/// after `up`), which keeps a string it does not know as `Other`.
+macro_rules! typed_text {
+    ($($t:ident),*) => {$(
+        impl Down for crate::causes::$t {
+            type V0 = String;
+            fn down(&self) -> Result<String, Unrepresentable> {
+                Ok(self.to_string())
+            }
+        }
+    )*};
+}
+typed_text!(VmAction, DownCause, HostDownCause);
+
 impl<T: Up> Up for Option<T> {
     type Cur = Option<T::Cur>;
     fn up(self) -> Self::Cur {
@@ -887,7 +902,7 @@ macro_rules! both_ways {
             fn from(v: $name) -> Self {
                 let $name { $($f,)* $($($s: _,)*)? } = v;
                 cur::$name {
-                    $($f: $f.up(),)*
+                    $($f: $f.up().into(),)*
                     $($($a: Default::default(),)*)?
                     $($($s: Default::default(),)*)?
                 }
@@ -912,7 +927,7 @@ macro_rules! both_ways {
             fn from(v: $name) -> Self {
                 match v {
                     $($name::$v $(($($t),*))? $({ $($f),* })? =>
-                        cur::$name::$v $(($($t.up()),*))? $({ $($f: $f.up()),* })?,)*
+                        cur::$name::$v $(($($t.up().into()),*))? $({ $($f: $f.up().into()),* })?,)*
                 }
             }
         }

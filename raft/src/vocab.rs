@@ -1,0 +1,121 @@
+//! The model's closed sets of values and the API's enums (corral.proto), mapped in one place
+//! each way. A model value's word is its API enum's word (`corral_proto::Word`), so the words
+//! of tables, `-o json`, error messages and OVF documents are written once, in the proto.
+
+use corral_proto as pb;
+use corral_proto::Word;
+
+use crate::error::ClusterError;
+use crate::model;
+
+/// A model type with a closed set of values, and the API enum that carries them.
+pub trait Vocab: TryFrom<Self::Api> {
+    type Api: Word + From<Self>;
+}
+
+/// An API enum's UNSPECIFIED value, which no model value has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unspecified;
+
+/// `From<model::X> for pb::Y` and `TryFrom<pb::Y> for model::X`, naming every variant on both
+/// sides (`Model = Proto` where the names differ), so that a value added to either side does
+/// not compile until it is mapped here.
+macro_rules! vocab {
+    ($($model:ident => $proto:ident { $($m:ident $(= $p:ident)?),* $(,)? })*) => {$(
+        impl From<model::$model> for pb::$proto {
+            fn from(v: model::$model) -> Self {
+                match v {
+                    $(model::$model::$m => vocab!(@proto $proto $m $($p)?),)*
+                }
+            }
+        }
+        impl Vocab for model::$model {
+            type Api = pb::$proto;
+        }
+        impl model::$model {
+            /// The API's enum for this value, as a message's enum field holds it.
+            pub fn wire(self) -> i32 {
+                pb::$proto::from(self).into()
+            }
+        }
+        impl TryFrom<pb::$proto> for model::$model {
+            type Error = Unspecified;
+            fn try_from(v: pb::$proto) -> Result<Self, Unspecified> {
+                match v {
+                    $(vocab!(@proto $proto $m $($p)?) => Ok(model::$model::$m),)*
+                    pb::$proto::Unspecified => Err(Unspecified),
+                }
+            }
+        }
+    )*};
+    (@proto $proto:ident $m:ident) => { pb::$proto::$m };
+    (@proto $proto:ident $m:ident $p:ident) => { pb::$proto::$p };
+}
+
+vocab! {
+    HaPriority => HaPriority { Low, Medium, High }
+    VmStatus => VmStatus {
+        Down, PoweringUp, Up, Paused, Suspended, RebootInProgress, PoweringDown, Migrating, NotResponding, Unknown,
+    }
+    HostState => HostState { Joining, Up, NonResponsive, Down, PreparingForMaintenance, Maintenance }
+    Polarity => Polarity { Positive, Negative }
+    DomainType => DomainType { Kvm, Qemu, Test }
+    MigrationPolicy => MigrationPolicy { Allow, Manual, None }
+    ResumeBehavior => ResumeBehavior { AutoResume, LeavePaused, Kill }
+    SchedulingPolicy => SchedulingPolicy { EvenDistribution = Even, Packing = Pack }
+    EventKind => EventKind {
+        ClusterBootstrapped, HostJoined, HostLeft, HostStateChanged, HostMaintenance, LeaderChanged, TokenCreated,
+        VmCreated, VmEdited, VmDeleted, VmStateChanged, VmHighAvailability, VmMigration, DiskCreated, DiskDeleted,
+        AffinityChanged, HostEdited, ClusterEdited,
+    }
+}
+
+/// What a request says for one closed-set field: its enum, or when that is unspecified (a
+/// client that sends only the string, such as release 3f21f51's CLI) its string. `None` when
+/// neither is given; a string that names no value is refused, naming `field`.
+pub fn read<M: Vocab>(field: &'static str, value: i32, text: &str) -> Result<Option<M>, ClusterError> {
+    match M::Api::of(value).or_word(text) {
+        Ok(v) => Ok(M::try_from(v).ok()),
+        Err(bad) => Err(ClusterError::invalid(field, format!("must be {} (got '{bad}')", M::Api::choices()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_value_maps_to_a_model_value_and_back() {
+        fn round_trip<P, M>()
+        where
+            P: Word + From<M> + std::fmt::Debug,
+            M: TryFrom<P> + Copy,
+        {
+            for p in P::values() {
+                let m = M::try_from(p).ok().expect("every value but UNSPECIFIED maps");
+                assert_eq!(P::from(m), p);
+            }
+            assert!(M::try_from(P::table()[0].0).is_err(), "UNSPECIFIED has no model value");
+        }
+        round_trip::<pb::HaPriority, model::HaPriority>();
+        round_trip::<pb::VmStatus, model::VmStatus>();
+        round_trip::<pb::HostState, model::HostState>();
+        round_trip::<pb::Polarity, model::Polarity>();
+        round_trip::<pb::DomainType, model::DomainType>();
+        round_trip::<pb::MigrationPolicy, model::MigrationPolicy>();
+        round_trip::<pb::ResumeBehavior, model::ResumeBehavior>();
+        round_trip::<pb::SchedulingPolicy, model::SchedulingPolicy>();
+        round_trip::<pb::EventKind, model::EventKind>();
+    }
+
+    #[test]
+    fn a_request_is_read_from_its_enum_or_else_its_string() {
+        let read = |v: pb::DomainType, t| read::<model::DomainType>("domain_type", v.into(), t);
+        assert_eq!(read(pb::DomainType::Qemu, "kvm"), Ok(Some(model::DomainType::Qemu)));
+        assert_eq!(read(pb::DomainType::Unspecified, "kvm"), Ok(Some(model::DomainType::Kvm)));
+        assert_eq!(read(pb::DomainType::Unspecified, ""), Ok(None));
+        assert_eq!(super::read("domain_type", 99, "qemu"), Ok(Some(model::DomainType::Qemu)));
+        let refused = read(pb::DomainType::Unspecified, "xen").unwrap_err().to_string();
+        assert_eq!(refused, "domain_type: must be kvm, qemu or test (got 'xen')");
+    }
+}
