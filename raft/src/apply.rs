@@ -2,9 +2,11 @@
 //! A command that is refused leaves the state exactly as it was: every check happens before
 //! the first change. No clocks, no randomness, no I/O here.
 
+use std::collections::BTreeSet;
+
 use corral_storage::codec::CodecError;
 use corral_storage::legacy::Applied as SnapshotApplied;
-use corral_storage::Machine;
+use corral_storage::{Effect, Machine};
 use uuid::Uuid;
 
 use crate::command::{Command, NewHost, Op, Outcome, Reply, StartOrder, VmChanges, VmSpec};
@@ -17,12 +19,13 @@ use crate::typ::{LogId, NodeId, TypeConfig};
 use crate::validate;
 
 impl Machine<TypeConfig> for ClusterState {
-    fn apply(&mut self, _log_id: &LogId, cmd: &Command) -> Reply {
-        self.apply_command(cmd)
+    fn apply(&mut self, _log_id: &LogId, cmd: &Command) -> Effect<Reply> {
+        let Applied { reply, touched } = self.apply_entry(cmd);
+        Effect { reply, changed: touched.into_iter().map(crate::documents::key).collect() }
     }
 
-    fn take_documents(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
-        crate::documents::take(self)
+    fn document(&self, key: &str) -> Option<Vec<u8>> {
+        crate::documents::get(self, key)
     }
 
     fn all_documents(&self) -> Vec<(String, Vec<u8>)> {
@@ -43,39 +46,55 @@ impl Machine<TypeConfig> for ClusterState {
     }
 }
 
-pub(crate) type Applied = Result<Outcome, ClusterError>;
+pub(crate) type OpResult = Result<Outcome, ClusterError>;
+
+/// What applying one command gives back: its reply, and the VMs whose OVF documents it may
+/// have changed (or removed), for the OVF store to rewrite. Naming a VM whose document did not
+/// change costs a document build and a comparison; missing one would leave a stale document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub reply: Reply,
+    pub touched: BTreeSet<Uuid>,
+}
 
 impl ClusterState {
     /// Applies one command; public so tests and tools can replay commands without Raft.
-    pub fn apply_command(&mut self, cmd: &Command) -> Reply {
+    pub fn apply_entry(&mut self, cmd: &Command) -> Applied {
         #[cfg(test)]
-        let check = crate::documents::TouchCheck::before(self);
+        let check = crate::documents::check::TouchCheck::before(self);
+        let mut touched = BTreeSet::new();
         let reply = match &cmd.op {
             Op::Batch(proposals) => {
-                let replies = proposals.iter().map(|p| self.apply_once(cmd.at_ms, p.request_id, &p.op)).collect();
+                let replies =
+                    proposals.iter().map(|p| self.apply_once(cmd.at_ms, p.request_id, &p.op, &mut touched)).collect();
                 Reply(Ok(Outcome::Batch(replies)))
             }
-            op => self.apply_once(cmd.at_ms, cmd.request_id, op),
+            op => self.apply_once(cmd.at_ms, cmd.request_id, op, &mut touched),
         };
         #[cfg(test)]
-        check.after(self, cmd);
-        reply
+        check.after(self, cmd, &touched);
+        Applied { reply, touched }
+    }
+
+    /// Applies one command for its reply alone (a replay that keeps no OVF store).
+    pub fn apply_command(&mut self, cmd: &Command) -> Reply {
+        self.apply_entry(cmd).reply
     }
 
     /// Applies one write unless its request id was applied already (then returns that reply).
-    fn apply_once(&mut self, now: i64, request_id: Option<Uuid>, op: &Op) -> Reply {
+    fn apply_once(&mut self, now: i64, request_id: Option<Uuid>, op: &Op, touched: &mut BTreeSet<Uuid>) -> Reply {
         if let Some(id) = request_id {
             if let Some(previous) = self.recent_requests.get(&id) {
                 return previous.clone();
             }
         }
         let named = op.config_named().and_then(|n| self.find_vm(n)).map(|v| v.id);
-        let reply = Reply(self.apply_op(now, op));
+        let reply = Reply(self.apply_op(now, op, touched));
         if reply.0.is_ok() {
             // The VM the op edits, removes or makes has a new document (or none); VMs whose
             // configuration changes on the side are marked where that happens. Reports and
             // lifecycle orders build no document, so they cost the OVF store nothing.
-            named.into_iter().chain(op.vm_made()).for_each(|id| self.touch_vm(id));
+            touched.extend(named.into_iter().chain(op.vm_made()));
         }
         if let Some(id) = request_id {
             self.remember_request(id, reply.clone());
@@ -83,7 +102,8 @@ impl ClusterState {
         reply
     }
 
-    fn apply_op(&mut self, now: i64, op: &Op) -> Applied {
+    /// `touched` gathers the VMs whose configuration the op changes on the side.
+    fn apply_op(&mut self, now: i64, op: &Op, touched: &mut BTreeSet<Uuid>) -> OpResult {
         match op {
             Op::Batch(_) => Err(ClusterError::invalid("batch", "batches do not nest")),
             Op::Bootstrap { cluster_name, voters, host, token_hash, token_expires_ms } => {
@@ -119,7 +139,7 @@ impl ClusterState {
                     .clone();
                 self.check_host_empty(*id, &name)?;
                 let host = self.hosts.remove(id).expect("found above");
-                self.forget_host_in_rules(*id);
+                touched.extend(self.forget_host_in_rules(*id));
                 self.record(now, EventKind::HostLeft, format!("Host {} left the cluster.", host.name));
                 Ok(Outcome::Done)
             }
@@ -135,7 +155,7 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             Op::HostNonResponsive { id, silent_ms } => self.host_non_responsive(now, *id, *silent_ms),
-            Op::HostDown { id, how } => self.host_down(now, *id, how),
+            Op::HostDown { id, how } => self.host_down(now, *id, how, touched),
             Op::HostAlive { id, self_fenced } => self.host_alive(now, *id, *self_fenced),
             Op::RestartHaVms => self.restart_ha_vms(now),
             Op::CreateVm { id, spec, disks, start } => self.create_vm(now, *id, spec, disks, start.as_ref()),
@@ -154,7 +174,7 @@ impl ClusterState {
             Op::EvacuateHost { id } => self.evacuate(now, *id),
             Op::ActivateHost { host } => self.activate_host(now, host),
             Op::SetMigrationDefaults { changes } => self.set_migration_defaults(now, changes),
-            Op::ReportVm { vm, host, epoch, observed } => self.report_vm(now, *vm, *host, *epoch, observed),
+            Op::ReportVm { vm, host, epoch, observed } => self.report_vm(now, *vm, *host, *epoch, observed, touched),
             Op::RecordEvent { kind, message } => {
                 self.record(now, *kind, message.clone());
                 Ok(Outcome::Done)
@@ -171,9 +191,7 @@ impl ClusterState {
                 }
                 for id in ids {
                     if let Some(d) = self.disks.remove(id) {
-                        if let Some(vm) = d.vm {
-                            self.touch_vm(vm);
-                        }
+                        touched.extend(d.vm);
                         self.record(now, EventKind::DiskDeleted, format!("Disk {} was deleted.", d.name));
                     }
                 }
@@ -211,7 +229,7 @@ impl ClusterState {
         host: &NewHost,
         token_hash: &str,
         token_expires_ms: i64,
-    ) -> Applied {
+    ) -> OpResult {
         if let Some(c) = &self.cluster {
             return Err(ClusterError::FailedPrecondition(format!("this node already belongs to cluster '{}'", c.name)));
         }
@@ -255,7 +273,7 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    fn register_host(&mut self, now: i64, token_hash: &str, name: &str, address: &str, facts: &HostFacts) -> Applied {
+    fn register_host(&mut self, now: i64, token_hash: &str, name: &str, address: &str, facts: &HostFacts) -> OpResult {
         let cluster_name = self.require_cluster()?.name.clone();
         if !self.token_valid(token_hash, now) {
             return Err(ClusterError::PermissionDenied("the join token is not valid or has expired".to_string()));
@@ -294,7 +312,7 @@ impl ClusterState {
         Ok(Outcome::HostRegistered { id, cluster_name })
     }
 
-    fn create_vm(&mut self, now: i64, id: Uuid, spec: &VmSpec, disks: &[Disk], start: Option<&StartOrder>) -> Applied {
+    fn create_vm(&mut self, now: i64, id: Uuid, spec: &VmSpec, disks: &[Disk], start: Option<&StartOrder>) -> OpResult {
         self.require_cluster()?;
         validate::vm_spec(spec)?;
         if self.vm_names.contains_key(&spec.name) {
@@ -341,7 +359,7 @@ impl ClusterState {
 
     /// Records a new VM (its disks recorded already) with its event, and starts it if asked
     /// (the caller tried the start on a copy of the state first, so it is not refused here).
-    pub(crate) fn add_vm(&mut self, now: i64, vm: Vm, msg: String, start: Option<&StartOrder>) -> Applied {
+    pub(crate) fn add_vm(&mut self, now: i64, vm: Vm, msg: String, start: Option<&StartOrder>) -> OpResult {
         let id = vm.id;
         self.vm_names.insert(vm.name.clone(), id);
         self.vms.insert(id, vm);
@@ -381,7 +399,7 @@ impl ClusterState {
         Ok(())
     }
 
-    fn delete_vm(&mut self, now: i64, name_or_id: &str, keep_disks: bool) -> Applied {
+    fn delete_vm(&mut self, now: i64, name_or_id: &str, keep_disks: bool) -> OpResult {
         self.require_cluster()?;
         let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
         if vm.hosted_engine {
@@ -426,7 +444,7 @@ impl ClusterState {
         Ok(Outcome::VmDeleted { id, files })
     }
 
-    fn clone_vm(&mut self, now: i64, source: &str, id: Uuid, name: &str, disks: &[Disk], macs: &[String]) -> Applied {
+    fn clone_vm(&mut self, now: i64, source: &str, id: Uuid, name: &str, disks: &[Disk], macs: &[String]) -> OpResult {
         self.require_cluster()?;
         let src = self.find_vm(source).ok_or_else(|| ClusterError::vm_not_found(source))?.clone();
         if src.status != VmStatus::Down {
@@ -469,7 +487,7 @@ impl ClusterState {
         Ok(Outcome::Vm(Box::new(vm)))
     }
 
-    fn edit_vm(&mut self, now: i64, name_or_id: &str, c: &VmChanges) -> Applied {
+    fn edit_vm(&mut self, now: i64, name_or_id: &str, c: &VmChanges) -> OpResult {
         self.require_cluster()?;
         validate::vm_changes(c)?;
         let before = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?.clone();

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::Applied;
+use super::OpResult;
 use crate::command::{Outcome, StartOrder, VmSpec};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, Disk, EngineScore, EventKind, HaPriority, HaSettings, PowerState, Vm, VmStatus};
@@ -21,7 +21,7 @@ impl ClusterState {
         disks: &[Disk],
         engine: bool,
         start: Option<&StartOrder>,
-    ) -> Applied {
+    ) -> OpResult {
         self.require_cluster()?;
         validate::vm_spec(&VmSpec {
             name: vm.name.clone(),
@@ -153,7 +153,7 @@ impl ClusterState {
         now: i64,
         global: Option<bool>,
         local: Option<&(String, bool)>,
-    ) -> Applied {
+    ) -> OpResult {
         self.require_cluster()?;
         let engine =
             self.engine_vm().ok_or_else(|| ClusterError::NotFound("the cluster has no hosted engine".into()))?;
@@ -223,7 +223,7 @@ impl ClusterState {
         }
     }
 
-    pub(super) fn report_engine_score(&mut self, now: i64, host: NodeId, score: &EngineScore) -> Applied {
+    pub(super) fn report_engine_score(&mut self, now: i64, host: NodeId, score: &EngineScore) -> OpResult {
         let h = self.hosts.get_mut(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?;
         let before = h.engine_score.as_ref().map(|s| s.score);
         h.engine_score = Some(score.clone());
@@ -247,7 +247,7 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn adopt_vm(&mut self, now: i64, vm_id: Uuid, host: NodeId) -> Applied {
+    pub(super) fn adopt_vm(&mut self, now: i64, vm_id: Uuid, host: NodeId) -> OpResult {
         let host_name =
             self.hosts.get(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?.name.clone();
         let vm = self.vms.get(&vm_id).ok_or_else(|| ClusterError::NotFound(format!("vm {vm_id} not found")))?;

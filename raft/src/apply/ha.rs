@@ -5,10 +5,11 @@
 //! where placement finds room, the rest trying again later with back-off.
 
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-use super::Applied;
+use super::OpResult;
 use crate::command::Outcome;
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, HaRestart, HostState, PowerState, VmStatus};
@@ -16,7 +17,7 @@ use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
 impl ClusterState {
-    pub(super) fn host_non_responsive(&mut self, now: i64, id: NodeId, silent_ms: u64) -> Applied {
+    pub(super) fn host_non_responsive(&mut self, now: i64, id: NodeId, silent_ms: u64) -> OpResult {
         let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
         if !host.state.is_alive() {
             return Ok(Outcome::Done);
@@ -34,7 +35,7 @@ impl ClusterState {
     }
 
     /// The host's lease has ended: none of its VMs runs any more.
-    pub(super) fn host_down(&mut self, now: i64, id: NodeId, how: &str) -> Applied {
+    pub(super) fn host_down(&mut self, now: i64, id: NodeId, how: &str, touched: &mut BTreeSet<Uuid>) -> OpResult {
         let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
         if matches!(host.state, HostState::Down | HostState::Joining) {
             return Ok(Outcome::Done);
@@ -46,7 +47,7 @@ impl ClusterState {
         let on_host: Vec<Uuid> = self.vms.values().filter(|v| v.host == Some(id)).map(|v| v.id).collect();
         let incoming: Vec<Uuid> = self.vms.values().filter(|v| v.migrating_to == Some(id)).map(|v| v.id).collect();
         for vm_id in on_host {
-            self.vm_lost_with_host(now, vm_id, &host_name);
+            self.vm_lost_with_host(now, vm_id, &host_name, touched);
         }
         for vm_id in incoming {
             let vm = self.vms.get_mut(&vm_id).expect("listed above");
@@ -65,7 +66,7 @@ impl ClusterState {
     /// A VM whose host went down: down, and waiting for HA if it is highly available and was
     /// meant to run. One that was migrating away may already run on its destination: that
     /// host now holds it and reports whether it runs.
-    pub(super) fn vm_lost_with_host(&mut self, now: i64, vm_id: Uuid, host_name: &str) {
+    pub(super) fn vm_lost_with_host(&mut self, now: i64, vm_id: Uuid, host_name: &str, touched: &mut BTreeSet<Uuid>) {
         // A destination that is only non-responsive may hold its lease and run the VM.
         let dest = self.vms[&vm_id]
             .migrating_to
@@ -97,7 +98,7 @@ impl ClusterState {
         }
         let settled = vm.settle_next_run();
         if settled.is_some() {
-            self.touch_vm(vm_id);
+            touched.insert(vm_id);
         }
         if ha {
             let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");
@@ -110,7 +111,7 @@ impl ClusterState {
         }
     }
 
-    pub(super) fn host_alive(&mut self, now: i64, id: NodeId, self_fenced: bool) -> Applied {
+    pub(super) fn host_alive(&mut self, now: i64, id: NodeId, self_fenced: bool) -> OpResult {
         let settled = self.settled_host_state(id);
         let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
         let fenced_note = if self_fenced { " It had lost its lease and stopped its VMs itself." } else { "" };
@@ -173,7 +174,7 @@ impl ClusterState {
 
     /// Places the due HA VMs: the hosted engine first (the rest of the cluster is managed
     /// from it), then by priority, then the longest waiting.
-    pub(super) fn restart_ha_vms(&mut self, now: i64) -> Applied {
+    pub(super) fn restart_ha_vms(&mut self, now: i64) -> OpResult {
         let mut due: Vec<_> = self
             .vms
             .values()

@@ -3,9 +3,11 @@
 //! desired and the transition status; only reports from the VM's current host and assignment
 //! epoch change what is known to run, so a late report from a former host changes nothing.
 
+use std::collections::BTreeSet;
+
 use uuid::Uuid;
 
-use super::Applied;
+use super::OpResult;
 use crate::command::{Outcome, StartOrder};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, HostState, Observed, PowerState, Vm, VmStatus};
@@ -18,12 +20,12 @@ impl ClusterState {
         Ok(self.vms.get_mut(&id).expect("found above"))
     }
 
-    pub(super) fn vm_outcome(&self, id: Uuid) -> Applied {
+    pub(super) fn vm_outcome(&self, id: Uuid) -> OpResult {
         Ok(Outcome::Vm(Box::new(self.vms[&id].clone())))
     }
 
     /// Assigns a down VM to a host and orders it up (shared by start and create --start).
-    pub(super) fn start_vm(&mut self, now: i64, name_or_id: &str, order: &StartOrder) -> Applied {
+    pub(super) fn start_vm(&mut self, now: i64, name_or_id: &str, order: &StartOrder) -> OpResult {
         let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
         if vm.status != VmStatus::Down {
             return Err(ClusterError::FailedPrecondition(format!(
@@ -60,7 +62,7 @@ impl ClusterState {
         reason: Option<&str>,
         timeout_s: u64,
         power_off: bool,
-    ) -> Applied {
+    ) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
         match vm.status {
             // Stopping a down HA VM that waits for its restart cancels the restart.
@@ -97,7 +99,7 @@ impl ClusterState {
         self.vm_outcome(id)
     }
 
-    pub(super) fn reboot_vm(&mut self, now: i64, name_or_id: &str) -> Applied {
+    pub(super) fn reboot_vm(&mut self, now: i64, name_or_id: &str) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
         if vm.status != VmStatus::Up {
             return Err(ClusterError::FailedPrecondition(format!(
@@ -114,7 +116,7 @@ impl ClusterState {
         self.vm_outcome(id)
     }
 
-    pub(super) fn suspend_vm(&mut self, now: i64, name_or_id: &str, suspend: bool) -> Applied {
+    pub(super) fn suspend_vm(&mut self, now: i64, name_or_id: &str, suspend: bool) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
         let (ok, want, what) = if suspend {
             (vm.status == VmStatus::Up, PowerState::Suspended, "suspended")
@@ -137,7 +139,15 @@ impl ClusterState {
     }
 
     /// A host agent's report. Reports from anyone but the current host and epoch are stale.
-    pub(super) fn report_vm(&mut self, now: i64, id: Uuid, host: NodeId, epoch: u64, observed: &Observed) -> Applied {
+    pub(super) fn report_vm(
+        &mut self,
+        now: i64,
+        id: Uuid,
+        host: NodeId,
+        epoch: u64,
+        observed: &Observed,
+        touched: &mut BTreeSet<Uuid>,
+    ) -> OpResult {
         let Some(vm) = self.vms.get(&id) else { return Ok(Outcome::Done) };
         if vm.host != Some(host) || vm.epoch != epoch {
             return Ok(Outcome::Done);
@@ -296,14 +306,14 @@ impl ClusterState {
             self.settle_maintenance(now, host);
         }
         if lost_on_arrival {
-            self.vm_lost_with_host(now, id, &target_name);
+            self.vm_lost_with_host(now, id, &target_name, touched);
         }
         if ha_failed {
             let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");
             self.record(now, EventKind::VmHighAvailability, msg);
         }
         if let Some(what) = settled {
-            self.touch_vm(id);
+            touched.insert(id);
             self.record(now, EventKind::VmEdited, format!("VM {name} now has its next-run configuration: {what}."));
         }
         Ok(Outcome::Done)

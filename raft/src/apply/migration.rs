@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::Applied;
+use super::OpResult;
 use crate::command::{MigrationSettingsChange, Outcome};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, HostState, MaintenanceOrder, MigrationJob, VmStatus};
@@ -60,14 +60,14 @@ impl ClusterState {
         self.record(now, EventKind::VmMigration, msg);
     }
 
-    pub(super) fn migrate_vm(&mut self, now: i64, name_or_id: &str, to: Option<&str>) -> Applied {
+    pub(super) fn migrate_vm(&mut self, now: i64, name_or_id: &str, to: Option<&str>) -> OpResult {
         let id = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?.id;
         let target = self.migration_target(id, to, false)?;
         self.begin_migration(now, id, target, false, "");
         self.vm_outcome(id)
     }
 
-    pub(super) fn cancel_migration(&mut self, now: i64, name_or_id: &str) -> Applied {
+    pub(super) fn cancel_migration(&mut self, now: i64, name_or_id: &str) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
         let Some(job) = vm.migration_job.as_mut() else {
             return Err(ClusterError::FailedPrecondition(format!("vm '{}' is not migrating", vm.name)));
@@ -83,7 +83,7 @@ impl ClusterState {
         self.vm_outcome(id)
     }
 
-    pub(super) fn host_maintenance(&mut self, now: i64, name: &str, reason: Option<&str>) -> Applied {
+    pub(super) fn host_maintenance(&mut self, now: i64, name: &str, reason: Option<&str>) -> OpResult {
         let host = self.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
         let id = host.id;
         if host.maintenance.is_some() {
@@ -109,7 +109,7 @@ impl ClusterState {
 
     /// Orders a migration for every VM still on host `id` that can move, highest priority
     /// first, and records what cannot move and why.
-    pub(super) fn evacuate(&mut self, now: i64, id: NodeId) -> Applied {
+    pub(super) fn evacuate(&mut self, now: i64, id: NodeId) -> OpResult {
         let Some(order) = self.hosts.get(&id).and_then(|h| h.maintenance.clone()) else {
             return Ok(Outcome::Done);
         };
@@ -173,7 +173,7 @@ impl ClusterState {
         self.record(now, EventKind::HostMaintenance, msg);
     }
 
-    pub(super) fn activate_host(&mut self, now: i64, name: &str) -> Applied {
+    pub(super) fn activate_host(&mut self, now: i64, name: &str) -> OpResult {
         let host = self.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
         if host.maintenance.is_none() {
             return Err(ClusterError::FailedPrecondition(format!(
@@ -195,7 +195,7 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn set_migration_defaults(&mut self, now: i64, c: &MigrationSettingsChange) -> Applied {
+    pub(super) fn set_migration_defaults(&mut self, now: i64, c: &MigrationSettingsChange) -> OpResult {
         if c.max_per_host == Some(0) {
             return Err(ClusterError::invalid("max_per_host", "must be at least 1"));
         }

@@ -44,9 +44,6 @@ pub struct ClusterState {
     pub affinity_labels: BTreeMap<String, AffinityLabel>,
     /// The hosted engine: which VM it is, and whether HA leaves it alone (global maintenance).
     pub engine: EngineState,
-    /// VMs whose OVF documents the last applied entries may have changed (not replicated).
-    #[serde(skip)]
-    pub touched: crate::documents::Touched,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
