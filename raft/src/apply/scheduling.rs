@@ -11,7 +11,8 @@ use crate::validate;
 impl ClusterState {
     pub(super) fn edit_host(&mut self, now: i64, name: &str, tags: Option<&[String]>) -> OpResult {
         self.require_cluster()?;
-        let host = self.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+        let host = self.hosts.values_mut().find(|h| h.name == name);
+        let host = host.ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
         let Some(tags) = tags else { return Err(ClusterError::invalid("edit", "nothing to change: give --tags")) };
         validate::names("tags", tags)?;
         let tags = validate::dedup(tags);
@@ -24,7 +25,6 @@ impl ClusterState {
                 )));
             }
         }
-        let host = self.hosts.get_mut(&id).expect("found above");
         if host.tags == tags {
             return Ok(Outcome::Host(Box::new(host.clone())));
         }

@@ -104,10 +104,20 @@ impl FromStr for SchedulingPolicy {
 impl ClusterState {
     /// Finds a VM by name or by id.
     pub fn find_vm(&self, name_or_id: &str) -> Option<&Vm> {
-        if let Some(id) = self.vm_names.get(name_or_id) {
-            return self.vms.get(id);
+        self.vm_id_of(name_or_id).and_then(|id| self.vms.get(&id))
+    }
+
+    /// Finds a VM by name or by id, to change it.
+    pub fn find_vm_mut(&mut self, name_or_id: &str) -> Option<&mut Vm> {
+        self.vm_id_of(name_or_id).and_then(|id| self.vms.get_mut(&id))
+    }
+
+    /// The id a VM name stands for, or the id written out (a name wins over an id).
+    pub(crate) fn vm_id_of(&self, name_or_id: &str) -> Option<Uuid> {
+        match self.vm_names.get(name_or_id) {
+            Some(id) => Some(*id),
+            None => Uuid::parse_str(name_or_id).ok(),
         }
-        Uuid::parse_str(name_or_id).ok().and_then(|id| self.vms.get(&id))
     }
 
     pub fn host_by_name(&self, name: &str) -> Option<&Host> {
@@ -115,7 +125,7 @@ impl ClusterState {
     }
 
     pub fn host_name(&self, id: NodeId) -> String {
-        self.hosts.get(&id).map_or_else(|| format!("node {id}"), |h| h.name.clone())
+        host_name_in(&self.hosts, id)
     }
 
     /// Memory and vCPUs that VMs assigned to `host` hold (a VM holds its host's resources
@@ -165,6 +175,12 @@ impl ClusterState {
         let start = self.events.partition_point(|e| e.index <= after);
         self.events.range(start..)
     }
+}
+
+/// The name of host `id`, or "node {id}" for one that `hosts` does not hold. A function of the
+/// hosts alone, so that it can be used while a VM of the same state is borrowed to change it.
+pub fn host_name_in(hosts: &BTreeMap<NodeId, Host>, id: NodeId) -> String {
+    hosts.get(&id).map_or_else(|| format!("node {id}"), |h| h.name.clone())
 }
 
 /// Resources held on a host.
