@@ -18,11 +18,7 @@ pub mod vocab;
 mod apply;
 pub mod scheduler;
 
-/// The scheduler under its former name, for callers written before it grew rules.
-pub mod placement {
-    pub use crate::scheduler::{choose, Purpose};
-}
-
+pub use apply::Applied;
 pub use causes::{DownCause, HostDownCause, VmAction};
 pub use command::{Command, Op, Outcome, Reply};
 pub use error::ClusterError;
