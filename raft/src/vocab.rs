@@ -1,6 +1,10 @@
 //! The model's closed sets of values and the API's enums (corral.proto), mapped in one place
 //! each way. A model value's word is its API enum's word (`corral_proto::Word`), so the words
-//! of tables, `-o json`, error messages and OVF documents are written once, in the proto.
+//! of tables, `-o json`, error messages and OVF documents are written once, in the proto. The
+//! stored formats are not words: serde names the model's variants (`Kvm`), as it always has.
+
+use std::fmt;
+use std::str::FromStr;
 
 use corral_proto as pb;
 use corral_proto::Word;
@@ -19,9 +23,10 @@ pub struct Unspecified;
 
 /// `From<model::X> for pb::Y` and `TryFrom<pb::Y> for model::X`, naming every variant on both
 /// sides (`Model = Proto` where the names differ), so that a value added to either side does
-/// not compile until it is mapped here.
+/// not compile until it is mapped here; and the model value's words through them: `as_str`,
+/// `Display`, and `FromStr`, whose refusal names `field` and lists the words.
 macro_rules! vocab {
-    ($($model:ident => $proto:ident { $($m:ident $(= $p:ident)?),* $(,)? })*) => {$(
+    ($($model:ident => $proto:ident as $field:literal { $($m:ident $(= $p:ident)?),* $(,)? })*) => {$(
         impl From<model::$model> for pb::$proto {
             fn from(v: model::$model) -> Self {
                 match v {
@@ -36,6 +41,24 @@ macro_rules! vocab {
             /// The API's enum for this value, as a message's enum field holds it.
             pub fn wire(self) -> i32 {
                 pb::$proto::from(self).into()
+            }
+
+            /// This value's word ("high", "auto_resume").
+            pub fn as_str(self) -> &'static str {
+                pb::$proto::from(self).word()
+            }
+        }
+        impl fmt::Display for model::$model {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for model::$model {
+            type Err = ClusterError;
+            fn from_str(s: &str) -> Result<Self, ClusterError> {
+                pb::$proto::from_word(s).and_then(|v| Self::try_from(v).ok()).ok_or_else(|| {
+                    ClusterError::invalid($field, format!("must be {} (got '{s}')", pb::$proto::choices()))
+                })
             }
         }
         impl TryFrom<pb::$proto> for model::$model {
@@ -53,17 +76,17 @@ macro_rules! vocab {
 }
 
 vocab! {
-    HaPriority => HaPriority { Low, Medium, High }
-    VmStatus => VmStatus {
+    HaPriority => HaPriority as "ha_priority" { Low, Medium, High }
+    VmStatus => VmStatus as "status" {
         Down, PoweringUp, Up, Paused, Suspended, RebootInProgress, PoweringDown, Migrating, NotResponding, Unknown,
     }
-    HostState => HostState { Joining, Up, NonResponsive, Down, PreparingForMaintenance, Maintenance }
-    Polarity => Polarity { Positive, Negative }
-    DomainType => DomainType { Kvm, Qemu, Test }
-    MigrationPolicy => MigrationPolicy { Allow, Manual, None }
-    ResumeBehavior => ResumeBehavior { AutoResume, LeavePaused, Kill }
-    SchedulingPolicy => SchedulingPolicy { EvenDistribution = Even, Packing = Pack }
-    EventKind => EventKind {
+    HostState => HostState as "state" { Joining, Up, NonResponsive, Down, PreparingForMaintenance, Maintenance }
+    Polarity => Polarity as "polarity" { Positive, Negative }
+    DomainType => DomainType as "domain_type" { Kvm, Qemu, Test }
+    MigrationPolicy => MigrationPolicy as "migration_policy" { Allow, Manual, None }
+    ResumeBehavior => ResumeBehavior as "resume_behavior" { AutoResume, LeavePaused, Kill }
+    SchedulingPolicy => SchedulingPolicy as "scheduling" { EvenDistribution = Even, Packing = Pack }
+    EventKind => EventKind as "kind" {
         ClusterBootstrapped, HostJoined, HostLeft, HostStateChanged, HostMaintenance, LeaderChanged, TokenCreated,
         VmCreated, VmEdited, VmDeleted, VmStateChanged, VmHighAvailability, VmMigration, DiskCreated, DiskDeleted,
         AffinityChanged, HostEdited, ClusterEdited,
@@ -117,5 +140,25 @@ mod tests {
         assert_eq!(super::read("domain_type", 99, "qemu"), Ok(Some(model::DomainType::Qemu)));
         let refused = read(pb::DomainType::Unspecified, "xen").unwrap_err().to_string();
         assert_eq!(refused, "domain_type: must be kvm, qemu or test (got 'xen')");
+    }
+
+    /// The words the model had before they came from the proto, and its refusals: the same,
+    /// but for the domain type's, which now lists "test" (always accepted) too.
+    #[test]
+    fn model_words_and_refusals() {
+        use model::*;
+        assert_eq!(HostState::NonResponsive.as_str(), "non_responsive");
+        assert_eq!(VmStatus::RebootInProgress.to_string(), "reboot_in_progress");
+        assert_eq!(SchedulingPolicy::EvenDistribution.as_str(), "even");
+        assert_eq!(EventKind::VmHighAvailability.as_str(), "vm_high_availability");
+        assert_eq!("auto_resume".parse(), Ok(ResumeBehavior::AutoResume));
+        assert_eq!("pack".parse(), Ok(SchedulingPolicy::Packing));
+        assert_eq!("test".parse(), Ok(DomainType::Test));
+        let refusal = |r: Result<HaPriority, ClusterError>| r.unwrap_err().to_string();
+        assert_eq!(refusal("urgent".parse()), "ha_priority: must be low, medium or high (got 'urgent')");
+        let refusal = |r: Result<MigrationPolicy, ClusterError>| r.unwrap_err().to_string();
+        assert_eq!(refusal("".parse()), "migration_policy: must be allow, manual or none (got '')");
+        let refusal = |r: Result<DomainType, ClusterError>| r.unwrap_err().to_string();
+        assert_eq!(refusal("xen".parse()), "domain_type: must be kvm, qemu or test (got 'xen')");
     }
 }

@@ -1,8 +1,5 @@
 //! Affinity rules: VM-to-VM groups (together or apart) and VM-to-host labels.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -15,35 +12,6 @@ pub enum Polarity {
     Positive,
     /// Never on a host where another member runs.
     Negative,
-}
-
-impl Polarity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Polarity::Positive => "positive",
-            Polarity::Negative => "negative",
-        }
-    }
-}
-
-impl fmt::Display for Polarity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Polarity {
-    type Err = crate::ClusterError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "positive" => Ok(Polarity::Positive),
-            "negative" => Ok(Polarity::Negative),
-            other => {
-                Err(crate::ClusterError::invalid("polarity", format!("must be positive or negative (got '{other}')")))
-            }
-        }
-    }
 }
 
 /// A VM-to-VM rule. An enforcing group is a filter: a host that breaks it is never chosen.

@@ -2,7 +2,6 @@
 //! look-ups that every part of the daemon shares. Plain data; only apply changes it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -78,27 +77,6 @@ pub enum SchedulingPolicy {
     /// The host with the least free memory that still fits: fewer hosts busy, the others
     /// free to power down (oVirt's "power_saving").
     Packing,
-}
-
-impl SchedulingPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SchedulingPolicy::EvenDistribution => "even",
-            SchedulingPolicy::Packing => "pack",
-        }
-    }
-}
-
-impl FromStr for SchedulingPolicy {
-    type Err = crate::ClusterError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "even" => Ok(SchedulingPolicy::EvenDistribution),
-            "pack" => Ok(SchedulingPolicy::Packing),
-            other => Err(crate::ClusterError::invalid("scheduling", format!("must be even or pack (got '{other}')"))),
-        }
-    }
 }
 
 impl ClusterState {

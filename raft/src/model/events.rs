@@ -36,28 +36,3 @@ pub enum EventKind {
     /// Cluster-wide settings (scheduling policy, overcommit) changed.
     ClusterEdited,
 }
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::ClusterBootstrapped => "cluster_bootstrapped",
-            EventKind::HostJoined => "host_joined",
-            EventKind::HostLeft => "host_left",
-            EventKind::HostStateChanged => "host_state_changed",
-            EventKind::HostMaintenance => "host_maintenance",
-            EventKind::LeaderChanged => "leader_changed",
-            EventKind::TokenCreated => "token_created",
-            EventKind::VmCreated => "vm_created",
-            EventKind::VmEdited => "vm_edited",
-            EventKind::VmDeleted => "vm_deleted",
-            EventKind::VmStateChanged => "vm_state_changed",
-            EventKind::VmHighAvailability => "vm_high_availability",
-            EventKind::VmMigration => "vm_migration",
-            EventKind::DiskCreated => "disk_created",
-            EventKind::DiskDeleted => "disk_deleted",
-            EventKind::AffinityChanged => "affinity_changed",
-            EventKind::HostEdited => "host_edited",
-            EventKind::ClusterEdited => "cluster_edited",
-        }
-    }
-}

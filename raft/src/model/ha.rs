@@ -1,8 +1,5 @@
 //! High availability: a VM's HA settings and priority, and the back-off of a pending restart.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 /// A pending HA restart: retried with back-off while no host can take the VM.
@@ -60,35 +57,4 @@ pub enum HaPriority {
     #[default]
     Medium,
     High,
-}
-
-impl HaPriority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HaPriority::Low => "low",
-            HaPriority::Medium => "medium",
-            HaPriority::High => "high",
-        }
-    }
-}
-
-impl fmt::Display for HaPriority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for HaPriority {
-    type Err = crate::ClusterError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "low" => Ok(HaPriority::Low),
-            "medium" => Ok(HaPriority::Medium),
-            "high" => Ok(HaPriority::High),
-            other => {
-                Err(crate::ClusterError::invalid("ha_priority", format!("must be low, medium or high (got '{other}')")))
-            }
-        }
-    }
 }

@@ -1,7 +1,5 @@
 //! Hosts: their facts, states and maintenance orders, and the join tokens that admit them.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use super::EngineScore;
@@ -62,30 +60,9 @@ pub enum DomainType {
 }
 
 impl DomainType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DomainType::Kvm => "kvm",
-            DomainType::Qemu => "qemu",
-            DomainType::Test => "test",
-        }
-    }
-
     /// Whether VMs of this type can live-migrate (libvirt's test driver cannot).
     pub fn can_migrate(self) -> bool {
         self != DomainType::Test
-    }
-}
-
-impl FromStr for DomainType {
-    type Err = crate::ClusterError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "kvm" => Ok(DomainType::Kvm),
-            "qemu" => Ok(DomainType::Qemu),
-            "test" => Ok(DomainType::Test),
-            other => Err(crate::ClusterError::invalid("domain_type", format!("must be kvm or qemu (got '{other}')"))),
-        }
     }
 }
 
@@ -107,17 +84,6 @@ pub enum HostState {
 }
 
 impl HostState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostState::Joining => "joining",
-            HostState::Up => "up",
-            HostState::NonResponsive => "non_responsive",
-            HostState::Down => "down",
-            HostState::PreparingForMaintenance => "preparing_for_maintenance",
-            HostState::Maintenance => "maintenance",
-        }
-    }
-
     /// Whether the host answers its heartbeats (whatever the operator made of it).
     pub fn is_alive(self) -> bool {
         matches!(self, HostState::Up | HostState::PreparingForMaintenance | HostState::Maintenance)

@@ -1,8 +1,6 @@
 //! Live migration: who may move a VM, the cluster's settings and a VM's overrides, and the
 //! bookkeeping of a migration in flight.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 /// Who may move a running VM to another host.
@@ -15,32 +13,6 @@ pub enum MigrationPolicy {
     Manual,
     /// Never: the VM stays where it started until it is down.
     None,
-}
-
-impl MigrationPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationPolicy::Allow => "allow",
-            MigrationPolicy::Manual => "manual",
-            MigrationPolicy::None => "none",
-        }
-    }
-}
-
-impl FromStr for MigrationPolicy {
-    type Err = crate::ClusterError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "allow" => Ok(MigrationPolicy::Allow),
-            "manual" => Ok(MigrationPolicy::Manual),
-            "none" => Ok(MigrationPolicy::None),
-            other => Err(crate::ClusterError::invalid(
-                "migration_policy",
-                format!("must be allow, manual or none (got '{other}')"),
-            )),
-        }
-    }
 }
 
 /// A migration ordered and not yet finished.

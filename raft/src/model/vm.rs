@@ -1,8 +1,6 @@
 //! VMs and what they are made of (disks, NICs, kernel boot), their power states, and what a
 //! host agent reports about them.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -119,32 +117,6 @@ pub enum ResumeBehavior {
     LeavePaused,
     /// Power it off; an HA VM is then restarted (elsewhere if need be).
     Kill,
-}
-
-impl ResumeBehavior {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResumeBehavior::AutoResume => "auto_resume",
-            ResumeBehavior::LeavePaused => "leave_paused",
-            ResumeBehavior::Kill => "kill",
-        }
-    }
-}
-
-impl FromStr for ResumeBehavior {
-    type Err = crate::ClusterError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto_resume" => Ok(ResumeBehavior::AutoResume),
-            "leave_paused" => Ok(ResumeBehavior::LeavePaused),
-            "kill" => Ok(ResumeBehavior::Kill),
-            other => Err(crate::ClusterError::invalid(
-                "resume_behavior",
-                format!("must be auto_resume, leave_paused or kill (got '{other}')"),
-            )),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,23 +278,6 @@ pub enum VmStatus {
     /// Its host's hypervisor does not answer; the VM may or may not run.
     NotResponding,
     Unknown,
-}
-
-impl VmStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VmStatus::Down => "down",
-            VmStatus::PoweringUp => "powering_up",
-            VmStatus::Up => "up",
-            VmStatus::Paused => "paused",
-            VmStatus::Suspended => "suspended",
-            VmStatus::RebootInProgress => "reboot_in_progress",
-            VmStatus::PoweringDown => "powering_down",
-            VmStatus::Migrating => "migrating",
-            VmStatus::NotResponding => "not_responding",
-            VmStatus::Unknown => "unknown",
-        }
-    }
 }
 
 /// What a host agent saw of one VM, as it reports it.
