@@ -18,7 +18,9 @@ use uuid::Uuid;
 
 use super::domain_xml::{DiskSpec, DomainSpec, NicSpec};
 use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor, MigrationOptions};
-use crate::node::{now_ms, Node};
+use super::HostAgent;
+use crate::images::StorageDomain;
+use crate::now_ms;
 
 /// How often the agent looks at libvirt when nothing in the state changed.
 const IDLE_PERIOD: Duration = Duration::from_millis(1000);
@@ -32,10 +34,10 @@ const REPORT_PATIENCE: Duration = Duration::from_secs(300);
 /// How often a running migration's progress is read and, when it moved, reported.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 
-pub fn spawn(node: Arc<Node>, hv: Hypervisor, me: NodeId, state: StateHandle) {
+pub fn spawn(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
     let agent = Agent {
+        hv: node.hv.clone(),
         node,
-        hv,
         me,
         state,
         reported: HashMap::new(),
@@ -47,7 +49,7 @@ pub fn spawn(node: Arc<Node>, hv: Hypervisor, me: NodeId, state: StateHandle) {
 }
 
 struct Agent {
-    node: Arc<Node>,
+    node: Arc<HostAgent>,
     hv: Hypervisor,
     me: NodeId,
     state: StateHandle,
@@ -307,7 +309,7 @@ impl Agent {
     async fn power_up(&mut self, vm: &Vm) {
         // Built only here: the spec is needed when a VM powers up, not on every pass.
         let (node, me) = (self.node.clone(), self.me);
-        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node, s, v, me))) else { return };
+        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node.images, s, v, me))) else { return };
         let result = {
             // Held only while libvirt starts it, never across a write to the cluster.
             let _acting = node.lease.acting.read().await;
@@ -400,10 +402,10 @@ impl Agent {
             let give_up = tokio::time::Instant::now() + REPORT_PATIENCE;
             while tokio::time::Instant::now() < give_up {
                 let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: observed.clone() };
-                if node.write(None, op).await.is_ok() {
+                if node.cluster.write(None, op).await.is_ok() {
                     break;
                 }
-                let current = node.state().ok().and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.host, v.epoch))));
+                let current = node.cluster.state().ok().and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.host, v.epoch))));
                 if current != Some((Some(me), vm.epoch)) {
                     break;
                 }
@@ -425,7 +427,7 @@ impl Agent {
             }
             let message =
                 format!("VM {name} was running on host {my_name}, which it is not assigned to; it was stopped there.");
-            let _ = self.node.write(None, Op::RecordEvent { kind: EventKind::VmStateChanged, message }).await;
+            let _ = self.node.cluster.write(None, Op::RecordEvent { kind: EventKind::VmStateChanged, message }).await;
         }
         let _ = self.hv.undefine(d.uuid).await;
     }
@@ -453,7 +455,7 @@ impl Agent {
             return;
         }
         let op = Op::ReportVm { vm: vm.id, host: self.me, epoch: vm.epoch, observed: observed.clone() };
-        match self.node.write(None, op).await {
+        match self.node.cluster.write(None, op).await {
             Ok(_) => {
                 self.reported.insert(vm.id, (vm.epoch, observed));
             }
@@ -466,7 +468,7 @@ impl Agent {
 /// progress every half second when it changed.
 async fn watch_migration(
     hv: Hypervisor,
-    node: Arc<Node>,
+    node: Arc<HostAgent>,
     vm: Vm,
     me: NodeId,
     max_downtime_ms: Option<u64>,
@@ -501,21 +503,21 @@ async fn watch_migration(
         }
         last = Some((progress.percent, progress.iteration));
         let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: Observed::MigrationProgress(progress) };
-        if let Err(e) = node.write(None, op).await {
+        if let Err(e) = node.cluster.write(None, op).await {
             tracing::debug!(vm = %vm.name, "migration progress not reported: {e}");
         }
     }
 }
 
 /// The domain libvirt should run for `vm` on host `me`.
-fn domain_spec(node: &Node, s: &ClusterState, vm: &Vm, me: NodeId) -> DomainSpec {
+fn domain_spec(images: &StorageDomain, s: &ClusterState, vm: &Vm, me: NodeId) -> DomainSpec {
     let host_type = s.hosts.get(&me).map(|h| h.facts.domain_type).unwrap_or_default();
-    domain_spec_with(node, vm, &s.disks_of(vm.id), host_type)
+    domain_spec_with(images, vm, &s.disks_of(vm.id), host_type)
 }
 
 /// The domain for `vm` with these disks, on a host whose own domain type is `host_type`.
 pub fn domain_spec_with(
-    node: &Node,
+    images: &StorageDomain,
     vm: &Vm,
     disks: &[corral_raft::model::Disk],
     host_type: corral_raft::model::DomainType,
@@ -525,7 +527,7 @@ pub fn domain_spec_with(
         .iter()
         .enumerate()
         .map(|(i, d)| DiskSpec {
-            path: node.images.path(&d.file).display().to_string(),
+            path: images.path(&d.file).display().to_string(),
             target: format!("vd{}", (b'a' + i as u8) as char),
             format: d.format.clone(),
         })
@@ -541,7 +543,7 @@ pub fn domain_spec_with(
         nics: vm.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
         kernel: vm.boot.clone(),
         // The serial console goes to a file in the storage domain, so it can be read from any host.
-        serial_log: (!test).then(|| node.images.path(&format!("consoles/{}.log", vm.name)).display().to_string()),
+        serial_log: (!test).then(|| images.path(&format!("consoles/{}.log", vm.name)).display().to_string()),
     }
 }
 

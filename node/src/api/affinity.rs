@@ -12,9 +12,9 @@ use corral_raft::{validate, ClusterError};
 use tonic::{Request, Response, Status};
 
 use super::{request_id, status};
-use crate::node::Node;
+use super::Handles;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 fn group_to_proto(s: &ClusterState, g: &model::AffinityGroup) -> AffinityGroup {
     AffinityGroup {
@@ -43,11 +43,11 @@ impl Api {
     /// The group or label a write produced; VM and host names come from this node's copy of
     /// the state.
     async fn write(&self, rid: Option<uuid::Uuid>, op: Op) -> Result<Outcome, Status> {
-        self.0.write(rid, op).await.map_err(status)
+        self.0.cluster.write(rid, op).await.map_err(status)
     }
 
     fn state<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> Result<T, Status> {
-        Ok(self.0.state().map_err(status)?.read(f))
+        Ok(self.0.cluster.state().map_err(status)?.read(f))
     }
 }
 
@@ -76,6 +76,7 @@ impl AffinityService for Api {
         let stale = req.into_inner().stale;
         let groups = self
             .0
+            .cluster
             .read(stale, |s| s.affinity_groups.values().map(|g| group_to_proto(s, g)).collect())
             .await
             .map_err(status)?;
@@ -85,6 +86,7 @@ impl AffinityService for Api {
     async fn get_group(&self, req: Request<GetAffinityRequest>) -> Result<Response<AffinityGroup>, Status> {
         let GetAffinityRequest { name, stale } = req.into_inner();
         self.0
+            .cluster
             .read(stale, |s| s.affinity_groups.get(&name).map(|g| group_to_proto(s, g)))
             .await
             .map_err(status)?
@@ -137,6 +139,7 @@ impl AffinityService for Api {
         let stale = req.into_inner().stale;
         let labels = self
             .0
+            .cluster
             .read(stale, |s| s.affinity_labels.values().map(|l| label_to_proto(s, l)).collect())
             .await
             .map_err(status)?;
@@ -146,6 +149,7 @@ impl AffinityService for Api {
     async fn get_label(&self, req: Request<GetAffinityRequest>) -> Result<Response<AffinityLabel>, Status> {
         let GetAffinityRequest { name, stale } = req.into_inner();
         self.0
+            .cluster
             .read(stale, |s| s.affinity_labels.get(&name).map(|l| label_to_proto(s, l)))
             .await
             .map_err(status)?

@@ -15,13 +15,15 @@ use futures::future::join_all;
 use tonic::{Request, Response, Status};
 
 use super::{request_id, status};
-use crate::node::{now_ms, Node, DEFAULT_TOKEN_TTL_MS};
+use super::Handles;
+use crate::cluster::DEFAULT_TOKEN_TTL_MS;
+use crate::now_ms;
 use crate::token;
 
 const PING_TIMEOUT: Duration = Duration::from_millis(700);
 const MAX_TOKEN_TTL_S: u64 = 30 * 24 * 3600;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 #[tonic::async_trait]
 impl ClusterService for Api {
@@ -31,7 +33,7 @@ impl ClusterService for Api {
         // Everything about the engine is checked (and its image copied into the storage
         // domain) before the cluster is made, so bad engine options make no cluster either.
         let engine = super::engine::EngineRequest::check(&self.0, &r).await.map_err(status)?;
-        let (node_id, token, expires) = match self.0.bootstrap(&name).await {
+        let (node_id, token, expires) = match self.0.cluster.bootstrap(&name).await {
             Ok(done) => done,
             Err(e) => {
                 if let Some(engine) = &engine {
@@ -55,7 +57,7 @@ impl ClusterService for Api {
         if token.trim().is_empty() {
             return Err(status(ClusterError::invalid("token", "must not be empty")));
         }
-        let (node_id, cluster_name, voter) = self.0.join(peer.trim(), &token).await.map_err(status)?;
+        let (node_id, cluster_name, voter) = self.0.cluster.join(peer.trim(), &token).await.map_err(status)?;
         let role = if voter { "voter" } else { "learner" }.to_string();
         Ok(Response::new(JoinResponse { node_id, cluster_name, role }))
     }
@@ -89,7 +91,7 @@ impl ClusterService for Api {
         }
         if scheduling {
             let op = Op::SetSchedulingPolicy { policy, cpu_overcommit: r.cpu_overcommit };
-            match self.0.write(rid, op).await.map_err(status)? {
+            match self.0.cluster.write(rid, op).await.map_err(status)? {
                 Outcome::Cluster(_) => {}
                 _ => return Err(Status::internal("the write returned no settings")),
             }
@@ -97,9 +99,9 @@ impl ClusterService for Api {
         if migration {
             // A second request id: the first one already names the scheduling write.
             let rid = rid.map(|_| uuid::Uuid::new_v4());
-            self.0.write(rid, Op::SetMigrationDefaults { changes }).await.map_err(status)?;
+            self.0.cluster.write(rid, Op::SetMigrationDefaults { changes }).await.map_err(status)?;
         }
-        let settings = self.0.read(true, settings).await.map_err(status)?;
+        let settings = self.0.cluster.read(true, settings).await.map_err(status)?;
         Ok(Response::new(settings))
     }
 
@@ -108,7 +110,7 @@ impl ClusterService for Api {
     }
 
     async fn upgrade(&self, _req: Request<UpgradeRequest>) -> Result<Response<UpgradeResponse>, Status> {
-        let from = self.0.read(false, |s| s.cluster.as_ref().map(|c| c.level)).await.map_err(status)?;
+        let from = self.0.cluster.read(false, |s| s.cluster.as_ref().map(|c| c.level)).await.map_err(status)?;
         let from = from.ok_or_else(|| status(ClusterError::FailedPrecondition("there is no cluster yet".into())))?;
         let to = corral_storage::codec::CURRENT;
         if from >= to {
@@ -143,7 +145,7 @@ impl ClusterService for Api {
                 if behind.len() == 1 { "it" } else { "them" },
             ))));
         }
-        self.0.write(None, Op::SetClusterLevel { level: to }).await.map_err(status)?;
+        self.0.cluster.write(None, Op::SetClusterLevel { level: to }).await.map_err(status)?;
         tracing::info!(from, to, "cluster level raised");
         Ok(Response::new(UpgradeResponse { from_level: from.into(), to_level: to.into() }))
     }
@@ -151,6 +153,7 @@ impl ClusterService for Api {
     async fn backup(&self, _req: Request<BackupRequest>) -> Result<Response<BackupResponse>, Status> {
         let (backup, cluster) = self
             .0
+            .cluster
             .read(false, |s| {
                 let backup = corral_raft::format::backup::Backup {
                     cluster_id: crate::identity::cluster_id(s).unwrap_or_default(),
@@ -164,7 +167,7 @@ impl ClusterService for Api {
             .map_err(status)?;
         let (cluster, level) =
             cluster.ok_or_else(|| status(ClusterError::FailedPrecondition("there is no cluster yet".into())))?;
-        let applied_index = self.0.parts().map_err(status)?.state.last_applied().map_or(0, |l| l.index);
+        let applied_index = self.0.cluster.parts().map_err(status)?.state.last_applied().map_or(0, |l| l.index);
         let backup = corral_raft::format::backup::Backup { applied_index, ..backup };
         let data = backup.encode().map_err(|e| {
             Status::internal(format!("the backup could not be encoded: {}", corral_storage::error_chain(&e)))
@@ -177,7 +180,7 @@ impl Api {
     /// Every Raft member with its role, whether it answers, its version and the highest cluster
     /// level it supports (release 3f21f51 answers pings without saying: version 0.1.0, level 0).
     async fn members(&self) -> Result<Vec<Member>, ClusterError> {
-        let parts = self.0.parts()?;
+        let parts = self.0.cluster.parts()?;
         let metrics = parts.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
         let voters: Vec<_> = membership.voter_ids().collect();
@@ -216,6 +219,7 @@ impl Api {
     async fn cluster_status(&self, stale: bool) -> Result<ClusterStatus, Status> {
         let (cluster, settings) = self
             .0
+            .cluster
             .read(stale, |s| {
                 (
                     s.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
@@ -224,8 +228,8 @@ impl Api {
             })
             .await
             .map_err(status)?;
-        let cluster_level = self.0.read(true, |s| s.cluster.as_ref().map_or(0, |c| c.level)).await.map_err(status)?;
-        let parts = self.0.parts().map_err(status)?;
+        let cluster_level = self.0.cluster.read(true, |s| s.cluster.as_ref().map_or(0, |c| c.level)).await.map_err(status)?;
+        let parts = self.0.cluster.parts().map_err(status)?;
         let metrics = parts.raft.metrics().borrow().clone();
         let members = self.members().await.map_err(status)?;
         Ok(ClusterStatus {
@@ -252,7 +256,7 @@ impl Api {
         // The leader stamps its own clock on the command; the expiry is relative to ours,
         // which is close enough for a lifetime measured in minutes or more.
         let expires_ms = now_ms() + ttl_ms;
-        self.0.write(None, Op::AddToken { token_hash: token::hash(&token), expires_ms }).await.map_err(status)?;
+        self.0.cluster.write(None, Op::AddToken { token_hash: token::hash(&token), expires_ms }).await.map_err(status)?;
         Ok(Response::new(CreateTokenResponse { token, expires_unix_ms: expires_ms }))
     }
 }
@@ -276,8 +280,8 @@ fn settings(s: &ClusterState) -> ClusterSettings {
 /// The version of release 3f21f51, whose pings do not say it.
 const PREVIOUS_RELEASE: &str = "0.1.0";
 
-async fn ping(node: &Node, address: &str) -> Option<PingResponse> {
-    let channel = node.network.channel(address).ok()?;
+async fn ping(node: &Handles, address: &str) -> Option<PingResponse> {
+    let channel = node.cluster.network().channel(address).ok()?;
     let mut req = Request::new(PingRequest {});
     req.set_timeout(PING_TIMEOUT);
     match tokio::time::timeout(PING_TIMEOUT, RaftServiceClient::new(channel).ping(req)).await {

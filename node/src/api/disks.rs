@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status};
 
 use super::status;
 use super::vms::disk_to_proto;
-use crate::node::Node;
+use super::Handles;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 #[tonic::async_trait]
 impl DiskService for Api {
@@ -19,6 +19,7 @@ impl DiskService for Api {
         let node = self.0.clone();
         let disks = self
             .0
+            .cluster
             .read(stale, |s| {
                 s.disks
                     .values()

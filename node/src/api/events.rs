@@ -12,9 +12,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status;
-use crate::node::Node;
+use super::Handles;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 fn to_proto(e: &corral_raft::model::Event) -> Event {
     Event { index: e.index, time_unix_ms: e.time_ms, kind: e.kind.as_str().into(), message: e.message.clone() }
@@ -26,6 +26,7 @@ impl EventService for Api {
         let ListEventsRequest { limit, stale } = req.into_inner();
         let events = self
             .0
+            .cluster
             .read(stale, |s| {
                 let skip = if limit == 0 { 0 } else { s.events.len().saturating_sub(limit as usize) };
                 s.events.iter().skip(skip).map(to_proto).collect()
@@ -39,7 +40,7 @@ impl EventService for Api {
 
     async fn follow(&self, req: Request<FollowEventsRequest>) -> Result<Response<Self::FollowStream>, Status> {
         let FollowEventsRequest { after_index, tail } = req.into_inner();
-        let state = self.0.state().map_err(status)?.clone();
+        let state = self.0.cluster.state().map_err(status)?.clone();
         let mut applied = state.subscribe();
         let mut last = if tail > 0 {
             state.read(|s| s.next_event_index.saturating_sub(tail as u64).max(after_index))

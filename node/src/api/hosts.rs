@@ -15,9 +15,9 @@ use corral_raft::{validate, ClusterError};
 use tonic::{Request, Response, Status};
 
 use super::{request_id, status};
-use crate::node::Node;
+use super::Handles;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 pub fn to_proto(s: &ClusterState, h: &model::Host) -> Host {
     let used = s.host_usage(h.id);
@@ -59,6 +59,7 @@ pub fn engine_score_to_proto(s: &model::EngineScore) -> corral_proto::EngineScor
 impl Api {
     async fn host(&self, name: String, stale: bool) -> Result<Response<Host>, Status> {
         self.0
+            .cluster
             .read(stale, |s| s.host_by_name(&name).map(|h| to_proto(s, h)))
             .await
             .map_err(status)?
@@ -71,14 +72,14 @@ impl Api {
 impl HostService for Api {
     async fn list(&self, req: Request<ListHostsRequest>) -> Result<Response<ListHostsResponse>, Status> {
         let stale = req.into_inner().stale;
-        let hosts = self.0.read(stale, |s| s.hosts.values().map(|h| to_proto(s, h)).collect()).await.map_err(status)?;
+        let hosts = self.0.cluster.read(stale, |s| s.hosts.values().map(|h| to_proto(s, h)).collect()).await.map_err(status)?;
         Ok(Response::new(ListHostsResponse { hosts }))
     }
 
     async fn remove(&self, req: Request<RemoveHostRequest>) -> Result<Response<RemoveHostResponse>, Status> {
         let name = req.into_inner().host;
         validate::name("host", &name).map_err(status)?;
-        let (id, promoted) = self.0.remove_host_anywhere(&name).await.map_err(status)?;
+        let (id, promoted) = self.0.cluster.remove_host_anywhere(&name).await.map_err(status)?;
         Ok(Response::new(RemoveHostResponse { id, promoted }))
     }
 
@@ -95,7 +96,7 @@ impl HostService for Api {
         if let Some(r) = &reason {
             validate::text("reason", r).map_err(status)?;
         }
-        self.0.write(rid, Op::HostMaintenance { host: host.clone(), reason }).await.map_err(status)?;
+        self.0.cluster.write(rid, Op::HostMaintenance { host: host.clone(), reason }).await.map_err(status)?;
         self.host(host, true).await
     }
 
@@ -103,7 +104,7 @@ impl HostService for Api {
         let rid = request_id(&req)?;
         let host = req.into_inner().host;
         validate::name("host", &host).map_err(status)?;
-        self.0.write(rid, Op::ActivateHost { host: host.clone() }).await.map_err(status)?;
+        self.0.cluster.write(rid, Op::ActivateHost { host: host.clone() }).await.map_err(status)?;
         self.host(host, true).await
     }
 
@@ -114,8 +115,8 @@ impl HostService for Api {
         if let Some(t) = &tags {
             validate::names("tags", t).map_err(status)?;
         }
-        let outcome = self.0.write(rid, Op::EditHost { host, tags }).await.map_err(status)?;
+        let outcome = self.0.cluster.write(rid, Op::EditHost { host, tags }).await.map_err(status)?;
         let Outcome::Host(h) = outcome else { return Err(Status::internal("the write returned no host")) };
-        Ok(Response::new(self.0.state().map_err(status)?.read(|s| to_proto(s, &h))))
+        Ok(Response::new(self.0.cluster.state().map_err(status)?.read(|s| to_proto(s, &h))))
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC surface of a node: the public services the CLI uses and the internal Raft
-//! service. Handlers validate input, then call `Node`; domain errors become gRPC statuses in
-//! exactly one place (`status`).
+//! service. Handlers validate input, then call the cluster handle; domain errors become gRPC
+//! statuses in exactly one place (`status`). They get [`Handles`], never the agent or the
+//! leader's parts.
 
 mod affinity;
 mod cluster;
@@ -16,6 +17,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use corral_raft::model::HostFacts;
+
 use corral_proto::affinity_service_server::AffinityServiceServer;
 use corral_proto::cluster_service_server::ClusterServiceServer;
 use corral_proto::disk_service_server::DiskServiceServer;
@@ -29,7 +32,21 @@ use corral_raft::ClusterError;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use crate::node::Node;
+use crate::agent::LocalEngine;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::images::StorageDomain;
+
+/// What the API layer may use: the cluster handle; the storage domain (disk images are made
+/// before the command that records them and removed when it is refused); this host's settings
+/// and facts; and `engine start --local`'s narrow way to this host's agent.
+pub struct Handles {
+    pub cluster: Cluster,
+    pub images: StorageDomain,
+    pub config: Arc<Config>,
+    pub facts: HostFacts,
+    pub local: LocalEngine,
+}
 
 /// The metadata key a client sets on writes it may retry; the cluster applies a write with
 /// a given id at most once.
@@ -62,7 +79,7 @@ fn request_id<T>(req: &tonic::Request<T>) -> Result<Option<Uuid>, Status> {
 }
 
 pub async fn serve(
-    node: Arc<Node>,
+    node: Arc<Handles>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {

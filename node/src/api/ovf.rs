@@ -15,9 +15,10 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::status;
-use crate::node::{now_ms, Node};
+use super::Handles;
+use crate::now_ms;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 /// An import ready to be written: the command, the image files it made (removed again if
 /// the command is refused), and what of the document was not acted on.
@@ -35,7 +36,7 @@ pub fn bad_document(e: ovf::OvfError) -> ClusterError {
 /// `clone` gives a new id, new MACs and copies of the disks, `engine` makes it the cluster's
 /// hosted engine.
 pub async fn prepare_import(
-    node: &Node,
+    node: &Handles,
     xml: &str,
     name: Option<String>,
     clone: bool,
@@ -56,7 +57,7 @@ pub async fn prepare_import(
         })?,
     }
     // A bootstrap imports its engine before the cluster exists: no host to pin to yet.
-    let known_hosts: Vec<u64> = match node.state() {
+    let known_hosts: Vec<u64> = match node.cluster.state() {
         Ok(state) => state.read(|s: &ClusterState| s.hosts.keys().copied().collect()),
         Err(_) => Vec::new(),
     };
@@ -130,7 +131,7 @@ impl Api {
     /// This node's store, each document with the VM it describes.
     fn local(&self) -> Result<Vec<(String, String, ovf::Imported)>, ClusterError> {
         let mut out = Vec::new();
-        for (key, xml) in self.0.local_ovf_store()? {
+        for (key, xml) in self.0.cluster.local_ovf_store()? {
             match ovf::read(&xml) {
                 Ok(doc) => out.push((key, xml, doc)),
                 Err(e) => tracing::warn!(vm = %key, "a document in the OVF store does not read back: {e}"),
@@ -147,7 +148,7 @@ impl OvfService for Api {
         if !local {
             // The store is written as entries are applied: a linearizable read first makes
             // this node's store at least as new as the cluster's last committed write.
-            self.0.read(false, |_| ()).await.map_err(status)?;
+            self.0.cluster.read(false, |_| ()).await.map_err(status)?;
         }
         let mut entries: Vec<OvfEntry> = self
             .local()
@@ -167,16 +168,16 @@ impl OvfService for Api {
     async fn dump(&self, req: Request<OvfDumpRequest>) -> Result<Response<OvfDocument>, Status> {
         let OvfDumpRequest { vm, local } = req.into_inner();
         if !local {
-            self.0.read(false, |_| ()).await.map_err(status)?;
+            self.0.cluster.read(false, |_| ()).await.map_err(status)?;
         }
         // By id straight from the store; a name through this node's copy of the state (it
         // needs no quorum either), or by reading the documents when that does not know it.
         let id = Uuid::parse_str(&vm).ok().or_else(|| {
-            let state = self.0.state().ok()?;
+            let state = self.0.cluster.state().ok()?;
             state.read(|s: &ClusterState| s.find_vm(&vm).map(|v| v.id))
         });
         if let Some(id) = id {
-            if let Some(xml) = self.0.local_ovf_document(id).map_err(status)? {
+            if let Some(xml) = self.0.cluster.local_ovf_document(id).map_err(status)? {
                 let name = ovf::read(&xml).map(|d| d.vm.name).unwrap_or_else(|_| vm.clone());
                 return Ok(Response::new(OvfDocument { vm_id: id.to_string(), name, xml, node: self.node_name() }));
             }

@@ -15,13 +15,14 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{request_id, status};
-use crate::node::{now_ms, Node};
+use super::Handles;
+use crate::now_ms;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
 const MAX_DISKS: usize = 16;
-pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
+pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
     let disks = vm
         .disks
         .iter()
@@ -104,7 +105,7 @@ fn overrides_edit(e: corral_proto::MigrationOverridesEdit) -> Result<MigrationOv
     })
 }
 
-pub fn disk_to_proto(node: &Node, d: &model::Disk, vm: Option<String>) -> Disk {
+pub fn disk_to_proto(node: &Handles, d: &model::Disk, vm: Option<String>) -> Disk {
     Disk {
         id: d.id.to_string(),
         name: d.name.clone(),
@@ -159,18 +160,18 @@ impl Api {
     /// node's copy of the state (names of hosts rarely change).
     fn written_vm(&self, outcome: Outcome) -> Result<Vm, Status> {
         let Outcome::Vm(vm) = outcome else { return Err(Status::internal("the write returned no VM")) };
-        let state = self.0.state().map_err(status)?;
+        let state = self.0.cluster.state().map_err(status)?;
         Ok(state.read(|s| to_proto(&self.0, s, &vm)))
     }
 
     async fn order(&self, rid: Option<Uuid>, op: Op) -> Result<Response<Vm>, Status> {
-        let outcome = self.0.write(rid, op).await.map_err(status)?;
+        let outcome = self.0.cluster.write(rid, op).await.map_err(status)?;
         Ok(Response::new(self.written_vm(outcome)?))
     }
 
     /// Runs `op`, which records `made` image files; removes them if the command is refused.
     async fn write_with_images(&self, rid: Option<Uuid>, op: Op, made: &[String]) -> Result<Response<Vm>, Status> {
-        match self.0.write(rid, op).await {
+        match self.0.cluster.write(rid, op).await {
             Ok(outcome) => Ok(Response::new(self.written_vm(outcome)?)),
             Err(e) => {
                 // Unavailable may mean "applied, answer lost": then the files are in use.
@@ -228,7 +229,7 @@ impl VmService for Api {
         }
         // Refuse a duplicate name before making any image.
         let (exists, replay) =
-            self.0.read(true, |s| (s.vm_names.contains_key(&spec.name), replayed(s, rid))).await.map_err(status)?;
+            self.0.cluster.read(true, |s| (s.vm_names.contains_key(&spec.name), replayed(s, rid))).await.map_err(status)?;
         if replay {
             // A resent request that was applied already (its answer was lost, say in a leader
             // change): the state machine answers as it did the first time; no new images.
@@ -258,6 +259,7 @@ impl VmService for Api {
         let node = self.0.clone();
         let vms = self
             .0
+            .cluster
             .read(stale, |s| {
                 s.vm_names.values().filter_map(|id| s.vms.get(id)).map(|vm| to_proto(&node, s, vm)).collect()
             })
@@ -270,6 +272,7 @@ impl VmService for Api {
         let GetVmRequest { vm, stale } = req.into_inner();
         let node = self.0.clone();
         self.0
+            .cluster
             .read(stale, |s| s.find_vm(&vm).map(|v| to_proto(&node, s, v)))
             .await
             .map_err(status)?
@@ -303,14 +306,14 @@ impl VmService for Api {
         validate::vm_changes(&changes).map_err(status)?;
         // Returns once committed and applied here: every host writes the new OVF document as it
         // applies the entry, so waiting for them would only make an edit wait on a dying host.
-        let outcome = self.0.write(rid, Op::EditVm { vm: r.vm, changes }).await.map_err(status)?;
+        let outcome = self.0.cluster.write(rid, Op::EditVm { vm: r.vm, changes }).await.map_err(status)?;
         Ok(Response::new(self.written_vm(outcome)?))
     }
 
     async fn export(&self, req: Request<VmRef>) -> Result<Response<OvfDocument>, Status> {
         let vm = req.into_inner().vm;
         let name = self.0.config.name.clone();
-        let doc = self.0.read(false, |s| super::ovf::export(s, &vm, name)).await.map_err(status)?.map_err(status)?;
+        let doc = self.0.cluster.read(false, |s| super::ovf::export(s, &vm, name)).await.map_err(status)?.map_err(status)?;
         Ok(Response::new(doc))
     }
 
@@ -318,7 +321,7 @@ impl VmService for Api {
         let rid = request_id(&req)?;
         let r = req.into_inner();
         let name = r.name.filter(|n| !n.trim().is_empty());
-        let replay = self.0.read(false, |s| replayed(s, rid)).await.map_err(status)?;
+        let replay = self.0.cluster.read(false, |s| replayed(s, rid)).await.map_err(status)?;
         if replay {
             // Answered as the first time; a clone's copies were made then, not again.
             let doc = corral_raft::ovf::read(&r.xml).map_err(|e| status(super::ovf::bad_document(e)))?;
@@ -334,7 +337,7 @@ impl VmService for Api {
     async fn delete(&self, req: Request<DeleteVmRequest>) -> Result<Response<DeleteVmResponse>, Status> {
         let rid = request_id(&req)?;
         let DeleteVmRequest { vm, keep_disks } = req.into_inner();
-        let outcome = self.0.write(rid, Op::DeleteVm { vm, keep_disks }).await.map_err(status)?;
+        let outcome = self.0.cluster.write(rid, Op::DeleteVm { vm, keep_disks }).await.map_err(status)?;
         let Outcome::VmDeleted { id, files } = outcome else {
             return Err(Status::internal("delete returned no VM id"));
         };
@@ -350,6 +353,7 @@ impl VmService for Api {
         validate::name("name", &name).map_err(status)?;
         let found = self
             .0
+            .cluster
             .read(false, |s| {
                 let replay = replayed(s, rid);
                 s.find_vm(&source).map(|vm| {
