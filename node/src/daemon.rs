@@ -48,7 +48,11 @@ impl Daemon {
     }
 
     /// Serves the API on `listener` until `shutdown` completes.
-    pub async fn serve(&self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         api::serve(self.api.clone(), listener, shutdown).await
     }
 

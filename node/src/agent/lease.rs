@@ -178,7 +178,6 @@ impl HostAgent {
             drop(w);
         }
     }
-
 }
 
 pub fn spawn(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {

@@ -309,7 +309,9 @@ impl Agent {
     async fn power_up(&mut self, vm: &Vm) {
         // Built only here: the spec is needed when a VM powers up, not on every pass.
         let (node, me) = (self.node.clone(), self.me);
-        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node.images, s, v, me))) else { return };
+        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node.images, s, v, me))) else {
+            return;
+        };
         let result = {
             // Held only while libvirt starts it, never across a write to the cluster.
             let _acting = node.lease.acting.read().await;
@@ -405,7 +407,8 @@ impl Agent {
                 if node.cluster.write(None, op).await.is_ok() {
                     break;
                 }
-                let current = node.cluster.state().ok().and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.host, v.epoch))));
+                let current =
+                    node.cluster.state().ok().and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.host, v.epoch))));
                 if current != Some((Some(me), vm.epoch)) {
                     break;
                 }

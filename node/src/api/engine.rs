@@ -4,17 +4,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use corral_proto::engine_service_server::EngineService;
 use corral_proto::*;
 use corral_raft::command::{Op, StartOrder};
 use corral_raft::model::{self, ClusterState, KernelBoot};
 use corral_raft::{validate, ClusterError};
-use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::hosts::engine_score_to_proto;
-use super::status;
-use super::Handles;
+use super::{Caller, Handles};
 use crate::now_ms;
 
 pub struct Api(pub Arc<Handles>);
@@ -222,47 +219,43 @@ fn status_of(s: &ClusterState) -> Result<EngineStatus, ClusterError> {
     })
 }
 
-#[tonic::async_trait]
-impl EngineService for Api {
-    async fn status(&self, req: Request<EngineStatusRequest>) -> Result<Response<EngineStatus>, Status> {
-        let stale = req.into_inner().stale;
-        let st = self.0.cluster.read(stale, status_of).await.map_err(status)?.map_err(status)?;
-        Ok(Response::new(st))
+impl Api {
+    pub async fn status(&self, _cx: &Caller, req: EngineStatusRequest) -> Result<EngineStatus, ClusterError> {
+        let stale = req.stale;
+        let st = self.0.cluster.read(stale, status_of).await??;
+        Ok(st)
     }
 
-    async fn maintenance(&self, req: Request<EngineMaintenanceRequest>) -> Result<Response<EngineStatus>, Status> {
-        let rid = super::request_id(&req)?;
-        let EngineMaintenanceRequest { mode, host } = req.into_inner();
+    pub async fn maintenance(&self, cx: &Caller, req: EngineMaintenanceRequest) -> Result<EngineStatus, ClusterError> {
+        let rid = cx.request_id;
+        let EngineMaintenanceRequest { mode, host } = req;
         let host = Some(host).filter(|h| !h.trim().is_empty()).unwrap_or_else(|| self.0.config.name.clone());
         let op = match mode.as_str() {
             "global" => Op::SetEngineMaintenance { global: Some(true), local: None },
             "local" => Op::SetEngineMaintenance { global: None, local: Some((host, true)) },
             "none" => Op::SetEngineMaintenance { global: Some(false), local: Some((host, false)) },
             other => {
-                return Err(status(ClusterError::invalid(
-                    "mode",
-                    format!("must be global, local or none (got '{other}')"),
-                )))
+                return Err(ClusterError::invalid("mode", format!("must be global, local or none (got '{other}')")))
             }
         };
-        self.0.cluster.write(rid, op).await.map_err(status)?;
-        let st = self.0.cluster.read(true, status_of).await.map_err(status)?.map_err(status)?;
-        Ok(Response::new(st))
+        self.0.cluster.write(rid, op).await?;
+        let st = self.0.cluster.read(true, status_of).await??;
+        Ok(st)
     }
 
-    async fn start_local(
+    pub async fn start_local(
         &self,
-        req: Request<EngineStartLocalRequest>,
-    ) -> Result<Response<EngineStartLocalResponse>, Status> {
-        let force = req.into_inner().force;
-        let (vm, notes) = self.0.local.start_here(force).await.map_err(status)?;
-        Ok(Response::new(EngineStartLocalResponse { vm, host: self.0.config.name.clone(), notes }))
+        _cx: &Caller,
+        req: EngineStartLocalRequest,
+    ) -> Result<EngineStartLocalResponse, ClusterError> {
+        let force = req.force;
+        let (vm, notes) = self.0.local.start_here(force).await?;
+        Ok(EngineStartLocalResponse { vm, host: self.0.config.name.clone(), notes })
     }
 
-    async fn runs_vm(&self, req: Request<RunsVmRequest>) -> Result<Response<RunsVmResponse>, Status> {
-        let id = Uuid::parse_str(&req.into_inner().vm_id)
-            .map_err(|_| status(ClusterError::invalid("vm_id", "must be a UUID")))?;
-        let running = self.0.local.runs_vm(id).await.map_err(status)?;
-        Ok(Response::new(RunsVmResponse { running, host: self.0.config.name.clone() }))
+    pub async fn runs_vm(&self, _cx: &Caller, req: RunsVmRequest) -> Result<RunsVmResponse, ClusterError> {
+        let id = Uuid::parse_str(&req.vm_id).map_err(|_| ClusterError::invalid("vm_id", "must be a UUID"))?;
+        let running = self.0.local.runs_vm(id).await?;
+        Ok(RunsVmResponse { running, host: self.0.config.name.clone() })
     }
 }

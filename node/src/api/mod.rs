@@ -8,6 +8,7 @@ mod cluster;
 mod disks;
 mod engine;
 mod events;
+mod grpc;
 mod hosts;
 pub mod ovf;
 mod raft_rpc;
@@ -36,6 +37,7 @@ use crate::agent::LocalEngine;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::images::StorageDomain;
+use grpc::Grpc;
 
 /// What the API layer may use: the cluster handle; the storage domain (disk images are made
 /// before the command that records them and removed when it is refused); this host's settings
@@ -65,17 +67,21 @@ pub fn status(e: ClusterError) -> Status {
     Status::new(code, e.to_string())
 }
 
-/// The request id of a retryable write, if the client sent one.
-fn request_id<T>(req: &tonic::Request<T>) -> Result<Option<Uuid>, Status> {
-    match req.metadata().get(REQUEST_ID_HEADER) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| Uuid::parse_str(s).ok())
-            .map(Some)
-            .ok_or_else(|| Status::invalid_argument(format!("{REQUEST_ID_HEADER}: must be a UUID"))),
-    }
+/// Who calls, from where, and with which request id: every handler gets one. Today every
+/// caller is anonymous; member certificates and users will say who it is, and handlers will
+/// decide with it what the caller may do.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub who: Principal,
+    /// The address the request came from, when the transport knows it.
+    pub peer: Option<SocketAddr>,
+    /// Set on writes a client may retry: the cluster applies a write with a given id at most once.
+    pub request_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Anonymous,
 }
 
 pub async fn serve(
@@ -92,14 +98,14 @@ pub async fn serve(
         })
     });
     tonic::transport::Server::builder()
-        .add_service(ClusterServiceServer::new(cluster::Api(node.clone())))
-        .add_service(HostServiceServer::new(hosts::Api(node.clone())))
-        .add_service(VmServiceServer::new(vms::Api(node.clone())))
-        .add_service(EventServiceServer::new(events::Api(node.clone())))
-        .add_service(DiskServiceServer::new(disks::Api(node.clone())))
-        .add_service(AffinityServiceServer::new(affinity::Api(node.clone())))
-        .add_service(OvfServiceServer::new(ovf::Api(node.clone())))
-        .add_service(EngineServiceServer::new(engine::Api(node.clone())))
+        .add_service(ClusterServiceServer::new(Grpc(cluster::Api(node.clone()))))
+        .add_service(HostServiceServer::new(Grpc(hosts::Api(node.clone()))))
+        .add_service(VmServiceServer::new(Grpc(vms::Api(node.clone()))))
+        .add_service(EventServiceServer::new(Grpc(events::Api(node.clone()))))
+        .add_service(DiskServiceServer::new(Grpc(disks::Api(node.clone()))))
+        .add_service(AffinityServiceServer::new(Grpc(affinity::Api(node.clone()))))
+        .add_service(OvfServiceServer::new(Grpc(ovf::Api(node.clone()))))
+        .add_service(EngineServiceServer::new(Grpc(engine::Api(node.clone()))))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(usize::MAX)

@@ -6,16 +6,13 @@
 
 use std::sync::Arc;
 
-use corral_proto::ovf_service_server::OvfService;
 use corral_proto::*;
 use corral_raft::command::{Op, StartOrder};
 use corral_raft::model::{self, ClusterState};
 use corral_raft::{ovf, validate, ClusterError};
-use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::status;
-use super::Handles;
+use super::{Caller, Handles};
 use crate::now_ms;
 
 pub struct Api(pub Arc<Handles>);
@@ -141,18 +138,16 @@ impl Api {
     }
 }
 
-#[tonic::async_trait]
-impl OvfService for Api {
-    async fn list(&self, req: Request<OvfListRequest>) -> Result<Response<OvfListResponse>, Status> {
-        let local = req.into_inner().local;
+impl Api {
+    pub async fn list(&self, _cx: &Caller, req: OvfListRequest) -> Result<OvfListResponse, ClusterError> {
+        let local = req.local;
         if !local {
             // The store is written as entries are applied: a linearizable read first makes
             // this node's store at least as new as the cluster's last committed write.
-            self.0.cluster.read(false, |_| ()).await.map_err(status)?;
+            self.0.cluster.read(false, |_| ()).await?;
         }
         let mut entries: Vec<OvfEntry> = self
-            .local()
-            .map_err(status)?
+            .local()?
             .into_iter()
             .map(|(key, xml, doc)| OvfEntry {
                 vm_id: key,
@@ -162,13 +157,13 @@ impl OvfService for Api {
             })
             .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Response::new(OvfListResponse { entries, node: self.node_name() }))
+        Ok(OvfListResponse { entries, node: self.node_name() })
     }
 
-    async fn dump(&self, req: Request<OvfDumpRequest>) -> Result<Response<OvfDocument>, Status> {
-        let OvfDumpRequest { vm, local } = req.into_inner();
+    pub async fn dump(&self, _cx: &Caller, req: OvfDumpRequest) -> Result<OvfDocument, ClusterError> {
+        let OvfDumpRequest { vm, local } = req;
         if !local {
-            self.0.cluster.read(false, |_| ()).await.map_err(status)?;
+            self.0.cluster.read(false, |_| ()).await?;
         }
         // By id straight from the store; a name through this node's copy of the state (it
         // needs no quorum either), or by reading the documents when that does not know it.
@@ -177,20 +172,16 @@ impl OvfService for Api {
             state.read(|s: &ClusterState| s.find_vm(&vm).map(|v| v.id))
         });
         if let Some(id) = id {
-            if let Some(xml) = self.0.cluster.local_ovf_document(id).map_err(status)? {
+            if let Some(xml) = self.0.cluster.local_ovf_document(id)? {
                 let name = ovf::read(&xml).map(|d| d.vm.name).unwrap_or_else(|_| vm.clone());
-                return Ok(Response::new(OvfDocument { vm_id: id.to_string(), name, xml, node: self.node_name() }));
+                return Ok(OvfDocument { vm_id: id.to_string(), name, xml, node: self.node_name() });
             }
         }
-        let found = self
-            .local()
-            .map_err(status)?
-            .into_iter()
-            .find(|(key, _, doc)| *key == vm || doc.vm.name == vm)
-            .ok_or_else(|| {
-                status(ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node")))
+        let found =
+            self.local()?.into_iter().find(|(key, _, doc)| *key == vm || doc.vm.name == vm).ok_or_else(|| {
+                ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node"))
             })?;
         let (key, xml, doc) = found;
-        Ok(Response::new(OvfDocument { vm_id: key, name: doc.vm.name, xml, node: self.node_name() }))
+        Ok(OvfDocument { vm_id: key, name: doc.vm.name, xml, node: self.node_name() })
     }
 }

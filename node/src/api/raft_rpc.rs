@@ -62,7 +62,9 @@ impl RaftService for Api {
             }
             // Straight to this node: a heartbeat is answered by the leader it was sent to or
             // refused at once, never handed on or held while an election runs.
-            LeaderRequest::Heartbeat { host, self_fenced, sent_ms } => self.0.cluster.heartbeat(host, self_fenced, sent_ms),
+            LeaderRequest::Heartbeat { host, self_fenced, sent_ms } => {
+                self.0.cluster.heartbeat(host, self_fenced, sent_ms)
+            }
             request => self.0.cluster.route(request, hops).await,
         };
         reply(&result, format)
@@ -76,7 +78,8 @@ impl RaftService for Api {
             }
             Err(_) => (0, 0, 0, 0),
         };
-        let cluster_level = self.0.cluster.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
+        let cluster_level =
+            self.0.cluster.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
         Ok(Response::new(PingResponse {
             node_id,
             leader_id,

@@ -102,17 +102,22 @@ impl Cluster {
         }
         self.persist_id(id)?;
         self.start_raft(id).await?;
-        let voter = match self.0.network.forward(peer, &LeaderRequest::Admit { token_hash, id }, 0, ADMIT_TIMEOUT).await?
-        {
-            LeaderResponse::Admitted { voter } => voter,
-            other => return Err(unexpected(other)),
-        };
+        let voter =
+            match self.0.network.forward(peer, &LeaderRequest::Admit { token_hash, id }, 0, ADMIT_TIMEOUT).await? {
+                LeaderResponse::Admitted { voter } => voter,
+                other => return Err(unexpected(other)),
+            };
         tracing::info!(cluster = %cluster_name, node_id = id, voter, "joined the cluster");
         Ok((id, cluster_name, voter))
     }
 
     /// On the leader: adds a registered host as a learner, promotes it while voters are short.
-    pub(super) async fn admit(&self, parts: &RaftParts, token_hash: &str, id: NodeId) -> Result<LeaderResponse, ClusterError> {
+    pub(super) async fn admit(
+        &self,
+        parts: &RaftParts,
+        token_hash: &str,
+        id: NodeId,
+    ) -> Result<LeaderResponse, ClusterError> {
         let _guard = self.0.admit_lock.lock().await;
         let now = now_ms();
         let (host, voters_wanted) = parts.state.read(|s| {
@@ -189,7 +194,8 @@ impl Cluster {
     }
 
     fn persist_id(&self, id: NodeId) -> Result<(), ClusterError> {
-        self.0.store
+        self.0
+            .store
             .set_local(crate::identity::LOCAL_NODE_ID, &id.to_be_bytes())
             .map_err(|e| ClusterError::Internal(format!("cannot store the node id: {e}")))
     }

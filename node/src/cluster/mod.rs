@@ -386,7 +386,6 @@ impl Cluster {
     }
 }
 
-
 async fn wait_applied(parts: &RaftParts, index: u64) -> Result<(), ClusterError> {
     if parts.state.last_applied().map_or(0, |l| l.index) >= index {
         return Ok(());
@@ -422,4 +421,3 @@ fn write_error(e: RaftError<ClientWriteError>) -> ClusterError {
 fn unexpected(resp: LeaderResponse) -> ClusterError {
     ClusterError::Internal(format!("the leader answered with an unexpected message: {resp:?}"))
 }
-
