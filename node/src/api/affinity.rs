@@ -46,9 +46,7 @@ impl Api {
     fn state<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> Result<T, ClusterError> {
         Ok(self.0.cluster.state()?.read(f))
     }
-}
 
-impl Api {
     pub async fn create_group(
         &self,
         cx: &Caller,

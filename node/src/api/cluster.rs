@@ -172,9 +172,7 @@ impl Api {
         })?;
         Ok(BackupResponse { data, cluster, applied_index, cluster_level: level.into() })
     }
-}
 
-impl Api {
     /// Every Raft member with its role, whether it answers, its version and the highest cluster
     /// level it supports (release 3f21f51 answers pings without saying: version 0.1.0, level 0).
     async fn members(&self) -> Result<Vec<Member>, ClusterError> {

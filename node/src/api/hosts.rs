@@ -61,9 +61,7 @@ impl Api {
             .await?
             .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))
     }
-}
 
-impl Api {
     pub async fn list(&self, _cx: &Caller, req: ListHostsRequest) -> Result<ListHostsResponse, ClusterError> {
         let stale = req.stale;
         let hosts = self.0.cluster.read(stale, |s| s.hosts.values().map(|h| to_proto(s, h)).collect()).await?;

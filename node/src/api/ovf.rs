@@ -136,9 +136,7 @@ impl Api {
         }
         Ok(out)
     }
-}
 
-impl Api {
     pub async fn list(&self, _cx: &Caller, req: OvfListRequest) -> Result<OvfListResponse, ClusterError> {
         let local = req.local;
         if !local {

@@ -184,9 +184,7 @@ impl Api {
             }
         }
     }
-}
 
-impl Api {
     pub async fn create(&self, cx: &Caller, req: CreateVmRequest) -> Result<Vm, ClusterError> {
         let rid = cx.request_id;
         let r = req;
