@@ -8,6 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use corral_proto::REQUEST_ID_HEADER;
 use tonic::transport::{Channel, Endpoint as Transport};
 use tonic::{Code, ConnectError, Response, Status, TimeoutExpired};
 
@@ -25,8 +26,6 @@ const STREAM_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// election takes about a second).
 const RETRY_WINDOW: Duration = Duration::from_secs(20);
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
-/// The metadata key of a write's request id; the cluster applies one id at most once.
-pub const REQUEST_ID_HEADER: &str = "corral-request-id";
 
 /// Whether a request may be sent again to another node after the first may have received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

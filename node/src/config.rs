@@ -20,12 +20,19 @@ pub struct Args {
     /// This host's name in the cluster (default: the machine's hostname).
     #[arg(long)]
     pub name: Option<String>,
-    /// Address of the gRPC listener, for the CLI and for other nodes [default: 127.0.0.1:7001].
+    /// Address of the gRPC listener, for the CLI and for other nodes; port 0 lets the kernel
+    /// pick a free port (see --listen-file) [default: 127.0.0.1:7001].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Address other nodes dial to reach this one [default: the listen address].
+    /// Address other nodes dial to reach this one [default: the listen address, with the port
+    /// the kernel picked for port 0].
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Once the listener is bound, and before it serves, write its address (HOST:PORT and a
+    /// newline) to this file, replacing it atomically: how a script or test that started
+    /// corrald with --listen HOST:0 learns the port [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub listen_file: Option<PathBuf>,
     /// Where the Raft log, snapshots and node identity are kept [default: /var/lib/corral].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -122,6 +129,7 @@ struct FileConfig {
     name: Option<String>,
     listen: Option<SocketAddr>,
     advertise: Option<String>,
+    listen_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     libvirt_uri: Option<String>,
     voters: Option<u8>,
@@ -149,6 +157,8 @@ pub struct Config {
     pub name: String,
     pub listen: SocketAddr,
     pub advertise: String,
+    /// Where the bound listener's address is written, if anywhere.
+    pub listen_file: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub libvirt_uri: String,
     pub voters: u8,
@@ -195,6 +205,12 @@ pub enum ConfigError {
     },
     #[error("{setting}: {rule}")]
     Invalid { setting: &'static str, rule: String },
+    #[error("cannot write the listen address to {path}")]
+    ListenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Config {
@@ -214,6 +230,16 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     setting: "advertise",
                     rule: format!("must be given when listening on {listen} (other nodes need a routable address)"),
+                })
+            }
+            // With port 0 a placeholder until `bound` knows the port.
+            None if listen.port() == 0 && (args.rejoin || args.restore.is_some() || args.force_new_cluster) => {
+                return Err(ConfigError::Invalid {
+                    setting: "listen",
+                    rule: format!(
+                        "must name its port with --rejoin, --restore or --force-new-cluster, which record this \
+                         node's address before it listens (got {listen}; or give advertise)"
+                    ),
                 })
             }
             None => listen.to_string(),
@@ -261,6 +287,7 @@ impl Config {
             name,
             listen,
             advertise,
+            listen_file: args.listen_file.or(file.listen_file),
             storage_dir: args.storage_dir.or(file.storage_dir).unwrap_or_else(|| data_dir.join("images")),
             data_dir,
             libvirt_uri,
@@ -281,6 +308,23 @@ impl Config {
             engine_score_ms: args.engine_score_ms.or(file.engine_score_ms).unwrap_or(2000).max(100),
             fsync: args.fsync.or(file.fsync).unwrap_or(true),
         })
+    }
+
+    /// Takes the address the listener was bound to: with port 0 it is the kernel's choice, which
+    /// also becomes the advertised address if that was left to default to the listen address.
+    /// Then writes it to the listen file, if there is one (a temporary file renamed over it, so
+    /// a reader never sees half an address).
+    pub fn bound(&mut self, local: SocketAddr) -> Result<(), ConfigError> {
+        if self.listen.port() == 0 && self.advertise == self.listen.to_string() {
+            self.advertise = local.to_string();
+        }
+        self.listen = local;
+        let Some(path) = &self.listen_file else { return Ok(()) };
+        let failed = |source| ConfigError::ListenFile { path: path.clone(), source };
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, format!("{local}\n")).map_err(failed)?;
+        std::fs::rename(&tmp, path).map_err(failed)
     }
 }
 
@@ -378,6 +422,27 @@ mod tests {
         assert_eq!(c.advertise, "127.0.0.1:7100");
         assert_eq!(c.snapshot_every, 50);
         assert_eq!(c.voters, 3);
+    }
+
+    #[test]
+    fn port_0_takes_the_bound_port_for_advertise_and_the_listen_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("listen-address");
+        let listen = Some("127.0.0.1:0".parse().unwrap());
+        let args = Args { name: Some("h".into()), listen, listen_file: Some(file.clone()), ..Default::default() };
+        let mut c = Config::load(args).unwrap();
+        c.bound("127.0.0.1:41234".parse().unwrap()).unwrap();
+        assert_eq!((c.listen.to_string(), c.advertise.as_str()), ("127.0.0.1:41234".into(), "127.0.0.1:41234"));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "127.0.0.1:41234\n");
+
+        let advertise = Some("192.0.2.1:7001".to_string());
+        let mut c = Config::load(Args { name: Some("h".into()), listen, advertise, ..Default::default() }).unwrap();
+        c.bound("127.0.0.1:41235".parse().unwrap()).unwrap();
+        assert_eq!(c.advertise, "192.0.2.1:7001", "a given advertise address stays");
+
+        let err =
+            Config::load(Args { name: Some("h".into()), listen, rejoin: true, ..Default::default() }).unwrap_err();
+        assert!(err.to_string().starts_with("listen: must name its port with --rejoin"), "{err}");
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let (rejoin, peer, restore, force_new_cluster) =
         (args.rejoin, args.peer.clone(), args.restore.clone(), args.force_new_cluster);
-    let config = Config::load(args)?;
+    let mut config = Config::load(args)?;
     // Before anything listens: a SIGTERM that comes once the port answers must stop cleanly.
     let mut term = signal(SignalKind::terminate())?;
     // Offline recoveries rewrite the data dir, then corrald starts on it as usual.
@@ -54,6 +54,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&consoles)
         .map_err(|e| anyhow::anyhow!("cannot create the storage dir {}: {e}", consoles.display()))?;
     let listener = api::bind(config.listen).await?;
+    // With --listen HOST:0, from here on the port the kernel picked.
+    config.bound(listener.local_addr()?)?;
     tracing::info!(name = %config.name, listen = %config.listen, data_dir = %config.data_dir.display(),
         libvirt = %config.libvirt_uri, cpus = facts.cpus, memory_mib = facts.memory_mib, "corrald starting");
     let daemon = Daemon::open(config, facts, hypervisor).await?;

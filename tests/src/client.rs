@@ -5,11 +5,9 @@
 use std::time::{Duration, Instant};
 
 use corral_proto::vm_service_client::VmServiceClient;
-use corral_proto::{CreateVmRequest, EditVmRequest, Vm};
+use corral_proto::{CreateVmRequest, EditVmRequest, Vm, REQUEST_ID_HEADER};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
-
-pub const REQUEST_ID_HEADER: &str = "corral-request-id";
 
 pub fn channel(addr: &str) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))

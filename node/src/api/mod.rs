@@ -50,9 +50,7 @@ pub struct Handles {
     pub local: LocalEngine,
 }
 
-/// The metadata key a client sets on writes it may retry; the cluster applies a write with
-/// a given id at most once.
-pub const REQUEST_ID_HEADER: &str = "corral-request-id";
+pub use corral_proto::REQUEST_ID_HEADER;
 
 pub fn status(e: ClusterError) -> Status {
     let code = match &e {

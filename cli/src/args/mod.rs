@@ -1,0 +1,135 @@
+//! The command line grammar: global flags and one submodule per command group, mirroring
+//! `commands/`. Value parsers return messages that name the rule; `main` prefixes the flag, so a
+//! bad value reads `error: --memory: 'abc' is not a size (use e.g. 512M, 4G)`.
+
+mod affinity;
+mod cluster;
+mod disk;
+mod engine;
+mod events;
+mod host;
+mod ovf;
+mod parse;
+mod vm;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use self::affinity::{AffinityGroupCommand, AffinityLabelCommand};
+pub use self::cluster::{BootstrapArgs, ClusterCommand, EditClusterArgs, TokenCommand};
+pub use self::disk::DiskCommand;
+pub use self::engine::EngineCommand;
+pub use self::events::EventsArgs;
+pub use self::host::HostCommand;
+pub use self::ovf::OvfCommand;
+use self::parse::parse_endpoints;
+pub use self::parse::{DomainType, EngineMode, HaPriority, Migration, NameList, Polarity, Scheduling};
+pub use self::vm::{CreateVmArgs, EditVmArgs, VmCommand};
+use crate::endpoints::Endpoints;
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "corral", version, about = "Command line of a Corral VM cluster")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Nodes to talk to, tried in order until one can be reached (comma-separated host:port)
+    #[arg(
+        long,
+        global = true,
+        env = "CORRAL_ENDPOINT",
+        default_value = "127.0.0.1:7001",
+        value_name = "HOST:PORT[,...]",
+        value_parser = parse_endpoints
+    )]
+    pub endpoint: Endpoints,
+
+    /// Output format
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// Read the node's local copy instead of a linearizable read through the leader
+    #[arg(long, global = true)]
+    pub stale: bool,
+}
+
+#[derive(Debug, Subcommand)]
+// Parsed once per run: the size of the biggest subcommand's arguments costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Command {
+    /// Form, join and inspect the cluster
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Create, inspect, change and delete virtual machines
+    #[command(subcommand)]
+    Vm(VmCommand),
+    /// Inspect the hosts of the cluster
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Inspect the disks of the cluster's VMs
+    #[command(subcommand)]
+    Disk(DiskCommand),
+    /// Keep VMs together or apart (VM-to-VM rules the scheduler obeys)
+    #[command(subcommand)]
+    AffinityGroup(AffinityGroupCommand),
+    /// Keep VMs on chosen hosts (hard VM-to-host rules)
+    #[command(subcommand)]
+    AffinityLabel(AffinityLabelCommand),
+    /// Show the cluster's event log
+    Events(EventsArgs),
+    /// Read the OVF store: the last committed OVF document of every VM, kept by every node
+    #[command(subcommand)]
+    Ovf(OvfCommand),
+    /// The hosted engine: its VM, where it runs, each host's score, and maintenance
+    #[command(subcommand)]
+    Engine(EngineCommand),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let before = Cli::try_parse_from(["corral", "-o", "json", "--stale", "vm", "list"]).unwrap();
+        let after = Cli::try_parse_from(["corral", "vm", "list", "--stale", "-o", "json"]).unwrap();
+        for cli in [before, after] {
+            assert_eq!(cli.global.output, Format::Json);
+            assert!(cli.global.stale);
+        }
+    }
+}
+
+/// What the per-noun tests share: parsing a whole command line, and reading a refusal the way
+/// `main` reports it.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Cli;
+    use clap::Parser;
+
+    pub fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("corral").chain(args.iter().copied()))
+    }
+
+    /// The flag `main` names in `error: --flag: <rule>`, and the rule.
+    pub fn refusal(error: &clap::Error) -> (String, String) {
+        use clap::error::{ContextKind, ContextValue};
+        use std::error::Error as _;
+        let flag = match error.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg)) => arg.split_whitespace().next().unwrap_or_default().to_string(),
+            other => panic!("no invalid arg in {other:?}"),
+        };
+        (flag, error.source().map(|e| e.to_string()).unwrap_or_default())
+    }
+}
