@@ -1,28 +1,12 @@
-//! The OVF store's side of the state machine: which VMs' documents the applied entries changed,
-//! and each VM's document. The storage crate writes what [`Machine::take_documents`] returns into
-//! the node's OVF store tree before the apply returns, so every node holds the last committed OVF
-//! of every VM, readable with no quorum.
-//!
-//! A VM is marked when an entry may have changed its configuration (see `ClusterState::touch_vm`
-//! and its callers); `Machine::take_documents` (in apply.rs) hands them over. Marking one that did not change costs a document build and a comparison.
-
-use std::collections::BTreeSet;
+//! The OVF store's side of the state machine: each VM's document and its key. Every apply
+//! returns the VMs whose documents it may have changed (`Applied::touched`); the storage crate
+//! writes their documents into the node's OVF store tree before the apply returns, so every
+//! node holds the last committed OVF of every VM, readable with no quorum.
 
 use uuid::Uuid;
 
 use crate::model::{ClusterState, Disk};
 use crate::ovf;
-
-/// VMs whose documents may have changed since the store last took them. Not replicated (it
-/// lives between an apply and the write that follows it) and not part of the state's equality.
-#[derive(Debug, Clone, Default)]
-pub struct Touched(pub(crate) BTreeSet<Uuid>);
-
-impl PartialEq for Touched {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
 
 /// The key of a VM's document in the OVF store.
 pub fn key(vm: Uuid) -> String {
@@ -30,11 +14,6 @@ pub fn key(vm: Uuid) -> String {
 }
 
 impl ClusterState {
-    /// Notes that a VM's configuration may have changed (or that it is gone).
-    pub(crate) fn touch_vm(&mut self, id: Uuid) {
-        self.touched.0.insert(id);
-    }
-
     /// The OVF document of a VM as the OVF store holds it: a function of its configuration and
     /// its disks only, so that every node writes the same bytes.
     pub fn ovf_document(&self, id: Uuid) -> Option<String> {
@@ -50,38 +29,44 @@ impl ClusterState {
     }
 }
 
-pub(crate) fn take(state: &mut ClusterState) -> Vec<(String, Option<Vec<u8>>)> {
-    let touched = std::mem::take(&mut state.touched.0);
-    touched.into_iter().map(|id| (key(id), state.ovf_document(id).map(String::into_bytes))).collect()
+/// The document under an OVF store key, if that key names a VM the state holds.
+pub(crate) fn get(state: &ClusterState, key: &str) -> Option<Vec<u8>> {
+    let id = Uuid::parse_str(key).ok()?;
+    state.ovf_document(id).map(String::into_bytes)
 }
 
 pub(crate) fn all(state: &ClusterState) -> Vec<(String, Vec<u8>)> {
     state.vms.keys().filter_map(|id| Some((key(*id), state.ovf_document(*id)?.into_bytes()))).collect()
 }
 
-/// In tests, every apply checks that each VM whose document changed was marked: a missed mark
-/// would leave a stale document in the OVF store.
+/// In tests, every apply checks that each VM whose document changed is among those it
+/// returned: a missing one would leave a stale document in the OVF store.
 #[cfg(test)]
-pub(crate) struct TouchCheck {
-    docs: std::collections::BTreeMap<String, Vec<u8>>,
-    earlier: BTreeSet<Uuid>,
-}
+pub(crate) mod check {
+    use std::collections::{BTreeMap, BTreeSet};
 
-#[cfg(test)]
-impl TouchCheck {
-    pub(crate) fn before(state: &mut ClusterState) -> TouchCheck {
-        TouchCheck { docs: all(state).into_iter().collect(), earlier: std::mem::take(&mut state.touched.0) }
+    use uuid::Uuid;
+
+    use crate::model::ClusterState;
+
+    pub(crate) struct TouchCheck {
+        docs: BTreeMap<String, Vec<u8>>,
     }
 
-    pub(crate) fn after(self, state: &mut ClusterState, cmd: &crate::command::Command) {
-        let now: std::collections::BTreeMap<String, Vec<u8>> = all(state).into_iter().collect();
-        let keys: BTreeSet<&String> = self.docs.keys().chain(now.keys()).collect();
-        for k in keys {
-            if self.docs.get(k) != now.get(k) {
-                let id: Uuid = k.parse().expect("keys are VM ids");
-                assert!(state.touched.0.contains(&id), "the document of VM {k} changed unmarked by {cmd:?}");
+    impl TouchCheck {
+        pub(crate) fn before(state: &ClusterState) -> TouchCheck {
+            TouchCheck { docs: super::all(state).into_iter().collect() }
+        }
+
+        pub(crate) fn after(self, state: &ClusterState, cmd: &crate::command::Command, touched: &BTreeSet<Uuid>) {
+            let now: BTreeMap<String, Vec<u8>> = super::all(state).into_iter().collect();
+            let keys: BTreeSet<&String> = self.docs.keys().chain(now.keys()).collect();
+            for k in keys {
+                if self.docs.get(k) != now.get(k) {
+                    let marked = Uuid::parse_str(k).is_ok_and(|id| touched.contains(&id));
+                    assert!(marked, "the document of VM {k} changed unmarked by {cmd:?}");
+                }
             }
         }
-        state.touched.0.extend(self.earlier);
     }
 }

@@ -16,11 +16,7 @@ pub mod validate;
 mod apply;
 pub mod scheduler;
 
-/// The scheduler under its former name, for callers written before it grew rules.
-pub mod placement {
-    pub use crate::scheduler::{choose, Purpose};
-}
-
+pub use apply::Applied;
 pub use command::{Command, Op, Outcome, Reply};
 pub use error::ClusterError;
 pub use model::ClusterState;

@@ -370,13 +370,13 @@ impl<'a> Scheduler<'a> {
         check_migration_policy(vm, purpose)?;
         let needs = self.needs(vm);
         if let Some(name) = wanted {
-            let host = self
-                .state
-                .host_by_name(name)
+            let slot = self
+                .hosts
+                .iter()
+                .position(|h| h.name == name)
                 .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
-            let slot = self.slots[&host.id];
             return match self.check_precisely(&needs, exclude, slot) {
-                Ok(()) => Ok(host.id),
+                Ok(()) => Ok(self.hosts[slot].id),
                 Err(reason) => Err(self.refuse_wanted(&needs, slot, reason)),
             };
         }

@@ -22,5 +22,5 @@ mod store;
 pub use error::{error_chain, Error};
 pub use legacy::LegacyFormat;
 pub use log_store::LogStore;
-pub use state_machine::{decode_snapshot_data, encode_snapshot_data, Machine, StateHandle, StateMachineStore};
+pub use state_machine::{decode_snapshot_data, encode_snapshot_data, Effect, Machine, StateHandle, StateMachineStore};
 pub use store::{Options, Store, WriteFormat};

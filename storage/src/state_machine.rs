@@ -3,6 +3,7 @@
 //! snapshot and openraft re-applies the log from there. It must never hold a lock across an
 //! `.await`, and never let readers see a state that was not produced by whole apply batches.
 
+use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -33,14 +34,14 @@ pub(crate) const KEY_DATA: &str = "current.data";
 /// serde representation must not rely on self-describing formats (no `#[serde(untagged)]`,
 /// `#[serde(flatten)]`, `skip_serializing_if` or `serde_json::Value`).
 pub trait Machine<C: RaftTypeConfig>: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
-    fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D) -> C::R;
+    /// Applies one entry; says which documents it may have changed beside its reply.
+    fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D) -> Effect<C::R>;
 
-    /// The documents that the entries applied since the last call changed: `(key, Some(new))`
-    /// or `(key, None)` for one that no longer exists. The store writes them into its document
-    /// tree (the OVF store) before the apply returns. Returning a document that did not change
-    /// is allowed; it is compared before it is written.
-    fn take_documents(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
-        Vec::new()
+    /// The document under `key` as the state holds it now; `None` for one that does not (or no
+    /// longer) exist. The store asks for each key an apply batch named and writes the answers
+    /// into its document tree (the OVF store) before the apply returns.
+    fn document(&self, _key: &str) -> Option<Vec<u8>> {
+        None
     }
 
     /// Every document the state holds, for bringing the tree in line with a state restored from
@@ -65,6 +66,22 @@ pub trait Machine<C: RaftTypeConfig>: Default + Serialize + DeserializeOwned + S
     /// Writes a snapshot's data in format v0.
     fn state_to_v0(&self, _applied: &Applied<C>) -> Result<Vec<u8>, CodecError> {
         Err(CodecError::Unrepresentable { what: "a snapshot of this state machine".into(), format: 0 })
+    }
+}
+
+/// What applying one entry gives back: the client's reply, and the keys of the documents the
+/// entry may have changed (naming one that did not change is allowed: the store compares
+/// before it writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect<R> {
+    pub reply: R,
+    pub changed: Vec<String>,
+}
+
+impl<R> Effect<R> {
+    /// A reply that changed no document.
+    pub fn reply(reply: R) -> Effect<R> {
+        Effect { reply, changed: Vec::new() }
     }
 }
 
@@ -296,7 +313,11 @@ fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>, format: u8) -
 }
 
 /// Writes the documents one apply batch changed; unchanged ones are left alone.
-fn write_documents(tree: &sled::Tree, docs: Vec<(String, Option<Vec<u8>>)>, format: u8) -> Result<(), Error> {
+fn write_documents(
+    tree: &sled::Tree,
+    docs: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
+    format: u8,
+) -> Result<(), Error> {
     let mut batch = sled::Batch::default();
     for (key, doc) in docs {
         match doc {
@@ -391,6 +412,7 @@ where
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
+        let mut changed = BTreeSet::new();
         let index = {
             let mut guard = self.shared.write().map_err(sto(StorageIOError::write_state_machine))?;
             let state = &mut *guard;
@@ -398,7 +420,11 @@ where
                 state.last_applied = Some(entry.log_id.clone());
                 let response = match entry.payload {
                     EntryPayload::Blank => C::R::default(),
-                    EntryPayload::Normal(ref data) => state.machine.apply(&entry.log_id, data),
+                    EntryPayload::Normal(ref data) => {
+                        let effect = state.machine.apply(&entry.log_id, data);
+                        changed.extend(effect.changed);
+                        effect.reply
+                    }
                     EntryPayload::Membership(membership) => {
                         state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                         C::R::default()
@@ -410,7 +436,11 @@ where
                 self.format.set(f);
             }
             // Written under the lock, so that a reader who sees this state finds its documents.
-            write_documents(&self.documents, state.machine.take_documents(), self.format.get())
+            let docs = changed.into_iter().map(|key| {
+                let doc = state.machine.document(&key);
+                (key, doc)
+            });
+            write_documents(&self.documents, docs, self.format.get())
                 .map_err(sto(StorageIOError::write_state_machine))?;
             index_of(&state.last_applied)
         };
@@ -510,9 +540,9 @@ mod tests {
     struct Sum(u64);
 
     impl Machine<Cfg> for Sum {
-        fn apply(&mut self, _: &LogId<u64>, d: &u64) -> u64 {
+        fn apply(&mut self, _: &LogId<u64>, d: &u64) -> Effect<u64> {
             self.0 += d;
-            self.0
+            Effect::reply(self.0)
         }
     }
 
@@ -524,25 +554,22 @@ mod tests {
     #[derive(Default, Serialize, Deserialize)]
     struct Docs {
         docs: std::collections::BTreeMap<String, String>,
-        #[serde(skip)]
-        changed: Vec<String>,
     }
 
     impl Machine<Cfg> for Docs {
-        fn apply(&mut self, _: &LogId<u64>, d: &u64) -> u64 {
-            if *d == 0 {
-                self.changed.extend(std::mem::take(&mut self.docs).into_keys());
+        fn apply(&mut self, _: &LogId<u64>, d: &u64) -> Effect<u64> {
+            let changed = if *d == 0 {
+                std::mem::take(&mut self.docs).into_keys().collect()
             } else {
                 let key = format!("k{}", d % 3);
                 self.docs.insert(key.clone(), format!("v{d}"));
-                self.changed.push(key);
-            }
-            *d
+                vec![key]
+            };
+            Effect { reply: *d, changed }
         }
 
-        fn take_documents(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
-            let changed = std::mem::take(&mut self.changed);
-            changed.into_iter().map(|k| (k.clone(), self.docs.get(&k).map(|v| v.clone().into_bytes()))).collect()
+        fn document(&self, key: &str) -> Option<Vec<u8>> {
+            self.docs.get(key).map(|v| v.clone().into_bytes())
         }
 
         fn all_documents(&self) -> Vec<(String, Vec<u8>)> {

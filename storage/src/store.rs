@@ -340,7 +340,6 @@ impl Store {
             }
             last = Some(entry.log_id);
         }
-        machine.take_documents();
         Ok((last, machine))
     }
 

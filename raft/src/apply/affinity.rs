@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::Applied;
+use super::OpResult;
 use crate::command::Outcome;
 use crate::error::ClusterError;
 use crate::model::{AffinityGroup, AffinityLabel, ClusterState, EventKind, Polarity};
@@ -118,7 +118,7 @@ impl ClusterState {
         polarity: Polarity,
         enforcing: bool,
         vms: &[String],
-    ) -> Applied {
+    ) -> OpResult {
         self.require_cluster()?;
         validate::name("name", name)?;
         if self.affinity_groups.contains_key(name) {
@@ -154,7 +154,7 @@ impl ClusterState {
         remove_vms: &[String],
         enforcing: Option<bool>,
         polarity: Option<Polarity>,
-    ) -> Applied {
+    ) -> OpResult {
         self.require_cluster()?;
         let mut group = self.affinity_groups.get(name).ok_or_else(|| group_not_found(name))?.clone();
         if add_vms.is_empty() && remove_vms.is_empty() && enforcing.is_none() && polarity.is_none() {
@@ -199,14 +199,14 @@ impl ClusterState {
         Ok(Outcome::AffinityGroup(Box::new(group)))
     }
 
-    pub(super) fn delete_affinity_group(&mut self, now: i64, name: &str) -> Applied {
+    pub(super) fn delete_affinity_group(&mut self, now: i64, name: &str) -> OpResult {
         self.require_cluster()?;
         self.affinity_groups.remove(name).ok_or_else(|| group_not_found(name))?;
         self.record(now, EventKind::AffinityChanged, format!("Affinity group {name} was deleted."));
         Ok(Outcome::Done)
     }
 
-    pub(super) fn create_affinity_label(&mut self, now: i64, name: &str, vms: &[String], hosts: &[String]) -> Applied {
+    pub(super) fn create_affinity_label(&mut self, now: i64, name: &str, vms: &[String], hosts: &[String]) -> OpResult {
         self.require_cluster()?;
         validate::name("name", name)?;
         if self.affinity_labels.contains_key(name) {
@@ -244,7 +244,7 @@ impl ClusterState {
         remove_vms: &[String],
         add_hosts: &[String],
         remove_hosts: &[String],
-    ) -> Applied {
+    ) -> OpResult {
         self.require_cluster()?;
         let mut label = self.affinity_labels.get(name).ok_or_else(|| label_not_found(name))?.clone();
         if add_vms.is_empty() && remove_vms.is_empty() && add_hosts.is_empty() && remove_hosts.is_empty() {
@@ -298,7 +298,7 @@ impl ClusterState {
         Ok(Outcome::AffinityLabel(Box::new(label)))
     }
 
-    pub(super) fn delete_affinity_label(&mut self, now: i64, name: &str) -> Applied {
+    pub(super) fn delete_affinity_label(&mut self, now: i64, name: &str) -> OpResult {
         self.require_cluster()?;
         self.affinity_labels.remove(name).ok_or_else(|| label_not_found(name))?;
         self.record(now, EventKind::AffinityChanged, format!("Affinity label {name} was deleted."));
@@ -315,15 +315,17 @@ impl ClusterState {
         }
     }
 
-    /// A removed host leaves every label and every VM's pins.
-    pub(super) fn forget_host_in_rules(&mut self, id: NodeId) {
+    /// A removed host leaves every label and every VM's pins; returns the VMs it was pinned to
+    /// (their configuration changed).
+    pub(super) fn forget_host_in_rules(&mut self, id: NodeId) -> Vec<Uuid> {
         for l in self.affinity_labels.values_mut() {
             l.hosts.retain(|h| *h != id);
         }
-        let pinned: Vec<Uuid> = self.vms.values().filter(|v| v.pinned_hosts.contains(&id)).map(|v| v.id).collect();
-        for vm in pinned {
-            self.vms.get_mut(&vm).expect("listed above").pinned_hosts.retain(|h| *h != id);
-            self.touch_vm(vm);
+        let mut unpinned = Vec::new();
+        for vm in self.vms.values_mut().filter(|v| v.pinned_hosts.contains(&id)) {
+            vm.pinned_hosts.retain(|h| *h != id);
+            unpinned.push(vm.id);
         }
+        unpinned
     }
 }

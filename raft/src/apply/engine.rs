@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::Applied;
+use super::OpResult;
 use crate::command::{Outcome, StartOrder, VmSpec};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, Disk, EngineScore, EventKind, HaPriority, HaSettings, PowerState, Vm, VmStatus};
@@ -21,92 +21,11 @@ impl ClusterState {
         disks: &[Disk],
         engine: bool,
         start: Option<&StartOrder>,
-    ) -> Applied {
+    ) -> OpResult {
         self.require_cluster()?;
-        validate::vm_spec(&VmSpec {
-            name: vm.name.clone(),
-            description: vm.description.clone(),
-            comment: vm.comment.clone(),
-            memory_mib: vm.memory_mib,
-            vcpus: vm.vcpus,
-            ha_enabled: vm.ha.enabled,
-            ha_priority: vm.ha.priority,
-            resume_behavior: vm.resume_behavior,
-            nics: vm.nics.clone(),
-            domain_type: vm.domain_type,
-            boot: vm.boot.clone(),
-        })?;
-        validate::names("host_tags", &vm.host_tags)?;
-        if let Some(other) = self.vm_names.get(&vm.name) {
-            let _ = other;
-            return Err(ClusterError::AlreadyExists(format!(
-                "vm '{}' already exists; import under another name with --name",
-                vm.name
-            )));
-        }
-        if let Some(other) = self.vms.get(&vm.id) {
-            return Err(ClusterError::AlreadyExists(format!(
-                "vm '{}' already has id {}; import with --clone for a new id, new MACs and copied disks",
-                other.name, vm.id
-            )));
-        }
-        let macs: HashSet<&str> = vm.nics.iter().map(|n| n.mac.as_str()).collect();
-        if macs.len() != vm.nics.len() {
-            return Err(ClusterError::invalid("nics", "two NICs of the VM have the same MAC address"));
-        }
-        if let Some((other, mac)) =
-            self.vms.values().find_map(|o| o.nics.iter().find(|n| macs.contains(n.mac.as_str())).map(|n| (o, &n.mac)))
-        {
-            return Err(ClusterError::AlreadyExists(format!(
-                "MAC address {mac} is already used by vm '{}'; import with --clone for new MACs",
-                other.name
-            )));
-        }
-        if let Some(h) = vm.pinned_hosts.iter().find(|h| !self.hosts.contains_key(h)) {
-            return Err(ClusterError::NotFound(format!(
-                "vm '{}' is pinned to host {h}, which is not in this cluster",
-                vm.name
-            )));
-        }
-        if engine {
-            if let Some(e) = self.engine.vm.and_then(|e| self.vms.get(&e)) {
-                return Err(ClusterError::AlreadyExists(format!(
-                    "the cluster already has a hosted engine: vm '{}'",
-                    e.name
-                )));
-            }
-        }
-        if disks.iter().map(|d| d.id).collect::<Vec<_>>() != vm.disks {
-            return Err(ClusterError::Internal("an import must name every disk of the VM, in order".into()));
-        }
-        let files: HashSet<&str> = disks.iter().map(|d| d.file.as_str()).collect();
-        let ids: HashSet<Uuid> = disks.iter().map(|d| d.id).collect();
-        if files.len() != disks.len() || ids.len() != disks.len() {
-            return Err(ClusterError::invalid("disks", "two disks of the VM have the same id or image file"));
-        }
-        let mut new_disks = Vec::new();
-        for d in disks {
-            match self.disks.get(&d.id) {
-                Some(existing) if existing.file != d.file => {
-                    return Err(ClusterError::AlreadyExists(format!(
-                        "disk id {} is already disk '{}' ({}), not {}",
-                        d.id, existing.name, existing.file, d.file
-                    )))
-                }
-                Some(existing) => {
-                    if let Some(owner) = existing.vm {
-                        return Err(ClusterError::FailedPrecondition(format!(
-                            "disk '{}' is attached to vm '{}'; import with --clone to copy it",
-                            existing.name,
-                            self.vms.get(&owner).map_or_else(|| owner.to_string(), |v| v.name.clone())
-                        )));
-                    }
-                }
-                None => new_disks.push(d.clone()),
-            }
-        }
+        self.check_import(vm, engine)?;
+        let new_disks = self.check_import_disks(vm, disks)?;
         self.check_new_disks(&new_disks)?;
-
         let mut vm = crate::ovf::config_of(vm);
         vm.updated_ms = now;
         vm.hosted_engine = engine;
@@ -124,28 +43,106 @@ impl ClusterState {
             let record = self.disks.get(&d.id).cloned().unwrap_or_else(|| d.clone());
             self.disks.insert(d.id, Disk { vm: Some(id), ..record });
         }
-        let msg = if engine {
+        if engine {
             self.engine.vm = Some(id);
-            format!(
-                "Hosted engine VM {} was created ({} MiB, {} vCPU{}); it is highly available ahead of every other VM \
-                 and delete-protected.",
-                vm.name,
-                vm.memory_mib,
-                vm.vcpus,
-                if vm.vcpus == 1 { "" } else { "s" }
-            )
-        } else {
-            format!(
-                "VM {} was imported from an OVF document ({} MiB, {} vCPU{}, {} disk{}).",
-                vm.name,
-                vm.memory_mib,
-                vm.vcpus,
-                if vm.vcpus == 1 { "" } else { "s" },
-                disks.len(),
-                if disks.len() == 1 { "" } else { "s" }
-            )
-        };
+        }
+        let msg = imported(&vm, disks.len(), engine);
         self.add_vm(now, vm, msg, start)
+    }
+
+    /// Refuses an imported VM whose configuration is invalid or clashes with the cluster's
+    /// VMs (name, id, MAC addresses), hosts (pins) or hosted engine.
+    fn check_import(&self, vm: &Vm, engine: bool) -> Result<(), ClusterError> {
+        validate::vm_spec(&VmSpec {
+            name: vm.name.clone(),
+            description: vm.description.clone(),
+            comment: vm.comment.clone(),
+            memory_mib: vm.memory_mib,
+            vcpus: vm.vcpus,
+            ha_enabled: vm.ha.enabled,
+            ha_priority: vm.ha.priority,
+            resume_behavior: vm.resume_behavior,
+            nics: vm.nics.clone(),
+            domain_type: vm.domain_type,
+            boot: vm.boot.clone(),
+        })?;
+        validate::names("host_tags", &vm.host_tags)?;
+        if self.vm_names.contains_key(&vm.name) {
+            return Err(ClusterError::AlreadyExists(format!(
+                "vm '{}' already exists; import under another name with --name",
+                vm.name
+            )));
+        }
+        if let Some(other) = self.vms.get(&vm.id) {
+            return Err(ClusterError::AlreadyExists(format!(
+                "vm '{}' already has id {}; import with --clone for a new id, new MACs and copied disks",
+                other.name, vm.id
+            )));
+        }
+        self.check_import_macs(vm)?;
+        if let Some(h) = vm.pinned_hosts.iter().find(|h| !self.hosts.contains_key(h)) {
+            return Err(ClusterError::NotFound(format!(
+                "vm '{}' is pinned to host {h}, which is not in this cluster",
+                vm.name
+            )));
+        }
+        if let Some(e) = self.engine_vm().filter(|_| engine) {
+            return Err(ClusterError::AlreadyExists(format!(
+                "the cluster already has a hosted engine: vm '{}'",
+                e.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_import_macs(&self, vm: &Vm) -> Result<(), ClusterError> {
+        let macs: HashSet<&str> = vm.nics.iter().map(|n| n.mac.as_str()).collect();
+        if macs.len() != vm.nics.len() {
+            return Err(ClusterError::invalid("nics", "two NICs of the VM have the same MAC address"));
+        }
+        let taken =
+            self.vms.values().find_map(|o| o.nics.iter().find(|n| macs.contains(n.mac.as_str())).map(|n| (o, &n.mac)));
+        if let Some((other, mac)) = taken {
+            return Err(ClusterError::AlreadyExists(format!(
+                "MAC address {mac} is already used by vm '{}'; import with --clone for new MACs",
+                other.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks an imported VM's disks: every one named, in order, none twice; one that exists
+    /// must be floating and hold the same image. Returns those that do not exist yet.
+    fn check_import_disks(&self, vm: &Vm, disks: &[Disk]) -> Result<Vec<Disk>, ClusterError> {
+        if disks.iter().map(|d| d.id).collect::<Vec<_>>() != vm.disks {
+            return Err(ClusterError::Internal("an import must name every disk of the VM, in order".into()));
+        }
+        let files: HashSet<&str> = disks.iter().map(|d| d.file.as_str()).collect();
+        let ids: HashSet<Uuid> = disks.iter().map(|d| d.id).collect();
+        if files.len() != disks.len() || ids.len() != disks.len() {
+            return Err(ClusterError::invalid("disks", "two disks of the VM have the same id or image file"));
+        }
+        let mut new_disks = Vec::new();
+        for d in disks {
+            let Some(existing) = self.disks.get(&d.id) else {
+                new_disks.push(d.clone());
+                continue;
+            };
+            if existing.file != d.file {
+                return Err(ClusterError::AlreadyExists(format!(
+                    "disk id {} is already disk '{}' ({}), not {}",
+                    d.id, existing.name, existing.file, d.file
+                )));
+            }
+            if let Some(owner) = existing.vm {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "disk '{}' is attached to vm '{}'; import with --clone to copy it",
+                    existing.name,
+                    self.vms.get(&owner).map_or_else(|| owner.to_string(), |v| v.name.clone())
+                )));
+            }
+        }
+        Ok(new_disks)
     }
 
     pub(super) fn set_engine_maintenance(
@@ -153,7 +150,7 @@ impl ClusterState {
         now: i64,
         global: Option<bool>,
         local: Option<&(String, bool)>,
-    ) -> Applied {
+    ) -> OpResult {
         self.require_cluster()?;
         let engine =
             self.engine_vm().ok_or_else(|| ClusterError::NotFound("the cluster has no hosted engine".into()))?;
@@ -168,40 +165,47 @@ impl ClusterState {
             None => None,
         };
         if let Some(g) = global.filter(|g| *g != self.engine.global_maintenance) {
-            self.engine.global_maintenance = g;
-            let msg = if g {
-                "Hosted engine global maintenance is on: HA does not start, restart or move the engine VM.".to_string()
-            } else {
-                // Whatever HA held back is due now; an engine left on a host in local
-                // maintenance meanwhile moves.
-                if let Some(r) = self.vms.get_mut(&engine_id).and_then(|v| v.ha_restart.as_mut()) {
-                    r.due_by(now);
-                }
-                let host = self.vms.get(&engine_id).and_then(|v| v.host);
-                if let Some(h) = host.filter(|h| self.hosts.get(h).is_some_and(|h| h.engine_local_maintenance)) {
-                    self.move_engine_off(now, h);
-                }
-                "Hosted engine global maintenance is off: HA looks after the engine VM again.".to_string()
-            };
-            self.record(now, EventKind::ClusterEdited, msg);
+            self.set_global_maintenance(now, engine_id, g);
         }
         if let Some((id, on)) = local_host {
-            let host = self.hosts.get_mut(&id).expect("found above");
-            if host.engine_local_maintenance != on {
-                host.engine_local_maintenance = on;
-                let name = host.name.clone();
-                let msg = if on {
-                    format!("Host {name} is in hosted-engine local maintenance: it may not run the engine VM.")
-                } else {
-                    format!("Host {name} left hosted-engine local maintenance.")
-                };
-                self.record(now, EventKind::HostEdited, msg);
-                if on {
-                    self.move_engine_off(now, id);
-                }
-            }
+            self.set_local_maintenance(now, id, on);
         }
         Ok(Outcome::Done)
+    }
+
+    fn set_global_maintenance(&mut self, now: i64, engine_id: Uuid, on: bool) {
+        self.engine.global_maintenance = on;
+        let msg = if on {
+            "Hosted engine global maintenance is on: HA does not start, restart or move the engine VM.".to_string()
+        } else {
+            // Whatever HA held back is due now; an engine left on a host in local maintenance
+            // meanwhile moves.
+            if let Some(r) = self.vms.get_mut(&engine_id).and_then(|v| v.ha_restart.as_mut()) {
+                r.due_by(now);
+            }
+            let host = self.vms.get(&engine_id).and_then(|v| v.host);
+            if let Some(h) = host.filter(|h| self.hosts.get(h).is_some_and(|h| h.engine_local_maintenance)) {
+                self.move_engine_off(now, h);
+            }
+            "Hosted engine global maintenance is off: HA looks after the engine VM again.".to_string()
+        };
+        self.record(now, EventKind::ClusterEdited, msg);
+    }
+
+    /// Puts host `id` (found by the caller) into local maintenance or out of it.
+    fn set_local_maintenance(&mut self, now: i64, id: NodeId, on: bool) {
+        let Some(host) = self.hosts.get_mut(&id).filter(|h| h.engine_local_maintenance != on) else { return };
+        host.engine_local_maintenance = on;
+        let name = host.name.clone();
+        let msg = if on {
+            format!("Host {name} is in hosted-engine local maintenance: it may not run the engine VM.")
+        } else {
+            format!("Host {name} left hosted-engine local maintenance.")
+        };
+        self.record(now, EventKind::HostEdited, msg);
+        if on {
+            self.move_engine_off(now, id);
+        }
     }
 
     /// A host put into local maintenance while it runs the engine VM: the engine is migrated
@@ -213,8 +217,10 @@ impl ClusterState {
         if self.engine.global_maintenance || vm.status != VmStatus::Up {
             return;
         }
-        match self.migration_target(vm.id, None, true) {
-            Ok(target) => self.begin_migration(now, vm.id, target, true, " to leave a host in local maintenance"),
+        match self.migration_target(&vm, None, true) {
+            Ok(target) => {
+                self.begin_migration(now, vm.id, target, true, " to leave a host in local maintenance");
+            }
             Err(e) => {
                 let msg =
                     format!("The hosted engine VM {} stays on host {} for now: {e}", vm.name, self.host_name(host));
@@ -223,7 +229,7 @@ impl ClusterState {
         }
     }
 
-    pub(super) fn report_engine_score(&mut self, now: i64, host: NodeId, score: &EngineScore) -> Applied {
+    pub(super) fn report_engine_score(&mut self, now: i64, host: NodeId, score: &EngineScore) -> OpResult {
         let h = self.hosts.get_mut(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?;
         let before = h.engine_score.as_ref().map(|s| s.score);
         h.engine_score = Some(score.clone());
@@ -247,10 +253,11 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn adopt_vm(&mut self, now: i64, vm_id: Uuid, host: NodeId) -> Applied {
+    pub(super) fn adopt_vm(&mut self, now: i64, vm_id: Uuid, host: NodeId) -> OpResult {
         let host_name =
             self.hosts.get(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?.name.clone();
-        let vm = self.vms.get(&vm_id).ok_or_else(|| ClusterError::NotFound(format!("vm {vm_id} not found")))?;
+        let hosts = &self.hosts;
+        let vm = self.vms.get_mut(&vm_id).ok_or_else(|| ClusterError::NotFound(format!("vm {vm_id} not found")))?;
         if vm.host == Some(host) {
             return Ok(Outcome::Vm(Box::new(vm.clone())));
         }
@@ -258,14 +265,14 @@ impl ClusterState {
         // a host that is down or silent (whose lease may have ended; the operator who started
         // the copy by hand checked what the starting host could reach).
         // A migration to a live host may finish there: that host holds it as well.
-        let target = vm.migrating_to.and_then(|t| self.hosts.get(&t)).filter(|h| h.state.is_alive());
+        let target = vm.migrating_to.and_then(|t| hosts.get(&t)).filter(|h| h.state.is_alive());
         if let Some(t) = target {
             return Err(ClusterError::Unavailable(format!(
                 "vm '{}' is migrating to host {}, which has not reported where it runs",
                 vm.name, t.name
             )));
         }
-        let holder = vm.host.filter(|_| vm.status != VmStatus::Down).and_then(|h| self.hosts.get(&h));
+        let holder = vm.host.filter(|_| vm.status != VmStatus::Down).and_then(|h| hosts.get(&h));
         if let Some(h) = holder.filter(|h| h.state.is_alive()) {
             if vm.ha_restarting || matches!(vm.status, VmStatus::PoweringUp) {
                 // The cluster already started it again there: the hand-started copy must go.
@@ -281,7 +288,6 @@ impl ClusterState {
                 vm.name, h.name
             )));
         }
-        let vm = self.vms.get_mut(&vm_id).expect("found above");
         vm.release_host();
         vm.desired = PowerState::Up;
         vm.status = VmStatus::Up;
@@ -302,5 +308,29 @@ impl ClusterState {
     /// The hosted engine VM, if the cluster has one.
     pub fn engine_vm(&self) -> Option<&Vm> {
         self.engine.vm.and_then(|id| self.vms.get(&id))
+    }
+}
+
+/// The event of an imported VM (the hosted engine says what it is).
+fn imported(vm: &Vm, disks: usize, engine: bool) -> String {
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    if engine {
+        format!(
+            "Hosted engine VM {} was created ({} MiB, {} vCPU{}); it is highly available ahead of every other VM and \
+             delete-protected.",
+            vm.name,
+            vm.memory_mib,
+            vm.vcpus,
+            s(vm.vcpus as usize)
+        )
+    } else {
+        format!(
+            "VM {} was imported from an OVF document ({} MiB, {} vCPU{}, {disks} disk{}).",
+            vm.name,
+            vm.memory_mib,
+            vm.vcpus,
+            s(vm.vcpus as usize),
+            s(disks)
+        )
     }
 }

@@ -5,18 +5,19 @@
 //! where placement finds room, the rest trying again later with back-off.
 
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::Applied;
+use super::OpResult;
 use crate::command::Outcome;
 use crate::error::ClusterError;
-use crate::model::{ClusterState, EventKind, HaRestart, HostState, PowerState, VmStatus};
+use crate::model::{ClusterState, EventKind, HaRestart, Host, HostState, PowerState, Vm, VmStatus};
 use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
 impl ClusterState {
-    pub(super) fn host_non_responsive(&mut self, now: i64, id: NodeId, silent_ms: u64) -> Applied {
+    pub(super) fn host_non_responsive(&mut self, now: i64, id: NodeId, silent_ms: u64) -> OpResult {
         let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
         if !host.state.is_alive() {
             return Ok(Outcome::Done);
@@ -34,7 +35,7 @@ impl ClusterState {
     }
 
     /// The host's lease has ended: none of its VMs runs any more.
-    pub(super) fn host_down(&mut self, now: i64, id: NodeId, how: &str) -> Applied {
+    pub(super) fn host_down(&mut self, now: i64, id: NodeId, how: &str, touched: &mut BTreeSet<Uuid>) -> OpResult {
         let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
         if matches!(host.state, HostState::Down | HostState::Joining) {
             return Ok(Outcome::Done);
@@ -43,13 +44,13 @@ impl ClusterState {
         host.state_since_ms = now;
         let host_name = host.name.clone();
         self.record(now, EventKind::HostStateChanged, format!("Host {host_name} is down: {how}."));
-        let on_host: Vec<Uuid> = self.vms.values().filter(|v| v.host == Some(id)).map(|v| v.id).collect();
-        let incoming: Vec<Uuid> = self.vms.values().filter(|v| v.migrating_to == Some(id)).map(|v| v.id).collect();
-        for vm_id in on_host {
-            self.vm_lost_with_host(now, vm_id, &host_name);
+        let mut events = Vec::new();
+        let hosts = &self.hosts;
+        for vm in self.vms.values_mut().filter(|v| v.host == Some(id)) {
+            let dest = live_destination(hosts, vm);
+            events.extend(lose_vm(vm, now, &host_name, dest, touched));
         }
-        for vm_id in incoming {
-            let vm = self.vms.get_mut(&vm_id).expect("listed above");
+        for vm in self.vms.values_mut().filter(|v| v.migrating_to == Some(id)) {
             vm.migrating_to = None;
             vm.migration_job = None;
             if vm.status == VmStatus::Migrating {
@@ -57,60 +58,15 @@ impl ClusterState {
             }
             vm.updated_ms = now;
             let msg = format!("Migration of VM {} to host {host_name} stopped: the host went down.", vm.name);
-            self.record(now, EventKind::VmMigration, msg);
+            events.push((EventKind::VmMigration, msg));
+        }
+        for (kind, msg) in events {
+            self.record(now, kind, msg);
         }
         Ok(Outcome::Done)
     }
 
-    /// A VM whose host went down: down, and waiting for HA if it is highly available and was
-    /// meant to run. One that was migrating away may already run on its destination: that
-    /// host now holds it and reports whether it runs.
-    pub(super) fn vm_lost_with_host(&mut self, now: i64, vm_id: Uuid, host_name: &str) {
-        // A destination that is only non-responsive may hold its lease and run the VM.
-        let dest = self.vms[&vm_id]
-            .migrating_to
-            .filter(|t| self.hosts.get(t).is_some_and(|h| !matches!(h.state, HostState::Down | HostState::Joining)));
-        let dest_name = dest.map(|d| self.host_name(d));
-        let vm = self.vms.get_mut(&vm_id).expect("caller found it");
-        vm.updated_ms = now;
-        if let (Some(dest), Some(dest_name)) = (dest, dest_name) {
-            vm.host = Some(dest);
-            vm.migrating_to = None;
-            vm.migration_job = None;
-            vm.epoch += 1;
-            vm.status = VmStatus::Unknown;
-            let msg = format!(
-                "VM {} was migrating from host {host_name} to host {dest_name} when {host_name} went down; host \
-                 {dest_name} reports whether it runs there.",
-                vm.name
-            );
-            self.record(now, EventKind::VmMigration, msg);
-            return;
-        }
-        let wanted = vm.desired != PowerState::Down;
-        vm.release_host();
-        vm.stop_reason = Some(format!("its host {host_name} went down"));
-        let name = vm.name.clone();
-        let ha = vm.ha.enabled && wanted;
-        if ha {
-            vm.ha_failed(now, false, None);
-        }
-        let settled = vm.settle_next_run();
-        if settled.is_some() {
-            self.touch_vm(vm_id);
-        }
-        if ha {
-            let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");
-            self.record(now, EventKind::VmHighAvailability, msg);
-        } else {
-            self.record(now, EventKind::VmStateChanged, format!("VM {name} is down: its host {host_name} went down."));
-        }
-        if let Some(what) = settled {
-            self.record(now, EventKind::VmEdited, format!("VM {name} now has its next-run configuration: {what}."));
-        }
-    }
-
-    pub(super) fn host_alive(&mut self, now: i64, id: NodeId, self_fenced: bool) -> Applied {
+    pub(super) fn host_alive(&mut self, now: i64, id: NodeId, self_fenced: bool) -> OpResult {
         let settled = self.settled_host_state(id);
         let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
         let fenced_note = if self_fenced { " It had lost its lease and stopped its VMs itself." } else { "" };
@@ -173,7 +129,7 @@ impl ClusterState {
 
     /// Places the due HA VMs: the hosted engine first (the rest of the cluster is managed
     /// from it), then by priority, then the longest waiting.
-    pub(super) fn restart_ha_vms(&mut self, now: i64) -> Applied {
+    pub(super) fn restart_ha_vms(&mut self, now: i64) -> OpResult {
         let mut due: Vec<_> = self
             .vms
             .values()
@@ -186,47 +142,113 @@ impl ClusterState {
             .collect();
         due.sort();
         for (_, _, _, name, id) in due {
-            let vm = self.vms[&id].clone();
-            match scheduler::choose(self, &vm, None, &[], Purpose::HaRestart) {
-                Ok(host) => {
-                    let host_name = self.host_name(host);
-                    let vm = self.vms.get_mut(&id).expect("listed above");
-                    let attempt = vm.ha_restart.take().map_or(1, |r| r.attempts + 1);
-                    vm.desired = PowerState::Up;
-                    vm.host = Some(host);
-                    vm.epoch += 1;
-                    vm.status = VmStatus::PoweringUp;
-                    vm.stop_reason = None;
-                    vm.ha_restarting = true;
-                    vm.ha_restarted_ms = Some(now);
-                    vm.updated_ms = now;
-                    let msg = format!(
-                        "VM {name} is being restarted on host {host_name} (highly available, {} priority{}).",
-                        vm.ha.priority,
-                        if attempt > 1 { format!(", attempt {attempt}") } else { String::new() }
-                    );
-                    self.record(now, EventKind::VmHighAvailability, msg);
-                }
-                Err(e) => {
-                    let vm = self.vms.get_mut(&id).expect("listed above");
-                    let r = vm.ha_restart.as_mut().expect("due ones have one");
-                    r.attempts += 1;
-                    let wait = HaRestart::backoff_ms(r.attempts);
-                    r.next_try_ms = now + wait;
-                    let error = e.to_string();
-                    // Said once per distinct reason, not on every retry.
-                    if r.last_error.as_deref() != Some(error.as_str()) {
-                        r.last_error = Some(error.clone());
-                        let msg = format!(
-                            "Highly Available VM {name} cannot be restarted yet: {error}. It is tried again as \
-                             capacity returns (next in {} s).",
-                            wait / 1000
-                        );
-                        self.record(now, EventKind::VmHighAvailability, msg);
-                    }
-                }
+            // Each was listed from `vms` just above, and a restart removes no VM.
+            let Some(vm) = self.vms.get(&id) else { continue };
+            let placed = scheduler::choose(self, vm, None, &[], Purpose::HaRestart);
+            let placed = placed.map(|host| (host, self.host_name(host)));
+            let Some(vm) = self.vms.get_mut(&id) else { continue };
+            let msg = match placed {
+                Ok((host, host_name)) => Some(restart_on(vm, now, host, &name, &host_name)),
+                Err(e) => back_off(vm, now, &name, e.to_string()),
+            };
+            if let Some(msg) = msg {
+                self.record(now, EventKind::VmHighAvailability, msg);
             }
         }
         Ok(Outcome::Done)
     }
+}
+
+/// The host a VM was migrating to when its own host went down, if that host is not down
+/// (it may hold its lease and run the VM): its id and name.
+fn live_destination(hosts: &BTreeMap<NodeId, Host>, vm: &Vm) -> Option<(NodeId, String)> {
+    let to = vm.migrating_to?;
+    let host = hosts.get(&to).filter(|h| !matches!(h.state, HostState::Down | HostState::Joining))?;
+    Some((to, host.name.clone()))
+}
+
+/// A VM whose host went down: down, and waiting for HA if it is highly available and was meant
+/// to run. One that was migrating to `dest` (a host that is not down) may already run there:
+/// that host now holds it and reports whether it runs. Returns the events to record; a VM whose
+/// next-run configuration became its own is added to `touched`.
+pub(super) fn lose_vm(
+    vm: &mut Vm,
+    now: i64,
+    host_name: &str,
+    dest: Option<(NodeId, String)>,
+    touched: &mut BTreeSet<Uuid>,
+) -> Vec<(EventKind, String)> {
+    vm.updated_ms = now;
+    if let Some((dest, dest_name)) = dest {
+        vm.host = Some(dest);
+        vm.migrating_to = None;
+        vm.migration_job = None;
+        vm.epoch += 1;
+        vm.status = VmStatus::Unknown;
+        let msg = format!(
+            "VM {} was migrating from host {host_name} to host {dest_name} when {host_name} went down; host \
+             {dest_name} reports whether it runs there.",
+            vm.name
+        );
+        return vec![(EventKind::VmMigration, msg)];
+    }
+    let wanted = vm.desired != PowerState::Down;
+    vm.release_host();
+    vm.stop_reason = Some(format!("its host {host_name} went down"));
+    let name = vm.name.clone();
+    let ha = vm.ha.enabled && wanted;
+    if ha {
+        vm.ha_failed(now, false, None);
+    }
+    let mut events = vec![if ha {
+        (
+            EventKind::VmHighAvailability,
+            format!("Highly Available VM {name} failed. It will be restarted automatically."),
+        )
+    } else {
+        (EventKind::VmStateChanged, format!("VM {name} is down: its host {host_name} went down."))
+    }];
+    if let Some(what) = vm.settle_next_run() {
+        touched.insert(vm.id);
+        events.push((EventKind::VmEdited, format!("VM {name} now has its next-run configuration: {what}.")));
+    }
+    events
+}
+
+/// An HA VM placed on `host`: ordered up there. Returns the event's message.
+fn restart_on(vm: &mut Vm, now: i64, host: NodeId, name: &str, host_name: &str) -> String {
+    let attempt = vm.ha_restart.take().map_or(1, |r| r.attempts + 1);
+    vm.desired = PowerState::Up;
+    vm.host = Some(host);
+    vm.epoch += 1;
+    vm.status = VmStatus::PoweringUp;
+    vm.stop_reason = None;
+    vm.ha_restarting = true;
+    vm.ha_restarted_ms = Some(now);
+    vm.updated_ms = now;
+    format!(
+        "VM {name} is being restarted on host {host_name} (highly available, {} priority{}).",
+        vm.ha.priority,
+        if attempt > 1 { format!(", attempt {attempt}") } else { String::new() }
+    )
+}
+
+/// An HA VM that no host can take now: tried again later, each time waiting longer. Returns
+/// the event's message when the reason is new (said once per distinct reason, not per retry).
+fn back_off(vm: &mut Vm, now: i64, name: &str, error: String) -> Option<String> {
+    // A due VM has a pending restart; were it missing, this one starts it afresh.
+    let r = vm.ha_restart.get_or_insert_with(|| HaRestart::new(now));
+    r.attempts += 1;
+    let wait = HaRestart::backoff_ms(r.attempts);
+    r.next_try_ms = now + wait;
+    if r.last_error.as_deref() == Some(error.as_str()) {
+        return None;
+    }
+    let msg = format!(
+        "Highly Available VM {name} cannot be restarted yet: {error}. It is tried again as capacity returns (next \
+         in {} s).",
+        wait / 1000
+    );
+    r.last_error = Some(error);
+    Some(msg)
 }

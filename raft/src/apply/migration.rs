@@ -6,10 +6,12 @@
 
 use uuid::Uuid;
 
-use super::Applied;
+use super::{inconsistent, OpResult};
 use crate::command::{MigrationSettingsChange, Outcome};
 use crate::error::ClusterError;
-use crate::model::{ClusterState, EventKind, HostState, MaintenanceOrder, MigrationJob, VmStatus};
+use crate::model::{
+    host_name_in, ClusterState, EventKind, Host, HostState, MaintenanceOrder, MigrationJob, Vm, VmStatus,
+};
 use crate::scheduler::{self, Purpose};
 use crate::typ::NodeId;
 
@@ -18,9 +20,8 @@ use crate::typ::NodeId;
 const RETRY_FAILED_MS: i64 = 30_000;
 
 impl ClusterState {
-    /// Where VM `id` can migrate to (`to`, or placement's pick), or why it cannot.
-    pub(super) fn migration_target(&self, id: Uuid, to: Option<&str>, automatic: bool) -> Result<NodeId, ClusterError> {
-        let vm = &self.vms[&id];
+    /// Where `vm` can migrate to (`to`, or placement's pick), or why it cannot.
+    pub(super) fn migration_target(&self, vm: &Vm, to: Option<&str>, automatic: bool) -> Result<NodeId, ClusterError> {
         if vm.status != VmStatus::Up {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}; only an up VM can be migrated",
@@ -30,8 +31,9 @@ impl ClusterState {
         }
         let purpose = if automatic { Purpose::MigrateAutomatic } else { Purpose::MigrateByOperator };
         scheduler::check_migration_policy(vm, purpose)?;
-        let source = vm.host.expect("an up VM has a host");
-        let source_host = &self.hosts[&source];
+        let Some(source_host) = vm.host.and_then(|h| self.hosts.get(&h)) else {
+            return Err(inconsistent(&format!("vm '{}' is up on no host of the cluster", vm.name)));
+        };
         let domain_type = vm.domain_type.unwrap_or(source_host.facts.domain_type);
         if !domain_type.can_migrate() {
             return Err(ClusterError::FailedPrecondition(format!(
@@ -39,35 +41,49 @@ impl ClusterState {
                 vm.name, source_host.name
             )));
         }
-        let target = scheduler::choose(self, vm, to, &[source], purpose)?;
-        if !self.hosts[&target].facts.domain_type.can_migrate() {
+        let target = scheduler::choose(self, vm, to, &[source_host.id], purpose)?;
+        // Placement picks among the cluster's hosts, so the target is one of them.
+        if let Some(host) = self.hosts.get(&target).filter(|h| !h.facts.domain_type.can_migrate()) {
             return Err(ClusterError::FailedPrecondition(format!(
                 "host {} uses libvirt's test driver, which cannot receive migrations",
-                self.host_name(target)
+                host.name
             )));
         }
         Ok(target)
     }
 
-    pub(super) fn begin_migration(&mut self, now: i64, id: Uuid, target: NodeId, automatic: bool, why: &str) {
-        let (from_name, to_name) = (self.host_name(self.vms[&id].host.expect("up")), self.host_name(target));
-        let vm = self.vms.get_mut(&id).expect("caller found it");
+    /// Orders VM `id` (found by the caller) to migrate to `target`; returns the VM as ordered.
+    pub(super) fn begin_migration(
+        &mut self,
+        now: i64,
+        id: Uuid,
+        target: NodeId,
+        automatic: bool,
+        why: &str,
+    ) -> Option<Vm> {
+        let hosts = &self.hosts;
+        let vm = self.vms.get_mut(&id)?;
+        let from_name = vm.host.map(|h| host_name_in(hosts, h)).unwrap_or_default();
+        let to_name = host_name_in(hosts, target);
         vm.migrating_to = Some(target);
         vm.migration_job = Some(MigrationJob { queued_ms: now, automatic, ..Default::default() });
         vm.status = VmStatus::Migrating;
         vm.updated_ms = now;
         let msg = format!("Migration of VM {} from host {from_name} to host {to_name} was ordered{why}.", vm.name);
+        let out = vm.clone();
         self.record(now, EventKind::VmMigration, msg);
+        Some(out)
     }
 
-    pub(super) fn migrate_vm(&mut self, now: i64, name_or_id: &str, to: Option<&str>) -> Applied {
-        let id = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?.id;
-        let target = self.migration_target(id, to, false)?;
-        self.begin_migration(now, id, target, false, "");
-        self.vm_outcome(id)
+    pub(super) fn migrate_vm(&mut self, now: i64, name_or_id: &str, to: Option<&str>) -> OpResult {
+        let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
+        let (id, target) = (vm.id, self.migration_target(vm, to, false));
+        let target = target.map_err(|e| self.note_refusal(now, EventKind::VmMigration, e))?;
+        let vm = self.begin_migration(now, id, target, false, "");
+        vm.map(|vm| Outcome::Vm(Box::new(vm))).ok_or_else(|| ClusterError::vm_not_found(name_or_id))
     }
 
-    pub(super) fn cancel_migration(&mut self, now: i64, name_or_id: &str) -> Applied {
+    pub(super) fn cancel_migration(&mut self, now: i64, name_or_id: &str) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
         let Some(job) = vm.migration_job.as_mut() else {
             return Err(ClusterError::FailedPrecondition(format!("vm '{}' is not migrating", vm.name)));
@@ -75,16 +91,15 @@ impl ClusterState {
         if !job.cancel {
             job.cancel = true;
             vm.updated_ms = now;
-            let (id, msg) = (vm.id, format!("Cancelling the migration of VM {}.", vm.name));
+            let (out, msg) = (vm.clone(), format!("Cancelling the migration of VM {}.", vm.name));
             self.record(now, EventKind::VmMigration, msg);
-            return self.vm_outcome(id);
+            return Ok(Outcome::Vm(Box::new(out)));
         }
-        let id = vm.id;
-        self.vm_outcome(id)
+        Ok(Outcome::Vm(Box::new(vm.clone())))
     }
 
-    pub(super) fn host_maintenance(&mut self, now: i64, name: &str, reason: Option<&str>) -> Applied {
-        let host = self.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+    pub(super) fn host_maintenance(&mut self, now: i64, name: &str, reason: Option<&str>) -> OpResult {
+        let host = self.host_named_mut(name)?;
         let id = host.id;
         if host.maintenance.is_some() {
             return self.evacuate(now, id);
@@ -95,7 +110,6 @@ impl ClusterState {
                 host.state.as_str()
             )));
         }
-        let host = self.hosts.get_mut(&id).expect("found above");
         host.maintenance =
             Some(MaintenanceOrder { reason: reason.map(str::to_string), since_ms: now, blocked: vec![] });
         host.state = HostState::PreparingForMaintenance;
@@ -107,12 +121,20 @@ impl ClusterState {
         self.evacuate(now, id)
     }
 
+    /// A host by name, to change it.
+    pub(super) fn host_named_mut(&mut self, name: &str) -> Result<&mut Host, ClusterError> {
+        self.hosts
+            .values_mut()
+            .find(|h| h.name == name)
+            .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))
+    }
+
     /// Orders a migration for every VM still on host `id` that can move, highest priority
     /// first, and records what cannot move and why.
-    pub(super) fn evacuate(&mut self, now: i64, id: NodeId) -> Applied {
-        let Some(order) = self.hosts.get(&id).and_then(|h| h.maintenance.clone()) else {
+    pub(super) fn evacuate(&mut self, now: i64, id: NodeId) -> OpResult {
+        if self.hosts.get(&id).is_none_or(|h| h.maintenance.is_none()) {
             return Ok(Outcome::Done);
-        };
+        }
         let mut on_host: Vec<_> = self
             .vms
             .values()
@@ -122,39 +144,47 @@ impl ClusterState {
         on_host.sort();
         let mut blocked = Vec::new();
         for (_, name, vm_id) in on_host {
-            let status = self.vms[&vm_id].status;
-            let failed_lately = self.vms[&vm_id].migration_failed_ms.is_some_and(|t| now - t < RETRY_FAILED_MS);
-            let why = match status {
-                VmStatus::Up if failed_lately => format!(
-                    "its last migration failed or was cancelled; another is ordered {} s after that",
-                    RETRY_FAILED_MS / 1000
-                ),
-                VmStatus::Up => match self.migration_target(vm_id, None, true) {
-                    Ok(target) => {
-                        self.begin_migration(now, vm_id, target, true, " to evacuate its host for maintenance");
-                        continue;
-                    }
-                    Err(e) => e.to_string(),
-                },
-                VmStatus::Suspended | VmStatus::Paused => {
-                    format!("it is {}; resume or stop it", status.as_str())
+            // Listed from `vms` just above; ordering a migration removes no VM.
+            let Some(vm) = self.vms.get(&vm_id) else { continue };
+            match self.evacuation_target(vm, now) {
+                Ok(target) => {
+                    self.begin_migration(now, vm_id, target, true, " to evacuate its host for maintenance");
                 }
-                other => format!("it is {}; waiting for that to end", other.as_str()),
-            };
-            blocked.push((name, why));
-        }
-        let host = self.hosts.get_mut(&id).expect("has an order");
-        let name = host.name.clone();
-        if blocked != order.blocked {
-            host.maintenance.as_mut().expect("has an order").blocked = blocked.clone();
-            if !blocked.is_empty() {
-                let list: Vec<String> = blocked.iter().map(|(vm, why)| format!("VM {vm}: {why}")).collect();
-                let msg = format!("Host {name} cannot enter maintenance yet. {}", list.join("; "));
-                self.record(now, EventKind::HostMaintenance, msg);
+                Err(why) => blocked.push((name, why)),
             }
         }
+        self.note_blocked(now, id, blocked);
         self.settle_maintenance(now, id);
         Ok(Outcome::Done)
+    }
+
+    /// Where a VM on a host being evacuated goes, or why it stays for now.
+    fn evacuation_target(&self, vm: &Vm, now: i64) -> Result<NodeId, String> {
+        let failed_lately = vm.migration_failed_ms.is_some_and(|t| now - t < RETRY_FAILED_MS);
+        match vm.status {
+            VmStatus::Up if failed_lately => Err(format!(
+                "its last migration failed or was cancelled; another is ordered {} s after that",
+                RETRY_FAILED_MS / 1000
+            )),
+            VmStatus::Up => self.migration_target(vm, None, true).map_err(|e| e.to_string()),
+            status @ (VmStatus::Suspended | VmStatus::Paused) => {
+                Err(format!("it is {}; resume or stop it", status.as_str()))
+            }
+            other => Err(format!("it is {}; waiting for that to end", other.as_str())),
+        }
+    }
+
+    /// Keeps what blocks host `id`'s maintenance in its order, and says so when that changed.
+    fn note_blocked(&mut self, now: i64, id: NodeId, blocked: Vec<(String, String)>) {
+        let Some(host) = self.hosts.get_mut(&id) else { return };
+        let Some(order) = host.maintenance.as_mut().filter(|o| o.blocked != blocked) else { return };
+        order.blocked = blocked;
+        if order.blocked.is_empty() {
+            return;
+        }
+        let list: Vec<String> = order.blocked.iter().map(|(vm, why)| format!("VM {vm}: {why}")).collect();
+        let msg = format!("Host {} cannot enter maintenance yet. {}", host.name, list.join("; "));
+        self.record(now, EventKind::HostMaintenance, msg);
     }
 
     /// A host preparing for maintenance that no VM runs on or migrates to is in maintenance.
@@ -173,16 +203,14 @@ impl ClusterState {
         self.record(now, EventKind::HostMaintenance, msg);
     }
 
-    pub(super) fn activate_host(&mut self, now: i64, name: &str) -> Applied {
-        let host = self.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+    pub(super) fn activate_host(&mut self, now: i64, name: &str) -> OpResult {
+        let host = self.host_named_mut(name)?;
         if host.maintenance.is_none() {
             return Err(ClusterError::FailedPrecondition(format!(
                 "host {name} is {}, not in maintenance",
                 host.state.as_str()
             )));
         }
-        let id = host.id;
-        let host = self.hosts.get_mut(&id).expect("found above");
         host.maintenance = None;
         if host.state.is_alive() {
             host.state = HostState::Up;
@@ -195,7 +223,7 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn set_migration_defaults(&mut self, now: i64, c: &MigrationSettingsChange) -> Applied {
+    pub(super) fn set_migration_defaults(&mut self, now: i64, c: &MigrationSettingsChange) -> OpResult {
         if c.max_per_host == Some(0) {
             return Err(ClusterError::invalid("max_per_host", "must be at least 1"));
         }

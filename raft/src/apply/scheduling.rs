@@ -2,16 +2,17 @@
 //! policy, and the cluster's policy and overcommit. A change that the host a VM runs on now
 //! would break is refused (migrate the VM first), so what runs always obeys the rules.
 
-use super::Applied;
+use super::OpResult;
 use crate::command::{Outcome, VmChanges};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, SchedulingPolicy, Vm};
 use crate::validate;
 
 impl ClusterState {
-    pub(super) fn edit_host(&mut self, now: i64, name: &str, tags: Option<&[String]>) -> Applied {
+    pub(super) fn edit_host(&mut self, now: i64, name: &str, tags: Option<&[String]>) -> OpResult {
         self.require_cluster()?;
-        let host = self.host_by_name(name).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+        let host = self.hosts.values_mut().find(|h| h.name == name);
+        let host = host.ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
         let Some(tags) = tags else { return Err(ClusterError::invalid("edit", "nothing to change: give --tags")) };
         validate::names("tags", tags)?;
         let tags = validate::dedup(tags);
@@ -24,7 +25,6 @@ impl ClusterState {
                 )));
             }
         }
-        let host = self.hosts.get_mut(&id).expect("found above");
         if host.tags == tags {
             return Ok(Outcome::Host(Box::new(host.clone())));
         }
@@ -35,7 +35,7 @@ impl ClusterState {
     }
 
     /// Raises the cluster level; the node that proposes it checked that every member supports it.
-    pub(super) fn set_cluster_level(&mut self, now: i64, level: u8) -> Applied {
+    pub(super) fn set_cluster_level(&mut self, now: i64, level: u8) -> OpResult {
         let info = self.require_cluster()?;
         if level < info.level {
             return Err(ClusterError::FailedPrecondition(format!(
@@ -57,7 +57,7 @@ impl ClusterState {
         now: i64,
         policy: Option<SchedulingPolicy>,
         cpu_overcommit: Option<u32>,
-    ) -> Applied {
+    ) -> OpResult {
         let info = self.require_cluster()?;
         if policy.is_none() && cpu_overcommit.is_none() {
             return Err(ClusterError::invalid("edit", "nothing to change: give --scheduling or --cpu-overcommit"));

@@ -1,5 +1,7 @@
 use super::*;
-use crate::model::HaPriority;
+use crate::command::{NewHost, VmChanges, VmSpec};
+use crate::model::{Disk, HaPriority, HostFacts, HostState, Vm};
+use crate::typ::NodeId;
 
 const T0: i64 = 1_700_000_000_000;
 

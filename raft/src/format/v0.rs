@@ -45,7 +45,8 @@ pub struct ClusterState {
     pub affinity_groups: BTreeMap<String, AffinityGroup>,
     pub affinity_labels: BTreeMap<String, AffinityLabel>,
     pub engine: EngineState,
-    /// Not encoded (in 3f21f51 a `documents::Touched`, also skipped).
+    /// Not encoded (in 3f21f51 a `documents::Touched`, also skipped; the current state has no
+    /// such field: an apply returns what it touched).
     #[serde(skip)]
     pub touched: (),
 }
@@ -872,7 +873,8 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 /// - `both_ways! { struct X { a, b } }`: fields in both formats, each converted.
 ///   - `added { c }`: current-only fields; upgrading gives them their default, and downgrading a
 ///     value whose `c` is not the default is `Unrepresentable("X.c")`.
-///   - `skipped { d }`: `#[serde(skip)]` fields (never encoded): both directions take the default.
+///   - `skipped { d }`: frozen-only `#[serde(skip)]` fields (never encoded, gone from the current
+///     type): upgrading drops them, downgrading gives them their default.
 /// - `both_ways! { enum X { A, B(a, b), C { f, g } } }`: variants in both formats, with their fields
 ///   (tuple fields under any names).
 ///   - `later { D, E }`: current-only variants; downgrading one is `Unrepresentable("X::D")`.
@@ -889,14 +891,13 @@ macro_rules! both_ways {
                 cur::$name {
                     $($f: $f.up(),)*
                     $($($a: Default::default(),)*)?
-                    $($($s: Default::default(),)*)?
                 }
             }
         }
         impl TryFrom<&cur::$name> for $name {
             type Error = Unrepresentable;
             fn try_from(v: &cur::$name) -> Result<Self, Unrepresentable> {
-                let cur::$name { $($f,)* $($($a,)*)? $($($s: _,)*)? } = v;
+                let cur::$name { $($f,)* $($($a,)*)? } = v;
                 $($(if !is_default($a) {
                     return Err(Unrepresentable { what: concat!(stringify!($name), ".", stringify!($a)).into() });
                 })*)?
@@ -1608,7 +1609,6 @@ mod tests {
             pub struct Probe {
                 pub a: u64,
                 pub added: Option<String>,
-                pub cache: u8,
             }
             #[derive(Debug, PartialEq)]
             pub enum Kind {
@@ -1633,10 +1633,10 @@ mod tests {
         #[test]
         fn current_only_fields_and_variants() {
             let up: cur::Probe = Probe { a: 1, cache: () }.into();
-            assert_eq!(up, cur::Probe { a: 1, added: None, cache: 0 });
-            let down = Probe::try_from(&cur::Probe { a: 2, added: None, cache: 9 });
+            assert_eq!(up, cur::Probe { a: 1, added: None });
+            let down = Probe::try_from(&cur::Probe { a: 2, added: None });
             assert_eq!(down, Ok(Probe { a: 2, cache: () }));
-            let down = Probe::try_from(&cur::Probe { a: 2, added: Some("x".into()), cache: 0 });
+            let down = Probe::try_from(&cur::Probe { a: 2, added: Some("x".into()) });
             assert_eq!(down, Err(Unrepresentable { what: "Probe.added".into() }));
             assert_eq!(Kind::try_from(&cur::Kind::Old(3)), Ok(Kind::Old(3)));
             let e = Kind::try_from(&cur::Kind::NewThing { x: 1 }).unwrap_err();

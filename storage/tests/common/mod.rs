@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 
-use corral_storage::{LogStore, Machine, StateMachineStore, Store};
+use corral_storage::{Effect, LogStore, Machine, StateMachineStore, Store};
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
 use serde::{Deserialize, Serialize};
 
@@ -35,10 +35,10 @@ pub struct Counters {
 }
 
 impl Machine<TestConfig> for Counters {
-    fn apply(&mut self, _log_id: &LogId<u64>, data: &Add) -> u64 {
+    fn apply(&mut self, _log_id: &LogId<u64>, data: &Add) -> Effect<u64> {
         let v = self.counts.entry(data.key.clone()).or_default();
         *v += data.by;
-        *v
+        Effect::reply(*v)
     }
 }
 

@@ -1,0 +1,232 @@
+//! A VM's record as a whole: creating, cloning and deleting VMs, and deleting disks. A VM
+//! created with `--start` is placed on a copy of the state first, so that one that cannot
+//! start is not created either.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeSet;
+
+use uuid::Uuid;
+
+use super::OpResult;
+use crate::command::{Outcome, StartOrder, VmSpec};
+use crate::error::ClusterError;
+use crate::model::{ClusterState, Disk, EventKind, HaSettings, Vm, VmStatus};
+use crate::validate;
+
+impl ClusterState {
+    pub(super) fn create_vm(
+        &mut self,
+        now: i64,
+        id: Uuid,
+        spec: &VmSpec,
+        disks: &[Disk],
+        start: Option<&StartOrder>,
+    ) -> OpResult {
+        self.require_cluster()?;
+        validate::vm_spec(spec)?;
+        if self.vm_names.contains_key(&spec.name) {
+            return Err(ClusterError::AlreadyExists(format!("vm '{}' already exists", spec.name)));
+        }
+        if self.vms.contains_key(&id) {
+            return Err(ClusterError::AlreadyExists(format!("a vm with id {id} already exists")));
+        }
+        self.check_new_disks(disks)?;
+        let vm = Vm {
+            description: spec.description.clone(),
+            comment: spec.comment.clone(),
+            ha: HaSettings { enabled: spec.ha_enabled, priority: spec.ha_priority },
+            resume_behavior: spec.resume_behavior,
+            disks: disks.iter().map(|d| d.id).collect(),
+            nics: spec.nics.clone(),
+            domain_type: spec.domain_type,
+            boot: spec.boot.clone(),
+            ..Vm::new(id, &spec.name, spec.memory_mib, spec.vcpus, now)
+        };
+        // With --start, a VM that cannot be placed is not created either: nothing half-done.
+        if let Some(order) = start {
+            let mut trial = self.clone_for_trial(&vm);
+            trial.start_vm(now, &vm.name, order)?;
+        }
+        let msg = format!(
+            "VM {} was created ({} MiB, {} vCPU{}{}{}).",
+            vm.name,
+            vm.memory_mib,
+            vm.vcpus,
+            if vm.vcpus == 1 { "" } else { "s" },
+            if disks.is_empty() {
+                String::new()
+            } else {
+                format!(", {} disk{}", disks.len(), if disks.len() == 1 { "" } else { "s" })
+            },
+            if vm.ha.enabled { format!(", highly available, {} priority", vm.ha.priority) } else { String::new() }
+        );
+        for d in disks {
+            self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
+        }
+        self.add_vm(now, vm, msg, start)
+    }
+
+    /// Records a new VM (its disks recorded already) with its event, and starts it if asked
+    /// (the caller tried the start on a copy of the state first, so it is not refused here).
+    pub(crate) fn add_vm(&mut self, now: i64, vm: Vm, msg: String, start: Option<&StartOrder>) -> OpResult {
+        let id = vm.id;
+        let created = Outcome::Vm(Box::new(vm.clone()));
+        self.vm_names.insert(vm.name.clone(), id);
+        self.vms.insert(id, vm);
+        self.record(now, EventKind::VmCreated, msg);
+        match start {
+            Some(order) => self.start_vm(now, &id.to_string(), order),
+            None => Ok(created),
+        }
+    }
+
+    /// A copy of the placement-relevant state with `vm` added, to try a start without
+    /// changing anything.
+    pub(super) fn clone_for_trial(&self, vm: &Vm) -> ClusterState {
+        let mut trial = ClusterState {
+            cluster: self.cluster.clone(),
+            hosts: self.hosts.clone(),
+            vms: self.vms.clone(),
+            vm_names: self.vm_names.clone(),
+            affinity_groups: self.affinity_groups.clone(),
+            affinity_labels: self.affinity_labels.clone(),
+            ..Default::default()
+        };
+        trial.vm_names.insert(vm.name.clone(), vm.id);
+        trial.vms.insert(vm.id, vm.clone());
+        trial
+    }
+
+    pub(super) fn check_new_disks(&self, disks: &[Disk]) -> Result<(), ClusterError> {
+        for d in disks {
+            if self.disks.contains_key(&d.id) || self.disks.values().any(|x| x.name == d.name || x.file == d.file) {
+                return Err(ClusterError::AlreadyExists(format!("disk '{}' already exists", d.name)));
+            }
+            if d.size_mib == 0 {
+                return Err(ClusterError::invalid("disk", "must be at least 1 MiB"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn delete_vm(&mut self, now: i64, name_or_id: &str, keep_disks: bool) -> OpResult {
+        self.require_cluster()?;
+        let found = self.vm_id_of(name_or_id).map(|id| self.vms.entry(id));
+        let Some(Entry::Occupied(entry)) = found else {
+            return Err(ClusterError::vm_not_found(name_or_id));
+        };
+        let vm = entry.get();
+        if vm.hosted_engine {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is the cluster's hosted engine and cannot be deleted",
+                vm.name
+            )));
+        }
+        if vm.delete_protected {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is delete-protected; lift it first with `corral vm edit {} --delete-protected false`",
+                vm.name, vm.name
+            )));
+        }
+        if vm.status != VmStatus::Down {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is {}; shut it down before deleting it",
+                vm.name,
+                vm.status.as_str()
+            )));
+        }
+        let removed = entry.remove();
+        let id = removed.id;
+        self.vm_names.remove(&removed.name);
+        self.forget_vm_in_rules(id);
+        let mut files = Vec::new();
+        for disk_id in &removed.disks {
+            if keep_disks {
+                if let Some(d) = self.disks.get_mut(disk_id) {
+                    d.vm = None;
+                }
+            } else if let Some(d) = self.disks.remove(disk_id) {
+                files.push(d.file);
+            }
+        }
+        let disks_note = match (removed.disks.len(), keep_disks) {
+            (0, _) => String::new(),
+            (n, true) => format!(" Its {n} disk(s) were kept as floating disks."),
+            (n, false) => format!(" Its {n} disk(s) were deleted."),
+        };
+        self.record(now, EventKind::VmDeleted, format!("VM {} was deleted.{disks_note}", removed.name));
+        Ok(Outcome::VmDeleted { id, files })
+    }
+
+    pub(super) fn clone_vm(
+        &mut self,
+        now: i64,
+        source: &str,
+        id: Uuid,
+        name: &str,
+        disks: &[Disk],
+        macs: &[String],
+    ) -> OpResult {
+        self.require_cluster()?;
+        let src = self.find_vm(source).ok_or_else(|| ClusterError::vm_not_found(source))?.clone();
+        if src.status != VmStatus::Down {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is {}; only a down VM can be cloned",
+                src.name,
+                src.status.as_str()
+            )));
+        }
+        validate::name("name", name)?;
+        if self.vm_names.contains_key(name) {
+            return Err(ClusterError::AlreadyExists(format!("vm '{name}' already exists")));
+        }
+        if disks.len() != src.disks.len() || macs.len() != src.nics.len() {
+            return Err(ClusterError::Internal("a clone must copy every disk and give every NIC a new MAC".into()));
+        }
+        self.check_new_disks(disks)?;
+        let mut vm = src.clone();
+        vm.id = id;
+        vm.name = name.to_string();
+        // A copy of the engine VM is an ordinary VM (its delete protection stays, and may be
+        // lifted).
+        vm.hosted_engine = false;
+        vm.disks = disks.iter().map(|d| d.id).collect();
+        for (nic, mac) in vm.nics.iter_mut().zip(macs) {
+            nic.mac = mac.clone();
+        }
+        vm.epoch = 0;
+        vm.stop_reason = None;
+        vm.ha_restart = None;
+        vm.ha_restarting = false;
+        vm.created_ms = now;
+        vm.updated_ms = now;
+        for d in disks {
+            self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
+        }
+        self.vm_names.insert(vm.name.clone(), id);
+        self.vms.insert(id, vm.clone());
+        self.record(now, EventKind::VmCreated, format!("VM {name} was created as a clone of {}.", src.name));
+        Ok(Outcome::Vm(Box::new(vm)))
+    }
+
+    /// Deletes disk records (their image files are the caller's to remove); a VM that held one
+    /// has a new document.
+    pub(super) fn delete_disks(&mut self, now: i64, ids: &[Uuid], touched: &mut BTreeSet<Uuid>) -> OpResult {
+        let protected = ids.iter().filter_map(|id| self.disks.get(id)).find_map(|d| {
+            let vm = self.vms.get(&d.vm?)?;
+            vm.delete_protected.then(|| (d.name.clone(), vm.name.clone()))
+        });
+        if let Some((disk, vm)) = protected {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "disk '{disk}' belongs to delete-protected vm '{vm}' and cannot be removed"
+            )));
+        }
+        for id in ids {
+            if let Some(d) = self.disks.remove(id) {
+                touched.extend(d.vm);
+                self.record(now, EventKind::DiskDeleted, format!("Disk {} was deleted.", d.name));
+            }
+        }
+        Ok(Outcome::Done)
+    }
+}

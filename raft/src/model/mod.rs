@@ -1,0 +1,21 @@
+//! The replicated model of the cluster: hosts, VMs, affinity rules, join tokens, recent
+//! requests and a bounded event log. Plain data; `apply.rs` is the only code that changes it, and only as
+//! a function of (state, command). One file per idea; every type is re-exported here.
+
+mod affinity;
+mod cluster;
+mod engine;
+mod events;
+mod ha;
+mod host;
+mod migration;
+mod vm;
+
+pub use affinity::*;
+pub use cluster::*;
+pub use engine::*;
+pub use events::*;
+pub use ha::*;
+pub use host::*;
+pub use migration::*;
+pub use vm::*;
