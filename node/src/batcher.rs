@@ -11,7 +11,7 @@ use corral_raft::{Command, Reply};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
-use crate::node::now_ms;
+use crate::now_ms;
 
 /// Batches in flight at once; more writes wait and join the next batch.
 const IN_FLIGHT: usize = 4;

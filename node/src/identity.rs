@@ -373,7 +373,7 @@ fn start_alone(
     term: u64,
     why: HostDownCause,
 ) -> anyhow::Result<()> {
-    let now = crate::node::now_ms();
+    let now = crate::now_ms();
     let others: Vec<NodeId> = state.hosts.keys().copied().filter(|id| *id != node_id).collect();
     for id in others {
         let op = Op::HostDown { id, how: why.clone() };

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use corral_node::config::{Args, Config};
-use corral_node::{agent, api, identity, node::Node};
+use corral_node::daemon::Daemon;
+use corral_node::{agent, api, identity};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
@@ -57,7 +58,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.bound(listener.local_addr()?)?;
     tracing::info!(name = %config.name, listen = %config.listen, data_dir = %config.data_dir.display(),
         libvirt = %config.libvirt_uri, cpus = facts.cpus, memory_mib = facts.memory_mib, "corrald starting");
-    let node = Node::open(config, facts, hypervisor).await?;
+    let daemon = Daemon::open(config, facts, hypervisor).await?;
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}
@@ -65,8 +66,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    api::serve(node.clone(), listener, shutdown).await?;
-    node.shutdown().await;
+    daemon.serve(listener, shutdown).await?;
+    daemon.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

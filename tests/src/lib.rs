@@ -1,7 +1,7 @@
 //! The cluster harness: real `corrald` processes on loopback ports, each on libvirt's
 //! `test:///default` hypervisor, driven by the real `corral` CLI or by gRPC. Every wait polls
 //! a condition with a deadline; every process and temp dir is cleaned up on drop, also when
-//! a test fails.
+//! a test fails. The CLI's `-o json` output is read into its own view types (`cli_json`).
 
 pub mod client;
 pub mod monitor;
@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use corral_cli::views::{BootstrapView, ClusterStatusView, EventView, JoinView, VmView};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Where cargo put the workspace's binaries: next to the test executable's `deps/` folder.
@@ -114,9 +116,17 @@ pub struct CliOutput {
 }
 
 impl CliOutput {
+    /// The output read as `T`, one of `corral_cli::views` (what `-o json` prints); panics showing
+    /// the output when it is not that shape.
+    pub fn view<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("output is not a {} ({e}): {}\nstderr: {}", std::any::type_name::<T>(), self.stdout, self.stderr)
+        })
+    }
+
+    /// The output as untyped JSON, for the few results that have no view type.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("output is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        self.view()
     }
 }
 
@@ -318,26 +328,37 @@ impl Cluster {
         corral_at(self.endpoint(i), args)
     }
 
-    /// Runs the CLI against node `i` and returns its JSON output; panics on failure.
-    pub fn must_json(&self, i: usize, args: &[&str]) -> Value {
+    /// Runs the CLI with `-o json` against node `i` and reads its output as `T`, the view type
+    /// that command prints (`corral_cli::views`); panics on failure.
+    pub fn cli_json<T: DeserializeOwned>(&self, i: usize, args: &[&str]) -> T {
         let mut all = vec!["-o", "json"];
         all.extend_from_slice(args);
         let out = self.corral(i, &all);
         assert_eq!(out.code, 0, "corral {args:?} on {} failed: {}", self.nodes[i].name, out.stderr);
-        out.json()
+        out.view()
+    }
+
+    /// `cli_json` for the few results that have no view type.
+    pub fn must_json(&self, i: usize, args: &[&str]) -> Value {
+        self.cli_json(i, args)
+    }
+
+    /// The VM as `vm show` through node `i` shows it.
+    pub fn vm(&self, i: usize, vm: &str) -> VmView {
+        self.cli_json(i, &["vm", "show", vm])
+    }
+
+    /// The event log as node `i` reads it, oldest first (`-o json` prints one event a line).
+    pub fn event_log(&self, i: usize) -> Vec<EventView> {
+        self.must_ok(i, &["-o", "json", "events"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not an event ({e}): {l}")))
+            .collect()
     }
 
     /// The event log's messages as node `i` reads them, oldest first.
     pub fn events(&self, i: usize) -> Vec<String> {
-        self.must_ok(i, &["-o", "json", "events"])
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).expect("an event is JSON")["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect()
+        self.event_log(i).into_iter().map(|e| e.message).collect()
     }
 
     /// Runs `args` through node `i` and checks that it was refused with one line containing `want`.
@@ -364,26 +385,26 @@ impl Cluster {
     /// Bootstraps node 0 with a hosted engine (a blank 64 MiB qcow2 image made in the cluster's
     /// dir; 256 MiB, 1 vCPU, a NIC on libvirt's `default` network) and joins the other nodes;
     /// returns what the bootstrap printed.
-    pub fn bootstrap_with_engine(&mut self) -> Value {
+    pub fn bootstrap_with_engine(&mut self) -> BootstrapView {
         let image = self.dir().join("engine.qcow2");
         let made = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
         assert!(made.is_ok_and(|s| s.success()), "qemu-img create {}", image.display());
         #[rustfmt::skip]
-        let out = self.must_json(0, &[
+        let out: BootstrapView = self.cli_json(0, &[
             "cluster", "bootstrap", "--name", "lab", "--engine-image", image.to_str().expect("a UTF-8 path"),
             "--engine-memory", "256M", "--engine-vcpus", "1", "--engine-nic", "default",
         ]);
-        self.token = Some(out["token"].as_str().expect("bootstrap gives a token").to_string());
+        self.token = Some(out.token.clone());
         for i in 1..self.nodes.len() {
             self.join(i);
         }
         out
     }
 
-    pub fn join(&self, i: usize) -> Value {
+    pub fn join(&self, i: usize) -> JoinView {
         let token = self.token.clone().expect("bootstrap first");
         let peer = self.endpoint(0).to_string();
-        self.must_json(i, &["cluster", "join", "--peer", &peer, "--token", &token])
+        self.cli_json(i, &["cluster", "join", "--peer", &peer, "--token", &token])
     }
 
     /// SIGKILL: the node dies at once, without flushing anything it has not flushed already.
@@ -439,8 +460,8 @@ impl Cluster {
     }
 
     /// The status as node `i` sees it (a linearizable read through its leader).
-    pub fn status(&self, i: usize) -> Value {
-        self.must_json(i, &["cluster", "status"])
+    pub fn status(&self, i: usize) -> ClusterStatusView {
+        self.cli_json(i, &["cluster", "status"])
     }
 
     /// Waits until the running nodes agree on one leader that is itself running, and returns
@@ -453,7 +474,7 @@ impl Cluster {
                 if out.code != 0 {
                     return Err(format!("{}: {}", self.nodes[i].name, out.stderr.trim()));
                 }
-                seen.push(out.json()["leader_id"].as_u64().unwrap_or(0));
+                seen.push(out.view::<ClusterStatusView>().leader_id);
             }
             let first = seen.first().copied().unwrap_or(0);
             if first == 0 || seen.iter().any(|l| *l != first) {
@@ -474,11 +495,9 @@ impl Cluster {
             if out.code != 0 {
                 continue;
             }
-            let status = out.json();
-            let members = status["members"].as_array()?;
-            let member = members.iter().find(|m| m["id"].as_u64() == Some(id))?;
-            let addr = member["address"].as_str()?;
-            return self.nodes.iter().position(|n| n.addr == addr);
+            let status: ClusterStatusView = out.view();
+            let member = status.members.iter().find(|m| m.id == id)?;
+            return self.nodes.iter().position(|n| n.addr == member.address);
         }
         None
     }
@@ -492,24 +511,24 @@ impl Cluster {
     }
 
     /// Waits until `vm show` (through node `i`) satisfies `cond`, and returns what it showed.
-    pub fn wait_vm(&self, i: usize, vm: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_vm(&self, i: usize, vm: &str, what: &str, cond: impl Fn(&VmView) -> bool) -> VmView {
         wait_until(Duration::from_secs(20), &format!("vm {vm}: {what}"), || {
             let out = self.corral(i, &["-o", "json", "vm", "show", vm]);
             if out.code != 0 {
                 return Err(out.stderr);
             }
-            let v = out.json();
+            let v: VmView = out.view();
             if cond(&v) {
                 Ok(v)
             } else {
-                Err(v.to_string())
+                Err(format!("{v:?}"))
             }
         })
     }
 
     /// Waits until the VM's status is `status`.
-    pub fn wait_status(&self, i: usize, vm: &str, status: &str) -> Value {
-        self.wait_vm(i, vm, &format!("status {status}"), |v| v["status"] == status)
+    pub fn wait_status(&self, i: usize, vm: &str, status: &str) -> VmView {
+        self.wait_vm(i, vm, &format!("status {status}"), |v| v.status == status)
     }
 
     /// Prints every node's log; call from a failing test to see what happened.

@@ -6,18 +6,19 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use corral_tests::{bin, corral_at, wait_until, Cluster};
+use corral_cli::views::{ClusterStatusView, EventView, VmView};
+use corral_tests::{bin, corral_at, wait_until, CliOutput, Cluster};
 
 #[test]
 fn a_dead_endpoint_is_skipped_and_named() {
     let mut c = Cluster::run(3, &[]);
-    c.must_json(0, &["vm", "create", "web1", "--memory", "256M", "--vcpus", "1"]);
+    c.cli_json::<VmView>(0, &["vm", "create", "web1", "--memory", "256M", "--vcpus", "1"]);
     let dead = c.endpoint(0).to_string();
     c.kill(0);
     let list = format!("{dead},{},{}", c.endpoint(1), c.endpoint(2));
     let out = corral_at(&list, &["-o", "json", "vm", "show", "web1"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.json()["name"], "web1");
+    assert_eq!(out.view::<VmView>().name, "web1");
     assert!(out.stderr.contains(&format!("warning: could not reach {dead}")), "{}", out.stderr);
 
     // Writes go on through the list too (the first write may wait for a new leader).
@@ -38,9 +39,9 @@ fn the_endpoint_can_come_from_the_environment() {
         .env("CORRAL_ENDPOINT", c.endpoint(0))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status["cluster"], "lab");
+    let out = CliOutput::from(out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.view::<ClusterStatusView>().cluster, "lab");
 }
 
 #[test]
@@ -77,12 +78,13 @@ fn events_follow_streams_new_events() {
         })
     };
     next_line("cluster_bootstrapped", &mut seen);
-    c.must_json(0, &["vm", "create", "streamed", "--memory", "128M", "--vcpus", "1"]);
+    c.cli_json::<VmView>(0, &["vm", "create", "streamed", "--memory", "128M", "--vcpus", "1"]);
     next_line("VM streamed was created", &mut seen);
     let _ = child.kill();
     let _ = child.wait();
     for l in &seen {
-        let e: serde_json::Value = serde_json::from_str(l).expect("each line is one JSON object");
-        assert!(e["index"].as_u64().is_some() && e["kind"].is_string() && e["time"].is_string());
+        // Each line is one whole event, every field there.
+        let parsed: Result<EventView, _> = serde_json::from_str(l);
+        assert!(parsed.is_ok(), "not an event: {l}");
     }
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use corral_cli::views::{AffinityGroupView, AffinityLabelView, HostView, VmView};
 use corral_tests::{wait_until, Cluster};
 use serde_json::Value;
 
@@ -19,8 +20,7 @@ fn vm_names(c: &Cluster, i: usize, stale: bool) -> Result<Vec<String>, String> {
     if out.code != 0 {
         return Err(out.stderr);
     }
-    let mut names: Vec<String> =
-        out.json().as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> = out.view::<Vec<VmView>>().into_iter().map(|v| v.name).collect();
     names.sort();
     Ok(names)
 }
@@ -121,7 +121,7 @@ fn a_damaged_data_dir_refuses_with_one_line_and_rejoin_brings_the_member_back() 
         });
         assert_eq!(seen, want);
         let status = c.status(2);
-        assert_eq!(status["this_node_id"], 3, "{what}: rejoined as another member: {status}");
+        assert_eq!(status.this_node_id, 3, "{what}: rejoined as another member: {status:?}");
         let set_aside = std::fs::read_dir(&c.nodes[2].data_dir)
             .unwrap()
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("db.damaged-"))
@@ -151,8 +151,8 @@ fn bootstrap_is_refused_on_a_member() {
     c.refused(0, &["cluster", "bootstrap", "--name", "other"], "already belongs to cluster 'lab'");
 }
 
-fn groups(c: &Cluster, i: usize) -> Value {
-    c.must_json(i, &["affinity-group", "list"])
+fn groups(c: &Cluster, i: usize) -> Vec<AffinityGroupView> {
+    c.cli_json(i, &["affinity-group", "list"])
 }
 
 #[test]
@@ -166,11 +166,12 @@ fn a_backup_restores_the_cluster_with_its_vms_and_rules_after_every_node_is_wipe
     c.must_ok(0, &["host", "edit", "host2", "--tags", "ssd"]);
     c.must_ok(0, &["vm", "start", "web1", "--host", "host1"]);
     let file = c.dir().join("lab.backup");
-    let out = c.must_json(1, &["cluster", "backup", "-f", file.to_str().unwrap()]);
+    // `cluster backup` has no view type: {"file", "cluster", "applied_index", ...}.
+    let out: Value = c.must_json(1, &["cluster", "backup", "-f", file.to_str().unwrap()]);
     assert_eq!(out["cluster"], "lab");
     c.refused(1, &["cluster", "backup", "-f", file.to_str().unwrap()], "exists already");
     let before_groups = groups(&c, 0);
-    let before_vm = c.must_json(0, &["vm", "show", "db1"]);
+    let before_vm = c.vm(0, "db1");
     let cluster_id = std::fs::read_to_string(c.nodes[0].data_dir.join("identity")).unwrap();
 
     for i in 0..3 {
@@ -191,11 +192,12 @@ fn a_backup_restores_the_cluster_with_its_vms_and_rules_after_every_node_is_wipe
     c.leader();
     assert_eq!(vm_names(&c, 0, false).unwrap(), vec!["db1", "web1", "web2"]);
     assert_eq!(groups(&c, 0), before_groups);
-    let after_vm = c.must_json(0, &["vm", "show", "db1"]);
-    assert_eq!(after_vm["id"], before_vm["id"]);
-    assert_eq!(after_vm["memory_mib"], before_vm["memory_mib"]);
-    let labels = c.must_json(0, &["affinity-label", "list"]);
-    assert_eq!(labels.as_array().unwrap().len(), 1, "{labels}");
+    let after_vm = c.vm(0, "db1");
+    assert_eq!(after_vm.id, before_vm.id);
+    assert_eq!(after_vm.memory_mib, before_vm.memory_mib);
+    let labels: Vec<AffinityLabelView> = c.cli_json(0, &["affinity-label", "list"]);
+    assert_eq!(labels.len(), 1, "{labels:?}");
+    // The identity file is the node's own, not CLI output: read untyped.
     let restored_id: Value =
         serde_json::from_str(&std::fs::read_to_string(c.nodes[0].data_dir.join("identity")).unwrap()).unwrap();
     let old_id: Value = serde_json::from_str(&cluster_id).unwrap();
@@ -209,9 +211,9 @@ fn a_backup_restores_the_cluster_with_its_vms_and_rules_after_every_node_is_wipe
         c.join(i);
     }
     let status = c.status(2);
-    assert_eq!(status["members"].as_array().unwrap().len(), 3, "{status}");
-    let host2 = c.must_json(1, &["host", "show", "host2"]);
-    assert_eq!(host2["tags"], serde_json::json!(["ssd"]), "{host2}");
+    assert_eq!(status.members.len(), 3, "{status:?}");
+    let host2: HostView = c.cli_json(1, &["host", "show", "host2"]);
+    assert_eq!(host2.tags, ["ssd"], "{host2:?}");
 }
 
 #[test]
@@ -233,5 +235,5 @@ fn force_new_cluster_makes_a_lone_survivor_a_cluster_and_is_refused_while_others
     assert_eq!(vm_names(&c, 2, false).unwrap(), vec!["keep"]);
     c.must_ok(2, &["vm", "create", "new", "--memory", "64M"]);
     let status = c.status(2);
-    assert_eq!(status["members"].as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(status.members.len(), 1, "{status:?}");
 }

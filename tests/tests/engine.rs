@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use corral_cli::views::{BootstrapView, EngineStatusView, VmView};
 use corral_tests::{free_port, wait_until, Cluster};
-use serde_json::Value;
 
 const ENGINE: &str = "hosted-engine";
 
@@ -19,7 +19,7 @@ fn engine_cluster() -> Cluster {
         c.add_node(&["--engine-gateway", &gateway, "--engine-score-ms", "200"]);
     }
     let out = c.bootstrap_with_engine();
-    assert_eq!(out["engine"]["name"], ENGINE, "{out}");
+    assert_eq!(out.engine.as_ref().map(|e| e.name.as_str()), Some(ENGINE), "{out:?}");
     c
 }
 
@@ -31,26 +31,26 @@ fn c_listener() -> String {
     addr
 }
 
-fn engine_status(c: &Cluster, i: usize) -> Value {
-    c.must_json(i, &["engine", "status"])
+fn engine_status(c: &Cluster, i: usize) -> EngineStatusView {
+    c.cli_json(i, &["engine", "status"])
 }
 
-fn score_of(status: &Value, host: &str) -> Option<u64> {
-    status["hosts"].as_array()?.iter().find(|h| h["host"] == host)?["score"].as_u64()
+fn score_of(status: &EngineStatusView, host: &str) -> Option<u32> {
+    status.hosts.iter().find(|h| h.host == host)?.score
 }
 
-fn wait_scores(c: &Cluster, i: usize) -> Value {
+fn wait_scores(c: &Cluster, i: usize) -> EngineStatusView {
     wait_until(Duration::from_secs(20), "every host to report an engine score", || {
         let s = engine_status(c, i);
         match (score_of(&s, "host1"), score_of(&s, "host2"), score_of(&s, "host3")) {
             (Some(a), Some(b), Some(x)) if x + 600 <= a.min(b) => Ok(s),
-            _ => Err(s.to_string()),
+            _ => Err(format!("{s:?}")),
         }
     })
 }
 
-fn wait_engine_on(c: &Cluster, i: usize, host: &str) -> Value {
-    c.wait_vm(i, ENGINE, &format!("up on {host}"), |v| v["status"] == "up" && v["host"] == host)
+fn wait_engine_on(c: &Cluster, i: usize, host: &str) -> VmView {
+    c.wait_vm(i, ENGINE, &format!("up on {host}"), |v| v.status == "up" && v.host.as_deref() == Some(host))
 }
 
 fn event_index(events: &[String], what: &str) -> usize {
@@ -61,17 +61,17 @@ fn event_index(events: &[String], what: &str) -> usize {
 fn the_engine_is_made_protected_restarted_first_on_the_best_host_and_obeys_maintenance() {
     let mut c = engine_cluster();
     let vm = wait_engine_on(&c, 1, "host1");
-    assert_eq!((vm["hosted_engine"].as_bool(), vm["delete_protected"].as_bool()), (Some(true), Some(true)));
-    assert_eq!((vm["ha"]["enabled"].as_bool(), vm["ha"]["priority"].as_str()), (Some(true), Some("high")));
-    assert_eq!(vm["nics"][0]["network"], "default", "{vm}");
-    let listed = c.must_json(2, &["vm", "list"]);
-    assert_eq!(listed[0]["hosted_engine"], true, "{listed}");
+    assert_eq!((vm.hosted_engine, vm.delete_protected), (true, true));
+    assert_eq!((vm.ha.enabled, vm.ha.priority.as_str()), (true, "high"));
+    assert_eq!(vm.nics[0].network, "default", "{vm:?}");
+    let listed: Vec<VmView> = c.cli_json(2, &["vm", "list"]);
+    assert!(listed[0].hosted_engine, "{listed:?}");
 
     // Protected: neither deleted nor unprotected; edited like any VM, everywhere at once.
     c.refused(1, &["vm", "delete", ENGINE], "hosted engine");
     c.refused(1, &["vm", "edit", ENGINE, "--delete-protected", "false"], "stays delete-protected");
-    let edited = c.must_json(2, &["vm", "edit", ENGINE, "--memory", "384M", "--description", "managed"]);
-    assert_eq!(edited["next_run"]["memory_mib"], 384, "a running VM's memory waits for its next run");
+    let edited: VmView = c.cli_json(2, &["vm", "edit", ENGINE, "--memory", "384M", "--description", "managed"]);
+    assert_eq!(edited.next_run.and_then(|n| n.memory_mib), Some(384), "a running VM's memory waits for its next run");
     for i in 0..3 {
         wait_until(Duration::from_secs(5), &format!("host{}'s OVF store to hold the edit", i + 1), || {
             let doc = c.must_ok(i, &["ovf", "dump", ENGINE, "--local"]);
@@ -84,13 +84,13 @@ fn the_engine_is_made_protected_restarted_first_on_the_best_host_and_obeys_maint
     }
 
     let status = wait_scores(&c, 0);
-    assert_eq!(status["vm"], ENGINE);
-    assert_eq!(status["host"], "host1");
-    let host3 = status["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "host3").unwrap().clone();
-    assert!(host3["penalties"].to_string().contains("unreachable"), "{host3}");
+    assert_eq!(status.vm, ENGINE);
+    assert_eq!(status.host.as_deref(), Some("host1"));
+    let host3 = status.hosts.iter().find(|h| h.host == "host3").unwrap();
+    assert!(host3.penalties.iter().any(|p| p.contains("unreachable")), "{host3:?}");
 
     // An HA VM of the same priority on the same host: the engine comes back first.
-    c.must_json(
+    c.cli_json::<VmView>(
         0,
         &[
             "vm",
@@ -121,36 +121,40 @@ fn the_engine_is_made_protected_restarted_first_on_the_best_host_and_obeys_maint
     c.restart(0);
     wait_until(Duration::from_secs(20), "host1 to be up again", || {
         let s = engine_status(&c, 1);
-        let up = s["hosts"].as_array().unwrap().iter().any(|h| h["host"] == "host1" && h["state"] == "up");
+        let up = s.hosts.iter().any(|h| h.host == "host1" && h.state == "up");
         if up {
             Ok(())
         } else {
-            Err(s.to_string())
+            Err(format!("{s:?}"))
         }
     });
-    let s = c.must_json(1, &["engine", "maintenance", "--mode", "global"]);
-    assert_eq!(s["global_maintenance"], true);
-    c.must_json(1, &["vm", "create", "web2", "--memory", "128M", "--vcpus", "1", "--ha", "--start", "--host", "host2"]);
+    let s: EngineStatusView = c.cli_json(1, &["engine", "maintenance", "--mode", "global"]);
+    assert!(s.global_maintenance);
+    c.cli_json::<VmView>(
+        1,
+        &["vm", "create", "web2", "--memory", "128M", "--vcpus", "1", "--ha", "--start", "--host", "host2"],
+    );
     c.wait_status(1, "web2", "up");
     c.kill(1);
-    let web2 = c.wait_vm(2, "web2", "restarted away from host2", |v| v["status"] == "up" && v["host"] != "host2");
-    let engine = c.must_json(2, &["vm", "show", ENGINE]);
-    assert_eq!(engine["status"], "down", "HA restarted the engine in global maintenance (web2: {web2}): {engine}");
+    let web2 =
+        c.wait_vm(2, "web2", "restarted away from host2", |v| v.status == "up" && v.host.as_deref() != Some("host2"));
+    let engine = c.vm(2, ENGINE);
+    assert_eq!(engine.status, "down", "HA restarted the engine in global maintenance (web2: {web2:?}): {engine:?}");
 
     // Local maintenance makes host1 ineligible; lifting global maintenance lets HA act again,
     // and the engine goes to the only eligible host left, however poor its score.
-    c.must_json(2, &["engine", "maintenance", "--mode", "local", "--host", "host1"]);
-    c.must_json(2, &["engine", "maintenance", "--mode", "none", "--host", "host3"]);
+    c.cli_json::<EngineStatusView>(2, &["engine", "maintenance", "--mode", "local", "--host", "host1"]);
+    c.cli_json::<EngineStatusView>(2, &["engine", "maintenance", "--mode", "none", "--host", "host3"]);
     wait_engine_on(&c, 2, "host3");
     let s = engine_status(&c, 2);
-    let host1 = s["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "host1").unwrap().clone();
-    assert_eq!(host1["local_maintenance"], true, "{s}");
-    assert_eq!(s["global_maintenance"], false);
+    let host1 = s.hosts.iter().find(|h| h.host == "host1").unwrap();
+    assert!(host1.local_maintenance, "{s:?}");
+    assert!(!s.global_maintenance);
     // An operator may stop and start it like any VM, but not on a host in local maintenance.
-    c.must_json(2, &["vm", "stop", ENGINE]);
+    c.cli_json::<VmView>(2, &["vm", "stop", ENGINE]);
     c.wait_status(2, ENGINE, "down");
     c.refused(2, &["vm", "start", ENGINE, "--host", "host1"], "local maintenance");
-    c.must_json(2, &["vm", "start", ENGINE]);
+    c.cli_json::<VmView>(2, &["vm", "start", ENGINE]);
     wait_engine_on(&c, 2, "host3");
 }
 
@@ -174,7 +178,7 @@ fn the_engine_is_started_by_hand_from_the_local_ovf_store_after_quorum_is_lost()
     c.restart(0);
     c.restart(1);
     let vm = wait_engine_on(&c, 2, "host3");
-    assert_eq!(vm["status"], "up");
+    assert_eq!(vm.status, "up");
     let events = c.events(2);
     let taken = event_index(&events, "started by hand on host host3");
     // Nothing started a second copy: no HA restart of the engine after the take-over, and it
@@ -184,15 +188,15 @@ fn the_engine_is_started_by_hand_from_the_local_ovf_store_after_quorum_is_lost()
     assert!(restarts.is_empty(), "the engine was restarted after the take-over: {restarts:?}");
     wait_until(Duration::from_secs(20), "host1 and host2 up again", || {
         let s = engine_status(&c, 0);
-        let up = s["hosts"].as_array().unwrap().iter().filter(|h| h["state"] == "up").count();
+        let up = s.hosts.iter().filter(|h| h.state == "up").count();
         if up == 3 {
             Ok(())
         } else {
-            Err(s.to_string())
+            Err(format!("{s:?}"))
         }
     });
-    let vm = c.must_json(0, &["vm", "show", ENGINE]);
-    assert_eq!((vm["status"].as_str(), vm["host"].as_str()), (Some("up"), Some("host3")), "{vm}");
+    let vm = c.vm(0, ENGINE);
+    assert_eq!((vm.status.as_str(), vm.host.as_deref()), ("up", Some("host3")), "{vm:?}");
 }
 
 #[test]
@@ -202,7 +206,7 @@ fn a_cluster_is_bootstrapped_with_the_engine_of_an_ovf_document() {
     let first = engine_cluster();
     let ovf = first.dir().join("engine.ovf");
     first.must_ok(0, &["vm", "export", ENGINE, "-f", ovf.to_str().unwrap()]);
-    let disk = first.must_json(0, &["vm", "show", ENGINE])["disks"][0]["path"].as_str().unwrap().to_string();
+    let disk = first.vm(0, ENGINE).disks[0].path.clone();
 
     let mut second = Cluster::start(1, &[]);
     std::fs::create_dir_all(second.storage_dir()).unwrap();
@@ -214,10 +218,11 @@ fn a_cluster_is_bootstrapped_with_the_engine_of_an_ovf_document() {
         &["cluster", "bootstrap", "--name", "two", "--engine-ovf", ovf.to_str().unwrap(), "--engine-memory", "1T"],
     );
     assert!(out.code != 0 && out.stderr.contains("needs"), "{out:?}");
-    let out = second.must_json(0, &["cluster", "bootstrap", "--name", "two", "--engine-ovf", ovf.to_str().unwrap()]);
-    second.token = Some(out["token"].as_str().unwrap().to_string());
-    assert_eq!(out["engine"]["hosted_engine"], true, "{out}");
+    let out: BootstrapView =
+        second.cli_json(0, &["cluster", "bootstrap", "--name", "two", "--engine-ovf", ovf.to_str().unwrap()]);
+    second.token = Some(out.token.clone());
+    assert!(out.engine.as_ref().is_some_and(|e| e.hosted_engine), "{out:?}");
     let vm = wait_engine_on(&second, 0, "host1");
-    assert_eq!(vm["description"], "The cluster's management VM (hosted engine).");
-    assert_eq!(vm["memory_mib"], 256);
+    assert_eq!(vm.description, "The cluster's management VM (hosted engine).");
+    assert_eq!(vm.memory_mib, 256);
 }

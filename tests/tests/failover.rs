@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use corral_cli::views::{ClusterStatusView, VmView};
 use corral_tests::client::Writer;
 use corral_tests::{wait_until, Cluster};
-use serde_json::Value;
 
 fn vm_names(c: &Cluster, node: usize, stale: bool) -> Result<BTreeSet<String>, String> {
     let mut args = vec!["-o", "json"];
@@ -20,11 +20,11 @@ fn vm_names(c: &Cluster, node: usize, stale: bool) -> Result<BTreeSet<String>, S
     if out.code != 0 {
         return Err(out.stderr);
     }
-    Ok(out.json().as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect())
+    Ok(out.view::<Vec<VmView>>().into_iter().map(|v| v.name).collect())
 }
 
 fn create(c: &Cluster, node: usize, name: &str) {
-    c.must_json(node, &["vm", "create", name, "--memory", "128M", "--vcpus", "1"]);
+    c.cli_json::<VmView>(node, &["vm", "create", name, "--memory", "128M", "--vcpus", "1"]);
 }
 
 #[test]
@@ -40,8 +40,8 @@ fn killing_the_leader_elects_another_and_the_node_catches_up_after_restart() {
     create(&c, survivor, "after");
     assert_eq!(vm_names(&c, new, false).unwrap(), BTreeSet::from(["before".into(), "after".into()]));
     let status = c.status(survivor);
-    let dead = status["members"].as_array().unwrap().iter().find(|m| !m["reachable"].as_bool().unwrap());
-    assert!(dead.is_some(), "the killed node shows as unreachable: {status}");
+    let dead = status.members.iter().find(|m| !m.reachable);
+    assert!(dead.is_some(), "the killed node shows as unreachable: {status:?}");
 
     c.restart(old);
     wait_until(Duration::from_secs(15), "the restarted node to catch up", || {
@@ -65,8 +65,8 @@ fn a_frozen_leader_is_replaced_and_catches_up_when_it_thaws() {
     let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
     // The frozen leader keeps its sockets open; the others elect a new one and go on.
     let new = wait_until(Duration::from_secs(15), "a new leader among the others", || {
-        let s = c.must_json(others[0], &["--stale", "cluster", "status"]);
-        let id = s["leader_id"].as_u64().unwrap_or(0);
+        let s: ClusterStatusView = c.cli_json(others[0], &["--stale", "cluster", "status"]);
+        let id = s.leader_id;
         match c.index_of_node_id(id) {
             Some(i) if i != old => Ok(i),
             other => Err(format!("leader {id} -> {other:?}")),
@@ -96,8 +96,7 @@ fn a_node_behind_a_purged_log_gets_a_snapshot() {
         create(&c, leader, &format!("vm{i}"));
     }
     let status = c.status(leader);
-    let purged = status["purged_index"].as_u64().unwrap();
-    assert!(purged > 0, "the leader purged its log behind a snapshot: {status}");
+    assert!(status.purged_index > 0, "the leader purged its log behind a snapshot: {status:?}");
 
     c.restart(lagging);
     wait_until(Duration::from_secs(20), "the lagging node to catch up from a snapshot", || {
@@ -108,8 +107,8 @@ fn a_node_behind_a_purged_log_gets_a_snapshot() {
             Err(format!("{} VMs", names.len()))
         }
     });
-    let status = c.must_json(lagging, &["--stale", "cluster", "status"]);
-    assert!(status["snapshot_index"].as_u64().unwrap() > 0, "{status}");
+    let status: ClusterStatusView = c.cli_json(lagging, &["--stale", "cluster", "status"]);
+    assert!(status.snapshot_index > 0, "{status:?}");
 }
 
 #[test]
@@ -118,9 +117,9 @@ fn the_whole_cluster_stopped_and_started_keeps_its_state() {
     for i in 0..5 {
         create(&c, i % 3, &format!("keep{i}"));
     }
-    c.must_json(1, &["vm", "edit", "keep0", "--description", "still here"]);
+    c.cli_json::<VmView>(1, &["vm", "edit", "keep0", "--description", "still here"]);
     let before = vm_names(&c, 0, false).unwrap();
-    let events_before = c.must_ok(0, &["-o", "json", "events"]).lines().count();
+    let events_before = c.event_log(0).len();
 
     for i in 0..3 {
         c.stop(i);
@@ -130,8 +129,8 @@ fn the_whole_cluster_stopped_and_started_keeps_its_state() {
     }
     c.leader();
     assert_eq!(vm_names(&c, 2, false).unwrap(), before);
-    assert_eq!(c.must_json(0, &["vm", "show", "keep0"])["description"], "still here");
-    let events_after = c.must_ok(0, &["-o", "json", "events"]).lines().count();
+    assert_eq!(c.vm(0, "keep0").description, "still here");
+    let events_after = c.event_log(0).len();
     assert!(events_after >= events_before, "{events_after} < {events_before}");
 
     // SIGKILL of every node at once: everything committed is still there.
@@ -199,25 +198,18 @@ fn acknowledged_writes_survive_a_leader_kill_under_load_and_apply_once() {
     assert!(failures.is_empty(), "writes that gave up: {failures:?}");
 
     let survivor = (0..3).find(|i| *i != leader).unwrap();
-    let list = c.must_json(survivor, &["vm", "list"]);
-    let present: BTreeMap<String, String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["name"].as_str().unwrap().to_string(), v["id"].as_str().unwrap().to_string()))
-        .collect();
+    let list: Vec<VmView> = c.cli_json(survivor, &["vm", "list"]);
+    let present: BTreeMap<String, String> = list.into_iter().map(|v| (v.name, v.id)).collect();
     let acked = acked.lock().unwrap();
     assert_eq!(acked.len(), CLIENTS * WRITES_PER_CLIENT);
     for (name, id) in acked.iter() {
         assert_eq!(present.get(name), Some(id), "acknowledged write {name} is missing or changed");
     }
     // Applied once: exactly one creation event per VM.
-    let events = c.must_ok(survivor, &["-o", "json", "events"]);
     let mut created: BTreeMap<String, usize> = BTreeMap::new();
-    for line in events.lines() {
-        let e: Value = serde_json::from_str(line).unwrap();
-        if e["kind"] == "vm_created" {
-            let name = e["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().to_string();
+    for e in c.event_log(survivor) {
+        if e.kind == "vm_created" {
+            let name = e.message.split_whitespace().nth(1).unwrap().to_string();
             *created.entry(name).or_default() += 1;
         }
     }
@@ -246,5 +238,5 @@ fn a_resent_create_is_answered_as_the_first_time() {
     assert_eq!(first.id, again.id);
     let names = vm_names(&c, 1, false).unwrap();
     assert_eq!(names.iter().filter(|n| *n == "once").count(), 1);
-    assert_eq!(c.must_json(0, &["vm", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(c.cli_json::<Vec<VmView>>(0, &["vm", "list"]).len(), 1);
 }

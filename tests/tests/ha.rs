@@ -6,20 +6,20 @@
 
 use std::time::{Duration, Instant};
 
+use corral_cli::views::{ClusterStatusView, HostView, VmView};
 use corral_tests::{wait_until, Cluster};
-use serde_json::Value;
 
 /// Long enough for lease (3 s) + margin (1 s) + a restart, with room for a slow machine.
 const FAILOVER: Duration = Duration::from_secs(30);
 
 fn host_state(c: &Cluster, node: usize, host: &str) -> String {
-    let hosts = c.must_json(node, &["host", "list"]);
-    let h = hosts.as_array().unwrap().iter().find(|h| h["name"] == host).unwrap_or_else(|| panic!("{hosts}"));
-    h["state"].as_str().unwrap().to_string()
+    let hosts: Vec<HostView> = c.cli_json(node, &["host", "list"]);
+    let h = hosts.iter().find(|h| h.name == host).unwrap_or_else(|| panic!("no {host} in {hosts:?}"));
+    h.state.clone()
 }
 
-fn up_elsewhere(c: &Cluster, node: usize, vm: &str, not_on: &str) -> Value {
-    c.wait_vm(node, vm, &format!("up, not on {not_on}"), |v| v["status"] == "up" && v["host"] != not_on)
+fn up_elsewhere(c: &Cluster, node: usize, vm: &str, not_on: &str) -> VmView {
+    c.wait_vm(node, vm, &format!("up, not on {not_on}"), |v| v.status == "up" && v.host.as_deref() != Some(not_on))
 }
 
 /// The three nodes of a 3-node cluster: the leader, a victim that does not lead, and the
@@ -55,7 +55,7 @@ fn start(c: &Cluster, node: usize, vm: &str, memory: &str, ha: Option<&str>, hos
     if let Some(priority) = ha {
         args.extend(["--ha", "--ha-priority", priority]);
     }
-    c.must_json(node, &args);
+    c.cli_json::<VmView>(node, &args);
     c.wait_status(node, vm, "up");
 }
 
@@ -75,22 +75,22 @@ fn a_killed_hosts_ha_vms_restart_elsewhere_by_priority_and_the_others_stay_down(
     c.kill(victim);
     let high = up_elsewhere(&c, leader, "high", &victim_name);
     println!("HA VM up elsewhere {:.2} s after its host was killed", killed.elapsed().as_secs_f64());
-    assert_eq!(high["host"], leader_name.as_str(), "the only host with room");
+    assert_eq!(high.host.as_ref(), Some(&leader_name), "the only host with room");
     assert_eq!(host_state(&c, leader, &victim_name), "down");
 
     let low = c.wait_vm(leader, "low", "waiting for capacity", |v| {
-        v["status"] == "down" && v["ha_restart"]["attempts"].as_u64().is_some_and(|a| a >= 1)
+        v.status == "down" && v.ha_restart.as_ref().is_some_and(|r| r.attempts >= 1)
     });
-    let why = low["ha_restart"]["last_error"].as_str().unwrap();
+    let why = low.ha_restart.and_then(|r| r.last_error).unwrap();
     assert!(why.contains("not enough capacity for vm 'low'"), "{why}");
-    let plain = c.must_json(leader, &["vm", "show", "plain"]);
-    assert_eq!((plain["status"].as_str(), plain["ha_restart"].is_null()), (Some("down"), true), "{plain}");
-    assert_eq!(plain["stop_reason"], format!("its host {victim_name} went down"));
+    let plain = c.vm(leader, "plain");
+    assert_eq!((plain.status.as_str(), plain.ha_restart.is_none()), ("down", true), "{plain:?}");
+    assert_eq!(plain.stop_reason, Some(format!("its host {victim_name} went down")));
 
     // Capacity returns: the waiting VM is restarted without anyone asking.
-    c.must_json(leader, &["vm", "stop", "fill-b"]);
+    c.cli_json::<VmView>(leader, &["vm", "stop", "fill-b"]);
     let low = up_elsewhere(&c, leader, "low", &victim_name);
-    assert_eq!(low["host"], survivor_name.as_str());
+    assert_eq!(low.host.as_ref(), Some(&survivor_name));
 
     let ev = c.events(survivor);
     for want in [
@@ -120,9 +120,9 @@ fn the_leaders_own_host_dies_and_the_next_leader_restarts_its_ha_vms() {
     let next = c.leader();
     let web1 = up_elsewhere(&c, next, "web1", &leader_name);
     println!("HA VM of the dead leader's host up {:.2} s after the kill", killed.elapsed().as_secs_f64());
-    assert_ne!(web1["host"], leader_name.as_str());
-    let web2 = c.must_json(next, &["vm", "show", "web2"]);
-    assert_eq!(web2["status"], "down", "{web2}");
+    assert_ne!(web1.host.as_ref(), Some(&leader_name));
+    let web2 = c.vm(next, "web2");
+    assert_eq!(web2.status, "down", "{web2:?}");
     assert_eq!(host_state(&c, next, &leader_name), "down");
 
     // The old leader's host comes back: up again, and it does not run web1 a second time.
@@ -135,8 +135,8 @@ fn the_leaders_own_host_dies_and_the_next_leader_restarts_its_ha_vms() {
             Err(s)
         }
     });
-    let again = c.must_json(next, &["vm", "show", "web1"]);
-    assert_eq!((again["status"].clone(), again["host"].clone()), (web1["status"].clone(), web1["host"].clone()));
+    let again = c.vm(next, "web1");
+    assert_eq!((again.status, again.host), (web1.status, web1.host));
 }
 
 #[test]
@@ -173,8 +173,8 @@ fn a_frozen_host_is_declared_down_and_fences_itself_when_it_thaws() {
     let ev = c.events(leader);
     let stray = format!("VM db1 was running on host {victim_name}, which it is not assigned to");
     assert!(!ev.iter().any(|m| m.starts_with(&stray)), "it fenced itself first: {ev:#?}");
-    let now = c.must_json(leader, &["vm", "show", "db1"]);
-    assert_eq!((now["status"].clone(), now["host"].clone()), (db1["status"].clone(), db1["host"].clone()));
+    let now = c.vm(leader, "db1");
+    assert_eq!((now.status, now.host), (db1.status, db1.host));
 }
 
 #[test]
@@ -182,9 +182,9 @@ fn an_ha_vm_stopped_by_the_operator_is_not_restarted() {
     let c = Cluster::run(3, &[]);
     start(&c, 0, "ha1", "256M", Some("medium"), "host2");
     // Stopped by the operator: an HA VM stays down (oVirt's rule).
-    c.must_json(0, &["vm", "stop", "ha1", "--reason", "maintenance window"]);
+    c.cli_json::<VmView>(0, &["vm", "stop", "ha1", "--reason", "maintenance window"]);
     let down = c.wait_status(1, "ha1", "down");
-    assert!(down["ha_restart"].is_null(), "{down}");
+    assert!(down.ha_restart.is_none(), "{down:?}");
     let ev = c.events(2);
     assert!(!ev.iter().any(|m| m.starts_with("Highly Available VM ha1 failed")), "{ev:#?}");
 }
@@ -195,7 +195,7 @@ fn affinity_rules_hold_through_failover() {
     let Roles { leader, victim, leader_name, victim_name, survivor_name, .. } = Roles::of(&c);
     start(&c, leader, "db1", "256M", Some("high"), &victim_name);
     start(&c, leader, "db2", "256M", Some("high"), &leader_name);
-    c.must_json(
+    c.cli_json::<corral_cli::views::AffinityGroupView>(
         leader,
         &["affinity-group", "create", "db-spread", "--polarity", "negative", "--enforcing", "--vms", "db1,db2"],
     );
@@ -204,7 +204,7 @@ fn affinity_rules_hold_through_failover() {
 
     c.kill(victim);
     let db1 = up_elsewhere(&c, leader, "db1", &victim_name);
-    assert_eq!(db1["host"], survivor_name.as_str(), "the enforcing negative group keeps db1 off db2's host");
+    assert_eq!(db1.host.as_ref(), Some(&survivor_name), "the enforcing negative group keeps db1 off db2's host");
 }
 
 #[test]
@@ -212,13 +212,8 @@ fn a_voter_that_stays_down_is_replaced_by_a_healthy_learner() {
     let mut c = Cluster::run(4, &["--voter-down-ms", "5000"]);
     let leader = c.leader();
     let roles = |c: &Cluster, node: usize| -> Vec<(String, String)> {
-        let s = c.must_json(node, &["cluster", "status"]);
-        s["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| (m["name"].as_str().unwrap().to_string(), m["role"].as_str().unwrap().to_string()))
-            .collect()
+        let s: ClusterStatusView = c.status(node);
+        s.members.into_iter().map(|m| (m.name, m.role)).collect()
     };
     let before = roles(&c, leader);
     let learner = before.iter().find(|(_, r)| r == "learner").expect("4 nodes: one learner").0.clone();
@@ -295,8 +290,8 @@ fn a_leader_election_does_not_make_other_hosts_fence_themselves() {
         });
         let ev = c.events(next);
         assert!(!ev.iter().any(|m| m.contains("lost its lease")), "round {round}: {ev:#?}");
-        let now = c.must_json(next, &["vm", "show", &vm]);
-        assert_eq!((now["status"].as_str(), now["host"].as_str()), (Some("up"), Some(host.as_str())), "{now}");
+        let now = c.vm(next, &vm);
+        assert_eq!((now.status.as_str(), now.host.as_deref()), ("up", Some(host.as_str())), "{now:?}");
         c.restart(leader);
         wait_until(FAILOVER, "the old leader's host up again", || {
             match host_state(&c, next, &format!("host{}", leader + 1)).as_str() {

@@ -3,22 +3,12 @@
 
 use std::time::Duration;
 
+use corral_cli::views::{ClusterStatusView, HostView, JoinView, VmView};
 use corral_tests::{wait_until, Cluster};
 use serde_json::Value;
 
-fn roles(status: &Value) -> Vec<(String, String, bool)> {
-    let mut v: Vec<_> = status["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap().to_string(),
-                m["role"].as_str().unwrap().to_string(),
-                m["reachable"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+fn roles(status: &ClusterStatusView) -> Vec<(String, String, bool)> {
+    let mut v: Vec<_> = status.members.iter().map(|m| (m.name.clone(), m.role.clone(), m.reachable)).collect();
     v.sort();
     v
 }
@@ -28,9 +18,9 @@ fn three_nodes_bootstrap_join_and_agree() {
     let c = Cluster::run(3, &[]);
     for i in 0..3 {
         let status = c.status(i);
-        assert_eq!(status["cluster"], "lab");
-        assert!(status["leader_id"].as_u64().unwrap() > 0);
-        assert!(status["term"].as_u64().unwrap() > 0);
+        assert_eq!(status.cluster, "lab");
+        assert!(status.leader_id > 0);
+        assert!(status.term > 0);
         assert_eq!(
             roles(&status),
             vec![
@@ -40,21 +30,15 @@ fn three_nodes_bootstrap_join_and_agree() {
             ]
         );
     }
-    let hosts = c.must_json(2, &["host", "list"]);
-    let hosts = hosts.as_array().unwrap();
+    let hosts: Vec<HostView> = c.cli_json(2, &["host", "list"]);
     assert_eq!(hosts.len(), 3);
     for (h, want) in hosts.iter().zip(["host1", "host2", "host3"]) {
-        assert_eq!(h["name"], want);
-        assert_eq!(h["state"], "up");
-        assert!(h["id"].as_u64().unwrap() > 0);
-        assert!(h["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert_eq!(h.name, want);
+        assert_eq!(h.state, "up");
+        assert!(h.id > 0);
+        assert!(h.address.starts_with("127.0.0.1:"));
     }
-    let events = c.corral(1, &["-o", "json", "events"]);
-    let kinds: Vec<String> = events
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
-        .collect();
+    let kinds: Vec<String> = c.event_log(1).into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds.iter().filter(|k| *k == "host_joined").count(), 2, "{kinds:?}");
     assert_eq!(kinds[0], "cluster_bootstrapped");
 }
@@ -69,8 +53,8 @@ fn five_nodes_are_three_voters_and_two_learners() {
     assert_eq!((voters, learners), (3, 2), "{r:?}");
     assert!(r.iter().all(|m| m.2), "all reachable: {r:?}");
     // A learner serves writes (forwarded) and linearizable reads too.
-    c.must_json(4, &["vm", "create", "from-learner", "--memory", "256M", "--vcpus", "1"]);
-    assert_eq!(c.must_json(3, &["vm", "show", "from-learner"])["memory_mib"], 256);
+    c.cli_json::<VmView>(4, &["vm", "create", "from-learner", "--memory", "256M", "--vcpus", "1"]);
+    assert_eq!(c.vm(3, "from-learner").memory_mib, 256);
 }
 
 #[test]
@@ -83,7 +67,7 @@ fn the_voters_setting_of_the_bootstrap_node_counts() {
 #[test]
 fn refused_membership_changes_change_nothing() {
     let mut c = Cluster::run(2, &[]);
-    let before_hosts = c.must_json(0, &["host", "list"]);
+    let before_hosts: Vec<HostView> = c.cli_json(0, &["host", "list"]);
     let before_status = roles(&c.status(0));
 
     // Bootstrap of an initialized node.
@@ -120,15 +104,15 @@ fn refused_membership_changes_change_nothing() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("join token is not valid or has expired"), "{}", out.stderr);
 
-    assert_eq!(c.must_json(0, &["host", "list"]), before_hosts);
+    assert_eq!(c.cli_json::<Vec<HostView>>(0, &["host", "list"]), before_hosts);
     assert_eq!(roles(&c.status(0)), before_status);
 
     // A new token works for the same fresh node afterwards.
     let out = c.must_ok(1, &["cluster", "token", "create", "--ttl", "1h"]);
     let good = out.lines().last().unwrap().trim().to_string();
-    let joined = c.must_json(fresh, &["cluster", "join", "--peer", &peer, "--token", &good]);
-    assert_eq!(joined["role"], "voter");
-    assert_eq!(c.must_json(0, &["host", "list"]).as_array().unwrap().len(), 3);
+    let joined: JoinView = c.cli_json(fresh, &["cluster", "join", "--peer", &peer, "--token", &good]);
+    assert_eq!(joined.role, "voter");
+    assert_eq!(c.cli_json::<Vec<HostView>>(0, &["host", "list"]).len(), 3);
     c.stop(fresh);
 }
 
@@ -153,17 +137,18 @@ fn removing_a_host_promotes_a_learner_and_refuses_busy_hosts() {
     // A voter that is not the leader leaves; host4 (the learner) takes its place.
     let leaving = (0..3).find(|i| *i != leader).unwrap();
     let name = c.nodes[leaving].name.clone();
-    c.must_json(0, &["vm", "create", "busy", "--memory", "128M", "--start", "--host", &name]);
+    c.cli_json::<VmView>(0, &["vm", "create", "busy", "--memory", "128M", "--start", "--host", &name]);
     c.wait_status(0, "busy", "up");
-    let before = c.must_json(0, &["host", "list"]);
+    let before: Vec<HostView> = c.cli_json(0, &["host", "list"]);
     let out = c.corral(leader, &["host", "remove", &name]);
     assert_ne!(out.code, 0);
     assert_eq!(out.stderr.trim(), format!("error: host {name} still runs VM(s) busy: stop or migrate them first"));
-    assert_eq!(c.must_json(0, &["host", "list"]), before, "a refused removal changes nothing");
+    assert_eq!(c.cli_json::<Vec<HostView>>(0, &["host", "list"]), before, "a refused removal changes nothing");
 
-    c.must_json(0, &["vm", "stop", "busy"]);
+    c.cli_json::<VmView>(0, &["vm", "stop", "busy"]);
     c.wait_status(0, "busy", "down");
-    let removed = c.must_json(3, &["host", "remove", &name]);
+    // `host remove` has no view type: {"id", "removed", "promoted"}.
+    let removed: Value = c.must_json(3, &["host", "remove", &name]);
     assert_eq!(removed["promoted"], "host4");
     c.stop(leaving);
 
@@ -172,12 +157,12 @@ fn removing_a_host_promotes_a_learner_and_refuses_busy_hosts() {
     assert!(!names.contains(&name.as_str()), "{r:?}");
     assert_eq!(r.len(), 3);
     assert!(r.iter().all(|m| m.1 == "voter" && m.2), "three reachable voters: {r:?}");
-    let hosts = c.must_json(0, &["host", "list"]);
-    assert!(hosts.as_array().unwrap().iter().all(|h| h["name"] != name.as_str()), "{hosts}");
+    let hosts: Vec<HostView> = c.cli_json(0, &["host", "list"]);
+    assert!(hosts.iter().all(|h| h.name != name), "{hosts:?}");
     let events = c.must_ok(3, &["events"]);
     assert!(events.contains(&format!("Host {name} left the cluster.")), "{events}");
     // The cluster goes on with its new voter set.
-    c.must_json(3, &["vm", "create", "after-removal", "--memory", "64M"]);
+    c.cli_json::<VmView>(3, &["vm", "create", "after-removal", "--memory", "64M"]);
 
     // The leader's own host cannot remove itself.
     let leader = c.leader();

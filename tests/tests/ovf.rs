@@ -6,11 +6,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use corral_cli::views::{DeletedVmView, DiskView, ImportView, OvfListView, VmView};
 use corral_tests::{wait_until, Cluster};
-use serde_json::Value;
 
-fn create(c: &Cluster, name: &str) -> Value {
-    c.must_json(0, &["vm", "create", name, "--memory", "128M", "--vcpus", "1", "--disk", "64M", "--nic", "default"])
+fn create(c: &Cluster, name: &str) -> VmView {
+    c.cli_json(0, &["vm", "create", name, "--memory", "128M", "--vcpus", "1", "--disk", "64M", "--nic", "default"])
+}
+
+fn edit(c: &Cluster, i: usize, args: &[&str]) -> VmView {
+    c.cli_json(i, &[&["vm", "edit"][..], args].concat())
+}
+
+fn delete(c: &Cluster, i: usize, args: &[&str]) -> DeletedVmView {
+    c.cli_json(i, &[&["vm", "delete"][..], args].concat())
 }
 
 /// Node `i`'s own copy of a VM's document (no quorum needed).
@@ -28,9 +36,8 @@ fn local_list(c: &Cluster, i: usize) -> Result<BTreeMap<String, u64>, String> {
     if out.code != 0 {
         return Err(out.stderr);
     }
-    let v = out.json();
-    let entries = v["entries"].as_array().cloned().unwrap_or_default();
-    Ok(entries.iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["bytes"].as_u64().unwrap())).collect())
+    let list: OvfListView = out.view();
+    Ok(list.entries.into_iter().map(|e| (e.name, e.bytes)).collect())
 }
 
 #[test]
@@ -42,7 +49,7 @@ fn every_node_holds_the_same_document_soon_after_an_edit_returns() {
         // Through a follower as well as the leader: the edit returns once applied on the node
         // that answered; the others write the document as they apply it (milliseconds later).
         let via = round % 3;
-        c.must_json(via, &["vm", "edit", "web1", "--description", &text]);
+        edit(&c, via, &["web1", "--description", &text]);
         let want = format!("round {round}");
         let docs: Vec<String> = wait_until(Duration::from_secs(5), "every node's document of the edit", || {
             let docs: Vec<String> = (0..3).map(|i| local_doc(&c, i, "web1")).collect::<Result<_, _>>()?;
@@ -67,7 +74,7 @@ fn every_node_holds_the_same_document_soon_after_an_edit_returns() {
     }
     assert_eq!(c.must_ok(2, &["ovf", "dump", "web1"]), doc);
     // A deleted VM's document is removed everywhere.
-    c.must_json(0, &["vm", "delete", "web1"]);
+    delete(&c, 0, &["web1"]);
     for i in 0..3 {
         wait_until(Duration::from_secs(5), "the deleted VM's document to go", || match local_list(&c, i) {
             Ok(l) if l.is_empty() => Ok(()),
@@ -85,10 +92,10 @@ fn catch_up(extra: &[&str], writes: usize) {
     let lagging = (0..3).find(|i| *i != c.leader()).unwrap();
     let other = (0..3).find(|i| *i != lagging).unwrap();
     c.kill(lagging);
-    c.must_json(other, &["vm", "delete", "gone"]);
+    delete(&c, other, &["gone"]);
     create(&c, "new");
     for n in 0..writes {
-        c.must_json(other, &["vm", "edit", "keep", "--description", &format!("edit {n}")]);
+        edit(&c, other, &["keep", "--description", &format!("edit {n}")]);
     }
     c.restart(lagging);
     let want = local_list(&c, other).unwrap();
@@ -123,7 +130,7 @@ fn a_node_restarted_with_a_stale_store_catches_up_from_a_snapshot() {
 fn a_local_dump_works_with_two_of_three_nodes_down() {
     let mut c = Cluster::run(3, &[]);
     create(&c, "web1");
-    c.must_json(0, &["vm", "edit", "web1", "--description", "last word"]);
+    edit(&c, 0, &["web1", "--description", "last word"]);
     let survivor = 2;
     // An edit returns once applied where it was answered; the others write the document as
     // they apply the entry, a moment later.
@@ -148,7 +155,7 @@ fn a_local_dump_works_with_two_of_three_nodes_down() {
 fn a_vm_goes_out_and_comes_back_as_an_ovf_document() {
     let c = Cluster::run(3, &[]);
     let web1 = create(&c, "web1");
-    c.must_json(0, &["vm", "edit", "web1", "--description", "exported", "--ha", "true", "--ha-priority", "high"]);
+    edit(&c, 0, &["web1", "--description", "exported", "--ha", "true", "--ha-priority", "high"]);
     let file = c.dir().join("web1.ovf");
     let file = file.to_str().unwrap();
     c.must_ok(1, &["vm", "export", "web1", "-f", file]);
@@ -158,14 +165,14 @@ fn a_vm_goes_out_and_comes_back_as_an_ovf_document() {
     assert_ne!(out.code, 0, "an export overwrote {file} without --force");
 
     // A clone: new id, new MAC, its own copy of the disk.
-    let v = c.must_json(2, &["vm", "import", file, "--name", "web2", "--clone"]);
-    let web2 = &v["vm"];
-    assert_eq!(web2["name"], "web2");
-    assert_eq!(web2["description"], "exported");
-    assert_eq!(web2["ha"]["priority"], "high");
-    assert_ne!(web2["id"], web1["id"]);
-    assert_ne!(web2["nics"][0]["mac"], web1["nics"][0]["mac"]);
-    let (d1, d2) = (web1["disks"][0]["path"].as_str().unwrap(), web2["disks"][0]["path"].as_str().unwrap());
+    let v: ImportView = c.cli_json(2, &["vm", "import", file, "--name", "web2", "--clone"]);
+    let web2 = &v.vm;
+    assert_eq!(web2.name, "web2");
+    assert_eq!(web2.description, "exported");
+    assert_eq!(web2.ha.priority, "high");
+    assert_ne!(web2.id, web1.id);
+    assert_ne!(web2.nics[0].mac, web1.nics[0].mac);
+    let (d1, d2) = (&web1.disks[0].path, &web2.disks[0].path);
     assert_ne!(d1, d2);
     assert!(std::path::Path::new(d2).exists(), "the clone's disk copy {d2} exists");
 
@@ -174,14 +181,14 @@ fn a_vm_goes_out_and_comes_back_as_an_ovf_document() {
     c.refused(0, &["vm", "import", file, "--name", "web3"], "already has id");
 
     // Deleted with its disk kept, it comes back as it was: same id, same MAC, same disk.
-    c.must_json(0, &["vm", "delete", "web1", "--keep-disks"]);
-    let back = c.must_json(0, &["vm", "import", file]);
-    assert_eq!(back["vm"]["id"], web1["id"]);
-    assert_eq!(back["vm"]["nics"][0]["mac"], web1["nics"][0]["mac"]);
-    assert_eq!(back["vm"]["disks"][0]["path"], web1["disks"][0]["path"]);
-    assert_eq!(back["ignored"].as_array().map(Vec::len), Some(0), "our own export has nothing to ignore");
-    let disks = c.must_json(0, &["disk", "list"]);
-    assert_eq!(disks.as_array().unwrap().len(), 2, "no disk was duplicated: {disks}");
+    delete(&c, 0, &["web1", "--keep-disks"]);
+    let back: ImportView = c.cli_json(0, &["vm", "import", file]);
+    assert_eq!(back.vm.id, web1.id);
+    assert_eq!(back.vm.nics[0].mac, web1.nics[0].mac);
+    assert_eq!(back.vm.disks[0].path, web1.disks[0].path);
+    assert!(back.ignored.is_empty(), "our own export has nothing to ignore");
+    let disks: Vec<DiskView> = c.cli_json(0, &["disk", "list"]);
+    assert_eq!(disks.len(), 2, "no disk was duplicated: {disks:?}");
 }
 
 #[test]
@@ -201,11 +208,10 @@ fn an_ovirt_document_is_imported_and_a_broken_one_is_refused_with_where_and_what
     let file = c.dir().join("ovirt.ovf");
     std::fs::write(&file, &sample).unwrap();
     let file = file.to_str().unwrap();
-    let v = c.must_json(0, &["vm", "import", file, "--name", "from-ovirt"]);
-    assert_eq!(v["vm"]["name"], "from-ovirt");
-    assert_eq!(v["vm"]["hosted_engine"], false, "an imported engine is an ordinary VM here");
-    let ignored: Vec<String> =
-        v["ignored"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let v: ImportView = c.cli_json(0, &["vm", "import", file, "--name", "from-ovirt"]);
+    assert_eq!(v.vm.name, "from-ovirt");
+    assert!(!v.vm.hosted_engine, "an imported engine is an ordinary VM here");
+    let ignored = v.ignored;
     assert!(ignored.iter().any(|s| s.contains("IsSmartcardEnabled")), "{ignored:?}");
     assert!(ignored.iter().any(|s| s.contains("hosted engine")), "{ignored:?}");
     // What was not modelled is carried on in the VM's own document.
@@ -224,6 +230,6 @@ fn an_ovirt_document_is_imported_and_a_broken_one_is_refused_with_where_and_what
     }
     let missing = c.dir().join("missing.ovf");
     c.refused(0, &["vm", "import", missing.to_str().unwrap()], "missing.ovf");
-    let vms = c.must_json(0, &["vm", "list"]);
-    assert_eq!(vms.as_array().unwrap().len(), 1, "refused imports made nothing: {vms}");
+    let vms: Vec<VmView> = c.cli_json(0, &["vm", "list"]);
+    assert_eq!(vms.len(), 1, "refused imports made nothing: {vms:?}");
 }

@@ -9,6 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use corral_cli::views::{
+    AffinityGroupView, AffinityLabelView, ClusterStatusView, EngineStatusView, MemberView, VmView,
+};
 use corral_tests::{previous_release, wait_until, Cluster};
 use serde_json::Value;
 
@@ -25,8 +28,7 @@ fn vm_names(c: &Cluster, i: usize) -> Result<Vec<String>, String> {
     if out.code != 0 {
         return Err(out.stderr);
     }
-    let mut v: Vec<String> =
-        out.json().as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect();
+    let mut v: Vec<String> = out.view::<Vec<VmView>>().into_iter().map(|v| v.name).collect();
     v.sort();
     Ok(v)
 }
@@ -37,8 +39,8 @@ fn wait_names(c: &Cluster, i: usize, want: &[String]) {
     });
 }
 
-fn member<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["members"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()
+fn member<'a>(status: &'a ClusterStatusView, name: &str) -> &'a MemberView {
+    status.members.iter().find(|m| m.name == name).unwrap()
 }
 
 /// Replaces node `i`'s corrald with `corrald` (None: this build), keeping its data dir.
@@ -70,10 +72,10 @@ fn old_and_new_nodes_replicate_at_level_0_and_the_level_rises_once_the_last_old_
         wait_names(&c, i, &want);
     }
     let status = c.status(2);
-    assert_eq!(status["cluster_level"], 0, "{status}");
-    assert_eq!(member(&status, "host1")["version"], "0.1.0", "{status}");
-    assert_eq!(member(&status, "host1")["max_level"], 0, "{status}");
-    assert_eq!(member(&status, "host2")["max_level"], 1, "{status}");
+    assert_eq!(status.cluster_level, 0, "{status:?}");
+    assert_eq!(member(&status, "host1").version, "0.1.0", "{status:?}");
+    assert_eq!(member(&status, "host1").max_level, 0, "{status:?}");
+    assert_eq!(member(&status, "host2").max_level, 1, "{status:?}");
     c.refused(2, &["cluster", "upgrade"], "host1 (version 0.1.0, level 0) is not");
 
     // The old leader goes; a new node leads and the old one, back, follows it at level 0.
@@ -86,11 +88,11 @@ fn old_and_new_nodes_replicate_at_level_0_and_the_level_rises_once_the_last_old_
     wait_names(&c, 0, &want);
     c.must_ok(0, &["vm", "edit", "a", "--description", "edited through the old node"]);
     wait_until(Duration::from_secs(10), "the edit made through the old node on host3", || {
-        let v = c.must_json(2, &["--stale", "vm", "show", "a"]);
-        if v["description"] == "edited through the old node" {
+        let v: VmView = c.cli_json(2, &["--stale", "vm", "show", "a"]);
+        if v.description == "edited through the old node" {
             Ok(())
         } else {
-            Err(v["description"].to_string())
+            Err(v.description)
         }
     });
     // A new node whose state comes in a snapshot from a new leader, at level 0, reads it.
@@ -99,24 +101,25 @@ fn old_and_new_nodes_replicate_at_level_0_and_the_level_rises_once_the_last_old_
     replace(&mut c, 0, None);
     wait_until(Duration::from_secs(10), "every member on this build", || {
         let s = c.status(1);
-        let all = s["members"].as_array().unwrap().iter().all(|m| m["max_level"] == 1);
+        let all = s.members.iter().all(|m| m.max_level == 1);
         if all {
             Ok(())
         } else {
-            Err(s["members"].to_string())
+            Err(format!("{:?}", s.members))
         }
     });
-    let up = c.must_json(1, &["cluster", "upgrade"]);
+    // `cluster upgrade` has no view type: {"from_level", "cluster_level"}.
+    let up: Value = c.must_json(1, &["cluster", "upgrade"]);
     assert_eq!(up["cluster_level"], 1, "{up}");
     c.refused(1, &["cluster", "upgrade"], "already at level 1");
     c.must_ok(0, &["vm", "create", "e", "--memory", "64M"]);
     want.push("e".into());
     for i in 0..3 {
         wait_names(&c, i, &want);
-        assert_eq!(c.status(i)["cluster_level"], 1);
+        assert_eq!(c.status(i).cluster_level, 1);
     }
-    let groups = c.must_json(0, &["affinity-group", "list"]);
-    assert_eq!(groups[0]["vms"], serde_json::json!(["a", "b"]), "{groups}");
+    let groups: Vec<AffinityGroupView> = c.cli_json(0, &["affinity-group", "list"]);
+    assert_eq!(groups[0].vms, ["a", "b"], "{groups:?}");
     assert!(c.events(0).iter().any(|e| e == "The cluster level was raised from 0 to 1."));
 }
 
@@ -175,7 +178,9 @@ fn rolling_upgrade_of_a_whole_cluster_while_writes_go_on() {
         if i == 1 {
             // Half-way (one old node left): HA still works. host3 (old) loses power.
             c.kill(2);
-            c.wait_vm(0, "web3", "web3 restarted elsewhere", |v| v["status"] == "up" && v["host"] != "host3");
+            c.wait_vm(0, "web3", "web3 restarted elsewhere", |v| {
+                v.status == "up" && v.host.as_deref() != Some("host3")
+            });
             c.restart(2);
             // Serving, not just listening: a corrald that listens has not set up its signal
             // handling yet, and the next replacement stops it.
@@ -193,17 +198,17 @@ fn rolling_upgrade_of_a_whole_cluster_while_writes_go_on() {
     let acked = writer.join().unwrap();
     assert!(acked.len() > 10, "too few writes went through: {}", acked.len());
     let last = acked.last().unwrap();
-    let seen = c.must_json(0, &["vm", "show", "db1"]);
-    assert_eq!(&seen["description"], last, "the last acknowledged edit is lost");
-    let up = c.must_json(0, &["cluster", "upgrade"]);
+    let seen = c.vm(0, "db1");
+    assert_eq!(&seen.description, last, "the last acknowledged edit is lost");
+    let up: Value = c.must_json(0, &["cluster", "upgrade"]);
     assert_eq!(up["cluster_level"], 1);
     for name in ["web1", "web2", "web3", "db1"] {
-        c.must_json(1, &["vm", "show", name]);
+        c.vm(1, name);
     }
-    let labels = c.must_json(2, &["affinity-label", "list"]);
-    assert_eq!(labels.as_array().unwrap().len(), 1);
-    let engine = c.must_json(2, &["engine", "status"]);
-    assert!(engine.to_string().contains("hosted-engine") || engine.to_string().contains("HostedEngine"), "{engine}");
+    let labels: Vec<AffinityLabelView> = c.cli_json(2, &["affinity-label", "list"]);
+    assert_eq!(labels.len(), 1);
+    let engine: EngineStatusView = c.cli_json(2, &["engine", "status"]);
+    assert!(["hosted-engine", "HostedEngine"].contains(&engine.vm.as_str()), "{engine:?}");
 }
 
 /// A data dir that release 3f21f51 wrote (tests/fixtures/v0-datadir.tar.gz: host1 of a one-node
@@ -232,12 +237,12 @@ fn a_data_dir_written_by_the_previous_release_opens_at_level_0() {
         vm_names(&c, i).and_then(|n| if n == ["db1", "web1"] { Ok(()) } else { Err(format!("{n:?}")) })
     });
     let status = c.status(i);
-    assert_eq!(status["cluster"], "legacy", "{status}");
-    assert_eq!(status["cluster_level"], 0, "{status}");
-    let db1 = c.must_json(i, &["vm", "show", "db1"]);
-    assert_eq!(db1["description"], "the database", "{db1}");
-    let groups = c.must_json(i, &["affinity-group", "list"]);
-    assert_eq!(groups[0]["name"], "apart", "{groups}");
+    assert_eq!(status.cluster, "legacy", "{status:?}");
+    assert_eq!(status.cluster_level, 0, "{status:?}");
+    let db1 = c.vm(i, "db1");
+    assert_eq!(db1.description, "the database", "{db1:?}");
+    let groups: Vec<AffinityGroupView> = c.cli_json(i, &["affinity-group", "list"]);
+    assert_eq!(groups[0].name, "apart", "{groups:?}");
     wait_until(Duration::from_secs(10), "the identity file", || {
         std::fs::read_to_string(c.nodes[i].data_dir.join("identity")).map_err(|e| e.to_string())
     });

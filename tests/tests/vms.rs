@@ -1,11 +1,11 @@
 //! VM configurations through the CLI against a 3-node cluster: writes on one node, reads on
 //! another, and bad input refused with one clear line and no change.
 
+use corral_cli::views::VmView;
 use corral_tests::Cluster;
-use serde_json::Value;
 
 fn event_count(c: &Cluster, node: usize) -> usize {
-    c.must_ok(node, &["-o", "json", "events"]).lines().count()
+    c.event_log(node).len()
 }
 
 #[test]
@@ -15,7 +15,7 @@ fn write_on_one_follower_read_on_the_other() {
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let (a, b) = (followers[0], followers[1]);
 
-    let created = c.must_json(
+    let created: VmView = c.cli_json(
         a,
         &[
             "vm",
@@ -32,25 +32,25 @@ fn write_on_one_follower_read_on_the_other() {
             "high",
         ],
     );
-    assert_eq!(created["name"], "web1");
-    let shown = c.must_json(b, &["vm", "show", "web1"]);
-    assert_eq!(shown["id"], created["id"]);
-    assert_eq!(shown["memory_mib"], 1024);
-    assert_eq!(shown["vcpus"], 2);
-    assert_eq!(shown["description"], "web");
-    assert_eq!(shown["status"], "down");
-    assert_eq!(shown["host"], Value::Null);
-    assert_eq!(shown["ha"]["enabled"], true);
-    assert_eq!(shown["ha"]["priority"], "high");
-    assert!(uuid::Uuid::parse_str(shown["id"].as_str().unwrap()).is_ok());
+    assert_eq!(created.name, "web1");
+    let shown = c.vm(b, "web1");
+    assert_eq!(shown.id, created.id);
+    assert_eq!(shown.memory_mib, 1024);
+    assert_eq!(shown.vcpus, 2);
+    assert_eq!(shown.description, "web");
+    assert_eq!(shown.status, "down");
+    assert_eq!(shown.host, None);
+    assert!(shown.ha.enabled);
+    assert_eq!(shown.ha.priority, "high");
+    assert!(uuid::Uuid::parse_str(&shown.id).is_ok());
 
-    c.must_json(leader, &["vm", "edit", "web1", "--memory", "2G", "--description", "front end"]);
-    let shown = c.must_json(a, &["vm", "show", "web1"]);
-    assert_eq!((shown["memory_mib"].as_u64(), shown["description"].as_str()), (Some(2048), Some("front end")));
+    c.cli_json::<VmView>(leader, &["vm", "edit", "web1", "--memory", "2G", "--description", "front end"]);
+    let shown = c.vm(a, "web1");
+    assert_eq!((shown.memory_mib, shown.description.as_str()), (2048, "front end"));
 
-    c.must_json(b, &["vm", "create", "db1", "--memory", "512M", "--vcpus", "1"]);
-    let list = c.must_json(a, &["vm", "list"]);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    c.cli_json::<VmView>(b, &["vm", "create", "db1", "--memory", "512M", "--vcpus", "1"]);
+    let list: Vec<VmView> = c.cli_json(a, &["vm", "list"]);
+    let names: Vec<&str> = list.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["db1", "web1"]);
 
     c.must_ok(a, &["vm", "delete", "web1"]);
@@ -58,17 +58,14 @@ fn write_on_one_follower_read_on_the_other() {
     assert_ne!(out.code, 0);
     assert_eq!(out.stderr.trim(), "error: vm 'web1' not found");
 
-    let events = c.must_ok(leader, &["-o", "json", "events"]);
-    let kinds: Vec<String> = events
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
-        .collect();
+    let events = c.event_log(leader);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     for k in ["vm_created", "vm_edited", "vm_deleted"] {
-        assert!(kinds.iter().any(|x| x == k), "{k} missing in {kinds:?}");
+        assert!(kinds.contains(&k), "{k} missing in {kinds:?}");
     }
-    let first: Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
-    assert!(first["index"].as_u64().unwrap() >= 1);
-    assert!(chrono_like(first["time"].as_str().unwrap()), "{first}");
+    let first = &events[0];
+    assert!(first.index >= 1);
+    assert!(chrono_like(&first.time), "{first:?}");
 }
 
 fn chrono_like(t: &str) -> bool {
@@ -79,8 +76,8 @@ fn chrono_like(t: &str) -> bool {
 #[test]
 fn bad_input_is_refused_with_one_line_and_changes_nothing() {
     let c = Cluster::run(3, &[]);
-    c.must_json(0, &["vm", "create", "web1", "--memory", "1G", "--vcpus", "2"]);
-    let before = c.must_json(1, &["vm", "list"]);
+    c.cli_json::<VmView>(0, &["vm", "create", "web1", "--memory", "1G", "--vcpus", "2"]);
+    let before: Vec<VmView> = c.cli_json(1, &["vm", "list"]);
     let events_before = event_count(&c, 1);
 
     let long = "x".repeat(64);
@@ -108,6 +105,6 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
             assert!(!line.contains("Status {") && !line.contains("code:"), "debug dump: {line}");
         }
     }
-    assert_eq!(c.must_json(2, &["vm", "list"]), before);
+    assert_eq!(c.cli_json::<Vec<VmView>>(2, &["vm", "list"]), before);
     assert_eq!(event_count(&c, 2), events_before);
 }

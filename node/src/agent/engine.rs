@@ -15,7 +15,8 @@ use corral_raft::{ovf, ClusterError, NodeId};
 use uuid::Uuid;
 
 use super::libvirt::DomainState;
-use crate::node::{now_ms, Node};
+use super::HostAgent;
+use crate::now_ms;
 
 /// The node-local fact that remembers a hand-started engine VM across restarts of corrald.
 const HAND_STARTED_KEY: &str = "engine_hand_started";
@@ -30,16 +31,16 @@ const CLAIM_PATIENCE: Duration = Duration::from_secs(15);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Restores a hand-started engine VM (one the cluster has not taken over yet) after a restart.
-pub fn restore(node: &Node) {
-    if let Some(id) = node.local_fact(HAND_STARTED_KEY).and_then(|v| Uuid::from_slice(&v).ok()) {
+pub fn restore(node: &HostAgent) {
+    if let Some(id) = node.cluster.local_fact(HAND_STARTED_KEY).and_then(|v| Uuid::from_slice(&v).ok()) {
         tracing::warn!(vm = %id, "the engine VM was started here by hand; fencing spares it until the cluster takes it over");
         node.lease.set_hand_started(Some(id));
     }
 }
 
-pub fn forget_hand_started(node: &Node) {
+pub fn forget_hand_started(node: &HostAgent) {
     node.lease.set_hand_started(None);
-    if let Err(e) = node.set_local_fact(HAND_STARTED_KEY, &[]) {
+    if let Err(e) = node.cluster.set_local_fact(HAND_STARTED_KEY, &[]) {
         tracing::warn!("could not forget the hand-started engine VM: {e}");
     }
 }
@@ -54,8 +55,8 @@ pub enum Claim {
 }
 
 /// Asks the cluster to take over the hand-started engine VM here.
-pub async fn claim(node: &Node, me: NodeId, vm: Uuid) -> Claim {
-    match node.write(None, Op::AdoptVm { vm, host: me }).await {
+pub async fn claim(node: &HostAgent, me: NodeId, vm: Uuid) -> Claim {
+    match node.cluster.write(None, Op::AdoptVm { vm, host: me }).await {
         Ok(_) => {
             tracing::info!(vm = %vm, "the cluster took over the hand-started engine VM");
             forget_hand_started(node);
@@ -84,8 +85,8 @@ pub async fn claim(node: &Node, me: NodeId, vm: Uuid) -> Claim {
 }
 
 /// Whether the host the state assigns `vm` to says it runs it.
-async fn assigned_host_runs(node: &Node, vm: Uuid) -> bool {
-    let Ok(state) = node.state() else { return false };
+async fn assigned_host_runs(node: &HostAgent, vm: Uuid) -> bool {
+    let Ok(state) = node.cluster.state() else { return false };
     let address = state.read(|s: &ClusterState| {
         let host = s.vms.get(&vm)?.host?;
         s.hosts.get(&host).map(|h| h.address.clone())
@@ -99,9 +100,9 @@ async fn assigned_host_runs(node: &Node, vm: Uuid) -> bool {
 /// Starts the engine VM here from this host's OVF store. Refused while the cluster has quorum
 /// or another host it can reach runs the VM, unless `force`; returns the VM's name and what
 /// was checked.
-pub async fn start_local(node: &Arc<Node>, force: bool) -> Result<(String, Vec<String>), ClusterError> {
+pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<String>), ClusterError> {
     let mut notes = Vec::new();
-    let quorum = tokio::time::timeout(PROBE_TIMEOUT, node.read(false, |_| ())).await.is_ok_and(|r| r.is_ok());
+    let quorum = tokio::time::timeout(PROBE_TIMEOUT, node.cluster.read(false, |_| ())).await.is_ok_and(|r| r.is_ok());
     if quorum {
         if !force {
             return Err(ClusterError::FailedPrecondition(
@@ -116,8 +117,9 @@ pub async fn start_local(node: &Arc<Node>, force: bool) -> Result<(String, Vec<S
     }
     // The engine is the VM this host's copy of the state names; without a state, the one
     // document marked as the hosted engine.
-    let known = node.state().ok().and_then(|s| s.read(|s: &ClusterState| s.engine.vm));
+    let known = node.cluster.state().ok().and_then(|s| s.read(|s: &ClusterState| s.engine.vm));
     let mut engines: Vec<ovf::Imported> = node
+        .cluster
         .local_ovf_store()?
         .into_iter()
         .filter_map(|(_, xml)| ovf::read(&xml).ok())
@@ -134,7 +136,7 @@ pub async fn start_local(node: &Arc<Node>, force: bool) -> Result<(String, Vec<S
     };
     let vm = &doc.vm;
     let running_here = node
-        .hypervisor
+        .hv
         .domains()
         .await
         .map_err(|e| ClusterError::Unavailable(format!("this host's libvirt does not answer: {e}")))?
@@ -143,7 +145,7 @@ pub async fn start_local(node: &Arc<Node>, force: bool) -> Result<(String, Vec<S
     if running_here {
         return Err(ClusterError::FailedPrecondition(format!("the engine VM {} already runs on this host", vm.name)));
     }
-    let others: Vec<(String, String)> = match node.state() {
+    let others: Vec<(String, String)> = match node.cluster.state() {
         Ok(state) => state.read(|s: &ClusterState| {
             s.hosts
                 .values()
@@ -167,16 +169,16 @@ pub async fn start_local(node: &Arc<Node>, force: bool) -> Result<(String, Vec<S
             None => notes.push(format!("host {name} does not answer; whether it runs the engine VM is unknown")),
         }
     }
-    let spec = super::reconcile::domain_spec_with(node, vm, &doc.disks, node.facts.domain_type);
-    node.set_local_fact(HAND_STARTED_KEY, vm.id.as_bytes())?;
+    let spec = super::reconcile::domain_spec_with(&node.images, vm, &doc.disks, node.domain_type);
+    node.cluster.set_local_fact(HAND_STARTED_KEY, vm.id.as_bytes())?;
     node.lease.set_hand_started(Some(vm.id));
-    let started = match node.hypervisor.define(&spec).await {
-        Ok(()) => node.hypervisor.start(vm.id).await,
+    let started = match node.hv.define(&spec).await {
+        Ok(()) => node.hv.start(vm.id).await,
         Err(e) => Err(e),
     };
     if let Err(e) = started {
         forget_hand_started(node);
-        let _ = node.hypervisor.undefine(vm.id).await;
+        let _ = node.hv.undefine(vm.id).await;
         return Err(ClusterError::Internal(format!("could not start the engine VM {}: {e}", vm.name)));
     }
     tracing::warn!(vm = %vm.name, "engine VM started by hand from the local OVF store");
@@ -184,8 +186,8 @@ pub async fn start_local(node: &Arc<Node>, force: bool) -> Result<(String, Vec<S
 }
 
 /// Whether the node at `address` runs VM `id`; None when it does not answer.
-async fn runs_vm(node: &Node, address: &str, id: Uuid) -> Option<bool> {
-    let channel = node.network.channel(address).ok()?;
+async fn runs_vm(node: &HostAgent, address: &str, id: Uuid) -> Option<bool> {
+    let channel = node.cluster.network().channel(address).ok()?;
     let mut req = tonic::Request::new(RunsVmRequest { vm_id: id.to_string() });
     req.set_timeout(PROBE_TIMEOUT);
     let mut client = EngineServiceClient::new(channel);
@@ -194,7 +196,7 @@ async fn runs_vm(node: &Node, address: &str, id: Uuid) -> Option<bool> {
 }
 
 /// Measures this host's engine score every `engine_score_ms` and reports it when it changed.
-pub fn spawn_scores(node: Arc<Node>, me: NodeId, state: StateHandle) {
+pub fn spawn_scores(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
     tokio::spawn(async move {
         let period = Duration::from_millis(node.config.engine_score_ms);
         loop {
@@ -220,7 +222,7 @@ pub fn spawn_scores(node: Arc<Node>, me: NodeId, state: StateHandle) {
             if reported.as_ref().is_some_and(|r| r.score == score.score && amounts(r) == amounts(&score)) {
                 continue;
             }
-            if let Err(e) = node.write(None, Op::ReportEngineScore { host: me, score }).await {
+            if let Err(e) = node.cluster.write(None, Op::ReportEngineScore { host: me, score }).await {
                 tracing::debug!("engine score not reported yet: {e}");
             }
         }
@@ -228,7 +230,7 @@ pub fn spawn_scores(node: Arc<Node>, me: NodeId, state: StateHandle) {
 }
 
 /// This host's engine score now.
-async fn measure(node: &Node, engine_mib: u64, engine_here: bool, local_maintenance: bool) -> EngineScore {
+async fn measure(node: &HostAgent, engine_mib: u64, engine_here: bool, local_maintenance: bool) -> EngineScore {
     let mut penalties: Vec<(String, u32)> = Vec::new();
     if local_maintenance {
         penalties.push(("hosted-engine local maintenance".into(), ENGINE_BASE_SCORE));

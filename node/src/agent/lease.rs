@@ -22,8 +22,8 @@ use corral_raft::NodeId;
 use uuid::Uuid;
 
 use super::libvirt::DomainState;
+use super::HostAgent;
 use crate::config::Config;
-use crate::node::Node;
 
 /// Lease to spare, beyond the fencing point, for starting a VM or a migration.
 const START_GUARD: Duration = Duration::from_millis(1000);
@@ -80,32 +80,6 @@ impl Lease {
             // and the leader waits a margin on top of the lease: half a second ahead leaves a
             // host 2.5 s (default lease) to renew, enough to ride out a leader election.
             fence_ahead: (length / 6).max(Duration::from_millis(200)),
-        }
-    }
-
-    /// A clean stop of corrald. Once this daemon stops heartbeating, the leader restarts this
-    /// host's HA VMs elsewhere after the lease, so none may run on here: the lease is given up
-    /// (nothing starts any more), the cluster's VMs still running here are destroyed, and only
-    /// then is the watchdog disarmed (magic close). If they cannot be destroyed it stays armed
-    /// and powers the host off. Put a host into maintenance before stopping its corrald.
-    pub async fn release(&self, node: &Node) {
-        {
-            let mut h = self.held_state();
-            h.until = None;
-            h.stopping = true;
-        }
-        let Ok(state) = node.state() else { return };
-        let ok = fence(node, state, "corrald is stopping").await;
-        let Some(w) = self.watchdog.lock().expect("watchdog").take() else { return };
-        if ok {
-            match w.disarm() {
-                Ok(()) => tracing::info!("watchdog disarmed: no cluster VM runs here"),
-                Err(e) => tracing::warn!("could not disarm the watchdog: {e}"),
-            }
-        } else {
-            tracing::error!("VMs could not be stopped: the watchdog stays armed and powers this host off");
-            // Dropped without the magic close: the device keeps counting.
-            drop(w);
         }
     }
 
@@ -178,11 +152,39 @@ impl Lease {
     }
 }
 
-pub fn spawn(node: Arc<Node>, me: NodeId, state: StateHandle) {
+impl HostAgent {
+    /// A clean stop of corrald. Once this daemon stops heartbeating, the leader restarts this
+    /// host's HA VMs elsewhere after the lease, so none may run on here: the lease is given up
+    /// (nothing starts any more), the cluster's VMs still running here are destroyed, and only
+    /// then is the watchdog disarmed (magic close). If they cannot be destroyed it stays armed
+    /// and powers the host off. Put a host into maintenance before stopping its corrald.
+    pub async fn release(&self) {
+        {
+            let mut h = self.lease.held_state();
+            h.until = None;
+            h.stopping = true;
+        }
+        let Ok(state) = self.cluster.state() else { return };
+        let ok = fence(self, state, "corrald is stopping").await;
+        let Some(w) = self.lease.watchdog.lock().expect("watchdog").take() else { return };
+        if ok {
+            match w.disarm() {
+                Ok(()) => tracing::info!("watchdog disarmed: no cluster VM runs here"),
+                Err(e) => tracing::warn!("could not disarm the watchdog: {e}"),
+            }
+        } else {
+            tracing::error!("VMs could not be stopped: the watchdog stays armed and powers this host off");
+            // Dropped without the magic close: the device keeps counting.
+            drop(w);
+        }
+    }
+}
+
+pub fn spawn(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
     tokio::spawn(run(node, me, state));
 }
 
-async fn run(node: Arc<Node>, me: NodeId, state: StateHandle) {
+async fn run(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
     let period = Duration::from_millis(node.config.host_heartbeat_ms);
     let margin = Duration::from_millis(node.config.lease_margin_ms);
     let wd = Duration::from_millis(node.config.watchdog_timeout_ms);
@@ -260,13 +262,13 @@ fn open_watchdog(config: &Config) -> Option<super::watchdog::Watchdog> {
 
 /// Sends one heartbeat to the leader (locally when this node leads); returns the index the
 /// leader acknowledged with.
-async fn heartbeat(node: &Arc<Node>, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
-    let parts = node.parts().map_err(|e| e.to_string())?;
+async fn heartbeat(node: &HostAgent, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
+    let parts = node.cluster.parts().map_err(|e| e.to_string())?;
     let m = parts.raft.metrics().borrow().clone();
     let leader = m.current_leader.ok_or("no leader known")?;
-    let sent_ms = crate::node::now_ms();
+    let sent_ms = crate::now_ms();
     let resp = if leader == me {
-        node.heartbeat(me, self_fenced, sent_ms)
+        node.cluster.heartbeat(me, self_fenced, sent_ms)
     } else {
         let address = m
             .membership_config
@@ -275,7 +277,7 @@ async fn heartbeat(node: &Arc<Node>, me: NodeId, self_fenced: bool, timeout: Dur
             .map(|n| n.address.clone())
             .ok_or("the leader is not in this node's membership")?;
         let req = LeaderRequest::Heartbeat { host: me, self_fenced, sent_ms };
-        match tokio::time::timeout(timeout, node.network.forward(&address, &req, MAX_HOPS, timeout)).await {
+        match tokio::time::timeout(timeout, node.cluster.network().forward(&address, &req, MAX_HOPS, timeout)).await {
             Ok(r) => r,
             Err(_) => return Err(format!("the leader at {address} did not answer within {timeout:?}")),
         }
@@ -297,9 +299,9 @@ async fn wait_applied(state: &StateHandle, index: u64) {
 }
 
 /// Self-fencing: destroys every cluster VM running here. Returns whether all are gone.
-async fn fence(node: &Node, state: &StateHandle, why: &str) -> bool {
+async fn fence(node: &HostAgent, state: &StateHandle, why: &str) -> bool {
     let _no_starts = node.lease.acting.write().await;
-    let domains = match node.hypervisor.domains().await {
+    let domains = match node.hv.domains().await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("cannot fence: libvirt does not answer: {e}");
@@ -320,7 +322,7 @@ async fn fence(node: &Node, state: &StateHandle, why: &str) -> bool {
     // All at once: the time left before the lease ends must not grow with the VM count.
     let destroys = running.map(|d| async move {
         tracing::error!(vm = %d.name, "{why}: destroying the VM (self-fencing)");
-        (d, node.hypervisor.destroy(d.uuid).await)
+        (d, node.hv.destroy(d.uuid).await)
     });
     let mut ok = true;
     for (d, result) in futures::future::join_all(destroys).await {

@@ -45,14 +45,6 @@ pub enum DriverError {
     },
 }
 
-/// The earlier name of [`DriverError`], kept for callers of [`host_facts`].
-pub type LibvirtError = DriverError;
-
-/// Opens `uri` and reads the host's CPU count and memory.
-pub async fn host_facts(uri: &str) -> Result<HostFacts, LibvirtError> {
-    Hypervisor::open(uri).await?.facts().await
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainInfo {
     pub uuid: Uuid,
@@ -595,7 +587,7 @@ mod tests {
         assert!(facts.cpus > 0 && facts.memory_mib > 0, "{facts:?}");
         assert_eq!((facts.libvirt_uri.as_str(), facts.domain_type), (TEST_URI, DomainType::Test));
         assert!(hv.free_memory_mib().await.unwrap() > 0);
-        assert_eq!(host_facts(TEST_URI).await.unwrap(), facts);
+        assert_eq!(Hypervisor::open(TEST_URI).await.unwrap().facts().await.unwrap(), facts);
     }
 
     #[tokio::test]

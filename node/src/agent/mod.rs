@@ -1,6 +1,9 @@
-//! The host agent: this node's side of running VMs. The driver (`libvirt`) is the only code
-//! that touches libvirt; `reconcile` makes this host run what the cluster assigns to it;
-//! `watchdog` powers the host off when nobody feeds it.
+//! The host agent: this node's side of running VMs. It owns this host's lease (`lease`), its
+//! hypervisor driver (`libvirt`, the only code that touches libvirt) and its storage domain,
+//! and reaches the cluster only through the cluster handle. `reconcile` makes this host run
+//! what the cluster assigns to it; `watchdog` powers the host off when nobody feeds it;
+//! `engine` measures this host's engine score. The API reaches it only through [`LocalEngine`],
+//! the one path that must work without quorum.
 
 pub mod domain_xml;
 pub mod engine;
@@ -8,3 +11,70 @@ pub mod lease;
 pub mod libvirt;
 pub mod reconcile;
 pub mod watchdog;
+
+use std::sync::Arc;
+
+use corral_raft::model::DomainType;
+use corral_raft::ClusterError;
+use uuid::Uuid;
+
+use crate::cluster::{Cluster, RaftParts};
+use crate::config::Config;
+use crate::images::StorageDomain;
+use libvirt::{DomainState, Hypervisor};
+
+pub struct HostAgent {
+    cluster: Cluster,
+    hv: Hypervisor,
+    images: StorageDomain,
+    lease: lease::Lease,
+    config: Arc<Config>,
+    /// This host's own domain type (kvm, or qemu where KVM cannot run the guests).
+    domain_type: DomainType,
+}
+
+impl HostAgent {
+    pub fn new(cluster: Cluster, hv: Hypervisor, config: Arc<Config>, domain_type: DomainType) -> Arc<HostAgent> {
+        Arc::new(HostAgent {
+            images: StorageDomain::new(&config.storage_dir),
+            lease: lease::Lease::new(&config),
+            cluster,
+            hv,
+            config,
+            domain_type,
+        })
+    }
+
+    /// Starts the agent's tasks for a node whose Raft now runs.
+    pub fn spawn(self: &Arc<Self>, parts: &RaftParts) {
+        reconcile::spawn(self.clone(), parts.id, parts.state.clone());
+        // Before the lease task: its first fencing must spare a hand-started engine VM.
+        engine::restore(self);
+        lease::spawn(self.clone(), parts.id, parts.state.clone());
+        engine::spawn_scores(self.clone(), parts.id, parts.state.clone());
+    }
+
+    /// The narrow interface the API gets.
+    pub fn local_engine(self: &Arc<Self>) -> LocalEngine {
+        LocalEngine(self.clone())
+    }
+}
+
+/// What the API may ask of this host's agent directly, without going through the cluster:
+/// `engine start --local` (the one path that must work while the cluster has no quorum) and
+/// the probe other hosts make before it, "do you run this VM?".
+#[derive(Clone)]
+pub struct LocalEngine(Arc<HostAgent>);
+
+impl LocalEngine {
+    /// Starts the engine VM here from this host's OVF store; see [`engine::start_local`].
+    pub async fn start_here(&self, force: bool) -> Result<(String, Vec<String>), ClusterError> {
+        engine::start_local(&self.0, force).await
+    }
+
+    /// Whether this host's libvirt runs VM `id` now.
+    pub async fn runs_vm(&self, id: Uuid) -> Result<bool, ClusterError> {
+        let domains = self.0.hv.domains().await.map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+        Ok(domains.into_iter().any(|d| d.uuid == id && !matches!(d.state, DomainState::Shutoff | DomainState::Crashed)))
+    }
+}

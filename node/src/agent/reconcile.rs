@@ -10,15 +10,19 @@ use std::time::Duration;
 
 use corral_raft::command::Op;
 use corral_raft::model::{
-    ClusterState, EventKind, MigrationProgress, MigrationSettings, Observed, PowerState, ResumeBehavior, Vm, VmStatus,
+    ClusterState, EventKind, MigrationSettings, Observed, PowerState, ResumeBehavior, Vm, VmStatus,
 };
 use corral_raft::typ::StateHandle;
 use corral_raft::{DownCause, NodeId, VmAction};
 use uuid::Uuid;
 
+mod migration;
+
 use super::domain_xml::{DiskSpec, DomainSpec, NicSpec};
-use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor, MigrationOptions};
-use crate::node::{now_ms, Node};
+use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor};
+use super::HostAgent;
+use crate::images::StorageDomain;
+use crate::now_ms;
 
 /// How often the agent looks at libvirt when nothing in the state changed.
 const IDLE_PERIOD: Duration = Duration::from_millis(1000);
@@ -32,10 +36,10 @@ const REPORT_PATIENCE: Duration = Duration::from_secs(300);
 /// How often a running migration's progress is read and, when it moved, reported.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 
-pub fn spawn(node: Arc<Node>, hv: Hypervisor, me: NodeId, state: StateHandle) {
+pub fn spawn(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
     let agent = Agent {
+        hv: node.hv.clone(),
         node,
-        hv,
         me,
         state,
         reported: HashMap::new(),
@@ -47,7 +51,7 @@ pub fn spawn(node: Arc<Node>, hv: Hypervisor, me: NodeId, state: StateHandle) {
 }
 
 struct Agent {
-    node: Arc<Node>,
+    node: Arc<HostAgent>,
     hv: Hypervisor,
     me: NodeId,
     state: StateHandle,
@@ -69,6 +73,23 @@ struct View {
     migration_targets: HashMap<Uuid, String>,
     my_name: String,
     migration_defaults: MigrationSettings,
+}
+
+/// What libvirt shows of a domain, in the two ways the agent asks.
+#[derive(Clone, Copy)]
+struct Seen {
+    running: bool,
+    paused: bool,
+}
+
+impl Seen {
+    fn of(dom: Option<&DomainInfo>) -> Seen {
+        let state = dom.map(|d| d.state);
+        Seen {
+            running: matches!(state, Some(DomainState::Running | DomainState::Blocked | DomainState::ShuttingDown)),
+            paused: matches!(state, Some(DomainState::Paused | DomainState::PmSuspended)),
+        }
+    }
 }
 
 impl Agent {
@@ -162,116 +183,134 @@ impl Agent {
 
     /// Brings one assigned VM towards what is desired; returns whether it is in transition.
     async fn reconcile(&mut self, vm: &Vm, dom: Option<&DomainInfo>, view: &View) -> bool {
-        let state = dom.map(|d| d.state);
-        let running = matches!(state, Some(DomainState::Running | DomainState::Blocked | DomainState::ShuttingDown));
-        let paused = matches!(state, Some(DomainState::Paused | DomainState::PmSuspended));
-        let cancel = vm.migration_job.as_ref().is_some_and(|j| j.cancel);
         if self.migrating.lock().expect("migration set").contains(&vm.id) {
-            // Cancelled, or no longer wanted (its destination was declared down).
-            let unwanted = vm.migration_job.is_none() || vm.status != VmStatus::Migrating;
-            if (cancel || unwanted) && self.aborting.insert((vm.id, vm.epoch)) {
-                tracing::info!(vm = %vm.name, "aborting the running migration");
-                if let Err(e) = self.hv.abort_job(vm.id).await {
-                    // Maybe before libvirt's job exists: tried again on the next pass.
-                    tracing::warn!(vm = %vm.name, "could not abort the migration: {e}");
-                    self.aborting.remove(&(vm.id, vm.epoch));
-                }
-            }
+            self.watch_running_migration(vm).await;
             return true;
         }
         if vm.status == VmStatus::Migrating {
             // Queued here: started by `start_queued_migrations`, a few at a time.
-            if cancel {
+            if vm.migration_job.as_ref().is_some_and(|j| j.cancel) {
                 let error = "cancelled before it started".to_string();
                 self.report(vm, Observed::MigrationFailed { error }).await;
             }
-            let _ = view;
             return true;
         }
+        let seen = Seen::of(dom);
         match vm.desired {
-            PowerState::Down => {
-                if running || paused {
-                    let deadline_passed = vm.shutdown_deadline_ms.is_none_or(|d| now_ms() >= d);
-                    if deadline_passed {
-                        if let Err(e) = self.hv.destroy(vm.id).await {
-                            self.failed(vm, VmAction::PowerOff, e).await;
-                        }
-                    } else if self.acpi_sent.insert((vm.id, vm.epoch)) {
-                        if let Err(e) = self.hv.shutdown(vm.id).await {
-                            self.failed(vm, VmAction::ShutDown, e).await;
-                        }
-                    }
-                    return true;
-                }
-                let cause = vm.stop_reason.clone().map_or(DownCause::PoweredOff, DownCause::Other);
-                self.report(vm, Observed::Down { cause, on_purpose: true }).await;
-                self.acpi_sent.remove(&(vm.id, vm.epoch));
-                self.forget(vm.id).await;
-                true
+            PowerState::Down => self.keep_down(vm, seen).await,
+            PowerState::Up | PowerState::Suspended if !seen.running && !seen.paused => {
+                self.not_running(vm, dom, view).await
             }
-            PowerState::Up | PowerState::Suspended => {
-                if !running && !paused {
-                    if vm.status == VmStatus::PoweringUp {
-                        self.power_up(vm).await;
-                        return true;
-                    }
-                    let guest_shutdown = dom.is_some_and(|d| d.guest_shutdown);
-                    let cause = if self.node.lease.take_fenced(vm.id) {
-                        DownCause::SelfFenced { host: view.my_name.clone() }
-                    } else {
-                        match state {
-                            Some(DomainState::Crashed) => DownCause::Crashed,
-                            Some(_) if guest_shutdown => DownCause::GuestShutdown,
-                            Some(_) => DownCause::ProcessEnded,
-                            None => DownCause::Vanished,
-                        }
-                    };
-                    self.report(vm, Observed::Down { cause, on_purpose: guest_shutdown }).await;
-                    self.forget(vm.id).await;
-                    return true;
-                }
-                if vm.desired == PowerState::Suspended {
-                    if running {
-                        if let Err(e) = self.hv.suspend(vm.id).await {
-                            self.failed(vm, VmAction::Suspend, e).await;
-                        }
-                        return true;
-                    }
-                    self.report(vm, Observed::Suspended).await;
-                    return false;
-                }
-                if paused && dom.is_some_and(|d| d.io_error) && vm.desired == PowerState::Up {
-                    return self.io_error_pause(vm).await;
-                }
-                if paused {
-                    if vm.status == VmStatus::Suspended {
-                        let node = self.node.clone();
-                        let resumed = {
-                            let _acting = node.lease.acting.read().await;
-                            if !node.lease.may_start() {
-                                return true;
-                            }
-                            self.hv.resume(vm.id).await
-                        };
-                        if let Err(e) = resumed {
-                            self.failed(vm, VmAction::Resume, e).await;
-                        }
-                        return true;
-                    }
-                    self.report(vm, Observed::Paused).await;
-                    return false;
-                }
-                if vm.reboot_pending {
-                    match self.hv.reboot(vm.id).await {
-                        Ok(()) => self.report(vm, Observed::RebootDone).await,
-                        Err(e) => self.failed(vm, VmAction::Reboot, e).await,
-                    }
-                    return true;
-                }
-                self.report(vm, Observed::Up).await;
-                vm.status != VmStatus::Up
+            PowerState::Suspended => self.keep_suspended(vm, seen).await,
+            PowerState::Up => self.keep_up(vm, dom, seen).await,
+        }
+    }
+
+    /// A migration of `vm` runs: aborted when it was cancelled or is no longer wanted (its
+    /// destination was declared down).
+    async fn watch_running_migration(&mut self, vm: &Vm) {
+        let cancel = vm.migration_job.as_ref().is_some_and(|j| j.cancel);
+        let unwanted = vm.migration_job.is_none() || vm.status != VmStatus::Migrating;
+        if (cancel || unwanted) && self.aborting.insert((vm.id, vm.epoch)) {
+            tracing::info!(vm = %vm.name, "aborting the running migration");
+            if let Err(e) = self.hv.abort_job(vm.id).await {
+                // Maybe before libvirt's job exists: tried again on the next pass.
+                tracing::warn!(vm = %vm.name, "could not abort the migration: {e}");
+                self.aborting.remove(&(vm.id, vm.epoch));
             }
         }
+    }
+
+    /// Desired down: a graceful shutdown until its deadline, then power off; reported down once
+    /// nothing runs.
+    async fn keep_down(&mut self, vm: &Vm, seen: Seen) -> bool {
+        if seen.running || seen.paused {
+            let deadline_passed = vm.shutdown_deadline_ms.is_none_or(|d| now_ms() >= d);
+            if deadline_passed {
+                if let Err(e) = self.hv.destroy(vm.id).await {
+                    self.failed(vm, VmAction::PowerOff, e).await;
+                }
+            } else if self.acpi_sent.insert((vm.id, vm.epoch)) {
+                if let Err(e) = self.hv.shutdown(vm.id).await {
+                    self.failed(vm, VmAction::ShutDown, e).await;
+                }
+            }
+            return true;
+        }
+        let cause = vm.stop_reason.clone().map_or(DownCause::PoweredOff, DownCause::Other);
+        self.report(vm, Observed::Down { cause, on_purpose: true }).await;
+        self.acpi_sent.remove(&(vm.id, vm.epoch));
+        self.forget(vm.id).await;
+        true
+    }
+
+    /// Desired up or suspended, and nothing runs: started when the cluster ordered it up, else
+    /// reported down with what stopped it.
+    async fn not_running(&mut self, vm: &Vm, dom: Option<&DomainInfo>, view: &View) -> bool {
+        if vm.status == VmStatus::PoweringUp {
+            self.power_up(vm).await;
+            return true;
+        }
+        let guest_shutdown = dom.is_some_and(|d| d.guest_shutdown);
+        let cause = if self.node.lease.take_fenced(vm.id) {
+            DownCause::SelfFenced { host: view.my_name.clone() }
+        } else {
+            match dom.map(|d| d.state) {
+                Some(DomainState::Crashed) => DownCause::Crashed,
+                Some(_) if guest_shutdown => DownCause::GuestShutdown,
+                Some(_) => DownCause::ProcessEnded,
+                None => DownCause::Vanished,
+            }
+        };
+        self.report(vm, Observed::Down { cause, on_purpose: guest_shutdown }).await;
+        self.forget(vm.id).await;
+        true
+    }
+
+    /// Desired suspended, and the domain exists.
+    async fn keep_suspended(&mut self, vm: &Vm, seen: Seen) -> bool {
+        if seen.running {
+            if let Err(e) = self.hv.suspend(vm.id).await {
+                self.failed(vm, VmAction::Suspend, e).await;
+            }
+            return true;
+        }
+        self.report(vm, Observed::Suspended).await;
+        false
+    }
+
+    /// Desired up, and the domain exists: resumed after a suspend, handled after an I/O error
+    /// pause, rebooted when ordered, else reported as it is.
+    async fn keep_up(&mut self, vm: &Vm, dom: Option<&DomainInfo>, seen: Seen) -> bool {
+        if seen.paused && dom.is_some_and(|d| d.io_error) {
+            return self.io_error_pause(vm).await;
+        }
+        if seen.paused && vm.status == VmStatus::Suspended {
+            let resumed = {
+                let _acting = self.node.lease.acting.read().await;
+                if !self.node.lease.may_start() {
+                    return true;
+                }
+                self.hv.resume(vm.id).await
+            };
+            if let Err(e) = resumed {
+                self.failed(vm, VmAction::Resume, e).await;
+            }
+            return true;
+        }
+        if seen.paused {
+            self.report(vm, Observed::Paused).await;
+            return false;
+        }
+        if vm.reboot_pending {
+            match self.hv.reboot(vm.id).await {
+                Ok(()) => self.report(vm, Observed::RebootDone).await,
+                Err(e) => self.failed(vm, VmAction::Reboot, e).await,
+            }
+            return true;
+        }
+        self.report(vm, Observed::Up).await;
+        vm.status != VmStatus::Up
     }
 
     /// A VM the hypervisor paused on a storage I/O error, handled by its resume behaviour.
@@ -306,7 +345,9 @@ impl Agent {
     async fn power_up(&mut self, vm: &Vm) {
         // Built only here: the spec is needed when a VM powers up, not on every pass.
         let (node, me) = (self.node.clone(), self.me);
-        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node, s, v, me))) else { return };
+        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node.images, s, v, me))) else {
+            return;
+        };
         let result = {
             // Held only while libvirt starts it, never across a write to the cluster.
             let _acting = node.lease.acting.read().await;
@@ -332,86 +373,6 @@ impl Agent {
         }
     }
 
-    /// This host's migration queue: the VMs ordered to migrate away wait here and start by
-    /// VM priority (then order time), at most `max_per_host` at once.
-    fn start_queued_migrations(&self, view: &View) {
-        if !self.node.lease.may_start() {
-            return;
-        }
-        let running = self.migrating.lock().expect("migration set").len();
-        let free = (view.migration_defaults.max_per_host as usize).saturating_sub(running);
-        if free == 0 {
-            return;
-        }
-        let mut queued: Vec<&Vm> = {
-            let migrating = self.migrating.lock().expect("migration set");
-            view.mine
-                .iter()
-                .filter(|vm| vm.status == VmStatus::Migrating && !migrating.contains(&vm.id))
-                .filter(|vm| vm.migration_job.as_ref().is_some_and(|j| !j.cancel))
-                .collect()
-        };
-        queued.sort_by_key(|vm| {
-            (std::cmp::Reverse(vm.ha.priority), vm.migration_job.as_ref().map_or(0, |j| j.queued_ms), vm.name.clone())
-        });
-        for vm in queued.into_iter().take(free) {
-            if let (Some(dest), Some(to)) = (view.migration_targets.get(&vm.id), vm.migrating_to) {
-                let settings = view.migration_defaults.with(&vm.migration_settings);
-                self.start_migration(vm, dest.clone(), to, settings);
-            }
-        }
-    }
-
-    fn start_migration(&self, vm: &Vm, dest_uri: String, to: NodeId, settings: MigrationSettings) {
-        if !self.migrating.lock().expect("migration set").insert(vm.id) {
-            return;
-        }
-        let (hv, node, migrating, vm) = (self.hv.clone(), self.node.clone(), self.migrating.clone(), vm.clone());
-        let me = self.me;
-        tokio::spawn(async move {
-            let migrate_uri = migration_uri(&dest_uri);
-            tracing::info!(vm = %vm.name, dest = %dest_uri, "live migration starting");
-            let options = MigrationOptions {
-                auto_converge: settings.auto_converge,
-                compression: settings.compression,
-                bandwidth_mibps: settings.bandwidth_mibps,
-            };
-            let done = Arc::new(tokio::sync::Notify::new());
-            let watcher = tokio::spawn(watch_migration(
-                hv.clone(),
-                node.clone(),
-                vm.clone(),
-                me,
-                settings.max_downtime_ms,
-                done.clone(),
-            ));
-            let result = hv.migrate(vm.id, &dest_uri, migrate_uri.as_deref(), options).await;
-            done.notify_one();
-            let _ = watcher.await;
-            let observed = match result {
-                Ok(()) => Observed::MigrationDone { to },
-                Err(e) => Observed::MigrationFailed { error: e.to_string() },
-            };
-            tracing::info!(vm = %vm.name, ?observed, "live migration ended");
-            // The report must land even through an election or a lost quorum: it is tried
-            // again until it does, until the assignment it speaks for has changed (then it is
-            // stale), or for at most REPORT_PATIENCE.
-            let give_up = tokio::time::Instant::now() + REPORT_PATIENCE;
-            while tokio::time::Instant::now() < give_up {
-                let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: observed.clone() };
-                if node.write(None, op).await.is_ok() {
-                    break;
-                }
-                let current = node.state().ok().and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.host, v.epoch))));
-                if current != Some((Some(me), vm.epoch)) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            migrating.lock().expect("migration set").remove(&vm.id);
-        });
-    }
-
     /// A cluster VM that libvirt runs here although the cluster assigns it elsewhere (or
     /// nowhere): stopped, with an event; a stale definition is removed quietly.
     async fn remove_stray(&mut self, d: &DomainInfo, name: &str, my_name: &str) {
@@ -424,7 +385,7 @@ impl Agent {
             }
             let message =
                 format!("VM {name} was running on host {my_name}, which it is not assigned to; it was stopped there.");
-            let _ = self.node.write(None, Op::RecordEvent { kind: EventKind::VmStateChanged, message }).await;
+            let _ = self.node.cluster.write(None, Op::RecordEvent { kind: EventKind::VmStateChanged, message }).await;
         }
         let _ = self.hv.undefine(d.uuid).await;
     }
@@ -452,7 +413,7 @@ impl Agent {
             return;
         }
         let op = Op::ReportVm { vm: vm.id, host: self.me, epoch: vm.epoch, observed: observed.clone() };
-        match self.node.write(None, op).await {
+        match self.node.cluster.write(None, op).await {
             Ok(_) => {
                 self.reported.insert(vm.id, (vm.epoch, observed));
             }
@@ -461,60 +422,15 @@ impl Agent {
     }
 }
 
-/// While a migration runs: sets its maximum downtime once the job exists, and reports its
-/// progress every half second when it changed.
-async fn watch_migration(
-    hv: Hypervisor,
-    node: Arc<Node>,
-    vm: Vm,
-    me: NodeId,
-    max_downtime_ms: Option<u64>,
-    done: Arc<tokio::sync::Notify>,
-) {
-    let mut downtime_set = max_downtime_ms.is_none();
-    let mut last = None;
-    loop {
-        tokio::select! {
-            _ = done.notified() => return,
-            _ = tokio::time::sleep(PROGRESS_PERIOD) => {}
-        }
-        let Ok(Some(p)) = hv.job_progress(vm.id).await else { continue };
-        if !downtime_set {
-            if let Some(ms) = max_downtime_ms {
-                downtime_set = hv.set_max_downtime(vm.id, ms).await.is_ok();
-            }
-        }
-        // A job that has not sized the guest's memory yet says nothing worth reporting.
-        if p.memory_total_mib == 0 {
-            continue;
-        }
-        let progress = MigrationProgress {
-            percent: p.percent,
-            memory_total_mib: p.memory_total_mib,
-            memory_remaining_mib: p.memory_remaining_mib,
-            iteration: p.iteration,
-            elapsed_ms: p.elapsed_ms,
-        };
-        if last.as_ref() == Some(&(progress.percent, progress.iteration)) {
-            continue;
-        }
-        last = Some((progress.percent, progress.iteration));
-        let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: Observed::MigrationProgress(progress) };
-        if let Err(e) = node.write(None, op).await {
-            tracing::debug!(vm = %vm.name, "migration progress not reported: {e}");
-        }
-    }
-}
-
 /// The domain libvirt should run for `vm` on host `me`.
-fn domain_spec(node: &Node, s: &ClusterState, vm: &Vm, me: NodeId) -> DomainSpec {
+fn domain_spec(images: &StorageDomain, s: &ClusterState, vm: &Vm, me: NodeId) -> DomainSpec {
     let host_type = s.hosts.get(&me).map(|h| h.facts.domain_type).unwrap_or_default();
-    domain_spec_with(node, vm, &s.disks_of(vm.id), host_type)
+    domain_spec_with(images, vm, &s.disks_of(vm.id), host_type)
 }
 
 /// The domain for `vm` with these disks, on a host whose own domain type is `host_type`.
 pub fn domain_spec_with(
-    node: &Node,
+    images: &StorageDomain,
     vm: &Vm,
     disks: &[corral_raft::model::Disk],
     host_type: corral_raft::model::DomainType,
@@ -524,7 +440,7 @@ pub fn domain_spec_with(
         .iter()
         .enumerate()
         .map(|(i, d)| DiskSpec {
-            path: node.images.path(&d.file).display().to_string(),
+            path: images.path(&d.file).display().to_string(),
             target: format!("vd{}", (b'a' + i as u8) as char),
             format: d.format.clone(),
         })
@@ -540,26 +456,6 @@ pub fn domain_spec_with(
         nics: vm.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
         kernel: vm.boot.clone(),
         // The serial console goes to a file in the storage domain, so it can be read from any host.
-        serial_log: (!test).then(|| node.images.path(&format!("consoles/{}.log", vm.name)).display().to_string()),
-    }
-}
-
-/// The address QEMU's migration stream goes to: the destination host's address, from its
-/// libvirt URI (qemu+tcp://10.213.0.4/system -> tcp://10.213.0.4).
-fn migration_uri(dest_uri: &str) -> Option<String> {
-    let rest = dest_uri.split("://").nth(1)?;
-    let host = rest.split('/').next()?.split(':').next()?;
-    (!host.is_empty()).then(|| format!("tcp://{host}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::migration_uri;
-
-    #[test]
-    fn migration_goes_to_the_destination_host_address() {
-        assert_eq!(migration_uri("qemu+tcp://10.213.0.4/system").as_deref(), Some("tcp://10.213.0.4"));
-        assert_eq!(migration_uri("qemu+tcp://10.213.0.4:16509/system").as_deref(), Some("tcp://10.213.0.4"));
-        assert_eq!(migration_uri("qemu:///system"), None);
+        serial_log: (!test).then(|| images.path(&format!("consoles/{}.log", vm.name)).display().to_string()),
     }
 }

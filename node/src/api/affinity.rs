@@ -4,17 +4,14 @@
 
 use std::sync::Arc;
 
-use corral_proto::affinity_service_server::AffinityService;
 use corral_proto::*;
 use corral_raft::command::{Op, Outcome};
 use corral_raft::model::{self, ClusterState, Polarity};
 use corral_raft::{validate, vocab, ClusterError};
-use tonic::{Request, Response, Status};
 
-use super::{request_id, status};
-use crate::node::Node;
+use super::{Caller, Handles};
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 fn group_to_proto(s: &ClusterState, g: &model::AffinityGroup) -> AffinityGroup {
     AffinityGroup {
@@ -36,69 +33,67 @@ fn label_to_proto(s: &ClusterState, l: &model::AffinityLabel) -> AffinityLabel {
     }
 }
 
-fn polarity(value: i32, text: &str) -> Result<Option<Polarity>, Status> {
-    vocab::read("polarity", value, text).map_err(status)
+fn polarity(value: i32, text: &str) -> Result<Option<Polarity>, ClusterError> {
+    vocab::read("polarity", value, text)
 }
 
 impl Api {
     /// The group or label a write produced; VM and host names come from this node's copy of
     /// the state.
-    async fn write(&self, rid: Option<uuid::Uuid>, op: Op) -> Result<Outcome, Status> {
-        self.0.write(rid, op).await.map_err(status)
+    async fn write(&self, rid: Option<uuid::Uuid>, op: Op) -> Result<Outcome, ClusterError> {
+        self.0.cluster.write(rid, op).await
     }
 
-    fn state<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> Result<T, Status> {
-        Ok(self.0.state().map_err(status)?.read(f))
+    fn state<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> Result<T, ClusterError> {
+        Ok(self.0.cluster.state()?.read(f))
     }
-}
 
-#[tonic::async_trait]
-impl AffinityService for Api {
-    async fn create_group(&self, req: Request<CreateAffinityGroupRequest>) -> Result<Response<AffinityGroup>, Status> {
-        let rid = request_id(&req)?;
-        let r = req.into_inner();
-        validate::name("name", &r.name).map_err(status)?;
+    pub async fn create_group(
+        &self,
+        cx: &Caller,
+        req: CreateAffinityGroupRequest,
+    ) -> Result<AffinityGroup, ClusterError> {
+        let rid = cx.request_id;
+        let r = req;
+        validate::name("name", &r.name)?;
         let op = Op::CreateAffinityGroup {
             name: r.name,
             polarity: polarity(r.polarity_enum, &r.polarity)?.ok_or_else(|| {
                 let rule = format!("must be {} (got '')", corral_proto::Polarity::choices());
-                status(ClusterError::invalid("polarity", rule))
+                ClusterError::invalid("polarity", rule)
             })?,
             enforcing: r.enforcing,
             vms: r.vms,
         };
         let Outcome::AffinityGroup(g) = self.write(rid, op).await? else {
-            return Err(Status::internal("the write returned no affinity group"));
+            return Err(ClusterError::Internal("the write returned no affinity group".into()));
         };
-        Ok(Response::new(self.state(|s| group_to_proto(s, &g))?))
+        self.state(|s| group_to_proto(s, &g))
     }
 
-    async fn list_groups(
+    pub async fn list_groups(
         &self,
-        req: Request<ListAffinityRequest>,
-    ) -> Result<Response<ListAffinityGroupsResponse>, Status> {
-        let stale = req.into_inner().stale;
-        let groups = self
-            .0
-            .read(stale, |s| s.affinity_groups.values().map(|g| group_to_proto(s, g)).collect())
-            .await
-            .map_err(status)?;
-        Ok(Response::new(ListAffinityGroupsResponse { groups }))
+        _cx: &Caller,
+        req: ListAffinityRequest,
+    ) -> Result<ListAffinityGroupsResponse, ClusterError> {
+        let stale = req.stale;
+        let groups =
+            self.0.cluster.read(stale, |s| s.affinity_groups.values().map(|g| group_to_proto(s, g)).collect()).await?;
+        Ok(ListAffinityGroupsResponse { groups })
     }
 
-    async fn get_group(&self, req: Request<GetAffinityRequest>) -> Result<Response<AffinityGroup>, Status> {
-        let GetAffinityRequest { name, stale } = req.into_inner();
+    pub async fn get_group(&self, _cx: &Caller, req: GetAffinityRequest) -> Result<AffinityGroup, ClusterError> {
+        let GetAffinityRequest { name, stale } = req;
         self.0
+            .cluster
             .read(stale, |s| s.affinity_groups.get(&name).map(|g| group_to_proto(s, g)))
-            .await
-            .map_err(status)?
-            .map(Response::new)
-            .ok_or_else(|| status(ClusterError::NotFound(format!("affinity group '{name}' not found"))))
+            .await?
+            .ok_or_else(|| ClusterError::NotFound(format!("affinity group '{name}' not found")))
     }
 
-    async fn edit_group(&self, req: Request<EditAffinityGroupRequest>) -> Result<Response<AffinityGroup>, Status> {
-        let rid = request_id(&req)?;
-        let r = req.into_inner();
+    pub async fn edit_group(&self, cx: &Caller, req: EditAffinityGroupRequest) -> Result<AffinityGroup, ClusterError> {
+        let rid = cx.request_id;
+        let r = req;
         let op = Op::EditAffinityGroup {
             name: r.name,
             add_vms: r.add_vms,
@@ -107,59 +102,61 @@ impl AffinityService for Api {
             polarity: polarity(r.polarity_enum, r.polarity.as_deref().unwrap_or_default())?,
         };
         let Outcome::AffinityGroup(g) = self.write(rid, op).await? else {
-            return Err(Status::internal("the write returned no affinity group"));
+            return Err(ClusterError::Internal("the write returned no affinity group".into()));
         };
-        Ok(Response::new(self.state(|s| group_to_proto(s, &g))?))
+        self.state(|s| group_to_proto(s, &g))
     }
 
-    async fn delete_group(
+    pub async fn delete_group(
         &self,
-        req: Request<DeleteAffinityRequest>,
-    ) -> Result<Response<DeleteAffinityResponse>, Status> {
-        let rid = request_id(&req)?;
-        let name = req.into_inner().name;
+        cx: &Caller,
+        req: DeleteAffinityRequest,
+    ) -> Result<DeleteAffinityResponse, ClusterError> {
+        let rid = cx.request_id;
+        let name = req.name;
         self.write(rid, Op::DeleteAffinityGroup { name: name.clone() }).await?;
-        Ok(Response::new(DeleteAffinityResponse { name }))
+        Ok(DeleteAffinityResponse { name })
     }
 
-    async fn create_label(&self, req: Request<CreateAffinityLabelRequest>) -> Result<Response<AffinityLabel>, Status> {
-        let rid = request_id(&req)?;
-        let r = req.into_inner();
-        validate::name("name", &r.name).map_err(status)?;
-        validate::names("hosts", &r.hosts).map_err(status)?;
+    pub async fn create_label(
+        &self,
+        cx: &Caller,
+        req: CreateAffinityLabelRequest,
+    ) -> Result<AffinityLabel, ClusterError> {
+        let rid = cx.request_id;
+        let r = req;
+        validate::name("name", &r.name)?;
+        validate::names("hosts", &r.hosts)?;
         let op = Op::CreateAffinityLabel { name: r.name, vms: r.vms, hosts: r.hosts };
         let Outcome::AffinityLabel(l) = self.write(rid, op).await? else {
-            return Err(Status::internal("the write returned no affinity label"));
+            return Err(ClusterError::Internal("the write returned no affinity label".into()));
         };
-        Ok(Response::new(self.state(|s| label_to_proto(s, &l))?))
+        self.state(|s| label_to_proto(s, &l))
     }
 
-    async fn list_labels(
+    pub async fn list_labels(
         &self,
-        req: Request<ListAffinityRequest>,
-    ) -> Result<Response<ListAffinityLabelsResponse>, Status> {
-        let stale = req.into_inner().stale;
-        let labels = self
-            .0
-            .read(stale, |s| s.affinity_labels.values().map(|l| label_to_proto(s, l)).collect())
-            .await
-            .map_err(status)?;
-        Ok(Response::new(ListAffinityLabelsResponse { labels }))
+        _cx: &Caller,
+        req: ListAffinityRequest,
+    ) -> Result<ListAffinityLabelsResponse, ClusterError> {
+        let stale = req.stale;
+        let labels =
+            self.0.cluster.read(stale, |s| s.affinity_labels.values().map(|l| label_to_proto(s, l)).collect()).await?;
+        Ok(ListAffinityLabelsResponse { labels })
     }
 
-    async fn get_label(&self, req: Request<GetAffinityRequest>) -> Result<Response<AffinityLabel>, Status> {
-        let GetAffinityRequest { name, stale } = req.into_inner();
+    pub async fn get_label(&self, _cx: &Caller, req: GetAffinityRequest) -> Result<AffinityLabel, ClusterError> {
+        let GetAffinityRequest { name, stale } = req;
         self.0
+            .cluster
             .read(stale, |s| s.affinity_labels.get(&name).map(|l| label_to_proto(s, l)))
-            .await
-            .map_err(status)?
-            .map(Response::new)
-            .ok_or_else(|| status(ClusterError::NotFound(format!("affinity label '{name}' not found"))))
+            .await?
+            .ok_or_else(|| ClusterError::NotFound(format!("affinity label '{name}' not found")))
     }
 
-    async fn edit_label(&self, req: Request<EditAffinityLabelRequest>) -> Result<Response<AffinityLabel>, Status> {
-        let rid = request_id(&req)?;
-        let r = req.into_inner();
+    pub async fn edit_label(&self, cx: &Caller, req: EditAffinityLabelRequest) -> Result<AffinityLabel, ClusterError> {
+        let rid = cx.request_id;
+        let r = req;
         let op = Op::EditAffinityLabel {
             name: r.name,
             add_vms: r.add_vms,
@@ -168,18 +165,19 @@ impl AffinityService for Api {
             remove_hosts: r.remove_hosts,
         };
         let Outcome::AffinityLabel(l) = self.write(rid, op).await? else {
-            return Err(Status::internal("the write returned no affinity label"));
+            return Err(ClusterError::Internal("the write returned no affinity label".into()));
         };
-        Ok(Response::new(self.state(|s| label_to_proto(s, &l))?))
+        self.state(|s| label_to_proto(s, &l))
     }
 
-    async fn delete_label(
+    pub async fn delete_label(
         &self,
-        req: Request<DeleteAffinityRequest>,
-    ) -> Result<Response<DeleteAffinityResponse>, Status> {
-        let rid = request_id(&req)?;
-        let name = req.into_inner().name;
+        cx: &Caller,
+        req: DeleteAffinityRequest,
+    ) -> Result<DeleteAffinityResponse, ClusterError> {
+        let rid = cx.request_id;
+        let name = req.name;
         self.write(rid, Op::DeleteAffinityLabel { name: name.clone() }).await?;
-        Ok(Response::new(DeleteAffinityResponse { name }))
+        Ok(DeleteAffinityResponse { name })
     }
 }

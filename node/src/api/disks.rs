@@ -2,31 +2,28 @@
 
 use std::sync::Arc;
 
-use corral_proto::disk_service_server::DiskService;
 use corral_proto::{ListDisksRequest, ListDisksResponse};
-use tonic::{Request, Response, Status};
 
-use super::status;
 use super::vms::disk_to_proto;
-use crate::node::Node;
+use super::{Caller, Handles};
+use corral_raft::ClusterError;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
-#[tonic::async_trait]
-impl DiskService for Api {
-    async fn list(&self, req: Request<ListDisksRequest>) -> Result<Response<ListDisksResponse>, Status> {
-        let stale = req.into_inner().stale;
+impl Api {
+    pub async fn list(&self, _cx: &Caller, req: ListDisksRequest) -> Result<ListDisksResponse, ClusterError> {
+        let stale = req.stale;
         let node = self.0.clone();
         let disks = self
             .0
+            .cluster
             .read(stale, |s| {
                 s.disks
                     .values()
                     .map(|d| disk_to_proto(&node, d, d.vm.and_then(|v| s.vms.get(&v)).map(|v| v.name.clone())))
                     .collect()
             })
-            .await
-            .map_err(status)?;
-        Ok(Response::new(ListDisksResponse { disks }))
+            .await?;
+        Ok(ListDisksResponse { disks })
     }
 }

@@ -4,20 +4,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use corral_proto::engine_service_server::EngineService;
 use corral_proto::EngineMaintenanceMode as Mode;
 use corral_proto::*;
 use corral_raft::command::{Op, StartOrder};
 use corral_raft::model::{self, ClusterState, KernelBoot};
 use corral_raft::{validate, vocab, ClusterError};
-use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::hosts::engine_score_to_proto;
-use super::status;
-use crate::node::{now_ms, Node};
+use super::{Caller, Handles};
+use crate::now_ms;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 const DEFAULT_ENGINE_NAME: &str = "hosted-engine";
 const DEFAULT_ENGINE_MEMORY_MIB: u64 = 4096;
@@ -31,7 +29,7 @@ pub struct EngineRequest {
 
 impl EngineRequest {
     /// Checks the engine options of a bootstrap (none: no engine) and copies the image in.
-    pub async fn check(node: &Node, r: &BootstrapRequest) -> Result<Option<EngineRequest>, ClusterError> {
+    pub async fn check(node: &Handles, r: &BootstrapRequest) -> Result<Option<EngineRequest>, ClusterError> {
         let here = StartOrder { host: Some(node.config.name.clone()) };
         match (&r.engine_image, &r.engine_ovf) {
             (None, None) => {
@@ -136,12 +134,12 @@ impl EngineRequest {
     }
 
     /// Gives the image back when the bootstrap failed.
-    pub async fn discard(&self, node: &Node) {
+    pub async fn discard(&self, node: &Handles) {
         node.images.remove(&self.made).await;
     }
 
     /// Refuses an engine this host cannot run, before the cluster is made.
-    fn check_fits(&self, node: &Node) -> Result<(), ClusterError> {
+    fn check_fits(&self, node: &Handles) -> Result<(), ClusterError> {
         let Op::ImportVm { vm, .. } = &self.op else { return Ok(()) };
         let vcpus = node.facts.cpus as u64 * corral_raft::model::DEFAULT_CPU_OVERCOMMIT as u64;
         if vm.memory_mib > node.facts.memory_mib || vm.vcpus as u64 > vcpus {
@@ -157,19 +155,19 @@ impl EngineRequest {
     /// Makes the engine VM in the new cluster and starts it on this host. If it cannot start
     /// there after all, it is made down (with the reason in the event log) rather than not at
     /// all: the cluster exists by then, and a bootstrap cannot be repeated.
-    pub async fn create(self, node: &Arc<Node>) -> Result<Vm, ClusterError> {
-        let outcome = match node.write(None, self.op.clone()).await {
+    pub async fn create(self, node: &Handles) -> Result<Vm, ClusterError> {
+        let outcome = match node.cluster.write(None, self.op.clone()).await {
             Ok(o) => o,
             Err(ClusterError::FailedPrecondition(why)) => {
                 let Op::ImportVm { vm, disks, engine, .. } = self.op else { unreachable!("built as an import") };
                 tracing::warn!("the engine VM cannot start on this host: {why}; it is made down");
                 let op = Op::ImportVm { vm, disks, engine, start: None };
-                match node.write(None, op).await {
+                match node.cluster.write(None, op).await {
                     Ok(o) => {
                         let message =
                             format!("The hosted engine VM could not be started on the bootstrap host: {why}.");
                         let kind = corral_raft::model::EventKind::VmStateChanged;
-                        let _ = node.write(None, Op::RecordEvent { kind, message }).await;
+                        let _ = node.cluster.write(None, Op::RecordEvent { kind, message }).await;
                         o
                     }
                     Err(e) => {
@@ -186,7 +184,7 @@ impl EngineRequest {
         let corral_raft::command::Outcome::Vm(vm) = outcome else {
             return Err(ClusterError::Internal("the engine import returned no VM".into()));
         };
-        let state = node.state()?;
+        let state = node.cluster.state()?;
         Ok(state.read(|s| super::vms::to_proto(node, s, &vm)))
     }
 }
@@ -220,18 +218,17 @@ fn status_of(s: &ClusterState) -> Result<EngineStatus, ClusterError> {
     })
 }
 
-#[tonic::async_trait]
-impl EngineService for Api {
-    async fn status(&self, req: Request<EngineStatusRequest>) -> Result<Response<EngineStatus>, Status> {
-        let stale = req.into_inner().stale;
-        let st = self.0.read(stale, status_of).await.map_err(status)?.map_err(status)?;
-        Ok(Response::new(st))
+impl Api {
+    pub async fn status(&self, _cx: &Caller, req: EngineStatusRequest) -> Result<EngineStatus, ClusterError> {
+        let stale = req.stale;
+        let st = self.0.cluster.read(stale, status_of).await??;
+        Ok(st)
     }
 
-    async fn maintenance(&self, req: Request<EngineMaintenanceRequest>) -> Result<Response<EngineStatus>, Status> {
-        let rid = super::request_id(&req)?;
-        let r = req.into_inner();
-        let (mode, host) = (r.mode_enum().or_word(&r.mode), r.host);
+    pub async fn maintenance(&self, cx: &Caller, req: EngineMaintenanceRequest) -> Result<EngineStatus, ClusterError> {
+        let rid = cx.request_id;
+        let mode = req.mode_enum().or_word(&req.mode);
+        let host = req.host.clone();
         let host = Some(host).filter(|h| !h.trim().is_empty()).unwrap_or_else(|| self.0.config.name.clone());
         let op = match mode {
             Ok(Mode::Global) => Op::SetEngineMaintenance { global: Some(true), local: None },
@@ -239,41 +236,27 @@ impl EngineService for Api {
             Ok(Mode::None) => Op::SetEngineMaintenance { global: Some(false), local: Some((host, false)) },
             Ok(Mode::Unspecified) | Err(_) => {
                 let got = mode.err().unwrap_or_default();
-                let rule = format!("must be {} (got '{got}')", Mode::choices());
-                return Err(status(ClusterError::invalid("mode", rule)));
+                return Err(ClusterError::invalid("mode", format!("must be {} (got '{got}')", Mode::choices())));
             }
         };
-        self.0.write(rid, op).await.map_err(status)?;
-        let st = self.0.read(true, status_of).await.map_err(status)?.map_err(status)?;
-        Ok(Response::new(st))
+        self.0.cluster.write(rid, op).await?;
+        let st = self.0.cluster.read(true, status_of).await??;
+        Ok(st)
     }
 
-    async fn start_local(
+    pub async fn start_local(
         &self,
-        req: Request<EngineStartLocalRequest>,
-    ) -> Result<Response<EngineStartLocalResponse>, Status> {
-        let force = req.into_inner().force;
-        let (vm, notes) = crate::agent::engine::start_local(&self.0, force).await.map_err(status)?;
-        Ok(Response::new(EngineStartLocalResponse { vm, host: self.0.config.name.clone(), notes }))
+        _cx: &Caller,
+        req: EngineStartLocalRequest,
+    ) -> Result<EngineStartLocalResponse, ClusterError> {
+        let force = req.force;
+        let (vm, notes) = self.0.local.start_here(force).await?;
+        Ok(EngineStartLocalResponse { vm, host: self.0.config.name.clone(), notes })
     }
 
-    async fn runs_vm(&self, req: Request<RunsVmRequest>) -> Result<Response<RunsVmResponse>, Status> {
-        let id = Uuid::parse_str(&req.into_inner().vm_id)
-            .map_err(|_| status(ClusterError::invalid("vm_id", "must be a UUID")))?;
-        let running = self
-            .0
-            .hypervisor
-            .domains()
-            .await
-            .map_err(|e| status(ClusterError::Unavailable(e.to_string())))?
-            .into_iter()
-            .any(|d| {
-                d.uuid == id
-                    && !matches!(
-                        d.state,
-                        crate::agent::libvirt::DomainState::Shutoff | crate::agent::libvirt::DomainState::Crashed
-                    )
-            });
-        Ok(Response::new(RunsVmResponse { running, host: self.0.config.name.clone() }))
+    pub async fn runs_vm(&self, _cx: &Caller, req: RunsVmRequest) -> Result<RunsVmResponse, ClusterError> {
+        let id = Uuid::parse_str(&req.vm_id).map_err(|_| ClusterError::invalid("vm_id", "must be a UUID"))?;
+        let running = self.0.local.runs_vm(id).await?;
+        Ok(RunsVmResponse { running, host: self.0.config.name.clone() })
     }
 }

@@ -1,20 +1,16 @@
 //! EventService: the cluster's event log, listed or followed as new events are applied.
 //! Following reads this node's own copy and wakes on every apply; it never polls on a timer.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use corral_proto::event_service_server::EventService;
 use corral_proto::{Event, FollowEventsRequest, ListEventsRequest, ListEventsResponse};
-use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
 
-use super::status;
-use crate::node::Node;
+use super::{Caller, Handles};
+use corral_raft::ClusterError;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 fn to_proto(e: &corral_raft::model::Event) -> Event {
     Event {
@@ -26,26 +22,24 @@ fn to_proto(e: &corral_raft::model::Event) -> Event {
     }
 }
 
-#[tonic::async_trait]
-impl EventService for Api {
-    async fn list(&self, req: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
-        let ListEventsRequest { limit, stale } = req.into_inner();
+impl Api {
+    pub async fn list(&self, _cx: &Caller, req: ListEventsRequest) -> Result<ListEventsResponse, ClusterError> {
+        let ListEventsRequest { limit, stale } = req;
         let events = self
             .0
+            .cluster
             .read(stale, |s| {
                 let skip = if limit == 0 { 0 } else { s.events.len().saturating_sub(limit as usize) };
                 s.events.iter().skip(skip).map(to_proto).collect()
             })
-            .await
-            .map_err(status)?;
-        Ok(Response::new(ListEventsResponse { events }))
+            .await?;
+        Ok(ListEventsResponse { events })
     }
 
-    type FollowStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
-
-    async fn follow(&self, req: Request<FollowEventsRequest>) -> Result<Response<Self::FollowStream>, Status> {
-        let FollowEventsRequest { after_index, tail } = req.into_inner();
-        let state = self.0.state().map_err(status)?.clone();
+    /// The events after `after_index` (or the last `tail`), then each new one as it is applied.
+    pub async fn follow(&self, _cx: &Caller, req: FollowEventsRequest) -> Result<ReceiverStream<Event>, ClusterError> {
+        let FollowEventsRequest { after_index, tail } = req;
+        let state = self.0.cluster.state()?.clone();
         let mut applied = state.subscribe();
         let mut last = if tail > 0 {
             state.read(|s| s.next_event_index.saturating_sub(tail as u64).max(after_index))
@@ -58,7 +52,7 @@ impl EventService for Api {
                 let batch: Vec<Event> = state.read(|s| s.events_after(last).map(to_proto).collect());
                 for e in batch {
                     last = e.index;
-                    if tx.send(Ok(e)).await.is_err() {
+                    if tx.send(e).await.is_err() {
                         return; // the client went away
                     }
                 }
@@ -68,6 +62,6 @@ impl EventService for Api {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(ReceiverStream::new(rx))
     }
 }

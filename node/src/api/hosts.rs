@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use corral_proto::host_service_server::HostService;
 use corral_proto::{
     EditHostRequest, GetHostRequest, Host, HostMaintenanceRequest, HostRef, ListHostsRequest, ListHostsResponse,
     MaintenanceBlock, RemoveHostRequest, RemoveHostResponse,
@@ -12,12 +11,10 @@ use corral_raft::command::Op;
 use corral_raft::command::Outcome;
 use corral_raft::model::{self, ClusterState};
 use corral_raft::{validate, ClusterError};
-use tonic::{Request, Response, Status};
 
-use super::{request_id, status};
-use crate::node::Node;
+use super::{Caller, Handles};
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 pub fn to_proto(s: &ClusterState, h: &model::Host) -> Host {
     let used = s.host_usage(h.id);
@@ -59,65 +56,61 @@ pub fn engine_score_to_proto(s: &model::EngineScore) -> corral_proto::EngineScor
 }
 
 impl Api {
-    async fn host(&self, name: String, stale: bool) -> Result<Response<Host>, Status> {
+    async fn host(&self, name: String, stale: bool) -> Result<Host, ClusterError> {
         self.0
+            .cluster
             .read(stale, |s| s.host_by_name(&name).map(|h| to_proto(s, h)))
-            .await
-            .map_err(status)?
-            .map(Response::new)
-            .ok_or_else(|| status(ClusterError::NotFound(format!("host '{name}' not found"))))
-    }
-}
-
-#[tonic::async_trait]
-impl HostService for Api {
-    async fn list(&self, req: Request<ListHostsRequest>) -> Result<Response<ListHostsResponse>, Status> {
-        let stale = req.into_inner().stale;
-        let hosts = self.0.read(stale, |s| s.hosts.values().map(|h| to_proto(s, h)).collect()).await.map_err(status)?;
-        Ok(Response::new(ListHostsResponse { hosts }))
+            .await?
+            .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))
     }
 
-    async fn remove(&self, req: Request<RemoveHostRequest>) -> Result<Response<RemoveHostResponse>, Status> {
-        let name = req.into_inner().host;
-        validate::name("host", &name).map_err(status)?;
-        let (id, promoted) = self.0.remove_host_anywhere(&name).await.map_err(status)?;
-        Ok(Response::new(RemoveHostResponse { id, promoted }))
+    pub async fn list(&self, _cx: &Caller, req: ListHostsRequest) -> Result<ListHostsResponse, ClusterError> {
+        let stale = req.stale;
+        let hosts = self.0.cluster.read(stale, |s| s.hosts.values().map(|h| to_proto(s, h)).collect()).await?;
+        Ok(ListHostsResponse { hosts })
     }
 
-    async fn get(&self, req: Request<GetHostRequest>) -> Result<Response<Host>, Status> {
-        let GetHostRequest { host, stale } = req.into_inner();
+    pub async fn remove(&self, _cx: &Caller, req: RemoveHostRequest) -> Result<RemoveHostResponse, ClusterError> {
+        let name = req.host;
+        validate::name("host", &name)?;
+        let (id, promoted) = self.0.cluster.remove_host_anywhere(&name).await?;
+        Ok(RemoveHostResponse { id, promoted })
+    }
+
+    pub async fn get(&self, _cx: &Caller, req: GetHostRequest) -> Result<Host, ClusterError> {
+        let GetHostRequest { host, stale } = req;
         self.host(host, stale).await
     }
 
-    async fn maintenance(&self, req: Request<HostMaintenanceRequest>) -> Result<Response<Host>, Status> {
-        let rid = request_id(&req)?;
-        let HostMaintenanceRequest { host, reason } = req.into_inner();
-        validate::name("host", &host).map_err(status)?;
+    pub async fn maintenance(&self, cx: &Caller, req: HostMaintenanceRequest) -> Result<Host, ClusterError> {
+        let rid = cx.request_id;
+        let HostMaintenanceRequest { host, reason } = req;
+        validate::name("host", &host)?;
         let reason = Some(reason).filter(|r| !r.trim().is_empty());
         if let Some(r) = &reason {
-            validate::text("reason", r).map_err(status)?;
+            validate::text("reason", r)?;
         }
-        self.0.write(rid, Op::HostMaintenance { host: host.clone(), reason }).await.map_err(status)?;
+        self.0.cluster.write(rid, Op::HostMaintenance { host: host.clone(), reason }).await?;
         self.host(host, true).await
     }
 
-    async fn activate(&self, req: Request<HostRef>) -> Result<Response<Host>, Status> {
-        let rid = request_id(&req)?;
-        let host = req.into_inner().host;
-        validate::name("host", &host).map_err(status)?;
-        self.0.write(rid, Op::ActivateHost { host: host.clone() }).await.map_err(status)?;
+    pub async fn activate(&self, cx: &Caller, req: HostRef) -> Result<Host, ClusterError> {
+        let rid = cx.request_id;
+        let host = req.host;
+        validate::name("host", &host)?;
+        self.0.cluster.write(rid, Op::ActivateHost { host: host.clone() }).await?;
         self.host(host, true).await
     }
 
-    async fn edit(&self, req: Request<EditHostRequest>) -> Result<Response<Host>, Status> {
-        let rid = request_id(&req)?;
-        let EditHostRequest { host, tags } = req.into_inner();
+    pub async fn edit(&self, cx: &Caller, req: EditHostRequest) -> Result<Host, ClusterError> {
+        let rid = cx.request_id;
+        let EditHostRequest { host, tags } = req;
         let tags = tags.map(|t| t.values);
         if let Some(t) = &tags {
-            validate::names("tags", t).map_err(status)?;
+            validate::names("tags", t)?;
         }
-        let outcome = self.0.write(rid, Op::EditHost { host, tags }).await.map_err(status)?;
-        let Outcome::Host(h) = outcome else { return Err(Status::internal("the write returned no host")) };
-        Ok(Response::new(self.0.state().map_err(status)?.read(|s| to_proto(s, &h))))
+        let outcome = self.0.cluster.write(rid, Op::EditHost { host, tags }).await?;
+        let Outcome::Host(h) = outcome else { return Err(ClusterError::Internal("the write returned no host".into())) };
+        Ok(self.0.cluster.state()?.read(|s| to_proto(s, &h)))
     }
 }

@@ -1,12 +1,14 @@
 //! The gRPC surface of a node: the public services the CLI uses and the internal Raft
-//! service. Handlers validate input, then call `Node`; domain errors become gRPC statuses in
-//! exactly one place (`status`).
+//! service. Handlers validate input, then call the cluster handle; domain errors become gRPC
+//! statuses in exactly one place (`status`). They get [`Handles`], never the agent or the
+//! leader's parts.
 
 mod affinity;
 mod cluster;
 mod disks;
 mod engine;
 mod events;
+mod grpc;
 mod hosts;
 pub mod ovf;
 mod raft_rpc;
@@ -15,6 +17,8 @@ mod vms;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use corral_raft::model::HostFacts;
 
 use corral_proto::affinity_service_server::AffinityServiceServer;
 use corral_proto::cluster_service_server::ClusterServiceServer;
@@ -29,7 +33,22 @@ use corral_raft::ClusterError;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use crate::node::Node;
+use crate::agent::LocalEngine;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::images::StorageDomain;
+use grpc::Grpc;
+
+/// What the API layer may use: the cluster handle; the storage domain (disk images are made
+/// before the command that records them and removed when it is refused); this host's settings
+/// and facts; and `engine start --local`'s narrow way to this host's agent.
+pub struct Handles {
+    pub cluster: Cluster,
+    pub images: StorageDomain,
+    pub config: Arc<Config>,
+    pub facts: HostFacts,
+    pub local: LocalEngine,
+}
 
 pub use corral_proto::REQUEST_ID_HEADER;
 
@@ -46,21 +65,25 @@ pub fn status(e: ClusterError) -> Status {
     Status::new(code, e.to_string())
 }
 
-/// The request id of a retryable write, if the client sent one.
-fn request_id<T>(req: &tonic::Request<T>) -> Result<Option<Uuid>, Status> {
-    match req.metadata().get(REQUEST_ID_HEADER) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| Uuid::parse_str(s).ok())
-            .map(Some)
-            .ok_or_else(|| Status::invalid_argument(format!("{REQUEST_ID_HEADER}: must be a UUID"))),
-    }
+/// Who calls, from where, and with which request id: every handler gets one. Today every
+/// caller is anonymous; member certificates and users will say who it is, and handlers will
+/// decide with it what the caller may do.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub who: Principal,
+    /// The address the request came from, when the transport knows it.
+    pub peer: Option<SocketAddr>,
+    /// Set on writes a client may retry: the cluster applies a write with a given id at most once.
+    pub request_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Anonymous,
 }
 
 pub async fn serve(
-    node: Arc<Node>,
+    node: Arc<Handles>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -73,14 +96,14 @@ pub async fn serve(
         })
     });
     tonic::transport::Server::builder()
-        .add_service(ClusterServiceServer::new(cluster::Api(node.clone())))
-        .add_service(HostServiceServer::new(hosts::Api(node.clone())))
-        .add_service(VmServiceServer::new(vms::Api(node.clone())))
-        .add_service(EventServiceServer::new(events::Api(node.clone())))
-        .add_service(DiskServiceServer::new(disks::Api(node.clone())))
-        .add_service(AffinityServiceServer::new(affinity::Api(node.clone())))
-        .add_service(OvfServiceServer::new(ovf::Api(node.clone())))
-        .add_service(EngineServiceServer::new(engine::Api(node.clone())))
+        .add_service(ClusterServiceServer::new(Grpc(cluster::Api(node.clone()))))
+        .add_service(HostServiceServer::new(Grpc(hosts::Api(node.clone()))))
+        .add_service(VmServiceServer::new(Grpc(vms::Api(node.clone()))))
+        .add_service(EventServiceServer::new(Grpc(events::Api(node.clone()))))
+        .add_service(DiskServiceServer::new(Grpc(disks::Api(node.clone()))))
+        .add_service(AffinityServiceServer::new(Grpc(affinity::Api(node.clone()))))
+        .add_service(OvfServiceServer::new(Grpc(ovf::Api(node.clone()))))
+        .add_service(EngineServiceServer::new(Grpc(engine::Api(node.clone()))))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(usize::MAX)

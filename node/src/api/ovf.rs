@@ -6,18 +6,16 @@
 
 use std::sync::Arc;
 
-use corral_proto::ovf_service_server::OvfService;
 use corral_proto::*;
 use corral_raft::command::{Op, StartOrder};
 use corral_raft::model::{self, ClusterState};
 use corral_raft::{ovf, validate, ClusterError};
-use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::status;
-use crate::node::{now_ms, Node};
+use super::{Caller, Handles};
+use crate::now_ms;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 /// An import ready to be written: the command, the image files it made (removed again if
 /// the command is refused), and what of the document was not acted on.
@@ -35,7 +33,7 @@ pub fn bad_document(e: ovf::OvfError) -> ClusterError {
 /// `clone` gives a new id, new MACs and copies of the disks, `engine` makes it the cluster's
 /// hosted engine.
 pub async fn prepare_import(
-    node: &Node,
+    node: &Handles,
     xml: &str,
     name: Option<String>,
     clone: bool,
@@ -56,7 +54,7 @@ pub async fn prepare_import(
         })?,
     }
     // A bootstrap imports its engine before the cluster exists: no host to pin to yet.
-    let known_hosts: Vec<u64> = match node.state() {
+    let known_hosts: Vec<u64> = match node.cluster.state() {
         Ok(state) => state.read(|s: &ClusterState| s.hosts.keys().copied().collect()),
         Err(_) => Vec::new(),
     };
@@ -130,7 +128,7 @@ impl Api {
     /// This node's store, each document with the VM it describes.
     fn local(&self) -> Result<Vec<(String, String, ovf::Imported)>, ClusterError> {
         let mut out = Vec::new();
-        for (key, xml) in self.0.local_ovf_store()? {
+        for (key, xml) in self.0.cluster.local_ovf_store()? {
             match ovf::read(&xml) {
                 Ok(doc) => out.push((key, xml, doc)),
                 Err(e) => tracing::warn!(vm = %key, "a document in the OVF store does not read back: {e}"),
@@ -138,20 +136,16 @@ impl Api {
         }
         Ok(out)
     }
-}
 
-#[tonic::async_trait]
-impl OvfService for Api {
-    async fn list(&self, req: Request<OvfListRequest>) -> Result<Response<OvfListResponse>, Status> {
-        let local = req.into_inner().local;
+    pub async fn list(&self, _cx: &Caller, req: OvfListRequest) -> Result<OvfListResponse, ClusterError> {
+        let local = req.local;
         if !local {
             // The store is written as entries are applied: a linearizable read first makes
             // this node's store at least as new as the cluster's last committed write.
-            self.0.read(false, |_| ()).await.map_err(status)?;
+            self.0.cluster.read(false, |_| ()).await?;
         }
         let mut entries: Vec<OvfEntry> = self
-            .local()
-            .map_err(status)?
+            .local()?
             .into_iter()
             .map(|(key, xml, doc)| OvfEntry {
                 vm_id: key,
@@ -161,35 +155,31 @@ impl OvfService for Api {
             })
             .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Response::new(OvfListResponse { entries, node: self.node_name() }))
+        Ok(OvfListResponse { entries, node: self.node_name() })
     }
 
-    async fn dump(&self, req: Request<OvfDumpRequest>) -> Result<Response<OvfDocument>, Status> {
-        let OvfDumpRequest { vm, local } = req.into_inner();
+    pub async fn dump(&self, _cx: &Caller, req: OvfDumpRequest) -> Result<OvfDocument, ClusterError> {
+        let OvfDumpRequest { vm, local } = req;
         if !local {
-            self.0.read(false, |_| ()).await.map_err(status)?;
+            self.0.cluster.read(false, |_| ()).await?;
         }
         // By id straight from the store; a name through this node's copy of the state (it
         // needs no quorum either), or by reading the documents when that does not know it.
         let id = Uuid::parse_str(&vm).ok().or_else(|| {
-            let state = self.0.state().ok()?;
+            let state = self.0.cluster.state().ok()?;
             state.read(|s: &ClusterState| s.find_vm(&vm).map(|v| v.id))
         });
         if let Some(id) = id {
-            if let Some(xml) = self.0.local_ovf_document(id).map_err(status)? {
+            if let Some(xml) = self.0.cluster.local_ovf_document(id)? {
                 let name = ovf::read(&xml).map(|d| d.vm.name).unwrap_or_else(|_| vm.clone());
-                return Ok(Response::new(OvfDocument { vm_id: id.to_string(), name, xml, node: self.node_name() }));
+                return Ok(OvfDocument { vm_id: id.to_string(), name, xml, node: self.node_name() });
             }
         }
-        let found = self
-            .local()
-            .map_err(status)?
-            .into_iter()
-            .find(|(key, _, doc)| *key == vm || doc.vm.name == vm)
-            .ok_or_else(|| {
-                status(ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node")))
+        let found =
+            self.local()?.into_iter().find(|(key, _, doc)| *key == vm || doc.vm.name == vm).ok_or_else(|| {
+                ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node"))
             })?;
         let (key, xml, doc) = found;
-        Ok(Response::new(OvfDocument { vm_id: key, name: doc.vm.name, xml, node: self.node_name() }))
+        Ok(OvfDocument { vm_id: key, name: doc.vm.name, xml, node: self.node_name() })
     }
 }

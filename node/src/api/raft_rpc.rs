@@ -12,9 +12,9 @@ use corral_raft::network::{decode, payload};
 use corral_raft::ClusterError;
 use tonic::{Request, Response, Status};
 
-use crate::node::Node;
+use super::Handles;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 /// The answer, in the format the request came in (so a node of an older build understands it).
 fn reply<T: Wire>(v: &T, format: u8) -> Result<Response<RaftPayload>, Status> {
@@ -28,26 +28,26 @@ fn parse<T: Wire>(req: Request<RaftPayload>) -> Result<(T, u8), Status> {
 #[tonic::async_trait]
 impl RaftService for Api {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let raft = &self.0.parts().map_err(super::status)?.raft;
+        let raft = &self.0.cluster.parts().map_err(super::status)?.raft;
         let (rpc, format) = parse(req)?;
         reply(&raft.append_entries(rpc).await, format)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let raft = &self.0.parts().map_err(super::status)?.raft;
+        let raft = &self.0.cluster.parts().map_err(super::status)?.raft;
         let (rpc, format) = parse(req)?;
         reply(&raft.vote(rpc).await, format)
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let raft = &self.0.parts().map_err(super::status)?.raft;
+        let raft = &self.0.cluster.parts().map_err(super::status)?.raft;
         let (rpc, format) = parse(req)?;
         reply(&raft.install_snapshot(rpc).await, format)
     }
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let (Forwarded { hops, request }, format) = parse(req)?;
-        let level = self.0.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
+        let level = self.0.cluster.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
         let result: ForwardResult = match request {
             // A node of release 3f21f51 speaks v0: it cannot follow a cluster that raised its
             // level, so it is refused before it is registered (it would hang as a learner).
@@ -62,21 +62,24 @@ impl RaftService for Api {
             }
             // Straight to this node: a heartbeat is answered by the leader it was sent to or
             // refused at once, never handed on or held while an election runs.
-            LeaderRequest::Heartbeat { host, self_fenced, sent_ms } => self.0.heartbeat(host, self_fenced, sent_ms),
-            request => self.0.route(request, hops).await,
+            LeaderRequest::Heartbeat { host, self_fenced, sent_ms } => {
+                self.0.cluster.heartbeat(host, self_fenced, sent_ms)
+            }
+            request => self.0.cluster.route(request, hops).await,
         };
         reply(&result, format)
     }
 
     async fn ping(&self, _req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
-        let (node_id, leader_id, term, applied) = match self.0.parts() {
+        let (node_id, leader_id, term, applied) = match self.0.cluster.parts() {
             Ok(p) => {
                 let m = p.raft.metrics().borrow().clone();
                 (p.id, m.current_leader.unwrap_or(0), m.current_term, *p.state.subscribe().borrow())
             }
             Err(_) => (0, 0, 0, 0),
         };
-        let cluster_level = self.0.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
+        let cluster_level =
+            self.0.cluster.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
         Ok(Response::new(PingResponse {
             node_id,
             leader_id,
@@ -89,7 +92,7 @@ impl RaftService for Api {
 
     async fn wait_applied(&self, req: Request<WaitAppliedRequest>) -> Result<Response<PingResponse>, Status> {
         let WaitAppliedRequest { index, timeout_ms } = req.into_inner();
-        let parts = self.0.parts().map_err(super::status)?;
+        let parts = self.0.cluster.parts().map_err(super::status)?;
         let mut applied = parts.state.subscribe();
         let wait = applied.wait_for(|a| *a >= index);
         let _ = tokio::time::timeout(std::time::Duration::from_millis(timeout_ms.min(10_000)), wait).await;

@@ -5,23 +5,21 @@
 
 use std::sync::Arc;
 
-use corral_proto::vm_service_server::VmService;
 use corral_proto::*;
 use corral_raft::command::{MigrationOverridesChange, Op, Outcome, StartOrder, VmChanges, VmSpec};
 use corral_raft::model::{self, ClusterState, DomainType, HaPriority, KernelBoot};
 use corral_raft::{validate, vocab, ClusterError};
 use rand::Rng;
-use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{request_id, status};
-use crate::node::{now_ms, Node};
+use super::{Caller, Handles};
+use crate::now_ms;
 
-pub struct Api(pub Arc<Node>);
+pub struct Api(pub Arc<Handles>);
 
 const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
 const MAX_DISKS: usize = 16;
-pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
+pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
     let disks = vm
         .disks
         .iter()
@@ -95,14 +93,19 @@ pub fn to_proto(node: &Node, s: &ClusterState, vm: &model::Vm) -> Vm {
 }
 
 /// A VM's migration override edit: "cluster" follows the cluster's setting again.
-fn overrides_edit(e: corral_proto::MigrationOverridesEdit) -> Result<MigrationOverridesChange, Status> {
-    fn field<T: std::str::FromStr>(name: &str, v: Option<String>, what: &str) -> Result<Option<Option<T>>, Status> {
+fn overrides_edit(e: corral_proto::MigrationOverridesEdit) -> Result<MigrationOverridesChange, ClusterError> {
+    fn field<T: std::str::FromStr>(
+        name: &str,
+        v: Option<String>,
+        what: &str,
+    ) -> Result<Option<Option<T>>, ClusterError> {
         match v.as_deref().map(str::trim) {
             None => Ok(None),
             Some("cluster") => Ok(Some(None)),
-            Some(text) => text.parse().map(|t| Some(Some(t))).map_err(|_| {
-                status(ClusterError::invalid(name, format!("must be {what} or 'cluster' (got '{text}')")))
-            }),
+            Some(text) => text
+                .parse()
+                .map(|t| Some(Some(t)))
+                .map_err(|_| ClusterError::invalid(name, format!("must be {what} or 'cluster' (got '{text}')"))),
         }
     }
     Ok(MigrationOverridesChange {
@@ -113,7 +116,7 @@ fn overrides_edit(e: corral_proto::MigrationOverridesEdit) -> Result<MigrationOv
     })
 }
 
-pub fn disk_to_proto(node: &Node, d: &model::Disk, vm: Option<String>) -> Disk {
+pub fn disk_to_proto(node: &Handles, d: &model::Disk, vm: Option<String>) -> Disk {
     Disk {
         id: d.id.to_string(),
         name: d.name.clone(),
@@ -125,8 +128,8 @@ pub fn disk_to_proto(node: &Node, d: &model::Disk, vm: Option<String>) -> Disk {
 }
 
 /// A closed-set field of a request: its enum, or an older client's string (`vocab::read`).
-fn read<M: vocab::Vocab>(field: &'static str, value: i32, text: &str) -> Result<Option<M>, Status> {
-    vocab::read(field, value, text).map_err(status)
+fn read<M: vocab::Vocab>(field: &'static str, value: i32, text: &str) -> Result<Option<M>, ClusterError> {
+    vocab::read(field, value, text)
 }
 
 /// Whether the write tagged `rid` was applied already (a client resending it after a lost answer).
@@ -160,47 +163,42 @@ fn new_disk(vm_name: &str, index: usize, size_mib: u64) -> model::Disk {
 impl Api {
     /// The VM that a command produced, as the leader applied it; host names come from this
     /// node's copy of the state (names of hosts rarely change).
-    fn written_vm(&self, outcome: Outcome) -> Result<Vm, Status> {
-        let Outcome::Vm(vm) = outcome else { return Err(Status::internal("the write returned no VM")) };
-        let state = self.0.state().map_err(status)?;
+    fn written_vm(&self, outcome: Outcome) -> Result<Vm, ClusterError> {
+        let Outcome::Vm(vm) = outcome else { return Err(ClusterError::Internal("the write returned no VM".into())) };
+        let state = self.0.cluster.state()?;
         Ok(state.read(|s| to_proto(&self.0, s, &vm)))
     }
 
-    async fn order(&self, rid: Option<Uuid>, op: Op) -> Result<Response<Vm>, Status> {
-        let outcome = self.0.write(rid, op).await.map_err(status)?;
-        Ok(Response::new(self.written_vm(outcome)?))
+    async fn order(&self, rid: Option<Uuid>, op: Op) -> Result<Vm, ClusterError> {
+        let outcome = self.0.cluster.write(rid, op).await?;
+        self.written_vm(outcome)
     }
 
     /// Runs `op`, which records `made` image files; removes them if the command is refused.
-    async fn write_with_images(&self, rid: Option<Uuid>, op: Op, made: &[String]) -> Result<Response<Vm>, Status> {
-        match self.0.write(rid, op).await {
-            Ok(outcome) => Ok(Response::new(self.written_vm(outcome)?)),
+    async fn write_with_images(&self, rid: Option<Uuid>, op: Op, made: &[String]) -> Result<Vm, ClusterError> {
+        match self.0.cluster.write(rid, op).await {
+            Ok(outcome) => Ok(self.written_vm(outcome)?),
             Err(e) => {
                 // Unavailable may mean "applied, answer lost": then the files are in use.
                 if !matches!(e, ClusterError::Unavailable(_)) {
                     self.0.images.remove(made).await;
                 }
-                Err(status(e))
+                Err(e)
             }
         }
     }
-}
 
-#[tonic::async_trait]
-impl VmService for Api {
-    async fn create(&self, req: Request<CreateVmRequest>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        let r = req.into_inner();
+    pub async fn create(&self, cx: &Caller, req: CreateVmRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        let r = req;
         let boot = match (opt(r.kernel), opt(r.initrd), r.cmdline) {
             (Some(kernel), initrd, cmdline) => Some(KernelBoot {
                 kernel: self.0.images.resolve(&kernel).display().to_string(),
                 initrd: initrd.map(|i| self.0.images.resolve(&i).display().to_string()),
                 cmdline,
             }),
-            (None, Some(_), _) => return Err(status(ClusterError::invalid("initrd", "needs --kernel as well"))),
-            (None, None, c) if !c.is_empty() => {
-                return Err(status(ClusterError::invalid("cmdline", "needs --kernel as well")))
-            }
+            (None, Some(_), _) => return Err(ClusterError::invalid("initrd", "needs --kernel as well")),
+            (None, None, c) if !c.is_empty() => return Err(ClusterError::invalid("cmdline", "needs --kernel as well")),
             (None, None, _) => None,
         };
         let spec = VmSpec {
@@ -216,19 +214,19 @@ impl VmService for Api {
             boot,
             resume_behavior: read("resume_behavior", r.resume_behavior_enum, &r.resume_behavior)?.unwrap_or_default(),
         };
-        validate::vm_spec(&spec).map_err(status)?;
+        validate::vm_spec(&spec)?;
         for n in &r.nics {
-            validate::name("nic", n).map_err(status)?;
+            validate::name("nic", n)?;
         }
         if r.disks_mib.len() > MAX_DISKS {
-            return Err(status(ClusterError::invalid("disk", format!("at most {MAX_DISKS} disks per VM"))));
+            return Err(ClusterError::invalid("disk", format!("at most {MAX_DISKS} disks per VM")));
         }
         if let Some(i) = r.disks_mib.iter().position(|s| *s == 0) {
-            return Err(status(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1))));
+            return Err(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1)));
         }
         // Refuse a duplicate name before making any image.
         let (exists, replay) =
-            self.0.read(true, |s| (s.vm_names.contains_key(&spec.name), replayed(s, rid))).await.map_err(status)?;
+            self.0.cluster.read(true, |s| (s.vm_names.contains_key(&spec.name), replayed(s, rid))).await?;
         if replay {
             // A resent request that was applied already (its answer was lost, say in a leader
             // change): the state machine answers as it did the first time; no new images.
@@ -236,7 +234,7 @@ impl VmService for Api {
             return self.order(rid, Op::CreateVm { id: Uuid::new_v4(), spec, disks: Vec::new(), start }).await;
         }
         if exists {
-            return Err(status(ClusterError::AlreadyExists(format!("vm '{}' already exists", spec.name))));
+            return Err(ClusterError::AlreadyExists(format!("vm '{}' already exists", spec.name)));
         }
         let disks: Vec<model::Disk> =
             r.disks_mib.iter().enumerate().map(|(i, size)| new_disk(&spec.name, i, *size)).collect();
@@ -244,7 +242,7 @@ impl VmService for Api {
         for d in &disks {
             if let Err(e) = self.0.images.create(&d.file, d.size_mib).await {
                 self.0.images.remove(&made).await;
-                return Err(status(e));
+                return Err(e);
             }
             made.push(d.file.clone());
         }
@@ -253,33 +251,32 @@ impl VmService for Api {
         self.write_with_images(rid, op, &made).await
     }
 
-    async fn list(&self, req: Request<ListVmsRequest>) -> Result<Response<ListVmsResponse>, Status> {
-        let stale = req.into_inner().stale;
+    pub async fn list(&self, _cx: &Caller, req: ListVmsRequest) -> Result<ListVmsResponse, ClusterError> {
+        let stale = req.stale;
         let node = self.0.clone();
         let vms = self
             .0
+            .cluster
             .read(stale, |s| {
                 s.vm_names.values().filter_map(|id| s.vms.get(id)).map(|vm| to_proto(&node, s, vm)).collect()
             })
-            .await
-            .map_err(status)?;
-        Ok(Response::new(ListVmsResponse { vms }))
+            .await?;
+        Ok(ListVmsResponse { vms })
     }
 
-    async fn get(&self, req: Request<GetVmRequest>) -> Result<Response<Vm>, Status> {
-        let GetVmRequest { vm, stale } = req.into_inner();
+    pub async fn get(&self, _cx: &Caller, req: GetVmRequest) -> Result<Vm, ClusterError> {
+        let GetVmRequest { vm, stale } = req;
         let node = self.0.clone();
         self.0
+            .cluster
             .read(stale, |s| s.find_vm(&vm).map(|v| to_proto(&node, s, v)))
-            .await
-            .map_err(status)?
-            .map(Response::new)
-            .ok_or_else(|| status(ClusterError::vm_not_found(&vm)))
+            .await?
+            .ok_or_else(|| ClusterError::vm_not_found(&vm))
     }
 
-    async fn edit(&self, req: Request<EditVmRequest>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        let r = req.into_inner();
+    pub async fn edit(&self, cx: &Caller, req: EditVmRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        let r = req;
         let changes = VmChanges {
             name: r.name,
             description: r.description,
@@ -305,56 +302,57 @@ impl VmService for Api {
             delete_protected: r.delete_protected,
             os: r.os,
         };
-        validate::vm_changes(&changes).map_err(status)?;
+        validate::vm_changes(&changes)?;
         // Returns once committed and applied here: every host writes the new OVF document as it
         // applies the entry, so waiting for them would only make an edit wait on a dying host.
-        let outcome = self.0.write(rid, Op::EditVm { vm: r.vm, changes }).await.map_err(status)?;
-        Ok(Response::new(self.written_vm(outcome)?))
+        let outcome = self.0.cluster.write(rid, Op::EditVm { vm: r.vm, changes }).await?;
+        self.written_vm(outcome)
     }
 
-    async fn export(&self, req: Request<VmRef>) -> Result<Response<OvfDocument>, Status> {
-        let vm = req.into_inner().vm;
+    pub async fn export(&self, _cx: &Caller, req: VmRef) -> Result<OvfDocument, ClusterError> {
+        let vm = req.vm;
         let name = self.0.config.name.clone();
-        let doc = self.0.read(false, |s| super::ovf::export(s, &vm, name)).await.map_err(status)?.map_err(status)?;
-        Ok(Response::new(doc))
+        let doc = self.0.cluster.read(false, |s| super::ovf::export(s, &vm, name)).await??;
+        Ok(doc)
     }
 
-    async fn import(&self, req: Request<ImportVmRequest>) -> Result<Response<ImportVmResponse>, Status> {
-        let rid = request_id(&req)?;
-        let r = req.into_inner();
+    pub async fn import(&self, cx: &Caller, req: ImportVmRequest) -> Result<ImportVmResponse, ClusterError> {
+        let rid = cx.request_id;
+        let r = req;
         let name = r.name.filter(|n| !n.trim().is_empty());
-        let replay = self.0.read(false, |s| replayed(s, rid)).await.map_err(status)?;
+        let replay = self.0.cluster.read(false, |s| replayed(s, rid)).await?;
         if replay {
             // Answered as the first time; a clone's copies were made then, not again.
-            let doc = corral_raft::ovf::read(&r.xml).map_err(|e| status(super::ovf::bad_document(e)))?;
+            let doc = corral_raft::ovf::read(&r.xml).map_err(super::ovf::bad_document)?;
             let op = Op::ImportVm { vm: Box::new(doc.vm), disks: doc.disks, engine: false, start: None };
-            let vm = self.order(rid, op).await?.into_inner();
-            return Ok(Response::new(ImportVmResponse { vm: Some(vm), ignored: doc.ignored }));
+            let vm = self.order(rid, op).await?;
+            return Ok(ImportVmResponse { vm: Some(vm), ignored: doc.ignored });
         }
-        let prepared = super::ovf::prepare_import(&self.0, &r.xml, name, r.clone, false, None).await.map_err(status)?;
-        let vm = self.write_with_images(rid, prepared.op, &prepared.made).await?.into_inner();
-        Ok(Response::new(ImportVmResponse { vm: Some(vm), ignored: prepared.ignored }))
+        let prepared = super::ovf::prepare_import(&self.0, &r.xml, name, r.clone, false, None).await?;
+        let vm = self.write_with_images(rid, prepared.op, &prepared.made).await?;
+        Ok(ImportVmResponse { vm: Some(vm), ignored: prepared.ignored })
     }
 
-    async fn delete(&self, req: Request<DeleteVmRequest>) -> Result<Response<DeleteVmResponse>, Status> {
-        let rid = request_id(&req)?;
-        let DeleteVmRequest { vm, keep_disks } = req.into_inner();
-        let outcome = self.0.write(rid, Op::DeleteVm { vm, keep_disks }).await.map_err(status)?;
+    pub async fn delete(&self, cx: &Caller, req: DeleteVmRequest) -> Result<DeleteVmResponse, ClusterError> {
+        let rid = cx.request_id;
+        let DeleteVmRequest { vm, keep_disks } = req;
+        let outcome = self.0.cluster.write(rid, Op::DeleteVm { vm, keep_disks }).await?;
         let Outcome::VmDeleted { id, files } = outcome else {
-            return Err(Status::internal("delete returned no VM id"));
+            return Err(ClusterError::Internal("delete returned no VM id".into()));
         };
         // The records are gone; the files follow (a leftover file is harmless, a record
         // pointing at a missing file is not).
         self.0.images.remove(&files).await;
-        Ok(Response::new(DeleteVmResponse { id: id.to_string() }))
+        Ok(DeleteVmResponse { id: id.to_string() })
     }
 
-    async fn clone(&self, req: Request<CloneVmRequest>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        let CloneVmRequest { source, name } = req.into_inner();
-        validate::name("name", &name).map_err(status)?;
+    pub async fn clone(&self, cx: &Caller, req: CloneVmRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        let CloneVmRequest { source, name } = req;
+        validate::name("name", &name)?;
         let found = self
             .0
+            .cluster
             .read(false, |s| {
                 let replay = replayed(s, rid);
                 s.find_vm(&source).map(|vm| {
@@ -362,23 +360,22 @@ impl VmService for Api {
                     (vm.status, vm.nics.len(), disks, s.vm_names.contains_key(&name), replay)
                 })
             })
-            .await
-            .map_err(status)?;
+            .await?;
         let (vm_status, nics, source_disks, taken, replay) =
-            found.ok_or_else(|| status(ClusterError::vm_not_found(&source)))?;
+            found.ok_or_else(|| ClusterError::vm_not_found(&source))?;
         if replay {
             // Applied already: answered as the first time, no new copies.
             let op = Op::CloneVm { source, id: Uuid::new_v4(), name, disks: Vec::new(), macs: Vec::new() };
             return self.order(rid, op).await;
         }
         if taken {
-            return Err(status(ClusterError::AlreadyExists(format!("vm '{name}' already exists"))));
+            return Err(ClusterError::AlreadyExists(format!("vm '{name}' already exists")));
         }
         if vm_status != model::VmStatus::Down {
-            return Err(status(ClusterError::FailedPrecondition(format!(
+            return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{source}' is {}; only a down VM can be cloned",
                 vm_status.as_str()
-            ))));
+            )));
         }
         let mut disks = Vec::new();
         let mut made = Vec::new();
@@ -386,7 +383,7 @@ impl VmService for Api {
             let copy = new_disk(&name, i, src.size_mib);
             if let Err(e) = self.0.images.copy(&src.file, &copy.file).await {
                 self.0.images.remove(&made).await;
-                return Err(status(e));
+                return Err(e);
             }
             made.push(copy.file.clone());
             disks.push(copy);
@@ -396,50 +393,50 @@ impl VmService for Api {
         self.write_with_images(rid, op, &made).await
     }
 
-    async fn start(&self, req: Request<StartVmRequest>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        let StartVmRequest { vm, host } = req.into_inner();
+    pub async fn start(&self, cx: &Caller, req: StartVmRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        let StartVmRequest { vm, host } = req;
         self.order(rid, Op::StartVm { vm, order: StartOrder { host: opt(host) } }).await
     }
 
-    async fn shutdown(&self, req: Request<ShutdownVmRequest>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        let ShutdownVmRequest { vm, reason, timeout_seconds } = req.into_inner();
-        validate::text("reason", &reason).map_err(status)?;
+    pub async fn shutdown(&self, cx: &Caller, req: ShutdownVmRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        let ShutdownVmRequest { vm, reason, timeout_seconds } = req;
+        validate::text("reason", &reason)?;
         let timeout_s = if timeout_seconds == 0 { DEFAULT_SHUTDOWN_TIMEOUT_S } else { timeout_seconds };
         self.order(rid, Op::ShutdownVm { vm, reason: opt(reason), timeout_s }).await
     }
 
-    async fn stop(&self, req: Request<StopVmRequest>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        let StopVmRequest { vm, reason } = req.into_inner();
-        validate::text("reason", &reason).map_err(status)?;
+    pub async fn stop(&self, cx: &Caller, req: StopVmRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        let StopVmRequest { vm, reason } = req;
+        validate::text("reason", &reason)?;
         self.order(rid, Op::StopVm { vm, reason: opt(reason) }).await
     }
 
-    async fn reboot(&self, req: Request<VmRef>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        self.order(rid, Op::RebootVm { vm: req.into_inner().vm }).await
+    pub async fn reboot(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        self.order(rid, Op::RebootVm { vm: req.vm }).await
     }
 
-    async fn suspend(&self, req: Request<VmRef>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        self.order(rid, Op::SuspendVm { vm: req.into_inner().vm }).await
+    pub async fn suspend(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        self.order(rid, Op::SuspendVm { vm: req.vm }).await
     }
 
-    async fn resume(&self, req: Request<VmRef>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        self.order(rid, Op::ResumeVm { vm: req.into_inner().vm }).await
+    pub async fn resume(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        self.order(rid, Op::ResumeVm { vm: req.vm }).await
     }
 
-    async fn migrate(&self, req: Request<MigrateVmRequest>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        let MigrateVmRequest { vm, to } = req.into_inner();
+    pub async fn migrate(&self, cx: &Caller, req: MigrateVmRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        let MigrateVmRequest { vm, to } = req;
         self.order(rid, Op::MigrateVm { vm, to: opt(to) }).await
     }
 
-    async fn cancel_migration(&self, req: Request<VmRef>) -> Result<Response<Vm>, Status> {
-        let rid = request_id(&req)?;
-        self.order(rid, Op::CancelMigration { vm: req.into_inner().vm }).await
+    pub async fn cancel_migration(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id;
+        self.order(rid, Op::CancelMigration { vm: req.vm }).await
     }
 }

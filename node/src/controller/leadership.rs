@@ -2,17 +2,15 @@
 //! election, so operators see failovers in `corral events`. It writes only as leader and
 //! only for its own term; apply ignores a term that is not newer than the last recorded.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use corral_raft::command::Op;
-use corral_raft::typ::{Raft, StateHandle};
-use corral_raft::NodeId;
 use openraft::ServerState;
 
-use crate::node::Node;
+use crate::cluster::{Cluster, RaftParts};
 
-pub async fn record_leader_changes(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
+pub async fn record_leader_changes(cluster: Cluster, parts: RaftParts) {
+    let RaftParts { id, raft, state, .. } = parts;
     // Server metrics change only with leadership and membership, not with every write.
     let mut server = raft.server_metrics();
     let mut applied = state.subscribe();
@@ -24,7 +22,7 @@ pub async fn record_leader_changes(node: Arc<Node>, raft: Raft, state: StateHand
         };
         let bootstrapped = state.read(|s| s.cluster.is_some());
         if is_leader && bootstrapped && term != recorded_term {
-            match node.propose_as_leader(Op::LeaderElected { id, term }).await {
+            match cluster.propose_as_leader(Op::LeaderElected { id, term }).await {
                 Ok(_) => {
                     tracing::info!(term, "this node is the leader");
                     recorded_term = term;

@@ -20,7 +20,9 @@ use corral_raft::typ::{Raft, StateHandle};
 use corral_raft::{ClusterError, HostDownCause, NodeId};
 use openraft::{ChangeMembers, ServerState};
 
-use crate::node::{now_ms, Node};
+use super::Leader;
+use crate::cluster::RaftParts;
+use crate::now_ms;
 
 /// How often the leader looks at heartbeat times and pending HA restarts.
 const TICK: Duration = Duration::from_millis(100);
@@ -30,9 +32,9 @@ const EVACUATE_EVERY: u64 = 20;
 const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The leader's heartbeat book, reset whenever its term changes.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Liveness {
-    inner: Mutex<Book>,
+    inner: Arc<Mutex<Book>>,
 }
 
 #[derive(Default)]
@@ -138,7 +140,8 @@ impl Liveness {
 
 /// Whether this node leads in `term`, took office (its election is applied) and heard from a
 /// quorum within `fresh`: only then may it grant leases or declare hosts down.
-pub fn in_office(raft: &Raft, state: &StateHandle, id: NodeId, fresh: Duration) -> Option<u64> {
+pub fn in_office(parts: &RaftParts, fresh: Duration) -> Option<u64> {
+    let (raft, state, id) = (&parts.raft, &parts.state, parts.id);
     let m = raft.metrics().borrow().clone();
     if m.state != ServerState::Leader {
         return None;
@@ -152,8 +155,9 @@ pub fn in_office(raft: &Raft, state: &StateHandle, id: NodeId, fresh: Duration) 
     confirmed.then_some(term)
 }
 
-pub async fn run(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
-    let c = &node.config;
+pub async fn run(leader: Arc<Leader>, parts: RaftParts) {
+    let (raft, state) = (&parts.raft, &parts.state);
+    let c = &leader.config;
     let heartbeat = Duration::from_millis(c.host_heartbeat_ms);
     let lease = Duration::from_millis(c.lease_ms);
     let down_after = lease + Duration::from_millis(c.lease_margin_ms);
@@ -164,23 +168,23 @@ pub async fn run(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
     loop {
         tick.tick().await;
         ticks += 1;
-        let Some(term) = in_office(&raft, &state, id, heartbeat) else { continue };
+        let Some(term) = in_office(&parts, heartbeat) else { continue };
         let hosts: Vec<(NodeId, HostState, String, String)> =
             state.read(|s| s.hosts.values().map(|h| (h.id, h.state, h.name.clone(), h.address.clone())).collect());
         for (host, host_state, name, address) in hosts {
             if matches!(host_state, HostState::Joining | HostState::Down) {
                 continue;
             }
-            let silent = node.liveness.silence(term, host);
+            let silent = leader.book.silence(term, host);
             if silent >= non_responsive_after {
-                if let Some(cmd) = node.config.fence_command.clone() {
-                    if node.liveness.start_fencing(term, host) {
-                        tokio::spawn(fence(node.clone(), term, host, name.clone(), address, cmd));
+                if let Some(cmd) = leader.config.fence_command.clone() {
+                    if leader.book.start_fencing(term, host) {
+                        tokio::spawn(fence(leader.clone(), term, host, name.clone(), address, cmd));
                     }
                 }
             }
-            let by_agent = node.liveness.fence_result(term, host) == Some(true);
-            if (silent >= down_after || by_agent) && node.liveness.begin_declaring(term, host, down_after) {
+            let by_agent = leader.book.fence_result(term, host) == Some(true);
+            if (silent >= down_after || by_agent) && leader.book.begin_declaring(term, host, down_after) {
                 let silent_ms = silent.as_millis() as u64;
                 let how = if by_agent && silent < down_after {
                     HostDownCause::fence_agent(silent_ms)
@@ -188,33 +192,33 @@ pub async fn run(node: Arc<Node>, raft: Raft, state: StateHandle, id: NodeId) {
                     HostDownCause::lease_ended(silent_ms, lease.as_millis() as u64)
                 };
                 tracing::warn!(host = %name, "declaring the host down: {how}");
-                let r = node.propose_as_leader(Op::HostDown { id: host, how }).await;
-                node.liveness.declared(host);
+                let r = leader.cluster.propose_as_leader(Op::HostDown { id: host, how }).await;
+                leader.book.declared(host);
                 if let Err(e) = r {
                     tracing::warn!(host = %name, "could not declare the host down: {e}");
                 }
             } else if silent >= non_responsive_after && host_state.is_alive() {
                 let op = Op::HostNonResponsive { id: host, silent_ms: silent.as_millis() as u64 };
-                if let Err(e) = node.propose_as_leader(op).await {
+                if let Err(e) = leader.cluster.propose_as_leader(op).await {
                     tracing::debug!(host = %name, "could not mark the host non responsive: {e}");
                 }
             }
         }
         if state.read(|s| s.next_ha_restart_ms()).is_some_and(|due| due <= now_ms()) {
-            if let Err(e) = node.propose_as_leader(Op::RestartHaVms).await {
+            if let Err(e) = leader.cluster.propose_as_leader(Op::RestartHaVms).await {
                 tracing::debug!("HA restart pass not proposed: {e}");
             }
         }
         if ticks.is_multiple_of(EVACUATE_EVERY) {
-            retry_evacuations(&node, &state).await;
+            retry_evacuations(&leader, state).await;
         }
-        replace_dead_voter(&node, &raft, &state).await;
+        replace_dead_voter(&leader, raft, state).await;
     }
 }
 
 /// Hosts preparing for maintenance with VMs that could not move yet: tried again (capacity
 /// may have come back, a VM may be up now).
-async fn retry_evacuations(node: &Arc<Node>, state: &StateHandle) {
+async fn retry_evacuations(leader: &Leader, state: &StateHandle) {
     let waiting: Vec<NodeId> = state.read(|s| {
         s.hosts
             .values()
@@ -224,7 +228,7 @@ async fn retry_evacuations(node: &Arc<Node>, state: &StateHandle) {
             .collect()
     });
     for id in waiting {
-        if let Err(e) = node.propose_as_leader(Op::EvacuateHost { id }).await {
+        if let Err(e) = leader.cluster.propose_as_leader(Op::EvacuateHost { id }).await {
             tracing::debug!(host = id, "evacuation retry not proposed: {e}");
         }
     }
@@ -232,7 +236,7 @@ async fn retry_evacuations(node: &Arc<Node>, state: &StateHandle) {
 
 /// Runs the fence agent command for `host` (environment: CORRAL_FENCE_HOST, CORRAL_FENCE_ADDRESS);
 /// exit status 0 means the host is powered off.
-async fn fence(node: Arc<Node>, term: u64, host: NodeId, name: String, address: String, cmd: String) {
+async fn fence(leader: Arc<Leader>, term: u64, host: NodeId, name: String, address: String, cmd: String) {
     tracing::warn!(host = %name, "running the fence agent");
     let run = tokio::process::Command::new("sh")
         .arg("-c")
@@ -247,19 +251,19 @@ async fn fence(node: Arc<Node>, term: u64, host: NodeId, name: String, address: 
         Ok(Err(e)) => (false, format!("it could not run: {e}")),
         Err(_) => (false, format!("it did not finish within {} s", FENCE_TIMEOUT.as_secs())),
     };
-    node.liveness.fenced(term, host, ok);
+    leader.book.fenced(term, host, ok);
     let message = format!("The fence agent was run for host {name}: {detail}.");
     let op = Op::RecordEvent { kind: corral_raft::model::EventKind::HostStateChanged, message };
-    let _ = node.propose_as_leader(op).await;
+    let _ = leader.cluster.propose_as_leader(op).await;
 }
 
 /// A voter whose host has been down for `voter_down_ms` is replaced by a healthy learner, so
 /// the cluster keeps its number of voters (and its tolerance of failures).
-async fn replace_dead_voter(node: &Arc<Node>, raft: &Raft, state: &StateHandle) {
+async fn replace_dead_voter(leader: &Leader, raft: &Raft, state: &StateHandle) {
     let membership = raft.metrics().borrow().membership_config.membership().clone();
     let voters: HashSet<NodeId> = membership.voter_ids().collect();
     let now = now_ms();
-    let down_for = node.config.voter_down_ms as i64;
+    let down_for = leader.config.voter_down_ms as i64;
     let (dead, healthy) = state.read(|s| {
         let dead = s
             .hosts
@@ -275,7 +279,7 @@ async fn replace_dead_voter(node: &Arc<Node>, raft: &Raft, state: &StateHandle) 
     });
     let (Some((dead, dead_name)), Some((learner, learner_name))) = (dead, healthy) else { return };
     tracing::warn!(dead = %dead_name, promoted = %learner_name, "replacing a voter that stays down");
-    let _guard = node.membership_lock().await;
+    let _guard = leader.cluster.membership_lock().await;
     let promote = raft.change_membership(ChangeMembers::AddVoterIds([learner].into()), false).await;
     // The dead voter stays a learner: it catches up when it comes back.
     let demote = match promote {
@@ -293,5 +297,5 @@ async fn replace_dead_voter(node: &Arc<Node>, raft: &Raft, state: &StateHandle) 
         }
     };
     let op = Op::RecordEvent { kind: corral_raft::model::EventKind::HostStateChanged, message };
-    let _ = node.propose_as_leader(op).await;
+    let _ = leader.cluster.propose_as_leader(op).await;
 }

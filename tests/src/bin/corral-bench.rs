@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use corral_cli::views::VmView;
 use corral_proto::vm_service_client::VmServiceClient;
 use corral_proto::EditVmRequest;
 use corral_tests::client::{channel, Writer};
@@ -76,7 +77,7 @@ fn soak(rt: &tokio::runtime::Runtime, seconds: u64) {
     let leader = c.leader();
     let addr = c.endpoint(leader).to_string();
     for i in 0..16 {
-        c.must_json(leader, &["vm", "create", &format!("soak-{i}"), "--memory", "64M"]);
+        c.cli_json::<VmView>(leader, &["vm", "create", &format!("soak-{i}"), "--memory", "64M"]);
     }
     println!("\n## soak: 16 clients editing VMs for {seconds} s (snapshot every 1000 entries)");
     println!("{:>8} {:>10} per node: RSS MiB / data dir MiB", "elapsed", "writes");
@@ -160,7 +161,7 @@ fn write_latency(rt: &tokio::runtime::Runtime, seconds: u64, fsync: bool) {
     for clients in [1usize, 16, 64] {
         for i in 0..clients {
             let name = format!("bench-{clients}-{i}");
-            c.must_json(leader, &["vm", "create", &name, "--memory", "64M", "--vcpus", "1"]);
+            c.cli_json::<VmView>(leader, &["vm", "create", &name, "--memory", "64M", "--vcpus", "1"]);
         }
         let started = Instant::now();
         let stop_at = started + Duration::from_secs(seconds);
@@ -212,7 +213,7 @@ fn write_latency(rt: &tokio::runtime::Runtime, seconds: u64, fsync: bool) {
 /// Kill -9 of the leader to the next acknowledged write, `rounds` times.
 fn failover(rt: &tokio::runtime::Runtime, rounds: usize) {
     let mut c = Cluster::run(3, &[]);
-    c.must_json(0, &["vm", "create", "failover", "--memory", "64M", "--vcpus", "1"]);
+    c.cli_json::<VmView>(0, &["vm", "create", "failover", "--memory", "64M", "--vcpus", "1"]);
     let mut times = Vec::new();
     println!("\n## leader failover: SIGKILL of the leader -> next acknowledged write ({rounds} rounds)");
     for round in 0..rounds {
@@ -234,7 +235,7 @@ fn failover(rt: &tokio::runtime::Runtime, rounds: usize) {
         wait_until(Duration::from_secs(20), "the killed node to catch up", || {
             let out = c.corral(leader, &["-o", "json", "--stale", "vm", "show", "failover"]);
             let want = format!("round {round}");
-            if out.code == 0 && out.json()["description"] == want.as_str() {
+            if out.code == 0 && out.view::<VmView>().description == want {
                 Ok(())
             } else {
                 Err(out.stderr)
@@ -264,7 +265,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn idle_memory() {
     let c = Cluster::run(3, &[]);
     for i in 0..20 {
-        c.must_json(i % 3, &["vm", "create", &format!("idle{i}"), "--memory", "64M", "--vcpus", "1"]);
+        c.cli_json::<VmView>(i % 3, &["vm", "create", &format!("idle{i}"), "--memory", "64M", "--vcpus", "1"]);
     }
     let leader = c.leader();
     std::thread::sleep(Duration::from_secs(3));

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use corral_cli::views::VmView;
 use corral_proto::vm_service_client::VmServiceClient;
 use corral_proto::EditVmRequest;
 use corral_tests::client::channel;
@@ -540,7 +541,7 @@ fn main() {
 
         for i in 0..clients {
             let name = format!("bench-{clients}-{i}");
-            corral.must_json(corral_leader, &["vm", "create", &name, "--memory", "64M", "--vcpus", "1"]);
+            corral.cli_json::<VmView>(corral_leader, &["vm", "create", &name, "--memory", "64M", "--vcpus", "1"]);
         }
         let corral_clients = (0..clients)
             .map(|i| Client::Corral {

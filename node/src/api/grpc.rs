@@ -1,0 +1,136 @@
+//! The gRPC transport of the public API. Each RPC takes the caller's context from the request
+//! (here, in one place), calls its transport-independent handler and turns a domain error into
+//! a status (in `super::status`, one place). No rule lives here: a REST front end calls the
+//! same handlers.
+
+use std::pin::Pin;
+
+use corral_proto::affinity_service_server::AffinityService;
+use corral_proto::cluster_service_server::ClusterService;
+use corral_proto::disk_service_server::DiskService;
+use corral_proto::engine_service_server::EngineService;
+use corral_proto::event_service_server::EventService;
+use corral_proto::host_service_server::HostService;
+use corral_proto::ovf_service_server::OvfService;
+use corral_proto::vm_service_server::VmService;
+use corral_proto::*;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{affinity, cluster, disks, engine, events, hosts, ovf, status, vms, Caller, Principal, REQUEST_ID_HEADER};
+
+/// A handler served over gRPC.
+pub struct Grpc<H>(pub H);
+
+/// The caller of a gRPC request: its peer address and the request id of a retryable write.
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    let request_id = match req.metadata().get(REQUEST_ID_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| Status::invalid_argument(format!("{REQUEST_ID_HEADER}: must be a UUID")))?,
+        ),
+    };
+    Ok(Caller { who: Principal::Anonymous, peer: req.remote_addr(), request_id })
+}
+
+/// Implements a gRPC service whose every RPC is one unary handler of the same name.
+macro_rules! unary_service {
+    ($service:ident for $handler:ty { $($rpc:ident($req:ty) -> $resp:ty;)* }) => {
+        #[tonic::async_trait]
+        impl $service for Grpc<$handler> {
+            $(
+                async fn $rpc(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
+                    let cx = caller(&req)?;
+                    self.0.$rpc(&cx, req.into_inner()).await.map(Response::new).map_err(status)
+                }
+            )*
+        }
+    };
+}
+
+unary_service!(ClusterService for cluster::Api {
+    bootstrap(BootstrapRequest) -> BootstrapResponse;
+    join(JoinRequest) -> JoinResponse;
+    status(StatusRequest) -> ClusterStatus;
+    create_token(CreateTokenRequest) -> CreateTokenResponse;
+    edit(EditClusterRequest) -> ClusterSettings;
+    upgrade(UpgradeRequest) -> UpgradeResponse;
+    backup(BackupRequest) -> BackupResponse;
+});
+
+unary_service!(HostService for hosts::Api {
+    list(ListHostsRequest) -> ListHostsResponse;
+    remove(RemoveHostRequest) -> RemoveHostResponse;
+    get(GetHostRequest) -> Host;
+    maintenance(HostMaintenanceRequest) -> Host;
+    activate(HostRef) -> Host;
+    edit(EditHostRequest) -> Host;
+});
+
+unary_service!(VmService for vms::Api {
+    create(CreateVmRequest) -> Vm;
+    list(ListVmsRequest) -> ListVmsResponse;
+    get(GetVmRequest) -> Vm;
+    edit(EditVmRequest) -> Vm;
+    delete(DeleteVmRequest) -> DeleteVmResponse;
+    clone(CloneVmRequest) -> Vm;
+    start(StartVmRequest) -> Vm;
+    shutdown(ShutdownVmRequest) -> Vm;
+    stop(StopVmRequest) -> Vm;
+    reboot(VmRef) -> Vm;
+    suspend(VmRef) -> Vm;
+    resume(VmRef) -> Vm;
+    migrate(MigrateVmRequest) -> Vm;
+    cancel_migration(VmRef) -> Vm;
+    export(VmRef) -> OvfDocument;
+    import(ImportVmRequest) -> ImportVmResponse;
+});
+
+unary_service!(OvfService for ovf::Api {
+    list(OvfListRequest) -> OvfListResponse;
+    dump(OvfDumpRequest) -> OvfDocument;
+});
+
+unary_service!(EngineService for engine::Api {
+    status(EngineStatusRequest) -> EngineStatus;
+    maintenance(EngineMaintenanceRequest) -> EngineStatus;
+    start_local(EngineStartLocalRequest) -> EngineStartLocalResponse;
+    runs_vm(RunsVmRequest) -> RunsVmResponse;
+});
+
+unary_service!(DiskService for disks::Api {
+    list(ListDisksRequest) -> ListDisksResponse;
+});
+
+unary_service!(AffinityService for affinity::Api {
+    create_group(CreateAffinityGroupRequest) -> AffinityGroup;
+    list_groups(ListAffinityRequest) -> ListAffinityGroupsResponse;
+    get_group(GetAffinityRequest) -> AffinityGroup;
+    edit_group(EditAffinityGroupRequest) -> AffinityGroup;
+    delete_group(DeleteAffinityRequest) -> DeleteAffinityResponse;
+    create_label(CreateAffinityLabelRequest) -> AffinityLabel;
+    list_labels(ListAffinityRequest) -> ListAffinityLabelsResponse;
+    get_label(GetAffinityRequest) -> AffinityLabel;
+    edit_label(EditAffinityLabelRequest) -> AffinityLabel;
+    delete_label(DeleteAffinityRequest) -> DeleteAffinityResponse;
+});
+
+#[tonic::async_trait]
+impl EventService for Grpc<events::Api> {
+    async fn list(&self, req: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
+        let cx = caller(&req)?;
+        self.0.list(&cx, req.into_inner()).await.map(Response::new).map_err(status)
+    }
+
+    type FollowStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+    async fn follow(&self, req: Request<FollowEventsRequest>) -> Result<Response<Self::FollowStream>, Status> {
+        let cx = caller(&req)?;
+        let events = self.0.follow(&cx, req.into_inner()).await.map_err(status)?;
+        Ok(Response::new(Box::pin(events.map(Ok))))
+    }
+}

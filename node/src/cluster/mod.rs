@@ -1,0 +1,423 @@
+//! The cluster handle: this node's Raft instance (made at bootstrap or join, or at start-up when
+//! the data dir already holds an identity), its store and its network, and the few operations
+//! everything else builds on: propose through the leader, read linearizably, route a
+//! leader-only request, watch the applied state. It knows nothing of libvirt, leases or the
+//! leader's heartbeat book; the parts that do are handed this handle by the wiring (`daemon`).
+
+mod membership;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use corral_raft::command::{Op, Outcome};
+use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
+use corral_raft::model::HostFacts;
+use corral_raft::network::Network;
+use corral_raft::typ::{ClientWriteError, Raft, RaftError, StateHandle};
+use corral_raft::{ClusterError, ClusterState, Command, NodeId, NodeInfo, Reply};
+use corral_storage::Store;
+use openraft::error::ForwardToLeader;
+use openraft::SnapshotPolicy;
+use tokio::sync::{watch, Mutex, OnceCell};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::now_ms;
+
+pub use membership::DEFAULT_TOKEN_TTL_MS;
+
+/// How long a request waits for a leader to exist (elections take well under a second).
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_WAIT: Duration = Duration::from_secs(5);
+
+/// The leader's side of a host's heartbeat. Only the leader's liveness part (`controller`)
+/// knows heartbeat times, so it answers them; the wiring hands it to the cluster handle, which
+/// passes heartbeats that reach this node on to it.
+pub trait LeaseDesk: Send + Sync {
+    fn heartbeat(&self, host: NodeId, self_fenced: bool, sent_ms: i64) -> Result<LeaderResponse, ClusterError>;
+}
+
+/// A cheap, cloneable handle on this node's membership of the cluster.
+#[derive(Clone)]
+pub struct Cluster(Arc<Inner>);
+
+struct Inner {
+    config: Arc<Config>,
+    /// What this host tells the cluster about itself when it bootstraps or joins.
+    facts: HostFacts,
+    store: Store,
+    network: Network,
+    raft: OnceCell<RaftParts>,
+    /// Published once Raft runs, for the parts that start with it.
+    started: watch::Sender<Option<RaftParts>>,
+    /// Serializes membership changes on the leader: openraft allows one at a time.
+    admit_lock: Mutex<()>,
+    desk: OnceLock<Arc<dyn LeaseDesk>>,
+}
+
+#[derive(Clone)]
+pub struct RaftParts {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub state: StateHandle,
+    batcher: crate::batcher::Batcher,
+}
+
+impl Cluster {
+    /// Opens the data dir; resumes Raft when it holds an identity.
+    pub async fn open(config: Arc<Config>, facts: HostFacts) -> anyhow::Result<Cluster> {
+        let crate::identity::Opened { store, node_id } = crate::identity::open(&config)?;
+        let cluster = Cluster(Arc::new(Inner {
+            network: Network::new(store.write_format()),
+            config,
+            facts,
+            store,
+            raft: OnceCell::new(),
+            started: watch::Sender::new(None),
+            admit_lock: Mutex::new(()),
+            desk: OnceLock::new(),
+        }));
+        if let Some(id) = node_id {
+            cluster.start_raft(id).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "the data dir {} could not be read: {e}. If it is damaged, run corrald again with --rejoin to \
+                     set it aside and catch up from the cluster as the same member",
+                    cluster.0.config.data_dir.display()
+                )
+            })?;
+            tracing::info!(node_id = id, "resumed from the data dir");
+        } else {
+            tracing::info!("no identity in the data dir: waiting for `cluster bootstrap` or `cluster join`");
+        }
+        Ok(cluster)
+    }
+
+    /// Hands heartbeats to the leader's liveness part; once, by the wiring.
+    pub fn set_lease_desk(&self, desk: Arc<dyn LeaseDesk>) {
+        if self.0.desk.set(desk).is_err() {
+            tracing::error!("the lease desk was set twice; the first one stays");
+        }
+    }
+
+    /// Answers a heartbeat sent to this node, which must lead to acknowledge it.
+    pub fn heartbeat(&self, host: NodeId, self_fenced: bool, sent_ms: i64) -> Result<LeaderResponse, ClusterError> {
+        match self.0.desk.get() {
+            Some(desk) => desk.heartbeat(host, self_fenced, sent_ms),
+            None => Err(ClusterError::Unavailable("this node does not answer heartbeats yet".into())),
+        }
+    }
+
+    /// Waits until this node runs Raft (at once when it already does).
+    pub async fn started(&self) -> Option<RaftParts> {
+        let mut rx = self.0.started.subscribe();
+        let parts = rx.wait_for(Option::is_some).await.ok()?;
+        parts.clone()
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.0.network
+    }
+
+    /// Creates this node's Raft instance under `id`; once per process.
+    async fn start_raft(&self, id: NodeId) -> Result<&RaftParts, ClusterError> {
+        let parts = self
+            .0
+            .raft
+            .get_or_try_init(|| async {
+                let c = &self.0.config;
+                let raft_config = openraft::Config {
+                    cluster_name: "corral".into(),
+                    heartbeat_interval: c.heartbeat_ms,
+                    election_timeout_min: c.election_timeout_ms,
+                    election_timeout_max: c.election_timeout_ms * 2,
+                    snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every),
+                    max_in_snapshot_log_to_keep: c.keep_logs,
+                    install_snapshot_timeout: 2000,
+                    ..Default::default()
+                }
+                .validate()
+                .map_err(|e| ClusterError::Internal(format!("bad Raft settings: {e}")))?;
+                let internal = |e: corral_storage::Error| ClusterError::Internal(corral_storage::error_chain(&e));
+                let log = self.0.store.log_store().map_err(internal)?;
+                let sm = self.0.store.state_machine::<_, ClusterState>().map_err(internal)?;
+                let state = sm.handle();
+                let raft = Raft::new(id, Arc::new(raft_config), self.0.network.clone(), log, sm)
+                    .await
+                    .map_err(|e| ClusterError::Internal(format!("cannot start Raft: {e}")))?;
+                let batcher = crate::batcher::Batcher::spawn(raft.clone());
+                self.spawn_identity_keeper(id, raft.clone(), state.clone());
+                Ok::<_, ClusterError>(RaftParts { id, raft, state, batcher })
+            })
+            .await?;
+        if self.0.started.borrow().is_none() {
+            self.0.started.send_replace(Some(parts.clone()));
+        }
+        Ok(parts)
+    }
+
+    pub fn parts(&self) -> Result<&RaftParts, ClusterError> {
+        self.0.raft.get().ok_or_else(|| {
+            ClusterError::FailedPrecondition(
+                "this node is not part of a cluster yet: run `corral cluster bootstrap` or `corral cluster join`"
+                    .into(),
+            )
+        })
+    }
+
+    pub fn state(&self) -> Result<&StateHandle, ClusterError> {
+        Ok(&self.parts()?.state)
+    }
+
+    /// Reads the local state after making it linearizable (unless `stale`).
+    pub async fn read<T>(&self, stale: bool, f: impl FnOnce(&ClusterState) -> T) -> Result<T, ClusterError> {
+        let parts = self.parts()?;
+        if !stale {
+            self.read_barrier(parts).await?;
+        }
+        Ok(parts.state.read(f))
+    }
+
+    async fn read_barrier(&self, parts: &RaftParts) -> Result<(), ClusterError> {
+        match self.route(LeaderRequest::ReadIndex, 0).await? {
+            LeaderResponse::ReadIndex(index) => wait_applied(parts, index).await,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Proposes `op` through the leader and returns what applying it produced, once this node
+    /// has applied it too.
+    pub async fn write(&self, request_id: Option<Uuid>, op: Op) -> Result<Outcome, ClusterError> {
+        match self.route(LeaderRequest::Write { request_id, op: Box::new(op) }, 0).await? {
+            LeaderResponse::Written(Reply(r), index) => {
+                // Whoever asked next reads this node's copy: let it include this write.
+                wait_applied(self.parts()?, index).await?;
+                r
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// This node's own OVF store: every VM's last committed document, by VM id. Needs no
+    /// quorum, no leader, not even a cluster.
+    pub fn local_ovf_store(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let docs = self.0.store.documents().map_err(|e| ClusterError::Internal(format!("OVF store: {e}")))?;
+        Ok(docs.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
+    }
+
+    /// One document of this node's own OVF store, by VM id.
+    pub fn local_ovf_document(&self, vm: uuid::Uuid) -> Result<Option<String>, ClusterError> {
+        let key = corral_raft::documents::key(vm);
+        let doc = self.0.store.document(&key).map_err(|e| ClusterError::Internal(format!("OVF store: {e}")))?;
+        Ok(doc.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// A node-local fact, kept across restarts.
+    pub fn local_fact(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.store.get_local(key).ok().flatten()
+    }
+
+    pub fn set_local_fact(&self, key: &str, value: &[u8]) -> Result<(), ClusterError> {
+        self.0.store.set_local(key, value).map_err(|e| ClusterError::Internal(format!("local store: {e}")))
+    }
+
+    /// Runs `req` on the leader: here when this node leads, else handed to the leader, unless
+    /// it was handed on `MAX_HOPS` times already. When the leader cannot even be connected to
+    /// (it died), waits for the next leader and hands it there instead.
+    pub async fn route(&self, req: LeaderRequest, hops: u8) -> Result<LeaderResponse, ClusterError> {
+        let parts = self.parts()?;
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut failed: Option<(NodeId, u64)> = None;
+        loop {
+            let (leader, term) = self.wait_for_leader(parts, deadline, failed).await?;
+            if leader == parts.id {
+                return self.leader_only(req, hops).await;
+            }
+            if hops >= MAX_HOPS {
+                return Err(ClusterError::Unavailable(
+                    "the leader moved while the request was forwarded; try again".into(),
+                ));
+            }
+            let address = node_address(parts, leader)?;
+            match self.0.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT).await {
+                Err(ClusterError::Unreachable(msg)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!("{msg}; waiting for another leader");
+                    failed = Some((leader, term));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs a leader-only request on this node; if leadership moved meanwhile, hands it on
+    /// (within the hop limit).
+    async fn leader_only(&self, req: LeaderRequest, hops: u8) -> Result<LeaderResponse, ClusterError> {
+        let parts = self.parts()?;
+        match req {
+            LeaderRequest::Write { request_id, op } => {
+                if matches!(*op, Op::Batch(_)) {
+                    return Err(ClusterError::invalid("op", "batches are made by the leader, not sent to it"));
+                }
+                match parts.batcher.propose(request_id, (*op).clone()).await {
+                    Ok((reply, index)) => Ok(LeaderResponse::Written(reply, index)),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) if hops < MAX_HOPS => {
+                        let address = self.leader_address(parts, f).await?;
+                        let req = LeaderRequest::Write { request_id, op };
+                        self.0.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT).await
+                    }
+                    Err(e) => Err(write_error(e)),
+                }
+            }
+            LeaderRequest::ReadIndex => match parts.raft.ensure_linearizable().await {
+                // openraft's read index is its committed index, which a leader restarted
+                // without losing its term may hold stale (it was saved lazily); everything
+                // in the leader's log commits while it leads, so reading after all of it
+                // can never miss an acknowledged write.
+                Ok(log_id) => {
+                    let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                    Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
+                }
+                Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
+            },
+            LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
+            LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name).await,
+            LeaderRequest::Heartbeat { .. } => {
+                Err(ClusterError::invalid("request", "heartbeats go straight to the leader, not through forwarding"))
+            }
+        }
+    }
+
+    /// Held while Raft membership changes, which openraft takes one at a time.
+    pub async fn membership_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.admit_lock.lock().await
+    }
+
+    /// Proposes `op` on this node only if it leads now; never hands it on. For commands that
+    /// speak for this node as leader (it must not be applied on another leader's behalf).
+    pub async fn propose_as_leader(&self, op: Op) -> Result<Outcome, ClusterError> {
+        let parts = self.parts()?;
+        let cmd = Command { at_ms: now_ms(), request_id: None, op };
+        parts.raft.client_write(cmd).await.map_err(write_error)?.data.0
+    }
+
+    /// Waits until some node is known to lead, other than `not` (a leader, term pair that
+    /// could not be reached), and returns it with its term.
+    async fn wait_for_leader(
+        &self,
+        parts: &RaftParts,
+        deadline: tokio::time::Instant,
+        not: Option<(NodeId, u64)>,
+    ) -> Result<(NodeId, u64), ClusterError> {
+        let mut rx = parts.raft.metrics();
+        loop {
+            let seen = {
+                let m = rx.borrow_and_update();
+                m.current_leader.map(|l| (l, m.current_term))
+            };
+            if let Some(found) = seen {
+                if Some(found) != not {
+                    return Ok(found);
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Err(ClusterError::Unavailable("the cluster has no leader right now; try again".into())),
+            }
+        }
+    }
+
+    async fn leader_address(
+        &self,
+        parts: &RaftParts,
+        f: ForwardToLeader<NodeId, NodeInfo>,
+    ) -> Result<String, ClusterError> {
+        match (f.leader_node, f.leader_id) {
+            (Some(n), _) => Ok(n.address),
+            (None, Some(id)) => node_address(parts, id),
+            (None, None) => {
+                let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+                node_address(parts, self.wait_for_leader(parts, deadline, None).await?.0)
+            }
+        }
+    }
+
+    /// Writes the identity file once the state names the cluster, and keeps the members'
+    /// addresses for `--rejoin`; lives as long as Raft does.
+    fn spawn_identity_keeper(&self, id: NodeId, raft: Raft, state: StateHandle) {
+        let node = self.0.clone();
+        tokio::spawn(async move {
+            let mut applied = state.subscribe();
+            let mut has_identity = false;
+            let mut metrics = raft.metrics();
+            let mut known: Vec<String> = Vec::new();
+            loop {
+                if !has_identity {
+                    match state.read(|s| crate::identity::ensure(&node.config, &node.store, id, s)) {
+                        Ok(done) => has_identity = done,
+                        Err(e) => tracing::error!("cannot write the identity file: {e:#}"),
+                    }
+                }
+                let addresses: Vec<String> = {
+                    let m = metrics.borrow_and_update();
+                    m.membership_config.membership().nodes().map(|(_, n)| n.address.clone()).collect()
+                };
+                if addresses != known && !addresses.is_empty() {
+                    crate::identity::remember_peers(&node.config.data_dir, &addresses);
+                    known = addresses;
+                }
+                tokio::select! {
+                    r = applied.changed(), if !has_identity => if r.is_err() { return },
+                    r = metrics.changed() => if r.is_err() { return },
+                }
+            }
+        });
+    }
+
+    /// Stops Raft and flushes the store; the data dir is then consistent for a restart.
+    pub async fn shutdown(&self) {
+        if let Some(p) = self.0.raft.get() {
+            if let Err(e) = p.raft.shutdown().await {
+                tracing::warn!("Raft did not shut down cleanly: {e}");
+            }
+        }
+        if let Err(e) = self.0.store.flush() {
+            tracing::warn!("final flush failed: {e}");
+        }
+    }
+}
+
+async fn wait_applied(parts: &RaftParts, index: u64) -> Result<(), ClusterError> {
+    if parts.state.last_applied().map_or(0, |l| l.index) >= index {
+        return Ok(());
+    }
+    parts
+        .raft
+        .wait(Some(READ_WAIT))
+        .applied_index_at_least(Some(index), "linearizable read")
+        .await
+        .map(|_| ())
+        .map_err(|e| ClusterError::Unavailable(format!("this node did not catch up with the leader: {e}")))
+}
+
+fn node_address(parts: &RaftParts, id: NodeId) -> Result<String, ClusterError> {
+    let metrics = parts.raft.metrics().borrow().clone();
+    metrics.membership_config.membership().get_node(&id).map(|n| n.address.clone()).ok_or_else(|| {
+        ClusterError::Unavailable(format!("the leader (node {id}) is not in this node's membership yet"))
+    })
+}
+
+fn write_error(e: RaftError<ClientWriteError>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+            ClusterError::Unavailable("leadership changed while writing; try again".into())
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ClusterError::FailedPrecondition(format!("membership change refused: {e}"))
+        }
+        RaftError::Fatal(e) => ClusterError::Unavailable(format!("Raft stopped on this node: {e}")),
+    }
+}
+
+fn unexpected(resp: LeaderResponse) -> ClusterError {
+    ClusterError::Internal(format!("the leader answered with an unexpected message: {resp:?}"))
+}

@@ -1,0 +1,65 @@
+//! The wiring: composes one corrald from its parts and hands each the narrowest handle it
+//! needs. The cluster handle knows Raft, the store and the network; the host agent owns the
+//! lease, the hypervisor driver and the storage domain; the leader's part owns the heartbeat
+//! book. None of them knows the others' types: they meet here.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use corral_raft::model::HostFacts;
+
+use crate::agent::libvirt::Hypervisor;
+use crate::agent::HostAgent;
+use crate::api::{self, Handles};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::controller::Leader;
+use crate::images::StorageDomain;
+
+pub struct Daemon {
+    cluster: Cluster,
+    agent: Arc<HostAgent>,
+    api: Arc<Handles>,
+}
+
+impl Daemon {
+    /// Opens the data dir and starts every part; the agent's and the leader's tasks start once
+    /// this node runs Raft (at once, or at bootstrap or join).
+    pub async fn open(config: Config, facts: HostFacts, hypervisor: Hypervisor) -> anyhow::Result<Daemon> {
+        let config = Arc::new(config);
+        let cluster = Cluster::open(config.clone(), facts.clone()).await?;
+        let leader = Leader::new(cluster.clone(), config.clone());
+        cluster.set_lease_desk(leader.clone());
+        let agent = HostAgent::new(cluster.clone(), hypervisor, config.clone(), facts.domain_type);
+        let api = Arc::new(Handles {
+            cluster: cluster.clone(),
+            images: StorageDomain::new(&config.storage_dir),
+            config,
+            facts,
+            local: agent.local_engine(),
+        });
+        let (c, a) = (cluster.clone(), agent.clone());
+        tokio::spawn(async move {
+            let Some(parts) = c.started().await else { return };
+            leader.spawn(&parts);
+            a.spawn(&parts);
+        });
+        Ok(Daemon { cluster, agent, api })
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        api::serve(self.api.clone(), listener, shutdown).await
+    }
+
+    /// A clean stop: this host's lease is given up and its VMs stopped (the cluster restarts
+    /// the HA ones elsewhere), then Raft stops and the store is flushed.
+    pub async fn shutdown(&self) {
+        self.agent.release().await;
+        self.cluster.shutdown().await;
+    }
+}
