@@ -99,8 +99,26 @@ vocab! {
 pub fn read<M: Vocab>(field: &'static str, value: i32, text: &str) -> Result<Option<M>, ClusterError> {
     match M::Api::of(value).or_word(text) {
         Ok(v) => Ok(M::try_from(v).ok()),
-        Err(bad) => Err(ClusterError::invalid(field, format!("must be {} (got '{bad}')", M::Api::choices()))),
+        Err(bad) => Err(refused::<M>(field, bad)),
     }
+}
+
+/// `read` for a field that must be given: an empty string from an older client is refused.
+pub fn read_given<M: Vocab>(field: &'static str, value: i32, text: &str) -> Result<M, ClusterError> {
+    read(field, value, text)?.ok_or_else(|| refused::<M>(field, text))
+}
+
+/// `read` for an edit's optional string: absent leaves the value as it is, but one that is
+/// present must name a value (an older client's empty string was refused, and still is).
+pub fn read_change<M: Vocab>(field: &'static str, value: i32, text: Option<&str>) -> Result<Option<M>, ClusterError> {
+    match text {
+        Some(t) => read_given(field, value, t).map(Some),
+        None => read(field, value, ""),
+    }
+}
+
+fn refused<M: Vocab>(field: &'static str, bad: &str) -> ClusterError {
+    ClusterError::invalid(field, format!("must be {} (got '{bad}')", M::Api::choices()))
 }
 
 #[cfg(test)]
@@ -140,6 +158,12 @@ mod tests {
         assert_eq!(super::read("domain_type", 99, "qemu"), Ok(Some(model::DomainType::Qemu)));
         let refused = read(pb::DomainType::Unspecified, "xen").unwrap_err().to_string();
         assert_eq!(refused, "domain_type: must be kvm, qemu or test (got 'xen')");
+        let change = |v: pb::HaPriority, t| read_change::<model::HaPriority>("ha_priority", v.into(), t);
+        assert_eq!(change(pb::HaPriority::Unspecified, None), Ok(None));
+        assert_eq!(change(pb::HaPriority::High, None), Ok(Some(model::HaPriority::High)));
+        assert_eq!(change(pb::HaPriority::Unspecified, Some("low")), Ok(Some(model::HaPriority::Low)));
+        let refused = change(pb::HaPriority::Unspecified, Some("")).unwrap_err().to_string();
+        assert_eq!(refused, "ha_priority: must be low, medium or high (got '')");
     }
 
     /// The words the model had before they came from the proto, and its refusals: the same,

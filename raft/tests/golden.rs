@@ -4,6 +4,8 @@
 //! that wrote them. `CORRAL_WRITE_GOLDEN=v0 cargo test -p corral-raft --test golden write` wrote
 //! the v0 files on release 3f21f51; `CORRAL_WRITE_GOLDEN=v1 ...` writes the v1 files. Never
 //! rewrite a released version's files: they are what old data dirs and old nodes hold.
+//! `tests/golden/strings/` holds commands whose strings later became types, as the build before
+//! that change wrote them (in v0 and v1).
 
 #[path = "golden/samples.rs"]
 mod samples;

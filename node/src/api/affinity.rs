@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use corral_proto::*;
 use corral_raft::command::{Op, Outcome};
-use corral_raft::model::{self, ClusterState, Polarity};
+use corral_raft::model::{self, ClusterState};
 use corral_raft::{validate, vocab, ClusterError};
 
 use super::{Caller, Handles};
@@ -33,10 +33,6 @@ fn label_to_proto(s: &ClusterState, l: &model::AffinityLabel) -> AffinityLabel {
     }
 }
 
-fn polarity(value: i32, text: &str) -> Result<Option<Polarity>, ClusterError> {
-    vocab::read("polarity", value, text)
-}
-
 impl Api {
     /// The group or label a write produced; VM and host names come from this node's copy of
     /// the state.
@@ -58,10 +54,7 @@ impl Api {
         validate::name("name", &r.name)?;
         let op = Op::CreateAffinityGroup {
             name: r.name,
-            polarity: polarity(r.polarity_enum, &r.polarity)?.ok_or_else(|| {
-                let rule = format!("must be {} (got '')", corral_proto::Polarity::choices());
-                ClusterError::invalid("polarity", rule)
-            })?,
+            polarity: vocab::read_given("polarity", r.polarity_enum, &r.polarity)?,
             enforcing: r.enforcing,
             vms: r.vms,
         };
@@ -99,7 +92,7 @@ impl Api {
             add_vms: r.add_vms,
             remove_vms: r.remove_vms,
             enforcing: r.enforcing,
-            polarity: polarity(r.polarity_enum, r.polarity.as_deref().unwrap_or_default())?,
+            polarity: vocab::read_change("polarity", r.polarity_enum, r.polarity.as_deref())?,
         };
         let Outcome::AffinityGroup(g) = self.write(rid, op).await? else {
             return Err(ClusterError::Internal("the write returned no affinity group".into()));

@@ -66,8 +66,8 @@ impl Api {
     pub async fn edit(&self, cx: &Caller, req: EditClusterRequest) -> Result<ClusterSettings, ClusterError> {
         let rid = cx.request_id;
         let r = req;
-        let text = r.scheduling.as_deref().unwrap_or_default();
-        let policy: Option<SchedulingPolicy> = vocab::read("scheduling", r.scheduling_enum, text)?;
+        let policy: Option<SchedulingPolicy> =
+            vocab::read_change("scheduling", r.scheduling_enum, r.scheduling.as_deref())?;
         if let Some(v) = r.cpu_overcommit {
             validate::cpu_overcommit(v)?;
         }

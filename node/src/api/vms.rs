@@ -284,21 +284,17 @@ impl Api {
             memory_mib: r.memory_mib,
             vcpus: r.vcpus,
             ha_enabled: r.ha,
-            ha_priority: read("ha_priority", r.ha_priority_enum, r.ha_priority.as_deref().unwrap_or_default())?,
+            ha_priority: vocab::read_change("ha_priority", r.ha_priority_enum, r.ha_priority.as_deref())?,
             domain_type: read("domain_type", r.domain_type_enum, r.domain_type.as_deref().unwrap_or_default())?,
-            resume_behavior: read(
+            resume_behavior: vocab::read_change(
                 "resume_behavior",
                 r.resume_behavior_enum,
-                r.resume_behavior.as_deref().unwrap_or_default(),
+                r.resume_behavior.as_deref(),
             )?,
             migration_settings: r.migration.map(overrides_edit).transpose()?,
             host_tags: r.host_tags.map(|l| l.values),
             pinned_hosts: r.pinned_hosts.map(|l| l.values),
-            migration: read(
-                "migration_policy",
-                r.migration_policy_enum,
-                r.migration_policy.as_deref().unwrap_or_default(),
-            )?,
+            migration: vocab::read_change("migration_policy", r.migration_policy_enum, r.migration_policy.as_deref())?,
             delete_protected: r.delete_protected,
             os: r.os,
         };
