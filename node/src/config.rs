@@ -270,7 +270,7 @@ impl Config {
         let libvirt_uri = args.libvirt_uri.or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into());
         let domain_type = match (args.domain_type.or(file.domain_type), libvirt_uri.starts_with("test:")) {
             (None, true) => DomainType::Test,
-            (Some(t), true) if t != "test" => {
+            (Some(t), true) if t != DomainType::Test.as_str() => {
                 return Err(ConfigError::Invalid {
                     setting: "domain_type",
                     rule: format!("libvirt's test driver only runs domains of type test (got '{t}')"),
