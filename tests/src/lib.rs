@@ -123,11 +123,6 @@ impl CliOutput {
             panic!("output is not a {} ({e}): {}\nstderr: {}", std::any::type_name::<T>(), self.stdout, self.stderr)
         })
     }
-
-    /// The output as untyped JSON, for the few results that have no view type.
-    pub fn json(&self) -> Value {
-        self.view()
-    }
 }
 
 impl From<Output> for CliOutput {
@@ -338,7 +333,8 @@ impl Cluster {
         out.view()
     }
 
-    /// `cli_json` for the few results that have no view type.
+    /// `cli_json` for the few results that have no view type (`host remove`, `cluster backup`,
+    /// `cluster upgrade`, deletions of affinity rules): untyped JSON.
     pub fn must_json(&self, i: usize, args: &[&str]) -> Value {
         self.cli_json(i, args)
     }
