@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
+use corral_cli::views::VmView;
 use corral_tests::sandbox::{Sandbox, SandboxOptions, GUEST_POWEROFF, GUEST_UP, WAIT};
 use corral_tests::wait_until;
 use serde_json::Value;
@@ -342,9 +343,9 @@ fn live_migration(sb: &Sandbox) {
     lap("vm migrate --to host3 --wait", t);
     assert_eq!(out.code, 0, "vm migrate failed: {}", out.stderr.trim());
     assert!(out.stderr.contains("migrating g1 from host1 to host3"), "stderr: {}", out.stderr);
-    let moved = out.json();
-    assert_eq!((moved["status"].as_str(), moved["host"].as_str()), (Some("up"), Some("host3")), "{moved:#}");
-    assert_eq!(moved["migrating_to"], Value::Null, "{moved:#}");
+    let moved: VmView = out.view();
+    assert_eq!((moved.status.as_str(), moved.host.as_deref()), ("up", Some("host3")), "{moved:#?}");
+    assert_eq!(moved.migrating_to, None, "{moved:#?}");
     let shown = sb.vm(VM);
     assert_eq!((shown["status"].as_str(), shown["host"].as_str()), (Some("up"), Some("host3")), "{shown:#}");
 
