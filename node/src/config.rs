@@ -237,8 +237,8 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     setting: "listen",
                     rule: format!(
-                        "must name its port with --rejoin, --restore or --force-new-cluster, which record this \
-                         node's address before it listens (got {listen}; or give advertise)"
+                        "port 0 is refused with --rejoin, --restore and --force-new-cluster, which record this \
+                         node's address before it listens: give a port, or an advertise address (got {listen})"
                     ),
                 })
             }
@@ -442,7 +442,7 @@ mod tests {
 
         let err =
             Config::load(Args { name: Some("h".into()), listen, rejoin: true, ..Default::default() }).unwrap_err();
-        assert!(err.to_string().starts_with("listen: must name its port with --rejoin"), "{err}");
+        assert!(err.to_string().starts_with("listen: port 0 is refused with --rejoin"), "{err}");
     }
 
     #[test]
