@@ -232,7 +232,6 @@ impl Config {
                     rule: format!("must be given when listening on {listen} (other nodes need a routable address)"),
                 })
             }
-            // With port 0 a placeholder until `bound` knows the port.
             None if listen.port() == 0 && (args.rejoin || args.restore.is_some() || args.force_new_cluster) => {
                 return Err(ConfigError::Invalid {
                     setting: "listen",
@@ -242,6 +241,7 @@ impl Config {
                     ),
                 })
             }
+            // With port 0, a placeholder until `bound` knows the port.
             None => listen.to_string(),
         };
         let name = match args.name.or(file.name) {
