@@ -206,7 +206,7 @@ impl Cluster {
         let n = &self.nodes[i];
         let mut cmd = Command::new(n.corrald.clone().unwrap_or_else(|| bin("corrald")));
         cmd.args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"]);
-        // (An older corrald has none: `spawn_quietly` gives it a port.)
+        // An older corrald has no --listen-file: `spawn_quietly` picked its port instead.
         if n.port_unknown() && n.corrald.is_none() {
             cmd.arg("--listen-file").arg(&n.listen_file);
         }
