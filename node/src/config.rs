@@ -232,16 +232,16 @@ impl Config {
                     rule: format!("must be given when listening on {listen} (other nodes need a routable address)"),
                 })
             }
-            // With port 0 a placeholder until `bound` knows the port.
             None if listen.port() == 0 && (args.rejoin || args.restore.is_some() || args.force_new_cluster) => {
                 return Err(ConfigError::Invalid {
                     setting: "listen",
                     rule: format!(
-                        "must name its port with --rejoin, --restore or --force-new-cluster, which record this \
-                         node's address before it listens (got {listen}; or give advertise)"
+                        "port 0 is refused with --rejoin, --restore and --force-new-cluster, which record this \
+                         node's address before it listens: give a port, or an advertise address (got {listen})"
                     ),
                 })
             }
+            // With port 0, a placeholder until `bound` knows the port.
             None => listen.to_string(),
         };
         let name = match args.name.or(file.name) {
@@ -442,7 +442,7 @@ mod tests {
 
         let err =
             Config::load(Args { name: Some("h".into()), listen, rejoin: true, ..Default::default() }).unwrap_err();
-        assert!(err.to_string().starts_with("listen: must name its port with --rejoin"), "{err}");
+        assert!(err.to_string().starts_with("listen: port 0 is refused with --rejoin"), "{err}");
     }
 
     #[test]

@@ -123,11 +123,6 @@ impl CliOutput {
             panic!("output is not a {} ({e}): {}\nstderr: {}", std::any::type_name::<T>(), self.stdout, self.stderr)
         })
     }
-
-    /// The output as untyped JSON, for the few results that have no view type.
-    pub fn json(&self) -> Value {
-        self.view()
-    }
 }
 
 impl From<Output> for CliOutput {
@@ -211,7 +206,7 @@ impl Cluster {
         let n = &self.nodes[i];
         let mut cmd = Command::new(n.corrald.clone().unwrap_or_else(|| bin("corrald")));
         cmd.args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"]);
-        // (An older corrald has none: `spawn_quietly` gives it a port.)
+        // An older corrald has no --listen-file: `spawn_quietly` picked its port instead.
         if n.port_unknown() && n.corrald.is_none() {
             cmd.arg("--listen-file").arg(&n.listen_file);
         }
@@ -338,7 +333,8 @@ impl Cluster {
         out.view()
     }
 
-    /// `cli_json` for the few results that have no view type.
+    /// `cli_json` for the few results that have no view type (`host remove`, `cluster backup`,
+    /// `cluster upgrade`, deletions of affinity rules): untyped JSON.
     pub fn must_json(&self, i: usize, args: &[&str]) -> Value {
         self.cli_json(i, args)
     }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use corral_cli::views::{ClusterStatusView, EventView, HostView, VmView};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::monitor::Monitor;
@@ -134,12 +136,12 @@ impl Sandbox {
             assert_eq!(out.code, 0, "{} could not join: {}", sb.hosts[i].name, out.stderr);
         }
         wait_until(WAIT, &format!("{n} hosts up in `host list`"), || {
-            let hosts = sb.json(&["host", "list"])?;
-            let up = hosts.as_array().map_or(0, |h| h.iter().filter(|h| h["state"] == "up").count());
+            let hosts: Vec<HostView> = sb.json(&["host", "list"])?;
+            let up = hosts.iter().filter(|h| h.state == "up").count();
             if up == n {
                 Ok(())
             } else {
-                Err(hosts.to_string())
+                Err(format!("{hosts:?}"))
             }
         });
 
@@ -216,27 +218,28 @@ impl Sandbox {
         out.stdout
     }
 
-    /// `corral -o json ARGS`, parsed; panics when it fails.
-    pub fn must_json(&self, args: &[&str]) -> Value {
+    /// `corral -o json ARGS`, read as `T` (the view type that command prints, from
+    /// `corral_cli::views`); panics when it fails.
+    pub fn cli_json<T: DeserializeOwned>(&self, args: &[&str]) -> T {
         self.json(args).unwrap_or_else(|e| panic!("corral {args:?} failed: {e}"))
     }
 
-    fn json(&self, args: &[&str]) -> Result<Value, String> {
+    fn json<T: DeserializeOwned>(&self, args: &[&str]) -> Result<T, String> {
         let mut all = vec!["-o", "json"];
         all.extend_from_slice(args);
         let out = self.corral(&all);
         if out.code != 0 {
             return Err(out.stderr.trim().to_string());
         }
-        serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}): {}", out.stdout))
+        serde_json::from_str(&out.stdout)
+            .map_err(|e| format!("not a {} ({e}): {}", std::any::type_name::<T>(), out.stdout))
     }
 
     /// The name of the host whose corrald leads now.
     pub fn leader_name(&self) -> String {
-        let status = self.must_json(&["cluster", "status"]);
-        let members = status["members"].as_array().cloned().unwrap_or_default();
-        let leader = members.iter().find(|m| m["id"] == status["leader_id"]);
-        leader.and_then(|m| m["name"].as_str()).unwrap_or_default().to_string()
+        let status: ClusterStatusView = self.cli_json(&["cluster", "status"]);
+        let leader = status.members.into_iter().find(|m| m.id == status.leader_id);
+        leader.map(|m| m.name).unwrap_or_default()
     }
 
     /// A host that does not lead (host3 or host2).
@@ -245,24 +248,24 @@ impl Sandbox {
         ["host3", "host2"].into_iter().find(|h| *h != leader).expect("two candidates").to_string()
     }
 
-    pub fn vm(&self, vm: &str) -> Value {
-        self.must_json(&["vm", "show", vm])
+    pub fn vm(&self, vm: &str) -> VmView {
+        self.cli_json(&["vm", "show", vm])
     }
 
     /// Waits until `vm show` satisfies `cond`, and returns what it showed.
-    pub fn wait_vm(&self, vm: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_vm(&self, vm: &str, what: &str, cond: impl Fn(&VmView) -> bool) -> VmView {
         wait_until(WAIT, &format!("vm {vm}: {what}"), || {
-            let v = self.json(&["vm", "show", vm])?;
+            let v: VmView = self.json(&["vm", "show", vm])?;
             if cond(&v) {
                 Ok(v)
             } else {
-                Err(format!("status {}, host {}", v["status"], v["host"]))
+                Err(format!("status {}, host {:?}", v.status, v.host))
             }
         })
     }
 
-    pub fn wait_status(&self, vm: &str, status: &str) -> Value {
-        self.wait_vm(vm, &format!("status {status}"), |v| v["status"] == status)
+    pub fn wait_status(&self, vm: &str, status: &str) -> VmView {
+        self.wait_vm(vm, &format!("status {status}"), |v| v.status == status)
     }
 
     /// The messages of the cluster's event log, oldest first.
@@ -271,8 +274,8 @@ impl Sandbox {
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
-                let e: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("event is not JSON ({e}): {l}"));
-                e["message"].as_str().unwrap_or_default().to_string()
+                let e: EventView = serde_json::from_str(l).unwrap_or_else(|e| panic!("not an event ({e}): {l}"));
+                e.message
             })
             .collect()
     }

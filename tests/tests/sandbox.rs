@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
+use corral_cli::views::{DeletedVmView, DiskView, EngineStatusView, EventView, HostView, VmView};
 use corral_tests::sandbox::{Sandbox, SandboxOptions, GUEST_POWEROFF, GUEST_UP, WAIT};
 use corral_tests::wait_until;
-use serde_json::Value;
 
 const VM: &str = "g1";
 
@@ -99,15 +99,15 @@ fn hosted_engine_on_sandbox_hosts() {
 }
 
 fn engine_bootstrapped(sb: &Sandbox) {
-    let vm = sb.wait_vm(ENGINE, "up on host1", |v| v["status"] == "up" && v["host"] == "host1");
-    assert_eq!((vm["hosted_engine"].as_bool(), vm["delete_protected"].as_bool()), (Some(true), Some(true)), "{vm:#}");
-    assert_eq!(vm["ha"]["priority"], "high", "{vm:#}");
+    let vm = sb.wait_vm(ENGINE, "up on host1", |v| up_on(v, "host1"));
+    assert_eq!((vm.hosted_engine, vm.delete_protected), (true, true), "{vm:#?}");
+    assert_eq!(vm.ha.priority, "high", "{vm:#?}");
     sb.wait_console(ENGINE, GUEST_UP);
     assert!(sb.domains("host1").contains(&(ENGINE.into(), "running".into())), "{:?}", sb.domains("host1"));
     let out = sb.corral(&["vm", "delete", ENGINE]);
     assert!(out.code != 0 && out.stderr.contains("hosted engine"), "delete of the engine VM: {out:?}");
     // Edited like any VM, and in every host's own OVF store a moment after the edit returns.
-    sb.must_json(&["vm", "edit", ENGINE, "--description", "the cluster's own manager"]);
+    sb.cli_json::<VmView>(&["vm", "edit", ENGINE, "--description", "the cluster's own manager"]);
     for i in 0..3 {
         corral_tests::wait_until(Duration::from_secs(5), &format!("host{}'s OVF store", i + 1), || {
             let doc = sb.corral_on(i, &["ovf", "dump", ENGINE, "--local"]);
@@ -123,16 +123,26 @@ fn engine_bootstrapped(sb: &Sandbox) {
     }
 }
 
-fn score(status: &Value, host: &str) -> Option<u64> {
-    status["hosts"].as_array()?.iter().find(|h| h["host"] == host)?["score"].as_u64()
+/// Whether the VM is up on `host`.
+fn up_on(v: &VmView, host: &str) -> bool {
+    v.status == "up" && v.host.as_deref() == Some(host)
+}
+
+/// Whether the VM is up, and not on `host`.
+fn up_off(v: &VmView, host: &str) -> bool {
+    v.status == "up" && v.host.as_deref() != Some(host)
+}
+
+fn score(status: &EngineStatusView, host: &str) -> Option<u32> {
+    status.hosts.iter().find(|h| h.host == host)?.score
 }
 
 fn engine_failover(sb: &Sandbox) {
     let status = wait_until(WAIT, "host3's gateway penalty in the engine scores", || {
-        let s = sb.must_json(&["engine", "status"]);
+        let s = sb.cli_json::<EngineStatusView>(&["engine", "status"]);
         match (score(&s, "host2"), score(&s, "host3")) {
             (Some(h2), Some(h3)) if h3 + 600 <= h2 => Ok(s),
-            _ => Err(s.to_string()),
+            _ => Err(format!("{s:?}")),
         }
     });
     eprintln!(
@@ -145,19 +155,24 @@ fn engine_failover(sb: &Sandbox) {
     monitor.wait_rounds(5, WAIT);
     let t = Instant::now();
     sb.power_off("host1");
-    let vm = sb.wait_vm(ENGINE, "up again, elsewhere", |v| v["status"] == "up" && v["host"] != "host1");
+    let vm = sb.wait_vm(ENGINE, "up again, elsewhere", |v| up_off(v, "host1"));
     lap("power loss -> engine up elsewhere", t);
     let report = monitor.stop();
     assert!(report.violations.is_empty(), "the engine ran on two hosts at once: {report}");
-    assert_eq!(vm["host"], "host2", "the engine went to {} instead of the best-scored host2: {status}", vm["host"]);
+    assert_eq!(
+        vm.host.as_deref(),
+        Some("host2"),
+        "the engine went to {:?} instead of the best-scored host2: {status:?}",
+        vm.host
+    );
     assert!(sb.domains("host2").contains(&(ENGINE.into(), "running".into())), "{:?}", sb.domains("host2"));
     sb.power_on("host1");
     wait_until(WAIT, "host1 up again", || {
-        let h = sb.must_json(&["host", "show", "host1"]);
-        if h["state"] == "up" {
+        let h = sb.cli_json::<HostView>(&["host", "show", "host1"]);
+        if h.state == "up" {
             Ok(())
         } else {
-            Err(h.to_string())
+            Err(format!("{h:?}"))
         }
     });
 }
@@ -189,9 +204,9 @@ fn engine_start_local(sb: &Sandbox) {
     // state had it, comes back without it and starts no copy.
     sb.power_on("host2");
     sb.power_on("host3");
-    let vm = sb.wait_vm(ENGINE, "taken over on host1", |v| v["status"] == "up" && v["host"] == "host1");
+    let vm = sb.wait_vm(ENGINE, "taken over on host1", |v| up_on(v, "host1"));
     lap("quorum back -> engine taken over on host1", t);
-    assert_eq!(vm["host"], "host1");
+    assert_eq!(vm.host.as_deref(), Some("host1"));
     sb.wait_event("the take-over is in the event log", |m| m.contains("started by hand on host host1"));
     monitor.wait_rounds(20, WAIT);
     let report = monitor.stop();
@@ -200,14 +215,14 @@ fn engine_start_local(sb: &Sandbox) {
 }
 
 fn engine_local_maintenance(sb: &Sandbox) {
-    let before = sb.wait_vm(ENGINE, "up on host1", |v| v["status"] == "up" && v["host"] == "host1");
+    let before = sb.wait_vm(ENGINE, "up on host1", |v| up_on(v, "host1"));
     let ticks = sb.ticks(ENGINE);
     let t = Instant::now();
-    sb.must_json(&["engine", "maintenance", "--mode", "local", "--host", "host1"]);
+    sb.cli_json::<EngineStatusView>(&["engine", "maintenance", "--mode", "local", "--host", "host1"]);
     // host3's gateway penalty leaves host2 the best-scored host.
-    let vm = sb.wait_vm(ENGINE, "migrated off host1", |v| v["status"] == "up" && v["host"] != "host1");
+    let vm = sb.wait_vm(ENGINE, "migrated off host1", |v| up_off(v, "host1"));
     lap("local maintenance -> engine migrated", t);
-    assert_eq!(vm["host"], "host2", "before: {before}");
+    assert_eq!(vm.host.as_deref(), Some("host2"), "before: {before:?}");
     sb.wait_event("the migration was ordered for local maintenance", |m| m.contains("local maintenance"));
     if let Some(t0) = ticks {
         // A live migration: the guest's tick counter goes on, it did not boot again.
@@ -216,25 +231,25 @@ fn engine_local_maintenance(sb: &Sandbox) {
             other => Err(format!("{other:?} after {t0}")),
         });
     }
-    let out = sb.must_json(&["engine", "maintenance", "--mode", "none", "--host", "host1"]);
-    assert_eq!(out["global_maintenance"], false);
+    let out = sb.cli_json::<EngineStatusView>(&["engine", "maintenance", "--mode", "none", "--host", "host1"]);
+    assert!(!out.global_maintenance);
 }
 
 fn create_and_start_on_host2(sb: &Sandbox) {
     let (kernel, initrd) = (sb.guest_kernel(), sb.guest_initrd());
     #[rustfmt::skip]
-    let vm = sb.must_json(&[
+    let vm = sb.cli_json::<VmView>(&[
         "vm", "create", VM, "--memory", "128M", "--vcpus", "1", "--domain-type", "qemu",
         "--kernel", &kernel, "--initrd", &initrd, "--cmdline", "console=ttyS0 panic=-1", "--disk", "64M",
     ]);
-    assert_eq!((vm["status"].as_str(), vm["domain_type"].as_str()), (Some("down"), Some("qemu")), "{vm:#}");
-    assert_eq!(disk_paths(&vm).len(), 1, "{vm:#}");
+    assert_eq!((vm.status.as_str(), vm.domain_type.as_deref()), ("down", Some("qemu")), "{vm:#?}");
+    assert_eq!(disk_paths(&vm).len(), 1, "{vm:#?}");
 
     let t = Instant::now();
-    let vm = sb.must_json(&["vm", "start", VM, "--host", "host2"]);
-    assert_eq!(vm["host"], "host2", "{vm:#}");
+    let vm = sb.cli_json::<VmView>(&["vm", "start", VM, "--host", "host2"]);
+    assert_eq!(vm.host.as_deref(), Some("host2"), "{vm:#?}");
     let up = sb.wait_status(VM, "up");
-    assert_eq!(up["host"], "host2", "{up:#}");
+    assert_eq!(up.host.as_deref(), Some("host2"), "{up:#?}");
     lap("start -> up", t);
     sb.wait_console(VM, GUEST_UP);
     lap("start -> CORRAL-GUEST-UP", t);
@@ -244,7 +259,7 @@ fn create_and_start_on_host2(sb: &Sandbox) {
 /// The double-run monitor (which fault tests run all through) on the three hosts for 40 of
 /// its rounds (about 2 s): it sees every host and g1 on host2 only, and no double run.
 fn monitor_sees_one_host(sb: &Sandbox) {
-    let g1 = sb.vm(VM)["id"].as_str().expect("g1 has an id").to_string();
+    let g1 = sb.vm(VM).id;
     let monitor = sb.monitor();
     monitor.wait_rounds(40, WAIT);
     let report = monitor.stop();
@@ -257,11 +272,11 @@ fn monitor_sees_one_host(sb: &Sandbox) {
 
 fn graceful_shutdown(sb: &Sandbox) {
     let t = Instant::now();
-    sb.must_json(&["vm", "shutdown", VM, "--reason", "kernel update", "--timeout", "60s"]);
+    sb.cli_json::<VmView>(&["vm", "shutdown", VM, "--reason", "kernel update", "--timeout", "60s"]);
     let down = sb.wait_status(VM, "down");
     lap("shutdown -> down", t);
-    assert_eq!(down["stop_reason"], "kernel update", "{down:#}");
-    assert_eq!(down["host"], Value::Null, "{down:#}");
+    assert_eq!(down.stop_reason.as_deref(), Some("kernel update"), "{down:#?}");
+    assert_eq!(down.host, None, "{down:#?}");
     // The guest itself powered off on the ACPI button: nobody pulled the plug.
     assert_eq!(sb.count(VM, GUEST_POWEROFF), 1, "console ends with: {}", tail(&sb.console(VM)));
     let events = sb.events();
@@ -276,32 +291,32 @@ fn power_cycle(sb: &Sandbox) {
     // Start without --host: the cluster places it.
     let boots = sb.count(VM, GUEST_UP);
     let t = Instant::now();
-    let vm = sb.must_json(&["vm", "start", VM]);
-    assert!(vm["host"].is_string(), "{vm:#}");
+    let vm = sb.cli_json::<VmView>(&["vm", "start", VM]);
+    let placed = vm.host.clone().unwrap_or_else(|| panic!("started on no host: {vm:#?}"));
     sb.wait_status(VM, "up");
     sb.wait_count(VM, GUEST_UP, boots + 1);
-    lap(&format!("start (placed on {}) -> CORRAL-GUEST-UP", vm["host"]), t);
+    lap(&format!("start (placed on {placed}) -> CORRAL-GUEST-UP"), t);
 
     // Power off at once: the guest gets no ACPI event, so it prints no poweroff marker.
     let t = Instant::now();
-    sb.must_json(&["vm", "stop", VM]);
+    sb.cli_json::<VmView>(&["vm", "stop", VM]);
     sb.wait_status(VM, "down");
     lap("stop -> down", t);
     assert_eq!(sb.count(VM, GUEST_POWEROFF), 1, "a stop is a power off, not an ACPI shutdown");
 
-    sb.must_json(&["vm", "start", VM]);
+    sb.cli_json::<VmView>(&["vm", "start", VM]);
     sb.wait_status(VM, "up");
     sb.wait_count(VM, GUEST_UP, boots + 2);
     let t = Instant::now();
-    sb.must_json(&["vm", "reboot", VM]);
+    sb.cli_json::<VmView>(&["vm", "reboot", VM]);
     sb.wait_count(VM, GUEST_UP, boots + 3);
     let up = sb.wait_status(VM, "up");
     lap("reboot -> CORRAL-GUEST-UP again", t);
-    assert!(up["host"].is_string(), "{up:#}");
+    assert!(up.host.is_some(), "{up:#?}");
 
     sb.wait_ticks_above(VM, 0);
     let t = Instant::now();
-    sb.must_json(&["vm", "suspend", VM]);
+    sb.cli_json::<VmView>(&["vm", "suspend", VM]);
     sb.wait_status(VM, "suspended");
     lap("suspend -> suspended", t);
     let paused_at = sb.ticks(VM);
@@ -316,7 +331,7 @@ fn power_cycle(sb: &Sandbox) {
     assert_eq!(sb.ticks(VM), paused_at, "the guest ticked while suspended");
 
     let t = Instant::now();
-    sb.must_json(&["vm", "resume", VM]);
+    sb.cli_json::<VmView>(&["vm", "resume", VM]);
     sb.wait_status(VM, "up");
     let after = sb.wait_ticks_above(VM, paused_at.unwrap_or(0));
     lap(&format!("resume -> ticking again ({paused_at:?} -> {after})"), t);
@@ -324,14 +339,14 @@ fn power_cycle(sb: &Sandbox) {
 
 fn live_migration(sb: &Sandbox) {
     let vm = sb.vm(VM);
-    if (vm["status"].as_str(), vm["host"].as_str()) != (Some("up"), Some("host1")) {
-        if vm["status"] != "down" {
-            sb.must_json(&["vm", "shutdown", VM, "--timeout", "60s"]);
+    if !up_on(&vm, "host1") {
+        if vm.status != "down" {
+            sb.cli_json::<VmView>(&["vm", "shutdown", VM, "--timeout", "60s"]);
             sb.wait_status(VM, "down");
         }
         let boots = sb.count(VM, GUEST_UP);
-        sb.must_json(&["vm", "start", VM, "--host", "host1"]);
-        assert_eq!(sb.wait_status(VM, "up")["host"], "host1");
+        sb.cli_json::<VmView>(&["vm", "start", VM, "--host", "host1"]);
+        assert_eq!(sb.wait_status(VM, "up").host.as_deref(), Some("host1"));
         sb.wait_count(VM, GUEST_UP, boots + 1);
     }
     let before = sb.wait_ticks_above(VM, 2);
@@ -342,11 +357,11 @@ fn live_migration(sb: &Sandbox) {
     lap("vm migrate --to host3 --wait", t);
     assert_eq!(out.code, 0, "vm migrate failed: {}", out.stderr.trim());
     assert!(out.stderr.contains("migrating g1 from host1 to host3"), "stderr: {}", out.stderr);
-    let moved = out.json();
-    assert_eq!((moved["status"].as_str(), moved["host"].as_str()), (Some("up"), Some("host3")), "{moved:#}");
-    assert_eq!(moved["migrating_to"], Value::Null, "{moved:#}");
+    let moved: VmView = out.view();
+    assert_eq!((moved.status.as_str(), moved.host.as_deref()), ("up", Some("host3")), "{moved:#?}");
+    assert_eq!(moved.migrating_to, None, "{moved:#?}");
     let shown = sb.vm(VM);
-    assert_eq!((shown["status"].as_str(), shown["host"].as_str()), (Some("up"), Some("host3")), "{shown:#}");
+    assert_eq!((shown.status.as_str(), shown.host.as_deref()), ("up", Some("host3")), "{shown:#?}");
 
     // libvirt agrees: running on host3 only, and no longer defined on host1.
     assert!(sb.domains("host3").contains(&(VM.into(), "running".into())), "host3: {:?}", sb.domains("host3"));
@@ -364,8 +379,8 @@ fn live_migration(sb: &Sandbox) {
 
 fn failed_migration(sb: &Sandbox) {
     let vm = sb.vm(VM);
-    assert_eq!(vm["status"], "up", "{vm:#}");
-    let source = vm["host"].as_str().expect("g1 runs somewhere").to_string();
+    assert_eq!(vm.status, "up", "{vm:#?}");
+    let source = vm.host.clone().expect("g1 runs somewhere");
     assert_ne!(source, "host2");
     let (boots, before) = (sb.count(VM, GUEST_UP), sb.wait_ticks_above(VM, 0));
 
@@ -387,8 +402,8 @@ fn failed_migration(sb: &Sandbox) {
     assert!(errors[0].starts_with(&want), "expected '{want}...' in: {}", errors[0]);
     eprintln!("    {}", errors[0]);
 
-    assert_eq!((after_fail["status"].as_str(), after_fail["host"].as_str()), (Some("up"), Some(source.as_str())));
-    assert_eq!(after_fail["migrating_to"], Value::Null, "{after_fail:#}");
+    assert_eq!((after_fail.status.as_str(), after_fail.host.as_deref()), ("up", Some(source.as_str())));
+    assert_eq!(after_fail.migrating_to, None, "{after_fail:#?}");
     assert!(sb.domains(&source).contains(&(VM.into(), "running".into())), "{source}: {:?}", sb.domains(&source));
     assert!(sb.domains("host2").iter().all(|(name, _)| name != VM), "host2: {:?}", sb.domains("host2"));
     let failed_at = sb.ticks(VM).unwrap_or(0);
@@ -401,12 +416,10 @@ fn failed_migration(sb: &Sandbox) {
     let event = sb.wait_event(&prefix, |m| m.starts_with(&prefix));
     assert!(event.len() > prefix.len(), "the event carries libvirt's error: {event}");
     wait_until(WAIT, "host2 up again in `host list`", || {
-        let hosts = sb.must_json(&["host", "list"]);
-        let h2 = hosts.as_array().and_then(|h| h.iter().find(|h| h["name"] == "host2")).cloned().unwrap_or_default();
-        if h2["state"] == "up" {
-            Ok(())
-        } else {
-            Err(h2.to_string())
+        let hosts = sb.cli_json::<Vec<HostView>>(&["host", "list"]);
+        match hosts.iter().find(|h| h.name == "host2") {
+            Some(h2) if h2.state == "up" => Ok(()),
+            other => Err(format!("{other:?}")),
         }
     });
     // Last, so that everything above is checked whatever the cause: it failed because host2's
@@ -424,18 +437,18 @@ fn host_of(uri: &str) -> String {
 }
 
 fn clone_and_delete(sb: &Sandbox) {
-    if sb.vm(VM)["status"] != "down" {
+    if sb.vm(VM).status != "down" {
         let t = Instant::now();
-        sb.must_json(&["vm", "shutdown", VM, "--timeout", "60s"]);
+        sb.cli_json::<VmView>(&["vm", "shutdown", VM, "--timeout", "60s"]);
         sb.wait_status(VM, "down");
         lap("shutdown -> down", t);
     }
     let g1 = sb.vm(VM);
     let t = Instant::now();
-    let g2 = sb.must_json(&["vm", "clone", VM, "g2"]);
+    let g2 = sb.cli_json::<VmView>(&["vm", "clone", VM, "g2"]);
     lap("clone", t);
-    assert_eq!(g2["name"], "g2", "{g2:#}");
-    assert_ne!(g2["id"], g1["id"]);
+    assert_eq!(g2.name, "g2", "{g2:#?}");
+    assert_ne!(g2.id, g1.id);
     let (p1, p2) = (disk_paths(&g1), disk_paths(&g2));
     assert_eq!((p1.len(), p2.len()), (1, 1), "g1: {p1:?}, g2: {p2:?}");
     assert!(p1.is_disjoint(&p2), "the clone has its own disk file: {p1:?} {p2:?}");
@@ -448,15 +461,9 @@ fn clone_and_delete(sb: &Sandbox) {
         assert!(!std::path::Path::new(p).exists(), "g2's disk {p} is removed with it");
     }
     sb.must_ok(&["vm", "delete", VM, "--keep-disks"]);
-    let disks = sb.must_json(&["disk", "list"]);
-    let floating: BTreeSet<String> = disks
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter(|d| d["vm"].is_null())
-        .filter_map(|d| d["path"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(floating, p1, "g1's disk is a floating disk now: {disks:#}");
+    let disks = sb.cli_json::<Vec<DiskView>>(&["disk", "list"]);
+    let floating: BTreeSet<String> = disks.iter().filter(|d| d.vm.is_none()).map(|d| d.path.clone()).collect();
+    assert_eq!(floating, p1, "g1's disk is a floating disk now: {disks:#?}");
     for p in &p1 {
         assert!(std::path::Path::new(p).is_file(), "kept disk {p} still exists");
     }
@@ -466,12 +473,12 @@ fn clone_and_delete(sb: &Sandbox) {
 /// Starts, by hand on host1, a domain that carries the uuid of cluster VM s1 (which the
 /// cluster runs on host3): host1's agent must stop it and say why, and s1 keeps running.
 fn stray_domain(sb: &Sandbox) {
-    let s1 = sb.must_json(&["vm", "create", "s1", "--memory", "64M", "--start", "--host", "host3"]);
+    let s1 = sb.cli_json::<VmView>(&["vm", "create", "s1", "--memory", "64M", "--start", "--host", "host3"]);
     sb.wait_status("s1", "up");
-    let uuid = s1["id"].as_str().expect("an id").to_string();
-    let hosts = sb.must_json(&["host", "list"]);
-    let host1 = hosts.as_array().expect("a list").iter().find(|h| h["name"] == "host1").expect("host1");
-    let domain_type = host1["domain_type"].as_str().expect("a domain type").to_string();
+    let uuid = s1.id;
+    let hosts = sb.cli_json::<Vec<HostView>>(&["host", "list"]);
+    let host1 = hosts.iter().find(|h| h.name == "host1").expect("host1");
+    let domain_type = host1.domain_type.clone();
     let xml = sb.storage_dir().join("stray.xml");
     // A hand-made definition, as an operator with virsh might leave behind.
     let definition = [
@@ -505,15 +512,15 @@ fn stray_domain(sb: &Sandbox) {
         }
     });
     let s1 = sb.vm("s1");
-    assert_eq!((s1["status"].as_str(), s1["host"].as_str()), (Some("up"), Some("host3")), "{s1:#}");
-    sb.must_json(&["vm", "stop", "s1"]);
+    assert_eq!((s1.status.as_str(), s1.host.as_deref()), ("up", Some("host3")), "{s1:#?}");
+    sb.cli_json::<VmView>(&["vm", "stop", "s1"]);
     sb.wait_status("s1", "down");
 }
 
 /// host2's libvirtd dies (its QEMUs and corrald stay): its VM is reported not_responding,
 /// not guessed down; once libvirtd is back, the agent sees the guest still running: up.
 fn libvirtd_gone(sb: &Sandbox) {
-    sb.must_json(&["vm", "create", "n1", "--memory", "64M", "--start", "--host", "host2"]);
+    sb.cli_json::<VmView>(&["vm", "create", "n1", "--memory", "64M", "--start", "--host", "host2"]);
     sb.wait_status("n1", "up");
     let t = Instant::now();
     sb.kill_libvirtd("host2");
@@ -523,8 +530,8 @@ fn libvirtd_gone(sb: &Sandbox) {
     sb.restart_libvirtd("host2");
     let n1 = sb.wait_status("n1", "up");
     lap("libvirtd restarted -> up", t);
-    assert_eq!(n1["host"], "host2", "{n1:#}");
-    sb.must_json(&["vm", "stop", "n1"]);
+    assert_eq!(n1.host.as_deref(), Some("host2"), "{n1:#?}");
+    sb.cli_json::<VmView>(&["vm", "stop", "n1"]);
     sb.wait_status("n1", "down");
 }
 
@@ -540,23 +547,23 @@ fn guest(sb: &Sandbox, name: &str, priority: Option<&str>, host: &str) {
     if let Some(p) = priority {
         args.extend(["--ha", "--ha-priority", p]);
     }
-    sb.must_json(&args);
+    sb.cli_json::<VmView>(&args);
     sb.wait_status(name, "up");
 }
 
 fn gone(sb: &Sandbox, names: &[&str]) {
     for name in names {
         let vm = sb.vm(name);
-        if vm["status"] != "down" {
-            sb.must_json(&["vm", "stop", name]);
+        if vm.status != "down" {
+            sb.cli_json::<VmView>(&["vm", "stop", name]);
             sb.wait_status(name, "down");
         }
-        sb.must_json(&["vm", "delete", name]);
+        sb.cli_json::<DeletedVmView>(&["vm", "delete", name]);
     }
 }
 
 fn host_state(sb: &Sandbox, host: &str) -> String {
-    sb.must_json(&["host", "show", host])["state"].as_str().unwrap_or_default().to_string()
+    sb.cli_json::<HostView>(&["host", "show", host]).state
 }
 
 fn wait_host_state(sb: &Sandbox, host: &str, state: &str) {
@@ -575,13 +582,13 @@ fn maintenance(sb: &Sandbox) {
         sb.wait_console(name, GUEST_UP);
     }
     let t = Instant::now();
-    let host = sb.must_json(&["host", "maintenance", "host1", "--reason", "sandbox test", "--wait"]);
+    let host = sb.cli_json::<HostView>(&["host", "maintenance", "host1", "--reason", "sandbox test", "--wait"]);
     lap("maintenance of host1 with 3 guests", t);
-    assert_eq!(host["state"], "maintenance", "{host:#}");
+    assert_eq!(host.state, "maintenance", "{host:#?}");
     for name in names {
         let vm = sb.vm(name);
-        assert_eq!(vm["status"], "up", "{vm:#}");
-        assert_ne!(vm["host"], "host1", "{vm:#}");
+        assert_eq!(vm.status, "up", "{vm:#?}");
+        assert_ne!(vm.host.as_deref(), Some("host1"), "{vm:#?}");
         let before = sb.ticks(name).unwrap_or(0);
         sb.wait_ticks_above(name, before);
     }
@@ -593,8 +600,8 @@ fn maintenance(sb: &Sandbox) {
         .collect();
     assert_eq!(order, ["mhigh", "mmed", "mlow"], "{events:#?}");
     assert!(sb.domains("host1").iter().all(|(name, _)| !names.contains(&name.as_str())), "{:?}", sb.domains("host1"));
-    let host = sb.must_json(&["host", "activate", "host1"]);
-    assert_eq!(host["state"], "up", "{host:#}");
+    let host = sb.cli_json::<HostView>(&["host", "activate", "host1"]);
+    assert_eq!(host.state, "up", "{host:#?}");
     gone(sb, &names);
 }
 
@@ -628,12 +635,12 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
         Fault::StopCorrald => sb.stop_corrald(&host),
         Fault::Partition | Fault::PartitionLeader => sb.partition(&host),
     }
-    let moved = sb.wait_vm(&ha, "up on another host", |v| v["status"] == "up" && v["host"] != host.as_str());
-    lap(&format!("{fault:?} of {host} -> {ha} up on {}", moved["host"]), t);
+    let moved = sb.wait_vm(&ha, "up on another host", |v| up_off(v, &host));
+    lap(&format!("{fault:?} of {host} -> {ha} up on {}", moved.host.as_deref().unwrap_or_default()), t);
     timeline(sb, fault_ms);
     assert_eq!(host_state(sb, &host), "down");
     let plain_vm = sb.wait_status(&plain, "down");
-    assert!(plain_vm["ha_restart"].is_null(), "{plain_vm:#}");
+    assert!(plain_vm.ha_restart.is_none(), "{plain_vm:#?}");
     match fault {
         Fault::PowerLoss => {}
         Fault::KillCorrald | Fault::StopCorrald => {
@@ -663,7 +670,7 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
         });
     }
     let again = sb.vm(&ha);
-    assert_eq!((again["status"].clone(), again["host"].clone()), (moved["status"].clone(), moved["host"].clone()));
+    assert_eq!((again.status, again.host), (moved.status, moved.host));
     let report = monitor.stop();
     eprintln!("{report}");
     assert!(report.violations.is_empty(), "a guest ran on two hosts at once: {report}");
@@ -691,17 +698,17 @@ fn qemu_dies(sb: &Sandbox) {
     sb.wait_event("HA notices", |m| m == "Highly Available VM qha failed. It will be restarted automatically.");
     let restarted = sb.wait_event("the restart", |m| m.starts_with("VM qha was restarted on host"));
     lap(&format!("QEMU killed -> {restarted}"), t);
-    assert_eq!(sb.vm("qha")["status"], "up");
+    assert_eq!(sb.vm("qha").status, "up");
     let plain = sb.wait_status("qplain", "down");
-    assert!(plain["ha_restart"].is_null(), "{plain:#}");
-    let why = plain["stop_reason"].as_str().unwrap_or_default().to_string();
+    assert!(plain.ha_restart.is_none(), "{plain:#?}");
+    let why = plain.stop_reason.unwrap_or_default();
     assert!(why.contains("QEMU process ended"), "{why}");
 
     let out = sb.virsh("host2", &["shutdown", "qclean"]);
     assert_eq!(out.code, 0, "virsh shutdown: {}", out.stderr);
     let clean = sb.wait_status("qclean", "down");
-    assert_eq!(clean["stop_reason"], "it was shut down from inside the guest", "{clean:#}");
-    assert!(clean["ha_restart"].is_null(), "a clean shutdown from inside is on purpose: {clean:#}");
+    assert_eq!(clean.stop_reason.as_deref(), Some("it was shut down from inside the guest"), "{clean:#?}");
+    assert!(clean.ha_restart.is_none(), "a clean shutdown from inside is on purpose: {clean:#?}");
     assert!(!sb.events().iter().any(|m| m.starts_with("Highly Available VM qclean failed")));
     gone(sb, &["qha", "qplain", "qclean"]);
 }
@@ -712,21 +719,19 @@ fn qemu_dies(sb: &Sandbox) {
 fn cancel_migration(sb: &Sandbox) {
     guest(sb, "slow", None, "host1");
     sb.wait_console("slow", GUEST_UP);
-    sb.must_json(&["vm", "edit", "slow", "--bandwidth", "1"]);
-    sb.must_json(&["vm", "migrate", "slow", "--to", "host3"]);
-    let moving = sb.wait_vm("slow", "migration progress reported", |v| !v["migration"]["progress"].is_null());
-    let p = &moving["migration"]["progress"];
-    assert!(p["memory_total_mib"].as_u64().unwrap_or(0) > 0, "{moving:#}");
-    eprintln!(
-        "    progress: {}% of {} MiB, {} MiB left",
-        p["percent"], p["memory_total_mib"], p["memory_remaining_mib"]
-    );
+    sb.cli_json::<VmView>(&["vm", "edit", "slow", "--bandwidth", "1"]);
+    sb.cli_json::<VmView>(&["vm", "migrate", "slow", "--to", "host3"]);
+    let moving = sb
+        .wait_vm("slow", "migration progress reported", |v| v.migration.as_ref().is_some_and(|m| m.progress.is_some()));
+    let p = moving.migration.as_ref().and_then(|m| m.progress.as_ref()).expect("progress, waited for above");
+    assert!(p.memory_total_mib > 0, "{moving:#?}");
+    eprintln!("    progress: {}% of {} MiB, {} MiB left", p.percent, p.memory_total_mib, p.memory_remaining_mib);
     let t = Instant::now();
-    let cancelling = sb.must_json(&["vm", "migrate-cancel", "slow"]);
-    assert_eq!(cancelling["migration"]["cancelling"], true, "{cancelling:#}");
-    let back = sb.wait_vm("slow", "migration over", |v| v["status"] == "up" && v["migration"].is_null());
+    let cancelling = sb.cli_json::<VmView>(&["vm", "migrate-cancel", "slow"]);
+    assert!(cancelling.migration.as_ref().is_some_and(|m| m.cancelling), "{cancelling:#?}");
+    let back = sb.wait_vm("slow", "migration over", |v| v.status == "up" && v.migration.is_none());
     lap("migrate-cancel -> up on its source", t);
-    assert_eq!(back["host"], "host1", "{back:#}");
+    assert_eq!(back.host.as_deref(), Some("host1"), "{back:#?}");
     sb.wait_event("the cancel", |m| m == "Migration of VM slow was cancelled; it keeps running on host host1.");
     let before = sb.ticks("slow").unwrap_or(0);
     sb.wait_ticks_above("slow", before);
@@ -736,17 +741,17 @@ fn cancel_migration(sb: &Sandbox) {
 /// The events since `since_ms`, each with its time after it, for the test's log.
 fn timeline(sb: &Sandbox, since_ms: i64) {
     for line in sb.must_ok(&["-o", "json", "events"]).lines() {
-        let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
-        let Some(t) = e["time"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else { continue };
+        let Ok(e) = serde_json::from_str::<EventView>(line) else { continue };
+        let Ok(t) = chrono::DateTime::parse_from_rfc3339(&e.time) else { continue };
         let after = t.timestamp_millis() - since_ms;
         if after >= 0 {
-            eprintln!("      +{:.2} s  {}", after as f64 / 1000.0, e["message"].as_str().unwrap_or_default());
+            eprintln!("      +{:.2} s  {}", after as f64 / 1000.0, e.message);
         }
     }
 }
 
-fn disk_paths(vm: &Value) -> BTreeSet<String> {
-    vm["disks"].as_array().into_iter().flatten().filter_map(|d| d["path"].as_str().map(str::to_string)).collect()
+fn disk_paths(vm: &VmView) -> BTreeSet<String> {
+    vm.disks.iter().map(|d| d.path.clone()).collect()
 }
 
 fn lap(what: &str, since: Instant) {

@@ -49,6 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use corral_cli::views::VmView;
 use corral_proto::cluster_service_client::ClusterServiceClient;
 use corral_proto::StatusRequest;
 use corral_tests::client::{channel, Writer};
@@ -392,14 +393,9 @@ fn vm_names(endpoint: &str, scratch: &Path) -> Result<BTreeSet<String>, String> 
     loop {
         let (code, stdout, stderr) = corral(endpoint, &["-o", "json", "vm", "list"], scratch);
         if code == 0 {
-            let v: Value = serde_json::from_str(&stdout).map_err(|e| format!("vm list is not JSON ({e})"))?;
-            let names = v
-                .as_array()
-                .ok_or("vm list is not a JSON array")?
-                .iter()
-                .filter_map(|vm| vm["name"].as_str().map(str::to_string))
-                .collect();
-            return Ok(names);
+            let vms: Vec<VmView> =
+                serde_json::from_str(&stdout).map_err(|e| format!("vm list is not a list of VMs ({e})"))?;
+            return Ok(vms.into_iter().map(|vm| vm.name).collect());
         }
         if Instant::now() >= deadline {
             return Err(format!("vm list failed ({code}): {}", stderr.trim()));

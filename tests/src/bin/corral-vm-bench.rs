@@ -12,6 +12,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use corral_cli::views::{ClusterSettingsView, EventView, HostView, VmView};
 use corral_tests::sandbox::{Sandbox, WAIT};
 use corral_tests::wait_until;
 
@@ -78,10 +79,10 @@ fn event_times(sb: &Sandbox, since_ms: i64, prefixes: &[String]) -> Vec<Option<i
     let events: Vec<(i64, String)> = sb
         .must_ok(&["-o", "json", "events"])
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| serde_json::from_str::<EventView>(l).ok())
         .filter_map(|e| {
-            let t = chrono::DateTime::parse_from_rfc3339(e["time"].as_str()?).ok()?.timestamp_millis();
-            Some((t, e["message"].as_str()?.to_string()))
+            let t = chrono::DateTime::parse_from_rfc3339(&e.time).ok()?.timestamp_millis();
+            Some((t, e.message))
         })
         .collect();
     prefixes
@@ -100,11 +101,11 @@ fn failover(sb: &Sandbox, domain_type: &str, runs: usize) {
     let victim = sb.victim();
     let victim = victim.as_str();
     #[rustfmt::skip]
-    sb.must_json(&["vm", "create", "bench-ha", "--memory", "64M", "--vcpus", "1", "--domain-type", domain_type,
+    sb.cli_json::<VmView>(&["vm", "create", "bench-ha", "--memory", "64M", "--vcpus", "1", "--domain-type", domain_type,
                    "--ha", "--ha-priority", "high"]);
     let (mut total, mut detect, mut fence, mut place, mut start) = (vec![], vec![], vec![], vec![], vec![]);
     for run in 0..runs {
-        sb.must_json(&["vm", "start", "bench-ha", "--host", victim]);
+        sb.cli_json::<VmView>(&["vm", "start", "bench-ha", "--host", victim]);
         sb.wait_status("bench-ha", "up");
         let killed_ms = now_ms();
         let t = Instant::now();
@@ -112,10 +113,10 @@ fn failover(sb: &Sandbox, domain_type: &str, runs: usize) {
         let mut next = t;
         loop {
             let vm = sb.vm("bench-ha");
-            if vm["status"] == "up" && vm["host"] != victim {
+            if vm.status == "up" && vm.host.as_deref() != Some(victim) {
                 break;
             }
-            assert!(t.elapsed() < WAIT, "bench-ha not up elsewhere after {WAIT:?}: {vm}");
+            assert!(t.elapsed() < WAIT, "bench-ha not up elsewhere after {WAIT:?}: {vm:?}");
             next += POLL;
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
@@ -148,14 +149,14 @@ fn failover(sb: &Sandbox, domain_type: &str, runs: usize) {
         total.push(d(killed_ms, up));
         sb.start(victim);
         wait_until(WAIT, &format!("{victim} up again"), || {
-            let h = sb.must_json(&["host", "show", victim]);
-            if h["state"] == "up" {
+            let h = sb.cli_json::<HostView>(&["host", "show", victim]);
+            if h.state == "up" {
                 Ok(())
             } else {
-                Err(h["state"].to_string())
+                Err(h.state)
             }
         });
-        sb.must_json(&["vm", "stop", "bench-ha"]);
+        sb.cli_json::<VmView>(&["vm", "stop", "bench-ha"]);
         sb.wait_status("bench-ha", "down");
     }
     sb.must_ok(&["vm", "delete", "bench-ha"]);
@@ -179,29 +180,29 @@ fn failover(sb: &Sandbox, domain_type: &str, runs: usize) {
 /// host1`; once with the default of 2 migrations at a time per host, once with 4.
 fn evacuation(sb: &Sandbox, domain_type: &str, guests: usize) {
     // Sandbox hosts have 2 CPUs each: room for the guests' vCPUs.
-    sb.must_json(&["cluster", "edit", "--cpu-overcommit", "16"]);
+    sb.cli_json::<ClusterSettingsView>(&["cluster", "edit", "--cpu-overcommit", "16"]);
     let names: Vec<String> = (0..guests).map(|i| format!("bench-ev{i}")).collect();
     let priorities = ["low", "medium", "high"];
     for (i, name) in names.iter().enumerate() {
         #[rustfmt::skip]
-        sb.must_json(&["vm", "create", name, "--memory", "64M", "--vcpus", "1", "--domain-type", domain_type,
+        sb.cli_json::<VmView>(&["vm", "create", name, "--memory", "64M", "--vcpus", "1", "--domain-type", domain_type,
                        "--ha", "--ha-priority", priorities[i % 3]]);
     }
     for per_host in [2u32, 4] {
-        sb.must_json(&["cluster", "edit", "--migrations-per-host", &per_host.to_string()]);
+        sb.cli_json::<ClusterSettingsView>(&["cluster", "edit", "--migrations-per-host", &per_host.to_string()]);
         for name in &names {
-            sb.must_json(&["vm", "start", name, "--host", "host1"]);
+            sb.cli_json::<VmView>(&["vm", "start", name, "--host", "host1"]);
         }
         for name in &names {
             sb.wait_status(name, "up");
         }
         let t = Instant::now();
-        let host = sb.must_json(&["host", "maintenance", "host1", "--wait"]);
+        let host = sb.cli_json::<HostView>(&["host", "maintenance", "host1", "--wait"]);
         let took = t.elapsed();
-        assert_eq!(host["state"], "maintenance", "{host}");
+        assert_eq!(host.state, "maintenance", "{host:?}");
         let mut on = std::collections::BTreeMap::<String, usize>::new();
         for name in &names {
-            *on.entry(sb.vm(name)["host"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+            *on.entry(sb.vm(name).host.unwrap_or_else(|| "?".into())).or_default() += 1;
         }
         println!(
             "maintenance evacuation of host1 with {guests} running 64 MiB guests, {per_host} migrations at a time: \
@@ -209,9 +210,9 @@ fn evacuation(sb: &Sandbox, domain_type: &str, guests: usize) {
             ms(took),
             ms(took / guests.max(1) as u32)
         );
-        sb.must_json(&["host", "activate", "host1"]);
+        sb.cli_json::<HostView>(&["host", "activate", "host1"]);
         for name in &names {
-            sb.must_json(&["vm", "stop", name]);
+            sb.cli_json::<VmView>(&["vm", "stop", name]);
         }
         for name in &names {
             sb.wait_status(name, "down");
@@ -224,25 +225,35 @@ fn evacuation(sb: &Sandbox, domain_type: &str, guests: usize) {
 
 /// `vm start` until `vm show` says up, for a diskless 128 MiB VM, stopped between runs.
 fn start_latency(sb: &Sandbox, domain_type: &str, runs: usize) {
-    sb.must_json(&["vm", "create", "bench-start", "--memory", "128M", "--vcpus", "1", "--domain-type", domain_type]);
+    sb.cli_json::<VmView>(&[
+        "vm",
+        "create",
+        "bench-start",
+        "--memory",
+        "128M",
+        "--vcpus",
+        "1",
+        "--domain-type",
+        domain_type,
+    ]);
     let mut took = Vec::new();
     let mut hosts = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        sb.must_json(&["vm", "start", "bench-start"]);
+        sb.cli_json::<VmView>(&["vm", "start", "bench-start"]);
         let mut next = t;
         loop {
             let vm = sb.vm("bench-start");
-            if vm["status"] == "up" {
+            if vm.status == "up" {
                 took.push(t.elapsed());
-                hosts.push(vm["host"].as_str().unwrap_or("?").to_string());
+                hosts.push(vm.host.unwrap_or_else(|| "?".into()));
                 break;
             }
-            assert!(t.elapsed() < WAIT, "bench-start not up after {WAIT:?}: {vm}");
+            assert!(t.elapsed() < WAIT, "bench-start not up after {WAIT:?}: {vm:?}");
             next += POLL;
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
-        sb.must_json(&["vm", "stop", "bench-start"]);
+        sb.cli_json::<VmView>(&["vm", "stop", "bench-start"]);
         sb.wait_status("bench-start", "down");
     }
     sb.must_ok(&["vm", "delete", "bench-start"]);
@@ -263,7 +274,7 @@ fn start_latency(sb: &Sandbox, domain_type: &str, runs: usize) {
 fn migration(sb: &Sandbox, domain_type: &str, rounds: usize) {
     let (h1, h3) = (sb.host("host1").libvirt_uri.clone(), sb.host("host3").libvirt_uri.clone());
     #[rustfmt::skip]
-    sb.must_json(&["vm", "create", "bench-mig", "--memory", "256M", "--vcpus", "1", "--domain-type", domain_type,
+    sb.cli_json::<VmView>(&["vm", "create", "bench-mig", "--memory", "256M", "--vcpus", "1", "--domain-type", domain_type,
                    "--start", "--host", "host1"]);
     sb.wait_status("bench-mig", "up");
 
@@ -297,7 +308,9 @@ fn migration(sb: &Sandbox, domain_type: &str, rounds: usize) {
             corral.push(c);
             plain.push(v);
             // Both settled where they went before the next turn.
-            sb.wait_vm("bench-mig", &format!("up on {to_name}"), |vm| vm["status"] == "up" && vm["host"] == to_name);
+            sb.wait_vm("bench-mig", &format!("up on {to_name}"), |vm| {
+                vm.status == "up" && vm.host.as_deref() == Some(to_name)
+            });
             wait_until(WAIT, &format!("bench-virsh running on {to_name}"), || {
                 let state = virsh_out(to, &["domstate", "bench-virsh"]);
                 if state.trim() == "running" {
@@ -311,7 +324,7 @@ fn migration(sb: &Sandbox, domain_type: &str, rounds: usize) {
     // Every round ends where it began: on host1.
     virsh(&h1, &["destroy", "bench-virsh"]);
     virsh(&h1, &["undefine", "bench-virsh"]);
-    sb.must_json(&["vm", "stop", "bench-mig"]);
+    sb.cli_json::<VmView>(&["vm", "stop", "bench-mig"]);
     sb.wait_status("bench-mig", "down");
     sb.must_ok(&["vm", "delete", "bench-mig"]);
 
