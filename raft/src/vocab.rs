@@ -56,9 +56,7 @@ macro_rules! vocab {
         impl FromStr for model::$model {
             type Err = ClusterError;
             fn from_str(s: &str) -> Result<Self, ClusterError> {
-                pb::$proto::from_word(s).and_then(|v| Self::try_from(v).ok()).ok_or_else(|| {
-                    ClusterError::invalid($field, format!("must be {} (got '{s}')", pb::$proto::choices()))
-                })
+                pb::$proto::from_word(s).and_then(|v| Self::try_from(v).ok()).ok_or_else(|| refused::<Self>($field, s))
             }
         }
         impl TryFrom<pb::$proto> for model::$model {
