@@ -486,94 +486,102 @@ impl<'a> Scheduler<'a> {
     /// hosts it ruled out.
     fn refuse_all(&self, needs: &Needs, exclude: &[NodeId]) -> ClusterError {
         let vm = needs.vm;
-        let refuse = |m: String| ClusterError::FailedPrecondition(m);
-        let up = |h: &Host| h.state == HostState::Up && !exclude.contains(&h.id);
-        if !vm.pinned_hosts.is_empty() && !self.hosts.iter().any(|h| up(h) && vm.pinned_hosts.contains(&h.id)) {
-            return refuse(format!(
-                "vm '{}' is pinned to {}; none of them is up",
-                vm.name,
-                self.host_names(&vm.pinned_hosts)
-            ));
-        }
-        if !vm.host_tags.is_empty() && !self.hosts.iter().any(|h| vm.host_tags.iter().all(|t| h.tags.contains(t))) {
-            return refuse(format!("no host has tags {}, which vm '{}' needs", vm.host_tags.join(", "), vm.name));
-        }
-        if !self.hosts.iter().any(|h| up(h)) {
-            return refuse(format!("no host is up to run vm '{}' ({})", vm.name, Self::need(vm)));
+        if let Some(msg) = self.plain_refusal(vm, exclude) {
+            return ClusterError::FailedPrecondition(msg);
         }
         let mut counts: std::collections::BTreeMap<Reason, usize> = std::collections::BTreeMap::new();
         let mut short = Vec::new();
-        let (mut most_mem, mut most_cpu) = (0, 0);
+        let mut most = (0, 0);
         for slot in 0..self.hosts.len() {
             let Err(reason) = self.check_precisely(needs, exclude, slot) else { continue };
             *counts.entry(reason).or_default() += 1;
             if matches!(reason, Reason::Memory | Reason::Cpu) {
                 let (mem, cpu) = self.free(slot);
                 short.push(format!("{} has {mem} MiB and {cpu} vCPUs free", self.hosts[slot].name));
-                (most_mem, most_cpu) = (most_mem.max(mem), most_cpu.max(cpu));
+                most = (most.0.max(mem), most.1.max(cpu));
             }
         }
         // Only capacity stood in the way: the numbers say it all, as they always did.
         if counts.keys().all(|r| matches!(r, Reason::Excluded | Reason::NotUp | Reason::Memory | Reason::Cpu)) {
-            return refuse(format!(
+            return ClusterError::FailedPrecondition(format!(
                 "not enough capacity for vm '{}' ({}): {}",
                 vm.name,
                 Self::need(vm),
                 short.join("; ")
             ));
         }
-        let hosts = |n: usize, one: &str, many: &str| {
-            if n == 1 {
-                format!("1 host {one}")
-            } else {
-                format!("{n} hosts {many}")
+        let parts: Vec<String> =
+            counts.iter().map(|(reason, &n)| self.ruled_out(*reason, n, vm, exclude, most)).collect();
+        ClusterError::FailedPrecondition(format!(
+            "no host can run vm '{}' ({}): {}",
+            vm.name,
+            Self::need(vm),
+            parts.join(", ")
+        ))
+    }
+
+    /// The refusals that need no count: no pinned host up, no host with the tags, no host up.
+    fn plain_refusal(&self, vm: &Vm, exclude: &[NodeId]) -> Option<String> {
+        let up = |h: &Host| h.state == HostState::Up && !exclude.contains(&h.id);
+        if !vm.pinned_hosts.is_empty() && !self.hosts.iter().any(|h| up(h) && vm.pinned_hosts.contains(&h.id)) {
+            return Some(format!(
+                "vm '{}' is pinned to {}; none of them is up",
+                vm.name,
+                self.host_names(&vm.pinned_hosts)
+            ));
+        }
+        if !vm.host_tags.is_empty() && !self.hosts.iter().any(|h| vm.host_tags.iter().all(|t| h.tags.contains(t))) {
+            return Some(format!("no host has tags {}, which vm '{}' needs", vm.host_tags.join(", "), vm.name));
+        }
+        if !self.hosts.iter().any(|h| up(h)) {
+            return Some(format!("no host is up to run vm '{}' ({})", vm.name, Self::need(vm)));
+        }
+        None
+    }
+
+    /// "3 hosts lack tags ssd": how many hosts one rule ruled out, and why. `most` is the most
+    /// memory (MiB) and vCPUs that any host had free.
+    fn ruled_out(&self, reason: Reason, n: usize, vm: &Vm, exclude: &[NodeId], most: (u64, u64)) -> String {
+        let hosts = |one: &str, many: &str| if n == 1 { format!("1 host {one}") } else { format!("{n} hosts {many}") };
+        match reason {
+            Reason::Excluded if vm.host.is_some_and(|h| exclude.contains(&h)) && n == 1 => {
+                "1 host already runs it".to_string()
             }
-        };
-        let parts: Vec<String> = counts
-            .iter()
-            .map(|(reason, &n)| match *reason {
-                Reason::Excluded if vm.host.is_some_and(|h| exclude.contains(&h)) && n == 1 => {
-                    "1 host already runs it".to_string()
-                }
-                Reason::Excluded => hosts(n, "is excluded", "are excluded"),
-                Reason::NotUp => hosts(n, "is not up", "are not up"),
-                Reason::NotPinned => {
-                    let pins = self.host_names(&vm.pinned_hosts);
-                    hosts(
-                        n,
-                        &format!("is not among its pinned hosts ({pins})"),
-                        &format!("are not among its pinned hosts ({pins})"),
-                    )
-                }
-                Reason::Label(l) => {
-                    let what = format!("excluded by affinity label {}", self.labels[l as usize].name);
-                    hosts(n, &what, &what)
-                }
-                Reason::Tags => {
-                    let tags = vm.host_tags.join(", ");
-                    hosts(n, &format!("lacks tags {tags}"), &format!("lack tags {tags}"))
-                }
-                Reason::Group(g) => {
-                    let what = format!("excluded by enforcing affinity group {}", self.groups[g as usize].describe());
-                    hosts(n, &what, &what)
-                }
-                Reason::Engine => hosts(
-                    n,
-                    "may not run the hosted engine (local maintenance or score 0)",
-                    "may not run the hosted engine (local maintenance or score 0)",
-                ),
-                Reason::Apart => hosts(n, "breaks a positive group", "break a positive group"),
-                Reason::Memory => {
-                    let most = format!("at most {most_mem} MiB free");
-                    hosts(n, &format!("has not enough memory ({most})"), &format!("have not enough memory ({most})"))
-                }
-                Reason::Cpu => {
-                    let most = format!("at most {most_cpu} vCPUs free");
-                    hosts(n, &format!("has not enough vCPUs ({most})"), &format!("have not enough vCPUs ({most})"))
-                }
-            })
-            .collect();
-        refuse(format!("no host can run vm '{}' ({}): {}", vm.name, Self::need(vm), parts.join(", ")))
+            Reason::Excluded => hosts("is excluded", "are excluded"),
+            Reason::NotUp => hosts("is not up", "are not up"),
+            Reason::NotPinned => {
+                let pins = self.host_names(&vm.pinned_hosts);
+                hosts(
+                    &format!("is not among its pinned hosts ({pins})"),
+                    &format!("are not among its pinned hosts ({pins})"),
+                )
+            }
+            Reason::Label(l) => {
+                let what = format!("excluded by affinity label {}", self.labels[l as usize].name);
+                hosts(&what, &what)
+            }
+            Reason::Tags => {
+                let tags = vm.host_tags.join(", ");
+                hosts(&format!("lacks tags {tags}"), &format!("lack tags {tags}"))
+            }
+            Reason::Group(g) => {
+                let what = format!("excluded by enforcing affinity group {}", self.groups[g as usize].describe());
+                hosts(&what, &what)
+            }
+            Reason::Engine => hosts(
+                "may not run the hosted engine (local maintenance or score 0)",
+                "may not run the hosted engine (local maintenance or score 0)",
+            ),
+            Reason::Apart => hosts("breaks a positive group", "break a positive group"),
+            Reason::Memory => {
+                let most = format!("at most {} MiB free", most.0);
+                hosts(&format!("has not enough memory ({most})"), &format!("have not enough memory ({most})"))
+            }
+            Reason::Cpu => {
+                let most = format!("at most {} vCPUs free", most.1);
+                hosts(&format!("has not enough vCPUs ({most})"), &format!("have not enough vCPUs ({most})"))
+            }
+        }
     }
 }
 

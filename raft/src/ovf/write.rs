@@ -10,7 +10,7 @@ use quick_xml::Writer;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{HaPriority, MigrationPolicy, ResumeBehavior};
+use crate::model::{HaPriority, MigrationPolicy, Nic, ResumeBehavior};
 
 const MIB: u64 = 1024 * 1024;
 const GIB_IN_MIB: u64 = 1024;
@@ -250,7 +250,20 @@ impl Doc<'_> {
         self.open("System", &[]);
         self.leaf("vssd:VirtualSystemType", &format!("ENGINE {OVF_VERSION}"));
         self.close("System");
+        self.cpu_and_memory_items();
+        for (i, d) in disks.iter().enumerate() {
+            self.disk_item(i, d);
+        }
+        for (i, n) in vm.nics.iter().enumerate() {
+            self.nic_item(i, n);
+        }
+        self.cdrom_item();
+        self.fragments("VirtualHardwareSection");
+        self.close("Section");
+    }
 
+    fn cpu_and_memory_items(&mut self) {
+        let (vcpus, memory) = (self.vm.vcpus.to_string(), self.vm.memory_mib.to_string());
         self.open("Item", &[]);
         self.leaf("rasd:Caption", &format!("{vcpus} virtual cpu"));
         self.leaf("rasd:Description", "Number of virtual CPU");
@@ -273,55 +286,60 @@ impl Doc<'_> {
         self.leaf("rasd:VirtualQuantity", &memory);
         self.fragments("Item memory");
         self.close("Item");
+    }
 
+    /// The disk the guest sees `i`-th (it boots from the first).
+    fn disk_item(&mut self, i: usize, d: &Disk) {
         let nil = Uuid::nil().to_string();
-        for (i, d) in disks.iter().enumerate() {
-            let created = format_date(d.created_ms);
-            self.open("Item", &[]);
-            self.leaf("rasd:Caption", &d.name);
-            self.leaf("rasd:InstanceId", &d.id.to_string());
-            self.leaf("rasd:ResourceType", RT_DISK);
-            self.leaf("rasd:HostResource", &d.file);
-            self.leaf("rasd:Parent", &nil);
-            self.leaf("rasd:Template", &nil);
-            self.leaf("rasd:ApplicationList", "");
-            self.leaf("rasd:StorageId", &nil);
-            self.leaf("rasd:StoragePoolId", &nil);
-            self.leaf("rasd:CreationDate", &created);
-            self.leaf("rasd:LastModified", &created);
-            self.leaf("rasd:last_modified_date", &created);
-            self.leaf("Type", "disk");
-            self.leaf("Device", "disk");
-            self.leaf("BootOrder", &(i + 1).to_string());
-            self.leaf("IsPlugged", "true");
-            self.leaf("IsReadOnly", "false");
-            self.fragments(&format!("Item disk {}", d.id));
-            self.close("Item");
-        }
+        let created = format_date(d.created_ms);
+        self.open("Item", &[]);
+        self.leaf("rasd:Caption", &d.name);
+        self.leaf("rasd:InstanceId", &d.id.to_string());
+        self.leaf("rasd:ResourceType", RT_DISK);
+        self.leaf("rasd:HostResource", &d.file);
+        self.leaf("rasd:Parent", &nil);
+        self.leaf("rasd:Template", &nil);
+        self.leaf("rasd:ApplicationList", "");
+        self.leaf("rasd:StorageId", &nil);
+        self.leaf("rasd:StoragePoolId", &nil);
+        self.leaf("rasd:CreationDate", &created);
+        self.leaf("rasd:LastModified", &created);
+        self.leaf("rasd:last_modified_date", &created);
+        self.leaf("Type", "disk");
+        self.leaf("Device", "disk");
+        self.leaf("BootOrder", &(i + 1).to_string());
+        self.leaf("IsPlugged", "true");
+        self.leaf("IsReadOnly", "false");
+        self.fragments(&format!("Item disk {}", d.id));
+        self.close("Item");
+    }
 
-        for (i, n) in vm.nics.iter().enumerate() {
-            let name = format!("nic{}", i + 1);
-            self.open("Item", &[]);
-            self.leaf("rasd:Caption", &format!("Ethernet adapter on {}", n.network));
-            self.leaf("rasd:InstanceId", &device_id(vm.id, i + 1).to_string());
-            self.leaf("rasd:ResourceType", RT_NIC);
-            self.leaf("rasd:OtherResourceType", &n.network);
-            self.leaf("rasd:ResourceSubType", "3");
-            self.leaf("rasd:Connection", &n.network);
-            self.leaf("rasd:Linked", "true");
-            self.leaf("rasd:Name", &name);
-            self.leaf("rasd:ElementName", &name);
-            self.leaf("rasd:MACAddress", &n.mac);
-            self.leaf("rasd:speed", "10000");
-            self.leaf("Type", "interface");
-            self.leaf("Device", "bridge");
-            self.leaf("IsPlugged", "true");
-            self.leaf("IsReadOnly", "false");
-            self.fragments(&format!("Item {name}"));
-            self.close("Item");
-        }
+    fn nic_item(&mut self, i: usize, n: &Nic) {
+        let vm = self.vm;
+        let name = format!("nic{}", i + 1);
+        self.open("Item", &[]);
+        self.leaf("rasd:Caption", &format!("Ethernet adapter on {}", n.network));
+        self.leaf("rasd:InstanceId", &device_id(vm.id, i + 1).to_string());
+        self.leaf("rasd:ResourceType", RT_NIC);
+        self.leaf("rasd:OtherResourceType", &n.network);
+        self.leaf("rasd:ResourceSubType", "3");
+        self.leaf("rasd:Connection", &n.network);
+        self.leaf("rasd:Linked", "true");
+        self.leaf("rasd:Name", &name);
+        self.leaf("rasd:ElementName", &name);
+        self.leaf("rasd:MACAddress", &n.mac);
+        self.leaf("rasd:speed", "10000");
+        self.leaf("Type", "interface");
+        self.leaf("Device", "bridge");
+        self.leaf("IsPlugged", "true");
+        self.leaf("IsReadOnly", "false");
+        self.fragments(&format!("Item {name}"));
+        self.close("Item");
+    }
 
-        // Always there, as in oVirt: an empty drive when no image is inserted.
+    /// Always there, as in oVirt: an empty drive when no image is inserted.
+    fn cdrom_item(&mut self) {
+        let vm = self.vm;
         let iso = vm.cdrom.as_deref().unwrap_or("");
         self.open("Item", &[]);
         self.leaf("rasd:Caption", "CDROM");
@@ -335,9 +353,6 @@ impl Doc<'_> {
         self.leaf("IsReadOnly", "true");
         self.fragments("Item CD-ROM");
         self.close("Item");
-
-        self.fragments("VirtualHardwareSection");
-        self.close("Section");
     }
 }
 
