@@ -85,6 +85,45 @@ struct Needs<'v> {
     soft: Vec<i32>,
 }
 
+impl Needs<'_> {
+    /// Adds group `gi`, whose other members run on host `slots` (of `n`), to what the VM needs.
+    fn add_group(&mut self, gi: u32, g: &AffinityGroup, slots: &mut Vec<usize>, n: usize) {
+        match (g.enforcing, g.polarity) {
+            (true, Polarity::Negative) => {
+                if self.forbidden.is_empty() {
+                    self.forbidden = vec![0; n];
+                }
+                for &s in slots.iter() {
+                    if self.forbidden[s] == 0 {
+                        self.forbidden[s] = gi + 1;
+                    }
+                }
+            }
+            (true, Polarity::Positive) => {
+                if self.attract_count.is_empty() {
+                    self.attract_count = vec![0; n];
+                }
+                // Once per group and host, however many members run there.
+                slots.sort_unstable();
+                slots.dedup();
+                self.attract.push(gi);
+                for &s in slots.iter() {
+                    self.attract_count[s] += 1;
+                }
+            }
+            (false, polarity) => {
+                if self.soft.is_empty() {
+                    self.soft = vec![0; n];
+                }
+                let pull = if polarity == Polarity::Positive { 1 } else { -1 };
+                for &s in slots.iter() {
+                    self.soft[s] += pull;
+                }
+            }
+        }
+    }
+}
+
 /// Per-host usage and rule indexes over one state, built once (O(VMs + hosts)); `place` is
 /// then O(hosts + members of the VM's groups), and `assign` records a placement so the next
 /// `place` sees it.
@@ -231,39 +270,7 @@ impl<'a> Scheduler<'a> {
             if slots.is_empty() {
                 continue;
             }
-            match (g.enforcing, g.polarity) {
-                (true, Polarity::Negative) => {
-                    if needs.forbidden.is_empty() {
-                        needs.forbidden = vec![0; n];
-                    }
-                    for &s in &slots {
-                        if needs.forbidden[s] == 0 {
-                            needs.forbidden[s] = gi + 1;
-                        }
-                    }
-                }
-                (true, Polarity::Positive) => {
-                    if needs.attract_count.is_empty() {
-                        needs.attract_count = vec![0; n];
-                    }
-                    // Once per group and host, however many members run there.
-                    slots.sort_unstable();
-                    slots.dedup();
-                    needs.attract.push(gi);
-                    for &s in &slots {
-                        needs.attract_count[s] += 1;
-                    }
-                }
-                (false, polarity) => {
-                    if needs.soft.is_empty() {
-                        needs.soft = vec![0; n];
-                    }
-                    let pull = if polarity == Polarity::Positive { 1 } else { -1 };
-                    for &s in &slots {
-                        needs.soft[s] += pull;
-                    }
-                }
-            }
+            needs.add_group(gi, g, &mut slots, n);
         }
         needs
     }

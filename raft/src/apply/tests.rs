@@ -616,4 +616,5 @@ fn a_batch_applies_each_write_once_in_order() {
 mod affinity;
 mod engine;
 mod ha;
+mod inconsistent;
 mod migration;
