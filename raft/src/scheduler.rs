@@ -151,16 +151,18 @@ impl<'a> Scheduler<'a> {
         let slots: HashMap<NodeId, usize> = hosts.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
         let mut usage = vec![Usage::default(); hosts.len()];
         for vm in state.vms.values() {
-            let (mem, cpu) = (vm.memory_mib, vm.vcpus as u64);
-            if let Some(&s) = vm.host.and_then(|h| slots.get(&h)) {
+            let (mem, cpu) = (vm.config.memory_mib, vm.config.vcpus as u64);
+            if let Some(&s) = vm.runtime.host.and_then(|h| slots.get(&h)) {
                 usage[s].memory_mib += mem;
                 usage[s].vcpus += cpu;
-                if vm.status != crate::model::VmStatus::Down {
+                if vm.runtime.status != crate::model::VmStatus::Down {
                     usage[s].vms_running += 1;
                 }
             }
             // A migrating VM holds its target's resources as well.
-            if let Some(&s) = vm.migrating_to.filter(|t| Some(*t) != vm.host).and_then(|h| slots.get(&h)) {
+            if let Some(&s) =
+                vm.migration_state.migrating_to.filter(|t| Some(*t) != vm.runtime.host).and_then(|h| slots.get(&h))
+            {
                 usage[s].memory_mib += mem;
                 usage[s].vcpus += cpu;
             }
@@ -202,7 +204,7 @@ impl<'a> Scheduler<'a> {
     /// Picks a host for `vm` as `choose` would with no wanted host; a migration never picks
     /// the VM's current host.
     pub fn place(&self, vm: &Vm, purpose: Purpose) -> Result<NodeId, ClusterError> {
-        let current: Vec<NodeId> = vm.host.filter(|_| purpose.is_migration()).into_iter().collect();
+        let current: Vec<NodeId> = vm.runtime.host.filter(|_| purpose.is_migration()).into_iter().collect();
         self.place_with(vm, None, &current, purpose)
     }
 
@@ -210,7 +212,7 @@ impl<'a> Scheduler<'a> {
     /// later placements count it there. Unknown VMs and hosts are ignored.
     pub fn assign(&mut self, vm: Uuid, host: NodeId) {
         let (Some(v), Some(&slot)) = (self.state.vms.get(&vm), self.slots.get(&host)) else { return };
-        let (mem, cpu) = (v.memory_mib, v.vcpus as u64);
+        let (mem, cpu) = (v.config.memory_mib, v.config.vcpus as u64);
         if let Some(old) = self.position(v.id) {
             let u = &mut self.usage[old];
             u.memory_mib = u.memory_mib.saturating_sub(mem);
@@ -229,7 +231,7 @@ impl<'a> Scheduler<'a> {
         if let Some(&s) = self.assigned.get(&vm) {
             return Some(s);
         }
-        self.state.vms.get(&vm).and_then(|v| v.host).and_then(|h| self.slots.get(&h).copied())
+        self.state.vms.get(&vm).and_then(|v| v.runtime.host).and_then(|h| self.slots.get(&h).copied())
     }
 
     /// Slots where a member VM is or is about to be (its migration target too).
@@ -239,7 +241,12 @@ impl<'a> Scheduler<'a> {
             out.push(s);
         }
         if !self.assigned.contains_key(&member) {
-            if let Some(&s) = self.state.vms.get(&member).and_then(|v| v.migrating_to).and_then(|h| self.slots.get(&h))
+            if let Some(&s) = self
+                .state
+                .vms
+                .get(&member)
+                .and_then(|v| v.migration_state.migrating_to)
+                .and_then(|h| self.slots.get(&h))
             {
                 if !out.contains(&s) {
                     out.push(s);
@@ -313,7 +320,7 @@ impl<'a> Scheduler<'a> {
         if h.state != HostState::Up {
             return Err(Reason::NotUp);
         }
-        if !vm.pinned_hosts.is_empty() && !vm.pinned_hosts.contains(&h.id) {
+        if !vm.config.pinned_hosts.is_empty() && !vm.config.pinned_hosts.contains(&h.id) {
             return Err(Reason::NotPinned);
         }
         for &l in needs.labels {
@@ -321,10 +328,10 @@ impl<'a> Scheduler<'a> {
                 return Err(Reason::Label(l));
             }
         }
-        if !vm.host_tags.iter().all(|t| h.tags.contains(t)) {
+        if !vm.config.host_tags.iter().all(|t| h.tags.contains(t)) {
             return Err(Reason::Tags);
         }
-        if vm.hosted_engine && !engine_eligible(h) {
+        if vm.config.hosted_engine && !engine_eligible(h) {
             return Err(Reason::Engine);
         }
         if let Some(&g) = needs.forbidden.get(slot).filter(|g| **g != 0) {
@@ -334,10 +341,10 @@ impl<'a> Scheduler<'a> {
             return Err(Reason::Apart);
         }
         let (mem, cpu) = self.free(slot);
-        if mem < vm.memory_mib {
+        if mem < vm.config.memory_mib {
             return Err(Reason::Memory);
         }
-        if cpu < vm.vcpus as u64 {
+        if cpu < vm.config.vcpus as u64 {
             return Err(Reason::Cpu);
         }
         Ok(())
@@ -346,7 +353,7 @@ impl<'a> Scheduler<'a> {
     /// Whether `a` is a better host than `b` for this VM (both passed every filter).
     fn better(&self, needs: &Needs, a: usize, b: usize) -> bool {
         // The hosted engine goes to the best-scored host, as ovirt-hosted-engine-ha does.
-        if needs.vm.hosted_engine {
+        if needs.vm.config.hosted_engine {
             let score = |s: usize| engine_score(self.hosts[s]);
             if score(a) != score(b) {
                 return score(a) > score(b);
@@ -400,7 +407,7 @@ impl<'a> Scheduler<'a> {
     }
 
     fn need(vm: &Vm) -> String {
-        format!("{} MiB, {} vCPU{}", vm.memory_mib, vm.vcpus, if vm.vcpus == 1 { "" } else { "s" })
+        format!("{} MiB, {} vCPU{}", vm.config.memory_mib, vm.config.vcpus, if vm.config.vcpus == 1 { "" } else { "s" })
     }
 
     fn host_names(&self, ids: &[NodeId]) -> String {
@@ -408,7 +415,7 @@ impl<'a> Scheduler<'a> {
     }
 
     fn missing_tags(vm: &Vm, h: &Host) -> String {
-        vm.host_tags.iter().filter(|t| !h.tags.contains(t)).cloned().collect::<Vec<_>>().join(", ")
+        vm.config.host_tags.iter().filter(|t| !h.tags.contains(t)).cloned().collect::<Vec<_>>().join(", ")
     }
 
     /// A member of group `gi` other than the VM that runs on `slot`, or the hosts where they
@@ -426,7 +433,7 @@ impl<'a> Scheduler<'a> {
                         self.member_slots(**m, &mut at);
                         at.contains(&slot)
                     })
-                    .map(|m| self.state.vms.get(m).map_or_else(|| m.to_string(), |v| v.name.clone()))
+                    .map(|m| self.state.vms.get(m).map_or_else(|| m.to_string(), |v| v.config.name.clone()))
                     .collect();
                 let verb = if there.len() == 1 { "runs" } else { "run" };
                 format!("VM {} {verb} there", there.join(", "))
@@ -449,25 +456,27 @@ impl<'a> Scheduler<'a> {
         let h = self.hosts[slot];
         let (vm, name) = (needs.vm, &h.name);
         let msg = match reason {
-            Reason::Excluded if vm.host == Some(h.id) => format!("vm '{}' already runs on host {name}", vm.name),
-            Reason::Excluded => format!("host {name} is excluded for this placement of vm '{}'", vm.name),
+            Reason::Excluded if vm.runtime.host == Some(h.id) => {
+                format!("vm '{}' already runs on host {name}", vm.config.name)
+            }
+            Reason::Excluded => format!("host {name} is excluded for this placement of vm '{}'", vm.config.name),
             Reason::NotUp => format!("host {name} is {}, not up; choose another host", h.state.as_str()),
             Reason::NotPinned => format!(
                 "vm '{}' is pinned to {}; host {name} is not one of them",
-                vm.name,
-                self.host_names(&vm.pinned_hosts)
+                vm.config.name,
+                self.host_names(&vm.config.pinned_hosts)
             ),
             Reason::Label(l) => {
                 let label = self.labels[l as usize];
                 format!(
                     "host {name} is excluded by affinity label {}: vm '{}' may run only on {}",
                     label.name,
-                    vm.name,
+                    vm.config.name,
                     if label.hosts.is_empty() { "no host".to_string() } else { self.host_names(&label.hosts) }
                 )
             }
             Reason::Tags => {
-                format!("host {name} lacks tag(s) {} that vm '{}' needs", Self::missing_tags(vm, h), vm.name)
+                format!("host {name} lacks tag(s) {} that vm '{}' needs", Self::missing_tags(vm, h), vm.config.name)
             }
             Reason::Engine => format!("host {name} may not run the hosted engine: {}", engine_ineligibility(h)),
             Reason::Group(g) => format!(
@@ -481,7 +490,7 @@ impl<'a> Scheduler<'a> {
                 let (mem, cpu) = self.free(slot);
                 format!(
                     "host {name} has not enough room for vm '{}' ({}): {mem} MiB and {cpu} vCPUs free",
-                    vm.name,
+                    vm.config.name,
                     Self::need(vm)
                 )
             }
@@ -512,7 +521,7 @@ impl<'a> Scheduler<'a> {
         if counts.keys().all(|r| matches!(r, Reason::Excluded | Reason::NotUp | Reason::Memory | Reason::Cpu)) {
             return ClusterError::FailedPrecondition(format!(
                 "not enough capacity for vm '{}' ({}): {}",
-                vm.name,
+                vm.config.name,
                 Self::need(vm),
                 short.join("; ")
             ));
@@ -521,7 +530,7 @@ impl<'a> Scheduler<'a> {
             counts.iter().map(|(reason, &n)| self.ruled_out(*reason, n, vm, exclude, most)).collect();
         ClusterError::FailedPrecondition(format!(
             "no host can run vm '{}' ({}): {}",
-            vm.name,
+            vm.config.name,
             Self::need(vm),
             parts.join(", ")
         ))
@@ -530,18 +539,26 @@ impl<'a> Scheduler<'a> {
     /// The refusals that need no count: no pinned host up, no host with the tags, no host up.
     fn plain_refusal(&self, vm: &Vm, exclude: &[NodeId]) -> Option<String> {
         let up = |h: &Host| h.state == HostState::Up && !exclude.contains(&h.id);
-        if !vm.pinned_hosts.is_empty() && !self.hosts.iter().any(|h| up(h) && vm.pinned_hosts.contains(&h.id)) {
+        if !vm.config.pinned_hosts.is_empty()
+            && !self.hosts.iter().any(|h| up(h) && vm.config.pinned_hosts.contains(&h.id))
+        {
             return Some(format!(
                 "vm '{}' is pinned to {}; none of them is up",
-                vm.name,
-                self.host_names(&vm.pinned_hosts)
+                vm.config.name,
+                self.host_names(&vm.config.pinned_hosts)
             ));
         }
-        if !vm.host_tags.is_empty() && !self.hosts.iter().any(|h| vm.host_tags.iter().all(|t| h.tags.contains(t))) {
-            return Some(format!("no host has tags {}, which vm '{}' needs", vm.host_tags.join(", "), vm.name));
+        if !vm.config.host_tags.is_empty()
+            && !self.hosts.iter().any(|h| vm.config.host_tags.iter().all(|t| h.tags.contains(t)))
+        {
+            return Some(format!(
+                "no host has tags {}, which vm '{}' needs",
+                vm.config.host_tags.join(", "),
+                vm.config.name
+            ));
         }
         if !self.hosts.iter().any(|h| up(h)) {
-            return Some(format!("no host is up to run vm '{}' ({})", vm.name, Self::need(vm)));
+            return Some(format!("no host is up to run vm '{}' ({})", vm.config.name, Self::need(vm)));
         }
         None
     }
@@ -551,13 +568,13 @@ impl<'a> Scheduler<'a> {
     fn ruled_out(&self, reason: Reason, n: usize, vm: &Vm, exclude: &[NodeId], most: (u64, u64)) -> String {
         let hosts = |one: &str, many: &str| if n == 1 { format!("1 host {one}") } else { format!("{n} hosts {many}") };
         match reason {
-            Reason::Excluded if vm.host.is_some_and(|h| exclude.contains(&h)) && n == 1 => {
+            Reason::Excluded if vm.runtime.host.is_some_and(|h| exclude.contains(&h)) && n == 1 => {
                 "1 host already runs it".to_string()
             }
             Reason::Excluded => hosts("is excluded", "are excluded"),
             Reason::NotUp => hosts("is not up", "are not up"),
             Reason::NotPinned => {
-                let pins = self.host_names(&vm.pinned_hosts);
+                let pins = self.host_names(&vm.config.pinned_hosts);
                 hosts(
                     &format!("is not among its pinned hosts ({pins})"),
                     &format!("are not among its pinned hosts ({pins})"),
@@ -568,7 +585,7 @@ impl<'a> Scheduler<'a> {
                 hosts(&what, &what)
             }
             Reason::Tags => {
-                let tags = vm.host_tags.join(", ");
+                let tags = vm.config.host_tags.join(", ");
                 hosts(&format!("lacks tags {tags}"), &format!("lack tags {tags}"))
             }
             Reason::Group(g) => {
@@ -617,16 +634,16 @@ fn engine_ineligibility(h: &Host) -> String {
 
 /// Refuses a migration the VM's policy does not allow; starts and HA restarts always pass.
 pub fn check_migration_policy(vm: &Vm, purpose: Purpose) -> Result<(), ClusterError> {
-    match (vm.migration, purpose) {
+    match (vm.config.migration, purpose) {
         (MigrationPolicy::None, Purpose::MigrateByOperator | Purpose::MigrateAutomatic) => {
             Err(ClusterError::FailedPrecondition(format!(
                 "the migration policy of vm '{}' is 'none': it is never migrated",
-                vm.name
+                vm.config.name
             )))
         }
         (MigrationPolicy::Manual, Purpose::MigrateAutomatic) => Err(ClusterError::FailedPrecondition(format!(
             "the migration policy of vm '{}' is 'manual': only an operator may migrate it",
-            vm.name
+            vm.config.name
         ))),
         _ => Ok(()),
     }

@@ -96,13 +96,13 @@ impl Agent {
                 migration_defaults: s.migration_defaults.clone(),
             };
             for vm in s.vms.values() {
-                if vm.host == Some(me) {
+                if vm.runtime.host == Some(me) {
                     v.mine.push(vm.clone());
-                    if let Some(t) = vm.migrating_to.and_then(|t| s.hosts.get(&t)) {
+                    if let Some(t) = vm.migration_state.migrating_to.and_then(|t| s.hosts.get(&t)) {
                         v.migration_targets.insert(vm.id, t.facts.libvirt_uri.clone());
                     }
                 } else {
-                    v.others.insert(vm.id, (vm.name.clone(), vm.migrating_to == Some(me)));
+                    v.others.insert(vm.id, (vm.config.name.clone(), vm.migration_state.migrating_to == Some(me)));
                 }
             }
             v
@@ -121,7 +121,7 @@ impl Agent {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("libvirt does not answer: {e}");
-                for vm in view.mine.iter().filter(|vm| vm.status != VmStatus::Down) {
+                for vm in view.mine.iter().filter(|vm| vm.runtime.status != VmStatus::Down) {
                     self.report(vm, Observed::NotResponding).await;
                 }
                 return true;
@@ -165,21 +165,21 @@ impl Agent {
         let state = dom.map(|d| d.state);
         let running = matches!(state, Some(DomainState::Running | DomainState::Blocked | DomainState::ShuttingDown));
         let paused = matches!(state, Some(DomainState::Paused | DomainState::PmSuspended));
-        let cancel = vm.migration_job.as_ref().is_some_and(|j| j.cancel);
+        let cancel = vm.migration_state.migration_job.as_ref().is_some_and(|j| j.cancel);
         if self.migrating.lock().expect("migration set").contains(&vm.id) {
             // Cancelled, or no longer wanted (its destination was declared down).
-            let unwanted = vm.migration_job.is_none() || vm.status != VmStatus::Migrating;
-            if (cancel || unwanted) && self.aborting.insert((vm.id, vm.epoch)) {
-                tracing::info!(vm = %vm.name, "aborting the running migration");
+            let unwanted = vm.migration_state.migration_job.is_none() || vm.runtime.status != VmStatus::Migrating;
+            if (cancel || unwanted) && self.aborting.insert((vm.id, vm.runtime.epoch)) {
+                tracing::info!(vm = %vm.config.name, "aborting the running migration");
                 if let Err(e) = self.hv.abort_job(vm.id).await {
                     // Maybe before libvirt's job exists: tried again on the next pass.
-                    tracing::warn!(vm = %vm.name, "could not abort the migration: {e}");
-                    self.aborting.remove(&(vm.id, vm.epoch));
+                    tracing::warn!(vm = %vm.config.name, "could not abort the migration: {e}");
+                    self.aborting.remove(&(vm.id, vm.runtime.epoch));
                 }
             }
             return true;
         }
-        if vm.status == VmStatus::Migrating {
+        if vm.runtime.status == VmStatus::Migrating {
             // Queued here: started by `start_queued_migrations`, a few at a time.
             if cancel {
                 let error = "cancelled before it started".to_string();
@@ -188,30 +188,30 @@ impl Agent {
             let _ = view;
             return true;
         }
-        match vm.desired {
+        match vm.runtime.desired {
             PowerState::Down => {
                 if running || paused {
-                    let deadline_passed = vm.shutdown_deadline_ms.is_none_or(|d| now_ms() >= d);
+                    let deadline_passed = vm.runtime.shutdown_deadline_ms.is_none_or(|d| now_ms() >= d);
                     if deadline_passed {
                         if let Err(e) = self.hv.destroy(vm.id).await {
                             self.failed(vm, "power off", e).await;
                         }
-                    } else if self.acpi_sent.insert((vm.id, vm.epoch)) {
+                    } else if self.acpi_sent.insert((vm.id, vm.runtime.epoch)) {
                         if let Err(e) = self.hv.shutdown(vm.id).await {
                             self.failed(vm, "shut down", e).await;
                         }
                     }
                     return true;
                 }
-                let cause = vm.stop_reason.clone().unwrap_or_else(|| "powered off".into());
+                let cause = vm.runtime.stop_reason.clone().unwrap_or_else(|| "powered off".into());
                 self.report(vm, Observed::Down { cause, on_purpose: true }).await;
-                self.acpi_sent.remove(&(vm.id, vm.epoch));
+                self.acpi_sent.remove(&(vm.id, vm.runtime.epoch));
                 self.forget(vm.id).await;
                 true
             }
             PowerState::Up | PowerState::Suspended => {
                 if !running && !paused {
-                    if vm.status == VmStatus::PoweringUp {
+                    if vm.runtime.status == VmStatus::PoweringUp {
                         self.power_up(vm).await;
                         return true;
                     }
@@ -230,7 +230,7 @@ impl Agent {
                     self.forget(vm.id).await;
                     return true;
                 }
-                if vm.desired == PowerState::Suspended {
+                if vm.runtime.desired == PowerState::Suspended {
                     if running {
                         if let Err(e) = self.hv.suspend(vm.id).await {
                             self.failed(vm, "suspend", e).await;
@@ -240,11 +240,11 @@ impl Agent {
                     self.report(vm, Observed::Suspended).await;
                     return false;
                 }
-                if paused && dom.is_some_and(|d| d.io_error) && vm.desired == PowerState::Up {
+                if paused && dom.is_some_and(|d| d.io_error) && vm.runtime.desired == PowerState::Up {
                     return self.io_error_pause(vm).await;
                 }
                 if paused {
-                    if vm.status == VmStatus::Suspended {
+                    if vm.runtime.status == VmStatus::Suspended {
                         let node = self.node.clone();
                         let resumed = {
                             let _acting = node.lease.acting.read().await;
@@ -261,7 +261,7 @@ impl Agent {
                     self.report(vm, Observed::Paused).await;
                     return false;
                 }
-                if vm.reboot_pending {
+                if vm.runtime.reboot_pending {
                     match self.hv.reboot(vm.id).await {
                         Ok(()) => self.report(vm, Observed::RebootDone).await,
                         Err(e) => self.failed(vm, "reboot", e).await,
@@ -269,7 +269,7 @@ impl Agent {
                     return true;
                 }
                 self.report(vm, Observed::Up).await;
-                vm.status != VmStatus::Up
+                vm.runtime.status != VmStatus::Up
             }
         }
     }
@@ -277,7 +277,7 @@ impl Agent {
     /// A VM the hypervisor paused on a storage I/O error, handled by its resume behaviour.
     async fn io_error_pause(&mut self, vm: &Vm) -> bool {
         self.report(vm, Observed::PausedIoError).await;
-        match vm.resume_behavior {
+        match vm.config.resume_behavior {
             // Tried at the idle pace: if the storage still fails, the guest pauses again.
             ResumeBehavior::AutoResume => {
                 let node = self.node.clone();
@@ -286,7 +286,7 @@ impl Agent {
                     node.lease.may_start() && self.hv.resume(vm.id).await.is_ok()
                 };
                 if resumed {
-                    tracing::info!(vm = %vm.name, "resumed after an I/O error pause");
+                    tracing::info!(vm = %vm.config.name, "resumed after an I/O error pause");
                 }
                 false
             }
@@ -312,7 +312,7 @@ impl Agent {
             // Held only while libvirt starts it, never across a write to the cluster.
             let _acting = node.lease.acting.read().await;
             if !node.lease.may_start() {
-                tracing::info!(vm = %vm.name, "not started: the lease has too little time left");
+                tracing::info!(vm = %vm.config.name, "not started: the lease has too little time left");
                 return;
             }
             match self.hv.define(&spec).await {
@@ -322,11 +322,11 @@ impl Agent {
         };
         match result {
             Ok(()) => {
-                tracing::info!(vm = %vm.name, "started");
+                tracing::info!(vm = %vm.config.name, "started");
                 self.report(vm, Observed::Up).await;
             }
             Err(e) => {
-                tracing::warn!(vm = %vm.name, "start failed: {e}");
+                tracing::warn!(vm = %vm.config.name, "start failed: {e}");
                 let _ = self.hv.undefine(vm.id).await;
                 self.failed(vm, "start", e).await;
             }
@@ -348,16 +348,20 @@ impl Agent {
             let migrating = self.migrating.lock().expect("migration set");
             view.mine
                 .iter()
-                .filter(|vm| vm.status == VmStatus::Migrating && !migrating.contains(&vm.id))
-                .filter(|vm| vm.migration_job.as_ref().is_some_and(|j| !j.cancel))
+                .filter(|vm| vm.runtime.status == VmStatus::Migrating && !migrating.contains(&vm.id))
+                .filter(|vm| vm.migration_state.migration_job.as_ref().is_some_and(|j| !j.cancel))
                 .collect()
         };
         queued.sort_by_key(|vm| {
-            (std::cmp::Reverse(vm.ha.priority), vm.migration_job.as_ref().map_or(0, |j| j.queued_ms), vm.name.clone())
+            (
+                std::cmp::Reverse(vm.config.ha.priority),
+                vm.migration_state.migration_job.as_ref().map_or(0, |j| j.queued_ms),
+                vm.config.name.clone(),
+            )
         });
         for vm in queued.into_iter().take(free) {
-            if let (Some(dest), Some(to)) = (view.migration_targets.get(&vm.id), vm.migrating_to) {
-                let settings = view.migration_defaults.with(&vm.migration_settings);
+            if let (Some(dest), Some(to)) = (view.migration_targets.get(&vm.id), vm.migration_state.migrating_to) {
+                let settings = view.migration_defaults.with(&vm.config.migration_settings);
                 self.start_migration(vm, dest.clone(), to, settings);
             }
         }
@@ -371,7 +375,7 @@ impl Agent {
         let me = self.me;
         tokio::spawn(async move {
             let migrate_uri = migration_uri(&dest_uri);
-            tracing::info!(vm = %vm.name, dest = %dest_uri, "live migration starting");
+            tracing::info!(vm = %vm.config.name, dest = %dest_uri, "live migration starting");
             let options = MigrationOptions {
                 auto_converge: settings.auto_converge,
                 compression: settings.compression,
@@ -393,18 +397,21 @@ impl Agent {
                 Ok(()) => Observed::MigrationDone { to },
                 Err(e) => Observed::MigrationFailed { error: e.to_string() },
             };
-            tracing::info!(vm = %vm.name, ?observed, "live migration ended");
+            tracing::info!(vm = %vm.config.name, ?observed, "live migration ended");
             // The report must land even through an election or a lost quorum: it is tried
             // again until it does, until the assignment it speaks for has changed (then it is
             // stale), or for at most REPORT_PATIENCE.
             let give_up = tokio::time::Instant::now() + REPORT_PATIENCE;
             while tokio::time::Instant::now() < give_up {
-                let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: observed.clone() };
+                let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.runtime.epoch, observed: observed.clone() };
                 if node.write(None, op).await.is_ok() {
                     break;
                 }
-                let current = node.state().ok().and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.host, v.epoch))));
-                if current != Some((Some(me), vm.epoch)) {
+                let current = node
+                    .state()
+                    .ok()
+                    .and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.runtime.host, v.runtime.epoch))));
+                if current != Some((Some(me), vm.runtime.epoch)) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -449,15 +456,15 @@ impl Agent {
 
     /// Sends a report unless the same one was sent for this epoch already.
     async fn report(&mut self, vm: &Vm, observed: Observed) {
-        if self.reported.get(&vm.id) == Some(&(vm.epoch, observed.clone())) {
+        if self.reported.get(&vm.id) == Some(&(vm.runtime.epoch, observed.clone())) {
             return;
         }
-        let op = Op::ReportVm { vm: vm.id, host: self.me, epoch: vm.epoch, observed: observed.clone() };
+        let op = Op::ReportVm { vm: vm.id, host: self.me, epoch: vm.runtime.epoch, observed: observed.clone() };
         match self.node.write(None, op).await {
             Ok(_) => {
-                self.reported.insert(vm.id, (vm.epoch, observed));
+                self.reported.insert(vm.id, (vm.runtime.epoch, observed));
             }
-            Err(e) => tracing::debug!(vm = %vm.name, "report not delivered yet: {e}"),
+            Err(e) => tracing::debug!(vm = %vm.config.name, "report not delivered yet: {e}"),
         }
     }
 }
@@ -500,9 +507,14 @@ async fn watch_migration(
             continue;
         }
         last = Some((progress.percent, progress.iteration));
-        let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: Observed::MigrationProgress(progress) };
+        let op = Op::ReportVm {
+            vm: vm.id,
+            host: me,
+            epoch: vm.runtime.epoch,
+            observed: Observed::MigrationProgress(progress),
+        };
         if let Err(e) = node.write(None, op).await {
-            tracing::debug!(vm = %vm.name, "migration progress not reported: {e}");
+            tracing::debug!(vm = %vm.config.name, "migration progress not reported: {e}");
         }
     }
 }
@@ -520,7 +532,7 @@ pub fn domain_spec_with(
     disks: &[corral_raft::model::Disk],
     host_type: corral_raft::model::DomainType,
 ) -> DomainSpec {
-    let domain_type = vm.domain_type.unwrap_or(host_type);
+    let domain_type = vm.config.domain_type.unwrap_or(host_type);
     let disks = disks
         .iter()
         .enumerate()
@@ -533,15 +545,16 @@ pub fn domain_spec_with(
     let test = domain_type == corral_raft::model::DomainType::Test;
     DomainSpec {
         uuid: vm.id,
-        name: vm.name.clone(),
+        name: vm.config.name.clone(),
         domain_type: domain_type.as_str().into(),
-        memory_mib: vm.memory_mib,
-        vcpus: vm.vcpus,
+        memory_mib: vm.config.memory_mib,
+        vcpus: vm.config.vcpus,
         disks,
-        nics: vm.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
-        kernel: vm.boot.clone(),
+        nics: vm.config.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
+        kernel: vm.config.boot.clone(),
         // The serial console goes to a file in the storage domain, so it can be read from any host.
-        serial_log: (!test).then(|| node.images.path(&format!("consoles/{}.log", vm.name)).display().to_string()),
+        serial_log: (!test)
+            .then(|| node.images.path(&format!("consoles/{}.log", vm.config.name)).display().to_string()),
     }
 }
 

@@ -111,7 +111,7 @@ pub fn read(xml: &str) -> Result<Imported, OvfError> {
         None => Vec::new(),
     };
     let mut imported = r.content(content, disks)?;
-    imported.vm.ovf_unknown = {
+    imported.vm.config.ovf_unknown = {
         let vm = &imported.vm;
         let mut kept: Vec<_> =
             r.kept.into_iter().map(|f| (fragment_place(vm, &f.parent).unwrap_or((usize::MAX, 0)), f)).collect();
@@ -270,8 +270,8 @@ impl<'a> Reading<'a> {
         let hw = self.hardware(content, hardware, &mut disks)?;
         let disks = attach_disks(&mut disks, &hw.disk_order, id, created_ms);
         let mut vm = vm_of(Vm::new(id, &name, hw.memory_mib, hw.vcpus, created_ms), f, hw);
-        vm.os = os;
-        vm.disks = disks.iter().map(|d| d.id).collect();
+        vm.config.os = os;
+        vm.config.disks = disks.iter().map(|d| d.id).collect();
         Ok(Imported { vm, disks, ignored: Vec::new() })
     }
 
@@ -351,30 +351,30 @@ fn attach_disks(disks: &mut [DiskEntry], order: &[usize], vm: Uuid, created_ms: 
 
 /// `vm` with the fields the Content and its hardware gave.
 fn vm_of(mut vm: Vm, f: Fields, hw: Hardware) -> Vm {
-    vm.description = f.description;
-    vm.comment = f.comment;
-    vm.ha.enabled = f.ha;
-    vm.ha.priority = f.priority;
-    vm.nics = hw.nics;
-    vm.cdrom = hw.cdrom;
-    vm.domain_type = f.domain_type;
-    vm.boot = f.kernel.filter(|k| !k.trim().is_empty()).map(|kernel| KernelBoot {
+    vm.config.description = f.description;
+    vm.config.comment = f.comment;
+    vm.config.ha.enabled = f.ha;
+    vm.config.ha.priority = f.priority;
+    vm.config.nics = hw.nics;
+    vm.config.cdrom = hw.cdrom;
+    vm.config.domain_type = f.domain_type;
+    vm.config.boot = f.kernel.filter(|k| !k.trim().is_empty()).map(|kernel| KernelBoot {
         kernel,
         initrd: f.initrd.filter(|i| !i.trim().is_empty()),
         cmdline: f.cmdline,
     });
-    vm.migration_settings.auto_converge = f.auto_converge;
-    vm.migration_settings.compression = f.compression;
-    vm.migration_settings.max_downtime_ms = f.downtime;
-    vm.migration_settings.bandwidth_mibps = f.bandwidth;
-    vm.next_run = f.next_run;
-    vm.resume_behavior = f.resume;
-    vm.host_tags = f.host_tags;
-    vm.pinned_hosts = f.pinned;
-    vm.migration = f.migration;
+    vm.config.migration_settings.auto_converge = f.auto_converge;
+    vm.config.migration_settings.compression = f.compression;
+    vm.config.migration_settings.max_downtime_ms = f.downtime;
+    vm.config.migration_settings.bandwidth_mibps = f.bandwidth;
+    vm.config.next_run = f.next_run;
+    vm.config.resume_behavior = f.resume;
+    vm.config.host_tags = f.host_tags;
+    vm.config.pinned_hosts = f.pinned;
+    vm.config.migration = f.migration;
     let engine_origin = matches!(f.origin.as_deref(), Some(ORIGIN_HOSTED_ENGINE | ORIGIN_MANAGED_HOSTED_ENGINE));
-    vm.hosted_engine = f.hosted_engine.unwrap_or(engine_origin);
-    vm.delete_protected = f.delete_protected;
+    vm.config.hosted_engine = f.hosted_engine.unwrap_or(engine_origin);
+    vm.config.delete_protected = f.delete_protected;
     vm
 }
 

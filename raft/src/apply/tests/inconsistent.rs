@@ -16,7 +16,7 @@ fn web_up_on_host2() -> (ClusterState, Uuid) {
     let id = Uuid::new_v4();
     at(&mut s, T0, Op::CreateVm { id, spec: spec("web"), disks: vec![], start: None });
     at(&mut s, T0, Op::StartVm { vm: "web".into(), order: StartOrder { host: Some("host2".into()) } });
-    let epoch = s.vms[&id].epoch;
+    let epoch = s.vms[&id].runtime.epoch;
     at(&mut s, T0 + 1, Op::ReportVm { vm: id, host: 2, epoch, observed: Observed::Up });
     (s, id)
 }
@@ -24,7 +24,7 @@ fn web_up_on_host2() -> (ClusterState, Uuid) {
 #[test]
 fn migrating_a_vm_up_on_a_host_that_is_not_in_hosts_is_refused_with_an_event() {
     let (mut s, id) = web_up_on_host2();
-    s.vms.get_mut(&id).unwrap().host = Some(99);
+    s.vms.get_mut(&id).unwrap().runtime.host = Some(99);
     let before = s.clone();
     let r = s.apply_command(&cmd(T0 + 5, Op::MigrateVm { vm: "web".into(), to: None }));
     let want = "the cluster's state is inconsistent: vm 'web' is up on no host of the cluster";
@@ -43,7 +43,7 @@ fn a_vm_pinned_to_a_host_that_is_not_in_hosts_is_refused_a_start_in_words() {
     let mut s = three_hosts([8192, 8192, 8192], 4, DomainType::Kvm);
     let id = Uuid::new_v4();
     at(&mut s, T0, Op::CreateVm { id, spec: spec("web"), disks: vec![], start: None });
-    s.vms.get_mut(&id).unwrap().pinned_hosts = vec![99];
+    s.vms.get_mut(&id).unwrap().config.pinned_hosts = vec![99];
     refused(
         &mut s,
         Op::StartVm { vm: "web".into(), order: StartOrder { host: None } },
@@ -55,21 +55,21 @@ fn a_vm_pinned_to_a_host_that_is_not_in_hosts_is_refused_a_start_in_words() {
 fn a_host_going_down_while_its_vm_migrates_to_a_host_not_in_hosts_takes_the_vm_down() {
     let (mut s, id) = web_up_on_host2();
     let vm = s.vms.get_mut(&id).unwrap();
-    vm.migrating_to = Some(99);
-    vm.status = VmStatus::Migrating;
+    vm.migration_state.migrating_to = Some(99);
+    vm.runtime.status = VmStatus::Migrating;
     at(&mut s, T0 + 5, Op::HostDown { id: 2, how: "its lease ended".into() });
     let vm = &s.vms[&id];
-    assert_eq!((vm.status, vm.host, vm.migrating_to), (VmStatus::Down, None, None));
+    assert_eq!((vm.runtime.status, vm.runtime.host, vm.migration_state.migrating_to), (VmStatus::Down, None, None));
 }
 
 #[test]
 fn reports_about_a_vm_on_a_host_not_in_hosts_are_applied_with_its_id_for_a_name() {
     let (mut s, id) = web_up_on_host2();
-    s.vms.get_mut(&id).unwrap().host = Some(99);
-    let epoch = s.vms[&id].epoch;
+    s.vms.get_mut(&id).unwrap().runtime.host = Some(99);
+    let epoch = s.vms[&id].runtime.epoch;
     let down = Observed::Down { cause: "crashed".into(), on_purpose: false };
     at(&mut s, T0 + 5, Op::ReportVm { vm: id, host: 99, epoch, observed: down });
-    assert_eq!(s.vms[&id].status, VmStatus::Down);
+    assert_eq!(s.vms[&id].runtime.status, VmStatus::Down);
     assert_eq!(s.events.back().unwrap().message, "VM web went down unexpectedly on host node 99: crashed.");
 }
 
@@ -105,13 +105,13 @@ fn an_apply_returns_the_vms_whose_documents_it_changed() {
     let changes = VmChanges { memory_mib: Some(2048), ..Default::default() };
     let edit = s.apply_entry(&cmd(T0 + 5, Op::EditVm { vm: "web".into(), changes }));
     assert_eq!(edit.touched, BTreeSet::from([id]), "the edited VM");
-    let epoch = s.vms[&id].epoch;
+    let epoch = s.vms[&id].runtime.epoch;
     let up = s.apply_entry(&cmd(T0 + 6, Op::ReportVm { vm: id, host: 2, epoch, observed: Observed::Up }));
     assert!(up.touched.is_empty(), "a report changes no configuration");
     // Losing its host makes the pending next-run memory the VM's own: a new document.
     let down = s.apply_entry(&cmd(T0 + 7, Op::HostDown { id: 2, how: "its lease ended".into() }));
     assert_eq!(down.touched, BTreeSet::from([id]));
-    assert_eq!(s.vms[&id].memory_mib, 2048);
+    assert_eq!(s.vms[&id].config.memory_mib, 2048);
 }
 
 #[test]
@@ -119,9 +119,9 @@ fn removing_a_host_returns_the_vms_that_were_pinned_to_it() {
     let mut s = three_hosts([8192, 8192, 8192], 4, DomainType::Kvm);
     let id = Uuid::new_v4();
     at(&mut s, T0, Op::CreateVm { id, spec: spec("web"), disks: vec![], start: None });
-    s.vms.get_mut(&id).unwrap().pinned_hosts = vec![3, 1];
+    s.vms.get_mut(&id).unwrap().config.pinned_hosts = vec![3, 1];
     let removed = s.apply_entry(&cmd(T0 + 5, Op::RemoveHost { id: 3 }));
     assert!(removed.reply.0.is_ok());
     assert_eq!(removed.touched, BTreeSet::from([id]));
-    assert_eq!(s.vms[&id].pinned_hosts, [1]);
+    assert_eq!(s.vms[&id].config.pinned_hosts, [1]);
 }
