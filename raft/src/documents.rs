@@ -25,7 +25,7 @@ impl ClusterState {
     pub fn disks_of(&self, id: Uuid) -> Vec<Disk> {
         self.vms
             .get(&id)
-            .map_or_else(Vec::new, |vm| vm.disks.iter().filter_map(|d| self.disks.get(d)).cloned().collect())
+            .map_or_else(Vec::new, |vm| vm.config.disks.iter().filter_map(|d| self.disks.get(d)).cloned().collect())
     }
 }
 

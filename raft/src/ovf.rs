@@ -121,28 +121,28 @@ pub enum OvfError {
 /// blank initrd is none, kept fragments in document order). `read(&write(vm, ..))` gives
 /// back exactly this.
 pub fn config_of(vm: &Vm) -> Vm {
-    let mut c = Vm::new(vm.id, &vm.name, vm.memory_mib, vm.vcpus, vm.created_ms);
-    c.description = vm.description.clone();
-    c.comment = vm.comment.clone();
-    c.ha = vm.ha;
-    c.disks = vm.disks.clone();
-    c.nics = vm.nics.clone();
-    c.domain_type = vm.domain_type;
-    c.boot = vm.boot.clone().filter(|b| !b.kernel.trim().is_empty()).map(|mut b| {
+    let mut c = Vm::new(vm.id, &vm.config.name, vm.config.memory_mib, vm.config.vcpus, vm.config.created_ms);
+    c.config.description = vm.config.description.clone();
+    c.config.comment = vm.config.comment.clone();
+    c.config.ha = vm.config.ha;
+    c.config.disks = vm.config.disks.clone();
+    c.config.nics = vm.config.nics.clone();
+    c.config.domain_type = vm.config.domain_type;
+    c.config.boot = vm.config.boot.clone().filter(|b| !b.kernel.trim().is_empty()).map(|mut b| {
         b.initrd = b.initrd.filter(|i| !i.trim().is_empty());
         b
     });
-    c.migration_settings = vm.migration_settings.clone();
-    c.next_run = vm.next_run.clone();
-    c.resume_behavior = vm.resume_behavior;
-    c.host_tags = vm.host_tags.clone();
-    c.pinned_hosts = vm.pinned_hosts.clone();
-    c.migration = vm.migration;
-    c.os = vm.os.clone();
-    c.cdrom = vm.cdrom.clone().filter(|c| !c.is_empty());
-    c.hosted_engine = vm.hosted_engine;
-    c.delete_protected = vm.delete_protected;
-    c.ovf_unknown = kept_fragments(vm);
+    c.config.migration_settings = vm.config.migration_settings.clone();
+    c.config.next_run = vm.config.next_run.clone();
+    c.config.resume_behavior = vm.config.resume_behavior;
+    c.config.host_tags = vm.config.host_tags.clone();
+    c.config.pinned_hosts = vm.config.pinned_hosts.clone();
+    c.config.migration = vm.config.migration;
+    c.config.os = vm.config.os.clone();
+    c.config.cdrom = vm.config.cdrom.clone().filter(|c| !c.is_empty());
+    c.config.hosted_engine = vm.config.hosted_engine;
+    c.config.delete_protected = vm.config.delete_protected;
+    c.config.ovf_unknown = kept_fragments(vm);
     c
 }
 
@@ -150,7 +150,7 @@ pub fn config_of(vm: &Vm) -> Vm {
 /// them (a fragment of a NIC or disk the VM no longer has is gone with it).
 fn kept_fragments(vm: &Vm) -> Vec<crate::model::OvfFragment> {
     let mut kept: Vec<_> =
-        vm.ovf_unknown.iter().filter_map(|f| fragment_place(vm, &f.parent).map(|k| (k, f.clone()))).collect();
+        vm.config.ovf_unknown.iter().filter_map(|f| fragment_place(vm, &f.parent).map(|k| (k, f.clone()))).collect();
     kept.sort_by_key(|(k, _)| *k);
     kept.into_iter().map(|(_, f)| f).collect()
 }
@@ -165,16 +165,16 @@ fn fragment_place(vm: &Vm, parent: &str) -> Option<(usize, usize)> {
     let item = match parent.strip_prefix("Item ")? {
         "CPU" => 0,
         "memory" => 1,
-        "CD-ROM" => 3 + vm.disks.len() + vm.nics.len(),
+        "CD-ROM" => 3 + vm.config.disks.len() + vm.config.nics.len(),
         other => {
             if let Some(id) = other.strip_prefix("disk ") {
-                2 + vm.disks.iter().position(|d| d.to_string() == id)?
+                2 + vm.config.disks.iter().position(|d| d.to_string() == id)?
             } else {
                 let n: usize = other.strip_prefix("nic")?.parse().ok()?;
-                if n == 0 || n > vm.nics.len() || other != format!("nic{n}") {
+                if n == 0 || n > vm.config.nics.len() || other != format!("nic{n}") {
                     return None;
                 }
-                2 + vm.disks.len() + n
+                2 + vm.config.disks.len() + n
             }
         }
     };

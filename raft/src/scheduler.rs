@@ -85,6 +85,45 @@ struct Needs<'v> {
     soft: Vec<i32>,
 }
 
+impl Needs<'_> {
+    /// Adds group `gi`, whose other members run on host `slots` (of `n`), to what the VM needs.
+    fn add_group(&mut self, gi: u32, g: &AffinityGroup, slots: &mut Vec<usize>, n: usize) {
+        match (g.enforcing, g.polarity) {
+            (true, Polarity::Negative) => {
+                if self.forbidden.is_empty() {
+                    self.forbidden = vec![0; n];
+                }
+                for &s in slots.iter() {
+                    if self.forbidden[s] == 0 {
+                        self.forbidden[s] = gi + 1;
+                    }
+                }
+            }
+            (true, Polarity::Positive) => {
+                if self.attract_count.is_empty() {
+                    self.attract_count = vec![0; n];
+                }
+                // Once per group and host, however many members run there.
+                slots.sort_unstable();
+                slots.dedup();
+                self.attract.push(gi);
+                for &s in slots.iter() {
+                    self.attract_count[s] += 1;
+                }
+            }
+            (false, polarity) => {
+                if self.soft.is_empty() {
+                    self.soft = vec![0; n];
+                }
+                let pull = if polarity == Polarity::Positive { 1 } else { -1 };
+                for &s in slots.iter() {
+                    self.soft[s] += pull;
+                }
+            }
+        }
+    }
+}
+
 /// Per-host usage and rule indexes over one state, built once (O(VMs + hosts)); `place` is
 /// then O(hosts + members of the VM's groups), and `assign` records a placement so the next
 /// `place` sees it.
@@ -112,16 +151,18 @@ impl<'a> Scheduler<'a> {
         let slots: HashMap<NodeId, usize> = hosts.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
         let mut usage = vec![Usage::default(); hosts.len()];
         for vm in state.vms.values() {
-            let (mem, cpu) = (vm.memory_mib, vm.vcpus as u64);
-            if let Some(&s) = vm.host.and_then(|h| slots.get(&h)) {
+            let (mem, cpu) = (vm.config.memory_mib, vm.config.vcpus as u64);
+            if let Some(&s) = vm.runtime.host.and_then(|h| slots.get(&h)) {
                 usage[s].memory_mib += mem;
                 usage[s].vcpus += cpu;
-                if vm.status != crate::model::VmStatus::Down {
+                if vm.runtime.status != crate::model::VmStatus::Down {
                     usage[s].vms_running += 1;
                 }
             }
             // A migrating VM holds its target's resources as well.
-            if let Some(&s) = vm.migrating_to.filter(|t| Some(*t) != vm.host).and_then(|h| slots.get(&h)) {
+            if let Some(&s) =
+                vm.migration_state.migrating_to.filter(|t| Some(*t) != vm.runtime.host).and_then(|h| slots.get(&h))
+            {
                 usage[s].memory_mib += mem;
                 usage[s].vcpus += cpu;
             }
@@ -163,7 +204,7 @@ impl<'a> Scheduler<'a> {
     /// Picks a host for `vm` as `choose` would with no wanted host; a migration never picks
     /// the VM's current host.
     pub fn place(&self, vm: &Vm, purpose: Purpose) -> Result<NodeId, ClusterError> {
-        let current: Vec<NodeId> = vm.host.filter(|_| purpose.is_migration()).into_iter().collect();
+        let current: Vec<NodeId> = vm.runtime.host.filter(|_| purpose.is_migration()).into_iter().collect();
         self.place_with(vm, None, &current, purpose)
     }
 
@@ -171,7 +212,7 @@ impl<'a> Scheduler<'a> {
     /// later placements count it there. Unknown VMs and hosts are ignored.
     pub fn assign(&mut self, vm: Uuid, host: NodeId) {
         let (Some(v), Some(&slot)) = (self.state.vms.get(&vm), self.slots.get(&host)) else { return };
-        let (mem, cpu) = (v.memory_mib, v.vcpus as u64);
+        let (mem, cpu) = (v.config.memory_mib, v.config.vcpus as u64);
         if let Some(old) = self.position(v.id) {
             let u = &mut self.usage[old];
             u.memory_mib = u.memory_mib.saturating_sub(mem);
@@ -190,7 +231,7 @@ impl<'a> Scheduler<'a> {
         if let Some(&s) = self.assigned.get(&vm) {
             return Some(s);
         }
-        self.state.vms.get(&vm).and_then(|v| v.host).and_then(|h| self.slots.get(&h).copied())
+        self.state.vms.get(&vm).and_then(|v| v.runtime.host).and_then(|h| self.slots.get(&h).copied())
     }
 
     /// Slots where a member VM is or is about to be (its migration target too).
@@ -200,7 +241,12 @@ impl<'a> Scheduler<'a> {
             out.push(s);
         }
         if !self.assigned.contains_key(&member) {
-            if let Some(&s) = self.state.vms.get(&member).and_then(|v| v.migrating_to).and_then(|h| self.slots.get(&h))
+            if let Some(&s) = self
+                .state
+                .vms
+                .get(&member)
+                .and_then(|v| v.migration_state.migrating_to)
+                .and_then(|h| self.slots.get(&h))
             {
                 if !out.contains(&s) {
                     out.push(s);
@@ -231,39 +277,7 @@ impl<'a> Scheduler<'a> {
             if slots.is_empty() {
                 continue;
             }
-            match (g.enforcing, g.polarity) {
-                (true, Polarity::Negative) => {
-                    if needs.forbidden.is_empty() {
-                        needs.forbidden = vec![0; n];
-                    }
-                    for &s in &slots {
-                        if needs.forbidden[s] == 0 {
-                            needs.forbidden[s] = gi + 1;
-                        }
-                    }
-                }
-                (true, Polarity::Positive) => {
-                    if needs.attract_count.is_empty() {
-                        needs.attract_count = vec![0; n];
-                    }
-                    // Once per group and host, however many members run there.
-                    slots.sort_unstable();
-                    slots.dedup();
-                    needs.attract.push(gi);
-                    for &s in &slots {
-                        needs.attract_count[s] += 1;
-                    }
-                }
-                (false, polarity) => {
-                    if needs.soft.is_empty() {
-                        needs.soft = vec![0; n];
-                    }
-                    let pull = if polarity == Polarity::Positive { 1 } else { -1 };
-                    for &s in &slots {
-                        needs.soft[s] += pull;
-                    }
-                }
-            }
+            needs.add_group(gi, g, &mut slots, n);
         }
         needs
     }
@@ -306,7 +320,7 @@ impl<'a> Scheduler<'a> {
         if h.state != HostState::Up {
             return Err(Reason::NotUp);
         }
-        if !vm.pinned_hosts.is_empty() && !vm.pinned_hosts.contains(&h.id) {
+        if !vm.config.pinned_hosts.is_empty() && !vm.config.pinned_hosts.contains(&h.id) {
             return Err(Reason::NotPinned);
         }
         for &l in needs.labels {
@@ -314,10 +328,10 @@ impl<'a> Scheduler<'a> {
                 return Err(Reason::Label(l));
             }
         }
-        if !vm.host_tags.iter().all(|t| h.tags.contains(t)) {
+        if !vm.config.host_tags.iter().all(|t| h.tags.contains(t)) {
             return Err(Reason::Tags);
         }
-        if vm.hosted_engine && !engine_eligible(h) {
+        if vm.config.hosted_engine && !engine_eligible(h) {
             return Err(Reason::Engine);
         }
         if let Some(&g) = needs.forbidden.get(slot).filter(|g| **g != 0) {
@@ -327,10 +341,10 @@ impl<'a> Scheduler<'a> {
             return Err(Reason::Apart);
         }
         let (mem, cpu) = self.free(slot);
-        if mem < vm.memory_mib {
+        if mem < vm.config.memory_mib {
             return Err(Reason::Memory);
         }
-        if cpu < vm.vcpus as u64 {
+        if cpu < vm.config.vcpus as u64 {
             return Err(Reason::Cpu);
         }
         Ok(())
@@ -339,7 +353,7 @@ impl<'a> Scheduler<'a> {
     /// Whether `a` is a better host than `b` for this VM (both passed every filter).
     fn better(&self, needs: &Needs, a: usize, b: usize) -> bool {
         // The hosted engine goes to the best-scored host, as ovirt-hosted-engine-ha does.
-        if needs.vm.hosted_engine {
+        if needs.vm.config.hosted_engine {
             let score = |s: usize| engine_score(self.hosts[s]);
             if score(a) != score(b) {
                 return score(a) > score(b);
@@ -391,190 +405,6 @@ impl<'a> Scheduler<'a> {
             None => Err(self.refuse_all(&needs, exclude)),
         }
     }
-
-    fn need(vm: &Vm) -> String {
-        format!("{} MiB, {} vCPU{}", vm.memory_mib, vm.vcpus, if vm.vcpus == 1 { "" } else { "s" })
-    }
-
-    fn host_names(&self, ids: &[NodeId]) -> String {
-        ids.iter().map(|h| self.state.host_name(*h)).collect::<Vec<_>>().join(", ")
-    }
-
-    fn missing_tags(vm: &Vm, h: &Host) -> String {
-        vm.host_tags.iter().filter(|t| !h.tags.contains(t)).cloned().collect::<Vec<_>>().join(", ")
-    }
-
-    /// A member of group `gi` other than the VM that runs on `slot`, or the hosts where they
-    /// run, for the message.
-    fn group_detail(&self, needs: &Needs, gi: u32, slot: usize) -> String {
-        let g = self.groups[gi as usize];
-        let mut at = Vec::with_capacity(2);
-        match g.polarity {
-            Polarity::Negative => {
-                let there: Vec<String> = g
-                    .vms
-                    .iter()
-                    .filter(|m| **m != needs.vm.id)
-                    .filter(|m| {
-                        self.member_slots(**m, &mut at);
-                        at.contains(&slot)
-                    })
-                    .map(|m| self.state.vms.get(m).map_or_else(|| m.to_string(), |v| v.name.clone()))
-                    .collect();
-                let verb = if there.len() == 1 { "runs" } else { "run" };
-                format!("VM {} {verb} there", there.join(", "))
-            }
-            Polarity::Positive => {
-                let mut hosts: Vec<usize> = Vec::new();
-                for &m in g.vms.iter().filter(|m| **m != needs.vm.id) {
-                    self.member_slots(m, &mut at);
-                    hosts.extend(at.iter().copied());
-                }
-                hosts.sort_unstable();
-                hosts.dedup();
-                let ids: Vec<NodeId> = hosts.iter().map(|s| self.hosts[*s].id).collect();
-                format!("its other members run on host {}", self.host_names(&ids))
-            }
-        }
-    }
-
-    fn refuse_wanted(&self, needs: &Needs, slot: usize, reason: Reason) -> ClusterError {
-        let h = self.hosts[slot];
-        let (vm, name) = (needs.vm, &h.name);
-        let msg = match reason {
-            Reason::Excluded if vm.host == Some(h.id) => format!("vm '{}' already runs on host {name}", vm.name),
-            Reason::Excluded => format!("host {name} is excluded for this placement of vm '{}'", vm.name),
-            Reason::NotUp => format!("host {name} is {}, not up; choose another host", h.state.as_str()),
-            Reason::NotPinned => format!(
-                "vm '{}' is pinned to {}; host {name} is not one of them",
-                vm.name,
-                self.host_names(&vm.pinned_hosts)
-            ),
-            Reason::Label(l) => {
-                let label = self.labels[l as usize];
-                format!(
-                    "host {name} is excluded by affinity label {}: vm '{}' may run only on {}",
-                    label.name,
-                    vm.name,
-                    if label.hosts.is_empty() { "no host".to_string() } else { self.host_names(&label.hosts) }
-                )
-            }
-            Reason::Tags => {
-                format!("host {name} lacks tag(s) {} that vm '{}' needs", Self::missing_tags(vm, h), vm.name)
-            }
-            Reason::Engine => format!("host {name} may not run the hosted engine: {}", engine_ineligibility(h)),
-            Reason::Group(g) => format!(
-                "host {name} is excluded by enforcing affinity group {}: {}",
-                self.groups[g as usize].describe(),
-                self.group_detail(needs, g, slot)
-            ),
-            // Resolved to the group by `check_precisely`; kept as a sentence, never a panic.
-            Reason::Apart => format!("host {name} is excluded by an enforcing positive affinity group"),
-            Reason::Memory | Reason::Cpu => {
-                let (mem, cpu) = self.free(slot);
-                format!(
-                    "host {name} has not enough room for vm '{}' ({}): {mem} MiB and {cpu} vCPUs free",
-                    vm.name,
-                    Self::need(vm)
-                )
-            }
-        };
-        ClusterError::FailedPrecondition(msg)
-    }
-
-    /// Why no host passed: the plain cases in their own words, else each rule with how many
-    /// hosts it ruled out.
-    fn refuse_all(&self, needs: &Needs, exclude: &[NodeId]) -> ClusterError {
-        let vm = needs.vm;
-        let refuse = |m: String| ClusterError::FailedPrecondition(m);
-        let up = |h: &Host| h.state == HostState::Up && !exclude.contains(&h.id);
-        if !vm.pinned_hosts.is_empty() && !self.hosts.iter().any(|h| up(h) && vm.pinned_hosts.contains(&h.id)) {
-            return refuse(format!(
-                "vm '{}' is pinned to {}; none of them is up",
-                vm.name,
-                self.host_names(&vm.pinned_hosts)
-            ));
-        }
-        if !vm.host_tags.is_empty() && !self.hosts.iter().any(|h| vm.host_tags.iter().all(|t| h.tags.contains(t))) {
-            return refuse(format!("no host has tags {}, which vm '{}' needs", vm.host_tags.join(", "), vm.name));
-        }
-        if !self.hosts.iter().any(|h| up(h)) {
-            return refuse(format!("no host is up to run vm '{}' ({})", vm.name, Self::need(vm)));
-        }
-        let mut counts: std::collections::BTreeMap<Reason, usize> = std::collections::BTreeMap::new();
-        let mut short = Vec::new();
-        let (mut most_mem, mut most_cpu) = (0, 0);
-        for slot in 0..self.hosts.len() {
-            let Err(reason) = self.check_precisely(needs, exclude, slot) else { continue };
-            *counts.entry(reason).or_default() += 1;
-            if matches!(reason, Reason::Memory | Reason::Cpu) {
-                let (mem, cpu) = self.free(slot);
-                short.push(format!("{} has {mem} MiB and {cpu} vCPUs free", self.hosts[slot].name));
-                (most_mem, most_cpu) = (most_mem.max(mem), most_cpu.max(cpu));
-            }
-        }
-        // Only capacity stood in the way: the numbers say it all, as they always did.
-        if counts.keys().all(|r| matches!(r, Reason::Excluded | Reason::NotUp | Reason::Memory | Reason::Cpu)) {
-            return refuse(format!(
-                "not enough capacity for vm '{}' ({}): {}",
-                vm.name,
-                Self::need(vm),
-                short.join("; ")
-            ));
-        }
-        let hosts = |n: usize, one: &str, many: &str| {
-            if n == 1 {
-                format!("1 host {one}")
-            } else {
-                format!("{n} hosts {many}")
-            }
-        };
-        let parts: Vec<String> = counts
-            .iter()
-            .map(|(reason, &n)| match *reason {
-                Reason::Excluded if vm.host.is_some_and(|h| exclude.contains(&h)) && n == 1 => {
-                    "1 host already runs it".to_string()
-                }
-                Reason::Excluded => hosts(n, "is excluded", "are excluded"),
-                Reason::NotUp => hosts(n, "is not up", "are not up"),
-                Reason::NotPinned => {
-                    let pins = self.host_names(&vm.pinned_hosts);
-                    hosts(
-                        n,
-                        &format!("is not among its pinned hosts ({pins})"),
-                        &format!("are not among its pinned hosts ({pins})"),
-                    )
-                }
-                Reason::Label(l) => {
-                    let what = format!("excluded by affinity label {}", self.labels[l as usize].name);
-                    hosts(n, &what, &what)
-                }
-                Reason::Tags => {
-                    let tags = vm.host_tags.join(", ");
-                    hosts(n, &format!("lacks tags {tags}"), &format!("lack tags {tags}"))
-                }
-                Reason::Group(g) => {
-                    let what = format!("excluded by enforcing affinity group {}", self.groups[g as usize].describe());
-                    hosts(n, &what, &what)
-                }
-                Reason::Engine => hosts(
-                    n,
-                    "may not run the hosted engine (local maintenance or score 0)",
-                    "may not run the hosted engine (local maintenance or score 0)",
-                ),
-                Reason::Apart => hosts(n, "breaks a positive group", "break a positive group"),
-                Reason::Memory => {
-                    let most = format!("at most {most_mem} MiB free");
-                    hosts(n, &format!("has not enough memory ({most})"), &format!("have not enough memory ({most})"))
-                }
-                Reason::Cpu => {
-                    let most = format!("at most {most_cpu} vCPUs free");
-                    hosts(n, &format!("has not enough vCPUs ({most})"), &format!("have not enough vCPUs ({most})"))
-                }
-            })
-            .collect();
-        refuse(format!("no host can run vm '{}' ({}): {}", vm.name, Self::need(vm), parts.join(", ")))
-    }
 }
 
 /// Whether a host may run the hosted engine: not in local maintenance, and not scored 0. A
@@ -602,20 +432,21 @@ fn engine_ineligibility(h: &Host) -> String {
 
 /// Refuses a migration the VM's policy does not allow; starts and HA restarts always pass.
 pub fn check_migration_policy(vm: &Vm, purpose: Purpose) -> Result<(), ClusterError> {
-    match (vm.migration, purpose) {
+    match (vm.config.migration, purpose) {
         (MigrationPolicy::None, Purpose::MigrateByOperator | Purpose::MigrateAutomatic) => {
             Err(ClusterError::FailedPrecondition(format!(
                 "the migration policy of vm '{}' is 'none': it is never migrated",
-                vm.name
+                vm.config.name
             )))
         }
         (MigrationPolicy::Manual, Purpose::MigrateAutomatic) => Err(ClusterError::FailedPrecondition(format!(
             "the migration policy of vm '{}' is 'manual': only an operator may migrate it",
-            vm.name
+            vm.config.name
         ))),
         _ => Ok(()),
     }
 }
 
+mod refusal;
 #[cfg(test)]
 mod tests;

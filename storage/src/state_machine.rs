@@ -30,9 +30,10 @@ pub(crate) const KEY_DATA: &str = "current.data";
 /// The replicated state machine's logic, supplied by the raft crate.
 ///
 /// `apply` must be deterministic: every node applies the same entries and must reach the same
-/// state. The whole machine is serialized with [`crate::codec`] (bincode) into snapshots, so its
-/// serde representation must not rely on self-describing formats (no `#[serde(untagged)]`,
-/// `#[serde(flatten)]`, `skip_serializing_if` or `serde_json::Value`).
+/// state. The whole machine is serialized with [`crate::codec`] into snapshots: MessagePack
+/// with named fields in format v1 (where `#[serde(flatten)]` keeps one map of the fields), and
+/// for format v0 the machine's own frozen types (`state_to_v0`), positional bincode, which
+/// never sees the current types' serde attributes.
 pub trait Machine<C: RaftTypeConfig>: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Applies one entry; says which documents it may have changed beside its reply.
     fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D) -> Effect<C::R>;

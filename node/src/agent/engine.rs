@@ -88,7 +88,7 @@ pub async fn claim(node: &HostAgent, me: NodeId, vm: Uuid) -> Claim {
 async fn assigned_host_runs(node: &HostAgent, vm: Uuid) -> bool {
     let Ok(state) = node.cluster.state() else { return false };
     let address = state.read(|s: &ClusterState| {
-        let host = s.vms.get(&vm)?.host?;
+        let host = s.vms.get(&vm)?.runtime.host?;
         s.hosts.get(&host).map(|h| h.address.clone())
     });
     match address {
@@ -123,7 +123,7 @@ pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<S
         .local_ovf_store()?
         .into_iter()
         .filter_map(|(_, xml)| ovf::read(&xml).ok())
-        .filter(|d| known.map_or(d.vm.hosted_engine, |id| d.vm.id == id))
+        .filter(|d| known.map_or(d.vm.config.hosted_engine, |id| d.vm.id == id))
         .collect();
     let doc = match engines.len() {
         0 => return Err(ClusterError::NotFound("this host's OVF store holds no hosted engine VM".into())),
@@ -143,7 +143,10 @@ pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<S
         .into_iter()
         .any(|d| d.uuid == vm.id && !matches!(d.state, DomainState::Shutoff | DomainState::Crashed));
     if running_here {
-        return Err(ClusterError::FailedPrecondition(format!("the engine VM {} already runs on this host", vm.name)));
+        return Err(ClusterError::FailedPrecondition(format!(
+            "the engine VM {} already runs on this host",
+            vm.config.name
+        )));
     }
     let others: Vec<(String, String)> = match node.cluster.state() {
         Ok(state) => state.read(|s: &ClusterState| {
@@ -162,7 +165,7 @@ pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<S
             Some(true) => {
                 return Err(ClusterError::FailedPrecondition(format!(
                     "host {name} runs the engine VM {}; give --force to start a second copy anyway",
-                    vm.name
+                    vm.config.name
                 )))
             }
             Some(false) => notes.push(format!("host {name} does not run it")),
@@ -179,10 +182,10 @@ pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<S
     if let Err(e) = started {
         forget_hand_started(node);
         let _ = node.hv.undefine(vm.id).await;
-        return Err(ClusterError::Internal(format!("could not start the engine VM {}: {e}", vm.name)));
+        return Err(ClusterError::Internal(format!("could not start the engine VM {}: {e}", vm.config.name)));
     }
-    tracing::warn!(vm = %vm.name, "engine VM started by hand from the local OVF store");
-    Ok((vm.name.clone(), notes))
+    tracing::warn!(vm = %vm.config.name, "engine VM started by hand from the local OVF store");
+    Ok((vm.config.name.clone(), notes))
 }
 
 /// Whether the node at `address` runs VM `id`; None when it does not answer.
@@ -208,8 +211,8 @@ pub fn spawn_scores(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
                 let engine = s.engine_vm()?;
                 let host = s.hosts.get(&me)?;
                 Some((
-                    engine.memory_mib,
-                    engine.host == Some(me),
+                    engine.config.memory_mib,
+                    engine.runtime.host == Some(me),
                     host.engine_local_maintenance,
                     host.engine_score.clone(),
                 ))

@@ -117,13 +117,13 @@ impl Agent {
                 migration_defaults: s.migration_defaults.clone(),
             };
             for vm in s.vms.values() {
-                if vm.host == Some(me) {
+                if vm.runtime.host == Some(me) {
                     v.mine.push(vm.clone());
-                    if let Some(t) = vm.migrating_to.and_then(|t| s.hosts.get(&t)) {
+                    if let Some(t) = vm.migration_state.migrating_to.and_then(|t| s.hosts.get(&t)) {
                         v.migration_targets.insert(vm.id, t.facts.libvirt_uri.clone());
                     }
                 } else {
-                    v.others.insert(vm.id, (vm.name.clone(), vm.migrating_to == Some(me)));
+                    v.others.insert(vm.id, (vm.config.name.clone(), vm.migration_state.migrating_to == Some(me)));
                 }
             }
             v
@@ -142,7 +142,7 @@ impl Agent {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("libvirt does not answer: {e}");
-                for vm in view.mine.iter().filter(|vm| vm.status != VmStatus::Down) {
+                for vm in view.mine.iter().filter(|vm| vm.runtime.status != VmStatus::Down) {
                     self.report(vm, Observed::NotResponding).await;
                 }
                 return true;
@@ -187,16 +187,16 @@ impl Agent {
             self.watch_running_migration(vm).await;
             return true;
         }
-        if vm.status == VmStatus::Migrating {
+        if vm.runtime.status == VmStatus::Migrating {
             // Queued here: started by `start_queued_migrations`, a few at a time.
-            if vm.migration_job.as_ref().is_some_and(|j| j.cancel) {
+            if vm.migration_state.migration_job.as_ref().is_some_and(|j| j.cancel) {
                 let error = "cancelled before it started".to_string();
                 self.report(vm, Observed::MigrationFailed { error }).await;
             }
             return true;
         }
         let seen = Seen::of(dom);
-        match vm.desired {
+        match vm.runtime.desired {
             PowerState::Down => self.keep_down(vm, seen).await,
             PowerState::Up | PowerState::Suspended if !seen.running && !seen.paused => {
                 self.not_running(vm, dom, view).await
@@ -209,14 +209,14 @@ impl Agent {
     /// A migration of `vm` runs: aborted when it was cancelled or is no longer wanted (its
     /// destination was declared down).
     async fn watch_running_migration(&mut self, vm: &Vm) {
-        let cancel = vm.migration_job.as_ref().is_some_and(|j| j.cancel);
-        let unwanted = vm.migration_job.is_none() || vm.status != VmStatus::Migrating;
-        if (cancel || unwanted) && self.aborting.insert((vm.id, vm.epoch)) {
-            tracing::info!(vm = %vm.name, "aborting the running migration");
+        let cancel = vm.migration_state.migration_job.as_ref().is_some_and(|j| j.cancel);
+        let unwanted = vm.migration_state.migration_job.is_none() || vm.runtime.status != VmStatus::Migrating;
+        if (cancel || unwanted) && self.aborting.insert((vm.id, vm.runtime.epoch)) {
+            tracing::info!(vm = %vm.config.name, "aborting the running migration");
             if let Err(e) = self.hv.abort_job(vm.id).await {
                 // Maybe before libvirt's job exists: tried again on the next pass.
-                tracing::warn!(vm = %vm.name, "could not abort the migration: {e}");
-                self.aborting.remove(&(vm.id, vm.epoch));
+                tracing::warn!(vm = %vm.config.name, "could not abort the migration: {e}");
+                self.aborting.remove(&(vm.id, vm.runtime.epoch));
             }
         }
     }
@@ -225,21 +225,21 @@ impl Agent {
     /// nothing runs.
     async fn keep_down(&mut self, vm: &Vm, seen: Seen) -> bool {
         if seen.running || seen.paused {
-            let deadline_passed = vm.shutdown_deadline_ms.is_none_or(|d| now_ms() >= d);
+            let deadline_passed = vm.runtime.shutdown_deadline_ms.is_none_or(|d| now_ms() >= d);
             if deadline_passed {
                 if let Err(e) = self.hv.destroy(vm.id).await {
                     self.failed(vm, VmAction::PowerOff, e).await;
                 }
-            } else if self.acpi_sent.insert((vm.id, vm.epoch)) {
+            } else if self.acpi_sent.insert((vm.id, vm.runtime.epoch)) {
                 if let Err(e) = self.hv.shutdown(vm.id).await {
                     self.failed(vm, VmAction::ShutDown, e).await;
                 }
             }
             return true;
         }
-        let cause = vm.stop_reason.clone().map_or(DownCause::PoweredOff, DownCause::Other);
+        let cause = vm.runtime.stop_reason.clone().map_or(DownCause::PoweredOff, DownCause::Other);
         self.report(vm, Observed::Down { cause, on_purpose: true }).await;
-        self.acpi_sent.remove(&(vm.id, vm.epoch));
+        self.acpi_sent.remove(&(vm.id, vm.runtime.epoch));
         self.forget(vm.id).await;
         true
     }
@@ -247,7 +247,7 @@ impl Agent {
     /// Desired up or suspended, and nothing runs: started when the cluster ordered it up, else
     /// reported down with what stopped it.
     async fn not_running(&mut self, vm: &Vm, dom: Option<&DomainInfo>, view: &View) -> bool {
-        if vm.status == VmStatus::PoweringUp {
+        if vm.runtime.status == VmStatus::PoweringUp {
             self.power_up(vm).await;
             return true;
         }
@@ -285,7 +285,7 @@ impl Agent {
         if seen.paused && dom.is_some_and(|d| d.io_error) {
             return self.io_error_pause(vm).await;
         }
-        if seen.paused && vm.status == VmStatus::Suspended {
+        if seen.paused && vm.runtime.status == VmStatus::Suspended {
             let resumed = {
                 let _acting = self.node.lease.acting.read().await;
                 if !self.node.lease.may_start() {
@@ -302,7 +302,7 @@ impl Agent {
             self.report(vm, Observed::Paused).await;
             return false;
         }
-        if vm.reboot_pending {
+        if vm.runtime.reboot_pending {
             match self.hv.reboot(vm.id).await {
                 Ok(()) => self.report(vm, Observed::RebootDone).await,
                 Err(e) => self.failed(vm, VmAction::Reboot, e).await,
@@ -310,13 +310,13 @@ impl Agent {
             return true;
         }
         self.report(vm, Observed::Up).await;
-        vm.status != VmStatus::Up
+        vm.runtime.status != VmStatus::Up
     }
 
     /// A VM the hypervisor paused on a storage I/O error, handled by its resume behaviour.
     async fn io_error_pause(&mut self, vm: &Vm) -> bool {
         self.report(vm, Observed::PausedIoError).await;
-        match vm.resume_behavior {
+        match vm.config.resume_behavior {
             // Tried at the idle pace: if the storage still fails, the guest pauses again.
             ResumeBehavior::AutoResume => {
                 let node = self.node.clone();
@@ -325,7 +325,7 @@ impl Agent {
                     node.lease.may_start() && self.hv.resume(vm.id).await.is_ok()
                 };
                 if resumed {
-                    tracing::info!(vm = %vm.name, "resumed after an I/O error pause");
+                    tracing::info!(vm = %vm.config.name, "resumed after an I/O error pause");
                 }
                 false
             }
@@ -352,7 +352,7 @@ impl Agent {
             // Held only while libvirt starts it, never across a write to the cluster.
             let _acting = node.lease.acting.read().await;
             if !node.lease.may_start() {
-                tracing::info!(vm = %vm.name, "not started: the lease has too little time left");
+                tracing::info!(vm = %vm.config.name, "not started: the lease has too little time left");
                 return;
             }
             match self.hv.define(&spec).await {
@@ -362,11 +362,11 @@ impl Agent {
         };
         match result {
             Ok(()) => {
-                tracing::info!(vm = %vm.name, "started");
+                tracing::info!(vm = %vm.config.name, "started");
                 self.report(vm, Observed::Up).await;
             }
             Err(e) => {
-                tracing::warn!(vm = %vm.name, "start failed: {e}");
+                tracing::warn!(vm = %vm.config.name, "start failed: {e}");
                 let _ = self.hv.undefine(vm.id).await;
                 self.failed(vm, VmAction::Start, e).await;
             }
@@ -409,15 +409,15 @@ impl Agent {
 
     /// Sends a report unless the same one was sent for this epoch already.
     async fn report(&mut self, vm: &Vm, observed: Observed) {
-        if self.reported.get(&vm.id) == Some(&(vm.epoch, observed.clone())) {
+        if self.reported.get(&vm.id) == Some(&(vm.runtime.epoch, observed.clone())) {
             return;
         }
-        let op = Op::ReportVm { vm: vm.id, host: self.me, epoch: vm.epoch, observed: observed.clone() };
+        let op = Op::ReportVm { vm: vm.id, host: self.me, epoch: vm.runtime.epoch, observed: observed.clone() };
         match self.node.cluster.write(None, op).await {
             Ok(_) => {
-                self.reported.insert(vm.id, (vm.epoch, observed));
+                self.reported.insert(vm.id, (vm.runtime.epoch, observed));
             }
-            Err(e) => tracing::debug!(vm = %vm.name, "report not delivered yet: {e}"),
+            Err(e) => tracing::debug!(vm = %vm.config.name, "report not delivered yet: {e}"),
         }
     }
 }
@@ -435,7 +435,7 @@ pub fn domain_spec_with(
     disks: &[corral_raft::model::Disk],
     host_type: corral_raft::model::DomainType,
 ) -> DomainSpec {
-    let domain_type = vm.domain_type.unwrap_or(host_type);
+    let domain_type = vm.config.domain_type.unwrap_or(host_type);
     let disks = disks
         .iter()
         .enumerate()
@@ -448,14 +448,14 @@ pub fn domain_spec_with(
     let test = domain_type == corral_raft::model::DomainType::Test;
     DomainSpec {
         uuid: vm.id,
-        name: vm.name.clone(),
+        name: vm.config.name.clone(),
         domain_type: domain_type.as_str().into(),
-        memory_mib: vm.memory_mib,
-        vcpus: vm.vcpus,
+        memory_mib: vm.config.memory_mib,
+        vcpus: vm.config.vcpus,
         disks,
-        nics: vm.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
-        kernel: vm.boot.clone(),
+        nics: vm.config.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
+        kernel: vm.config.boot.clone(),
         // The serial console goes to a file in the storage domain, so it can be read from any host.
-        serial_log: (!test).then(|| images.path(&format!("consoles/{}.log", vm.name)).display().to_string()),
+        serial_log: (!test).then(|| images.path(&format!("consoles/{}.log", vm.config.name)).display().to_string()),
     }
 }

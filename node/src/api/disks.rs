@@ -20,7 +20,7 @@ impl Api {
             .read(stale, |s| {
                 s.disks
                     .values()
-                    .map(|d| disk_to_proto(&node, d, d.vm.and_then(|v| s.vms.get(&v)).map(|v| v.name.clone())))
+                    .map(|d| disk_to_proto(&node, d, d.vm.and_then(|v| s.vms.get(&v)).map(|v| v.config.name.clone())))
                     .collect()
             })
             .await?;

@@ -54,11 +54,11 @@ impl EngineRequest {
                 if let Op::ImportVm { vm, .. } = &mut p.op {
                     if let Some(m) = r.engine_memory_mib {
                         validate::memory_mib(m)?;
-                        vm.memory_mib = m;
+                        vm.config.memory_mib = m;
                     }
                     if let Some(v) = r.engine_vcpus {
                         validate::vcpus(v)?;
-                        vm.vcpus = v;
+                        vm.config.vcpus = v;
                     }
                 }
                 let request = EngineRequest { op: p.op, made: p.made };
@@ -109,12 +109,12 @@ impl EngineRequest {
                 };
                 node.images.import(&path, &disk.file).await?;
                 let mut vm = model::Vm::new(vm_id, &name, memory, vcpus, now_ms());
-                vm.disks = vec![disk_id];
-                vm.domain_type = domain_type;
-                vm.boot = boot;
-                vm.description = "The cluster's management VM (hosted engine).".into();
+                vm.config.disks = vec![disk_id];
+                vm.config.domain_type = domain_type;
+                vm.config.boot = boot;
+                vm.config.description = "The cluster's management VM (hosted engine).".into();
                 validate::names("engine_nics", &r.engine_nics)?;
-                vm.nics = r
+                vm.config.nics = r
                     .engine_nics
                     .iter()
                     .map(|network| model::Nic { network: network.clone(), mac: super::vms::random_mac() })
@@ -142,11 +142,11 @@ impl EngineRequest {
     fn check_fits(&self, node: &Handles) -> Result<(), ClusterError> {
         let Op::ImportVm { vm, .. } = &self.op else { return Ok(()) };
         let vcpus = node.facts.cpus as u64 * corral_raft::model::DEFAULT_CPU_OVERCOMMIT as u64;
-        if vm.memory_mib > node.facts.memory_mib || vm.vcpus as u64 > vcpus {
+        if vm.config.memory_mib > node.facts.memory_mib || vm.config.vcpus as u64 > vcpus {
             return Err(ClusterError::FailedPrecondition(format!(
                 "the engine VM needs {} MiB and {} vCPUs; host {} has {} MiB and {vcpus} vCPUs (give --engine-memory \
                  or --engine-vcpus)",
-                vm.memory_mib, vm.vcpus, node.config.name, node.facts.memory_mib
+                vm.config.memory_mib, vm.config.vcpus, node.config.name, node.facts.memory_mib
             )));
         }
         Ok(())
@@ -204,15 +204,15 @@ fn status_of(s: &ClusterState) -> Result<EngineStatus, ClusterError> {
             state_enum: h.state.wire(),
             score: h.engine_score.as_ref().map(engine_score_to_proto),
             local_maintenance: h.engine_local_maintenance,
-            engine_here: vm.host == Some(h.id),
+            engine_here: vm.runtime.host == Some(h.id),
         })
         .collect();
     Ok(EngineStatus {
-        vm: vm.name.clone(),
+        vm: vm.config.name.clone(),
         vm_id: vm.id.to_string(),
-        host: vm.host.map(|h| s.host_name(h)),
-        state: vm.status.as_str().into(),
-        state_enum: vm.status.wire(),
+        host: vm.runtime.host.map(|h| s.host_name(h)),
+        state: vm.runtime.status.as_str().into(),
+        state_enum: vm.runtime.status.wire(),
         global_maintenance: s.engine.global_maintenance,
         hosts,
     })

@@ -44,12 +44,15 @@ pub async fn prepare_import(
     match name {
         Some(n) => {
             validate::name("name", &n)?;
-            vm.name = n;
+            vm.config.name = n;
         }
-        None => validate::name("name", &vm.name).map_err(|e| {
+        None => validate::name("name", &vm.config.name).map_err(|e| {
             ClusterError::invalid(
                 "name",
-                format!("the document's VM name '{}' cannot be used here ({e}); give another with --name", vm.name),
+                format!(
+                    "the document's VM name '{}' cannot be used here ({e}); give another with --name",
+                    vm.config.name
+                ),
             )
         })?,
     }
@@ -58,14 +61,14 @@ pub async fn prepare_import(
         Ok(state) => state.read(|s: &ClusterState| s.hosts.keys().copied().collect()),
         Err(_) => Vec::new(),
     };
-    let (kept, unknown): (Vec<u64>, Vec<u64>) = vm.pinned_hosts.iter().partition(|h| known_hosts.contains(h));
+    let (kept, unknown): (Vec<u64>, Vec<u64>) = vm.config.pinned_hosts.iter().partition(|h| known_hosts.contains(h));
     for h in unknown {
         ignored.push(format!("Content/DedicatedVmForVds: host {h} is not in this cluster; the VM is not pinned to it"));
     }
-    vm.pinned_hosts = kept;
-    if vm.hosted_engine && !engine {
+    vm.config.pinned_hosts = kept;
+    if vm.config.hosted_engine && !engine {
         ignored.push("Content/Origin: the document is a hosted engine's; imported as an ordinary VM".into());
-        vm.hosted_engine = false;
+        vm.config.hosted_engine = false;
     }
     for d in &disks {
         if !node.images.path(&d.file).exists() {
@@ -80,7 +83,7 @@ pub async fn prepare_import(
     let mut made = Vec::new();
     if clone {
         vm.id = Uuid::new_v4();
-        for nic in &mut vm.nics {
+        for nic in &mut vm.config.nics {
             nic.mac = super::vms::random_mac();
         }
         let mut copies = Vec::new();
@@ -88,7 +91,7 @@ pub async fn prepare_import(
             let id = Uuid::new_v4();
             let copy = model::Disk {
                 id,
-                name: format!("{}-disk{i}", vm.name),
+                name: format!("{}-disk{i}", vm.config.name),
                 file: format!("{id}.qcow2"),
                 format: "qcow2".into(),
                 vm: None,
@@ -103,8 +106,8 @@ pub async fn prepare_import(
             copies.push(copy);
         }
         disks = copies;
-        vm.disks = disks.iter().map(|d| d.id).collect();
-        vm.created_ms = now_ms();
+        vm.config.disks = disks.iter().map(|d| d.id).collect();
+        vm.config.created_ms = now_ms();
     }
     Ok(PreparedImport { op: Op::ImportVm { vm: Box::new(vm), disks, engine, start }, made, ignored })
 }
@@ -114,7 +117,7 @@ pub fn export(s: &ClusterState, name_or_id: &str, node_name: String) -> Result<O
     let vm = s.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
     Ok(OvfDocument {
         vm_id: vm.id.to_string(),
-        name: vm.name.clone(),
+        name: vm.config.name.clone(),
         xml: ovf::write(vm, &s.disks_of(vm.id), now_ms()),
         node: node_name,
     })
@@ -149,8 +152,8 @@ impl Api {
             .into_iter()
             .map(|(key, xml, doc)| OvfEntry {
                 vm_id: key,
-                name: doc.vm.name,
-                hosted_engine: doc.vm.hosted_engine,
+                name: doc.vm.config.name,
+                hosted_engine: doc.vm.config.hosted_engine,
                 bytes: xml.len() as u64,
             })
             .collect();
@@ -171,15 +174,14 @@ impl Api {
         });
         if let Some(id) = id {
             if let Some(xml) = self.0.cluster.local_ovf_document(id)? {
-                let name = ovf::read(&xml).map(|d| d.vm.name).unwrap_or_else(|_| vm.clone());
+                let name = ovf::read(&xml).map(|d| d.vm.config.name).unwrap_or_else(|_| vm.clone());
                 return Ok(OvfDocument { vm_id: id.to_string(), name, xml, node: self.node_name() });
             }
         }
-        let found =
-            self.local()?.into_iter().find(|(key, _, doc)| *key == vm || doc.vm.name == vm).ok_or_else(|| {
-                ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node"))
-            })?;
+        let found = self.local()?.into_iter().find(|(key, _, doc)| *key == vm || doc.vm.config.name == vm).ok_or_else(
+            || ClusterError::NotFound(format!("no document for vm '{vm}' in the OVF store of this node")),
+        )?;
         let (key, xml, doc) = found;
-        Ok(OvfDocument { vm_id: key, name: doc.vm.name, xml, node: self.node_name() })
+        Ok(OvfDocument { vm_id: key, name: doc.vm.config.name, xml, node: self.node_name() })
     }
 }

@@ -21,49 +21,50 @@ const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
 const MAX_DISKS: usize = 16;
 pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
     let disks = vm
+        .config
         .disks
         .iter()
         .filter_map(|id| s.disks.get(id))
-        .map(|d| disk_to_proto(node, d, Some(vm.name.clone())))
+        .map(|d| disk_to_proto(node, d, Some(vm.config.name.clone())))
         .collect();
     Vm {
         id: vm.id.to_string(),
-        name: vm.name.clone(),
-        description: vm.description.clone(),
-        comment: vm.comment.clone(),
-        memory_mib: vm.memory_mib,
-        vcpus: vm.vcpus,
+        name: vm.config.name.clone(),
+        description: vm.config.description.clone(),
+        comment: vm.config.comment.clone(),
+        memory_mib: vm.config.memory_mib,
+        vcpus: vm.config.vcpus,
         ha: Some(HaSettings {
-            enabled: vm.ha.enabled,
-            priority: vm.ha.priority.as_str().into(),
-            priority_enum: vm.ha.priority.wire(),
+            enabled: vm.config.ha.enabled,
+            priority: vm.config.ha.priority.as_str().into(),
+            priority_enum: vm.config.ha.priority.wire(),
         }),
-        status: vm.status.as_str().into(),
-        status_enum: vm.status.wire(),
-        host: vm.host.map(|h| s.host_name(h)),
-        created_unix_ms: vm.created_ms,
-        updated_unix_ms: vm.updated_ms,
+        status: vm.runtime.status.as_str().into(),
+        status_enum: vm.runtime.status.wire(),
+        host: vm.runtime.host.map(|h| s.host_name(h)),
+        created_unix_ms: vm.config.created_ms,
+        updated_unix_ms: vm.config.updated_ms,
         disks,
-        nics: vm.nics.iter().map(|n| Nic { network: n.network.clone(), mac: n.mac.clone() }).collect(),
-        stop_reason: vm.stop_reason.clone(),
-        domain_type: vm.domain_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
-        domain_type_enum: vm.domain_type.map(DomainType::wire).unwrap_or_default(),
-        migrating_to: vm.migrating_to.map(|h| s.host_name(h)),
-        next_run: vm.next_run.as_ref().map(|n| NextRun {
+        nics: vm.config.nics.iter().map(|n| Nic { network: n.network.clone(), mac: n.mac.clone() }).collect(),
+        stop_reason: vm.runtime.stop_reason.clone(),
+        domain_type: vm.config.domain_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
+        domain_type_enum: vm.config.domain_type.map(DomainType::wire).unwrap_or_default(),
+        migrating_to: vm.migration_state.migrating_to.map(|h| s.host_name(h)),
+        next_run: vm.config.next_run.as_ref().map(|n| NextRun {
             memory_mib: n.memory_mib,
             vcpus: n.vcpus,
             domain_type: n.domain_type.map(|t| t.as_str().to_string()),
             domain_type_enum: n.domain_type.map(DomainType::wire).unwrap_or_default(),
         }),
-        resume_behavior: vm.resume_behavior.as_str().into(),
-        resume_behavior_enum: vm.resume_behavior.wire(),
-        ha_restart: vm.ha_restart.as_ref().map(|r| corral_proto::HaRestart {
+        resume_behavior: vm.config.resume_behavior.as_str().into(),
+        resume_behavior_enum: vm.config.resume_behavior.wire(),
+        ha_restart: vm.ha_state.ha_restart.as_ref().map(|r| corral_proto::HaRestart {
             failed_unix_ms: r.failed_ms,
             attempts: r.attempts,
             next_try_unix_ms: r.next_try_ms,
             last_error: r.last_error.clone(),
         }),
-        migration: vm.migration_job.as_ref().map(|j| corral_proto::MigrationJob {
+        migration: vm.migration_state.migration_job.as_ref().map(|j| corral_proto::MigrationJob {
             queued_unix_ms: j.queued_ms,
             automatic: j.automatic,
             cancel: j.cancel,
@@ -76,19 +77,19 @@ pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
             }),
         }),
         migration_settings: Some(corral_proto::MigrationOverrides {
-            auto_converge: vm.migration_settings.auto_converge,
-            compression: vm.migration_settings.compression,
-            max_downtime_ms: vm.migration_settings.max_downtime_ms,
-            bandwidth_mibps: vm.migration_settings.bandwidth_mibps,
+            auto_converge: vm.config.migration_settings.auto_converge,
+            compression: vm.config.migration_settings.compression,
+            max_downtime_ms: vm.config.migration_settings.max_downtime_ms,
+            bandwidth_mibps: vm.config.migration_settings.bandwidth_mibps,
         }),
-        host_tags: vm.host_tags.clone(),
-        pinned_hosts: vm.pinned_hosts.iter().map(|h| s.host_name(*h)).collect(),
-        migration_policy: vm.migration.as_str().into(),
-        migration_policy_enum: vm.migration.wire(),
-        hosted_engine: vm.hosted_engine,
-        delete_protected: vm.delete_protected,
-        os: vm.os.clone(),
-        cdrom: vm.cdrom.clone(),
+        host_tags: vm.config.host_tags.clone(),
+        pinned_hosts: vm.config.pinned_hosts.iter().map(|h| s.host_name(*h)).collect(),
+        migration_policy: vm.config.migration.as_str().into(),
+        migration_policy_enum: vm.config.migration.wire(),
+        hosted_engine: vm.config.hosted_engine,
+        delete_protected: vm.config.delete_protected,
+        os: vm.config.os.clone(),
+        cdrom: vm.config.cdrom.clone(),
     }
 }
 
@@ -352,8 +353,9 @@ impl Api {
             .read(false, |s| {
                 let replay = replayed(s, rid);
                 s.find_vm(&source).map(|vm| {
-                    let disks: Vec<model::Disk> = vm.disks.iter().filter_map(|d| s.disks.get(d)).cloned().collect();
-                    (vm.status, vm.nics.len(), disks, s.vm_names.contains_key(&name), replay)
+                    let disks: Vec<model::Disk> =
+                        vm.config.disks.iter().filter_map(|d| s.disks.get(d)).cloned().collect();
+                    (vm.runtime.status, vm.config.nics.len(), disks, s.vm_names.contains_key(&name), replay)
                 })
             })
             .await?;

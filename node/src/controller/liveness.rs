@@ -223,7 +223,9 @@ async fn retry_evacuations(leader: &Leader, state: &StateHandle) {
         s.hosts
             .values()
             .filter(|h| h.state == HostState::PreparingForMaintenance)
-            .filter(|h| s.vms.values().any(|v| v.host == Some(h.id) && v.migrating_to.is_none()))
+            .filter(|h| {
+                s.vms.values().any(|v| v.runtime.host == Some(h.id) && v.migration_state.migrating_to.is_none())
+            })
             .map(|h| h.id)
             .collect()
     });

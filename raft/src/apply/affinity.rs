@@ -49,7 +49,7 @@ impl ClusterState {
     }
 
     fn vm_name(&self, id: Uuid) -> String {
-        self.vms.get(&id).map_or_else(|| id.to_string(), |v| v.name.clone())
+        self.vms.get(&id).map_or_else(|| id.to_string(), |v| v.config.name.clone())
     }
 
     /// Refuses an enforcing group that the VMs running now already break.
@@ -58,7 +58,7 @@ impl ClusterState {
             return Ok(());
         }
         let running: Vec<(Uuid, NodeId)> =
-            g.vms.iter().filter_map(|id| self.vms.get(id).and_then(|v| v.host).map(|h| (*id, h))).collect();
+            g.vms.iter().filter_map(|id| self.vms.get(id).and_then(|v| v.runtime.host).map(|h| (*id, h))).collect();
         let broken = |detail: String| {
             ClusterError::FailedPrecondition(format!(
                 "enforcing affinity group {} would be broken at once: {detail}",
@@ -98,7 +98,7 @@ impl ClusterState {
     /// Refuses a label that a VM running now already breaks.
     fn check_label(&self, l: &AffinityLabel) -> Result<(), ClusterError> {
         for id in &l.vms {
-            if let Some(host) = self.vms.get(id).and_then(|v| v.host).filter(|h| !l.hosts.contains(h)) {
+            if let Some(host) = self.vms.get(id).and_then(|v| v.runtime.host).filter(|h| !l.hosts.contains(h)) {
                 return Err(ClusterError::FailedPrecondition(format!(
                     "affinity label {} would be broken at once: VM {} runs on host {}, which the label does not \
                      include; migrate or stop it first",
@@ -322,8 +322,8 @@ impl ClusterState {
             l.hosts.retain(|h| *h != id);
         }
         let mut unpinned = Vec::new();
-        for vm in self.vms.values_mut().filter(|v| v.pinned_hosts.contains(&id)) {
-            vm.pinned_hosts.retain(|h| *h != id);
+        for vm in self.vms.values_mut().filter(|v| v.config.pinned_hosts.contains(&id)) {
+            vm.config.pinned_hosts.retain(|h| *h != id);
             unpinned.push(vm.id);
         }
         unpinned

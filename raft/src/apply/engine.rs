@@ -27,15 +27,15 @@ impl ClusterState {
         let new_disks = self.check_import_disks(vm, disks)?;
         self.check_new_disks(&new_disks)?;
         let mut vm = crate::ovf::config_of(vm);
-        vm.updated_ms = now;
-        vm.hosted_engine = engine;
+        vm.config.updated_ms = now;
+        vm.config.hosted_engine = engine;
         if engine {
-            vm.delete_protected = true;
-            vm.ha = HaSettings { enabled: true, priority: HaPriority::High };
+            vm.config.delete_protected = true;
+            vm.config.ha = HaSettings { enabled: true, priority: HaPriority::High };
         }
         if let Some(order) = start {
             let mut trial = self.clone_for_trial(&vm);
-            trial.start_vm(now, &vm.name, order)?;
+            trial.start_vm(now, &vm.config.name, order)?;
         }
         let id = vm.id;
         for d in disks {
@@ -54,58 +54,60 @@ impl ClusterState {
     /// VMs (name, id, MAC addresses), hosts (pins) or hosted engine.
     fn check_import(&self, vm: &Vm, engine: bool) -> Result<(), ClusterError> {
         validate::vm_spec(&VmSpec {
-            name: vm.name.clone(),
-            description: vm.description.clone(),
-            comment: vm.comment.clone(),
-            memory_mib: vm.memory_mib,
-            vcpus: vm.vcpus,
-            ha_enabled: vm.ha.enabled,
-            ha_priority: vm.ha.priority,
-            resume_behavior: vm.resume_behavior,
-            nics: vm.nics.clone(),
-            domain_type: vm.domain_type,
-            boot: vm.boot.clone(),
+            name: vm.config.name.clone(),
+            description: vm.config.description.clone(),
+            comment: vm.config.comment.clone(),
+            memory_mib: vm.config.memory_mib,
+            vcpus: vm.config.vcpus,
+            ha_enabled: vm.config.ha.enabled,
+            ha_priority: vm.config.ha.priority,
+            resume_behavior: vm.config.resume_behavior,
+            nics: vm.config.nics.clone(),
+            domain_type: vm.config.domain_type,
+            boot: vm.config.boot.clone(),
         })?;
-        validate::names("host_tags", &vm.host_tags)?;
-        if self.vm_names.contains_key(&vm.name) {
+        validate::names("host_tags", &vm.config.host_tags)?;
+        if self.vm_names.contains_key(&vm.config.name) {
             return Err(ClusterError::AlreadyExists(format!(
                 "vm '{}' already exists; import under another name with --name",
-                vm.name
+                vm.config.name
             )));
         }
         if let Some(other) = self.vms.get(&vm.id) {
             return Err(ClusterError::AlreadyExists(format!(
                 "vm '{}' already has id {}; import with --clone for a new id, new MACs and copied disks",
-                other.name, vm.id
+                other.config.name, vm.id
             )));
         }
         self.check_import_macs(vm)?;
-        if let Some(h) = vm.pinned_hosts.iter().find(|h| !self.hosts.contains_key(h)) {
+        if let Some(h) = vm.config.pinned_hosts.iter().find(|h| !self.hosts.contains_key(h)) {
             return Err(ClusterError::NotFound(format!(
                 "vm '{}' is pinned to host {h}, which is not in this cluster",
-                vm.name
+                vm.config.name
             )));
         }
         if let Some(e) = self.engine_vm().filter(|_| engine) {
             return Err(ClusterError::AlreadyExists(format!(
                 "the cluster already has a hosted engine: vm '{}'",
-                e.name
+                e.config.name
             )));
         }
         Ok(())
     }
 
     fn check_import_macs(&self, vm: &Vm) -> Result<(), ClusterError> {
-        let macs: HashSet<&str> = vm.nics.iter().map(|n| n.mac.as_str()).collect();
-        if macs.len() != vm.nics.len() {
+        let macs: HashSet<&str> = vm.config.nics.iter().map(|n| n.mac.as_str()).collect();
+        if macs.len() != vm.config.nics.len() {
             return Err(ClusterError::invalid("nics", "two NICs of the VM have the same MAC address"));
         }
-        let taken =
-            self.vms.values().find_map(|o| o.nics.iter().find(|n| macs.contains(n.mac.as_str())).map(|n| (o, &n.mac)));
+        let taken = self
+            .vms
+            .values()
+            .find_map(|o| o.config.nics.iter().find(|n| macs.contains(n.mac.as_str())).map(|n| (o, &n.mac)));
         if let Some((other, mac)) = taken {
             return Err(ClusterError::AlreadyExists(format!(
                 "MAC address {mac} is already used by vm '{}'; import with --clone for new MACs",
-                other.name
+                other.config.name
             )));
         }
         Ok(())
@@ -114,7 +116,7 @@ impl ClusterState {
     /// Checks an imported VM's disks: every one named, in order, none twice; one that exists
     /// must be floating and hold the same image. Returns those that do not exist yet.
     fn check_import_disks(&self, vm: &Vm, disks: &[Disk]) -> Result<Vec<Disk>, ClusterError> {
-        if disks.iter().map(|d| d.id).collect::<Vec<_>>() != vm.disks {
+        if disks.iter().map(|d| d.id).collect::<Vec<_>>() != vm.config.disks {
             return Err(ClusterError::Internal("an import must name every disk of the VM, in order".into()));
         }
         let files: HashSet<&str> = disks.iter().map(|d| d.file.as_str()).collect();
@@ -138,7 +140,7 @@ impl ClusterState {
                 return Err(ClusterError::FailedPrecondition(format!(
                     "disk '{}' is attached to vm '{}'; import with --clone to copy it",
                     existing.name,
-                    self.vms.get(&owner).map_or_else(|| owner.to_string(), |v| v.name.clone())
+                    self.vms.get(&owner).map_or_else(|| owner.to_string(), |v| v.config.name.clone())
                 )));
             }
         }
@@ -180,10 +182,10 @@ impl ClusterState {
         } else {
             // Whatever HA held back is due now; an engine left on a host in local maintenance
             // meanwhile moves.
-            if let Some(r) = self.vms.get_mut(&engine_id).and_then(|v| v.ha_restart.as_mut()) {
+            if let Some(r) = self.vms.get_mut(&engine_id).and_then(|v| v.ha_state.ha_restart.as_mut()) {
                 r.due_by(now);
             }
-            let host = self.vms.get(&engine_id).and_then(|v| v.host);
+            let host = self.vms.get(&engine_id).and_then(|v| v.runtime.host);
             if let Some(h) = host.filter(|h| self.hosts.get(h).is_some_and(|h| h.engine_local_maintenance)) {
                 self.move_engine_off(now, h);
             }
@@ -211,10 +213,14 @@ impl ClusterState {
     /// A host put into local maintenance while it runs the engine VM: the engine is migrated
     /// to the best-scored host, as ovirt-hosted-engine-ha does (not in global maintenance).
     fn move_engine_off(&mut self, now: i64, host: NodeId) {
-        let Some(vm) = self.engine_vm().filter(|v| v.host == Some(host) && v.migrating_to.is_none()).cloned() else {
+        let Some(vm) = self
+            .engine_vm()
+            .filter(|v| v.runtime.host == Some(host) && v.migration_state.migrating_to.is_none())
+            .cloned()
+        else {
             return;
         };
-        if self.engine.global_maintenance || vm.status != VmStatus::Up {
+        if self.engine.global_maintenance || vm.runtime.status != VmStatus::Up {
             return;
         }
         match self.migration_target(&vm, None, true) {
@@ -222,8 +228,11 @@ impl ClusterState {
                 self.begin_migration(now, vm.id, target, true, " to leave a host in local maintenance");
             }
             Err(e) => {
-                let msg =
-                    format!("The hosted engine VM {} stays on host {} for now: {e}", vm.name, self.host_name(host));
+                let msg = format!(
+                    "The hosted engine VM {} stays on host {} for now: {e}",
+                    vm.config.name,
+                    self.host_name(host)
+                );
                 self.record(now, EventKind::VmMigration, msg);
             }
         }
@@ -258,48 +267,48 @@ impl ClusterState {
             self.hosts.get(&host).ok_or_else(|| ClusterError::NotFound(format!("host {host} not found")))?.name.clone();
         let hosts = &self.hosts;
         let vm = self.vms.get_mut(&vm_id).ok_or_else(|| ClusterError::NotFound(format!("vm {vm_id} not found")))?;
-        if vm.host == Some(host) {
+        if vm.runtime.host == Some(host) {
             return Ok(Outcome::Vm(Box::new(vm.clone())));
         }
         // Taken over unless the state has it on a host that answers: down, on no host, or on
         // a host that is down or silent (whose lease may have ended; the operator who started
         // the copy by hand checked what the starting host could reach).
         // A migration to a live host may finish there: that host holds it as well.
-        let target = vm.migrating_to.and_then(|t| hosts.get(&t)).filter(|h| h.state.is_alive());
+        let target = vm.migration_state.migrating_to.and_then(|t| hosts.get(&t)).filter(|h| h.state.is_alive());
         if let Some(t) = target {
             return Err(ClusterError::Unavailable(format!(
                 "vm '{}' is migrating to host {}, which has not reported where it runs",
-                vm.name, t.name
+                vm.config.name, t.name
             )));
         }
-        let holder = vm.host.filter(|_| vm.status != VmStatus::Down).and_then(|h| hosts.get(&h));
+        let holder = vm.runtime.host.filter(|_| vm.runtime.status != VmStatus::Down).and_then(|h| hosts.get(&h));
         if let Some(h) = holder.filter(|h| h.state.is_alive()) {
-            if vm.ha_restarting || matches!(vm.status, VmStatus::PoweringUp) {
+            if vm.ha_state.ha_restarting || matches!(vm.runtime.status, VmStatus::PoweringUp) {
                 // The cluster already started it again there: the hand-started copy must go.
                 return Err(ClusterError::FailedPrecondition(format!(
                     "vm '{}' is being started on host {}; the copy on host {host_name} must go",
-                    vm.name, h.name
+                    vm.config.name, h.name
                 )));
             }
             // That host may have come back without it (it then reports it down, and the claim
             // succeeds), or really run it: the claiming host asks it, and asks again for a while.
             return Err(ClusterError::Unavailable(format!(
                 "vm '{}' is assigned to host {}, which has not reported it down",
-                vm.name, h.name
+                vm.config.name, h.name
             )));
         }
         vm.release_host();
-        vm.desired = PowerState::Up;
-        vm.status = VmStatus::Up;
-        vm.host = Some(host);
-        vm.epoch += 1;
-        vm.ha_restart = None;
-        vm.stop_reason = None;
-        vm.updated_ms = now;
+        vm.runtime.desired = PowerState::Up;
+        vm.runtime.status = VmStatus::Up;
+        vm.runtime.host = Some(host);
+        vm.runtime.epoch += 1;
+        vm.ha_state.ha_restart = None;
+        vm.runtime.stop_reason = None;
+        vm.config.updated_ms = now;
         let out = vm.clone();
         let msg = format!(
             "VM {} was started by hand on host {host_name} while the cluster had no quorum; the cluster takes it over there.",
-            out.name
+            out.config.name
         );
         self.record(now, EventKind::VmStateChanged, msg);
         Ok(Outcome::Vm(Box::new(out)))
@@ -318,18 +327,18 @@ fn imported(vm: &Vm, disks: usize, engine: bool) -> String {
         format!(
             "Hosted engine VM {} was created ({} MiB, {} vCPU{}); it is highly available ahead of every other VM and \
              delete-protected.",
-            vm.name,
-            vm.memory_mib,
-            vm.vcpus,
-            s(vm.vcpus as usize)
+            vm.config.name,
+            vm.config.memory_mib,
+            vm.config.vcpus,
+            s(vm.config.vcpus as usize)
         )
     } else {
         format!(
             "VM {} was imported from an OVF document ({} MiB, {} vCPU{}, {disks} disk{}).",
-            vm.name,
-            vm.memory_mib,
-            vm.vcpus,
-            s(vm.vcpus as usize),
+            vm.config.name,
+            vm.config.memory_mib,
+            vm.config.vcpus,
+            s(vm.config.vcpus as usize),
             s(disks)
         )
     }

@@ -52,18 +52,18 @@ impl ClusterState {
         self.record(now, EventKind::HostStateChanged, format!("Host {host_name} is down: {how}."));
         let mut events = Vec::new();
         let hosts = &self.hosts;
-        for vm in self.vms.values_mut().filter(|v| v.host == Some(id)) {
+        for vm in self.vms.values_mut().filter(|v| v.runtime.host == Some(id)) {
             let dest = live_destination(hosts, vm);
             events.extend(lose_vm(vm, now, &host_name, dest, touched));
         }
-        for vm in self.vms.values_mut().filter(|v| v.migrating_to == Some(id)) {
-            vm.migrating_to = None;
-            vm.migration_job = None;
-            if vm.status == VmStatus::Migrating {
-                vm.status = VmStatus::Up;
+        for vm in self.vms.values_mut().filter(|v| v.migration_state.migrating_to == Some(id)) {
+            vm.migration_state.migrating_to = None;
+            vm.migration_state.migration_job = None;
+            if vm.runtime.status == VmStatus::Migrating {
+                vm.runtime.status = VmStatus::Up;
             }
-            vm.updated_ms = now;
-            let msg = format!("Migration of VM {} to host {host_name} stopped: the host went down.", vm.name);
+            vm.config.updated_ms = now;
+            let msg = format!("Migration of VM {} to host {host_name} stopped: the host went down.", vm.config.name);
             events.push((EventKind::VmMigration, msg));
         }
         for (kind, msg) in events {
@@ -103,7 +103,12 @@ impl ClusterState {
     pub(crate) fn settled_host_state(&self, id: NodeId) -> HostState {
         match self.hosts.get(&id).and_then(|h| h.maintenance.as_ref()) {
             None => HostState::Up,
-            Some(_) if self.vms.values().any(|v| v.host == Some(id) || v.migrating_to == Some(id)) => {
+            Some(_)
+                if self
+                    .vms
+                    .values()
+                    .any(|v| v.runtime.host == Some(id) || v.migration_state.migrating_to == Some(id)) =>
+            {
                 HostState::PreparingForMaintenance
             }
             Some(_) => HostState::Maintenance,
@@ -113,7 +118,7 @@ impl ClusterState {
     /// Makes every pending HA restart due now, except `except`'s (it just failed one).
     pub(crate) fn retry_ha_restarts_now(&mut self, now: i64, except: Option<Uuid>) {
         for vm in self.vms.values_mut().filter(|v| Some(v.id) != except) {
-            if let Some(r) = vm.ha_restart.as_mut() {
+            if let Some(r) = vm.ha_state.ha_restart.as_mut() {
                 r.due_by(now);
             }
         }
@@ -124,13 +129,13 @@ impl ClusterState {
         self.vms
             .values()
             .filter(|v| !self.ha_holds_off(v))
-            .filter_map(|v| v.ha_restart.as_ref().map(|r| r.next_try_ms))
+            .filter_map(|v| v.ha_state.ha_restart.as_ref().map(|r| r.next_try_ms))
             .min()
     }
 
     /// Whether HA leaves this VM alone for now: the hosted engine in global maintenance.
     pub fn ha_holds_off(&self, vm: &crate::model::Vm) -> bool {
-        vm.hosted_engine && self.engine.global_maintenance
+        vm.config.hosted_engine && self.engine.global_maintenance
     }
 
     /// Places the due HA VMs: the hosted engine first (the rest of the cluster is managed
@@ -139,11 +144,14 @@ impl ClusterState {
         let mut due: Vec<_> = self
             .vms
             .values()
-            .filter(|v| v.status == VmStatus::Down && v.ha_restart.as_ref().is_some_and(|r| r.next_try_ms <= now))
+            .filter(|v| {
+                v.runtime.status == VmStatus::Down
+                    && v.ha_state.ha_restart.as_ref().is_some_and(|r| r.next_try_ms <= now)
+            })
             .filter(|v| !self.ha_holds_off(v))
             .map(|v| {
-                let failed = v.ha_restart.as_ref().map_or(0, |r| r.failed_ms);
-                (!v.hosted_engine, Reverse(v.ha.priority), failed, v.name.clone(), v.id)
+                let failed = v.ha_state.ha_restart.as_ref().map_or(0, |r| r.failed_ms);
+                (!v.config.hosted_engine, Reverse(v.config.ha.priority), failed, v.config.name.clone(), v.id)
             })
             .collect();
         due.sort();
@@ -168,7 +176,7 @@ impl ClusterState {
 /// The host a VM was migrating to when its own host went down, if that host is not down
 /// (it may hold its lease and run the VM): its id and name.
 fn live_destination(hosts: &BTreeMap<NodeId, Host>, vm: &Vm) -> Option<(NodeId, String)> {
-    let to = vm.migrating_to?;
+    let to = vm.migration_state.migrating_to?;
     let host = hosts.get(&to).filter(|h| !matches!(h.state, HostState::Down | HostState::Joining))?;
     Some((to, host.name.clone()))
 }
@@ -184,25 +192,25 @@ pub(super) fn lose_vm(
     dest: Option<(NodeId, String)>,
     touched: &mut BTreeSet<Uuid>,
 ) -> Vec<(EventKind, String)> {
-    vm.updated_ms = now;
+    vm.config.updated_ms = now;
     if let Some((dest, dest_name)) = dest {
-        vm.host = Some(dest);
-        vm.migrating_to = None;
-        vm.migration_job = None;
-        vm.epoch += 1;
-        vm.status = VmStatus::Unknown;
+        vm.runtime.host = Some(dest);
+        vm.migration_state.migrating_to = None;
+        vm.migration_state.migration_job = None;
+        vm.runtime.epoch += 1;
+        vm.runtime.status = VmStatus::Unknown;
         let msg = format!(
             "VM {} was migrating from host {host_name} to host {dest_name} when {host_name} went down; host \
              {dest_name} reports whether it runs there.",
-            vm.name
+            vm.config.name
         );
         return vec![(EventKind::VmMigration, msg)];
     }
-    let wanted = vm.desired != PowerState::Down;
+    let wanted = vm.runtime.desired != PowerState::Down;
     vm.release_host();
-    vm.stop_reason = Some(format!("its host {host_name} went down"));
-    let name = vm.name.clone();
-    let ha = vm.ha.enabled && wanted;
+    vm.runtime.stop_reason = Some(format!("its host {host_name} went down"));
+    let name = vm.config.name.clone();
+    let ha = vm.config.ha.enabled && wanted;
     if ha {
         vm.ha_failed(now, false, None);
     }
@@ -223,18 +231,18 @@ pub(super) fn lose_vm(
 
 /// An HA VM placed on `host`: ordered up there. Returns the event's message.
 fn restart_on(vm: &mut Vm, now: i64, host: NodeId, name: &str, host_name: &str) -> String {
-    let attempt = vm.ha_restart.take().map_or(1, |r| r.attempts + 1);
-    vm.desired = PowerState::Up;
-    vm.host = Some(host);
-    vm.epoch += 1;
-    vm.status = VmStatus::PoweringUp;
-    vm.stop_reason = None;
-    vm.ha_restarting = true;
-    vm.ha_restarted_ms = Some(now);
-    vm.updated_ms = now;
+    let attempt = vm.ha_state.ha_restart.take().map_or(1, |r| r.attempts + 1);
+    vm.runtime.desired = PowerState::Up;
+    vm.runtime.host = Some(host);
+    vm.runtime.epoch += 1;
+    vm.runtime.status = VmStatus::PoweringUp;
+    vm.runtime.stop_reason = None;
+    vm.ha_state.ha_restarting = true;
+    vm.ha_state.ha_restarted_ms = Some(now);
+    vm.config.updated_ms = now;
     format!(
         "VM {name} is being restarted on host {host_name} (highly available, {} priority{}).",
-        vm.ha.priority,
+        vm.config.ha.priority,
         if attempt > 1 { format!(", attempt {attempt}") } else { String::new() }
     )
 }
@@ -243,7 +251,7 @@ fn restart_on(vm: &mut Vm, now: i64, host: NodeId, name: &str, host_name: &str) 
 /// the event's message when the reason is new (said once per distinct reason, not per retry).
 fn back_off(vm: &mut Vm, now: i64, name: &str, error: String) -> Option<String> {
     // A due VM has a pending restart; were it missing, this one starts it afresh.
-    let r = vm.ha_restart.get_or_insert_with(|| HaRestart::new(now));
+    let r = vm.ha_state.ha_restart.get_or_insert_with(|| HaRestart::new(now));
     r.attempts += 1;
     let wait = HaRestart::backoff_ms(r.attempts);
     r.next_try_ms = now + wait;

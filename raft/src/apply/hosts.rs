@@ -161,8 +161,8 @@ impl ClusterState {
         let busy: Vec<&str> = self
             .vms
             .values()
-            .filter(|v| v.host == Some(id) || v.migrating_to == Some(id))
-            .map(|v| v.name.as_str())
+            .filter(|v| v.runtime.host == Some(id) || v.migration_state.migrating_to == Some(id))
+            .map(|v| v.config.name.as_str())
             .collect();
         if busy.is_empty() {
             return Ok(());

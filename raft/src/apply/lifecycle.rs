@@ -16,29 +16,29 @@ impl ClusterState {
     /// Assigns a down VM to a host and orders it up (shared by start and create --start).
     pub(super) fn start_vm(&mut self, now: i64, name_or_id: &str, order: &StartOrder) -> OpResult {
         let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
-        if vm.status != VmStatus::Down {
+        if vm.runtime.status != VmStatus::Down {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}{}; it can only be started when down",
-                vm.name,
-                vm.status.as_str(),
-                vm.host.map(|h| format!(" on host {}", self.host_name(h))).unwrap_or_default()
+                vm.config.name,
+                vm.runtime.status.as_str(),
+                vm.runtime.host.map(|h| format!(" on host {}", self.host_name(h))).unwrap_or_default()
             )));
         }
         let host = scheduler::choose(self, vm, order.host.as_deref(), &[], Purpose::Start)?;
         let host_name = self.host_name(host);
         let vm = self.vm_mut(name_or_id)?;
-        vm.desired = PowerState::Up;
-        vm.host = Some(host);
-        vm.epoch += 1;
-        vm.status = VmStatus::PoweringUp;
-        vm.stop_reason = None;
-        vm.shutdown_deadline_ms = None;
-        vm.reboot_pending = false;
+        vm.runtime.desired = PowerState::Up;
+        vm.runtime.host = Some(host);
+        vm.runtime.epoch += 1;
+        vm.runtime.status = VmStatus::PoweringUp;
+        vm.runtime.stop_reason = None;
+        vm.runtime.shutdown_deadline_ms = None;
+        vm.runtime.reboot_pending = false;
         // An operator's start replaces a pending HA restart.
-        vm.ha_restart = None;
-        vm.ha_restarting = false;
-        vm.updated_ms = now;
-        let (out, msg) = (vm.clone(), format!("VM {} is powering up on host {host_name}.", vm.name));
+        vm.ha_state.ha_restart = None;
+        vm.ha_state.ha_restarting = false;
+        vm.config.updated_ms = now;
+        let (out, msg) = (vm.clone(), format!("VM {} is powering up on host {host_name}.", vm.config.name));
         self.record(now, EventKind::VmStateChanged, msg);
         Ok(Outcome::Vm(Box::new(out)))
     }
@@ -53,54 +53,55 @@ impl ClusterState {
         power_off: bool,
     ) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
-        match vm.status {
+        match vm.runtime.status {
             // Stopping a down HA VM that waits for its restart cancels the restart.
-            VmStatus::Down if vm.ha_restart.is_some() => {
-                vm.ha_restart = None;
-                vm.updated_ms = now;
-                let (out, msg) = (vm.clone(), format!("The pending HA restart of VM {} was cancelled.", vm.name));
+            VmStatus::Down if vm.ha_state.ha_restart.is_some() => {
+                vm.ha_state.ha_restart = None;
+                vm.config.updated_ms = now;
+                let (out, msg) =
+                    (vm.clone(), format!("The pending HA restart of VM {} was cancelled.", vm.config.name));
                 self.record(now, EventKind::VmHighAvailability, msg);
                 return Ok(Outcome::Vm(Box::new(out)));
             }
             VmStatus::Down => {
-                return Err(ClusterError::FailedPrecondition(format!("vm '{}' is already down", vm.name)))
+                return Err(ClusterError::FailedPrecondition(format!("vm '{}' is already down", vm.config.name)))
             }
             VmStatus::Migrating => {
                 return Err(ClusterError::FailedPrecondition(format!(
                     "vm '{}' is migrating; wait for the migration to end",
-                    vm.name
+                    vm.config.name
                 )))
             }
             _ => {}
         }
-        vm.desired = PowerState::Down;
-        vm.status = VmStatus::PoweringDown;
-        vm.stop_reason = reason.map(str::to_string);
+        vm.runtime.desired = PowerState::Down;
+        vm.runtime.status = VmStatus::PoweringDown;
+        vm.runtime.stop_reason = reason.map(str::to_string);
         let deadline = now.saturating_add((timeout_s as i64).saturating_mul(1000));
         // A power off overrides a graceful shutdown in progress; a shutdown never delays one.
-        vm.shutdown_deadline_ms = Some(vm.shutdown_deadline_ms.map_or(deadline, |d| d.min(deadline)));
-        vm.reboot_pending = false;
-        vm.updated_ms = now;
+        vm.runtime.shutdown_deadline_ms = Some(vm.runtime.shutdown_deadline_ms.map_or(deadline, |d| d.min(deadline)));
+        vm.runtime.reboot_pending = false;
+        vm.config.updated_ms = now;
         let how = if power_off { "is being powered off" } else { "is shutting down" };
         let why = reason.map(|r| format!(" (reason: {r})")).unwrap_or_default();
-        let (out, msg) = (vm.clone(), format!("VM {} {how}{why}.", vm.name));
+        let (out, msg) = (vm.clone(), format!("VM {} {how}{why}.", vm.config.name));
         self.record(now, EventKind::VmStateChanged, msg);
         Ok(Outcome::Vm(Box::new(out)))
     }
 
     pub(super) fn reboot_vm(&mut self, now: i64, name_or_id: &str) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
-        if vm.status != VmStatus::Up {
+        if vm.runtime.status != VmStatus::Up {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}; only an up VM can be rebooted",
-                vm.name,
-                vm.status.as_str()
+                vm.config.name,
+                vm.runtime.status.as_str()
             )));
         }
-        vm.reboot_pending = true;
-        vm.status = VmStatus::RebootInProgress;
-        vm.updated_ms = now;
-        let (out, msg) = (vm.clone(), format!("VM {} is rebooting.", vm.name));
+        vm.runtime.reboot_pending = true;
+        vm.runtime.status = VmStatus::RebootInProgress;
+        vm.config.updated_ms = now;
+        let (out, msg) = (vm.clone(), format!("VM {} is rebooting.", vm.config.name));
         self.record(now, EventKind::VmStateChanged, msg);
         Ok(Outcome::Vm(Box::new(out)))
     }
@@ -108,21 +109,21 @@ impl ClusterState {
     pub(super) fn suspend_vm(&mut self, now: i64, name_or_id: &str, suspend: bool) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
         let (ok, want, what) = if suspend {
-            (vm.status == VmStatus::Up, PowerState::Suspended, "suspended")
+            (vm.runtime.status == VmStatus::Up, PowerState::Suspended, "suspended")
         } else {
-            (matches!(vm.status, VmStatus::Suspended | VmStatus::Paused), PowerState::Up, "resumed")
+            (matches!(vm.runtime.status, VmStatus::Suspended | VmStatus::Paused), PowerState::Up, "resumed")
         };
         if !ok {
             let need = if suspend { "up" } else { "suspended or paused" };
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}; only a VM that is {need} can be {what}",
-                vm.name,
-                vm.status.as_str()
+                vm.config.name,
+                vm.runtime.status.as_str()
             )));
         }
-        vm.desired = want;
-        vm.updated_ms = now;
-        let (out, msg) = (vm.clone(), format!("VM {} is being {what}.", vm.name));
+        vm.runtime.desired = want;
+        vm.config.updated_ms = now;
+        let (out, msg) = (vm.clone(), format!("VM {} is being {what}.", vm.config.name));
         self.record(now, EventKind::VmStateChanged, msg);
         Ok(Outcome::Vm(Box::new(out)))
     }

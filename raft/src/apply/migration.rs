@@ -22,23 +22,23 @@ const RETRY_FAILED_MS: i64 = 30_000;
 impl ClusterState {
     /// Where `vm` can migrate to (`to`, or placement's pick), or why it cannot.
     pub(super) fn migration_target(&self, vm: &Vm, to: Option<&str>, automatic: bool) -> Result<NodeId, ClusterError> {
-        if vm.status != VmStatus::Up {
+        if vm.runtime.status != VmStatus::Up {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}; only an up VM can be migrated",
-                vm.name,
-                vm.status.as_str()
+                vm.config.name,
+                vm.runtime.status.as_str()
             )));
         }
         let purpose = if automatic { Purpose::MigrateAutomatic } else { Purpose::MigrateByOperator };
         scheduler::check_migration_policy(vm, purpose)?;
-        let Some(source_host) = vm.host.and_then(|h| self.hosts.get(&h)) else {
-            return Err(inconsistent(&format!("vm '{}' is up on no host of the cluster", vm.name)));
+        let Some(source_host) = vm.runtime.host.and_then(|h| self.hosts.get(&h)) else {
+            return Err(inconsistent(&format!("vm '{}' is up on no host of the cluster", vm.config.name)));
         };
-        let domain_type = vm.domain_type.unwrap_or(source_host.facts.domain_type);
+        let domain_type = vm.config.domain_type.unwrap_or(source_host.facts.domain_type);
         if !domain_type.can_migrate() {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' runs on host {}, which uses libvirt's test driver; the test driver cannot migrate VMs",
-                vm.name, source_host.name
+                vm.config.name, source_host.name
             )));
         }
         let target = scheduler::choose(self, vm, to, &[source_host.id], purpose)?;
@@ -63,13 +63,14 @@ impl ClusterState {
     ) -> Option<Vm> {
         let hosts = &self.hosts;
         let vm = self.vms.get_mut(&id)?;
-        let from_name = vm.host.map(|h| host_name_in(hosts, h)).unwrap_or_default();
+        let from_name = vm.runtime.host.map(|h| host_name_in(hosts, h)).unwrap_or_default();
         let to_name = host_name_in(hosts, target);
-        vm.migrating_to = Some(target);
-        vm.migration_job = Some(MigrationJob { queued_ms: now, automatic, ..Default::default() });
-        vm.status = VmStatus::Migrating;
-        vm.updated_ms = now;
-        let msg = format!("Migration of VM {} from host {from_name} to host {to_name} was ordered{why}.", vm.name);
+        vm.migration_state.migrating_to = Some(target);
+        vm.migration_state.migration_job = Some(MigrationJob { queued_ms: now, automatic, ..Default::default() });
+        vm.runtime.status = VmStatus::Migrating;
+        vm.config.updated_ms = now;
+        let msg =
+            format!("Migration of VM {} from host {from_name} to host {to_name} was ordered{why}.", vm.config.name);
         let out = vm.clone();
         self.record(now, EventKind::VmMigration, msg);
         Some(out)
@@ -85,13 +86,13 @@ impl ClusterState {
 
     pub(super) fn cancel_migration(&mut self, now: i64, name_or_id: &str) -> OpResult {
         let vm = self.vm_mut(name_or_id)?;
-        let Some(job) = vm.migration_job.as_mut() else {
-            return Err(ClusterError::FailedPrecondition(format!("vm '{}' is not migrating", vm.name)));
+        let Some(job) = vm.migration_state.migration_job.as_mut() else {
+            return Err(ClusterError::FailedPrecondition(format!("vm '{}' is not migrating", vm.config.name)));
         };
         if !job.cancel {
             job.cancel = true;
-            vm.updated_ms = now;
-            let (out, msg) = (vm.clone(), format!("Cancelling the migration of VM {}.", vm.name));
+            vm.config.updated_ms = now;
+            let (out, msg) = (vm.clone(), format!("Cancelling the migration of VM {}.", vm.config.name));
             self.record(now, EventKind::VmMigration, msg);
             return Ok(Outcome::Vm(Box::new(out)));
         }
@@ -114,7 +115,7 @@ impl ClusterState {
             Some(MaintenanceOrder { reason: reason.map(str::to_string), since_ms: now, blocked: vec![] });
         host.state = HostState::PreparingForMaintenance;
         host.state_since_ms = now;
-        let on_host = self.vms.values().filter(|v| v.host == Some(id)).count();
+        let on_host = self.vms.values().filter(|v| v.runtime.host == Some(id)).count();
         let why = reason.map(|r| format!(" (reason: {r})")).unwrap_or_default();
         let msg = format!("Host {name} is preparing for maintenance{why}: {on_host} VM(s) to move away.");
         self.record(now, EventKind::HostMaintenance, msg);
@@ -138,8 +139,8 @@ impl ClusterState {
         let mut on_host: Vec<_> = self
             .vms
             .values()
-            .filter(|v| v.host == Some(id) && v.migrating_to.is_none())
-            .map(|v| (std::cmp::Reverse(v.ha.priority), v.name.clone(), v.id))
+            .filter(|v| v.runtime.host == Some(id) && v.migration_state.migrating_to.is_none())
+            .map(|v| (std::cmp::Reverse(v.config.ha.priority), v.config.name.clone(), v.id))
             .collect();
         on_host.sort();
         let mut blocked = Vec::new();
@@ -160,8 +161,8 @@ impl ClusterState {
 
     /// Where a VM on a host being evacuated goes, or why it stays for now.
     fn evacuation_target(&self, vm: &Vm, now: i64) -> Result<NodeId, String> {
-        let failed_lately = vm.migration_failed_ms.is_some_and(|t| now - t < RETRY_FAILED_MS);
-        match vm.status {
+        let failed_lately = vm.migration_state.migration_failed_ms.is_some_and(|t| now - t < RETRY_FAILED_MS);
+        match vm.runtime.status {
             VmStatus::Up if failed_lately => Err(format!(
                 "its last migration failed or was cancelled; another is ordered {} s after that",
                 RETRY_FAILED_MS / 1000
@@ -189,7 +190,7 @@ impl ClusterState {
 
     /// A host preparing for maintenance that no VM runs on or migrates to is in maintenance.
     pub(super) fn settle_maintenance(&mut self, now: i64, id: NodeId) {
-        let busy = self.vms.values().any(|v| v.host == Some(id) || v.migrating_to == Some(id));
+        let busy = self.vms.values().any(|v| v.runtime.host == Some(id) || v.migration_state.migrating_to == Some(id));
         let Some(host) = self.hosts.get_mut(&id) else { return };
         if host.state != HostState::PreparingForMaintenance || busy {
             return;

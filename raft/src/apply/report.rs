@@ -32,7 +32,7 @@ impl Where {
                 hosts.contains_key(to),
                 hosts.get(to).is_some_and(|h| h.state == HostState::Down),
             ),
-            _ => (vm.migrating_to.map(|t| host_name_in(hosts, t)).unwrap_or_default(), true, false),
+            _ => (vm.migration_state.migrating_to.map(|t| host_name_in(hosts, t)).unwrap_or_default(), true, false),
         };
         Where { host, host_name: host_name_in(hosts, host), target_name, known_target, target_down }
     }
@@ -69,14 +69,15 @@ impl ClusterState {
         touched: &mut BTreeSet<Uuid>,
     ) -> OpResult {
         let hosts = &self.hosts;
-        let Some(vm) = self.vms.get_mut(&id).filter(|v| v.host == Some(host) && v.epoch == epoch) else {
+        let Some(vm) = self.vms.get_mut(&id).filter(|v| v.runtime.host == Some(host) && v.runtime.epoch == epoch)
+        else {
             return Ok(Outcome::Done);
         };
         let place = Where::of(hosts, vm, host, observed);
-        let before = vm.status;
+        let before = vm.runtime.status;
         let change = observe(vm, now, observed, &place);
-        vm.updated_ms = now;
-        let (name, status) = (vm.name.clone(), vm.status);
+        vm.config.updated_ms = now;
+        let (name, status) = (vm.config.name.clone(), vm.runtime.status);
         let lost =
             if change.lost_on_arrival { lose_vm(vm, now, &place.target_name, None, touched) } else { Vec::new() };
         let now_down = status == VmStatus::Down && before != VmStatus::Down;
@@ -120,9 +121,9 @@ fn is_steady(observed: &Observed) -> bool {
 
 /// Applies one observation to its VM.
 fn observe(vm: &mut Vm, now: i64, observed: &Observed, at: &Where) -> Change {
-    let (name, host_name) = (vm.name.clone(), &at.host_name);
+    let (name, host_name) = (vm.config.name.clone(), &at.host_name);
     let state_changed = |vm: &mut Vm, status: VmStatus, message: String| {
-        vm.status = status;
+        vm.runtime.status = status;
         Change::said(EventKind::VmStateChanged, message)
     };
     match observed {
@@ -133,7 +134,7 @@ fn observe(vm: &mut Vm, now: i64, observed: &Observed, at: &Where) -> Change {
         Observed::PausedIoError => {
             let message = format!(
                 "VM {name} was paused on host {host_name} after a storage I/O error (resume behaviour: {}).",
-                vm.resume_behavior.as_str()
+                vm.config.resume_behavior.as_str()
             );
             state_changed(vm, VmStatus::Paused, message)
         }
@@ -141,14 +142,14 @@ fn observe(vm: &mut Vm, now: i64, observed: &Observed, at: &Where) -> Change {
             state_changed(vm, VmStatus::Suspended, format!("VM {name} is suspended on host {host_name}."))
         }
         Observed::RebootDone => {
-            vm.reboot_pending = false;
+            vm.runtime.reboot_pending = false;
             state_changed(vm, VmStatus::Up, format!("VM {name} was rebooted on host {host_name}."))
         }
         Observed::Down { cause, on_purpose } => went_down(vm, now, cause, *on_purpose, host_name),
         Observed::MigrationDone { to } if at.known_target && *to != at.host => migrated(vm, *to, at),
         Observed::MigrationDone { .. } => Change::default(),
         Observed::MigrationProgress(p) => {
-            if let Some(job) = vm.migration_job.as_mut() {
+            if let Some(job) = vm.migration_state.migration_job.as_mut() {
                 job.progress = Some(p.clone());
             }
             Change::default()
@@ -163,39 +164,39 @@ fn observe(vm: &mut Vm, now: i64, observed: &Observed, at: &Where) -> Change {
 }
 
 fn came_up(vm: &mut Vm, host_name: &str) -> Change {
-    let name = &vm.name;
-    if vm.status == VmStatus::Migrating || vm.reboot_pending {
+    let name = &vm.config.name;
+    if vm.runtime.status == VmStatus::Migrating || vm.runtime.reboot_pending {
         // The source keeps reporting up during a migration; a reboot reports RebootDone.
         Change::default()
-    } else if vm.desired == PowerState::Down {
+    } else if vm.runtime.desired == PowerState::Down {
         // Shutting down: it is up until it is down.
         Change::default()
-    } else if vm.ha_restarting {
+    } else if vm.ha_state.ha_restarting {
         let message = format!("VM {name} was restarted on host {host_name}.");
-        vm.ha_restarting = false;
-        vm.status = VmStatus::Up;
+        vm.ha_state.ha_restarting = false;
+        vm.runtime.status = VmStatus::Up;
         Change::said(EventKind::VmHighAvailability, message)
     } else {
         let message = format!("VM {name} is up on host {host_name}.");
-        vm.status = VmStatus::Up;
+        vm.runtime.status = VmStatus::Up;
         Change::said(EventKind::VmStateChanged, message)
     }
 }
 
 fn went_down(vm: &mut Vm, now: i64, cause: &DownCause, on_purpose: bool, host_name: &str) -> Change {
-    let expected = vm.desired == PowerState::Down;
+    let expected = vm.runtime.desired == PowerState::Down;
     if !expected {
-        vm.stop_reason = Some(cause.to_string());
+        vm.runtime.stop_reason = Some(cause.to_string());
     }
     // oVirt's rule: an HA VM that dies is restarted; one shut down on purpose (by the operator,
     // or cleanly from inside the guest) is not.
-    let ha_failed = !expected && !on_purpose && vm.ha.enabled;
+    let ha_failed = !expected && !on_purpose && vm.config.ha.enabled;
     if ha_failed {
         vm.ha_failed(now, true, Some(cause.to_string()));
     }
-    vm.ha_restarting = false;
-    let name = &vm.name;
-    let why = vm.stop_reason.as_ref().map(|r| format!(" (reason: {r})")).unwrap_or_default();
+    vm.ha_state.ha_restarting = false;
+    let name = &vm.config.name;
+    let why = vm.runtime.stop_reason.as_ref().map(|r| format!(" (reason: {r})")).unwrap_or_default();
     let message = if expected {
         format!("VM {name} is down on host {host_name}{why}.")
     } else {
@@ -209,24 +210,24 @@ fn went_down(vm: &mut Vm, now: i64, cause: &DownCause, on_purpose: bool, host_na
 /// The VM now runs on `to`: even a migration the state no longer expects (cancelled too late)
 /// moved it.
 fn migrated(vm: &mut Vm, to: NodeId, at: &Where) -> Change {
-    vm.migrating_to = None;
-    vm.migration_job = None;
-    vm.migration_failed_ms = None;
-    vm.host = Some(to);
-    vm.epoch += 1;
-    vm.status = VmStatus::Up;
-    let message = format!("VM {} migrated from host {} to host {}.", vm.name, at.host_name, at.target_name);
+    vm.migration_state.migrating_to = None;
+    vm.migration_state.migration_job = None;
+    vm.migration_state.migration_failed_ms = None;
+    vm.runtime.host = Some(to);
+    vm.runtime.epoch += 1;
+    vm.runtime.status = VmStatus::Up;
+    let message = format!("VM {} migrated from host {} to host {}.", vm.config.name, at.host_name, at.target_name);
     Change { lost_on_arrival: at.target_down, ..Change::said(EventKind::VmMigration, message) }
 }
 
 fn migration_failed(vm: &mut Vm, now: i64, error: &str, host_name: &str) -> Change {
-    let cancelled = vm.migration_job.take().is_some_and(|j| j.cancel);
-    vm.migration_failed_ms = Some(now);
-    vm.migrating_to = None;
-    if vm.status == VmStatus::Migrating {
-        vm.status = VmStatus::Up;
+    let cancelled = vm.migration_state.migration_job.take().is_some_and(|j| j.cancel);
+    vm.migration_state.migration_failed_ms = Some(now);
+    vm.migration_state.migrating_to = None;
+    if vm.runtime.status == VmStatus::Migrating {
+        vm.runtime.status = VmStatus::Up;
     }
-    let name = &vm.name;
+    let name = &vm.config.name;
     let message = if cancelled {
         format!("Migration of VM {name} was cancelled; it keeps running on host {host_name}.")
     } else {
@@ -239,15 +240,15 @@ fn migration_failed(vm: &mut Vm, now: i64, error: &str, host_name: &str) -> Chan
 fn failed(vm: &mut Vm, now: i64, action: &VmAction, error: &str, host_name: &str) -> Change {
     let mut settled = None;
     if *action == VmAction::Start {
-        if std::mem::take(&mut vm.ha_restarting) {
+        if std::mem::take(&mut vm.ha_state.ha_restarting) {
             vm.ha_failed(now, true, Some(error.to_string()));
         }
-        vm.desired = PowerState::Down;
-        vm.status = VmStatus::Down;
-        vm.host = None;
-        vm.stop_reason = Some(format!("start failed: {error}"));
+        vm.runtime.desired = PowerState::Down;
+        vm.runtime.status = VmStatus::Down;
+        vm.runtime.host = None;
+        vm.runtime.stop_reason = Some(format!("start failed: {error}"));
         settled = vm.settle_next_run();
     }
-    let message = format!("Could not {action} VM {} on host {host_name}: {error}", vm.name);
+    let message = format!("Could not {action} VM {} on host {host_name}: {error}", vm.config.name);
     Change { settled, ..Change::said(EventKind::VmStateChanged, message) }
 }

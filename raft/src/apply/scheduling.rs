@@ -17,11 +17,12 @@ impl ClusterState {
         validate::names("tags", tags)?;
         let tags = validate::dedup(tags);
         let id = host.id;
-        for vm in self.vms.values().filter(|v| v.host == Some(id) || v.migrating_to == Some(id)) {
-            if let Some(t) = vm.host_tags.iter().find(|t| !tags.contains(t)) {
+        for vm in self.vms.values().filter(|v| v.runtime.host == Some(id) || v.migration_state.migrating_to == Some(id))
+        {
+            if let Some(t) = vm.config.host_tags.iter().find(|t| !tags.contains(t)) {
                 return Err(ClusterError::FailedPrecondition(format!(
                     "vm '{}' runs on host {name} and needs its tag {t}; migrate or stop the VM first",
-                    vm.name
+                    vm.config.name
                 )));
             }
         }
@@ -92,13 +93,13 @@ impl ClusterState {
     ) -> Result<(), ClusterError> {
         if let Some(tags) = &c.host_tags {
             let tags = validate::dedup(tags);
-            if tags != vm.host_tags {
-                if let Some(h) = vm.host.and_then(|h| self.hosts.get(&h)) {
+            if tags != vm.config.host_tags {
+                if let Some(h) = vm.runtime.host.and_then(|h| self.hosts.get(&h)) {
                     let missing: Vec<&str> = tags.iter().filter(|t| !h.tags.contains(t)).map(String::as_str).collect();
                     if !missing.is_empty() {
                         return Err(ClusterError::FailedPrecondition(format!(
                             "vm '{}' runs on host {}, which lacks tag(s) {}; migrate or stop it first",
-                            vm.name,
+                            vm.config.name,
                             h.name,
                             missing.join(", ")
                         )));
@@ -109,17 +110,17 @@ impl ClusterState {
                 } else {
                     format!("host tags {}", tags.join(", "))
                 });
-                vm.host_tags = tags;
+                vm.config.host_tags = tags;
             }
         }
         if let Some(pins) = &c.pinned_hosts {
             let pins = self.resolve_hosts(pins)?;
-            if pins != vm.pinned_hosts {
+            if pins != vm.config.pinned_hosts {
                 let names: Vec<String> = pins.iter().map(|h| self.host_name(*h)).collect();
-                if let Some(h) = vm.host.filter(|h| !pins.is_empty() && !pins.contains(h)) {
+                if let Some(h) = vm.runtime.host.filter(|h| !pins.is_empty() && !pins.contains(h)) {
                     return Err(ClusterError::FailedPrecondition(format!(
                         "vm '{}' runs on host {}, which is not among its new pinned hosts {}; migrate or stop it first",
-                        vm.name,
+                        vm.config.name,
                         self.host_name(h),
                         names.join(", ")
                     )));
@@ -129,12 +130,12 @@ impl ClusterState {
                 } else {
                     format!("pinned to {}", names.join(", "))
                 });
-                vm.pinned_hosts = pins;
+                vm.config.pinned_hosts = pins;
             }
         }
-        if let Some(m) = c.migration.filter(|m| *m != vm.migration) {
-            what.push(format!("migration policy {} -> {}", vm.migration.as_str(), m.as_str()));
-            vm.migration = m;
+        if let Some(m) = c.migration.filter(|m| *m != vm.config.migration) {
+            what.push(format!("migration policy {} -> {}", vm.config.migration.as_str(), m.as_str()));
+            vm.config.migration = m;
         }
         Ok(())
     }

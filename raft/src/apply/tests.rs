@@ -104,13 +104,16 @@ fn vm_lifecycle_records_events() {
     let Reply(Ok(Outcome::Vm(vm))) = create(&mut s, "web1") else { panic!("create failed") };
     let id = vm.id;
     assert_eq!(s.find_vm("web1").unwrap().id, id);
-    assert_eq!(s.find_vm(&id.to_string()).unwrap().name, "web1");
+    assert_eq!(s.find_vm(&id.to_string()).unwrap().config.name, "web1");
 
     let changes = VmChanges { memory_mib: Some(2048), description: Some("front end".into()), ..Default::default() };
     let r = s.apply_command(&cmd(T0 + 2, Op::EditVm { vm: "web1".into(), changes }));
     let vm = s.find_vm("web1").unwrap();
     assert_eq!(r, Reply(Ok(Outcome::Vm(Box::new(vm.clone())))));
-    assert_eq!((vm.memory_mib, vm.description.as_str(), vm.updated_ms), (2048, "front end", T0 + 2));
+    assert_eq!(
+        (vm.config.memory_mib, vm.config.description.as_str(), vm.config.updated_ms),
+        (2048, "front end", T0 + 2)
+    );
 
     let r = s.apply_command(&cmd(T0 + 3, Op::DeleteVm { vm: "web1".into(), keep_disks: false }));
     assert_eq!(r, Reply(Ok(Outcome::VmDeleted { id, files: vec![] })));
@@ -300,7 +303,7 @@ mod lifecycle {
 
     fn report(s: &mut ClusterState, name: &str, observed: Observed) {
         let v = vm(s, name);
-        let (id, host, epoch) = (v.id, v.host.unwrap(), v.epoch);
+        let (id, host, epoch) = (v.id, v.runtime.host.unwrap(), v.runtime.epoch);
         op(s, Op::ReportVm { vm: id, host, epoch, observed }).unwrap();
     }
 
@@ -314,11 +317,11 @@ mod lifecycle {
         create(&mut s, "a");
         create(&mut s, "b");
         start(&mut s, "a", Some("host1")).unwrap();
-        assert_eq!((vm(&s, "a").status, vm(&s, "a").host), (VmStatus::PoweringUp, Some(1)));
+        assert_eq!((vm(&s, "a").runtime.status, vm(&s, "a").runtime.host), (VmStatus::PoweringUp, Some(1)));
         start(&mut s, "b", None).unwrap();
-        assert_eq!(vm(&s, "b").host, Some(2), "host2 has more free memory");
+        assert_eq!(vm(&s, "b").runtime.host, Some(2), "host2 has more free memory");
         report(&mut s, "a", Observed::Up);
-        assert_eq!(vm(&s, "a").status, VmStatus::Up);
+        assert_eq!(vm(&s, "a").runtime.status, VmStatus::Up);
         assert_eq!(s.events.back().unwrap().message, "VM a is up on host host1.");
 
         // A report from an older assignment changes nothing.
@@ -367,15 +370,18 @@ mod lifecycle {
         op(&mut s, Op::ShutdownVm { vm: "a".into(), reason: Some("kernel update".into()), timeout_s: 120 }).unwrap();
         let v = vm(&s, "a");
         assert_eq!(
-            (v.status, v.desired, v.shutdown_deadline_ms),
+            (v.runtime.status, v.runtime.desired, v.runtime.shutdown_deadline_ms),
             (VmStatus::PoweringDown, PowerState::Down, Some(T0 + 100 + 120_000))
         );
         // A power off while shutting down moves the deadline to now.
         op(&mut s, Op::StopVm { vm: "a".into(), reason: Some("kernel update".into()) }).unwrap();
-        assert_eq!(vm(&s, "a").shutdown_deadline_ms, Some(T0 + 100));
+        assert_eq!(vm(&s, "a").runtime.shutdown_deadline_ms, Some(T0 + 100));
         report(&mut s, "a", Observed::Down { cause: "powered off".into(), on_purpose: false });
         let v = vm(&s, "a");
-        assert_eq!((v.status, v.host, v.stop_reason.as_deref()), (VmStatus::Down, None, Some("kernel update")));
+        assert_eq!(
+            (v.runtime.status, v.runtime.host, v.runtime.stop_reason.as_deref()),
+            (VmStatus::Down, None, Some("kernel update"))
+        );
         assert_eq!(s.events.back().unwrap().message, "VM a is down on host host1 (reason: kernel update).");
         refused(&mut s, Op::StopVm { vm: "a".into(), reason: None }, "vm 'a' is already down");
     }
@@ -386,10 +392,10 @@ mod lifecycle {
         create(&mut s, "a");
         start(&mut s, "a", None).unwrap();
         report(&mut s, "a", Observed::Up);
-        let host = vm(&s, "a").host.unwrap();
+        let host = vm(&s, "a").runtime.host.unwrap();
         report(&mut s, "a", Observed::Down { cause: "shut down from inside the guest".into(), on_purpose: true });
         let v = vm(&s, "a");
-        assert_eq!((v.status, v.desired, v.host), (VmStatus::Down, PowerState::Down, None));
+        assert_eq!((v.runtime.status, v.runtime.desired, v.runtime.host), (VmStatus::Down, PowerState::Down, None));
         assert_eq!(
             s.events.back().unwrap().message,
             format!("VM a went down unexpectedly on host {}: shut down from inside the guest.", s.host_name(host))
@@ -452,16 +458,22 @@ mod lifecycle {
             "vm 'a' already runs on host host1",
         );
         op(&mut s, Op::MigrateVm { vm: "a".into(), to: None }).unwrap();
-        assert_eq!((vm(&s, "a").status, vm(&s, "a").migrating_to), (VmStatus::Migrating, Some(2)));
+        assert_eq!(
+            (vm(&s, "a").runtime.status, vm(&s, "a").migration_state.migrating_to),
+            (VmStatus::Migrating, Some(2))
+        );
         report(&mut s, "a", Observed::Up); // the source still runs it: no change
-        assert_eq!(vm(&s, "a").status, VmStatus::Migrating);
+        assert_eq!(vm(&s, "a").runtime.status, VmStatus::Migrating);
         report(&mut s, "a", Observed::MigrationFailed { error: "unable to connect".into() });
-        assert_eq!((vm(&s, "a").status, vm(&s, "a").host), (VmStatus::Up, Some(1)));
+        assert_eq!((vm(&s, "a").runtime.status, vm(&s, "a").runtime.host), (VmStatus::Up, Some(1)));
         op(&mut s, Op::MigrateVm { vm: "a".into(), to: Some("host2".into()) }).unwrap();
-        let epoch = vm(&s, "a").epoch;
+        let epoch = vm(&s, "a").runtime.epoch;
         report(&mut s, "a", Observed::MigrationDone { to: 2 });
         let v = vm(&s, "a");
-        assert_eq!((v.status, v.host, v.epoch, v.migrating_to), (VmStatus::Up, Some(2), epoch + 1, None));
+        assert_eq!(
+            (v.runtime.status, v.runtime.host, v.runtime.epoch, v.migration_state.migrating_to),
+            (VmStatus::Up, Some(2), epoch + 1, None)
+        );
         assert_eq!(s.events.back().unwrap().message, "VM a migrated from host host1 to host host2.");
     }
 
@@ -517,8 +529,8 @@ mod lifecycle {
             },
         )
         .unwrap();
-        assert_eq!(vm(&s, "b").disks.len(), 1);
-        assert_ne!(vm(&s, "b").disks, vm(&s, "a").disks);
+        assert_eq!(vm(&s, "b").config.disks.len(), 1);
+        assert_ne!(vm(&s, "b").config.disks, vm(&s, "a").config.disks);
         let r = op(&mut s, Op::DeleteVm { vm: "a".into(), keep_disks: true }).unwrap();
         assert_eq!(r, Outcome::VmDeleted { id, files: vec![] });
         assert_eq!(s.find_disk("a-disk0").unwrap().vm, None, "floating");
@@ -536,8 +548,12 @@ mod lifecycle {
         let changes = VmChanges { memory_mib: Some(2048), description: Some("bigger".into()), ..Default::default() };
         op(&mut s, Op::EditVm { vm: "a".into(), changes }).unwrap();
         let v = vm(&s, "a");
-        assert_eq!((v.memory_mib, v.description.as_str()), (1024, "bigger"), "description at once, memory later");
-        assert_eq!(v.next_run.as_ref().unwrap().memory_mib, Some(2048));
+        assert_eq!(
+            (v.config.memory_mib, v.config.description.as_str()),
+            (1024, "bigger"),
+            "description at once, memory later"
+        );
+        assert_eq!(v.config.next_run.as_ref().unwrap().memory_mib, Some(2048));
         assert_eq!(s.host_usage(1).memory_mib, 1024, "the running VM holds what it runs with");
         assert_eq!(
             s.events.back().unwrap().message,
@@ -546,16 +562,16 @@ mod lifecycle {
         // Setting it back to the running value drops the pending change.
         op(&mut s, Op::EditVm { vm: "a".into(), changes: VmChanges { memory_mib: Some(1024), ..Default::default() } })
             .unwrap();
-        assert_eq!(vm(&s, "a").next_run, None);
+        assert_eq!(vm(&s, "a").config.next_run, None);
         op(&mut s, Op::EditVm { vm: "a".into(), changes: VmChanges { vcpus: Some(1), ..Default::default() } }).unwrap();
         report(&mut s, "a", Observed::Down { cause: "powered off".into(), on_purpose: false });
         let v = vm(&s, "a");
-        assert_eq!((v.vcpus, v.next_run.clone()), (1, None));
+        assert_eq!((v.config.vcpus, v.config.next_run.clone()), (1, None));
         assert_eq!(s.events.back().unwrap().message, "VM a now has its next-run configuration: 1 vCPU.");
         // A down VM changes at once.
         op(&mut s, Op::EditVm { vm: "a".into(), changes: VmChanges { memory_mib: Some(512), ..Default::default() } })
             .unwrap();
-        assert_eq!((vm(&s, "a").memory_mib, vm(&s, "a").next_run.clone()), (512, None));
+        assert_eq!((vm(&s, "a").config.memory_mib, vm(&s, "a").config.next_run.clone()), (512, None));
     }
 
     #[test]
@@ -566,19 +582,23 @@ mod lifecycle {
         start(&mut s, "a", None).unwrap();
         report(&mut s, "a", Observed::Up);
         op(&mut s, Op::RebootVm { vm: "a".into() }).unwrap();
-        assert_eq!(vm(&s, "a").status, VmStatus::RebootInProgress);
+        assert_eq!(vm(&s, "a").runtime.status, VmStatus::RebootInProgress);
         report(&mut s, "a", Observed::Up);
-        assert_eq!(vm(&s, "a").status, VmStatus::RebootInProgress, "up before the reboot is done changes nothing");
+        assert_eq!(
+            vm(&s, "a").runtime.status,
+            VmStatus::RebootInProgress,
+            "up before the reboot is done changes nothing"
+        );
         report(&mut s, "a", Observed::RebootDone);
-        assert_eq!((vm(&s, "a").status, vm(&s, "a").reboot_pending), (VmStatus::Up, false));
+        assert_eq!((vm(&s, "a").runtime.status, vm(&s, "a").runtime.reboot_pending), (VmStatus::Up, false));
         op(&mut s, Op::SuspendVm { vm: "a".into() }).unwrap();
-        assert_eq!(vm(&s, "a").desired, PowerState::Suspended);
+        assert_eq!(vm(&s, "a").runtime.desired, PowerState::Suspended);
         report(&mut s, "a", Observed::Suspended);
-        assert_eq!(vm(&s, "a").status, VmStatus::Suspended);
+        assert_eq!(vm(&s, "a").runtime.status, VmStatus::Suspended);
         refused(&mut s, Op::SuspendVm { vm: "a".into() }, "vm 'a' is suspended; only a VM that is up can be suspended");
         op(&mut s, Op::ResumeVm { vm: "a".into() }).unwrap();
         report(&mut s, "a", Observed::Up);
-        assert_eq!(vm(&s, "a").status, VmStatus::Up);
+        assert_eq!(vm(&s, "a").runtime.status, VmStatus::Up);
     }
 }
 
@@ -616,4 +636,5 @@ fn a_batch_applies_each_write_once_in_order() {
 mod affinity;
 mod engine;
 mod ha;
+mod inconsistent;
 mod migration;

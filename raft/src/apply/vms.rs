@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::OpResult;
 use crate::command::{Outcome, StartOrder, VmSpec};
 use crate::error::ClusterError;
-use crate::model::{ClusterState, Disk, EventKind, HaSettings, Vm, VmStatus};
+use crate::model::{ClusterState, Disk, EventKind, HaSettings, Vm, VmConfig, VmStatus};
 use crate::validate;
 
 impl ClusterState {
@@ -31,7 +31,8 @@ impl ClusterState {
             return Err(ClusterError::AlreadyExists(format!("a vm with id {id} already exists")));
         }
         self.check_new_disks(disks)?;
-        let vm = Vm {
+        let mut vm = Vm::new(id, &spec.name, spec.memory_mib, spec.vcpus, now);
+        vm.config = VmConfig {
             description: spec.description.clone(),
             comment: spec.comment.clone(),
             ha: HaSettings { enabled: spec.ha_enabled, priority: spec.ha_priority },
@@ -40,25 +41,29 @@ impl ClusterState {
             nics: spec.nics.clone(),
             domain_type: spec.domain_type,
             boot: spec.boot.clone(),
-            ..Vm::new(id, &spec.name, spec.memory_mib, spec.vcpus, now)
+            ..vm.config
         };
         // With --start, a VM that cannot be placed is not created either: nothing half-done.
         if let Some(order) = start {
             let mut trial = self.clone_for_trial(&vm);
-            trial.start_vm(now, &vm.name, order)?;
+            trial.start_vm(now, &vm.config.name, order)?;
         }
         let msg = format!(
             "VM {} was created ({} MiB, {} vCPU{}{}{}).",
-            vm.name,
-            vm.memory_mib,
-            vm.vcpus,
-            if vm.vcpus == 1 { "" } else { "s" },
+            vm.config.name,
+            vm.config.memory_mib,
+            vm.config.vcpus,
+            if vm.config.vcpus == 1 { "" } else { "s" },
             if disks.is_empty() {
                 String::new()
             } else {
                 format!(", {} disk{}", disks.len(), if disks.len() == 1 { "" } else { "s" })
             },
-            if vm.ha.enabled { format!(", highly available, {} priority", vm.ha.priority) } else { String::new() }
+            if vm.config.ha.enabled {
+                format!(", highly available, {} priority", vm.config.ha.priority)
+            } else {
+                String::new()
+            }
         );
         for d in disks {
             self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
@@ -71,7 +76,7 @@ impl ClusterState {
     pub(crate) fn add_vm(&mut self, now: i64, vm: Vm, msg: String, start: Option<&StartOrder>) -> OpResult {
         let id = vm.id;
         let created = Outcome::Vm(Box::new(vm.clone()));
-        self.vm_names.insert(vm.name.clone(), id);
+        self.vm_names.insert(vm.config.name.clone(), id);
         self.vms.insert(id, vm);
         self.record(now, EventKind::VmCreated, msg);
         match start {
@@ -92,7 +97,7 @@ impl ClusterState {
             affinity_labels: self.affinity_labels.clone(),
             ..Default::default()
         };
-        trial.vm_names.insert(vm.name.clone(), vm.id);
+        trial.vm_names.insert(vm.config.name.clone(), vm.id);
         trial.vms.insert(vm.id, vm.clone());
         trial
     }
@@ -116,31 +121,31 @@ impl ClusterState {
             return Err(ClusterError::vm_not_found(name_or_id));
         };
         let vm = entry.get();
-        if vm.hosted_engine {
+        if vm.config.hosted_engine {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is the cluster's hosted engine and cannot be deleted",
-                vm.name
+                vm.config.name
             )));
         }
-        if vm.delete_protected {
+        if vm.config.delete_protected {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is delete-protected; lift it first with `corral vm edit {} --delete-protected false`",
-                vm.name, vm.name
+                vm.config.name, vm.config.name
             )));
         }
-        if vm.status != VmStatus::Down {
+        if vm.runtime.status != VmStatus::Down {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}; shut it down before deleting it",
-                vm.name,
-                vm.status.as_str()
+                vm.config.name,
+                vm.runtime.status.as_str()
             )));
         }
         let removed = entry.remove();
         let id = removed.id;
-        self.vm_names.remove(&removed.name);
+        self.vm_names.remove(&removed.config.name);
         self.forget_vm_in_rules(id);
         let mut files = Vec::new();
-        for disk_id in &removed.disks {
+        for disk_id in &removed.config.disks {
             if keep_disks {
                 if let Some(d) = self.disks.get_mut(disk_id) {
                     d.vm = None;
@@ -149,12 +154,12 @@ impl ClusterState {
                 files.push(d.file);
             }
         }
-        let disks_note = match (removed.disks.len(), keep_disks) {
+        let disks_note = match (removed.config.disks.len(), keep_disks) {
             (0, _) => String::new(),
             (n, true) => format!(" Its {n} disk(s) were kept as floating disks."),
             (n, false) => format!(" Its {n} disk(s) were deleted."),
         };
-        self.record(now, EventKind::VmDeleted, format!("VM {} was deleted.{disks_note}", removed.name));
+        self.record(now, EventKind::VmDeleted, format!("VM {} was deleted.{disks_note}", removed.config.name));
         Ok(Outcome::VmDeleted { id, files })
     }
 
@@ -169,43 +174,43 @@ impl ClusterState {
     ) -> OpResult {
         self.require_cluster()?;
         let src = self.find_vm(source).ok_or_else(|| ClusterError::vm_not_found(source))?.clone();
-        if src.status != VmStatus::Down {
+        if src.runtime.status != VmStatus::Down {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}; only a down VM can be cloned",
-                src.name,
-                src.status.as_str()
+                src.config.name,
+                src.runtime.status.as_str()
             )));
         }
         validate::name("name", name)?;
         if self.vm_names.contains_key(name) {
             return Err(ClusterError::AlreadyExists(format!("vm '{name}' already exists")));
         }
-        if disks.len() != src.disks.len() || macs.len() != src.nics.len() {
+        if disks.len() != src.config.disks.len() || macs.len() != src.config.nics.len() {
             return Err(ClusterError::Internal("a clone must copy every disk and give every NIC a new MAC".into()));
         }
         self.check_new_disks(disks)?;
         let mut vm = src.clone();
         vm.id = id;
-        vm.name = name.to_string();
+        vm.config.name = name.to_string();
         // A copy of the engine VM is an ordinary VM (its delete protection stays, and may be
         // lifted).
-        vm.hosted_engine = false;
-        vm.disks = disks.iter().map(|d| d.id).collect();
-        for (nic, mac) in vm.nics.iter_mut().zip(macs) {
+        vm.config.hosted_engine = false;
+        vm.config.disks = disks.iter().map(|d| d.id).collect();
+        for (nic, mac) in vm.config.nics.iter_mut().zip(macs) {
             nic.mac = mac.clone();
         }
-        vm.epoch = 0;
-        vm.stop_reason = None;
-        vm.ha_restart = None;
-        vm.ha_restarting = false;
-        vm.created_ms = now;
-        vm.updated_ms = now;
+        vm.runtime.epoch = 0;
+        vm.runtime.stop_reason = None;
+        vm.ha_state.ha_restart = None;
+        vm.ha_state.ha_restarting = false;
+        vm.config.created_ms = now;
+        vm.config.updated_ms = now;
         for d in disks {
             self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
         }
-        self.vm_names.insert(vm.name.clone(), id);
+        self.vm_names.insert(vm.config.name.clone(), id);
         self.vms.insert(id, vm.clone());
-        self.record(now, EventKind::VmCreated, format!("VM {name} was created as a clone of {}.", src.name));
+        self.record(now, EventKind::VmCreated, format!("VM {name} was created as a clone of {}.", src.config.name));
         Ok(Outcome::Vm(Box::new(vm)))
     }
 
@@ -214,7 +219,7 @@ impl ClusterState {
     pub(super) fn delete_disks(&mut self, now: i64, ids: &[Uuid], touched: &mut BTreeSet<Uuid>) -> OpResult {
         let protected = ids.iter().filter_map(|id| self.disks.get(id)).find_map(|d| {
             let vm = self.vms.get(&d.vm?)?;
-            vm.delete_protected.then(|| (d.name.clone(), vm.name.clone()))
+            vm.config.delete_protected.then(|| (d.name.clone(), vm.config.name.clone()))
         });
         if let Some((disk, vm)) = protected {
             return Err(ClusterError::FailedPrecondition(format!(

@@ -890,6 +890,8 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 ///     value whose `c` is not the default is `Unrepresentable("X.c")`.
 ///   - `skipped { d }`: frozen-only `#[serde(skip)]` fields (never encoded, gone from the current
 ///     type): upgrading drops them, downgrading gives them their default.
+///   - `parts { p: P { d, e } }` (instead of `added`/`skipped`): v0's flat fields `d` and `e` are
+///     the current type's part `p` (of type `P`).
 /// - `both_ways! { enum X { A, B(a, b), C { f, g } } }`: variants in both formats, with their fields
 ///   (tuple fields under any names).
 ///   - `later { D, E }`: current-only variants; downgrading one is `Unrepresentable("X::D")`.
@@ -917,6 +919,24 @@ macro_rules! both_ways {
                     return Err(Unrepresentable { what: concat!(stringify!($name), ".", stringify!($a)).into() });
                 })*)?
                 Ok($name { $($f: $f.down()?,)* $($($s: Default::default(),)*)? })
+            }
+        }
+        both_ways!(link $name);
+    };
+    (struct $name:ident { $($f:ident),* $(,)? }
+        parts { $($part:ident: $pty:ident { $($pf:ident),* $(,)? }),* $(,)? }
+    ) => {
+        impl From<$name> for cur::$name {
+            fn from(v: $name) -> Self {
+                let $name { $($f,)* $($($pf,)*)* } = v;
+                cur::$name { $($f: $f.up(),)* $($part: cur::$pty { $($pf: $pf.up(),)* },)* }
+            }
+        }
+        impl TryFrom<&cur::$name> for $name {
+            type Error = Unrepresentable;
+            fn try_from(v: &cur::$name) -> Result<Self, Unrepresentable> {
+                let cur::$name { $($f,)* $($part: cur::$pty { $($pf,)* },)* } = v;
+                Ok($name { $($f: $f.down()?,)* $($($pf: $pf.down()?,)*)* })
             }
         }
         both_ways!(link $name);
@@ -980,12 +1000,15 @@ both_ways! { struct HostFacts { cpus, memory_mib, libvirt_uri, domain_type } }
 both_ways! { enum DomainType { Kvm, Qemu, Test } }
 both_ways! { enum HostState { Joining, Up, NonResponsive, Down, PreparingForMaintenance, Maintenance } }
 both_ways! { struct JoinToken { created_ms, expires_ms } }
-both_ways! { struct Vm {
-    id, name, description, comment, memory_mib, vcpus, ha, disks, nics, domain_type, boot, desired, status,
-    host, epoch, stop_reason, shutdown_deadline_ms, reboot_pending, migrating_to, migration_job,
-    migration_settings, migration_failed_ms, next_run, ha_restart, ha_restarting, ha_restarted_ms, ha_failures,
-    resume_behavior, created_ms, updated_ms, host_tags, pinned_hosts, migration, os, cdrom, hosted_engine,
-    delete_protected, ovf_unknown,
+both_ways! { struct Vm { id } parts {
+    config: VmConfig {
+        name, description, comment, memory_mib, vcpus, ha, disks, nics, domain_type, boot, migration_settings,
+        next_run, resume_behavior, created_ms, updated_ms, host_tags, pinned_hosts, migration, os, cdrom,
+        hosted_engine, delete_protected, ovf_unknown,
+    },
+    runtime: VmRuntime { desired, status, host, epoch, stop_reason, shutdown_deadline_ms, reboot_pending },
+    ha_state: VmHa { ha_restart, ha_restarting, ha_restarted_ms, ha_failures },
+    migration_state: VmMigration { migrating_to, migration_job, migration_failed_ms },
 } }
 both_ways! { struct OvfFragment { parent, xml } }
 both_ways! { enum MigrationPolicy { Allow, Manual, None } }
@@ -1290,7 +1313,7 @@ mod tests {
 
     fn report(s: &mut ClusterState, name: &str, observed: Observed) {
         let v = s.find_vm(name).unwrap_or_else(|| panic!("no vm {name}"));
-        let (vm, host, epoch) = (v.id, v.host.expect("assigned"), v.epoch);
+        let (vm, host, epoch) = (v.id, v.runtime.host.expect("assigned"), v.runtime.epoch);
         ok(s, Op::ReportVm { vm, host, epoch, observed });
     }
 
@@ -1305,9 +1328,9 @@ mod tests {
 
     fn engine_vm() -> Box<Vm> {
         let mut vm = Vm::new(Uuid::new_v4(), "engine", 4096, 2, T0);
-        vm.cdrom = Some("tools.iso".into());
-        vm.os = "rhel_9x64".into();
-        vm.ovf_unknown = vec![OvfFragment { parent: "Content".into(), xml: "<Foo a=\"1\"/>".into() }];
+        vm.config.cdrom = Some("tools.iso".into());
+        vm.config.os = "rhel_9x64".into();
+        vm.config.ovf_unknown = vec![OvfFragment { parent: "Content".into(), xml: "<Foo a=\"1\"/>".into() }];
         Box::new(vm)
     }
 
@@ -1379,15 +1402,18 @@ mod tests {
         ok(&mut s, Op::ReportEngineScore { host: 2, score });
         let d = disk("engine-disk0");
         let mut vm = engine_vm();
-        vm.disks = vec![d.id];
+        vm.config.disks = vec![d.id];
         ok(&mut s, Op::ImportVm { vm, disks: vec![d], engine: true, start: None });
         ok(&mut s, Op::SetEngineMaintenance { global: Some(true), local: Some(("host3".into(), true)) });
         ok(&mut s, Op::HostMaintenance { host: "host3".into(), reason: Some("disk swap".into()) });
 
         let web = s.find_vm("web").unwrap();
-        assert!(web.next_run.is_some() && web.migration_job.as_ref().is_some_and(|j| j.progress.is_some()));
-        assert_eq!(web.migration_settings.auto_converge, Some(true));
-        assert!(s.find_vm("ha1").unwrap().ha_restart.is_some());
+        assert!(
+            web.config.next_run.is_some()
+                && web.migration_state.migration_job.as_ref().is_some_and(|j| j.progress.is_some())
+        );
+        assert_eq!(web.config.migration_settings.auto_converge, Some(true));
+        assert!(s.find_vm("ha1").unwrap().ha_state.ha_restart.is_some());
         assert!(s.engine.vm.is_some() && s.engine.global_maintenance);
         assert!(s.hosts[&3].maintenance.is_some() && s.hosts[&2].engine_score.is_some());
         assert!(!s.affinity_groups.is_empty() && !s.affinity_labels.is_empty() && !s.recent_requests.is_empty());

@@ -111,10 +111,10 @@ impl ClusterState {
     pub fn host_usage(&self, host: NodeId) -> Usage {
         let mut u = Usage::default();
         for vm in self.vms.values() {
-            if vm.host == Some(host) || vm.migrating_to == Some(host) {
-                u.memory_mib += vm.memory_mib;
-                u.vcpus += vm.vcpus as u64;
-                if vm.host == Some(host) && vm.status != VmStatus::Down {
+            if vm.runtime.host == Some(host) || vm.migration_state.migrating_to == Some(host) {
+                u.memory_mib += vm.config.memory_mib;
+                u.vcpus += vm.config.vcpus as u64;
+                if vm.runtime.host == Some(host) && vm.runtime.status != VmStatus::Down {
                     u.vms_running += 1;
                 }
             }
@@ -133,7 +133,7 @@ impl ClusterState {
 
     /// Names of VMs by id, in the given order; an id without a VM shows as the id.
     pub fn vm_names_of(&self, ids: &[Uuid]) -> Vec<String> {
-        ids.iter().map(|id| self.vms.get(id).map_or_else(|| id.to_string(), |v| v.name.clone())).collect()
+        ids.iter().map(|id| self.vms.get(id).map_or_else(|| id.to_string(), |v| v.config.name.clone())).collect()
     }
 
     pub fn find_disk(&self, name_or_id: &str) -> Option<&Disk> {

@@ -10,9 +10,25 @@ use super::{
 };
 use crate::typ::NodeId;
 
+/// A VM: its configuration, how it runs, and what HA and migration keep about it. The parts are
+/// flattened when encoded, so that stored and replicated VMs keep one map of named fields
+/// whatever part a field lives in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vm {
     pub id: Uuid,
+    #[serde(flatten)]
+    pub config: VmConfig,
+    #[serde(flatten)]
+    pub runtime: VmRuntime,
+    #[serde(flatten)]
+    pub ha_state: VmHa,
+    #[serde(flatten)]
+    pub migration_state: VmMigration,
+}
+
+/// What an operator configures, and what the VM's OVF document carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmConfig {
     pub name: String,
     pub description: String,
     pub comment: String,
@@ -26,47 +42,12 @@ pub struct Vm {
     pub domain_type: Option<DomainType>,
     /// Direct kernel boot (a kernel and initrd in the storage domain).
     pub boot: Option<KernelBoot>,
-    /// What the operator asked for; the host agent makes libvirt match it.
-    pub desired: PowerState,
-    /// What the host last reported, or the transition the cluster ordered.
-    pub status: VmStatus,
-    /// The host the VM is assigned to while it is not down.
-    pub host: Option<NodeId>,
-    /// Grows with every assignment, so that a report from an earlier assignment is ignored.
-    pub epoch: u64,
-    /// Why the VM was last stopped (oVirt's "Reason"), or what stopped it.
-    pub stop_reason: Option<String>,
-    /// A graceful shutdown in progress: power off once this time passes (Unix ms).
-    pub shutdown_deadline_ms: Option<i64>,
-    /// A reboot was ordered and the host has not done it yet.
-    pub reboot_pending: bool,
-    /// A live migration in progress (or queued on its source host), to this host.
-    pub migrating_to: Option<NodeId>,
-    /// The migration's bookkeeping while `migrating_to` is set.
-    #[serde(default)]
-    pub migration_job: Option<MigrationJob>,
     /// This VM's own migration settings; unset ones follow the cluster's.
     #[serde(default)]
     pub migration_settings: MigrationOverrides,
-    /// When its last migration failed or was cancelled (maintenance waits before it orders
-    /// another one).
-    #[serde(default)]
-    pub migration_failed_ms: Option<i64>,
     /// Changes made while the VM ran that need a restart (oVirt's "next run" configuration);
     /// they replace the running values when the VM is next down.
     pub next_run: Option<NextRun>,
-    /// An HA VM that failed and waits to be restarted by the leader.
-    #[serde(default)]
-    pub ha_restart: Option<HaRestart>,
-    /// Started by HA and not yet reported up (its "up" event says it was restarted).
-    #[serde(default)]
-    pub ha_restarting: bool,
-    /// When HA last started it, and how many times in a row it failed soon after: a VM that
-    /// keeps crashing waits longer and longer before each restart.
-    #[serde(default)]
-    pub ha_restarted_ms: Option<i64>,
-    #[serde(default)]
-    pub ha_failures: u32,
     /// What to do when the hypervisor pauses the VM on a storage I/O error.
     #[serde(default)]
     pub resume_behavior: ResumeBehavior,
@@ -93,6 +74,56 @@ pub struct Vm {
     /// Parts of an imported OVF document that Corral does not model, kept so that the VM's
     /// own document carries them on.
     pub ovf_unknown: Vec<OvfFragment>,
+}
+
+/// Where the VM runs and what it does there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRuntime {
+    /// What the operator asked for; the host agent makes libvirt match it.
+    pub desired: PowerState,
+    /// What the host last reported, or the transition the cluster ordered.
+    pub status: VmStatus,
+    /// The host the VM is assigned to while it is not down.
+    pub host: Option<NodeId>,
+    /// Grows with every assignment, so that a report from an earlier assignment is ignored.
+    pub epoch: u64,
+    /// Why the VM was last stopped (oVirt's "Reason"), or what stopped it.
+    pub stop_reason: Option<String>,
+    /// A graceful shutdown in progress: power off once this time passes (Unix ms).
+    pub shutdown_deadline_ms: Option<i64>,
+    /// A reboot was ordered and the host has not done it yet.
+    pub reboot_pending: bool,
+}
+
+/// What HA keeps about a highly available VM's failures and restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmHa {
+    /// An HA VM that failed and waits to be restarted by the leader.
+    #[serde(default)]
+    pub ha_restart: Option<HaRestart>,
+    /// Started by HA and not yet reported up (its "up" event says it was restarted).
+    #[serde(default)]
+    pub ha_restarting: bool,
+    /// When HA last started it, and how many times in a row it failed soon after: a VM that
+    /// keeps crashing waits longer and longer before each restart.
+    #[serde(default)]
+    pub ha_restarted_ms: Option<i64>,
+    #[serde(default)]
+    pub ha_failures: u32,
+}
+
+/// A live migration in flight, and when the last one failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmMigration {
+    /// A live migration in progress (or queued on its source host), to this host.
+    pub migrating_to: Option<NodeId>,
+    /// The migration's bookkeeping while `migrating_to` is set.
+    #[serde(default)]
+    pub migration_job: Option<MigrationJob>,
+    /// When its last migration failed or was cancelled (maintenance waits before it orders
+    /// another one).
+    #[serde(default)]
+    pub migration_failed_ms: Option<i64>,
 }
 
 /// An element of an imported OVF that Corral does not model: where it was, and its XML.
@@ -137,43 +168,34 @@ impl Vm {
     pub fn new(id: Uuid, name: &str, memory_mib: u64, vcpus: u32, now: i64) -> Vm {
         Vm {
             id,
-            name: name.to_string(),
-            description: String::new(),
-            comment: String::new(),
-            memory_mib,
-            vcpus,
-            ha: HaSettings::default(),
-            disks: Vec::new(),
-            nics: Vec::new(),
-            domain_type: None,
-            boot: None,
-            desired: PowerState::Down,
-            status: VmStatus::Down,
-            host: None,
-            epoch: 0,
-            stop_reason: None,
-            shutdown_deadline_ms: None,
-            reboot_pending: false,
-            migrating_to: None,
-            migration_job: None,
-            migration_settings: MigrationOverrides::default(),
-            migration_failed_ms: None,
-            next_run: None,
-            ha_restart: None,
-            ha_restarting: false,
-            ha_restarted_ms: None,
-            ha_failures: 0,
-            resume_behavior: ResumeBehavior::default(),
-            created_ms: now,
-            updated_ms: now,
-            host_tags: Vec::new(),
-            pinned_hosts: Vec::new(),
-            migration: MigrationPolicy::default(),
-            os: DEFAULT_OS.to_string(),
-            cdrom: None,
-            hosted_engine: false,
-            delete_protected: false,
-            ovf_unknown: Vec::new(),
+            config: VmConfig {
+                name: name.to_string(),
+                description: String::new(),
+                comment: String::new(),
+                memory_mib,
+                vcpus,
+                ha: HaSettings::default(),
+                disks: Vec::new(),
+                nics: Vec::new(),
+                domain_type: None,
+                boot: None,
+                migration_settings: MigrationOverrides::default(),
+                next_run: None,
+                resume_behavior: ResumeBehavior::default(),
+                created_ms: now,
+                updated_ms: now,
+                host_tags: Vec::new(),
+                pinned_hosts: Vec::new(),
+                migration: MigrationPolicy::default(),
+                os: DEFAULT_OS.to_string(),
+                cdrom: None,
+                hosted_engine: false,
+                delete_protected: false,
+                ovf_unknown: Vec::new(),
+            },
+            runtime: VmRuntime::default(),
+            ha_state: VmHa::default(),
+            migration_state: VmMigration::default(),
         }
     }
 
@@ -181,15 +203,15 @@ impl Vm {
     /// (a crash, a failed start) soon after an HA restart counts towards a longer back-off; the
     /// loss of its host does not.
     pub fn ha_failed(&mut self, now: i64, its_own: bool, error: Option<String>) {
-        let recent = self.ha_restarted_ms.is_some_and(|t| now - t < HA_STABLE_MS);
-        self.ha_failures = if its_own && recent { self.ha_failures + 1 } else { 0 };
-        let wait = if self.ha_failures == 0 { 0 } else { HaRestart::backoff_ms(self.ha_failures) };
+        let recent = self.ha_state.ha_restarted_ms.is_some_and(|t| now - t < HA_STABLE_MS);
+        self.ha_state.ha_failures = if its_own && recent { self.ha_state.ha_failures + 1 } else { 0 };
+        let wait = if self.ha_state.ha_failures == 0 { 0 } else { HaRestart::backoff_ms(self.ha_state.ha_failures) };
         // The hosted engine that died on a live host may have been started by hand elsewhere
         // while the cluster had no quorum: that host gets a moment to claim it first.
-        let not_before_ms = if its_own && self.hosted_engine { now + ENGINE_CLAIM_MS } else { 0 };
-        self.ha_restart = Some(HaRestart {
+        let not_before_ms = if its_own && self.config.hosted_engine { now + ENGINE_CLAIM_MS } else { 0 };
+        self.ha_state.ha_restart = Some(HaRestart {
             failed_ms: now,
-            attempts: self.ha_failures,
+            attempts: self.ha_state.ha_failures,
             next_try_ms: (now + wait).max(not_before_ms),
             last_error: error,
             not_before_ms,
@@ -199,30 +221,30 @@ impl Vm {
     /// The VM no longer runs anywhere: down, desired down, holding no host, with no transition
     /// pending (what an HA restart needs is the caller's to set).
     pub fn release_host(&mut self) {
-        self.desired = PowerState::Down;
-        self.status = VmStatus::Down;
-        self.host = None;
-        self.migrating_to = None;
-        self.migration_job = None;
-        self.shutdown_deadline_ms = None;
-        self.reboot_pending = false;
-        self.ha_restarting = false;
+        self.runtime.desired = PowerState::Down;
+        self.runtime.status = VmStatus::Down;
+        self.runtime.host = None;
+        self.migration_state.migrating_to = None;
+        self.migration_state.migration_job = None;
+        self.runtime.shutdown_deadline_ms = None;
+        self.runtime.reboot_pending = false;
+        self.ha_state.ha_restarting = false;
     }
 
     /// Makes the next-run configuration the VM's configuration; returns what changed.
     pub fn settle_next_run(&mut self) -> Option<String> {
-        let n = self.next_run.take()?;
+        let n = self.config.next_run.take()?;
         let mut what = Vec::new();
         if let Some(v) = n.memory_mib {
-            self.memory_mib = v;
+            self.config.memory_mib = v;
             what.push(format!("memory {v} MiB"));
         }
         if let Some(v) = n.vcpus {
-            self.vcpus = v;
+            self.config.vcpus = v;
             what.push(format!("{v} vCPU{}", if v == 1 { "" } else { "s" }));
         }
         if let Some(v) = n.domain_type {
-            self.domain_type = Some(v);
+            self.config.domain_type = Some(v);
             what.push(format!("domain type {}", v.as_str()));
         }
         Some(what.join(", "))
@@ -311,4 +333,67 @@ pub enum Observed {
         error: String,
     },
     NotResponding,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use corral_storage::codec;
+    use serde::de::IgnoredAny;
+
+    use super::*;
+
+    /// The parts are flattened: a VM is one map with the field names it had before it had parts,
+    /// so that v1 bytes written before the split read as they are.
+    #[test]
+    fn a_vm_encodes_as_one_map_of_its_fields() {
+        let vm = Vm::new(Uuid::nil(), "web", 1024, 2, 1);
+        let bytes = codec::encode(&vm).unwrap();
+        let keys: Vec<String> =
+            codec::decode_plain::<BTreeMap<String, IgnoredAny>>(&bytes).unwrap().into_keys().collect();
+        let mut want = vec![
+            "id",
+            "name",
+            "description",
+            "comment",
+            "memory_mib",
+            "vcpus",
+            "ha",
+            "disks",
+            "nics",
+            "domain_type",
+            "boot",
+            "desired",
+            "status",
+            "host",
+            "epoch",
+            "stop_reason",
+            "shutdown_deadline_ms",
+            "reboot_pending",
+            "migrating_to",
+            "migration_job",
+            "migration_settings",
+            "migration_failed_ms",
+            "next_run",
+            "ha_restart",
+            "ha_restarting",
+            "ha_restarted_ms",
+            "ha_failures",
+            "resume_behavior",
+            "created_ms",
+            "updated_ms",
+            "host_tags",
+            "pinned_hosts",
+            "migration",
+            "os",
+            "cdrom",
+            "hosted_engine",
+            "delete_protected",
+            "ovf_unknown",
+        ];
+        want.sort_unstable();
+        assert_eq!(keys, want);
+        assert_eq!(codec::decode_plain::<Vm>(&bytes).unwrap(), vm);
+    }
 }

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+mod hardware;
+
 use super::tree::{self, Element};
 use super::write::attr_value;
 use super::*;
@@ -109,7 +111,7 @@ pub fn read(xml: &str) -> Result<Imported, OvfError> {
         None => Vec::new(),
     };
     let mut imported = r.content(content, disks)?;
-    imported.vm.ovf_unknown = {
+    imported.vm.config.ovf_unknown = {
         let vm = &imported.vm;
         let mut kept: Vec<_> =
             r.kept.into_iter().map(|f| (fragment_place(vm, &f.parent).unwrap_or((usize::MAX, 0)), f)).collect();
@@ -246,77 +248,35 @@ impl<'a> Reading<'a> {
     }
 
     fn content(&mut self, content: &'a Element, mut disks: Vec<DiskEntry<'a>>) -> Result<Imported, OvfError> {
-        let mut name = None;
         let mut f = Fields::default();
-        let mut os_section = None;
-        let mut hardware = None;
+        let (mut os_section, mut hardware) = (None, None);
         for el in &content.children {
-            let path = format!("Content/{}", el.name);
-            let t = el.text.as_str();
-            match el.name.as_str() {
-                "Name" => name = Some(t.to_string()),
-                "Description" => f.description = t.to_string(),
-                "Comment" => f.comment = t.to_string(),
-                "CreationDate" => {
-                    f.created = Some(
-                        parse_date(t)
-                            .ok_or_else(|| invalid(el, &path, format!("'{t}' is not a date (yyyy/MM/dd HH:mm:ss)")))?,
-                    )
-                }
-                "DeleteProtected" => f.delete_protected = boolean(el, &path, t)?,
-                "AutoStartup" => f.ha = boolean(el, &path, t)?,
-                "Priority" => f.priority = priority(number(el, &path, "Priority", t)?),
-                "Origin" => f.origin = Some(t.trim().to_string()),
-                "MigrationSupport" => {
-                    f.migration = match t.trim() {
-                        "0" => MigrationPolicy::Allow,
-                        "1" => MigrationPolicy::Manual,
-                        "2" => MigrationPolicy::None,
-                        _ => return Err(invalid(el, &path, format!("'{t}' is not 0, 1 or 2"))),
-                    }
-                }
-                "DedicatedVmForVds" if t.trim().is_empty() => {}
-                "DedicatedVmForVds" => match t.trim().parse() {
-                    Ok(host) => f.pinned.push(host),
-                    Err(_) => {
-                        self.keep(el, "Content", format!("{path} (host '{t}' is not a Corral host id)"), &[content])
-                    }
-                },
-                "ResumeBehavior" => {
-                    f.resume = match t.trim() {
-                        "AUTO_RESUME" => ResumeBehavior::AutoResume,
-                        "LEAVE_PAUSED" => ResumeBehavior::LeavePaused,
-                        "KILL" => ResumeBehavior::Kill,
-                        _ => return Err(invalid(el, &path, format!("'{t}' is not AUTO_RESUME, LEAVE_PAUSED or KILL"))),
-                    }
-                }
-                "MigrationDowntime" if t.trim().is_empty() => {}
-                "MigrationDowntime" => f.downtime = Some(number(el, &path, "MigrationDowntime", t)?),
-                "IsAutoConverge" => f.auto_converge = Some(boolean(el, &path, t)?),
-                "IsMigrateCompressed" => f.compression = Some(boolean(el, &path, t)?),
-                "kernel_url" => f.kernel = Some(t.to_string()),
-                "initrd_url" => f.initrd = Some(t.to_string()),
-                "kernel_params" => f.cmdline = t.to_string(),
-                "corral:CreatedMs" => f.created_exact = Some(number(el, &path, "CreatedMs", t)?),
-                "corral:HostedEngine" => f.hosted_engine = Some(boolean(el, &path, t)?),
-                "corral:DomainType" => f.domain_type = Some(domain_type(el, &path, t)?),
-                "corral:HostTag" => f.host_tags.push(t.to_string()),
-                "corral:MigrationBandwidth" => f.bandwidth = Some(number(el, &path, "MigrationBandwidth", t)?),
-                "corral:NextRun" => f.next_run = Some(next_run(el)?),
-                n if DERIVED_CONTENT.contains(&n) => {}
-                "Section" => match section_type(el) {
-                    Some("OperatingSystemSection") => os_section = Some(el),
-                    Some("VirtualHardwareSection") => hardware = Some(el),
-                    _ => self.keep(el, "Content", format!("Content/{}", label(el)), &[content]),
-                },
+            if el.name != "Section" {
+                self.content_field(content, el, &mut f)?;
+                continue;
+            }
+            match section_type(el) {
+                Some("OperatingSystemSection") => os_section = Some(el),
+                Some("VirtualHardwareSection") => hardware = Some(el),
                 _ => self.keep(el, "Content", format!("Content/{}", label(el)), &[content]),
             }
         }
         let missing = |what: &str| OvfError::Missing { path: "Content".into(), what: what.into() };
-        let name = name.ok_or_else(|| missing("Name"))?;
+        let name = f.name.take().ok_or_else(|| missing("Name"))?;
         let os_section = os_section.ok_or_else(|| missing("OperatingSystemSection (it carries the VM's id)"))?;
         let hardware = hardware.ok_or_else(|| missing("VirtualHardwareSection"))?;
+        let (id, os) = self.os_section(content, os_section)?;
+        let created_ms = f.created_exact.or(f.created).unwrap_or(0);
+        let hw = self.hardware(content, hardware, &mut disks)?;
+        let disks = attach_disks(&mut disks, &hw.disk_order, id, created_ms);
+        let mut vm = vm_of(Vm::new(id, &name, hw.memory_mib, hw.vcpus, created_ms), f, hw);
+        vm.config.os = os;
+        vm.config.disks = disks.iter().map(|d| d.id).collect();
+        Ok(Imported { vm, disks, ignored: Vec::new() })
+    }
 
+    /// The VM's id and guest OS, from its OperatingSystemSection.
+    fn os_section(&mut self, content: &Element, os_section: &Element) -> Result<(Uuid, String), OvfError> {
         let id_text = os_section.attr("ovf:id").ok_or_else(|| OvfError::Missing {
             path: "OperatingSystemSection".into(),
             what: "ovf:id (the VM's id)".into(),
@@ -324,197 +284,121 @@ impl<'a> Reading<'a> {
         let id = uuid(os_section, "OperatingSystemSection", "ovf:id", id_text)?;
         let os = os_section.child("Description").map_or_else(|| DEFAULT_OS.to_string(), |d| d.text.clone());
         self.keep_unknown(os_section, "OperatingSystemSection", &["Info", "Description"], &[content, os_section]);
-
-        let created_ms = f.created_exact.or(f.created).unwrap_or(0);
-        let hw = self.hardware(content, hardware, &mut disks)?;
-        let mut vm = Vm::new(id, &name, hw.memory_mib, hw.vcpus, created_ms);
-        vm.description = f.description;
-        vm.comment = f.comment;
-        vm.ha.enabled = f.ha;
-        vm.ha.priority = f.priority;
-        vm.nics = hw.nics;
-        vm.cdrom = hw.cdrom;
-        vm.domain_type = f.domain_type;
-        vm.boot = f.kernel.filter(|k| !k.trim().is_empty()).map(|kernel| KernelBoot {
-            kernel,
-            initrd: f.initrd.filter(|i| !i.trim().is_empty()),
-            cmdline: f.cmdline,
-        });
-        vm.migration_settings.auto_converge = f.auto_converge;
-        vm.migration_settings.compression = f.compression;
-        vm.migration_settings.max_downtime_ms = f.downtime;
-        vm.migration_settings.bandwidth_mibps = f.bandwidth;
-        vm.next_run = f.next_run;
-        vm.resume_behavior = f.resume;
-        vm.host_tags = f.host_tags;
-        vm.pinned_hosts = f.pinned;
-        vm.migration = f.migration;
-        vm.os = os;
-        let engine_origin = matches!(f.origin.as_deref(), Some(ORIGIN_HOSTED_ENGINE | ORIGIN_MANAGED_HOSTED_ENGINE));
-        vm.hosted_engine = f.hosted_engine.unwrap_or(engine_origin);
-        vm.delete_protected = f.delete_protected;
-
-        let disks: Vec<Disk> = hw
-            .disk_order
-            .into_iter()
-            .map(|i| {
-                let e = &mut disks[i];
-                e.disk.vm = Some(id);
-                if !e.time_known {
-                    e.disk.created_ms = created_ms;
-                }
-                if e.disk.name.is_empty() && !e.alias {
-                    e.disk.name = format!("disk{}", i + 1);
-                }
-                e.disk.clone()
-            })
-            .collect();
-        vm.disks = disks.iter().map(|d| d.id).collect();
-        Ok(Imported { vm, disks, ignored: Vec::new() })
+        Ok((id, os))
     }
 
-    fn hardware(
-        &mut self,
-        content: &Element,
-        section: &'a Element,
-        disks: &mut [DiskEntry<'a>],
-    ) -> Result<Hardware, OvfError> {
-        let scope = [content, section];
-        let mut vcpus = None;
-        let mut memory = None;
-        let mut nics = Vec::new();
-        let mut cdrom: Option<Option<String>> = None;
-        // Disk entries by their Item's boot order (0: none), then the Item's position.
-        let mut disk_items: Vec<(u32, usize)> = Vec::new();
-        for el in &section.children {
-            if el.name != "Item" {
-                if !matches!(el.name.as_str(), "Info" | "System") {
-                    self.keep(el, "VirtualHardwareSection", format!("VirtualHardwareSection/{}", label(el)), &scope);
-                }
-                continue;
+    /// One child of Content other than a Section: a field Corral models, derives or keeps.
+    fn content_field(&mut self, content: &Element, el: &Element, f: &mut Fields) -> Result<(), OvfError> {
+        let path = format!("Content/{}", el.name);
+        let t = el.text.as_str();
+        match el.name.as_str() {
+            "Name" => f.name = Some(t.to_string()),
+            "Description" => f.description = t.to_string(),
+            "Comment" => f.comment = t.to_string(),
+            "CreationDate" => {
+                let date = parse_date(t);
+                f.created =
+                    Some(date.ok_or_else(|| invalid(el, &path, format!("'{t}' is not a date (yyyy/MM/dd HH:mm:ss)")))?)
             }
-            let rt = el.child("rasd:ResourceType").map(|t| t.text.trim()).unwrap_or("");
-            let path = format!("VirtualHardwareSection/Item (ResourceType {rt})");
-            let item_scope = [content, section, el];
-            match rt {
-                RT_CPU if vcpus.is_some() => return Err(invalid(el, &path, "a second CPU Item")),
-                RT_CPU => {
-                    let count = |name: &str| -> Result<u32, OvfError> {
-                        el.child(name).map_or(Ok(1), |c| number(c, &path, &name[5..], &c.text))
-                    };
-                    let n = match el.child("rasd:VirtualQuantity") {
-                        Some(q) => number(q, &path, "VirtualQuantity", &q.text)?,
-                        None => count("rasd:num_of_sockets")?
-                            .saturating_mul(count("rasd:cpu_per_socket")?)
-                            .saturating_mul(count("rasd:threads_per_cpu")?),
-                    };
-                    vcpus = Some(n);
-                    self.item_rest(el, &path, "Item CPU", &CPU_CHILDREN, &item_scope);
-                }
-                RT_MEMORY if memory.is_some() => return Err(invalid(el, &path, "a second memory Item")),
-                RT_MEMORY => {
-                    if let Some(u) = el.child("rasd:AllocationUnits") {
-                        if !matches!(u.text.trim(), "MegaBytes" | "byte * 2^20") {
-                            return Err(invalid(u, &path, format!("AllocationUnits '{}' is not MegaBytes", u.text)));
-                        }
-                    }
-                    let q = el.child("rasd:VirtualQuantity").ok_or_else(|| invalid(el, &path, "no VirtualQuantity"))?;
-                    memory = Some(number(q, &path, "VirtualQuantity", &q.text)?);
-                    self.item_rest(el, &path, "Item memory", &MEMORY_CHILDREN, &item_scope);
-                }
-                RT_DISK => {
-                    let instance = el.child("rasd:InstanceId").ok_or_else(|| invalid(el, &path, "no InstanceId"))?;
-                    let id = uuid(instance, &path, "InstanceId", &instance.text)?;
-                    let path = format!("VirtualHardwareSection/Item (ResourceType 17, disk {id})");
-                    let i = disks
-                        .iter()
-                        .position(|d| d.disk.id == id)
-                        .ok_or_else(|| invalid(el, &path, "names no Disk in DiskSection"))?;
-                    if disk_items.iter().any(|(_, j)| *j == i) {
-                        return Err(invalid(el, &path, "a second Item for this disk"));
-                    }
-                    let boot = match el.child("BootOrder") {
-                        Some(b) if !b.text.trim().is_empty() => number(b, &path, "BootOrder", &b.text)?,
-                        _ => 0,
-                    };
-                    let e = &mut disks[i];
-                    if !e.exact_time {
-                        if let Some(c) = el.child("rasd:CreationDate") {
-                            e.disk.created_ms = parse_date(&c.text)
-                                .ok_or_else(|| invalid(c, &path, format!("CreationDate '{}' is not a date", c.text)))?;
-                            e.time_known = true;
-                        }
-                    }
-                    if !e.alias {
-                        if let Some(c) = el.child("rasd:Caption") {
-                            e.disk.name = c.text.clone();
-                            e.alias = true;
-                        }
-                    }
-                    disk_items.push((boot, i));
-                    self.item_rest(el, &path, &format!("Item disk {id}"), &DISK_CHILDREN, &item_scope);
-                }
-                RT_NIC => {
-                    let n = nics.len() + 1;
-                    let path = format!("VirtualHardwareSection/Item (ResourceType 10, nic{n})");
-                    let text_of = |name: &str| el.child(name).map(|c| c.text.clone()).unwrap_or_default();
-                    let mac = text_of("rasd:MACAddress");
-                    if !is_mac(&mac) {
-                        let at = el.child("rasd:MACAddress").unwrap_or(el);
-                        return Err(invalid(
-                            at,
-                            &path,
-                            format!("MACAddress '{mac}' is not a MAC address (six hex pairs separated by ':')"),
-                        ));
-                    }
-                    let subtype = text_of("rasd:ResourceSubType");
-                    if !matches!(subtype.trim(), "" | "3") {
-                        self.ignored.push(format!("{path}: ResourceSubType {subtype} (Corral's NICs are VirtIO)"));
-                    }
-                    nics.push(Nic { network: text_of("rasd:Connection"), mac });
-                    self.item_rest(el, &path, &format!("Item nic{n}"), &NIC_CHILDREN, &item_scope);
-                }
-                RT_CDROM if cdrom.is_none() => {
-                    let iso = el
-                        .child("rasd:HostResource")
-                        .map(|h| h.text.clone())
-                        .filter(|h| !h.is_empty())
-                        .or_else(|| el.child("SpecParams").and_then(|s| s.child("path")).map(|p| p.text.clone()))
-                        .filter(|h| !h.is_empty());
-                    cdrom = Some(iso);
-                    self.item_rest(el, &path, "Item CD-ROM", &CDROM_CHILDREN, &item_scope);
-                }
-                _ => {
-                    let what = format!("VirtualHardwareSection/Item (ResourceType {rt}, {})", device_kind(rt, el));
-                    self.keep(el, "VirtualHardwareSection", what, &scope);
-                }
-            }
+            "DeleteProtected" => f.delete_protected = boolean(el, &path, t)?,
+            "AutoStartup" => f.ha = boolean(el, &path, t)?,
+            "Priority" => f.priority = priority(number(el, &path, "Priority", t)?),
+            "Origin" => f.origin = Some(t.trim().to_string()),
+            "MigrationSupport" => f.migration = migration_support(el, &path, t)?,
+            "DedicatedVmForVds" if t.trim().is_empty() => {}
+            "DedicatedVmForVds" => match t.trim().parse() {
+                Ok(host) => f.pinned.push(host),
+                Err(_) => self.keep(el, "Content", format!("{path} (host '{t}' is not a Corral host id)"), &[content]),
+            },
+            "ResumeBehavior" => f.resume = resume_behavior(el, &path, t)?,
+            "MigrationDowntime" if t.trim().is_empty() => {}
+            "MigrationDowntime" => f.downtime = Some(number(el, &path, "MigrationDowntime", t)?),
+            "IsAutoConverge" => f.auto_converge = Some(boolean(el, &path, t)?),
+            "IsMigrateCompressed" => f.compression = Some(boolean(el, &path, t)?),
+            "kernel_url" => f.kernel = Some(t.to_string()),
+            "initrd_url" => f.initrd = Some(t.to_string()),
+            "kernel_params" => f.cmdline = t.to_string(),
+            "corral:CreatedMs" => f.created_exact = Some(number(el, &path, "CreatedMs", t)?),
+            "corral:HostedEngine" => f.hosted_engine = Some(boolean(el, &path, t)?),
+            "corral:DomainType" => f.domain_type = Some(domain_type(el, &path, t)?),
+            "corral:HostTag" => f.host_tags.push(t.to_string()),
+            "corral:MigrationBandwidth" => f.bandwidth = Some(number(el, &path, "MigrationBandwidth", t)?),
+            "corral:NextRun" => f.next_run = Some(next_run(el)?),
+            n if DERIVED_CONTENT.contains(&n) => {}
+            _ => self.keep(el, "Content", format!("Content/{}", label(el)), &[content]),
         }
-        let missing = |what: &str| OvfError::Missing { path: "VirtualHardwareSection".into(), what: what.into() };
-        let vcpus = vcpus.ok_or_else(|| missing("CPU Item (ResourceType 3)"))?;
-        let memory_mib = memory.ok_or_else(|| missing("memory Item (ResourceType 4)"))?;
-        // Disks with a boot order first, by it; then the others in document order; then
-        // disks that have no Item at all.
-        let mut order: Vec<(u32, usize)> = disk_items;
-        order.sort_by_key(|(boot, _)| if *boot == 0 { u32::MAX } else { *boot });
-        let mut disk_order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
-        let without_item: Vec<usize> = (0..disks.len()).filter(|i| !disk_order.contains(i)).collect();
-        disk_order.extend(without_item);
-        Ok(Hardware { vcpus, memory_mib, nics, cdrom: cdrom.flatten(), disk_order })
+        Ok(())
     }
+}
 
-    /// Keeps the children of a modelled Item that are neither modelled nor derived.
-    fn item_rest(&mut self, item: &Element, path: &str, parent: &str, known: &[&str], scope: &[&Element]) {
-        for c in &item.children {
-            if !known.contains(&c.name.as_str()) && !DEVICE_INFO.contains(&c.name.as_str()) {
-                self.keep(c, parent, format!("{path}/{}", c.name), scope);
-            }
+/// The VM's disks in the order the guest sees them, attached to it; a disk the document gave
+/// no time or name takes the VM's time and a name by its position.
+fn attach_disks(disks: &mut [DiskEntry], order: &[usize], vm: Uuid, created_ms: i64) -> Vec<Disk> {
+    let mut attached = Vec::with_capacity(order.len());
+    for &i in order {
+        let Some(e) = disks.get_mut(i) else { continue };
+        e.disk.vm = Some(vm);
+        if !e.time_known {
+            e.disk.created_ms = created_ms;
         }
+        if e.disk.name.is_empty() && !e.alias {
+            e.disk.name = format!("disk{}", i + 1);
+        }
+        attached.push(e.disk.clone());
+    }
+    attached
+}
+
+/// `vm` with the fields the Content and its hardware gave.
+fn vm_of(mut vm: Vm, f: Fields, hw: Hardware) -> Vm {
+    vm.config.description = f.description;
+    vm.config.comment = f.comment;
+    vm.config.ha.enabled = f.ha;
+    vm.config.ha.priority = f.priority;
+    vm.config.nics = hw.nics;
+    vm.config.cdrom = hw.cdrom;
+    vm.config.domain_type = f.domain_type;
+    vm.config.boot = f.kernel.filter(|k| !k.trim().is_empty()).map(|kernel| KernelBoot {
+        kernel,
+        initrd: f.initrd.filter(|i| !i.trim().is_empty()),
+        cmdline: f.cmdline,
+    });
+    vm.config.migration_settings.auto_converge = f.auto_converge;
+    vm.config.migration_settings.compression = f.compression;
+    vm.config.migration_settings.max_downtime_ms = f.downtime;
+    vm.config.migration_settings.bandwidth_mibps = f.bandwidth;
+    vm.config.next_run = f.next_run;
+    vm.config.resume_behavior = f.resume;
+    vm.config.host_tags = f.host_tags;
+    vm.config.pinned_hosts = f.pinned;
+    vm.config.migration = f.migration;
+    let engine_origin = matches!(f.origin.as_deref(), Some(ORIGIN_HOSTED_ENGINE | ORIGIN_MANAGED_HOSTED_ENGINE));
+    vm.config.hosted_engine = f.hosted_engine.unwrap_or(engine_origin);
+    vm.config.delete_protected = f.delete_protected;
+    vm
+}
+
+fn migration_support(el: &Element, path: &str, t: &str) -> Result<MigrationPolicy, OvfError> {
+    match t.trim() {
+        "0" => Ok(MigrationPolicy::Allow),
+        "1" => Ok(MigrationPolicy::Manual),
+        "2" => Ok(MigrationPolicy::None),
+        _ => Err(invalid(el, path, format!("'{t}' is not 0, 1 or 2"))),
+    }
+}
+
+fn resume_behavior(el: &Element, path: &str, t: &str) -> Result<ResumeBehavior, OvfError> {
+    match t.trim() {
+        "AUTO_RESUME" => Ok(ResumeBehavior::AutoResume),
+        "LEAVE_PAUSED" => Ok(ResumeBehavior::LeavePaused),
+        "KILL" => Ok(ResumeBehavior::Kill),
+        _ => Err(invalid(el, path, format!("'{t}' is not AUTO_RESUME, LEAVE_PAUSED or KILL"))),
     }
 }
 
 #[derive(Default)]
 struct Fields {
+    name: Option<String>,
     description: String,
     comment: String,
     created: Option<i64>,

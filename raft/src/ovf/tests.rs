@@ -29,44 +29,44 @@ fn disk(n: u128, size_mib: u64, format: &str, vm: Uuid) -> Disk {
 fn busy_vm() -> (Vm, Vec<Disk>) {
     let id = Uuid::from_u128(0xabc);
     let mut vm = Vm::new(id, "web & <db> \"1\" 'x' ü🦀", 2048, 4, T0);
-    vm.description = "line one\r\nline two\ttab & <tag>".into();
-    vm.comment = "  spaced  ".into();
-    vm.ha.enabled = true;
-    vm.ha.priority = HaPriority::High;
+    vm.config.description = "line one\r\nline two\ttab & <tag>".into();
+    vm.config.comment = "  spaced  ".into();
+    vm.config.ha.enabled = true;
+    vm.config.ha.priority = HaPriority::High;
     let disks = vec![disk(1, 10 * 1024 + 5, "qcow2", id), disk(2, 512, "raw", id)];
-    vm.disks = disks.iter().map(|d| d.id).collect();
-    vm.nics = vec![
+    vm.config.disks = disks.iter().map(|d| d.id).collect();
+    vm.config.nics = vec![
         Nic { network: "ovirtmgmt".into(), mac: "00:16:3e:00:00:01".into() },
         Nic { network: "storage".into(), mac: "00:16:3e:00:00:02".into() },
     ];
-    vm.domain_type = Some(DomainType::Qemu);
-    vm.boot = Some(KernelBoot {
+    vm.config.domain_type = Some(DomainType::Qemu);
+    vm.config.boot = Some(KernelBoot {
         kernel: "boot/vmlinuz".into(),
         initrd: Some("boot/initrd".into()),
         cmdline: "console=ttyS0 a=\"b\"".into(),
     });
-    vm.migration_settings = MigrationOverrides {
+    vm.config.migration_settings = MigrationOverrides {
         auto_converge: Some(true),
         compression: Some(false),
         max_downtime_ms: Some(300),
         bandwidth_mibps: Some(100),
     };
-    vm.next_run = Some(NextRun { memory_mib: Some(4096), vcpus: None, domain_type: Some(DomainType::Kvm) });
-    vm.resume_behavior = ResumeBehavior::LeavePaused;
-    vm.host_tags = vec!["ssd".into(), "gpu".into()];
-    vm.pinned_hosts = vec![3, 7];
-    vm.migration = MigrationPolicy::Manual;
-    vm.os = "rhel_9x64".into();
-    vm.cdrom = Some("iso/install.iso".into());
-    vm.delete_protected = true;
+    vm.config.next_run = Some(NextRun { memory_mib: Some(4096), vcpus: None, domain_type: Some(DomainType::Kvm) });
+    vm.config.resume_behavior = ResumeBehavior::LeavePaused;
+    vm.config.host_tags = vec!["ssd".into(), "gpu".into()];
+    vm.config.pinned_hosts = vec![3, 7];
+    vm.config.migration = MigrationPolicy::Manual;
+    vm.config.os = "rhel_9x64".into();
+    vm.config.cdrom = Some("iso/install.iso".into());
+    vm.config.delete_protected = true;
     // Runtime state: none of it belongs in a document.
-    vm.status = VmStatus::Up;
-    vm.desired = PowerState::Up;
-    vm.host = Some(3);
-    vm.epoch = 9;
-    vm.updated_ms = T0 + 99_999;
-    vm.stop_reason = Some("x".into());
-    vm.ha_failures = 2;
+    vm.runtime.status = VmStatus::Up;
+    vm.runtime.desired = PowerState::Up;
+    vm.runtime.host = Some(3);
+    vm.runtime.epoch = 9;
+    vm.config.updated_ms = T0 + 99_999;
+    vm.runtime.stop_reason = Some("x".into());
+    vm.ha_state.ha_failures = 2;
     (vm, disks)
 }
 
@@ -78,15 +78,15 @@ fn a_busy_vm_comes_back_as_its_configuration() {
     assert_eq!(back.vm, config_of(&vm));
     assert_eq!(back.disks, disks);
     assert!(back.ignored.is_empty(), "{:?}", back.ignored);
-    assert_eq!(back.vm.updated_ms, T0);
-    assert_eq!(back.vm.status, VmStatus::Down);
-    assert_eq!(back.vm.host, None);
+    assert_eq!(back.vm.config.updated_ms, T0);
+    assert_eq!(back.vm.runtime.status, VmStatus::Down);
+    assert_eq!(back.vm.runtime.host, None);
 }
 
 #[test]
 fn the_document_has_ovirts_shape() {
     let (mut vm, disks) = busy_vm();
-    vm.hosted_engine = true;
+    vm.config.hosted_engine = true;
     let xml = write(&vm, &disks, T0);
     for expected in [
         r#"<ovf:Envelope xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1/""#,
@@ -128,18 +128,18 @@ fn an_ovirt_hosted_engine_is_imported_with_what_corral_does_not_model_kept() {
     let imported = read(OVIRT_HOSTED_ENGINE).unwrap();
     let vm = &imported.vm;
     assert_eq!(vm.id, Uuid::parse_str("9a8b7c6d-0000-4000-8000-0000000000aa").unwrap());
-    assert_eq!(vm.name, "HostedEngine");
-    assert_eq!((vm.vcpus, vm.memory_mib), (4, 16384));
-    assert!(vm.hosted_engine);
-    assert!(vm.ha.enabled);
-    assert_eq!(vm.ha.priority, HaPriority::Low);
-    assert_eq!(vm.resume_behavior, ResumeBehavior::Kill);
-    assert_eq!(vm.migration, MigrationPolicy::Manual);
-    assert_eq!(vm.os, "rhel_8x64");
-    assert_eq!(vm.cdrom.as_deref(), Some("rhel-8.9-x86_64-dvd.iso"));
-    assert_eq!(vm.created_ms, parse_date("2023/03/14 09:26:53").unwrap());
-    assert_eq!(vm.updated_ms, vm.created_ms);
-    assert_eq!(vm.nics, vec![Nic { network: "ovirtmgmt".into(), mac: "00:16:3e:5d:a2:b9".into() }]);
+    assert_eq!(vm.config.name, "HostedEngine");
+    assert_eq!((vm.config.vcpus, vm.config.memory_mib), (4, 16384));
+    assert!(vm.config.hosted_engine);
+    assert!(vm.config.ha.enabled);
+    assert_eq!(vm.config.ha.priority, HaPriority::Low);
+    assert_eq!(vm.config.resume_behavior, ResumeBehavior::Kill);
+    assert_eq!(vm.config.migration, MigrationPolicy::Manual);
+    assert_eq!(vm.config.os, "rhel_8x64");
+    assert_eq!(vm.config.cdrom.as_deref(), Some("rhel-8.9-x86_64-dvd.iso"));
+    assert_eq!(vm.config.created_ms, parse_date("2023/03/14 09:26:53").unwrap());
+    assert_eq!(vm.config.updated_ms, vm.config.created_ms);
+    assert_eq!(vm.config.nics, vec![Nic { network: "ovirtmgmt".into(), mac: "00:16:3e:5d:a2:b9".into() }]);
     let d = &imported.disks[0];
     assert_eq!(imported.disks.len(), 1);
     assert_eq!(d.id, Uuid::parse_str("5e6f7a8b-0000-4000-8000-000000000002").unwrap());
@@ -147,7 +147,7 @@ fn an_ovirt_hosted_engine_is_imported_with_what_corral_does_not_model_kept() {
     assert_eq!(d.file, "a1b2c3d4-0000-4000-8000-000000000001/5e6f7a8b-0000-4000-8000-000000000002");
     assert_eq!(d.vm, Some(vm.id));
     assert_eq!(d.created_ms, parse_date("2023/03/14 09:27:40").unwrap());
-    assert_eq!(vm.disks, vec![d.id]);
+    assert_eq!(vm.config.disks, vec![d.id]);
 
     for ignored in [
         "Content/IsSmartcardEnabled",
@@ -167,12 +167,16 @@ fn an_ovirt_hosted_engine_is_imported_with_what_corral_does_not_model_kept() {
     {
         assert!(!imported.ignored.iter().any(|i| i == derived), "{derived} in {:#?}", imported.ignored);
     }
-    assert!(vm.ovf_unknown.contains(&OvfFragment {
+    assert!(vm.config.ovf_unknown.contains(&OvfFragment {
         parent: "Content".into(),
         xml: "<IsSmartcardEnabled>false</IsSmartcardEnabled>".into()
     }));
-    assert!(vm.ovf_unknown.iter().any(|f| f.parent == "VirtualHardwareSection" && f.xml.contains("<rasd:UsbPolicy>")));
-    assert!(vm.ovf_unknown.iter().any(|f| f.parent == "Item nic1" && f.xml.contains("vdsm-no-mac-spoofing")));
+    assert!(vm
+        .config
+        .ovf_unknown
+        .iter()
+        .any(|f| f.parent == "VirtualHardwareSection" && f.xml.contains("<rasd:UsbPolicy>")));
+    assert!(vm.config.ovf_unknown.iter().any(|f| f.parent == "Item nic1" && f.xml.contains("vdsm-no-mac-spoofing")));
 
     let again = write(vm, &imported.disks, T0);
     for kept in [
@@ -203,7 +207,7 @@ fn a_fragment_borrowing_a_foreign_namespace_declares_it() {
         .replace("<ovf:Envelope ", r#"<ovf:Envelope xmlns:vmw="http://www.vmware.com/schema/ovf" "#)
         .replace("<IsSmartcardEnabled>", "<vmw:Config vmw:key=\"a\"/><IsSmartcardEnabled>");
     let imported = read(&xml).unwrap();
-    let f = imported.vm.ovf_unknown.iter().find(|f| f.xml.starts_with("<vmw:Config")).unwrap();
+    let f = imported.vm.config.ovf_unknown.iter().find(|f| f.xml.starts_with("<vmw:Config")).unwrap();
     assert_eq!(f.xml, r#"<vmw:Config xmlns:vmw="http://www.vmware.com/schema/ovf" vmw:key="a"/>"#);
     let again = read(&write(&imported.vm, &imported.disks, T0)).unwrap();
     assert_eq!(again.vm, imported.vm);
@@ -371,30 +375,30 @@ fn any_vm() -> impl Strategy<Value = (Vm, Vec<Disk>)> {
             let (ha, priority, resume, policy, domain, overrides, boot, next_run) = b;
             let (tags, pins, cdrom, engine, protected, os, fragments) = c;
             let mut vm = Vm::new(id, &name, memory, vcpus, created / 1000);
-            vm.description = description;
-            vm.comment = comment;
-            vm.ha.enabled = ha;
-            vm.ha.priority = priority;
-            vm.disks = disks.iter().map(|d| d.id).collect();
-            vm.nics = nics.into_iter().map(|(network, mac)| Nic { network, mac }).collect();
-            vm.resume_behavior = resume;
-            vm.migration = policy;
-            vm.domain_type = domain;
-            vm.migration_settings = overrides;
-            vm.boot = boot;
-            vm.next_run = next_run;
-            vm.host_tags = tags;
-            vm.pinned_hosts = pins;
-            vm.cdrom = cdrom;
-            vm.hosted_engine = engine;
-            vm.delete_protected = protected;
-            vm.os = os;
-            vm.ovf_unknown =
+            vm.config.description = description;
+            vm.config.comment = comment;
+            vm.config.ha.enabled = ha;
+            vm.config.ha.priority = priority;
+            vm.config.disks = disks.iter().map(|d| d.id).collect();
+            vm.config.nics = nics.into_iter().map(|(network, mac)| Nic { network, mac }).collect();
+            vm.config.resume_behavior = resume;
+            vm.config.migration = policy;
+            vm.config.domain_type = domain;
+            vm.config.migration_settings = overrides;
+            vm.config.boot = boot;
+            vm.config.next_run = next_run;
+            vm.config.host_tags = tags;
+            vm.config.pinned_hosts = pins;
+            vm.config.cdrom = cdrom;
+            vm.config.hosted_engine = engine;
+            vm.config.delete_protected = protected;
+            vm.config.os = os;
+            vm.config.ovf_unknown =
                 fragments.into_iter().map(|(p, x)| OvfFragment { parent: p.into(), xml: x.into() }).collect();
-            vm.status = VmStatus::Migrating;
-            vm.host = Some(1);
-            vm.migrating_to = Some(2);
-            vm.updated_ms = vm.created_ms + 1;
+            vm.runtime.status = VmStatus::Migrating;
+            vm.runtime.host = Some(1);
+            vm.migration_state.migrating_to = Some(2);
+            vm.config.updated_ms = vm.config.created_ms + 1;
             (vm, disks)
         })
 }

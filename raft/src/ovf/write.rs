@@ -10,7 +10,7 @@ use quick_xml::Writer;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{HaPriority, MigrationPolicy, ResumeBehavior};
+use crate::model::{HaPriority, MigrationPolicy, Nic, ResumeBehavior};
 
 const MIB: u64 = 1024 * 1024;
 const GIB_IN_MIB: u64 = 1024;
@@ -19,7 +19,7 @@ const GIB_IN_MIB: u64 = 1024;
 /// writes it). `disks` are the VM's disks; they are
 /// written in the order of `vm.disks`, and a disk not in `vm.disks` is left out.
 pub fn write(vm: &Vm, disks: &[Disk], exported_ms: i64) -> String {
-    let disks: Vec<&Disk> = vm.disks.iter().filter_map(|id| disks.iter().find(|d| d.id == *id)).collect();
+    let disks: Vec<&Disk> = vm.config.disks.iter().filter_map(|id| disks.iter().find(|d| d.id == *id)).collect();
     let mut w = Doc { w: Writer::new_with_indent(Vec::new(), b' ', 2), vm };
     w.event(Event::Decl(quick_xml::events::BytesDecl::new("1.0", Some("UTF-8"), None)));
 
@@ -50,7 +50,7 @@ pub fn write(vm: &Vm, disks: &[Disk], exported_ms: i64) -> String {
     w.open("Section", &[("xsi:type", "ovf:NetworkSection_Type")]);
     w.leaf("Info", "List of networks");
     let mut networks: Vec<&str> = Vec::new();
-    for n in vm.nics.iter().map(|n| n.network.as_str()).filter(|n| !n.is_empty()) {
+    for n in vm.config.nics.iter().map(|n| n.network.as_str()).filter(|n| !n.is_empty()) {
         if !networks.contains(&n) {
             networks.push(n);
             w.empty("Network", &[("ovf:name", n)]);
@@ -75,7 +75,7 @@ pub fn write(vm: &Vm, disks: &[Disk], exported_ms: i64) -> String {
         &[("ovf:id", &vm.id.to_string()), ("ovf:required", "false"), ("xsi:type", "ovf:OperatingSystemSection_Type")],
     );
     w.leaf("Info", "Guest Operating System");
-    w.leaf("Description", &vm.os);
+    w.leaf("Description", &vm.config.os);
     w.fragments("OperatingSystemSection");
     w.close("Section");
     w.hardware(&disks);
@@ -130,7 +130,7 @@ impl Doc<'_> {
 
     /// The kept fragments of `parent`, verbatim, each on a line of its own.
     fn fragments(&mut self, parent: &str) {
-        for f in self.vm.ovf_unknown.iter().filter(|f| f.parent == parent) {
+        for f in self.vm.config.ovf_unknown.iter().filter(|f| f.parent == parent) {
             self.w.write_indent().expect("writing to memory does not fail");
             self.w.get_mut().extend_from_slice(f.xml.as_bytes());
         }
@@ -170,18 +170,18 @@ impl Doc<'_> {
     /// oVirt's general elements of a VM, in the order oVirt writes them.
     fn general(&mut self, exported_ms: i64) {
         let vm = self.vm;
-        self.leaf("Name", &vm.name);
-        self.leaf("Description", &vm.description);
-        self.leaf("Comment", &vm.comment);
-        self.leaf("CreationDate", &format_date(vm.created_ms));
+        self.leaf("Name", &vm.config.name);
+        self.leaf("Description", &vm.config.description);
+        self.leaf("Comment", &vm.config.comment);
+        self.leaf("CreationDate", &format_date(vm.config.created_ms));
         // 0: the OVF store's copy, a function of the configuration alone (the same bytes on
         // every node, whenever it is written); an export says when it was made.
         if exported_ms != 0 {
             self.leaf("ExportDate", &format_date(exported_ms));
         }
-        self.leaf("DeleteProtected", bool_str(vm.delete_protected));
+        self.leaf("DeleteProtected", bool_str(vm.config.delete_protected));
         self.leaf("IsAutoSuspend", "false");
-        if let Some(b) = vm.boot.as_ref().filter(|b| !b.kernel.trim().is_empty()) {
+        if let Some(b) = vm.config.boot.as_ref().filter(|b| !b.kernel.trim().is_empty()) {
             if let Some(initrd) = b.initrd.as_deref().filter(|i| !i.trim().is_empty()) {
                 self.leaf("initrd_url", initrd);
             }
@@ -190,16 +190,16 @@ impl Doc<'_> {
                 self.leaf("kernel_params", &b.cmdline);
             }
         }
-        self.leaf("ResumeBehavior", resume_behavior(vm.resume_behavior));
-        self.leaf("MinAllocatedMem", &vm.memory_mib.to_string());
-        self.leaf("AutoStartup", bool_str(vm.ha.enabled));
-        self.leaf("Priority", priority(vm.ha.priority));
-        let o = &vm.migration_settings;
+        self.leaf("ResumeBehavior", resume_behavior(vm.config.resume_behavior));
+        self.leaf("MinAllocatedMem", &vm.config.memory_mib.to_string());
+        self.leaf("AutoStartup", bool_str(vm.config.ha.enabled));
+        self.leaf("Priority", priority(vm.config.ha.priority));
+        let o = &vm.config.migration_settings;
         if let Some(ms) = o.max_downtime_ms {
             self.leaf("MigrationDowntime", &ms.to_string());
         }
-        self.leaf("MigrationSupport", migration_support(vm.migration));
-        for h in &vm.pinned_hosts {
+        self.leaf("MigrationSupport", migration_support(vm.config.migration));
+        for h in &vm.config.pinned_hosts {
             self.leaf("DedicatedVmForVds", &h.to_string());
         }
         if let Some(b) = o.auto_converge {
@@ -210,24 +210,24 @@ impl Doc<'_> {
         }
         self.leaf("TemplateId", &Uuid::nil().to_string());
         self.leaf("TemplateName", "Blank");
-        self.leaf("Origin", if vm.hosted_engine { ORIGIN_MANAGED_HOSTED_ENGINE } else { ORIGIN_OVIRT });
+        self.leaf("Origin", if vm.config.hosted_engine { ORIGIN_MANAGED_HOSTED_ENGINE } else { ORIGIN_OVIRT });
     }
 
     /// What Corral has and oVirt has no element for.
     fn corral(&mut self) {
         let vm = self.vm;
-        self.leaf("corral:CreatedMs", &vm.created_ms.to_string());
-        self.leaf("corral:HostedEngine", bool_str(vm.hosted_engine));
-        if let Some(t) = vm.domain_type {
+        self.leaf("corral:CreatedMs", &vm.config.created_ms.to_string());
+        self.leaf("corral:HostedEngine", bool_str(vm.config.hosted_engine));
+        if let Some(t) = vm.config.domain_type {
             self.leaf("corral:DomainType", t.as_str());
         }
-        for t in &vm.host_tags {
+        for t in &vm.config.host_tags {
             self.leaf("corral:HostTag", t);
         }
-        if let Some(b) = vm.migration_settings.bandwidth_mibps {
+        if let Some(b) = vm.config.migration_settings.bandwidth_mibps {
             self.leaf("corral:MigrationBandwidth", &b.to_string());
         }
-        if let Some(n) = &vm.next_run {
+        if let Some(n) = &vm.config.next_run {
             self.open("corral:NextRun", &[]);
             if let Some(m) = n.memory_mib {
                 self.leaf("corral:MemoryMib", &m.to_string());
@@ -244,13 +244,26 @@ impl Doc<'_> {
 
     fn hardware(&mut self, disks: &[&Disk]) {
         let vm = self.vm;
-        let (vcpus, memory) = (vm.vcpus.to_string(), vm.memory_mib.to_string());
+        let (vcpus, memory) = (vm.config.vcpus.to_string(), vm.config.memory_mib.to_string());
         self.open("Section", &[("xsi:type", "ovf:VirtualHardwareSection_Type")]);
         self.leaf("Info", &format!("{vcpus} CPU, {memory} Memory"));
         self.open("System", &[]);
         self.leaf("vssd:VirtualSystemType", &format!("ENGINE {OVF_VERSION}"));
         self.close("System");
+        self.cpu_and_memory_items();
+        for (i, d) in disks.iter().enumerate() {
+            self.disk_item(i, d);
+        }
+        for (i, n) in vm.config.nics.iter().enumerate() {
+            self.nic_item(i, n);
+        }
+        self.cdrom_item();
+        self.fragments("VirtualHardwareSection");
+        self.close("Section");
+    }
 
+    fn cpu_and_memory_items(&mut self) {
+        let (vcpus, memory) = (self.vm.config.vcpus.to_string(), self.vm.config.memory_mib.to_string());
         self.open("Item", &[]);
         self.leaf("rasd:Caption", &format!("{vcpus} virtual cpu"));
         self.leaf("rasd:Description", "Number of virtual CPU");
@@ -273,56 +286,61 @@ impl Doc<'_> {
         self.leaf("rasd:VirtualQuantity", &memory);
         self.fragments("Item memory");
         self.close("Item");
+    }
 
+    /// The disk the guest sees `i`-th (it boots from the first).
+    fn disk_item(&mut self, i: usize, d: &Disk) {
         let nil = Uuid::nil().to_string();
-        for (i, d) in disks.iter().enumerate() {
-            let created = format_date(d.created_ms);
-            self.open("Item", &[]);
-            self.leaf("rasd:Caption", &d.name);
-            self.leaf("rasd:InstanceId", &d.id.to_string());
-            self.leaf("rasd:ResourceType", RT_DISK);
-            self.leaf("rasd:HostResource", &d.file);
-            self.leaf("rasd:Parent", &nil);
-            self.leaf("rasd:Template", &nil);
-            self.leaf("rasd:ApplicationList", "");
-            self.leaf("rasd:StorageId", &nil);
-            self.leaf("rasd:StoragePoolId", &nil);
-            self.leaf("rasd:CreationDate", &created);
-            self.leaf("rasd:LastModified", &created);
-            self.leaf("rasd:last_modified_date", &created);
-            self.leaf("Type", "disk");
-            self.leaf("Device", "disk");
-            self.leaf("BootOrder", &(i + 1).to_string());
-            self.leaf("IsPlugged", "true");
-            self.leaf("IsReadOnly", "false");
-            self.fragments(&format!("Item disk {}", d.id));
-            self.close("Item");
-        }
+        let created = format_date(d.created_ms);
+        self.open("Item", &[]);
+        self.leaf("rasd:Caption", &d.name);
+        self.leaf("rasd:InstanceId", &d.id.to_string());
+        self.leaf("rasd:ResourceType", RT_DISK);
+        self.leaf("rasd:HostResource", &d.file);
+        self.leaf("rasd:Parent", &nil);
+        self.leaf("rasd:Template", &nil);
+        self.leaf("rasd:ApplicationList", "");
+        self.leaf("rasd:StorageId", &nil);
+        self.leaf("rasd:StoragePoolId", &nil);
+        self.leaf("rasd:CreationDate", &created);
+        self.leaf("rasd:LastModified", &created);
+        self.leaf("rasd:last_modified_date", &created);
+        self.leaf("Type", "disk");
+        self.leaf("Device", "disk");
+        self.leaf("BootOrder", &(i + 1).to_string());
+        self.leaf("IsPlugged", "true");
+        self.leaf("IsReadOnly", "false");
+        self.fragments(&format!("Item disk {}", d.id));
+        self.close("Item");
+    }
 
-        for (i, n) in vm.nics.iter().enumerate() {
-            let name = format!("nic{}", i + 1);
-            self.open("Item", &[]);
-            self.leaf("rasd:Caption", &format!("Ethernet adapter on {}", n.network));
-            self.leaf("rasd:InstanceId", &device_id(vm.id, i + 1).to_string());
-            self.leaf("rasd:ResourceType", RT_NIC);
-            self.leaf("rasd:OtherResourceType", &n.network);
-            self.leaf("rasd:ResourceSubType", "3");
-            self.leaf("rasd:Connection", &n.network);
-            self.leaf("rasd:Linked", "true");
-            self.leaf("rasd:Name", &name);
-            self.leaf("rasd:ElementName", &name);
-            self.leaf("rasd:MACAddress", &n.mac);
-            self.leaf("rasd:speed", "10000");
-            self.leaf("Type", "interface");
-            self.leaf("Device", "bridge");
-            self.leaf("IsPlugged", "true");
-            self.leaf("IsReadOnly", "false");
-            self.fragments(&format!("Item {name}"));
-            self.close("Item");
-        }
+    fn nic_item(&mut self, i: usize, n: &Nic) {
+        let vm = self.vm;
+        let name = format!("nic{}", i + 1);
+        self.open("Item", &[]);
+        self.leaf("rasd:Caption", &format!("Ethernet adapter on {}", n.network));
+        self.leaf("rasd:InstanceId", &device_id(vm.id, i + 1).to_string());
+        self.leaf("rasd:ResourceType", RT_NIC);
+        self.leaf("rasd:OtherResourceType", &n.network);
+        self.leaf("rasd:ResourceSubType", "3");
+        self.leaf("rasd:Connection", &n.network);
+        self.leaf("rasd:Linked", "true");
+        self.leaf("rasd:Name", &name);
+        self.leaf("rasd:ElementName", &name);
+        self.leaf("rasd:MACAddress", &n.mac);
+        self.leaf("rasd:speed", "10000");
+        self.leaf("Type", "interface");
+        self.leaf("Device", "bridge");
+        self.leaf("IsPlugged", "true");
+        self.leaf("IsReadOnly", "false");
+        self.fragments(&format!("Item {name}"));
+        self.close("Item");
+    }
 
-        // Always there, as in oVirt: an empty drive when no image is inserted.
-        let iso = vm.cdrom.as_deref().unwrap_or("");
+    /// Always there, as in oVirt: an empty drive when no image is inserted.
+    fn cdrom_item(&mut self) {
+        let vm = self.vm;
+        let iso = vm.config.cdrom.as_deref().unwrap_or("");
         self.open("Item", &[]);
         self.leaf("rasd:Caption", "CDROM");
         self.leaf("rasd:InstanceId", &device_id(vm.id, 0).to_string());
@@ -335,9 +353,6 @@ impl Doc<'_> {
         self.leaf("IsReadOnly", "true");
         self.fragments("Item CD-ROM");
         self.close("Item");
-
-        self.fragments("VirtualHardwareSection");
-        self.close("Section");
     }
 }
 

@@ -61,7 +61,7 @@ fn run_on(s: &mut ClusterState, name: &str, host: &str) {
     let h = host_id(s, host);
     let id = s.vm_names[name];
     let vm = s.vms.get_mut(&id).unwrap();
-    (vm.host, vm.status, vm.desired) = (Some(h), VmStatus::Up, PowerState::Up);
+    (vm.runtime.host, vm.runtime.status, vm.runtime.desired) = (Some(h), VmStatus::Up, PowerState::Up);
 }
 
 fn vm_mut<'a>(s: &'a mut ClusterState, name: &str) -> &'a mut Vm {
@@ -83,7 +83,7 @@ fn label(s: &mut ClusterState, name: &str, vms: &[&str], hosts: &[&str]) {
 /// The chosen host's name, or the refusal's message.
 fn pick(s: &ClusterState, vm: &str, wanted: Option<&str>, purpose: Purpose) -> Result<String, String> {
     let vm = s.find_vm(vm).unwrap();
-    let exclude: Vec<NodeId> = vm.host.filter(|_| purpose.is_migration()).into_iter().collect();
+    let exclude: Vec<NodeId> = vm.runtime.host.filter(|_| purpose.is_migration()).into_iter().collect();
     choose(s, vm, wanted, &exclude, purpose).map(|h| s.host_name(h)).map_err(|e| {
         assert!(matches!(e, ClusterError::FailedPrecondition(_) | ClusterError::NotFound(_)), "{e:?}");
         e.to_string()
@@ -167,15 +167,15 @@ fn host_tags_must_all_be_present() {
     s.hosts.get_mut(&3).unwrap().tags = vec!["gpu".into(), "ssd".into()];
     s.hosts.get_mut(&3).unwrap().facts.memory_mib = 2048;
     add_vm(&mut s, "web1", 1024, 1);
-    vm_mut(&mut s, "web1").host_tags = vec!["ssd".into()];
+    vm_mut(&mut s, "web1").config.host_tags = vec!["ssd".into()];
     assert_eq!(start(&s, "web1"), Ok("host1".into()));
-    vm_mut(&mut s, "web1").host_tags = vec!["ssd".into(), "gpu".into()];
+    vm_mut(&mut s, "web1").config.host_tags = vec!["ssd".into(), "gpu".into()];
     assert_eq!(start(&s, "web1"), Ok("host3".into()), "the only host with both, though it has the least memory");
     assert_eq!(
         pick(&s, "web1", Some("host1"), Purpose::Start),
         Err("host host1 lacks tag(s) gpu that vm 'web1' needs".into())
     );
-    vm_mut(&mut s, "web1").host_tags = vec!["ssd".into(), "nvme".into()];
+    vm_mut(&mut s, "web1").config.host_tags = vec!["ssd".into(), "nvme".into()];
     assert_eq!(start(&s, "web1"), Err("no host has tags ssd, nvme, which vm 'web1' needs".into()));
 }
 
@@ -184,7 +184,7 @@ fn a_pinned_vm_runs_only_on_its_hosts() {
     let mut s = three();
     s.hosts.get_mut(&1).unwrap().facts.memory_mib = 16384;
     add_vm(&mut s, "web1", 1024, 1);
-    vm_mut(&mut s, "web1").pinned_hosts = vec![2, 3];
+    vm_mut(&mut s, "web1").config.pinned_hosts = vec![2, 3];
     let chosen = start(&s, "web1").unwrap();
     assert_eq!(chosen, "host2", "host1 has the most memory but is not pinned");
     assert_eq!(
@@ -246,10 +246,10 @@ fn an_enforcing_negative_group_spreads_its_members() {
     );
     assert_eq!(start(&s, "loner"), Ok("host1".into()));
     // A member on its way to a host counts there already.
-    vm_mut(&mut s, "db3").status = VmStatus::Migrating;
-    vm_mut(&mut s, "db3").migrating_to = Some(2);
-    vm_mut(&mut s, "db2").host = None;
-    vm_mut(&mut s, "db2").status = VmStatus::Down;
+    vm_mut(&mut s, "db3").runtime.status = VmStatus::Migrating;
+    vm_mut(&mut s, "db3").migration_state.migrating_to = Some(2);
+    vm_mut(&mut s, "db2").runtime.host = None;
+    vm_mut(&mut s, "db2").runtime.status = VmStatus::Down;
     assert!(start(&s, "db2").unwrap_err().contains("3 hosts excluded by enforcing affinity group db-spread"));
 }
 
@@ -310,19 +310,19 @@ fn the_migration_policy_depends_on_who_migrates() {
     let allowed = |s: &ClusterState| all.map(|p| pick(s, "web1", None, p).is_ok());
     assert_eq!(allowed(&s), [true; 4]);
     assert_eq!(pick(&s, "web1", None, Purpose::MigrateAutomatic), Ok("host2".into()), "never its own host");
-    vm_mut(&mut s, "web1").migration = MigrationPolicy::Manual;
+    vm_mut(&mut s, "web1").config.migration = MigrationPolicy::Manual;
     assert_eq!(allowed(&s), [true, true, true, false]);
     assert_eq!(
         pick(&s, "web1", None, Purpose::MigrateAutomatic),
         Err("the migration policy of vm 'web1' is 'manual': only an operator may migrate it".into())
     );
-    vm_mut(&mut s, "web1").migration = MigrationPolicy::None;
+    vm_mut(&mut s, "web1").config.migration = MigrationPolicy::None;
     assert_eq!(allowed(&s), [true, true, false, false]);
     assert_eq!(
         pick(&s, "web1", Some("host2"), Purpose::MigrateByOperator),
         Err("the migration policy of vm 'web1' is 'none': it is never migrated".into())
     );
-    vm_mut(&mut s, "web1").migration = MigrationPolicy::Allow;
+    vm_mut(&mut s, "web1").config.migration = MigrationPolicy::Allow;
     assert_eq!(
         pick(&s, "web1", Some("host1"), Purpose::MigrateByOperator),
         Err("vm 'web1' already runs on host host1".into())
@@ -344,7 +344,7 @@ fn conflicting_rules_are_refused_naming_each_rule() {
              1 host excluded by enforcing affinity group spread (negative)"
             .into())
     );
-    vm_mut(&mut s, "db2").pinned_hosts = vec![1, 2];
+    vm_mut(&mut s, "db2").config.pinned_hosts = vec![1, 2];
     s.hosts.get_mut(&3).unwrap().state = HostState::Joining;
     assert_eq!(
         start(&s, "db2"),
@@ -366,8 +366,8 @@ fn the_incremental_scheduler_places_as_choose_would_one_by_one() {
     group(&mut s, "g-pos", Polarity::Positive, true, &["vm4", "vm5", "vm6"]);
     group(&mut s, "g-soft", Polarity::Negative, false, &["vm7", "vm8", "vm9"]);
     label(&mut s, "l", &["vm10", "vm11"], &["host2", "host3"]);
-    vm_mut(&mut s, "vm12").host_tags = vec!["ssd".into()];
-    vm_mut(&mut s, "vm13").pinned_hosts = vec![3];
+    vm_mut(&mut s, "vm12").config.host_tags = vec!["ssd".into()];
+    vm_mut(&mut s, "vm13").config.pinned_hosts = vec![3];
 
     let mut batch = Vec::new();
     {
@@ -387,14 +387,14 @@ fn the_incremental_scheduler_places_as_choose_would_one_by_one() {
         let got = choose(&s, &vm, None, &[], Purpose::Start).map_err(|e| e.to_string());
         if let Ok(h) = got {
             let v = s.vms.get_mut(&vm.id).unwrap();
-            (v.host, v.status) = (Some(h), VmStatus::PoweringUp);
+            (v.runtime.host, v.runtime.status) = (Some(h), VmStatus::PoweringUp);
         }
         one_by_one.push(got);
     }
     assert_eq!(batch, one_by_one);
     assert!(batch.iter().filter(|r| r.is_ok()).count() >= 20, "{batch:?}");
     let hosts_of =
-        |names: &[&str]| -> Vec<Option<NodeId>> { names.iter().map(|n| s.find_vm(n).unwrap().host).collect() };
+        |names: &[&str]| -> Vec<Option<NodeId>> { names.iter().map(|n| s.find_vm(n).unwrap().runtime.host).collect() };
     let spread = hosts_of(&["vm0", "vm1", "vm2", "vm3"]);
     let distinct: std::collections::BTreeSet<_> = spread.iter().collect();
     assert_eq!(distinct.len(), 4, "{spread:?}");
@@ -421,7 +421,7 @@ fn assign_moves_a_vm_and_its_resources() {
 
 /// Makes VM `name` the hosted engine.
 fn engine(s: &mut ClusterState, name: &str) {
-    vm_mut(s, name).hosted_engine = true;
+    vm_mut(s, name).config.hosted_engine = true;
 }
 
 fn score(s: &mut ClusterState, host: &str, score: u32, penalties: &[(&str, u32)]) {

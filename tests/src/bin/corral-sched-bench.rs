@@ -116,11 +116,11 @@ fn build(o: &Opts) -> ClusterState {
     for i in 0..o.vms {
         let mut v = vm(i, &mut rng);
         if rng.below(20) == 0 {
-            v.host_tags = vec!["ssd".into()];
+            v.config.host_tags = vec!["ssd".into()];
         } else if rng.below(100) == 0 {
-            v.pinned_hosts = (0..3).map(|_| 1 + rng.below(o.hosts) as NodeId).collect();
+            v.config.pinned_hosts = (0..3).map(|_| 1 + rng.below(o.hosts) as NodeId).collect();
         }
-        s.vm_names.insert(v.name.clone(), v.id);
+        s.vm_names.insert(v.config.name.clone(), v.id);
         s.vms.insert(v.id, v);
     }
     // Shuffle, then deal out disjoint members.
@@ -211,15 +211,15 @@ fn main() {
     let mut full = state.clone();
     for (id, host) in placed_state.unwrap_or_default() {
         let v = full.vms.get_mut(&id).unwrap();
-        (v.host, v.status, v.desired) = (Some(host), VmStatus::Up, PowerState::Up);
+        (v.runtime.host, v.runtime.status, v.runtime.desired) = (Some(host), VmStatus::Up, PowerState::Up);
     }
     let mut probe = vm(o.vms, &mut Rng(7));
-    probe.name = "probe".into();
+    probe.config.name = "probe".into();
     // A member of the first (negative, enforcing) group, so the rules are on the path.
     if let Some(g) = full.affinity_groups.values_mut().next() {
         g.vms.push(probe.id);
     }
-    full.vm_names.insert(probe.name.clone(), probe.id);
+    full.vm_names.insert(probe.config.name.clone(), probe.id);
     full.vms.insert(probe.id, probe.clone());
     let mut once = Vec::new();
     let mut new_only = Vec::new();

@@ -29,16 +29,20 @@ impl Agent {
             let migrating = self.migrating.lock().expect("migration set");
             view.mine
                 .iter()
-                .filter(|vm| vm.status == VmStatus::Migrating && !migrating.contains(&vm.id))
-                .filter(|vm| vm.migration_job.as_ref().is_some_and(|j| !j.cancel))
+                .filter(|vm| vm.runtime.status == VmStatus::Migrating && !migrating.contains(&vm.id))
+                .filter(|vm| vm.migration_state.migration_job.as_ref().is_some_and(|j| !j.cancel))
                 .collect()
         };
         queued.sort_by_key(|vm| {
-            (std::cmp::Reverse(vm.ha.priority), vm.migration_job.as_ref().map_or(0, |j| j.queued_ms), vm.name.clone())
+            (
+                std::cmp::Reverse(vm.config.ha.priority),
+                vm.migration_state.migration_job.as_ref().map_or(0, |j| j.queued_ms),
+                vm.config.name.clone(),
+            )
         });
         for vm in queued.into_iter().take(free) {
-            if let (Some(dest), Some(to)) = (view.migration_targets.get(&vm.id), vm.migrating_to) {
-                let settings = view.migration_defaults.with(&vm.migration_settings);
+            if let (Some(dest), Some(to)) = (view.migration_targets.get(&vm.id), vm.migration_state.migrating_to) {
+                let settings = view.migration_defaults.with(&vm.config.migration_settings);
                 self.start_migration(vm, dest.clone(), to, settings);
             }
         }
@@ -52,7 +56,7 @@ impl Agent {
         let me = self.me;
         tokio::spawn(async move {
             let migrate_uri = migration_uri(&dest_uri);
-            tracing::info!(vm = %vm.name, dest = %dest_uri, "live migration starting");
+            tracing::info!(vm = %vm.config.name, dest = %dest_uri, "live migration starting");
             let options = MigrationOptions {
                 auto_converge: settings.auto_converge,
                 compression: settings.compression,
@@ -74,19 +78,22 @@ impl Agent {
                 Ok(()) => Observed::MigrationDone { to },
                 Err(e) => Observed::MigrationFailed { error: e.to_string() },
             };
-            tracing::info!(vm = %vm.name, ?observed, "live migration ended");
+            tracing::info!(vm = %vm.config.name, ?observed, "live migration ended");
             // The report must land even through an election or a lost quorum: it is tried
             // again until it does, until the assignment it speaks for has changed (then it is
             // stale), or for at most REPORT_PATIENCE.
             let give_up = tokio::time::Instant::now() + REPORT_PATIENCE;
             while tokio::time::Instant::now() < give_up {
-                let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: observed.clone() };
+                let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.runtime.epoch, observed: observed.clone() };
                 if node.cluster.write(None, op).await.is_ok() {
                     break;
                 }
-                let current =
-                    node.cluster.state().ok().and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.host, v.epoch))));
-                if current != Some((Some(me), vm.epoch)) {
+                let current = node
+                    .cluster
+                    .state()
+                    .ok()
+                    .and_then(|s| s.read(|s| s.vms.get(&vm.id).map(|v| (v.runtime.host, v.runtime.epoch))));
+                if current != Some((Some(me), vm.runtime.epoch)) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -134,9 +141,14 @@ async fn watch_migration(
             continue;
         }
         last = Some((progress.percent, progress.iteration));
-        let op = Op::ReportVm { vm: vm.id, host: me, epoch: vm.epoch, observed: Observed::MigrationProgress(progress) };
+        let op = Op::ReportVm {
+            vm: vm.id,
+            host: me,
+            epoch: vm.runtime.epoch,
+            observed: Observed::MigrationProgress(progress),
+        };
         if let Err(e) = node.cluster.write(None, op).await {
-            tracing::debug!(vm = %vm.name, "migration progress not reported: {e}");
+            tracing::debug!(vm = %vm.config.name, "migration progress not reported: {e}");
         }
     }
 }

@@ -39,7 +39,7 @@ fn start_on(s: &mut ClusterState, vm: &str, host: Option<&str>) -> Result<Outcom
 }
 
 fn host_of(s: &ClusterState, vm: &str) -> String {
-    s.host_name(s.find_vm(vm).unwrap().host.unwrap())
+    s.host_name(s.find_vm(vm).unwrap().runtime.host.unwrap())
 }
 
 fn new_group(name: &str, polarity: Polarity, enforcing: bool, vms: &[&str]) -> Op {
@@ -239,7 +239,7 @@ fn deleted_vms_and_removed_hosts_leave_the_rules() {
     assert_eq!(s.affinity_labels["l"].vms, vec![b]);
     ok(&mut s, Op::RemoveHost { id: 3 });
     assert_eq!(s.affinity_labels["l"].hosts, vec![2]);
-    assert_eq!(s.vms[&b].pinned_hosts, vec![1]);
+    assert_eq!(s.vms[&b].config.pinned_hosts, vec![1]);
 }
 
 #[test]
@@ -262,7 +262,7 @@ fn host_tags_and_vm_tags_pins_and_migration_policy() {
     let changes =
         VmChanges { host_tags: Some(strings(&["gpu"])), migration: Some(MigrationPolicy::None), ..Default::default() };
     let Outcome::Vm(vm) = ok(&mut s, edit_vm("web1", changes)) else { panic!("no vm") };
-    assert_eq!((vm.host_tags.clone(), vm.migration), (strings(&["gpu"]), MigrationPolicy::None));
+    assert_eq!((vm.config.host_tags.clone(), vm.config.migration), (strings(&["gpu"]), MigrationPolicy::None));
     assert_eq!(s.events.back().unwrap().message, "VM web1 was edited: host tags gpu, migration policy allow -> none.");
     start_on(&mut s, "web1", None).unwrap();
     assert_eq!(host_of(&s, "web1"), "host2");
@@ -287,9 +287,9 @@ fn host_tags_and_vm_tags_pins_and_migration_policy() {
         "host 'host7' not found",
     );
     let v = s.find_vm("web1").unwrap();
-    let (id, epoch) = (v.id, v.epoch);
+    let (id, epoch) = (v.id, v.runtime.epoch);
     ok(&mut s, Op::ReportVm { vm: id, host: 2, epoch, observed: Observed::Up });
-    assert_eq!(s.find_vm("web1").unwrap().status, VmStatus::Up);
+    assert_eq!(s.find_vm("web1").unwrap().runtime.status, VmStatus::Up);
     refused(
         &mut s,
         Op::MigrateVm { vm: "web1".into(), to: None },
@@ -303,7 +303,7 @@ fn host_tags_and_vm_tags_pins_and_migration_policy() {
         &mut s,
         edit_vm("web2", VmChanges { pinned_hosts: Some(vec![]), host_tags: Some(vec![]), ..Default::default() }),
     );
-    assert!(s.find_vm("web2").unwrap().pinned_hosts.is_empty());
+    assert!(s.find_vm("web2").unwrap().config.pinned_hosts.is_empty());
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn vm<'a>(s: &'a ClusterState, name: &str) -> &'a Vm {
 
 fn report(s: &mut ClusterState, now: i64, name: &str, observed: Observed) {
     let v = vm(s, name);
-    let (id, host, epoch) = (v.id, v.host.expect("assigned"), v.epoch);
+    let (id, host, epoch) = (v.id, v.runtime.host.expect("assigned"), v.runtime.epoch);
     at(s, now, Op::ReportVm { vm: id, host, epoch, observed });
 }
 
@@ -61,7 +61,7 @@ fn on(host: &str) -> Option<StartOrder> {
 
 /// An import of `vm` whose disk list is `disks`, in that order.
 fn import(mut vm: Vm, disks: Vec<Disk>, engine: bool, start: Option<StartOrder>) -> Op {
-    vm.disks = disks.iter().map(|d| d.id).collect();
+    vm.config.disks = disks.iter().map(|d| d.id).collect();
     Op::ImportVm { vm: Box::new(vm), disks, engine, start }
 }
 
@@ -109,7 +109,7 @@ fn ha_restarted(s: &ClusterState) -> Vec<String> {
 fn an_import_that_breaks_a_rule_is_refused_and_changes_nothing() {
     let mut s = hosts();
     let mut web = ovf_vm("web");
-    web.nics = vec![nic("52:54:00:00:00:01")];
+    web.config.nics = vec![nic("52:54:00:00:00:01")];
     let web_disk = disk("web-disk");
     at(&mut s, T0, import(web.clone(), vec![web_disk.clone()], false, None));
     // A floating disk: its VM was deleted and the disk kept.
@@ -122,22 +122,23 @@ fn an_import_that_breaks_a_rule_is_refused_and_changes_nothing() {
     assert!(matches!(e, ClusterError::AlreadyExists(_)), "{e:?}");
     assert!(e.to_string().starts_with("vm 'web' already exists"), "{e}");
 
-    let same_id = Vm { name: "web-again".into(), nics: vec![], ..web.clone() };
+    let mut same_id = web.clone();
+    (same_id.config.name, same_id.config.nics) = ("web-again".into(), vec![]);
     let e = refusal(&mut s, import(same_id, vec![], false, None));
     assert!(e.to_string().contains(&format!("vm 'web' already has id {}", web.id)), "{e}");
 
     let mut twice = ovf_vm("twice");
-    twice.nics = vec![nic("52:54:00:00:00:02"), nic("52:54:00:00:00:02")];
+    twice.config.nics = vec![nic("52:54:00:00:00:02"), nic("52:54:00:00:00:02")];
     let e = refusal(&mut s, import(twice, vec![], false, None));
     assert_eq!(e, ClusterError::invalid("nics", "two NICs of the VM have the same MAC address"));
 
     let mut thief = ovf_vm("thief");
-    thief.nics = vec![nic("52:54:00:00:00:03"), nic("52:54:00:00:00:01")];
+    thief.config.nics = vec![nic("52:54:00:00:00:03"), nic("52:54:00:00:00:01")];
     let e = refusal(&mut s, import(thief, vec![], false, None));
     assert!(e.to_string().starts_with("MAC address 52:54:00:00:00:01 is already used by vm 'web'"), "{e}");
 
     let mut pinned = ovf_vm("pinned");
-    pinned.pinned_hosts = vec![2, 9];
+    pinned.config.pinned_hosts = vec![2, 9];
     let e = refusal(&mut s, import(pinned, vec![], false, None));
     assert_eq!(e, ClusterError::NotFound("vm 'pinned' is pinned to host 9, which is not in this cluster".into()));
 
@@ -188,16 +189,16 @@ fn an_import_attaches_a_floating_disk_as_recorded_and_adds_new_ones() {
     let described = Disk { name: "data-from-ovf".into(), size_mib: 5, created_ms: T0 + 99, ..data.clone() };
     let boot = disk("boot");
     let mut web = ovf_vm("web");
-    web.hosted_engine = true;
-    web.nics = vec![nic("52:54:00:00:00:10")];
+    web.config.hosted_engine = true;
+    web.config.nics = vec![nic("52:54:00:00:00:10")];
     let Outcome::Vm(out) = at(&mut s, T0 + 10, import(web, vec![boot.clone(), described], false, None)) else {
         panic!("an import returns the VM")
     };
     let v = vm(&s, "web");
     assert_eq!(*v, *out);
-    assert_eq!(v.disks, [boot.id, data.id]);
-    assert!(!v.hosted_engine, "only an engine import makes the hosted engine");
-    assert_eq!((v.status, v.host, v.desired), (VmStatus::Down, None, PowerState::Down));
+    assert_eq!(v.config.disks, [boot.id, data.id]);
+    assert!(!v.config.hosted_engine, "only an engine import makes the hosted engine");
+    assert_eq!((v.runtime.status, v.runtime.host, v.runtime.desired), (VmStatus::Down, None, PowerState::Down));
     assert_eq!(s.engine.vm, None);
     assert_eq!(s.disks[&data.id], Disk { vm: Some(v.id), ..data });
     assert_eq!(s.disks[&boot.id], Disk { vm: Some(v.id), ..boot });
@@ -215,20 +216,20 @@ fn an_import_attaches_a_floating_disk_as_recorded_and_adds_new_ones() {
 fn an_engine_import_makes_the_clusters_hosted_engine_and_may_start_it() {
     let mut s = hosts();
     let mut e = ovf_vm("engine");
-    e.ha = HaSettings { enabled: false, priority: HaPriority::Low };
+    e.config.ha = HaSettings { enabled: false, priority: HaPriority::Low };
     let Outcome::Vm(out) = at(&mut s, T0, import(e, vec![disk("engine-disk")], true, on("host2"))) else {
         panic!("an import returns the VM")
     };
     let v = vm(&s, "engine");
     assert_eq!(*v, *out);
-    assert!(v.hosted_engine && v.delete_protected);
-    assert_eq!(v.ha, HaSettings { enabled: true, priority: HaPriority::High });
-    assert_eq!((v.status, v.host, v.desired), (VmStatus::PoweringUp, Some(2), PowerState::Up));
+    assert!(v.config.hosted_engine && v.config.delete_protected);
+    assert_eq!(v.config.ha, HaSettings { enabled: true, priority: HaPriority::High });
+    assert_eq!((v.runtime.status, v.runtime.host, v.runtime.desired), (VmStatus::PoweringUp, Some(2), PowerState::Up));
     assert_eq!(s.engine.vm, Some(v.id));
-    assert_eq!(s.engine_vm().map(|v| v.name.as_str()), Some("engine"));
+    assert_eq!(s.engine_vm().map(|v| v.config.name.as_str()), Some("engine"));
     assert!(s.events.iter().any(|e| e.message.starts_with("Hosted engine VM engine was created (1024 MiB, 1 vCPU)")));
     report(&mut s, T0 + 1, "engine", Observed::Up);
-    assert_eq!(vm(&s, "engine").status, VmStatus::Up);
+    assert_eq!(vm(&s, "engine").runtime.status, VmStatus::Up);
 }
 
 #[test]
@@ -248,13 +249,13 @@ fn global_maintenance_holds_the_engine_back_from_ha_while_other_vms_restart() {
     );
 
     at(&mut s, T0 + 10, Op::HostDown { id: 1, how: "fenced".into() });
-    assert!(vm(&s, "engine").ha_restart.is_some() && vm(&s, "app").ha_restart.is_some());
+    assert!(vm(&s, "engine").ha_state.ha_restart.is_some() && vm(&s, "app").ha_state.ha_restart.is_some());
     assert_eq!(s.next_ha_restart_ms(), Some(T0 + 10), "app's restart is due; the engine's is ignored");
     at(&mut s, T0 + 20, Op::RestartHaVms);
-    assert_eq!(vm(&s, "app").status, VmStatus::PoweringUp);
+    assert_eq!(vm(&s, "app").runtime.status, VmStatus::PoweringUp);
     let engine = vm(&s, "engine");
-    assert_eq!((engine.status, engine.host), (VmStatus::Down, None), "held off");
-    assert!(engine.ha_restart.is_some(), "held, not forgotten");
+    assert_eq!((engine.runtime.status, engine.runtime.host), (VmStatus::Down, None), "held off");
+    assert!(engine.ha_state.ha_restart.is_some(), "held, not forgotten");
     assert_eq!(s.next_ha_restart_ms(), None, "nothing is due while the engine is held");
     assert_eq!(ha_restarted(&s), ["app"]);
 
@@ -263,8 +264,8 @@ fn global_maintenance_holds_the_engine_back_from_ha_while_other_vms_restart() {
     assert!(s.next_ha_restart_ms().is_some_and(|t| t <= T0 + 30), "due again at once");
     at(&mut s, T0 + 30, Op::RestartHaVms);
     let engine = vm(&s, "engine");
-    assert_eq!(engine.status, VmStatus::PoweringUp);
-    assert!(matches!(engine.host, Some(2 | 3)), "{:?}", engine.host);
+    assert_eq!(engine.runtime.status, VmStatus::PoweringUp);
+    assert!(matches!(engine.runtime.host, Some(2 | 3)), "{:?}", engine.runtime.host);
     assert_eq!(ha_restarted(&s), ["app", "engine"]);
 }
 
@@ -281,13 +282,16 @@ fn local_maintenance_of_the_engines_host_migrates_it_and_placement_avoids_that_h
     at(&mut s, T0 + 10, maintenance(None, Some(("host1", true))));
     assert!(s.hosts[&1].engine_local_maintenance);
     let v = vm(&s, "engine");
-    assert_eq!((v.status, v.host, v.migrating_to), (VmStatus::Migrating, Some(1), Some(3)));
+    assert_eq!(
+        (v.runtime.status, v.runtime.host, v.migration_state.migrating_to),
+        (VmStatus::Migrating, Some(1), Some(3))
+    );
     assert_eq!(
         s.events.back().unwrap().message,
         "Migration of VM engine from host host1 to host host3 was ordered to leave a host in local maintenance."
     );
     report(&mut s, T0 + 20, "engine", Observed::MigrationDone { to: 3 });
-    assert_eq!((vm(&s, "engine").host, vm(&s, "engine").status), (Some(3), VmStatus::Up));
+    assert_eq!((vm(&s, "engine").runtime.host, vm(&s, "engine").runtime.status), (Some(3), VmStatus::Up));
 
     // Stopped and started again: never on host1, though it has the best score.
     at(&mut s, T0 + 30, Op::StopVm { vm: "engine".into(), reason: None });
@@ -300,10 +304,10 @@ fn local_maintenance_of_the_engines_host_migrates_it_and_placement_avoids_that_h
         )
     );
     at(&mut s, T0 + 40, Op::StartVm { vm: "engine".into(), order: StartOrder::default() });
-    assert_eq!(vm(&s, "engine").host, Some(3));
+    assert_eq!(vm(&s, "engine").runtime.host, Some(3));
     // An ordinary VM may still run there.
     running(&mut s, "plain", None, "host1");
-    assert_eq!(vm(&s, "plain").host, Some(1));
+    assert_eq!(vm(&s, "plain").runtime.host, Some(1));
 
     at(&mut s, T0 + 50, maintenance(None, Some(("host1", false))));
     assert!(!s.hosts[&1].engine_local_maintenance);
@@ -343,11 +347,14 @@ fn an_engine_score_is_stored_and_only_crossing_zero_is_news() {
 fn a_hand_started_engine_is_adopted_when_no_live_host_holds_it() {
     // Its host is silent: the claim wins.
     let mut s = with_engine();
-    let (id, epoch) = (vm(&s, "engine").id, vm(&s, "engine").epoch);
+    let (id, epoch) = (vm(&s, "engine").id, vm(&s, "engine").runtime.epoch);
     at(&mut s, T0 + 10, Op::HostNonResponsive { id: 1, silent_ms: 2000 });
     at(&mut s, T0 + 20, Op::AdoptVm { vm: id, host: 2 });
     let v = vm(&s, "engine");
-    assert_eq!((v.host, v.status, v.desired, v.epoch), (Some(2), VmStatus::Up, PowerState::Up, epoch + 1));
+    assert_eq!(
+        (v.runtime.host, v.runtime.status, v.runtime.desired, v.runtime.epoch),
+        (Some(2), VmStatus::Up, PowerState::Up, epoch + 1)
+    );
     assert_eq!(
         s.events.back().unwrap().message,
         "VM engine was started by hand on host host2 while the cluster had no quorum; the cluster takes it over there."
@@ -359,22 +366,25 @@ fn a_hand_started_engine_is_adopted_when_no_live_host_holds_it() {
 
     // Its host went down: the engine is down, waiting for HA; the claim replaces the restart.
     let mut s = with_engine();
-    let epoch = vm(&s, "engine").epoch;
+    let epoch = vm(&s, "engine").runtime.epoch;
     at(&mut s, T0 + 10, Op::HostDown { id: 1, how: "fenced".into() });
-    assert!(vm(&s, "engine").ha_restart.is_some());
+    assert!(vm(&s, "engine").ha_state.ha_restart.is_some());
     let id = vm(&s, "engine").id;
     at(&mut s, T0 + 20, Op::AdoptVm { vm: id, host: 3 });
     let v = vm(&s, "engine");
-    assert_eq!((v.host, v.status, v.desired, v.ha_restart.clone()), (Some(3), VmStatus::Up, PowerState::Up, None));
-    assert!(v.epoch > epoch);
+    assert_eq!(
+        (v.runtime.host, v.runtime.status, v.runtime.desired, v.ha_state.ha_restart.clone()),
+        (Some(3), VmStatus::Up, PowerState::Up, None)
+    );
+    assert!(v.runtime.epoch > epoch);
     assert_eq!(s.next_ha_restart_ms(), None);
 
     // Still assigned to a host the state has as down (what HostDown normally clears).
     let mut s = with_engine();
-    let (id, epoch) = (vm(&s, "engine").id, vm(&s, "engine").epoch);
+    let (id, epoch) = (vm(&s, "engine").id, vm(&s, "engine").runtime.epoch);
     s.hosts.get_mut(&1).unwrap().state = HostState::Down;
     at(&mut s, T0 + 20, Op::AdoptVm { vm: id, host: 2 });
-    assert_eq!((vm(&s, "engine").host, vm(&s, "engine").epoch), (Some(2), epoch + 1));
+    assert_eq!((vm(&s, "engine").runtime.host, vm(&s, "engine").runtime.epoch), (Some(2), epoch + 1));
 }
 
 #[test]
@@ -389,8 +399,8 @@ fn a_claim_is_refused_while_a_live_host_holds_or_restarts_the_engine() {
     at(&mut s, T0 + 10, Op::HostDown { id: 1, how: "fenced".into() });
     at(&mut s, T0 + 10, Op::RestartHaVms);
     let v = vm(&s, "engine");
-    assert!(v.ha_restarting && v.status == VmStatus::PoweringUp);
-    let (holder, claimer) = if v.host == Some(2) { (2, 3) } else { (3, 2) };
+    assert!(v.ha_state.ha_restarting && v.runtime.status == VmStatus::PoweringUp);
+    let (holder, claimer) = if v.runtime.host == Some(2) { (2, 3) } else { (3, 2) };
     let e = refusal(&mut s, Op::AdoptVm { vm: id, host: claimer });
     assert!(matches!(e, ClusterError::FailedPrecondition(_)), "{e:?}");
     assert_eq!(
@@ -418,7 +428,7 @@ fn ha_restarts_the_engine_before_every_other_vm_even_one_of_higher_priority() {
     at(&mut s, T0 + 10, Op::HostDown { id: 1, how: "fenced".into() });
     at(&mut s, T0 + 10, Op::RestartHaVms);
     assert_eq!(ha_restarted(&s), ["zz-engine", "db", "app"]);
-    assert!(["zz-engine", "db", "app"].iter().all(|n| vm(&s, n).status == VmStatus::PoweringUp));
+    assert!(["zz-engine", "db", "app"].iter().all(|n| vm(&s, n).runtime.status == VmStatus::PoweringUp));
 }
 
 #[test]
@@ -430,16 +440,16 @@ fn an_engine_that_died_on_a_live_host_waits_for_a_claim_before_ha_restarts_it() 
     // test below).
     report(&mut s, died, "app", Observed::Down { cause: "QEMU died".into(), on_purpose: false });
     report(&mut s, died, "engine", Observed::Down { cause: "QEMU died".into(), on_purpose: false });
-    let r = vm(&s, "engine").ha_restart.clone().expect("waits for HA");
+    let r = vm(&s, "engine").ha_state.ha_restart.clone().expect("waits for HA");
     assert_eq!(r.next_try_ms, died + ENGINE_CLAIM_MS);
-    assert_eq!(vm(&s, "app").ha_restart.as_ref().unwrap().next_try_ms, died, "an ordinary VM is due at once");
+    assert_eq!(vm(&s, "app").ha_state.ha_restart.as_ref().unwrap().next_try_ms, died, "an ordinary VM is due at once");
 
     at(&mut s, died + ENGINE_CLAIM_MS - 1, Op::RestartHaVms);
-    assert_eq!(vm(&s, "engine").status, VmStatus::Down, "not before the claim window closes");
-    assert_eq!(vm(&s, "app").status, VmStatus::PoweringUp);
+    assert_eq!(vm(&s, "engine").runtime.status, VmStatus::Down, "not before the claim window closes");
+    assert_eq!(vm(&s, "app").runtime.status, VmStatus::PoweringUp);
     assert_eq!(s.next_ha_restart_ms(), Some(died + ENGINE_CLAIM_MS));
     at(&mut s, died + ENGINE_CLAIM_MS, Op::RestartHaVms);
-    assert_eq!(vm(&s, "engine").status, VmStatus::PoweringUp);
+    assert_eq!(vm(&s, "engine").runtime.status, VmStatus::PoweringUp);
     assert_eq!(ha_restarted(&s), ["app", "engine"]);
 }
 
@@ -455,7 +465,11 @@ fn the_engines_claim_window_survives_capacity_coming_back() {
     report(&mut s, died + 20, "plain", Observed::Down { cause: "powered off".into(), on_purpose: true });
     assert_eq!(s.next_ha_restart_ms(), Some(died + ENGINE_CLAIM_MS), "the claim window was cut short");
     at(&mut s, died + 20, Op::RestartHaVms);
-    assert_eq!(vm(&s, "engine").status, VmStatus::Down, "restarted while a hand-started copy may still claim it");
+    assert_eq!(
+        vm(&s, "engine").runtime.status,
+        VmStatus::Down,
+        "restarted while a hand-started copy may still claim it"
+    );
 }
 
 #[test]
@@ -487,7 +501,7 @@ fn the_engine_and_delete_protected_vms_keep_their_vm_and_disks() {
     let web_disk = disk("web-disk");
     at(&mut s, T0, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web"), disks: vec![web_disk.clone()], start: None });
     at(&mut s, T0, protect("web", true));
-    assert!(vm(&s, "web").delete_protected);
+    assert!(vm(&s, "web").config.delete_protected);
     let e = refusal(&mut s, Op::DeleteVm { vm: "web".into(), keep_disks: false });
     assert!(e.to_string().starts_with("vm 'web' is delete-protected"), "{e}");
     let e = refusal(&mut s, Op::DeleteDisks { ids: vec![web_disk.id] });
@@ -503,7 +517,7 @@ fn the_engine_and_delete_protected_vms_keep_their_vm_and_disks() {
         Op::CloneVm { source: "engine".into(), id: copy, name: "copy".into(), disks: vec![copy_disk], macs: vec![] };
     at(&mut s, T0, clone);
     let c = vm(&s, "copy");
-    assert!(!c.hosted_engine && c.delete_protected);
+    assert!(!c.config.hosted_engine && c.config.delete_protected);
     assert_eq!(s.engine.vm, Some(vm(&s, "engine").id), "the cluster keeps its engine");
     at(&mut s, T0, protect("copy", false));
     at(&mut s, T0, Op::DeleteVm { vm: "copy".into(), keep_disks: false });

@@ -33,7 +33,7 @@ fn running(s: &mut ClusterState, name: &str, memory_mib: u64, ha: Option<HaPrior
 
 fn report(s: &mut ClusterState, now: i64, name: &str, observed: Observed) {
     let v = vm(s, name);
-    let (id, host, epoch) = (v.id, v.host.unwrap(), v.epoch);
+    let (id, host, epoch) = (v.id, v.runtime.host.unwrap(), v.runtime.epoch);
     at(s, now, Op::ReportVm { vm: id, host, epoch, observed });
 }
 
@@ -54,37 +54,37 @@ fn a_dead_host_takes_its_vms_down_and_ha_restarts_them_by_priority_as_capacity_a
 
     at(&mut s, T0 + 10, Op::HostNonResponsive { id: 1, silent_ms: 1600 });
     assert_eq!(s.hosts[&1].state, HostState::NonResponsive);
-    assert_eq!(vm(&s, "high").status, VmStatus::Up, "a non-responsive host's VMs are left alone");
+    assert_eq!(vm(&s, "high").runtime.status, VmStatus::Up, "a non-responsive host's VMs are left alone");
 
     at(&mut s, T0 + 20, Op::HostDown { id: 1, how: "its lease ended".into() });
     assert_eq!(s.hosts[&1].state, HostState::Down);
     for name in ["low", "high", "medium", "plain"] {
         let v = vm(&s, name);
-        assert_eq!((v.status, v.host), (VmStatus::Down, None), "{name}");
+        assert_eq!((v.runtime.status, v.runtime.host), (VmStatus::Down, None), "{name}");
     }
-    assert_eq!(vm(&s, "plain").ha_restart, None, "a VM that is not HA stays down");
-    assert_eq!(vm(&s, "plain").stop_reason.as_deref(), Some("its host host1 went down"));
+    assert_eq!(vm(&s, "plain").ha_state.ha_restart, None, "a VM that is not HA stays down");
+    assert_eq!(vm(&s, "plain").runtime.stop_reason.as_deref(), Some("its host host1 went down"));
     assert!(messages(&s).contains(&"Highly Available VM high failed. It will be restarted automatically.".into()));
 
     at(&mut s, T0 + 30, Op::RestartHaVms);
-    assert_eq!(vm(&s, "high").status, VmStatus::PoweringUp);
-    assert_eq!(vm(&s, "medium").status, VmStatus::PoweringUp);
-    assert_ne!(vm(&s, "high").host, vm(&s, "medium").host);
-    let low = vm(&s, "low").ha_restart.clone().expect("low waits");
+    assert_eq!(vm(&s, "high").runtime.status, VmStatus::PoweringUp);
+    assert_eq!(vm(&s, "medium").runtime.status, VmStatus::PoweringUp);
+    assert_ne!(vm(&s, "high").runtime.host, vm(&s, "medium").runtime.host);
+    let low = vm(&s, "low").ha_state.ha_restart.clone().expect("low waits");
     assert_eq!((low.attempts, low.next_try_ms), (1, T0 + 30 + 1000));
     assert!(messages(&s).iter().any(|m| m.starts_with("Highly Available VM low cannot be restarted yet")));
 
     report(&mut s, T0 + 40, "high", Observed::Up);
-    let host = s.host_name(vm(&s, "high").host.unwrap());
+    let host = s.host_name(vm(&s, "high").runtime.host.unwrap());
     assert_eq!(s.events.back().unwrap().message, format!("VM high was restarted on host {host}."));
     assert_eq!(s.events.back().unwrap().kind, EventKind::VmHighAvailability);
 
     // Not due yet: nothing happens; a second failure doubles the wait and says nothing new.
     let events = s.events.len();
     at(&mut s, T0 + 500, Op::RestartHaVms);
-    assert_eq!(vm(&s, "low").ha_restart.as_ref().unwrap().attempts, 1);
+    assert_eq!(vm(&s, "low").ha_state.ha_restart.as_ref().unwrap().attempts, 1);
     at(&mut s, T0 + 1030, Op::RestartHaVms);
-    let low = vm(&s, "low").ha_restart.clone().unwrap();
+    let low = vm(&s, "low").ha_state.ha_restart.clone().unwrap();
     assert_eq!((low.attempts, low.next_try_ms), (2, T0 + 1030 + 2000));
     assert_eq!(s.events.len(), events, "the same reason is not repeated");
 
@@ -92,8 +92,8 @@ fn a_dead_host_takes_its_vms_down_and_ha_restarts_them_by_priority_as_capacity_a
     at(&mut s, T0 + 1100, Op::HostAlive { id: 1, self_fenced: true });
     assert_eq!(s.hosts[&1].state, HostState::Up);
     at(&mut s, T0 + 1100, Op::RestartHaVms);
-    assert_eq!((vm(&s, "low").status, vm(&s, "low").host), (VmStatus::PoweringUp, Some(1)));
-    assert_eq!(vm(&s, "low").ha_restart, None);
+    assert_eq!((vm(&s, "low").runtime.status, vm(&s, "low").runtime.host), (VmStatus::PoweringUp, Some(1)));
+    assert_eq!(vm(&s, "low").ha_state.ha_restart, None);
 }
 
 #[test]
@@ -104,19 +104,19 @@ fn ha_restarts_a_vm_that_died_but_not_one_shut_down_on_purpose() {
     running(&mut s, "operator-off", 512, Some(HaPriority::Medium), "host1");
 
     report(&mut s, T0 + 10, "crashed", Observed::Down { cause: "QEMU died".into(), on_purpose: false });
-    assert!(vm(&s, "crashed").ha_restart.is_some());
+    assert!(vm(&s, "crashed").ha_state.ha_restart.is_some());
     report(&mut s, T0 + 10, "guest-off", Observed::Down { cause: "guest shut down".into(), on_purpose: true });
-    assert_eq!(vm(&s, "guest-off").ha_restart, None);
+    assert_eq!(vm(&s, "guest-off").ha_state.ha_restart, None);
     at(&mut s, T0 + 10, Op::StopVm { vm: "operator-off".into(), reason: None });
     report(&mut s, T0 + 20, "operator-off", Observed::Down { cause: "powered off".into(), on_purpose: false });
-    assert_eq!(vm(&s, "operator-off").ha_restart, None);
+    assert_eq!(vm(&s, "operator-off").ha_state.ha_restart, None);
 
     at(&mut s, T0 + 30, Op::RestartHaVms);
-    assert_eq!(vm(&s, "crashed").status, VmStatus::PoweringUp);
-    assert_eq!(vm(&s, "guest-off").status, VmStatus::Down);
+    assert_eq!(vm(&s, "crashed").runtime.status, VmStatus::PoweringUp);
+    assert_eq!(vm(&s, "guest-off").runtime.status, VmStatus::Down);
     // A start that fails on the chosen host is retried after a back-off, not given up.
     report(&mut s, T0 + 40, "crashed", Observed::Failed { action: "start".into(), error: "no disk".into() });
-    let r = vm(&s, "crashed").ha_restart.clone().expect("retried");
+    let r = vm(&s, "crashed").ha_state.ha_restart.clone().expect("retried");
     assert_eq!((r.attempts, r.next_try_ms, r.last_error.as_deref()), (1, T0 + 1040, Some("no disk")));
 }
 
@@ -128,9 +128,9 @@ fn stopping_a_vm_that_waits_for_ha_cancels_the_restart_and_a_start_replaces_it()
     running(&mut s, "c", 1024, Some(HaPriority::High), "host3");
     at(&mut s, T0 + 10, Op::HostDown { id: 1, how: "fenced".into() });
     at(&mut s, T0 + 10, Op::RestartHaVms);
-    assert!(vm(&s, "a").ha_restart.is_some(), "no room anywhere");
+    assert!(vm(&s, "a").ha_state.ha_restart.is_some(), "no room anywhere");
     at(&mut s, T0 + 20, Op::StopVm { vm: "a".into(), reason: None });
-    assert_eq!(vm(&s, "a").ha_restart, None);
+    assert_eq!(vm(&s, "a").ha_state.ha_restart, None);
     assert_eq!(s.events.back().unwrap().message, "The pending HA restart of VM a was cancelled.");
     // Stopping it again is the usual refusal.
     assert!(s.apply_command(&cmd(T0 + 30, Op::StopVm { vm: "a".into(), reason: None })).0.is_err());
@@ -140,7 +140,7 @@ fn stopping_a_vm_that_waits_for_ha_cancels_the_restart_and_a_start_replaces_it()
 fn reports_from_a_host_declared_down_change_nothing() {
     let mut s = hosts([4096, 4096, 4096]);
     running(&mut s, "a", 512, Some(HaPriority::Medium), "host1");
-    let (id, epoch) = (vm(&s, "a").id, vm(&s, "a").epoch);
+    let (id, epoch) = (vm(&s, "a").id, vm(&s, "a").runtime.epoch);
     at(&mut s, T0 + 10, Op::HostDown { id: 1, how: "fenced".into() });
     at(&mut s, T0 + 10, Op::RestartHaVms);
     let before = s.clone();
@@ -156,13 +156,16 @@ fn a_vm_migrating_away_from_a_dead_host_is_handed_to_its_destination() {
     }
     running(&mut s, "m", 512, Some(HaPriority::Medium), "host1");
     at(&mut s, T0 + 10, Op::MigrateVm { vm: "m".into(), to: Some("host3".into()) });
-    let epoch = vm(&s, "m").epoch;
+    let epoch = vm(&s, "m").runtime.epoch;
     at(&mut s, T0 + 20, Op::HostDown { id: 1, how: "fenced".into() });
     let v = vm(&s, "m");
-    assert_eq!((v.host, v.migrating_to, v.status, v.epoch), (Some(3), None, VmStatus::Unknown, epoch + 1));
-    assert_eq!(v.ha_restart, None, "host3 says whether it runs there before HA acts");
+    assert_eq!(
+        (v.runtime.host, v.migration_state.migrating_to, v.runtime.status, v.runtime.epoch),
+        (Some(3), None, VmStatus::Unknown, epoch + 1)
+    );
+    assert_eq!(v.ha_state.ha_restart, None, "host3 says whether it runs there before HA acts");
     report(&mut s, T0 + 30, "m", Observed::Up);
-    assert_eq!(vm(&s, "m").status, VmStatus::Up);
+    assert_eq!(vm(&s, "m").runtime.status, VmStatus::Up);
 }
 
 #[test]
@@ -190,7 +193,7 @@ fn an_ha_vm_that_keeps_crashing_waits_longer_each_time_until_it_runs_steadily() 
     running(&mut s, "flaky", 512, Some(HaPriority::Medium), "host1");
     let crash = |s: &mut ClusterState, at: i64| {
         report(s, at, "flaky", Observed::Down { cause: "QEMU died".into(), on_purpose: false });
-        s.find_vm("flaky").unwrap().ha_restart.clone().expect("waits for HA")
+        s.find_vm("flaky").unwrap().ha_state.ha_restart.clone().expect("waits for HA")
     };
     // The first crash (it was never restarted by HA): at once.
     let r = crash(&mut s, T0 + 100);
@@ -216,5 +219,5 @@ fn an_ha_vm_that_keeps_crashing_waits_longer_each_time_until_it_runs_steadily() 
 
 /// When the pending HA restart of "flaky" is due.
 fn r_next(s: &ClusterState) -> i64 {
-    s.find_vm("flaky").unwrap().ha_restart.as_ref().map_or(T0, |r| r.next_try_ms)
+    s.find_vm("flaky").unwrap().ha_state.ha_restart.as_ref().map_or(T0, |r| r.next_try_ms)
 }

@@ -25,7 +25,7 @@ fn running(s: &mut ClusterState, name: &str, memory_mib: u64, priority: HaPriori
 
 fn report(s: &mut ClusterState, name: &str, observed: Observed) {
     let v = vm(s, name);
-    let (id, host, epoch) = (v.id, v.host.unwrap(), v.epoch);
+    let (id, host, epoch) = (v.id, v.runtime.host.unwrap(), v.runtime.epoch);
     at(s, T0 + 50, Op::ReportVm { vm: id, host, epoch, observed });
 }
 
@@ -38,9 +38,9 @@ fn maintenance_moves_every_vm_away_then_the_host_is_in_maintenance() {
     assert_eq!(s.hosts[&2].state, HostState::PreparingForMaintenance);
     for name in ["low", "high"] {
         let v = vm(&s, name);
-        assert_eq!(v.status, VmStatus::Migrating, "{name}");
-        assert!(v.migration_job.as_ref().unwrap().automatic);
-        assert_ne!(v.migrating_to, Some(2));
+        assert_eq!(v.runtime.status, VmStatus::Migrating, "{name}");
+        assert!(v.migration_state.migration_job.as_ref().unwrap().automatic);
+        assert_ne!(v.migration_state.migrating_to, Some(2));
     }
     let ordered: Vec<&str> = s
         .events
@@ -59,12 +59,12 @@ fn maintenance_moves_every_vm_away_then_the_host_is_in_maintenance() {
         .0
         .is_err());
 
-    let to = vm(&s, "high").migrating_to.unwrap();
+    let to = vm(&s, "high").migration_state.migrating_to.unwrap();
     report(&mut s, "high", Observed::MigrationProgress(MigrationProgress { percent: 40, ..Default::default() }));
-    assert_eq!(vm(&s, "high").migration_job.as_ref().unwrap().progress.as_ref().unwrap().percent, 40);
+    assert_eq!(vm(&s, "high").migration_state.migration_job.as_ref().unwrap().progress.as_ref().unwrap().percent, 40);
     report(&mut s, "high", Observed::MigrationDone { to });
     assert_eq!(s.hosts[&2].state, HostState::PreparingForMaintenance, "low still there");
-    let to = vm(&s, "low").migrating_to.unwrap();
+    let to = vm(&s, "low").migration_state.migrating_to.unwrap();
     report(&mut s, "low", Observed::MigrationDone { to });
     assert_eq!(s.hosts[&2].state, HostState::Maintenance);
     assert_eq!(s.events.back().unwrap().message, "Host host2 is in maintenance.");
@@ -106,19 +106,19 @@ fn cancel_and_late_completion_and_settings() {
     running(&mut s, "a", 512, HaPriority::Medium, "host1");
     refused_with(&mut s, Op::CancelMigration { vm: "a".into() }, "vm 'a' is not migrating");
     at(&mut s, T0 + 100, Op::MigrateVm { vm: "a".into(), to: None });
-    let target = vm(&s, "a").migrating_to.unwrap();
+    let target = vm(&s, "a").migration_state.migrating_to.unwrap();
     assert_ne!(target, 1, "placement picks another host");
     at(&mut s, T0 + 110, Op::CancelMigration { vm: "a".into() });
-    assert!(vm(&s, "a").migration_job.as_ref().unwrap().cancel);
+    assert!(vm(&s, "a").migration_state.migration_job.as_ref().unwrap().cancel);
     report(&mut s, "a", Observed::MigrationFailed { error: "operation aborted".into() });
     assert_eq!(
-        (vm(&s, "a").status, vm(&s, "a").host, vm(&s, "a").migration_job.is_none()),
+        (vm(&s, "a").runtime.status, vm(&s, "a").runtime.host, vm(&s, "a").migration_state.migration_job.is_none()),
         (VmStatus::Up, Some(1), true)
     );
     assert_eq!(s.events.back().unwrap().message, "Migration of VM a was cancelled; it keeps running on host host1.");
     // A migration that finished although the state no longer expected it still moves the VM.
     report(&mut s, "a", Observed::MigrationDone { to: 3 });
-    assert_eq!(vm(&s, "a").host, Some(3));
+    assert_eq!(vm(&s, "a").runtime.host, Some(3));
 
     let change = MigrationSettingsChange { max_per_host: Some(0), ..Default::default() };
     refused_with(&mut s, Op::SetMigrationDefaults { changes: change }, "max_per_host: must be at least 1");
@@ -149,12 +149,12 @@ fn maintenance_waits_before_it_orders_a_failed_migration_again() {
     at(&mut s, T0 + 100, Op::HostMaintenance { host: "host1".into(), reason: None });
     report(&mut s, "a", Observed::MigrationFailed { error: "connection reset".into() });
     at(&mut s, T0 + 2_000, Op::EvacuateHost { id: 1 });
-    assert_eq!(vm(&s, "a").status, VmStatus::Up, "not ordered again at once");
+    assert_eq!(vm(&s, "a").runtime.status, VmStatus::Up, "not ordered again at once");
     let blocked = &s.hosts[&1].maintenance.as_ref().unwrap().blocked;
     assert_eq!(blocked[0].1, "its last migration failed or was cancelled; another is ordered 30 s after that");
     let events = s.events.len();
     at(&mut s, T0 + 4_000, Op::EvacuateHost { id: 1 });
     assert_eq!(s.events.len(), events, "the same reason is not said again");
     at(&mut s, T0 + 31_000, Op::EvacuateHost { id: 1 });
-    assert_eq!(vm(&s, "a").status, VmStatus::Migrating);
+    assert_eq!(vm(&s, "a").runtime.status, VmStatus::Migrating);
 }
