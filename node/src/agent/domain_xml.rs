@@ -1,6 +1,9 @@
 //! libvirt domain XML for the VMs Corral runs: written from a [`DomainSpec`] and read back from what
 //! libvirt returns. XML is only ever produced and parsed through serde and quick-xml, never by
 //! pasting strings together, and reading must tolerate everything libvirt adds that we do not set.
+//!
+//! One idea, with its tests: writing a definition and reading libvirt's answer share one set of
+//! types, and the tests check them as a round trip, so the file stays whole although it is long.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -14,6 +14,9 @@
 //!
 //! The conversions name every field and variant, so a change to a current type does not compile
 //! until its conversion says what v0 makes of it (see `both_ways!`).
+//!
+//! One idea, however long: the whole frozen v0 format and its two conversions, kept in one file
+//! so that a change to it shows as a change to this file.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Cursor;
