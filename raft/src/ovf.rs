@@ -39,7 +39,7 @@
 
 use uuid::Uuid;
 
-use crate::model::{Disk, Vm};
+use crate::model::{Disk, Vm, VmConfig};
 
 mod read;
 mod tree;
@@ -121,29 +121,20 @@ pub enum OvfError {
 /// blank initrd is none, kept fragments in document order). `read(&write(vm, ..))` gives
 /// back exactly this.
 pub fn config_of(vm: &Vm) -> Vm {
-    let mut c = Vm::new(vm.id, &vm.config.name, vm.config.memory_mib, vm.config.vcpus, vm.config.created_ms);
-    c.config.description = vm.config.description.clone();
-    c.config.comment = vm.config.comment.clone();
-    c.config.ha = vm.config.ha;
-    c.config.disks = vm.config.disks.clone();
-    c.config.nics = vm.config.nics.clone();
-    c.config.domain_type = vm.config.domain_type;
-    c.config.boot = vm.config.boot.clone().filter(|b| !b.kernel.trim().is_empty()).map(|mut b| {
-        b.initrd = b.initrd.filter(|i| !i.trim().is_empty());
-        b
-    });
-    c.config.migration_settings = vm.config.migration_settings.clone();
-    c.config.next_run = vm.config.next_run.clone();
-    c.config.resume_behavior = vm.config.resume_behavior;
-    c.config.host_tags = vm.config.host_tags.clone();
-    c.config.pinned_hosts = vm.config.pinned_hosts.clone();
-    c.config.migration = vm.config.migration;
-    c.config.os = vm.config.os.clone();
-    c.config.cdrom = vm.config.cdrom.clone().filter(|c| !c.is_empty());
-    c.config.hosted_engine = vm.config.hosted_engine;
-    c.config.delete_protected = vm.config.delete_protected;
-    c.config.ovf_unknown = kept_fragments(vm);
-    c
+    let c = &vm.config;
+    let fresh = Vm::new(vm.id, &c.name, c.memory_mib, c.vcpus, c.created_ms);
+    let config = VmConfig {
+        boot: c.boot.clone().filter(|b| !b.kernel.trim().is_empty()).map(|mut b| {
+            b.initrd = b.initrd.filter(|i| !i.trim().is_empty());
+            b
+        }),
+        cdrom: c.cdrom.clone().filter(|c| !c.is_empty()),
+        ovf_unknown: kept_fragments(vm),
+        // A document carries no edit time: it reads back as made when the VM was.
+        updated_ms: fresh.config.updated_ms,
+        ..c.clone()
+    };
+    Vm { config, ..fresh }
 }
 
 /// The VM's kept fragments that a document has a place for, in the order `write` puts

@@ -232,11 +232,7 @@ pub(super) fn lose_vm(
 /// An HA VM placed on `host`: ordered up there. Returns the event's message.
 fn restart_on(vm: &mut Vm, now: i64, host: NodeId, name: &str, host_name: &str) -> String {
     let attempt = vm.ha_state.ha_restart.take().map_or(1, |r| r.attempts + 1);
-    vm.runtime.desired = PowerState::Up;
-    vm.runtime.host = Some(host);
-    vm.runtime.epoch += 1;
-    vm.runtime.status = VmStatus::PoweringUp;
-    vm.runtime.stop_reason = None;
+    vm.runtime.order_up(host);
     vm.ha_state.ha_restarting = true;
     vm.ha_state.ha_restarted_ms = Some(now);
     vm.config.updated_ms = now;

@@ -27,11 +27,7 @@ impl ClusterState {
         let host = scheduler::choose(self, vm, order.host.as_deref(), &[], Purpose::Start)?;
         let host_name = self.host_name(host);
         let vm = self.vm_mut(name_or_id)?;
-        vm.runtime.desired = PowerState::Up;
-        vm.runtime.host = Some(host);
-        vm.runtime.epoch += 1;
-        vm.runtime.status = VmStatus::PoweringUp;
-        vm.runtime.stop_reason = None;
+        vm.runtime.order_up(host);
         vm.runtime.shutdown_deadline_ms = None;
         vm.runtime.reboot_pending = false;
         // An operator's start replaces a pending HA restart.

@@ -95,6 +95,17 @@ pub struct VmRuntime {
     pub reboot_pending: bool,
 }
 
+impl VmRuntime {
+    /// Orders the VM up on `host`, as a new assignment (reports of an earlier one are ignored).
+    pub fn order_up(&mut self, host: NodeId) {
+        self.desired = PowerState::Up;
+        self.host = Some(host);
+        self.epoch += 1;
+        self.status = VmStatus::PoweringUp;
+        self.stop_reason = None;
+    }
+}
+
 /// What HA keeps about a highly available VM's failures and restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmHa {
