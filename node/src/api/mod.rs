@@ -1,7 +1,8 @@
-//! The gRPC surface of a node: the public services the CLI uses and the internal Raft
-//! service. Handlers validate input, then call the cluster handle; domain errors become gRPC
-//! statuses in exactly one place (`status`). They get [`Handles`], never the agent or the
-//! leader's parts.
+//! The API of a node. One transport-independent handler layer (a module per noun: validate,
+//! turn into a command, answer; each handler gets the [`Caller`] and a proto message and returns
+//! one, or a `ClusterError`); `grpc` serves it over tonic, building the caller and turning errors
+//! into statuses in exactly one place (`status`); `raft_rpc` is the internal service between
+//! nodes. Handlers get [`Handles`], never the agent or the leader's parts.
 
 mod affinity;
 mod cluster;
@@ -18,8 +19,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use corral_raft::model::HostFacts;
-
 use corral_proto::affinity_service_server::AffinityServiceServer;
 use corral_proto::cluster_service_server::ClusterServiceServer;
 use corral_proto::disk_service_server::DiskServiceServer;
@@ -29,6 +28,7 @@ use corral_proto::host_service_server::HostServiceServer;
 use corral_proto::ovf_service_server::OvfServiceServer;
 use corral_proto::raft_service_server::RaftServiceServer;
 use corral_proto::vm_service_server::VmServiceServer;
+use corral_raft::model::HostFacts;
 use corral_raft::ClusterError;
 use tonic::{Code, Status};
 use uuid::Uuid;
