@@ -28,6 +28,8 @@ impl Daemon {
     pub async fn open(config: Config, facts: HostFacts, hypervisor: Hypervisor) -> anyhow::Result<Daemon> {
         let config = Arc::new(config);
         let cluster = Cluster::open(config.clone(), facts.clone()).await?;
+        // Raft may already run (resumed), but nothing reaches it before `serve`: the desk is in
+        // place before any heartbeat can arrive.
         let leader = Leader::new(cluster.clone(), config.clone());
         cluster.set_lease_desk(leader.clone());
         let agent = HostAgent::new(cluster.clone(), hypervisor, config.clone(), facts.domain_type);
@@ -38,12 +40,22 @@ impl Daemon {
             facts,
             local: agent.local_engine(),
         });
-        let (c, a) = (cluster.clone(), agent.clone());
-        tokio::spawn(async move {
-            let Some(parts) = c.started().await else { return };
-            leader.spawn(&parts);
-            a.spawn(&parts);
-        });
+        match cluster.parts() {
+            // Resumed from the data dir: every part runs before the API answers anyone.
+            Ok(parts) => {
+                leader.spawn(parts);
+                agent.spawn(parts);
+            }
+            // Raft starts at bootstrap or join: the parts start with it.
+            Err(_) => {
+                let (c, a) = (cluster.clone(), agent.clone());
+                tokio::spawn(async move {
+                    let Some(parts) = c.started().await else { return };
+                    leader.spawn(&parts);
+                    a.spawn(&parts);
+                });
+            }
+        }
         Ok(Daemon { cluster, agent, api })
     }
 

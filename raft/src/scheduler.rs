@@ -287,7 +287,10 @@ impl<'a> Scheduler<'a> {
         match self.check(needs, exclude, slot) {
             Err(Reason::Apart) => {
                 let missing = needs.attract.iter().find(|&&gi| !self.group_has_member_on(needs.vm.id, gi, slot));
-                Err(Reason::Group(*missing.unwrap_or(&needs.attract[0])))
+                match missing.or(needs.attract.first()) {
+                    Some(&gi) => Err(Reason::Group(gi)),
+                    None => Err(Reason::Apart),
+                }
             }
             other => other,
         }

@@ -49,7 +49,7 @@ impl Api {
         cx: &Caller,
         req: CreateAffinityGroupRequest,
     ) -> Result<AffinityGroup, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let r = req;
         validate::name("name", &r.name)?;
         let op = Op::CreateAffinityGroup {
@@ -85,7 +85,7 @@ impl Api {
     }
 
     pub async fn edit_group(&self, cx: &Caller, req: EditAffinityGroupRequest) -> Result<AffinityGroup, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let r = req;
         let op = Op::EditAffinityGroup {
             name: r.name,
@@ -105,7 +105,7 @@ impl Api {
         cx: &Caller,
         req: DeleteAffinityRequest,
     ) -> Result<DeleteAffinityResponse, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let name = req.name;
         self.write(rid, Op::DeleteAffinityGroup { name: name.clone() }).await?;
         Ok(DeleteAffinityResponse { name })
@@ -116,7 +116,7 @@ impl Api {
         cx: &Caller,
         req: CreateAffinityLabelRequest,
     ) -> Result<AffinityLabel, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let r = req;
         validate::name("name", &r.name)?;
         validate::names("hosts", &r.hosts)?;
@@ -148,7 +148,7 @@ impl Api {
     }
 
     pub async fn edit_label(&self, cx: &Caller, req: EditAffinityLabelRequest) -> Result<AffinityLabel, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let r = req;
         let op = Op::EditAffinityLabel {
             name: r.name,
@@ -168,7 +168,7 @@ impl Api {
         cx: &Caller,
         req: DeleteAffinityRequest,
     ) -> Result<DeleteAffinityResponse, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let name = req.name;
         self.write(rid, Op::DeleteAffinityLabel { name: name.clone() }).await?;
         Ok(DeleteAffinityResponse { name })

@@ -64,7 +64,7 @@ impl Api {
 
     /// Scheduling and migration settings; each part is checked before either is written.
     pub async fn edit(&self, cx: &Caller, req: EditClusterRequest) -> Result<ClusterSettings, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let r = req;
         let policy: Option<SchedulingPolicy> =
             vocab::read_change("scheduling", r.scheduling_enum, r.scheduling.as_deref())?;

@@ -226,7 +226,7 @@ impl Api {
     }
 
     pub async fn maintenance(&self, cx: &Caller, req: EngineMaintenanceRequest) -> Result<EngineStatus, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let mode = req.mode_enum().or_word(&req.mode);
         let host = req.host.clone();
         let host = Some(host).filter(|h| !h.trim().is_empty()).unwrap_or_else(|| self.0.config.name.clone());

@@ -83,7 +83,7 @@ impl Api {
     }
 
     pub async fn maintenance(&self, cx: &Caller, req: HostMaintenanceRequest) -> Result<Host, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let HostMaintenanceRequest { host, reason } = req;
         validate::name("host", &host)?;
         let reason = Some(reason).filter(|r| !r.trim().is_empty());
@@ -95,7 +95,7 @@ impl Api {
     }
 
     pub async fn activate(&self, cx: &Caller, req: HostRef) -> Result<Host, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let host = req.host;
         validate::name("host", &host)?;
         self.0.cluster.write(rid, Op::ActivateHost { host: host.clone() }).await?;
@@ -103,7 +103,7 @@ impl Api {
     }
 
     pub async fn edit(&self, cx: &Caller, req: EditHostRequest) -> Result<Host, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let EditHostRequest { host, tags } = req;
         let tags = tags.map(|t| t.values);
         if let Some(t) = &tags {

@@ -73,8 +73,19 @@ pub struct Caller {
     pub who: Principal,
     /// The address the request came from, when the transport knows it.
     pub peer: Option<SocketAddr>,
-    /// Set on writes a client may retry: the cluster applies a write with a given id at most once.
-    pub request_id: Option<Uuid>,
+    /// As the client sent it, on writes it may retry: the cluster applies a write with a given
+    /// id at most once. Read by the handlers that write (a read ignores it, as it always did).
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    /// The request id of a retryable write, if the client sent one.
+    pub fn request_id(&self) -> Result<Option<Uuid>, ClusterError> {
+        self.request_id
+            .as_deref()
+            .map(|v| Uuid::parse_str(v).map_err(|_| ClusterError::invalid(REQUEST_ID_HEADER, "must be a UUID")))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

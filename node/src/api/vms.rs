@@ -190,7 +190,7 @@ impl Api {
     }
 
     pub async fn create(&self, cx: &Caller, req: CreateVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let r = req;
         let boot = match (opt(r.kernel), opt(r.initrd), r.cmdline) {
             (Some(kernel), initrd, cmdline) => Some(KernelBoot {
@@ -276,7 +276,7 @@ impl Api {
     }
 
     pub async fn edit(&self, cx: &Caller, req: EditVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let r = req;
         let changes = VmChanges {
             name: r.name,
@@ -314,7 +314,7 @@ impl Api {
     }
 
     pub async fn import(&self, cx: &Caller, req: ImportVmRequest) -> Result<ImportVmResponse, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let r = req;
         let name = r.name.filter(|n| !n.trim().is_empty());
         let replay = self.0.cluster.read(false, |s| replayed(s, rid)).await?;
@@ -331,7 +331,7 @@ impl Api {
     }
 
     pub async fn delete(&self, cx: &Caller, req: DeleteVmRequest) -> Result<DeleteVmResponse, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let DeleteVmRequest { vm, keep_disks } = req;
         let outcome = self.0.cluster.write(rid, Op::DeleteVm { vm, keep_disks }).await?;
         let Outcome::VmDeleted { id, files } = outcome else {
@@ -344,7 +344,7 @@ impl Api {
     }
 
     pub async fn clone(&self, cx: &Caller, req: CloneVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let CloneVmRequest { source, name } = req;
         validate::name("name", &name)?;
         let found = self
@@ -392,13 +392,13 @@ impl Api {
     }
 
     pub async fn start(&self, cx: &Caller, req: StartVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let StartVmRequest { vm, host } = req;
         self.order(rid, Op::StartVm { vm, order: StartOrder { host: opt(host) } }).await
     }
 
     pub async fn shutdown(&self, cx: &Caller, req: ShutdownVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let ShutdownVmRequest { vm, reason, timeout_seconds } = req;
         validate::text("reason", &reason)?;
         let timeout_s = if timeout_seconds == 0 { DEFAULT_SHUTDOWN_TIMEOUT_S } else { timeout_seconds };
@@ -406,35 +406,35 @@ impl Api {
     }
 
     pub async fn stop(&self, cx: &Caller, req: StopVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let StopVmRequest { vm, reason } = req;
         validate::text("reason", &reason)?;
         self.order(rid, Op::StopVm { vm, reason: opt(reason) }).await
     }
 
     pub async fn reboot(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         self.order(rid, Op::RebootVm { vm: req.vm }).await
     }
 
     pub async fn suspend(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         self.order(rid, Op::SuspendVm { vm: req.vm }).await
     }
 
     pub async fn resume(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         self.order(rid, Op::ResumeVm { vm: req.vm }).await
     }
 
     pub async fn migrate(&self, cx: &Caller, req: MigrateVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         let MigrateVmRequest { vm, to } = req;
         self.order(rid, Op::MigrateVm { vm, to: opt(to) }).await
     }
 
     pub async fn cancel_migration(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id;
+        let rid = cx.request_id()?;
         self.order(rid, Op::CancelMigration { vm: req.vm }).await
     }
 }
