@@ -18,8 +18,6 @@ use super::libvirt::DomainState;
 use super::HostAgent;
 use crate::now_ms;
 
-/// The node-local fact that remembers a hand-started engine VM across restarts of corrald.
-const HAND_STARTED_KEY: &str = "engine_hand_started";
 /// Penalties, as ovirt-hosted-engine-ha weighs them.
 const GATEWAY_PENALTY: u32 = 1600;
 const MEMORY_PENALTY: u32 = 500;
@@ -32,7 +30,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Restores a hand-started engine VM (one the cluster has not taken over yet) after a restart.
 pub fn restore(node: &HostAgent) {
-    if let Some(id) = node.cluster.local_fact(HAND_STARTED_KEY).and_then(|v| Uuid::from_slice(&v).ok()) {
+    if let Some(id) = node.cluster.hand_started_engine() {
         tracing::warn!(vm = %id, "the engine VM was started here by hand; fencing spares it until the cluster takes it over");
         node.lease.set_hand_started(Some(id));
     }
@@ -40,7 +38,7 @@ pub fn restore(node: &HostAgent) {
 
 pub fn forget_hand_started(node: &HostAgent) {
     node.lease.set_hand_started(None);
-    if let Err(e) = node.cluster.set_local_fact(HAND_STARTED_KEY, &[]) {
+    if let Err(e) = node.cluster.set_hand_started_engine(None) {
         tracing::warn!("could not forget the hand-started engine VM: {e}");
     }
 }
@@ -173,7 +171,7 @@ pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<S
         }
     }
     let spec = super::reconcile::domain_spec_with(&node.images, vm, &doc.disks, node.domain_type);
-    node.cluster.set_local_fact(HAND_STARTED_KEY, vm.id.as_bytes())?;
+    node.cluster.set_hand_started_engine(Some(vm.id))?;
     node.lease.set_hand_started(Some(vm.id));
     let started = match node.hv.define(&spec).await {
         Ok(()) => node.hv.start(vm.id).await,

@@ -264,7 +264,7 @@ fn open_watchdog(config: &Config) -> Option<super::watchdog::Watchdog> {
 /// leader acknowledged with.
 async fn heartbeat(node: &HostAgent, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
     let parts = node.cluster.parts().map_err(|e| e.to_string())?;
-    let m = parts.raft.metrics().borrow().clone();
+    let m = parts.metrics();
     let leader = m.current_leader.ok_or("no leader known")?;
     let sent_ms = crate::now_ms();
     let resp = if leader == me {

@@ -178,7 +178,7 @@ impl Api {
     /// level it supports (release 3f21f51 answers pings without saying: version 0.1.0, level 0).
     async fn members(&self) -> Result<Vec<Member>, ClusterError> {
         let parts = self.0.cluster.parts()?;
-        let metrics = parts.raft.metrics().borrow().clone();
+        let metrics = parts.metrics();
         let membership = metrics.membership_config.membership().clone();
         let voters: Vec<_> = membership.voter_ids().collect();
         let probes = membership.nodes().map(|(id, info)| {
@@ -227,7 +227,7 @@ impl Api {
             .await?;
         let cluster_level = self.0.cluster.read(true, |s| s.cluster.as_ref().map_or(0, |c| c.level)).await?;
         let parts = self.0.cluster.parts()?;
-        let metrics = parts.raft.metrics().borrow().clone();
+        let metrics = parts.metrics();
         let members = self.members().await?;
         Ok(ClusterStatus {
             cluster_level: cluster_level.into(),

@@ -28,21 +28,21 @@ fn parse<T: Wire>(req: Request<RaftPayload>) -> Result<(T, u8), Status> {
 #[tonic::async_trait]
 impl RaftService for Api {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let raft = &self.0.cluster.parts().map_err(super::status)?.raft;
+        let parts = self.0.cluster.parts().map_err(super::status)?;
         let (rpc, format) = parse(req)?;
-        reply(&raft.append_entries(rpc).await, format)
+        reply(&parts.append_entries(rpc).await, format)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let raft = &self.0.cluster.parts().map_err(super::status)?.raft;
+        let parts = self.0.cluster.parts().map_err(super::status)?;
         let (rpc, format) = parse(req)?;
-        reply(&raft.vote(rpc).await, format)
+        reply(&parts.vote(rpc).await, format)
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let raft = &self.0.cluster.parts().map_err(super::status)?.raft;
+        let parts = self.0.cluster.parts().map_err(super::status)?;
         let (rpc, format) = parse(req)?;
-        reply(&raft.install_snapshot(rpc).await, format)
+        reply(&parts.install_snapshot(rpc).await, format)
     }
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
@@ -73,7 +73,7 @@ impl RaftService for Api {
     async fn ping(&self, _req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
         let (node_id, leader_id, term, applied) = match self.0.cluster.parts() {
             Ok(p) => {
-                let m = p.raft.metrics().borrow().clone();
+                let m = p.metrics();
                 (p.id, m.current_leader.unwrap_or(0), m.current_term, *p.state.subscribe().borrow())
             }
             Err(_) => (0, 0, 0, 0),
@@ -96,7 +96,7 @@ impl RaftService for Api {
         let mut applied = parts.state.subscribe();
         let wait = applied.wait_for(|a| *a >= index);
         let _ = tokio::time::timeout(std::time::Duration::from_millis(timeout_ms.min(10_000)), wait).await;
-        let m = parts.raft.metrics().borrow().clone();
+        let m = parts.metrics();
         let now = *parts.state.subscribe().borrow();
         Ok(Response::new(PingResponse {
             node_id: parts.id,

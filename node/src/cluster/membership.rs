@@ -199,4 +199,14 @@ impl Cluster {
             .set_local(crate::identity::LOCAL_NODE_ID, &id.to_be_bytes())
             .map_err(|e| ClusterError::Internal(format!("cannot store the node id: {e}")))
     }
+
+    /// On the leader: a learner becomes a voter in place of voter `dead`, which stays a
+    /// learner (it catches up when it comes back), so the cluster keeps its number of voters.
+    pub async fn replace_voter(&self, dead: NodeId, learner: NodeId) -> Result<(), ClusterError> {
+        let parts = self.parts()?;
+        let _guard = self.0.admit_lock.lock().await;
+        parts.raft.change_membership(ChangeMembers::AddVoterIds([learner].into()), false).await.map_err(write_error)?;
+        parts.raft.change_membership(ChangeMembers::RemoveVoters([dead].into()), true).await.map_err(write_error)?;
+        Ok(())
+    }
 }

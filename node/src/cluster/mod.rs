@@ -13,10 +13,14 @@ use corral_raft::command::{Op, Outcome};
 use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
 use corral_raft::model::HostFacts;
 use corral_raft::network::Network;
-use corral_raft::typ::{ClientWriteError, Raft, RaftError, StateHandle};
+use corral_raft::typ::{
+    AppendEntriesRequest, AppendEntriesResponse, ClientWriteError, InstallSnapshotError, InstallSnapshotRequest,
+    InstallSnapshotResponse, Raft, RaftError, RaftMetrics, StateHandle, VoteRequest, VoteResponse,
+};
 use corral_raft::{ClusterError, ClusterState, Command, NodeId, NodeInfo, Reply};
 use corral_storage::Store;
 use openraft::error::ForwardToLeader;
+use openraft::metrics::RaftServerMetrics;
 use openraft::SnapshotPolicy;
 use tokio::sync::{watch, Mutex, OnceCell};
 use uuid::Uuid;
@@ -30,6 +34,8 @@ pub use membership::DEFAULT_TOKEN_TTL_MS;
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_WAIT: Duration = Duration::from_secs(5);
+/// The local store's key of the hand-started engine VM (the other keys are the identity's).
+const HAND_STARTED_ENGINE: &str = "engine_hand_started";
 
 /// The leader's side of a host's heartbeat. Only the leader's liveness part (`controller`)
 /// knows heartbeat times, so it answers them; the wiring hands it to the cluster handle, which
@@ -56,12 +62,43 @@ struct Inner {
     desk: OnceLock<Arc<dyn LeaseDesk>>,
 }
 
+/// This node's running Raft: its id and applied state for everyone; openraft itself stays
+/// inside the cluster handle, which offers what the other parts need of it.
 #[derive(Clone)]
 pub struct RaftParts {
     pub id: NodeId,
-    pub raft: Raft,
     pub state: StateHandle,
+    raft: Raft,
     batcher: crate::batcher::Batcher,
+}
+
+impl RaftParts {
+    /// openraft's metrics as last published (leader, term, membership, log indexes). A node
+    /// frozen for a while reads what was published before the freeze.
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// A watch of leadership and membership only (it does not change with every write).
+    pub fn server_metrics(&self) -> watch::Receiver<RaftServerMetrics<NodeId, NodeInfo>> {
+        self.raft.server_metrics()
+    }
+
+    /// The three Raft RPCs a peer sends, for the Raft transport.
+    pub async fn append_entries(&self, rpc: AppendEntriesRequest) -> Result<AppendEntriesResponse, RaftError> {
+        self.raft.append_entries(rpc).await
+    }
+
+    pub async fn vote(&self, rpc: VoteRequest) -> Result<VoteResponse, RaftError> {
+        self.raft.vote(rpc).await
+    }
+
+    pub async fn install_snapshot(
+        &self,
+        rpc: InstallSnapshotRequest,
+    ) -> Result<InstallSnapshotResponse, RaftError<InstallSnapshotError>> {
+        self.raft.install_snapshot(rpc).await
+    }
 }
 
 impl Cluster {
@@ -212,13 +249,19 @@ impl Cluster {
         Ok(doc.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// A node-local fact, kept across restarts.
-    pub fn local_fact(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.store.get_local(key).ok().flatten()
+    /// The engine VM an operator started here by hand (`engine start --local`) and the cluster
+    /// has not taken over yet; a node-local fact, kept across restarts, never replicated.
+    pub fn hand_started_engine(&self) -> Option<Uuid> {
+        let value = self.0.store.get_local(HAND_STARTED_ENGINE).ok().flatten()?;
+        Uuid::from_slice(&value).ok()
     }
 
-    pub fn set_local_fact(&self, key: &str, value: &[u8]) -> Result<(), ClusterError> {
-        self.0.store.set_local(key, value).map_err(|e| ClusterError::Internal(format!("local store: {e}")))
+    pub fn set_hand_started_engine(&self, vm: Option<Uuid>) -> Result<(), ClusterError> {
+        let value = vm.as_ref().map_or(&[][..], |id| id.as_bytes());
+        self.0
+            .store
+            .set_local(HAND_STARTED_ENGINE, value)
+            .map_err(|e| ClusterError::Internal(format!("local store: {e}")))
     }
 
     /// Runs `req` on the leader: here when this node leads, else handed to the leader, unless
@@ -285,11 +328,6 @@ impl Cluster {
                 Err(ClusterError::invalid("request", "heartbeats go straight to the leader, not through forwarding"))
             }
         }
-    }
-
-    /// Held while Raft membership changes, which openraft takes one at a time.
-    pub async fn membership_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.0.admit_lock.lock().await
     }
 
     /// Proposes `op` on this node only if it leads now; never hands it on. For commands that

@@ -10,9 +10,9 @@ use openraft::ServerState;
 use crate::cluster::{Cluster, RaftParts};
 
 pub async fn record_leader_changes(cluster: Cluster, parts: RaftParts) {
-    let RaftParts { id, raft, state, .. } = parts;
+    let (id, state) = (parts.id, &parts.state);
     // Server metrics change only with leadership and membership, not with every write.
-    let mut server = raft.server_metrics();
+    let mut server = parts.server_metrics();
     let mut applied = state.subscribe();
     let mut recorded_term = 0u64;
     loop {

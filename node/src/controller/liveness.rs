@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use corral_raft::command::Op;
 use corral_raft::model::HostState;
-use corral_raft::typ::{Raft, StateHandle};
+use corral_raft::typ::StateHandle;
 use corral_raft::{ClusterError, HostDownCause, NodeId};
-use openraft::{ChangeMembers, ServerState};
+use openraft::ServerState;
 
 use super::Leader;
 use crate::cluster::RaftParts;
@@ -141,8 +141,8 @@ impl Liveness {
 /// Whether this node leads in `term`, took office (its election is applied) and heard from a
 /// quorum within `fresh`: only then may it grant leases or declare hosts down.
 pub fn in_office(parts: &RaftParts, fresh: Duration) -> Option<u64> {
-    let (raft, state, id) = (&parts.raft, &parts.state, parts.id);
-    let m = raft.metrics().borrow().clone();
+    let (state, id) = (&parts.state, parts.id);
+    let m = parts.metrics();
     if m.state != ServerState::Leader {
         return None;
     }
@@ -156,7 +156,7 @@ pub fn in_office(parts: &RaftParts, fresh: Duration) -> Option<u64> {
 }
 
 pub async fn run(leader: Arc<Leader>, parts: RaftParts) {
-    let (raft, state) = (&parts.raft, &parts.state);
+    let state = &parts.state;
     let c = &leader.config;
     let heartbeat = Duration::from_millis(c.host_heartbeat_ms);
     let lease = Duration::from_millis(c.lease_ms);
@@ -212,7 +212,7 @@ pub async fn run(leader: Arc<Leader>, parts: RaftParts) {
         if ticks.is_multiple_of(EVACUATE_EVERY) {
             retry_evacuations(&leader, state).await;
         }
-        replace_dead_voter(&leader, raft, state).await;
+        replace_dead_voter(&leader, &parts).await;
     }
 }
 
@@ -261,12 +261,12 @@ async fn fence(leader: Arc<Leader>, term: u64, host: NodeId, name: String, addre
 
 /// A voter whose host has been down for `voter_down_ms` is replaced by a healthy learner, so
 /// the cluster keeps its number of voters (and its tolerance of failures).
-async fn replace_dead_voter(leader: &Leader, raft: &Raft, state: &StateHandle) {
-    let membership = raft.metrics().borrow().membership_config.membership().clone();
+async fn replace_dead_voter(leader: &Leader, parts: &RaftParts) {
+    let membership = parts.metrics().membership_config.membership().clone();
     let voters: HashSet<NodeId> = membership.voter_ids().collect();
     let now = now_ms();
     let down_for = leader.config.voter_down_ms as i64;
-    let (dead, healthy) = state.read(|s| {
+    let (dead, healthy) = parts.state.read(|s| {
         let dead = s
             .hosts
             .values()
@@ -281,14 +281,7 @@ async fn replace_dead_voter(leader: &Leader, raft: &Raft, state: &StateHandle) {
     });
     let (Some((dead, dead_name)), Some((learner, learner_name))) = (dead, healthy) else { return };
     tracing::warn!(dead = %dead_name, promoted = %learner_name, "replacing a voter that stays down");
-    let _guard = leader.cluster.membership_lock().await;
-    let promote = raft.change_membership(ChangeMembers::AddVoterIds([learner].into()), false).await;
-    // The dead voter stays a learner: it catches up when it comes back.
-    let demote = match promote {
-        Ok(_) => raft.change_membership(ChangeMembers::RemoveVoters([dead].into()), true).await,
-        Err(e) => Err(e),
-    };
-    let message = match demote {
+    let message = match leader.cluster.replace_voter(dead, learner).await {
         Ok(_) => format!(
             "Voter host {dead_name} has been down for {} s; host {learner_name} became a voter in its place.",
             down_for / 1000

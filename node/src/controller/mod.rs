@@ -66,7 +66,7 @@ impl LeaseDesk for Leader {
         let revive = self.book.heartbeat(term, host, !alive || self_fenced)?;
         // Read after the heartbeat was recorded: a `down` committed before is in this index,
         // and one decided after it would have had to see this heartbeat first.
-        let index = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let index = parts.metrics().last_log_index.unwrap_or(0);
         if revive {
             let cluster = self.cluster.clone();
             let book = self.book.clone();
