@@ -224,26 +224,8 @@ impl Config {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default listen address parses"));
-        let advertise = match args.advertise.or(file.advertise) {
-            Some(a) => a,
-            None if listen.ip().is_unspecified() => {
-                return Err(ConfigError::Invalid {
-                    setting: "advertise",
-                    rule: format!("must be given when listening on {listen} (other nodes need a routable address)"),
-                })
-            }
-            None if listen.port() == 0 && (args.rejoin || args.restore.is_some() || args.force_new_cluster) => {
-                return Err(ConfigError::Invalid {
-                    setting: "listen",
-                    rule: format!(
-                        "port 0 is refused with --rejoin, --restore and --force-new-cluster, which record this \
-                         node's address before it listens: give a port, or an advertise address (got {listen})"
-                    ),
-                })
-            }
-            // With port 0, a placeholder until `bound` knows the port.
-            None => listen.to_string(),
-        };
+        let recorded_before_listening = args.rejoin || args.restore.is_some() || args.force_new_cluster;
+        let advertise = advertise_address(args.advertise.or(file.advertise), listen, recorded_before_listening)?;
         let name = match args.name.or(file.name) {
             Some(n) => n,
             None => hostname(),
@@ -268,21 +250,7 @@ impl Config {
         }
         let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/corral"));
         let libvirt_uri = args.libvirt_uri.or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into());
-        let domain_type = match (args.domain_type.or(file.domain_type), libvirt_uri.starts_with("test:")) {
-            (None, true) => DomainType::Test,
-            (Some(t), true) if t != DomainType::Test.as_str() => {
-                return Err(ConfigError::Invalid {
-                    setting: "domain_type",
-                    rule: format!("libvirt's test driver only runs domains of type test (got '{t}')"),
-                })
-            }
-            (Some(t), _) => t.parse().map_err(|e: corral_raft::ClusterError| ConfigError::Invalid {
-                setting: "domain_type",
-                rule: e.to_string().trim_start_matches("domain_type: ").to_string(),
-            })?,
-            (None, false) if kvm_usable() => DomainType::Kvm,
-            (None, false) => DomainType::Qemu,
-        };
+        let domain_type = host_domain_type(args.domain_type.or(file.domain_type), &libvirt_uri)?;
         Ok(Config {
             name,
             listen,
@@ -388,6 +356,48 @@ fn ha_settings(args: &Args, file: &FileConfig) -> Result<HaSettings, ConfigError
         return invalid("fence_command", "must not be empty (leave it out for none)".into());
     }
     Ok(HaSettings { host_heartbeat_ms, lease_ms, lease_margin_ms, fence_command, voter_down_ms, watchdog_timeout_ms })
+}
+
+/// The address other nodes dial: given, or the listen address (with port 0, a placeholder
+/// until `Config::bound` knows the port).
+fn advertise_address(
+    given: Option<String>,
+    listen: SocketAddr,
+    recorded_before_listening: bool,
+) -> Result<String, ConfigError> {
+    match given {
+        Some(a) => Ok(a),
+        None if listen.ip().is_unspecified() => Err(ConfigError::Invalid {
+            setting: "advertise",
+            rule: format!("must be given when listening on {listen} (other nodes need a routable address)"),
+        }),
+        None if listen.port() == 0 && recorded_before_listening => Err(ConfigError::Invalid {
+            setting: "listen",
+            rule: format!(
+                "port 0 is refused with --rejoin, --restore and --force-new-cluster, which record this \
+                 node's address before it listens: give a port, or an advertise address (got {listen})"
+            ),
+        }),
+        None => Ok(listen.to_string()),
+    }
+}
+
+/// The domain type this host runs VMs as: given, or what the host can (KVM when usable); on
+/// libvirt's test driver always `test`.
+fn host_domain_type(given: Option<String>, libvirt_uri: &str) -> Result<DomainType, ConfigError> {
+    match (given, libvirt_uri.starts_with("test:")) {
+        (None, true) => Ok(DomainType::Test),
+        (Some(t), true) if t != DomainType::Test.as_str() => Err(ConfigError::Invalid {
+            setting: "domain_type",
+            rule: format!("libvirt's test driver only runs domains of type test (got '{t}')"),
+        }),
+        (Some(t), _) => t.parse().map_err(|e: corral_raft::ClusterError| ConfigError::Invalid {
+            setting: "domain_type",
+            rule: e.to_string().trim_start_matches("domain_type: ").to_string(),
+        }),
+        (None, false) if kvm_usable() => Ok(DomainType::Kvm),
+        (None, false) => Ok(DomainType::Qemu),
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -37,19 +37,7 @@ pub async fn run_group(ctx: &Context, command: AffinityGroupCommand) -> Result<(
                 .nodes
                 .read(|channel| async move { AffinityServiceClient::new(channel).list_groups(request).await })
                 .await?;
-            let groups: Vec<AffinityGroupView> = response.groups.into_iter().map(Into::into).collect();
-            match ctx.format {
-                Format::Json => output::print_json(&groups)?,
-                Format::Table => {
-                    let mut table = Table::new(&["NAME", "POLARITY", "ENFORCING", "VMS"]);
-                    for g in groups {
-                        let enforcing = if g.enforcing { "yes" } else { "no (soft)" };
-                        table.row(vec![g.name, g.polarity, enforcing.to_string(), list_or_dash(&g.vms)]);
-                    }
-                    output::print(&table.render())?;
-                }
-            }
-            Ok(())
+            print_groups(ctx.format, response.groups.into_iter().map(Into::into).collect())
         }
         AffinityGroupCommand::Show { name } => {
             let request = proto::GetAffinityRequest { name, stale: ctx.stale };
@@ -95,6 +83,21 @@ pub async fn run_group(ctx: &Context, command: AffinityGroupCommand) -> Result<(
             print_deleted(ctx.format, "affinity group", &response.name)
         }
     }
+}
+
+fn print_groups(format: Format, groups: Vec<AffinityGroupView>) -> Result<()> {
+    match format {
+        Format::Json => output::print_json(&groups)?,
+        Format::Table => {
+            let mut table = Table::new(&["NAME", "POLARITY", "ENFORCING", "VMS"]);
+            for g in groups {
+                let enforcing = if g.enforcing { "yes" } else { "no (soft)" };
+                table.row(vec![g.name, g.polarity, enforcing.to_string(), list_or_dash(&g.vms)]);
+            }
+            output::print(&table.render())?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn run_label(ctx: &Context, command: AffinityLabelCommand) -> Result<()> {

@@ -9,12 +9,11 @@ use std::time::Duration;
 use corral_proto::engine_service_client::EngineServiceClient;
 use corral_proto::RunsVmRequest;
 use corral_raft::command::Op;
-use corral_raft::model::{ClusterState, EngineScore, ENGINE_BASE_SCORE};
+use corral_raft::model::{ClusterState, EngineScore, Vm, ENGINE_BASE_SCORE};
 use corral_raft::typ::StateHandle;
 use corral_raft::{ovf, ClusterError, NodeId};
 use uuid::Uuid;
 
-use super::libvirt::DomainState;
 use super::HostAgent;
 use crate::now_ms;
 
@@ -99,77 +98,16 @@ async fn assigned_host_runs(node: &HostAgent, vm: Uuid) -> bool {
 /// or another host it can reach runs the VM, unless `force`; returns the VM's name and what
 /// was checked.
 pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<String>), ClusterError> {
-    let mut notes = Vec::new();
-    let quorum = tokio::time::timeout(PROBE_TIMEOUT, node.cluster.read(false, |_| ())).await.is_ok_and(|r| r.is_ok());
-    if quorum {
-        if !force {
-            return Err(ClusterError::FailedPrecondition(
-                "the cluster has quorum: start the engine VM through the cluster (`corral vm start NAME`), or give \
-                 --force to start it here anyway"
-                    .into(),
-            ));
-        }
-        notes.push("the cluster has quorum; started anyway (--force)".to_string());
-    } else {
-        notes.push("the cluster has no quorum".to_string());
-    }
-    // The engine is the VM this host's copy of the state names; without a state, the one
-    // document marked as the hosted engine.
-    let known = node.cluster.state().ok().and_then(|s| s.read(|s: &ClusterState| s.engine.vm));
-    let mut engines: Vec<ovf::Imported> = node
-        .cluster
-        .local_ovf_store()?
-        .into_iter()
-        .filter_map(|(_, xml)| ovf::read(&xml).ok())
-        .filter(|d| known.map_or(d.vm.config.hosted_engine, |id| d.vm.id == id))
-        .collect();
-    let doc = match engines.len() {
-        0 => return Err(ClusterError::NotFound("this host's OVF store holds no hosted engine VM".into())),
-        1 => engines.remove(0),
-        n => {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "this host's OVF store holds {n} documents marked as the hosted engine; start the right one with virsh"
-            )))
-        }
-    };
+    let mut notes = vec![quorum_refuses(node, force).await?];
+    let doc = local_engine_document(node)?;
     let vm = &doc.vm;
-    let running_here = node
-        .hv
-        .domains()
-        .await
-        .map_err(|e| ClusterError::Unavailable(format!("this host's libvirt does not answer: {e}")))?
-        .into_iter()
-        .any(|d| d.uuid == vm.id && !matches!(d.state, DomainState::Shutoff | DomainState::Crashed));
-    if running_here {
+    if node.runs_here(vm.id).await? {
         return Err(ClusterError::FailedPrecondition(format!(
             "the engine VM {} already runs on this host",
             vm.config.name
         )));
     }
-    let others: Vec<(String, String)> = match node.cluster.state() {
-        Ok(state) => state.read(|s: &ClusterState| {
-            s.hosts
-                .values()
-                .filter(|h| h.name != node.config.name)
-                .map(|h| (h.name.clone(), h.address.clone()))
-                .collect()
-        }),
-        Err(_) => Vec::new(),
-    };
-    let probes = others.iter().map(|(name, address)| async move { (name, runs_vm(node, address, vm.id).await) });
-    for (name, answer) in futures::future::join_all(probes).await {
-        match answer {
-            Some(true) if force => notes.push(format!("host {name} runs the engine VM; started anyway (--force)")),
-            Some(true) => {
-                return Err(ClusterError::FailedPrecondition(format!(
-                    "host {name} runs the engine VM {}; give --force to start a second copy anyway",
-                    vm.config.name
-                )))
-            }
-            Some(false) => notes.push(format!("host {name} does not run it")),
-            None => notes.push(format!("host {name} does not answer; whether it runs the engine VM is unknown")),
-        }
-    }
+    notes.extend(other_hosts_refuse(node, vm, force).await?);
     let spec = super::reconcile::domain_spec_with(&node.images, vm, &doc.disks, node.domain_type);
     node.cluster.set_hand_started_engine(Some(vm.id))?;
     node.lease.set_hand_started(Some(vm.id));
@@ -184,6 +122,71 @@ pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<S
     }
     tracing::warn!(vm = %vm.config.name, "engine VM started by hand from the local OVF store");
     Ok((vm.config.name.clone(), notes))
+}
+
+/// Refuses while the cluster has quorum, unless `force`; says what it found.
+async fn quorum_refuses(node: &HostAgent, force: bool) -> Result<String, ClusterError> {
+    let quorum = tokio::time::timeout(PROBE_TIMEOUT, node.cluster.read(false, |_| ())).await.is_ok_and(|r| r.is_ok());
+    match (quorum, force) {
+        (false, _) => Ok("the cluster has no quorum".to_string()),
+        (true, true) => Ok("the cluster has quorum; started anyway (--force)".to_string()),
+        (true, false) => Err(ClusterError::FailedPrecondition(
+            "the cluster has quorum: start the engine VM through the cluster (`corral vm start NAME`), or give \
+             --force to start it here anyway"
+                .into(),
+        )),
+    }
+}
+
+/// The engine's document in this host's OVF store: the VM this host's copy of the state
+/// names, or without a state, the one document marked as the hosted engine.
+fn local_engine_document(node: &HostAgent) -> Result<ovf::Imported, ClusterError> {
+    let known = node.cluster.state().ok().and_then(|s| s.read(|s: &ClusterState| s.engine.vm));
+    let mut engines: Vec<ovf::Imported> = node
+        .cluster
+        .local_ovf_store()?
+        .into_iter()
+        .filter_map(|(_, xml)| ovf::read(&xml).ok())
+        .filter(|d| known.map_or(d.vm.config.hosted_engine, |id| d.vm.id == id))
+        .collect();
+    match engines.len() {
+        0 => Err(ClusterError::NotFound("this host's OVF store holds no hosted engine VM".into())),
+        1 => Ok(engines.remove(0)),
+        n => Err(ClusterError::FailedPrecondition(format!(
+            "this host's OVF store holds {n} documents marked as the hosted engine; start the right one with virsh"
+        ))),
+    }
+}
+
+/// Asks every other host this one knows whether it runs the engine VM: one that does refuses
+/// the start, unless `force`. Returns what each said.
+async fn other_hosts_refuse(node: &HostAgent, vm: &Vm, force: bool) -> Result<Vec<String>, ClusterError> {
+    let others: Vec<(String, String)> = match node.cluster.state() {
+        Ok(state) => state.read(|s: &ClusterState| {
+            s.hosts
+                .values()
+                .filter(|h| h.name != node.config.name)
+                .map(|h| (h.name.clone(), h.address.clone()))
+                .collect()
+        }),
+        Err(_) => Vec::new(),
+    };
+    let probes = others.iter().map(|(name, address)| async move { (name, runs_vm(node, address, vm.id).await) });
+    let mut notes = Vec::new();
+    for (name, answer) in futures::future::join_all(probes).await {
+        match answer {
+            Some(true) if force => notes.push(format!("host {name} runs the engine VM; started anyway (--force)")),
+            Some(true) => {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "host {name} runs the engine VM {}; give --force to start a second copy anyway",
+                    vm.config.name
+                )))
+            }
+            Some(false) => notes.push(format!("host {name} does not run it")),
+            None => notes.push(format!("host {name} does not answer; whether it runs the engine VM is unknown")),
+        }
+    }
+    Ok(notes)
 }
 
 /// Whether the node at `address` runs VM `id`; None when it does not answer.

@@ -54,6 +54,16 @@ impl HostAgent {
         engine::spawn_scores(self.clone(), parts.id, parts.state.clone());
     }
 
+    /// Whether this host's libvirt runs VM `id` now.
+    async fn runs_here(&self, id: Uuid) -> Result<bool, ClusterError> {
+        let domains = self
+            .hv
+            .domains()
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("this host's libvirt does not answer: {e}")))?;
+        Ok(domains.into_iter().any(|d| d.uuid == id && !matches!(d.state, DomainState::Shutoff | DomainState::Crashed)))
+    }
+
     /// The narrow interface the API gets.
     pub fn local_engine(self: &Arc<Self>) -> LocalEngine {
         LocalEngine(self.clone())
@@ -74,7 +84,6 @@ impl LocalEngine {
 
     /// Whether this host's libvirt runs VM `id` now.
     pub async fn runs_vm(&self, id: Uuid) -> Result<bool, ClusterError> {
-        let domains = self.0.hv.domains().await.map_err(|e| ClusterError::Unavailable(e.to_string()))?;
-        Ok(domains.into_iter().any(|d| d.uuid == id && !matches!(d.state, DomainState::Shutoff | DomainState::Crashed)))
+        self.0.runs_here(id).await
     }
 }

@@ -48,89 +48,102 @@ impl EngineRequest {
             (None, Some(_)) if !r.engine_nics.is_empty() => {
                 Err(ClusterError::invalid("engine_nics", "an engine from an OVF document has the document's NICs"))
             }
-            (None, Some(xml)) => {
-                let name = r.engine_name.clone();
-                let mut p = super::ovf::prepare_import(node, xml, name, false, true, Some(here)).await?;
-                if let Op::ImportVm { vm, .. } = &mut p.op {
-                    if let Some(m) = r.engine_memory_mib {
-                        validate::memory_mib(m)?;
-                        vm.config.memory_mib = m;
-                    }
-                    if let Some(v) = r.engine_vcpus {
-                        validate::vcpus(v)?;
-                        vm.config.vcpus = v;
-                    }
-                }
-                let request = EngineRequest { op: p.op, made: p.made };
-                request.check_fits(node)?;
-                Ok(Some(request))
+            (None, Some(xml)) => Self::from_ovf(node, r, xml, here).await.map(Some),
+            (Some(image), None) => Self::from_image(node, r, image, here).await.map(Some),
+        }
+    }
+
+    /// An engine from an exported OVF document (its own disks and NICs), resized as asked.
+    async fn from_ovf(
+        node: &Handles,
+        r: &BootstrapRequest,
+        xml: &str,
+        here: StartOrder,
+    ) -> Result<EngineRequest, ClusterError> {
+        let name = r.engine_name.clone();
+        let mut p = super::ovf::prepare_import(node, xml, name, false, true, Some(here)).await?;
+        if let Op::ImportVm { vm, .. } = &mut p.op {
+            if let Some(m) = r.engine_memory_mib {
+                validate::memory_mib(m)?;
+                vm.config.memory_mib = m;
             }
-            (Some(image), None) => {
-                let name = r.engine_name.clone().unwrap_or_else(|| DEFAULT_ENGINE_NAME.to_string());
-                validate::name("engine_name", &name)?;
-                let memory = r.engine_memory_mib.unwrap_or(DEFAULT_ENGINE_MEMORY_MIB);
-                let vcpus = r.engine_vcpus.unwrap_or(DEFAULT_ENGINE_VCPUS);
-                validate::memory_mib(memory)?;
-                validate::vcpus(vcpus)?;
-                let text = r.engine_domain_type.as_deref().unwrap_or_default();
-                let domain_type = vocab::read("engine_domain_type", r.engine_domain_type_enum, text)?;
-                let path = PathBuf::from(image);
-                if !path.is_absolute() {
-                    return Err(ClusterError::invalid(
-                        "engine_image",
-                        format!("must be an absolute path (got '{image}')"),
-                    ));
-                }
-                if !path.is_file() {
-                    return Err(ClusterError::invalid(
-                        "engine_image",
-                        format!("{image} is not a file on host {}", node.config.name),
-                    ));
-                }
-                let size_mib = node.images.virtual_size_mib(&path).await?;
-                let boot = r.engine_kernel.as_deref().filter(|k| !k.is_empty()).map(|kernel| KernelBoot {
-                    kernel: node.images.resolve(kernel).display().to_string(),
-                    initrd: r
-                        .engine_initrd
-                        .as_deref()
-                        .filter(|i| !i.is_empty())
-                        .map(|i| node.images.resolve(i).display().to_string()),
-                    cmdline: r.engine_cmdline.clone().unwrap_or_default(),
-                });
-                let (vm_id, disk_id) = (Uuid::new_v4(), Uuid::new_v4());
-                let disk = model::Disk {
-                    id: disk_id,
-                    name: format!("{name}-disk0"),
-                    size_mib,
-                    file: format!("{disk_id}.qcow2"),
-                    format: "qcow2".into(),
-                    vm: None,
-                    created_ms: now_ms(),
-                };
-                node.images.import(&path, &disk.file).await?;
-                let mut vm = model::Vm::new(vm_id, &name, memory, vcpus, now_ms());
-                vm.config.disks = vec![disk_id];
-                vm.config.domain_type = domain_type;
-                vm.config.boot = boot;
-                vm.config.description = "The cluster's management VM (hosted engine).".into();
-                validate::names("engine_nics", &r.engine_nics)?;
-                vm.config.nics = r
-                    .engine_nics
-                    .iter()
-                    .map(|network| model::Nic { network: network.clone(), mac: super::vms::random_mac() })
-                    .collect();
-                let made = vec![disk.file.clone()];
-                let request = EngineRequest {
-                    op: Op::ImportVm { vm: Box::new(vm), disks: vec![disk], engine: true, start: Some(here) },
-                    made,
-                };
-                if let Err(e) = request.check_fits(node) {
-                    request.discard(node).await;
-                    return Err(e);
-                }
-                Ok(Some(request))
+            if let Some(v) = r.engine_vcpus {
+                validate::vcpus(v)?;
+                vm.config.vcpus = v;
             }
         }
+        let request = EngineRequest { op: p.op, made: p.made };
+        request.check_fits(node)?;
+        Ok(request)
+    }
+
+    /// An engine from a disk image on this host, copied into the storage domain.
+    async fn from_image(
+        node: &Handles,
+        r: &BootstrapRequest,
+        image: &str,
+        here: StartOrder,
+    ) -> Result<EngineRequest, ClusterError> {
+        let name = r.engine_name.clone().unwrap_or_else(|| DEFAULT_ENGINE_NAME.to_string());
+        validate::name("engine_name", &name)?;
+        let memory = r.engine_memory_mib.unwrap_or(DEFAULT_ENGINE_MEMORY_MIB);
+        let vcpus = r.engine_vcpus.unwrap_or(DEFAULT_ENGINE_VCPUS);
+        validate::memory_mib(memory)?;
+        validate::vcpus(vcpus)?;
+        let text = r.engine_domain_type.as_deref().unwrap_or_default();
+        let domain_type = vocab::read("engine_domain_type", r.engine_domain_type_enum, text)?;
+        let path = PathBuf::from(image);
+        if !path.is_absolute() {
+            return Err(ClusterError::invalid("engine_image", format!("must be an absolute path (got '{image}')")));
+        }
+        if !path.is_file() {
+            return Err(ClusterError::invalid(
+                "engine_image",
+                format!("{image} is not a file on host {}", node.config.name),
+            ));
+        }
+        validate::names("engine_nics", &r.engine_nics)?;
+        let size_mib = node.images.virtual_size_mib(&path).await?;
+        let boot = r.engine_kernel.as_deref().filter(|k| !k.is_empty()).map(|kernel| KernelBoot {
+            kernel: node.images.resolve(kernel).display().to_string(),
+            initrd: r
+                .engine_initrd
+                .as_deref()
+                .filter(|i| !i.is_empty())
+                .map(|i| node.images.resolve(i).display().to_string()),
+            cmdline: r.engine_cmdline.clone().unwrap_or_default(),
+        });
+        let (vm_id, disk_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let disk = model::Disk {
+            id: disk_id,
+            name: format!("{name}-disk0"),
+            size_mib,
+            file: format!("{disk_id}.qcow2"),
+            format: "qcow2".into(),
+            vm: None,
+            created_ms: now_ms(),
+        };
+        node.images.import(&path, &disk.file).await?;
+        let mut vm = model::Vm::new(vm_id, &name, memory, vcpus, now_ms());
+        vm.config.disks = vec![disk_id];
+        vm.config.domain_type = domain_type;
+        vm.config.boot = boot;
+        vm.config.description = "The cluster's management VM (hosted engine).".into();
+        vm.config.nics = r
+            .engine_nics
+            .iter()
+            .map(|network| model::Nic { network: network.clone(), mac: super::vms::random_mac() })
+            .collect();
+        let made = vec![disk.file.clone()];
+        let request = EngineRequest {
+            op: Op::ImportVm { vm: Box::new(vm), disks: vec![disk], engine: true, start: Some(here) },
+            made,
+        };
+        if let Err(e) = request.check_fits(node) {
+            request.discard(node).await;
+            return Err(e);
+        }
+        Ok(request)
     }
 
     /// Gives the image back when the bootstrap failed.
