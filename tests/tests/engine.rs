@@ -226,3 +226,35 @@ fn a_cluster_is_bootstrapped_with_the_engine_of_an_ovf_document() {
     assert_eq!(vm.description, "The cluster's management VM (hosted engine).");
     assert_eq!(vm.memory_mib, 256);
 }
+
+#[test]
+fn a_refused_engine_bootstrap_leaves_no_cluster_and_no_image_behind() {
+    let mut c = Cluster::start(1, &[]);
+    let image = c.dir().join("engine.qcow2");
+    let made =
+        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("64M").status();
+    assert!(made.is_ok_and(|s| s.success()));
+    let image = image.to_str().unwrap().to_string();
+    let images = |c: &Cluster| -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(c.storage_dir()) else { return Vec::new() };
+        let names = dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.ends_with(".qcow2")).collect()
+    };
+    #[rustfmt::skip]
+    let refusals: [(&[&str], &str); 2] = [
+        // A NIC name that breaks the naming rule: refused before the image is copied.
+        (&["--engine-memory", "256M", "--engine-nic", "bad name!"], "engine_nics"),
+        // Too big for the host: refused after the copy, which is then removed.
+        (&["--engine-memory", "1T"], "needs"),
+    ];
+    for (extra, says) in refusals {
+        let mut args = vec!["cluster", "bootstrap", "--name", "lab", "--engine-image", image.as_str()];
+        args.extend_from_slice(extra);
+        let out = c.corral(0, &args);
+        assert!(out.code != 0 && out.stderr.contains(says), "{extra:?}: {out:?}");
+        assert_eq!(images(&c), Vec::<String>::new(), "{extra:?} left an image behind");
+    }
+    // Nothing was made: the node can still be bootstrapped.
+    c.bootstrap_with_engine();
+    assert_eq!(images(&c).len(), 1);
+}
