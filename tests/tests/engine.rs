@@ -163,6 +163,7 @@ fn the_engine_is_started_by_hand_from_the_local_ovf_store_after_quorum_is_lost()
     let mut c = engine_cluster();
     wait_engine_on(&c, 0, "host1");
     c.refused(2, &["engine", "start", "--local"], "has quorum");
+    c.refused(2, &["engine", "start", "--local", "--force"], "only for a host whose cluster has lost quorum");
 
     // host1 (the engine's) and host2 die: host3 alone has no quorum and fences nothing of its own.
     c.kill(0);

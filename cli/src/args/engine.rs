@@ -23,7 +23,8 @@ pub enum EngineCommand {
         /// Required: the engine is started on this one node, from its own copy
         #[arg(long)]
         local: bool,
-        /// Start it even if the node's checks say another node may run it
+        /// Start it even if another host may run it (never while the cluster has quorum: for a
+        /// host whose cluster has lost it)
         #[arg(long)]
         force: bool,
     },

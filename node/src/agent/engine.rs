@@ -124,18 +124,18 @@ pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<S
     Ok((vm.config.name.clone(), notes))
 }
 
-/// Refuses while the cluster has quorum, unless `force`; says what it found.
+/// Refuses while the cluster has quorum, whatever `force` says; says what it found.
 async fn quorum_refuses(node: &HostAgent, force: bool) -> Result<String, ClusterError> {
     let quorum = tokio::time::timeout(PROBE_TIMEOUT, node.cluster.read(false, |_| ())).await.is_ok_and(|r| r.is_ok());
-    match (quorum, force) {
-        (false, _) => Ok("the cluster has no quorum".to_string()),
-        (true, true) => Ok("the cluster has quorum; started anyway (--force)".to_string()),
-        (true, false) => Err(ClusterError::FailedPrecondition(
-            "the cluster has quorum: start the engine VM through the cluster (`corral vm start NAME`), or give \
-             --force to start it here anyway"
-                .into(),
-        )),
+    if !quorum {
+        return Ok("the cluster has no quorum".to_string());
     }
+    // A cluster with quorum restarts the engine itself: a copy started here would run beside
+    // the one it starts. --force overrides only what a host without quorum cannot know.
+    let forced = if force { " (--force is only for a host whose cluster has lost quorum)" } else { "" };
+    Err(ClusterError::FailedPrecondition(format!(
+        "the cluster has quorum: start the engine VM through the cluster (`corral vm start NAME`){forced}"
+    )))
 }
 
 /// The engine's document in this host's OVF store: the VM this host's copy of the state

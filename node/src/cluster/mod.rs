@@ -332,10 +332,21 @@ impl Cluster {
 
     /// Proposes `op` on this node only if it leads now; never hands it on. For commands that
     /// speak for this node as leader (it must not be applied on another leader's behalf).
+    ///
+    /// Bounded by one lease: openraft never answers a write whose entry a deposed leader
+    /// appended and then lost to an installed snapshot, and a caller that waited for it would
+    /// hang for good (a leader's liveness loop did, once).
     pub async fn propose_as_leader(&self, op: Op) -> Result<Outcome, ClusterError> {
         let parts = self.parts()?;
         let cmd = Command { at_ms: now_ms(), request_id: None, op };
-        parts.raft.client_write(cmd).await.map_err(write_error)?.data.0
+        let bound = Duration::from_millis(self.0.config.lease_ms);
+        match tokio::time::timeout(bound, parts.raft.client_write(cmd)).await {
+            Ok(written) => written.map_err(write_error)?.data.0,
+            Err(_) => Err(ClusterError::Unavailable(format!(
+                "the write was not answered within {} ms; leadership may have moved",
+                bound.as_millis()
+            ))),
+        }
     }
 
     /// Waits until some node is known to lead, other than `not` (a leader, term pair that
