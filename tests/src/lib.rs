@@ -537,8 +537,18 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() && std::env::var_os("CORRAL_TEST_DUMP_LOGS").is_some() {
-            self.dump_logs();
+        if std::thread::panicking() {
+            if std::env::var_os("CORRAL_TEST_DUMP_LOGS").is_some() {
+                self.dump_logs();
+            } else {
+                // Enough of each node's log to see how a failure came about, even in CI.
+                for n in &self.nodes {
+                    let log = n.log();
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    eprintln!("===== {} ({}), last lines =====\n{}", n.name, n.addr, tail.join("\n"));
+                }
+            }
         }
         for i in 0..self.nodes.len() {
             self.kill(i);

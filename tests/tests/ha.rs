@@ -301,3 +301,29 @@ fn a_leader_election_does_not_make_other_hosts_fence_themselves() {
         });
     }
 }
+
+#[test]
+fn a_frozen_leader_does_not_take_its_own_freeze_for_a_hosts_silence() {
+    // One node: it leads before and after the freeze, so nothing but its own stand-still could
+    // make it think its host fell silent. The freeze outlasts lease + margin (4 s).
+    let mut c = Cluster::run(1, &[]);
+    // Up, so the leader has granted its host a lease: its heartbeat book is running.
+    c.must_ok(0, &["vm", "create", "before", "--memory", "64M", "--start"]);
+    c.wait_status(0, "before", "up");
+    let frozen = Instant::now();
+    c.pause(0);
+    // The fault's length, not a wait for an outcome: the outcome is read below.
+    std::thread::sleep(Duration::from_secs(5));
+    c.resume(0);
+    wait_until(Duration::from_secs(10), "the thawed leader to note its stand-still", || {
+        let log = c.nodes[0].log();
+        log.contains("stood still")
+            .then_some(())
+            .ok_or_else(|| log.lines().rev().take(6).collect::<Vec<_>>().join(" | "))
+    });
+    c.must_ok(0, &["vm", "create", "after", "--memory", "64M"]);
+    let ev = c.events(0);
+    let wrongly = ["Host host1 is not responding", "Host host1 is down"];
+    assert!(!ev.iter().any(|m| wrongly.iter().any(|w| m.starts_with(w))), "frozen {:?} ago: {ev:#?}", frozen.elapsed());
+    assert_eq!(host_state(&c, 0, "host1"), "up");
+}

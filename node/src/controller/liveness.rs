@@ -31,8 +31,10 @@ const EVACUATE_EVERY: u64 = 20;
 /// The longest a fence agent command may run.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The leader's heartbeat book, reset whenever its term changes.
-#[derive(Clone, Default)]
+/// The leader's heartbeat book, reset whenever its term changes, and its silence counts
+/// started again whenever this process stood still (SIGSTOP, a stalled machine): a leader
+/// that was frozen must not take its own freeze for every host's silence.
+#[derive(Clone)]
 pub struct Liveness {
     inner: Arc<Mutex<Book>>,
 }
@@ -40,8 +42,12 @@ pub struct Liveness {
 #[derive(Default)]
 struct Book {
     term: u64,
-    /// When this node took office in `term`.
+    /// When this node took office in `term`, or when its counts last started again.
     since: Option<Instant>,
+    /// When this process was last seen running (a beat every tick, and every use of the book).
+    awake: Option<Instant>,
+    /// A gap between two beats longer than this means the process stood still.
+    stall_after: Duration,
     last_seen: HashMap<NodeId, Instant>,
     /// Hosts whose `down` is being committed: their heartbeats are refused meanwhile.
     declaring: HashSet<NodeId>,
@@ -53,10 +59,27 @@ struct Book {
 
 impl Book {
     fn for_term(&mut self, term: u64) -> &mut Book {
+        self.wake(Instant::now());
         if self.term != term || self.since.is_none() {
-            *self = Book { term, since: Some(Instant::now()), ..Book::default() };
+            let (awake, stall_after) = (self.awake, self.stall_after);
+            *self = Book { term, since: Some(Instant::now()), awake, stall_after, ..Book::default() };
         }
         self
+    }
+
+    /// Notes that the process runs at `now`; after a stand-still, every host's silence is
+    /// counted again from now (as a new leader counts from taking office).
+    fn wake(&mut self, now: Instant) {
+        let stood_still = self.awake.map(|a| now.saturating_duration_since(a)).filter(|gap| *gap > self.stall_after);
+        if let (Some(gap), Some(_)) = (stood_still, self.since) {
+            tracing::warn!(
+                "this process stood still for {:.1} s (paused or starved): every host's silence is counted again from now",
+                gap.as_secs_f64()
+            );
+            self.since = Some(now);
+            self.last_seen.clear();
+        }
+        self.awake = Some(now);
     }
 
     fn silence(&self, host: NodeId, now: Instant) -> Duration {
@@ -67,8 +90,23 @@ impl Book {
 }
 
 impl Liveness {
+    /// A book that takes a gap of more than `stall_after` between two beats for a stand-still.
+    pub fn new(stall_after: Duration) -> Liveness {
+        Liveness { inner: Arc::new(Mutex::new(Book { stall_after, ..Book::default() })) }
+    }
+
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         self.inner.lock().expect("liveness book")
+    }
+
+    /// Beats every `TICK` for as long as the process runs, so that a stand-still shows as a gap.
+    pub async fn beat(self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.book().wake(Instant::now());
+        }
     }
 
     /// Records a heartbeat from `host` to the leader of `term`; refused while the host is

@@ -28,13 +28,16 @@ pub struct Leader {
 
 impl Leader {
     pub fn new(cluster: Cluster, config: Arc<Config>) -> Arc<Leader> {
-        Arc::new(Leader { cluster, config, book: Default::default() })
+        // Two heartbeat periods without a beat: the process stood still, not a host.
+        let stall_after = Duration::from_millis(config.host_heartbeat_ms * 2);
+        Arc::new(Leader { cluster, config, book: liveness::Liveness::new(stall_after) })
     }
 
     /// Starts the controllers of a node whose Raft now runs; they act only while it leads.
     pub fn spawn(self: &Arc<Self>, parts: &RaftParts) {
         tokio::spawn(leadership::record_leader_changes(self.cluster.clone(), parts.clone()));
         tokio::spawn(liveness::run(self.clone(), parts.clone()));
+        tokio::spawn(self.book.clone().beat());
     }
 }
 
