@@ -32,14 +32,9 @@ impl Daemon {
         // place before any heartbeat can arrive.
         let leader = Leader::new(cluster.clone(), config.clone());
         cluster.set_lease_desk(leader.clone());
-        let agent = HostAgent::new(cluster.clone(), hypervisor, config.clone(), facts.domain_type);
-        let api = Arc::new(Handles {
-            cluster: cluster.clone(),
-            images: StorageDomain::new(&config.storage_dir),
-            config,
-            facts,
-            local: agent.local_engine(),
-        });
+        let images = StorageDomain::new(&config.storage_dir);
+        let agent = HostAgent::new(cluster.clone(), hypervisor, images.clone(), config.clone(), facts.domain_type);
+        let api = Arc::new(Handles { cluster: cluster.clone(), images, config, facts, local: agent.local_engine() });
         match cluster.parts() {
             // Resumed from the data dir: every part runs before the API answers anyone.
             Ok(parts) => {

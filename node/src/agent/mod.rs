@@ -34,15 +34,14 @@ pub struct HostAgent {
 }
 
 impl HostAgent {
-    pub fn new(cluster: Cluster, hv: Hypervisor, config: Arc<Config>, domain_type: DomainType) -> Arc<HostAgent> {
-        Arc::new(HostAgent {
-            images: StorageDomain::new(&config.storage_dir),
-            lease: lease::Lease::new(&config),
-            cluster,
-            hv,
-            config,
-            domain_type,
-        })
+    pub fn new(
+        cluster: Cluster,
+        hv: Hypervisor,
+        images: StorageDomain,
+        config: Arc<Config>,
+        domain_type: DomainType,
+    ) -> Arc<HostAgent> {
+        Arc::new(HostAgent { images, lease: lease::Lease::new(&config), cluster, hv, config, domain_type })
     }
 
     /// Starts the agent's tasks for a node whose Raft now runs.
