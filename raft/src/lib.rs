@@ -11,6 +11,7 @@ pub mod forward;
 pub mod model;
 pub mod network;
 pub mod ovf;
+pub mod peer;
 pub mod typ;
 pub mod validate;
 pub mod vocab;

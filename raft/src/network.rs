@@ -18,6 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::ClusterError;
 use crate::format::wire::{self, Wire};
 use crate::forward::{ForwardResult, Forwarded, LeaderRequest};
+use crate::peer::{PeerRequest, PeerResult};
 use crate::typ::*;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -94,6 +95,29 @@ impl Network {
         })?;
         decode::<ForwardResult>(&resp.into_inner().data).map_err(ClusterError::Internal)?.0
     }
+}
+
+impl Network {
+    /// Sends a member-to-member message (see [`crate::peer`]) to the node at `address`, in the
+    /// current format, and returns its answer.
+    pub async fn peer(&self, address: &str, req: &PeerRequest, timeout: Duration) -> PeerResult {
+        let mut client = RaftServiceClient::new(self.channel(address)?);
+        let data = wire::encode(req, codec_current()).map_err(|e| ClusterError::Internal(error_chain(&e)))?;
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(timeout);
+        let resp = client.peer(request).await.map_err(|s| {
+            if never_sent(&s) {
+                ClusterError::Unreachable(format!("could not connect to the member at {address}"))
+            } else {
+                ClusterError::Unavailable(format!("the member at {address} did not answer: {}", s.message()))
+            }
+        })?;
+        decode::<PeerResult>(&resp.into_inner().data).map_err(ClusterError::Internal)?.0
+    }
+}
+
+fn codec_current() -> u8 {
+    corral_storage::codec::CURRENT
 }
 
 /// Whether a failed call certainly never reached the peer (the connection could not be made),

@@ -9,6 +9,7 @@ use corral_raft::command::Op;
 use corral_raft::format::wire::Wire;
 use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest};
 use corral_raft::network::{decode, payload};
+use corral_raft::peer::{PeerRequest, PeerResult};
 use corral_raft::ClusterError;
 use tonic::{Request, Response, Status};
 
@@ -67,6 +68,12 @@ impl RaftService for Api {
             }
             request => self.0.cluster.route(request, hops).await,
         };
+        reply(&result, format)
+    }
+
+    async fn peer(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let (request, format): (PeerRequest, u8) = parse(req)?;
+        let result: PeerResult = self.0.cluster.peer(request).await;
         reply(&result, format)
     }
 

@@ -13,6 +13,7 @@ use corral_raft::command::{Op, Outcome};
 use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
 use corral_raft::model::HostFacts;
 use corral_raft::network::Network;
+use corral_raft::peer::{PeerBody, PeerRequest, PeerResult};
 use corral_raft::typ::{
     AppendEntriesRequest, AppendEntriesResponse, ClientWriteError, InstallSnapshotError, InstallSnapshotRequest,
     InstallSnapshotResponse, Raft, RaftError, RaftMetrics, StateHandle, VoteRequest, VoteResponse,
@@ -44,6 +45,13 @@ pub trait LeaseDesk: Send + Sync {
     fn heartbeat(&self, host: NodeId, self_fenced: bool, sent_ms: i64) -> Result<LeaderResponse, ClusterError>;
 }
 
+/// A voter's side of the hosts' leases (see `crate::witness`): heartbeats and the leader's
+/// questions about a host's silence that reach this node; handed to the cluster handle by the
+/// wiring, like the lease desk.
+pub trait WitnessDesk: Send + Sync {
+    fn answer(&self, from: NodeId, body: PeerBody) -> PeerResult;
+}
+
 /// A cheap, cloneable handle on this node's membership of the cluster.
 #[derive(Clone)]
 pub struct Cluster(Arc<Inner>);
@@ -60,6 +68,7 @@ struct Inner {
     /// Serializes membership changes on the leader: openraft allows one at a time.
     admit_lock: Mutex<()>,
     desk: OnceLock<Arc<dyn LeaseDesk>>,
+    witness: OnceLock<Arc<dyn WitnessDesk>>,
 }
 
 /// This node's running Raft: its id and applied state for everyone; openraft itself stays
@@ -114,6 +123,7 @@ impl Cluster {
             started: watch::Sender::new(None),
             admit_lock: Mutex::new(()),
             desk: OnceLock::new(),
+            witness: OnceLock::new(),
         }));
         if let Some(id) = node_id {
             cluster.start_raft(id).await.map_err(|e| {
@@ -134,6 +144,27 @@ impl Cluster {
     pub fn set_lease_desk(&self, desk: Arc<dyn LeaseDesk>) {
         if self.0.desk.set(desk).is_err() {
             tracing::error!("the lease desk was set twice; the first one stays");
+        }
+    }
+
+    /// Hands a voter's heartbeats and silence questions to its witness book; once, by the wiring.
+    pub fn set_witness_desk(&self, desk: Arc<dyn WitnessDesk>) {
+        if self.0.witness.set(desk).is_err() {
+            tracing::error!("the witness desk was set twice; the first one stays");
+        }
+    }
+
+    /// Answers a member-to-member message (see `corral_raft::peer`).
+    pub async fn peer(&self, req: PeerRequest) -> PeerResult {
+        let PeerRequest { from, body } = req;
+        match body {
+            PeerBody::PreVote { .. } => {
+                Err(ClusterError::Unavailable("this node does not answer pre-votes yet".into()))
+            }
+            body => match self.0.witness.get() {
+                Some(desk) => desk.answer(from, body),
+                None => Err(ClusterError::Unavailable("this node does not witness leases yet".into())),
+            },
         }
     }
 

@@ -137,6 +137,28 @@ macro_rules! migrated {
 migrated!(Forwarded, v0::Forwarded, Forwarded::from, |f: &Forwarded| v0::Forwarded::try_from(f));
 migrated!(ForwardResult, v0::ForwardResult, v0::forward_result_up, v0::forward_result_down);
 
+/// Messages that only nodes of cluster level 1 and up exchange: format v0 cannot express them.
+macro_rules! current_only {
+    ($($t:ty),* $(,)?) => {$(
+        impl Wire for $t {
+            fn to_v0(&self) -> Result<Vec<u8>, CodecError> {
+                Err(CodecError::Unrepresentable { what: stringify!($t).into(), format: 0 })
+            }
+            fn from_v0(_payload: &[u8]) -> Result<Self, CodecError> {
+                Err(CodecError::Unrepresentable { what: stringify!($t).into(), format: 0 })
+            }
+            fn to_current(&self) -> Result<Vec<u8>, CodecError> {
+                codec::encode(self)
+            }
+            fn from_current(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
+                codec::decode_payload(version, payload)
+            }
+        }
+    )*};
+}
+
+current_only!(crate::peer::PeerRequest, crate::peer::PeerResult);
+
 impl Wire for AppendEntriesRequest {
     fn to_v0(&self) -> Result<Vec<u8>, CodecError> {
         let entries =
