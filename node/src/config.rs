@@ -82,6 +82,11 @@ pub struct Args {
     /// [default: 30000].
     #[arg(long)]
     pub voter_down_ms: Option<u64>,
+    /// When more than this percentage of the hosts are silent at once, the leader declares none
+    /// of them down and runs no fence agent (a broken switch is likelier than that many dead
+    /// hosts); an event says so. 100 turns the check off [default: 50].
+    #[arg(long)]
+    pub skip_fencing_percent: Option<u64>,
     /// The watchdog's timeout in milliseconds, as its driver is set (corrald cannot set it):
     /// corrald feeds it only while a freeze from then on would power the host off before the
     /// leader may declare it down [default: 2000].
@@ -144,6 +149,7 @@ struct FileConfig {
     lease_margin_ms: Option<u64>,
     fence_command: Option<String>,
     voter_down_ms: Option<u64>,
+    skip_fencing_percent: Option<u64>,
     watchdog_timeout_ms: Option<u64>,
     watchdog: Option<PathBuf>,
     engine_gateway: Option<String>,
@@ -182,6 +188,8 @@ pub struct Config {
     pub engine_score_ms: u64,
     /// How long a voter may be down before a learner replaces it (ms).
     pub voter_down_ms: u64,
+    /// Above this share of silent hosts (percent), none is declared down or fenced.
+    pub skip_fencing_percent: u64,
     pub watchdog_timeout_ms: u64,
     /// The watchdog device or FIFO, if any; its timeout must be shorter than `lease_ms`.
     pub watchdog: Option<PathBuf>,
@@ -270,6 +278,7 @@ impl Config {
             lease_margin_ms: ha.lease_margin_ms,
             fence_command: ha.fence_command,
             voter_down_ms: ha.voter_down_ms,
+            skip_fencing_percent: ha.skip_fencing_percent,
             watchdog_timeout_ms: ha.watchdog_timeout_ms,
             watchdog: args.watchdog.or(file.watchdog),
             engine_gateway: args.engine_gateway.or(file.engine_gateway).filter(|g| !g.trim().is_empty()),
@@ -303,6 +312,7 @@ struct HaSettings {
     lease_margin_ms: u64,
     fence_command: Option<String>,
     voter_down_ms: u64,
+    skip_fencing_percent: u64,
     watchdog_timeout_ms: u64,
 }
 
@@ -313,6 +323,10 @@ fn ha_settings(args: &Args, file: &FileConfig) -> Result<HaSettings, ConfigError
     let lease_margin_ms = args.lease_margin_ms.or(file.lease_margin_ms).unwrap_or(1000);
     let voter_down_ms = args.voter_down_ms.or(file.voter_down_ms).unwrap_or(30_000);
     let fence_command = args.fence_command.clone().or_else(|| file.fence_command.clone());
+    let skip_fencing_percent = args.skip_fencing_percent.or(file.skip_fencing_percent).unwrap_or(50);
+    if skip_fencing_percent > 100 {
+        return invalid("skip_fencing_percent", format!("must be a percentage (0 to 100), got {skip_fencing_percent}"));
+    }
     let watchdog_timeout_ms = args.watchdog_timeout_ms.or(file.watchdog_timeout_ms).unwrap_or(2000);
     // At least two renewals per lease, so that one lost heartbeat does not cost the lease.
     if host_heartbeat_ms == 0 || host_heartbeat_ms * 2 >= lease_ms {
@@ -355,7 +369,15 @@ fn ha_settings(args: &Args, file: &FileConfig) -> Result<HaSettings, ConfigError
     if fence_command.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return invalid("fence_command", "must not be empty (leave it out for none)".into());
     }
-    Ok(HaSettings { host_heartbeat_ms, lease_ms, lease_margin_ms, fence_command, voter_down_ms, watchdog_timeout_ms })
+    Ok(HaSettings {
+        host_heartbeat_ms,
+        lease_ms,
+        lease_margin_ms,
+        fence_command,
+        voter_down_ms,
+        skip_fencing_percent,
+        watchdog_timeout_ms,
+    })
 }
 
 /// The address other nodes dial: given, or the listen address (with port 0, a placeholder

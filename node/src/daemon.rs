@@ -14,6 +14,7 @@ use crate::api::{self, Handles};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::controller::Leader;
+use crate::witness::Witness;
 use crate::images::StorageDomain;
 
 pub struct Daemon {
@@ -32,6 +33,12 @@ impl Daemon {
         // place before any heartbeat can arrive.
         let leader = Leader::new(cluster.clone(), config.clone());
         cluster.set_lease_desk(leader.clone());
+        // Every node witnesses leases while it is a voter; a host heard again after it was
+        // declared down (or fenced itself) is recorded alive by the leader's part.
+        let heard = leader.clone();
+        let witness = Witness::new(cluster.clone(), config.clone(), Box::new(move |host, f| heard.heard(host, f)));
+        cluster.set_witness_desk(witness.clone());
+        tokio::spawn(witness.beat());
         let images = StorageDomain::new(&config.storage_dir);
         let agent = HostAgent::new(cluster.clone(), hypervisor, images.clone(), config.clone(), facts.domain_type);
         let api = Arc::new(Handles { cluster: cluster.clone(), images, config, facts, local: agent.local_engine() });

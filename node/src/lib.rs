@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod identity;
 pub mod images;
 pub mod token;
+pub mod witness;
 
 /// This build's version, as `cluster status` shows it for each member.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -24,10 +24,11 @@ pub enum PeerBody {
     Heartbeat { sent_ms: i64, self_fenced: bool },
     /// The leader asks how long this voter has not acknowledged each host's heartbeats.
     Silence,
-    /// The leader of `term` is about to declare `host` down: this voter agrees if it has not
-    /// acknowledged the host for `at_least_ms`, and then acknowledges none of its heartbeats
-    /// until it has applied that decision or an entry of a later term (or is told to forget it).
-    FenceVote { host: NodeId, term: u64, at_least_ms: u64 },
+    /// The leader of `term`, whose state (applied up to `applied`) shows `host` alive, is about
+    /// to declare it down: this voter agrees if it has not acknowledged the host for
+    /// `at_least_ms`, and then acknowledges none of its heartbeats until it has applied past
+    /// `applied` a state with the host down, or an entry of a later term (or is told to forget).
+    FenceVote { host: NodeId, term: u64, applied: u64, at_least_ms: u64 },
     /// The leader of `term` did not declare `host` down after all: its heartbeats count again.
     Unfreeze { host: NodeId, term: u64 },
     /// Would this member vote for `from` in `term`? Granted only if it has heard no leader for

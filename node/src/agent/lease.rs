@@ -11,12 +11,14 @@
 //! daemon that dies or hangs stops feeding it, and the watchdog powers the host off before
 //! the lease ends. That is how a host whose corrald cannot fence itself is still fenced.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
 use corral_raft::model::ClusterState;
+use corral_raft::peer::{PeerBody, PeerRequest, PeerResponse};
+use corral_raft::ClusterError;
 use corral_raft::typ::StateHandle;
 use corral_raft::NodeId;
 use uuid::Uuid;
@@ -260,9 +262,72 @@ fn open_watchdog(config: &Config) -> Option<super::watchdog::Watchdog> {
     }
 }
 
-/// Sends one heartbeat to the leader (locally when this node leads); returns the index the
-/// leader acknowledged with.
+/// Sends one round of heartbeats; returns the index this host must apply before it uses the
+/// renewal. From cluster level 1 on, to every voter, renewed by a majority of them (in every
+/// configuration of a joint membership); at level 0 (a rolling upgrade from release 3f21f51,
+/// whose nodes witness nothing) to the leader alone, as that release did.
 async fn heartbeat(node: &HostAgent, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
+    let parts = node.cluster.parts().map_err(|e| e.to_string())?;
+    let majority = parts.state.read(|s: &ClusterState| s.cluster.as_ref().is_some_and(|c| c.level >= 1));
+    if majority {
+        witnessed(node, me, self_fenced, timeout).await
+    } else {
+        leader_heartbeat(node, me, self_fenced, timeout).await
+    }
+}
+
+/// Heartbeats to every voter, side by side; done as soon as a majority acknowledged. The ones
+/// still on their way are left to finish (within `timeout`), so that every voter hears the
+/// host even when it answers late.
+async fn witnessed(node: &HostAgent, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
+    let parts = node.cluster.parts().map_err(|e| e.to_string())?;
+    let membership = parts.metrics().membership_config.membership().clone();
+    let configs: Vec<BTreeSet<NodeId>> = membership.get_joint_config().clone();
+    let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
+    let req = PeerRequest { from: me, body: PeerBody::Heartbeat { sent_ms: crate::now_ms(), self_fenced } };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(voters.len().max(1));
+    for voter in &voters {
+        let (voter, tx, req, cluster) = (*voter, tx.clone(), req.clone(), node.cluster.clone());
+        let address = membership.get_node(&voter).map(|n| n.address.clone());
+        tokio::spawn(async move {
+            let answer = match address {
+                _ if voter == me => cluster.peer(req).await,
+                Some(address) => cluster.network().peer(&address, &req, timeout).await,
+                None => Err(ClusterError::Unavailable(format!("voter {voter} has no address"))),
+            };
+            let _ = tx.send((voter, answer)).await;
+        });
+    }
+    drop(tx);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut acked = BTreeSet::new();
+    let mut index = 0;
+    let mut refused = Vec::new();
+    while let Ok(Some((voter, answer))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        match answer {
+            Ok(PeerResponse::HeartbeatAck { index: i }) => {
+                acked.insert(voter);
+                index = index.max(i);
+            }
+            Ok(other) => refused.push(format!("node {voter}: unexpected answer {other:?}")),
+            Err(e) => refused.push(format!("node {voter}: {e}")),
+        }
+        if configs.iter().all(|c| crate::cluster::majority_of(c, &acked)) {
+            return Ok(index);
+        }
+    }
+    Err(format!(
+        "{} of {} voters acknowledged, not a majority{}{}",
+        acked.len(),
+        voters.len(),
+        if refused.is_empty() { "" } else { ": " },
+        refused.join("; ")
+    ))
+}
+
+/// Sends one heartbeat to the leader (locally when this node leads); returns the index the
+/// leader acknowledged with. Level 0 only.
+async fn leader_heartbeat(node: &HostAgent, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
     let parts = node.cluster.parts().map_err(|e| e.to_string())?;
     let m = parts.metrics();
     let leader = m.current_leader.ok_or("no leader known")?;

@@ -6,6 +6,7 @@
 
 mod membership;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_WAIT: Duration = Duration::from_secs(5);
 /// The local store's key of the hand-started engine VM (the other keys are the identity's).
 const HAND_STARTED_ENGINE: &str = "engine_hand_started";
+/// The local store's key of the hosts this voter promised not to renew (`crate::witness`).
+const FROZEN_HOSTS: &str = "witness_frozen_hosts";
 
 /// The leader's side of a host's heartbeat. Only the leader's liveness part (`controller`)
 /// knows heartbeat times, so it answers them; the wiring hands it to the cluster handle, which
@@ -50,6 +53,16 @@ pub trait LeaseDesk: Send + Sync {
 /// wiring, like the lease desk.
 pub trait WitnessDesk: Send + Sync {
     fn answer(&self, from: NodeId, body: PeerBody) -> PeerResult;
+}
+
+/// A voter's promise not to renew a host's lease while a leader declares it down
+/// (`crate::witness`), kept as a node-local fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frozen {
+    /// The term of the leader that asked.
+    pub term: u64,
+    /// That leader's applied index when it asked: its state showed the host alive there.
+    pub applied: u64,
 }
 
 /// A cheap, cloneable handle on this node's membership of the cluster.
@@ -295,6 +308,33 @@ impl Cluster {
             .map_err(|e| ClusterError::Internal(format!("local store: {e}")))
     }
 
+    /// The hosts this voter promised a leader not to renew (see `crate::witness`); a node-local
+    /// fact, kept across restarts, never replicated. Unreadable entries are dropped with a log.
+    pub fn frozen_hosts(&self) -> BTreeMap<NodeId, Frozen> {
+        let Some(value) = self.0.store.get_local(FROZEN_HOSTS).ok().flatten() else { return BTreeMap::new() };
+        let text = String::from_utf8_lossy(&value);
+        let mut out = BTreeMap::new();
+        for item in text.split(';').filter(|i| !i.is_empty()) {
+            let nums: Vec<u64> = item.split(':').filter_map(|n| n.parse().ok()).collect();
+            match nums[..] {
+                [host, term, applied] => {
+                    out.insert(host, Frozen { term, applied });
+                }
+                _ => tracing::warn!("an unreadable frozen-host entry '{item}' is dropped"),
+            }
+        }
+        out
+    }
+
+    /// Saves the hosts this voter promised not to renew; on disk when this returns (logged if not:
+    /// the promise then holds only until a restart).
+    pub fn set_frozen_hosts(&self, frozen: &BTreeMap<NodeId, Frozen>) {
+        let text: String = frozen.iter().map(|(h, f)| format!("{h}:{}:{};", f.term, f.applied)).collect();
+        if let Err(e) = self.0.store.set_local(FROZEN_HOSTS, text.as_bytes()) {
+            tracing::error!("cannot save the hosts being declared down: {e}");
+        }
+    }
+
     /// Runs `req` on the leader: here when this node leads, else handed to the leader, unless
     /// it was handed on `MAX_HOPS` times already. When the leader cannot even be connected to
     /// (it died), waits for the next leader and hands it there instead.
@@ -377,6 +417,30 @@ impl Cluster {
                 "the write was not answered within {} ms; leadership may have moved",
                 bound.as_millis()
             ))),
+        }
+    }
+
+    /// Confirms with a quorum, within `within`, that this node still leads; returns its term.
+    /// A leader frozen for a while reads openraft's last metrics from before the freeze: only a
+    /// round trip to a quorum says it still leads.
+    pub async fn confirm_leadership(&self, within: Duration) -> Result<u64, ClusterError> {
+        let parts = self.parts()?;
+        let term = parts.raft.metrics().borrow().current_term;
+        match tokio::time::timeout(within, parts.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ClusterError::Unavailable(format!("leadership not confirmed: {e}"))),
+            Err(_) => {
+                return Err(ClusterError::Unavailable(format!(
+                    "leadership not confirmed by a quorum within {} ms",
+                    within.as_millis()
+                )))
+            }
+        }
+        let m = parts.metrics();
+        if m.state == openraft::ServerState::Leader && m.current_term == term {
+            Ok(term)
+        } else {
+            Err(ClusterError::Unavailable(format!("leadership moved while it was confirmed (term {term})")))
         }
     }
 
@@ -464,6 +528,11 @@ impl Cluster {
             tracing::warn!("final flush failed: {e}");
         }
     }
+}
+
+/// Whether `agreed` holds more than half of `voters` (one configuration of a membership).
+pub fn majority_of(voters: &std::collections::BTreeSet<NodeId>, agreed: &std::collections::BTreeSet<NodeId>) -> bool {
+    voters.intersection(agreed).count() * 2 > voters.len()
 }
 
 async fn wait_applied(parts: &RaftParts, index: u64) -> Result<(), ClusterError> {

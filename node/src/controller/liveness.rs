@@ -10,13 +10,14 @@
 //! are refused, so no lease is granted between the decision and the committed entry; every
 //! later acknowledgement carries an index past that entry.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corral_raft::command::Op;
 use corral_raft::model::HostState;
 use corral_raft::typ::StateHandle;
+use corral_raft::peer::{PeerBody, PeerRequest};
 use corral_raft::{ClusterError, HostDownCause, NodeId};
 use openraft::ServerState;
 
@@ -124,6 +125,12 @@ impl Liveness {
         Ok(needs_revival && book.reviving.insert(host))
     }
 
+    /// Marks an "alive again" entry for `host` as being proposed; false if one already is.
+    pub fn start_reviving(&self, term: u64, host: NodeId) -> bool {
+        let mut book = self.book();
+        book.for_term(term).reviving.insert(host)
+    }
+
     pub fn revived(&self, host: NodeId) {
         self.book().reviving.remove(&host);
     }
@@ -193,64 +200,308 @@ pub fn in_office(parts: &RaftParts, fresh: Duration) -> Option<u64> {
     confirmed.then_some(term)
 }
 
+/// Runs the leader's liveness loop once per term this node leads: started when it takes office,
+/// stopped (aborted) as soon as leadership or the term changes, so no decision of an old term
+/// is ever acted on and a hang in one term cannot outlive it.
 pub async fn run(leader: Arc<Leader>, parts: RaftParts) {
-    let state = &parts.state;
+    let mut server = parts.server_metrics();
+    let mut running: Option<(u64, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let leads_in = {
+            let m = server.borrow_and_update();
+            (m.state == ServerState::Leader).then(|| m.vote.leader_id().get_term())
+        };
+        if running.as_ref().map(|(t, _)| *t) != leads_in {
+            if let Some((_, task)) = running.take() {
+                task.abort();
+            }
+            if let Some(term) = leads_in {
+                running = Some((term, tokio::spawn(term_loop(leader.clone(), parts.clone(), term))));
+            }
+        }
+        if server.changed().await.is_err() {
+            if let Some((_, task)) = running {
+                task.abort();
+            }
+            return;
+        }
+    }
+}
+
+/// What a term's loop remembers between ticks.
+#[derive(Default)]
+struct TermLoop {
+    /// Fencing is being skipped because too many hosts are silent (said once per episode).
+    skipping: bool,
+}
+
+async fn term_loop(leader: Arc<Leader>, parts: RaftParts, term: u64) {
     let c = &leader.config;
     let heartbeat = Duration::from_millis(c.host_heartbeat_ms);
-    let lease = Duration::from_millis(c.lease_ms);
-    let down_after = lease + Duration::from_millis(c.lease_margin_ms);
-    let non_responsive_after = lease / 2;
+    // A tick this much later than its period means the process stood still: this tick only
+    // looks again (the silence counts restart, in the book and in every voter's witness).
+    let stall_after = heartbeat * 2;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
+    let mut last = Instant::now();
+    let mut memory = TermLoop::default();
     loop {
         tick.tick().await;
         ticks += 1;
-        let Some(term) = in_office(&parts, heartbeat) else { continue };
-        let hosts: Vec<(NodeId, HostState, String, String)> =
-            state.read(|s| s.hosts.values().map(|h| (h.id, h.state, h.name.clone(), h.address.clone())).collect());
-        for (host, host_state, name, address) in hosts {
-            if matches!(host_state, HostState::Joining | HostState::Down) {
-                continue;
-            }
-            let silent = leader.book.silence(term, host);
-            if silent >= non_responsive_after {
-                if let Some(cmd) = leader.config.fence_command.clone() {
-                    if leader.book.start_fencing(term, host) {
-                        tokio::spawn(fence(leader.clone(), term, host, name.clone(), address, cmd));
-                    }
-                }
-            }
-            let by_agent = leader.book.fence_result(term, host) == Some(true);
-            if (silent >= down_after || by_agent) && leader.book.begin_declaring(term, host, down_after) {
-                let silent_ms = silent.as_millis() as u64;
-                let how = if by_agent && silent < down_after {
-                    HostDownCause::fence_agent(silent_ms)
-                } else {
-                    HostDownCause::lease_ended(silent_ms, lease.as_millis() as u64)
-                };
-                tracing::warn!(host = %name, "declaring the host down: {how}");
-                let r = leader.cluster.propose_as_leader(Op::HostDown { id: host, how }).await;
-                leader.book.declared(host);
-                if let Err(e) = r {
-                    tracing::warn!(host = %name, "could not declare the host down: {e}");
-                }
-            } else if silent >= non_responsive_after && host_state.is_alive() {
-                let op = Op::HostNonResponsive { id: host, silent_ms: silent.as_millis() as u64 };
-                if let Err(e) = leader.cluster.propose_as_leader(op).await {
-                    tracing::debug!(host = %name, "could not mark the host non responsive: {e}");
-                }
-            }
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(last);
+        last = now;
+        if gap > stall_after {
+            tracing::warn!("the liveness loop stood still for {:.1} s: it looks again before it acts", gap.as_secs_f64());
+            continue;
         }
-        if state.read(|s| s.next_ha_restart_ms()).is_some_and(|due| due <= now_ms()) {
+        let Some(in_term) = in_office(&parts, heartbeat) else { continue };
+        if in_term != term {
+            return;
+        }
+        let majority = parts.state.read(|s| s.cluster.as_ref().is_some_and(|c| c.level >= 1));
+        if majority {
+            majority_tick(&leader, &parts, term, &mut memory).await;
+        } else {
+            leader_book_tick(&leader, &parts, term).await;
+        }
+        if parts.state.read(|s| s.next_ha_restart_ms()).is_some_and(|due| due <= now_ms()) {
             if let Err(e) = leader.cluster.propose_as_leader(Op::RestartHaVms).await {
                 tracing::debug!("HA restart pass not proposed: {e}");
             }
         }
         if ticks.is_multiple_of(EVACUATE_EVERY) {
-            retry_evacuations(&leader, state).await;
+            retry_evacuations(&leader, &parts.state).await;
         }
         replace_dead_voter(&leader, &parts).await;
+    }
+}
+
+/// The hosts the liveness loop judges: members that have joined and are not down yet, with
+/// their state, name and address.
+fn judged_hosts(state: &StateHandle) -> Vec<(NodeId, HostState, String, String)> {
+    state.read(|s| {
+        s.hosts
+            .values()
+            .filter(|h| !matches!(h.state, HostState::Joining | HostState::Down))
+            .map(|h| (h.id, h.state, h.name.clone(), h.address.clone()))
+            .collect()
+    })
+}
+
+/// Cluster level 1 and up: a host's silence is what a majority of the voters say (each counts
+/// from its own last acknowledgement), and a host is declared down only after a majority of
+/// them agreed in a fence vote, which also stops them renewing its lease until the decision is
+/// applied. Too many silent hosts at once: nobody is declared down or fenced.
+async fn majority_tick(leader: &Arc<Leader>, parts: &RaftParts, term: u64, memory: &mut TermLoop) {
+    let c = &leader.config;
+    let lease = Duration::from_millis(c.lease_ms);
+    let down_after = lease + Duration::from_millis(c.lease_margin_ms);
+    let non_responsive_after = lease / 2;
+    let hosts = judged_hosts(&parts.state);
+    if hosts.is_empty() {
+        return;
+    }
+    let silences = majority_silence(leader, parts).await;
+    let silence = |h: NodeId| silences.get(&h).copied().unwrap_or_default();
+    let silent: Vec<&str> =
+        hosts.iter().filter(|(h, ..)| silence(*h) >= non_responsive_after).map(|(_, _, n, _)| n.as_str()).collect();
+    let skip = !silent.is_empty() && silent.len() as u64 * 100 > c.skip_fencing_percent * hosts.len() as u64;
+    if skip && !memory.skipping {
+        let message = format!(
+            "{} of {} hosts are not responding ({}): none of them is declared down or fenced, since more than {}%              of the hosts silent at once points to a network failure rather than to failed hosts. Hosts that              cannot reach a majority of the voters stop their VMs themselves.",
+            silent.len(),
+            hosts.len(),
+            silent.join(", "),
+            c.skip_fencing_percent
+        );
+        tracing::warn!("{message}");
+        let op = Op::RecordEvent { kind: corral_raft::model::EventKind::HostStateChanged, message };
+        let _ = leader.cluster.propose_as_leader(op).await;
+    }
+    memory.skipping = skip;
+    for (host, host_state, name, address) in hosts {
+        let silent = silence(host);
+        if !skip && silent >= non_responsive_after {
+            if let Some(cmd) = c.fence_command.clone() {
+                if leader.book.start_fencing(term, host) {
+                    tokio::spawn(fence(leader.clone(), term, host, name.clone(), address, cmd));
+                }
+            }
+        }
+        let by_agent = leader.book.fence_result(term, host) == Some(true);
+        if !skip && (silent >= down_after || by_agent) {
+            let how = if by_agent && silent < down_after {
+                HostDownCause::fence_agent(silent.as_millis() as u64)
+            } else {
+                HostDownCause::lease_ended(silent.as_millis() as u64, lease.as_millis() as u64)
+            };
+            // Powered off by the fence agent: no lease to wait out, only the vote's ordering.
+            let at_least = if by_agent { Duration::ZERO } else { down_after };
+            declare_down(leader, parts, term, host, &name, at_least, how).await;
+        } else if silent >= non_responsive_after && host_state.is_alive() {
+            let op = Op::HostNonResponsive { id: host, silent_ms: silent.as_millis() as u64 };
+            if let Err(e) = leader.cluster.propose_as_leader(op).await {
+                tracing::debug!(host = %name, "could not mark the host non responsive: {e}");
+            }
+        }
+    }
+}
+
+/// The voters now, as the configurations of a (possibly joint) membership, with their addresses.
+fn voters(parts: &RaftParts) -> (Vec<BTreeSet<NodeId>>, BTreeMap<NodeId, String>) {
+    let m = parts.metrics();
+    let membership = m.membership_config.membership();
+    let configs = membership.get_joint_config().clone();
+    let addresses = configs
+        .iter()
+        .flatten()
+        .filter_map(|v| membership.get_node(v).map(|n| (*v, n.address.clone())))
+        .collect();
+    (configs, addresses)
+}
+
+/// Asks every voter (this node too) the same question side by side, each within `within`;
+/// voters that do not answer in time are left out.
+async fn ask_voters(
+    leader: &Leader,
+    parts: &RaftParts,
+    body: PeerBody,
+    within: Duration,
+) -> BTreeMap<NodeId, corral_raft::peer::PeerResponse> {
+    let (configs, addresses) = voters(parts);
+    let all: BTreeSet<NodeId> = configs.into_iter().flatten().collect();
+    let asks = all.into_iter().map(|v| {
+        let req = PeerRequest { from: parts.id, body: body.clone() };
+        let address = addresses.get(&v).cloned();
+        async move {
+            let answer = match address {
+                _ if v == parts.id => leader.cluster.peer(req).await,
+                Some(a) => leader.cluster.network().peer(&a, &req, within).await,
+                None => Err(ClusterError::Unavailable(format!("voter {v} has no address"))),
+            };
+            (v, answer)
+        }
+    });
+    let answers = tokio::time::timeout(within, futures::future::join_all(asks)).await.unwrap_or_default();
+    answers.into_iter().filter_map(|(v, a)| a.ok().map(|a| (v, a))).collect()
+}
+
+/// Per host, the longest silence that a majority of the voters (in every configuration) report:
+/// a voter that does not answer counts as having just heard every host.
+async fn majority_silence(leader: &Leader, parts: &RaftParts) -> HashMap<NodeId, Duration> {
+    let answers = ask_voters(leader, parts, PeerBody::Silence, TICK * 2).await;
+    let (configs, _) = voters(parts);
+    let mut reports: HashMap<NodeId, HashMap<NodeId, u64>> = HashMap::new();
+    for (voter, answer) in answers {
+        if let corral_raft::peer::PeerResponse::Silence { silent_ms } = answer {
+            for (host, ms) in silent_ms {
+                reports.entry(host).or_default().insert(voter, ms);
+            }
+        }
+    }
+    reports
+        .into_iter()
+        .map(|(host, by_voter)| {
+            let ms = configs.iter().map(|c| majority_value(c, &by_voter)).min().unwrap_or(0);
+            (host, Duration::from_millis(ms))
+        })
+        .collect()
+}
+
+/// The largest value that more than half of `voters` report at least (missing reports are 0).
+pub fn majority_value(voters: &BTreeSet<NodeId>, reports: &HashMap<NodeId, u64>) -> u64 {
+    let mut values: Vec<u64> = voters.iter().map(|v| reports.get(v).copied().unwrap_or(0)).collect();
+    values.sort_unstable_by(|a, b| b.cmp(a));
+    let quorum = values.len() / 2 + 1;
+    values.get(quorum - 1).copied().unwrap_or(0)
+}
+
+/// Declares `host` down: leadership confirmed by a quorum (bounded), then a fence vote of the
+/// voters, then the entry. If the vote fails, the voters that agreed are told to forget it.
+async fn declare_down(
+    leader: &Leader,
+    parts: &RaftParts,
+    term: u64,
+    host: NodeId,
+    name: &str,
+    at_least: Duration,
+    how: HostDownCause,
+) {
+    let heartbeat = Duration::from_millis(leader.config.host_heartbeat_ms);
+    match leader.cluster.confirm_leadership(heartbeat * 2).await {
+        Ok(t) if t == term => {}
+        Ok(t) => return tracing::debug!(host = %name, "not declared down: this node now leads term {t}"),
+        Err(e) => return tracing::debug!(host = %name, "not declared down: {e}"),
+    }
+    let applied = parts.state.last_applied().map_or(0, |l| l.index);
+    let vote = PeerBody::FenceVote { host, term, applied, at_least_ms: at_least.as_millis() as u64 };
+    let answers = ask_voters(leader, parts, vote, heartbeat * 2).await;
+    let granted: BTreeSet<NodeId> = answers
+        .iter()
+        .filter(|(_, a)| matches!(a, corral_raft::peer::PeerResponse::FenceVote { granted: true, .. }))
+        .map(|(v, _)| *v)
+        .collect();
+    let (configs, addresses) = voters(parts);
+    if !configs.iter().all(|c| crate::cluster::majority_of(c, &granted)) {
+        tracing::info!(host = %name, granted = granted.len(), "not declared down: no majority of the voters agreed");
+        for v in granted {
+            let req = PeerRequest { from: parts.id, body: PeerBody::Unfreeze { host, term } };
+            let answer = match addresses.get(&v) {
+                _ if v == parts.id => leader.cluster.peer(req).await,
+                Some(a) => leader.cluster.network().peer(a, &req, heartbeat * 2).await,
+                None => continue,
+            };
+            if let Err(e) = answer {
+                tracing::debug!(voter = v, "could not withdraw the fence vote: {e}");
+            }
+        }
+        return;
+    }
+    tracing::warn!(host = %name, "declaring the host down: {how}");
+    if let Err(e) = leader.cluster.propose_as_leader(Op::HostDown { id: host, how }).await {
+        // It may still commit; the voters' promise holds until it is applied or a later term's entry is.
+        tracing::warn!(host = %name, "could not declare the host down: {e}");
+    }
+}
+
+/// Cluster level 0 (a rolling upgrade from release 3f21f51): the leader alone grants leases, so
+/// its own heartbeat book decides, as that release did; a new leader waits a full lease.
+async fn leader_book_tick(leader: &Arc<Leader>, parts: &RaftParts, term: u64) {
+    let c = &leader.config;
+    let lease = Duration::from_millis(c.lease_ms);
+    let down_after = lease + Duration::from_millis(c.lease_margin_ms);
+    let non_responsive_after = lease / 2;
+    for (host, host_state, name, address) in judged_hosts(&parts.state) {
+        let silent = leader.book.silence(term, host);
+        if silent >= non_responsive_after {
+            if let Some(cmd) = leader.config.fence_command.clone() {
+                if leader.book.start_fencing(term, host) {
+                    tokio::spawn(fence(leader.clone(), term, host, name.clone(), address, cmd));
+                }
+            }
+        }
+        let by_agent = leader.book.fence_result(term, host) == Some(true);
+        if (silent >= down_after || by_agent) && leader.book.begin_declaring(term, host, down_after) {
+            let silent_ms = silent.as_millis() as u64;
+            let how = if by_agent && silent < down_after {
+                HostDownCause::fence_agent(silent_ms)
+            } else {
+                HostDownCause::lease_ended(silent_ms, lease.as_millis() as u64)
+            };
+            tracing::warn!(host = %name, "declaring the host down: {how}");
+            let r = leader.cluster.propose_as_leader(Op::HostDown { id: host, how }).await;
+            leader.book.declared(host);
+            if let Err(e) = r {
+                tracing::warn!(host = %name, "could not declare the host down: {e}");
+            }
+        } else if silent >= non_responsive_after && host_state.is_alive() {
+            let op = Op::HostNonResponsive { id: host, silent_ms: silent.as_millis() as u64 };
+            if let Err(e) = leader.cluster.propose_as_leader(op).await {
+                tracing::debug!(host = %name, "could not mark the host non responsive: {e}");
+            }
+        }
     }
 }
 
@@ -331,4 +582,36 @@ async fn replace_dead_voter(leader: &Leader, parts: &RaftParts) {
     };
     let op = Op::RecordEvent { kind: corral_raft::model::EventKind::HostStateChanged, message };
     let _ = leader.cluster.propose_as_leader(op).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_majority_value_is_what_more_than_half_report_at_least() {
+        let voters = set(&[1, 2, 3]);
+        let reports: HashMap<NodeId, u64> = [(1, 5000), (2, 100), (3, 4000)].into();
+        assert_eq!(majority_value(&voters, &reports), 4000);
+        // A voter that did not answer counts as having just heard the host.
+        let reports: HashMap<NodeId, u64> = [(1, 5000)].into();
+        assert_eq!(majority_value(&voters, &reports), 0);
+        let five = set(&[1, 2, 3, 4, 5]);
+        let reports: HashMap<NodeId, u64> = [(1, 9), (2, 8), (3, 7), (4, 1), (5, 2)].into();
+        assert_eq!(majority_value(&five, &reports), 7);
+        assert_eq!(majority_value(&set(&[1]), &[(1, 3)].into()), 3);
+    }
+
+    #[test]
+    fn a_majority_is_more_than_half_of_one_configuration() {
+        use crate::cluster::majority_of;
+        assert!(majority_of(&set(&[1, 2, 3]), &set(&[1, 3])));
+        assert!(!majority_of(&set(&[1, 2, 3]), &set(&[3, 4, 5])));
+        assert!(!majority_of(&set(&[1, 2, 3, 4]), &set(&[1, 2])));
+        assert!(majority_of(&set(&[7]), &set(&[7])));
+    }
 }

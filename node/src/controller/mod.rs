@@ -41,6 +41,27 @@ impl Leader {
     }
 }
 
+impl Leader {
+    /// A voter on this node heard `host`, which is down or fenced itself: the leader in office
+    /// records it alive (once at a time; the host says so with every heartbeat until it is).
+    pub fn heard(&self, host: NodeId, self_fenced: bool) {
+        let Ok(parts) = self.cluster.parts() else { return };
+        let fresh = Duration::from_millis(self.config.host_heartbeat_ms);
+        let Some(term) = liveness::in_office(parts, fresh) else { return };
+        if !self.book.start_reviving(term, host) {
+            return;
+        }
+        let cluster = self.cluster.clone();
+        let book = self.book.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cluster.propose_as_leader(Op::HostAlive { id: host, self_fenced }).await {
+                tracing::debug!(host, "could not record the host as alive: {e}");
+            }
+            book.revived(host);
+        });
+    }
+}
+
 impl LeaseDesk for Leader {
     /// On the leader: a host's heartbeat. Acknowledged (renewing the host's lease) only by a
     /// leader in office whose leadership a quorum confirmed within one heartbeat interval, so
