@@ -14,8 +14,8 @@ use crate::api::{self, Handles};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::controller::Leader;
-use crate::witness::Witness;
 use crate::images::StorageDomain;
+use crate::witness::Witness;
 
 pub struct Daemon {
     cluster: Cluster,

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
 use corral_raft::model::ClusterState;
 use corral_raft::peer::{PeerBody, PeerRequest, PeerResponse};
-use corral_raft::ClusterError;
 use corral_raft::typ::StateHandle;
+use corral_raft::ClusterError;
 use corral_raft::NodeId;
 use uuid::Uuid;
 

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use corral_raft::command::Op;
 use corral_raft::model::HostState;
-use corral_raft::typ::StateHandle;
 use corral_raft::peer::{PeerBody, PeerRequest};
+use corral_raft::typ::StateHandle;
 use corral_raft::{ClusterError, HostDownCause, NodeId};
 use openraft::ServerState;
 
@@ -253,7 +253,10 @@ async fn term_loop(leader: Arc<Leader>, parts: RaftParts, term: u64) {
         let gap = now.saturating_duration_since(last);
         last = now;
         if gap > stall_after {
-            tracing::warn!("the liveness loop stood still for {:.1} s: it looks again before it acts", gap.as_secs_f64());
+            tracing::warn!(
+                "the liveness loop stood still for {:.1} s: it looks again before it acts",
+                gap.as_secs_f64()
+            );
             continue;
         }
         let Some(in_term) = in_office(&parts, heartbeat) else { continue };
@@ -354,11 +357,8 @@ fn voters(parts: &RaftParts) -> (Vec<BTreeSet<NodeId>>, BTreeMap<NodeId, String>
     let m = parts.metrics();
     let membership = m.membership_config.membership();
     let configs = membership.get_joint_config().clone();
-    let addresses = configs
-        .iter()
-        .flatten()
-        .filter_map(|v| membership.get_node(v).map(|n| (*v, n.address.clone())))
-        .collect();
+    let addresses =
+        configs.iter().flatten().filter_map(|v| membership.get_node(v).map(|n| (*v, n.address.clone()))).collect();
     (configs, addresses)
 }
 
