@@ -334,7 +334,12 @@ async fn majority_tick(leader: &Arc<Leader>, parts: &RaftParts, term: u64, memor
             }
         }
         let by_agent = leader.book.fence_result(term, host) == Some(true);
-        if !skip && (silent >= down_after || by_agent) {
+        // Leases granted by a leader alone (level 0) may still run for a lease after the level
+        // was raised: the majority rule decides nothing before they have ended.
+        let settled = parts.state.read(|s| s.cluster.as_ref().map_or(0, |c| c.level_raised_ms))
+            + down_after.as_millis() as i64
+            <= now_ms();
+        if !skip && settled && (silent >= down_after || by_agent) {
             let how = if by_agent && silent < down_after {
                 HostDownCause::fence_agent(silent.as_millis() as u64)
             } else {

@@ -84,6 +84,11 @@ impl LeaseDesk for Leader {
             ));
         };
         let state: &StateHandle = &parts.state;
+        if let Some(level) = state.read(|s| s.cluster.as_ref().map(|c| c.level)).filter(|l| *l >= 1) {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "this cluster runs at level {level}: a majority of the voters renews leases, not the leader alone"
+            )));
+        }
         let alive = state
             .read(|s| s.hosts.get(&host).map(|h| h.state.is_alive() || h.state == HostState::Joining))
             .ok_or_else(|| ClusterError::NotFound(format!("host {host} is not a member of this cluster")))?;

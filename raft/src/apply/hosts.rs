@@ -43,6 +43,7 @@ impl ClusterState {
             // The bootstrapping node raises it next (a constant here would make nodes of
             // different builds apply the same entry differently).
             level: 0,
+            level_raised_ms: 0,
         });
         self.hosts.insert(
             host.id,

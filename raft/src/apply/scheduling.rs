@@ -47,6 +47,7 @@ impl ClusterState {
         let mut info = info.clone();
         if level > info.level {
             let from = std::mem::replace(&mut info.level, level);
+            info.level_raised_ms = now;
             self.cluster = Some(info.clone());
             self.record(now, EventKind::ClusterEdited, format!("The cluster level was raised from {from} to {level}."));
         }

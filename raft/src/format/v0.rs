@@ -992,7 +992,7 @@ both_ways! { struct ClusterState {
 } skipped { touched } }
 both_ways! { struct EngineState { vm, global_maintenance } }
 both_ways! { struct EngineScore { score, penalties, measured_ms } }
-both_ways! { struct ClusterInfo { name, voters, created_ms, scheduling, cpu_overcommit } added { level } }
+both_ways! { struct ClusterInfo { name, voters, created_ms, scheduling, cpu_overcommit } added { level, level_raised_ms } }
 both_ways! { enum SchedulingPolicy { EvenDistribution, Packing } }
 both_ways! { struct Host {
     id, name, address, state, facts, joined_ms, state_since_ms, maintenance, tags, engine_local_maintenance,

@@ -62,6 +62,10 @@ pub struct ClusterInfo {
     /// every member runs a build that supports more. A new cluster starts at the newest level.
     #[serde(default)]
     pub level: u8,
+    /// When the level was last raised (the leader's clock; 0 for a cluster created at its
+    /// level): the lease rule of the new level applies a full lease after it (DESIGN.md).
+    #[serde(default)]
+    pub level_raised_ms: i64,
 }
 
 fn default_cpu_overcommit() -> u32 {

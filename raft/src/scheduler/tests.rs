@@ -11,6 +11,7 @@ fn cluster(hosts: &[(&str, u64, u32)]) -> ClusterState {
             scheduling: SchedulingPolicy::EvenDistribution,
             cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
             level: 0,
+            level_raised_ms: 0,
         }),
         ..Default::default()
     };

@@ -79,6 +79,7 @@ fn build(o: &Opts) -> ClusterState {
             scheduling: SchedulingPolicy::EvenDistribution,
             cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
             level: 0,
+            level_raised_ms: 0,
         }),
         ..Default::default()
     };
