@@ -542,5 +542,9 @@ mod tests {
             "voter_down_ms: must be at least lease_ms + lease_margin_ms (4000), got 3999"
         );
         assert!(load(Args { fence_command: Some(" ".into()), ..Default::default() }).starts_with("fence_command:"));
+        assert_eq!(
+            load(Args { skip_fencing_percent: Some(101), ..Default::default() }),
+            "skip_fencing_percent: must be a percentage (0 to 100), got 101"
+        );
     }
 }

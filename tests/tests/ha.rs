@@ -452,3 +452,42 @@ fn a_deposed_leader_that_caught_up_by_snapshot_still_restarts_ha_vms_when_it_lea
     let db = up_elsewhere(&c, first, "db", &victim_name);
     println!("restarted on {:?} by the leader that caught up by snapshot ({tries} leader changes)", db.host);
 }
+
+#[test]
+fn when_most_hosts_fall_silent_at_once_none_is_declared_down() {
+    // Five hosts (three voters): a voter and both learners freeze together, as behind a broken
+    // switch. Three of five silent is more than half: the leader declares none of them down.
+    let mut c = Cluster::run(5, &[]);
+    let leader = c.leader();
+    let status = c.status(leader);
+    let index = |name: &str| name.trim_start_matches("host").parse::<usize>().unwrap() - 1;
+    let learners: Vec<usize> =
+        status.members.iter().filter(|m| m.role == "learner").map(|m| index(&m.name)).collect();
+    let voter = status.members.iter().map(|m| index(&m.name)).find(|i| *i != leader && !learners.contains(i)).unwrap();
+    let silent: Vec<usize> = learners.iter().copied().chain([voter]).collect();
+    assert_eq!(silent.len(), 3, "{status:?}");
+    start(&c, leader, "steady", "128M", Some("high"), &format!("host{}", silent[0] + 1));
+    for i in &silent {
+        c.pause(*i);
+    }
+    let want = "3 of 5 hosts are not responding";
+    wait_until(FAILOVER, "the leader to say it skips fencing", || {
+        let ev = c.events(leader);
+        ev.iter().any(|m| m.starts_with(want)).then_some(()).ok_or(format!("{:?}", ev.iter().rev().take(3).collect::<Vec<_>>()))
+    });
+    // Past lease + margin (4 s) from the skip notice, which came at half a lease: a host would
+    // have been declared down by now. The fault's length, not a wait for an outcome.
+    std::thread::sleep(Duration::from_secs(5));
+    for i in &silent {
+        let name = format!("host{}", i + 1);
+        assert_ne!(host_state(&c, leader, &name), "down", "{name}: {:#?}", c.events(leader));
+    }
+    let vm = c.vm(leader, "steady");
+    assert_ne!(vm.stop_reason.as_deref(), Some(format!("its host host{} went down", silent[0] + 1).as_str()));
+    for i in &silent {
+        c.resume(*i);
+    }
+    let ev = c.events(leader);
+    let skipped = ev.iter().find(|m| m.starts_with(want)).unwrap();
+    assert!(skipped.contains("none of them is declared down or fenced"), "{skipped}");
+}

@@ -1,11 +1,13 @@
-//! This host's lease: heartbeats to the leader renew it; a host that cannot renew it destroys
-//! its VMs before it ends (self-fencing), and starts nothing while it does not hold it.
+//! This host's lease: a majority of the voters renew it by acknowledging its heartbeats (at
+//! cluster level 0, during a rolling upgrade from release 3f21f51, the leader alone does); a
+//! host that cannot renew it destroys its VMs before it ends (self-fencing), and starts nothing
+//! while it does not hold it. DESIGN.md ("The lease protocol") gives the safety argument.
 //!
-//! The lease is counted from the moment the acknowledged heartbeat was *sent*, so it ends
-//! before the leader's count (from when it *received* it) does; the leader declares the host
-//! down only `lease + margin` after that. A renewal is used only once this node has applied
-//! the log up to the index the leader acknowledged with, so it never acts on a state older
-//! than the leader's (a `host down` it missed while cut off, for one).
+//! The lease is counted from the moment the acknowledged round of heartbeats was *sent*, so it
+//! ends before any voter's count (from when it *acknowledged*) does; a host is declared down
+//! only when a majority of voters have not acknowledged it for `lease + margin`. A renewal is
+//! used only once this node has applied the log up to the highest index the voters gave, so it
+//! never acts on a state older than theirs (a `host down` it missed while cut off, for one).
 //!
 //! The watchdog (when configured) is fed while the lease is held or the VMs are fenced: a
 //! daemon that dies or hangs stops feeding it, and the watchdog powers the host off before
