@@ -498,6 +498,28 @@ mod tests {
         node.join().unwrap();
     }
 
+    /// The short deadline is for reaching a node: once it has spoken, a slow answer (a read
+    /// waiting for an election, a long clone) gets the request's whole time and is sent once.
+    #[test]
+    fn a_node_that_spoke_is_not_cut_short() {
+        let (node, speaking) = node_that_says(SETTINGS);
+        let patience = Duration::from_millis(100);
+        let nodes = Nodes::new(Endpoints::parse(&speaking.to_string()).unwrap(), patience);
+        let mut sent = 0;
+        let result: Result<&str> = runtime().block_on(nodes.write(|channel, _| {
+            sent += 1;
+            async move {
+                // Stands for the server taking its time; the channel stays in use meanwhile.
+                tokio::time::sleep(patience * 5).await;
+                drop(channel);
+                Ok(Response::new("done"))
+            }
+        }));
+        assert_eq!(result.ok(), Some("done"));
+        assert_eq!(sent, 1);
+        node.join().unwrap();
+    }
+
     #[test]
     fn os_error_numbers_are_dropped() {
         assert_eq!(strip_os_error("Name or service not known (os error -2)"), "Name or service not known");
