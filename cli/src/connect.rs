@@ -1,6 +1,16 @@
 //! Reaching the cluster: tries each `--endpoint` in order and moves on only when a node could
 //! not be reached. It never sends a write to a second node once the first may have received
 //! it, and it treats the server's own refusals (NotFound, InvalidArgument, ...) as answers.
+//!
+//! Failing over fast: a node counts as reached only once its corrald has said something on the
+//! new connection (its HTTP/2 settings, which the server sends before reading anything), because
+//! a frozen node's kernel still accepts the connection. Connecting, the handshake and those first
+//! bytes share one short deadline (`--connect-timeout`, 2 s), and no request is sent before
+//! they arrive, so moving on after it is safe for every request, tagged or not. A node that has
+//! spoken gets the full request deadline: a read that waits for an election, or a clone that
+//! takes a minute, is neither cut short nor sent twice. (Cutting the request itself after 2 s
+//! and resending a tagged write was rejected: the cluster de-duplicates applied commands only,
+//! so a slow create still running on the first node would make its disk images twice.)
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -13,9 +23,11 @@ use tonic::transport::{Channel, Endpoint as Transport};
 use tonic::{Code, ConnectError, Response, Status, TimeoutExpired};
 
 use crate::endpoints::{Endpoint, Endpoints};
+use crate::transport::{Heard, Watched};
 
-/// How long to wait for a TCP connection before trying the next node.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a node may take to connect and say its first bytes before the next one is tried
+/// (`--connect-timeout`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a unary request may take, including a linearizable read through the leader.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Streams have no deadline; HTTP/2 pings notice a node that stopped answering.
@@ -58,10 +70,11 @@ impl RequestId {
     }
 }
 
-/// Opens a channel to one node. The error is a short reason such as "connection refused".
-pub async fn connect(endpoint: &Endpoint, deadline: Option<Duration>) -> Result<Channel, String> {
-    let transport =
-        Transport::from_shared(endpoint.uri()).map_err(|e| short_reason(&e))?.connect_timeout(CONNECT_TIMEOUT);
+/// Opens a channel to one node once its corrald has spoken, within `patience` from the start.
+/// Nothing has been sent on a channel that failed here. The error is a short reason such as
+/// "connection refused".
+pub async fn connect(endpoint: &Endpoint, deadline: Option<Duration>, patience: Duration) -> Result<Channel, String> {
+    let transport = Transport::from_shared(endpoint.uri()).map_err(|e| short_reason(&e))?;
     let transport = match deadline {
         Some(deadline) => transport.timeout(deadline),
         None => transport
@@ -69,11 +82,20 @@ pub async fn connect(endpoint: &Endpoint, deadline: Option<Duration>) -> Result<
             .keep_alive_timeout(STREAM_PING_TIMEOUT)
             .keep_alive_while_idle(true),
     };
-    // The connect timeout covers TCP only; this one also covers the HTTP/2 handshake.
-    match tokio::time::timeout(2 * CONNECT_TIMEOUT, transport.connect()).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(e)) => Err(short_reason(&e)),
-        Err(_) => Err("connection timed out".to_string()),
+    let (connector, mut heard) = Watched::new();
+    let reached = async {
+        let channel = transport.connect_with_connector(connector).await.map_err(|e| short_reason(&e))?;
+        match heard.wait_for(|h| *h != Heard::Nothing).await.map(|h| h.clone()) {
+            Ok(Heard::Spoke) => Ok(channel),
+            Ok(Heard::Closed(io::ErrorKind::UnexpectedEof)) => Err("connection closed".to_string()),
+            Ok(Heard::Closed(kind)) => Err(describe_io(&kind.into())),
+            // The connection and its watcher are gone, so nothing more will be heard.
+            Ok(Heard::Nothing) | Err(_) => Err("connection closed".to_string()),
+        }
+    };
+    match tokio::time::timeout(patience, reached).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {}", humantime::format_duration(patience))),
     }
 }
 
@@ -119,6 +141,8 @@ pub fn answer(status: Status) -> anyhow::Error {
 /// The nodes of `--endpoint`, and the policy for moving from one to the next.
 pub struct Nodes {
     endpoints: Endpoints,
+    /// How long each node gets to connect and speak before the next one is tried.
+    patience: Duration,
 }
 
 /// What one endpoint made of a call.
@@ -134,15 +158,16 @@ enum Attempt<T> {
 }
 
 impl Nodes {
-    pub fn new(endpoints: Endpoints) -> Self {
-        Nodes { endpoints }
+    /// `connect_timeout`: how long each node gets to connect and speak (`--connect-timeout`).
+    pub fn new(endpoints: Endpoints, connect_timeout: Duration) -> Self {
+        Nodes { endpoints, patience: connect_timeout }
     }
 
     /// The one node `--endpoint` names, for commands that act on that node itself (bootstrap,
     /// join): falling over to another node would change the wrong one.
     pub fn single(&self, command: &str) -> Result<Nodes> {
         match self.endpoints.len() {
-            1 => Ok(Nodes::new(self.endpoints.clone())),
+            1 => Ok(Nodes::new(self.endpoints.clone(), self.patience)),
             _ => bail!("--endpoint: {command} acts on one node; give exactly one address"),
         }
     }
@@ -164,7 +189,7 @@ impl Nodes {
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        match attempt(self.here(), Effect::Read, Some(REQUEST_TIMEOUT), &mut rpc).await {
+        match attempt(self.here(), Effect::Read, Some(REQUEST_TIMEOUT), self.patience, &mut rpc).await {
             Attempt::Done(result) => result,
             Attempt::Next { error, .. } => Err(error),
         }
@@ -178,7 +203,8 @@ impl Nodes {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let id = RequestId::new();
-        match attempt(self.here(), Effect::Write, Some(REQUEST_TIMEOUT), &mut |channel| rpc(channel, &id)).await {
+        let mut tagged = |channel| rpc(channel, &id);
+        match attempt(self.here(), Effect::Write, Some(REQUEST_TIMEOUT), self.patience, &mut tagged).await {
             Attempt::Done(result) => result,
             Attempt::Next { error, .. } => Err(error),
         }
@@ -247,7 +273,7 @@ impl Nodes {
             // yet); when none could be reached at all, say so at once.
             let mut all_unreachable = true;
             for (tried, (i, endpoint)) in self.endpoints.rotated(first).enumerate() {
-                match attempt(endpoint, effect, deadline, &mut rpc).await {
+                match attempt(endpoint, effect, deadline, self.patience, &mut rpc).await {
                     Attempt::Done(result) => return result.map(|answer| (i, answer)),
                     Attempt::Next { error, unreachable, .. } if tried + 1 == count => {
                         all_unreachable &= unreachable;
@@ -269,7 +295,13 @@ impl Nodes {
     }
 }
 
-async fn attempt<T, F, Fut>(endpoint: &Endpoint, effect: Effect, deadline: Option<Duration>, rpc: &mut F) -> Attempt<T>
+async fn attempt<T, F, Fut>(
+    endpoint: &Endpoint,
+    effect: Effect,
+    deadline: Option<Duration>,
+    patience: Duration,
+    rpc: &mut F,
+) -> Attempt<T>
 where
     F: FnMut(Channel) -> Fut,
     Fut: Future<Output = Result<Response<T>, Status>>,
@@ -278,7 +310,7 @@ where
         let text = format!("could not reach {endpoint}: {reason}");
         Attempt::Next { warning: text.clone(), error: anyhow!(text), unreachable: true }
     };
-    let channel = match connect(endpoint, deadline).await {
+    let channel = match connect(endpoint, deadline, patience).await {
         Ok(channel) => channel,
         Err(reason) => return unreachable(reason),
     };
@@ -378,7 +410,7 @@ mod tests {
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         other.set_nonblocking(true).unwrap();
         let endpoints = Endpoints::parse(&format!("{closed},{}", other.local_addr().unwrap())).unwrap();
-        let nodes = Nodes::new(endpoints);
+        let nodes = Nodes::new(endpoints, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(nodes.here().to_string(), closed.to_string());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let result: Result<()> = runtime.block_on(nodes.read_here(|channel| async move {
@@ -386,9 +418,106 @@ mod tests {
             Ok(Response::new(()))
         }));
         let error = result.unwrap_err().to_string();
-        assert!(error.starts_with(&format!("could not reach {closed}")), "{error}");
+        assert_eq!(error, format!("could not reach {closed}: connection refused"));
         let asked = other.accept();
         assert!(matches!(&asked, Err(e) if e.kind() == io::ErrorKind::WouldBlock), "the second node was asked");
+    }
+
+    /// A listener whose process never accepts: the kernel completes the TCP handshake (as for a
+    /// SIGSTOPped corrald) and nothing ever comes back.
+    fn silent_node() -> (std::net::TcpListener, Endpoint) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = Endpoint::parse(&listener.local_addr().unwrap().to_string()).unwrap();
+        (listener, endpoint)
+    }
+
+    /// A node that takes one connection, sends `first` (an empty HTTP/2 SETTINGS frame is what
+    /// a server says first) and keeps the connection open until the test ends.
+    fn node_that_says(first: &'static [u8]) -> (std::thread::JoinHandle<()>, Endpoint) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = Endpoint::parse(&listener.local_addr().unwrap().to_string()).unwrap();
+        let node = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(first).unwrap();
+            if !first.is_empty() {
+                // Until the client hangs up.
+                let _ = conn.read_to_end(&mut Vec::new());
+            }
+        });
+        (node, endpoint)
+    }
+
+    const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn a_node_that_accepts_but_never_speaks_is_not_reached() {
+        let (_listener, silent) = silent_node();
+        let reached = runtime().block_on(connect(&silent, Some(REQUEST_TIMEOUT), Duration::from_millis(300)));
+        assert_eq!(reached.err().as_deref(), Some("no answer within 300ms"));
+    }
+
+    #[test]
+    fn a_node_that_speaks_is_reached_and_one_that_hangs_up_is_not() {
+        let (node, speaking) = node_that_says(SETTINGS);
+        let reached = runtime().block_on(connect(&speaking, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
+        assert!(reached.is_ok(), "{:?}", reached.err());
+        drop(reached);
+        node.join().unwrap();
+
+        let (node, mute) = node_that_says(b"");
+        let reached = runtime().block_on(connect(&mute, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
+        // Closed with our greeting unread, the kernel may reset the connection instead.
+        let reason = reached.err();
+        assert!(matches!(reason.as_deref(), Some("connection closed" | "connection reset")), "{reason:?}");
+        node.join().unwrap();
+    }
+
+    /// Even a write that must never be sent twice moves on from a silent node: it was never
+    /// sent there.
+    #[test]
+    fn a_write_skips_a_silent_node_without_sending_to_it() {
+        let (_listener, silent) = silent_node();
+        let (node, speaking) = node_that_says(SETTINGS);
+        let endpoints = Endpoints::parse(&format!("{silent},{speaking}")).unwrap();
+        let nodes = Nodes::new(endpoints, Duration::from_millis(300));
+        let mut sent = 0;
+        let result: Result<()> = runtime().block_on(nodes.write_once(|channel| {
+            sent += 1;
+            async move {
+                drop(channel);
+                Ok(Response::new(()))
+            }
+        }));
+        assert!(result.is_ok(), "{:?}", result.err());
+        assert_eq!(sent, 1, "the write was sent to the silent node too");
+        node.join().unwrap();
+    }
+
+    /// The short deadline is for reaching a node: once it has spoken, a slow answer (a read
+    /// waiting for an election, a long clone) gets the request's whole time and is sent once.
+    #[test]
+    fn a_node_that_spoke_is_not_cut_short() {
+        let (node, speaking) = node_that_says(SETTINGS);
+        let patience = Duration::from_millis(100);
+        let nodes = Nodes::new(Endpoints::parse(&speaking.to_string()).unwrap(), patience);
+        let mut sent = 0;
+        let result: Result<&str> = runtime().block_on(nodes.write(|channel, _| {
+            sent += 1;
+            async move {
+                // Stands for the server taking its time; the channel stays in use meanwhile.
+                tokio::time::sleep(patience * 5).await;
+                drop(channel);
+                Ok(Response::new("done"))
+            }
+        }));
+        assert_eq!(result.ok(), Some("done"));
+        assert_eq!(sent, 1);
+        node.join().unwrap();
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod endpoints;
 pub mod files;
 pub mod output;
 pub mod size;
+pub mod transport;
 pub mod views;

@@ -6,7 +6,7 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use corral_cli::args::Cli;
 
 fn main() -> ExitCode {
@@ -31,12 +31,16 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// A value our parsers refused is reported as `error: --flag: <rule>`; every other usage
-/// error keeps clap's own text and exit code, as do --help and --version.
+/// A value our parsers refused is reported as `error: --flag: <rule>` (or `error: VARIABLE
+/// (--flag): <rule>` when it came from the environment); every other usage error keeps clap's
+/// own text and exit code, as do --help and --version.
 fn usage_error(error: clap::Error) -> ExitCode {
     if error.kind() == ErrorKind::ValueValidation {
         if let (Some(flag), Some(rule)) = (refused_flag(&error), error.source()) {
-            return fail(&format!("{flag}: {rule}"));
+            return match from_environment(&flag) {
+                Some(variable) => fail(&format!("{variable} ({flag}): {rule}")),
+                None => fail(&format!("{flag}: {rule}")),
+            };
         }
     }
     let code = error.exit_code();
@@ -51,6 +55,20 @@ fn refused_flag(error: &clap::Error) -> Option<String> {
         ContextValue::String(arg) => arg.split_whitespace().next().map(str::to_string),
         _ => None,
     }
+}
+
+/// The variable a refused `flag` was read from, when it was not given on the command line but
+/// its variable is set.
+fn from_environment(flag: &str) -> Option<String> {
+    let long = flag.strip_prefix("--")?;
+    let command = Cli::command();
+    let variable = command.get_arguments().find(|a| a.get_long() == Some(long))?.get_env()?.to_str()?.to_string();
+    std::env::var_os(&variable)?;
+    let given = std::env::args_os().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    (!given).then_some(variable)
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

@@ -12,6 +12,8 @@ mod ovf;
 mod parse;
 mod vm;
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 
 pub use self::affinity::{AffinityGroupCommand, AffinityLabelCommand};
@@ -21,7 +23,7 @@ pub use self::engine::EngineCommand;
 pub use self::events::EventsArgs;
 pub use self::host::HostCommand;
 pub use self::ovf::OvfCommand;
-use self::parse::parse_endpoints;
+use self::parse::{parse_connect_timeout, parse_endpoints};
 pub use self::parse::{DomainType, EngineMode, HaPriority, Migration, NameList, Polarity, ResumeBehavior, Scheduling};
 pub use self::vm::{CreateVmArgs, EditVmArgs, VmCommand};
 use crate::endpoints::Endpoints;
@@ -48,6 +50,17 @@ pub struct GlobalArgs {
         value_parser = parse_endpoints
     )]
     pub endpoint: Endpoints,
+
+    /// How long each endpoint gets to connect and answer before the next is tried (e.g. 500ms, 2s)
+    #[arg(
+        long,
+        global = true,
+        env = "CORRAL_CONNECT_TIMEOUT",
+        default_value = "2s",
+        value_name = "DURATION",
+        value_parser = parse_connect_timeout
+    )]
+    pub connect_timeout: Duration,
 
     /// Output format
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
@@ -108,6 +121,22 @@ mod tests {
             assert_eq!(cli.global.output, Format::Json);
             assert!(cli.global.stale);
         }
+    }
+
+    #[test]
+    fn the_connect_timeout_is_two_seconds_unless_told() {
+        // Only when the variable is unset can the default be seen (tests share the environment).
+        if std::env::var_os("CORRAL_CONNECT_TIMEOUT").is_none() {
+            let cli = testing::parse(&["vm", "list"]).unwrap();
+            assert_eq!(cli.global.connect_timeout, crate::connect::DEFAULT_CONNECT_TIMEOUT);
+        }
+        let cli = testing::parse(&["vm", "list", "--connect-timeout", "500ms"]).unwrap();
+        assert_eq!(cli.global.connect_timeout, Duration::from_millis(500));
+        let refused = testing::parse(&["--connect-timeout", "banana", "vm", "list"]).unwrap_err();
+        assert_eq!(
+            testing::refusal(&refused),
+            ("--connect-timeout".to_string(), "'banana' is not a duration (use e.g. 500ms, 2s)".to_string())
+        );
     }
 }
 

@@ -152,6 +152,16 @@ pub(super) fn parse_timeout(text: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
+/// How long one endpoint may take to connect and answer: any positive duration with a unit.
+pub(super) fn parse_connect_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text.trim())
+        .map_err(|_| format!("'{text}' is not a duration (use e.g. 500ms, 2s)"))?;
+    if timeout < Duration::from_millis(1) {
+        return Err("must be at least 1ms".to_string());
+    }
+    Ok(timeout)
+}
+
 pub(super) fn parse_ttl(text: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(text.trim())
         .map_err(|_| format!("'{text}' is not a duration (use e.g. 30m, 1h, 7d)"))?;
@@ -186,6 +196,16 @@ mod tests {
         // libvirt's test driver type is accepted but not offered (it runs only on test:///default).
         assert_eq!(parse_one_of::<DomainType>("test"), Ok(DomainType::Test));
         assert_eq!(parse_one_of::<DomainType>("xen").unwrap_err(), "'xen' is not one of kvm, qemu");
+    }
+
+    #[test]
+    fn connect_timeouts_take_a_unit_and_are_positive() {
+        assert_eq!(parse_connect_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_connect_timeout(" 2s "), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_connect_timeout("0").unwrap_err(), "must be at least 1ms");
+        assert_eq!(parse_connect_timeout("0s").unwrap_err(), "must be at least 1ms");
+        assert_eq!(parse_connect_timeout("5").unwrap_err(), "'5' is not a duration (use e.g. 500ms, 2s)");
+        assert_eq!(parse_connect_timeout("banana").unwrap_err(), "'banana' is not a duration (use e.g. 500ms, 2s)");
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub struct Context {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let ctx = Context { nodes: Nodes::new(cli.global.endpoint), format: cli.global.output, stale: cli.global.stale };
+    let nodes = Nodes::new(cli.global.endpoint, cli.global.connect_timeout);
+    let ctx = Context { nodes, format: cli.global.output, stale: cli.global.stale };
     match cli.command {
         Command::Cluster(command) => cluster::run(&ctx, command).await,
         Command::Vm(command) => vm::run(&ctx, command).await,
