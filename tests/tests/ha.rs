@@ -461,8 +461,7 @@ fn when_most_hosts_fall_silent_at_once_none_is_declared_down() {
     let leader = c.leader();
     let status = c.status(leader);
     let index = |name: &str| name.trim_start_matches("host").parse::<usize>().unwrap() - 1;
-    let learners: Vec<usize> =
-        status.members.iter().filter(|m| m.role == "learner").map(|m| index(&m.name)).collect();
+    let learners: Vec<usize> = status.members.iter().filter(|m| m.role == "learner").map(|m| index(&m.name)).collect();
     let voter = status.members.iter().map(|m| index(&m.name)).find(|i| *i != leader && !learners.contains(i)).unwrap();
     let silent: Vec<usize> = learners.iter().copied().chain([voter]).collect();
     assert_eq!(silent.len(), 3, "{status:?}");
@@ -473,7 +472,10 @@ fn when_most_hosts_fall_silent_at_once_none_is_declared_down() {
     let want = "3 of 5 hosts are not responding";
     wait_until(FAILOVER, "the leader to say it skips fencing", || {
         let ev = c.events(leader);
-        ev.iter().any(|m| m.starts_with(want)).then_some(()).ok_or(format!("{:?}", ev.iter().rev().take(3).collect::<Vec<_>>()))
+        ev.iter()
+            .any(|m| m.starts_with(want))
+            .then_some(())
+            .ok_or(format!("{:?}", ev.iter().rev().take(3).collect::<Vec<_>>()))
     });
     // Past lease + margin (4 s) from the skip notice, which came at half a lease: a host would
     // have been declared down by now. The fault's length, not a wait for an outcome.

@@ -353,7 +353,21 @@ impl Cluster {
                 ));
             }
             let address = node_address(parts, leader)?;
-            match self.0.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT).await {
+            let forwarded = self.0.network.forward(&address, &req, hops + 1, FORWARD_TIMEOUT);
+            // A leader that froze (SIGSTOP, a stalled machine) accepts the request and never
+            // answers; once another node leads, a request that is safe to send twice (a read
+            // index, a write the cluster de-duplicates by its id) goes there instead.
+            let resendable =
+                matches!(&req, LeaderRequest::ReadIndex | LeaderRequest::Write { request_id: Some(_), .. });
+            let answer = tokio::select! {
+                answer = forwarded => answer,
+                () = leader_moved(parts, leader), if resendable => {
+                    tracing::debug!("the leader changed while node {leader} had the request; sending it to the new one");
+                    failed = Some((leader, term));
+                    continue;
+                }
+            };
+            match answer {
                 Err(ClusterError::Unreachable(msg)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!("{msg}; waiting for another leader");
                     failed = Some((leader, term));
@@ -546,6 +560,19 @@ async fn wait_applied(parts: &RaftParts, index: u64) -> Result<(), ClusterError>
         .await
         .map(|_| ())
         .map_err(|e| ClusterError::Unavailable(format!("this node did not catch up with the leader: {e}")))
+}
+
+/// Returns once a node other than `leader` is known to lead (never, if none does).
+async fn leader_moved(parts: &RaftParts, leader: NodeId) {
+    let mut rx = parts.raft.metrics();
+    loop {
+        if rx.borrow_and_update().current_leader.is_some_and(|l| l != leader) {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 fn node_address(parts: &RaftParts, id: NodeId) -> Result<String, ClusterError> {
