@@ -23,9 +23,9 @@ use crate::now_ms;
 /// How often the book notes that the process runs.
 const BEAT: Duration = Duration::from_millis(100);
 
-/// Told when a host that is down, or fenced itself, is heard again (the leader records it
-/// alive); the wiring hands the leader's part in.
-pub type OnHeard = Box<dyn Fn(NodeId, bool) + Send + Sync>;
+/// Told when a host that is down, or fenced itself (and when), is heard again (the leader
+/// records it alive); the wiring hands the leader's part in.
+pub type OnHeard = Box<dyn Fn(NodeId, Option<i64>) + Send + Sync>;
 
 pub struct Witness {
     cluster: Cluster,
@@ -106,7 +106,7 @@ impl Witness {
         }
     }
 
-    fn heartbeat(&self, host: NodeId, sent_ms: i64, self_fenced: bool) -> PeerResult {
+    fn heartbeat(&self, host: NodeId, sent_ms: i64, fenced_ms: Option<i64>) -> PeerResult {
         // Hosts' clocks are kept in step (NTP); a heartbeat older than half a lease was held up
         // in the network and says nothing about the host now.
         let age = now_ms() - sent_ms;
@@ -145,8 +145,8 @@ impl Witness {
         }
         // Read after the acknowledgement was recorded: an index only grows.
         let index = parts.metrics().last_log_index.unwrap_or(0);
-        if !alive || self_fenced {
-            (self.on_heard)(host, self_fenced);
+        if !alive || fenced_ms.is_some() {
+            (self.on_heard)(host, fenced_ms);
         }
         Ok(PeerResponse::HeartbeatAck { index })
     }
@@ -196,7 +196,7 @@ impl Witness {
 impl WitnessDesk for Witness {
     fn answer(&self, from: NodeId, body: PeerBody) -> PeerResult {
         match body {
-            PeerBody::Heartbeat { sent_ms, self_fenced } => self.heartbeat(from, sent_ms, self_fenced),
+            PeerBody::Heartbeat { sent_ms, fenced_ms } => self.heartbeat(from, sent_ms, fenced_ms),
             PeerBody::Silence => self.silence(),
             PeerBody::FenceVote { host, term, applied, at_least_ms } => {
                 self.fence_vote(from, host, term, applied, at_least_ms)

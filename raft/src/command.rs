@@ -80,6 +80,12 @@ pub enum Op {
         id: NodeId,
         self_fenced: bool,
     },
+    /// Heartbeats arrive again from a host that lost its lease and destroyed its VMs at
+    /// `fenced_ms` (its clock), which the events then show rather than the time it said so.
+    HostAliveAfterFencing {
+        id: NodeId,
+        fenced_ms: i64,
+    },
     /// Places every HA VM whose restart is due, highest priority first; the ones that find no
     /// host are tried again later with back-off.
     RestartHaVms,

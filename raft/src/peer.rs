@@ -19,9 +19,9 @@ pub struct PeerRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PeerBody {
     /// A host's heartbeat to one voter. `sent_ms`: the host's clock when it sent it (a heartbeat
-    /// held up in the network is refused as stale). `self_fenced`: the host destroyed its VMs
-    /// since its last renewed lease.
-    Heartbeat { sent_ms: i64, self_fenced: bool },
+    /// held up in the network is refused as stale). `fenced_ms`: when the host, having lost its
+    /// lease since its last renewal, destroyed its VMs (its clock).
+    Heartbeat { sent_ms: i64, fenced_ms: Option<i64> },
     /// The leader asks how long this voter has not acknowledged each host's heartbeats.
     Silence,
     /// The leader of `term`, whose state (applied up to `applied`) shows `host` alive, is about

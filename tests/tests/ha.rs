@@ -161,7 +161,7 @@ fn a_frozen_host_is_declared_down_and_fences_itself_when_it_thaws() {
     // Thawed, its lease long over: it destroys its copy of db1 before anything else, says
     // so with its next heartbeat, and is up again.
     c.resume(victim);
-    let said = "It had lost its lease and stopped its VMs itself.";
+    let said = "It had lost its lease and stopped its VMs itself at ";
     wait_until(FAILOVER, "the thawed host back up, saying it fenced itself", || {
         let ev = c.events(leader);
         let back = ev.iter().any(|m| m.starts_with(&format!("Host {victim_name} answers again")) && m.ends_with(&said));

@@ -666,7 +666,7 @@ fn fault(sb: &Sandbox, tag: &str, fault: Fault) {
     lap(&format!("{host} back -> up"), t);
     if matches!(fault, Fault::Partition | Fault::PartitionLeader) {
         sb.wait_event("the healed host says it fenced itself", |m| {
-            m.starts_with(&format!("Host {host} answers again")) && m.ends_with("stopped its VMs itself.")
+            m.starts_with(&format!("Host {host} answers again")) && m.contains("stopped its VMs itself at ")
         });
     }
     let again = sb.vm(&ha);

@@ -55,6 +55,8 @@ struct Held {
     fenced: HashSet<Uuid>,
     /// Fenced since the last acknowledged heartbeat: the next heartbeat says so.
     fenced_unreported: bool,
+    /// When the VMs were first destroyed since the last report (Unix ms).
+    fenced_at_ms: Option<i64>,
     /// corrald is stopping: no renewal counts any more.
     stopping: bool,
     /// The hosted engine VM an operator started here by hand while the cluster had no quorum
@@ -73,6 +75,7 @@ impl Lease {
                 started: Instant::now(),
                 fenced: HashSet::new(),
                 fenced_unreported: false,
+                fenced_at_ms: None,
                 stopping: false,
                 hand_started: None,
                 claimed_since: None,
@@ -125,7 +128,9 @@ impl Lease {
 
     /// The leader has recorded this host as alive again: its self-fencing has been told.
     fn fence_reported(&self) {
-        self.held_state().fenced_unreported = false;
+        let mut h = self.held_state();
+        h.fenced_unreported = false;
+        h.fenced_at_ms = None;
     }
 
     /// The VM an operator started here by hand, which fencing spares.
@@ -204,9 +209,12 @@ async fn run(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
             fenced_ok = fence(&node, &state, "lease lost").await;
         }
         let sent = Instant::now();
-        let self_fenced = node.lease.held_state().fenced_unreported;
+        let fenced = {
+            let h = node.lease.held_state();
+            h.fenced_unreported.then(|| h.fenced_at_ms.unwrap_or_else(crate::now_ms))
+        };
         let mut next = sent + period;
-        match heartbeat(&node, me, self_fenced, period).await {
+        match heartbeat(&node, me, fenced, period).await {
             Ok(index) => {
                 // Use the renewal only with a state as new as the leader's when it granted it.
                 let caught_up = tokio::time::timeout(period, wait_applied(&state, index)).await.is_ok();
@@ -268,25 +276,25 @@ fn open_watchdog(config: &Config) -> Option<super::watchdog::Watchdog> {
 /// renewal. From cluster level 1 on, to every voter, renewed by a majority of them (in every
 /// configuration of a joint membership); at level 0 (a rolling upgrade from release 3f21f51,
 /// whose nodes witness nothing) to the leader alone, as that release did.
-async fn heartbeat(node: &HostAgent, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
+async fn heartbeat(node: &HostAgent, me: NodeId, fenced: Option<i64>, timeout: Duration) -> Result<u64, String> {
     let parts = node.cluster.parts().map_err(|e| e.to_string())?;
     let majority = parts.state.read(|s: &ClusterState| s.cluster.as_ref().is_some_and(|c| c.level >= 1));
     if majority {
-        witnessed(node, me, self_fenced, timeout).await
+        witnessed(node, me, fenced, timeout).await
     } else {
-        leader_heartbeat(node, me, self_fenced, timeout).await
+        leader_heartbeat(node, me, fenced.is_some(), timeout).await
     }
 }
 
 /// Heartbeats to every voter, side by side; done as soon as a majority acknowledged. The ones
 /// still on their way are left to finish (within `timeout`), so that every voter hears the
 /// host even when it answers late.
-async fn witnessed(node: &HostAgent, me: NodeId, self_fenced: bool, timeout: Duration) -> Result<u64, String> {
+async fn witnessed(node: &HostAgent, me: NodeId, fenced: Option<i64>, timeout: Duration) -> Result<u64, String> {
     let parts = node.cluster.parts().map_err(|e| e.to_string())?;
     let membership = parts.metrics().membership_config.membership().clone();
     let configs: Vec<BTreeSet<NodeId>> = membership.get_joint_config().clone();
     let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
-    let req = PeerRequest { from: me, body: PeerBody::Heartbeat { sent_ms: crate::now_ms(), self_fenced } };
+    let req = PeerRequest { from: me, body: PeerBody::Heartbeat { sent_ms: crate::now_ms(), fenced_ms: fenced } };
     let (tx, mut rx) = tokio::sync::mpsc::channel(voters.len().max(1));
     for voter in &voters {
         let (voter, tx, req, cluster) = (*voter, tx.clone(), req.clone(), node.cluster.clone());
@@ -398,6 +406,7 @@ async fn fence(node: &HostAgent, state: &StateHandle, why: &str) -> bool {
                 let mut h = node.lease.held_state();
                 h.fenced.insert(d.uuid);
                 h.fenced_unreported = true;
+                h.fenced_at_ms.get_or_insert_with(crate::now_ms);
             }
             Err(e) => {
                 tracing::error!(vm = %d.name, "could not destroy it: {e}");

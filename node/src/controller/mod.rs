@@ -44,7 +44,7 @@ impl Leader {
 impl Leader {
     /// A voter on this node heard `host`, which is down or fenced itself: the leader in office
     /// records it alive (once at a time; the host says so with every heartbeat until it is).
-    pub fn heard(&self, host: NodeId, self_fenced: bool) {
+    pub fn heard(&self, host: NodeId, fenced_ms: Option<i64>) {
         let Ok(parts) = self.cluster.parts() else { return };
         let fresh = Duration::from_millis(self.config.host_heartbeat_ms);
         let Some(term) = liveness::in_office(parts, fresh) else { return };
@@ -54,7 +54,11 @@ impl Leader {
         let cluster = self.cluster.clone();
         let book = self.book.clone();
         tokio::spawn(async move {
-            if let Err(e) = cluster.propose_as_leader(Op::HostAlive { id: host, self_fenced }).await {
+            let op = match fenced_ms {
+                Some(fenced_ms) => Op::HostAliveAfterFencing { id: host, fenced_ms },
+                None => Op::HostAlive { id: host, self_fenced: false },
+            };
+            if let Err(e) = cluster.propose_as_leader(op).await {
                 tracing::debug!(host, "could not record the host as alive: {e}");
             }
             book.revived(host);

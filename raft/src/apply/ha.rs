@@ -72,13 +72,26 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn host_alive(&mut self, now: i64, id: NodeId, self_fenced: bool) -> OpResult {
+    /// `fenced`: the host says it lost its lease and destroyed its VMs, at the time given when it
+    /// says when (release 3f21f51's hosts do not).
+    pub(super) fn host_alive(&mut self, now: i64, id: NodeId, fenced: Option<Option<i64>>) -> OpResult {
         let settled = self.settled_host_state(id);
         let host = self.hosts.get_mut(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?;
-        let fenced_note = if self_fenced { " It had lost its lease and stopped its VMs itself." } else { "" };
+        let self_fenced = fenced.is_some();
+        let when = match fenced.flatten() {
+            Some(at) => {
+                format!(" at {} UTC, {:.1} s before it said so", time_of_day(at), (now - at).max(0) as f64 / 1000.0)
+            }
+            None => String::new(),
+        };
+        let fenced_note = if self_fenced {
+            format!(" It had lost its lease and stopped its VMs itself{when}.")
+        } else {
+            String::new()
+        };
         if host.state.is_alive() || host.state == HostState::Joining {
             if self_fenced {
-                let msg = format!("Host {} lost its lease and stopped its VMs itself.", host.name);
+                let msg = format!("Host {} lost its lease and stopped its VMs itself{when}.", host.name);
                 self.record(now, EventKind::HostStateChanged, msg);
             }
             return Ok(Outcome::Done);
@@ -171,6 +184,13 @@ impl ClusterState {
         }
         Ok(Outcome::Done)
     }
+}
+
+/// `ms` (Unix milliseconds) as the UTC time of day, `HH:MM:SS.mmm`.
+fn time_of_day(ms: i64) -> String {
+    let of_day = ms.rem_euclid(86_400_000);
+    let (h, m, s, milli) = (of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000);
+    format!("{h:02}:{m:02}:{s:02}.{milli:03}")
 }
 
 /// The host a VM was migrating to when its own host went down, if that host is not down

@@ -1100,7 +1100,7 @@ both_ways! { enum Op {
     SetEngineMaintenance { global, local },
     ReportEngineScore { host, score },
     AdoptVm { vm, host },
-} later { SetClusterLevel } }
+} later { SetClusterLevel, HostAliveAfterFencing } }
 both_ways! { struct StartOrder { host } }
 both_ways! { struct NewHost { id, name, address, facts } }
 both_ways! { struct VmSpec {

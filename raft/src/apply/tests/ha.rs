@@ -221,3 +221,27 @@ fn an_ha_vm_that_keeps_crashing_waits_longer_each_time_until_it_runs_steadily() 
 fn r_next(s: &ClusterState) -> i64 {
     s.find_vm("flaky").unwrap().ha_state.ha_restart.as_ref().map_or(T0, |r| r.next_try_ms)
 }
+
+#[test]
+fn a_host_that_fenced_itself_is_recorded_with_the_time_it_fenced() {
+    let mut s = hosts([4096, 4096, 4096]);
+    at(&mut s, T0, Op::HostDown { id: 2, how: crate::HostDownCause::lease_ended(4000, 3000) });
+    // A whole number of days plus 01:02:03.456.
+    let fenced = 86_400_000 * 20_000 + 3_723_456;
+    at(&mut s, fenced + 6100, Op::HostAliveAfterFencing { id: 2, fenced_ms: fenced });
+    assert_eq!(s.hosts[&2].state, HostState::Up);
+    let last = &s.events.back().unwrap().message;
+    assert!(
+        last.ends_with(
+            "It had lost its lease and stopped its VMs itself at 01:02:03.456 UTC, 6.1 s before it said so."
+        ),
+        "{last}"
+    );
+    // A host that stayed up and only lost its lease for a while says so the same way.
+    at(&mut s, fenced + 9000, Op::HostAliveAfterFencing { id: 2, fenced_ms: fenced + 8000 });
+    let last = &s.events.back().unwrap().message;
+    assert_eq!(
+        last,
+        "Host host2 lost its lease and stopped its VMs itself at 01:02:11.456 UTC, 1.0 s before it said so."
+    );
+}
