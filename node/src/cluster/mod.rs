@@ -386,7 +386,16 @@ impl Cluster {
                 if matches!(*op, Op::Batch(_)) {
                     return Err(ClusterError::invalid("op", "batches are made by the leader, not sent to it"));
                 }
-                match parts.batcher.propose(request_id, (*op).clone()).await {
+                // Bounded like every wait on a write: openraft never answers an entry that a
+                // deposed leader appended and then lost to an installed snapshot.
+                let proposed = tokio::time::timeout(FORWARD_TIMEOUT, parts.batcher.propose(request_id, (*op).clone()));
+                let Ok(proposed) = proposed.await else {
+                    return Err(ClusterError::Unavailable(format!(
+                        "the write was not answered within {} s; leadership may have moved, and it may still apply",
+                        FORWARD_TIMEOUT.as_secs()
+                    )));
+                };
+                match proposed {
                     Ok((reply, index)) => Ok(LeaderResponse::Written(reply, index)),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) if hops < MAX_HOPS => {
                         let address = self.leader_address(parts, f).await?;

@@ -29,6 +29,8 @@ use crate::now_ms;
 const TICK: Duration = Duration::from_millis(100);
 /// Every this many ticks, maintenance evacuations that are stuck are tried again.
 const EVACUATE_EVERY: u64 = 20;
+/// The longest a voter replacement may take before this tick gives up on it (tried again later).
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a fence agent command may run.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -575,7 +577,11 @@ async fn replace_dead_voter(leader: &Leader, parts: &RaftParts) {
     });
     let (Some((dead, dead_name)), Some((learner, learner_name))) = (dead, healthy) else { return };
     tracing::warn!(dead = %dead_name, promoted = %learner_name, "replacing a voter that stays down");
-    let message = match leader.cluster.replace_voter(dead, learner).await {
+    let replaced = tokio::time::timeout(MEMBERSHIP_TIMEOUT, leader.cluster.replace_voter(dead, learner)).await;
+    let replaced = replaced.unwrap_or_else(|_| {
+        Err(ClusterError::Unavailable(format!("not done within {} s", MEMBERSHIP_TIMEOUT.as_secs())))
+    });
+    let message = match replaced {
         Ok(_) => format!(
             "Voter host {dead_name} has been down for {} s; host {learner_name} became a voter in its place.",
             down_for / 1000
