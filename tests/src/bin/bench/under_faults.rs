@@ -311,7 +311,8 @@ pub fn follower_resume(rt: &tokio::runtime::Runtime, rounds: usize) {
          edit through the leader, {rounds} rounds"
     );
     println!("longest gap between acknowledged edits (any client), from the fault to {WATCH:?} after it");
-    let (mut at_stop, mut at_cont, mut elections, mut writes) = (Vec::new(), Vec::new(), 0, 0);
+    let (mut before, mut at_stop, mut at_cont) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut elections, mut writes) = (0, 0);
     for round in 0..rounds {
         if interrupted.load(Ordering::Relaxed) {
             break;
@@ -350,12 +351,14 @@ pub fn follower_resume(rt: &tokio::runtime::Runtime, rounds: usize) {
             ms(stop_gap),
             ms(cont_gap)
         );
+        before.push(Some(quiet));
         at_stop.push(Some(stop_gap));
         at_cont.push(Some(cont_gap));
     }
     writes += load.count();
     let failed = load.stop(rt);
     println!("term changed in {elections} of {} rounds", at_cont.len());
+    println!("longest gap in the {QUIET:?} before the SIGSTOP (the noise floor): {}", summary(&before));
     println!("longest gap at SIGSTOP: {}", summary(&at_stop));
     println!("longest gap at SIGCONT: {}", summary(&at_cont));
     println!("(edits acknowledged over the run: {writes}; calls that failed or timed out: {failed})");
