@@ -140,22 +140,36 @@ impl Load {
 }
 
 /// Set by SIGINT or SIGTERM: the rounds end at the next step, and the cluster's drop kills its
-/// nodes (a paused one too) instead of leaving them behind.
-fn interrupt_flag(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+/// nodes (a paused one too) instead of leaving them behind. Once set, no later benchmark of this
+/// process starts a cluster.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Catches SIGINT and SIGTERM into `INTERRUPTED` (once per process); returns whether the run was
+/// already interrupted.
+fn catch_interrupts(rt: &tokio::runtime::Runtime) -> bool {
     use tokio::signal::unix::{signal, SignalKind};
-    let flag = Arc::new(AtomicBool::new(false));
-    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-        let flag = flag.clone();
+    static CAUGHT: std::sync::Once = std::sync::Once::new();
+    CAUGHT.call_once(|| {
         let _guard = rt.enter();
-        let Ok(mut s) = signal(kind) else { continue };
-        rt.spawn(async move {
-            if s.recv().await.is_some() {
-                eprintln!("corral-bench: interrupted; ending after this step");
-                flag.store(true, Ordering::Relaxed);
-            }
-        });
-    }
-    flag
+        for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+            let Ok(mut s) = signal(kind) else { continue };
+            rt.spawn(async move {
+                // Bounded: a second signal is as good as the first.
+                for _ in 0..1000 {
+                    if s.recv().await.is_none() {
+                        break;
+                    }
+                    eprintln!("corral-bench: interrupted; ending after this step");
+                    INTERRUPTED.store(true, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    interrupted()
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
 }
 
 /// The node's own view (id, leader, term, applied index), or `None` if it does not answer within 500 ms.
@@ -219,7 +233,9 @@ fn summary(values: &[Option<Duration>]) -> String {
 /// acknowledged edit sent after it (any client), and to the moment every client has had one.
 pub fn leader_failover_load(rt: &tokio::runtime::Runtime, rounds: usize) {
     const CLIENTS: usize = 64;
-    let interrupted = interrupt_flag(rt);
+    if catch_interrupts(rt) {
+        return;
+    }
     let mut c = Cluster::run(3, &[]);
     let endpoints: Vec<String> = (0..3).map(|i| c.endpoint(i).to_string()).collect();
     let vms = create_vms(rt, &c, c.leader(), "load", CLIENTS);
@@ -232,7 +248,7 @@ pub fn leader_failover_load(rt: &tokio::runtime::Runtime, rounds: usize) {
     );
     let (mut first, mut all, mut writes) = (Vec::new(), Vec::new(), 0);
     for round in 0..rounds {
-        if interrupted.load(Ordering::Relaxed) {
+        if interrupted() {
             break;
         }
         let leader = c.leader();
@@ -298,7 +314,9 @@ pub fn follower_resume(rt: &tokio::runtime::Runtime, rounds: usize) {
     const QUIET: Duration = Duration::from_secs(2);
     const FROZEN: Duration = Duration::from_secs(5);
     const WATCH: Duration = Duration::from_secs(3);
-    let interrupted = interrupt_flag(rt);
+    if catch_interrupts(rt) {
+        return;
+    }
     let mut c = Cluster::run(3, &[]);
     let leader = c.leader();
     let endpoints: Vec<String> = (0..3).map(|i| c.endpoint(i).to_string()).collect();
@@ -314,7 +332,7 @@ pub fn follower_resume(rt: &tokio::runtime::Runtime, rounds: usize) {
     let (mut before, mut at_stop, mut at_cont) = (Vec::new(), Vec::new(), Vec::new());
     let (mut elections, mut writes) = (0, 0);
     for round in 0..rounds {
-        if interrupted.load(Ordering::Relaxed) {
+        if interrupted() {
             break;
         }
         let leader = c.leader();
