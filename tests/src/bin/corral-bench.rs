@@ -2,10 +2,14 @@
 //! binaries next to this one, sled flushing on). It prints medians, p99s and throughput;
 //! it asserts nothing about them. Every loop is bounded in count and in time.
 //!
-//!   corral-bench [--only write|failover|memory|ovf|soak] [--rounds N] [--seconds S]
+//!   corral-bench [--only write|failover|memory|ovf|leader-failover-load|follower-resume|soak]
+//!                [--rounds N] [--seconds S]
 //!
 //! `soak` is not part of the default run: it writes for `--seconds` (say 600) and prints each
 //! node's RSS and data-dir size every tenth of the time, to watch sled's growth.
+
+#[path = "bench/under_faults.rs"]
+mod under_faults;
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +57,13 @@ fn main() {
     }
     if wants("ovf") {
         ovf_propagation(&rt, 100);
+    }
+    // Last of the default run: they leave SIGINT and SIGTERM handled (to clean up their nodes).
+    if wants("leader-failover-load") {
+        under_faults::leader_failover_load(&rt, opts.failover_rounds);
+    }
+    if wants("follower-resume") {
+        under_faults::follower_resume(&rt, opts.failover_rounds);
     }
     if opts.only.as_deref() == Some("soak") {
         soak(&rt, opts.seconds);
