@@ -4,6 +4,7 @@
 //! leader-only request, watch the applied state. It knows nothing of libvirt, leases or the
 //! leader's heartbeat book; the parts that do are handed this handle by the wiring (`daemon`).
 
+mod election;
 mod membership;
 
 use std::sync::{Arc, OnceLock};
@@ -14,10 +15,7 @@ use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
 use corral_raft::model::HostFacts;
 use corral_raft::network::Network;
 use corral_raft::peer::{PeerBody, PeerRequest, PeerResult};
-use corral_raft::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, ClientWriteError, InstallSnapshotError, InstallSnapshotRequest,
-    InstallSnapshotResponse, Raft, RaftError, RaftMetrics, StateHandle, VoteRequest, VoteResponse,
-};
+use corral_raft::typ::{ClientWriteError, Raft, RaftError, RaftMetrics, StateHandle, VoteRequest, VoteResponse};
 use corral_raft::{ClusterError, ClusterState, Command, NodeId, NodeInfo, Reply};
 use corral_storage::Store;
 use openraft::error::ForwardToLeader;
@@ -79,6 +77,7 @@ pub struct RaftParts {
     pub state: StateHandle,
     raft: Raft,
     batcher: crate::batcher::Batcher,
+    elections: Arc<election::Elections>,
 }
 
 impl RaftParts {
@@ -93,20 +92,10 @@ impl RaftParts {
         self.raft.server_metrics()
     }
 
-    /// The three Raft RPCs a peer sends, for the Raft transport.
-    pub async fn append_entries(&self, rpc: AppendEntriesRequest) -> Result<AppendEntriesResponse, RaftError> {
-        self.raft.append_entries(rpc).await
-    }
-
+    /// The three Raft RPCs a peer sends, for the Raft transport (AppendEntries and
+    /// InstallSnapshot in `election`, which notes when a leader was heard).
     pub async fn vote(&self, rpc: VoteRequest) -> Result<VoteResponse, RaftError> {
         self.raft.vote(rpc).await
-    }
-
-    pub async fn install_snapshot(
-        &self,
-        rpc: InstallSnapshotRequest,
-    ) -> Result<InstallSnapshotResponse, RaftError<InstallSnapshotError>> {
-        self.raft.install_snapshot(rpc).await
     }
 }
 
@@ -158,9 +147,7 @@ impl Cluster {
     pub async fn peer(&self, req: PeerRequest) -> PeerResult {
         let PeerRequest { from, body } = req;
         match body {
-            PeerBody::PreVote { .. } => {
-                Err(ClusterError::Unavailable("this node does not answer pre-votes yet".into()))
-            }
+            PeerBody::PreVote { term, last_log } => self.parts()?.answer_pre_vote(from, term, last_log),
             body => match self.0.witness.get() {
                 Some(desk) => desk.answer(from, body),
                 None => Err(ClusterError::Unavailable("this node does not witness leases yet".into())),
@@ -194,11 +181,16 @@ impl Cluster {
             .raft
             .get_or_try_init(|| async {
                 let c = &self.0.config;
+                // Elections are ours (`election`: pre-vote first); openraft's timer is off. Its
+                // timeout settings then only set how long a voter refuses a real vote after
+                // hearing a leader (its "leader lease", the maximum): one election timeout, as
+                // long as a pre-vote is refused, so that a granted pre-vote is not then refused.
                 let raft_config = openraft::Config {
                     cluster_name: "corral".into(),
                     heartbeat_interval: c.heartbeat_ms,
-                    election_timeout_min: c.election_timeout_ms,
-                    election_timeout_max: c.election_timeout_ms * 2,
+                    election_timeout_min: (c.election_timeout_ms / 2).max(c.heartbeat_ms + 1),
+                    election_timeout_max: c.election_timeout_ms,
+                    enable_elect: false,
                     snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every),
                     max_in_snapshot_log_to_keep: c.keep_logs,
                     install_snapshot_timeout: 2000,
@@ -215,7 +207,11 @@ impl Cluster {
                     .map_err(|e| ClusterError::Internal(format!("cannot start Raft: {e}")))?;
                 let batcher = crate::batcher::Batcher::spawn(raft.clone());
                 self.spawn_identity_keeper(id, raft.clone(), state.clone());
-                Ok::<_, ClusterError>(RaftParts { id, raft, state, batcher })
+                let elections =
+                    Arc::new(election::Elections::new(c.election_timeout_ms, c.heartbeat_ms, raft.metrics()));
+                let parts = RaftParts { id, raft, state, batcher, elections };
+                self.spawn_elections(&parts);
+                Ok::<_, ClusterError>(parts)
             })
             .await?;
         if self.0.started.borrow().is_none() {
@@ -332,6 +328,7 @@ impl Cluster {
                 if matches!(*op, Op::Batch(_)) {
                     return Err(ClusterError::invalid("op", "batches are made by the leader, not sent to it"));
                 }
+                parts.check_quorum()?;
                 match parts.batcher.propose(request_id, (*op).clone()).await {
                     Ok((reply, index)) => Ok(LeaderResponse::Written(reply, index)),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) if hops < MAX_HOPS => {
@@ -342,17 +339,20 @@ impl Cluster {
                     Err(e) => Err(write_error(e)),
                 }
             }
-            LeaderRequest::ReadIndex => match parts.raft.ensure_linearizable().await {
-                // openraft's read index is its committed index, which a leader restarted
-                // without losing its term may hold stale (it was saved lazily); everything
-                // in the leader's log commits while it leads, so reading after all of it
-                // can never miss an acknowledged write.
-                Ok(log_id) => {
-                    let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
-                    Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
+            LeaderRequest::ReadIndex => {
+                parts.check_quorum()?;
+                match parts.raft.ensure_linearizable().await {
+                    // openraft's read index is its committed index, which a leader restarted
+                    // without losing its term may hold stale (it was saved lazily); everything
+                    // in the leader's log commits while it leads, so reading after all of it
+                    // can never miss an acknowledged write.
+                    Ok(log_id) => {
+                        let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                        Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
+                    }
+                    Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
                 }
-                Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
-            },
+            }
             LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
             LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name).await,
             LeaderRequest::Heartbeat { .. } => {
@@ -369,6 +369,7 @@ impl Cluster {
     /// hang for good (a leader's liveness loop did, once).
     pub async fn propose_as_leader(&self, op: Op) -> Result<Outcome, ClusterError> {
         let parts = self.parts()?;
+        parts.check_quorum()?;
         let cmd = Command { at_ms: now_ms(), request_id: None, op };
         let bound = Duration::from_millis(self.0.config.lease_ms);
         match tokio::time::timeout(bound, parts.raft.client_write(cmd)).await {
