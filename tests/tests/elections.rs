@@ -1,0 +1,266 @@
+//! Elections under faults while clients write: a follower frozen and thawed deposes nobody
+//! (pre-vote), a frozen leader is replaced and, thawed, follows the new one, and a killed leader
+//! is replaced within a bounded wait. Outcomes are asserted; times are printed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corral_proto::raft_service_client::RaftServiceClient;
+use corral_proto::PingRequest;
+use corral_tests::client::{channel, Writer};
+use corral_tests::{wait_until, Cluster};
+
+/// Writes from a few clients in the background (VM creates through any node, each retried with
+/// its request id), each write's start and acknowledgement kept; stops when dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    failed: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// At most this many writes per client, so that the load ends even if nobody stops it.
+const MAX_WRITES: usize = 5000;
+const CLIENTS: usize = 2;
+
+impl Load {
+    fn start(c: &Cluster, tag: &str) -> Load {
+        let endpoints: Vec<String> = (0..c.nodes.len()).map(|i| c.endpoint(i).to_string()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let done: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+        let failed: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (s, d, f, tag) = (stop.clone(), done.clone(), failed.clone(), tag.to_string());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for client in 0..CLIENTS {
+                    let (endpoints, s, d, f, tag) = (endpoints.clone(), s.clone(), d.clone(), f.clone(), tag.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut w = Writer::new(&endpoints);
+                        w.prefer(client);
+                        for n in 0..MAX_WRITES {
+                            if s.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            let name = format!("{tag}-c{client}-{n}");
+                            let rid = uuid::Uuid::new_v4().to_string();
+                            let start = Instant::now();
+                            match w.create(&name, &rid, Duration::from_secs(20)).await {
+                                Ok(_) => d.lock().unwrap().push((start, Instant::now())),
+                                Err(e) => f.lock().unwrap().push(format!("{name}: {}", e.message())),
+                            }
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        });
+        Load { stop, done, failed, thread: Some(thread) }
+    }
+
+    fn count(&self) -> usize {
+        self.done.lock().unwrap().len()
+    }
+
+    /// Waits until `more` writes beyond those done now have succeeded.
+    fn wait_for_more(&self, more: usize, what: &str) {
+        let from = self.count();
+        wait_until(Duration::from_secs(30), what, || {
+            let n = self.count();
+            if n >= from + more {
+                Ok(())
+            } else {
+                Err(format!("{} of {more} more writes", n - from))
+            }
+        });
+    }
+
+    /// How long after `t` the first write started after `t` was acknowledged.
+    fn next_write_after(&self, t: Instant) -> Option<Duration> {
+        self.done.lock().unwrap().iter().filter(|(s, _)| *s > t).map(|(_, d)| *d - t).min()
+    }
+
+    /// The longest time between two acknowledged writes (or from `from` to the first) in
+    /// `from..to`.
+    fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        let mut times: Vec<Instant> =
+            self.done.lock().unwrap().iter().map(|(_, d)| *d).filter(|d| *d > from && *d <= to).collect();
+        times.sort();
+        let mut last = from;
+        let mut gap = Duration::ZERO;
+        for t in times {
+            gap = gap.max(t - last);
+            last = t;
+        }
+        gap
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failed.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Node `i`'s own view: (its id, the leader it knows, its term), by the gRPC ping (no CLI
+/// process, so that it can be polled fast); `None` if it does not answer within 500 ms.
+fn ping(c: &Cluster, i: usize) -> Option<(u64, u64, u64)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = c.endpoint(i).to_string();
+    rt.block_on(async move {
+        let mut client = RaftServiceClient::new(channel(&addr));
+        let mut req = tonic::Request::new(PingRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        let p = tokio::time::timeout(Duration::from_millis(600), client.ping(req)).await.ok()?.ok()?.into_inner();
+        Some((p.node_id, p.leader_id, p.term))
+    })
+}
+
+/// Waits until every node in `nodes` answers and names the same leader in the same term, and
+/// returns (leader id, term).
+fn agreed(c: &Cluster, nodes: &[usize], what: &str) -> (u64, u64) {
+    wait_until(Duration::from_secs(20), what, || {
+        let seen: Vec<Option<(u64, u64, u64)>> = nodes.iter().map(|i| ping(c, *i)).collect();
+        let views: Vec<(u64, u64)> = seen.iter().flatten().map(|(_, l, t)| (*l, *t)).collect();
+        if views.len() == nodes.len() && views[0].0 != 0 && views.iter().all(|v| *v == views[0]) {
+            Ok(views[0])
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+}
+
+fn index_of(c: &Cluster, id: u64) -> usize {
+    (0..c.nodes.len()).find(|i| ping(c, *i).is_some_and(|(me, _, _)| me == id)).expect("the leader's node")
+}
+
+#[test]
+fn a_frozen_follower_that_thaws_deposes_nobody() {
+    let mut c = Cluster::run(3, &[]);
+    let all = [0, 1, 2];
+    let (leader_id, term) = agreed(&c, &all, "one leader");
+    let leader = index_of(&c, leader_id);
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let load = Load::start(&c, "ff");
+    load.wait_for_more(20, "writes under way");
+
+    let started = Instant::now();
+    load.wait_for_more(100, "writes before the freeze");
+    c.pause(follower);
+    let paused = Instant::now();
+    // The fault lasts 5 s (many election timeouts); the writes go on meanwhile.
+    std::thread::sleep(Duration::from_secs(5));
+    load.wait_for_more(10, "writes while the follower is frozen");
+    c.resume(follower);
+    let resumed = Instant::now();
+    load.wait_for_more(50, "writes after the follower thawed");
+    let after = agreed(&c, &all, "the thawed follower to agree on the leader");
+
+    let baseline = load.longest_gap(started, paused);
+    let gap = load.longest_gap(resumed - Duration::from_millis(500), Instant::now());
+    eprintln!(
+        "follower frozen {:?}: term {term} -> {}, leader {leader_id} -> {}; longest write gap from 0.5 s before \
+         the thaw on: {gap:?} (before the freeze: {baseline:?}); writes {}",
+        resumed - paused,
+        after.1,
+        after.0,
+        load.count()
+    );
+    assert_eq!(after, (leader_id, term), "the thawed follower forced no election");
+    assert!(load.failures().is_empty(), "writes that gave up: {:?}", load.failures());
+}
+
+#[test]
+fn a_frozen_leader_is_replaced_and_follows_when_it_thaws() {
+    let mut c = Cluster::run(3, &[]);
+    let all = [0, 1, 2];
+    let (old_id, term) = agreed(&c, &all, "one leader");
+    let old = index_of(&c, old_id);
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let load = Load::start(&c, "fl");
+    load.wait_for_more(20, "writes under way");
+
+    c.pause(old);
+    let paused = Instant::now();
+    let (new_id, new_term) =
+        wait_until(Duration::from_secs(20), "a new leader among the others", || match agreed_now(&c, &others) {
+            Some((l, t)) if l != old_id && t > term => Ok((l, t)),
+            seen => Err(format!("{seen:?}")),
+        });
+    let elected = paused.elapsed();
+    load.wait_for_more(20, "writes through the new leader");
+    let resumed_writes = load.next_write_after(paused);
+
+    c.resume(old);
+    let after = agreed(&c, &all, "the thawed leader to follow the new one");
+    load.wait_for_more(20, "writes after the old leader thawed");
+    let last = agreed(&c, &all, "one leader after the thaw");
+    eprintln!(
+        "leader frozen: new leader {new_id} (term {term} -> {new_term}) seen after {elected:?}, first write \
+         started after the freeze acknowledged after {resumed_writes:?}; after the thaw: leader {} term {}",
+        last.0, last.1
+    );
+    assert_eq!(after, (new_id, new_term), "the thawed leader follows the new leader and forced no election");
+    assert_eq!(last, (new_id, new_term), "one leader, the same, while writes go on");
+    assert!(load.failures().is_empty(), "writes that gave up: {:?}", load.failures());
+}
+
+/// (leader, term) if all of `nodes` answer and agree on a known leader now.
+fn agreed_now(c: &Cluster, nodes: &[usize]) -> Option<(u64, u64)> {
+    let views: Vec<(u64, u64)> = nodes.iter().filter_map(|i| ping(c, *i)).map(|(_, l, t)| (l, t)).collect();
+    (views.len() == nodes.len() && views[0].0 != 0 && views.iter().all(|v| *v == views[0])).then(|| views[0])
+}
+
+#[test]
+fn a_killed_leader_is_replaced_within_a_bounded_wait() {
+    const ROUNDS: usize = 3;
+    let mut c = Cluster::run(3, &[]);
+    let all = [0, 1, 2];
+    let load = Load::start(&c, "kl");
+    let mut elections = Vec::new();
+    let mut writes = Vec::new();
+    for round in 0..ROUNDS {
+        let (old_id, term) = agreed(&c, &all, "one leader");
+        let old = index_of(&c, old_id);
+        let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        load.wait_for_more(20, "writes under way");
+        c.kill(old);
+        let killed = Instant::now();
+        let (new_id, new_term) =
+            wait_until(Duration::from_secs(15), "a new leader after the kill", || match agreed_now(&c, &others) {
+                Some((l, t)) if l != old_id && t > term => Ok((l, t)),
+                seen => Err(format!("{seen:?}")),
+            });
+        let elected = killed.elapsed();
+        load.wait_for_more(5, "writes through the new leader");
+        let written = load.next_write_after(killed).unwrap_or_default();
+        eprintln!(
+            "round {round}: leader {old_id} killed; leader {new_id} (term {term} -> {new_term}) seen after \
+             {elected:?}; first write started after the kill acknowledged after {written:?}"
+        );
+        elections.push(elected);
+        writes.push(written);
+        c.restart(old);
+    }
+    elections.sort();
+    writes.sort();
+    eprintln!(
+        "leader kill, {ROUNDS} rounds: new leader seen after {elections:?} (median {:?}); next write after \
+         {writes:?} (median {:?})",
+        elections[ROUNDS / 2],
+        writes[ROUNDS / 2]
+    );
+    agreed(&c, &all, "one leader at the end");
+    assert!(load.failures().is_empty(), "writes that gave up: {:?}", load.failures());
+}
