@@ -264,3 +264,39 @@ fn a_killed_leader_is_replaced_within_a_bounded_wait() {
     agreed(&c, &all, "one leader at the end");
     assert!(load.failures().is_empty(), "writes that gave up: {:?}", load.failures());
 }
+
+/// In a rolling upgrade a voter of the previous release answers no pre-vote (it does not serve
+/// member-to-member messages): a voter of this build counts that as granted, as openraft's own
+/// election would have, so that it can still be elected with the old voter's vote.
+#[test]
+fn a_voter_of_the_previous_release_does_not_block_a_pre_vote() {
+    let Some(prev) = corral_tests::previous_release() else {
+        eprintln!("SKIPPED: CORRAL_PREVIOUS_BIN is not set (make test builds the previous release and sets it)");
+        return;
+    };
+    let old = prev.join("corrald");
+    let mut c = Cluster::start(0, &[]);
+    c.add_node_running(&old, &[]);
+    c.add_node(&[]);
+    c.add_node_running(&old, &[]);
+    c.bootstrap();
+    c.join(1);
+    c.join(2);
+    let (leader_id, term) = agreed(&c, &[0, 1, 2], "one leader");
+    assert_eq!(index_of(&c, leader_id), 0, "the bootstrap node leads");
+
+    c.kill(0);
+    let killed = Instant::now();
+    let (new_id, new_term) =
+        wait_until(Duration::from_secs(20), "a new leader of the other two", || match agreed_now(&c, &[1, 2]) {
+            Some((l, t)) if l != leader_id && t > term => Ok((l, t)),
+            seen => Err(format!("{seen:?}")),
+        });
+    eprintln!("mixed versions: leader {new_id} (term {new_term}) after {:?}", killed.elapsed());
+    let log = c.nodes[1].log();
+    assert!(
+        log.contains("a majority granted a pre-vote"),
+        "host2 (this build) counted the old voter's answer as a granted pre-vote"
+    );
+    c.must_ok(1, &["vm", "create", "after", "--memory", "64M"]);
+}

@@ -209,8 +209,14 @@ impl RaftParts {
     }
 
     /// Answers another voter's pre-vote: granted only if this node has heard no leader within
-    /// the election timeout (a leader: no majority within it), the term asked is later than
-    /// this node's and the candidate's log is at least as up to date as its own. Changes nothing.
+    /// the election timeout (a leader: no majority within it) and the candidate's log is at
+    /// least as up to date as its own. Changes nothing.
+    ///
+    /// The term asked is not held against the candidate. A candidate behind in term learns the
+    /// later term only from a real vote's refusal (the answer to a pre-vote carries no term), so
+    /// refusing it here could leave, for good, the later term with a node whose log is shorter
+    /// and the longer log with a node that is never let try; and a real vote in a term this
+    /// node has passed is refused by openraft anyway, disrupting nobody.
     pub(super) fn answer_pre_vote(&self, from: NodeId, term: u64, last_log: Option<LogId>) -> PeerResult {
         let m = self.metrics();
         let now = Instant::now();
@@ -228,14 +234,12 @@ impl RaftParts {
                 (heard < timeout).then(|| format!("it heard a leader {} ms ago", heard.as_millis()))
             }
         };
-        let refused = refused
-            .or_else(|| (term <= m.current_term).then(|| format!("its term is {}", m.current_term)))
-            .or_else(|| {
-                (log_key(last_log.as_ref()) < log_key(mine.as_ref())).then(|| {
-                    let (t, i) = log_key(mine.as_ref()).unwrap_or_default();
-                    format!("its log (term {t}, index {i}) is ahead of the candidate's")
-                })
-            });
+        let refused = refused.or_else(|| {
+            (log_key(last_log.as_ref()) < log_key(mine.as_ref())).then(|| {
+                let (t, i) = log_key(mine.as_ref()).unwrap_or_default();
+                format!("its log (term {t}, index {i}) is ahead of the candidate's")
+            })
+        });
         match &refused {
             Some(why) => tracing::debug!(candidate = from, term, "pre-vote refused: {why}"),
             None => tracing::debug!(candidate = from, term, "pre-vote granted"),
