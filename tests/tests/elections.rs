@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corral_proto::raft_service_client::RaftServiceClient;
-use corral_proto::PingRequest;
+use corral_proto::vm_service_client::VmServiceClient;
+use corral_proto::{CreateVmRequest, PingRequest};
 use corral_tests::client::{channel, Writer};
 use corral_tests::{wait_until, Cluster};
 
@@ -299,4 +300,59 @@ fn a_voter_of_the_previous_release_does_not_block_a_pre_vote() {
         "host2 (this build) counted the old voter's answer as a granted pre-vote"
     );
     c.must_ok(1, &["vm", "create", "after", "--memory", "64M"]);
+}
+
+/// A create sent straight to node `i`, answered within `within` or given up (`Err` names the
+/// status or the timeout).
+fn create_at(c: &Cluster, i: usize, name: &str, within: Duration) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = c.endpoint(i).to_string();
+    rt.block_on(async move {
+        let mut client = VmServiceClient::new(channel(&addr));
+        let mut req =
+            tonic::Request::new(CreateVmRequest { name: name.into(), memory_mib: 64, vcpus: 1, ..Default::default() });
+        req.set_timeout(within);
+        match tokio::time::timeout(within + Duration::from_millis(100), client.create(req)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
+            Err(_) => Err(format!("no answer within {within:?}")),
+        }
+    })
+}
+
+/// Check-quorum: a leader that hears from no majority (both followers frozen) refuses writes
+/// and says why, instead of holding them; once the followers thaw, writes go through again.
+#[test]
+fn a_leader_cut_off_from_its_majority_refuses_writes() {
+    let mut c = Cluster::run(3, &[]);
+    let (leader_id, term) = agreed(&c, &[0, 1, 2], "one leader");
+    let leader = index_of(&c, leader_id);
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    create_at(&c, leader, "before", Duration::from_secs(5)).expect("a write with a majority");
+
+    for f in &followers {
+        c.pause(*f);
+    }
+    let paused = Instant::now();
+    let mut n = 0;
+    let refusal = wait_until(Duration::from_secs(15), "the leader to refuse writes", || {
+        n += 1;
+        match create_at(&c, leader, &format!("cut-off-{n}"), Duration::from_secs(1)) {
+            Err(e) if e.contains("has not heard from a majority") => Ok(e),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    eprintln!("leader of term {term} cut off: refuses writes {:?} after the freeze: {refusal}", paused.elapsed());
+    assert!(refusal.starts_with("Unavailable"), "{refusal}");
+
+    for f in &followers {
+        c.resume(*f);
+    }
+    wait_until(Duration::from_secs(20), "writes to go through again", || {
+        n += 1;
+        create_at(&c, leader, &format!("after-{n}"), Duration::from_secs(2))
+            .or_else(|_| create_at(&c, followers[0], &format!("after-f-{n}"), Duration::from_secs(2)))
+    });
+    let after = agreed(&c, &[0, 1, 2], "one leader after the thaw");
+    eprintln!("after the thaw: leader {} term {} (was {leader_id}, {term})", after.0, after.1);
 }
