@@ -15,7 +15,7 @@ use corral_raft::network::{decode, payload, Network};
 use corral_raft::peer::{PeerBody, PeerRequest, PeerResponse, PeerResult};
 use corral_raft::typ::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse,
-    LogId, RaftError, RaftMetrics,
+    LogId, RaftError, RaftMetrics, VoteRequest, VoteResponse,
 };
 use corral_raft::{ClusterError, NodeId};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -42,7 +42,7 @@ struct Book {
     metrics: watch::Receiver<RaftMetrics>,
     seen_any: bool,
     /// When this node last heard a leader of its current term or a later one (itself included,
-    /// while it leads); at start, the start.
+    /// while it leads) or granted a candidate its vote; at start, the start.
     heard_leader: Instant,
     leading: Option<Leading>,
 }
@@ -146,6 +146,17 @@ impl RaftParts {
         resp
     }
 
+    /// Hands a candidate's vote request to openraft. A vote granted restarts this node's
+    /// election timer, as hearing a leader does: the candidate is about to lead, and a second
+    /// candidate now would only split the vote.
+    pub async fn vote(&self, rpc: VoteRequest) -> Result<VoteResponse, RaftError> {
+        let resp = self.raft.vote(rpc).await;
+        if matches!(&resp, Ok(r) if r.vote_granted) {
+            self.elections.heard_leader(Instant::now());
+        }
+        resp
+    }
+
     /// As `append_entries`: an accepted snapshot chunk from a leader counts as hearing it.
     pub async fn install_snapshot(
         &self,
@@ -231,7 +242,7 @@ impl RaftParts {
                     .then(|| format!("it leads term {} with a majority", m.current_term))
             } else {
                 let heard = now.saturating_duration_since(book.heard_leader);
-                (heard < timeout).then(|| format!("it heard a leader {} ms ago", heard.as_millis()))
+                (heard < timeout).then(|| format!("it heard a leader (or voted) {} ms ago", heard.as_millis()))
             }
         };
         let refused = refused.or_else(|| {

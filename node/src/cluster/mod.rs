@@ -15,7 +15,7 @@ use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
 use corral_raft::model::HostFacts;
 use corral_raft::network::Network;
 use corral_raft::peer::{PeerBody, PeerRequest, PeerResult};
-use corral_raft::typ::{ClientWriteError, Raft, RaftError, RaftMetrics, StateHandle, VoteRequest, VoteResponse};
+use corral_raft::typ::{ClientWriteError, Raft, RaftError, RaftMetrics, StateHandle};
 use corral_raft::{ClusterError, ClusterState, Command, NodeId, NodeInfo, Reply};
 use corral_storage::Store;
 use openraft::error::ForwardToLeader;
@@ -92,11 +92,8 @@ impl RaftParts {
         self.raft.server_metrics()
     }
 
-    /// The three Raft RPCs a peer sends, for the Raft transport (AppendEntries and
-    /// InstallSnapshot in `election`, which notes when a leader was heard).
-    pub async fn vote(&self, rpc: VoteRequest) -> Result<VoteResponse, RaftError> {
-        self.raft.vote(rpc).await
-    }
+    // The three Raft RPCs a peer sends, for the Raft transport, are in `election`: each notes
+    // what it says about leaders.
 }
 
 impl Cluster {
