@@ -110,6 +110,15 @@ impl Elections {
         }
     }
 
+    /// How long a leader may go without hearing from a majority before it stops acting as
+    /// leader: the longest election timeout a follower draws, so that the leader gives up no
+    /// sooner than its followers would start looking for another (on a starved machine,
+    /// heartbeat answers come late, and a leader that gave up at the shortest would let a
+    /// follower depose it for nothing).
+    fn quorum_limit(&self) -> Duration {
+        2 * self.timeout
+    }
+
     /// A fresh election timeout, between the configured one and twice it.
     fn draw(&self) -> Duration {
         let ms = self.timeout.as_millis() as u64;
@@ -192,9 +201,8 @@ impl RaftParts {
     }
 
     /// Check-quorum for the write and read paths: refuses when this node leads but has not
-    /// heard from a majority for an election timeout (twice the configured one, the longest a
-    /// follower waits before it looks for another leader). A node that does not lead passes:
-    /// openraft refuses it and the request is handed to the leader.
+    /// heard from a majority for an election timeout (`quorum_limit`). A node that does not
+    /// lead passes: openraft refuses it and the request is handed to the leader.
     pub(super) fn check_quorum(&self) -> Result<(), ClusterError> {
         let m = self.metrics();
         if m.state != ServerState::Leader || alone(&m, self.id) {
@@ -202,7 +210,7 @@ impl RaftParts {
         }
         let term = m.current_term;
         let now = Instant::now();
-        let limit = 2 * self.elections.timeout;
+        let limit = self.elections.quorum_limit();
         let silence = {
             let mut book = self.elections.book();
             book.refresh(now);
@@ -220,8 +228,8 @@ impl RaftParts {
     }
 
     /// Answers another voter's pre-vote: granted only if this node has heard no leader within
-    /// the election timeout (a leader: no majority within it) and the candidate's log is at
-    /// least as up to date as its own. Changes nothing.
+    /// the election timeout (a leader: it has stopped acting as one, `check_quorum`) and the
+    /// candidate's log is at least as up to date as its own. Changes nothing.
     ///
     /// The term asked is not held against the candidate. A candidate behind in term learns the
     /// later term only from a real vote's refusal (the answer to a pre-vote carries no term), so
@@ -238,7 +246,7 @@ impl RaftParts {
             book.refresh(now);
             if m.state == ServerState::Leader {
                 let silence = book.quorum_silence(m.current_term, now).unwrap_or_default();
-                (silence <= timeout || alone(&m, self.id))
+                (silence <= self.elections.quorum_limit() || alone(&m, self.id))
                     .then(|| format!("it leads term {} with a majority", m.current_term))
             } else {
                 let heard = now.saturating_duration_since(book.heard_leader);
