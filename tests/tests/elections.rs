@@ -150,14 +150,17 @@ fn index_of(c: &Cluster, id: u64) -> usize {
 fn a_frozen_follower_that_thaws_deposes_nobody() {
     let mut c = Cluster::run(3, &[]);
     let all = [0, 1, 2];
-    let (leader_id, term) = agreed(&c, &all, "one leader");
-    let leader = index_of(&c, leader_id);
-    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let (first_leader, _) = agreed(&c, &all, "one leader");
+    let first_leader = index_of(&c, first_leader);
+    let follower = (0..3).find(|i| *i != first_leader).unwrap();
     let load = Load::start(&c, "ff");
     load.wait_for_more(20, "writes under way");
 
     let started = Instant::now();
     load.wait_for_more(100, "writes before the freeze");
+    // The leader and term just before the freeze: what the thaw must not change.
+    let (leader_id, term) = agreed(&c, &all, "one leader before the freeze");
+    assert_ne!(index_of(&c, leader_id), follower, "the node to freeze is a follower");
     c.pause(follower);
     let paused = Instant::now();
     // The fault lasts 5 s (many election timeouts); the writes go on meanwhile.
