@@ -313,6 +313,10 @@ impl Cluster {
     }
 }
 
+/// How long openraft waits before it sends to an unreachable member again (its default
+/// backoff), the least a freshly started node gives the leader before it looks for another.
+const STARTUP_GRACE: Duration = Duration::from_millis(500);
+
 /// The election timer: a voter that does not lead and has heard no leader for a drawn timeout
 /// (counted from its last attempt, too) asks for pre-votes and, granted, starts an election.
 async fn run_timer(parts: RaftParts, network: Network) {
@@ -320,7 +324,11 @@ async fn run_timer(parts: RaftParts, network: Network) {
     let mut tick = tokio::time::interval(elections.period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wait = elections.draw();
-    let mut tried: Option<Instant> = None;
+    // Right after a start the leader may not be dialling this node yet (openraft waits 500 ms
+    // before it tries an unreachable member again): give it an election timeout more, as if
+    // this node had just tried, rather than ask for pre-votes that a member of the previous
+    // release grants unasked.
+    let mut tried: Option<Instant> = Some(Instant::now() + elections.timeout.max(STARTUP_GRACE));
     loop {
         tick.tick().await;
         let m = parts.metrics();
