@@ -356,16 +356,25 @@ async fn run_timer(parts: RaftParts, network: Network) {
         tried = Some(now);
         if !single {
             let quiet_ms = now.saturating_duration_since(heard).as_millis();
-            match pre_vote(&parts, &network, &m).await {
-                Ok(()) => tracing::info!(
-                    term = m.current_term + 1,
-                    "heard no leader for {quiet_ms} ms and a majority granted a pre-vote: starting an election"
-                ),
-                Err(why) => {
-                    tracing::debug!(term = m.current_term + 1, "heard no leader for {quiet_ms} ms; no election: {why}");
-                    continue;
-                }
+            if let Err(why) = pre_vote(&parts, &network, &m).await {
+                tracing::debug!(term = m.current_term + 1, "heard no leader for {quiet_ms} ms; no election: {why}");
+                continue;
             }
+            // A leader heard (or a vote granted) while the pre-votes were out: another node won
+            // meanwhile, and an election now would depose it.
+            let heard_since = {
+                let mut book = elections.book();
+                book.refresh(Instant::now());
+                book.heard_leader > heard
+            };
+            if heard_since || parts.metrics().current_term != m.current_term {
+                tracing::debug!("a leader or a candidate appeared during the pre-vote; no election");
+                continue;
+            }
+            tracing::info!(
+                term = m.current_term + 1,
+                "heard no leader for {quiet_ms} ms and a majority granted a pre-vote: starting an election"
+            );
         }
         if let Err(e) = parts.raft.trigger().elect().await {
             tracing::debug!("Raft stopped; the election timer ends: {e}");
