@@ -4,6 +4,7 @@
 //! leader-only request, watch the applied state. It knows nothing of libvirt, leases or the
 //! leader's heartbeat book; the parts that do are handed this handle by the wiring (`daemon`).
 
+mod election;
 mod membership;
 
 use std::collections::BTreeMap;
@@ -15,10 +16,7 @@ use corral_raft::forward::{LeaderRequest, LeaderResponse, MAX_HOPS};
 use corral_raft::model::HostFacts;
 use corral_raft::network::Network;
 use corral_raft::peer::{PeerBody, PeerRequest, PeerResult};
-use corral_raft::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, ClientWriteError, InstallSnapshotError, InstallSnapshotRequest,
-    InstallSnapshotResponse, Raft, RaftError, RaftMetrics, StateHandle, VoteRequest, VoteResponse,
-};
+use corral_raft::typ::{ClientWriteError, Raft, RaftError, RaftMetrics, StateHandle};
 use corral_raft::{ClusterError, ClusterState, Command, NodeId, NodeInfo, Reply};
 use corral_storage::Store;
 use openraft::error::ForwardToLeader;
@@ -92,6 +90,7 @@ pub struct RaftParts {
     pub state: StateHandle,
     raft: Raft,
     batcher: crate::batcher::Batcher,
+    elections: Arc<election::Elections>,
 }
 
 impl RaftParts {
@@ -106,21 +105,8 @@ impl RaftParts {
         self.raft.server_metrics()
     }
 
-    /// The three Raft RPCs a peer sends, for the Raft transport.
-    pub async fn append_entries(&self, rpc: AppendEntriesRequest) -> Result<AppendEntriesResponse, RaftError> {
-        self.raft.append_entries(rpc).await
-    }
-
-    pub async fn vote(&self, rpc: VoteRequest) -> Result<VoteResponse, RaftError> {
-        self.raft.vote(rpc).await
-    }
-
-    pub async fn install_snapshot(
-        &self,
-        rpc: InstallSnapshotRequest,
-    ) -> Result<InstallSnapshotResponse, RaftError<InstallSnapshotError>> {
-        self.raft.install_snapshot(rpc).await
-    }
+    // The three Raft RPCs a peer sends, for the Raft transport, are in `election`: each notes
+    // what it says about leaders.
 }
 
 impl Cluster {
@@ -171,9 +157,7 @@ impl Cluster {
     pub async fn peer(&self, req: PeerRequest) -> PeerResult {
         let PeerRequest { from, body } = req;
         match body {
-            PeerBody::PreVote { .. } => {
-                Err(ClusterError::Unavailable("this node does not answer pre-votes yet".into()))
-            }
+            PeerBody::PreVote { term, last_log } => self.parts()?.answer_pre_vote(from, term, last_log),
             body => match self.0.witness.get() {
                 Some(desk) => desk.answer(from, body),
                 None => Err(ClusterError::Unavailable("this node does not witness leases yet".into())),
@@ -207,11 +191,16 @@ impl Cluster {
             .raft
             .get_or_try_init(|| async {
                 let c = &self.0.config;
+                // Elections are ours (`election`: pre-vote first); openraft's timer is off. Its
+                // timeout settings then only set how long a voter refuses a real vote after
+                // hearing a leader (its "leader lease", the maximum): one election timeout, as
+                // long as a pre-vote is refused, so that a granted pre-vote is not then refused.
                 let raft_config = openraft::Config {
                     cluster_name: "corral".into(),
                     heartbeat_interval: c.heartbeat_ms,
-                    election_timeout_min: c.election_timeout_ms,
-                    election_timeout_max: c.election_timeout_ms * 2,
+                    election_timeout_min: (c.election_timeout_ms / 2).max(c.heartbeat_ms + 1),
+                    election_timeout_max: c.election_timeout_ms,
+                    enable_elect: false,
                     snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every),
                     max_in_snapshot_log_to_keep: c.keep_logs,
                     install_snapshot_timeout: 2000,
@@ -228,7 +217,11 @@ impl Cluster {
                     .map_err(|e| ClusterError::Internal(format!("cannot start Raft: {e}")))?;
                 let batcher = crate::batcher::Batcher::spawn(raft.clone());
                 self.spawn_identity_keeper(id, raft.clone(), state.clone());
-                Ok::<_, ClusterError>(RaftParts { id, raft, state, batcher })
+                let elections =
+                    Arc::new(election::Elections::new(c.election_timeout_ms, c.heartbeat_ms, raft.metrics()));
+                let parts = RaftParts { id, raft, state, batcher, elections };
+                self.spawn_elections(&parts);
+                Ok::<_, ClusterError>(parts)
             })
             .await?;
         if self.0.started.borrow().is_none() {
@@ -386,6 +379,7 @@ impl Cluster {
                 if matches!(*op, Op::Batch(_)) {
                     return Err(ClusterError::invalid("op", "batches are made by the leader, not sent to it"));
                 }
+                parts.check_quorum()?;
                 // Bounded like every wait on a write: openraft never answers an entry that a
                 // deposed leader appended and then lost to an installed snapshot.
                 let proposed = tokio::time::timeout(FORWARD_TIMEOUT, parts.batcher.propose(request_id, (*op).clone()));
@@ -405,17 +399,20 @@ impl Cluster {
                     Err(e) => Err(write_error(e)),
                 }
             }
-            LeaderRequest::ReadIndex => match parts.raft.ensure_linearizable().await {
-                // openraft's read index is its committed index, which a leader restarted
-                // without losing its term may hold stale (it was saved lazily); everything
-                // in the leader's log commits while it leads, so reading after all of it
-                // can never miss an acknowledged write.
-                Ok(log_id) => {
-                    let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
-                    Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
+            LeaderRequest::ReadIndex => {
+                parts.check_quorum()?;
+                match parts.raft.ensure_linearizable().await {
+                    // openraft's read index is its committed index, which a leader restarted
+                    // without losing its term may hold stale (it was saved lazily); everything
+                    // in the leader's log commits while it leads, so reading after all of it
+                    // can never miss an acknowledged write.
+                    Ok(log_id) => {
+                        let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                        Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
+                    }
+                    Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
                 }
-                Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
-            },
+            }
             LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
             LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name).await,
             LeaderRequest::Heartbeat { .. } => {
@@ -432,6 +429,7 @@ impl Cluster {
     /// hang for good (a leader's liveness loop did, once).
     pub async fn propose_as_leader(&self, op: Op) -> Result<Outcome, ClusterError> {
         let parts = self.parts()?;
+        parts.check_quorum()?;
         let cmd = Command { at_ms: now_ms(), request_id: None, op };
         let bound = Duration::from_millis(self.0.config.lease_ms);
         match tokio::time::timeout(bound, parts.raft.client_write(cmd)).await {
@@ -440,30 +438,6 @@ impl Cluster {
                 "the write was not answered within {} ms; leadership may have moved",
                 bound.as_millis()
             ))),
-        }
-    }
-
-    /// Confirms with a quorum, within `within`, that this node still leads; returns its term.
-    /// A leader frozen for a while reads openraft's last metrics from before the freeze: only a
-    /// round trip to a quorum says it still leads.
-    pub async fn confirm_leadership(&self, within: Duration) -> Result<u64, ClusterError> {
-        let parts = self.parts()?;
-        let term = parts.raft.metrics().borrow().current_term;
-        match tokio::time::timeout(within, parts.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(ClusterError::Unavailable(format!("leadership not confirmed: {e}"))),
-            Err(_) => {
-                return Err(ClusterError::Unavailable(format!(
-                    "leadership not confirmed by a quorum within {} ms",
-                    within.as_millis()
-                )))
-            }
-        }
-        let m = parts.metrics();
-        if m.state == openraft::ServerState::Leader && m.current_term == term {
-            Ok(term)
-        } else {
-            Err(ClusterError::Unavailable(format!("leadership moved while it was confirmed (term {term})")))
         }
     }
 

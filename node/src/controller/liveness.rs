@@ -188,18 +188,7 @@ impl Liveness {
 /// Whether this node leads in `term`, took office (its election is applied) and heard from a
 /// quorum within `fresh`: only then may it grant leases or declare hosts down.
 pub fn in_office(parts: &RaftParts, fresh: Duration) -> Option<u64> {
-    let (state, id) = (&parts.state, parts.id);
-    let m = parts.metrics();
-    if m.state != ServerState::Leader {
-        return None;
-    }
-    let term = m.current_term;
-    if state.read(|s| s.leader) != Some((id, term)) {
-        return None;
-    }
-    let alone = m.membership_config.membership().voter_ids().all(|v| v == id);
-    let confirmed = alone || m.millis_since_quorum_ack.is_some_and(|ms| ms <= fresh.as_millis() as u64);
-    confirmed.then_some(term)
+    parts.leads_with_quorum(fresh)
 }
 
 /// Runs the leader's liveness loop once per term this node leads: started when it takes office,
