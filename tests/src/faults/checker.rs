@@ -1,0 +1,423 @@
+//! Is a history of one VM's calls linearizable? A Wing–Gong–Lowe search over a register
+//! model (absent, or present with a configuration). A call with an unknown outcome may take
+//! effect at any time after it was invoked, or never; a read that never answered says nothing
+//! and is left out. The search is bounded: a history too tangled to decide is reported so, never
+//! passed.
+
+use std::collections::HashSet;
+
+use super::history::{Call, Config, Op, Outcome};
+
+/// The model: one VM name, absent or present with its configuration.
+pub type State = Option<Config>;
+
+/// Search states visited before a history is called undecided.
+const MAX_STATES: usize = 2_000_000;
+
+/// What the model says `call` answering `outcome` does to `state`: the next state, or `None`
+/// when that answer is impossible from `state`.
+pub fn step(state: &State, call: &Call, outcome: &Outcome) -> Option<State> {
+    use Outcome::*;
+    match (call, outcome) {
+        // A refusal for another reason (a validation, say) and an unknown read change nothing.
+        (_, Refused(_)) => Some(state.clone()),
+        (Call::Create(c), Ok(answer)) => {
+            (state.is_none() && answer.as_ref().is_none_or(|a| a == c)).then(|| Some(c.clone()))
+        }
+        (Call::Create(_), AlreadyExists) => state.is_some().then(|| state.clone()),
+        (Call::Create(c), Unknown(_)) => Some(state.clone().or_else(|| Some(c.clone()))),
+        (Call::SetMemory(_) | Call::SetDescription(_), Ok(answer)) => {
+            let next = edited(state.as_ref()?, call);
+            answer.as_ref().is_none_or(|a| *a == next).then_some(Some(next))
+        }
+        (Call::SetMemory(_) | Call::SetDescription(_), Unknown(_)) => {
+            Some(state.as_ref().map(|s| edited(s, call)))
+        }
+        (Call::Read, Ok(answer)) => (state.is_some() && *state == *answer).then(|| state.clone()),
+        (Call::Read, Unknown(_)) => Some(state.clone()),
+        (Call::Delete, Ok(_)) => state.is_some().then_some(None),
+        (Call::Delete, Unknown(_)) => Some(None),
+        (_, NotFound) => state.is_none().then_some(None),
+        (_, AlreadyExists) => None,
+    }
+}
+
+fn edited(s: &Config, call: &Call) -> Config {
+    let mut next = s.clone();
+    match call {
+        Call::SetMemory(m) => next.memory_mib = *m,
+        Call::SetDescription(d) => next.description = d.clone(),
+        _ => {}
+    }
+    next
+}
+
+/// The checker's answer for one VM's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    /// No order of the calls fits the model. `stuck` indexes (in the history given) the call
+    /// whose answer no order reached could explain; `states` are the model states the deepest
+    /// orders had reached just before it.
+    Violation { stuck: usize, states: Vec<State> },
+    /// The search gave up (too many concurrent unknown calls): neither passed nor failed.
+    Undecided,
+}
+
+struct Entry {
+    op: usize,
+    call: bool,
+}
+
+/// Checks one VM's history (in any order) against the register model, starting absent.
+pub fn check(ops: &[Op]) -> Verdict {
+    // An unanswered read has no effect and constrains nothing.
+    let kept: Vec<usize> =
+        (0..ops.len()).filter(|i| !(ops[*i].call == Call::Read && ops[*i].outcome.is_unknown())).collect();
+    let mut timed: Vec<(u64, bool, usize)> = Vec::new();
+    for &i in &kept {
+        timed.push((ops[i].invoked_us, false, i));
+        if let Some(t) = ops[i].completed_us {
+            // At equal times a call sorts before a return: the two count as concurrent.
+            timed.push((t, true, i));
+        }
+    }
+    timed.sort();
+    let entries: Vec<Entry> = timed.iter().map(|(_, ret, op)| Entry { op: *op, call: !*ret }).collect();
+    let m = entries.len();
+    const NIL: usize = usize::MAX;
+    let head = m;
+    // A doubly linked list over the entries (plus a head at index m) that calls are lifted
+    // out of as they are linearized and put back into on backtracking.
+    let mut next: Vec<usize> = (1..=m).map(|i| if i == m { NIL } else { i }).collect();
+    next.push(if m == 0 { NIL } else { 0 });
+    let mut prev: Vec<usize> = (0..m).map(|i| if i == 0 { head } else { i - 1 }).collect();
+    prev.push(NIL);
+    let mut return_of = vec![NIL; m];
+    {
+        let mut call_at = vec![NIL; ops.len()];
+        for (e, entry) in entries.iter().enumerate() {
+            if entry.call {
+                call_at[entry.op] = e;
+            } else {
+                return_of[call_at[entry.op]] = e;
+            }
+        }
+    }
+    let unlink = |x: usize, next: &mut Vec<usize>, prev: &mut Vec<usize>| {
+        next[prev[x]] = next[x];
+        if next[x] != NIL {
+            prev[next[x]] = prev[x];
+        }
+    };
+    let relink = |x: usize, next: &mut Vec<usize>, prev: &mut Vec<usize>| {
+        next[prev[x]] = x;
+        if next[x] != NIL {
+            prev[next[x]] = x;
+        }
+    };
+
+    let words = ops.len().div_ceil(64);
+    let mut linearized = vec![0u64; words];
+    let mut state: State = None;
+    let mut stack: Vec<(usize, State)> = Vec::new();
+    let mut seen: HashSet<(Vec<u64>, State)> = HashSet::new();
+    let mut deepest: Option<(usize, usize)> = None; // (depth, stuck op)
+    let mut deepest_states: Vec<State> = Vec::new();
+    let mut entry = next[head];
+    loop {
+        if entry == NIL {
+            // Only calls with unknown outcomes are left: they may never have happened.
+            return Verdict::Linearizable;
+        }
+        let e = &entries[entry];
+        if e.call {
+            let op = &ops[e.op];
+            if let Some(after) = step(&state, &op.call, &op.outcome) {
+                let mut with = linearized.clone();
+                with[e.op / 64] |= 1 << (e.op % 64);
+                if seen.insert((with.clone(), after.clone())) {
+                    if seen.len() > MAX_STATES {
+                        return Verdict::Undecided;
+                    }
+                    stack.push((entry, std::mem::replace(&mut state, after)));
+                    linearized = with;
+                    unlink(entry, &mut next, &mut prev);
+                    if return_of[entry] != NIL {
+                        unlink(return_of[entry], &mut next, &mut prev);
+                    }
+                    entry = next[head];
+                    continue;
+                }
+            }
+            entry = next[entry];
+        } else {
+            // This call has returned and no order so far could place it: back up one.
+            let depth = stack.len();
+            match deepest {
+                Some((d, _)) if d > depth => {}
+                Some((d, _)) if d == depth => {
+                    if !deepest_states.contains(&state) && deepest_states.len() < 4 {
+                        deepest_states.push(state.clone());
+                    }
+                }
+                _ => {
+                    deepest = Some((depth, e.op));
+                    deepest_states = vec![state.clone()];
+                }
+            }
+            let Some((back, before)) = stack.pop() else {
+                let stuck = deepest.map(|(_, op)| op).unwrap_or(e.op);
+                return Verdict::Violation { stuck, states: deepest_states };
+            };
+            let op = entries[back].op;
+            linearized[op / 64] &= !(1 << (op % 64));
+            state = before;
+            if return_of[back] != NIL {
+                relink(return_of[back], &mut next, &mut prev);
+            }
+            relink(back, &mut next, &mut prev);
+            entry = next[back];
+        }
+    }
+}
+
+/// The history as it stood at time `t`: calls invoked by then, and those still open at `t`
+/// turned into unknown outcomes.
+fn prefix(ops: &[Op], t: u64) -> Vec<Op> {
+    ops.iter()
+        .filter(|o| o.invoked_us <= t)
+        .map(|o| match o.completed_us {
+            Some(c) if c > t => {
+                Op { completed_us: None, outcome: Outcome::Unknown("still open".into()), ..o.clone() }
+            }
+            _ => o.clone(),
+        })
+        .collect()
+}
+
+/// A violation made readable: the call that no order explains, the shortest prefix of the
+/// history that shows it, and the calls around it.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub vm: String,
+    /// The call whose answer the model cannot explain (the last to complete in the shortest
+    /// failing prefix).
+    pub culprit: Op,
+    /// The shortest failing prefix, in order of invocation, cut to the calls around the culprit.
+    pub excerpt: Vec<Op>,
+    /// Calls of the prefix left out of the excerpt (older, completed before the window).
+    pub omitted: usize,
+    /// What the model could hold just before the culprit.
+    pub states: Vec<State>,
+}
+
+/// Calls completed before the culprit was invoked that the excerpt keeps.
+const CONTEXT: usize = 8;
+
+/// Checks one VM's history; on a violation, narrows it to the shortest failing prefix (a
+/// prefix of a linearizable history is linearizable, so a bisection over completion times
+/// finds it).
+pub fn check_vm(vm: &str, ops: &[Op]) -> (Verdict, Option<Finding>) {
+    let verdict = check(ops);
+    let Verdict::Violation { states, .. } = &verdict else { return (verdict, None) };
+    let mut ends: Vec<u64> = ops.iter().filter_map(|o| o.completed_us).collect();
+    ends.sort();
+    ends.dedup();
+    let (mut lo, mut hi) = (0usize, ends.len().saturating_sub(1));
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if matches!(check(&prefix(ops, ends[mid])), Verdict::Violation { .. }) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let t = ends.get(hi).copied().unwrap_or(0);
+    let mut shortest = prefix(ops, t);
+    shortest.sort_by_key(|o| (o.invoked_us, o.completed_us));
+    let states = match check(&shortest) {
+        Verdict::Violation { states, .. } => states,
+        _ => states.clone(),
+    };
+    let culprit = shortest.iter().find(|o| o.completed_us == Some(t)).cloned().unwrap_or_else(|| shortest[0].clone());
+    // The window: the culprit and everything concurrent with it, plus the last few calls
+    // that completed before it began.
+    let before: Vec<usize> = (0..shortest.len())
+        .filter(|i| shortest[*i].completed_us.is_some_and(|c| c < culprit.invoked_us))
+        .collect();
+    let keep_from = before.len().saturating_sub(CONTEXT);
+    let dropped: HashSet<usize> = before[..keep_from].iter().copied().collect();
+    let excerpt: Vec<Op> =
+        (0..shortest.len()).filter(|i| !dropped.contains(i)).map(|i| shortest[i].clone()).collect();
+    let finding = Finding { vm: vm.to_string(), culprit, excerpt, omitted: dropped.len(), states };
+    (verdict, Some(finding))
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "vm {}: no order of its calls explains: {}", self.vm, self.culprit)?;
+        let states: Vec<String> =
+            self.states.iter().map(|s| s.as_ref().map_or("absent".to_string(), |c| c.to_string())).collect();
+        writeln!(f, "  the model could hold, just before it: {}", states.join(" | "))?;
+        if self.omitted > 0 {
+            writeln!(f, "  ({} earlier calls left out)", self.omitted)?;
+        }
+        for op in &self.excerpt {
+            let mark = if op.invoked_us == self.culprit.invoked_us && op.client == self.culprit.client {
+                ">>"
+            } else {
+                "  "
+            };
+            writeln!(f, "  {mark} {op}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(m: u64, d: &str) -> Config {
+        Config { memory_mib: m, description: d.into() }
+    }
+
+    fn op(client: usize, call: Call, from_ms: u64, to_ms: Option<u64>, outcome: Outcome) -> Op {
+        Op {
+            client,
+            node: 0,
+            vm: "vm0".into(),
+            call,
+            invoked_us: from_ms * 1000,
+            completed_us: to_ms.map(|t| t * 1000),
+            outcome,
+        }
+    }
+
+    fn ok(c: Config) -> Outcome {
+        Outcome::Ok(Some(c))
+    }
+
+    fn unknown() -> Outcome {
+        Outcome::Unknown("timed out".into())
+    }
+
+    #[test]
+    fn a_sequential_history_that_follows_the_model_passes() {
+        let h = vec![
+            op(0, Call::Read, 0, Some(1), Outcome::NotFound),
+            op(0, Call::Create(cfg(256, "a")), 2, Some(3), ok(cfg(256, "a"))),
+            op(1, Call::SetMemory(512), 4, Some(5), ok(cfg(512, "a"))),
+            op(0, Call::SetDescription("b".into()), 6, Some(7), ok(cfg(512, "b"))),
+            op(1, Call::Read, 8, Some(9), ok(cfg(512, "b"))),
+            op(0, Call::Delete, 10, Some(11), Outcome::Ok(None)),
+            op(1, Call::Read, 12, Some(13), Outcome::NotFound),
+            op(1, Call::Delete, 14, Some(15), Outcome::NotFound),
+        ];
+        assert_eq!(check(&h), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn concurrent_calls_may_take_effect_in_either_order() {
+        // The read overlaps the edit: it may see the old or the new value, and a later read
+        // fixes the order.
+        let h = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::SetDescription("b".into()), 2, Some(10), ok(cfg(256, "b"))),
+            op(1, Call::Read, 3, Some(4), ok(cfg(256, "b"))),
+            op(2, Call::Read, 5, Some(6), ok(cfg(256, "b"))),
+        ];
+        assert_eq!(check(&h), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn an_unknown_write_may_take_effect_late_or_never() {
+        let late = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::SetMemory(512), 2, None, unknown()),
+            op(1, Call::Read, 30, Some(31), ok(cfg(256, "a"))),
+            op(1, Call::Read, 40, Some(41), ok(cfg(512, "a"))),
+        ];
+        assert_eq!(check(&late), Verdict::Linearizable);
+        let never = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::Delete, 2, None, unknown()),
+            op(1, Call::Read, 30, Some(31), ok(cfg(256, "a"))),
+        ];
+        assert_eq!(check(&never), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn a_stale_read_fails() {
+        // The edit completed before the read began, yet the read shows the old value.
+        let h = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::SetMemory(512), 2, Some(3), ok(cfg(512, "a"))),
+            op(1, Call::Read, 4, Some(5), ok(cfg(256, "a"))),
+        ];
+        assert!(matches!(check(&h), Verdict::Violation { stuck: 2, .. }), "{:?}", check(&h));
+        let (_, finding) = check_vm("vm0", &h);
+        let finding = finding.expect("a finding");
+        assert_eq!(finding.culprit.call, Call::Read);
+        assert_eq!(finding.excerpt.len(), 3);
+    }
+
+    #[test]
+    fn an_already_exists_after_an_acknowledged_delete_fails() {
+        let h = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::Delete, 2, Some(3), Outcome::Ok(None)),
+            op(1, Call::Create(cfg(300, "b")), 4, Some(5), Outcome::AlreadyExists),
+        ];
+        assert!(matches!(check(&h), Verdict::Violation { .. }));
+    }
+
+    #[test]
+    fn a_lost_write_fails() {
+        // The delete was acknowledged, yet the final read still finds the VM.
+        let h = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::Delete, 2, Some(3), Outcome::Ok(None)),
+            op(usize::MAX, Call::Read, 50, Some(51), ok(cfg(256, "a"))),
+        ];
+        let (verdict, finding) = check_vm("vm0", &h);
+        assert!(matches!(verdict, Verdict::Violation { .. }));
+        assert_eq!(finding.expect("a finding").culprit.client, usize::MAX);
+    }
+
+    #[test]
+    fn a_read_of_a_value_never_written_fails() {
+        let h = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::SetMemory(512), 2, None, unknown()),
+            op(1, Call::Read, 3, Some(4), ok(cfg(768, "a"))),
+        ];
+        assert!(matches!(check(&h), Verdict::Violation { .. }));
+    }
+
+    #[test]
+    fn an_edit_answering_another_value_than_it_wrote_fails() {
+        let h = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::SetMemory(512), 2, Some(3), ok(cfg(256, "a"))),
+        ];
+        assert!(matches!(check(&h), Verdict::Violation { .. }));
+    }
+
+    #[test]
+    fn the_shortest_failing_prefix_ends_at_the_first_impossible_answer() {
+        let mut h = vec![
+            op(0, Call::Create(cfg(256, "a")), 0, Some(1), ok(cfg(256, "a"))),
+            op(0, Call::SetMemory(512), 2, Some(3), ok(cfg(512, "a"))),
+            op(1, Call::Read, 4, Some(5), ok(cfg(256, "a"))),
+        ];
+        for i in 0..20 {
+            h.push(op(2, Call::Read, 10 + 2 * i, Some(11 + 2 * i), ok(cfg(512, "a"))));
+        }
+        let (_, finding) = check_vm("vm0", &h);
+        let finding = finding.expect("a finding");
+        assert_eq!(finding.culprit.invoked_us, 4000);
+        assert_eq!(finding.excerpt.len(), 3, "{finding}");
+    }
+}
