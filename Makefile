@@ -48,7 +48,9 @@ bench-etcd: release
 
 # Long suites, their results in RELIABILITY.md: the rolling upgrade from the previous release,
 # repeated; power loss of a QEMU guest running corrald, with the fsync on and (the negative
-# control) off.
+# control) off; randomized fault schedules on loopback clusters (seeds FAULT_SEED and on).
+FAULT_SCHEDULES ?= 1000
+FAULT_SEED ?= 1
 check-long: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
 check-long: build previous
 	@for round in 1 2 3 4 5; do \
@@ -56,6 +58,7 @@ check-long: build previous
 		$(CARGO) nextest run -p corral-tests --test upgrade --no-fail-fast || exit 1; \
 	done
 	target/debug/corral-powerloss --rounds 5
+	target/debug/corral-faults --schedules $(FAULT_SCHEDULES) --seed $(FAULT_SEED)
 
 fmt:
 	$(CARGO) fmt --all

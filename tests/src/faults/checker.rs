@@ -30,9 +30,7 @@ pub fn step(state: &State, call: &Call, outcome: &Outcome) -> Option<State> {
             let next = edited(state.as_ref()?, call);
             answer.as_ref().is_none_or(|a| *a == next).then_some(Some(next))
         }
-        (Call::SetMemory(_) | Call::SetDescription(_), Unknown(_)) => {
-            Some(state.as_ref().map(|s| edited(s, call)))
-        }
+        (Call::SetMemory(_) | Call::SetDescription(_), Unknown(_)) => Some(state.as_ref().map(|s| edited(s, call))),
         (Call::Read, Ok(answer)) => (state.is_some() && *state == *answer).then(|| state.clone()),
         (Call::Read, Unknown(_)) => Some(state.clone()),
         (Call::Delete, Ok(_)) => state.is_some().then_some(None),
@@ -59,7 +57,10 @@ pub enum Verdict {
     /// No order of the calls fits the model. `stuck` indexes (in the history given) the call
     /// whose answer no order reached could explain; `states` are the model states the deepest
     /// orders had reached just before it.
-    Violation { stuck: usize, states: Vec<State> },
+    Violation {
+        stuck: usize,
+        states: Vec<State>,
+    },
     /// The search gave up (too many concurrent unknown calls): neither passed nor failed.
     Undecided,
 }
@@ -188,9 +189,7 @@ fn prefix(ops: &[Op], t: u64) -> Vec<Op> {
     ops.iter()
         .filter(|o| o.invoked_us <= t)
         .map(|o| match o.completed_us {
-            Some(c) if c > t => {
-                Op { completed_us: None, outcome: Outcome::Unknown("still open".into()), ..o.clone() }
-            }
+            Some(c) if c > t => Op { completed_us: None, outcome: Outcome::Unknown("still open".into()), ..o.clone() },
             _ => o.clone(),
         })
         .collect()
@@ -243,13 +242,11 @@ pub fn check_vm(vm: &str, ops: &[Op]) -> (Verdict, Option<Finding>) {
     let culprit = shortest.iter().find(|o| o.completed_us == Some(t)).cloned().unwrap_or_else(|| shortest[0].clone());
     // The window: the culprit and everything concurrent with it, plus the last few calls
     // that completed before it began.
-    let before: Vec<usize> = (0..shortest.len())
-        .filter(|i| shortest[*i].completed_us.is_some_and(|c| c < culprit.invoked_us))
-        .collect();
+    let before: Vec<usize> =
+        (0..shortest.len()).filter(|i| shortest[*i].completed_us.is_some_and(|c| c < culprit.invoked_us)).collect();
     let keep_from = before.len().saturating_sub(CONTEXT);
     let dropped: HashSet<usize> = before[..keep_from].iter().copied().collect();
-    let excerpt: Vec<Op> =
-        (0..shortest.len()).filter(|i| !dropped.contains(i)).map(|i| shortest[i].clone()).collect();
+    let excerpt: Vec<Op> = (0..shortest.len()).filter(|i| !dropped.contains(i)).map(|i| shortest[i].clone()).collect();
     let finding = Finding { vm: vm.to_string(), culprit, excerpt, omitted: dropped.len(), states };
     (verdict, Some(finding))
 }
@@ -264,11 +261,8 @@ impl std::fmt::Display for Finding {
             writeln!(f, "  ({} earlier calls left out)", self.omitted)?;
         }
         for op in &self.excerpt {
-            let mark = if op.invoked_us == self.culprit.invoked_us && op.client == self.culprit.client {
-                ">>"
-            } else {
-                "  "
-            };
+            let mark =
+                if op.invoked_us == self.culprit.invoked_us && op.client == self.culprit.client { ">>" } else { "  " };
             writeln!(f, "  {mark} {op}")?;
         }
         Ok(())

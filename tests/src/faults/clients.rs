@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_proto::vm_service_client::VmServiceClient;
-use corral_proto::{CreateVmRequest, DeleteVmRequest, EditVmRequest, GetVmRequest, ListVmsRequest, Vm, REQUEST_ID_HEADER};
+use corral_proto::{
+    CreateVmRequest, DeleteVmRequest, EditVmRequest, GetVmRequest, ListVmsRequest, Vm, REQUEST_ID_HEADER,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
@@ -85,9 +87,7 @@ async fn send(shared: &Shared, node: usize, vm: &str, call: &Call) -> Outcome {
                 let req = EditVmRequest { vm, description: Some(d.clone()), ..Default::default() };
                 client.edit(with_id(req)).await.map(|r| Some(config(r.get_ref())))
             }
-            Call::Read => {
-                client.get(GetVmRequest { vm, stale: false }).await.map(|r| Some(config(r.get_ref())))
-            }
+            Call::Read => client.get(GetVmRequest { vm, stale: false }).await.map(|r| Some(config(r.get_ref()))),
             Call::Delete => {
                 let req = DeleteVmRequest { vm, keep_disks: false };
                 client.delete(with_id(req)).await.map(|_| None)

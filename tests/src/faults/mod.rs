@@ -39,13 +39,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            voters: 3,
-            duration: Duration::from_secs(15),
-            clients: 8,
-            keys: 12,
-            timeout: Duration::from_secs(3),
-        }
+        Options { voters: 3, duration: Duration::from_secs(15), clients: 8, keys: 12, timeout: Duration::from_secs(3) }
     }
 }
 
@@ -116,25 +110,9 @@ pub fn run_schedule(seed: u64, options: &Options) -> Result<Report, String> {
     for step in &plan {
         println!("  {step}");
     }
-    // Guards first: locals drop in reverse order, so the cluster's processes are gone before
-    // their cgroups are removed.
-    let cgroups = Cgroups::new(options.voters)?;
-    let firewall = Firewall::new()?;
-    let mut cluster = Cluster::start(0, &[]);
-    for i in 0..options.voters {
-        cluster.add_stopped_node(&[]);
-        cluster.nodes[i].cgroup_procs = Some(cgroups.procs(i));
-        cluster.restart(i);
-    }
-    cluster.bootstrap();
-    for i in 1..options.voters {
-        cluster.join(i);
-    }
-    let ports: Vec<u16> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a node address with a port"))
-        .collect();
+    let mut lab = Lab::start(options.voters)?;
+    let ports = lab.ports();
+    let Lab { cluster, firewall, cgroups } = &mut lab;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -163,8 +141,7 @@ pub fn run_schedule(seed: u64, options: &Options) -> Result<Report, String> {
 
     let mut report = Report { seed, voters: options.voters, ..Default::default() };
     let addrs = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
-    let mut nemesis =
-        Nemesis { cluster: &mut cluster, cgroups: &cgroups, firewall: &firewall, ports, addrs, shared: &shared };
+    let mut nemesis = Nemesis { cluster, cgroups, firewall, ports, addrs, shared: &shared };
     let start = Instant::now();
     for step in &plan {
         sleep_until(start + step.at);
@@ -209,9 +186,55 @@ pub fn run_schedule(seed: u64, options: &Options) -> Result<Report, String> {
     }
     drop(nemesis);
     if report.violations() > 0 && std::env::var_os("CORRAL_FAULTS_LOGS").is_some() {
-        cluster.dump_logs();
+        lab.cluster.dump_logs();
     }
     Ok(report)
+}
+
+/// A loopback cluster whose nodes each run in a cgroup of their own, with a firewall chain to
+/// partition them. Fields drop in order: the processes end before their cgroups are removed.
+pub struct Lab {
+    pub cluster: Cluster,
+    pub firewall: Firewall,
+    pub cgroups: Cgroups,
+}
+
+impl Lab {
+    /// Starts `voters` nodes (each in its cgroup), bootstraps the first and joins the rest.
+    pub fn start(voters: usize) -> Result<Lab, String> {
+        let cgroups = Cgroups::new(voters)?;
+        let firewall = Firewall::new()?;
+        let mut cluster = Cluster::start(0, &[]);
+        for i in 0..voters {
+            cluster.add_stopped_node(&[]);
+            cluster.nodes[i].cgroup_procs = Some(cgroups.procs(i));
+            cluster.restart(i);
+        }
+        cluster.bootstrap();
+        for i in 1..voters {
+            cluster.join(i);
+        }
+        Ok(Lab { cluster, firewall, cgroups })
+    }
+
+    /// Each node's port, in node order.
+    pub fn ports(&self) -> Vec<u16> {
+        self.cluster
+            .nodes
+            .iter()
+            .map(|n| n.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a node address with a port"))
+            .collect()
+    }
+
+    /// Cuts node `i` off from its peers (clients still reach it).
+    pub fn isolate(&self, i: usize) -> Result<(), String> {
+        self.firewall.isolate(&self.cgroups, &self.ports(), i)
+    }
+
+    /// Removes every partition.
+    pub fn heal(&self) -> Result<(), String> {
+        self.firewall.heal()
+    }
 }
 
 fn sleep_until(t: Instant) {
@@ -347,12 +370,23 @@ fn final_reads(rt: &tokio::runtime::Runtime, shared: &Shared, keys: usize) -> Re
                             Some(c) => Outcome::Ok(Some(c.clone())),
                             None => Outcome::NotFound,
                         };
-                        ops.push(Op { client: FINAL_READER, node, vm, call: Call::Read, invoked_us, completed_us, outcome });
+                        ops.push(Op {
+                            client: FINAL_READER,
+                            node,
+                            vm,
+                            call: Call::Read,
+                            invoked_us,
+                            completed_us,
+                            outcome,
+                        });
                     }
                     break;
                 }
                 Err(e) if Instant::now() > deadline => {
-                    return Err(format!("host{} did not answer a linearizable list within {RECOVERY:?} of healing: {e}", node + 1));
+                    return Err(format!(
+                        "host{} did not answer a linearizable list within {RECOVERY:?} of healing: {e}",
+                        node + 1
+                    ));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
@@ -361,12 +395,15 @@ fn final_reads(rt: &tokio::runtime::Runtime, shared: &Shared, keys: usize) -> Re
     Ok(ops)
 }
 
+/// A node's own copy of the VMs: name, memory, description.
+type NodeCopy = BTreeSet<(String, u64, String)>;
+
 /// Waits until every node's own copy (a stale list) holds the same VMs with the same
 /// configuration. `Err` names what differed when the deadline passed.
 fn converged(rt: &tokio::runtime::Runtime, shared: &Shared) -> Result<(), String> {
     let deadline = Instant::now() + RECOVERY;
     loop {
-        let mut copies: Vec<Result<BTreeSet<(String, u64, String)>, String>> = Vec::new();
+        let mut copies: Vec<Result<NodeCopy, String>> = Vec::new();
         for ch in shared.channels.iter() {
             let list = rt.block_on(clients::list(ch, true, Duration::from_secs(5)));
             copies.push(list.map(|vms| vms.into_iter().map(|(n, c)| (n, c.memory_mib, c.description)).collect()));
