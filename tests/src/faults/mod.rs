@@ -106,7 +106,15 @@ const RECOVERY: Duration = Duration::from_secs(30);
 /// no iptables); a node that cannot be restarted panics, as in every cluster test.
 pub fn run_schedule(seed: u64, options: &Options) -> Result<Report, String> {
     let plan = nemesis::plan(seed, options.voters, options.duration);
-    println!("schedule seed {seed}: {} voters, {} clients, {:?}", options.voters, options.clients, options.duration);
+    println!(
+        "schedule seed {seed}: {} voters, {} clients, {:?} (replay: corral-faults --schedules 1 --seed {seed} --voters {} --duration {}ms --clients {})",
+        options.voters,
+        options.clients,
+        options.duration,
+        options.voters,
+        options.duration.as_millis(),
+        options.clients
+    );
     for step in &plan {
         println!("  {step}");
     }
