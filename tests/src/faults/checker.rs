@@ -14,6 +14,9 @@ pub type State = Option<Config>;
 /// Search states visited before a history is called undecided.
 const MAX_STATES: usize = 1_000_000;
 
+/// A set of calls, by index into the history.
+type Bits = Vec<u64>;
+
 /// The order in which unknown calls are placed between two known ones (see `check`).
 fn phase(call: &Call) -> u8 {
     match call {
@@ -147,7 +150,7 @@ pub fn check(ops: &[Op]) -> Verdict {
     // For each (known calls placed, state): the sets of unknown calls used to get there, with
     // the phase reached. A superset of one already explored, at a later phase, leaves fewer
     // choices: nothing new to find there.
-    let mut seen: HashMap<(Vec<u64>, State), Vec<(Vec<u64>, u8)>> = HashMap::new();
+    let mut seen: HashMap<(Bits, State), Vec<(Bits, u8)>> = HashMap::new();
     let mut visited = 0usize;
     let mut deepest: Option<(usize, usize)> = None; // (depth, stuck op)
     let mut deepest_states: Vec<State> = Vec::new();
