@@ -1,7 +1,8 @@
 //! The short set of fault schedules that `make test` runs (the long run is `corral-faults`,
 //! under `make check-long`): a partition that really cuts a node off, then two short schedules
-//! on three voters and two on five, each of which must end with no violation. Needs root
-//! (cgroups, iptables).
+//! on three voters and two on five, each of which must end with no violation. The seeds are
+//! chosen so that between them every kind of fault is injected (`corral-faults --plan-only`
+//! prints a seed's schedule). Needs root (cgroups, iptables).
 
 use std::time::Duration;
 
@@ -82,10 +83,10 @@ fn schedules(voters: usize, seeds: &[u64]) {
 
 #[test]
 fn fault_schedules_on_three_voters_end_with_no_violation() {
-    schedules(3, &[101, 102]);
+    schedules(3, &[111, 135]);
 }
 
 #[test]
 fn fault_schedules_on_five_voters_end_with_no_violation() {
-    schedules(5, &[501, 502]);
+    schedules(5, &[106, 111]);
 }

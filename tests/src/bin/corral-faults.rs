@@ -1,7 +1,7 @@
 //! corral-faults: randomized fault schedules against loopback clusters, Jepsen-style.
 //!
 //!   corral-faults --schedules N --seed S [--voters 3|5] [--duration 15s] [--clients 8]
-//!                 [--keys 12] [--timeout 3s]
+//!                 [--keys 12] [--timeout 3s] [--plan-only]
 //!
 //! Schedule i runs with seed S+i (printed with its faults; `--schedules 1 --seed S+i` replays
 //! its faults) on a fresh cluster of 3 or 5 voters (alternating unless --voters is given):
@@ -16,9 +16,12 @@ use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use corral_tests::faults::nemesis::plan;
 use corral_tests::faults::{run_schedule, Options, Report};
 
 struct Args {
+    /// Print the schedules without running them.
+    plan_only: bool,
     schedules: u64,
     seed: u64,
     voters: Option<usize>,
@@ -26,13 +29,14 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut out = Args { schedules: 1, seed: 1, voters: None, options: Options::default() };
+    let mut out = Args { plan_only: false, schedules: 1, seed: 1, voters: None, options: Options::default() };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         let number = |v: String| v.parse::<u64>().map_err(|_| format!("{a}: '{v}' is not a number"));
         let duration = |v: String| humantime::parse_duration(&v).map_err(|e| format!("{a}: '{v}': {e}"));
         match a.as_str() {
+            "--plan-only" => out.plan_only = true,
             "--schedules" => out.schedules = number(value()?)?,
             "--seed" => out.seed = number(value()?)?,
             "--voters" => match number(value()?)? {
@@ -44,7 +48,7 @@ fn parse_args() -> Result<Args, String> {
             "--keys" => out.options.keys = number(value()?)?.max(1) as usize,
             "--timeout" => out.options.timeout = duration(value()?)?,
             "-h" | "--help" => {
-                println!("usage: corral-faults --schedules N --seed S [--voters 3|5] [--duration 15s] [--clients 8] [--keys 12] [--timeout 3s]");
+                println!("usage: corral-faults --schedules N --seed S [--voters 3|5] [--duration 15s] [--clients 8] [--keys 12] [--timeout 3s] [--plan-only]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}' (try --help)")),
@@ -119,6 +123,13 @@ fn main() -> ExitCode {
         let seed = args.seed + i;
         let mut options = args.options.clone();
         options.voters = args.voters.unwrap_or(if i % 2 == 0 { 3 } else { 5 });
+        if args.plan_only {
+            println!("seed {seed}, {} voters:", options.voters);
+            for step in plan(seed, options.voters, options.duration) {
+                println!("  {step}");
+            }
+            continue;
+        }
         match std::panic::catch_unwind(AssertUnwindSafe(|| run_schedule(seed, &options))) {
             Ok(Ok(report)) => {
                 println!("{report}");
@@ -135,6 +146,9 @@ fn main() -> ExitCode {
                 totals.schedules += 1;
             }
         }
+    }
+    if args.plan_only {
+        return ExitCode::SUCCESS;
     }
     totals.print(started.elapsed());
     if totals.violations > 0 || !totals.broken_seeds.is_empty() {

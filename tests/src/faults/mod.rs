@@ -267,7 +267,7 @@ impl Nemesis<'_> {
         let targets = match &step.target {
             Target::Nodes(n) => n.clone(),
             Target::Cluster => Vec::new(),
-            Target::Leader => match leader(rt, &self.shared.channels, &self.addrs) {
+            Target::Leader => match self.find_leader(rt) {
                 Some(l) => vec![l],
                 None => {
                     report.skipped.push(format!("{step}: no agreed leader to hit"));
@@ -304,6 +304,18 @@ impl Nemesis<'_> {
             Fault::LoadBurst => self.shared.burst.store(true, Ordering::Relaxed),
         }
         *report.faults.entry(step.fault).or_default() += 1;
+    }
+
+    /// The leader, asked for a few times (an election may be under way): none after 3 s.
+    fn find_leader(&self, rt: &tokio::runtime::Runtime) -> Option<usize> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let found = leader(rt, &self.shared.channels, &self.addrs);
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Ends every fault: partitions removed, disks unthrottled, frozen nodes resumed, killed
