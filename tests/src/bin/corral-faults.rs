@@ -1,7 +1,7 @@
 //! corral-faults: randomized fault schedules against loopback clusters, Jepsen-style.
 //!
 //!   corral-faults --schedules N --seed S [--voters 3|5] [--duration 15s] [--clients 8]
-//!                 [--keys 12] [--timeout 3s] [--plan-only]
+//!                 [--keys 12] [--timeout 3s] [--plan-only] [--stale-reads]
 //!
 //! Schedule i runs with seed S+i (printed with its faults; `--schedules 1 --seed S+i` replays
 //! its faults) on a fresh cluster of 3 or 5 voters (alternating unless --voters is given):
@@ -9,7 +9,8 @@
 //! partitions and slows nodes; every fault is healed, then the history is checked (linearizable
 //! per VM, no acknowledged write lost, every node's copy the same). A violation prints its seed
 //! and the shortest history excerpt that shows it; the exit code is then 1. Needs root (cgroups,
-//! iptables).
+//! iptables). `--plan-only` prints the schedules without running them; `--stale-reads` is the
+//! negative control (reads of a node's own copy, which the checker must catch).
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -37,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         let duration = |v: String| humantime::parse_duration(&v).map_err(|e| format!("{a}: '{v}': {e}"));
         match a.as_str() {
             "--plan-only" => out.plan_only = true,
+            "--stale-reads" => out.options.stale_reads = true,
             "--schedules" => out.schedules = number(value()?)?,
             "--seed" => out.seed = number(value()?)?,
             "--voters" => match number(value()?)? {
@@ -48,7 +50,7 @@ fn parse_args() -> Result<Args, String> {
             "--keys" => out.options.keys = number(value()?)?.max(1) as usize,
             "--timeout" => out.options.timeout = duration(value()?)?,
             "-h" | "--help" => {
-                println!("usage: corral-faults --schedules N --seed S [--voters 3|5] [--duration 15s] [--clients 8] [--keys 12] [--timeout 3s] [--plan-only]");
+                println!("usage: corral-faults --schedules N --seed S [--voters 3|5] [--duration 15s] [--clients 8] [--keys 12] [--timeout 3s] [--plan-only] [--stale-reads]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}' (try --help)")),

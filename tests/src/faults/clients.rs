@@ -32,6 +32,9 @@ pub struct Shared {
     pub keys: usize,
     /// A call that has not answered by then is recorded as unknown.
     pub timeout: Duration,
+    /// Reads take the node's own copy (`--stale`): the negative control, which the checker
+    /// must catch.
+    pub stale_reads: bool,
 }
 
 pub fn vm_name(key: usize) -> String {

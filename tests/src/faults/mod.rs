@@ -35,11 +35,20 @@ pub struct Options {
     pub keys: usize,
     /// A call not answered by then is recorded as unknown.
     pub timeout: Duration,
+    /// The negative control: clients read with `--stale`, which is not linearizable.
+    pub stale_reads: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { voters: 3, duration: Duration::from_secs(15), clients: 8, keys: 12, timeout: Duration::from_secs(3) }
+        Options {
+            voters: 3,
+            duration: Duration::from_secs(15),
+            clients: 8,
+            keys: 12,
+            timeout: Duration::from_secs(3),
+            stale_reads: false,
+        }
     }
 }
 
@@ -140,6 +149,7 @@ pub fn run_schedule(seed: u64, options: &Options) -> Result<Report, String> {
         counter: Arc::new(AtomicU64::new(0)),
         keys: options.keys,
         timeout: options.timeout,
+        stale_reads: options.stale_reads,
     };
     let mut tasks = Vec::new();
     for id in 0..options.clients {
