@@ -90,7 +90,10 @@ async fn send(shared: &Shared, node: usize, vm: &str, call: &Call) -> Outcome {
                 let req = EditVmRequest { vm, description: Some(d.clone()), ..Default::default() };
                 client.edit(with_id(req)).await.map(|r| Some(config(r.get_ref())))
             }
-            Call::Read => client.get(GetVmRequest { vm, stale: false }).await.map(|r| Some(config(r.get_ref()))),
+            Call::Read => {
+                let req = GetVmRequest { vm, stale: shared.stale_reads };
+                client.get(req).await.map(|r| Some(config(r.get_ref())))
+            }
             Call::Delete => {
                 let req = DeleteVmRequest { vm, keep_disks: false };
                 client.delete(with_id(req)).await.map(|_| None)

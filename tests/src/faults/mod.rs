@@ -191,6 +191,16 @@ pub fn run_schedule(seed: u64, options: &Options) -> Result<Report, String> {
     if let Err(e) = converged(&rt, &shared) {
         report.divergences.push(e);
     }
+    if let Some(dir) = std::env::var_os("CORRAL_FAULTS_HISTORY") {
+        // The whole history, one call a line in invocation order, for a look by hand.
+        let mut sorted = ops.clone();
+        sorted.sort_by_key(|o| o.invoked_us);
+        let text: String = sorted.iter().map(|o| format!("{o}\n")).collect();
+        let path = std::path::Path::new(&dir).join(format!("history-{seed}.txt"));
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("faults: {}: {e}", path.display());
+        }
+    }
     let mut by_vm: BTreeMap<String, Vec<Op>> = BTreeMap::new();
     for op in ops {
         by_vm.entry(op.vm.clone()).or_default().push(op);
