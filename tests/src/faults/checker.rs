@@ -297,7 +297,11 @@ pub fn check_vm(vm: &str, ops: &[Op]) -> (Verdict, Option<Finding>) {
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "vm {}: no order of its calls explains: {}", self.vm, self.culprit)?;
+        if self.culprit.client == super::history::FINAL_READER {
+            writeln!(f, "vm {}: the final read after healing disagrees with what was acknowledged (a lost or phantom write): {}", self.vm, self.culprit)?;
+        } else {
+            writeln!(f, "vm {}: no order of its calls explains: {}", self.vm, self.culprit)?;
+        }
         let states: Vec<String> =
             self.states.iter().map(|s| s.as_ref().map_or("absent".to_string(), |c| c.to_string())).collect();
         writeln!(f, "  the model could hold, just before it: {}", states.join(" | "))?;

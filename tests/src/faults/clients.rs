@@ -54,6 +54,10 @@ fn outcome_of(s: &Status) -> Outcome {
         Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied | Code::OutOfRange => {
             Outcome::Refused(s.message().to_string())
         }
+        // The connection was never made, so the request never left (a killed node's port).
+        Code::Unavailable if s.message().starts_with("tcp connect error") => {
+            Outcome::Refused(format!("not sent: {}", s.message()))
+        }
         // Unavailable may come after a forward was sent; the rest leave it open too.
         _ => Outcome::Unknown(format!("{:?}: {}", s.code(), s.message())),
     }
