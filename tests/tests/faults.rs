@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use corral_proto::cluster_service_client::ClusterServiceClient;
 use corral_proto::vm_service_client::VmServiceClient;
-use corral_proto::{CreateVmRequest, StatusRequest};
+use corral_proto::{CreateVmRequest, DeleteVmRequest, StatusRequest};
 use corral_tests::faults::{run_schedule, Lab, Options};
 use corral_tests::wait_until;
 
@@ -89,4 +89,45 @@ fn fault_schedules_on_three_voters_end_with_no_violation() {
 #[test]
 fn fault_schedules_on_five_voters_end_with_no_violation() {
     schedules(5, &[106, 111]);
+}
+
+/// The first violation the harness found (seed 1, three voters): `vm create` answered "already
+/// exists" right after a delete of that name had been acknowledged through another node, as
+/// the create checked for a duplicate in the node's own copy. Replayed as found, and as a
+/// direct loop of delete-then-create through two different nodes.
+#[test]
+fn seed_1_a_create_right_after_an_acknowledged_delete_is_not_refused() {
+    let options = Options { voters: 3, duration: Duration::from_secs(10), ..Options::default() };
+    let report = run_schedule(1, &options).expect("the harness runs");
+    assert_eq!(report.violations(), 0, "{report}");
+
+    let lab = Lab::start(3).expect("a cluster");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let channels: Vec<_> = {
+        let _in_rt = rt.enter();
+        (0..3).map(|i| corral_tests::client::channel(lab.cluster.endpoint(i))).collect()
+    };
+    rt.block_on(async {
+        let create = |node: usize| {
+            let mut c = VmServiceClient::new(channels[node].clone());
+            async move {
+                let req = CreateVmRequest { name: "again".into(), memory_mib: 128, vcpus: 1, ..Default::default() };
+                c.create(req).await.map(|_| ()).map_err(|s| s.message().to_string())
+            }
+        };
+        create(0).await.expect("the first create");
+        for round in 0..30 {
+            let (deleter, creator) = (round % 3, (round + 1) % 3);
+            let mut c = VmServiceClient::new(channels[deleter].clone());
+            let req = DeleteVmRequest { vm: "again".into(), keep_disks: false };
+            c.delete(req).await.unwrap_or_else(|s| panic!("round {round}: delete: {}", s.message()));
+            if let Err(e) = create(creator).await {
+                panic!(
+                    "round {round}: create through host{} after the delete through host{}: {e}",
+                    creator + 1,
+                    deleter + 1
+                );
+            }
+        }
+    });
 }
