@@ -10,6 +10,7 @@ use corral_proto::cluster_service_client::ClusterServiceClient;
 use corral_proto::vm_service_client::VmServiceClient;
 use corral_proto::{CreateVmRequest, DeleteVmRequest, StatusRequest};
 use corral_tests::faults::{run_schedule, Lab, Options};
+use corral_tests::sandbox::is_root;
 use corral_tests::wait_until;
 
 /// The leader id that node `i` believes in (its own stale view), or what went wrong.
@@ -42,8 +43,19 @@ fn create_within_5s(lab: &Lab, i: usize, name: &str) -> Result<(), String> {
     })
 }
 
+/// Whether the test can run: cgroups and iptables need root. Says so when it cannot.
+fn can_run(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED {test}: the fault harness needs root (cgroups, iptables)");
+    }
+    is_root()
+}
+
 #[test]
 fn a_partitioned_leader_is_cut_off_from_its_peers_until_healed() {
+    if !can_run("a_partitioned_leader_is_cut_off_from_its_peers_until_healed") {
+        return;
+    }
     let lab = Lab::start(3).expect("a cluster in cgroups with a firewall chain");
     let old = lab.cluster.leader();
     let old_id = leader_seen_by(&lab, old).expect("the leader answers");
@@ -71,6 +83,9 @@ fn a_partitioned_leader_is_cut_off_from_its_peers_until_healed() {
 }
 
 fn schedules(voters: usize, seeds: &[u64]) {
+    if !can_run(&format!("fault schedules on {voters} voters")) {
+        return;
+    }
     let options = Options { voters, duration: Duration::from_secs(8), ..Options::default() };
     for seed in seeds {
         let report = run_schedule(*seed, &options).expect("the harness runs");
@@ -97,6 +112,9 @@ fn fault_schedules_on_five_voters_end_with_no_violation() {
 /// direct loop of delete-then-create through two different nodes.
 #[test]
 fn seed_1_a_create_right_after_an_acknowledged_delete_is_not_refused() {
+    if !can_run("seed_1_a_create_right_after_an_acknowledged_delete_is_not_refused") {
+        return;
+    }
     let options = Options { voters: 3, duration: Duration::from_secs(10), ..Options::default() };
     let report = run_schedule(1, &options).expect("the harness runs");
     assert_eq!(report.violations(), 0, "{report}");
