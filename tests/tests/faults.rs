@@ -1,8 +1,9 @@
 //! The short set of fault schedules that `make test` runs (the long run is `corral-faults`,
 //! under `make check-long`): a partition that really cuts a node off, then two short schedules
-//! on three voters and two on five, each of which must end with no violation. The seeds are
-//! chosen so that between them every kind of fault is injected (`corral-faults --plan-only`
-//! prints a seed's schedule). Needs root (cgroups, iptables).
+//! on three voters and two on five, each of which must end with no violation, and the seed of
+//! each violation found and fixed. The seeds are chosen so that between them every kind of
+//! fault is injected (`corral-faults --plan-only` prints a seed's schedule). Needs root
+//! (cgroups, iptables); skipped otherwise.
 
 use std::time::Duration;
 
