@@ -7,6 +7,7 @@ pub mod checker;
 pub mod clients;
 pub mod history;
 pub mod nemesis;
+pub mod sandbox_ha;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
