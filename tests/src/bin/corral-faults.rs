@@ -190,7 +190,16 @@ fn sandbox(args: &Args, started: Instant) -> ExitCode {
             println!("sandbox seed {seed}: {:?}", ha_plan(seed, 3));
             continue;
         }
-        let report = run_ha_schedule(&sb, seed);
+        let report = match std::panic::catch_unwind(AssertUnwindSafe(|| run_ha_schedule(&sb, seed))) {
+            Ok(r) => r,
+            Err(_) => {
+                // The sandbox could not be brought back (above): later schedules would not mean much.
+                eprintln!("corral-faults: sandbox seed {seed}: the harness panicked (above); stopping");
+                violations += 1;
+                failing.push(seed);
+                break;
+            }
+        };
         println!("{report}");
         for (k, n) in &report.faults {
             *faults.entry(k.to_string()).or_default() += n;
