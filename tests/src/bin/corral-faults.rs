@@ -178,6 +178,13 @@ fn main() -> ExitCode {
 
 /// The --sandbox run: one sandbox for every schedule.
 fn sandbox(args: &Args, started: Instant) -> ExitCode {
+    if args.plan_only {
+        for i in 0..args.schedules {
+            let steps: Vec<String> = ha_plan(args.seed + i, 3).iter().map(|s| s.to_string()).collect();
+            println!("sandbox seed {}: {}", args.seed + i, steps.join(", "));
+        }
+        return ExitCode::SUCCESS;
+    }
     let Some(sb) = Sandbox::up(3) else {
         eprintln!("corral-faults: the sandbox hosts need root");
         return ExitCode::from(2);
@@ -186,10 +193,6 @@ fn sandbox(args: &Args, started: Instant) -> ExitCode {
     let mut failing = Vec::new();
     for i in 0..args.schedules {
         let seed = args.seed + i;
-        if args.plan_only {
-            println!("sandbox seed {seed}: {:?}", ha_plan(seed, 3));
-            continue;
-        }
         let report = match std::panic::catch_unwind(AssertUnwindSafe(|| run_ha_schedule(&sb, seed))) {
             Ok(r) => r,
             Err(_) => {

@@ -50,6 +50,15 @@ pub struct HaStep {
     pub hold: Duration,
 }
 
+impl fmt::Display for HaStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.fault {
+            HaFault::LeaderFreeze => write!(f, "{} the leader for {:.1}s", self.fault, self.hold.as_secs_f64()),
+            _ => write!(f, "{} host{}", self.fault, self.host + 1),
+        }
+    }
+}
+
 /// The schedule for `seed`: two or three steps on `hosts` hosts.
 pub fn ha_plan(seed: u64, hosts: usize) -> Vec<HaStep> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -125,10 +134,7 @@ pub fn run_ha_schedule(sb: &Sandbox, seed: u64) -> HaReport {
     let plan = ha_plan(seed, sb.hosts.len());
     println!("sandbox schedule seed {seed}:");
     for s in &plan {
-        match s.fault {
-            HaFault::LeaderFreeze => println!("  {} the leader for {:.1}s", s.fault, s.hold.as_secs_f64()),
-            _ => println!("  {} host{}", s.fault, s.host + 1),
-        }
+        println!("  {s}");
     }
     let mut report = HaReport { seed, ..Default::default() };
     restore(sb);
