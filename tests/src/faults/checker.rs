@@ -4,7 +4,8 @@
 //! and is left out. The search is bounded: a history too tangled to decide is reported so, never
 //! passed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use super::history::{Call, Config, Op, Outcome};
 
@@ -13,6 +14,13 @@ pub type State = Option<Config>;
 
 /// Search states visited before a history is called undecided.
 const MAX_STATES: usize = 1_000_000;
+
+/// How many sets of unknown calls per (known calls, state) a new one is compared with: the
+/// comparison only prunes, so a bounded window keeps it cheap and the search complete.
+const DOMINANCE_WINDOW: usize = 32;
+
+/// Wall-clock time one search may take before its history is called undecided.
+const TIME_BUDGET: Duration = Duration::from_secs(10);
 
 /// A set of calls, by index into the history.
 type Bits = Vec<u64>;
@@ -147,11 +155,12 @@ pub fn check(ops: &[Op]) -> Verdict {
     let mut run = 0u8;
     let mut state: State = None;
     let mut stack: Vec<(usize, State, u8)> = Vec::new();
-    // For each (known calls placed, state): the sets of unknown calls used to get there, with
-    // the phase reached. A superset of one already explored, at a later phase, leaves fewer
-    // choices: nothing new to find there.
-    let mut seen: HashMap<(Bits, State), Vec<(Bits, u8)>> = HashMap::new();
-    let mut visited = 0usize;
+    // Every configuration explored, exactly; and for each (known calls placed, state) the last
+    // few sets of unknown calls used to get there, with the phase reached: a superset of one of
+    // them, at a later phase, leaves fewer choices, so there is nothing new to find there.
+    let mut explored: HashSet<(Bits, State, Bits, u8)> = HashSet::new();
+    let mut recent: HashMap<(Bits, State), VecDeque<(Bits, u8)>> = HashMap::new();
+    let deadline = Instant::now() + TIME_BUDGET;
     let mut deepest: Option<(usize, usize)> = None; // (depth, stuck op)
     let mut deepest_states: Vec<State> = Vec::new();
     let mut entry = next[head];
@@ -175,12 +184,15 @@ pub fn check(ops: &[Op]) -> Verdict {
                 let (mut d, mut u) = (definite.clone(), used.clone());
                 set(if unknown { &mut u } else { &mut d }, e.op, true);
                 let next_run = if unknown { phase(&op.call) } else { 0 };
-                let sets = seen.entry((d.clone(), after.clone())).or_default();
+                let sets = recent.entry((d.clone(), after.clone())).or_default();
                 let covered = sets.iter().any(|(s, r)| *r <= next_run && s.iter().zip(&u).all(|(s, u)| s & !u == 0));
-                if !covered {
-                    sets.push((u.clone(), next_run));
-                    visited += 1;
-                    if visited > MAX_STATES {
+                if !covered && explored.insert((d.clone(), after.clone(), u.clone(), next_run)) {
+                    if sets.len() == DOMINANCE_WINDOW {
+                        sets.pop_front();
+                    }
+                    sets.push_back((u.clone(), next_run));
+                    if explored.len() > MAX_STATES || (explored.len().is_multiple_of(4096) && Instant::now() > deadline)
+                    {
                         return Verdict::Undecided;
                     }
                     stack.push((entry, std::mem::replace(&mut state, after), run));
