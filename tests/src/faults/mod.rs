@@ -1,7 +1,8 @@
 //! A Jepsen-style fault-schedule harness for loopback clusters: clients write and read VMs
 //! while a seeded nemesis kills, freezes, partitions and slows nodes; then every fault is
 //! healed and a checker verifies that the history is linearizable per VM, that no
-//! acknowledged write was lost and that every node converged to the same state.
+//! acknowledged write was lost and that every node converged to the same state. The HA
+//! schedules on sandbox hosts are in `sandbox_ha`.
 
 pub mod checker;
 pub mod clients;
