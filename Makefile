@@ -25,17 +25,18 @@ previous: deps
 	@bash deploy/upgrade/build-previous.sh
 
 # Every test: unit tests, openraft's storage suite on sled, cluster tests with real corrald
-# processes (some with the previous release's), then (alone, as it runs real QEMU guests; it
-# needs root and installs its own packages) the sandbox-host test. nextest when it is
-# installed, cargo test otherwise.
+# processes (some with the previous release's, and the short set of fault schedules), then
+# (alone, as they run real QEMU guests; they need root and install their own packages) the
+# sandbox-host tests. nextest when it is installed, cargo test otherwise.
 test: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
 test: build previous
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast -E 'not binary(sandbox)' && \
-		$(CARGO) nextest run -p corral-tests --no-fail-fast -E 'binary(sandbox)'; \
+		$(CARGO) nextest run --workspace --no-fail-fast -E 'not (binary(sandbox) | binary(sandbox_faults))' && \
+		$(CARGO) nextest run -p corral-tests --no-fail-fast -E 'binary(sandbox) | binary(sandbox_faults)'; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast -- --test-threads=2 --skip real_vms_on_sandbox_hosts && \
-		$(CARGO) test -p corral-tests --test sandbox --no-fail-fast; \
+		$(CARGO) test --workspace --no-fail-fast -- --test-threads=2 --skip real_vms_on_sandbox_hosts \
+			--skip ha_fault_schedules_on_sandbox_hosts && \
+		$(CARGO) test -p corral-tests --test sandbox --test sandbox_faults --no-fail-fast -- --test-threads=1; \
 	fi
 
 # Figures for BENCHMARKS.md (release build).
@@ -48,7 +49,11 @@ bench-etcd: release
 
 # Long suites, their results in RELIABILITY.md: the rolling upgrade from the previous release,
 # repeated; power loss of a QEMU guest running corrald, with the fsync on and (the negative
-# control) off.
+# control) off; randomized fault schedules on loopback clusters and on sandbox hosts with HA
+# guests (seeds FAULT_SEED and on).
+FAULT_SCHEDULES ?= 1000
+SANDBOX_FAULT_SCHEDULES ?= 50
+FAULT_SEED ?= 1
 check-long: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
 check-long: build previous
 	@for round in 1 2 3 4 5; do \
@@ -56,6 +61,8 @@ check-long: build previous
 		$(CARGO) nextest run -p corral-tests --test upgrade --no-fail-fast || exit 1; \
 	done
 	target/debug/corral-powerloss --rounds 5
+	target/debug/corral-faults --schedules $(FAULT_SCHEDULES) --seed $(FAULT_SEED)
+	target/debug/corral-faults --sandbox --schedules $(SANDBOX_FAULT_SCHEDULES) --seed $(FAULT_SEED)
 
 fmt:
 	$(CARGO) fmt --all

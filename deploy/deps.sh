@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building and testing Corral need, if they are missing:
 # libvirt's client library and headers (the `virt` crate links against them; its
-# `test:///default` driver is the in-process hypervisor the tests use), pkg-config, qemu-img and ping.
+# `test:///default` driver is the in-process hypervisor the tests use), pkg-config, qemu-img, ping and
+# iptables.
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ command -v cc >/dev/null || need+=(gcc)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 # The hosted engine's gateway check pings.
 command -v ping >/dev/null || need+=(iputils-ping)
+# The fault-schedule harness (corral-faults, tests/tests/faults.rs) partitions nodes with it.
+command -v iptables >/dev/null || need+=(iptables)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2

@@ -4,6 +4,7 @@
 //! a test fails. The CLI's `-o json` output is read into its own view types (`cli_json`).
 
 pub mod client;
+pub mod faults;
 pub mod monitor;
 pub mod sandbox;
 
@@ -75,6 +76,9 @@ pub struct NodeProc {
     paused: bool,
     /// The corrald it runs; this build's unless set (a rolling upgrade runs older ones).
     pub corrald: Option<PathBuf>,
+    /// A cgroup's `cgroup.procs` file that its corrald joins before it starts (the fault
+    /// harness matches its packets by cgroup); none unless set.
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 impl NodeProc {
@@ -198,13 +202,24 @@ impl Cluster {
             child: None,
             paused: false,
             corrald: None,
+            cgroup_procs: None,
         });
     }
 
     /// The command line node `i` runs with, plus `extra`.
     fn corrald_command(&self, i: usize, extra: &[&str]) -> Command {
         let n = &self.nodes[i];
-        let mut cmd = Command::new(n.corrald.clone().unwrap_or_else(|| bin("corrald")));
+        let corrald = n.corrald.clone().unwrap_or_else(|| bin("corrald"));
+        let mut cmd = match &n.cgroup_procs {
+            // The shell joins the cgroup and then becomes corrald (same pid), so that every
+            // socket corrald opens, from its first, belongs to that cgroup.
+            Some(procs) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(procs).arg(corrald);
+                sh
+            }
+            None => Command::new(corrald),
+        };
         cmd.args(["--name", &n.name, "--listen", &n.addr, "--libvirt-uri", "test:///default"]);
         // An older corrald has no --listen-file: `spawn_quietly` picked its port instead.
         if n.port_unknown() && n.corrald.is_none() {

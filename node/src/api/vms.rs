@@ -225,9 +225,10 @@ impl Api {
         if let Some(i) = r.disks_mib.iter().position(|s| *s == 0) {
             return Err(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1)));
         }
-        // Refuse a duplicate name before making any image.
+        // Refuse a duplicate name before making any image. A linearizable read: a stale copy
+        // would refuse a name whose VM was deleted and acknowledged (corral-faults, seed 1).
         let (exists, replay) =
-            self.0.cluster.read(true, |s| (s.vm_names.contains_key(&spec.name), replayed(s, rid))).await?;
+            self.0.cluster.read(false, |s| (s.vm_names.contains_key(&spec.name), replayed(s, rid))).await?;
         if replay {
             // A resent request that was applied already (its answer was lost, say in a leader
             // change): the state machine answers as it did the first time; no new images.
