@@ -374,12 +374,15 @@ impl Cluster {
     /// (within the hop limit).
     async fn leader_only(&self, req: LeaderRequest, hops: u8) -> Result<LeaderResponse, ClusterError> {
         let parts = self.parts()?;
+        // Check-quorum: a leader that hears from no majority takes no writes and gives no reads.
+        if matches!(req, LeaderRequest::Write { .. } | LeaderRequest::ReadIndex) {
+            parts.check_quorum()?;
+        }
         match req {
             LeaderRequest::Write { request_id, op } => {
                 if matches!(*op, Op::Batch(_)) {
                     return Err(ClusterError::invalid("op", "batches are made by the leader, not sent to it"));
                 }
-                parts.check_quorum()?;
                 // Bounded like every wait on a write: openraft never answers an entry that a
                 // deposed leader appended and then lost to an installed snapshot.
                 let proposed = tokio::time::timeout(FORWARD_TIMEOUT, parts.batcher.propose(request_id, (*op).clone()));
@@ -399,20 +402,17 @@ impl Cluster {
                     Err(e) => Err(write_error(e)),
                 }
             }
-            LeaderRequest::ReadIndex => {
-                parts.check_quorum()?;
-                match parts.raft.ensure_linearizable().await {
-                    // openraft's read index is its committed index, which a leader restarted
-                    // without losing its term may hold stale (it was saved lazily); everything
-                    // in the leader's log commits while it leads, so reading after all of it
-                    // can never miss an acknowledged write.
-                    Ok(log_id) => {
-                        let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
-                        Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
-                    }
-                    Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
+            LeaderRequest::ReadIndex => match parts.raft.ensure_linearizable().await {
+                // openraft's read index is its committed index, which a leader restarted
+                // without losing its term may hold stale (it was saved lazily); everything
+                // in the leader's log commits while it leads, so reading after all of it
+                // can never miss an acknowledged write.
+                Ok(log_id) => {
+                    let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                    Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
                 }
-            }
+                Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
+            },
             LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
             LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name).await,
             LeaderRequest::Heartbeat { .. } => {
