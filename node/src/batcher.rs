@@ -15,6 +15,8 @@ use crate::now_ms;
 
 /// Batches in flight at once; more writes wait and join the next batch.
 const IN_FLIGHT: usize = 4;
+/// The longest a batch holds its slot waiting for openraft's answer.
+const SLOT_HELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(15);
 /// Writes per batch at most (keeps one log entry small).
 const MAX_BATCH: usize = 256;
 
@@ -63,7 +65,10 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
         let raft = raft.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            propose(&raft, batch).await;
+            // openraft never answers an entry that a deposed leader appended and then lost to
+            // an installed snapshot: such a batch gives its slot back after a while (its
+            // writers, who wait less long, have been told already).
+            let _ = tokio::time::timeout(SLOT_HELD_AT_MOST, propose(&raft, batch)).await;
         });
     }
 }
