@@ -2,18 +2,13 @@
 //! is `corral-faults --sandbox`): seeds 13 and 17, which between them freeze the leader, cut
 //! a host off, cut a host's power and kill a host's corrald, with one HA guest per host and
 //! the double-run monitor watching. Each must end with no violation. Needs root (namespaces,
-//! a bridge); skipped otherwise.
-//!
-//! Ignored until the majority-of-voters leases land (issue 12, item 1): with leases renewed
-//! by the leader alone, an election that follows the leader's death outlasts a healthy host's
-//! lease now and then, and that host fences itself (sandbox seeds 106 and 109). Run it with
-//! `cargo nextest run -p corral-tests --test sandbox_faults --run-ignored all`.
+//! a bridge); skipped otherwise. (Seeds 106 and 109, which found a healthy host fencing itself
+//! while leases were renewed by the leader alone, are in RELIABILITY.md's runs.)
 
 use corral_tests::faults::sandbox_ha::run_ha_schedule;
 use corral_tests::sandbox::Sandbox;
 
 #[test]
-#[ignore = "until majority-of-voters leases land: a healthy host may still fence itself after the leader dies"]
 fn ha_fault_schedules_on_sandbox_hosts_end_with_no_violation() {
     let Some(sb) = Sandbox::up(3) else {
         eprintln!("SKIPPED ha_fault_schedules_on_sandbox_hosts_end_with_no_violation: the sandbox hosts need root");

@@ -216,8 +216,11 @@ async fn run(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
         let mut next = sent + period;
         match heartbeat(&node, me, fenced, period).await {
             Ok(index) => {
-                // Use the renewal only with a state as new as the leader's when it granted it.
-                let caught_up = tokio::time::timeout(period, wait_applied(&state, index)).await.is_ok();
+                // Use the renewal only with a state as new as the voters' when they granted it.
+                // It counts from `sent` whenever it is used, so a host catching up (just
+                // restarted, a log to apply) may take a while longer than one period.
+                let catch_up = period.max(node.lease.length / 3);
+                let caught_up = tokio::time::timeout(catch_up, wait_applied(&state, index)).await.is_ok();
                 if caught_up {
                     node.lease.renew(sent);
                     // Said with every heartbeat until the state shows this host alive again:

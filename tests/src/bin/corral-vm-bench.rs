@@ -7,7 +7,7 @@
 //! bounded in count and in time.
 //!
 //!   corral-vm-bench [--only start|migrate|failover|evacuate] [--starts N] [--rounds N] [--failovers N]
-//!                   [--guests N]
+//!                   [--guests N] [--corrald "FLAGS"]   (FLAGS: extra corrald flags on every host)
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,10 +25,12 @@ struct Opts {
     rounds: usize,
     failovers: usize,
     guests: usize,
+    /// Extra corrald flags for every host (lease timers, to compare settings).
+    corrald: Option<String>,
 }
 
 fn parse_args() -> Opts {
-    let mut o = Opts { only: None, starts: 10, rounds: 5, failovers: 10, guests: 10 };
+    let mut o = Opts { only: None, starts: 10, rounds: 5, failovers: 10, guests: 10, corrald: None };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().unwrap_or_else(|| panic!("{name} needs a value"));
@@ -38,6 +40,7 @@ fn parse_args() -> Opts {
             "--rounds" => o.rounds = value("--rounds").parse().expect("--rounds: a number"),
             "--failovers" => o.failovers = value("--failovers").parse().expect("--failovers: a number"),
             "--guests" => o.guests = value("--guests").parse().expect("--guests: a number"),
+            "--corrald" => o.corrald = Some(value("--corrald")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -48,7 +51,14 @@ fn main() {
     let opts = parse_args();
     let wants = |what: &str| opts.only.as_deref().is_none_or(|o| o == what);
     let t = Instant::now();
-    let Some(sb) = Sandbox::up(3) else {
+    let options = corral_tests::sandbox::SandboxOptions {
+        host_args: opts.corrald.iter().flat_map(|a| std::iter::repeat_n(a.clone(), 3)).collect(),
+        ..Default::default()
+    };
+    if let Some(a) = &opts.corrald {
+        println!("corral-vm-bench: every host's corrald runs with {a}");
+    }
+    let Some(sb) = Sandbox::up_with(3, &options) else {
         eprintln!("corral-vm-bench: the sandbox hosts need root; nothing measured");
         std::process::exit(2);
     };
