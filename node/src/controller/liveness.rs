@@ -240,16 +240,18 @@ async fn term_loop(leader: Arc<Leader>, parts: RaftParts, term: u64) {
     loop {
         tick.tick().await;
         ticks += 1;
-        let now = Instant::now();
-        let gap = now.saturating_duration_since(last);
-        last = now;
+        // The gap since the end of the last tick's work: its own waits (a fence vote, a
+        // write) are not a stand-still of the process.
+        let gap = Instant::now().saturating_duration_since(last);
         if gap > stall_after {
+            last = Instant::now();
             tracing::warn!(
                 "the liveness loop stood still for {:.1} s: it looks again before it acts",
                 gap.as_secs_f64()
             );
             continue;
         }
+        last = Instant::now();
         let Some(in_term) = in_office(&parts, heartbeat) else { continue };
         if in_term != term {
             return;
@@ -269,6 +271,7 @@ async fn term_loop(leader: Arc<Leader>, parts: RaftParts, term: u64) {
             retry_evacuations(&leader, &parts.state).await;
         }
         replace_dead_voter(&leader, &parts).await;
+        last = Instant::now();
     }
 }
 
@@ -372,15 +375,22 @@ async fn ask_voters(
         let req = PeerRequest { from: parts.id, body: body.clone() };
         let address = addresses.get(&v).cloned();
         async move {
-            let answer = match address {
-                _ if v == parts.id => leader.cluster.peer(req).await,
-                Some(a) => leader.cluster.network().peer(&a, &req, within).await,
-                None => Err(ClusterError::Unavailable(format!("voter {v} has no address"))),
+            let ask = async {
+                match address {
+                    _ if v == parts.id => leader.cluster.peer(req).await,
+                    Some(a) => leader.cluster.network().peer(&a, &req, within).await,
+                    None => Err(ClusterError::Unavailable(format!("voter {v} has no address"))),
+                }
             };
+            // Each voter on its own deadline: one that is cut off must not cost the answers
+            // of the others.
+            let answer = tokio::time::timeout(within, ask).await.unwrap_or_else(|_| {
+                Err(ClusterError::Unavailable(format!("voter {v} did not answer within {} ms", within.as_millis())))
+            });
             (v, answer)
         }
     });
-    let answers = tokio::time::timeout(within, futures::future::join_all(asks)).await.unwrap_or_default();
+    let answers = futures::future::join_all(asks).await;
     answers.into_iter().filter_map(|(v, a)| a.ok().map(|a| (v, a))).collect()
 }
 

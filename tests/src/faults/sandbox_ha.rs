@@ -179,6 +179,15 @@ pub fn run_ha_schedule(sb: &Sandbox, seed: u64) -> HaReport {
             .filter(|n| vm(sb, n).is_ok_and(|v| v.host.as_deref() == Some(host.as_str())))
             .cloned()
             .collect();
+        if step.fault == HaFault::KillCorrald {
+            // A corrald that has held no lease yet (just powered on) has not armed its watchdog
+            // and runs nothing: killing it then fences nothing. Kill one that guards its host.
+            wait_until(WAIT, &format!("{host}'s watchdog armed"), || {
+                let log = sb.watchdog_log(&host);
+                let last = log.lines().last().unwrap_or_default().to_string();
+                (last.ends_with("armed") && !last.ends_with("not armed")).then_some(()).ok_or(last)
+            });
+        }
         faulted.push(host.clone());
         let t = Instant::now();
         match step.fault {
