@@ -40,13 +40,22 @@ pub enum PeerBody {
 pub enum PeerResponse {
     /// The heartbeat was acknowledged. `index`: this voter's last log index; the host uses the
     /// renewal only once it has applied that much.
-    HeartbeatAck { index: u64 },
+    HeartbeatAck {
+        index: u64,
+    },
     /// Per host, milliseconds since this voter last acknowledged it (counted at most from when
     /// this voter started or last stood still).
-    Silence { silent_ms: Vec<(NodeId, u64)> },
-    FenceVote { granted: bool, silent_ms: u64 },
+    Silence {
+        silent_ms: Vec<(NodeId, u64)>,
+    },
+    FenceVote {
+        granted: bool,
+        silent_ms: u64,
+    },
     Unfrozen,
-    PreVote { granted: bool },
+    PreVote {
+        granted: bool,
+    },
 }
 
 pub type PeerResult = Result<PeerResponse, ClusterError>;
