@@ -431,10 +431,17 @@ fn a_deposed_leader_that_caught_up_by_snapshot_still_restarts_ha_vms_when_it_lea
     c.resume(first);
     writer.finish();
     // Lead again: freeze whoever leads (shorter than a lease) until the first leader wins.
+    // Which survivor wins each election is chance (and the other's pre-vote is refused while its
+    // log is longer): bounded tries, each after the first node has caught up.
     let mut tries = 0;
     while c.leader() != first {
         tries += 1;
-        assert!(tries <= 10, "node {first} never led again");
+        assert!(tries <= 25, "node {first} never led again");
+        let leader_applied = c.status(c.leader()).last_applied;
+        wait_until(FAILOVER, "the first node caught up", || {
+            let applied = c.status(first).last_applied;
+            (applied >= leader_applied).then_some(()).ok_or(format!("applied {applied} of {leader_applied}"))
+        });
         let current = c.leader();
         let current_id = c.status(current).this_node_id;
         let other = (0..3).find(|i| *i != current).unwrap();
