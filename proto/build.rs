@@ -16,7 +16,9 @@ const CLI_ENUMS: [(&str, &str); 7] = [
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["proto/corral.proto"];
     let descriptors = protox::compile(files, ["proto"])?;
-    let mut config = tonic_prost_build::configure().build_server(true).build_client(true);
+    // A malformed request is InvalidArgument, not Internal (`codec.rs`).
+    let mut config =
+        tonic_prost_build::configure().build_server(true).build_client(true).codec_path("crate::codec::StrictCodec");
     for (name, unspecified) in CLI_ENUMS {
         config = config
             .enum_attribute(format!(".corral.v1.{name}"), "#[derive(clap::ValueEnum)]")

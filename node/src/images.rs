@@ -21,14 +21,44 @@ impl StorageDomain {
         self.dir.join(file)
     }
 
-    /// Resolves a path given by a user: relative paths are inside the storage domain.
-    pub fn resolve(&self, path: &str) -> PathBuf {
+    /// A file a user names for a VM to boot from (`field`: kernel, initrd): a path relative to
+    /// the storage domain, or an absolute one inside it. `..` is refused, and so is a symbolic
+    /// link that leads out of it, so a VM can never be made to read a host file such as
+    /// /etc/shadow.
+    pub fn boot_file(&self, field: &str, path: &str) -> Result<PathBuf, ClusterError> {
+        let refuse = |why: &str| {
+            ClusterError::invalid(
+                field,
+                format!(
+                    "'{}' {why}: give a file inside the storage domain {} (a path relative to it, or under it)",
+                    corral_raft::error::quote(path),
+                    self.dir.display()
+                ),
+            )
+        };
         let p = Path::new(path);
-        if p.is_absolute() {
+        if path.contains('\0') {
+            return Err(refuse("contains a NUL byte"));
+        }
+        if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(refuse("climbs out with '..'"));
+        }
+        let full = if p.is_absolute() {
+            p.strip_prefix(&self.dir).map_err(|_| refuse("lies outside the storage domain"))?;
             p.to_path_buf()
         } else {
             self.dir.join(p)
+        };
+        if full == self.dir {
+            return Err(refuse("is the storage domain itself"));
         }
+        // A link inside the domain may point anywhere: follow it when it exists.
+        if let (Ok(real), Ok(root)) = (full.canonicalize(), self.dir.canonicalize()) {
+            if !real.starts_with(&root) {
+                return Err(refuse("leads out of the storage domain through a symbolic link"));
+            }
+        }
+        Ok(full)
     }
 
     /// Makes an empty qcow2 image of `size_mib`.

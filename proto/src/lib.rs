@@ -8,6 +8,7 @@ pub mod v1 {
     tonic::include_proto!("corral.v1");
 }
 
+pub mod codec;
 pub mod vocab;
 
 pub use v1::*;
@@ -16,3 +17,10 @@ pub use vocab::Word;
 /// The metadata key a client sets on a write it may retry, holding a UUID; the cluster applies
 /// a write with a given id at most once. Clients and servers name it through this constant only.
 pub const REQUEST_ID_HEADER: &str = "corral-request-id";
+
+/// The largest request or answer of the public API, either way (an OVF document is at most
+/// 1 MiB; a list of every VM of a large cluster fits).
+pub const MAX_API_MESSAGE: usize = 16 << 20;
+/// The largest message between members: a batch of log entries (openraft sends at most
+/// `max_payload_entries` of them) or one snapshot chunk (3 MiB).
+pub const MAX_RAFT_MESSAGE: usize = 64 << 20;

@@ -38,6 +38,40 @@ impl ClusterError {
     }
 
     pub fn vm_not_found(vm: &str) -> Self {
-        ClusterError::NotFound(format!("vm '{vm}' not found"))
+        ClusterError::NotFound(format!("vm '{}' not found", quote(vm)))
+    }
+}
+
+/// The most characters of a caller's input that an error quotes (two UUIDs and a slash fit).
+pub const QUOTE_CHARS: usize = 80;
+
+/// `input` as an error may quote it: at most [`QUOTE_CHARS`] characters (then "..."), control
+/// characters escaped, so that a huge or binary value neither floods an answer nor a terminal.
+pub fn quote(input: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in input.chars().enumerate() {
+        if i == QUOTE_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_short_and_printable() {
+        assert_eq!(quote("web1"), "web1");
+        assert_eq!(quote("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        let long = "x".repeat(1_000_000);
+        assert_eq!(quote(&long), format!("{}...", "x".repeat(QUOTE_CHARS)));
     }
 }

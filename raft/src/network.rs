@@ -185,8 +185,9 @@ impl Peer {
     {
         use openraft::error::RPCError;
         let channel = self.channel.as_ref().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?.clone();
-        let mut client =
-            RaftServiceClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        let mut client = RaftServiceClient::new(channel)
+            .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)
+            .max_encoding_message_size(corral_proto::MAX_RAFT_MESSAGE);
         let body = payload(req, self.format.get())
             .map_err(|e| RPCError::Network(NetworkError::new(&ClusterError::Internal(e))))?;
         let mut request = tonic::Request::new(body);

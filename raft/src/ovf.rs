@@ -106,6 +106,8 @@ pub struct Imported {
 pub enum OvfError {
     #[error("XML syntax error at byte {byte} (line {line}): {message}")]
     Syntax { byte: u64, line: usize, message: String },
+    #[error("the OVF document is {bytes} bytes, more than the {max} a document may have")]
+    TooLarge { bytes: usize, max: usize },
     #[error("not an OVF document: root element is '{0}', expected ovf:Envelope")]
     NotOvf(String),
     /// Something required is absent from `path`.

@@ -391,7 +391,7 @@ impl<'a> Scheduler<'a> {
                 .hosts
                 .iter()
                 .position(|h| h.name == name)
-                .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+                .ok_or_else(|| ClusterError::NotFound(format!("host '{}' not found", crate::error::quote(name))))?;
             return match self.check_precisely(&needs, exclude, slot) {
                 Ok(()) => Ok(self.hosts[slot].id),
                 Err(reason) => Err(self.refuse_wanted(&needs, slot, reason)),

@@ -3,7 +3,7 @@
 //! Every refusal names the field and the rule.
 
 use crate::command::{VmChanges, VmSpec};
-use crate::error::ClusterError;
+use crate::error::{quote, ClusterError};
 
 pub const MAX_NAME_LEN: usize = 63;
 pub const MAX_MEMORY_MIB: u64 = 16 * 1024 * 1024; // 16 TiB
@@ -12,11 +12,17 @@ pub const MAX_TEXT_LEN: usize = 4096;
 /// Tags per host or VM, and hosts per pin list.
 pub const MAX_TAGS: usize = 32;
 pub const MAX_CPU_OVERCOMMIT: u32 = 64;
+/// Devices per VM. libvirt and QEMU take more, but no guest needs more than these, and each
+/// adds to the VM's record and OVF document on every host.
+pub const MAX_NICS: usize = 16;
+pub const MAX_DISKS: usize = 16;
+/// A path (kernel, initrd, CD-ROM image) or a kernel command line.
+pub const MAX_PATH_LEN: usize = 1024;
 
 /// Names of VMs, hosts and clusters: 1 to 63 of `a-z`, `0-9`, `-`, not starting or ending
 /// with `-` (a DNS label, so a name can be a hostname).
 pub fn name(field: &str, value: &str) -> Result<(), ClusterError> {
-    let rule = |what: &str| ClusterError::invalid(field, format!("{what} (got '{value}')"));
+    let rule = |what: &str| ClusterError::invalid(field, format!("{what} (got '{}')", quote(value)));
     if value.is_empty() {
         return Err(ClusterError::invalid(field, "must not be empty"));
     }
@@ -73,6 +79,50 @@ pub fn vm_spec(spec: &VmSpec) -> Result<(), ClusterError> {
     text("comment", &spec.comment)
 }
 
+/// The device and path limits of a new or imported VM. Checked where requests enter (the API),
+/// not in apply: entries that an older build accepted must apply alike on every build.
+pub fn vm_limits(spec: &VmSpec) -> Result<(), ClusterError> {
+    nics(&spec.nics)?;
+    if let Some(b) = &spec.boot {
+        path("kernel", &b.kernel)?;
+        if let Some(i) = &b.initrd {
+            path("initrd", i)?;
+        }
+        path("cmdline", &b.cmdline)?;
+    }
+    Ok(())
+}
+
+/// A VM's NICs: at most [`MAX_NICS`], each on a network named by the name rule.
+pub fn nics(nics: &[crate::model::Nic]) -> Result<(), ClusterError> {
+    if nics.len() > MAX_NICS {
+        return Err(ClusterError::invalid("nic", format!("at most {MAX_NICS} NICs per VM (got {})", nics.len())));
+    }
+    nics.iter().try_for_each(|n| name("nic", &n.network))
+}
+
+/// The number of a VM's disks.
+pub fn disk_count(n: usize) -> Result<(), ClusterError> {
+    if n > MAX_DISKS {
+        return Err(ClusterError::invalid("disk", format!("at most {MAX_DISKS} disks per VM (got {n})")));
+    }
+    Ok(())
+}
+
+/// A file path or kernel command line: at most [`MAX_PATH_LEN`] characters, none a control one.
+pub fn path(field: &str, value: &str) -> Result<(), ClusterError> {
+    if value.chars().count() > MAX_PATH_LEN {
+        return Err(ClusterError::invalid(
+            field,
+            format!("must be at most {MAX_PATH_LEN} characters (got {})", value.chars().count()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ClusterError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
 /// A list of tags (or host names): each a name, at most `MAX_TAGS` of them.
 pub fn names(field: &str, values: &[String]) -> Result<(), ClusterError> {
     if values.len() > MAX_TAGS {
@@ -110,7 +160,7 @@ pub fn os(value: &str) -> Result<(), ClusterError> {
     {
         return Err(ClusterError::invalid(
             "os",
-            format!("must be an OS name such as other_linux or rhel_9x64 (got '{value}')"),
+            format!("must be an OS name such as other_linux or rhel_9x64 (got '{}')", quote(value)),
         ));
     }
     Ok(())

@@ -116,7 +116,7 @@ pub fn read_change<M: Vocab>(field: &'static str, value: i32, text: Option<&str>
 }
 
 fn refused<M: Vocab>(field: &'static str, bad: &str) -> ClusterError {
-    ClusterError::invalid(field, format!("must be {} (got '{bad}')", M::Api::choices()))
+    ClusterError::invalid(field, format!("must be {} (got '{}')", M::Api::choices(), crate::error::quote(bad)))
 }
 
 #[cfg(test)]

@@ -70,8 +70,18 @@ pub fn split(b: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     }
 }
 
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// The most that decoding one v0 value may claim: bincode allocates a string or a vector at the
+/// length the bytes declare before it reads it, so without a bound a 13-byte message that
+/// declares a string of 2^50 bytes aborts the process. The largest v0 value is a snapshot of a
+/// release-3f21f51 cluster, far below this.
+pub const MAX_V0_BYTES: usize = 256 << 20;
+
+fn bincode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_V0_BYTES>,
+> {
+    bincode::config::standard().with_limit::<MAX_V0_BYTES>()
 }
 
 /// Encodes `v` in the current format (header and named MessagePack).
@@ -223,6 +233,22 @@ mod tests {
         assert_ne!(v0[0], MARK);
         assert_eq!(decode_plain::<(u64, String, Option<Vec<u8>>)>(&v0).unwrap(), v);
         assert!(matches!(decode_v0::<(u64, String)>(&v0[..1]), Err(CodecError::DecodeV0(_))));
+    }
+
+    #[test]
+    fn a_declared_length_beyond_the_bytes_is_refused_without_allocating_it() {
+        // v0: a string that says it is 2^50 bytes long (bincode's u64 varint marker 253).
+        let mut v0 = vec![253u8];
+        v0.extend_from_slice(&(1u64 << 50).to_le_bytes());
+        v0.extend_from_slice(b"abcd");
+        assert!(matches!(decode_v0::<String>(&v0), Err(CodecError::DecodeV0(_))));
+        assert!(decode_v0::<(u8, Vec<u64>)>(&[0, 253, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        // v1: a str32 of 4 GiB - 1 bytes, and an array of as many elements, in a handful of bytes.
+        let mut v1 = vec![MARK, CURRENT, 0xdb, 0xff, 0xff, 0xff, 0xff];
+        v1.extend_from_slice(b"abc");
+        assert!(matches!(decode_plain::<String>(&v1), Err(CodecError::Decode { .. })));
+        let v1 = [MARK, CURRENT, 0xdd, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert!(matches!(decode_plain::<Vec<String>>(&v1), Err(CodecError::Decode { .. })));
     }
 
     #[test]

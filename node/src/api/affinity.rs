@@ -77,11 +77,9 @@ impl Api {
 
     pub async fn get_group(&self, _cx: &Caller, req: GetAffinityRequest) -> Result<AffinityGroup, ClusterError> {
         let GetAffinityRequest { name, stale } = req;
-        self.0
-            .cluster
-            .read(stale, |s| s.affinity_groups.get(&name).map(|g| group_to_proto(s, g)))
-            .await?
-            .ok_or_else(|| ClusterError::NotFound(format!("affinity group '{name}' not found")))
+        self.0.cluster.read(stale, |s| s.affinity_groups.get(&name).map(|g| group_to_proto(s, g))).await?.ok_or_else(
+            || ClusterError::NotFound(format!("affinity group '{}' not found", corral_raft::error::quote(&name))),
+        )
     }
 
     pub async fn edit_group(&self, cx: &Caller, req: EditAffinityGroupRequest) -> Result<AffinityGroup, ClusterError> {
@@ -140,11 +138,9 @@ impl Api {
 
     pub async fn get_label(&self, _cx: &Caller, req: GetAffinityRequest) -> Result<AffinityLabel, ClusterError> {
         let GetAffinityRequest { name, stale } = req;
-        self.0
-            .cluster
-            .read(stale, |s| s.affinity_labels.get(&name).map(|l| label_to_proto(s, l)))
-            .await?
-            .ok_or_else(|| ClusterError::NotFound(format!("affinity label '{name}' not found")))
+        self.0.cluster.read(stale, |s| s.affinity_labels.get(&name).map(|l| label_to_proto(s, l))).await?.ok_or_else(
+            || ClusterError::NotFound(format!("affinity label '{}' not found", corral_raft::error::quote(&name))),
+        )
     }
 
     pub async fn edit_label(&self, cx: &Caller, req: EditAffinityLabelRequest) -> Result<AffinityLabel, ClusterError> {

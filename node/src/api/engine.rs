@@ -104,15 +104,17 @@ impl EngineRequest {
         }
         validate::names("engine_nics", &r.engine_nics)?;
         let size_mib = node.images.virtual_size_mib(&path).await?;
-        let boot = r.engine_kernel.as_deref().filter(|k| !k.is_empty()).map(|kernel| KernelBoot {
-            kernel: node.images.resolve(kernel).display().to_string(),
-            initrd: r
-                .engine_initrd
-                .as_deref()
-                .filter(|i| !i.is_empty())
-                .map(|i| node.images.resolve(i).display().to_string()),
-            cmdline: r.engine_cmdline.clone().unwrap_or_default(),
-        });
+        let boot = match r.engine_kernel.as_deref().filter(|k| !k.is_empty()) {
+            None => None,
+            Some(kernel) => Some(KernelBoot {
+                kernel: node.images.boot_file("engine_kernel", kernel)?.display().to_string(),
+                initrd: match r.engine_initrd.as_deref().filter(|i| !i.is_empty()) {
+                    Some(i) => Some(node.images.boot_file("engine_initrd", i)?.display().to_string()),
+                    None => None,
+                },
+                cmdline: r.engine_cmdline.clone().unwrap_or_default(),
+            }),
+        };
         let (vm_id, disk_id) = (Uuid::new_v4(), Uuid::new_v4());
         let disk = model::Disk {
             id: disk_id,

@@ -61,7 +61,7 @@ impl Api {
             .cluster
             .read(stale, |s| s.host_by_name(&name).map(|h| to_proto(s, h)))
             .await?
-            .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))
+            .ok_or_else(|| ClusterError::NotFound(format!("host '{}' not found", corral_raft::error::quote(&name))))
     }
 
     pub async fn list(&self, _cx: &Caller, req: ListHostsRequest) -> Result<ListHostsResponse, ClusterError> {

@@ -62,7 +62,23 @@ pub fn status(e: ClusterError) -> Status {
         ClusterError::Unavailable(_) | ClusterError::Unreachable(_) => Code::Unavailable,
         ClusterError::Internal(_) => Code::Internal,
     };
-    Status::new(code, e.to_string())
+    Status::new(code, bounded(e.to_string()))
+}
+
+/// The most bytes of an error message sent back: errors quote input only in short pieces, and
+/// this bounds whatever else (a path, a list of names) could make one grow without end.
+const MAX_MESSAGE_BYTES: usize = 2048;
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
 }
 
 /// Who calls, from where, and with which request id: every handler gets one. Today every
@@ -106,19 +122,52 @@ pub async fn serve(
             let _ = s.set_nodelay(true);
         })
     });
+    const API: usize = corral_proto::MAX_API_MESSAGE;
     tonic::transport::Server::builder()
-        .add_service(ClusterServiceServer::new(Grpc(cluster::Api(node.clone()))))
-        .add_service(HostServiceServer::new(Grpc(hosts::Api(node.clone()))))
-        .add_service(VmServiceServer::new(Grpc(vms::Api(node.clone()))))
-        .add_service(EventServiceServer::new(Grpc(events::Api(node.clone()))))
-        .add_service(DiskServiceServer::new(Grpc(disks::Api(node.clone()))))
-        .add_service(AffinityServiceServer::new(Grpc(affinity::Api(node.clone()))))
-        .add_service(OvfServiceServer::new(Grpc(ovf::Api(node.clone()))))
-        .add_service(EngineServiceServer::new(Grpc(engine::Api(node.clone()))))
+        .add_service(
+            ClusterServiceServer::new(Grpc(cluster::Api(node.clone())))
+                .max_decoding_message_size(API)
+                .max_encoding_message_size(API),
+        )
+        .add_service(
+            HostServiceServer::new(Grpc(hosts::Api(node.clone())))
+                .max_decoding_message_size(API)
+                .max_encoding_message_size(API),
+        )
+        .add_service(
+            VmServiceServer::new(Grpc(vms::Api(node.clone())))
+                .max_decoding_message_size(API)
+                .max_encoding_message_size(API),
+        )
+        .add_service(
+            EventServiceServer::new(Grpc(events::Api(node.clone())))
+                .max_decoding_message_size(API)
+                .max_encoding_message_size(API),
+        )
+        .add_service(
+            DiskServiceServer::new(Grpc(disks::Api(node.clone())))
+                .max_decoding_message_size(API)
+                .max_encoding_message_size(API),
+        )
+        .add_service(
+            AffinityServiceServer::new(Grpc(affinity::Api(node.clone())))
+                .max_decoding_message_size(API)
+                .max_encoding_message_size(API),
+        )
+        .add_service(
+            OvfServiceServer::new(Grpc(ovf::Api(node.clone())))
+                .max_decoding_message_size(API)
+                .max_encoding_message_size(API),
+        )
+        .add_service(
+            EngineServiceServer::new(Grpc(engine::Api(node.clone())))
+                .max_decoding_message_size(API)
+                .max_encoding_message_size(API),
+        )
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
-                .max_decoding_message_size(usize::MAX)
-                .max_encoding_message_size(usize::MAX),
+                .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)
+                .max_encoding_message_size(corral_proto::MAX_RAFT_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -32,6 +32,27 @@ pub fn bad_document(e: ovf::OvfError) -> ClusterError {
 /// Reads `xml` and turns it into an `ImportVm` command: `name` replaces the document's,
 /// `clone` gives a new id, new MACs and copies of the disks, `engine` makes it the cluster's
 /// hosted engine.
+/// The limits of a VM made by hand hold for an imported one too; its boot files must lie in
+/// the storage domain.
+fn import_limits(node: &Handles, vm: &mut corral_raft::model::Vm, disks: usize) -> Result<(), ClusterError> {
+    validate::nics(&vm.config.nics)?;
+    validate::disk_count(disks.max(vm.config.disks.len()))?;
+    if !vm.config.os.is_empty() {
+        validate::os(&vm.config.os)?;
+    }
+    if let Some(cd) = &vm.config.cdrom {
+        validate::path("cdrom", cd)?;
+    }
+    if let Some(b) = &mut vm.config.boot {
+        validate::path("cmdline", &b.cmdline)?;
+        b.kernel = node.images.boot_file("kernel", &b.kernel)?.display().to_string();
+        if let Some(i) = &mut b.initrd {
+            *i = node.images.boot_file("initrd", i)?.display().to_string();
+        }
+    }
+    Ok(())
+}
+
 pub async fn prepare_import(
     node: &Handles,
     xml: &str,
@@ -51,11 +72,12 @@ pub async fn prepare_import(
                 "name",
                 format!(
                     "the document's VM name '{}' cannot be used here ({e}); give another with --name",
-                    vm.config.name
+                    corral_raft::error::quote(&vm.config.name)
                 ),
             )
         })?,
     }
+    import_limits(node, &mut vm, disks.len())?;
     // A bootstrap imports its engine before the cluster exists: no host to pin to yet.
     let known_hosts: Vec<u64> = match node.cluster.state() {
         Ok(state) => state.read(|s: &ClusterState| s.hosts.keys().copied().collect()),

@@ -10,6 +10,7 @@ use corral_raft::format::wire::Wire;
 use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest};
 use corral_raft::network::{decode, payload};
 use corral_raft::peer::{PeerRequest, PeerResult};
+use corral_raft::typ::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use corral_raft::ClusterError;
 use tonic::{Request, Response, Status};
 
@@ -30,19 +31,38 @@ fn parse<T: Wire>(req: Request<RaftPayload>) -> Result<(T, u8), Status> {
 impl RaftService for Api {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let parts = self.0.cluster.parts().map_err(super::status)?;
-        let (rpc, format) = parse(req)?;
+        let (rpc, format): (AppendEntriesRequest, u8) = parse(req)?;
+        sane::vote(&rpc.vote)?;
+        sane::log_id("prev_log_id", rpc.prev_log_id.as_ref())?;
+        sane::log_id("leader_commit", rpc.leader_commit.as_ref())?;
+        for e in &rpc.entries {
+            sane::log_id("entry", Some(&e.log_id))?;
+        }
         reply(&parts.append_entries(rpc).await, format)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let parts = self.0.cluster.parts().map_err(super::status)?;
-        let (rpc, format) = parse(req)?;
+        let (rpc, format): (VoteRequest, u8) = parse(req)?;
+        sane::vote(&rpc.vote)?;
+        sane::log_id("last_log_id", rpc.last_log_id.as_ref())?;
+        // Only a voter of this node's membership may ask for its vote: a stranger's (or a removed
+        // node's) higher term would depose a healthy leader.
+        let candidate = rpc.vote.leader_id().voted_for().unwrap_or_default();
+        if !parts.metrics().membership_config.membership().voter_ids().any(|v| v == candidate) {
+            return Err(Status::permission_denied(format!(
+                "node {candidate} is not a voter of this cluster: its vote request is refused"
+            )));
+        }
         reply(&parts.vote(rpc).await, format)
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let parts = self.0.cluster.parts().map_err(super::status)?;
-        let (rpc, format) = parse(req)?;
+        let (rpc, format): (InstallSnapshotRequest, u8) = parse(req)?;
+        sane::vote(&rpc.vote)?;
+        sane::log_id("last_log_id", rpc.meta.last_log_id.as_ref())?;
+        sane::log_id("membership log id", rpc.meta.last_membership.log_id().as_ref())?;
         reply(&parts.install_snapshot(rpc).await, format)
     }
 
@@ -73,6 +93,7 @@ impl RaftService for Api {
 
     async fn peer(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let (request, format): (PeerRequest, u8) = parse(req)?;
+        sane::peer(&request)?;
         let result: PeerResult = self.0.cluster.peer(request).await;
         reply(&result, format)
     }
@@ -121,5 +142,62 @@ fn this_build() -> PingResponse {
         version: crate::VERSION.to_string(),
         max_level: corral_storage::codec::CURRENT.into(),
         ..Default::default()
+    }
+}
+
+/// Bounds on what a Raft message may say, checked before openraft sees it. No cluster reaches
+/// these terms or indexes (a term a second would take nine million years to reach 2^48), and
+/// openraft adds one to a term unchecked: a vote of term 2^64-1 that it saved would panic the
+/// node at every start.
+mod sane {
+    use corral_raft::peer::{PeerBody, PeerRequest};
+    use corral_raft::typ::{LogId, NodeId};
+    use openraft::Vote;
+    use tonic::Status;
+
+    pub const MAX_TERM: u64 = 1 << 48;
+    pub const MAX_INDEX: u64 = 1 << 56;
+
+    fn term(what: &str, t: u64) -> Result<(), Status> {
+        if t > MAX_TERM {
+            return Err(Status::invalid_argument(format!(
+                "{what}: term {t} is beyond {MAX_TERM}, the most a cluster reaches"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn vote(v: &Vote<NodeId>) -> Result<(), Status> {
+        term("vote", v.leader_id().get_term())
+    }
+
+    pub fn log_id(what: &str, id: Option<&LogId>) -> Result<(), Status> {
+        let Some(id) = id else { return Ok(()) };
+        term(what, id.leader_id.term)?;
+        if id.index > MAX_INDEX {
+            return Err(Status::invalid_argument(format!(
+                "{what}: index {} is beyond {MAX_INDEX}, the most a cluster reaches",
+                id.index
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn peer(req: &PeerRequest) -> Result<(), Status> {
+        match &req.body {
+            PeerBody::FenceVote { term: t, applied, .. } => {
+                term("fence vote", *t)?;
+                if *applied > MAX_INDEX {
+                    return Err(Status::invalid_argument(format!("fence vote: index {applied} is beyond {MAX_INDEX}")));
+                }
+                Ok(())
+            }
+            PeerBody::Unfreeze { term: t, .. } => term("unfreeze", *t),
+            PeerBody::PreVote { term: t, last_log } => {
+                term("pre-vote", *t)?;
+                log_id("pre-vote", last_log.as_ref())
+            }
+            PeerBody::Heartbeat { .. } | PeerBody::Silence => Ok(()),
+        }
     }
 }

@@ -18,7 +18,6 @@ use crate::now_ms;
 pub struct Api(pub Arc<Handles>);
 
 const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
-const MAX_DISKS: usize = 16;
 pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
     let disks = vm
         .config
@@ -194,8 +193,11 @@ impl Api {
         let r = req;
         let boot = match (opt(r.kernel), opt(r.initrd), r.cmdline) {
             (Some(kernel), initrd, cmdline) => Some(KernelBoot {
-                kernel: self.0.images.resolve(&kernel).display().to_string(),
-                initrd: initrd.map(|i| self.0.images.resolve(&i).display().to_string()),
+                kernel: self.0.images.boot_file("kernel", &kernel)?.display().to_string(),
+                initrd: initrd
+                    .map(|i| self.0.images.boot_file("initrd", &i))
+                    .transpose()?
+                    .map(|i| i.display().to_string()),
                 cmdline,
             }),
             (None, Some(_), _) => return Err(ClusterError::invalid("initrd", "needs --kernel as well")),
@@ -216,12 +218,8 @@ impl Api {
             resume_behavior: read("resume_behavior", r.resume_behavior_enum, &r.resume_behavior)?.unwrap_or_default(),
         };
         validate::vm_spec(&spec)?;
-        for n in &r.nics {
-            validate::name("nic", n)?;
-        }
-        if r.disks_mib.len() > MAX_DISKS {
-            return Err(ClusterError::invalid("disk", format!("at most {MAX_DISKS} disks per VM")));
-        }
+        validate::vm_limits(&spec)?;
+        validate::disk_count(r.disks_mib.len())?;
         if let Some(i) = r.disks_mib.iter().position(|s| *s == 0) {
             return Err(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1)));
         }

@@ -151,7 +151,9 @@ impl Cluster {
         let membership = parts.raft.metrics().borrow().membership_config.membership().clone();
         let in_state = parts.state.read(|s| s.host_by_name(name).map(|h| h.id));
         let in_raft = membership.nodes().find(|(_, n)| n.name == name).map(|(id, _)| *id);
-        let id = in_state.or(in_raft).ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+        let id = in_state
+            .or(in_raft)
+            .ok_or_else(|| ClusterError::NotFound(format!("host '{}' not found", corral_raft::error::quote(name))))?;
         if id == parts.id {
             return Err(ClusterError::FailedPrecondition(format!(
                 "host {name} leads the cluster; stop its corrald first (another host takes over), then remove it"

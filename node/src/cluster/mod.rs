@@ -204,6 +204,10 @@ impl Cluster {
                     snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every),
                     max_in_snapshot_log_to_keep: c.keep_logs,
                     install_snapshot_timeout: 2000,
+                    // Bounds one AppendEntries under `MAX_RAFT_MESSAGE` (a batch entry holds at
+                    // most 256 commands of bounded size); snapshots go in 3 MiB chunks.
+                    max_payload_entries: 64,
+                    snapshot_max_chunk_size: 3 << 20,
                     ..Default::default()
                 }
                 .validate()

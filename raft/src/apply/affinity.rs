@@ -12,11 +12,11 @@ use crate::typ::NodeId;
 use crate::validate;
 
 fn group_not_found(name: &str) -> ClusterError {
-    ClusterError::NotFound(format!("affinity group '{name}' not found"))
+    ClusterError::NotFound(format!("affinity group '{}' not found", crate::error::quote(name)))
 }
 
 fn label_not_found(name: &str) -> ClusterError {
-    ClusterError::NotFound(format!("affinity label '{name}' not found"))
+    ClusterError::NotFound(format!("affinity label '{}' not found", crate::error::quote(name)))
 }
 
 fn nothing_to_change() -> ClusterError {
@@ -40,7 +40,10 @@ impl ClusterState {
     pub(super) fn resolve_hosts(&self, names: &[String]) -> Result<Vec<NodeId>, ClusterError> {
         let mut ids = Vec::with_capacity(names.len());
         for n in names {
-            let id = self.host_by_name(n).ok_or_else(|| ClusterError::NotFound(format!("host '{n}' not found")))?.id;
+            let id = self
+                .host_by_name(n)
+                .ok_or_else(|| ClusterError::NotFound(format!("host '{}' not found", crate::error::quote(n))))?
+                .id;
             if !ids.contains(&id) {
                 ids.push(id);
             }

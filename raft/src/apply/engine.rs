@@ -161,7 +161,7 @@ impl ClusterState {
             Some((name, on)) => {
                 let h = self
                     .host_by_name(name)
-                    .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+                    .ok_or_else(|| ClusterError::NotFound(format!("host '{}' not found", crate::error::quote(name))))?;
                 Some((h.id, *on))
             }
             None => None,

@@ -127,7 +127,7 @@ impl ClusterState {
         self.hosts
             .values_mut()
             .find(|h| h.name == name)
-            .ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))
+            .ok_or_else(|| ClusterError::NotFound(format!("host '{}' not found", crate::error::quote(name))))
     }
 
     /// Orders a migration for every VM still on host `id` that can move, highest priority

@@ -12,7 +12,8 @@ impl ClusterState {
     pub(super) fn edit_host(&mut self, now: i64, name: &str, tags: Option<&[String]>) -> OpResult {
         self.require_cluster()?;
         let host = self.hosts.values_mut().find(|h| h.name == name);
-        let host = host.ok_or_else(|| ClusterError::NotFound(format!("host '{name}' not found")))?;
+        let host =
+            host.ok_or_else(|| ClusterError::NotFound(format!("host '{}' not found", crate::error::quote(name))))?;
         let Some(tags) = tags else { return Err(ClusterError::invalid("edit", "nothing to change: give --tags")) };
         validate::names("tags", tags)?;
         let tags = validate::dedup(tags);

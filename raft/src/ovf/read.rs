@@ -1,6 +1,7 @@
 //! `read`: an OVF document (oVirt's OVF_STORE shape, or Corral's own) as a VM and its disks.
 //! Parses into `tree::Element`s, then maps; what it does not model it keeps and names.
 
+use crate::error::quote;
 use std::collections::HashMap;
 
 use uuid::Uuid;
@@ -80,7 +81,7 @@ const CDROM_CHILDREN: [&str; 1] = ["rasd:HostResource"];
 pub fn read(xml: &str) -> Result<Imported, OvfError> {
     let root = tree::parse(xml)?;
     if root.name != "ovf:Envelope" {
-        return Err(OvfError::NotOvf(root.name));
+        return Err(OvfError::NotOvf(quote(&root.name)));
     }
     let mut r = Reading { src: xml, root: &root, kept: Vec::new(), ignored: Vec::new() };
 
@@ -198,9 +199,9 @@ impl<'a> Reading<'a> {
                 return Err(invalid(el, &path, format!("diskId {id} appears twice (first on line {})", first.el.line)));
             }
             let file_ref = required_attr(el, &path, "ovf:fileRef")?;
-            let (_, file) = files
-                .get(file_ref)
-                .ok_or_else(|| invalid(el, &path, format!("fileRef '{file_ref}' names no File in References")))?;
+            let (_, file) = files.get(file_ref).ok_or_else(|| {
+                invalid(el, &path, format!("fileRef '{}' names no File in References", quote(file_ref)))
+            })?;
             let size_mib = match (el.attr("corral:size-mib"), el.attr("ovf:size"), file.attr("ovf:size")) {
                 (Some(mib), _, _) => number(el, &path, "corral:size-mib", mib)?,
                 (None, Some(gib), _) => number::<u64>(el, &path, "size", gib)?.saturating_mul(1024),
@@ -212,7 +213,7 @@ impl<'a> Reading<'a> {
                 (None, Some("COW")) => "qcow2".to_string(),
                 (None, Some("RAW")) => "raw".to_string(),
                 (None, Some(other)) => {
-                    return Err(invalid(el, &path, format!("volume-format '{other}' is neither COW nor RAW")))
+                    return Err(invalid(el, &path, format!("volume-format '{}' is neither COW nor RAW", quote(other))))
                 }
                 (None, None) if el.attr("ovf:format") == Some(FORMAT_URI_COW) => "qcow2".to_string(),
                 (None, None) => "raw".to_string(),
@@ -298,7 +299,9 @@ impl<'a> Reading<'a> {
             "CreationDate" => {
                 let date = parse_date(t);
                 f.created =
-                    Some(date.ok_or_else(|| invalid(el, &path, format!("'{t}' is not a date (yyyy/MM/dd HH:mm:ss)")))?)
+                    Some(date.ok_or_else(|| {
+                        invalid(el, &path, format!("'{}' is not a date (yyyy/MM/dd HH:mm:ss)", quote(t)))
+                    })?)
             }
             "DeleteProtected" => f.delete_protected = boolean(el, &path, t)?,
             "AutoStartup" => f.ha = boolean(el, &path, t)?,
@@ -308,7 +311,12 @@ impl<'a> Reading<'a> {
             "DedicatedVmForVds" if t.trim().is_empty() => {}
             "DedicatedVmForVds" => match t.trim().parse() {
                 Ok(host) => f.pinned.push(host),
-                Err(_) => self.keep(el, "Content", format!("{path} (host '{t}' is not a Corral host id)"), &[content]),
+                Err(_) => self.keep(
+                    el,
+                    "Content",
+                    format!("{path} (host '{}' is not a Corral host id)", quote(t)),
+                    &[content],
+                ),
             },
             "ResumeBehavior" => f.resume = resume_behavior(el, &path, t)?,
             "MigrationDowntime" if t.trim().is_empty() => {}
@@ -383,7 +391,7 @@ fn migration_support(el: &Element, path: &str, t: &str) -> Result<MigrationPolic
         "0" => Ok(MigrationPolicy::Allow),
         "1" => Ok(MigrationPolicy::Manual),
         "2" => Ok(MigrationPolicy::None),
-        _ => Err(invalid(el, path, format!("'{t}' is not 0, 1 or 2"))),
+        _ => Err(invalid(el, path, format!("'{}' is not 0, 1 or 2", quote(t)))),
     }
 }
 
@@ -392,7 +400,7 @@ fn resume_behavior(el: &Element, path: &str, t: &str) -> Result<ResumeBehavior, 
         "AUTO_RESUME" => Ok(ResumeBehavior::AutoResume),
         "LEAVE_PAUSED" => Ok(ResumeBehavior::LeavePaused),
         "KILL" => Ok(ResumeBehavior::Kill),
-        _ => Err(invalid(el, path, format!("'{t}' is not AUTO_RESUME, LEAVE_PAUSED or KILL"))),
+        _ => Err(invalid(el, path, format!("'{}' is not AUTO_RESUME, LEAVE_PAUSED or KILL", quote(t)))),
     }
 }
 
@@ -440,7 +448,7 @@ fn next_run(el: &Element) -> Result<NextRun, OvfError> {
             "corral:MemoryMib" => n.memory_mib = Some(number(c, path, "MemoryMib", &c.text)?),
             "corral:Vcpus" => n.vcpus = Some(number(c, path, "Vcpus", &c.text)?),
             "corral:DomainType" => n.domain_type = Some(domain_type(c, path, &c.text)?),
-            other => return Err(invalid(c, path, format!("unknown element '{other}'"))),
+            other => return Err(invalid(c, path, format!("unknown element '{}'", quote(other)))),
         }
     }
     Ok(n)
@@ -491,29 +499,29 @@ fn required_attr<'e>(el: &'e Element, path: &str, name: &str) -> Result<&'e str,
 }
 
 fn uuid(el: &Element, path: &str, what: &str, value: &str) -> Result<Uuid, OvfError> {
-    Uuid::parse_str(value.trim()).map_err(|_| invalid(el, path, format!("{what} '{value}' is not a UUID")))
+    Uuid::parse_str(value.trim()).map_err(|_| invalid(el, path, format!("{what} '{}' is not a UUID", quote(value))))
 }
 
 fn number<T: std::str::FromStr>(el: &Element, path: &str, what: &str, value: &str) -> Result<T, OvfError> {
-    value.trim().parse().map_err(|_| invalid(el, path, format!("{what} '{value}' is not a number")))
+    value.trim().parse().map_err(|_| invalid(el, path, format!("{what} '{}' is not a number", quote(value))))
 }
 
 fn boolean(el: &Element, path: &str, value: &str) -> Result<bool, OvfError> {
     match value.trim() {
         v if v.eq_ignore_ascii_case("true") => Ok(true),
         v if v.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(invalid(el, path, format!("'{value}' is not true or false"))),
+        _ => Err(invalid(el, path, format!("'{}' is not true or false", quote(value)))),
     }
 }
 
 fn domain_type(el: &Element, path: &str, value: &str) -> Result<DomainType, OvfError> {
-    value.trim().parse().map_err(|_| invalid(el, path, format!("'{value}' is not kvm, qemu or test")))
+    value.trim().parse().map_err(|_| invalid(el, path, format!("'{}' is not kvm, qemu or test", quote(value))))
 }
 
 /// Refuses a disk file that would lie outside the storage domain.
 fn inside_storage_domain(el: &Element, path: &str, file: &str) -> Result<(), OvfError> {
     let refuse = |why: &str| {
-        invalid(el, path, format!("href '{file}' {why} (a disk's file must lie inside the storage domain)"))
+        invalid(el, path, format!("href '{}' {why} (a disk's file must lie inside the storage domain)", quote(file)))
     };
     if file.is_empty() {
         return Err(refuse("is empty"));

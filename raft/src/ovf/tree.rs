@@ -3,6 +3,7 @@
 //! source), so that the mapping in `read.rs` works on a tree and can cut unknown elements
 //! out of the source verbatim.
 
+use crate::error::quote;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 use quick_xml::{Reader, XmlVersion};
@@ -86,7 +87,17 @@ fn syntax(src: &str, byte: u64, message: impl Into<String>) -> OvfError {
 }
 
 /// Parses a whole document into its root element.
+/// The largest OVF document read: one VM with every device the limits allow is a few tens of
+/// KiB.
+pub const MAX_OVF_BYTES: usize = 1 << 20;
+/// The deepest nesting of elements read: OVF documents nest about six deep. The tree is freed
+/// recursively, so a deeper one would spend the thread's stack.
+pub const MAX_OVF_DEPTH: usize = 32;
+
 pub(super) fn parse(src: &str) -> Result<Element, OvfError> {
+    if src.len() > MAX_OVF_BYTES {
+        return Err(OvfError::TooLarge { bytes: src.len(), max: MAX_OVF_BYTES });
+    }
     let mut reader = Reader::from_str(src);
     let mut lines = Lines { src, at: 0, line: 1 };
     let mut stack: Vec<Element> = Vec::new();
@@ -111,9 +122,16 @@ pub(super) fn parse(src: &str) -> Result<Element, OvfError> {
                     el.attrs.push((a.key.as_ref().to_string(), value.into_owned()));
                 }
                 if root.is_some() && stack.is_empty() {
-                    return Err(syntax(src, before as u64, format!("a second root element '{}'", el.name)));
+                    return Err(syntax(src, before as u64, format!("a second root element '{}'", quote(&el.name))));
                 }
                 if matches!(event, Event::Start(_)) {
+                    if stack.len() >= MAX_OVF_DEPTH {
+                        return Err(syntax(
+                            src,
+                            before as u64,
+                            format!("elements nest deeper than {MAX_OVF_DEPTH} levels"),
+                        ));
+                    }
                     stack.push(el);
                 } else {
                     el.end = after;
@@ -150,7 +168,7 @@ pub(super) fn parse(src: &str) -> Result<Element, OvfError> {
         return Err(syntax(
             src,
             src.len() as u64,
-            format!("element '{}' opened on line {} is never closed", open.name, open.line),
+            format!("element '{}' opened on line {} is never closed", quote(&open.name), open.line),
         ));
     }
     root.ok_or_else(|| syntax(src, src.len() as u64, "the document has no element"))

@@ -2,6 +2,7 @@
 //! (boot order, creation date, caption), NICs and the CD-ROM. Other devices are kept verbatim.
 
 use super::*;
+use crate::error::quote;
 
 /// What the Items said so far.
 #[derive(Default)]
@@ -97,7 +98,7 @@ impl<'a> Reading<'a> {
             return Err(invalid(
                 at,
                 path,
-                format!("MACAddress '{mac}' is not a MAC address (six hex pairs separated by ':')"),
+                format!("MACAddress '{}' is not a MAC address (six hex pairs separated by ':')", quote(&mac)),
             ));
         }
         let subtype = text_of("rasd:ResourceSubType");
@@ -134,7 +135,7 @@ fn cpus(el: &Element, path: &str) -> Result<u32, OvfError> {
 fn memory(el: &Element, path: &str) -> Result<u64, OvfError> {
     if let Some(u) = el.child("rasd:AllocationUnits").filter(|u| !matches!(u.text.trim(), "MegaBytes" | "byte * 2^20"))
     {
-        return Err(invalid(u, path, format!("AllocationUnits '{}' is not MegaBytes", u.text)));
+        return Err(invalid(u, path, format!("AllocationUnits '{}' is not MegaBytes", quote(&u.text))));
     }
     let q = el.child("rasd:VirtualQuantity").ok_or_else(|| invalid(el, path, "no VirtualQuantity"))?;
     number(q, path, "VirtualQuantity", &q.text)
@@ -162,8 +163,8 @@ fn disk_item(
     };
     let e = &mut disks[i];
     if let Some(c) = el.child("rasd:CreationDate").filter(|_| !e.exact_time) {
-        e.disk.created_ms =
-            parse_date(&c.text).ok_or_else(|| invalid(c, &path, format!("CreationDate '{}' is not a date", c.text)))?;
+        e.disk.created_ms = parse_date(&c.text)
+            .ok_or_else(|| invalid(c, &path, format!("CreationDate '{}' is not a date", quote(&c.text))))?;
         e.time_known = true;
     }
     if let Some(c) = el.child("rasd:Caption").filter(|_| !e.alias) {

@@ -1,0 +1,260 @@
+//! Hostile input against real corrald processes: the attacks an unauthenticated client on the
+//! same network tried (issue 13), each refused with a clear error that changes nothing, and a
+//! seeded barrage of random and mutated messages to every RPC after which every node is up and
+//! the cluster's VMs and hosts are as before.
+
+use std::time::Duration;
+
+use corral_proto::raft_service_client::RaftServiceClient;
+use corral_proto::vm_service_client::VmServiceClient;
+use corral_proto::{GetVmRequest, RaftPayload};
+use corral_raft::typ::VoteRequest;
+use corral_tests::client::channel;
+use corral_tests::Cluster;
+use prost::bytes::{Buf, BufMut};
+use rand::{Rng, SeedableRng};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Code, Status};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Raw bytes as a gRPC message, either way: what a stranger's own client can send.
+#[derive(Default, Clone)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+/// Sends `body` as the request of RPC `path` (`/corral.v1.VmService/Get`) and returns the status.
+async fn raw_call(addr: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel(addr));
+    grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut req = tonic::Request::new(body);
+    req.set_timeout(Duration::from_secs(3));
+    let path = path.parse().expect("a valid RPC path");
+    grpc.unary(req, path, Raw).await.map(|r| r.into_inner())
+}
+
+/// Every unary RPC of corral.proto, as `/corral.v1.Service/Method`.
+fn every_rpc() -> Vec<String> {
+    let proto = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/proto/corral.proto")).unwrap();
+    let mut service = String::new();
+    let mut out = Vec::new();
+    for line in proto.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("service ") {
+            service = rest.split_whitespace().next().unwrap().to_string();
+        } else if let Some(rest) = line.strip_prefix("rpc ") {
+            if line.contains("stream ") {
+                continue;
+            }
+            let method = rest.split(['(', ' ']).next().unwrap();
+            out.push(format!("/corral.v1.{service}/{method}"));
+        }
+    }
+    assert!(out.len() > 40, "found only {} RPCs in corral.proto", out.len());
+    out
+}
+
+/// What the cluster holds that an attack must not change: VM and host names and states.
+fn snapshot(c: &Cluster) -> (String, String) {
+    let vms = c.must_ok(0, &["vm", "list"]);
+    let hosts = c.must_ok(0, &["host", "list"]);
+    let cut = |s: String| s.lines().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
+    (cut(vms), cut(hosts))
+}
+
+fn all_up(c: &Cluster) {
+    for (i, n) in c.nodes.iter().enumerate() {
+        assert!(n.is_running(), "node {i} died:\n{}", n.log());
+    }
+}
+
+#[test]
+fn raft_messages_that_would_crash_a_node_are_refused() {
+    let c = Cluster::run(3, &[]);
+    c.must_ok(0, &["vm", "create", "web1", "--memory", "64M"]);
+    let before = snapshot(&c);
+    let leader = c.leader();
+    let term = c.status(leader).term;
+    rt().block_on(async {
+        // A 13-byte Forward: format v0, a string that declares 2^50 bytes.
+        let mut data = vec![0u8, 2, 253];
+        data.extend_from_slice(&(1u64 << 50).to_le_bytes());
+        for i in 0..3 {
+            let mut raft = RaftServiceClient::new(channel(c.endpoint(i)));
+            let err = raft.forward(RaftPayload { data: data.clone() }).await.unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        }
+        // A vote of term 2^64-1 (openraft would overflow `term + 1` and keep panicking).
+        let max = VoteRequest::new(openraft::Vote::new(u64::MAX, 1), None);
+        // A vote of term 1000 from node 99, which is no member.
+        let stranger = VoteRequest::new(openraft::Vote::new(1000, 99), None);
+        for i in 0..3 {
+            let mut raft = RaftServiceClient::new(channel(c.endpoint(i)));
+            let p = corral_raft::network::payload(&max, 1).unwrap();
+            let err = raft.vote(p).await.unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+            assert!(err.message().contains("beyond"), "{err:?}");
+            let p = corral_raft::network::payload(&stranger, 1).unwrap();
+            let err = raft.vote(p).await.unwrap_err();
+            assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+            assert!(err.message().contains("node 99 is not a voter"), "{err:?}");
+        }
+        // More than a Raft message may hold.
+        let mut raft = RaftServiceClient::new(channel(c.endpoint(1)));
+        let err = raft.forward(RaftPayload { data: vec![0; corral_proto::MAX_RAFT_MESSAGE + 1] }).await.unwrap_err();
+        assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    });
+    all_up(&c);
+    assert_eq!(c.leader(), leader, "the leader changed");
+    assert_eq!(c.status(leader).term, term, "the term changed");
+    assert_eq!(snapshot(&c), before);
+    // Every node still starts: nothing bad was saved.
+    let mut c = c;
+    for i in 0..3 {
+        c.stop(i);
+    }
+    for i in 0..3 {
+        c.restart(i);
+    }
+    all_up(&c);
+    c.leader();
+}
+
+#[test]
+fn hostile_documents_and_fields_are_refused_by_name() {
+    let c = Cluster::run(1, &[]);
+    let before = snapshot(&c);
+    // 20,000 nested elements.
+    let deep = format!(
+        "<ovf:Envelope xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1/\">{}{}</ovf:Envelope>",
+        "<a>".repeat(20_000),
+        "</a>".repeat(20_000)
+    );
+    let file = c.dir().join("deep.ovf");
+    std::fs::write(&file, &deep).unwrap();
+    c.refused(0, &["vm", "import", file.to_str().unwrap()], "nest deeper than 32 levels");
+    // A document larger than any VM's.
+    let huge = format!("<ovf:Envelope>{}</ovf:Envelope>", " ".repeat(2 << 20));
+    std::fs::write(&file, &huge).unwrap();
+    c.refused(0, &["vm", "import", file.to_str().unwrap()], "more than the 1048576 a document may have");
+    // Devices beyond the limits, each refused with its number.
+    let mut args = vec!["vm", "create", "many", "--memory", "64M"];
+    for _ in 0..17 {
+        args.extend(["--nic", "default"]);
+    }
+    c.refused(0, &args, "at most 16 NICs per VM (got 17)");
+    let mut args = vec!["vm", "create", "many", "--memory", "64M"];
+    for _ in 0..17 {
+        args.extend(["--disk", "1M"]);
+    }
+    c.refused(0, &args, "at most 16 disks per VM (got 17)");
+    // Boot files outside the storage domain.
+    for (path, why) in
+        [("/etc/shadow", "lies outside the storage domain"), ("../../etc/passwd", "climbs out with '..'")]
+    {
+        c.refused(0, &["vm", "create", "boot", "--memory", "64M", "--kernel", path], why);
+    }
+    // A link inside the domain that leads out of it.
+    let domain = c.storage_dir();
+    std::fs::create_dir_all(&domain).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", domain.join("shadow-link")).unwrap();
+    c.refused(0, &["vm", "create", "boot", "--memory", "64M", "--kernel", "shadow-link"], "symbolic link");
+    // A huge name is quoted short, with control characters escaped.
+    let long = format!("\u{1b}[2J{}", "x".repeat(100_000));
+    let out = c.corral(0, &["vm", "show", &long]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.len() < 300, "{} bytes of error", out.stderr.len());
+    assert!(out.stderr.contains("\\u{1b}[2Jxxx") && out.stderr.contains("...' not found"), "{}", out.stderr);
+    all_up(&c);
+    assert_eq!(snapshot(&c), before);
+}
+
+#[test]
+fn every_rpc_survives_random_and_mutated_messages() {
+    let c = Cluster::run(3, &[]);
+    c.must_ok(0, &["vm", "create", "web1", "--memory", "64M"]);
+    let before = snapshot(&c);
+    let rpcs = every_rpc();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    // A valid request to mutate: a VM lookup.
+    let valid = prost::Message::encode_to_vec(&GetVmRequest { vm: "web1".into(), stale: false });
+    let mut malformed_seen = false;
+    rt().block_on(async {
+        for round in 0..4 {
+            for path in &rpcs {
+                // Bootstrap and join are for the host itself; a barrage must not reach the
+                // state through write RPCs either, so those only get bytes that cannot decode.
+                let writes = !(path.contains("/Get") || path.contains("/List") || path.contains("Status"));
+                let body: Vec<u8> = match round {
+                    0 => (0..rng.gen_range(0..256)).map(|_| rng.gen()).collect(),
+                    1 => {
+                        let mut m = valid.clone();
+                        let i = rng.gen_range(0..m.len());
+                        m[i] ^= 1 << rng.gen_range(0..8);
+                        m
+                    }
+                    // A length-delimited field that claims far more bytes than follow.
+                    2 => vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3],
+                    _ => vec![0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+                };
+                if writes && round < 2 {
+                    // Keep writes to bytes that are certainly not a message: an unterminated varint.
+                    let mut b = body.clone();
+                    b.truncate(8);
+                    b.push(0x08);
+                    b.push(0xff);
+                    let node = c.endpoint(rng.gen_range(0..3)).to_string();
+                    let r = raw_call(&node, path, b).await;
+                    if let Err(s) = &r {
+                        assert_ne!(s.code(), Code::Internal, "{path}: {s:?}");
+                        malformed_seen |= s.code() == Code::InvalidArgument;
+                    }
+                    continue;
+                }
+                let node = c.endpoint(rng.gen_range(0..3)).to_string();
+                if let Err(s) = raw_call(&node, path, body).await {
+                    assert_ne!(s.code(), Code::Internal, "{path}: {s:?}");
+                }
+            }
+        }
+        // A malformed request names its message type.
+        let mut vms = VmServiceClient::new(channel(c.endpoint(0)));
+        let err = raw_call(c.endpoint(0), "/corral.v1.VmService/Get", vec![0x0a, 0xff, 0xff, 0x0f]).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("not a valid GetVmRequest message"), "{err:?}");
+        vms.get(GetVmRequest { vm: "web1".into(), stale: false }).await.expect("the node still answers");
+    });
+    assert!(malformed_seen, "no RPC called InvalidArgument on a malformed message");
+    all_up(&c);
+    assert_eq!(snapshot(&c), before);
+}
