@@ -23,7 +23,7 @@ use tonic::transport::{Channel, Endpoint as Transport};
 use tonic::{Code, ConnectError, Response, Status, TimeoutExpired};
 
 use crate::endpoints::{Endpoint, Endpoints};
-use crate::transport::{Heard, Watched};
+use crate::transport::{Dial, Heard, Watched};
 
 /// How long a node may take to connect and say its first bytes before the next one is tried
 /// (`--connect-timeout`).
@@ -73,7 +73,12 @@ impl RequestId {
 /// Opens a channel to one node once its corrald has spoken, within `patience` from the start.
 /// Nothing has been sent on a channel that failed here. The error is a short reason such as
 /// "connection refused".
-pub async fn connect(endpoint: &Endpoint, deadline: Option<Duration>, patience: Duration) -> Result<Channel, String> {
+pub async fn connect(
+    endpoint: &Endpoint,
+    dial: &Dial,
+    deadline: Option<Duration>,
+    patience: Duration,
+) -> Result<Channel, String> {
     let transport = Transport::from_shared(endpoint.uri()).map_err(|e| short_reason(&e))?;
     let transport = match deadline {
         Some(deadline) => transport.timeout(deadline),
@@ -82,7 +87,7 @@ pub async fn connect(endpoint: &Endpoint, deadline: Option<Duration>, patience: 
             .keep_alive_timeout(STREAM_PING_TIMEOUT)
             .keep_alive_while_idle(true),
     };
-    let (connector, mut heard) = Watched::new();
+    let (connector, mut heard) = Watched::new(dial.clone());
     let reached = async {
         let channel = transport.connect_with_connector(connector).await.map_err(|e| short_reason(&e))?;
         match heard.wait_for(|h| *h != Heard::Nothing).await.map(|h| h.clone()) {
@@ -143,6 +148,8 @@ pub struct Nodes {
     endpoints: Endpoints,
     /// How long each node gets to connect and speak before the next one is tried.
     patience: Duration,
+    /// TCP, TLS or the local socket.
+    dial: Dial,
 }
 
 /// What one endpoint made of a call.
@@ -160,14 +167,24 @@ enum Attempt<T> {
 impl Nodes {
     /// `connect_timeout`: how long each node gets to connect and speak (`--connect-timeout`).
     pub fn new(endpoints: Endpoints, connect_timeout: Duration) -> Self {
-        Nodes { endpoints, patience: connect_timeout }
+        Nodes { endpoints, patience: connect_timeout, dial: Dial::Plain }
+    }
+
+    /// Nodes reached as `dial` says (TLS with credentials, or corrald's local socket).
+    pub fn with_dial(endpoints: Endpoints, connect_timeout: Duration, dial: Dial) -> Self {
+        Nodes { endpoints, patience: connect_timeout, dial }
+    }
+
+    /// Whether these are this host's corrald over its local socket.
+    pub fn is_local(&self) -> bool {
+        matches!(self.dial, Dial::Local(_))
     }
 
     /// The one node `--endpoint` names, for commands that act on that node itself (bootstrap,
     /// join): falling over to another node would change the wrong one.
     pub fn single(&self, command: &str) -> Result<Nodes> {
         match self.endpoints.len() {
-            1 => Ok(Nodes::new(self.endpoints.clone(), self.patience)),
+            1 => Ok(Nodes::with_dial(self.endpoints.clone(), self.patience, self.dial.clone())),
             _ => bail!("--endpoint: {command} acts on one node; give exactly one address"),
         }
     }
@@ -189,7 +206,7 @@ impl Nodes {
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        match attempt(self.here(), Effect::Read, Some(REQUEST_TIMEOUT), self.patience, &mut rpc).await {
+        match attempt(self.here(), &self.dial, Effect::Read, Some(REQUEST_TIMEOUT), self.patience, &mut rpc).await {
             Attempt::Done(result) => result,
             Attempt::Next { error, .. } => Err(error),
         }
@@ -204,7 +221,7 @@ impl Nodes {
     {
         let id = RequestId::new();
         let mut tagged = |channel| rpc(channel, &id);
-        match attempt(self.here(), Effect::Write, Some(REQUEST_TIMEOUT), self.patience, &mut tagged).await {
+        match attempt(self.here(), &self.dial, Effect::Write, Some(REQUEST_TIMEOUT), self.patience, &mut tagged).await {
             Attempt::Done(result) => result,
             Attempt::Next { error, .. } => Err(error),
         }
@@ -273,7 +290,7 @@ impl Nodes {
             // yet); when none could be reached at all, say so at once.
             let mut all_unreachable = true;
             for (tried, (i, endpoint)) in self.endpoints.rotated(first).enumerate() {
-                match attempt(endpoint, effect, deadline, self.patience, &mut rpc).await {
+                match attempt(endpoint, &self.dial, effect, deadline, self.patience, &mut rpc).await {
                     Attempt::Done(result) => return result.map(|answer| (i, answer)),
                     Attempt::Next { error, unreachable, .. } if tried + 1 == count => {
                         all_unreachable &= unreachable;
@@ -297,6 +314,7 @@ impl Nodes {
 
 async fn attempt<T, F, Fut>(
     endpoint: &Endpoint,
+    dial: &Dial,
     effect: Effect,
     deadline: Option<Duration>,
     patience: Duration,
@@ -310,7 +328,7 @@ where
         let text = format!("could not reach {endpoint}: {reason}");
         Attempt::Next { warning: text.clone(), error: anyhow!(text), unreachable: true }
     };
-    let channel = match connect(endpoint, deadline, patience).await {
+    let channel = match connect(endpoint, dial, deadline, patience).await {
         Ok(channel) => channel,
         Err(reason) => return unreachable(reason),
     };
@@ -457,20 +475,20 @@ mod tests {
     #[test]
     fn a_node_that_accepts_but_never_speaks_is_not_reached() {
         let (_listener, silent) = silent_node();
-        let reached = runtime().block_on(connect(&silent, Some(REQUEST_TIMEOUT), Duration::from_millis(300)));
+        let reached = runtime().block_on(connect(&silent, &Dial::Plain, Some(REQUEST_TIMEOUT), Duration::from_millis(300)));
         assert_eq!(reached.err().as_deref(), Some("no answer within 300ms"));
     }
 
     #[test]
     fn a_node_that_speaks_is_reached_and_one_that_hangs_up_is_not() {
         let (node, speaking) = node_that_says(SETTINGS);
-        let reached = runtime().block_on(connect(&speaking, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
+        let reached = runtime().block_on(connect(&speaking, &Dial::Plain, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
         assert!(reached.is_ok(), "{:?}", reached.err());
         drop(reached);
         node.join().unwrap();
 
         let (node, mute) = node_that_says(b"");
-        let reached = runtime().block_on(connect(&mute, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
+        let reached = runtime().block_on(connect(&mute, &Dial::Plain, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
         // Closed with our greeting unread, the kernel may reset the connection instead. Once in
         // a loaded `make test` the hang-up was seen only at the deadline: still not reached.
         let reason = reached.err();

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod commands;
 pub mod connect;
+pub mod credentials;
 pub mod endpoints;
 pub mod files;
 pub mod output;

@@ -1,16 +1,18 @@
-//! The TCP connections the CLI opens, watched for the node's first bytes. A frozen corrald's
-//! kernel still accepts connections and buffers what we send, so only bytes coming back prove
-//! that the process runs; this module reports them and never decides what to do about them.
+//! The connections the CLI opens (TCP, TCP with TLS, or corrald's local socket), watched for
+//! the node's first bytes. A frozen corrald's kernel still accepts connections and buffers what
+//! we send, so only bytes coming back prove that the process runs; this module reports them and
+//! never decides what to do about them.
 
 use std::future::Future;
 use std::io;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 use tonic::codegen::Service;
 use tonic::transport::Uri;
@@ -26,22 +28,38 @@ pub enum Heard {
     Closed(io::ErrorKind),
 }
 
-/// A connector for tonic that opens plain TCP connections and reports, through `heard`, the
-/// first thing the node does on them.
+/// How to reach a node.
+#[derive(Clone)]
+pub enum Dial {
+    /// TCP, plaintext: a cluster that does not require TLS (or to be told that it does).
+    Plain,
+    /// TCP with TLS, presenting the credentials' certificate.
+    Tls(Arc<rustls::ClientConfig>),
+    /// corrald's local socket on this host.
+    Local(PathBuf),
+}
+
+/// What a connection's bytes travel over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A connector for tonic that opens connections as `dial` says and reports, through `heard`,
+/// the first thing the node does on them.
 #[derive(Clone)]
 pub struct Watched {
     heard: Arc<watch::Sender<Heard>>,
+    dial: Dial,
 }
 
 impl Watched {
-    pub fn new() -> (Watched, watch::Receiver<Heard>) {
+    pub fn new(dial: Dial) -> (Watched, watch::Receiver<Heard>) {
         let (sender, receiver) = watch::channel(Heard::Nothing);
-        (Watched { heard: Arc::new(sender) }, receiver)
+        (Watched { heard: Arc::new(sender), dial }, receiver)
     }
 }
 
 impl Service<Uri> for Watched {
-    type Response = TokioIo<Listening>;
+    type Response = TokioIo<Box<dyn Io>>;
     type Error = io::Error;
     type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
 
@@ -50,22 +68,33 @@ impl Service<Uri> for Watched {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let heard = self.heard.clone();
+        let (heard, dial) = (self.heard.clone(), self.dial.clone());
         Box::pin(async move {
+            if let Dial::Local(path) = &dial {
+                let stream = UnixStream::connect(path).await?;
+                let io: Box<dyn Io> = Box::new(Listening { stream: Box::new(stream), heard: Some(heard) });
+                return Ok(TokioIo::new(io));
+            }
             let authority = uri
                 .authority()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address has no host"))?;
-            let stream = TcpStream::connect(authority.as_str()).await?;
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address has no host"))?
+                .to_string();
+            let stream = TcpStream::connect(&authority).await?;
             // Requests are small and answered at once; batching them would only add latency.
             stream.set_nodelay(true)?;
-            Ok(TokioIo::new(Listening { stream, heard: Some(heard) }))
+            let listening = Listening { stream: Box::new(stream), heard: Some(heard) };
+            let io: Box<dyn Io> = match dial {
+                Dial::Tls(config) => Box::new(corral_proto::tls::handshake(config, &authority, listening).await?),
+                _ => Box::new(listening),
+            };
+            Ok(TokioIo::new(io))
         })
     }
 }
 
-/// A TCP stream that reports the first outcome of reading from it, once.
+/// A stream that reports the first outcome of reading from it, once.
 pub struct Listening {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     heard: Option<Arc<watch::Sender<Heard>>>,
 }
 

@@ -36,6 +36,14 @@ pub struct Args {
     /// Where the Raft log, snapshots and node identity are kept [default: /var/lib/corral].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The local socket (mode 0600) on which this host's root bootstraps, joins and runs any
+    /// command as a superuser, with no credentials [default: <data-dir>/corrald.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// How long the certificates the cluster signs are valid, in days: nodes renew theirs when a
+    /// third of that is left [default: 365].
+    #[arg(long, value_name = "DAYS")]
+    pub cert_days: Option<u32>,
     /// The hypervisor this host drives [default: qemu:///system].
     #[arg(long)]
     pub libvirt_uri: Option<String>,
@@ -128,6 +136,9 @@ pub struct Args {
     pub force_new_cluster: bool,
 }
 
+/// The longest path a unix socket can have (sun_path is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -136,6 +147,8 @@ struct FileConfig {
     advertise: Option<String>,
     listen_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    cert_days: Option<u32>,
     libvirt_uri: Option<String>,
     voters: Option<u8>,
     snapshot_every: Option<u64>,
@@ -166,6 +179,10 @@ pub struct Config {
     /// Where the bound listener's address is written, if anywhere.
     pub listen_file: Option<PathBuf>,
     pub data_dir: PathBuf,
+    /// The local socket for this host's root.
+    pub socket: PathBuf,
+    /// The lifetime of certificates this node signs (days).
+    pub cert_days: u32,
     pub libvirt_uri: String,
     pub voters: u8,
     pub snapshot_every: u64,
@@ -257,6 +274,23 @@ impl Config {
             });
         }
         let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/corral"));
+        let socket = args.socket.or(file.socket).unwrap_or_else(|| data_dir.join("corrald.sock"));
+        // sun_path holds 108 bytes, the last a NUL.
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(ConfigError::Invalid {
+                setting: "socket",
+                rule: format!(
+                    "{} is {} bytes long; a unix socket path has at most {MAX_SOCKET_PATH} (give a shorter --socket, or \
+                     a shallower --data-dir)",
+                    socket.display(),
+                    socket.as_os_str().len()
+                ),
+            });
+        }
+        let cert_days = args.cert_days.or(file.cert_days).unwrap_or(365);
+        if !(1..=3650).contains(&cert_days) {
+            return Err(ConfigError::Invalid { setting: "cert_days", rule: format!("must be 1 to 3650 (got {cert_days})") });
+        }
         let libvirt_uri = args.libvirt_uri.or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into());
         let domain_type = host_domain_type(args.domain_type.or(file.domain_type), &libvirt_uri)?;
         Ok(Config {
@@ -266,6 +300,8 @@ impl Config {
             listen_file: args.listen_file.or(file.listen_file),
             storage_dir: args.storage_dir.or(file.storage_dir).unwrap_or_else(|| data_dir.join("images")),
             data_dir,
+            socket,
+            cert_days,
             libvirt_uri,
             domain_type,
             voters,

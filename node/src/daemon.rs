@@ -61,13 +61,14 @@ impl Daemon {
         Ok(Daemon { cluster, agent, api })
     }
 
-    /// Serves the API on `listener` until `shutdown` completes.
+    /// Serves the API on `listener` and the local socket `local` until `shutdown` completes.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
+        local: tokio::net::UnixListener,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        api::serve(self.api.clone(), listener, shutdown).await
+        api::serve(self.api.clone(), listener, local, shutdown).await
     }
 
     /// A clean stop: this host's lease is given up and its VMs stopped (the cluster restarts

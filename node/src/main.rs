@@ -54,10 +54,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&consoles)
         .map_err(|e| anyhow::anyhow!("cannot create the storage dir {}: {e}", consoles.display()))?;
     let listener = api::bind(config.listen).await?;
+    let local = api::listen::bind_local(&config.socket)?;
     // With --listen HOST:0, from here on the port the kernel picked.
     config.bound(listener.local_addr()?)?;
     tracing::info!(name = %config.name, listen = %config.listen, data_dir = %config.data_dir.display(),
         libvirt = %config.libvirt_uri, cpus = facts.cpus, memory_mib = facts.memory_mib, "corrald starting");
+    let config_socket = config.socket.clone();
     let daemon = Daemon::open(config, facts, hypervisor).await?;
     let shutdown = async move {
         tokio::select! {
@@ -66,8 +68,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    daemon.serve(listener, shutdown).await?;
+    let socket = config_socket;
+    daemon.serve(listener, local, shutdown).await?;
     daemon.shutdown().await;
+    let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     Ok(())
 }

@@ -202,7 +202,9 @@ impl WitnessDesk for Witness {
                 self.fence_vote(from, host, term, applied, at_least_ms)
             }
             PeerBody::Unfreeze { host, term } => self.unfreeze(host, term),
-            PeerBody::PreVote { .. } => Err(ClusterError::invalid("message", "pre-votes are not the witness's")),
+            PeerBody::PreVote { .. } | PeerBody::CaKey => {
+                Err(ClusterError::invalid("message", "pre-votes and the CA key are not the witness's"))
+            }
         }
     }
 }

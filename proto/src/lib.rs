@@ -1,7 +1,8 @@
 //! Generated gRPC code for package `corral.v1`: the public API that the CLI uses and the
 //! internal node-to-node RPCs. Nothing but generated code, re-exports, the words of its enums
-//! (`vocab`) and the few names of the wire contract that a .proto file cannot declare
-//! (metadata keys) lives here.
+//! (`vocab`), the codec (`codec`), how a client reaches a node over TLS (`tls`, shared by the
+//! CLI and the members) and the few names of the wire contract that a .proto file cannot
+//! declare (metadata keys, message limits) lives here.
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
@@ -9,6 +10,7 @@ pub mod v1 {
 }
 
 pub mod codec;
+pub mod tls;
 pub mod vocab;
 
 pub use v1::*;

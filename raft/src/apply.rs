@@ -30,9 +30,9 @@ impl Machine<TypeConfig> for ClusterState {
         crate::documents::all(self)
     }
 
-    /// The cluster level.
+    /// The format of the cluster level: level 2 (TLS) writes format v1 as level 1 does.
     fn format(&self) -> Option<u8> {
-        self.cluster.as_ref().map(|c| c.level)
+        self.cluster.as_ref().map(|c| c.level.min(corral_storage::codec::CURRENT))
     }
 
     fn state_from_v0(payload: &[u8]) -> Result<(SnapshotApplied<TypeConfig>, Self), CodecError> {
@@ -159,6 +159,8 @@ impl ClusterState {
             Op::ReportEngineScore { host, score } => self.report_engine_score(now, *host, score),
             Op::AdoptVm { vm, host } => self.adopt_vm(now, *vm, *host),
             Op::SetClusterLevel { level } => self.set_cluster_level(now, *level),
+            Op::SetCa { ca_pem } => self.set_ca(now, ca_pem),
+            Op::RevokeToken { id } => self.revoke_token(now, id),
             Op::SetSchedulingPolicy { policy, cpu_overcommit } => {
                 self.set_scheduling_policy(now, *policy, *cpu_overcommit)
             }

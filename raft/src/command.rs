@@ -255,6 +255,15 @@ pub enum Op {
     SetClusterLevel {
         level: u8,
     },
+    /// The cluster CA's certificate, made at bootstrap or when the level that requires TLS is
+    /// prepared. Set once.
+    SetCa {
+        ca_pem: String,
+    },
+    /// `cluster token revoke ID`.
+    RevokeToken {
+        id: String,
+    },
 }
 
 /// Where to start a VM: a named host, or wherever the leader finds room.

@@ -25,6 +25,22 @@ pub enum LeaderRequest {
     /// `sent_ms`: the host's clock when it sent it; a heartbeat held up in the network (TCP
     /// retransmits after a partition heals) arrives late and is refused as stale.
     Heartbeat { host: NodeId, self_fenced: bool, sent_ms: i64 },
+    /// A node joins a cluster with a CA: it sends the token itself (only over TLS to a node
+    /// whose CA the token pins) and a CSR; the leader checks the token, registers the host and
+    /// signs its certificate.
+    Join { token: String, name: String, address: String, facts: crate::model::HostFacts, csr: String },
+    /// Sign a certificate: a member's renewal (or its first, when the level that requires TLS
+    /// is prepared), or a user's (`cluster credentials`).
+    Sign { csr: String, role: SignFor },
+    /// Make the cluster CA if there is none yet (the leader keeps its key), and return it.
+    EnsureCa,
+}
+
+/// Whose certificate a CSR asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SignFor {
+    Member { host: NodeId },
+    User { name: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +61,19 @@ pub enum LeaderResponse {
     /// than the leader's decision to renew it (a `host down` it missed, for one).
     HeartbeatAck {
         index: u64,
+    },
+    Joined {
+        id: NodeId,
+        cluster_name: String,
+        ca_pem: String,
+        cert_pem: String,
+    },
+    Signed {
+        cert_pem: String,
+        ca_pem: String,
+    },
+    Ca {
+        ca_pem: String,
     },
 }
 

@@ -4,7 +4,8 @@
 //! `RemoteError`. It never retries by itself: openraft decides.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use corral_proto::raft_service_client::RaftServiceClient;
@@ -23,17 +24,37 @@ use crate::typ::*;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Channels to peers, shared by Raft replication and by forwarding to the leader.
+/// Channels to peers, shared by Raft replication and by forwarding to the leader. Once the
+/// cluster requires TLS (`secure`), every channel is TLS with this node's certificate.
 #[derive(Clone)]
 pub struct Network {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// By (address, TLS).
+    channels: Arc<Mutex<HashMap<(String, bool), Channel>>>,
     /// The format requests are sent in: the cluster level's (peers answer in kind).
     format: WriteFormat,
+    /// This node's client side of TLS: its certificate, and the CA it trusts.
+    tls: Arc<RwLock<Option<Arc<rustls::ClientConfig>>>>,
+    secure: Arc<AtomicBool>,
 }
 
 impl Network {
     pub fn new(format: WriteFormat) -> Self {
-        Self { channels: Default::default(), format }
+        Self { channels: Default::default(), format, tls: Default::default(), secure: Default::default() }
+    }
+
+    /// This node's certificate changed (join, renewal): new TLS channels from now on.
+    pub fn set_tls(&self, config: Option<Arc<rustls::ClientConfig>>) {
+        *self.tls.write().expect("tls lock") = config;
+        self.channels.lock().expect("channel map lock poisoned").retain(|(_, tls), _| !*tls);
+    }
+
+    /// Whether members are dialled with TLS (the cluster's level requires it).
+    pub fn set_secure(&self, on: bool) {
+        self.secure.store(on, Ordering::Relaxed);
+    }
+
+    pub fn secure(&self) -> bool {
+        self.secure.load(Ordering::Relaxed)
     }
 
     /// The format this node sends its messages in.
@@ -63,18 +84,21 @@ impl Network {
 
     /// A channel to `address` (`host:port`); created on first use, dialled lazily.
     pub fn channel(&self, address: &str) -> Result<Channel, ClusterError> {
+        let secure = self.secure();
+        let key = (address.to_string(), secure);
         let mut channels = self.channels.lock().expect("channel map lock poisoned");
-        if let Some(c) = channels.get(address) {
+        if let Some(c) = channels.get(&key) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| ClusterError::invalid("address", format!("'{address}' is not a valid address: {e}")))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect_lazy();
-        channels.insert(address.to_string(), channel.clone());
+        let tls = if secure {
+            Some(self.tls.read().expect("tls lock").clone().ok_or_else(|| {
+                ClusterError::Unreachable("this node has no certificate of the cluster yet: it cannot reach members".into())
+            })?)
+        } else {
+            None
+        };
+        let channel = dial(address, tls)?;
+        channels.insert(key, channel.clone());
         Ok(channel)
     }
 
@@ -82,7 +106,19 @@ impl Network {
     /// `hops` counts how often the request was handed on already; nodes stop handing it on
     /// past a small limit, so stale views of the leader cannot make a loop.
     pub async fn forward(&self, address: &str, req: &LeaderRequest, hops: u8, timeout: Duration) -> ForwardResult {
-        let mut client = RaftServiceClient::new(self.channel(address)?);
+        self.forward_on(self.channel(address)?, address, req, hops, timeout).await
+    }
+
+    /// `forward` on a given channel (a joining node's, TLS pinned to the CA its token names).
+    pub async fn forward_on(
+        &self,
+        channel: Channel,
+        address: &str,
+        req: &LeaderRequest,
+        hops: u8,
+        timeout: Duration,
+    ) -> ForwardResult {
+        let mut client = RaftServiceClient::new(channel);
         let envelope = Forwarded { hops, request: req.clone() };
         let mut request = tonic::Request::new(payload(&envelope, self.format()).map_err(ClusterError::Internal)?);
         request.set_timeout(timeout);
@@ -114,6 +150,22 @@ impl Network {
         })?;
         decode::<PeerResult>(&resp.into_inner().data).map_err(ClusterError::Internal)?.0
     }
+}
+
+/// A lazily dialled channel to `address`: TLS with `tls` when given, else plaintext.
+pub fn dial(address: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Channel, ClusterError> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| {
+            ClusterError::invalid("address", format!("'{}' is not a valid address: {e}", crate::error::quote(address)))
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(match tls {
+        Some(config) => endpoint.connect_with_connector_lazy(corral_proto::tls::TlsConnect::new(config)),
+        None => endpoint.connect_lazy(),
+    })
 }
 
 fn codec_current() -> u8 {
@@ -154,12 +206,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Peer {
-        Peer {
-            target,
-            address: node.address.clone(),
-            channel: self.channel(&node.address),
-            format: self.format.clone(),
-        }
+        Peer { target, address: node.address.clone(), network: self.clone(), format: self.format.clone() }
     }
 }
 
@@ -167,7 +214,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Peer {
     target: NodeId,
     address: String,
-    channel: Result<Channel, ClusterError>,
+    network: Network,
     format: WriteFormat,
 }
 
@@ -184,7 +231,7 @@ impl Peer {
         E: std::error::Error,
     {
         use openraft::error::RPCError;
-        let channel = self.channel.as_ref().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?.clone();
+        let channel = self.network.channel(&self.address).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut client = RaftServiceClient::new(channel)
             .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)
             .max_encoding_message_size(corral_proto::MAX_RAFT_MESSAGE);

@@ -34,6 +34,9 @@ pub enum PeerBody {
     /// Would this member vote for `from` in `term`? Granted only if it has heard no leader for
     /// an election timeout and `from`'s log is at least as up to date as its own. Changes nothing.
     PreVote { term: u64, last_log: Option<LogId> },
+    /// A voter without the cluster CA's key asks another voter for it (over TLS, where the
+    /// answering voter checks that the asking certificate is a voter's).
+    CaKey,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +58,9 @@ pub enum PeerResponse {
     Unfrozen,
     PreVote {
         granted: bool,
+    },
+    CaKey {
+        key_pem: Option<String>,
     },
 }
 

@@ -9,13 +9,39 @@ use corral_proto::{CreateVmRequest, EditVmRequest, Vm, REQUEST_ID_HEADER};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+/// A channel to the node at `addr`, with the admin's credentials of its cluster (TLS) when the
+/// harness registered them, as the CLI would use them.
 pub fn channel(addr: &str) -> Channel {
+    match crate::credentials_for(addr) {
+        Some(file) => {
+            let config = corral_cli::credentials::load(&file).expect("the cluster's credentials load");
+            endpoint(addr).connect_with_connector_lazy(corral_proto::tls::TlsConnect::new(config))
+        }
+        None => endpoint(addr).connect_lazy(),
+    }
+}
+
+/// A plaintext channel with no credentials: a stranger's.
+pub fn stranger(addr: &str) -> Channel {
+    endpoint(addr).connect_lazy()
+}
+
+/// A TLS channel that presents `identity` (certificate chain, key) and trusts `ca` (PEM each).
+pub fn with_certificate(addr: &str, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Channel {
+    use corral_proto::tls::{client_config, pem_certs, pem_key, ClusterVerifier};
+    let ca = pem_certs(ca_pem).expect("a CA certificate").remove(0);
+    let verifier = std::sync::Arc::new(ClusterVerifier::new(ca).expect("a usable CA"));
+    let chain = pem_certs(cert_pem).expect("a certificate");
+    let config = client_config(verifier, Some((chain, pem_key(key_pem).expect("a key")))).expect("TLS settings");
+    endpoint(addr).connect_with_connector_lazy(corral_proto::tls::TlsConnect::new(std::sync::Arc::new(config)))
+}
+
+fn endpoint(addr: &str) -> Endpoint {
     Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid endpoint")
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
-        .connect_lazy()
 }
 
 fn with_id<T>(msg: T, request_id: &str) -> tonic::Request<T> {

@@ -8,10 +8,12 @@ pub mod faults;
 pub mod monitor;
 pub mod sandbox;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use corral_cli::views::{BootstrapView, ClusterStatusView, EventView, JoinView, VmView};
@@ -327,14 +329,55 @@ impl Cluster {
             n.learn_address()?;
             std::net::TcpStream::connect(&n.addr).map(|_| ()).map_err(|e| format!("{}: {e}", n.addr))
         });
+        self.share_credentials();
     }
 
     pub fn endpoint(&self, i: usize) -> &str {
         &self.nodes[i].addr
     }
 
-    /// Runs the CLI against node `i`.
+    /// Node `i`'s local socket (corrald's default: in its data dir).
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.nodes[i].data_dir.join("corrald.sock")
+    }
+
+    /// The admin's credentials file of this cluster, once it has one (`fetch_credentials`).
+    pub fn credentials(&self) -> Option<PathBuf> {
+        let file = self.dir.path().join("admin.corral");
+        file.exists().then_some(file)
+    }
+
+    /// Writes the admin's credentials through node `i`'s local socket, and has every later CLI
+    /// run against this cluster's nodes use them (also `corral_at`).
+    pub fn fetch_credentials(&self, i: usize) {
+        let file = self.dir.path().join("admin.corral");
+        let out = self.local(i, &["cluster", "credentials", "-f", file.to_str().expect("UTF-8 path"), "--force"]);
+        assert_eq!(out.code, 0, "cluster credentials on {}: {}", self.nodes[i].name, out.stderr);
+        self.share_credentials();
+    }
+
+    fn share_credentials(&self) {
+        if let Some(file) = self.credentials() {
+            let mut known = CREDENTIALS.lock().expect("credentials map");
+            for n in self.nodes.iter().filter(|n| !n.port_unknown()) {
+                known.insert(n.addr.clone(), file.clone());
+            }
+        }
+    }
+
+    /// Runs the CLI on node `i`'s local socket, as the host's root would.
+    pub fn local(&self, i: usize, args: &[&str]) -> CliOutput {
+        corral_local(&self.socket(i), args)
+    }
+
+    /// Runs the CLI against node `i`: bootstrap and join over its local socket (a node of
+    /// this build; an older one has none and takes them over TCP), everything else over TCP
+    /// with the cluster's credentials once it has them.
     pub fn corral(&self, i: usize, args: &[&str]) -> CliOutput {
+        let on_node = args.windows(2).any(|w| w[0] == "cluster" && matches!(w[1], "bootstrap" | "join"));
+        if on_node && self.nodes[i].corrald.is_none() {
+            return self.local(i, args);
+        }
         corral_at(self.endpoint(i), args)
     }
 
@@ -391,6 +434,15 @@ impl Cluster {
         let out = self.must_ok(0, &["cluster", "bootstrap", "--name", "lab"]);
         let token = out.lines().last().expect("bootstrap prints the token").trim().to_string();
         self.token = Some(token);
+        self.after_bootstrap();
+    }
+
+    /// A cluster of this build has a CA from its bootstrap: the admin's credentials, for
+    /// every later CLI run.
+    fn after_bootstrap(&self) {
+        if self.nodes[0].corrald.is_none() {
+            self.fetch_credentials(0);
+        }
     }
 
     /// Bootstraps node 0 with a hosted engine (a blank 64 MiB qcow2 image made in the cluster's
@@ -406,6 +458,7 @@ impl Cluster {
             "--engine-memory", "256M", "--engine-vcpus", "1", "--engine-nic", "default",
         ]);
         self.token = Some(out.token.clone());
+        self.after_bootstrap();
         for i in 1..self.nodes.len() {
             self.join(i);
         }
@@ -575,17 +628,40 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
-/// Runs the CLI with `--endpoint endpoint`.
+/// Credentials files by node address: a cluster of this build registers its admin's for each
+/// of its nodes, so that `corral_at` uses them.
+static CREDENTIALS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+
+/// The credentials registered for the first node of `endpoints` (a comma-separated list).
+pub fn credentials_for(endpoints: &str) -> Option<PathBuf> {
+    let known = CREDENTIALS.lock().expect("credentials map");
+    endpoints.split(',').find_map(|e| known.get(e.trim()).cloned())
+}
+
+/// Runs the CLI with `--endpoint endpoint`, and the credentials registered for it if any.
 pub fn corral_at(endpoint: &str, args: &[&str]) -> CliOutput {
-    Command::new(bin("corral"))
-        .arg("--endpoint")
-        .arg(endpoint)
-        .args(args)
-        .env_remove("CORRAL_ENDPOINT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run corral")
-        .into()
+    let mut cmd = Command::new(bin("corral"));
+    cmd.arg("--endpoint").arg(endpoint).args(args);
+    clean_env(&mut cmd);
+    if let Some(file) = credentials_for(endpoint) {
+        cmd.env("CORRAL_CREDENTIALS", file);
+    }
+    cmd.stdin(Stdio::null()).output().expect("run corral").into()
+}
+
+/// Runs the CLI on the local socket at `socket`.
+pub fn corral_local(socket: &Path, args: &[&str]) -> CliOutput {
+    let mut cmd = Command::new(bin("corral"));
+    cmd.arg("--socket").arg(socket).args(args);
+    clean_env(&mut cmd);
+    cmd.stdin(Stdio::null()).output().expect("run corral").into()
+}
+
+/// The CLI's own variables of the environment the tests run in are not the test's.
+fn clean_env(cmd: &mut Command) {
+    for v in ["CORRAL_ENDPOINT", "CORRAL_SOCKET", "CORRAL_CREDENTIALS"] {
+        cmd.env_remove(v);
+    }
 }
 
 /// The previous release's binaries (`corrald`, `corral`), built by `make previous` into the

@@ -17,14 +17,32 @@ pub enum ClusterCommand {
     /// Turn an uninitialized node into a one-node cluster and print its first join token;
     /// with --engine-image or --engine-ovf, also make and start the hosted engine VM there
     Bootstrap(BootstrapArgs),
-    /// Make an uninitialized node join the cluster that PEER belongs to
+    /// Make an uninitialized node join the cluster that PEER belongs to (over its local socket)
+    #[command(group(ArgGroup::new("join_token").args(["token", "token_file"]).required(true)))]
     Join {
         /// Address of any member of the cluster to join
         #[arg(long, value_name = "HOST:PORT", value_parser = parse_peer)]
         peer: Endpoint,
-        /// Join token from `cluster bootstrap` or `cluster token create`
+        /// Join token from `cluster bootstrap` or `cluster token create` (visible in `ps`:
+        /// prefer --token-file)
         #[arg(long)]
-        token: String,
+        token: Option<String>,
+        /// Read the join token from FILE, or from standard input with -
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// Write an admin's credentials (client certificate, its key and the cluster CA, PEM, mode
+    /// 0600) for `--credentials`; the key is made here and never sent
+    Credentials {
+        /// Where to write them
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// The user the certificate names (admin: a superuser)
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
     },
     /// Show the members, the leader, the term and the scheduling settings
     Status,
@@ -126,11 +144,18 @@ impl EditClusterArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a join token and print it
+    /// Create a join token and print its id and the token (last line)
     Create {
         /// How long the token stays valid, e.g. 30m, 1h, 7d (default: the server's, 24h)
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<Duration>,
+    },
+    /// List the join tokens that are valid: ids, expiry and use (never the tokens)
+    List,
+    /// Revoke a join token by its id
+    Revoke {
+        /// The token's id, from `cluster token list`
+        id: String,
     },
 }
 

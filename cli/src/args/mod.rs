@@ -12,6 +12,7 @@ mod ovf;
 mod parse;
 mod vm;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -41,15 +42,19 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Nodes to talk to, tried in order until one can be reached (comma-separated host:port)
-    #[arg(
-        long,
-        global = true,
-        env = "CORRAL_ENDPOINT",
-        default_value = "127.0.0.1:7001",
-        value_name = "HOST:PORT[,...]",
-        value_parser = parse_endpoints
-    )]
-    pub endpoint: Endpoints,
+    /// [default: /var/lib/corral/corrald.sock when it exists, else 127.0.0.1:7001]
+    #[arg(long, global = true, env = "CORRAL_ENDPOINT", value_name = "HOST:PORT[,...]", value_parser = parse_endpoints)]
+    pub endpoint: Option<Endpoints>,
+
+    /// This host's corrald over its local socket, as root (a superuser; no credentials needed);
+    /// wins over --endpoint. Bootstrap and join go this way only
+    #[arg(long, global = true, env = "CORRAL_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// The credentials file from `cluster credentials` (PEM: client certificate, key, cluster
+    /// CA), for --endpoint
+    #[arg(long, global = true, env = "CORRAL_CREDENTIALS", value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
 
     /// How long each endpoint gets to connect and answer before the next is tried (e.g. 500ms, 2s)
     #[arg(

@@ -2,7 +2,10 @@
 //! it, show its state, and create join tokens. In table mode a token is always the last line,
 //! so `tail -n1` extracts it.
 
-use anyhow::Result;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Result};
 use corral_proto::v1 as proto;
 use corral_proto::Word;
 use proto::cluster_service_client::ClusterServiceClient;
@@ -12,17 +15,20 @@ use crate::args::{BootstrapArgs, ClusterCommand, EditClusterArgs, TokenCommand};
 use crate::endpoints::Endpoint;
 use crate::files;
 use crate::output::{self, Fields, Format, Table};
-use crate::views::{BootstrapView, ClusterSettingsView, ClusterStatusView, JoinView, TokenView};
+use crate::views::{BootstrapView, ClusterSettingsView, ClusterStatusView, JoinView, TokenInfoView, TokenView};
 
 pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
     match command {
         ClusterCommand::Bootstrap(args) => bootstrap(ctx, args).await,
-        ClusterCommand::Join { peer, token } => join(ctx, peer, token).await,
+        ClusterCommand::Join { peer, token, token_file } => join(ctx, peer, token, token_file).await,
+        ClusterCommand::Credentials { file, user, force } => credentials(ctx, &file, &user, force).await,
         ClusterCommand::Status => status(ctx).await,
         ClusterCommand::Edit(args) => edit(ctx, args).await,
         ClusterCommand::Upgrade => upgrade(ctx).await,
         ClusterCommand::Backup { file, force } => backup(ctx, &file, force).await,
         ClusterCommand::Token(TokenCommand::Create { ttl }) => create_token(ctx, ttl.map_or(0, |t| t.as_secs())).await,
+        ClusterCommand::Token(TokenCommand::List) => list_tokens(ctx).await,
+        ClusterCommand::Token(TokenCommand::Revoke { id }) => revoke_token(ctx, &id).await,
     }
 }
 
@@ -91,8 +97,29 @@ async fn bootstrap(ctx: &Context, args: BootstrapArgs) -> Result<()> {
     Ok(())
 }
 
-async fn join(ctx: &Context, peer: Endpoint, token: String) -> Result<()> {
-    // The joining node is the one named by --endpoint; another node cannot join in its place.
+/// The token from --token, or from --token-file (`-` for standard input).
+fn read_token(token: Option<String>, file: Option<PathBuf>) -> Result<String> {
+    let text = match (token, file) {
+        (Some(t), _) => t,
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin().take(64 * 1024), &mut s)
+                .map_err(|e| anyhow!("--token-file -: cannot read standard input: {e}"))?;
+            s
+        }
+        (None, Some(f)) => files::read_text(&f)?,
+        (None, None) => bail!("give --token or --token-file"),
+    };
+    let token = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default().to_string();
+    if token.is_empty() {
+        bail!("--token-file: no token in it");
+    }
+    Ok(token)
+}
+
+async fn join(ctx: &Context, peer: Endpoint, token: Option<String>, token_file: Option<PathBuf>) -> Result<()> {
+    let token = read_token(token, token_file)?;
+    // The joining node is the one named by --socket; another node cannot join in its place.
     let node = ctx.nodes.single("cluster join")?;
     let request = proto::JoinRequest { peer: peer.to_string(), token };
     let response = node
@@ -279,9 +306,73 @@ async fn create_token(ctx: &Context, ttl_seconds: u64) -> Result<()> {
     match ctx.format {
         Format::Json => output::print_json(&view)?,
         Format::Table => {
-            let fields = Fields::new().add("expires", expiry(&view.expires, expires_ms));
+            let fields = Fields::new().add("id", &view.id).add("expires", expiry(&view.expires, expires_ms));
             output::print(&format!("{}{}\n", fields.render(), view.token))?;
         }
+    }
+    Ok(())
+}
+
+async fn list_tokens(ctx: &Context) -> Result<()> {
+    let response = ctx
+        .nodes
+        .read(|channel| async move { ClusterServiceClient::new(channel).list_tokens(proto::ListTokensRequest {}).await })
+        .await?;
+    let views: Vec<TokenInfoView> = response.tokens.into_iter().map(TokenInfoView::from).collect();
+    match ctx.format {
+        Format::Json => output::print_json(&views)?,
+        Format::Table => {
+            let mut table = Table::new(&["ID", "CREATED", "EXPIRES", "USES"]);
+            for t in &views {
+                table.row(vec![t.id.clone(), t.created.clone(), t.expires.clone(), t.uses.to_string()]);
+            }
+            output::print(&table.render())?;
+        }
+    }
+    Ok(())
+}
+
+async fn revoke_token(ctx: &Context, id: &str) -> Result<()> {
+    let request = proto::RevokeTokenRequest { id: id.to_string() };
+    let response = ctx
+        .nodes
+        .write(|channel, rid| {
+            let request = rid.tag(request.clone());
+            async move { ClusterServiceClient::new(channel).revoke_token(request).await }
+        })
+        .await?;
+    match ctx.format {
+        Format::Json => output::print_json(&serde_json::json!({ "revoked": response.id }))?,
+        Format::Table => output::print(&format!("revoked join token {}\n", response.id))?,
+    }
+    Ok(())
+}
+
+/// `cluster credentials -f FILE`: the key is made here; only its CSR is sent.
+async fn credentials(ctx: &Context, file: &Path, user: &str, force: bool) -> Result<()> {
+    files::check_writable(file, force)?;
+    let (key, csr) = crate::credentials::key_and_csr()?;
+    let request = proto::CredentialsRequest { user: user.to_string(), csr };
+    let response = ctx
+        .nodes
+        .read(|channel| {
+            let request = request.clone();
+            async move { ClusterServiceClient::new(channel).credentials(request).await }
+        })
+        .await?;
+    crate::credentials::write(file, &response.certificate, &key, &response.ca, force)?;
+    match ctx.format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "user": user,
+            "expires": crate::views::rfc3339(response.expires_unix_ms),
+        }))?,
+        Format::Table => output::print(&format!(
+            "wrote credentials for {user} to {} (expires {}); give the CLI --credentials {}\n",
+            file.display(),
+            crate::views::rfc3339(response.expires_unix_ms),
+            file.display()
+        ))?,
     }
     Ok(())
 }

@@ -14,6 +14,8 @@ use anyhow::Result;
 
 use crate::args::{Cli, Command};
 use crate::connect::Nodes;
+use crate::endpoints::Endpoints;
+use crate::transport::Dial;
 use crate::output::Format;
 
 /// What every command needs besides its own arguments.
@@ -23,8 +25,30 @@ pub struct Context {
     pub stale: bool,
 }
 
+/// The socket a host's root reaches its corrald by when neither --socket nor --endpoint is given.
+pub const DEFAULT_SOCKET: &str = "/var/lib/corral/corrald.sock";
+
+/// Which nodes, and how: --socket wins over --endpoint; with neither, this host's corrald socket
+/// when it exists, else 127.0.0.1:7001. Over TCP, --credentials gives TLS.
+fn nodes(global: &crate::args::GlobalArgs) -> Result<Nodes> {
+    let socket = global.socket.clone().or_else(|| {
+        let default = std::path::PathBuf::from(DEFAULT_SOCKET);
+        (global.endpoint.is_none() && default.exists()).then_some(default)
+    });
+    if let Some(path) = socket {
+        let here = Endpoints::parse("localhost").expect("a valid address");
+        return Ok(Nodes::with_dial(here, global.connect_timeout, Dial::Local(path)));
+    }
+    let endpoints = global.endpoint.clone().unwrap_or_else(|| Endpoints::parse("127.0.0.1:7001").expect("valid"));
+    let dial = match &global.credentials {
+        Some(file) => Dial::Tls(crate::credentials::load(file)?),
+        None => Dial::Plain,
+    };
+    Ok(Nodes::with_dial(endpoints, global.connect_timeout, dial))
+}
+
 pub async fn run(cli: Cli) -> Result<()> {
-    let nodes = Nodes::new(cli.global.endpoint, cli.global.connect_timeout);
+    let nodes = nodes(&cli.global)?;
     let ctx = Context { nodes, format: cli.global.output, stale: cli.global.stale };
     match cli.command {
         Command::Cluster(command) => cluster::run(&ctx, command).await,

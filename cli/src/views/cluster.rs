@@ -76,6 +76,29 @@ pub struct TokenView {
     pub token: String,
     /// RFC 3339, UTC.
     pub expires: String,
+    /// For `cluster token revoke`.
+    #[serde(default)]
+    pub id: String,
+}
+
+/// A join token as `cluster token list` shows it: never the token itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfoView {
+    pub id: String,
+    pub created: String,
+    pub expires: String,
+    pub uses: u32,
+}
+
+impl From<proto::JoinTokenInfo> for TokenInfoView {
+    fn from(t: proto::JoinTokenInfo) -> Self {
+        TokenInfoView {
+            id: t.id,
+            created: rfc3339(t.created_unix_ms),
+            expires: rfc3339(t.expires_unix_ms),
+            uses: t.uses,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,7 +180,7 @@ impl BootstrapView {
 
 impl From<proto::CreateTokenResponse> for TokenView {
     fn from(r: proto::CreateTokenResponse) -> Self {
-        TokenView { token: r.token, expires: rfc3339(r.expires_unix_ms) }
+        TokenView { token: r.token, expires: rfc3339(r.expires_unix_ms), id: r.id }
     }
 }
 

@@ -16,7 +16,8 @@ mod vm;
 
 pub use affinity::{AffinityGroupView, AffinityLabelView};
 pub use cluster::{
-    BootstrapView, ClusterSettingsView, ClusterStatusView, JoinView, MemberView, MigrationSettingsView, TokenView,
+    BootstrapView, ClusterSettingsView, ClusterStatusView, JoinView, MemberView, MigrationSettingsView, TokenInfoView,
+    TokenView,
 };
 pub use disk::DiskView;
 pub use engine::{EngineHostView, EngineStartView, EngineStatusView};

@@ -19,6 +19,8 @@ use crate::token;
 
 const PING_TIMEOUT: Duration = Duration::from_millis(700);
 const MAX_TOKEN_TTL_S: u64 = 30 * 24 * 3600;
+/// How long `cluster upgrade` waits for every member to hold a certificate of the new CA.
+const TLS_READY_WAIT: Duration = Duration::from_secs(30);
 
 pub struct Api(pub Arc<Handles>);
 
@@ -42,7 +44,8 @@ impl Api {
             Some(engine) => Some(engine.create(&self.0).await?),
             None => None,
         };
-        Ok(BootstrapResponse { node_id, token, token_expires_unix_ms: expires, engine })
+        let token_id = corral_raft::model::JoinToken::id_of(&token::hash(&token));
+        Ok(BootstrapResponse { node_id, token, token_expires_unix_ms: expires, engine, token_id })
     }
 
     pub async fn join(&self, _cx: &Caller, req: JoinRequest) -> Result<JoinResponse, ClusterError> {
@@ -113,7 +116,7 @@ impl Api {
     pub async fn upgrade(&self, _cx: &Caller, _req: UpgradeRequest) -> Result<UpgradeResponse, ClusterError> {
         let from = self.0.cluster.read(false, |s| s.cluster.as_ref().map(|c| c.level)).await?;
         let from = from.ok_or_else(|| ClusterError::FailedPrecondition("there is no cluster yet".into()))?;
-        let to = corral_storage::codec::CURRENT;
+        let to = corral_raft::model::MAX_LEVEL;
         if from >= to {
             return Err(ClusterError::FailedPrecondition(format!(
                 "the cluster is already at level {from}, the highest this build ({}) supports",
@@ -145,9 +148,48 @@ impl Api {
                 if behind.len() == 1 { "it" } else { "them" },
             )));
         }
+        if to >= corral_raft::model::TLS_LEVEL {
+            self.prepare_tls().await?;
+        }
         self.0.cluster.write(None, Op::SetClusterLevel { level: to }).await?;
         tracing::info!(from, to, "cluster level raised");
         Ok(UpgradeResponse { from_level: from.into(), to_level: to.into() })
+    }
+
+    /// Before the level that requires TLS: the CA made, and every member holding a certificate
+    /// of it and answering over TLS (each node's keeper asks for one once it sees the CA).
+    async fn prepare_tls(&self) -> Result<(), ClusterError> {
+        use corral_raft::forward::{LeaderRequest, LeaderResponse};
+        match self.0.cluster.route(LeaderRequest::EnsureCa, 0).await? {
+            LeaderResponse::Ca { .. } => {}
+            other => return Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+        }
+        let deadline = tokio::time::Instant::now() + TLS_READY_WAIT;
+        loop {
+            let mut missing = Vec::new();
+            let client = self.0.cluster.tls().client_config();
+            for m in self.members().await? {
+                let ok = match &client {
+                    Some(c) => tls_ping(&m.address, c.clone()).await,
+                    None => false,
+                };
+                if !ok {
+                    missing.push(m.name);
+                }
+            }
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::Unavailable(format!(
+                    "the cluster CA is made, but {} did not answer over TLS with a certificate of it within {} s; \
+                     the level stays as it is: run `cluster upgrade` again",
+                    missing.join(", "),
+                    TLS_READY_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     pub async fn backup(&self, _cx: &Caller, _req: BackupRequest) -> Result<BackupResponse, ClusterError> {
@@ -187,7 +229,7 @@ impl Api {
             let voter = voters.contains(&id);
             async move {
                 let answer = if id == this {
-                    Some((crate::VERSION.to_string(), corral_storage::codec::CURRENT.into()))
+                    Some((crate::VERSION.to_string(), corral_raft::model::MAX_LEVEL.into()))
                 } else {
                     ping(&node, &info.address).await.map(|p| {
                         if p.version.is_empty() {
@@ -249,12 +291,59 @@ impl Api {
             return Err(ClusterError::invalid("ttl", format!("must be at most 30 days (got {ttl_s} s)")));
         }
         let ttl_ms = if ttl_s == 0 { DEFAULT_TOKEN_TTL_MS } else { ttl_s as i64 * 1000 };
-        let token = token::generate();
+        // A cluster with a CA gives tokens that pin it: a joining node checks the node it dials.
+        let ca = self.0.cluster.read(false, |s| s.cluster.as_ref().and_then(|c| c.ca_pem.clone())).await?;
+        let pin = ca.map(|c| crate::tls::ca_fingerprint(&c)).transpose().map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let token = token::generate(pin.as_deref());
         // The leader stamps its own clock on the command; the expiry is relative to ours,
         // which is close enough for a lifetime measured in minutes or more.
         let expires_ms = now_ms() + ttl_ms;
-        self.0.cluster.write(None, Op::AddToken { token_hash: token::hash(&token), expires_ms }).await?;
-        Ok(CreateTokenResponse { token, expires_unix_ms: expires_ms })
+        let token_hash = token::hash(&token);
+        let id = corral_raft::model::JoinToken::id_of(&token_hash);
+        self.0.cluster.write(None, Op::AddToken { token_hash, expires_ms }).await?;
+        Ok(CreateTokenResponse { token, expires_unix_ms: expires_ms, id })
+    }
+
+    pub async fn list_tokens(&self, _cx: &Caller, _req: ListTokensRequest) -> Result<ListTokensResponse, ClusterError> {
+        let now = now_ms();
+        let tokens = self
+            .0
+            .cluster
+            .read(false, |s| {
+                s.tokens
+                    .iter()
+                    .filter(|(_, t)| t.expires_ms > now)
+                    .map(|(hash, t)| JoinTokenInfo {
+                        id: corral_raft::model::JoinToken::id_of(hash),
+                        created_unix_ms: t.created_ms,
+                        expires_unix_ms: t.expires_ms,
+                        uses: t.uses,
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(ListTokensResponse { tokens })
+    }
+
+    pub async fn revoke_token(&self, _cx: &Caller, req: RevokeTokenRequest) -> Result<RevokeTokenResponse, ClusterError> {
+        let id = req.id.trim().to_string();
+        if id.is_empty() {
+            return Err(ClusterError::invalid("id", "must name a token (`cluster token list` shows their ids)"));
+        }
+        self.0.cluster.write(None, Op::RevokeToken { id: id.clone() }).await?;
+        Ok(RevokeTokenResponse { id })
+    }
+
+    /// A user's client certificate from the caller's CSR.
+    pub async fn credentials(&self, _cx: &Caller, req: CredentialsRequest) -> Result<CredentialsResponse, ClusterError> {
+        let user = if req.user.trim().is_empty() { "admin".to_string() } else { req.user.trim().to_string() };
+        validate::name("user", &user)?;
+        if req.csr.len() > 16 * 1024 {
+            return Err(ClusterError::invalid("csr", "must be a PEM certificate request of at most 16 KiB"));
+        }
+        let (certificate, ca) = self.0.cluster.user_certificate(&user, &req.csr).await?;
+        let expires_unix_ms = crate::tls::validity(&certificate).map(|v| v.1).unwrap_or_default();
+        Ok(CredentialsResponse { certificate, ca, expires_unix_ms })
     }
 }
 
@@ -285,6 +374,14 @@ fn settings(s: &ClusterState) -> ClusterSettings {
 
 /// The version of release 3f21f51, whose pings do not say it.
 const PREVIOUS_RELEASE: &str = "0.1.0";
+
+/// Whether the node at `address` answers a ping over TLS with a certificate of the cluster CA.
+async fn tls_ping(address: &str, config: Arc<rustls::ClientConfig>) -> bool {
+    let Ok(channel) = corral_raft::network::dial(address, Some(config)) else { return false };
+    let mut req = tonic::Request::new(PingRequest {});
+    req.set_timeout(PING_TIMEOUT);
+    matches!(tokio::time::timeout(PING_TIMEOUT, RaftServiceClient::new(channel).ping(req)).await, Ok(Ok(_)))
+}
 
 async fn ping(node: &Handles, address: &str) -> Option<PingResponse> {
     let channel = node.cluster.network().channel(address).ok()?;

@@ -17,17 +17,52 @@ use corral_proto::*;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{affinity, cluster, disks, engine, events, hosts, ovf, status, vms, Caller, Principal, REQUEST_ID_HEADER};
+use super::listen::{ConnInfo, Via};
+use super::{
+    affinity, cluster, disks, engine, events, hosts, ovf, status, vms, Caller, Handles, Principal, REQUEST_ID_HEADER,
+};
+use crate::tls::CertIdentity;
 
 /// A handler served over gRPC.
 pub struct Grpc<H>(pub H);
 
-/// The caller of a gRPC request: its peer address and the request id it sent, if any.
+/// The caller of a gRPC request: who it is (from its connection: the local socket, or the
+/// certificate it proved over TLS), its address and the request id it sent, if any.
 fn caller<T>(req: &Request<T>) -> Caller {
     // A header that is not text cannot be a UUID; kept so that a write refuses it by name.
     let request_id = req.metadata().get(REQUEST_ID_HEADER).map(|v| v.to_str().unwrap_or_default().to_string());
-    Caller { who: Principal::Anonymous, peer: req.remote_addr(), request_id }
+    let conn = req.extensions().get::<ConnInfo>();
+    let who = match conn.map(|c| &c.via) {
+        Some(Via::Local) => Principal::Local,
+        Some(Via::Tls(Some(CertIdentity::User(name)))) => Principal::User(name.clone()),
+        Some(Via::Tls(Some(CertIdentity::Node(name)))) => Principal::Member(name.clone()),
+        _ => Principal::Anonymous,
+    };
+    Caller { who, peer: conn.and_then(|c| c.peer).or_else(|| req.remote_addr()), request_id }
 }
+
+/// What the transport itself refuses: bootstrap and join anywhere but on the local socket, and
+/// any caller without credentials once the cluster requires them. Roles come on top of this.
+fn admit(node: &Handles, cx: &Caller, rpc: &str) -> Result<(), Status> {
+    if matches!(rpc, "bootstrap" | "join") {
+        if cx.who != Principal::Local {
+            return Err(Status::permission_denied(format!(
+                "`cluster {rpc}` runs on the host itself, over corrald's local socket: give the CLI --socket PATH \
+                 (by default <data-dir>/corrald.sock) or CORRAL_SOCKET"
+            )));
+        }
+        return Ok(());
+    }
+    if cx.who == Principal::Anonymous && node.cluster.requires_tls() {
+        return Err(Status::unauthenticated(NO_CREDENTIALS));
+    }
+    Ok(())
+}
+
+/// What a caller without credentials is told, in one line.
+pub const NO_CREDENTIALS: &str = "this cluster answers only callers with credentials: on one of its hosts run \
+     `corral --socket /var/lib/corral/corrald.sock cluster credentials -f FILE`, then give the CLI --credentials FILE \
+     (or CORRAL_CREDENTIALS)";
 
 /// Implements a gRPC service whose every RPC is one unary handler of the same name.
 macro_rules! unary_service {
@@ -37,6 +72,7 @@ macro_rules! unary_service {
             $(
                 async fn $rpc(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
                     let cx = caller(&req);
+                    admit(&self.0 .0, &cx, stringify!($rpc))?;
                     self.0.$rpc(&cx, req.into_inner()).await.map(Response::new).map_err(status)
                 }
             )*
@@ -52,6 +88,9 @@ unary_service!(ClusterService for cluster::Api {
     edit(EditClusterRequest) -> ClusterSettings;
     upgrade(UpgradeRequest) -> UpgradeResponse;
     backup(BackupRequest) -> BackupResponse;
+    list_tokens(ListTokensRequest) -> ListTokensResponse;
+    revoke_token(RevokeTokenRequest) -> RevokeTokenResponse;
+    credentials(CredentialsRequest) -> CredentialsResponse;
 });
 
 unary_service!(HostService for hosts::Api {
@@ -115,6 +154,7 @@ unary_service!(AffinityService for affinity::Api {
 impl EventService for Grpc<events::Api> {
     async fn list(&self, req: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
         let cx = caller(&req);
+        admit(&self.0 .0, &cx, "list")?;
         self.0.list(&cx, req.into_inner()).await.map(Response::new).map_err(status)
     }
 
@@ -122,6 +162,7 @@ impl EventService for Grpc<events::Api> {
 
     async fn follow(&self, req: Request<FollowEventsRequest>) -> Result<Response<Self::FollowStream>, Status> {
         let cx = caller(&req);
+        admit(&self.0 .0, &cx, "follow")?;
         let events = self.0.follow(&cx, req.into_inner()).await.map_err(status)?;
         Ok(Response::new(Box::pin(events.map(Ok))))
     }

@@ -11,6 +11,7 @@ mod engine;
 mod events;
 mod grpc;
 mod hosts;
+pub mod listen;
 pub mod ovf;
 mod raft_rpc;
 mod vms;
@@ -81,9 +82,9 @@ fn bounded(mut message: String) -> String {
     message
 }
 
-/// Who calls, from where, and with which request id: every handler gets one. Today every
-/// caller is anonymous; member certificates and users will say who it is, and handlers will
-/// decide with it what the caller may do.
+/// Who calls, from where, and with which request id: every handler gets one. The transport
+/// says who it is (the local socket, a certificate); users and roles (on top) decide with it
+/// what the caller may do.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub who: Principal,
@@ -106,22 +107,25 @@ impl Caller {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
+    /// Plaintext, or TLS without a client certificate: refused once the cluster requires TLS.
     Anonymous,
+    /// This host's root, on corrald's local socket: a superuser.
+    Local,
+    /// A user's client certificate of the cluster CA (`cluster credentials --user NAME`).
+    User(String),
+    /// A member's own certificate (another corrald).
+    Member(String),
 }
 
+/// Serves every service on the TCP port (TLS and, for older members, plaintext) and on this
+/// host's local socket, until `shutdown` completes.
 pub async fn serve(
     node: Arc<Handles>,
     listener: tokio::net::TcpListener,
+    local: tokio::net::UnixListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    use tokio_stream::StreamExt;
-    // The builder's tcp_nodelay only reaches sockets it accepts itself; these come from our own
-    // listener. Without it, small replies wait for delayed ACKs (40 ms stalls under load).
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|s| {
-            let _ = s.set_nodelay(true);
-        })
-    });
+    let incoming = listen::incoming(listener, local, node.cluster.tls().clone());
     const API: usize = corral_proto::MAX_API_MESSAGE;
     tonic::transport::Server::builder()
         .add_service(

@@ -7,14 +7,17 @@ use corral_proto::raft_service_server::RaftService;
 use corral_proto::{PingRequest, PingResponse, RaftPayload, WaitAppliedRequest};
 use corral_raft::command::Op;
 use corral_raft::format::wire::Wire;
-use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest};
+use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest, SignFor};
+use corral_raft::NodeId;
 use corral_raft::network::{decode, payload};
 use corral_raft::peer::{PeerRequest, PeerResult};
 use corral_raft::typ::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use corral_raft::ClusterError;
 use tonic::{Request, Response, Status};
 
+use super::listen::{ConnInfo, Via};
 use super::Handles;
+use crate::tls::CertIdentity;
 
 pub struct Api(pub Arc<Handles>);
 
@@ -27,12 +30,52 @@ fn parse<T: Wire>(req: Request<RaftPayload>) -> Result<(T, u8), Status> {
     decode(&req.into_inner().data).map_err(Status::invalid_argument)
 }
 
+/// Which member sends a request, as its certificate proves: `Some(id)` for a member's
+/// certificate (checked against the replicated hosts: a removed node's is refused from the
+/// moment its removal is applied); `None` where no certificate is needed (the local socket, a
+/// cluster that does not require TLS yet, or a node that is joining and holds no state yet,
+/// whose TLS already checked the CA). Everyone else is refused before anything is decoded.
+fn sender<T>(node: &Handles, req: &Request<T>) -> Result<Option<NodeId>, Status> {
+    let via = req.extensions().get::<ConnInfo>().map(|c| c.via.clone()).unwrap_or(Via::Plain);
+    match via {
+        Via::Local => Ok(None),
+        Via::Tls(Some(CertIdentity::Node(name))) => {
+            let Ok(parts) = node.cluster.parts() else { return Ok(None) };
+            let (known, id) = parts.state.read(|s| (s.cluster.is_some(), s.host_by_name(&name).map(|h| h.id)));
+            match (known, id) {
+                (_, Some(id)) => Ok(Some(id)),
+                (false, None) => Ok(None),
+                (true, None) => Err(Status::permission_denied(format!(
+                    "the certificate of '{}' belongs to no member of this cluster",
+                    corral_raft::error::quote(&name)
+                ))),
+            }
+        }
+        _ if node.cluster.requires_tls() => Err(Status::unauthenticated(
+            "members only: this cluster takes Raft and member messages only over TLS, from a member's certificate",
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Refuses a message that speaks for a member other than the one whose certificate sent it.
+fn same(sender: Option<NodeId>, claimed: NodeId, what: &str) -> Result<(), Status> {
+    match sender {
+        Some(id) if id != claimed => Err(Status::permission_denied(format!(
+            "member {id} sent a {what} in the name of member {claimed}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[tonic::async_trait]
 impl RaftService for Api {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let from = sender(&self.0, &req)?;
         let parts = self.0.cluster.parts().map_err(super::status)?;
         let (rpc, format): (AppendEntriesRequest, u8) = parse(req)?;
         sane::vote(&rpc.vote)?;
+        same(from, rpc.vote.leader_id().voted_for().unwrap_or_default(), "log replication")?;
         sane::log_id("prev_log_id", rpc.prev_log_id.as_ref())?;
         sane::log_id("leader_commit", rpc.leader_commit.as_ref())?;
         for e in &rpc.entries {
@@ -42,9 +85,11 @@ impl RaftService for Api {
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let from = sender(&self.0, &req)?;
         let parts = self.0.cluster.parts().map_err(super::status)?;
         let (rpc, format): (VoteRequest, u8) = parse(req)?;
         sane::vote(&rpc.vote)?;
+        same(from, rpc.vote.leader_id().voted_for().unwrap_or_default(), "vote request")?;
         sane::log_id("last_log_id", rpc.last_log_id.as_ref())?;
         // Only a voter of this node's membership may ask for its vote: a stranger's (or a removed
         // node's) higher term would depose a healthy leader.
@@ -58,16 +103,37 @@ impl RaftService for Api {
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let from = sender(&self.0, &req)?;
         let parts = self.0.cluster.parts().map_err(super::status)?;
         let (rpc, format): (InstallSnapshotRequest, u8) = parse(req)?;
         sane::vote(&rpc.vote)?;
+        same(from, rpc.vote.leader_id().voted_for().unwrap_or_default(), "snapshot")?;
         sane::log_id("last_log_id", rpc.meta.last_log_id.as_ref())?;
         sane::log_id("membership log id", rpc.meta.last_membership.log_id().as_ref())?;
         reply(&parts.install_snapshot(rpc).await, format)
     }
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        // A joining node is no member yet: its Join goes through over TLS (the secret must never
+        // travel in plaintext once the cluster has a CA), and the token decides.
+        let via = req.extensions().get::<ConnInfo>().map(|c| c.via.clone()).unwrap_or(Via::Plain);
+        let from = sender(&self.0, &req);
         let (Forwarded { hops, request }, format) = parse(req)?;
+        let from = match (&request, from) {
+            (LeaderRequest::Join { .. }, _) if matches!(via, Via::Tls(_) | Via::Local) => None,
+            (LeaderRequest::Join { .. }, Err(_)) => {
+                return Err(Status::unauthenticated("a join to a cluster with a CA is sent over TLS only"))
+            }
+            (_, from) => from?,
+        };
+        match &request {
+            LeaderRequest::Heartbeat { host, .. } => same(from, *host, "heartbeat")?,
+            LeaderRequest::Admit { id, .. } if hops == 0 => same(from, *id, "join")?,
+            LeaderRequest::Sign { role: SignFor::Member { host }, .. } if hops == 0 => {
+                same(from, *host, "certificate request")?
+            }
+            _ => {}
+        }
         let level = self.0.cluster.parts().ok().and_then(|p| p.state.read(|s| s.cluster.as_ref().map(|c| c.level)));
         let result: ForwardResult = match request {
             // A node of release 3f21f51 speaks v0: it cannot follow a cluster that raised its
@@ -92,8 +158,10 @@ impl RaftService for Api {
     }
 
     async fn peer(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let from = sender(&self.0, &req)?;
         let (request, format): (PeerRequest, u8) = parse(req)?;
         sane::peer(&request)?;
+        same(from, request.from, "member message")?;
         let result: PeerResult = self.0.cluster.peer(request).await;
         reply(&result, format)
     }
@@ -119,6 +187,7 @@ impl RaftService for Api {
     }
 
     async fn wait_applied(&self, req: Request<WaitAppliedRequest>) -> Result<Response<PingResponse>, Status> {
+        sender(&self.0, &req)?;
         let WaitAppliedRequest { index, timeout_ms } = req.into_inner();
         let parts = self.0.cluster.parts().map_err(super::status)?;
         let mut applied = parts.state.subscribe();
@@ -140,7 +209,7 @@ impl RaftService for Api {
 fn this_build() -> PingResponse {
     PingResponse {
         version: crate::VERSION.to_string(),
-        max_level: corral_storage::codec::CURRENT.into(),
+        max_level: corral_raft::model::MAX_LEVEL.into(),
         ..Default::default()
     }
 }
@@ -197,7 +266,7 @@ mod sane {
                 term("pre-vote", *t)?;
                 log_id("pre-vote", last_log.as_ref())
             }
-            PeerBody::Heartbeat { .. } | PeerBody::Silence => Ok(()),
+            PeerBody::Heartbeat { .. } | PeerBody::Silence | PeerBody::CaKey => Ok(()),
         }
     }
 }

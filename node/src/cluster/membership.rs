@@ -10,6 +10,8 @@ use corral_raft::forward::{LeaderRequest, LeaderResponse};
 use corral_raft::{ClusterError, NodeId, NodeInfo, Reply};
 use openraft::ChangeMembers;
 
+use std::sync::Arc;
+
 use super::{unexpected, write_error, Cluster, RaftParts, FORWARD_TIMEOUT};
 use crate::{now_ms, token};
 
@@ -46,7 +48,10 @@ impl Cluster {
                 .await
                 .map_err(|e| ClusterError::Internal(format!("cannot initialize Raft: {e}")))?;
         }
-        let token = token::generate();
+        // The CA first: the first token pins it, and this node serves TLS from the start.
+        let ca = self.make_ca_here(name, std::slice::from_ref(&self.0.config.advertise))?;
+        let pin = crate::tls::ca_fingerprint(&ca).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let token = token::generate(Some(&pin));
         let expires = now_ms() + DEFAULT_TOKEN_TTL_MS;
         let op = Op::Bootstrap {
             cluster_name: name.to_string(),
@@ -59,7 +64,9 @@ impl Cluster {
         // A new cluster runs at the newest level this build supports (oVirt's new clusters get
         // the newest compatibility version); as its own entry, so that every build applies the
         // bootstrap entry alike.
-        self.write(None, Op::SetClusterLevel { level: corral_storage::codec::CURRENT }).await?;
+        self.write(None, Op::SetCa { ca_pem: ca }).await?;
+        self.write(None, Op::SetClusterLevel { level: corral_raft::model::MAX_LEVEL }).await?;
+        self.0.network.set_secure(true);
         tracing::info!(cluster = name, "bootstrapped a new cluster");
         Ok((id, token, expires))
     }
@@ -71,6 +78,10 @@ impl Cluster {
         }
         if peer == self.0.config.advertise {
             return Err(ClusterError::invalid("peer", "must be another node, not this one"));
+        }
+        let parsed = token::parse(token)?;
+        if let Some(pin) = parsed.ca {
+            return self.join_with_ca(peer, token, &pin).await;
         }
         // A cluster of an older level reads only its own format: speak it from the first
         // message on (the state, once applied, keeps the format at the cluster's level).
@@ -107,6 +118,61 @@ impl Cluster {
                 LeaderResponse::Admitted { voter } => voter,
                 other => return Err(unexpected(other)),
             };
+        tracing::info!(cluster = %cluster_name, node_id = id, voter, "joined the cluster");
+        Ok((id, cluster_name, voter))
+    }
+
+    /// Joins a cluster with a CA: dials `peer` with TLS and accepts it only if its CA is the one
+    /// the token pins, then sends the token and a CSR; the leader registers this host and signs
+    /// its certificate. From then on this node speaks to members with TLS.
+    async fn join_with_ca(&self, peer: &str, token: &str, pin: &str) -> Result<(NodeId, String, bool), ClusterError> {
+        let (key, csr) = crate::tls::key_and_csr().map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let verifier = corral_proto::tls::PinnedVerifier::new(pin);
+        let config = corral_proto::tls::client_config(verifier.clone(), None)
+            .map_err(|e| ClusterError::Internal(format!("TLS: {e}")))?;
+        let channel = corral_raft::network::dial(peer, Some(Arc::new(config)))?;
+        let join = LeaderRequest::Join {
+            token: token.trim().to_string(),
+            name: self.0.config.name.clone(),
+            address: self.0.config.advertise.clone(),
+            facts: self.0.facts.clone(),
+            csr,
+        };
+        let answer = self.0.network.forward_on(channel, peer, &join, 0, FORWARD_TIMEOUT).await;
+        let (id, cluster_name, ca_pem, cert_pem) = match answer {
+            Ok(LeaderResponse::Joined { id, cluster_name, ca_pem, cert_pem }) => (id, cluster_name, ca_pem, cert_pem),
+            Ok(other) => return Err(unexpected(other)),
+            // The handshake failed before anything was sent: say why when it was the CA.
+            Err(e) if verifier.ca().is_none() => {
+                return Err(ClusterError::PermissionDenied(format!(
+                    "{peer} did not prove it belongs to the cluster the token names ({pin}); the token was not sent: {e}"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        let got = crate::tls::ca_fingerprint(&ca_pem).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        if got != pin {
+            return Err(ClusterError::PermissionDenied(format!("the leader's CA is {got}, not the {pin} the token names")));
+        }
+        if let Some(parts) = self.0.raft.get() {
+            if parts.id != id {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "this node already has identity {} but the cluster registered it as {id}",
+                    parts.id
+                )));
+            }
+        }
+        self.0.tls.install(&ca_pem, &cert_pem, &key).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        self.0.network.set_tls(self.0.tls.client_config());
+        self.0.network.set_secure(true);
+        self.0.network.speak(corral_storage::codec::CURRENT);
+        self.persist_id(id)?;
+        self.start_raft(id).await?;
+        let admit = LeaderRequest::Admit { token_hash: token::hash(token), id };
+        let voter = match self.0.network.forward(peer, &admit, 0, ADMIT_TIMEOUT).await? {
+            LeaderResponse::Admitted { voter } => voter,
+            other => return Err(unexpected(other)),
+        };
         tracing::info!(cluster = %cluster_name, node_id = id, voter, "joined the cluster");
         Ok((id, cluster_name, voter))
     }

@@ -6,6 +6,7 @@
 
 mod election;
 mod membership;
+mod pki;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -80,6 +81,8 @@ struct Inner {
     admit_lock: Mutex<()>,
     desk: OnceLock<Arc<dyn LeaseDesk>>,
     witness: OnceLock<Arc<dyn WitnessDesk>>,
+    /// This node's certificates in force (`pki`).
+    tls: Arc<crate::tls::Live>,
 }
 
 /// This node's running Raft: its id and applied state for everyone; openraft itself stays
@@ -113,8 +116,12 @@ impl Cluster {
     /// Opens the data dir; resumes Raft when it holds an identity.
     pub async fn open(config: Arc<Config>, facts: HostFacts) -> anyhow::Result<Cluster> {
         let crate::identity::Opened { store, node_id } = crate::identity::open(&config)?;
+        let tls = Arc::new(crate::tls::Live::open(&config.data_dir));
+        let network = Network::new(store.write_format());
+        network.set_tls(tls.client_config());
         let cluster = Cluster(Arc::new(Inner {
-            network: Network::new(store.write_format()),
+            network,
+            tls,
             config,
             facts,
             store,
@@ -132,10 +139,14 @@ impl Cluster {
                     cluster.0.config.data_dir.display()
                 )
             })?;
+            if cluster.requires_tls() {
+                cluster.0.network.set_secure(true);
+            }
             tracing::info!(node_id = id, "resumed from the data dir");
         } else {
             tracing::info!("no identity in the data dir: waiting for `cluster bootstrap` or `cluster join`");
         }
+        tokio::spawn(cluster.clone().keep_certificates());
         Ok(cluster)
     }
 
@@ -158,6 +169,7 @@ impl Cluster {
         let PeerRequest { from, body } = req;
         match body {
             PeerBody::PreVote { term, last_log } => self.parts()?.answer_pre_vote(from, term, last_log),
+            PeerBody::CaKey => self.answer_ca_key(from),
             body => match self.0.witness.get() {
                 Some(desk) => desk.answer(from, body),
                 None => Err(ClusterError::Unavailable("this node does not witness leases yet".into())),
@@ -422,6 +434,11 @@ impl Cluster {
             LeaderRequest::Heartbeat { .. } => {
                 Err(ClusterError::invalid("request", "heartbeats go straight to the leader, not through forwarding"))
             }
+            LeaderRequest::Join { token, name, address, facts, csr } => {
+                self.join_here(parts, &token, &name, &address, &facts, &csr).await
+            }
+            LeaderRequest::Sign { csr, role } => self.sign(parts, &csr, &role).await,
+            LeaderRequest::EnsureCa => self.ensure_ca(parts).await,
         }
     }
 

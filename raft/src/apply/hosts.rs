@@ -44,6 +44,7 @@ impl ClusterState {
             // different builds apply the same entry differently).
             level: 0,
             level_raised_ms: 0,
+            ca_pem: None,
         });
         self.hosts.insert(
             host.id,
@@ -61,7 +62,7 @@ impl ClusterState {
                 engine_score: None,
             },
         );
-        self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms });
+        self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms, uses: 0 });
         self.record(
             now,
             EventKind::ClusterBootstrapped,
@@ -97,6 +98,12 @@ impl ClusterState {
             )));
         }
         let id: NodeId = self.hosts.keys().next_back().map_or(1, |max| max + 1);
+        // Counted from level 1 on: format v0 has no place for it.
+        if self.cluster.as_ref().is_some_and(|c| c.level >= 1) {
+            if let Some(t) = self.tokens.get_mut(token_hash) {
+                t.uses = t.uses.saturating_add(1);
+            }
+        }
         self.hosts.insert(
             id,
             Host {
@@ -119,9 +126,36 @@ impl ClusterState {
     pub(super) fn add_token(&mut self, now: i64, token_hash: &str, expires_ms: i64) -> OpResult {
         self.require_cluster()?;
         self.prune_tokens(now);
-        self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms });
+        self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms, uses: 0 });
         let ttl = human_duration(expires_ms.saturating_sub(now));
         self.record(now, EventKind::TokenCreated, format!("A join token was created; it expires in {ttl}."));
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn revoke_token(&mut self, now: i64, id: &str) -> OpResult {
+        self.require_cluster()?;
+        let before = self.tokens.len();
+        self.tokens.retain(|hash, _| JoinToken::id_of(hash) != id);
+        if self.tokens.len() == before {
+            return Err(ClusterError::NotFound(format!(
+                "no join token has id '{}' (`cluster token list` shows them)",
+                crate::error::quote(id)
+            )));
+        }
+        self.record(now, EventKind::TokenCreated, format!("The join token {id} was revoked."));
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn set_ca(&mut self, now: i64, ca_pem: &str) -> OpResult {
+        let info = self.cluster.as_mut().ok_or_else(|| ClusterError::FailedPrecondition("no cluster yet".into()))?;
+        match &info.ca_pem {
+            Some(existing) if existing == ca_pem => return Ok(Outcome::Done),
+            Some(_) => {
+                return Err(ClusterError::FailedPrecondition("the cluster already has a CA; it is never replaced".into()))
+            }
+            None => info.ca_pem = Some(ca_pem.to_string()),
+        }
+        self.record(now, EventKind::ClusterEdited, "The cluster CA was made: members now prove who they are with its certificates.".to_string());
         Ok(Outcome::Done)
     }
 

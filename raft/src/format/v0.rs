@@ -992,7 +992,7 @@ both_ways! { struct ClusterState {
 } skipped { touched } }
 both_ways! { struct EngineState { vm, global_maintenance } }
 both_ways! { struct EngineScore { score, penalties, measured_ms } }
-both_ways! { struct ClusterInfo { name, voters, created_ms, scheduling, cpu_overcommit } added { level, level_raised_ms } }
+both_ways! { struct ClusterInfo { name, voters, created_ms, scheduling, cpu_overcommit } added { level, level_raised_ms, ca_pem } }
 both_ways! { enum SchedulingPolicy { EvenDistribution, Packing } }
 both_ways! { struct Host {
     id, name, address, state, facts, joined_ms, state_since_ms, maintenance, tags, engine_local_maintenance,
@@ -1002,7 +1002,7 @@ both_ways! { struct MaintenanceOrder { reason, since_ms, blocked } }
 both_ways! { struct HostFacts { cpus, memory_mib, libvirt_uri, domain_type } }
 both_ways! { enum DomainType { Kvm, Qemu, Test } }
 both_ways! { enum HostState { Joining, Up, NonResponsive, Down, PreparingForMaintenance, Maintenance } }
-both_ways! { struct JoinToken { created_ms, expires_ms } }
+both_ways! { struct JoinToken { created_ms, expires_ms } added { uses } }
 both_ways! { struct Vm { id } parts {
     config: VmConfig {
         name, description, comment, memory_mib, vcpus, ha, disks, nics, domain_type, boot, migration_settings,
@@ -1100,7 +1100,7 @@ both_ways! { enum Op {
     SetEngineMaintenance { global, local },
     ReportEngineScore { host, score },
     AdoptVm { vm, host },
-} later { SetClusterLevel, HostAliveAfterFencing } }
+} later { SetClusterLevel, HostAliveAfterFencing, SetCa, RevokeToken } }
 both_ways! { struct StartOrder { host } }
 both_ways! { struct NewHost { id, name, address, facts } }
 both_ways! { struct VmSpec {
@@ -1159,14 +1159,14 @@ both_ways! { enum LeaderRequest {
     Admit { token_hash, id },
     RemoveHost { name },
     Heartbeat { host, self_fenced, sent_ms },
-} }
+} later { Join, Sign, EnsureCa } }
 both_ways! { enum LeaderResponse {
     Written(reply, index),
     ReadIndex(index),
     Admitted { voter },
     HostRemoved { id, promoted },
     HeartbeatAck { index },
-} }
+} later { Joined, Signed, Ca } }
 both_ways! { struct Forwarded { hops, request } }
 
 /// A leader's answer to a forwarded request, v0 -> current.

@@ -66,7 +66,17 @@ pub struct ClusterInfo {
     /// level): the lease rule of the new level applies a full lease after it (DESIGN.md).
     #[serde(default)]
     pub level_raised_ms: i64,
+    /// The cluster CA's certificate (PEM), from level 2 on: members and clients trust it, and
+    /// accept from other members only certificates it signed. Its key stays on the voters.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
+
+/// The highest cluster level this build runs: 2, members prove who they are with certificates
+/// of the cluster CA and nothing is served in plaintext (level 1: majority leases, format v1).
+pub const MAX_LEVEL: u8 = 2;
+/// The level from which TLS is required.
+pub const TLS_LEVEL: u8 = 2;
 
 fn default_cpu_overcommit() -> u32 {
     DEFAULT_CPU_OVERCOMMIT

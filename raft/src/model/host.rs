@@ -94,4 +94,14 @@ impl HostState {
 pub struct JoinToken {
     pub created_ms: i64,
     pub expires_ms: i64,
+    /// Hosts that registered with it (counted from cluster level 1 on).
+    #[serde(default)]
+    pub uses: u32,
+}
+
+impl JoinToken {
+    /// The id a token is listed and revoked by: a prefix of its hash.
+    pub fn id_of(hash: &str) -> String {
+        hash.chars().take(12).collect()
+    }
 }

@@ -12,6 +12,7 @@ fn cluster(hosts: &[(&str, u64, u32)]) -> ClusterState {
             cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
             level: 0,
             level_raised_ms: 0,
+            ca_pem: None,
         }),
         ..Default::default()
     };

@@ -80,6 +80,7 @@ fn build(o: &Opts) -> ClusterState {
             cpu_overcommit: DEFAULT_CPU_OVERCOMMIT,
             level: 0,
             level_raised_ms: 0,
+            ca_pem: None,
         }),
         ..Default::default()
     };
