@@ -475,14 +475,16 @@ mod tests {
     #[test]
     fn a_node_that_accepts_but_never_speaks_is_not_reached() {
         let (_listener, silent) = silent_node();
-        let reached = runtime().block_on(connect(&silent, &Dial::Plain, Some(REQUEST_TIMEOUT), Duration::from_millis(300)));
+        let reached =
+            runtime().block_on(connect(&silent, &Dial::Plain, Some(REQUEST_TIMEOUT), Duration::from_millis(300)));
         assert_eq!(reached.err().as_deref(), Some("no answer within 300ms"));
     }
 
     #[test]
     fn a_node_that_speaks_is_reached_and_one_that_hangs_up_is_not() {
         let (node, speaking) = node_that_says(SETTINGS);
-        let reached = runtime().block_on(connect(&speaking, &Dial::Plain, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
+        let reached =
+            runtime().block_on(connect(&speaking, &Dial::Plain, Some(REQUEST_TIMEOUT), Duration::from_secs(20)));
         assert!(reached.is_ok(), "{:?}", reached.err());
         drop(reached);
         node.join().unwrap();

@@ -40,9 +40,10 @@ pub fn write(path: &Path, certificate: &str, key: &str, ca: &str, overwrite: boo
 
 /// The TLS settings of a credentials file: present its certificate, trust its CA.
 pub fn load(path: &Path) -> Result<Arc<rustls::ClientConfig>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow!("--credentials: cannot read {}: {e}", path.display()))?;
-    let what = |why: String| anyhow!("--credentials: {} {why} (write it with `cluster credentials -f FILE`)", path.display());
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow!("--credentials: cannot read {}: {e}", path.display()))?;
+    let what =
+        |why: String| anyhow!("--credentials: {} {why} (write it with `cluster credentials -f FILE`)", path.display());
     let certs = pem_certs(&text).map_err(what)?;
     if certs.len() < 2 {
         bail!(what("holds one certificate; it needs the client's and the cluster CA's".into()));

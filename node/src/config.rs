@@ -289,7 +289,10 @@ impl Config {
         }
         let cert_days = args.cert_days.or(file.cert_days).unwrap_or(365);
         if !(1..=3650).contains(&cert_days) {
-            return Err(ConfigError::Invalid { setting: "cert_days", rule: format!("must be 1 to 3650 (got {cert_days})") });
+            return Err(ConfigError::Invalid {
+                setting: "cert_days",
+                rule: format!("must be 1 to 3650 (got {cert_days})"),
+            });
         }
         let libvirt_uri = args.libvirt_uri.or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into());
         let domain_type = host_domain_type(args.domain_type.or(file.domain_type), &libvirt_uri)?;

@@ -219,10 +219,19 @@ pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()>
     let mut last_error = String::new();
     let mut found = None;
     for peer in &peers {
-        match member_status(peer).await {
+        match member_status(config, peer).await {
             Ok(status) => {
                 found = Some((peer.clone(), status));
                 break;
+            }
+            // This node's certificate is refused: the cluster removed it.
+            Err(e) if e.to_string().contains("belongs to no member") => {
+                anyhow::bail!(
+                    "--rejoin: cluster {} no longer lists {} (node {}); remove this data dir and join the cluster afresh",
+                    id.cluster_name,
+                    id.name,
+                    id.node_id
+                );
             }
             Err(e) => last_error = format!("{peer}: {e}"),
         }
@@ -281,11 +290,15 @@ fn identity_from_store(config: &Config) -> anyhow::Result<Identity> {
     })
 }
 
-async fn member_status(peer: &str) -> anyhow::Result<corral_proto::ClusterStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{peer}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await?;
+/// A member's view of the cluster; over TLS with this node's own certificate when it has one
+/// (a cluster that requires TLS answers members only).
+async fn member_status(config: &Config, peer: &str) -> anyhow::Result<corral_proto::ClusterStatus> {
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{peer}"))?.connect_timeout(Duration::from_secs(2));
+    let channel = match crate::tls::Live::open(&config.data_dir).client_config() {
+        Some(tls) => endpoint.connect_with_connector(corral_proto::tls::TlsConnect::new(tls)).await?,
+        None => endpoint.connect().await?,
+    };
     let mut req = tonic::Request::new(corral_proto::StatusRequest { stale: true });
     req.set_timeout(Duration::from_secs(3));
     Ok(ClusterServiceClient::new(channel)
@@ -336,7 +349,7 @@ pub async fn force_new_cluster(config: &Config) -> anyhow::Result<()> {
     let (last, state): (Option<LogId>, ClusterState) = opened.store.recovered_state::<TypeConfig, _>()?;
     let others: Vec<String> = state.hosts.values().filter(|h| h.id != node_id).map(|h| h.address.clone()).collect();
     for address in &others {
-        if member_status(address).await.is_ok() {
+        if member_status(config, address).await.is_ok() {
             anyhow::bail!(
                 "--force-new-cluster refused: {address} answers. Forcing a new cluster while another member lives \
                  makes two clusters that both think they own the same VMs and may run them twice; use it only when \
@@ -362,6 +375,32 @@ pub async fn force_new_cluster(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A cluster with a CA, started alone on this node: it keeps the CA when this node holds its
+/// key and a certificate of it; otherwise (a restore into an empty data dir) the cluster gets a
+/// new CA, and old credentials and join tokens stop working.
+fn keep_or_make_ca(config: &Config, state: &mut ClusterState) -> anyhow::Result<()> {
+    use crate::tls;
+    let Some(info) = state.cluster.as_mut() else { return Ok(()) };
+    let Some(ca) = info.ca_pem.clone() else { return Ok(()) };
+    let files = tls::Files::new(&config.data_dir);
+    let mine = files.load().is_some_and(|m| m.ca_pem.trim() == ca.trim());
+    if mine && files.ca_key().is_some() {
+        return Ok(());
+    }
+    let (new_ca, key) = tls::make_ca(&info.name)?;
+    files.save_ca_key(&key)?;
+    let (node_key, csr) = tls::key_and_csr()?;
+    let role = tls::Role::Node { name: &config.name, addresses: std::slice::from_ref(&config.advertise) };
+    let cert = tls::sign(&new_ca, &key, &csr, role, config.cert_days)?;
+    files.save_node(&new_ca, &cert, &node_key)?;
+    info.ca_pem = Some(new_ca);
+    tracing::warn!(
+        "this node holds no key of the cluster's CA: the cluster gets a new CA. Credentials and join tokens of the old \
+         one no longer work: write new ones (`corral --socket ... cluster credentials`, `cluster token create`)"
+    );
+    Ok(())
+}
+
 /// Makes `state` a one-member cluster of this node. The other hosts are down (their VMs with
 /// them: the HA ones restart here as the rules allow) and may join again from the same address.
 fn start_alone(
@@ -382,6 +421,7 @@ fn start_alone(
             h.state = HostState::Joining;
         }
     }
+    keep_or_make_ca(config, &mut state)?;
     let me = NodeInfo { name: config.name.clone(), address: config.advertise.clone() };
     let last = LogId::new(CommittedLeaderId::new(term, node_id), index.max(1));
     let membership = StoredMembership::new(

@@ -103,8 +103,7 @@ pub fn sign(ca_pem: &str, ca_key_pem: &str, csr_pem: &str, role: Role<'_>, days:
         Role::Node { name, addresses } => {
             params.distinguished_name.push(DnType::CommonName, name);
             params.distinguished_name.push(DnType::OrganizationName, NODE_ORG);
-            params.extended_key_usages =
-                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
             let mut sans = vec![SanType::DnsName(name.try_into().map_err(|e| bad("node name", e))?)];
             for a in addresses {
                 let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h).trim_matches(['[', ']']);
@@ -361,8 +360,8 @@ mod tests {
     fn a_signed_node_certificate_names_its_node_and_chains_to_the_ca() {
         let (ca, ca_key) = make_ca("lab").unwrap();
         let (key, csr) = key_and_csr().unwrap();
-        let cert = sign(&ca, &ca_key, &csr, Role::Node { name: "host2", addresses: &["127.0.0.1:7002".into()] }, 30)
-            .unwrap();
+        let cert =
+            sign(&ca, &ca_key, &csr, Role::Node { name: "host2", addresses: &["127.0.0.1:7002".into()] }, 30).unwrap();
         let der = pem_certs(&cert).unwrap().remove(0);
         assert_eq!(identity(&der), Some(CertIdentity::Node("host2".into())));
         let (from, to) = validity(&cert).unwrap();

@@ -126,9 +126,9 @@ impl ServerCertVerifier for PinnedVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates.last().ok_or_else(|| {
-            rustls::Error::General("the node sent no CA certificate with its own".into())
-        })?;
+        let ca = intermediates
+            .last()
+            .ok_or_else(|| rustls::Error::General("the node sent no CA certificate with its own".into()))?;
         let found = fingerprint(ca);
         if found != self.pin {
             return Err(rustls::Error::General(format!(

@@ -92,7 +92,9 @@ impl Network {
         }
         let tls = if secure {
             Some(self.tls.read().expect("tls lock").clone().ok_or_else(|| {
-                ClusterError::Unreachable("this node has no certificate of the cluster yet: it cannot reach members".into())
+                ClusterError::Unreachable(
+                    "this node has no certificate of the cluster yet: it cannot reach members".into(),
+                )
             })?)
         } else {
             None

@@ -376,7 +376,13 @@ impl Cluster {
     pub fn corral(&self, i: usize, args: &[&str]) -> CliOutput {
         let on_node = args.windows(2).any(|w| w[0] == "cluster" && matches!(w[1], "bootstrap" | "join"));
         if on_node && self.nodes[i].corrald.is_none() {
-            return self.local(i, args);
+            let out = self.local(i, args);
+            // A cluster of this build has a CA from its bootstrap: the admin's credentials, for
+            // every later CLI run.
+            if out.code == 0 && args.contains(&"bootstrap") {
+                self.fetch_credentials(i);
+            }
+            return out;
         }
         corral_at(self.endpoint(i), args)
     }
@@ -434,15 +440,6 @@ impl Cluster {
         let out = self.must_ok(0, &["cluster", "bootstrap", "--name", "lab"]);
         let token = out.lines().last().expect("bootstrap prints the token").trim().to_string();
         self.token = Some(token);
-        self.after_bootstrap();
-    }
-
-    /// A cluster of this build has a CA from its bootstrap: the admin's credentials, for
-    /// every later CLI run.
-    fn after_bootstrap(&self) {
-        if self.nodes[0].corrald.is_none() {
-            self.fetch_credentials(0);
-        }
     }
 
     /// Bootstraps node 0 with a hosted engine (a blank 64 MiB qcow2 image made in the cluster's
@@ -458,7 +455,6 @@ impl Cluster {
             "--engine-memory", "256M", "--engine-vcpus", "1", "--engine-nic", "default",
         ]);
         self.token = Some(out.token.clone());
-        self.after_bootstrap();
         for i in 1..self.nodes.len() {
             self.join(i);
         }

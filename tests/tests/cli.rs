@@ -124,6 +124,7 @@ fn the_endpoint_can_come_from_the_environment() {
     let out = Command::new(bin("corral"))
         .args(["-o", "json", "cluster", "status"])
         .env("CORRAL_ENDPOINT", c.endpoint(0))
+        .env("CORRAL_CREDENTIALS", c.credentials().unwrap())
         .output()
         .unwrap();
     let out = CliOutput::from(out);
@@ -136,6 +137,7 @@ fn events_follow_streams_new_events() {
     let c = Cluster::run(3, &[]);
     let mut child = Command::new(bin("corral"))
         .args(["--endpoint", c.endpoint(2), "-o", "json", "events", "--follow"])
+        .env("CORRAL_CREDENTIALS", c.credentials().unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -9,7 +9,7 @@ use corral_proto::raft_service_client::RaftServiceClient;
 use corral_proto::vm_service_client::VmServiceClient;
 use corral_proto::{GetVmRequest, RaftPayload};
 use corral_raft::typ::VoteRequest;
-use corral_tests::client::channel;
+use corral_tests::client::{channel, stranger, with_certificate};
 use corral_tests::Cluster;
 use prost::bytes::{Buf, BufMut};
 use rand::{Rng, SeedableRng};
@@ -54,9 +54,17 @@ impl Decoder for Raw {
     }
 }
 
-/// Sends `body` as the request of RPC `path` (`/corral.v1.VmService/Get`) and returns the status.
-async fn raw_call(addr: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel(addr));
+/// A channel that presents node `i`'s own certificate: what a member (or whoever stole its key)
+/// sends.
+fn as_member(c: &Cluster, i: usize) -> tonic::transport::Channel {
+    let tls = c.nodes[i].data_dir.join("tls");
+    let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+    with_certificate(c.endpoint(i), &read("node.pem"), &read("node.key"), &read("ca.pem"))
+}
+
+/// Sends `body` as the request of RPC `path` (`/corral.v1.VmService/Get`) on `channel`.
+async fn raw_call(channel: tonic::transport::Channel, path: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
     let mut req = tonic::Request::new(body);
     req.set_timeout(Duration::from_secs(3));
@@ -110,24 +118,29 @@ fn raft_messages_that_would_crash_a_node_are_refused() {
         let mut data = vec![0u8, 2, 253];
         data.extend_from_slice(&(1u64 << 50).to_le_bytes());
         for i in 0..3 {
-            let mut raft = RaftServiceClient::new(channel(c.endpoint(i)));
+            // A stranger is refused before a byte is decoded; a member's bytes are decoded,
+            // bounded.
+            let mut raft = RaftServiceClient::new(stranger(c.endpoint(i)));
+            let err = raft.forward(RaftPayload { data: data.clone() }).await.unwrap_err();
+            assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+            let mut raft = RaftServiceClient::new(as_member(&c, i));
             let err = raft.forward(RaftPayload { data: data.clone() }).await.unwrap_err();
             assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         }
         // A vote of term 2^64-1 (openraft would overflow `term + 1` and keep panicking).
-        let max = VoteRequest::new(openraft::Vote::new(u64::MAX, 1), None);
+        let max = VoteRequest::new(openraft::Vote::new(u64::MAX, 2), None);
         // A vote of term 1000 from node 99, which is no member.
-        let stranger = VoteRequest::new(openraft::Vote::new(1000, 99), None);
+        let stranger_vote = VoteRequest::new(openraft::Vote::new(1000, 99), None);
         for i in 0..3 {
-            let mut raft = RaftServiceClient::new(channel(c.endpoint(i)));
+            let mut raft = RaftServiceClient::new(as_member(&c, i));
             let p = corral_raft::network::payload(&max, 1).unwrap();
             let err = raft.vote(p).await.unwrap_err();
             assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
             assert!(err.message().contains("beyond"), "{err:?}");
-            let p = corral_raft::network::payload(&stranger, 1).unwrap();
+            let p = corral_raft::network::payload(&stranger_vote, 1).unwrap();
             let err = raft.vote(p).await.unwrap_err();
             assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-            assert!(err.message().contains("node 99 is not a voter"), "{err:?}");
+            assert!(err.message().contains("in the name of member 99"), "{err:?}");
         }
         // More than a Raft message may hold.
         let mut raft = RaftServiceClient::new(channel(c.endpoint(1)));
@@ -227,29 +240,37 @@ fn every_rpc_survives_random_and_mutated_messages() {
                     2 => vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3],
                     _ => vec![0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
                 };
-                if writes && round < 2 {
-                    // Keep writes to bytes that are certainly not a message: an unterminated varint.
-                    let mut b = body.clone();
-                    b.truncate(8);
-                    b.push(0x08);
-                    b.push(0xff);
-                    let node = c.endpoint(rng.gen_range(0..3)).to_string();
-                    let r = raw_call(&node, path, b).await;
-                    if let Err(s) = &r {
-                        assert_ne!(s.code(), Code::Internal, "{path}: {s:?}");
-                        malformed_seen |= s.code() == Code::InvalidArgument;
-                    }
-                    continue;
+                // A stranger gets nothing but refusals, whatever it sends (a ping is public).
+                let node = rng.gen_range(0..3);
+                match raw_call(stranger(c.endpoint(node)), path, body.clone()).await {
+                    Ok(_) => assert!(path.ends_with("/Ping"), "{path} answered a stranger"),
+                    Err(s) => assert!(
+                        matches!(s.code(), Code::Unauthenticated | Code::InvalidArgument | Code::PermissionDenied),
+                        "{path}: a stranger got {s:?}"
+                    ),
                 }
-                let node = c.endpoint(rng.gen_range(0..3)).to_string();
-                if let Err(s) = raw_call(&node, path, body).await {
+                // A member's messages are decoded; its writes only get bytes that cannot be a
+                // message (an unterminated varint), so that the state stays as it was.
+                let body = if writes && round < 2 {
+                    let mut b = body;
+                    b.truncate(8);
+                    b.extend([0x08, 0xff]);
+                    b
+                } else {
+                    body
+                };
+                let member = rng.gen_range(0..3);
+                if let Err(s) = raw_call(as_member(&c, member), path, body).await {
                     assert_ne!(s.code(), Code::Internal, "{path}: {s:?}");
+                    malformed_seen |= s.code() == Code::InvalidArgument;
                 }
             }
         }
         // A malformed request names its message type.
         let mut vms = VmServiceClient::new(channel(c.endpoint(0)));
-        let err = raw_call(c.endpoint(0), "/corral.v1.VmService/Get", vec![0x0a, 0xff, 0xff, 0x0f]).await.unwrap_err();
+        let err = raw_call(channel(c.endpoint(0)), "/corral.v1.VmService/Get", vec![0x0a, 0xff, 0xff, 0x0f])
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         assert!(err.message().contains("not a valid GetVmRequest message"), "{err:?}");
         vms.get(GetVmRequest { vm: "web1".into(), stale: false }).await.expect("the node still answers");

@@ -84,7 +84,9 @@ fn refused_membership_changes_change_nothing() {
 
     // A fresh node with a wrong token: permission denied, nothing added.
     let fresh = c.add_node(&[]);
-    let out = c.corral(fresh, &["cluster", "join", "--peer", &peer, "--token", "corral-not-a-real-token"]);
+    // Well formed, pinning the right CA, with a secret the cluster never made.
+    let wrong = format!("{}{}", &token[..token.len() - 64], "0".repeat(64));
+    let out = c.corral(fresh, &["cluster", "join", "--peer", &peer, "--token", &wrong]);
     assert_ne!(out.code, 0);
     assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
     assert!(out.stderr.contains("join token is not valid or has expired"), "{}", out.stderr);

@@ -71,6 +71,29 @@ fn enums_and_their_strings_travel_together_and_an_older_clients_strings_are_read
         );
     }
     if let Some(previous) = previous {
+        // It speaks plaintext, so it meets this build's node in a cluster at level 0 (one the
+        // release bootstrapped), as it does during a rolling upgrade.
+        let mut m = Cluster::start(0, &[]);
+        m.add_node_running(&previous.join("corrald"), &[]);
+        m.add_node(&[]);
+        m.bootstrap();
+        m.join(1);
+        m.must_ok(
+            1,
+            &[
+                "vm",
+                "create",
+                "old-client",
+                "--memory",
+                "64M",
+                "--ha",
+                "--ha-priority",
+                "high",
+                "--resume-behavior",
+                "kill",
+            ],
+        );
+        let endpoint = m.endpoint(1).to_string();
         let out = std::process::Command::new(previous.join("corral"))
             .args(["--endpoint", &endpoint, "-o", "json", "vm", "show", "old-client"])
             .env_remove("CORRAL_ENDPOINT")

@@ -316,7 +316,9 @@ async fn create_token(ctx: &Context, ttl_seconds: u64) -> Result<()> {
 async fn list_tokens(ctx: &Context) -> Result<()> {
     let response = ctx
         .nodes
-        .read(|channel| async move { ClusterServiceClient::new(channel).list_tokens(proto::ListTokensRequest {}).await })
+        .read(
+            |channel| async move { ClusterServiceClient::new(channel).list_tokens(proto::ListTokensRequest {}).await },
+        )
         .await?;
     let views: Vec<TokenInfoView> = response.tokens.into_iter().map(TokenInfoView::from).collect();
     match ctx.format {

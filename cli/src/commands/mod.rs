@@ -15,8 +15,8 @@ use anyhow::Result;
 use crate::args::{Cli, Command};
 use crate::connect::Nodes;
 use crate::endpoints::Endpoints;
-use crate::transport::Dial;
 use crate::output::Format;
+use crate::transport::Dial;
 
 /// What every command needs besides its own arguments.
 pub struct Context {

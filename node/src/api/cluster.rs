@@ -293,7 +293,10 @@ impl Api {
         let ttl_ms = if ttl_s == 0 { DEFAULT_TOKEN_TTL_MS } else { ttl_s as i64 * 1000 };
         // A cluster with a CA gives tokens that pin it: a joining node checks the node it dials.
         let ca = self.0.cluster.read(false, |s| s.cluster.as_ref().and_then(|c| c.ca_pem.clone())).await?;
-        let pin = ca.map(|c| crate::tls::ca_fingerprint(&c)).transpose().map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let pin = ca
+            .map(|c| crate::tls::ca_fingerprint(&c))
+            .transpose()
+            .map_err(|e| ClusterError::Internal(e.to_string()))?;
         let token = token::generate(pin.as_deref());
         // The leader stamps its own clock on the command; the expiry is relative to ours,
         // which is close enough for a lifetime measured in minutes or more.
@@ -325,7 +328,11 @@ impl Api {
         Ok(ListTokensResponse { tokens })
     }
 
-    pub async fn revoke_token(&self, _cx: &Caller, req: RevokeTokenRequest) -> Result<RevokeTokenResponse, ClusterError> {
+    pub async fn revoke_token(
+        &self,
+        _cx: &Caller,
+        req: RevokeTokenRequest,
+    ) -> Result<RevokeTokenResponse, ClusterError> {
         let id = req.id.trim().to_string();
         if id.is_empty() {
             return Err(ClusterError::invalid("id", "must name a token (`cluster token list` shows their ids)"));
@@ -335,7 +342,11 @@ impl Api {
     }
 
     /// A user's client certificate from the caller's CSR.
-    pub async fn credentials(&self, _cx: &Caller, req: CredentialsRequest) -> Result<CredentialsResponse, ClusterError> {
+    pub async fn credentials(
+        &self,
+        _cx: &Caller,
+        req: CredentialsRequest,
+    ) -> Result<CredentialsResponse, ClusterError> {
         let user = if req.user.trim().is_empty() { "admin".to_string() } else { req.user.trim().to_string() };
         validate::name("user", &user)?;
         if req.csr.len() > 16 * 1024 {

@@ -53,10 +53,22 @@ fn admit(node: &Handles, cx: &Caller, rpc: &str) -> Result<(), Status> {
         }
         return Ok(());
     }
-    if cx.who == Principal::Anonymous && node.cluster.requires_tls() {
-        return Err(Status::unauthenticated(NO_CREDENTIALS));
+    match &cx.who {
+        Principal::Anonymous if node.cluster.requires_tls() => Err(Status::unauthenticated(NO_CREDENTIALS)),
+        // A removed member's certificate is refused from the moment its removal is applied.
+        Principal::Member(name) => {
+            let known =
+                node.cluster.state().ok().map(|s| s.read(|s| s.cluster.is_none() || s.host_by_name(name).is_some()));
+            if known == Some(false) {
+                return Err(Status::permission_denied(format!(
+                    "the certificate of '{}' belongs to no member of this cluster",
+                    corral_raft::error::quote(name)
+                )));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// What a caller without credentials is told, in one line.

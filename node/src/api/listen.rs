@@ -192,7 +192,8 @@ async fn open(stream: TcpStream, addr: SocketAddr, tls: &Live) -> Option<Conn> {
         tracing::debug!(%addr, "a TLS client, but this node has no certificate yet");
         return None;
     };
-    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsAcceptor::from(config).accept(stream)).await;
+    let accepted =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsAcceptor::from(config).accept(stream)).await;
     match accepted {
         Ok(Ok(s)) => {
             let who = s.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| identity(c));

@@ -8,11 +8,11 @@ use corral_proto::{PingRequest, PingResponse, RaftPayload, WaitAppliedRequest};
 use corral_raft::command::Op;
 use corral_raft::format::wire::Wire;
 use corral_raft::forward::{ForwardResult, Forwarded, LeaderRequest, SignFor};
-use corral_raft::NodeId;
 use corral_raft::network::{decode, payload};
 use corral_raft::peer::{PeerRequest, PeerResult};
 use corral_raft::typ::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use corral_raft::ClusterError;
+use corral_raft::NodeId;
 use tonic::{Request, Response, Status};
 
 use super::listen::{ConnInfo, Via};
@@ -61,9 +61,9 @@ fn sender<T>(node: &Handles, req: &Request<T>) -> Result<Option<NodeId>, Status>
 /// Refuses a message that speaks for a member other than the one whose certificate sent it.
 fn same(sender: Option<NodeId>, claimed: NodeId, what: &str) -> Result<(), Status> {
     match sender {
-        Some(id) if id != claimed => Err(Status::permission_denied(format!(
-            "member {id} sent a {what} in the name of member {claimed}"
-        ))),
+        Some(id) if id != claimed => {
+            Err(Status::permission_denied(format!("member {id} sent a {what} in the name of member {claimed}")))
+        }
         _ => Ok(()),
     }
 }
@@ -118,6 +118,11 @@ impl RaftService for Api {
         // travel in plaintext once the cluster has a CA), and the token decides.
         let via = req.extensions().get::<ConnInfo>().map(|c| c.via.clone()).unwrap_or(Via::Plain);
         let from = sender(&self.0, &req);
+        // Over plaintext, a cluster that requires TLS takes nothing, a join included: refused
+        // before a byte is decoded.
+        if let (Err(e), false) = (&from, matches!(via, Via::Tls(_) | Via::Local)) {
+            return Err(e.clone());
+        }
         let (Forwarded { hops, request }, format) = parse(req)?;
         let from = match (&request, from) {
             (LeaderRequest::Join { .. }, _) if matches!(via, Via::Tls(_) | Via::Local) => None,

@@ -143,16 +143,16 @@ impl Cluster {
             Ok(LeaderResponse::Joined { id, cluster_name, ca_pem, cert_pem }) => (id, cluster_name, ca_pem, cert_pem),
             Ok(other) => return Err(unexpected(other)),
             // The handshake failed before anything was sent: say why when it was the CA.
-            Err(e) if verifier.ca().is_none() => {
-                return Err(ClusterError::PermissionDenied(format!(
-                    "{peer} did not prove it belongs to the cluster the token names ({pin}); the token was not sent: {e}"
-                )))
-            }
+            Err(e) if verifier.ca().is_none() => return Err(ClusterError::PermissionDenied(format!(
+                "{peer} did not prove it belongs to the cluster the token names ({pin}); the token was not sent: {e}"
+            ))),
             Err(e) => return Err(e),
         };
         let got = crate::tls::ca_fingerprint(&ca_pem).map_err(|e| ClusterError::Internal(e.to_string()))?;
         if got != pin {
-            return Err(ClusterError::PermissionDenied(format!("the leader's CA is {got}, not the {pin} the token names")));
+            return Err(ClusterError::PermissionDenied(format!(
+                "the leader's CA is {got}, not the {pin} the token names"
+            )));
         }
         if let Some(parts) = self.0.raft.get() {
             if parts.id != id {
@@ -173,6 +173,13 @@ impl Cluster {
             LeaderResponse::Admitted { voter } => voter,
             other => return Err(unexpected(other)),
         };
+        // A voter may lead, and a leader signs: it holds the CA key from the start (the keeper
+        // tries again if this fails).
+        if voter {
+            if let Err(e) = self.fetch_ca_key_now().await {
+                tracing::warn!("the CA key: {e}; trying again later");
+            }
+        }
         tracing::info!(cluster = %cluster_name, node_id = id, voter, "joined the cluster");
         Ok((id, cluster_name, voter))
     }

@@ -70,13 +70,28 @@ impl Cluster {
         })
     }
 
+    /// Fetches the CA key from the other voters now (a voter that just joined).
+    pub(super) async fn fetch_ca_key_now(&self) -> Result<(), ClusterError> {
+        let parts = self.parts()?;
+        // The voters learn of this node's promotion as they apply it: give them a moment.
+        for _ in 0..20 {
+            if self.fetch_ca_key(parts).await?.is_some() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ClusterError::Unavailable("no voter gave the CA key".into()))
+    }
+
     /// Asks the other voters for the CA key and keeps it; `None` if none answered with it.
     async fn fetch_ca_key(&self, parts: &RaftParts) -> Result<Option<String>, ClusterError> {
         let voters: Vec<NodeId> = parts.metrics().membership_config.membership().voter_ids().collect();
         for v in voters.into_iter().filter(|v| *v != parts.id) {
             let Ok(address) = node_address(parts, v) else { continue };
             let req = PeerRequest { from: parts.id, body: PeerBody::CaKey };
-            if let Ok(PeerResponse::CaKey { key_pem: Some(k) }) = self.0.network.peer(&address, &req, PEER_TIMEOUT).await {
+            if let Ok(PeerResponse::CaKey { key_pem: Some(k) }) =
+                self.0.network.peer(&address, &req, PEER_TIMEOUT).await
+            {
                 self.0.tls.install_ca_key(&k).map_err(internal)?;
                 tracing::info!(from = v, "received the cluster CA's key");
                 return Ok(Some(k));
@@ -90,7 +105,9 @@ impl Cluster {
     pub(super) fn answer_ca_key(&self, from: NodeId) -> Result<PeerResponse, ClusterError> {
         let parts = self.parts()?;
         if !parts.metrics().membership_config.membership().voter_ids().any(|v| v == from) {
-            return Err(ClusterError::PermissionDenied(format!("node {from} is not a voter: the CA key stays on voters")));
+            return Err(ClusterError::PermissionDenied(format!(
+                "node {from} is not a voter: the CA key stays on voters"
+            )));
         }
         Ok(PeerResponse::CaKey { key_pem: self.0.tls.files().ca_key() })
     }
@@ -111,7 +128,12 @@ impl Cluster {
     }
 
     /// On the leader: signs a member's or a user's CSR.
-    pub(super) async fn sign(&self, parts: &RaftParts, csr: &str, role: &SignFor) -> Result<LeaderResponse, ClusterError> {
+    pub(super) async fn sign(
+        &self,
+        parts: &RaftParts,
+        csr: &str,
+        role: &SignFor,
+    ) -> Result<LeaderResponse, ClusterError> {
         let ca_pem = self.ca_pem().ok_or_else(|| {
             ClusterError::FailedPrecondition("the cluster has no CA yet (`cluster upgrade` makes it)".into())
         })?;
@@ -146,14 +168,12 @@ impl Cluster {
     ) -> Result<LeaderResponse, ClusterError> {
         let token_hash = token::hash(token);
         if !parts.state.read(|s| s.token_valid(&token_hash, now_ms())) {
-            return Err(ClusterError::PermissionDenied("the join token is not valid, was revoked or has expired".into()));
+            return Err(ClusterError::PermissionDenied(
+                "the join token is not valid or has expired, or was revoked".into(),
+            ));
         }
-        let op = Op::RegisterHost {
-            token_hash,
-            name: name.to_string(),
-            address: address.to_string(),
-            facts: facts.clone(),
-        };
+        let op =
+            Op::RegisterHost { token_hash, name: name.to_string(), address: address.to_string(), facts: facts.clone() };
         let write = LeaderRequest::Write { request_id: None, op: Box::new(op) };
         let (id, cluster_name) = match Box::pin(self.route(write, 0)).await? {
             LeaderResponse::Written(Reply(Ok(Outcome::HostRegistered { id, cluster_name })), _) => (id, cluster_name),
@@ -161,7 +181,9 @@ impl Cluster {
             other => return Err(unexpected(other)),
         };
         match self.sign(parts, csr, &SignFor::Member { host: id }).await? {
-            LeaderResponse::Signed { cert_pem, ca_pem } => Ok(LeaderResponse::Joined { id, cluster_name, ca_pem, cert_pem }),
+            LeaderResponse::Signed { cert_pem, ca_pem } => {
+                Ok(LeaderResponse::Joined { id, cluster_name, ca_pem, cert_pem })
+            }
             other => Err(unexpected(other)),
         }
     }

@@ -62,7 +62,8 @@ impl ClusterState {
                 engine_score: None,
             },
         );
-        self.tokens.insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms, uses: 0 });
+        self.tokens
+            .insert(token_hash.to_string(), JoinToken { created_ms: now, expires_ms: token_expires_ms, uses: 0 });
         self.record(
             now,
             EventKind::ClusterBootstrapped,
@@ -151,11 +152,17 @@ impl ClusterState {
         match &info.ca_pem {
             Some(existing) if existing == ca_pem => return Ok(Outcome::Done),
             Some(_) => {
-                return Err(ClusterError::FailedPrecondition("the cluster already has a CA; it is never replaced".into()))
+                return Err(ClusterError::FailedPrecondition(
+                    "the cluster already has a CA; it is never replaced".into(),
+                ))
             }
             None => info.ca_pem = Some(ca_pem.to_string()),
         }
-        self.record(now, EventKind::ClusterEdited, "The cluster CA was made: members now prove who they are with its certificates.".to_string());
+        self.record(
+            now,
+            EventKind::ClusterEdited,
+            "The cluster CA was made: members now prove who they are with its certificates.".to_string(),
+        );
         Ok(Outcome::Done)
     }
 
