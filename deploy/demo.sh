@@ -45,18 +45,25 @@ leader_id() { "$corral_bin" --endpoint "$1" -o json --stale cluster status 2>/de
 step "Starting three corrald nodes in $work"
 for i in 1 2 3; do start "$i"; echo "host$i listens on $(addr "$i")"; done
 
-step "Bootstrapping the cluster on host1 with a hosted engine (the last line is the join token)"
+step "Bootstrapping the cluster on host1, over its local socket, with a hosted engine (the last line is the join token)"
 mkdir -p "$work/storage"
 qemu-img create -q -f qcow2 "$work/engine.qcow2" 64M
-out=$(show --endpoint "$(addr 1)" cluster bootstrap --name lab --engine-image "$work/engine.qcow2" \
+out=$(show --socket "$work/host1/corrald.sock" cluster bootstrap --name lab --engine-image "$work/engine.qcow2" \
   --engine-memory 512M --engine-vcpus 1)
 echo "$out"
 token=$(echo "$out" | tail -n 1)
 
-step "Joining host2 and host3 with the token"
-show --endpoint "$(addr 2)" cluster join --peer "$(addr 1)" --token "$token"
-show --endpoint "$(addr 3)" cluster join --peer "$(addr 1)" --token "$token"
+step "The admin's credentials (client certificate, key, cluster CA): every TCP call is TLS from here on"
+show --socket "$work/host1/corrald.sock" cluster credentials -f "$work/admin.corral"
+export CORRAL_CREDENTIALS="$work/admin.corral"
+
+step "Joining host2 and host3 with the token, each on its own socket (the token read from stdin)"
+echo "$token" | show --socket "$work/host2/corrald.sock" cluster join --peer "$(addr 1)" --token-file -
+echo "$token" | show --socket "$work/host3/corrald.sock" cluster join --peer "$(addr 1)" --token-file -
 show --endpoint "$(addr 3)" cluster status
+show --endpoint "$(addr 3)" cluster token list
+printf '$ corral --endpoint %s vm list   # without credentials\n' "$(addr 2)"
+env -u CORRAL_CREDENTIALS "$corral_bin" --endpoint "$(addr 2)" vm list || true
 
 wait_engine() {
   for _ in $(seq 1 200); do

@@ -216,7 +216,8 @@ sb_host_wait() {
       sb_die "host$n: corrald does not accept on $ip:$SANDBOX_CORRALD_PORT within ${SANDBOX_WAIT}s"; }
     sleep 0.2
   done
-  printf '{"name":"host%s","endpoint":"%s:%s","libvirt_uri":"%s"}\n' "$n" "$ip" "$SANDBOX_CORRALD_PORT" "$(sb_uri "$n")"
+  printf '{"name":"host%s","endpoint":"%s:%s","libvirt_uri":"%s","socket":"%s"}\n' "$n" "$ip" "$SANDBOX_CORRALD_PORT" \
+    "$(sb_uri "$n")" "$s/corral/corrald.sock"
 }
 
 # Everything to power on host N (network, names, state, processes); prints its JSON line.

@@ -43,10 +43,16 @@ again=$("$here/up.sh" 3)
 [ "$again" = "$lines" ] || fail "up.sh 3 run twice printed different lines"
 
 say "corral cluster on the sandbox hosts"
-boot=$("$corral" --endpoint 10.213.0.2:7001 cluster bootstrap --name lab)
+# Bootstrap and join on each host itself, over its corrald's local socket; TLS with the admin's
+# credentials for the rest.
+boot=$("$corral" --socket "$(sb_state 1)/corral/corrald.sock" cluster bootstrap --name lab)
 echo "$boot"
 token=$(echo "$boot" | tail -n 1)
-for n in 2 3; do "$corral" --endpoint "$(sb_ip "$n"):7001" cluster join --peer 10.213.0.2:7001 --token "$token"; done
+"$corral" --socket "$(sb_state 1)/corral/corrald.sock" cluster credentials -f "$SANDBOX_DIR/admin.corral" --force
+export CORRAL_CREDENTIALS="$SANDBOX_DIR/admin.corral"
+for n in 2 3; do
+  echo "$token" | "$corral" --socket "$(sb_state "$n")/corral/corrald.sock" cluster join --peer 10.213.0.2:7001 --token-file -
+done
 "$corral" --endpoint 10.213.0.4:7001 cluster status
 virsh -c "$H2" list --all
 

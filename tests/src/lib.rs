@@ -628,6 +628,11 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 /// of its nodes, so that `corral_at` uses them.
 static CREDENTIALS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
 
+/// Has `corral_at` use the credentials file `file` for the node at `addr`.
+pub fn register_credentials(addr: &str, file: &Path) {
+    CREDENTIALS.lock().expect("credentials map").insert(addr.to_string(), file.to_path_buf());
+}
+
 /// The credentials registered for the first node of `endpoints` (a comma-separated list).
 pub fn credentials_for(endpoints: &str) -> Option<PathBuf> {
     let known = CREDENTIALS.lock().expect("credentials map");

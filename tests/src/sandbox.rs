@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::monitor::Monitor;
-use crate::{bin, corral_at, wait_until, CliOutput};
+use crate::{bin, corral_at, corral_local, register_credentials, wait_until, CliOutput};
 
 /// The longest any one wait may take: guests boot under TCG, and CI machines are noisy.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -33,6 +33,8 @@ pub struct SandboxHost {
     pub endpoint: String,
     /// e.g. `qemu+tcp://10.213.0.2/system`.
     pub libvirt_uri: String,
+    /// Its corrald's local socket (bootstrap, join, credentials).
+    pub socket: PathBuf,
 }
 
 pub struct Sandbox {
@@ -127,12 +129,23 @@ impl Sandbox {
             .collect();
         let mut args = vec!["cluster", "bootstrap", "--name", "lab"];
         args.extend(extra.iter().map(String::as_str));
-        let boot = sb.corral_on(0, &args);
+        // Bootstrap and join on each host itself, over its corrald's local socket; then the
+        // admin's credentials for everything else (TLS).
+        let boot = corral_local(&sb.hosts[0].socket, &args);
         assert_eq!(boot.code, 0, "cluster bootstrap failed: {}", boot.stderr);
         let token = boot.stdout.lines().last().expect("bootstrap prints the token").trim().to_string();
+        let credentials = sb.state_dir.join("admin.corral");
+        let out = corral_local(
+            &sb.hosts[0].socket,
+            &["cluster", "credentials", "-f", credentials.to_str().expect("UTF-8 path"), "--force"],
+        );
+        assert_eq!(out.code, 0, "cluster credentials failed: {}", out.stderr);
+        for h in &sb.hosts {
+            register_credentials(&h.endpoint, &credentials);
+        }
         let peer = sb.hosts[0].endpoint.clone();
         for i in 1..n {
-            let out = sb.corral_on(i, &["cluster", "join", "--peer", &peer, "--token", &token]);
+            let out = corral_local(&sb.hosts[i].socket, &["cluster", "join", "--peer", &peer, "--token", &token]);
             assert_eq!(out.code, 0, "{} could not join: {}", sb.hosts[i].name, out.stderr);
         }
         wait_until(WAIT, &format!("{n} hosts up in `host list`"), || {
@@ -605,7 +618,12 @@ impl Drop for Sandbox {
 fn parse_host_line(line: &str) -> SandboxHost {
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("up.sh printed a non-JSON line ({e}): {line}"));
     let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no {k} in {line}")).to_string();
-    SandboxHost { name: field("name"), endpoint: field("endpoint"), libvirt_uri: field("libvirt_uri") }
+    SandboxHost {
+        name: field("name"),
+        endpoint: field("endpoint"),
+        libvirt_uri: field("libvirt_uri"),
+        socket: PathBuf::from(field("socket")),
+    }
 }
 
 /// corrald's log has ANSI colors (`ESC [ ... m`); they are noise in a test's output.

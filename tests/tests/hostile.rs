@@ -279,3 +279,163 @@ fn every_rpc_survives_random_and_mutated_messages() {
     all_up(&c);
     assert_eq!(snapshot(&c), before);
 }
+
+/// Every RPC with an empty request (a valid message) on `channel`: the codes it answered.
+async fn every_rpc_on(channel: tonic::transport::Channel) -> Vec<(String, Result<(), Status>)> {
+    let mut out = Vec::new();
+    for path in every_rpc() {
+        let r = raw_call(channel.clone(), &path, Vec::new()).await.map(|_| ());
+        out.push((path, r));
+    }
+    out
+}
+
+#[test]
+fn strangers_are_refused_on_every_service() {
+    let mut c = Cluster::run(3, &[]);
+    c.must_ok(0, &["vm", "create", "web1", "--memory", "64M"]);
+    let ca = std::fs::read_to_string(c.nodes[0].data_dir.join("tls/ca.pem")).unwrap();
+    // A certificate of another CA that names a member: host2 of another cluster.
+    let other = Cluster::run(2, &[]);
+    let other_tls = other.nodes[1].data_dir.join("tls");
+    let other_cert = (
+        std::fs::read_to_string(other_tls.join("node.pem")).unwrap(),
+        std::fs::read_to_string(other_tls.join("node.key")).unwrap(),
+    );
+    rt().block_on(async {
+        // No credentials at all.
+        for (path, r) in every_rpc_on(stranger(c.endpoint(1))).await {
+            match r {
+                Ok(()) => assert!(path.ends_with("/Ping"), "{path} answered a stranger"),
+                Err(s) if path.ends_with("/Bootstrap") || path.ends_with("/Join") => {
+                    assert_eq!(s.code(), Code::PermissionDenied, "{path}: {s:?}");
+                    assert!(s.message().contains("--socket"), "{path}: {s:?}");
+                }
+                Err(s) => assert_eq!(s.code(), Code::Unauthenticated, "{path}: {s:?}"),
+            }
+        }
+        // TLS that trusts the cluster but presents no certificate: the same.
+        let anonymous = {
+            use corral_proto::tls::{client_config, pem_certs, ClusterVerifier};
+            let verifier = ClusterVerifier::new(pem_certs(&ca).unwrap().remove(0)).unwrap();
+            let config = client_config(std::sync::Arc::new(verifier), None).unwrap();
+            tonic::transport::Endpoint::from_shared(format!("http://{}", c.endpoint(1)))
+                .unwrap()
+                .connect_with_connector_lazy(corral_proto::tls::TlsConnect::new(std::sync::Arc::new(config)))
+        };
+        for (path, r) in every_rpc_on(anonymous).await {
+            if let Ok(()) = r {
+                assert!(path.ends_with("/Ping"), "{path} answered TLS without a certificate");
+            }
+        }
+        // A certificate of another CA: the handshake itself fails.
+        let forged = with_certificate(c.endpoint(1), &other_cert.0, &other_cert.1, &ca);
+        for (path, r) in every_rpc_on(forged).await {
+            assert!(r.is_err(), "{path} answered a certificate of another CA");
+        }
+    });
+    // A removed member's certificate is refused from its removal on.
+    c.stop(2);
+    c.must_ok(0, &["host", "remove", "host3"]);
+    let tls = c.nodes[2].data_dir.join("tls");
+    let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+    let (cert, key) = (read("node.pem"), read("node.key"));
+    rt().block_on(async {
+        for i in 0..2 {
+            let removed = with_certificate(c.endpoint(i), &cert, &key, &ca);
+            for (path, r) in every_rpc_on(removed).await {
+                match r {
+                    Ok(()) => assert!(path.ends_with("/Ping"), "{path} answered a removed member"),
+                    Err(s) if path.ends_with("/Bootstrap") || path.ends_with("/Join") => {
+                        assert_eq!(s.code(), Code::PermissionDenied, "{path}: {s:?}")
+                    }
+                    Err(s) => {
+                        assert_eq!(s.code(), Code::PermissionDenied, "{path}: {s:?}");
+                        assert!(s.message().contains("belongs to no member"), "{path}: {s:?}");
+                    }
+                }
+            }
+        }
+    });
+    for i in 0..2 {
+        assert!(c.nodes[i].is_running(), "node {i} died:\n{}", c.nodes[i].log());
+    }
+}
+
+/// `corral --socket S ARGS` with `input` on standard input.
+fn local_with_stdin(c: &Cluster, i: usize, args: &[&str], input: &str) -> corral_tests::CliOutput {
+    use std::io::Write;
+    let mut child = std::process::Command::new(corral_tests::bin("corral"))
+        .arg("--socket")
+        .arg(c.socket(i))
+        .args(args)
+        .env_remove("CORRAL_ENDPOINT")
+        .env_remove("CORRAL_CREDENTIALS")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap().into()
+}
+
+#[test]
+fn joins_check_the_ca_first_and_tokens_are_listed_revoked_and_read_from_stdin() {
+    let mut c = Cluster::run(1, &[]);
+    let fresh = c.add_node(&[]);
+    let peer = c.endpoint(0).to_string();
+    let hosts_before = c.must_ok(0, &["host", "list"]);
+
+    // Bootstrap and join are refused over TCP, naming the socket; a plaintext call is told
+    // how to get credentials, in one line.
+    let plain = |endpoint: &str, args: &[&str]| {
+        let out = std::process::Command::new(corral_tests::bin("corral"))
+            .args(["--endpoint", endpoint])
+            .args(args)
+            .env_remove("CORRAL_CREDENTIALS")
+            .env_remove("CORRAL_SOCKET")
+            .output()
+            .unwrap();
+        corral_tests::CliOutput::from(out)
+    };
+    let out = plain(c.endpoint(fresh), &["cluster", "join", "--peer", &peer, "--token", "x"]);
+    assert!(out.stderr.contains("--socket"), "{}", out.stderr);
+    let out = plain(&peer, &["cluster", "bootstrap", "--name", "x"]);
+    assert!(out.stderr.contains("--socket"), "{}", out.stderr);
+    let plain = plain(&peer, &["vm", "list"]);
+    assert_eq!(plain.stderr.lines().count(), 1, "{}", plain.stderr);
+    assert!(plain.stderr.contains("cluster credentials -f FILE"), "{}", plain.stderr);
+
+    // A token that pins another CA: the TLS handshake fails before the secret is sent.
+    let token = c.must_ok(0, &["cluster", "token", "create", "--ttl", "1h"]).lines().last().unwrap().trim().to_string();
+    let secret = &token[token.len() - 64..];
+    let wrong_pin = format!("corral-{}-{secret}", "0".repeat(64));
+    let out = c.local(fresh, &["cluster", "join", "--peer", &peer, "--token", &wrong_pin]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("the token was not sent"), "{}", out.stderr);
+    assert_eq!(c.must_ok(0, &["host", "list"]), hosts_before, "a refused join added a host");
+
+    // Tokens are listed by id, never shown again; a revoked one joins nothing.
+    let created: corral_cli::views::TokenView = c.cli_json(0, &["cluster", "token", "create", "--ttl", "1h"]);
+    let listed: Vec<corral_cli::views::TokenInfoView> = c.cli_json(0, &["cluster", "token", "list"]);
+    assert!(listed.iter().any(|t| t.id == created.id && t.uses == 0), "{listed:?}");
+    let text = c.must_ok(0, &["cluster", "token", "list"]);
+    assert!(!text.contains(&created.token[created.token.len() - 64..]), "a token's secret was listed");
+    c.must_ok(0, &["cluster", "token", "revoke", &created.id]);
+    c.refused(0, &["cluster", "token", "revoke", &created.id], "no join token has id");
+    let out = c.local(fresh, &["cluster", "join", "--peer", &peer, "--token", &created.token]);
+    assert!(out.stderr.contains("join token is not valid or has expired, or was revoked"), "{}", out.stderr);
+
+    // The first token, read from standard input, joins; its use is counted.
+    let out =
+        local_with_stdin(&c, fresh, &["cluster", "join", "--peer", &peer, "--token-file", "-"], &format!("{token}\n"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let listed: Vec<corral_cli::views::TokenInfoView> = c.cli_json(0, &["cluster", "token", "list"]);
+    let id = listed.iter().find(|t| t.uses == 1).map(|t| t.id.clone());
+    assert!(id.is_some(), "the used token is not counted: {listed:?}");
+    // The new member serves TLS with a certificate of the cluster's CA.
+    let status = c.status(fresh);
+    assert_eq!(status.members.len(), 2, "{status:?}");
+    assert!(c.nodes[fresh].data_dir.join("tls/node.pem").exists());
+}

@@ -118,14 +118,14 @@ impl RaftService for Api {
         // travel in plaintext once the cluster has a CA), and the token decides.
         let via = req.extensions().get::<ConnInfo>().map(|c| c.via.clone()).unwrap_or(Via::Plain);
         let from = sender(&self.0, &req);
-        // Over plaintext, a cluster that requires TLS takes nothing, a join included: refused
-        // before a byte is decoded.
-        if let (Err(e), false) = (&from, matches!(via, Via::Tls(_) | Via::Local)) {
+        // Only a joining node, over TLS without a certificate, may send what the transport
+        // refused otherwise (its Join); anyone else is refused before a byte is decoded.
+        if let (Err(e), false) = (&from, matches!(via, Via::Tls(None) | Via::Local)) {
             return Err(e.clone());
         }
         let (Forwarded { hops, request }, format) = parse(req)?;
         let from = match (&request, from) {
-            (LeaderRequest::Join { .. }, _) if matches!(via, Via::Tls(_) | Via::Local) => None,
+            (LeaderRequest::Join { .. }, _) if matches!(via, Via::Tls(None) | Via::Local) => None,
             (LeaderRequest::Join { .. }, Err(_)) => {
                 return Err(Status::unauthenticated("a join to a cluster with a CA is sent over TLS only"))
             }

@@ -143,9 +143,11 @@ impl Cluster {
             Ok(LeaderResponse::Joined { id, cluster_name, ca_pem, cert_pem }) => (id, cluster_name, ca_pem, cert_pem),
             Ok(other) => return Err(unexpected(other)),
             // The handshake failed before anything was sent: say why when it was the CA.
-            Err(e) if verifier.ca().is_none() => return Err(ClusterError::PermissionDenied(format!(
+            Err(e) if verifier.ca().is_none() => {
+                return Err(ClusterError::PermissionDenied(format!(
                 "{peer} did not prove it belongs to the cluster the token names ({pin}); the token was not sent: {e}"
-            ))),
+            )))
+            }
             Err(e) => return Err(e),
         };
         let got = crate::tls::ca_fingerprint(&ca_pem).map_err(|e| ClusterError::Internal(e.to_string()))?;

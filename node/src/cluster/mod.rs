@@ -249,7 +249,7 @@ impl Cluster {
     pub fn parts(&self) -> Result<&RaftParts, ClusterError> {
         self.0.raft.get().ok_or_else(|| {
             ClusterError::FailedPrecondition(
-                "this node is not part of a cluster yet: run `corral cluster bootstrap` or `corral cluster join`"
+                "this node is not part of a cluster yet: run `corral --socket PATH cluster bootstrap` or `... cluster join` on its host"
                     .into(),
             )
         })
