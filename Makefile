@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps build release previous bench bench-etcd check-long fmt lint clean
+.PHONY: demo test deps build release previous bench bench-etcd check-long fuzz fmt lint clean
 
 deps:
 	@bash deploy/deps.sh
@@ -63,6 +63,7 @@ check-long: build previous
 	target/debug/corral-powerloss --rounds 5
 	target/debug/corral-faults --schedules $(FAULT_SCHEDULES) --seed $(FAULT_SEED)
 	target/debug/corral-faults --sandbox --schedules $(SANDBOX_FAULT_SCHEDULES) --seed $(FAULT_SEED)
+	$(MAKE) fuzz FUZZ_SECONDS=900
 
 fmt:
 	$(CARGO) fmt --all
@@ -72,3 +73,15 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+# Fuzzing (cargo-fuzz, libFuzzer) on the stable toolchain: RUSTC_BOOTSTRAP=1 lets it pass the
+# sanitizer flags. FUZZ_SECONDS per target; results in RELIABILITY.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS = codec ovf domain_xml cli_values
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+		mkdir -p fuzz/corpus/$$t; \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536) || exit 1; \
+	done

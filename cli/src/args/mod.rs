@@ -30,6 +30,24 @@ pub use self::vm::{CreateVmArgs, EditVmArgs, VmCommand};
 use crate::endpoints::Endpoints;
 use crate::output::Format;
 
+/// Runs value parser number `which` (sizes, durations, addresses, lists) on `text` and says
+/// whether it took it: for the fuzz targets (`fuzz/`), which must find no input that panics.
+#[doc(hidden)]
+pub fn parse_value(which: u8, text: &str) -> bool {
+    match which % 10 {
+        0 => parse::parse_memory(text).is_ok(),
+        1 => parse::parse_timeout(text).is_ok(),
+        2 => parse::parse_connect_timeout(text).is_ok(),
+        3 => parse::parse_ttl(text).is_ok(),
+        4 => parse::parse_millis(text).is_ok(),
+        5 => parse::parse_endpoints(text).is_ok(),
+        6 => parse::parse_vcpus(text).is_ok(),
+        7 => parse::parse_list(text).is_ok(),
+        8 => parse::parse_override_millis(text).is_ok(),
+        _ => parse::parse_overcommit(text).is_ok(),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "corral", version, about = "Command line of a Corral VM cluster")]
 pub struct Cli {

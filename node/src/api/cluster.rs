@@ -153,6 +153,15 @@ impl Api {
         }
         self.0.cluster.write(None, Op::SetClusterLevel { level: to }).await?;
         tracing::info!(from, to, "cluster level raised");
+        if to >= corral_raft::model::TLS_LEVEL {
+            // Members switch to TLS as they apply the level (within a fraction of a second);
+            // plaintext between them is refused from then on, so for that moment the leader may
+            // not hear a quorum. Answer once it does again.
+            let deadline = tokio::time::Instant::now() + TLS_READY_WAIT;
+            while self.0.cluster.read(false, |_| ()).await.is_err() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         Ok(UpgradeResponse { from_level: from.into(), to_level: to.into() })
     }
 
