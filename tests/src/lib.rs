@@ -379,7 +379,7 @@ impl Cluster {
             let out = self.local(i, args);
             // A cluster of this build has a CA from its bootstrap: the admin's credentials, for
             // every later CLI run.
-            if out.code == 0 && args.contains(&"bootstrap") {
+            if out.code == 0 && args.contains(&"bootstrap") && self.nodes[i].data_dir.join("tls/ca.pem").exists() {
                 self.fetch_credentials(i);
             }
             return out;
@@ -437,7 +437,14 @@ impl Cluster {
     }
 
     pub fn bootstrap(&mut self) {
-        let out = self.must_ok(0, &["cluster", "bootstrap", "--name", "lab"]);
+        self.bootstrap_with(&[]);
+    }
+
+    /// Bootstraps node 0 with `extra` flags (`--level 1`: a cluster without TLS).
+    pub fn bootstrap_with(&mut self, extra: &[&str]) {
+        let args: Vec<&str> =
+            ["cluster", "bootstrap", "--name", "lab"].iter().copied().chain(extra.iter().copied()).collect();
+        let out = self.must_ok(0, &args);
         let token = out.lines().last().expect("bootstrap prints the token").trim().to_string();
         self.token = Some(token);
     }

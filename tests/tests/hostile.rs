@@ -439,3 +439,44 @@ fn joins_check_the_ca_first_and_tokens_are_listed_revoked_and_read_from_stdin() 
     assert_eq!(status.members.len(), 2, "{status:?}");
     assert!(c.nodes[fresh].data_dir.join("tls/node.pem").exists());
 }
+
+#[test]
+fn a_level_1_cluster_serves_plaintext_until_it_is_upgraded_to_tls() {
+    let mut c = Cluster::start(3, &[]);
+    c.bootstrap_with(&["--level", "1"]);
+    c.join(1);
+    c.join(2);
+    assert_eq!(c.credentials(), None, "a level-1 cluster has no CA to sign credentials");
+    c.must_ok(1, &["vm", "create", "web1", "--memory", "64M"]);
+    assert_eq!(c.status(2).cluster_level, 1);
+    assert!(!c.nodes[0].data_dir.join("tls").exists(), "a level-1 cluster made a CA");
+
+    // The upgrade makes the CA and every member's certificate before it requires TLS.
+    let up: serde_json::Value = c.must_json(2, &["cluster", "upgrade"]);
+    assert_eq!(up["cluster_level"], 2, "{up}");
+    let plain = c.corral(0, &["vm", "list"]);
+    assert!(plain.stderr.contains("answers only callers with credentials"), "{}", plain.stderr);
+    c.fetch_credentials(0);
+    for i in 0..3 {
+        assert!(c.nodes[i].data_dir.join("tls/node.pem").exists(), "host{} has no certificate", i + 1);
+        assert_eq!(c.status(i).cluster_level, 2);
+    }
+    c.must_ok(2, &["vm", "edit", "web1", "--description", "after TLS"]);
+    assert_eq!(c.vm(0, "web1").description, "after TLS");
+    // Exactly one voter made the CA's key; the other voters fetched it, so any of them can sign.
+    corral_tests::wait_until(Duration::from_secs(15), "every voter to hold the CA key", || {
+        let missing: Vec<usize> = (0..3).filter(|i| !c.nodes[*i].data_dir.join("tls/ca.key").exists()).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no CA key on {missing:?}"))
+        }
+    });
+    // A new token pins the CA; a node joins with it over TLS.
+    let token = c.must_ok(0, &["cluster", "token", "create"]).lines().last().unwrap().trim().to_string();
+    assert_eq!(token.matches('-').count(), 2, "{token}");
+    c.token = Some(token);
+    let fresh = c.add_node(&[]);
+    c.join(fresh);
+    assert_eq!(c.status(fresh).members.len(), 4);
+}

@@ -72,6 +72,10 @@ pub struct BootstrapArgs {
     /// Name of the new cluster
     #[arg(long)]
     pub name: String,
+    /// Start at an older cluster level: 1 (no CA, plaintext between nodes and clients); the
+    /// default is the newest, 2 (TLS). `cluster upgrade` raises it later
+    #[arg(long, value_name = "N")]
+    pub level: Option<u32>,
     /// The engine VM's disk image, a path on the node's machine (copied into its storage)
     #[arg(long, value_name = "PATH")]
     pub engine_image: Option<PathBuf>,

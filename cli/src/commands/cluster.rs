@@ -63,6 +63,7 @@ fn bootstrap_request(args: BootstrapArgs) -> Result<proto::BootstrapRequest> {
         engine_initrd: args.engine_initrd,
         engine_cmdline: args.engine_cmdline,
         engine_nics: args.engine_nics,
+        level: args.level,
     })
 }
 

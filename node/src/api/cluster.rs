@@ -31,7 +31,17 @@ impl Api {
         // Everything about the engine is checked (and its image copied into the storage
         // domain) before the cluster is made, so bad engine options make no cluster either.
         let engine = super::engine::EngineRequest::check(&self.0, &r).await?;
-        let (node_id, token, expires) = match self.0.cluster.bootstrap(&name).await {
+        let level = match r.level {
+            None => corral_raft::model::MAX_LEVEL,
+            Some(l) if (1..=u32::from(corral_raft::model::MAX_LEVEL)).contains(&l) => l as u8,
+            Some(l) => {
+                return Err(ClusterError::invalid(
+                    "level",
+                    format!("must be 1 to {} (got {l})", corral_raft::model::MAX_LEVEL),
+                ))
+            }
+        };
+        let (node_id, token, expires) = match self.0.cluster.bootstrap(&name, level).await {
             Ok(done) => done,
             Err(e) => {
                 if let Some(engine) = &engine {

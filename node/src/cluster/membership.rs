@@ -20,7 +20,8 @@ const ADMIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Cluster {
     /// `cluster bootstrap`: a fresh node becomes a one-node cluster named `name`.
-    pub async fn bootstrap(&self, name: &str) -> Result<(NodeId, String, i64), ClusterError> {
+    /// At `level` (1: no CA, plaintext; 2: TLS).
+    pub async fn bootstrap(&self, name: &str, level: u8) -> Result<(NodeId, String, i64), ClusterError> {
         corral_raft::validate::name("cluster name", name)?;
         if let Some(existing) = self.cluster_name() {
             return Err(ClusterError::FailedPrecondition(format!("this node already belongs to cluster '{existing}'")));
@@ -49,9 +50,15 @@ impl Cluster {
                 .map_err(|e| ClusterError::Internal(format!("cannot initialize Raft: {e}")))?;
         }
         // The CA first: the first token pins it, and this node serves TLS from the start.
-        let ca = self.make_ca_here(name, std::slice::from_ref(&self.0.config.advertise))?;
-        let pin = crate::tls::ca_fingerprint(&ca).map_err(|e| ClusterError::Internal(e.to_string()))?;
-        let token = token::generate(Some(&pin));
+        let tls = level >= corral_raft::model::TLS_LEVEL;
+        let ca =
+            if tls { Some(self.make_ca_here(name, std::slice::from_ref(&self.0.config.advertise))?) } else { None };
+        let pin = ca
+            .as_deref()
+            .map(crate::tls::ca_fingerprint)
+            .transpose()
+            .map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let token = token::generate(pin.as_deref());
         let expires = now_ms() + DEFAULT_TOKEN_TTL_MS;
         let op = Op::Bootstrap {
             cluster_name: name.to_string(),
@@ -64,9 +71,11 @@ impl Cluster {
         // A new cluster runs at the newest level this build supports (oVirt's new clusters get
         // the newest compatibility version); as its own entry, so that every build applies the
         // bootstrap entry alike.
-        self.write(None, Op::SetCa { ca_pem: ca }).await?;
-        self.write(None, Op::SetClusterLevel { level: corral_raft::model::MAX_LEVEL }).await?;
-        self.0.network.set_secure(true);
+        if let Some(ca_pem) = ca {
+            self.write(None, Op::SetCa { ca_pem }).await?;
+        }
+        self.write(None, Op::SetClusterLevel { level }).await?;
+        self.0.network.set_secure(tls);
         tracing::info!(cluster = name, "bootstrapped a new cluster");
         Ok((id, token, expires))
     }

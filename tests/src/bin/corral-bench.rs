@@ -2,7 +2,7 @@
 //! binaries next to this one, sled flushing on). It prints medians, p99s and throughput;
 //! it asserts nothing about them. Every loop is bounded in count and in time.
 //!
-//!   corral-bench [--only write|failover|memory|ovf|leader-failover-load|follower-resume|soak]
+//!   corral-bench [--only write|tls|failover|memory|ovf|leader-failover-load|follower-resume|soak]
 //!                [--rounds N] [--seconds S]
 //!
 //! `soak` is not part of the default run: it writes for `--seconds` (say 600) and prints each
@@ -46,8 +46,13 @@ fn main() {
     let wants = |what: &str| opts.only.as_deref().is_none_or(|o| o == what);
     println!("corral-bench: 3 corrald nodes on 127.0.0.1, libvirt test:///default, sled flushing on");
     if wants("write") {
-        write_latency(&rt, opts.seconds, true);
-        write_latency(&rt, opts.seconds, false);
+        // TLS (level 2, the default) and plaintext (a level-1 cluster), one after the other.
+        write_latency(&rt, opts.seconds, true, true);
+        write_latency(&rt, opts.seconds, true, false);
+        write_latency(&rt, opts.seconds, false, true);
+    }
+    if wants("tls") {
+        tls_costs(opts.failover_rounds.max(10));
     }
     if wants("failover") {
         failover(&rt, opts.failover_rounds);
@@ -157,17 +162,27 @@ fn ms(d: Duration) -> String {
 /// Edits of one VM per client, sent straight to the leader, for `seconds` per level.
 /// `fsync`: whether the nodes sync sled's file after each flush (the default); without it, the
 /// figure of what the sync costs (and of a store that a power loss can rob).
-fn write_latency(rt: &tokio::runtime::Runtime, seconds: u64, fsync: bool) {
+/// A 3-node cluster of this build: with TLS (level 2) or without (`--level 1`).
+fn cluster(extra: &[&str], tls: bool) -> Cluster {
+    let mut c = Cluster::start(3, extra);
+    c.bootstrap_with(if tls { &[] } else { &["--level", "1"] });
+    c.join(1);
+    c.join(2);
+    c
+}
+
+fn write_latency(rt: &tokio::runtime::Runtime, seconds: u64, fsync: bool, tls: bool) {
     let extra = std::env::var("CORRAL_BENCH_ARGS").unwrap_or_default();
     let mut extra: Vec<&str> = extra.split_whitespace().collect();
     if !fsync {
         extra.extend(["--fsync", "false"]);
     }
-    let c = Cluster::run(3, &extra);
+    let c = cluster(&extra, tls);
     let leader = c.leader();
     let addr = c.endpoint(leader).to_string();
     let sync = if fsync { "fdatasync after every flush" } else { "WITHOUT fdatasync (sled's flush only)" };
-    println!("\n## write latency and throughput (vm edit on the leader, {seconds} s per level, {sync})");
+    let wire = if tls { "TLS, level 2" } else { "plaintext, level 1" };
+    println!("\n## write latency and throughput (vm edit on the leader, {seconds} s per level, {sync}, {wire})");
     println!("{:>8} {:>10} {:>10} {:>10} {:>12}", "clients", "writes", "p50", "p99", "writes/s");
     for clients in [1usize, 16, 64] {
         for i in 0..clients {
@@ -260,6 +275,38 @@ fn failover(rt: &tokio::runtime::Runtime, rounds: usize) {
         ms(times[0]),
         ms(*times.last().unwrap())
     );
+}
+
+/// What TLS costs besides steady writes: a join (CSR, signing, TLS to the leader) and one CLI
+/// call end to end (a new process, its connection and handshake, `vm list`), medians of `rounds`.
+fn tls_costs(rounds: usize) {
+    println!("\n## TLS: join and one CLI call end to end ({rounds} rounds, medians)");
+    println!("{:>12} {:>14} {:>14}", "", "TLS (level 2)", "plaintext (1)");
+    let mut joins = [Vec::new(), Vec::new()];
+    let mut calls = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for (k, tls) in [true, false].into_iter().enumerate() {
+            let mut c = Cluster::start(2, &[]);
+            c.bootstrap_with(if tls { &[] } else { &["--level", "1"] });
+            let t = Instant::now();
+            c.join(1);
+            joins[k].push(t.elapsed());
+            if round == 0 {
+                c.must_ok(0, &["vm", "create", "web1", "--memory", "64M"]);
+            }
+            for _ in 0..3 {
+                let t = Instant::now();
+                let out = c.corral(1, &["vm", "list"]);
+                assert_eq!(out.code, 0, "{}", out.stderr);
+                calls[k].push(t.elapsed());
+            }
+        }
+    }
+    for v in joins.iter_mut().chain(calls.iter_mut()) {
+        v.sort();
+    }
+    println!("{:>12} {:>14} {:>14}", "join", ms(percentile(&joins[0], 0.5)), ms(percentile(&joins[1], 0.5)));
+    println!("{:>12} {:>14} {:>14}", "vm list", ms(percentile(&calls[0], 0.5)), ms(percentile(&calls[1], 0.5)));
 }
 
 fn rss_kib(pid: u32) -> u64 {
