@@ -87,7 +87,7 @@ if [ -z "$kpkg" ]; then apt_update; kpkg=$(kpkg_of); fi
 [ -n "$kpkg" ] || die "cannot resolve the package linux-image-cloud-amd64 depends on"
 
 corrald_id=$(stat -c '%s %Y' "$corrald")
-stamp="$kpkg $(sha256sum "$0" | cut -c1-16) $(installed_version busybox-static) $corrald $corrald_id"
+stamp="$kpkg $(sha256sum "$0" | cut -c1-16) $(installed_version busybox-static) $corrald $corrald_id $(stat -c '%s %Y' "$(dirname "$corrald")/corral")"
 if [ "${FORCE:-0}" != 1 ] && [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] &&
    [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]; then
   log "up to date in $out ($kpkg)"; exit 0
@@ -144,8 +144,10 @@ add_module() { # add_module NAME: its dependencies first
 }
 for m in virtio_pci virtio_blk virtio_net virtio_rng; do add_module "$m"; done
 
-# corrald and its libraries, at the paths ldd resolves them to (and /lib64 for the loader).
+# corrald and its libraries, at the paths ldd resolves them to (and /lib64 for the loader); the
+# CLI beside it bootstraps the guest over corrald's local socket (bootstrap takes no TCP).
 strip -o "$root/bin/corrald" "$corrald"
+strip -o "$root/bin/corral" "$(dirname "$corrald")/corral"
 ldd "$corrald" | awk '/=> \// {print $3} /^[ \t]*\// {print $1}' | sort -u >"$work/libs"
 [ -s "$work/libs" ] || die "ldd found no libraries for $corrald"
 while read -r lib; do
@@ -184,13 +186,14 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 exec </dev/console >/dev/console 2>&1
 fail() { echo "CORRAL-PL-FAIL $*"; sleep 2; poweroff -f; while true; do sleep 60; done; }
 
-fsync= commit= rustlog=info,openraft=warn extra=
+fsync= commit= rustlog=info,openraft=warn extra= bootstrap=
 for w in $(cat /proc/cmdline); do
   case $w in
     corral.fsync=*) fsync=${w#corral.fsync=} ;;
     corral.commit=*) commit=${w#corral.commit=} ;;
     corral.log=*) rustlog=${w#corral.log=} ;;
     corral.args=*) extra=$(echo "${w#corral.args=}" | tr ',' ' ') ;;
+    corral.bootstrap=*) bootstrap=${w#corral.bootstrap=} ;;
   esac
 done
 
@@ -214,6 +217,17 @@ echo "CORRAL-PL-DATA uptime=${up}s $(grep ' /data ' /proc/mounts)"
 
 args="--name pl1 --listen 0.0.0.0:7001 --advertise 10.0.2.15:7001 --data-dir /data/corral --libvirt-uri test:///default"
 [ -z "$fsync" ] || args="$args --fsync $fsync"
+# A fresh data disk: bootstrap a one-node cluster (level 1, plaintext: the host's CLI has no
+# credentials) once corrald's socket is there.
+if [ -n "$bootstrap" ] && [ ! -e /data/corral/identity ]; then
+  ( n=0
+    while [ ! -S /data/corral/corrald.sock ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+    if /bin/corral --socket /data/corral/corrald.sock cluster bootstrap --name "$bootstrap" --level 1 >/dev/null; then
+      echo "CORRAL-PL-BOOTSTRAPPED $bootstrap"
+    else
+      echo "CORRAL-PL-WARN bootstrap failed"
+    fi ) &
+fi
 echo "CORRAL-PL-START corrald $args $extra"
 RUST_LOG=$rustlog /bin/corrald $args $extra
 rc=$?
