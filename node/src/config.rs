@@ -125,6 +125,11 @@ pub struct Args {
     /// With --rejoin: a member to ask (default: the members this node last knew).
     #[arg(long, requires = "rejoin")]
     pub peer: Option<String>,
+    /// With --rejoin, when this node's key or certificate is missing or damaged too: a join
+    /// token (`cluster token create`) that gets it a new certificate; read from a file, or
+    /// standard input with -, so that it does not show in `ps`.
+    #[arg(long, value_name = "FILE", requires = "rejoin")]
+    pub token_file: Option<PathBuf>,
     /// Make a new one-node cluster from a backup (`corral cluster backup`): same cluster, same
     /// VMs and rules; this node takes the place of the backup's host named --name, and the
     /// other hosts join it again. The data dir must be empty.

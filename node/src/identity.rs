@@ -187,7 +187,7 @@ fn set_aside(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
 
 /// `corrald --rejoin`: the same member, with its local state wiped, catching up from the
 /// cluster. Refused unless a member answers and still lists this node.
-pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()> {
+pub async fn rejoin(config: &Config, peer: Option<String>, token_file: Option<&Path>) -> anyhow::Result<()> {
     let dir = &config.data_dir;
     // A damaged identity file goes aside with the database; the database says who it was.
     let id = match identity::read(dir) {
@@ -216,6 +216,12 @@ pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()>
     if peers.is_empty() {
         anyhow::bail!("--rejoin: this node remembers no other member; give one with --peer ADDRESS");
     }
+    // A node whose key or certificate is gone too proves itself with a join token instead.
+    if crate::tls::Live::open(dir).client_config().is_none() {
+        if let Some(file) = token_file {
+            recertify(config, &peers, file).await?;
+        }
+    }
     let mut last_error = String::new();
     let mut found = None;
     for peer in &peers {
@@ -231,6 +237,14 @@ pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()>
                     id.cluster_name,
                     id.name,
                     id.node_id
+                );
+            }
+            // A cluster that requires TLS, and this node has no certificate left.
+            Err(e) if e.to_string().contains("only callers with credentials") => {
+                anyhow::bail!(
+                    "--rejoin: this node's key or certificate (in {}) is missing or damaged and {peer} requires TLS; \
+                     give --token-file FILE with a join token (`corral cluster token create`) to get a new one",
+                    dir.join("tls").display()
                 );
             }
             Err(e) => last_error = format!("{peer}: {e}"),
@@ -272,6 +286,45 @@ pub async fn rejoin(config: &Config, peer: Option<String>) -> anyhow::Result<()>
     store.flush()?;
     tracing::warn!(node_id = id.node_id, %peer, aside = ?aside, "rejoining: local state set aside; catching up from the cluster");
     Ok(())
+}
+
+/// `--rejoin --token-file F`: a new certificate for this member (whose key or certificate is
+/// missing or damaged), from a join token, over TLS pinned to the CA the token names.
+async fn recertify(config: &Config, peers: &[String], token_file: &Path) -> anyhow::Result<()> {
+    use corral_raft::forward::{LeaderRequest, LeaderResponse};
+    let text = if token_file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 64 * 1024), &mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(token_file)
+            .map_err(|e| anyhow::anyhow!("--token-file: cannot read {}: {e}", token_file.display()))?
+    };
+    let token = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default().to_string();
+    let parsed = crate::token::parse(&token).map_err(|e| anyhow::anyhow!("--token-file: {e}"))?;
+    let pin = parsed.ca.ok_or_else(|| anyhow::anyhow!("--token-file: the token pins no CA: its cluster has no TLS"))?;
+    let (key, csr) = crate::tls::key_and_csr()?;
+    let network = corral_raft::network::Network::new(corral_storage::WriteFormat::new(corral_storage::codec::CURRENT));
+    let mut last = String::new();
+    for peer in peers {
+        let verifier = corral_proto::tls::PinnedVerifier::new(&pin);
+        let tls = corral_proto::tls::client_config(verifier, None)?;
+        let channel = corral_raft::network::dial(peer, Some(std::sync::Arc::new(tls)))?;
+        let req = LeaderRequest::Recertify { token: token.clone(), name: config.name.clone(), csr: csr.clone() };
+        match network.forward_on(channel, peer, &req, 0, Duration::from_secs(10)).await {
+            Ok(LeaderResponse::Signed { cert_pem, ca_pem }) => {
+                if crate::tls::ca_fingerprint(&ca_pem)? != pin {
+                    anyhow::bail!("--rejoin: the leader's CA is not the one the token names");
+                }
+                crate::tls::Files::new(&config.data_dir).save_node(&ca_pem, &cert_pem, &key)?;
+                tracing::warn!(%peer, "rejoin: this member has a new certificate");
+                return Ok(());
+            }
+            Ok(other) => last = format!("{peer}: unexpected answer {other:?}"),
+            Err(e) => last = format!("{peer}: {e}"),
+        }
+    }
+    anyhow::bail!("--rejoin: no member gave this node a new certificate ({last})")
 }
 
 /// The identity a data dir whose identity file is gone had: its database's node id and cluster.

@@ -34,14 +34,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let (rejoin, peer, restore, force_new_cluster) =
-        (args.rejoin, args.peer.clone(), args.restore.clone(), args.force_new_cluster);
+    let (rejoin, peer, restore, force_new_cluster, token_file) =
+        (args.rejoin, args.peer.clone(), args.restore.clone(), args.force_new_cluster, args.token_file.clone());
     let mut config = Config::load(args)?;
     // Before anything listens: a SIGTERM that comes once the port answers must stop cleanly.
     let mut term = signal(SignalKind::terminate())?;
     // Offline recoveries rewrite the data dir, then corrald starts on it as usual.
     if rejoin {
-        identity::rejoin(&config, peer).await?;
+        identity::rejoin(&config, peer, token_file.as_deref()).await?;
     } else if let Some(file) = restore {
         identity::restore(&config, &file)?;
     } else if force_new_cluster {

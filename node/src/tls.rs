@@ -142,6 +142,13 @@ pub fn identity(der: &[u8]) -> Option<CertIdentity> {
     }
 }
 
+/// Whether a certificate valid from `from` to `to` (Unix ms) is to be renewed at `now`: once
+/// less than [`RENEW_AT_REMAINING`] of its life is left (or it has ended).
+pub fn renewal_due(from: i64, to: i64, now: i64) -> bool {
+    let left = (to - now) as f64 / (to - from).max(1) as f64;
+    left < RENEW_AT_REMAINING
+}
+
 /// The fingerprint (`sha256:HEX`) of the CA certificate in `ca_pem`.
 pub fn ca_fingerprint(ca_pem: &str) -> Result<String, TlsError> {
     let der = pem_certs(ca_pem).map_err(|e| bad("CA certificate", e))?.remove(0);
@@ -355,6 +362,24 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_is_renewed_with_a_third_of_its_life_left() {
+        let day = 86_400_000;
+        let (from, to) = (0, 365 * day);
+        assert!(!renewal_due(from, to, 0));
+        assert!(!renewal_due(from, to, 243 * day));
+        assert!(renewal_due(from, to, 244 * day));
+        assert!(renewal_due(from, to, 400 * day), "an ended one");
+        // A real certificate's dates read back as signed.
+        let (ca, ca_key) = make_ca("lab").unwrap();
+        let (_, csr) = key_and_csr().unwrap();
+        let cert = sign(&ca, &ca_key, &csr, Role::User { name: "u" }, 3).unwrap();
+        let (from, to) = validity(&cert).unwrap();
+        let now = crate::now_ms();
+        assert!(!renewal_due(from, to, now));
+        assert!(renewal_due(from, to, now + 2 * day + day / 2));
+    }
 
     #[test]
     fn a_signed_node_certificate_names_its_node_and_chains_to_the_ca() {

@@ -34,6 +34,9 @@ pub enum LeaderRequest {
     Sign { csr: String, role: SignFor },
     /// Make the cluster CA if there is none yet (the leader keeps its key), and return it.
     EnsureCa,
+    /// A member whose key or certificate was lost (`corrald --rejoin --token-file`) proves
+    /// itself with a join token, as a joining node does, and gets a new certificate.
+    Recertify { token: String, name: String, csr: String },
 }
 
 /// Whose certificate a CSR asks for.

@@ -240,3 +240,26 @@ fn force_new_cluster_makes_a_lone_survivor_a_cluster_and_is_refused_while_others
     let status = c.status(2);
     assert_eq!(status.members.len(), 1, "{status:?}");
 }
+
+#[test]
+fn rejoin_with_its_key_and_certificate_gone_needs_a_token() {
+    let mut c = Cluster::run(3, &[]);
+    c.must_ok(0, &["vm", "create", "web1", "--memory", "64M"]);
+    c.stop(2);
+    truncate(&c.nodes[2].data_dir.join("db").join("db"), 0);
+    std::fs::remove_dir_all(c.nodes[2].data_dir.join("tls")).unwrap();
+    let out = c.corrald_refuses(2, &["--rejoin"]);
+    assert_ne!(out.code, 0);
+    let last = out.stderr.trim().lines().last().unwrap_or_default();
+    assert!(last.contains("missing or damaged") && last.contains("--token-file"), "{last}");
+    let token =
+        c.must_ok(0, &["cluster", "token", "create", "--ttl", "10m"]).lines().last().unwrap().trim().to_string();
+    let file = c.dir().join("rejoin.token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    c.restart_with(2, &["--rejoin", "--token-file", file.to_str().unwrap()]);
+    wait_until(Duration::from_secs(20), "host3 to catch up with a new certificate", || {
+        vm_names(&c, 2, true).and_then(|n| if n == ["web1"] { Ok(n) } else { Err(format!("{n:?}")) })
+    });
+    assert!(c.nodes[2].data_dir.join("tls/node.pem").exists());
+    assert_eq!(c.status(2).this_node_id, 3);
+}

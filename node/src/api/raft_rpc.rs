@@ -125,7 +125,11 @@ impl RaftService for Api {
         }
         let (Forwarded { hops, request }, format) = parse(req)?;
         let from = match (&request, from) {
-            (LeaderRequest::Join { .. }, _) if matches!(via, Via::Tls(None) | Via::Local) => None,
+            (LeaderRequest::Join { .. } | LeaderRequest::Recertify { .. }, _)
+                if matches!(via, Via::Tls(None) | Via::Local) =>
+            {
+                None
+            }
             (LeaderRequest::Join { .. }, Err(_)) => {
                 return Err(Status::unauthenticated("a join to a cluster with a CA is sent over TLS only"))
             }

@@ -439,6 +439,7 @@ impl Cluster {
             }
             LeaderRequest::Sign { csr, role } => self.sign(parts, &csr, &role).await,
             LeaderRequest::EnsureCa => self.ensure_ca(parts).await,
+            LeaderRequest::Recertify { token, name, csr } => self.recertify(parts, &token, &name, &csr).await,
         }
     }
 

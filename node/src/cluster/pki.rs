@@ -188,6 +188,26 @@ impl Cluster {
         }
     }
 
+    /// On the leader: a member that lost its key proves itself with a token (`--rejoin
+    /// --token-file`) and gets a new certificate for the host it still is.
+    pub(super) async fn recertify(
+        &self,
+        parts: &RaftParts,
+        token: &str,
+        name: &str,
+        csr: &str,
+    ) -> Result<LeaderResponse, ClusterError> {
+        if !parts.state.read(|s| s.token_valid(&token::hash(token), now_ms())) {
+            return Err(ClusterError::PermissionDenied(
+                "the join token is not valid or has expired, or was revoked".into(),
+            ));
+        }
+        let id = parts.state.read(|s| s.host_by_name(name).map(|h| h.id)).ok_or_else(|| {
+            ClusterError::NotFound(format!("host '{}' is not a member", corral_raft::error::quote(name)))
+        })?;
+        self.sign(parts, csr, &SignFor::Member { host: id }).await
+    }
+
     /// A user's client certificate (`cluster credentials`), signed on the leader.
     pub async fn user_certificate(&self, user: &str, csr: &str) -> Result<(String, String), ClusterError> {
         let role = SignFor::User { name: user.to_string() };
@@ -225,8 +245,7 @@ impl Cluster {
             Some(m) if m.ca_pem.trim() != ca.trim() => Some("this node's certificate is not of the cluster's CA"),
             Some(m) => {
                 let (from, to) = tls::validity(&m.cert_pem).map_err(internal)?;
-                let left = (to - now_ms()) as f64 / (to - from).max(1) as f64;
-                (left < tls::RENEW_AT_REMAINING).then_some("this node's certificate is due for renewal")
+                tls::renewal_due(from, to, now_ms()).then_some("this node's certificate is due for renewal")
             }
         };
         if let Some(why) = due {

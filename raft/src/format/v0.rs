@@ -1159,7 +1159,7 @@ both_ways! { enum LeaderRequest {
     Admit { token_hash, id },
     RemoveHost { name },
     Heartbeat { host, self_fenced, sent_ms },
-} later { Join, Sign, EnsureCa } }
+} later { Join, Sign, EnsureCa, Recertify } }
 both_ways! { enum LeaderResponse {
     Written(reply, index),
     ReadIndex(index),

@@ -637,7 +637,10 @@ fn run_mode(
                             std::thread::sleep(Duration::from_millis(200));
                             answer = wait_answer(rt, &mut q, BOOT_TIMEOUT);
                         }
-                        assert!(matches!(answer, Answer::Member), "{mode} round {round}: the guest did not bootstrap: {answer:?}");
+                        assert!(
+                            matches!(answer, Answer::Member),
+                            "{mode} round {round}: the guest did not bootstrap: {answer:?}"
+                        );
                         q
                     }
                     other => panic!("{mode} round {round}: a fresh guest did not come up as expected: {other:?}"),
