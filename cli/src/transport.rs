@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tonic::codegen::Service;
 use tonic::transport::Uri;
@@ -75,13 +75,7 @@ impl Service<Uri> for Watched {
                 let io: Box<dyn Io> = Box::new(Listening { stream: Box::new(stream), heard: Some(heard) });
                 return Ok(TokioIo::new(io));
             }
-            let authority = uri
-                .authority()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address has no host"))?
-                .to_string();
-            let stream = TcpStream::connect(&authority).await?;
-            // Requests are small and answered at once; batching them would only add latency.
-            stream.set_nodelay(true)?;
+            let (authority, stream) = corral_proto::tls::tcp(&uri).await?;
             let listening = Listening { stream: Box::new(stream), heard: Some(heard) };
             let io: Box<dyn Io> = match dial {
                 Dial::Tls(config) => Box::new(corral_proto::tls::handshake(config, &authority, listening).await?),

@@ -217,6 +217,18 @@ where
     tokio_rustls::TlsConnector::from(config).connect(name, stream).await
 }
 
+/// A TCP connection to `uri`'s `host:port` without Nagle's delay (requests are small and
+/// answered at once), and that authority.
+pub async fn tcp(uri: &Uri) -> io::Result<(String, TcpStream)> {
+    let authority = uri
+        .authority()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address has no host"))?
+        .to_string();
+    let stream = TcpStream::connect(&authority).await?;
+    stream.set_nodelay(true)?;
+    Ok((authority, stream))
+}
+
 /// A connector for tonic: TCP (no Nagle), then TLS with `config`.
 #[derive(Clone)]
 pub struct TlsConnect {
@@ -241,12 +253,7 @@ impl Service<Uri> for TlsConnect {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let config = self.config.clone();
         Box::pin(async move {
-            let authority = uri
-                .authority()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address has no host"))?
-                .to_string();
-            let stream = TcpStream::connect(&authority).await?;
-            stream.set_nodelay(true)?;
+            let (authority, stream) = tcp(&uri).await?;
             Ok(TokioIo::new(handshake(config, &authority, stream).await?))
         })
     }
