@@ -145,7 +145,13 @@ impl Cluster {
                     .state
                     .read(|s| s.hosts.get(host).cloned())
                     .ok_or_else(|| ClusterError::NotFound(format!("host {host} is not a member")))?;
-                tls::sign(&ca_pem, &ca_key, csr, Role::Node { name: &h.name, addresses: &[h.address.clone()] }, days)
+                tls::sign(
+                    &ca_pem,
+                    &ca_key,
+                    csr,
+                    Role::Node { name: &h.name, addresses: std::slice::from_ref(&h.address) },
+                    days,
+                )
             }
             SignFor::User { name } => {
                 corral_raft::validate::name("user", name)?;
