@@ -268,10 +268,21 @@ impl Cluster {
         Ok(parts.state.read(f))
     }
 
+    /// Waits until this node has applied everything committed when it asked. A leader that
+    /// cannot confirm a quorum for a moment (an election, members switching to TLS as they
+    /// apply the level that requires it) is asked again, within `READ_WAIT`, before the read
+    /// fails.
     async fn read_barrier(&self, parts: &RaftParts) -> Result<(), ClusterError> {
-        match self.route(LeaderRequest::ReadIndex, 0).await? {
-            LeaderResponse::ReadIndex(index) => wait_applied(parts, index).await,
-            other => Err(unexpected(other)),
+        let deadline = tokio::time::Instant::now() + READ_WAIT;
+        loop {
+            match self.route(LeaderRequest::ReadIndex, 0).await {
+                Ok(LeaderResponse::ReadIndex(index)) => return wait_applied(parts, index).await,
+                Ok(other) => return Err(unexpected(other)),
+                Err(ClusterError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
