@@ -268,21 +268,10 @@ impl Cluster {
         Ok(parts.state.read(f))
     }
 
-    /// Waits until this node has applied everything committed when it asked. A leader that
-    /// cannot confirm a quorum for a moment (an election, members switching to TLS as they
-    /// apply the level that requires it) is asked again, within `READ_WAIT`, before the read
-    /// fails.
     async fn read_barrier(&self, parts: &RaftParts) -> Result<(), ClusterError> {
-        let deadline = tokio::time::Instant::now() + READ_WAIT;
-        loop {
-            match self.route(LeaderRequest::ReadIndex, 0).await {
-                Ok(LeaderResponse::ReadIndex(index)) => return wait_applied(parts, index).await,
-                Ok(other) => return Err(unexpected(other)),
-                Err(ClusterError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
-            }
+        match self.route(LeaderRequest::ReadIndex, 0).await? {
+            LeaderResponse::ReadIndex(index) => wait_applied(parts, index).await,
+            other => Err(unexpected(other)),
         }
     }
 
@@ -429,17 +418,30 @@ impl Cluster {
                     Err(e) => Err(write_error(e)),
                 }
             }
-            LeaderRequest::ReadIndex => match parts.raft.ensure_linearizable().await {
-                // openraft's read index is its committed index, which a leader restarted
-                // without losing its term may hold stale (it was saved lazily); everything
-                // in the leader's log commits while it leads, so reading after all of it
-                // can never miss an acknowledged write.
-                Ok(log_id) => {
-                    let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
-                    Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)))
+            LeaderRequest::ReadIndex => {
+                let deadline = tokio::time::Instant::now() + READ_WAIT;
+                loop {
+                    match parts.raft.ensure_linearizable().await {
+                        // openraft's read index is its committed index, which a leader restarted
+                        // without losing its term may hold stale (it was saved lazily); everything
+                        // in the leader's log commits while it leads, so reading after all of it
+                        // can never miss an acknowledged write.
+                        Ok(log_id) => {
+                            let last_log = parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                            break Ok(LeaderResponse::ReadIndex(log_id.map_or(0, |l| l.index).max(last_log)));
+                        }
+                        // A leader that still hears a majority (check-quorum) but could not
+                        // confirm it this once (members switching to TLS as they apply the level
+                        // that requires it) asks again; one cut off refuses at once.
+                        Err(_) if tokio::time::Instant::now() < deadline && parts.check_quorum().is_ok() => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => {
+                            break Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}")))
+                        }
+                    }
                 }
-                Err(e) => Err(ClusterError::Unavailable(format!("this node cannot serve a read index: {e}"))),
-            },
+            }
             LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
             LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name).await,
             LeaderRequest::Heartbeat { .. } => {
