@@ -454,6 +454,12 @@ fn a_deposed_leader_that_caught_up_by_snapshot_still_restarts_ha_vms_when_it_lea
     }
     let victim = (0..3).find(|i| *i != first).unwrap();
     let victim_name = format!("host{}", victim + 1);
+    // The victim may have been the leader frozen last: its host is up again once it renewed.
+    wait_until(FAILOVER, "the victim's host up", || {
+        let hosts: Vec<HostView> = c.cli_json(first, &["host", "list"]);
+        let state = hosts.iter().find(|h| h.name == victim_name).map(|h| h.state.clone()).unwrap_or_default();
+        (state == "up").then_some(()).ok_or(state)
+    });
     start(&c, first, "db", "128M", Some("high"), &victim_name);
     c.kill(victim);
     let db = up_elsewhere(&c, first, "db", &victim_name);
