@@ -126,48 +126,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let incoming = listen::incoming(listener, local, node.cluster.tls().clone());
-    const API: usize = corral_proto::MAX_API_MESSAGE;
+    // Every public service, with the API's message limit both ways.
+    macro_rules! limited {
+        ($server:ident, $api:ident) => {
+            $server::new(Grpc($api::Api(node.clone())))
+                .max_decoding_message_size(corral_proto::MAX_API_MESSAGE)
+                .max_encoding_message_size(corral_proto::MAX_API_MESSAGE)
+        };
+    }
     tonic::transport::Server::builder()
-        .add_service(
-            ClusterServiceServer::new(Grpc(cluster::Api(node.clone())))
-                .max_decoding_message_size(API)
-                .max_encoding_message_size(API),
-        )
-        .add_service(
-            HostServiceServer::new(Grpc(hosts::Api(node.clone())))
-                .max_decoding_message_size(API)
-                .max_encoding_message_size(API),
-        )
-        .add_service(
-            VmServiceServer::new(Grpc(vms::Api(node.clone())))
-                .max_decoding_message_size(API)
-                .max_encoding_message_size(API),
-        )
-        .add_service(
-            EventServiceServer::new(Grpc(events::Api(node.clone())))
-                .max_decoding_message_size(API)
-                .max_encoding_message_size(API),
-        )
-        .add_service(
-            DiskServiceServer::new(Grpc(disks::Api(node.clone())))
-                .max_decoding_message_size(API)
-                .max_encoding_message_size(API),
-        )
-        .add_service(
-            AffinityServiceServer::new(Grpc(affinity::Api(node.clone())))
-                .max_decoding_message_size(API)
-                .max_encoding_message_size(API),
-        )
-        .add_service(
-            OvfServiceServer::new(Grpc(ovf::Api(node.clone())))
-                .max_decoding_message_size(API)
-                .max_encoding_message_size(API),
-        )
-        .add_service(
-            EngineServiceServer::new(Grpc(engine::Api(node.clone())))
-                .max_decoding_message_size(API)
-                .max_encoding_message_size(API),
-        )
+        .add_service(limited!(ClusterServiceServer, cluster))
+        .add_service(limited!(HostServiceServer, hosts))
+        .add_service(limited!(VmServiceServer, vms))
+        .add_service(limited!(EventServiceServer, events))
+        .add_service(limited!(DiskServiceServer, disks))
+        .add_service(limited!(AffinityServiceServer, affinity))
+        .add_service(limited!(OvfServiceServer, ovf))
+        .add_service(limited!(EngineServiceServer, engine))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)
