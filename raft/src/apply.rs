@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::command::{Command, Op, Outcome, Reply};
 use crate::error::ClusterError;
+use crate::model::auth::Actor;
 use crate::model::{ClusterInfo, ClusterState, Event, EventKind, MAX_EVENTS, MAX_RECENT_REQUESTS};
 use crate::typ::{LogId, TypeConfig};
 
@@ -102,6 +103,19 @@ impl ClusterState {
 
     /// `touched` gathers the VMs whose configuration the op changes on the side.
     fn apply_op(&mut self, now: i64, op: &Op, touched: &mut BTreeSet<Uuid>) -> OpResult {
+        self.apply_op_for(now, op, touched, None)
+    }
+
+    /// `by`: whom a write is made for (inside `OnBehalf`), for the rules that depend on it.
+    fn apply_op_for(&mut self, now: i64, op: &Op, touched: &mut BTreeSet<Uuid>, by: Option<&Actor>) -> OpResult {
+        let reply = self.apply_one(now, op, touched, by);
+        if reply.is_ok() && matches!(op, Op::DeleteVm { .. } | Op::RemoveHost { .. } | Op::DeleteDisks { .. }) {
+            self.forget_gone_targets();
+        }
+        reply
+    }
+
+    fn apply_one(&mut self, now: i64, op: &Op, touched: &mut BTreeSet<Uuid>, by: Option<&Actor>) -> OpResult {
         match op {
             Op::Batch(_) => Err(ClusterError::invalid("batch", "batches do not nest")),
             Op::Bootstrap { cluster_name, voters, host, token_hash, token_expires_ms } => {
@@ -161,6 +175,30 @@ impl ClusterState {
             Op::SetClusterLevel { level } => self.set_cluster_level(now, *level),
             Op::SetCa { ca_pem } => self.set_ca(now, ca_pem),
             Op::RevokeToken { id } => self.revoke_token(now, id),
+            Op::OnBehalf { actor, credential, needs, op } => match op.as_ref() {
+                Op::OnBehalf { .. } | Op::Batch(_) => Err(ClusterError::invalid("op", "a write for a user does not nest")),
+                inner => self.on_behalf(now, actor, credential.as_deref(), needs, inner, touched),
+            },
+            Op::CreateUser { name, password_hash } => self.create_user(now, name, password_hash.as_deref()),
+            Op::DeleteUser { name } => self.delete_user(now, name),
+            Op::SetPassword { name, password_hash } => self.set_password(now, name, password_hash.as_deref()),
+            Op::CreateGroup { name, users } => self.create_group(now, name, users),
+            Op::EditGroup { name, users, add, remove } => self.edit_group(now, name, users.as_deref(), add, remove),
+            Op::DeleteGroup { name } => self.delete_group(now, name),
+            Op::CreateRole { name, permissions } => self.create_role(now, name, permissions),
+            Op::EditRole { name, permissions } => self.edit_role(now, name, permissions),
+            Op::DeleteRole { name } => self.delete_role(now, name),
+            Op::AddPermission { permission } => self.add_permission(now, permission, by),
+            Op::RemovePermission { permission } => self.remove_permission(now, permission, by),
+            Op::StartSession { hash, user, expires_ms, source } => {
+                self.start_session(now, hash, user, *expires_ms, source)
+            }
+            Op::EndSession { hash } => self.end_session(now, hash),
+            Op::CreateApiToken { hash, user, name, expires_ms } => {
+                self.create_api_token(now, hash, user, name, *expires_ms)
+            }
+            Op::RevokeApiToken { user, name } => self.revoke_api_token(now, user, name),
+            Op::LoginFailed { user, source, failures } => self.login_failed(now, user, source, *failures),
             Op::SetSchedulingPolicy { policy, cpu_overcommit } => {
                 self.set_scheduling_policy(now, *policy, *cpu_overcommit)
             }
@@ -185,7 +223,7 @@ impl ClusterState {
 
     pub(crate) fn record(&mut self, now: i64, kind: EventKind, message: String) {
         self.next_event_index += 1;
-        self.events.push_back(Event { index: self.next_event_index, time_ms: now, kind, message });
+        self.events.push_back(Event { index: self.next_event_index, time_ms: now, kind, message, user: None });
         while self.events.len() > MAX_EVENTS {
             self.events.pop_front();
         }
@@ -209,6 +247,7 @@ pub(crate) fn inconsistent(what: &str) -> ClusterError {
 }
 
 mod affinity;
+pub mod auth;
 mod edit;
 mod engine;
 mod ha;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ClusterError;
+use crate::model::auth::{Actor, Perm, Permission, Target};
 use crate::model::{
     AffinityGroup, AffinityLabel, ClusterInfo, Disk, DomainType, EngineScore, EventKind, HaPriority, Host, HostFacts,
     KernelBoot, MigrationOverrides, MigrationPolicy, Nic, Observed, Polarity, ResumeBehavior, SchedulingPolicy, Vm,
@@ -264,6 +265,91 @@ pub enum Op {
     RevokeToken {
         id: String,
     },
+    /// A client's write made for a user or the host's root (cluster level 2): applied only if
+    /// every one of `needs` holds for them now (checked here, so a permission removed by an
+    /// earlier entry is respected whichever node took the request), and the events it records
+    /// name them. A VM it makes gives its creator UserVmManager on it.
+    /// `credential`: the SHA-256 of the session or API token that proved the actor, which must
+    /// still be valid when this applies (a revocation is seen by every later write).
+    OnBehalf {
+        actor: Actor,
+        credential: Option<String>,
+        needs: Vec<(Perm, Target)>,
+        op: Box<Op>,
+    },
+    /// `password_hash`: Argon2id, made by the node that took the request.
+    CreateUser {
+        name: String,
+        password_hash: Option<String>,
+    },
+    /// Its permissions, sessions, API tokens and group memberships go with it.
+    DeleteUser {
+        name: String,
+    },
+    /// Ends the user's sessions (not its API tokens).
+    SetPassword {
+        name: String,
+        password_hash: Option<String>,
+    },
+    CreateGroup {
+        name: String,
+        users: Vec<String>,
+    },
+    /// `users` replaces the members when given; then `add` and `remove` apply.
+    EditGroup {
+        name: String,
+        users: Option<Vec<String>>,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+    DeleteGroup {
+        name: String,
+    },
+    CreateRole {
+        name: String,
+        permissions: Vec<Perm>,
+    },
+    EditRole {
+        name: String,
+        permissions: Vec<Perm>,
+    },
+    /// Refused while a permission uses the role.
+    DeleteRole {
+        name: String,
+    },
+    AddPermission {
+        permission: Permission,
+    },
+    RemovePermission {
+        permission: Permission,
+    },
+    /// A login: `hash` is the SHA-256 of the session's secret, which only the client holds.
+    StartSession {
+        hash: String,
+        user: String,
+        expires_ms: i64,
+        source: String,
+    },
+    /// `logout`, or a session revoked.
+    EndSession {
+        hash: String,
+    },
+    CreateApiToken {
+        hash: String,
+        user: String,
+        name: String,
+        expires_ms: i64,
+    },
+    RevokeApiToken {
+        user: String,
+        name: String,
+    },
+    /// Wrong passwords for a user from one source, `failures` in a row (recorded, not all).
+    LoginFailed {
+        user: String,
+        source: String,
+        failures: u32,
+    },
 }
 
 /// Where to start a VM: a named host, or wherever the leader finds room.
@@ -364,6 +450,7 @@ impl Op {
     pub fn config_named(&self) -> Option<&str> {
         match self {
             Op::EditVm { vm, .. } | Op::DeleteVm { vm, .. } => Some(vm),
+            Op::OnBehalf { op, .. } => op.config_named(),
             _ => None,
         }
     }
@@ -373,6 +460,7 @@ impl Op {
         match self {
             Op::CreateVm { id, .. } | Op::CloneVm { id, .. } => Some(*id),
             Op::ImportVm { vm, .. } => Some(vm.id),
+            Op::OnBehalf { op, .. } => op.vm_made(),
             _ => None,
         }
     }

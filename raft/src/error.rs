@@ -27,6 +27,9 @@ pub enum ClusterError {
     /// A peer could not be connected to, so the request never reached it: safe to retry.
     #[error("{0}")]
     Unreachable(String),
+    /// The caller's credentials are unknown, expired or revoked (log in again).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// A fault inside the cluster that the caller cannot fix.
     #[error("{0}")]
     Internal(String),

@@ -16,7 +16,7 @@ pub mod typ;
 pub mod validate;
 pub mod vocab;
 
-mod apply;
+pub mod apply;
 pub mod scheduler;
 
 pub use apply::Applied;

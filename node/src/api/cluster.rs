@@ -361,6 +361,18 @@ impl Api {
     }
 
     /// A user's client certificate from the caller's CSR.
+    /// The cluster CA's certificate: public, answered to anyone (users check its fingerprint
+    /// before they trust a node with a password).
+    pub async fn ca(&self, _cx: &Caller, _req: CaRequest) -> Result<CaResponse, ClusterError> {
+        let ca = self.0.cluster.read(true, |s| s.cluster.as_ref().and_then(|c| c.ca_pem.clone())).await?;
+        let ca = ca.ok_or_else(|| {
+            ClusterError::FailedPrecondition("this cluster has no CA yet (cluster level 2 makes one)".into())
+        })?;
+        let fingerprint =
+            crate::tls::ca_fingerprint(&ca).map_err(|e| ClusterError::Internal(format!("the cluster CA: {e}")))?;
+        Ok(CaResponse { ca, fingerprint })
+    }
+
     pub async fn credentials(
         &self,
         _cx: &Caller,

@@ -6,6 +6,7 @@
 use std::pin::Pin;
 
 use corral_proto::affinity_service_server::AffinityService;
+use corral_proto::auth_service_server::AuthService;
 use corral_proto::cluster_service_server::ClusterService;
 use corral_proto::disk_service_server::DiskService;
 use corral_proto::engine_service_server::EngineService;
@@ -19,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use super::listen::{ConnInfo, Via};
 use super::{
-    affinity, cluster, disks, engine, events, hosts, ovf, status, vms, Caller, Handles, Principal, REQUEST_ID_HEADER,
+    affinity, auth, cluster, disks, engine, events, hosts, ovf, status, vms, Caller, Handles, Principal, REQUEST_ID_HEADER,
 };
 use crate::tls::CertIdentity;
 
@@ -38,7 +39,15 @@ fn caller<T>(req: &Request<T>) -> Caller {
         Some(Via::Tls(Some(CertIdentity::Node(name)))) => Principal::Member(name.clone()),
         _ => Principal::Anonymous,
     };
-    Caller { who, peer: conn.and_then(|c| c.peer).or_else(|| req.remote_addr()), request_id }
+    // A secret is taken only from a connection that keeps it secret (TLS, the local socket).
+    let private = matches!(conn.map(|c| &c.via), Some(Via::Tls(_) | Via::Local));
+    let bearer = private
+        .then(|| req.metadata().get("authorization"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_string());
+    Caller { who, peer: conn.and_then(|c| c.peer).or_else(|| req.remote_addr()), request_id, bearer }
 }
 
 /// What the transport itself refuses: bootstrap and join anywhere but on the local socket, and
@@ -54,7 +63,10 @@ fn admit(node: &Handles, cx: &Caller, rpc: &str) -> Result<(), Status> {
         return Ok(());
     }
     match &cx.who {
-        Principal::Anonymous if node.cluster.requires_tls() => Err(Status::unauthenticated(NO_CREDENTIALS)),
+        // A bearer token is checked by the handler; logging in and reading the CA need nothing.
+        Principal::Anonymous if node.cluster.requires_tls() && cx.bearer.is_none() && !matches!(rpc, "login" | "ca") => {
+            Err(Status::unauthenticated(NO_CREDENTIALS))
+        }
         // A removed member's certificate is refused from the moment its removal is applied.
         Principal::Member(name) => {
             let known =
@@ -92,7 +104,35 @@ macro_rules! unary_service {
     };
 }
 
+unary_service!(AuthService for auth::Api {
+    login(LoginRequest) -> LoginResponse;
+    logout(LogoutRequest) -> LogoutResponse;
+    who_am_i(WhoAmIRequest) -> WhoAmIResponse;
+    create_user(CreateUserRequest) -> User;
+    list_users(ListUsersRequest) -> ListUsersResponse;
+    get_user(UserRef) -> User;
+    delete_user(UserRef) -> AuthDone;
+    set_password(SetPasswordRequest) -> User;
+    create_group(CreateGroupRequest) -> Group;
+    list_groups(ListGroupsRequest) -> ListGroupsResponse;
+    get_group(GroupRef) -> Group;
+    edit_group(EditGroupRequest) -> Group;
+    delete_group(GroupRef) -> AuthDone;
+    list_roles(ListRolesRequest) -> ListRolesResponse;
+    get_role(RoleRef) -> Role;
+    create_role(RoleRequest) -> Role;
+    edit_role(RoleRequest) -> Role;
+    delete_role(RoleRef) -> AuthDone;
+    add_permission(PermissionRequest) -> Permission;
+    remove_permission(PermissionRequest) -> AuthDone;
+    list_permissions(ListPermissionsRequest) -> ListPermissionsResponse;
+    create_api_token(CreateApiTokenRequest) -> CreateApiTokenResponse;
+    list_api_tokens(UserRef) -> ListApiTokensResponse;
+    revoke_api_token(RevokeApiTokenRequest) -> AuthDone;
+});
+
 unary_service!(ClusterService for cluster::Api {
+    ca(CaRequest) -> CaResponse;
     bootstrap(BootstrapRequest) -> BootstrapResponse;
     join(JoinRequest) -> JoinResponse;
     status(StatusRequest) -> ClusterStatus;

@@ -5,6 +5,8 @@
 //! nodes. Handlers get [`Handles`], never the agent or the leader's parts.
 
 mod affinity;
+mod auth;
+pub mod authz;
 mod cluster;
 mod disks;
 mod engine;
@@ -21,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use corral_proto::affinity_service_server::AffinityServiceServer;
+use corral_proto::auth_service_server::AuthServiceServer;
 use corral_proto::cluster_service_server::ClusterServiceServer;
 use corral_proto::disk_service_server::DiskServiceServer;
 use corral_proto::engine_service_server::EngineServiceServer;
@@ -49,8 +52,11 @@ pub struct Handles {
     pub config: Arc<Config>,
     pub facts: HostFacts,
     pub local: LocalEngine,
+    /// Wrong passwords by user and source, on this node (`corral login`'s slow-down).
+    pub logins: auth::Logins,
 }
 
+pub use auth::Logins;
 pub use corral_proto::REQUEST_ID_HEADER;
 
 pub fn status(e: ClusterError) -> Status {
@@ -60,6 +66,7 @@ pub fn status(e: ClusterError) -> Status {
         ClusterError::InvalidArgument { .. } => Code::InvalidArgument,
         ClusterError::FailedPrecondition(_) => Code::FailedPrecondition,
         ClusterError::PermissionDenied(_) => Code::PermissionDenied,
+        ClusterError::Unauthenticated(_) => Code::Unauthenticated,
         ClusterError::Unavailable(_) | ClusterError::Unreachable(_) => Code::Unavailable,
         ClusterError::Internal(_) => Code::Internal,
     };
@@ -93,6 +100,8 @@ pub struct Caller {
     /// As the client sent it, on writes it may retry: the cluster applies a write with a given
     /// id at most once. Read by the handlers that write (a read ignores it, as it always did).
     pub request_id: Option<String>,
+    /// A session's or API token's secret (`authorization: Bearer TOKEN`), if the call sent one.
+    pub bearer: Option<String>,
 }
 
 impl Caller {
@@ -143,6 +152,7 @@ pub async fn serve(
         .add_service(limited!(AffinityServiceServer, affinity))
         .add_service(limited!(OvfServiceServer, ovf))
         .add_service(limited!(EngineServiceServer, engine))
+        .add_service(limited!(AuthServiceServer, auth))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)

@@ -51,6 +51,9 @@ impl ClusterState {
             info.level_raised_ms = now;
             self.cluster = Some(info.clone());
             self.record(now, EventKind::ClusterEdited, format!("The cluster level was raised from {from} to {level}."));
+            if level >= super::auth::AUTH_LEVEL {
+                self.ensure_admin(now);
+            }
         }
         Ok(Outcome::Cluster(Box::new(info)))
     }

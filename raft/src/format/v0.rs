@@ -989,7 +989,7 @@ macro_rules! both_ways {
 both_ways! { struct ClusterState {
     cluster, hosts, vms, disks, vm_names, tokens, events, next_event_index, leader, migration_defaults,
     recent_requests, recent_order, affinity_groups, affinity_labels, engine,
-} skipped { touched } }
+} added { auth } skipped { touched } }
 both_ways! { struct EngineState { vm, global_maintenance } }
 both_ways! { struct EngineScore { score, penalties, measured_ms } }
 both_ways! { struct ClusterInfo { name, voters, created_ms, scheduling, cpu_overcommit } added { level, level_raised_ms, ca_pem } }
@@ -1047,12 +1047,12 @@ both_ways! { enum Observed {
     Failed { action, error },
     NotResponding,
 } }
-both_ways! { struct Event { index, time_ms, kind, message } }
+both_ways! { struct Event { index, time_ms, kind, message } added { user } }
 both_ways! { enum EventKind {
     ClusterBootstrapped, HostJoined, HostLeft, HostStateChanged, HostMaintenance, LeaderChanged, TokenCreated,
     VmCreated, VmEdited, VmDeleted, VmStateChanged, VmHighAvailability, VmMigration, DiskCreated, DiskDeleted,
     AffinityChanged, HostEdited, ClusterEdited,
-} }
+} later { UserEdited, PermissionChanged, LoginFailed } }
 
 // command.rs
 both_ways! { struct Command { at_ms, request_id, op } }
@@ -1100,7 +1100,11 @@ both_ways! { enum Op {
     SetEngineMaintenance { global, local },
     ReportEngineScore { host, score },
     AdoptVm { vm, host },
-} later { SetClusterLevel, HostAliveAfterFencing, SetCa, RevokeToken } }
+} later {
+    SetClusterLevel, HostAliveAfterFencing, SetCa, RevokeToken, OnBehalf, CreateUser, DeleteUser, SetPassword,
+    CreateGroup, EditGroup, DeleteGroup, CreateRole, EditRole, DeleteRole, AddPermission, RemovePermission,
+    StartSession, EndSession, CreateApiToken, RevokeApiToken, LoginFailed,
+} }
 both_ways! { struct StartOrder { host } }
 both_ways! { struct NewHost { id, name, address, facts } }
 both_ways! { struct VmSpec {
@@ -1150,7 +1154,7 @@ both_ways! { enum ClusterError {
     Unavailable(m),
     Unreachable(m),
     Internal(m),
-} }
+} later { Unauthenticated } }
 
 // forward.rs
 both_ways! { enum LeaderRequest {

@@ -43,6 +43,9 @@ pub struct ClusterState {
     pub affinity_labels: BTreeMap<String, AffinityLabel>,
     /// The hosted engine: which VM it is, and whether HA leaves it alone (global maintenance).
     pub engine: EngineState,
+    /// Users, groups, roles, permissions, sessions and API tokens (cluster level 2).
+    #[serde(default)]
+    pub auth: super::auth::AuthState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

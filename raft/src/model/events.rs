@@ -11,6 +11,9 @@ pub struct Event {
     pub time_ms: i64,
     pub kind: EventKind,
     pub message: String,
+    /// Whose request made it (a user, or `root@localhost`); `None` for the cluster's own acts.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,4 +38,10 @@ pub enum EventKind {
     HostEdited,
     /// Cluster-wide settings (scheduling policy, overcommit) changed.
     ClusterEdited,
+    /// A user, group, password, session or API token was made, changed or removed.
+    UserEdited,
+    /// A role or a permission was made, changed or removed.
+    PermissionChanged,
+    /// Wrong passwords for a user.
+    LoginFailed,
 }

@@ -3,6 +3,7 @@
 //! a function of (state, command). One file per idea; every type is re-exported here.
 
 mod affinity;
+pub mod auth;
 mod cluster;
 mod engine;
 mod events;

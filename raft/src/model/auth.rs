@@ -1,0 +1,515 @@
+//! Users, groups, roles and permissions in oVirt's words, and the sessions and API tokens that
+//! stand for a user. A permission gives a subject (a user or a group) a role on an object of the
+//! tree system > cluster > {host, vm, disk}; it holds for everything under that object. A role
+//! is a set of named permissions ([`Perm`]); the predefined roles are in [`PREDEFINED_ROLES`],
+//! read-only. Secrets are never stored: passwords as Argon2id PHC strings, sessions and API
+//! tokens as the SHA-256 of a random 256-bit value.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::typ::NodeId;
+
+/// One thing a role allows. The word of each (`vm.power`) is what users type and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Perm {
+    VmView,
+    VmCreate,
+    VmEdit,
+    VmDelete,
+    VmPower,
+    VmConsole,
+    VmMigrate,
+    VmSnapshot,
+    VmChangeCd,
+    VmPermissions,
+    DiskView,
+    DiskCreate,
+    HostView,
+    HostManage,
+    ClusterView,
+    ClusterManage,
+    EngineManage,
+    UserManage,
+    AuditRead,
+}
+
+impl Perm {
+    pub const ALL: [Perm; 19] = [
+        Perm::VmView,
+        Perm::VmCreate,
+        Perm::VmEdit,
+        Perm::VmDelete,
+        Perm::VmPower,
+        Perm::VmConsole,
+        Perm::VmMigrate,
+        Perm::VmSnapshot,
+        Perm::VmChangeCd,
+        Perm::VmPermissions,
+        Perm::DiskView,
+        Perm::DiskCreate,
+        Perm::HostView,
+        Perm::HostManage,
+        Perm::ClusterView,
+        Perm::ClusterManage,
+        Perm::EngineManage,
+        Perm::UserManage,
+        Perm::AuditRead,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Perm::VmView => "vm.view",
+            Perm::VmCreate => "vm.create",
+            Perm::VmEdit => "vm.edit",
+            Perm::VmDelete => "vm.delete",
+            Perm::VmPower => "vm.power",
+            Perm::VmConsole => "vm.console",
+            Perm::VmMigrate => "vm.migrate",
+            Perm::VmSnapshot => "vm.snapshot",
+            Perm::VmChangeCd => "vm.change_cd",
+            Perm::VmPermissions => "vm.permissions",
+            Perm::DiskView => "disk.view",
+            Perm::DiskCreate => "disk.create",
+            Perm::HostView => "host.view",
+            Perm::HostManage => "host.manage",
+            Perm::ClusterView => "cluster.view",
+            Perm::ClusterManage => "cluster.manage",
+            Perm::EngineManage => "engine.manage",
+            Perm::UserManage => "user.manage",
+            Perm::AuditRead => "audit.read",
+        }
+    }
+
+    /// What holding it lets a user do, for `role show` and the published table.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Perm::VmView => "see the VM (list, show, its OVF document and disks)",
+            Perm::VmCreate => "create, clone and import VMs",
+            Perm::VmEdit => "edit the VM's configuration",
+            Perm::VmDelete => "delete the VM",
+            Perm::VmPower => "start, shut down, stop, reboot, suspend and resume the VM",
+            Perm::VmConsole => "open the VM's console",
+            Perm::VmMigrate => "live-migrate the VM and cancel its migration",
+            Perm::VmSnapshot => "create, preview, restore and delete the VM's snapshots",
+            Perm::VmChangeCd => "change the VM's CD",
+            Perm::VmPermissions => "add and remove permissions on the VM",
+            Perm::DiskView => "see disks",
+            Perm::DiskCreate => "create disks (a VM's new disks included)",
+            Perm::HostView => "see hosts",
+            Perm::HostManage => "maintenance, activate, edit and remove hosts",
+            Perm::ClusterView => "see the cluster's status, settings, affinity rules and hosted engine",
+            Perm::ClusterManage => {
+                "edit the cluster, upgrade and back it up, join tokens, affinity rules, user certificates"
+            }
+            Perm::EngineManage => "hosted-engine maintenance and start",
+            Perm::UserManage => "users, groups, roles and permissions, other users' sessions and tokens",
+            Perm::AuditRead => "read every event (without it: only one's own)",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Perm> {
+        Perm::ALL.into_iter().find(|p| p.word() == word)
+    }
+}
+
+impl fmt::Display for Perm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// A predefined role: its name, what it is for, and its permissions. Read-only.
+pub struct RoleDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub permissions: &'static [Perm],
+}
+
+use Perm::*;
+
+/// oVirt's predefined roles, in the order `role list` shows them.
+pub const PREDEFINED_ROLES: &[RoleDef] = &[
+    RoleDef { name: "SuperUser", description: "administers everything", permissions: &Perm::ALL },
+    RoleDef {
+        name: "ClusterAdmin",
+        description: "administers the cluster: its hosts, VMs, disks and rules",
+        permissions: &[
+            VmView,
+            VmCreate,
+            VmEdit,
+            VmDelete,
+            VmPower,
+            VmConsole,
+            VmMigrate,
+            VmSnapshot,
+            VmChangeCd,
+            VmPermissions,
+            DiskView,
+            DiskCreate,
+            HostView,
+            HostManage,
+            ClusterView,
+            ClusterManage,
+            AuditRead,
+        ],
+    },
+    RoleDef { name: "HostAdmin", description: "administers hosts", permissions: &[HostView, HostManage, ClusterView] },
+    RoleDef {
+        name: "ReadOnlyAdmin",
+        description: "sees everything, changes nothing",
+        permissions: &[VmView, DiskView, HostView, ClusterView, AuditRead],
+    },
+    RoleDef {
+        name: "PowerUserRole",
+        description: "creates VMs and disks (VmCreator + DiskCreator)",
+        permissions: &[VmCreate, DiskCreate],
+    },
+    RoleDef { name: "VmCreator", description: "creates VMs", permissions: &[VmCreate] },
+    RoleDef { name: "DiskCreator", description: "creates disks", permissions: &[DiskCreate] },
+    RoleDef {
+        name: "UserVmManager",
+        description: "edits, removes and uses a VM and assigns permissions on it; a VM's creator gets it",
+        permissions: &[VmView, VmEdit, VmDelete, VmPower, VmConsole, VmSnapshot, VmChangeCd, VmPermissions, DiskView],
+    },
+    RoleDef {
+        name: "UserRole",
+        description: "uses the VMs it is given",
+        permissions: &[VmView, VmPower, VmConsole, VmChangeCd, DiskView],
+    },
+];
+
+/// The role a VM's creator gets on it.
+pub const CREATOR_ROLE: &str = "UserVmManager";
+/// The role of the user `admin`, made with the cluster (its certificate is what
+/// `cluster credentials` gives without `--user`).
+pub const SUPER_ROLE: &str = "SuperUser";
+/// The user made with the cluster, SuperUser on the system.
+pub const ADMIN_USER: &str = "admin";
+/// How the host's root on corrald's local socket is named in events and refusals.
+pub const LOCAL_ROOT: &str = "root@localhost";
+
+pub fn predefined(name: &str) -> Option<&'static RoleDef> {
+    PREDEFINED_ROLES.iter().find(|r| r.name == name)
+}
+
+/// An object of the permission tree, as stored: VMs, disks and hosts by id, so that a rename
+/// keeps its permissions and a new object of an old name does not inherit them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Target {
+    System,
+    Cluster,
+    Host(NodeId),
+    Vm(Uuid),
+    Disk(Uuid),
+}
+
+impl Target {
+    /// The object above this one (`None` for the system).
+    pub fn parent(self) -> Option<Target> {
+        match self {
+            Target::System => None,
+            Target::Cluster => Some(Target::System),
+            Target::Host(_) | Target::Vm(_) | Target::Disk(_) => Some(Target::Cluster),
+        }
+    }
+
+    /// This object and every one above it, nearest first.
+    pub fn lineage(self) -> impl Iterator<Item = Target> {
+        std::iter::successors(Some(self), |t| t.parent())
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Target::System => "system",
+            Target::Cluster => "cluster",
+            Target::Host(_) => "host",
+            Target::Vm(_) => "vm",
+            Target::Disk(_) => "disk",
+        }
+    }
+}
+
+/// Who a permission is given to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Subject {
+    User(String),
+    Group(String),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::User(u) => write!(f, "user {u}"),
+            Subject::Group(g) => write!(f, "group {g}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Permission {
+    pub subject: Subject,
+    pub role: String,
+    pub on: Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub created_ms: i64,
+    /// Argon2id, PHC string; `None`: the user cannot log in with a password (a certificate or
+    /// an API token still works).
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub password_changed_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub users: BTreeSet<String>,
+    pub created_ms: i64,
+}
+
+/// A custom role (the predefined ones are not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    pub permissions: BTreeSet<Perm>,
+    pub created_ms: i64,
+}
+
+/// A login's session or an API token: whose, since and until when. Stored under the SHA-256
+/// (hex) of the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub user: String,
+    /// An API token's name (unique per user); empty for a session.
+    pub name: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    /// Where a session's login came from.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Sessions a user keeps at most; the oldest goes first.
+pub const MAX_SESSIONS_PER_USER: usize = 64;
+/// API tokens a user keeps at most.
+pub const MAX_TOKENS_PER_USER: usize = 64;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthState {
+    pub users: BTreeMap<String, User>,
+    pub groups: BTreeMap<String, Group>,
+    pub roles: BTreeMap<String, Role>,
+    /// Kept sorted.
+    pub permissions: Vec<Permission>,
+    /// Sessions by the SHA-256 of their secret.
+    pub sessions: BTreeMap<String, Credential>,
+    /// API tokens by the SHA-256 of their secret.
+    pub api_tokens: BTreeMap<String, Credential>,
+}
+
+/// Who a write is made for: the host's root on the local socket, or a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Actor {
+    Local,
+    User(String),
+}
+
+impl Actor {
+    pub fn name(&self) -> &str {
+        match self {
+            Actor::Local => LOCAL_ROOT,
+            Actor::User(u) => u,
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl AuthState {
+    /// The permissions of a role (predefined or custom), if it exists.
+    pub fn role_permissions(&self, role: &str) -> Option<BTreeSet<Perm>> {
+        match predefined(role) {
+            Some(def) => Some(def.permissions.iter().copied().collect()),
+            None => self.roles.get(role).map(|r| r.permissions.clone()),
+        }
+    }
+
+    /// The subjects a user acts as: itself and its groups.
+    pub fn subjects_of(&self, user: &str) -> Vec<Subject> {
+        let mut out = vec![Subject::User(user.to_string())];
+        out.extend(self.groups.values().filter(|g| g.users.contains(user)).map(|g| Subject::Group(g.name.clone())));
+        out
+    }
+
+    /// What `who` may do, gathered once per request: checking one object is then a few map
+    /// look-ups, so a list of 10,000 VMs costs no scan of the permissions per VM.
+    pub fn grants(&self, who: &Actor) -> Grants {
+        let user = match who {
+            Actor::Local => return Grants { all: true, ..Grants::default() },
+            Actor::User(u) => u,
+        };
+        let mut g = Grants::default();
+        if !self.users.contains_key(user) {
+            return g;
+        }
+        let subjects = self.subjects_of(user);
+        for p in self.permissions.iter().filter(|p| subjects.contains(&p.subject)) {
+            let perms = self.role_permissions(&p.role).unwrap_or_default();
+            let entry = g.at.entry(p.on).or_default();
+            entry.perms.extend(perms);
+            if !entry.roles.contains(&p.role) {
+                entry.roles.push(p.role.clone());
+            }
+        }
+        g
+    }
+}
+
+/// One user's permissions by object.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// The host's root: everything.
+    pub all: bool,
+    pub at: BTreeMap<Target, Held>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    pub perms: BTreeSet<Perm>,
+    pub roles: Vec<String>,
+}
+
+impl Grants {
+    /// Whether `perm` holds on `target` (given there or on an object above it).
+    pub fn can(&self, perm: Perm, target: Target) -> bool {
+        self.all || target.lineage().any(|t| self.at.get(&t).is_some_and(|h| h.perms.contains(&perm)))
+    }
+
+    /// Whether `perm` holds on some object (a list that may show something needs no more).
+    pub fn anywhere(&self, perm: Perm) -> bool {
+        self.all || self.at.values().any(|h| h.perms.contains(&perm))
+    }
+
+    /// Whether every permission of `perms` holds on `target`.
+    pub fn covers(&self, perms: &BTreeSet<Perm>, target: Target) -> bool {
+        perms.iter().all(|p| self.can(*p, target))
+    }
+
+    /// The roles held on `target` and above, as a refusal names them: "UserRole on vm:web1".
+    pub fn roles_on(&self, target: Target, name: impl Fn(Target) -> String) -> Vec<String> {
+        target
+            .lineage()
+            .filter_map(|t| self.at.get(&t).map(|h| (t, h)))
+            .flat_map(|(t, h)| h.roles.iter().map(move |r| (r.clone(), t)))
+            .map(|(r, t)| format!("{r} on {}", name(t)))
+            .collect()
+    }
+}
+
+/// The operations a permission guards, as the published table lists them: what a user types,
+/// the verb a refusal uses, the permission, and the kind of object it is checked on.
+pub struct OperationDef {
+    pub command: &'static str,
+    pub verb: &'static str,
+    pub perm: Perm,
+    pub on: &'static str,
+}
+
+macro_rules! operations {
+    ($($id:ident = $command:literal, $verb:literal, $perm:ident on $on:literal;)*) => {
+        /// Every operation that a permission guards.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Operation { $($id,)* }
+        impl Operation {
+            pub const ALL: &'static [Operation] = &[$(Operation::$id,)*];
+            pub fn def(self) -> OperationDef {
+                match self { $(Operation::$id => OperationDef { command: $command, verb: $verb, perm: Perm::$perm, on: $on },)* }
+            }
+        }
+    };
+}
+
+operations! {
+    VmShow = "vm list, vm show, vm export, ovf dump", "see", VmView on "vm";
+    VmCreate = "vm create, vm clone, vm import", "create VMs in", VmCreate on "cluster";
+    VmEdit = "vm edit", "edit", VmEdit on "vm";
+    VmDelete = "vm delete", "delete", VmDelete on "vm";
+    VmStart = "vm start", "start", VmPower on "vm";
+    VmShutdown = "vm shutdown", "shut down", VmPower on "vm";
+    VmStop = "vm stop", "stop", VmPower on "vm";
+    VmReboot = "vm reboot", "reboot", VmPower on "vm";
+    VmSuspend = "vm suspend, vm resume", "suspend or resume", VmPower on "vm";
+    VmMigrate = "vm migrate, vm cancel-migration", "migrate", VmMigrate on "vm";
+    VmPermissions = "permission add/remove --on vm:NAME", "assign permissions on", VmPermissions on "vm";
+    DiskShow = "disk list", "see", DiskView on "disk";
+    DiskCreate = "vm create --disk", "create disks in", DiskCreate on "cluster";
+    HostShow = "host list, host show", "see", HostView on "host";
+    HostMaintenance = "host maintenance", "put into maintenance", HostManage on "host";
+    HostActivate = "host activate", "activate", HostManage on "host";
+    HostEdit = "host edit", "edit", HostManage on "host";
+    HostRemove = "host remove", "remove", HostManage on "host";
+    ClusterStatus = "cluster status, affinity list/show, engine status", "see", ClusterView on "cluster";
+    ClusterEdit = "cluster edit, cluster upgrade, affinity create/edit/delete", "change", ClusterManage on "cluster";
+    ClusterTokens = "cluster token, cluster backup, cluster credentials", "manage the secrets of", ClusterManage on "cluster";
+    EngineMaintenance = "engine maintenance, engine start", "manage the hosted engine of", EngineManage on "cluster";
+    UserManage = "user, group, role, permission (any object)", "manage the users of", UserManage on "system";
+    Events = "events (every user's)", "read the events of", AuditRead on "cluster";
+}
+
+/// The published table of roles and permissions (docs/ROLES.md), made from the code above.
+pub fn roles_table() -> String {
+    let mut out = String::from(
+        "# Roles and permissions\n\n\
+         Generated from `raft/src/model/auth.rs` by `cargo run -p corral-raft --example roles-table`;\n\
+         `roles_table_is_published` fails when this file and the code differ, and the permission-matrix\n\
+         test checks every role against the table below.\n\n\
+         A permission given on an object holds for every object under it: system > cluster > hosts,\n\
+         VMs and disks. A user's permissions are the union of their own and their groups'. The host's\n\
+         root on corrald's local socket is `root@localhost`, a SuperUser always.\n\n## Roles\n\n| permission |",
+    );
+    for r in PREDEFINED_ROLES {
+        out.push_str(&format!(" {} |", r.name));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(PREDEFINED_ROLES.len()));
+    out.push('\n');
+    for p in Perm::ALL {
+        out.push_str(&format!("| {} |", p.word()));
+        for r in PREDEFINED_ROLES {
+            out.push_str(if r.permissions.contains(&p) { " yes |" } else { " - |" });
+        }
+        out.push('\n');
+    }
+    out.push_str("\n## Permissions\n\n| permission | allows |\n|---|---|\n");
+    for p in Perm::ALL {
+        out.push_str(&format!("| {} | {} |\n", p.word(), p.meaning()));
+    }
+    out.push_str("\n## What each operation needs\n\n| operation | permission | checked on |\n|---|---|---|\n");
+    for op in Operation::ALL {
+        let d = op.def();
+        out.push_str(&format!("| {} | {} | {} |\n", d.command, d.perm.word(), d.on));
+    }
+    out.push_str(
+        "\nCreating a VM gives its creator UserVmManager on it. Granting a role on an object needs\n\
+         user.manage (or vm.permissions on that VM) and every permission of the role on that object.\n\
+         A user may always see and change their own password, sessions and API tokens, and read\n\
+         their own events. Lists show only what the caller may see; a VM the caller may not see\n\
+         does not exist for them. vm.console, vm.snapshot and vm.change_cd guard the console,\n\
+         snapshots and CD changes as those arrive.\n\n## Roles described\n\n",
+    );
+    for r in PREDEFINED_ROLES {
+        out.push_str(&format!("- **{}**: {}.\n", r.name, r.description));
+    }
+    out
+}
