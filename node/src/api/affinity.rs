@@ -9,6 +9,8 @@ use corral_raft::command::{Op, Outcome};
 use corral_raft::model::{self, ClusterState};
 use corral_raft::{validate, vocab, ClusterError};
 
+use super::authz::Obj;
+use corral_raft::model::auth::Operation;
 use super::{Caller, Handles};
 
 pub struct Api(pub Arc<Handles>);
@@ -36,8 +38,13 @@ fn label_to_proto(s: &ClusterState, l: &model::AffinityLabel) -> AffinityLabel {
 impl Api {
     /// The group or label a write produced; VM and host names come from this node's copy of
     /// the state.
-    async fn write(&self, rid: Option<uuid::Uuid>, op: Op) -> Result<Outcome, ClusterError> {
+    async fn write(&self, cx: &Caller, rid: Option<uuid::Uuid>, op: Op) -> Result<Outcome, ClusterError> {
+        let op = self.0.permit(cx, &[(Operation::ClusterEdit, Obj::Cluster)], op).await?;
         self.0.cluster.write(rid, op).await
+    }
+
+    async fn may_read(&self, cx: &Caller) -> Result<(), ClusterError> {
+        self.0.check(cx, &[(Operation::ClusterStatus, Obj::Cluster)]).await.map(|_| ())
     }
 
     fn state<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> Result<T, ClusterError> {
@@ -58,7 +65,7 @@ impl Api {
             enforcing: r.enforcing,
             vms: r.vms,
         };
-        let Outcome::AffinityGroup(g) = self.write(rid, op).await? else {
+        let Outcome::AffinityGroup(g) = self.write(cx, rid, op).await? else {
             return Err(ClusterError::Internal("the write returned no affinity group".into()));
         };
         self.state(|s| group_to_proto(s, &g))
@@ -66,16 +73,18 @@ impl Api {
 
     pub async fn list_groups(
         &self,
-        _cx: &Caller,
+        cx: &Caller,
         req: ListAffinityRequest,
     ) -> Result<ListAffinityGroupsResponse, ClusterError> {
+        self.may_read(cx).await?;
         let stale = req.stale;
         let groups =
             self.0.cluster.read(stale, |s| s.affinity_groups.values().map(|g| group_to_proto(s, g)).collect()).await?;
         Ok(ListAffinityGroupsResponse { groups })
     }
 
-    pub async fn get_group(&self, _cx: &Caller, req: GetAffinityRequest) -> Result<AffinityGroup, ClusterError> {
+    pub async fn get_group(&self, cx: &Caller, req: GetAffinityRequest) -> Result<AffinityGroup, ClusterError> {
+        self.may_read(cx).await?;
         let GetAffinityRequest { name, stale } = req;
         self.0.cluster.read(stale, |s| s.affinity_groups.get(&name).map(|g| group_to_proto(s, g))).await?.ok_or_else(
             || ClusterError::NotFound(format!("affinity group '{}' not found", corral_raft::error::quote(&name))),
@@ -92,7 +101,7 @@ impl Api {
             enforcing: r.enforcing,
             polarity: vocab::read_change("polarity", r.polarity_enum, r.polarity.as_deref())?,
         };
-        let Outcome::AffinityGroup(g) = self.write(rid, op).await? else {
+        let Outcome::AffinityGroup(g) = self.write(cx, rid, op).await? else {
             return Err(ClusterError::Internal("the write returned no affinity group".into()));
         };
         self.state(|s| group_to_proto(s, &g))
@@ -105,7 +114,7 @@ impl Api {
     ) -> Result<DeleteAffinityResponse, ClusterError> {
         let rid = cx.request_id()?;
         let name = req.name;
-        self.write(rid, Op::DeleteAffinityGroup { name: name.clone() }).await?;
+        self.write(cx, rid, Op::DeleteAffinityGroup { name: name.clone() }).await?;
         Ok(DeleteAffinityResponse { name })
     }
 
@@ -119,7 +128,7 @@ impl Api {
         validate::name("name", &r.name)?;
         validate::names("hosts", &r.hosts)?;
         let op = Op::CreateAffinityLabel { name: r.name, vms: r.vms, hosts: r.hosts };
-        let Outcome::AffinityLabel(l) = self.write(rid, op).await? else {
+        let Outcome::AffinityLabel(l) = self.write(cx, rid, op).await? else {
             return Err(ClusterError::Internal("the write returned no affinity label".into()));
         };
         self.state(|s| label_to_proto(s, &l))
@@ -127,16 +136,18 @@ impl Api {
 
     pub async fn list_labels(
         &self,
-        _cx: &Caller,
+        cx: &Caller,
         req: ListAffinityRequest,
     ) -> Result<ListAffinityLabelsResponse, ClusterError> {
+        self.may_read(cx).await?;
         let stale = req.stale;
         let labels =
             self.0.cluster.read(stale, |s| s.affinity_labels.values().map(|l| label_to_proto(s, l)).collect()).await?;
         Ok(ListAffinityLabelsResponse { labels })
     }
 
-    pub async fn get_label(&self, _cx: &Caller, req: GetAffinityRequest) -> Result<AffinityLabel, ClusterError> {
+    pub async fn get_label(&self, cx: &Caller, req: GetAffinityRequest) -> Result<AffinityLabel, ClusterError> {
+        self.may_read(cx).await?;
         let GetAffinityRequest { name, stale } = req;
         self.0.cluster.read(stale, |s| s.affinity_labels.get(&name).map(|l| label_to_proto(s, l))).await?.ok_or_else(
             || ClusterError::NotFound(format!("affinity label '{}' not found", corral_raft::error::quote(&name))),
@@ -153,7 +164,7 @@ impl Api {
             add_hosts: r.add_hosts,
             remove_hosts: r.remove_hosts,
         };
-        let Outcome::AffinityLabel(l) = self.write(rid, op).await? else {
+        let Outcome::AffinityLabel(l) = self.write(cx, rid, op).await? else {
             return Err(ClusterError::Internal("the write returned no affinity label".into()));
         };
         self.state(|s| label_to_proto(s, &l))
@@ -166,7 +177,7 @@ impl Api {
     ) -> Result<DeleteAffinityResponse, ClusterError> {
         let rid = cx.request_id()?;
         let name = req.name;
-        self.write(rid, Op::DeleteAffinityLabel { name: name.clone() }).await?;
+        self.write(cx, rid, Op::DeleteAffinityLabel { name: name.clone() }).await?;
         Ok(DeleteAffinityResponse { name })
     }
 }

@@ -12,6 +12,8 @@ use corral_raft::ClusterError;
 use corral_raft::{validate, vocab};
 use futures::future::join_all;
 
+use super::authz::Obj;
+use corral_raft::model::auth::Operation;
 use super::{Caller, Handles};
 use crate::cluster::DEFAULT_TOKEN_TTL_MS;
 use crate::now_ms;
@@ -71,7 +73,8 @@ impl Api {
         Ok(JoinResponse { node_id, cluster_name, role, role_enum })
     }
 
-    pub async fn status(&self, _cx: &Caller, req: StatusRequest) -> Result<ClusterStatus, ClusterError> {
+    pub async fn status(&self, cx: &Caller, req: StatusRequest) -> Result<ClusterStatus, ClusterError> {
+        self.0.check(cx, &[(Operation::ClusterStatus, Obj::Cluster)]).await?;
         self.cluster_status(req.stale).await
     }
 
@@ -94,6 +97,8 @@ impl Api {
             bandwidth_mibps: r.migration_bandwidth_mibps.map(|v| Some(v).filter(|v| *v > 0)),
             max_per_host: r.migrations_per_host,
         };
+        let need = [(Operation::ClusterEdit, Obj::Cluster)];
+        self.0.check(cx, &need).await?;
         let scheduling = policy.is_some() || r.cpu_overcommit.is_some();
         let migration = changes != MigrationSettingsChange::default();
         if !scheduling && !migration {
@@ -101,6 +106,7 @@ impl Api {
         }
         if scheduling {
             let op = Op::SetSchedulingPolicy { policy, cpu_overcommit: r.cpu_overcommit };
+            let op = self.0.permit(cx, &need, op).await?;
             match self.0.cluster.write(rid, op).await? {
                 Outcome::Cluster(_) => {}
                 _ => return Err(ClusterError::Internal("the write returned no settings".into())),
@@ -109,7 +115,8 @@ impl Api {
         if migration {
             // A second request id: the first one already names the scheduling write.
             let rid = rid.map(|_| uuid::Uuid::new_v4());
-            self.0.cluster.write(rid, Op::SetMigrationDefaults { changes }).await?;
+            let op = self.0.permit(cx, &need, Op::SetMigrationDefaults { changes }).await?;
+            self.0.cluster.write(rid, op).await?;
         }
         let settings = self.0.cluster.read(true, settings).await?;
         Ok(settings)
@@ -123,7 +130,8 @@ impl Api {
         self.token(cx, req).await
     }
 
-    pub async fn upgrade(&self, _cx: &Caller, _req: UpgradeRequest) -> Result<UpgradeResponse, ClusterError> {
+    pub async fn upgrade(&self, cx: &Caller, _req: UpgradeRequest) -> Result<UpgradeResponse, ClusterError> {
+        self.0.check(cx, &[(Operation::ClusterEdit, Obj::Cluster)]).await?;
         let from = self.0.cluster.read(false, |s| s.cluster.as_ref().map(|c| c.level)).await?;
         let from = from.ok_or_else(|| ClusterError::FailedPrecondition("there is no cluster yet".into()))?;
         let to = corral_raft::model::MAX_LEVEL;
@@ -161,7 +169,8 @@ impl Api {
         if to >= corral_raft::model::TLS_LEVEL {
             self.prepare_tls().await?;
         }
-        self.0.cluster.write(None, Op::SetClusterLevel { level: to }).await?;
+        let op = self.0.permit(cx, &[(Operation::ClusterEdit, Obj::Cluster)], Op::SetClusterLevel { level: to }).await?;
+        self.0.cluster.write(None, op).await?;
         tracing::info!(from, to, "cluster level raised");
         if to >= corral_raft::model::TLS_LEVEL {
             // Members switch to TLS as they apply the level (within a fraction of a second);
@@ -211,7 +220,8 @@ impl Api {
         }
     }
 
-    pub async fn backup(&self, _cx: &Caller, _req: BackupRequest) -> Result<BackupResponse, ClusterError> {
+    pub async fn backup(&self, cx: &Caller, _req: BackupRequest) -> Result<BackupResponse, ClusterError> {
+        self.0.check(cx, &[(Operation::ClusterTokens, Obj::Cluster)]).await?;
         let (backup, cluster) = self
             .0
             .cluster
@@ -304,7 +314,9 @@ impl Api {
         })
     }
 
-    pub async fn token(&self, _cx: &Caller, req: CreateTokenRequest) -> Result<CreateTokenResponse, ClusterError> {
+    pub async fn token(&self, cx: &Caller, req: CreateTokenRequest) -> Result<CreateTokenResponse, ClusterError> {
+        let need = [(Operation::ClusterTokens, Obj::Cluster)];
+        self.0.check(cx, &need).await?;
         let ttl_s = req.ttl_seconds;
         if ttl_s > MAX_TOKEN_TTL_S {
             return Err(ClusterError::invalid("ttl", format!("must be at most 30 days (got {ttl_s} s)")));
@@ -322,11 +334,13 @@ impl Api {
         let expires_ms = now_ms() + ttl_ms;
         let token_hash = token::hash(&token);
         let id = corral_raft::model::JoinToken::id_of(&token_hash);
-        self.0.cluster.write(None, Op::AddToken { token_hash, expires_ms }).await?;
+        let op = self.0.permit(cx, &need, Op::AddToken { token_hash, expires_ms }).await?;
+        self.0.cluster.write(None, op).await?;
         Ok(CreateTokenResponse { token, expires_unix_ms: expires_ms, id })
     }
 
-    pub async fn list_tokens(&self, _cx: &Caller, _req: ListTokensRequest) -> Result<ListTokensResponse, ClusterError> {
+    pub async fn list_tokens(&self, cx: &Caller, _req: ListTokensRequest) -> Result<ListTokensResponse, ClusterError> {
+        self.0.check(cx, &[(Operation::ClusterTokens, Obj::Cluster)]).await?;
         let now = now_ms();
         let tokens = self
             .0
@@ -349,14 +363,15 @@ impl Api {
 
     pub async fn revoke_token(
         &self,
-        _cx: &Caller,
+        cx: &Caller,
         req: RevokeTokenRequest,
     ) -> Result<RevokeTokenResponse, ClusterError> {
         let id = req.id.trim().to_string();
         if id.is_empty() {
             return Err(ClusterError::invalid("id", "must name a token (`cluster token list` shows their ids)"));
         }
-        self.0.cluster.write(None, Op::RevokeToken { id: id.clone() }).await?;
+        let op = self.0.permit(cx, &[(Operation::ClusterTokens, Obj::Cluster)], Op::RevokeToken { id: id.clone() }).await?;
+        self.0.cluster.write(None, op).await?;
         Ok(RevokeTokenResponse { id })
     }
 
@@ -375,11 +390,19 @@ impl Api {
 
     pub async fn credentials(
         &self,
-        _cx: &Caller,
+        cx: &Caller,
         req: CredentialsRequest,
     ) -> Result<CredentialsResponse, ClusterError> {
         let user = if req.user.trim().is_empty() { "admin".to_string() } else { req.user.trim().to_string() };
         validate::name("user", &user)?;
+        self.0.check(cx, &[(Operation::ClusterTokens, Obj::Cluster)]).await?;
+        // With users, a certificate names one that exists (it is that user).
+        let known = self.0.cluster.read(false, |s| !s.has_users() || s.auth.users.contains_key(&user)).await?;
+        if !known {
+            return Err(ClusterError::NotFound(format!(
+                "user '{user}' not found: create it first (`corral user create {user}`)"
+            )));
+        }
         if req.csr.len() > 16 * 1024 {
             return Err(ClusterError::invalid("csr", "must be a PEM certificate request of at most 16 KiB"));
         }

@@ -12,6 +12,8 @@ use corral_raft::{validate, vocab, ClusterError};
 use uuid::Uuid;
 
 use super::hosts::engine_score_to_proto;
+use super::authz::Obj;
+use corral_raft::model::auth::Operation;
 use super::{Caller, Handles};
 use crate::now_ms;
 
@@ -234,7 +236,8 @@ fn status_of(s: &ClusterState) -> Result<EngineStatus, ClusterError> {
 }
 
 impl Api {
-    pub async fn status(&self, _cx: &Caller, req: EngineStatusRequest) -> Result<EngineStatus, ClusterError> {
+    pub async fn status(&self, cx: &Caller, req: EngineStatusRequest) -> Result<EngineStatus, ClusterError> {
+        self.0.check(cx, &[(Operation::ClusterStatus, Obj::Cluster)]).await?;
         let stale = req.stale;
         let st = self.0.cluster.read(stale, status_of).await??;
         Ok(st)
@@ -254,6 +257,7 @@ impl Api {
                 return Err(ClusterError::invalid("mode", format!("must be {} (got '{got}')", Mode::choices())));
             }
         };
+        let op = self.0.permit(cx, &[(Operation::EngineMaintenance, Obj::Cluster)], op).await?;
         self.0.cluster.write(rid, op).await?;
         let st = self.0.cluster.read(true, status_of).await??;
         Ok(st)
@@ -261,15 +265,18 @@ impl Api {
 
     pub async fn start_local(
         &self,
-        _cx: &Caller,
+        cx: &Caller,
         req: EngineStartLocalRequest,
     ) -> Result<EngineStartLocalResponse, ClusterError> {
+        // Decided on this node's own state: this runs without quorum.
+        self.0.check(cx, &[(Operation::EngineMaintenance, Obj::Cluster)]).await?;
         let force = req.force;
         let (vm, notes) = self.0.local.start_here(force).await?;
         Ok(EngineStartLocalResponse { vm, host: self.0.config.name.clone(), notes })
     }
 
-    pub async fn runs_vm(&self, _cx: &Caller, req: RunsVmRequest) -> Result<RunsVmResponse, ClusterError> {
+    pub async fn runs_vm(&self, cx: &Caller, req: RunsVmRequest) -> Result<RunsVmResponse, ClusterError> {
+        self.0.check(cx, &[(Operation::EngineMaintenance, Obj::Cluster)]).await?;
         let id = Uuid::parse_str(&req.vm_id).map_err(|_| ClusterError::invalid("vm_id", "must be a UUID"))?;
         let running = self.0.local.runs_vm(id).await?;
         Ok(RunsVmResponse { running, host: self.0.config.name.clone() })

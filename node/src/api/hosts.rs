@@ -12,6 +12,8 @@ use corral_raft::command::Outcome;
 use corral_raft::model::{self, ClusterState};
 use corral_raft::{validate, ClusterError};
 
+use super::authz::Obj;
+use corral_raft::model::auth::{Operation, Perm, Target};
 use super::{Caller, Handles};
 
 pub struct Api(pub Arc<Handles>);
@@ -64,21 +66,34 @@ impl Api {
             .ok_or_else(|| ClusterError::NotFound(format!("host '{}' not found", corral_raft::error::quote(&name))))
     }
 
-    pub async fn list(&self, _cx: &Caller, req: ListHostsRequest) -> Result<ListHostsResponse, ClusterError> {
+    /// The hosts the caller may see (host.view on them, the cluster or the system).
+    pub async fn list(&self, cx: &Caller, req: ListHostsRequest) -> Result<ListHostsResponse, ClusterError> {
         let stale = req.stale;
-        let hosts = self.0.cluster.read(stale, |s| s.hosts.values().map(|h| to_proto(s, h)).collect()).await?;
+        let who = self.0.who(cx).await?;
+        let hosts = self
+            .0
+            .cluster
+            .read(stale, |s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(
+                    s.hosts.values().filter(|h| g.can(Perm::HostView, Target::Host(h.id))).map(|h| to_proto(s, h)).collect(),
+                )
+            })
+            .await??;
         Ok(ListHostsResponse { hosts })
     }
 
-    pub async fn remove(&self, _cx: &Caller, req: RemoveHostRequest) -> Result<RemoveHostResponse, ClusterError> {
+    pub async fn remove(&self, cx: &Caller, req: RemoveHostRequest) -> Result<RemoveHostResponse, ClusterError> {
         let name = req.host;
         validate::name("host", &name)?;
+        self.0.check(cx, &[(Operation::HostRemove, Obj::Host(&name))]).await?;
         let (id, promoted) = self.0.cluster.remove_host_anywhere(&name).await?;
         Ok(RemoveHostResponse { id, promoted })
     }
 
-    pub async fn get(&self, _cx: &Caller, req: GetHostRequest) -> Result<Host, ClusterError> {
+    pub async fn get(&self, cx: &Caller, req: GetHostRequest) -> Result<Host, ClusterError> {
         let GetHostRequest { host, stale } = req;
+        self.0.check(cx, &[(Operation::HostShow, Obj::Host(&host))]).await?;
         self.host(host, stale).await
     }
 
@@ -90,7 +105,9 @@ impl Api {
         if let Some(r) = &reason {
             validate::text("reason", r)?;
         }
-        self.0.cluster.write(rid, Op::HostMaintenance { host: host.clone(), reason }).await?;
+        let op = Op::HostMaintenance { host: host.clone(), reason };
+        let op = self.0.permit(cx, &[(Operation::HostMaintenance, Obj::Host(&host))], op).await?;
+        self.0.cluster.write(rid, op).await?;
         self.host(host, true).await
     }
 
@@ -98,7 +115,8 @@ impl Api {
         let rid = cx.request_id()?;
         let host = req.host;
         validate::name("host", &host)?;
-        self.0.cluster.write(rid, Op::ActivateHost { host: host.clone() }).await?;
+        let op = self.0.permit(cx, &[(Operation::HostActivate, Obj::Host(&host))], Op::ActivateHost { host: host.clone() }).await?;
+        self.0.cluster.write(rid, op).await?;
         self.host(host, true).await
     }
 
@@ -109,7 +127,8 @@ impl Api {
         if let Some(t) = &tags {
             validate::names("tags", t)?;
         }
-        let outcome = self.0.cluster.write(rid, Op::EditHost { host, tags }).await?;
+        let op = self.0.permit(cx, &[(Operation::HostEdit, Obj::Host(&host))], Op::EditHost { host: host.clone(), tags }).await?;
+        let outcome = self.0.cluster.write(rid, op).await?;
         let Outcome::Host(h) = outcome else { return Err(ClusterError::Internal("the write returned no host".into())) };
         Ok(self.0.cluster.state()?.read(|s| to_proto(s, &h)))
     }

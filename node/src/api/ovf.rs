@@ -12,6 +12,8 @@ use corral_raft::model::{self, ClusterState};
 use corral_raft::{ovf, validate, ClusterError};
 use uuid::Uuid;
 
+use super::authz::Obj;
+use corral_raft::model::auth::{Operation, Perm, Target};
 use super::{Caller, Handles};
 use crate::now_ms;
 
@@ -162,16 +164,23 @@ impl Api {
         Ok(out)
     }
 
-    pub async fn list(&self, _cx: &Caller, req: OvfListRequest) -> Result<OvfListResponse, ClusterError> {
+    /// The documents of the VMs the caller may see.
+    pub async fn list(&self, cx: &Caller, req: OvfListRequest) -> Result<OvfListResponse, ClusterError> {
         let local = req.local;
+        let who = self.0.who(cx).await?;
         if !local {
             // The store is written as entries are applied: a linearizable read first makes
             // this node's store at least as new as the cluster's last committed write.
             self.0.cluster.read(false, |_| ()).await?;
         }
+        let visible = match &who {
+            super::authz::Who::Unchecked => None,
+            who => Some(self.0.cluster.state()?.read(|s| who.grants(s))?),
+        };
         let mut entries: Vec<OvfEntry> = self
             .local()?
             .into_iter()
+            .filter(|(_, _, doc)| visible.as_ref().is_none_or(|g| g.can(Perm::VmView, Target::Vm(doc.vm.id))))
             .map(|(key, xml, doc)| OvfEntry {
                 vm_id: key,
                 name: doc.vm.config.name,
@@ -183,8 +192,13 @@ impl Api {
         Ok(OvfListResponse { entries, node: self.node_name() })
     }
 
-    pub async fn dump(&self, _cx: &Caller, req: OvfDumpRequest) -> Result<OvfDocument, ClusterError> {
+    pub async fn dump(&self, cx: &Caller, req: OvfDumpRequest) -> Result<OvfDocument, ClusterError> {
         let OvfDumpRequest { vm, local } = req;
+        // Decided on this node's copy (a dump works without quorum); a VM the caller may not
+        // see does not exist for them.
+        if !matches!(self.0.who(cx).await?, super::authz::Who::Unchecked) {
+            self.0.check(cx, &[(Operation::VmShow, Obj::Vm(&vm))]).await?;
+        }
         if !local {
             self.0.cluster.read(false, |_| ()).await?;
         }

@@ -12,7 +12,9 @@ use corral_raft::{validate, vocab, ClusterError};
 use rand::Rng;
 use uuid::Uuid;
 
+use super::authz::Obj;
 use super::{Caller, Handles};
+use corral_raft::model::auth::{Operation, Perm, Target};
 use crate::now_ms;
 
 pub struct Api(pub Arc<Handles>);
@@ -174,6 +176,13 @@ impl Api {
         self.written_vm(outcome)
     }
 
+    /// `op` on `vm`, made for the caller if they may do `what` to it.
+    async fn order_on(&self, cx: &Caller, what: Operation, vm: &str, op: Op) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id()?;
+        let op = self.0.permit(cx, &[(what, Obj::Vm(vm))], op).await?;
+        self.order(rid, op).await
+    }
+
     /// Runs `op`, which records `made` image files; removes them if the command is refused.
     async fn write_with_images(&self, rid: Option<Uuid>, op: Op, made: &[String]) -> Result<Vm, ClusterError> {
         match self.0.cluster.write(rid, op).await {
@@ -223,6 +232,12 @@ impl Api {
         if let Some(i) = r.disks_mib.iter().position(|s| *s == 0) {
             return Err(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1)));
         }
+        let mut needs = vec![(Operation::VmCreate, Obj::Cluster)];
+        if !r.disks_mib.is_empty() {
+            needs.push((Operation::DiskCreate, Obj::Cluster));
+        }
+        // Before any image is made.
+        self.0.check(cx, &needs).await?;
         // Refuse a duplicate name before making any image. A linearizable read: a stale copy
         // would refuse a name whose VM was deleted and acknowledged (corral-faults, seed 1).
         let (exists, replay) =
@@ -231,7 +246,8 @@ impl Api {
             // A resent request that was applied already (its answer was lost, say in a leader
             // change): the state machine answers as it did the first time; no new images.
             let start = r.start.then(|| StartOrder { host: opt(r.host.clone()) });
-            return self.order(rid, Op::CreateVm { id: Uuid::new_v4(), spec, disks: Vec::new(), start }).await;
+            let op = Op::CreateVm { id: Uuid::new_v4(), spec, disks: Vec::new(), start };
+            return self.order(rid, self.0.permit(cx, &needs, op).await?).await;
         }
         if exists {
             return Err(ClusterError::AlreadyExists(format!("vm '{}' already exists", spec.name)));
@@ -248,29 +264,54 @@ impl Api {
         }
         let start = r.start.then(|| StartOrder { host: opt(r.host) });
         let op = Op::CreateVm { id: Uuid::new_v4(), spec, disks, start };
+        let op = match self.0.permit(cx, &needs, op).await {
+            Ok(op) => op,
+            Err(e) => {
+                self.0.images.remove(&made).await;
+                return Err(e);
+            }
+        };
         self.write_with_images(rid, op, &made).await
     }
 
-    pub async fn list(&self, _cx: &Caller, req: ListVmsRequest) -> Result<ListVmsResponse, ClusterError> {
+    /// The VMs the caller may see (vm.view on them, the cluster or the system).
+    pub async fn list(&self, cx: &Caller, req: ListVmsRequest) -> Result<ListVmsResponse, ClusterError> {
         let stale = req.stale;
         let node = self.0.clone();
+        let who = self.0.who(cx).await?;
         let vms = self
             .0
             .cluster
             .read(stale, |s| {
-                s.vm_names.values().filter_map(|id| s.vms.get(id)).map(|vm| to_proto(&node, s, vm)).collect()
+                let g = who.grants(s)?;
+                let all = g.can(Perm::VmView, Target::Cluster);
+                Ok::<_, ClusterError>(
+                    s.vm_names
+                        .values()
+                        .filter(|id| all || g.can(Perm::VmView, Target::Vm(**id)))
+                        .filter_map(|id| s.vms.get(id))
+                        .map(|vm| to_proto(&node, s, vm))
+                        .collect(),
+                )
             })
-            .await?;
+            .await??;
         Ok(ListVmsResponse { vms })
     }
 
-    pub async fn get(&self, _cx: &Caller, req: GetVmRequest) -> Result<Vm, ClusterError> {
+    /// A VM the caller may not see does not exist for them.
+    pub async fn get(&self, cx: &Caller, req: GetVmRequest) -> Result<Vm, ClusterError> {
         let GetVmRequest { vm, stale } = req;
         let node = self.0.clone();
+        let who = self.0.who(cx).await?;
         self.0
             .cluster
-            .read(stale, |s| s.find_vm(&vm).map(|v| to_proto(&node, s, v)))
-            .await?
+            .read(stale, |s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(
+                    s.find_vm(&vm).filter(|v| g.can(Perm::VmView, Target::Vm(v.id))).map(|v| to_proto(&node, s, v)),
+                )
+            })
+            .await??
             .ok_or_else(|| ClusterError::vm_not_found(&vm))
     }
 
@@ -301,12 +342,14 @@ impl Api {
         validate::vm_changes(&changes)?;
         // Returns once committed and applied here: every host writes the new OVF document as it
         // applies the entry, so waiting for them would only make an edit wait on a dying host.
-        let outcome = self.0.cluster.write(rid, Op::EditVm { vm: r.vm, changes }).await?;
+        let op = self.0.permit(cx, &[(Operation::VmEdit, Obj::Vm(&r.vm))], Op::EditVm { vm: r.vm.clone(), changes }).await?;
+        let outcome = self.0.cluster.write(rid, op).await?;
         self.written_vm(outcome)
     }
 
-    pub async fn export(&self, _cx: &Caller, req: VmRef) -> Result<OvfDocument, ClusterError> {
+    pub async fn export(&self, cx: &Caller, req: VmRef) -> Result<OvfDocument, ClusterError> {
         let vm = req.vm;
+        self.0.check(cx, &[(Operation::VmShow, Obj::Vm(&vm))]).await?;
         let name = self.0.config.name.clone();
         let doc = self.0.cluster.read(false, |s| super::ovf::export(s, &vm, name)).await??;
         Ok(doc)
@@ -316,23 +359,33 @@ impl Api {
         let rid = cx.request_id()?;
         let r = req;
         let name = r.name.filter(|n| !n.trim().is_empty());
+        let needs = [(Operation::VmCreate, Obj::Cluster), (Operation::DiskCreate, Obj::Cluster)];
+        self.0.check(cx, &needs).await?;
         let replay = self.0.cluster.read(false, |s| replayed(s, rid)).await?;
         if replay {
             // Answered as the first time; a clone's copies were made then, not again.
             let doc = corral_raft::ovf::read(&r.xml).map_err(super::ovf::bad_document)?;
             let op = Op::ImportVm { vm: Box::new(doc.vm), disks: doc.disks, engine: false, start: None };
-            let vm = self.order(rid, op).await?;
+            let vm = self.order(rid, self.0.permit(cx, &needs, op).await?).await?;
             return Ok(ImportVmResponse { vm: Some(vm), ignored: doc.ignored });
         }
         let prepared = super::ovf::prepare_import(&self.0, &r.xml, name, r.clone, false, None).await?;
-        let vm = self.write_with_images(rid, prepared.op, &prepared.made).await?;
+        let op = match self.0.permit(cx, &needs, prepared.op).await {
+            Ok(op) => op,
+            Err(e) => {
+                self.0.images.remove(&prepared.made).await;
+                return Err(e);
+            }
+        };
+        let vm = self.write_with_images(rid, op, &prepared.made).await?;
         Ok(ImportVmResponse { vm: Some(vm), ignored: prepared.ignored })
     }
 
     pub async fn delete(&self, cx: &Caller, req: DeleteVmRequest) -> Result<DeleteVmResponse, ClusterError> {
         let rid = cx.request_id()?;
         let DeleteVmRequest { vm, keep_disks } = req;
-        let outcome = self.0.cluster.write(rid, Op::DeleteVm { vm, keep_disks }).await?;
+        let op = self.0.permit(cx, &[(Operation::VmDelete, Obj::Vm(&vm))], Op::DeleteVm { vm: vm.clone(), keep_disks }).await?;
+        let outcome = self.0.cluster.write(rid, op).await?;
         let Outcome::VmDeleted { id, files } = outcome else {
             return Err(ClusterError::Internal("delete returned no VM id".into()));
         };
@@ -346,6 +399,12 @@ impl Api {
         let rid = cx.request_id()?;
         let CloneVmRequest { source, name } = req;
         validate::name("name", &name)?;
+        let needs = [
+            (Operation::VmShow, Obj::Vm(&source)),
+            (Operation::VmCreate, Obj::Cluster),
+            (Operation::DiskCreate, Obj::Cluster),
+        ];
+        self.0.check(cx, &needs).await?;
         let found = self
             .0
             .cluster
@@ -362,8 +421,8 @@ impl Api {
             found.ok_or_else(|| ClusterError::vm_not_found(&source))?;
         if replay {
             // Applied already: answered as the first time, no new copies.
-            let op = Op::CloneVm { source, id: Uuid::new_v4(), name, disks: Vec::new(), macs: Vec::new() };
-            return self.order(rid, op).await;
+            let op = Op::CloneVm { source: source.clone(), id: Uuid::new_v4(), name, disks: Vec::new(), macs: Vec::new() };
+            return self.order(rid, self.0.permit(cx, &needs, op).await?).await;
         }
         if taken {
             return Err(ClusterError::AlreadyExists(format!("vm '{name}' already exists")));
@@ -386,54 +445,53 @@ impl Api {
             disks.push(copy);
         }
         let macs = (0..nics).map(|_| random_mac()).collect();
-        let op = Op::CloneVm { source, id: Uuid::new_v4(), name, disks, macs };
+        let op = Op::CloneVm { source: source.clone(), id: Uuid::new_v4(), name, disks, macs };
+        let op = match self.0.permit(cx, &needs, op).await {
+            Ok(op) => op,
+            Err(e) => {
+                self.0.images.remove(&made).await;
+                return Err(e);
+            }
+        };
         self.write_with_images(rid, op, &made).await
     }
 
     pub async fn start(&self, cx: &Caller, req: StartVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id()?;
         let StartVmRequest { vm, host } = req;
-        self.order(rid, Op::StartVm { vm, order: StartOrder { host: opt(host) } }).await
+        self.order_on(cx, Operation::VmStart, &vm.clone(), Op::StartVm { vm, order: StartOrder { host: opt(host) } }).await
     }
 
     pub async fn shutdown(&self, cx: &Caller, req: ShutdownVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id()?;
         let ShutdownVmRequest { vm, reason, timeout_seconds } = req;
         validate::text("reason", &reason)?;
         let timeout_s = if timeout_seconds == 0 { DEFAULT_SHUTDOWN_TIMEOUT_S } else { timeout_seconds };
-        self.order(rid, Op::ShutdownVm { vm, reason: opt(reason), timeout_s }).await
+        self.order_on(cx, Operation::VmShutdown, &vm.clone(), Op::ShutdownVm { vm, reason: opt(reason), timeout_s }).await
     }
 
     pub async fn stop(&self, cx: &Caller, req: StopVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id()?;
         let StopVmRequest { vm, reason } = req;
         validate::text("reason", &reason)?;
-        self.order(rid, Op::StopVm { vm, reason: opt(reason) }).await
+        self.order_on(cx, Operation::VmStop, &vm.clone(), Op::StopVm { vm, reason: opt(reason) }).await
     }
 
     pub async fn reboot(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id()?;
-        self.order(rid, Op::RebootVm { vm: req.vm }).await
+        self.order_on(cx, Operation::VmReboot, &req.vm, Op::RebootVm { vm: req.vm.clone() }).await
     }
 
     pub async fn suspend(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id()?;
-        self.order(rid, Op::SuspendVm { vm: req.vm }).await
+        self.order_on(cx, Operation::VmSuspend, &req.vm, Op::SuspendVm { vm: req.vm.clone() }).await
     }
 
     pub async fn resume(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id()?;
-        self.order(rid, Op::ResumeVm { vm: req.vm }).await
+        self.order_on(cx, Operation::VmSuspend, &req.vm, Op::ResumeVm { vm: req.vm.clone() }).await
     }
 
     pub async fn migrate(&self, cx: &Caller, req: MigrateVmRequest) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id()?;
         let MigrateVmRequest { vm, to } = req;
-        self.order(rid, Op::MigrateVm { vm, to: opt(to) }).await
+        self.order_on(cx, Operation::VmMigrate, &vm.clone(), Op::MigrateVm { vm, to: opt(to) }).await
     }
 
     pub async fn cancel_migration(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
-        let rid = cx.request_id()?;
-        self.order(rid, Op::CancelMigration { vm: req.vm }).await
+        self.order_on(cx, Operation::VmMigrate, &req.vm, Op::CancelMigration { vm: req.vm.clone() }).await
     }
 }
