@@ -19,10 +19,16 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use corral_proto::REQUEST_ID_HEADER;
-use tonic::transport::{Channel, Endpoint as Transport};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint as Transport;
 use tonic::{Code, ConnectError, Response, Status, TimeoutExpired};
 
 use crate::endpoints::{Endpoint, Endpoints};
+use crate::session::Bearer;
+
+/// What a command's requests go over: a connection to one node, carrying the caller's session
+/// or API token (if any) on every call.
+pub type Channel = InterceptedService<tonic::transport::Channel, Bearer>;
 use crate::transport::{Dial, Heard, Watched};
 
 /// How long a node may take to connect and say its first bytes before the next one is tried
@@ -78,7 +84,7 @@ pub async fn connect(
     dial: &Dial,
     deadline: Option<Duration>,
     patience: Duration,
-) -> Result<Channel, String> {
+) -> Result<tonic::transport::Channel, String> {
     let transport = Transport::from_shared(endpoint.uri()).map_err(|e| short_reason(&e))?;
     let transport = match deadline {
         Some(deadline) => transport.timeout(deadline),
@@ -150,6 +156,8 @@ pub struct Nodes {
     patience: Duration,
     /// TCP, TLS or the local socket.
     dial: Dial,
+    /// The session or API token sent with every call.
+    bearer: Bearer,
 }
 
 /// What one endpoint made of a call.
@@ -167,12 +175,18 @@ enum Attempt<T> {
 impl Nodes {
     /// `connect_timeout`: how long each node gets to connect and speak (`--connect-timeout`).
     pub fn new(endpoints: Endpoints, connect_timeout: Duration) -> Self {
-        Nodes { endpoints, patience: connect_timeout, dial: Dial::Plain }
+        Nodes { endpoints, patience: connect_timeout, dial: Dial::Plain, bearer: Bearer::none() }
     }
 
     /// Nodes reached as `dial` says (TLS with credentials, or corrald's local socket).
     pub fn with_dial(endpoints: Endpoints, connect_timeout: Duration, dial: Dial) -> Self {
-        Nodes { endpoints, patience: connect_timeout, dial }
+        Nodes { endpoints, patience: connect_timeout, dial, bearer: Bearer::none() }
+    }
+
+    /// These nodes, with `bearer` on every call.
+    pub fn with_bearer(mut self, bearer: Bearer) -> Self {
+        self.bearer = bearer;
+        self
     }
 
     /// Whether these are this host's corrald over its local socket.
@@ -184,7 +198,8 @@ impl Nodes {
     /// join): falling over to another node would change the wrong one.
     pub fn single(&self, command: &str) -> Result<Nodes> {
         match self.endpoints.len() {
-            1 => Ok(Nodes::with_dial(self.endpoints.clone(), self.patience, self.dial.clone())),
+            1 => Ok(Nodes::with_dial(self.endpoints.clone(), self.patience, self.dial.clone())
+                .with_bearer(self.bearer.clone())),
             _ => bail!("--endpoint: {command} acts on one node; give exactly one address"),
         }
     }
@@ -206,7 +221,17 @@ impl Nodes {
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        match attempt(self.here(), &self.dial, Effect::Read, Some(REQUEST_TIMEOUT), self.patience, &mut rpc).await {
+        match attempt(
+            self.here(),
+            &self.dial,
+            &self.bearer,
+            Effect::Read,
+            Some(REQUEST_TIMEOUT),
+            self.patience,
+            &mut rpc,
+        )
+        .await
+        {
             Attempt::Done(result) => result,
             Attempt::Next { error, .. } => Err(error),
         }
@@ -221,7 +246,17 @@ impl Nodes {
     {
         let id = RequestId::new();
         let mut tagged = |channel| rpc(channel, &id);
-        match attempt(self.here(), &self.dial, Effect::Write, Some(REQUEST_TIMEOUT), self.patience, &mut tagged).await {
+        match attempt(
+            self.here(),
+            &self.dial,
+            &self.bearer,
+            Effect::Write,
+            Some(REQUEST_TIMEOUT),
+            self.patience,
+            &mut tagged,
+        )
+        .await
+        {
             Attempt::Done(result) => result,
             Attempt::Next { error, .. } => Err(error),
         }
@@ -290,7 +325,7 @@ impl Nodes {
             // yet); when none could be reached at all, say so at once.
             let mut all_unreachable = true;
             for (tried, (i, endpoint)) in self.endpoints.rotated(first).enumerate() {
-                match attempt(endpoint, &self.dial, effect, deadline, self.patience, &mut rpc).await {
+                match attempt(endpoint, &self.dial, &self.bearer, effect, deadline, self.patience, &mut rpc).await {
                     Attempt::Done(result) => return result.map(|answer| (i, answer)),
                     Attempt::Next { error, unreachable, .. } if tried + 1 == count => {
                         all_unreachable &= unreachable;
@@ -312,9 +347,11 @@ impl Nodes {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt<T, F, Fut>(
     endpoint: &Endpoint,
     dial: &Dial,
+    bearer: &Bearer,
     effect: Effect,
     deadline: Option<Duration>,
     patience: Duration,
@@ -329,7 +366,7 @@ where
         Attempt::Next { warning: text.clone(), error: anyhow!(text), unreachable: true }
     };
     let channel = match connect(endpoint, dial, deadline, patience).await {
-        Ok(channel) => channel,
+        Ok(channel) => InterceptedService::new(channel, bearer.clone()),
         Err(reason) => return unreachable(reason),
     };
     let status = match rpc(channel).await {

@@ -41,7 +41,14 @@ impl Daemon {
         tokio::spawn(witness.beat());
         let images = StorageDomain::new(&config.storage_dir);
         let agent = HostAgent::new(cluster.clone(), hypervisor, images.clone(), config.clone(), facts.domain_type);
-        let api = Arc::new(Handles { cluster: cluster.clone(), images, config, facts, local: agent.local_engine(), logins: crate::api::Logins::new() });
+        let api = Arc::new(Handles {
+            cluster: cluster.clone(),
+            images,
+            config,
+            facts,
+            local: agent.local_engine(),
+            logins: crate::api::Logins::new(),
+        });
         match cluster.parts() {
             // Resumed from the data dir: every part runs before the API answers anyone.
             Ok(parts) => {

@@ -176,7 +176,9 @@ impl ClusterState {
             Op::SetCa { ca_pem } => self.set_ca(now, ca_pem),
             Op::RevokeToken { id } => self.revoke_token(now, id),
             Op::OnBehalf { actor, credential, needs, op } => match op.as_ref() {
-                Op::OnBehalf { .. } | Op::Batch(_) => Err(ClusterError::invalid("op", "a write for a user does not nest")),
+                Op::OnBehalf { .. } | Op::Batch(_) => {
+                    Err(ClusterError::invalid("op", "a write for a user does not nest"))
+                }
                 inner => self.on_behalf(now, actor, credential.as_deref(), needs, inner, touched),
             },
             Op::CreateUser { name, password_hash } => self.create_user(now, name, password_hash.as_deref()),

@@ -64,6 +64,14 @@ pub enum ClusterCommand {
     /// Manage join tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write the cluster CA's certificate (PEM) to FILE, for users' machines (`login --ca-file`)
+    Ca {
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

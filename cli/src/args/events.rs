@@ -12,4 +12,7 @@ pub struct EventsArgs {
     /// Show only the last N events (with --follow: before following)
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub limit: Option<u32>,
+    /// Only the events made on this user's requests (root@localhost for the host's root)
+    #[arg(long)]
+    pub user: Option<String>,
 }

@@ -3,6 +3,7 @@
 //! bad value reads `error: --memory: 'abc' is not a size (use e.g. 512M, 4G)`.
 
 mod affinity;
+mod auth;
 mod cluster;
 mod disk;
 mod engine;
@@ -18,6 +19,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 pub use self::affinity::{AffinityGroupCommand, AffinityLabelCommand};
+pub use self::auth::{
+    ApiTokenCommand, GroupCommand, LoginArgs, PermissionArgs, PermissionCommand, RoleCommand, UserCommand,
+};
 pub use self::cluster::{BootstrapArgs, ClusterCommand, EditClusterArgs, TokenCommand};
 pub use self::disk::DiskCommand;
 pub use self::engine::EngineCommand;
@@ -74,6 +78,19 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "CORRAL_CREDENTIALS", value_name = "FILE")]
     pub credentials: Option<PathBuf>,
 
+    /// Read an API token (`user token create`) from FILE and send it with every call
+    #[arg(long, global = true, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// An API token to send with every call (prefer --api-token-file: this shows in `ps`)
+    #[arg(long, global = true, env = "CORRAL_API_TOKEN", hide_env_values = true, value_name = "TOKEN", hide = true)]
+    pub api_token: Option<String>,
+
+    /// The cluster CA's certificate, to trust nodes by when no credentials file or saved login
+    /// has it (an API token's calls)
+    #[arg(long, global = true, env = "CORRAL_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
     /// How long each endpoint gets to connect and answer before the next is tried (e.g. 500ms, 2s)
     #[arg(
         long,
@@ -124,6 +141,24 @@ pub enum Command {
     /// The hosted engine: its VM, where it runs, each host's score, and maintenance
     #[command(subcommand)]
     Engine(EngineCommand),
+    /// Local users (passwords, API tokens)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Groups of users: a group's permissions reach its members
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Roles: named sets of permissions (oVirt's SuperUser, UserRole, ...)
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Give users and groups roles on objects
+    #[command(subcommand)]
+    Permission(PermissionCommand),
+    /// Sign in to a cluster as a user; the session (and the CA) is saved under ~/.config/corral/
+    Login(LoginArgs),
+    /// End the saved session
+    Logout,
+    /// Who the CLI acts as, and what that user may do
+    Whoami,
 }
 
 #[cfg(test)]

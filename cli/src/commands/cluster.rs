@@ -29,6 +29,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> Result<()> {
         ClusterCommand::Token(TokenCommand::Create { ttl }) => create_token(ctx, ttl.map_or(0, |t| t.as_secs())).await,
         ClusterCommand::Token(TokenCommand::List) => list_tokens(ctx).await,
         ClusterCommand::Token(TokenCommand::Revoke { id }) => revoke_token(ctx, &id).await,
+        ClusterCommand::Ca { file, force } => ca(ctx, &file, force).await,
     }
 }
 
@@ -352,6 +353,25 @@ async fn revoke_token(ctx: &Context, id: &str) -> Result<()> {
 }
 
 /// `cluster credentials -f FILE`: the key is made here; only its CSR is sent.
+async fn ca(ctx: &Context, file: &Path, force: bool) -> Result<()> {
+    files::check_writable(file, force)?;
+    let r = ctx.nodes.read(|c| async move { ClusterServiceClient::new(c).ca(proto::CaRequest {}).await }).await?;
+    files::write_text(file, &format!("{}\n", r.ca.trim()), force)?;
+    match ctx.format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "fingerprint": r.fingerprint,
+        }))?,
+        Format::Table => output::print(&format!(
+            "wrote the cluster CA ({}) to {}; users log in with --ca-file {}\n",
+            r.fingerprint,
+            file.display(),
+            file.display()
+        ))?,
+    }
+    Ok(())
+}
+
 async fn credentials(ctx: &Context, file: &Path, user: &str, force: bool) -> Result<()> {
     files::check_writable(file, force)?;
     let (key, csr) = crate::credentials::key_and_csr()?;

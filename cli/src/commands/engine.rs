@@ -2,11 +2,11 @@
 //! how each host scores for it, and maintenance. A request about "this node" (local
 //! maintenance without --host, a local start) goes to the first --endpoint node and no other.
 
+use crate::connect::Channel;
 use anyhow::{bail, Result};
 use corral_proto::v1 as proto;
 use corral_proto::Word;
 use proto::engine_service_client::EngineServiceClient;
-use tonic::transport::Channel;
 
 use super::Context;
 use crate::args::{EngineCommand, EngineMode};

@@ -21,7 +21,10 @@ const FOLLOW_KIND_WIDTH: usize = 16;
 pub async fn run(ctx: &Context, args: crate::args::EventsArgs) -> Result<()> {
     let limit = args.limit.unwrap_or(0);
     if !args.follow {
-        return list(ctx, limit).await;
+        return list(ctx, limit, args.user.unwrap_or_default()).await;
+    }
+    if args.user.is_some() {
+        bail!("--user: events are filtered by user when listed, not while following");
     }
     tokio::select! {
         result = follow(ctx, limit) => result,
@@ -29,10 +32,15 @@ pub async fn run(ctx: &Context, args: crate::args::EventsArgs) -> Result<()> {
     }
 }
 
-async fn list(ctx: &Context, limit: u32) -> Result<()> {
-    let request = proto::ListEventsRequest { limit, stale: ctx.stale };
-    let response =
-        ctx.nodes.read(|channel| async move { EventServiceClient::new(channel).list(request).await }).await?;
+async fn list(ctx: &Context, limit: u32, user: String) -> Result<()> {
+    let request = proto::ListEventsRequest { limit, stale: ctx.stale, user };
+    let response = ctx
+        .nodes
+        .read(|channel| {
+            let request = request.clone();
+            async move { EventServiceClient::new(channel).list(request).await }
+        })
+        .await?;
     let events = response.events.into_iter().map(EventView::from);
     match ctx.format {
         Format::Json => {
@@ -41,9 +49,10 @@ async fn list(ctx: &Context, limit: u32) -> Result<()> {
             }
         }
         Format::Table => {
-            let mut table = Table::new(&["TIME", "KIND", "MESSAGE"]);
+            let mut table = Table::new(&["TIME", "KIND", "USER", "MESSAGE"]);
             for event in events {
-                table.row(vec![event.time, event.kind, event.message]);
+                let user = if event.user.is_empty() { "-".to_string() } else { event.user };
+                table.row(vec![event.time, event.kind, user, event.message]);
             }
             output::print(&table.render())?;
         }

@@ -2,10 +2,10 @@
 //! committed write) or, with --local, on the first --endpoint node alone — which needs no
 //! quorum, and must never be answered by another node's store.
 
+use crate::connect::Channel;
 use anyhow::Result;
 use corral_proto::v1 as proto;
 use proto::ovf_service_client::OvfServiceClient;
-use tonic::transport::Channel;
 
 use super::Context;
 use crate::args::OvfCommand;

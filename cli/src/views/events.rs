@@ -12,11 +12,14 @@ pub struct EventView {
     pub time: String,
     pub kind: String,
     pub message: String,
+    /// Whose request made it (a user, or root@localhost); empty for the cluster's own acts.
+    #[serde(default)]
+    pub user: String,
 }
 
 impl From<proto::Event> for EventView {
     fn from(e: proto::Event) -> Self {
         let kind = word::<proto::EventKind>(e.kind_enum, e.kind);
-        EventView { index: e.index, time: rfc3339(e.time_unix_ms), kind, message: e.message }
+        EventView { index: e.index, time: rfc3339(e.time_unix_ms), kind, message: e.message, user: e.user }
     }
 }

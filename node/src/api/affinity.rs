@@ -10,8 +10,8 @@ use corral_raft::model::{self, ClusterState};
 use corral_raft::{validate, vocab, ClusterError};
 
 use super::authz::Obj;
-use corral_raft::model::auth::Operation;
 use super::{Caller, Handles};
+use corral_raft::model::auth::Operation;
 
 pub struct Api(pub Arc<Handles>);
 

@@ -278,11 +278,8 @@ impl Api {
             *failures = Failures::default();
         }
         tokio::time::sleep(login_delay(failures.count)).await;
-        let hash = self
-            .node()
-            .cluster
-            .read(false, |s| s.auth.users.get(&user).map(|u| u.password_hash.clone()))
-            .await?;
+        let hash =
+            self.node().cluster.read(false, |s| s.auth.users.get(&user).map(|u| u.password_hash.clone())).await?;
         let has_user = hash.is_some();
         let ok = {
             let _permit = self.node().logins.hashing().await;
@@ -313,7 +310,10 @@ impl Api {
 
     pub async fn logout(&self, cx: &Caller, _req: LogoutRequest) -> Result<LogoutResponse, ClusterError> {
         let Some(token) = &cx.bearer else {
-            return Err(ClusterError::invalid("authorization", "logout ends the session the call carries; it has none"));
+            return Err(ClusterError::invalid(
+                "authorization",
+                "logout ends the session the call carries; it has none",
+            ));
         };
         let op = self.node().permit(cx, &[], Op::EndSession { hash: secret_hash(token) }).await?;
         self.node().cluster.write(None, op).await?;
@@ -389,9 +389,8 @@ impl Api {
     }
 
     pub async fn list_users(&self, cx: &Caller, _req: ListUsersRequest) -> Result<ListUsersResponse, ClusterError> {
-        let users = self
-            .read_managed(cx, None, |s| Ok(s.auth.users.values().map(|u| user_to_proto(s, u)).collect()))
-            .await?;
+        let users =
+            self.read_managed(cx, None, |s| Ok(s.auth.users.values().map(|u| user_to_proto(s, u)).collect())).await?;
         Ok(ListUsersResponse { users })
     }
 
@@ -431,9 +430,8 @@ impl Api {
     }
 
     pub async fn list_groups(&self, cx: &Caller, _req: ListGroupsRequest) -> Result<ListGroupsResponse, ClusterError> {
-        let groups = self
-            .read_managed(cx, None, |s| Ok(s.auth.groups.values().map(|g| group_to_proto(s, g)).collect()))
-            .await?;
+        let groups =
+            self.read_managed(cx, None, |s| Ok(s.auth.groups.values().map(|g| group_to_proto(s, g)).collect())).await?;
         Ok(ListGroupsResponse { groups })
     }
 
@@ -470,7 +468,8 @@ impl Api {
             .cluster
             .read(false, |s| {
                 who.grants(s)?;
-                let names = model::PREDEFINED_ROLES.iter().map(|r| r.name.to_string()).chain(s.auth.roles.keys().cloned());
+                let names =
+                    model::PREDEFINED_ROLES.iter().map(|r| r.name.to_string()).chain(s.auth.roles.keys().cloned());
                 Ok::<_, ClusterError>(names.filter_map(|n| role_to_proto(s, &n)).collect())
             })
             .await??;
@@ -611,14 +610,21 @@ impl Api {
         let tokens = self
             .read_managed(cx, Some(&name), |s| {
                 if !s.auth.users.contains_key(&name) {
-                    return Err(ClusterError::NotFound(format!("user '{}' not found", corral_raft::error::quote(&name))));
+                    return Err(ClusterError::NotFound(format!(
+                        "user '{}' not found",
+                        corral_raft::error::quote(&name)
+                    )));
                 }
                 let mut t: Vec<ApiToken> = s
                     .auth
                     .api_tokens
                     .values()
                     .filter(|c| c.user == name && c.expires_ms > now)
-                    .map(|c| ApiToken { name: c.name.clone(), created_unix_ms: c.created_ms, expires_unix_ms: c.expires_ms })
+                    .map(|c| ApiToken {
+                        name: c.name.clone(),
+                        created_unix_ms: c.created_ms,
+                        expires_unix_ms: c.expires_ms,
+                    })
                     .collect();
                 t.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(t)

@@ -88,14 +88,13 @@ fn resolve(cx: &Caller, s: &ClusterState) -> Result<Who, Result<ClusterError, Mi
         };
     }
     match &cx.who {
-        Principal::Local => Ok(Who::Actor { actor: Actor::Local, credential: None, via: "local socket", expires_ms: 0 }),
+        Principal::Local => {
+            Ok(Who::Actor { actor: Actor::Local, credential: None, via: "local socket", expires_ms: 0 })
+        }
         Principal::Member(_) => Ok(Who::Unchecked),
-        Principal::User(name) if s.auth.users.contains_key(name) => Ok(Who::Actor {
-            actor: Actor::User(name.clone()),
-            credential: None,
-            via: "certificate",
-            expires_ms: 0,
-        }),
+        Principal::User(name) if s.auth.users.contains_key(name) => {
+            Ok(Who::Actor { actor: Actor::User(name.clone()), credential: None, via: "certificate", expires_ms: 0 })
+        }
         Principal::User(name) => Err(Ok(ClusterError::Unauthenticated(format!(
             "the certificate names user '{}', who does not exist",
             corral_raft::error::quote(name)

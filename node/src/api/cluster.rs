@@ -13,11 +13,11 @@ use corral_raft::{validate, vocab};
 use futures::future::join_all;
 
 use super::authz::Obj;
-use corral_raft::model::auth::Operation;
 use super::{Caller, Handles};
 use crate::cluster::DEFAULT_TOKEN_TTL_MS;
 use crate::now_ms;
 use crate::token;
+use corral_raft::model::auth::Operation;
 
 const PING_TIMEOUT: Duration = Duration::from_millis(700);
 const MAX_TOKEN_TTL_S: u64 = 30 * 24 * 3600;
@@ -169,7 +169,8 @@ impl Api {
         if to >= corral_raft::model::TLS_LEVEL {
             self.prepare_tls().await?;
         }
-        let op = self.0.permit(cx, &[(Operation::ClusterEdit, Obj::Cluster)], Op::SetClusterLevel { level: to }).await?;
+        let op =
+            self.0.permit(cx, &[(Operation::ClusterEdit, Obj::Cluster)], Op::SetClusterLevel { level: to }).await?;
         self.0.cluster.write(None, op).await?;
         tracing::info!(from, to, "cluster level raised");
         if to >= corral_raft::model::TLS_LEVEL {
@@ -370,7 +371,8 @@ impl Api {
         if id.is_empty() {
             return Err(ClusterError::invalid("id", "must name a token (`cluster token list` shows their ids)"));
         }
-        let op = self.0.permit(cx, &[(Operation::ClusterTokens, Obj::Cluster)], Op::RevokeToken { id: id.clone() }).await?;
+        let op =
+            self.0.permit(cx, &[(Operation::ClusterTokens, Obj::Cluster)], Op::RevokeToken { id: id.clone() }).await?;
         self.0.cluster.write(None, op).await?;
         Ok(RevokeTokenResponse { id })
     }
@@ -388,11 +390,7 @@ impl Api {
         Ok(CaResponse { ca, fingerprint })
     }
 
-    pub async fn credentials(
-        &self,
-        cx: &Caller,
-        req: CredentialsRequest,
-    ) -> Result<CredentialsResponse, ClusterError> {
+    pub async fn credentials(&self, cx: &Caller, req: CredentialsRequest) -> Result<CredentialsResponse, ClusterError> {
         let user = if req.user.trim().is_empty() { "admin".to_string() } else { req.user.trim().to_string() };
         validate::name("user", &user)?;
         self.0.check(cx, &[(Operation::ClusterTokens, Obj::Cluster)]).await?;

@@ -11,11 +11,11 @@ use corral_raft::model::{self, ClusterState, KernelBoot};
 use corral_raft::{validate, vocab, ClusterError};
 use uuid::Uuid;
 
-use super::hosts::engine_score_to_proto;
 use super::authz::Obj;
-use corral_raft::model::auth::Operation;
+use super::hosts::engine_score_to_proto;
 use super::{Caller, Handles};
 use crate::now_ms;
+use corral_raft::model::auth::Operation;
 
 pub struct Api(pub Arc<Handles>);
 

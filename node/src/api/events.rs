@@ -80,7 +80,8 @@ impl Api {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {
-                let batch: Vec<Event> = state.read(|s| s.events_after(last).filter(|e| shown(e, &only)).map(to_proto).collect());
+                let batch: Vec<Event> =
+                    state.read(|s| s.events_after(last).filter(|e| shown(e, &only)).map(to_proto).collect());
                 for e in batch {
                     last = e.index;
                     if tx.send(e).await.is_err() {

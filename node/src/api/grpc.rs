@@ -20,7 +20,8 @@ use tonic::{Request, Response, Status};
 
 use super::listen::{ConnInfo, Via};
 use super::{
-    affinity, auth, cluster, disks, engine, events, hosts, ovf, status, vms, Caller, Handles, Principal, REQUEST_ID_HEADER,
+    affinity, auth, cluster, disks, engine, events, hosts, ovf, status, vms, Caller, Handles, Principal,
+    REQUEST_ID_HEADER,
 };
 use crate::tls::CertIdentity;
 
@@ -64,7 +65,9 @@ fn admit(node: &Handles, cx: &Caller, rpc: &str) -> Result<(), Status> {
     }
     match &cx.who {
         // A bearer token is checked by the handler; logging in and reading the CA need nothing.
-        Principal::Anonymous if node.cluster.requires_tls() && cx.bearer.is_none() && !matches!(rpc, "login" | "ca") => {
+        Principal::Anonymous
+            if node.cluster.requires_tls() && cx.bearer.is_none() && !matches!(rpc, "login" | "ca") =>
+        {
             Err(Status::unauthenticated(NO_CREDENTIALS))
         }
         // A removed member's certificate is refused from the moment its removal is applied.

@@ -13,8 +13,8 @@ use corral_raft::model::{self, ClusterState};
 use corral_raft::{validate, ClusterError};
 
 use super::authz::Obj;
-use corral_raft::model::auth::{Operation, Perm, Target};
 use super::{Caller, Handles};
+use corral_raft::model::auth::{Operation, Perm, Target};
 
 pub struct Api(pub Arc<Handles>);
 
@@ -76,7 +76,11 @@ impl Api {
             .read(stale, |s| {
                 let g = who.grants(s)?;
                 Ok::<_, ClusterError>(
-                    s.hosts.values().filter(|h| g.can(Perm::HostView, Target::Host(h.id))).map(|h| to_proto(s, h)).collect(),
+                    s.hosts
+                        .values()
+                        .filter(|h| g.can(Perm::HostView, Target::Host(h.id)))
+                        .map(|h| to_proto(s, h))
+                        .collect(),
                 )
             })
             .await??;
@@ -115,7 +119,10 @@ impl Api {
         let rid = cx.request_id()?;
         let host = req.host;
         validate::name("host", &host)?;
-        let op = self.0.permit(cx, &[(Operation::HostActivate, Obj::Host(&host))], Op::ActivateHost { host: host.clone() }).await?;
+        let op = self
+            .0
+            .permit(cx, &[(Operation::HostActivate, Obj::Host(&host))], Op::ActivateHost { host: host.clone() })
+            .await?;
         self.0.cluster.write(rid, op).await?;
         self.host(host, true).await
     }
@@ -127,7 +134,10 @@ impl Api {
         if let Some(t) = &tags {
             validate::names("tags", t)?;
         }
-        let op = self.0.permit(cx, &[(Operation::HostEdit, Obj::Host(&host))], Op::EditHost { host: host.clone(), tags }).await?;
+        let op = self
+            .0
+            .permit(cx, &[(Operation::HostEdit, Obj::Host(&host))], Op::EditHost { host: host.clone(), tags })
+            .await?;
         let outcome = self.0.cluster.write(rid, op).await?;
         let Outcome::Host(h) = outcome else { return Err(ClusterError::Internal("the write returned no host".into())) };
         Ok(self.0.cluster.state()?.read(|s| to_proto(s, &h)))

@@ -13,9 +13,9 @@ use corral_raft::{ovf, validate, ClusterError};
 use uuid::Uuid;
 
 use super::authz::Obj;
-use corral_raft::model::auth::{Operation, Perm, Target};
 use super::{Caller, Handles};
 use crate::now_ms;
+use corral_raft::model::auth::{Operation, Perm, Target};
 
 pub struct Api(pub Arc<Handles>);
 

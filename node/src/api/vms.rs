@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::authz::Obj;
 use super::{Caller, Handles};
-use corral_raft::model::auth::{Operation, Perm, Target};
 use crate::now_ms;
+use corral_raft::model::auth::{Operation, Perm, Target};
 
 pub struct Api(pub Arc<Handles>);
 
@@ -342,7 +342,8 @@ impl Api {
         validate::vm_changes(&changes)?;
         // Returns once committed and applied here: every host writes the new OVF document as it
         // applies the entry, so waiting for them would only make an edit wait on a dying host.
-        let op = self.0.permit(cx, &[(Operation::VmEdit, Obj::Vm(&r.vm))], Op::EditVm { vm: r.vm.clone(), changes }).await?;
+        let op =
+            self.0.permit(cx, &[(Operation::VmEdit, Obj::Vm(&r.vm))], Op::EditVm { vm: r.vm.clone(), changes }).await?;
         let outcome = self.0.cluster.write(rid, op).await?;
         self.written_vm(outcome)
     }
@@ -384,7 +385,10 @@ impl Api {
     pub async fn delete(&self, cx: &Caller, req: DeleteVmRequest) -> Result<DeleteVmResponse, ClusterError> {
         let rid = cx.request_id()?;
         let DeleteVmRequest { vm, keep_disks } = req;
-        let op = self.0.permit(cx, &[(Operation::VmDelete, Obj::Vm(&vm))], Op::DeleteVm { vm: vm.clone(), keep_disks }).await?;
+        let op = self
+            .0
+            .permit(cx, &[(Operation::VmDelete, Obj::Vm(&vm))], Op::DeleteVm { vm: vm.clone(), keep_disks })
+            .await?;
         let outcome = self.0.cluster.write(rid, op).await?;
         let Outcome::VmDeleted { id, files } = outcome else {
             return Err(ClusterError::Internal("delete returned no VM id".into()));
@@ -421,7 +425,8 @@ impl Api {
             found.ok_or_else(|| ClusterError::vm_not_found(&source))?;
         if replay {
             // Applied already: answered as the first time, no new copies.
-            let op = Op::CloneVm { source: source.clone(), id: Uuid::new_v4(), name, disks: Vec::new(), macs: Vec::new() };
+            let op =
+                Op::CloneVm { source: source.clone(), id: Uuid::new_v4(), name, disks: Vec::new(), macs: Vec::new() };
             return self.order(rid, self.0.permit(cx, &needs, op).await?).await;
         }
         if taken {
@@ -458,14 +463,16 @@ impl Api {
 
     pub async fn start(&self, cx: &Caller, req: StartVmRequest) -> Result<Vm, ClusterError> {
         let StartVmRequest { vm, host } = req;
-        self.order_on(cx, Operation::VmStart, &vm.clone(), Op::StartVm { vm, order: StartOrder { host: opt(host) } }).await
+        self.order_on(cx, Operation::VmStart, &vm.clone(), Op::StartVm { vm, order: StartOrder { host: opt(host) } })
+            .await
     }
 
     pub async fn shutdown(&self, cx: &Caller, req: ShutdownVmRequest) -> Result<Vm, ClusterError> {
         let ShutdownVmRequest { vm, reason, timeout_seconds } = req;
         validate::text("reason", &reason)?;
         let timeout_s = if timeout_seconds == 0 { DEFAULT_SHUTDOWN_TIMEOUT_S } else { timeout_seconds };
-        self.order_on(cx, Operation::VmShutdown, &vm.clone(), Op::ShutdownVm { vm, reason: opt(reason), timeout_s }).await
+        self.order_on(cx, Operation::VmShutdown, &vm.clone(), Op::ShutdownVm { vm, reason: opt(reason), timeout_s })
+            .await
     }
 
     pub async fn stop(&self, cx: &Caller, req: StopVmRequest) -> Result<Vm, ClusterError> {

@@ -65,7 +65,9 @@ impl ClusterState {
             Target::System => "system".into(),
             Target::Cluster => "cluster".into(),
             Target::Host(id) => format!("host:{}", self.host_name(id)),
-            Target::Vm(id) => format!("vm:{}", self.vms.get(&id).map_or_else(|| id.to_string(), |v| v.config.name.clone())),
+            Target::Vm(id) => {
+                format!("vm:{}", self.vms.get(&id).map_or_else(|| id.to_string(), |v| v.config.name.clone()))
+            }
             Target::Disk(id) => {
                 format!("disk:{}", self.disks.get(&id).map_or_else(|| id.to_string(), |d| d.name.clone()))
             }
@@ -481,7 +483,14 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn start_session(&mut self, now: i64, hash: &str, user: &str, expires_ms: i64, source: &str) -> OpResult {
+    pub(super) fn start_session(
+        &mut self,
+        now: i64,
+        hash: &str,
+        user: &str,
+        expires_ms: i64,
+        source: &str,
+    ) -> OpResult {
         self.require_users()?;
         self.user_exists(user)?;
         // Expired sessions go whenever one starts, and a user keeps a bounded number.

@@ -133,9 +133,15 @@ fn progress_line(vm: &proto::Vm) -> String {
 /// The latest event about a migration of VM `name`, which carries libvirt's error when the
 /// migration failed; none if the events cannot be read.
 async fn migration_event(ctx: &Context, name: &str) -> Option<String> {
-    let request = proto::ListEventsRequest { limit: MIGRATION_EVENTS, stale: false };
-    let response =
-        ctx.nodes.read(|channel| async move { EventServiceClient::new(channel).list(request).await }).await.ok()?;
+    let request = proto::ListEventsRequest { limit: MIGRATION_EVENTS, stale: false, user: String::new() };
+    let response = ctx
+        .nodes
+        .read(|channel| {
+            let request = request.clone();
+            async move { EventServiceClient::new(channel).list(request).await }
+        })
+        .await
+        .ok()?;
     let event = response.events.into_iter().rev().find(|e| is_migration_event_of(&e.message, name))?;
     // One line on stderr, whatever libvirt put in its message.
     Some(event.message.split_whitespace().collect::<Vec<_>>().join(" "))

@@ -11,11 +11,11 @@ mod print;
 
 use std::future::Future;
 
+use crate::connect::Channel;
 use anyhow::{bail, Result};
 use corral_proto::v1 as proto;
 use corral_proto::Word;
 use proto::vm_service_client::VmServiceClient;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::Context;
