@@ -665,11 +665,29 @@ pub fn corral_local(socket: &Path, args: &[&str]) -> CliOutput {
     cmd.stdin(Stdio::null()).output().expect("run corral").into()
 }
 
-/// The CLI's own variables of the environment the tests run in are not the test's.
+/// Runs the CLI as a user would on their own machine: `--endpoint endpoint` (when given), no
+/// credentials file, the saved logins of `config` (its XDG_CONFIG_HOME), and `env`.
+pub fn corral_as(config: &Path, endpoint: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
+    let mut cmd = Command::new(bin("corral"));
+    if let Some(e) = endpoint {
+        cmd.arg("--endpoint").arg(e);
+    }
+    cmd.args(args);
+    clean_env(&mut cmd);
+    cmd.env("XDG_CONFIG_HOME", config);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null()).output().expect("run corral").into()
+}
+
+/// The CLI's own variables of the environment the tests run in are not the test's, and
+/// neither are the saved logins of whoever runs them.
 fn clean_env(cmd: &mut Command) {
-    for v in ["CORRAL_ENDPOINT", "CORRAL_SOCKET", "CORRAL_CREDENTIALS"] {
+    for v in ["CORRAL_ENDPOINT", "CORRAL_SOCKET", "CORRAL_CREDENTIALS", "CORRAL_API_TOKEN", "CORRAL_CA_FILE"] {
         cmd.env_remove(v);
     }
+    cmd.env("XDG_CONFIG_HOME", std::env::temp_dir().join("corral-tests-no-saved-logins"));
 }
 
 /// The previous release's binaries (`corrald`, `corral`), built by `make previous` into the

@@ -249,7 +249,7 @@ impl ClusterState {
         self.record(
             now,
             EventKind::UserEdited,
-            format!("User {name} was deleted, with their permissions, sessions and API tokens."),
+            format!("User {name} was deleted. Their permissions, sessions and API tokens went with them."),
         );
         Ok(Outcome::Done)
     }
@@ -267,7 +267,7 @@ impl ClusterState {
         self.record(
             now,
             EventKind::UserEdited,
-            format!("The password of user {name} was changed; {ended} of their sessions ended."),
+            format!("The password of user {name} was changed. {ended} of their sessions ended."),
         );
         Ok(Outcome::Done)
     }
@@ -331,7 +331,7 @@ impl ClusterState {
         }
         let subject = Subject::Group(name.to_string());
         self.auth.permissions.retain(|p| p.subject != subject);
-        self.record(now, EventKind::UserEdited, format!("Group {name} was deleted, with its permissions."));
+        self.record(now, EventKind::UserEdited, format!("Group {name} was deleted. Its permissions went with it."));
         Ok(Outcome::Done)
     }
 
