@@ -26,6 +26,9 @@ use crate::session::{self, Chooser, Observer, Session};
 use crate::transport::Dial;
 use crate::views::rfc3339;
 
+/// Which saved login's secret a connection carries, once its handshake chose one.
+pub type Chosen = Arc<Mutex<Option<String>>>;
+
 /// A secret from FILE, or from standard input with `-` (at most `max` bytes), trimmed of its
 /// line end.
 pub fn read_secret(file: &Path, flag: &str, max: u64) -> Result<String> {
@@ -67,10 +70,7 @@ fn password(file: Option<&Path>, prompt: &str, confirm: bool, required: bool) ->
 
 /// TLS that trusts `ca_file`'s CA, or (`sessions`) each saved login's CA, sending that login's
 /// session to its cluster's nodes. Fails when there is no CA to trust.
-pub fn trust(
-    ca_file: Option<&Path>,
-    sessions: bool,
-) -> Result<(Arc<rustls::ClientConfig>, Option<Arc<Mutex<Option<String>>>>)> {
+pub fn trust(ca_file: Option<&Path>, sessions: bool) -> Result<(Arc<rustls::ClientConfig>, Option<Chosen>)> {
     let options = match ca_file {
         Some(f) => {
             let pem = crate::files::read_text(f)?;

@@ -35,10 +35,12 @@ const MAX_PASSWORD: usize = 1024;
 /// from one source take turns. A success, or 15 minutes without an attempt, forgets them.
 #[derive(Default)]
 pub struct Logins {
-    failures: std::sync::Mutex<HashMap<(String, String), Arc<Mutex<Failures>>>>,
+    failures: std::sync::Mutex<HashMap<(String, String), Tracked>>,
     /// Argon2 is made to be slow: at most two checks at once, so logins cannot starve the node.
     hashing: Option<Semaphore>,
 }
+
+type Tracked = Arc<Mutex<Failures>>;
 
 #[derive(Default)]
 struct Failures {
@@ -83,7 +85,7 @@ pub fn login_delay(failures: u32) -> Duration {
 
 /// Failures that are written to the event log (each says how many in a row).
 fn recorded(failures: u32) -> bool {
-    failures == 1 || failures == 3 || failures % 5 == 0
+    failures == 1 || failures == 3 || failures.is_multiple_of(5)
 }
 
 async fn hash_password(password: String) -> Result<String, ClusterError> {

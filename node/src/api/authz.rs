@@ -126,12 +126,12 @@ fn missing(obj: Obj<'_>) -> ClusterError {
     }
 }
 
+/// A decision: who calls and the permissions held for the request; or a refusal, or what this
+/// node does not know yet.
+type Decision = Result<(Who, Vec<(Perm, Target)>), Result<ClusterError, Miss>>;
+
 /// The caller, and the permissions `needs` asks for, resolved in `s`.
-fn decide(
-    cx: &Caller,
-    s: &ClusterState,
-    needs: &[(Operation, Obj<'_>)],
-) -> Result<(Who, Vec<(Perm, Target)>), Result<ClusterError, Miss>> {
+fn decide(cx: &Caller, s: &ClusterState, needs: &[(Operation, Obj<'_>)]) -> Decision {
     let who = resolve(cx, s)?;
     let actor = match &who {
         Who::Unchecked | Who::Actor { actor: Actor::Local, .. } => return Ok((who, Vec::new())),

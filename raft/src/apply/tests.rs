@@ -309,6 +309,7 @@ fn a_batch_applies_each_write_once_in_order() {
 }
 
 mod affinity;
+mod auth;
 mod engine;
 mod ha;
 mod inconsistent;
