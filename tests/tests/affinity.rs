@@ -82,10 +82,10 @@ fn affinity_groups_labels_pins_and_tags_are_honoured() {
     assert!(!started_on(&c, 0, "db4").is_empty());
     let events = c.events(0);
     for want in [
-        "Affinity group db-spread (negative, enforcing) was created with VMs db1, db2, db3.",
-        "Affinity label rack-b was created: VMs web1 run only on hosts host2.",
-        "Host host3 was edited: tags ssd, gpu.",
-        "Affinity group db-spread was deleted.",
+        "Affinity group db-spread (negative, enforcing) was created with VMs db1, db2, db3 by admin.",
+        "Affinity label rack-b was created by admin: VMs web1 run only on hosts host2.",
+        "Host host3 was edited by admin: tags ssd, gpu.",
+        "Affinity group db-spread was deleted by admin.",
     ] {
         assert!(events.iter().any(|m| m == want), "{want} not in {events:#?}");
     }

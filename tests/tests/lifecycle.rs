@@ -38,7 +38,7 @@ fn start_shutdown_reboot_suspend_resume_stop() {
     assert_eq!(down.stop_reason.as_deref(), Some("kernel update"));
     assert_eq!(down.host, None);
     let ev = c.events(1);
-    assert!(ev.iter().any(|m| m == "VM web1 is shutting down (reason: kernel update)."), "{ev:?}");
+    assert!(ev.iter().any(|m| m == "VM web1 is shutting down (reason: kernel update) by admin."), "{ev:?}");
     assert!(ev.iter().any(|m| m == "VM web1 is down on host host2 (reason: kernel update)."), "{ev:?}");
 
     // Placement without --host, then a power off.

@@ -262,6 +262,11 @@ impl Api {
 
     pub async fn login(&self, cx: &Caller, req: LoginRequest) -> Result<LoginResponse, ClusterError> {
         let LoginRequest { user, password, ttl_seconds } = req;
+        if !cx.private {
+            return Err(ClusterError::Unauthenticated(
+                "a password is taken only over TLS: log in with `corral login`, which checks the cluster's CA".into(),
+            ));
+        }
         let user = user.trim().to_string();
         if user.is_empty() || user.len() > 256 || password.len() > MAX_PASSWORD {
             return Err(ClusterError::invalid("user", "give a user name and a password"));

@@ -48,7 +48,7 @@ fn caller<T>(req: &Request<T>) -> Caller {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|t| t.trim().to_string());
-    Caller { who, peer: conn.and_then(|c| c.peer).or_else(|| req.remote_addr()), request_id, bearer }
+    Caller { who, peer: conn.and_then(|c| c.peer).or_else(|| req.remote_addr()), request_id, bearer, private }
 }
 
 /// What the transport itself refuses: bootstrap and join anywhere but on the local socket, and
@@ -66,7 +66,7 @@ fn admit(node: &Handles, cx: &Caller, rpc: &str) -> Result<(), Status> {
     match &cx.who {
         // A bearer token is checked by the handler; logging in and reading the CA need nothing.
         Principal::Anonymous
-            if node.cluster.requires_tls() && cx.bearer.is_none() && !matches!(rpc, "login" | "ca") =>
+            if node.cluster.requires_tls() && cx.bearer.is_none() && !(cx.private && matches!(rpc, "login" | "ca")) =>
         {
             Err(Status::unauthenticated(NO_CREDENTIALS))
         }
@@ -87,9 +87,9 @@ fn admit(node: &Handles, cx: &Caller, rpc: &str) -> Result<(), Status> {
 }
 
 /// What a caller without credentials is told, in one line.
-pub const NO_CREDENTIALS: &str = "this cluster answers only callers with credentials: on one of its hosts run \
-     `corral --socket /var/lib/corral/corrald.sock cluster credentials -f FILE`, then give the CLI --credentials FILE \
-     (or CORRAL_CREDENTIALS)";
+pub const NO_CREDENTIALS: &str = "this cluster answers only callers with credentials: log in as a user \
+     (`corral login`), or on one of its hosts run `corral --socket /var/lib/corral/corrald.sock cluster credentials \
+     -f FILE` and give the CLI --credentials FILE (or CORRAL_CREDENTIALS)";
 
 /// Implements a gRPC service whose every RPC is one unary handler of the same name.
 macro_rules! unary_service {

@@ -100,8 +100,12 @@ pub struct Caller {
     /// As the client sent it, on writes it may retry: the cluster applies a write with a given
     /// id at most once. Read by the handlers that write (a read ignores it, as it always did).
     pub request_id: Option<String>,
-    /// A session's or API token's secret (`authorization: Bearer TOKEN`), if the call sent one.
+    /// A session's or API token's secret (`authorization: Bearer TOKEN`), if the call sent one
+    /// over a connection that keeps it secret.
     pub bearer: Option<String>,
+    /// Whether the connection keeps what is sent secret (TLS or the local socket): a password
+    /// is taken only over one.
+    pub private: bool,
 }
 
 impl Caller {

@@ -616,10 +616,25 @@ fn cap(s: &Subject) -> String {
     }
 }
 
-/// An event's message with who asked for it: "VM web1 was deleted." becomes "VM web1 was
-/// deleted by alice." (the first sentence says it).
+/// An event's message with who asked for it, at the end of its first clause (outside any
+/// parentheses): "VM web1 was deleted." becomes "VM web1 was deleted by alice.", "Host h is
+/// preparing (reason: x): 2 VMs to move." becomes "Host h is preparing (reason: x) by alice: 2
+/// VMs to move.".
 fn by(message: &str, who: &str) -> String {
-    let end = message.find(". ").or_else(|| message.strip_suffix('.').map(str::len));
+    let mut depth = 0i32;
+    let mut end = None;
+    let bytes = message.as_bytes();
+    for (i, c) in message.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ':' | '.' | ';' if depth == 0 && bytes.get(i + 1).is_none_or(|n| *n == b' ') => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
     match end {
         Some(at) => format!("{} by {who}{}", &message[..at], &message[at..]),
         None => format!("{message} (by {who})"),
@@ -635,5 +650,11 @@ mod tests {
         assert_eq!(by("VM web1 was deleted.", "alice"), "VM web1 was deleted by alice.");
         assert_eq!(by("VM web1 was deleted. Its disks stay.", "bob"), "VM web1 was deleted by bob. Its disks stay.");
         assert_eq!(by("no period", "bob"), "no period (by bob)");
+        assert_eq!(by("VM web1 was created (1 GiB).", "al"), "VM web1 was created (1 GiB) by al.");
+        assert_eq!(
+            by("Host h is preparing (reason: x): 2 VMs.", "al"),
+            "Host h is preparing (reason: x) by al: 2 VMs."
+        );
+        assert_eq!(by("Set to 1.5 GiB.", "al"), "Set to 1.5 GiB by al.");
     }
 }

@@ -2,12 +2,14 @@
 //! binaries next to this one, sled flushing on). It prints medians, p99s and throughput;
 //! it asserts nothing about them. Every loop is bounded in count and in time.
 //!
-//!   corral-bench [--only write|tls|failover|memory|ovf|leader-failover-load|follower-resume|soak]
+//!   corral-bench [--only write|tls|authz|failover|memory|ovf|leader-failover-load|follower-resume|soak]
 //!                [--rounds N] [--seconds S]
 //!
 //! `soak` is not part of the default run: it writes for `--seconds` (say 600) and prints each
 //! node's RSS and data-dir size every tenth of the time, to watch sled's growth.
 
+#[path = "bench/authz.rs"]
+mod authz;
 #[path = "bench/under_faults.rs"]
 mod under_faults;
 
@@ -53,6 +55,9 @@ fn main() {
     }
     if wants("tls") {
         tls_costs(opts.failover_rounds.max(10));
+    }
+    if wants("authz") {
+        authz::authz(&rt, opts.failover_rounds.max(20));
     }
     if wants("failover") {
         failover(&rt, opts.failover_rounds);
