@@ -3,7 +3,7 @@
 //! that stores them; sessions and API tokens are 256 random bits, of which the cluster keeps
 //! only the SHA-256. Wrong passwords are slowed per user and source (`Logins`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -271,7 +271,8 @@ impl Api {
         if user.is_empty() || user.len() > 256 || password.len() > MAX_PASSWORD {
             return Err(ClusterError::invalid("user", "give a user name and a password"));
         }
-        let expires_ms = ttl(ttl_seconds, SESSION_TTL, SESSION_TTL)?;
+        // A session lasts at most SESSION_TTL; asking for more gets that.
+        let expires_ms = ttl(ttl_seconds.min(SESSION_TTL.as_secs()), SESSION_TTL, SESSION_TTL)?;
         if !self.has_users().await? {
             return Err(ClusterError::FailedPrecondition(
                 "this cluster has no users yet (cluster level 2 has them): run `corral cluster upgrade`".into(),
@@ -297,14 +298,14 @@ impl Api {
             failures.last = Some(Instant::now());
             let count = failures.count;
             tracing::warn!(user = %corral_raft::error::quote(&user), %source, count, "failed login");
-            if recorded(count) {
+            // Recorded for users that exist (a flood of made-up names writes nothing).
+            if has_user && recorded(count) {
                 let op = Op::LoginFailed { user: user.clone(), source: source.clone(), failures: count };
                 if let Err(e) = self.node().cluster.write(None, op).await {
                     tracing::warn!(error = %e, "cannot record a failed login");
                 }
             }
             // The same answer whether the user exists or not.
-            let _ = has_user;
             return Err(ClusterError::Unauthenticated("wrong user name or password".into()));
         }
         *failures = Failures::default();
@@ -333,12 +334,7 @@ impl Api {
             .cluster
             .read(false, |s| {
                 let grants = who.grants(s)?;
-                let holds: BTreeSet<Perm> = if grants.all {
-                    Perm::ALL.into_iter().collect()
-                } else {
-                    grants.at.values().flat_map(|h| h.perms.iter().copied()).collect()
-                };
-                let holds = holds.iter().map(|p| p.word().to_string()).collect();
+                let holds = grants.holds().iter().map(|p| p.word().to_string()).collect();
                 Ok(match &who {
                     Who::Unchecked => WhoAmIResponse {
                         user: String::new(),

@@ -45,9 +45,9 @@ enum Miss {
 
 impl Who {
     /// What `who` may do in `s`; a session or token that `s` no longer knows is refused.
-    pub fn grants(&self, s: &ClusterState) -> Result<Grants, ClusterError> {
+    pub fn grants<'a>(&self, s: &'a ClusterState) -> Result<Grants<'a>, ClusterError> {
         match self {
-            Who::Unchecked => Ok(Grants { all: true, ..Grants::default() }),
+            Who::Unchecked => Ok(Grants::everything(&s.auth)),
             Who::Actor { actor, credential, .. } => {
                 if let Some(hash) = credential {
                     s.credential(hash, now_ms()).ok_or_else(expired)?;

@@ -175,12 +175,21 @@ impl Api {
         }
         let visible = match &who {
             super::authz::Who::Unchecked => None,
-            who => Some(self.0.cluster.state()?.read(|s| who.grants(s))?),
+            who => Some(self.0.cluster.state()?.read(|s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(
+                    s.vms
+                        .keys()
+                        .filter(|id| g.can(Perm::VmView, Target::Vm(**id)))
+                        .copied()
+                        .collect::<std::collections::BTreeSet<_>>(),
+                )
+            })?),
         };
         let mut entries: Vec<OvfEntry> = self
             .local()?
             .into_iter()
-            .filter(|(_, _, doc)| visible.as_ref().is_none_or(|g| g.can(Perm::VmView, Target::Vm(doc.vm.id))))
+            .filter(|(_, _, doc)| visible.as_ref().is_none_or(|ids| ids.contains(&doc.vm.id)))
             .map(|(key, xml, doc)| OvfEntry {
                 vm_id: key,
                 name: doc.vm.config.name,
