@@ -82,15 +82,19 @@ pub fn save(s: &Session) -> Result<PathBuf> {
 
 /// Every saved login that has not expired.
 pub fn load_all() -> Vec<Session> {
+    let now = chrono::Utc::now().timestamp_millis();
+    saved().into_iter().filter(|s| s.expires_unix_ms > now).collect()
+}
+
+/// Every saved login, expired ones too.
+pub fn saved() -> Vec<Session> {
     let Some(dir) = sessions_dir() else { return Vec::new() };
     let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
-    let now = chrono::Utc::now().timestamp_millis();
     let mut out: Vec<Session> = entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .filter_map(|t| serde_json::from_str::<Session>(&t).ok())
-        .filter(|s| s.expires_unix_ms > now)
         .collect();
     out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
     out

@@ -280,9 +280,10 @@ fn graceful_shutdown(sb: &Sandbox) {
     // The guest itself powered off on the ACPI button: nobody pulled the plug.
     assert_eq!(sb.count(VM, GUEST_POWEROFF), 1, "console ends with: {}", tail(&sb.console(VM)));
     let events = sb.events();
-    for want in
-        ["VM g1 is shutting down (reason: kernel update).", "VM g1 is down on host host2 (reason: kernel update)."]
-    {
+    for want in [
+        "VM g1 is shutting down (reason: kernel update) by admin.",
+        "VM g1 is down on host host2 (reason: kernel update).",
+    ] {
         assert!(events.iter().any(|m| m == want), "no event '{want}' in {events:#?}");
     }
 }
@@ -595,7 +596,7 @@ fn maintenance(sb: &Sandbox) {
     let events = sb.events();
     let order: Vec<&str> = events
         .iter()
-        .filter(|m| m.ends_with("to evacuate its host for maintenance."))
+        .filter(|m| m.ends_with("to evacuate its host for maintenance by admin."))
         .filter_map(|m| m.split(' ').nth(3))
         .collect();
     assert_eq!(order, ["mhigh", "mmed", "mlow"], "{events:#?}");

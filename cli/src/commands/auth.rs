@@ -627,7 +627,26 @@ pub async fn login(ctx: &Context, global: &GlobalArgs, args: LoginArgs) -> Resul
 
 pub async fn logout(ctx: &Context) -> Result<()> {
     let nodes = &ctx.nodes;
-    let ca = nodes.read(|c| async move { ClusterServiceClient::new(c).ca(proto::CaRequest {}).await }).await?;
+    let ca = nodes.read(|c| async move { ClusterServiceClient::new(c).ca(proto::CaRequest {}).await }).await;
+    let ca = match ca {
+        Ok(ca) => ca,
+        // The cluster cannot be asked (its session expired, so no saved CA is trusted, or it is
+        // down): forget the saved logins of these endpoints here.
+        Err(e) => {
+            let endpoints: Vec<String> = nodes.endpoints().iter().map(|e| e.to_string()).collect();
+            let mine: Vec<Session> = session::saved()
+                .into_iter()
+                .filter(|s| s.endpoint.split(',').any(|e| endpoints.iter().any(|x| x == e)))
+                .collect();
+            if mine.is_empty() {
+                return Err(e);
+            }
+            for s in &mine {
+                session::remove(&s.fingerprint)?;
+            }
+            return done(ctx, format!("forgot the saved session of {} (the cluster was not asked: {e})", mine[0].user));
+        }
+    };
     let ended =
         nodes.write_once(|c| async move { AuthServiceClient::new(c).logout(proto::LogoutRequest {}).await }).await;
     session::remove(&ca.fingerprint)?;
