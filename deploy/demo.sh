@@ -4,7 +4,8 @@
 # It bootstraps with a hosted engine (the cluster's own management VM), joins, creates and
 # edits VMs, kills the leader with SIGKILL, and shows that a new leader took over with every VM
 # intact and the engine VM restarted; shows every host's OVF store and an OVF export/import;
-# then kills the host of an HA VM and shows the VM restarted elsewhere.
+# gives a user a role on one VM and logs in as that user; then kills the host of an HA VM and
+# shows the VM restarted elsewhere.
 # Usage: deploy/demo.sh [BIN_DIR]
 set -euo pipefail
 
@@ -133,6 +134,19 @@ show --endpoint "$(addr 3)" ovf list --local
 show --endpoint "$others" vm export web1 -f "$work/web1.ovf"
 show --endpoint "$others" vm import "$work/web1.ovf" --name web1-copy --clone >/dev/null
 show --endpoint "$others" vm show web1-copy
+
+step "Users and roles: alice gets UserRole on web2, logs in with the cluster's CA, and sees only web2"
+sock="$work/host1/corrald.sock"
+printf 'alice-demo-password\n' >"$work/alice.pw"
+show --socket "$sock" user create alice --password-file "$work/alice.pw" >/dev/null
+show --socket "$sock" permission add --user alice --role UserRole --on vm:web2
+show --socket "$sock" cluster ca -f "$work/ca.pem"
+as_alice() { printf '$ (alice) corral %s\n' "$*"; env -u CORRAL_CREDENTIALS XDG_CONFIG_HOME="$work/alice" "$corral_bin" "$@"; }
+as_alice login --endpoint "$others" --user alice --password-file "$work/alice.pw" --ca-file "$work/ca.pem"
+as_alice vm list
+as_alice vm start web2 >/dev/null
+as_alice vm delete web2 || true
+show --endpoint "$others" events --user alice
 
 step "High availability: killing host2, which runs the HA VM web1"
 kill -9 "${pid[2]}"; wait "${pid[2]}" 2>/dev/null || true; unset "pid[2]"

@@ -513,6 +513,10 @@ impl ClusterState {
         );
         let from = if source.is_empty() { String::new() } else { format!(" from {}", quote(source)) };
         self.record(now, EventKind::UserEdited, format!("User {user} logged in{from}."));
+        // A login is the user's own request.
+        if let Some(e) = self.events.back_mut() {
+            e.user = Some(user.to_string());
+        }
         Ok(Outcome::Done)
     }
 
