@@ -182,13 +182,13 @@ impl ClusterState {
                 inner => self.on_behalf(now, actor, credential.as_deref(), needs, inner, touched),
             },
             Op::CreateUser { name, password_hash } => self.create_user(now, name, password_hash.as_deref()),
-            Op::DeleteUser { name } => self.delete_user(now, name),
-            Op::SetPassword { name, password_hash } => self.set_password(now, name, password_hash.as_deref()),
+            Op::DeleteUser { name } => self.delete_user(now, name, by),
+            Op::SetPassword { name, password_hash } => self.set_password(now, name, password_hash.as_deref(), by),
             Op::CreateGroup { name, users } => self.create_group(now, name, users),
-            Op::EditGroup { name, users, add, remove } => self.edit_group(now, name, users.as_deref(), add, remove),
+            Op::EditGroup { name, users, add, remove } => self.edit_group(now, name, users.as_deref(), add, remove, by),
             Op::DeleteGroup { name } => self.delete_group(now, name),
-            Op::CreateRole { name, permissions } => self.create_role(now, name, permissions),
-            Op::EditRole { name, permissions } => self.edit_role(now, name, permissions),
+            Op::CreateRole { name, permissions } => self.create_role(now, name, permissions, by),
+            Op::EditRole { name, permissions } => self.edit_role(now, name, permissions, by),
             Op::DeleteRole { name } => self.delete_role(now, name),
             Op::AddPermission { permission } => self.add_permission(now, permission, by),
             Op::RemovePermission { permission } => self.remove_permission(now, permission, by),
@@ -197,7 +197,7 @@ impl ClusterState {
             }
             Op::EndSession { hash } => self.end_session(now, hash),
             Op::CreateApiToken { hash, user, name, expires_ms } => {
-                self.create_api_token(now, hash, user, name, *expires_ms)
+                self.create_api_token(now, hash, user, name, *expires_ms, by)
             }
             Op::RevokeApiToken { user, name } => self.revoke_api_token(now, user, name),
             Op::LoginFailed { user, source, failures } => self.login_failed(now, user, source, *failures),

@@ -455,6 +455,24 @@ impl Op {
         }
     }
 
+    /// The VM an operation acts on, by the name or id the client gave.
+    pub fn vm_named(&self) -> Option<&str> {
+        match self {
+            Op::EditVm { vm, .. }
+            | Op::DeleteVm { vm, .. }
+            | Op::StartVm { vm, .. }
+            | Op::ShutdownVm { vm, .. }
+            | Op::StopVm { vm, .. }
+            | Op::RebootVm { vm }
+            | Op::SuspendVm { vm }
+            | Op::ResumeVm { vm }
+            | Op::MigrateVm { vm, .. }
+            | Op::CancelMigration { vm } => Some(vm),
+            Op::CloneVm { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// The VM an operation makes, by id.
     pub fn vm_made(&self) -> Option<Uuid> {
         match self {

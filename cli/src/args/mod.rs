@@ -109,6 +109,19 @@ pub struct GlobalArgs {
     /// Read the node's local copy instead of a linearizable read through the leader
     #[arg(long, global = true)]
     pub stale: bool,
+
+    /// Which of the credentials above were flags (`main` fills it in), since flags win over the
+    /// environment.
+    #[arg(skip)]
+    pub flags: GivenFlags,
+}
+
+/// Credentials given as flags rather than through the environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GivenFlags {
+    pub credentials: bool,
+    pub socket: bool,
+    pub api_token: bool,
 }
 
 #[derive(Debug, Subcommand)]

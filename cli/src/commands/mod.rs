@@ -32,8 +32,11 @@ pub const DEFAULT_SOCKET: &str = "/var/lib/corral/corrald.sock";
 
 /// The API token of --api-token-file or CORRAL_API_TOKEN, if given.
 fn api_token(global: &crate::args::GlobalArgs) -> Result<Option<String>> {
+    // CORRAL_API_TOKEN gives way to --credentials or --socket given as flags.
+    let env_gives_way = (global.flags.credentials || global.flags.socket) && !global.flags.api_token;
     let text = match (&global.api_token_file, &global.api_token) {
         (Some(file), _) => auth::read_secret(file, "--api-token-file", 64 * 1024)?,
+        (None, Some(_)) if env_gives_way => return Ok(None),
         (None, Some(token)) => token.clone(),
         (None, None) => return Ok(None),
     };

@@ -60,10 +60,16 @@ impl Logins {
 
     fn entry(&self, user: &str, source: &str) -> Arc<Mutex<Failures>> {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_TRACKED {
+        let key = (user.to_string(), source.to_string());
+        if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
             map.retain(|_, f| f.try_lock().map_or(true, |f| f.last.is_some_and(|l| l.elapsed() < FORGET_AFTER)));
+            if map.len() >= MAX_TRACKED {
+                // Still full of recent failures (many names from many sources): the attempts of
+                // every user from this source share one count, so they are slowed all the same.
+                return map.entry((String::new(), source.to_string())).or_default().clone();
+            }
         }
-        map.entry((user.to_string(), source.to_string())).or_default().clone()
+        map.entry(key).or_default().clone()
     }
 
     async fn hashing(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
@@ -299,11 +305,15 @@ impl Api {
             let count = failures.count;
             tracing::warn!(user = %corral_raft::error::quote(&user), %source, count, "failed login");
             // Recorded for users that exist (a flood of made-up names writes nothing).
+            // In the background: the answer must take as long for a user that does not exist.
             if has_user && recorded(count) {
                 let op = Op::LoginFailed { user: user.clone(), source: source.clone(), failures: count };
-                if let Err(e) = self.node().cluster.write(None, op).await {
-                    tracing::warn!(error = %e, "cannot record a failed login");
-                }
+                let cluster = self.node().cluster.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = cluster.write(None, op).await {
+                        tracing::warn!(error = %e, "cannot record a failed login");
+                    }
+                });
             }
             // The same answer whether the user exists or not.
             return Err(ClusterError::Unauthenticated("wrong user name or password".into()));
@@ -566,12 +576,18 @@ impl Api {
     ) -> Result<ListPermissionsResponse, ClusterError> {
         let who = self.node().who(cx).await?;
         let ListPermissionsRequest { on, user, group } = req;
+        let on_text = on.clone();
         let permissions = self
             .node()
             .cluster
             .read(false, |s| {
                 let grants = who.grants(s)?;
                 let on = (!on.trim().is_empty()).then(|| s.parse_target(on.trim())).transpose()?;
+                if let Some(Target::Vm(id)) = on {
+                    if !grants.can(Perm::VmView, Target::Vm(id)) {
+                        return Err(ClusterError::vm_not_found(on_text.trim().trim_start_matches("vm:")));
+                    }
+                }
                 let mine = match who.actor() {
                     Some(Actor::User(u)) => s.auth.subjects_of(u),
                     _ => Vec::new(),

@@ -185,6 +185,23 @@ impl Handles {
         Ok(self.decided(cx, &[]).await?.0)
     }
 
+    /// Whether the caller holds every permission on the system (a SuperUser, or the host's
+    /// root): what a join token (a member's certificate) or a backup (every password hash) gives.
+    pub async fn check_everything(&self, cx: &Caller, what: &str) -> Result<(), ClusterError> {
+        let who = self.who(cx).await?;
+        let Some(actor @ Actor::User(_)) = who.actor() else { return Ok(()) };
+        self.cluster.state()?.read(|s| {
+            let grants = who.grants(s)?;
+            match Perm::ALL.into_iter().find(|p| !grants.can(*p, Target::System)) {
+                None => Ok(()),
+                Some(missing) => Err(ClusterError::PermissionDenied(format!(
+                    "{actor} may not {what}: that needs every permission on the system (SuperUser); {actor} lacks \
+                     {missing}"
+                ))),
+            }
+        })
+    }
+
     /// Whether the caller may do every one of `needs`; for reads and requests that are no write.
     pub async fn check(&self, cx: &Caller, needs: &[(Operation, Obj<'_>)]) -> Result<Who, ClusterError> {
         Ok(self.decided(cx, needs).await?.0)

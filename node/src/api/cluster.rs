@@ -222,7 +222,8 @@ impl Api {
     }
 
     pub async fn backup(&self, cx: &Caller, _req: BackupRequest) -> Result<BackupResponse, ClusterError> {
-        self.0.check(cx, &[(Operation::ClusterTokens, Obj::Cluster)]).await?;
+        self.0.check(cx, &[(Operation::ClusterTokens, Obj::System)]).await?;
+        self.0.check_everything(cx, "back up the cluster").await?;
         let (backup, cluster) = self
             .0
             .cluster
@@ -316,8 +317,9 @@ impl Api {
     }
 
     pub async fn token(&self, cx: &Caller, req: CreateTokenRequest) -> Result<CreateTokenResponse, ClusterError> {
-        let need = [(Operation::ClusterTokens, Obj::Cluster)];
+        let need = [(Operation::ClusterTokens, Obj::System)];
         self.0.check(cx, &need).await?;
+        self.0.check_everything(cx, "make join tokens").await?;
         let ttl_s = req.ttl_seconds;
         if ttl_s > MAX_TOKEN_TTL_S {
             return Err(ClusterError::invalid("ttl", format!("must be at most 30 days (got {ttl_s} s)")));
@@ -341,7 +343,7 @@ impl Api {
     }
 
     pub async fn list_tokens(&self, cx: &Caller, _req: ListTokensRequest) -> Result<ListTokensResponse, ClusterError> {
-        self.0.check(cx, &[(Operation::ClusterTokens, Obj::Cluster)]).await?;
+        self.0.check(cx, &[(Operation::ClusterTokens, Obj::System)]).await?;
         let now = now_ms();
         let tokens = self
             .0
@@ -372,7 +374,7 @@ impl Api {
             return Err(ClusterError::invalid("id", "must name a token (`cluster token list` shows their ids)"));
         }
         let op =
-            self.0.permit(cx, &[(Operation::ClusterTokens, Obj::Cluster)], Op::RevokeToken { id: id.clone() }).await?;
+            self.0.permit(cx, &[(Operation::ClusterTokens, Obj::System)], Op::RevokeToken { id: id.clone() }).await?;
         self.0.cluster.write(None, op).await?;
         Ok(RevokeTokenResponse { id })
     }
@@ -393,14 +395,23 @@ impl Api {
     pub async fn credentials(&self, cx: &Caller, req: CredentialsRequest) -> Result<CredentialsResponse, ClusterError> {
         let user = if req.user.trim().is_empty() { "admin".to_string() } else { req.user.trim().to_string() };
         validate::name("user", &user)?;
-        self.0.check(cx, &[(Operation::ClusterTokens, Obj::Cluster)]).await?;
-        // With users, a certificate names one that exists (it is that user).
-        let known = self.0.cluster.read(false, |s| !s.has_users() || s.auth.users.contains_key(&user)).await?;
-        if !known {
-            return Err(ClusterError::NotFound(format!(
-                "user '{user}' not found: create it first (`corral user create {user}`)"
-            )));
-        }
+        let who = self.0.check(cx, &[(Operation::ClusterTokens, Obj::System)]).await?;
+        // With users, a certificate names one that exists (it is that user), and only someone
+        // who holds all that user holds may have one made.
+        self.0
+            .cluster
+            .read(false, |s| {
+                if !s.has_users() {
+                    return Ok(());
+                }
+                if !s.auth.users.contains_key(&user) {
+                    return Err(ClusterError::NotFound(format!(
+                        "user '{user}' not found: create it first (`corral user create {user}`)"
+                    )));
+                }
+                s.covers(who.actor(), &s.auth.subjects_of(&user), &format!("have a certificate made for {user}"))
+            })
+            .await??;
         if req.csr.len() > 16 * 1024 {
             return Err(ClusterError::invalid("csr", "must be a PEM certificate request of at most 16 KiB"));
         }

@@ -80,8 +80,12 @@ impl Api {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {
-                let batch: Vec<Event> =
-                    state.read(|s| s.events_after(last).filter(|e| shown(e, &only)).map(to_proto).collect());
+                // A session revoked or expired meanwhile ends the stream.
+                let batch: Option<Vec<Event>> = state.read(|s| {
+                    let still = who.grants(s).is_ok();
+                    still.then(|| s.events_after(last).filter(|e| shown(e, &only)).map(to_proto).collect())
+                });
+                let Some(batch) = batch else { return };
                 for e in batch {
                     last = e.index;
                     if tx.send(e).await.is_err() {

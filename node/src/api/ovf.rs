@@ -213,10 +213,15 @@ impl Api {
         }
         // By id straight from the store; a name through this node's copy of the state (it
         // needs no quorum either), or by reading the documents when that does not know it.
-        let id = Uuid::parse_str(&vm).ok().or_else(|| {
-            let state = self.0.cluster.state().ok()?;
-            state.read(|s: &ClusterState| s.find_vm(&vm).map(|v| v.id))
-        });
+        // The same look-up as the permission check above: a name wins over an id (a VM may be
+        // named like another VM's id).
+        let id = self
+            .0
+            .cluster
+            .state()
+            .ok()
+            .and_then(|state| state.read(|s: &ClusterState| s.find_vm(&vm).map(|v| v.id)))
+            .or_else(|| Uuid::parse_str(&vm).ok());
         if let Some(id) = id {
             if let Some(xml) = self.0.cluster.local_ovf_document(id)? {
                 let name = ovf::read(&xml).map(|d| d.vm.config.name).unwrap_or_else(|_| vm.clone());

@@ -360,7 +360,13 @@ impl Api {
         let rid = cx.request_id()?;
         let r = req;
         let name = r.name.filter(|n| !n.trim().is_empty());
-        let needs = [(Operation::VmCreate, Obj::Cluster), (Operation::DiskCreate, Obj::Cluster)];
+        // An OVF document names disk images of the storage domain, which the import attaches or
+        // copies: only for someone who may see every disk.
+        let needs = [
+            (Operation::VmCreate, Obj::Cluster),
+            (Operation::DiskCreate, Obj::Cluster),
+            (Operation::VmImport, Obj::Cluster),
+        ];
         self.0.check(cx, &needs).await?;
         let replay = self.0.cluster.read(false, |s| replayed(s, rid)).await?;
         if replay {

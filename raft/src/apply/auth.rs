@@ -172,6 +172,18 @@ impl ClusterState {
         for &(perm, target) in needs {
             self.authorize(actor, verb_for(perm), &[(perm, target)])?;
         }
+        // The VM the op names must still be the one that was checked (not another renamed to
+        // that name meanwhile).
+        if let Some(name) = op.vm_named() {
+            let checked: Vec<Uuid> =
+                needs.iter().filter_map(|(_, t)| if let Target::Vm(id) = t { Some(*id) } else { None }).collect();
+            if !checked.is_empty() && !self.vm_id_of(name).is_some_and(|id| checked.contains(&id)) {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "vm '{}' is no longer the VM that was checked (renamed or replaced meanwhile): try again",
+                    quote(name)
+                )));
+            }
+        }
         let first_event = self.next_event_index;
         let reply = self.apply_op_for(now, op, touched, Some(actor));
         for e in self.events.iter_mut().rev().take_while(|e| e.index > first_event) {
@@ -197,7 +209,37 @@ impl ClusterState {
         self.auth.sessions.get(hash).or_else(|| self.auth.api_tokens.get(hash)).filter(|c| c.expires_ms > now)
     }
 
-    /// Permissions on objects that are gone go with them (after a VM, disk or host is removed).
+    /// Whether a user acting (`by`) holds every permission that `subjects` hold, where they hold
+    /// them: changing another user's password, tokens or groups, or a role, must not give the
+    /// caller more than they have. The host's root holds everything.
+    pub fn covers(&self, by: Option<&Actor>, subjects: &[Subject], what: &str) -> Result<(), ClusterError> {
+        let Some(actor @ Actor::User(_)) = by else { return Ok(()) };
+        let grants = self.auth.grants(actor);
+        for s in subjects {
+            for p in self.auth.of_subject(s) {
+                let mask = self.auth.role_mask(&p.role);
+                if let Some(missing) = Perm::ALL.into_iter().find(|q| mask & q.bit() != 0 && !grants.can(*q, p.on)) {
+                    return Err(ClusterError::PermissionDenied(format!(
+                        "{actor} may not {what}: {s} has {} on {}, which allows {missing}, and {actor} does not have \
+                         that there",
+                        p.role,
+                        self.target_name(p.on)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `covers` for everything `user` holds (its own permissions and its groups').
+    fn covers_user(&self, by: Option<&Actor>, user: &str, what: &str) -> Result<(), ClusterError> {
+        if matches!(by, Some(Actor::User(u)) if u == user) {
+            return Ok(());
+        }
+        self.covers(by, &self.auth.subjects_of(user), what)
+    }
+
+    /// Permissions on objects that are gone (after a VM, disk or host is removed).
     pub(super) fn forget_gone_targets(&mut self) {
         let (hosts, vms, disks) = (&self.hosts, &self.vms, &self.disks);
         self.auth.permissions.retain(|p| match p.on {
@@ -235,9 +277,10 @@ impl ClusterState {
         }
     }
 
-    pub(super) fn delete_user(&mut self, now: i64, name: &str) -> OpResult {
+    pub(super) fn delete_user(&mut self, now: i64, name: &str, by: Option<&Actor>) -> OpResult {
         self.require_users()?;
         self.user_exists(name)?;
+        self.covers_user(by, name, &format!("delete user {name}"))?;
         self.auth.users.remove(name);
         let subject = Subject::User(name.to_string());
         self.auth.permissions.retain(|p| p.subject != subject);
@@ -254,8 +297,16 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn set_password(&mut self, now: i64, name: &str, password_hash: Option<&str>) -> OpResult {
+    pub(super) fn set_password(
+        &mut self,
+        now: i64,
+        name: &str,
+        password_hash: Option<&str>,
+        by: Option<&Actor>,
+    ) -> OpResult {
         self.require_users()?;
+        self.user_exists(name)?;
+        self.covers_user(by, name, &format!("set the password of {name}"))?;
         let user = self
             .auth
             .users
@@ -303,8 +354,12 @@ impl ClusterState {
         users: Option<&[String]>,
         add: &[String],
         remove: &[String],
+        by: Option<&Actor>,
     ) -> OpResult {
         self.require_users()?;
+        // Whoever joins the group gets its permissions: only someone who holds them all may
+        // change who that is.
+        self.covers(by, &[Subject::Group(name.to_string())], &format!("change the members of group {name}"))?;
         let mut group = self
             .auth
             .groups
@@ -356,9 +411,23 @@ impl ClusterState {
         Ok(())
     }
 
-    pub(super) fn create_role(&mut self, now: i64, name: &str, permissions: &[Perm]) -> OpResult {
+    /// A role's permissions may be given on any object: who makes or changes one must hold them
+    /// on the system (and, for a role already given, wherever it is).
+    fn may_define(&self, by: Option<&Actor>, name: &str, permissions: &[Perm]) -> Result<(), ClusterError> {
+        let Some(actor @ Actor::User(_)) = by else { return Ok(()) };
+        let grants = self.auth.grants(actor);
+        if let Some(missing) = permissions.iter().find(|p| !grants.can(**p, Target::System)) {
+            return Err(ClusterError::PermissionDenied(format!(
+                "{actor} may not make role {name} allow {missing}: {actor} does not have it on the system"
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_role(&mut self, now: i64, name: &str, permissions: &[Perm], by: Option<&Actor>) -> OpResult {
         self.require_users()?;
         self.custom_role_rules(name, permissions)?;
+        self.may_define(by, name, permissions)?;
         if self.auth.roles.contains_key(name) {
             return Err(ClusterError::AlreadyExists(format!("role '{name}' already exists")));
         }
@@ -369,9 +438,10 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn edit_role(&mut self, now: i64, name: &str, permissions: &[Perm]) -> OpResult {
+    pub(super) fn edit_role(&mut self, now: i64, name: &str, permissions: &[Perm], by: Option<&Actor>) -> OpResult {
         self.require_users()?;
         self.custom_role_rules(name, permissions)?;
+        self.may_define(by, name, permissions)?;
         let role = self
             .auth
             .roles
@@ -473,11 +543,12 @@ impl ClusterState {
     pub(super) fn remove_permission(&mut self, now: i64, p: &Permission, by: Option<&Actor>) -> OpResult {
         self.require_users()?;
         let on = self.target_name(p.on);
+        // Taking a role away needs what giving it needs, less holding the role's permissions;
+        // checked first, so that no one learns who holds what without the right to change it.
+        self.may_grant(by, p, &BTreeSet::new())?;
         let Ok(at) = self.auth.permissions.binary_search(p) else {
             return Err(ClusterError::NotFound(format!("{} has no {} on {on}", p.subject, quote(&p.role))));
         };
-        // Taking a role away needs what giving it needs, less holding the role's permissions.
-        self.may_grant(by, p, &BTreeSet::new())?;
         self.auth.permissions.remove(at);
         self.record(now, EventKind::PermissionChanged, format!("{} lost {} on {on}.", cap(&p.subject), p.role));
         Ok(Outcome::Done)
@@ -538,9 +609,11 @@ impl ClusterState {
         user: &str,
         name: &str,
         expires_ms: i64,
+        by: Option<&Actor>,
     ) -> OpResult {
         self.require_users()?;
         self.user_exists(user)?;
+        self.covers_user(by, user, &format!("make an API token for {user}"))?;
         validate::name("name", name)?;
         self.auth.api_tokens.retain(|_, t| t.expires_ms > now);
         let theirs = self.auth.api_tokens.values().filter(|t| t.user == user);

@@ -500,6 +500,7 @@ macro_rules! operations {
 operations! {
     VmShow = "vm list, vm show, vm export, ovf dump", "see", VmView on "vm";
     VmCreate = "vm create, vm clone, vm import", "create VMs in", VmCreate on "cluster";
+    VmImport = "vm import (the disks an OVF document names)", "import disks into", DiskView on "cluster";
     VmEdit = "vm edit", "edit", VmEdit on "vm";
     VmDelete = "vm delete", "delete", VmDelete on "vm";
     VmStart = "vm start", "start", VmPower on "vm";
@@ -518,7 +519,7 @@ operations! {
     HostRemove = "host remove", "remove", HostManage on "host";
     ClusterStatus = "cluster status, affinity list/show, engine status", "see", ClusterView on "cluster";
     ClusterEdit = "cluster edit, cluster upgrade, affinity create/edit/delete", "change", ClusterManage on "cluster";
-    ClusterTokens = "cluster token, cluster backup, cluster credentials", "manage the secrets of", ClusterManage on "cluster";
+    ClusterTokens = "cluster token, cluster backup, cluster credentials", "manage the secrets of", UserManage on "system";
     EngineMaintenance = "engine maintenance, engine start", "manage the hosted engine of", EngineManage on "cluster";
     UserManage = "user, group, role, permission (any object)", "manage the users of", UserManage on "system";
     Events = "events (every user's)", "read the events of", AuditRead on "cluster";
@@ -560,6 +561,10 @@ pub fn roles_table() -> String {
     out.push_str(
         "\nCreating a VM gives its creator UserVmManager on it. Granting a role on an object needs\n\
          user.manage (or vm.permissions on that VM) and every permission of the role on that object.\n\
+         No one makes themselves more: making or changing a role needs each of its permissions on the\n\
+         system; changing a group's members, or another user's password, API tokens or certificate,\n\
+         needs every permission the group or user holds, where they hold it; join tokens and backups\n\
+         (a new member's certificate, every password hash) need every permission on the system.\n\
          A user may always see and change their own password, sessions and API tokens, and read\n\
          their own events. Lists show only what the caller may see; a VM the caller may not see\n\
          does not exist for them. vm.console, vm.snapshot and vm.change_cd guard the console,\n\

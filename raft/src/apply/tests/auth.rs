@@ -251,3 +251,60 @@ fn users_need_the_level_that_has_them() {
         "users and permissions need cluster level 2: run `corral cluster upgrade` first",
     );
 }
+
+#[test]
+fn user_managers_cannot_make_themselves_more() {
+    let mut s = with_users();
+    // alice may manage users (a custom role with user.manage alone, on the system).
+    let mk = Op::CreateRole { name: "Accounts".into(), permissions: vec![Perm::UserManage] };
+    assert!(s.apply_command(&cmd(T0, mk)).0.is_ok());
+    grant(&mut s, "Accounts", Target::System);
+    let as_alice = |op: Op| Op::OnBehalf { actor: alice(), credential: None, needs: vec![], op: Box::new(op) };
+    let denied = |s: &mut ClusterState, op: Op, want: &str| {
+        let e = s.apply_command(&cmd(T0 + 1, as_alice(op))).0.unwrap_err();
+        assert!(matches!(e, ClusterError::PermissionDenied(_)) && e.to_string().contains(want), "{e}");
+    };
+    // Not by widening her role, nor a new one.
+    let all: Vec<Perm> = Perm::ALL.to_vec();
+    denied(&mut s, Op::EditRole { name: "Accounts".into(), permissions: all.clone() }, "may not make role Accounts");
+    denied(&mut s, Op::CreateRole { name: "Everything".into(), permissions: all }, "may not make role Everything");
+    // Not by joining a group of SuperUsers.
+    assert!(s.apply_command(&cmd(T0, Op::CreateGroup { name: "admins".into(), users: vec![] })).0.is_ok());
+    let p = Permission { subject: Subject::Group("admins".into()), role: SUPER_ROLE.into(), on: Target::System };
+    assert!(s.apply_command(&cmd(T0, Op::AddPermission { permission: p })).0.is_ok());
+    let join = Op::EditGroup { name: "admins".into(), users: None, add: vec!["alice".into()], remove: vec![] };
+    denied(&mut s, join, "may not change the members of group admins");
+    // Not by taking over admin's account.
+    let pw = Op::SetPassword { name: ADMIN_USER.into(), password_hash: Some("x".into()) };
+    denied(&mut s, pw, "may not set the password of admin");
+    let token =
+        Op::CreateApiToken { hash: "h".into(), user: ADMIN_USER.into(), name: "mine".into(), expires_ms: T0 + 9 };
+    denied(&mut s, token, "may not make an API token for admin");
+    // She still manages users who hold no more than she does.
+    let bob = Op::CreateUser { name: "bob".into(), password_hash: None };
+    assert!(s.apply_command(&cmd(T0, as_alice(bob))).0.is_ok());
+    let pw = Op::SetPassword { name: "bob".into(), password_hash: Some("y".into()) };
+    assert!(s.apply_command(&cmd(T0, as_alice(pw))).0.is_ok());
+}
+
+#[test]
+fn a_renamed_vm_is_not_the_one_checked() {
+    let mut s = with_users();
+    let web1 = s.vm_names["web1"];
+    grant(&mut s, "UserRole", Target::Vm(web1));
+    // Checked against web1, but the name now belongs to another VM.
+    let rename = |from: &str, to: &str| Op::EditVm {
+        vm: from.into(),
+        changes: VmChanges { name: Some(to.into()), ..Default::default() },
+    };
+    assert!(s.apply_command(&cmd(T0, rename("web1", "old1"))).0.is_ok());
+    assert!(s.apply_command(&cmd(T0, rename("web2", "web1"))).0.is_ok());
+    let op = Op::OnBehalf {
+        actor: alice(),
+        credential: None,
+        needs: vec![(Perm::VmPower, Target::Vm(web1))],
+        op: Box::new(Op::StopVm { vm: "web1".into(), reason: None }),
+    };
+    let e = s.apply_command(&cmd(T0 + 1, op)).0.unwrap_err();
+    assert!(e.to_string().contains("no longer the VM that was checked"), "{e}");
+}
