@@ -242,6 +242,23 @@ fn sessions_and_api_tokens_expire_and_are_revoked() {
         }
     });
 
+    // Her own password: only with the current one (a session alone does not take the account).
+    login(&c, 0, &carol);
+    let new = carol.home.path().join("new-password");
+    std::fs::write(&new, "carol-second-pw\n").unwrap();
+    let new_s = new.to_str().unwrap();
+    carol.refused(&["user", "passwd", "carol", "--password-file", new_s], "needs the current one");
+    let wrong = carol.home.path().join("wrong");
+    std::fs::write(&wrong, "not-it-at-all").unwrap();
+    let w = wrong.to_str().unwrap();
+    carol.refused(
+        &["user", "passwd", "carol", "--password-file", new_s, "--current-password-file", w],
+        "the current password is wrong",
+    );
+    let current = carol.password_file();
+    let cur = current.to_str().unwrap();
+    carol.ok(&["user", "passwd", "carol", "--password-file", new_s, "--current-password-file", cur]);
+
     // Logging in never trusts a CA silently: without --ca-file or --ca-fingerprint, and no
     // terminal to ask on, it is refused, naming the fingerprint to check.
     let dave = Person::new("dave");

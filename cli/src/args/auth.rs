@@ -24,11 +24,15 @@ pub enum UserCommand {
     Show { name: String },
     /// Delete a user, with their permissions, sessions and API tokens
     Delete { name: String },
-    /// Set a user's password (their sessions end); from --password-file or asked on a terminal
+    /// Set a user's password (their sessions end); from --password-file or asked on a terminal.
+    /// Your own needs the current one too
     Passwd {
         name: String,
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
+        /// Your current password, from FILE (or - for standard input), when you change your own
+        #[arg(long, value_name = "FILE")]
+        current_password_file: Option<PathBuf>,
     },
     /// API tokens: `Authorization: Bearer TOKEN` for gRPC and REST, `--api-token-file` for the CLI
     #[command(subcommand)]

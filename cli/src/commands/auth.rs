@@ -196,10 +196,20 @@ pub async fn user(ctx: &Context, command: UserCommand) -> Result<()> {
                 .await?;
             done(ctx, format!("deleted user {name}"))
         }
-        UserCommand::Passwd { name, password_file } => {
+        UserCommand::Passwd { name, password_file, current_password_file } => {
+            // Your own password needs the current one.
+            let me = nodes
+                .read(|c| async move { AuthServiceClient::new(c).who_am_i(proto::WhoAmIRequest {}).await })
+                .await?
+                .user;
+            let current_password = if me == name {
+                password(current_password_file.as_deref(), "Current password: ", false, false)?.unwrap_or_default()
+            } else {
+                String::new()
+            };
             let password = password(password_file.as_deref(), &format!("New password for {name}: "), true, true)?
                 .unwrap_or_default();
-            let request = proto::SetPasswordRequest { name: name.clone(), password };
+            let request = proto::SetPasswordRequest { name: name.clone(), password, current_password };
             nodes
                 .write(|c, id| {
                     let r = id.tag(request.clone());

@@ -388,6 +388,35 @@ impl Api {
             .await?
     }
 
+    /// A user changing their own password proves it with the current one (when they have one),
+    /// slowed like a login.
+    async fn check_current(&self, cx: &Caller, name: &str, current: String) -> Result<(), ClusterError> {
+        let hash =
+            self.node().cluster.read(false, |s| s.auth.users.get(name).and_then(|u| u.password_hash.clone())).await?;
+        let Some(hash) = hash else { return Ok(()) };
+        if current.is_empty() {
+            return Err(ClusterError::invalid(
+                "current_password",
+                "changing your own password needs the current one (--current-password-file, or asked on a terminal)",
+            ));
+        }
+        let source = cx.peer.map(|p| p.ip().to_string()).unwrap_or_else(|| "the local socket".into());
+        let entry = self.node().logins.entry(name, &source);
+        let mut failures = entry.lock().await;
+        tokio::time::sleep(login_delay(failures.count)).await;
+        let ok = {
+            let _permit = self.node().logins.hashing().await;
+            verify(current, Some(hash)).await
+        };
+        if !ok {
+            failures.count += 1;
+            failures.last = Some(Instant::now());
+            return Err(ClusterError::Unauthenticated("the current password is wrong".into()));
+        }
+        *failures = Failures::default();
+        Ok(())
+    }
+
     pub async fn create_user(&self, cx: &Caller, req: CreateUserRequest) -> Result<User, ClusterError> {
         let CreateUserRequest { name, password } = req;
         corral_raft::validate::name("user", &name)?;
@@ -425,7 +454,10 @@ impl Api {
     }
 
     pub async fn set_password(&self, cx: &Caller, req: SetPasswordRequest) -> Result<User, ClusterError> {
-        let SetPasswordRequest { name, password } = req;
+        let SetPasswordRequest { name, password, current_password } = req;
+        if self.node().who(cx).await?.is_user(&name) {
+            self.check_current(cx, &name, current_password).await?;
+        }
         let password_hash = if password.is_empty() {
             None
         } else {
@@ -433,7 +465,13 @@ impl Api {
             Some(hash_password(password).await?)
         };
         self.manage(cx, Some(&name), Op::SetPassword { name: name.clone(), password_hash }).await?;
-        self.get_user(cx, UserRef { name }).await
+        // The change ended the user's sessions, the caller's own too when it was their password:
+        // the answer comes from the state the write made, not through a new check.
+        self.node()
+            .cluster
+            .read(true, |s| s.auth.users.get(&name).map(|u| user_to_proto(s, u)))
+            .await?
+            .ok_or_else(|| ClusterError::NotFound(format!("user '{}' not found", corral_raft::error::quote(&name))))
     }
 
     pub async fn create_group(&self, cx: &Caller, req: CreateGroupRequest) -> Result<Group, ClusterError> {
