@@ -129,7 +129,6 @@ pub fn ca_der(pem: &str) -> Result<CertificateDer<'static>> {
 pub struct Chooser {
     options: Vec<(ClusterVerifier, Option<String>)>,
     chosen: Arc<Mutex<Option<String>>>,
-    schemes: Vec<SignatureScheme>,
 }
 
 impl Chooser {
@@ -142,8 +141,13 @@ impl Chooser {
             .into_iter()
             .map(|(ca, token)| Ok((ClusterVerifier::new(ca).map_err(|e| anyhow!("a saved CA: {e}"))?, token)))
             .collect::<Result<Vec<_>>>()?;
-        let schemes = provider().signature_verification_algorithms.supported_schemes();
-        Ok((Chooser { options, chosen: chosen.clone(), schemes }, chosen))
+        Ok((Chooser { options, chosen: chosen.clone() }, chosen))
+    }
+}
+
+impl Chooser {
+    fn first(&self) -> Result<&ClusterVerifier, rustls::Error> {
+        self.options.first().map(|(v, _)| v).ok_or_else(|| rustls::Error::General("no CA to trust".into()))
     }
 }
 
@@ -169,13 +173,14 @@ impl ServerCertVerifier for Chooser {
         Err(last)
     }
 
+    // A signature does not depend on which CA is trusted: every option checks it alike.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+        self.first()?.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -184,11 +189,11 @@ impl ServerCertVerifier for Chooser {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+        self.first()?.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
+        self.first().map(|v| v.supported_verify_schemes()).unwrap_or_default()
     }
 }
 

@@ -13,104 +13,50 @@ use uuid::Uuid;
 
 use crate::typ::NodeId;
 
-/// One thing a role allows. The word of each (`vm.power`) is what users type and read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Perm {
-    VmView,
-    VmCreate,
-    VmEdit,
-    VmDelete,
-    VmPower,
-    VmConsole,
-    VmMigrate,
-    VmSnapshot,
-    VmChangeCd,
-    VmPermissions,
-    DiskView,
-    DiskCreate,
-    HostView,
-    HostManage,
-    ClusterView,
-    ClusterManage,
-    EngineManage,
-    UserManage,
-    AuditRead,
+macro_rules! perms {
+    ($($id:ident = $word:literal: $meaning:literal;)*) => {
+        /// One thing a role allows. The word of each (`vm.power`) is what users type and read.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum Perm { $($id,)* }
+
+        impl Perm {
+            pub const ALL: [Perm; [$(Perm::$id,)*].len()] = [$(Perm::$id,)*];
+
+            pub fn word(self) -> &'static str {
+                match self { $(Perm::$id => $word,)* }
+            }
+
+            /// What holding it lets a user do, for `role show` and the published table.
+            pub fn meaning(self) -> &'static str {
+                match self { $(Perm::$id => $meaning,)* }
+            }
+        }
+    };
+}
+
+perms! {
+    VmView = "vm.view": "see the VM (list, show, its OVF document and disks)";
+    VmCreate = "vm.create": "create, clone and import VMs";
+    VmEdit = "vm.edit": "edit the VM's configuration";
+    VmDelete = "vm.delete": "delete the VM";
+    VmPower = "vm.power": "start, shut down, stop, reboot, suspend and resume the VM";
+    VmConsole = "vm.console": "open the VM's console";
+    VmMigrate = "vm.migrate": "live-migrate the VM and cancel its migration";
+    VmSnapshot = "vm.snapshot": "create, preview, restore and delete the VM's snapshots";
+    VmChangeCd = "vm.change_cd": "change the VM's CD";
+    VmPermissions = "vm.permissions": "add and remove permissions on the VM";
+    DiskView = "disk.view": "see disks";
+    DiskCreate = "disk.create": "create disks (a VM's new disks included)";
+    HostView = "host.view": "see hosts";
+    HostManage = "host.manage": "maintenance, activate, edit and remove hosts";
+    ClusterView = "cluster.view": "see the cluster's status, settings, affinity rules and hosted engine";
+    ClusterManage = "cluster.manage": "edit and upgrade the cluster, affinity rules";
+    EngineManage = "engine.manage": "hosted-engine maintenance and start";
+    UserManage = "user.manage": "users, groups, roles and permissions, other users' tokens and certificates, join tokens and backups";
+    AuditRead = "audit.read": "read every event (without it: only one's own)";
 }
 
 impl Perm {
-    pub const ALL: [Perm; 19] = [
-        Perm::VmView,
-        Perm::VmCreate,
-        Perm::VmEdit,
-        Perm::VmDelete,
-        Perm::VmPower,
-        Perm::VmConsole,
-        Perm::VmMigrate,
-        Perm::VmSnapshot,
-        Perm::VmChangeCd,
-        Perm::VmPermissions,
-        Perm::DiskView,
-        Perm::DiskCreate,
-        Perm::HostView,
-        Perm::HostManage,
-        Perm::ClusterView,
-        Perm::ClusterManage,
-        Perm::EngineManage,
-        Perm::UserManage,
-        Perm::AuditRead,
-    ];
-
-    pub fn word(self) -> &'static str {
-        match self {
-            Perm::VmView => "vm.view",
-            Perm::VmCreate => "vm.create",
-            Perm::VmEdit => "vm.edit",
-            Perm::VmDelete => "vm.delete",
-            Perm::VmPower => "vm.power",
-            Perm::VmConsole => "vm.console",
-            Perm::VmMigrate => "vm.migrate",
-            Perm::VmSnapshot => "vm.snapshot",
-            Perm::VmChangeCd => "vm.change_cd",
-            Perm::VmPermissions => "vm.permissions",
-            Perm::DiskView => "disk.view",
-            Perm::DiskCreate => "disk.create",
-            Perm::HostView => "host.view",
-            Perm::HostManage => "host.manage",
-            Perm::ClusterView => "cluster.view",
-            Perm::ClusterManage => "cluster.manage",
-            Perm::EngineManage => "engine.manage",
-            Perm::UserManage => "user.manage",
-            Perm::AuditRead => "audit.read",
-        }
-    }
-
-    /// What holding it lets a user do, for `role show` and the published table.
-    pub fn meaning(self) -> &'static str {
-        match self {
-            Perm::VmView => "see the VM (list, show, its OVF document and disks)",
-            Perm::VmCreate => "create, clone and import VMs",
-            Perm::VmEdit => "edit the VM's configuration",
-            Perm::VmDelete => "delete the VM",
-            Perm::VmPower => "start, shut down, stop, reboot, suspend and resume the VM",
-            Perm::VmConsole => "open the VM's console",
-            Perm::VmMigrate => "live-migrate the VM and cancel its migration",
-            Perm::VmSnapshot => "create, preview, restore and delete the VM's snapshots",
-            Perm::VmChangeCd => "change the VM's CD",
-            Perm::VmPermissions => "add and remove permissions on the VM",
-            Perm::DiskView => "see disks",
-            Perm::DiskCreate => "create disks (a VM's new disks included)",
-            Perm::HostView => "see hosts",
-            Perm::HostManage => "maintenance, activate, edit and remove hosts",
-            Perm::ClusterView => "see the cluster's status, settings, affinity rules and hosted engine",
-            Perm::ClusterManage => {
-                "edit the cluster, upgrade and back it up, join tokens, affinity rules, user certificates"
-            }
-            Perm::EngineManage => "hosted-engine maintenance and start",
-            Perm::UserManage => "users, groups, roles and permissions, other users' sessions and tokens",
-            Perm::AuditRead => "read every event (without it: only one's own)",
-        }
-    }
-
     pub fn parse(word: &str) -> Option<Perm> {
         Perm::ALL.into_iter().find(|p| p.word() == word)
     }
