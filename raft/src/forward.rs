@@ -19,6 +19,9 @@ pub enum LeaderRequest {
     Admit { token_hash: String, id: NodeId },
     /// Take a host out of Raft and of the cluster, promoting a learner if a voter leaves.
     RemoveHost { name: String },
+    /// `RemoveHost` for a user or the host's root (cluster level 2): apply checks host.manage
+    /// again, and the removal's events name them.
+    RemoveHostFor { name: String, actor: crate::model::auth::Actor },
     /// A host's heartbeat, sent straight to the leader (never forwarded, never a log entry).
     /// `self_fenced`: the host lost its lease since its last acknowledged heartbeat and
     /// destroyed its VMs.

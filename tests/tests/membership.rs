@@ -162,7 +162,7 @@ fn removing_a_host_promotes_a_learner_and_refuses_busy_hosts() {
     let hosts: Vec<HostView> = c.cli_json(0, &["host", "list"]);
     assert!(hosts.iter().all(|h| h.name != name), "{hosts:?}");
     let events = c.must_ok(3, &["events"]);
-    assert!(events.contains(&format!("Host {name} left the cluster.")), "{events}");
+    assert!(events.contains(&format!("Host {name} was removed from the cluster by admin.")), "{events}");
     // The cluster goes on with its new voter set.
     c.cli_json::<VmView>(3, &["vm", "create", "after-removal", "--memory", "64M"]);
 

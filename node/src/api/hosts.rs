@@ -90,8 +90,8 @@ impl Api {
     pub async fn remove(&self, cx: &Caller, req: RemoveHostRequest) -> Result<RemoveHostResponse, ClusterError> {
         let name = req.host;
         validate::name("host", &name)?;
-        self.0.check(cx, &[(Operation::HostRemove, Obj::Host(&name))]).await?;
-        let (id, promoted) = self.0.cluster.remove_host_anywhere(&name).await?;
+        let who = self.0.check(cx, &[(Operation::HostRemove, Obj::Host(&name))]).await?;
+        let (id, promoted) = self.0.cluster.remove_host_anywhere(&name, who.actor().cloned()).await?;
         Ok(RemoveHostResponse { id, promoted })
     }
 

@@ -2,6 +2,7 @@
 //! it a member of another's, and on the leader a registered host is admitted (learner, then
 //! voter while voters are short) or removed. Membership changes go one at a time.
 
+use corral_raft::model::auth::{Actor, Perm, Target};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -230,7 +231,14 @@ impl Cluster {
     /// On the leader: takes a host that runs no VM out of the cluster's records and out of
     /// Raft. A leaving voter is replaced by a learner when there is one, so the cluster keeps
     /// its number of voters. Safe to run again after a partial failure.
-    pub(super) async fn remove_host(&self, parts: &RaftParts, name: &str) -> Result<LeaderResponse, ClusterError> {
+    /// `actor`: whom it is done for (their host.manage is checked again by apply, and the events
+    /// name them).
+    pub(super) async fn remove_host(
+        &self,
+        parts: &RaftParts,
+        name: &str,
+        actor: Option<Actor>,
+    ) -> Result<LeaderResponse, ClusterError> {
         let _guard = self.0.admit_lock.lock().await;
         let membership = parts.raft.metrics().borrow().membership_config.membership().clone();
         let in_state = parts.state.read(|s| s.host_by_name(name).map(|h| h.id));
@@ -246,7 +254,16 @@ impl Cluster {
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         if in_state.is_some() {
             // Checks, atomically with the removal, that no VM is assigned to the host.
-            self.propose_as_leader(Op::RemoveHost { id }).await?;
+            let op = match actor {
+                Some(actor) => Op::OnBehalf {
+                    actor,
+                    credential: None,
+                    needs: vec![(Perm::HostManage, Target::Host(id))],
+                    op: Box::new(Op::RemoveHost { id }),
+                },
+                None => Op::RemoveHost { id },
+            };
+            self.propose_as_leader(op).await?;
         }
         let mut promoted = None;
         if voters.contains(&id) {
@@ -268,8 +285,18 @@ impl Cluster {
     }
 
     /// `host remove`: runs on the leader, wherever it was asked.
-    pub async fn remove_host_anywhere(&self, name: &str) -> Result<(NodeId, Option<String>), ClusterError> {
-        match self.route(LeaderRequest::RemoveHost { name: name.to_string() }, 0).await? {
+    /// Removes a host through the leader; `actor`: whom it is done for (cluster level 2).
+    pub async fn remove_host_anywhere(
+        &self,
+        name: &str,
+        actor: Option<Actor>,
+    ) -> Result<(NodeId, Option<String>), ClusterError> {
+        let name = name.to_string();
+        let request = match actor {
+            Some(actor) => LeaderRequest::RemoveHostFor { name, actor },
+            None => LeaderRequest::RemoveHost { name },
+        };
+        match self.route(request, 0).await? {
             LeaderResponse::HostRemoved { id, promoted } => Ok((id, promoted)),
             other => Err(unexpected(other)),
         }

@@ -443,7 +443,8 @@ impl Cluster {
                 }
             }
             LeaderRequest::Admit { token_hash, id } => self.admit(parts, &token_hash, id).await,
-            LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name).await,
+            LeaderRequest::RemoveHost { name } => self.remove_host(parts, &name, None).await,
+            LeaderRequest::RemoveHostFor { name, actor } => self.remove_host(parts, &name, Some(actor)).await,
             LeaderRequest::Heartbeat { .. } => {
                 Err(ClusterError::invalid("request", "heartbeats go straight to the leader, not through forwarding"))
             }

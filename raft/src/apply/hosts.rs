@@ -182,7 +182,7 @@ impl ClusterState {
         self.check_host_empty(id, &name)?;
         self.hosts.remove(&id);
         touched.extend(self.forget_host_in_rules(id));
-        self.record(now, EventKind::HostLeft, format!("Host {name} left the cluster."));
+        self.record(now, EventKind::HostLeft, format!("Host {name} was removed from the cluster."));
         Ok(Outcome::Done)
     }
 

@@ -1163,7 +1163,7 @@ both_ways! { enum LeaderRequest {
     Admit { token_hash, id },
     RemoveHost { name },
     Heartbeat { host, self_fenced, sent_ms },
-} later { Join, Sign, EnsureCa, Recertify } }
+} later { Join, Sign, EnsureCa, Recertify, RemoveHostFor } }
 both_ways! { enum LeaderResponse {
     Written(reply, index),
     ReadIndex(index),
