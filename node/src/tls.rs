@@ -27,7 +27,12 @@ const CA_YEARS: i64 = 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertIdentity {
     Node(String),
-    User(String),
+    /// A user's certificate, and the creation time (Unix ms) of the user it was made for: one
+    /// made for an earlier user of that name is not the current one's.
+    User {
+        name: String,
+        made_ms: Option<i64>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +55,11 @@ fn days_from_now(days: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc() + time::Duration::days(days)
 }
 
+/// How far before its signing a certificate is valid from (clocks differ).
+const BACKDATE: time::Duration = time::Duration::hours(1);
+
 fn an_hour_ago() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc() - time::Duration::hours(1)
+    time::OffsetDateTime::now_utc() - BACKDATE
 }
 
 /// A new cluster CA for cluster `name`: (certificate PEM, key PEM).
@@ -81,8 +89,9 @@ pub fn key_and_csr() -> Result<(String, String), TlsError> {
 pub enum Role<'a> {
     /// A node named `name` reachable at `addresses` (`host:port`): server and client.
     Node { name: &'a str, addresses: &'a [String] },
-    /// A user: client only.
-    User { name: &'a str },
+    /// A user: client only. `made_ms`: when the user was made, written into the certificate
+    /// (its OU), so that it stands for this user and not an earlier one of that name.
+    User { name: &'a str, made_ms: i64 },
 }
 
 /// Signs `csr_pem` with the CA for `role`, valid for `days`. Whatever names the CSR asks for
@@ -118,9 +127,10 @@ pub fn sign(ca_pem: &str, ca_key_pem: &str, csr_pem: &str, role: Role<'_>, days:
             }
             params.subject_alt_names = sans;
         }
-        Role::User { name } => {
+        Role::User { name, made_ms } => {
             params.distinguished_name.push(DnType::CommonName, name);
             params.distinguished_name.push(DnType::OrganizationName, USER_ORG);
+            params.distinguished_name.push(DnType::OrganizationalUnitName, made_ms.to_string());
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         }
     }
@@ -137,7 +147,10 @@ pub fn identity(der: &[u8]) -> Option<CertIdentity> {
     let org = subject.iter_organization().next()?.as_str().ok()?;
     match org {
         NODE_ORG => Some(CertIdentity::Node(cn)),
-        USER_ORG => Some(CertIdentity::User(cn)),
+        USER_ORG => Some(CertIdentity::User {
+            name: cn,
+            made_ms: subject.iter_organizational_unit().next().and_then(|u| u.as_str().ok()?.parse().ok()),
+        }),
         _ => None,
     }
 }
@@ -374,7 +387,7 @@ mod tests {
         // A real certificate's dates read back as signed.
         let (ca, ca_key) = make_ca("lab").unwrap();
         let (_, csr) = key_and_csr().unwrap();
-        let cert = sign(&ca, &ca_key, &csr, Role::User { name: "u" }, 3).unwrap();
+        let cert = sign(&ca, &ca_key, &csr, Role::User { name: "u", made_ms: 0 }, 3).unwrap();
         let (from, to) = validity(&cert).unwrap();
         let now = crate::now_ms();
         assert!(!renewal_due(from, to, now));
@@ -396,7 +409,10 @@ mod tests {
         m.client_config().unwrap();
         // A user's certificate is a client's only, and says so.
         let (_, csr) = key_and_csr().unwrap();
-        let user = sign(&ca, &ca_key, &csr, Role::User { name: "admin" }, 30).unwrap();
-        assert_eq!(identity(&pem_certs(&user).unwrap()[0]), Some(CertIdentity::User("admin".into())));
+        let user = sign(&ca, &ca_key, &csr, Role::User { name: "admin", made_ms: 0 }, 30).unwrap();
+        assert_eq!(
+            identity(&pem_certs(&user).unwrap()[0]),
+            Some(CertIdentity::User { name: "admin".into(), made_ms: Some(0) })
+        );
     }
 }

@@ -150,6 +150,21 @@ fn users_see_and_do_what_their_roles_allow() {
     let left = root(&c, &["-o", "json", "permission", "list"]);
     assert!(!left.contains("vm:vm1"), "{left}");
 
+    // A user's certificate is that user; deleting the user revokes it, also for a new user of
+    // the same name.
+    root(&c, &["user", "create", "frank"]);
+    let cert = alice.home.path().join("frank.corral");
+    root(&c, &["cluster", "credentials", "-f", cert.to_str().unwrap(), "--user", "frank"]);
+    let as_frank = |args: &[&str]| {
+        corral_as(alice.config(), Some(c.endpoint(0)), &[("CORRAL_CREDENTIALS", cert.to_str().unwrap())], args)
+    };
+    let me = as_frank(&["whoami"]);
+    assert!(me.code == 0 && me.stdout.contains("frank") && me.stdout.contains("certificate"), "{}", me.stderr);
+    root(&c, &["user", "delete", "frank"]);
+    root(&c, &["user", "create", "frank"]);
+    let old = as_frank(&["whoami"]);
+    assert!(old.code != 0 && old.stderr.contains("made before this user was"), "{}", old.stderr);
+
     // The local socket is root@localhost, a SuperUser always: deleting every user who is one
     // locks no one out.
     root(&c, &["user", "delete", "admin"]);

@@ -92,13 +92,24 @@ fn resolve(cx: &Caller, s: &ClusterState) -> Result<Who, Result<ClusterError, Mi
             Ok(Who::Actor { actor: Actor::Local, credential: None, via: "local socket", expires_ms: 0 })
         }
         Principal::Member(_) => Ok(Who::Unchecked),
-        Principal::User(name) if s.auth.users.contains_key(name) => {
-            Ok(Who::Actor { actor: Actor::User(name.clone()), credential: None, via: "certificate", expires_ms: 0 })
-        }
-        Principal::User(name) => Err(Ok(ClusterError::Unauthenticated(format!(
-            "the certificate names user '{}', who does not exist",
-            corral_raft::error::quote(name)
-        )))),
+        // A certificate made before its user was (for an earlier user of that name) is refused:
+        // deleting a user revokes their certificates.
+        Principal::User { name, made_ms } => match s.auth.users.get(name) {
+            // The certificate names the creation time of its user (`tls::sign`).
+            Some(u) if Some(u.created_ms) == *made_ms => {
+                Ok(Who::Actor { actor: Actor::User(name.clone()), credential: None, via: "certificate", expires_ms: 0 })
+            }
+            Some(_) => Err(Ok(ClusterError::Unauthenticated(format!(
+                "the certificate for '{}' was made before this user was (for an earlier user of that name): have a \
+                 new one made (`cluster credentials --user {}`)",
+                corral_raft::error::quote(name),
+                corral_raft::error::quote(name)
+            )))),
+            None => Err(Ok(ClusterError::Unauthenticated(format!(
+                "the certificate names user '{}', who does not exist",
+                corral_raft::error::quote(name)
+            )))),
+        },
         Principal::Anonymous => Err(Ok(ClusterError::Unauthenticated(super::grpc::NO_CREDENTIALS.to_string()))),
     }
 }

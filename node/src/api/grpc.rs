@@ -36,7 +36,9 @@ fn caller<T>(req: &Request<T>) -> Caller {
     let conn = req.extensions().get::<ConnInfo>();
     let who = match conn.map(|c| &c.via) {
         Some(Via::Local) => Principal::Local,
-        Some(Via::Tls(Some(CertIdentity::User(name)))) => Principal::User(name.clone()),
+        Some(Via::Tls(Some(CertIdentity::User { name, made_ms }))) => {
+            Principal::User { name: name.clone(), made_ms: *made_ms }
+        }
         Some(Via::Tls(Some(CertIdentity::Node(name)))) => Principal::Member(name.clone()),
         _ => Principal::Anonymous,
     };

@@ -124,8 +124,9 @@ pub enum Principal {
     Anonymous,
     /// This host's root, on corrald's local socket: a superuser.
     Local,
-    /// A user's client certificate of the cluster CA (`cluster credentials --user NAME`).
-    User(String),
+    /// A user's client certificate of the cluster CA (`cluster credentials --user NAME`), and
+    /// the creation time of the user it was made for.
+    User { name: String, made_ms: Option<i64> },
     /// A member's own certificate (another corrald).
     Member(String),
 }

@@ -155,7 +155,8 @@ impl Cluster {
             }
             SignFor::User { name } => {
                 corral_raft::validate::name("user", name)?;
-                tls::sign(&ca_pem, &ca_key, csr, Role::User { name }, days)
+                let made_ms = parts.state.read(|s| s.auth.users.get(name).map_or(0, |u| u.created_ms));
+                tls::sign(&ca_pem, &ca_key, csr, Role::User { name, made_ms }, days)
             }
         }
         .map_err(|e| ClusterError::invalid("csr", e.to_string()))?;

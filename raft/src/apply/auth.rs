@@ -38,9 +38,12 @@ impl ClusterState {
         if self.auth.users.contains_key(ADMIN_USER) {
             return;
         }
+        // As old as the cluster: a certificate for admin made while the cluster was upgraded to
+        // this level (before admin was recorded) is admin's.
+        let created_ms = self.cluster.as_ref().map_or(now, |c| c.created_ms);
         self.auth.users.insert(
             ADMIN_USER.to_string(),
-            User { name: ADMIN_USER.to_string(), created_ms: now, password_hash: None, password_changed_ms: 0 },
+            User { name: ADMIN_USER.to_string(), created_ms, password_hash: None, password_changed_ms: 0 },
         );
         self.insert_permission(Permission {
             subject: Subject::User(ADMIN_USER.to_string()),
