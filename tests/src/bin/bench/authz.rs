@@ -6,12 +6,12 @@
 use std::time::{Duration, Instant};
 
 use corral_proto::vm_service_client::VmServiceClient;
-use corral_proto::{CreateVmRequest, EditVmRequest, ListVmsRequest};
+use corral_proto::{CreateVmRequest, ListVmsRequest};
 use corral_tests::client::{channel, with_certificate};
 use corral_tests::Cluster;
 use tonic::transport::Channel;
 
-use super::{ms, percentile};
+use super::{edit_load, ms, percentile};
 
 const VMS: usize = 10_000;
 const SEEN: usize = 10;
@@ -120,7 +120,8 @@ pub fn authz(rt: &tokio::runtime::Runtime, rounds: usize) {
             ("no check (a member's certificate)", &member),
             ("SuperUser, made OnBehalf", &admin),
         ] {
-            let (lat, rate) = edits(rt, ch, clients, Duration::from_secs(4));
+            let vms: Vec<String> = (0..clients).map(|i| format!("vm{i:05}")).collect();
+            let (lat, rate) = edit_load(rt, || ch.clone(), &vms, Duration::from_secs(4));
             println!(
                 "{:<44} {:>8} {:>10} {:>10} {:>10.0}",
                 name,
@@ -131,41 +132,4 @@ pub fn authz(rt: &tokio::runtime::Runtime, rounds: usize) {
             );
         }
     }
-}
-
-/// `clients` editing one VM each (vm00000..) on `channel` for `time`: sorted latencies, writes/s.
-fn edits(rt: &tokio::runtime::Runtime, channel: &Channel, clients: usize, time: Duration) -> (Vec<Duration>, f64) {
-    let started = Instant::now();
-    let stop_at = started + time;
-    let mut lat: Vec<Duration> = rt.block_on(async {
-        let mut tasks = Vec::new();
-        for i in 0..clients {
-            let mut client = VmServiceClient::new(channel.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                for n in 0..100_000u64 {
-                    if Instant::now() >= stop_at {
-                        break;
-                    }
-                    let req = EditVmRequest {
-                        vm: format!("vm{i:05}"),
-                        description: Some(format!("edit {n}")),
-                        ..Default::default()
-                    };
-                    let t = Instant::now();
-                    client.edit(req).await.expect("edit failed");
-                    lat.push(t.elapsed());
-                }
-                lat
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
-        all
-    });
-    lat.sort();
-    let rate = lat.len() as f64 / started.elapsed().as_secs_f64();
-    (lat, rate)
 }
