@@ -3,7 +3,8 @@
 //! accepted values are the proto's own list (UNSPECIFIED is never offered).
 
 /// Enums given on the command line, and their UNSPECIFIED values.
-const CLI_ENUMS: [(&str, &str); 7] = [
+const CLI_ENUMS: [(&str, &str); 8] = [
+    ("DiskInterface", "DISK_INTERFACE_UNSPECIFIED"),
     ("HaPriority", "HA_PRIORITY_UNSPECIFIED"),
     ("Polarity", "POLARITY_UNSPECIFIED"),
     ("DomainType", "DOMAIN_TYPE_UNSPECIFIED"),

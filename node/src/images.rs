@@ -63,11 +63,22 @@ impl StorageDomain {
 
     /// Makes an empty qcow2 image of `size_mib`.
     pub async fn create(&self, file: &str, size_mib: u64) -> Result<(), ClusterError> {
+        self.create_as(file, size_mib, "qcow2").await
+    }
+
+    /// Makes an empty image of `size_mib` in `format` (qcow2 or raw).
+    pub async fn create_as(&self, file: &str, size_mib: u64, format: &str) -> Result<(), ClusterError> {
         let path = self.path(file);
         if path.exists() {
             return Err(ClusterError::AlreadyExists(format!("disk image {} already exists", path.display())));
         }
-        qemu_img(&["create", "-q", "-f", "qcow2"], &[path.as_os_str(), format!("{size_mib}M").as_ref()]).await
+        qemu_img(&["create", "-q", "-f", format], &[path.as_os_str(), format!("{size_mib}M").as_ref()]).await
+    }
+
+    /// Grows an image that no running VM holds to `size_mib`.
+    pub async fn resize(&self, file: &str, format: &str, size_mib: u64) -> Result<(), ClusterError> {
+        let path = self.path(file);
+        qemu_img(&["resize", "-q", "-f", format], &[path.as_os_str(), format!("{size_mib}M").as_ref()]).await
     }
 
     /// Copies image `from` to a new image `to` (a full, independent copy).

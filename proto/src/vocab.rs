@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use crate::v1::{
-    DomainType, EngineMaintenanceMode, EventKind, HaPriority, HostState, MemberRole, MigrationPolicy, Polarity,
+    DiskInterface, DomainType, EngineMaintenanceMode, EventKind, HaPriority, HostState, MemberRole, MigrationPolicy, Polarity,
     ResumeBehavior, SchedulingPolicy, VmStatus,
 };
 
@@ -88,6 +88,7 @@ macro_rules! words {
 }
 
 words!(
+    DiskInterface,
     HaPriority,
     VmStatus,
     HostState,

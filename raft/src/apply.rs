@@ -109,7 +109,7 @@ impl ClusterState {
     /// `by`: whom a write is made for (inside `OnBehalf`), for the rules that depend on it.
     fn apply_op_for(&mut self, now: i64, op: &Op, touched: &mut BTreeSet<Uuid>, by: Option<&Actor>) -> OpResult {
         let reply = self.apply_one(now, op, touched, by);
-        if reply.is_ok() && matches!(op, Op::DeleteVm { .. } | Op::RemoveHost { .. } | Op::DeleteDisks { .. }) {
+        if reply.is_ok() && matches!(op, Op::DeleteVm { .. } | Op::RemoveHost { .. } | Op::DeleteDisks { .. } | Op::DeleteDisk { .. }) {
             self.forget_gone_targets();
         }
         reply
@@ -175,6 +175,15 @@ impl ClusterState {
             Op::SetClusterLevel { level } => self.set_cluster_level(now, *level),
             Op::SetCa { ca_pem } => self.set_ca(now, ca_pem),
             Op::RevokeToken { id } => self.revoke_token(now, id),
+            Op::CreateDisk { disk } => self.create_disk(now, disk),
+            Op::ResizeDisk { disk, size_mib } => self.resize_disk(now, disk, *size_mib, touched),
+            Op::DeleteDisk { disk } => self.delete_disk(now, disk),
+            Op::AttachDisk { vm, disk, new, attachment } => self.attach_disk(now, vm, disk, new.as_ref(), attachment),
+            Op::DetachDisk { vm, disk } => self.detach_disk(now, vm, disk),
+            Op::PlugDisk { vm, disk, plugged } => self.plug_disk(now, vm, disk, *plugged),
+            Op::AddNic { vm, nic } => self.add_nic(now, vm, nic),
+            Op::RemoveNic { vm, nic } => self.remove_nic(now, vm, nic),
+            Op::PlugNic { vm, nic, plugged } => self.plug_nic(now, vm, nic, *plugged),
             Op::OnBehalf { actor, credential, needs, op } => match op.as_ref() {
                 Op::OnBehalf { .. } | Op::Batch(_) => {
                     Err(ClusterError::invalid("op", "a write for a user does not nest"))
@@ -250,7 +259,8 @@ pub(crate) fn inconsistent(what: &str) -> ClusterError {
 
 mod affinity;
 pub mod auth;
-mod edit;
+pub mod devices;
+pub mod edit;
 mod engine;
 mod ha;
 mod hosts;

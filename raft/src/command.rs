@@ -265,6 +265,54 @@ pub enum Op {
     RevokeToken {
         id: String,
     },
+    /// A floating disk (cluster level 3): its image the proposing node made already.
+    CreateDisk {
+        disk: Disk,
+    },
+    /// Grows a disk (by name or id); a running VM's host grows it live, else the proposing node
+    /// grew the image already.
+    ResizeDisk {
+        disk: String,
+        size_mib: u64,
+    },
+    /// Deletes a floating disk (its image is the proposing node's to remove).
+    DeleteDisk {
+        disk: String,
+    },
+    /// Attaches a disk to a VM: `new`, made by the proposing node, or the floating disk named
+    /// `disk`. It is plugged unless the attachment says otherwise (hot-plugged into a running VM).
+    AttachDisk {
+        vm: String,
+        disk: String,
+        new: Option<Disk>,
+        attachment: crate::model::Attachment,
+    },
+    /// The disk floats again (only unplugged, or the VM down).
+    DetachDisk {
+        vm: String,
+        disk: String,
+    },
+    /// Plugs or unplugs an attached disk (hot, when the VM runs).
+    PlugDisk {
+        vm: String,
+        disk: String,
+        plugged: bool,
+    },
+    /// Adds a NIC (plugged; hot when the VM runs); its name is given by apply when empty.
+    AddNic {
+        vm: String,
+        nic: Nic,
+    },
+    /// Removes a NIC (only unplugged, or the VM down).
+    RemoveNic {
+        vm: String,
+        nic: String,
+    },
+    PlugNic {
+        vm: String,
+        nic: String,
+        plugged: bool,
+    },
     /// A client's write made for a user or the host's root (cluster level 2): applied only if
     /// every one of `needs` holds for them now (checked here, so a permission removed by an
     /// earlier entry is respected whichever node took the request), and the events it records
@@ -380,6 +428,11 @@ pub struct VmSpec {
     pub nics: Vec<Nic>,
     pub domain_type: Option<DomainType>,
     pub boot: Option<KernelBoot>,
+    /// Hot-plug limits (cluster level 3); unset: 4x the memory, and the largest host's CPUs.
+    #[serde(default)]
+    pub max_vcpus: Option<u32>,
+    #[serde(default)]
+    pub max_memory_mib: Option<u64>,
 }
 
 /// Changes to the cluster's migration settings; `None` leaves a field as it is, and
@@ -416,6 +469,17 @@ pub struct VmChanges {
     /// Lifting it is refused for the hosted engine.
     pub delete_protected: Option<bool>,
     pub os: Option<String>,
+    /// Hot-plug fields wait for the next run even when the VM could take them now (cluster
+    /// level 3; before it, memory and vCPUs of a running VM always wait).
+    #[serde(default)]
+    pub next_run: bool,
+    #[serde(default)]
+    pub max_vcpus: Option<u32>,
+    #[serde(default)]
+    pub max_memory_mib: Option<u64>,
+    /// `vm cd`: an ISO in the storage domain, or `Some(None)` to eject.
+    #[serde(default, with = "corral_storage::codec::double_option")]
+    pub cdrom: Option<Option<String>>,
 }
 
 /// Changes to a VM's migration overrides: `None` leaves a field, `Some(None)` makes it follow
@@ -449,7 +513,14 @@ impl Op {
     /// configuration on the side (a next-run configuration taking effect), apply marks it.
     pub fn config_named(&self) -> Option<&str> {
         match self {
-            Op::EditVm { vm, .. } | Op::DeleteVm { vm, .. } => Some(vm),
+            Op::EditVm { vm, .. }
+            | Op::DeleteVm { vm, .. }
+            | Op::AttachDisk { vm, .. }
+            | Op::DetachDisk { vm, .. }
+            | Op::PlugDisk { vm, .. }
+            | Op::AddNic { vm, .. }
+            | Op::RemoveNic { vm, .. }
+            | Op::PlugNic { vm, .. } => Some(vm),
             Op::OnBehalf { op, .. } => op.config_named(),
             _ => None,
         }
@@ -467,7 +538,13 @@ impl Op {
             | Op::SuspendVm { vm }
             | Op::ResumeVm { vm }
             | Op::MigrateVm { vm, .. }
-            | Op::CancelMigration { vm } => Some(vm),
+            | Op::CancelMigration { vm }
+            | Op::AttachDisk { vm, .. }
+            | Op::DetachDisk { vm, .. }
+            | Op::PlugDisk { vm, .. }
+            | Op::AddNic { vm, .. }
+            | Op::RemoveNic { vm, .. }
+            | Op::PlugNic { vm, .. } => Some(vm),
             Op::CloneVm { source, .. } => Some(source),
             _ => None,
         }
@@ -515,6 +592,8 @@ pub enum Outcome {
     Host(Box<Host>),
     /// The cluster's settings after a change.
     Cluster(Box<ClusterInfo>),
+    /// The disk as it is after the command (disk create, resize, delete).
+    Disk(Box<Disk>),
 }
 
 /// The state machine's answer to one log entry.

@@ -83,6 +83,7 @@ vocab! {
     DomainType => DomainType as "domain_type" { Kvm, Qemu, Test }
     MigrationPolicy => MigrationPolicy as "migration_policy" { Allow, Manual, None }
     ResumeBehavior => ResumeBehavior as "resume_behavior" { AutoResume, LeavePaused, Kill }
+    DiskInterface => DiskInterface as "interface" { Virtio, Scsi }
     SchedulingPolicy => SchedulingPolicy as "scheduling" { EvenDistribution = Even, Packing = Pack }
     EventKind => EventKind as "kind" {
         ClusterBootstrapped, HostJoined, HostLeft, HostStateChanged, HostMaintenance, LeaderChanged, TokenCreated,

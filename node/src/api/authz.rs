@@ -36,6 +36,7 @@ pub enum Obj<'a> {
     Cluster,
     Host(&'a str),
     Vm(&'a str),
+    Disk(&'a str),
 }
 
 enum Miss {
@@ -126,6 +127,7 @@ fn target(s: &ClusterState, obj: Obj<'_>) -> Option<Target> {
         Obj::Cluster => Some(Target::Cluster),
         Obj::Host(name) => s.host_by_name(name).map(|h| Target::Host(h.id)),
         Obj::Vm(name) => s.find_vm(name).map(|v| Target::Vm(v.id)),
+        Obj::Disk(name) => s.find_disk(name).map(|d| Target::Disk(d.id)),
     }
 }
 
@@ -133,6 +135,7 @@ fn missing(obj: Obj<'_>) -> ClusterError {
     match obj {
         Obj::Vm(name) => ClusterError::vm_not_found(name),
         Obj::Host(name) => ClusterError::NotFound(format!("host '{}' not found", corral_raft::error::quote(name))),
+        Obj::Disk(name) => ClusterError::NotFound(format!("disk '{}' not found", corral_raft::error::quote(name))),
         Obj::System | Obj::Cluster => ClusterError::FailedPrecondition("the cluster is not bootstrapped".into()),
     }
 }

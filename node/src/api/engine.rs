@@ -136,7 +136,7 @@ impl EngineRequest {
         vm.config.nics = r
             .engine_nics
             .iter()
-            .map(|network| model::Nic { network: network.clone(), mac: super::vms::random_mac() })
+            .map(|network| model::Nic::new(network.clone(), super::vms::random_mac()))
             .collect();
         let made = vec![disk.file.clone()];
         let request = EngineRequest {

@@ -176,6 +176,16 @@ unary_service!(VmService for vms::Api {
     cancel_migration(VmRef) -> Vm;
     export(VmRef) -> OvfDocument;
     import(ImportVmRequest) -> ImportVmResponse;
+    change_cd(ChangeCdRequest) -> Vm;
+    add_disk(AddDiskRequest) -> Vm;
+    attach_disk(AttachDiskRequest) -> Vm;
+    detach_disk(VmDiskRequest) -> Vm;
+    plug_disk(VmDiskRequest) -> Vm;
+    unplug_disk(VmDiskRequest) -> Vm;
+    add_nic(AddNicRequest) -> Vm;
+    remove_nic(VmNicRequest) -> Vm;
+    plug_nic(VmNicRequest) -> Vm;
+    unplug_nic(VmNicRequest) -> Vm;
 });
 
 unary_service!(OvfService for ovf::Api {
@@ -192,6 +202,10 @@ unary_service!(EngineService for engine::Api {
 
 unary_service!(DiskService for disks::Api {
     list(ListDisksRequest) -> ListDisksResponse;
+    create(CreateDiskRequest) -> Disk;
+    get(DiskRef) -> Disk;
+    resize(ResizeDiskRequest) -> Disk;
+    delete(DiskRef) -> Disk;
 });
 
 unary_service!(AffinityService for affinity::Api {

@@ -26,7 +26,7 @@ pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
         .disks
         .iter()
         .filter_map(|id| s.disks.get(id))
-        .map(|d| disk_to_proto(node, d, Some(vm.config.name.clone())))
+        .map(|d| disk_to_proto(node, d, Some(vm)))
         .collect();
     Vm {
         id: vm.id.to_string(),
@@ -46,7 +46,18 @@ pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
         created_unix_ms: vm.config.created_ms,
         updated_unix_ms: vm.config.updated_ms,
         disks,
-        nics: vm.config.nics.iter().map(|n| Nic { network: n.network.clone(), mac: n.mac.clone() }).collect(),
+        nics: vm
+            .config
+            .nics
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Nic {
+                network: n.network.clone(),
+                mac: n.mac.clone(),
+                name: vm.nic_name(i),
+                plugged: !n.unplugged,
+            })
+            .collect(),
         stop_reason: vm.runtime.stop_reason.clone(),
         domain_type: vm.config.domain_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
         domain_type_enum: vm.config.domain_type.map(DomainType::wire).unwrap_or_default(),
@@ -56,7 +67,17 @@ pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
             vcpus: n.vcpus,
             domain_type: n.domain_type.map(|t| t.as_str().to_string()),
             domain_type_enum: n.domain_type.map(DomainType::wire).unwrap_or_default(),
+            os: n.os.clone(),
+            max_vcpus: n.max_vcpus,
+            max_memory_mib: n.max_memory_mib,
+            cdrom: n.cdrom.clone().flatten(),
+            cdrom_ejected: n.cdrom == Some(None),
         }),
+        pending_next_run: vm.config.next_run.as_ref().is_some_and(|n| !n.is_empty()),
+        max_vcpus: vm.config.max_vcpus,
+        max_memory_mib: vm.config.max_memory_mib,
+        hot_error: vm.runtime.hot_error.clone(),
+        notes: Vec::new(),
         resume_behavior: vm.config.resume_behavior.as_str().into(),
         resume_behavior_enum: vm.config.resume_behavior.wire(),
         ha_restart: vm.ha_state.ha_restart.as_ref().map(|r| corral_proto::HaRestart {
@@ -118,14 +139,24 @@ fn overrides_edit(e: corral_proto::MigrationOverridesEdit) -> Result<MigrationOv
     })
 }
 
-pub fn disk_to_proto(node: &Handles, d: &model::Disk, vm: Option<String>) -> Disk {
+pub fn disk_to_proto(node: &Handles, d: &model::Disk, vm: Option<&model::Vm>) -> Disk {
     Disk {
         id: d.id.to_string(),
         name: d.name.clone(),
         size_mib: d.size_mib,
         path: node.images.path(&d.file).display().to_string(),
         format: d.format.clone(),
-        vm: vm.unwrap_or_default(),
+        vm: vm.map(|v| v.config.name.clone()).unwrap_or_default(),
+        attachment: vm.map(|v| {
+            let a = v.attachment(d.id);
+            DiskAttachment {
+                interface: a.interface.as_str().into(),
+                interface_enum: a.interface.wire(),
+                plugged: !a.unplugged,
+                optional: a.optional,
+                bootable: a.bootable,
+            }
+        }),
     }
 }
 
@@ -147,6 +178,47 @@ fn opt(s: String) -> Option<String> {
 pub(crate) fn random_mac() -> String {
     let b: [u8; 3] = rand::thread_rng().gen();
     format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+/// How long a change to a running VM waits for its host to make it.
+const HOT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What an edit of a running VM will not do now, in one line each: hot-plug fields that wait for
+/// the next run (asked to, or without room), and why.
+pub fn edit_notes(vm: &model::Vm, c: &VmChanges) -> Vec<String> {
+    use corral_raft::apply::edit::{cd_decision, memory_decision, vcpus_decision, Decision};
+    if !vm.is_running() {
+        return Vec::new();
+    }
+    let name = &vm.config.name;
+    let mut notes = Vec::new();
+    let mut note = |what: String, d: Decision| {
+        if let Decision::NextRun(why) = d {
+            let why = why.map(|w| format!(": {w}")).unwrap_or_default();
+            notes.push(format!("{name} is running; {what} waits for its next run{why}"));
+        }
+    };
+    if let Some(v) = c.memory_mib.filter(|v| *v != vm.config.memory_mib) {
+        note(format!("memory {v} MiB"), memory_decision(vm, v, c.next_run));
+    }
+    if let Some(v) = c.vcpus.filter(|v| *v != vm.config.vcpus) {
+        note(format!("{v} vCPUs"), vcpus_decision(vm, v, c.next_run));
+    }
+    if let Some(v) = c.cdrom.as_ref().filter(|v| **v != vm.config.cdrom) {
+        let what = v.as_ref().map_or_else(|| "ejecting the CD".to_string(), |iso| format!("CD {iso}"));
+        note(what, cd_decision(vm, c.next_run));
+    }
+    for (asked, field) in [
+        (c.max_vcpus.is_some(), "max vCPUs"),
+        (c.max_memory_mib.is_some(), "max memory"),
+        (c.domain_type.is_some(), "the domain type"),
+        (c.os.as_ref().is_some_and(|o| *o != vm.config.os), "the OS type"),
+    ] {
+        if asked {
+            notes.push(format!("{name} is running; {field} waits for its next run"));
+        }
+    }
+    notes
 }
 
 fn new_disk(vm_name: &str, index: usize, size_mib: u64) -> model::Disk {
@@ -221,10 +293,12 @@ impl Api {
             vcpus: r.vcpus,
             ha_enabled: r.ha,
             ha_priority: read("ha_priority", r.ha_priority_enum, &r.ha_priority)?.unwrap_or(HaPriority::Medium),
-            nics: r.nics.iter().map(|n| model::Nic { network: n.clone(), mac: random_mac() }).collect(),
+            nics: r.nics.iter().map(|n| model::Nic::new(n.clone(), random_mac())).collect(),
             domain_type: read("domain_type", r.domain_type_enum, &r.domain_type)?,
             boot,
             resume_behavior: read("resume_behavior", r.resume_behavior_enum, &r.resume_behavior)?.unwrap_or_default(),
+            max_vcpus: r.max_vcpus,
+            max_memory_mib: r.max_memory_mib,
         };
         validate::vm_spec(&spec)?;
         validate::vm_limits(&spec)?;
@@ -338,14 +412,75 @@ impl Api {
             migration: vocab::read_change("migration_policy", r.migration_policy_enum, r.migration_policy.as_deref())?,
             delete_protected: r.delete_protected,
             os: r.os,
+            next_run: r.next_run,
+            max_vcpus: r.max_vcpus,
+            max_memory_mib: r.max_memory_mib,
+            cdrom: None,
         };
         validate::vm_changes(&changes)?;
+        self.edit_with(cx, rid, Operation::VmEdit, &r.vm, changes).await
+    }
+
+    /// An edit: written, then (when it changes the running VM) waited for until the VM's host
+    /// changed the domain, or said why it could not. Notes say what waits for the next run and
+    /// why, and a migration ordered to make room.
+    async fn edit_with(
+        &self,
+        cx: &Caller,
+        rid: Option<Uuid>,
+        what: Operation,
+        vm: &str,
+        changes: VmChanges,
+    ) -> Result<Vm, ClusterError> {
+        let before = self.0.cluster.read(false, |s| s.find_vm(vm).cloned()).await?;
         // Returns once committed and applied here: every host writes the new OVF document as it
         // applies the entry, so waiting for them would only make an edit wait on a dying host.
-        let op =
-            self.0.permit(cx, &[(Operation::VmEdit, Obj::Vm(&r.vm))], Op::EditVm { vm: r.vm.clone(), changes }).await?;
+        let notes = before.as_ref().map(|b| edit_notes(b, &changes)).unwrap_or_default();
+        let op = self.0.permit(cx, &[(what, Obj::Vm(vm))], Op::EditVm { vm: vm.to_string(), changes }).await?;
         let outcome = self.0.cluster.write(rid, op).await?;
-        self.written_vm(outcome)
+        self.changed_vm(before.as_ref(), outcome, notes).await
+    }
+
+    /// The VM after a write that may have changed it while it runs: when it did, waits (bounded)
+    /// for its host to make the running domain match, and refuses with the host's reason when
+    /// the hypervisor or the guest would not.
+    async fn changed_vm(&self, before: Option<&model::Vm>, outcome: Outcome, mut notes: Vec<String>) -> Result<Vm, ClusterError> {
+        let Outcome::Vm(after) = outcome else { return Err(ClusterError::Internal("the write returned no VM".into())) };
+        let seq = after.runtime.hot_seq;
+        let hot = before.is_some_and(|b| seq > b.runtime.hot_seq);
+        if let Some(to) = after.migration_state.migrating_to.filter(|_| before.is_some_and(|b| b.migration_state.migrating_to.is_none())) {
+            let host = self.0.cluster.state()?.read(|s| s.host_name(to));
+            notes.push(format!(
+                "{} is live-migrated to host {host} first, where there is room for it; it is changed there once it arrives",
+                after.config.name
+            ));
+        } else if hot {
+            match self.0.cluster.wait_vm(after.id, HOT_PATIENCE, move |v| v.runtime.hot_done >= seq || !v.is_running()).await? {
+                Some(v) if v.runtime.hot_done >= seq => {
+                    if let Some(error) = v.runtime.hot_error.clone() {
+                        return Err(ClusterError::FailedPrecondition(format!(
+                            "vm '{}' could not be changed while it runs: {error}; it runs on as it was (repeat with \
+                             --next-run to change it at its next run)",
+                            v.config.name
+                        )));
+                    }
+                    return self.vm_with_notes(&v, notes);
+                }
+                Some(v) if !v.is_running() => return self.vm_with_notes(&v, notes),
+                _ => notes.push(format!(
+                    "the host of {} has not confirmed the change yet; `corral vm show {}` shows when it has",
+                    after.config.name, after.config.name
+                )),
+            }
+        }
+        self.vm_with_notes(&after, notes)
+    }
+
+    fn vm_with_notes(&self, vm: &model::Vm, notes: Vec<String>) -> Result<Vm, ClusterError> {
+        let state = self.0.cluster.state()?;
+        let mut out = state.read(|s| to_proto(&self.0, s, vm));
+        out.notes = notes;
+        Ok(out)
     }
 
     pub async fn export(&self, cx: &Caller, req: VmRef) -> Result<OvfDocument, ClusterError> {
@@ -506,5 +641,150 @@ impl Api {
 
     pub async fn cancel_migration(&self, cx: &Caller, req: VmRef) -> Result<Vm, ClusterError> {
         self.order_on(cx, Operation::VmMigrate, &req.vm, Op::CancelMigration { vm: req.vm.clone() }).await
+    }
+
+    /// `vm cd`: an ISO inside the storage domain into the CD-ROM drive, or none.
+    pub async fn change_cd(&self, cx: &Caller, req: ChangeCdRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id()?;
+        let ChangeCdRequest { vm, iso, eject, next_run } = req;
+        let cdrom = match (opt(iso), eject) {
+            (Some(_), true) => return Err(ClusterError::invalid("iso", "give an ISO or --eject, not both")),
+            (None, false) => return Err(ClusterError::invalid("iso", "give an ISO (a path in the storage domain) or --eject")),
+            (None, true) => None,
+            (Some(iso), false) => {
+                let path = self.0.images.boot_file("iso", &iso)?;
+                if !path.is_file() {
+                    return Err(ClusterError::invalid("iso", format!("{} is not a file", path.display())));
+                }
+                Some(path.display().to_string())
+            }
+        };
+        let changes = VmChanges { cdrom: Some(cdrom), next_run, ..VmChanges::default() };
+        self.edit_with(cx, rid, Operation::VmChangeCd, &vm, changes).await
+    }
+
+    /// `vm disk add`: a new disk, attached and plugged (hot-plugged into a running VM).
+    pub async fn add_disk(&self, cx: &Caller, req: AddDiskRequest) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id()?;
+        let AddDiskRequest { vm, size_mib, name, format, interface, bootable, optional, request_id: _ } = req;
+        if size_mib == 0 {
+            return Err(ClusterError::invalid("size", "must be at least 1 MiB"));
+        }
+        let format = disk_format(&format)?;
+        let interface = vocab::read("interface", interface, "")?.unwrap_or_default();
+        let needs = [(Operation::VmEdit, Obj::Vm(&vm)), (Operation::DiskCreate, Obj::Cluster)];
+        self.0.check(cx, &needs).await?;
+        let (before, count) = self
+            .0
+            .cluster
+            .read(false, |s| {
+                let v = s.find_vm(&vm).cloned();
+                let n = v.as_ref().map_or(0, |v| v.config.disks.len());
+                (v, n)
+            })
+            .await?;
+        let before = before.ok_or_else(|| ClusterError::vm_not_found(&vm))?;
+        let mut disk = new_disk(&before.config.name, count, size_mib);
+        if let Some(n) = opt(name) {
+            validate::name("name", &n)?;
+            disk.name = n;
+        }
+        disk.file = format!("{}.{format}", disk.id);
+        disk.format = format.to_string();
+        self.0.images.create_as(&disk.file, size_mib, format).await?;
+        let made = vec![disk.file.clone()];
+        let attachment = model::Attachment { interface, unplugged: false, optional, bootable };
+        let op = Op::AttachDisk { vm: vm.clone(), disk: disk.name.clone(), new: Some(disk), attachment };
+        let op = match self.0.permit(cx, &needs, op).await {
+            Ok(op) => op,
+            Err(e) => {
+                self.0.images.remove(&made).await;
+                return Err(e);
+            }
+        };
+        match self.0.cluster.write(rid, op).await {
+            Ok(outcome) => self.changed_vm(Some(&before), outcome, Vec::new()).await,
+            Err(e) => {
+                if !matches!(e, ClusterError::Unavailable(_)) {
+                    self.0.images.remove(&made).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn attach_disk(&self, cx: &Caller, req: AttachDiskRequest) -> Result<Vm, ClusterError> {
+        let AttachDiskRequest { vm, disk, interface, bootable, optional, unplugged } = req;
+        let interface = vocab::read("interface", interface, "")?.unwrap_or_default();
+        let attachment = model::Attachment { interface, unplugged, optional, bootable };
+        let needs = [(Operation::VmEdit, Obj::Vm(&vm)), (Operation::DiskAttach, Obj::Disk(&disk))];
+        let op = Op::AttachDisk { vm: vm.clone(), disk: disk.clone(), new: None, attachment };
+        self.device_op(cx, &needs, &vm, op).await
+    }
+
+    pub async fn detach_disk(&self, cx: &Caller, req: VmDiskRequest) -> Result<Vm, ClusterError> {
+        let VmDiskRequest { vm, disk } = req;
+        let op = Op::DetachDisk { vm: vm.clone(), disk };
+        self.device_op(cx, &[(Operation::VmEdit, Obj::Vm(&vm))], &vm, op).await
+    }
+
+    pub async fn plug_disk(&self, cx: &Caller, req: VmDiskRequest) -> Result<Vm, ClusterError> {
+        let VmDiskRequest { vm, disk } = req;
+        let op = Op::PlugDisk { vm: vm.clone(), disk, plugged: true };
+        self.device_op(cx, &[(Operation::VmEdit, Obj::Vm(&vm))], &vm, op).await
+    }
+
+    pub async fn unplug_disk(&self, cx: &Caller, req: VmDiskRequest) -> Result<Vm, ClusterError> {
+        let VmDiskRequest { vm, disk } = req;
+        let op = Op::PlugDisk { vm: vm.clone(), disk, plugged: false };
+        self.device_op(cx, &[(Operation::VmEdit, Obj::Vm(&vm))], &vm, op).await
+    }
+
+    pub async fn add_nic(&self, cx: &Caller, req: AddNicRequest) -> Result<Vm, ClusterError> {
+        let AddNicRequest { vm, network, mac } = req;
+        let mac = opt(mac).map(|m| m.to_ascii_lowercase()).unwrap_or_else(random_mac);
+        let nic = model::Nic::new(network, mac);
+        validate::nics(std::slice::from_ref(&nic))?;
+        let op = Op::AddNic { vm: vm.clone(), nic };
+        self.device_op(cx, &[(Operation::VmEdit, Obj::Vm(&vm))], &vm, op).await
+    }
+
+    pub async fn remove_nic(&self, cx: &Caller, req: VmNicRequest) -> Result<Vm, ClusterError> {
+        let VmNicRequest { vm, nic } = req;
+        let op = Op::RemoveNic { vm: vm.clone(), nic };
+        self.device_op(cx, &[(Operation::VmEdit, Obj::Vm(&vm))], &vm, op).await
+    }
+
+    pub async fn plug_nic(&self, cx: &Caller, req: VmNicRequest) -> Result<Vm, ClusterError> {
+        let VmNicRequest { vm, nic } = req;
+        let op = Op::PlugNic { vm: vm.clone(), nic, plugged: true };
+        self.device_op(cx, &[(Operation::VmEdit, Obj::Vm(&vm))], &vm, op).await
+    }
+
+    pub async fn unplug_nic(&self, cx: &Caller, req: VmNicRequest) -> Result<Vm, ClusterError> {
+        let VmNicRequest { vm, nic } = req;
+        let op = Op::PlugNic { vm: vm.clone(), nic, plugged: false };
+        self.device_op(cx, &[(Operation::VmEdit, Obj::Vm(&vm))], &vm, op).await
+    }
+
+    /// A change to a VM's devices, made for the caller, waited for on a running VM.
+    async fn device_op(&self, cx: &Caller, needs: &[(Operation, Obj<'_>)], vm: &str, op: Op) -> Result<Vm, ClusterError> {
+        let rid = cx.request_id()?;
+        let before = self.0.cluster.read(false, |s| s.find_vm(vm).cloned()).await?;
+        let op = self.0.permit(cx, needs, op).await?;
+        let outcome = self.0.cluster.write(rid, op).await?;
+        self.changed_vm(before.as_ref(), outcome, Vec::new()).await
+    }
+}
+
+/// A disk image format a user may ask for (qcow2 unless said).
+pub fn disk_format(format: &str) -> Result<&'static str, ClusterError> {
+    match format.trim() {
+        "" | "qcow2" => Ok("qcow2"),
+        "raw" => Ok("raw"),
+        other => Err(ClusterError::invalid(
+            "format",
+            format!("must be qcow2 or raw (got '{}')", corral_raft::error::quote(other)),
+        )),
     }
 }

@@ -259,6 +259,31 @@ impl Cluster {
         Ok(&self.parts()?.state)
     }
 
+    /// Waits, at most `patience`, until VM `id` in this node's applied state satisfies `done`;
+    /// returns it as it is then (`None`: the VM is gone).
+    pub async fn wait_vm(
+        &self,
+        id: uuid::Uuid,
+        patience: std::time::Duration,
+        done: impl Fn(&corral_raft::model::Vm) -> bool,
+    ) -> Result<Option<corral_raft::model::Vm>, ClusterError> {
+        let state = self.state()?;
+        let mut applied = state.subscribe();
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let vm = state.read(|s| s.vms.get(&id).cloned());
+            match vm {
+                Some(v) if !done(&v) => {}
+                other => return Ok(other),
+            }
+            // Each applied entry wakes this; a deadline bounds the wait.
+            match tokio::time::timeout_at(deadline, applied.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(state.read(|s| s.vms.get(&id).cloned())),
+            }
+        }
+    }
+
     /// Reads the local state after making it linearizable (unless `stale`).
     pub async fn read<T>(&self, stale: bool, f: impl FnOnce(&ClusterState) -> T) -> Result<T, ClusterError> {
         let parts = self.parts()?;

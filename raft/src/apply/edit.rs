@@ -1,12 +1,84 @@
-//! `vm edit`: the changes an operator makes to a VM's configuration. Memory, vCPUs and the
-//! domain type of a VM that is not down wait for its next run; the rest apply at once. The
-//! changes are made on a copy, stored only when every one is allowed; the event names each.
+//! `vm edit`: the changes an operator makes to a VM's configuration. Each field takes effect
+//! at once, by hot-plug into the running VM, or at its next run, as the field table
+//! (`model/fields.rs`) says. Below cluster level 3 memory and vCPUs of a running VM always wait
+//! for its next run. The changes are made on a copy, stored only when every one is allowed; the
+//! event names each.
 
 use super::OpResult;
 use crate::command::{Outcome, VmChanges};
 use crate::error::ClusterError;
-use crate::model::{ClusterState, EventKind, Vm, VmStatus};
+use crate::model::fields::VmField;
+use crate::model::{ClusterState, EventKind, Vm, VmStatus, HOTPLUG_LEVEL, MEMORY_STEP_MIB};
 use crate::validate;
+
+/// Where a hot-plug field's new value goes on a running VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Into the running domain now.
+    HotPlug,
+    /// Into the next-run configuration, and why when it was not asked for.
+    NextRun(Option<String>),
+}
+
+/// How a new memory size reaches running VM `vm`.
+pub fn memory_decision(vm: &Vm, mib: u64, next_run: bool) -> Decision {
+    if next_run {
+        return Decision::NextRun(None);
+    }
+    let Some(l) = vm.runtime.run_limits.filter(|l| l.max_memory_mib > l.boot_memory_mib) else {
+        return Decision::NextRun(Some("it was started without room for memory hot-plug (no max memory)".into()));
+    };
+    if mib > l.max_memory_mib {
+        return Decision::NextRun(Some(format!("{mib} MiB is more than its max memory of {} MiB", l.max_memory_mib)));
+    }
+    if mib < l.boot_memory_mib {
+        return Decision::NextRun(Some(format!(
+            "only hot-plugged memory can be unplugged, and it started with {} MiB",
+            l.boot_memory_mib
+        )));
+    }
+    if (mib - l.boot_memory_mib) % MEMORY_STEP_MIB != 0 {
+        return Decision::NextRun(Some(format!(
+            "memory is hot-plugged in steps of {MEMORY_STEP_MIB} MiB above the {} MiB it started with",
+            l.boot_memory_mib
+        )));
+    }
+    Decision::HotPlug
+}
+
+/// How a new vCPU count reaches running VM `vm`.
+pub fn vcpus_decision(vm: &Vm, n: u32, next_run: bool) -> Decision {
+    if next_run {
+        return Decision::NextRun(None);
+    }
+    let Some(l) = vm.runtime.run_limits.filter(|l| l.max_vcpus > 1) else {
+        return Decision::NextRun(Some("it was started without room for vCPU hot-plug (no max vCPUs)".into()));
+    };
+    if n > l.max_vcpus {
+        return Decision::NextRun(Some(format!("{n} is more than its max vCPUs of {}", l.max_vcpus)));
+    }
+    Decision::HotPlug
+}
+
+/// How a CD change reaches running VM `vm`.
+pub fn cd_decision(vm: &Vm, next_run: bool) -> Decision {
+    if next_run {
+        return Decision::NextRun(None);
+    }
+    match vm.runtime.run_limits {
+        Some(_) => Decision::HotPlug,
+        None => Decision::NextRun(Some("it was started without a CD-ROM drive".into())),
+    }
+}
+
+/// What an edit of a running VM changes in the running domain.
+#[derive(Default)]
+struct Hot {
+    /// Something goes into the running domain.
+    any: bool,
+    /// Memory or vCPUs grow: the host must have room.
+    grows: bool,
+}
 
 impl ClusterState {
     pub(super) fn edit_vm(&mut self, now: i64, name_or_id: &str, c: &VmChanges) -> OpResult {
@@ -18,15 +90,76 @@ impl ClusterState {
                 return Err(ClusterError::AlreadyExists(format!("vm '{new_name}' already exists")));
             }
         }
+        let hotplug = self.cluster.as_ref().is_some_and(|cl| cl.level >= HOTPLUG_LEVEL);
+        if !hotplug && (c.next_run || c.max_vcpus.is_some() || c.max_memory_mib.is_some() || c.cdrom.is_some()) {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "--next-run, max vCPUs, max memory and CD changes need cluster level {HOTPLUG_LEVEL}: \
+                 run `corral cluster upgrade` first"
+            )));
+        }
         let mut vm = before.clone();
         let mut what = Vec::new();
         edit_name(&mut vm, c, &mut what);
-        edit_resources(&mut vm, c, &mut what);
+        let hot = if hotplug {
+            edit_resources_live(&mut vm, c, &mut what)?
+        } else {
+            edit_resources(&mut vm, c, &mut what);
+            Hot::default()
+        };
         edit_notes(&mut vm, c, &mut what);
         edit_availability(&mut vm, c, &mut what)?;
-        edit_protection_and_os(&mut vm, c, &mut what)?;
+        edit_protection_and_os(&mut vm, c, &mut what, hotplug)?;
         self.edit_vm_placement(&mut vm, c, &mut what)?;
-        Ok(self.store_edit(now, &before, vm, &what))
+        if let Some(was) = before.config.next_run.as_ref().filter(|_| vm.config.next_run.is_none()) {
+            if hotplug && !was.is_empty() {
+                what.push("its pending next-run configuration cleared".to_string());
+            }
+        }
+        // Scaling up beyond what its host has free: live-migrated first to a host that has room
+        // (placement chooses, every rule holds), then scaled there; none has: refused.
+        let target = if hot.grows { self.room_to_grow(&before, &vm)? } else { None };
+        if hot.any {
+            vm.runtime.hot_seq += 1;
+            vm.runtime.hot_error = None;
+        }
+        let id = vm.id;
+        let out = self.store_edit(now, &before, vm, &what);
+        match target {
+            Some(host) => {
+                let why = " to give it room for its new size";
+                let vm = self.begin_migration(now, id, host, true, why);
+                Ok(vm.map_or(out, |vm| Outcome::Vm(Box::new(vm))))
+            }
+            None => Ok(out),
+        }
+    }
+
+    /// Whether `after` (the running VM `before`, grown) still fits on its host: `None` when it
+    /// does, the host it must migrate to first when it does not, refused when no host has room.
+    fn room_to_grow(&self, before: &Vm, after: &Vm) -> Result<Option<crate::typ::NodeId>, ClusterError> {
+        let Some(host) = before.runtime.host.and_then(|h| self.hosts.get(&h)) else {
+            return Ok(None);
+        };
+        let used = self.host_usage(host.id);
+        let free_mem = host.facts.memory_mib.saturating_sub(used.memory_mib) + before.config.memory_mib;
+        let free_cpu =
+            (host.facts.cpus as u64 * self.cpu_overcommit()).saturating_sub(used.vcpus) + before.config.vcpus as u64;
+        if after.config.memory_mib <= free_mem && after.config.vcpus as u64 <= free_cpu {
+            return Ok(None);
+        }
+        let here = format!(
+            "host {} has room for {free_mem} MiB and {free_cpu} vCPUs, and vm '{}' needs {} MiB and {} vCPUs",
+            host.name, before.config.name, after.config.memory_mib, after.config.vcpus
+        );
+        if before.runtime.status != VmStatus::Up {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "{here}; it is {} and cannot migrate to a host with room; nothing was changed",
+                before.runtime.status.as_str()
+            )));
+        }
+        self.migration_target(after, None, true).map(Some).map_err(|e| {
+            ClusterError::FailedPrecondition(format!("{here}; no host can take it: {e}; nothing was changed"))
+        })
     }
 
     /// Stores an edited VM under its (new) name; an edit that changed nothing records no event.
@@ -96,6 +229,153 @@ fn edit_resources(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) {
     vm.config.next_run = Some(next).filter(|n| !n.is_empty());
 }
 
+/// Memory, vCPUs, their limits, the domain type and the CD at cluster level 3: a running VM
+/// takes memory, vCPUs and the CD by hot-plug where it can (else at its next run, saying why in
+/// the event), the rest at its next run. Asking for the value it runs with drops a pending one.
+fn edit_resources_live(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Result<Hot, ClusterError> {
+    let mut hot = Hot::default();
+    let running = vm.is_running();
+    let mut next = vm.config.next_run.take().unwrap_or_default();
+    if running && (c.memory_mib.is_some() || c.vcpus.is_some() || c.cdrom.is_some()) && !c.next_run {
+        if vm.migration_state.migrating_to.is_some() || vm.runtime.status == VmStatus::Migrating {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is migrating; change it when the migration ends, or with --next-run",
+                vm.config.name
+            )));
+        }
+    }
+    if let Some(v) = c.memory_mib {
+        let was = vm.config.memory_mib;
+        match (running, memory_decision(vm, v, c.next_run)) {
+            (false, _) if v != was => {
+                what.push(format!("memory {was} -> {v} MiB"));
+                vm.config.memory_mib = v;
+            }
+            (false, _) => {}
+            (true, _) if v == was => next.memory_mib = None,
+            (true, Decision::HotPlug) => {
+                what.push(format!("memory {was} -> {v} MiB (hot-plug)"));
+                vm.config.memory_mib = v;
+                next.memory_mib = None;
+                hot.any = true;
+                hot.grows |= v > was;
+            }
+            (true, Decision::NextRun(why)) => {
+                what.push(format!("memory {was} -> {v} MiB on its next run{}", because(why)));
+                next.memory_mib = Some(v);
+            }
+        }
+    }
+    if let Some(v) = c.vcpus {
+        let was = vm.config.vcpus;
+        match (running, vcpus_decision(vm, v, c.next_run)) {
+            (false, _) if v != was => {
+                what.push(format!("vCPUs {was} -> {v}"));
+                vm.config.vcpus = v;
+            }
+            (false, _) => {}
+            (true, _) if v == was => next.vcpus = None,
+            (true, Decision::HotPlug) => {
+                what.push(format!("vCPUs {was} -> {v} (hot-plug)"));
+                vm.config.vcpus = v;
+                next.vcpus = None;
+                hot.any = true;
+                hot.grows |= v > was;
+            }
+            (true, Decision::NextRun(why)) => {
+                what.push(format!("vCPUs {was} -> {v} on its next run{}", because(why)));
+                next.vcpus = Some(v);
+            }
+        }
+    }
+    if let Some(v) = &c.cdrom {
+        let was = vm.config.cdrom.clone();
+        let words = |cd: &Option<String>| cd.clone().unwrap_or_else(|| "none".into());
+        match (running, cd_decision(vm, c.next_run)) {
+            (false, _) if *v != was => {
+                what.push(format!("CD {} -> {}", words(&was), words(v)));
+                vm.config.cdrom = v.clone();
+            }
+            (false, _) => {}
+            (true, _) if *v == was => next.cdrom = None,
+            (true, Decision::HotPlug) => {
+                what.push(format!("CD {} -> {} (now)", words(&was), words(v)));
+                vm.config.cdrom = v.clone();
+                next.cdrom = None;
+                hot.any = true;
+            }
+            (true, Decision::NextRun(why)) => {
+                what.push(format!("CD {} -> {} on its next run{}", words(&was), words(v), because(why)));
+                next.cdrom = Some(v.clone());
+            }
+        }
+    }
+    next_run_field(vm.config.domain_type, c.domain_type, running, &mut next.domain_type, what, |v| {
+        format!("domain type {}", v.as_str())
+    })
+    .map(|v| vm.config.domain_type = Some(v));
+    next_run_field(vm.config.max_vcpus, c.max_vcpus, running, &mut next.max_vcpus, what, |v| format!("max vCPUs {v}"))
+        .map(|v| vm.config.max_vcpus = Some(v));
+    next_run_field(vm.config.max_memory_mib, c.max_memory_mib, running, &mut next.max_memory_mib, what, |v| {
+        format!("max memory {v} MiB")
+    })
+    .map(|v| vm.config.max_memory_mib = Some(v));
+    debug_assert!(VmField::MaxMemory.applies() == crate::model::fields::Applies::NextRun);
+    vm.config.next_run = Some(next).filter(|n| !n.is_empty());
+    let (memory, vcpus) = (
+        vm.config.next_run.as_ref().and_then(|n| n.memory_mib).unwrap_or(vm.config.memory_mib),
+        vm.config.next_run.as_ref().and_then(|n| n.vcpus).unwrap_or(vm.config.vcpus),
+    );
+    let (max_memory, max_vcpus) = (
+        vm.config.next_run.as_ref().and_then(|n| n.max_memory_mib).or(vm.config.max_memory_mib),
+        vm.config.next_run.as_ref().and_then(|n| n.max_vcpus).or(vm.config.max_vcpus),
+    );
+    if max_memory.is_some_and(|m| m < memory) {
+        return Err(ClusterError::invalid(
+            "max_memory",
+            format!("must be at least the memory ({memory} MiB; got {} MiB)", max_memory.unwrap_or_default()),
+        ));
+    }
+    if max_vcpus.is_some_and(|m| m < vcpus) {
+        return Err(ClusterError::invalid(
+            "max_vcpus",
+            format!("must be at least the vCPUs ({vcpus}; got {})", max_vcpus.unwrap_or_default()),
+        ));
+    }
+    Ok(hot)
+}
+
+/// A next-run field: set at once on a VM that is down (returned for the caller to store), else
+/// pending (the running value again drops a pending one).
+fn next_run_field<T: Copy + PartialEq>(
+    current: Option<T>,
+    asked: Option<T>,
+    running: bool,
+    pending: &mut Option<T>,
+    what: &mut Vec<String>,
+    words: impl Fn(T) -> String,
+) -> Option<T> {
+    let v = asked?;
+    if running {
+        if Some(v) == current {
+            *pending = None;
+        } else {
+            what.push(format!("{} on its next run", words(v)));
+            *pending = Some(v);
+        }
+        None
+    } else if Some(v) != current {
+        what.push(words(v));
+        Some(v)
+    } else {
+        None
+    }
+}
+
+fn because(why: Option<String>) -> String {
+    why.map(|w| format!(" ({w})")).unwrap_or_default()
+}
+
 fn edit_notes(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) {
     if let Some(v) = c.description.as_ref().filter(|v| **v != vm.config.description) {
         what.push("description".to_string());
@@ -137,7 +417,12 @@ fn edit_availability(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Resu
     Ok(())
 }
 
-fn edit_protection_and_os(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Result<(), ClusterError> {
+fn edit_protection_and_os(
+    vm: &mut Vm,
+    c: &VmChanges,
+    what: &mut Vec<String>,
+    hotplug: bool,
+) -> Result<(), ClusterError> {
     if let Some(v) = c.delete_protected.filter(|v| *v != vm.config.delete_protected) {
         if !v && vm.config.hosted_engine {
             return Err(ClusterError::FailedPrecondition(format!(
@@ -148,7 +433,27 @@ fn edit_protection_and_os(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) ->
         what.push(format!("delete protection {}", if v { "on" } else { "off" }));
         vm.config.delete_protected = v;
     }
-    if let Some(v) = c.os.as_ref().filter(|v| **v != vm.config.os) {
+    let Some(v) = c.os.as_ref() else { return Ok(()) };
+    if hotplug && !crate::model::fields::known_os(v) {
+        return Err(ClusterError::invalid(
+            "os",
+            format!(
+                "'{}' is not an OS name the cluster knows; `corral vm edit --help` lists them",
+                crate::error::quote(v)
+            ),
+        ));
+    }
+    // The guest's OS type is part of its hardware: a running VM gets it at its next run.
+    if hotplug && vm.is_running() {
+        let mut next = vm.config.next_run.take().unwrap_or_default();
+        if *v == vm.config.os {
+            next.os = None;
+        } else {
+            what.push(format!("operating system {} -> {v} on its next run", vm.config.os));
+            next.os = Some(v.clone());
+        }
+        vm.config.next_run = Some(next).filter(|n| !n.is_empty());
+    } else if *v != vm.config.os {
         what.push(format!("operating system {} -> {v}", vm.config.os));
         vm.config.os = v.clone();
     }

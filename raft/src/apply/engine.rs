@@ -28,6 +28,10 @@ impl ClusterState {
         self.check_new_disks(&new_disks)?;
         let mut vm = crate::ovf::config_of(vm);
         vm.config.updated_ms = now;
+        if self.hotplug_level() {
+            // An imported VM is down: it starts with the configuration it would have run next.
+            vm.settle_next_run();
+        }
         vm.config.hosted_engine = engine;
         if engine {
             vm.config.delete_protected = true;
@@ -65,6 +69,8 @@ impl ClusterState {
             nics: vm.config.nics.clone(),
             domain_type: vm.config.domain_type,
             boot: vm.config.boot.clone(),
+            max_vcpus: vm.config.max_vcpus,
+            max_memory_mib: vm.config.max_memory_mib,
         })?;
         validate::names("host_tags", &vm.config.host_tags)?;
         if self.vm_names.contains_key(&vm.config.name) {

@@ -173,9 +173,10 @@ impl ClusterState {
             let Some(vm) = self.vms.get(&id) else { continue };
             let placed = scheduler::choose(self, vm, None, &[], Purpose::HaRestart);
             let placed = placed.map(|host| (host, self.host_name(host)));
+            let hotplug = self.hotplug_level();
             let Some(vm) = self.vms.get_mut(&id) else { continue };
             let msg = match placed {
-                Ok((host, host_name)) => Some(restart_on(vm, now, host, &name, &host_name)),
+                Ok((host, host_name)) => Some(restart_on(vm, now, host, &name, &host_name, hotplug)),
                 Err(e) => back_off(vm, now, &name, e.to_string()),
             };
             if let Some(msg) = msg {
@@ -250,9 +251,9 @@ pub(super) fn lose_vm(
 }
 
 /// An HA VM placed on `host`: ordered up there. Returns the event's message.
-fn restart_on(vm: &mut Vm, now: i64, host: NodeId, name: &str, host_name: &str) -> String {
+fn restart_on(vm: &mut Vm, now: i64, host: NodeId, name: &str, host_name: &str, hotplug: bool) -> String {
     let attempt = vm.ha_state.ha_restart.take().map_or(1, |r| r.attempts + 1);
-    vm.runtime.order_up(host);
+    vm.order_up(host, hotplug);
     vm.ha_state.ha_restarting = true;
     vm.ha_state.ha_restarted_ms = Some(now);
     vm.config.updated_ms = now;

@@ -25,9 +25,9 @@ impl ClusterState {
             )));
         }
         let host = scheduler::choose(self, vm, order.host.as_deref(), &[], Purpose::Start)?;
-        let host_name = self.host_name(host);
+        let (host_name, hotplug) = (self.host_name(host), self.hotplug_level());
         let vm = self.vm_mut(name_or_id)?;
-        vm.runtime.order_up(host);
+        vm.order_up(host, hotplug);
         vm.runtime.shutdown_deadline_ms = None;
         vm.runtime.reboot_pending = false;
         // An operator's start replaces a pending HA restart.

@@ -49,6 +49,8 @@ struct Change {
     ha_failed: bool,
     /// The VM migrated onto a host that was declared down meanwhile.
     lost_on_arrival: bool,
+    /// Its configuration changed (to what runs, after a failed hot-plug).
+    reconfigured: bool,
 }
 
 impl Change {
@@ -97,6 +99,9 @@ impl ClusterState {
         if change.ha_failed {
             let msg = format!("Highly Available VM {name} failed. It will be restarted automatically.");
             self.record(now, EventKind::VmHighAvailability, msg);
+        }
+        if change.reconfigured {
+            touched.insert(id);
         }
         if let Some(what) = change.settled {
             touched.insert(id);
@@ -159,6 +164,10 @@ fn observe(vm: &mut Vm, now: i64, observed: &Observed, at: &Where) -> Change {
         Observed::NotResponding => {
             let message = format!("The hypervisor of host {host_name} does not respond; VM {name} is not responding.");
             state_changed(vm, VmStatus::NotResponding, message)
+        }
+        Observed::Hotplug { seq, error, live } => {
+            let (event, reconfigured) = super::devices::hotplugged(vm, *seq, error.as_deref(), live, host_name);
+            Change { event, reconfigured, ..Change::default() }
         }
     }
 }

@@ -25,6 +25,8 @@ fn spec(name: &str) -> VmSpec {
         nics: vec![],
         domain_type: None,
         boot: None,
+        max_vcpus: None,
+        max_memory_mib: None,
     }
 }
 

@@ -43,6 +43,19 @@ impl ClusterState {
             boot: spec.boot.clone(),
             ..vm.config
         };
+        if self.hotplug_level() {
+            self.give_limits(&mut vm, spec.max_vcpus, spec.max_memory_mib)?;
+            for (i, n) in vm.config.nics.iter_mut().enumerate() {
+                if n.name.is_empty() {
+                    n.name = format!("nic{}", i + 1);
+                }
+            }
+        } else if spec.max_vcpus.is_some() || spec.max_memory_mib.is_some() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "max vCPUs and max memory need cluster level {}: run `corral cluster upgrade` first",
+                crate::model::HOTPLUG_LEVEL
+            )));
+        }
         // With --start, a VM that cannot be placed is not created either: nothing half-done.
         if let Some(order) = start {
             let mut trial = self.clone_for_trial(&vm);
@@ -69,6 +82,25 @@ impl ClusterState {
             self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
         }
         self.add_vm(now, vm, msg, start)
+    }
+
+    /// The hot-plug limits of a new VM: what it asks for, else 4x its memory and the largest
+    /// host's CPUs (never below what it has).
+    fn give_limits(&self, vm: &mut Vm, max_vcpus: Option<u32>, max_memory_mib: Option<u64>) -> Result<(), ClusterError> {
+        let c = &mut vm.config;
+        if let Some(m) = max_memory_mib.filter(|m| *m < c.memory_mib) {
+            return Err(ClusterError::invalid(
+                "max_memory",
+                format!("must be at least the memory ({} MiB; got {m} MiB)", c.memory_mib),
+            ));
+        }
+        if let Some(m) = max_vcpus.filter(|m| *m < c.vcpus) {
+            return Err(ClusterError::invalid("max_vcpus", format!("must be at least the vCPUs ({}; got {m})", c.vcpus)));
+        }
+        let largest = self.hosts.values().map(|h| h.facts.cpus).max().unwrap_or(0);
+        c.max_memory_mib = Some(max_memory_mib.unwrap_or(c.memory_mib.saturating_mul(4)));
+        c.max_vcpus = Some(max_vcpus.unwrap_or(largest.max(c.vcpus)));
+        Ok(())
     }
 
     /// Records a new VM (its disks recorded already) with its event, and starts it if asked
@@ -201,6 +233,18 @@ impl ClusterState {
         }
         vm.runtime.epoch = 0;
         vm.runtime.stop_reason = None;
+        // A copy is down: it starts with the configuration its source would run next.
+        vm.settle_next_run();
+        vm.runtime.hot_seq = 0;
+        vm.runtime.hot_done = 0;
+        vm.runtime.hot_error = None;
+        vm.config.attachments = src
+            .config
+            .disks
+            .iter()
+            .zip(disks)
+            .map(|(old, new)| (new.id, src.attachment(*old)))
+            .collect();
         vm.ha_state.ha_restart = None;
         vm.ha_state.ha_restarting = false;
         vm.config.created_ms = now;

@@ -927,18 +927,24 @@ macro_rules! both_ways {
         both_ways!(link $name);
     };
     (struct $name:ident { $($f:ident),* $(,)? }
-        parts { $($part:ident: $pty:ident { $($pf:ident),* $(,)? }),* $(,)? }
+        parts { $($part:ident: $pty:ident { $($pf:ident),* $(,)? } $(added { $($pa:ident),* $(,)? })?),* $(,)? }
     ) => {
         impl From<$name> for cur::$name {
             fn from(v: $name) -> Self {
                 let $name { $($f,)* $($($pf,)*)* } = v;
-                cur::$name { $($f: $f.up(),)* $($part: cur::$pty { $($pf: $pf.up(),)* },)* }
+                cur::$name {
+                    $($f: $f.up(),)*
+                    $($part: cur::$pty { $($pf: $pf.up(),)* $($($pa: Default::default(),)*)? },)*
+                }
             }
         }
         impl TryFrom<&cur::$name> for $name {
             type Error = Unrepresentable;
             fn try_from(v: &cur::$name) -> Result<Self, Unrepresentable> {
-                let cur::$name { $($f,)* $($part: cur::$pty { $($pf,)* },)* } = v;
+                let cur::$name { $($f,)* $($part: cur::$pty { $($pf,)* $($($pa,)*)? },)* } = v;
+                $($($(if !is_default($pa) {
+                    return Err(Unrepresentable { what: concat!(stringify!($pty), ".", stringify!($pa)).into() });
+                })*)?)*
                 Ok($name { $($f: $f.down()?,)* $($($pf: $pf.down()?,)*)* })
             }
         }
@@ -1008,8 +1014,9 @@ both_ways! { struct Vm { id } parts {
         name, description, comment, memory_mib, vcpus, ha, disks, nics, domain_type, boot, migration_settings,
         next_run, resume_behavior, created_ms, updated_ms, host_tags, pinned_hosts, migration, os, cdrom,
         hosted_engine, delete_protected, ovf_unknown,
-    },
-    runtime: VmRuntime { desired, status, host, epoch, stop_reason, shutdown_deadline_ms, reboot_pending },
+    } added { attachments, max_vcpus, max_memory_mib },
+    runtime: VmRuntime { desired, status, host, epoch, stop_reason, shutdown_deadline_ms, reboot_pending }
+        added { run_limits, hot_seq, hot_done, hot_error },
     ha_state: VmHa { ha_restart, ha_restarting, ha_restarted_ms, ha_failures },
     migration_state: VmMigration { migrating_to, migration_job, migration_failed_ms },
 } }
@@ -1024,8 +1031,8 @@ both_ways! { struct MigrationSettings { auto_converge, compression, max_downtime
 both_ways! { struct MigrationOverrides { auto_converge, compression, max_downtime_ms, bandwidth_mibps } }
 both_ways! { struct HaRestart { failed_ms, attempts, next_try_ms, last_error, not_before_ms } }
 both_ways! { enum ResumeBehavior { AutoResume, LeavePaused, Kill } }
-both_ways! { struct NextRun { memory_mib, vcpus, domain_type } }
-both_ways! { struct Nic { network, mac } }
+both_ways! { struct NextRun { memory_mib, vcpus, domain_type } added { os, max_vcpus, max_memory_mib, cdrom } }
+both_ways! { struct Nic { network, mac } added { name, unplugged } }
 both_ways! { struct KernelBoot { kernel, initrd, cmdline } }
 both_ways! { struct Disk { id, name, size_mib, file, format, vm, created_ms } }
 both_ways! { enum PowerState { Down, Up, Suspended } }
@@ -1046,7 +1053,7 @@ both_ways! { enum Observed {
     MigrationFailed { error },
     Failed { action, error },
     NotResponding,
-} }
+} later { Hotplug } }
 both_ways! { struct Event { index, time_ms, kind, message } added { user } }
 both_ways! { enum EventKind {
     ClusterBootstrapped, HostJoined, HostLeft, HostStateChanged, HostMaintenance, LeaderChanged, TokenCreated,
@@ -1103,21 +1110,22 @@ both_ways! { enum Op {
 } later {
     SetClusterLevel, HostAliveAfterFencing, SetCa, RevokeToken, OnBehalf, CreateUser, DeleteUser, SetPassword,
     CreateGroup, EditGroup, DeleteGroup, CreateRole, EditRole, DeleteRole, AddPermission, RemovePermission,
-    StartSession, EndSession, CreateApiToken, RevokeApiToken, LoginFailed,
+    StartSession, EndSession, CreateApiToken, RevokeApiToken, LoginFailed, CreateDisk, ResizeDisk, DeleteDisk,
+    AttachDisk, DetachDisk, PlugDisk, AddNic, RemoveNic, PlugNic,
 } }
 both_ways! { struct StartOrder { host } }
 both_ways! { struct NewHost { id, name, address, facts } }
 both_ways! { struct VmSpec {
     name, description, comment, memory_mib, vcpus, ha_enabled, ha_priority, resume_behavior, nics, domain_type,
     boot,
-} }
+} added { max_vcpus, max_memory_mib } }
 both_ways! { struct MigrationSettingsChange {
     auto_converge, compression, max_downtime_ms, bandwidth_mibps, max_per_host,
 } }
 both_ways! { struct VmChanges {
     name, description, comment, memory_mib, vcpus, ha_enabled, ha_priority, domain_type, resume_behavior,
     migration_settings, host_tags, pinned_hosts, migration, delete_protected, os,
-} }
+} added { next_run, max_vcpus, max_memory_mib, cdrom } }
 both_ways! { struct MigrationOverridesChange { auto_converge, compression, max_downtime_ms, bandwidth_mibps } }
 both_ways! { enum Outcome {
     Done,
@@ -1129,7 +1137,7 @@ both_ways! { enum Outcome {
     AffinityLabel(label),
     Host(host),
     Cluster(cluster),
-} }
+} later { Disk } }
 
 impl From<Reply> for cur::Reply {
     fn from(Reply(r): Reply) -> Self {
@@ -1292,13 +1300,15 @@ mod tests {
             ha_enabled: ha.is_some(),
             ha_priority: ha.unwrap_or_default(),
             resume_behavior: ResumeBehavior::LeavePaused,
-            nics: vec![Nic { network: "default".into(), mac: "52:54:00:00:00:01".into() }],
+            nics: vec![Nic::new("default", "52:54:00:00:00:01")],
             domain_type: Some(DomainType::Kvm),
             boot: Some(KernelBoot {
                 kernel: "vmlinuz".into(),
                 initrd: Some("initrd.img".into()),
                 cmdline: "quiet".into(),
             }),
+            max_vcpus: None,
+            max_memory_mib: None,
         }
     }
 

@@ -447,7 +447,8 @@ operations! {
     VmShow = "vm list, vm show, vm export, ovf dump", "see", VmView on "vm";
     VmCreate = "vm create, vm clone, vm import", "create VMs in", VmCreate on "cluster";
     VmImport = "vm import (the disks an OVF document names)", "import disks into", DiskView on "cluster";
-    VmEdit = "vm edit", "edit", VmEdit on "vm";
+    VmEdit = "vm edit, vm disk attach/detach/plug/unplug, vm nic add/remove/plug/unplug", "edit", VmEdit on "vm";
+    VmChangeCd = "vm cd", "change the CD of", VmChangeCd on "vm";
     VmDelete = "vm delete", "delete", VmDelete on "vm";
     VmStart = "vm start", "start", VmPower on "vm";
     VmShutdown = "vm shutdown", "shut down", VmPower on "vm";
@@ -456,8 +457,10 @@ operations! {
     VmSuspend = "vm suspend, vm resume", "suspend or resume", VmPower on "vm";
     VmMigrate = "vm migrate, vm cancel-migration", "migrate", VmMigrate on "vm";
     VmPermissions = "permission add/remove --on vm:NAME", "assign permissions on", VmPermissions on "vm";
-    DiskShow = "disk list", "see", DiskView on "disk";
-    DiskCreate = "vm create --disk", "create disks in", DiskCreate on "cluster";
+    DiskShow = "disk list, disk show", "see", DiskView on "disk";
+    DiskCreate = "vm create --disk, disk create, vm disk add", "create disks in", DiskCreate on "cluster";
+    DiskAttach = "vm disk attach (the disk)", "attach", DiskView on "disk";
+    DiskEdit = "disk resize, disk delete", "change", DiskCreate on "disk";
     HostShow = "host list, host show", "see", HostView on "host";
     HostMaintenance = "host maintenance", "put into maintenance", HostManage on "host";
     HostActivate = "host activate", "activate", HostManage on "host";

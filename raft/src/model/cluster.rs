@@ -75,11 +75,15 @@ pub struct ClusterInfo {
     pub ca_pem: Option<String>,
 }
 
-/// The highest cluster level this build runs: 2, members prove who they are with certificates
-/// of the cluster CA and nothing is served in plaintext (level 1: majority leases, format v1).
-pub const MAX_LEVEL: u8 = 2;
+/// The highest cluster level this build runs: 3, running VMs are changed by hot-plug and disks
+/// and NICs are managed on their own (level 2: members prove who they are with certificates of
+/// the cluster CA, users and permissions; level 1: majority leases, format v1).
+pub const MAX_LEVEL: u8 = 3;
 /// The level from which TLS is required.
 pub const TLS_LEVEL: u8 = 2;
+/// The level from which running VMs are changed in place and disks, NICs and CDs have their
+/// own commands (a member of an earlier build cannot read those commands).
+pub const HOTPLUG_LEVEL: u8 = 3;
 
 fn default_cpu_overcommit() -> u32 {
     DEFAULT_CPU_OVERCOMMIT

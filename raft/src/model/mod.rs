@@ -7,6 +7,7 @@ pub mod auth;
 mod cluster;
 mod engine;
 mod events;
+pub mod fields;
 mod ha;
 mod host;
 mod migration;

@@ -1,6 +1,8 @@
 //! VMs and what they are made of (disks, NICs, kernel boot), their power states, and what a
 //! host agent reports about them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -74,7 +76,51 @@ pub struct VmConfig {
     /// Parts of an imported OVF document that Corral does not model, kept so that the VM's
     /// own document carries them on.
     pub ovf_unknown: Vec<OvfFragment>,
+    /// How each disk of `disks` is attached, by disk id; a disk without an entry is the default
+    /// attachment (virtio, plugged, required; the first one boots).
+    #[serde(default)]
+    pub attachments: BTreeMap<Uuid, Attachment>,
+    /// The most vCPUs it may be given while it runs (cluster level 3); `None`: no vCPU hot-plug.
+    #[serde(default)]
+    pub max_vcpus: Option<u32>,
+    /// The most memory it may be given while it runs, in DIMMs; `None`: no memory hot-plug.
+    #[serde(default)]
+    pub max_memory_mib: Option<u64>,
 }
+
+/// A disk's bus in the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DiskInterface {
+    #[default]
+    Virtio,
+    /// virtio-scsi.
+    Scsi,
+}
+
+/// How one disk is attached to its VM (oVirt's disk attachment): each is plugged or unplugged,
+/// and an unplugged disk stays attached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub interface: DiskInterface,
+    /// Attached but not plugged: the guest does not see it (oVirt's `IsPlugged` false).
+    pub unplugged: bool,
+    /// The VM starts without it when its image cannot be opened (an event says so).
+    pub optional: bool,
+    pub bootable: bool,
+}
+
+/// What a running VM was defined with, so apply knows what it may hot-plug: recorded when it
+/// is ordered up, kept by a migration (the domain moves as it is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLimits {
+    /// The memory it booted with; only memory above it (plugged DIMMs) can be unplugged.
+    pub boot_memory_mib: u64,
+    pub max_memory_mib: u64,
+    pub max_vcpus: u32,
+}
+
+/// Memory is hot-plugged and unplugged in steps of this size (the guest's memory block).
+pub const MEMORY_STEP_MIB: u64 = 128;
 
 /// Where the VM runs and what it does there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +139,18 @@ pub struct VmRuntime {
     pub shutdown_deadline_ms: Option<i64>,
     /// A reboot was ordered and the host has not done it yet.
     pub reboot_pending: bool,
+    /// What the running domain was defined with; `None`: down, or started without hot-plug.
+    #[serde(default)]
+    pub run_limits: Option<RunLimits>,
+    /// Changes to the running VM ordered so far (each bumps it); its host makes the domain
+    /// match the configuration and reports the number it reached in `hot_done`.
+    #[serde(default)]
+    pub hot_seq: u64,
+    #[serde(default)]
+    pub hot_done: u64,
+    /// Why the last change to the running VM failed (it runs on as it was).
+    #[serde(default)]
+    pub hot_error: Option<String>,
 }
 
 impl VmRuntime {
@@ -166,6 +224,15 @@ pub struct NextRun {
     pub memory_mib: Option<u64>,
     pub vcpus: Option<u32>,
     pub domain_type: Option<DomainType>,
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub max_vcpus: Option<u32>,
+    #[serde(default)]
+    pub max_memory_mib: Option<u64>,
+    /// `Some(None)`: the CD is ejected at the next run.
+    #[serde(default, with = "corral_storage::codec::double_option")]
+    pub cdrom: Option<Option<String>>,
 }
 
 impl NextRun {
@@ -203,6 +270,9 @@ impl Vm {
                 hosted_engine: false,
                 delete_protected: false,
                 ovf_unknown: Vec::new(),
+                attachments: BTreeMap::new(),
+                max_vcpus: None,
+                max_memory_mib: None,
             },
             runtime: VmRuntime::default(),
             ha_state: VmHa::default(),
@@ -239,6 +309,7 @@ impl Vm {
         self.migration_state.migration_job = None;
         self.runtime.shutdown_deadline_ms = None;
         self.runtime.reboot_pending = false;
+        self.runtime.run_limits = None;
         self.ha_state.ha_restarting = false;
     }
 
@@ -258,7 +329,78 @@ impl Vm {
             self.config.domain_type = Some(v);
             what.push(format!("domain type {}", v.as_str()));
         }
+        if let Some(v) = n.os {
+            what.push(format!("operating system {v}"));
+            self.config.os = v;
+        }
+        if let Some(v) = n.max_vcpus {
+            self.config.max_vcpus = Some(v);
+            what.push(format!("max vCPUs {v}"));
+        }
+        if let Some(v) = n.max_memory_mib {
+            self.config.max_memory_mib = Some(v);
+            what.push(format!("max memory {v} MiB"));
+        }
+        if let Some(v) = n.cdrom {
+            what.push(match &v {
+                Some(iso) => format!("CD {iso}"),
+                None => "CD ejected".to_string(),
+            });
+            self.config.cdrom = v;
+        }
         Some(what.join(", "))
+    }
+
+    /// Orders the VM up on `host` as a new assignment; at cluster level 3 (`hotplug`) records
+    /// the hot-plug limits its domain will be defined with.
+    pub fn order_up(&mut self, host: NodeId, hotplug: bool) {
+        self.runtime.order_up(host);
+        self.runtime.run_limits = hotplug.then(|| self.limits());
+        self.runtime.hot_error = None;
+    }
+
+    /// The hot-plug limits a domain defined now from this configuration has (none above what
+    /// it has when the configuration sets no maximum).
+    pub fn limits(&self) -> RunLimits {
+        RunLimits {
+            boot_memory_mib: self.config.memory_mib,
+            max_memory_mib: self.config.max_memory_mib.unwrap_or(0).max(self.config.memory_mib),
+            max_vcpus: self.config.max_vcpus.unwrap_or(0).max(self.config.vcpus),
+        }
+    }
+
+    /// How disk `id` is attached (the default attachment when none is recorded: the first disk
+    /// boots).
+    pub fn attachment(&self, id: Uuid) -> Attachment {
+        self.config.attachments.get(&id).copied().unwrap_or(Attachment {
+            bootable: self.config.disks.first() == Some(&id),
+            ..Attachment::default()
+        })
+    }
+
+    /// Whether the VM runs somewhere (its domain exists on its host).
+    pub fn is_running(&self) -> bool {
+        self.runtime.host.is_some() && self.runtime.status != VmStatus::Down
+    }
+
+    /// The name of NIC `i` (`nic1`, `nic2`, ... as oVirt names them, for NICs made before
+    /// names were kept).
+    pub fn nic_name(&self, i: usize) -> String {
+        match self.config.nics.get(i) {
+            Some(n) if !n.name.is_empty() => n.name.clone(),
+            _ => format!("nic{}", i + 1),
+        }
+    }
+
+    /// The index of the NIC named `name`.
+    pub fn nic_index(&self, name: &str) -> Option<usize> {
+        (0..self.config.nics.len()).find(|&i| self.nic_name(i) == name)
+    }
+
+    /// The lowest free NIC name.
+    pub fn next_nic_name(&self) -> String {
+        let taken: Vec<String> = (0..self.config.nics.len()).map(|i| self.nic_name(i)).collect();
+        (1..).map(|n| format!("nic{n}")).find(|n| !taken.contains(n)).unwrap_or_default()
     }
 }
 
@@ -266,6 +408,18 @@ impl Vm {
 pub struct Nic {
     pub network: String,
     pub mac: String,
+    /// `nic1`, `nic2`, ...; empty for NICs made before names were kept (named by position).
+    #[serde(default)]
+    pub name: String,
+    /// Attached but not plugged (oVirt's `IsPlugged` false).
+    #[serde(default)]
+    pub unplugged: bool,
+}
+
+impl Nic {
+    pub fn new(network: impl Into<String>, mac: impl Into<String>) -> Nic {
+        Nic { network: network.into(), mac: mac.into(), name: String::new(), unplugged: false }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -344,6 +498,26 @@ pub enum Observed {
         error: String,
     },
     NotResponding,
+    /// The host made the running domain match the configuration as of change `seq`, or failed
+    /// to (`error`); `live` is what the domain has now either way.
+    Hotplug {
+        seq: u64,
+        error: Option<String>,
+        live: LiveDevices,
+    },
+}
+
+/// What a running domain has, as its host read it after changing it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveDevices {
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// The cluster disks plugged in it.
+    pub disks: Vec<Uuid>,
+    /// The MACs of the NICs plugged in it.
+    pub nics: Vec<String>,
+    /// The medium in its CD-ROM drive (a path inside the storage domain).
+    pub cdrom: Option<String>,
 }
 
 #[cfg(test)]
@@ -402,6 +576,13 @@ mod tests {
             "hosted_engine",
             "delete_protected",
             "ovf_unknown",
+            "attachments",
+            "max_vcpus",
+            "max_memory_mib",
+            "run_limits",
+            "hot_seq",
+            "hot_done",
+            "hot_error",
         ];
         want.sort_unstable();
         assert_eq!(keys, want);

@@ -12,7 +12,8 @@ use super::tree::{self, Element};
 use super::write::attr_value;
 use super::*;
 use crate::model::{
-    DomainType, HaPriority, KernelBoot, MigrationPolicy, NextRun, Nic, OvfFragment, ResumeBehavior, DEFAULT_OS,
+    Attachment, DiskInterface, DomainType, HaPriority, KernelBoot, MigrationPolicy, NextRun, Nic, OvfFragment,
+    ResumeBehavior, DEFAULT_OS,
 };
 
 /// Content elements oVirt writes that Corral derives itself (see the module doc).
@@ -139,6 +140,9 @@ struct DiskEntry<'a> {
     /// Whether the document gave `created_ms` at all (else it is the VM's).
     time_known: bool,
     alias: bool,
+    /// How it is attached: the DiskSection gives the bus, boot and optional flags, its Item
+    /// whether it is plugged.
+    attachment: Attachment,
 }
 
 impl<'a> Reading<'a> {
@@ -226,9 +230,23 @@ impl<'a> Reading<'a> {
                     self.ignored.push(format!("{path}: {} {v} (Corral assumes {assumed})", &attr[4..]));
                 }
             }
-            if let Some(v) = el.attr("ovf:disk-interface").filter(|v| *v != "VirtIO") {
-                self.ignored.push(format!("{path}: disk-interface {v} (Corral attaches disks as VirtIO)"));
-            }
+            let interface = match el.attr("ovf:disk-interface") {
+                None | Some("VirtIO") => DiskInterface::Virtio,
+                Some("VirtIO_SCSI") => DiskInterface::Scsi,
+                Some(v) => {
+                    self.ignored.push(format!("{path}: disk-interface {v} (Corral attaches disks as VirtIO)"));
+                    DiskInterface::Virtio
+                }
+            };
+            let flag = |name: &str| -> Result<bool, OvfError> {
+                el.attr(name).map(|v| boolean(el, &path, v)).transpose().map(|b| b.unwrap_or(false))
+            };
+            let attachment = Attachment {
+                interface,
+                unplugged: false,
+                optional: flag("corral:optional")?,
+                bootable: flag("ovf:boot")?,
+            };
             disks.push(DiskEntry {
                 disk: Disk {
                     id,
@@ -243,6 +261,7 @@ impl<'a> Reading<'a> {
                 exact_time: created.is_some(),
                 time_known: created.is_some(),
                 alias: alias.is_some(),
+                attachment,
             });
         }
         Ok(disks)
@@ -269,10 +288,19 @@ impl<'a> Reading<'a> {
         let (id, os) = self.os_section(content, os_section)?;
         let created_ms = f.created_exact.or(f.created).unwrap_or(0);
         let hw = self.hardware(content, hardware, &mut disks)?;
+        let attachments: Vec<(Uuid, Attachment)> =
+            hw.disk_order.iter().filter_map(|&i| disks.get(i)).map(|e| (e.disk.id, e.attachment)).collect();
         let disks = attach_disks(&mut disks, &hw.disk_order, id, created_ms);
         let mut vm = vm_of(Vm::new(id, &name, hw.memory_mib, hw.vcpus, created_ms), f, hw);
         vm.config.os = os;
         vm.config.disks = disks.iter().map(|d| d.id).collect();
+        // Only what differs from the default attachment is kept: a document of a VM that never
+        // changed one reads back as that VM.
+        for (disk, a) in attachments {
+            if a != vm.attachment(disk) {
+                vm.config.attachments.insert(disk, a);
+            }
+        }
         Ok(Imported { vm, disks, ignored: Vec::new() })
     }
 
@@ -332,6 +360,8 @@ impl<'a> Reading<'a> {
             "corral:HostTag" => f.host_tags.push(t.to_string()),
             "corral:MigrationBandwidth" => f.bandwidth = Some(number(el, &path, "MigrationBandwidth", t)?),
             "corral:NextRun" => f.next_run = Some(next_run(el)?),
+            "corral:MaxVcpus" => f.max_vcpus = Some(number(el, &path, "MaxVcpus", t)?),
+            "corral:MaxMemoryMib" => f.max_memory_mib = Some(number(el, &path, "MaxMemoryMib", t)?),
             n if DERIVED_CONTENT.contains(&n) => {}
             _ => self.keep(el, "Content", format!("Content/{}", label(el)), &[content]),
         }
@@ -376,6 +406,8 @@ fn vm_of(mut vm: Vm, f: Fields, hw: Hardware) -> Vm {
     vm.config.migration_settings.max_downtime_ms = f.downtime;
     vm.config.migration_settings.bandwidth_mibps = f.bandwidth;
     vm.config.next_run = f.next_run;
+    vm.config.max_vcpus = f.max_vcpus;
+    vm.config.max_memory_mib = f.max_memory_mib;
     vm.config.resume_behavior = f.resume;
     vm.config.host_tags = f.host_tags;
     vm.config.pinned_hosts = f.pinned;
@@ -429,6 +461,8 @@ struct Fields {
     host_tags: Vec<String>,
     bandwidth: Option<u64>,
     next_run: Option<NextRun>,
+    max_vcpus: Option<u32>,
+    max_memory_mib: Option<u64>,
 }
 
 struct Hardware {
@@ -448,6 +482,11 @@ fn next_run(el: &Element) -> Result<NextRun, OvfError> {
             "corral:MemoryMib" => n.memory_mib = Some(number(c, path, "MemoryMib", &c.text)?),
             "corral:Vcpus" => n.vcpus = Some(number(c, path, "Vcpus", &c.text)?),
             "corral:DomainType" => n.domain_type = Some(domain_type(c, path, &c.text)?),
+            "corral:Os" => n.os = Some(c.text.clone()),
+            "corral:MaxVcpus" => n.max_vcpus = Some(number(c, path, "MaxVcpus", &c.text)?),
+            "corral:MaxMemoryMib" => n.max_memory_mib = Some(number(c, path, "MaxMemoryMib", &c.text)?),
+            "corral:Cdrom" => n.cdrom = Some(Some(c.text.clone()).filter(|t| !t.is_empty())),
+            "corral:CdromEjected" => n.cdrom = Some(None),
             other => return Err(invalid(c, path, format!("unknown element '{}'", quote(other)))),
         }
     }

@@ -36,8 +36,8 @@ fn busy_vm() -> (Vm, Vec<Disk>) {
     let disks = vec![disk(1, 10 * 1024 + 5, "qcow2", id), disk(2, 512, "raw", id)];
     vm.config.disks = disks.iter().map(|d| d.id).collect();
     vm.config.nics = vec![
-        Nic { network: "ovirtmgmt".into(), mac: "00:16:3e:00:00:01".into() },
-        Nic { network: "storage".into(), mac: "00:16:3e:00:00:02".into() },
+        Nic::new("ovirtmgmt", "00:16:3e:00:00:01"),
+        Nic::new("storage", "00:16:3e:00:00:02"),
     ];
     vm.config.domain_type = Some(DomainType::Qemu);
     vm.config.boot = Some(KernelBoot {
@@ -51,7 +51,7 @@ fn busy_vm() -> (Vm, Vec<Disk>) {
         max_downtime_ms: Some(300),
         bandwidth_mibps: Some(100),
     };
-    vm.config.next_run = Some(NextRun { memory_mib: Some(4096), vcpus: None, domain_type: Some(DomainType::Kvm) });
+    vm.config.next_run = Some(NextRun { memory_mib: Some(4096), domain_type: Some(DomainType::Kvm), ..NextRun::default() });
     vm.config.resume_behavior = ResumeBehavior::LeavePaused;
     vm.config.host_tags = vec!["ssd".into(), "gpu".into()];
     vm.config.pinned_hosts = vec![3, 7];
@@ -139,7 +139,9 @@ fn an_ovirt_hosted_engine_is_imported_with_what_corral_does_not_model_kept() {
     assert_eq!(vm.config.cdrom.as_deref(), Some("rhel-8.9-x86_64-dvd.iso"));
     assert_eq!(vm.config.created_ms, parse_date("2023/03/14 09:26:53").unwrap());
     assert_eq!(vm.config.updated_ms, vm.config.created_ms);
-    assert_eq!(vm.config.nics, vec![Nic { network: "ovirtmgmt".into(), mac: "00:16:3e:5d:a2:b9".into() }]);
+    // oVirt's own NIC name is kept.
+    let nic = Nic { name: "vnet0".into(), ..Nic::new("ovirtmgmt", "00:16:3e:5d:a2:b9") };
+    assert_eq!(vm.config.nics, vec![nic]);
     let d = &imported.disks[0];
     assert_eq!(imported.disks.len(), 1);
     assert_eq!(d.id, Uuid::parse_str("5e6f7a8b-0000-4000-8000-000000000002").unwrap());
@@ -343,7 +345,7 @@ fn any_vm() -> impl Strategy<Value = (Vm, Vec<Disk>)> {
     let boot = prop::option::of((any_text(), prop::option::of(any_text()), any_text()))
         .prop_map(|b| b.map(|(kernel, initrd, cmdline)| KernelBoot { kernel, initrd, cmdline }));
     let next_run = prop::option::of((any::<Option<u64>>(), any::<Option<u32>>(), domain.clone()))
-        .prop_map(|n| n.map(|(memory_mib, vcpus, domain_type)| NextRun { memory_mib, vcpus, domain_type }));
+        .prop_map(|n| n.map(|(memory_mib, vcpus, domain_type)| NextRun { memory_mib, vcpus, domain_type, ..NextRun::default() }));
     let fragments = prop::collection::vec(
         prop_oneof![
             Just(("Content", "<IsSmartcardEnabled>true</IsSmartcardEnabled>")),
@@ -380,7 +382,7 @@ fn any_vm() -> impl Strategy<Value = (Vm, Vec<Disk>)> {
             vm.config.ha.enabled = ha;
             vm.config.ha.priority = priority;
             vm.config.disks = disks.iter().map(|d| d.id).collect();
-            vm.config.nics = nics.into_iter().map(|(network, mac)| Nic { network, mac }).collect();
+            vm.config.nics = nics.into_iter().map(|(network, mac)| Nic::new(network, mac)).collect();
             vm.config.resume_behavior = resume;
             vm.config.migration = policy;
             vm.config.domain_type = domain;

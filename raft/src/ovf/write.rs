@@ -61,8 +61,8 @@ pub fn write(vm: &Vm, disks: &[Disk], exported_ms: i64) -> String {
 
     w.open("Section", &[("xsi:type", "ovf:DiskSection_Type")]);
     w.leaf("Info", "List of Virtual Disks");
-    for (i, d) in disks.iter().enumerate() {
-        w.disk(d, i == 0);
+    for d in disks.iter() {
+        w.disk(d);
     }
     w.fragments("DiskSection");
     w.close("Section");
@@ -136,7 +136,8 @@ impl Doc<'_> {
         }
     }
 
-    fn disk(&mut self, d: &Disk, boot: bool) {
+    fn disk(&mut self, d: &Disk) {
+        let a = self.vm.attachment(d.id);
         let cow = d.format == "qcow2";
         let gib = (d.size_mib / GIB_IN_MIB).to_string();
         let (id, mib, created) = (d.id.to_string(), d.size_mib.to_string(), d.created_ms.to_string());
@@ -150,10 +151,10 @@ impl Doc<'_> {
             ("ovf:format", if cow { FORMAT_URI_COW } else { FORMAT_URI_RAW }),
             ("ovf:volume-format", if cow { "COW" } else { "RAW" }),
             ("ovf:volume-type", if cow { "Sparse" } else { "Preallocated" }),
-            ("ovf:disk-interface", "VirtIO"),
+            ("ovf:disk-interface", disk_interface(a.interface)),
             ("ovf:read-only", "false"),
             ("ovf:shareable", "false"),
-            ("ovf:boot", if boot { "true" } else { "false" }),
+            ("ovf:boot", bool_str(a.bootable)),
             ("ovf:pass-discard", "false"),
             ("ovf:disk-alias", &d.name),
             ("ovf:disk-description", ""),
@@ -163,6 +164,9 @@ impl Doc<'_> {
         ];
         if d.format != "qcow2" && d.format != "raw" {
             attrs.push(("corral:format", &d.format));
+        }
+        if a.optional {
+            attrs.push(("corral:optional", "true"));
         }
         self.empty("Disk", &attrs);
     }
@@ -227,6 +231,12 @@ impl Doc<'_> {
         if let Some(b) = vm.config.migration_settings.bandwidth_mibps {
             self.leaf("corral:MigrationBandwidth", &b.to_string());
         }
+        if let Some(m) = vm.config.max_vcpus {
+            self.leaf("corral:MaxVcpus", &m.to_string());
+        }
+        if let Some(m) = vm.config.max_memory_mib {
+            self.leaf("corral:MaxMemoryMib", &m.to_string());
+        }
         if let Some(n) = &vm.config.next_run {
             self.open("corral:NextRun", &[]);
             if let Some(m) = n.memory_mib {
@@ -237,6 +247,20 @@ impl Doc<'_> {
             }
             if let Some(t) = n.domain_type {
                 self.leaf("corral:DomainType", t.as_str());
+            }
+            if let Some(os) = &n.os {
+                self.leaf("corral:Os", os);
+            }
+            if let Some(m) = n.max_vcpus {
+                self.leaf("corral:MaxVcpus", &m.to_string());
+            }
+            if let Some(m) = n.max_memory_mib {
+                self.leaf("corral:MaxMemoryMib", &m.to_string());
+            }
+            match &n.cdrom {
+                Some(Some(iso)) => self.leaf("corral:Cdrom", iso),
+                Some(None) => self.leaf("corral:CdromEjected", "true"),
+                None => {}
             }
             self.close("corral:NextRun");
         }
@@ -308,7 +332,7 @@ impl Doc<'_> {
         self.leaf("Type", "disk");
         self.leaf("Device", "disk");
         self.leaf("BootOrder", &(i + 1).to_string());
-        self.leaf("IsPlugged", "true");
+        self.leaf("IsPlugged", bool_str(!self.vm.attachment(d.id).unplugged));
         self.leaf("IsReadOnly", "false");
         self.fragments(&format!("Item disk {}", d.id));
         self.close("Item");
@@ -316,7 +340,7 @@ impl Doc<'_> {
 
     fn nic_item(&mut self, i: usize, n: &Nic) {
         let vm = self.vm;
-        let name = format!("nic{}", i + 1);
+        let name = vm.nic_name(i);
         self.open("Item", &[]);
         self.leaf("rasd:Caption", &format!("Ethernet adapter on {}", n.network));
         self.leaf("rasd:InstanceId", &device_id(vm.id, i + 1).to_string());
@@ -331,9 +355,10 @@ impl Doc<'_> {
         self.leaf("rasd:speed", "10000");
         self.leaf("Type", "interface");
         self.leaf("Device", "bridge");
-        self.leaf("IsPlugged", "true");
+        self.leaf("IsPlugged", bool_str(!n.unplugged));
         self.leaf("IsReadOnly", "false");
-        self.fragments(&format!("Item {name}"));
+        // Kept fragments are filed by position, as the reader files them.
+        self.fragments(&format!("Item nic{}", i + 1));
         self.close("Item");
     }
 
@@ -423,4 +448,12 @@ fn escape(s: &str, attribute: bool) -> String {
 /// Whether XML 1.0 allows the character in a document.
 pub(super) fn xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// oVirt's word for a disk's bus.
+fn disk_interface(i: crate::model::DiskInterface) -> &'static str {
+    match i {
+        crate::model::DiskInterface::Virtio => "VirtIO",
+        crate::model::DiskInterface::Scsi => "VirtIO_SCSI",
+    }
 }

@@ -37,9 +37,11 @@ fn spec(name: &str, memory_mib: u64, ha: bool) -> VmSpec {
         ha_enabled: ha,
         ha_priority: if ha { HaPriority::High } else { HaPriority::Medium },
         resume_behavior: Default::default(),
-        nics: vec![Nic { network: "default".into(), mac: format!("52:54:00:00:00:{:02x}", memory_mib % 251) }],
+        nics: vec![Nic::new("default", format!("52:54:00:00:00:{:02x}", memory_mib % 251))],
         domain_type: None,
         boot: None,
+        max_vcpus: None,
+        max_memory_mib: None,
     }
 }
 

@@ -52,7 +52,7 @@ fn disk(name: &str) -> Disk {
 }
 
 fn nic(mac: &str) -> Nic {
-    Nic { network: "default".into(), mac: mac.into() }
+    Nic::new("default", mac)
 }
 
 fn on(host: &str) -> Option<StartOrder> {

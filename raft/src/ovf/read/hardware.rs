@@ -69,12 +69,26 @@ impl<'a> Reading<'a> {
             }
             RT_DISK => {
                 let (id, path) = disk_item(el, &path, disks, &mut items.disk_items)?;
+                if let Some(p) = el.child("IsPlugged") {
+                    let plugged = boolean(p, &path, &p.text)?;
+                    if let Some(e) = disks.iter_mut().find(|d| d.disk.id == id) {
+                        e.attachment.unplugged = !plugged;
+                    }
+                }
                 self.item_rest(el, &path, &format!("Item disk {id}"), &DISK_CHILDREN, scope);
             }
             RT_NIC => {
                 let n = items.nics.len() + 1;
                 let path = format!("VirtualHardwareSection/Item (ResourceType 10, nic{n})");
-                let nic = self.nic(el, &path)?;
+                let mut nic = self.nic(el, &path)?;
+                if let Some(p) = el.child("IsPlugged") {
+                    nic.unplugged = !boolean(p, &path, &p.text)?;
+                }
+                // A name other than the one its position gives is kept.
+                let name = el.child("rasd:Name").map(|c| c.text.trim().to_string()).unwrap_or_default();
+                if name != format!("nic{n}") && crate::validate::name("nic", &name).is_ok() {
+                    nic.name = name;
+                }
                 items.nics.push(nic);
                 self.item_rest(el, &path, &format!("Item nic{n}"), &NIC_CHILDREN, scope);
             }
@@ -105,7 +119,7 @@ impl<'a> Reading<'a> {
         if !matches!(subtype.trim(), "" | "3") {
             self.ignored.push(format!("{path}: ResourceSubType {subtype} (Corral's NICs are VirtIO)"));
         }
-        Ok(Nic { network: text_of("rasd:Connection"), mac })
+        Ok(Nic::new(text_of("rasd:Connection"), mac))
     }
 
     /// Keeps the children of a modelled Item that are neither modelled nor derived.
