@@ -1,6 +1,6 @@
 //! Generated gRPC code for package `corral.v1`: the public API that the CLI uses and the
 //! internal node-to-node RPCs. Nothing but generated code, re-exports, the words of its enums
-//! (`vocab`), the codec (`codec`), how a client reaches a node over TLS (`tls`, shared by the
+//! (`vocab`), the table of when a VM's fields take effect (`fields`), the codec (`codec`), how a client reaches a node over TLS (`tls`, shared by the
 //! CLI and the members) and the few names of the wire contract that a .proto file cannot
 //! declare (metadata keys, message limits) lives here.
 
@@ -10,6 +10,7 @@ pub mod v1 {
 }
 
 pub mod codec;
+pub mod fields;
 pub mod tls;
 pub mod vocab;
 

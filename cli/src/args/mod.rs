@@ -30,7 +30,7 @@ pub use self::host::HostCommand;
 pub use self::ovf::OvfCommand;
 use self::parse::{parse_connect_timeout, parse_endpoints};
 pub use self::parse::{DomainType, EngineMode, HaPriority, Migration, NameList, Polarity, ResumeBehavior, Scheduling};
-pub use self::vm::{CreateVmArgs, EditVmArgs, VmCommand};
+pub use self::vm::{CreateVmArgs, EditVmArgs, VmCommand, VmDiskCommand, VmNicCommand};
 use crate::endpoints::Endpoints;
 use crate::output::Format;
 
@@ -137,7 +137,7 @@ pub enum Command {
     /// Inspect the hosts of the cluster
     #[command(subcommand)]
     Host(HostCommand),
-    /// Inspect the disks of the cluster's VMs
+    /// Create, inspect, grow and delete disks, attached or floating
     #[command(subcommand)]
     Disk(DiskCommand),
     /// Keep VMs together or apart (VM-to-VM rules the scheduler obeys)

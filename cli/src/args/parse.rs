@@ -14,7 +14,7 @@ use crate::size::{self, SizeError};
 // The closed sets of values flags take are the API's own enums (clap's `ValueEnum` is derived
 // on them in corral-proto), under the names the CLI has always used.
 pub use corral_proto::{
-    DomainType, EngineMaintenanceMode as EngineMode, HaPriority, MigrationPolicy as Migration, Polarity,
+    DiskInterface, DomainType, EngineMaintenanceMode as EngineMode, HaPriority, MigrationPolicy as Migration, Polarity,
     ResumeBehavior, SchedulingPolicy as Scheduling,
 };
 

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::parse::{
     one_of, parse_bool, parse_list, parse_memory, parse_override_bool, parse_override_millis, parse_override_number,
-    parse_timeout, parse_vcpus, DomainType, HaPriority, Migration, NameList, ResumeBehavior,
+    parse_timeout, parse_vcpus, DiskInterface, DomainType, HaPriority, Migration, NameList, ResumeBehavior,
 };
 
 #[derive(Debug, Subcommand)]
@@ -20,9 +20,33 @@ pub enum VmCommand {
     Show {
         /// VM name or id
         vm: String,
+        /// The configuration it gets at its next run (its pending changes applied)
+        #[arg(long)]
+        next_run: bool,
     },
-    /// Change a VM's settings
+    /// Change a VM's settings (a running VM: at once, by hot-plug, or at its next run)
+    #[command(after_help = corral_proto::fields::help())]
     Edit(EditVmArgs),
+    /// Add, attach, detach, plug and unplug a VM's disks
+    #[command(subcommand)]
+    Disk(VmDiskCommand),
+    /// Add, remove, plug and unplug a VM's network interfaces
+    #[command(subcommand)]
+    Nic(VmNicCommand),
+    /// Insert an ISO into the VM's CD-ROM drive, or eject it (at once while it runs)
+    Cd {
+        /// VM name or id
+        vm: String,
+        /// An ISO image: a path inside the storage domain
+        #[arg(long, value_name = "PATH", required_unless_present = "eject", conflicts_with = "eject")]
+        iso: Option<String>,
+        /// Empty the drive
+        #[arg(long)]
+        eject: bool,
+        /// Only at its next run
+        #[arg(long)]
+        next_run: bool,
+    },
     /// Delete a VM and its disks
     Delete {
         /// VM name or id
@@ -121,6 +145,91 @@ pub enum VmCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum VmDiskCommand {
+    /// Create a disk, attach it and plug it (hot-plugged into a running VM)
+    Add {
+        /// VM name or id
+        vm: String,
+        /// Size, e.g. 10G
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
+        size: u64,
+        /// The disk's name (default: VM-diskN)
+        #[arg(long)]
+        name: Option<String>,
+        /// Image format: qcow2 (default) or raw
+        #[arg(long, value_name = "qcow2|raw")]
+        format: Option<String>,
+        /// The bus the guest sees it on (default: virtio)
+        #[arg(long, value_parser = one_of::<DiskInterface>())]
+        interface: Option<DiskInterface>,
+        /// The VM boots from it
+        #[arg(long)]
+        bootable: bool,
+        /// The VM starts without it when its image cannot be opened
+        #[arg(long)]
+        optional: bool,
+    },
+    /// Attach a floating disk (plugged, unless --unplugged)
+    Attach {
+        /// VM name or id
+        vm: String,
+        /// Disk name or id
+        disk: String,
+        #[arg(long, value_parser = one_of::<DiskInterface>())]
+        interface: Option<DiskInterface>,
+        #[arg(long)]
+        bootable: bool,
+        #[arg(long)]
+        optional: bool,
+        /// Attach it without plugging it
+        #[arg(long)]
+        unplugged: bool,
+    },
+    /// Detach a disk: it floats again (unplug it first while the VM runs)
+    Detach {
+        /// VM name or id
+        vm: String,
+        /// Disk name or id
+        disk: String,
+    },
+    /// Plug an attached disk into the VM (hot-plug while it runs)
+    Plug {
+        vm: String,
+        disk: String,
+    },
+    /// Unplug a disk from the VM (hot-unplug while it runs); it stays attached
+    Unplug {
+        vm: String,
+        disk: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmNicCommand {
+    /// Add a NIC (nic1, nic2, ...), plugged (hot-plugged into a running VM)
+    Add {
+        /// VM name or id
+        vm: String,
+        /// The libvirt network it connects to
+        #[arg(long, value_name = "NET")]
+        network: String,
+        /// Its MAC address (default: a random one in 52:54:00)
+        #[arg(long, value_name = "M")]
+        mac: Option<String>,
+    },
+    /// Remove a NIC (unplug it first while the VM runs)
+    Remove {
+        vm: String,
+        /// The NIC's name: nic1, nic2, ...
+        nic: String,
+    },
+    /// Plug a NIC into the VM (hot-plug while it runs)
+    Plug { vm: String, nic: String },
+    /// Unplug a NIC from the VM (hot-unplug while it runs); it stays configured
+    Unplug { vm: String, nic: String },
+}
+
 #[derive(Debug, Args)]
 pub struct CreateVmArgs {
     /// Name of the VM, unique in the cluster
@@ -171,6 +280,12 @@ pub struct CreateVmArgs {
     /// kill it (an HA VM is then restarted) (default: auto_resume)
     #[arg(long, value_parser = one_of::<ResumeBehavior>())]
     pub resume_behavior: Option<ResumeBehavior>,
+    /// Most vCPUs it may be given while it runs (default: the largest host's CPUs)
+    #[arg(long, value_name = "N", value_parser = parse_vcpus, allow_hyphen_values = true)]
+    pub max_vcpus: Option<u32>,
+    /// Most memory it may be given while it runs (default: 4x --memory)
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
+    pub max_memory: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -229,9 +344,18 @@ pub struct EditVmArgs {
     /// Refuse to delete the VM (or its disks) while true
     #[arg(long, value_name = "true|false", value_parser = parse_bool)]
     pub delete_protected: Option<bool>,
-    /// Guest OS as oVirt names it, e.g. other_linux, rhel_9x64
+    /// Guest OS as oVirt names it, e.g. other_linux, rhel_9x64 (at the next run)
     #[arg(long, value_name = "NAME")]
     pub os: Option<String>,
+    /// Most vCPUs it may be given while it runs (at the next run)
+    #[arg(long, value_name = "N", value_parser = parse_vcpus, allow_hyphen_values = true)]
+    pub max_vcpus: Option<u32>,
+    /// Most memory it may be given while it runs (at the next run)
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
+    pub max_memory: Option<u64>,
+    /// Hot-plug fields (memory, vCPUs) wait for its next run instead of changing it now
+    #[arg(long)]
+    pub next_run: bool,
 }
 
 impl EditVmArgs {
@@ -251,6 +375,8 @@ impl EditVmArgs {
             && self.migration.is_none()
             && self.delete_protected.is_none()
             && self.os.is_none()
+            && self.max_vcpus.is_none()
+            && self.max_memory.is_none()
     }
 
     pub fn edits_migration(&self) -> bool {

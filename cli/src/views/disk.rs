@@ -14,6 +14,17 @@ pub struct DiskView {
     pub format: String,
     /// The VM's name; null for a floating disk.
     pub vm: Option<String>,
+    /// How it is attached to its VM; null for a floating disk.
+    pub attachment: Option<AttachmentView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentView {
+    /// "virtio" or "scsi".
+    pub interface: String,
+    pub plugged: bool,
+    pub optional: bool,
+    pub bootable: bool,
 }
 
 impl From<proto::Disk> for DiskView {
@@ -25,6 +36,12 @@ impl From<proto::Disk> for DiskView {
             path: d.path,
             format: d.format,
             vm: non_empty(Some(d.vm)),
+            attachment: d.attachment.map(|a| AttachmentView {
+                interface: super::word::<proto::DiskInterface>(a.interface_enum, a.interface),
+                plugged: a.plugged,
+                optional: a.optional,
+                bootable: a.bootable,
+            }),
         }
     }
 }
@@ -42,8 +59,8 @@ mod tests {
         let attached = serde_json::to_value(DiskView::from(disk("web1"))).unwrap();
         assert_eq!(attached["vm"], "web1");
         let keys: Vec<&str> = attached.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 6);
-        for key in ["id", "name", "size_mib", "path", "format", "vm"] {
+        assert_eq!(keys.len(), 7);
+        for key in ["id", "name", "size_mib", "path", "format", "vm", "attachment"] {
             assert!(keys.contains(&key), "{key}");
         }
     }

@@ -53,6 +53,16 @@ pub struct VmView {
     pub os: Option<String>,
     /// ISO image in its CD-ROM drive; null when empty.
     pub cdrom: Option<String>,
+    /// It has a configuration that waits for its next run (`next_run`).
+    pub pending_next_run: bool,
+    /// Hot-plug limits; null: no hot-plug of that kind.
+    pub max_vcpus: Option<u32>,
+    pub max_memory_mib: Option<u64>,
+    /// Why the last change to the running VM failed; null when none did.
+    pub hot_error: Option<String>,
+    /// What the change just made decided beside what was asked (empty for reads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +86,12 @@ pub struct NextRunView {
     pub memory_mib: Option<u64>,
     pub vcpus: Option<u32>,
     pub domain_type: Option<String>,
+    pub os: Option<String>,
+    pub max_vcpus: Option<u32>,
+    pub max_memory_mib: Option<u64>,
+    /// The ISO its CD-ROM gets; with `cdrom_ejected`, none.
+    pub cdrom: Option<String>,
+    pub cdrom_ejected: bool,
 }
 
 /// A disk as part of a VM: the VM it belongs to goes without saying.
@@ -86,12 +102,20 @@ pub struct VmDiskView {
     pub size_mib: u64,
     pub path: String,
     pub format: String,
+    /// "virtio" or "scsi".
+    pub interface: String,
+    pub plugged: bool,
+    pub optional: bool,
+    pub bootable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NicView {
+    /// nic1, nic2, ...
+    pub name: String,
     pub network: String,
     pub mac: String,
+    pub plugged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +177,11 @@ impl From<proto::Vm> for VmView {
                 memory_mib: n.memory_mib,
                 vcpus: n.vcpus,
                 domain_type: non_empty(n.domain_type.map(|t| word::<proto::DomainType>(n.domain_type_enum, t))),
+                os: n.os,
+                max_vcpus: n.max_vcpus,
+                max_memory_mib: n.max_memory_mib,
+                cdrom: n.cdrom,
+                cdrom_ejected: n.cdrom_ejected,
             }),
             resume_behavior: word::<proto::ResumeBehavior>(vm.resume_behavior_enum, vm.resume_behavior),
             ha_restart: vm.ha_restart.map(|r| HaRestartView {
@@ -189,19 +218,57 @@ impl From<proto::Vm> for VmView {
             delete_protected: vm.delete_protected,
             os: non_empty(Some(vm.os)),
             cdrom: non_empty(vm.cdrom),
+            pending_next_run: vm.pending_next_run,
+            max_vcpus: vm.max_vcpus,
+            max_memory_mib: vm.max_memory_mib,
+            hot_error: vm.hot_error,
+            notes: vm.notes,
         }
+    }
+}
+
+impl VmView {
+    /// The VM as it will be at its next run: its pending changes applied, none left pending.
+    pub fn at_next_run(mut self) -> VmView {
+        if let Some(n) = self.next_run.take() {
+            self.memory_mib = n.memory_mib.unwrap_or(self.memory_mib);
+            self.vcpus = n.vcpus.unwrap_or(self.vcpus);
+            self.domain_type = n.domain_type.or(self.domain_type);
+            self.os = n.os.or(self.os);
+            self.max_vcpus = n.max_vcpus.or(self.max_vcpus);
+            self.max_memory_mib = n.max_memory_mib.or(self.max_memory_mib);
+            if n.cdrom_ejected {
+                self.cdrom = None;
+            } else if n.cdrom.is_some() {
+                self.cdrom = n.cdrom;
+            }
+        }
+        self.pending_next_run = false;
+        self
     }
 }
 
 impl From<proto::Disk> for VmDiskView {
     fn from(d: proto::Disk) -> Self {
-        VmDiskView { id: d.id, name: d.name, size_mib: d.size_mib, path: d.path, format: d.format }
+        let a = d.attachment.unwrap_or(proto::DiskAttachment { plugged: true, ..Default::default() });
+        VmDiskView {
+            id: d.id,
+            name: d.name,
+            size_mib: d.size_mib,
+            path: d.path,
+            format: d.format,
+            interface: non_empty(Some(word::<proto::DiskInterface>(a.interface_enum, a.interface)))
+                .unwrap_or_else(|| "virtio".into()),
+            plugged: a.plugged,
+            optional: a.optional,
+            bootable: a.bootable,
+        }
     }
 }
 
 impl From<proto::Nic> for NicView {
     fn from(n: proto::Nic) -> Self {
-        NicView { network: n.network, mac: n.mac }
+        NicView { name: n.name, network: n.network, mac: n.mac, plugged: n.plugged }
     }
 }
 
@@ -280,8 +347,14 @@ mod tests {
                 path: "/var/lib/corral/images/d1.qcow2".into(),
                 format: "qcow2".into(),
                 vm: "web1".into(),
+                attachment: None,
             }],
-            nics: vec![proto::Nic { network: "default".into(), mac: "52:54:00:aa:bb:cc".into() }],
+            nics: vec![proto::Nic {
+                network: "default".into(),
+                mac: "52:54:00:aa:bb:cc".into(),
+                name: "nic1".into(),
+                plugged: true,
+            }],
             stop_reason: Some("kernel update".into()),
             domain_type: "qemu".into(),
             migrating_to: Some("host2".into()),
@@ -296,10 +369,17 @@ mod tests {
                 "name": "web1-disk0",
                 "size_mib": 1024,
                 "path": "/var/lib/corral/images/d1.qcow2",
-                "format": "qcow2"
+                "format": "qcow2",
+                "interface": "virtio",
+                "plugged": true,
+                "optional": false,
+                "bootable": false
             }])
         );
-        assert_eq!(json["nics"], serde_json::json!([{"network": "default", "mac": "52:54:00:aa:bb:cc"}]));
+        assert_eq!(
+            json["nics"],
+            serde_json::json!([{"name": "nic1", "network": "default", "mac": "52:54:00:aa:bb:cc", "plugged": true}])
+        );
         assert_eq!(json["stop_reason"], "kernel update");
         assert_eq!(json["domain_type"], "qemu");
         assert_eq!(json["migrating_to"], "host2");

@@ -7,12 +7,12 @@ pub mod auth;
 mod cluster;
 mod engine;
 mod events;
-pub mod fields;
 mod ha;
 mod host;
 mod migration;
 mod vm;
 
+pub use corral_proto::fields;
 pub use affinity::*;
 pub use cluster::*;
 pub use engine::*;

@@ -5,6 +5,7 @@
 //! The lifecycle and configuration commands live here; `migrate` follows a migration to its
 //! end, `ovf` moves a VM in and out as an OVF document, `print` draws a VM as a table.
 
+mod devices;
 mod migrate;
 mod ovf;
 mod print;
@@ -30,8 +31,11 @@ pub async fn run(ctx: &Context, command: VmCommand) -> Result<()> {
     match command {
         VmCommand::Create(args) => create(ctx, args).await,
         VmCommand::List => list(ctx).await,
-        VmCommand::Show { vm } => show(ctx, vm).await,
+        VmCommand::Show { vm, next_run } => show(ctx, vm, next_run).await,
         VmCommand::Edit(args) => edit(ctx, args).await,
+        VmCommand::Disk(command) => devices::disk(ctx, command).await,
+        VmCommand::Nic(command) => devices::nic(ctx, command).await,
+        VmCommand::Cd { vm, iso, eject, next_run } => devices::cd(ctx, vm, iso, eject, next_run).await,
         VmCommand::Delete { vm, keep_disks } => delete(ctx, vm, keep_disks).await,
         VmCommand::Clone { source, name } => {
             let request = proto::CloneVmRequest { source, name };
@@ -125,6 +129,8 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
         cmdline: args.cmdline.unwrap_or_default(),
         resume_behavior: args.resume_behavior.map_or(String::new(), |r| r.word().to_string()),
         resume_behavior_enum: args.resume_behavior.map(i32::from).unwrap_or_default(),
+        max_vcpus: args.max_vcpus,
+        max_memory_mib: args.max_memory,
     };
     let vm = ctx
         .nodes
@@ -143,7 +149,8 @@ async fn list(ctx: &Context) -> Result<()> {
     match ctx.format {
         Format::Json => output::print_json(&vms)?,
         Format::Table => {
-            let mut table = Table::new(&["NAME", "STATUS", "HOST", "MEMORY", "VCPUS", "HA", "ID"]);
+            // NEXT-RUN: "*" marks a VM with a configuration that waits for its next run.
+            let mut table = Table::new(&["NAME", "STATUS", "HOST", "MEMORY", "VCPUS", "HA", "NEXT-RUN", "ID"]);
             for vm in vms {
                 let ha = if vm.ha.enabled { vm.ha.priority } else { "-".to_string() };
                 table.row(vec![
@@ -153,6 +160,7 @@ async fn list(ctx: &Context) -> Result<()> {
                     format_mib(vm.memory_mib),
                     vm.vcpus.to_string(),
                     ha,
+                    if vm.pending_next_run { "*".to_string() } else { "-".to_string() },
                     vm.id,
                 ]);
             }
@@ -162,9 +170,9 @@ async fn list(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-async fn show(ctx: &Context, vm: String) -> Result<()> {
-    let vm = get(ctx, vm, ctx.stale).await?;
-    print_vm(ctx.format, vm.into())
+async fn show(ctx: &Context, vm: String, next_run: bool) -> Result<()> {
+    let vm: VmView = get(ctx, vm, ctx.stale).await?.into();
+    print_vm(ctx.format, if next_run { vm.at_next_run() } else { vm })
 }
 
 async fn get(ctx: &Context, vm: String, stale: bool) -> Result<proto::Vm> {
@@ -183,7 +191,7 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
             "nothing to change: give at least one of --name, --memory, --vcpus, \
              --description, --comment, --ha, --ha-priority, --domain-type, --host-tags, --pin, --migration, \
              --resume-behavior, --auto-converge, --compression, --max-downtime, --bandwidth, \
-             --delete-protected, --os"
+             --delete-protected, --os, --max-vcpus, --max-memory"
         );
     }
     let migration = args.edits_migration().then(|| proto::MigrationOverridesEdit {
@@ -213,6 +221,9 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         migration_policy_enum: args.migration.map(i32::from).unwrap_or_default(),
         delete_protected: args.delete_protected,
         os: args.os,
+        next_run: args.next_run,
+        max_vcpus: args.max_vcpus,
+        max_memory_mib: args.max_memory,
     };
     let vm = ctx
         .nodes

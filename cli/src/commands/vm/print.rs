@@ -11,15 +11,35 @@ use crate::views::VmView;
 pub(super) fn print_vm(format: Format, vm: VmView) -> Result<()> {
     match format {
         Format::Json => output::print_json(&vm)?,
-        Format::Table => output::print(&vm_fields(vm).render())?,
+        Format::Table => {
+            let notes: Vec<String> = vm.notes.iter().map(|n| format!("note: {n}\n")).collect();
+            output::print(&vm_fields(vm).render())?;
+            for n in notes {
+                output::print(&n)?;
+            }
+        }
     }
     Ok(())
 }
 
 pub(in crate::commands) fn vm_fields(vm: VmView) -> Fields {
     let ha = if vm.ha.enabled { format!("on, priority {}", vm.ha.priority) } else { "off".to_string() };
-    let disks = vm.disks.iter().map(|d| format!("{} {} ({})", d.name, format_mib(d.size_mib), d.path)).collect();
-    let nics = vm.nics.iter().map(|n| format!("{} {}", n.network, n.mac)).collect();
+    let disks = vm
+        .disks
+        .iter()
+        .map(|d| {
+            let mut how = vec![d.interface.as_str()];
+            how.extend(["unplugged"].into_iter().filter(|_| !d.plugged));
+            how.extend(["bootable"].into_iter().filter(|_| d.bootable));
+            how.extend(["optional"].into_iter().filter(|_| d.optional));
+            format!("{} {} {} ({})", d.name, format_mib(d.size_mib), how.join(" "), d.path)
+        })
+        .collect();
+    let nics = vm
+        .nics
+        .iter()
+        .map(|n| format!("{} {} {}{}", n.name, n.network, n.mac, if n.plugged { "" } else { " unplugged" }))
+        .collect();
     let mut fields = Fields::new().add("name", vm.name).add("id", vm.id).add("status", vm.status);
     if vm.hosted_engine {
         fields = fields.add("hosted engine", "yes");
@@ -70,7 +90,32 @@ pub(in crate::commands) fn vm_fields(vm: VmView) -> Fields {
         if let Some(t) = next.domain_type {
             what.push(format!("domain type {t}"));
         }
+        if let Some(os) = next.os {
+            what.push(format!("os {os}"));
+        }
+        if let Some(m) = next.max_vcpus {
+            what.push(format!("max {m} vcpus"));
+        }
+        if let Some(m) = next.max_memory_mib {
+            what.push(format!("max memory {}", format_mib(m)));
+        }
+        if next.cdrom_ejected {
+            what.push("cdrom ejected".to_string());
+        } else if let Some(cd) = next.cdrom {
+            what.push(format!("cdrom {cd}"));
+        }
         fields = fields.add("next run", what.join(", "));
+    }
+    if vm.max_vcpus.is_some() || vm.max_memory_mib.is_some() {
+        let limits = format!(
+            "{} vcpus, {}",
+            vm.max_vcpus.map_or_else(|| "-".to_string(), |v| v.to_string()),
+            vm.max_memory_mib.map_or_else(|| "-".to_string(), format_mib)
+        );
+        fields = fields.add("hot-plug max", limits);
+    }
+    if let Some(e) = vm.hot_error {
+        fields = fields.add("last change failed", e);
     }
     if let Some(r) = vm.ha_restart {
         let why = r.last_error.map(|e| format!(": {e}")).unwrap_or_default();
@@ -119,7 +164,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
-            nics: vec![proto::Nic { network: "default".into(), mac: "52:54:00:aa:bb:cc".into() }],
+            nics: vec![proto::Nic { network: "default".into(), mac: "52:54:00:aa:bb:cc".into(), name: "nic1".into(), plugged: true }],
             stop_reason: Some("kernel update".into()),
             domain_type: "qemu".into(),
             ..Default::default()
@@ -129,11 +174,11 @@ mod tests {
         assert!(text.contains("domain type:  qemu\n"), "{text}");
         assert!(
             text.contains(
-                "disks:        web1-disk0 1 GiB (/img/a.qcow2)\n              web1-disk1 512 MiB (/img/b.qcow2)\n"
+                "disks:        web1-disk0 1 GiB virtio (/img/a.qcow2)\n              web1-disk1 512 MiB virtio (/img/b.qcow2)\n"
             ),
             "{text}"
         );
-        assert!(text.contains("nics:         default 52:54:00:aa:bb:cc\n"), "{text}");
+        assert!(text.contains("nics:         nic1 default 52:54:00:aa:bb:cc\n"), "{text}");
         assert!(!text.contains("migrating to"), "{text}");
         assert!(text.contains("pinned to:    -\n"), "{text}");
         assert!(!text.contains("hosted engine") && !text.contains("delete protected"), "{text}");
