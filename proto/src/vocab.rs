@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use crate::v1::{
-    DiskInterface, DomainType, EngineMaintenanceMode, EventKind, HaPriority, HostState, MemberRole, MigrationPolicy, Polarity,
-    ResumeBehavior, SchedulingPolicy, VmStatus,
+    DiskInterface, DomainType, EngineMaintenanceMode, EventKind, HaPriority, HostState, MemberRole, MigrationPolicy,
+    Polarity, ResumeBehavior, SchedulingPolicy, VmStatus,
 };
 
 /// A value of one of the API's enums and its lower-case word. UNSPECIFIED's word is "" (an

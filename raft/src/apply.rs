@@ -109,7 +109,12 @@ impl ClusterState {
     /// `by`: whom a write is made for (inside `OnBehalf`), for the rules that depend on it.
     fn apply_op_for(&mut self, now: i64, op: &Op, touched: &mut BTreeSet<Uuid>, by: Option<&Actor>) -> OpResult {
         let reply = self.apply_one(now, op, touched, by);
-        if reply.is_ok() && matches!(op, Op::DeleteVm { .. } | Op::RemoveHost { .. } | Op::DeleteDisks { .. } | Op::DeleteDisk { .. }) {
+        if reply.is_ok()
+            && matches!(
+                op,
+                Op::DeleteVm { .. } | Op::RemoveHost { .. } | Op::DeleteDisks { .. } | Op::DeleteDisk { .. }
+            )
+        {
             self.forget_gone_targets();
         }
         reply

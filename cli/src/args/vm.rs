@@ -194,15 +194,9 @@ pub enum VmDiskCommand {
         disk: String,
     },
     /// Plug an attached disk into the VM (hot-plug while it runs)
-    Plug {
-        vm: String,
-        disk: String,
-    },
+    Plug { vm: String, disk: String },
     /// Unplug a disk from the VM (hot-unplug while it runs); it stays attached
-    Unplug {
-        vm: String,
-        disk: String,
-    },
+    Unplug { vm: String, disk: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -73,7 +73,8 @@ fn print_disk(ctx: &Context, d: DiskView) -> Result<()> {
             let attachment = d.attachment.as_ref().map_or_else(
                 || "-".to_string(),
                 |a| {
-                    let mut how = vec![a.interface.clone(), if a.plugged { "plugged" } else { "unplugged" }.to_string()];
+                    let mut how =
+                        vec![a.interface.clone(), if a.plugged { "plugged" } else { "unplugged" }.to_string()];
                     how.extend(["bootable".to_string()].into_iter().filter(|_| a.bootable));
                     how.extend(["optional".to_string()].into_iter().filter(|_| a.optional));
                     how.join(" ")

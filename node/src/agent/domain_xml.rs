@@ -15,9 +15,24 @@ pub struct DomainSpec {
     pub name: String,
     /// libvirt's domain type: "kvm", "qemu" (TCG emulation) or "test" (libvirt's test driver).
     pub domain_type: String,
+    /// The memory the guest boots with (read back: libvirt's total, hot-plugged DIMMs included).
     pub memory_mib: u64,
+    /// The vCPUs online at boot.
     pub vcpus: u32,
+    /// The most vCPUs the guest may have by hot-plug; None: `vcpus`, and no hot-plug. libvirt
+    /// leaves the count of online vCPUs out when all are online, so a definition with
+    /// `max_vcpus == Some(vcpus)` reads back as None.
+    pub max_vcpus: Option<u32>,
+    /// The most memory the guest may have by hot-plugging DIMMs (16 slots); None: no memory
+    /// hot-plug. It also gives the guest one NUMA node, which QEMU needs for DIMMs.
+    pub max_memory_mib: Option<u64>,
     pub disks: Vec<DiskSpec>,
+    /// A virtio-scsi controller even without a SCSI disk, so SCSI disks can be hot-plugged
+    /// (libvirt would otherwise add an LSI controller that guests rarely drive). A SCSI disk
+    /// brings the controller by itself; reading back says whether the controller is there.
+    pub scsi_controller: bool,
+    /// An IDE CD-ROM drive (hdc); None: no drive, and no media can be inserted while running.
+    pub cdrom: Option<CdromSpec>,
     pub nics: Vec<NicSpec>,
     /// Direct kernel boot; without it the guest boots from its first disk.
     pub kernel: Option<KernelBoot>,
@@ -25,14 +40,52 @@ pub struct DomainSpec {
     pub serial_log: Option<String>,
 }
 
-/// A file-backed virtio disk.
+/// A file-backed disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskSpec {
     pub path: String,
-    /// The guest device name: "vda", "vdb", ...
+    /// The guest device name, which the caller picks to match the bus: "vda", "vdb", ... on
+    /// virtio, "sda", "sdb", ... on SCSI (the letter is also the disk's unit on the controller).
     pub target: String,
     /// The image format: "qcow2", "raw", ...
     pub format: String,
+    pub bus: DiskBus,
+    /// The serial number the guest sees (/dev/disk/by-id), at most 20 characters on virtio.
+    pub serial: Option<String>,
+}
+
+/// How a disk is attached to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBus {
+    /// A virtio-blk PCI device of its own: hot-unplug needs the guest's consent.
+    Virtio,
+    /// A LUN on the domain's virtio-scsi controller.
+    Scsi,
+}
+
+impl DiskBus {
+    /// libvirt's word for the bus.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskBus::Virtio => "virtio",
+            DiskBus::Scsi => "scsi",
+        }
+    }
+
+    fn from_libvirt(bus: Option<&str>) -> Option<DiskBus> {
+        match bus {
+            None | Some("virtio") => Some(DiskBus::Virtio),
+            Some("scsi") => Some(DiskBus::Scsi),
+            Some(_) => None,
+        }
+    }
+}
+
+/// A read-only IDE CD-ROM drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdromSpec {
+    /// The image in the drive; None: an empty tray.
+    pub path: Option<String>,
 }
 
 /// A virtio network card on a libvirt network.
@@ -45,11 +98,94 @@ pub struct NicSpec {
 /// Direct kernel boot, exactly as the cluster's model holds it.
 pub use corral_raft::model::KernelBoot;
 
+/// What a domain has now, read from its live definition (or its persistent one when it is
+/// not running): what hot-plug changes and what it needs to name the devices it removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveDomain {
+    pub uuid: Uuid,
+    pub name: String,
+    /// All the guest's memory: what it booted with plus the DIMMs plugged since.
+    pub memory_mib: u64,
+    /// What the balloon leaves the guest (equal to `memory_mib` without a balloon).
+    pub current_memory_mib: u64,
+    /// The ceiling for memory hot-plug; None: the domain cannot take DIMMs.
+    pub max_memory_mib: Option<u64>,
+    pub memory_slots: Option<u32>,
+    /// The hot-plugged DIMMs (only `model='dimm'` memory devices), in libvirt's order.
+    pub dimms: Vec<LiveDimm>,
+    /// vCPUs online now.
+    pub vcpus: u32,
+    /// The most vCPUs this domain can have.
+    pub max_vcpus: u32,
+    /// Every disk, CD-ROM and other drive, in libvirt's order (by bus, then target).
+    pub disks: Vec<LiveDisk>,
+    pub nics: Vec<LiveNic>,
+    /// Whether a virtio-scsi controller is there to take SCSI disks.
+    pub scsi_controller: bool,
+}
+
+/// A DIMM memory device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveDimm {
+    /// libvirt's name for it while the domain runs ("dimm0", ...); None in a persistent definition.
+    pub alias: Option<String>,
+    pub size_mib: u64,
+    /// The guest NUMA node it belongs to.
+    pub node: Option<u32>,
+    /// Its slot and base address in guest memory, which identify it when it is unplugged.
+    pub slot: Option<u32>,
+    pub base: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveDisk {
+    /// The guest device name ("vda", "sda", "hdc").
+    pub target: String,
+    /// libvirt's word for the bus ("virtio", "scsi", "ide", "sata", ...).
+    pub bus: String,
+    pub device: DiskDevice,
+    /// The image file; None for an empty CD-ROM tray or a source that is not a file.
+    pub source: Option<String>,
+    pub format: Option<String>,
+    pub serial: Option<String>,
+    pub readonly: bool,
+    /// libvirt's name for it while the domain runs ("virtio-disk1", "scsi0-0-0-1", "ide0-1-0").
+    pub alias: Option<String>,
+}
+
+/// What a `<disk>` is to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskDevice {
+    Disk,
+    Cdrom,
+    /// A kind Corral does not make ("floppy", "lun"), in libvirt's word.
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveNic {
+    pub mac: String,
+    /// libvirt's interface type: "network" for Corral's NICs, else "bridge", "user", ...
+    pub kind: String,
+    pub network: Option<String>,
+    /// The host bridge it is plugged into (libvirt reports it for network NICs too).
+    pub bridge: Option<String>,
+    pub model: Option<String>,
+    /// libvirt's name for it while the domain runs ("net0", ...).
+    pub alias: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum XmlError {
     #[error("cannot write the domain XML of {name}")]
     Write {
         name: String,
+        #[source]
+        source: quick_xml::SeError,
+    },
+    #[error("cannot write the device XML of {device}")]
+    WriteDevice {
+        device: String,
         #[source]
         source: quick_xml::SeError,
     },
@@ -80,6 +216,107 @@ pub fn from_xml(xml: &str) -> Result<DomainSpec, XmlError> {
     domain.into_spec()
 }
 
+/// Reads a domain's live XML (or its persistent XML) for what hot-plug needs; tolerates
+/// everything libvirt adds, like [`from_xml`].
+pub fn live_from_xml(xml: &str) -> Result<LiveDomain, XmlError> {
+    let domain: XmlDomain = quick_xml::de::from_str(xml).map_err(XmlError::Read)?;
+    domain.into_live()
+}
+
+// Device XML for hot-plug: written from a spec to plug, and from what the live definition
+// holds to unplug or change (libvirt finds a disk by its target, a NIC by its MAC and a DIMM by
+// its size, node and, live, its address).
+
+/// The `<disk>` that plugs `disk`.
+pub fn disk_xml(disk: &DiskSpec) -> Result<String, XmlError> {
+    device_xml("disk", &format!("disk {}", disk.target), &XmlDisk::from_spec(disk))
+}
+
+/// The `<disk>` that names `disk` for an unplug.
+pub fn disk_unplug_xml(disk: &LiveDisk) -> Result<String, XmlError> {
+    let xml = XmlDisk {
+        kind: "file".to_string(),
+        device: Some(disk.device.as_str().to_string()),
+        driver: None,
+        source: None,
+        target: XmlDiskTarget { dev: disk.target.clone(), bus: Some(disk.bus.clone()) },
+        readonly: None,
+        serial: None,
+        alias: None,
+    };
+    device_xml("disk", &format!("disk {}", disk.target), &xml)
+}
+
+/// The `<disk>` that puts `path` into the CD-ROM drive `cdrom` (None: ejects its media).
+pub fn cdrom_media_xml(cdrom: &LiveDisk, path: Option<&str>) -> Result<String, XmlError> {
+    let mut xml = XmlDisk::cdrom(&CdromSpec { path: path.map(str::to_string) });
+    xml.target = XmlDiskTarget { dev: cdrom.target.clone(), bus: Some(cdrom.bus.clone()) };
+    device_xml("disk", &format!("CD-ROM {}", cdrom.target), &xml)
+}
+
+/// The `<interface>` that plugs `nic`.
+pub fn nic_xml(nic: &NicSpec) -> Result<String, XmlError> {
+    device_xml("interface", &format!("NIC {}", nic.mac), &XmlInterface::from_spec(nic))
+}
+
+/// The `<interface>` that names `nic` for an unplug: its MAC, and the source its type requires.
+pub fn nic_unplug_xml(nic: &LiveNic) -> Result<String, XmlError> {
+    let source = match nic.kind.as_str() {
+        "network" => Some(XmlNetworkSource { network: nic.network.clone(), bridge: None }),
+        "bridge" => Some(XmlNetworkSource { network: None, bridge: nic.bridge.clone() }),
+        _ => None,
+    };
+    let xml = XmlInterface {
+        kind: nic.kind.clone(),
+        source,
+        mac: Some(XmlMac { address: nic.mac.clone() }),
+        model: None,
+        alias: None,
+    };
+    device_xml("interface", &format!("NIC {}", nic.mac), &xml)
+}
+
+/// The `<memory model='dimm'>` that plugs `size_mib` of memory into the guest's NUMA node 0.
+pub fn dimm_xml(size_mib: u64) -> Result<String, XmlError> {
+    let dimm = LiveDimm { alias: None, size_mib, node: Some(0), slot: None, base: None };
+    device_xml("memory", &format!("a {size_mib} MiB DIMM"), &XmlMemoryDevice::from_dimm(&dimm))
+}
+
+/// The `<memory model='dimm'>` that names `dimm` for an unplug: with its address for the live
+/// definition (`with_address`), without for the persistent one, where any DIMM of that size is it.
+pub fn dimm_unplug_xml(dimm: &LiveDimm, with_address: bool) -> Result<String, XmlError> {
+    let mut xml = XmlMemoryDevice::from_dimm(dimm);
+    if !with_address {
+        xml.address = None;
+    }
+    device_xml("memory", &dimm.describe(), &xml)
+}
+
+fn device_xml<T: Serialize>(root: &str, device: &str, value: &T) -> Result<String, XmlError> {
+    quick_xml::se::to_string_with_root(root, value)
+        .map_err(|source| XmlError::WriteDevice { device: device.to_string(), source })
+}
+
+impl DiskDevice {
+    fn as_str(&self) -> &str {
+        match self {
+            DiskDevice::Disk => "disk",
+            DiskDevice::Cdrom => "cdrom",
+            DiskDevice::Other(other) => other,
+        }
+    }
+}
+
+impl LiveDimm {
+    /// "DIMM dimm1 (512 MiB)", for messages.
+    pub fn describe(&self) -> String {
+        match &self.alias {
+            Some(alias) => format!("DIMM {alias} ({} MiB)", self.size_mib),
+            None => format!("a {} MiB DIMM", self.size_mib),
+        }
+    }
+}
+
 // The serde model of the XML. Field names are element names; "@x" is an attribute and "$text"
 // an element's text, as quick-xml spells them. Serialization writes fields in declaration order.
 
@@ -92,13 +329,17 @@ struct XmlDomain {
     kind: String,
     name: String,
     uuid: String,
+    #[serde(rename = "maxMemory", default, skip_serializing_if = "Option::is_none")]
+    max_memory: Option<XmlMaxMemory>,
     memory: XmlMemory,
     #[serde(rename = "currentMemory", default, skip_serializing_if = "Option::is_none")]
     current_memory: Option<XmlMemory>,
-    vcpu: XmlCount,
+    vcpu: XmlVcpu,
     os: XmlOs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     features: Option<XmlFeatures>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu: Option<XmlCpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     on_poweroff: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,9 +360,49 @@ struct XmlMemory {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct XmlCount {
+struct XmlMaxMemory {
+    #[serde(rename = "@slots", default, skip_serializing_if = "Option::is_none")]
+    slots: Option<u32>,
+    #[serde(rename = "@unit", default, skip_serializing_if = "Option::is_none")]
+    unit: Option<String>,
+    #[serde(rename = "$text")]
+    value: u64,
+}
+
+/// `<vcpu current='online'>most</vcpu>`.
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlVcpu {
+    #[serde(rename = "@placement", default, skip_serializing_if = "Option::is_none")]
+    placement: Option<String>,
+    #[serde(rename = "@current", default, skip_serializing_if = "Option::is_none")]
+    current: Option<u32>,
     #[serde(rename = "$text")]
     value: u32,
+}
+
+/// Only the NUMA topology; libvirt adds the CPU model and features it chose.
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlCpu {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    numa: Option<XmlNuma>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlNuma {
+    #[serde(default)]
+    cell: Vec<XmlNumaCell>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlNumaCell {
+    #[serde(rename = "@id")]
+    id: u32,
+    #[serde(rename = "@cpus")]
+    cpus: String,
+    #[serde(rename = "@memory")]
+    memory: u64,
+    #[serde(rename = "@unit", default, skip_serializing_if = "Option::is_none")]
+    unit: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -171,6 +452,8 @@ struct XmlDevices {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     disk: Vec<XmlDisk>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    controller: Vec<XmlController>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     interface: Vec<XmlInterface>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     serial: Vec<XmlCharDevice>,
@@ -178,6 +461,55 @@ struct XmlDevices {
     console: Vec<XmlCharDevice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     memballoon: Option<XmlModel>,
+    /// Memory devices: the DIMMs plugged while running (libvirt lists them last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    memory: Vec<XmlMemoryDevice>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlController {
+    #[serde(rename = "@type")]
+    kind: String,
+    #[serde(rename = "@index", default, skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    #[serde(rename = "@model", default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+}
+
+/// `<memory model='dimm'>`: a memory device, not the domain's `<memory>` size.
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlMemoryDevice {
+    #[serde(rename = "@model")]
+    model: String,
+    target: XmlMemoryTarget,
+    /// Read only: libvirt ignores aliases it did not make in the XML it is given.
+    #[serde(default, skip_serializing)]
+    alias: Option<XmlAlias>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<XmlDimmAddress>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlMemoryTarget {
+    size: XmlMemory,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlDimmAddress {
+    #[serde(rename = "@type")]
+    kind: String,
+    #[serde(rename = "@slot", default, skip_serializing_if = "Option::is_none")]
+    slot: Option<u32>,
+    #[serde(rename = "@base", default, skip_serializing_if = "Option::is_none")]
+    base: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlAlias {
+    #[serde(rename = "@name")]
+    name: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -191,6 +523,12 @@ struct XmlDisk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<XmlDiskSource>,
     target: XmlDiskTarget,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    readonly: Option<XmlEmpty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(default, skip_serializing)]
+    alias: Option<XmlAlias>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -229,12 +567,16 @@ struct XmlInterface {
     mac: Option<XmlMac>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model: Option<XmlModelType>,
+    #[serde(default, skip_serializing)]
+    alias: Option<XmlAlias>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct XmlNetworkSource {
     #[serde(rename = "@network", default, skip_serializing_if = "Option::is_none")]
     network: Option<String>,
+    #[serde(rename = "@bridge", default, skip_serializing_if = "Option::is_none")]
+    bridge: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -292,13 +634,37 @@ impl XmlDomain {
             Some(path) => (char_device("file", Some(path), None), char_device("file", Some(path), Some("serial"))),
             None => (char_device("pty", None, None), char_device("pty", None, Some("serial"))),
         };
+        let vcpu = match spec.max_vcpus {
+            Some(most) => XmlVcpu { placement: Some("static".to_string()), current: Some(spec.vcpus), value: most },
+            None => XmlVcpu { placement: None, current: None, value: spec.vcpus },
+        };
+        // QEMU plugs DIMMs only into a NUMA node: one node holds every vCPU and the boot memory.
+        let cpu = spec.max_memory_mib.map(|_| {
+            let most = spec.max_vcpus.unwrap_or(spec.vcpus).max(1);
+            let cpus = if most == 1 { "0".to_string() } else { format!("0-{}", most - 1) };
+            let cell = XmlNumaCell { id: 0, cpus, memory: spec.memory_mib * 1024, unit: Some("KiB".to_string()) };
+            XmlCpu { numa: Some(XmlNuma { cell: vec![cell] }) }
+        });
+        let mut disk: Vec<XmlDisk> = spec.disks.iter().map(XmlDisk::from_spec).collect();
+        disk.extend(spec.cdrom.as_ref().map(XmlDisk::cdrom));
+        let scsi = spec.scsi_controller || spec.disks.iter().any(|disk| disk.bus == DiskBus::Scsi);
+        let controller = if scsi {
+            vec![XmlController { kind: "scsi".to_string(), index: None, model: Some(VIRTIO_SCSI.to_string()) }]
+        } else {
+            Vec::new()
+        };
         XmlDomain {
             kind: spec.domain_type.clone(),
             name: spec.name.clone(),
             uuid: spec.uuid.hyphenated().to_string(),
+            max_memory: spec.max_memory_mib.map(|most| XmlMaxMemory {
+                slots: Some(MEMORY_SLOTS),
+                unit: Some("KiB".to_string()),
+                value: most * 1024,
+            }),
             memory: mib(),
             current_memory: Some(mib()),
-            vcpu: XmlCount { value: spec.vcpus },
+            vcpu,
             os: XmlOs {
                 os_type: XmlOsType {
                     arch: Some("x86_64".to_string()),
@@ -312,22 +678,34 @@ impl XmlDomain {
             },
             // ACPI is what lets a guest hear the power button of a graceful shutdown.
             features: Some(XmlFeatures { acpi: Some(XmlEmpty {}), apic: Some(XmlEmpty {}) }),
+            cpu,
             on_poweroff: Some("destroy".to_string()),
             on_reboot: Some("restart".to_string()),
             on_crash: Some("destroy".to_string()),
             devices: XmlDevices {
-                disk: spec.disks.iter().map(XmlDisk::from_spec).collect(),
+                disk,
+                controller,
                 interface: spec.nics.iter().map(XmlInterface::from_spec).collect(),
                 serial: vec![serial],
                 console: vec![console],
                 // No balloon: a VM's memory is what the scheduler placed, not something to reclaim.
                 memballoon: Some(XmlModel { model: "none".to_string() }),
+                memory: Vec::new(),
             },
         }
     }
 
+    fn uuid(&self) -> Result<Uuid, XmlError> {
+        Uuid::parse_str(self.uuid.trim()).map_err(|_| XmlError::BadUuid(self.uuid.clone()))
+    }
+
+    fn has_scsi_controller(&self) -> bool {
+        self.devices.controller.iter().any(|c| c.kind == "scsi" && c.model.as_deref() == Some(VIRTIO_SCSI))
+    }
+
     fn into_spec(self) -> Result<DomainSpec, XmlError> {
-        let uuid = Uuid::parse_str(self.uuid.trim()).map_err(|_| XmlError::BadUuid(self.uuid.clone()))?;
+        let uuid = self.uuid()?;
+        let scsi_controller = self.has_scsi_controller();
         let kernel = self.os.kernel.map(|kernel| KernelBoot {
             kernel,
             initrd: self.os.initrd,
@@ -340,19 +718,66 @@ impl XmlDomain {
             .find(|serial| serial.kind == "file")
             .and_then(|serial| serial.source)
             .and_then(|source| source.path);
+        let max_memory_mib = self.max_memory.as_ref().map(XmlMaxMemory::mib).transpose()?;
+        let (mut disks, mut cdroms) = (Vec::new(), Vec::new());
+        for disk in self.devices.disk {
+            match disk.device.as_deref() {
+                Some("cdrom") => cdroms.push(disk),
+                _ => disks.extend(disk.into_spec()),
+            }
+        }
         Ok(DomainSpec {
             uuid,
             name: self.name,
             domain_type: self.kind,
             memory_mib: self.memory.mib()?,
-            vcpus: self.vcpu.value,
-            disks: self.devices.disk.into_iter().filter_map(XmlDisk::into_spec).collect(),
+            vcpus: self.vcpu.current.unwrap_or(self.vcpu.value),
+            max_vcpus: self.vcpu.current.map(|_| self.vcpu.value),
+            max_memory_mib,
+            disks,
+            scsi_controller,
+            cdrom: cdroms.into_iter().next().map(|cdrom| CdromSpec { path: cdrom.source.and_then(|s| s.file) }),
             nics: self.devices.interface.into_iter().filter_map(XmlInterface::into_spec).collect(),
             kernel,
             serial_log,
         })
     }
+
+    fn into_live(self) -> Result<LiveDomain, XmlError> {
+        let uuid = self.uuid()?;
+        let scsi_controller = self.has_scsi_controller();
+        let memory_mib = self.memory.mib()?;
+        let current_memory_mib = self.current_memory.as_ref().map(XmlMemory::mib).transpose()?.unwrap_or(memory_mib);
+        let dimms = self
+            .devices
+            .memory
+            .into_iter()
+            .filter(|device| device.model == "dimm")
+            .map(XmlMemoryDevice::into_dimm)
+            .collect::<Result<_, _>>()?;
+        Ok(LiveDomain {
+            uuid,
+            name: self.name,
+            memory_mib,
+            current_memory_mib,
+            max_memory_mib: self.max_memory.as_ref().map(XmlMaxMemory::mib).transpose()?,
+            memory_slots: self.max_memory.and_then(|most| most.slots),
+            dimms,
+            vcpus: self.vcpu.current.unwrap_or(self.vcpu.value),
+            max_vcpus: self.vcpu.value,
+            disks: self.devices.disk.into_iter().map(XmlDisk::into_live).collect(),
+            nics: self.devices.interface.into_iter().filter_map(XmlInterface::into_live).collect(),
+            scsi_controller,
+        })
+    }
 }
+
+/// The SCSI controller model Corral adds: one PCI device whose LUNs come and go without the
+/// guest's consent, driven by the guest's virtio_scsi.
+const VIRTIO_SCSI: &str = "virtio-scsi";
+
+/// DIMM slots of a domain that can take memory by hot-plug.
+const MEMORY_SLOTS: u32 = 16;
 
 fn char_device(kind: &str, path: Option<&String>, target_type: Option<&str>) -> XmlCharDevice {
     XmlCharDevice {
@@ -385,6 +810,41 @@ impl XmlMemory {
     }
 }
 
+impl XmlMaxMemory {
+    fn mib(&self) -> Result<u64, XmlError> {
+        XmlMemory { unit: self.unit.clone(), value: self.value }.mib()
+    }
+}
+
+impl XmlMemoryDevice {
+    fn from_dimm(dimm: &LiveDimm) -> XmlMemoryDevice {
+        XmlMemoryDevice {
+            model: "dimm".to_string(),
+            target: XmlMemoryTarget {
+                size: XmlMemory { unit: Some("KiB".to_string()), value: dimm.size_mib * 1024 },
+                node: dimm.node,
+            },
+            alias: None,
+            address: (dimm.slot.is_some() || dimm.base.is_some()).then(|| XmlDimmAddress {
+                kind: "dimm".to_string(),
+                slot: dimm.slot,
+                base: dimm.base.clone(),
+            }),
+        }
+    }
+
+    fn into_dimm(self) -> Result<LiveDimm, XmlError> {
+        let address = self.address.filter(|address| address.kind == "dimm");
+        Ok(LiveDimm {
+            alias: self.alias.map(|alias| alias.name),
+            size_mib: self.target.size.mib()?,
+            node: self.target.node,
+            slot: address.as_ref().and_then(|address| address.slot),
+            base: address.and_then(|address| address.base),
+        })
+    }
+}
+
 impl XmlDisk {
     fn from_spec(disk: &DiskSpec) -> XmlDisk {
         XmlDisk {
@@ -396,20 +856,63 @@ impl XmlDisk {
                 error_policy: Some("stop".to_string()),
             }),
             source: Some(XmlDiskSource { file: Some(disk.path.clone()) }),
-            target: XmlDiskTarget { dev: disk.target.clone(), bus: Some("virtio".to_string()) },
+            target: XmlDiskTarget { dev: disk.target.clone(), bus: Some(disk.bus.as_str().to_string()) },
+            readonly: None,
+            serial: disk.serial.clone(),
+            alias: None,
         }
     }
 
-    /// Only file-backed disks are ours; CD-ROMs and other kinds libvirt may list are not.
+    /// The drive is IDE: the default machine (pc, i440fx) has no AHCI, and its IDE needs no
+    /// driver beyond what every guest has. hdc is the secondary channel's master.
+    fn cdrom(cdrom: &CdromSpec) -> XmlDisk {
+        XmlDisk {
+            kind: "file".to_string(),
+            device: Some("cdrom".to_string()),
+            driver: Some(XmlDiskDriver {
+                name: Some("qemu".to_string()),
+                format: Some("raw".to_string()),
+                error_policy: None,
+            }),
+            source: cdrom.path.as_ref().map(|path| XmlDiskSource { file: Some(path.clone()) }),
+            target: XmlDiskTarget { dev: "hdc".to_string(), bus: Some("ide".to_string()) },
+            readonly: Some(XmlEmpty {}),
+            serial: None,
+            alias: None,
+        }
+    }
+
+    /// Only file-backed disks on a bus Corral uses are ours; CD-ROMs and other kinds are not.
     fn into_spec(self) -> Option<DiskSpec> {
         if self.kind != "file" || self.device.as_deref().is_some_and(|device| device != "disk") {
             return None;
         }
         Some(DiskSpec {
             path: self.source.and_then(|source| source.file)?,
+            bus: DiskBus::from_libvirt(self.target.bus.as_deref())?,
             target: self.target.dev,
             format: self.driver.and_then(|driver| driver.format).unwrap_or_else(|| "raw".to_string()),
+            serial: self.serial,
         })
+    }
+
+    fn into_live(self) -> LiveDisk {
+        let device = match self.device.as_deref() {
+            None | Some("disk") => DiskDevice::Disk,
+            Some("cdrom") => DiskDevice::Cdrom,
+            Some(other) => DiskDevice::Other(other.to_string()),
+        };
+        LiveDisk {
+            // libvirt's default bus follows the target's prefix; it always writes it out.
+            bus: self.target.bus.unwrap_or_default(),
+            target: self.target.dev,
+            device,
+            source: self.source.and_then(|source| source.file),
+            format: self.driver.and_then(|driver| driver.format),
+            serial: self.serial,
+            readonly: self.readonly.is_some(),
+            alias: self.alias.map(|alias| alias.name),
+        }
     }
 }
 
@@ -417,9 +920,10 @@ impl XmlInterface {
     fn from_spec(nic: &NicSpec) -> XmlInterface {
         XmlInterface {
             kind: "network".to_string(),
-            source: Some(XmlNetworkSource { network: Some(nic.network.clone()) }),
+            source: Some(XmlNetworkSource { network: Some(nic.network.clone()), bridge: None }),
             mac: Some(XmlMac { address: nic.mac.clone() }),
             model: Some(XmlModelType { kind: "virtio".to_string() }),
+            alias: None,
         }
     }
 
@@ -428,6 +932,18 @@ impl XmlInterface {
             return None;
         }
         Some(NicSpec { network: self.source.and_then(|source| source.network)?, mac: self.mac?.address })
+    }
+
+    fn into_live(self) -> Option<LiveNic> {
+        let (network, bridge) = self.source.map_or((None, None), |source| (source.network, source.bridge));
+        Some(LiveNic {
+            mac: self.mac?.address,
+            kind: self.kind,
+            network,
+            bridge,
+            model: self.model.map(|model| model.kind),
+            alias: self.alias.map(|alias| alias.name),
+        })
     }
 }
 
@@ -443,18 +959,26 @@ mod tests {
             domain_type: domain_type.to_string(),
             memory_mib: 256,
             vcpus: 2,
+            max_vcpus: None,
+            max_memory_mib: None,
             disks: Vec::new(),
+            scsi_controller: false,
+            cdrom: None,
             nics: Vec::new(),
             kernel: None,
             serial_log: None,
         }
     }
 
+    fn virtio_disk(path: &str, target: &str, format: &str) -> DiskSpec {
+        DiskSpec { path: path.into(), target: target.into(), format: format.into(), bus: DiskBus::Virtio, serial: None }
+    }
+
     fn full(domain_type: &str) -> DomainSpec {
         DomainSpec {
             disks: vec![
-                DiskSpec { path: "/var/lib/corral/a.qcow2".into(), target: "vda".into(), format: "qcow2".into() },
-                DiskSpec { path: "/var/lib/corral/b & c.img".into(), target: "vdb".into(), format: "raw".into() },
+                virtio_disk("/var/lib/corral/a.qcow2", "vda", "qcow2"),
+                virtio_disk("/var/lib/corral/b & c.img", "vdb", "raw"),
             ],
             nics: vec![
                 NicSpec { network: "default".into(), mac: "52:54:00:12:34:56".into() },
@@ -610,11 +1134,11 @@ mod tests {
                 domain_type: "kvm".into(),
                 memory_mib: 256,
                 vcpus: 2,
-                disks: vec![DiskSpec {
-                    path: "/var/lib/corral/web-1.qcow2".into(),
-                    target: "vda".into(),
-                    format: "qcow2".into()
-                }],
+                max_vcpus: None,
+                max_memory_mib: None,
+                disks: vec![virtio_disk("/var/lib/corral/web-1.qcow2", "vda", "qcow2")],
+                scsi_controller: false,
+                cdrom: Some(CdromSpec { path: Some("/iso/tools.iso".into()) }),
                 nics: vec![NicSpec { network: "default".into(), mac: "52:54:00:6b:3c:58".into() }],
                 kernel: Some(KernelBoot {
                     kernel: "/boot/vmlinuz".into(),
@@ -641,6 +1165,416 @@ mod tests {
 </domain>"#;
         let spec = from_xml(xml).unwrap();
         assert_eq!((spec.memory_mib, spec.vcpus, spec.serial_log, spec.kernel), (128, 1, None, None));
+    }
+
+    /// A VM ready for hot-plug: room for vCPUs and DIMMs, a SCSI controller, a CD-ROM drive.
+    fn hot_pluggable(domain_type: &str) -> DomainSpec {
+        DomainSpec {
+            vcpus: 1,
+            max_vcpus: Some(4),
+            max_memory_mib: Some(2048),
+            disks: vec![
+                DiskSpec { serial: Some("corral-a".into()), ..virtio_disk("/var/lib/corral/a.qcow2", "vda", "qcow2") },
+                DiskSpec {
+                    bus: DiskBus::Scsi,
+                    serial: Some("corral-b".into()),
+                    ..virtio_disk("/var/lib/corral/b.raw", "sda", "raw")
+                },
+            ],
+            scsi_controller: true,
+            cdrom: Some(CdromSpec { path: None }),
+            ..full(domain_type)
+        }
+    }
+
+    #[test]
+    fn hot_plug_limits_round_trip_for_every_domain_type() {
+        for domain_type in ["kvm", "qemu", "test"] {
+            let spec = hot_pluggable(domain_type);
+            round_trip(&spec);
+            round_trip(&DomainSpec {
+                cdrom: Some(CdromSpec { path: Some("/iso/tools & more.iso".into()) }),
+                ..spec.clone()
+            });
+            round_trip(&DomainSpec { max_memory_mib: None, ..spec.clone() });
+            round_trip(&DomainSpec { max_vcpus: None, ..spec.clone() });
+            round_trip(&DomainSpec { disks: Vec::new(), ..spec.clone() });
+            round_trip(&DomainSpec { disks: Vec::new(), scsi_controller: false, cdrom: None, ..spec });
+        }
+    }
+
+    #[test]
+    fn written_xml_has_the_hot_plug_shape() {
+        let xml = to_xml(&hot_pluggable("kvm")).unwrap();
+        for part in [
+            r#"<maxMemory slots="16" unit="KiB">2097152</maxMemory>"#,
+            r#"<memory unit="MiB">256</memory>"#,
+            r#"<vcpu placement="static" current="1">4</vcpu>"#,
+            r#"<cell id="0" cpus="0-3" memory="262144" unit="KiB"/>"#,
+            r#"<target dev="vda" bus="virtio"/>"#,
+            r#"<serial>corral-a</serial>"#,
+            r#"<target dev="sda" bus="scsi"/>"#,
+            r#"<controller type="scsi" model="virtio-scsi"/>"#,
+            r#"<disk type="file" device="cdrom">"#,
+            r#"<driver name="qemu" type="raw"/>"#,
+            r#"<target dev="hdc" bus="ide"/>"#,
+            r#"<readonly/>"#,
+        ] {
+            assert!(xml.contains(part), "{part} is missing from:\n{xml}");
+        }
+        let cdrom = &xml[xml.find(r#"device="cdrom""#).unwrap()..];
+        assert!(!cdrom[..cdrom.find("</disk>").unwrap()].contains("<source"), "an empty tray has no source:\n{xml}");
+
+        // One vCPU and no vCPU hot-plug still makes a NUMA node for the DIMMs.
+        let one = to_xml(&DomainSpec { vcpus: 1, max_vcpus: None, ..hot_pluggable("kvm") }).unwrap();
+        assert!(one.contains(r#"<cell id="0" cpus="0" memory="262144" unit="KiB"/>"#), "{one}");
+        assert!(one.contains("<vcpu>1</vcpu>"), "{one}");
+
+        // A SCSI disk brings the controller by itself.
+        let scsi_disk = DomainSpec { scsi_controller: false, ..hot_pluggable("kvm") };
+        assert!(to_xml(&scsi_disk).unwrap().contains(r#"<controller type="scsi" model="virtio-scsi"/>"#));
+        assert!(
+            from_xml(&to_xml(&scsi_disk).unwrap()).unwrap().scsi_controller,
+            "reading says the controller is there"
+        );
+
+        // What today's VMs get is unchanged: none of it.
+        let plain = to_xml(&full("kvm")).unwrap();
+        for absent in ["maxMemory", "<cpu>", "<numa>", "controller", "cdrom", "placement", "current=", "<serial>"] {
+            assert!(!plain.contains(absent), "{absent} in:\n{plain}");
+        }
+    }
+
+    #[test]
+    fn device_xml_plugs_and_names_devices() {
+        let vdb =
+            DiskSpec { serial: Some("corral-vdb".into()), ..virtio_disk("/var/lib/corral/b.qcow2", "vdb", "qcow2") };
+        assert_eq!(
+            disk_xml(&vdb).unwrap(),
+            r#"<disk type="file" device="disk"><driver name="qemu" type="qcow2" error_policy="stop"/><source file="/var/lib/corral/b.qcow2"/><target dev="vdb" bus="virtio"/><serial>corral-vdb</serial></disk>"#
+        );
+        let sdb = DiskSpec { bus: DiskBus::Scsi, serial: None, ..virtio_disk("/var/lib/corral/c.raw", "sdb", "raw") };
+        assert!(disk_xml(&sdb).unwrap().contains(r#"<target dev="sdb" bus="scsi"/></disk>"#));
+        assert_eq!(
+            nic_xml(&NicSpec { network: "default".into(), mac: "52:54:00:12:34:56".into() }).unwrap(),
+            r#"<interface type="network"><source network="default"/><mac address="52:54:00:12:34:56"/><model type="virtio"/></interface>"#
+        );
+        assert_eq!(
+            dimm_xml(512).unwrap(),
+            r#"<memory model="dimm"><target><size unit="KiB">524288</size><node>0</node></target></memory>"#
+        );
+
+        let live = live_from_xml(RUNNING).unwrap();
+        let disk = |target: &str| live.disks.iter().find(|disk| disk.target == target).unwrap();
+        assert_eq!(
+            disk_unplug_xml(disk("vdb")).unwrap(),
+            r#"<disk type="file" device="disk"><target dev="vdb" bus="virtio"/></disk>"#
+        );
+        assert_eq!(
+            disk_unplug_xml(disk("sda")).unwrap(),
+            r#"<disk type="file" device="disk"><target dev="sda" bus="scsi"/></disk>"#
+        );
+        assert_eq!(
+            cdrom_media_xml(disk("hdc"), Some("/iso/other.iso")).unwrap(),
+            r#"<disk type="file" device="cdrom"><driver name="qemu" type="raw"/><source file="/iso/other.iso"/><target dev="hdc" bus="ide"/><readonly/></disk>"#
+        );
+        assert_eq!(
+            cdrom_media_xml(disk("hdc"), None).unwrap(),
+            r#"<disk type="file" device="cdrom"><driver name="qemu" type="raw"/><target dev="hdc" bus="ide"/><readonly/></disk>"#
+        );
+        assert_eq!(
+            nic_unplug_xml(&live.nics[0]).unwrap(),
+            r#"<interface type="network"><source network="default"/><mac address="52:54:00:6b:3c:58"/></interface>"#
+        );
+        assert_eq!(
+            nic_unplug_xml(&live.nics[1]).unwrap(),
+            r#"<interface type="user"><mac address="52:54:00:4e:00:02"/></interface>"#
+        );
+        assert_eq!(
+            dimm_unplug_xml(&live.dimms[1], true).unwrap(),
+            r#"<memory model="dimm"><target><size unit="KiB">262144</size><node>0</node></target><address type="dimm" slot="1" base="0x108000000"/></memory>"#
+        );
+        assert_eq!(
+            dimm_unplug_xml(&live.dimms[1], false).unwrap(),
+            r#"<memory model="dimm"><target><size unit="KiB">262144</size><node>0</node></target></memory>"#
+        );
+    }
+
+    /// The live XML of a running QEMU (TCG) domain of libvirt 9.0 defined from a hot-pluggable
+    /// spec, after a virtio disk, a SCSI disk, a CD, two DIMMs, two vCPUs and a user-mode NIC
+    /// were plugged; a NIC on a network added by hand, paths renamed.
+    const RUNNING: &str = r#"<domain type='qemu' id='2'>
+  <name>web-1</name>
+  <uuid>4d6ef433-cf86-42c6-87f6-852470a602d1</uuid>
+  <maxMemory slots='16' unit='KiB'>1048576</maxMemory>
+  <memory unit='KiB'>655360</memory>
+  <currentMemory unit='KiB'>655360</currentMemory>
+  <vcpu placement='static' current='3'>4</vcpu>
+  <vcpus>
+    <vcpu id='0' enabled='yes' hotpluggable='no' order='1'/>
+    <vcpu id='1' enabled='yes' hotpluggable='yes' order='2'/>
+    <vcpu id='2' enabled='yes' hotpluggable='yes' order='3'/>
+    <vcpu id='3' enabled='no' hotpluggable='yes'/>
+  </vcpus>
+  <resource><partition>/machine</partition></resource>
+  <os>
+    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>
+    <kernel>/boot/vmlinuz</kernel>
+    <initrd>/boot/initrd.img</initrd>
+    <cmdline>console=ttyS0 quiet</cmdline>
+    <boot dev='hd'/>
+  </os>
+  <features>
+    <acpi/>
+    <apic/>
+  </features>
+  <cpu mode='custom' match='exact' check='full'>
+    <model fallback='forbid'>qemu64</model>
+    <feature policy='require' name='hypervisor'/>
+    <feature policy='require' name='lahf_lm'/>
+    <numa>
+      <cell id='0' cpus='0-3' memory='262144' unit='KiB'/>
+    </numa>
+  </cpu>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' error_policy='stop'/>
+      <source file='/var/lib/corral/web-1.img' index='2'/>
+      <backingStore/>
+      <target dev='vda' bus='virtio'/>
+      <serial>corral-vda</serial>
+      <alias name='virtio-disk0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' error_policy='stop'/>
+      <source file='/var/lib/corral/data.img' index='3'/>
+      <backingStore/>
+      <target dev='vdb' bus='virtio'/>
+      <serial>corral-vdb</serial>
+      <alias name='virtio-disk1'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <source file='/iso/tools.iso' index='5'/>
+      <backingStore/>
+      <target dev='hdc' bus='ide'/>
+      <readonly/>
+      <alias name='ide0-1-0'/>
+      <address type='drive' controller='0' bus='1' target='0' unit='0'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' error_policy='stop'/>
+      <source file='/var/lib/corral/scratch.img' index='4'/>
+      <backingStore/>
+      <target dev='sda' bus='scsi'/>
+      <serial>corral-sda</serial>
+      <alias name='scsi0-0-0-0'/>
+      <address type='drive' controller='0' bus='0' target='0' unit='0'/>
+    </disk>
+    <controller type='scsi' index='0' model='virtio-scsi'>
+      <alias name='scsi0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+    </controller>
+    <controller type='usb' index='0' model='piix3-uhci'>
+      <alias name='usb'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>
+    </controller>
+    <controller type='pci' index='0' model='pci-root'>
+      <alias name='pci.0'/>
+    </controller>
+    <controller type='ide' index='0'>
+      <alias name='ide'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x1'/>
+    </controller>
+    <interface type='network'>
+      <mac address='52:54:00:6b:3c:58'/>
+      <source network='default' portid='0e6f5a1c-2b3d-4e5f-8a6b-7c8d9e0f1a2b' bridge='virbr0'/>
+      <target dev='vnet3'/>
+      <model type='virtio'/>
+      <alias name='net0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x06' function='0x0'/>
+    </interface>
+    <interface type='user'>
+      <mac address='52:54:00:4e:00:02'/>
+      <model type='virtio'/>
+      <alias name='net1'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
+    </interface>
+    <serial type='file'>
+      <source path='/var/lib/corral/consoles/web-1.log' append='on'/>
+      <target type='isa-serial' port='0'>
+        <model name='isa-serial'/>
+      </target>
+      <alias name='serial0'/>
+    </serial>
+    <console type='file'>
+      <source path='/var/lib/corral/consoles/web-1.log' append='on'/>
+      <target type='serial' port='0'/>
+      <alias name='serial0'/>
+    </console>
+    <input type='mouse' bus='ps2'>
+      <alias name='input0'/>
+    </input>
+    <input type='keyboard' bus='ps2'>
+      <alias name='input1'/>
+    </input>
+    <audio id='1' type='none'/>
+    <memballoon model='none'/>
+    <memory model='dimm'>
+      <target>
+        <size unit='KiB'>131072</size>
+        <node>0</node>
+      </target>
+      <alias name='dimm0'/>
+      <address type='dimm' slot='0' base='0x100000000'/>
+    </memory>
+    <memory model='dimm'>
+      <target>
+        <size unit='KiB'>262144</size>
+        <node>0</node>
+      </target>
+      <alias name='dimm1'/>
+      <address type='dimm' slot='1' base='0x108000000'/>
+    </memory>
+  </devices>
+  <seclabel type='dynamic' model='dac' relabel='yes'>
+    <label>+0:+0</label>
+    <imagelabel>+0:+0</imagelabel>
+  </seclabel>
+</domain>
+"#;
+
+    #[test]
+    fn reads_a_running_domain_with_plugged_devices() {
+        let disk = |target: &str, bus: &str, source: &str, serial: &str, alias: &str| LiveDisk {
+            target: target.into(),
+            bus: bus.into(),
+            device: DiskDevice::Disk,
+            source: Some(source.into()),
+            format: Some("raw".into()),
+            serial: Some(serial.into()),
+            readonly: false,
+            alias: Some(alias.into()),
+        };
+        let dimm = |alias: &str, size_mib, slot, base: &str| LiveDimm {
+            alias: Some(alias.into()),
+            size_mib,
+            node: Some(0),
+            slot: Some(slot),
+            base: Some(base.into()),
+        };
+        assert_eq!(
+            live_from_xml(RUNNING).unwrap(),
+            LiveDomain {
+                uuid: "4d6ef433-cf86-42c6-87f6-852470a602d1".parse().unwrap(),
+                name: "web-1".into(),
+                memory_mib: 640,
+                current_memory_mib: 640,
+                max_memory_mib: Some(1024),
+                memory_slots: Some(16),
+                dimms: vec![dimm("dimm0", 128, 0, "0x100000000"), dimm("dimm1", 256, 1, "0x108000000")],
+                vcpus: 3,
+                max_vcpus: 4,
+                disks: vec![
+                    disk("vda", "virtio", "/var/lib/corral/web-1.img", "corral-vda", "virtio-disk0"),
+                    disk("vdb", "virtio", "/var/lib/corral/data.img", "corral-vdb", "virtio-disk1"),
+                    LiveDisk {
+                        target: "hdc".into(),
+                        bus: "ide".into(),
+                        device: DiskDevice::Cdrom,
+                        source: Some("/iso/tools.iso".into()),
+                        format: Some("raw".into()),
+                        serial: None,
+                        readonly: true,
+                        alias: Some("ide0-1-0".into()),
+                    },
+                    disk("sda", "scsi", "/var/lib/corral/scratch.img", "corral-sda", "scsi0-0-0-0"),
+                ],
+                nics: vec![
+                    LiveNic {
+                        mac: "52:54:00:6b:3c:58".into(),
+                        kind: "network".into(),
+                        network: Some("default".into()),
+                        bridge: Some("virbr0".into()),
+                        model: Some("virtio".into()),
+                        alias: Some("net0".into()),
+                    },
+                    LiveNic {
+                        mac: "52:54:00:4e:00:02".into(),
+                        kind: "user".into(),
+                        network: None,
+                        bridge: None,
+                        model: Some("virtio".into()),
+                        alias: Some("net1".into()),
+                    },
+                ],
+                scsi_controller: true,
+            }
+        );
+
+        // The same XML read as a spec: what the VM would boot with if defined from it.
+        let spec = from_xml(RUNNING).unwrap();
+        assert_eq!((spec.memory_mib, spec.max_memory_mib, spec.vcpus, spec.max_vcpus), (640, Some(1024), 3, Some(4)));
+        let targets: Vec<_> =
+            spec.disks.iter().map(|disk| (disk.target.as_str(), disk.bus, disk.serial.as_deref())).collect();
+        assert_eq!(
+            targets,
+            [
+                ("vda", DiskBus::Virtio, Some("corral-vda")),
+                ("vdb", DiskBus::Virtio, Some("corral-vdb")),
+                ("sda", DiskBus::Scsi, Some("corral-sda"))
+            ]
+        );
+        assert_eq!(spec.cdrom, Some(CdromSpec { path: Some("/iso/tools.iso".into()) }));
+        assert!(spec.scsi_controller);
+        assert_eq!(
+            spec.nics,
+            [NicSpec { network: "default".into(), mac: "52:54:00:6b:3c:58".into() }],
+            "only network NICs are Corral's"
+        );
+    }
+
+    #[test]
+    fn reads_an_empty_cdrom_tray_and_a_domain_without_hot_plug() {
+        let xml = r#"<domain type='qemu' id='3'>
+  <name>tiny</name>
+  <uuid>4f1c2a7e-9b3d-4e5f-8a6b-7c8d9e0f1a2c</uuid>
+  <memory unit='KiB'>131072</memory>
+  <vcpu placement='static'>2</vcpu>
+  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <target dev='hdc' bus='ide' tray='open'/>
+      <readonly/>
+      <alias name='ide0-1-0'/>
+    </disk>
+    <disk type='block' device='disk'>
+      <source dev='/dev/sdz'/>
+      <target dev='sdz' bus='sata'/>
+    </disk>
+  </devices>
+</domain>"#;
+        let live = live_from_xml(xml).unwrap();
+        assert_eq!((live.vcpus, live.max_vcpus, live.max_memory_mib, live.memory_slots), (2, 2, None, None));
+        assert_eq!(
+            (live.memory_mib, live.current_memory_mib, live.dimms.len(), live.scsi_controller),
+            (128, 128, 0, false)
+        );
+        assert_eq!((live.disks[0].device.clone(), live.disks[0].source.clone()), (DiskDevice::Cdrom, None));
+        assert_eq!(
+            (live.disks[1].target.as_str(), live.disks[1].bus.as_str(), live.disks[1].source.clone()),
+            ("sdz", "sata", None)
+        );
+        let spec = from_xml(xml).unwrap();
+        assert_eq!((spec.cdrom, spec.disks, spec.max_vcpus), (Some(CdromSpec { path: None }), Vec::new(), None));
     }
 
     #[test]
@@ -677,11 +1611,7 @@ mod tests {
     async fn a_spec_defined_on_libvirt_reads_back_unchanged() {
         let hv = Hypervisor::open("test:///default").await.unwrap();
         let defined = DomainSpec {
-            disks: vec![DiskSpec {
-                path: "/var/lib/corral/a.qcow2".into(),
-                target: "vda".into(),
-                format: "qcow2".into(),
-            }],
+            disks: vec![virtio_disk("/var/lib/corral/a.qcow2", "vda", "qcow2")],
             nics: vec![NicSpec { network: "default".into(), mac: "52:54:00:12:34:56".into() }],
             kernel: Some(KernelBoot {
                 kernel: "/boot/vmlinuz".into(),
@@ -703,5 +1633,20 @@ mod tests {
         hv.define(&bare).await.unwrap();
         assert_eq!(hv.domain_xml(bare.uuid).await.unwrap(), bare);
         hv.undefine(bare.uuid).await.unwrap();
+
+        // The hot-plug limits, the SCSI controller and the CD-ROM, empty and with an image.
+        for cdrom in [None, Some("/iso/tools.iso".to_string())] {
+            let ready = DomainSpec {
+                name: format!("hot-plug-{}", Uuid::new_v4().simple()),
+                cdrom: Some(CdromSpec { path: cdrom }),
+                ..hot_pluggable("test")
+            };
+            hv.define(&ready).await.unwrap();
+            assert_eq!(hv.domain_xml(ready.uuid).await.unwrap(), ready);
+            hv.start(ready.uuid).await.unwrap();
+            assert_eq!(hv.domain_xml(ready.uuid).await.unwrap(), ready, "a running VM reads back the same");
+            hv.destroy(ready.uuid).await.unwrap();
+            hv.undefine(ready.uuid).await.unwrap();
+        }
     }
 }

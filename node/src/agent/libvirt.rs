@@ -3,6 +3,7 @@
 //! this module may hold a libvirt connection or build domain XML by hand.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use corral_raft::model::{DomainType, HostFacts};
 use uuid::Uuid;
@@ -12,9 +13,15 @@ use virt::enumutil::Enum;
 use virt::error::{Error as VirtError, ErrorNumber};
 use virt::sys;
 
-use super::domain_xml::{self, DomainSpec, XmlError};
+use super::domain_xml::{self, DiskBus, DiskDevice, DiskSpec, DomainSpec, LiveDimm, LiveDomain, NicSpec, XmlError};
 
 const MIB: u64 = 1024 * 1024;
+
+/// How long an unplug waits for the guest to release the device, counted from the request
+/// (libvirt itself waits up to 5 s of it inside the call).
+pub const UNPLUG_PATIENCE: Duration = Duration::from_secs(15);
+/// How often an unplug looks at the live definition while it waits.
+const UNPLUG_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -35,6 +42,14 @@ pub enum DriverError {
         #[source]
         source: XmlError,
     },
+    /// libvirt refused or failed a change to a running VM's devices, or the VM lacks what the
+    /// change needs; the message is libvirt's own, or says what is missing.
+    #[error("libvirt at {uri}: VM {vm}: cannot {action}: {message}")]
+    Device { uri: String, uuid: Uuid, vm: String, action: String, message: String },
+    /// The guest did not release a device it was asked to give up: the device stays in the live
+    /// and the persistent definition, and the guest may still release it later.
+    #[error("libvirt at {uri}: VM {vm}: the guest did not release {device} within {} s; it stays plugged", .waited.as_secs())]
+    NotReleased { uri: String, uuid: Uuid, vm: String, device: String, waited: Duration },
     #[error("libvirt at {uri}: the call was given an argument with a NUL byte")]
     NulByte { uri: String },
     #[error("libvirt at {uri}: the call did not finish")]
@@ -343,6 +358,263 @@ impl Hypervisor {
         domain_xml::from_xml(&xml).map_err(|source| DriverError::Xml { uri: self.uri.to_string(), uuid, source })
     }
 
+    // Hot-plug: changes to a running domain. Each acts on the live definition and, when the
+    // domain is persistent, on the persistent one too, so the VM keeps the change when it next
+    // boots and a live migration (which carries both) keeps it on the destination.
+
+    /// The domain's live definition (its persistent one when it is not running).
+    pub async fn live(&self, uuid: Uuid) -> Result<LiveDomain, DriverError> {
+        self.with_domain(uuid, move |call, domain| call.live(uuid, domain)).await
+    }
+
+    /// Plugs a disk into the running domain. A SCSI disk needs the domain's virtio-scsi
+    /// controller (`DomainSpec::scsi_controller`): without it libvirt would add an LSI one.
+    pub async fn plug_disk(&self, uuid: Uuid, disk: &DiskSpec) -> Result<(), DriverError> {
+        let action = format!("plug disk {}", disk.target);
+        let xml = domain_xml::disk_xml(disk).map_err(|source| self.xml_error(uuid, source))?;
+        let scsi = disk.bus == DiskBus::Scsi;
+        self.with_domain(uuid, move |call, domain| {
+            let vm = call.vm(uuid, domain)?;
+            if scsi && !call.live(uuid, domain)?.scsi_controller {
+                return Err(vm.refused(call, &action, "it has no virtio-scsi controller for a SCSI disk"));
+            }
+            domain.attach_device_flags(&xml, vm.flags()).map_err(|e| vm.failed(call, &action, e))
+        })
+        .await
+    }
+
+    /// Unplugs the disk with guest device name `target` and waits (up to [`UNPLUG_PATIENCE`])
+    /// until the guest has released it; only then does it leave the persistent definition. A
+    /// disk that is in neither definition is already unplugged.
+    pub async fn unplug_disk(&self, uuid: Uuid, target: &str) -> Result<(), DriverError> {
+        let target = target.to_string();
+        let defs = self.definitions(uuid).await?;
+        let find = |domain: &LiveDomain| domain.disks.iter().find(|disk| disk.target == target).cloned();
+        let unplug_xml = |disk| domain_xml::disk_unplug_xml(&disk).map_err(|source| self.xml_error(uuid, source));
+        let live = find(&defs.live).map(unplug_xml).transpose()?;
+        let config = defs.config.as_ref().and_then(find).map(unplug_xml).transpose()?;
+        let device = format!("disk {target}");
+        let gone = move |domain: &LiveDomain| !domain.disks.iter().any(|disk| disk.target == target);
+        self.unplug(uuid, &defs.vm, device, live, config, gone).await
+    }
+
+    /// Plugs a virtio NIC on a libvirt network into the running domain.
+    pub async fn plug_nic(&self, uuid: Uuid, nic: &NicSpec) -> Result<(), DriverError> {
+        let xml = domain_xml::nic_xml(nic).map_err(|source| self.xml_error(uuid, source))?;
+        self.attach(uuid, format!("plug NIC {}", nic.mac), xml).await
+    }
+
+    /// Unplugs the NIC with this MAC address and waits like [`Hypervisor::unplug_disk`].
+    pub async fn unplug_nic(&self, uuid: Uuid, mac: &str) -> Result<(), DriverError> {
+        let mac = mac.to_ascii_lowercase();
+        let defs = self.definitions(uuid).await?;
+        let find = |domain: &LiveDomain| domain.nics.iter().find(|nic| nic.mac.eq_ignore_ascii_case(&mac)).cloned();
+        let unplug_xml = |nic| domain_xml::nic_unplug_xml(&nic).map_err(|source| self.xml_error(uuid, source));
+        let live = find(&defs.live).map(unplug_xml).transpose()?;
+        let config = defs.config.as_ref().and_then(find).map(unplug_xml).transpose()?;
+        let device = format!("NIC {mac}");
+        let gone = move |domain: &LiveDomain| !domain.nics.iter().any(|nic| nic.mac.eq_ignore_ascii_case(&mac));
+        self.unplug(uuid, &defs.vm, device, live, config, gone).await
+    }
+
+    /// Puts the image at `path` into the domain's CD-ROM drive, or ejects its media (None).
+    pub async fn change_cd(&self, uuid: Uuid, path: Option<&str>) -> Result<(), DriverError> {
+        let path = path.map(str::to_string);
+        let this = self.clone();
+        self.with_domain(uuid, move |call, domain| {
+            let vm = call.vm(uuid, domain)?;
+            let live = call.live(uuid, domain)?;
+            let Some(cdrom) = live.disks.iter().find(|disk| disk.device == DiskDevice::Cdrom) else {
+                return Err(vm.refused(call, "change the CD-ROM media", "it has no CD-ROM drive"));
+            };
+            let action = match &path {
+                Some(path) => format!("insert {path} into CD-ROM {}", cdrom.target),
+                None => format!("eject the media of CD-ROM {}", cdrom.target),
+            };
+            let xml = domain_xml::cdrom_media_xml(cdrom, path.as_deref()).map_err(|e| this.xml_error(uuid, e))?;
+            domain.update_device_flags(&xml, vm.flags()).map_err(|e| vm.failed(call, &action, e))
+        })
+        .await
+    }
+
+    /// Sets the number of vCPUs of the running domain (up to its maximum). Removing vCPUs needs
+    /// the guest's consent: libvirt gives up waiting for it after 5 s, and this keeps waiting
+    /// like [`Hypervisor::unplug_disk`] before it fails; the persistent definition changes only
+    /// once the live one has.
+    pub async fn set_vcpus(&self, uuid: Uuid, vcpus: u32) -> Result<(), DriverError> {
+        let asked = Instant::now();
+        let slow_guest = self
+            .with_domain(uuid, move |call, domain| {
+                let vm = call.vm(uuid, domain)?;
+                match domain.set_vcpus_flags(vcpus, vm.flags()) {
+                    Ok(()) => Ok(None),
+                    Err(e) if e.code() == Enum::Known(ErrorNumber::OperationTimeout) => Ok(Some(vm)),
+                    Err(e) => Err(vm.failed(call, &format!("set {vcpus} vCPUs"), e)),
+                }
+            })
+            .await?;
+        let Some(vm) = slow_guest else {
+            return Ok(());
+        };
+        let device = format!("its vCPUs beyond {vcpus}");
+        self.wait_released(uuid, &vm.name, device, asked, |live| live.vcpus <= vcpus).await?;
+        if vm.persistent {
+            self.with_domain(uuid, move |call, domain| {
+                let action = format!("set {vcpus} vCPUs in the persistent definition");
+                domain.set_vcpus_flags(vcpus, sys::VIR_DOMAIN_AFFECT_CONFIG).map_err(|e| vm.failed(call, &action, e))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Plugs one DIMM of `mib` into the running domain, which needs `max_memory_mib` in its
+    /// definition. The guest sees new memory blocks, offline unless its kernel onlines them.
+    pub async fn plug_memory(&self, uuid: Uuid, mib: u64) -> Result<(), DriverError> {
+        let xml = domain_xml::dimm_xml(mib).map_err(|source| self.xml_error(uuid, source))?;
+        self.attach(uuid, format!("plug a {mib} MiB DIMM"), xml).await
+    }
+
+    /// Unplugs hot-plugged DIMMs whose sizes add up to exactly `mib` (the fewest, the latest
+    /// first), one at a time, each waited for like [`Hypervisor::unplug_disk`]; the memory the
+    /// domain booted with is never touched. When the guest keeps one, the DIMMs unplugged
+    /// before it stay unplugged.
+    pub async fn unplug_memory(&self, uuid: Uuid, mib: u64) -> Result<(), DriverError> {
+        let defs = self.definitions(uuid).await?;
+        let Some(chosen) = choose_dimms(&defs.live.dimms, mib) else {
+            let sizes: Vec<String> = defs.live.dimms.iter().map(|dimm| format!("{} MiB", dimm.size_mib)).collect();
+            let message = if sizes.is_empty() {
+                "it has no hot-plugged DIMMs".to_string()
+            } else {
+                format!("no set of its hot-plugged DIMMs ({}) adds up to that", sizes.join(", "))
+            };
+            return Err(DriverError::Device {
+                uri: self.uri.to_string(),
+                uuid,
+                vm: defs.vm,
+                action: format!("unplug {mib} MiB of memory"),
+                message,
+            });
+        };
+        // The persistent definition's DIMMs have no addresses that match the live ones: any
+        // DIMM of the same size and node there is the one to remove.
+        let mut config_dimms = defs.config.map(|config| config.dimms).unwrap_or_default();
+        for dimm in chosen {
+            let live = domain_xml::dimm_unplug_xml(&dimm, true).map_err(|source| self.xml_error(uuid, source))?;
+            let config = match config_dimms.iter().position(|c| c.size_mib == dimm.size_mib && c.node == dimm.node) {
+                Some(at) => {
+                    let config_dimm = config_dimms.remove(at);
+                    Some(domain_xml::dimm_unplug_xml(&config_dimm, false).map_err(|e| self.xml_error(uuid, e))?)
+                }
+                None => None,
+            };
+            let gone = {
+                let dimm = dimm.clone();
+                move |domain: &LiveDomain| !domain.dimms.iter().any(|d| same_dimm(d, &dimm))
+            };
+            self.unplug(uuid, &defs.vm, dimm.describe(), Some(live), config, gone).await?;
+        }
+        Ok(())
+    }
+
+    /// Grows (or shrinks) the image under the running domain's disk `target` to `mib`; the
+    /// guest sees the new size at once. The image file changes, so a stopped VM keeps it too.
+    pub async fn resize_disk(&self, uuid: Uuid, target: &str, mib: u64) -> Result<(), DriverError> {
+        let target = target.to_string();
+        self.with_domain(uuid, move |call, domain| {
+            let vm = call.vm(uuid, domain)?;
+            let action = format!("resize disk {target} to {mib} MiB");
+            let bytes = mib.checked_mul(MIB).ok_or_else(|| vm.refused(call, &action, "the size is too large"))?;
+            domain
+                .block_resize(&target, bytes, sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+                .map_err(|e| vm.failed(call, &action, e))
+        })
+        .await
+    }
+
+    async fn attach(&self, uuid: Uuid, action: String, xml: String) -> Result<(), DriverError> {
+        self.with_domain(uuid, move |call, domain| {
+            let vm = call.vm(uuid, domain)?;
+            domain.attach_device_flags(&xml, vm.flags()).map_err(|e| vm.failed(call, &action, e))
+        })
+        .await
+    }
+
+    /// The VM's name and both of its definitions, read in one call.
+    async fn definitions(&self, uuid: Uuid) -> Result<Definitions, DriverError> {
+        self.with_domain(uuid, move |call, domain| {
+            let vm = call.vm(uuid, domain)?;
+            let live = call.live(uuid, domain)?;
+            let config = if vm.persistent {
+                let xml = domain.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(|e| call.domain_error(uuid, e))?;
+                Some(domain_xml::live_from_xml(&xml).map_err(|source| call.xml_error(uuid, source))?)
+            } else {
+                None
+            };
+            Ok(Definitions { vm: vm.name, live, config })
+        })
+        .await
+    }
+
+    /// Asks for the live detach of `live` (when the device is plugged), waits until `gone` holds
+    /// for the live definition, then removes `config` from the persistent definition. The
+    /// persistent definition changes only once the guest has let go, so a device the guest
+    /// keeps stays in both.
+    async fn unplug(
+        &self,
+        uuid: Uuid,
+        vm: &str,
+        device: String,
+        live: Option<String>,
+        config: Option<String>,
+        gone: impl Fn(&LiveDomain) -> bool,
+    ) -> Result<(), DriverError> {
+        let asked = Instant::now();
+        if let Some(xml) = live {
+            let action = format!("unplug {device}");
+            self.with_domain(uuid, move |call, domain| {
+                let vm = call.vm(uuid, domain)?;
+                domain.detach_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_LIVE).map_err(|e| vm.failed(call, &action, e))
+            })
+            .await?;
+            self.wait_released(uuid, vm, device.clone(), asked, gone).await?;
+        }
+        if let Some(xml) = config {
+            let action = format!("remove {device} from the persistent definition");
+            self.with_domain(uuid, move |call, domain| {
+                let vm = call.vm(uuid, domain)?;
+                domain.detach_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_CONFIG).map_err(|e| vm.failed(call, &action, e))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `gone` holds for the live definition, at most [`UNPLUG_PATIENCE`] after `asked`.
+    async fn wait_released(
+        &self,
+        uuid: Uuid,
+        vm: &str,
+        device: String,
+        asked: Instant,
+        gone: impl Fn(&LiveDomain) -> bool,
+    ) -> Result<(), DriverError> {
+        loop {
+            if gone(&self.live(uuid).await?) {
+                return Ok(());
+            }
+            if asked.elapsed() >= UNPLUG_PATIENCE {
+                let (uri, vm, waited) = (self.uri.to_string(), vm.to_string(), asked.elapsed());
+                return Err(DriverError::NotReleased { uri, uuid, vm, device, waited });
+            }
+            tokio::time::sleep(UNPLUG_POLL).await;
+        }
+    }
+
+    fn xml_error(&self, uuid: Uuid, source: XmlError) -> DriverError {
+        DriverError::Xml { uri: self.uri.to_string(), uuid, source }
+    }
+
     async fn with_domain<T, F>(&self, uuid: Uuid, op: F) -> Result<T, DriverError>
     where
         T: Send + 'static,
@@ -445,6 +717,23 @@ impl Call<'_> {
         }
     }
 
+    fn xml_error(&self, uuid: Uuid, source: XmlError) -> DriverError {
+        DriverError::Xml { uri: self.uri.to_string(), uuid, source }
+    }
+
+    /// The domain's live definition (its persistent one when it is not running).
+    fn live(&self, uuid: Uuid, domain: &Domain) -> Result<LiveDomain, DriverError> {
+        let xml = domain.xml_desc(0).map_err(|e| self.domain_error(uuid, e))?;
+        domain_xml::live_from_xml(&xml).map_err(|source| self.xml_error(uuid, source))
+    }
+
+    /// What a device change needs to know of the domain and to name it in its errors.
+    fn vm(&self, uuid: Uuid, domain: &Domain) -> Result<VmRef, DriverError> {
+        let name = domain.name().map_err(|e| self.domain_error(uuid, e))?;
+        let persistent = domain.is_persistent().map_err(|e| self.domain_error(uuid, e))?;
+        Ok(VmRef { uuid, name, persistent })
+    }
+
     fn info(&self, domain: &Domain) -> Result<DomainInfo, DriverError> {
         let uuid = domain.uuid().map_err(|e| self.error(e))?;
         let fail = |e| self.domain_error(uuid, e);
@@ -457,6 +746,79 @@ impl Call<'_> {
         let io_error =
             matches!(reason, Enum::Known(DomainStateReason::Paused(Enum::Known(DomainPausedReason::IOError))));
         Ok(DomainInfo { uuid, name, state, persistent, guest_shutdown, io_error })
+    }
+}
+
+/// The domain a device change acts on.
+struct VmRef {
+    uuid: Uuid,
+    name: String,
+    persistent: bool,
+}
+
+impl VmRef {
+    /// The running domain, and its persistent definition when it has one.
+    fn flags(&self) -> u32 {
+        if self.persistent {
+            sys::VIR_DOMAIN_AFFECT_LIVE | sys::VIR_DOMAIN_AFFECT_CONFIG
+        } else {
+            sys::VIR_DOMAIN_AFFECT_LIVE
+        }
+    }
+
+    fn failed(&self, call: &Call<'_>, action: &str, e: VirtError) -> DriverError {
+        match call.domain_error(self.uuid, e) {
+            DriverError::Libvirt { uri, message } => {
+                DriverError::Device { uri, uuid: self.uuid, vm: self.name.clone(), action: action.to_string(), message }
+            }
+            other => other,
+        }
+    }
+
+    fn refused(&self, call: &Call<'_>, action: &str, message: &str) -> DriverError {
+        DriverError::Device {
+            uri: call.uri.to_string(),
+            uuid: self.uuid,
+            vm: self.name.clone(),
+            action: action.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A VM's name with its live and (when persistent) persistent definitions.
+struct Definitions {
+    vm: String,
+    live: LiveDomain,
+    config: Option<LiveDomain>,
+}
+
+/// The DIMMs to unplug for `mib` less memory: a set whose sizes add up to exactly `mib`, with
+/// as few DIMMs as can do it and, among those, the latest plugged. None when no set does.
+fn choose_dimms(dimms: &[LiveDimm], mib: u64) -> Option<Vec<LiveDimm>> {
+    // A domain has at most 16 DIMM slots (MEMORY_SLOTS in domain_xml); trying every subset of
+    // up to 20 DIMMs costs at most a million sums.
+    let considered = &dimms[dimms.len().saturating_sub(20)..];
+    let mut best: Option<(u32, u64, u32)> = None; // (count, sum of indices, mask)
+    for mask in 1u32..(1u32 << considered.len()) {
+        let picked = || (0..considered.len()).filter(move |i| mask & (1 << i) != 0);
+        if picked().map(|i| considered[i].size_mib).sum::<u64>() != mib {
+            continue;
+        }
+        let (count, recency) = (mask.count_ones(), picked().map(|i| i as u64).sum::<u64>());
+        if best.is_none_or(|(c, r, _)| count < c || (count == c && recency > r)) {
+            best = Some((count, recency, mask));
+        }
+    }
+    let (_, _, mask) = best?;
+    Some((0..considered.len()).rev().filter(|i| mask & (1 << i) != 0).map(|i| considered[i].clone()).collect())
+}
+
+/// Whether two readings of the live definition name the same DIMM.
+fn same_dimm(a: &LiveDimm, b: &LiveDimm) -> bool {
+    match (&a.alias, &b.alias) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.slot == b.slot && a.base == b.base && a.size_mib == b.size_mib,
     }
 }
 
@@ -475,7 +837,11 @@ mod tests {
             domain_type: "test".into(),
             memory_mib: 128,
             vcpus: 1,
+            max_vcpus: None,
+            max_memory_mib: None,
             disks: Vec::new(),
+            scsi_controller: false,
+            cdrom: None,
             nics: Vec::new(),
             kernel: None,
             serial_log: None,
@@ -590,10 +956,350 @@ mod tests {
         assert_eq!(Hypervisor::open(TEST_URI).await.unwrap().facts().await.unwrap(), facts);
     }
 
+    fn dimm(alias: &str, size_mib: u64) -> LiveDimm {
+        LiveDimm { alias: Some(alias.into()), size_mib, node: Some(0), slot: None, base: None }
+    }
+
+    #[test]
+    fn memory_unplug_picks_the_fewest_latest_dimms_that_add_up() {
+        let dimms = [dimm("dimm0", 128), dimm("dimm1", 256), dimm("dimm2", 128), dimm("dimm3", 512)];
+        let aliases = |mib| {
+            choose_dimms(&dimms, mib).map(|chosen| chosen.into_iter().filter_map(|d| d.alias).collect::<Vec<_>>())
+        };
+        assert_eq!(aliases(128), Some(vec!["dimm2".to_string()]), "the latest of two equal DIMMs");
+        assert_eq!(aliases(256), Some(vec!["dimm1".to_string()]), "one DIMM rather than two of 128");
+        assert_eq!(aliases(384), Some(vec!["dimm2".to_string(), "dimm1".to_string()]));
+        assert_eq!(
+            aliases(1024),
+            Some(vec!["dimm3".to_string(), "dimm2".to_string(), "dimm1".to_string(), "dimm0".to_string()])
+        );
+        assert_eq!(aliases(64), None);
+        assert_eq!(aliases(2048), None);
+        assert_eq!(aliases(0), None, "no memory is no unplug");
+        assert_eq!(choose_dimms(&[], 128), None);
+    }
+
+    fn hot_pluggable(name: &str) -> DomainSpec {
+        DomainSpec {
+            vcpus: 1,
+            max_vcpus: Some(4),
+            max_memory_mib: Some(1024),
+            scsi_controller: true,
+            cdrom: Some(domain_xml::CdromSpec { path: None }),
+            ..vm(name)
+        }
+    }
+
+    #[tokio::test]
+    async fn vcpus_change_live_and_in_the_persistent_definition() {
+        let hv = Hypervisor::open(TEST_URI).await.unwrap();
+        let spec = hot_pluggable("vcpus");
+        hv.define(&spec).await.unwrap();
+        hv.start(spec.uuid).await.unwrap();
+        let live = hv.live(spec.uuid).await.unwrap();
+        assert_eq!((live.vcpus, live.max_vcpus, live.max_memory_mib, live.memory_mib), (1, 4, Some(1024), 128));
+        assert!(live.scsi_controller, "{live:?}");
+
+        hv.set_vcpus(spec.uuid, 3).await.unwrap();
+        assert_eq!(hv.live(spec.uuid).await.unwrap().vcpus, 3);
+        assert_eq!(hv.domain_xml(spec.uuid).await.unwrap().vcpus, 3, "the next boot has them too");
+
+        let err = hv.set_vcpus(spec.uuid, 5).await.unwrap_err();
+        assert!(matches!(&err, DriverError::Device { vm, .. } if *vm == spec.name), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("libvirt at test:///default: VM {}: cannot set 5 vCPUs: ", spec.name)),
+            "{message}"
+        );
+        hv.destroy(spec.uuid).await.unwrap();
+        hv.undefine(spec.uuid).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn device_errors_name_the_vm_and_the_device_and_carry_libvirts_message() {
+        let hv = Hypervisor::open(TEST_URI).await.unwrap();
+        let spec = vm("devices");
+        hv.define(&spec).await.unwrap();
+        hv.start(spec.uuid).await.unwrap();
+        let prefix = format!("libvirt at test:///default: VM {}: cannot ", spec.name);
+
+        // The test driver has no device hot-plug: its refusal is the libvirt message carried.
+        let disk = DiskSpec {
+            path: "/var/lib/corral/b.qcow2".into(),
+            target: "vdb".into(),
+            format: "qcow2".into(),
+            bus: DiskBus::Virtio,
+            serial: None,
+        };
+        let err = hv.plug_disk(spec.uuid, &disk).await.unwrap_err();
+        assert!(matches!(err, DriverError::Device { .. }), "{err:?}");
+        assert!(err.to_string().starts_with(&format!("{prefix}plug disk vdb: ")), "{err}");
+        assert!(err.to_string().contains("not supported"), "{err}");
+
+        // What Corral checks itself, before libvirt is asked.
+        let scsi = DiskSpec { target: "sda".into(), bus: DiskBus::Scsi, ..disk };
+        let err = hv.plug_disk(spec.uuid, &scsi).await.unwrap_err();
+        assert_eq!(err.to_string(), format!("{prefix}plug disk sda: it has no virtio-scsi controller for a SCSI disk"));
+        let err = hv.change_cd(spec.uuid, Some("/iso/tools.iso")).await.unwrap_err();
+        assert_eq!(err.to_string(), format!("{prefix}change the CD-ROM media: it has no CD-ROM drive"));
+        let err = hv.unplug_memory(spec.uuid, 128).await.unwrap_err();
+        assert_eq!(err.to_string(), format!("{prefix}unplug 128 MiB of memory: it has no hot-plugged DIMMs"));
+
+        // A device in neither definition is already unplugged.
+        hv.unplug_disk(spec.uuid, "vdz").await.unwrap();
+        hv.unplug_nic(spec.uuid, "52:54:00:00:00:01").await.unwrap();
+
+        let err = hv.plug_memory(Uuid::new_v4(), 128).await.unwrap_err();
+        assert!(matches!(err, DriverError::NoSuchDomain { .. }), "{err:?}");
+        hv.destroy(spec.uuid).await.unwrap();
+        hv.undefine(spec.uuid).await.unwrap();
+    }
+
     #[tokio::test]
     async fn an_unreachable_libvirt_is_reported_as_such() {
         let err = Hypervisor::open("qemu+tcp://127.0.0.1:1/system").await.unwrap_err();
         assert!(matches!(err, DriverError::Unreachable { .. }), "{err:?}");
         assert!(err.to_string().starts_with("cannot connect to libvirt at qemu+tcp://127.0.0.1:1/system: "), "{err}");
+    }
+
+    /// Hot-plug against real QEMU, run by hand: a TCG guest (kernel and initrd that report their
+    /// devices on the serial console as "HP-STATE ..." lines) gets each device plugged, changed
+    /// and unplugged, and each step's outcome is printed. Needs HP_PROBE_URI (a libvirt with
+    /// QEMU), HP_PROBE_DIR (a scratch directory), HP_PROBE_KERNEL and HP_PROBE_INITRD;
+    /// HP_PROBE_DEST_URI adds a live migration in the middle. Uses only domains named hp-probe-*.
+    #[tokio::test]
+    #[ignore = "needs a libvirt with QEMU and a guest kernel; see the comment"]
+    async fn hot_plug_on_real_qemu() {
+        let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+        let (uri, dir) = (env("HP_PROBE_URI"), std::path::PathBuf::from(env("HP_PROBE_DIR")));
+        let dest_uri = std::env::var("HP_PROBE_DEST_URI").ok();
+        let file = |name: &str| dir.join(name).display().to_string();
+        for (name, mib) in [("vda.img", 64), ("vdb.img", 32), ("sda.img", 16), ("cd.iso", 2)] {
+            std::fs::File::create(file(name)).unwrap().set_len(mib * MIB).unwrap();
+        }
+        let console = file("console.log");
+        let _ = std::fs::remove_file(&console);
+        let spec = DomainSpec {
+            uuid: Uuid::new_v4(),
+            name: format!("hp-probe-{}", std::process::id()),
+            domain_type: "qemu".into(),
+            memory_mib: 256,
+            vcpus: 1,
+            max_vcpus: Some(4),
+            max_memory_mib: Some(1024),
+            disks: vec![DiskSpec {
+                path: file("vda.img"),
+                target: "vda".into(),
+                format: "raw".into(),
+                bus: DiskBus::Virtio,
+                serial: Some("hp-vda".into()),
+            }],
+            scsi_controller: true,
+            cdrom: Some(domain_xml::CdromSpec { path: None }),
+            nics: Vec::new(),
+            kernel: Some(domain_xml::KernelBoot {
+                kernel: env("HP_PROBE_KERNEL"),
+                initrd: Some(env("HP_PROBE_INITRD")),
+                cmdline: "console=ttyS0 quiet".into(),
+            }),
+            serial_log: Some(console.clone()),
+        };
+        let mut probe =
+            Probe { hv: Hypervisor::open(&uri).await.unwrap(), uuid: spec.uuid, console, failures: Vec::new() };
+        probe.run(&spec, dest_uri.as_deref()).await;
+        // Clean up whatever happened: the domain, on whichever host has it, and the files.
+        for uri in std::iter::once(uri.as_str()).chain(dest_uri.as_deref()) {
+            if let Ok(hv) = Hypervisor::open(uri).await {
+                let _ = hv.destroy(spec.uuid).await;
+                let _ = hv.undefine(spec.uuid).await;
+            }
+        }
+        for name in ["vda.img", "vdb.img", "sda.img", "cd.iso", "console.log"] {
+            let _ = std::fs::remove_file(file(name));
+        }
+        assert!(probe.failures.is_empty(), "failed steps: {:#?}", probe.failures);
+    }
+
+    struct Probe {
+        hv: Hypervisor,
+        uuid: Uuid,
+        console: String,
+        failures: Vec<String>,
+    }
+
+    impl Probe {
+        async fn run(&mut self, spec: &DomainSpec, dest_uri: Option<&str>) {
+            let uuid = self.uuid;
+            let path = |name: &str| spec.disks[0].path.replace("vda.img", name);
+            let r = self.hv.define(spec).await;
+            self.step("define", r).await;
+            let r = self.hv.start(uuid).await;
+            self.step("start", r).await;
+            let booted = self.guest("boots", |state| state.contains("cpus=0 ")).await;
+            let boot_kib = memtotal_kib(&booted).unwrap_or(0);
+            println!("live at boot: {:#?}", self.hv.live(uuid).await);
+
+            let vdb = DiskSpec {
+                path: path("vdb.img"),
+                target: "vdb".into(),
+                format: "raw".into(),
+                bus: DiskBus::Virtio,
+                serial: Some("hp-vdb".into()),
+            };
+            let sda = DiskSpec {
+                path: path("sda.img"),
+                target: "sda".into(),
+                bus: DiskBus::Scsi,
+                serial: Some("hp-sda".into()),
+                ..vdb.clone()
+            };
+            let r = self.hv.plug_disk(uuid, &vdb).await;
+            self.step("plug_disk virtio vdb", r).await;
+            self.guest("sees vdb (32 MiB)", |s| s.contains(" vdb:65536 ")).await;
+            let r = self.hv.plug_disk(uuid, &sda).await;
+            self.step("plug_disk scsi sda", r).await;
+            self.guest("sees sda (16 MiB)", |s| s.contains(" sda:32768 ")).await;
+            let r = self.hv.resize_disk(uuid, "vdb", 48).await;
+            self.step("resize_disk vdb 48 MiB", r).await;
+            self.guest("sees vdb at 48 MiB", |s| s.contains(" vdb:98304 ")).await;
+
+            let r = self.hv.change_cd(uuid, Some(&path("cd.iso"))).await;
+            self.step("change_cd insert", r).await;
+            self.guest("reads the CD (2 MiB)", |s| s.contains(" cd=in ") && s.contains(" sr0:4096 ")).await;
+
+            let r = self.hv.plug_memory(uuid, 128).await;
+            self.step("plug_memory 128", r).await;
+            let r = self.hv.plug_memory(uuid, 256).await;
+            self.step("plug_memory 256", r).await;
+            self.guest("has 384 MiB more", |s| memtotal_kib(s) == Some(boot_kib + 384 * 1024)).await;
+
+            let r = self.hv.set_vcpus(uuid, 3).await;
+            self.step("set_vcpus 3", r).await;
+            self.guest("has cpus 0-2", |s| s.contains("cpus=0-2 ")).await;
+
+            // NICs: no libvirt network here, so a user-mode NIC stands in for a network one;
+            // unplug_nic finds it by its MAC like any other.
+            let r =
+                self.hv.plug_nic(uuid, &NicSpec { network: "default".into(), mac: "52:54:00:4e:00:01".into() }).await;
+            println!("     plug_nic on network 'default' (none here): {}", outcome(&r));
+            let user_nic =
+                "<interface type='user'><mac address='52:54:00:4e:00:02'/><model type='virtio'/></interface>";
+            let r = self.hv.attach(uuid, "plug a user-mode NIC".into(), user_nic.into()).await;
+            self.step("plug a user-mode NIC", r).await;
+            self.guest("sees the NIC", |s| s.contains("52:54:00:4e:00:02")).await;
+
+            let live = self.hv.live(uuid).await;
+            println!("live after plugging: {live:#?}");
+            println!("live XML after plugging:\n{}", self.xml(0).await);
+            println!("persistent after plugging: {:#?}", self.hv.domain_xml(uuid).await);
+            println!("persistent XML after plugging:\n{}", self.xml(sys::VIR_DOMAIN_XML_INACTIVE).await);
+
+            if let (Some(dest_uri), Ok(live)) = (dest_uri, &live) {
+                let r = self.hv.migrate(uuid, dest_uri, Some("tcp://127.0.0.1"), MigrationOptions::default()).await;
+                self.step("migrate with the plugged devices", r).await;
+                self.hv = Hypervisor::open(dest_uri).await.unwrap();
+                let there = self.hv.live(uuid).await;
+                println!("live on the destination: {there:#?}");
+                println!("persistent on the destination: {:#?}", self.hv.domain_xml(uuid).await);
+                let shape = |l: &LiveDomain| (l.disks.clone(), l.dimms.len(), l.vcpus, l.nics.len(), l.memory_mib);
+                if there.as_ref().map(shape).ok() != Some(shape(live)) {
+                    self.failures.push("the destination's live definition differs".into());
+                }
+                self.guest("still runs on the destination", |s| s.contains(" vdb:98304 ")).await;
+            }
+
+            let r = self.hv.change_cd(uuid, None).await;
+            self.step("change_cd eject", r).await;
+            self.guest("finds no CD", |s| s.contains(" cd=out ")).await;
+            let r = self.hv.unplug_nic(uuid, "52:54:00:4e:00:02").await;
+            self.step("unplug_nic", r).await;
+            self.guest("lost the NIC", |s| !s.contains("52:54:00:4e:00:02")).await;
+            let r = self.hv.unplug_disk(uuid, "vdb").await;
+            self.step("unplug_disk virtio vdb", r).await;
+            self.guest("lost vdb", |s| !s.contains(" vdb:")).await;
+            let r = self.hv.unplug_disk(uuid, "sda").await;
+            self.step("unplug_disk scsi sda", r).await;
+            self.guest("lost sda", |s| !s.contains(" sda:")).await;
+            let r = self.hv.unplug_memory(uuid, 100).await;
+            println!("     unplug_memory 100 (no such set): {}", outcome(&r));
+            let r = self.hv.unplug_memory(uuid, 384).await;
+            self.step("unplug_memory 384 (both DIMMs)", r).await;
+            self.guest("is back to its boot memory", |s| memtotal_kib(s) == Some(boot_kib)).await;
+
+            // A guest that cannot answer: paused, it never acknowledges the unplug.
+            let r = self.hv.plug_disk(uuid, &vdb).await;
+            self.step("plug_disk vdb again", r).await;
+            self.guest("sees vdb again", |s| s.contains(" vdb:")).await;
+            let r = self.hv.suspend(uuid).await;
+            self.step("suspend", r).await;
+            let r = self.hv.unplug_disk(uuid, "vdb").await;
+            println!("     unplug_disk while paused: {}", outcome(&r));
+            if !matches!(r, Err(DriverError::NotReleased { .. })) {
+                self.failures.push(format!("unplug while paused: {r:?}"));
+            }
+            let in_config = |spec: DomainSpec| spec.disks.iter().any(|d| d.target == "vdb");
+            println!(
+                "     vdb still in the persistent definition: {:?}",
+                self.hv.domain_xml(uuid).await.map(in_config)
+            );
+            let r = self.hv.resume(uuid).await;
+            self.step("resume", r).await;
+            let r = self.hv.unplug_disk(uuid, "vdb").await;
+            self.step("unplug_disk vdb once resumed", r).await;
+            self.guest("lost vdb", |s| !s.contains(" vdb:")).await;
+            println!("     vdb in the persistent definition: {:?}", self.hv.domain_xml(uuid).await.map(in_config));
+
+            let r = self.hv.set_vcpus(uuid, 2).await;
+            self.step("set_vcpus 2 (unplug one)", r).await;
+            self.guest("has cpus 0-1", |s| s.contains("cpus=0-1 ")).await;
+            println!("     persistent vCPUs: {:?}", self.hv.domain_xml(uuid).await.map(|spec| spec.vcpus));
+
+            println!("live at the end: {:#?}", self.hv.live(uuid).await);
+            println!("persistent at the end: {:#?}", self.hv.domain_xml(uuid).await);
+        }
+
+        async fn step(&mut self, what: &str, result: Result<(), DriverError>) {
+            match result {
+                Ok(()) => println!("OK   {what}"),
+                Err(e) => {
+                    println!("FAIL {what}: {e}");
+                    self.failures.push(format!("{what}: {e}"));
+                }
+            }
+        }
+
+        /// Waits (up to 30 s) until the guest's latest report satisfies `ok`, and returns it.
+        async fn guest(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut last = String::new();
+            while Instant::now() < deadline {
+                let log = std::fs::read_to_string(&self.console).unwrap_or_default();
+                last = log.lines().rev().find(|l| l.starts_with("HP-STATE")).unwrap_or_default().to_string();
+                if ok(&last) {
+                    println!("     guest {what}: {last}");
+                    return last;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            println!("FAIL guest {what}: {last}");
+            self.failures.push(format!("guest {what}: {last}"));
+            last
+        }
+
+        async fn xml(&self, flags: u32) -> String {
+            let uuid = self.uuid;
+            self.hv
+                .with_domain(uuid, move |call, domain| domain.xml_desc(flags).map_err(|e| call.domain_error(uuid, e)))
+                .await
+                .unwrap_or_else(|e| e.to_string())
+        }
+    }
+
+    fn outcome(result: &Result<(), DriverError>) -> String {
+        result.as_ref().map_or_else(|e| e.to_string(), |()| "Ok".to_string())
+    }
+
+    fn memtotal_kib(state: &str) -> Option<u64> {
+        state.split_whitespace().find_map(|word| word.strip_prefix("memtotal_kib=")).and_then(|kib| kib.parse().ok())
     }
 }

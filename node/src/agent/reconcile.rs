@@ -16,9 +16,10 @@ use corral_raft::typ::StateHandle;
 use corral_raft::{DownCause, NodeId, VmAction};
 use uuid::Uuid;
 
+mod hotplug;
 mod migration;
 
-use super::domain_xml::{DiskSpec, DomainSpec, NicSpec};
+use super::domain_xml::{CdromSpec, DiskBus, DiskSpec, DomainSpec, NicSpec};
 use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor};
 use super::HostAgent;
 use crate::images::StorageDomain;
@@ -46,6 +47,8 @@ pub fn spawn(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
         acpi_sent: HashSet::new(),
         migrating: Arc::default(),
         aborting: HashSet::new(),
+        hot_tried: HashMap::new(),
+        disk_sizes: HashMap::new(),
     };
     tokio::spawn(agent.run());
 }
@@ -63,6 +66,10 @@ struct Agent {
     migrating: Arc<std::sync::Mutex<HashSet<Uuid>>>,
     /// Running migrations an abort was sent for, per VM and epoch.
     aborting: HashSet<(Uuid, u64)>,
+    /// The last change to a running VM this agent made (its `hot_seq`), and its report.
+    hot_tried: HashMap<Uuid, (u64, Observed)>,
+    /// The size of each plugged disk as the running domain has it, per VM and image path.
+    disk_sizes: HashMap<(Uuid, String), u64>,
 }
 
 /// What the agent needs of the state for one pass, copied out so no lock is held across I/O.
@@ -310,6 +317,10 @@ impl Agent {
             return true;
         }
         self.report(vm, Observed::Up).await;
+        if vm.runtime.hot_done < vm.runtime.hot_seq && vm.runtime.status == VmStatus::Up {
+            self.hot_pass(vm).await;
+            return true;
+        }
         vm.runtime.status != VmStatus::Up
     }
 
@@ -345,9 +356,21 @@ impl Agent {
     async fn power_up(&mut self, vm: &Vm) {
         // Built only here: the spec is needed when a VM powers up, not on every pass.
         let (node, me) = (self.node.clone(), self.me);
-        let Some(spec) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node.images, s, v, me))) else {
+        let Some((spec, missing)) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node.images, s, v, me)))
+        else {
             return;
         };
+        if !missing.is_empty() {
+            let message = format!(
+                "VM {} starts without its optional disk(s) {}: the image cannot be opened.",
+                vm.config.name,
+                missing.join(", ")
+            );
+            let _ = self.node.cluster.write(None, Op::RecordEvent { kind: EventKind::VmStateChanged, message }).await;
+        }
+        for d in &spec.disks {
+            self.disk_sizes.remove(&(vm.id, d.path.clone()));
+        }
         let result = {
             // Held only while libvirt starts it, never across a write to the cluster.
             let _acting = node.lease.acting.read().await;
@@ -422,10 +445,19 @@ impl Agent {
     }
 }
 
-/// The domain libvirt should run for `vm` on host `me`.
-fn domain_spec(images: &StorageDomain, s: &ClusterState, vm: &Vm, me: NodeId) -> DomainSpec {
+/// The domain libvirt should run for `vm` on host `me`, and the optional disks left out
+/// because their images cannot be opened.
+fn domain_spec(images: &StorageDomain, s: &ClusterState, vm: &Vm, me: NodeId) -> (DomainSpec, Vec<String>) {
     let host_type = s.hosts.get(&me).map(|h| h.facts.domain_type).unwrap_or_default();
-    domain_spec_with(images, vm, &s.disks_of(vm.id), host_type)
+    let disks = s.disks_of(vm.id);
+    let missing: Vec<String> = disks
+        .iter()
+        .filter(|d| vm.attachment(d.id).optional && !vm.attachment(d.id).unplugged)
+        .filter(|d| !images.path(&d.file).exists())
+        .map(|d| d.name.clone())
+        .collect();
+    let present: Vec<_> = disks.into_iter().filter(|d| !missing.contains(&d.name)).collect();
+    (domain_spec_with(images, vm, &present, host_type), missing)
 }
 
 /// The domain for `vm` with these disks, on a host whose own domain type is `host_type`.
@@ -436,24 +468,53 @@ pub fn domain_spec_with(
     host_type: corral_raft::model::DomainType,
 ) -> DomainSpec {
     let domain_type = vm.config.domain_type.unwrap_or(host_type);
-    let disks = disks
-        .iter()
-        .enumerate()
-        .map(|(i, d)| DiskSpec {
-            path: images.path(&d.file).display().to_string(),
-            target: format!("vd{}", (b'a' + i as u8) as char),
-            format: d.format.clone(),
+    // Plugged disks only, the bootable one first (the guest boots from its first disk); each bus
+    // names its disks in order: vda, vdb, ... and sda, sdb, ...
+    let mut plugged: Vec<_> = disks.iter().filter(|d| !vm.attachment(d.id).unplugged).collect();
+    plugged.sort_by_key(|d| !vm.attachment(d.id).bootable);
+    let (mut virtio, mut scsi) = (0u8, 0u8);
+    let disks = plugged
+        .into_iter()
+        .map(|d| {
+            let bus = match vm.attachment(d.id).interface {
+                corral_raft::model::DiskInterface::Virtio => DiskBus::Virtio,
+                corral_raft::model::DiskInterface::Scsi => DiskBus::Scsi,
+            };
+            let n = if bus == DiskBus::Scsi { &mut scsi } else { &mut virtio };
+            let target = format!("{}{}", if bus == DiskBus::Scsi { "sd" } else { "vd" }, (b'a' + *n) as char);
+            *n += 1;
+            DiskSpec {
+                path: images.path(&d.file).display().to_string(),
+                target,
+                format: d.format.clone(),
+                bus,
+                // The guest finds a disk by its id (/dev/disk/by-id/virtio-<first 20 of the id>).
+                serial: Some(d.id.simple().to_string()[..20].to_string()),
+            }
         })
         .collect();
     let test = domain_type == corral_raft::model::DomainType::Test;
+    // Limits, the CD-ROM drive and the virtio-scsi controller come with a start at cluster level
+    // 3 (`run_limits`); a domain started before keeps the shape it had.
+    let limits = vm.runtime.run_limits;
     DomainSpec {
         uuid: vm.id,
         name: vm.config.name.clone(),
         domain_type: domain_type.as_str().into(),
-        memory_mib: vm.config.memory_mib,
+        memory_mib: limits.map_or(vm.config.memory_mib, |l| l.boot_memory_mib.min(vm.config.memory_mib)),
         vcpus: vm.config.vcpus,
+        max_vcpus: limits.map(|l| l.max_vcpus).filter(|m| *m > vm.config.vcpus),
+        max_memory_mib: limits.map(|l| l.max_memory_mib).filter(|m| *m > vm.config.memory_mib),
         disks,
-        nics: vm.config.nics.iter().map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() }).collect(),
+        scsi_controller: limits.is_some(),
+        cdrom: limits.map(|_| CdromSpec { path: vm.config.cdrom.clone() }),
+        nics: vm
+            .config
+            .nics
+            .iter()
+            .filter(|n| !n.unplugged)
+            .map(|n| NicSpec { network: n.network.clone(), mac: n.mac.clone() })
+            .collect(),
         kernel: vm.config.boot.clone(),
         // The serial console goes to a file in the storage domain, so it can be read from any host.
         serial_log: (!test).then(|| images.path(&format!("consoles/{}.log", vm.config.name)).display().to_string()),

@@ -106,19 +106,20 @@ impl Api {
         let ResizeDiskRequest { disk, size_mib } = req;
         let needs = [(Operation::DiskEdit, Obj::Disk(&disk))];
         self.0.check(cx, &needs).await?;
-        let (found, live) = self
-            .0
-            .cluster
-            .read(false, |s| {
-                let d = s.find_disk(&disk).cloned();
-                let live = d.as_ref().and_then(|d| d.vm).and_then(|v| s.vms.get(&v)).is_some_and(|v| {
-                    v.is_running() && d.as_ref().is_some_and(|d| !v.attachment(d.id).unplugged)
-                });
-                (d, live)
-            })
-            .await?;
-        let found =
-            found.ok_or_else(|| ClusterError::NotFound(format!("disk '{}' not found", corral_raft::error::quote(&disk))))?;
+        let (found, live) =
+            self.0
+                .cluster
+                .read(false, |s| {
+                    let d = s.find_disk(&disk).cloned();
+                    let live =
+                        d.as_ref().and_then(|d| d.vm).and_then(|v| s.vms.get(&v)).is_some_and(|v| {
+                            v.is_running() && d.as_ref().is_some_and(|d| !v.attachment(d.id).unplugged)
+                        });
+                    (d, live)
+                })
+                .await?;
+        let found = found
+            .ok_or_else(|| ClusterError::NotFound(format!("disk '{}' not found", corral_raft::error::quote(&disk))))?;
         if size_mib < found.size_mib {
             return Err(ClusterError::invalid(
                 "size",
@@ -160,7 +161,9 @@ impl Api {
         let needs = [(Operation::DiskEdit, Obj::Disk(&disk))];
         let op = self.0.permit(cx, &needs, Op::DeleteDisk { disk: disk.clone() }).await?;
         let outcome = self.0.cluster.write(rid, op).await?;
-        let Outcome::Disk(d) = &outcome else { return Err(ClusterError::Internal("the write returned no disk".into())) };
+        let Outcome::Disk(d) = &outcome else {
+            return Err(ClusterError::Internal("the write returned no disk".into()));
+        };
         self.0.images.remove(std::slice::from_ref(&d.file)).await;
         self.written(outcome)
     }

@@ -133,11 +133,8 @@ impl EngineRequest {
         vm.config.domain_type = domain_type;
         vm.config.boot = boot;
         vm.config.description = "The cluster's management VM (hosted engine).".into();
-        vm.config.nics = r
-            .engine_nics
-            .iter()
-            .map(|network| model::Nic::new(network.clone(), super::vms::random_mac()))
-            .collect();
+        vm.config.nics =
+            r.engine_nics.iter().map(|network| model::Nic::new(network.clone(), super::vms::random_mac())).collect();
         let made = vec![disk.file.clone()];
         let request = EngineRequest {
             op: Op::ImportVm { vm: Box::new(vm), disks: vec![disk], engine: true, start: Some(here) },

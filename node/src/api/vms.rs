@@ -21,13 +21,8 @@ pub struct Api(pub Arc<Handles>);
 
 const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 120;
 pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
-    let disks = vm
-        .config
-        .disks
-        .iter()
-        .filter_map(|id| s.disks.get(id))
-        .map(|d| disk_to_proto(node, d, Some(vm)))
-        .collect();
+    let disks =
+        vm.config.disks.iter().filter_map(|id| s.disks.get(id)).map(|d| disk_to_proto(node, d, Some(vm))).collect();
     Vm {
         id: vm.id.to_string(),
         name: vm.config.name.clone(),
@@ -444,18 +439,32 @@ impl Api {
     /// The VM after a write that may have changed it while it runs: when it did, waits (bounded)
     /// for its host to make the running domain match, and refuses with the host's reason when
     /// the hypervisor or the guest would not.
-    async fn changed_vm(&self, before: Option<&model::Vm>, outcome: Outcome, mut notes: Vec<String>) -> Result<Vm, ClusterError> {
+    async fn changed_vm(
+        &self,
+        before: Option<&model::Vm>,
+        outcome: Outcome,
+        mut notes: Vec<String>,
+    ) -> Result<Vm, ClusterError> {
         let Outcome::Vm(after) = outcome else { return Err(ClusterError::Internal("the write returned no VM".into())) };
         let seq = after.runtime.hot_seq;
         let hot = before.is_some_and(|b| seq > b.runtime.hot_seq);
-        if let Some(to) = after.migration_state.migrating_to.filter(|_| before.is_some_and(|b| b.migration_state.migrating_to.is_none())) {
+        if let Some(to) = after
+            .migration_state
+            .migrating_to
+            .filter(|_| before.is_some_and(|b| b.migration_state.migrating_to.is_none()))
+        {
             let host = self.0.cluster.state()?.read(|s| s.host_name(to));
             notes.push(format!(
                 "{} is live-migrated to host {host} first, where there is room for it; it is changed there once it arrives",
                 after.config.name
             ));
         } else if hot {
-            match self.0.cluster.wait_vm(after.id, HOT_PATIENCE, move |v| v.runtime.hot_done >= seq || !v.is_running()).await? {
+            match self
+                .0
+                .cluster
+                .wait_vm(after.id, HOT_PATIENCE, move |v| v.runtime.hot_done >= seq || !v.is_running())
+                .await?
+            {
                 Some(v) if v.runtime.hot_done >= seq => {
                     if let Some(error) = v.runtime.hot_error.clone() {
                         return Err(ClusterError::FailedPrecondition(format!(
@@ -649,7 +658,9 @@ impl Api {
         let ChangeCdRequest { vm, iso, eject, next_run } = req;
         let cdrom = match (opt(iso), eject) {
             (Some(_), true) => return Err(ClusterError::invalid("iso", "give an ISO or --eject, not both")),
-            (None, false) => return Err(ClusterError::invalid("iso", "give an ISO (a path in the storage domain) or --eject")),
+            (None, false) => {
+                return Err(ClusterError::invalid("iso", "give an ISO (a path in the storage domain) or --eject"))
+            }
             (None, true) => None,
             (Some(iso), false) => {
                 let path = self.0.images.boot_file("iso", &iso)?;
@@ -768,7 +779,13 @@ impl Api {
     }
 
     /// A change to a VM's devices, made for the caller, waited for on a running VM.
-    async fn device_op(&self, cx: &Caller, needs: &[(Operation, Obj<'_>)], vm: &str, op: Op) -> Result<Vm, ClusterError> {
+    async fn device_op(
+        &self,
+        cx: &Caller,
+        needs: &[(Operation, Obj<'_>)],
+        vm: &str,
+        op: Op,
+    ) -> Result<Vm, ClusterError> {
         let rid = cx.request_id()?;
         let before = self.0.cluster.read(false, |s| s.find_vm(vm).cloned()).await?;
         let op = self.0.permit(cx, needs, op).await?;

@@ -221,7 +221,11 @@ impl ClusterState {
         vm.config.attachments.remove(&d.id);
         vm.config.updated_ms = now;
         let out = vm.clone();
-        self.record(now, EventKind::VmEdited, format!("Disk {} was detached from VM {}; it floats.", d.name, v.config.name));
+        self.record(
+            now,
+            EventKind::VmEdited,
+            format!("Disk {} was detached from VM {}; it floats.", d.name, v.config.name),
+        );
         Ok(Outcome::Vm(Box::new(out)))
     }
 
@@ -418,10 +422,11 @@ pub(super) fn hotplugged(
         c.cdrom = live.cdrom.clone();
     }
     for id in c.disks.clone() {
-        let mut a = c.attachments.get(&id).copied().unwrap_or(Attachment {
-            bootable: c.disks.first() == Some(&id),
-            ..Attachment::default()
-        });
+        let mut a = c
+            .attachments
+            .get(&id)
+            .copied()
+            .unwrap_or(Attachment { bootable: c.disks.first() == Some(&id), ..Attachment::default() });
         let plugged = live.disks.contains(&id);
         if a.unplugged == plugged {
             a.unplugged = !plugged;
@@ -437,7 +442,8 @@ pub(super) fn hotplugged(
         }
     }
     let changed = !reverted.is_empty();
-    let runs = if changed { format!(" Its configuration is what runs: {}.", reverted.join(", ")) } else { String::new() };
+    let runs =
+        if changed { format!(" Its configuration is what runs: {}.", reverted.join(", ")) } else { String::new() };
     let msg = format!("Could not change VM {name} on host {host_name}: {error}. It runs on as it was.{runs}");
     (Some((EventKind::VmEdited, msg)), changed)
 }

@@ -330,13 +330,15 @@ fn edit_resources_live(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Re
         vm.config.next_run.as_ref().and_then(|n| n.max_memory_mib).or(vm.config.max_memory_mib),
         vm.config.next_run.as_ref().and_then(|n| n.max_vcpus).or(vm.config.max_vcpus),
     );
-    if max_memory.is_some_and(|m| m < memory) {
+    // A limit asked for must hold what the VM has (a memory size beyond the limit it has is
+    // a next-run change, and the limit grows with it at the next run).
+    if c.max_memory_mib.is_some() && max_memory.is_some_and(|m| m < memory) {
         return Err(ClusterError::invalid(
             "max_memory",
             format!("must be at least the memory ({memory} MiB; got {} MiB)", max_memory.unwrap_or_default()),
         ));
     }
-    if max_vcpus.is_some_and(|m| m < vcpus) {
+    if c.max_vcpus.is_some() && max_vcpus.is_some_and(|m| m < vcpus) {
         return Err(ClusterError::invalid(
             "max_vcpus",
             format!("must be at least the vCPUs ({vcpus}; got {})", max_vcpus.unwrap_or_default()),

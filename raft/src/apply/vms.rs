@@ -86,7 +86,12 @@ impl ClusterState {
 
     /// The hot-plug limits of a new VM: what it asks for, else 4x its memory and the largest
     /// host's CPUs (never below what it has).
-    fn give_limits(&self, vm: &mut Vm, max_vcpus: Option<u32>, max_memory_mib: Option<u64>) -> Result<(), ClusterError> {
+    fn give_limits(
+        &self,
+        vm: &mut Vm,
+        max_vcpus: Option<u32>,
+        max_memory_mib: Option<u64>,
+    ) -> Result<(), ClusterError> {
         let c = &mut vm.config;
         if let Some(m) = max_memory_mib.filter(|m| *m < c.memory_mib) {
             return Err(ClusterError::invalid(
@@ -95,7 +100,10 @@ impl ClusterState {
             ));
         }
         if let Some(m) = max_vcpus.filter(|m| *m < c.vcpus) {
-            return Err(ClusterError::invalid("max_vcpus", format!("must be at least the vCPUs ({}; got {m})", c.vcpus)));
+            return Err(ClusterError::invalid(
+                "max_vcpus",
+                format!("must be at least the vCPUs ({}; got {m})", c.vcpus),
+            ));
         }
         let largest = self.hosts.values().map(|h| h.facts.cpus).max().unwrap_or(0);
         c.max_memory_mib = Some(max_memory_mib.unwrap_or(c.memory_mib.saturating_mul(4)));
@@ -238,13 +246,8 @@ impl ClusterState {
         vm.runtime.hot_seq = 0;
         vm.runtime.hot_done = 0;
         vm.runtime.hot_error = None;
-        vm.config.attachments = src
-            .config
-            .disks
-            .iter()
-            .zip(disks)
-            .map(|(old, new)| (new.id, src.attachment(*old)))
-            .collect();
+        vm.config.attachments =
+            src.config.disks.iter().zip(disks).map(|(old, new)| (new.id, src.attachment(*old))).collect();
         vm.ha_state.ha_restart = None;
         vm.ha_state.ha_restarting = false;
         vm.config.created_ms = now;

@@ -12,9 +12,9 @@ mod host;
 mod migration;
 mod vm;
 
-pub use corral_proto::fields;
 pub use affinity::*;
 pub use cluster::*;
+pub use corral_proto::fields;
 pub use engine::*;
 pub use events::*;
 pub use ha::*;

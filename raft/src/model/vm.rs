@@ -341,6 +341,15 @@ impl Vm {
             self.config.max_memory_mib = Some(v);
             what.push(format!("max memory {v} MiB"));
         }
+        // Limits never below what the VM gets.
+        if let Some(m) = self.config.max_memory_mib.filter(|m| *m < self.config.memory_mib) {
+            self.config.max_memory_mib = Some(self.config.memory_mib);
+            what.push(format!("max memory {m} -> {} MiB", self.config.memory_mib));
+        }
+        if let Some(m) = self.config.max_vcpus.filter(|m| *m < self.config.vcpus) {
+            self.config.max_vcpus = Some(self.config.vcpus);
+            what.push(format!("max vCPUs {m} -> {}", self.config.vcpus));
+        }
         if let Some(v) = n.cdrom {
             what.push(match &v {
                 Some(iso) => format!("CD {iso}"),
@@ -372,10 +381,11 @@ impl Vm {
     /// How disk `id` is attached (the default attachment when none is recorded: the first disk
     /// boots).
     pub fn attachment(&self, id: Uuid) -> Attachment {
-        self.config.attachments.get(&id).copied().unwrap_or(Attachment {
-            bootable: self.config.disks.first() == Some(&id),
-            ..Attachment::default()
-        })
+        self.config
+            .attachments
+            .get(&id)
+            .copied()
+            .unwrap_or(Attachment { bootable: self.config.disks.first() == Some(&id), ..Attachment::default() })
     }
 
     /// Whether the VM runs somewhere (its domain exists on its host).

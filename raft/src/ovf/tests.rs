@@ -35,10 +35,7 @@ fn busy_vm() -> (Vm, Vec<Disk>) {
     vm.config.ha.priority = HaPriority::High;
     let disks = vec![disk(1, 10 * 1024 + 5, "qcow2", id), disk(2, 512, "raw", id)];
     vm.config.disks = disks.iter().map(|d| d.id).collect();
-    vm.config.nics = vec![
-        Nic::new("ovirtmgmt", "00:16:3e:00:00:01"),
-        Nic::new("storage", "00:16:3e:00:00:02"),
-    ];
+    vm.config.nics = vec![Nic::new("ovirtmgmt", "00:16:3e:00:00:01"), Nic::new("storage", "00:16:3e:00:00:02")];
     vm.config.domain_type = Some(DomainType::Qemu);
     vm.config.boot = Some(KernelBoot {
         kernel: "boot/vmlinuz".into(),
@@ -51,7 +48,8 @@ fn busy_vm() -> (Vm, Vec<Disk>) {
         max_downtime_ms: Some(300),
         bandwidth_mibps: Some(100),
     };
-    vm.config.next_run = Some(NextRun { memory_mib: Some(4096), domain_type: Some(DomainType::Kvm), ..NextRun::default() });
+    vm.config.next_run =
+        Some(NextRun { memory_mib: Some(4096), domain_type: Some(DomainType::Kvm), ..NextRun::default() });
     vm.config.resume_behavior = ResumeBehavior::LeavePaused;
     vm.config.host_tags = vec!["ssd".into(), "gpu".into()];
     vm.config.pinned_hosts = vec![3, 7];
@@ -344,8 +342,9 @@ fn any_vm() -> impl Strategy<Value = (Vm, Vec<Disk>)> {
         });
     let boot = prop::option::of((any_text(), prop::option::of(any_text()), any_text()))
         .prop_map(|b| b.map(|(kernel, initrd, cmdline)| KernelBoot { kernel, initrd, cmdline }));
-    let next_run = prop::option::of((any::<Option<u64>>(), any::<Option<u32>>(), domain.clone()))
-        .prop_map(|n| n.map(|(memory_mib, vcpus, domain_type)| NextRun { memory_mib, vcpus, domain_type, ..NextRun::default() }));
+    let next_run = prop::option::of((any::<Option<u64>>(), any::<Option<u32>>(), domain.clone())).prop_map(|n| {
+        n.map(|(memory_mib, vcpus, domain_type)| NextRun { memory_mib, vcpus, domain_type, ..NextRun::default() })
+    });
     let fragments = prop::collection::vec(
         prop_oneof![
             Just(("Content", "<IsSmartcardEnabled>true</IsSmartcardEnabled>")),

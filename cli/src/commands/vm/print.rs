@@ -164,7 +164,12 @@ mod tests {
                     ..Default::default()
                 },
             ],
-            nics: vec![proto::Nic { network: "default".into(), mac: "52:54:00:aa:bb:cc".into(), name: "nic1".into(), plugged: true }],
+            nics: vec![proto::Nic {
+                network: "default".into(),
+                mac: "52:54:00:aa:bb:cc".into(),
+                name: "nic1".into(),
+                plugged: true,
+            }],
             stop_reason: Some("kernel update".into()),
             domain_type: "qemu".into(),
             ..Default::default()
