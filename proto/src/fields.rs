@@ -55,7 +55,7 @@ fields! {
     ResumeBehavior = "--resume-behavior", Now, "";
     MigrationSettings = "--auto-converge, --compression, --max-downtime, --bandwidth", Now, "used by its next migration";
     HostTags = "--host-tags", Now, "placement rules: checked at its next placement";
-    PinnedHosts = "--pinned-hosts", Now, "placement rules: checked at its next placement";
+    PinnedHosts = "--pin", Now, "placement rules: checked at its next placement";
     MigrationPolicy = "--migration", Now, "";
     DeleteProtected = "--delete-protected", Now, "";
     Memory = "--memory", HotPlug, "in 128 MiB DIMMs up to --max-memory; only hot-plugged memory is unplugged; a host without room: migrated first";

@@ -14,6 +14,9 @@ use corral_cli::views::{DeletedVmView, DiskView, EngineStatusView, EventView, Ho
 use corral_tests::sandbox::{Sandbox, SandboxOptions, GUEST_POWEROFF, GUEST_UP, WAIT};
 use corral_tests::wait_until;
 
+#[path = "sandbox/hotplug.rs"]
+mod hotplug;
+
 const VM: &str = "g1";
 
 #[test]
@@ -51,6 +54,12 @@ fn real_vms_on_sandbox_hosts() {
     steps.run("p. the leader's own host is cut off: a new leader restarts its HA VM after a full lease", || {
         fault(&sb, "p", Fault::PartitionLeader)
     });
+    steps.run("q. a disk, a NIC, memory and the CD plugged and unplugged while the guest ticks", || {
+        hotplug::devices_while_it_ticks(&sb)
+    });
+    steps.run("r. a vCPU more than its host has: migrated first, then scaled", || hotplug::scale_up_migrates_first(&sb));
+    steps.run("s. an HA restart keeps what is plugged", || hotplug::ha_restart_keeps_what_is_plugged(&sb));
+    steps.run("t. an optional disk whose image is gone does not stop a start", || hotplug::optional_disk_gone(&sb));
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
