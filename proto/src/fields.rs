@@ -59,7 +59,7 @@ fields! {
     MigrationPolicy = "--migration", Now, "";
     DeleteProtected = "--delete-protected", Now, "";
     Memory = "--memory", HotPlug, "in 128 MiB DIMMs up to --max-memory; only hot-plugged memory is unplugged; a host without room: migrated first";
-    Vcpus = "--vcpus", HotPlug, "up to --max-vcpus; unplugged where the guest lets it; a host without room: migrated first";
+    Vcpus = "--vcpus", HotPlug, "added up to --max-vcpus (a host without room: migrated first); removed at the next run";
     Cdrom = "vm cd --iso | --eject", HotPlug, "the medium of its CD-ROM drive";
     Disks = "vm disk add | attach | plug | unplug", HotPlug, "virtio or virtio-scsi";
     Nics = "vm nic add | plug | unplug", HotPlug, "virtio";

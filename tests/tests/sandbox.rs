@@ -57,7 +57,8 @@ fn real_vms_on_sandbox_hosts() {
     steps.run("q. a disk, a NIC, memory and the CD plugged and unplugged while the guest ticks", || {
         hotplug::devices_while_it_ticks(&sb)
     });
-    steps.run("r. a vCPU more than its host has: migrated first, then scaled", || hotplug::scale_up_migrates_first(&sb));
+    steps
+        .run("r. a vCPU more than its host has: migrated first, then scaled", || hotplug::scale_up_migrates_first(&sb));
     steps.run("s. an HA restart keeps what is plugged", || hotplug::ha_restart_keeps_what_is_plugged(&sb));
     steps.run("t. an optional disk whose image is gone does not stop a start", || hotplug::optional_disk_gone(&sb));
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());

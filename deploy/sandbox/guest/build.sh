@@ -2,6 +2,15 @@
 # build.sh [OUTDIR]: builds a tiny Linux guest for sandbox tests from Debian packages only (apt):
 # OUTDIR/vmlinuz (Debian cloud kernel) and OUTDIR/initrd.img (busybox-static + /init that prints
 # CORRAL-GUEST-UP, then CORRAL-TICK n every second, and powers off on an ACPI power-button press).
+# For hot-plug tests the guest also prints what hardware it sees, once about 1 s after
+# CORRAL-GUEST-UP and then again whenever it changes (it looks every 0.2 s), as one line:
+#   CORRAL-GUEST-SEES disks=vda,vdb nics=eth0 macs=52:54:00:12:34:56 cpus=2 mem_mib=481 cd=LABEL
+# disks: /sys/block minus loop*, ram*, sr*; nics: /sys/class/net minus lo; macs: in the order of nics
+# (each list sorted, comma-joined, "-" when empty); cpus: online CPUs; mem_mib: MemTotal in MiB;
+# cd: none (no sr0), empty (no medium), the ISO9660 volume label, or present (a medium without one).
+# It onlines hot-added CPUs and memory blocks itself (memory as online_movable when it can).
+# CPU hot-plug under TCG needs more than 8 possible CPUs (e.g. possible_cpus=16 on the kernel
+# command line); /init prints a CORRAL-GUEST-WARN line when that is missing.
 # Default OUTDIR: deploy/sandbox/guest/out. Skips the build when OUTDIR is already up to date (FORCE=1 rebuilds).
 set -euo pipefail
 
@@ -43,9 +52,10 @@ dpkg-deb -x "$work"/linux-image-*.deb "$work/k"
 kver=$(ls "$work/k/lib/modules")
 kmods=$work/k/lib/modules/$kver
 
-# Initramfs tree: busybox applets, the ACPI button + evdev modules (and what they depend on).
+# Initramfs tree: busybox applets, the ACPI button + evdev modules, and the disk, NIC and CD-ROM
+# drivers (with what they depend on).
 root=$work/root
-mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,var/log,var/run,etc/acpi/PWRF,lib/modules}
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,var/log,var/run,etc/acpi/PWRF,lib/modules}
 cp "$busybox" "$root/bin/busybox"
 for a in $("$busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
 ln -sf ../bin/busybox "$root/sbin/init"
@@ -63,9 +73,23 @@ add_module() { # add_module NAME: its dependencies first
   cp "$f" "$root/lib/modules/$name.ko"
   load_order+=("$name")
 }
+is_builtin() { grep -q "/${1}.ko\$\|/${1//_/-}.ko\$" "$kmods/modules.builtin" 2>/dev/null; }
+builtin=()
+# Loaded before CORRAL-GUEST-UP: the power button.
 for m in evdev button; do
-  if grep -q "/$m.ko\$" "$kmods/modules.builtin" 2>/dev/null; then continue; fi
-  add_module "$m"
+  if is_builtin "$m"; then builtin+=("$m"); else add_module "$m"; fi
+done
+n_early=${#load_order[@]}
+# Loaded after it, in the background (the ATA probe alone takes about 0.5 s under TCG), before the
+# first CORRAL-GUEST-SEES line: virtio_pci binds the virtio PCI devices, hot-plugged ones too (PCI
+# hot-plug on the pc machine is ACPI's, acpiphp); cdrom, sr_mod and ata_piix give the IDE CD-ROM
+# of libvirt's default pc machine (hdc, sr0); virtio_scsi and sd_mod give sdX.
+for m in cdrom sr_mod sd_mod virtio_pci virtio_blk virtio_net virtio_scsi ata_piix acpiphp; do
+  if is_builtin "$m"; then builtin+=("$m"); else add_module "$m"; fi
+done
+# CPU and memory hot-plug have no modules: they must be built in.
+for opt in CONFIG_HOTPLUG_PCI_ACPI CONFIG_ACPI_HOTPLUG_CPU CONFIG_ACPI_HOTPLUG_MEMORY CONFIG_MEMORY_HOTPLUG; do
+  grep -q "^$opt=y" "$work/k/boot/config-$kver" || die "$kpkg lacks $opt=y (needed for hot-plug)"
 done
 
 cat >"$root/etc/acpid.conf" <<'EOF'
@@ -79,23 +103,163 @@ poweroff -f
 EOF
 chmod +x "$root/etc/acpi/PWRF/00000080"
 
+# corral-cd: what is in the CD drive sr0, for the reporter in /init.
+cat >"$root/sbin/corral-cd" <<'EOF'
+#!/bin/sh
+# Writes "empty", the ISO9660 volume label, or "present" (a medium without one) to /run/corral-cd.
+# /init runs it once at boot; `uevent` runs it for every kernel uevent, and it looks again only on
+# sr0's add and medium-change events. (busybox-static has no blkid applet: the label is read from
+# the primary volume descriptor, sector 16, itself.)
+if [ -n "$ACTION" ]; then
+  [ "$DEVNAME" = sr0 ] || exit 0
+  case "$ACTION/$DISK_MEDIA_CHANGE" in add/* | change/1) ;; *) exit 0 ;; esac
+fi
+[ -e /sys/block/sr0 ] || exit 0
+if [ ! -b /dev/sr0 ]; then
+  read -r mm </sys/block/sr0/dev
+  mknod /dev/sr0 b "${mm%:*}" "${mm#*:}"
+fi
+# The kernel polls a drive for a new medium only when told to (IDE ATAPI has no asynchronous
+# notification). It then sends a uevent with DISK_MEDIA_CHANGE=1.
+echo 200 >/sys/block/sr0/events_poll_msecs
+t=/run/corral-cd.$$
+state=present
+# The first read after a change can fail with an I/O error (the drive's "medium may have changed"
+# unit attention): try again.
+for try in 1 2 3 4 5; do
+  if dd if=/dev/sr0 of=$t.pvd bs=2048 skip=16 count=1 2>$t.err; then
+    if [ "$(dd if=$t.pvd bs=1 skip=1 count=5 2>/dev/null)" = CD001 ]; then
+      label=$(dd if=$t.pvd bs=1 skip=40 count=32 2>/dev/null | tr -d '\000' |
+        sed 's/[[:space:]]*$//; s/[^A-Za-z0-9._-]/_/g')
+      [ -z "$label" ] || state=$label
+    fi
+    break
+  fi
+  if grep -q 'No medium' $t.err; then state=empty; break; fi
+  sleep 0.2
+done
+echo "$state" >$t && mv $t /run/corral-cd
+rm -f $t.pvd $t.err
+EOF
+chmod +x "$root/sbin/corral-cd"
+
 {
   echo '#!/bin/sh'
   echo "# /init of the Corral sandbox guest (kernel $kver)"
-  echo "MODULES=\"${load_order[*]}\""
+  echo "MODULES=\"${load_order[*]:0:n_early}\""
+  echo "DEVICE_MODULES=\"${load_order[*]:n_early}\""
   cat <<'EOF'
 export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $MODULES; do insmod /lib/modules/$m.ko || echo "CORRAL-GUEST-WARN insmod $m failed"; done
+# Hot-plug makes the kernel print info messages, which would land in the middle of CORRAL- lines
+# on the console: from here on only errors reach it (a lower level from the command line stays).
+read -r lvl _ </proc/sys/kernel/printk
+[ "$lvl" -le 4 ] || echo 4 >/proc/sys/kernel/printk
 # The power button reaches acpid as an input event (evdev); acpid runs /etc/acpi/PWRF/00000080.
 # (acpid needs /var/log and /var/run, or it exits at once.)
 acpid -f -c /etc/acpi -a /etc/acpid.conf -l /var/log/acpid.log &
 sleep 0.1
 kill -0 $! 2>/dev/null || echo "CORRAL-GUEST-WARN acpid is not running: no ACPI shutdown"
+
+# What the guest sees, for hot-plug tests. No forks here: the reporter runs it every 0.2 s (TCG).
+count_ranges() { # count_ranges 0-1,3 sets ncpu=3
+  local IFS=, r
+  ncpu=0
+  for r in $1; do ncpu=$((ncpu + ${r#*-} - ${r%-*} + 1)); done
+}
+sees() { # sets line
+  local p x d= nics= macs= mac mem=0 cd=none k v
+  for p in /sys/block/*; do
+    x=${p##*/}
+    case $x in loop* | ram* | sr* | '*') ;; *) d=${d:+$d,}$x ;; esac
+  done
+  for p in /sys/class/net/*; do
+    x=${p##*/}
+    case $x in lo | '*') continue ;; esac
+    mac=-
+    read -r mac 2>/dev/null <"$p/address"
+    nics=${nics:+$nics,}$x
+    macs=${macs:+$macs,}$mac
+  done
+  read -r x </sys/devices/system/cpu/online
+  count_ranges "$x"
+  while read -r k v _; do
+    [ "$k" = MemTotal: ] && { mem=$((v / 1024)); break; }
+  done </proc/meminfo
+  if [ -e /sys/block/sr0 ]; then
+    cd=present
+    read -r cd 2>/dev/null </run/corral-cd
+  fi
+  line="CORRAL-GUEST-SEES disks=${d:--} nics=${nics:--} macs=${macs:--} cpus=$ncpu mem_mib=$mem cd=$cd"
+}
+online_new() { # onlines hot-added CPUs and memory blocks (memhp_default_state= may do the memory)
+  local p v
+  for p in /sys/devices/system/cpu/cpu[0-9]*/online; do
+    read -r v 2>/dev/null <"$p" || continue
+    [ "$v" != 0 ] || echo 1 2>/dev/null >"$p"
+  done
+  for p in /sys/devices/system/memory/memory[0-9]*/state; do
+    read -r v 2>/dev/null <"$p" || continue
+    [ "$v" != offline ] || echo online_movable 2>/dev/null >"$p" || echo online 2>/dev/null >"$p"
+  done
+}
+# A 0.2 s sleep without a fork: read with a timeout from a FIFO nobody writes to.
+if mkfifo /run/nap 2>/dev/null && [ -p /run/nap ]; then
+  exec 3<>/run/nap
+  nap() { read -t 0.2 _ <&3; }
+else
+  nap() { sleep 0.2; }
+fi
+
 read -r up _ </proc/uptime
 echo "CORRAL-GUEST-UP uptime=${up}s kernel=$(uname -r)"
+# With at most 8 possible CPUs the kernel sends IPIs in logical APIC mode, and under TCG here
+# (QEMU 7.2) they never reach a hot-added CPU: the guest stalls in anything that waits for it
+# (memory offlining, CPU unplug, its interrupts). More than 8 switch it to physical mode.
+read -r x </sys/devices/system/cpu/possible
+count_ranges "$x"
+possible=$ncpu
+read -r x </sys/devices/system/cpu/present
+count_ranges "$x"
+if [ "$possible" -gt "$ncpu" ] && [ "$possible" -le 8 ]; then
+  echo "CORRAL-GUEST-WARN $possible possible CPUs: logical APIC mode, a hot-added CPU gets no IPIs under TCG; boot with possible_cpus=16"
+fi
+(
+  for m in $DEVICE_MODULES; do insmod /lib/modules/$m.ko || echo "CORRAL-GUEST-WARN insmod $m failed"; done
+  # The CD drive: `uevent` runs /sbin/corral-cd on kernel uevents; it writes what is in the drive
+  # to /run/corral-cd. The kernel's polling reports only a new medium, so while there is one a
+  # loop also opens the drive every 0.2 s: the open makes the kernel check it, and a medium taken
+  # out with the tray left open comes as a uevent too. (Not while it is empty: a failing open costs
+  # a libata error handling. A loop of its own: such an open can hang for the 30 s SCSI timeout.)
+  # Opening must neither lock the tray (the host's eject would be refused) nor close an open one.
+  if [ -d /proc/sys/dev/cdrom ]; then
+    echo 0 >/proc/sys/dev/cdrom/lock
+    echo 0 >/proc/sys/dev/cdrom/autoclose
+  fi
+  uevent /sbin/corral-cd &
+  /sbin/corral-cd
+  while true; do
+    nap
+    [ -e /sys/block/sr0 ] || continue
+    cd=empty
+    read -r cd 2>/dev/null </run/corral-cd
+    [ "$cd" = empty ] || true 2>/dev/null </dev/sr0
+  done &
+  # The reporter: one line at once, then one whenever something changed.
+  online_new
+  sees
+  echo "$line"
+  last=$line
+  while true; do
+    nap
+    online_new
+    sees
+    [ "$line" = "$last" ] || { echo "$line"; last=$line; }
+  done
+) &
 n=0
 while true; do
   n=$((n + 1))
@@ -112,4 +276,4 @@ cp "$work/k/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 mv "$out/initrd.img.tmp" "$out/initrd.img"
 echo "$stamp" >"$out/.stamp"
-log "built $out/vmlinuz ($kver) and $out/initrd.img ($(du -h "$out/initrd.img" | cut -f1)), modules: ${load_order[*]}"
+log "built $out/vmlinuz ($kver) and $out/initrd.img ($(du -h "$out/initrd.img" | cut -f1)), modules: ${load_order[*]}${builtin[*]:+ (builtin: ${builtin[*]})}"

@@ -28,9 +28,7 @@ pub struct Sees {
 
 fn parse(line: &str) -> Option<Sees> {
     let rest = line.trim_end().strip_prefix(SEES)?;
-    let field = |name: &str| {
-        rest.split(' ').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(str::to_string)
-    };
+    let field = |name: &str| rest.split(' ').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(str::to_string);
     let list = |v: Option<String>| -> Vec<String> {
         match v.as_deref() {
             None | Some("-") => Vec::new(),
@@ -76,11 +74,7 @@ fn network(sb: &Sandbox) {
         if sb.virsh(host, &["net-info", NET]).code == 0 {
             continue;
         }
-        for args in [
-            vec!["net-define", xml.to_str().unwrap()],
-            vec!["net-autostart", NET],
-            vec!["net-start", NET],
-        ] {
+        for args in [vec!["net-define", xml.to_str().unwrap()], vec!["net-autostart", NET], vec!["net-start", NET]] {
             let out = sb.virsh(host, &args);
             assert_eq!(out.code, 0, "virsh {args:?} on {host}: {}", out.stderr);
         }
@@ -96,7 +90,7 @@ pub fn devices_while_it_ticks(sb: &Sandbox) {
     let vm = sb.cli_json::<VmView>(&[
         "vm", "create", HP, "--memory", "256M", "--vcpus", "1", "--max-vcpus", "2", "--max-memory", "1G",
         "--domain-type", "qemu", "--kernel", &kernel, "--initrd", &initrd,
-        "--cmdline", "console=ttyS0 panic=-1 memhp_default_state=online_movable",
+        "--cmdline", "console=ttyS0 panic=-1 memhp_default_state=online_movable possible_cpus=16",
         "--disk", "64M", "--nic", NET, "--ha", "--ha-priority", "high", "--start", "--host", "host1",
     ]);
     assert_eq!((vm.max_vcpus, vm.max_memory_mib), (Some(2), Some(1024)), "{vm:#?}");
@@ -148,7 +142,10 @@ pub fn devices_while_it_ticks(sb: &Sandbox) {
     }
     // Below what it booted with: a next-run change and a note, not an error.
     let out = sb.must_ok(&["vm", "edit", HP, "--memory", "128M"]);
-    assert!(out.contains("note: hp is running; memory 128 MiB waits for its next run: only hot-plugged memory"), "{out}");
+    assert!(
+        out.contains("note: hp is running; memory 128 MiB waits for its next run: only hot-plugged memory"),
+        "{out}"
+    );
     sb.must_ok(&["vm", "edit", HP, "--memory", &format!("{}M", sb.vm(HP).memory_mib)]);
 
     let iso = sb.storage_dir().join("hp-tools.iso");
@@ -209,16 +206,14 @@ pub fn scale_up_migrates_first(sb: &Sandbox) {
     assert_eq!(s.nics.len(), 1, "the migration kept nic2 unplugged: {s:?}");
     assert!(sb.wait_ticks_above(HP, ticks) > ticks);
 
-    // The guest's own vCPU unplug, where it lets it.
-    let t = Instant::now();
-    let out = sb.corral(&["vm", "edit", HP, "--vcpus", "1"]);
-    if out.code == 0 {
-        wait_sees(sb, HP, "1 CPU", |s| s.cpus == 1);
-        lap("vm edit --vcpus 1 -> 1 CPU in the guest", t.elapsed());
-    } else {
-        assert!(out.stderr.contains("could not be changed while it runs"), "{out:?}");
-        eprintln!("    vCPU unplug refused: {}", out.stderr.trim());
-    }
+    // Fewer vCPUs wait for the next run (QEMU 7.2 can die at a later hot-plug after a vCPU
+    // unplug), with a note.
+    let out = sb.must_ok(&["vm", "edit", HP, "--vcpus", "1"]);
+    assert!(
+        out.contains("note: hp is running; 1 vCPUs waits for its next run: vCPUs are removed at the next run"),
+        "{out}"
+    );
+    sb.must_ok(&["vm", "edit", HP, "--vcpus", "2"]);
     sb.must_ok(&["vm", "stop", "hpfill"]);
     sb.wait_status("hpfill", "down");
     sb.must_ok(&["vm", "delete", "hpfill"]);
