@@ -783,6 +783,13 @@ struct Steps {
 
 impl Steps {
     fn run(&mut self, name: &str, step: impl FnOnce()) {
+        // CORRAL_SANDBOX_ONLY=q,r runs only the steps with those letters (while working on them).
+        if let Ok(only) = std::env::var("CORRAL_SANDBOX_ONLY") {
+            let letter = name.split('.').next().unwrap_or_default();
+            if !only.split(',').any(|l| l.trim() == letter) {
+                return;
+            }
+        }
         eprintln!("--- step {name}");
         let t = Instant::now();
         let failure = catch_unwind(AssertUnwindSafe(step)).err().map(|panic| {

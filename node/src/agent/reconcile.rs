@@ -501,7 +501,8 @@ pub fn domain_spec_with(
         uuid: vm.id,
         name: vm.config.name.clone(),
         domain_type: domain_type.as_str().into(),
-        memory_mib: limits.map_or(vm.config.memory_mib, |l| l.boot_memory_mib.min(vm.config.memory_mib)),
+        // What it should have: at a start what it boots with, while it runs the DIMMs included.
+        memory_mib: vm.config.memory_mib,
         vcpus: vm.config.vcpus,
         max_vcpus: limits.map(|l| l.max_vcpus).filter(|m| *m > vm.config.vcpus),
         max_memory_mib: limits.map(|l| l.max_memory_mib).filter(|m| *m > vm.config.memory_mib),
