@@ -83,6 +83,41 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// What the guest last reported seeing (deploy/sandbox/guest: `CORRAL-GUEST-SEES disks=..
+/// nics=.. macs=.. cpus=N mem_mib=N cd=..`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sees {
+    pub disks: Vec<String>,
+    pub nics: Vec<String>,
+    pub macs: Vec<String>,
+    pub cpus: u32,
+    pub mem_mib: u64,
+    pub cd: String,
+}
+
+const GUEST_SEES: &str = "CORRAL-GUEST-SEES ";
+
+impl Sees {
+    fn parse(line: &str) -> Option<Sees> {
+        let rest = line.trim_end().strip_prefix(GUEST_SEES)?;
+        let field = |name: &str| rest.split(' ').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(str::to_string);
+        let list = |v: Option<String>| -> Vec<String> {
+            match v.as_deref() {
+                None | Some("-") => Vec::new(),
+                Some(l) => l.split(',').map(str::to_string).collect(),
+            }
+        };
+        Some(Sees {
+            disks: list(field("disks")),
+            nics: list(field("nics")),
+            macs: list(field("macs")),
+            cpus: field("cpus")?.parse().ok()?,
+            mem_mib: field("mem_mib")?.parse().ok()?,
+            cd: field("cd")?,
+        })
+    }
+}
+
 impl Sandbox {
     /// Installs what the sandbox needs, builds the guest, removes any old sandbox, makes `n`
     /// hosts with this build's corrald, forms one cluster of them and puts the guest's kernel
@@ -306,6 +341,24 @@ impl Sandbox {
     pub fn console(&self, vm: &str) -> String {
         let path = self.storage_dir().join("consoles").join(format!("{vm}.log"));
         String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+    }
+
+    /// The guest's last report of what it sees, since its last boot.
+    pub fn sees(&self, vm: &str) -> Option<Sees> {
+        let all = self.console(vm);
+        let boot = &all[all.rfind(GUEST_UP).unwrap_or(0)..];
+        boot.lines().rev().find_map(|l| l.find(GUEST_SEES).and_then(|at| Sees::parse(&l[at..])))
+    }
+
+    /// Waits (at most `WAIT`) until the guest reports what `ok` wants; returns the report and
+    /// how long it took.
+    pub fn wait_sees(&self, vm: &str, what: &str, ok: impl Fn(&Sees) -> bool) -> (Sees, Duration) {
+        let t = std::time::Instant::now();
+        let s = wait_until(WAIT, what, || match self.sees(vm) {
+            Some(s) if ok(&s) => Ok(s),
+            other => Err(format!("{other:?}")),
+        });
+        (s, t.elapsed())
     }
 
     /// How many times `marker` appears on the VM's console.

@@ -3,10 +3,11 @@
 //! plain `virsh migrate` of a same-sized domain on the same hosts, how long an HA VM takes to
 //! be up elsewhere after its host loses power (split into detection, fence wait, placement and
 //! start, from the event log's times), and how long maintenance takes to evacuate a host of 10
-//! running guests. It prints medians and ratios and asserts nothing about them; every loop is
-//! bounded in count and in time.
+//! running guests, and how long a hot-plug takes to reach the guest (the busybox guest's own
+//! report of what it sees: a disk, memory, a vCPU) and a scale-up that migrates first. It prints
+//! medians and ratios and asserts nothing about them; every loop is bounded in count and in time.
 //!
-//!   corral-vm-bench [--only start|migrate|failover|evacuate] [--starts N] [--rounds N] [--failovers N]
+//!   corral-vm-bench [--only start|migrate|failover|evacuate|hotplug] [--starts N] [--rounds N] [--failovers N]
 //!                   [--guests N] [--corrald "FLAGS"]   (FLAGS: extra corrald flags on every host)
 
 use std::process::{Command, Stdio};
@@ -80,6 +81,114 @@ fn main() {
     }
     if wants("evacuate") {
         evacuation(&sb, domain_type, opts.guests);
+    }
+    if wants("hotplug") {
+        hotplug(&sb, opts.rounds.max(10));
+    }
+}
+
+/// The busybox guest (TCG) with hot-plug room; from each command to the guest's report of the
+/// change: a disk plugged and unplugged, 128 MiB of memory added and removed (`rounds` times
+/// each), a vCPU added (one per boot: vCPUs are removed at the next run), and a vCPU more than
+/// its host can give (CPU overcommit 1, a second guest filling the host): migrated, then scaled,
+/// end to end.
+fn hotplug(sb: &Sandbox, rounds: usize) {
+    let (kernel, initrd) = (sb.guest_kernel(), sb.guest_initrd());
+    #[rustfmt::skip]
+    sb.cli_json::<VmView>(&[
+        "vm", "create", "bench-hp", "--memory", "256M", "--vcpus", "1", "--max-vcpus", "2", "--max-memory", "1G",
+        "--domain-type", "qemu", "--kernel", &kernel, "--initrd", &initrd,
+        "--cmdline", "console=ttyS0 panic=-1 memhp_default_state=online_movable possible_cpus=16", "--disk", "64M",
+    ]);
+    sb.must_ok(&["disk", "create", "bench-hp-d", "--size", "16M"]);
+    sb.must_ok(&["vm", "disk", "attach", "bench-hp", "bench-hp-d", "--unplugged"]);
+    let boot = |host: &str| {
+        let boots = sb.count("bench-hp", corral_tests::sandbox::GUEST_UP);
+        sb.cli_json::<VmView>(&["vm", "start", "bench-hp", "--host", host]);
+        sb.wait_status("bench-hp", "up");
+        sb.wait_count("bench-hp", corral_tests::sandbox::GUEST_UP, boots + 1);
+        sb.wait_sees("bench-hp", "its first report", |s| !s.disks.is_empty()).0
+    };
+    let stop = || {
+        sb.must_ok(&["vm", "stop", "bench-hp"]);
+        sb.wait_status("bench-hp", "down");
+    };
+    let first = boot("host1");
+    let (mut plug, mut unplug, mut mem_up, mut mem_down) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        sb.must_ok(&["vm", "disk", "plug", "bench-hp", "bench-hp-d"]);
+        sb.wait_sees("bench-hp", "vdb", |s| s.disks.len() == 2);
+        plug.push(t.elapsed());
+        let t = Instant::now();
+        sb.must_ok(&["vm", "disk", "unplug", "bench-hp", "bench-hp-d"]);
+        sb.wait_sees("bench-hp", "no vdb", |s| s.disks.len() == 1);
+        unplug.push(t.elapsed());
+        let t = Instant::now();
+        sb.must_ok(&["vm", "edit", "bench-hp", "--memory", "384M"]);
+        sb.wait_sees("bench-hp", "+128 MiB", |s| s.mem_mib >= first.mem_mib + 120);
+        mem_up.push(t.elapsed());
+        let t = Instant::now();
+        sb.must_ok(&["vm", "edit", "bench-hp", "--memory", "256M"]);
+        sb.wait_sees("bench-hp", "-128 MiB", |s| s.mem_mib < first.mem_mib + 60);
+        mem_down.push(t.elapsed());
+    }
+    let mut cpu_up = vec![];
+    for i in 0..rounds.min(5) {
+        if i > 0 {
+            stop();
+            boot("host1");
+        }
+        let t = Instant::now();
+        sb.must_ok(&["vm", "edit", "bench-hp", "--vcpus", "2"]);
+        sb.wait_sees("bench-hp", "2 CPUs", |s| s.cpus == 2);
+        cpu_up.push(t.elapsed());
+        sb.must_ok(&["vm", "edit", "bench-hp", "--vcpus", "1", "--next-run"]);
+    }
+    stop();
+    // Scale-up that must migrate: host1 full at CPU overcommit 1.
+    sb.must_ok(&["cluster", "edit", "--cpu-overcommit", "1"]);
+    #[rustfmt::skip]
+    sb.cli_json::<VmView>(&[
+        "vm", "create", "bench-fill", "--memory", "64M", "--vcpus", "1", "--domain-type", "qemu",
+        "--kernel", &kernel, "--initrd", &initrd, "--cmdline", "console=ttyS0 panic=-1", "--start", "--host", "host1",
+    ]);
+    sb.wait_status("bench-fill", "up");
+    let mut scale = vec![];
+    for _ in 0..rounds.min(5) {
+        boot("host1");
+        let t = Instant::now();
+        let out = sb.must_ok(&["vm", "edit", "bench-hp", "--vcpus", "2"]);
+        assert!(out.contains("is live-migrated to host"), "{out}");
+        sb.wait_vm("bench-hp", "moved and scaled", |v| v.host.as_deref() != Some("host1") && v.vcpus == 2);
+        sb.wait_sees("bench-hp", "2 CPUs", |s| s.cpus == 2);
+        scale.push(t.elapsed());
+        sb.must_ok(&["vm", "edit", "bench-hp", "--vcpus", "1", "--next-run"]);
+        stop();
+    }
+    for vm in ["bench-fill", "bench-hp"] {
+        if sb.vm(vm).status != "down" {
+            sb.must_ok(&["vm", "stop", vm]);
+            sb.wait_status(vm, "down");
+        }
+        sb.must_ok(&["vm", "delete", vm]);
+    }
+    sb.must_ok(&["cluster", "edit", "--cpu-overcommit", "4"]);
+    for (what, mut took) in [
+        ("vm disk plug -> the guest sees the disk", plug),
+        ("vm disk unplug -> gone in the guest", unplug),
+        ("vm edit --memory +128 MiB -> the guest's MemTotal", mem_up),
+        ("vm edit --memory -128 MiB -> the guest's MemTotal", mem_down),
+        ("vm edit --vcpus +1 -> the guest's online CPUs", cpu_up),
+        ("vm edit --vcpus +1 on a full host -> migrated and 2 CPUs in the guest", scale),
+    ] {
+        took.sort();
+        println!(
+            "hot-plug: {what} ({} runs, TCG guest, polled console): median {}, max {}",
+            took.len(),
+            ms(median(&took)),
+            ms(*took.last().unwrap_or(&Duration::ZERO))
+        );
     }
 }
 

@@ -8,58 +8,18 @@
 use std::time::{Duration, Instant};
 
 use corral_cli::views::{DiskView, VmView};
-use corral_tests::sandbox::{Sandbox, GUEST_UP, WAIT};
+use corral_tests::sandbox::{Sandbox, Sees, GUEST_UP, WAIT};
 use corral_tests::wait_until;
 
 pub const HP: &str = "hp";
 const NET: &str = "hpnet";
-const SEES: &str = "CORRAL-GUEST-SEES ";
 
-/// One report of the guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sees {
-    pub disks: Vec<String>,
-    pub nics: Vec<String>,
-    pub macs: Vec<String>,
-    pub cpus: u32,
-    pub mem_mib: u64,
-    pub cd: String,
+fn sees(sb: &Sandbox, vm: &str) -> Option<Sees> {
+    sb.sees(vm)
 }
 
-fn parse(line: &str) -> Option<Sees> {
-    let rest = line.trim_end().strip_prefix(SEES)?;
-    let field = |name: &str| rest.split(' ').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(str::to_string);
-    let list = |v: Option<String>| -> Vec<String> {
-        match v.as_deref() {
-            None | Some("-") => Vec::new(),
-            Some(l) => l.split(',').map(str::to_string).collect(),
-        }
-    };
-    Some(Sees {
-        disks: list(field("disks")),
-        nics: list(field("nics")),
-        macs: list(field("macs")),
-        cpus: field("cpus")?.parse().ok()?,
-        mem_mib: field("mem_mib")?.parse().ok()?,
-        cd: field("cd")?,
-    })
-}
-
-/// The guest's last report since its last boot.
-pub fn sees(sb: &Sandbox, vm: &str) -> Option<Sees> {
-    let all = sb.console(vm);
-    let boot = &all[all.rfind(GUEST_UP).unwrap_or(0)..];
-    boot.lines().rev().find_map(|l| l.find(SEES).and_then(|at| parse(&l[at..])))
-}
-
-/// Waits until the guest reports what `ok` wants; returns the report and how long it took.
-pub fn wait_sees(sb: &Sandbox, vm: &str, what: &str, ok: impl Fn(&Sees) -> bool) -> (Sees, Duration) {
-    let t = Instant::now();
-    let s = wait_until(WAIT, what, || match sees(sb, vm) {
-        Some(s) if ok(&s) => Ok(s),
-        other => Err(format!("{other:?}")),
-    });
-    (s, t.elapsed())
+fn wait_sees(sb: &Sandbox, vm: &str, what: &str, ok: impl Fn(&Sees) -> bool) -> (Sees, Duration) {
+    sb.wait_sees(vm, what, ok)
 }
 
 fn lap(what: &str, took: Duration) {
