@@ -314,6 +314,7 @@ mod affinity;
 mod auth;
 mod engine;
 mod ha;
+mod hotplug;
 mod inconsistent;
 mod lifecycle;
 mod migration;

@@ -176,3 +176,98 @@ impl Agent {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::domain_xml::{CdromSpec, LiveDisk, LiveNic};
+
+    fn disk(path: &str, target: &str, bus: DiskBus) -> DiskSpec {
+        DiskSpec { path: path.into(), target: target.into(), format: "qcow2".into(), bus, serial: None }
+    }
+
+    fn live_disk(path: Option<&str>, target: &str, device: DiskDevice) -> LiveDisk {
+        LiveDisk {
+            target: target.into(),
+            bus: "virtio".into(),
+            device,
+            source: path.map(str::to_string),
+            format: None,
+            serial: None,
+            readonly: false,
+            alias: None,
+        }
+    }
+
+    fn nic(mac: &str) -> LiveNic {
+        LiveNic {
+            mac: mac.into(),
+            kind: "network".into(),
+            network: Some("n".into()),
+            bridge: None,
+            model: None,
+            alias: None,
+        }
+    }
+
+    #[test]
+    fn the_difference_is_exactly_what_changed() {
+        let want = DomainSpec {
+            uuid: Uuid::nil(),
+            name: "web1".into(),
+            domain_type: "qemu".into(),
+            memory_mib: 384,
+            vcpus: 2,
+            max_vcpus: Some(4),
+            max_memory_mib: Some(1024),
+            disks: vec![disk("/sd/a", "vda", DiskBus::Virtio), disk("/sd/c", "sdb", DiskBus::Scsi)],
+            scsi_controller: true,
+            cdrom: Some(CdromSpec { path: Some("/sd/x.iso".into()) }),
+            nics: vec![NicSpec { network: "n".into(), mac: "52:54:00:00:00:02".into() }],
+            kernel: None,
+            serial_log: None,
+        };
+        let live = LiveDomain {
+            uuid: Uuid::nil(),
+            name: "web1".into(),
+            memory_mib: 256,
+            current_memory_mib: 256,
+            max_memory_mib: Some(1024),
+            memory_slots: Some(16),
+            dimms: vec![],
+            vcpus: 1,
+            max_vcpus: 4,
+            disks: vec![
+                live_disk(Some("/sd/a"), "vda", DiskDevice::Disk),
+                live_disk(Some("/sd/b"), "vdb", DiskDevice::Disk),
+                live_disk(Some("/elsewhere/z"), "vdc", DiskDevice::Disk),
+                live_disk(None, "hdc", DiskDevice::Cdrom),
+            ],
+            nics: vec![nic("52:54:00:00:00:01")],
+            scsi_controller: true,
+        };
+        let actions = hot_actions(&want, &live, |p| p.starts_with("/sd/"));
+        assert_eq!(
+            actions,
+            vec![
+                HotAction::UnplugDisk { target: "vdb".into(), path: "/sd/b".into() },
+                HotAction::PlugDisk(disk("/sd/c", "sda", DiskBus::Scsi)),
+                HotAction::UnplugNic { mac: "52:54:00:00:00:01".into() },
+                HotAction::PlugNic(NicSpec { network: "n".into(), mac: "52:54:00:00:00:02".into() }),
+                HotAction::ChangeCd(Some("/sd/x.iso".into())),
+                HotAction::SetVcpus(2),
+                HotAction::PlugMemory(128),
+            ]
+        );
+        // A domain that runs what it should needs nothing.
+        let same = DomainSpec {
+            disks: vec![disk("/sd/a", "vda", DiskBus::Virtio), disk("/sd/b", "vdb", DiskBus::Virtio)],
+            nics: vec![NicSpec { network: "n".into(), mac: "52:54:00:00:00:01".into() }],
+            cdrom: Some(CdromSpec { path: None }),
+            vcpus: 1,
+            memory_mib: 256,
+            ..want
+        };
+        assert_eq!(hot_actions(&same, &live, |p| p.starts_with("/sd/")), vec![]);
+    }
+}
