@@ -100,7 +100,8 @@ const GUEST_SEES: &str = "CORRAL-GUEST-SEES ";
 impl Sees {
     fn parse(line: &str) -> Option<Sees> {
         let rest = line.trim_end().strip_prefix(GUEST_SEES)?;
-        let field = |name: &str| rest.split(' ').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(str::to_string);
+        let field =
+            |name: &str| rest.split(' ').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(str::to_string);
         let list = |v: Option<String>| -> Vec<String> {
             match v.as_deref() {
                 None | Some("-") => Vec::new(),
