@@ -94,14 +94,24 @@ pub async fn prepare_import(
         ignored.push("Content/Origin: the document is a hosted engine's; imported as an ordinary VM".into());
         vm.config.hosted_engine = false;
     }
-    for d in &disks {
-        if !node.images.path(&d.file).exists() {
+    for d in &mut disks {
+        let path = node.images.path(&d.file);
+        if !path.exists() {
             return Err(ClusterError::FailedPrecondition(format!(
                 "disk '{}': image {} is not in the storage domain ({}); copy it there first",
                 d.name,
                 d.file,
                 node.images.path("").display()
             )));
+        }
+        // The image's own size, not the document's word for it.
+        let real = node.images.virtual_size_mib(&path).await?;
+        if real != d.size_mib {
+            ignored.push(format!(
+                "disk '{}': the document says {} MiB, the image holds {real} MiB; {real} MiB is recorded",
+                d.name, d.size_mib
+            ));
+            d.size_mib = real;
         }
     }
     let mut made = Vec::new();
@@ -129,6 +139,14 @@ pub async fn prepare_import(
             made.push(copy.file.clone());
             copies.push(copy);
         }
+        // Each copy is attached as its original was.
+        vm.config.attachments = vm
+            .config
+            .disks
+            .iter()
+            .zip(&copies)
+            .filter_map(|(old, new)| vm.config.attachments.get(old).map(|a| (new.id, *a)))
+            .collect();
         disks = copies;
         vm.config.disks = disks.iter().map(|d| d.id).collect();
         vm.config.created_ms = now_ms();
