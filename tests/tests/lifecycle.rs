@@ -125,8 +125,10 @@ fn editing_a_running_vm_waits_for_its_next_run() {
     let c = Cluster::run(3, &[]);
     c.cli_json::<VmView>(0, &["vm", "create", "app", "--memory", "512M", "--vcpus", "1", "--start"]);
     c.wait_status(1, "app", "up");
+    // At cluster level 3 memory and vCPUs would be hot-plugged: --next-run keeps them for later
+    // (hotplug.rs has the hot-plug paths).
     let edited: VmView =
-        c.cli_json(2, &["vm", "edit", "app", "--memory", "1G", "--vcpus", "2", "--description", "now"]);
+        c.cli_json(2, &["vm", "edit", "app", "--memory", "1G", "--vcpus", "2", "--description", "now", "--next-run"]);
     assert_eq!((edited.memory_mib, edited.vcpus), (512, 1), "{edited:#?}");
     assert_eq!(edited.description, "now", "description changes at once");
     let next_run = edited.next_run.expect("a next-run configuration");
