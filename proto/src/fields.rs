@@ -63,7 +63,7 @@ fields! {
     Cdrom = "vm cd --iso | --eject", HotPlug, "the medium of its CD-ROM drive";
     Disks = "vm disk add | attach | plug | unplug", HotPlug, "virtio or virtio-scsi";
     Nics = "vm nic add | plug | unplug", HotPlug, "virtio";
-    MaxMemory = "--max-memory", NextRun, "default 4x memory";
+    MaxMemory = "--max-memory", NextRun, "default 4x memory from 256 MiB on, else none";
     MaxVcpus = "--max-vcpus", NextRun, "default the largest host's CPUs";
     DomainType = "--domain-type", NextRun, "";
     Os = "--os", NextRun, "one of `corral vm edit --help`'s OS names";

@@ -84,8 +84,8 @@ impl ClusterState {
         self.add_vm(now, vm, msg, start)
     }
 
-    /// The hot-plug limits of a new VM: what it asks for, else 4x its memory and the largest
-    /// host's CPUs (never below what it has).
+    /// The hot-plug limits of a new VM: what it asks for, else 4x its memory (from 256 MiB on) and
+    /// the largest host's CPUs (never below what it has).
     fn give_limits(
         &self,
         vm: &mut Vm,
@@ -106,7 +106,10 @@ impl ClusterState {
             ));
         }
         let largest = self.hosts.values().map(|h| h.facts.cpus).max().unwrap_or(0);
-        c.max_memory_mib = Some(max_memory_mib.unwrap_or(c.memory_mib.saturating_mul(4)));
+        // A guest this small may not boot with room for memory hot-plug (Debian 12's kernel runs
+        // out of memory at boot with 128 MiB and any maximum; 160 MiB boots): no room unless asked.
+        let room = c.memory_mib >= crate::model::MIN_HOTPLUG_MEMORY_MIB;
+        c.max_memory_mib = Some(max_memory_mib.unwrap_or(if room { c.memory_mib.saturating_mul(4) } else { c.memory_mib }));
         c.max_vcpus = Some(max_vcpus.unwrap_or(largest.max(c.vcpus)));
         Ok(())
     }

@@ -121,6 +121,8 @@ pub struct RunLimits {
 
 /// Memory is hot-plugged and unplugged in steps of this size (the guest's memory block).
 pub const MEMORY_STEP_MIB: u64 = 128;
+/// The least memory a new VM must have to get room for memory hot-plug by default.
+pub const MIN_HOTPLUG_MEMORY_MIB: u64 = 256;
 
 /// Where the VM runs and what it does there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
