@@ -95,7 +95,7 @@ show --endpoint "$(addr 2)" host list
 
 step "Changing running VMs: vCPUs now (the host confirms), memory and OS at the next run, a floating disk"
 show --endpoint "$(addr 1)" vm edit web1 --vcpus 3 >/dev/null
-show --endpoint "$(addr 2)" vm edit db1 --memory 16G | grep note:
+show --endpoint "$(addr 2)" vm edit db1 --memory 16G | grep -E "^(\$|note:)"
 show --endpoint "$(addr 2)" vm edit db1 --memory 3G --os rhel_9x64 --next-run >/dev/null
 show --endpoint "$(addr 3)" disk create data1 --size 256M >/dev/null
 show --endpoint "$(addr 3)" vm disk attach db1 data1 --unplugged >/dev/null
