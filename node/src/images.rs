@@ -21,6 +21,26 @@ impl StorageDomain {
         self.dir.join(file)
     }
 
+    /// `path` relative to the storage domain when it lies inside it (as the state keeps it, so
+    /// each host resolves it under its own mount), else as it is.
+    pub fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.dir).unwrap_or(path).display().to_string()
+    }
+
+    /// The virtual size in MiB of an image that a running VM may hold open (a shared read).
+    pub async fn virtual_size_mib_shared(&self, path: &Path) -> Result<u64, ClusterError> {
+        let out =
+            Command::new("qemu-img").args(["info", "-U", "--output=json"]).arg(path).output().await.map_err(|e| {
+                ClusterError::FailedPrecondition(format!("cannot run qemu-img (install qemu-utils on every host): {e}"))
+            })?;
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| ClusterError::Internal(format!("qemu-img info gave no JSON for {}: {e}", path.display())))?;
+        let bytes = info["virtual-size"]
+            .as_u64()
+            .ok_or_else(|| ClusterError::Internal("qemu-img info gave no virtual-size".into()))?;
+        Ok(bytes.div_ceil(1024 * 1024))
+    }
+
     /// A file a user names for a VM to boot from (`field`: kernel, initrd): a path relative to
     /// the storage domain, or an absolute one inside it. `..` is refused, and so is a symbolic
     /// link that leads out of it, so a VM can never be made to read a host file such as

@@ -48,7 +48,6 @@ pub fn spawn(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
         migrating: Arc::default(),
         aborting: HashSet::new(),
         hot_tried: HashMap::new(),
-        disk_sizes: HashMap::new(),
     };
     tokio::spawn(agent.run());
 }
@@ -68,8 +67,6 @@ struct Agent {
     aborting: HashSet<(Uuid, u64)>,
     /// The last change to a running VM this agent made (its `hot_seq`), and its report.
     hot_tried: HashMap<Uuid, (u64, Observed)>,
-    /// The size of each plugged disk as the running domain has it, per VM and image path.
-    disk_sizes: HashMap<(Uuid, String), u64>,
 }
 
 /// What the agent needs of the state for one pass, copied out so no lock is held across I/O.
@@ -361,16 +358,11 @@ impl Agent {
             return;
         };
         if !missing.is_empty() {
-            let message = format!(
-                "VM {} starts without its optional disk(s) {}: the image cannot be opened.",
-                vm.config.name,
-                missing.join(", ")
-            );
+            let message =
+                format!("VM {} starts without {}: the image cannot be opened.", vm.config.name, missing.join(", "));
             let _ = self.node.cluster.write(None, Op::RecordEvent { kind: EventKind::VmStateChanged, message }).await;
         }
-        for d in &spec.disks {
-            self.disk_sizes.remove(&(vm.id, d.path.clone()));
-        }
+
         let result = {
             // Held only while libvirt starts it, never across a write to the cluster.
             let _acting = node.lease.acting.read().await;
@@ -457,7 +449,16 @@ fn domain_spec(images: &StorageDomain, s: &ClusterState, vm: &Vm, me: NodeId) ->
         .map(|d| d.name.clone())
         .collect();
     let present: Vec<_> = disks.into_iter().filter(|d| !missing.contains(&d.name)).collect();
-    (domain_spec_with(images, vm, &present, host_type), missing)
+    let missing: Vec<String> = missing.into_iter().map(|d| format!("optional disk {d}")).collect();
+    let mut spec = domain_spec_with(images, vm, &present, host_type);
+    let mut missing = missing;
+    // A medium that is gone leaves the drive empty rather than the VM down.
+    if let Some(cd) =
+        spec.cdrom.as_mut().filter(|cd| cd.path.as_ref().is_some_and(|p| !std::path::Path::new(p).exists()))
+    {
+        missing.push(format!("CD {}", cd.path.take().unwrap_or_default()));
+    }
+    (spec, missing)
 }
 
 /// The domain for `vm` with these disks, on a host whose own domain type is `host_type`.
@@ -508,7 +509,8 @@ pub fn domain_spec_with(
         max_memory_mib: limits.map(|l| l.max_memory_mib).filter(|m| *m > vm.config.memory_mib),
         disks,
         scsi_controller: limits.is_some(),
-        cdrom: limits.map(|_| CdromSpec { path: vm.config.cdrom.clone() }),
+        cdrom: limits
+            .map(|_| CdromSpec { path: vm.config.cdrom.as_ref().map(|cd| images.path(cd).display().to_string()) }),
         nics: vm
             .config
             .nics

@@ -48,6 +48,7 @@ impl Api {
     pub async fn create(&self, cx: &Caller, req: CreateDiskRequest) -> Result<Disk, ClusterError> {
         let rid = cx.request_id()?;
         let CreateDiskRequest { name, size_mib, format } = req;
+        super::vms::require_hotplug_level(&self.0, "disk create")?;
         validate::name("name", &name)?;
         if size_mib == 0 {
             return Err(ClusterError::invalid("size", "must be at least 1 MiB"));
@@ -104,6 +105,7 @@ impl Api {
     pub async fn resize(&self, cx: &Caller, req: ResizeDiskRequest) -> Result<Disk, ClusterError> {
         let rid = cx.request_id()?;
         let ResizeDiskRequest { disk, size_mib } = req;
+        super::vms::require_hotplug_level(&self.0, "disk resize")?;
         let needs = [(Operation::DiskEdit, Obj::Disk(&disk))];
         self.0.check(cx, &needs).await?;
         let (found, live) =
@@ -158,6 +160,7 @@ impl Api {
     pub async fn delete(&self, cx: &Caller, req: DiskRef) -> Result<Disk, ClusterError> {
         let rid = cx.request_id()?;
         let disk = req.disk;
+        super::vms::require_hotplug_level(&self.0, "disk delete")?;
         let needs = [(Operation::DiskEdit, Obj::Disk(&disk))];
         let op = self.0.permit(cx, &needs, Op::DeleteDisk { disk: disk.clone() }).await?;
         let outcome = self.0.cluster.write(rid, op).await?;

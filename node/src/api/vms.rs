@@ -175,6 +175,19 @@ pub(crate) fn random_mac() -> String {
     format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
+/// Refuses what only cluster level 3 can apply before it is proposed: a member of an earlier
+/// build would read the command differently, or not at all.
+pub fn require_hotplug_level(node: &Handles, what: &str) -> Result<(), ClusterError> {
+    let level = node.cluster.state()?.read(|s| s.cluster.as_ref().map_or(0, |c| c.level));
+    if level < model::HOTPLUG_LEVEL {
+        return Err(ClusterError::FailedPrecondition(format!(
+            "{what} needs cluster level {}: run `corral cluster upgrade` first",
+            model::HOTPLUG_LEVEL
+        )));
+    }
+    Ok(())
+}
+
 /// How long a change to a running VM waits for its host to make it.
 const HOT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -297,6 +310,9 @@ impl Api {
         };
         validate::vm_spec(&spec)?;
         validate::vm_limits(&spec)?;
+        if spec.max_vcpus.is_some() || spec.max_memory_mib.is_some() {
+            require_hotplug_level(&self.0, "--max-vcpus and --max-memory")?;
+        }
         validate::disk_count(r.disks_mib.len())?;
         if let Some(i) = r.disks_mib.iter().position(|s| *s == 0) {
             return Err(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1)));
@@ -413,6 +429,9 @@ impl Api {
             cdrom: None,
         };
         validate::vm_changes(&changes)?;
+        if changes.next_run || changes.max_vcpus.is_some() || changes.max_memory_mib.is_some() {
+            require_hotplug_level(&self.0, "--next-run, --max-vcpus and --max-memory")?;
+        }
         self.edit_with(cx, rid, Operation::VmEdit, &r.vm, changes).await
     }
 
@@ -656,6 +675,7 @@ impl Api {
     pub async fn change_cd(&self, cx: &Caller, req: ChangeCdRequest) -> Result<Vm, ClusterError> {
         let rid = cx.request_id()?;
         let ChangeCdRequest { vm, iso, eject, next_run } = req;
+        require_hotplug_level(&self.0, "vm cd")?;
         let cdrom = match (opt(iso), eject) {
             (Some(_), true) => return Err(ClusterError::invalid("iso", "give an ISO or --eject, not both")),
             (None, false) => {
@@ -667,7 +687,23 @@ impl Api {
                 if !path.is_file() {
                     return Err(ClusterError::invalid("iso", format!("{} is not a file", path.display())));
                 }
-                Some(path.display().to_string())
+                // Kept relative to the storage domain, which each host resolves for itself; a disk
+                // image of the cluster is no medium.
+                let rel = self.0.images.relative(&path);
+                let images = self.0.images.clone();
+                let wanted = path.clone();
+                let taken = self
+                    .0
+                    .cluster
+                    .read(false, move |s| s.disks.values().any(|d| images.path(&d.file) == wanted))
+                    .await?;
+                if taken {
+                    return Err(ClusterError::invalid(
+                        "iso",
+                        format!("{} is a disk image of the cluster, not an ISO", path.display()),
+                    ));
+                }
+                Some(rel)
             }
         };
         let changes = VmChanges { cdrom: Some(cdrom), next_run, ..VmChanges::default() };
@@ -678,6 +714,7 @@ impl Api {
     pub async fn add_disk(&self, cx: &Caller, req: AddDiskRequest) -> Result<Vm, ClusterError> {
         let rid = cx.request_id()?;
         let AddDiskRequest { vm, size_mib, name, format, interface, bootable, optional, request_id: _ } = req;
+        require_hotplug_level(&self.0, "vm disk add")?;
         if size_mib == 0 {
             return Err(ClusterError::invalid("size", "must be at least 1 MiB"));
         }
@@ -690,7 +727,10 @@ impl Api {
             .cluster
             .read(false, |s| {
                 let v = s.find_vm(&vm).cloned();
-                let n = v.as_ref().map_or(0, |v| v.config.disks.len());
+                // The lowest free name VM-diskN.
+                let n = v.as_ref().map_or(0, |v| {
+                    (0..).find(|i| s.find_disk(&format!("{}-disk{i}", v.config.name)).is_none()).unwrap_or(0)
+                });
                 (v, n)
             })
             .await?;
@@ -787,6 +827,7 @@ impl Api {
         op: Op,
     ) -> Result<Vm, ClusterError> {
         let rid = cx.request_id()?;
+        require_hotplug_level(&self.0, "changing a VM's disks and NICs")?;
         let before = self.0.cluster.read(false, |s| s.find_vm(vm).cloned()).await?;
         let op = self.0.permit(cx, needs, op).await?;
         let outcome = self.0.cluster.write(rid, op).await?;

@@ -15,9 +15,6 @@ use crate::error::{quote, ClusterError};
 use crate::model::{Attachment, ClusterState, Disk, EventKind, LiveDevices, Nic, Vm, VmStatus, HOTPLUG_LEVEL};
 use crate::validate;
 
-/// The most disks and NICs one VM may have (what one PCI bus holds, with room to spare).
-pub const MAX_DEVICES: usize = 24;
-
 impl ClusterState {
     /// Whether the cluster runs at the level where running VMs change in place.
     pub(super) fn hotplug_level(&self) -> bool {
@@ -84,8 +81,7 @@ impl ClusterState {
         if let Some(vm) = disk.vm.and_then(|v| self.vms.get_mut(&v)) {
             touched.insert(vm.id);
             if live.is_some() {
-                vm.runtime.hot_seq += 1;
-                vm.runtime.hot_error = None;
+                order_hot_change(vm);
             }
         }
         let how = if live.is_some() { " (live)" } else { "" };
@@ -122,10 +118,11 @@ impl ClusterState {
     ) -> OpResult {
         self.require_hotplug("vm disk attach")?;
         let v = self.find_vm(vm).ok_or_else(|| ClusterError::vm_not_found(vm))?.clone();
-        if v.config.disks.len() >= MAX_DEVICES {
+        if v.config.disks.len() >= validate::MAX_DISKS {
             return Err(ClusterError::FailedPrecondition(format!(
-                "vm '{}' has {MAX_DEVICES} disks, the most a VM may have",
-                v.config.name
+                "vm '{}' has {} disks, the most a VM may have",
+                v.config.name,
+                validate::MAX_DISKS
             )));
         }
         let d = match new {
@@ -169,8 +166,7 @@ impl ClusterState {
         vm.config.disks.push(d.id);
         vm.config.attachments.insert(d.id, a);
         if plug {
-            vm.runtime.hot_seq += 1;
-            vm.runtime.hot_error = None;
+            order_hot_change(vm);
         }
         vm.config.updated_ms = now;
         let out = vm.clone();
@@ -201,6 +197,7 @@ impl ClusterState {
     pub(super) fn detach_disk(&mut self, now: i64, vm: &str, disk: &str) -> OpResult {
         self.require_hotplug("vm disk detach")?;
         let (v, d) = self.vm_and_its_disk(vm, disk)?;
+        settled(&v)?;
         if v.is_running() && !v.attachment(d.id).unplugged {
             return Err(ClusterError::FailedPrecondition(format!(
                 "disk '{}' is plugged into running vm '{}'; unplug it first (`corral vm disk unplug {} {}`)",
@@ -244,8 +241,7 @@ impl ClusterState {
         let vm = self.vms.get_mut(&v.id).ok_or_else(|| ClusterError::vm_not_found(vm))?;
         vm.config.attachments.insert(d.id, a);
         if running {
-            vm.runtime.hot_seq += 1;
-            vm.runtime.hot_error = None;
+            order_hot_change(vm);
         }
         vm.config.updated_ms = now;
         let out = vm.clone();
@@ -271,13 +267,15 @@ impl ClusterState {
         self.require_hotplug("vm nic add")?;
         validate::nics(std::slice::from_ref(nic))?;
         let v = self.find_vm(vm).ok_or_else(|| ClusterError::vm_not_found(vm))?.clone();
-        if v.config.nics.len() >= MAX_DEVICES {
+        if v.config.nics.len() >= validate::MAX_NICS {
             return Err(ClusterError::FailedPrecondition(format!(
-                "vm '{}' has {MAX_DEVICES} NICs, the most a VM may have",
-                v.config.name
+                "vm '{}' has {} NICs, the most a VM may have",
+                v.config.name,
+                validate::MAX_NICS
             )));
         }
-        if let Some(other) = self.vms.values().find(|o| o.config.nics.iter().any(|n| n.mac == nic.mac)) {
+        let same = |n: &Nic| n.mac.eq_ignore_ascii_case(&nic.mac);
+        if let Some(other) = self.vms.values().find(|o| o.config.nics.iter().any(same)) {
             return Err(ClusterError::AlreadyExists(format!(
                 "MAC {} is in use by vm '{}'",
                 nic.mac, other.config.name
@@ -296,8 +294,7 @@ impl ClusterState {
         name_nics(vm);
         vm.config.nics.push(Nic { name: name.clone(), ..nic.clone() });
         if plug {
-            vm.runtime.hot_seq += 1;
-            vm.runtime.hot_error = None;
+            order_hot_change(vm);
         }
         vm.config.updated_ms = now;
         let out = vm.clone();
@@ -310,6 +307,7 @@ impl ClusterState {
     pub(super) fn remove_nic(&mut self, now: i64, vm: &str, nic: &str) -> OpResult {
         self.require_hotplug("vm nic remove")?;
         let (v, i) = self.vm_and_its_nic(vm, nic)?;
+        settled(&v)?;
         if v.is_running() && !v.config.nics[i].unplugged {
             return Err(ClusterError::FailedPrecondition(format!(
                 "NIC {nic} is plugged into running vm '{}'; unplug it first (`corral vm nic unplug {} {nic}`)",
@@ -340,8 +338,7 @@ impl ClusterState {
         name_nics(vm);
         vm.config.nics[i].unplugged = !plugged;
         if running {
-            vm.runtime.hot_seq += 1;
-            vm.runtime.hot_error = None;
+            order_hot_change(vm);
         }
         vm.config.updated_ms = now;
         let out = vm.clone();
@@ -368,6 +365,24 @@ fn name_nics(vm: &mut Vm) {
             vm.config.nics[i].name = vm.nic_name(i);
         }
     }
+}
+
+/// Orders the VM's host to make its running domain match its configuration again.
+pub(super) fn order_hot_change(vm: &mut Vm) {
+    vm.runtime.hot_seq += 1;
+    vm.runtime.hot_error = None;
+}
+
+/// A running VM whose host has not confirmed the last change yet (an unplug the guest may still
+/// refuse) keeps its devices attached until it has.
+fn settled(vm: &Vm) -> Result<(), ClusterError> {
+    if vm.is_running() && vm.runtime.hot_done < vm.runtime.hot_seq {
+        return Err(ClusterError::FailedPrecondition(format!(
+            "vm '{}' has a change its host has not confirmed yet; try again when it has (`corral vm show {}`)",
+            vm.config.name, vm.config.name
+        )));
+    }
+    Ok(())
 }
 
 fn busy_migrating(vm: &Vm) -> Result<(), ClusterError> {
@@ -417,7 +432,8 @@ pub(super) fn hotplugged(
         reverted.push(format!("{} vCPUs", live.vcpus));
         c.vcpus = live.vcpus;
     }
-    if live.cdrom != c.cdrom {
+    // A domain started before level 3 has no drive: its CD setting is not what failed.
+    if live.cdrom != c.cdrom && vm.runtime.run_limits.is_some() {
         reverted.push(format!("CD {}", live.cdrom.as_deref().unwrap_or("none")));
         c.cdrom = live.cdrom.clone();
     }
@@ -435,7 +451,7 @@ pub(super) fn hotplugged(
         }
     }
     for n in &mut c.nics {
-        let plugged = live.nics.contains(&n.mac);
+        let plugged = live.nics.iter().any(|m| m.eq_ignore_ascii_case(&n.mac));
         if n.unplugged == plugged {
             n.unplugged = !plugged;
             reverted.push(format!("NIC {} {}", n.mac, if plugged { "plugged" } else { "unplugged" }));

@@ -20,10 +20,20 @@ pub enum Decision {
     NextRun(Option<String>),
 }
 
+/// Only an up VM takes a hot-plug: one powering up may be defined already with the old
+/// configuration, or not yet (its limits were taken from the old one).
+fn not_up(vm: &Vm) -> Option<Decision> {
+    (vm.runtime.status != VmStatus::Up)
+        .then(|| Decision::NextRun(Some(format!("it is {}, not up", vm.runtime.status.as_str()))))
+}
+
 /// How a new memory size reaches running VM `vm`.
 pub fn memory_decision(vm: &Vm, mib: u64, next_run: bool) -> Decision {
     if next_run {
         return Decision::NextRun(None);
+    }
+    if let Some(d) = not_up(vm) {
+        return d;
     }
     let Some(l) = vm.runtime.run_limits.filter(|l| l.max_memory_mib > l.boot_memory_mib) else {
         return Decision::NextRun(Some("it was started without room for memory hot-plug (no max memory)".into()));
@@ -51,6 +61,9 @@ pub fn vcpus_decision(vm: &Vm, n: u32, next_run: bool) -> Decision {
     if next_run {
         return Decision::NextRun(None);
     }
+    if let Some(d) = not_up(vm) {
+        return d;
+    }
     let Some(l) = vm.runtime.run_limits.filter(|l| l.max_vcpus > 1) else {
         return Decision::NextRun(Some("it was started without room for vCPU hot-plug (no max vCPUs)".into()));
     };
@@ -71,6 +84,9 @@ pub fn vcpus_decision(vm: &Vm, n: u32, next_run: bool) -> Decision {
 pub fn cd_decision(vm: &Vm, next_run: bool) -> Decision {
     if next_run {
         return Decision::NextRun(None);
+    }
+    if let Some(d) = not_up(vm) {
+        return d;
     }
     match vm.runtime.run_limits {
         Some(_) => Decision::HotPlug,
@@ -126,8 +142,7 @@ impl ClusterState {
         // (placement chooses, every rule holds), then scaled there; none has: refused.
         let target = if hot.grows { self.room_to_grow(&before, &vm)? } else { None };
         if hot.any {
-            vm.runtime.hot_seq += 1;
-            vm.runtime.hot_error = None;
+            super::devices::order_hot_change(&mut vm);
         }
         let id = vm.id;
         let out = self.store_edit(now, &before, vm, &what);
@@ -252,48 +267,13 @@ fn edit_resources_live(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Re
         }
     }
     if let Some(v) = c.memory_mib {
-        let was = vm.config.memory_mib;
-        match (running, memory_decision(vm, v, c.next_run)) {
-            (false, _) if v != was => {
-                what.push(format!("memory {was} -> {v} MiB"));
-                vm.config.memory_mib = v;
-            }
-            (false, _) => {}
-            (true, _) if v == was => next.memory_mib = None,
-            (true, Decision::HotPlug) => {
-                what.push(format!("memory {was} -> {v} MiB (hot-plug)"));
-                vm.config.memory_mib = v;
-                next.memory_mib = None;
-                hot.any = true;
-                hot.grows |= v > was;
-            }
-            (true, Decision::NextRun(why)) => {
-                what.push(format!("memory {was} -> {v} MiB on its next run{}", because(why)));
-                next.memory_mib = Some(v);
-            }
-        }
+        let d = memory_decision(vm, v, c.next_run);
+        let words = |m: u64| format!("{m} MiB");
+        hot_field(running, &mut vm.config.memory_mib, v, d, &mut next.memory_mib, "memory", words, what, &mut hot);
     }
     if let Some(v) = c.vcpus {
-        let was = vm.config.vcpus;
-        match (running, vcpus_decision(vm, v, c.next_run)) {
-            (false, _) if v != was => {
-                what.push(format!("vCPUs {was} -> {v}"));
-                vm.config.vcpus = v;
-            }
-            (false, _) => {}
-            (true, _) if v == was => next.vcpus = None,
-            (true, Decision::HotPlug) => {
-                what.push(format!("vCPUs {was} -> {v} (hot-plug)"));
-                vm.config.vcpus = v;
-                next.vcpus = None;
-                hot.any = true;
-                hot.grows |= v > was;
-            }
-            (true, Decision::NextRun(why)) => {
-                what.push(format!("vCPUs {was} -> {v} on its next run{}", because(why)));
-                next.vcpus = Some(v);
-            }
-        }
+        let d = vcpus_decision(vm, v, c.next_run);
+        hot_field(running, &mut vm.config.vcpus, v, d, &mut next.vcpus, "vCPUs", |n| n.to_string(), what, &mut hot);
     }
     if let Some(v) = &c.cdrom {
         let was = vm.config.cdrom.clone();
@@ -352,6 +332,42 @@ fn edit_resources_live(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Re
         ));
     }
     Ok(hot)
+}
+
+/// Memory or vCPUs: set at once on a VM that is down; on a running one plugged now or kept for
+/// its next run as `decision` says (the running value again drops a pending one).
+#[allow(clippy::too_many_arguments)]
+fn hot_field<T: Copy + PartialEq + PartialOrd>(
+    running: bool,
+    current: &mut T,
+    asked: T,
+    decision: Decision,
+    pending: &mut Option<T>,
+    name: &str,
+    words: impl Fn(T) -> String,
+    what: &mut Vec<String>,
+    hot: &mut Hot,
+) {
+    let was = *current;
+    match (running, decision) {
+        (false, _) if asked != was => {
+            what.push(format!("{name} {} -> {}", words(was), words(asked)));
+            *current = asked;
+        }
+        (false, _) => {}
+        (true, _) if asked == was => *pending = None,
+        (true, Decision::HotPlug) => {
+            what.push(format!("{name} {} -> {} (hot-plug)", words(was), words(asked)));
+            *current = asked;
+            *pending = None;
+            hot.any = true;
+            hot.grows |= asked > was;
+        }
+        (true, Decision::NextRun(why)) => {
+            what.push(format!("{name} {} -> {} on its next run{}", words(was), words(asked), because(why)));
+            *pending = Some(asked);
+        }
+    }
 }
 
 /// A next-run field: set at once on a VM that is down (returned for the caller to store), else

@@ -109,7 +109,8 @@ impl ClusterState {
         // A guest this small may not boot with room for memory hot-plug (Debian 12's kernel runs
         // out of memory at boot with 128 MiB and any maximum; 160 MiB boots): no room unless asked.
         let room = c.memory_mib >= crate::model::MIN_HOTPLUG_MEMORY_MIB;
-        c.max_memory_mib = Some(max_memory_mib.unwrap_or(if room { c.memory_mib.saturating_mul(4) } else { c.memory_mib }));
+        c.max_memory_mib =
+            Some(max_memory_mib.unwrap_or(if room { c.memory_mib.saturating_mul(4) } else { c.memory_mib }));
         c.max_vcpus = Some(max_vcpus.unwrap_or(largest.max(c.vcpus)));
         Ok(())
     }
@@ -244,8 +245,11 @@ impl ClusterState {
         }
         vm.runtime.epoch = 0;
         vm.runtime.stop_reason = None;
-        // A copy is down: it starts with the configuration its source would run next.
-        vm.settle_next_run();
+        // A copy is down: it starts with the configuration its source would run next (level 3;
+        // an earlier build keeps it pending, and every member must apply alike).
+        if self.hotplug_level() {
+            vm.settle_next_run();
+        }
         vm.runtime.hot_seq = 0;
         vm.runtime.hot_done = 0;
         vm.runtime.hot_error = None;

@@ -459,7 +459,7 @@ operations! {
     VmPermissions = "permission add/remove --on vm:NAME", "assign permissions on", VmPermissions on "vm";
     DiskShow = "disk list, disk show", "see", DiskView on "disk";
     DiskCreate = "vm create --disk, disk create, vm disk add", "create disks in", DiskCreate on "cluster";
-    DiskAttach = "vm disk attach (the disk)", "attach", DiskView on "disk";
+    DiskAttach = "vm disk attach (the disk)", "attach", DiskCreate on "disk";
     DiskEdit = "disk resize, disk delete", "change", DiskCreate on "disk";
     HostShow = "host list, host show", "see", HostView on "host";
     HostMaintenance = "host maintenance", "put into maintenance", HostManage on "host";

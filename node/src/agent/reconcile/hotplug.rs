@@ -24,7 +24,7 @@ pub enum HotAction {
     SetVcpus(u32),
     PlugMemory(u64),
     UnplugMemory(u64),
-    ResizeDisk { target: String, path: String, size_mib: u64 },
+    ResizeDisk { target: String, size_mib: u64 },
 }
 
 /// What must change in `live` for it to run `want`. Disks are matched by their image file, NICs
@@ -106,21 +106,16 @@ impl Agent {
         let error = match self.hv.live(vm.id).await {
             Ok(live) => {
                 let mut actions = hot_actions(&want, &live, |p| p.starts_with(&root));
-                for d in &want.disks {
-                    let known = self.disk_sizes.entry((vm.id, d.path.clone())).or_insert(sizes[&d.path]);
-                    if sizes[&d.path] > *known {
-                        let target = live
-                            .disks
-                            .iter()
-                            .find(|l| l.source.as_deref() == Some(d.path.as_str()))
-                            .map(|l| l.target.clone());
-                        if let Some(target) = target {
-                            actions.push(HotAction::ResizeDisk {
-                                target,
-                                path: d.path.clone(),
-                                size_mib: sizes[&d.path],
-                            });
+                // A disk the state has grown beyond its image (read shared: the VM holds it open).
+                for l in live.disks.iter().filter(|l| l.device == DiskDevice::Disk) {
+                    let Some(path) = l.source.as_ref() else { continue };
+                    let Some(&size) = sizes.get(path) else { continue };
+                    match node.images.virtual_size_mib_shared(std::path::Path::new(path)).await {
+                        Ok(real) if real < size => {
+                            actions.push(HotAction::ResizeDisk { target: l.target.clone(), size_mib: size })
                         }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(vm = %vm.config.name, "cannot read the size of {path}: {e}"),
                     }
                 }
                 self.apply_actions(vm, &actions).await.err()
@@ -144,7 +139,12 @@ impl Agent {
                 .filter_map(|d| d.source.as_ref().and_then(|p| by_path.get(p)).copied())
                 .collect(),
             nics: live.nics.iter().map(|n| n.mac.to_ascii_lowercase()).collect(),
-            cdrom: live.disks.iter().find(|d| d.device == DiskDevice::Cdrom).and_then(|d| d.source.clone()),
+            cdrom: live
+                .disks
+                .iter()
+                .find(|d| d.device == DiskDevice::Cdrom)
+                .and_then(|d| d.source.as_ref())
+                .map(|p| node.images.relative(std::path::Path::new(p))),
         };
         let error = error.map(|e| e.to_string());
         if let Some(e) = &error {
@@ -167,10 +167,7 @@ impl Agent {
                 HotAction::SetVcpus(n) => self.hv.set_vcpus(vm.id, *n).await?,
                 HotAction::PlugMemory(mib) => self.hv.plug_memory(vm.id, *mib).await?,
                 HotAction::UnplugMemory(mib) => self.hv.unplug_memory(vm.id, *mib).await?,
-                HotAction::ResizeDisk { target, path, size_mib } => {
-                    self.hv.resize_disk(vm.id, target, *size_mib).await?;
-                    self.disk_sizes.insert((vm.id, path.clone()), *size_mib);
-                }
+                HotAction::ResizeDisk { target, size_mib } => self.hv.resize_disk(vm.id, target, *size_mib).await?,
             }
         }
         Ok(())
