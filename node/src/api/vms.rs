@@ -446,7 +446,9 @@ impl Api {
         vm: &str,
         changes: VmChanges,
     ) -> Result<Vm, ClusterError> {
-        let before = self.0.cluster.read(false, |s| s.find_vm(vm).cloned()).await?;
+        // This node's copy (no read barrier: an edit must not cost a round trip more); it only
+        // words the notes and tells whether the write changed the running VM.
+        let before = self.0.cluster.state()?.read(|s| s.find_vm(vm).cloned());
         // Returns once committed and applied here: every host writes the new OVF document as it
         // applies the entry, so waiting for them would only make an edit wait on a dying host.
         let notes = before.as_ref().map(|b| edit_notes(b, &changes)).unwrap_or_default();
@@ -828,7 +830,9 @@ impl Api {
     ) -> Result<Vm, ClusterError> {
         let rid = cx.request_id()?;
         require_hotplug_level(&self.0, "changing a VM's disks and NICs")?;
-        let before = self.0.cluster.read(false, |s| s.find_vm(vm).cloned()).await?;
+        // This node's copy (no read barrier: an edit must not cost a round trip more); it only
+        // words the notes and tells whether the write changed the running VM.
+        let before = self.0.cluster.state()?.read(|s| s.find_vm(vm).cloned());
         let op = self.0.permit(cx, needs, op).await?;
         let outcome = self.0.cluster.write(rid, op).await?;
         self.changed_vm(before.as_ref(), outcome, Vec::new()).await
