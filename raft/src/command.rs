@@ -526,27 +526,22 @@ impl Op {
         }
     }
 
-    /// The VM an operation acts on, by the name or id the client gave.
+    /// The VM an operation acts on, by the name or id the client gave: the one whose
+    /// configuration it changes, or the one it powers, moves or copies.
     pub fn vm_named(&self) -> Option<&str> {
         match self {
-            Op::EditVm { vm, .. }
-            | Op::DeleteVm { vm, .. }
-            | Op::StartVm { vm, .. }
+            Op::StartVm { vm, .. }
             | Op::ShutdownVm { vm, .. }
             | Op::StopVm { vm, .. }
             | Op::RebootVm { vm }
             | Op::SuspendVm { vm }
             | Op::ResumeVm { vm }
             | Op::MigrateVm { vm, .. }
-            | Op::CancelMigration { vm }
-            | Op::AttachDisk { vm, .. }
-            | Op::DetachDisk { vm, .. }
-            | Op::PlugDisk { vm, .. }
-            | Op::AddNic { vm, .. }
-            | Op::RemoveNic { vm, .. }
-            | Op::PlugNic { vm, .. } => Some(vm),
+            | Op::CancelMigration { vm } => Some(vm),
             Op::CloneVm { source, .. } => Some(source),
-            _ => None,
+            // A write for a user names the VM of the op inside it (checked there).
+            Op::OnBehalf { .. } => None,
+            _ => self.config_named(),
         }
     }
 
