@@ -121,6 +121,15 @@ impl ClusterState {
     }
 
     fn apply_one(&mut self, now: i64, op: &Op, touched: &mut BTreeSet<Uuid>, by: Option<&Actor>) -> OpResult {
+        // A VM whose images a snapshot job holds takes no other change (oVirt's image lock);
+        // the snapshot commands say so themselves.
+        if !op.is_snapshot_op() {
+            if let Some(vm) = op.vm_named().and_then(|n| self.find_vm(n)) {
+                if let Some(job) = &vm.snapshot_state.snapshot_job {
+                    return Err(snapshots::locked(vm, job));
+                }
+            }
+        }
         match op {
             Op::Batch(_) => Err(ClusterError::invalid("batch", "batches do not nest")),
             Op::Bootstrap { cluster_name, voters, host, token_hash, token_expires_ms } => {
@@ -189,6 +198,29 @@ impl ClusterState {
             Op::AddNic { vm, nic } => self.add_nic(now, vm, nic),
             Op::RemoveNic { vm, nic } => self.remove_nic(now, vm, nic),
             Op::PlugNic { vm, nic, plugged } => self.plug_nic(now, vm, nic, *plugged),
+            Op::CreateSnapshot { vm, id, description, memory, disks, worker } => {
+                self.create_snapshot(now, vm, *id, description, *memory, disks.as_deref(), *worker)
+            }
+            Op::PreviewSnapshot { vm, snapshot, memory, disks, config, worker } => {
+                self.preview_snapshot(now, vm, snapshot, *memory, disks.as_deref(), *config, *worker)
+            }
+            Op::CommitSnapshot { vm, worker } => self.commit_snapshot(now, vm, *worker),
+            Op::UndoSnapshot { vm, worker } => self.undo_snapshot(now, vm, *worker),
+            Op::RestoreSnapshot { vm, snapshot, worker } => self.restore_snapshot(now, vm, snapshot, *worker, touched),
+            Op::DeleteSnapshot { vm, snapshot, worker } => self.delete_snapshot(now, vm, snapshot, *worker),
+            Op::SnapshotJobDone { vm, seq, error, domain_xml, memory_mib } => self.snapshot_job_done(
+                now,
+                *vm,
+                *seq,
+                error.as_deref(),
+                domain_xml.as_deref(),
+                *memory_mib,
+                touched,
+            ),
+            Op::CloneFromSnapshot { source, snapshot, id, name, disks, macs } => {
+                self.clone_from_snapshot(now, source, snapshot, *id, name, disks, macs)
+            }
+            Op::SetSnapshotCap { max } => self.set_snapshot_cap(now, *max),
             Op::OnBehalf { actor, credential, needs, op } => match op.as_ref() {
                 Op::OnBehalf { .. } | Op::Batch(_) => {
                     Err(ClusterError::invalid("op", "a write for a user does not nest"))
@@ -273,6 +305,7 @@ mod lifecycle;
 pub mod migration;
 mod report;
 mod scheduling;
+pub mod snapshots;
 mod vms;
 
 #[cfg(test)]

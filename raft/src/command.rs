@@ -313,6 +313,73 @@ pub enum Op {
         nic: String,
         plugged: bool,
     },
+    /// Takes snapshot `id` of a VM (cluster level 4): `disks` by name or id (`None`: all of
+    /// them), `memory` only while it runs. A host works on the images: the VM's host, or
+    /// `worker` (the proposing node) for a VM that is down.
+    CreateSnapshot {
+        vm: String,
+        id: Uuid,
+        description: String,
+        memory: bool,
+        disks: Option<Vec<String>>,
+        worker: NodeId,
+    },
+    /// The VM (down) runs from a snapshot until commit or undo: `memory` (its next start
+    /// resumes the guest), `disks` (by name or id; `None`: all the snapshot holds), `config`.
+    PreviewSnapshot {
+        vm: String,
+        snapshot: String,
+        memory: bool,
+        disks: Option<Vec<String>>,
+        config: bool,
+        worker: NodeId,
+    },
+    /// Keeps the preview: snapshots taken after the previewed one are erased.
+    CommitSnapshot {
+        vm: String,
+        worker: NodeId,
+    },
+    /// Ends the preview: the VM is as it was before it.
+    UndoSnapshot {
+        vm: String,
+        worker: NodeId,
+    },
+    /// Preview and commit in one (CloudStack's revert); other snapshots stay. A snapshot with
+    /// memory starts the VM from it.
+    RestoreSnapshot {
+        vm: String,
+        snapshot: String,
+        worker: NodeId,
+    },
+    /// Deletes a snapshot, also while the VM runs.
+    DeleteSnapshot {
+        vm: String,
+        snapshot: String,
+        worker: NodeId,
+    },
+    /// A host's report on a VM's snapshot job `seq`: done, or failed with `error`.
+    /// `domain_xml` and `memory_mib`: the definition and saved memory of a memory snapshot.
+    SnapshotJobDone {
+        vm: Uuid,
+        seq: u64,
+        error: Option<String>,
+        domain_xml: Option<String>,
+        memory_mib: u64,
+    },
+    /// A new VM from a snapshot: its configuration, and `disks`, copies the proposing node made
+    /// of the snapshot's disks (in the snapshot's order, those that still exist).
+    CloneFromSnapshot {
+        source: String,
+        snapshot: String,
+        id: Uuid,
+        name: String,
+        disks: Vec<Disk>,
+        macs: Vec<String>,
+    },
+    /// `cluster edit --max-snapshots` (0: no cap).
+    SetSnapshotCap {
+        max: u32,
+    },
     /// A client's write made for a user or the host's root (cluster level 2): applied only if
     /// every one of `needs` holds for them now (checked here, so a permission removed by an
     /// earlier entry is respected whichever node took the request), and the events it records
@@ -520,7 +587,13 @@ impl Op {
             | Op::PlugDisk { vm, .. }
             | Op::AddNic { vm, .. }
             | Op::RemoveNic { vm, .. }
-            | Op::PlugNic { vm, .. } => Some(vm),
+            | Op::PlugNic { vm, .. }
+            | Op::CreateSnapshot { vm, .. }
+            | Op::PreviewSnapshot { vm, .. }
+            | Op::CommitSnapshot { vm, .. }
+            | Op::UndoSnapshot { vm, .. }
+            | Op::RestoreSnapshot { vm, .. }
+            | Op::DeleteSnapshot { vm, .. } => Some(vm),
             Op::OnBehalf { op, .. } => op.config_named(),
             _ => None,
         }
@@ -538,17 +611,32 @@ impl Op {
             | Op::ResumeVm { vm }
             | Op::MigrateVm { vm, .. }
             | Op::CancelMigration { vm } => Some(vm),
-            Op::CloneVm { source, .. } => Some(source),
+            Op::CloneVm { source, .. } | Op::CloneFromSnapshot { source, .. } => Some(source),
             // A write for a user names the VM of the op inside it (checked there).
             Op::OnBehalf { .. } => None,
             _ => self.config_named(),
         }
     }
 
+    /// Whether it is one of the snapshot commands (which check a VM's snapshot lock themselves).
+    pub fn is_snapshot_op(&self) -> bool {
+        matches!(
+            self,
+            Op::CreateSnapshot { .. }
+                | Op::PreviewSnapshot { .. }
+                | Op::CommitSnapshot { .. }
+                | Op::UndoSnapshot { .. }
+                | Op::RestoreSnapshot { .. }
+                | Op::DeleteSnapshot { .. }
+                | Op::SnapshotJobDone { .. }
+                | Op::CloneFromSnapshot { .. }
+        )
+    }
+
     /// The VM an operation makes, by id.
     pub fn vm_made(&self) -> Option<Uuid> {
         match self {
-            Op::CreateVm { id, .. } | Op::CloneVm { id, .. } => Some(*id),
+            Op::CreateVm { id, .. } | Op::CloneVm { id, .. } | Op::CloneFromSnapshot { id, .. } => Some(*id),
             Op::ImportVm { vm, .. } => Some(vm.id),
             Op::OnBehalf { op, .. } => op.vm_made(),
             _ => None,

@@ -11,6 +11,10 @@
 # It onlines hot-added CPUs and memory blocks itself (memory as online_movable when it can).
 # CPU hot-plug under TCG needs more than 8 possible CPUs (e.g. possible_cpus=16 on the kernel
 # command line); /init prints a CORRAL-GUEST-WARN line when that is missing.
+# Opt-in, for snapshot tests: with corral.tickdisk=NAME (e.g. vda) on the kernel command line the
+# guest prints, once at boot, what the start of /dev/NAME holds, as CORRAL-DISK-HOLDS n (the tick
+# counter found there, or none), and each tick writes CORRAL-TICK-DISK n there (a 512-byte sector:
+# the line, then zeros) before it prints CORRAL-TICK n: a tick on the console is on the disk too.
 # Default OUTDIR: deploy/sandbox/guest/out. Skips the build when OUTDIR is already up to date (FORCE=1 rebuilds).
 set -euo pipefail
 
@@ -260,9 +264,32 @@ fi
     [ "$line" = "$last" ] || { echo "$line"; last=$line; }
   done
 ) &
+# corral.tickdisk=NAME (see the top of build.sh). The disk driver loads in the background above:
+# wait for the device node (devtmpfs makes it). Only the first sector is read: a blank disk has no
+# newline for a line reader to stop at.
+tickdisk=
+read -r x </proc/cmdline
+for a in $x; do case $a in corral.tickdisk=*) tickdisk=${a#*=} ;; esac; done
+if [ -n "$tickdisk" ]; then
+  i=0
+  while [ ! -b "/dev/$tickdisk" ] && [ $i -lt 100 ]; do nap; i=$((i + 1)); done
+  if [ -b "/dev/$tickdisk" ]; then
+    x=$(dd if="/dev/$tickdisk" bs=512 count=1 2>/dev/null | tr -d '\000' | head -n 1)
+    case $x in "CORRAL-TICK-DISK "[0-9]*) x=${x#CORRAL-TICK-DISK } ;; *) x=none ;; esac
+    echo "CORRAL-DISK-HOLDS $x"
+  else
+    echo "CORRAL-GUEST-WARN no block device /dev/$tickdisk: no disk ticks"
+    tickdisk=
+  fi
+fi
 n=0
 while true; do
   n=$((n + 1))
+  # conv=fsync: the sector reaches the virtual disk (write and flush) before the tick is printed.
+  if [ -n "$tickdisk" ]; then
+    echo "CORRAL-TICK-DISK $n" | dd of="/dev/$tickdisk" bs=512 conv=sync,notrunc,fsync 2>/dev/null ||
+      echo "CORRAL-GUEST-WARN writing tick $n to /dev/$tickdisk failed"
+  fi
   echo "CORRAL-TICK $n"
   sleep 1
 done

@@ -69,6 +69,7 @@ impl ClusterState {
         for (kind, msg) in events {
             self.record(now, kind, msg);
         }
+        self.fail_snapshot_jobs_of(now, id, touched);
         Ok(Outcome::Done)
     }
 

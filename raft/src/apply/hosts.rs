@@ -45,6 +45,7 @@ impl ClusterState {
             level: 0,
             level_raised_ms: 0,
             ca_pem: None,
+            max_snapshots: 0,
         });
         self.hosts.insert(
             host.id,

@@ -181,11 +181,14 @@ fn came_up(vm: &mut Vm, host_name: &str) -> Change {
         // Shutting down: it is up until it is down.
         Change::default()
     } else if vm.ha_state.ha_restarting {
+        // A start that was to load a snapshot's memory has loaded it.
+        vm.snapshot_state.resume_from = None;
         let message = format!("VM {name} was restarted on host {host_name}.");
         vm.ha_state.ha_restarting = false;
         vm.runtime.status = VmStatus::Up;
         Change::said(EventKind::VmHighAvailability, message)
     } else {
+        vm.snapshot_state.resume_from = None;
         let message = format!("VM {name} is up on host {host_name}.");
         vm.runtime.status = VmStatus::Up;
         Change::said(EventKind::VmStateChanged, message)

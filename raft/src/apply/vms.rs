@@ -257,6 +257,8 @@ impl ClusterState {
             src.config.disks.iter().zip(disks).map(|(old, new)| (new.id, src.attachment(*old))).collect();
         vm.ha_state.ha_restart = None;
         vm.ha_state.ha_restarting = false;
+        // A copy starts without snapshots (its images are copies of the present disks).
+        vm.snapshot_state = Default::default();
         vm.config.created_ms = now;
         vm.config.updated_ms = now;
         for d in disks {

@@ -998,7 +998,9 @@ both_ways! { struct ClusterState {
 } added { auth } skipped { touched } }
 both_ways! { struct EngineState { vm, global_maintenance } }
 both_ways! { struct EngineScore { score, penalties, measured_ms } }
-both_ways! { struct ClusterInfo { name, voters, created_ms, scheduling, cpu_overcommit } added { level, level_raised_ms, ca_pem } }
+both_ways! { struct ClusterInfo {
+    name, voters, created_ms, scheduling, cpu_overcommit,
+} added { level, level_raised_ms, ca_pem, max_snapshots } }
 both_ways! { enum SchedulingPolicy { EvenDistribution, Packing } }
 both_ways! { struct Host {
     id, name, address, state, facts, joined_ms, state_since_ms, maintenance, tags, engine_local_maintenance,
@@ -1019,6 +1021,8 @@ both_ways! { struct Vm { id } parts {
         added { run_limits, hot_seq, hot_done, hot_error },
     ha_state: VmHa { ha_restart, ha_restarting, ha_restarted_ms, ha_failures },
     migration_state: VmMigration { migrating_to, migration_job, migration_failed_ms },
+    snapshot_state: VmSnapshots {}
+        added { snapshots, current_snapshot, preview, snapshot_job, snapshot_seq, snapshot_error, resume_from },
 } }
 both_ways! { struct OvfFragment { parent, xml } }
 both_ways! { enum MigrationPolicy { Allow, Manual, None } }
@@ -1059,7 +1063,7 @@ both_ways! { enum EventKind {
     ClusterBootstrapped, HostJoined, HostLeft, HostStateChanged, HostMaintenance, LeaderChanged, TokenCreated,
     VmCreated, VmEdited, VmDeleted, VmStateChanged, VmHighAvailability, VmMigration, DiskCreated, DiskDeleted,
     AffinityChanged, HostEdited, ClusterEdited,
-} later { UserEdited, PermissionChanged, LoginFailed } }
+} later { UserEdited, PermissionChanged, LoginFailed, VmSnapshot } }
 
 // command.rs
 both_ways! { struct Command { at_ms, request_id, op } }
@@ -1111,7 +1115,8 @@ both_ways! { enum Op {
     SetClusterLevel, HostAliveAfterFencing, SetCa, RevokeToken, OnBehalf, CreateUser, DeleteUser, SetPassword,
     CreateGroup, EditGroup, DeleteGroup, CreateRole, EditRole, DeleteRole, AddPermission, RemovePermission,
     StartSession, EndSession, CreateApiToken, RevokeApiToken, LoginFailed, CreateDisk, ResizeDisk, DeleteDisk,
-    AttachDisk, DetachDisk, PlugDisk, AddNic, RemoveNic, PlugNic,
+    AttachDisk, DetachDisk, PlugDisk, AddNic, RemoveNic, PlugNic, CreateSnapshot, PreviewSnapshot, CommitSnapshot,
+    UndoSnapshot, RestoreSnapshot, DeleteSnapshot, SnapshotJobDone, CloneFromSnapshot, SetSnapshotCap,
 } }
 both_ways! { struct StartOrder { host } }
 both_ways! { struct NewHost { id, name, address, facts } }

@@ -73,17 +73,23 @@ pub struct ClusterInfo {
     /// accept from other members only certificates it signed. Its key stays on the voters.
     #[serde(default)]
     pub ca_pem: Option<String>,
+    /// Snapshots kept per VM (CloudStack's `vmsnapshots.max`); 0: no cap. Taking one more
+    /// removes the oldest (never one in preview).
+    #[serde(default)]
+    pub max_snapshots: u32,
 }
 
-/// The highest cluster level this build runs: 3, running VMs are changed by hot-plug and disks
-/// and NICs are managed on their own (level 2: members prove who they are with certificates of
+/// The highest cluster level this build runs: 4, VMs have snapshots (level 3: running VMs are
+/// changed by hot-plug and disks and NICs are managed on their own; level 2: members prove who they are with certificates of
 /// the cluster CA, users and permissions; level 1: majority leases, format v1).
-pub const MAX_LEVEL: u8 = 3;
+pub const MAX_LEVEL: u8 = 4;
 /// The level from which TLS is required.
 pub const TLS_LEVEL: u8 = 2;
 /// The level from which running VMs are changed in place and disks, NICs and CDs have their
 /// own commands (a member of an earlier build cannot read those commands).
 pub const HOTPLUG_LEVEL: u8 = 3;
+/// The level from which VMs have snapshots (commands and VM fields an earlier build cannot read).
+pub const SNAPSHOT_LEVEL: u8 = 4;
 
 fn default_cpu_overcommit() -> u32 {
     DEFAULT_CPU_OVERCOMMIT

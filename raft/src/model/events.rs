@@ -44,4 +44,6 @@ pub enum EventKind {
     PermissionChanged,
     /// Wrong passwords for a user.
     LoginFailed,
+    /// A snapshot was taken, previewed, committed, undone, restored or deleted.
+    VmSnapshot,
 }

@@ -10,6 +10,7 @@ mod events;
 mod ha;
 mod host;
 mod migration;
+mod snapshot;
 mod vm;
 
 pub use affinity::*;
@@ -20,4 +21,5 @@ pub use events::*;
 pub use ha::*;
 pub use host::*;
 pub use migration::*;
+pub use snapshot::*;
 pub use vm::*;

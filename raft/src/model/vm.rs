@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     DomainType, HaRestart, HaSettings, MigrationJob, MigrationOverrides, MigrationPolicy, MigrationProgress,
-    ENGINE_CLAIM_MS, HA_STABLE_MS,
+    VmSnapshots, ENGINE_CLAIM_MS, HA_STABLE_MS,
 };
 use crate::typ::NodeId;
 
@@ -26,6 +26,9 @@ pub struct Vm {
     pub ha_state: VmHa,
     #[serde(flatten)]
     pub migration_state: VmMigration,
+    /// Its snapshots (cluster level 4).
+    #[serde(flatten)]
+    pub snapshot_state: VmSnapshots,
 }
 
 /// What an operator configures, and what the VM's OVF document carries.
@@ -86,6 +89,17 @@ pub struct VmConfig {
     /// The most memory it may be given while it runs, in DIMMs; `None`: no memory hot-plug.
     #[serde(default)]
     pub max_memory_mib: Option<u64>,
+}
+
+impl VmConfig {
+    /// How disk `id` is attached (the default attachment when none is recorded: the first disk
+    /// boots).
+    pub fn attachment(&self, id: Uuid) -> Attachment {
+        self.attachments
+            .get(&id)
+            .copied()
+            .unwrap_or(Attachment { bootable: self.disks.first() == Some(&id), ..Attachment::default() })
+    }
 }
 
 /// A disk's bus in the guest.
@@ -279,6 +293,7 @@ impl Vm {
             runtime: VmRuntime::default(),
             ha_state: VmHa::default(),
             migration_state: VmMigration::default(),
+            snapshot_state: VmSnapshots::default(),
         }
     }
 
@@ -366,7 +381,12 @@ impl Vm {
     /// the hot-plug limits its domain will be defined with.
     pub fn order_up(&mut self, host: NodeId, hotplug: bool) {
         self.runtime.order_up(host);
-        self.runtime.run_limits = hotplug.then(|| self.limits());
+        // A start that loads a snapshot's memory runs the domain the snapshot was taken of.
+        let resumed = self.snapshot_state.resume_from.and_then(|id| self.snapshot_state.get(id)).map(|s| s.run_limits);
+        self.runtime.run_limits = match resumed {
+            Some(limits) => limits,
+            None => hotplug.then(|| self.limits()),
+        };
         self.runtime.hot_error = None;
     }
 
@@ -383,11 +403,7 @@ impl Vm {
     /// How disk `id` is attached (the default attachment when none is recorded: the first disk
     /// boots).
     pub fn attachment(&self, id: Uuid) -> Attachment {
-        self.config
-            .attachments
-            .get(&id)
-            .copied()
-            .unwrap_or(Attachment { bootable: self.config.disks.first() == Some(&id), ..Attachment::default() })
+        self.config.attachment(id)
     }
 
     /// Whether the VM runs somewhere (its domain exists on its host).
@@ -595,6 +611,13 @@ mod tests {
             "hot_seq",
             "hot_done",
             "hot_error",
+            "snapshots",
+            "current_snapshot",
+            "preview",
+            "snapshot_job",
+            "snapshot_seq",
+            "snapshot_error",
+            "resume_from",
         ];
         want.sort_unstable();
         assert_eq!(keys, want);
