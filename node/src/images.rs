@@ -142,6 +142,78 @@ impl StorageDomain {
         Ok(bytes.div_ceil(1024 * 1024).max(1))
     }
 
+    /// Takes internal snapshot `tag` of an image no running VM holds (`qemu-img snapshot -c`).
+    pub async fn snapshot_take(&self, file: &str, tag: &str) -> Result<(), ClusterError> {
+        let path = self.path(file);
+        qemu_img(&["snapshot", "-c", tag], &[path.as_os_str()]).await
+    }
+
+    /// Brings an image no running VM holds back to internal snapshot `tag`.
+    pub async fn snapshot_revert(&self, file: &str, tag: &str) -> Result<(), ClusterError> {
+        let path = self.path(file);
+        qemu_img(&["snapshot", "-a", tag], &[path.as_os_str()]).await
+    }
+
+    /// Removes internal snapshot `tag` from an image no running VM holds; an image without it
+    /// (or gone) is fine.
+    pub async fn snapshot_drop(&self, file: &str, tag: &str) -> Result<(), ClusterError> {
+        let path = self.path(file);
+        if !path.exists() || !self.snapshot_tags(file).await?.iter().any(|t| t == tag) {
+            return Ok(());
+        }
+        qemu_img(&["snapshot", "-d", tag], &[path.as_os_str()]).await
+    }
+
+    /// The names of the internal snapshots in an image (read shared: a running VM may hold it).
+    pub async fn snapshot_tags(&self, file: &str) -> Result<Vec<String>, ClusterError> {
+        let info = self.info_shared(&self.path(file)).await?;
+        Ok(info["snapshots"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
+    }
+
+    /// How much of the storage an image takes (MiB), its snapshots included.
+    pub async fn allocated_mib_shared(&self, file: &str) -> Result<u64, ClusterError> {
+        let info = self.info_shared(&self.path(file)).await?;
+        Ok(info["actual-size"].as_u64().unwrap_or(0).div_ceil(1024 * 1024))
+    }
+
+    /// A new qcow2 image `to` holding what image `from` held at its internal snapshot `tag`
+    /// (read shared: the VM may run on, and a snapshot's clusters never change).
+    pub async fn copy_snapshot(&self, from: &str, tag: &str, to: &str) -> Result<(), ClusterError> {
+        let (src, dst) = (self.path(from), self.path(to));
+        if dst.exists() {
+            return Err(ClusterError::AlreadyExists(format!("disk image {} already exists", dst.display())));
+        }
+        let snapshot = format!("snapshot.name={tag}");
+        qemu_img(&["convert", "-q", "-U", "-O", "qcow2", "-l", &snapshot], &[src.as_os_str(), dst.as_os_str()]).await
+    }
+
+    /// Free space in the storage domain, in MiB.
+    pub fn free_mib(&self) -> Result<u64, ClusterError> {
+        let st = nix::sys::statvfs::statvfs(&self.dir).map_err(|e| {
+            ClusterError::Internal(format!("cannot read the free space of {}: {e}", self.dir.display()))
+        })?;
+        Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64) / (1024 * 1024))
+    }
+
+    async fn info_shared(&self, path: &Path) -> Result<serde_json::Value, ClusterError> {
+        let out =
+            Command::new("qemu-img").args(["info", "-U", "--output=json"]).arg(path).output().await.map_err(|e| {
+                ClusterError::FailedPrecondition(format!("cannot run qemu-img (install qemu-utils on every host): {e}"))
+            })?;
+        if !out.status.success() {
+            return Err(ClusterError::Internal(format!(
+                "qemu-img info {} failed: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| ClusterError::Internal(format!("qemu-img info gave no JSON for {}: {e}", path.display())))
+    }
+
     /// Removes images; a missing file is not an error (it is gone either way).
     pub async fn remove(&self, files: &[String]) {
         for f in files {

@@ -101,8 +101,11 @@ impl Api {
         self.0.check(cx, &need).await?;
         let scheduling = policy.is_some() || r.cpu_overcommit.is_some();
         let migration = changes != MigrationSettingsChange::default();
-        if !scheduling && !migration {
+        if !scheduling && !migration && r.max_snapshots.is_none() {
             return Err(ClusterError::invalid("edit", "nothing to change: give at least one setting"));
+        }
+        if r.max_snapshots.is_some() {
+            super::vms::require_snapshot_level(&self.0)?;
         }
         if scheduling {
             let op = Op::SetSchedulingPolicy { policy, cpu_overcommit: r.cpu_overcommit };
@@ -116,6 +119,11 @@ impl Api {
             // A second request id: the first one already names the scheduling write.
             let rid = rid.map(|_| uuid::Uuid::new_v4());
             let op = self.0.permit(cx, &need, Op::SetMigrationDefaults { changes }).await?;
+            self.0.cluster.write(rid, op).await?;
+        }
+        if let Some(max) = r.max_snapshots {
+            let rid = rid.map(|_| uuid::Uuid::new_v4());
+            let op = self.0.permit(cx, &need, Op::SetSnapshotCap { max }).await?;
             self.0.cluster.write(rid, op).await?;
         }
         let settings = self.0.cluster.read(true, settings).await?;
@@ -443,6 +451,7 @@ fn settings(s: &ClusterState) -> ClusterSettings {
             bandwidth_mibps: m.bandwidth_mibps,
             max_per_host: m.max_per_host,
         }),
+        max_snapshots: info.map_or(0, |c| c.max_snapshots),
     }
 }
 

@@ -186,6 +186,14 @@ unary_service!(VmService for vms::Api {
     remove_nic(VmNicRequest) -> Vm;
     plug_nic(VmNicRequest) -> Vm;
     unplug_nic(VmNicRequest) -> Vm;
+    create_snapshot(CreateSnapshotRequest) -> SnapshotResult;
+    list_snapshots(VmRef) -> SnapshotList;
+    get_snapshot(SnapshotRef) -> Snapshot;
+    preview_snapshot(PreviewSnapshotRequest) -> SnapshotResult;
+    commit_snapshot(VmRef) -> SnapshotResult;
+    undo_snapshot(VmRef) -> SnapshotResult;
+    restore_snapshot(SnapshotRef) -> SnapshotResult;
+    delete_snapshot(DeleteSnapshotRequest) -> SnapshotResult;
 });
 
 unary_service!(OvfService for ovf::Api {

@@ -15,6 +15,7 @@ mod grpc;
 mod hosts;
 pub mod listen;
 pub mod ovf;
+mod snapshots;
 mod raft_rpc;
 mod vms;
 

@@ -161,7 +161,7 @@ fn read<M: vocab::Vocab>(field: &'static str, value: i32, text: &str) -> Result<
 }
 
 /// Whether the write tagged `rid` was applied already (a client resending it after a lost answer).
-fn replayed(s: &ClusterState, rid: Option<Uuid>) -> bool {
+pub(super) fn replayed(s: &ClusterState, rid: Option<Uuid>) -> bool {
     rid.is_some_and(|r| s.recent_requests.contains_key(&r))
 }
 
@@ -183,6 +183,17 @@ pub fn require_hotplug_level(node: &Handles, what: &str) -> Result<(), ClusterEr
         return Err(ClusterError::FailedPrecondition(format!(
             "{what} needs cluster level {}: run `corral cluster upgrade` first",
             model::HOTPLUG_LEVEL
+        )));
+    }
+    Ok(())
+}
+
+pub fn require_snapshot_level(node: &Handles) -> Result<(), ClusterError> {
+    let level = node.cluster.state()?.read(|s| s.cluster.as_ref().map_or(0, |c| c.level));
+    if level < model::SNAPSHOT_LEVEL {
+        return Err(ClusterError::FailedPrecondition(format!(
+            "snapshots need cluster level {}: run `corral cluster upgrade` first",
+            model::SNAPSHOT_LEVEL
         )));
     }
     Ok(())
@@ -229,7 +240,7 @@ pub fn edit_notes(vm: &model::Vm, c: &VmChanges) -> Vec<String> {
     notes
 }
 
-fn new_disk(vm_name: &str, index: usize, size_mib: u64) -> model::Disk {
+pub(super) fn new_disk(vm_name: &str, index: usize, size_mib: u64) -> model::Disk {
     let id = Uuid::new_v4();
     model::Disk {
         id,
@@ -572,7 +583,10 @@ impl Api {
 
     pub async fn clone(&self, cx: &Caller, req: CloneVmRequest) -> Result<Vm, ClusterError> {
         let rid = cx.request_id()?;
-        let CloneVmRequest { source, name } = req;
+        let CloneVmRequest { source, name, from_snapshot } = req;
+        if let Some(snapshot) = from_snapshot.filter(|s| !s.trim().is_empty()) {
+            return self.clone_from_snapshot(cx, source, name, snapshot).await;
+        }
         validate::name("name", &name)?;
         let needs = [
             (Operation::VmShow, Obj::Vm(&source)),

@@ -449,6 +449,7 @@ operations! {
     VmImport = "vm import (the disks an OVF document names)", "import disks into", DiskView on "cluster";
     VmEdit = "vm edit, vm disk attach/detach/plug/unplug, vm nic add/remove/plug/unplug", "edit", VmEdit on "vm";
     VmChangeCd = "vm cd", "change the CD of", VmChangeCd on "vm";
+    VmSnapshot = "vm snapshot create/list/show/preview/commit/undo/restore/delete", "manage the snapshots of", VmSnapshot on "vm";
     VmDelete = "vm delete", "delete", VmDelete on "vm";
     VmStart = "vm start", "start", VmPower on "vm";
     VmShutdown = "vm shutdown", "shut down", VmPower on "vm";
@@ -516,8 +517,9 @@ pub fn roles_table() -> String {
          (a new member's certificate, every password hash) need every permission on the system.\n\
          A user may always see and change their own password, sessions and API tokens, and read\n\
          their own events. Lists show only what the caller may see; a VM the caller may not see\n\
-         does not exist for them. vm.console, vm.snapshot and vm.change_cd guard the console,\n\
-         snapshots and CD changes as those arrive.\n\n## Roles described\n\n",
+         does not exist for them. vm.snapshot guards snapshots (`vm clone --from-snapshot`\n\
+         needs it on the source as well as vm.create and disk.create); vm.console guards the console\n\
+         as it arrives.\n\n## Roles described\n\n",
     );
     for r in PREDEFINED_ROLES {
         out.push_str(&format!("- **{}**: {}.\n", r.name, r.description));
