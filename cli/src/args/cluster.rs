@@ -140,6 +140,9 @@ pub struct EditClusterArgs {
     /// Migrations one host runs at once; the others wait in its queue by VM priority
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub migrations_per_host: Option<u32>,
+    /// Snapshots kept per VM (0: no cap); taking one more removes the oldest
+    #[arg(long, value_name = "N")]
+    pub max_snapshots: Option<u32>,
 }
 
 impl EditClusterArgs {
@@ -151,6 +154,7 @@ impl EditClusterArgs {
             && self.max_downtime.is_none()
             && self.bandwidth.is_none()
             && self.migrations_per_host.is_none()
+            && self.max_snapshots.is_none()
     }
 }
 

@@ -30,7 +30,7 @@ pub use self::host::HostCommand;
 pub use self::ovf::OvfCommand;
 use self::parse::{parse_connect_timeout, parse_endpoints};
 pub use self::parse::{DomainType, EngineMode, HaPriority, Migration, NameList, Polarity, ResumeBehavior, Scheduling};
-pub use self::vm::{CreateVmArgs, EditVmArgs, VmCommand, VmDiskCommand, VmNicCommand};
+pub use self::vm::{CreateVmArgs, EditVmArgs, VmCommand, VmDiskCommand, VmNicCommand, VmSnapshotCommand};
 use crate::endpoints::Endpoints;
 use crate::output::Format;
 

@@ -33,6 +33,9 @@ pub enum VmCommand {
     /// Add, remove, plug and unplug a VM's network interfaces
     #[command(subcommand)]
     Nic(VmNicCommand),
+    /// Take, list, preview, commit, undo, restore and delete a VM's snapshots
+    #[command(subcommand)]
+    Snapshot(VmSnapshotCommand),
     /// Insert an ISO into the VM's CD-ROM drive, or eject it (at once while it runs)
     Cd {
         /// VM name or id
@@ -61,6 +64,9 @@ pub enum VmCommand {
         source: String,
         /// Name of the new VM
         name: String,
+        /// Copy this snapshot of it (its configuration and disks as they were); the source may run
+        #[arg(long, value_name = "SNAP")]
+        from_snapshot: Option<String>,
     },
     /// Power a VM up
     Start {
@@ -142,6 +148,78 @@ pub enum VmCommand {
         /// A new id and new MACs, with copies of the disks (for a second VM from one document)
         #[arg(long)]
         clone: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmSnapshotCommand {
+    /// Take a snapshot of the VM's disks (and memory); prints its id as the last word
+    Create {
+        /// VM name or id
+        vm: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Save the running guest's memory too: restoring it resumes the guest (it pauses while saved)
+        #[arg(long)]
+        memory: bool,
+        /// Only these disks (names or ids, comma-separated); default: all of them
+        #[arg(long, value_name = "D1,D2", value_delimiter = ',', num_args = 0..)]
+        disks: Option<Vec<String>>,
+    },
+    /// The VM's snapshots as a tree, and where the VM is now
+    List {
+        /// VM name or id
+        vm: String,
+    },
+    /// One snapshot: its configuration, disks and size
+    Show {
+        /// VM name or id
+        vm: String,
+        /// Snapshot id (or a unique start of it)
+        snapshot: String,
+    },
+    /// Run the VM (down) from a snapshot until commit or undo; then `vm start`
+    Preview {
+        /// VM name or id
+        vm: String,
+        /// Snapshot id (or a unique start of it)
+        snapshot: String,
+        /// Resume from its memory at the next start (with its configuration and every disk)
+        #[arg(long)]
+        memory: bool,
+        /// Only these disks (names or ids, comma-separated)
+        #[arg(long, value_name = "D1,D2", value_delimiter = ',', num_args = 0..)]
+        disks: Option<Vec<String>>,
+        /// Its configuration (with neither flag: its configuration and every disk)
+        #[arg(long)]
+        config: bool,
+    },
+    /// Keep the preview (snapshots taken after it are erased)
+    Commit {
+        /// VM name or id
+        vm: String,
+    },
+    /// End the preview: the VM is as it was before it
+    Undo {
+        /// VM name or id
+        vm: String,
+    },
+    /// Bring the VM (down) back to a snapshot; one with memory starts it from there. Other snapshots stay
+    Restore {
+        /// VM name or id
+        vm: String,
+        /// Snapshot id (or a unique start of it)
+        snapshot: String,
+    },
+    /// Delete a snapshot (also while the VM runs)
+    Delete {
+        /// VM name or id
+        vm: String,
+        /// Snapshot id (or a unique start of it)
+        snapshot: String,
+        /// Wait until it is gone, showing progress
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -485,7 +563,7 @@ mod tests {
             parse(&["vm", verb, "web1"]).unwrap();
         }
         match parse(&["vm", "clone", "web1", "web2"]).unwrap().command {
-            Command::Vm(VmCommand::Clone { source, name }) => {
+            Command::Vm(VmCommand::Clone { source, name, .. }) => {
                 assert_eq!((source.as_str(), name.as_str()), ("web1", "web2"))
             }
             other => panic!("parsed as {other:?}"),

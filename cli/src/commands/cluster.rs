@@ -144,7 +144,7 @@ async fn edit(ctx: &Context, args: EditClusterArgs) -> Result<()> {
     if args.changes_nothing() {
         anyhow::bail!(
             "nothing to change: give at least one of --scheduling, --cpu-overcommit, --auto-converge, \
-             --compression, --max-downtime, --bandwidth, --migrations-per-host"
+             --compression, --max-downtime, --bandwidth, --migrations-per-host, --max-snapshots"
         );
     }
     let request = proto::EditClusterRequest {
@@ -156,6 +156,7 @@ async fn edit(ctx: &Context, args: EditClusterArgs) -> Result<()> {
         migration_max_downtime_ms: args.max_downtime,
         migration_bandwidth_mibps: args.bandwidth,
         migrations_per_host: args.migrations_per_host,
+        max_snapshots: args.max_snapshots,
     };
     let settings = ctx
         .nodes
@@ -172,6 +173,7 @@ async fn edit(ctx: &Context, args: EditClusterArgs) -> Result<()> {
                 .add("scheduling", scheduling_name(&view.scheduling))
                 .add("cpu overcommit", format!("{} vCPUs per CPU", view.cpu_overcommit))
                 .add("migrations", migration_text(&view.migration))
+                .add("snapshots per vm", snapshot_cap(view.max_snapshots))
                 .render(),
         )?,
     }
@@ -410,4 +412,12 @@ fn expiry(rfc3339: &str, unix_ms: i64) -> String {
     // Whole minutes are precise enough and read better than "23h 59m 59s".
     let minutes = u64::try_from((left_s + 30) / 60).unwrap_or(0).max(1);
     format!("{rfc3339} (in {})", humantime::format_duration(std::time::Duration::from_secs(minutes * 60)))
+}
+
+fn snapshot_cap(max: u32) -> String {
+    if max == 0 {
+        "no cap".to_string()
+    } else {
+        format!("{max} (the oldest goes)")
+    }
 }

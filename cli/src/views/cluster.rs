@@ -33,6 +33,9 @@ pub struct ClusterSettingsView {
     pub scheduling: String,
     pub cpu_overcommit: u32,
     pub migration: MigrationSettingsView,
+    /// Snapshots kept per VM; 0: no cap.
+    #[serde(default)]
+    pub max_snapshots: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +165,7 @@ impl From<proto::ClusterSettings> for ClusterSettingsView {
             scheduling: word::<proto::SchedulingPolicy>(c.scheduling_enum, c.scheduling),
             cpu_overcommit: c.cpu_overcommit,
             migration: migration_view(c.migration),
+            max_snapshots: c.max_snapshots,
         }
     }
 }

@@ -12,6 +12,7 @@ mod engine;
 mod events;
 mod host;
 mod ovf;
+mod snapshot;
 mod vm;
 
 pub use affinity::{AffinityGroupView, AffinityLabelView};
@@ -23,6 +24,7 @@ pub use disk::DiskView;
 pub use engine::{EngineHostView, EngineStartView, EngineStatusView};
 pub use events::EventView;
 pub use host::{EngineScoreView, HostView, MaintenanceBlockView};
+pub use snapshot::{SnapshotDetailView, SnapshotDiskView, SnapshotView};
 pub use ovf::{ExportView, ImportView, OvfDocumentView, OvfEntryView, OvfListView};
 pub use vm::{
     DeletedVmView, HaRestartView, HaView, MigrationOverridesView, MigrationProgressView, MigrationView, NextRunView,

@@ -13,6 +13,7 @@ fn cluster(hosts: &[(&str, u64, u32)]) -> ClusterState {
             level: 0,
             level_raised_ms: 0,
             ca_pem: None,
+            max_snapshots: 0,
         }),
         ..Default::default()
     };

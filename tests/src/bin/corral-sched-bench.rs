@@ -81,6 +81,7 @@ fn build(o: &Opts) -> ClusterState {
             level: 0,
             level_raised_ms: 0,
             ca_pem: None,
+            max_snapshots: 0,
         }),
         ..Default::default()
     };

@@ -72,14 +72,18 @@ async fn wait_for_migration(ctx: &Context, mut vm: proto::Vm) -> Result<proto::V
 /// The migration's progress on stderr, redrawn in place when it moves (one line per change
 /// when stderr is not a terminal).
 #[derive(Default)]
-struct ProgressBar {
+pub(super) struct ProgressBar {
     last: Option<String>,
     drawn: bool,
 }
 
 impl ProgressBar {
     fn show(&mut self, vm: &proto::Vm) {
-        let line = progress_line(vm);
+        self.line(progress_line(vm));
+    }
+
+    /// Shows `line` unless it is the one shown last.
+    pub(super) fn line(&mut self, line: String) {
         if self.last.as_ref() == Some(&line) {
             return;
         }
@@ -93,7 +97,7 @@ impl ProgressBar {
         self.last = Some(line);
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         use std::io::IsTerminal;
         if self.drawn && std::io::stderr().is_terminal() {
             eprintln!();

@@ -9,6 +9,7 @@ mod devices;
 mod migrate;
 mod ovf;
 mod print;
+mod snapshot;
 
 use std::future::Future;
 
@@ -37,8 +38,9 @@ pub async fn run(ctx: &Context, command: VmCommand) -> Result<()> {
         VmCommand::Nic(command) => devices::nic(ctx, command).await,
         VmCommand::Cd { vm, iso, eject, next_run } => devices::cd(ctx, vm, iso, eject, next_run).await,
         VmCommand::Delete { vm, keep_disks } => delete(ctx, vm, keep_disks).await,
-        VmCommand::Clone { source, name } => {
-            let request = proto::CloneVmRequest { source, name };
+        VmCommand::Snapshot(command) => snapshot::run(ctx, command).await,
+        VmCommand::Clone { source, name, from_snapshot } => {
+            let request = proto::CloneVmRequest { source, name, from_snapshot };
             // Not `client.clone(..)`: method syntax would pick `Clone::clone` over the RPC.
             let vm = change(ctx, request, |mut client, request| async move {
                 VmServiceClient::clone(&mut client, request).await
