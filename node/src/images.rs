@@ -173,6 +173,16 @@ impl StorageDomain {
             .unwrap_or_default())
     }
 
+    /// The size of the memory internal snapshot `tag` of an image holds (MiB; 0 for a disk-only
+    /// one); `None` when the image has no such snapshot.
+    pub async fn snapshot_memory_mib(&self, file: &str, tag: &str) -> Result<Option<u64>, ClusterError> {
+        let info = self.info_shared(&self.path(file)).await?;
+        Ok(info["snapshots"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == tag))
+            .map(|s| s["vm-state-size"].as_u64().unwrap_or(0).div_ceil(1024 * 1024)))
+    }
+
     /// How much of the storage an image takes (MiB), its snapshots included.
     pub async fn allocated_mib_shared(&self, file: &str) -> Result<u64, ClusterError> {
         let info = self.info_shared(&self.path(file)).await?;

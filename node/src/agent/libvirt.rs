@@ -15,6 +15,8 @@ use virt::sys;
 
 use super::domain_xml::{self, DiskBus, DiskDevice, DiskSpec, DomainSpec, LiveDimm, LiveDomain, NicSpec, XmlError};
 
+mod snapshots;
+
 const MIB: u64 = 1024 * 1024;
 
 /// How long an unplug waits for the guest to release the device, counted from the request

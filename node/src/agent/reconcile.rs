@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 mod hotplug;
 mod migration;
+mod snapshot;
 
 use super::domain_xml::{CdromSpec, DiskBus, DiskSpec, DomainSpec, NicSpec};
 use super::libvirt::{DomainInfo, DomainState, DriverError, Hypervisor};
@@ -48,6 +49,7 @@ pub fn spawn(node: Arc<HostAgent>, me: NodeId, state: StateHandle) {
         migrating: Arc::default(),
         aborting: HashSet::new(),
         hot_tried: HashMap::new(),
+        snapshotting: Arc::default(),
     };
     tokio::spawn(agent.run());
 }
@@ -67,6 +69,8 @@ struct Agent {
     aborting: HashSet<(Uuid, u64)>,
     /// The last change to a running VM this agent made (its `hot_seq`), and its report.
     hot_tried: HashMap<Uuid, (u64, Observed)>,
+    /// Snapshot jobs running here now, by VM and job number.
+    snapshotting: Arc<std::sync::Mutex<HashSet<(Uuid, u64)>>>,
 }
 
 /// What the agent needs of the state for one pass, copied out so no lock is held across I/O.
@@ -77,6 +81,8 @@ struct View {
     migration_targets: HashMap<Uuid, String>,
     my_name: String,
     migration_defaults: MigrationSettings,
+    /// Snapshot work given to this host (for VMs here, and VMs that are down).
+    snapshot_jobs: Vec<snapshot::JobWork>,
 }
 
 /// What libvirt shows of a domain, in the two ways the agent asks.
@@ -119,8 +125,18 @@ impl Agent {
                 migration_targets: HashMap::new(),
                 my_name: s.host_name(me),
                 migration_defaults: s.migration_defaults.clone(),
+                snapshot_jobs: Vec::new(),
             };
             for vm in s.vms.values() {
+                if let Some(job) = vm.snapshot_state.snapshot_job.as_ref().filter(|j| j.host == me) {
+                    let files = s.disks_of(vm.id).into_iter().map(|d| (d.id, d.file.clone())).collect();
+                    v.snapshot_jobs.push(snapshot::JobWork {
+                        vm: vm.id,
+                        name: vm.config.name.clone(),
+                        job: job.clone(),
+                        files,
+                    });
+                }
                 if vm.runtime.host == Some(me) {
                     v.mine.push(vm.clone());
                     if let Some(t) = vm.migration_state.migrating_to.and_then(|t| s.hosts.get(&t)) {
@@ -164,6 +180,8 @@ impl Agent {
             busy |= self.reconcile(vm, by_id.get(&vm.id).copied(), &view).await;
         }
         self.start_queued_migrations(&view);
+        let running: HashMap<Uuid, bool> = domains.iter().map(|d| (d.uuid, snapshot::is_running(d.state))).collect();
+        self.start_snapshot_jobs(&view, &running);
         for d in &domains {
             if let Some((name, incoming)) = view.others.get(&d.uuid) {
                 if *incoming {
@@ -187,6 +205,10 @@ impl Agent {
 
     /// Brings one assigned VM towards what is desired; returns whether it is in transition.
     async fn reconcile(&mut self, vm: &Vm, dom: Option<&DomainInfo>, view: &View) -> bool {
+        // Its images are being worked on here (a memory snapshot pauses the guest meanwhile).
+        if self.snapshot_running(vm.id) {
+            return true;
+        }
         if self.migrating.lock().expect("migration set").contains(&vm.id) {
             self.watch_running_migration(vm).await;
             return true;
@@ -370,9 +392,13 @@ impl Agent {
                 tracing::info!(vm = %vm.config.name, "not started: the lease has too little time left");
                 return;
             }
-            match self.hv.define(&spec).await {
-                Ok(()) => self.hv.start(vm.id).await,
-                Err(e) => Err(e),
+            match vm.snapshot_state.resume_from {
+                // A memory preview or restore: the guest resumes where the snapshot left it.
+                Some(snap) => self.start_from_memory(vm, snap).await,
+                None => match self.hv.define(&spec).await {
+                    Ok(()) => self.hv.start(vm.id).await,
+                    Err(e) => Err(e),
+                },
             }
         };
         match result {
