@@ -318,3 +318,4 @@ mod hotplug;
 mod inconsistent;
 mod lifecycle;
 mod migration;
+mod snapshots;
