@@ -123,6 +123,10 @@ fn users_see_and_do_what_their_roles_allow() {
     root(&c, &["permission", "add", "--user", "bob", "--role", "PowerUserRole", "--on", "cluster"]);
     bob.ok(&["vm", "create", "vm1", "--memory", "64M", "--vcpus", "1"]);
     assert_eq!(bob.vms(), vec!["vm1".to_string()], "bob sees only the VM he made");
+    // Snapshots need vm.snapshot: bob's UserVmManager has it, alice's UserRole does not.
+    let snap = bob.ok(&["vm", "snapshot", "create", "vm1", "--description", "by bob"]);
+    assert!(snap.trim().ends_with(|c: char| c.is_ascii_hexdigit()), "{snap}");
+    alice.refused(&["vm", "snapshot", "create", "web1"], "alice may not manage the snapshots of vm web1");
     let perms = root(&c, &["-o", "json", "permission", "list", "--on", "vm:vm1"]);
     assert!(perms.contains("UserVmManager") && perms.contains("bob"), "{perms}");
     bob.ok(&["permission", "add", "--user", "alice", "--role", "UserRole", "--on", "vm:vm1"]);

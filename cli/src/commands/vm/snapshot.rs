@@ -145,7 +145,10 @@ async fn follow(ctx: &Context, vm: &str, id: &str, what: &str, gone: bool) -> Re
             bar.finish();
             bail!("{what}: still not done after {} s; stopped waiting (see `corral vm snapshot list {vm}`)", PATIENCE.as_secs());
         }
-        bar.line(format!("{what}: {} s", started.elapsed().as_secs()));
+        // Progress once it takes long enough to wonder (a quick one prints only its result).
+        if started.elapsed() >= Duration::from_secs(1) {
+            bar.line(format!("{what}: {} s", started.elapsed().as_secs()));
+        }
         tokio::time::sleep(POLL).await;
     }
 }
