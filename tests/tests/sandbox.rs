@@ -16,6 +16,8 @@ use corral_tests::wait_until;
 
 #[path = "sandbox/hotplug.rs"]
 mod hotplug;
+#[path = "sandbox/snapshots.rs"]
+mod snapshots;
 
 const VM: &str = "g1";
 
@@ -61,6 +63,18 @@ fn real_vms_on_sandbox_hosts() {
         .run("r. a vCPU more than its host has: migrated first, then scaled", || hotplug::scale_up_migrates_first(&sb));
     steps.run("s. an HA restart keeps what is plugged", || hotplug::ha_restart_keeps_what_is_plugged(&sb));
     steps.run("t. an optional disk whose image is gone does not stop a start", || hotplug::optional_disk_gone(&sb));
+    let mut taken = None;
+    steps.run("u. snapshots with and without memory of a ticking guest; one deleted live; migrated and HA-restarted", || {
+        taken = Some(snapshots::taken_deleted_migrated(&sb))
+    });
+    if let Some(t) = &taken {
+        steps.run("v. restore with memory resumes the guest, without it boots with the snapshot's disk", || {
+            snapshots::restores(&sb, t)
+        });
+        steps.run("w. preview and undo, preview and commit, clone from a snapshot", || {
+            snapshots::preview_undo_commit_clone(&sb, t)
+        });
+    }
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
