@@ -208,15 +208,9 @@ impl ClusterState {
             Op::UndoSnapshot { vm, worker } => self.undo_snapshot(now, vm, *worker),
             Op::RestoreSnapshot { vm, snapshot, worker } => self.restore_snapshot(now, vm, snapshot, *worker, touched),
             Op::DeleteSnapshot { vm, snapshot, worker } => self.delete_snapshot(now, vm, snapshot, *worker),
-            Op::SnapshotJobDone { vm, seq, error, domain_xml, memory_mib } => self.snapshot_job_done(
-                now,
-                *vm,
-                *seq,
-                error.as_deref(),
-                domain_xml.as_deref(),
-                *memory_mib,
-                touched,
-            ),
+            Op::SnapshotJobDone { vm, seq, error, domain_xml, memory_mib } => {
+                self.snapshot_job_done(now, *vm, *seq, error.as_deref(), domain_xml.as_deref(), *memory_mib, touched)
+            }
             Op::CloneFromSnapshot { source, snapshot, id, name, disks, macs } => {
                 self.clone_from_snapshot(now, source, snapshot, *id, name, disks, macs)
             }

@@ -136,7 +136,14 @@ pub fn config_of(vm: &Vm) -> Vm {
         updated_ms: fresh.config.updated_ms,
         ..c.clone()
     };
-    Vm { config, ..fresh }
+    // Its snapshots are in its document (as oVirt keeps them), each with the configuration it
+    // was taken with; what a host is doing with them is not.
+    let snapshot_state = crate::model::VmSnapshots {
+        snapshots: vm.snapshot_state.snapshots.clone(),
+        current_snapshot: vm.snapshot_state.current_snapshot,
+        ..Default::default()
+    };
+    Vm { config, snapshot_state, ..fresh }
 }
 
 /// The VM's kept fragments that a document has a place for, in the order `write` puts

@@ -64,9 +64,10 @@ fn real_vms_on_sandbox_hosts() {
     steps.run("s. an HA restart keeps what is plugged", || hotplug::ha_restart_keeps_what_is_plugged(&sb));
     steps.run("t. an optional disk whose image is gone does not stop a start", || hotplug::optional_disk_gone(&sb));
     let mut taken = None;
-    steps.run("u. snapshots with and without memory of a ticking guest; one deleted live; migrated and HA-restarted", || {
-        taken = Some(snapshots::taken_deleted_migrated(&sb))
-    });
+    steps.run(
+        "u. snapshots with and without memory of a ticking guest; one deleted live; migrated and HA-restarted",
+        || taken = Some(snapshots::taken_deleted_migrated(&sb)),
+    );
     if let Some(t) = &taken {
         steps.run("v. restore with memory resumes the guest, without it boots with the snapshot's disk", || {
             snapshots::restores(&sb, t)

@@ -11,7 +11,10 @@ use corral_tests::Cluster;
 
 /// Writes byte `pattern` over the first 64 KiB of an image.
 fn write(path: &str, pattern: u8) {
-    let out = Command::new("qemu-io").args(["-f", "qcow2", "-c", &format!("write -P {pattern} 0 64k"), path]).output().unwrap();
+    let out = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", &format!("write -P {pattern} 0 64k"), path])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "qemu-io write: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -58,7 +61,10 @@ fn snapshots_of_a_vm_on_the_test_driver() {
     let snaps = list(&c, 2);
     assert_eq!(snaps.len(), 1);
     let s = &snaps[0];
-    assert_eq!((s.id.as_str(), s.parent.as_deref(), s.description.as_str(), s.memory, s.status.as_str()), (a.as_str(), None, "before upgrade", false, "ok"));
+    assert_eq!(
+        (s.id.as_str(), s.parent.as_deref(), s.description.as_str(), s.memory, s.status.as_str()),
+        (a.as_str(), None, "before upgrade", false, "ok")
+    );
     assert_eq!(s.disks, ["web1-disk0", "web1-disk1"]);
     assert!(s.current);
     let table = c.must_ok(0, &["vm", "snapshot", "list", "web1"]);
@@ -142,9 +148,22 @@ fn snapshots_of_a_vm_on_the_test_driver() {
     c.refused(0, &["vm", "snapshot", "show", "web1", "nope"], "vm 'web1' has no snapshot 'nope'");
     c.refused(0, &["vm", "snapshot", "delete", "web1", &s2], "has no snapshot");
 
-    // Deleting the VM deletes its snapshots' files with its disks.
+    // The OVF document carries them (oVirt's SnapshotsSection): a VM deleted with --keep-disks
+    // and imported from its document has its snapshots back, and can restore them.
     c.must_ok(0, &["vm", "stop", "web1"]);
     c.wait_status(0, "web1", "down");
+    let doc = c.dir().join("web1.ovf");
+    c.must_ok(0, &["vm", "export", "web1", "-f", doc.to_str().unwrap()]);
+    let xml = std::fs::read_to_string(&doc).unwrap();
+    assert!(xml.contains("ovf:SnapshotsSection_Type") && xml.contains(&s3), "{xml}");
+    c.must_ok(0, &["vm", "delete", "web1", "--keep-disks"]);
+    c.must_ok(1, &["vm", "import", doc.to_str().unwrap()]);
+    assert_eq!(list(&c, 1).into_iter().map(|s| s.id).collect::<Vec<_>>(), vec![s3.clone()]);
+    write(&d0, 9);
+    c.must_ok(1, &["vm", "snapshot", "restore", "web1", &s3]);
+    assert!(holds(&d0, 1), "the imported snapshot restores the data it holds");
+
+    // Deleting the VM deletes its snapshots' files with its disks.
     c.must_ok(0, &["vm", "delete", "web1"]);
     assert!(!std::path::Path::new(&d0).exists() && !std::path::Path::new(&d1).exists());
     let events = c.events(0);

@@ -24,8 +24,8 @@ pub use disk::DiskView;
 pub use engine::{EngineHostView, EngineStartView, EngineStatusView};
 pub use events::EventView;
 pub use host::{EngineScoreView, HostView, MaintenanceBlockView};
-pub use snapshot::{SnapshotDetailView, SnapshotDiskView, SnapshotView};
 pub use ovf::{ExportView, ImportView, OvfDocumentView, OvfEntryView, OvfListView};
+pub use snapshot::{SnapshotDetailView, SnapshotDiskView, SnapshotView};
 pub use vm::{
     DeletedVmView, HaRestartView, HaView, MigrationOverridesView, MigrationProgressView, MigrationView, NextRunView,
     NicView, VmDiskView, VmView,

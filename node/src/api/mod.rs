@@ -15,8 +15,8 @@ mod grpc;
 mod hosts;
 pub mod listen;
 pub mod ovf;
-mod snapshots;
 mod raft_rpc;
+mod snapshots;
 mod vms;
 
 use std::future::Future;

@@ -117,6 +117,8 @@ pub async fn prepare_import(
     let mut made = Vec::new();
     if clone {
         vm.id = Uuid::new_v4();
+        // Copies of the images carry none of their internal snapshots.
+        vm.snapshot_state = Default::default();
         for nic in &mut vm.config.nics {
             nic.mac = super::vms::random_mac();
         }

@@ -321,12 +321,19 @@ impl Api {
         Ok(after)
     }
 
-    fn result(&self, vm: &model::Vm, snapshot: Option<Uuid>, notes: Vec<String>) -> Result<SnapshotResult, ClusterError> {
+    fn result(
+        &self,
+        vm: &model::Vm,
+        snapshot: Option<Uuid>,
+        notes: Vec<String>,
+    ) -> Result<SnapshotResult, ClusterError> {
         let node = self.0.clone();
         self.0.cluster.state()?.read(|s| {
             Ok(SnapshotResult {
                 vm: Some(to_proto(&node, s, vm)),
-                snapshot: snapshot.and_then(|id| vm.snapshot_state.get(id)).map(|snap| snapshot_to_proto(&node, s, vm, snap)),
+                snapshot: snapshot
+                    .and_then(|id| vm.snapshot_state.get(id))
+                    .map(|snap| snapshot_to_proto(&node, s, vm, snap)),
                 notes,
             })
         })
@@ -436,13 +443,7 @@ fn commit_notes(s: &ClusterState, vm: &str) -> Vec<String> {
         notes.push(format!("snapshots taken after {} are erased: {}", p.snapshot, ids.join(", ")));
     }
     if let Some(snap) = v.snapshot_state.get(p.snapshot).filter(|_| p.config) {
-        let absent: Vec<Uuid> = v
-            .config
-            .disks
-            .iter()
-            .copied()
-            .filter(|d| !snap.config.disks.contains(d))
-            .collect();
+        let absent: Vec<Uuid> = v.config.disks.iter().copied().filter(|d| !snap.config.disks.contains(d)).collect();
         if !absent.is_empty() {
             notes.push(format!(
                 "the VM no longer has disk(s) {}: the snapshot does not have them; they float (`corral disk list`)",

@@ -28,6 +28,17 @@ impl ClusterState {
         self.check_new_disks(&new_disks)?;
         let mut vm = crate::ovf::config_of(vm);
         vm.config.updated_ms = now;
+        // Its snapshots come along from level 4 (an earlier build would not read them): none
+        // is in preview or worked on after an import.
+        if self.snapshot_level() {
+            for snap in &mut vm.snapshot_state.snapshots {
+                snap.status = crate::model::SnapshotStatus::Ok;
+            }
+            let st = &mut vm.snapshot_state;
+            st.current_snapshot = st.current_snapshot.filter(|c| st.snapshots.iter().any(|s| s.id == *c));
+        } else {
+            vm.snapshot_state = Default::default();
+        }
         if self.hotplug_level() {
             // An imported VM is down: it starts with the configuration it would have run next.
             vm.settle_next_run();

@@ -13,8 +13,8 @@ use super::OpResult;
 use crate::command::{Outcome, StartOrder};
 use crate::error::{quote, ClusterError};
 use crate::model::{
-    Attachment, ClusterState, Disk, EventKind, HostState, Preview, Snapshot, SnapshotJob, SnapshotJobKind, SnapshotStatus,
-    SnapshotStep, Vm, VmConfig, VmStatus, SNAPSHOT_LEVEL, UNDO_TAG,
+    Attachment, ClusterState, Disk, EventKind, HostState, Preview, Snapshot, SnapshotJob, SnapshotJobKind,
+    SnapshotStatus, SnapshotStep, Vm, VmConfig, VmStatus, SNAPSHOT_LEVEL, UNDO_TAG,
 };
 use crate::typ::NodeId;
 use crate::validate;
@@ -53,7 +53,8 @@ impl ClusterState {
             return Err(locked(&vm, job));
         }
         let host = if vm.is_running() { vm.runtime.host.unwrap_or(worker) } else { worker };
-        if !self.hosts.get(&host).is_some_and(|h| matches!(h.state, HostState::Up | HostState::PreparingForMaintenance)) {
+        if !self.hosts.get(&host).is_some_and(|h| matches!(h.state, HostState::Up | HostState::PreparingForMaintenance))
+        {
             return Err(ClusterError::Unavailable(format!(
                 "host {} cannot work on the images of vm '{}' now; try again",
                 self.host_name(host),
@@ -187,7 +188,11 @@ impl ClusterState {
         self.start_job(now, vm.id, host, SnapshotJobKind::Create { snapshot: id, dropped }, steps);
         let what = if memory { "with memory" } else { "of its disks" };
         let on = self.host_name(host);
-        self.record(now, EventKind::VmSnapshot, format!("Snapshot {id} of VM {vname} ({what}) is being taken on host {on}."));
+        self.record(
+            now,
+            EventKind::VmSnapshot,
+            format!("Snapshot {id} of VM {vname} ({what}) is being taken on host {on}."),
+        );
         self.vm_outcome(vm.id)
     }
 
@@ -258,8 +263,13 @@ impl ClusterState {
                 snap.id
             )));
         }
-        let undo_disks: Vec<Uuid> =
-            vm.config.disks.iter().copied().filter(|d| self.disks.get(d).is_some_and(|d| d.format == "qcow2")).collect();
+        let undo_disks: Vec<Uuid> = vm
+            .config
+            .disks
+            .iter()
+            .copied()
+            .filter(|d| self.disks.get(d).is_some_and(|d| d.format == "qcow2"))
+            .collect();
         let preview = Preview {
             snapshot: snap.id,
             memory,
@@ -274,7 +284,11 @@ impl ClusterState {
             steps.push(SnapshotStep::Revert { tag: snap.tag(), disks: chosen });
         }
         self.start_job(now, vm.id, host, SnapshotJobKind::Preview(preview), steps);
-        self.record(now, EventKind::VmSnapshot, format!("VM {vname} is being brought to snapshot {} for a preview.", snap.id));
+        self.record(
+            now,
+            EventKind::VmSnapshot,
+            format!("VM {vname} is being brought to snapshot {} for a preview.", snap.id),
+        );
         self.vm_outcome(vm.id)
     }
 
@@ -456,10 +470,13 @@ impl ClusterState {
                     Some(snap) => self.preview_config(vm, &snap, now),
                     None => String::new(),
                 };
-                format!("VM {vname} is in preview of snapshot {id}: start it to run from it, then commit or undo.{notes}")
+                format!(
+                    "VM {vname} is in preview of snapshot {id}: start it to run from it, then commit or undo.{notes}"
+                )
             }
             SnapshotJobKind::Commit => {
-                let p = st.preview.take().ok_or_else(|| ClusterError::Internal(format!("vm {vname} has no preview")))?;
+                let p =
+                    st.preview.take().ok_or_else(|| ClusterError::Internal(format!("vm {vname} has no preview")))?;
                 let erased = st.descendants(p.snapshot);
                 for id in &erased {
                     st.remove(*id);
@@ -477,7 +494,8 @@ impl ClusterState {
                 format!("The preview of snapshot {} of VM {vname} was committed.{later}{floated}", p.snapshot)
             }
             SnapshotJobKind::Undo => {
-                let p = st.preview.take().ok_or_else(|| ClusterError::Internal(format!("vm {vname} has no preview")))?;
+                let p =
+                    st.preview.take().ok_or_else(|| ClusterError::Internal(format!("vm {vname} has no preview")))?;
                 if let Some(s) = st.get_mut(p.snapshot) {
                     s.status = SnapshotStatus::Ok;
                 }
@@ -589,7 +607,8 @@ impl ClusterState {
         vm.config.hosted_engine = false;
         vm.config.next_run = None;
         vm.config.disks = disks.iter().map(|d| d.id).collect();
-        vm.config.attachments = held.iter().zip(disks).map(|(old, new)| (new.id, snap.config.attachment(*old))).collect();
+        vm.config.attachments =
+            held.iter().zip(disks).map(|(old, new)| (new.id, snap.config.attachment(*old))).collect();
         for (nic, mac) in vm.config.nics.iter_mut().zip(macs) {
             nic.mac = mac.clone();
         }
@@ -736,8 +755,7 @@ pub fn find_snapshot<'a>(vm: &'a Vm, name: &str) -> Result<&'a Snapshot, Cluster
     if let Some(s) = Uuid::parse_str(name).ok().and_then(|id| vm.snapshot_state.get(id)) {
         return Ok(s);
     }
-    let not_found =
-        || ClusterError::NotFound(format!("vm '{}' has no snapshot '{}'", vm.config.name, quote(name)));
+    let not_found = || ClusterError::NotFound(format!("vm '{}' has no snapshot '{}'", vm.config.name, quote(name)));
     if name.len() < 4 {
         return Err(not_found());
     }

@@ -159,13 +159,20 @@ pub struct SnapshotJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SnapshotJobKind {
     /// Snapshot `snapshot` (recorded locked) is taken; `dropped` are removed for the cap.
-    Create { snapshot: Uuid, dropped: Vec<Uuid> },
+    Create {
+        snapshot: Uuid,
+        dropped: Vec<Uuid>,
+    },
     Preview(Preview),
     Commit,
     Undo,
     /// Disk-only restore: the VM's configuration and disks become the snapshot's.
-    Restore { snapshot: Uuid },
-    Delete { snapshot: Uuid },
+    Restore {
+        snapshot: Uuid,
+    },
+    Delete {
+        snapshot: Uuid,
+    },
 }
 
 /// One step on the images.

@@ -80,11 +80,17 @@ const CDROM_CHILDREN: [&str; 1] = ["rasd:HostResource"];
 
 /// Reads a VM and its disks from an OVF document.
 pub fn read(xml: &str) -> Result<Imported, OvfError> {
+    read_at(xml, false)
+}
+
+/// `nested`: the document is a snapshot's configuration inside another, which may hold no
+/// snapshots of its own (so a document cannot nest deeper than one level).
+fn read_at(xml: &str, nested: bool) -> Result<Imported, OvfError> {
     let root = tree::parse(xml)?;
     if root.name != "ovf:Envelope" {
         return Err(OvfError::NotOvf(quote(&root.name)));
     }
-    let mut r = Reading { src: xml, root: &root, kept: Vec::new(), ignored: Vec::new() };
+    let mut r = Reading { src: xml, root: &root, kept: Vec::new(), ignored: Vec::new(), nested };
 
     let mut files: HashMap<String, (Uuid, &Element)> = HashMap::new();
     let mut disk_section: Option<&Element> = None;
@@ -129,6 +135,7 @@ struct Reading<'a> {
     root: &'a Element,
     kept: Vec<OvfFragment>,
     ignored: Vec<String>,
+    nested: bool,
 }
 
 /// A disk from the DiskSection, before its Item (if any) is seen.
@@ -269,7 +276,7 @@ impl<'a> Reading<'a> {
 
     fn content(&mut self, content: &'a Element, mut disks: Vec<DiskEntry<'a>>) -> Result<Imported, OvfError> {
         let mut f = Fields::default();
-        let (mut os_section, mut hardware) = (None, None);
+        let (mut os_section, mut hardware, mut snapshots) = (None, None, None);
         for el in &content.children {
             if el.name != "Section" {
                 self.content_field(content, el, &mut f)?;
@@ -278,6 +285,15 @@ impl<'a> Reading<'a> {
             match section_type(el) {
                 Some("OperatingSystemSection") => os_section = Some(el),
                 Some("VirtualHardwareSection") => hardware = Some(el),
+                // oVirt's own snapshots (its "Active VM", volume chains Corral cannot use) are
+                // kept as written; Corral's carry its tree and configurations.
+                Some("SnapshotsSection") if !corral_snapshots(el) => {
+                    self.keep(el, "Content", format!("Content/{}", label(el)), &[content])
+                }
+                Some("SnapshotsSection") if self.nested => {
+                    return Err(invalid(el, "Snapshot/vm_configuration", "a snapshot's configuration holds snapshots"));
+                }
+                Some("SnapshotsSection") => snapshots = Some(el),
                 _ => self.keep(el, "Content", format!("Content/{}", label(el)), &[content]),
             }
         }
@@ -300,6 +316,9 @@ impl<'a> Reading<'a> {
             if a != vm.attachment(disk) {
                 vm.config.attachments.insert(disk, a);
             }
+        }
+        if let Some(el) = snapshots {
+            vm.snapshot_state = snapshots_section(el)?;
         }
         Ok(Imported { vm, disks, ignored: Vec::new() })
     }
@@ -581,4 +600,78 @@ fn inside_storage_domain(el: &Element, path: &str, file: &str) -> Result<(), Ovf
 fn is_mac(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Whether a SnapshotsSection is one Corral wrote (each snapshot says its status).
+fn corral_snapshots(section: &Element) -> bool {
+    let mut snaps = section.children_named("Snapshot").peekable();
+    snaps.peek().is_some() && snaps.all(|s| s.child("corral:Status").is_some())
+}
+
+/// oVirt's SnapshotsSection as Corral writes it (`write::snapshots`).
+fn snapshots_section(section: &Element) -> Result<crate::model::VmSnapshots, OvfError> {
+    use crate::model::{RunLimits, Snapshot, SnapshotStatus, VmSnapshots};
+    let path = "Content/SnapshotsSection";
+    let mut out = VmSnapshots::default();
+    for el in &section.children {
+        match el.name.as_str() {
+            "corral:Current" => out.current_snapshot = Some(uuid(el, path, "corral:Current", &el.text)?),
+            "Snapshot" => {}
+            _ => continue,
+        }
+        if el.name != "Snapshot" {
+            continue;
+        }
+        if out.snapshots.len() >= crate::apply::snapshots::MAX_SNAPSHOTS_PER_VM {
+            return Err(invalid(el, path, "more snapshots than a VM keeps"));
+        }
+        let id = uuid(el, path, "ovf:id", required_attr(el, path, "ovf:id")?)?;
+        let spath = "Content/SnapshotsSection/Snapshot";
+        let text = |name: &str| el.child(name).map(|c| c.text.as_str());
+        let config = match text("vm_configuration") {
+            Some(doc) => {
+                read_at(doc, true).map_err(|e| invalid(el, spath, format!("vm_configuration: {e}")))?.vm.config
+            }
+            None => return Err(OvfError::Missing { path: spath.into(), what: "vm_configuration".into() }),
+        };
+        let created_ms = match (text("corral:CreatedMs"), text("CreationDate")) {
+            (Some(ms), _) => number(el, spath, "corral:CreatedMs", ms)?,
+            (None, Some(d)) => parse_date(d).unwrap_or(0),
+            (None, None) => 0,
+        };
+        let status = match (text("corral:Status"), text("Type")) {
+            (Some("locked"), _) => SnapshotStatus::Locked,
+            (Some("in_preview"), _) | (None, Some("PREVIEW")) => SnapshotStatus::InPreview,
+            _ => SnapshotStatus::Ok,
+        };
+        let mut disks = Vec::new();
+        for d in el.children_named("corral:Disk") {
+            disks.push(uuid(d, spath, "corral:Disk", &d.text)?);
+        }
+        let limit = |name: &str| text(name).map(|v| number::<u64>(el, spath, name, v)).transpose();
+        let run_limits =
+            match (limit("corral:BootMemoryMib")?, limit("corral:LimitMemoryMib")?, limit("corral:LimitVcpus")?) {
+                (Some(boot), Some(max), Some(vcpus)) => Some(RunLimits {
+                    boot_memory_mib: boot,
+                    max_memory_mib: max,
+                    max_vcpus: u32::try_from(vcpus)
+                        .map_err(|_| invalid(el, spath, "corral:LimitVcpus is too large"))?,
+                }),
+                _ => None,
+            };
+        out.snapshots.push(Snapshot {
+            id,
+            parent: text("corral:Parent").map(|p| uuid(el, spath, "corral:Parent", p)).transpose()?,
+            description: text("Description").unwrap_or_default().to_string(),
+            created_ms,
+            memory: text("corral:Memory").map(|m| boolean(el, spath, m)).transpose()?.unwrap_or(false),
+            disks,
+            status,
+            config: Box::new(config),
+            domain_xml: text("corral:DomainXml").map(str::to_string),
+            run_limits,
+            memory_mib: limit("corral:MemoryMib")?.unwrap_or(0),
+        });
+    }
+    Ok(out)
 }

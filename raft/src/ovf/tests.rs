@@ -415,3 +415,78 @@ proptest! {
         prop_assert_eq!(back.disks, disks);
     }
 }
+
+/// A VM's snapshots travel in its document (oVirt's SnapshotsSection), each with the
+/// configuration it was taken with, the tree, memory and what a memory restore needs.
+#[test]
+fn snapshots_are_in_the_document() {
+    use crate::model::{RunLimits, Snapshot, SnapshotStatus};
+    let (mut vm, disks) = busy_vm();
+    let then = |memory_mib| {
+        let mut c = config_of(&vm).config;
+        c.memory_mib = memory_mib;
+        Box::new(c)
+    };
+    let (a, b) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb));
+    let first = Snapshot {
+        id: a,
+        parent: None,
+        description: "before <upgrade> & after".into(),
+        created_ms: T0,
+        memory: false,
+        disks: vm.config.disks.clone(),
+        status: SnapshotStatus::Ok,
+        config: then(512),
+        domain_xml: None,
+        run_limits: None,
+        memory_mib: 0,
+    };
+    let second = Snapshot {
+        id: b,
+        parent: Some(a),
+        description: String::new(),
+        created_ms: T0 + 1,
+        memory: true,
+        disks: vec![vm.config.disks[0]],
+        status: SnapshotStatus::InPreview,
+        config: then(768),
+        domain_xml: Some("<domain type='qemu'><name>x</name></domain>".into()),
+        run_limits: Some(RunLimits { boot_memory_mib: 768, max_memory_mib: 3072, max_vcpus: 4 }),
+        memory_mib: 98,
+    };
+    vm.snapshot_state.snapshots = vec![first, second];
+    vm.snapshot_state.current_snapshot = Some(b);
+    let xml = write(&vm, &disks, T0);
+    assert!(xml.contains(r#"<Section xsi:type="ovf:SnapshotsSection_Type">"#), "{xml}");
+    let back = read(&xml).unwrap().vm.snapshot_state;
+    assert_eq!(back.current_snapshot, Some(b));
+    assert_eq!(back.snapshots.len(), 2);
+    for (got, want) in back.snapshots.iter().zip(&vm.snapshot_state.snapshots) {
+        assert_eq!(
+            (got.id, got.parent, &got.description, got.created_ms, got.memory, &got.disks, got.status),
+            (want.id, want.parent, &want.description, want.created_ms, want.memory, &want.disks, want.status)
+        );
+        assert_eq!(
+            (&got.domain_xml, got.run_limits, got.memory_mib),
+            (&want.domain_xml, want.run_limits, want.memory_mib)
+        );
+        assert_eq!(
+            (got.config.memory_mib, &got.config.disks, &got.config.nics),
+            (want.config.memory_mib, &want.config.disks, &want.config.nics)
+        );
+    }
+    // A snapshot's configuration holds no snapshots of its own: a document nesting deeper is refused.
+    let nested = write(&vm, &disks, T0);
+    let mut deeper = vm.clone();
+    deeper.snapshot_state.snapshots[0].config.description = "x".into();
+    let inner = xml_escape(&nested);
+    let hostile = write(&deeper, &disks, T0)
+        .replacen("<vm_configuration>", &format!("<vm_configuration>{inner}<!--"), 1)
+        .replacen("</vm_configuration>", "--></vm_configuration>", 1);
+    let e = read(&hostile).unwrap_err().to_string();
+    assert!(e.contains("a snapshot's configuration holds snapshots"), "{e}");
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

@@ -10,7 +10,7 @@ use quick_xml::Writer;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{HaPriority, MigrationPolicy, Nic, ResumeBehavior};
+use crate::model::{HaPriority, MigrationPolicy, Nic, ResumeBehavior, SnapshotStatus};
 
 const MIB: u64 = 1024 * 1024;
 const GIB_IN_MIB: u64 = 1024;
@@ -79,6 +79,7 @@ pub fn write(vm: &Vm, disks: &[Disk], exported_ms: i64) -> String {
     w.fragments("OperatingSystemSection");
     w.close("Section");
     w.hardware(&disks);
+    w.snapshots(&disks);
     w.fragments("Content");
     w.close("Content");
 
@@ -264,6 +265,61 @@ impl Doc<'_> {
             }
             self.close("corral:NextRun");
         }
+    }
+
+    /// oVirt's SnapshotsSection: each snapshot with the VM's configuration then, as a document
+    /// of its own (`vm_configuration`, as oVirt writes it), and Corral's tree and memory.
+    fn snapshots(&mut self, disks: &[&Disk]) {
+        let st = &self.vm.snapshot_state;
+        if st.snapshots.is_empty() {
+            return;
+        }
+        self.open("Section", &[("xsi:type", "ovf:SnapshotsSection_Type")]);
+        for snap in &st.snapshots {
+            self.open("Snapshot", &[("ovf:id", &snap.id.to_string())]);
+            self.leaf("Type", if snap.status == SnapshotStatus::InPreview { "PREVIEW" } else { "REGULAR" });
+            self.leaf("Description", &snap.description);
+            self.leaf("CreationDate", &format_date(snap.created_ms));
+            self.leaf("corral:CreatedMs", &snap.created_ms.to_string());
+            self.leaf("corral:Status", snap.status.as_str());
+            if let Some(p) = snap.parent {
+                self.leaf("corral:Parent", &p.to_string());
+            }
+            self.leaf("corral:Memory", bool_str(snap.memory));
+            if snap.memory_mib > 0 {
+                self.leaf("corral:MemoryMib", &snap.memory_mib.to_string());
+            }
+            for d in &snap.disks {
+                self.leaf("corral:Disk", &d.to_string());
+            }
+            if let Some(l) = snap.run_limits {
+                self.leaf("corral:BootMemoryMib", &l.boot_memory_mib.to_string());
+                self.leaf("corral:LimitMemoryMib", &l.max_memory_mib.to_string());
+                self.leaf("corral:LimitVcpus", &l.max_vcpus.to_string());
+            }
+            if let Some(xml) = &snap.domain_xml {
+                self.leaf("corral:DomainXml", xml);
+            }
+            // The configuration then, without snapshots of its own.
+            let then = Vm {
+                id: self.vm.id,
+                config: (*snap.config).clone(),
+                ..Vm::new(
+                    self.vm.id,
+                    &snap.config.name,
+                    snap.config.memory_mib,
+                    snap.config.vcpus,
+                    snap.config.created_ms,
+                )
+            };
+            let owned: Vec<Disk> = disks.iter().map(|d| (*d).clone()).collect();
+            self.leaf("vm_configuration", &write(&then, &owned, 0));
+            self.close("Snapshot");
+        }
+        if let Some(c) = st.current_snapshot {
+            self.leaf("corral:Current", &c.to_string());
+        }
+        self.close("Section");
     }
 
     fn hardware(&mut self, disks: &[&Disk]) {

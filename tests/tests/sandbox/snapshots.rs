@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use corral_cli::views::{SnapshotView, VmView};
+use corral_tests::sandbox::WAIT;
 use corral_tests::sandbox::{Sandbox, GUEST_UP};
 use corral_tests::wait_until;
-use corral_tests::sandbox::WAIT;
 
 pub const SN: &str = "sn";
 const HOLDS: &str = "CORRAL-DISK-HOLDS ";
@@ -41,7 +41,9 @@ fn ticks_after(sb: &Sandbox, from: usize) -> Vec<u64> {
     let all = sb.console(SN);
     let part = all.get(from..).unwrap_or_default();
     part.match_indices(TICK)
-        .filter_map(|(at, m)| part[at + m.len()..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok())
+        .filter_map(|(at, m)| {
+            part[at + m.len()..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+        })
         .collect()
 }
 

@@ -26,7 +26,8 @@ pub(super) async fn run(ctx: &Context, command: VmSnapshotCommand) -> Result<()>
                 vm: vm.clone(),
                 description,
                 memory,
-                disks: disks.map(|values| proto::StringList { values: values.into_iter().filter(|v| !v.is_empty()).collect() }),
+                disks: disks
+                    .map(|values| proto::StringList { values: values.into_iter().filter(|v| !v.is_empty()).collect() }),
                 wait: false,
             };
             let r = write(ctx, request, |mut c, r| async move { c.create_snapshot(r).await }).await?;
@@ -56,11 +57,18 @@ pub(super) async fn run(ctx: &Context, command: VmSnapshotCommand) -> Result<()>
                 vm: vm.clone(),
                 snapshot,
                 memory,
-                disks: disks.map(|values| proto::StringList { values: values.into_iter().filter(|v| !v.is_empty()).collect() }),
+                disks: disks
+                    .map(|values| proto::StringList { values: values.into_iter().filter(|v| !v.is_empty()).collect() }),
                 config,
             };
             let r = write(ctx, request, |mut c, r| async move { c.preview_snapshot(r).await }).await?;
-            done(ctx, &r, &format!("{vm} is in preview: start it (`corral vm start {vm}`), then `corral vm snapshot commit|undo {vm}`"))
+            done(
+                ctx,
+                &r,
+                &format!(
+                    "{vm} is in preview: start it (`corral vm start {vm}`), then `corral vm snapshot commit|undo {vm}`"
+                ),
+            )
         }
         VmSnapshotCommand::Commit { vm } => {
             let request = proto::VmRef { vm: vm.clone() };
@@ -143,7 +151,10 @@ async fn follow(ctx: &Context, vm: &str, id: &str, what: &str, gone: bool) -> Re
         }
         if started.elapsed() > PATIENCE {
             bar.finish();
-            bail!("{what}: still not done after {} s; stopped waiting (see `corral vm snapshot list {vm}`)", PATIENCE.as_secs());
+            bail!(
+                "{what}: still not done after {} s; stopped waiting (see `corral vm snapshot list {vm}`)",
+                PATIENCE.as_secs()
+            );
         }
         // Progress once it takes long enough to wonder (a quick one prints only its result).
         if started.elapsed() >= Duration::from_secs(1) {
@@ -182,7 +193,12 @@ async fn list(ctx: &Context, vm: String) -> Result<()> {
     let mut table = Table::new(&["ID", "DESCRIPTION", "CREATED", "MEMORY", "DISKS", "STATUS"]);
     // Depth first from the roots, oldest first: a child below its parent, indented.
     let mut rows: Vec<(usize, &SnapshotView)> = Vec::new();
-    fn walk<'a>(all: &'a [SnapshotView], parent: Option<&str>, depth: usize, rows: &mut Vec<(usize, &'a SnapshotView)>) {
+    fn walk<'a>(
+        all: &'a [SnapshotView],
+        parent: Option<&str>,
+        depth: usize,
+        rows: &mut Vec<(usize, &'a SnapshotView)>,
+    ) {
         for s in all.iter().filter(|s| s.parent.as_deref() == parent) {
             rows.push((depth, s));
             walk(all, Some(&s.id), depth + 1, rows);
@@ -216,7 +232,14 @@ async fn list(ctx: &Context, vm: String) -> Result<()> {
             s.status.clone(),
         ]);
         if s.current {
-            table.row(vec![format!("{}-> now", indent(depth + 1)), here.clone(), String::new(), String::new(), String::new(), String::new()]);
+            table.row(vec![
+                format!("{}-> now", indent(depth + 1)),
+                here.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
             placed = true;
         }
     }

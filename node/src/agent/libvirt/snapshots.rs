@@ -26,8 +26,10 @@ impl Hypervisor {
                 domain.qemu_monitor_command(&text, 0).map_err(|e| call.domain_error(uuid, e))
             })
             .await?;
-        let reply: Value = serde_json::from_str(&out)
-            .map_err(|e| DriverError::Libvirt { uri: self.uri.to_string(), message: format!("QEMU answered {out:?}: {e}") })?;
+        let reply: Value = serde_json::from_str(&out).map_err(|e| DriverError::Libvirt {
+            uri: self.uri.to_string(),
+            message: format!("QEMU answered {out:?}: {e}"),
+        })?;
         if let Some(e) = reply.get("error") {
             let message = e["desc"].as_str().unwrap_or("QEMU refused the command").to_string();
             return Err(DriverError::Libvirt { uri: self.uri.to_string(), message });
@@ -57,8 +59,7 @@ impl Hypervisor {
     /// Removes internal snapshot `tag` from one disk while the guest runs on; a disk without
     /// it is fine.
     pub async fn drop_snapshot_live(&self, uuid: Uuid, node: &str, tag: &str) -> Result<(), DriverError> {
-        let cmd =
-            json!({ "execute": "blockdev-snapshot-delete-internal-sync", "arguments": { "device": node, "name": tag } });
+        let cmd = json!({ "execute": "blockdev-snapshot-delete-internal-sync", "arguments": { "device": node, "name": tag } });
         match self.qmp(uuid, cmd).await {
             Err(DriverError::Libvirt { message, .. }) if message.contains("does not exist") => Ok(()),
             other => other.map(drop),
@@ -132,7 +133,9 @@ impl Hypervisor {
     /// (libvirt's migratable form: no run-time ids or aliases).
     pub async fn migratable_xml(&self, uuid: Uuid) -> Result<String, DriverError> {
         self.with_domain(uuid, move |call, domain| {
-            domain.xml_desc(sys::VIR_DOMAIN_XML_MIGRATABLE | sys::VIR_DOMAIN_XML_SECURE).map_err(|e| call.domain_error(uuid, e))
+            domain
+                .xml_desc(sys::VIR_DOMAIN_XML_MIGRATABLE | sys::VIR_DOMAIN_XML_SECURE)
+                .map_err(|e| call.domain_error(uuid, e))
         })
         .await
     }
@@ -140,7 +143,9 @@ impl Hypervisor {
     /// Defines the domain from `xml` as it is (a snapshot's definition) and starts it paused.
     pub async fn start_paused_from(&self, uuid: Uuid, xml: String) -> Result<(), DriverError> {
         self.call(move |call| {
-            call.conn.define_domain_xml_flags(&xml, sys::VIR_DOMAIN_DEFINE_VALIDATE).map_err(|e| call.domain_error(uuid, e))?;
+            call.conn
+                .define_domain_xml_flags(&xml, sys::VIR_DOMAIN_DEFINE_VALIDATE)
+                .map_err(|e| call.domain_error(uuid, e))?;
             Ok(())
         })
         .await?;

@@ -46,12 +46,8 @@ impl Agent {
             }
             let live = running.get(&work.vm).copied().unwrap_or(false) && !self.hv.is_test_driver();
             let (hv, node, set) = (self.hv.clone(), self.node.clone(), self.snapshotting.clone());
-            let work = JobWork {
-                vm: work.vm,
-                name: work.name.clone(),
-                job: work.job.clone(),
-                files: work.files.clone(),
-            };
+            let work =
+                JobWork { vm: work.vm, name: work.name.clone(), job: work.job.clone(), files: work.files.clone() };
             tokio::spawn(async move {
                 tracing::info!(vm = %work.name, job = ?work.job.kind, "snapshot work starting");
                 let result = run_job(&hv, &node.images, &work, live).await;
@@ -86,7 +82,11 @@ impl Agent {
             return Err(refuse("the test driver cannot load a guest's memory".into()));
         }
         let files: Vec<String> = self.state.read(|st| {
-            s.disks.iter().filter_map(|d| st.disks.get(d)).map(|d| self.node.images.path(&d.file).display().to_string()).collect()
+            s.disks
+                .iter()
+                .filter_map(|d| st.disks.get(d))
+                .map(|d| self.node.images.path(&d.file).display().to_string())
+                .collect()
         });
         let tag = s.tag();
         self.hv.start_paused_from(vm.id, xml).await?;
@@ -189,7 +189,9 @@ async fn run_step(
             for d in disks {
                 let f = file(d)?;
                 if node_of(&f).is_some() {
-                    return Err(format!("disk {d} is open in the running VM; it is brought back only while the VM is down"));
+                    return Err(format!(
+                        "disk {d} is open in the running VM; it is brought back only while the VM is down"
+                    ));
                 }
                 images.snapshot_revert(&f, tag).await.map_err(|e| e.to_string())?;
             }

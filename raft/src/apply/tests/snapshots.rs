@@ -23,13 +23,29 @@ fn vm<'a>(s: &'a ClusterState, name: &str) -> &'a Vm {
 
 fn disk(name: &str) -> Disk {
     let id = Uuid::new_v4();
-    Disk { id, name: name.into(), size_mib: 64, file: format!("{id}.qcow2"), format: "qcow2".into(), vm: None, created_ms: 0 }
+    Disk {
+        id,
+        name: name.into(),
+        size_mib: 64,
+        file: format!("{id}.qcow2"),
+        format: "qcow2".into(),
+        vm: None,
+        created_ms: 0,
+    }
 }
 
 /// A down VM `web1` with disks d1 and d2.
 fn with_vm() -> ClusterState {
     let mut s = level4();
-    ok(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: super::spec("web1"), disks: vec![disk("d1"), disk("d2")], start: None });
+    ok(
+        &mut s,
+        Op::CreateVm {
+            id: Uuid::new_v4(),
+            spec: super::spec("web1"),
+            disks: vec![disk("d1"), disk("d2")],
+            start: None,
+        },
+    );
     s
 }
 
@@ -78,7 +94,14 @@ fn ids(s: &ClusterState) -> Vec<Uuid> {
 fn snapshots_need_level_4() {
     let mut s = with_vm();
     s.cluster.as_mut().unwrap().level = 3;
-    let op = Op::CreateSnapshot { vm: "web1".into(), id: Uuid::new_v4(), description: String::new(), memory: false, disks: None, worker: 1 };
+    let op = Op::CreateSnapshot {
+        vm: "web1".into(),
+        id: Uuid::new_v4(),
+        description: String::new(),
+        memory: false,
+        disks: None,
+        worker: 1,
+    };
     refused(&mut s, op, "snapshots need cluster level 4: run `corral cluster upgrade` first");
 }
 
@@ -86,7 +109,17 @@ fn snapshots_need_level_4() {
 fn a_snapshot_is_locked_until_its_host_is_done_and_the_vm_with_it() {
     let mut s = with_vm();
     let id = Uuid::new_v4();
-    ok(&mut s, Op::CreateSnapshot { vm: "web1".into(), id, description: "before".into(), memory: false, disks: None, worker: 2 });
+    ok(
+        &mut s,
+        Op::CreateSnapshot {
+            vm: "web1".into(),
+            id,
+            description: "before".into(),
+            memory: false,
+            disks: None,
+            worker: 2,
+        },
+    );
     let v = vm(&s, "web1");
     let job = v.snapshot_state.snapshot_job.clone().unwrap();
     // A down VM: the proposing node works on the images.
@@ -116,7 +149,17 @@ fn a_snapshot_is_locked_until_its_host_is_done_and_the_vm_with_it() {
 #[test]
 fn a_failed_snapshot_leaves_nothing_and_says_why() {
     let mut s = with_vm();
-    ok(&mut s, Op::CreateSnapshot { vm: "web1".into(), id: Uuid::new_v4(), description: String::new(), memory: false, disks: None, worker: 2 });
+    ok(
+        &mut s,
+        Op::CreateSnapshot {
+            vm: "web1".into(),
+            id: Uuid::new_v4(),
+            description: String::new(),
+            memory: false,
+            disks: None,
+            worker: 2,
+        },
+    );
     done(&mut s, Some("qemu-img snapshot failed: no space"));
     let v = vm(&s, "web1");
     assert!(v.snapshot_state.snapshots.is_empty());
@@ -133,7 +176,10 @@ fn the_tree_grows_from_where_the_vm_is() {
     assert_eq!((snaps.get(a).unwrap().parent, snaps.get(b).unwrap().parent), (None, Some(a)));
     // Restore A: B stays; the next snapshot is A's child, beside B.
     ok(&mut s, Op::RestoreSnapshot { vm: "web1".into(), snapshot: a.to_string(), worker: 1 });
-    assert!(matches!(vm(&s, "web1").snapshot_state.snapshot_job.as_ref().unwrap().steps[0], SnapshotStep::Revert { .. }));
+    assert!(matches!(
+        vm(&s, "web1").snapshot_state.snapshot_job.as_ref().unwrap().steps[0],
+        SnapshotStep::Revert { .. }
+    ));
     done(&mut s, None);
     assert_eq!(vm(&s, "web1").snapshot_state.current_snapshot, Some(a));
     let c = take(&mut s, false);
@@ -145,21 +191,37 @@ fn the_tree_grows_from_where_the_vm_is() {
     done(&mut s, None);
     let snaps = &vm(&s, "web1").snapshot_state;
     assert_eq!(ids(&s), vec![b, c]);
-    assert_eq!((snaps.get(b).unwrap().parent, snaps.get(c).unwrap().parent, snaps.current_snapshot), (None, None, Some(c)));
+    assert_eq!(
+        (snaps.get(b).unwrap().parent, snaps.get(c).unwrap().parent, snaps.current_snapshot),
+        (None, None, Some(c))
+    );
 }
 
 #[test]
 fn memory_needs_a_running_vm_and_is_taken_by_its_host() {
     let mut s = with_vm();
-    let op = Op::CreateSnapshot { vm: "web1".into(), id: Uuid::new_v4(), description: String::new(), memory: true, disks: None, worker: 2 };
-    refused(
-        &mut s,
-        op,
-        "vm 'web1' is down: --memory saves a running guest's memory; take the snapshot without it",
-    );
+    let op = Op::CreateSnapshot {
+        vm: "web1".into(),
+        id: Uuid::new_v4(),
+        description: String::new(),
+        memory: true,
+        disks: None,
+        worker: 2,
+    };
+    refused(&mut s, op, "vm 'web1' is down: --memory saves a running guest's memory; take the snapshot without it");
     start(&mut s);
     let b = Uuid::new_v4();
-    ok(&mut s, Op::CreateSnapshot { vm: "web1".into(), id: b, description: String::new(), memory: true, disks: None, worker: 2 });
+    ok(
+        &mut s,
+        Op::CreateSnapshot {
+            vm: "web1".into(),
+            id: b,
+            description: String::new(),
+            memory: true,
+            disks: None,
+            worker: 2,
+        },
+    );
     // Its host, not the proposer.
     assert_eq!(vm(&s, "web1").snapshot_state.snapshot_job.as_ref().unwrap().host, 1);
     done(&mut s, None);
@@ -188,7 +250,17 @@ fn preview_commit_erases_later_snapshots() {
     let mut s = with_vm();
     let a = take(&mut s, false);
     let b = take(&mut s, false);
-    ok(&mut s, Op::PreviewSnapshot { vm: "web1".into(), snapshot: a.to_string(), memory: false, disks: None, config: true, worker: 1 });
+    ok(
+        &mut s,
+        Op::PreviewSnapshot {
+            vm: "web1".into(),
+            snapshot: a.to_string(),
+            memory: false,
+            disks: None,
+            config: true,
+            worker: 1,
+        },
+    );
     let job = vm(&s, "web1").snapshot_state.snapshot_job.clone().unwrap();
     // The present disks are saved for an undo before anything goes back.
     assert!(matches!(&job.steps[0], SnapshotStep::Take { tag, .. } if tag == UNDO_TAG));
@@ -197,10 +269,23 @@ fn preview_commit_erases_later_snapshots() {
     let v = vm(&s, "web1");
     assert_eq!(v.snapshot_state.get(a).unwrap().status, SnapshotStatus::InPreview);
     // Nothing new while in preview, and the one in preview cannot be deleted.
-    let op = Op::CreateSnapshot { vm: "web1".into(), id: Uuid::new_v4(), description: String::new(), memory: false, disks: None, worker: 1 };
+    let op = Op::CreateSnapshot {
+        vm: "web1".into(),
+        id: Uuid::new_v4(),
+        description: String::new(),
+        memory: false,
+        disks: None,
+        worker: 1,
+    };
     assert!(s.clone().apply_command(&cmd(T0, op)).0.unwrap_err().to_string().contains("is in preview"));
     let del = Op::DeleteSnapshot { vm: "web1".into(), snapshot: a.to_string(), worker: 1 };
-    assert!(s.clone().apply_command(&cmd(T0, del)).0.unwrap_err().to_string().contains("commit or undo the preview first"));
+    assert!(s
+        .clone()
+        .apply_command(&cmd(T0, del))
+        .0
+        .unwrap_err()
+        .to_string()
+        .contains("commit or undo the preview first"));
     ok(&mut s, Op::CommitSnapshot { vm: "web1".into(), worker: 1 });
     let steps = vm(&s, "web1").snapshot_state.snapshot_job.clone().unwrap().steps;
     assert!(matches!(&steps[1], SnapshotStep::Drop { tag, .. } if *tag == b.to_string()));
@@ -215,7 +300,17 @@ fn undo_puts_the_configuration_back() {
     let mut s = with_vm();
     let a = take(&mut s, false);
     ok(&mut s, Op::EditVm { vm: "web1".into(), changes: VmChanges { memory_mib: Some(2048), ..Default::default() } });
-    ok(&mut s, Op::PreviewSnapshot { vm: "web1".into(), snapshot: a.to_string(), memory: false, disks: None, config: true, worker: 1 });
+    ok(
+        &mut s,
+        Op::PreviewSnapshot {
+            vm: "web1".into(),
+            snapshot: a.to_string(),
+            memory: false,
+            disks: None,
+            config: true,
+            worker: 1,
+        },
+    );
     done(&mut s, None);
     assert_eq!(vm(&s, "web1").config.memory_mib, 1024);
     ok(&mut s, Op::UndoSnapshot { vm: "web1".into(), worker: 1 });
@@ -232,11 +327,31 @@ fn a_snapshot_without_a_disk_previews_without_it_and_a_commit_floats_it() {
     let mut s = with_vm();
     let d1 = s.find_disk("d1").unwrap().id;
     let id = Uuid::new_v4();
-    ok(&mut s, Op::CreateSnapshot { vm: "web1".into(), id, description: String::new(), memory: false, disks: Some(vec!["d2".into()]), worker: 1 });
+    ok(
+        &mut s,
+        Op::CreateSnapshot {
+            vm: "web1".into(),
+            id,
+            description: String::new(),
+            memory: false,
+            disks: Some(vec!["d2".into()]),
+            worker: 1,
+        },
+    );
     done(&mut s, None);
     // The snapshot's configuration had d1 too; make one that did not (as if d1 came later).
     s.vms.values_mut().next().unwrap().snapshot_state.snapshots[0].config.disks.retain(|d| *d != d1);
-    ok(&mut s, Op::PreviewSnapshot { vm: "web1".into(), snapshot: id.to_string(), memory: false, disks: None, config: true, worker: 1 });
+    ok(
+        &mut s,
+        Op::PreviewSnapshot {
+            vm: "web1".into(),
+            snapshot: id.to_string(),
+            memory: false,
+            disks: None,
+            config: true,
+            worker: 1,
+        },
+    );
     done(&mut s, None);
     let v = vm(&s, "web1");
     assert!(v.attachment(d1).unplugged, "d1 runs unplugged in the preview");
@@ -255,12 +370,27 @@ fn the_cap_removes_the_oldest_never_one_in_preview() {
     let a = take(&mut s, false);
     let b = take(&mut s, false);
     let c = Uuid::new_v4();
-    ok(&mut s, Op::CreateSnapshot { vm: "web1".into(), id: c, description: String::new(), memory: false, disks: None, worker: 1 });
+    ok(
+        &mut s,
+        Op::CreateSnapshot {
+            vm: "web1".into(),
+            id: c,
+            description: String::new(),
+            memory: false,
+            disks: None,
+            worker: 1,
+        },
+    );
     let job = vm(&s, "web1").snapshot_state.snapshot_job.clone().unwrap();
     assert_eq!(job.kind, SnapshotJobKind::Create { snapshot: c, dropped: vec![a] });
     done(&mut s, None);
     assert_eq!(ids(&s), vec![b, c]);
-    assert!(s.events.back().unwrap().message.contains(&format!("The oldest ({a}) was removed: the cluster keeps 2 per VM.")));
+    assert!(s
+        .events
+        .back()
+        .unwrap()
+        .message
+        .contains(&format!("The oldest ({a}) was removed: the cluster keeps 2 per VM.")));
     refused(&mut s, Op::SetSnapshotCap { max: 101 }, "max_snapshots: must be 0 (no cap) to 100 (got 101)");
 }
 
@@ -268,7 +398,17 @@ fn the_cap_removes_the_oldest_never_one_in_preview() {
 fn a_host_that_dies_mid_job_unlocks_the_vm() {
     let mut s = with_vm();
     start(&mut s);
-    ok(&mut s, Op::CreateSnapshot { vm: "web1".into(), id: Uuid::new_v4(), description: String::new(), memory: true, disks: None, worker: 2 });
+    ok(
+        &mut s,
+        Op::CreateSnapshot {
+            vm: "web1".into(),
+            id: Uuid::new_v4(),
+            description: String::new(),
+            memory: true,
+            disks: None,
+            worker: 2,
+        },
+    );
     ok(&mut s, Op::HostDown { id: 1, how: crate::HostDownCause::LeaseEnded { silent_ms: 9000, lease_ms: 5000 } });
     let v = vm(&s, "web1");
     assert!(v.snapshot_state.snapshot_job.is_none() && v.snapshot_state.snapshots.is_empty());
@@ -283,7 +423,14 @@ fn clone_from_a_snapshot_takes_its_configuration() {
     start(&mut s);
     let copies = vec![disk("c1"), disk("c2")];
     let id = Uuid::new_v4();
-    let op = Op::CloneFromSnapshot { source: "web1".into(), snapshot: a.to_string(), id, name: "old".into(), disks: copies, macs: vec![] };
+    let op = Op::CloneFromSnapshot {
+        source: "web1".into(),
+        snapshot: a.to_string(),
+        id,
+        name: "old".into(),
+        disks: copies,
+        macs: vec![],
+    };
     ok(&mut s, op);
     let c = vm(&s, "old");
     assert_eq!((c.config.memory_mib, c.config.disks.len(), c.runtime.status), (1024, 2, VmStatus::Down));
