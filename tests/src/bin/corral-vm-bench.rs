@@ -4,10 +4,12 @@
 //! be up elsewhere after its host loses power (split into detection, fence wait, placement and
 //! start, from the event log's times), and how long maintenance takes to evacuate a host of 10
 //! running guests, and how long a hot-plug takes to reach the guest (the busybox guest's own
-//! report of what it sees: a disk, memory, a vCPU) and a scale-up that migrates first. It prints
+//! report of what it sees: a disk, memory, a vCPU) and a scale-up that migrates first, and
+//! snapshots of a 256 MiB guest with a 1 GiB disk holding 256 MiB (taken with and without its
+//! memory, restored, deleted while it runs). It prints
 //! medians and ratios and asserts nothing about them; every loop is bounded in count and in time.
 //!
-//!   corral-vm-bench [--only start|migrate|failover|evacuate|hotplug] [--starts N] [--rounds N] [--failovers N]
+//!   corral-vm-bench [--only start|migrate|failover|evacuate|hotplug|snapshot] [--starts N] [--rounds N] [--failovers N]
 //!                   [--guests N] [--corrald "FLAGS"]   (FLAGS: extra corrald flags on every host)
 
 use std::process::{Command, Stdio};
@@ -84,6 +86,106 @@ fn main() {
     }
     if wants("hotplug") {
         hotplug(&sb, opts.rounds.max(10));
+    }
+    if wants("snapshot") {
+        snapshots(&sb, opts.rounds);
+    }
+}
+
+/// Snapshots of the busybox guest (TCG, 256 MiB) with a 1 GiB disk holding 256 MiB written
+/// before it boots; the guest writes its tick to the disk every second. Each round: a snapshot
+/// of the disk and one with memory taken while it runs (command to done); the VM stopped and
+/// the disk snapshot restored (the command, then start to the guest's boot); the memory one
+/// restored (command to the guest's next tick, resumed without a boot); both deleted while it
+/// runs (`--wait`, command to gone).
+fn snapshots(sb: &Sandbox, rounds: usize) {
+    const VM: &str = "bench-sn";
+    let (kernel, initrd) = (sb.guest_kernel(), sb.guest_initrd());
+    #[rustfmt::skip]
+    let vm = sb.cli_json::<VmView>(&[
+        "vm", "create", VM, "--memory", "256M", "--vcpus", "1", "--domain-type", "qemu",
+        "--kernel", &kernel, "--initrd", &initrd,
+        "--cmdline", "console=ttyS0 panic=-1 possible_cpus=16 corral.tickdisk=vda", "--disk", "1G",
+    ]);
+    let filled = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 7 1M 256M", &vm.disks[0].path])
+        .stdout(Stdio::null())
+        .status()
+        .expect("qemu-io");
+    assert!(filled.success(), "qemu-io could not write 256 MiB into the disk");
+    let up = corral_tests::sandbox::GUEST_UP;
+    let id_of = |out: &str| out.trim().lines().last().unwrap().split_whitespace().last().unwrap().to_string();
+    let ticked_since = |from: usize| sb.console(VM).get(from..).is_some_and(|s| s.contains("CORRAL-TICK "));
+    sb.must_ok(&["vm", "start", VM, "--host", "host1"]);
+    sb.wait_status(VM, "up");
+    sb.wait_console(VM, up);
+    sb.wait_ticks_above(VM, 2);
+    let (mut take_disk, mut take_mem, mut restore_disk, mut boot_after, mut restore_mem, mut del_disk, mut del_mem) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut memory_mib = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let d = id_of(&sb.must_ok(&["vm", "snapshot", "create", VM]));
+        take_disk.push(t.elapsed());
+        let t = Instant::now();
+        let m = id_of(&sb.must_ok(&["vm", "snapshot", "create", VM, "--memory"]));
+        take_mem.push(t.elapsed());
+        let listed: Vec<corral_cli::views::SnapshotView> = sb.cli_json(&["vm", "snapshot", "list", VM]);
+        memory_mib = listed.iter().find(|s| s.id == m).map_or(0, |s| s.memory_mib);
+
+        sb.must_ok(&["vm", "stop", VM]);
+        sb.wait_status(VM, "down");
+        let t = Instant::now();
+        sb.must_ok(&["vm", "snapshot", "restore", VM, &d]);
+        restore_disk.push(t.elapsed());
+        let boots = sb.count(VM, up);
+        let t = Instant::now();
+        sb.must_ok(&["vm", "start", VM]);
+        sb.wait_count(VM, up, boots + 1);
+        boot_after.push(t.elapsed());
+        sb.must_ok(&["vm", "stop", VM]);
+        sb.wait_status(VM, "down");
+
+        let from = sb.console(VM).len();
+        let t = Instant::now();
+        sb.must_ok(&["vm", "snapshot", "restore", VM, &m]);
+        wait_until(WAIT, "a tick after the memory restore", || {
+            if ticked_since(from) {
+                Ok(())
+            } else {
+                Err("no tick yet".to_string())
+            }
+        });
+        restore_mem.push(t.elapsed());
+        assert_eq!(sb.count(VM, up), boots + 1, "the memory restore booted the guest");
+
+        let t = Instant::now();
+        sb.must_ok(&["vm", "snapshot", "delete", VM, &d, "--wait"]);
+        del_disk.push(t.elapsed());
+        let t = Instant::now();
+        sb.must_ok(&["vm", "snapshot", "delete", VM, &m, "--wait"]);
+        del_mem.push(t.elapsed());
+    }
+    sb.must_ok(&["vm", "stop", VM]);
+    sb.wait_status(VM, "down");
+    sb.must_ok(&["vm", "delete", VM]);
+    println!("snapshot: the guest's saved memory is {memory_mib} MiB (256 MiB guest)");
+    for (what, mut took) in [
+        ("create, disk only, VM up (256 MiB of 1 GiB written)", take_disk),
+        ("create with memory, VM up", take_mem),
+        ("restore the disk snapshot (VM down): the command", restore_disk),
+        ("  then vm start -> CORRAL-GUEST-UP (a boot)", boot_after),
+        ("restore the memory snapshot: command -> the guest ticks again (no boot)", restore_mem),
+        ("live delete of the disk snapshot (256 MiB it holds), --wait", del_disk),
+        ("live delete of the memory snapshot, --wait", del_mem),
+    ] {
+        took.sort();
+        println!(
+            "snapshot: {what} ({} runs): median {}, max {}",
+            took.len(),
+            ms(median(&took)),
+            ms(*took.last().unwrap_or(&Duration::ZERO))
+        );
     }
 }
 
