@@ -102,6 +102,11 @@ show --endpoint "$(addr 3)" vm disk attach db1 data1 --unplugged >/dev/null
 show --endpoint "$(addr 3)" vm list
 show --endpoint "$(addr 1)" vm show db1 --next-run
 
+step "Snapshots: two of db1 while it runs (its disk data1), as a tree with where it is now"
+show --endpoint "$(addr 1)" vm snapshot create db1 --description "before the upgrade"
+show --endpoint "$(addr 2)" vm snapshot create db1 --description "after the upgrade" --disks data1
+show --endpoint "$(addr 3)" vm snapshot list db1
+
 old=$(leader_id "$(addr 1)")
 step "Killing the leader (node $old, host$old) with SIGKILL"
 kill -9 "${pid[$old]}"; wait "${pid[$old]}" 2>/dev/null || true; unset "pid[$old]"

@@ -107,11 +107,16 @@ fn snapshots_of_a_vm_on_the_test_driver() {
     assert_eq!(c.vm(0, "web1").memory_mib, 512);
     assert!(!tags(&d0).iter().any(|t| t == "corral-before-preview"), "the undo point is gone: {:?}", tags(&d0));
 
-    // Restore B (disk1 only): A stays, the other disk keeps its data.
+    // Restore B (disk1 only): A stays; disk0, which B does not have, is detached (oVirt: the VM
+    // is left without it) and floats with its data.
     let out = c.must_ok(1, &["vm", "snapshot", "restore", "web1", &b]);
     assert!(out.contains(&format!("restored to snapshot {b}")), "{out}");
+    assert!(out.contains("does not have disk(s) web1-disk0: they are detached"), "{out}");
     assert!(holds(&d0, 3) && holds(&d1, 2));
     assert_eq!(list(&c, 0).len(), 2);
+    let vm = c.vm(0, "web1");
+    assert_eq!(vm.disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["web1-disk1"]);
+    c.must_ok(0, &["vm", "disk", "attach", "web1", "web1-disk0"]);
 
     // A custom preview of A's disk0 alone, committed: B, taken after A, is erased.
     write(&d1, 4);

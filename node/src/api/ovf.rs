@@ -55,6 +55,30 @@ fn import_limits(node: &Handles, vm: &mut corral_raft::model::Vm, disks: usize) 
     Ok(())
 }
 
+/// The snapshots of an imported document, made safe: each configuration within the limits and
+/// the storage domain as the VM's own; no domain definition (a memory snapshot of a document is
+/// restored as its disks); a parent that is not an earlier snapshot of the document is none.
+fn imported_snapshots(node: &Handles, vm: &mut corral_raft::model::Vm) -> Result<(), ClusterError> {
+    let mut seen = Vec::new();
+    let id = vm.id;
+    for snap in &mut vm.snapshot_state.snapshots {
+        let mut then = corral_raft::model::Vm::new(id, "", 0, 0, 0);
+        then.config = (*snap.config).clone();
+        let n = then.config.disks.len();
+        import_limits(node, &mut then, n)
+            .map_err(|e| ClusterError::invalid("snapshot", format!("snapshot {}: {e}", snap.id)))?;
+        snap.config = Box::new(then.config);
+        snap.domain_xml = None;
+        snap.memory = false;
+        snap.run_limits = None;
+        snap.parent = snap.parent.filter(|p| seen.contains(p));
+        seen.push(snap.id);
+    }
+    let st = &mut vm.snapshot_state;
+    st.current_snapshot = st.current_snapshot.filter(|c| seen.contains(c));
+    Ok(())
+}
+
 pub async fn prepare_import(
     node: &Handles,
     xml: &str,
@@ -115,6 +139,7 @@ pub async fn prepare_import(
         }
     }
     let mut made = Vec::new();
+    imported_snapshots(node, &mut vm)?;
     if clone {
         vm.id = Uuid::new_v4();
         // Copies of the images carry none of their internal snapshots.

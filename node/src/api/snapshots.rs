@@ -126,7 +126,8 @@ impl Api {
         // None of the three: the configuration and every disk.
         let everything = !memory && disks.is_none() && !config;
         let disks = disks.map(|l| l.values);
-        let notes = self.0.cluster.state()?.read(|s| preview_notes(s, &vm, &snapshot, config || everything || memory));
+        let config_too = config || everything || memory;
+        let notes = self.0.cluster.state()?.read(|s| preview_notes(s, &vm, &snapshot, config_too, false));
         let op = Op::PreviewSnapshot {
             vm: vm.clone(),
             snapshot: snapshot.clone(),
@@ -159,9 +160,22 @@ impl Api {
         let rid = cx.request_id()?;
         require_snapshot_level(&self.0)?;
         let SnapshotRef { vm, snapshot } = req;
-        let mut notes = self.0.cluster.state()?.read(|s| preview_notes(s, &vm, &snapshot, true));
+        let mut notes = self.0.cluster.state()?.read(|s| preview_notes(s, &vm, &snapshot, true, true));
         notes.extend(self.0.cluster.state()?.read(|s| restore_floats(s, &vm, &snapshot)));
+        // One with memory starts the VM: that needs vm.power as well.
+        let memory = self
+            .0
+            .cluster
+            .state()?
+            .read(|s| s.find_vm(&vm).and_then(|v| find_snapshot(v, &snapshot).ok()).is_some_and(|s| s.memory));
         let op = Op::RestoreSnapshot { vm: vm.clone(), snapshot: snapshot.clone(), worker: self.worker()? };
+        if memory {
+            let needs = [(Operation::VmSnapshot, Obj::Vm(&vm)), (Operation::VmStart, Obj::Vm(&vm))];
+            let op = self.0.permit(cx, &needs, op).await?;
+            let after = self.written(rid, op).await?;
+            let id = find_snapshot(&after, &snapshot).ok().map(|s| s.id);
+            return self.result(&after, id, notes);
+        }
         self.job_command(cx, rid, &vm, op, Some(&snapshot), notes).await
     }
 
@@ -399,7 +413,7 @@ fn job_words(kind: &model::SnapshotJobKind) -> String {
 /// What a preview (or restore) of `snapshot` will say about disks: those the VM no longer has
 /// are left out; with the configuration, those the snapshot lacks are unplugged (and float
 /// after a commit).
-fn preview_notes(s: &ClusterState, vm: &str, snapshot: &str, config: bool) -> Vec<String> {
+fn preview_notes(s: &ClusterState, vm: &str, snapshot: &str, config: bool, restore: bool) -> Vec<String> {
     let Some(v) = s.find_vm(vm) else { return Vec::new() };
     let Ok(snap) = find_snapshot(v, snapshot) else { return Vec::new() };
     let mut notes = Vec::new();
@@ -411,14 +425,21 @@ fn preview_notes(s: &ClusterState, vm: &str, snapshot: &str, config: bool) -> Ve
             snap.id
         ));
     }
-    let absent: Vec<Uuid> = v.config.disks.iter().copied().filter(|d| !snap.config.disks.contains(d)).collect();
+    let absent: Vec<Uuid> = v.config.disks.iter().copied().filter(|d| !snap.disks.contains(d)).collect();
     if config && !absent.is_empty() {
-        notes.push(format!(
-            "snapshot {} does not have disk(s) {}: the VM runs without them (unplugged); committing it detaches them \
-             from the VM (they float, kept)",
-            snap.id,
-            disk_names(s, &absent).join(", ")
-        ));
+        let names = disk_names(s, &absent).join(", ");
+        notes.push(if restore {
+            format!(
+                "snapshot {} does not have disk(s) {names}: they are detached from the VM and float (kept)",
+                snap.id
+            )
+        } else {
+            format!(
+                "snapshot {} does not have disk(s) {names}: the VM runs without them (unplugged); committing it \
+                 detaches them from the VM (they float, kept)",
+                snap.id
+            )
+        });
     }
     notes
 }
@@ -443,7 +464,9 @@ fn commit_notes(s: &ClusterState, vm: &str) -> Vec<String> {
         notes.push(format!("snapshots taken after {} are erased: {}", p.snapshot, ids.join(", ")));
     }
     if let Some(snap) = v.snapshot_state.get(p.snapshot).filter(|_| p.config) {
-        let absent: Vec<Uuid> = v.config.disks.iter().copied().filter(|d| !snap.config.disks.contains(d)).collect();
+        let before = p.saved_config.as_ref().map(|c| c.disks.clone()).unwrap_or_default();
+        let absent: Vec<Uuid> =
+            v.config.disks.iter().copied().filter(|d| before.contains(d) && !snap.disks.contains(d)).collect();
         if !absent.is_empty() {
             notes.push(format!(
                 "the VM no longer has disk(s) {}: the snapshot does not have them; they float (`corral disk list`)",

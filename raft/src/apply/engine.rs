@@ -233,6 +233,7 @@ impl ClusterState {
         let Some(vm) = self
             .engine_vm()
             .filter(|v| v.runtime.host == Some(host) && v.migration_state.migrating_to.is_none())
+            .filter(|v| v.snapshot_state.snapshot_job.is_none())
             .cloned()
         else {
             return;
@@ -286,6 +287,12 @@ impl ClusterState {
         let vm = self.vms.get_mut(&vm_id).ok_or_else(|| ClusterError::NotFound(format!("vm {vm_id} not found")))?;
         if vm.runtime.host == Some(host) {
             return Ok(Outcome::Vm(Box::new(vm.clone())));
+        }
+        if vm.snapshot_state.snapshot_job.is_some() {
+            return Err(ClusterError::Unavailable(format!(
+                "vm '{}': a host works on its images (a snapshot); try again when it is done",
+                vm.config.name
+            )));
         }
         // Taken over unless the state has it on a host that answers: down, on no host, or on
         // a host that is down or silent (whose lease may have ended; the operator who started

@@ -161,6 +161,8 @@ impl ClusterState {
             .filter(|v| {
                 v.runtime.status == VmStatus::Down
                     && v.ha_state.ha_restart.as_ref().is_some_and(|r| r.next_try_ms <= now)
+                    // Its images are being worked on: restarted once the work is done.
+                    && v.snapshot_state.snapshot_job.is_none()
             })
             .filter(|v| !self.ha_holds_off(v))
             .map(|v| {

@@ -181,6 +181,8 @@ impl ClusterState {
         let name =
             self.hosts.get(&id).ok_or_else(|| ClusterError::NotFound(format!("host {id} not found")))?.name.clone();
         self.check_host_empty(id, &name)?;
+        // Work it was given on the images of a VM that is down is never done now.
+        self.fail_snapshot_jobs_of(now, id, touched);
         self.hosts.remove(&id);
         touched.extend(self.forget_host_in_rules(id));
         self.record(now, EventKind::HostLeft, format!("Host {name} was removed from the cluster."));

@@ -140,6 +140,8 @@ impl ClusterState {
             .vms
             .values()
             .filter(|v| v.runtime.host == Some(id) && v.migration_state.migrating_to.is_none())
+            // A VM whose images are being worked on moves on a later try, once the work is done.
+            .filter(|v| v.snapshot_state.snapshot_job.is_none())
             .map(|v| (std::cmp::Reverse(v.config.ha.priority), v.config.name.clone(), v.id))
             .collect();
         on_host.sort();

@@ -19,9 +19,10 @@ use crate::model::{
 use crate::typ::NodeId;
 use crate::validate;
 
-/// The most snapshots one VM keeps, whatever the cap says (each is a full configuration in
-/// the replicated state).
-pub const MAX_SNAPSHOTS_PER_VM: usize = 100;
+/// The most snapshots one VM keeps, whatever the cap says: each is a full configuration in the
+/// replicated state and a document inside the VM's OVF document, which must stay under the
+/// reader's 1 MiB (a VM with many devices and kept oVirt fragments: 11.5 KB a snapshot).
+pub const MAX_SNAPSHOTS_PER_VM: usize = 64;
 
 /// What a snapshot command asks for, once its names are resolved against the state.
 struct Target {
@@ -132,8 +133,20 @@ impl ClusterState {
                 )));
             }
         }
-        // The memory is saved into the first plugged disk of the snapshot, so it needs one.
-        let plugged: Vec<Uuid> = chosen.iter().copied().filter(|d| !vm.attachment(*d).unplugged).collect();
+        // Memory goes with every disk the guest has open (loading it over disks that stayed as
+        // they are would break the guest's file systems), and only those: it is saved into the
+        // first of them.
+        let plugged: Vec<Uuid> = vm.config.disks.iter().copied().filter(|d| !vm.attachment(*d).unplugged).collect();
+        if memory {
+            if let Some(left) = plugged.iter().find(|d| !chosen.contains(d)) {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "vm '{vname}': a snapshot with memory holds every disk the guest has plugged; disk '{}' is left \
+                     out (leave out --disks, or take it without --memory)",
+                    self.disks.get(left).map_or_else(|| left.to_string(), |d| d.name.clone())
+                )));
+            }
+        }
+        let chosen = if memory { plugged.clone() } else { chosen };
         if memory && plugged.is_empty() {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{vname}': a snapshot with memory needs at least one of its plugged qcow2 disks (the memory is \
@@ -296,7 +309,8 @@ impl ClusterState {
         let Target { vm, host } = self.snapshot_target(name, worker)?;
         require_down(&vm, "committed")?;
         let p = in_preview(&vm)?.clone();
-        let mut steps = vec![SnapshotStep::Drop { tag: UNDO_TAG.into(), disks: p.undo_disks.clone() }];
+        // Disks deleted meanwhile took their undo point along.
+        let mut steps = vec![SnapshotStep::Drop { tag: UNDO_TAG.into(), disks: present(&vm, &p.undo_disks) }];
         for later in vm.snapshot_state.descendants(p.snapshot) {
             if let Some(s) = vm.snapshot_state.get(later) {
                 steps.push(SnapshotStep::Drop { tag: s.tag(), disks: present(&vm, &s.disks) });
@@ -310,9 +324,10 @@ impl ClusterState {
         let Target { vm, host } = self.snapshot_target(name, worker)?;
         require_down(&vm, "undone")?;
         let p = in_preview(&vm)?.clone();
+        let undo = present(&vm, &p.undo_disks);
         let steps = vec![
-            SnapshotStep::Revert { tag: UNDO_TAG.into(), disks: p.undo_disks.clone() },
-            SnapshotStep::Drop { tag: UNDO_TAG.into(), disks: p.undo_disks.clone() },
+            SnapshotStep::Revert { tag: UNDO_TAG.into(), disks: undo.clone() },
+            SnapshotStep::Drop { tag: UNDO_TAG.into(), disks: undo },
         ];
         self.start_job(now, vm.id, host, SnapshotJobKind::Undo, steps);
         self.vm_outcome(vm.id)
@@ -350,6 +365,20 @@ impl ClusterState {
                     snap.id
                 )));
             }
+            if snap.domain_xml.is_none() {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "snapshot {} of vm '{vname}' has no domain definition to load its memory into (an imported \
+                     one): restore it by preview --config --disks, without its memory",
+                    snap.id
+                )));
+            }
+            // Placed first, on a copy: a VM that no host can take is refused with nothing changed.
+            let mut restored = vm.clone();
+            let (config, _) = snapshot_config(&vm.config, &snap, &self.disks, vm.id);
+            restored.config = config;
+            restored.snapshot_state.resume_from = Some(snap.id);
+            let mut trial = self.clone_for_trial(&restored);
+            trial.start_vm(now, &vm.id.to_string(), &StartOrder::default())?;
             // The start loads the snapshot (memory and disks): no work on the images first.
             let floated = self.take_config(vm.id, &snap, now);
             touched.insert(vm.id);
@@ -460,9 +489,8 @@ impl ClusterState {
                 if let Some(s) = st.get_mut(id) {
                     s.status = SnapshotStatus::InPreview;
                 }
-                if p.memory {
-                    st.resume_from = Some(id);
-                }
+                // A start after it loads this snapshot's memory, or none at all.
+                st.resume_from = p.memory.then_some(id);
                 let config = p.config;
                 let snap = st.get(id).cloned();
                 st.preview = Some(p);
@@ -485,7 +513,8 @@ impl ClusterState {
                     s.status = SnapshotStatus::Ok;
                 }
                 st.current_snapshot = Some(p.snapshot);
-                let floated = if p.config { self.float_unplugged_absent(vm, p.snapshot) } else { String::new() };
+                let before = p.saved_config.as_ref().map(|c| c.disks.clone()).unwrap_or_default();
+                let floated = if p.config { self.float_absent(vm, p.snapshot, &before) } else { String::new() };
                 let later = if erased.is_empty() {
                     String::new()
                 } else {
@@ -511,6 +540,7 @@ impl ClusterState {
             }
             SnapshotJobKind::Restore { snapshot } => {
                 st.current_snapshot = Some(snapshot);
+                st.resume_from = None;
                 let notes = match st.get(snapshot).cloned() {
                     Some(snap) => self.take_config(vm, &snap, now),
                     None => String::new(),
@@ -529,7 +559,7 @@ impl ClusterState {
     /// longer has are left out. Returns what the preview says about disks.
     fn preview_config(&mut self, vm: Uuid, snap: &Snapshot, now: i64) -> String {
         let Some(v) = self.vms.get_mut(&vm) else { return String::new() };
-        let (config, notes) = snapshot_config(&v.config, &snap.config, &self.disks, vm);
+        let (config, notes) = snapshot_config(&v.config, snap, &self.disks, vm);
         v.config = config;
         v.config.updated_ms = now;
         notes
@@ -538,17 +568,19 @@ impl ClusterState {
     /// A restore: the configuration becomes the snapshot's for good; the VM's disks that the
     /// snapshot does not have float (detached, kept).
     fn take_config(&mut self, vm: Uuid, snap: &Snapshot, now: i64) -> String {
+        let before = self.vms.get(&vm).map(|v| v.config.disks.clone()).unwrap_or_default();
         let mut notes = self.preview_config(vm, snap, now);
-        notes.push_str(&self.float_unplugged_absent(vm, snap.id));
+        notes.push_str(&self.float_absent(vm, snap.id, &before));
         notes
     }
 
-    /// After a commit or restore: disks the VM kept only for an undo (not in the snapshot's
-    /// configuration) are detached and float.
-    fn float_unplugged_absent(&mut self, vm: Uuid, snapshot: Uuid) -> String {
+    /// After a commit or restore: of the disks the VM had before (`before`), those the
+    /// snapshot does not hold are detached and float (oVirt: the VM is left without them).
+    fn float_absent(&mut self, vm: Uuid, snapshot: Uuid, before: &[Uuid]) -> String {
         let Some(v) = self.vms.get(&vm) else { return String::new() };
         let Some(snap) = v.snapshot_state.get(snapshot) else { return String::new() };
-        let gone: Vec<Uuid> = v.config.disks.iter().copied().filter(|d| !snap.config.disks.contains(d)).collect();
+        let gone: Vec<Uuid> =
+            v.config.disks.iter().copied().filter(|d| before.contains(d) && !snap.disks.contains(d)).collect();
         if gone.is_empty() {
             return String::new();
         }
@@ -771,6 +803,13 @@ pub fn find_snapshot<'a>(vm: &'a Vm, name: &str) -> Result<&'a Snapshot, Cluster
 }
 
 fn require_down(vm: &Vm, what: &str) -> Result<(), ClusterError> {
+    if vm.ha_state.ha_restart.is_some() {
+        return Err(ClusterError::FailedPrecondition(format!(
+            "vm '{}' waits for its HA restart: a snapshot is {what} while the VM is down (`corral vm stop {}` \
+             cancels the restart)",
+            vm.config.name, vm.config.name
+        )));
+    }
     if vm.runtime.status != VmStatus::Down || vm.runtime.host.is_some() {
         return Err(ClusterError::FailedPrecondition(format!(
             "vm '{}' is {}: a snapshot is {what} while the VM is down (`corral vm stop {}` first)",
@@ -802,11 +841,12 @@ fn present(vm: &Vm, ids: &[Uuid]) -> Vec<Uuid> {
 /// snapshot does not stay attached but unplugged. Returns it, and a note on the disks.
 fn snapshot_config(
     now_config: &VmConfig,
-    snap: &VmConfig,
+    snapshot: &Snapshot,
     disks: &std::collections::BTreeMap<Uuid, Disk>,
     vm: Uuid,
 ) -> (VmConfig, String) {
-    let mut c = snap.clone();
+    let snap = &snapshot.config;
+    let mut c = (**snap).clone();
     c.name = now_config.name.clone();
     c.hosted_engine = now_config.hosted_engine;
     c.delete_protected = now_config.delete_protected;
@@ -821,7 +861,9 @@ fn snapshot_config(
             .collect();
         notes.push_str(&format!(" The VM no longer has disk(s) {} of the snapshot: left out.", names.join(", ")));
     }
-    c.disks.retain(|d| now_config.disks.contains(d));
+    // The snapshot's disks the VM still has; the others it has run unplugged (oVirt: a snapshot
+    // without a disk gives a VM without it).
+    c.disks.retain(|d| now_config.disks.contains(d) && snapshot.disks.contains(d));
     c.attachments.retain(|d, _| c.disks.contains(d));
     for d in &now_config.disks {
         if !c.disks.contains(d) {

@@ -668,7 +668,7 @@ fn snapshots_section(section: &Element) -> Result<crate::model::VmSnapshots, Ovf
             disks,
             status,
             config: Box::new(config),
-            domain_xml: text("corral:DomainXml").map(str::to_string),
+            domain_xml: None,
             run_limits,
             memory_mib: limit("corral:MemoryMib")?.unwrap_or(0),
         });

@@ -297,9 +297,8 @@ impl Doc<'_> {
                 self.leaf("corral:LimitMemoryMib", &l.max_memory_mib.to_string());
                 self.leaf("corral:LimitVcpus", &l.max_vcpus.to_string());
             }
-            if let Some(xml) = &snap.domain_xml {
-                self.leaf("corral:DomainXml", xml);
-            }
+            // Not its domain definition: a document must never give a host a definition to run
+            // (an imported memory snapshot is restored as its disks).
             // The configuration then, without snapshots of its own.
             let then = Vm {
                 id: self.vm.id,

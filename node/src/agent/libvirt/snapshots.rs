@@ -50,10 +50,14 @@ impl Hypervisor {
         Ok(out)
     }
 
-    /// Takes internal snapshot `tag` of one disk while the guest runs on (no pause).
-    pub async fn snapshot_disk_live(&self, uuid: Uuid, node: &str, tag: &str) -> Result<(), DriverError> {
-        let cmd = json!({ "execute": "blockdev-snapshot-internal-sync", "arguments": { "device": node, "name": tag } });
-        self.qmp(uuid, cmd).await.map(drop)
+    /// Takes internal snapshot `tag` of several disks at one instant (a QMP transaction, so
+    /// that the guest's disks agree with each other) while the guest runs on (no pause).
+    pub async fn snapshot_disks_live(&self, uuid: Uuid, nodes: &[String], tag: &str) -> Result<(), DriverError> {
+        let actions: Vec<Value> = nodes
+            .iter()
+            .map(|n| json!({ "type": "blockdev-snapshot-internal-sync", "data": { "device": n, "name": tag } }))
+            .collect();
+        self.qmp(uuid, json!({ "execute": "transaction", "arguments": { "actions": actions } })).await.map(drop)
     }
 
     /// Removes internal snapshot `tag` from one disk while the guest runs on; a disk without

@@ -30,6 +30,8 @@ impl Agent {
             view.mine
                 .iter()
                 .filter(|vm| vm.runtime.status == VmStatus::Migrating && !migrating.contains(&vm.id))
+                // Not while a snapshot job works on its images here.
+                .filter(|vm| !self.snapshot_running(vm.id))
                 .filter(|vm| vm.migration_state.migration_job.as_ref().is_some_and(|j| !j.cancel))
                 .collect()
         };

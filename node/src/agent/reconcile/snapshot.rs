@@ -120,6 +120,11 @@ async fn run_job(hv: &Hypervisor, images: &StorageDomain, work: &JobWork, live: 
     for step in &work.job.steps {
         let result = run_step(hv, images, work, live, step, &mut made).await;
         if let Err(e) = result {
+            // A snapshot that could not be taken leaves nothing behind in the images.
+            if let (SnapshotJobKind::Create { .. }, SnapshotStep::Take { tag, disks, .. }) = (&work.job.kind, step) {
+                let drop = SnapshotStep::Drop { tag: tag.clone(), disks: disks.clone() };
+                let _ = run_step(hv, images, work, live, &drop, &mut Made::default()).await;
+            }
             if undo_taken && matches!(work.job.kind, SnapshotJobKind::Preview(_)) {
                 if let SnapshotJobKind::Preview(p) = &work.job.kind {
                     let back = SnapshotStep::Revert { tag: UNDO_TAG.into(), disks: p.undo_disks.clone() };
@@ -145,8 +150,19 @@ async fn run_step(
 ) -> Result<(), String> {
     let nodes = if live { hv.block_nodes(work.vm).await.map_err(|e| e.to_string())? } else { HashMap::new() };
     let file = |d: &Uuid| work.files.get(d).cloned().ok_or_else(|| format!("disk {d} has no image record"));
+    // The undo point is taken once: a job run again (its report lost) must not take it anew
+    // from disks it already brought back to the snapshot.
+    let undo = |tag: &str| tag == UNDO_TAG;
     let node_of = |f: &str| nodes.get(&images.path(f).display().to_string()).cloned();
     match step {
+        SnapshotStep::Take { tag, disks, .. } if undo(tag) => {
+            for d in disks {
+                let f = file(d)?;
+                if !images.snapshot_tags(&f).await.map_err(|e| e.to_string())?.iter().any(|t| t == tag) {
+                    images.snapshot_take(&f, tag).await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
         SnapshotStep::Take { tag, disks, memory } => {
             // A tag left by an earlier try is removed first: qemu-img would add a second one.
             for d in disks {
@@ -179,13 +195,15 @@ async fn run_step(
                 hv.save_memory_snapshot(work.vm, tag, &vmstate, &devices).await.map_err(|e| e.to_string())?;
                 made.domain_xml = Some(hv.migratable_xml(work.vm).await.map_err(|e| e.to_string())?);
                 made.memory_mib = images.snapshot_memory_mib(&vmstate_file, tag).await.ok().flatten().unwrap_or(0);
-            } else {
-                for (_, n) in &held {
-                    hv.snapshot_disk_live(work.vm, n, tag).await.map_err(|e| e.to_string())?;
-                }
+            } else if !held.is_empty() {
+                // All of the running VM's disks at one instant (one QMP transaction).
+                let nodes: Vec<String> = held.iter().map(|(_, n)| n.clone()).collect();
+                hv.snapshot_disks_live(work.vm, &nodes, tag).await.map_err(|e| e.to_string())?;
             }
         }
         SnapshotStep::Revert { tag, disks } => {
+            // Every disk is checked before any is brought back, so a failure changes none.
+            let mut todo = Vec::new();
             for d in disks {
                 let f = file(d)?;
                 if node_of(&f).is_some() {
@@ -193,12 +211,21 @@ async fn run_step(
                         "disk {d} is open in the running VM; it is brought back only while the VM is down"
                     ));
                 }
+                let has = images.snapshot_tags(&f).await.map_err(|e| e.to_string())?.iter().any(|t| t == tag);
+                match has {
+                    true => todo.push(f),
+                    // An undo run again: this disk was brought back and its undo point dropped.
+                    false if undo(tag) => {}
+                    false => return Err(format!("the image of disk {d} holds no snapshot {tag}")),
+                }
+            }
+            for f in todo {
                 images.snapshot_revert(&f, tag).await.map_err(|e| e.to_string())?;
             }
         }
         SnapshotStep::Drop { tag, disks } => {
-            for d in disks {
-                let f = file(d)?;
+            // A disk deleted meanwhile took the snapshot along.
+            for f in disks.iter().filter_map(|d| work.files.get(d).cloned()) {
                 match node_of(&f) {
                     Some(n) => hv.drop_snapshot_live(work.vm, &n, tag).await.map_err(|e| e.to_string())?,
                     None => images.snapshot_drop(&f, tag).await.map_err(|e| e.to_string())?,

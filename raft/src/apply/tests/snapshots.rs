@@ -391,7 +391,7 @@ fn the_cap_removes_the_oldest_never_one_in_preview() {
         .unwrap()
         .message
         .contains(&format!("The oldest ({a}) was removed: the cluster keeps 2 per VM.")));
-    refused(&mut s, Op::SetSnapshotCap { max: 101 }, "max_snapshots: must be 0 (no cap) to 100 (got 101)");
+    refused(&mut s, Op::SetSnapshotCap { max: 65 }, "max_snapshots: must be 0 (no cap) to 64 (got 65)");
 }
 
 #[test]
