@@ -436,3 +436,48 @@ fn clone_from_a_snapshot_takes_its_configuration() {
     assert_eq!((c.config.memory_mib, c.config.disks.len(), c.runtime.status), (1024, 2, VmStatus::Down));
     assert!(c.snapshot_state.snapshots.is_empty());
 }
+
+#[test]
+fn memory_holds_every_plugged_disk_and_a_restore_without_room_changes_nothing() {
+    let mut s = with_vm();
+    start(&mut s);
+    let op = Op::CreateSnapshot {
+        vm: "web1".into(),
+        id: Uuid::new_v4(),
+        description: String::new(),
+        memory: true,
+        disks: Some(vec!["d1".into()]),
+        worker: 1,
+    };
+    let e = s.clone().apply_command(&cmd(T0, op)).0.unwrap_err().to_string();
+    assert!(e.contains("holds every disk the guest has plugged; disk 'd2' is left out"), "{e}");
+    let b = take(&mut s, true);
+    stop(&mut s);
+    // The snapshot's configuration needs more memory than any host has: refused, nothing changed.
+    s.vms.values_mut().next().unwrap().snapshot_state.snapshots[0].config.memory_mib = 64 * 1024;
+    let before = s.clone();
+    let r = s.apply_command(&cmd(T0 + 5, Op::RestoreSnapshot { vm: "web1".into(), snapshot: b.to_string(), worker: 1 }));
+    assert!(r.0.is_err(), "{r:?}");
+    assert_eq!(s, before, "a refused restore changed the state");
+}
+
+#[test]
+fn a_locked_ha_vm_waits_and_one_waiting_for_ha_is_not_previewed() {
+    let mut s = with_vm();
+    ok(&mut s, Op::EditVm { vm: "web1".into(), changes: VmChanges { ha_enabled: Some(true), ..Default::default() } });
+    let a = take(&mut s, false);
+    start(&mut s);
+    ok(&mut s, Op::CreateSnapshot { vm: "web1".into(), id: Uuid::new_v4(), description: String::new(), memory: false, disks: None, worker: 2 });
+    // Its host dies mid-job: the job fails, and HA restarts it once nothing works on its images.
+    ok(&mut s, Op::HostDown { id: 1, how: crate::HostDownCause::LeaseEnded { silent_ms: 9000, lease_ms: 5000 } });
+    assert!(vm(&s, "web1").snapshot_state.snapshot_job.is_none());
+    let e = s
+        .clone()
+        .apply_command(&cmd(T0, Op::PreviewSnapshot { vm: "web1".into(), snapshot: a.to_string(), memory: false, disks: None, config: true, worker: 2 }))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("waits for its HA restart"), "{e}");
+    ok(&mut s, Op::RestartHaVms);
+    assert_eq!(vm(&s, "web1").runtime.status, VmStatus::PoweringUp);
+}
