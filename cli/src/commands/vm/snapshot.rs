@@ -17,6 +17,8 @@ use crate::views::{SnapshotDetailView, SnapshotView};
 
 /// How often a command that waits for the host looks again, and for how long at most.
 const POLL: Duration = Duration::from_millis(300);
+const QUICK_POLL: Duration = Duration::from_millis(25);
+const QUICK: Duration = Duration::from_secs(3);
 const PATIENCE: Duration = Duration::from_secs(900);
 
 pub(super) async fn run(ctx: &Context, command: VmSnapshotCommand) -> Result<()> {
@@ -160,7 +162,8 @@ async fn follow(ctx: &Context, vm: &str, id: &str, what: &str, gone: bool) -> Re
         if started.elapsed() >= Duration::from_secs(1) {
             bar.line(format!("{what}: {} s", started.elapsed().as_secs()));
         }
-        tokio::time::sleep(POLL).await;
+        // Often at first (most jobs take well under a second), then at an easy pace.
+        tokio::time::sleep(if started.elapsed() < QUICK { QUICK_POLL } else { POLL }).await;
     }
 }
 
