@@ -165,6 +165,9 @@ impl Agent {
                 for vm in view.mine.iter().filter(|vm| vm.runtime.status != VmStatus::Down) {
                     self.report(vm, Observed::NotResponding).await;
                 }
+                // Snapshot work needs no libvirt when no domain holds the images (qemu-img;
+                // an image QEMU holds refuses its lock, and the job fails with why).
+                self.start_snapshot_jobs(&view, &HashMap::new());
                 return true;
             }
         };

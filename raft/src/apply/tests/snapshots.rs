@@ -78,6 +78,23 @@ fn done(s: &mut ClusterState, error: Option<&str>) {
     ok(s, op);
 }
 
+/// `CreateSnapshot` of web1 with a new id, proposed by node `worker`.
+fn create_op(memory: bool, disks: Option<Vec<String>>, worker: crate::NodeId) -> Op {
+    Op::CreateSnapshot { vm: "web1".into(), id: Uuid::new_v4(), description: String::new(), memory, disks, worker }
+}
+
+/// A full preview (configuration and disks, no memory) of web1's snapshot `snap`.
+fn preview_op(snap: Uuid, worker: crate::NodeId) -> Op {
+    Op::PreviewSnapshot {
+        vm: "web1".into(),
+        snapshot: snap.to_string(),
+        memory: false,
+        disks: None,
+        config: true,
+        worker,
+    }
+}
+
 fn take(s: &mut ClusterState, memory: bool) -> Uuid {
     let id = Uuid::new_v4();
     let op = Op::CreateSnapshot { vm: "web1".into(), id, description: "d".into(), memory, disks: None, worker: 2 };
@@ -94,14 +111,7 @@ fn ids(s: &ClusterState) -> Vec<Uuid> {
 fn snapshots_need_level_4() {
     let mut s = with_vm();
     s.cluster.as_mut().unwrap().level = 3;
-    let op = Op::CreateSnapshot {
-        vm: "web1".into(),
-        id: Uuid::new_v4(),
-        description: String::new(),
-        memory: false,
-        disks: None,
-        worker: 1,
-    };
+    let op = create_op(false, None, 1);
     refused(&mut s, op, "snapshots need cluster level 4: run `corral cluster upgrade` first");
 }
 
@@ -149,17 +159,7 @@ fn a_snapshot_is_locked_until_its_host_is_done_and_the_vm_with_it() {
 #[test]
 fn a_failed_snapshot_leaves_nothing_and_says_why() {
     let mut s = with_vm();
-    ok(
-        &mut s,
-        Op::CreateSnapshot {
-            vm: "web1".into(),
-            id: Uuid::new_v4(),
-            description: String::new(),
-            memory: false,
-            disks: None,
-            worker: 2,
-        },
-    );
+    ok(&mut s, create_op(false, None, 2));
     done(&mut s, Some("qemu-img snapshot failed: no space"));
     let v = vm(&s, "web1");
     assert!(v.snapshot_state.snapshots.is_empty());
@@ -200,14 +200,7 @@ fn the_tree_grows_from_where_the_vm_is() {
 #[test]
 fn memory_needs_a_running_vm_and_is_taken_by_its_host() {
     let mut s = with_vm();
-    let op = Op::CreateSnapshot {
-        vm: "web1".into(),
-        id: Uuid::new_v4(),
-        description: String::new(),
-        memory: true,
-        disks: None,
-        worker: 2,
-    };
+    let op = create_op(true, None, 2);
     refused(&mut s, op, "vm 'web1' is down: --memory saves a running guest's memory; take the snapshot without it");
     start(&mut s);
     let b = Uuid::new_v4();
@@ -250,17 +243,7 @@ fn preview_commit_erases_later_snapshots() {
     let mut s = with_vm();
     let a = take(&mut s, false);
     let b = take(&mut s, false);
-    ok(
-        &mut s,
-        Op::PreviewSnapshot {
-            vm: "web1".into(),
-            snapshot: a.to_string(),
-            memory: false,
-            disks: None,
-            config: true,
-            worker: 1,
-        },
-    );
+    ok(&mut s, preview_op(a, 1));
     let job = vm(&s, "web1").snapshot_state.snapshot_job.clone().unwrap();
     // The present disks are saved for an undo before anything goes back.
     assert!(matches!(&job.steps[0], SnapshotStep::Take { tag, .. } if tag == UNDO_TAG));
@@ -269,14 +252,7 @@ fn preview_commit_erases_later_snapshots() {
     let v = vm(&s, "web1");
     assert_eq!(v.snapshot_state.get(a).unwrap().status, SnapshotStatus::InPreview);
     // Nothing new while in preview, and the one in preview cannot be deleted.
-    let op = Op::CreateSnapshot {
-        vm: "web1".into(),
-        id: Uuid::new_v4(),
-        description: String::new(),
-        memory: false,
-        disks: None,
-        worker: 1,
-    };
+    let op = create_op(false, None, 1);
     assert!(s.clone().apply_command(&cmd(T0, op)).0.unwrap_err().to_string().contains("is in preview"));
     let del = Op::DeleteSnapshot { vm: "web1".into(), snapshot: a.to_string(), worker: 1 };
     assert!(s
@@ -300,17 +276,7 @@ fn undo_puts_the_configuration_back() {
     let mut s = with_vm();
     let a = take(&mut s, false);
     ok(&mut s, Op::EditVm { vm: "web1".into(), changes: VmChanges { memory_mib: Some(2048), ..Default::default() } });
-    ok(
-        &mut s,
-        Op::PreviewSnapshot {
-            vm: "web1".into(),
-            snapshot: a.to_string(),
-            memory: false,
-            disks: None,
-            config: true,
-            worker: 1,
-        },
-    );
+    ok(&mut s, preview_op(a, 1));
     done(&mut s, None);
     assert_eq!(vm(&s, "web1").config.memory_mib, 1024);
     ok(&mut s, Op::UndoSnapshot { vm: "web1".into(), worker: 1 });
@@ -341,17 +307,7 @@ fn a_snapshot_without_a_disk_previews_without_it_and_a_commit_floats_it() {
     done(&mut s, None);
     // The snapshot's configuration had d1 too; make one that did not (as if d1 came later).
     s.vms.values_mut().next().unwrap().snapshot_state.snapshots[0].config.disks.retain(|d| *d != d1);
-    ok(
-        &mut s,
-        Op::PreviewSnapshot {
-            vm: "web1".into(),
-            snapshot: id.to_string(),
-            memory: false,
-            disks: None,
-            config: true,
-            worker: 1,
-        },
-    );
+    ok(&mut s, preview_op(id, 1));
     done(&mut s, None);
     let v = vm(&s, "web1");
     assert!(v.attachment(d1).unplugged, "d1 runs unplugged in the preview");
@@ -398,17 +354,7 @@ fn the_cap_removes_the_oldest_never_one_in_preview() {
 fn a_host_that_dies_mid_job_unlocks_the_vm() {
     let mut s = with_vm();
     start(&mut s);
-    ok(
-        &mut s,
-        Op::CreateSnapshot {
-            vm: "web1".into(),
-            id: Uuid::new_v4(),
-            description: String::new(),
-            memory: true,
-            disks: None,
-            worker: 2,
-        },
-    );
+    ok(&mut s, create_op(true, None, 2));
     ok(&mut s, Op::HostDown { id: 1, how: crate::HostDownCause::LeaseEnded { silent_ms: 9000, lease_ms: 5000 } });
     let v = vm(&s, "web1");
     assert!(v.snapshot_state.snapshot_job.is_none() && v.snapshot_state.snapshots.is_empty());
@@ -441,14 +387,7 @@ fn clone_from_a_snapshot_takes_its_configuration() {
 fn memory_holds_every_plugged_disk_and_a_restore_without_room_changes_nothing() {
     let mut s = with_vm();
     start(&mut s);
-    let op = Op::CreateSnapshot {
-        vm: "web1".into(),
-        id: Uuid::new_v4(),
-        description: String::new(),
-        memory: true,
-        disks: Some(vec!["d1".into()]),
-        worker: 1,
-    };
+    let op = create_op(true, Some(vec!["d1".into()]), 1);
     let e = s.clone().apply_command(&cmd(T0, op)).0.unwrap_err().to_string();
     assert!(e.contains("holds every disk the guest has plugged; disk 'd2' is left out"), "{e}");
     let b = take(&mut s, true);
@@ -456,7 +395,8 @@ fn memory_holds_every_plugged_disk_and_a_restore_without_room_changes_nothing() 
     // The snapshot's configuration needs more memory than any host has: refused, nothing changed.
     s.vms.values_mut().next().unwrap().snapshot_state.snapshots[0].config.memory_mib = 64 * 1024;
     let before = s.clone();
-    let r = s.apply_command(&cmd(T0 + 5, Op::RestoreSnapshot { vm: "web1".into(), snapshot: b.to_string(), worker: 1 }));
+    let r =
+        s.apply_command(&cmd(T0 + 5, Op::RestoreSnapshot { vm: "web1".into(), snapshot: b.to_string(), worker: 1 }));
     assert!(r.0.is_err(), "{r:?}");
     assert_eq!(s, before, "a refused restore changed the state");
 }
@@ -467,16 +407,11 @@ fn a_locked_ha_vm_waits_and_one_waiting_for_ha_is_not_previewed() {
     ok(&mut s, Op::EditVm { vm: "web1".into(), changes: VmChanges { ha_enabled: Some(true), ..Default::default() } });
     let a = take(&mut s, false);
     start(&mut s);
-    ok(&mut s, Op::CreateSnapshot { vm: "web1".into(), id: Uuid::new_v4(), description: String::new(), memory: false, disks: None, worker: 2 });
+    ok(&mut s, create_op(false, None, 2));
     // Its host dies mid-job: the job fails, and HA restarts it once nothing works on its images.
     ok(&mut s, Op::HostDown { id: 1, how: crate::HostDownCause::LeaseEnded { silent_ms: 9000, lease_ms: 5000 } });
     assert!(vm(&s, "web1").snapshot_state.snapshot_job.is_none());
-    let e = s
-        .clone()
-        .apply_command(&cmd(T0, Op::PreviewSnapshot { vm: "web1".into(), snapshot: a.to_string(), memory: false, disks: None, config: true, worker: 2 }))
-        .0
-        .unwrap_err()
-        .to_string();
+    let e = s.clone().apply_command(&cmd(T0, preview_op(a, 2))).0.unwrap_err().to_string();
     assert!(e.contains("waits for its HA restart"), "{e}");
     ok(&mut s, Op::RestartHaVms);
     assert_eq!(vm(&s, "web1").runtime.status, VmStatus::PoweringUp);
