@@ -16,7 +16,7 @@ use corral_raft::{validate, ClusterError};
 use uuid::Uuid;
 
 use super::authz::Obj;
-use super::vms::{new_disk, random_mac, replayed, require_snapshot_level, to_proto, Api};
+use super::vms::{replayed, require_snapshot_level, to_proto, Api};
 use super::{Caller, Handles};
 
 /// How long a command waits for its host's work on the images (a memory snapshot of a large
@@ -253,33 +253,7 @@ impl Api {
         if taken {
             return Err(ClusterError::AlreadyExists(format!("vm '{name}' already exists")));
         }
-        let (mut disks, mut made) = (Vec::new(), Vec::new());
-        for (i, src) in source_disks.iter().enumerate() {
-            let copy = new_disk(&name, i, src.size_mib);
-            if let Err(e) = self.0.images.copy_snapshot(&src.file, &tag, &copy.file).await {
-                self.0.images.remove(&made).await;
-                return Err(e);
-            }
-            made.push(copy.file.clone());
-            disks.push(copy);
-        }
-        let macs = (0..nics).map(|_| random_mac()).collect();
-        let op = match self.0.permit(cx, &needs, op(disks, macs)).await {
-            Ok(op) => op,
-            Err(e) => {
-                self.0.images.remove(&made).await;
-                return Err(e);
-            }
-        };
-        match self.0.cluster.write(rid, op).await {
-            Ok(outcome) => self.vm_of(outcome),
-            Err(e) => {
-                if !matches!(e, ClusterError::Unavailable(_)) {
-                    self.0.images.remove(&made).await;
-                }
-                Err(e)
-            }
-        }
+        self.clone_with_copies(cx, rid, &needs, &name, &source_disks, Some(&tag), nics, op).await
     }
 
     /// A command whose work on the images is waited for; refused with the host's reason when

@@ -240,7 +240,7 @@ pub fn edit_notes(vm: &model::Vm, c: &VmChanges) -> Vec<String> {
     notes
 }
 
-pub(super) fn new_disk(vm_name: &str, index: usize, size_mib: u64) -> model::Disk {
+fn new_disk(vm_name: &str, index: usize, size_mib: u64) -> model::Disk {
     let id = Uuid::new_v4();
     model::Disk {
         id,
@@ -623,11 +623,34 @@ impl Api {
                 vm_status.as_str()
             )));
         }
-        let mut disks = Vec::new();
-        let mut made = Vec::new();
-        for (i, src) in source_disks.iter().enumerate() {
-            let copy = new_disk(&name, i, src.size_mib);
-            if let Err(e) = self.0.images.copy(&src.file, &copy.file).await {
+        let op =
+            |disks, macs| Op::CloneVm { source: source.clone(), id: Uuid::new_v4(), name: name.clone(), disks, macs };
+        self.clone_with_copies(cx, rid, &needs, &name, &source_disks, None, nics, op).await
+    }
+
+    /// The end of a clone: copies of `sources` for VM `name` (of their snapshot `tag`, or of
+    /// what they hold now), and `op(disks, macs)` made for the caller and written; no copy is
+    /// left behind when anything fails.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn clone_with_copies(
+        &self,
+        cx: &Caller,
+        rid: Option<Uuid>,
+        needs: &[(Operation, Obj<'_>)],
+        name: &str,
+        sources: &[model::Disk],
+        tag: Option<&str>,
+        nics: usize,
+        op: impl FnOnce(Vec<model::Disk>, Vec<String>) -> Op,
+    ) -> Result<Vm, ClusterError> {
+        let (mut disks, mut made) = (Vec::new(), Vec::new());
+        for (i, src) in sources.iter().enumerate() {
+            let copy = new_disk(name, i, src.size_mib);
+            let copied = match tag {
+                Some(tag) => self.0.images.copy_snapshot(&src.file, tag, &copy.file).await,
+                None => self.0.images.copy(&src.file, &copy.file).await,
+            };
+            if let Err(e) = copied {
                 self.0.images.remove(&made).await;
                 return Err(e);
             }
@@ -635,8 +658,7 @@ impl Api {
             disks.push(copy);
         }
         let macs = (0..nics).map(|_| random_mac()).collect();
-        let op = Op::CloneVm { source: source.clone(), id: Uuid::new_v4(), name, disks, macs };
-        let op = match self.0.permit(cx, &needs, op).await {
+        let op = match self.0.permit(cx, needs, op(disks, macs)).await {
             Ok(op) => op,
             Err(e) => {
                 self.0.images.remove(&made).await;

@@ -229,14 +229,7 @@ impl ClusterState {
                 p.snapshot
             )));
         }
-        let snap = self.snapshot_of(&vm, snapshot)?.clone();
-        if snap.status != SnapshotStatus::Ok {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "snapshot {} of vm '{vname}' is {}",
-                snap.id,
-                snap.status.as_str()
-            )));
-        }
+        let snap = usable(self.snapshot_of(&vm, snapshot)?, &vname)?.clone();
         if memory && !snap.memory {
             return Err(ClusterError::FailedPrecondition(format!(
                 "snapshot {} of vm '{vname}' holds no memory (it was taken without --memory)",
@@ -349,14 +342,7 @@ impl ClusterState {
                 "vm '{vname}' is in preview of a snapshot: commit or undo it first"
             )));
         }
-        let snap = self.snapshot_of(&vm, snapshot)?.clone();
-        if snap.status != SnapshotStatus::Ok {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "snapshot {} of vm '{vname}' is {}",
-                snap.id,
-                snap.status.as_str()
-            )));
-        }
+        let snap = usable(self.snapshot_of(&vm, snapshot)?, &vname)?.clone();
         if snap.memory {
             if present(&vm, &snap.disks).len() != snap.disks.len() {
                 return Err(ClusterError::FailedPrecondition(format!(
@@ -779,6 +765,18 @@ pub(super) fn locked(vm: &Vm, job: &SnapshotJob) -> ClusterError {
         "vm '{}' is locked: {what}; try again when it is done (`corral vm snapshot list {}`)",
         vm.config.name, vm.config.name
     ))
+}
+
+/// A snapshot that nothing holds (not locked, not in preview), to preview or restore.
+fn usable<'a>(snap: &'a Snapshot, vm: &str) -> Result<&'a Snapshot, ClusterError> {
+    if snap.status != SnapshotStatus::Ok {
+        return Err(ClusterError::FailedPrecondition(format!(
+            "snapshot {} of vm '{vm}' is {}",
+            snap.id,
+            snap.status.as_str()
+        )));
+    }
+    Ok(snap)
 }
 
 /// A snapshot by id, or by a unique start of its id (at least 4 characters).

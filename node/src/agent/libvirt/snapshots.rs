@@ -79,11 +79,7 @@ impl Hypervisor {
         vmstate: &str,
         devices: &[String],
     ) -> Result<(), DriverError> {
-        let job = format!("corral-save-{}", Uuid::new_v4().simple());
-        let cmd = json!({ "execute": "snapshot-save",
-            "arguments": { "job-id": job, "tag": tag, "vmstate": vmstate, "devices": devices } });
-        self.qmp(uuid, cmd).await?;
-        self.finish_job(uuid, &job).await
+        self.snapshot_job(uuid, "snapshot-save", tag, vmstate, devices).await
     }
 
     /// Loads snapshot `tag` (memory and `devices`) into a domain started paused.
@@ -94,8 +90,20 @@ impl Hypervisor {
         vmstate: &str,
         devices: &[String],
     ) -> Result<(), DriverError> {
-        let job = format!("corral-load-{}", Uuid::new_v4().simple());
-        let cmd = json!({ "execute": "snapshot-load",
+        self.snapshot_job(uuid, "snapshot-load", tag, vmstate, devices).await
+    }
+
+    /// Runs QEMU's job `command` (snapshot-save or snapshot-load) to its end.
+    async fn snapshot_job(
+        &self,
+        uuid: Uuid,
+        command: &str,
+        tag: &str,
+        vmstate: &str,
+        devices: &[String],
+    ) -> Result<(), DriverError> {
+        let job = format!("corral-{command}-{}", Uuid::new_v4().simple());
+        let cmd = json!({ "execute": command,
             "arguments": { "job-id": job, "tag": tag, "vmstate": vmstate, "devices": devices } });
         self.qmp(uuid, cmd).await?;
         self.finish_job(uuid, &job).await
