@@ -67,7 +67,7 @@ fn imported_snapshots(node: &Handles, vm: &mut corral_raft::model::Vm) -> Result
         let n = then.config.disks.len();
         import_limits(node, &mut then, n)
             .map_err(|e| ClusterError::invalid("snapshot", format!("snapshot {}: {e}", snap.id)))?;
-        snap.config = Box::new(then.config);
+        *snap.config = then.config;
         snap.domain_xml = None;
         snap.memory = false;
         snap.run_limits = None;

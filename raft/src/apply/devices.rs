@@ -230,7 +230,7 @@ impl ClusterState {
         self.require_hotplug(if plugged { "vm disk plug" } else { "vm disk unplug" })?;
         let (v, d) = self.vm_and_its_disk(vm, disk)?;
         let mut a = v.attachment(d.id);
-        if a.unplugged == !plugged {
+        if a.unplugged != plugged {
             return Ok(Outcome::Vm(Box::new(v)));
         }
         let running = v.is_running();
@@ -327,7 +327,7 @@ impl ClusterState {
     pub(super) fn plug_nic(&mut self, now: i64, vm: &str, nic: &str, plugged: bool) -> OpResult {
         self.require_hotplug(if plugged { "vm nic plug" } else { "vm nic unplug" })?;
         let (v, i) = self.vm_and_its_nic(vm, nic)?;
-        if v.config.nics[i].unplugged == !plugged {
+        if v.config.nics[i].unplugged != plugged {
             return Ok(Outcome::Vm(Box::new(v)));
         }
         let running = v.is_running();

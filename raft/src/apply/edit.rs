@@ -47,7 +47,7 @@ pub fn memory_decision(vm: &Vm, mib: u64, next_run: bool) -> Decision {
             l.boot_memory_mib
         )));
     }
-    if (mib - l.boot_memory_mib) % MEMORY_STEP_MIB != 0 {
+    if !(mib - l.boot_memory_mib).is_multiple_of(MEMORY_STEP_MIB) {
         return Decision::NextRun(Some(format!(
             "memory is hot-plugged in steps of {MEMORY_STEP_MIB} MiB above the {} MiB it started with",
             l.boot_memory_mib
@@ -258,13 +258,12 @@ fn edit_resources_live(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Re
     let mut hot = Hot::default();
     let running = vm.is_running();
     let mut next = vm.config.next_run.take().unwrap_or_default();
-    if running && (c.memory_mib.is_some() || c.vcpus.is_some() || c.cdrom.is_some()) && !c.next_run {
-        if vm.migration_state.migrating_to.is_some() || vm.runtime.status == VmStatus::Migrating {
-            return Err(ClusterError::FailedPrecondition(format!(
-                "vm '{}' is migrating; change it when the migration ends, or with --next-run",
-                vm.config.name
-            )));
-        }
+    let hot_change = running && (c.memory_mib.is_some() || c.vcpus.is_some() || c.cdrom.is_some()) && !c.next_run;
+    if hot_change && (vm.migration_state.migrating_to.is_some() || vm.runtime.status == VmStatus::Migrating) {
+        return Err(ClusterError::FailedPrecondition(format!(
+            "vm '{}' is migrating; change it when the migration ends, or with --next-run",
+            vm.config.name
+        )));
     }
     if let Some(v) = c.memory_mib {
         let d = memory_decision(vm, v, c.next_run);
@@ -297,16 +296,23 @@ fn edit_resources_live(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Re
             }
         }
     }
-    next_run_field(vm.config.domain_type, c.domain_type, running, &mut next.domain_type, what, |v| {
+    if let Some(v) = next_run_field(vm.config.domain_type, c.domain_type, running, &mut next.domain_type, what, |v| {
         format!("domain type {}", v.as_str())
-    })
-    .map(|v| vm.config.domain_type = Some(v));
-    next_run_field(vm.config.max_vcpus, c.max_vcpus, running, &mut next.max_vcpus, what, |v| format!("max vCPUs {v}"))
-        .map(|v| vm.config.max_vcpus = Some(v));
-    next_run_field(vm.config.max_memory_mib, c.max_memory_mib, running, &mut next.max_memory_mib, what, |v| {
-        format!("max memory {v} MiB")
-    })
-    .map(|v| vm.config.max_memory_mib = Some(v));
+    }) {
+        vm.config.domain_type = Some(v);
+    }
+    if let Some(v) = next_run_field(vm.config.max_vcpus, c.max_vcpus, running, &mut next.max_vcpus, what, |v| {
+        format!("max vCPUs {v}")
+    }) {
+        vm.config.max_vcpus = Some(v);
+    }
+    if let Some(v) =
+        next_run_field(vm.config.max_memory_mib, c.max_memory_mib, running, &mut next.max_memory_mib, what, |v| {
+            format!("max memory {v} MiB")
+        })
+    {
+        vm.config.max_memory_mib = Some(v);
+    }
     debug_assert!(VmField::MaxMemory.applies() == crate::model::fields::Applies::NextRun);
     vm.config.next_run = Some(next).filter(|n| !n.is_empty());
     let (memory, vcpus) = (

@@ -589,6 +589,7 @@ impl ClusterState {
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn clone_from_snapshot(
         &mut self,
         now: i64,

@@ -38,7 +38,7 @@ pub(super) async fn run(ctx: &Context, command: VmSnapshotCommand) -> Result<()>
             let snap = follow(ctx, &vm, &id, &format!("taking snapshot {id} of {vm} ({what})"), false).await?;
             match ctx.format {
                 Format::Json => output::print_json(&snap.as_ref().map(SnapshotView::from))?,
-                Format::Table => output::print(&format!("snapshot of {vm} taken: {id}"))?,
+                Format::Table => output::print(&format!("snapshot of {vm} taken: {id}\n"))?,
             }
             Ok(())
         }
@@ -94,9 +94,9 @@ pub(super) async fn run(ctx: &Context, command: VmSnapshotCommand) -> Result<()>
             let id = r.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default();
             if wait {
                 follow(ctx, &vm, &id, &format!("deleting snapshot {id} of {vm}"), true).await?;
-                output::print(&format!("snapshot {id} of {vm} deleted"))
+                output::print(&format!("snapshot {id} of {vm} deleted\n"))
             } else {
-                output::print(&format!("snapshot {id} of {vm} is being deleted (`corral vm snapshot list {vm}`)"))
+                output::print(&format!("snapshot {id} of {vm} is being deleted (`corral vm snapshot list {vm}`)\n"))
             }?;
             Ok(())
         }
@@ -180,6 +180,7 @@ fn done(ctx: &Context, r: &proto::SnapshotResult, message: &str) -> Result<()> {
                 text.push_str(&format!("note: {n}\n"));
             }
             text.push_str(message);
+            text.push('\n');
             output::print(&text)?;
         }
     }
@@ -267,7 +268,7 @@ async fn list(ctx: &Context, vm: String) -> Result<()> {
     if let Some(e) = &list.last_error {
         text.push_str(&format!("\nlast failure: {e}\n"));
     }
-    Ok(output::print(text.trim_end())?)
+    Ok(output::print(&format!("{}\n", text.trim_end()))?)
 }
 
 fn show(format: Format, s: SnapshotDetailView) -> Result<()> {
