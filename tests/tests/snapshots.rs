@@ -157,6 +157,18 @@ fn snapshots_of_a_vm_on_the_test_driver() {
     // and imported from its document has its snapshots back, and can restore them.
     c.must_ok(0, &["vm", "stop", "web1"]);
     c.wait_status(0, "web1", "down");
+    // A snapshot without disks (`--disks` with none) previews its configuration; the output says
+    // the VM runs without its disks, and that a commit would leave it without them.
+    let bare = take(&c, 0, &["web1", "--disks"]);
+    assert!(list(&c, 0).iter().any(|s| s.id == bare && s.disks.is_empty()));
+    let out = c.must_ok(0, &["vm", "snapshot", "preview", "web1", &bare]);
+    assert!(out.contains("does not have disk(s) web1-disk1, web1-disk0: the VM runs without them"), "{out}");
+    assert!(c.vm(0, "web1").disks.iter().all(|d| !d.plugged));
+    let out = c.must_ok(0, &["vm", "snapshot", "undo", "web1"]);
+    assert!(out.contains("undone"), "{out}");
+    assert!(c.vm(0, "web1").disks.iter().all(|d| d.plugged));
+    c.must_ok(0, &["vm", "snapshot", "delete", "web1", &bare, "--wait"]);
+
     let doc = c.dir().join("web1.ovf");
     c.must_ok(0, &["vm", "export", "web1", "-f", doc.to_str().unwrap()]);
     let xml = std::fs::read_to_string(&doc).unwrap();
