@@ -269,6 +269,7 @@ async fn term_loop(leader: Arc<Leader>, parts: RaftParts, term: u64) {
         }
         if ticks.is_multiple_of(EVACUATE_EVERY) {
             retry_evacuations(&leader, &parts.state).await;
+            expire_snapshot_jobs(&leader, &parts.state).await;
         }
         replace_dead_voter(&leader, &parts).await;
         last = Instant::now();
@@ -527,6 +528,28 @@ async fn retry_evacuations(leader: &Leader, state: &StateHandle) {
     for id in waiting {
         if let Err(e) = leader.cluster.propose_as_leader(Op::EvacuateHost { id }).await {
             tracing::debug!(host = id, "evacuation retry not proposed: {e}");
+        }
+    }
+}
+
+/// Snapshot jobs whose host has not reported within the deadline: failed, so that their VMs are
+/// not locked for good (a report that comes later is for a job that is no longer there).
+async fn expire_snapshot_jobs(leader: &Leader, state: &StateHandle) {
+    let now = now_ms();
+    let late: Vec<(uuid::Uuid, u64, String)> = state.read(|s| {
+        s.vms
+            .values()
+            .filter_map(|v| v.snapshot_state.snapshot_job.as_ref().map(|j| (v.id, j)))
+            .filter(|(_, j)| now - j.started_ms > corral_raft::model::SNAPSHOT_JOB_DEADLINE_MS)
+            .map(|(id, j)| (id, j.seq, s.host_name(j.host)))
+            .collect()
+    });
+    for (vm, seq, host) in late {
+        let minutes = corral_raft::model::SNAPSHOT_JOB_DEADLINE_MS / 60_000;
+        let error = Some(format!("host {host} did not report on the work in {minutes} minutes; try again"));
+        let op = Op::SnapshotJobDone { vm, seq, error, domain_xml: None, memory_mib: 0 };
+        if let Err(e) = leader.cluster.propose_as_leader(op).await {
+            tracing::debug!(%vm, "could not fail a late snapshot job: {e}");
         }
     }
 }

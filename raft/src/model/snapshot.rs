@@ -14,6 +14,11 @@ use crate::typ::NodeId;
 /// back to them (oVirt's "Active VM before the preview").
 pub const UNDO_TAG: &str = "corral-before-preview";
 
+/// How long a snapshot job may go without its host's report before the leader fails it (the
+/// VM would stay locked): a memory save or load is cancelled by its host after 10 minutes, and
+/// the rest takes seconds.
+pub const SNAPSHOT_JOB_DEADLINE_MS: i64 = 20 * 60 * 1000;
+
 /// One snapshot of a VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
