@@ -236,10 +236,24 @@ impl StorageDomain {
     }
 }
 
+/// How long one `qemu-img` may take (a copy of a large image included) before it is killed:
+/// storage that stopped answering must not hold a caller, or a VM's snapshot lock, for ever.
+const QEMU_IMG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 async fn qemu_img(args: &[&str], paths: &[&std::ffi::OsStr]) -> Result<(), ClusterError> {
-    let out = Command::new("qemu-img").args(args).args(paths).output().await.map_err(|e| {
-        ClusterError::FailedPrecondition(format!("cannot run qemu-img (install qemu-utils on every host): {e}"))
-    })?;
+    let run = Command::new("qemu-img").args(args).args(paths).kill_on_drop(true).output();
+    let out = tokio::time::timeout(QEMU_IMG_PATIENCE, run)
+        .await
+        .map_err(|_| {
+            ClusterError::Unavailable(format!(
+                "qemu-img {} did not finish in {} minutes (the storage domain does not answer?)",
+                args[0],
+                QEMU_IMG_PATIENCE.as_secs() / 60
+            ))
+        })?
+        .map_err(|e| {
+            ClusterError::FailedPrecondition(format!("cannot run qemu-img (install qemu-utils on every host): {e}"))
+        })?;
     if out.status.success() {
         Ok(())
     } else {

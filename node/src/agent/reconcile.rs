@@ -135,6 +135,7 @@ impl Agent {
                         name: vm.config.name.clone(),
                         job: job.clone(),
                         files,
+                        down: vm.runtime.status == VmStatus::Down && vm.runtime.host.is_none(),
                     });
                 }
                 if vm.runtime.host == Some(me) {
@@ -167,7 +168,7 @@ impl Agent {
                 }
                 // Snapshot work needs no libvirt when no domain holds the images (qemu-img;
                 // an image QEMU holds refuses its lock, and the job fails with why).
-                self.start_snapshot_jobs(&view, &HashMap::new());
+                self.start_snapshot_jobs(&view, &HashMap::new(), true);
                 return true;
             }
         };
@@ -184,7 +185,7 @@ impl Agent {
         }
         self.start_queued_migrations(&view);
         let running: HashMap<Uuid, bool> = domains.iter().map(|d| (d.uuid, snapshot::is_running(d.state))).collect();
-        self.start_snapshot_jobs(&view, &running);
+        self.start_snapshot_jobs(&view, &running, false);
         for d in &domains {
             if let Some((name, incoming)) = view.others.get(&d.uuid) {
                 if *incoming {

@@ -399,7 +399,9 @@ fn preview_notes(s: &ClusterState, vm: &str, snapshot: &str, config: bool, resto
             snap.id
         ));
     }
-    let absent: Vec<Uuid> = v.config.disks.iter().copied().filter(|d| !snap.disks.contains(d)).collect();
+    let kept =
+        |d: &Uuid| snap.disks.contains(d) || (snap.config.disks.contains(d) && snap.config.attachment(*d).unplugged);
+    let absent: Vec<Uuid> = v.config.disks.iter().copied().filter(|d| !kept(d)).collect();
     if config && !absent.is_empty() {
         let names = disk_names(s, &absent).join(", ");
         notes.push(if restore {
@@ -439,8 +441,10 @@ fn commit_notes(s: &ClusterState, vm: &str) -> Vec<String> {
     }
     if let Some(snap) = v.snapshot_state.get(p.snapshot).filter(|_| p.config) {
         let before = p.saved_config.as_ref().map(|c| c.disks.clone()).unwrap_or_default();
-        let absent: Vec<Uuid> =
-            v.config.disks.iter().copied().filter(|d| before.contains(d) && !snap.disks.contains(d)).collect();
+        let kept = |d: &Uuid| {
+            snap.disks.contains(d) || (snap.config.disks.contains(d) && snap.config.attachment(*d).unplugged)
+        };
+        let absent: Vec<Uuid> = v.config.disks.iter().copied().filter(|d| before.contains(d) && !kept(d)).collect();
         if !absent.is_empty() {
             notes.push(format!(
                 "the VM no longer has disk(s) {}: the snapshot does not have them; they float (`corral disk list`)",

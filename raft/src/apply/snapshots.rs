@@ -14,7 +14,7 @@ use crate::command::{Outcome, StartOrder};
 use crate::error::{quote, ClusterError};
 use crate::model::{
     Attachment, ClusterState, Disk, EventKind, HostState, Preview, Snapshot, SnapshotJob, SnapshotJobKind,
-    SnapshotStatus, SnapshotStep, Vm, VmConfig, VmStatus, SNAPSHOT_LEVEL, UNDO_TAG,
+    SnapshotStatus, SnapshotStep, Vm, VmConfig, VmStatus, SNAPSHOT_LEVEL,
 };
 use crate::typ::NodeId;
 use crate::validate;
@@ -276,6 +276,7 @@ impl ClusterState {
             .copied()
             .filter(|d| self.disks.get(d).is_some_and(|d| d.format == "qcow2"))
             .collect();
+        let undo_tag = crate::model::undo_tag(vm.snapshot_state.snapshot_seq + 1);
         let preview = Preview {
             snapshot: snap.id,
             memory,
@@ -283,8 +284,9 @@ impl ClusterState {
             config,
             saved_config: config.then(|| Box::new(vm.config.clone())),
             undo_disks: undo_disks.clone(),
+            undo_tag: undo_tag.clone(),
         };
-        let mut steps = vec![SnapshotStep::Take { tag: UNDO_TAG.into(), disks: undo_disks, memory: false }];
+        let mut steps = vec![SnapshotStep::Take { tag: undo_tag, disks: undo_disks, memory: false }];
         // With memory the start loads the snapshot, disks included.
         if !memory && !chosen.is_empty() {
             steps.push(SnapshotStep::Revert { tag: snap.tag(), disks: chosen });
@@ -302,13 +304,15 @@ impl ClusterState {
         let Target { vm, host } = self.snapshot_target(name, worker)?;
         require_down(&vm, "committed")?;
         let p = in_preview(&vm)?.clone();
-        // Disks deleted meanwhile took their undo point along.
-        let mut steps = vec![SnapshotStep::Drop { tag: UNDO_TAG.into(), disks: present(&vm, &p.undo_disks) }];
+        let mut steps = Vec::new();
         for later in vm.snapshot_state.descendants(p.snapshot) {
             if let Some(s) = vm.snapshot_state.get(later) {
                 steps.push(SnapshotStep::Drop { tag: s.tag(), disks: present(&vm, &s.disks) });
             }
         }
+        // The undo point last: a commit that fails half-way can still be undone. (Disks deleted
+        // meanwhile took it along.)
+        steps.push(SnapshotStep::Drop { tag: p.undo_tag.clone(), disks: present(&vm, &p.undo_disks) });
         self.start_job(now, vm.id, host, SnapshotJobKind::Commit, steps);
         self.vm_outcome(vm.id)
     }
@@ -319,8 +323,8 @@ impl ClusterState {
         let p = in_preview(&vm)?.clone();
         let undo = present(&vm, &p.undo_disks);
         let steps = vec![
-            SnapshotStep::Revert { tag: UNDO_TAG.into(), disks: undo.clone() },
-            SnapshotStep::Drop { tag: UNDO_TAG.into(), disks: undo },
+            SnapshotStep::Revert { tag: p.undo_tag.clone(), disks: undo.clone() },
+            SnapshotStep::Drop { tag: p.undo_tag.clone(), disks: undo },
         ];
         self.start_job(now, vm.id, host, SnapshotJobKind::Undo, steps);
         self.vm_outcome(vm.id)
@@ -565,8 +569,9 @@ impl ClusterState {
     fn float_absent(&mut self, vm: Uuid, snapshot: Uuid, before: &[Uuid]) -> String {
         let Some(v) = self.vms.get(&vm) else { return String::new() };
         let Some(snap) = v.snapshot_state.get(snapshot) else { return String::new() };
+        let kept = kept_by(snap);
         let gone: Vec<Uuid> =
-            v.config.disks.iter().copied().filter(|d| before.contains(d) && !snap.disks.contains(d)).collect();
+            v.config.disks.iter().copied().filter(|d| before.contains(d) && !kept.contains(d)).collect();
         if gone.is_empty() {
             return String::new();
         }
@@ -768,6 +773,16 @@ pub(super) fn locked(vm: &Vm, job: &SnapshotJob) -> ClusterError {
     ))
 }
 
+/// The disks a VM keeps when it takes a snapshot's configuration: those the snapshot holds, and
+/// those attached unplugged when it was taken (not in the guest's view, so not in a memory
+/// snapshot; they stay unplugged, as they were). Others go (oVirt: a snapshot without a disk
+/// gives a VM without it).
+fn kept_by(snap: &Snapshot) -> Vec<Uuid> {
+    let mut kept = snap.disks.clone();
+    kept.extend(snap.config.disks.iter().copied().filter(|d| snap.config.attachment(*d).unplugged));
+    kept
+}
+
 /// A snapshot that nothing holds (not locked, not in preview), to preview or restore.
 fn usable<'a>(snap: &'a Snapshot, vm: &str) -> Result<&'a Snapshot, ClusterError> {
     if snap.status != SnapshotStatus::Ok {
@@ -862,7 +877,8 @@ fn snapshot_config(
     }
     // The snapshot's disks the VM still has; the others it has run unplugged (oVirt: a snapshot
     // without a disk gives a VM without it).
-    c.disks.retain(|d| now_config.disks.contains(d) && snapshot.disks.contains(d));
+    let kept = kept_by(snapshot);
+    c.disks.retain(|d| now_config.disks.contains(d) && kept.contains(d));
     c.attachments.retain(|d, _| c.disks.contains(d));
     for d in &now_config.disks {
         if !c.disks.contains(d) {

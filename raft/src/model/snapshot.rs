@@ -10,9 +10,15 @@ use uuid::Uuid;
 use super::{RunLimits, VmConfig};
 use crate::typ::NodeId;
 
-/// The internal snapshot a preview saves the VM's present disks under, so that `undo` can go
-/// back to them (oVirt's "Active VM before the preview").
-pub const UNDO_TAG: &str = "corral-before-preview";
+/// The internal snapshots a preview saves the VM's present disks under, so that `undo` can go
+/// back to them (oVirt's "Active VM before the preview"), start with this; each preview has its
+/// own (`undo_tag`), so that one left behind by a preview that failed is never taken for another's.
+pub const UNDO_PREFIX: &str = "corral-before-preview";
+
+/// The undo point of the preview made by snapshot job `seq`.
+pub fn undo_tag(seq: u64) -> String {
+    format!("{UNDO_PREFIX}-{seq}")
+}
 
 /// How long a snapshot job may go without its host's report before the leader fails it (the
 /// VM would stay locked): a memory save or load is cancelled by its host after 10 minutes, and
@@ -146,6 +152,9 @@ pub struct Preview {
     pub saved_config: Option<Box<VmConfig>>,
     /// Every disk the VM had when the preview began: each holds the undo point.
     pub undo_disks: Vec<Uuid>,
+    /// The undo point's internal snapshot in those disks.
+    #[serde(default)]
+    pub undo_tag: String,
 }
 
 /// Work on a VM's images, by the host that runs it (or, for a VM that is down, by the node

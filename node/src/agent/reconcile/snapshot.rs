@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_raft::command::Op;
-use corral_raft::model::{SnapshotJob, SnapshotJobKind, SnapshotStep, Vm, UNDO_TAG};
+use corral_raft::model::{SnapshotJob, SnapshotJobKind, SnapshotStep, Vm, UNDO_PREFIX};
 use uuid::Uuid;
 
 use super::super::libvirt::{DomainState, DriverError, Hypervisor};
@@ -21,12 +21,15 @@ use super::{Agent, View, REPORT_PATIENCE};
 use crate::images::StorageDomain;
 
 /// One job as the task needs it, copied out of the state.
+#[derive(Clone)]
 pub(super) struct JobWork {
     pub vm: Uuid,
     pub name: String,
     pub job: SnapshotJob,
     /// Image files by disk id (inside the storage domain).
     pub files: HashMap<Uuid, String>,
+    /// The VM is down and on no host.
+    pub down: bool,
 }
 
 /// What a finished job reports besides success.
@@ -38,19 +41,21 @@ struct Made {
 
 impl Agent {
     /// Starts each job given to this host that is not running here yet.
-    pub(super) fn start_snapshot_jobs(&self, view: &View, running: &HashMap<Uuid, bool>) {
-        for work in &view.snapshot_jobs {
+    /// `only_down`: libvirt does not answer, so only the jobs of VMs the state has down (whose
+    /// images no domain here can hold) start.
+    pub(super) fn start_snapshot_jobs(&self, view: &View, running: &HashMap<Uuid, bool>, only_down: bool) {
+        for work in view.snapshot_jobs.iter().filter(|w| w.down || !only_down) {
             let key = (work.vm, work.job.seq);
             if !self.snapshotting.lock().expect("snapshot set").insert(key) {
                 continue;
             }
             let live = running.get(&work.vm).copied().unwrap_or(false) && !self.hv.is_test_driver();
             let (hv, node, set) = (self.hv.clone(), self.node.clone(), self.snapshotting.clone());
-            let work =
-                JobWork { vm: work.vm, name: work.name.clone(), job: work.job.clone(), files: work.files.clone() };
+            let work = JobWork { down: work.down, ..work.clone() };
             tokio::spawn(async move {
                 tracing::info!(vm = %work.name, job = ?work.job.kind, "snapshot work starting");
-                let result = run_job(&hv, &node.images, &work, live).await;
+                let still = || job_there(&node, work.vm, work.job.seq);
+                let result = run_job(&hv, &node.images, &work, live, &still).await;
                 if let Err(e) = &result {
                     tracing::warn!(vm = %work.name, "snapshot work failed: {e}");
                 }
@@ -114,28 +119,40 @@ impl Agent {
 }
 
 /// The job's steps in order; a preview that fails after saving the undo point is put back.
-async fn run_job(hv: &Hypervisor, images: &StorageDomain, work: &JobWork, live: bool) -> Result<Made, String> {
+async fn run_job(
+    hv: &Hypervisor,
+    images: &StorageDomain,
+    work: &JobWork,
+    live: bool,
+    still: &(dyn Fn() -> bool + Sync),
+) -> Result<Made, String> {
     let mut made = Made::default();
     let mut undo_taken = false;
     for step in &work.job.steps {
-        let result = run_step(hv, images, work, live, step, &mut made).await;
+        // A job the cluster gave up on (its deadline passed) is not carried on.
+        let result = match still() {
+            true => run_step(hv, images, work, live, step, &mut made).await,
+            false => Err("the cluster no longer waits for this work".to_string()),
+        };
         if let Err(e) = result {
             // A snapshot that could not be taken leaves nothing behind in the images.
-            if let (SnapshotJobKind::Create { .. }, SnapshotStep::Take { tag, disks, .. }) = (&work.job.kind, step) {
-                let drop = SnapshotStep::Drop { tag: tag.clone(), disks: disks.clone() };
+            if let (SnapshotJobKind::Create { snapshot, .. }, Some(SnapshotStep::Take { disks, .. })) =
+                (&work.job.kind, work.job.steps.first())
+            {
+                let drop = SnapshotStep::Drop { tag: snapshot.to_string(), disks: disks.clone() };
                 let _ = run_step(hv, images, work, live, &drop, &mut Made::default()).await;
             }
             if undo_taken && matches!(work.job.kind, SnapshotJobKind::Preview(_)) {
                 if let SnapshotJobKind::Preview(p) = &work.job.kind {
-                    let back = SnapshotStep::Revert { tag: UNDO_TAG.into(), disks: p.undo_disks.clone() };
+                    let back = SnapshotStep::Revert { tag: p.undo_tag.clone(), disks: p.undo_disks.clone() };
                     let _ = run_step(hv, images, work, live, &back, &mut Made::default()).await;
-                    let drop = SnapshotStep::Drop { tag: UNDO_TAG.into(), disks: p.undo_disks.clone() };
+                    let drop = SnapshotStep::Drop { tag: p.undo_tag.clone(), disks: p.undo_disks.clone() };
                     let _ = run_step(hv, images, work, live, &drop, &mut Made::default()).await;
                 }
             }
             return Err(e);
         }
-        undo_taken |= matches!(step, SnapshotStep::Take { tag, .. } if tag == UNDO_TAG);
+        undo_taken |= matches!(step, SnapshotStep::Take { tag, .. } if tag.starts_with(UNDO_PREFIX));
     }
     Ok(made)
 }
@@ -152,13 +169,18 @@ async fn run_step(
     let file = |d: &Uuid| work.files.get(d).cloned().ok_or_else(|| format!("disk {d} has no image record"));
     // The undo point is taken once: a job run again (its report lost) must not take it anew
     // from disks it already brought back to the snapshot.
-    let undo = |tag: &str| tag == UNDO_TAG;
+    let undo = |tag: &str| tag.starts_with(UNDO_PREFIX);
     let node_of = |f: &str| nodes.get(&images.path(f).display().to_string()).cloned();
     match step {
         SnapshotStep::Take { tag, disks, .. } if undo(tag) => {
             for d in disks {
                 let f = file(d)?;
-                if !images.snapshot_tags(&f).await.map_err(|e| e.to_string())?.iter().any(|t| t == tag) {
+                let tags = images.snapshot_tags(&f).await.map_err(|e| e.to_string())?;
+                // The undo points of earlier previews that failed are of no use any more.
+                for stale in tags.iter().filter(|t| undo(t) && *t != tag) {
+                    images.snapshot_drop(&f, stale).await.map_err(|e| e.to_string())?;
+                }
+                if !tags.iter().any(|t| t == tag) {
                     images.snapshot_take(&f, tag).await.map_err(|e| e.to_string())?;
                 }
             }

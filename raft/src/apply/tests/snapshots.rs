@@ -4,7 +4,7 @@
 use super::*;
 use crate::command::StartOrder;
 use crate::model::{
-    DomainType, Observed, SnapshotJobKind, SnapshotStatus, SnapshotStep, VmStatus, SNAPSHOT_LEVEL, UNDO_TAG,
+    DomainType, Observed, SnapshotJobKind, SnapshotStatus, SnapshotStep, VmStatus, SNAPSHOT_LEVEL, UNDO_PREFIX,
 };
 
 fn level4() -> ClusterState {
@@ -246,7 +246,7 @@ fn preview_commit_erases_later_snapshots() {
     ok(&mut s, preview_op(a, 1));
     let job = vm(&s, "web1").snapshot_state.snapshot_job.clone().unwrap();
     // The present disks are saved for an undo before anything goes back.
-    assert!(matches!(&job.steps[0], SnapshotStep::Take { tag, .. } if tag == UNDO_TAG));
+    assert!(matches!(&job.steps[0], SnapshotStep::Take { tag, .. } if tag.starts_with(UNDO_PREFIX)));
     assert!(matches!(&job.steps[1], SnapshotStep::Revert { tag, .. } if *tag == a.to_string()));
     done(&mut s, None);
     let v = vm(&s, "web1");
@@ -264,7 +264,7 @@ fn preview_commit_erases_later_snapshots() {
         .contains("commit or undo the preview first"));
     ok(&mut s, Op::CommitSnapshot { vm: "web1".into(), worker: 1 });
     let steps = vm(&s, "web1").snapshot_state.snapshot_job.clone().unwrap().steps;
-    assert!(matches!(&steps[1], SnapshotStep::Drop { tag, .. } if *tag == b.to_string()));
+    assert!(matches!(&steps[0], SnapshotStep::Drop { tag, .. } if *tag == b.to_string()));
     done(&mut s, None);
     let v = vm(&s, "web1");
     assert_eq!(ids(&s), vec![a]);
@@ -281,7 +281,7 @@ fn undo_puts_the_configuration_back() {
     assert_eq!(vm(&s, "web1").config.memory_mib, 1024);
     ok(&mut s, Op::UndoSnapshot { vm: "web1".into(), worker: 1 });
     let steps = vm(&s, "web1").snapshot_state.snapshot_job.clone().unwrap().steps;
-    assert!(matches!(&steps[0], SnapshotStep::Revert { tag, .. } if tag == UNDO_TAG));
+    assert!(matches!(&steps[0], SnapshotStep::Revert { tag, .. } if tag.starts_with(UNDO_PREFIX)));
     done(&mut s, None);
     let v = vm(&s, "web1");
     assert_eq!((v.config.memory_mib, v.snapshot_state.preview.is_none()), (2048, true));
@@ -415,4 +415,19 @@ fn a_locked_ha_vm_waits_and_one_waiting_for_ha_is_not_previewed() {
     assert!(e.contains("waits for its HA restart"), "{e}");
     ok(&mut s, Op::RestartHaVms);
     assert_eq!(vm(&s, "web1").runtime.status, VmStatus::PoweringUp);
+}
+
+#[test]
+fn a_disk_unplugged_when_a_memory_snapshot_was_taken_stays_after_a_restore() {
+    let mut s = with_vm();
+    let d2 = s.find_disk("d2").unwrap().id;
+    ok(&mut s, Op::PlugDisk { vm: "web1".into(), disk: "d2".into(), plugged: false });
+    start(&mut s);
+    let b = take(&mut s, true);
+    assert_eq!(vm(&s, "web1").snapshot_state.get(b).unwrap().disks.len(), 1, "memory goes with plugged disks");
+    stop(&mut s);
+    ok(&mut s, Op::RestoreSnapshot { vm: "web1".into(), snapshot: b.to_string(), worker: 1 });
+    let v = vm(&s, "web1");
+    assert!(v.config.disks.contains(&d2) && v.attachment(d2).unplugged, "d2 stays attached, unplugged");
+    assert_eq!(s.disks[&d2].vm, Some(v.id));
 }
