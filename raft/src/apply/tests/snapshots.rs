@@ -413,6 +413,11 @@ fn a_locked_ha_vm_waits_and_one_waiting_for_ha_is_not_previewed() {
     assert!(vm(&s, "web1").snapshot_state.snapshot_job.is_none());
     let e = s.clone().apply_command(&cmd(T0, preview_op(a, 2))).0.unwrap_err().to_string();
     assert!(e.contains("waits for its HA restart"), "{e}");
+    // A snapshot of it while it waits: the restart waits for the work on its images.
+    ok(&mut s, create_op(false, None, 2));
+    ok(&mut s, Op::RestartHaVms);
+    assert_eq!(vm(&s, "web1").runtime.status, VmStatus::Down, "restarted while its images were worked on");
+    done(&mut s, None);
     ok(&mut s, Op::RestartHaVms);
     assert_eq!(vm(&s, "web1").runtime.status, VmStatus::PoweringUp);
 }
