@@ -82,6 +82,7 @@ impl ClusterState {
             boot: vm.config.boot.clone(),
             max_vcpus: vm.config.max_vcpus,
             max_memory_mib: vm.config.max_memory_mib,
+            ..VmSpec::default()
         })?;
         validate::names("host_tags", &vm.config.host_tags)?;
         if self.vm_names.contains_key(&vm.config.name) {

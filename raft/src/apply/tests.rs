@@ -27,6 +27,7 @@ fn spec(name: &str) -> VmSpec {
         boot: None,
         max_vcpus: None,
         max_memory_mib: None,
+        ..VmSpec::default()
     }
 }
 

@@ -263,6 +263,7 @@ impl<'a> Reading<'a> {
                     format,
                     vm: None,
                     created_ms: created.unwrap_or(0),
+                    base: None,
                 },
                 el,
                 exact_time: created.is_some(),

@@ -22,6 +22,7 @@ fn disk(n: u128, size_mib: u64, format: &str, vm: Uuid) -> Disk {
         format: format.into(),
         vm: Some(vm),
         created_ms: T0 + n as i64,
+        base: None,
     }
 }
 
@@ -321,6 +322,7 @@ fn any_disk(n: u128, vm: Uuid) -> impl Strategy<Value = Disk> {
             format: format.to_string(),
             vm: Some(vm),
             created_ms: created_ms / 1000,
+            base: None,
         })
 }
 
