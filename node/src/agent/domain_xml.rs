@@ -8,6 +8,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The drive of a cloud-init seed: the secondary IDE channel's slave (the CD-ROM is its master).
+pub const SEED_TARGET: &str = "hdd";
+
 /// What Corral sets in a VM's libvirt definition; everything else is libvirt's default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainSpec {
@@ -38,6 +41,10 @@ pub struct DomainSpec {
     pub kernel: Option<KernelBoot>,
     /// A file that receives the guest's serial console; without it the console is a pty.
     pub serial_log: Option<String>,
+    /// A cloud-init seed (NoCloud ISO) in a second IDE CD-ROM drive (hdd), read-only.
+    pub seed: Option<String>,
+    /// What the guest boots from, in libvirt's words ("hd", "cdrom", "network"); empty: "hd".
+    pub boot: Vec<String>,
 }
 
 /// A file-backed disk.
@@ -647,6 +654,11 @@ impl XmlDomain {
         });
         let mut disk: Vec<XmlDisk> = spec.disks.iter().map(XmlDisk::from_spec).collect();
         disk.extend(spec.cdrom.as_ref().map(XmlDisk::cdrom));
+        disk.extend(spec.seed.as_ref().map(|seed| {
+            let mut d = XmlDisk::cdrom(&CdromSpec { path: Some(seed.clone()) });
+            d.target.dev = SEED_TARGET.to_string();
+            d
+        }));
         let scsi = spec.scsi_controller || spec.disks.iter().any(|disk| disk.bus == DiskBus::Scsi);
         let controller = if scsi {
             vec![XmlController { kind: "scsi".to_string(), index: None, model: Some(VIRTIO_SCSI.to_string()) }]
@@ -674,7 +686,11 @@ impl XmlDomain {
                 kernel: kernel.map(|k| k.kernel.clone()),
                 initrd: kernel.and_then(|k| k.initrd.clone()),
                 cmdline: kernel.map(|k| k.cmdline.clone()).filter(|c| !c.is_empty()),
-                boot: vec![XmlBoot { dev: "hd".to_string() }],
+                boot: if spec.boot.is_empty() {
+                    vec![XmlBoot { dev: "hd".to_string() }]
+                } else {
+                    spec.boot.iter().map(|dev| XmlBoot { dev: dev.clone() }).collect()
+                },
             },
             // ACPI is what lets a guest hear the power button of a graceful shutdown.
             features: Some(XmlFeatures { acpi: Some(XmlEmpty {}), apic: Some(XmlEmpty {}) }),
@@ -719,13 +735,16 @@ impl XmlDomain {
             .and_then(|serial| serial.source)
             .and_then(|source| source.path);
         let max_memory_mib = self.max_memory.as_ref().map(XmlMaxMemory::mib).transpose()?;
-        let (mut disks, mut cdroms) = (Vec::new(), Vec::new());
+        let (mut disks, mut cdroms, mut seed) = (Vec::new(), Vec::new(), None);
         for disk in self.devices.disk {
             match disk.device.as_deref() {
+                Some("cdrom") if disk.target.dev == SEED_TARGET => seed = disk.source.and_then(|s| s.file),
                 Some("cdrom") => cdroms.push(disk),
                 _ => disks.extend(disk.into_spec()),
             }
         }
+        let boot: Vec<String> = self.os.boot.iter().map(|b| b.dev.clone()).collect();
+        let boot = if boot == ["hd"] { Vec::new() } else { boot };
         Ok(DomainSpec {
             uuid,
             name: self.name,
@@ -740,6 +759,8 @@ impl XmlDomain {
             nics: self.devices.interface.into_iter().filter_map(XmlInterface::into_spec).collect(),
             kernel,
             serial_log,
+            seed,
+            boot,
         })
     }
 

@@ -54,7 +54,7 @@ impl ClusterState {
     }
 
     /// The VMs (by name) that have file `file` in their CD-ROM drive, now or at their next run.
-    pub(crate) fn vms_using_cd(&self, file: &str) -> Vec<String> {
+    pub fn vms_using_cd(&self, file: &str) -> Vec<String> {
         let mut out: Vec<String> = self
             .vms
             .values()
@@ -160,7 +160,7 @@ impl ClusterState {
     }
 
     /// The disks (by VM name, or the disk's own name when floating) that build on a base of `t`.
-    pub(crate) fn thin_users(&self, t: &Template) -> Vec<String> {
+    pub fn thin_users(&self, t: &Template) -> Vec<String> {
         let mut out: Vec<String> = self
             .disks
             .values()
