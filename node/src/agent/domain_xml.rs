@@ -988,6 +988,8 @@ mod tests {
             nics: Vec::new(),
             kernel: None,
             serial_log: None,
+            seed: None,
+            boot: Vec::new(),
         }
     }
 
@@ -1167,6 +1169,8 @@ mod tests {
                     cmdline: "console=ttyS0".into(),
                 }),
                 serial_log: Some("/var/log/corral/web-1.log".into()),
+                seed: None,
+                boot: Vec::new(),
             }
         );
     }

@@ -847,6 +847,8 @@ mod tests {
             nics: Vec::new(),
             kernel: None,
             serial_log: None,
+            seed: None,
+            boot: Vec::new(),
         }
     }
 
@@ -1107,6 +1109,8 @@ mod tests {
                 cmdline: "console=ttyS0 possible_cpus=16".into(),
             }),
             serial_log: Some(console.clone()),
+            seed: None,
+            boot: Vec::new(),
         };
         let mut probe =
             Probe { hv: Hypervisor::open(&uri).await.unwrap(), uuid: spec.uuid, console, failures: Vec::new() };

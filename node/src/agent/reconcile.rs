@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use corral_raft::command::Op;
 use corral_raft::model::{
-    BootDevice, STATELESS_TAG,
-    ClusterState, EventKind, MigrationSettings, Observed, PowerState, ResumeBehavior, Vm, VmStatus,
+    BootDevice, ClusterState, EventKind, MigrationSettings, Observed, PowerState, ResumeBehavior, Vm, VmStatus,
+    STATELESS_TAG,
 };
 use corral_raft::typ::StateHandle;
 use corral_raft::{DownCause, NodeId, VmAction};
@@ -613,7 +613,11 @@ pub fn domain_spec_with(
         kernel: vm.config.boot.clone(),
         // The serial console goes to a file in the storage domain, so it can be read from any host.
         serial_log: (!test).then(|| images.path(&format!("consoles/{}.log", vm.config.name)).display().to_string()),
-        seed: vm.config.cloud_init.as_ref().map(|_| images.path(&crate::images::seed_file(vm.id)).display().to_string()),
+        seed: vm
+            .config
+            .cloud_init
+            .as_ref()
+            .map(|_| images.path(&crate::images::seed_file(vm.id)).display().to_string()),
         boot: vm
             .config
             .boot_order
@@ -627,5 +631,3 @@ pub fn domain_spec_with(
             .collect(),
     }
 }
-
-

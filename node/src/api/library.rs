@@ -164,7 +164,17 @@ impl Api {
             let _ = tokio::fs::remove_file(&part).await;
             return Err(ClusterError::Internal(format!("cannot put the ISO at {}: {e}", path.display())));
         }
-        let iso = model::Iso { id, name, description, file: file.clone(), size_bytes, sha256, bootable, os, created_ms: now_ms() };
+        let iso = model::Iso {
+            id,
+            name,
+            description,
+            file: file.clone(),
+            size_bytes,
+            sha256,
+            bootable,
+            os,
+            created_ms: now_ms(),
+        };
         match self.write(cx, &needs, Op::AddIso { iso }).await {
             Ok(Outcome::Iso(iso)) => Ok(self.0.cluster.state()?.read(|s| iso_to_proto(s, &iso))),
             Ok(_) => Err(ClusterError::Internal("iso add returned no ISO".into())),
@@ -180,7 +190,8 @@ impl Api {
     /// Everyone logged in sees the ISOs.
     pub async fn list_isos(&self, cx: &Caller, req: ListLibraryRequest) -> Result<ListIsosResponse, ClusterError> {
         self.0.who(cx).await?;
-        let isos = self.0.cluster.read(req.stale, |s| s.library.isos.values().map(|i| iso_to_proto(s, i)).collect()).await?;
+        let isos =
+            self.0.cluster.read(req.stale, |s| s.library.isos.values().map(|i| iso_to_proto(s, i)).collect()).await?;
         Ok(ListIsosResponse { isos })
     }
 
@@ -221,7 +232,8 @@ impl Api {
             .read(false, |s| {
                 let taken = s.library.template(&name).is_some();
                 s.find_vm(&vm).map(|v| {
-                    let disks: Vec<model::Disk> = v.config.disks.iter().filter_map(|d| s.disks.get(d)).cloned().collect();
+                    let disks: Vec<model::Disk> =
+                        v.config.disks.iter().filter_map(|d| s.disks.get(d)).cloned().collect();
                     (v.runtime.status, disks, taken)
                 })
             })
@@ -381,8 +393,9 @@ impl Api {
 
     pub async fn delete_offering(&self, cx: &Caller, req: LibraryRef) -> Result<Offering, ClusterError> {
         require_library_level(&self.0, "offering delete")?;
-        let out =
-            self.write(cx, &[(Operation::OfferingManage, Obj::Cluster)], Op::DeleteOffering { offering: req.name }).await?;
+        let out = self
+            .write(cx, &[(Operation::OfferingManage, Obj::Cluster)], Op::DeleteOffering { offering: req.name })
+            .await?;
         self.offering_out(out)
     }
 }
@@ -418,7 +431,10 @@ where
         }
     }
     if got != size {
-        return Err(ClusterError::invalid("data", format!("the upload ended after {got} of the {size} bytes declared")));
+        return Err(ClusterError::invalid(
+            "data",
+            format!("the upload ended after {got} of the {size} bytes declared"),
+        ));
     }
     f.sync_all().await.map_err(io)?;
     drop(f);
@@ -431,7 +447,10 @@ where
         r.read_exact(&mut magic).await.is_ok() && &magic[1..6] == b"CD001"
     };
     if !ok {
-        return Err(ClusterError::invalid("file", "is not an ISO 9660 image (no CD001 volume descriptor at sector 16)"));
+        return Err(ClusterError::invalid(
+            "file",
+            "is not an ISO 9660 image (no CD001 volume descriptor at sector 16)",
+        ));
     }
     Ok(hex::encode(hash.finalize()))
 }

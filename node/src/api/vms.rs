@@ -113,7 +113,13 @@ pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
         stateless: vm.config.stateless,
         boot: vm.config.boot_order.iter().map(|b| b.as_str().to_string()).collect(),
         cloud_init: vm.config.cloud_init.is_some(),
-        iso: vm.config.cdrom.as_deref().and_then(|f| s.library.iso_of_file(f)).map(|i| i.name.clone()).unwrap_or_default(),
+        iso: vm
+            .config
+            .cdrom
+            .as_deref()
+            .and_then(|f| s.library.iso_of_file(f))
+            .map(|i| i.name.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -300,7 +306,11 @@ impl Api {
         let rid = cx.request_id()?;
         let mut r = req;
         let lib = LibraryAsk::of(&r)?;
-        let boot = match (opt(std::mem::take(&mut r.kernel)), opt(std::mem::take(&mut r.initrd)), std::mem::take(&mut r.cmdline)) {
+        let boot = match (
+            opt(std::mem::take(&mut r.kernel)),
+            opt(std::mem::take(&mut r.initrd)),
+            std::mem::take(&mut r.cmdline),
+        ) {
             (Some(kernel), initrd, cmdline) => Some(KernelBoot {
                 kernel: self.0.images.boot_file("kernel", &kernel)?.display().to_string(),
                 initrd: initrd
@@ -369,11 +379,9 @@ impl Api {
             _ => 1,
         };
         let nics = match (r.nics.is_empty(), from) {
-            (true, Some(c)) => c
-                .nics
-                .iter()
-                .map(|n| model::Nic { mac: random_mac(), unplugged: false, ..n.clone() })
-                .collect(),
+            (true, Some(c)) => {
+                c.nics.iter().map(|n| model::Nic { mac: random_mac(), unplugged: false, ..n.clone() }).collect()
+            }
             _ => r.nics.iter().map(|n| model::Nic::new(n.clone(), random_mac())).collect(),
         };
         let os = opt(r.os).or_else(|| found.iso.as_ref().map(|i| i.os.clone()).filter(|o| !o.is_empty()));
@@ -482,7 +490,10 @@ impl Api {
         if !path.is_file() {
             return Err(ClusterError::invalid(
                 "iso",
-                format!("{} is neither an ISO of the library (`corral iso list`) nor a file", corral_raft::error::quote(iso)),
+                format!(
+                    "{} is neither an ISO of the library (`corral iso list`) nor a file",
+                    corral_raft::error::quote(iso)
+                ),
             ));
         }
         // Kept relative to the storage domain, which each host resolves for itself; a disk
@@ -490,9 +501,13 @@ impl Api {
         let rel = self.0.images.relative(&path);
         let images = self.0.images.clone();
         let wanted = path.clone();
-        let taken = self.0.cluster.read(false, move |s| s.disks.values().any(|d| images.path(&d.file) == wanted)).await?;
+        let taken =
+            self.0.cluster.read(false, move |s| s.disks.values().any(|d| images.path(&d.file) == wanted)).await?;
         if taken {
-            return Err(ClusterError::invalid("iso", format!("{} is a disk image of the cluster, not an ISO", path.display())));
+            return Err(ClusterError::invalid(
+                "iso",
+                format!("{} is a disk image of the cluster, not an ISO", path.display()),
+            ));
         }
         Ok(rel)
     }
@@ -851,7 +866,10 @@ impl Api {
         let cdrom = match (opt(iso), eject) {
             (Some(_), true) => return Err(ClusterError::invalid("iso", "give an ISO or --eject, not both")),
             (None, false) => {
-                return Err(ClusterError::invalid("iso", "give an ISO (of the library, or a path in the storage domain) or --eject"))
+                return Err(ClusterError::invalid(
+                    "iso",
+                    "give an ISO (of the library, or a path in the storage domain) or --eject",
+                ))
             }
             (None, true) => None,
             (Some(iso), false) => {
@@ -1053,7 +1071,10 @@ pub fn boot_order(text: &str) -> Result<Vec<model::BootDevice>, ClusterError> {
         let d = model::BootDevice::parse(w).ok_or_else(|| {
             ClusterError::invalid(
                 "boot",
-                format!("'{}' is no boot device: give cdrom, disk or network, comma-separated", corral_raft::error::quote(w)),
+                format!(
+                    "'{}' is no boot device: give cdrom, disk or network, comma-separated",
+                    corral_raft::error::quote(w)
+                ),
             )
         })?;
         if out.contains(&d) {
@@ -1075,9 +1096,8 @@ pub fn cloud_init_spec(c: CloudInitSpec) -> Result<model::CloudInit, ClusterErro
     };
     validate::cloud_init(&ci)?;
     if !ci.user_data.starts_with("#!") {
-        let docs = yaml_rust2::YamlLoader::load_from_str(&ci.user_data).map_err(|e| {
-            ClusterError::invalid("cloud_init", format!("the user-data is not valid YAML: {e}"))
-        })?;
+        let docs = yaml_rust2::YamlLoader::load_from_str(&ci.user_data)
+            .map_err(|e| ClusterError::invalid("cloud_init", format!("the user-data is not valid YAML: {e}")))?;
         let mapping = docs.first().is_some_and(|d| matches!(d, yaml_rust2::Yaml::Hash(_)));
         if ci.user_data.starts_with("#cloud-config") && !mapping {
             return Err(ClusterError::invalid(
