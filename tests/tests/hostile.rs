@@ -460,13 +460,13 @@ fn a_level_1_cluster_serves_plaintext_until_it_is_upgraded_to_tls() {
 
     // The upgrade makes the CA and every member's certificate before it requires TLS.
     let up: serde_json::Value = c.must_json(2, &["cluster", "upgrade"]);
-    assert_eq!(up["cluster_level"], 4, "{up}");
+    assert_eq!(up["cluster_level"], 5, "{up}");
     let plain = c.corral(0, &["vm", "list"]);
     assert!(plain.stderr.contains("answers only callers with credentials"), "{}", plain.stderr);
     c.fetch_credentials(0);
     for i in 0..3 {
         assert!(c.nodes[i].data_dir.join("tls/node.pem").exists(), "host{} has no certificate", i + 1);
-        assert_eq!(c.status(i).cluster_level, 4);
+        assert_eq!(c.status(i).cluster_level, 5);
     }
     c.must_ok(2, &["vm", "edit", "web1", "--description", "after TLS"]);
     assert_eq!(c.vm(0, "web1").description, "after TLS");

@@ -40,7 +40,7 @@ pub enum VmCommand {
     Cd {
         /// VM name or id
         vm: String,
-        /// An ISO image: a path inside the storage domain
+        /// An ISO of the library (`corral iso list`), or a path inside the storage domain
         #[arg(long, value_name = "PATH", required_unless_present = "eject", conflicts_with = "eject")]
         iso: Option<String>,
         /// Empty the drive
