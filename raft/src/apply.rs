@@ -226,7 +226,7 @@ impl ClusterState {
             Op::DeleteTemplate { template } => self.delete_template(now, template),
             Op::CreateOffering { offering } => self.create_offering(now, offering),
             Op::EditOffering { offering, changes } => self.edit_offering(now, offering, changes),
-            Op::DeleteOffering { offering } => self.delete_offering(now, offering),
+            Op::DeleteOffering { offering } => self.delete_offering(now, offering, touched),
             Op::OnBehalf { actor, credential, needs, op } => match op.as_ref() {
                 Op::OnBehalf { .. } | Op::Batch(_) => {
                     Err(ClusterError::invalid("op", "a write for a user does not nest"))

@@ -241,12 +241,19 @@ impl ClusterState {
         Ok(Outcome::Offering(Box::new(o)))
     }
 
-    pub(super) fn delete_offering(&mut self, now: i64, name: &str) -> OpResult {
+    /// `touched` gets the VMs whose offering it clears (their documents change).
+    pub(super) fn delete_offering(
+        &mut self,
+        now: i64,
+        name: &str,
+        touched: &mut std::collections::BTreeSet<uuid::Uuid>,
+    ) -> OpResult {
         self.require_library("offering delete")?;
         let o = self.library.offering(name).cloned().ok_or_else(|| offering_not_found(name))?;
         let mut kept = 0;
         for vm in self.vms.values_mut().filter(|v| v.config.offering.as_deref() == Some(o.name.as_str())) {
             vm.config.offering = None;
+            touched.insert(vm.id);
             kept += 1;
         }
         self.library.offerings.remove(&o.id);

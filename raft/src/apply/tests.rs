@@ -317,6 +317,7 @@ mod engine;
 mod ha;
 mod hotplug;
 mod inconsistent;
+mod library;
 mod lifecycle;
 mod migration;
 mod snapshots;

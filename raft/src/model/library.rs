@@ -199,3 +199,20 @@ impl BootDevice {
 /// The internal qcow2 snapshot a stateless VM's disks are saved under when it starts, and
 /// brought back to when it stops (oVirt's stateless snapshot).
 pub const STATELESS_TAG: &str = "corral-stateless";
+
+/// The fields of a VM's configuration that cluster level 5 added.
+pub struct LibraryFields;
+
+impl LibraryFields {
+    /// Clears them, for a cluster below level 5.
+    pub fn clear(c: &mut VmConfig) {
+        c.from_template = None;
+        c.offering = None;
+        c.stateless = false;
+        c.cloud_init = None;
+        c.boot_order.clear();
+        if let Some(n) = &mut c.next_run {
+            n.stateless = None;
+        }
+    }
+}
