@@ -16,6 +16,8 @@ use corral_tests::wait_until;
 
 #[path = "sandbox/hotplug.rs"]
 mod hotplug;
+#[path = "sandbox/library.rs"]
+mod library;
 #[path = "sandbox/snapshots.rs"]
 mod snapshots;
 
@@ -76,6 +78,13 @@ fn real_vms_on_sandbox_hosts() {
             snapshots::preview_undo_commit_clone(&sb, t)
         });
     }
+    steps.run("x. a VM with --iso and an empty disk boots the guest from the library's ISO", || library::iso_boot(&sb));
+    steps.run("y. thin and cloned VMs of a template boot with its base's counter; the base stays", || {
+        library::templates(&sb)
+    });
+    steps
+        .run("z. cloud-init: the guest reads its user-data and hostname from the seed CD", || library::cloud_init(&sb));
+    steps.run("aa. a stateless VM's disk comes back at each stop", || library::stateless(&sb));
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
