@@ -197,47 +197,6 @@ pub fn vm_changes(changes: &VmChanges) -> Result<(), ClusterError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_follow_the_dns_label_rule() {
-        for ok in ["web1", "a", "db-primary-2", &"x".repeat(63)] {
-            assert_eq!(name("name", ok), Ok(()), "{ok}");
-        }
-        let cases = [
-            ("", "name: must not be empty"),
-            ("Web1", "name: may only contain a-z, 0-9 and '-' (got 'Web1')"),
-            ("web_1", "name: may only contain a-z, 0-9 and '-' (got 'web_1')"),
-            ("-web", "name: must not start or end with '-' (got '-web')"),
-            ("wéb", "name: may only contain a-z, 0-9 and '-' (got 'wéb')"),
-        ];
-        for (bad, msg) in cases {
-            assert_eq!(name("name", bad).unwrap_err().to_string(), msg);
-        }
-        assert_eq!(
-            name("name", &"x".repeat(64)).unwrap_err().to_string(),
-            "name: must be at most 63 characters (got 64)"
-        );
-    }
-
-    #[test]
-    fn sizes_have_bounds() {
-        assert_eq!(memory_mib(0).unwrap_err().to_string(), "memory: must be at least 1 MiB");
-        assert!(memory_mib(1).is_ok());
-        assert!(memory_mib(MAX_MEMORY_MIB + 1).is_err());
-        assert_eq!(vcpus(0).unwrap_err().to_string(), "vcpus: must be at least 1");
-        assert!(vcpus(MAX_VCPUS + 1).is_err());
-    }
-
-    #[test]
-    fn empty_edit_is_refused() {
-        assert!(vm_changes(&VmChanges::default()).is_err());
-        assert!(text("description", "bad\u{7}bell").is_err());
-    }
-}
-
 /// A cloud-init seed's bounds (the API also parses its YAML before proposing it): each document
 /// at most [`MAX_CLOUD_INIT_BYTES`](crate::model::MAX_CLOUD_INIT_BYTES), at most
 /// [`MAX_SSH_KEYS`](crate::model::MAX_SSH_KEYS) one-line keys, the host name a name.
@@ -283,4 +242,45 @@ pub fn cloud_init(c: &crate::model::CloudInit) -> Result<(), ClusterError> {
         name("hostname", h)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_dns_label_rule() {
+        for ok in ["web1", "a", "db-primary-2", &"x".repeat(63)] {
+            assert_eq!(name("name", ok), Ok(()), "{ok}");
+        }
+        let cases = [
+            ("", "name: must not be empty"),
+            ("Web1", "name: may only contain a-z, 0-9 and '-' (got 'Web1')"),
+            ("web_1", "name: may only contain a-z, 0-9 and '-' (got 'web_1')"),
+            ("-web", "name: must not start or end with '-' (got '-web')"),
+            ("wéb", "name: may only contain a-z, 0-9 and '-' (got 'wéb')"),
+        ];
+        for (bad, msg) in cases {
+            assert_eq!(name("name", bad).unwrap_err().to_string(), msg);
+        }
+        assert_eq!(
+            name("name", &"x".repeat(64)).unwrap_err().to_string(),
+            "name: must be at most 63 characters (got 64)"
+        );
+    }
+
+    #[test]
+    fn sizes_have_bounds() {
+        assert_eq!(memory_mib(0).unwrap_err().to_string(), "memory: must be at least 1 MiB");
+        assert!(memory_mib(1).is_ok());
+        assert!(memory_mib(MAX_MEMORY_MIB + 1).is_err());
+        assert_eq!(vcpus(0).unwrap_err().to_string(), "vcpus: must be at least 1");
+        assert!(vcpus(MAX_VCPUS + 1).is_err());
+    }
+
+    #[test]
+    fn empty_edit_is_refused() {
+        assert!(vm_changes(&VmChanges::default()).is_err());
+        assert!(text("description", "bad\u{7}bell").is_err());
+    }
 }

@@ -88,7 +88,7 @@ fn isos_templates_offerings_cloud_init_and_stateless_vms() {
     std::fs::write(&not_iso, vec![7u8; 40_000]).unwrap();
     c.refused(0, &["iso", "add", "bad", "--file", not_iso.to_str().unwrap()], "is not an ISO 9660 image");
     c.refused(0, &["iso", "add", "deb", "--file", &iso], "iso 'deb' already exists");
-    assert_eq!(files_like(&storage, "iso-"), [file.clone()], "a refused upload leaves no file");
+    assert_eq!(files_like(&storage, "iso-"), std::slice::from_ref(&file), "a refused upload leaves no file");
     let listed = c.must_json(2, &["iso", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 
