@@ -194,15 +194,15 @@ pub fn iso_boot(sb: &Sandbox) {
     start_on(sb, ISO_VM, "host1");
     sb.wait_console(ISO_VM, GUEST_UP);
     lap("start -> CORRAL-GUEST-UP from the CD", t);
-    // isolinux names the kernel it loaded from the CD on the kernel command line.
+    // isolinux names the kernel it loaded from the CD on the kernel command line, which the
+    // kernel prints as it boots.
     let console = sb.console(ISO_VM);
-    if console.contains("Command line:") {
-        assert!(
-            console.contains("BOOT_IMAGE=/isolinux/vmlinuz"),
-            "the guest did not boot isolinux's kernel: {:?}",
-            console.lines().find(|l| l.contains("Command line:"))
-        );
-    }
+    let line = console.lines().find(|l| l.contains("Command line:"));
+    eprintln!("    {}", line.unwrap_or("(no kernel command line on the console)").trim());
+    assert!(
+        line.is_some_and(|l| l.contains("BOOT_IMAGE=/isolinux/vmlinuz")),
+        "the guest did not boot isolinux's kernel from the CD: {line:?}"
+    );
     let shown = json(sb, &["iso", "show", ISO]);
     assert_eq!(strings(&shown["used_by"]), [ISO_VM], "{shown:#}");
 
@@ -461,6 +461,7 @@ pub fn stateless(sb: &Sandbox) {
     start_on(sb, SL, "host3");
     let second = holds_after(sb, SL, from).expect("a counter");
     lap("stop, start -> CORRAL-DISK-HOLDS", t);
+    eprintln!("    before: {k} ticks; stateless boot held {first}, ticked to {reached}; next boot held {second}");
     assert_eq!(
         second, first,
         "after the stateless run (ticks up to {reached}) the disk holds {second}, not {first} as before it"
