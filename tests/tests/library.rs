@@ -182,6 +182,12 @@ fn isos_templates_offerings_cloud_init_and_stateless_vms() {
     std::fs::write(&bad, "#cloud-config\nusers: [unclosed\n").unwrap();
     let disks_before = files_like(&storage, "");
     c.refused(0, &["vm", "create", "ci1", "--disk", "64M", "--cloud-init", bad.to_str().unwrap()], "not valid YAML");
+    std::fs::write(&bad, "users:\n  - name: x\n").unwrap();
+    c.refused(
+        0,
+        &["vm", "create", "ci1", "--disk", "64M", "--cloud-init", bad.to_str().unwrap()],
+        "must start with #cloud-config",
+    );
     assert_eq!(files_like(&storage, ""), disks_before, "a refused create leaves no file");
     let ud = tmp.path().join("user-data.yaml");
     std::fs::write(&ud, "#cloud-config\ncorral_test: value-42\n").unwrap();

@@ -168,7 +168,10 @@ fn decide(cx: &Caller, s: &ClusterState, needs: &[(Operation, Obj<'_>)]) -> Deci
                 return Err(Ok(missing(obj)));
             }
             // And so does a template they may not use.
-            if matches!(t, Target::Template(_)) && !grants.can(Perm::TemplateUse, t) {
+            if matches!(t, Target::Template(_))
+                && !grants.can(Perm::TemplateUse, t)
+                && !grants.can(Perm::TemplateCreate, t)
+            {
                 return Err(Ok(missing(obj)));
             }
             return Err(Ok(s.refusal(&actor, &grants, def.verb, def.perm, t)));

@@ -287,7 +287,7 @@ impl Api {
         }
     }
 
-    /// The templates the caller may use.
+    /// The templates the caller may use or manage.
     pub async fn list_templates(
         &self,
         cx: &Caller,
@@ -303,7 +303,10 @@ impl Api {
                     s.library
                         .templates
                         .values()
-                        .filter(|t| g.can(Perm::TemplateUse, Target::Template(t.id)))
+                        .filter(|t| {
+                            g.can(Perm::TemplateUse, Target::Template(t.id))
+                                || g.can(Perm::TemplateCreate, Target::Template(t.id))
+                        })
                         .map(|t| template_to_proto(s, t))
                         .collect(),
                 )
@@ -325,8 +328,14 @@ impl Api {
     pub async fn delete_template(&self, cx: &Caller, req: LibraryRef) -> Result<Template, ClusterError> {
         require_library_level(&self.0, "template delete")?;
         let name = req.name;
-        let t = self.get_template(cx, LibraryRef { name: name.clone(), stale: false }).await?;
         let needs = [(Operation::TemplateDelete, Obj::Template(&name))];
+        self.0.check(cx, &needs).await?;
+        let t = self
+            .0
+            .cluster
+            .read(false, |s| s.library.template(&name).map(|t| template_to_proto(s, t)))
+            .await?
+            .ok_or_else(|| corral_raft::apply::library::template_not_found(&name))?;
         let out = self.write(cx, &needs, Op::DeleteTemplate { template: name.clone() }).await?;
         if let Outcome::Removed { files } = out {
             self.0.images.remove(&files).await;

@@ -1095,22 +1095,25 @@ pub fn cloud_init_spec(c: CloudInitSpec) -> Result<model::CloudInit, ClusterErro
         hostname: opt(c.hostname),
     };
     validate::cloud_init(&ci)?;
-    if !ci.user_data.starts_with("#!") {
+    // cloud-init reads a cloud-config only under its header, and takes these other kinds as
+    // they are; anything else it would ignore, which is refused here rather than found later.
+    const OTHER_KINDS: [&str; 6] =
+        ["#!", "#include", "#cloud-boothook", "#part-handler", "Content-Type:", "## template: jinja"];
+    if ci.user_data.starts_with("#cloud-config") {
         let docs = yaml_rust2::YamlLoader::load_from_str(&ci.user_data)
             .map_err(|e| ClusterError::invalid("cloud_init", format!("the user-data is not valid YAML: {e}")))?;
-        let mapping = docs.first().is_some_and(|d| matches!(d, yaml_rust2::Yaml::Hash(_)));
-        if ci.user_data.starts_with("#cloud-config") && !mapping {
+        if !docs.iter().all(|d| matches!(d, yaml_rust2::Yaml::Hash(_) | yaml_rust2::Yaml::Null)) {
             return Err(ClusterError::invalid(
                 "cloud_init",
                 "a #cloud-config user-data must be a YAML mapping (keys such as users:, runcmd:)",
             ));
         }
-        if !ci.user_data.starts_with("#cloud-config") && !mapping {
-            return Err(ClusterError::invalid(
-                "cloud_init",
-                "the user-data must start with #cloud-config (YAML) or #! (a script)",
-            ));
-        }
+    } else if !OTHER_KINDS.iter().any(|k| ci.user_data.starts_with(k)) {
+        return Err(ClusterError::invalid(
+            "cloud_init",
+            "the user-data must start with #cloud-config (YAML), #! (a script), #include, #cloud-boothook, \
+             #part-handler, Content-Type: (MIME multi-part) or ## template: jinja",
+        ));
     }
     if let Some(n) = &ci.network_config {
         yaml_rust2::YamlLoader::load_from_str(n).map_err(|e| {
