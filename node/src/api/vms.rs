@@ -245,6 +245,8 @@ pub fn edit_notes(vm: &model::Vm, c: &VmChanges) -> Vec<String> {
         (c.max_memory_mib.is_some(), "max memory"),
         (c.domain_type.is_some(), "the domain type"),
         (c.os.as_ref().is_some_and(|o| *o != vm.config.os), "the OS type"),
+        (c.stateless.is_some_and(|v| v != vm.config.stateless), "statelessness"),
+        (c.boot_order.as_ref().is_some_and(|b| *b != vm.config.boot_order), "the boot order"),
     ] {
         if asked {
             notes.push(format!("{name} is running; {field} waits for its next run"));
@@ -607,10 +609,18 @@ impl Api {
     ) -> Result<Vm, ClusterError> {
         // This node's copy (no read barrier: an edit must not cost a round trip more); it only
         // words the notes and tells whether the write changed the running VM.
-        let before = self.0.cluster.state()?.read(|s| s.find_vm(vm).cloned());
+        let (before, offering) = self.0.cluster.state()?.read(|s| {
+            let offering = changes.offering.as_deref().and_then(|o| s.library.offering(o).cloned());
+            (s.find_vm(vm).cloned(), offering)
+        });
         // Returns once committed and applied here: every host writes the new OVF document as it
         // applies the entry, so waiting for them would only make an edit wait on a dying host.
-        let notes = before.as_ref().map(|b| edit_notes(b, &changes)).unwrap_or_default();
+        // An offering is worded as the size it gives.
+        let mut worded = changes.clone();
+        if let Some(o) = &offering {
+            (worded.memory_mib, worded.vcpus) = (Some(o.memory_mib), Some(o.vcpus));
+        }
+        let notes = before.as_ref().map(|b| edit_notes(b, &worded)).unwrap_or_default();
         let op = self.0.permit(cx, &[(what, Obj::Vm(vm))], Op::EditVm { vm: vm.to_string(), changes }).await?;
         let outcome = self.0.cluster.write(rid, op).await?;
         self.changed_vm(before.as_ref(), outcome, notes).await
