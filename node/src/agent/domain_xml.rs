@@ -36,8 +36,14 @@ pub struct DomainSpec {
     pub nics: Vec<NicSpec>,
     /// Direct kernel boot; without it the guest boots from its first disk.
     pub kernel: Option<KernelBoot>,
-    /// A file that receives the guest's serial console; without it the console is a pty.
+    /// A file that receives everything the guest writes on its serial port. The port itself
+    /// is a pty either way (`vm console` attaches to it); the log is written also while no one
+    /// is attached.
     pub serial_log: Option<String>,
+    /// The address a VNC display listens on (the host's `--vnc-listen`); None: no display. The
+    /// domain is written with a random password that has already expired, so no one gets in
+    /// until `vm console --vnc` sets a fresh one.
+    pub vnc_listen: Option<String>,
 }
 
 /// A file-backed disk.
@@ -459,6 +465,8 @@ struct XmlDevices {
     serial: Vec<XmlCharDevice>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     console: Vec<XmlCharDevice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    graphics: Vec<XmlGraphics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     memballoon: Option<XmlModel>,
     /// Memory devices: the DIMMs plugged while running (libvirt lists them last).
@@ -604,8 +612,47 @@ struct XmlCharDevice {
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<XmlCharSource>,
+    /// A copy of the output in a file (libvirt's `<log>`, written by virtlogd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log: Option<XmlCharLog>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<XmlCharTarget>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlCharLog {
+    #[serde(rename = "@file")]
+    file: String,
+    /// "on": a migration destination would otherwise truncate the shared file.
+    #[serde(rename = "@append", default, skip_serializing_if = "Option::is_none")]
+    append: Option<String>,
+}
+
+/// `<graphics type='vnc'>`. libvirt shows the password (and its expiry) only in the secure XML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct XmlGraphics {
+    #[serde(rename = "@type")]
+    kind: String,
+    #[serde(rename = "@port", default, skip_serializing_if = "Option::is_none")]
+    port: Option<i32>,
+    #[serde(rename = "@autoport", default, skip_serializing_if = "Option::is_none")]
+    autoport: Option<String>,
+    #[serde(rename = "@listen", default, skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    #[serde(rename = "@passwd", default, skip_serializing_if = "Option::is_none")]
+    passwd: Option<String>,
+    #[serde(rename = "@passwdValidTo", default, skip_serializing_if = "Option::is_none")]
+    passwd_valid_to: Option<String>,
+    #[serde(rename = "listen", default, skip_serializing_if = "Vec::is_empty")]
+    listens: Vec<XmlGraphicsListen>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct XmlGraphicsListen {
+    #[serde(rename = "@type")]
+    kind: String,
+    #[serde(rename = "@address", default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -629,11 +676,11 @@ impl XmlDomain {
     fn from_spec(spec: &DomainSpec) -> XmlDomain {
         let mib = || XmlMemory { unit: Some("MiB".to_string()), value: spec.memory_mib };
         let kernel = spec.kernel.as_ref();
-        // The serial port carries the console; the <console> names it so `virsh console` finds it.
-        let (serial, console) = match &spec.serial_log {
-            Some(path) => (char_device("file", Some(path), None), char_device("file", Some(path), Some("serial"))),
-            None => (char_device("pty", None, None), char_device("pty", None, Some("serial"))),
-        };
+        // The serial port carries the console: a pty that `vm console` attaches to, its output
+        // also logged; the <console> names it so `virsh console` finds it.
+        let log = spec.serial_log.as_ref();
+        let (serial, console) = (char_device(log, None), char_device(log, Some("serial")));
+        let graphics = spec.vnc_listen.iter().map(|listen| XmlGraphics::locked(listen)).collect();
         let vcpu = match spec.max_vcpus {
             Some(most) => XmlVcpu { placement: Some("static".to_string()), current: Some(spec.vcpus), value: most },
             None => XmlVcpu { placement: None, current: None, value: spec.vcpus },
@@ -688,6 +735,7 @@ impl XmlDomain {
                 interface: spec.nics.iter().map(XmlInterface::from_spec).collect(),
                 serial: vec![serial],
                 console: vec![console],
+                graphics,
                 // No balloon: a VM's memory is what the scheduler placed, not something to reclaim.
                 memballoon: Some(XmlModel { model: "none".to_string() }),
                 memory: Vec::new(),
@@ -711,13 +759,12 @@ impl XmlDomain {
             initrd: self.os.initrd,
             cmdline: self.os.cmdline.unwrap_or_default(),
         });
-        let serial_log = self
-            .devices
-            .serial
-            .into_iter()
-            .find(|serial| serial.kind == "file")
-            .and_then(|serial| serial.source)
-            .and_then(|source| source.path);
+        // A pty with a log (now), or a file (domains defined before the console).
+        let serial_log = self.devices.serial.into_iter().find_map(|serial| match serial.kind.as_str() {
+            "file" => serial.source.and_then(|source| source.path),
+            _ => serial.log.map(|log| log.file),
+        });
+        let vnc_listen = self.devices.graphics.into_iter().find(|g| g.kind == "vnc").and_then(XmlGraphics::address);
         let max_memory_mib = self.max_memory.as_ref().map(XmlMaxMemory::mib).transpose()?;
         let (mut disks, mut cdroms) = (Vec::new(), Vec::new());
         for disk in self.devices.disk {
@@ -740,6 +787,7 @@ impl XmlDomain {
             nics: self.devices.interface.into_iter().filter_map(XmlInterface::into_spec).collect(),
             kernel,
             serial_log,
+            vnc_listen,
         })
     }
 
@@ -779,12 +827,84 @@ const VIRTIO_SCSI: &str = "virtio-scsi";
 /// DIMM slots of a domain that can take memory by hot-plug.
 const MEMORY_SLOTS: u32 = 16;
 
-fn char_device(kind: &str, path: Option<&String>, target_type: Option<&str>) -> XmlCharDevice {
+fn char_device(log: Option<&String>, target_type: Option<&str>) -> XmlCharDevice {
     XmlCharDevice {
-        kind: kind.to_string(),
-        source: path.map(|path| XmlCharSource { path: Some(path.clone()), append: Some("on".to_string()) }),
+        kind: "pty".to_string(),
+        source: None,
+        log: log.map(|file| XmlCharLog { file: file.clone(), append: Some("on".to_string()) }),
         target: Some(XmlCharTarget { kind: target_type.map(str::to_string), port: Some(0) }),
     }
+}
+
+/// A password libvirt's VNC accepts (at most 8 characters), random, for a display no one may
+/// enter yet.
+pub fn vnc_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..8).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+}
+
+impl XmlGraphics {
+    /// A VNC display on `listen` whose password expired long ago: nobody can log in until a
+    /// ticket sets a new one.
+    fn locked(listen: &str) -> XmlGraphics {
+        XmlGraphics {
+            kind: "vnc".to_string(),
+            port: Some(-1),
+            autoport: Some("yes".to_string()),
+            listen: Some(listen.to_string()),
+            passwd: Some(vnc_password()),
+            passwd_valid_to: Some(EXPIRED.to_string()),
+            listens: vec![XmlGraphicsListen { kind: "address".to_string(), address: Some(listen.to_string()) }],
+        }
+    }
+
+    fn address(self) -> Option<String> {
+        self.listen.or_else(|| self.listens.into_iter().find(|l| l.kind == "address").and_then(|l| l.address))
+    }
+}
+
+/// A moment long past, in libvirt's `passwdValidTo` form (UTC).
+const EXPIRED: &str = "2000-01-01T00:00:00";
+
+/// What a running domain offers to attach to: its serial port's pty and its VNC display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consoles {
+    /// The pty of serial port 0, when it is one.
+    pub serial_pty: Option<String>,
+    /// The VNC display's listen address and port, when it has one.
+    pub vnc: Option<(String, u16)>,
+}
+
+/// Reads the consoles of a domain's live XML.
+pub fn consoles_from_xml(xml: &str) -> Result<Consoles, XmlError> {
+    let domain: XmlDomain = quick_xml::de::from_str(xml).map_err(XmlError::Read)?;
+    let serial_pty = domain
+        .devices
+        .serial
+        .into_iter()
+        .find(|serial| serial.kind == "pty")
+        .and_then(|serial| serial.source)
+        .and_then(|source| source.path);
+    let vnc = domain.devices.graphics.into_iter().find(|g| g.kind == "vnc").and_then(|g| {
+        let port = u16::try_from(g.port?).ok().filter(|p| *p > 0)?;
+        Some((g.address()?, port))
+    });
+    Ok(Consoles { serial_pty, vnc })
+}
+
+/// The `<graphics>` that gives the live domain's VNC display `password` until `valid_to`
+/// (UTC, `YYYY-MM-DDTHH:MM:SS`): the live element itself (libvirt refuses to change its
+/// listen addresses or port), with the new password. None: the domain has no VNC display.
+pub fn vnc_ticket_xml(live_xml: &str, password: &str, valid_to: &str) -> Result<Option<String>, XmlError> {
+    let domain: XmlDomain = quick_xml::de::from_str(live_xml).map_err(XmlError::Read)?;
+    let Some(mut graphics) = domain.devices.graphics.into_iter().find(|g| g.kind == "vnc") else {
+        return Ok(None);
+    };
+    graphics.passwd = Some(password.to_string());
+    graphics.passwd_valid_to = Some(valid_to.to_string());
+    device_xml("graphics", "the VNC display", &graphics).map(Some)
 }
 
 impl XmlMemory {
@@ -967,6 +1087,7 @@ mod tests {
             nics: Vec::new(),
             kernel: None,
             serial_log: None,
+            vnc_listen: None,
         }
     }
 
@@ -990,6 +1111,7 @@ mod tests {
                 cmdline: "console=ttyS0 root=/dev/vda quote=\"<'x'>\"".into(),
             }),
             serial_log: Some("/var/log/corral/vm.log".into()),
+            vnc_listen: Some("10.213.0.2".into()),
             ..spec(domain_type)
         }
     }
@@ -1019,6 +1141,7 @@ mod tests {
         round_trip(&DomainSpec { disks: full.disks.clone(), ..spec("kvm") });
         round_trip(&DomainSpec { nics: full.nics.clone(), ..spec("kvm") });
         round_trip(&DomainSpec { serial_log: full.serial_log.clone(), ..spec("kvm") });
+        round_trip(&DomainSpec { vnc_listen: full.vnc_listen.clone(), ..spec("kvm") });
         round_trip(&DomainSpec { kernel: full.kernel.clone(), ..spec("qemu") });
         let bare_kernel = KernelBoot { kernel: "/boot/vmlinuz".into(), initrd: None, cmdline: String::new() };
         round_trip(&DomainSpec { kernel: Some(bare_kernel), ..spec("qemu") });
@@ -1046,14 +1169,17 @@ mod tests {
             r#"<source network="default"/>"#,
             r#"<mac address="52:54:00:12:34:56"/>"#,
             r#"<model type="virtio"/>"#,
-            r#"<serial type="file">"#,
-            r#"<console type="file">"#,
-            r#"<source path="/var/log/corral/vm.log" append="on"/>"#,
+            r#"<serial type="pty">"#,
+            r#"<console type="pty">"#,
+            r#"<log file="/var/log/corral/vm.log" append="on"/>"#,
+            r#"<graphics type="vnc" port="-1" autoport="yes" listen="10.213.0.2" passwd=""#,
+            r#"passwdValidTo="2000-01-01T00:00:00"><listen type="address" address="10.213.0.2"/></graphics>"#,
             r#"<memballoon model="none"/>"#,
         ] {
             assert!(xml.contains(part), "{part} is missing from:\n{xml}");
         }
-        assert!(!xml.contains("graphics"), "graphics must be left out:\n{xml}");
+        let bare = to_xml(&spec("kvm")).unwrap();
+        assert!(!bare.contains("graphics"), "graphics only with a listen address:\n{bare}");
 
         let pty = to_xml(&spec("kvm")).unwrap();
         assert!(pty.contains(r#"<serial type="pty">"#) && pty.contains(r#"<console type="pty">"#), "{pty}");
@@ -1146,6 +1272,7 @@ mod tests {
                     cmdline: "console=ttyS0".into(),
                 }),
                 serial_log: Some("/var/log/corral/web-1.log".into()),
+                vnc_listen: None,
             }
         );
     }
@@ -1619,6 +1746,7 @@ mod tests {
                 cmdline: "console=ttyS0".into(),
             }),
             serial_log: Some("/var/log/corral/vm.log".into()),
+            vnc_listen: None,
             name: format!("readback-{}", Uuid::new_v4().simple()),
             ..spec("test")
         };

@@ -360,6 +360,43 @@ impl Hypervisor {
         domain_xml::from_xml(&xml).map_err(|source| DriverError::Xml { uri: self.uri.to_string(), uuid, source })
     }
 
+    /// What the running domain offers to attach to: its serial pty and VNC display.
+    pub async fn consoles(&self, uuid: Uuid) -> Result<domain_xml::Consoles, DriverError> {
+        self.with_domain(uuid, move |call, domain| {
+            let xml = domain.xml_desc(0).map_err(|e| call.domain_error(uuid, e))?;
+            domain_xml::consoles_from_xml(&xml).map_err(|source| call.xml_error(uuid, source))
+        })
+        .await
+    }
+
+    /// Gives the running domain's VNC display `password` until `valid_to` (UTC,
+    /// `YYYY-MM-DDTHH:MM:SS`), in the live domain only. Returns the display's address and
+    /// port, or None when the domain has no VNC display.
+    pub async fn vnc_ticket(
+        &self,
+        uuid: Uuid,
+        password: &str,
+        valid_to: &str,
+    ) -> Result<Option<(String, u16)>, DriverError> {
+        let (password, valid_to) = (password.to_string(), valid_to.to_string());
+        self.with_domain(uuid, move |call, domain| {
+            let xml = domain.xml_desc(0).map_err(|e| call.domain_error(uuid, e))?;
+            let Some(ticket) =
+                domain_xml::vnc_ticket_xml(&xml, &password, &valid_to).map_err(|e| call.xml_error(uuid, e))?
+            else {
+                return Ok(None);
+            };
+            let vm = call.vm(uuid, domain)?;
+            domain
+                .update_device_flags(&ticket, sys::VIR_DOMAIN_AFFECT_LIVE)
+                .map_err(|e| vm.failed(call, "set a VNC password", e))?;
+            // The port is the live one: autoport picks it when the domain starts.
+            let xml = domain.xml_desc(0).map_err(|e| call.domain_error(uuid, e))?;
+            Ok(domain_xml::consoles_from_xml(&xml).map_err(|e| call.xml_error(uuid, e))?.vnc)
+        })
+        .await
+    }
+
     // Hot-plug: changes to a running domain. Each acts on the live definition and, when the
     // domain is persistent, on the persistent one too, so the VM keeps the change when it next
     // boots and a live migration (which carries both) keeps it on the destination.
@@ -847,6 +884,7 @@ mod tests {
             nics: Vec::new(),
             kernel: None,
             serial_log: None,
+            vnc_listen: None,
         }
     }
 
@@ -1107,6 +1145,7 @@ mod tests {
                 cmdline: "console=ttyS0 possible_cpus=16".into(),
             }),
             serial_log: Some(console.clone()),
+            vnc_listen: None,
         };
         let mut probe =
             Probe { hv: Hypervisor::open(&uri).await.unwrap(), uuid: spec.uuid, console, failures: Vec::new() };
