@@ -15,6 +15,19 @@
 # guest prints, once at boot, what the start of /dev/NAME holds, as CORRAL-DISK-HOLDS n (the tick
 # counter found there, or none), and each tick writes CORRAL-TICK-DISK n there (a 512-byte sector:
 # the line, then zeros) before it prints CORRAL-TICK n: a tick on the console is on the disk too.
+# Opt-in, for cloud-init tests: with corral.cidata=KEY on the kernel command line the guest looks,
+# once its CD-ROM drivers are loaded, for a CD labelled cidata (a NoCloud seed; the cluster attaches
+# it as the second IDE CD-ROM, hdd, which is sr1 next to a CD in hdc, sr0 alone) on sr0 and sr1
+# for up to 20 s, mounts it read-only and prints, once, as one write:
+#   CORRAL-CIDATA KEY=VALUE                      (KEY's top-level `KEY: value` line in user-data,
+#   CORRAL-CIDATA-META local-hostname=H           quotes stripped, or <missing>; the second line
+#                                                 only when meta-data has a local-hostname: line)
+# or a CORRAL-GUEST-WARN line when it finds no such CD in time or cannot mount it.
+# Always, for console tests: the guest reads lines from its serial console /dev/ttyS0 in the
+# background and answers each non-empty one with CORRAL-ECHO <line> on it. The tty does not echo
+# the input (a half-typed line would end up in front of the next CORRAL- line) and XON/XOFF is off
+# (a ^S would stop the ticks).
+# guest/iso.sh puts this kernel and initrd on a bootable ISO (isolinux).
 # Default OUTDIR: deploy/sandbox/guest/out. Skips the build when OUTDIR is already up to date (FORCE=1 rebuilds).
 set -euo pipefail
 
@@ -87,8 +100,9 @@ n_early=${#load_order[@]}
 # Loaded after it, in the background (the ATA probe alone takes about 0.5 s under TCG), before the
 # first CORRAL-GUEST-SEES line: virtio_pci binds the virtio PCI devices, hot-plugged ones too (PCI
 # hot-plug on the pc machine is ACPI's, acpiphp); cdrom, sr_mod and ata_piix give the IDE CD-ROM
-# of libvirt's default pc machine (hdc, sr0); virtio_scsi and sd_mod give sdX.
-for m in cdrom sr_mod sd_mod virtio_pci virtio_blk virtio_net virtio_scsi ata_piix acpiphp; do
+# of libvirt's default pc machine (hdc, sr0); virtio_scsi and sd_mod give sdX; isofs mounts the
+# cloud-init seed (corral.cidata).
+for m in cdrom sr_mod sd_mod virtio_pci virtio_blk virtio_net virtio_scsi ata_piix acpiphp isofs; do
   if is_builtin "$m"; then builtin+=("$m"); else add_module "$m"; fi
 done
 # CPU and memory hot-plug have no modules: they must be built in.
@@ -146,6 +160,97 @@ echo "$state" >$t && mv $t /run/corral-cd
 rm -f $t.pvd $t.err
 EOF
 chmod +x "$root/sbin/corral-cd"
+
+# corral-cidata: the cloud-init seed, for corral.cidata=KEY (see the top).
+cat >"$root/sbin/corral-cidata" <<'EOF'
+#!/bin/sh
+# corral-cidata KEY: finds the CD labelled cidata on sr0 or sr1, mounts it read-only and prints
+# KEY's value in its user-data and the local-hostname in its meta-data (one write, so a reader that
+# sees the first line sees the second). Looks every 0.5 s for 20 s: under TCG the ATA probe is
+# slow, and the first read after the drive appears can fail (a unit attention).
+key=$1
+mnt=/run/cidata
+t=/run/corral-cidata.$$
+mkdir -p $mnt
+yaml_value() { # yaml_value FILE KEY sets v to FILE's first top-level "KEY: value"; fails without one
+  local l
+  [ -f "$1" ] || return 1
+  while IFS= read -r l || [ -n "$l" ]; do
+    case $l in "$2:"*) ;; *) continue ;; esac
+    v=${l#"$2:"}
+    while :; do case $v in [[:space:]]*) v=${v#?} ;; *) break ;; esac; done
+    case $v in
+      \"*) v=${v#?}; v=${v%%\"*} ;;
+      \'*) v=${v#?}; v=${v%%\'*} ;;
+      *) v=${v%%[[:space:]]#*}
+         while :; do case $v in *[[:space:]]) v=${v%?} ;; *) break ;; esac; done ;;
+    esac
+    return 0
+  done <"$1"
+  return 1
+}
+read -r now _ </proc/uptime
+deadline=$((${now%.*} + 20))
+while true; do
+  for d in sr0 sr1; do
+    [ -e /sys/block/$d ] || continue
+    if [ ! -b /dev/$d ]; then
+      read -r mm </sys/block/$d/dev
+      mknod /dev/$d b "${mm%:*}" "${mm#*:}" 2>/dev/null
+    fi
+    dd if=/dev/$d of=$t bs=2048 skip=16 count=1 2>/dev/null || continue
+    [ "$(dd if=$t bs=1 skip=1 count=5 2>/dev/null)" = CD001 ] || continue
+    label=$(dd if=$t bs=1 skip=40 count=32 2>/dev/null | tr -d '\000' | sed 's/[[:space:]]*$//')
+    case $label in cidata | CIDATA) ;; *) continue ;; esac
+    mount -t iso9660 -o ro /dev/$d $mnt 2>$t.err || { err=$(cat $t.err); continue; }
+    v='<missing>'
+    yaml_value $mnt/user-data "$key"
+    out="CORRAL-CIDATA $key=$v"
+    yaml_value $mnt/meta-data local-hostname && out="$out
+CORRAL-CIDATA-META local-hostname=$v"
+    umount $mnt
+    rm -f $t $t.err
+    echo "$out"
+    exit 0
+  done
+  read -r now _ </proc/uptime
+  if [ "${now%.*}" -ge $deadline ]; then
+    rm -f $t $t.err
+    echo "CORRAL-GUEST-WARN corral.cidata=$key: no CD labelled cidata on sr0 or sr1 could be mounted within 20 s${err:+ ($err)}"
+    exit 1
+  fi
+  sleep 0.5
+done
+EOF
+chmod +x "$root/sbin/corral-cidata"
+
+# corral-echo: answers lines on the serial console (see the top).
+cat >"$root/sbin/corral-echo" <<'EOF'
+#!/bin/sh
+# corral-echo: reads lines from the serial console and answers each non-empty one with
+# "CORRAL-ECHO <line>" on it. The tty stays in canonical mode, so read gets whole lines. With
+# nothing connected the read just blocks. The tty is not the controlling one of any process: ^C or
+# ^Z from the host signal nobody (^C drops the line typed so far).
+tty=/dev/ttyS0
+if ! : 2>/dev/null <>$tty; then
+  echo "CORRAL-GUEST-WARN cannot open $tty: no CORRAL-ECHO"
+  exit 1
+fi
+# No echo: the tty echoes characters as they come, so a line typed slowly, or a ^S, would land in
+# front of the next CORRAL- line; the answer says what was read. XON/XOFF off: a ^S from the host
+# would stop all output, the ticks too, until a ^Q.
+stty -F $tty -echo -ixon 2>/dev/null
+cr=$(printf '\r')
+while true; do
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%"$cr"}
+    [ -z "$line" ] || echo "CORRAL-ECHO $line" >&0
+  done 2>/dev/null <>$tty
+  # An end of file (a ^D from the host) or a read error: open it again.
+  sleep 1
+done
+EOF
+chmod +x "$root/sbin/corral-echo"
 
 {
   echo '#!/bin/sh'
@@ -220,6 +325,7 @@ fi
 
 read -r up _ </proc/uptime
 echo "CORRAL-GUEST-UP uptime=${up}s kernel=$(uname -r)"
+corral-echo &
 # With at most 8 possible CPUs the kernel sends IPIs in logical APIC mode, and under TCG here
 # (QEMU 7.2) they never reach a hot-added CPU: the guest stalls in anything that waits for it
 # (memory offlining, CPU unplug, its interrupts). More than 8 switch it to physical mode.
@@ -231,6 +337,16 @@ count_ranges "$x"
 if [ "$possible" -gt "$ncpu" ] && [ "$possible" -le 8 ]; then
   echo "CORRAL-GUEST-WARN $possible possible CPUs: logical APIC mode, a hot-added CPU gets no IPIs under TCG; boot with possible_cpus=16"
 fi
+# Opt-in parameters (see the top of build.sh).
+tickdisk=
+cidata=
+read -r x </proc/cmdline
+for a in $x; do
+  case $a in
+    corral.tickdisk=*) tickdisk=${a#*=} ;;
+    corral.cidata=*) cidata=${a#*=} ;;
+  esac
+done
 (
   for m in $DEVICE_MODULES; do insmod /lib/modules/$m.ko || echo "CORRAL-GUEST-WARN insmod $m failed"; done
   # The CD drive: `uevent` runs /sbin/corral-cd on kernel uevents; it writes what is in the drive
@@ -244,6 +360,7 @@ fi
     echo 0 >/proc/sys/dev/cdrom/autoclose
   fi
   uevent /sbin/corral-cd &
+  [ -z "$cidata" ] || /sbin/corral-cidata "$cidata" &
   /sbin/corral-cd
   while true; do
     nap
@@ -264,12 +381,9 @@ fi
     [ "$line" = "$last" ] || { echo "$line"; last=$line; }
   done
 ) &
-# corral.tickdisk=NAME (see the top of build.sh). The disk driver loads in the background above:
-# wait for the device node (devtmpfs makes it). Only the first sector is read: a blank disk has no
-# newline for a line reader to stop at.
-tickdisk=
-read -r x </proc/cmdline
-for a in $x; do case $a in corral.tickdisk=*) tickdisk=${a#*=} ;; esac; done
+# corral.tickdisk=NAME. The disk driver loads in the background above: wait for the device node
+# (devtmpfs makes it). Only the first sector is read: a blank disk has no newline for a line reader
+# to stop at.
 if [ -n "$tickdisk" ]; then
   i=0
   while [ ! -b "/dev/$tickdisk" ] && [ $i -lt 100 ]; do nap; i=$((i + 1)); done
