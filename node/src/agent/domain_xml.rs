@@ -1173,7 +1173,8 @@ mod tests {
             r#"<console type="pty">"#,
             r#"<log file="/var/log/corral/vm.log" append="on"/>"#,
             r#"<graphics type="vnc" port="-1" autoport="yes" listen="10.213.0.2" passwd=""#,
-            r#"passwdValidTo="2000-01-01T00:00:00"><listen type="address" address="10.213.0.2"/></graphics>"#,
+            r#"passwdValidTo="2000-01-01T00:00:00">"#,
+            r#"<listen type="address" address="10.213.0.2"/>"#,
             r#"<memballoon model="none"/>"#,
         ] {
             assert!(xml.contains(part), "{part} is missing from:\n{xml}");
