@@ -208,3 +208,19 @@ pub async fn vnc_ticket(node: &HostAgent, id: Uuid, name: &str) -> Result<VncTic
     };
     Ok(VncTicket { address, port, password, expires_ms: expires.timestamp_millis() })
 }
+
+/// How long a migration source waits for its destination to say where it shows VNC displays.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where host `to` shows VNC displays (its `--vnc-listen`), as it answers itself; None when it
+/// has none or does not answer (a VM migrating there then arrives without a display).
+pub async fn vnc_listen_of(node: &HostAgent, to: corral_raft::NodeId) -> Option<String> {
+    use corral_proto::engine_service_client::EngineServiceClient;
+    let address = node.cluster.state().ok()?.read(|s| s.hosts.get(&to).map(|h| h.address.clone()))?;
+    let channel = node.cluster.network().channel(&address).ok()?;
+    let mut req = tonic::Request::new(corral_proto::RunsVmRequest { vm_id: Uuid::nil().to_string() });
+    req.set_timeout(PROBE_TIMEOUT);
+    let answer =
+        tokio::time::timeout(PROBE_TIMEOUT, EngineServiceClient::new(channel).runs_vm(req)).await.ok()?.ok()?;
+    Some(answer.into_inner().vnc_listen).filter(|a| !a.is_empty())
+}

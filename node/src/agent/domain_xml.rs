@@ -868,6 +868,77 @@ impl XmlGraphics {
 /// A moment long past, in libvirt's `passwdValidTo` form (UTC).
 const EXPIRED: &str = "2000-01-01T00:00:00";
 
+/// `xml` (a whole domain definition, as libvirt gives it for a migration) with its VNC display
+/// listening on `listen` instead, or without a VNC display when None: the destination of a
+/// migration shows it on its own address, or not at all. Everything else passes through
+/// untouched, event by event.
+pub fn with_vnc_listen(xml: &str, listen: Option<&str>) -> Result<String, XmlError> {
+    use quick_xml::events::{BytesStart, Event};
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut writer = quick_xml::Writer::new(Vec::new());
+    let read = |e: quick_xml::Error| XmlError::Read(quick_xml::DeError::from(e));
+    let write = |e: std::io::Error| XmlError::Read(quick_xml::DeError::Custom(e.to_string()));
+    // Inside the VNC <graphics>: how deep, and whether it is being left out.
+    let mut inside: Option<(usize, bool)> = None;
+    let is_vnc = |e: &BytesStart<'_>| {
+        e.name().0 == "graphics" && e.attributes().flatten().any(|a| a.key.0 == "type" && a.value == "vnc")
+    };
+    // The element with `listen` (the <graphics> attribute) or `address` (a <listen type='address'>) set.
+    let relisten = |e: &BytesStart<'_>, key: &str, to: &str| -> BytesStart<'static> {
+        let name = e.name().0.to_string();
+        let mut out = BytesStart::new(name);
+        for a in e.attributes().flatten() {
+            if a.key.0 == key {
+                out.push_attribute((key, to));
+            } else {
+                out.push_attribute(a);
+            }
+        }
+        out
+    };
+    loop {
+        let event = reader.read_event().map_err(read)?;
+        let event = match (event, inside) {
+            (Event::Eof, _) => break,
+            (Event::Start(e), None) if is_vnc(&e) => {
+                inside = Some((1, listen.is_none()));
+                match listen {
+                    Some(to) => Event::Start(relisten(&e, "listen", to)),
+                    None => continue,
+                }
+            }
+            (Event::Empty(e), None) if is_vnc(&e) => match listen {
+                Some(to) => Event::Empty(relisten(&e, "listen", to)),
+                None => continue,
+            },
+            (Event::Start(e), Some((depth, skip))) => {
+                inside = Some((depth + 1, skip));
+                match (skip, listen) {
+                    (true, _) => continue,
+                    (false, Some(to)) if e.name().0 == "listen" => Event::Start(relisten(&e, "address", to)),
+                    _ => Event::Start(e),
+                }
+            }
+            (Event::End(e), Some((depth, skip))) => {
+                inside = (depth > 1).then_some((depth - 1, skip));
+                if skip {
+                    continue;
+                }
+                Event::End(e)
+            }
+            (Event::Empty(e), Some((_, skip))) => match (skip, listen) {
+                (true, _) => continue,
+                (false, Some(to)) if e.name().0 == "listen" => Event::Empty(relisten(&e, "address", to)),
+                _ => Event::Empty(e),
+            },
+            (_, Some((_, true))) => continue,
+            (event, _) => event,
+        };
+        writer.write_event(event).map_err(write)?;
+    }
+    String::from_utf8(writer.into_inner()).map_err(|e| XmlError::Read(quick_xml::DeError::Custom(e.to_string())))
+}
+
 /// What a running domain offers to attach to: its serial port's pty and its VNC display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consoles {
@@ -1293,6 +1364,85 @@ mod tests {
 </domain>"#;
         let spec = from_xml(xml).unwrap();
         assert_eq!((spec.memory_mib, spec.vcpus, spec.serial_log, spec.kernel), (128, 1, None, None));
+    }
+
+    /// The consoles of a running QEMU (TCG) domain of libvirt 9.0 defined from a spec with a
+    /// serial log and a VNC listen address, as `virsh dumpxml` shows it (other devices cut).
+    const CONSOLES: &str = r#"<domain type='qemu' id='1'>
+  <name>g1</name>
+  <uuid>65822291-3fd3-4406-b990-ccd280448406</uuid>
+  <memory unit='KiB'>131072</memory>
+  <vcpu placement='static'>1</vcpu>
+  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <serial type='pty'>
+      <source path='/dev/pts/0'/>
+      <log file='/var/tmp/corral-sandbox/storage/consoles/g1.log' append='on'/>
+      <target type='isa-serial' port='0'>
+        <model name='isa-serial'/>
+      </target>
+      <alias name='serial0'/>
+    </serial>
+    <console type='pty' tty='/dev/pts/0'>
+      <source path='/dev/pts/0'/>
+      <log file='/var/tmp/corral-sandbox/storage/consoles/g1.log' append='on'/>
+      <target type='serial' port='0'/>
+      <alias name='serial0'/>
+    </console>
+    <input type='mouse' bus='ps2'><alias name='input0'/></input>
+    <graphics type='vnc' port='5900' autoport='yes' listen='10.213.0.2' passwdValidTo='2000-01-01T00:00:00'>
+      <listen type='address' address='10.213.0.2'/>
+    </graphics>
+    <audio id='1' type='none'/>
+    <video><model type='cirrus' vram='16384' heads='1' primary='yes'/><alias name='video0'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>"#;
+
+    #[test]
+    fn reads_the_consoles_of_a_running_domain() {
+        let consoles = consoles_from_xml(CONSOLES).unwrap();
+        assert_eq!(
+            consoles,
+            Consoles { serial_pty: Some("/dev/pts/0".into()), vnc: Some(("10.213.0.2".into(), 5900)) }
+        );
+        let spec = from_xml(CONSOLES).unwrap();
+        assert_eq!(
+            (spec.serial_log.as_deref(), spec.vnc_listen.as_deref()),
+            (Some("/var/tmp/corral-sandbox/storage/consoles/g1.log"), Some("10.213.0.2"))
+        );
+        // Without a VNC display and with a file console (a domain defined before consoles).
+        let old = from_xml(RUNNING).unwrap();
+        assert_eq!((old.serial_log.as_deref(), old.vnc_listen), (Some("/var/lib/corral/consoles/web-1.log"), None));
+        assert_eq!(consoles_from_xml(RUNNING).unwrap(), Consoles { serial_pty: None, vnc: None });
+    }
+
+    #[test]
+    fn a_vnc_ticket_changes_only_the_password_and_its_expiry() {
+        let xml = vnc_ticket_xml(CONSOLES, "s3cretPw", "2026-12-05T11:03:27").unwrap().unwrap();
+        assert_eq!(
+            xml,
+            r#"<graphics type="vnc" port="5900" autoport="yes" listen="10.213.0.2" passwd="s3cretPw" passwdValidTo="2026-12-05T11:03:27"><listen type="address" address="10.213.0.2"/></graphics>"#
+        );
+        assert_eq!(vnc_ticket_xml(RUNNING, "x", "2026-12-05T11:03:27").unwrap(), None);
+        let password = vnc_password();
+        assert!(password.len() == 8 && password.chars().all(|c| c.is_ascii_alphanumeric()), "{password}");
+    }
+
+    #[test]
+    fn a_migrating_vnc_display_moves_to_the_destination_address_or_is_left_out() {
+        let moved = with_vnc_listen(CONSOLES, Some("10.213.0.3")).unwrap();
+        assert_eq!(consoles_from_xml(&moved).unwrap().vnc, Some(("10.213.0.3".into(), 5900)));
+        assert!(!moved.contains("10.213.0.2"), "{moved}");
+        // Only the addresses change (the rewritten elements quote with ").
+        assert_eq!(moved.replace("10.213.0.3", "10.213.0.2").replace('"', "'"), CONSOLES);
+        let left_out = with_vnc_listen(CONSOLES, None).unwrap();
+        assert!(!left_out.contains("graphics") && !left_out.contains("10.213.0.2"), "{left_out}");
+        assert!(left_out.contains("<audio id='1' type='none'/>") && left_out.contains("</serial>"), "{left_out}");
+        assert_eq!(from_xml(&left_out).unwrap(), DomainSpec { vnc_listen: None, ..from_xml(CONSOLES).unwrap() });
+        // A domain without a display passes through as it is.
+        assert_eq!(with_vnc_listen(RUNNING, Some("10.213.0.3")).unwrap(), RUNNING);
     }
 
     /// A VM ready for hot-plug: room for vCPUs and DIMMs, a SCSI controller, a CD-ROM drive.
