@@ -14,6 +14,8 @@ use corral_cli::views::{DeletedVmView, DiskView, EngineStatusView, EventView, Ho
 use corral_tests::sandbox::{Sandbox, SandboxOptions, GUEST_POWEROFF, GUEST_UP, WAIT};
 use corral_tests::wait_until;
 
+#[path = "sandbox/console.rs"]
+mod console;
 #[path = "sandbox/hotplug.rs"]
 mod hotplug;
 #[path = "sandbox/snapshots.rs"]
@@ -24,7 +26,9 @@ const VM: &str = "g1";
 #[test]
 fn real_vms_on_sandbox_hosts() {
     let t0 = Instant::now();
-    let Some(sb) = Sandbox::up(3) else {
+    // Every host shows VNC displays on its own address, so every migration below carries one.
+    let host_args = (1..=3).map(|n| format!("--vnc-listen 10.213.0.{}", n + 1)).collect();
+    let Some(sb) = Sandbox::up_with(3, &SandboxOptions { host_args, ..Default::default() }) else {
         eprintln!("SKIPPED real_vms_on_sandbox_hosts: the sandbox hosts need root (namespaces, a bridge, bind mounts)");
         return;
     };
@@ -76,6 +80,12 @@ fn real_vms_on_sandbox_hosts() {
             snapshots::preview_undo_commit_clone(&sb, t)
         });
     }
+    steps.run("x. vm console through tmux, on the VM's host and through another node; Ctrl-] leaves", || {
+        console::serial_console_through_tmux(&sb)
+    });
+    steps.run("y. vm console --vnc: its password passes VNC authentication, a wrong or replaced one fails", || {
+        console::vnc_ticket_authenticates(&sb)
+    });
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }
