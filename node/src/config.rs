@@ -565,6 +565,21 @@ mod tests {
     }
 
     #[test]
+    fn vnc_listen_is_an_address_from_the_file_or_a_flag() {
+        let c = Config::load(Args { name: Some("h".into()), ..Default::default() }).unwrap();
+        assert_eq!(c.vnc_listen, None, "no VNC displays unless asked for");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corrald.toml");
+        std::fs::write(&path, "name = \"h\"\nvnc_listen = \"10.213.0.2\"\n").unwrap();
+        let c = Config::load(Args { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(c.vnc_listen, Some("10.213.0.2".parse().unwrap()));
+        let flag = Args { config: Some(path.clone()), vnc_listen: Some("::1".parse().unwrap()), ..Default::default() };
+        assert_eq!(Config::load(flag).unwrap().vnc_listen, Some("::1".parse().unwrap()), "the flag wins");
+        std::fs::write(&path, "name = \"h\"\nvnc_listen = \"host1\"\n").unwrap();
+        assert!(Config::load(Args { config: Some(path), ..Default::default() }).is_err(), "an address, not a name");
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/corrald.toml");
         let c = Config::load(Args { config: Some(example), ..Default::default() }).unwrap();

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -40,17 +41,13 @@ pub struct ConsoleLink {
 #[derive(Default)]
 pub struct Sessions {
     current: Mutex<HashMap<Uuid, (u64, watch::Sender<bool>)>>,
-    next: Mutex<u64>,
+    next: AtomicU64,
 }
 
 impl Sessions {
     /// Registers a new session for `vm`, telling the one before it (if any) to end.
     fn take_over(&self, vm: Uuid) -> (u64, watch::Receiver<bool>) {
-        let id = {
-            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-            *next += 1;
-            *next
-        };
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(false);
         let old = self.current.lock().unwrap_or_else(PoisonError::into_inner).insert(vm, (id, tx));
         if let Some((_, old)) = old {
