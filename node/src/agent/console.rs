@@ -142,7 +142,8 @@ async fn relay(
                 }
             }
             keys = input.recv() => {
-                let Some(keys) = keys else { return None };
+                // The session's input ended: it ended the session itself.
+                let keys = keys?;
                 if let Err(e) = write_all(&fd, &keys).await {
                     return Some(format!("cannot write to the serial port: {e}"));
                 }
