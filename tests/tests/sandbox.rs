@@ -80,7 +80,7 @@ fn real_vms_on_sandbox_hosts() {
             snapshots::preview_undo_commit_clone(&sb, t)
         });
     }
-    steps.run("x. vm console through tmux, on the VM's host and through another node; Ctrl-] leaves", || {
+    steps.run("x. vm console through tmux, on the VM's host and through another node; Ctrl-] leaves; a new session takes over", || {
         console::serial_console_through_tmux(&sb)
     });
     steps.run("y. vm console --vnc: its password passes VNC authentication, a wrong or replaced one fails", || {

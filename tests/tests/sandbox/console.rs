@@ -84,9 +84,9 @@ impl Drop for Screen {
     }
 }
 
-/// `corral vm console` in a terminal through `endpoint`: it says how to leave, the guest answers
-/// a typed line, Ctrl-] ends the client (exit 0), and the serial log got the answer too.
-fn session(sb: &Sandbox, endpoint: &str, tag: &str) {
+/// A terminal running `corral vm console` through `endpoint`, once it says how to leave; the
+/// client's exit code shows as CORRAL-CLIENT-EXIT=N when it ends.
+fn attach(endpoint: &str, tag: &str) -> Screen {
     let credentials = credentials_for(endpoint).expect("the sandbox's credentials");
     let command = format!(
         "env CORRAL_CREDENTIALS={} {} --endpoint {endpoint} vm console {VM}; echo CORRAL-CLIENT-EXIT=$?; sleep 600",
@@ -95,6 +95,22 @@ fn session(sb: &Sandbox, endpoint: &str, tag: &str) {
     );
     let screen = Screen::open(&format!("console-{tag}"), &command);
     screen.wait_for(&format!("Connected to {VM}'s serial console; Ctrl-] leaves"));
+    screen
+}
+
+/// The pty descriptors (serial consoles) the corrald of `host` holds open.
+fn ptys_held(sb: &Sandbox, host: &str) -> usize {
+    let Some(pid) = sb.corrald_pid(host) else { return 0 };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("/dev/pts/"))
+        .count()
+}
+
+/// `corral vm console` in a terminal through `endpoint`: it says how to leave, the guest answers
+/// a typed line, Ctrl-] ends the client (exit 0), and the serial log got the answer too.
+fn session(sb: &Sandbox, endpoint: &str, tag: &str) {
+    let screen = attach(endpoint, tag);
     let line = format!("hello-{tag}-{}", std::process::id());
     screen.keys(&[&line, "Enter"]);
     screen.wait_for(&format!("CORRAL-ECHO {line}"));
@@ -121,6 +137,21 @@ pub fn serial_console_through_tmux(sb: &Sandbox) {
     session(sb, &other, "forwarded");
     // The console can be opened again after it was left (nothing of the last session stuck).
     session(sb, &sb.host(&host).endpoint, "again");
+    // A second session takes the console over; the first ends saying so.
+    let first = attach(&other, "first");
+    assert_eq!(ptys_held(sb, &host), 1, "one session, one pty descriptor on {host}'s corrald");
+    let second = attach(&sb.host(&host).endpoint, "second");
+    let text = first.wait_for("CORRAL-CLIENT-EXIT=1");
+    assert!(text.contains("another session took the console over"), "{text}");
+    drop(second);
+    // Sessions that ended, however they ended (left, taken over, their client killed with its
+    // terminal), leave no descriptor behind.
+    wait_until(Duration::from_secs(10), &format!("{host}'s corrald to close every pty"), || {
+        match ptys_held(sb, &host) {
+            0 => Ok(()),
+            n => Err(format!("{n} open")),
+        }
+    });
 }
 
 pub fn vnc_ticket_authenticates(sb: &Sandbox) {

@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use corral_proto::v1 as proto;
 use nix::sys::termios::{self, SetArg, Termios};
 use proto::vm_service_client::VmServiceClient;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::Context;
@@ -48,6 +49,9 @@ pub async fn console(ctx: &Context, vm: String) -> Result<()> {
     let (left_tx, mut left) = mpsc::channel::<()>(1);
     spawn_stdin(keys, terminal, left_tx);
     let mut stdout = std::io::stdout();
+    // Raw mode lets no Ctrl-C through; a signal from elsewhere ends the session like Ctrl-].
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             message = output.message() => match message {
@@ -63,6 +67,8 @@ pub async fn console(ctx: &Context, vm: String) -> Result<()> {
                 }
             },
             _ = left.recv() => break,
+            _ = term.recv() => break,
+            _ = hangup.recv() => break,
         }
     }
     drop(_raw);
