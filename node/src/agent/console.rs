@@ -1,5 +1,5 @@
 //! This host's side of `vm console`: the relay between a running VM's serial pty and one
-//! console session, and the one-time passwords of VNC displays. A relay is one task that owns
+//! console session, and the short-lived passwords of VNC displays. A relay is one task that owns
 //! the pty's file descriptor; it ends (and closes it) when the session's input ends, its output
 //! is no longer read, the guest's pty goes away, or a newer session takes the console over.
 //! It never reads the pty for anyone but the one session (the serial log is virtlogd's).
@@ -26,7 +26,7 @@ const READ_CHUNK: usize = 4096;
 /// serial port is flow-controlled by the pty), rather than memory growing.
 const OUTPUT_QUEUE: usize = 16;
 /// Input messages queued towards the guest.
-pub const INPUT_QUEUE: usize = 16;
+const INPUT_QUEUE: usize = 16;
 /// How long a VNC password set by `vm console --vnc` is valid.
 pub const VNC_TICKET_TTL: Duration = Duration::from_secs(120);
 

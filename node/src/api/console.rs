@@ -21,6 +21,8 @@ use super::{Caller, Handles, Principal};
 
 /// The most bytes of input in one message.
 pub const MAX_INPUT: usize = 64 << 10;
+/// Keystrokes queued towards the VM's host of a forwarded session.
+const FORWARD_QUEUE: usize = 16;
 
 /// A session's keystrokes, as the transport hands them over; the first error ends the input.
 pub type Input = Pin<Box<dyn Stream<Item = Result<Vec<u8>, ClusterError>> + Send>>;
@@ -51,7 +53,7 @@ impl Api {
         }
         self.refuse_second_hop(cx, &at)?;
         let mut client = self.client(&at)?;
-        let (tx, rx) = mpsc::channel(crate::agent::console::INPUT_QUEUE);
+        let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
         let _ = tx.try_send(ConsoleInput { vm: at.id.to_string(), data: Vec::new() });
         pump(input, tx, |data| ConsoleInput { vm: String::new(), data });
         let request = tokio_stream::wrappers::ReceiverStream::new(rx);
@@ -160,7 +162,11 @@ fn from_status(host: &str, s: tonic::Status) -> ClusterError {
         Code::NotFound => ClusterError::NotFound(message),
         Code::FailedPrecondition => ClusterError::FailedPrecondition(message),
         Code::PermissionDenied => ClusterError::PermissionDenied(message),
-        Code::InvalidArgument => ClusterError::invalid("vm", message),
+        // "field: rule" already.
+        Code::InvalidArgument => match message.split_once(": ") {
+            Some((field, rule)) => ClusterError::invalid(field, rule),
+            None => ClusterError::invalid("request", message),
+        },
         _ => ClusterError::Unavailable(format!("host {host}, which runs the VM: {message}")),
     }
 }
