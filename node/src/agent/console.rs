@@ -222,3 +222,106 @@ pub async fn vnc_listen_of(node: &HostAgent, to: corral_raft::NodeId) -> Option<
         tokio::time::timeout(PROBE_TIMEOUT, EngineServiceClient::new(channel).runs_vm(req)).await.ok()?.ok()?;
     Some(answer.into_inner().vnc_listen).filter(|a| !a.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt, PtyMaster};
+    use tokio::task::JoinHandle;
+    use tokio::time::timeout;
+
+    use super::*;
+
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    /// A pty as QEMU makes one: the guest's end (the master) and the path a relay opens.
+    fn guest_side() -> (PtyMaster, String) {
+        let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let path = ptsname_r(&master).unwrap();
+        (master, path)
+    }
+
+    struct Session {
+        input: mpsc::Sender<Vec<u8>>,
+        output: mpsc::Receiver<Result<Vec<u8>, ClusterError>>,
+        take_over: watch::Sender<bool>,
+        relay: JoinHandle<Option<String>>,
+    }
+
+    fn attach_to(path: &str) -> Session {
+        #[allow(deprecated)]
+        let fd = AsyncFd::with_interest(open_pty(path).unwrap(), Interest::READABLE | Interest::WRITABLE).unwrap();
+        let (input, input_rx) = mpsc::channel(INPUT_QUEUE);
+        let (output_tx, output) = mpsc::channel(OUTPUT_QUEUE);
+        let (take_over, taken) = watch::channel(false);
+        let relay = tokio::spawn(async move { relay(fd, input_rx, &output_tx, taken).await });
+        Session { input, output, take_over, relay }
+    }
+
+    async fn ended(relay: JoinHandle<Option<String>>) -> Option<String> {
+        timeout(PATIENCE, relay).await.expect("the relay ends").expect("the relay does not panic")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relays_bytes_as_they_are_both_ways_and_ends_with_its_input() {
+        let (mut guest, path) = guest_side();
+        let mut s = attach_to(&path);
+        guest.write_all(b"CORRAL-TICK 1\r\n\x1b[0m").unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 19 {
+            seen.extend(timeout(PATIENCE, s.output.recv()).await.unwrap().unwrap().unwrap());
+        }
+        assert_eq!(seen, b"CORRAL-TICK 1\r\n\x1b[0m", "raw: nothing added, nothing translated");
+        s.input.send(b"hello\r\x03".to_vec()).await.unwrap();
+        let mut got = [0u8; 7];
+        // The guest's end stays open (handed back), or the relay would see it close.
+        let (_guest, read) = tokio::task::spawn_blocking(move || {
+            let read = guest.read_exact(&mut got).map(|_| got);
+            (guest, read)
+        })
+        .await
+        .unwrap();
+        assert_eq!(&read.unwrap(), b"hello\r\x03", "keys reach the guest as typed (Ctrl-C too)");
+        drop(s.input);
+        assert_eq!(ended(s.relay).await, None, "the session's end is no news to the session");
+    }
+
+    #[tokio::test]
+    async fn a_take_over_or_a_gone_guest_ends_the_session_saying_why() {
+        let (_guest, path) = guest_side();
+        let s = attach_to(&path);
+        s.take_over.send(true).unwrap();
+        assert_eq!(ended(s.relay).await.as_deref(), Some("another session took the console over"));
+
+        let (guest, path) = guest_side();
+        let s = attach_to(&path);
+        drop(guest);
+        let why = ended(s.relay).await.unwrap_or_default();
+        assert!(why.contains("serial port closed"), "{why}");
+
+        // Output nobody reads any more ends it too.
+        let (_guest, path) = guest_side();
+        let s = attach_to(&path);
+        drop(s.output);
+        assert_eq!(ended(s.relay).await, None);
+        drop(s.input);
+    }
+
+    #[test]
+    fn the_newest_session_holds_the_console() {
+        let sessions = Sessions::default();
+        let vm = Uuid::new_v4();
+        let (first, mut first_taken) = sessions.take_over(vm);
+        assert!(!*first_taken.borrow_and_update());
+        let (second, second_taken) = sessions.take_over(vm);
+        assert!(*first_taken.borrow(), "the first is told to end");
+        sessions.ended(vm, first);
+        assert!(sessions.current.lock().unwrap().contains_key(&vm), "the first's end leaves the second's place");
+        sessions.ended(vm, second);
+        assert!(sessions.current.lock().unwrap().is_empty());
+        assert!(!*second_taken.borrow());
+    }
+}
