@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building and testing Corral need, if they are missing:
 # libvirt's client library and headers (the `virt` crate links against them; its
-# `test:///default` driver is the in-process hypervisor the tests use), pkg-config, qemu-img, ping and
-# iptables.
+# `test:///default` driver is the in-process hypervisor the tests use), pkg-config, qemu-img, ping,
+# iptables and genisoimage.
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -17,6 +17,8 @@ command -v qemu-img >/dev/null || need+=(qemu-utils)
 command -v ping >/dev/null || need+=(iputils-ping)
 # The fault-schedule harness (corral-faults, tests/tests/faults.rs) partitions nodes with it.
 command -v iptables >/dev/null || need+=(iptables)
+# Cloud-init seeds (NoCloud ISOs labelled cidata) are made with it on the host that starts a VM.
+command -v genisoimage >/dev/null || need+=(genisoimage)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2

@@ -295,6 +295,18 @@ impl Nodes {
         Ok(answer)
     }
 
+    /// A tagged write without the request deadline: for writes that make large files first
+    /// (an ISO upload, a template's copies).
+    pub async fn write_long<T, F, Fut>(&self, mut rpc: F) -> Result<T>
+    where
+        F: FnMut(Channel, &RequestId) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let id = RequestId::new();
+        let (_, answer) = self.call(Effect::TaggedWrite, None, 0, |channel| rpc(channel, &id)).await?;
+        Ok(answer)
+    }
+
     /// Opens a read-only server stream, trying the endpoints from the `first`-th on and
     /// wrapping around. Returns the index of the endpoint that answered, so that a broken
     /// stream can be resumed on the next one.

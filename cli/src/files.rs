@@ -31,6 +31,19 @@ pub fn read_text(path: &Path) -> Result<String, FileError> {
     std::fs::read_to_string(path).map_err(|e| FileError::Read { path: path.display().to_string(), reason: reason(&e) })
 }
 
+/// The whole file as text, refused when it is larger than `most` bytes (what the cluster would
+/// refuse anyway, said before it is sent).
+pub fn read_bounded(path: &Path, most: u64) -> Result<String, FileError> {
+    let too_big = |len: u64| FileError::Read {
+        path: path.display().to_string(),
+        reason: format!("it is {len} bytes, more than the {most} it may be"),
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > most => Err(too_big(m.len())),
+        _ => read_text(path),
+    }
+}
+
 /// Refuses an existing file unless `overwrite`, so that a command can say so before it does
 /// any work (`write_text` checks again as it creates the file).
 pub fn check_writable(path: &Path, overwrite: bool) -> Result<(), FileError> {

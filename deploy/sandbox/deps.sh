@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, only where missing, the Debian packages the namespace sandbox (up.sh & co) and the
-# tiny guest build (guest/build.sh) need: libvirtd + QEMU driver, QEMU, iproute2, tini,
-# busybox-static, cpio, socat. Also creates the libvirt-qemu user/group. Run as root; idempotent.
+# tiny guest build (guest/build.sh, guest/iso.sh) need: libvirtd + QEMU driver, QEMU, iproute2, tini,
+# busybox-static, cpio, socat, genisoimage, isolinux + syslinux-common (the guest's bootable ISO).
+# Also creates the libvirt-qemu user/group. Run as root; idempotent.
 set -euo pipefail
 
 log() { echo "sandbox/deps: $*" >&2; }
@@ -10,7 +11,7 @@ die() { log "ERROR: $*"; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 
 pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
-      iproute2 tini busybox-static cpio socat util-linux procps genisoimage)
+      iproute2 tini busybox-static cpio socat util-linux procps genisoimage isolinux syslinux-common)
 # The console test drives `corral vm console` through a terminal.
 pkgs+=(tmux)
 

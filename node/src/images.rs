@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 use corral_raft::ClusterError;
 use tokio::process::Command;
 
+/// A VM's cloud-init seed in the storage domain: written by the host that starts it, so that a
+/// migration's destination and an HA restart find it too; removed with the VM.
+pub fn seed_file(vm: uuid::Uuid) -> String {
+    format!("cidata-{vm}.iso")
+}
+
 #[derive(Debug, Clone)]
 pub struct StorageDomain {
     dir: PathBuf,
@@ -198,6 +204,78 @@ impl StorageDomain {
         }
         let snapshot = format!("snapshot.name={tag}");
         qemu_img(&["convert", "-q", "-U", "-O", "qcow2", "-l", &snapshot], &[src.as_os_str(), dst.as_os_str()]).await
+    }
+
+    /// A thin image `to`: a qcow2 overlay whose backing file is the base `base` (both in the
+    /// storage domain, named relative to it, so that every host resolves the chain alike).
+    pub async fn overlay(&self, base: &str, base_format: &str, to: &str) -> Result<(), ClusterError> {
+        let dst = self.path(to);
+        if dst.exists() {
+            return Err(ClusterError::AlreadyExists(format!("disk image {} already exists", dst.display())));
+        }
+        if !self.path(base).is_file() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "the template base {} is missing from the storage domain",
+                self.path(base).display()
+            )));
+        }
+        qemu_img(&["create", "-q", "-f", "qcow2", "-b", base, "-F", base_format], &[dst.as_os_str()]).await
+    }
+
+    /// A template's base `to`: a full copy of image `from`, made read-only (thin disks build on it).
+    pub async fn make_base(&self, from: &str, to: &str) -> Result<(), ClusterError> {
+        self.copy(from, to).await?;
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(self.path(to), std::fs::Permissions::from_mode(0o444))
+            .await
+            .map_err(|e| ClusterError::Internal(format!("cannot make {} read-only: {e}", self.path(to).display())))
+    }
+
+    /// Writes a NoCloud seed (an ISO 9660 image labelled `cidata` holding `user-data`,
+    /// `meta-data` and, when given, `network-config`) to `file`, replacing what was there.
+    pub async fn write_seed(
+        &self,
+        file: &str,
+        user_data: &str,
+        meta_data: &str,
+        network_config: Option<&str>,
+    ) -> Result<(), ClusterError> {
+        let dir = tempfile::tempdir()
+            .map_err(|e| ClusterError::Internal(format!("cannot make a directory for a cloud-init seed: {e}")))?;
+        let mut names = vec!["user-data", "meta-data"];
+        let mut docs = vec![user_data, meta_data];
+        if let Some(n) = network_config {
+            names.push("network-config");
+            docs.push(n);
+        }
+        for (name, doc) in names.iter().zip(&docs) {
+            tokio::fs::write(dir.path().join(name), doc)
+                .await
+                .map_err(|e| ClusterError::Internal(format!("cannot write the cloud-init {name}: {e}")))?;
+        }
+        let dst = self.path(file);
+        let part = self.path(&format!("{file}.part"));
+        let mut cmd = Command::new("genisoimage");
+        cmd.args(["-quiet", "-output"]).arg(&part).args(["-volid", "cidata", "-joliet", "-rock"]);
+        cmd.args(names.iter().map(|n| dir.path().join(n)));
+        let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.kill_on_drop(true).output())
+            .await
+            .map_err(|_| ClusterError::Unavailable("genisoimage did not finish in 60 s".into()))?
+            .map_err(|e| {
+                ClusterError::FailedPrecondition(format!(
+                    "cannot run genisoimage to make the cloud-init seed (install genisoimage on every host): {e}"
+                ))
+            })?;
+        if !out.status.success() {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(ClusterError::Internal(format!(
+                "genisoimage failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        tokio::fs::rename(&part, &dst)
+            .await
+            .map_err(|e| ClusterError::Internal(format!("cannot put the seed at {}: {e}", dst.display())))
     }
 
     /// Free space in the storage domain, in MiB.

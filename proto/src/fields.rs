@@ -63,10 +63,13 @@ fields! {
     Cdrom = "vm cd --iso | --eject", HotPlug, "the medium of its CD-ROM drive";
     Disks = "vm disk add | attach | plug | unplug", HotPlug, "virtio or virtio-scsi";
     Nics = "vm nic add | plug | unplug", HotPlug, "virtio";
+    Offering = "--offering", HotPlug, "its vCPUs and memory, as --vcpus and --memory; HA at once";
     MaxMemory = "--max-memory", NextRun, "default 4x memory from 256 MiB on, else none";
     MaxVcpus = "--max-vcpus", NextRun, "default the largest host's CPUs";
     DomainType = "--domain-type", NextRun, "";
     Os = "--os", NextRun, "one of `corral vm edit --help`'s OS names";
+    Stateless = "--stateless", NextRun, "its disks are saved at each start and brought back at each stop";
+    Boot = "--boot", NextRun, "cdrom, disk, network in order, read when it starts";
 }
 
 impl VmField {

@@ -112,7 +112,12 @@ impl ClusterState {
         if reply.is_ok()
             && matches!(
                 op,
-                Op::DeleteVm { .. } | Op::RemoveHost { .. } | Op::DeleteDisks { .. } | Op::DeleteDisk { .. }
+                Op::DeleteVm { .. }
+                    | Op::RemoveHost { .. }
+                    | Op::DeleteDisks { .. }
+                    | Op::DeleteDisk { .. }
+                    | Op::DeleteIso { .. }
+                    | Op::DeleteTemplate { .. }
             )
         {
             self.forget_gone_targets();
@@ -215,6 +220,13 @@ impl ClusterState {
                 self.clone_from_snapshot(now, source, snapshot, *id, name, disks, macs)
             }
             Op::SetSnapshotCap { max } => self.set_snapshot_cap(now, *max),
+            Op::AddIso { iso } => self.add_iso(now, iso),
+            Op::DeleteIso { iso } => self.delete_iso(now, iso),
+            Op::CreateTemplate { vm, template } => self.create_template(now, vm, template),
+            Op::DeleteTemplate { template } => self.delete_template(now, template),
+            Op::CreateOffering { offering } => self.create_offering(now, offering),
+            Op::EditOffering { offering, changes } => self.edit_offering(now, offering, changes),
+            Op::DeleteOffering { offering } => self.delete_offering(now, offering, touched),
             Op::OnBehalf { actor, credential, needs, op } => match op.as_ref() {
                 Op::OnBehalf { .. } | Op::Batch(_) => {
                     Err(ClusterError::invalid("op", "a write for a user does not nest"))
@@ -295,6 +307,7 @@ pub mod edit;
 mod engine;
 mod ha;
 mod hosts;
+pub mod library;
 mod lifecycle;
 pub mod migration;
 mod report;

@@ -380,6 +380,35 @@ pub enum Op {
     SetSnapshotCap {
         max: u32,
     },
+    /// An ISO the proposing node received into the storage domain (cluster level 5, as the
+    /// library commands below).
+    AddIso {
+        iso: crate::model::Iso,
+    },
+    /// Refused while a VM has it in its CD-ROM drive; answers with its file to remove.
+    DeleteIso {
+        iso: String,
+    },
+    /// A template of down VM `vm`, whose disks the proposing node copied into `template.disks`.
+    CreateTemplate {
+        vm: String,
+        template: crate::model::Template,
+    },
+    /// Refused while a thin disk builds on it; answers with its bases' files to remove.
+    DeleteTemplate {
+        template: String,
+    },
+    CreateOffering {
+        offering: crate::model::Offering,
+    },
+    EditOffering {
+        offering: String,
+        changes: crate::model::OfferingChanges,
+    },
+    /// VMs of it keep their size; their offering is cleared.
+    DeleteOffering {
+        offering: String,
+    },
     /// A client's write made for a user or the host's root (cluster level 2): applied only if
     /// every one of `needs` holds for them now (checked here, so a permission removed by an
     /// earlier entry is respected whichever node took the request), and the events it records
@@ -481,7 +510,7 @@ pub struct NewHost {
     pub facts: HostFacts,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmSpec {
     pub name: String,
     pub description: String,
@@ -500,6 +529,38 @@ pub struct VmSpec {
     pub max_vcpus: Option<u32>,
     #[serde(default)]
     pub max_memory_mib: Option<u64>,
+    /// Cluster level 5: the template whose configuration it gets (its `disks` are overlays on
+    /// the bases, or copies of them, in the bases' order).
+    #[serde(default)]
+    pub template: Option<crate::model::FromTemplate>,
+    /// The offering whose size (and HA) it gets, over `memory_mib`, `vcpus` and `ha_enabled`.
+    #[serde(default)]
+    pub offering: Option<String>,
+    /// An ISO (a path in the storage domain) in its CD-ROM drive.
+    #[serde(default)]
+    pub cdrom: Option<String>,
+    #[serde(default)]
+    pub boot_order: Vec<crate::model::BootDevice>,
+    #[serde(default)]
+    pub cloud_init: Option<crate::model::CloudInit>,
+    #[serde(default)]
+    pub stateless: bool,
+    /// The guest OS; `None`: the template's, or the default.
+    #[serde(default)]
+    pub os: Option<String>,
+}
+
+impl VmSpec {
+    /// Whether it uses anything of cluster level 5.
+    pub fn uses_library(&self) -> bool {
+        self.template.is_some()
+            || self.offering.is_some()
+            || self.cdrom.is_some()
+            || !self.boot_order.is_empty()
+            || self.cloud_init.is_some()
+            || self.stateless
+            || self.os.is_some()
+    }
 }
 
 /// Changes to the cluster's migration settings; `None` leaves a field as it is, and
@@ -547,6 +608,15 @@ pub struct VmChanges {
     /// `vm cd`: an ISO in the storage domain, or `Some(None)` to eject.
     #[serde(default, with = "corral_storage::codec::double_option")]
     pub cdrom: Option<Option<String>>,
+    /// Cluster level 5: takes the offering's size and HA (by the hot-plug rules).
+    #[serde(default)]
+    pub offering: Option<String>,
+    /// Cluster level 5: stateless from its next run (at once when down).
+    #[serde(default)]
+    pub stateless: Option<bool>,
+    /// Cluster level 5: the boot order.
+    #[serde(default)]
+    pub boot_order: Option<Vec<crate::model::BootDevice>>,
 }
 
 /// Changes to a VM's migration overrides: `None` leaves a field, `Some(None)` makes it follow
@@ -612,10 +682,25 @@ impl Op {
             | Op::MigrateVm { vm, .. }
             | Op::CancelMigration { vm } => Some(vm),
             Op::CloneVm { source, .. } | Op::CloneFromSnapshot { source, .. } => Some(source),
+            Op::CreateTemplate { vm, .. } => Some(vm),
             // A write for a user names the VM of the op inside it (checked there).
             Op::OnBehalf { .. } => None,
             _ => self.config_named(),
         }
+    }
+
+    /// Whether it is one of the library commands (cluster level 5).
+    pub fn is_library_op(&self) -> bool {
+        matches!(
+            self,
+            Op::AddIso { .. }
+                | Op::DeleteIso { .. }
+                | Op::CreateTemplate { .. }
+                | Op::DeleteTemplate { .. }
+                | Op::CreateOffering { .. }
+                | Op::EditOffering { .. }
+                | Op::DeleteOffering { .. }
+        )
     }
 
     /// Whether it is one of the snapshot commands (which check a VM's snapshot lock themselves).
@@ -677,6 +762,13 @@ pub enum Outcome {
     Cluster(Box<ClusterInfo>),
     /// The disk as it is after the command (disk create, resize, delete).
     Disk(Box<Disk>),
+    Iso(Box<crate::model::Iso>),
+    Template(Box<crate::model::Template>),
+    Offering(Box<crate::model::Offering>),
+    /// Files of the storage domain that a deleted library item leaves to remove.
+    Removed {
+        files: Vec<String>,
+    },
 }
 
 /// The state machine's answer to one log entry.

@@ -197,6 +197,53 @@ pub fn vm_changes(changes: &VmChanges) -> Result<(), ClusterError> {
     Ok(())
 }
 
+/// A cloud-init seed's bounds (the API also parses its YAML before proposing it): each document
+/// at most [`MAX_CLOUD_INIT_BYTES`](crate::model::MAX_CLOUD_INIT_BYTES), at most
+/// [`MAX_SSH_KEYS`](crate::model::MAX_SSH_KEYS) one-line keys, the host name a name.
+pub fn cloud_init(c: &crate::model::CloudInit) -> Result<(), ClusterError> {
+    use crate::model::{MAX_CLOUD_INIT_BYTES, MAX_SSH_KEYS};
+    let doc = |field: &str, v: &str| {
+        if v.len() > MAX_CLOUD_INIT_BYTES {
+            return Err(ClusterError::invalid(
+                field,
+                format!("must be at most {MAX_CLOUD_INIT_BYTES} bytes (got {})", v.len()),
+            ));
+        }
+        if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+            return Err(ClusterError::invalid(field, "must not contain control characters"));
+        }
+        Ok(())
+    };
+    doc("cloud_init", &c.user_data)?;
+    if c.user_data.trim().is_empty() {
+        return Err(ClusterError::invalid("cloud_init", "the user-data document is empty"));
+    }
+    if let Some(n) = &c.network_config {
+        doc("network_config", n)?;
+    }
+    if c.ssh_keys.len() > MAX_SSH_KEYS {
+        return Err(ClusterError::invalid(
+            "ssh_key",
+            format!("at most {MAX_SSH_KEYS} keys (got {})", c.ssh_keys.len()),
+        ));
+    }
+    for k in &c.ssh_keys {
+        let mut words = k.split_whitespace();
+        let (kind, body) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let known = kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-");
+        if !known || body.is_empty() || k.len() > 16 * 1024 || k.chars().any(char::is_control) {
+            return Err(ClusterError::invalid(
+                "ssh_key",
+                format!("must be one public key line such as 'ssh-ed25519 AAAA... user@host' (got '{}')", quote(k)),
+            ));
+        }
+    }
+    if let Some(h) = &c.hostname {
+        name("hostname", h)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

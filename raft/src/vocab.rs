@@ -88,7 +88,7 @@ vocab! {
     EventKind => EventKind as "kind" {
         ClusterBootstrapped, HostJoined, HostLeft, HostStateChanged, HostMaintenance, LeaderChanged, TokenCreated,
         VmCreated, VmEdited, VmDeleted, VmStateChanged, VmHighAvailability, VmMigration, DiskCreated, DiskDeleted,
-        AffinityChanged, HostEdited, ClusterEdited, UserEdited, PermissionChanged, LoginFailed, VmSnapshot,
+        AffinityChanged, HostEdited, ClusterEdited, UserEdited, PermissionChanged, LoginFailed, VmSnapshot, Library,
     }
 }
 

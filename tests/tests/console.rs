@@ -2,7 +2,7 @@
 //! whose domains have no serial pty and no VNC display): an unknown VM, a VM that is down, a
 //! user without vm.console, `--vnc` on a host without a VNC listen address; and the refusal of
 //! the VM's host passed back by a node that does not run it. Real consoles are in the sandbox
-//! test (step x).
+//! test (steps ab and ac).
 
 use corral_tests::{corral_as, Cluster};
 

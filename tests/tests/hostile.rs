@@ -212,6 +212,40 @@ fn hostile_documents_and_fields_are_refused_by_name() {
     assert_eq!(snapshot(&c), before);
 }
 
+/// ISO uploads that lie (issue 17): a stream without a header, more bytes than declared, fewer,
+/// a message too large, a declared size beyond the limit, bytes that are no ISO. Each is refused
+/// by name, leaves no file, and the node serves on.
+#[test]
+fn lying_iso_uploads_are_refused_and_leave_nothing() {
+    use corral_proto::v1::library_service_client::LibraryServiceClient;
+    use corral_proto::v1::{IsoHeader, IsoUpload};
+    let c = Cluster::run(1, &[]);
+    let header = |size: u64| IsoHeader { name: "evil".into(), size_bytes: size, ..IsoHeader::default() };
+    let msg = |h: Option<IsoHeader>, n: usize| IsoUpload { header: h, data: vec![0x55; n] };
+    let cases: Vec<(Vec<IsoUpload>, &str)> = vec![
+        (vec![msg(None, 10)], "the first message must hold the header"),
+        (vec![msg(Some(header(10)), 0), msg(None, 100)], "more than the 10 bytes its header declared"),
+        (vec![msg(Some(header(100_000)), 1000)], "the upload ended after 1000 of the 100000 bytes declared"),
+        (vec![msg(Some(header(1 << 40)), 0)], "an ISO must be 1 byte to 64 GiB"),
+        (vec![msg(Some(header(6 << 20)), 0), msg(None, 5 << 20)], "a message may carry at most 4194304 bytes"),
+        (vec![msg(Some(header(40_000)), 40_000)], "is not an ISO 9660 image"),
+        (vec![msg(Some(header(10)), 0), msg(Some(header(10)), 10)], "only the first message may hold a header"),
+    ];
+    rt().block_on(async {
+        for (messages, want) in cases {
+            let mut client = LibraryServiceClient::new(as_member(&c, 0)).max_encoding_message_size(16 << 20);
+            let err = client.add_iso(futures::stream::iter(messages)).await.unwrap_err();
+            assert!(err.message().contains(want), "expected '{want}': {err:?}");
+        }
+    });
+    let left: Vec<String> = std::fs::read_dir(c.storage_dir())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
+    assert!(!left.iter().any(|f| f.starts_with("iso-")), "files left: {left:?}");
+    assert!(c.must_ok(0, &["iso", "list"]).lines().count() <= 1, "no ISO was recorded");
+    all_up(&c);
+}
+
 #[test]
 fn every_rpc_survives_random_and_mutated_messages() {
     let c = Cluster::run(3, &[]);
@@ -460,13 +494,13 @@ fn a_level_1_cluster_serves_plaintext_until_it_is_upgraded_to_tls() {
 
     // The upgrade makes the CA and every member's certificate before it requires TLS.
     let up: serde_json::Value = c.must_json(2, &["cluster", "upgrade"]);
-    assert_eq!(up["cluster_level"], 4, "{up}");
+    assert_eq!(up["cluster_level"], 5, "{up}");
     let plain = c.corral(0, &["vm", "list"]);
     assert!(plain.stderr.contains("answers only callers with credentials"), "{}", plain.stderr);
     c.fetch_credentials(0);
     for i in 0..3 {
         assert!(c.nodes[i].data_dir.join("tls/node.pem").exists(), "host{} has no certificate", i + 1);
-        assert_eq!(c.status(i).cluster_level, 4);
+        assert_eq!(c.status(i).cluster_level, 5);
     }
     c.must_ok(2, &["vm", "edit", "web1", "--description", "after TLS"]);
     assert_eq!(c.vm(0, "web1").description, "after TLS");

@@ -18,6 +18,8 @@ use corral_tests::wait_until;
 mod console;
 #[path = "sandbox/hotplug.rs"]
 mod hotplug;
+#[path = "sandbox/library.rs"]
+mod library;
 #[path = "sandbox/snapshots.rs"]
 mod snapshots;
 
@@ -80,10 +82,17 @@ fn real_vms_on_sandbox_hosts() {
             snapshots::preview_undo_commit_clone(&sb, t)
         });
     }
-    steps.run("x. vm console through tmux, on the VM's host and through another node; Ctrl-] leaves; a new session takes over", || {
+    steps.run("x. a VM with --iso and an empty disk boots the guest from the library's ISO", || library::iso_boot(&sb));
+    steps.run("y. thin and cloned VMs of a template boot with its base's counter; the base stays", || {
+        library::templates(&sb)
+    });
+    steps
+        .run("z. cloud-init: the guest reads its user-data and hostname from the seed CD", || library::cloud_init(&sb));
+    steps.run("aa. a stateless VM's disk comes back at each stop", || library::stateless(&sb));
+    steps.run("ab. vm console through tmux, on the VM's host and through another node; Ctrl-] leaves; a new session takes over", || {
         console::serial_console_through_tmux(&sb)
     });
-    steps.run("y. vm console --vnc: its password passes VNC authentication, a wrong or replaced one fails", || {
+    steps.run("ac. vm console --vnc: its password passes VNC authentication, a wrong or replaced one fails", || {
         console::vnc_ticket_authenticates(&sb)
     });
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());

@@ -75,7 +75,7 @@ fn old_and_new_nodes_replicate_at_level_0_and_the_level_rises_once_the_last_old_
     assert_eq!(status.cluster_level, 0, "{status:?}");
     assert_eq!(member(&status, "host1").version, "0.1.0", "{status:?}");
     assert_eq!(member(&status, "host1").max_level, 0, "{status:?}");
-    assert_eq!(member(&status, "host2").max_level, 4, "{status:?}");
+    assert_eq!(member(&status, "host2").max_level, 5, "{status:?}");
     c.refused(2, &["cluster", "upgrade"], "host1 (version 0.1.0, level 0) is not");
 
     // The old leader goes; a new node leads and the old one, back, follows it at level 0.
@@ -101,7 +101,7 @@ fn old_and_new_nodes_replicate_at_level_0_and_the_level_rises_once_the_last_old_
     replace(&mut c, 0, None);
     wait_until(Duration::from_secs(10), "every member on this build", || {
         let s = c.status(1);
-        let all = s.members.iter().all(|m| m.max_level == 4);
+        let all = s.members.iter().all(|m| m.max_level == 5);
         if all {
             Ok(())
         } else {
@@ -111,20 +111,20 @@ fn old_and_new_nodes_replicate_at_level_0_and_the_level_rises_once_the_last_old_
     // `cluster upgrade` has no view type: {"from_level", "cluster_level"}.
     // Level 2 requires TLS: the upgrade makes the CA and every member's certificate first.
     let up: Value = c.must_json(1, &["cluster", "upgrade"]);
-    assert_eq!(up["cluster_level"], 4, "{up}");
+    assert_eq!(up["cluster_level"], 5, "{up}");
     let plain = c.corral(1, &["vm", "list"]);
     assert!(plain.stderr.contains("answers only callers with credentials"), "{}", plain.stderr);
     c.fetch_credentials(1);
-    c.refused(1, &["cluster", "upgrade"], "already at level 4");
+    c.refused(1, &["cluster", "upgrade"], "already at level 5");
     c.must_ok(0, &["vm", "create", "e", "--memory", "64M"]);
     want.push("e".into());
     for i in 0..3 {
         wait_names(&c, i, &want);
-        assert_eq!(c.status(i).cluster_level, 4);
+        assert_eq!(c.status(i).cluster_level, 5);
     }
     let groups: Vec<AffinityGroupView> = c.cli_json(0, &["affinity-group", "list"]);
     assert_eq!(groups[0].vms, ["a", "b"], "{groups:?}");
-    assert!(c.events(0).iter().any(|e| e == "The cluster level was raised from 0 to 4."));
+    assert!(c.events(0).iter().any(|e| e == "The cluster level was raised from 0 to 5."));
 }
 
 /// Three nodes of the previous release with VMs (HA ones running), affinity rules and a hosted
@@ -205,7 +205,7 @@ fn rolling_upgrade_of_a_whole_cluster_while_writes_go_on() {
     let seen = c.vm(0, "db1");
     assert_eq!(&seen.description, last, "the last acknowledged edit is lost");
     let up: Value = c.must_json(0, &["cluster", "upgrade"]);
-    assert_eq!(up["cluster_level"], 4);
+    assert_eq!(up["cluster_level"], 5);
     c.fetch_credentials(0);
     for name in ["web1", "web2", "web3", "db1"] {
         c.vm(1, name);

@@ -179,6 +179,53 @@ fn users_see_and_do_what_their_roles_allow() {
     assert!(events.contains("User admin was deleted by root@localhost."), "{events}");
 }
 
+/// The library's objects in the permission tree (issue 17): a UserRole user given
+/// UserTemplateBasedVm on one template creates VMs from it and from no other template, nor
+/// blank ones; ISOs need iso.manage; a template the user may not use does not exist for them.
+#[test]
+fn templates_and_isos_are_objects_of_the_permission_tree() {
+    let c = Cluster::run(1, &[]);
+    root(&c, &["vm", "create", "src", "--memory", "64M", "--disk", "1M"]);
+    root(&c, &["template", "create", "gold", "--from-vm", "src"]);
+    root(&c, &["template", "create", "secret", "--from-vm", "src"]);
+    let carol = Person::new("carol");
+    enrol(&c, 0, &carol);
+    root(&c, &["permission", "add", "--user", "carol", "--role", "UserTemplateBasedVm", "--on", "template:gold"]);
+
+    let listed = carol.ok(&["-o", "json", "template", "list"]);
+    assert!(listed.contains("\"gold\"") && !listed.contains("secret"), "{listed}");
+    carol.refused(&["template", "show", "secret"], "template 'secret' not found");
+    carol.ok(&["vm", "create", "mine", "--template", "gold"]);
+    assert_eq!(carol.vms(), vec!["mine".to_string()], "the creator manages the VM made");
+    carol.refused(&["vm", "create", "blank", "--memory", "64M"], "carol may not create VMs in cluster");
+    carol.refused(&["vm", "create", "other", "--template", "secret"], "template 'secret' not found");
+    carol.refused(
+        &["vm", "create", "more", "--template", "gold", "--disk", "1M"],
+        "carol may not create disks in cluster",
+    );
+    carol.refused(&["template", "create", "t3", "--from-vm", "mine"], "carol may not make templates in cluster");
+    carol.refused(&["template", "delete", "gold"], "carol may not delete template gold");
+
+    // ISOs: seen by everyone logged in, added and deleted with iso.manage.
+    let iso = carol.home.path().join("x.iso");
+    let out = std::process::Command::new("genisoimage")
+        .args(["-quiet", "-volid", "X", "-o"])
+        .arg(&iso)
+        .arg(carol.home.path().join("password"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    carol.refused(&["iso", "add", "x", "--file", iso.to_str().unwrap()], "carol may not add ISOs to cluster");
+    root(&c, &["permission", "add", "--user", "carol", "--role", "IsoManager", "--on", "cluster"]);
+    carol.ok(&["iso", "add", "x", "--file", iso.to_str().unwrap()]);
+    assert!(carol.ok(&["iso", "list"]).contains('x'));
+    let perms = root(&c, &["permission", "add", "--user", "carol", "--role", "UserRole", "--on", "iso:x"]);
+    assert!(perms.contains("iso:x"), "{perms}");
+    carol.ok(&["iso", "delete", "x"]);
+    let left = root(&c, &["-o", "json", "permission", "list"]);
+    assert!(!left.contains("iso:x"), "a deleted ISO takes its permissions along: {left}");
+}
+
 #[test]
 fn sessions_and_api_tokens_expire_and_are_revoked() {
     let c = Cluster::run(1, &[]);

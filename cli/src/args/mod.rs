@@ -9,6 +9,7 @@ mod disk;
 mod engine;
 mod events;
 mod host;
+mod library;
 mod ovf;
 mod parse;
 mod vm;
@@ -27,6 +28,7 @@ pub use self::disk::DiskCommand;
 pub use self::engine::EngineCommand;
 pub use self::events::EventsArgs;
 pub use self::host::HostCommand;
+pub use self::library::{IsoCommand, OfferingCommand, TemplateCommand};
 pub use self::ovf::OvfCommand;
 use self::parse::{parse_connect_timeout, parse_endpoints};
 pub use self::parse::{DomainType, EngineMode, HaPriority, Migration, NameList, Polarity, ResumeBehavior, Scheduling};
@@ -140,6 +142,15 @@ pub enum Command {
     /// Create, inspect, grow and delete disks, attached or floating
     #[command(subcommand)]
     Disk(DiskCommand),
+    /// The library's ISO images: upload, list, delete
+    #[command(subcommand)]
+    Iso(IsoCommand),
+    /// Templates new VMs are made from
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Service offerings: sizes for new VMs
+    #[command(subcommand)]
+    Offering(OfferingCommand),
     /// Keep VMs together or apart (VM-to-VM rules the scheduler obeys)
     #[command(subcommand)]
     AffinityGroup(AffinityGroupCommand),

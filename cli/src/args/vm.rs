@@ -40,7 +40,7 @@ pub enum VmCommand {
     Cd {
         /// VM name or id
         vm: String,
-        /// An ISO image: a path inside the storage domain
+        /// An ISO of the library (`corral iso list`), or a path inside the storage domain
         #[arg(long, value_name = "PATH", required_unless_present = "eject", conflicts_with = "eject")]
         iso: Option<String>,
         /// Empty the drive
@@ -315,12 +315,12 @@ pub enum VmNicCommand {
 pub struct CreateVmArgs {
     /// Name of the VM, unique in the cluster
     pub name: String,
-    /// Memory, e.g. 512M, 4G, 1.5G (a plain number means MiB)
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true, default_value = "1G")]
-    pub memory: u64,
-    /// Number of virtual CPUs
-    #[arg(long, value_name = "N", value_parser = parse_vcpus, allow_hyphen_values = true, default_value = "1")]
-    pub vcpus: u32,
+    /// Memory, e.g. 512M, 4G, 1.5G (a plain number means MiB) [default: the template's, else 1G]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
+    pub memory: Option<u64>,
+    /// Number of virtual CPUs [default: the template's, else 1]
+    #[arg(long, value_name = "N", value_parser = parse_vcpus, allow_hyphen_values = true)]
+    pub vcpus: Option<u32>,
     /// What the VM is for
     #[arg(long, default_value = "")]
     pub description: String,
@@ -367,6 +367,43 @@ pub struct CreateVmArgs {
     /// Most memory it may be given while it runs (default: 4x --memory)
     #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
     pub max_memory: Option<u64>,
+    /// Make it from this template: its configuration, and its disks as overlays (--thin, the
+    /// default) or copies (--clone) of the template's bases
+    #[arg(long, value_name = "TEMPLATE")]
+    pub template: Option<String>,
+    /// Its disks are qcow2 overlays on the template's bases (fast; the template must stay)
+    #[arg(long, requires = "template", conflicts_with = "clone")]
+    pub thin: bool,
+    /// Its disks are full copies of the template's bases
+    #[arg(long, requires = "template")]
+    pub clone: bool,
+    /// Its size (vCPUs, memory) and HA from this service offering
+    #[arg(long, value_name = "OFFERING", conflicts_with_all = ["memory", "vcpus"])]
+    pub offering: Option<String>,
+    /// An ISO of the library (`corral iso list`), or a path in the storage domain, in its CD-ROM drive
+    #[arg(long, value_name = "NAME")]
+    pub iso: Option<String>,
+    /// Boot order, e.g. cdrom,disk (default with --iso: cdrom,disk; else disk)
+    #[arg(long, value_name = "DEV[,DEV]")]
+    pub boot: Option<String>,
+    /// cloud-init user-data (a #cloud-config YAML file, or a script); a NoCloud seed is attached as a CD
+    #[arg(long, value_name = "FILE")]
+    pub cloud_init: Option<std::path::PathBuf>,
+    /// A public SSH key file for cloud-init (repeat for more)
+    #[arg(long = "ssh-key", value_name = "FILE", requires = "cloud_init")]
+    pub ssh_keys: Vec<std::path::PathBuf>,
+    /// The guest's host name for cloud-init (default: the VM's name)
+    #[arg(long, value_name = "NAME", requires = "cloud_init")]
+    pub hostname: Option<String>,
+    /// cloud-init network-config (YAML file)
+    #[arg(long, value_name = "FILE", requires = "cloud_init")]
+    pub network_config: Option<std::path::PathBuf>,
+    /// Discard every change to its disks at each stop (oVirt's stateless VM)
+    #[arg(long)]
+    pub stateless: bool,
+    /// Guest OS as oVirt names it (default: the template's or the ISO's, else other_linux)
+    #[arg(long, value_name = "OS")]
+    pub os: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -437,6 +474,15 @@ pub struct EditVmArgs {
     /// Hot-plug fields (memory, vCPUs) wait for its next run instead of changing it now
     #[arg(long)]
     pub next_run: bool,
+    /// Take this offering's size and HA (live where the hot-plug rules allow)
+    #[arg(long, value_name = "OFFERING", conflicts_with_all = ["memory", "vcpus"])]
+    pub offering: Option<String>,
+    /// Discard every change to its disks at each stop (from its next run while it runs)
+    #[arg(long, value_name = "true|false", value_parser = parse_bool)]
+    pub stateless: Option<bool>,
+    /// Boot order, e.g. cdrom,disk ("" for the default)
+    #[arg(long, value_name = "DEV[,DEV]")]
+    pub boot: Option<String>,
 }
 
 impl EditVmArgs {
@@ -458,6 +504,9 @@ impl EditVmArgs {
             && self.os.is_none()
             && self.max_vcpus.is_none()
             && self.max_memory.is_none()
+            && self.offering.is_none()
+            && self.stateless.is_none()
+            && self.boot.is_none()
     }
 
     pub fn edits_migration(&self) -> bool {

@@ -8,6 +8,7 @@ mod disk;
 mod engine;
 mod events;
 mod host;
+mod library;
 mod ovf;
 mod vm;
 
@@ -92,6 +93,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Vm(command) => vm::run(&ctx, command).await,
         Command::Host(command) => host::run(&ctx, command).await,
         Command::Disk(command) => disk::run(&ctx, command).await,
+        Command::Iso(command) => library::iso(&ctx, command).await,
+        Command::Template(command) => library::template(&ctx, command).await,
+        Command::Offering(command) => library::offering(&ctx, command).await,
         Command::AffinityGroup(command) => affinity::run_group(&ctx, command).await,
         Command::AffinityLabel(command) => affinity::run_label(&ctx, command).await,
         Command::Events(args) => events::run(&ctx, args).await,

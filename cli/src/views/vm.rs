@@ -63,6 +63,27 @@ pub struct VmView {
     /// What the change just made decided beside what was asked (empty for reads).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The template it was made from; null when none.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Its disks are overlays on the template's bases.
+    #[serde(default)]
+    pub thin: bool,
+    /// The service offering its size came from; null when none.
+    #[serde(default)]
+    pub offering: Option<String>,
+    /// Every change to its disks is discarded at each stop.
+    #[serde(default)]
+    pub stateless: bool,
+    /// Its boot order; empty: its bootable disk.
+    #[serde(default)]
+    pub boot: Vec<String>,
+    /// It has a cloud-init seed.
+    #[serde(default)]
+    pub cloud_init: bool,
+    /// The library name of the ISO in its CD-ROM drive; null when none is.
+    #[serde(default)]
+    pub iso: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,6 +244,13 @@ impl From<proto::Vm> for VmView {
             max_memory_mib: vm.max_memory_mib,
             hot_error: vm.hot_error,
             notes: vm.notes,
+            template: non_empty(Some(vm.template)),
+            thin: vm.thin,
+            offering: non_empty(Some(vm.offering)),
+            stateless: vm.stateless,
+            boot: vm.boot,
+            cloud_init: vm.cloud_init,
+            iso: non_empty(Some(vm.iso)),
         }
     }
 }

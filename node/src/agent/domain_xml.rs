@@ -8,6 +8,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The drive of a cloud-init seed: the secondary IDE channel's slave (the CD-ROM is its master).
+pub const SEED_TARGET: &str = "hdd";
+
 /// What Corral sets in a VM's libvirt definition; everything else is libvirt's default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainSpec {
@@ -44,6 +47,10 @@ pub struct DomainSpec {
     /// domain is written with a random password that has already expired, so no one gets in
     /// until `vm console --vnc` sets a fresh one.
     pub vnc_listen: Option<String>,
+    /// A cloud-init seed (NoCloud ISO) in a second IDE CD-ROM drive (hdd), read-only.
+    pub seed: Option<String>,
+    /// What the guest boots from, in libvirt's words ("hd", "cdrom", "network"); empty: "hd".
+    pub boot: Vec<String>,
 }
 
 /// A file-backed disk.
@@ -694,6 +701,11 @@ impl XmlDomain {
         });
         let mut disk: Vec<XmlDisk> = spec.disks.iter().map(XmlDisk::from_spec).collect();
         disk.extend(spec.cdrom.as_ref().map(XmlDisk::cdrom));
+        disk.extend(spec.seed.as_ref().map(|seed| {
+            let mut d = XmlDisk::cdrom(&CdromSpec { path: Some(seed.clone()) });
+            d.target.dev = SEED_TARGET.to_string();
+            d
+        }));
         let scsi = spec.scsi_controller || spec.disks.iter().any(|disk| disk.bus == DiskBus::Scsi);
         let controller = if scsi {
             vec![XmlController { kind: "scsi".to_string(), index: None, model: Some(VIRTIO_SCSI.to_string()) }]
@@ -721,7 +733,11 @@ impl XmlDomain {
                 kernel: kernel.map(|k| k.kernel.clone()),
                 initrd: kernel.and_then(|k| k.initrd.clone()),
                 cmdline: kernel.map(|k| k.cmdline.clone()).filter(|c| !c.is_empty()),
-                boot: vec![XmlBoot { dev: "hd".to_string() }],
+                boot: if spec.boot.is_empty() {
+                    vec![XmlBoot { dev: "hd".to_string() }]
+                } else {
+                    spec.boot.iter().map(|dev| XmlBoot { dev: dev.clone() }).collect()
+                },
             },
             // ACPI is what lets a guest hear the power button of a graceful shutdown.
             features: Some(XmlFeatures { acpi: Some(XmlEmpty {}), apic: Some(XmlEmpty {}) }),
@@ -766,13 +782,16 @@ impl XmlDomain {
         });
         let vnc_listen = self.devices.graphics.into_iter().find(|g| g.kind == "vnc").and_then(XmlGraphics::address);
         let max_memory_mib = self.max_memory.as_ref().map(XmlMaxMemory::mib).transpose()?;
-        let (mut disks, mut cdroms) = (Vec::new(), Vec::new());
+        let (mut disks, mut cdroms, mut seed) = (Vec::new(), Vec::new(), None);
         for disk in self.devices.disk {
             match disk.device.as_deref() {
+                Some("cdrom") if disk.target.dev == SEED_TARGET => seed = disk.source.and_then(|s| s.file),
                 Some("cdrom") => cdroms.push(disk),
                 _ => disks.extend(disk.into_spec()),
             }
         }
+        let boot: Vec<String> = self.os.boot.iter().map(|b| b.dev.clone()).collect();
+        let boot = if boot == ["hd"] { Vec::new() } else { boot };
         Ok(DomainSpec {
             uuid,
             name: self.name,
@@ -788,6 +807,8 @@ impl XmlDomain {
             kernel,
             serial_log,
             vnc_listen,
+            seed,
+            boot,
         })
     }
 
@@ -1159,6 +1180,8 @@ mod tests {
             kernel: None,
             serial_log: None,
             vnc_listen: None,
+            seed: None,
+            boot: Vec::new(),
         }
     }
 
@@ -1345,6 +1368,8 @@ mod tests {
                 }),
                 serial_log: Some("/var/log/corral/web-1.log".into()),
                 vnc_listen: None,
+                seed: None,
+                boot: Vec::new(),
             }
         );
     }

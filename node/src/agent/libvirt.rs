@@ -897,6 +897,8 @@ mod tests {
             kernel: None,
             serial_log: None,
             vnc_listen: None,
+            seed: None,
+            boot: Vec::new(),
         }
     }
 
@@ -1160,6 +1162,8 @@ mod tests {
             }),
             serial_log: Some(console.clone()),
             vnc_listen: None,
+            seed: None,
+            boot: Vec::new(),
         };
         let mut probe =
             Probe { hv: Hypervisor::open(&uri).await.unwrap(), uuid: spec.uuid, console, failures: Vec::new() };

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use corral_raft::command::Op;
 use corral_raft::model::{
-    ClusterState, EventKind, MigrationSettings, Observed, PowerState, ResumeBehavior, Vm, VmStatus,
+    BootDevice, ClusterState, EventKind, MigrationSettings, Observed, PowerState, ResumeBehavior, Vm, VmStatus,
+    STATELESS_TAG,
 };
 use corral_raft::typ::StateHandle;
 use corral_raft::{DownCause, NodeId, VmAction};
@@ -268,6 +269,7 @@ impl Agent {
             return true;
         }
         let cause = vm.runtime.stop_reason.clone().map_or(DownCause::PoweredOff, DownCause::Other);
+        self.stateless_reset(vm).await;
         self.report(vm, Observed::Down { cause, on_purpose: true }).await;
         self.acpi_sent.remove(&(vm.id, vm.runtime.epoch));
         self.forget(vm.id).await;
@@ -292,6 +294,7 @@ impl Agent {
                 None => DownCause::Vanished,
             }
         };
+        self.stateless_reset(vm).await;
         self.report(vm, Observed::Down { cause, on_purpose: guest_shutdown }).await;
         self.forget(vm.id).await;
         true
@@ -401,9 +404,12 @@ impl Agent {
             match vm.snapshot_state.resume_from {
                 // A memory preview or restore: the guest resumes where the snapshot left it.
                 Some(snap) => self.start_from_memory(vm, snap).await,
-                None => match self.hv.define(&spec).await {
-                    Ok(()) => self.hv.start(vm.id).await,
+                None => match self.prepare_images(vm).await {
                     Err(e) => Err(e),
+                    Ok(()) => match self.hv.define(&spec).await {
+                        Ok(()) => self.hv.start(vm.id).await,
+                        Err(e) => Err(e),
+                    },
                 },
             }
         };
@@ -416,6 +422,62 @@ impl Agent {
                 tracing::warn!(vm = %vm.config.name, "start failed: {e}");
                 let _ = self.hv.undefine(vm.id).await;
                 self.failed(vm, VmAction::Start, e).await;
+            }
+        }
+    }
+
+    /// Before a VM's domain is defined: its cloud-init seed written, and a stateless VM's disks
+    /// brought back to their stateless snapshot (taken now on a first start; one left by a run
+    /// that ended without a clean stop is gone back to first).
+    async fn prepare_images(&self, vm: &Vm) -> Result<(), DriverError> {
+        let images = &self.node.images;
+        let err = |message: String| DriverError::Libvirt { uri: "storage domain".into(), message };
+        if let Some(ci) = &vm.config.cloud_init {
+            let meta = ci.meta_data(vm.id, &vm.config.name);
+            images
+                .write_seed(&crate::images::seed_file(vm.id), &ci.user_data, &meta, ci.network_config.as_deref())
+                .await
+                .map_err(|e| err(format!("cannot write the cloud-init seed of {}: {e}", vm.config.name)))?;
+        }
+        if vm.config.stateless {
+            for d in self.stateless_disks(vm) {
+                let tags = images.snapshot_tags(&d).await.map_err(|e| err(e.to_string()))?;
+                let done = if tags.iter().any(|t| t == STATELESS_TAG) {
+                    images.snapshot_revert(&d, STATELESS_TAG).await
+                } else {
+                    images.snapshot_take(&d, STATELESS_TAG).await
+                };
+                done.map_err(|e| err(format!("stateless VM {}: {e}", vm.config.name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The qcow2 images of a VM's plugged disks (a stateless VM's changes are discarded there).
+    fn stateless_disks(&self, vm: &Vm) -> Vec<String> {
+        self.state.read(|s| {
+            s.disks_of(vm.id)
+                .into_iter()
+                .filter(|d| d.format == "qcow2" && !vm.attachment(d.id).unplugged)
+                .map(|d| d.file.clone())
+                .collect()
+        })
+    }
+
+    /// A stateless VM that went down here: its disks back to how they were when it started
+    /// (and the snapshot dropped); a failure is logged and done again at its next start.
+    async fn stateless_reset(&self, vm: &Vm) {
+        if !vm.config.stateless {
+            return;
+        }
+        let images = &self.node.images;
+        for d in self.stateless_disks(vm) {
+            let reverted = match images.snapshot_revert(&d, STATELESS_TAG).await {
+                Ok(()) => images.snapshot_drop(&d, STATELESS_TAG).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = reverted {
+                tracing::warn!(vm = %vm.config.name, "stateless reset of {d} failed (done at its next start): {e}");
             }
         }
     }
@@ -555,5 +617,21 @@ pub fn domain_spec_with(
         serial_log: (!test).then(|| images.path(&format!("consoles/{}.log", vm.config.name)).display().to_string()),
         // This host's setting, added where the domain is defined (`HostAgent::vnc_listen`).
         vnc_listen: None,
+        seed: vm
+            .config
+            .cloud_init
+            .as_ref()
+            .map(|_| images.path(&crate::images::seed_file(vm.id)).display().to_string()),
+        boot: vm
+            .config
+            .boot_order
+            .iter()
+            .map(|b| match b {
+                BootDevice::Disk => "hd",
+                BootDevice::Cdrom => "cdrom",
+                BootDevice::Network => "network",
+            })
+            .map(str::to_string)
+            .collect(),
     }
 }

@@ -37,6 +37,8 @@ pub enum Obj<'a> {
     Host(&'a str),
     Vm(&'a str),
     Disk(&'a str),
+    Iso(&'a str),
+    Template(&'a str),
 }
 
 enum Miss {
@@ -128,6 +130,8 @@ fn target(s: &ClusterState, obj: Obj<'_>) -> Option<Target> {
         Obj::Host(name) => s.host_by_name(name).map(|h| Target::Host(h.id)),
         Obj::Vm(name) => s.find_vm(name).map(|v| Target::Vm(v.id)),
         Obj::Disk(name) => s.find_disk(name).map(|d| Target::Disk(d.id)),
+        Obj::Iso(name) => s.library.iso(name).map(|i| Target::Iso(i.id)),
+        Obj::Template(name) => s.library.template(name).map(|t| Target::Template(t.id)),
     }
 }
 
@@ -136,6 +140,8 @@ fn missing(obj: Obj<'_>) -> ClusterError {
         Obj::Vm(name) => ClusterError::vm_not_found(name),
         Obj::Host(name) => ClusterError::NotFound(format!("host '{}' not found", corral_raft::error::quote(name))),
         Obj::Disk(name) => ClusterError::NotFound(format!("disk '{}' not found", corral_raft::error::quote(name))),
+        Obj::Iso(name) => corral_raft::apply::library::iso_not_found(name),
+        Obj::Template(name) => corral_raft::apply::library::template_not_found(name),
         Obj::System | Obj::Cluster => ClusterError::FailedPrecondition("the cluster is not bootstrapped".into()),
     }
 }
@@ -159,6 +165,10 @@ fn decide(cx: &Caller, s: &ClusterState, needs: &[(Operation, Obj<'_>)]) -> Deci
         if !grants.can(def.perm, t) {
             // A VM the caller may not see does not exist for them.
             if matches!(t, Target::Vm(_)) && !grants.can(Perm::VmView, t) {
+                return Err(Ok(missing(obj)));
+            }
+            // And so does a template they may not use.
+            if matches!(t, Target::Template(_)) && !grants.can(Perm::TemplateUse, t) {
                 return Err(Ok(missing(obj)));
             }
             return Err(Ok(s.refusal(&actor, &grants, def.verb, def.perm, t)));

@@ -68,6 +68,7 @@ impl Api {
             format: format.to_string(),
             vm: None,
             created_ms: now_ms(),
+            base: None,
         };
         self.0.images.create_as(&disk.file, size_mib, format).await?;
         let made = vec![disk.file.clone()];

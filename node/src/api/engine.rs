@@ -126,6 +126,7 @@ impl EngineRequest {
             format: "qcow2".into(),
             vm: None,
             created_ms: now_ms(),
+            base: None,
         };
         node.images.import(&path, &disk.file).await?;
         let mut vm = model::Vm::new(vm_id, &name, memory, vcpus, now_ms());

@@ -12,6 +12,7 @@ use corral_proto::disk_service_server::DiskService;
 use corral_proto::engine_service_server::EngineService;
 use corral_proto::event_service_server::EventService;
 use corral_proto::host_service_server::HostService;
+use corral_proto::library_service_server::LibraryService;
 use corral_proto::ovf_service_server::OvfService;
 use corral_proto::vm_service_server::VmService;
 use corral_proto::*;
@@ -20,8 +21,8 @@ use tonic::{Request, Response, Status};
 
 use super::listen::{ConnInfo, Via};
 use super::{
-    affinity, auth, cluster, console, disks, engine, events, hosts, ovf, status, vms, Caller, Handles, Principal,
-    REQUEST_ID_HEADER,
+    affinity, auth, cluster, console, disks, engine, events, hosts, library, ovf, status, vms, Caller, Handles,
+    Principal, REQUEST_ID_HEADER,
 };
 use crate::tls::CertIdentity;
 
@@ -278,6 +279,27 @@ unary_service!(AffinityService for affinity::Api {
     edit_label(EditAffinityLabelRequest) -> AffinityLabel;
     delete_label(DeleteAffinityRequest) -> DeleteAffinityResponse;
 });
+
+unary_service!(LibraryService for library::Api {
+    list_isos(ListLibraryRequest) -> ListIsosResponse;
+    get_iso(LibraryRef) -> Iso;
+    delete_iso(LibraryRef) -> Iso;
+    create_template(CreateTemplateRequest) -> Template;
+    list_templates(ListLibraryRequest) -> ListTemplatesResponse;
+    get_template(LibraryRef) -> Template;
+    delete_template(LibraryRef) -> Template;
+    create_offering(Offering) -> Offering;
+    list_offerings(ListLibraryRequest) -> ListOfferingsResponse;
+    get_offering(LibraryRef) -> Offering;
+    edit_offering(EditOfferingRequest) -> Offering;
+    delete_offering(LibraryRef) -> Offering;
+}
+    async fn add_iso(&self, req: Request<tonic::Streaming<IsoUpload>>) -> Result<Response<Iso>, Status> {
+        let cx = caller(&req);
+        admit(&self.0 .0, &cx, "add_iso")?;
+        self.0.add_iso(&cx, req.into_inner()).await.map(Response::new).map_err(status)
+    }
+);
 
 #[tonic::async_trait]
 impl EventService for Grpc<events::Api> {

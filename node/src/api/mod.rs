@@ -14,6 +14,7 @@ mod engine;
 mod events;
 mod grpc;
 mod hosts;
+mod library;
 pub mod listen;
 pub mod ovf;
 mod raft_rpc;
@@ -31,6 +32,7 @@ use corral_proto::disk_service_server::DiskServiceServer;
 use corral_proto::engine_service_server::EngineServiceServer;
 use corral_proto::event_service_server::EventServiceServer;
 use corral_proto::host_service_server::HostServiceServer;
+use corral_proto::library_service_server::LibraryServiceServer;
 use corral_proto::ovf_service_server::OvfServiceServer;
 use corral_proto::raft_service_server::RaftServiceServer;
 use corral_proto::vm_service_server::VmServiceServer;
@@ -160,6 +162,7 @@ pub async fn serve(
         .add_service(limited!(OvfServiceServer, ovf))
         .add_service(limited!(EngineServiceServer, engine))
         .add_service(limited!(AuthServiceServer, auth))
+        .add_service(limited!(LibraryServiceServer, library))
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)

@@ -107,6 +107,19 @@ pub fn to_proto(node: &Handles, s: &ClusterState, vm: &model::Vm) -> Vm {
         delete_protected: vm.config.delete_protected,
         os: vm.config.os.clone(),
         cdrom: vm.config.cdrom.clone(),
+        template: vm.config.from_template.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+        thin: vm.config.from_template.as_ref().is_some_and(|t| t.thin),
+        offering: vm.config.offering.clone().unwrap_or_default(),
+        stateless: vm.config.stateless,
+        boot: vm.config.boot_order.iter().map(|b| b.as_str().to_string()).collect(),
+        cloud_init: vm.config.cloud_init.is_some(),
+        iso: vm
+            .config
+            .cdrom
+            .as_deref()
+            .and_then(|f| s.library.iso_of_file(f))
+            .map(|i| i.name.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -250,6 +263,7 @@ fn new_disk(vm_name: &str, index: usize, size_mib: u64) -> model::Disk {
         format: "qcow2".into(),
         vm: None,
         created_ms: now_ms(),
+        base: None,
     }
 }
 
@@ -290,8 +304,13 @@ impl Api {
 
     pub async fn create(&self, cx: &Caller, req: CreateVmRequest) -> Result<Vm, ClusterError> {
         let rid = cx.request_id()?;
-        let r = req;
-        let boot = match (opt(r.kernel), opt(r.initrd), r.cmdline) {
+        let mut r = req;
+        let lib = LibraryAsk::of(&r)?;
+        let boot = match (
+            opt(std::mem::take(&mut r.kernel)),
+            opt(std::mem::take(&mut r.initrd)),
+            std::mem::take(&mut r.cmdline),
+        ) {
             (Some(kernel), initrd, cmdline) => Some(KernelBoot {
                 kernel: self.0.images.boot_file("kernel", &kernel)?.display().to_string(),
                 initrd: initrd
@@ -304,59 +323,153 @@ impl Api {
             (None, None, c) if !c.is_empty() => return Err(ClusterError::invalid("cmdline", "needs --kernel as well")),
             (None, None, _) => None,
         };
+        if lib.any() {
+            super::library::require_library_level(
+                &self.0,
+                "--template, --offering, --iso, --boot, --cloud-init, --stateless and --os",
+            )?;
+        }
+        let cloud_init = r.cloud_init.map(cloud_init_spec).transpose()?;
+        let found = {
+            let (template, offering, iso, name) =
+                (lib.template.clone(), lib.offering.clone(), lib.iso.clone(), r.name.clone());
+            self.0
+                .cluster
+                .read(false, move |s| Found {
+                    template: template.as_deref().map(|t| s.library.template(t).cloned()),
+                    offering: offering.as_deref().map(|o| s.library.offering(o).cloned()),
+                    iso: iso.as_deref().and_then(|i| s.library.iso(i).cloned()),
+                    exists: s.vm_names.contains_key(&name),
+                    replay: replayed(s, rid),
+                })
+                .await?
+        };
+        let template = match (&lib.template, found.template) {
+            (Some(name), Some(None)) => return Err(corral_raft::apply::library::template_not_found(name)),
+            (_, t) => t.flatten(),
+        };
+        let offering = match (&lib.offering, found.offering) {
+            (Some(name), Some(None)) => return Err(corral_raft::apply::library::offering_not_found(name)),
+            (_, o) => o.flatten(),
+        };
+        let cdrom = match (&lib.iso, &found.iso) {
+            (None, _) => None,
+            (Some(_), Some(iso)) => Some(iso.file.clone()),
+            (Some(path), None) => Some(self.iso_path(path).await?),
+        };
+        if let Some(o) = &offering {
+            if r.memory_mib != 0 || r.vcpus != 0 {
+                return Err(ClusterError::invalid(
+                    "offering",
+                    format!("offering '{}' sets the memory and vCPUs: give --offering or --memory/--vcpus", o.name),
+                ));
+            }
+        }
+        let from = template.as_ref().map(|t| &t.config);
+        let memory_mib = match (r.memory_mib, &offering, from) {
+            (m, _, _) if m != 0 => m,
+            (_, Some(o), _) => o.memory_mib,
+            (_, None, Some(c)) => c.memory_mib,
+            _ => 1024,
+        };
+        let vcpus = match (r.vcpus, &offering, from) {
+            (v, _, _) if v != 0 => v,
+            (_, Some(o), _) => o.vcpus,
+            (_, None, Some(c)) => c.vcpus,
+            _ => 1,
+        };
+        let nics = match (r.nics.is_empty(), from) {
+            (true, Some(c)) => {
+                c.nics.iter().map(|n| model::Nic { mac: random_mac(), unplugged: false, ..n.clone() }).collect()
+            }
+            _ => r.nics.iter().map(|n| model::Nic::new(n.clone(), random_mac())).collect(),
+        };
+        let os = opt(r.os).or_else(|| found.iso.as_ref().map(|i| i.os.clone()).filter(|o| !o.is_empty()));
         let spec = VmSpec {
             name: r.name,
             description: r.description,
             comment: r.comment,
-            memory_mib: r.memory_mib,
-            vcpus: r.vcpus,
-            ha_enabled: r.ha,
-            ha_priority: read("ha_priority", r.ha_priority_enum, &r.ha_priority)?.unwrap_or(HaPriority::Medium),
-            nics: r.nics.iter().map(|n| model::Nic::new(n.clone(), random_mac())).collect(),
+            memory_mib,
+            vcpus,
+            ha_enabled: r.ha || from.is_some_and(|c| c.ha.enabled),
+            ha_priority: read("ha_priority", r.ha_priority_enum, &r.ha_priority)?
+                .or(from.map(|c| c.ha.priority))
+                .unwrap_or(HaPriority::Medium),
+            nics,
             domain_type: read("domain_type", r.domain_type_enum, &r.domain_type)?,
             boot,
-            resume_behavior: read("resume_behavior", r.resume_behavior_enum, &r.resume_behavior)?.unwrap_or_default(),
+            resume_behavior: read("resume_behavior", r.resume_behavior_enum, &r.resume_behavior)?
+                .or(from.map(|c| c.resume_behavior))
+                .unwrap_or_default(),
             max_vcpus: r.max_vcpus,
             max_memory_mib: r.max_memory_mib,
+            template: template.as_ref().map(|t| model::FromTemplate { id: t.id, name: t.name.clone(), thin: !r.clone }),
+            offering: offering.as_ref().map(|o| o.name.clone()),
+            cdrom,
+            boot_order: lib.boot.clone(),
+            cloud_init,
+            stateless: r.stateless,
+            os,
         };
         validate::vm_spec(&spec)?;
         validate::vm_limits(&spec)?;
         if spec.max_vcpus.is_some() || spec.max_memory_mib.is_some() {
             require_hotplug_level(&self.0, "--max-vcpus and --max-memory")?;
         }
-        validate::disk_count(r.disks_mib.len())?;
+        let bases = template.as_ref().map_or(0, |t| t.disks.len());
+        validate::disk_count(bases + r.disks_mib.len())?;
         if let Some(i) = r.disks_mib.iter().position(|s| *s == 0) {
             return Err(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1)));
         }
-        let mut needs = vec![(Operation::VmCreate, Obj::Cluster)];
+        // From a template: vm.create and template.use on it (oVirt's UserTemplateBasedVm gives
+        // both on one template); else vm.create on the cluster.
+        let t_name = template.as_ref().map(|t| t.name.clone());
+        let mut needs = match &t_name {
+            Some(t) => vec![(Operation::TemplateUse, Obj::Template(t)), (Operation::VmCreate, Obj::Template(t))],
+            None => vec![(Operation::VmCreate, Obj::Cluster)],
+        };
         if !r.disks_mib.is_empty() {
             needs.push((Operation::DiskCreate, Obj::Cluster));
         }
         // Before any image is made.
         self.0.check(cx, &needs).await?;
-        // Refuse a duplicate name before making any image. A linearizable read: a stale copy
-        // would refuse a name whose VM was deleted and acknowledged (corral-faults, seed 1).
-        let (exists, replay) =
-            self.0.cluster.read(false, |s| (s.vm_names.contains_key(&spec.name), replayed(s, rid))).await?;
-        if replay {
+        if found.replay {
             // A resent request that was applied already (its answer was lost, say in a leader
             // change): the state machine answers as it did the first time; no new images.
             let start = r.start.then(|| StartOrder { host: opt(r.host.clone()) });
             let op = Op::CreateVm { id: Uuid::new_v4(), spec, disks: Vec::new(), start };
             return self.order(rid, self.0.permit(cx, &needs, op).await?).await;
         }
-        if exists {
+        // Refused before any image is made (a linearizable read: a stale copy would refuse a
+        // name whose VM was deleted and acknowledged; corral-faults, seed 1).
+        if found.exists {
             return Err(ClusterError::AlreadyExists(format!("vm '{}' already exists", spec.name)));
         }
-        let disks: Vec<model::Disk> =
-            r.disks_mib.iter().enumerate().map(|(i, size)| new_disk(&spec.name, i, *size)).collect();
+        let mut disks = Vec::new();
         let mut made = Vec::new();
-        for d in &disks {
+        for (i, b) in template.iter().flat_map(|t| t.disks.iter()).enumerate() {
+            let mut d = new_disk(&spec.name, i, b.size_mib);
+            let res = if r.clone {
+                self.0.images.copy(&b.file, &d.file).await
+            } else {
+                d.base = Some(b.id);
+                self.0.images.overlay(&b.file, &b.format, &d.file).await
+            };
+            if let Err(e) = res {
+                self.0.images.remove(&made).await;
+                return Err(e);
+            }
+            made.push(d.file.clone());
+            disks.push(d);
+        }
+        for (i, size) in r.disks_mib.iter().enumerate() {
+            let d = new_disk(&spec.name, bases + i, *size);
             if let Err(e) = self.0.images.create(&d.file, d.size_mib).await {
                 self.0.images.remove(&made).await;
                 return Err(e);
             }
             made.push(d.file.clone());
+            disks.push(d);
         }
         let start = r.start.then(|| StartOrder { host: opt(r.host) });
         let op = Op::CreateVm { id: Uuid::new_v4(), spec, disks, start };
@@ -368,6 +481,35 @@ impl Api {
             }
         };
         self.write_with_images(rid, op, &made).await
+    }
+
+    /// An ISO named by a path inside the storage domain (not one of the cluster's disk images),
+    /// as the state keeps it: relative to the domain.
+    async fn iso_path(&self, iso: &str) -> Result<String, ClusterError> {
+        let path = self.0.images.boot_file("iso", iso)?;
+        if !path.is_file() {
+            return Err(ClusterError::invalid(
+                "iso",
+                format!(
+                    "{} is neither an ISO of the library (`corral iso list`) nor a file",
+                    corral_raft::error::quote(iso)
+                ),
+            ));
+        }
+        // Kept relative to the storage domain, which each host resolves for itself; a disk
+        // image of the cluster is no medium.
+        let rel = self.0.images.relative(&path);
+        let images = self.0.images.clone();
+        let wanted = path.clone();
+        let taken =
+            self.0.cluster.read(false, move |s| s.disks.values().any(|d| images.path(&d.file) == wanted)).await?;
+        if taken {
+            return Err(ClusterError::invalid(
+                "iso",
+                format!("{} is a disk image of the cluster, not an ISO", path.display()),
+            ));
+        }
+        Ok(rel)
     }
 
     /// The VMs the caller may see (vm.view on them, the cluster or the system).
@@ -438,7 +580,13 @@ impl Api {
             max_vcpus: r.max_vcpus,
             max_memory_mib: r.max_memory_mib,
             cdrom: None,
+            offering: r.offering,
+            stateless: r.stateless,
+            boot_order: r.boot.as_deref().map(boot_order).transpose()?,
         };
+        if changes.offering.is_some() || changes.stateless.is_some() || changes.boot_order.is_some() {
+            super::library::require_library_level(&self.0, "--offering, --stateless and --boot")?;
+        }
         validate::vm_changes(&changes)?;
         if changes.next_run || changes.max_vcpus.is_some() || changes.max_memory_mib.is_some() {
             require_hotplug_level(&self.0, "--next-run, --max-vcpus and --max-memory")?;
@@ -576,8 +724,9 @@ impl Api {
             return Err(ClusterError::Internal("delete returned no VM id".into()));
         };
         // The records are gone; the files follow (a leftover file is harmless, a record
-        // pointing at a missing file is not).
+        // pointing at a missing file is not). Its cloud-init seed goes too.
         self.0.images.remove(&files).await;
+        self.0.images.remove(&[crate::images::seed_file(id)]).await;
         Ok(DeleteVmResponse { id: id.to_string() })
     }
 
@@ -717,31 +866,18 @@ impl Api {
         let cdrom = match (opt(iso), eject) {
             (Some(_), true) => return Err(ClusterError::invalid("iso", "give an ISO or --eject, not both")),
             (None, false) => {
-                return Err(ClusterError::invalid("iso", "give an ISO (a path in the storage domain) or --eject"))
+                return Err(ClusterError::invalid(
+                    "iso",
+                    "give an ISO (of the library, or a path in the storage domain) or --eject",
+                ))
             }
             (None, true) => None,
             (Some(iso), false) => {
-                let path = self.0.images.boot_file("iso", &iso)?;
-                if !path.is_file() {
-                    return Err(ClusterError::invalid("iso", format!("{} is not a file", path.display())));
+                let name = iso.clone();
+                match self.0.cluster.read(false, move |s| s.library.iso(&name).map(|i| i.file.clone())).await? {
+                    Some(file) => Some(file),
+                    None => Some(self.iso_path(&iso).await?),
                 }
-                // Kept relative to the storage domain, which each host resolves for itself; a disk
-                // image of the cluster is no medium.
-                let rel = self.0.images.relative(&path);
-                let images = self.0.images.clone();
-                let wanted = path.clone();
-                let taken = self
-                    .0
-                    .cluster
-                    .read(false, move |s| s.disks.values().any(|d| images.path(&d.file) == wanted))
-                    .await?;
-                if taken {
-                    return Err(ClusterError::invalid(
-                        "iso",
-                        format!("{} is a disk image of the cluster, not an ISO", path.display()),
-                    ));
-                }
-                Some(rel)
             }
         };
         let changes = VmChanges { cdrom: Some(cdrom), next_run, ..VmChanges::default() };
@@ -885,4 +1021,101 @@ pub fn disk_format(format: &str) -> Result<&'static str, ClusterError> {
             format!("must be qcow2 or raw (got '{}')", corral_raft::error::quote(other)),
         )),
     }
+}
+
+/// What a create request asks of the library (cluster level 5).
+struct LibraryAsk {
+    template: Option<String>,
+    offering: Option<String>,
+    iso: Option<String>,
+    boot: Vec<model::BootDevice>,
+    other: bool,
+}
+
+impl LibraryAsk {
+    fn of(r: &CreateVmRequest) -> Result<LibraryAsk, ClusterError> {
+        if r.thin && r.clone {
+            return Err(ClusterError::invalid("clone", "give --thin or --clone, not both"));
+        }
+        if (r.thin || r.clone) && r.template.trim().is_empty() {
+            return Err(ClusterError::invalid("template", "--thin and --clone need --template"));
+        }
+        let boot = if r.boot.is_empty() { Vec::new() } else { boot_order(&r.boot.join(","))? };
+        Ok(LibraryAsk {
+            template: opt(r.template.clone()),
+            offering: opt(r.offering.clone()),
+            iso: opt(r.iso.clone()),
+            boot,
+            other: r.cloud_init.is_some() || r.stateless || !r.os.trim().is_empty(),
+        })
+    }
+
+    fn any(&self) -> bool {
+        self.template.is_some() || self.offering.is_some() || self.iso.is_some() || !self.boot.is_empty() || self.other
+    }
+}
+
+/// What a create request's library names resolve to, read once.
+struct Found {
+    template: Option<Option<model::Template>>,
+    offering: Option<Option<model::Offering>>,
+    iso: Option<model::Iso>,
+    exists: bool,
+    replay: bool,
+}
+
+/// `cdrom,disk`: each device once; empty: the default order.
+pub fn boot_order(text: &str) -> Result<Vec<model::BootDevice>, ClusterError> {
+    let mut out = Vec::new();
+    for w in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let d = model::BootDevice::parse(w).ok_or_else(|| {
+            ClusterError::invalid(
+                "boot",
+                format!(
+                    "'{}' is no boot device: give cdrom, disk or network, comma-separated",
+                    corral_raft::error::quote(w)
+                ),
+            )
+        })?;
+        if out.contains(&d) {
+            return Err(ClusterError::invalid("boot", format!("{} is named twice", d.as_str())));
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// A cloud-init seed as a request gives it: bounded, and its YAML documents parse (a script
+/// starting with `#!` is taken as it is) before anything is made.
+pub fn cloud_init_spec(c: CloudInitSpec) -> Result<model::CloudInit, ClusterError> {
+    let ci = model::CloudInit {
+        user_data: c.user_data,
+        network_config: opt(c.network_config),
+        ssh_keys: c.ssh_keys.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+        hostname: opt(c.hostname),
+    };
+    validate::cloud_init(&ci)?;
+    if !ci.user_data.starts_with("#!") {
+        let docs = yaml_rust2::YamlLoader::load_from_str(&ci.user_data)
+            .map_err(|e| ClusterError::invalid("cloud_init", format!("the user-data is not valid YAML: {e}")))?;
+        let mapping = docs.first().is_some_and(|d| matches!(d, yaml_rust2::Yaml::Hash(_)));
+        if ci.user_data.starts_with("#cloud-config") && !mapping {
+            return Err(ClusterError::invalid(
+                "cloud_init",
+                "a #cloud-config user-data must be a YAML mapping (keys such as users:, runcmd:)",
+            ));
+        }
+        if !ci.user_data.starts_with("#cloud-config") && !mapping {
+            return Err(ClusterError::invalid(
+                "cloud_init",
+                "the user-data must start with #cloud-config (YAML) or #! (a script)",
+            ));
+        }
+    }
+    if let Some(n) = &ci.network_config {
+        yaml_rust2::YamlLoader::load_from_str(n).map_err(|e| {
+            ClusterError::invalid("network_config", format!("the network-config is not valid YAML: {e}"))
+        })?;
+    }
+    Ok(ci)
 }

@@ -74,6 +74,13 @@ impl ClusterState {
             Target::Disk(id) => {
                 format!("disk:{}", self.disks.get(&id).map_or_else(|| id.to_string(), |d| d.name.clone()))
             }
+            Target::Iso(id) => {
+                format!("iso:{}", self.library.isos.get(&id).map_or_else(|| id.to_string(), |i| i.name.clone()))
+            }
+            Target::Template(id) => format!(
+                "template:{}",
+                self.library.templates.get(&id).map_or_else(|| id.to_string(), |t| t.name.clone())
+            ),
         }
     }
 
@@ -82,7 +89,10 @@ impl ClusterState {
         let bad = || {
             ClusterError::invalid(
                 "on",
-                format!("must be system, cluster, host:NAME, vm:NAME or disk:NAME (got '{}')", quote(text)),
+                format!(
+                    "must be system, cluster, host:NAME, vm:NAME, disk:NAME, iso:NAME or template:NAME (got '{}')",
+                    quote(text)
+                ),
             )
         };
         let (kind, name) = match text.split_once(':') {
@@ -112,6 +122,14 @@ impl ClusterState {
                     )),
                 }
             }
+            ("iso", n) if !n.is_empty() => {
+                self.library.iso(n).map(|i| Target::Iso(i.id)).ok_or_else(|| super::library::iso_not_found(n))
+            }
+            ("template", n) if !n.is_empty() => self
+                .library
+                .template(n)
+                .map(|t| Target::Template(t.id))
+                .ok_or_else(|| super::library::template_not_found(n)),
             _ => Err(bad()),
         }
     }
@@ -244,12 +262,14 @@ impl ClusterState {
 
     /// Permissions on objects that are gone (after a VM, disk or host is removed).
     pub(super) fn forget_gone_targets(&mut self) {
-        let (hosts, vms, disks) = (&self.hosts, &self.vms, &self.disks);
+        let (hosts, vms, disks, library) = (&self.hosts, &self.vms, &self.disks, &self.library);
         self.auth.permissions.retain(|p| match p.on {
             Target::System | Target::Cluster => true,
             Target::Host(id) => hosts.contains_key(&id),
             Target::Vm(id) => vms.contains_key(&id),
             Target::Disk(id) => disks.contains_key(&id),
+            Target::Iso(id) => library.isos.contains_key(&id),
+            Target::Template(id) => library.templates.contains_key(&id),
         });
     }
 
@@ -487,6 +507,8 @@ impl ClusterState {
             Target::Host(id) => self.hosts.contains_key(&id),
             Target::Vm(id) => self.vms.contains_key(&id),
             Target::Disk(id) => self.disks.contains_key(&id),
+            Target::Iso(id) => self.library.isos.contains_key(&id),
+            Target::Template(id) => self.library.templates.contains_key(&id),
         };
         if exists {
             Ok(())

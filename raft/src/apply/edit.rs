@@ -106,6 +106,17 @@ struct Hot {
 impl ClusterState {
     pub(super) fn edit_vm(&mut self, now: i64, name_or_id: &str, c: &VmChanges) -> OpResult {
         self.require_cluster()?;
+        let with_offering;
+        let c = match &c.offering {
+            Some(o) => {
+                with_offering = self.offering_changes(c, o)?;
+                &with_offering
+            }
+            None => c,
+        };
+        if c.offering.is_some() || c.stateless.is_some() || c.boot_order.is_some() {
+            self.require_library("offerings, boot order and stateless VMs")?;
+        }
         validate::vm_changes(c)?;
         let before = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?.clone();
         if let Some(new_name) = c.name.as_ref().filter(|n| **n != before.config.name) {
@@ -132,6 +143,7 @@ impl ClusterState {
         edit_notes(&mut vm, c, &mut what);
         edit_availability(&mut vm, c, &mut what)?;
         edit_protection_and_os(&mut vm, c, &mut what, hotplug)?;
+        edit_library_fields(&mut vm, c, &mut what)?;
         self.edit_vm_placement(&mut vm, c, &mut what)?;
         if let Some(was) = before.config.next_run.as_ref().filter(|_| vm.config.next_run.is_none()) {
             if hotplug && !was.is_empty() {
@@ -154,6 +166,24 @@ impl ClusterState {
             }
             None => Ok(out),
         }
+    }
+
+    /// `c` with the size and HA of offering `name` (which may not come with a size of its own).
+    fn offering_changes(&self, c: &VmChanges, name: &str) -> Result<VmChanges, ClusterError> {
+        if c.memory_mib.is_some() || c.vcpus.is_some() {
+            return Err(ClusterError::invalid(
+                "offering",
+                "an offering sets the memory and vCPUs: give --offering or --memory/--vcpus, not both",
+            ));
+        }
+        let o = self.library.offering(name).ok_or_else(|| super::library::offering_not_found(name))?;
+        Ok(VmChanges {
+            memory_mib: Some(o.memory_mib),
+            vcpus: Some(o.vcpus),
+            ha_enabled: c.ha_enabled.or(o.ha.then_some(true)),
+            offering: Some(o.name.clone()),
+            ..c.clone()
+        })
     }
 
     /// Whether `after` (the running VM `before`, grown) still fits on its host: `None` when it
@@ -487,6 +517,49 @@ fn edit_protection_and_os(
     } else if *v != vm.config.os {
         what.push(format!("operating system {} -> {v}", vm.config.os));
         vm.config.os = v.clone();
+    }
+    Ok(())
+}
+
+/// The offering a VM's size came from (a size of its own clears it), statelessness (at its next
+/// run while it runs) and its boot order (read when it next starts).
+fn edit_library_fields(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Result<(), ClusterError> {
+    match &c.offering {
+        Some(o) if vm.config.offering.as_ref() != Some(o) => {
+            what.push(format!("offering {o}"));
+            vm.config.offering = Some(o.clone());
+        }
+        Some(_) => {}
+        None if c.memory_mib.is_some() || c.vcpus.is_some() => {
+            if let Some(o) = vm.config.offering.take() {
+                what.push(format!("no longer of offering {o}"));
+            }
+        }
+        None => {}
+    }
+    if let Some(v) = c.stateless {
+        if !vm.snapshot_state.snapshots.is_empty() && v {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' has snapshots; a stateless VM has none: delete them first",
+                vm.config.name
+            )));
+        }
+        if vm.runtime.status == VmStatus::Down && vm.runtime.host.is_none() {
+            if vm.config.stateless != v {
+                vm.config.stateless = v;
+                what.push(if v { "stateless" } else { "no longer stateless" }.to_string());
+            }
+        } else if vm.config.stateless != v {
+            vm.config.next_run.get_or_insert_with(Default::default).stateless = Some(v);
+            what.push(format!("{} at its next run", if v { "stateless" } else { "no longer stateless" }));
+        }
+    }
+    if let Some(order) = &c.boot_order {
+        if *order != vm.config.boot_order {
+            let words: Vec<&str> = order.iter().map(|b| b.as_str()).collect();
+            what.push(format!("boot order {}", if words.is_empty() { "default".into() } else { words.join(",") }));
+            vm.config.boot_order = order.clone();
+        }
     }
     Ok(())
 }

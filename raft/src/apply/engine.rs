@@ -39,6 +39,11 @@ impl ClusterState {
         } else {
             vm.snapshot_state = Default::default();
         }
+        if !self.library_level() {
+            // What the library gives a VM comes along from level 5 (an earlier build would not
+            // read it, and every member must apply the import alike).
+            crate::model::LibraryFields::clear(&mut vm.config);
+        }
         if self.hotplug_level() {
             // An imported VM is down: it starts with the configuration it would have run next.
             vm.settle_next_run();
@@ -53,10 +58,12 @@ impl ClusterState {
             trial.start_vm(now, &vm.config.name, order)?;
         }
         let id = vm.id;
+        let library = self.library_level();
         for d in disks {
             // A floating disk that exists keeps its own record (name, size); it is attached.
             let record = self.disks.get(&d.id).cloned().unwrap_or_else(|| d.clone());
-            self.disks.insert(d.id, Disk { vm: Some(id), ..record });
+            let base = if library { record.base } else { None };
+            self.disks.insert(d.id, Disk { vm: Some(id), base, ..record });
         }
         if engine {
             self.engine.vm = Some(id);
@@ -82,6 +89,7 @@ impl ClusterState {
             boot: vm.config.boot.clone(),
             max_vcpus: vm.config.max_vcpus,
             max_memory_mib: vm.config.max_memory_mib,
+            ..VmSpec::default()
         })?;
         validate::names("host_tags", &vm.config.host_tags)?;
         if self.vm_names.contains_key(&vm.config.name) {

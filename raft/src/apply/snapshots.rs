@@ -53,6 +53,13 @@ impl ClusterState {
         if let Some(job) = &vm.snapshot_state.snapshot_job {
             return Err(locked(&vm, job));
         }
+        if vm.config.stateless || vm.config.next_run.as_ref().is_some_and(|n| n.stateless == Some(true)) {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is stateless: its disks go back to how they were at each start, so it has no snapshots \
+                 (`corral vm edit {} --stateless false` first)",
+                vm.config.name, vm.config.name
+            )));
+        }
         let host = if vm.is_running() { vm.runtime.host.unwrap_or(worker) } else { worker };
         if !self.hosts.get(&host).is_some_and(|h| matches!(h.state, HostState::Up | HostState::PreparingForMaintenance))
         {

@@ -27,6 +27,7 @@ fn spec(name: &str) -> VmSpec {
         boot: None,
         max_vcpus: None,
         max_memory_mib: None,
+        ..VmSpec::default()
     }
 }
 
@@ -316,6 +317,7 @@ mod engine;
 mod ha;
 mod hotplug;
 mod inconsistent;
+mod library;
 mod lifecycle;
 mod migration;
 mod snapshots;

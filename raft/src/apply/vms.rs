@@ -31,18 +31,32 @@ impl ClusterState {
             return Err(ClusterError::AlreadyExists(format!("a vm with id {id} already exists")));
         }
         self.check_new_disks(disks)?;
+        if spec.uses_library() {
+            self.require_library("templates, offerings, ISOs, boot order, cloud-init and stateless VMs")?;
+        }
         let mut vm = Vm::new(id, &spec.name, spec.memory_mib, spec.vcpus, now);
+        // From a template: its configuration first, the request's own fields over it.
+        let base = match &spec.template {
+            Some(from) => self.template_base(from, disks)?,
+            None => vm.config.clone(),
+        };
         vm.config = VmConfig {
+            name: spec.name.clone(),
+            memory_mib: spec.memory_mib,
+            vcpus: spec.vcpus,
             description: spec.description.clone(),
             comment: spec.comment.clone(),
             ha: HaSettings { enabled: spec.ha_enabled, priority: spec.ha_priority },
             resume_behavior: spec.resume_behavior,
             disks: disks.iter().map(|d| d.id).collect(),
             nics: spec.nics.clone(),
-            domain_type: spec.domain_type,
-            boot: spec.boot.clone(),
-            ..vm.config
+            domain_type: spec.domain_type.or(base.domain_type),
+            boot: spec.boot.clone().or(base.boot.clone()),
+            created_ms: now,
+            updated_ms: now,
+            ..base
         };
+        self.library_fields(&mut vm, spec)?;
         if self.hotplug_level() {
             self.give_limits(&mut vm, spec.max_vcpus, spec.max_memory_mib)?;
             for (i, n) in vm.config.nics.iter_mut().enumerate() {
@@ -82,6 +96,63 @@ impl ClusterState {
             self.disks.insert(d.id, Disk { vm: Some(id), created_ms: now, ..d.clone() });
         }
         self.add_vm(now, vm, msg, start)
+    }
+
+    /// A new VM's configuration from template `from`: `disks` are its bases' overlays or copies,
+    /// in the bases' order, and take their attachments.
+    fn template_base(&self, from: &crate::model::FromTemplate, disks: &[Disk]) -> Result<VmConfig, ClusterError> {
+        let t = self.library.templates.get(&from.id).ok_or_else(|| super::library::template_not_found(&from.name))?;
+        if disks.len() < t.disks.len() {
+            return Err(ClusterError::invalid(
+                "template",
+                format!("template '{}' has {} disks and the VM was given {}", t.name, t.disks.len(), disks.len()),
+            ));
+        }
+        for (d, b) in disks.iter().zip(&t.disks) {
+            if from.thin && d.base != Some(b.id) {
+                return Err(ClusterError::invalid("template", format!("disk {} is no overlay of {}", d.name, b.name)));
+            }
+        }
+        let mut c = (*t.config).clone();
+        c.attachments = disks.iter().zip(&t.disks).map(|(d, b)| (d.id, b.attachment)).collect();
+        c.from_template = Some(crate::model::FromTemplate { id: t.id, name: t.name.clone(), thin: from.thin });
+        c.offering = None;
+        Ok(c)
+    }
+
+    /// The level-5 fields of a new VM: its offering's size, CD, boot order, cloud-init seed,
+    /// statelessness and OS.
+    fn library_fields(&self, vm: &mut Vm, spec: &VmSpec) -> Result<(), ClusterError> {
+        let c = &mut vm.config;
+        if let Some(name) = &spec.offering {
+            let o = self.library.offering(name).ok_or_else(|| super::library::offering_not_found(name))?;
+            c.memory_mib = o.memory_mib;
+            c.vcpus = o.vcpus;
+            c.ha.enabled = o.ha || spec.ha_enabled;
+            c.offering = Some(o.name.clone());
+        }
+        if let Some(cd) = &spec.cdrom {
+            validate::path("iso", cd)?;
+            c.cdrom = Some(cd.clone());
+        }
+        if !spec.boot_order.is_empty() {
+            c.boot_order = spec.boot_order.clone();
+        } else if spec.cdrom.is_some() && spec.template.is_none() && spec.boot.is_none() {
+            // A new VM with an ISO installs from it: the CD first, then the disk it installs to.
+            c.boot_order = vec![crate::model::BootDevice::Cdrom, crate::model::BootDevice::Disk];
+        }
+        if let Some(ci) = &spec.cloud_init {
+            validate::cloud_init(ci)?;
+            c.cloud_init = Some(ci.clone());
+        }
+        if spec.stateless {
+            c.stateless = true;
+        }
+        if let Some(os) = &spec.os {
+            validate::os(os)?;
+            c.os = os.clone();
+        }
+        Ok(())
     }
 
     /// The hot-plug limits of a new VM: what it asks for, else 4x its memory (from 256 MiB on) and
@@ -240,6 +311,10 @@ impl ClusterState {
         // lifted).
         vm.config.hosted_engine = false;
         vm.config.disks = disks.iter().map(|d| d.id).collect();
+        // Its disks are full copies, whatever its source's were.
+        if let Some(t) = &mut vm.config.from_template {
+            t.thin = false;
+        }
         for (nic, mac) in vm.config.nics.iter_mut().zip(macs) {
             nic.mac = mac.clone();
         }

@@ -995,7 +995,7 @@ macro_rules! both_ways {
 both_ways! { struct ClusterState {
     cluster, hosts, vms, disks, vm_names, tokens, events, next_event_index, leader, migration_defaults,
     recent_requests, recent_order, affinity_groups, affinity_labels, engine,
-} added { auth } skipped { touched } }
+} added { auth, library } skipped { touched } }
 both_ways! { struct EngineState { vm, global_maintenance } }
 both_ways! { struct EngineScore { score, penalties, measured_ms } }
 both_ways! { struct ClusterInfo {
@@ -1016,7 +1016,7 @@ both_ways! { struct Vm { id } parts {
         name, description, comment, memory_mib, vcpus, ha, disks, nics, domain_type, boot, migration_settings,
         next_run, resume_behavior, created_ms, updated_ms, host_tags, pinned_hosts, migration, os, cdrom,
         hosted_engine, delete_protected, ovf_unknown,
-    } added { attachments, max_vcpus, max_memory_mib },
+    } added { attachments, max_vcpus, max_memory_mib, from_template, offering, stateless, cloud_init, boot_order },
     runtime: VmRuntime { desired, status, host, epoch, stop_reason, shutdown_deadline_ms, reboot_pending }
         added { run_limits, hot_seq, hot_done, hot_error },
     ha_state: VmHa { ha_restart, ha_restarting, ha_restarted_ms, ha_failures },
@@ -1035,10 +1035,10 @@ both_ways! { struct MigrationSettings { auto_converge, compression, max_downtime
 both_ways! { struct MigrationOverrides { auto_converge, compression, max_downtime_ms, bandwidth_mibps } }
 both_ways! { struct HaRestart { failed_ms, attempts, next_try_ms, last_error, not_before_ms } }
 both_ways! { enum ResumeBehavior { AutoResume, LeavePaused, Kill } }
-both_ways! { struct NextRun { memory_mib, vcpus, domain_type } added { os, max_vcpus, max_memory_mib, cdrom } }
+both_ways! { struct NextRun { memory_mib, vcpus, domain_type } added { os, max_vcpus, max_memory_mib, cdrom, stateless } }
 both_ways! { struct Nic { network, mac } added { name, unplugged } }
 both_ways! { struct KernelBoot { kernel, initrd, cmdline } }
-both_ways! { struct Disk { id, name, size_mib, file, format, vm, created_ms } }
+both_ways! { struct Disk { id, name, size_mib, file, format, vm, created_ms } added { base } }
 both_ways! { enum PowerState { Down, Up, Suspended } }
 both_ways! { struct HaSettings { enabled, priority } }
 both_ways! { enum HaPriority { Low, Medium, High } }
@@ -1063,7 +1063,7 @@ both_ways! { enum EventKind {
     ClusterBootstrapped, HostJoined, HostLeft, HostStateChanged, HostMaintenance, LeaderChanged, TokenCreated,
     VmCreated, VmEdited, VmDeleted, VmStateChanged, VmHighAvailability, VmMigration, DiskCreated, DiskDeleted,
     AffinityChanged, HostEdited, ClusterEdited,
-} later { UserEdited, PermissionChanged, LoginFailed, VmSnapshot } }
+} later { UserEdited, PermissionChanged, LoginFailed, VmSnapshot, Library } }
 
 // command.rs
 both_ways! { struct Command { at_ms, request_id, op } }
@@ -1116,21 +1116,22 @@ both_ways! { enum Op {
     CreateGroup, EditGroup, DeleteGroup, CreateRole, EditRole, DeleteRole, AddPermission, RemovePermission,
     StartSession, EndSession, CreateApiToken, RevokeApiToken, LoginFailed, CreateDisk, ResizeDisk, DeleteDisk,
     AttachDisk, DetachDisk, PlugDisk, AddNic, RemoveNic, PlugNic, CreateSnapshot, PreviewSnapshot, CommitSnapshot,
-    UndoSnapshot, RestoreSnapshot, DeleteSnapshot, SnapshotJobDone, CloneFromSnapshot, SetSnapshotCap,
+    UndoSnapshot, RestoreSnapshot, DeleteSnapshot, SnapshotJobDone, CloneFromSnapshot, SetSnapshotCap, AddIso,
+    DeleteIso, CreateTemplate, DeleteTemplate, CreateOffering, EditOffering, DeleteOffering,
 } }
 both_ways! { struct StartOrder { host } }
 both_ways! { struct NewHost { id, name, address, facts } }
 both_ways! { struct VmSpec {
     name, description, comment, memory_mib, vcpus, ha_enabled, ha_priority, resume_behavior, nics, domain_type,
     boot,
-} added { max_vcpus, max_memory_mib } }
+} added { max_vcpus, max_memory_mib, template, offering, cdrom, boot_order, cloud_init, stateless, os } }
 both_ways! { struct MigrationSettingsChange {
     auto_converge, compression, max_downtime_ms, bandwidth_mibps, max_per_host,
 } }
 both_ways! { struct VmChanges {
     name, description, comment, memory_mib, vcpus, ha_enabled, ha_priority, domain_type, resume_behavior,
     migration_settings, host_tags, pinned_hosts, migration, delete_protected, os,
-} added { next_run, max_vcpus, max_memory_mib, cdrom } }
+} added { next_run, max_vcpus, max_memory_mib, cdrom, offering, stateless, boot_order } }
 both_ways! { struct MigrationOverridesChange { auto_converge, compression, max_downtime_ms, bandwidth_mibps } }
 both_ways! { enum Outcome {
     Done,
@@ -1142,7 +1143,7 @@ both_ways! { enum Outcome {
     AffinityLabel(label),
     Host(host),
     Cluster(cluster),
-} later { Disk } }
+} later { Disk, Iso, Template, Offering, Removed } }
 
 impl From<Reply> for cur::Reply {
     fn from(Reply(r): Reply) -> Self {
@@ -1314,6 +1315,7 @@ mod tests {
             }),
             max_vcpus: None,
             max_memory_mib: None,
+            ..VmSpec::default()
         }
     }
 
@@ -1326,6 +1328,7 @@ mod tests {
             format: "qcow2".into(),
             vm: None,
             created_ms: T0,
+            base: None,
         }
     }
 

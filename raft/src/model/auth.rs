@@ -1,6 +1,6 @@
 //! Users, groups, roles and permissions in oVirt's words, and the sessions and API tokens that
 //! stand for a user. A permission gives a subject (a user or a group) a role on an object of the
-//! tree system > cluster > {host, vm, disk}; it holds for everything under that object. A role
+//! tree system > cluster > {host, vm, disk, iso, template}; it holds for everything under that object. A role
 //! is a set of named permissions ([`Perm`]); the predefined roles are in [`PREDEFINED_ROLES`],
 //! read-only. Secrets are never stored: passwords as Argon2id PHC strings, sessions and API
 //! tokens as the SHA-256 of a random 256-bit value.
@@ -54,6 +54,9 @@ perms! {
     EngineManage = "engine.manage": "hosted-engine maintenance and start";
     UserManage = "user.manage": "users, groups, roles and permissions, other users' tokens and certificates, join tokens and backups";
     AuditRead = "audit.read": "read every event (without it: only one's own)";
+    IsoManage = "iso.manage": "add and delete ISOs of the library";
+    TemplateCreate = "template.create": "make templates of VMs, and delete them";
+    TemplateUse = "template.use": "see a template and create VMs from it (with vm.create there)";
 }
 
 impl Perm {
@@ -111,6 +114,9 @@ pub const PREDEFINED_ROLES: &[RoleDef] = &[
             ClusterView,
             ClusterManage,
             AuditRead,
+            IsoManage,
+            TemplateCreate,
+            TemplateUse,
         ],
     },
     RoleDef { name: "HostAdmin", description: "administers hosts", permissions: &[HostView, HostManage, ClusterView] },
@@ -121,11 +127,22 @@ pub const PREDEFINED_ROLES: &[RoleDef] = &[
     },
     RoleDef {
         name: "PowerUserRole",
-        description: "creates VMs and disks (VmCreator + DiskCreator)",
-        permissions: &[VmCreate, DiskCreate],
+        description: "creates VMs, disks and templates, and VMs from every template",
+        permissions: &[VmCreate, DiskCreate, TemplateCreate, TemplateUse],
     },
     RoleDef { name: "VmCreator", description: "creates VMs", permissions: &[VmCreate] },
     RoleDef { name: "DiskCreator", description: "creates disks", permissions: &[DiskCreate] },
+    RoleDef {
+        name: "TemplateCreator",
+        description: "makes templates of the VMs it may see",
+        permissions: &[TemplateCreate],
+    },
+    RoleDef {
+        name: "UserTemplateBasedVm",
+        description: "creates VMs only from the templates it is given this role on (oVirt's)",
+        permissions: &[VmCreate, TemplateUse],
+    },
+    RoleDef { name: "IsoManager", description: "adds and deletes the library's ISOs", permissions: &[IsoManage] },
     RoleDef {
         name: "UserVmManager",
         description: "edits, removes and uses a VM and assigns permissions on it; a VM's creator gets it",
@@ -161,6 +178,9 @@ pub enum Target {
     Host(NodeId),
     Vm(Uuid),
     Disk(Uuid),
+    /// An ISO of the library (cluster level 5).
+    Iso(Uuid),
+    Template(Uuid),
 }
 
 impl Target {
@@ -169,7 +189,9 @@ impl Target {
         match self {
             Target::System => None,
             Target::Cluster => Some(Target::System),
-            Target::Host(_) | Target::Vm(_) | Target::Disk(_) => Some(Target::Cluster),
+            Target::Host(_) | Target::Vm(_) | Target::Disk(_) | Target::Iso(_) | Target::Template(_) => {
+                Some(Target::Cluster)
+            }
         }
     }
 
@@ -185,6 +207,8 @@ impl Target {
             Target::Host(_) => "host",
             Target::Vm(_) => "vm",
             Target::Disk(_) => "disk",
+            Target::Iso(_) => "iso",
+            Target::Template(_) => "template",
         }
     }
 }
@@ -474,6 +498,13 @@ operations! {
     EngineMaintenance = "engine maintenance, engine start", "manage the hosted engine of", EngineManage on "cluster";
     UserManage = "user, group, role, permission (any object)", "manage the users of", UserManage on "system";
     Events = "events (every user's)", "read the events of", AuditRead on "cluster";
+    IsoAdd = "iso add", "add ISOs to", IsoManage on "cluster";
+    IsoDelete = "iso delete", "delete", IsoManage on "iso";
+    TemplateCreate = "template create (and vm.view on the VM)", "make templates in", TemplateCreate on "cluster";
+    TemplateDelete = "template delete", "delete", TemplateCreate on "template";
+    TemplateShow = "template list, template show", "see", TemplateUse on "template";
+    TemplateUse = "vm create --template (and vm.create on the template)", "create VMs from", TemplateUse on "template";
+    OfferingManage = "offering create/edit/delete", "manage the offerings of", ClusterManage on "cluster";
 }
 
 /// The published table of roles and permissions (docs/ROLES.md), made from the code above.
@@ -484,7 +515,7 @@ pub fn roles_table() -> String {
          `roles_table_is_published` fails when this file and the code differ, and the permission-matrix\n\
          test checks every role against the table below.\n\n\
          A permission given on an object holds for every object under it: system > cluster > hosts,\n\
-         VMs and disks. A user's permissions are the union of their own and their groups'. The host's\n\
+         VMs, disks, ISOs and templates. A user's permissions are the union of their own and their groups'. The host's\n\
          root on corrald's local socket is `root@localhost`, a SuperUser always.\n\n## Roles\n\n| permission |",
     );
     for r in PREDEFINED_ROLES {
@@ -519,7 +550,10 @@ pub fn roles_table() -> String {
          A user may always see and change their own password, sessions and API tokens, and read\n\
          their own events. Lists show only what the caller may see; a VM the caller may not see\n\
          does not exist for them. vm.snapshot guards snapshots (`vm clone --from-snapshot`\n\
-         needs it on the source as well as vm.create and disk.create).\n\n## Roles described\n\n",
+         needs it on the source as well as vm.create and disk.create). Creating a VM from a\n\
+         template needs template.use and vm.create on the template (or above it): UserTemplateBasedVm\n\
+         given on template:NAME lets a user create VMs from that template only. Everyone logged in\n\
+         sees the ISOs and offerings.\n\n## Roles described\n\n",
     );
     for r in PREDEFINED_ROLES {
         out.push_str(&format!("- **{}**: {}.\n", r.name, r.description));

@@ -46,6 +46,9 @@ pub struct ClusterState {
     /// Users, groups, roles, permissions, sessions and API tokens (cluster level 2).
     #[serde(default)]
     pub auth: super::auth::AuthState,
+    /// ISOs, templates and offerings (cluster level 5).
+    #[serde(default)]
+    pub library: super::Library,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,10 +82,11 @@ pub struct ClusterInfo {
     pub max_snapshots: u32,
 }
 
-/// The highest cluster level this build runs: 4, VMs have snapshots (level 3: running VMs are
+/// The highest cluster level this build runs: 5, the library (ISOs, templates, offerings),
+/// cloud-init and stateless VMs (level 4: VMs have snapshots; level 3: running VMs are
 /// changed by hot-plug and disks and NICs are managed on their own; level 2: members prove who they are with certificates of
 /// the cluster CA, users and permissions; level 1: majority leases, format v1).
-pub const MAX_LEVEL: u8 = 4;
+pub const MAX_LEVEL: u8 = 5;
 /// The level from which TLS is required.
 pub const TLS_LEVEL: u8 = 2;
 /// The level from which running VMs are changed in place and disks, NICs and CDs have their

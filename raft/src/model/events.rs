@@ -46,4 +46,6 @@ pub enum EventKind {
     LoginFailed,
     /// A snapshot was taken, previewed, committed, undone, restored or deleted.
     VmSnapshot,
+    /// An ISO, template or offering was added, changed or deleted.
+    Library,
 }

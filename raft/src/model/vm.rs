@@ -89,6 +89,21 @@ pub struct VmConfig {
     /// The most memory it may be given while it runs, in DIMMs; `None`: no memory hot-plug.
     #[serde(default)]
     pub max_memory_mib: Option<u64>,
+    /// The template it was made from (cluster level 5).
+    #[serde(default)]
+    pub from_template: Option<super::FromTemplate>,
+    /// The service offering that gave it its size; cleared when the offering is deleted.
+    #[serde(default)]
+    pub offering: Option<String>,
+    /// Every change to its disks is discarded when it stops (oVirt's stateless VM).
+    #[serde(default)]
+    pub stateless: bool,
+    /// Its cloud-init seed, attached as a second CD-ROM drive when it starts.
+    #[serde(default)]
+    pub cloud_init: Option<super::CloudInit>,
+    /// What it boots from, in order; empty: its bootable disk (direct kernel boot ignores it).
+    #[serde(default)]
+    pub boot_order: Vec<super::BootDevice>,
 }
 
 impl VmConfig {
@@ -249,6 +264,9 @@ pub struct NextRun {
     /// `Some(None)`: the CD is ejected at the next run.
     #[serde(default, with = "corral_storage::codec::double_option")]
     pub cdrom: Option<Option<String>>,
+    /// Stateless from the next run on (or no longer).
+    #[serde(default)]
+    pub stateless: Option<bool>,
 }
 
 impl NextRun {
@@ -289,6 +307,11 @@ impl Vm {
                 attachments: BTreeMap::new(),
                 max_vcpus: None,
                 max_memory_mib: None,
+                from_template: None,
+                offering: None,
+                stateless: false,
+                cloud_init: None,
+                boot_order: Vec::new(),
             },
             runtime: VmRuntime::default(),
             ha_state: VmHa::default(),
@@ -373,6 +396,10 @@ impl Vm {
                 None => "CD ejected".to_string(),
             });
             self.config.cdrom = v;
+        }
+        if let Some(v) = n.stateless {
+            self.config.stateless = v;
+            what.push(if v { "stateless" } else { "no longer stateless" }.to_string());
         }
         Some(what.join(", "))
     }
@@ -467,6 +494,9 @@ pub struct Disk {
     pub format: String,
     pub vm: Option<Uuid>,
     pub created_ms: i64,
+    /// A thin disk: a qcow2 overlay on this base of a template (its id), which must stay.
+    #[serde(default)]
+    pub base: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -607,6 +637,11 @@ mod tests {
             "attachments",
             "max_vcpus",
             "max_memory_mib",
+            "from_template",
+            "offering",
+            "stateless",
+            "cloud_init",
+            "boot_order",
             "run_limits",
             "hot_seq",
             "hot_done",

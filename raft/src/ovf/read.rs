@@ -17,12 +17,10 @@ use crate::model::{
 };
 
 /// Content elements oVirt writes that Corral derives itself (see the module doc).
-const DERIVED_CONTENT: [&str; 10] = [
+const DERIVED_CONTENT: [&str; 8] = [
     "ExportDate",
     "MinAllocatedMem",
     "IsAutoSuspend",
-    "TemplateId",
-    "TemplateName",
     "OriginalTemplateId",
     "OriginalTemplateName",
     "Generation",
@@ -231,6 +229,10 @@ impl<'a> Reading<'a> {
             };
             let created =
                 el.attr("corral:created-ms").map(|t| number(el, &path, "corral:created-ms", t)).transpose()?;
+            let base = match el.attr("ovf:parentRef").map(str::trim).filter(|p| !p.is_empty()) {
+                Some(p) => Some(uuid(el, &path, "ovf:parentRef", p)?).filter(|id| !id.is_nil()),
+                None => None,
+            };
             let alias = el.attr("ovf:disk-alias");
             for (attr, assumed) in [("ovf:read-only", "false"), ("ovf:shareable", "false")] {
                 if let Some(v) = el.attr(attr).filter(|v| !v.eq_ignore_ascii_case(assumed)) {
@@ -263,6 +265,7 @@ impl<'a> Reading<'a> {
                     format,
                     vm: None,
                     created_ms: created.unwrap_or(0),
+                    base,
                 },
                 el,
                 exact_time: created.is_some(),
@@ -381,6 +384,25 @@ impl<'a> Reading<'a> {
             "corral:NextRun" => f.next_run = Some(next_run(el)?),
             "corral:MaxVcpus" => f.max_vcpus = Some(number(el, &path, "MaxVcpus", t)?),
             "corral:MaxMemoryMib" => f.max_memory_mib = Some(number(el, &path, "MaxMemoryMib", t)?),
+            "TemplateId" => f.template_id = Some(uuid(el, &path, "TemplateId", t)?).filter(|id| !id.is_nil()),
+            "TemplateName" => f.template_name = t.trim().to_string(),
+            "IsStateless" => f.stateless = boolean(el, &path, t)?,
+            "corral:TemplateThin" => f.template_thin = boolean(el, &path, t)?,
+            "corral:Offering" => {
+                crate::validate::name("offering", t).map_err(|e| invalid(el, &path, e.to_string()))?;
+                f.offering = Some(t.to_string());
+            }
+            "corral:BootOrder" => {
+                let mut order = Vec::new();
+                for w in t.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                    let d = crate::model::BootDevice::parse(w)
+                        .filter(|d| !order.contains(d))
+                        .ok_or_else(|| invalid(el, &path, format!("'{}' is no boot device, or twice", quote(w))))?;
+                    order.push(d);
+                }
+                f.boot_order = order;
+            }
+            "corral:CloudInit" => f.cloud_init = Some(cloud_init(el)?),
             n if DERIVED_CONTENT.contains(&n) => {}
             _ => self.keep(el, "Content", format!("Content/{}", label(el)), &[content]),
         }
@@ -434,6 +456,15 @@ fn vm_of(mut vm: Vm, f: Fields, hw: Hardware) -> Vm {
     let engine_origin = matches!(f.origin.as_deref(), Some(ORIGIN_HOSTED_ENGINE | ORIGIN_MANAGED_HOSTED_ENGINE));
     vm.config.hosted_engine = f.hosted_engine.unwrap_or(engine_origin);
     vm.config.delete_protected = f.delete_protected;
+    vm.config.from_template = f.template_id.map(|id| crate::model::FromTemplate {
+        id,
+        name: if f.template_name.is_empty() { id.to_string() } else { f.template_name.clone() },
+        thin: f.template_thin,
+    });
+    vm.config.stateless = f.stateless;
+    vm.config.offering = f.offering;
+    vm.config.boot_order = f.boot_order;
+    vm.config.cloud_init = f.cloud_init;
     vm
 }
 
@@ -482,6 +513,13 @@ struct Fields {
     next_run: Option<NextRun>,
     max_vcpus: Option<u32>,
     max_memory_mib: Option<u64>,
+    template_id: Option<Uuid>,
+    template_name: String,
+    template_thin: bool,
+    stateless: bool,
+    offering: Option<String>,
+    boot_order: Vec<crate::model::BootDevice>,
+    cloud_init: Option<crate::model::CloudInit>,
 }
 
 struct Hardware {
@@ -491,6 +529,22 @@ struct Hardware {
     cdrom: Option<String>,
     /// Indexes into the DiskSection's disks, in boot order.
     disk_order: Vec<usize>,
+}
+
+fn cloud_init(el: &Element) -> Result<crate::model::CloudInit, OvfError> {
+    let path = "Content/corral:CloudInit";
+    let mut c = crate::model::CloudInit::default();
+    for x in &el.children {
+        match x.name.as_str() {
+            "corral:UserData" => c.user_data = x.text.clone(),
+            "corral:NetworkConfig" => c.network_config = Some(x.text.clone()),
+            "corral:SshKey" => c.ssh_keys.push(x.text.clone()),
+            "corral:Hostname" => c.hostname = Some(x.text.clone()),
+            other => return Err(invalid(x, path, format!("unknown element '{}'", quote(other)))),
+        }
+    }
+    crate::validate::cloud_init(&c).map_err(|e| invalid(el, path, e.to_string()))?;
+    Ok(c)
 }
 
 fn next_run(el: &Element) -> Result<NextRun, OvfError> {
@@ -506,6 +560,7 @@ fn next_run(el: &Element) -> Result<NextRun, OvfError> {
             "corral:MaxMemoryMib" => n.max_memory_mib = Some(number(c, path, "MaxMemoryMib", &c.text)?),
             "corral:Cdrom" => n.cdrom = Some(Some(c.text.clone()).filter(|t| !t.is_empty())),
             "corral:CdromEjected" => n.cdrom = Some(None),
+            "corral:Stateless" => n.stateless = Some(boolean(c, path, &c.text)?),
             other => return Err(invalid(c, path, format!("unknown element '{}'", quote(other)))),
         }
     }

@@ -3,8 +3,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::model::{
-    DomainType, HaPriority, KernelBoot, MigrationOverrides, MigrationPolicy, NextRun, Nic, OvfFragment, PowerState,
-    ResumeBehavior, VmStatus,
+    BootDevice, CloudInit, DomainType, FromTemplate, HaPriority, KernelBoot, MigrationOverrides, MigrationPolicy,
+    NextRun, Nic, OvfFragment, PowerState, ResumeBehavior, VmStatus,
 };
 
 const OVIRT_HOSTED_ENGINE: &str = include_str!("../../tests/ovf/ovirt-hosted-engine.ovf");
@@ -22,6 +22,7 @@ fn disk(n: u128, size_mib: u64, format: &str, vm: Uuid) -> Disk {
         format: format.into(),
         vm: Some(vm),
         created_ms: T0 + n as i64,
+        base: None,
     }
 }
 
@@ -33,7 +34,19 @@ fn busy_vm() -> (Vm, Vec<Disk>) {
     vm.config.comment = "  spaced  ".into();
     vm.config.ha.enabled = true;
     vm.config.ha.priority = HaPriority::High;
-    let disks = vec![disk(1, 10 * 1024 + 5, "qcow2", id), disk(2, 512, "raw", id)];
+    let mut disks = vec![disk(1, 10 * 1024 + 5, "qcow2", id), disk(2, 512, "raw", id)];
+    // A thin disk on a template's base, and what the library gives a VM (cluster level 5).
+    disks[0].base = Some(Uuid::from_u128(0xba5e));
+    vm.config.from_template = Some(FromTemplate { id: Uuid::from_u128(0x7e), name: "golden <1>".into(), thin: true });
+    vm.config.offering = Some("small".into());
+    vm.config.stateless = true;
+    vm.config.boot_order = vec![BootDevice::Cdrom, BootDevice::Disk];
+    vm.config.cloud_init = Some(CloudInit {
+        user_data: "#cloud-config\nruncmd:\n  - echo '<&>'\n".into(),
+        network_config: Some("version: 2\n".into()),
+        ssh_keys: vec!["ssh-ed25519 AAAA k@h".into()],
+        hostname: Some("web".into()),
+    });
     vm.config.disks = disks.iter().map(|d| d.id).collect();
     vm.config.nics = vec![Nic::new("ovirtmgmt", "00:16:3e:00:00:01"), Nic::new("storage", "00:16:3e:00:00:02")];
     vm.config.domain_type = Some(DomainType::Qemu);
@@ -321,6 +334,7 @@ fn any_disk(n: u128, vm: Uuid) -> impl Strategy<Value = Disk> {
             format: format.to_string(),
             vm: Some(vm),
             created_ms: created_ms / 1000,
+            base: None,
         })
 }
 

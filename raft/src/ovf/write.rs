@@ -142,12 +142,14 @@ impl Doc<'_> {
         let cow = d.format == "qcow2";
         let gib = (d.size_mib / GIB_IN_MIB).to_string();
         let (id, mib, created) = (d.id.to_string(), d.size_mib.to_string(), d.created_ms.to_string());
+        // A thin disk names its template's base (oVirt's parentRef: the image it builds on).
+        let parent = d.base.map(|b| b.to_string()).unwrap_or_default();
         let mut attrs = vec![
             ("ovf:diskId", id.as_str()),
             ("ovf:size", &gib),
             ("ovf:actual_size", &gib),
             ("ovf:vm_snapshot_id", ""),
-            ("ovf:parentRef", ""),
+            ("ovf:parentRef", &parent),
             ("ovf:fileRef", &d.file),
             ("ovf:format", if cow { FORMAT_URI_COW } else { FORMAT_URI_RAW }),
             ("ovf:volume-format", if cow { "COW" } else { "RAW" }),
@@ -213,8 +215,17 @@ impl Doc<'_> {
         if let Some(b) = o.compression {
             self.leaf("IsMigrateCompressed", bool_str(b));
         }
-        self.leaf("TemplateId", &Uuid::nil().to_string());
-        self.leaf("TemplateName", "Blank");
+        match &vm.config.from_template {
+            Some(t) => {
+                self.leaf("TemplateId", &t.id.to_string());
+                self.leaf("TemplateName", &t.name);
+            }
+            None => {
+                self.leaf("TemplateId", &Uuid::nil().to_string());
+                self.leaf("TemplateName", "Blank");
+            }
+        }
+        self.leaf("IsStateless", bool_str(vm.config.stateless));
         self.leaf("Origin", if vm.config.hosted_engine { ORIGIN_MANAGED_HOSTED_ENGINE } else { ORIGIN_OVIRT });
     }
 
@@ -263,7 +274,34 @@ impl Doc<'_> {
                 Some(None) => self.leaf("corral:CdromEjected", "true"),
                 None => {}
             }
+            if let Some(v) = n.stateless {
+                self.leaf("corral:Stateless", bool_str(v));
+            }
             self.close("corral:NextRun");
+        }
+        if vm.config.from_template.as_ref().is_some_and(|t| t.thin) {
+            self.leaf("corral:TemplateThin", "true");
+        }
+        if let Some(o) = &vm.config.offering {
+            self.leaf("corral:Offering", o);
+        }
+        if !vm.config.boot_order.is_empty() {
+            let words: Vec<&str> = vm.config.boot_order.iter().map(|b| b.as_str()).collect();
+            self.leaf("corral:BootOrder", &words.join(","));
+        }
+        if let Some(ci) = &vm.config.cloud_init {
+            self.open("corral:CloudInit", &[]);
+            self.leaf("corral:UserData", &ci.user_data);
+            if let Some(n) = &ci.network_config {
+                self.leaf("corral:NetworkConfig", n);
+            }
+            for k in &ci.ssh_keys {
+                self.leaf("corral:SshKey", k);
+            }
+            if let Some(h) = &ci.hostname {
+                self.leaf("corral:Hostname", h);
+            }
+            self.close("corral:CloudInit");
         }
     }
 

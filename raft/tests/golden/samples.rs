@@ -42,6 +42,7 @@ fn spec(name: &str, memory_mib: u64, ha: bool) -> VmSpec {
         boot: None,
         max_vcpus: None,
         max_memory_mib: None,
+        ..VmSpec::default()
     }
 }
 

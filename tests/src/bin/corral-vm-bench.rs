@@ -6,10 +6,11 @@
 //! running guests, and how long a hot-plug takes to reach the guest (the busybox guest's own
 //! report of what it sees: a disk, memory, a vCPU) and a scale-up that migrates first, and
 //! snapshots of a 256 MiB guest with a 1 GiB disk holding 256 MiB (taken with and without its
-//! memory, restored, deleted while it runs). It prints
+//! memory, restored, deleted while it runs), and VMs made from a template with a 1 GiB base
+//! (thin overlays against full copies, `vm create --start` to up). It prints
 //! medians and ratios and asserts nothing about them; every loop is bounded in count and in time.
 //!
-//!   corral-vm-bench [--only start|migrate|failover|evacuate|hotplug|snapshot] [--starts N] [--rounds N] [--failovers N]
+//!   corral-vm-bench [--only start|migrate|failover|evacuate|hotplug|snapshot|template] [--starts N] [--rounds N] [--failovers N]
 //!                   [--guests N] [--corrald "FLAGS"]   (FLAGS: extra corrald flags on every host)
 
 use std::process::{Command, Stdio};
@@ -90,6 +91,82 @@ fn main() {
     if wants("snapshot") {
         snapshots(&sb, opts.rounds);
     }
+    if wants("template") {
+        templates(&sb, opts.starts);
+    }
+}
+
+/// A template whose one base is a 1 GiB qcow2 image holding 1 GiB of data (written with
+/// qemu-io into the source VM's disk, then copied by `template create`); `runs` times each,
+/// `vm create --template T --thin --start` and then `--clone --start` (a busybox guest, TCG,
+/// 128 MiB): from the command to `vm show` saying up (polled every 50 ms, as the start
+/// benchmark does) and to the guest's CORRAL-GUEST-UP; each VM is deleted before the next.
+fn templates(sb: &Sandbox, runs: usize) {
+    const SRC: &str = "bench-tpl-src";
+    const TPL: &str = "bench-tpl";
+    let (kernel, initrd) = (sb.guest_kernel(), sb.guest_initrd());
+    #[rustfmt::skip]
+    let vm = sb.cli_json::<VmView>(&[
+        "vm", "create", SRC, "--memory", "128M", "--vcpus", "1", "--domain-type", "qemu",
+        "--kernel", &kernel, "--initrd", &initrd, "--cmdline", "console=ttyS0 panic=-1", "--disk", "1G",
+    ]);
+    let disk = &vm.disks[0].path;
+    let t = Instant::now();
+    let filled = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 7 0 1G", disk])
+        .stdout(Stdio::null())
+        .status()
+        .expect("qemu-io");
+    assert!(filled.success(), "qemu-io could not write 1 GiB into {disk}");
+    println!("template: 1 GiB written into the source disk in {}", ms(t.elapsed()));
+    let t = Instant::now();
+    sb.must_ok(&["template", "create", TPL, "--from-vm", SRC]);
+    println!("template: template create (copies the 1 GiB disk into a base) took {}", ms(t.elapsed()));
+    let up_marker = corral_tests::sandbox::GUEST_UP;
+    let mut results = Vec::new();
+    for mode in ["--thin", "--clone"] {
+        let (mut to_up, mut to_guest) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            let name = format!("bench-tpl{}-{i}", &mode[2..]);
+            let t = Instant::now();
+            sb.cli_json::<VmView>(&["vm", "create", &name, "--template", TPL, mode, "--start"]);
+            let mut next = t;
+            loop {
+                let vm = sb.vm(&name);
+                if vm.status == "up" {
+                    to_up.push(t.elapsed());
+                    break;
+                }
+                assert!(t.elapsed() < WAIT, "{name} not up after {WAIT:?}: {vm:?}");
+                next += POLL;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            sb.wait_console(&name, up_marker);
+            to_guest.push(t.elapsed());
+            sb.must_ok(&["vm", "stop", &name]);
+            sb.wait_status(&name, "down");
+            sb.must_ok(&["vm", "delete", &name]);
+        }
+        to_up.sort();
+        to_guest.sort();
+        println!(
+            "template: vm create {mode} --start -> up ({runs} runs, 1 GiB base): median {}, max {}; \
+             -> CORRAL-GUEST-UP median {}, max {}",
+            ms(median(&to_up)),
+            ms(*to_up.last().unwrap_or(&Duration::ZERO)),
+            ms(median(&to_guest)),
+            ms(*to_guest.last().unwrap_or(&Duration::ZERO)),
+        );
+        results.push((median(&to_up), median(&to_guest)));
+    }
+    sb.must_ok(&["template", "delete", TPL]);
+    sb.must_ok(&["vm", "delete", SRC]);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "template: ratio clone/thin of the medians: to up {:.2}, to CORRAL-GUEST-UP {:.2}",
+        ratio(results[1].0, results[0].0),
+        ratio(results[1].1, results[0].1),
+    );
 }
 
 /// Snapshots of the busybox guest (TCG, 256 MiB) with a 1 GiB disk holding 256 MiB written

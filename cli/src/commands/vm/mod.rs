@@ -114,10 +114,51 @@ where
 }
 
 async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
+    let read = |what: &str, path: &std::path::Path| {
+        crate::files::read_bounded(path, 256 * 1024).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+    };
+    let cloud_init = match &args.cloud_init {
+        None => None,
+        Some(file) => Some(proto::CloudInitSpec {
+            user_data: read("--cloud-init", file)?,
+            network_config: args
+                .network_config
+                .as_deref()
+                .map(|f| read("--network-config", f))
+                .transpose()?
+                .unwrap_or_default(),
+            ssh_keys: args
+                .ssh_keys
+                .iter()
+                .map(|f| read("--ssh-key", f))
+                .collect::<Result<Vec<_>>>()?
+                .iter()
+                .flat_map(|k| {
+                    k.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            hostname: args.hostname.clone().unwrap_or_default(),
+        }),
+    };
+    // Without a template or an offering, the size defaults here (an older node knows no 0).
+    let sized = args.template.is_some() || args.offering.is_some();
     let request = proto::CreateVmRequest {
         name: args.name,
-        memory_mib: args.memory,
-        vcpus: args.vcpus,
+        memory_mib: args.memory.unwrap_or(if sized { 0 } else { 1024 }),
+        vcpus: args.vcpus.unwrap_or(if sized { 0 } else { 1 }),
+        template: args.template.unwrap_or_default(),
+        thin: args.thin,
+        clone: args.clone,
+        offering: args.offering.unwrap_or_default(),
+        iso: args.iso.unwrap_or_default(),
+        boot: args.boot.map(|b| vec![b]).unwrap_or_default(),
+        cloud_init,
+        stateless: args.stateless,
+        os: args.os.unwrap_or_default(),
         description: args.description,
         comment: args.comment,
         ha: args.ha,
@@ -137,9 +178,10 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
         max_vcpus: args.max_vcpus,
         max_memory_mib: args.max_memory,
     };
+    // A clone of a template's bases may take a while.
     let vm = ctx
         .nodes
-        .write(|channel, id| {
+        .write_long(|channel, id| {
             let request = id.tag(request.clone());
             async move { VmServiceClient::new(channel).create(request).await }
         })
@@ -229,6 +271,9 @@ async fn edit(ctx: &Context, args: EditVmArgs) -> Result<()> {
         next_run: args.next_run,
         max_vcpus: args.max_vcpus,
         max_memory_mib: args.max_memory,
+        offering: args.offering,
+        stateless: args.stateless,
+        boot: args.boot,
     };
     let vm = ctx
         .nodes

@@ -76,7 +76,26 @@ pub(in crate::commands) fn vm_fields(vm: VmView) -> Fields {
     if let Some(os) = vm.os {
         fields = fields.add("os", os);
     }
+    if let Some(t) = &vm.template {
+        fields = fields.add("template", format!("{t} ({})", if vm.thin { "thin" } else { "clone" }));
+    }
+    if let Some(o) = &vm.offering {
+        fields = fields.add("offering", o.clone());
+    }
+    if vm.stateless {
+        fields = fields.add("stateless", "yes");
+    }
+    if !vm.boot.is_empty() {
+        fields = fields.add("boot", vm.boot.join(","));
+    }
+    if vm.cloud_init {
+        fields = fields.add("cloud-init", "yes");
+    }
     if let Some(cdrom) = vm.cdrom {
+        let cdrom = match &vm.iso {
+            Some(iso) => format!("{iso} ({cdrom})"),
+            None => cdrom,
+        };
         fields = fields.add("cdrom", cdrom);
     }
     if let Some(next) = vm.next_run {

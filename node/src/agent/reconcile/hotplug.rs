@@ -224,6 +224,8 @@ mod tests {
             kernel: None,
             serial_log: None,
             vnc_listen: None,
+            seed: None,
+            boot: Vec::new(),
         };
         let live = LiveDomain {
             uuid: Uuid::nil(),

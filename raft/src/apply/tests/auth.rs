@@ -24,8 +24,38 @@ fn with_users() -> ClusterState {
                 format: "qcow2".into(),
                 vm: Some(vm),
                 created_ms: T0,
+                base: None,
             },
         );
+    }
+    for n in ["i1", "i2"] {
+        let id = Uuid::new_v4();
+        let iso = crate::model::Iso {
+            id,
+            name: n.into(),
+            description: String::new(),
+            file: format!("{id}.iso"),
+            size_bytes: 1,
+            sha256: String::new(),
+            bootable: true,
+            os: String::new(),
+            created_ms: T0,
+        };
+        s.library.isos.insert(id, iso);
+    }
+    for n in ["t1", "t2"] {
+        let id = Uuid::new_v4();
+        let config = Box::new(s.vms[&s.vm_names["web1"]].config.clone());
+        let t = crate::model::Template {
+            id,
+            name: n.into(),
+            description: String::new(),
+            config,
+            disks: Vec::new(),
+            from_vm: "web1".into(),
+            created_ms: T0,
+        };
+        s.library.templates.insert(id, t);
     }
     assert!(s.apply_command(&cmd(T0, Op::CreateUser { name: "alice".into(), password_hash: None })).0.is_ok());
     s
@@ -96,6 +126,8 @@ fn permission_matrix() {
     let web1 = Target::Vm(base.vm_names["web1"]);
     let web2 = Target::Vm(base.vm_names["web2"]);
     let disk = |n: &str| Target::Disk(base.disks.values().find(|d| d.name == n).unwrap().id);
+    let iso = |n: &str| Target::Iso(base.library.iso(n).unwrap().id);
+    let template = |n: &str| Target::Template(base.library.template(n).unwrap().id);
     let mut checked = 0;
     for role in PREDEFINED_ROLES {
         let grants = table.get(role.name).cloned().unwrap_or_default();
@@ -107,6 +139,8 @@ fn permission_matrix() {
                 "vm" => (web1, Some(web2), Target::Cluster),
                 "disk" => (disk("d1"), Some(disk("d2")), Target::Cluster),
                 "host" => (Target::Host(1), Some(Target::Host(2)), Target::Cluster),
+                "iso" => (iso("i1"), Some(iso("i2")), Target::Cluster),
+                "template" => (template("t1"), Some(template("t2")), Target::Cluster),
                 "cluster" => (Target::Cluster, Some(Target::Host(1)), Target::System),
                 "system" => (Target::System, Some(Target::Cluster), Target::System),
                 other => panic!("an operation on '{other}'"),

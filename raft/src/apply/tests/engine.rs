@@ -48,6 +48,7 @@ fn disk(name: &str) -> Disk {
         format: "qcow2".into(),
         vm: None,
         created_ms: T0,
+        base: None,
     }
 }
 

@@ -144,6 +144,7 @@ fn device_commands_need_level_3_and_keep_their_rules() {
         format: "qcow2".into(),
         vm: None,
         created_ms: 0,
+        base: None,
     };
     ok(&mut s, Op::CreateDisk { disk: disk.clone() });
     let scsi = Attachment { interface: DiskInterface::Scsi, optional: true, ..Attachment::default() };

@@ -85,6 +85,7 @@ fn a_vm_whose_disk_record_is_missing_is_edited_and_deleted_without_a_panic() {
         format: "qcow2".into(),
         vm: None,
         created_ms: 0,
+        base: None,
     };
     at(&mut s, T0, Op::CreateVm { id, spec: spec("web"), disks: vec![d], start: None });
     s.disks.remove(&disk);

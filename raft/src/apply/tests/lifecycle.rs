@@ -207,6 +207,7 @@ fn deleting_with_keep_disks_leaves_floating_disks_and_clone_needs_a_down_vm() {
         format: "qcow2".into(),
         vm: None,
         created_ms: 0,
+        base: None,
     };
     let id = Uuid::new_v4();
     op(&mut s, Op::CreateVm { id, spec: spec("a"), disks: vec![disk("a-disk0")], start: None }).unwrap();

@@ -31,6 +31,7 @@ fn disk(name: &str) -> Disk {
         format: "qcow2".into(),
         vm: None,
         created_ms: 0,
+        base: None,
     }
 }
 
