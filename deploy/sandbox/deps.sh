@@ -12,6 +12,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
       iproute2 tini busybox-static cpio socat util-linux procps genisoimage isolinux syslinux-common)
+# The console test drives `corral vm console` through a terminal.
+pkgs+=(tmux)
 
 installed_version() { # prints the installed version of $1, or nothing
   dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null |

@@ -2,7 +2,7 @@
 //! Every setting has one name, used both as a flag (`--snapshot-every`) and as a TOML key
 //! (`snapshot_every`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -118,6 +118,10 @@ pub struct Args {
     /// measure what the sync costs: a power loss then loses acknowledged writes.
     #[arg(long)]
     pub fsync: Option<bool>,
+    /// The address VMs on this host show their VNC display on (`vm console --vnc`), e.g. the
+    /// host's management address; without it VMs here have no VNC display [default: none].
+    #[arg(long)]
+    pub vnc_listen: Option<IpAddr>,
     /// Wipe this node's local state (kept aside as db.damaged-TIME) and catch up from the
     /// cluster as the same member; refused unless the cluster still lists it.
     #[arg(long, conflicts_with_all = ["restore", "force_new_cluster"])]
@@ -173,6 +177,7 @@ struct FileConfig {
     engine_gateway: Option<String>,
     engine_score_ms: Option<u64>,
     fsync: Option<bool>,
+    vnc_listen: Option<IpAddr>,
 }
 
 /// The settings in force, after merging.
@@ -217,6 +222,8 @@ pub struct Config {
     pub watchdog: Option<PathBuf>,
     /// fdatasync the store after each flush.
     pub fsync: bool,
+    /// Where VMs started here listen for VNC; None: they have no VNC display.
+    pub vnc_listen: Option<IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -328,6 +335,7 @@ impl Config {
             engine_gateway: args.engine_gateway.or(file.engine_gateway).filter(|g| !g.trim().is_empty()),
             engine_score_ms: args.engine_score_ms.or(file.engine_score_ms).unwrap_or(2000).max(100),
             fsync: args.fsync.or(file.fsync).unwrap_or(true),
+            vnc_listen: args.vnc_listen.or(file.vnc_listen),
         })
     }
 
@@ -554,6 +562,21 @@ mod tests {
         assert_eq!((c.host_heartbeat_ms, c.lease_ms, c.lease_margin_ms, c.voter_down_ms), (250, 4000, 500, 60_000));
         assert_eq!(c.fence_command.as_deref(), Some("ipmitool power off"));
         assert_eq!(c.watchdog, Some(PathBuf::from("/dev/watchdog")));
+    }
+
+    #[test]
+    fn vnc_listen_is_an_address_from_the_file_or_a_flag() {
+        let c = Config::load(Args { name: Some("h".into()), ..Default::default() }).unwrap();
+        assert_eq!(c.vnc_listen, None, "no VNC displays unless asked for");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corrald.toml");
+        std::fs::write(&path, "name = \"h\"\nvnc_listen = \"10.213.0.2\"\n").unwrap();
+        let c = Config::load(Args { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(c.vnc_listen, Some("10.213.0.2".parse().unwrap()));
+        let flag = Args { config: Some(path.clone()), vnc_listen: Some("::1".parse().unwrap()), ..Default::default() };
+        assert_eq!(Config::load(flag).unwrap().vnc_listen, Some("::1".parse().unwrap()), "the flag wins");
+        std::fs::write(&path, "name = \"h\"\nvnc_listen = \"host1\"\n").unwrap();
+        assert!(Config::load(Args { config: Some(path), ..Default::default() }).is_err(), "an address, not a name");
     }
 
     #[test]

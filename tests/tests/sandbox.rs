@@ -14,6 +14,8 @@ use corral_cli::views::{DeletedVmView, DiskView, EngineStatusView, EventView, Ho
 use corral_tests::sandbox::{Sandbox, SandboxOptions, GUEST_POWEROFF, GUEST_UP, WAIT};
 use corral_tests::wait_until;
 
+#[path = "sandbox/console.rs"]
+mod console;
 #[path = "sandbox/hotplug.rs"]
 mod hotplug;
 #[path = "sandbox/library.rs"]
@@ -26,7 +28,9 @@ const VM: &str = "g1";
 #[test]
 fn real_vms_on_sandbox_hosts() {
     let t0 = Instant::now();
-    let Some(sb) = Sandbox::up(3) else {
+    // Every host shows VNC displays on its own address, so every migration below carries one.
+    let host_args = (1..=3).map(|n| format!("--vnc-listen 10.213.0.{}", n + 1)).collect();
+    let Some(sb) = Sandbox::up_with(3, &SandboxOptions { host_args, ..Default::default() }) else {
         eprintln!("SKIPPED real_vms_on_sandbox_hosts: the sandbox hosts need root (namespaces, a bridge, bind mounts)");
         return;
     };
@@ -85,6 +89,12 @@ fn real_vms_on_sandbox_hosts() {
     steps
         .run("z. cloud-init: the guest reads its user-data and hostname from the seed CD", || library::cloud_init(&sb));
     steps.run("aa. a stateless VM's disk comes back at each stop", || library::stateless(&sb));
+    steps.run("ab. vm console through tmux, on the VM's host and through another node; Ctrl-] leaves; a new session takes over", || {
+        console::serial_console_through_tmux(&sb)
+    });
+    steps.run("ac. vm console --vnc: its password passes VNC authentication, a wrong or replaced one fails", || {
+        console::vnc_ticket_authenticates(&sb)
+    });
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();
 }

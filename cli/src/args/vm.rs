@@ -110,6 +110,15 @@ pub enum VmCommand {
         /// VM name or id
         vm: String,
     },
+    /// Open a running VM's serial console (Ctrl-] leaves), or with --vnc print a VNC address
+    /// and a one-time password for its display
+    Console {
+        /// VM name or id
+        vm: String,
+        /// Print vnc://HOST:PORT and a password valid for a short while, instead
+        #[arg(long)]
+        vnc: bool,
+    },
     /// Live-migrate a running VM to another host
     Migrate {
         /// VM name or id
@@ -661,6 +670,18 @@ mod tests {
             refusal(&err),
             ("--migration".to_string(), "'sometimes' is not one of allow, manual, none".to_string())
         );
+    }
+
+    #[test]
+    fn console_parses() {
+        match parse(&["vm", "console", "web1"]).unwrap().command {
+            Command::Vm(VmCommand::Console { vm, vnc: false }) => assert_eq!(vm, "web1"),
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["vm", "console", "web1", "--vnc"]).unwrap().command {
+            Command::Vm(VmCommand::Console { vnc: true, .. }) => {}
+            other => panic!("parsed as {other:?}"),
+        }
     }
 
     #[test]

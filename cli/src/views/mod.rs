@@ -28,7 +28,7 @@ pub use ovf::{ExportView, ImportView, OvfDocumentView, OvfEntryView, OvfListView
 pub use snapshot::{SnapshotDetailView, SnapshotDiskView, SnapshotView};
 pub use vm::{
     DeletedVmView, HaRestartView, HaView, MigrationOverridesView, MigrationProgressView, MigrationView, NextRunView,
-    NicView, VmDiskView, VmView,
+    NicView, VmDiskView, VmView, VncTicketView,
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -413,3 +413,31 @@ mod tests {
         assert_eq!(json["migrating_to"], "host2");
     }
 }
+
+/// `vm console --vnc`: where the VM's display is and the password that opens it until `expires`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VncTicketView {
+    pub vm: String,
+    pub host: String,
+    /// vnc://ADDRESS:PORT
+    pub url: String,
+    pub address: String,
+    pub port: u32,
+    pub password: String,
+    /// RFC 3339, UTC.
+    pub expires: String,
+}
+
+impl From<proto::VncTicket> for VncTicketView {
+    fn from(t: proto::VncTicket) -> Self {
+        VncTicketView {
+            vm: t.vm,
+            host: t.host,
+            url: t.url,
+            address: t.address,
+            port: t.port,
+            password: t.password,
+            expires: super::rfc3339(t.expires_unix_ms),
+        }
+    }
+}

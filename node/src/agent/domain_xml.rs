@@ -39,8 +39,14 @@ pub struct DomainSpec {
     pub nics: Vec<NicSpec>,
     /// Direct kernel boot; without it the guest boots from its first disk.
     pub kernel: Option<KernelBoot>,
-    /// A file that receives the guest's serial console; without it the console is a pty.
+    /// A file that receives everything the guest writes on its serial port. The port itself
+    /// is a pty either way (`vm console` attaches to it); the log is written also while no one
+    /// is attached.
     pub serial_log: Option<String>,
+    /// The address a VNC display listens on (the host's `--vnc-listen`); None: no display. The
+    /// domain is written with a random password that has already expired, so no one gets in
+    /// until `vm console --vnc` sets a fresh one.
+    pub vnc_listen: Option<String>,
     /// A cloud-init seed (NoCloud ISO) in a second IDE CD-ROM drive (hdd), read-only.
     pub seed: Option<String>,
     /// What the guest boots from, in libvirt's words ("hd", "cdrom", "network"); empty: "hd".
@@ -466,6 +472,8 @@ struct XmlDevices {
     serial: Vec<XmlCharDevice>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     console: Vec<XmlCharDevice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    graphics: Vec<XmlGraphics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     memballoon: Option<XmlModel>,
     /// Memory devices: the DIMMs plugged while running (libvirt lists them last).
@@ -611,8 +619,47 @@ struct XmlCharDevice {
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<XmlCharSource>,
+    /// A copy of the output in a file (libvirt's `<log>`, written by virtlogd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log: Option<XmlCharLog>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<XmlCharTarget>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct XmlCharLog {
+    #[serde(rename = "@file")]
+    file: String,
+    /// "on": a migration destination would otherwise truncate the shared file.
+    #[serde(rename = "@append", default, skip_serializing_if = "Option::is_none")]
+    append: Option<String>,
+}
+
+/// `<graphics type='vnc'>`. libvirt shows the password (and its expiry) only in the secure XML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct XmlGraphics {
+    #[serde(rename = "@type")]
+    kind: String,
+    #[serde(rename = "@port", default, skip_serializing_if = "Option::is_none")]
+    port: Option<i32>,
+    #[serde(rename = "@autoport", default, skip_serializing_if = "Option::is_none")]
+    autoport: Option<String>,
+    #[serde(rename = "@listen", default, skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    #[serde(rename = "@passwd", default, skip_serializing_if = "Option::is_none")]
+    passwd: Option<String>,
+    #[serde(rename = "@passwdValidTo", default, skip_serializing_if = "Option::is_none")]
+    passwd_valid_to: Option<String>,
+    #[serde(rename = "listen", default, skip_serializing_if = "Vec::is_empty")]
+    listens: Vec<XmlGraphicsListen>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct XmlGraphicsListen {
+    #[serde(rename = "@type")]
+    kind: String,
+    #[serde(rename = "@address", default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -636,11 +683,11 @@ impl XmlDomain {
     fn from_spec(spec: &DomainSpec) -> XmlDomain {
         let mib = || XmlMemory { unit: Some("MiB".to_string()), value: spec.memory_mib };
         let kernel = spec.kernel.as_ref();
-        // The serial port carries the console; the <console> names it so `virsh console` finds it.
-        let (serial, console) = match &spec.serial_log {
-            Some(path) => (char_device("file", Some(path), None), char_device("file", Some(path), Some("serial"))),
-            None => (char_device("pty", None, None), char_device("pty", None, Some("serial"))),
-        };
+        // The serial port carries the console: a pty that `vm console` attaches to, its output
+        // also logged; the <console> names it so `virsh console` finds it.
+        let log = spec.serial_log.as_ref();
+        let (serial, console) = (char_device(log, None), char_device(log, Some("serial")));
+        let graphics = spec.vnc_listen.iter().map(|listen| XmlGraphics::locked(listen)).collect();
         let vcpu = match spec.max_vcpus {
             Some(most) => XmlVcpu { placement: Some("static".to_string()), current: Some(spec.vcpus), value: most },
             None => XmlVcpu { placement: None, current: None, value: spec.vcpus },
@@ -704,6 +751,7 @@ impl XmlDomain {
                 interface: spec.nics.iter().map(XmlInterface::from_spec).collect(),
                 serial: vec![serial],
                 console: vec![console],
+                graphics,
                 // No balloon: a VM's memory is what the scheduler placed, not something to reclaim.
                 memballoon: Some(XmlModel { model: "none".to_string() }),
                 memory: Vec::new(),
@@ -727,13 +775,12 @@ impl XmlDomain {
             initrd: self.os.initrd,
             cmdline: self.os.cmdline.unwrap_or_default(),
         });
-        let serial_log = self
-            .devices
-            .serial
-            .into_iter()
-            .find(|serial| serial.kind == "file")
-            .and_then(|serial| serial.source)
-            .and_then(|source| source.path);
+        // A pty with a log (now), or a file (domains defined before the console).
+        let serial_log = self.devices.serial.into_iter().find_map(|serial| match serial.kind.as_str() {
+            "file" => serial.source.and_then(|source| source.path),
+            _ => serial.log.map(|log| log.file),
+        });
+        let vnc_listen = self.devices.graphics.into_iter().find(|g| g.kind == "vnc").and_then(XmlGraphics::address);
         let max_memory_mib = self.max_memory.as_ref().map(XmlMaxMemory::mib).transpose()?;
         let (mut disks, mut cdroms, mut seed) = (Vec::new(), Vec::new(), None);
         for disk in self.devices.disk {
@@ -759,6 +806,7 @@ impl XmlDomain {
             nics: self.devices.interface.into_iter().filter_map(XmlInterface::into_spec).collect(),
             kernel,
             serial_log,
+            vnc_listen,
             seed,
             boot,
         })
@@ -800,12 +848,155 @@ const VIRTIO_SCSI: &str = "virtio-scsi";
 /// DIMM slots of a domain that can take memory by hot-plug.
 const MEMORY_SLOTS: u32 = 16;
 
-fn char_device(kind: &str, path: Option<&String>, target_type: Option<&str>) -> XmlCharDevice {
+fn char_device(log: Option<&String>, target_type: Option<&str>) -> XmlCharDevice {
     XmlCharDevice {
-        kind: kind.to_string(),
-        source: path.map(|path| XmlCharSource { path: Some(path.clone()), append: Some("on".to_string()) }),
+        kind: "pty".to_string(),
+        source: None,
+        log: log.map(|file| XmlCharLog { file: file.clone(), append: Some("on".to_string()) }),
         target: Some(XmlCharTarget { kind: target_type.map(str::to_string), port: Some(0) }),
     }
+}
+
+/// A password libvirt's VNC accepts (at most 8 characters), random, for a display no one may
+/// enter yet.
+pub fn vnc_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..8).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+}
+
+impl XmlGraphics {
+    /// A VNC display on `listen` whose password expired long ago: nobody can log in until a
+    /// ticket sets a new one.
+    fn locked(listen: &str) -> XmlGraphics {
+        XmlGraphics {
+            kind: "vnc".to_string(),
+            port: Some(-1),
+            autoport: Some("yes".to_string()),
+            listen: Some(listen.to_string()),
+            passwd: Some(vnc_password()),
+            passwd_valid_to: Some(EXPIRED.to_string()),
+            listens: vec![XmlGraphicsListen { kind: "address".to_string(), address: Some(listen.to_string()) }],
+        }
+    }
+
+    fn address(self) -> Option<String> {
+        self.listen.or_else(|| self.listens.into_iter().find(|l| l.kind == "address").and_then(|l| l.address))
+    }
+}
+
+/// A moment long past, in libvirt's `passwdValidTo` form (UTC).
+const EXPIRED: &str = "2000-01-01T00:00:00";
+
+/// `xml` (a whole domain definition, as libvirt gives it for a migration) with its VNC display
+/// listening on `listen` instead, or without a VNC display when None: the destination of a
+/// migration shows it on its own address, or not at all. Everything else passes through
+/// untouched, event by event.
+pub fn with_vnc_listen(xml: &str, listen: Option<&str>) -> Result<String, XmlError> {
+    use quick_xml::events::{BytesStart, Event};
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut writer = quick_xml::Writer::new(Vec::new());
+    let read = |e: quick_xml::Error| XmlError::Read(quick_xml::DeError::from(e));
+    let write = |e: std::io::Error| XmlError::Read(quick_xml::DeError::Custom(e.to_string()));
+    // Inside the VNC <graphics>: how deep, and whether it is being left out.
+    let mut inside: Option<(usize, bool)> = None;
+    let is_vnc = |e: &BytesStart<'_>| {
+        e.name().0 == "graphics" && e.attributes().flatten().any(|a| a.key.0 == "type" && a.value == "vnc")
+    };
+    // The element with `listen` (the <graphics> attribute) or `address` (a <listen type='address'>) set.
+    let relisten = |e: &BytesStart<'_>, key: &str, to: &str| -> BytesStart<'static> {
+        let name = e.name().0.to_string();
+        let mut out = BytesStart::new(name);
+        for a in e.attributes().flatten() {
+            if a.key.0 == key {
+                out.push_attribute((key, to));
+            } else {
+                out.push_attribute(a);
+            }
+        }
+        out
+    };
+    loop {
+        let event = reader.read_event().map_err(read)?;
+        let event = match (event, inside) {
+            (Event::Eof, _) => break,
+            (Event::Start(e), None) if is_vnc(&e) => {
+                inside = Some((1, listen.is_none()));
+                match listen {
+                    Some(to) => Event::Start(relisten(&e, "listen", to)),
+                    None => continue,
+                }
+            }
+            (Event::Empty(e), None) if is_vnc(&e) => match listen {
+                Some(to) => Event::Empty(relisten(&e, "listen", to)),
+                None => continue,
+            },
+            (Event::Start(e), Some((depth, skip))) => {
+                inside = Some((depth + 1, skip));
+                match (skip, listen) {
+                    (true, _) => continue,
+                    (false, Some(to)) if e.name().0 == "listen" => Event::Start(relisten(&e, "address", to)),
+                    _ => Event::Start(e),
+                }
+            }
+            (Event::End(e), Some((depth, skip))) => {
+                inside = (depth > 1).then_some((depth - 1, skip));
+                if skip {
+                    continue;
+                }
+                Event::End(e)
+            }
+            (Event::Empty(e), Some((_, skip))) => match (skip, listen) {
+                (true, _) => continue,
+                (false, Some(to)) if e.name().0 == "listen" => Event::Empty(relisten(&e, "address", to)),
+                _ => Event::Empty(e),
+            },
+            (_, Some((_, true))) => continue,
+            (event, _) => event,
+        };
+        writer.write_event(event).map_err(write)?;
+    }
+    String::from_utf8(writer.into_inner()).map_err(|e| XmlError::Read(quick_xml::DeError::Custom(e.to_string())))
+}
+
+/// What a running domain offers to attach to: its serial port's pty and its VNC display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consoles {
+    /// The pty of serial port 0, when it is one.
+    pub serial_pty: Option<String>,
+    /// The VNC display's listen address and port, when it has one.
+    pub vnc: Option<(String, u16)>,
+}
+
+/// Reads the consoles of a domain's live XML.
+pub fn consoles_from_xml(xml: &str) -> Result<Consoles, XmlError> {
+    let domain: XmlDomain = quick_xml::de::from_str(xml).map_err(XmlError::Read)?;
+    let serial_pty = domain
+        .devices
+        .serial
+        .into_iter()
+        .find(|serial| serial.kind == "pty")
+        .and_then(|serial| serial.source)
+        .and_then(|source| source.path);
+    let vnc = domain.devices.graphics.into_iter().find(|g| g.kind == "vnc").and_then(|g| {
+        let port = u16::try_from(g.port?).ok().filter(|p| *p > 0)?;
+        Some((g.address()?, port))
+    });
+    Ok(Consoles { serial_pty, vnc })
+}
+
+/// The `<graphics>` that gives the live domain's VNC display `password` until `valid_to`
+/// (UTC, `YYYY-MM-DDTHH:MM:SS`): the live element itself (libvirt refuses to change its
+/// listen addresses or port), with the new password. None: the domain has no VNC display.
+pub fn vnc_ticket_xml(live_xml: &str, password: &str, valid_to: &str) -> Result<Option<String>, XmlError> {
+    let domain: XmlDomain = quick_xml::de::from_str(live_xml).map_err(XmlError::Read)?;
+    let Some(mut graphics) = domain.devices.graphics.into_iter().find(|g| g.kind == "vnc") else {
+        return Ok(None);
+    };
+    graphics.passwd = Some(password.to_string());
+    graphics.passwd_valid_to = Some(valid_to.to_string());
+    device_xml("graphics", "the VNC display", &graphics).map(Some)
 }
 
 impl XmlMemory {
@@ -988,6 +1179,7 @@ mod tests {
             nics: Vec::new(),
             kernel: None,
             serial_log: None,
+            vnc_listen: None,
             seed: None,
             boot: Vec::new(),
         }
@@ -1013,6 +1205,7 @@ mod tests {
                 cmdline: "console=ttyS0 root=/dev/vda quote=\"<'x'>\"".into(),
             }),
             serial_log: Some("/var/log/corral/vm.log".into()),
+            vnc_listen: Some("10.213.0.2".into()),
             ..spec(domain_type)
         }
     }
@@ -1042,6 +1235,7 @@ mod tests {
         round_trip(&DomainSpec { disks: full.disks.clone(), ..spec("kvm") });
         round_trip(&DomainSpec { nics: full.nics.clone(), ..spec("kvm") });
         round_trip(&DomainSpec { serial_log: full.serial_log.clone(), ..spec("kvm") });
+        round_trip(&DomainSpec { vnc_listen: full.vnc_listen.clone(), ..spec("kvm") });
         round_trip(&DomainSpec { kernel: full.kernel.clone(), ..spec("qemu") });
         let bare_kernel = KernelBoot { kernel: "/boot/vmlinuz".into(), initrd: None, cmdline: String::new() };
         round_trip(&DomainSpec { kernel: Some(bare_kernel), ..spec("qemu") });
@@ -1069,14 +1263,18 @@ mod tests {
             r#"<source network="default"/>"#,
             r#"<mac address="52:54:00:12:34:56"/>"#,
             r#"<model type="virtio"/>"#,
-            r#"<serial type="file">"#,
-            r#"<console type="file">"#,
-            r#"<source path="/var/log/corral/vm.log" append="on"/>"#,
+            r#"<serial type="pty">"#,
+            r#"<console type="pty">"#,
+            r#"<log file="/var/log/corral/vm.log" append="on"/>"#,
+            r#"<graphics type="vnc" port="-1" autoport="yes" listen="10.213.0.2" passwd=""#,
+            r#"passwdValidTo="2000-01-01T00:00:00">"#,
+            r#"<listen type="address" address="10.213.0.2"/>"#,
             r#"<memballoon model="none"/>"#,
         ] {
             assert!(xml.contains(part), "{part} is missing from:\n{xml}");
         }
-        assert!(!xml.contains("graphics"), "graphics must be left out:\n{xml}");
+        let bare = to_xml(&spec("kvm")).unwrap();
+        assert!(!bare.contains("graphics"), "graphics only with a listen address:\n{bare}");
 
         let pty = to_xml(&spec("kvm")).unwrap();
         assert!(pty.contains(r#"<serial type="pty">"#) && pty.contains(r#"<console type="pty">"#), "{pty}");
@@ -1169,6 +1367,7 @@ mod tests {
                     cmdline: "console=ttyS0".into(),
                 }),
                 serial_log: Some("/var/log/corral/web-1.log".into()),
+                vnc_listen: None,
                 seed: None,
                 boot: Vec::new(),
             }
@@ -1190,6 +1389,85 @@ mod tests {
 </domain>"#;
         let spec = from_xml(xml).unwrap();
         assert_eq!((spec.memory_mib, spec.vcpus, spec.serial_log, spec.kernel), (128, 1, None, None));
+    }
+
+    /// The consoles of a running QEMU (TCG) domain of libvirt 9.0 defined from a spec with a
+    /// serial log and a VNC listen address, as `virsh dumpxml` shows it (other devices cut).
+    const CONSOLES: &str = r#"<domain type='qemu' id='1'>
+  <name>g1</name>
+  <uuid>65822291-3fd3-4406-b990-ccd280448406</uuid>
+  <memory unit='KiB'>131072</memory>
+  <vcpu placement='static'>1</vcpu>
+  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <serial type='pty'>
+      <source path='/dev/pts/0'/>
+      <log file='/var/tmp/corral-sandbox/storage/consoles/g1.log' append='on'/>
+      <target type='isa-serial' port='0'>
+        <model name='isa-serial'/>
+      </target>
+      <alias name='serial0'/>
+    </serial>
+    <console type='pty' tty='/dev/pts/0'>
+      <source path='/dev/pts/0'/>
+      <log file='/var/tmp/corral-sandbox/storage/consoles/g1.log' append='on'/>
+      <target type='serial' port='0'/>
+      <alias name='serial0'/>
+    </console>
+    <input type='mouse' bus='ps2'><alias name='input0'/></input>
+    <graphics type='vnc' port='5900' autoport='yes' listen='10.213.0.2' passwdValidTo='2000-01-01T00:00:00'>
+      <listen type='address' address='10.213.0.2'/>
+    </graphics>
+    <audio id='1' type='none'/>
+    <video><model type='cirrus' vram='16384' heads='1' primary='yes'/><alias name='video0'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>"#;
+
+    #[test]
+    fn reads_the_consoles_of_a_running_domain() {
+        let consoles = consoles_from_xml(CONSOLES).unwrap();
+        assert_eq!(
+            consoles,
+            Consoles { serial_pty: Some("/dev/pts/0".into()), vnc: Some(("10.213.0.2".into(), 5900)) }
+        );
+        let spec = from_xml(CONSOLES).unwrap();
+        assert_eq!(
+            (spec.serial_log.as_deref(), spec.vnc_listen.as_deref()),
+            (Some("/var/tmp/corral-sandbox/storage/consoles/g1.log"), Some("10.213.0.2"))
+        );
+        // Without a VNC display and with a file console (a domain defined before consoles).
+        let old = from_xml(RUNNING).unwrap();
+        assert_eq!((old.serial_log.as_deref(), old.vnc_listen), (Some("/var/lib/corral/consoles/web-1.log"), None));
+        assert_eq!(consoles_from_xml(RUNNING).unwrap(), Consoles { serial_pty: None, vnc: None });
+    }
+
+    #[test]
+    fn a_vnc_ticket_changes_only_the_password_and_its_expiry() {
+        let xml = vnc_ticket_xml(CONSOLES, "s3cretPw", "2026-12-05T11:03:27").unwrap().unwrap();
+        assert_eq!(
+            xml,
+            r#"<graphics type="vnc" port="5900" autoport="yes" listen="10.213.0.2" passwd="s3cretPw" passwdValidTo="2026-12-05T11:03:27"><listen type="address" address="10.213.0.2"/></graphics>"#
+        );
+        assert_eq!(vnc_ticket_xml(RUNNING, "x", "2026-12-05T11:03:27").unwrap(), None);
+        let password = vnc_password();
+        assert!(password.len() == 8 && password.chars().all(|c| c.is_ascii_alphanumeric()), "{password}");
+    }
+
+    #[test]
+    fn a_migrating_vnc_display_moves_to_the_destination_address_or_is_left_out() {
+        let moved = with_vnc_listen(CONSOLES, Some("10.213.0.3")).unwrap();
+        assert_eq!(consoles_from_xml(&moved).unwrap().vnc, Some(("10.213.0.3".into(), 5900)));
+        assert!(!moved.contains("10.213.0.2"), "{moved}");
+        // Only the addresses change (the rewritten elements quote with ").
+        assert_eq!(moved.replace("10.213.0.3", "10.213.0.2").replace('"', "'"), CONSOLES);
+        let left_out = with_vnc_listen(CONSOLES, None).unwrap();
+        assert!(!left_out.contains("graphics") && !left_out.contains("10.213.0.2"), "{left_out}");
+        assert!(left_out.contains("<audio id='1' type='none'/>") && left_out.contains("</serial>"), "{left_out}");
+        assert_eq!(from_xml(&left_out).unwrap(), DomainSpec { vnc_listen: None, ..from_xml(CONSOLES).unwrap() });
+        // A domain without a display passes through as it is.
+        assert_eq!(with_vnc_listen(RUNNING, Some("10.213.0.3")).unwrap(), RUNNING);
     }
 
     /// A VM ready for hot-plug: room for vCPUs and DIMMs, a SCSI controller, a CD-ROM drive.
@@ -1644,6 +1922,7 @@ mod tests {
                 cmdline: "console=ttyS0".into(),
             }),
             serial_log: Some("/var/log/corral/vm.log".into()),
+            vnc_listen: None,
             name: format!("readback-{}", Uuid::new_v4().simple()),
             ..spec("test")
         };

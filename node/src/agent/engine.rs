@@ -108,7 +108,8 @@ pub async fn start_local(node: &HostAgent, force: bool) -> Result<(String, Vec<S
         )));
     }
     notes.extend(other_hosts_refuse(node, vm, force).await?);
-    let spec = super::reconcile::domain_spec_with(&node.images, vm, &doc.disks, node.domain_type);
+    let mut spec = super::reconcile::domain_spec_with(&node.images, vm, &doc.disks, node.domain_type);
+    spec.vnc_listen = node.vnc_listen(&spec);
     node.cluster.set_hand_started_engine(Some(vm.id))?;
     node.lease.set_hand_started(Some(vm.id));
     let started = match node.hv.define(&spec).await {

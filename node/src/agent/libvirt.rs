@@ -266,12 +266,16 @@ impl Hypervisor {
     /// Live-migrates a running domain peer to peer: this host's libvirtd connects to `dest_uri`
     /// itself, the destination keeps the definition and this host forgets it. `migrate_uri` picks
     /// the address the memory is streamed to (e.g. "tcp://10.213.0.3"); libvirt chooses otherwise.
+    /// `vnc`, for a domain with a VNC display: the destination's listen address (None: it has
+    /// none, and the domain arrives without a display), since this host's address cannot be
+    /// bound there.
     pub async fn migrate(
         &self,
         uuid: Uuid,
         dest_uri: &str,
         migrate_uri: Option<&str>,
         options: MigrationOptions,
+        vnc: Option<Option<String>>,
     ) -> Result<(), DriverError> {
         if !self.can_migrate() {
             return Err(DriverError::CannotMigrate { uri: self.uri.to_string() });
@@ -297,8 +301,16 @@ impl Hypervisor {
         }
         let bandwidth = options.bandwidth_mibps.unwrap_or(0);
         self.with_domain(uuid, move |call, domain| {
+            let dxml = match vnc {
+                None => None,
+                Some(listen) => {
+                    let flags = sys::VIR_DOMAIN_XML_MIGRATABLE | sys::VIR_DOMAIN_XML_SECURE;
+                    let xml = domain.xml_desc(flags).map_err(|e| call.domain_error(uuid, e))?;
+                    Some(domain_xml::with_vnc_listen(&xml, listen.as_deref()).map_err(|e| call.xml_error(uuid, e))?)
+                }
+            };
             domain
-                .migrate_to_uri2(Some(&dest_uri), migrate_uri.as_deref(), None, flags, None, bandwidth)
+                .migrate_to_uri2(Some(&dest_uri), migrate_uri.as_deref(), dxml.as_deref(), flags, None, bandwidth)
                 .map_err(|e| call.domain_error(uuid, e))
         })
         .await
@@ -358,6 +370,43 @@ impl Hypervisor {
             })
             .await?;
         domain_xml::from_xml(&xml).map_err(|source| DriverError::Xml { uri: self.uri.to_string(), uuid, source })
+    }
+
+    /// What the running domain offers to attach to: its serial pty and VNC display.
+    pub async fn consoles(&self, uuid: Uuid) -> Result<domain_xml::Consoles, DriverError> {
+        self.with_domain(uuid, move |call, domain| {
+            let xml = domain.xml_desc(0).map_err(|e| call.domain_error(uuid, e))?;
+            domain_xml::consoles_from_xml(&xml).map_err(|source| call.xml_error(uuid, source))
+        })
+        .await
+    }
+
+    /// Gives the running domain's VNC display `password` until `valid_to` (UTC,
+    /// `YYYY-MM-DDTHH:MM:SS`), in the live domain only. Returns the display's address and
+    /// port, or None when the domain has no VNC display.
+    pub async fn vnc_ticket(
+        &self,
+        uuid: Uuid,
+        password: &str,
+        valid_to: &str,
+    ) -> Result<Option<(String, u16)>, DriverError> {
+        let (password, valid_to) = (password.to_string(), valid_to.to_string());
+        self.with_domain(uuid, move |call, domain| {
+            let xml = domain.xml_desc(0).map_err(|e| call.domain_error(uuid, e))?;
+            let Some(ticket) =
+                domain_xml::vnc_ticket_xml(&xml, &password, &valid_to).map_err(|e| call.xml_error(uuid, e))?
+            else {
+                return Ok(None);
+            };
+            let vm = call.vm(uuid, domain)?;
+            domain
+                .update_device_flags(&ticket, sys::VIR_DOMAIN_AFFECT_LIVE)
+                .map_err(|e| vm.failed(call, "set a VNC password", e))?;
+            // The port is the live one: autoport picks it when the domain starts.
+            let xml = domain.xml_desc(0).map_err(|e| call.domain_error(uuid, e))?;
+            Ok(domain_xml::consoles_from_xml(&xml).map_err(|e| call.xml_error(uuid, e))?.vnc)
+        })
+        .await
     }
 
     // Hot-plug: changes to a running domain. Each acts on the live definition and, when the
@@ -847,6 +896,7 @@ mod tests {
             nics: Vec::new(),
             kernel: None,
             serial_log: None,
+            vnc_listen: None,
             seed: None,
             boot: Vec::new(),
         }
@@ -941,8 +991,10 @@ mod tests {
         let spec = vm("migrate");
         hv.define(&spec).await.unwrap();
         hv.start(spec.uuid).await.unwrap();
-        let err =
-            hv.migrate(spec.uuid, "qemu+tcp://10.213.0.3/system", None, MigrationOptions::default()).await.unwrap_err();
+        let err = hv
+            .migrate(spec.uuid, "qemu+tcp://10.213.0.3/system", None, MigrationOptions::default(), None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, DriverError::CannotMigrate { .. }), "{err:?}");
         assert!(err.to_string().ends_with("the test driver cannot migrate VMs"), "{err}");
         assert_eq!(state(&hv, spec.uuid).await, Some(DomainState::Running));
@@ -1109,6 +1161,7 @@ mod tests {
                 cmdline: "console=ttyS0 possible_cpus=16".into(),
             }),
             serial_log: Some(console.clone()),
+            vnc_listen: None,
             seed: None,
             boot: Vec::new(),
         };
@@ -1207,7 +1260,8 @@ mod tests {
             println!("persistent XML after plugging:\n{}", self.xml(sys::VIR_DOMAIN_XML_INACTIVE).await);
 
             if let (Some(dest_uri), Ok(live)) = (dest_uri, &live) {
-                let r = self.hv.migrate(uuid, dest_uri, Some("tcp://127.0.0.1"), MigrationOptions::default()).await;
+                let r =
+                    self.hv.migrate(uuid, dest_uri, Some("tcp://127.0.0.1"), MigrationOptions::default(), None).await;
                 self.step("migrate with the plugged devices", r).await;
                 self.hv = Hypervisor::open(dest_uri).await.unwrap();
                 let there = self.hv.live(uuid).await;

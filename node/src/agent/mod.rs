@@ -2,9 +2,10 @@
 //! hypervisor driver (`libvirt`, the only code that touches libvirt) and its storage domain,
 //! and reaches the cluster only through the cluster handle. `reconcile` makes this host run
 //! what the cluster assigns to it; `watchdog` powers the host off when nobody feeds it;
-//! `engine` measures this host's engine score. The API reaches it only through [`LocalEngine`],
-//! the one path that must work without quorum.
+//! `engine` measures this host's engine score; `console` relays the serial consoles of the VMs
+//! here and sets their VNC passwords. The API reaches it only through [`LocalEngine`].
 
+pub mod console;
 pub mod domain_xml;
 pub mod engine;
 pub mod lease;
@@ -31,6 +32,8 @@ pub struct HostAgent {
     config: Arc<Config>,
     /// This host's own domain type (kvm, or qemu where KVM cannot run the guests).
     domain_type: DomainType,
+    /// The console session of each VM here.
+    consoles: console::Sessions,
 }
 
 impl HostAgent {
@@ -41,7 +44,15 @@ impl HostAgent {
         config: Arc<Config>,
         domain_type: DomainType,
     ) -> Arc<HostAgent> {
-        Arc::new(HostAgent { images, lease: lease::Lease::new(&config), cluster, hv, config, domain_type })
+        Arc::new(HostAgent {
+            images,
+            lease: lease::Lease::new(&config),
+            cluster,
+            hv,
+            config,
+            domain_type,
+            consoles: console::Sessions::default(),
+        })
     }
 
     /// Starts the agent's tasks for a node whose Raft now runs.
@@ -63,6 +74,12 @@ impl HostAgent {
         Ok(domains.into_iter().any(|d| d.uuid == id && !matches!(d.state, DomainState::Shutoff | DomainState::Crashed)))
     }
 
+    /// The address a domain like `spec` shows its VNC display on here, if this host has one
+    /// (never on libvirt's test driver).
+    fn vnc_listen(&self, spec: &domain_xml::DomainSpec) -> Option<String> {
+        self.config.vnc_listen.filter(|_| spec.domain_type != "test").map(|a| a.to_string())
+    }
+
     /// The narrow interface the API gets.
     pub fn local_engine(self: &Arc<Self>) -> LocalEngine {
         LocalEngine(self.clone())
@@ -70,8 +87,9 @@ impl HostAgent {
 }
 
 /// What the API may ask of this host's agent directly, without going through the cluster:
-/// `engine start --local` (the one path that must work while the cluster has no quorum) and
-/// the probe other hosts make before it, "do you run this VM?".
+/// `engine start --local` (the one path that must work while the cluster has no quorum), the
+/// probe other hosts make before it, "do you run this VM?", and the consoles of the VMs that
+/// run here (`vm console`).
 #[derive(Clone)]
 pub struct LocalEngine(Arc<HostAgent>);
 
@@ -84,5 +102,15 @@ impl LocalEngine {
     /// Whether this host's libvirt runs VM `id` now.
     pub async fn runs_vm(&self, id: Uuid) -> Result<bool, ClusterError> {
         self.0.runs_here(id).await
+    }
+
+    /// Attaches a session to the serial console of VM `id` (named `name`), which runs here.
+    pub async fn console(&self, id: Uuid, name: &str) -> Result<console::ConsoleLink, ClusterError> {
+        console::attach(&self.0, id, name).await
+    }
+
+    /// A fresh VNC password for VM `id`, which runs here.
+    pub async fn vnc_ticket(&self, id: Uuid, name: &str) -> Result<console::VncTicket, ClusterError> {
+        console::vnc_ticket(&self.0, id, name).await
     }
 }

@@ -382,10 +382,12 @@ impl Agent {
     async fn power_up(&mut self, vm: &Vm) {
         // Built only here: the spec is needed when a VM powers up, not on every pass.
         let (node, me) = (self.node.clone(), self.me);
-        let Some((spec, missing)) = self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node.images, s, v, me)))
+        let Some((mut spec, missing)) =
+            self.state.read(|s| s.vms.get(&vm.id).map(|v| domain_spec(&node.images, s, v, me)))
         else {
             return;
         };
+        spec.vnc_listen = node.vnc_listen(&spec);
         if !missing.is_empty() {
             let message =
                 format!("VM {} starts without {}: the image cannot be opened.", vm.config.name, missing.join(", "));
@@ -613,6 +615,8 @@ pub fn domain_spec_with(
         kernel: vm.config.boot.clone(),
         // The serial console goes to a file in the storage domain, so it can be read from any host.
         serial_log: (!test).then(|| images.path(&format!("consoles/{}.log", vm.config.name)).display().to_string()),
+        // This host's setting, added where the domain is defined (`HostAgent::vnc_listen`).
+        vnc_listen: None,
         seed: vm
             .config
             .cloud_init

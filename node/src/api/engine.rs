@@ -277,6 +277,7 @@ impl Api {
         self.0.check(cx, &[(Operation::EngineMaintenance, Obj::Cluster)]).await?;
         let id = Uuid::parse_str(&req.vm_id).map_err(|_| ClusterError::invalid("vm_id", "must be a UUID"))?;
         let running = self.0.local.runs_vm(id).await?;
-        Ok(RunsVmResponse { running, host: self.0.config.name.clone() })
+        let vnc_listen = self.0.config.vnc_listen.map(|a| a.to_string()).unwrap_or_default();
+        Ok(RunsVmResponse { running, host: self.0.config.name.clone(), vnc_listen })
     }
 }

@@ -21,8 +21,8 @@ use tonic::{Request, Response, Status};
 
 use super::listen::{ConnInfo, Via};
 use super::{
-    affinity, auth, cluster, disks, engine, events, hosts, library, ovf, status, vms, Caller, Handles, Principal,
-    REQUEST_ID_HEADER,
+    affinity, auth, cluster, console, disks, engine, events, hosts, library, ovf, status, vms, Caller, Handles,
+    Principal, REQUEST_ID_HEADER,
 };
 use crate::tls::CertIdentity;
 
@@ -95,11 +95,11 @@ pub const NO_CREDENTIALS: &str = "this cluster answers only callers with credent
      -f FILE` and give the CLI --credentials FILE (or CORRAL_CREDENTIALS)";
 
 /// Implements a gRPC service whose every RPC is one unary handler of the same name.
+/// Further items (streaming RPCs) follow the block.
 macro_rules! unary_service {
-    ($service:ident for $handler:ty { $($rpc:ident($req:ty) -> $resp:ty;)* } $($more:item)*) => {
+    ($service:ident for $handler:ty { $($rpc:ident($req:ty) -> $resp:ty;)* } $($more:tt)*) => {
         #[tonic::async_trait]
         impl $service for Grpc<$handler> {
-            $($more)*
             $(
                 async fn $rpc(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
                     let cx = caller(&req);
@@ -107,6 +107,7 @@ macro_rules! unary_service {
                     self.0.$rpc(&cx, req.into_inner()).await.map(Response::new).map_err(status)
                 }
             )*
+            $($more)*
         }
     };
 }
@@ -196,7 +197,55 @@ unary_service!(VmService for vms::Api {
     undo_snapshot(VmRef) -> SnapshotResult;
     restore_snapshot(SnapshotRef) -> SnapshotResult;
     delete_snapshot(DeleteSnapshotRequest) -> SnapshotResult;
-});
+}
+    type ConsoleStream = Pin<Box<dyn Stream<Item = Result<ConsoleOutput, Status>> + Send>>;
+
+    async fn console(
+        &self,
+        req: Request<tonic::Streaming<ConsoleInput>>,
+    ) -> Result<Response<Self::ConsoleStream>, Status> {
+        let cx = caller(&req);
+        admit(&self.0 .0, &cx, "console")?;
+        let (first, input) = console_input(req.into_inner()).await?;
+        let api = console::Api(self.0 .0.clone());
+        let output = api.console(&cx, &first.vm, input).await.map_err(status)?;
+        Ok(Response::new(Box::pin(output.map(|r| r.map_err(status)))))
+    }
+
+    async fn vnc(&self, req: Request<VmRef>) -> Result<Response<VncTicket>, Status> {
+        let cx = caller(&req);
+        admit(&self.0 .0, &cx, "vnc")?;
+        console::Api(self.0 .0.clone()).vnc(&cx, req.into_inner()).await.map(Response::new).map_err(status)
+    }
+);
+
+/// How long a console call may take to name its VM.
+const CONSOLE_OPENING: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A console call's first message (naming the VM) and the keystrokes that follow (its own data
+/// first); a message over `console::MAX_INPUT` bytes ends the input.
+async fn console_input(mut inbound: tonic::Streaming<ConsoleInput>) -> Result<(ConsoleInput, console::Input), Status> {
+    let first = tokio::time::timeout(CONSOLE_OPENING, inbound.message())
+        .await
+        .map_err(|_| Status::invalid_argument("vm: the console call named no VM within 30 s"))??
+        .ok_or_else(|| Status::invalid_argument("vm: the console call ended before naming a VM"))?;
+    if first.vm.trim().is_empty() {
+        return Err(Status::invalid_argument("vm: the first message of a console call names the VM"));
+    }
+    let check = |m: ConsoleInput| {
+        if m.data.len() > console::MAX_INPUT {
+            Err(corral_raft::ClusterError::invalid("data", format!("at most {} bytes a message", console::MAX_INPUT)))
+        } else {
+            Ok(m.data)
+        }
+    };
+    let opening = check(ConsoleInput { vm: String::new(), data: first.data.clone() });
+    let rest = inbound.map(move |r| match r {
+        Ok(m) => check(m),
+        Err(s) => Err(corral_raft::ClusterError::Unavailable(s.message().to_string())),
+    });
+    Ok((first, Box::pin(futures::stream::once(std::future::ready(opening)).chain(rest))))
+}
 
 unary_service!(OvfService for ovf::Api {
     list(OvfListRequest) -> OvfListResponse;

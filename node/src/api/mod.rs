@@ -8,6 +8,7 @@ mod affinity;
 mod auth;
 pub mod authz;
 mod cluster;
+mod console;
 mod disks;
 mod engine;
 mod events;

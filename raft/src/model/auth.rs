@@ -480,6 +480,7 @@ operations! {
     VmStop = "vm stop", "stop", VmPower on "vm";
     VmReboot = "vm reboot", "reboot", VmPower on "vm";
     VmSuspend = "vm suspend, vm resume", "suspend or resume", VmPower on "vm";
+    VmConsole = "vm console, vm console --vnc", "open the console of", VmConsole on "vm";
     VmMigrate = "vm migrate, vm cancel-migration", "migrate", VmMigrate on "vm";
     VmPermissions = "permission add/remove --on vm:NAME", "assign permissions on", VmPermissions on "vm";
     DiskShow = "disk list, disk show", "see", DiskView on "disk";
@@ -549,10 +550,10 @@ pub fn roles_table() -> String {
          A user may always see and change their own password, sessions and API tokens, and read\n\
          their own events. Lists show only what the caller may see; a VM the caller may not see\n\
          does not exist for them. vm.snapshot guards snapshots (`vm clone --from-snapshot`\n\
-         needs it on the source as well as vm.create and disk.create); vm.console guards the console\n\
-         as it arrives. Creating a VM from a template needs template.use and vm.create on the template\n\
-         (or above it): UserTemplateBasedVm given on template:NAME lets a user create VMs from that\n\
-         template only. Everyone logged in sees the ISOs and offerings.\n\n## Roles described\n\n",
+         needs it on the source as well as vm.create and disk.create). Creating a VM from a\n\
+         template needs template.use and vm.create on the template (or above it): UserTemplateBasedVm\n\
+         given on template:NAME lets a user create VMs from that template only. Everyone logged in\n\
+         sees the ISOs and offerings.\n\n## Roles described\n\n",
     );
     for r in PREDEFINED_ROLES {
         out.push_str(&format!("- **{}**: {}.\n", r.name, r.description));

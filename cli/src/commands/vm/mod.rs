@@ -1,10 +1,11 @@
 //! `corral vm ...`: define, list, show, change and delete VMs, and drive their lifecycle
-//! (start, shutdown, stop, reboot, suspend, resume, migrate, clone). Every command that
+//! (start, shutdown, stop, reboot, suspend, resume, migrate, clone, console). Every command that
 //! changes a VM prints it as the cluster stored it, exactly as `vm show` would.
 //!
 //! The lifecycle and configuration commands live here; `migrate` follows a migration to its
 //! end, `ovf` moves a VM in and out as an OVF document, `print` draws a VM as a table.
 
+mod console;
 mod devices;
 mod migrate;
 mod ovf;
@@ -83,6 +84,8 @@ pub async fn run(ctx: &Context, command: VmCommand) -> Result<()> {
             let vm = change(ctx, request, |mut client, request| async move { client.resume(request).await }).await?;
             print_vm(ctx.format, vm.into())
         }
+        VmCommand::Console { vm, vnc: false } => console::console(ctx, vm).await,
+        VmCommand::Console { vm, vnc: true } => console::vnc(ctx, vm).await,
         VmCommand::Migrate { vm, to, wait } => migrate::migrate(ctx, vm, to, wait).await,
         VmCommand::MigrateCancel { vm } => {
             let request = proto::VmRef { vm };

@@ -223,6 +223,7 @@ mod tests {
             nics: vec![NicSpec { network: "n".into(), mac: "52:54:00:00:00:02".into() }],
             kernel: None,
             serial_log: None,
+            vnc_listen: None,
             seed: None,
             boot: Vec::new(),
         };

@@ -73,7 +73,12 @@ impl Agent {
                 settings.max_downtime_ms,
                 done.clone(),
             ));
-            let result = hv.migrate(vm.id, &dest_uri, migrate_uri.as_deref(), options).await;
+            // A VNC display moves to the destination's own listen address (or is left behind).
+            let vnc = match hv.consoles(vm.id).await.map(|c| c.vnc.is_some()) {
+                Ok(true) => Some(super::super::console::vnc_listen_of(&node, to).await),
+                _ => None,
+            };
+            let result = hv.migrate(vm.id, &dest_uri, migrate_uri.as_deref(), options, vnc).await;
             done.notify_one();
             let _ = watcher.await;
             let observed = match result {
