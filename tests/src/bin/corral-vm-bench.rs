@@ -122,6 +122,14 @@ fn templates(sb: &Sandbox, runs: usize) {
     let t = Instant::now();
     sb.must_ok(&["template", "create", TPL, "--from-vm", SRC]);
     println!("template: template create (copies the 1 GiB disk into a base) took {}", ms(t.elapsed()));
+    let shown = sb.must_ok(&["-o", "json", "template", "show", TPL]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("template show JSON");
+    for base in shown["disks"].as_array().into_iter().flatten().filter_map(|d| d.as_str()) {
+        use std::os::unix::fs::MetadataExt;
+        let path = sb.storage_dir().join(base);
+        let allocated = std::fs::metadata(&path).map(|m| m.blocks() * 512).unwrap_or(0);
+        println!("template: base {} holds {} MiB on disk", path.display(), allocated >> 20);
+    }
     let up_marker = corral_tests::sandbox::GUEST_UP;
     let mut results = Vec::new();
     for mode in ["--thin", "--clone"] {
