@@ -107,6 +107,13 @@ show --endpoint "$(addr 1)" vm snapshot create db1 --description "before the upg
 show --endpoint "$(addr 2)" vm snapshot create db1 --description "after the upgrade" --disks data1
 show --endpoint "$(addr 3)" vm snapshot list db1
 
+step "The library: an offering, a template of a down VM, and a thin VM made from both"
+show --endpoint "$(addr 1)" offering create small --vcpus 1 --memory 256M >/dev/null
+show --endpoint "$(addr 2)" vm create base1 --memory 256M --disk 64M >/dev/null
+show --endpoint "$(addr 3)" template create gold --from-vm base1 --description "a golden image" >/dev/null
+show --endpoint "$(addr 1)" vm create app1 --template gold --thin --offering small | grep -E "^(name|template|offering|memory|vcpus):"
+show --endpoint "$(addr 2)" template list
+
 old=$(leader_id "$(addr 1)")
 step "Killing the leader (node $old, host$old) with SIGKILL"
 kill -9 "${pid[$old]}"; wait "${pid[$old]}" 2>/dev/null || true; unset "pid[$old]"
