@@ -258,20 +258,21 @@ impl StorageDomain {
         let mut cmd = Command::new("genisoimage");
         cmd.args(["-quiet", "-output"]).arg(&part).args(["-volid", "cidata", "-joliet", "-rock"]);
         cmd.args(names.iter().map(|n| dir.path().join(n)));
-        let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.kill_on_drop(true).output())
-            .await
-            .map_err(|_| ClusterError::Unavailable("genisoimage did not finish in 60 s".into()))?
-            .map_err(|e| {
-                ClusterError::FailedPrecondition(format!(
-                    "cannot run genisoimage to make the cloud-init seed (install genisoimage on every host): {e}"
-                ))
-            })?;
-        if !out.status.success() {
-            let _ = tokio::fs::remove_file(&part).await;
-            return Err(ClusterError::Internal(format!(
+        let ran = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.kill_on_drop(true).output()).await;
+        let failed = match ran {
+            Err(_) => Some(ClusterError::Unavailable("genisoimage did not finish in 60 s".into())),
+            Ok(Err(e)) => Some(ClusterError::FailedPrecondition(format!(
+                "cannot run genisoimage to make the cloud-init seed (install genisoimage on every host): {e}"
+            ))),
+            Ok(Ok(out)) if !out.status.success() => Some(ClusterError::Internal(format!(
                 "genisoimage failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            ))),
+            Ok(Ok(_)) => None,
+        };
+        if let Some(e) = failed {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(e);
         }
         tokio::fs::rename(&part, &dst)
             .await

@@ -205,6 +205,16 @@ fn templates_and_isos_are_objects_of_the_permission_tree() {
     );
     carol.refused(&["template", "create", "t3", "--from-vm", "mine"], "carol may not make templates in cluster");
     carol.refused(&["template", "delete", "gold"], "carol may not delete template gold");
+    // Who uses an offering or an ISO lists only the VMs the caller may see.
+    root(&c, &["offering", "create", "small", "--vcpus", "1", "--memory", "64M"]);
+    root(&c, &["vm", "create", "hidden", "--offering", "small"]);
+    let o = carol.ok(&["-o", "json", "offering", "show", "small"]);
+    assert!(!o.contains("hidden"), "{o}");
+    // A template's base is no medium for anyone's CD-ROM drive.
+    let base = root(&c, &["-o", "json", "template", "show", "secret"]);
+    let base: serde_json::Value = serde_json::from_str(&base).unwrap();
+    let file = base["disks"][0].as_str().unwrap().to_string();
+    c.refused(0, &["vm", "cd", "mine", "--iso", &file], "a file the cluster keeps for itself");
 
     // ISOs: seen by everyone logged in, added and deleted with iso.manage.
     let iso = carol.home.path().join("x.iso");

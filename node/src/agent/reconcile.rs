@@ -372,6 +372,7 @@ impl Agent {
                     self.failed(vm, VmAction::PowerOff, e).await;
                     return true;
                 }
+                self.stateless_reset(vm).await;
                 self.report(vm, Observed::Down { cause: DownCause::KilledAfterIoError, on_purpose: false }).await;
                 self.forget(vm.id).await;
                 true

@@ -9,7 +9,7 @@ use corral_proto::{
     ListLibraryRequest, ListOfferingsResponse, ListTemplatesResponse, Offering, Template, TemplateDisk,
 };
 use corral_raft::command::{Op, Outcome};
-use corral_raft::model::auth::{Operation, Perm, Target};
+use corral_raft::model::auth::{Grants, Operation, Perm, Target};
 use corral_raft::model::{self, ClusterState, OfferingChanges, LIBRARY_LEVEL, MAX_ISO_BYTES};
 use corral_raft::{validate, ClusterError};
 use futures::{Stream, StreamExt};
@@ -35,7 +35,7 @@ pub fn require_library_level(node: &Handles, what: &str) -> Result<(), ClusterEr
     Ok(())
 }
 
-pub fn iso_to_proto(s: &ClusterState, i: &model::Iso) -> Iso {
+pub fn iso_to_proto(s: &ClusterState, g: &Grants, i: &model::Iso) -> Iso {
     Iso {
         id: i.id.to_string(),
         name: i.name.clone(),
@@ -46,11 +46,11 @@ pub fn iso_to_proto(s: &ClusterState, i: &model::Iso) -> Iso {
         bootable: i.bootable,
         os: i.os.clone(),
         created_ms: i.created_ms,
-        used_by: s.vms_using_cd(&i.file),
+        used_by: s.vms_using_cd(&i.file).into_iter().filter(|n| sees_vm(s, g, n)).collect(),
     }
 }
 
-pub fn template_to_proto(s: &ClusterState, t: &model::Template) -> Template {
+pub fn template_to_proto(s: &ClusterState, g: &Grants, t: &model::Template) -> Template {
     Template {
         id: t.id.to_string(),
         name: t.name.clone(),
@@ -76,15 +76,24 @@ pub fn template_to_proto(s: &ClusterState, t: &model::Template) -> Template {
         ha: t.config.ha.enabled,
         stateless: t.config.stateless,
         cloud_init: t.config.cloud_init.is_some(),
-        thin_users: s.thin_users(t),
+        thin_users: s
+            .thin_users(t)
+            .into_iter()
+            .filter(|u| match u.split_once(' ') {
+                Some(("vm", n)) => sees_vm(s, g, n),
+                Some((_, n)) => s.find_disk(n).is_some_and(|d| g.can(Perm::DiskView, Target::Disk(d.id))),
+                None => false,
+            })
+            .collect(),
     }
 }
 
-pub fn offering_to_proto(s: &ClusterState, o: &model::Offering) -> Offering {
+pub fn offering_to_proto(s: &ClusterState, g: &Grants, o: &model::Offering) -> Offering {
     let mut vms: Vec<String> = s
         .vms
         .values()
         .filter(|v| v.config.offering.as_deref() == Some(o.name.as_str()))
+        .filter(|v| g.can(Perm::VmView, Target::Vm(v.id)))
         .map(|v| v.config.name.clone())
         .collect();
     vms.sort();
@@ -98,6 +107,12 @@ pub fn offering_to_proto(s: &ClusterState, o: &model::Offering) -> Offering {
         created_ms: o.created_ms,
         vms,
     }
+}
+
+/// Whether the caller may see VM `name` (a VM they may not see does not exist for them, also
+/// in the lists of who uses an ISO, a template or an offering).
+fn sees_vm(s: &ClusterState, g: &Grants, name: &str) -> bool {
+    s.find_vm(name).is_some_and(|v| g.can(Perm::VmView, Target::Vm(v.id)))
 }
 
 /// The most bytes one upload message may carry.
@@ -176,7 +191,7 @@ impl Api {
             created_ms: now_ms(),
         };
         match self.write(cx, &needs, Op::AddIso { iso }).await {
-            Ok(Outcome::Iso(iso)) => Ok(self.0.cluster.state()?.read(|s| iso_to_proto(s, &iso))),
+            Ok(Outcome::Iso(iso)) => self.shown(cx, move |s, g| iso_to_proto(s, g, &iso)).await,
             Ok(_) => Err(ClusterError::Internal("iso add returned no ISO".into())),
             Err(e) => {
                 if !matches!(e, ClusterError::Unavailable(_)) {
@@ -189,19 +204,28 @@ impl Api {
 
     /// Everyone logged in sees the ISOs.
     pub async fn list_isos(&self, cx: &Caller, req: ListLibraryRequest) -> Result<ListIsosResponse, ClusterError> {
-        self.0.who(cx).await?;
-        let isos =
-            self.0.cluster.read(req.stale, |s| s.library.isos.values().map(|i| iso_to_proto(s, i)).collect()).await?;
+        let who = self.0.who(cx).await?;
+        let isos = self
+            .0
+            .cluster
+            .read(req.stale, |s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(s.library.isos.values().map(|i| iso_to_proto(s, &g, i)).collect())
+            })
+            .await??;
         Ok(ListIsosResponse { isos })
     }
 
     pub async fn get_iso(&self, cx: &Caller, req: LibraryRef) -> Result<Iso, ClusterError> {
-        self.0.who(cx).await?;
+        let who = self.0.who(cx).await?;
         let LibraryRef { name, stale } = req;
         self.0
             .cluster
-            .read(stale, |s| s.library.iso(&name).map(|i| iso_to_proto(s, i)))
-            .await?
+            .read(stale, |s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(s.library.iso(&name).map(|i| iso_to_proto(s, &g, i)))
+            })
+            .await??
             .ok_or_else(|| corral_raft::apply::library::iso_not_found(&name))
     }
 
@@ -276,7 +300,7 @@ impl Api {
             created_ms: now_ms(),
         };
         match self.write(cx, &needs, Op::CreateTemplate { vm: vm.clone(), template }).await {
-            Ok(Outcome::Template(t)) => Ok(self.0.cluster.state()?.read(|s| template_to_proto(s, &t))),
+            Ok(Outcome::Template(t)) => self.shown(cx, move |s, g| template_to_proto(s, g, &t)).await,
             Ok(_) => Err(ClusterError::Internal("template create returned no template".into())),
             Err(e) => {
                 if !matches!(e, ClusterError::Unavailable(_)) {
@@ -307,7 +331,7 @@ impl Api {
                             g.can(Perm::TemplateUse, Target::Template(t.id))
                                 || g.can(Perm::TemplateCreate, Target::Template(t.id))
                         })
-                        .map(|t| template_to_proto(s, t))
+                        .map(|t| template_to_proto(s, &g, t))
                         .collect(),
                 )
             })
@@ -317,11 +341,14 @@ impl Api {
 
     pub async fn get_template(&self, cx: &Caller, req: LibraryRef) -> Result<Template, ClusterError> {
         let LibraryRef { name, stale } = req;
-        self.0.check(cx, &[(Operation::TemplateShow, Obj::Template(&name))]).await?;
+        let who = self.0.check(cx, &[(Operation::TemplateShow, Obj::Template(&name))]).await?;
         self.0
             .cluster
-            .read(stale, |s| s.library.template(&name).map(|t| template_to_proto(s, t)))
-            .await?
+            .read(stale, |s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(s.library.template(&name).map(|t| template_to_proto(s, &g, t)))
+            })
+            .await??
             .ok_or_else(|| corral_raft::apply::library::template_not_found(&name))
     }
 
@@ -329,12 +356,15 @@ impl Api {
         require_library_level(&self.0, "template delete")?;
         let name = req.name;
         let needs = [(Operation::TemplateDelete, Obj::Template(&name))];
-        self.0.check(cx, &needs).await?;
+        let who = self.0.check(cx, &needs).await?;
         let t = self
             .0
             .cluster
-            .read(false, |s| s.library.template(&name).map(|t| template_to_proto(s, t)))
-            .await?
+            .read(false, |s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(s.library.template(&name).map(|t| template_to_proto(s, &g, t)))
+            })
+            .await??
             .ok_or_else(|| corral_raft::apply::library::template_not_found(&name))?;
         let out = self.write(cx, &needs, Op::DeleteTemplate { template: name.clone() }).await?;
         if let Outcome::Removed { files } = out {
@@ -358,12 +388,18 @@ impl Api {
         validate::vcpus(offering.vcpus)?;
         validate::memory_mib(offering.memory_mib)?;
         let out = self.write(cx, &[(Operation::OfferingManage, Obj::Cluster)], Op::CreateOffering { offering }).await?;
-        self.offering_out(out)
+        self.offering_out(cx, out).await
     }
 
-    fn offering_out(&self, out: Outcome) -> Result<Offering, ClusterError> {
+    async fn offering_out(&self, cx: &Caller, out: Outcome) -> Result<Offering, ClusterError> {
         let Outcome::Offering(o) = out else { return Err(ClusterError::Internal("no offering returned".into())) };
-        Ok(self.0.cluster.state()?.read(|s| offering_to_proto(s, &o)))
+        self.shown(cx, move |s, g| offering_to_proto(s, g, &o)).await
+    }
+
+    /// What a write returned, as the caller may see it (in this node's copy of the state).
+    async fn shown<T>(&self, cx: &Caller, show: impl FnOnce(&ClusterState, &Grants) -> T) -> Result<T, ClusterError> {
+        let who = self.0.who(cx).await?;
+        self.0.cluster.state()?.read(|s| Ok(show(s, &who.grants(s)?)))
     }
 
     /// Everyone logged in sees the offerings.
@@ -372,22 +408,28 @@ impl Api {
         cx: &Caller,
         req: ListLibraryRequest,
     ) -> Result<ListOfferingsResponse, ClusterError> {
-        self.0.who(cx).await?;
+        let who = self.0.who(cx).await?;
         let offerings = self
             .0
             .cluster
-            .read(req.stale, |s| s.library.offerings.values().map(|o| offering_to_proto(s, o)).collect())
-            .await?;
+            .read(req.stale, |s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(s.library.offerings.values().map(|o| offering_to_proto(s, &g, o)).collect())
+            })
+            .await??;
         Ok(ListOfferingsResponse { offerings })
     }
 
     pub async fn get_offering(&self, cx: &Caller, req: LibraryRef) -> Result<Offering, ClusterError> {
-        self.0.who(cx).await?;
+        let who = self.0.who(cx).await?;
         let LibraryRef { name, stale } = req;
         self.0
             .cluster
-            .read(stale, |s| s.library.offering(&name).map(|o| offering_to_proto(s, o)))
-            .await?
+            .read(stale, |s| {
+                let g = who.grants(s)?;
+                Ok::<_, ClusterError>(s.library.offering(&name).map(|o| offering_to_proto(s, &g, o)))
+            })
+            .await??
             .ok_or_else(|| corral_raft::apply::library::offering_not_found(&name))
     }
 
@@ -397,7 +439,7 @@ impl Api {
         let changes = OfferingChanges { description, vcpus, memory_mib, ha };
         let op = Op::EditOffering { offering, changes };
         let out = self.write(cx, &[(Operation::OfferingManage, Obj::Cluster)], op).await?;
-        self.offering_out(out)
+        self.offering_out(cx, out).await
     }
 
     pub async fn delete_offering(&self, cx: &Caller, req: LibraryRef) -> Result<Offering, ClusterError> {
@@ -405,7 +447,7 @@ impl Api {
         let out = self
             .write(cx, &[(Operation::OfferingManage, Obj::Cluster)], Op::DeleteOffering { offering: req.name })
             .await?;
-        self.offering_out(out)
+        self.offering_out(cx, out).await
     }
 }
 

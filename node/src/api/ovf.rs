@@ -157,6 +157,8 @@ pub async fn prepare_import(
                 format: "qcow2".into(),
                 vm: None,
                 created_ms: now_ms(),
+                // A full copy builds on no template's base.
+                base: None,
                 ..d.clone()
             };
             if let Err(e) = node.images.copy(&d.file, &copy.file).await {

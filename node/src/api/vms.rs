@@ -499,12 +499,27 @@ impl Api {
             ));
         }
         // Kept relative to the storage domain, which each host resolves for itself; a disk
-        // image of the cluster is no medium.
+        // image of the cluster is no medium, and neither is a file the cluster keeps for itself
+        // (a template's base, a VM's cloud-init seed, an upload under way): those are read only
+        // through their own permissions.
         let rel = self.0.images.relative(&path);
+        let file = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+        if file.starts_with("base-") || file.starts_with("cidata-") || file.ends_with(".part") {
+            return Err(ClusterError::invalid(
+                "iso",
+                format!("{} is a file the cluster keeps for itself, not an ISO", path.display()),
+            ));
+        }
         let images = self.0.images.clone();
         let wanted = path.clone();
-        let taken =
-            self.0.cluster.read(false, move |s| s.disks.values().any(|d| images.path(&d.file) == wanted)).await?;
+        let taken = self
+            .0
+            .cluster
+            .read(false, move |s| {
+                s.disks.values().any(|d| images.path(&d.file) == wanted)
+                    || s.library.templates.values().any(|t| t.disks.iter().any(|b| images.path(&b.file) == wanted))
+            })
+            .await?;
         if taken {
             return Err(ClusterError::invalid(
                 "iso",

@@ -118,6 +118,7 @@ impl ClusterState {
     ) -> OpResult {
         self.require_hotplug("vm disk attach")?;
         let v = self.find_vm(vm).ok_or_else(|| ClusterError::vm_not_found(vm))?.clone();
+        stateless_runs(&v, "attached")?;
         if v.config.disks.len() >= validate::MAX_DISKS {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' has {} disks, the most a VM may have",
@@ -236,6 +237,9 @@ impl ClusterState {
         let running = v.is_running();
         if running {
             busy_migrating(&v)?;
+            if plugged {
+                stateless_runs(&v, "plugged")?;
+            }
         }
         a.unplugged = !plugged;
         let vm = self.vms.get_mut(&v.id).ok_or_else(|| ClusterError::vm_not_found(vm))?;
@@ -462,4 +466,16 @@ pub(super) fn hotplugged(
         if changed { format!(" Its configuration is what runs: {}.", reverted.join(", ")) } else { String::new() };
     let msg = format!("Could not change VM {name} on host {host_name}: {error}. It runs on as it was.{runs}");
     (Some((EventKind::VmEdited, msg)), changed)
+}
+
+/// A running stateless VM takes no disk it did not start with: that disk has no stateless
+/// snapshot to go back to when it stops.
+fn stateless_runs(v: &Vm, what: &str) -> Result<(), ClusterError> {
+    if v.config.stateless && v.is_running() {
+        return Err(ClusterError::FailedPrecondition(format!(
+            "vm '{}' is stateless and running: a disk {what} now would keep what is written to it; stop it first",
+            v.config.name
+        )));
+    }
+    Ok(())
 }

@@ -143,6 +143,9 @@ impl ClusterState {
         edit_notes(&mut vm, c, &mut what);
         edit_availability(&mut vm, c, &mut what)?;
         edit_protection_and_os(&mut vm, c, &mut what, hotplug)?;
+        if c.stateless == Some(true) {
+            self.stateless_disks_ok(&vm)?;
+        }
         edit_library_fields(&mut vm, c, &mut what)?;
         self.edit_vm_placement(&mut vm, c, &mut what)?;
         if let Some(was) = before.config.next_run.as_ref().filter(|_| vm.config.next_run.is_none()) {
@@ -538,6 +541,12 @@ fn edit_library_fields(vm: &mut Vm, c: &VmChanges, what: &mut Vec<String>) -> Re
         None => {}
     }
     if let Some(v) = c.stateless {
+        if v && vm.config.hosted_engine {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' is the hosted engine, which keeps its disks: it cannot be stateless",
+                vm.config.name
+            )));
+        }
         if !vm.snapshot_state.snapshots.is_empty() && v {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' has snapshots; a stateless VM has none: delete them first",

@@ -62,7 +62,9 @@ impl ClusterState {
         for d in disks {
             // A floating disk that exists keeps its own record (name, size); it is attached.
             let record = self.disks.get(&d.id).cloned().unwrap_or_else(|| d.clone());
-            let base = if library { record.base } else { None };
+            // A thin disk keeps its base only when that base is one of this cluster's.
+            let known = |b: &uuid::Uuid| self.library.templates.values().any(|t| t.disks.iter().any(|x| x.id == *b));
+            let base = if library { record.base.filter(known) } else { None };
             self.disks.insert(d.id, Disk { vm: Some(id), base, ..record });
         }
         if engine {

@@ -83,6 +83,20 @@ impl ClusterState {
                 names_of("vm", &users)
             )));
         }
+        let templates: Vec<String> = self
+            .library
+            .templates
+            .values()
+            .filter(|t| t.config.cdrom.as_deref() == Some(iso.file.as_str()))
+            .map(|t| t.name.clone())
+            .collect();
+        if !templates.is_empty() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "iso '{}' is in the CD-ROM drive of {}, which its VMs get: delete the template first",
+                iso.name,
+                names_of("template", &templates)
+            )));
+        }
         self.library.isos.remove(&iso.id);
         self.record(now, EventKind::Library, format!("ISO {} was deleted.", iso.name));
         Ok(Outcome::Removed { files: vec![iso.file] })
@@ -143,6 +157,10 @@ impl ClusterState {
         config.next_run = None;
         config.hosted_engine = false;
         config.delete_protected = false;
+        // Each VM made from it is a host of its own: it is named after itself, not the source.
+        if let Some(ci) = &mut config.cloud_init {
+            ci.hostname = None;
+        }
         config.created_ms = now;
         config.updated_ms = now;
         let template =
@@ -157,6 +175,26 @@ impl ClusterState {
         self.library.templates.insert(template.id, template.clone());
         self.record(now, EventKind::Library, msg);
         Ok(Outcome::Template(Box::new(template)))
+    }
+
+    /// A stateless VM's disks must all be qcow2: only they take the snapshot it goes back to.
+    pub(super) fn stateless_disks_ok(&self, vm: &crate::model::Vm) -> Result<(), ClusterError> {
+        let raw: Vec<String> = vm
+            .config
+            .disks
+            .iter()
+            .filter_map(|d| self.disks.get(d))
+            .filter(|d| d.format != "qcow2")
+            .map(|d| d.name.clone())
+            .collect();
+        if !raw.is_empty() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "vm '{}' has disks that are not qcow2 ({}), which cannot go back at each stop: it cannot be stateless",
+                vm.config.name,
+                raw.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// The disks (by VM name, or the disk's own name when floating) that build on a base of `t`.

@@ -636,6 +636,10 @@ impl ClusterState {
         vm.config = (*snap.config).clone();
         vm.config.name = name.to_string();
         vm.config.hosted_engine = false;
+        // Its disks are copies, whatever its source's were.
+        if let Some(t) = &mut vm.config.from_template {
+            t.thin = false;
+        }
         vm.config.next_run = None;
         vm.config.disks = disks.iter().map(|d| d.id).collect();
         vm.config.attachments =

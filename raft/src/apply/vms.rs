@@ -57,6 +57,14 @@ impl ClusterState {
             ..base
         };
         self.library_fields(&mut vm, spec)?;
+        if vm.config.stateless {
+            if let Some(d) = disks.iter().find(|d| d.format != "qcow2") {
+                return Err(ClusterError::invalid(
+                    "stateless",
+                    format!("disk {} is {}, and a stateless VM's disks must be qcow2", d.name, d.format),
+                ));
+            }
+        }
         if self.hotplug_level() {
             self.give_limits(&mut vm, spec.max_vcpus, spec.max_memory_mib)?;
             for (i, n) in vm.config.nics.iter_mut().enumerate() {

@@ -229,6 +229,18 @@ fn a_stateless_vm_has_no_snapshots_and_changes_at_its_next_run() {
         "vm 'web1' is stateless: its disks go back to how they were at each start, so it has no snapshots \
          (`corral vm edit web1 --stateless false` first)",
     );
+    // A disk it did not start with is neither attached nor plugged while it runs stateless.
+    s.find_vm_mut("web1").unwrap().config.stateless = true;
+    let extra = disk("d1", None);
+    let attach = Op::AttachDisk {
+        vm: "web1".into(),
+        disk: extra.name.clone(),
+        new: Some(extra),
+        attachment: Attachment::default(),
+    };
+    let e = s.apply_command(&cmd(T0, attach)).0.unwrap_err();
+    assert!(e.to_string().contains("is stateless and running"), "{e}");
+    s.find_vm_mut("web1").unwrap().config.stateless = false;
     ok(&mut s, Op::StopVm { vm: "web1".into(), reason: None });
     let host = s.find_vm("web1").unwrap().runtime.host.unwrap();
     let epoch = s.find_vm("web1").unwrap().runtime.epoch;
@@ -238,6 +250,26 @@ fn a_stateless_vm_has_no_snapshots_and_changes_at_its_next_run() {
     let vm = s.find_vm("web1").unwrap();
     assert_eq!(vm.runtime.status, VmStatus::Down);
     assert!(vm.config.stateless, "stateless from the next run on");
+}
+
+#[test]
+fn raw_disks_and_the_hosted_engine_are_never_stateless() {
+    let mut s = level5();
+    let raw = Disk { format: "raw".into(), ..disk("r0", None) };
+    ok(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![raw], start: None });
+    let on = VmChanges { stateless: Some(true), ..VmChanges::default() };
+    refused(
+        &mut s,
+        Op::EditVm { vm: "web1".into(), changes: on.clone() },
+        "vm 'web1' has disks that are not qcow2 (r0), which cannot go back at each stop: it cannot be stateless",
+    );
+    ok(&mut s, Op::CreateVm { id: Uuid::new_v4(), spec: spec("engine"), disks: vec![], start: None });
+    s.find_vm_mut("engine").unwrap().config.hosted_engine = true;
+    refused(
+        &mut s,
+        Op::EditVm { vm: "engine".into(), changes: on },
+        "vm 'engine' is the hosted engine, which keeps its disks: it cannot be stateless",
+    );
 }
 
 #[test]
