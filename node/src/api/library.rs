@@ -205,27 +205,16 @@ impl Api {
     /// Everyone logged in sees the ISOs.
     pub async fn list_isos(&self, cx: &Caller, req: ListLibraryRequest) -> Result<ListIsosResponse, ClusterError> {
         let who = self.0.who(cx).await?;
-        let isos = self
-            .0
-            .cluster
-            .read(req.stale, |s| {
-                let g = who.grants(s)?;
-                Ok::<_, ClusterError>(s.library.isos.values().map(|i| iso_to_proto(s, &g, i)).collect())
-            })
-            .await??;
+        let isos =
+            self.seen(&who, req.stale, |s, g| s.library.isos.values().map(|i| iso_to_proto(s, g, i)).collect()).await?;
         Ok(ListIsosResponse { isos })
     }
 
     pub async fn get_iso(&self, cx: &Caller, req: LibraryRef) -> Result<Iso, ClusterError> {
         let who = self.0.who(cx).await?;
         let LibraryRef { name, stale } = req;
-        self.0
-            .cluster
-            .read(stale, |s| {
-                let g = who.grants(s)?;
-                Ok::<_, ClusterError>(s.library.iso(&name).map(|i| iso_to_proto(s, &g, i)))
-            })
-            .await??
+        self.seen(&who, stale, |s, g| s.library.iso(&name).map(|i| iso_to_proto(s, g, i)))
+            .await?
             .ok_or_else(|| corral_raft::apply::library::iso_not_found(&name))
     }
 
@@ -319,36 +308,26 @@ impl Api {
     ) -> Result<ListTemplatesResponse, ClusterError> {
         let who = self.0.who(cx).await?;
         let templates = self
-            .0
-            .cluster
-            .read(req.stale, |s| {
-                let g = who.grants(s)?;
-                Ok::<_, ClusterError>(
-                    s.library
-                        .templates
-                        .values()
-                        .filter(|t| {
-                            g.can(Perm::TemplateUse, Target::Template(t.id))
-                                || g.can(Perm::TemplateCreate, Target::Template(t.id))
-                        })
-                        .map(|t| template_to_proto(s, &g, t))
-                        .collect(),
-                )
+            .seen(&who, req.stale, |s, g| {
+                s.library
+                    .templates
+                    .values()
+                    .filter(|t| {
+                        g.can(Perm::TemplateUse, Target::Template(t.id))
+                            || g.can(Perm::TemplateCreate, Target::Template(t.id))
+                    })
+                    .map(|t| template_to_proto(s, g, t))
+                    .collect()
             })
-            .await??;
+            .await?;
         Ok(ListTemplatesResponse { templates })
     }
 
     pub async fn get_template(&self, cx: &Caller, req: LibraryRef) -> Result<Template, ClusterError> {
         let LibraryRef { name, stale } = req;
         let who = self.0.check(cx, &[(Operation::TemplateShow, Obj::Template(&name))]).await?;
-        self.0
-            .cluster
-            .read(stale, |s| {
-                let g = who.grants(s)?;
-                Ok::<_, ClusterError>(s.library.template(&name).map(|t| template_to_proto(s, &g, t)))
-            })
-            .await??
+        self.seen(&who, stale, |s, g| s.library.template(&name).map(|t| template_to_proto(s, g, t)))
+            .await?
             .ok_or_else(|| corral_raft::apply::library::template_not_found(&name))
     }
 
@@ -358,13 +337,8 @@ impl Api {
         let needs = [(Operation::TemplateDelete, Obj::Template(&name))];
         let who = self.0.check(cx, &needs).await?;
         let t = self
-            .0
-            .cluster
-            .read(false, |s| {
-                let g = who.grants(s)?;
-                Ok::<_, ClusterError>(s.library.template(&name).map(|t| template_to_proto(s, &g, t)))
-            })
-            .await??
+            .seen(&who, false, |s, g| s.library.template(&name).map(|t| template_to_proto(s, g, t)))
+            .await?
             .ok_or_else(|| corral_raft::apply::library::template_not_found(&name))?;
         let out = self.write(cx, &needs, Op::DeleteTemplate { template: name.clone() }).await?;
         if let Outcome::Removed { files } = out {
@@ -396,6 +370,16 @@ impl Api {
         self.shown(cx, move |s, g| offering_to_proto(s, g, &o)).await
     }
 
+    /// `show` of the state as `who` may see it (a linearizable read unless `stale`).
+    async fn seen<T>(
+        &self,
+        who: &super::authz::Who,
+        stale: bool,
+        show: impl FnOnce(&ClusterState, &Grants) -> T,
+    ) -> Result<T, ClusterError> {
+        self.0.cluster.read(stale, |s| Ok::<_, ClusterError>(show(s, &who.grants(s)?))).await?
+    }
+
     /// What a write returned, as the caller may see it (in this node's copy of the state).
     async fn shown<T>(&self, cx: &Caller, show: impl FnOnce(&ClusterState, &Grants) -> T) -> Result<T, ClusterError> {
         let who = self.0.who(cx).await?;
@@ -410,26 +394,16 @@ impl Api {
     ) -> Result<ListOfferingsResponse, ClusterError> {
         let who = self.0.who(cx).await?;
         let offerings = self
-            .0
-            .cluster
-            .read(req.stale, |s| {
-                let g = who.grants(s)?;
-                Ok::<_, ClusterError>(s.library.offerings.values().map(|o| offering_to_proto(s, &g, o)).collect())
-            })
-            .await??;
+            .seen(&who, req.stale, |s, g| s.library.offerings.values().map(|o| offering_to_proto(s, g, o)).collect())
+            .await?;
         Ok(ListOfferingsResponse { offerings })
     }
 
     pub async fn get_offering(&self, cx: &Caller, req: LibraryRef) -> Result<Offering, ClusterError> {
         let who = self.0.who(cx).await?;
         let LibraryRef { name, stale } = req;
-        self.0
-            .cluster
-            .read(stale, |s| {
-                let g = who.grants(s)?;
-                Ok::<_, ClusterError>(s.library.offering(&name).map(|o| offering_to_proto(s, &g, o)))
-            })
-            .await??
+        self.seen(&who, stale, |s, g| s.library.offering(&name).map(|o| offering_to_proto(s, g, o)))
+            .await?
             .ok_or_else(|| corral_raft::apply::library::offering_not_found(&name))
     }
 
