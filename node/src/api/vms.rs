@@ -555,7 +555,7 @@ impl Api {
 
     /// A VM the caller may not see does not exist for them.
     pub async fn get(&self, cx: &Caller, req: GetVmRequest) -> Result<Vm, ClusterError> {
-        let GetVmRequest { vm, stale } = req;
+        let GetVmRequest { vm, stale, next_run } = req;
         let node = self.0.clone();
         let who = self.0.who(cx).await?;
         self.0
@@ -567,6 +567,7 @@ impl Api {
                 )
             })
             .await??
+            .map(|v| if next_run { v.at_next_run() } else { v })
             .ok_or_else(|| ClusterError::vm_not_found(&vm))
     }
 
