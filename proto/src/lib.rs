@@ -10,8 +10,8 @@ pub mod v1 {
 }
 
 pub mod codec;
-mod next_run;
 pub mod fields;
+mod next_run;
 pub mod tls;
 pub mod vocab;
 

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod faults;
+pub mod http;
 pub mod monitor;
 pub mod sandbox;
 

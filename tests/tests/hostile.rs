@@ -307,7 +307,9 @@ fn every_rpc_survives_random_and_mutated_messages() {
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         assert!(err.message().contains("not a valid GetVmRequest message"), "{err:?}");
-        vms.get(GetVmRequest { vm: "web1".into(), stale: false, next_run: false }).await.expect("the node still answers");
+        vms.get(GetVmRequest { vm: "web1".into(), stale: false, next_run: false })
+            .await
+            .expect("the node still answers");
     });
     assert!(malformed_seen, "no RPC called InvalidArgument on a malformed message");
     all_up(&c);

@@ -5,7 +5,9 @@
 use std::sync::LazyLock;
 
 use corral_raft::ClusterError;
-use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions,
+};
 use serde_json::{Map, Value};
 
 /// The descriptors of corral.proto.
@@ -30,9 +32,9 @@ pub fn to_json<T: prost::Message>(desc: &MessageDescriptor, msg: &T) -> Result<V
         .map_err(|e| ClusterError::Internal(format!("an answer of type {} did not re-decode: {e}", desc.name())))?;
     let mut out = Vec::with_capacity(bytes.len() * 2 + 16);
     let mut ser = serde_json::Serializer::new(&mut out);
-    dynamic
-        .serialize_with_options(&mut ser, &serialize_options())
-        .map_err(|e| ClusterError::Internal(format!("an answer of type {} did not encode as JSON: {e}", desc.name())))?;
+    dynamic.serialize_with_options(&mut ser, &serialize_options()).map_err(|e| {
+        ClusterError::Internal(format!("an answer of type {} did not encode as JSON: {e}", desc.name()))
+    })?;
     Ok(out)
 }
 
@@ -53,7 +55,8 @@ pub fn parameter(desc: &MessageDescriptor, name: &str, text: &str) -> Result<(Fi
         .get_field_by_name(name)
         .or_else(|| desc.get_field_by_json_name(name))
         .ok_or_else(|| ClusterError::invalid(name, format!("is not a parameter of {}", desc.name())))?;
-    let bad = |what: &str| ClusterError::invalid(name, format!("must be {what}, not '{}'", corral_raft::error::quote(text)));
+    let bad =
+        |what: &str| ClusterError::invalid(name, format!("must be {what}, not '{}'", corral_raft::error::quote(text)));
     let value = match field.kind() {
         Kind::Bool => match text {
             "true" | "1" | "" => Value::Bool(true),
@@ -66,7 +69,11 @@ pub fn parameter(desc: &MessageDescriptor, name: &str, text: &str) -> Result<(Fi
         Kind::Message(m) => {
             return Err(ClusterError::invalid(name, format!("is a {} and is given in a JSON body", m.name())))
         }
-        Kind::Double | Kind::Float => text.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f).map(Value::Number)).ok_or_else(|| bad("a number"))?,
+        Kind::Double | Kind::Float => text
+            .parse::<f64>()
+            .ok()
+            .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+            .ok_or_else(|| bad("a number"))?,
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 | Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
             Value::Number(text.parse::<i64>().map_err(|_| bad("a whole number"))?.into())
         }
@@ -78,7 +85,12 @@ pub fn parameter(desc: &MessageDescriptor, name: &str, text: &str) -> Result<(Fi
 }
 
 /// Puts parameter `name` = `text` into `object`; a repeated field collects every value given.
-pub fn put_parameter(desc: &MessageDescriptor, object: &mut Map<String, Value>, name: &str, text: &str) -> Result<(), ClusterError> {
+pub fn put_parameter(
+    desc: &MessageDescriptor,
+    object: &mut Map<String, Value>,
+    name: &str,
+    text: &str,
+) -> Result<(), ClusterError> {
     let (field, value) = parameter(desc, name, text)?;
     let key = field.name().to_string();
     if field.is_list() {

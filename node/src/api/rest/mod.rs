@@ -224,7 +224,11 @@ async fn no_such_path(req: Request) -> Response {
     error_with(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
-        &format!("no such API path: {} {} (the API is described at /api/v1/openapi.json)", req.method(), req.uri().path()),
+        &format!(
+            "no such API path: {} {} (the API is described at /api/v1/openapi.json)",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }
 
@@ -301,8 +305,14 @@ mod tests {
     fn a_request_is_made_of_body_query_and_path() {
         let all = routes::all();
         let route = all.iter().find(|r| r.path == "/api/v1/vms/{vm}" && r.method == Method::GET).unwrap();
-        let v = request_of(route, &Default::default(), Some("next_run=true"), &[("vm".into(), "web%201".into())], &Bytes::new())
-            .unwrap();
+        let v = request_of(
+            route,
+            &Default::default(),
+            Some("next_run=true"),
+            &[("vm".into(), "web%201".into())],
+            &Bytes::new(),
+        )
+        .unwrap();
         assert_eq!(v, serde_json::json!({"vm": "web%201", "next_run": true}));
         let e = request_of(route, &Default::default(), Some("colour=red"), &[], &Bytes::new()).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
@@ -310,11 +320,23 @@ mod tests {
         assert!(e.to_string().contains("takes no body"), "{e}");
 
         let clone = all.iter().find(|r| r.rpc == "clone").unwrap();
-        let v = request_of(clone, &Default::default(), None, &[("vm".into(), "a".into())], &Bytes::from_static(b"{\"name\":\"b\"}"))
-            .unwrap();
+        let v = request_of(
+            clone,
+            &Default::default(),
+            None,
+            &[("vm".into(), "a".into())],
+            &Bytes::from_static(b"{\"name\":\"b\"}"),
+        )
+        .unwrap();
         assert_eq!(v, serde_json::json!({"source": "a", "name": "b"}));
-        let e = request_of(clone, &Default::default(), None, &[("vm".into(), "a".into())], &Bytes::from_static(b"{\"source\":\"c\"}"))
-            .unwrap_err();
+        let e = request_of(
+            clone,
+            &Default::default(),
+            None,
+            &[("vm".into(), "a".into())],
+            &Bytes::from_static(b"{\"source\":\"c\"}"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("give it once"), "{e}");
         let e = request_of(clone, &Default::default(), None, &[], &Bytes::from_static(b"[1]")).unwrap_err();
         assert!(e.to_string().contains("JSON object"), "{e}");

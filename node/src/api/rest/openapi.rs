@@ -47,7 +47,8 @@ pub fn document(routes: &[Route]) -> Vec<u8> {
         } else {
             for field in request.fields().filter(|f| !in_path.contains(f.name())) {
                 if let Some(schema) = query_schema(&field) {
-                    parameters.push(json!({ "name": field.name(), "in": "query", "required": false, "schema": schema }));
+                    parameters
+                        .push(json!({ "name": field.name(), "in": "query", "required": false, "schema": schema }));
                 }
             }
         }
@@ -141,7 +142,9 @@ fn scalar(field: &FieldDescriptor) -> Value {
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
             json!({ "type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX })
         }
-        Kind::Uint32 | Kind::Fixed32 => json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": u32::MAX }),
+        Kind::Uint32 | Kind::Fixed32 => {
+            json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": u32::MAX })
+        }
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
             json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX })
         }

@@ -53,9 +53,9 @@ async fn open(node: &Handles, req: Request, rpc: &str) -> Result<(Parts, Caller,
     let (mut parts, _body) = req.into_parts();
     let cx = caller(&parts);
     admit(node, &cx, rpc).map_err(|s| super::error(s.code(), s.message()))?;
-    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
-        .await
-        .map_err(|e| refused(ClusterError::invalid("upgrade", format!("this path is a websocket: {}", e.body_text()))))?;
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|e| {
+        refused(ClusterError::invalid("upgrade", format!("this path is a websocket: {}", e.body_text())))
+    })?;
     let upgrade = upgrade.protocols(["binary"]).max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME);
     Ok((parts, cx, upgrade))
 }
@@ -154,7 +154,8 @@ pub async fn console(node: Arc<Handles>, req: Request) -> Response {
                 Ok(o) if o.data.is_empty() => continue,
                 Ok(o) => Message::Binary(o.data.into()),
                 Err(e) => {
-                    let _ = out.send(Message::Text(serde_json::json!({ "error": e.to_string() }).to_string().into())).await;
+                    let _ =
+                        out.send(Message::Text(serde_json::json!({ "error": e.to_string() }).to_string().into())).await;
                     break;
                 }
             };
@@ -183,7 +184,9 @@ pub async fn vnc(node: Arc<Handles>, req: Request) -> Response {
         Ok(d) => d,
         Err(e) => return refused(e),
     };
-    let tcp = match tokio::time::timeout(DISPLAY_CONNECT, tokio::net::TcpStream::connect((address.as_str(), port))).await {
+    let tcp = match tokio::time::timeout(DISPLAY_CONNECT, tokio::net::TcpStream::connect((address.as_str(), port)))
+        .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return refused(ClusterError::Unavailable(format!("the VM's display at {address}:{port}: {e}"))),
         Err(_) => {
