@@ -52,7 +52,13 @@ export function Events() {
     const connect = () => {
       if (gone) return;
       const params = latest.current ? { after_index: latest.current } : { tail: TAIL };
-      ws = new WebSocket(wsUrl('/events/websocket', params), wsProtocols());
+      try {
+        ws = new WebSocket(wsUrl('/events/websocket', params), wsProtocols());
+      } catch {
+        // A token the browser will not send as a subprotocol: polling does without.
+        startPolling();
+        return;
+      }
       ws.onopen = () => {
         clearInterval(poll);
         poll = null;
