@@ -92,15 +92,27 @@ function SerialConsole({ name }) {
       ws.binaryType = 'arraybuffer';
       ws.onopen = () => setState('connected (keys go to the guest)');
       ws.onmessage = (ev) => {
-        const data = typeof ev.data === 'string' ? ev.data : new Uint8Array(ev.data);
+        // Text frames are the relay's own words: {"host": NAME} first, {"error": MESSAGE} at
+        // the end; the guest's output comes in binary frames.
+        if (typeof ev.data === 'string') {
+          let said = {};
+          try {
+            said = JSON.parse(ev.data);
+          } catch {
+            return;
+          }
+          if (said.host) setState(`connected through ${said.host} (keys go to the guest)`);
+          if (said.error) setError({ message: said.error });
+          return;
+        }
+        const data = new Uint8Array(ev.data);
         term.write(data);
-        box.current && (box.current.dataset.bytes = String(Number(box.current.dataset.bytes || 0) + (data.length || 0)));
+        if (box.current) box.current.dataset.bytes = String(Number(box.current.dataset.bytes || 0) + data.length);
       };
-      ws.onclose = (ev) => {
-        setState(`closed${ev.reason ? `: ${ev.reason}` : ''}`);
-        if (ev.code !== 1000 && ev.reason) setError({ message: ev.reason });
-      };
-      ws.onerror = () => setState('connection failed');
+      ws.onclose = (ev) => setState(`closed${ev.reason ? `: ${ev.reason}` : ''}`);
+      // A refusal before the upgrade (no permission, the VM is down) reaches a browser only as
+      // a failed connection; the ticket request of the graphical console shows such words.
+      ws.onerror = () => setState('the connection failed (is the VM running, and may you use its console?)');
       const enc = new TextEncoder();
       term.onData((d) => ws.readyState === WebSocket.OPEN && ws.send(enc.encode(d)));
       term.onBinary((d) => {
