@@ -62,16 +62,16 @@ export function ago(ms) {
   return `${Math.floor(s / 86400)} d ago`;
 }
 
-/** An event's severity, by what it says: the list has no level field, so its kind and words decide. */
+/**
+ * An event's severity, for the dashboard's alerts and the events page: the Event message has no
+ * level field, so its kind and words decide.
+ */
 export function eventLevel(e) {
   const kind = eventKind(e);
   const text = (e.message || '').toLowerCase();
-  if (/failed|error|fenc|lost|could not|cannot|refused/.test(text) || kind === 'login_failed') return 'error';
-  if (
-    kind === 'vm_high_availability' ||
-    /non.?responsive|down|maintenance|not responding|no room|retry|warning|killed/.test(text)
-  ) {
-    return 'warning';
-  }
+  if (kind === 'login_failed' || /failed|error|could not|cannot|fenc|lost/.test(text)) return 'error';
+  if (kind === 'vm_high_availability') return 'warning';
+  if (kind === 'host_state_changed' && /non.?responsive|\bdown\b/.test(text)) return 'warning';
+  if (/not responding|paused|no room|killed|retr(y|ies)|refused/.test(text)) return 'warning';
   return 'info';
 }

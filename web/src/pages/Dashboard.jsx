@@ -101,7 +101,7 @@ function HostTable({ hosts }) {
                 <Meter value={used} title={`${mib(h.memory_mib - h.memory_free_mib)} of ${mib(h.memory_mib)}`} />
               </td>
               <td>
-                {h.vcpus_free} / {h.cpus}
+                {h.vcpus_free} ({h.cpus} CPUs)
               </td>
               <td title={(h.engine_score?.penalties || []).join('\n')}>
                 {h.engine_score ? h.engine_score.score : '—'}

@@ -137,7 +137,7 @@ export function Events() {
             <tr key={e.index} class={`level-${eventLevel(e)}`} data-testid="event-row" data-index={e.index}>
               <td>{e.index}</td>
               <td class="nowrap">{time(e.time_unix_ms)}</td>
-              <td>{label(eventKind(e))}</td>
+              <td class="nowrap">{label(eventKind(e))}</td>
               <td>{e.user}</td>
               <td>{e.message}</td>
             </tr>

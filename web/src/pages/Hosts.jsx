@@ -48,7 +48,7 @@ export function HostList() {
                   />
                 </td>
                 <td>
-                  {h.vcpus_free} / {h.cpus}
+                  {h.vcpus_free} ({h.cpus} CPUs)
                 </td>
                 <td>{h.engine_score ? h.engine_score.score : '—'}</td>
                 <td>{(h.tags || []).join(', ')}</td>

@@ -68,7 +68,11 @@ export function VmPage({ vm: name }) {
           {vm.host ? `on ${vm.host}` : 'not running'}
         </span>
       </div>
-      {flash && <div class="error">{flash}</div>}
+      {flash && (
+        <div class="error" role="alert" data-testid="vm-flash">
+          {flash}
+        </div>
+      )}
       <Actions vm={vm} onDone={done} onError={setError} />
       <ErrorBox error={error} testid="vm-action-error" />
       <ErrorBox error={res.error} testid="vm-error" />
@@ -284,8 +288,8 @@ function Details({ vm, testid }) {
     ['Id', vm.id],
     ['Status', label(vmStatus(vm))],
     ['Host', vm.host || '—'],
-    ['Memory', `${mib(vm.memory_mib)}${vm.max_memory_mib ? ` (up to ${mib(vm.max_memory_mib)})` : ''}`],
-    ['vCPUs', `${vm.vcpus}${vm.max_vcpus ? ` (up to ${vm.max_vcpus})` : ''}`],
+    ['Memory', `${mib(vm.memory_mib)}${vm.max_memory_mib > vm.memory_mib ? ` (hot-plug up to ${mib(vm.max_memory_mib)})` : ''}`],
+    ['vCPUs', `${vm.vcpus}${vm.max_vcpus > vm.vcpus ? ` (hot-plug up to ${vm.max_vcpus})` : ''}`],
     ['Description', vm.description],
     ['Comment', vm.comment],
     ['High availability', vm.ha?.enabled ? `on, priority ${word(vm.ha.priority_enum, 'HA_PRIORITY_', vm.ha.priority)}` : 'off'],
