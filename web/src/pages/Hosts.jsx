@@ -96,7 +96,7 @@ export function HostPage({ host: name }) {
         <button
           type="button"
           onClick={() => setAsking(true)}
-          disabled={state === 'maintenance'}
+          disabled={state === 'maintenance' || state === 'preparing_for_maintenance'}
           data-testid="host-maintenance"
         >
           Maintenance

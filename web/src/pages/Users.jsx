@@ -73,7 +73,7 @@ export function Users() {
           New group
         </button>
       </div>
-      <ErrorBox error={groups.error} />
+      {groups.error?.message !== users.error?.message && <ErrorBox error={groups.error} />}
       {groups.data && (
         <table class="list" data-testid="group-table">
           <thead>

@@ -90,7 +90,11 @@ function SerialConsole({ name }) {
       term.focus();
       ws = new WebSocket(wsUrl(`/vms/${seg(name)}/console/websocket`), wsProtocols());
       ws.binaryType = 'arraybuffer';
-      ws.onopen = () => setState('connected (keys go to the guest)');
+      let opened = false;
+      ws.onopen = () => {
+        opened = true;
+        setState('connected (keys go to the guest)');
+      };
       ws.onmessage = (ev) => {
         // Text frames are the relay's own words: {"host": NAME} first, {"error": MESSAGE} at
         // the end; the guest's output comes in binary frames.
@@ -109,10 +113,14 @@ function SerialConsole({ name }) {
         term.write(data);
         if (box.current) box.current.dataset.bytes = String(Number(box.current.dataset.bytes || 0) + data.length);
       };
-      ws.onclose = (ev) => setState(`closed${ev.reason ? `: ${ev.reason}` : ''}`);
-      // A refusal before the upgrade (no permission, the VM is down) reaches a browser only as
-      // a failed connection; the ticket request of the graphical console shows such words.
-      ws.onerror = () => setState('the connection failed (is the VM running, and may you use its console?)');
+      // A refusal before the upgrade (no permission, no console) reaches a browser only as a
+      // connection that never opened, without the server's words.
+      ws.onclose = (ev) =>
+        setState(
+          opened
+            ? `closed${ev.reason ? `: ${ev.reason}` : ''}`
+            : 'refused (the VM must run, on a host with a serial console, and you need vm.console on it)',
+        );
       const enc = new TextEncoder();
       term.onData((d) => ws.readyState === WebSocket.OPEN && ws.send(enc.encode(d)));
       term.onBinary((d) => {
