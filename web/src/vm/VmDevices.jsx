@@ -1,5 +1,5 @@
-// A VM's disks and NICs: add a new disk or attach a floating one, detach, plug and unplug;
-// add, remove, plug and unplug NICs. Each answer is the VM as it now is.
+// A VM's disks, NICs and CD: add a new disk or attach a floating one, detach, plug and unplug;
+// add, remove, plug and unplug NICs; insert or eject a CD. Each answer is the VM as it now is.
 import { useState } from 'preact/hooks';
 import { del, get, post, seg } from '../api.js';
 import { mib, word } from '../format.js';
@@ -117,6 +117,8 @@ export function VmDevices({ vm, onDone }) {
         </tbody>
       </table>
 
+      <Cd vm={vm} onDone={onDone} onError={setError} />
+
       {dialog === 'add-disk' && (
         <Dialog
           title="New disk"
@@ -230,5 +232,59 @@ function AttachDisk({ vm, onClose, onDone }) {
         <input type="checkbox" name="unplugged" /> Attach unplugged
       </label>
     </Dialog>
+  );
+}
+
+/** The CD-ROM drive: an ISO of the library (or a path in the storage domain) in, or out. */
+function Cd({ vm, onDone, onError }) {
+  const isos = useResource(() => get('/isos').catch(() => ({ isos: [] })), []);
+  const [iso, setIso] = useState('');
+  const [nextRun, setNextRun] = useState(false);
+  const path = `/vms/${seg(vm.name)}/cd`;
+  const inDrive = vm.iso || vm.cdrom || '';
+  return (
+    <div data-testid="vm-cd">
+      <h2>CD-ROM</h2>
+      <p>
+        {inDrive ? <>In the drive: {inDrive}</> : 'The drive is empty.'}
+        {vm.next_run?.cdrom !== undefined && ` At the next run: ${vm.next_run.cdrom}.`}
+        {vm.next_run?.cdrom_ejected && ' Ejected at the next run.'}
+      </p>
+      <div class="filters">
+        <input
+          list="cd-isos"
+          placeholder="ISO name or path"
+          value={iso}
+          onInput={(e) => setIso(e.currentTarget.value)}
+          data-testid="cd-iso"
+        />
+        <datalist id="cd-isos">
+          {(isos.data?.isos || []).map((i) => (
+            <option key={i.id} value={i.name} />
+          ))}
+        </datalist>
+        <label class="check">
+          <input type="checkbox" checked={nextRun} onChange={(e) => setNextRun(e.currentTarget.checked)} /> at the next run
+        </label>
+        <ActionButton
+          action={() => post(path, { iso, next_run: nextRun })}
+          onDone={onDone}
+          onError={onError}
+          testid="cd-insert"
+          disabled={!iso}
+        >
+          Insert
+        </ActionButton>
+        <ActionButton
+          action={() => post(path, { eject: true, next_run: nextRun })}
+          onDone={onDone}
+          onError={onError}
+          testid="cd-eject"
+          disabled={!inDrive}
+        >
+          Eject
+        </ActionButton>
+      </div>
+    </div>
   );
 }
