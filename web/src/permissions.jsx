@@ -9,7 +9,12 @@ export function PermissionPanel({ on = '' }) {
   const list = useResource(() => get('/permissions', { on }), [on]);
   const [error, setError] = useState(null);
   const [adding, setAdding] = useState(false);
-  const perms = list.data?.permissions || [];
+  const [filter, setFilter] = useState('');
+  const needle = filter.trim().toLowerCase();
+  const all = list.data?.permissions || [];
+  const perms = needle
+    ? all.filter((p) => [p.user, p.group, p.role, p.on].some((f) => (f || '').toLowerCase().includes(needle)))
+    : all;
   return (
     <div data-testid="permission-panel">
       <div class="title-row">
@@ -18,6 +23,17 @@ export function PermissionPanel({ on = '' }) {
           Add permission
         </button>
       </div>
+      {!on && (
+        <div class="filters">
+          <input
+            placeholder="User, group, role or object contains…"
+            value={filter}
+            onInput={(e) => setFilter(e.currentTarget.value)}
+            data-testid="permission-filter"
+          />
+          <span class="muted">{list.data ? `${perms.length} of ${all.length}` : ''}</span>
+        </div>
+      )}
       <ErrorBox error={error} testid="permission-error" />
       <ErrorBox error={list.error} />
       {!list.data && !list.error && <Loading what="permissions" />}
