@@ -4,7 +4,7 @@
 // while a migration is queued or runs.
 import { useEffect, useState } from 'preact/hooks';
 import { del, get, post, seg } from '../api.js';
-import { href, navigate } from '../router.js';
+import { navigate } from '../router.js';
 import { label, mib, time, vmStatus, word } from '../format.js';
 import { ActionButton, Badge, Dialog, ErrorBox, Field, Loading, Notes, useResource } from '../ui.jsx';
 import { VmEdit } from './VmEdit.jsx';
@@ -346,4 +346,3 @@ function Details({ vm, testid }) {
   );
 }
 
-export const vmHref = (name) => href(`/vms/${encodeURIComponent(name)}`);
