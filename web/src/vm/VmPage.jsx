@@ -345,4 +345,3 @@ function Details({ vm, testid }) {
     </table>
   );
 }
-
