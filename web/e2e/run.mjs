@@ -385,11 +385,16 @@ async function consoleScenario(page) {
     await waitOrExplain(page, `${tid('vm-page')}[data-name="${vm}"]`, T, 'no VM page');
     await page.click(tid('tab-console'));
     await page.click(tid('open-serial'), { timeout: T });
-    await page.waitForFunction(
-      () => /connected/.test(document.querySelector('[data-testid="serial-state"]')?.textContent || ''),
-      null,
-      { timeout: T },
-    );
+    try {
+      await page.waitForFunction(
+        () => /connected/.test(document.querySelector('[data-testid="serial-state"]')?.textContent || ''),
+        null,
+        { timeout: T },
+      );
+    } catch {
+      const state = await page.textContent(tid('serial-state')).catch(() => '');
+      throw new Error(`not connected within ${T} ms: ${state} ${await pageError(page)}`.trim());
+    }
     await page.click(tid('serial-screen'));
     await page.keyboard.press('Enter');
     await page.waitForFunction(
