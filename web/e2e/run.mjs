@@ -80,6 +80,12 @@ const go = (page, path) => page.goto(`${base}/#${path}`, { waitUntil: 'domconten
 
 async function login(page, user, password) {
   await go(page, '/login');
+  try {
+    await page.waitForSelector(tid('login-form'), { timeout: T });
+  } catch {
+    const body = (await page.textContent('body').catch(() => '')).trim().slice(0, 300);
+    throw new Error(`no login page at ${base}${body ? `; it says: ${body}` : ''}`);
+  }
   await page.fill(tid('login-user'), user, { timeout: T });
   await page.fill(tid('login-password'), password);
   await page.click(tid('login-submit'));
@@ -332,7 +338,7 @@ async function migrate(page) {
 
 async function load(page) {
   const runs = Number(opt.runs);
-  await step(page, 'login', () => login(page, opt.user, opt.password));
+  if (!(await step(page, 'login', () => login(page, opt.user, opt.password)))) return;
   const expected = await page.evaluate(async () => {
     const res = await fetch('/api/v1/vms', { headers: { Authorization: `Bearer ${sessionStorage.getItem('corral.token')}` } });
     return (await res.json()).vms.length;
@@ -379,7 +385,7 @@ async function load(page) {
 
 async function consoleScenario(page) {
   const vm = opt.vm || usage('console needs --vm');
-  await step(page, 'login', () => login(page, opt.user, opt.password));
+  if (!(await step(page, 'login', () => login(page, opt.user, opt.password)))) return;
   await step(page, `${vm}'s serial console shows output`, async () => {
     await go(page, `/vms/${encodeURIComponent(vm)}`);
     await waitOrExplain(page, `${tid('vm-page')}[data-name="${vm}"]`, T, 'no VM page');

@@ -74,6 +74,8 @@ function App() {
     }
   }
   const section = '/' + (path.split('/')[1] || '');
+  const here = NAV.find(([to]) => to === section);
+  document.title = here && section !== '/' ? `${here[1]} · Corral` : 'Corral';
 
   return (
     <div class="shell">
