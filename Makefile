@@ -3,13 +3,17 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps build release previous bench bench-etcd check-long fuzz fmt lint clean
+.PHONY: demo test deps build web release previous bench bench-etcd check-long fuzz fmt lint clean
 
 deps:
 	@bash deploy/deps.sh
 
 build: deps
 	$(CARGO) build --workspace --bins
+
+# The web console (web/dist, served by corrald at /): from the npm registry, as the lock file pins it.
+web: deps
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 release: deps
 	$(CARGO) build --release --workspace --bins

@@ -2,7 +2,8 @@
 # Installs the Debian packages that building and testing Corral need, if they are missing:
 # libvirt's client library and headers (the `virt` crate links against them; its
 # `test:///default` driver is the in-process hypervisor the tests use), pkg-config, qemu-img, ping,
-# iptables and genisoimage.
+# iptables and genisoimage; Node.js and npm (the web console is built with them) and Debian's
+# chromium (its browser tests drive it headless).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -19,6 +20,11 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v iptables >/dev/null || need+=(iptables)
 # Cloud-init seeds (NoCloud ISOs labelled cidata) are made with it on the host that starts a VM.
 command -v genisoimage >/dev/null || need+=(genisoimage)
+# The web console (web/) is built with Vite, which needs Node.js 20.19 or newer.
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+# Its browser tests (web/e2e) run Debian's chromium headless through playwright-core.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
@@ -27,6 +33,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "deps: the web console needs Node.js 20.19 or newer, this is $(node --version);" \
+    "Debian 13 has it, Debian 12 has it from NodeSource (https://github.com/nodesource/distributions)" >&2
 fi
 
 if ! command -v cargo >/dev/null; then
