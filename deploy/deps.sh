@@ -40,6 +40,20 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
     "Debian 13 has it, Debian 12 has it from NodeSource (https://github.com/nodesource/distributions)" >&2
 fi
 
+# The REST API's OpenAPI document is checked by schemathesis (PyPI), in a venv of its own under
+# target/ (tests/tests/schemathesis.rs finds it there), pinned.
+SCHEMATHESIS=schemathesis==4.32.5
+venv=target/st-venv
+if [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version ${SCHEMATHESIS#*==}" ]; then
+  echo "deps: installing $SCHEMATHESIS into $venv" >&2
+  python3 -m venv "$venv" 2>/dev/null || {
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$venv"
+  }
+  "$venv/bin/pip" install -q "$SCHEMATHESIS"
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "deps: cargo is missing; install Rust (https://rustup.rs) and run again" >&2
   exit 1

@@ -4,35 +4,7 @@
 //! every page, and checks that a UserRole user does not see another user's VM. Screenshots of
 //! each page go to target/web-e2e/basic.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use corral_tests::Cluster;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("the source tree")
-}
-
-/// Runs scenario `args` of web/e2e/run.mjs; panics with its output unless every check passed.
-pub fn e2e(url: &str, out: &Path, args: &[&str]) -> String {
-    let web = repo().join("web");
-    assert!(
-        web.join("dist/index.html").is_file() && web.join("node_modules/playwright-core").is_dir(),
-        "the web console is not built: run `make web` (make test does)"
-    );
-    let run = Command::new("node")
-        .arg(web.join("e2e/run.mjs"))
-        .args(["--url", url, "--out"])
-        .arg(out)
-        .args(args)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "web e2e {args:?} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.starts_with("PASS")), "no checks ran:\n{stdout}");
-    stdout
-}
+use corral_tests::{repo, web_e2e as e2e, Cluster};
 
 #[test]
 fn the_web_console_in_a_browser() {
