@@ -33,7 +33,7 @@ previous: deps
 # (alone, as they run real QEMU guests; they need root and install their own packages) the
 # sandbox-host tests. nextest when it is installed, cargo test otherwise.
 test: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
-test: build previous
+test: build previous web
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast -E 'not (binary(sandbox) | binary(sandbox_faults))' && \
 		$(CARGO) nextest run -p corral-tests --no-fail-fast -E 'binary(sandbox) | binary(sandbox_faults)'; \
@@ -58,8 +58,9 @@ bench-etcd: release
 FAULT_SCHEDULES ?= 1000
 SANDBOX_FAULT_SCHEDULES ?= 50
 FAULT_SEED ?= 1
+SCHEMATHESIS_EXAMPLES ?= 300
 check-long: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
-check-long: build previous
+check-long: build previous web
 	@for round in 1 2 3 4 5; do \
 		echo "rolling upgrade: round $$round of 5"; \
 		$(CARGO) nextest run -p corral-tests --test upgrade --no-fail-fast || exit 1; \
@@ -67,6 +68,8 @@ check-long: build previous
 	target/debug/corral-powerloss --rounds 5
 	target/debug/corral-faults --schedules $(FAULT_SCHEDULES) --seed $(FAULT_SEED)
 	target/debug/corral-faults --sandbox --schedules $(SANDBOX_FAULT_SCHEDULES) --seed $(FAULT_SEED)
+	CORRAL_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) CORRAL_SCHEMATHESIS_SEED=$(FAULT_SEED) \
+		$(CARGO) nextest run -p corral-tests --test schemathesis --no-fail-fast
 	$(MAKE) fuzz FUZZ_SECONDS=900
 
 fmt:
