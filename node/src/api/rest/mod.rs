@@ -62,7 +62,7 @@ pub fn router(node: Arc<Handles>) -> axum::Router {
         .route("/api/v1/vms/{vm}/vnc/websocket", get(move |req: Request| ws::vnc(vnc.clone(), req)))
         .route("/api", any(no_such_path))
         .route("/api/{*rest}", any(no_such_path))
-        .fallback_service(web(&node))
+        .fallback_service(web(&node).layer(axum::middleware::from_fn(cache_control)))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -258,6 +258,20 @@ fn web(node: &Handles) -> MethodRouter {
             )
         }),
     }
+}
+
+/// Vite names the files under /assets/ by their content's hash: a browser keeps them for good.
+/// The page itself is asked for again each time, so that a new build is seen at once.
+async fn cache_control(req: Request, next: axum::middleware::Next) -> Response {
+    let immutable = req.uri().path().starts_with("/assets/");
+    let mut response = next.run(req).await;
+    let value = if immutable && response.status().is_success() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    response
 }
 
 /// What every answer carries: no sniffing, no framing, scripts only from this node.
