@@ -9,6 +9,7 @@
 //     --scenario migrate --vm NAME [--to HOST]
 //     --scenario load    --runs N
 //     --scenario console --vm NAME
+//     --scenario vnc     --vm NAME
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -413,9 +414,43 @@ async function consoleScenario(page) {
   await shot(page, 'serial-console');
 }
 
+/** vnc: the graphical console connects through the node (a ticket, then RFB over the websocket,
+ *  the ticket's password answering the display's challenge) and draws the guest's screen. */
+async function vncScenario(page) {
+  const vm = opt.vm || usage('vnc needs --vm');
+  if (!(await step(page, 'login', () => login(page, opt.user, opt.password)))) return;
+  await step(page, `${vm}'s graphical console connects and draws`, async () => {
+    await go(page, `/vms/${encodeURIComponent(vm)}`);
+    await waitOrExplain(page, `${tid('vm-page')}[data-name="${vm}"]`, T, 'no VM page');
+    await page.click(tid('tab-console'));
+    await page.click(tid('open-vnc'), { timeout: T });
+    try {
+      await page.waitForFunction(
+        () => (document.querySelector('[data-testid="vnc-state"]')?.textContent || '').trim() === 'connected',
+        null,
+        { timeout: T },
+      );
+    } catch {
+      const state = await page.textContent(tid('vnc-state')).catch(() => '');
+      throw new Error(`not connected within ${T} ms: ${state} ${await pageError(page)}`.trim());
+    }
+    // noVNC sizes its canvas to the guest's framebuffer once the server says how big it is.
+    const size = await page.waitForFunction(
+      () => {
+        const c = document.querySelector('[data-testid="vnc-screen"] canvas');
+        return c && c.width > 0 && c.height > 0 ? `${c.width}x${c.height}` : null;
+      },
+      null,
+      { timeout: T },
+    );
+    return `framebuffer ${await size.jsonValue()}`;
+  });
+  await shot(page, 'vnc-console');
+}
+
 // ------------------------------------------------------------------ main
 
-const SCENARIOS = { basic, migrate, load, console: consoleScenario };
+const SCENARIOS = { basic, migrate, load, console: consoleScenario, vnc: vncScenario };
 const scenario = SCENARIOS[opt.scenario];
 if (!scenario) usage(`unknown scenario ${opt.scenario}; one of ${Object.keys(SCENARIOS).join(', ')}`);
 

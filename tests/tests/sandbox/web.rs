@@ -1,5 +1,6 @@
 //! The web console on sandbox hosts (issue 18): a real browser migrates a ticking guest whose
-//! bandwidth is capped low, and watches the progress bar move.
+//! bandwidth is capped low, and watches the progress bar move; then opens its serial and VNC
+//! consoles through another node.
 
 use corral_cli::views::VmView;
 use corral_tests::sandbox::{Sandbox, GUEST_UP};
@@ -29,6 +30,20 @@ pub fn migrate_with_a_progress_bar(sb: &Sandbox) {
     }
     let moved = sb.vm("webmig");
     assert_eq!((moved.status.as_str(), moved.host.as_deref()), ("up", Some("host3")), "{moved:#?}");
+    // Its consoles in the browser, through host1 (the VM runs on host3): the serial console
+    // over a websocket that host1 relays, and the VNC display through a ticket host1 asked for.
+    let url = format!("https://{}", sb.host("host1").endpoint);
+    for scenario in ["console", "vnc"] {
+        let out = repo().join(format!("target/web-e2e/{scenario}"));
+        let _ = std::fs::remove_dir_all(&out);
+        #[rustfmt::skip]
+        let log = web_e2e(&url, &out, &[
+            "--scenario", scenario, "--user", "webop", "--password", "webop-secret-pw", "--vm", "webmig",
+        ]);
+        for line in log.lines().filter(|l| l.starts_with("PASS")) {
+            eprintln!("    {line}");
+        }
+    }
     let before = sb.ticks("webmig").unwrap_or(0);
     sb.wait_ticks_above("webmig", before);
     super::gone(sb, &["webmig"]);
