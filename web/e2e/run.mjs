@@ -426,7 +426,7 @@ async function vncScenario(page) {
     await page.click(tid('open-vnc'), { timeout: T });
     try {
       await page.waitForFunction(
-        () => (document.querySelector('[data-testid="vnc-state"]')?.textContent || '').trim() === 'connected',
+        () => /(^|:\s*)connected$/.test((document.querySelector('[data-testid="vnc-state"]')?.textContent || '').trim()),
         null,
         { timeout: T },
       );
