@@ -17,6 +17,9 @@ const CLI_ENUMS: [(&str, &str); 8] = [
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["proto/corral.proto"];
     let descriptors = protox::compile(files, ["proto"])?;
+    // The encoded descriptor set, for server reflection (`FILE_DESCRIPTOR_SET` in lib.rs).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("corral_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
     // A malformed request is InvalidArgument, not Internal (`codec.rs`).
     let mut config =
         tonic_prost_build::configure().build_server(true).build_client(true).codec_path("crate::codec::StrictCodec");

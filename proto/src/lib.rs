@@ -17,6 +17,11 @@ pub mod vocab;
 pub use v1::*;
 pub use vocab::Word;
 
+/// The encoded `FileDescriptorSet` of every .proto file of the API (package corral.v1), as the
+/// build compiled it: what gRPC server reflection serves, so that grpcurl and other tools can
+/// call a node without the .proto files.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/corral_descriptor.bin"));
+
 /// The metadata key a client sets on a write it may retry, holding a UUID; the cluster applies
 /// a write with a given id at most once. Clients and servers name it through this constant only.
 pub const REQUEST_ID_HEADER: &str = "corral-request-id";

@@ -7,6 +7,7 @@ pub mod client;
 pub mod faults;
 pub mod monitor;
 pub mod sandbox;
+pub mod scrape;
 
 use std::collections::BTreeMap;
 use std::fs::File;

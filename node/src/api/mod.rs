@@ -9,6 +9,7 @@ mod auth;
 pub mod authz;
 mod cluster;
 mod console;
+pub mod conventions;
 mod disks;
 mod engine;
 mod events;
@@ -58,6 +59,9 @@ pub struct Handles {
     pub local: LocalEngine,
     /// Wrong passwords by user and source, on this node (`corral login`'s slow-down).
     pub logins: auth::Logins,
+    /// This node's Prometheus metrics: `crate::metrics::render(&handles.metrics)` is the body
+    /// of `GET /metrics` (audit.read on the API port; no login on `--metrics-listen`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub use auth::Logins;
@@ -163,6 +167,10 @@ pub async fn serve(
         .add_service(limited!(EngineServiceServer, engine))
         .add_service(limited!(AuthServiceServer, auth))
         .add_service(limited!(LibraryServiceServer, library))
+        // gRPC health and reflection: no login, no `admit` (see `conventions`).
+        .add_service(conventions::health(node.cluster.clone()))
+        .add_service(conventions::reflection_v1()?)
+        .add_service(conventions::reflection_v1alpha()?)
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node))
                 .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)
