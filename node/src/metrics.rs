@@ -118,15 +118,12 @@ fn collect(m: &Metrics) -> Vec<Sample> {
             last_log.saturating_sub(applied) as f64,
         ),
     ]);
-    if let Some(replication) = r.replication.as_ref().filter(|_| leads) {
-        let mut lag =
-            Sample::labelled("raft_replication_lag", "Entries a member is behind the leader's log", Kind::Gauge);
-        for (id, matched) in replication.iter().filter(|(id, _)| **id != parts.id) {
-            lag = lag
-                .with(vec![("node", id.to_string())], last_log.saturating_sub(matched.map_or(0, |l| l.index)) as f64);
-        }
-        out.push(lag);
+    // Only the leader knows; elsewhere the metric is described with no series.
+    let mut lag = Sample::labelled("raft_replication_lag", "Entries a member is behind the leader's log", Kind::Gauge);
+    for (id, matched) in r.replication.iter().filter(|_| leads).flatten().filter(|(id, _)| **id != parts.id) {
+        lag = lag.with(vec![("node", id.to_string())], last_log.saturating_sub(matched.map_or(0, |l| l.index)) as f64);
     }
+    out.push(lag);
     let lease = m.host.lease_left();
     out.push(Sample::gauge("lease_remaining_seconds", "What is left of this host's lease", lease.as_secs_f64()));
     out.push(Sample::gauge("lease_held", "Whether this host holds its lease", flag(lease > Duration::ZERO)));
@@ -287,7 +284,8 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "{line:?} missing from:\n{out}");
         }
-        assert!(!out.contains("corral_empty"), "a metric with no series is left out");
+        assert!(out.contains("# TYPE corral_empty gauge"), "a metric with no series is described");
+        assert!(!out.lines().any(|l| l.starts_with("corral_empty")), "and has no sample");
         assert!(out.ends_with("# EOF\n"));
         // A later scrape replaces the values, it does not add to them.
         meters.scraped.set(vec![Sample::gauge("raft_term", "term", 8.0)]);

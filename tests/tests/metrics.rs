@@ -14,6 +14,26 @@ fn must(text: &str, series: &str) -> Result<f64, String> {
     value(text, series).ok_or_else(|| format!("{series} not in the scrape"))
 }
 
+/// Every metric the Grafana dashboard (deploy/grafana/corral.json) queries is one a node serves.
+fn dashboard_names_are_served(text: &str) {
+    let served: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/corral.json");
+    let dashboard = std::fs::read_to_string(path).expect("the dashboard");
+    let mut queried: Vec<String> = Vec::new();
+    for (start, _) in dashboard.match_indices("corral_") {
+        let name: String = dashboard[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let base = ["_bucket", "_count", "_sum", "_total"]
+            .iter()
+            .fold(name.clone(), |n, s| n.strip_suffix(s).map_or(n.clone(), str::to_string));
+        if !queried.contains(&base) {
+            queried.push(base);
+        }
+    }
+    assert!(queried.len() > 20, "the dashboard queries {queried:?}");
+    let missing: Vec<&String> = queried.iter().filter(|q| !served.contains(&q.as_str())).collect();
+    assert!(missing.is_empty(), "the dashboard queries metrics no node serves: {missing:?}");
+}
+
 #[test]
 fn a_node_serves_its_metrics_without_login_on_the_metrics_address() {
     let addr = format!("127.0.0.1:{}", free_port());
@@ -56,6 +76,7 @@ fn a_node_serves_its_metrics_without_login_on_the_metrics_address() {
         }
     });
     let text = scrape(&addr).unwrap();
+    dashboard_names_are_served(&text);
     assert!(must(&text, "corral_ovf_documents").unwrap() >= 1.0, "{text}");
     assert!(must(&text, "corral_ovf_writes_total").unwrap() >= 1.0, "{text}");
     assert!(must(&text, "corral_lease_held").unwrap() == 1.0, "{text}");

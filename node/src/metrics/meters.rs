@@ -106,6 +106,16 @@ impl Meters {
             "Guest memory sent by live migrations from this host",
             m.migration_bytes.clone(),
         );
+        // Every result starts at zero, so that it is there to be queried before it first happens.
+        for (family, results) in [
+            (&m.fence_votes, ["granted", "refused"]),
+            (&m.fence_agent_runs, ["ok", "failed"]),
+            (&m.migrations, ["done", "failed"]),
+        ] {
+            for result in results {
+                let _ = family.get_or_create(&[("result", result)]);
+            }
+        }
         Arc::new(Meters { registry, ..m })
     }
 
@@ -163,7 +173,8 @@ impl Scraped {
 impl Collector for Scraped {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let samples = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for s in samples.iter().filter(|s| !s.series.is_empty()) {
+        // A metric with no series still says what it is (a dashboard finds the name).
+        for s in samples.iter() {
             let metric_type = match s.kind {
                 Kind::Gauge => ConstGauge::new(0.0f64).metric_type(),
                 Kind::Counter => ConstCounter::new(0.0f64).metric_type(),
