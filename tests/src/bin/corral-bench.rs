@@ -2,7 +2,7 @@
 //! binaries next to this one, sled flushing on). It prints medians, p99s and throughput;
 //! it asserts nothing about them. Every loop is bounded in count and in time.
 //!
-//!   corral-bench [--only write|tls|authz|failover|memory|ovf|leader-failover-load|follower-resume|soak]
+//!   corral-bench [--only write|tls|authz|failover|memory|ovf|metrics|leader-failover-load|follower-resume|soak]
 //!                [--rounds N] [--seconds S]
 //!
 //! `soak` is not part of the default run: it writes for `--seconds` (say 600) and prints each
@@ -10,6 +10,8 @@
 
 #[path = "bench/authz.rs"]
 mod authz;
+#[path = "bench/metrics.rs"]
+mod metrics;
 #[path = "bench/under_faults.rs"]
 mod under_faults;
 
@@ -67,6 +69,9 @@ fn main() {
     }
     if wants("ovf") {
         ovf_propagation(&rt, 100);
+    }
+    if wants("metrics") {
+        metrics::metrics_cost();
     }
     // Last of the default run: they leave SIGINT and SIGTERM handled (to clean up their nodes).
     if wants("leader-failover-load") {
