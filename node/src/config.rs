@@ -126,6 +126,11 @@ pub struct Args {
     /// source tree's web/dist when corrald runs from a build of it].
     #[arg(long, value_name = "DIR")]
     pub web_root: Option<PathBuf>,
+    /// Serve Prometheus metrics without login at http://ADDR/metrics (plain HTTP, for a
+    /// monitoring network); without it they are only on the API port, for callers with
+    /// audit.read [default: none].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Wipe this node's local state (kept aside as db.damaged-TIME) and catch up from the
     /// cluster as the same member; refused unless the cluster still lists it.
     #[arg(long, conflicts_with_all = ["restore", "force_new_cluster"])]
@@ -183,6 +188,7 @@ struct FileConfig {
     fsync: Option<bool>,
     vnc_listen: Option<IpAddr>,
     web_root: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The settings in force, after merging.
@@ -229,6 +235,8 @@ pub struct Config {
     pub fsync: bool,
     /// Where VMs started here listen for VNC; None: they have no VNC display.
     pub vnc_listen: Option<IpAddr>,
+    /// Where metrics are served without login over plain HTTP; None: not served there.
+    pub metrics_listen: Option<SocketAddr>,
     /// The web console's files (None: none found; `/` says how to build them).
     pub web_root: Option<PathBuf>,
 }
@@ -350,6 +358,7 @@ impl Config {
             engine_score_ms: args.engine_score_ms.or(file.engine_score_ms).unwrap_or(2000).max(100),
             fsync: args.fsync.or(file.fsync).unwrap_or(true),
             vnc_listen: args.vnc_listen.or(file.vnc_listen),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
             web_root: args.web_root.or(file.web_root).or_else(default_web_root),
         })
     }
@@ -592,6 +601,20 @@ mod tests {
         assert_eq!(Config::load(flag).unwrap().vnc_listen, Some("::1".parse().unwrap()), "the flag wins");
         std::fs::write(&path, "name = \"h\"\nvnc_listen = \"host1\"\n").unwrap();
         assert!(Config::load(Args { config: Some(path), ..Default::default() }).is_err(), "an address, not a name");
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_from_the_file_or_a_flag() {
+        let c = Config::load(Args { name: Some("h".into()), ..Default::default() }).unwrap();
+        assert_eq!(c.metrics_listen, None, "no unauthenticated metrics unless asked for");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corrald.toml");
+        std::fs::write(&path, "name = \"h\"\nmetrics_listen = \"10.213.0.2:9101\"\n").unwrap();
+        let c = Config::load(Args { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(c.metrics_listen, Some("10.213.0.2:9101".parse().unwrap()));
+        let flag =
+            Args { config: Some(path), metrics_listen: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() };
+        assert_eq!(Config::load(flag).unwrap().metrics_listen, Some("127.0.0.1:0".parse().unwrap()), "the flag wins");
     }
 
     #[test]

@@ -15,6 +15,8 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::controller::Leader;
 use crate::images::StorageDomain;
+use crate::metrics::meters::Meters;
+use crate::metrics::Metrics;
 use crate::witness::Witness;
 
 pub struct Daemon {
@@ -28,7 +30,8 @@ impl Daemon {
     /// this node runs Raft (at once, or at bootstrap or join).
     pub async fn open(config: Config, facts: HostFacts, hypervisor: Hypervisor) -> anyhow::Result<Daemon> {
         let config = Arc::new(config);
-        let cluster = Cluster::open(config.clone(), facts.clone()).await?;
+        // The node's one set of instruments; the parts reach it through the cluster handle.
+        let cluster = Cluster::open(config.clone(), facts.clone(), Meters::new()).await?;
         // Raft may already run (resumed), but nothing reaches it before `serve`: the desk is in
         // place before any heartbeat can arrive.
         let leader = Leader::new(cluster.clone(), config.clone());
@@ -49,6 +52,7 @@ impl Daemon {
             local: agent.local_engine(),
             logins: crate::api::Logins::new(),
             displays: Default::default(),
+            metrics: Metrics::new(cluster.clone(), agent.local_engine()),
         });
         match cluster.parts() {
             // Resumed from the data dir: every part runs before the API answers anyone.
@@ -69,13 +73,27 @@ impl Daemon {
         Ok(Daemon { cluster, agent, api })
     }
 
-    /// Serves the API on `listener` and the local socket `local` until `shutdown` completes.
+    /// Serves the API on `listener` and the local socket `local`, and metrics without login on
+    /// `metrics` when given, until `shutdown` completes.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         local: tokio::net::UnixListener,
+        metrics: Option<tokio::net::TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        if let Some(l) = metrics {
+            let mut stopped = stopped.clone();
+            let until = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            tokio::spawn(crate::metrics::http::serve(l, self.api.metrics.clone(), until));
+        }
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
         api::serve(self.api.clone(), listener, local, shutdown).await
     }
 

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod daemon;
 pub mod identity;
 pub mod images;
+pub mod metrics;
 pub mod tls;
 pub mod token;
 pub mod witness;

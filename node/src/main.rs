@@ -55,6 +55,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot create the storage dir {}: {e}", consoles.display()))?;
     let listener = api::bind(config.listen).await?;
     let local = api::listen::bind_local(&config.socket)?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(corral_node::metrics::http::bind(addr).await?),
+        None => None,
+    };
+    if let Some(l) = &metrics {
+        tracing::info!(listen = %l.local_addr()?, "metrics served without login at /metrics");
+    }
     // With --listen HOST:0, from here on the port the kernel picked.
     config.bound(listener.local_addr()?)?;
     tracing::info!(name = %config.name, listen = %config.listen, data_dir = %config.data_dir.display(),
@@ -69,7 +76,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("shutting down");
     };
     let socket = config_socket;
-    daemon.serve(listener, local, shutdown).await?;
+    daemon.serve(listener, local, metrics, shutdown).await?;
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");

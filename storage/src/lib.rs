@@ -19,6 +19,7 @@ mod log_store;
 mod state_machine;
 mod store;
 
+pub use documents::written as documents_written;
 pub use error::{error_chain, Error};
 pub use legacy::LegacyFormat;
 pub use log_store::LogStore;

@@ -307,6 +307,7 @@ fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>, format: u8) -
         }
     }
     tree.apply_batch(batch)?;
+    documents::note_written(changed);
     if changed > 0 {
         tracing::info!(changed, documents = wanted.len(), "document store brought in line with the state");
     }
@@ -320,17 +321,23 @@ fn write_documents(
     format: u8,
 ) -> Result<(), Error> {
     let mut batch = sled::Batch::default();
+    let mut changed = 0usize;
     for (key, doc) in docs {
         match doc {
             Some(doc) => {
                 if tree.get(key.as_bytes())?.is_none_or(|v| documents::read(&v).is_ok_and(|old| old[..] != doc[..])) {
                     batch.insert(key.as_bytes(), documents::write(&doc, format));
+                    changed += 1;
                 }
             }
-            None => batch.remove(key.as_bytes()),
+            None => {
+                batch.remove(key.as_bytes());
+                changed += 1;
+            }
         }
     }
     tree.apply_batch(batch)?;
+    documents::note_written(changed);
     Ok(())
 }
 

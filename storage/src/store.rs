@@ -411,6 +411,11 @@ impl Store {
             .collect()
     }
 
+    /// How many documents the tree holds (counts keys; reads no document).
+    pub fn document_count(&self) -> Result<usize, Error> {
+        Ok(self.db.open_tree(TREE_DOCUMENTS)?.len())
+    }
+
     /// One document of the state machine's document tree.
     pub fn document(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         let tree = self.db.open_tree(TREE_DOCUMENTS)?;

@@ -8,6 +8,7 @@ pub mod faults;
 pub mod http;
 pub mod monitor;
 pub mod sandbox;
+pub mod scrape;
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -406,6 +406,7 @@ async fn fence(node: &HostAgent, state: &StateHandle, why: &str) -> bool {
     for (d, result) in futures::future::join_all(destroys).await {
         match result {
             Ok(()) => {
+                node.cluster.meters().self_fenced_vms.inc();
                 let mut h = node.lease.held_state();
                 h.fenced.insert(d.uuid);
                 h.fenced_unreported = true;

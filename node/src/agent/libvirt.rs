@@ -119,6 +119,21 @@ pub struct JobProgress {
     pub memory_remaining_mib: u64,
     pub iteration: u64,
     pub elapsed_ms: u64,
+    /// Guest memory sent so far (bytes).
+    pub memory_sent_bytes: u64,
+}
+
+/// What one running domain has used, from libvirt: counters since it started (they restart
+/// from zero when it starts again or arrives by migration) and its memory now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmUsage {
+    pub uuid: Uuid,
+    pub cpu_time_ns: u64,
+    pub memory_kib: u64,
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
 }
 
 /// One libvirt host, shared by every task of this node. Cloning shares the connection.
@@ -190,6 +205,40 @@ impl Hypervisor {
                 }
             }
             Ok(infos)
+        })
+        .await
+    }
+
+    /// The usage of every running domain (CPU time, memory, disk and network bytes), in one
+    /// blocking call: per domain its info, its live XML (for the disk and NIC names) and one
+    /// statistics call per disk and NIC. A device libvirt has no statistics for counts nothing.
+    pub async fn usage(&self) -> Result<Vec<VmUsage>, DriverError> {
+        self.call(|call| {
+            let domains =
+                call.conn.list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE).map_err(|e| call.error(e))?;
+            let mut out = Vec::with_capacity(domains.len());
+            for domain in domains {
+                let Ok(uuid) = domain.uuid() else { continue };
+                // Gone between the listing and now: nothing to count.
+                let Ok(info) = domain.info() else { continue };
+                let mut u = VmUsage { uuid, cpu_time_ns: info.cpu_time, memory_kib: info.memory, ..VmUsage::default() };
+                if let Ok(live) = call.live(uuid, &domain) {
+                    for disk in live.disks.iter().filter(|d| d.source.is_some()) {
+                        if let Ok(b) = domain.block_stats(&disk.target) {
+                            u.disk_read_bytes += b.rd_bytes.max(0) as u64;
+                            u.disk_write_bytes += b.wr_bytes.max(0) as u64;
+                        }
+                    }
+                    for nic in &live.nics {
+                        if let Ok(n) = domain.interface_stats(&nic.mac) {
+                            u.net_rx_bytes += n.rx_bytes.max(0) as u64;
+                            u.net_tx_bytes += n.tx_bytes.max(0) as u64;
+                        }
+                    }
+                }
+                out.push(u);
+            }
+            Ok(out)
         })
         .await
     }
@@ -333,6 +382,7 @@ impl Hypervisor {
                 percent: (remaining.min(total) * 100).checked_div(total).map_or(0, |left| (100 - left) as u8),
                 iteration,
                 elapsed_ms: job.time_elapsed.unwrap_or(0),
+                memory_sent_bytes: job.mem_processed.unwrap_or(0),
             }))
         })
         .await

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod lease;
 pub mod libvirt;
 pub mod reconcile;
+pub mod usage;
 pub mod watchdog;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct HostAgent {
     domain_type: DomainType,
     /// The console session of each VM here.
     consoles: console::Sessions,
+    /// What the VMs here use, for metrics (`usage`).
+    usage: usage::Usage,
 }
 
 impl HostAgent {
@@ -52,6 +55,7 @@ impl HostAgent {
             config,
             domain_type,
             consoles: console::Sessions::default(),
+            usage: usage::Usage::default(),
         })
     }
 
@@ -62,6 +66,7 @@ impl HostAgent {
         engine::restore(self);
         lease::spawn(self.clone(), parts.id, parts.state.clone());
         engine::spawn_scores(self.clone(), parts.id, parts.state.clone());
+        usage::spawn(self.hv.clone(), self.usage.clone());
     }
 
     /// Whether this host's libvirt runs VM `id` now.
@@ -112,5 +117,16 @@ impl LocalEngine {
     /// A fresh VNC password for VM `id`, which runs here.
     pub async fn vnc_ticket(&self, id: Uuid, name: &str) -> Result<console::VncTicket, ClusterError> {
         console::vnc_ticket(&self.0, id, name).await
+    }
+
+    /// What the VMs running here used, as last read from libvirt (never waits for libvirt;
+    /// asking keeps the snapshot fresh for a while, see `usage`).
+    pub fn vm_usage(&self) -> Vec<libvirt::VmUsage> {
+        self.0.usage.read()
+    }
+
+    /// How much of this host's lease is left (zero when it holds none).
+    pub fn lease_left(&self) -> std::time::Duration {
+        self.0.lease.remaining()
     }
 }

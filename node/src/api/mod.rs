@@ -9,6 +9,7 @@ mod auth;
 pub mod authz;
 mod cluster;
 mod console;
+pub mod conventions;
 mod disks;
 mod engine;
 mod events;
@@ -62,6 +63,9 @@ pub struct Handles {
     pub logins: auth::Logins,
     /// The VNC displays this node gave tickets for (the web console's relay goes only there).
     pub displays: console::Displays,
+    /// This node's Prometheus metrics: `crate::metrics::render(&handles.metrics)` is the body
+    /// of `GET /metrics` (audit.read on the API port; no login on `--metrics-listen`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub use auth::Logins;
@@ -168,6 +172,10 @@ pub async fn serve(
         .add_service(limited!(EngineServiceServer, engine))
         .add_service(limited!(AuthServiceServer, auth))
         .add_service(limited!(LibraryServiceServer, library))
+        // gRPC health and reflection: no login, no `admit` (see `conventions`).
+        .add_service(conventions::health(node.cluster.clone()))
+        .add_service(conventions::reflection_v1()?)
+        .add_service(conventions::reflection_v1alpha()?)
         .add_service(
             RaftServiceServer::new(raft_rpc::Api(node.clone()))
                 .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)

@@ -200,6 +200,20 @@ impl RaftParts {
         book.quorum_silence(term, now).filter(|s| *s <= within).map(|_| term)
     }
 
+    /// The leader this node sees now: itself while it leads with a majority heard within
+    /// `within`, or the leader it heard from within `within`. For the health service and
+    /// metrics; changes nothing.
+    pub fn sees_leader(&self, within: Duration) -> Option<NodeId> {
+        if self.leads_with_quorum(within).is_some() {
+            return Some(self.id);
+        }
+        let leader = self.metrics().current_leader.filter(|l| *l != self.id)?;
+        let now = Instant::now();
+        let mut book = self.elections.book();
+        book.refresh(now);
+        (now.saturating_duration_since(book.heard_leader) <= within).then_some(leader)
+    }
+
     /// Check-quorum for the write and read paths: refuses when this node leads but has not
     /// heard from a majority for an election timeout (`quorum_limit`). A node that does not
     /// lead passes: openraft refuses it and the request is handed to the leader.

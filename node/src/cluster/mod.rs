@@ -27,6 +27,7 @@ use tokio::sync::{watch, Mutex, OnceCell};
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::metrics::meters::Meters;
 use crate::now_ms;
 
 pub use membership::DEFAULT_TOKEN_TTL_MS;
@@ -83,6 +84,8 @@ struct Inner {
     witness: OnceLock<Arc<dyn WitnessDesk>>,
     /// This node's certificates in force (`pki`).
     tls: Arc<crate::tls::Live>,
+    /// The instruments events are counted into where they happen (`crate::metrics`).
+    meters: Arc<Meters>,
 }
 
 /// This node's running Raft: its id and applied state for everyone; openraft itself stays
@@ -114,7 +117,7 @@ impl RaftParts {
 
 impl Cluster {
     /// Opens the data dir; resumes Raft when it holds an identity.
-    pub async fn open(config: Arc<Config>, facts: HostFacts) -> anyhow::Result<Cluster> {
+    pub async fn open(config: Arc<Config>, facts: HostFacts, meters: Arc<Meters>) -> anyhow::Result<Cluster> {
         let crate::identity::Opened { store, node_id } = crate::identity::open(&config)?;
         let tls = Arc::new(crate::tls::Live::open(&config.data_dir));
         let network = Network::new(store.write_format());
@@ -130,6 +133,7 @@ impl Cluster {
             admit_lock: Mutex::new(()),
             desk: OnceLock::new(),
             witness: OnceLock::new(),
+            meters,
         }));
         if let Some(id) = node_id {
             cluster.start_raft(id).await.map_err(|e| {
@@ -196,6 +200,18 @@ impl Cluster {
         &self.0.network
     }
 
+    /// The leader this node sees now (itself while it leads with a majority heard), within twice
+    /// the election timeout; None before Raft runs. For health and metrics.
+    pub fn sees_leader(&self) -> Option<NodeId> {
+        let within = Duration::from_millis(2 * self.0.config.election_timeout_ms);
+        self.parts().ok()?.sees_leader(within)
+    }
+
+    /// This node's instruments, for the parts that count events where they happen.
+    pub fn meters(&self) -> &Arc<Meters> {
+        &self.0.meters
+    }
+
     /// Creates this node's Raft instance under `id`; once per process.
     async fn start_raft(&self, id: NodeId) -> Result<&RaftParts, ClusterError> {
         let parts = self
@@ -237,6 +253,7 @@ impl Cluster {
                     Arc::new(election::Elections::new(c.election_timeout_ms, c.heartbeat_ms, raft.metrics()));
                 let parts = RaftParts { id, raft, state, batcher, elections };
                 self.spawn_elections(&parts);
+                self.spawn_election_meter(&parts);
                 Ok::<_, ClusterError>(parts)
             })
             .await?;
@@ -303,6 +320,24 @@ impl Cluster {
     /// Proposes `op` through the leader and returns what applying it produced, once this node
     /// has applied it too.
     pub async fn write(&self, request_id: Option<Uuid>, op: Op) -> Result<Outcome, ClusterError> {
+        let started = std::time::Instant::now();
+        let written = self.write_routed(request_id, op).await;
+        let meters = &self.0.meters;
+        // A write refused by the rules (not found, invalid, ...) went through Raft like any
+        // other; only a write the cluster could not take is an error of the write path.
+        let failed = matches!(
+            &written,
+            Err(ClusterError::Internal(_) | ClusterError::Unavailable(_) | ClusterError::Unreachable(_))
+        );
+        if failed {
+            meters.write_errors.inc();
+        } else {
+            meters.write_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        written
+    }
+
+    async fn write_routed(&self, request_id: Option<Uuid>, op: Op) -> Result<Outcome, ClusterError> {
         match self.route(LeaderRequest::Write { request_id, op: Box::new(op) }, 0).await? {
             LeaderResponse::Written(Reply(r), index) => {
                 // Whoever asked next reads this node's copy: let it include this write.
@@ -318,6 +353,13 @@ impl Cluster {
     pub fn local_ovf_store(&self) -> Result<Vec<(String, String)>, ClusterError> {
         let docs = self.0.store.documents().map_err(|e| ClusterError::Internal(format!("OVF store: {e}")))?;
         Ok(docs.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
+    }
+
+    /// This node's OVF store, for metrics: the documents it holds (None: unreadable), the
+    /// documents this process wrote or removed, and when it last did (Unix ms; 0: not yet).
+    pub fn local_ovf_stats(&self) -> (Option<usize>, u64, u64) {
+        let (written, last_ms) = corral_storage::documents_written();
+        (self.0.store.document_count().ok(), written, last_ms)
     }
 
     /// One document of this node's own OVF store, by VM id.
@@ -541,6 +583,27 @@ impl Cluster {
                 node_address(parts, self.wait_for_leader(parts, deadline, None).await?.0)
             }
         }
+    }
+
+    /// Counts the terms that begin and the leader changes this node sees, from openraft's
+    /// leadership metrics (they change only with those); lives as long as Raft does.
+    fn spawn_election_meter(&self, parts: &RaftParts) {
+        let meters = self.0.meters.clone();
+        let mut rx = parts.server_metrics();
+        tokio::spawn(async move {
+            let seen = |m: &RaftServerMetrics<NodeId, NodeInfo>| (m.vote.leader_id.term, m.current_leader);
+            let (mut term, mut leader) = seen(&rx.borrow_and_update());
+            while rx.changed().await.is_ok() {
+                let (t, l) = seen(&rx.borrow_and_update());
+                if t > term {
+                    meters.elections.inc_by(t - term);
+                }
+                if l != leader {
+                    meters.leader_changes.inc();
+                }
+                (term, leader) = (t.max(term), l);
+            }
+        });
     }
 
     /// Writes the identity file once the state names the cluster, and keeps the members'

@@ -23,6 +23,7 @@ use openraft::ServerState;
 
 use super::Leader;
 use crate::cluster::RaftParts;
+use crate::metrics::meters::Meters;
 use crate::now_ms;
 
 /// How often the leader looks at heartbeat times and pending HA restarts.
@@ -263,9 +264,7 @@ async fn term_loop(leader: Arc<Leader>, parts: RaftParts, term: u64) {
             leader_book_tick(&leader, &parts, term).await;
         }
         if parts.state.read(|s| s.next_ha_restart_ms()).is_some_and(|due| due <= now_ms()) {
-            if let Err(e) = leader.cluster.propose_as_leader(Op::RestartHaVms).await {
-                tracing::debug!("HA restart pass not proposed: {e}");
-            }
+            restart_ha_vms(&leader, &parts.state).await;
         }
         if ticks.is_multiple_of(EVACUATE_EVERY) {
             retry_evacuations(&leader, &parts.state).await;
@@ -273,6 +272,29 @@ async fn term_loop(leader: Arc<Leader>, parts: RaftParts, term: u64) {
         }
         replace_dead_voter(&leader, &parts).await;
         last = Instant::now();
+    }
+}
+
+/// Proposes an HA restart pass, and counts the VMs it ordered restarted with how long after
+/// their failure (from the state before and after: apply decides which it places).
+async fn restart_ha_vms(leader: &Leader, state: &StateHandle) {
+    let pending: HashMap<uuid::Uuid, i64> = state
+        .read(|s| s.vms.values().filter_map(|v| v.ha_state.ha_restart.as_ref().map(|r| (v.id, r.failed_ms))).collect());
+    if let Err(e) = leader.cluster.propose_as_leader(Op::RestartHaVms).await {
+        return tracing::debug!("HA restart pass not proposed: {e}");
+    }
+    let restarted: Vec<(i64, i64)> = state.read(|s| {
+        pending
+            .iter()
+            .filter_map(|(id, failed)| s.vms.get(id).map(|v| (v, *failed)))
+            .filter(|(v, _)| v.ha_state.ha_restart.is_none() && v.ha_state.ha_restarting)
+            .map(|(v, failed)| (failed, v.ha_state.ha_restarted_ms.unwrap_or(failed)))
+            .collect()
+    });
+    let meters = leader.cluster.meters();
+    for (failed, ordered) in restarted {
+        meters.ha_restarts.inc();
+        meters.ha_restart_delay_seconds.observe((ordered - failed).max(0) as f64 / 1000.0);
     }
 }
 
@@ -451,7 +473,10 @@ async fn declare_down(
         .map(|(v, _)| *v)
         .collect();
     let (configs, addresses) = voters(parts);
-    if !configs.iter().all(|c| crate::cluster::majority_of(c, &granted)) {
+    let majority = configs.iter().all(|c| crate::cluster::majority_of(c, &granted));
+    let meters = leader.cluster.meters();
+    Meters::count(&meters.fence_votes, if majority { "granted" } else { "refused" });
+    if !majority {
         tracing::info!(host = %name, granted = granted.len(), "not declared down: no majority of the voters agreed");
         for v in granted {
             let req = PeerRequest { from: parts.id, body: PeerBody::Unfreeze { host, term } };
@@ -572,6 +597,7 @@ async fn fence(leader: Arc<Leader>, term: u64, host: NodeId, name: String, addre
         Err(_) => (false, format!("it did not finish within {} s", FENCE_TIMEOUT.as_secs())),
     };
     leader.book.fenced(term, host, ok);
+    Meters::count(&leader.cluster.meters().fence_agent_runs, if ok { "ok" } else { "failed" });
     let message = format!("The fence agent was run for host {name}: {detail}.");
     let op = Op::RecordEvent { kind: corral_raft::model::EventKind::HostStateChanged, message };
     let _ = leader.cluster.propose_as_leader(op).await;

@@ -2,7 +2,7 @@
 //! binaries next to this one, sled flushing on). It prints medians, p99s and throughput;
 //! it asserts nothing about them. Every loop is bounded in count and in time.
 //!
-//!   corral-bench [--only write|tls|authz|rest|dashboard|failover|memory|ovf|leader-failover-load|follower-resume|soak]
+//!   corral-bench [--only write|tls|authz|rest|dashboard|failover|memory|ovf|metrics|leader-failover-load|follower-resume|soak]
 //!                [--rounds N] [--seconds S]
 //!
 //! `soak` is not part of the default run: it writes for `--seconds` (say 600) and prints each
@@ -12,6 +12,8 @@
 mod authz;
 #[path = "bench/rest.rs"]
 mod rest;
+#[path = "bench/metrics.rs"]
+mod metrics;
 #[path = "bench/under_faults.rs"]
 mod under_faults;
 
@@ -75,6 +77,9 @@ fn main() {
     }
     if wants("ovf") {
         ovf_propagation(&rt, 100);
+    }
+    if wants("metrics") {
+        metrics::metrics_cost();
     }
     // Last of the default run: they leave SIGINT and SIGTERM handled (to clean up their nodes).
     if wants("leader-failover-load") {

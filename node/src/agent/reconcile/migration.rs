@@ -12,6 +12,7 @@ use corral_raft::NodeId;
 use super::super::libvirt::{Hypervisor, MigrationOptions};
 use super::super::HostAgent;
 use super::{Agent, View, PROGRESS_PERIOD, REPORT_PATIENCE};
+use crate::metrics::meters::Meters;
 
 impl Agent {
     /// This host's migration queue: the VMs ordered to migrate away wait here and start by
@@ -78,9 +79,14 @@ impl Agent {
                 Ok(true) => Some(super::super::console::vnc_listen_of(&node, to).await),
                 _ => None,
             };
+            let started = std::time::Instant::now();
             let result = hv.migrate(vm.id, &dest_uri, migrate_uri.as_deref(), options, vnc).await;
             done.notify_one();
-            let _ = watcher.await;
+            let sent = watcher.await.unwrap_or(0);
+            let meters = node.cluster.meters();
+            Meters::count(&meters.migrations, if result.is_ok() { "done" } else { "failed" });
+            meters.migration_seconds.observe(started.elapsed().as_secs_f64());
+            meters.migration_bytes.inc_by(sent);
             let observed = match result {
                 Ok(()) => Observed::MigrationDone { to },
                 Err(e) => Observed::MigrationFailed { error: e.to_string() },
@@ -111,7 +117,8 @@ impl Agent {
 }
 
 /// While a migration runs: sets its maximum downtime once the job exists, and reports its
-/// progress every half second when it changed.
+/// progress every half second when it changed. Returns the guest memory sent as of its last
+/// look (the job's statistics end with it).
 async fn watch_migration(
     hv: Hypervisor,
     node: Arc<HostAgent>,
@@ -119,15 +126,17 @@ async fn watch_migration(
     me: NodeId,
     max_downtime_ms: Option<u64>,
     done: Arc<tokio::sync::Notify>,
-) {
+) -> u64 {
     let mut downtime_set = max_downtime_ms.is_none();
     let mut last = None;
+    let mut sent = 0;
     loop {
         tokio::select! {
-            _ = done.notified() => return,
+            _ = done.notified() => return sent,
             _ = tokio::time::sleep(PROGRESS_PERIOD) => {}
         }
         let Ok(Some(p)) = hv.job_progress(vm.id).await else { continue };
+        sent = sent.max(p.memory_sent_bytes);
         if !downtime_set {
             if let Some(ms) = max_downtime_ms {
                 downtime_set = hv.set_max_downtime(vm.id, ms).await.is_ok();

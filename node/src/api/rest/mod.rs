@@ -53,10 +53,12 @@ pub fn router(node: Arc<Handles>) -> axum::Router {
         router = router.route(path, methods.fallback(method_not_allowed));
     }
     let ws = node.clone();
+    let scrape = node.clone();
     let console = node.clone();
     let vnc = node.clone();
     router
         .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/metrics", get(move |req: Request| metrics(scrape.clone(), req)))
         .route("/api/v1/events/websocket", get(move |req: Request| ws::events(ws.clone(), req)))
         .route("/api/v1/vms/{vm}/console/websocket", get(move |req: Request| ws::console(console.clone(), req)))
         .route("/api/v1/vms/{vm}/vnc/websocket", get(move |req: Request| ws::vnc(vnc.clone(), req)))
@@ -218,6 +220,21 @@ fn error_with(status: StatusCode, code: &str, message: &str) -> Response {
 
 async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OPENAPI.as_slice()).into_response()
+}
+
+/// `GET /metrics` on the API port: Prometheus' text, for callers with audit.read on the
+/// cluster (`--metrics-listen` serves it without login on an address of its own).
+async fn metrics(node: Arc<Handles>, req: Request) -> Response {
+    let cx = caller_of(req.headers(), req.extensions().get::<ConnInfo>());
+    if let Err(s) = admit(&node, &cx, "metrics") {
+        return error(s.code(), s.message());
+    }
+    let need = [(corral_raft::model::auth::Operation::Events, super::authz::Obj::Cluster)];
+    if let Err(e) = node.check(&cx, &need).await {
+        return refused(e);
+    }
+    let text = crate::metrics::render(&node.metrics);
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::http::CONTENT_TYPE))], text).into_response()
 }
 
 async fn no_such_path(req: Request) -> Response {
