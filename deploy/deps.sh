@@ -19,6 +19,11 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v iptables >/dev/null || need+=(iptables)
 # Cloud-init seeds (NoCloud ISOs labelled cidata) are made with it on the host that starts a VM.
 command -v genisoimage >/dev/null || need+=(genisoimage)
+# The package test (tests/tests/package.rs) checks the unit with systemd-analyze and builds the
+# .deb with dpkg-deb; man-db renders its man pages.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v man >/dev/null || need+=(man-db)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
