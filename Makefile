@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps build release deb previous bench bench-etcd check-long fuzz fmt lint clean
+.PHONY: demo test deps build web release deb previous bench bench-etcd check-long fuzz fmt lint clean
 
 deps:
 	@bash deploy/deps.sh
@@ -11,13 +11,17 @@ deps:
 build: deps
 	$(CARGO) build --workspace --bins
 
+# The web console (web/dist, served by corrald at /): from the npm registry, as the lock file pins it.
+web: deps
+	cd web && npm ci --no-audit --no-fund && npm run build
+
 release: deps
 	$(CARGO) build --release --workspace --bins
 
-# The Debian package of a release build: corral, corrald, the systemd unit, the default config,
-# completions and man pages (deploy/deb/). Prints the .deb's path.
+# The Debian package of a release build: corral, corrald, the web console, the systemd unit, the
+# default config, completions and man pages (deploy/deb/). Prints the .deb's path.
 TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
-deb: release
+deb: release web
 	@bash deploy/deb/build.sh $(TARGET_DIR)/release target/debian
 
 # A 3-node cluster on libvirt's test hypervisor in a temp dir: bootstrap, join, VMs,
@@ -35,7 +39,7 @@ previous: deps
 # (alone, as they run real QEMU guests; they need root and install their own packages) the
 # sandbox-host tests. nextest when it is installed, cargo test otherwise.
 test: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
-test: build previous
+test: build previous web
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast -E 'not (binary(sandbox) | binary(sandbox_faults))' && \
 		$(CARGO) nextest run -p corral-tests --no-fail-fast -E 'binary(sandbox) | binary(sandbox_faults)'; \
@@ -61,8 +65,9 @@ bench-etcd: release
 FAULT_SCHEDULES ?= 1000
 SANDBOX_FAULT_SCHEDULES ?= 50
 FAULT_SEED ?= 1
+SCHEMATHESIS_EXAMPLES ?= 300
 check-long: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
-check-long: build previous
+check-long: build previous web
 	bash deploy/deb/install-test.sh $(TARGET_DIR)/debug
 	@for round in 1 2 3 4 5; do \
 		echo "rolling upgrade: round $$round of 5"; \
@@ -71,6 +76,8 @@ check-long: build previous
 	target/debug/corral-powerloss --rounds 5
 	target/debug/corral-faults --schedules $(FAULT_SCHEDULES) --seed $(FAULT_SEED)
 	target/debug/corral-faults --sandbox --schedules $(SANDBOX_FAULT_SCHEDULES) --seed $(FAULT_SEED)
+	CORRAL_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) CORRAL_SCHEMATHESIS_SEED=$(FAULT_SEED) \
+		$(CARGO) nextest run -p corral-tests --test schemathesis --no-fail-fast
 	$(MAKE) fuzz FUZZ_SECONDS=900
 
 fmt:

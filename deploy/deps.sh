@@ -2,7 +2,9 @@
 # Installs the Debian packages that building and testing Corral need, if they are missing:
 # libvirt's client library and headers (the `virt` crate links against them; its
 # `test:///default` driver is the in-process hypervisor the tests use), pkg-config, qemu-img, ping,
-# iptables and genisoimage.
+# iptables and genisoimage; systemd-analyze, dpkg-deb and man for the package test; Node.js and
+# npm (the web console is built with them) and Debian's chromium (its browser tests drive it
+# headless).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -24,6 +26,11 @@ command -v genisoimage >/dev/null || need+=(genisoimage)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v man >/dev/null || need+=(man-db)
+# The web console (web/) is built with Vite, which needs Node.js 20.19 or newer.
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+# Its browser tests (web/e2e) run Debian's chromium headless through playwright-core.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
@@ -32,6 +39,25 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "deps: the web console needs Node.js 20.19 or newer, this is $(node --version);" \
+    "Debian 13 has it, Debian 12 has it from NodeSource (https://github.com/nodesource/distributions)" >&2
+fi
+
+# The REST API's OpenAPI document is checked by schemathesis (PyPI), in a venv of its own under
+# target/ (tests/tests/schemathesis.rs finds it there), pinned.
+SCHEMATHESIS=schemathesis==4.32.5
+venv=target/st-venv
+if [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version ${SCHEMATHESIS#*==}" ]; then
+  echo "deps: installing $SCHEMATHESIS into $venv" >&2
+  python3 -m venv "$venv" 2>/dev/null || {
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$venv"
+  }
+  "$venv/bin/pip" install -q "$SCHEMATHESIS"
 fi
 
 if ! command -v cargo >/dev/null; then

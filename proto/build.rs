@@ -29,6 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // libvirt's test driver type is accepted (a host on test:///default runs nothing else)
     // but not offered: it runs nowhere else.
     config = config.field_attribute(".corral.v1.DomainType.DOMAIN_TYPE_TEST", "#[value(hide = true)]");
+    // The descriptors themselves, for the REST gateway's JSON mapping and OpenAPI document and
+    // for gRPC server reflection (`FILE_DESCRIPTOR_SET`).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("corral_descriptors.bin"), prost::Message::encode_to_vec(&descriptors))?;
     config.compile_fds(descriptors)?;
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package from built binaries: deploy/deb/build.sh BINDIR OUTDIR
-# (BINDIR holds corral and corrald, e.g. target/release). Lays out the package tree in a temp
-# dir, generates the shell completions and man pages with the binaries themselves (from their
-# clap grammar), and runs dpkg-deb. Prints the path of the .deb it made.
+# (BINDIR holds corral and corrald, e.g. target/release; the web console comes from web/dist when
+# `make web` has built it). Lays out the package tree in a temp dir, generates the shell
+# completions and man pages with the binaries themselves (from their clap grammar), and runs
+# dpkg-deb. Prints the path of the .deb it made.
 # CORRAL_DEB_COMPRESSION: dpkg-deb's -Z (default xz).
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 BINDIR OUTDIR" >&2; exit 2; }
@@ -29,6 +30,16 @@ install -D -m 0755 -s "$bindir/corrald" "$root/usr/bin/corrald"
 install -D -m 0644 "$deploy/systemd/corrald.service" "$root/lib/systemd/system/corrald.service"
 install -D -m 0644 "$deploy/corrald.toml" "$root/etc/corral/corrald.toml"
 install -d -m 0700 "$root/var/lib/corral"
+
+# The web console, built by `make web` (npm): corrald serves it from here by default.
+web="$(dirname "$deploy")/web/dist"
+if [ -f "$web/index.html" ]; then
+  install -d "$root/usr/share/corral"
+  cp -r "$web" "$root/usr/share/corral/web"
+  chmod -R u=rwX,go=rX "$root/usr/share/corral/web"
+else
+  echo "build.sh: no web/dist (make web): the package has no web console" >&2
+fi
 
 install -d "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
   "$root/usr/share/fish/vendor_completions.d"

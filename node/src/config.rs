@@ -122,6 +122,10 @@ pub struct Args {
     /// host's management address; without it VMs here have no VNC display [default: none].
     #[arg(long)]
     pub vnc_listen: Option<IpAddr>,
+    /// The web console's built files, served at `/` [default: /usr/share/corral/web, else the
+    /// source tree's web/dist when corrald runs from a build of it].
+    #[arg(long, value_name = "DIR")]
+    pub web_root: Option<PathBuf>,
     /// Wipe this node's local state (kept aside as db.damaged-TIME) and catch up from the
     /// cluster as the same member; refused unless the cluster still lists it.
     #[arg(long, conflicts_with_all = ["restore", "force_new_cluster"])]
@@ -178,6 +182,7 @@ struct FileConfig {
     engine_score_ms: Option<u64>,
     fsync: Option<bool>,
     vnc_listen: Option<IpAddr>,
+    web_root: Option<PathBuf>,
 }
 
 /// The settings in force, after merging.
@@ -224,6 +229,15 @@ pub struct Config {
     pub fsync: bool,
     /// Where VMs started here listen for VNC; None: they have no VNC display.
     pub vnc_listen: Option<IpAddr>,
+    /// The web console's files (None: none found; `/` says how to build them).
+    pub web_root: Option<PathBuf>,
+}
+
+/// Where the web console's files are looked for when no --web-root is given: the package's
+/// place, then the source tree this binary was built from (`make web` builds web/dist).
+fn default_web_root() -> Option<PathBuf> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist");
+    [PathBuf::from("/usr/share/corral/web"), source].into_iter().find(|d| d.join("index.html").is_file())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +350,7 @@ impl Config {
             engine_score_ms: args.engine_score_ms.or(file.engine_score_ms).unwrap_or(2000).max(100),
             fsync: args.fsync.or(file.fsync).unwrap_or(true),
             vnc_listen: args.vnc_listen.or(file.vnc_listen),
+            web_root: args.web_root.or(file.web_root).or_else(default_web_root),
         })
     }
 

@@ -48,6 +48,7 @@ impl Daemon {
             facts,
             local: agent.local_engine(),
             logins: crate::api::Logins::new(),
+            displays: Default::default(),
         });
         match cluster.parts() {
             // Resumed from the data dir: every part runs before the API answers anyone.

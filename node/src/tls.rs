@@ -284,7 +284,8 @@ impl Material {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain()?, key)
             .map_err(|e| bad("node.pem", e))?;
-        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        // HTTP/2 for gRPC (and browsers); HTTP/1.1 for REST clients and a browser's websockets.
+        config.alpn_protocols = vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 

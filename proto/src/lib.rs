@@ -11,11 +11,16 @@ pub mod v1 {
 
 pub mod codec;
 pub mod fields;
+mod next_run;
 pub mod tls;
 pub mod vocab;
 
 pub use v1::*;
 pub use vocab::Word;
+
+/// The encoded `FileDescriptorSet` of corral.proto (imports included): what the REST gateway
+/// maps JSON with and documents, and what gRPC server reflection serves.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/corral_descriptors.bin"));
 
 /// The metadata key a client sets on a write it may retry, holding a UUID; the cluster applies
 /// a write with a given id at most once. Clients and servers name it through this constant only.

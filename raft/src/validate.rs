@@ -109,6 +109,21 @@ pub fn disk_count(n: usize) -> Result<(), ClusterError> {
     Ok(())
 }
 
+/// The largest disk a VM or the storage domain gets, in MiB (64 TiB; qemu-img itself stops at
+/// 8 EiB, and a size past that is a mistake, not a disk).
+pub const MAX_DISK_MIB: u64 = 64 << 20;
+
+/// A disk's size in MiB: at least 1 MiB, at most [`MAX_DISK_MIB`].
+pub fn disk_size(field: &str, size_mib: u64) -> Result<(), ClusterError> {
+    if size_mib == 0 {
+        return Err(ClusterError::invalid(field, "must be at least 1 MiB"));
+    }
+    if size_mib > MAX_DISK_MIB {
+        return Err(ClusterError::invalid(field, format!("at most {MAX_DISK_MIB} MiB (64 TiB; got {size_mib} MiB)")));
+    }
+    Ok(())
+}
+
 /// A file path or kernel command line: at most [`MAX_PATH_LEN`] characters, none a control one.
 pub fn path(field: &str, value: &str) -> Result<(), ClusterError> {
     if value.chars().count() > MAX_PATH_LEN {

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod faults;
+pub mod http;
 pub mod monitor;
 pub mod sandbox;
 
@@ -697,4 +698,32 @@ pub fn previous_release() -> Option<PathBuf> {
     let corrald = dir.join("corrald");
     assert!(corrald.exists(), "CORRAL_PREVIOUS_BIN={} has no corrald: run make previous", dir.display());
     Some(dir)
+}
+
+/// The source tree.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("the source tree")
+}
+
+/// Runs a scenario of the web console's browser tests (web/e2e/run.mjs: Debian's chromium,
+/// headless, through playwright-core) against the node at `url`, screenshots in `out`; panics
+/// with its output unless every check passed, else returns it.
+pub fn web_e2e(url: &str, out: &Path, args: &[&str]) -> String {
+    let web = repo().join("web");
+    assert!(
+        web.join("dist/index.html").is_file() && web.join("node_modules/playwright-core").is_dir(),
+        "the web console is not built: run `make web` (make test does)"
+    );
+    let run = Command::new("node")
+        .arg(web.join("e2e/run.mjs"))
+        .args(["--url", url, "--out"])
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "web e2e {args:?} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("PASS")), "no checks ran:\n{stdout}");
+    stdout
 }

@@ -254,7 +254,7 @@ fn every_rpc_survives_random_and_mutated_messages() {
     let rpcs = every_rpc();
     let mut rng = rand::rngs::StdRng::seed_from_u64(13);
     // A valid request to mutate: a VM lookup.
-    let valid = prost::Message::encode_to_vec(&GetVmRequest { vm: "web1".into(), stale: false });
+    let valid = prost::Message::encode_to_vec(&GetVmRequest { vm: "web1".into(), stale: false, next_run: false });
     let mut malformed_seen = false;
     rt().block_on(async {
         for round in 0..4 {
@@ -307,7 +307,9 @@ fn every_rpc_survives_random_and_mutated_messages() {
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         assert!(err.message().contains("not a valid GetVmRequest message"), "{err:?}");
-        vms.get(GetVmRequest { vm: "web1".into(), stale: false }).await.expect("the node still answers");
+        vms.get(GetVmRequest { vm: "web1".into(), stale: false, next_run: false })
+            .await
+            .expect("the node still answers");
     });
     assert!(malformed_seen, "no RPC called InvalidArgument on a malformed message");
     all_up(&c);

@@ -96,6 +96,10 @@ fn the_package_has_its_files_and_a_unit_that_verifies() {
         assert_eq!(mode, want, "{path}");
     }
     assert_eq!(has("/var/lib/corral").map(|e| e.0), Some("drwx------"), "{listing}");
+    // The web console, where corrald looks for it by default, when it is built (`make web`).
+    if repo().join("web/dist/index.html").exists() {
+        assert!(has("/usr/share/corral/web/index.html").is_some(), "{listing}");
+    }
     assert!(has("/usr/share/man/man1/corral-man.1.gz").is_none(), "the hidden command has no page");
 
     // Its control fields.

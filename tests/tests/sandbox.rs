@@ -22,6 +22,8 @@ mod hotplug;
 mod library;
 #[path = "sandbox/snapshots.rs"]
 mod snapshots;
+#[path = "sandbox/web.rs"]
+mod web;
 
 const VM: &str = "g1";
 
@@ -94,6 +96,9 @@ fn real_vms_on_sandbox_hosts() {
     });
     steps.run("ac. vm console --vnc: its password passes VNC authentication, a wrong or replaced one fails", || {
         console::vnc_ticket_authenticates(&sb)
+    });
+    steps.run("ad. the web console migrates a ticking guest; its progress bar moves between 0 and 100", || {
+        web::migrate_with_a_progress_bar(&sb)
     });
     eprintln!("sandbox test: {:.1} s in all", t0.elapsed().as_secs_f64());
     steps.finish();

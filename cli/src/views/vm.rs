@@ -255,27 +255,6 @@ impl From<proto::Vm> for VmView {
     }
 }
 
-impl VmView {
-    /// The VM as it will be at its next run: its pending changes applied, none left pending.
-    pub fn at_next_run(mut self) -> VmView {
-        if let Some(n) = self.next_run.take() {
-            self.memory_mib = n.memory_mib.unwrap_or(self.memory_mib);
-            self.vcpus = n.vcpus.unwrap_or(self.vcpus);
-            self.domain_type = n.domain_type.or(self.domain_type);
-            self.os = n.os.or(self.os);
-            self.max_vcpus = n.max_vcpus.or(self.max_vcpus);
-            self.max_memory_mib = n.max_memory_mib.or(self.max_memory_mib);
-            if n.cdrom_ejected {
-                self.cdrom = None;
-            } else if n.cdrom.is_some() {
-                self.cdrom = n.cdrom;
-            }
-        }
-        self.pending_next_run = false;
-        self
-    }
-}
-
 impl From<proto::Disk> for VmDiskView {
     fn from(d: proto::Disk) -> Self {
         let a = d.attachment.unwrap_or(proto::DiskAttachment { plugged: true, ..Default::default() });

@@ -39,6 +39,33 @@ struct Placement {
 
 pub struct Api(pub Arc<Handles>);
 
+/// The VNC displays this node gave tickets for, by VM: where the web console's websocket may
+/// relay to (`display`), and nowhere else.
+#[derive(Default)]
+pub struct Displays(std::sync::Mutex<std::collections::HashMap<Uuid, Display>>);
+
+#[derive(Clone)]
+struct Display {
+    address: String,
+    port: u16,
+    expires_ms: i64,
+}
+
+impl Displays {
+    fn record(&self, vm: Uuid, ticket: &VncTicket) {
+        let Ok(port) = u16::try_from(ticket.port) else { return };
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = chrono::Utc::now().timestamp_millis();
+        all.retain(|_, d| d.expires_ms > now);
+        all.insert(vm, Display { address: ticket.address.clone(), port, expires_ms: ticket.expires_unix_ms });
+    }
+
+    fn get(&self, vm: Uuid) -> Option<Display> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&vm).filter(|d| d.expires_ms > now).cloned()
+    }
+}
+
 impl Api {
     /// Opens VM `vm`'s serial console for the caller, relaying `input` to it.
     pub async fn console(&self, cx: &Caller, vm: &str, input: Input) -> Result<Output, ClusterError> {
@@ -66,6 +93,26 @@ impl Api {
     /// A VNC ticket for VM `vm`: a fresh password on its display, valid for a short while.
     pub async fn vnc(&self, cx: &Caller, req: VmRef) -> Result<VncTicket, ClusterError> {
         let at = self.placement(cx, &req.vm).await?;
+        let id = at.id;
+        let ticket = self.ticket(cx, at).await?;
+        self.0.displays.record(id, &ticket);
+        Ok(ticket)
+    }
+
+    /// Where VM `vm`'s display listens, for a caller with vm.console, while a ticket this node
+    /// gave for it is valid (the web console's VNC websocket relays there).
+    pub async fn display(&self, cx: &Caller, req: VmRef) -> Result<(String, u16), ClusterError> {
+        let at = self.placement(cx, &req.vm).await?;
+        let d = self.0.displays.get(at.id).ok_or_else(|| {
+            ClusterError::FailedPrecondition(format!(
+                "no valid VNC ticket for VM {} from this node: ask for one first (POST /api/v1/vms/{}/vnc)",
+                at.name, at.name
+            ))
+        })?;
+        Ok((d.address, d.port))
+    }
+
+    async fn ticket(&self, cx: &Caller, at: Placement) -> Result<VncTicket, ClusterError> {
         if at.host == self.0.config.name {
             let t = self.0.local.vnc_ticket(at.id, &at.name).await?;
             let url = match t.address.parse::<std::net::IpAddr>() {

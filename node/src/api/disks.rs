@@ -50,9 +50,7 @@ impl Api {
         let CreateDiskRequest { name, size_mib, format } = req;
         super::vms::require_hotplug_level(&self.0, "disk create")?;
         validate::name("name", &name)?;
-        if size_mib == 0 {
-            return Err(ClusterError::invalid("size", "must be at least 1 MiB"));
-        }
+        validate::disk_size("size", size_mib)?;
         let format = super::vms::disk_format(&format)?;
         let needs = [(Operation::DiskCreate, Obj::Cluster)];
         self.0.check(cx, &needs).await?;
@@ -107,6 +105,7 @@ impl Api {
         let rid = cx.request_id()?;
         let ResizeDiskRequest { disk, size_mib } = req;
         super::vms::require_hotplug_level(&self.0, "disk resize")?;
+        validate::disk_size("size", size_mib)?;
         let needs = [(Operation::DiskEdit, Obj::Disk(&disk))];
         self.0.check(cx, &needs).await?;
         let (found, live) =

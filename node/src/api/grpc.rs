@@ -29,12 +29,16 @@ use crate::tls::CertIdentity;
 /// A handler served over gRPC.
 pub struct Grpc<H>(pub H);
 
-/// The caller of a gRPC request: who it is (from its connection: the local socket, or the
-/// certificate it proved over TLS), its address and the request id it sent, if any.
+/// The caller of a gRPC request.
 fn caller<T>(req: &Request<T>) -> Caller {
+    caller_of(req.metadata().as_ref(), req.extensions().get::<ConnInfo>())
+}
+
+/// The caller of a request (gRPC or REST): who it is (from its connection: the local socket, or
+/// the certificate it proved over TLS), its address, the request id and bearer token it sent.
+pub(super) fn caller_of(headers: &http::HeaderMap, conn: Option<&ConnInfo>) -> Caller {
     // A header that is not text cannot be a UUID; kept so that a write refuses it by name.
-    let request_id = req.metadata().get(REQUEST_ID_HEADER).map(|v| v.to_str().unwrap_or_default().to_string());
-    let conn = req.extensions().get::<ConnInfo>();
+    let request_id = headers.get(REQUEST_ID_HEADER).map(|v| v.to_str().unwrap_or_default().to_string());
     let who = match conn.map(|c| &c.via) {
         Some(Via::Local) => Principal::Local,
         Some(Via::Tls(Some(CertIdentity::User { name, made_ms }))) => {
@@ -46,17 +50,17 @@ fn caller<T>(req: &Request<T>) -> Caller {
     // A secret is taken only from a connection that keeps it secret (TLS, the local socket).
     let private = matches!(conn.map(|c| &c.via), Some(Via::Tls(_) | Via::Local));
     let bearer = private
-        .then(|| req.metadata().get("authorization"))
+        .then(|| headers.get("authorization"))
         .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|t| t.trim().to_string());
-    Caller { who, peer: conn.and_then(|c| c.peer).or_else(|| req.remote_addr()), request_id, bearer, private }
+    Caller { who, peer: conn.and_then(|c| c.peer), request_id, bearer, private }
 }
 
 /// What the transport itself refuses: bootstrap and join anywhere but on the local socket, and
 /// any caller without credentials once the cluster requires them. Roles come on top of this.
-fn admit(node: &Handles, cx: &Caller, rpc: &str) -> Result<(), Status> {
+pub(super) fn admit(node: &Handles, cx: &Caller, rpc: &str) -> Result<(), Status> {
     if matches!(rpc, "bootstrap" | "join") {
         if cx.who != Principal::Local {
             return Err(Status::permission_denied(format!(

@@ -46,6 +46,13 @@ pub enum Conn {
     Local(UnixStream),
 }
 
+impl Conn {
+    /// What a handler learns of this connection.
+    pub fn info(&self) -> ConnInfo {
+        self.connect_info()
+    }
+}
+
 impl Connected for Conn {
     type ConnectInfo = ConnInfo;
 

@@ -18,6 +18,7 @@ mod library;
 pub mod listen;
 pub mod ovf;
 mod raft_rpc;
+pub mod rest;
 mod snapshots;
 mod vms;
 
@@ -38,6 +39,7 @@ use corral_proto::raft_service_server::RaftServiceServer;
 use corral_proto::vm_service_server::VmServiceServer;
 use corral_raft::model::HostFacts;
 use corral_raft::ClusterError;
+use futures::StreamExt;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -58,6 +60,8 @@ pub struct Handles {
     pub local: LocalEngine,
     /// Wrong passwords by user and source, on this node (`corral login`'s slow-down).
     pub logins: auth::Logins,
+    /// The VNC displays this node gave tickets for (the web console's relay goes only there).
+    pub displays: console::Displays,
 }
 
 pub use auth::Logins;
@@ -136,14 +140,16 @@ pub enum Principal {
 }
 
 /// Serves every service on the TCP port (TLS and, for older members, plaintext) and on this
-/// host's local socket, until `shutdown` completes.
+/// host's local socket, until `shutdown` completes. A request with gRPC's content type goes to
+/// gRPC; any other to REST, the websockets and the web console (`rest`). HTTP/2 and HTTP/1.1
+/// both (a browser's websocket comes over HTTP/1.1).
 pub async fn serve(
     node: Arc<Handles>,
     listener: tokio::net::TcpListener,
     local: tokio::net::UnixListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let incoming = listen::incoming(listener, local, node.cluster.tls().clone());
+    let mut incoming = listen::incoming(listener, local, node.cluster.tls().clone());
     // Every public service, with the API's message limit both ways.
     macro_rules! limited {
         ($server:ident, $api:ident) => {
@@ -152,8 +158,7 @@ pub async fn serve(
                 .max_encoding_message_size(corral_proto::MAX_API_MESSAGE)
         };
     }
-    tonic::transport::Server::builder()
-        .add_service(limited!(ClusterServiceServer, cluster))
+    let grpc = tonic::service::Routes::new(limited!(ClusterServiceServer, cluster))
         .add_service(limited!(HostServiceServer, hosts))
         .add_service(limited!(VmServiceServer, vms))
         .add_service(limited!(EventServiceServer, events))
@@ -164,12 +169,43 @@ pub async fn serve(
         .add_service(limited!(AuthServiceServer, auth))
         .add_service(limited!(LibraryServiceServer, library))
         .add_service(
-            RaftServiceServer::new(raft_rpc::Api(node))
+            RaftServiceServer::new(raft_rpc::Api(node.clone()))
                 .max_decoding_message_size(corral_proto::MAX_RAFT_MESSAGE)
                 .max_encoding_message_size(corral_proto::MAX_RAFT_MESSAGE),
         )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .into_axum_router();
+    let rest = rest::router(node.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let conn = tokio::select! {
+            next = incoming.next() => match next {
+                Some(Ok(c)) => c,
+                Some(Err(_)) => continue,
+                None => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let info = conn.info();
+        let (grpc, rest) = (grpc.clone(), rest.clone());
+        let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(info.clone());
+            let to = if rest::is_grpc(&req) { grpc.clone() } else { rest.clone() };
+            tower::ServiceExt::oneshot(to, req.map(axum::body::Body::new))
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder.http1().timer(hyper_util::rt::TokioTimer::new());
+        builder.http2().timer(hyper_util::rt::TokioTimer::new());
+        let served = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(conn), service).into_owned();
+        let served = graceful.watch(served);
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    // Calls under way get a moment to finish; streams (events, consoles) are cut.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), graceful.shutdown()).await;
     Ok(())
 }
 

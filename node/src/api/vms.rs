@@ -423,6 +423,9 @@ impl Api {
         if let Some(i) = r.disks_mib.iter().position(|s| *s == 0) {
             return Err(ClusterError::invalid("disk", format!("disk {} must be at least 1 MiB", i + 1)));
         }
+        for (i, size) in r.disks_mib.iter().enumerate() {
+            validate::disk_size(&format!("disk {}", i + 1), *size)?;
+        }
         // From a template: vm.create and template.use on it (oVirt's UserTemplateBasedVm gives
         // both on one template); else vm.create on the cluster.
         let t_name = template.as_ref().map(|t| t.name.clone());
@@ -555,7 +558,7 @@ impl Api {
 
     /// A VM the caller may not see does not exist for them.
     pub async fn get(&self, cx: &Caller, req: GetVmRequest) -> Result<Vm, ClusterError> {
-        let GetVmRequest { vm, stale } = req;
+        let GetVmRequest { vm, stale, next_run } = req;
         let node = self.0.clone();
         let who = self.0.who(cx).await?;
         self.0
@@ -567,6 +570,7 @@ impl Api {
                 )
             })
             .await??
+            .map(|v| if next_run { v.at_next_run() } else { v })
             .ok_or_else(|| ClusterError::vm_not_found(&vm))
     }
 
@@ -914,9 +918,7 @@ impl Api {
         let rid = cx.request_id()?;
         let AddDiskRequest { vm, size_mib, name, format, interface, bootable, optional, request_id: _ } = req;
         require_hotplug_level(&self.0, "vm disk add")?;
-        if size_mib == 0 {
-            return Err(ClusterError::invalid("size", "must be at least 1 MiB"));
-        }
+        validate::disk_size("size", size_mib)?;
         let format = disk_format(&format)?;
         let interface = vocab::read("interface", interface, "")?.unwrap_or_default();
         let needs = [(Operation::VmEdit, Obj::Vm(&vm)), (Operation::DiskCreate, Obj::Cluster)];

@@ -2,7 +2,7 @@
 //! binaries next to this one, sled flushing on). It prints medians, p99s and throughput;
 //! it asserts nothing about them. Every loop is bounded in count and in time.
 //!
-//!   corral-bench [--only write|tls|authz|failover|memory|ovf|leader-failover-load|follower-resume|soak]
+//!   corral-bench [--only write|tls|authz|rest|dashboard|failover|memory|ovf|leader-failover-load|follower-resume|soak]
 //!                [--rounds N] [--seconds S]
 //!
 //! `soak` is not part of the default run: it writes for `--seconds` (say 600) and prints each
@@ -10,6 +10,8 @@
 
 #[path = "bench/authz.rs"]
 mod authz;
+#[path = "bench/rest.rs"]
+mod rest;
 #[path = "bench/under_faults.rs"]
 mod under_faults;
 
@@ -58,6 +60,12 @@ fn main() {
     }
     if wants("authz") {
         authz::authz(&rt, opts.failover_rounds.max(20));
+    }
+    if wants("rest") {
+        rest::rest_list(&rt, opts.failover_rounds.max(20));
+    }
+    if wants("dashboard") {
+        rest::dashboard(&rt, opts.failover_rounds.max(20));
     }
     if wants("failover") {
         failover(&rt, opts.failover_rounds);

@@ -95,7 +95,7 @@ async fn send(shared: &Shared, node: usize, vm: &str, call: &Call) -> Outcome {
                 client.edit(with_id(req)).await.map(|r| Some(config(r.get_ref())))
             }
             Call::Read => {
-                let req = GetVmRequest { vm, stale: shared.stale_reads };
+                let req = GetVmRequest { vm, stale: shared.stale_reads, next_run: false };
                 client.get(req).await.map(|r| Some(config(r.get_ref())))
             }
             Call::Delete => {

@@ -244,12 +244,12 @@ async fn list(ctx: &Context) -> Result<()> {
 }
 
 async fn show(ctx: &Context, vm: String, next_run: bool) -> Result<()> {
-    let vm: VmView = get(ctx, vm, ctx.stale).await?.into();
-    print_vm(ctx.format, if next_run { vm.at_next_run() } else { vm })
+    let vm = get(ctx, vm, ctx.stale).await?;
+    print_vm(ctx.format, VmView::from(if next_run { vm.at_next_run() } else { vm }))
 }
 
 async fn get(ctx: &Context, vm: String, stale: bool) -> Result<proto::Vm> {
-    let request = proto::GetVmRequest { vm, stale };
+    let request = proto::GetVmRequest { vm, stale, next_run: false };
     ctx.nodes
         .read(|channel| {
             let request = request.clone();
