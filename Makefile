@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps build web release previous bench bench-etcd check-long fuzz fmt lint clean
+.PHONY: demo test deps build web release deb previous bench bench-etcd check-long fuzz fmt lint clean
 
 deps:
 	@bash deploy/deps.sh
@@ -17,6 +17,12 @@ web: deps
 
 release: deps
 	$(CARGO) build --release --workspace --bins
+
+# The Debian package of a release build: corral, corrald, the web console, the systemd unit, the
+# default config, completions and man pages (deploy/deb/). Prints the .deb's path.
+TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
+deb: release web
+	@bash deploy/deb/build.sh $(TARGET_DIR)/release target/debian
 
 # A 3-node cluster on libvirt's test hypervisor in a temp dir: bootstrap, join, VMs,
 # kill the leader, see the new leader with the data intact, clean up.
@@ -54,13 +60,15 @@ bench-etcd: release
 # Long suites, their results in RELIABILITY.md: the rolling upgrade from the previous release,
 # repeated; power loss of a QEMU guest running corrald, with the fsync on and (the negative
 # control) off; randomized fault schedules on loopback clusters and on sandbox hosts with HA
-# guests (seeds FAULT_SEED and on).
+# guests (seeds FAULT_SEED and on); the package installed in a clean Debian 12 root made by
+# debootstrap (deploy/deb/install-test.sh).
 FAULT_SCHEDULES ?= 1000
 SANDBOX_FAULT_SCHEDULES ?= 50
 FAULT_SEED ?= 1
 SCHEMATHESIS_EXAMPLES ?= 300
 check-long: export CORRAL_PREVIOUS_BIN = $(CURDIR)/target/previous/bin
 check-long: build previous web
+	bash deploy/deb/install-test.sh $(TARGET_DIR)/debug
 	@for round in 1 2 3 4 5; do \
 		echo "rolling upgrade: round $$round of 5"; \
 		$(CARGO) nextest run -p corral-tests --test upgrade --no-fail-fast || exit 1; \

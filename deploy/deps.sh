@@ -2,8 +2,9 @@
 # Installs the Debian packages that building and testing Corral need, if they are missing:
 # libvirt's client library and headers (the `virt` crate links against them; its
 # `test:///default` driver is the in-process hypervisor the tests use), pkg-config, qemu-img, ping,
-# iptables and genisoimage; Node.js and npm (the web console is built with them) and Debian's
-# chromium (its browser tests drive it headless).
+# iptables and genisoimage; systemd-analyze, dpkg-deb and man for the package test; Node.js and
+# npm (the web console is built with them) and Debian's chromium (its browser tests drive it
+# headless).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -20,6 +21,11 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v iptables >/dev/null || need+=(iptables)
 # Cloud-init seeds (NoCloud ISOs labelled cidata) are made with it on the host that starts a VM.
 command -v genisoimage >/dev/null || need+=(genisoimage)
+# The package test (tests/tests/package.rs) checks the unit with systemd-analyze and builds the
+# .deb with dpkg-deb; man-db renders its man pages.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v man >/dev/null || need+=(man-db)
 # The web console (web/) is built with Vite, which needs Node.js 20.19 or newer.
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)

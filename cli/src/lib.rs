@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod endpoints;
 pub mod files;
 pub mod output;
+pub mod progress;
 pub mod session;
 pub mod size;
 pub mod transport;

@@ -1,16 +1,24 @@
 //! corrald: parses settings, opens the data dir, serves gRPC until SIGTERM or Ctrl-C, then
-//! shuts Raft down and flushes the store so a restart finds everything committed.
+//! shuts Raft down and flushes the store so a restart finds everything committed. Under systemd
+//! (`Type=notify`) it says when it serves and, with `WatchdogSec=`, that it is still alive.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use corral_node::config::{Args, Config};
 use corral_node::daemon::Daemon;
 use corral_node::{agent, api, identity};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // A hidden flag beside the settings (not one of them): the package's build writes the man
+    // page from the same grammar.
+    let man_dir = clap::Arg::new("man_dir").long("man-dir").value_name("DIR").hide(true);
+    let matches = Args::command().arg(man_dir).get_matches();
+    if let Some(dir) = matches.get_one::<String>("man_dir") {
+        return write_man_page(dir);
+    }
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -76,9 +84,68 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("shutting down");
     };
     let socket = config_socket;
+    // The listener is bound and Raft's parts run: a client that connects from here on is served.
+    systemd::ready();
     daemon.serve(listener, local, metrics, shutdown).await?;
+    systemd::stopping();
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// corrald(8), into `dir`.
+fn write_man_page(dir: &str) -> ExitCode {
+    let page = clap_mangen::Man::new(Args::command()).section("8");
+    match std::fs::create_dir_all(dir).and_then(|()| page.generate_to(dir)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corrald: error: cannot write the man page into {dir}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// systemd's notification protocol, only when systemd asked for it (NOTIFY_SOCKET is set):
+/// READY=1 once corrald serves, WATCHDOG=1 every half of WatchdogSec while the runtime that
+/// runs every part of corrald still schedules tasks, STOPPING=1 on the way out. Never fatal:
+/// a failed notification is logged, and systemd's own timeout then decides.
+mod systemd {
+    use std::time::Duration;
+
+    use sd_notify::NotifyState;
+
+    pub fn ready() {
+        if std::env::var_os("NOTIFY_SOCKET").is_none() {
+            return;
+        }
+        notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+        let mut usec = 0;
+        if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+            // On the same runtime as the API, Raft and the host agent: a runtime whose workers
+            // are all stuck stops pinging, and systemd restarts corrald.
+            tokio::spawn(ping(Duration::from_micros(usec) / 2));
+        }
+    }
+
+    pub fn stopping() {
+        if std::env::var_os("NOTIFY_SOCKET").is_some() {
+            notify(&[NotifyState::Stopping]);
+        }
+    }
+
+    async fn ping(every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            notify(&[NotifyState::Watchdog]);
+        }
+    }
+
+    fn notify(state: &[NotifyState]) {
+        if let Err(e) = sd_notify::notify(false, state) {
+            tracing::warn!("cannot notify systemd: {e}");
+        }
+    }
 }

@@ -406,7 +406,15 @@ fn live_migration(sb: &Sandbox) {
     let out = sb.corral(&["-o", "json", "vm", "migrate", VM, "--to", "host3", "--wait"]);
     lap("vm migrate --to host3 --wait", t);
     assert_eq!(out.code, 0, "vm migrate failed: {}", out.stderr.trim());
-    assert!(out.stderr.contains("migrating g1 from host1 to host3"), "stderr: {}", out.stderr);
+    // Through a pipe (the CLI's stderr here): plain lines, no carriage return; the start, any
+    // percentages only going up, and the end with where the VM is.
+    let said: Vec<&str> = out.stderr.lines().collect();
+    assert!(!out.stderr.contains('\r'), "stderr: {:?}", out.stderr);
+    assert_eq!(said.first(), Some(&"migrating g1 from host1 to host3"), "stderr: {}", out.stderr);
+    assert!(said.last().is_some_and(|l| l.starts_with("g1 is up on host host3 (")), "stderr: {}", out.stderr);
+    let percents: Vec<u32> =
+        said.iter().filter_map(|l| l.strip_prefix("migrating g1: ")?.split('%').next()?.parse().ok()).collect();
+    assert!(percents.windows(2).all(|w| w[0] < w[1]), "stderr: {}", out.stderr);
     let moved: VmView = out.view();
     assert_eq!((moved.status.as_str(), moved.host.as_deref()), ("up", Some("host3")), "{moved:#?}");
     assert_eq!(moved.migrating_to, None, "{moved:#?}");

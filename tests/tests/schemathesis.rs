@@ -60,7 +60,8 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         .output()
         .expect("schemathesis runs");
     let stdout = String::from_utf8_lossy(&run.stdout);
-    let summary: String = stdout.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let summary: String =
+        stdout.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     eprintln!("{summary}");
     assert!(run.status.success(), "schemathesis found failures:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("generated"), "schemathesis tested nothing:\n{stdout}");

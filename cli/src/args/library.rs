@@ -45,6 +45,10 @@ pub enum TemplateCommand {
         /// What it is for
         #[arg(long, value_name = "TEXT", default_value = "")]
         description: String,
+        /// Show progress (which disks are copied, the time so far) on stderr while the bases are
+        /// made; the command returns once the template is made either way
+        #[arg(long)]
+        wait: bool,
     },
     /// List the templates you may use
     List,

@@ -183,6 +183,21 @@ pub enum Command {
     Logout,
     /// Who the CLI acts as, and what that user may do
     Whoami,
+    /// Print a shell completion script on stdout, e.g. `corral completion bash >
+    /// /etc/bash_completion.d/corral` (the package installs them)
+    Completion {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (corral.1 and one per subcommand, corral-vm-migrate.1, ...) into DIR;
+    /// for packaging
+    #[command(hide = true)]
+    Man {
+        /// Directory to write them to (made if missing)
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[cfg(test)]

@@ -67,6 +67,10 @@ pub enum VmCommand {
         /// Copy this snapshot of it (its configuration and disks as they were); the source may run
         #[arg(long, value_name = "SNAP")]
         from_snapshot: Option<String>,
+        /// Show progress (what is copied, the time so far) on stderr while the disks are copied;
+        /// the command returns once the clone is made either way
+        #[arg(long)]
+        wait: bool,
     },
     /// Power a VM up
     Start {
@@ -157,6 +161,9 @@ pub enum VmCommand {
         /// A new id and new MACs, with copies of the disks (for a second VM from one document)
         #[arg(long)]
         clone: bool,
+        /// Show progress on stderr while it is imported; the command returns once it is either way
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -174,6 +181,10 @@ pub enum VmSnapshotCommand {
         /// Only these disks (names or ids, comma-separated); default: all of them
         #[arg(long, value_name = "D1,D2", value_delimiter = ',', num_args = 0..)]
         disks: Option<Vec<String>>,
+        /// Show progress from the start (it always waits until its host is done; without this
+        /// flag, progress shows only once it takes over a second)
+        #[arg(long)]
+        wait: bool,
     },
     /// The VM's snapshots as a tree, and where the VM is now
     List {
@@ -699,7 +710,7 @@ mod tests {
         let err = parse(&["vm", "export", "web1", "--force"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         match parse(&["vm", "import", "web1.ovf", "--name", "web2", "--clone"]).unwrap().command {
-            Command::Vm(VmCommand::Import { file, name, clone }) => {
+            Command::Vm(VmCommand::Import { file, name, clone, .. }) => {
                 assert_eq!((file, name.as_deref(), clone), (PathBuf::from("web1.ovf"), Some("web2"), true))
             }
             other => panic!("parsed as {other:?}"),

@@ -11,6 +11,7 @@ use proto::host_service_client::HostServiceClient;
 use super::Context;
 use crate::args::{HostCommand, NameList};
 use crate::output::{self, Fields, Format, Table};
+use crate::progress::Progress;
 use crate::size::format_mib;
 use crate::views::HostView;
 
@@ -75,25 +76,46 @@ async fn maintenance(ctx: &Context, host: String, reason: Option<String>, wait: 
         })
         .await?;
     if wait {
-        let give_up = tokio::time::Instant::now() + MAINTENANCE_WAIT;
-        let mut said = Vec::new();
-        while h.state == "preparing_for_maintenance" {
-            if h.blocked != said {
-                for b in &h.blocked {
-                    eprintln!("waiting: VM {} cannot move yet: {}", b.vm, b.reason);
-                }
-                said = h.blocked.clone();
-            }
-            if tokio::time::Instant::now() >= give_up {
-                bail!(
-                    "host {host} is still preparing for maintenance; stopped waiting (see `corral host show {host}`)"
-                );
-            }
-            tokio::time::sleep(MAINTENANCE_POLL).await;
-            h = get(ctx, host.clone(), false).await?;
-        }
+        h = wait_for_maintenance(ctx, h).await?;
     }
     print_host(ctx.format, h.into())
+}
+
+/// Polls host `h` until it has left preparing_for_maintenance, showing how many of its VMs are
+/// left to move off (a bar from the count it started with) and naming those that cannot move.
+async fn wait_for_maintenance(ctx: &Context, mut h: proto::Host) -> Result<proto::Host> {
+    let give_up = tokio::time::Instant::now() + MAINTENANCE_WAIT;
+    let mut progress = Progress::stderr();
+    let first = h.vms_running;
+    while h.state == "preparing_for_maintenance" {
+        show_maintenance(&mut progress, &h, first);
+        if tokio::time::Instant::now() >= give_up {
+            progress.abandon();
+            bail!(
+                "host {} is still preparing for maintenance; stopped waiting (see `corral host show {}`)",
+                h.name,
+                h.name
+            );
+        }
+        tokio::time::sleep(MAINTENANCE_POLL).await;
+        h = get(ctx, h.name.clone(), false).await?;
+    }
+    progress.finish(&format!("host {} is in {}", h.name, h.state));
+    Ok(h)
+}
+
+fn show_maintenance(progress: &mut Progress, h: &proto::Host, first: u32) {
+    let left = h.vms_running;
+    let plural = if left == 1 { "" } else { "s" };
+    let phase = format!("moving VMs off {}", h.name);
+    let detail = format!("{left} VM{plural} left");
+    match first {
+        0 => progress.phase(&format!("{phase}: {detail}")),
+        _ => progress.percent(&phase, u64::from(first.saturating_sub(left)) * 100 / u64::from(first), &detail),
+    }
+    for b in &h.blocked {
+        progress.note(&format!("waiting: VM {} cannot move yet: {}", b.vm, b.reason));
+    }
 }
 
 fn print_host(format: Format, h: HostView) -> Result<()> {
@@ -196,6 +218,28 @@ async fn list(ctx: &Context) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maintenance_progress_counts_the_vms_left_and_names_the_blocking_ones() {
+        let pipe = crate::progress::testing::Pipe::default();
+        let mut progress = Progress::lines(Box::new(pipe.clone()));
+        let blocked = proto::MaintenanceBlock { vm: "db1".into(), reason: "pinned to host2".into() };
+        let mut h = proto::Host { name: "host2".into(), vms_running: 3, ..Default::default() };
+        show_maintenance(&mut progress, &h, 3);
+        h.vms_running = 2;
+        h.blocked = vec![blocked];
+        show_maintenance(&mut progress, &h, 3);
+        show_maintenance(&mut progress, &h, 3);
+        h.vms_running = 1;
+        show_maintenance(&mut progress, &h, 3);
+        assert_eq!(
+            pipe.text(),
+            "moving VMs off host2: 0%, 3 VMs left\n\
+             moving VMs off host2: 33%, 2 VMs left\n\
+             waiting: VM db1 cannot move yet: pinned to host2\n\
+             moving VMs off host2: 66%, 1 VM left\n"
+        );
+    }
 
     #[test]
     fn engine_lines_appear_only_when_present() {

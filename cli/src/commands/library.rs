@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use super::Context;
 use crate::args::{IsoCommand, OfferingCommand, TemplateCommand};
 use crate::output::{self, Fields, Format, Table};
+use crate::progress::Progress;
 use crate::size::format_mib;
 
 const CHUNK: usize = 1 << 20;
@@ -290,15 +291,23 @@ fn deleted<T: Serialize>(format: Format, what: &str, name: &str, item: &T) -> Re
 
 pub async fn template(ctx: &Context, command: TemplateCommand) -> Result<()> {
     match command {
-        TemplateCommand::Create { name, from_vm, description } => {
+        TemplateCommand::Create { name, from_vm, description, wait } => {
+            let mut progress = Progress::stderr();
+            let what = if wait {
+                Some(format!("making template {name} of {from_vm}: {}", super::vm::copying(ctx, &from_vm).await))
+            } else {
+                None
+            };
             let request = proto::CreateTemplateRequest { name, vm: from_vm, description };
-            let t = ctx
-                .nodes
-                .write_long(|c, id| {
-                    let request = id.tag(request.clone());
-                    async move { LibraryServiceClient::new(c).create_template(request).await }
-                })
-                .await?;
+            let call = ctx.nodes.write_long(|c, id| {
+                let request = id.tag(request.clone());
+                async move { LibraryServiceClient::new(c).create_template(request).await }
+            });
+            let t = match &what {
+                Some(what) => progress.during(what, call).await?,
+                None => call.await?,
+            };
+            progress.finish(&format!("template {} made", t.name));
             print_template(ctx.format, t.into())
         }
         TemplateCommand::List => {

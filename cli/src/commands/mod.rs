@@ -7,6 +7,7 @@ mod cluster;
 mod disk;
 mod engine;
 mod events;
+mod help;
 mod host;
 mod library;
 mod ovf;
@@ -82,6 +83,12 @@ fn nodes(global: &crate::args::GlobalArgs) -> Result<Nodes> {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
+    // Generated from the grammar alone: no node, no credentials.
+    match &cli.command {
+        Command::Completion { shell } => return help::completion(*shell),
+        Command::Man { dir } => return help::man_pages(dir),
+        _ => {}
+    }
     // `login` makes its own connection: it must not use (or need) a saved one.
     let nodes = match &cli.command {
         Command::Login(_) => Nodes::new(Endpoints::parse("127.0.0.1:7001").expect("valid"), cli.global.connect_timeout),
@@ -108,5 +115,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Login(args) => auth::login(&ctx, &cli.global, args).await,
         Command::Logout => auth::logout(&ctx).await,
         Command::Whoami => auth::whoami(&ctx).await,
+        Command::Completion { .. } | Command::Man { .. } => unreachable!("answered above, with no connection"),
     }
 }

@@ -1,5 +1,6 @@
-//! `vm migrate --wait`: follows a migration until it ends, drawing its progress on stderr, and
-//! turns a failed one into an error that carries the cluster's event about it.
+//! `vm migrate --wait`: follows a migration until it ends, showing its progress on stderr
+//! (`crate::progress`), and turns a failed one into an error that carries the cluster's event
+//! about it.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use proto::event_service_client::EventServiceClient;
 use super::print::print_vm;
 use super::{change, get};
 use crate::commands::Context;
+use crate::progress::Progress;
 use crate::size::format_mib;
 
 /// How often `vm migrate --wait` asks whether the migration has ended.
@@ -27,34 +29,40 @@ pub(super) async fn migrate(ctx: &Context, vm: String, to: Option<String>, wait:
     }
     let name = moving.name.clone();
     let from = moving.host.clone().filter(|h| !h.is_empty());
-    let to = moving.migrating_to.clone().filter(|h| !h.is_empty());
+    let mut progress = Progress::stderr();
     if moving.status == "migrating" {
-        eprintln!(
-            "migrating {name} from {} to {}...",
+        let to = moving.migrating_to.clone().filter(|h| !h.is_empty());
+        progress.phase(&format!(
+            "migrating {name} from {} to {}",
             from.as_deref().unwrap_or("its host"),
             to.as_deref().unwrap_or("another host")
-        );
+        ));
     }
-    let ended = wait_for_migration(ctx, moving).await?;
+    let ended = wait_for_migration(ctx, moving, &mut progress).await?;
     if let Some(from) = from.filter(|from| ended.status == "up" && ended.host.as_deref() == Some(from.as_str())) {
+        progress.abandon();
         let mut error = format!("migration of VM {name} failed; it keeps running on host {from}");
         if let Some(event) = migration_event(ctx, &name).await {
             error.push_str(&format!(" (event: {event})"));
         }
         bail!(error);
     }
+    progress.finish(&format!(
+        "{name} is {} on host {}",
+        ended.status,
+        ended.host.as_deref().filter(|h| !h.is_empty()).unwrap_or("-")
+    ));
     print_vm(ctx.format, ended.into())
 }
 
 /// Polls the VM (through the leader, so each answer is current) until it is no longer
 /// migrating, and returns it as it ended.
-async fn wait_for_migration(ctx: &Context, mut vm: proto::Vm) -> Result<proto::Vm> {
+async fn wait_for_migration(ctx: &Context, mut vm: proto::Vm, progress: &mut Progress) -> Result<proto::Vm> {
     let give_up = tokio::time::Instant::now() + MIGRATION_WAIT;
     // By id, which a rename during the wait does not change.
     let key = if vm.id.is_empty() { vm.name.clone() } else { vm.id.clone() };
-    let mut bar = ProgressBar::default();
     while vm.status == "migrating" {
-        bar.show(&vm);
+        show(progress, &vm);
         if tokio::time::Instant::now() >= give_up {
             bail!(
                 "VM {} is still migrating after {}; stopped waiting (see `corral events`)",
@@ -65,44 +73,7 @@ async fn wait_for_migration(ctx: &Context, mut vm: proto::Vm) -> Result<proto::V
         tokio::time::sleep(MIGRATION_POLL).await;
         vm = get(ctx, key.clone(), false).await?;
     }
-    bar.finish();
     Ok(vm)
-}
-
-/// The migration's progress on stderr, redrawn in place when it moves (one line per change
-/// when stderr is not a terminal).
-#[derive(Default)]
-pub(super) struct ProgressBar {
-    last: Option<String>,
-    drawn: bool,
-}
-
-impl ProgressBar {
-    fn show(&mut self, vm: &proto::Vm) {
-        self.line(progress_line(vm));
-    }
-
-    /// Shows `line` unless it is the one shown last.
-    pub(super) fn line(&mut self, line: String) {
-        if self.last.as_ref() == Some(&line) {
-            return;
-        }
-        use std::io::IsTerminal;
-        if std::io::stderr().is_terminal() {
-            eprint!("\r{line:<72}");
-        } else {
-            eprintln!("{line}");
-        }
-        self.drawn = true;
-        self.last = Some(line);
-    }
-
-    pub(super) fn finish(&self) {
-        use std::io::IsTerminal;
-        if self.drawn && std::io::stderr().is_terminal() {
-            eprintln!();
-        }
-    }
 }
 
 /// ", pass N" when the host reported how many passes over the guest's memory it made.
@@ -114,23 +85,23 @@ pub(super) fn pass(iteration: u64) -> String {
     }
 }
 
-fn progress_line(vm: &proto::Vm) -> String {
-    const WIDTH: usize = 30;
+/// Where a migrating VM is: queued, cancelling, or a share of its memory copied.
+fn show(progress: &mut Progress, vm: &proto::Vm) {
     match vm.migration.as_ref().and_then(|j| j.progress.as_ref()) {
-        None if vm.migration.as_ref().is_some_and(|j| j.cancel) => "cancelling...".to_string(),
-        None => "queued on its host, waiting for a free migration slot".to_string(),
-        Some(p) => {
-            let filled = (p.percent as usize).min(100) * WIDTH / 100;
-            format!(
-                "[{}{}] {:>3}%  {} of {} left{}",
-                "#".repeat(filled),
-                "-".repeat(WIDTH - filled),
-                p.percent,
+        None if vm.migration.as_ref().is_some_and(|j| j.cancel) => {
+            progress.phase(&format!("cancelling the migration of {}", vm.name))
+        }
+        None => progress.phase(&format!("{}: queued on its host, waiting for a free migration slot", vm.name)),
+        Some(p) => progress.percent(
+            &format!("migrating {}", vm.name),
+            u64::from(p.percent),
+            &format!(
+                "{} of {} left{}",
                 format_mib(p.memory_remaining_mib),
                 format_mib(p.memory_total_mib),
                 pass(p.iteration)
-            )
-        }
+            ),
+        ),
     }
 }
 
@@ -174,10 +145,12 @@ mod tests {
     }
 
     #[test]
-    fn migration_progress_is_drawn_as_a_bar() {
-        let mut vm = proto::Vm { status: "migrating".into(), ..Default::default() };
+    fn migration_progress_is_shown_as_percent_and_memory_left() {
+        let pipe = crate::progress::testing::Pipe::default();
+        let mut progress = Progress::lines(Box::new(pipe.clone()));
+        let mut vm = proto::Vm { name: "web1".into(), status: "migrating".into(), ..Default::default() };
         vm.migration = Some(proto::MigrationJob::default());
-        assert_eq!(progress_line(&vm), "queued on its host, waiting for a free migration slot");
+        show(&mut progress, &vm);
         vm.migration = Some(proto::MigrationJob {
             progress: Some(proto::MigrationProgress {
                 percent: 40,
@@ -188,9 +161,15 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert_eq!(progress_line(&vm), "[############------------------]  40%  614 MiB of 1 GiB left, pass 2");
+        show(&mut progress, &vm);
         vm.migration.as_mut().unwrap().cancel = true;
         vm.migration.as_mut().unwrap().progress = None;
-        assert_eq!(progress_line(&vm), "cancelling...");
+        show(&mut progress, &vm);
+        assert_eq!(
+            pipe.text(),
+            "web1: queued on its host, waiting for a free migration slot\n\
+             migrating web1: 40%, 614 MiB of 1 GiB left, pass 2\n\
+             cancelling the migration of web1\n"
+        );
     }
 }

@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 use super::Context;
 use crate::args::{CreateVmArgs, EditVmArgs, VmCommand};
 use crate::output::{self, Format, Table};
+use crate::progress::Progress;
 use crate::size::format_mib;
 use crate::views::{DeletedVmView, VmView};
 use print::print_vm;
@@ -40,13 +41,23 @@ pub async fn run(ctx: &Context, command: VmCommand) -> Result<()> {
         VmCommand::Cd { vm, iso, eject, next_run } => devices::cd(ctx, vm, iso, eject, next_run).await,
         VmCommand::Delete { vm, keep_disks } => delete(ctx, vm, keep_disks).await,
         VmCommand::Snapshot(command) => snapshot::run(ctx, command).await,
-        VmCommand::Clone { source, name, from_snapshot } => {
+        VmCommand::Clone { source, name, from_snapshot, wait } => {
+            let mut progress = Progress::stderr();
+            let what = match (wait, &from_snapshot) {
+                (false, _) => None,
+                (true, Some(snap)) => Some(format!("cloning {source} (snapshot {snap}) as {name}: copying its disks")),
+                (true, None) => Some(format!("cloning {source} as {name}: {}", copying(ctx, &source).await)),
+            };
             let request = proto::CloneVmRequest { source, name, from_snapshot };
             // Not `client.clone(..)`: method syntax would pick `Clone::clone` over the RPC.
-            let vm = change(ctx, request, |mut client, request| async move {
+            let call = change(ctx, request, |mut client, request| async move {
                 VmServiceClient::clone(&mut client, request).await
-            })
-            .await?;
+            });
+            let vm = match &what {
+                Some(what) => progress.during(what, call).await?,
+                None => call.await?,
+            };
+            progress.finish(&format!("VM {} made", vm.name));
             print_vm(ctx.format, vm.into())
         }
         VmCommand::Start { vm, host } => {
@@ -94,7 +105,22 @@ pub async fn run(ctx: &Context, command: VmCommand) -> Result<()> {
             print_vm(ctx.format, vm.into())
         }
         VmCommand::Export { vm, file, force } => ovf::export(ctx, vm, file, force).await,
-        VmCommand::Import { file, name, clone } => ovf::import(ctx, &file, name, clone).await,
+        VmCommand::Import { file, name, clone, wait } => ovf::import(ctx, &file, name, clone, wait).await,
+    }
+}
+
+/// What copying VM `vm`'s disks means, for a spinner: "copying 2 disks (root 10 GiB, data 1
+/// GiB)". Only words: a VM that cannot be read here is still cloned (or refused) by the call.
+pub(super) async fn copying(ctx: &Context, vm: &str) -> String {
+    match get(ctx, vm.to_string(), true).await {
+        Ok(vm) if vm.disks.is_empty() => "no disks to copy".to_string(),
+        Ok(vm) => {
+            let disks: Vec<String> =
+                vm.disks.iter().map(|d| format!("{} {}", d.name, format_mib(d.size_mib))).collect();
+            let plural = if disks.len() == 1 { "" } else { "s" };
+            format!("copying {} disk{plural} ({})", disks.len(), disks.join(", "))
+        }
+        Err(_) => "copying its disks".to_string(),
     }
 }
 

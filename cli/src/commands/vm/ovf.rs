@@ -11,6 +11,7 @@ use super::print::vm_fields;
 use crate::commands::Context;
 use crate::files;
 use crate::output::{self, Format};
+use crate::progress::Progress;
 use crate::views::{ExportView, ImportView, OvfDocumentView};
 
 pub(super) async fn export(ctx: &Context, vm: String, file: Option<PathBuf>, force: bool) -> Result<()> {
@@ -46,21 +47,26 @@ pub(super) async fn export(ctx: &Context, vm: String, file: Option<PathBuf>, for
     Ok(())
 }
 
-pub(super) async fn import(ctx: &Context, file: &Path, name: Option<String>, clone: bool) -> Result<()> {
+pub(super) async fn import(ctx: &Context, file: &Path, name: Option<String>, clone: bool, wait: bool) -> Result<()> {
     let xml = files::read_text(file)?;
-    let response = ctx
-        .nodes
-        .write(|channel, id| {
-            let request = id.tag(proto::ImportVmRequest {
-                xml: xml.clone(),
-                name: name.clone(),
-                clone,
-                request_id: id.as_str().to_string(),
-            });
-            async move { VmServiceClient::new(channel).import(request).await }
-        })
-        .await?;
+    let mut progress = Progress::stderr();
+    let call = ctx.nodes.write(|channel, id| {
+        let request = id.tag(proto::ImportVmRequest {
+            xml: xml.clone(),
+            name: name.clone(),
+            clone,
+            request_id: id.as_str().to_string(),
+        });
+        async move { VmServiceClient::new(channel).import(request).await }
+    });
+    let response = if wait {
+        let what = if clone { ", copying its disks" } else { "" };
+        progress.during(&format!("importing a VM from {}{what}", file.display()), call).await?
+    } else {
+        call.await?
+    };
     let view = ImportView::from(response);
+    progress.finish(&format!("imported VM {}", view.vm.name));
     match ctx.format {
         Format::Json => output::print_json(&view)?,
         Format::Table => {

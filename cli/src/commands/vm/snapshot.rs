@@ -1,6 +1,7 @@
 //! `vm snapshot ...`: take, list, show, preview, commit, undo, restore and delete a VM's
-//! snapshots. Taking one (and deleting one with `--wait`) shows progress on stderr until its
-//! host is done; the last line of `create` ends with the snapshot's id.
+//! snapshots. Taking one (and deleting one with `--wait`) shows progress on stderr
+//! (`crate::progress`) until its host is done; the last line of `create` ends with the
+//! snapshot's id.
 
 use std::time::{Duration, Instant};
 
@@ -8,10 +9,10 @@ use anyhow::{bail, Result};
 use corral_proto::v1 as proto;
 use proto::vm_service_client::VmServiceClient;
 
-use super::migrate::ProgressBar;
 use crate::args::VmSnapshotCommand;
 use crate::commands::Context;
 use crate::output::{self, Fields, Format, Table};
+use crate::progress::Progress;
 use crate::size::format_mib;
 use crate::views::{SnapshotDetailView, SnapshotView};
 
@@ -23,7 +24,7 @@ const PATIENCE: Duration = Duration::from_secs(900);
 
 pub(super) async fn run(ctx: &Context, command: VmSnapshotCommand) -> Result<()> {
     match command {
-        VmSnapshotCommand::Create { vm, description, memory, disks } => {
+        VmSnapshotCommand::Create { vm, description, memory, disks, wait } => {
             let request = proto::CreateSnapshotRequest {
                 vm: vm.clone(),
                 description,
@@ -35,7 +36,7 @@ pub(super) async fn run(ctx: &Context, command: VmSnapshotCommand) -> Result<()>
             let r = write(ctx, request, |mut c, r| async move { c.create_snapshot(r).await }).await?;
             let id = r.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default();
             let what = if memory { "with memory" } else { "of its disks" };
-            let snap = follow(ctx, &vm, &id, &format!("taking snapshot {id} of {vm} ({what})"), false).await?;
+            let snap = follow(ctx, &vm, &id, &format!("taking snapshot {id} of {vm} ({what})"), false, wait).await?;
             match ctx.format {
                 Format::Json => output::print_json(&snap.as_ref().map(SnapshotView::from))?,
                 Format::Table => output::print(&format!("snapshot of {vm} taken: {id}\n"))?,
@@ -93,7 +94,7 @@ pub(super) async fn run(ctx: &Context, command: VmSnapshotCommand) -> Result<()>
             let r = write(ctx, request, |mut c, r| async move { c.delete_snapshot(r).await }).await?;
             let id = r.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default();
             if wait {
-                follow(ctx, &vm, &id, &format!("deleting snapshot {id} of {vm}"), true).await?;
+                follow(ctx, &vm, &id, &format!("deleting snapshot {id} of {vm}"), true, true).await?;
                 output::print(&format!("snapshot {id} of {vm} deleted\n"))
             } else {
                 output::print(&format!("snapshot {id} of {vm} is being deleted (`corral vm snapshot list {vm}`)\n"))
@@ -129,38 +130,51 @@ async fn snapshots(ctx: &Context, vm: &str) -> Result<proto::SnapshotList> {
 }
 
 /// Follows snapshot `id` until its host is done with it: returns it (`None` once deleted, when
-/// `gone` is what was asked), or fails with the host's reason.
-async fn follow(ctx: &Context, vm: &str, id: &str, what: &str, gone: bool) -> Result<Option<proto::Snapshot>> {
+/// `gone` is what was asked), or fails with the host's reason. Progress shows from the start
+/// when `eager`, else once it takes long enough to wonder (a quick one prints only its result).
+async fn follow(
+    ctx: &Context,
+    vm: &str,
+    id: &str,
+    what: &str,
+    gone: bool,
+    eager: bool,
+) -> Result<Option<proto::Snapshot>> {
     let started = Instant::now();
-    let mut bar = ProgressBar::default();
+    let mut progress = Progress::stderr();
     loop {
         let list = snapshots(ctx, vm).await?;
         let snap = list.snapshots.iter().find(|s| s.id == id).cloned();
         let busy = snap.as_ref().is_some_and(|s| s.status == "locked");
         if !busy {
-            bar.finish();
-            return match snap {
-                Some(s) if gone => bail!(
-                    "snapshot {id} of {vm} was not deleted: {}",
-                    list.last_error.unwrap_or_else(|| format!("it is {}", s.status))
-                ),
-                None if !gone => bail!(
+            let failed = match snap {
+                Some(s) if gone => {
+                    format!(
+                        "snapshot {id} of {vm} was not deleted: {}",
+                        list.last_error.unwrap_or_else(|| format!("it is {}", s.status))
+                    )
+                }
+                None if !gone => format!(
                     "snapshot {id} of {vm} could not be taken: {}",
                     list.last_error.unwrap_or_else(|| "see `corral events`".into())
                 ),
-                other => Ok(other),
+                other => {
+                    progress.finish(&format!("{what}: done"));
+                    return Ok(other);
+                }
             };
+            progress.abandon();
+            bail!(failed);
         }
         if started.elapsed() > PATIENCE {
-            bar.finish();
+            progress.abandon();
             bail!(
                 "{what}: still not done after {} s; stopped waiting (see `corral vm snapshot list {vm}`)",
                 PATIENCE.as_secs()
             );
         }
-        // Progress once it takes long enough to wonder (a quick one prints only its result).
-        if started.elapsed() >= Duration::from_secs(1) {
-            bar.line(format!("{what}: {} s", started.elapsed().as_secs()));
+        if eager || started.elapsed() >= Duration::from_secs(1) {
+            progress.phase(what);
         }
         // Often at first (most jobs take well under a second), then at an easy pace.
         tokio::time::sleep(if started.elapsed() < QUICK { QUICK_POLL } else { POLL }).await;

@@ -282,11 +282,8 @@ fn web(node: &Handles) -> MethodRouter {
 async fn cache_control(req: Request, next: axum::middleware::Next) -> Response {
     let immutable = req.uri().path().starts_with("/assets/");
     let mut response = next.run(req).await;
-    let value = if immutable && response.status().is_success() {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
+    let value =
+        if immutable && response.status().is_success() { "public, max-age=31536000, immutable" } else { "no-cache" };
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
     response
 }

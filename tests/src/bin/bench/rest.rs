@@ -23,7 +23,8 @@ fn create_vms(rt: &tokio::runtime::Runtime, addr: &str, n: usize) {
             tasks.push(tokio::spawn(async move {
                 let mut client = VmServiceClient::new(channel(&addr));
                 for i in (w..n).step_by(32) {
-                    let req = CreateVmRequest { name: format!("vm{i:05}"), memory_mib: 64, vcpus: 1, ..Default::default() };
+                    let req =
+                        CreateVmRequest { name: format!("vm{i:05}"), memory_mib: 64, vcpus: 1, ..Default::default() };
                     client.create(req).await.expect("create failed");
                 }
             }));
@@ -40,7 +41,9 @@ pub fn rest_list(rt: &tokio::runtime::Runtime, rounds: usize) {
     let c = Cluster::run(3, &[]);
     let leader = c.leader();
     let addr = c.endpoint(leader).to_string();
-    println!("\n## REST GET /api/v1/vms against gRPC ListVms, {VMS} VMs, through the leader over TLS ({rounds} rounds)");
+    println!(
+        "\n## REST GET /api/v1/vms against gRPC ListVms, {VMS} VMs, through the leader over TLS ({rounds} rounds)"
+    );
     create_vms(rt, &addr, VMS);
     let ca = std::fs::read_to_string(c.nodes[leader].data_dir.join("tls/ca.pem")).expect("the CA");
     let cert = std::fs::read_to_string(c.credentials().expect("admin credentials")).expect("the credentials");
@@ -85,7 +88,13 @@ pub fn rest_list(rt: &tokio::runtime::Runtime, rounds: usize) {
         v.sort();
     }
     println!("{:>28} {:>10} {:>10} {:>12}", "", "p50", "p99", "bytes");
-    println!("{:>28} {:>10} {:>10} {:>12}", "gRPC ListVms", ms(percentile(&g, 0.5)), ms(percentile(&g, 0.99)), grpc_bytes);
+    println!(
+        "{:>28} {:>10} {:>10} {:>12}",
+        "gRPC ListVms",
+        ms(percentile(&g, 0.5)),
+        ms(percentile(&g, 0.99)),
+        grpc_bytes
+    );
     let row = |name: &str, v: &[Duration]| {
         println!("{name:>28} {:>10} {:>10} {:>12}", ms(percentile(v, 0.5)), ms(percentile(v, 0.99)), json_bytes);
     };
