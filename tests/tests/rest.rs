@@ -185,7 +185,9 @@ fn events_come_live_over_a_websocket() {
     let anon = Http::new(c.endpoint(1), &ca);
     rt.block_on(async {
         // Refused before the upgrade, with the API's words.
-        let refused = anon.websocket("/api/v1/events/websocket").await.err().expect("no credentials, no socket");
+        let Err(refused) = anon.websocket("/api/v1/events/websocket").await else {
+            panic!("no credentials, no socket")
+        };
         assert_eq!(refused.0, 401, "{}", refused.1);
         let ops = anon.clone().with_token(&login(&anon, "ops").await);
         let mut ws = ops.websocket("/api/v1/events/websocket?tail=1").await.expect("the events websocket");
@@ -209,11 +211,14 @@ fn events_come_live_over_a_websocket() {
             }
         }
         // A console of a VM that is down: refused with the API's words.
-        let refused =
-            ops.websocket("/api/v1/vms/live1/console/websocket").await.err().expect("a down VM has no console");
+        let Err(refused) = ops.websocket("/api/v1/vms/live1/console/websocket").await else {
+            panic!("a down VM has no console")
+        };
         assert_eq!(refused.0, 409, "{}", refused.1);
         assert!(refused.1.contains("down"), "{}", refused.1);
-        let refused = ops.websocket("/api/v1/vms/live1/vnc/websocket").await.err().expect("no ticket, no display");
+        let Err(refused) = ops.websocket("/api/v1/vms/live1/vnc/websocket").await else {
+            panic!("no ticket, no display")
+        };
         assert_eq!(refused.0, 409, "{}", refused.1);
     });
 }

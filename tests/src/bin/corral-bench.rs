@@ -10,10 +10,10 @@
 
 #[path = "bench/authz.rs"]
 mod authz;
-#[path = "bench/rest.rs"]
-mod rest;
 #[path = "bench/metrics.rs"]
 mod metrics;
+#[path = "bench/rest.rs"]
+mod rest;
 #[path = "bench/under_faults.rs"]
 mod under_faults;
 
