@@ -29,7 +29,7 @@ install -D -m 0755 -s "$bindir/corral" "$root/usr/bin/corral"
 install -D -m 0755 -s "$bindir/corrald" "$root/usr/bin/corrald"
 install -D -m 0644 "$deploy/systemd/corrald.service" "$root/lib/systemd/system/corrald.service"
 install -D -m 0644 "$deploy/corrald.toml" "$root/etc/corral/corrald.toml"
-install -d -m 0700 "$root/var/lib/corral"
+install -d -m 0711 "$root/var/lib/corral"
 
 # The web console, built by `make web` (npm): corrald serves it from here by default.
 web="$(dirname "$deploy")/web/dist"

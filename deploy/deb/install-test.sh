@@ -63,7 +63,7 @@ for f in /usr/bin/corral /usr/bin/corrald /lib/systemd/system/corrald.service /e
   /usr/share/man/man1/corral-vm-migrate.1.gz /usr/share/man/man8/corrald.8.gz; do
   [ -e "$root$f" ] || fail "$f is missing"
 done
-[ "$(stat -c %a "$root/var/lib/corral")" = 700 ] || fail "/var/lib/corral is not mode 0700"
+[ "$(stat -c %a "$root/var/lib/corral")" = 711 ] || fail "/var/lib/corral is not mode 0711"
 in_root dpkg-query -W -f='${Conffiles}\n' corral | grep -q /etc/corral/corrald.toml || fail "corrald.toml is not a conffile"
 for dep in libvirt0 qemu-utils genisoimage; do
   in_root dpkg-query -W -f='${Status}\n' "$dep" | grep -q "install ok installed" || fail "$dep was not installed"

@@ -95,7 +95,7 @@ fn the_package_has_its_files_and_a_unit_that_verifies() {
         let want = if path.starts_with("/usr/bin/") { "-rwxr-xr-x" } else { "-rw-r--r--" };
         assert_eq!(mode, want, "{path}");
     }
-    assert_eq!(has("/var/lib/corral").map(|e| e.0), Some("drwx------"), "{listing}");
+    assert_eq!(has("/var/lib/corral").map(|e| e.0), Some("drwx--x--x"), "{listing}");
     // The web console, where corrald looks for it by default, when it is built (`make web`).
     if repo().join("web/dist/index.html").exists() {
         assert!(has("/usr/share/corral/web/index.html").is_some(), "{listing}");

@@ -166,11 +166,25 @@ fn bad_and_hostile_requests_are_refused_by_name_and_the_node_lives() {
         assert!(a.status == 404 && a.message().contains("openapi.json"), "{}", a.message());
         let a = ops.call("PUT", "/api/v1/vms", None).await;
         assert_eq!(a.status, 405, "{}", a.message());
+        // Another site's page cannot act through the operator's browser.
+        let a = ops
+            .send(
+                "POST",
+                "/api/v1/vms/web1/stop",
+                Some(b"{}".to_vec()),
+                &[("content-type", "application/json"), ("origin", "https://elsewhere.example")],
+            )
+            .await;
+        assert!(a.status == 403 && a.message().contains("another site"), "{} {}", a.status, a.message());
+        let a = ops.send("POST", "/api/v1/vms/web1/stop", None, &[]).await;
+        assert!(a.status == 400 && a.message().contains("application/json"), "{}", a.message());
+        let a = ops.call("GET", "/api/v1/vms/web1?next_run=true&next_run=false", None).await;
+        assert!(a.status == 400 && a.message().contains("twice"), "{}", a.message());
         // Deeply nested, and too big: refused, and the node answers on.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let a = ops.send("POST", "/api/v1/vms", Some(deep.into_bytes()), &[("content-type", "application/json")]).await;
         assert_eq!(a.status, 400, "{}", a.message());
-        let big = vec![b' '; corral_proto::MAX_API_MESSAGE + 1];
+        let big = vec![b' '; (4 << 20) + 1];
         let a = ops.send("POST", "/api/v1/vms", Some(big), &[("content-type", "application/json")]).await;
         assert_eq!(a.status, 413, "{}", a.message());
         ok(&ops.call("GET", "/api/v1/vms", None).await, "the node still answers");

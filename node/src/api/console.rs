@@ -35,6 +35,8 @@ struct Placement {
     name: String,
     host: String,
     address: String,
+    /// The VM's assignment (`VmRuntime::epoch`): it grows with every start and migration.
+    epoch: u64,
 }
 
 pub struct Api(pub Arc<Handles>);
@@ -44,20 +46,31 @@ pub struct Api(pub Arc<Handles>);
 #[derive(Default)]
 pub struct Displays(std::sync::Mutex<std::collections::HashMap<Uuid, Display>>);
 
+/// A display a ticket named: where, on which host, for which run of the VM (a display's port
+/// belongs to another VM once this one stopped or moved), until when.
 #[derive(Clone)]
 struct Display {
     address: String,
     port: u16,
+    host: String,
+    epoch: u64,
     expires_ms: i64,
 }
 
 impl Displays {
-    fn record(&self, vm: Uuid, ticket: &VncTicket) {
+    fn record(&self, at: &Placement, ticket: &VncTicket) {
         let Ok(port) = u16::try_from(ticket.port) else { return };
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let now = chrono::Utc::now().timestamp_millis();
         all.retain(|_, d| d.expires_ms > now);
-        all.insert(vm, Display { address: ticket.address.clone(), port, expires_ms: ticket.expires_unix_ms });
+        let d = Display {
+            address: ticket.address.clone(),
+            port,
+            host: at.host.clone(),
+            epoch: at.epoch,
+            expires_ms: ticket.expires_unix_ms,
+        };
+        all.insert(at.id, d);
     }
 
     fn get(&self, vm: Uuid) -> Option<Display> {
@@ -93,9 +106,8 @@ impl Api {
     /// A VNC ticket for VM `vm`: a fresh password on its display, valid for a short while.
     pub async fn vnc(&self, cx: &Caller, req: VmRef) -> Result<VncTicket, ClusterError> {
         let at = self.placement(cx, &req.vm).await?;
-        let id = at.id;
-        let ticket = self.ticket(cx, at).await?;
-        self.0.displays.record(id, &ticket);
+        let ticket = self.ticket(cx, &at).await?;
+        self.0.displays.record(&at, &ticket);
         Ok(ticket)
     }
 
@@ -103,16 +115,26 @@ impl Api {
     /// gave for it is valid (the web console's VNC websocket relays there).
     pub async fn display(&self, cx: &Caller, req: VmRef) -> Result<(String, u16), ClusterError> {
         let at = self.placement(cx, &req.vm).await?;
-        let d = self.0.displays.get(at.id).ok_or_else(|| {
+        // Only the display of this run of the VM, where it runs now.
+        let d = self.0.displays.get(at.id).filter(|d| d.host == at.host && d.epoch == at.epoch).ok_or_else(|| {
             ClusterError::FailedPrecondition(format!(
-                "no valid VNC ticket for VM {} from this node: ask for one first (POST /api/v1/vms/{}/vnc)",
+                "no valid VNC ticket for this run of VM {} from this node: ask for one first (POST /api/v1/vms/{}/vnc)",
                 at.name, at.name
             ))
         })?;
+        // Another host's display is never this node's own loopback or wildcard address.
+        let local = d.address.parse::<std::net::IpAddr>().map(|a| a.is_loopback() || a.is_unspecified());
+        if at.host != self.0.config.name && local.unwrap_or(false) {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "VM {}'s display on host {} listens on {}, which is not reachable from this node: open the console \
+                 through host {}",
+                at.name, at.host, d.address, at.host
+            )));
+        }
         Ok((d.address, d.port))
     }
 
-    async fn ticket(&self, cx: &Caller, at: Placement) -> Result<VncTicket, ClusterError> {
+    async fn ticket(&self, cx: &Caller, at: &Placement) -> Result<VncTicket, ClusterError> {
         if at.host == self.0.config.name {
             let t = self.0.local.vnc_ticket(at.id, &at.name).await?;
             let url = match t.address.parse::<std::net::IpAddr>() {
@@ -120,8 +142,8 @@ impl Api {
                 _ => format!("vnc://{}:{}", t.address, t.port),
             };
             return Ok(VncTicket {
-                vm: at.name,
-                host: at.host,
+                vm: at.name.clone(),
+                host: at.host.clone(),
                 address: t.address,
                 port: t.port.into(),
                 password: t.password,
@@ -129,12 +151,12 @@ impl Api {
                 url,
             });
         }
-        self.refuse_second_hop(cx, &at)?;
-        let mut client = self.client(&at)?;
+        self.refuse_second_hop(cx, at)?;
+        let mut client = self.client(at)?;
         let mut request = tonic::Request::new(VmRef { vm: at.id.to_string() });
         request.set_timeout(std::time::Duration::from_secs(30));
         let ticket = client.vnc(request).await.map_err(|s| from_status(&at.host, s))?;
-        Ok(VncTicket { vm: at.name, ..ticket.into_inner() })
+        Ok(VncTicket { vm: at.name.clone(), ..ticket.into_inner() })
     }
 
     /// Checks vm.console and finds the VM's host (linearizably: a VM that just started or moved
@@ -157,7 +179,13 @@ impl Api {
                 let h = s.hosts.get(&host).ok_or_else(|| {
                     ClusterError::Unavailable(format!("VM {name} runs on host {host}, which the cluster no longer has"))
                 })?;
-                Ok(Placement { id: v.id, name, host: h.name.clone(), address: h.address.clone() })
+                Ok(Placement {
+                    id: v.id,
+                    name,
+                    host: h.name.clone(),
+                    address: h.address.clone(),
+                    epoch: v.runtime.epoch,
+                })
             })
             .await?
     }

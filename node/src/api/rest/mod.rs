@@ -27,8 +27,9 @@ use super::listen::ConnInfo;
 use super::{status, Caller, Handles};
 use routes::Route;
 
-/// The largest request body (the API's message limit).
-const MAX_BODY: usize = corral_proto::MAX_API_MESSAGE;
+/// The largest request body: an OVF document (at most 1 MiB) with room to spare. JSON grows
+/// several times when parsed, so this stays well below gRPC's message limit.
+const MAX_BODY: usize = 4 << 20;
 
 /// The OpenAPI document, made once.
 static OPENAPI: LazyLock<Vec<u8>> = LazyLock::new(|| openapi::document(&routes::all()));
@@ -65,6 +66,7 @@ pub fn router(node: Arc<Handles>) -> axum::Router {
         .route("/api", any(no_such_path))
         .route("/api/{*rest}", any(no_such_path))
         .fallback_service(web(&node).layer(axum::middleware::from_fn(cache_control)))
+        .layer(axum::middleware::from_fn_with_state(node.clone(), plaintext_to_tls))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -73,8 +75,22 @@ pub fn router(node: Arc<Handles>) -> axum::Router {
 async fn dispatch(node: Arc<Handles>, route: &Route, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     let cx: Caller = caller_of(&parts.headers, parts.extensions.get::<ConnInfo>());
+    if let Some(refusal) = cross_site(&parts) {
+        return refusal;
+    }
     if let Err(s) = admit(&node, &cx, route.rpc) {
         return error(s.code(), s.message());
+    }
+    // A POST is the one method another site's page can send without asking first: it must say
+    // it is JSON, which a form cannot.
+    if route.method == axum::http::Method::POST && !is_json(&parts.headers) {
+        return refused(ClusterError::invalid("content-type", "must be application/json"));
+    }
+    // Who calls is known before the body is read: a stranger's token does not get 4 MiB parsed.
+    if !matches!(route.rpc, "login" | "ca") {
+        if let Err(e) = node.who(&cx).await {
+            return refused(e);
+        }
     }
     let path = match Path::<Vec<(String, String)>>::from_request_parts(&mut parts, &()).await {
         Ok(Path(p)) => p,
@@ -114,12 +130,7 @@ fn request_of(
         if !route.has_body() {
             return Err(ClusterError::invalid("body", format!("{} {} takes no body", route.method, route.path)));
         }
-        let json_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"))
-            .unwrap_or(true);
-        if !json_type {
+        if headers.contains_key(header::CONTENT_TYPE) && !is_json(headers) {
             return Err(ClusterError::invalid("content-type", "must be application/json"));
         }
         match serde_json::from_slice::<Value>(body) {
@@ -128,9 +139,19 @@ fn request_of(
             Err(e) => return Err(ClusterError::invalid("body", format!("not JSON: {e}"))),
         }
     }
+    let mut given = std::collections::HashSet::new();
     for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (decode(k)?, decode(v)?);
+        let (field, _) = json::parameter(&desc, &k, &v)?;
+        // Once each (a list takes each of its values), and not both in the body and the query.
+        if object.contains_key(field.name()) && !given.contains(field.name()) {
+            return Err(ClusterError::invalid(&k, "is given both in the body and as a parameter: give it once"));
+        }
+        if !field.is_list() && !given.insert(field.name().to_string()) {
+            return Err(ClusterError::invalid(&k, "is given twice: give it once"));
+        }
+        given.insert(field.name().to_string());
         json::put_parameter(&desc, &mut object, &k, &v)?;
     }
     for (name, value) in path {
@@ -171,6 +192,42 @@ pub(super) fn decode(text: &str) -> Result<String, ClusterError> {
         }
     }
     String::from_utf8(out).map_err(|_| ClusterError::invalid("query", "is not UTF-8"))
+}
+
+/// Whether the request says its body is JSON.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A browser's request made by another site's page (its `Origin` is not this node, or the
+/// browser says so): refused, so that a page elsewhere cannot act with the operator's client
+/// certificate or on a cluster that asks for no credentials. Clients that are not browsers send
+/// no `Origin`.
+pub(super) fn cross_site(parts: &axum::http::request::Parts) -> Option<Response> {
+    let h = &parts.headers;
+    let fetch_site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let origin = h.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("?"));
+    let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| h.get(header::HOST).and_then(|v| v.to_str().ok()));
+    let foreign = match origin {
+        None => false,
+        Some(o) => {
+            let o_host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            o_host.is_none() || o_host != host
+        }
+    };
+    (foreign || fetch_site == Some("cross-site")).then(|| {
+        error_with(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            &format!(
+                "a request from another site's page ({}) is refused: use this node's own web console",
+                corral_raft::error::quote(origin.unwrap_or("cross-site"))
+            ),
+        )
+    })
 }
 
 /// A handler's refusal as the answer: gRPC's code as an HTTP status, and its words.
@@ -277,6 +334,31 @@ fn web(node: &Handles) -> MethodRouter {
     }
 }
 
+/// Over plaintext, once the cluster speaks TLS, the console and its login form are not served:
+/// the browser is sent to the same port over https (the API itself answers a plaintext caller
+/// with its refusal, as gRPC does).
+async fn plaintext_to_tls(
+    axum::extract::State(node): axum::extract::State<Arc<Handles>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let plain = matches!(req.extensions().get::<ConnInfo>().map(|c| &c.via), Some(super::listen::Via::Plain));
+    if plain && node.cluster.requires_tls() {
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string));
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        if let Some(to) = host.and_then(|h| HeaderValue::from_str(&format!("https://{h}{path}")).ok()) {
+            return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, to)], "this node speaks https only\n")
+                .into_response();
+        }
+        return error_with(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "this node speaks https only");
+    }
+    next.run(req).await
+}
+
 /// Vite names the files under /assets/ by their content's hash: a browser keeps them for good.
 /// The page itself is asked for again each time, so that a new build is seen at once.
 async fn cache_control(req: Request, next: axum::middleware::Next) -> Response {
@@ -306,7 +388,8 @@ pub fn is_grpc<B>(req: &http::Request<B>) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+        .map(|v| v.split(';').next().unwrap_or_default().trim())
+        .is_some_and(|v| v == "application/grpc" || v.starts_with("application/grpc+"))
 }
 
 /// A plain body for websocket refusals and the like.

@@ -51,6 +51,9 @@ fn caller(parts: &Parts) -> Caller {
 /// Admits the caller and takes the upgrade; `Err` is the answer to send instead.
 async fn open(node: &Handles, req: Request, rpc: &str) -> Result<(Parts, Caller, WebSocketUpgrade), Response> {
     let (mut parts, _body) = req.into_parts();
+    if let Some(refusal) = super::cross_site(&parts) {
+        return Err(refusal);
+    }
     let cx = caller(&parts);
     admit(node, &cx, rpc).map_err(|s| super::error(s.code(), s.message()))?;
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|e| {
