@@ -136,6 +136,14 @@ fn rest_answers_as_grpc_does_on_the_same_port() {
         let by_cert = Http::with_identity(c.endpoint(1), &ca, Some(&cert));
         ok(&by_cert.call("GET", "/api/v1/vms", None).await, "list by client certificate");
 
+        // Metrics on the API port: for callers with audit.read only.
+        let m = ops.call("GET", "/metrics", None).await;
+        assert_eq!(m.status, 200, "{}", m.message());
+        assert!(String::from_utf8_lossy(&m.raw).contains("corral_"), "no corral metrics");
+        let m = ann.call("GET", "/metrics", None).await;
+        assert_eq!(m.status, 403, "{}", m.message());
+        assert_eq!(anon.call("GET", "/metrics", None).await.status, 401);
+
         // Logging out ends the session.
         ok(&ann.call("POST", "/api/v1/logout", None).await, "logout");
         assert_eq!(ann.call("GET", "/api/v1/vms", None).await.status, 401);
