@@ -23,7 +23,14 @@ export function Dashboard() {
           <h2>
             <a href={href('/hosts')}>Hosts</a>
           </h2>
-          <ErrorBox error={hosts.error} />
+          {hosts.error?.status === 403 ? (
+            // A user without host.view: what the server says, not an alarm.
+            <p class="muted" data-testid="hosts-hidden">
+              {hosts.error.message}
+            </p>
+          ) : (
+            <ErrorBox error={hosts.error} />
+          )}
           {hosts.data ? <HostTable hosts={hosts.data.hosts || []} /> : !hosts.error && <Loading what="hosts" />}
         </section>
         <section class="card">
