@@ -61,8 +61,18 @@ impl ClusterState {
             )));
         }
         let host = if vm.is_running() { vm.runtime.host.unwrap_or(worker) } else { worker };
-        if !self.hosts.get(&host).is_some_and(|h| matches!(h.state, HostState::Up | HostState::PreparingForMaintenance))
-        {
+        let state = self.hosts.get(&host).map(|h| h.state);
+        if state == Some(HostState::Maintenance) {
+            // Not a moment's trouble: asking again changes nothing until the host is activated.
+            return Err(ClusterError::FailedPrecondition(format!(
+                "host {} is in maintenance and works on no VM's images (vm '{}'): ask through another host, or \
+                 `corral host activate {}` first",
+                self.host_name(host),
+                vm.config.name,
+                self.host_name(host)
+            )));
+        }
+        if !matches!(state, Some(HostState::Up | HostState::PreparingForMaintenance)) {
             return Err(ClusterError::Unavailable(format!(
                 "host {} cannot work on the images of vm '{}' now; try again",
                 self.host_name(host),
