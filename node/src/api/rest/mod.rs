@@ -13,7 +13,7 @@ mod ws;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -390,12 +390,6 @@ pub fn is_grpc<B>(req: &http::Request<B>) -> bool {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or_default().trim())
         .is_some_and(|v| v == "application/grpc" || v.starts_with("application/grpc+"))
-}
-
-/// A plain body for websocket refusals and the like.
-#[allow(dead_code)]
-fn text(status: StatusCode, message: String) -> Response {
-    (status, Body::from(message)).into_response()
 }
 
 #[cfg(test)]
