@@ -2,6 +2,7 @@
 // error words, status badges, a dialog that asks for a value (a reason, a host) before an
 // action, and a button that runs an action and reports its refusal.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { del } from './api.js';
 import { label } from './format.js';
 
 /**
@@ -69,6 +70,15 @@ export function Loading({ what }) {
  * A button that runs `action`; while it runs it is disabled, and a refusal is shown beside it
  * (through `onError`, or inline).
  */
+/** A Delete button for the object at `path` (below /api/v1); `onDone` reloads the list. */
+export function DeleteButton({ path, onDone, onError, testid }) {
+  return (
+    <ActionButton action={() => del(path)} onDone={onDone} onError={onError} testid={testid} class="danger">
+      Delete
+    </ActionButton>
+  );
+}
+
 export function ActionButton({ action, children, onError, onDone, testid, class: cls, disabled, title }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);

@@ -1,7 +1,7 @@
 // Roles: the predefined ones (oVirt's) and custom ones, with the permission words each holds.
 import { useState } from 'preact/hooks';
-import { del, get, post, seg } from '../api.js';
-import { ActionButton, Dialog, ErrorBox, Field, Loading, useResource } from '../ui.jsx';
+import { get, post, seg } from '../api.js';
+import { DeleteButton, Dialog, ErrorBox, Field, Loading, useResource } from '../ui.jsx';
 
 export function Roles() {
   const roles = useResource(() => get('/roles'), []);
@@ -39,15 +39,7 @@ export function Roles() {
                 <td class="words">{(r.permissions || []).join(' ')}</td>
                 <td>
                   {!r.predefined && (
-                    <ActionButton
-                      action={() => del(`/roles/${seg(r.name)}`)}
-                      onDone={roles.reload}
-                      onError={setError}
-                      testid="role-delete"
-                      class="danger"
-                    >
-                      Delete
-                    </ActionButton>
+                    <DeleteButton path={`/roles/${seg(r.name)}`} onDone={roles.reload} onError={setError} testid="role-delete" />
                   )}
                 </td>
               </tr>

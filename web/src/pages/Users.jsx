@@ -1,8 +1,8 @@
 // Local users and groups: list, create, delete; a group's members.
 import { useState } from 'preact/hooks';
-import { del, get, post, seg } from '../api.js';
+import { get, post, seg } from '../api.js';
 import { time } from '../format.js';
-import { ActionButton, Dialog, ErrorBox, Field, Loading, useResource } from '../ui.jsx';
+import { DeleteButton, Dialog, ErrorBox, Field, Loading, useResource } from '../ui.jsx';
 
 export function Users() {
   const users = useResource(() => get('/users'), []);
@@ -51,15 +51,7 @@ export function Users() {
                 <td>{u.api_tokens}</td>
                 <td>{time(u.created_unix_ms)}</td>
                 <td>
-                  <ActionButton
-                    action={() => del(`/users/${seg(u.name)}`)}
-                    onDone={users.reload}
-                    onError={setError}
-                    testid="user-delete"
-                    class="danger"
-                  >
-                    Delete
-                  </ActionButton>
+                  <DeleteButton path={`/users/${seg(u.name)}`} onDone={users.reload} onError={setError} testid="user-delete" />
                 </td>
               </tr>
             ))}
@@ -97,15 +89,7 @@ export function Users() {
                   ))}
                 </td>
                 <td>
-                  <ActionButton
-                    action={() => del(`/groups/${seg(g.name)}`)}
-                    onDone={groups.reload}
-                    onError={setError}
-                    testid="group-delete"
-                    class="danger"
-                  >
-                    Delete
-                  </ActionButton>
+                  <DeleteButton path={`/groups/${seg(g.name)}`} onDone={groups.reload} onError={setError} testid="group-delete" />
                 </td>
               </tr>
             ))}
