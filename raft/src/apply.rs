@@ -14,7 +14,10 @@ use uuid::Uuid;
 use crate::command::{Command, Op, Outcome, Reply};
 use crate::error::ClusterError;
 use crate::model::auth::Actor;
-use crate::model::{ClusterInfo, ClusterState, Event, EventKind, MAX_EVENTS, MAX_RECENT_REQUESTS};
+use crate::model::{
+    ClusterInfo, ClusterState, Event, EventKind, MAX_EVENTS, MAX_EVENT_BYTES, MAX_RECENT_REQUESTS,
+    MAX_RECENT_REQUEST_BYTES,
+};
 use crate::typ::{LogId, TypeConfig};
 
 impl Machine<TypeConfig> for ClusterState {
@@ -70,6 +73,7 @@ impl ClusterState {
             }
             op => self.apply_once(cmd.at_ms, cmd.request_id, op, &mut touched),
         };
+        self.vms.settle();
         #[cfg(test)]
         check.after(self, cmd, &touched);
         Applied { reply, touched }
@@ -84,7 +88,7 @@ impl ClusterState {
     fn apply_once(&mut self, now: i64, request_id: Option<Uuid>, op: &Op, touched: &mut BTreeSet<Uuid>) -> Reply {
         if let Some(id) = request_id {
             if let Some(previous) = self.recent_requests.get(&id) {
-                return previous.clone();
+                return self.answer_again(previous, op);
             }
         }
         let named = op.config_named().and_then(|n| self.find_vm(n)).map(|v| v.id);
@@ -277,21 +281,92 @@ impl ClusterState {
 
     pub(crate) fn record(&mut self, now: i64, kind: EventKind, message: String) {
         self.next_event_index += 1;
-        self.events.push_back(Event { index: self.next_event_index, time_ms: now, kind, message, user: None });
-        while self.events.len() > MAX_EVENTS {
-            self.events.pop_front();
+        self.push_event(Event { index: self.next_event_index, time_ms: now, kind, message, user: None });
+    }
+
+    /// Appends an event to the log, which keeps at most `MAX_EVENTS` events and
+    /// `MAX_EVENT_BYTES` of their text, dropping the oldest first.
+    pub(crate) fn push_event(&mut self, event: Event) {
+        let bytes = self.tallies.events(&self.events);
+        *bytes += weight_of_event(&event);
+        self.events.push_back(event);
+        while self.events.len() > MAX_EVENTS || *bytes > MAX_EVENT_BYTES {
+            let Some(old) = self.events.pop_front() else { break };
+            *bytes -= weight_of_event(&old);
         }
     }
 
+    /// Changes the events recorded after index `after` (the newest), keeping the log's bounds.
+    pub(crate) fn edit_events_after(&mut self, after: u64, mut f: impl FnMut(&mut Event)) {
+        let bytes = self.tallies.events(&self.events);
+        for e in self.events.iter_mut().rev().take_while(|e| e.index > after) {
+            *bytes -= weight_of_event(e);
+            f(e);
+            *bytes += weight_of_event(e);
+        }
+        while *bytes > MAX_EVENT_BYTES && self.events.len() > 1 {
+            let Some(old) = self.events.pop_front() else { break };
+            *bytes -= weight_of_event(&old);
+        }
+    }
+
+    /// Keeps a write's reply for its retries, as little of it as a retry needs: from cluster level
+    /// 1 a VM is not kept (a retry is answered with the VM as the state has it then,
+    /// `answer_again`). At most
+    /// `MAX_RECENT_REQUESTS` replies and `MAX_RECENT_REQUEST_BYTES` of them (encoded), the
+    /// oldest dropped first.
     fn remember_request(&mut self, id: Uuid, reply: Reply) {
-        self.recent_requests.insert(id, reply);
-        self.recent_order.push_back(id);
-        while self.recent_order.len() > MAX_RECENT_REQUESTS {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent_requests.remove(&old);
+        // At cluster level 0 (a rolling upgrade from release 3f21f51) the reply is kept whole,
+        // as that release keeps it, so that both builds hold the same state.
+        let level = self.cluster.as_ref().map_or(0, |c| c.level);
+        let kept = match reply.0 {
+            Ok(Outcome::Vm(_)) if level >= 1 => Reply(Ok(VM_AS_NOW)),
+            other => Reply(other),
+        };
+        let bytes = self.tallies.replies(&self.recent_requests);
+        *bytes += weight_of_reply(&kept);
+        if let Some(old) = self.recent_requests.insert(id, kept) {
+            *bytes -= weight_of_reply(&old);
+        } else {
+            self.recent_order.push_back(id);
+        }
+        while self.recent_order.len() > MAX_RECENT_REQUESTS || *bytes > MAX_RECENT_REQUEST_BYTES {
+            let Some(old) = self.recent_order.pop_front() else { break };
+            if let Some(r) = self.recent_requests.remove(&old) {
+                *bytes -= weight_of_reply(&r);
             }
         }
     }
+
+    /// The reply to a write applied before under the same request id: as kept, or, for one that
+    /// answered with a VM, that VM as it is now (gone since: not found).
+    fn answer_again(&self, previous: &Reply, op: &Op) -> Reply {
+        if previous.0.as_ref().ok() != Some(&VM_AS_NOW) {
+            return previous.clone();
+        }
+        let vm =
+            op.vm_made().and_then(|id| self.vms.get(&id)).or_else(|| op.vm_answered().and_then(|n| self.find_vm(n)));
+        match vm {
+            Some(vm) => Reply(Ok(Outcome::Vm(Box::new(vm.clone())))),
+            None => Reply(Err(ClusterError::vm_not_found(op.vm_answered().unwrap_or("of the request")))),
+        }
+    }
+}
+
+/// What the reply cache keeps for a write that answered with a VM: never the answer to a single
+/// write otherwise (batches do not nest), so it cannot be mistaken for one, and it is a value
+/// every build reads (a new variant would not be).
+pub(crate) const VM_AS_NOW: Outcome = Outcome::Batch(Vec::new());
+
+/// How much a kept reply counts towards `MAX_RECENT_REQUEST_BYTES`: its encoded size.
+pub(crate) fn weight_of_reply(reply: &Reply) -> u64 {
+    // A reply that cannot be encoded could not be stored either; count it large.
+    rmp_serde::to_vec_named(reply).map_or(4096, |b| b.len() as u64)
+}
+
+/// How much an event counts towards `MAX_EVENT_BYTES`: its text and a fixed part.
+pub(crate) fn weight_of_event(e: &Event) -> u64 {
+    (48 + e.message.len() + e.user.as_ref().map_or(0, String::len)) as u64
 }
 
 /// The error of a command refused because the state contradicts itself (a record that another

@@ -689,6 +689,19 @@ impl Op {
         }
     }
 
+    /// The VM an answer with a VM shows, by the name or id the client gave: the name of the
+    /// one the op makes (a retry may carry a new id), else the one it names (inside a write for
+    /// a user too).
+    pub fn vm_answered(&self) -> Option<&str> {
+        match self {
+            Op::CreateVm { spec, .. } => Some(&spec.name),
+            Op::CloneVm { name, .. } | Op::CloneFromSnapshot { name, .. } => Some(name),
+            Op::ImportVm { vm, .. } => Some(&vm.config.name),
+            Op::OnBehalf { op, .. } => op.vm_answered(),
+            _ => self.vm_named(),
+        }
+    }
+
     /// Whether it is one of the library commands (cluster level 5).
     pub fn is_library_op(&self) -> bool {
         matches!(

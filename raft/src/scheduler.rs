@@ -36,7 +36,7 @@ impl Purpose {
 }
 
 /// Picks the host for `vm`: `wanted` if named (it must pass every filter), else the best
-/// host that passes them all, never one of `exclude`. Builds a [`Scheduler`] (O(VMs + hosts));
+/// host that passes them all, never one of `exclude`. Builds a [`Scheduler`] (O(hosts + affinity members));
 /// for many placements in a row build one and use [`Scheduler::place`] and [`Scheduler::assign`].
 pub fn choose(
     state: &ClusterState,
@@ -124,7 +124,7 @@ impl Needs<'_> {
     }
 }
 
-/// Per-host usage and rule indexes over one state, built once (O(VMs + hosts)); `place` is
+/// Per-host usage and rule indexes over one state, built once from the indexes apply keeps (O(hosts + affinity members)); `place` is
 /// then O(hosts + members of the VM's groups), and `assign` records a placement so the next
 /// `place` sees it.
 pub struct Scheduler<'a> {
@@ -149,24 +149,9 @@ impl<'a> Scheduler<'a> {
     pub fn new(state: &'a ClusterState) -> Self {
         let hosts: Vec<&Host> = state.hosts.values().collect();
         let slots: HashMap<NodeId, usize> = hosts.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
-        let mut usage = vec![Usage::default(); hosts.len()];
-        for vm in state.vms.values() {
-            let (mem, cpu) = (vm.config.memory_mib, vm.config.vcpus as u64);
-            if let Some(&s) = vm.runtime.host.and_then(|h| slots.get(&h)) {
-                usage[s].memory_mib += mem;
-                usage[s].vcpus += cpu;
-                if vm.runtime.status != crate::model::VmStatus::Down {
-                    usage[s].vms_running += 1;
-                }
-            }
-            // A migrating VM holds its target's resources as well.
-            if let Some(&s) =
-                vm.migration_state.migrating_to.filter(|t| Some(*t) != vm.runtime.host).and_then(|h| slots.get(&h))
-            {
-                usage[s].memory_mib += mem;
-                usage[s].vcpus += cpu;
-            }
-        }
+        // Kept in step by apply (`VmMap`): no walk over the VMs per placement.
+        let by_host = state.vms.usage_by_host();
+        let usage: Vec<Usage> = hosts.iter().map(|h| by_host.get(&h.id).copied().unwrap_or_default()).collect();
         let groups: Vec<&AffinityGroup> = state.affinity_groups.values().collect();
         let mut vm_groups: HashMap<Uuid, Vec<u32>> = HashMap::new();
         for (i, g) in groups.iter().enumerate() {

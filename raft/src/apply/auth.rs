@@ -207,12 +207,12 @@ impl ClusterState {
         }
         let first_event = self.next_event_index;
         let reply = self.apply_op_for(now, op, touched, Some(actor));
-        for e in self.events.iter_mut().rev().take_while(|e| e.index > first_event) {
+        self.edit_events_after(first_event, |e| {
             if e.user.is_none() {
                 e.user = Some(actor.name().to_string());
                 e.message = by(&e.message, actor.name());
             }
-        }
+        });
         if let (Ok(_), Actor::User(user), Some(id)) = (&reply, actor, op.vm_made()) {
             if self.vms.contains_key(&id) {
                 self.insert_permission(Permission {
@@ -610,9 +610,7 @@ impl ClusterState {
         let from = if source.is_empty() { String::new() } else { format!(" from {}", quote(source)) };
         self.record(now, EventKind::UserEdited, format!("User {user} logged in{from}."));
         // A login is the user's own request.
-        if let Some(e) = self.events.back_mut() {
-            e.user = Some(user.to_string());
-        }
+        self.edit_events_after(self.next_event_index - 1, |e| e.user = Some(user.to_string()));
         Ok(Outcome::Done)
     }
 

@@ -54,8 +54,7 @@ impl ClusterState {
             vm.config.ha = HaSettings { enabled: true, priority: HaPriority::High };
         }
         if let Some(order) = start {
-            let mut trial = self.clone_for_trial(&vm);
-            trial.start_vm(now, &vm.config.name, order)?;
+            self.start_placement(&vm, order)?;
         }
         let id = vm.id;
         let library = self.library_level();

@@ -52,11 +52,13 @@ impl ClusterState {
         self.record(now, EventKind::HostStateChanged, format!("Host {host_name} is down: {how}."));
         let mut events = Vec::new();
         let hosts = &self.hosts;
-        for vm in self.vms.values_mut().filter(|v| v.runtime.host == Some(id)) {
+        for vm_id in self.vms.on_host(id) {
+            let Some(vm) = self.vms.get_mut(&vm_id) else { continue };
             let dest = live_destination(hosts, vm);
             events.extend(lose_vm(vm, now, &host_name, dest, touched));
         }
-        for vm in self.vms.values_mut().filter(|v| v.migration_state.migrating_to == Some(id)) {
+        for vm_id in self.vms.incoming(id) {
+            let Some(vm) = self.vms.get_mut(&vm_id) else { continue };
             vm.migration_state.migrating_to = None;
             vm.migration_state.migration_job = None;
             if vm.runtime.status == VmStatus::Migrating {
@@ -117,22 +119,15 @@ impl ClusterState {
     pub(crate) fn settled_host_state(&self, id: NodeId) -> HostState {
         match self.hosts.get(&id).and_then(|h| h.maintenance.as_ref()) {
             None => HostState::Up,
-            Some(_)
-                if self
-                    .vms
-                    .values()
-                    .any(|v| v.runtime.host == Some(id) || v.migration_state.migrating_to == Some(id)) =>
-            {
-                HostState::PreparingForMaintenance
-            }
+            Some(_) if self.vms.holds_any(id) => HostState::PreparingForMaintenance,
             Some(_) => HostState::Maintenance,
         }
     }
 
     /// Makes every pending HA restart due now, except `except`'s (it just failed one).
     pub(crate) fn retry_ha_restarts_now(&mut self, now: i64, except: Option<Uuid>) {
-        for vm in self.vms.values_mut().filter(|v| Some(v.id) != except) {
-            if let Some(r) = vm.ha_state.ha_restart.as_mut() {
+        for id in self.vms.ha_pending().into_iter().filter(|id| Some(*id) != except) {
+            if let Some(r) = self.vms.get_mut(&id).and_then(|vm| vm.ha_state.ha_restart.as_mut()) {
                 r.due_by(now);
             }
         }
@@ -141,7 +136,9 @@ impl ClusterState {
     /// The earliest time an HA restart is due, if any is pending.
     pub fn next_ha_restart_ms(&self) -> Option<i64> {
         self.vms
-            .values()
+            .ha_pending()
+            .iter()
+            .filter_map(|id| self.vms.get(id))
             .filter(|v| !self.ha_holds_off(v))
             .filter_map(|v| v.ha_state.ha_restart.as_ref().map(|r| r.next_try_ms))
             .min()
@@ -157,7 +154,9 @@ impl ClusterState {
     pub(super) fn restart_ha_vms(&mut self, now: i64) -> OpResult {
         let mut due: Vec<_> = self
             .vms
-            .values()
+            .ha_pending()
+            .iter()
+            .filter_map(|id| self.vms.get(id))
             .filter(|v| {
                 v.runtime.status == VmStatus::Down
                     && v.ha_state.ha_restart.as_ref().is_some_and(|r| r.next_try_ms <= now)

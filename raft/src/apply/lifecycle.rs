@@ -7,6 +7,7 @@ use crate::command::{Outcome, StartOrder};
 use crate::error::ClusterError;
 use crate::model::{ClusterState, EventKind, PowerState, Vm, VmStatus};
 use crate::scheduler::{self, Purpose};
+use crate::typ::NodeId;
 
 impl ClusterState {
     pub(super) fn vm_mut(&mut self, name_or_id: &str) -> Result<&mut Vm, ClusterError> {
@@ -14,8 +15,10 @@ impl ClusterState {
     }
 
     /// Assigns a down VM to a host and orders it up (shared by start and create --start).
-    pub(super) fn start_vm(&mut self, now: i64, name_or_id: &str, order: &StartOrder) -> OpResult {
-        let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
+    /// Where a start of `vm` would place it, or why it would be refused, changing nothing. `vm`
+    /// may be one the command is about to add or replace: a create or restore with a start is
+    /// checked this way before anything changes (no copy of the state for a trial).
+    pub(super) fn start_placement(&self, vm: &Vm, order: &StartOrder) -> Result<NodeId, ClusterError> {
         if vm.runtime.status != VmStatus::Down {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is {}{}; it can only be started when down",
@@ -24,7 +27,12 @@ impl ClusterState {
                 vm.runtime.host.map(|h| format!(" on host {}", self.host_name(h))).unwrap_or_default()
             )));
         }
-        let host = scheduler::choose(self, vm, order.host.as_deref(), &[], Purpose::Start)?;
+        scheduler::choose(self, vm, order.host.as_deref(), &[], Purpose::Start)
+    }
+
+    pub(super) fn start_vm(&mut self, now: i64, name_or_id: &str, order: &StartOrder) -> OpResult {
+        let vm = self.find_vm(name_or_id).ok_or_else(|| ClusterError::vm_not_found(name_or_id))?;
+        let host = self.start_placement(vm, order)?;
         let (host_name, hotplug) = (self.host_name(host), self.hotplug_level());
         let vm = self.vm_mut(name_or_id)?;
         vm.order_up(host, hotplug);

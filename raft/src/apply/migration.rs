@@ -115,7 +115,7 @@ impl ClusterState {
             Some(MaintenanceOrder { reason: reason.map(str::to_string), since_ms: now, blocked: vec![] });
         host.state = HostState::PreparingForMaintenance;
         host.state_since_ms = now;
-        let on_host = self.vms.values().filter(|v| v.runtime.host == Some(id)).count();
+        let on_host = self.vms.on_host(id).len();
         let why = reason.map(|r| format!(" (reason: {r})")).unwrap_or_default();
         let msg = format!("Host {name} is preparing for maintenance{why}: {on_host} VM(s) to move away.");
         self.record(now, EventKind::HostMaintenance, msg);
@@ -192,7 +192,7 @@ impl ClusterState {
 
     /// A host preparing for maintenance that no VM runs on or migrates to is in maintenance.
     pub(super) fn settle_maintenance(&mut self, now: i64, id: NodeId) {
-        let busy = self.vms.values().any(|v| v.runtime.host == Some(id) || v.migration_state.migrating_to == Some(id));
+        let busy = self.vms.holds_any(id);
         let Some(host) = self.hosts.get_mut(&id) else { return };
         if host.state != HostState::PreparingForMaintenance || busy {
             return;

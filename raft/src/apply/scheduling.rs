@@ -18,8 +18,8 @@ impl ClusterState {
         validate::names("tags", tags)?;
         let tags = validate::dedup(tags);
         let id = host.id;
-        for vm in self.vms.values().filter(|v| v.runtime.host == Some(id) || v.migration_state.migrating_to == Some(id))
-        {
+        let held = self.vms.on_host(id).into_iter().chain(self.vms.incoming(id));
+        for vm in held.filter_map(|v| self.vms.get(&v)) {
             if let Some(t) = vm.config.host_tags.iter().find(|t| !tags.contains(t)) {
                 return Err(ClusterError::FailedPrecondition(format!(
                     "vm '{}' runs on host {name} and needs its tag {t}; migrate or stop the VM first",

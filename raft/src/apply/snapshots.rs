@@ -384,8 +384,7 @@ impl ClusterState {
             let (config, _) = snapshot_config(&vm.config, &snap, &self.disks, vm.id);
             restored.config = config;
             restored.snapshot_state.resume_from = Some(snap.id);
-            let mut trial = self.clone_for_trial(&restored);
-            trial.start_vm(now, &vm.id.to_string(), &StartOrder::default())?;
+            self.start_placement(&restored, &StartOrder::default())?;
             // The start loads the snapshot (memory and disks): no work on the images first.
             let floated = self.take_config(vm.id, &snap, now);
             touched.insert(vm.id);
@@ -721,7 +720,9 @@ impl ClusterState {
     pub(super) fn fail_snapshot_jobs_of(&mut self, now: i64, host: NodeId, touched: &mut BTreeSet<Uuid>) {
         let held: Vec<(Uuid, u64)> = self
             .vms
-            .values()
+            .jobs_on(host)
+            .iter()
+            .filter_map(|id| self.vms.get(id))
             .filter_map(|v| v.snapshot_state.snapshot_job.as_ref().filter(|j| j.host == host).map(|j| (v.id, j.seq)))
             .collect();
         let name = self.host_name(host);

@@ -239,6 +239,69 @@ fn a_retried_request_is_applied_once() {
 }
 
 #[test]
+fn a_retry_is_answered_with_the_vm_as_it_is_now_and_the_cache_keeps_no_vm() {
+    let mut s = bootstrapped();
+    s.cluster.as_mut().unwrap().level = crate::model::MAX_LEVEL;
+    let rid = Uuid::new_v4();
+    let c = Command {
+        at_ms: T0 + 1,
+        request_id: Some(rid),
+        op: Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None },
+    };
+    let Reply(Ok(Outcome::Vm(first))) = s.apply_command(&c) else { panic!("no VM") };
+    assert_eq!(s.recent_requests[&rid], Reply(Ok(VM_AS_NOW)));
+    let edit = VmChanges { comment: Some("changed".into()), ..Default::default() };
+    assert!(s.apply_command(&cmd(T0 + 2, Op::EditVm { vm: "web1".into(), changes: edit })).0.is_ok());
+    let mut retry = c.clone();
+    retry.op = Op::CreateVm { id: Uuid::new_v4(), spec: spec("web1"), disks: vec![], start: None };
+    let Reply(Ok(Outcome::Vm(again))) = s.apply_command(&retry) else { panic!("no VM") };
+    assert_eq!((again.id, again.config.comment.as_str()), (first.id, "changed"));
+    // Gone since: the retry says so rather than making it again.
+    assert!(s.apply_command(&cmd(T0 + 3, Op::DeleteVm { vm: "web1".into(), keep_disks: false })).0.is_ok());
+    assert!(matches!(s.apply_command(&retry).0, Err(ClusterError::NotFound(_))));
+    assert!(s.vms.is_empty());
+}
+
+#[test]
+fn the_reply_cache_is_bounded_by_size() {
+    let mut s = bootstrapped();
+    // At level 0 a reply keeps its VM; with a 64 KiB description (more than a command may
+    // give, but the bound does not rely on that), 60 of them are more than the byte bound.
+    s.cluster.as_mut().unwrap().level = 0;
+    for i in 0..60u128 {
+        let mut vm = Vm::new(Uuid::from_u128(i + 1), &format!("vm{i}"), 64, 1, T0);
+        vm.config.description = "x".repeat(64 << 10);
+        s.remember_request(Uuid::from_u128(i + 1), Reply(Ok(Outcome::Vm(Box::new(vm)))));
+    }
+    let kept = s.recent_requests.len();
+    assert!((20..60).contains(&kept), "{kept} replies kept");
+    let bytes: u64 = s.recent_requests.values().map(weight_of_reply).sum();
+    assert!(bytes <= MAX_RECENT_REQUEST_BYTES, "{bytes}");
+    assert_eq!(s.recent_order.len(), kept);
+    // The newest are the ones kept.
+    assert!(s.recent_requests.contains_key(&Uuid::from_u128(60)));
+    assert!(!s.recent_requests.contains_key(&Uuid::from_u128(1)));
+}
+
+#[test]
+fn the_event_log_is_bounded_by_size() {
+    let mut s = bootstrapped();
+    for i in 0..2_000 {
+        let message = format!("{i} {}", "y".repeat(4096));
+        s.apply_command(&cmd(T0 + i, Op::RecordEvent { kind: EventKind::VmEdited, message }));
+    }
+    let bytes: u64 = s.events.iter().map(weight_of_event).sum();
+    assert!(bytes <= MAX_EVENT_BYTES && s.events.len() < 2_000, "{} events, {bytes} bytes", s.events.len());
+    assert!(s.events.back().unwrap().message.starts_with("1999 "));
+    // A state read back from its encoding counts the same (the tally is worked out again).
+    let mut back: ClusterState = rmp_serde::from_slice(&rmp_serde::to_vec_named(&s).unwrap()).unwrap();
+    back.apply_command(&cmd(T0 + 5_000, Op::RecordEvent { kind: EventKind::VmEdited, message: "z".repeat(4096) }));
+    s.apply_command(&cmd(T0 + 5_000, Op::RecordEvent { kind: EventKind::VmEdited, message: "z".repeat(4096) }));
+    assert_eq!(back, s);
+    assert_eq!(back.events, s.events);
+}
+
+#[test]
 fn the_event_log_is_bounded() {
     let mut s = bootstrapped();
     for i in 0..(MAX_EVENTS + 50) {

@@ -2,7 +2,6 @@
 //! created with `--start` is placed on a copy of the state first, so that one that cannot
 //! start is not created either.
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeSet;
 
 use uuid::Uuid;
@@ -80,8 +79,7 @@ impl ClusterState {
         }
         // With --start, a VM that cannot be placed is not created either: nothing half-done.
         if let Some(order) = start {
-            let mut trial = self.clone_for_trial(&vm);
-            trial.start_vm(now, &vm.config.name, order)?;
+            self.start_placement(&vm, order)?;
         }
         let msg = format!(
             "VM {} was created ({} MiB, {} vCPU{}{}{}).",
@@ -208,23 +206,6 @@ impl ClusterState {
         }
     }
 
-    /// A copy of the placement-relevant state with `vm` added, to try a start without
-    /// changing anything.
-    pub(super) fn clone_for_trial(&self, vm: &Vm) -> ClusterState {
-        let mut trial = ClusterState {
-            cluster: self.cluster.clone(),
-            hosts: self.hosts.clone(),
-            vms: self.vms.clone(),
-            vm_names: self.vm_names.clone(),
-            affinity_groups: self.affinity_groups.clone(),
-            affinity_labels: self.affinity_labels.clone(),
-            ..Default::default()
-        };
-        trial.vm_names.insert(vm.config.name.clone(), vm.id);
-        trial.vms.insert(vm.id, vm.clone());
-        trial
-    }
-
     pub(super) fn check_new_disks(&self, disks: &[Disk]) -> Result<(), ClusterError> {
         for d in disks {
             if self.disks.contains_key(&d.id) || self.disks.values().any(|x| x.name == d.name || x.file == d.file) {
@@ -239,11 +220,9 @@ impl ClusterState {
 
     pub(super) fn delete_vm(&mut self, now: i64, name_or_id: &str, keep_disks: bool) -> OpResult {
         self.require_cluster()?;
-        let found = self.vm_id_of(name_or_id).map(|id| self.vms.entry(id));
-        let Some(Entry::Occupied(entry)) = found else {
+        let Some(vm) = self.vm_id_of(name_or_id).and_then(|id| self.vms.get(&id)) else {
             return Err(ClusterError::vm_not_found(name_or_id));
         };
-        let vm = entry.get();
         if vm.config.hosted_engine {
             return Err(ClusterError::FailedPrecondition(format!(
                 "vm '{}' is the cluster's hosted engine and cannot be deleted",
@@ -263,8 +242,8 @@ impl ClusterState {
                 vm.runtime.status.as_str()
             )));
         }
-        let removed = entry.remove();
-        let id = removed.id;
+        let id = vm.id;
+        let Some(removed) = self.vms.remove(&id) else { return Err(ClusterError::vm_not_found(name_or_id)) };
         self.vm_names.remove(&removed.config.name);
         self.forget_vm_in_rules(id);
         let mut files = Vec::new();

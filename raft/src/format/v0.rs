@@ -995,7 +995,7 @@ macro_rules! both_ways {
 both_ways! { struct ClusterState {
     cluster, hosts, vms, disks, vm_names, tokens, events, next_event_index, leader, migration_defaults,
     recent_requests, recent_order, affinity_groups, affinity_labels, engine,
-} added { auth, library } skipped { touched } }
+} added { auth, library, tallies } skipped { touched } }
 both_ways! { struct EngineState { vm, global_maintenance } }
 both_ways! { struct EngineScore { score, penalties, measured_ms } }
 both_ways! { struct ClusterInfo {

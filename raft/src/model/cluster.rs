@@ -6,18 +6,21 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AffinityGroup, AffinityLabel, Disk, EngineState, Event, Host, JoinToken, MigrationSettings, Vm, VmStatus};
+use super::{AffinityGroup, AffinityLabel, Disk, EngineState, Event, Host, JoinToken, MigrationSettings, Vm};
 use crate::typ::NodeId;
 
 /// How many request ids are remembered for de-duplicating retried writes.
 pub const MAX_RECENT_REQUESTS: usize = 10_000;
+/// How many bytes of replies (encoded) they may hold together.
+pub const MAX_RECENT_REQUEST_BYTES: u64 = 2 << 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// Set once, by bootstrap.
     pub cluster: Option<ClusterInfo>,
     pub hosts: BTreeMap<NodeId, Host>,
-    pub vms: BTreeMap<Uuid, Vm>,
+    /// The VMs, with the indexes the scheduler, agents and leader read (`VmMap`).
+    pub vms: super::VmMap,
     /// Disk images in the storage domain, attached to a VM or floating.
     pub disks: BTreeMap<Uuid, Disk>,
     /// Name -> id; kept in step with `vms` by apply.
@@ -49,6 +52,36 @@ pub struct ClusterState {
     /// ISOs, templates and offerings (cluster level 5).
     #[serde(default)]
     pub library: super::Library,
+    /// The sizes of the event log and the reply cache, counted as they change (derived: never
+    /// stored, worked out again after a load).
+    #[serde(skip)]
+    pub(crate) tallies: Tallies,
+}
+
+/// Running totals derived from the state, worked out from it when first needed. Two states
+/// that differ only here are equal.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tallies {
+    events: Option<u64>,
+    replies: Option<u64>,
+}
+
+impl PartialEq for Tallies {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Tallies {
+    /// The bytes the event log counts (`weight_of_event`), to change along with it.
+    pub(crate) fn events(&mut self, events: &VecDeque<Event>) -> &mut u64 {
+        self.events.get_or_insert_with(|| events.iter().map(crate::apply::weight_of_event).sum())
+    }
+
+    /// The bytes the reply cache counts (`weight_of_reply`), to change along with it.
+    pub(crate) fn replies(&mut self, replies: &BTreeMap<Uuid, crate::Reply>) -> &mut u64 {
+        self.replies.get_or_insert_with(|| replies.values().map(crate::apply::weight_of_reply).sum())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,17 +173,7 @@ impl ClusterState {
     /// Memory and vCPUs that VMs assigned to `host` hold (a VM holds its host's resources
     /// from the start order until it is down; a migrating VM holds both hosts').
     pub fn host_usage(&self, host: NodeId) -> Usage {
-        let mut u = Usage::default();
-        for vm in self.vms.values() {
-            if vm.runtime.host == Some(host) || vm.migration_state.migrating_to == Some(host) {
-                u.memory_mib += vm.config.memory_mib;
-                u.vcpus += vm.config.vcpus as u64;
-                if vm.runtime.host == Some(host) && vm.runtime.status != VmStatus::Down {
-                    u.vms_running += 1;
-                }
-            }
-        }
-        u
+        self.vms.usage_of(host)
     }
 
     /// vCPUs a host may hand out per physical CPU in this cluster.

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// How many events the log keeps; older ones are dropped first.
 pub const MAX_EVENTS: usize = 10_000;
+/// How much text (messages and user names, plus a fixed part per event) the log keeps.
+pub const MAX_EVENT_BYTES: u64 = 2 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -13,6 +13,7 @@ mod library;
 mod migration;
 mod snapshot;
 mod vm;
+mod vms;
 
 pub use affinity::*;
 pub use cluster::*;
@@ -25,3 +26,4 @@ pub use library::*;
 pub use migration::*;
 pub use snapshot::*;
 pub use vm::*;
+pub use vms::VmMap;
