@@ -386,7 +386,8 @@ async fn fence(node: &HostAgent, state: &StateHandle, why: &str) -> bool {
             return false;
         }
     };
-    let mut cluster_vms: HashSet<Uuid> = state.read(|s: &ClusterState| s.vms.keys().copied().collect());
+    let mut cluster_vms: HashSet<Uuid> =
+        state.read(|s: &ClusterState| domains.iter().map(|d| d.uuid).filter(|id| s.vms.contains_key(id)).collect());
     // A VM an operator started here by hand while the cluster had no quorum is spared until
     // the cluster has taken it over; the host agent then forgets it (with a lease, so with a
     // fresh state: the state here without one may be old and still give the VM to this host).

@@ -77,8 +77,6 @@ struct Agent {
 /// What the agent needs of the state for one pass, copied out so no lock is held across I/O.
 struct View {
     mine: Vec<Vm>,
-    /// Cluster VMs not assigned here, and whether one is migrating here.
-    others: HashMap<Uuid, (String, bool)>,
     migration_targets: HashMap<Uuid, String>,
     my_name: String,
     migration_defaults: MigrationSettings,
@@ -117,18 +115,19 @@ impl Agent {
         }
     }
 
+    /// Reads what this host is given: its VMs and snapshot jobs, through the indexes the state
+    /// keeps (the cost follows this host's VMs, not the cluster's).
     fn view(&self) -> View {
         let me = self.me;
         self.state.read(|s: &ClusterState| {
             let mut v = View {
                 mine: Vec::new(),
-                others: HashMap::new(),
                 migration_targets: HashMap::new(),
                 my_name: s.host_name(me),
                 migration_defaults: s.migration_defaults.clone(),
                 snapshot_jobs: Vec::new(),
             };
-            for vm in s.vms.values() {
+            for vm in s.vms.jobs_on(me).iter().filter_map(|id| s.vms.get(id)) {
                 if let Some(job) = vm.snapshot_state.snapshot_job.as_ref().filter(|j| j.host == me) {
                     let files = s.disks_of(vm.id).into_iter().map(|d| (d.id, d.file.clone())).collect();
                     v.snapshot_jobs.push(snapshot::JobWork {
@@ -139,16 +138,30 @@ impl Agent {
                         down: vm.runtime.status == VmStatus::Down && vm.runtime.host.is_none(),
                     });
                 }
-                if vm.runtime.host == Some(me) {
-                    v.mine.push(vm.clone());
-                    if let Some(t) = vm.migration_state.migrating_to.and_then(|t| s.hosts.get(&t)) {
-                        v.migration_targets.insert(vm.id, t.facts.libvirt_uri.clone());
-                    }
-                } else {
-                    v.others.insert(vm.id, (vm.config.name.clone(), vm.migration_state.migrating_to == Some(me)));
+            }
+            for vm in s.vms.on_host(me).iter().filter_map(|id| s.vms.get(id)) {
+                v.mine.push(vm.clone());
+                if let Some(t) = vm.migration_state.migrating_to.and_then(|t| s.hosts.get(&t)) {
+                    v.migration_targets.insert(vm.id, t.facts.libvirt_uri.clone());
                 }
             }
             v
+        })
+    }
+
+    /// The cluster's VMs among `domains` that are not this host's: by name, and whether each is
+    /// migrating here. Read after the view: a VM assigned here since is left for the next pass.
+    fn others(&self, domains: &[DomainInfo], view: &View) -> HashMap<Uuid, (String, bool)> {
+        let me = self.me;
+        let mine: HashSet<Uuid> = view.mine.iter().map(|vm| vm.id).collect();
+        self.state.read(|s: &ClusterState| {
+            domains
+                .iter()
+                .filter(|d| !mine.contains(&d.uuid))
+                .filter_map(|d| s.vms.get(&d.uuid))
+                .filter(|vm| vm.runtime.host != Some(me))
+                .map(|vm| (vm.id, (vm.config.name.clone(), vm.migration_state.migrating_to == Some(me))))
+                .collect()
         })
     }
 
@@ -187,8 +200,9 @@ impl Agent {
         self.start_queued_migrations(&view);
         let running: HashMap<Uuid, bool> = domains.iter().map(|d| (d.uuid, snapshot::is_running(d.state))).collect();
         self.start_snapshot_jobs(&view, &running, false);
+        let others = self.others(&domains, &view);
         for d in &domains {
-            if let Some((name, incoming)) = view.others.get(&d.uuid) {
+            if let Some((name, incoming)) = others.get(&d.uuid) {
                 if *incoming {
                     continue;
                 }

@@ -278,8 +278,13 @@ async fn term_loop(leader: Arc<Leader>, parts: RaftParts, term: u64) {
 /// Proposes an HA restart pass, and counts the VMs it ordered restarted with how long after
 /// their failure (from the state before and after: apply decides which it places).
 async fn restart_ha_vms(leader: &Leader, state: &StateHandle) {
-    let pending: HashMap<uuid::Uuid, i64> = state
-        .read(|s| s.vms.values().filter_map(|v| v.ha_state.ha_restart.as_ref().map(|r| (v.id, r.failed_ms))).collect());
+    let pending: HashMap<uuid::Uuid, i64> = state.read(|s| {
+        let pending = s.vms.ha_pending();
+        pending
+            .iter()
+            .filter_map(|id| s.vms.get(id)?.ha_state.ha_restart.as_ref().map(|r| (*id, r.failed_ms)))
+            .collect()
+    });
     if let Err(e) = leader.cluster.propose_as_leader(Op::RestartHaVms).await {
         return tracing::debug!("HA restart pass not proposed: {e}");
     }
@@ -545,7 +550,8 @@ async fn retry_evacuations(leader: &Leader, state: &StateHandle) {
             .values()
             .filter(|h| h.state == HostState::PreparingForMaintenance)
             .filter(|h| {
-                s.vms.values().any(|v| v.runtime.host == Some(h.id) && v.migration_state.migrating_to.is_none())
+                let on = s.vms.on_host(h.id);
+                on.iter().filter_map(|id| s.vms.get(id)).any(|v| v.migration_state.migrating_to.is_none())
             })
             .map(|h| h.id)
             .collect()
@@ -563,7 +569,9 @@ async fn expire_snapshot_jobs(leader: &Leader, state: &StateHandle) {
     let now = now_ms();
     let late: Vec<(uuid::Uuid, u64, String)> = state.read(|s| {
         s.vms
-            .values()
+            .with_jobs()
+            .iter()
+            .filter_map(|id| s.vms.get(id))
             .filter_map(|v| v.snapshot_state.snapshot_job.as_ref().map(|j| (v.id, j)))
             .filter(|(_, j)| now - j.started_ms > corral_raft::model::SNAPSHOT_JOB_DEADLINE_MS)
             .map(|(id, j)| (id, j.seq, s.host_name(j.host)))

@@ -55,13 +55,13 @@ pub struct ClusterState {
     /// The sizes of the event log and the reply cache, counted as they change (derived: never
     /// stored, worked out again after a load).
     #[serde(skip)]
-    pub(crate) tallies: Tallies,
+    pub tallies: Tallies,
 }
 
 /// Running totals derived from the state, worked out from it when first needed. Two states
 /// that differ only here are equal.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Tallies {
+pub struct Tallies {
     events: Option<u64>,
     replies: Option<u64>,
 }

@@ -293,6 +293,11 @@ impl VmMap {
         self.index().jobs.get(&host).map(|s| s.iter().copied().collect()).unwrap_or_default()
     }
 
+    /// Every VM with a snapshot job, whichever host runs it.
+    pub fn with_jobs(&self) -> Vec<Uuid> {
+        self.index().jobs.values().flatten().copied().collect()
+    }
+
     /// The VMs with a pending HA restart, in id order.
     pub fn ha_pending(&self) -> Vec<Uuid> {
         self.index().ha_pending.iter().copied().collect()
