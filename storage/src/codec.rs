@@ -55,6 +55,17 @@ pub enum CodecError {
     #[error("{what} cannot be written in format v{format}")]
     Unrepresentable { what: String, format: u8 },
 
+    /// A value kept only on this node could not be compressed (see `compress`).
+    #[error("a value could not be compressed")]
+    Compress(#[source] std::io::Error),
+
+    #[error("a compressed value of format v{version} could not be decompressed")]
+    Decompress {
+        version: u8,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The kind has no reader for this format (a type introduced after it).
     #[error("{what} did not exist in format v{format}")]
     NoSuchKind { what: &'static str, format: u8 },

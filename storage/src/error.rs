@@ -45,6 +45,9 @@ pub enum Error {
     #[error("the background task flushing the database did not finish")]
     FlushTask(#[source] tokio::task::JoinError),
 
+    #[error("the background task compressing the snapshot did not finish")]
+    PackTask(#[source] tokio::task::JoinError),
+
     /// An earlier `Machine::apply` panicked while it held the state, which may be half-updated.
     #[error("the state machine is unusable because an earlier apply panicked")]
     Poisoned,

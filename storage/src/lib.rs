@@ -9,8 +9,12 @@
 //! - `local`: node-local facts such as the node id;
 //! - `ovf`: documents derived from the state machine (each VM's OVF document, by VM id), written
 //!   as entries are applied and brought in line with the state after a restart or a snapshot.
+//!
+//! Documents and the snapshot's data are kept compressed (`compress.rs`); what openraft is given
+//! and sends to other nodes is the plain encoding.
 
 pub mod codec;
+mod compress;
 mod documents;
 mod error;
 pub mod identity;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::codec::CodecError;
+use crate::compress::{self, Zstd};
 use crate::error::sto;
 use crate::legacy::{self, Applied, LegacyFormat};
 use crate::store::{flush, Disk, Store, WriteFormat, TREE_DOCUMENTS, TREE_SNAPSHOT};
@@ -208,8 +209,9 @@ where
         StateHandle { shared: self.shared.clone() }
     }
 
-    /// Makes `meta`/`data` the current snapshot on disk. With `unless_older`, it is skipped (and
-    /// `false` returned) when the current one covers more of the log.
+    /// Makes `meta` and `stored` (the data as kept on disk, see [`at_rest`]) the current snapshot
+    /// on disk. With `unless_older`, it is skipped (and `false` returned) when the current one
+    /// covers more of the log.
     ///
     /// openraft builds snapshots in a task of their own, so a build that read the state before a
     /// snapshot install can finish after it; letting it overwrite the installed snapshot would
@@ -217,7 +219,7 @@ where
     async fn persist_snapshot(
         &self,
         meta: &SnapshotMeta<C::NodeId, C::Node>,
-        data: &[u8],
+        stored: &[u8],
         unless_older: bool,
     ) -> Result<bool, Error> {
         {
@@ -232,7 +234,7 @@ where
             }
             let mut batch = sled::Batch::default();
             batch.insert(KEY_META, legacy::encode_at(meta, self.format.get(), C::meta_to_v0)?);
-            batch.insert(KEY_DATA, data);
+            batch.insert(KEY_DATA, stored);
             self.snapshots.apply_batch(batch)?;
         }
         flush(&self.disk).await?;
@@ -252,8 +254,9 @@ where
             None => format!("none-{counter}"),
         };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership, snapshot_id };
-        if self.persist_snapshot(&meta, &data, true).await? {
-            tracing::debug!(snapshot = %meta, bytes = data.len(), "snapshot built");
+        let (data, stored) = at_rest(data).await?;
+        if self.persist_snapshot(&meta, &stored, true).await? {
+            tracing::debug!(snapshot = %meta, bytes = data.len(), stored = stored.len(), "snapshot built");
         } else {
             tracing::info!(snapshot = %meta, "built snapshot is older than the current one; not kept");
         }
@@ -271,7 +274,8 @@ where
         }
         // openraft only installs snapshots newer than its state, and must find this one current.
         let generation = self.disk.generation();
-        self.persist_snapshot(meta, &data, false).await?;
+        let (_, stored) = at_rest(data).await?;
+        self.persist_snapshot(meta, &stored, false).await?;
         self.disk.mark(index_of(&meta.last_log_id), generation);
         let index = index_of(&state.last_applied);
         let mut guard = self.shared.write()?;
@@ -287,10 +291,22 @@ where
     }
 }
 
+/// The snapshot's `data` and its form at rest (compressed), made on the blocking pool: tens of
+/// MB take a tenth of a second or more, which a runtime worker must not spend.
+async fn at_rest(data: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    tokio::task::spawn_blocking(move || {
+        let stored = compress::pack_value(&data)?;
+        Ok((data, stored))
+    })
+    .await
+    .map_err(Error::PackTask)?
+}
+
 /// Makes the document tree hold exactly `docs`: changed ones rewritten, missing ones added,
 /// the rest removed. Unchanged documents are not written.
 fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>, format: u8) -> Result<(), Error> {
     let wanted: std::collections::BTreeMap<String, Vec<u8>> = docs.into_iter().collect();
+    let mut z = Zstd::default();
     let mut batch = sled::Batch::default();
     let mut changed = 0usize;
     for key in tree.iter().keys() {
@@ -301,8 +317,8 @@ fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>, format: u8) -
         }
     }
     for (key, doc) in &wanted {
-        if tree.get(key.as_bytes())?.is_none_or(|v| documents::read(&v).is_ok_and(|old| old[..] != doc[..])) {
-            batch.insert(key.as_bytes(), documents::write(doc, format));
+        if !tree.get(key.as_bytes())?.is_some_and(|v| documents::holds(&v, doc, &mut z)) {
+            batch.insert(key.as_bytes(), documents::write(doc, format, &mut z)?);
             changed += 1;
         }
     }
@@ -320,13 +336,14 @@ fn write_documents(
     docs: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
     format: u8,
 ) -> Result<(), Error> {
+    let mut z = Zstd::default();
     let mut batch = sled::Batch::default();
     let mut changed = 0usize;
     for (key, doc) in docs {
         match doc {
             Some(doc) => {
-                if tree.get(key.as_bytes())?.is_none_or(|v| documents::read(&v).is_ok_and(|old| old[..] != doc[..])) {
-                    batch.insert(key.as_bytes(), documents::write(&doc, format));
+                if !tree.get(key.as_bytes())?.is_some_and(|v| documents::holds(&v, &doc, &mut z)) {
+                    batch.insert(key.as_bytes(), documents::write(&doc, format, &mut z)?);
                     changed += 1;
                 }
             }
@@ -341,14 +358,15 @@ fn write_documents(
     Ok(())
 }
 
-/// The current snapshot, with its data only if `with_data` (the metadata alone is cheap).
+/// The current snapshot, with its data only if `with_data` (the metadata alone is cheap). The
+/// data is the plain encoding, as openraft sends it, whether or not it is kept compressed.
 fn read_snapshot<C: LegacyFormat>(tree: &sled::Tree, with_data: bool) -> Result<Option<StoredSnapshot<C>>, Error> {
     let Some(meta) = tree.get(KEY_META)? else {
         return Ok(None);
     };
     let data = if with_data {
         match tree.get(KEY_DATA)? {
-            Some(d) => d.to_vec(),
+            Some(d) => compress::unpack_value(&d)?,
             None => return Ok(None),
         }
     } else {
@@ -603,20 +621,7 @@ mod tests {
         }
         // Reopened, the state is the snapshot's (entries 4 and 5 are for openraft to re-apply),
         // and the documents are still those of entry 5: newer than the snapshot, never older.
-        // sled's own threads may hold the directory's lock a moment after the last handle
-        // went (seen under a loaded test run): a bounded retry, not a sleep that decides.
-        let mut attempt = 0;
-        let store = loop {
-            match crate::Store::open(dir.path(), 1 << 20) {
-                Ok(s) => break s,
-                Err(e) if attempt < 40 => {
-                    attempt += 1;
-                    eprintln!("reopen attempt {attempt}: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => panic!("reopen: {e}"),
-            }
-        };
+        let store = reopen(dir.path());
         let mut sm: StateMachineStore<Cfg, Docs> = store.state_machine().unwrap();
         assert_eq!(docs(&store), [("k0".to_string(), "v3".to_string())]);
         // Re-applying what followed the snapshot writes the same documents again.
@@ -633,6 +638,83 @@ mod tests {
             docs(&store),
             [("k0".to_string(), "v9".to_string()), ("k1".into(), "v13".into()), ("k2".into(), "v11".into())]
         );
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_is_kept_compressed_but_openraft_gets_and_sends_the_plain_encoding() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = crate::Store::open(dir.path(), 1 << 20).unwrap();
+        let mut sm: StateMachineStore<Cfg, Docs> = store.state_machine().unwrap();
+        let entries: Vec<_> = (1..=300).map(|i| entry(i, i)).collect();
+        sm.apply(entries).await.unwrap();
+        let built = sm.build_snapshot().await.unwrap();
+        let plain = built.snapshot.into_inner();
+        // What openraft sends is what a build without compression writes and reads.
+        let state: SmState<Cfg, Docs> = decode_state(&plain).unwrap();
+        assert_eq!(plain, crate::codec::encode(&state).unwrap());
+        let at_rest = store.db.open_tree(TREE_SNAPSHOT).unwrap().get(KEY_DATA).unwrap().unwrap();
+        assert_eq!(&at_rest[..2], &[crate::codec::MARK, crate::codec::CURRENT | compress::COMPRESSED]);
+        assert_eq!(compress::unpack_value(&at_rest).unwrap(), plain);
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.snapshot.into_inner(), plain);
+
+        // An install receives the plain encoding and keeps it compressed too.
+        let other = tempfile::TempDir::new().unwrap();
+        let follower_store = crate::Store::open(other.path(), 1 << 20).unwrap();
+        let mut follower: StateMachineStore<Cfg, Docs> = follower_store.state_machine().unwrap();
+        follower.install_snapshot(&built.meta, Box::new(Cursor::new(plain.clone()))).await.unwrap();
+        let kept = follower_store.db.open_tree(TREE_SNAPSHOT).unwrap().get(KEY_DATA).unwrap().unwrap();
+        assert_eq!(kept[1], crate::codec::CURRENT | compress::COMPRESSED);
+        assert_eq!(follower.get_current_snapshot().await.unwrap().unwrap().snapshot.into_inner(), plain);
+        assert_eq!(docs(&follower_store), docs(&store));
+    }
+
+    #[tokio::test]
+    async fn a_store_whose_snapshot_was_kept_plain_still_opens() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let plain = {
+            let store = crate::Store::open(dir.path(), 1 << 20).unwrap();
+            let mut sm: StateMachineStore<Cfg, Sum> = store.state_machine().unwrap();
+            sm.apply([entry(1, 40), entry(2, 2)]).await.unwrap();
+            let plain = sm.build_snapshot().await.unwrap().snapshot.into_inner();
+            // As the build before compression left it: the plain encoding under the key.
+            store.db.open_tree(TREE_SNAPSHOT).unwrap().insert(KEY_DATA, plain.clone()).unwrap();
+            store.flush().unwrap();
+            plain
+        };
+        let store = reopen(dir.path());
+        let mut sm: StateMachineStore<Cfg, Sum> = store.state_machine().unwrap();
+        assert_eq!(sm.handle().read(|m| m.0), 42);
+        assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().snapshot.into_inner(), plain);
+        let (last, machine) = store.recovered_state::<Cfg, Sum>().unwrap();
+        assert_eq!((last.map(|l| l.index), machine.0), (Some(2), 42));
+
+        // A damaged compressed snapshot is an error when the store opens, not a panic.
+        sm.build_snapshot().await.unwrap();
+        let tree = store.db.open_tree(TREE_SNAPSHOT).unwrap();
+        let mut stored = tree.get(KEY_DATA).unwrap().unwrap().to_vec();
+        let last = stored.len() - 1;
+        stored[last] ^= 1;
+        tree.insert(KEY_DATA, stored).unwrap();
+        let err = store.state_machine::<Cfg, Sum>().unwrap_err();
+        assert!(crate::error_chain(&err).contains("could not be decompressed"), "{}", crate::error_chain(&err));
+    }
+
+    /// Opens the store in `dir` again: sled's own threads may hold the directory's lock a moment
+    /// after the last handle went (seen under a loaded test run), so a bounded retry.
+    fn reopen(dir: &std::path::Path) -> crate::Store {
+        let mut attempt = 0;
+        loop {
+            match crate::Store::open(dir, 1 << 20) {
+                Ok(s) => return s,
+                Err(e) if attempt < 40 => {
+                    attempt += 1;
+                    eprintln!("reopen attempt {attempt}: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        }
     }
 
     // Stands in for a build that read the state before a newer snapshot became current.

@@ -325,7 +325,8 @@ impl Store {
     {
         let snapshots = self.db.open_tree(TREE_SNAPSHOT)?;
         let (mut last, mut machine) = match snapshots.get(crate::state_machine::KEY_DATA)? {
-            Some(data) => {
+            Some(stored) => {
+                let data = crate::compress::unpack_value(&stored)?;
                 let ((last, _), machine) = crate::state_machine::decode_snapshot_data::<C, M>(&data)?;
                 (last, machine)
             }
@@ -375,15 +376,16 @@ impl Store {
         let snapshots = self.db.open_tree(TREE_SNAPSHOT)?;
         let mut batch = sled::Batch::default();
         batch.insert(crate::state_machine::KEY_META, crate::legacy::encode_at(&meta, format, C::meta_to_v0)?);
-        batch.insert(crate::state_machine::KEY_DATA, data);
+        batch.insert(crate::state_machine::KEY_DATA, crate::compress::pack_value(&data)?);
         snapshots.apply_batch(batch)?;
         let raft = self.db.open_tree(TREE_RAFT)?;
         raft.insert(crate::log_store::KEY_LAST_PURGED, crate::codec::encode_plain(&last, format)?)?;
         raft.insert(crate::log_store::KEY_VOTE, crate::codec::encode_plain(&vote, format)?)?;
         let documents = self.db.open_tree(TREE_DOCUMENTS)?;
         let mut batch = sled::Batch::default();
+        let mut z = crate::compress::Zstd::default();
         for (key, doc) in docs {
-            batch.insert(key.as_bytes(), crate::documents::write(&doc, format));
+            batch.insert(key.as_bytes(), crate::documents::write(&doc, format, &mut z)?);
         }
         documents.apply_batch(batch)?;
         self.disk.mark_back(last.index)?;
@@ -403,10 +405,11 @@ impl Store {
     /// The state machine's documents (the OVF store), by key; readable with no quorum.
     pub fn documents(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let tree = self.db.open_tree(TREE_DOCUMENTS)?;
+        let mut z = crate::compress::Zstd::default();
         tree.iter()
             .map(|item| {
                 let (k, v) = item?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), crate::documents::read(&v)?))
+                Ok((String::from_utf8_lossy(&k).into_owned(), crate::documents::read(&v, &mut z)?))
             })
             .collect()
     }
@@ -420,7 +423,7 @@ impl Store {
     pub fn document(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         let tree = self.db.open_tree(TREE_DOCUMENTS)?;
         Ok(match tree.get(key)? {
-            Some(v) => Some(crate::documents::read(&v)?),
+            Some(v) => Some(crate::documents::read(&v, &mut crate::compress::Zstd::default())?),
             None => None,
         })
     }
