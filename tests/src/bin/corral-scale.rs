@@ -162,6 +162,8 @@ fn main() {
         let took = t.elapsed();
         fill_time += took;
         println!("filled {done}..{to} in {} ({:.0} VMs/s)", secs(took), (to - done) as f64 / took.as_secs_f64());
+        fleet.find_roles(&rt);
+        println!("  leader {}, {}", fleet.name(fleet.leader), fleet.health(&rt));
         done = to;
         if to == running {
             let timeout = Duration::from_secs(300 + running as u64 / 5);
@@ -169,7 +171,6 @@ fn main() {
             println!("{up} of {running} VMs up {} after their creation", secs(took));
         }
         if wants("write") && (to == 10_000 || to == o.vms) {
-            fleet.find_roles(&rt);
             measure::write_header(o.seconds);
             measure::write_point(&rt, &fleet, to + bench.len(), &bench, o.seconds);
         }
@@ -200,6 +201,7 @@ fn main() {
     if wants("ha") {
         fleet.find_roles(&rt);
         ha::ha_host(&rt, &mut fleet, plan.ha_vms, timeout);
+        println!("  {}", fleet.health(&rt));
     }
     if wants("loss") {
         fleet.find_roles(&rt);
@@ -211,8 +213,11 @@ fn main() {
             println!("\n(--lose {} is capped at {lose}: 40 % of the {alive} hosts that run)", o.lose);
         }
         ha::lose_hosts(&rt, &mut fleet, lose, timeout);
+        println!("  {}", fleet.health(&rt));
     }
     check_interrupt();
+    fleet.find_roles(&rt);
+    println!("\nat the end: leader {}, {}", fleet.name(fleet.leader), fleet.health(&rt));
 
     if o.keep {
         let pids: Vec<String> = fleet.c.nodes.iter().filter_map(|n| n.pid()).map(|p| p.to_string()).collect();

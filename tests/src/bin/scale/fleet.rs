@@ -132,6 +132,24 @@ impl Fleet {
         fleet
     }
 
+    /// How many nodes' logs have a line containing `needle`, and how many such lines in all.
+    pub fn log_lines(&self, needle: &str) -> (usize, usize) {
+        let counts: Vec<usize> =
+            self.c.nodes.iter().map(|n| n.log().lines().filter(|l| l.contains(needle)).count()).collect();
+        (counts.iter().filter(|c| **c > 0).count(), counts.iter().sum())
+    }
+
+    /// The leader's term and its count of elections so far, as one line for the report.
+    pub fn health(&self, rt: &tokio::runtime::Runtime) -> String {
+        let term = rt.block_on(status(self.c.endpoint(self.leader))).map_or(0, |s| s.term);
+        let (fenced_hosts, fenced_vms) = self.log_lines("self-fencing");
+        let (lost_hosts, _) = self.log_lines("lease lost");
+        format!(
+            "term {term}; hosts whose lease lapsed so far: {lost_hosts}, VMs they destroyed self-fencing: \
+             {fenced_vms} (on {fenced_hosts} hosts)"
+        )
+    }
+
     pub fn addr(&self, i: usize) -> String {
         self.c.endpoint(i).to_string()
     }
@@ -178,6 +196,20 @@ impl Fleet {
             std::thread::sleep(Duration::from_millis(200));
         }
         panic!("the voters did not agree on a leader within 30 s: {seen}");
+    }
+}
+
+/// Copies every node's log to `$CORRAL_SCALE_LOGS` (when set) before the cluster's drop removes
+/// them with its dir: what the nodes did during a run, to read after it.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let Some(to) = std::env::var_os("CORRAL_SCALE_LOGS") else { return };
+        let to = std::path::PathBuf::from(to);
+        let _ = std::fs::create_dir_all(&to);
+        for n in &self.c.nodes {
+            let _ = std::fs::write(to.join(format!("{}.log", n.name)), n.log());
+        }
+        eprintln!("corral-scale: the nodes' logs are in {}", to.display());
     }
 }
 
@@ -253,7 +285,7 @@ pub fn fill(
                         break;
                     }
                     let req = plan.request(i);
-                    let id = format!("scale-create-{i}");
+                    let id = uuid::Uuid::new_v4().to_string();
                     let deadline = Instant::now() + Duration::from_secs(60);
                     let mut attempts = 0;
                     loop {

@@ -25,7 +25,10 @@ fn wait_up_elsewhere(
     timeout: Duration,
 ) -> BTreeMap<String, Duration> {
     let mut seen: BTreeMap<String, Duration> = BTreeMap::new();
-    let client = fleet::vms(&fleet.leader_addr());
+    let client = {
+        let _in_runtime = rt.enter();
+        fleet::vms(&fleet.leader_addr())
+    };
     while t0.elapsed() < timeout && seen.len() < vms.len() {
         check_interrupt();
         let pending: Vec<&(String, String)> = vms.iter().filter(|(n, _)| !seen.contains_key(n)).collect();
@@ -142,27 +145,59 @@ fn report(
     );
 }
 
-/// SIGKILL of the HA host (its `ha_vms` HA VMs of mixed priority die with it).
+/// SIGKILL of the HA host with the HA part's `ha_vms` VMs of mixed priority. If some of them
+/// run elsewhere (the hosts' leases lapsed during the fill and HA moved them), it says so and
+/// kills the learner host that runs most of them, measuring those.
 pub fn ha_host(rt: &tokio::runtime::Runtime, fleet: &mut Fleet, ha_vms: usize, timeout: Duration) {
     check_interrupt();
-    let host = fleet.name(fleet.ha_host);
-    println!("\n## HA: SIGKILL of {host} with {ha_vms} HA VMs (a third each high, medium, low)");
-    let vms: Vec<(String, String)> = (0..ha_vms).map(|i| (fleet::vm_name(i), host.clone())).collect();
+    let names: Vec<String> = (0..ha_vms).map(fleet::vm_name).collect();
     let prio: BTreeMap<String, i32> = (0..ha_vms).map(|i| (fleet::vm_name(i), fleet::priority(i) as i32)).collect();
-    let before = rt.block_on(async {
-        let mut c = fleet::vms(&fleet.leader_addr());
-        let mut up = 0;
-        for (n, _) in &vms {
-            if fleet::get_vm(&mut c, n).await.is_some_and(|v| fleet::is_up(&v) && v.host.as_deref() == Some(&host)) {
-                up += 1;
-            }
+    // Bounded: at most 120 s for all of them to be up somewhere.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while Instant::now() < deadline {
+        check_interrupt();
+        let got: Vec<Option<Vm>> = rt.block_on(async {
+            let c = fleet::vms(&fleet.leader_addr());
+            futures::future::join_all(names.iter().map(|n| {
+                let mut c = c.clone();
+                async move { fleet::get_vm(&mut c, n).await }
+            }))
+            .await
+        });
+        hosts.clear();
+        for v in got.into_iter().flatten().filter(fleet::is_up) {
+            hosts.entry(v.host.clone().unwrap_or_default()).or_default().push(v.name);
         }
-        up
-    });
-    println!("{before} of {ha_vms} up on {host} before the kill");
+        if hosts.values().map(Vec::len).sum::<usize>() == ha_vms {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let planned = fleet.name(fleet.ha_host);
+    let learner = |name: &str| (0..fleet.c.nodes.len()).find(|i| fleet.name(*i) == name && !fleet.voters.contains(i));
+    let victim = hosts
+        .iter()
+        .filter_map(|(h, v)| Some((v.len(), learner(h)?)))
+        .max_by_key(|(n, i)| (*n, *i == fleet.ha_host))
+        .map(|(_, i)| i)
+        .unwrap_or(fleet.ha_host);
+    let host = fleet.name(victim);
+    let on: Vec<String> = hosts.get(&host).cloned().unwrap_or_default();
+    println!("\n## HA: SIGKILL of {host} with {} HA VMs (a third each high, medium, low)", on.len());
+    let up: usize = hosts.values().map(Vec::len).sum();
+    if on.len() < ha_vms {
+        let spread: Vec<String> = hosts.iter().map(|(h, v)| format!("{h}: {}", v.len())).collect();
+        println!(
+            "(of the {ha_vms} planned on {planned}, {up} are up, on {} — they moved when leases lapsed)",
+            spread.join(", ")
+        );
+    }
+    let vms: Vec<(String, String)> = on.iter().map(|n| (n.clone(), host.clone())).collect();
+    let prio: BTreeMap<String, i32> = prio.into_iter().filter(|(n, _)| on.contains(n)).collect();
     let killed_at_ms = now_ms();
     let t0 = Instant::now();
-    fleet.c.kill(fleet.ha_host);
+    fleet.c.kill(victim);
     let seen = wait_up_elsewhere(rt, fleet, &vms, t0, timeout);
     report(rt, fleet, &vms, &prio, &seen, killed_at_ms);
 }
