@@ -215,7 +215,7 @@ impl Drop for Fleet {
 
 /// What the fill creates: VM `i` of `total`. The first `ha_vms` run on the HA host, HA with
 /// priorities high, medium, low in turn; the next up to `running` run on the worker hosts in
-/// turn, every other one HA; the rest are defined and down (every tenth HA).
+/// turn (two each), one of the two HA; the rest are defined and down (every tenth HA).
 pub struct Plan {
     pub ha_vms: usize,
     pub running: usize,
@@ -237,9 +237,9 @@ impl Plan {
         let (ha, start, host) = if i < self.ha_vms {
             (true, true, self.ha_host.clone())
         } else if i < self.running {
-            (i % 2 == 0, true, self.workers[i % self.workers.len()].clone())
+            (i.is_multiple_of(2), true, self.workers[(i / 2) % self.workers.len()].clone())
         } else {
-            (i % 10 == 0, false, String::new())
+            (i.is_multiple_of(10), false, String::new())
         };
         CreateVmRequest {
             name: vm_name(i),
@@ -306,7 +306,7 @@ pub fn fill(
                             }
                         }
                     }
-                    if (i - from + 1) % step == 0 {
+                    if (i - from + 1).is_multiple_of(step) {
                         let secs = started.elapsed().as_secs_f64();
                         println!("  {} VMs created ({:.0} VMs/s so far)", i + 1, (i - from + 1) as f64 / secs);
                     }
