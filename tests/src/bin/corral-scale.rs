@@ -192,7 +192,7 @@ fn main() {
         measure::memory(&fleet);
     }
     if wants("list") {
-        measure::vm_list(&fleet, o.list_runs);
+        measure::vm_list(&rt, &fleet, o.list_runs);
     }
     if wants("catchup") {
         measure::catch_up(&rt, &mut fleet);

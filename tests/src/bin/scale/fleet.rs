@@ -119,7 +119,7 @@ impl Fleet {
         for i in 1..hosts {
             check_interrupt();
             let n = c.add_node(&["--voters", &voters_flag]);
-            c.join(n);
+            join(&c, n, &c.endpoint(0).to_string());
             if i % 10 == 0 || i + 1 == hosts {
                 println!("  {} of {hosts} nodes joined ({:.1} s)", i + 1, t.elapsed().as_secs_f64());
             }
@@ -197,6 +197,26 @@ impl Fleet {
         }
         panic!("the voters did not agree on a leader within 30 s: {seen}");
     }
+}
+
+/// Joins node `n` through `peer`, trying again (at most 10 times, 2 s apart) when the cluster
+/// says to (a leader change during the membership change); returns how long the successful
+/// command took, and panics with the last refusal.
+pub fn join(c: &Cluster, n: usize, peer: &str) -> Duration {
+    let token = c.token.clone().expect("bootstrapped");
+    let mut last = String::new();
+    for attempt in 1..=10 {
+        check_interrupt();
+        let t = Instant::now();
+        let out = c.corral(n, &["-o", "json", "cluster", "join", "--peer", peer, "--token", &token]);
+        if out.code == 0 {
+            return t.elapsed();
+        }
+        last = out.stderr.trim().to_string();
+        eprintln!("  join of {} refused (attempt {attempt}): {last}", c.nodes[n].name);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    panic!("{} could not join in 10 attempts: {last}", c.nodes[n].name);
 }
 
 /// Copies every node's log to `$CORRAL_SCALE_LOGS` (when set) before the cluster's drop removes

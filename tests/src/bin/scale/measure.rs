@@ -246,8 +246,23 @@ pub fn memory(fleet: &Fleet) {
 
 /// `corral vm list` end to end (a new process, its connection, the read, the table or JSON),
 /// `runs` times each against a follower and the leader.
-pub fn vm_list(fleet: &Fleet, runs: usize) {
+pub fn vm_list(rt: &tokio::runtime::Runtime, fleet: &Fleet, runs: usize) {
     println!("\n## corral vm list, end to end ({runs} runs each, p50 and max)");
+    // The reply's size against the limits: tonic's default 4 MiB on a client that sets none,
+    // the API's own MAX_API_MESSAGE.
+    let t = Instant::now();
+    match rt.block_on(fleet::list_vms(&fleet.leader_addr())) {
+        Ok(all) => {
+            let bytes = prost::Message::encoded_len(&corral_proto::ListVmsResponse { vms: all });
+            println!(
+                "ListVms reply: {:.2} MiB of protobuf (gRPC, stale, {}); tonic's default limit is 4 MiB, the API's {} MiB",
+                bytes as f64 / (1024.0 * 1024.0),
+                ms(t.elapsed()),
+                corral_proto::MAX_API_MESSAGE >> 20
+            );
+        }
+        Err(e) => println!("ListVms over gRPC FAILED: {}", e.message()),
+    }
     for (who, i) in [("follower", fleet.follower()), ("leader", fleet.leader)] {
         for (format, args) in [("table", &["vm", "list"][..]), ("json", &["-o", "json", "vm", "list"][..])] {
             let mut times = Vec::new();
@@ -287,15 +302,9 @@ pub fn catch_up(rt: &tokio::runtime::Runtime, fleet: &mut Fleet) -> Option<usize
     println!("\n## a new learner joins the full cluster and catches up");
     let voters = fleet.voters.len().to_string();
     let n = fleet.c.add_node(&["--voters", &voters]);
-    let token = fleet.c.token.clone().expect("bootstrapped");
     let peer = fleet.leader_addr();
     let t = Instant::now();
-    let out = fleet.c.corral(n, &["-o", "json", "cluster", "join", "--peer", &peer, "--token", &token]);
-    let joined = t.elapsed();
-    if out.code != 0 {
-        println!("join FAILED after {}: {}", secs(joined), out.stderr.trim());
-        return None;
-    }
+    let joined = fleet::join(&fleet.c, n, &peer);
     let new_addr = fleet.addr(n);
     let leader_addr = fleet.leader_addr();
     let deadline = t + Duration::from_secs(600);
