@@ -312,9 +312,12 @@ pub fn fill(
                         attempts += 1;
                         let mut r = tonic::Request::new(req.clone());
                         r.metadata_mut().insert(REQUEST_ID_HEADER, id.parse().expect("ascii id"));
+                        r.set_timeout(Duration::from_secs(10));
                         match clients[at].clone().create(r).await {
                             Ok(_) => break,
-                            Err(s) if retryable(&s) && Instant::now() < deadline && attempts < 100 => {
+                            Err(s)
+                                if retryable(&s) && Instant::now() < deadline && attempts < 100 && !interrupted() =>
+                            {
                                 at = (at + 1) % clients.len();
                                 tokio::time::sleep(Duration::from_millis(100)).await;
                             }
