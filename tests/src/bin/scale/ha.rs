@@ -91,10 +91,13 @@ fn inversions(times: &BTreeMap<String, Duration>, prio: &BTreeMap<String, i32>) 
 
 /// How the restarts were ordered in the event log ("VM X is being restarted on host Y (highly
 /// available, P priority)"): the priorities in log order, and how many pairs are out of order.
-fn restart_order(evs: &[corral_proto::Event], names: &BTreeMap<String, i32>) -> (Vec<i32>, usize) {
+/// Only events from `since_ms` on count (earlier restarts of the same VMs, after a lapsed lease,
+/// are not this loss's). Hosts declared down at different times get a restart pass each, and
+/// the order holds within a pass.
+fn restart_order(evs: &[corral_proto::Event], names: &BTreeMap<String, i32>, since_ms: i64) -> (Vec<i32>, usize) {
     let order: Vec<i32> = evs
         .iter()
-        .filter(|e| e.message.contains("is being restarted on host"))
+        .filter(|e| e.time_unix_ms >= since_ms && e.message.contains("is being restarted on host"))
         .filter_map(|e| {
             let name = e.message.strip_prefix("VM ")?.split_whitespace().next()?;
             names.get(name).copied()
@@ -132,7 +135,7 @@ fn report(
         .map(|e| format!("{:.2} s", (e.time_unix_ms - killed_at_ms) as f64 / 1000.0))
         .collect();
     println!("  host declared down after (event time): {}", downs.join(", "));
-    let (order, out) = restart_order(&evs, prio);
+    let (order, out) = restart_order(&evs, prio, killed_at_ms);
     let words: Vec<&str> = order.iter().map(|p| priority_word(*p)).collect();
     let mut runs: Vec<String> = Vec::new();
     for w in words.chunk_by(|a, b| a == b) {
