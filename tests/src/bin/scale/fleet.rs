@@ -119,7 +119,7 @@ impl Fleet {
         for i in 1..hosts {
             check_interrupt();
             let n = c.add_node(&["--voters", &voters_flag]);
-            join(&c, n, &c.endpoint(0).to_string());
+            join(&c, n, c.endpoint(0));
             if i % 10 == 0 || i + 1 == hosts {
                 println!("  {} of {hosts} nodes joined ({:.1} s)", i + 1, t.elapsed().as_secs_f64());
             }
