@@ -126,10 +126,33 @@ impl Fleet {
         }
         let mut fleet = Fleet { c, voters: Vec::new(), leader: 0, ha_host: 0, workers: Vec::new() };
         fleet.find_roles(rt);
+        fleet.wait_hosts_up(rt, hosts);
         let learners: Vec<usize> = (0..hosts).filter(|i| !fleet.voters.contains(i)).collect();
         fleet.ha_host = *learners.last().expect("at least one learner: --hosts must be more than --voters");
         fleet.workers = learners[..learners.len() - 1].to_vec();
         fleet
+    }
+
+    /// Waits (at most 120 s) until the leader shows `want` hosts up: a host that just joined
+    /// is not up until its first heartbeats, and a VM cannot be started there before.
+    pub fn wait_hosts_up(&self, rt: &tokio::runtime::Runtime, want: usize) {
+        use corral_proto::host_service_client::HostServiceClient;
+        let t = Instant::now();
+        let mut up = 0;
+        while t.elapsed() < Duration::from_secs(120) {
+            check_interrupt();
+            let hosts = rt.block_on(async {
+                let mut c = HostServiceClient::new(channel(&self.leader_addr()));
+                c.list(corral_proto::ListHostsRequest { stale: true }).await.map(|r| r.into_inner().hosts)
+            });
+            up = hosts.map_or(0, |h| h.iter().filter(|h| h.state_enum == corral_proto::HostState::Up as i32).count());
+            if up >= want {
+                println!("  all {want} hosts up {} after the last join", super::measure::secs(t.elapsed()));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        println!("  only {up} of {want} hosts up 120 s after the last join; going on");
     }
 
     /// How many nodes' logs have a line containing `needle`, and how many such lines in all.
