@@ -169,10 +169,12 @@ pub fn ha_host(rt: &tokio::runtime::Runtime, fleet: &mut Fleet, ha_vms: usize, t
             .await
         });
         hosts.clear();
+        // A VM whose creation was refused is not waited for.
+        let exist = got.iter().flatten().count();
         for v in got.into_iter().flatten().filter(fleet::is_up) {
             hosts.entry(v.host.clone().unwrap_or_default()).or_default().push(v.name);
         }
-        if hosts.values().map(Vec::len).sum::<usize>() == ha_vms {
+        if hosts.values().map(Vec::len).sum::<usize>() == exist {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
