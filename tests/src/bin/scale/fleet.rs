@@ -133,12 +133,13 @@ impl Fleet {
         fleet
     }
 
-    /// Waits (at most 120 s) until the leader shows `want` hosts up: a host that just joined
-    /// is not up until its first heartbeats, and a VM cannot be started there before.
+    /// Waits (at most 120 s) until the leader shows `want` hosts up three times in a row, a
+    /// second apart: a host that just joined can be declared not responding a moment later
+    /// (seen: 0.1 s after its join, "no heartbeat for 1.8 s"), and no VM starts there then.
     pub fn wait_hosts_up(&self, rt: &tokio::runtime::Runtime, want: usize) {
         use corral_proto::host_service_client::HostServiceClient;
         let t = Instant::now();
-        let mut up = 0;
+        let (mut up, mut streak) = (0, 0);
         while t.elapsed() < Duration::from_secs(120) {
             check_interrupt();
             let hosts = rt.block_on(async {
@@ -146,11 +147,12 @@ impl Fleet {
                 c.list(corral_proto::ListHostsRequest { stale: true }).await.map(|r| r.into_inner().hosts)
             });
             up = hosts.map_or(0, |h| h.iter().filter(|h| h.state_enum == corral_proto::HostState::Up as i32).count());
-            if up >= want {
+            streak = if up >= want { streak + 1 } else { 0 };
+            if streak == 3 {
                 println!("  all {want} hosts up {} after the last join", super::measure::secs(t.elapsed()));
                 return;
             }
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_secs(1));
         }
         println!("  only {up} of {want} hosts up 120 s after the last join; going on");
     }
