@@ -194,7 +194,7 @@ pub fn ha_host(rt: &tokio::runtime::Runtime, fleet: &mut Fleet, ha_vms: usize, t
     if on.len() < ha_vms {
         let spread: Vec<String> = hosts.iter().map(|(h, v)| format!("{h}: {}", v.len())).collect();
         println!(
-            "(of the {ha_vms} planned on {planned}, {up} are up, on {} — they moved when leases lapsed)",
+            "(of the {ha_vms} planned on {planned}, {up} are up, on {}: the others were refused at creation, or moved when leases lapsed)",
             spread.join(", ")
         );
     }
