@@ -29,6 +29,9 @@ pub const REQUEST_ID_HEADER: &str = "corral-request-id";
 /// The largest request or answer of the public API, either way (an OVF document is at most
 /// 1 MiB; a list of every VM of a large cluster fits).
 pub const MAX_API_MESSAGE: usize = 16 << 20;
+/// The largest answer the CLI takes to a listing (every VM, disk, event or OVF document of the
+/// cluster): 50,000 VMs are about 7 MiB of protobuf, more than tonic's default 4 MiB.
+pub const MAX_LIST_MESSAGE: usize = 512 << 20;
 /// The largest message between members: a batch of log entries (openraft sends at most
 /// `max_payload_entries` of them) or one snapshot chunk (3 MiB).
 pub const MAX_RAFT_MESSAGE: usize = 64 << 20;

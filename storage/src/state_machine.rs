@@ -242,10 +242,15 @@ where
     }
 
     async fn build(&self) -> Result<StoredSnapshot<C>, Error> {
-        let (data, last_applied, last_membership) = {
-            let state = self.shared.read()?;
-            (encode_state(&state, self.format.get())?, state.last_applied.clone(), state.last_membership.clone())
-        };
+        // Encoded on the blocking pool (a tenth of a second or more at tens of thousands of VMs):
+        // applies wait for the read lock meanwhile, but no runtime worker spins in the encoder.
+        let (shared, format) = (self.shared.clone(), self.format.get());
+        let (data, last_applied, last_membership) = tokio::task::spawn_blocking(move || {
+            let state = shared.read()?;
+            Ok::<_, Error>((encode_state(&state, format)?, state.last_applied.clone(), state.last_membership.clone()))
+        })
+        .await
+        .map_err(Error::PackTask)??;
         // sled's generated ids stay unique across restarts, so two snapshots at the same log id
         // (say, one before and one after a restart) never share an id.
         let counter = self.db.generate_id()?;
@@ -264,8 +269,15 @@ where
     }
 
     async fn install(&self, meta: &SnapshotMeta<C::NodeId, C::Node>, data: Vec<u8>) -> Result<(), Error> {
-        // Decoded before anything is replaced, so a bad snapshot leaves the current state intact.
-        let state: SmState<C, M> = decode_state(&data)?;
+        // Decoded before anything is replaced, so a bad snapshot leaves the current state intact;
+        // on the blocking pool with the documents below: at tens of thousands of VMs they take
+        // seconds that no runtime worker (and no reader of the state) may wait for.
+        let (state, data) = tokio::task::spawn_blocking(move || {
+            let state: SmState<C, M> = decode_state(&data)?;
+            Ok::<_, Error>((state, data))
+        })
+        .await
+        .map_err(Error::PackTask)??;
         if state.last_applied != meta.last_log_id {
             return Err(Error::SnapshotMismatch {
                 meta: format!("{:?}", meta.last_log_id),
@@ -278,11 +290,19 @@ where
         self.persist_snapshot(meta, &stored, false).await?;
         self.disk.mark(index_of(&meta.last_log_id), generation);
         let index = index_of(&state.last_applied);
-        let mut guard = self.shared.write()?;
         if let Some(f) = state.machine.format() {
             self.format.set(f);
         }
-        sync_documents(&self.documents, state.machine.all_documents(), self.format.get())?;
+        // The documents are written before the state is swapped in (they may be ahead of the
+        // state a moment, never behind it), outside the lock.
+        let (tree, format) = (self.documents.clone(), self.format.get());
+        let state = tokio::task::spawn_blocking(move || {
+            sync_documents(&tree, state.machine.all_documents(), format)?;
+            Ok::<_, Error>(state)
+        })
+        .await
+        .map_err(Error::PackTask)??;
+        let mut guard = self.shared.write()?;
         *guard = state;
         drop(guard);
         self.shared.applied.send_replace(index);

@@ -96,7 +96,15 @@ fn print_disk(ctx: &Context, d: DiskView) -> Result<()> {
 
 async fn list(ctx: &Context) -> Result<()> {
     let request = proto::ListDisksRequest { stale: ctx.stale };
-    let response = ctx.nodes.read(|channel| async move { DiskServiceClient::new(channel).list(request).await }).await?;
+    let response = ctx
+        .nodes
+        .read(|channel| async move {
+            DiskServiceClient::new(channel)
+                .max_decoding_message_size(corral_proto::MAX_LIST_MESSAGE)
+                .list(request)
+                .await
+        })
+        .await?;
     let disks: Vec<DiskView> = response.disks.into_iter().map(DiskView::from).collect();
     match ctx.format {
         Format::Json => output::print_json(&disks)?,

@@ -38,7 +38,12 @@ async fn list(ctx: &Context, limit: u32, user: String) -> Result<()> {
         .nodes
         .read(|channel| {
             let request = request.clone();
-            async move { EventServiceClient::new(channel).list(request).await }
+            async move {
+                EventServiceClient::new(channel)
+                    .max_decoding_message_size(corral_proto::MAX_LIST_MESSAGE)
+                    .list(request)
+                    .await
+            }
         })
         .await?;
     let events = response.events.into_iter().map(EventView::from);

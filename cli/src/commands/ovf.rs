@@ -21,7 +21,9 @@ pub async fn run(ctx: &Context, command: OvfCommand) -> Result<()> {
 
 async fn list(ctx: &Context, local: bool) -> Result<()> {
     let request = proto::OvfListRequest { local };
-    let rpc = |channel: Channel| async move { OvfServiceClient::new(channel).list(request).await };
+    let rpc = |channel: Channel| async move {
+        OvfServiceClient::new(channel).max_decoding_message_size(corral_proto::MAX_LIST_MESSAGE).list(request).await
+    };
     let response = if local { ctx.nodes.read_here(rpc).await? } else { ctx.nodes.read(rpc).await? };
     let view = OvfListView::from(response);
     match ctx.format {

@@ -217,7 +217,12 @@ async fn create(ctx: &Context, args: CreateVmArgs) -> Result<()> {
 
 async fn list(ctx: &Context) -> Result<()> {
     let request = proto::ListVmsRequest { stale: ctx.stale };
-    let response = ctx.nodes.read(|channel| async move { VmServiceClient::new(channel).list(request).await }).await?;
+    let response = ctx
+        .nodes
+        .read(|channel| async move {
+            VmServiceClient::new(channel).max_decoding_message_size(corral_proto::MAX_LIST_MESSAGE).list(request).await
+        })
+        .await?;
     let vms: Vec<VmView> = response.vms.into_iter().map(VmView::from).collect();
     match ctx.format {
         Format::Json => output::print_json(&vms)?,
