@@ -1,7 +1,7 @@
 //! How a document of the document tree (the OVF store) is stored: format v0 wrote the bare
 //! document, v1 the header and then the same bytes, and this build the header with its
-//! compressed flag and the document as a zstd frame (`compress.rs`; documents never leave the
-//! node). Documents are XML, which never begins with the header's mark, so all three read back
+//! compressed flag and the document as a zstd frame made with the OVF dictionary (`compress.rs`;
+//! documents never leave the node). Documents are XML, which never begins with the header's mark, so all three read back
 //! without help.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -326,7 +326,7 @@ async fn at_rest(data: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>), Error> {
 /// the rest removed. Unchanged documents are not written.
 fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>, format: u8) -> Result<(), Error> {
     let wanted: std::collections::BTreeMap<String, Vec<u8>> = docs.into_iter().collect();
-    let mut z = Zstd::default();
+    let mut z = Zstd::for_documents();
     let mut batch = sled::Batch::default();
     let mut changed = 0usize;
     for key in tree.iter().keys() {
@@ -356,7 +356,7 @@ fn write_documents(
     docs: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
     format: u8,
 ) -> Result<(), Error> {
-    let mut z = Zstd::default();
+    let mut z = Zstd::for_documents();
     let mut batch = sled::Batch::default();
     let mut changed = 0usize;
     for (key, doc) in docs {

@@ -383,7 +383,7 @@ impl Store {
         raft.insert(crate::log_store::KEY_VOTE, crate::codec::encode_plain(&vote, format)?)?;
         let documents = self.db.open_tree(TREE_DOCUMENTS)?;
         let mut batch = sled::Batch::default();
-        let mut z = crate::compress::Zstd::default();
+        let mut z = crate::compress::Zstd::for_documents();
         for (key, doc) in docs {
             batch.insert(key.as_bytes(), crate::documents::write(&doc, format, &mut z)?);
         }
