@@ -34,6 +34,10 @@ impl Machine<TypeConfig> for ClusterState {
         crate::documents::all(self)
     }
 
+    fn document_keys(&self) -> Vec<String> {
+        self.vms.keys().map(|id| crate::documents::key(*id)).collect()
+    }
+
     /// The format of the cluster level: level 2 (TLS) writes format v1 as level 1 does.
     fn format(&self) -> Option<u8> {
         self.cluster.as_ref().map(|c| c.level.min(corral_storage::codec::CURRENT))

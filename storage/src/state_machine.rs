@@ -52,6 +52,12 @@ pub trait Machine<C: RaftTypeConfig>: Default + Serialize + DeserializeOwned + S
         Vec::new()
     }
 
+    /// The keys of every document the state holds (`document` gives each), so that the tree can
+    /// be brought in line one document at a time.
+    fn document_keys(&self) -> Vec<String> {
+        self.all_documents().into_iter().map(|(k, _)| k).collect()
+    }
+
     /// The format the cluster writes in, as this state decides it (its cluster level); `None`
     /// while the state has no say (a node that belongs to no cluster yet), when the store keeps
     /// the format it has.
@@ -191,7 +197,7 @@ where
             format.set(f);
         }
         if documents.is_empty() {
-            sync_documents(&documents, state.machine.all_documents(), format.get())?;
+            sync_documents::<C, M>(&documents, &state.machine, format.get())?;
         }
         let (applied, _) = watch::channel(index_of(&state.last_applied));
         Ok(Self {
@@ -297,7 +303,7 @@ where
         // state a moment, never behind it), outside the lock.
         let (tree, format) = (self.documents.clone(), self.format.get());
         let state = tokio::task::spawn_blocking(move || {
-            sync_documents(&tree, state.machine.all_documents(), format)?;
+            sync_documents::<C, M>(&tree, &state.machine, format)?;
             Ok::<_, Error>(state)
         })
         .await
@@ -322,30 +328,39 @@ async fn at_rest(data: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>), Error> {
     .map_err(Error::PackTask)?
 }
 
-/// Makes the document tree hold exactly `docs`: changed ones rewritten, missing ones added,
-/// the rest removed. Unchanged documents are not written.
-fn sync_documents(tree: &sled::Tree, docs: Vec<(String, Vec<u8>)>, format: u8) -> Result<(), Error> {
-    let wanted: std::collections::BTreeMap<String, Vec<u8>> = docs.into_iter().collect();
+/// Makes the document tree hold exactly the machine's documents: changed ones rewritten, missing
+/// ones added, the rest removed. Unchanged documents are not written. One document is built at
+/// a time and written in batches of `SYNC_BATCH`, so tens of thousands of them never sit in
+/// memory together (the tree may be half-way for a moment: ahead of the state, never behind).
+fn sync_documents<C: RaftTypeConfig, M: Machine<C>>(tree: &sled::Tree, machine: &M, format: u8) -> Result<(), Error> {
+    const SYNC_BATCH: usize = 1024;
+    let keys: std::collections::BTreeSet<String> = machine.document_keys().into_iter().collect();
     let mut z = Zstd::for_documents();
     let mut batch = sled::Batch::default();
-    let mut changed = 0usize;
+    let (mut changed, mut pending) = (0usize, 0usize);
     for key in tree.iter().keys() {
         let key = key?;
-        if !wanted.contains_key(&*String::from_utf8_lossy(&key)) {
+        if !keys.contains(&*String::from_utf8_lossy(&key)) {
             batch.remove(key);
             changed += 1;
         }
     }
-    for (key, doc) in &wanted {
-        if !tree.get(key.as_bytes())?.is_some_and(|v| documents::holds(&v, doc, &mut z)) {
-            batch.insert(key.as_bytes(), documents::write(doc, format, &mut z)?);
+    for key in &keys {
+        let Some(doc) = machine.document(key) else { continue };
+        if !tree.get(key.as_bytes())?.is_some_and(|v| documents::holds(&v, &doc, &mut z)) {
+            batch.insert(key.as_bytes(), documents::write(&doc, format, &mut z)?);
             changed += 1;
+            pending += 1;
+            if pending == SYNC_BATCH {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
         }
     }
     tree.apply_batch(batch)?;
     documents::note_written(changed);
     if changed > 0 {
-        tracing::info!(changed, documents = wanted.len(), "document store brought in line with the state");
+        tracing::info!(changed, documents = keys.len(), "document store brought in line with the state");
     }
     Ok(())
 }

@@ -32,6 +32,12 @@ struct Footprint {
 }
 
 impl Footprint {
+    /// Whether it adds to any index: a VM that is down on no host, with no job and no pending
+    /// restart (most of a large cluster's) is not kept at all.
+    fn counts(&self) -> bool {
+        self.host.is_some() || self.target.is_some() || self.job.is_some() || self.ha_pending
+    }
+
     fn of(vm: &Vm) -> Footprint {
         Footprint {
             host: vm.runtime.host,
@@ -47,7 +53,7 @@ impl Footprint {
 
 #[derive(Debug, Default)]
 struct Index {
-    /// Every VM's footprint as the totals below count it.
+    /// The footprint of every VM that counts, as the totals below count it.
     counted: HashMap<Uuid, Footprint>,
     usage: HashMap<NodeId, Usage>,
     on_host: HashMap<NodeId, BTreeSet<Uuid>>,
@@ -112,12 +118,15 @@ impl Index {
         if self.all_dirty {
             *self = Index::default();
             for (id, vm) in vms {
-                self.add(*id, Footprint::of(vm));
+                let f = Footprint::of(vm);
+                if f.counts() {
+                    self.add(*id, f);
+                }
             }
             return;
         }
         for id in std::mem::take(&mut self.dirty) {
-            let now = vms.get(&id).map(Footprint::of);
+            let now = vms.get(&id).map(Footprint::of).filter(Footprint::counts);
             if self.counted.get(&id) == now.as_ref() {
                 continue;
             }
