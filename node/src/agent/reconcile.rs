@@ -145,6 +145,12 @@ impl Agent {
                     v.migration_targets.insert(vm.id, t.facts.libvirt_uri.clone());
                 }
             }
+            // A pass powers VMs up one after another: the hosted engine first, then highly
+            // available ones by priority, as the restart pass ordered them.
+            v.mine.sort_by_key(|vm| {
+                let ha = vm.config.ha.enabled.then_some(vm.config.ha.priority);
+                (std::cmp::Reverse(vm.config.hosted_engine), std::cmp::Reverse(ha))
+            });
             v
         })
     }

@@ -346,6 +346,10 @@ async fn majority_tick(leader: &Arc<Leader>, parts: &RaftParts, term: u64, memor
         let _ = leader.cluster.propose_as_leader(op).await;
     }
     memory.skipping = skip;
+    // Hosts found down this tick are voted on side by side, so that ten lost at once are
+    // declared down together (their HostDown proposals share a batch, and one restart pass
+    // orders all their HA VMs by priority) rather than one vote round after another.
+    let mut down = Vec::new();
     for (host, host_state, name, address) in hosts {
         let silent = silence(host);
         if !skip && silent >= non_responsive_after {
@@ -369,7 +373,7 @@ async fn majority_tick(leader: &Arc<Leader>, parts: &RaftParts, term: u64, memor
             };
             // Powered off by the fence agent: no lease to wait out, only the vote's ordering.
             let at_least = if by_agent { Duration::ZERO } else { down_after };
-            declare_down(leader, parts, term, host, &name, at_least, how).await;
+            down.push((host, name, at_least, how));
         } else if silent >= non_responsive_after && host_state.is_alive() {
             let op = Op::HostNonResponsive { id: host, silent_ms: silent.as_millis() as u64 };
             if let Err(e) = leader.cluster.propose_as_leader(op).await {
@@ -377,6 +381,10 @@ async fn majority_tick(leader: &Arc<Leader>, parts: &RaftParts, term: u64, memor
             }
         }
     }
+    let votes = down.into_iter().map(|(host, name, at_least, how)| async move {
+        declare_down(leader, parts, term, host, &name, at_least, how).await
+    });
+    futures::future::join_all(votes).await;
 }
 
 /// The voters now, as the configurations of a (possibly joint) membership, with their addresses.
