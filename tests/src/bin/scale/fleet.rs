@@ -110,15 +110,28 @@ impl Fleet {
     /// Starts `hosts` corrald processes, bootstraps the first with `voters` voters and joins the
     /// others one at a time (a membership change at a time); raises the CPU overcommit so that
     /// one test-driver host (16 CPUs, 3 GiB) can hold the HA part's 100 one-vCPU VMs.
-    pub fn start(rt: &tokio::runtime::Runtime, voters: usize, hosts: usize, overcommit: u32) -> Fleet {
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        voters: usize,
+        hosts: usize,
+        overcommit: u32,
+        learner_fsync: bool,
+    ) -> Fleet {
         let voters_flag = voters.to_string();
+        let fsync = learner_fsync.to_string();
         let mut c = Cluster::start(1, &["--voters", &voters_flag]);
         c.bootstrap();
         c.must_ok(0, &["cluster", "edit", "--cpu-overcommit", &overcommit.to_string()]);
         let t = Instant::now();
         for i in 1..hosts {
             check_interrupt();
-            let n = c.add_node(&["--voters", &voters_flag]);
+            // The first `voters` nodes become the voters (one joins at a time, and the cluster
+            // takes voters until it has as many as it keeps).
+            let n = if i < voters {
+                c.add_node(&["--voters", &voters_flag])
+            } else {
+                c.add_node(&["--voters", &voters_flag, "--fsync", &fsync])
+            };
             join(&c, n, c.endpoint(0));
             if i % 10 == 0 || i + 1 == hosts {
                 println!("  {} of {hosts} nodes joined ({:.1} s)", i + 1, t.elapsed().as_secs_f64());
