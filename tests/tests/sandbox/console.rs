@@ -44,12 +44,24 @@ struct Screen {
 
 impl Screen {
     fn open(name: &str, command: &str) -> Screen {
-        let out = Command::new("tmux")
-            .args(["-L", TMUX, "new-session", "-d", "-s", name, "-x", "160", "-y", "50", command])
-            .output()
-            .expect("run tmux (deploy/sandbox/deps.sh installs it)");
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
-        Screen { name: name.to_string() }
+        // The previous screen's session was the tmux server's last: the server may still be on
+        // its way out when this one starts, and tmux then says "server exited unexpectedly"
+        // (seen once in a full run). A new server is tried again, a bounded number of times.
+        let mut attempt = 0;
+        loop {
+            let out = Command::new("tmux")
+                .args(["-L", TMUX, "new-session", "-d", "-s", name, "-x", "160", "-y", "50", command])
+                .output()
+                .expect("run tmux (deploy/sandbox/deps.sh installs it)");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                return Screen { name: name.to_string() };
+            }
+            attempt += 1;
+            assert!(attempt < 5 && stderr.contains("server exited unexpectedly"), "tmux new-session: {stderr}");
+            eprintln!("tmux new-session, attempt {attempt}: {stderr}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     fn keys(&self, keys: &[&str]) {
