@@ -61,6 +61,30 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Re
 /// QEMU's port forward) or for an address nothing listens on. Another process may take it in
 /// between: the harness's own corrald nodes bind port 0 instead and say which port they got
 /// (`--listen-file`); only an older corrald, which has no such flag, still starts on one.
+/// A process's resident memory (VmRSS) in KiB; 0 for one that is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The bytes of every file below `path` (0 for one that cannot be read).
+pub fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
 }

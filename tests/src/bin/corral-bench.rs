@@ -23,7 +23,7 @@ use corral_cli::views::VmView;
 use corral_proto::vm_service_client::VmServiceClient;
 use corral_proto::EditVmRequest;
 use corral_tests::client::{channel, Writer};
-use corral_tests::{wait_until, Cluster};
+use corral_tests::{dir_size, rss_kib, wait_until, Cluster};
 
 struct Opts {
     only: Option<String>,
@@ -91,18 +91,6 @@ fn main() {
     if opts.only.as_deref() == Some("soak") {
         soak(&rt, opts.seconds);
     }
-}
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// 16 clients editing for `seconds`, with RSS and disk use of every node sampled ten times.
@@ -332,16 +320,6 @@ fn tls_costs(rounds: usize) {
     }
     println!("{:>12} {:>14} {:>14}", "join", ms(percentile(&joins[0], 0.5)), ms(percentile(&joins[1], 0.5)));
     println!("{:>12} {:>14} {:>14}", "vm list", ms(percentile(&calls[0], 0.5)), ms(percentile(&calls[1], 0.5)));
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Resident memory of idle nodes: sampled 10 times over 5 s, after 3 s of idling.

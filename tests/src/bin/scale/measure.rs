@@ -2,13 +2,13 @@
 //! and throughput, CPU, memory and disk of the processes, `vm list` end to end, and a new
 //! learner's catch-up. They print figures and assert nothing.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use corral_proto::vm_service_client::VmServiceClient;
 use corral_proto::{CreateVmRequest, EditVmRequest};
 
 use super::fleet::{self, check_interrupt, interrupted, Fleet};
+use corral_tests::{dir_size, rss_kib};
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -177,28 +177,6 @@ fn role(fleet: &Fleet, i: usize) -> String {
         "learner"
     };
     format!("{} ({what})", fleet.name(i))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn mib(kib: u64) -> String {
