@@ -348,8 +348,8 @@ impl ClusterState {
         if previous.0.as_ref().ok() != Some(&VM_AS_NOW) {
             return previous.clone();
         }
-        let vm =
-            op.vm_made().and_then(|id| self.vms.get(&id)).or_else(|| op.vm_answered().and_then(|n| self.find_vm(n)));
+        let by_id = if let Op::AdoptVm { vm, .. } = op { Some(*vm) } else { op.vm_made() };
+        let vm = by_id.and_then(|id| self.vms.get(&id)).or_else(|| op.vm_answered().and_then(|n| self.find_vm(n)));
         match vm {
             Some(vm) => Reply(Ok(Outcome::Vm(Box::new(vm.clone())))),
             None => Reply(Err(ClusterError::vm_not_found(op.vm_answered().unwrap_or("of the request")))),
