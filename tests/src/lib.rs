@@ -61,6 +61,30 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Re
 /// QEMU's port forward) or for an address nothing listens on. Another process may take it in
 /// between: the harness's own corrald nodes bind port 0 instead and say which port they got
 /// (`--listen-file`); only an older corrald, which has no such flag, still starts on one.
+/// Sets `flag` when SIGINT or SIGTERM arrives (saying `message` on stderr each time), so that a
+/// benchmark's loops can end and its clusters' drops clean up.
+pub fn flag_on_signals(
+    rt: &tokio::runtime::Runtime,
+    flag: &'static std::sync::atomic::AtomicBool,
+    message: &'static str,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _guard = rt.enter();
+    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        let Ok(mut s) = signal(kind) else { continue };
+        rt.spawn(async move {
+            // Bounded: a second signal is as good as the first.
+            for _ in 0..1000 {
+                if s.recv().await.is_none() {
+                    break;
+                }
+                eprintln!("{message}");
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+}
+
 /// A process's resident memory (VmRSS) in KiB; 0 for one that is gone.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

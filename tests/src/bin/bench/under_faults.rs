@@ -147,23 +147,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Catches SIGINT and SIGTERM into `INTERRUPTED` (once per process); returns whether the run was
 /// already interrupted.
 fn catch_interrupts(rt: &tokio::runtime::Runtime) -> bool {
-    use tokio::signal::unix::{signal, SignalKind};
     static CAUGHT: std::sync::Once = std::sync::Once::new();
     CAUGHT.call_once(|| {
-        let _guard = rt.enter();
-        for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-            let Ok(mut s) = signal(kind) else { continue };
-            rt.spawn(async move {
-                // Bounded: a second signal is as good as the first.
-                for _ in 0..1000 {
-                    if s.recv().await.is_none() {
-                        break;
-                    }
-                    eprintln!("corral-bench: interrupted; ending after this step");
-                    INTERRUPTED.store(true, Ordering::Relaxed);
-                }
-            });
-        }
+        corral_tests::flag_on_signals(rt, &INTERRUPTED, "corral-bench: interrupted; ending after this step")
     });
     interrupted()
 }

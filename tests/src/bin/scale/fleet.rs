@@ -33,21 +33,7 @@ pub fn check_interrupt() {
 
 /// Catches SIGINT and SIGTERM into `INTERRUPTED`.
 pub fn catch_interrupts(rt: &tokio::runtime::Runtime) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let _guard = rt.enter();
-    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-        let Ok(mut s) = signal(kind) else { continue };
-        rt.spawn(async move {
-            // Bounded: a second signal is as good as the first.
-            for _ in 0..1000 {
-                if s.recv().await.is_none() {
-                    break;
-                }
-                eprintln!("corral-scale: interrupted; cleaning up");
-                INTERRUPTED.store(true, Ordering::Relaxed);
-            }
-        });
-    }
+    corral_tests::flag_on_signals(rt, &INTERRUPTED, "corral-scale: interrupted; cleaning up");
 }
 
 /// A channel to `addr` with the cluster's admin credentials (as `client::channel`), but with a
